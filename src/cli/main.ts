@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// The `flotilla` command line. Parses arguments with node:util parseArgs; each subcommand lives in
+// its own module as the runtime grows. Exit codes: 0 ok, 1 failure, 2 usage error.
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+
+const HELP = `flotilla — a multi-group Raft runtime for Node.js
+
+Usage: flotilla <command> [options]
+
+Commands:
+  version          print the version
+  help             print this help
+
+Options:
+  -h, --help       print this help
+
+The node process (start), status, transfer, drain, balance, bench and demo commands arrive
+with the runtime, leadership, benchmark and first-run milestones (see README.md, Status).
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export function main(argv: string[]): number {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' } } });
+  } catch (e) {
+    process.stderr.write(`flotilla: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const [cmd] = parsed.positionals;
+  if (parsed.values.help || cmd === undefined || cmd === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (cmd === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  process.stderr.write(`flotilla: unknown command "${cmd}"\n\n${HELP}`);
+  return 2;
+}
+
+process.exitCode = main(process.argv.slice(2));

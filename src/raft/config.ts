@@ -1,0 +1,100 @@
+// Configuration of one Raft replica, with every default in one place. Times are in ticks: the
+// host decides what a tick is (the runtime uses the heartbeat interval, 100 ms by default).
+import { RaftError, type NodeId } from './types.js';
+import type { Storage } from './storage.js';
+import type { RandomSource } from './rand.js';
+
+export interface RaftConfig {
+  /** This replica's node id. */
+  readonly id: NodeId;
+  /** Group id; messages for another group are rejected. */
+  readonly group: number;
+  readonly storage: Storage;
+  /** Injected randomness (election jitter). Use `seededRandom(seed)` for determinism. */
+  readonly random: RandomSource;
+  /** Ticks between heartbeats. Default 1. */
+  readonly heartbeatTicks?: number;
+  /** Leader-failure detection: a follower that hears nothing from a leader for a random
+   *  duration in [T, 2T) starts an election. Also the CheckQuorum window and the stickiness
+   *  window. Default 10 (1 s at 100 ms ticks, as etcd). */
+  readonly electionTicks?: number;
+  /** Election-round timeout: how long a (pre)candidate waits, randomized in [R, 2R), before
+   *  retrying a split vote. Separate from detection so split votes resolve fast without making
+   *  failure detection twitchy. Default = electionTicks (etcd behaviour). */
+  readonly electionRoundTicks?: number;
+  /** Run a PreVote round before incrementing the term. Default true. */
+  readonly preVote?: boolean;
+  /** Leader steps down without an active quorum within electionTicks; followers that heard from
+   *  a leader within electionTicks reject votes. Default true. */
+  readonly checkQuorum?: boolean;
+  /** Max bytes of entry data per append message (at least one entry is always sent). Default 1 MiB. */
+  readonly maxMsgBytes?: number;
+  /** Max append messages in flight per follower in replicate state. Default 256. */
+  readonly maxInflight?: number;
+  /** Max bytes of uncommitted entry data the leader accepts before `Overloaded`. Default 64 MiB. */
+  readonly maxUncommittedBytes?: number;
+  /** Max bytes of a single proposal. Default 8 MiB. */
+  readonly maxProposalBytes?: number;
+  /** Allow lease-based reads (requires checkQuorum). Default false. */
+  readonly leaseReads?: boolean;
+  /** Ticks of an election timeout kept as a safety margin against clock drift for lease reads.
+   *  Default 2. */
+  readonly leaseMarginTicks?: number;
+  /** Idle ticks (nothing to replicate, everyone caught up) after which a leader quiesces the
+   *  group. 0 disables quiescence. Default 0 in the core; the runtime enables it. */
+  readonly quiesceAfterTicks?: number;
+  /** The last applied index on restart (the state machine's, persisted by the host). Default 0. */
+  readonly applied?: number;
+  /** Max bytes of committed entries handed out per Ready. Default 4 MiB. */
+  readonly maxCommittedBytesPerReady?: number;
+}
+
+export type ResolvedConfig = Required<RaftConfig>;
+
+export const RAFT_DEFAULTS = {
+  heartbeatTicks: 1,
+  electionTicks: 10,
+  preVote: true,
+  checkQuorum: true,
+  maxMsgBytes: 1 << 20,
+  maxInflight: 256,
+  maxUncommittedBytes: 64 << 20,
+  maxProposalBytes: 8 << 20,
+  leaseReads: false,
+  leaseMarginTicks: 2,
+  quiesceAfterTicks: 0,
+  applied: 0,
+  maxCommittedBytesPerReady: 4 << 20,
+} as const;
+
+export function resolveConfig(c: RaftConfig): ResolvedConfig {
+  const electionTicks = c.electionTicks ?? RAFT_DEFAULTS.electionTicks;
+  const r: ResolvedConfig = {
+    ...RAFT_DEFAULTS,
+    electionRoundTicks: electionTicks,
+    ...stripUndefined(c),
+  } as ResolvedConfig;
+  const fail = (field: string, why: string) => {
+    throw new RaftError('InvalidConfig', `raft config: ${field} ${why}`);
+  };
+  if (typeof r.id !== 'string' || r.id.length === 0) fail('id', 'must be a non-empty string');
+  if (!Number.isInteger(r.group) || r.group < 0) fail('group', 'must be a non-negative integer');
+  for (const f of ['heartbeatTicks', 'electionTicks', 'electionRoundTicks', 'maxMsgBytes', 'maxInflight',
+    'maxUncommittedBytes', 'maxProposalBytes', 'maxCommittedBytesPerReady'] as const) {
+    if (!Number.isInteger(r[f]) || r[f] <= 0) fail(f, 'must be a positive integer');
+  }
+  if (r.electionTicks <= r.heartbeatTicks) fail('electionTicks', 'must be greater than heartbeatTicks');
+  if (r.leaseReads && !r.checkQuorum) fail('leaseReads', 'requires checkQuorum');
+  if (!Number.isInteger(r.leaseMarginTicks) || r.leaseMarginTicks < 0 || r.leaseMarginTicks >= r.electionTicks) {
+    fail('leaseMarginTicks', 'must be an integer in [0, electionTicks)');
+  }
+  if (!Number.isInteger(r.quiesceAfterTicks) || r.quiesceAfterTicks < 0) fail('quiesceAfterTicks', 'must be >= 0');
+  if (typeof r.random !== 'function') fail('random', 'must be a function returning [0,1)');
+  return r;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}

@@ -1,0 +1,186 @@
+// RaftNode: the host-facing wrapper around Raft. Collects what changed since the last Ready
+// (hard state, soft state, unstable log, committed entries, messages, reads, transfer outcomes)
+// into one batch, and learns from advance() what the host made durable.
+import type { RaftConfig } from './config.js';
+import { Raft, type RaftStatus, type StepResult } from './raft.js';
+import type {
+  ConfChange, ConfState, Entry, HardState, Message, NodeId, ProposeResult, ReadRequestResult, Ready, Snapshot,
+  SoftState, TransferRequestResult,
+} from './types.js';
+
+interface InProgress {
+  lastEntry: { index: number; term: number } | null;
+  snapIndex: number;
+  hardState: HardState | null;
+}
+
+export class RaftNode {
+  readonly raft: Raft;
+  private prevSoft: SoftState;
+  private prevHard: HardState;
+  private inProgress: InProgress | null = null;
+
+  constructor(config: RaftConfig) {
+    this.raft = new Raft(config);
+    this.prevSoft = this.softState();
+    this.prevHard = this.hardState();
+  }
+
+  get id(): NodeId {
+    return this.raft.id;
+  }
+
+  get group(): number {
+    return this.raft.group;
+  }
+
+  tick(): void {
+    this.raft.tick();
+  }
+
+  step(m: Message): StepResult {
+    return this.raft.step(m);
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    return this.raft.propose(data);
+  }
+
+  proposeConfChange(cc: ConfChange): ProposeResult {
+    return this.raft.proposeConfChange(cc);
+  }
+
+  readIndex(ctx: string): ReadRequestResult {
+    return this.raft.readIndex(ctx);
+  }
+
+  transferLeader(target: NodeId): TransferRequestResult {
+    return this.raft.transferLeader(target);
+  }
+
+  /** Start an election now (tests, bootstrap of a single-node group). */
+  campaign(): void {
+    this.raft.startElection();
+  }
+
+  wake(): void {
+    this.raft.wake();
+  }
+
+  leaderUnreachable(): void {
+    this.raft.leaderUnreachable();
+  }
+
+  reportUnreachable(id: NodeId): void {
+    this.raft.reportUnreachable(id);
+  }
+
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    this.raft.reportSnapshot(id, ok);
+  }
+
+  isQuiesced(): boolean {
+    return this.raft.quiesced;
+  }
+
+  status(): RaftStatus {
+    return this.raft.status();
+  }
+
+  private softState(): SoftState {
+    return { role: this.raft.role, leader: this.raft.leader, term: this.raft.term };
+  }
+
+  private hardState(): HardState {
+    return { term: this.raft.term, vote: this.raft.vote, commit: this.raft.log.committed };
+  }
+
+  hasReady(): boolean {
+    const r = this.raft;
+    if (this.inProgress) return false;
+    if (r.pendingBroadcast && r.role === 'leader') return true;
+    if (r.msgsNow.length || r.msgsAfterPersist.length || r.readStates.length || r.droppedReads.length) return true;
+    if (r.transferOutcomes.length || r.confChanged) return true;
+    if (r.log.unstable.length || r.log.unstableSnap || r.log.hasNextCommitted()) return true;
+    if (!sameHard(this.hardState(), this.prevHard)) return true;
+    if (!sameSoft(this.softState(), this.prevSoft)) return true;
+    return false;
+  }
+
+  /** Drain everything pending into a Ready. The host must call advance() before the next ready(). */
+  ready(): Ready {
+    const r = this.raft;
+    r.flushBroadcast();
+    const log = r.log;
+    const snapshot: Snapshot | null = log.unstableSnap;
+    const entries: Entry[] = log.unstable.slice();
+    let committed: Entry[] = [];
+    if (snapshot) {
+      log.applied = Math.max(log.applied, snapshot.meta.index);
+    } else if (log.hasNextCommitted()) {
+      committed = log.nextCommitted(r.cfg.maxCommittedBytesPerReady);
+      for (const e of committed) if (e.type === 'conf') r.applyConfEntry(e);
+      if (committed.length > 0) log.applied = committed[committed.length - 1].index;
+    }
+    const soft = this.softState();
+    const hard = this.hardState();
+    const softChanged = !sameSoft(soft, this.prevSoft);
+    const hardChanged = !sameHard(hard, this.prevHard);
+    let messages = r.msgsNow;
+    let after = r.msgsAfterPersist;
+    if (hardChanged && (hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote)) {
+      // A new term or vote must be durable before anything that carries it leaves.
+      after = messages.concat(after);
+      messages = [];
+    }
+    const conf: ConfState | null = r.confChanged ? r.tracker.conf() : null;
+    const rd: Ready = {
+      group: r.group,
+      softState: softChanged ? soft : null,
+      hardState: hardChanged ? hard : null,
+      snapshot,
+      entries,
+      committed,
+      messages,
+      messagesAfterPersist: after,
+      readStates: r.readStates,
+      transfers: r.transferOutcomes,
+      conf,
+      droppedReads: r.droppedReads,
+    };
+    r.msgsNow = [];
+    r.msgsAfterPersist = [];
+    r.readStates = [];
+    r.droppedReads = [];
+    r.transferOutcomes = [];
+    r.confChanged = false;
+    if (softChanged) this.prevSoft = soft;
+    const last = entries.length > 0 ? entries[entries.length - 1] : null;
+    this.inProgress = {
+      lastEntry: last ? { index: last.index, term: last.term } : null,
+      snapIndex: snapshot ? snapshot.meta.index : 0,
+      hardState: hardChanged ? hard : null,
+    };
+    return rd;
+  }
+
+  /** The host persisted the last Ready (and sent its messages). */
+  advance(): void {
+    const p = this.inProgress;
+    if (!p) return;
+    this.inProgress = null;
+    const log = this.raft.log;
+    if (p.snapIndex > 0) log.stableSnapTo(p.snapIndex);
+    if (p.lastEntry) log.stableTo(p.lastEntry.index, p.lastEntry.term);
+    if (p.hardState) this.prevHard = p.hardState;
+    this.raft.onPersisted();
+  }
+}
+
+function sameHard(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function sameSoft(a: SoftState, b: SoftState): boolean {
+  return a.role === b.role && a.leader === b.leader && a.term === b.term;
+}

@@ -1,0 +1,961 @@
+// Raft: the protocol state machine of one replica of one group. Pure and deterministic: inputs are
+// ticks, messages and local requests; outputs accumulate in outboxes that RaftNode drains into a
+// Ready. Owns roles and terms, elections (PreVote, CheckQuorum, stickiness, two clocks),
+// replication and flow control, leader transfer, membership, ReadIndex/lease reads and quiescence.
+import { resolveConfig, type RaftConfig, type ResolvedConfig } from './config.js';
+import { applyConfChange, decodeConfChange, encodeConfChange, validateConfChange } from './confchange.js';
+import { RaftLog } from './log.js';
+import type { Progress } from './progress.js';
+import { randInt } from './rand.js';
+import { ReadIndexQueue, type PendingRead } from './readindex.js';
+import { Tracker } from './tracker.js';
+import {
+  NONE, RaftError,
+  type ConfChange, type ConfState, type Entry, type Message, type MsgApp, type MsgAppResp, type MsgHeartbeat,
+  type MsgHeartbeatResp, type MsgSnap, type MsgVote, type NodeId, type ProposeResult, type ReadRequestResult,
+  type ReadState, type RejectReason, type Role, type Snapshot, type TransferAbortReason, type TransferOutcome,
+  type TransferRequestResult,
+} from './types.js';
+import { validateMessage } from './validate.js';
+
+/** Messages that do not promise anything about local durable state may leave before the persist. */
+const SEND_BEFORE_PERSIST = new Set<Message['type']>([
+  'app', 'hb', 'snap', 'timeoutNow', 'readIndexResp', 'preVote', 'transferLeader', 'readIndex',
+]);
+
+type Outgoing = Message extends infer M ? (M extends Message ? Omit<M, 'group' | 'from' | 'term'> & { term?: number } : never) : never;
+
+export type StepResult = { readonly ok: true } | { readonly ok: false; readonly reason: RejectReason };
+
+interface Transfer {
+  readonly target: NodeId;
+  elapsed: number;
+}
+
+export interface PeerStatus {
+  readonly match: number;
+  readonly next: number;
+  readonly state: string;
+  readonly recentActive: boolean;
+  readonly inflight: number;
+  readonly learner: boolean;
+}
+
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly group: number;
+  readonly role: Role;
+  readonly leader: NodeId;
+  readonly term: number;
+  readonly vote: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  readonly quiesced: boolean;
+  readonly transferTarget: NodeId | null;
+  readonly conf: ConfState;
+  readonly progress: Record<NodeId, PeerStatus>;
+}
+
+const OK: StepResult = { ok: true };
+
+/** Ticks without an append ack, while heartbeats are answered, before appends count as lost. */
+const LOST_APPEND_TICKS = 3;
+
+/** Does `m` need a quiesced replica's attention? Late replies to the last heartbeats before
+ *  quiescing must not wake the leader, or it would wake and re-quiesce forever. */
+function wakesQuiesced(m: Message): boolean {
+  switch (m.type) {
+    case 'hb': return !m.quiesce;
+    case 'hbResp': return false;
+    case 'appResp': return m.reject;
+    default: return true;
+  }
+}
+
+export class Raft {
+  readonly id: NodeId;
+  readonly group: number;
+  readonly cfg: ResolvedConfig;
+  readonly log: RaftLog;
+  readonly tracker: Tracker;
+
+  term = 0;
+  vote: NodeId = NONE;
+  leader: NodeId = NONE;
+  role: Role = 'follower';
+
+  electionElapsed = 0;
+  heartbeatElapsed = 0;
+  randomizedTimeout = 0;
+  /** Monotonic tick counter while leader; heartbeats carry it so replies date a lease. */
+  leaderTicks = 0;
+
+  transfer: Transfer | null = null;
+  /** A transfer whose outcome depends on who leads the next term. */
+  private transferVerdict: { target: NodeId; term: number; ticks: number; newTerm: number } | null = null;
+  pendingConfIndex = 0;
+  quiesced = false;
+  idleTicks = 0;
+
+  /** Outboxes drained by RaftNode.ready(). */
+  msgsNow: Message[] = [];
+  msgsAfterPersist: Message[] = [];
+  readStates: ReadState[] = [];
+  droppedReads: string[] = [];
+  transferOutcomes: TransferOutcome[] = [];
+  confChanged = false;
+  /** Leader has appended entries since the last broadcast; flushed once per Ready. */
+  pendingBroadcast = false;
+
+  private readonly reads = new ReadIndexQueue();
+  private readsBeforeCommit: { ctx: string; from: NodeId }[] = [];
+  /** (index, bytes) of proposals not yet committed, for the uncommitted-bytes cap. */
+  private uncommitted: [number, number][] = [];
+  private uncommittedBytes = 0;
+
+  /** Rejected inputs by reason; the host exports these as metrics. */
+  readonly rejected: Record<RejectReason, number> = { WrongGroup: 0, NotAddressedToMe: 0, UnknownSender: 0, Malformed: 0, StaleTerm: 0 };
+
+  constructor(config: RaftConfig) {
+    this.cfg = resolveConfig(config);
+    this.id = this.cfg.id;
+    this.group = this.cfg.group;
+    const st = this.cfg.storage.initialState();
+    this.log = new RaftLog(this.cfg.storage, this.cfg.applied);
+    this.tracker = new Tracker(this.cfg.maxInflight);
+    this.tracker.setConf(st.conf, this.log.lastIndex() + 1);
+    this.term = st.hardState.term;
+    this.vote = st.hardState.vote;
+    this.becomeFollower(this.term, NONE);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Role transitions
+
+  private reset(term: number): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = NONE;
+    }
+    this.leader = NONE;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.resetRandomizedTimeout(this.cfg.electionTicks);
+    this.tracker.resetVotes();
+    this.tracker.resetProgress(this.log.lastIndex() + 1);
+    this.pendingConfIndex = 0;
+    this.uncommitted = [];
+    this.uncommittedBytes = 0;
+    this.quiesced = false;
+    this.idleTicks = 0;
+    this.pendingBroadcast = false;
+    this.dropReads();
+  }
+
+  private resetRandomizedTimeout(base: number): void {
+    this.randomizedTimeout = randInt(this.cfg.random, base, 2 * base);
+  }
+
+  private dropReads(): void {
+    const pending = [...this.reads.drain(), ...this.readsBeforeCommit.map((r) => ({ ...r, index: 0, acks: new Set<NodeId>() }))];
+    this.readsBeforeCommit = [];
+    for (const r of pending) this.releaseRead(r, 0);
+  }
+
+  becomeFollower(term: number, leader: NodeId): void {
+    if (this.transfer) {
+      if (leader === this.transfer.target) this.endTransfer('completed');
+      else if (leader === NONE && term > this.term) {
+        // Deposed by a higher term whose leader we do not know yet: judge when we learn it.
+        this.transferVerdict = { target: this.transfer.target, term: this.term, ticks: this.transfer.elapsed, newTerm: term };
+        this.transfer = null;
+      } else this.endTransfer('aborted', 'LeadershipLost');
+    }
+    this.reset(term);
+    this.role = 'follower';
+    this.leader = leader;
+  }
+
+  private becomePreCandidate(): void {
+    if (this.role === 'leader') throw new RaftError('Invariant', 'leader cannot become pre-candidate');
+    // PreVote does not touch term or vote: a failed pre-election leaves no trace.
+    this.role = 'preCandidate';
+    this.leader = NONE;
+    this.tracker.resetVotes();
+    this.electionElapsed = 0;
+    this.resetRandomizedTimeout(this.cfg.electionRoundTicks);
+  }
+
+  private becomeCandidate(): void {
+    if (this.role === 'leader') throw new RaftError('Invariant', 'leader cannot become candidate');
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = 'candidate';
+    this.resetRandomizedTimeout(this.cfg.electionRoundTicks);
+  }
+
+  private becomeLeader(): void {
+    if (this.role === 'follower') throw new RaftError('Invariant', 'follower cannot become leader directly');
+    this.reset(this.term);
+    this.role = 'leader';
+    this.leader = this.id;
+    const self = this.tracker.progress.get(this.id);
+    if (self) {
+      self.maybeUpdate(this.log.stableLastIndex());
+      self.becomeReplicate();
+      self.recentActive = true;
+    }
+    // A new leader may not know which conf changes are applied; forbid new ones until its own
+    // term's first entry is applied (fixes the single-server-change bug of the thesis errata).
+    this.pendingConfIndex = this.appendEntries([{ index: 0, term: 0, type: 'normal', data: new Uint8Array(0) }]);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Inputs
+
+  tick(): void {
+    if (this.quiesced) return;
+    if (this.role === 'leader') this.tickLeader();
+    else this.tickElection();
+    if (this.transferVerdict) this.judgeTransfer();
+  }
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedTimeout && this.promotable()) {
+      this.electionElapsed = 0;
+      this.hup(false);
+    } else if (this.electionElapsed >= this.randomizedTimeout) {
+      this.electionElapsed = 0;
+    }
+  }
+
+  private tickLeader(): void {
+    this.leaderTicks++;
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.transfer && ++this.transfer.elapsed >= this.cfg.electionTicks) {
+      this.endTransfer('aborted', 'Timeout');
+    }
+    if (this.electionElapsed >= this.cfg.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.cfg.checkQuorum) {
+        if (!this.tracker.quorumActive(this.id)) {
+          this.becomeFollower(this.term, NONE);
+          return;
+        }
+        for (const [id, pr] of this.tracker.progress) if (id !== this.id) pr.recentActive = false;
+      }
+    }
+    for (const [id, pr] of this.tracker.progress) {
+      if (id === this.id) continue;
+      if (pr.state === 'replicate' && pr.inflights.count > 0) {
+        // Appends lost in flight leave no trace on the follower; fall back to probing.
+        if (++pr.ticksSinceAck >= this.cfg.electionTicks) {
+          pr.becomeProbe();
+          pr.ticksSinceAck = 0;
+        }
+      } else if (pr.state === 'snapshot' && ++pr.snapshotTicks >= 2 * this.cfg.electionTicks) {
+        pr.becomeProbe();
+      }
+    }
+    if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      // Carry the newest pending read so a lost confirmation round is retried; its quorum of
+      // acks releases every earlier read too.
+      this.bcastHeartbeat(this.reads.lastCtx());
+    }
+    this.maybeQuiesce();
+  }
+
+  /** Start an election now, as if the election timeout had fired. */
+  startElection(): void {
+    this.hup(false);
+  }
+
+  /** Start an election (after a timeout, or at once when `transfer`). */
+  private hup(transfer: boolean): void {
+    if (this.role === 'leader' || !this.promotable() || this.hasUnappliedConf()) return;
+    if (this.cfg.preVote && !transfer) this.campaign('preCandidate', false);
+    else this.campaign('candidate', transfer);
+  }
+
+  private campaign(kind: 'preCandidate' | 'candidate', transfer: boolean): void {
+    let voteTerm: number;
+    if (kind === 'preCandidate') {
+      this.becomePreCandidate();
+      voteTerm = this.term + 1;
+    } else {
+      this.becomeCandidate();
+      voteTerm = this.term;
+    }
+    this.tracker.recordVote(this.id, true);
+    if (this.tracker.tally() === 'won') {
+      if (kind === 'preCandidate') this.campaign('candidate', transfer);
+      else this.becomeLeader();
+      return;
+    }
+    const type = kind === 'preCandidate' ? 'preVote' : 'vote';
+    const index = this.log.lastIndex();
+    const logTerm = this.log.lastTerm();
+    for (const id of this.tracker.voters) {
+      if (id === this.id) continue;
+      this.send({ type, to: id, term: voteTerm, index, logTerm, transfer });
+    }
+  }
+
+  private promotable(): boolean {
+    return this.tracker.voters.has(this.id) && this.log.unstableSnap === null;
+  }
+
+  private hasUnappliedConf(): boolean {
+    if (this.log.committed <= this.log.applied) return false;
+    for (const e of this.log.entries(this.log.applied + 1, this.log.committed + 1, Number.MAX_SAFE_INTEGER)) {
+      if (e.type === 'conf') return true;
+    }
+    return false;
+  }
+
+  step(m: Message): StepResult {
+    const bad = validateMessage(m);
+    if (bad) return this.reject(bad);
+    if (m.group !== this.group) return this.reject('WrongGroup');
+    if (m.to !== this.id) return this.reject('NotAddressedToMe');
+    if (m.from === this.id) return this.reject('Malformed');
+    if (!this.acceptsFrom(m)) return this.reject('UnknownSender');
+    if (this.quiesced && wakesQuiesced(m)) this.unquiesce();
+
+    if (m.term > this.term) {
+      if ((m.type === 'vote' || m.type === 'preVote') && !m.transfer) {
+        // Leader stickiness: while we hear from a live leader, refuse to help depose it.
+        const inLease = this.cfg.checkQuorum && this.leader !== NONE && this.electionElapsed < this.cfg.electionTicks;
+        if (inLease) return OK;
+      }
+      if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
+        // A pre-vote (or a grant of ours) carries a future term: it changes nothing here.
+      } else {
+        const isLeaderMsg = m.type === 'app' || m.type === 'hb' || m.type === 'snap';
+        this.becomeFollower(m.term, isLeaderMsg ? m.from : NONE);
+      }
+    } else if (m.term < this.term) {
+      if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === 'app' || m.type === 'hb')) {
+        // A deposed leader cut off by a partition: tell it the new term so it steps down.
+        this.send({ type: 'appResp', to: m.from, index: 0, reject: false, hintIndex: 0, hintTerm: 0 });
+      } else if (m.type === 'preVote') {
+        this.send({ type: 'preVoteResp', to: m.from, reject: true });
+      }
+      this.rejected.StaleTerm++;
+      return OK;
+    }
+
+    if (m.type === 'vote' || m.type === 'preVote') {
+      this.handleVoteRequest(m);
+    } else {
+      switch (this.role) {
+        case 'leader': this.stepLeader(m); break;
+        case 'candidate':
+        case 'preCandidate': this.stepCandidate(m); break;
+        case 'follower': this.stepFollower(m); break;
+      }
+    }
+    if (this.transferVerdict) this.judgeTransfer();
+    return OK;
+  }
+
+  private judgeTransfer(): void {
+    const v = this.transferVerdict!;
+    let completed: boolean;
+    if (this.leader !== NONE) completed = this.leader === v.target && this.term === v.newTerm;
+    else if (this.role !== 'follower' || this.term > v.newTerm) completed = false;
+    else return;
+    this.transferVerdict = null;
+    if (completed) this.transferOutcomes.push({ target: v.target, term: v.term, ticks: v.ticks, status: 'completed' });
+    else this.transferOutcomes.push({ target: v.target, term: v.term, ticks: v.ticks, status: 'aborted', reason: 'LeadershipLost' });
+  }
+
+  private reject(reason: RejectReason): StepResult {
+    this.rejected[reason]++;
+    return { ok: false, reason };
+  }
+
+  /** Responses and votes only count from members; a leader's messages are accepted from anyone,
+   *  because our configuration may lag behind the one that elected it. */
+  private acceptsFrom(m: Message): boolean {
+    switch (m.type) {
+      case 'app':
+      case 'hb':
+      case 'snap':
+      case 'timeoutNow':
+        return true;
+      default:
+        return this.tracker.isMember(m.from);
+    }
+  }
+
+  private handleVoteRequest(m: MsgVote): void {
+    const respType = m.type === 'vote' ? 'voteResp' : 'preVoteResp';
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === NONE && this.leader === NONE) ||
+      (m.type === 'preVote' && m.term > this.term);
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+      this.send({ type: respType, to: m.from, term: m.term, reject: false });
+      if (m.type === 'vote') {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.send({ type: respType, to: m.from, reject: true });
+    }
+  }
+
+  private stepLeader(m: Message): void {
+    const pr = this.tracker.progress.get(m.from);
+    switch (m.type) {
+      case 'appResp':
+        if (pr) this.handleAppResp(m, pr);
+        return;
+      case 'hbResp':
+        if (pr) this.handleHeartbeatResp(m, pr);
+        return;
+      case 'transferLeader':
+        this.transferLeader(m.target);
+        return;
+      case 'readIndex':
+        this.handleReadRequest(m.ctx, m.from);
+        return;
+      default:
+        return; // app/hb/snap of the same term from another node cannot happen; ignore.
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    switch (m.type) {
+      case 'app':
+        this.becomeFollower(m.term, m.from);
+        this.handleAppend(m);
+        return;
+      case 'hb':
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        return;
+      case 'snap':
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshot(m);
+        return;
+      case 'voteResp':
+      case 'preVoteResp': {
+        if ((m.type === 'voteResp') !== (this.role === 'candidate')) return;
+        this.tracker.recordVote(m.from, !m.reject);
+        const r = this.tracker.tally();
+        if (r === 'won') {
+          if (this.role === 'preCandidate') this.campaign('candidate', false);
+          else {
+            this.becomeLeader();
+            this.bcastAppend();
+          }
+        } else if (r === 'lost') {
+          this.becomeFollower(this.term, NONE);
+        }
+        return;
+      }
+      case 'timeoutNow':
+        // A caught-up target that happened to start a pre-election still takes the handover.
+        if (this.role === 'preCandidate') this.hup(true);
+        return;
+      case 'readIndex':
+        this.send({ type: 'readIndexResp', to: m.from, ctx: m.ctx, index: 0 });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case 'app':
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleAppend(m);
+        return;
+      case 'hb':
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleHeartbeat(m);
+        return;
+      case 'snap':
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleSnapshot(m);
+        return;
+      case 'timeoutNow':
+        // Campaign at once, skipping PreVote and overriding stickiness. The term increment
+        // happens inside this step, so heartbeats the outgoing leader sent in the meantime are
+        // stale on arrival and cannot cancel the election (the PySyncObj PR #200 bug).
+        if (this.leader === NONE || m.from === this.leader) this.hup(true);
+        return;
+      case 'transferLeader':
+        if (this.leader !== NONE) this.send({ type: 'transferLeader', to: this.leader, target: m.target });
+        return;
+      case 'readIndex':
+        this.send({ type: 'readIndexResp', to: m.from, ctx: m.ctx, index: 0 });
+        return;
+      case 'readIndexResp':
+        if (m.index > 0) this.readStates.push({ index: m.index, ctx: m.ctx });
+        else this.droppedReads.push(m.ctx);
+        return;
+      default:
+        return;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Replication
+
+  private handleAppend(m: MsgApp): void {
+    if (m.index < this.log.committed) {
+      this.send({ type: 'appResp', to: m.from, index: this.log.committed, reject: false, hintIndex: 0, hintTerm: 0 });
+      return;
+    }
+    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    if (lastNew !== null) {
+      this.send({ type: 'appResp', to: m.from, index: lastNew, reject: false, hintIndex: 0, hintTerm: 0 });
+      return;
+    }
+    // Reject with a hint: the last index at or below m.index whose term is <= m.logTerm, so the
+    // leader can skip every entry of a conflicting term in one round trip.
+    const hintIndex = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
+    const hintTerm = this.log.termOf(hintIndex) ?? 0;
+    this.send({ type: 'appResp', to: m.from, index: m.index, reject: true, hintIndex, hintTerm });
+  }
+
+  private handleHeartbeat(m: MsgHeartbeat): void {
+    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+    if (m.quiesce) {
+      // Only a caught-up follower may stop its clock; the leader checked our match index.
+      if (this.log.lastIndex() === m.commit) this.quiesced = true;
+      return; // no reply: it would wake the leader again
+    }
+    this.send({ type: 'hbResp', to: m.from, ctx: m.ctx, seq: m.seq });
+  }
+
+  private handleSnapshot(m: MsgSnap): void {
+    const s = m.snapshot;
+    if (this.restore(s)) {
+      this.send({ type: 'appResp', to: m.from, index: this.log.lastIndex(), reject: false, hintIndex: 0, hintTerm: 0 });
+    } else {
+      this.send({ type: 'appResp', to: m.from, index: this.log.committed, reject: false, hintIndex: 0, hintTerm: 0 });
+    }
+  }
+
+  private restore(s: Snapshot): boolean {
+    if (s.meta.index <= this.log.committed) return false;
+    if (this.log.matchTerm(s.meta.index, s.meta.term)) {
+      this.log.commitTo(s.meta.index);
+      return false;
+    }
+    this.log.restore(s);
+    this.tracker.setConf(s.meta.conf, this.log.lastIndex() + 1);
+    this.confChanged = true;
+    return true;
+  }
+
+  private handleAppResp(m: MsgAppResp, pr: Progress): void {
+    pr.recentActive = true;
+    pr.unreachable = false;
+    if (m.reject) {
+      let next = m.hintIndex;
+      if (m.hintTerm > 0) next = this.log.findConflictByTerm(m.hintIndex, m.hintTerm);
+      if (pr.maybeDecrTo(m.index, next)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.sendAppend(m.from, true);
+      }
+      return;
+    }
+    // An ack beyond our log cannot be honest (or is from a log we have since truncated).
+    if (m.index > this.log.lastIndex()) return;
+    const wasPaused = pr.isPaused();
+    pr.ticksSinceAck = 0;
+    if (!pr.maybeUpdate(m.index)) return;
+    if (pr.state === 'probe') pr.becomeReplicate();
+    else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
+
+    if (this.maybeCommit()) this.bcastAppend();
+    else if (wasPaused) this.sendAppend(m.from, false);
+    // Pipeline: keep the window full.
+    while (this.sendAppend(m.from, false)) { /* fill */ }
+
+    if (this.transfer && m.from === this.transfer.target && pr.match === this.log.lastIndex()) {
+      this.send({ type: 'timeoutNow', to: m.from });
+    }
+  }
+
+  private handleHeartbeatResp(m: MsgHeartbeatResp, pr: Progress): void {
+    pr.recentActive = true;
+    pr.unreachable = false;
+    pr.probeSent = false;
+    // Only sequence numbers we actually sent can date a lease.
+    if (m.seq > pr.ackedSeq && m.seq <= this.leaderTicks) pr.ackedSeq = m.seq;
+    if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
+    if (pr.state === 'replicate' && pr.inflights.count > 0 && pr.ticksSinceAck >= LOST_APPEND_TICKS) {
+      // The follower answers heartbeats but has acked none of our appends for a while: they were
+      // lost (the follower cannot know). Probe from its match index instead of waiting.
+      pr.becomeProbe();
+      pr.ticksSinceAck = 0;
+    }
+    // In probe state an empty probe is still worth sending: it is how a follower that lost our
+    // last probe (or a snapshot) learns where to resume.
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr.state === 'probe');
+    if (m.ctx) {
+      const released = this.reads.ack(m.ctx, m.from, (acks) => this.hasQuorum(acks));
+      for (const r of released) this.releaseRead(r, r.index);
+    }
+  }
+
+  private hasQuorum(ids: ReadonlySet<NodeId>): boolean {
+    let n = 0;
+    for (const v of this.tracker.voters) if (ids.has(v)) n++;
+    return n >= this.tracker.quorum();
+  }
+
+  /** Send the next append (or snapshot) to `to`. Returns true if something was sent. */
+  sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.tracker.progress.get(to);
+    if (!pr || to === this.id || pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.termOf(prevIndex);
+    let entries: Entry[] = [];
+    let needSnapshot = prevTerm === null;
+    if (!needSnapshot) {
+      try {
+        entries = this.log.entries(pr.next, this.log.lastIndex() + 1, this.cfg.maxMsgBytes);
+      } catch (e) {
+        if (e instanceof RaftError && e.code === 'Compacted') needSnapshot = true;
+        else throw e;
+      }
+    }
+    if (needSnapshot) return this.sendSnapshot(to, pr);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send({ type: 'app', to, index: prevIndex, logTerm: prevTerm as number, entries, commit: this.log.committed });
+    pr.sentEntries(entries.length > 0 ? entries[entries.length - 1].index : prevIndex, entries.length);
+    return true;
+  }
+
+  private sendSnapshot(to: NodeId, pr: Progress): boolean {
+    if (!pr.recentActive) return false;
+    const snapshot = this.log.storage.snapshot();
+    if (snapshot.meta.index === 0) throw new RaftError('Invariant', `log compacted but storage has no snapshot (to ${to})`);
+    pr.becomeSnapshot(snapshot.meta.index);
+    this.send({ type: 'snap', to, snapshot });
+    return true;
+  }
+
+  bcastAppend(): void {
+    for (const id of this.tracker.progress.keys()) if (id !== this.id) this.sendAppend(id, true);
+  }
+
+  private bcastHeartbeat(ctx: string): void {
+    for (const [id, pr] of this.tracker.progress) {
+      if (id === this.id) continue;
+      this.send({
+        type: 'hb', to: id, commit: Math.min(pr.match, this.log.committed), ctx, seq: this.leaderTicks, quiesce: false,
+      });
+    }
+  }
+
+  private maybeCommit(): boolean {
+    const mci = this.tracker.committedIndex();
+    // Raft §5.4.2: only entries of the current term are committed by counting replicas.
+    if (mci <= this.log.committed || this.log.termOf(mci) !== this.term) return false;
+    this.log.commitTo(mci);
+    while (this.uncommitted.length > 0 && this.uncommitted[0][0] <= mci) {
+      this.uncommittedBytes -= this.uncommitted.shift()![1];
+    }
+    if (this.readsBeforeCommit.length > 0) {
+      const waiting = this.readsBeforeCommit;
+      this.readsBeforeCommit = [];
+      for (const r of waiting) this.handleReadRequest(r.ctx, r.from);
+    }
+    return true;
+  }
+
+  private appendEntries(entries: Entry[]): number {
+    let index = this.log.lastIndex();
+    const stamped = entries.map((e) => ({ index: ++index, term: this.term, type: e.type, data: e.data }));
+    this.log.append(stamped);
+    this.pendingBroadcast = true;
+    return index;
+  }
+
+  /** Called by RaftNode once the host persisted entries up to the log's stable index. */
+  onPersisted(): void {
+    if (this.role !== 'leader') return;
+    const self = this.tracker.progress.get(this.id);
+    if (self && self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit()) this.pendingBroadcast = true;
+  }
+
+  flushBroadcast(): void {
+    if (!this.pendingBroadcast) return;
+    this.pendingBroadcast = false;
+    if (this.role === 'leader') this.bcastAppend();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Local requests
+
+  propose(data: Uint8Array): ProposeResult {
+    return this.proposeEntry('normal', data);
+  }
+
+  proposeConfChange(cc: ConfChange): ProposeResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'NotLeader', leader: this.leader };
+    if (this.pendingConfIndex > this.log.applied) return { ok: false, reason: 'ConfChangeInProgress' };
+    // Every earlier conf entry is applied (pendingConfIndex), so the tracker holds the membership
+    // this change applies to and the result recorded in the entry is exact.
+    const current = this.tracker.conf();
+    const why = validateConfChange(current, cc);
+    if (why) return { ok: false, reason: 'InvalidConfChange', detail: why };
+    const r = this.proposeEntry('conf', encodeConfChange(cc, applyConfChange(current, cc)));
+    if (r.ok) this.pendingConfIndex = r.index;
+    return r;
+  }
+
+  private proposeEntry(type: 'normal' | 'conf', data: Uint8Array): ProposeResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'NotLeader', leader: this.leader };
+    if (this.transfer) return { ok: false, reason: 'TransferInProgress', target: this.transfer.target };
+    if (data.byteLength > this.cfg.maxProposalBytes) return { ok: false, reason: 'TooLarge', limit: this.cfg.maxProposalBytes };
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + data.byteLength > this.cfg.maxUncommittedBytes) {
+      return { ok: false, reason: 'Overloaded', limit: this.cfg.maxUncommittedBytes };
+    }
+    if (this.quiesced) this.unquiesce();
+    const index = this.appendEntries([{ index: 0, term: 0, type, data }]);
+    this.uncommitted.push([index, data.byteLength]);
+    this.uncommittedBytes += data.byteLength;
+    return { ok: true, index, term: this.term };
+  }
+
+  transferLeader(target: NodeId): TransferRequestResult {
+    if (this.role !== 'leader') {
+      if (this.leader !== NONE && this.role === 'follower') {
+        this.send({ type: 'transferLeader', to: this.leader, target });
+        return { ok: true, started: true };
+      }
+      return { ok: false, reason: 'NotLeader', leader: this.leader };
+    }
+    if (target === this.id) return { ok: false, reason: 'TargetIsSelf', leader: this.id };
+    if (!this.tracker.isMember(target)) return { ok: false, reason: 'TargetNotMember', leader: this.id };
+    if (this.tracker.learners.has(target)) return { ok: false, reason: 'TargetIsLearner', leader: this.id };
+    if (this.confChangePending()) return { ok: false, reason: 'ConfChangeInProgress', leader: this.id };
+    if (this.quiesced) this.unquiesce();
+    if (this.transfer) {
+      if (this.transfer.target === target) return { ok: true, started: false };
+      this.endTransfer('aborted', 'Superseded');
+    }
+    this.transfer = { target, elapsed: 0 };
+    const pr = this.tracker.progress.get(target)!;
+    if (pr.match === this.log.lastIndex()) this.send({ type: 'timeoutNow', to: target });
+    else this.sendAppend(target, true);
+    return { ok: true, started: true };
+  }
+
+  /** Is a conf entry appended but not yet applied? (A new leader's pendingConfIndex is only a
+   *  conservative bound; transfers need the exact answer.) */
+  private confChangePending(): boolean {
+    if (this.pendingConfIndex <= this.log.applied) return false;
+    const ents = this.log.entries(this.log.applied + 1, this.log.lastIndex() + 1, Number.MAX_SAFE_INTEGER);
+    return ents.some((e) => e.type === 'conf');
+  }
+
+  private endTransfer(status: 'completed' | 'aborted', reason?: TransferAbortReason): void {
+    const t = this.transfer;
+    if (!t) return;
+    this.transfer = null;
+    if (status === 'completed') {
+      this.transferOutcomes.push({ target: t.target, term: this.term, ticks: t.elapsed, status });
+    } else {
+      this.transferOutcomes.push({ target: t.target, term: this.term, ticks: t.elapsed, status, reason: reason ?? 'Timeout' });
+    }
+  }
+
+  readIndex(ctx: string): ReadRequestResult {
+    if (ctx.length === 0) throw new RaftError('InvalidArgument', 'read ctx must be non-empty');
+    if (this.role === 'leader') {
+      if (this.quiesced) this.unquiesce();
+      this.handleReadRequest(ctx, this.id);
+      return { ok: true };
+    }
+    if (this.leader !== NONE && this.role === 'follower') {
+      this.send({ type: 'readIndex', to: this.leader, ctx });
+      return { ok: true };
+    }
+    return { ok: false, reason: 'NoLeader', leader: this.leader };
+  }
+
+  private handleReadRequest(ctx: string, from: NodeId): void {
+    if (this.log.termOf(this.log.committed) !== this.term) {
+      // Until an entry of this term commits, the leader's commit index may be stale (§6.4 step 1).
+      this.readsBeforeCommit.push({ ctx, from });
+      return;
+    }
+    const index = this.log.committed;
+    if (this.tracker.voters.size === 1 && this.tracker.voters.has(this.id)) {
+      this.releaseRead({ ctx, index, from, acks: new Set() }, index);
+      return;
+    }
+    if (this.cfg.leaseReads && this.leaseValid()) {
+      this.releaseRead({ ctx, index, from, acks: new Set() }, index);
+      return;
+    }
+    if (this.reads.add(ctx, index, from, this.id)) this.bcastHeartbeat(ctx);
+  }
+
+  /** A quorum acknowledged a heartbeat sent recently enough that none of them can have voted
+   *  for anyone else yet (they refuse votes for electionTicks after hearing from us). */
+  private leaseValid(): boolean {
+    const acked = this.tracker.quorumValue((id, pr) => (id === this.id ? this.leaderTicks : pr.ackedSeq));
+    return acked > this.leaderTicks - (this.cfg.electionTicks - this.cfg.leaseMarginTicks);
+  }
+
+  private releaseRead(r: PendingRead, index: number): void {
+    if (r.from === this.id) {
+      if (index > 0) this.readStates.push({ index, ctx: r.ctx });
+      else this.droppedReads.push(r.ctx);
+    } else {
+      this.send({ type: 'readIndexResp', to: r.from, ctx: r.ctx, index });
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Membership
+
+  /** Apply a committed conf entry (called as it is handed to the host). Idempotent. */
+  applyConfEntry(e: Entry): void {
+    let conf: ConfState;
+    try {
+      conf = decodeConfChange(e.data).conf;
+    } catch {
+      return; // validated at proposal time; a corrupt entry is skipped rather than crash the group
+    }
+    this.tracker.setConf(conf, this.log.lastIndex() + 1);
+    this.confChanged = true;
+    if (this.transfer && !this.tracker.voters.has(this.transfer.target)) this.endTransfer('aborted', 'TargetRemoved');
+    if (this.role === 'leader') {
+      if (!this.tracker.voters.has(this.id)) {
+        // Removed or demoted: hand the group back to the remaining voters.
+        this.becomeFollower(this.term, NONE);
+        return;
+      }
+      const self = this.tracker.progress.get(this.id);
+      if (self && self.match === 0) {
+        self.maybeUpdate(this.log.stableLastIndex());
+        self.becomeReplicate();
+      }
+      if (this.maybeCommit()) this.pendingBroadcast = true;
+      this.pendingBroadcast = true;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Quiescence and liveness hooks
+
+  private maybeQuiesce(): void {
+    if (this.cfg.quiesceAfterTicks === 0) return;
+    if (!this.canQuiesce()) {
+      this.idleTicks = 0;
+      return;
+    }
+    if (++this.idleTicks < this.cfg.quiesceAfterTicks) return;
+    for (const [id, pr] of this.tracker.progress) {
+      if (id === this.id || pr.unreachable) continue;
+      this.send({ type: 'hb', to: id, commit: this.log.committed, ctx: '', seq: this.leaderTicks, quiesce: true });
+    }
+    this.quiesced = true;
+  }
+
+  private canQuiesce(): boolean {
+    const last = this.log.lastIndex();
+    if (this.transfer || this.reads.size > 0 || this.readsBeforeCommit.length > 0) return false;
+    if (this.log.committed !== last || this.log.unstable.length > 0 || this.pendingConfIndex > this.log.applied) return false;
+    let caughtUpVoters = 0;
+    for (const [id, pr] of this.tracker.progress) {
+      const caughtUp = id === this.id || pr.match === last;
+      if (!caughtUp && !pr.unreachable) return false;
+      if (caughtUp && this.tracker.voters.has(id)) caughtUpVoters++;
+    }
+    return caughtUpVoters >= this.tracker.quorum();
+  }
+
+  private unquiesce(): void {
+    this.quiesced = false;
+    this.idleTicks = 0;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    if (this.role === 'leader') {
+      // Time stood still while quiesced: no lease survives it. Jumping the tick counter also makes
+      // late answers to heartbeats sent before quiescing too old to date a lease.
+      this.leaderTicks += this.cfg.electionTicks;
+      for (const pr of this.tracker.progress.values()) pr.ackedSeq = -Infinity;
+    }
+  }
+
+  /** Wake a quiesced group (e.g. the host has work for it). A leader heartbeats at once. */
+  wake(): void {
+    if (!this.quiesced) return;
+    this.unquiesce();
+    if (this.role === 'leader') this.bcastHeartbeat('');
+  }
+
+  /** The host's node-liveness layer says our leader's node is down. A quiesced follower restarts
+   *  its election clock from zero (so a lease the leader may still hold expires first). */
+  leaderUnreachable(): void {
+    if (this.role === 'follower' && this.quiesced) this.unquiesce();
+  }
+
+  /** The host could not reach `id` (connection down, send failed). */
+  reportUnreachable(id: NodeId): void {
+    const pr = this.tracker.progress.get(id);
+    if (this.role !== 'leader' || !pr || id === this.id) return;
+    pr.unreachable = true;
+    if (pr.state === 'replicate') pr.becomeProbe();
+  }
+
+  /** The host finished (or failed) sending a snapshot to `id`. */
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    const pr = this.tracker.progress.get(id);
+    if (this.role !== 'leader' || !pr || pr.state !== 'snapshot') return;
+    if (!ok) pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    pr.probeSent = true; // wait for the follower's reply (or a heartbeat reply) before probing
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private send(m: Outgoing): void {
+    const full = { ...m, group: this.group, from: this.id, term: m.term ?? this.term } as Message;
+    if (SEND_BEFORE_PERSIST.has(full.type)) this.msgsNow.push(full);
+    else this.msgsAfterPersist.push(full);
+  }
+
+  status(): RaftStatus {
+    const progress: Record<NodeId, PeerStatus> = {};
+    if (this.role === 'leader') {
+      for (const [id, pr] of this.tracker.progress) {
+        progress[id] = {
+          match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive,
+          inflight: pr.inflights.count, learner: pr.isLearner,
+        };
+      }
+    }
+    return {
+      id: this.id, group: this.group, role: this.role, leader: this.leader, term: this.term, vote: this.vote,
+      commit: this.log.committed, applied: this.log.applied, firstIndex: this.log.firstIndex(),
+      lastIndex: this.log.lastIndex(), quiesced: this.quiesced, transferTarget: this.transfer?.target ?? null,
+      conf: this.tracker.conf(), progress,
+    };
+  }
+}

@@ -1,0 +1,97 @@
+// Tracker: group membership (voters, learners), per-peer Progress, vote tallies and quorum math.
+import { Progress } from './progress.js';
+import type { ConfState, NodeId } from './types.js';
+
+export type VoteResult = 'won' | 'lost' | 'pending';
+
+export class Tracker {
+  voters = new Set<NodeId>();
+  learners = new Set<NodeId>();
+  progress = new Map<NodeId, Progress>();
+  votes = new Map<NodeId, boolean>();
+
+  constructor(private readonly maxInflight: number) {}
+
+  conf(): ConfState {
+    return { voters: [...this.voters].sort(), learners: [...this.learners].sort() };
+  }
+
+  isMember(id: NodeId): boolean {
+    return this.voters.has(id) || this.learners.has(id);
+  }
+
+  quorum(): number {
+    return Math.floor(this.voters.size / 2) + 1;
+  }
+
+  /** Replace the configuration, keeping the progress of peers that stay. */
+  setConf(conf: ConfState, nextIndex: number): void {
+    this.voters = new Set(conf.voters);
+    this.learners = new Set(conf.learners.filter((l) => !this.voters.has(l)));
+    const keep = new Map<NodeId, Progress>();
+    for (const id of [...this.voters, ...this.learners]) {
+      const pr = this.progress.get(id) ?? new Progress(nextIndex, this.maxInflight, false);
+      pr.isLearner = this.learners.has(id);
+      keep.set(id, pr);
+    }
+    this.progress = keep;
+  }
+
+  resetProgress(nextIndex: number): void {
+    for (const [id, old] of this.progress) {
+      const pr = new Progress(nextIndex, this.maxInflight, old.isLearner);
+      this.progress.set(id, pr);
+    }
+  }
+
+  /** Largest index replicated on a quorum of voters. */
+  committedIndex(): number {
+    if (this.voters.size === 0) return 0;
+    const m: number[] = [];
+    for (const id of this.voters) m.push(this.progress.get(id)?.match ?? 0);
+    m.sort((a, b) => b - a);
+    return m[this.quorum() - 1];
+  }
+
+  /** The value v such that a quorum of voters has f(progress) >= v. */
+  quorumValue(f: (id: NodeId, pr: Progress) => number): number {
+    const m: number[] = [];
+    for (const id of this.voters) {
+      const pr = this.progress.get(id);
+      m.push(pr ? f(id, pr) : -Infinity);
+    }
+    m.sort((a, b) => b - a);
+    return m[this.quorum() - 1] ?? -Infinity;
+  }
+
+  resetVotes(): void {
+    this.votes.clear();
+  }
+
+  recordVote(id: NodeId, granted: boolean): void {
+    if (!this.votes.has(id)) this.votes.set(id, granted);
+  }
+
+  tally(): VoteResult {
+    let granted = 0;
+    let rejected = 0;
+    for (const id of this.voters) {
+      const v = this.votes.get(id);
+      if (v === true) granted++;
+      else if (v === false) rejected++;
+    }
+    const q = this.quorum();
+    if (granted >= q) return 'won';
+    if (rejected > this.voters.size - q) return 'lost';
+    return 'pending';
+  }
+
+  /** CheckQuorum: did a quorum of voters (counting self) talk to us in the last window? */
+  quorumActive(self: NodeId): boolean {
+    let active = 0;
+    for (const id of this.voters) {
+      if (id === self || this.progress.get(id)?.recentActive) active++;
+    }
+    return active >= this.quorum();
+  }
+}

@@ -1,0 +1,349 @@
+// Binary encodings of what the log engine writes: WAL records (one per durable commit, holding the
+// changes of every group in that commit), log entries and per-group metadata. Every value ends in
+// a CRC-32 so that a truncated or garbage value read back is detected instead of trusted.
+import type { ConfState, Entry, HardState, SnapshotMeta } from '../raft/types.js';
+import { crc32 } from './crc32.js';
+
+export class CorruptRecord extends Error {
+  constructor(what: string, detail: string) {
+    super(`corrupt ${what}: ${detail}`);
+    this.name = 'CorruptRecord';
+  }
+}
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+export class Writer {
+  buf: Uint8Array;
+  view: DataView;
+  pos = 0;
+
+  constructor(size = 4096) {
+    this.buf = new Uint8Array(size);
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  private need(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const b = new Uint8Array(size);
+    b.set(this.buf.subarray(0, this.pos));
+    this.buf = b;
+    this.view = new DataView(b.buffer);
+  }
+
+  u8(v: number): void {
+    this.need(1);
+    this.buf[this.pos++] = v;
+  }
+
+  u16(v: number): void {
+    this.need(2);
+    this.view.setUint16(this.pos, v, true);
+    this.pos += 2;
+  }
+
+  u32(v: number): void {
+    this.need(4);
+    this.view.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+
+  /** A non-negative integer below 2^53 (indexes, terms). */
+  num(v: number): void {
+    this.need(8);
+    this.view.setFloat64(this.pos, v, true);
+    this.pos += 8;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.u32(b.byteLength);
+    this.need(b.byteLength);
+    this.buf.set(b, this.pos);
+    this.pos += b.byteLength;
+  }
+
+  str(s: string): void {
+    const b = utf8.encode(s);
+    this.u16(b.byteLength);
+    this.need(b.byteLength);
+    this.buf.set(b, this.pos);
+    this.pos += b.byteLength;
+  }
+
+  /** Append the CRC of everything written and return an exact-size copy. */
+  finish(): Uint8Array {
+    this.u32(crc32(this.buf, 0, this.pos));
+    return this.buf.slice(0, this.pos);
+  }
+}
+
+export class Reader {
+  private view: DataView;
+  pos = 0;
+  readonly end: number;
+
+  constructor(readonly buf: Uint8Array, readonly what: string) {
+    if (buf.byteLength < 4) throw new CorruptRecord(what, `too short (${buf.byteLength} bytes)`);
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.end = buf.byteLength - 4;
+    const want = this.view.getUint32(this.end, true);
+    const got = crc32(buf, 0, this.end);
+    if (want !== got) throw new CorruptRecord(what, `checksum mismatch (stored ${want}, computed ${got})`);
+  }
+
+  private need(n: number): void {
+    if (this.pos + n > this.end) throw new CorruptRecord(this.what, `truncated at byte ${this.pos}`);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++];
+  }
+
+  u16(): number {
+    this.need(2);
+    const v = this.view.getUint16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+
+  num(): number {
+    this.need(8);
+    const v = this.view.getFloat64(this.pos, true);
+    this.pos += 8;
+    if (!Number.isSafeInteger(v) || v < 0) throw new CorruptRecord(this.what, `bad integer ${v} at byte ${this.pos - 8}`);
+    return v;
+  }
+
+  bytes(): Uint8Array {
+    const n = this.u32();
+    this.need(n);
+    // Copy: the source buffer may be reused by LMDB or a network read.
+    const b = this.buf.slice(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+
+  str(): string {
+    const n = this.u16();
+    this.need(n);
+    const s = fromUtf8.decode(this.buf.subarray(this.pos, this.pos + n));
+    this.pos += n;
+    return s;
+  }
+
+  done(): void {
+    if (this.pos !== this.end) throw new CorruptRecord(this.what, `${this.end - this.pos} trailing bytes`);
+  }
+}
+
+// --- shared pieces -------------------------------------------------------------------------------
+
+export function writeConf(w: Writer, c: ConfState): void {
+  w.u16(c.voters.length);
+  for (const v of c.voters) w.str(v);
+  w.u16(c.learners.length);
+  for (const l of c.learners) w.str(l);
+}
+
+export function readConf(r: Reader): ConfState {
+  const voters: string[] = [];
+  for (let n = r.u16(); n > 0; n--) voters.push(r.str());
+  const learners: string[] = [];
+  for (let n = r.u16(); n > 0; n--) learners.push(r.str());
+  return { voters, learners };
+}
+
+export function writeHardState(w: Writer, h: HardState): void {
+  w.num(h.term);
+  w.num(h.commit);
+  w.str(h.vote);
+}
+
+export function readHardState(r: Reader): HardState {
+  const term = r.num();
+  const commit = r.num();
+  const vote = r.str();
+  return { term, vote, commit };
+}
+
+export function writeSnapMeta(w: Writer, m: SnapshotMeta): void {
+  w.num(m.index);
+  w.num(m.term);
+  writeConf(w, m.conf);
+}
+
+export function readSnapMeta(r: Reader): SnapshotMeta {
+  const index = r.num();
+  const term = r.num();
+  return { index, term, conf: readConf(r) };
+}
+
+function writeEntryBody(w: Writer, e: Entry): void {
+  w.num(e.term);
+  w.u8(e.type === 'conf' ? 1 : 0);
+  w.bytes(e.data);
+}
+
+function readEntryBody(r: Reader, index: number): Entry {
+  const term = r.num();
+  const t = r.u8();
+  if (t > 1) throw new CorruptRecord(r.what, `bad entry type ${t}`);
+  return { index, term, type: t === 1 ? 'conf' : 'normal', data: r.bytes() };
+}
+
+// --- single entries (the checkpointed log) -------------------------------------------------------
+
+export function encodeEntry(e: Entry): Uint8Array {
+  const w = new Writer(e.data.byteLength + 32);
+  writeEntryBody(w, e);
+  return w.finish();
+}
+
+export function decodeEntry(buf: Uint8Array, index: number): Entry {
+  const r = new Reader(buf, `log entry ${index}`);
+  const e = readEntryBody(r, index);
+  r.done();
+  return e;
+}
+
+// --- WAL records ----------------------------------------------------------------------------------
+
+/** One group's changes in one commit. Entries replace any suffix from their first index on. */
+export interface GroupWrite {
+  readonly group: number;
+  readonly hardState?: HardState;
+  readonly snapshot?: SnapshotMeta;
+  readonly conf?: ConfState;
+  readonly entries?: readonly Entry[];
+}
+
+export type WalOp =
+  | { readonly op: 'write'; readonly w: GroupWrite }
+  | { readonly op: 'compact'; readonly group: number; readonly index: number }
+  | { readonly op: 'create'; readonly group: number; readonly conf: ConfState }
+  | { readonly op: 'delete'; readonly group: number };
+
+const WAL_MAGIC = 0x31574c46; // "FLW1"
+
+export function encodeWal(ops: readonly WalOp[]): Uint8Array {
+  let size = 64;
+  for (const o of ops) {
+    size += 64;
+    if (o.op === 'write' && o.w.entries) for (const e of o.w.entries) size += e.data.byteLength + 24;
+  }
+  const w = new Writer(size);
+  w.u32(WAL_MAGIC);
+  w.u32(ops.length);
+  for (const o of ops) {
+    switch (o.op) {
+      case 'write': {
+        const g = o.w;
+        w.u8(1);
+        w.u32(g.group);
+        w.u8((g.hardState ? 1 : 0) | (g.snapshot ? 2 : 0) | (g.conf ? 4 : 0));
+        if (g.hardState) writeHardState(w, g.hardState);
+        if (g.snapshot) writeSnapMeta(w, g.snapshot);
+        if (g.conf) writeConf(w, g.conf);
+        const ents = g.entries ?? [];
+        w.u32(ents.length);
+        if (ents.length > 0) w.num(ents[0].index);
+        for (const e of ents) writeEntryBody(w, e);
+        break;
+      }
+      case 'compact':
+        w.u8(2);
+        w.u32(o.group);
+        w.num(o.index);
+        break;
+      case 'create':
+        w.u8(3);
+        w.u32(o.group);
+        writeConf(w, o.conf);
+        break;
+      case 'delete':
+        w.u8(4);
+        w.u32(o.group);
+        break;
+    }
+  }
+  return w.finish();
+}
+
+export function decodeWal(buf: Uint8Array, lsn: number): WalOp[] {
+  const r = new Reader(buf, `wal record ${lsn}`);
+  if (r.u32() !== WAL_MAGIC) throw new CorruptRecord(r.what, 'bad magic');
+  const ops: WalOp[] = [];
+  for (let n = r.u32(); n > 0; n--) {
+    const op = r.u8();
+    const group = r.u32();
+    switch (op) {
+      case 1: {
+        const flags = r.u8();
+        const hardState = flags & 1 ? readHardState(r) : undefined;
+        const snapshot = flags & 2 ? readSnapMeta(r) : undefined;
+        const conf = flags & 4 ? readConf(r) : undefined;
+        const count = r.u32();
+        const entries: Entry[] = [];
+        if (count > 0) {
+          const first = r.num();
+          for (let i = 0; i < count; i++) entries.push(readEntryBody(r, first + i));
+        }
+        ops.push({ op: 'write', w: { group, hardState, snapshot, conf, entries } });
+        break;
+      }
+      case 2:
+        ops.push({ op: 'compact', group, index: r.num() });
+        break;
+      case 3:
+        ops.push({ op: 'create', group, conf: readConf(r) });
+        break;
+      case 4:
+        ops.push({ op: 'delete', group });
+        break;
+      default:
+        throw new CorruptRecord(r.what, `unknown op ${op}`);
+    }
+  }
+  r.done();
+  return ops;
+}
+
+// --- group metadata (written at checkpoints) -------------------------------------------------------
+
+export interface GroupMeta {
+  readonly hardState: HardState;
+  readonly snapshot: SnapshotMeta;
+  readonly conf: ConfState;
+  /** Entries (snapshot.index, flushedLast] are in the checkpointed log. */
+  readonly flushedLast: number;
+}
+
+export function encodeMeta(m: GroupMeta): Uint8Array {
+  const w = new Writer(256);
+  writeHardState(w, m.hardState);
+  writeSnapMeta(w, m.snapshot);
+  writeConf(w, m.conf);
+  w.num(m.flushedLast);
+  return w.finish();
+}
+
+export function decodeMeta(buf: Uint8Array, group: number): GroupMeta {
+  const r = new Reader(buf, `meta of group ${group}`);
+  const hardState = readHardState(r);
+  const snapshot = readSnapMeta(r);
+  const conf = readConf(r);
+  const flushedLast = r.num();
+  r.done();
+  return { hardState, snapshot, conf, flushedLast };
+}

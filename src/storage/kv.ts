@@ -1,0 +1,213 @@
+// KvStateMachine: the built-in replicated key-value store. Each group's keys live in one LMDB
+// table of the worker's environment, prefixed by the group id; the applied index of each group is
+// written in the same transaction as the data it covers, so after a crash an entry is applied
+// exactly once. Applying stages writes in an overlay that the LogStore's next commit writes out.
+import type { Database } from 'lmdb';
+import { RaftError, type Entry, type Snapshot, type SnapshotMeta } from '../raft/types.js';
+import { Reader, Writer } from './codec.js';
+import type { LogStore } from './logstore.js';
+
+export const MAX_KEY_BYTES = 1024;
+
+export type KvCommand =
+  | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
+  | { readonly op: 'delete'; readonly key: Uint8Array }
+  | { readonly op: 'cas'; readonly key: Uint8Array; readonly expected: Uint8Array | null; readonly value: Uint8Array | null };
+
+export type KvResult =
+  | { readonly op: 'put' | 'delete' }
+  | { readonly op: 'cas'; readonly swapped: boolean; readonly current: Uint8Array | null };
+
+const OPS = ['put', 'delete', 'cas'] as const;
+
+export function encodeKvCommand(c: KvCommand): Uint8Array {
+  if (c.key.byteLength === 0 || c.key.byteLength > MAX_KEY_BYTES) {
+    throw new RaftError('InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes (got ${c.key.byteLength})`);
+  }
+  const w = new Writer(c.key.byteLength + 64 + (c.op === 'delete' ? 0 : (c.value?.byteLength ?? 0)));
+  w.u8(OPS.indexOf(c.op));
+  w.bytes(c.key);
+  if (c.op === 'put') w.bytes(c.value);
+  if (c.op === 'cas') {
+    w.u8((c.expected ? 1 : 0) | (c.value ? 2 : 0));
+    if (c.expected) w.bytes(c.expected);
+    if (c.value) w.bytes(c.value);
+  }
+  return w.finish();
+}
+
+export function decodeKvCommand(data: Uint8Array): KvCommand {
+  const r = new Reader(data, 'kv command');
+  const op = OPS[r.u8()];
+  const key = r.bytes();
+  let c: KvCommand;
+  switch (op) {
+    case 'put': c = { op, key, value: r.bytes() }; break;
+    case 'delete': c = { op, key }; break;
+    case 'cas': {
+      const f = r.u8();
+      const expected = f & 1 ? r.bytes() : null;
+      const value = f & 2 ? r.bytes() : null;
+      c = { op, key, expected, value };
+      break;
+    }
+    default: throw new RaftError('Malformed', 'unknown kv op');
+  }
+  r.done();
+  return c;
+}
+
+function dataKey(group: number, key: Uint8Array): Buffer {
+  const k = Buffer.allocUnsafe(4 + key.byteLength);
+  k.writeUInt32BE(group, 0);
+  k.set(key, 4);
+  return k;
+}
+
+function equal(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return Buffer.compare(a, b) === 0;
+}
+
+export class KvStateMachine {
+  private readonly data: Database<Buffer, Buffer>;
+  private readonly appliedDb: Database<number, number>;
+  /** Writes applied but not yet committed: key (hex) -> value (null = deleted). */
+  private overlay = new Map<string, { key: Buffer; value: Buffer | null }>();
+  private appliedOverlay = new Map<number, number>();
+  private pendingRestores: { group: number; snapshot: Snapshot; entries: [Buffer, Buffer][] }[] = [];
+
+  constructor(private readonly store: LogStore) {
+    this.data = store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' });
+    this.appliedDb = store.openDB<number, number>('applied', { encoding: 'json', keyEncoding: 'uint32' });
+  }
+
+  /** The applied index of `group` as last committed (what a restart resumes from). */
+  applied(group: number): number {
+    return this.appliedOverlay.get(group) ?? this.appliedDb.get(group) ?? 0;
+  }
+
+  private current(group: number, key: Uint8Array): Uint8Array | null {
+    const k = dataKey(group, key);
+    const o = this.overlay.get(k.toString('hex'));
+    if (o) return o.value;
+    return this.data.getBinary(k) ?? null;
+  }
+
+  /** Apply committed entries; returns one result per entry (null for no-ops and conf entries).
+   *  Entries at or below the applied index are skipped (exactly once). */
+  apply(group: number, entries: readonly Entry[]): (KvResult | null)[] {
+    let applied = this.applied(group);
+    const out: (KvResult | null)[] = [];
+    for (const e of entries) {
+      if (e.index <= applied) {
+        out.push(null);
+        continue;
+      }
+      applied = e.index;
+      if (e.type !== 'normal' || e.data.byteLength === 0) {
+        out.push(null);
+        continue;
+      }
+      const c = decodeKvCommand(e.data);
+      const k = dataKey(group, c.key);
+      const hex = k.toString('hex');
+      switch (c.op) {
+        case 'put':
+          this.overlay.set(hex, { key: k, value: Buffer.from(c.value) });
+          out.push({ op: 'put' });
+          break;
+        case 'delete':
+          this.overlay.set(hex, { key: k, value: null });
+          out.push({ op: 'delete' });
+          break;
+        case 'cas': {
+          const cur = this.current(group, c.key);
+          const swapped = equal(cur, c.expected);
+          if (swapped) this.overlay.set(hex, { key: k, value: c.value ? Buffer.from(c.value) : null });
+          out.push({ op: 'cas', swapped, current: swapped ? c.value : cur });
+          break;
+        }
+      }
+    }
+    this.appliedOverlay.set(group, applied);
+    return out;
+  }
+
+  /** Runs inside LogStore.commit's transaction. */
+  writeInTransaction(): void {
+    for (const r of this.pendingRestores) {
+      for (const k of this.data.getKeys({ start: dataKey(r.group, new Uint8Array(0)), end: dataKey(r.group + 1, new Uint8Array(0)) })) {
+        this.data.remove(k);
+      }
+      for (const [k, v] of r.entries) this.data.put(k, v);
+      this.appliedDb.put(r.group, r.snapshot.meta.index);
+    }
+    for (const { key, value } of this.overlay.values()) {
+      if (value === null) this.data.remove(key);
+      else this.data.put(key, value);
+    }
+    for (const [g, i] of this.appliedOverlay) this.appliedDb.put(g, i);
+  }
+
+  /** After the commit that ran writeInTransaction() is durable. */
+  committed(): void {
+    this.overlay.clear();
+    this.appliedOverlay.clear();
+    this.pendingRestores = [];
+  }
+
+  /** Committed value of a key (what linearizable and stale reads see). */
+  get(group: number, key: Uint8Array): Uint8Array | null {
+    return this.data.getBinary(dataKey(group, key)) ?? null;
+  }
+
+  /** A consistent image of one group (data plus the applied index it reflects), taken from a read
+   *  snapshot so the group keeps serving while it is produced. */
+  snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot {
+    const txn = this.store.readTransaction();
+    try {
+      const index = this.appliedDb.get(group, { transaction: txn }) ?? 0;
+      const pairs: [Uint8Array, Uint8Array][] = [];
+      let size = 64;
+      for (const { key, value } of this.data.getRange({
+        start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)), transaction: txn,
+      })) {
+        pairs.push([key.subarray(4), value]);
+        size += key.byteLength + value.byteLength + 8;
+      }
+      const w = new Writer(size);
+      w.num(index);
+      w.u32(pairs.length);
+      for (const [k, v] of pairs) {
+        w.bytes(k);
+        w.bytes(v);
+      }
+      return { meta: metaAt(index), data: w.finish() };
+    } finally {
+      txn.done();
+    }
+  }
+
+  /** Stage replacing a group's data with a snapshot (atomic with the next commit). */
+  restore(group: number, snapshot: Snapshot): void {
+    const r = new Reader(snapshot.data, `kv snapshot of group ${group}`);
+    const index = r.num();
+    const n = r.u32();
+    const entries: [Buffer, Buffer][] = [];
+    for (let i = 0; i < n; i++) {
+      const key = r.bytes();
+      const value = r.bytes();
+      entries.push([dataKey(group, key), Buffer.from(value)]);
+    }
+    r.done();
+    if (index !== snapshot.meta.index) {
+      throw new RaftError('Malformed', `kv snapshot of group ${group}: data index ${index} != meta index ${snapshot.meta.index}`);
+    }
+    // Drop overlay writes of this group: the snapshot supersedes them.
+    const prefix = dataKey(group, new Uint8Array(0)).toString('hex');
+    for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
+    this.pendingRestores.push({ group, snapshot, entries });
+    this.appliedOverlay.set(group, snapshot.meta.index);
+  }
+}

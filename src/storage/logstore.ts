@@ -1,0 +1,524 @@
+// LogStore: durable Raft logs, hard states and snapshot metadata for all groups of one worker, in
+// one LMDB environment. Every loop iteration's changes for all groups become ONE WAL record in ONE
+// durable commit (an append-only key, so LMDB touches a handful of pages, not one per group).
+// Recent entries live in per-group in-memory tails. A checkpoint, every `checkpointBytes` of WAL,
+// moves into a [group, index]-keyed table only the entries that survived a whole checkpoint
+// interval without being compacted (with a state machine that snapshots, that is almost none),
+// writes the metadata of changed groups, and deletes the WAL before the previous checkpoint.
+// Start-up reads the metadata and replays the WAL since the previous checkpoint; replay is
+// idempotent, so metadata newer than the replay start is harmless. It never reads every entry.
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { RaftError, type ConfState, type Entry, type HardState, type Snapshot, type SnapshotMeta } from '../raft/types.js';
+import { EMPTY_HARD_STATE, entryBytes, type InitialState, type Storage } from '../raft/storage.js';
+import {
+  CorruptRecord, decodeEntry, decodeMeta, decodeWal, encodeEntry, encodeMeta, encodeWal,
+  type GroupWrite, type WalOp,
+} from './codec.js';
+
+export class StorageFailed extends Error {
+  constructor(message: string, override readonly cause?: unknown) {
+    super(message);
+    this.name = 'StorageFailed';
+  }
+}
+
+export interface LogStoreOptions {
+  /** Directory of this worker's LMDB environment. */
+  readonly path: string;
+  /** WAL bytes written since the last checkpoint that trigger the next one. Default 16 MiB. */
+  readonly checkpointBytes?: number;
+  /** Skip fsync (tests and benchmarks of CPU cost only; never in production). Default false. */
+  readonly noSync?: boolean;
+  /** Called with a description when something worth an operator's attention happens. */
+  readonly onEvent?: (event: StoreEvent) => void;
+}
+
+export type StoreEvent =
+  | { readonly kind: 'recovered'; readonly groups: number; readonly walRecords: number; readonly ms: number }
+  | { readonly kind: 'checkpoint'; readonly entries: number; readonly walRecords: number; readonly ms: number }
+  | { readonly kind: 'failed'; readonly error: string };
+
+interface Checkpoint {
+  readonly entries: number;
+  readonly walRecords: number;
+  write(): void;
+  done(): void;
+}
+
+export interface StoreStats {
+  commits: number;
+  walBytes: number;
+  entriesWritten: number;
+  checkpoints: number;
+  checkpointEntries: number;
+  lastCheckpointMs: number;
+}
+
+/** ctl record: replay the WAL after `replayFrom`; the next checkpoint flushes up to `trigger`. */
+const KEY_CHECKPOINT = 'checkpoint';
+interface CheckpointCtl {
+  replayFrom: number;
+  trigger: number;
+}
+
+/** 12-byte key: group (u32 BE) + index (u64 BE), so one group's entries are contiguous. */
+function logKey(group: number, index: number): Buffer {
+  const k = Buffer.allocUnsafe(12);
+  k.writeUInt32BE(group, 0);
+  k.writeUInt32BE(Math.floor(index / 2 ** 32), 4);
+  k.writeUInt32BE(index >>> 0, 8);
+  return k;
+}
+
+interface GroupState {
+  readonly group: number;
+  hardState: HardState;
+  conf: ConfState;
+  snap: SnapshotMeta;
+  /** Entries (snap.index, flushedLast] are in the checkpointed log table. */
+  flushedLast: number;
+  /** Entries (flushedLast, last] in memory, and the LSN of the WAL record that wrote each. */
+  tail: Entry[];
+  tailLsn: number[];
+  /** Checkpointed log keys to delete at the next checkpoint (overwritten or compacted). */
+  pendingDeletes: [number, number][];
+  /** Changed since the last checkpoint wrote its metadata. */
+  dirty: boolean;
+}
+
+function newGroup(group: number, conf: ConfState): GroupState {
+  return {
+    group, hardState: EMPTY_HARD_STATE, conf, snap: { index: 0, term: 0, conf }, flushedLast: 0,
+    tail: [], tailLsn: [], pendingDeletes: [], dirty: true,
+  };
+}
+
+function lastIndexOf(s: GroupState): number {
+  return s.tail.length > 0 ? s.tail[s.tail.length - 1].index : Math.max(s.flushedLast, s.snap.index);
+}
+
+export class LogStore {
+  private readonly groups = new Map<number, GroupState>();
+  private readonly deletedGroups = new Set<number>();
+  private staged: WalOp[] = [];
+  private nextLsn = 1;
+  /** LSN of the last record that was durable when the previous checkpoint ran. */
+  private lastTrigger = 0;
+  private walBytesSinceCheckpoint = 0;
+  private walRecordsSinceCheckpoint = 0;
+  private committing = false;
+  private failure: StorageFailed | null = null;
+  readonly stats: StoreStats = { commits: 0, walBytes: 0, entriesWritten: 0, checkpoints: 0, checkpointEntries: 0, lastCheckpointMs: 0 };
+  private readonly checkpointBytes: number;
+
+  private constructor(
+    private readonly env: RootDatabase,
+    private readonly wal: Database<Buffer, number>,
+    private readonly log: Database<Buffer, Buffer>,
+    private readonly meta: Database<Buffer, number>,
+    private readonly ctl: Database<CheckpointCtl, string>,
+    private readonly opts: LogStoreOptions,
+  ) {
+    this.checkpointBytes = opts.checkpointBytes ?? 16 << 20;
+  }
+
+  static async open(opts: LogStoreOptions): Promise<LogStore> {
+    const env = open({ path: opts.path, maxDbs: 8, overlappingSync: false, noSync: opts.noSync ?? false, compression: false });
+    const wal = env.openDB<Buffer, number>('wal', { encoding: 'binary' });
+    const log = env.openDB<Buffer, Buffer>('log', { encoding: 'binary', keyEncoding: 'binary' });
+    const meta = env.openDB<Buffer, number>('meta', { encoding: 'binary', keyEncoding: 'uint32' });
+    const ctl = env.openDB<CheckpointCtl, string>('ctl', { encoding: 'json' });
+    const store = new LogStore(env, wal, log, meta, ctl, opts);
+    try {
+      store.recover();
+    } catch (e) {
+      await env.close();
+      throw e;
+    }
+    return store;
+  }
+
+  /** Rebuild every group from checkpointed metadata plus the WAL written since. */
+  private recover(): void {
+    const t0 = performance.now();
+    for (const { key, value } of this.meta.getRange()) {
+      const m = decodeMeta(value, key);
+      this.groups.set(key, {
+        group: key, hardState: m.hardState, conf: m.conf, snap: m.snapshot, flushedLast: m.flushedLast,
+        tail: [], tailLsn: [], pendingDeletes: [], dirty: false,
+      });
+    }
+    const ctl = this.ctl.get(KEY_CHECKPOINT) ?? { replayFrom: 0, trigger: 0 };
+    this.lastTrigger = ctl.trigger;
+    let records = 0;
+    let last = ctl.replayFrom;
+    for (const { key, value } of this.wal.getRange({ start: ctl.replayFrom + 1 })) {
+      for (const op of decodeWal(value, key)) this.applyOp(op, key);
+      records++;
+      last = key;
+      if (key > ctl.trigger) this.walBytesSinceCheckpoint += value.byteLength;
+    }
+    this.walRecordsSinceCheckpoint = records;
+    this.nextLsn = last + 1;
+    this.opts.onEvent?.({ kind: 'recovered', groups: this.groups.size, walRecords: records, ms: performance.now() - t0 });
+  }
+
+  get failed(): StorageFailed | null {
+    return this.failure;
+  }
+
+  groupIds(): number[] {
+    return [...this.groups.keys()];
+  }
+
+  has(group: number): boolean {
+    return this.groups.has(group);
+  }
+
+  /** Register a new group with its initial configuration (durable with the next commit). */
+  createGroup(group: number, conf: ConfState): GroupStorage {
+    if (this.groups.has(group)) throw new RaftError('Exists', `group ${group} already exists`);
+    this.stage({ op: 'create', group, conf });
+    return this.storage(group);
+  }
+
+  storage(group: number): GroupStorage {
+    if (!this.groups.has(group)) throw new RaftError('UnknownGroup', `group ${group} does not exist`);
+    return new GroupStorage(this, group);
+  }
+
+  /** Stage one group's Ready (entries, hard state, snapshot metadata, conf) for the next commit. */
+  write(w: GroupWrite): void {
+    if (!this.groups.has(w.group)) throw new RaftError('UnknownGroup', `group ${w.group} does not exist`);
+    this.stage({ op: 'write', w });
+  }
+
+  /** Drop entries up to and including `index` (covered by a snapshot the host took at `index`). */
+  compact(group: number, index: number): void {
+    const s = this.state(group);
+    if (index <= s.snap.index) return;
+    if (index > lastIndexOf(s)) throw new RaftError('Unavailable', `compact ${index} beyond last index ${lastIndexOf(s)} of group ${group}`);
+    this.stage({ op: 'compact', group, index });
+  }
+
+  deleteGroup(group: number): void {
+    this.state(group);
+    this.stage({ op: 'delete', group });
+  }
+
+  private stage(op: WalOp): void {
+    if (this.failure) throw this.failure;
+    // Staged ops belong to the next record; commits are serialized, so that is nextLsn.
+    this.applyOp(op, this.nextLsn);
+    this.staged.push(op);
+  }
+
+  /** Apply an operation to the in-memory state, both when staging and when replaying the WAL.
+   *  Idempotent: replay may run over metadata that already includes the operation. */
+  private applyOp(op: WalOp, lsn: number): void {
+    switch (op.op) {
+      case 'create': {
+        if (this.groups.has(op.group)) return;
+        this.deletedGroups.delete(op.group);
+        this.groups.set(op.group, newGroup(op.group, op.conf));
+        return;
+      }
+      case 'delete': {
+        if (this.groups.delete(op.group)) this.deletedGroups.add(op.group);
+        return;
+      }
+      case 'compact': {
+        const s = this.groups.get(op.group);
+        if (!s || op.index <= s.snap.index) return;
+        const term = this.termOf(s, op.index);
+        if (s.flushedLast > s.snap.index) s.pendingDeletes.push([s.snap.index + 1, Math.min(op.index, s.flushedLast)]);
+        s.snap = { index: op.index, term, conf: s.conf };
+        if (s.flushedLast < op.index) s.flushedLast = op.index;
+        let k = 0;
+        while (k < s.tail.length && s.tail[k].index <= op.index) k++;
+        if (k > 0) {
+          s.tail = s.tail.slice(k);
+          s.tailLsn = s.tailLsn.slice(k);
+        }
+        s.dirty = true;
+        return;
+      }
+      case 'write': {
+        const s = this.groups.get(op.w.group);
+        if (!s) return;
+        const w = op.w;
+        if (w.snapshot && w.snapshot.index > s.snap.index) {
+          if (s.flushedLast > s.snap.index) s.pendingDeletes.push([s.snap.index + 1, s.flushedLast]);
+          s.snap = w.snapshot;
+          s.conf = w.snapshot.conf;
+          s.flushedLast = w.snapshot.index;
+          s.tail = [];
+          s.tailLsn = [];
+        }
+        if (w.entries && w.entries.length > 0) this.appendEntries(s, w.entries, lsn);
+        if (w.hardState) s.hardState = w.hardState;
+        if (w.conf) s.conf = w.conf;
+        s.dirty = true;
+        return;
+      }
+    }
+  }
+
+  private appendEntries(s: GroupState, entries: readonly Entry[], lsn: number): void {
+    const last = lastIndexOf(s);
+    // Skip what we already hold (compacted, or identical: a replay over newer metadata).
+    let k = 0;
+    while (k < entries.length && (entries[k].index <= s.snap.index ||
+      (entries[k].index <= last && this.termOf(s, entries[k].index) === entries[k].term))) k++;
+    if (k === entries.length) return;
+    if (k > 0) entries = entries.slice(k);
+    const first = entries[0].index;
+    if (first > last + 1) throw new RaftError('Gap', `group ${s.group}: append at ${first} after last index ${last}`);
+    if (first <= s.flushedLast) {
+      // Overwriting part of the checkpointed log (a new leader's conflicting suffix).
+      s.pendingDeletes.push([first, s.flushedLast]);
+      s.flushedLast = first - 1;
+      s.tail = entries.slice();
+      s.tailLsn = entries.map(() => lsn);
+    } else {
+      const keep = first - (s.flushedLast + 1);
+      if (keep < s.tail.length) {
+        s.tail.length = keep;
+        s.tailLsn.length = keep;
+      }
+      for (const e of entries) {
+        s.tail.push(e);
+        s.tailLsn.push(lsn);
+      }
+    }
+  }
+
+  /** Make everything staged durable in one transaction. `extra` runs inside the same transaction
+   *  (the state machine's writes and applied index go here so they are atomic with the log). */
+  async commit(extra?: () => void): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.committing) throw new RaftError('Busy', 'LogStore.commit called while a commit is in flight');
+    const ops = this.staged;
+    this.staged = [];
+    let record: Buffer | null = null;
+    let lsn = 0;
+    if (ops.length > 0) {
+      record = Buffer.from(encodeWal(ops).buffer);
+      lsn = this.nextLsn++;
+      for (const op of ops) if (op.op === 'write') this.stats.entriesWritten += op.w.entries?.length ?? 0;
+    }
+    const durable = this.nextLsn - 1; // the last record durable once this commit is
+    let checkpoint: Checkpoint | null = null;
+    if (this.forceCheckpoint) {
+      checkpoint = this.prepareCheckpoint(durable, durable);
+      this.forceCheckpoint = false;
+    } else if (this.walBytesSinceCheckpoint >= this.checkpointBytes) {
+      checkpoint = this.prepareCheckpoint(this.lastTrigger, durable);
+    }
+    if (!record && !extra && !checkpoint) return;
+    this.committing = true;
+    const t0 = performance.now();
+    try {
+      await this.env.transaction(() => {
+        if (record) this.wal.put(lsn, record);
+        extra?.();
+        checkpoint?.write();
+      });
+    } catch (e) {
+      this.failure = new StorageFailed(`LMDB commit failed in ${this.opts.path}: ${(e as Error).message}`, e);
+      this.opts.onEvent?.({ kind: 'failed', error: this.failure.message });
+      throw this.failure;
+    } finally {
+      this.committing = false;
+    }
+    this.stats.commits++;
+    if (record) {
+      this.stats.walBytes += record.byteLength;
+      this.walBytesSinceCheckpoint += record.byteLength;
+      this.walRecordsSinceCheckpoint++;
+    }
+    if (checkpoint) {
+      checkpoint.done();
+      const ms = performance.now() - t0;
+      this.stats.checkpoints++;
+      this.stats.checkpointEntries += checkpoint.entries;
+      this.stats.lastCheckpointMs = ms;
+      this.opts.onEvent?.({ kind: 'checkpoint', entries: checkpoint.entries, walRecords: checkpoint.walRecords, ms });
+    }
+  }
+
+  private forceCheckpoint = false;
+
+  /** Checkpoint everything durable so far with the next commit (tests, shutdown). */
+  async checkpoint(): Promise<void> {
+    this.forceCheckpoint = true;
+    await this.commit(() => {});
+  }
+
+  /** Capture a checkpoint that flushes entries written by WAL records <= upTo and makes the WAL
+   *  after upTo the replay start. write() runs inside the commit; done() trims the tails after. */
+  private prepareCheckpoint(upTo: number, trigger: number): Checkpoint {
+    const flushed: { s: GroupState; entries: Entry[] }[] = [];
+    const deletes: { group: number; ranges: [number, number][] }[] = [];
+    const metas: { group: number; value: Buffer }[] = [];
+    let count = 0;
+    for (const s of this.groups.values()) {
+      let n = 0;
+      while (n < s.tail.length && s.tailLsn[n] <= upTo) n++;
+      if (n > 0) {
+        flushed.push({ s, entries: s.tail.slice(0, n) });
+        count += n;
+      }
+      if (s.pendingDeletes.length > 0) deletes.push({ group: s.group, ranges: s.pendingDeletes });
+      s.pendingDeletes = [];
+      if (!s.dirty && n === 0) continue;
+      s.dirty = false;
+      const flushedLast = n > 0 ? s.tail[n - 1].index : s.flushedLast;
+      metas.push({ group: s.group, value: Buffer.from(encodeMeta({ hardState: s.hardState, snapshot: s.snap, conf: s.conf, flushedLast }).buffer) });
+    }
+    const gone = [...this.deletedGroups].filter((g) => !this.groups.has(g));
+    this.deletedGroups.clear();
+    const walRecords = this.walRecordsSinceCheckpoint;
+    this.walBytesSinceCheckpoint = 0;
+    this.walRecordsSinceCheckpoint = 0;
+    this.lastTrigger = trigger;
+    return {
+      entries: count,
+      walRecords,
+      write: () => {
+        for (const d of deletes) {
+          for (const [a, b] of d.ranges) for (let i = a; i <= b; i++) this.log.remove(logKey(d.group, i));
+        }
+        for (const f of flushed) for (const e of f.entries) this.log.put(logKey(f.s.group, e.index), Buffer.from(encodeEntry(e).buffer));
+        for (const m of metas) this.meta.put(m.group, m.value);
+        for (const g of gone) {
+          this.meta.remove(g);
+          for (const k of this.log.getKeys({ start: logKey(g, 0), end: logKey(g + 1, 0) })) this.log.remove(k);
+        }
+        for (const k of this.wal.getKeys({ end: upTo + 1 })) this.wal.remove(k);
+        this.ctl.put(KEY_CHECKPOINT, { replayFrom: upTo, trigger });
+      },
+      done: () => {
+        for (const f of flushed) {
+          const s = f.s;
+          if (this.groups.get(s.group) !== s) continue;
+          const lastFlushed = f.entries[f.entries.length - 1];
+          // Entries staged since the capture stay in the tail; if a truncation replaced what we
+          // flushed, it already scheduled its own deletes, so only advance while it is still live.
+          const k = s.tail.indexOf(lastFlushed);
+          if (k >= 0 && lastFlushed.index > s.flushedLast) {
+            s.tail = s.tail.slice(k + 1);
+            s.tailLsn = s.tailLsn.slice(k + 1);
+            s.flushedLast = lastFlushed.index;
+          }
+        }
+      },
+    };
+  }
+
+  /** Open another table in this environment, so its writes can share the log's commits. */
+  openDB<V, K extends import('lmdb').Key>(name: string, options: import('lmdb').DatabaseOptions): Database<V, K> {
+    return this.env.openDB<V, K>(name, options);
+  }
+
+  /** A consistent read snapshot of the whole environment (release with .done()). */
+  readTransaction() {
+    return this.env.useReadTransaction();
+  }
+
+  async close(): Promise<void> {
+    await this.env.close();
+  }
+
+  /** Size of the data file in bytes (for disk-boundedness checks). */
+  diskBytes(): number {
+    const st = this.env.getStats() as { treeBranchPageCount?: number; pageSize?: number; lastPageNumber?: number };
+    return (st.lastPageNumber ?? 0) * (st.pageSize ?? 4096);
+  }
+
+  // --- reads (used by GroupStorage) ------------------------------------------------------------
+
+  state(group: number): GroupState {
+    const s = this.groups.get(group);
+    if (!s) throw new RaftError('UnknownGroup', `group ${group} does not exist`);
+    return s;
+  }
+
+  termOf(s: GroupState, i: number): number {
+    if (i === s.snap.index) return s.snap.term;
+    if (i < s.snap.index) throw new RaftError('Compacted', `entry ${i} of group ${s.group} is compacted`);
+    const last = lastIndexOf(s);
+    if (i > last) throw new RaftError('Unavailable', `entry ${i} of group ${s.group} is beyond ${last}`);
+    if (i > s.flushedLast) return s.tail[i - s.flushedLast - 1].term;
+    return this.readEntry(s.group, i).term;
+  }
+
+  readEntry(group: number, i: number): Entry {
+    const v = this.log.getBinary(logKey(group, i));
+    if (!v) throw new CorruptRecord(`log entry ${i} of group ${group}`, 'missing from the checkpointed log');
+    return decodeEntry(v, i);
+  }
+
+  lastIndex(s: GroupState): number {
+    return lastIndexOf(s);
+  }
+}
+
+/** The Raft core's Storage view of one group in a LogStore. */
+export class GroupStorage implements Storage {
+  /** Supplies a snapshot (with state machine data) for followers that are too far behind. */
+  snapshotSource: ((meta: SnapshotMeta) => Snapshot) | null = null;
+
+  constructor(private readonly store: LogStore, readonly group: number) {}
+
+  private get s(): GroupState {
+    return this.store.state(this.group);
+  }
+
+  initialState(): InitialState {
+    const s = this.s;
+    return { hardState: s.hardState, conf: s.conf };
+  }
+
+  firstIndex(): number {
+    return this.s.snap.index + 1;
+  }
+
+  lastIndex(): number {
+    return this.store.lastIndex(this.s);
+  }
+
+  term(i: number): number {
+    return this.store.termOf(this.s, i);
+  }
+
+  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    const s = this.s;
+    if (lo <= s.snap.index) throw new RaftError('Compacted', `entry ${lo} of group ${this.group} is compacted`);
+    const last = this.store.lastIndex(s);
+    if (hi > last + 1) throw new RaftError('Unavailable', `entries up to ${hi - 1} of group ${this.group} not available`);
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (let i = lo; i < hi; i++) {
+      const e = i > s.flushedLast ? s.tail[i - s.flushedLast - 1] : this.store.readEntry(this.group, i);
+      bytes += entryBytes(e);
+      if (out.length > 0 && bytes > maxBytes) break;
+      out.push(e);
+    }
+    return out;
+  }
+
+  snapshot(): Snapshot {
+    const meta = this.s.snap;
+    if (this.snapshotSource) return this.snapshotSource(meta);
+    return { meta, data: new Uint8Array(0) };
+  }
+
+  snapshotMeta(): SnapshotMeta {
+    return this.s.snap;
+  }
+
+  conf(): ConfState {
+    return this.s.conf;
+  }
+}

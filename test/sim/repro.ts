@@ -1,0 +1,205 @@
+// Minimal hand-driven reproductions of core bugs the simulator found. Each scenario wires a few
+// RaftNodes together with a FIFO "wire" the scenario can filter, follows the host contract
+// synchronously, and reports whether the buggy outcome happened. Run them with
+// `npm run sim -- --repro all` (or a scenario name).
+import { RaftNode } from '../../src/raft/node.js';
+import { seededRandom } from '../../src/raft/rand.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
+import type { ConfState, Message, NodeId } from '../../src/raft/types.js';
+import type { RaftOptions } from './host.js';
+
+export interface ReproResult {
+  /** True when the core still shows the bug. */
+  readonly reproduced: boolean;
+  readonly detail: string;
+}
+
+export interface Repro {
+  readonly summary: string;
+  readonly run: () => ReproResult;
+}
+
+const OPTS = { electionTicks: 10, heartbeatTicks: 1, preVote: true, checkQuorum: true } as const;
+
+/** A tiny synchronous cluster: every Ready is handled in full (persist, send, advance) at once. */
+class Mini {
+  readonly nodes = new Map<NodeId, RaftNode>();
+  readonly disks = new Map<NodeId, MemoryStorage>();
+  readonly wire: Message[] = [];
+  private seed = 1;
+
+  constructor(private readonly opts: RaftOptions) {}
+
+  add(id: NodeId, conf: ConfState): void {
+    this.disks.set(id, new MemoryStorage(conf));
+    this.boot(id);
+  }
+
+  /** Crash and restart from what was persisted (no snapshots here, so applied = 0). */
+  restart(id: NodeId): void {
+    this.boot(id);
+  }
+
+  private boot(id: NodeId): void {
+    const storage = this.disks.get(id)!;
+    this.nodes.set(id, new RaftNode({ ...this.opts, id, group: 1, storage, random: seededRandom(this.seed++), applied: 0 }));
+  }
+
+  node(id: NodeId): RaftNode {
+    return this.nodes.get(id)!;
+  }
+
+  drain(id: NodeId): void {
+    const n = this.node(id);
+    const disk = this.disks.get(id)!;
+    while (n.hasReady()) {
+      const rd = n.ready();
+      this.wire.push(...rd.messages);
+      if (rd.snapshot) disk.applySnapshot(rd.snapshot);
+      disk.append(rd.entries);
+      if (rd.hardState) disk.setHardState(rd.hardState);
+      if (rd.conf) disk.conf = rd.conf;
+      this.wire.push(...rd.messagesAfterPersist);
+      n.advance();
+    }
+  }
+
+  /** Delivers everything on the wire (and what that produces), dropping messages `drop` selects. */
+  deliver(drop: (m: Message) => boolean = () => false): void {
+    for (let guard = 0; this.wire.length > 0; guard++) {
+      if (guard > 100_000) throw new Error('message storm');
+      const m = this.wire.shift()!;
+      const to = this.nodes.get(m.to);
+      if (!to || drop(m)) continue;
+      to.step(m);
+      this.drain(m.to);
+    }
+  }
+
+  /** Ticks every node `n` times, delivering messages after each round. */
+  run(ticks: number, drop?: (m: Message) => boolean): void {
+    for (let t = 0; t < ticks; t++) {
+      for (const [id, n] of this.nodes) {
+        n.tick();
+        this.drain(id);
+      }
+      this.deliver(drop);
+    }
+  }
+
+  leaders(): NodeId[] {
+    return [...this.nodes].filter(([, n]) => n.raft.role === 'leader').map(([id]) => id);
+  }
+}
+
+/** Applied-state bookkeeping for the lease scenarios: the commit index a node would read at. */
+function commitOf(c: Mini, id: NodeId): number {
+  return c.node(id).raft.log.committed;
+}
+
+export const REPROS: Record<string, Repro> = {
+  'lease-read-after-follower-restart': {
+    summary: 'leaseReads: a follower promises (by acking a heartbeat) not to vote for electionTicks, but a restart ' +
+      'forgets the leader (leader = NONE, so no stickiness) and it votes at once. The old leader, cut off from the ' +
+      'new majority, still holds a lease on that ack and serves a read that misses a write the new leader acknowledged.',
+    run: () => {
+      const c = new Mini({ ...OPTS, leaseReads: true, leaseMarginTicks: 2 });
+      const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
+      for (const id of conf.voters) c.add(id, conf);
+      c.node('n1').campaign();
+      c.drain('n1');
+      c.run(5);
+      // n3 loses its links to n1; n1 keeps its lease through n2's acks. Run until n3 has timed out.
+      const cut13 = (m: Message) => (m.from === 'n1' && m.to === 'n3') || (m.from === 'n3' && m.to === 'n1');
+      c.run(3 * OPTS.electionTicks, cut13);
+      // n2 acks one more heartbeat (renewing n1's lease), then n1 is cut off from n2 too and n2 restarts.
+      const cutN1 = (m: Message) => m.from === 'n1' || m.to === 'n1';
+      c.restart('n2');
+      c.node('n3').campaign();
+      c.drain('n3');
+      c.deliver(cutN1);
+      const newLeader = c.leaders().filter((id) => id !== 'n1');
+      if (newLeader.length !== 1) return { reproduced: false, detail: `no second leader (leaders=[${c.leaders().join(',')}])` };
+      const w = c.node(newLeader[0]).propose(new TextEncoder().encode('w'));
+      c.drain(newLeader[0]);
+      c.deliver(cutN1);
+      const wCommitted = w.ok && commitOf(c, newLeader[0]) >= w.index;
+      // A client now reads from n1, which still thinks it leads term 1 within its lease.
+      const read = c.node('n1').readIndex('r1');
+      const n1 = c.node('n1');
+      const rd = n1.hasReady() ? n1.ready() : null;
+      if (rd) {
+        c.disks.get('n1')!.append(rd.entries);
+        n1.advance();
+      }
+      const served = rd?.readStates.find((s) => s.ctx === 'r1');
+      return {
+        reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
+        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed write at ${w.ok ? w.index : '-'} ` +
+          `(${wCommitted ? 'acknowledged' : 'not committed'}); n1 (role ${n1.raft.role}, term ${n1.raft.term}) read ${read.ok ? 'accepted' : read.reason}` +
+          `${served ? `, served at index ${served.index}` : ', not served immediately'}`,
+      };
+    },
+  },
+
+  'fresh-voter-cannot-vote': {
+    summary: 'A voter that has not yet received the log (empty or bootstrap configuration) drops vote requests from ' +
+      'members it does not know (acceptsFrom -> UnknownSender). Grow 1 -> 2 voters, restart the leader before the new ' +
+      'voter caught up: the group never elects a leader again.',
+    run: () => {
+      const c = new Mini(OPTS);
+      c.add('n1', { voters: ['n1'], learners: [] });
+      c.add('n2', { voters: [], learners: [] }); // joins with an empty configuration
+      c.node('n1').campaign();
+      c.drain('n1');
+      const toN2 = (m: Message) => m.to === 'n2'; // n2 is slow: nothing reaches it yet
+      const add = c.node('n1').proposeConfChange({ type: 'addLearner', node: 'n2' });
+      c.drain('n1');
+      c.deliver(toN2);
+      const promote = c.node('n1').proposeConfChange({ type: 'addVoter', node: 'n2' });
+      c.drain('n1');
+      c.deliver(toN2);
+      const voters = [...c.node('n1').raft.tracker.voters].join(',');
+      c.restart('n1'); // any restart of n1 now
+      c.run(50 * OPTS.electionTicks);
+      const leaders = c.leaders();
+      return {
+        reproduced: leaders.length === 0,
+        detail: `addLearner ${add.ok ? 'ok' : add.reason}, addVoter ${promote.ok ? 'ok' : promote.reason}; n1 voters=[${voters}]; ` +
+          `after ${50 * OPTS.electionTicks} ticks leaders=[${leaders.join(',')}], n1 role=${c.node('n1').raft.role}, ` +
+          `n2 rejected as UnknownSender ${c.node('n2').raft.rejected.UnknownSender} times`,
+      };
+    },
+  },
+  'lost-append-never-resent': {
+    summary: 'Replicate state, maxInflight 1: an append is lost; the next heartbeat response frees its in-flight slot ' +
+      '(inflights.freeFirst) and sendAppend(to, sendIfEmpty=false) has nothing new to send from next, so the entry is ' +
+      'never resent while the group is idle (ticksSinceAck only counts with appends in flight).',
+    run: () => {
+      const c = new Mini({ ...OPTS, maxInflight: 1 });
+      const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
+      for (const id of conf.voters) c.add(id, conf);
+      c.node('n1').campaign();
+      c.drain('n1');
+      c.run(5);
+      const r = c.node('n1').propose(new TextEncoder().encode('x'));
+      if (!r.ok) return { reproduced: false, detail: `setup failed: propose ${r.reason}` };
+      c.drain('n1');
+      // Lose the append carrying the new entry to n2, once.
+      let lost = false;
+      c.deliver((m) => {
+        if (lost || m.type !== 'app' || m.to !== 'n2' || !m.entries.some((e) => e.index === r.index)) return false;
+        lost = true;
+        return true;
+      });
+      c.run(20 * OPTS.electionTicks);
+      const n2 = c.node('n2').raft.log;
+      const pr = c.node('n1').raft.tracker.progress.get('n2')!;
+      return {
+        reproduced: n2.lastIndex() < r.index,
+        detail: `entry ${r.index} lost once on its way to n2; ${20 * OPTS.electionTicks} ticks later n2 lastIndex=${n2.lastIndex()} ` +
+          `commit=${n2.committed}; leader progress n2: ${pr.state} match=${pr.match} next=${pr.next} inflight=${pr.inflights.count}`,
+      };
+    },
+  },
+};

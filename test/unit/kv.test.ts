@@ -1,0 +1,327 @@
+// KvStateMachine: command semantics and encoding, exactly-once application across restarts,
+// atomicity of data and applied index, snapshots and restore.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LogStore } from '../../src/storage/logstore.js';
+import { CorruptRecord } from '../../src/storage/codec.js';
+import { KvStateMachine, MAX_KEY_BYTES, decodeKvCommand, encodeKvCommand, type KvCommand, type KvResult } from '../../src/storage/kv.js';
+import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
+
+const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const b = (s: string): Uint8Array => enc.encode(s);
+const s = (u: Uint8Array | null): string | null => (u === null ? null : dec.decode(u));
+
+const put = (key: string, value: string): KvCommand => ({ op: 'put', key: b(key), value: b(value) });
+const del = (key: string): KvCommand => ({ op: 'delete', key: b(key) });
+const cas = (key: string, expected: string | null, value: string | null): KvCommand => ({
+  op: 'cas', key: b(key), expected: expected === null ? null : b(expected), value: value === null ? null : b(value),
+});
+
+function entries(first: number, cmds: readonly (KvCommand | null)[], term = 1): Entry[] {
+  return cmds.map((c, k) => ({ index: first + k, term, type: 'normal' as const, data: c ? encodeKvCommand(c) : new Uint8Array(0) }));
+}
+
+/** Results in a comparable form (bytes as strings). */
+function res(rs: readonly (KvResult | null)[]) {
+  return rs.map((r) => (r === null ? null : r.op === 'cas' ? { op: r.op, swapped: r.swapped, current: s(r.current) } : { op: r.op }));
+}
+
+class Node {
+  store!: LogStore;
+  kv!: KvStateMachine;
+  constructor(readonly dir: string) {}
+
+  async open(): Promise<this> {
+    this.store = await LogStore.open({ path: this.dir });
+    this.kv = new KvStateMachine(this.store);
+    return this;
+  }
+
+  async reopen(): Promise<this> {
+    await this.store.close();
+    return this.open();
+  }
+
+  /** Apply entries (also appending them to the group's log) and commit them atomically. */
+  async applyCommit(group: number, es: readonly Entry[]): Promise<(KvResult | null)[]> {
+    if (!this.store.has(group)) this.store.createGroup(group, CONF);
+    const gs = this.store.storage(group);
+    const fresh = es.filter((e) => e.index > gs.lastIndex());
+    if (fresh.length > 0 && fresh[0].index === gs.lastIndex() + 1) {
+      this.store.write({ group, entries: fresh, hardState: { term: 1, vote: 'a', commit: fresh[fresh.length - 1].index } });
+    }
+    const r = this.kv.apply(group, es);
+    await this.store.commit(() => this.kv.writeInTransaction());
+    this.kv.committed();
+    return r;
+  }
+
+  get(group: number, key: string): string | null {
+    return s(this.kv.get(group, b(key)));
+  }
+}
+
+async function withNodes(n: number, fn: (...nodes: Node[]) => Promise<void>): Promise<void> {
+  const nodes: Node[] = [];
+  try {
+    for (let i = 0; i < n; i++) nodes.push(await new Node(mkdtempSync(join(tmpdir(), 'flotilla-kv-'))).open());
+    await fn(...nodes);
+  } finally {
+    for (const node of nodes) {
+      await node.store?.close().catch(() => {});
+      rmSync(node.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+const metaAt = (i: number): SnapshotMeta => ({ index: i, term: 1, conf: CONF });
+
+describe('KV commands', () => {
+  test('encodeKvCommand / decodeKvCommand round trip', () => {
+    const bin = new Uint8Array([0, 255, 1, 128, 0]);
+    const cmds: KvCommand[] = [
+      put('k', 'v'),
+      { op: 'put', key: bin, value: new Uint8Array(0) },
+      { op: 'put', key: new Uint8Array(MAX_KEY_BYTES).fill(7), value: new Uint8Array(100_000).fill(9) },
+      del('gone'),
+      cas('c', null, 'v'),
+      cas('c', 'v', null),
+      cas('c', null, null),
+      cas('c', 'old', 'new'),
+      { op: 'cas', key: bin, expected: new Uint8Array(0), value: bin },
+    ];
+    const norm = (c: KvCommand) => JSON.stringify(c, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+    for (const c of cmds) assert.equal(norm(decodeKvCommand(encodeKvCommand(c))), norm(c));
+    // Corrupted command bytes are detected.
+    const e = encodeKvCommand(put('k', 'v'));
+    e[3] ^= 1;
+    assert.throws(() => decodeKvCommand(e), (err: unknown) => err instanceof CorruptRecord);
+  });
+
+  test('key length limits: 1..MAX_KEY_BYTES, else InvalidArgument', () => {
+    const invalid = (err: unknown) => err instanceof RaftError && err.code === 'InvalidArgument';
+    assert.equal(MAX_KEY_BYTES, 1024);
+    for (const key of [new Uint8Array(0), new Uint8Array(MAX_KEY_BYTES + 1)]) {
+      assert.throws(() => encodeKvCommand({ op: 'put', key, value: b('v') }), invalid);
+      assert.throws(() => encodeKvCommand({ op: 'delete', key }), invalid);
+      assert.throws(() => encodeKvCommand({ op: 'cas', key, expected: null, value: b('v') }), invalid);
+    }
+    encodeKvCommand({ op: 'put', key: new Uint8Array(1), value: b('v') });
+    encodeKvCommand({ op: 'put', key: new Uint8Array(MAX_KEY_BYTES), value: b('v') });
+  });
+
+  test('put / get / delete, and no-op and conf entries', async () => {
+    await withNodes(1, async (n) => {
+      const confEntry: Entry = { index: 4, term: 1, type: 'conf', data: b('not a kv command') };
+      const es = [...entries(1, [put('a', '1'), put('b', '2'), null]), confEntry, ...entries(5, [put('a', '3'), del('b'), del('never')])];
+      const r = await n.applyCommit(1, es);
+      assert.deepEqual(res(r), [{ op: 'put' }, { op: 'put' }, null, null, { op: 'put' }, { op: 'delete' }, { op: 'delete' }]);
+      assert.equal(n.get(1, 'a'), '3');
+      assert.equal(n.get(1, 'b'), null);
+      assert.equal(n.get(1, 'never'), null);
+      assert.equal(n.kv.applied(1), 7, 'no-op and conf entries advance the applied index too');
+      // Groups are isolated.
+      await n.applyCommit(2, entries(1, [put('a', 'other')]));
+      assert.equal(n.get(1, 'a'), '3');
+      assert.equal(n.get(2, 'a'), 'other');
+      assert.equal(n.kv.applied(2), 1);
+    });
+  });
+
+  test('cas semantics: expected null = create-if-absent; failure returns swapped:false and the current value; null value deletes', async () => {
+    await withNodes(1, async (n) => {
+      const r = await n.applyCommit(1, entries(1, [
+        cas('k', null, 'v1'), // absent -> created
+        cas('k', null, 'v2'), // present -> fails, current v1
+        cas('k', 'nope', 'v3'), // mismatch -> fails
+        cas('k', 'v1', 'v4'), // match -> swapped
+        cas('gone', 'x', 'y'), // absent, expected non-null -> fails, current null
+        put('p', 'x'),
+        cas('p', 'x', null), // match, value null -> deleted
+        cas('p', null, 'again'), // now absent -> created (sees the staged delete)
+        cas('e', '', 'set'), // expected empty value is not "absent"
+        put('e', ''),
+        cas('e', '', 'set'), // empty value matches
+      ]));
+      assert.deepEqual(res(r), [
+        { op: 'cas', swapped: true, current: 'v1' },
+        { op: 'cas', swapped: false, current: 'v1' },
+        { op: 'cas', swapped: false, current: 'v1' },
+        { op: 'cas', swapped: true, current: 'v4' },
+        { op: 'cas', swapped: false, current: null },
+        { op: 'put' },
+        { op: 'cas', swapped: true, current: null },
+        { op: 'cas', swapped: true, current: 'again' },
+        { op: 'cas', swapped: false, current: null },
+        { op: 'put' },
+        { op: 'cas', swapped: true, current: 'set' },
+      ]);
+      assert.equal(n.get(1, 'k'), 'v4');
+      assert.equal(n.get(1, 'gone'), null);
+      assert.equal(n.get(1, 'p'), 'again');
+      assert.equal(n.get(1, 'e'), 'set');
+      // cas against committed data (not in the overlay)
+      const r2 = await n.applyCommit(1, entries(12, [cas('k', 'v4', 'v5'), cas('k', 'v4', 'v6')]));
+      assert.deepEqual(res(r2), [{ op: 'cas', swapped: true, current: 'v5' }, { op: 'cas', swapped: false, current: 'v5' }]);
+      assert.equal(n.get(1, 'k'), 'v5');
+    });
+  });
+});
+
+describe('KV exactly once', () => {
+  // Applied twice, this sequence ends in a different state: c = A -> B -> C, then back to A.
+  const seq = [put('c', 'A'), cas('c', 'A', 'B'), cas('c', 'B', 'C'), put('c', 'A'), put('n', '1')];
+
+  test('re-delivered entries (as after a Raft restart) are skipped: results null, data unchanged', async () => {
+    await withNodes(1, async (n) => {
+      const es = entries(1, seq);
+      const first = await n.applyCommit(1, es);
+      assert.deepEqual(res(first).slice(1, 3), [{ op: 'cas', swapped: true, current: 'B' }, { op: 'cas', swapped: true, current: 'C' }]);
+      assert.equal(n.get(1, 'c'), 'A');
+      // Same process, before and after commit.
+      assert.deepEqual(n.kv.apply(1, es.slice(1, 3)), [null, null]);
+      assert.deepEqual(await n.applyCommit(1, es), [null, null, null, null, null]);
+      assert.equal(n.get(1, 'c'), 'A');
+      // After a restart: the applied index came back with the data.
+      await n.reopen();
+      assert.equal(n.kv.applied(1), 5);
+      assert.deepEqual(await n.applyCommit(1, es.slice(1, 3)), [null, null]);
+      assert.equal(n.get(1, 'c'), 'A', 'a double-applied cas chain would leave C');
+      // Partial overlap: 4..5 skipped, 6..7 applied.
+      const more = entries(6, [cas('c', 'A', 'Z'), put('n', '2')]);
+      const r = await n.applyCommit(1, [...es.slice(3), ...more]);
+      assert.deepEqual(res(r), [null, null, { op: 'cas', swapped: true, current: 'Z' }, { op: 'put' }]);
+      await n.reopen();
+      assert.equal(n.get(1, 'c'), 'Z');
+      assert.equal(n.get(1, 'n'), '2');
+      assert.equal(n.kv.applied(1), 7);
+    });
+  });
+
+  test('applied index and data are atomic: committed together survive reopen; uncommitted neither', async () => {
+    await withNodes(1, async (n) => {
+      await n.applyCommit(1, entries(1, [put('x', '1'), put('y', '1')]));
+      // Applied but never committed: lost with the restart, both data and index.
+      n.kv.apply(1, entries(3, [put('x', '2'), del('y')]));
+      assert.equal(n.kv.applied(1), 4, 'applied() includes what is staged');
+      assert.equal(n.get(1, 'x'), '1', 'get() returns committed data only');
+      await n.reopen();
+      assert.equal(n.kv.applied(1), 2);
+      assert.equal(n.get(1, 'x'), '1');
+      assert.equal(n.get(1, 'y'), '1');
+      // Now re-delivered after the restart they are applied (exactly once overall).
+      const r = await n.applyCommit(1, entries(3, [put('x', '2'), del('y')]));
+      assert.deepEqual(res(r), [{ op: 'put' }, { op: 'delete' }]);
+      await n.reopen();
+      assert.equal(n.kv.applied(1), 4);
+      assert.equal(n.get(1, 'x'), '2');
+      assert.equal(n.get(1, 'y'), null);
+      // The log committed with the same transaction agrees with the applied index.
+      assert.equal(n.store.storage(1).lastIndex(), 4);
+      assert.equal(n.store.storage(1).initialState().hardState.commit, 4);
+    });
+  });
+});
+
+describe('KV snapshots', () => {
+  test('snapshot reflects exactly its index while more is applied and committed afterwards; restore on another store gives identical data', async () => {
+    await withNodes(3, async (a, bNode, c) => {
+      // Many keys, binary keys and values, two groups.
+      const cmds: KvCommand[] = [];
+      for (let i = 0; i < 200; i++) cmds.push(put(`key-${i}`, `value-${i}-${'x'.repeat(i % 17)}`));
+      cmds.push(del('key-3'), cas('key-4', 'value-4-xxxx', 'swapped'));
+      cmds.push({ op: 'put', key: new Uint8Array([0, 0, 0, 0]), value: new Uint8Array([255, 0, 1]) });
+      await a.applyCommit(1, entries(1, cmds));
+      await a.applyCommit(2, entries(1, [put('key-1', 'group two')]));
+      const at = cmds.length; // 203
+      const expected = new Map<string, string>();
+      for (const { key, value } of a.store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' }).getRange({})) {
+        if (key.readUInt32BE(0) === 1) expected.set(key.subarray(4).toString('hex'), value.toString('hex'));
+      }
+      assert.equal(expected.size, 200);
+
+      // Staged but uncommitted work is not in the snapshot.
+      a.kv.apply(1, entries(at + 1, [put('key-0', 'staged')]));
+      let metaIndex = -1;
+      const snap = a.kv.snapshot(1, (i) => { metaIndex = i; return metaAt(i); });
+      assert.equal(metaIndex, at, 'metaAt is asked for the committed applied index');
+      assert.equal(snap.meta.index, at);
+      // More applied and committed after the snapshot was taken.
+      await a.store.commit(() => a.kv.writeInTransaction());
+      a.kv.committed();
+      await a.applyCommit(1, entries(at + 2, [put('key-1', 'later'), del('key-2'), put('new', 'later')]));
+      assert.equal(a.get(1, 'key-1'), 'later');
+
+      // b: has unrelated older data for group 1 (must disappear) and group 2 data (must stay).
+      await bNode.applyCommit(1, entries(1, [put('stale', 'x'), put('key-1', 'old')]));
+      await bNode.applyCommit(2, entries(1, [put('mine', 'keep')]));
+      for (const n of [bNode, c]) {
+        n.kv.restore(1, snap);
+        assert.equal(n.kv.applied(1), at, 'applied() reflects the staged restore');
+        await n.store.commit(() => n.kv.writeInTransaction());
+        n.kv.committed();
+        await n.reopen();
+        assert.equal(n.kv.applied(1), at, 'applied index after restore + reopen');
+        const got = new Map<string, string>();
+        for (const { key, value } of n.store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' }).getRange({})) {
+          if (key.readUInt32BE(0) === 1) got.set(key.subarray(4).toString('hex'), value.toString('hex'));
+        }
+        assert.deepEqual(got, expected, 'restored data equals the state at the snapshot index exactly');
+        assert.equal(n.get(1, 'key-1'), 'value-1-x');
+        assert.equal(n.get(1, 'key-4'), 'swapped');
+        assert.equal(n.get(1, 'key-3'), null);
+        assert.equal(n.get(1, 'new'), null);
+        assert.equal(n.get(1, 'stale'), null);
+        // Entries up to the snapshot index are skipped; later ones converge to a's state.
+        assert.deepEqual(n.kv.apply(1, entries(at - 1, [put('key-1', 'x'), put('key-1', 'y')])), [null, null]);
+        await n.store.commit(() => n.kv.writeInTransaction());
+        n.kv.committed();
+        const r = n.kv.apply(1, [...entries(at + 1, [put('key-0', 'staged')]), ...entries(at + 2, [put('key-1', 'later'), del('key-2'), put('new', 'later')])]);
+        assert.equal(r.filter((x) => x !== null).length, 4);
+        await n.store.commit(() => n.kv.writeInTransaction());
+        n.kv.committed();
+        for (const k of ['key-0', 'key-1', 'key-2', 'new', 'key-199']) assert.equal(n.get(1, k), a.get(1, k), `converged on ${k}`);
+      }
+      assert.equal(bNode.get(2, 'mine'), 'keep', 'restoring group 1 leaves group 2 alone');
+      assert.equal(c.get(2, 'key-1'), null);
+    });
+  });
+
+  test('restore rejects a snapshot whose data index differs from its meta index', async () => {
+    await withNodes(1, async (n) => {
+      await n.applyCommit(1, entries(1, [put('a', '1')]));
+      const snap = n.kv.snapshot(1, metaAt);
+      assert.throws(() => n.kv.restore(1, { meta: metaAt(5), data: snap.data }), (e: unknown) => e instanceof RaftError && e.code === 'Malformed');
+      const bad = snap.data.slice();
+      bad[bad.length - 6] ^= 1;
+      assert.throws(() => n.kv.restore(1, { meta: snap.meta, data: bad }), (e: unknown) => e instanceof CorruptRecord);
+    });
+  });
+
+  test('entries applied after restore() in the same batch see the snapshot data, not the replaced data', async () => {
+    await withNodes(2, async (a, bNode) => {
+      await a.applyCommit(1, entries(1, [put('x', 'new'), put('y', 'yy')]));
+      await bNode.applyCommit(1, entries(1, [put('x', 'old'), put('z', 'zz')]));
+      const snap = a.kv.snapshot(1, metaAt); // index 2
+      // A follower receiving a snapshot plus the committed entries after it in one Ready.
+      bNode.kv.restore(1, snap);
+      const r = bNode.kv.apply(1, entries(3, [cas('x', 'new', 'newer'), cas('z', null, 'created'), cas('y', 'yy', 'y2')]));
+      await bNode.store.commit(() => bNode.kv.writeInTransaction());
+      bNode.kv.committed();
+      // What the leader (a) computes for the same entries:
+      const ra = await a.applyCommit(1, entries(3, [cas('x', 'new', 'newer'), cas('z', null, 'created'), cas('y', 'yy', 'y2')]));
+      assert.deepEqual(res(ra), [
+        { op: 'cas', swapped: true, current: 'newer' },
+        { op: 'cas', swapped: true, current: 'created' },
+        { op: 'cas', swapped: true, current: 'y2' },
+      ]);
+      assert.deepEqual(res(r), res(ra), 'the follower computes the same results as the leader');
+      for (const k of ['x', 'y', 'z']) assert.equal(bNode.get(1, k), a.get(1, k), `replicas agree on ${k}`);
+    });
+  });
+});
