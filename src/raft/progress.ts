@@ -58,6 +58,8 @@ export class Progress {
   ticksSinceAck = 0;
   /** Ticks spent in snapshot state (a lost snapshot falls back to probe). */
   snapshotTicks = 0;
+  /** Highest commit index sent to this follower. */
+  sentCommit = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflight: number, public isLearner: boolean) {
@@ -118,6 +120,11 @@ export class Progress {
     this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1);
     this.probeSent = false;
     return true;
+  }
+
+  /** Could sending commit index `commit` advance the follower's commit? It can reach next-1. */
+  canBumpCommit(commit: number): boolean {
+    return commit > this.sentCommit && this.sentCommit < this.next - 1;
   }
 
   isPaused(): boolean {

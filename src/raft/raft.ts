@@ -640,9 +640,11 @@ export class Raft {
       }
     }
     if (needSnapshot) return this.sendSnapshot(to, pr);
-    if (entries.length === 0 && !sendIfEmpty) return false;
+    // An empty append is still worth sending when it tells the follower a newer commit index.
+    if (entries.length === 0 && !sendIfEmpty && !pr.canBumpCommit(this.log.committed)) return false;
     this.send({ type: 'app', to, index: prevIndex, logTerm: prevTerm as number, entries, commit: this.log.committed });
     pr.sentEntries(entries.length > 0 ? entries[entries.length - 1].index : prevIndex, entries.length);
+    pr.sentCommit = Math.max(pr.sentCommit, this.log.committed);
     return true;
   }
 
@@ -662,9 +664,9 @@ export class Raft {
   private bcastHeartbeat(ctx: string): void {
     for (const [id, pr] of this.tracker.progress) {
       if (id === this.id) continue;
-      this.send({
-        type: 'hb', to: id, commit: Math.min(pr.match, this.log.committed), ctx, seq: this.leaderTicks, quiesce: false,
-      });
+      const commit = Math.min(pr.match, this.log.committed);
+      pr.sentCommit = Math.max(pr.sentCommit, commit);
+      this.send({ type: 'hb', to: id, commit, ctx, seq: this.leaderTicks, quiesce: false });
     }
   }
 

@@ -210,8 +210,8 @@ export function encodeEntry(e: Entry): Uint8Array {
   return w.finish();
 }
 
-export function decodeEntry(buf: Uint8Array, index: number): Entry {
-  const r = new Reader(buf, `log entry ${index}`);
+export function decodeEntry(buf: Uint8Array, index: number, group?: number): Entry {
+  const r = new Reader(buf, group === undefined ? `log entry ${index}` : `log entry ${index} of group ${group}`);
   const e = readEntryBody(r, index);
   r.done();
   return e;

@@ -75,7 +75,8 @@ export class KvStateMachine {
   /** Writes applied but not yet committed: key (hex) -> value (null = deleted). */
   private overlay = new Map<string, { key: Buffer; value: Buffer | null }>();
   private appliedOverlay = new Map<number, number>();
-  private pendingRestores: { group: number; snapshot: Snapshot; entries: [Buffer, Buffer][] }[] = [];
+  /** Staged snapshot installs: group -> its complete new contents (key hex -> [key, value]). */
+  private pendingRestores = new Map<number, { snapshot: Snapshot; data: Map<string, [Buffer, Buffer]> }>();
 
   constructor(private readonly store: LogStore) {
     this.data = store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' });
@@ -89,8 +90,12 @@ export class KvStateMachine {
 
   private current(group: number, key: Uint8Array): Uint8Array | null {
     const k = dataKey(group, key);
-    const o = this.overlay.get(k.toString('hex'));
+    const hex = k.toString('hex');
+    const o = this.overlay.get(hex);
     if (o) return o.value;
+    // A staged restore replaces the group's committed data entirely.
+    const r = this.pendingRestores.get(group);
+    if (r) return r.data.get(hex)?.[1] ?? null;
     return this.data.getBinary(k) ?? null;
   }
 
@@ -136,12 +141,12 @@ export class KvStateMachine {
 
   /** Runs inside LogStore.commit's transaction. */
   writeInTransaction(): void {
-    for (const r of this.pendingRestores) {
-      for (const k of this.data.getKeys({ start: dataKey(r.group, new Uint8Array(0)), end: dataKey(r.group + 1, new Uint8Array(0)) })) {
+    for (const [group, r] of this.pendingRestores) {
+      for (const k of this.data.getKeys({ start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) })) {
         this.data.remove(k);
       }
-      for (const [k, v] of r.entries) this.data.put(k, v);
-      this.appliedDb.put(r.group, r.snapshot.meta.index);
+      for (const [k, v] of r.data.values()) this.data.put(k, v);
+      this.appliedDb.put(group, r.snapshot.meta.index);
     }
     for (const { key, value } of this.overlay.values()) {
       if (value === null) this.data.remove(key);
@@ -154,7 +159,7 @@ export class KvStateMachine {
   committed(): void {
     this.overlay.clear();
     this.appliedOverlay.clear();
-    this.pendingRestores = [];
+    this.pendingRestores.clear();
   }
 
   /** Committed value of a key (what linearizable and stale reads see). */
@@ -194,11 +199,10 @@ export class KvStateMachine {
     const r = new Reader(snapshot.data, `kv snapshot of group ${group}`);
     const index = r.num();
     const n = r.u32();
-    const entries: [Buffer, Buffer][] = [];
+    const data = new Map<string, [Buffer, Buffer]>();
     for (let i = 0; i < n; i++) {
-      const key = r.bytes();
-      const value = r.bytes();
-      entries.push([dataKey(group, key), Buffer.from(value)]);
+      const key = dataKey(group, r.bytes());
+      data.set(key.toString('hex'), [key, Buffer.from(r.bytes())]);
     }
     r.done();
     if (index !== snapshot.meta.index) {
@@ -207,7 +211,7 @@ export class KvStateMachine {
     // Drop overlay writes of this group: the snapshot supersedes them.
     const prefix = dataKey(group, new Uint8Array(0)).toString('hex');
     for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
-    this.pendingRestores.push({ group, snapshot, entries });
+    this.pendingRestores.set(group, { snapshot, data });
     this.appliedOverlay.set(group, snapshot.meta.index);
   }
 }

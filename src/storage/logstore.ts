@@ -107,6 +107,8 @@ export class LogStore {
   private walBytesSinceCheckpoint = 0;
   private walRecordsSinceCheckpoint = 0;
   private committing = false;
+  /** Replaying the WAL at start-up (gaps are then superseded records, not bugs). */
+  private replaying = false;
   private failure: StorageFailed | null = null;
   readonly stats: StoreStats = { commits: 0, walBytes: 0, entriesWritten: 0, checkpoints: 0, checkpointEntries: 0, lastCheckpointMs: 0 };
   private readonly checkpointBytes: number;
@@ -152,12 +154,14 @@ export class LogStore {
     this.lastTrigger = ctl.trigger;
     let records = 0;
     let last = ctl.replayFrom;
+    this.replaying = true;
     for (const { key, value } of this.wal.getRange({ start: ctl.replayFrom + 1 })) {
       for (const op of decodeWal(value, key)) this.applyOp(op, key);
       records++;
       last = key;
       if (key > ctl.trigger) this.walBytesSinceCheckpoint += value.byteLength;
     }
+    this.replaying = false;
     this.walRecordsSinceCheckpoint = records;
     this.nextLsn = last + 1;
     this.opts.onEvent?.({ kind: 'recovered', groups: this.groups.size, walRecords: records, ms: performance.now() - t0 });
@@ -214,12 +218,13 @@ export class LogStore {
   }
 
   /** Apply an operation to the in-memory state, both when staging and when replaying the WAL.
-   *  Idempotent: replay may run over metadata that already includes the operation. */
+   *  Replay may run over metadata that already includes the operation: creates, deletes,
+   *  compactions and snapshots are idempotent, hard state and conf are absolute, and entries
+   *  replace the log suffix, so replaying the window in order ends in the pre-crash state. */
   private applyOp(op: WalOp, lsn: number): void {
     switch (op.op) {
       case 'create': {
         if (this.groups.has(op.group)) return;
-        this.deletedGroups.delete(op.group);
         this.groups.set(op.group, newGroup(op.group, op.conf));
         return;
       }
@@ -264,16 +269,22 @@ export class LogStore {
     }
   }
 
+  /** A write's entries replace the log from their first index on (the Ready contract), so a
+   *  replayed record re-creates exactly the truncations it caused. */
   private appendEntries(s: GroupState, entries: readonly Entry[], lsn: number): void {
-    const last = lastIndexOf(s);
-    // Skip what we already hold (compacted, or identical: a replay over newer metadata).
-    let k = 0;
-    while (k < entries.length && (entries[k].index <= s.snap.index ||
-      (entries[k].index <= last && this.termOf(s, entries[k].index) === entries[k].term))) k++;
-    if (k === entries.length) return;
-    if (k > 0) entries = entries.slice(k);
+    if (entries[0].index <= s.snap.index) {
+      entries = entries.slice(s.snap.index + 1 - entries[0].index);
+      if (entries.length === 0) return;
+    }
     const first = entries[0].index;
-    if (first > last + 1) throw new RaftError('Gap', `group ${s.group}: append at ${first} after last index ${last}`);
+    const last = lastIndexOf(s);
+    if (first > last + 1) {
+      // Replay starts before the checkpoint's metadata was taken: this record appended onto
+      // entries that a later record (also in the replay window) truncated. Skipping it is
+      // exact, because that later record rewrites everything from its first index on.
+      if (this.replaying) return;
+      throw new RaftError('Gap', `group ${s.group}: append at ${first} after last index ${last}`);
+    }
     if (first <= s.flushedLast) {
       // Overwriting part of the checkpointed log (a new leader's conflicting suffix).
       s.pendingDeletes.push([first, s.flushedLast]);
@@ -325,7 +336,23 @@ export class LogStore {
         checkpoint?.write();
       });
     } catch (e) {
-      this.failure = new StorageFailed(`LMDB commit failed in ${this.opts.path}: ${(e as Error).message}`, e);
+      // lmdb-js rejects with a generic error and puts the cause in a separate promise; read it
+      // (which also keeps it from surfacing as an unhandled rejection).
+      let detail = (e as Error).message;
+      const ce = (e as { commitError?: Promise<unknown> }).commitError;
+      if (ce && typeof ce.then === 'function') {
+        try {
+          await ce;
+        } catch (cause) {
+          detail = `${(cause as Error).message}${(cause as { code?: unknown }).code !== undefined ? ` (code ${String((cause as { code?: unknown }).code)})` : ''}`;
+        }
+      }
+      // The failed batch's other promises (lmdb-js keeps a commit promise of its own) reject too;
+      // observe them so a full disk fail-stops this store instead of crashing the process.
+      const quiet = () => {};
+      (this.env.committed as PromiseLike<unknown>).then(quiet, quiet);
+      (this.env.flushed as PromiseLike<unknown>).then(quiet, quiet);
+      this.failure = new StorageFailed(`LMDB commit failed in ${this.opts.path}: ${detail}`, e);
       this.opts.onEvent?.({ kind: 'failed', error: this.failure.message });
       throw this.failure;
     } finally {
@@ -376,7 +403,8 @@ export class LogStore {
       const flushedLast = n > 0 ? s.tail[n - 1].index : s.flushedLast;
       metas.push({ group: s.group, value: Buffer.from(encodeMeta({ hardState: s.hardState, snapshot: s.snap, conf: s.conf, flushedLast }).buffer) });
     }
-    const gone = [...this.deletedGroups].filter((g) => !this.groups.has(g));
+    // Ids deleted since the last checkpoint (even if re-created since): their old rows go first.
+    const gone = [...this.deletedGroups];
     this.deletedGroups.clear();
     const walRecords = this.walRecordsSinceCheckpoint;
     this.walBytesSinceCheckpoint = 0;
@@ -386,31 +414,39 @@ export class LogStore {
       entries: count,
       walRecords,
       write: () => {
+        // Order matters: whole-group deletes, then range deletes, then the new rows and metadata.
+        for (const g of gone) {
+          for (const k of this.log.getKeys({ start: logKey(g, 0), end: logKey(g + 1, 0) })) this.log.remove(k);
+          if (!this.groups.has(g)) this.meta.remove(g);
+        }
         for (const d of deletes) {
           for (const [a, b] of d.ranges) for (let i = a; i <= b; i++) this.log.remove(logKey(d.group, i));
         }
         for (const f of flushed) for (const e of f.entries) this.log.put(logKey(f.s.group, e.index), Buffer.from(encodeEntry(e).buffer));
         for (const m of metas) this.meta.put(m.group, m.value);
-        for (const g of gone) {
-          this.meta.remove(g);
-          for (const k of this.log.getKeys({ start: logKey(g, 0), end: logKey(g + 1, 0) })) this.log.remove(k);
-        }
         for (const k of this.wal.getKeys({ end: upTo + 1 })) this.wal.remove(k);
         this.ctl.put(KEY_CHECKPOINT, { replayFrom: upTo, trigger });
       },
       done: () => {
         for (const f of flushed) {
           const s = f.s;
-          if (this.groups.get(s.group) !== s) continue;
-          const lastFlushed = f.entries[f.entries.length - 1];
-          // Entries staged since the capture stay in the tail; if a truncation replaced what we
-          // flushed, it already scheduled its own deletes, so only advance while it is still live.
-          const k = s.tail.indexOf(lastFlushed);
-          if (k >= 0 && lastFlushed.index > s.flushedLast) {
-            s.tail = s.tail.slice(k + 1);
-            s.tailLsn = s.tailLsn.slice(k + 1);
-            s.flushedLast = lastFlushed.index;
+          if (this.groups.get(s.group) !== s) continue; // deleted meanwhile: its rows go with it
+          // Adopt the flushed entries still at the head of the tail. Anything staged while the
+          // checkpoint was in flight (a compaction, an overwrite, a snapshot) may have made some
+          // of the rows just written stale: schedule those for deletion.
+          const written = new Set(f.entries);
+          let n = 0;
+          while (n < s.tail.length && written.has(s.tail[n])) n++;
+          if (n > 0) {
+            s.flushedLast = s.tail[n - 1].index;
+            s.tail = s.tail.slice(n);
+            s.tailLsn = s.tailLsn.slice(n);
           }
+          const lo = f.entries[0].index;
+          const hi = f.entries[f.entries.length - 1].index;
+          if (lo <= s.snap.index) s.pendingDeletes.push([lo, Math.min(hi, s.snap.index)]);
+          const liveTo = Math.max(s.flushedLast, s.snap.index);
+          if (hi > liveTo && n < f.entries.length) s.pendingDeletes.push([Math.max(lo, liveTo + 1), hi]);
         }
       },
     };
@@ -456,7 +492,7 @@ export class LogStore {
   readEntry(group: number, i: number): Entry {
     const v = this.log.getBinary(logKey(group, i));
     if (!v) throw new CorruptRecord(`log entry ${i} of group ${group}`, 'missing from the checkpointed log');
-    return decodeEntry(v, i);
+    return decodeEntry(v, i, group);
   }
 
   lastIndex(s: GroupState): number {

@@ -22,7 +22,7 @@ const KEYS_PER_GROUP = 3;
 const keyOf = (index: number): string => `k${index % KEYS_PER_GROUP}`;
 const valueOf = (group: number, index: number, token: string): string => `${group}:${index}:${token}`;
 
-const ROUNDS = 24;
+const ROUNDS = 20;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -95,7 +95,7 @@ test('SIGKILL at random points: acknowledged entries, hard state and KV state su
 
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      const duringStartup = round % 6 === 5; // also kill during start-up and recovery
+      const duringStartup = round % 5 === 4; // also kill during start-up and recovery
       const delay = duringStartup ? Math.floor(rand() * 300) : 50 + Math.floor(rand() * 351);
       const run = await runChild(dir, 1000 + round, delay, !duringStartup);
       const where = `round ${round} (kill ${delay} ms after ${duringStartup ? 'spawn' : 'ready'})`;

@@ -68,6 +68,8 @@ export class Checker {
   private readonly commitTermBound: number[] = [];
   private readonly stateHash: number[] = [];
   private maxApplied = 0;
+  /** Client commands are unique, so each may be applied at one index only. */
+  private readonly indexOfCommand = new Map<number, number>();
   private readonly hard = new Map<NodeId, HardState>();
   private readonly acked = new Map<number, Acked>();
   private maxAcked = 0;
@@ -159,6 +161,11 @@ export class Checker {
       this.appliedTerm[i] = e.term;
       if (this.stateHash[i] === undefined) this.stateHash[i] = hashAfter;
       if (i > this.maxApplied) this.maxApplied = i;
+      if (e.type === 'normal' && e.data.byteLength > 0) {
+        const at = this.indexOfCommand.get(key);
+        if (at === undefined) this.indexOfCommand.set(key, i);
+        else this.violate('state-machine-safety', `the same client command was applied at index ${at} and again at ${i}`);
+      }
     } else if (k !== key || this.appliedTerm[i] !== e.term) {
       this.violate('state-machine-safety', `${id} applied (index ${i}, term ${e.term}) but another node applied term ${this.appliedTerm[i]} there${k !== key ? ' with different data' : ''}`);
       return;

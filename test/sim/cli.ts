@@ -1,4 +1,4 @@
-// Command line: npm run sim -- --seeds N --start S [--steps K] [--verbose] [--inject lying-disk|forget-vote]
+// Command line: npm run sim -- --seeds N --start S [--steps K] [--verbose] [--inject lying-disk|forget-vote|drop-transfer-votes]
 // Runs seeds S..S+N-1; prints each violation with a replay command; the last line is always
 // `seeds: N, violations: V` and the exit code is non-zero when V > 0.
 // `npm run sim -- --repro NAME|all` runs the hand-written reproductions of core bugs instead.
@@ -11,6 +11,7 @@ import { DEFAULT_STEPS, runSeed } from './sim.js';
 const INJECT: Record<string, Hooks> = {
   'lying-disk': { lyingDisk: true },
   'forget-vote': { forgetVote: true },
+  'drop-transfer-votes': { dropTransferVotes: true },
 };
 
 function main(): number {

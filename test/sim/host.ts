@@ -38,6 +38,8 @@ export interface Hooks {
   readonly lyingDisk?: boolean;
   /** On restart the node forgets whom it voted for in its current term. */
   readonly forgetVote?: boolean;
+  /** The transport silently loses vote requests of transfer campaigns (breaks transfer liveness). */
+  readonly dropTransferVotes?: boolean;
 }
 
 export type RaftOptions = Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>;
@@ -288,6 +290,7 @@ export class Host {
 
   private sendAll(ms: readonly Message[]): void {
     for (const m of ms) {
+      if (this.env.hooks.dropTransferVotes && m.type === 'vote' && m.transfer) continue;
       if (!this.env.send(this, m) && this.node?.raft.role === 'leader') this.unreachable.push(m.to);
     }
   }

@@ -142,6 +142,76 @@ export const REPROS: Record<string, Repro> = {
     },
   },
 
+  'lease-read-during-transfer': {
+    summary: 'leaseReads: a leader keeps serving lease reads after it sent TimeoutNow, but the transfer campaign ' +
+      '(vote.transfer = true) overrides the stickiness its lease relies on. Once the target wins with the other ' +
+      'voters while the old leader is cut off, the old leader serves a read that misses the new leader\'s writes.',
+    run: () => {
+      const c = new Mini({ ...OPTS, leaseReads: true, leaseMarginTicks: 2 });
+      const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
+      for (const id of conf.voters) c.add(id, conf);
+      c.node('n1').campaign();
+      c.drain('n1');
+      c.run(5);
+      const t = c.node('n1').transferLeader('n2');
+      c.drain('n1');
+      // The TimeoutNow reaches n2; from then on n1 is cut off from everyone.
+      const cutN1 = (m: Message) => (m.from === 'n1' && m.type !== 'timeoutNow') || m.to === 'n1';
+      c.deliver(cutN1);
+      const newLeader = c.leaders().filter((id) => id !== 'n1');
+      if (newLeader.length !== 1) return { reproduced: false, detail: `transfer ${t.ok ? 'started' : t.reason}; no second leader (leaders=[${c.leaders().join(',')}])` };
+      const w = c.node(newLeader[0]).propose(new TextEncoder().encode('w'));
+      c.drain(newLeader[0]);
+      c.deliver(cutN1);
+      const wCommitted = w.ok && commitOf(c, newLeader[0]) >= w.index;
+      const n1 = c.node('n1');
+      const read = n1.readIndex('r1');
+      const rd = n1.hasReady() ? n1.ready() : null;
+      if (rd) n1.advance();
+      const served = rd?.readStates.find((s) => s.ctx === 'r1');
+      return {
+        reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
+        detail: `transfer n1 -> n2 ${t.ok ? 'started' : t.reason}; ${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed ` +
+          `write at ${w.ok ? w.index : '-'}; n1 (role ${n1.raft.role}, term ${n1.raft.term}, transfer target ${n1.raft.transfer?.target ?? '-'}) ` +
+          `read ${read.ok ? 'accepted' : read.reason}${served ? `, served at index ${served.index}` : ', not served immediately'}`,
+      };
+    },
+  },
+  'lease-read-after-leader-pause': {
+    summary: 'leaseReads: the lease is measured in ticks the leader itself has seen. A leader process that is frozen ' +
+      '(GC pause, stalled VM; a Node timer does not replay the ticks it missed) resumes believing its lease is fresh ' +
+      'and serves a read at its old commit index, although a new leader was elected and acknowledged writes meanwhile.',
+    run: () => {
+      const c = new Mini({ ...OPTS, leaseReads: true, leaseMarginTicks: 2 });
+      const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
+      for (const id of conf.voters) c.add(id, conf);
+      c.node('n1').campaign();
+      c.drain('n1');
+      c.run(5);
+      // n1 freezes: it neither ticks nor receives; the others tick on and elect a new leader.
+      const frozen = c.nodes.get('n1')!;
+      c.nodes.delete('n1');
+      c.run(4 * OPTS.electionTicks);
+      c.nodes.set('n1', frozen);
+      const newLeader = c.leaders().filter((id) => id !== 'n1');
+      if (newLeader.length !== 1) return { reproduced: false, detail: `no second leader (leaders=[${c.leaders().join(',')}])` };
+      const w = c.node(newLeader[0]).propose(new TextEncoder().encode('w'));
+      c.drain(newLeader[0]);
+      c.deliver((m) => m.to === 'n1' || m.from === 'n1');
+      const wCommitted = w.ok && commitOf(c, newLeader[0]) >= w.index;
+      // n1 resumes; the first thing in its buffer is a client read.
+      const read = frozen.readIndex('r1');
+      const rd = frozen.hasReady() ? frozen.ready() : null;
+      if (rd) frozen.advance();
+      const served = rd?.readStates.find((s) => s.ctx === 'r1');
+      return {
+        reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
+        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed write at ${w.ok ? w.index : '-'}; ` +
+          `resumed n1 (role ${frozen.raft.role}, term ${frozen.raft.term}) read ${read.ok ? 'accepted' : read.reason}` +
+          `${served ? `, served at index ${served.index}` : ', not served immediately'}`,
+      };
+    },
+  },
   'fresh-voter-cannot-vote': {
     summary: 'A voter that has not yet received the log (empty or bootstrap configuration) drops vote requests from ' +
       'members it does not know (acceptsFrom -> UnknownSender). Grow 1 -> 2 voters, restart the leader before the new ' +
@@ -168,6 +238,37 @@ export const REPROS: Record<string, Repro> = {
         detail: `addLearner ${add.ok ? 'ok' : add.reason}, addVoter ${promote.ok ? 'ok' : promote.reason}; n1 voters=[${voters}]; ` +
           `after ${50 * OPTS.electionTicks} ticks leaders=[${leaders.join(',')}], n1 role=${c.node('n1').raft.role}, ` +
           `n2 rejected as UnknownSender ${c.node('n2').raft.rejected.UnknownSender} times`,
+      };
+    },
+  },
+  'removed-leader-deadlock': {
+    summary: 'Two voters, the leader removes itself. It steps down the moment it applies the removal (applyConfEntry), ' +
+      'so if the append carrying the new commit index is lost nobody ever resends it: the survivor still counts the ' +
+      'old leader in its quorum, the old leader cannot campaign (not a voter) and refuses its vote because it holds ' +
+      'entries it appended after the removal. No leader is ever elected again.',
+    run: () => {
+      const c = new Mini(OPTS);
+      const conf = { voters: ['n1', 'n2'], learners: [] };
+      for (const id of conf.voters) c.add(id, conf);
+      c.node('n1').campaign();
+      c.drain('n1');
+      c.run(5);
+      const rm = c.node('n1').proposeConfChange({ type: 'remove', node: 'n1' });
+      c.drain('n1');
+      const x = c.node('n1').propose(new TextEncoder().encode('x'));
+      c.drain('n1');
+      if (!rm.ok || !x.ok) return { reproduced: false, detail: `setup failed: remove ${rm.ok ? 'ok' : rm.reason}, propose ${x.ok ? 'ok' : x.reason}` };
+      // n2 gets the removal entry, but nothing after it and never the commit index that covers it.
+      c.deliver((m) => m.from === 'n1' && m.to === 'n2' && (
+        (m.type === 'app' && (m.commit >= rm.index || m.entries.some((e) => e.index > rm.index))) ||
+        (m.type === 'hb' && m.commit >= rm.index)));
+      const n1After = `n1 role=${c.node('n1').raft.role} voters=[${[...c.node('n1').raft.tracker.voters].join(',')}] last=${c.node('n1').raft.log.lastIndex()}`;
+      c.run(50 * OPTS.electionTicks);
+      const n2 = c.node('n2').raft;
+      return {
+        reproduced: c.leaders().length === 0,
+        detail: `removal at ${rm.index}, later entry at ${x.index}; after the commit: ${n1After}; ${50 * OPTS.electionTicks} ticks later ` +
+          `leaders=[${c.leaders().join(',')}], n2 role=${n2.role} term=${n2.term} commit=${n2.log.committed} last=${n2.log.lastIndex()} voters=[${[...n2.tracker.voters].join(',')}]`,
       };
     },
   },

@@ -1,11 +1,20 @@
 // The simulation engine: a discrete-event loop over message deliveries, node ticks and "driver"
-// actions (client requests, admin operations and faults), all drawn from one seeded stream.
-// A run alternates calm and chaos windows for `steps` steps, then HEALs (no faults, everything
-// restarted) and checks that the group converges: one leader, every acknowledged write applied on
-// every live member, identical state machines.
+// actions (client requests, admin operations and faults), all drawn from one seeded stream, so a
+// seed replays exactly. Time is in units of TICK/100; every node ticks once per TICK.
+//
+// A run alternates calm windows (no faults: proposals, reads, compaction and *watched* leader
+// transfers) and chaos windows (drops, duplicates, slow and stale messages, partitions and one-way
+// cuts, crashes — immediate, mid-Ready and fast reboots —, process pauses, membership changes,
+// forced campaigns, transfers to anyone) for `steps` steps. Then HEAL: every fault removed, every
+// node restarted, and the group must converge within HEAL_ELECTIONS election timeouts to one
+// leader that all members follow, with every acknowledged write applied everywhere.
+//
+// Safety invariants are checked incrementally by Checker (checker.ts) as hosts persist, apply and
+// change role; transfer liveness by watchTransfer below; convergence by heal().
 import { MESSAGE_TYPES, type ConfChange, type ConfState, type Message, type NodeId, type Role, type TransferOutcome } from '../../src/raft/types.js';
 import { Checker, type Clock, type Violation } from './checker.js';
 import { chooseConfig, describeConfig, nodeId, type ClusterConfig } from './config.js';
+import { describeNodes, diagnose } from './diagnose.js';
 import { fmtMsg } from './format.js';
 import { CRASH_POINTS, CRASH_TRIGGERS, Host, type HostEnv, type Hooks, type RaftOptions } from './host.js';
 import { CALM, Network, TICK, type Conditions } from './network.js';
@@ -144,21 +153,30 @@ class Simulation implements HostEnv, Clock {
     // A refused connection: the target is down or cut off right now.
     if (!to || !to.up || !this.net.linkUp(m.from, m.to)) {
       this.stats.dropped++;
+      this.trace.line(() => `${m.from} -> ${m.to} ${fmtMsg(m)} REFUSED (${!to ? 'no such node' : !to.up ? 'down' : 'link cut'})`);
       if (m.type === 'snap') this.queue.push({ kind: 'msg', time: this.now + 1, msg: m, fromInc: from.incarnation, lost: true });
       return false;
     }
     const c = this.net.cond;
     const lost = c.drop > 0 && this.rng.chance(c.drop);
-    if (lost) this.stats.dropped++;
+    if (lost) {
+      this.stats.dropped++;
+      this.trace.line(() => `${m.from} -> ${m.to} ${fmtMsg(m)} DROPPED`);
+    }
     // Lost messages still get an event when they are snapshots, so the sender can be told.
     if (!lost || m.type === 'snap') this.schedule(m, from, lost);
-    if (!lost && c.dup > 0 && this.rng.chance(c.dup)) this.schedule(m, from, false);
+    if (!lost && c.dup > 0 && this.rng.chance(c.dup)) {
+      this.trace.line(() => `${m.from} -> ${m.to} ${fmtMsg(m)} DUPLICATED`);
+      this.schedule(m, from, false);
+    }
     return true;
   }
 
   private schedule(m: Message, from: Host, lost: boolean): void {
-    const time = this.now + this.net.delay(this.rng);
-    if (time > this.quietAfter) this.quietAfter = time;
+    const delay = this.net.delay(this.rng);
+    const time = this.now + delay;
+    // Only slow and stale messages matter to a calm window; ordinary ones land within a tick.
+    if (delay >= TICK && time > this.quietAfter) this.quietAfter = time;
     this.queue.push({ kind: 'msg', time, msg: m, fromInc: from.incarnation, lost });
   }
 
@@ -527,7 +545,7 @@ class Simulation implements HostEnv, Clock {
     const gap = (this.now - w.leaderlessSince) / TICK;
     if (gap > this.E + TRANSFER_SLACK_TICKS) {
       this.checker.violate('transfer-liveness',
-        `transfer ${w.from} -> ${w.target} started at t=${(w.start / TICK).toFixed(2)} in a calm window left the group leaderless for ${gap.toFixed(2)} ticks (> electionTicks ${this.E} + ${TRANSFER_SLACK_TICKS}); ${this.describeNodes()}`);
+        `transfer ${w.from} -> ${w.target} started at t=${(w.start / TICK).toFixed(2)} in a calm window left the group leaderless for ${gap.toFixed(2)} ticks (> electionTicks ${this.E} + ${TRANSFER_SLACK_TICKS}); ${describeNodes(this.hosts.values())}`);
       this.watch = null;
     }
   }
@@ -555,7 +573,7 @@ class Simulation implements HostEnv, Clock {
       removeLearner: conf.learners.length > 0 ? 1 : 0,
       removeVoter: canShrink ? 2 : 0,
       demote: canShrink ? 1 : 0,
-      invalid: 1,
+      edge: 1,
     });
     let cc: ConfChange;
     let spawn: NodeId | null = null;
@@ -566,7 +584,8 @@ class Simulation implements HostEnv, Clock {
       case 'removeLearner': cc = { type: 'remove', node: this.rng.pick(conf.learners) }; break;
       case 'removeVoter': cc = { type: 'remove', node: this.rng.pick(conf.voters) }; break;
       case 'demote': cc = { type: 'addLearner', node: this.rng.pick(conf.voters) }; break;
-      default: cc = this.rng.pick<ConfChange>([
+      default: // edge cases, mostly invalid (the core must reject them), some merely unusual
+        cc = this.rng.pick<ConfChange>([
         { type: 'remove', node: 'x9' },
         { type: 'addVoter', node: this.rng.pick(conf.voters) },
         { type: 'remove', node: conf.voters[0] },
@@ -626,8 +645,8 @@ class Simulation implements HostEnv, Clock {
     }
     if (this.stopped) return;
     if (why !== null) {
-      const hints = this.diagnose();
-      this.checker.violate('liveness', `no stable leader ${HEAL_ELECTIONS} election timeouts after HEAL: ${why}${hints.length > 0 ? ` [diagnosis: ${hints.join('; ')}]` : ''}; ${this.describeNodes()}`);
+      const hints = diagnose(this.hosts);
+      this.checker.violate('liveness', `no stable leader ${HEAL_ELECTIONS} election timeouts after HEAL: ${why}${hints.length > 0 ? ` [diagnosis: ${hints.join('; ')}]` : ''}; ${describeNodes(this.hosts.values())}`);
       return;
     }
     this.finalChecks();
@@ -668,39 +687,4 @@ class Simulation implements HostEnv, Clock {
     this.trace.line(() => `STABLE leader ${leader.id} term ${leader.node!.raft.term} applied ${ref.applied} members ${members.map((h) => h.id).join(',')} acked ${this.checker.ackedCount}`);
   }
 
-  /** Known ways a healed group gets stuck, spelled out to make liveness failures triage-able. */
-  private diagnose(): string[] {
-    const hints: string[] = [];
-    for (const h of this.hosts.values()) {
-      const r = h.node?.raft;
-      if (!r) continue;
-      if (r.role !== 'leader' && r.tracker.voters.has(h.id)) {
-        // A would-be candidate whose voters drop its vote requests as coming from a stranger.
-        for (const v of r.tracker.voters) {
-          const vr = this.hosts.get(v)?.node?.raft;
-          if (v !== h.id && vr && !vr.tracker.isMember(h.id)) {
-            hints.push(`voter ${v} does not know ${h.id} is a member (its voters=[${[...vr.tracker.voters].join(',')}]) and drops its vote requests as UnknownSender`);
-          }
-        }
-      }
-      if (r.role === 'leader') {
-        for (const [id, pr] of r.tracker.progress) {
-          if (id !== h.id && pr.state === 'replicate' && pr.match < r.log.lastIndex() && pr.next > r.log.lastIndex() && pr.inflights.count === 0) {
-            hints.push(`leader ${h.id} believes it sent ${id} everything (next=${pr.next}) but ${id} matched only ${pr.match}, with nothing in flight: the lost append is never resent`);
-          }
-        }
-      }
-    }
-    return hints;
-  }
-
-  private describeNodes(): string {
-    return [...this.hosts.values()].map((h) => {
-      const r = h.node?.raft;
-      if (!r) return `${h.id}:down`;
-      const prs = r.role !== 'leader' ? '' : ` progress{${[...r.tracker.progress].map(([id, pr]) =>
-        `${id}:${pr.state}/match=${pr.match}/next=${pr.next}/inflight=${pr.inflights.count}${pr.isPaused() ? '/paused' : ''}${pr.probeSent ? '/probeSent' : ''}${pr.recentActive ? '' : '/inactive'}${pr.unreachable ? '/unreachable' : ''}`).join(' ')}}`;
-      return `${h.id}:${r.role}/t${r.term}/lead=${r.leader || '-'}/commit=${r.log.committed}/last=${r.log.lastIndex()}/applied=${h.sm.applied}/voters=${[...r.tracker.voters].join(',')}${r.tracker.learners.size > 0 ? `/learners=${[...r.tracker.learners].join(',')}` : ''}${r.quiesced ? '/quiesced' : ''}${prs}`;
-    }).join(' ');
-  }
 }

@@ -11,6 +11,12 @@ import { TestCluster, text } from '../helpers/cluster.js';
 
 const G = 1;
 
+/** assert.ok with a default message: without one, node:assert re-parses the (transpiled) source
+ *  to describe the failing expression, which can take minutes. */
+function ok(value: unknown, message = 'expected a truthy value'): asserts value {
+  assert.ok(value, message);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Local helpers: a single RaftNode driven by hand, with a tiny host that persists into its
 // MemoryStorage exactly like the contract in types.ts (messages, persist, messagesAfterPersist,
@@ -133,8 +139,8 @@ describe('randomized election timeout', () => {
       for (let seed = 1; seed <= 300; seed++) {
         const { n } = mkNode({ electionTicks: T, seed });
         const k = ticksUntilCampaign(n, 3 * T);
-        assert.ok(k >= T, `seed ${seed}: campaigned after ${k} ticks, earlier than T=${T}`);
-        assert.ok(k < 2 * T, `seed ${seed}: campaigned after ${k} ticks, not before 2T=${2 * T}`);
+        ok(k >= T, `seed ${seed}: campaigned after ${k} ticks, earlier than T=${T}`);
+        ok(k < 2 * T, `seed ${seed}: campaigned after ${k} ticks, not before 2T=${2 * T}`);
         assert.equal(role(n), 'preCandidate', 'PreVote is on by default');
         seen.add(k);
       }
@@ -157,7 +163,7 @@ describe('randomized election timeout', () => {
         drain(n, st);
       }
       const k = ticksUntilCampaign(n, 3 * T);
-      assert.ok(k >= T && k < 2 * T, `seed ${seed}: campaign ${k} ticks after the last heartbeat`);
+      ok(k >= T && k < 2 * T, `seed ${seed}: campaign ${k} ticks after the last heartbeat`);
     }
   });
 });
@@ -172,10 +178,10 @@ describe('two clocks: election round vs failure detection', () => {
       for (let seed = 1; seed <= 100; seed++) {
         const { n, st } = mkNode({ electionTicks: T, electionRoundTicks: R, preVote, seed, term: 3 });
         const at = campaignTicks(n, st, 2 * T + 20 * R);
-        assert.ok(at.length >= 5, `seed ${seed}: only ${at.length} rounds`);
-        assert.ok(at[0] >= T && at[0] < 2 * T, `seed ${seed}: failure detection fired after ${at[0]} ticks, want [${T}, ${2 * T})`);
+        ok(at.length >= 5, `seed ${seed}: only ${at.length} rounds`);
+        ok(at[0] >= T && at[0] < 2 * T, `seed ${seed}: failure detection fired after ${at[0]} ticks, want [${T}, ${2 * T})`);
         for (const d of diffs(at)) {
-          assert.ok(d >= R && d < 2 * R, `seed ${seed}: retried after ${d} ticks, want [${R}, ${2 * R}) (rounds at ${at})`);
+          ok(d >= R && d < 2 * R, `seed ${seed}: retried after ${d} ticks, want [${R}, ${2 * R}) (rounds at ${at})`);
           roundsSeen.add(d);
         }
         if (preVote) {
@@ -194,14 +200,14 @@ describe('two clocks: election round vs failure detection', () => {
     for (let seed = 1; seed <= 100; seed++) {
       const { n, st } = mkNode({ electionTicks: T, electionRoundTicks: R, seed, term: 3 });
       const at = campaignTicks(n, st, 2 * T + 3 * R);
-      assert.ok(at.length >= 2);
+      ok(at.length >= 2);
       assert.equal(role(n), 'preCandidate');
       n.step(hb('b', 'a', 3));
       drain(n, st);
       assert.equal(role(n), 'follower');
       assert.equal(n.status().leader, 'b');
       const k = ticksUntilCampaign(n, 3 * T);
-      assert.ok(k >= T && k < 2 * T, `seed ${seed}: re-detected failure after ${k} ticks, want [${T}, ${2 * T})`);
+      ok(k >= T && k < 2 * T, `seed ${seed}: re-detected failure after ${k} ticks, want [${T}, ${2 * T})`);
     }
   });
 
@@ -215,15 +221,15 @@ describe('two clocks: election round vs failure detection', () => {
       for (let seed = 1; seed <= 60; seed++) {
         const { n, st } = mkNode({ electionTicks: T2, preVote, seed, term: 1 });
         const at = campaignTicks(n, st, 12 * T2);
-        assert.ok(at.length >= 5);
-        assert.ok(at[0] >= T2 && at[0] < 2 * T2);
+        ok(at.length >= 5);
+        ok(at[0] >= T2 && at[0] < 2 * T2);
         for (const d of diffs(at)) {
-          assert.ok(d >= T2 && d < 2 * T2, `seed ${seed}: retry after ${d}, want [${T2}, ${2 * T2})`);
+          ok(d >= T2 && d < 2 * T2, `seed ${seed}: retry after ${d}, want [${T2}, ${2 * T2})`);
           retries.add(d);
         }
       }
     }
-    assert.ok(retries.size > T2 / 2, 'retry timeouts are randomized');
+    ok(retries.size > T2 / 2, 'retry timeouts are randomized');
   });
 });
 
@@ -238,10 +244,10 @@ describe('PreVote', () => {
       const sentBefore = c.sent.length;
       c.tickAll(100);
       const fromC = c.sent.slice(sentBefore).filter((m) => m.from === 'c');
-      assert.ok(fromC.filter((m) => m.type === 'preVote').length >= 4, 'the isolated node did time out repeatedly');
+      ok(fromC.filter((m) => m.type === 'preVote').length >= 4, 'the isolated node did time out repeatedly');
       assert.equal(fromC.filter((m) => m.type === 'vote').length, 0, 'no real vote without winning the pre-vote');
       assert.equal(c.node('c').status().term, term, 'isolated node kept its term');
-      assert.ok(['preCandidate', 'follower'].includes(role(c.node('c'))));
+      ok(['preCandidate', 'follower'].includes(role(c.node('c'))));
       assert.equal(c.leader(), 'a');
       // Work continues meanwhile, so c is also behind.
       assert.equal(c.propose('a', 'during').ok, true);
@@ -269,7 +275,7 @@ describe('PreVote', () => {
       c.isolate('c');
       c.tickAll(100);
       const cTerm = c.node('c').status().term;
-      assert.ok(cTerm >= term + 3, `isolated node's term grew (${term} -> ${cTerm})`);
+      ok(cTerm >= term + 3, `isolated node's term grew (${term} -> ${cTerm})`);
       assert.equal(role(c.node('c')), 'candidate');
       assert.equal(c.leader(), 'a', 'the majority kept its leader meanwhile');
       assert.equal(c.node('a').status().term, term);
@@ -278,10 +284,10 @@ describe('PreVote', () => {
       c.heal();
       c.tickAll(60);
       const after = c.softStates.get('a')!.slice(aSoft);
-      assert.ok(after.some((s) => s.role === 'follower' && s.term >= cTerm), 'the old leader was deposed by the higher term');
+      ok(after.some((s) => s.role === 'follower' && s.term >= cTerm), 'the old leader was deposed by the higher term');
       const l = c.leader();
-      assert.ok(l, 'a new leader was elected');
-      assert.ok(c.node(l!).status().term >= cTerm, 'the new election ran at a term >= the disruptive one');
+      ok(l, 'a new leader was elected');
+      ok(c.node(l!).status().term >= cTerm, 'the new election ran at a term >= the disruptive one');
       for (const id of ['a', 'b', 'c']) assert.equal(c.node(id).status().term, c.node(l!).status().term);
     });
   }
@@ -302,8 +308,8 @@ describe('CheckQuorum', () => {
       c.stabilize();
       if (role(c.node('a')) !== 'leader') { steppedDownAt = k; break; }
     }
-    assert.ok(steppedDownAt >= T, `stepped down after ${steppedDownAt} ticks: too early (needs a full window)`);
-    assert.ok(steppedDownAt <= 2 * T, `still leader after ${2 * T} ticks without a quorum`);
+    ok(steppedDownAt >= T, `stepped down after ${steppedDownAt} ticks: too early (needs a full window)`);
+    ok(steppedDownAt <= 2 * T, `still leader after ${2 * T} ticks without a quorum`);
     assert.equal(role(c.node('a')), 'follower');
     assert.equal(c.node('a').status().leader, '');
     assert.equal(c.node('a').status().term, term, 'stepping down does not change the term');
@@ -313,7 +319,7 @@ describe('CheckQuorum', () => {
     // The majority side elects a new leader.
     c.tickAll(40);
     const l = c.leader();
-    assert.ok(l && ['c', 'd', 'e'].includes(l), `new leader on the majority side, got ${l}`);
+    ok(l && ['c', 'd', 'e'].includes(l), `new leader on the majority side, got ${l}`);
   });
 
   test('a leader with a quorum (but not everyone) stays leader indefinitely', () => {
@@ -377,7 +383,7 @@ describe('leader stickiness', () => {
       b.step(voteReq('c', 'b', s.term + 1, s.lastIndex, s.term, type));
       c.process('b');
       const grant = c.queue.find((m) => m.from === 'b' && m.to === 'c' && m.type === (type === 'vote' ? 'voteResp' : 'preVoteResp'));
-      assert.ok(grant && grant.type !== 'app' && 'reject' in grant && grant.reject === false, 'granted after the lease expired');
+      ok(grant && grant.type !== 'app' && 'reject' in grant && grant.reject === false, 'granted after the lease expired');
       if (type === 'vote') assert.equal(b.status().vote, 'c');
     });
   }
@@ -390,7 +396,7 @@ describe('leader stickiness', () => {
     const s = b.status();
     b.step(voteReq('c', 'b', s.term + 1, s.lastIndex, s.term));
     c.process('b');
-    assert.ok(c.queue.some((m) => m.from === 'b' && m.type === 'voteResp' && !m.reject));
+    ok(c.queue.some((m) => m.from === 'b' && m.type === 'voteResp' && !m.reject));
     assert.equal(b.status().term, s.term + 1);
   });
 
@@ -406,7 +412,7 @@ describe('leader stickiness', () => {
     c.process('a');
     assert.equal(role(a), 'leader');
     assert.equal(a.status().term, s.term);
-    assert.ok(!c.queue.some((m) => m.from === 'a' && (m.type === 'voteResp' || m.type === 'preVoteResp')));
+    ok(!c.queue.some((m) => m.from === 'a' && (m.type === 'voteResp' || m.type === 'preVoteResp')));
   });
 });
 
@@ -431,7 +437,7 @@ describe('vote rules (figure 2, §5.4.1)', () => {
         const resps = allMsgs(rds).filter((m) => m.type === (type === 'vote' ? 'voteResp' : 'preVoteResp') && m.to === 'b');
         assert.equal(resps.length, 1);
         const r = resps[0];
-        assert.ok(r.type === 'voteResp' || r.type === 'preVoteResp');
+        ok(r.type === 'voteResp' || r.type === 'preVoteResp');
         assert.equal(r.reject, !tc.grant);
         if (type === 'vote') {
           assert.equal(n.status().term, 3, 'a vote request at a higher term always moves the term');
@@ -472,8 +478,8 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     const ms = allMsgs(drain(n, st));
     const rb = ms.find((m) => m.to === 'b');
     const rc = ms.find((m) => m.to === 'c');
-    assert.ok(rb?.type === 'voteResp' && rb.reject === true);
-    assert.ok(rc?.type === 'voteResp' && rc.reject === false);
+    ok(rb?.type === 'voteResp' && rb.reject === true);
+    ok(rc?.type === 'voteResp' && rc.reject === false);
     assert.equal(st.hardState.vote, 'c');
   });
 
@@ -484,7 +490,7 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     assert.deepEqual(rd.hardState, { term: 2, vote: 'b', commit: 0 });
     assert.equal(rd.messages.length, 0, `sent before persistence: ${JSON.stringify(rd.messages)}`);
     const resp = rd.messagesAfterPersist.find((m) => m.type === 'voteResp');
-    assert.ok(resp && resp.type === 'voteResp' && !resp.reject && resp.to === 'b' && resp.term === 2);
+    ok(resp && resp.type === 'voteResp' && !resp.reject && resp.to === 'b' && resp.term === 2);
     n.advance();
     assert.equal(n.hasReady(), false);
   });
@@ -498,6 +504,30 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     assert.deepEqual(rd.messagesAfterPersist.filter((m) => m.type === 'vote').map((m) => m.to).sort(), ['b', 'c']);
   });
 
+  test('a new term must be durable before any message carrying it leaves (forwarded read after a term change)', () => {
+    const { n, st } = mkNode({ terms: [1], term: 1, commit: 1 });
+    // Leader b of term 2 appears; before the host drains the Ready the application asks for a read,
+    // which the follower forwards to b stamped with term 2.
+    n.step(app('b', 'a', 2, 1, 1, [], 1));
+    assert.deepEqual(n.readIndex('r1'), { ok: true });
+    const rd = n.ready();
+    assert.equal(rd.hardState?.term, 2);
+    assert.deepEqual(rd.messages.filter((m) => m.term > st.hardState.term), [], 'a term-2 message may not leave before term 2 is persisted');
+    ok(rd.messagesAfterPersist.some((m) => m.type === 'readIndex' && m.to === 'b'), 'the read is forwarded after persisting');
+    n.advance();
+  });
+
+  test('a leader elected within one Ready does not send appends before its term and vote are durable', () => {
+    const { n } = mkNode({ terms: [1], term: 1, preVote: false });
+    n.campaign();
+    n.step(voteResp('b', 'a', 2, false)); // the election completes before the host drained anything
+    assert.equal(role(n), 'leader');
+    const rd = n.ready();
+    assert.deepEqual(rd.hardState && { term: rd.hardState.term, vote: rd.hardState.vote }, { term: 2, vote: 'a' });
+    assert.deepEqual(rd.messages, [], 'nothing at term 2 leaves before term 2 is durable');
+    ok(rd.messagesAfterPersist.some((m) => m.type === 'app'), 'the appends leave after the persist');
+  });
+
   test('a vote survives a crash: after restart from storage the node still refuses other candidates of that term', () => {
     const { n, st } = mkNode({ terms: [1], term: 1 });
     n.step(voteReq('b', 'a', 2, 1, 1));
@@ -509,8 +539,8 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     n2.step(voteReq('b', 'a', 2, 1, 1));
     const rd = n2.ready();
     const ms = [...rd.messages, ...rd.messagesAfterPersist];
-    assert.ok(ms.some((m) => m.type === 'voteResp' && m.to === 'c' && m.reject));
-    assert.ok(ms.some((m) => m.type === 'voteResp' && m.to === 'b' && !m.reject));
+    ok(ms.some((m) => m.type === 'voteResp' && m.to === 'c' && m.reject));
+    ok(ms.some((m) => m.type === 'voteResp' && m.to === 'b' && !m.reject));
   });
 });
 
@@ -541,7 +571,7 @@ describe('terms and roles', () => {
     assert.equal(s.term, 5);
     assert.equal(s.vote, 'a', 'its vote of this term is kept');
     assert.equal(s.lastIndex, 2, 'the append itself was accepted');
-    assert.ok(ms.some((m) => m.type === 'appResp' && m.to === 'b' && !m.reject && m.index === 2));
+    ok(ms.some((m) => m.type === 'appResp' && m.to === 'b' && !m.reject && m.index === 2));
   });
 
   test('a candidate steps down on a heartbeat of the same term; a pre-candidate on an append of its term', () => {
@@ -604,7 +634,7 @@ describe('terms and roles', () => {
     const ms = allMsgs(drain(x.n, x.st));
     assert.equal(role(x.n), 'follower');
     assert.equal(x.n.status().term, 5);
-    assert.ok(ms.some((m) => m.type === 'voteResp' && m.to === 'c' && !m.reject));
+    ok(ms.some((m) => m.type === 'voteResp' && m.to === 'c' && !m.reject));
   });
 
   test('stale-term messages are ignored: no log change, no vote, and the stale leader is told the term', () => {
@@ -626,9 +656,9 @@ describe('terms and roles', () => {
     assert.deepEqual(rds.flatMap((r) => r.entries), []);
     assert.equal(st.term(2), 1, 'entry 2 untouched');
     const ms = allMsgs(rds);
-    assert.ok(ms.every((m) => m.to === 'c' && m.term === 5), JSON.stringify(ms));
-    assert.ok(!ms.some((m) => m.type === 'voteResp' || ((m.type === 'preVoteResp') && !m.reject)), 'no grant to a stale candidate');
-    assert.ok(ms.some((m) => m.type === 'appResp'), 'stale leader told the newer term');
+    ok(ms.every((m) => m.to === 'c' && m.term === 5), JSON.stringify(ms));
+    ok(!ms.some((m) => m.type === 'voteResp' || ((m.type === 'preVoteResp') && !m.reject)), 'no grant to a stale candidate');
+    ok(ms.some((m) => m.type === 'appResp'), 'stale leader told the newer term');
   });
 
   test('a deposed leader cut off by a partition steps down when it hears the new term; its proposals never commit', () => {
@@ -647,9 +677,9 @@ describe('terms and roles', () => {
       c.stabilize();
     }
     const nl = ['b', 'c'].find((x) => role(c.node(x)) === 'leader');
-    assert.ok(nl, 'majority elected a new leader');
+    ok(nl, 'majority elected a new leader');
     const newTerm = c.node(nl!).status().term;
-    assert.ok(newTerm > 1);
+    ok(newTerm > 1);
     assert.equal(role(c.node('a')), 'leader', 'a is a stale leader');
     assert.equal(c.propose(nl!, 'fresh').ok, true);
     c.stabilize();
@@ -679,9 +709,9 @@ describe('learners', () => {
     c.tickAll(100); // the leader is gone: voters elect a new one, the learner still never runs
     const fromL = c.sent.filter((m) => m.from === 'l');
     assert.equal(fromL.filter((m) => m.type === 'vote' || m.type === 'preVote').length, 0);
-    assert.ok(c.softStates.get('l')!.every((s) => s.role === 'follower'), JSON.stringify(c.softStates.get('l')));
+    ok(c.softStates.get('l')!.every((s) => s.role === 'follower'), JSON.stringify(c.softStates.get('l')));
     assert.equal(role(c.node('l')), 'follower');
-    assert.ok(c.sent.some((m) => m.type === 'app' && m.to === 'l'), 'the learner does replicate');
+    ok(c.sent.some((m) => m.type === 'app' && m.to === 'l'), 'the learner does replicate');
   });
 
   test('a learner-only node driven directly: ticks and campaign() leave it a follower at the same term', () => {
@@ -716,14 +746,14 @@ describe('single-node group', () => {
     st.setHardState(rd1.hardState!);
     n.advance();
     assert.equal(n.status().commit, 1, 'committed once durable');
-    assert.ok(n.hasReady());
+    ok(n.hasReady());
     const rd2 = n.ready();
     assert.deepEqual(rd2.committed.map((e) => e.index), [1]);
     assert.equal(rd2.hardState?.commit, 1);
     n.advance();
 
     const p = n.propose(text('x'));
-    assert.ok(p.ok && p.index === 2);
+    ok(p.ok && p.index === 2);
     const rd3 = n.ready();
     assert.deepEqual(rd3.entries.map((e) => e.index), [2]);
     assert.deepEqual(rd3.committed, [], 'a proposal is not committed before it is persisted');
@@ -776,7 +806,7 @@ describe('election safety under message loss', () => {
         }
         for (const ids of w.candidates.values()) if (ids.size > 1) splitTerms++;
         leaderTerms += w.leaders.size;
-        assert.ok(c.leader(), `seed ${seed}: a leader after the network heals`);
+        ok(c.leader(), `seed ${seed}: a leader after the network heals`);
         // The logs agree on everything committed.
         const l = c.leader()!;
         const commit = c.node(l).status().commit;
@@ -786,8 +816,8 @@ describe('election safety under message loss', () => {
           assert.deepEqual(mine, ref.slice(0, mine.length), `seed ${seed}: ${id} diverges from the leader below commit`);
         }
       }
-      assert.ok(leaderTerms >= 40, `elections happened (${leaderTerms})`);
-      if (opts.preVote === false) assert.ok(splitTerms > 0, 'some terms had competing candidates');
+      ok(leaderTerms >= 40, `elections happened (${leaderTerms})`);
+      if (opts.preVote === false) ok(splitTerms > 0, 'some terms had competing candidates');
     });
   }
 });

@@ -303,6 +303,35 @@ describe('LogStore conflicting suffix overwrite', () => {
     });
   });
 
+  test('an overwrite between two automatic checkpoints: reopening replays the WAL over the newer checkpoint without a Gap', async () => {
+    await withCtx(async (c) => {
+      // Records of >= checkpointBytes make the next commit checkpoint; small ones do not.
+      const opts = { checkpointBytes: 10_000 };
+      const big = (index: number, term: number): Entry => ({ index, term, type: 'normal', data: new Uint8Array(20_000).fill(index) });
+      let st = await c.open(opts);
+      st.createGroup(1, CONF);
+      await st.commit();
+      st.write({ group: 1, entries: [big(1, 1), big(2, 1)] });
+      await st.commit();
+      st.write({ group: 1, hardState: { term: 1, vote: 'a', commit: 1 } });
+      await st.commit(); // automatic checkpoint #1
+      assert.equal(st.stats.checkpoints, 1, 'checkpoint #1 happened');
+      st.write({ group: 1, entries: ents(3, 5, 1) }); // appended on top of 1..2
+      await st.commit();
+      st.write({ group: 1, entries: ents(1, 1, 2) }); // a new leader's suffix replaces 1..5
+      await st.commit();
+      st.write({ group: 1, entries: [big(2, 2)] });
+      await st.commit();
+      st.write({ group: 1, hardState: { term: 2, vote: 'b', commit: 1 } });
+      await st.commit(); // automatic checkpoint #2
+      assert.equal(st.stats.checkpoints, 2, 'checkpoint #2 happened');
+      const want = { first: 1, snapTerm: 0, log: [ent(1, 2), big(2, 2)], hs: { term: 2, vote: 'b', commit: 1 } };
+      expectLog(st.storage(1), want, 'live');
+      st = await c.reopen(st, opts);
+      expectLog(st.storage(1), want, 'after reopen');
+    });
+  });
+
   test('an identical rewrite (same terms) keeps the log unchanged', async () => {
     await withCtx(async (c) => {
       let st = await c.open();
@@ -619,6 +648,8 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
     let st = await c.open(opts);
     let live = new Model();
     let durable = new Model();
+    /** Recent actions, for error messages. */
+    const ops: string[] = [];
 
     const stageRandom = (): void => {
       const ids = [...live.groups.keys()];
@@ -629,12 +660,14 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
         used.add(id);
         const conf = pick(confs);
         st.createGroup(id, conf);
+        ops.push(`create g${id}`);
         live.groups.set(id, { snap: { index: 0, term: 0, conf }, ents: [], hs: EMPTY_HARD_STATE, conf, term: 1 });
         return;
       }
       if (r < 0.08 && ids.length > 1) {
         const id = pick(ids);
         st.deleteGroup(id);
+        ops.push(`delete g${id}`);
         live.groups.delete(id);
         return;
       }
@@ -646,6 +679,7 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
         const es = ents(last + 1, last + int(1, 5), g.term, `s${seed}`);
         const hs = rand() < 0.5 ? { term: g.term, vote: pick(['', 'a', 'b']), commit: int(0, last) } : undefined;
         st.write({ group: id, entries: es, hardState: hs });
+        ops.push(`g${id} append ${es[0].index}..${es[es.length - 1].index} t${g.term}`);
         live.append(g, es);
         if (hs) g.hs = hs;
       } else if (k < 0.7) {
@@ -654,66 +688,84 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
         const start = int(Math.max(1, g.snap.index - 1), last + 1);
         const es = ents(start, start + int(0, 4), g.term, `c${seed}`);
         st.write({ group: id, entries: es });
+        ops.push(`g${id} overwrite ${es[0].index}..${es[es.length - 1].index} t${g.term}`);
         live.append(g, es);
       } else if (k < 0.8) {
         const i = int(g.snap.index, last);
         st.compact(id, i);
+        ops.push(`g${id} compact ${i}`);
         live.compact(g, i);
       } else if (k < 0.85) {
         g.term = ++termClock;
         const meta: SnapshotMeta = { index: int(g.snap.index + 1, last + 3), term: g.term, conf: pick(confs) };
         st.write({ group: id, snapshot: meta });
+        ops.push(`g${id} snapshot ${meta.index} t${meta.term}`);
         live.installSnapshot(g, meta);
       } else if (k < 0.93) {
         const hs = { term: g.term, vote: pick(['', 'a', 'c']), commit: int(0, last) };
         st.write({ group: id, hardState: hs });
+        ops.push(`g${id} hs`);
         g.hs = hs;
       } else {
         const conf = pick(confs);
         st.write({ group: id, conf });
+        ops.push(`g${id} conf`);
         g.conf = conf;
       }
     };
 
     for (let step = 0; step < steps; step++) {
       const where = `seed ${seed} step ${step}`;
-      const r = rand();
-      if (r < 0.5) {
-        stageRandom();
-      } else if (r < 0.7) {
-        const snap = live.clone();
-        await st.commit();
-        commits++;
-        durable = snap;
-        checkAgainstModel(st, live, `${where} after commit`);
-      } else if (r < 0.82) {
-        // stage more while a commit is in flight: they belong to the next commit
-        const snap = live.clone();
-        const p = st.commit();
-        for (let n = int(1, 3); n > 0; n--) stageRandom();
-        await p;
-        commits++;
-        durable = snap;
-        checkAgainstModel(st, live, `${where} after pipelined commit`);
-      } else if (r < 0.9) {
-        const snap = live.clone();
-        const p = st.checkpoint();
-        if (rand() < 0.6) for (let n = int(1, 3); n > 0; n--) stageRandom();
-        await p;
-        commits++;
-        durable = snap;
-        checkAgainstModel(st, live, `${where} after checkpoint`);
-      } else {
-        if (rand() < 0.5) {
+      try {
+        const r = rand();
+        if (r < 0.5) {
+          stageRandom();
+        } else if (r < 0.7) {
           const snap = live.clone();
+          ops.push('commit');
           await st.commit();
           commits++;
           durable = snap;
-        } // else: whatever is staged is lost with the close, as after a crash
-        st = await c.reopen(st, opts);
-        reopens++;
-        live = durable.clone();
-        checkAgainstModel(st, live, `${where} after reopen`);
+          checkAgainstModel(st, live, `${where} after commit`);
+        } else if (r < 0.82) {
+          // stage more while a commit is in flight: they belong to the next commit
+          const snap = live.clone();
+          const p = st.commit();
+          ops.push('commit (in flight:');
+          for (let n = int(1, 3); n > 0; n--) stageRandom();
+          await p;
+          ops.push(')');
+          commits++;
+          durable = snap;
+          checkAgainstModel(st, live, `${where} after pipelined commit`);
+        } else if (r < 0.9) {
+          const snap = live.clone();
+          const p = st.checkpoint();
+          ops.push('checkpoint (in flight:');
+          if (rand() < 0.6) for (let n = int(1, 3); n > 0; n--) stageRandom();
+          await p;
+          ops.push(')');
+          commits++;
+          durable = snap;
+          checkAgainstModel(st, live, `${where} after checkpoint`);
+        } else {
+          if (rand() < 0.5) {
+            const snap = live.clone();
+            ops.push('commit');
+            await st.commit();
+            commits++;
+            durable = snap;
+          } // else: whatever is staged is lost with the close, as after a crash
+          ops.push('reopen');
+          st = await c.reopen(st, opts);
+          reopens++;
+          live = durable.clone();
+          checkAgainstModel(st, live, `${where} after reopen`);
+        }
+      } catch (e) {
+        // Name the step (and what led to it) in errors that do not already say where they happened.
+        if (e instanceof Error && !e.message.includes(`seed ${seed}`)) e.message = `${where} (${ops.slice(-12).join(', ')}): ${e.message}`;
+        throw e;
       }
     }
     await st.commit();
@@ -803,7 +855,7 @@ describe('LogStore corruption detection', () => {
         await raw(c.dir, (t) => t.log.putSync(logKey(1, 3), k.mutate(value)));
         const st = await c.open();
         const gs = st.storage(1);
-        const re = new RegExp(`corrupt log entry 3: .*${k.re.source}`);
+        const re = new RegExp(`corrupt log entry 3 of group 1: .*${k.re.source}`);
         assert.throws(() => gs.term(3), corrupt(re));
         assert.throws(() => gs.entries(1, 9, Infinity), corrupt(re));
         assert.throws(() => gs.entries(3, 4, Infinity), corrupt(re));
@@ -831,7 +883,7 @@ describe('LogStore corruption detection', () => {
       await st.commit();
       await c.close(st);
       await raw(c.dir, (t) => t.log.putSync(logKey(1, 4), Buffer.from('garbage!')));
-      await assert.rejects(c.open(), corrupt(/corrupt log entry 4: checksum mismatch/));
+      await assert.rejects(c.open(), corrupt(/corrupt log entry 4 of group 1: checksum mismatch/));
     });
   });
 });
