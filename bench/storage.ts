@@ -21,6 +21,11 @@ export interface StorageResult {
   seconds: number;
 }
 
+/** Commits in flight at once (the worker loop overlaps one batch's commit with the next batch). */
+const PIPELINE = 2;
+/** Entries each group keeps after compaction (for followers that are slightly behind). */
+const RETAIN = 32;
+
 function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -40,6 +45,8 @@ async function runLoad(groups: number, valueBytes: number, seconds: number): Pro
   const t0 = performance.now();
   const deadline = t0 + seconds * 1000;
   let commits = 0;
+  // Like the worker loop: prepare the next batch while the previous commit is in flight.
+  const inflight: Promise<void>[] = [];
   while (performance.now() < deadline) {
     for (let g = 0; g < groups; g++) {
       const ents: Entry[] = [];
@@ -47,14 +54,15 @@ async function runLoad(groups: number, valueBytes: number, seconds: number): Pro
       store.write({ group: g, entries: ents, hardState: { term: 1, vote: 'n1', commit: next[g] - 1 } });
       entries += perGroup;
     }
-    // The state machine applies behind the log and lets it compact (keeps 100 entries).
+    // The state machine applies behind the log and lets it compact, keeping a short tail.
     if (++commits % 10 === 0) {
-      for (let g = 0; g < groups; g++) if (next[g] > 200) store.compact(g, next[g] - 101);
+      for (let g = 0; g < groups; g++) if (next[g] > RETAIN + 1) store.compact(g, next[g] - RETAIN - 1);
     }
     const s = performance.now();
-    await store.commit();
-    lat.push(performance.now() - s);
+    inflight.push(store.commit().then(() => { lat.push(performance.now() - s); }));
+    if (inflight.length >= PIPELINE) await inflight.shift();
   }
+  await Promise.all(inflight);
   const secs = (performance.now() - t0) / 1000;
   const checkpoints = store.stats.checkpoints;
   await store.close();

@@ -93,6 +93,12 @@ export class Raft {
   leaderTicks = 0;
 
   transfer: Transfer | null = null;
+  /** Freshly started: refuse votes until electionTicks have passed (see constructor). */
+  private startupQuiet = false;
+  /** TimeoutNow was sent this term: voters may now ignore stickiness, so no lease holds. */
+  private leaseRevoked = false;
+  /** This leader's own removal/demotion is applied: it hands over and stops taking proposals. */
+  private leaving = false;
   /** A transfer whose outcome depends on who leads the next term. */
   private transferVerdict: { target: NodeId; term: number; ticks: number; newTerm: number } | null = null;
   pendingConfIndex = 0;
@@ -129,6 +135,12 @@ export class Raft {
     this.term = st.hardState.term;
     this.vote = st.hardState.vote;
     this.becomeFollower(this.term, NONE);
+    // Before it went down, this node may have promised a leader (by answering its heartbeat) not
+    // to vote for anyone else for electionTicks; with lease reads a restart must not break that
+    // promise, or the leader's lease could serve stale reads. So a fresh process refuses
+    // (non-transfer) votes for electionTicks. (All replicas of a group share this setting.)
+    // A brand-new replica (term 0) has promised nothing.
+    this.startupQuiet = this.cfg.checkQuorum && this.cfg.leaseReads && st.hardState.term > 0;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -151,6 +163,8 @@ export class Raft {
     this.quiesced = false;
     this.idleTicks = 0;
     this.pendingBroadcast = false;
+    this.leaseRevoked = false;
+    this.leaving = false;
     this.dropReads();
   }
 
@@ -224,12 +238,13 @@ export class Raft {
 
   private tickElection(): void {
     this.electionElapsed++;
+    // A node that cannot campaign keeps counting: resetting its clock would keep it "in lease"
+    // with a dead leader forever, refusing every vote.
     if (this.electionElapsed >= this.randomizedTimeout && this.promotable()) {
       this.electionElapsed = 0;
       this.hup(false);
-    } else if (this.electionElapsed >= this.randomizedTimeout) {
-      this.electionElapsed = 0;
     }
+    if (this.electionElapsed >= this.cfg.electionTicks) this.startupQuiet = false;
   }
 
   private tickLeader(): void {
@@ -239,6 +254,7 @@ export class Raft {
     if (this.transfer && ++this.transfer.elapsed >= this.cfg.electionTicks) {
       this.endTransfer('aborted', 'Timeout');
     }
+    if (this.leaving) this.handOver();
     if (this.electionElapsed >= this.cfg.electionTicks) {
       this.electionElapsed = 0;
       if (this.cfg.checkQuorum) {
@@ -251,11 +267,12 @@ export class Raft {
     }
     for (const [id, pr] of this.tracker.progress) {
       if (id === this.id) continue;
-      if (pr.state === 'replicate' && pr.inflights.count > 0) {
+      if (pr.state === 'replicate' && pr.match < this.log.lastIndex()) {
         // Appends lost in flight leave no trace on the follower; fall back to probing.
         if (++pr.ticksSinceAck >= this.cfg.electionTicks) {
           pr.becomeProbe();
           pr.ticksSinceAck = 0;
+          this.sendAppend(id, true);
         }
       } else if (pr.state === 'snapshot' && ++pr.snapshotTicks >= 2 * this.cfg.electionTicks) {
         pr.becomeProbe();
@@ -277,7 +294,11 @@ export class Raft {
 
   /** Start an election (after a timeout, or at once when `transfer`). */
   private hup(transfer: boolean): void {
-    if (this.role === 'leader' || !this.promotable() || this.hasUnappliedConf()) return;
+    if (this.role === 'leader' || !this.promotable()) return;
+    // A timeout campaign waits for committed conf changes to apply (as etcd). A transfer need not:
+    // configurations one member apart have intersecting majorities, so counting votes in either
+    // is safe, and a leader handing over after its own removal must not be kept waiting.
+    if (!transfer && this.hasUnappliedConf()) return;
     if (this.cfg.preVote && !transfer) this.campaign('preCandidate', false);
     else this.campaign('candidate', transfer);
   }
@@ -330,7 +351,8 @@ export class Raft {
     if (m.term > this.term) {
       if ((m.type === 'vote' || m.type === 'preVote') && !m.transfer) {
         // Leader stickiness: while we hear from a live leader, refuse to help depose it.
-        const inLease = this.cfg.checkQuorum && this.leader !== NONE && this.electionElapsed < this.cfg.electionTicks;
+        const inLease = this.cfg.checkQuorum && (this.leader !== NONE || this.startupQuiet) &&
+          this.electionElapsed < this.cfg.electionTicks;
         if (inLease) return OK;
       }
       if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
@@ -380,14 +402,17 @@ export class Raft {
     return { ok: false, reason };
   }
 
-  /** Responses and votes only count from members; a leader's messages are accepted from anyone,
-   *  because our configuration may lag behind the one that elected it. */
+  /** Responses only count from members. A leader's messages and vote requests are accepted from
+   *  anyone, because our configuration may lag behind the one that elected (or added) the sender:
+   *  a voter that has not yet received its own promotion must still be able to vote. */
   private acceptsFrom(m: Message): boolean {
     switch (m.type) {
       case 'app':
       case 'hb':
       case 'snap':
       case 'timeoutNow':
+      case 'vote':
+      case 'preVote':
         return true;
       default:
         return this.tracker.isMember(m.from);
@@ -591,7 +616,7 @@ export class Raft {
     while (this.sendAppend(m.from, false)) { /* fill */ }
 
     if (this.transfer && m.from === this.transfer.target && pr.match === this.log.lastIndex()) {
-      this.send({ type: 'timeoutNow', to: m.from });
+      this.sendTimeoutNow(m.from);
     }
   }
 
@@ -602,7 +627,7 @@ export class Raft {
     // Only sequence numbers we actually sent can date a lease.
     if (m.seq > pr.ackedSeq && m.seq <= this.leaderTicks) pr.ackedSeq = m.seq;
     if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
-    if (pr.state === 'replicate' && pr.inflights.count > 0 && pr.ticksSinceAck >= LOST_APPEND_TICKS) {
+    if (pr.state === 'replicate' && pr.match < this.log.lastIndex() && pr.ticksSinceAck >= LOST_APPEND_TICKS) {
       // The follower answers heartbeats but has acked none of our appends for a while: they were
       // lost (the follower cannot know). Probe from its match index instead of waiting.
       pr.becomeProbe();
@@ -730,6 +755,7 @@ export class Raft {
   private proposeEntry(type: 'normal' | 'conf', data: Uint8Array): ProposeResult {
     if (this.role !== 'leader') return { ok: false, reason: 'NotLeader', leader: this.leader };
     if (this.transfer) return { ok: false, reason: 'TransferInProgress', target: this.transfer.target };
+    if (this.leaving) return { ok: false, reason: 'NotLeader', leader: NONE };
     if (data.byteLength > this.cfg.maxProposalBytes) return { ok: false, reason: 'TooLarge', limit: this.cfg.maxProposalBytes };
     if (this.uncommittedBytes > 0 && this.uncommittedBytes + data.byteLength > this.cfg.maxUncommittedBytes) {
       return { ok: false, reason: 'Overloaded', limit: this.cfg.maxUncommittedBytes };
@@ -760,9 +786,34 @@ export class Raft {
     }
     this.transfer = { target, elapsed: 0 };
     const pr = this.tracker.progress.get(target)!;
-    if (pr.match === this.log.lastIndex()) this.send({ type: 'timeoutNow', to: target });
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(target);
     else this.sendAppend(target, true);
     return { ok: true, started: true };
+  }
+
+  /** A leaving leader transfers to the remaining voter with the highest match index. */
+  private handOver(): void {
+    if (this.transfer) return;
+    let best: NodeId = NONE;
+    let bestMatch = -1;
+    for (const id of this.tracker.voters) {
+      const pr = this.tracker.progress.get(id);
+      if (pr && id !== this.id && pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    if (best === NONE) return;
+    this.transfer = { target: best, elapsed: 0 };
+    const pr = this.tracker.progress.get(best)!;
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(best);
+    else this.sendAppend(best, true);
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    // The target's campaign overrides stickiness, which is what a lease relies on.
+    this.leaseRevoked = true;
+    this.send({ type: 'timeoutNow', to });
   }
 
   /** Is a conf entry appended but not yet applied? (A new leader's pendingConfIndex is only a
@@ -819,6 +870,7 @@ export class Raft {
   /** A quorum acknowledged a heartbeat sent recently enough that none of them can have voted
    *  for anyone else yet (they refuse votes for electionTicks after hearing from us). */
   private leaseValid(): boolean {
+    if (this.leaseRevoked || this.transfer) return false;
     const acked = this.tracker.quorumValue((id, pr) => (id === this.id ? this.leaderTicks : pr.ackedSeq));
     return acked > this.leaderTicks - (this.cfg.electionTicks - this.cfg.leaseMarginTicks);
   }
@@ -848,8 +900,13 @@ export class Raft {
     if (this.transfer && !this.tracker.voters.has(this.transfer.target)) this.endTransfer('aborted', 'TargetRemoved');
     if (this.role === 'leader') {
       if (!this.tracker.voters.has(this.id)) {
-        // Removed or demoted: hand the group back to the remaining voters.
-        this.becomeFollower(this.term, NONE);
+        // Removed or demoted. Stepping down at once can deadlock the group: the remaining voters
+        // may not know the removal committed (their config still counts us) and our longer log
+        // would refuse their votes. Instead keep replicating (we no longer count to quorum),
+        // refuse proposals, and hand leadership to the most caught-up remaining voter.
+        this.leaving = true;
+        this.handOver();
+        this.pendingBroadcast = true;
         return;
       }
       const self = this.tracker.progress.get(this.id);

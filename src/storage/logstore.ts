@@ -25,7 +25,7 @@ export class StorageFailed extends Error {
 export interface LogStoreOptions {
   /** Directory of this worker's LMDB environment. */
   readonly path: string;
-  /** WAL bytes written since the last checkpoint that trigger the next one. Default 16 MiB. */
+  /** WAL bytes written since the last checkpoint that trigger the next one. Default 64 MiB. */
   readonly checkpointBytes?: number;
   /** Skip fsync (tests and benchmarks of CPU cost only; never in production). Default false. */
   readonly noSync?: boolean;
@@ -56,6 +56,7 @@ export interface StoreStats {
 
 /** ctl record: replay the WAL after `replayFrom`; the next checkpoint flushes up to `trigger`. */
 const KEY_CHECKPOINT = 'checkpoint';
+const WAL_DELETES_PER_COMMIT = 64;
 interface CheckpointCtl {
   replayFrom: number;
   trigger: number;
@@ -104,9 +105,11 @@ export class LogStore {
   private nextLsn = 1;
   /** LSN of the last record that was durable when the previous checkpoint ran. */
   private lastTrigger = 0;
+  /** WAL records in (walGarbageFrom, walGarbageTo] precede the replay start: delete lazily. */
+  private walGarbageFrom = 0;
+  private walGarbageTo = 0;
   private walBytesSinceCheckpoint = 0;
   private walRecordsSinceCheckpoint = 0;
-  private committing = false;
   /** Replaying the WAL at start-up (gaps are then superseded records, not bugs). */
   private replaying = false;
   private failure: StorageFailed | null = null;
@@ -121,7 +124,7 @@ export class LogStore {
     private readonly ctl: Database<CheckpointCtl, string>,
     private readonly opts: LogStoreOptions,
   ) {
-    this.checkpointBytes = opts.checkpointBytes ?? 16 << 20;
+    this.checkpointBytes = opts.checkpointBytes ?? 64 << 20;
   }
 
   static async open(opts: LogStoreOptions): Promise<LogStore> {
@@ -152,6 +155,10 @@ export class LogStore {
     }
     const ctl = this.ctl.get(KEY_CHECKPOINT) ?? { replayFrom: 0, trigger: 0 };
     this.lastTrigger = ctl.trigger;
+    let oldest: number | undefined;
+    for (const k of this.wal.getKeys({ limit: 1 })) oldest = k;
+    this.walGarbageFrom = oldest === undefined ? ctl.replayFrom : oldest - 1;
+    this.walGarbageTo = ctl.replayFrom;
     let records = 0;
     let last = ctl.replayFrom;
     this.replaying = true;
@@ -305,10 +312,10 @@ export class LogStore {
   }
 
   /** Make everything staged durable in one transaction. `extra` runs inside the same transaction
-   *  (the state machine's writes and applied index go here so they are atomic with the log). */
+   *  (the state machine's writes and applied index go here so they are atomic with the log).
+   *  Commits may be pipelined: they are applied and resolve in call order. */
   async commit(extra?: () => void): Promise<void> {
     if (this.failure) throw this.failure;
-    if (this.committing) throw new RaftError('Busy', 'LogStore.commit called while a commit is in flight');
     const ops = this.staged;
     this.staged = [];
     let record: Buffer | null = null;
@@ -326,14 +333,19 @@ export class LogStore {
     } else if (this.walBytesSinceCheckpoint >= this.checkpointBytes) {
       checkpoint = this.prepareCheckpoint(this.lastTrigger, durable);
     }
-    if (!record && !extra && !checkpoint) return;
-    this.committing = true;
+    // WAL records before the replay start are garbage; delete a bounded number per commit so a
+    // checkpoint never stalls one commit with thousands of deletes.
+    const garbage = this.walGarbageTo > this.walGarbageFrom ? Math.min(this.walGarbageTo, this.walGarbageFrom + WAL_DELETES_PER_COMMIT) : 0;
+    if (!record && !extra && !checkpoint && !garbage) return;
+    const from = this.walGarbageFrom;
+    if (garbage) this.walGarbageFrom = garbage;
     const t0 = performance.now();
     try {
       await this.env.transaction(() => {
         if (record) this.wal.put(lsn, record);
         extra?.();
         checkpoint?.write();
+        if (garbage) for (const k of this.wal.getKeys({ start: from + 1, end: garbage + 1 })) this.wal.remove(k);
       });
     } catch (e) {
       // lmdb-js rejects with a generic error and puts the cause in a separate promise; read it
@@ -355,8 +367,6 @@ export class LogStore {
       this.failure = new StorageFailed(`LMDB commit failed in ${this.opts.path}: ${detail}`, e);
       this.opts.onEvent?.({ kind: 'failed', error: this.failure.message });
       throw this.failure;
-    } finally {
-      this.committing = false;
     }
     this.stats.commits++;
     if (record) {
@@ -410,6 +420,7 @@ export class LogStore {
     this.walBytesSinceCheckpoint = 0;
     this.walRecordsSinceCheckpoint = 0;
     this.lastTrigger = trigger;
+    this.walGarbageTo = Math.max(this.walGarbageTo, upTo);
     return {
       entries: count,
       walRecords,
@@ -424,7 +435,6 @@ export class LogStore {
         }
         for (const f of flushed) for (const e of f.entries) this.log.put(logKey(f.s.group, e.index), Buffer.from(encodeEntry(e).buffer));
         for (const m of metas) this.meta.put(m.group, m.value);
-        for (const k of this.wal.getKeys({ end: upTo + 1 })) this.wal.remove(k);
         this.ctl.put(KEY_CHECKPOINT, { replayFrom: upTo, trigger });
       },
       done: () => {

@@ -11,7 +11,8 @@ export function diagnose(hosts: ReadonlyMap<NodeId, Host>): string[] {
     if (!r) continue;
     if (r.role !== 'leader' && r.tracker.voters.has(h.id)) {
       // A would-be candidate that can never collect a quorum: a voter it needs drops its requests
-      // as coming from a stranger, or is removed in its own view and will not vote for a shorter log.
+      // as coming from a stranger, is removed in its own view and will not vote for a shorter log,
+      // or is a learner in its own view stuck believing in its old leader's lease.
       for (const v of r.tracker.voters) {
         const vr = hosts.get(v)?.node?.raft;
         if (v === h.id || !vr) continue;
@@ -19,6 +20,8 @@ export function diagnose(hosts: ReadonlyMap<NodeId, Host>): string[] {
           hints.push(`voter ${v} does not know ${h.id} is a member (its voters=[${[...vr.tracker.voters].join(',')}]) and drops its vote requests as UnknownSender`);
         } else if (!vr.tracker.voters.has(v) && !vr.log.isUpToDate(r.log.lastIndex(), r.log.lastTerm())) {
           hints.push(`${h.id} still counts ${v} as a voter, but ${v} (removed in its own view, voters=[${[...vr.tracker.voters].join(',')}]) cannot campaign and refuses its vote: its log ${vr.log.lastIndex()}@${vr.log.lastTerm()} is ahead of ${r.log.lastIndex()}@${r.log.lastTerm()}`);
+        } else if (!vr.tracker.voters.has(v) && vr.leader !== '' && vr.randomizedTimeout <= vr.cfg.electionTicks) {
+          hints.push(`${h.id} needs the vote of ${v}, which is not promotable in its own view and resets its election clock at randomizedTimeout ${vr.randomizedTimeout} = electionTicks: it stays "in lease" of '${vr.leader}' forever and ignores vote requests`);
         }
       }
     }

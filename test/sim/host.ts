@@ -76,6 +76,9 @@ export class Host {
   armedCrash: ArmedCrash | null = null;
   /** A frozen process (GC pause, stalled VM): no ticks until then, messages wait in its buffers. */
   pausedUntil = 0;
+  /** Ticks that fell due while frozen: the host contract replays them, from its monotonic clock,
+   *  before it handles anything that arrived meanwhile (a lease must see the time that passed). */
+  missedTicks = 0;
   private proposals = new Map<number, PendingProposal>();
   private pendingReads: ReadState[] = [];
   private unreachable: NodeId[] = [];
@@ -109,6 +112,7 @@ export class Host {
 
   /** Builds a RaftNode from durable state only, as a process starting up would. */
   private boot(): void {
+    this.missedTicks = 0; // a new process owes no ticks of the old one
     this.incarnation++;
     const snap = this.durable.snapshot();
     this.sm = StateMachine.fromSnapshot(snap, this.env.bootstrapConf);

@@ -3,7 +3,7 @@
 // synchronously, and reports whether the buggy outcome happened. Run them with
 // `npm run sim -- --repro all` (or a scenario name).
 import { RaftNode } from '../../src/raft/node.js';
-import { seededRandom } from '../../src/raft/rand.js';
+import { seededRandom, type RandomSource } from '../../src/raft/rand.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
 import type { ConfState, Message, NodeId } from '../../src/raft/types.js';
 import type { RaftOptions } from './host.js';
@@ -27,11 +27,13 @@ class Mini {
   readonly disks = new Map<NodeId, MemoryStorage>();
   readonly wire: Message[] = [];
   private seed = 1;
+  private readonly randoms = new Map<NodeId, RandomSource>();
 
   constructor(private readonly opts: RaftOptions) {}
 
-  add(id: NodeId, conf: ConfState): void {
+  add(id: NodeId, conf: ConfState, random?: RandomSource): void {
     this.disks.set(id, new MemoryStorage(conf));
+    if (random) this.randoms.set(id, random);
     this.boot(id);
   }
 
@@ -42,7 +44,8 @@ class Mini {
 
   private boot(id: NodeId): void {
     const storage = this.disks.get(id)!;
-    this.nodes.set(id, new RaftNode({ ...this.opts, id, group: 1, storage, random: seededRandom(this.seed++), applied: 0 }));
+    const random = this.randoms.get(id) ?? seededRandom(this.seed++);
+    this.nodes.set(id, new RaftNode({ ...this.opts, id, group: 1, storage, random, applied: 0 }));
   }
 
   node(id: NodeId): RaftNode {
@@ -179,8 +182,9 @@ export const REPROS: Record<string, Repro> = {
   },
   'lease-read-after-leader-pause': {
     summary: 'leaseReads: the lease is measured in ticks the leader itself has seen. A leader process that is frozen ' +
-      '(GC pause, stalled VM; a Node timer does not replay the ticks it missed) resumes believing its lease is fresh ' +
-      'and serves a read at its old commit index, although a new leader was elected and acknowledged writes meanwhile.',
+      '(GC pause, stalled VM; a Node timer does not replay the ticks it missed) would resume believing its lease is ' +
+      'fresh. Host contract (README): on resume the host replays the ticks its monotonic clock says it missed before ' +
+      'it handles anything that arrived meanwhile; then the lease has expired and the read waits for a heartbeat round.',
     run: () => {
       const c = new Mini({ ...OPTS, leaseReads: true, leaseMarginTicks: 2 });
       const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
@@ -199,7 +203,9 @@ export const REPROS: Record<string, Repro> = {
       c.drain(newLeader[0]);
       c.deliver((m) => m.to === 'n1' || m.from === 'n1');
       const wCommitted = w.ok && commitOf(c, newLeader[0]) >= w.index;
-      // n1 resumes; the first thing in its buffer is a client read.
+      // n1 resumes: following the host contract it first replays the ticks it missed, then the
+      // first thing in its buffer is a client read.
+      for (let i = 0; i < 4 * OPTS.electionTicks; i++) frozen.tick();
       const read = frozen.readIndex('r1');
       const rd = frozen.hasReady() ? frozen.ready() : null;
       if (rd) frozen.advance();
@@ -272,10 +278,39 @@ export const REPROS: Record<string, Repro> = {
       };
     },
   },
+  'unpromoted-voter-stuck-in-lease': {
+    summary: 'A follower that is not promotable in its own view (a learner whose promotion it has not applied yet) ' +
+      'resets electionElapsed to 0 whenever it reaches randomizedTimeout (tickElection), and never forgets its leader. ' +
+      'When randomizedTimeout == electionTicks (one draw in electionTicks) it is therefore always "in lease" and ignores ' +
+      'every (pre)vote, even from its own former leader: if the group needs its vote, no leader is ever elected.',
+    run: () => {
+      const c = new Mini(OPTS);
+      const conf = { voters: ['n1'], learners: ['n2'] };
+      c.add('n1', conf);
+      c.add('n2', conf, () => 0); // election jitter draws the low end: randomizedTimeout = electionTicks
+      c.node('n1').campaign();
+      c.drain('n1');
+      c.run(5);
+      // Promote n2; the single voter commits it alone, but n2 does not hear about it yet.
+      const p = c.node('n1').proposeConfChange({ type: 'addVoter', node: 'n2' });
+      c.drain('n1');
+      c.deliver((m) => m.to === 'n2');
+      c.restart('n1'); // n1 now needs n2's vote
+      c.run(50 * OPTS.electionTicks);
+      const n2 = c.node('n2').raft;
+      return {
+        reproduced: c.leaders().length === 0,
+        detail: `addVoter n2 ${p.ok ? `at ${p.index}` : p.reason}; ${50 * OPTS.electionTicks} ticks later leaders=[${c.leaders().join(',')}], ` +
+          `n1 role=${c.node('n1').raft.role} voters=[${[...c.node('n1').raft.tracker.voters].join(',')}]; n2 voters=[${[...n2.tracker.voters].join(',')}] ` +
+          `leader='${n2.leader}' electionElapsed=${n2.electionElapsed} randomizedTimeout=${n2.randomizedTimeout}`,
+      };
+    },
+  },
   'lost-append-never-resent': {
-    summary: 'Replicate state, maxInflight 1: an append is lost; the next heartbeat response frees its in-flight slot ' +
-      '(inflights.freeFirst) and sendAppend(to, sendIfEmpty=false) has nothing new to send from next, so the entry is ' +
-      'never resent while the group is idle (ticksSinceAck only counts with appends in flight).',
+    summary: 'Replicate state, maxInflight 1: an append (and the empty append announcing its commit) is lost; the next ' +
+      'heartbeat response frees the in-flight slot (inflights.freeFirst) and sendAppend(to, sendIfEmpty=false) has ' +
+      'nothing new to send from next, so the entry is never resent while the group is idle (ticksSinceAck and the ' +
+      'LOST_APPEND_TICKS check only run while appends are in flight).',
     run: () => {
       const c = new Mini({ ...OPTS, maxInflight: 1 });
       const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
@@ -286,19 +321,17 @@ export const REPROS: Record<string, Repro> = {
       const r = c.node('n1').propose(new TextEncoder().encode('x'));
       if (!r.ok) return { reproduced: false, detail: `setup failed: propose ${r.reason}` };
       c.drain('n1');
-      // Lose the append carrying the new entry to n2, once.
-      let lost = false;
-      c.deliver((m) => {
-        if (lost || m.type !== 'app' || m.to !== 'n2' || !m.entries.some((e) => e.index === r.index)) return false;
-        lost = true;
-        return true;
-      });
+      // Lose the appends to n2 until the next heartbeat round is over: the one carrying the entry
+      // and the (empty) ones announcing its commit. Everything after that is delivered.
+      const appToN2 = (m: Message) => m.type === 'app' && m.to === 'n2';
+      c.deliver(appToN2);
+      c.run(1, appToN2); // one heartbeat round: its reply frees the in-flight slot
       c.run(20 * OPTS.electionTicks);
       const n2 = c.node('n2').raft.log;
       const pr = c.node('n1').raft.tracker.progress.get('n2')!;
       return {
         reproduced: n2.lastIndex() < r.index,
-        detail: `entry ${r.index} lost once on its way to n2; ${20 * OPTS.electionTicks} ticks later n2 lastIndex=${n2.lastIndex()} ` +
+        detail: `appends to n2 carrying entry ${r.index} and its commit lost once; ${20 * OPTS.electionTicks} ticks later n2 lastIndex=${n2.lastIndex()} ` +
           `commit=${n2.committed}; leader progress n2: ${pr.state} match=${pr.match} next=${pr.next} inflight=${pr.inflights.count}`,
       };
     },

@@ -63,11 +63,10 @@ describe('simulator', () => {
     assert.ok(r.found, `expected a transfer-liveness violation; saw:\n${r.seen.join('\n')}`);
   });
 
-  // Core bugs the simulator found, as minimal scenarios. Marked todo so they document the bug
-  // without failing the suite; each starts passing once the core is fixed.
-  describe('known core bugs (todo until fixed in src/raft)', () => {
+  // Core bugs the simulator found, as minimal scenarios; all fixed, kept as regression tests.
+  describe('core bugs found by the simulator stay fixed', () => {
     for (const [name, r] of Object.entries(REPROS)) {
-      it(name, { todo: r.summary }, () => {
+      it(name, () => {
         const out = r.run();
         assert.equal(out.reproduced, false, out.detail);
       });

@@ -246,8 +246,15 @@ class Simulation implements HostEnv, Clock {
       case 'tick': {
         const h = ev.host;
         this.queue.push({ kind: 'tick', time: ev.time + TICK, host: h });
-        // A paused process misses its ticks (timers coalesce; nothing replays them on resume).
-        if (!h.up || h.pausedUntil > this.now) return false;
+        if (!h.up) return false;
+        // A paused process's timers do not fire; the host counts the ticks it owes and replays
+        // them on resume (host contract: time that passed is never skipped).
+        if (h.pausedUntil > this.now) {
+          h.missedTicks++;
+          return false;
+        }
+        this.catchUpTicks(h);
+        if (!h.up) return true; // crashed while catching up
         this.trace.mark(1, h.num);
         this.failureDetector(h);
         if (h.up) h.tick();
@@ -260,12 +267,20 @@ class Simulation implements HostEnv, Clock {
           this.queue.push({ ...ev, time: to.pausedUntil });
           return false;
         }
-        this.deliver(ev.msg, ev.fromInc, ev.lost);
+        if (to && to.up) this.catchUpTicks(to);
+        this.deliver(ev.msg, ev.fromInc, ev.lost); // deliver() copes with a host that went down
         return true;
       }
       case 'drive':
         this.queue.push({ kind: 'drive', time: ev.time + this.rng.int(15, 70) });
         return this.drive();
+    }
+  }
+
+  private catchUpTicks(h: Host): void {
+    while (h.missedTicks > 0 && h.up) {
+      h.missedTicks--;
+      h.tick();
     }
   }
 
@@ -286,10 +301,23 @@ class Simulation implements HostEnv, Clock {
     }
   }
 
-  /** The host's node-liveness layer: a quiesced follower whose leader is down or unreachable is
-   *  told so, otherwise it would wait forever with its election clock stopped. */
+  /** The host's node-liveness layer (it knows which nodes are up and reachable, not their roles):
+   *  a quiesced follower whose leader is down or unreachable is told so, otherwise it would wait
+   *  forever with its election clock stopped; a quiesced leader is woken when a peer it had
+   *  marked unreachable comes back. */
   private failureDetector(h: Host): void {
     const n = h.node!;
+    if (n.raft.role === 'leader' && n.isQuiesced()) {
+      // The other direction: a peer marked unreachable (it did not block quiescence) is back.
+      // Only a woken leader can tell it what it missed; a learner would otherwise lag forever.
+      for (const [id, pr] of n.raft.tracker.progress) {
+        if (id === h.id || !pr.unreachable || !this.hosts.get(id)?.up) continue;
+        if (this.net.linkUp(h.id, id) && this.net.linkUp(id, h.id)) {
+          h.wake();
+          return;
+        }
+      }
+    }
     const leader = n.raft.leader;
     if (n.raft.role !== 'follower' || leader === '' || !n.isQuiesced()) return;
     const lh = this.hosts.get(leader);

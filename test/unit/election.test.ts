@@ -776,13 +776,34 @@ describe('single-node group', () => {
   });
 });
 
+/** One tick of every node, then deliver until quiet over a network that also reorders and
+ *  duplicates messages (drops are left to dropIf). */
+function chaosTick(c: TestCluster, rnd: () => number): void {
+  for (const n of c.nodes.values()) n.tick();
+  for (let round = 0; round < 200; round++) {
+    c.process();
+    if (c.queue.length === 0) return;
+    const q = c.queue;
+    for (let i = q.length - 1; i > 0; i--) {
+      if (rnd() < 0.3) {
+        const j = Math.floor(rnd() * (i + 1));
+        [q[i], q[j]] = [q[j], q[i]];
+      }
+    }
+    for (const m of q.slice()) if (rnd() < 0.05) q.push(m);
+    c.deliver();
+  }
+}
+
 describe('election safety under message loss', () => {
   const configs = [
-    { name: 'preVote', opts: {} },
-    { name: 'no preVote, short rounds', opts: { preVote: false, electionRoundTicks: 2 } },
-    { name: 'no preVote, no checkQuorum', opts: { preVote: false, checkQuorum: false } },
+    { name: 'preVote', opts: {}, chaos: false },
+    { name: 'no preVote, short rounds', opts: { preVote: false, electionRoundTicks: 2 }, chaos: false },
+    { name: 'no preVote, no checkQuorum', opts: { preVote: false, checkQuorum: false }, chaos: false },
+    { name: 'preVote, reordering + duplicating network', opts: { electionRoundTicks: 3 }, chaos: true },
+    { name: 'no preVote, reordering + duplicating network', opts: { preVote: false, electionRoundTicks: 2 }, chaos: true },
   ];
-  for (const { name, opts } of configs) {
+  for (const { name, opts, chaos } of configs) {
     test(`5 nodes, random drops, many seeds: at most one leader per term (${name})`, () => {
       let leaderTerms = 0;
       let splitTerms = 0;
@@ -793,7 +814,8 @@ describe('election safety under message loss', () => {
         const dropRate = 0.1 + 0.4 * rnd();
         c.dropIf = () => rnd() < dropRate;
         for (let t = 0; t < 300; t++) {
-          c.tickAll(1);
+          if (chaos) chaosTick(c, rnd);
+          else c.tickAll(1);
           if (rnd() < 0.05) {
             const l = c.leader();
             if (l && rnd() < 0.5) c.propose(l, `p${t}`);
