@@ -12,6 +12,18 @@ export class CorruptRecord extends Error {
 }
 
 const utf8 = new TextEncoder();
+
+/** Encoded short strings (node ids in every hard state): a handful of distinct values written
+ *  thousands of times per commit, so encode each once. Bounded so odd input cannot grow it. */
+const strCache = new Map<string, Uint8Array>();
+function encodeStr(s: string): Uint8Array {
+  let b = strCache.get(s);
+  if (b === undefined) {
+    b = utf8.encode(s);
+    if (s.length <= 64 && strCache.size < 4096) strCache.set(s, b);
+  }
+  return b;
+}
 const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 export class Writer {
@@ -66,7 +78,7 @@ export class Writer {
   }
 
   str(s: string): void {
-    const b = utf8.encode(s);
+    const b = encodeStr(s);
     this.u16(b.byteLength);
     this.need(b.byteLength);
     this.buf.set(b, this.pos);
