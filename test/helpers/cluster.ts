@@ -3,7 +3,7 @@
 // The host contract is followed faithfully: messages, persist, messagesAfterPersist, apply, advance.
 import {
   MemoryStorage, RaftNode, seededRandom,
-  type ConfState, type Entry, type Message, type NodeId, type RaftConfig, type ReadState, type Snapshot,
+  type ConfState, type Entry, type Message, type NodeId, type RaftConfig, type ReadState, type Ready, type Snapshot,
   type SoftState, type TransferOutcome,
 } from '../../src/raft/index.js';
 
@@ -223,4 +223,36 @@ function hash(s: string): number {
   let h = 2166136261;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
   return h >>> 0;
+}
+
+/** Record every Ready a node hands out (as long as this RaftNode instance lives). */
+export function captureReadies(c: TestCluster, id: NodeId): Ready[] {
+  const out: Ready[] = [];
+  const n = c.node(id);
+  const orig = n.ready.bind(n);
+  n.ready = () => {
+    const rd = orig();
+    out.push(rd);
+    return rd;
+  };
+  return out;
+}
+
+/** One tick of every node, then deliver until quiet over a network that also reorders and
+ *  duplicates messages (drops are left to dropIf). */
+export function chaosTick(c: TestCluster, rnd: () => number): void {
+  for (const n of c.nodes.values()) n.tick();
+  for (let round = 0; round < 200; round++) {
+    c.process();
+    if (c.queue.length === 0) return;
+    const q = c.queue;
+    for (let i = q.length - 1; i > 0; i--) {
+      if (rnd() < 0.3) {
+        const j = Math.floor(rnd() * (i + 1));
+        [q[i], q[j]] = [q[j], q[i]];
+      }
+    }
+    for (const m of q.slice()) if (rnd() < 0.05) q.push(m);
+    c.deliver();
+  }
 }

@@ -7,7 +7,7 @@ import {
   MemoryStorage, RaftNode, resolveConfig, seededRandom,
   type Entry, type Message, type NodeId, type RaftConfig, type Ready, type Role,
 } from '../../src/raft/index.js';
-import { TestCluster, text } from '../helpers/cluster.js';
+import { TestCluster, text, chaosTick } from '../helpers/cluster.js';
 
 const G = 1;
 
@@ -776,24 +776,6 @@ describe('single-node group', () => {
   });
 });
 
-/** One tick of every node, then deliver until quiet over a network that also reorders and
- *  duplicates messages (drops are left to dropIf). */
-function chaosTick(c: TestCluster, rnd: () => number): void {
-  for (const n of c.nodes.values()) n.tick();
-  for (let round = 0; round < 200; round++) {
-    c.process();
-    if (c.queue.length === 0) return;
-    const q = c.queue;
-    for (let i = q.length - 1; i > 0; i--) {
-      if (rnd() < 0.3) {
-        const j = Math.floor(rnd() * (i + 1));
-        [q[i], q[j]] = [q[j], q[i]];
-      }
-    }
-    for (const m of q.slice()) if (rnd() < 0.05) q.push(m);
-    c.deliver();
-  }
-}
 
 describe('election safety under message loss', () => {
   const configs = [

@@ -2,23 +2,11 @@
 // one-change-at-a-time, validation, and idempotent re-application after a restart.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestCluster } from '../helpers/cluster.js';
+import { TestCluster, captureReadies } from '../helpers/cluster.js';
 import type { ConfState, Message, NodeId, Ready } from '../../src/raft/index.js';
 
 const conf = (voters: NodeId[], learners: NodeId[] = []): ConfState => ({ voters: [...voters].sort(), learners: [...learners].sort() });
 
-/** Record every Ready a node hands out (survives as long as the RaftNode instance does). */
-function captureReadies(c: TestCluster, id: NodeId): Ready[] {
-  const out: Ready[] = [];
-  const n = c.node(id);
-  const orig = n.ready.bind(n);
-  n.ready = () => {
-    const rd = orig();
-    out.push(rd);
-    return rd;
-  };
-  return out;
-}
 
 function sentSince(c: TestCluster, mark: number, pred: (m: Message) => boolean = () => true): Message[] {
   return c.sent.slice(mark).filter(pred);

@@ -2,24 +2,12 @@
 // groups, lease reads and what happens to pending reads when the leader steps down.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestCluster, type ClusterOptions } from '../helpers/cluster.js';
+import { TestCluster, type ClusterOptions, captureReadies } from '../helpers/cluster.js';
 import {
   MemoryStorage, RaftError, RaftNode, resolveConfig, seededRandom,
   type Message, type MsgHeartbeat, type NodeId, type Ready,
 } from '../../src/raft/index.js';
 
-/** Record every Ready a node hands out. */
-function captureReadies(c: TestCluster, id: NodeId): Ready[] {
-  const out: Ready[] = [];
-  const n = c.node(id);
-  const orig = n.ready.bind(n);
-  n.ready = () => {
-    const rd = orig();
-    out.push(rd);
-    return rd;
-  };
-  return out;
-}
 
 const dropped = (rds: Ready[]): string[] => rds.flatMap((r) => [...r.droppedReads]);
 

@@ -8,7 +8,7 @@ import {
   MemoryStorage, RaftNode, seededRandom,
   type Entry, type Message, type MsgApp, type NodeId, type Ready,
 } from '../../src/raft/index.js';
-import { TestCluster, str, text } from '../helpers/cluster.js';
+import { TestCluster, str, text, chaosTick } from '../helpers/cluster.js';
 
 const G = 1;
 
@@ -550,24 +550,6 @@ describe('proposals', () => {
   });
 });
 
-/** One tick of every node, then deliver until quiet over a network that also reorders and
- *  duplicates messages (drops are left to dropIf). */
-function chaosTick(c: TestCluster, rnd: () => number): void {
-  for (const n of c.nodes.values()) n.tick();
-  for (let round = 0; round < 200; round++) {
-    c.process();
-    if (c.queue.length === 0) return;
-    const q = c.queue;
-    for (let i = q.length - 1; i > 0; i--) {
-      if (rnd() < 0.3) {
-        const j = Math.floor(rnd() * (i + 1));
-        [q[i], q[j]] = [q[j], q[i]];
-      }
-    }
-    for (const m of q.slice()) if (rnd() < 0.05) q.push(m);
-    c.deliver();
-  }
-}
 
 describe('delivery of committed entries', () => {
   const runs: { seed: number; chaos: boolean }[] = [];

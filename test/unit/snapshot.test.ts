@@ -2,20 +2,9 @@
 // normal replication; lost snapshots are retried; reportSnapshot; stale snapshots are ignored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestCluster, text } from '../helpers/cluster.js';
+import { TestCluster, text, captureReadies } from '../helpers/cluster.js';
 import type { Message, MsgSnap, NodeId, Ready } from '../../src/raft/index.js';
 
-function captureReadies(c: TestCluster, id: NodeId): Ready[] {
-  const out: Ready[] = [];
-  const n = c.node(id);
-  const orig = n.ready.bind(n);
-  n.ready = () => {
-    const rd = orig();
-    out.push(rd);
-    return rd;
-  };
-  return out;
-}
 
 const snapsTo = (ms: readonly Message[], to: NodeId): MsgSnap[] => ms.filter((m): m is MsgSnap => m.type === 'snap' && m.to === to);
 
