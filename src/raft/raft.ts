@@ -349,6 +349,15 @@ export class Raft {
     if (this.quiesced && wakesQuiesced(m)) this.unquiesce();
 
     if (m.term > this.term) {
+      if ((m.type === 'vote' || m.type === 'preVote') && !this.tracker.isMember(m.from) &&
+        this.tracker.voters.size > 0 && !this.log.isUpToDate(m.index, m.logTerm)) {
+        // A removed server keeps campaigning (it never learns it was removed); its higher term
+        // would depose healthy leaders and candidates. It cannot win our vote with a log behind
+        // ours, so drop the request as if lost (always safe). A new member that is up to date is
+        // still answered.
+        this.rejected.UnknownSender++;
+        return OK;
+      }
       if ((m.type === 'vote' || m.type === 'preVote') && !m.transfer) {
         // Leader stickiness: while we hear from a live leader, refuse to help depose it.
         const inLease = this.cfg.checkQuorum && (this.leader !== NONE || this.startupQuiet) &&

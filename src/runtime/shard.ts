@@ -1,0 +1,430 @@
+// Shard: hosts many Raft groups of one worker over one LogStore and KV state machine, and runs the
+// worker loop — tick the groups that need it, step received messages, collect every group's Ready,
+// persist them all in ONE commit (with the state machine's applies in the same transaction), then
+// send what waited for durability, answer waiters and advance. No timer per group: one tick timer
+// per shard, and quiesced groups are not ticked. Transport-agnostic: outbound messages go to an
+// injected `send`, inbound ones arrive through `receive`.
+import type { Logger } from 'pino';
+import { pino } from 'pino';
+import { RaftNode } from '../raft/node.js';
+import { seededRandom } from '../raft/rand.js';
+import type { RaftConfig } from '../raft/config.js';
+import {
+  NONE, type ConfState, type Entry, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
+} from '../raft/types.js';
+import type { LogStore } from '../storage/logstore.js';
+import { KvStateMachine, decodeKvCommand, encodeKvCommand, type KvCommand, type KvResult } from '../storage/kv.js';
+import { RuntimeError } from './errors.js';
+
+export type RaftTuning = Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>>;
+
+export interface ShardOptions {
+  readonly nodeId: NodeId;
+  readonly store: LogStore;
+  /** Outbound messages of one loop iteration, grouped by destination node. */
+  readonly send: (to: NodeId, msgs: Message[]) => void;
+  /** Milliseconds per Raft tick (the heartbeat interval). Default 100. */
+  readonly tickMs?: number;
+  readonly raft?: RaftTuning;
+  /** Entries kept behind the applied index when compacting (for followers slightly behind). */
+  readonly retainEntries?: number;
+  /** Deadline of a proposal or read; then it rejects with Timeout (outcome unknown for a
+   *  proposal: it may still apply). Default 10 s. */
+  readonly requestTimeoutMs?: number;
+  /** Seed for election jitter (each group derives its own). */
+  readonly seed?: number;
+  readonly logger?: Logger;
+}
+
+interface Waiter {
+  readonly term: number;
+  readonly resolve: (r: KvResult | null) => void;
+  readonly reject: (e: Error) => void;
+}
+
+interface ReadWaiter {
+  index: number;
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+}
+
+interface Group {
+  readonly id: number;
+  readonly node: RaftNode;
+  /** Proposals waiting to be applied, by log index. */
+  readonly waiters: Map<number, Waiter>;
+  /** Linearizable reads: by ctx until the ReadIndex arrives, then waiting for apply. */
+  readonly reads: Map<string, ReadWaiter>;
+  applied: number;
+  leader: NodeId;
+}
+
+function hash32(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+export class Shard {
+  readonly kv: KvStateMachine;
+  private readonly groups = new Map<number, Group>();
+  private inbox: Message[] = [];
+  /** Groups with something to do this iteration (stepped, proposed, woken). */
+  private active = new Set<Group>();
+  private tickDue = false;
+  private timer: NodeJS.Timeout | null = null;
+  private scheduled = false;
+  private running = false;
+  private stopped = false;
+  private readSeq = 0;
+  private readonly log: Logger;
+  private readonly tickMs: number;
+  private readonly retain: number;
+  readonly stats = { loops: 0, commits: 0, messagesIn: 0, messagesOut: 0, rejected: 0, ticks: 0 };
+
+  private constructor(private readonly opts: ShardOptions) {
+    this.kv = new KvStateMachine(opts.store);
+    this.log = opts.logger ?? pino({ level: 'silent' });
+    this.tickMs = opts.tickMs ?? 100;
+    this.retain = opts.retainEntries ?? 64;
+  }
+
+  /** Open a shard over a recovered store: every group in it comes back with its durable state. */
+  static open(opts: ShardOptions): Shard {
+    const s = new Shard(opts);
+    for (const g of opts.store.groupIds()) s.attach(g);
+    return s;
+  }
+
+  private attach(id: number): Group {
+    const storage = this.opts.store.storage(id);
+    const node = new RaftNode({
+      quiesceAfterTicks: 30,
+      ...this.opts.raft,
+      id: this.opts.nodeId, group: id, storage,
+      applied: this.kv.applied(id),
+      random: seededRandom(hash32(`${this.opts.seed ?? 0}/${this.opts.nodeId}/${id}`)),
+    });
+    storage.snapshotSource = (meta: SnapshotMeta) =>
+      this.kv.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
+    const g: Group = { id, node, waiters: new Map(), reads: new Map(), applied: this.kv.applied(id), leader: NONE };
+    this.groups.set(id, g);
+    this.active.add(g);
+    return g;
+  }
+
+  /** Bootstrap a group with its initial membership (durable with the next commit). */
+  createGroup(id: number, conf: ConfState): void {
+    if (this.groups.has(id)) throw new RuntimeError('InvalidArgument', `group ${id} already exists on ${this.opts.nodeId}`);
+    this.opts.store.createGroup(id, conf);
+    this.attach(id);
+    this.schedule();
+  }
+
+  groupIds(): number[] {
+    return [...this.groups.keys()];
+  }
+
+  start(): void {
+    if (this.timer || this.stopped) return;
+    this.timer = setInterval(() => {
+      this.tickDue = true;
+      this.schedule();
+    }, this.tickMs);
+    this.schedule();
+  }
+
+  /** Messages from other nodes (already validated structurally by the transport). */
+  receive(msgs: readonly Message[]): void {
+    for (const m of msgs) this.inbox.push(m);
+    this.stats.messagesIn += msgs.length;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.loop();
+    });
+  }
+
+  private group(id: number): Group {
+    const g = this.groups.get(id);
+    if (!g) throw new RuntimeError('InvalidArgument', `unknown group ${id} on ${this.opts.nodeId}`);
+    return g;
+  }
+
+  // --- requests --------------------------------------------------------------------------------
+
+  /** Propose a KV command on this node; it must be the group's leader. Resolves once applied. */
+  propose(groupId: number, cmd: KvCommand): Promise<KvResult | null> {
+    if (this.stopped) return Promise.reject(new RuntimeError('Stopped', 'shard stopped'));
+    const g = this.group(groupId);
+    let data: Uint8Array;
+    try {
+      data = encodeKvCommand(cmd);
+    } catch (e) {
+      return Promise.reject(new RuntimeError('InvalidArgument', (e as Error).message));
+    }
+    const r: ProposeResult = g.node.propose(data);
+    if (!r.ok) return Promise.reject(RuntimeError.fromProposal(r, g.node.status().leader));
+    this.active.add(g);
+    this.schedule();
+    return this.withDeadline(`proposal at ${r.index} of group ${groupId}`, (resolve, reject) => {
+      g.waiters.set(r.index, { term: r.term, resolve, reject });
+      return () => g.waiters.delete(r.index);
+    });
+  }
+
+  /** A promise that rejects with Timeout after the request deadline; `register` files the
+   *  waiter and returns how to unfile it. */
+  private withDeadline<T>(what: string, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        unregister();
+        reject(new RuntimeError('Timeout', `${what} timed out after ${this.opts.requestTimeoutMs ?? 10_000} ms`));
+      }, this.opts.requestTimeoutMs ?? 10_000);
+      const unregister = register(
+        (v) => { clearTimeout(timer); resolve(v); },
+        (e) => { clearTimeout(timer); reject(e); },
+      );
+    });
+  }
+
+  /** Linearizable read barrier: resolves once this node has applied everything committed before
+   *  the call (ReadIndex, forwarded to the leader by the core when this node follows). */
+  readBarrier(groupId: number): Promise<void> {
+    if (this.stopped) return Promise.reject(new RuntimeError('Stopped', 'shard stopped'));
+    const g = this.group(groupId);
+    const ctx = `${this.opts.nodeId}:${++this.readSeq}`;
+    const r = g.node.readIndex(ctx);
+    if (!r.ok) return Promise.reject(new RuntimeError('NotLeader', `no leader for group ${groupId}`, r.leader));
+    this.active.add(g);
+    this.schedule();
+    return this.withDeadline<void>(`read of group ${groupId}`, (resolve, reject) => {
+      g.reads.set(ctx, { index: -1, resolve: () => resolve(), reject });
+      return () => g.reads.delete(ctx);
+    });
+  }
+
+  get(groupId: number, key: Uint8Array): Uint8Array | null {
+    this.group(groupId);
+    return this.kv.get(groupId, key);
+  }
+
+  transferLeader(groupId: number, target: NodeId) {
+    const g = this.group(groupId);
+    const r = g.node.transferLeader(target);
+    this.active.add(g);
+    this.schedule();
+    return r;
+  }
+
+  status(groupId: number) {
+    return this.group(groupId).node.status();
+  }
+
+  leaderOf(groupId: number): NodeId {
+    return this.group(groupId).node.status().leader;
+  }
+
+  /** The node-liveness layer says `peer` is down / back: tell the groups that care. */
+  peerDown(peer: NodeId): void {
+    for (const g of this.groups.values()) {
+      if (g.leader === peer) g.node.leaderUnreachable();
+      g.node.reportUnreachable(peer);
+      this.active.add(g);
+    }
+    this.schedule();
+  }
+
+  peerUp(peer: NodeId): void {
+    for (const g of this.groups.values()) {
+      const st = g.node.status();
+      if (st.role === 'leader' && st.conf.voters.concat(st.conf.learners).includes(peer)) {
+        g.node.wake();
+        this.active.add(g);
+      }
+    }
+    this.schedule();
+  }
+
+  // --- the loop ----------------------------------------------------------------------------------
+
+  private async loop(): Promise<void> {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    try {
+      for (let spins = 0; spins < 64 && !this.stopped; spins++) {
+        if (!(await this.iterate())) break;
+      }
+    } catch (e) {
+      this.failAll(e as Error);
+      return;
+    } finally {
+      this.running = false;
+    }
+    if (this.inbox.length > 0 || this.active.size > 0 || this.tickDue) this.schedule();
+  }
+
+  /** One loop iteration. Returns false when there was nothing to do. */
+  private async iterate(): Promise<boolean> {
+    if (this.tickDue) {
+      this.tickDue = false;
+      this.stats.ticks++;
+      for (const g of this.groups.values()) {
+        if (g.node.isQuiesced()) continue;
+        g.node.tick();
+        this.active.add(g);
+      }
+    }
+    const inbox = this.inbox;
+    this.inbox = [];
+    for (const m of inbox) {
+      const g = this.groups.get(m.group);
+      if (!g) {
+        this.stats.rejected++;
+        this.log.debug({ group: m.group, from: m.from }, 'message for unknown group dropped');
+        continue;
+      }
+      const r = g.node.step(m);
+      if (!r.ok) this.stats.rejected++;
+      this.active.add(g);
+    }
+    const readies: [Group, Ready][] = [];
+    for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
+    this.active.clear();
+    if (readies.length === 0) return false;
+    this.stats.loops++;
+
+    const out = new Map<NodeId, Message[]>();
+    const enqueue = (ms: readonly Message[]) => {
+      for (const m of ms) {
+        let q = out.get(m.to);
+        if (!q) out.set(m.to, (q = []));
+        q.push(m);
+      }
+    };
+    // 1. What may leave before the write (leader appends, heartbeats).
+    for (const [, rd] of readies) enqueue(rd.messages);
+    this.flush(out);
+
+    // 2. One durable commit for every group: log, hard state, snapshots, and the state machine's
+    //    applies of the committed entries (atomic with their applied index).
+    const results: [Group, Entry[], (KvResult | null)[]][] = [];
+    for (const [g, rd] of readies) {
+      if (rd.snapshot) this.kv.restore(g.id, rd.snapshot);
+      if (rd.entries.length || rd.hardState || rd.snapshot || rd.conf) {
+        this.opts.store.write({
+          group: g.id, entries: rd.entries, hardState: rd.hardState ?? undefined,
+          snapshot: rd.snapshot?.meta, conf: rd.conf ?? undefined,
+        });
+      }
+      if (rd.committed.length > 0) results.push([g, rd.committed as Entry[], this.kv.apply(g.id, rd.committed)]);
+    }
+    await this.opts.store.commit(() => this.kv.writeInTransaction());
+    this.kv.committed();
+    this.stats.commits++;
+
+    // 3. Acknowledgements and votes, now that they are true.
+    for (const [, rd] of readies) enqueue(rd.messagesAfterPersist);
+    this.flush(out);
+
+    // 4. Answer waiters, serve reads, compact, advance.
+    for (const [g, rd] of readies) {
+      if (rd.snapshot) g.applied = Math.max(g.applied, rd.snapshot.meta.index);
+      if (rd.softState) this.onSoftState(g, rd.softState.leader, rd.softState.role);
+      for (const rs of rd.readStates) {
+        const w = g.reads.get(rs.ctx);
+        if (w) w.index = rs.index;
+      }
+      for (const ctx of rd.droppedReads) {
+        const w = g.reads.get(ctx);
+        if (w) {
+          g.reads.delete(ctx);
+          w.reject(new RuntimeError('NotLeader', `read of group ${g.id} dropped (leadership changed)`, g.node.status().leader));
+        }
+      }
+    }
+    for (const [g, ents, res] of results) {
+      for (let i = 0; i < ents.length; i++) {
+        const e = ents[i];
+        g.applied = e.index;
+        const w = g.waiters.get(e.index);
+        if (!w) continue;
+        g.waiters.delete(e.index);
+        if (w.term === e.term) w.resolve(res[i]);
+        else w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
+      }
+      this.maybeCompact(g);
+    }
+    for (const [g] of readies) {
+      for (const [ctx, w] of g.reads) {
+        if (w.index >= 0 && g.applied >= w.index) {
+          g.reads.delete(ctx);
+          w.resolve();
+        }
+      }
+      g.node.advance();
+      this.active.add(g); // advance may have produced more (e.g. a commit after self-ack)
+    }
+    return true;
+  }
+
+  private flush(out: Map<NodeId, Message[]>): void {
+    for (const [to, ms] of out) {
+      this.stats.messagesOut += ms.length;
+      this.opts.send(to, ms);
+    }
+    out.clear();
+  }
+
+  private onSoftState(g: Group, leader: NodeId, role: string): void {
+    if (leader !== g.leader) {
+      this.log.info({ group: g.id, leader, role }, 'leader changed');
+      g.leader = leader;
+    }
+    if (role !== 'leader') {
+      // Proposals this node accepted as leader may still commit under the next leader (then the
+      // term check answers them) or be overwritten; both resolve through apply. Nothing to do.
+    }
+  }
+
+  private maybeCompact(g: Group): void {
+    const st = this.opts.store.storage(g.id);
+    const upTo = g.applied - this.retain;
+    if (upTo > st.firstIndex() + this.retain) this.opts.store.compact(g.id, upTo);
+  }
+
+  private failAll(e: Error): void {
+    const err = e instanceof RuntimeError ? e : new RuntimeError('StorageFailed', e.message);
+    this.log.error({ err: e.message }, 'shard failed; stopping');
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const g of this.groups.values()) {
+      for (const w of g.waiters.values()) w.reject(err);
+      for (const r of g.reads.values()) r.reject(err);
+      g.waiters.clear();
+      g.reads.clear();
+    }
+  }
+
+  /** Stop ticking and settle every pending request with Stopped. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    while (this.running) await new Promise((r) => setImmediate(r));
+    this.stopped = true;
+    const err = new RuntimeError('Stopped', 'shard stopped');
+    for (const g of this.groups.values()) {
+      for (const w of g.waiters.values()) w.reject(err);
+      for (const r of g.reads.values()) r.reject(err);
+      g.waiters.clear();
+      g.reads.clear();
+    }
+  }
+}
+
+export { decodeKvCommand };
