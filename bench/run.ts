@@ -1,13 +1,14 @@
 // Benchmark runner: `npm run bench -- [scenario...] [--quick] [--out DIR]`. Writes results.json
-// with the machine description next to every figure. Scenarios: raft-core, storage.
+// with the machine description next to every figure. Scenarios: raft-core, storage, transport.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machineInfo } from './machine.js';
 import { benchRaftCore } from './raft-core.js';
 import { benchStorage } from './storage.js';
+import { benchTransport } from './transport.js';
 
-const SCENARIOS = ['raft-core', 'storage'] as const;
+const SCENARIOS = ['raft-core', 'storage', 'transport'] as const;
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { quick: { type: 'boolean' }, out: { type: 'string' } },
@@ -39,6 +40,13 @@ if (chosen.includes('storage')) {
   }
   process.stdout.write(`  start-up: ${r.startup.groups} groups, ${r.startup.walRecordsReplayed} WAL records replayed: ${r.startup.openMs} ms\n`);
   scenarios.storage = r;
+}
+
+if (chosen.includes('transport')) {
+  process.stdout.write('bench: transport (loopback, 1,000-message frames, both ends in one thread) ...\n');
+  const r = await benchTransport(quick);
+  for (const x of r) process.stdout.write(`  ${x.name}: ${x.value.toLocaleString('en')} ${x.unit}\n`);
+  scenarios.transport = r;
 }
 
 const results = { machine: machineInfo(), quick, durationSec: (Date.now() - started) / 1000, scenarios };

@@ -247,17 +247,27 @@ export interface FrameEncoderOptions {
 
 export class FrameEncoder {
   private readonly packr: Packr;
+  private readonly structures: string[][];
   readonly maxFrameBytes: number;
 
   constructor(opts: FrameEncoderOptions = {}) {
     this.maxFrameBytes = checkLimit(opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
-    this.packr = new Packr(codecOptions());
+    const o = codecOptions();
+    this.structures = o.structures;
+    this.packr = new Packr(o);
+  }
+
+  /** A copy of the structure table this encoder packs with (for checking it never grows). */
+  structureTable(): string[][] {
+    return this.structures.map((s) => [...s]);
   }
 
   /**
    * One frame holding all `envelopes` (may be empty). Throws FrameTooLarge if the frame would
-   * exceed `limit` (default: this encoder's maxFrameBytes), and whatever msgpackr throws for an
-   * unencodable payload (a Symbol, a BigInt beyond 64 bits): the caller decides what to drop.
+   * exceed `limit` (default: this encoder's maxFrameBytes), a TypeError for a message that does
+   * not match its declared type, and whatever msgpackr throws for an unencodable payload (a
+   * Symbol, a BigInt beyond 64 bits): the caller decides what to drop (the Transport splits the
+   * batch to isolate and drop the culprit).
    *
    * The result is exactly the frame's size but is a view into msgpackr's shared slab (the header
    * is written into space reserved in front of the body, so there is no copy). That is fine for
@@ -351,7 +361,13 @@ export class FrameDecoder {
 
   constructor(opts: FrameDecoderOptions = {}) {
     this.maxFrame = checkLimit(opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
-    this.unpackr = new Unpackr({ ...codecOptions(), copyBuffers: true });
+    const o = codecOptions();
+    // A frame may define records inline with any id, including the table's. msgpackr puts a
+    // replaced entry back after each unpack only if it is marked shared, which it does for tables
+    // from getStructures() but not for `structures` given directly: without this mark, one hostile
+    // frame would rewrite this decoder's table for every later frame (tested).
+    for (const s of o.structures) (s as string[] & { isShared?: boolean }).isShared = true;
+    this.unpackr = new Unpackr({ ...o, copyBuffers: true });
   }
 
   get maxFrameBytes(): number {
@@ -461,7 +477,7 @@ export class FrameDecoder {
     try {
       v = this.unpackr.unpack(body);
     } catch (err) {
-      return this.malformed(`msgpack: ${err instanceof Error ? err.message.slice(0, 120) : String(err)}`, frameBytes);
+      return this.malformed(`msgpack: ${err instanceof Error ? err.message.slice(0, 120) : typeof err}`, frameBytes);
     }
     if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Map) {
       return this.malformed('body is not a record', frameBytes);
@@ -478,7 +494,7 @@ export class FrameDecoder {
     let dropped: Partial<Record<DropReason, number>> | null = null;
     for (const it of items) {
       let reason: DropReason | null;
-      if (typeof it !== 'object' || it === null) {
+      if (typeof it !== 'object' || it === null || Array.isArray(it) || it instanceof Map) {
         reason = 'InvalidEnvelope';
       } else {
         const k = (it as Record<string, unknown>).k;

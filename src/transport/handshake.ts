@@ -93,6 +93,13 @@ export type HandshakeCheck =
   | { readonly ok: true; readonly hello: Hello }
   | { readonly ok: false; readonly reason: HandshakeReason; readonly detail: string; readonly claimed: NodeId | null };
 
+/** For messages about hostile values: never calls into them (String() would run their toString). */
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.slice(0, 32));
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return `${v}`;
+  return typeof v;
+}
+
 function str(v: unknown, allowEmpty = false): v is string {
   return typeof v === 'string' && v.length <= MAX_STR && (allowEmpty || v.length > 0);
 }
@@ -100,10 +107,10 @@ function str(v: unknown, allowEmpty = false): v is string {
 /** Structural and version checks common to both directions. */
 function parseHello(body: Readonly<Record<string, unknown>>): HandshakeCheck {
   const claimed = str(body.nodeId) ? body.nodeId : null;
-  if (body.hs !== 'hello') return { ok: false, reason: 'BadHandshake', detail: `expected hello, got ${String(body.hs).slice(0, 32)}`, claimed };
+  if (body.hs !== 'hello') return { ok: false, reason: 'BadHandshake', detail: `expected hello, got ${describe(body.hs)}`, claimed };
   // Version first: a peer speaking another version may lay out everything else differently.
   if (body.protocol !== PROTOCOL_VERSION) {
-    return { ok: false, reason: 'ProtocolMismatch', detail: `protocol ${String(body.protocol).slice(0, 16)}, expected ${PROTOCOL_VERSION}`, claimed };
+    return { ok: false, reason: 'ProtocolMismatch', detail: `protocol ${describe(body.protocol)}, expected ${PROTOCOL_VERSION}`, claimed };
   }
   const { clusterId, nodeId, schema, maxFrameBytes, auth } = body;
   if (!str(clusterId, true) || !str(nodeId) || !str(schema) || !Number.isSafeInteger(maxFrameBytes) || (maxFrameBytes as number) < 1024) {

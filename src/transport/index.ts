@@ -1,0 +1,4 @@
+// The node-to-node transport: frame codec, handshake and the TCP Transport.
+export * from './codec.js';
+export * from './handshake.js';
+export * from './transport.js';
