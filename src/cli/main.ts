@@ -3,20 +3,22 @@
 // its own module as the runtime grows. Exit codes: 0 ok, 1 failure, 2 usage error.
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
+import { runStart, START_HELP } from './start.js';
 
 const HELP = `flotilla — a multi-group Raft runtime for Node.js
 
 Usage: flotilla <command> [options]
 
 Commands:
+  start            run a node (flotilla start --help)
   version          print the version
   help             print this help
 
 Options:
   -h, --help       print this help
 
-The node process (start), status, transfer, drain, balance, bench and demo commands arrive
-with the runtime, leadership, benchmark and first-run milestones (see README.md, Status).
+The status, transfer, drain, balance, bench and demo commands arrive with the leadership,
+benchmark and first-run milestones (see README.md, Status).
 `;
 
 function version(): string {
@@ -24,7 +26,14 @@ function version(): string {
   return pkg.version;
 }
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'start') {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(START_HELP);
+      return 0;
+    }
+    return runStart(argv.slice(1));
+  }
   let parsed;
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' } } });
@@ -45,4 +54,4 @@ export function main(argv: string[]): number {
   return 2;
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

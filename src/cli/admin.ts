@@ -1,0 +1,115 @@
+// Admin HTTP server of a node (node:http): GET /status, GET /health, and a key-value gateway for
+// clients in any language — PUT /kv/<key> (body = value), GET /kv/<key>[?consistency=stale]
+// (404 when missing), POST /kv/<key>?cas with JSON {"expected":..., "value":...} (409 when the
+// compare fails), DELETE /kv/<key>. Errors are JSON {error, message} with a fitting status.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { FlotillaNode } from '../runtime/node.js';
+import { RuntimeError } from '../runtime/errors.js';
+
+export const MAX_BODY_BYTES = 1 << 20;
+export const MAX_KEY_BYTES = 1024;
+
+const STATUS_OF: Record<string, number> = {
+  InvalidArgument: 400, NotLeader: 503, Unavailable: 503, Overloaded: 429, TransferInProgress: 503,
+  ConfChangeInProgress: 503, Timeout: 504, Stopped: 503, StorageFailed: 500,
+};
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const data = type === 'application/json' ? JSON.stringify(body) : (body as Buffer);
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(data) });
+  res.end(data);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpError(413, 'InvalidArgument', `body larger than ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export function startAdmin(node: FlotillaNode, host: string, port: number, log: Logger): Promise<Server> {
+  const server = createServer((req, res) => {
+    handle(node, req, res).catch((e: unknown) => {
+      if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });
+      if (e instanceof RuntimeError) return send(res, STATUS_OF[e.code] ?? 500, { error: e.code, message: e.message, leader: e.leader || undefined });
+      log.error({ err: (e as Error).message }, 'admin request failed');
+      send(res, 500, { error: 'Internal', message: (e as Error).message });
+    });
+  });
+  // Slow clients cannot hold the server.
+  server.requestTimeout = 15_000;
+  server.headersTimeout = 10_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://admin');
+  if (url.pathname === '/status' && req.method === 'GET') {
+    const st = node.status();
+    return send(res, 200, { ...st, perGroup: url.searchParams.has('groups') ? st.perGroup : undefined });
+  }
+  if (url.pathname === '/health' && req.method === 'GET') {
+    const st = node.status();
+    return send(res, 200, { ok: true, id: st.id, groups: st.groups, leaders: st.leaders, peers: st.peers });
+  }
+  if (url.pathname.startsWith('/kv/')) {
+    const key = Buffer.from(decodeURIComponent(url.pathname.slice(4)), 'utf8');
+    if (key.length === 0 || key.length > MAX_KEY_BYTES) throw new HttpError(400, 'InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes`);
+    switch (req.method) {
+      case 'GET': {
+        const consistency = url.searchParams.get('consistency') === 'stale' ? 'stale' : 'linearizable';
+        const v = await node.kv.get(key, consistency);
+        if (v === null) throw new HttpError(404, 'NotFound', 'no such key');
+        return send(res, 200, Buffer.from(v), 'application/octet-stream');
+      }
+      case 'PUT': {
+        await node.kv.put(key, await readBody(req));
+        return send(res, 200, { ok: true });
+      }
+      case 'DELETE': {
+        await node.kv.delete(key);
+        return send(res, 200, { ok: true });
+      }
+      case 'POST': {
+        if (!url.searchParams.has('cas')) throw new HttpError(400, 'InvalidArgument', 'POST /kv/<key> needs ?cas');
+        let body: { expected?: unknown; value?: unknown };
+        try {
+          body = JSON.parse((await readBody(req)).toString('utf8')) as typeof body;
+        } catch {
+          throw new HttpError(400, 'InvalidArgument', 'body must be JSON {"expected": string|null, "value": string|null}');
+        }
+        const str = (x: unknown, f: string) => {
+          if (x === null || typeof x === 'string') return x;
+          throw new HttpError(400, 'InvalidArgument', `${f} must be a string or null`);
+        };
+        const r = await node.kv.cas(key, str(body.expected ?? null, 'expected'), str(body.value ?? null, 'value'));
+        const current = r.current === null ? null : Buffer.from(r.current).toString('utf8');
+        return send(res, r.swapped ? 200 : 409, { swapped: r.swapped, current });
+      }
+      default:
+        throw new HttpError(405, 'InvalidArgument', `${req.method} not allowed on /kv/<key>`);
+    }
+  }
+  throw new HttpError(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
+}

@@ -1,0 +1,103 @@
+// Real node processes (`flotilla start`) on 127.0.0.1, driven through the admin HTTP gateway:
+// writes and reads on every node, cas conflicts, 404s, config errors that name their field, and
+// a clean exit on SIGTERM.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const MAIN = 'src/cli/main.ts';
+
+async function freePorts(n: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    ports.push((srv.address() as { port: number }).port);
+    await new Promise<void>((r) => srv.close(() => r()));
+  }
+  return ports;
+}
+
+async function until(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function exited(p: ChildProcess): Promise<number | null> {
+  return new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', (code) => r(code))));
+}
+
+test('config errors name the field and exit 2', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'start', ...args], { encoding: 'utf8', timeout: 30_000 });
+  let r = run(['--data', '/tmp/x', '--listen', '127.0.0.1:1']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /config: id: required/);
+  r = run(['--id', 'n1', '--data', '/tmp/x', '--listen', 'nope']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /config: listen: must be "host:port"/);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-cfg-'));
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ id: 'n1', data: dir, listen: '127.0.0.1:1', groups: -3 }));
+  r = run(['--config', join(dir, 'c.json')]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /config: groups: must be a positive integer/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('three node processes serve the HTTP key-value gateway and stop cleanly on SIGTERM', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-proc-'));
+  const ids = ['n1', 'n2', 'n3'];
+  const ports = await freePorts(6);
+  const raft = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+  const admin = new Map(ids.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
+  const procs = new Map<string, ChildProcess>();
+  try {
+    for (const [i, id] of ids.entries()) {
+      const args = ['--import', 'tsx', MAIN, 'start', '--id', id, '--data', join(root, id), '--listen', raft.get(id)!,
+        '--admin', `127.0.0.1:${ports[3 + i]}`, '--groups', '8', '--tick-ms', '20', '--log-level', 'warn'];
+      for (const p of ids) if (p !== id) args.push('--peer', `${p}=${raft.get(p)}`);
+      procs.set(id, spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] }));
+    }
+    await until('all groups led', async () => {
+      let leaders = 0;
+      for (const a of admin.values()) leaders += ((await (await fetch(`${a}/status`)).json()) as { leaders: number }).leaders;
+      return leaders === 8;
+    });
+    for (const [i, id] of ids.entries()) {
+      const r = await fetch(`${admin.get(id)}/kv/key-${i}`, { method: 'PUT', body: `value-${i}` });
+      assert.equal(r.status, 200, await r.text());
+    }
+    for (const a of admin.values()) {
+      for (let i = 0; i < 3; i++) {
+        const r = await fetch(`${a}/kv/key-${i}`);
+        assert.equal(r.status, 200);
+        assert.equal(await r.text(), `value-${i}`);
+      }
+      assert.equal((await fetch(`${a}/kv/missing`)).status, 404);
+      assert.equal((await fetch(`${a}/kv/key-0?consistency=stale`)).status, 200);
+    }
+    const cas = (expected: string | null, value: string) =>
+      fetch(`${admin.get('n2')}/kv/c?cas`, { method: 'POST', body: JSON.stringify({ expected, value }) });
+    assert.equal((await cas(null, 'one')).status, 200);
+    const conflict = await cas(null, 'two');
+    assert.equal(conflict.status, 409);
+    assert.deepEqual(await conflict.json(), { swapped: false, current: 'one' });
+    assert.equal((await fetch(`${admin.get('n3')}/kv/c`, { method: 'DELETE' })).status, 200);
+    assert.equal((await fetch(`${admin.get('n1')}/kv/c`)).status, 404);
+    const bad = await fetch(`${admin.get('n1')}/kv/c?cas`, { method: 'POST', body: 'not json' });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: string }).error, 'InvalidArgument');
+
+    for (const p of procs.values()) p.kill('SIGTERM');
+    for (const [id, p] of procs) assert.equal(await exited(p), 0, `${id} exits 0 on SIGTERM`);
+  } finally {
+    for (const p of procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+  }
+});
