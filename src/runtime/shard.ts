@@ -12,8 +12,8 @@ import type { RaftConfig } from '../raft/config.js';
 import {
   NONE, type ConfState, type Entry, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
 } from '../raft/types.js';
-import type { LogStore } from '../storage/logstore.js';
-import { KvStateMachine, decodeKvCommand, encodeKvCommand, type KvCommand, type KvResult } from '../storage/kv.js';
+import type { GroupStorage, LogStore } from '../storage/logstore.js';
+import { KvStateMachine, encodeKvCommand, type KvCommand, type KvResult } from '../storage/kv.js';
 import { RuntimeError } from './errors.js';
 
 export type RaftTuning = Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>>;
@@ -51,6 +51,7 @@ interface ReadWaiter {
 interface Group {
   readonly id: number;
   readonly node: RaftNode;
+  readonly storage: GroupStorage;
   /** Proposals waiting to be applied, by log index. */
   readonly waiters: Map<number, Waiter>;
   /** Linearizable reads: by ctx until the ReadIndex arrives, then waiting for apply. */
@@ -107,7 +108,7 @@ export class Shard {
     });
     storage.snapshotSource = (meta: SnapshotMeta) =>
       this.kv.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
-    const g: Group = { id, node, waiters: new Map(), reads: new Map(), applied: this.kv.applied(id), leader: NONE };
+    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.kv.applied(id), leader: NONE };
     this.groups.set(id, g);
     this.active.add(g);
     return g;
@@ -381,21 +382,20 @@ export class Shard {
     out.clear();
   }
 
+  /** Proposals this node accepted as leader need nothing here when leadership moves: they either
+   *  commit under the next leader (the term check answers them) or are overwritten (answered with
+   *  NotLeader when another entry applies at their index), or time out. */
   private onSoftState(g: Group, leader: NodeId, role: string): void {
     if (leader !== g.leader) {
       this.log.info({ group: g.id, leader, role }, 'leader changed');
       g.leader = leader;
     }
-    if (role !== 'leader') {
-      // Proposals this node accepted as leader may still commit under the next leader (then the
-      // term check answers them) or be overwritten; both resolve through apply. Nothing to do.
-    }
   }
 
+  /** Compact in steps of `retain` entries so that compaction is not a per-commit cost. */
   private maybeCompact(g: Group): void {
-    const st = this.opts.store.storage(g.id);
     const upTo = g.applied - this.retain;
-    if (upTo > st.firstIndex() + this.retain) this.opts.store.compact(g.id, upTo);
+    if (upTo > g.storage.firstIndex() + this.retain) this.opts.store.compact(g.id, upTo);
   }
 
   private failAll(e: Error): void {
@@ -427,4 +427,3 @@ export class Shard {
   }
 }
 
-export { decodeKvCommand };
