@@ -4,31 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNode, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
+import { freePorts, until } from '../helpers/net.js';
 
 const dec = new TextDecoder();
 
-async function freePorts(n: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const srv = createServer();
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    ports.push((srv.address() as { port: number }).port);
-    await new Promise<void>((r) => srv.close(() => r()));
-  }
-  return ports;
-}
 
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('three nodes over TCP: writes and linearizable reads on every node, restart, cluster-id guard', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-node-'));

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { LogStore } from '../../src/storage/logstore.js';
 import { Shard } from '../../src/runtime/shard.js';
 import type { Message, NodeId } from '../../src/raft/types.js';
+import { until } from '../helpers/net.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -26,13 +27,6 @@ class Net {
   };
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const stores = new Map<NodeId, LogStore>();
 
