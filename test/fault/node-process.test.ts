@@ -51,7 +51,7 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
       let leaders = 0;
       for (const a of admin.values()) leaders += ((await (await fetch(`${a}/status`)).json()) as { leaders: number }).leaders;
       return leaders === 8;
-    });
+    }, 120_000, 50);
     for (const [i, id] of ids.entries()) {
       const r = await fetch(`${admin.get(id)}/kv/key-${i}`, { method: 'PUT', body: `value-${i}` });
       assert.equal(r.status, 200, await r.text());

@@ -25,7 +25,7 @@ test('three nodes over TCP: writes and linearizable reads on every node, restart
   const nodes = new Map<string, FlotillaNode>();
   try {
     for (const id of ids) nodes.set(id, await startNode(optsOf(id)));
-    await until('every group led', () => [...nodes.values()].reduce((a, n) => a + n.status().leaders, 0) === 12);
+    await until('every group led', () => [...nodes.values()].reduce((a, n) => a + n.status().leaders, 0) === 12, 120_000);
 
     // Every node writes keys of every group; followers forward to the leader.
     for (const [id, n] of nodes) for (let k = 0; k < 24; k++) await n.kv.put(`${id}-key-${k}`, `v-${id}-${k}`);

@@ -66,7 +66,7 @@ test('three shards elect, replicate, read linearizably, transfer and survive a r
       const s = await openNode(net, dirs, id);
       for (let g = 1; g <= 20; g++) s.createGroup(g, CONF);
     }
-    await until('every group has one leader', () => [...Array(20).keys()].every((i) => leaderOf(net, i + 1) !== null));
+    await until('every group has one leader', () => [...Array(20).keys()].every((i) => leaderOf(net, i + 1) !== null), 120_000);
 
     // Writes through each group's leader, then linearizable reads on every node.
     for (let g = 1; g <= 20; g++) {
