@@ -4,34 +4,41 @@
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 export class Inflights {
-  private buf: number[];
+  /** Grows on demand up to `size`: most groups never have more than a few appends in flight, and
+   *  a node with 10,000 groups holds 30,000 of these rings. */
+  private buf: number[] = [];
   private start = 0;
   count = 0;
 
-  constructor(readonly size: number) {
-    this.buf = new Array<number>(size);
-  }
+  constructor(readonly size: number) {}
 
   full(): boolean {
     return this.count === this.size;
   }
 
   add(lastIndex: number): void {
-    this.buf[(this.start + this.count) % this.size] = lastIndex;
+    if (this.count === this.buf.length) {
+      // Unroll the ring into a bigger array (amortized O(1); bounded by size).
+      const grown = new Array<number>(Math.min(this.size, Math.max(4, this.buf.length * 2)));
+      for (let i = 0; i < this.count; i++) grown[i] = this.buf[(this.start + i) % this.buf.length];
+      this.buf = grown;
+      this.start = 0;
+    }
+    this.buf[(this.start + this.count) % this.buf.length] = lastIndex;
     this.count++;
   }
 
   /** Free every in-flight append whose last index is <= to. */
   freeLE(to: number): void {
     while (this.count > 0 && this.buf[this.start] <= to) {
-      this.start = (this.start + 1) % this.size;
+      this.start = (this.start + 1) % this.buf.length;
       this.count--;
     }
   }
 
   freeFirst(): void {
     if (this.count === 0) return;
-    this.start = (this.start + 1) % this.size;
+    this.start = (this.start + 1) % this.buf.length;
     this.count--;
   }
 
