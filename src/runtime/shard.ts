@@ -84,6 +84,12 @@ export class Shard {
   readonly stats = { loops: 0, commits: 0, messagesIn: 0, messagesOut: 0, rejected: 0, ticks: 0 };
 
   private constructor(private readonly opts: ShardOptions) {
+    if (opts.raft?.leaseReads) {
+      // The shard's tick timer coalesces ticks that fall due while an iteration awaits its commit.
+      // That only slows election clocks (safe), but a leader's lease clock must never run slow.
+      throw new RuntimeError('InvalidArgument',
+        'raft.leaseReads: not supported by the runtime yet (its tick timer may coalesce ticks under load); use ReadIndex');
+    }
     this.kv = new KvStateMachine(opts.store);
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.tickMs = opts.tickMs ?? 100;
@@ -128,6 +134,9 @@ export class Shard {
 
   start(): void {
     if (this.timer || this.stopped) return;
+    // Ticks that fall due while an iteration is running are coalesced into one. Election clocks
+    // then run slow under load, which is safe and acts as back-pressure (delivering every owed tick
+    // at 10,000 groups per thread livelocked elections: broadcast time exceeded the timeout).
     this.timer = setInterval(() => {
       this.tickDue = true;
       this.schedule();
