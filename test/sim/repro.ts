@@ -100,18 +100,24 @@ function commitOf(c: Mini, id: NodeId): number {
   return c.node(id).raft.log.committed;
 }
 
+/** Three voters with lease reads on, n1 elected and settled. */
+function leaseCluster(): Mini {
+  const c = new Mini({ ...OPTS, leaseReads: true, leaseMarginTicks: 2 });
+  const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
+  for (const id of conf.voters) c.add(id, conf);
+  c.node('n1').campaign();
+  c.drain('n1');
+  c.run(5);
+  return c;
+}
+
 export const REPROS: Record<string, Repro> = {
   'lease-read-after-follower-restart': {
     summary: 'leaseReads: a follower promises (by acking a heartbeat) not to vote for electionTicks, but a restart ' +
       'forgets the leader (leader = NONE, so no stickiness) and it votes at once. The old leader, cut off from the ' +
       'new majority, still holds a lease on that ack and serves a read that misses a write the new leader acknowledged.',
     run: () => {
-      const c = new Mini({ ...OPTS, leaseReads: true, leaseMarginTicks: 2 });
-      const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
-      for (const id of conf.voters) c.add(id, conf);
-      c.node('n1').campaign();
-      c.drain('n1');
-      c.run(5);
+      const c = leaseCluster();
       // n3 loses its links to n1; n1 keeps its lease through n2's acks. Run until n3 has timed out.
       const cut13 = (m: Message) => (m.from === 'n1' && m.to === 'n3') || (m.from === 'n3' && m.to === 'n1');
       c.run(3 * OPTS.electionTicks, cut13);
@@ -150,12 +156,7 @@ export const REPROS: Record<string, Repro> = {
       '(vote.transfer = true) overrides the stickiness its lease relies on. Once the target wins with the other ' +
       'voters while the old leader is cut off, the old leader serves a read that misses the new leader\'s writes.',
     run: () => {
-      const c = new Mini({ ...OPTS, leaseReads: true, leaseMarginTicks: 2 });
-      const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
-      for (const id of conf.voters) c.add(id, conf);
-      c.node('n1').campaign();
-      c.drain('n1');
-      c.run(5);
+      const c = leaseCluster();
       const t = c.node('n1').transferLeader('n2');
       c.drain('n1');
       // The TimeoutNow reaches n2; from then on n1 is cut off from everyone.
@@ -186,12 +187,7 @@ export const REPROS: Record<string, Repro> = {
       'fresh. Host contract (README): on resume the host replays the ticks its monotonic clock says it missed before ' +
       'it handles anything that arrived meanwhile; then the lease has expired and the read waits for a heartbeat round.',
     run: () => {
-      const c = new Mini({ ...OPTS, leaseReads: true, leaseMarginTicks: 2 });
-      const conf = { voters: ['n1', 'n2', 'n3'], learners: [] };
-      for (const id of conf.voters) c.add(id, conf);
-      c.node('n1').campaign();
-      c.drain('n1');
-      c.run(5);
+      const c = leaseCluster();
       // n1 freezes: it neither ticks nor receives; the others tick on and elect a new leader.
       const frozen = c.nodes.get('n1')!;
       c.nodes.delete('n1');
