@@ -121,8 +121,23 @@ export async function runStart(argv: string[]): Promise<number> {
     id: cfg.id, dataDir: cfg.data, listen: cfg.listen, peers: cfg.peers, groups: cfg.groups,
     replication: cfg.replication, tickMs: cfg.tickMs, electionTicks: cfg.electionTicks, logger,
   };
-  const node = await startNode(opts);
-  const admin = cfg.admin ? await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger) : null;
+  let node: Awaited<ReturnType<typeof startNode>>;
+  try {
+    node = await startNode(opts);
+  } catch (e) {
+    process.stderr.write(`flotilla start: ${(e as Error).message}\n`);
+    return 1;
+  }
+  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+  if (cfg.admin) {
+    try {
+      admin = await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger);
+    } catch (e) {
+      process.stderr.write(`flotilla start: admin: cannot listen on ${cfg.admin}: ${(e as Error).message}\n`);
+      await node.stop();
+      return 1;
+    }
+  }
   logger.info({ id: cfg.id, listen: cfg.listen, admin: cfg.admin ?? null, groups: cfg.groups }, 'flotilla node running');
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {

@@ -139,7 +139,13 @@ export class FlotillaNode {
     transport.on('peerUp', (p) => shard.peerUp(p));
     transport.on('peerDown', (p) => shard.peerDown(p));
     node = new FlotillaNode(opts.id, opts, store, shard, transport, log, members, clusterId);
-    await transport.start();
+    try {
+      await transport.start();
+    } catch (e) {
+      await shard.stop();
+      await store.close();
+      throw new RuntimeError('InvalidArgument', `listen: cannot listen on ${opts.listen}: ${(e as Error).message}`);
+    }
     shard.start();
     log.info({ clusterId, groups: shard.groupIds().length }, 'node started');
     return node;

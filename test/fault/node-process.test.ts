@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { freePorts, until } from '../helpers/net.js';
 
@@ -33,6 +34,27 @@ test('config errors name the field and exit 2', () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('a port already in use is reported clearly and the process exits 1', async () => {
+  const [port] = await freePorts(1);
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r));
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-bind-'));
+  try {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', MAIN, 'start', '--id', 'n1', '--data', dir, '--listen', `127.0.0.1:${port}`, '--log-level', 'silent'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      p.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+      p.once('exit', (code) => resolve({ code, stderr }));
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /flotilla start: listen: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    assert.doesNotMatch(r.stderr, /at Server\./, 'no stack trace');
+  } finally {
+    await new Promise<void>((r) => blocker.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('three node processes serve the HTTP key-value gateway and stop cleanly on SIGTERM', async () => {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-proc-'));
   const ids = ['n1', 'n2', 'n3'];
@@ -47,11 +69,16 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${raft.get(p)}`);
       procs.set(id, spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] }));
     }
-    await until('all groups led', async () => {
+    // A child that dies (e.g. cannot bind) fails the test at once instead of at the deadline.
+    const early = new Promise<never>((_, reject) => {
+      for (const [id, p] of procs) p.once('exit', (code) => reject(new Error(`${id} exited early with code ${code}`)));
+    });
+    early.catch(() => {}); // the processes exit later on purpose (SIGTERM)
+    await Promise.race([early, until('all groups led', async () => {
       let leaders = 0;
       for (const a of admin.values()) leaders += ((await (await fetch(`${a}/status`)).json()) as { leaders: number }).leaders;
       return leaders === 8;
-    }, 120_000, 50);
+    }, 120_000, 50)]);
     for (const [i, id] of ids.entries()) {
       const r = await fetch(`${admin.get(id)}/kv/key-${i}`, { method: 'PUT', body: `value-${i}` });
       assert.equal(r.status, 200, await r.text());
