@@ -331,12 +331,15 @@ export class Raft {
     return this.tracker.voters.has(this.id) && this.log.unstableSnap === null;
   }
 
+  /** Is there a conf entry in (applied, upTo]? Conf entries are rare and the range short (the
+   *  unapplied tail), so a scan is cheap. */
+  private confEntryAfterApplied(upTo: number): boolean {
+    if (upTo <= this.log.applied) return false;
+    return this.log.entries(this.log.applied + 1, upTo + 1, Number.MAX_SAFE_INTEGER).some((e) => e.type === 'conf');
+  }
+
   private hasUnappliedConf(): boolean {
-    if (this.log.committed <= this.log.applied) return false;
-    for (const e of this.log.entries(this.log.applied + 1, this.log.committed + 1, Number.MAX_SAFE_INTEGER)) {
-      if (e.type === 'conf') return true;
-    }
-    return false;
+    return this.confEntryAfterApplied(this.log.committed);
   }
 
   step(m: Message): StepResult {
@@ -828,10 +831,9 @@ export class Raft {
   /** Is a conf entry appended but not yet applied? (A new leader's pendingConfIndex is only a
    *  conservative bound; transfers need the exact answer.) */
   private confChangePending(): boolean {
-    if (this.pendingConfIndex <= this.log.applied) return false;
-    const ents = this.log.entries(this.log.applied + 1, this.log.lastIndex() + 1, Number.MAX_SAFE_INTEGER);
-    return ents.some((e) => e.type === 'conf');
+    return this.pendingConfIndex > this.log.applied && this.confEntryAfterApplied(this.log.lastIndex());
   }
+
 
   private endTransfer(status: 'completed' | 'aborted', reason?: TransferAbortReason): void {
     const t = this.transfer;
