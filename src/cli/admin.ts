@@ -66,12 +66,13 @@ export function startAdmin(node: FlotillaNode, host: string, port: number, log: 
 async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://admin');
   if (url.pathname === '/status' && req.method === 'GET') {
-    const st = node.status();
-    return send(res, 200, { ...st, perGroup: url.searchParams.has('groups') ? st.perGroup : undefined });
+    const st = await node.status({ detail: url.searchParams.has('groups') });
+    return send(res, 200, st);
   }
   if (url.pathname === '/health' && req.method === 'GET') {
-    const st = node.status();
-    return send(res, 200, { ok: true, id: st.id, groups: st.groups, leaders: st.leaders, peers: st.peers });
+    const st = await node.status();
+    const ok = st.shards.every((s) => s.up);
+    return send(res, ok ? 200 : 503, { ok, id: st.id, groups: st.groups, leaders: st.leaders, peers: st.peers, workers: st.workers });
   }
   if (url.pathname.startsWith('/kv/')) {
     const key = Buffer.from(decodeURIComponent(url.pathname.slice(4)), 'utf8');

@@ -17,10 +17,16 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
   --groups N            groups bootstrapped with the cluster (default 100)
   --replication R       replicas per group (default min(3, nodes))
   --admin HOST:PORT     admin HTTP address (/status, /health, /kv/<key>)
+  --workers W           worker threads (shards) (default: number of cores)
+  --zone Z, --rack R    locality labels of this node
   --tick-ms MS          tick = heartbeat interval (default 100)
   --election-ticks N    election timeout in ticks (default 10)
+  --timing-scale X      multiply tick-ms for slow disks or networks (default 1)
+  --request-timeout-ms  default deadline of a client request (default 10000)
+  --state-machine PATH  a module exporting createStateMachine(group) (default: built-in KV)
   --config FILE         JSON file with the same fields (id, data, listen, peers {id: addr},
-                        groups, replication, admin, tickMs, electionTicks); flags override it
+                        groups, replication, admin, workers, zone, rack, tickMs, electionTicks,
+                        timingScale, requestTimeoutMs, stateMachine, logLevel); flags override it
   --log-level LEVEL     pino level (default info)
 `;
 
@@ -41,6 +47,12 @@ interface NodeConfig {
   admin?: string;
   tickMs?: number;
   electionTicks?: number;
+  workers?: number;
+  zone?: string;
+  rack?: string;
+  timingScale?: number;
+  requestTimeoutMs?: number;
+  stateMachine?: string;
 }
 
 function positiveInt(field: string, v: unknown): number {
@@ -67,6 +79,8 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
       id: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, peer: { type: 'string', multiple: true },
       groups: { type: 'string' }, replication: { type: 'string' }, admin: { type: 'string' }, 'tick-ms': { type: 'string' },
       'election-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
+      workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
+      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' },
     },
   });
   let file: Partial<Record<string, unknown>> = {};
@@ -105,6 +119,26 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
   if (tick !== undefined) cfg.tickMs = positiveInt('tickMs', tick);
   const el = values['election-ticks'] ?? file.electionTicks;
   if (el !== undefined) cfg.electionTicks = positiveInt('electionTicks', el);
+  const workers = values.workers ?? file.workers;
+  if (workers !== undefined) cfg.workers = positiveInt('workers', workers);
+  for (const [k, v] of [['zone', values.zone ?? file.zone], ['rack', values.rack ?? file.rack]] as const) {
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v.length === 0 || v.length > 64) throw new ConfigError(k, 'must be a non-empty string of at most 64 characters');
+    cfg[k] = v;
+  }
+  const scale = values['timing-scale'] ?? file.timingScale;
+  if (scale !== undefined) {
+    const x = Number(scale);
+    if (!Number.isFinite(x) || x <= 0 || x > 100) throw new ConfigError('timingScale', `must be a number in (0, 100] (got ${JSON.stringify(scale)})`);
+    cfg.timingScale = x;
+  }
+  const rt = values['request-timeout-ms'] ?? file.requestTimeoutMs;
+  if (rt !== undefined) cfg.requestTimeoutMs = positiveInt('requestTimeoutMs', rt);
+  const sm = values['state-machine'] ?? file.stateMachine;
+  if (sm !== undefined) {
+    if (typeof sm !== 'string' || sm.length === 0) throw new ConfigError('stateMachine', 'must be a module path');
+    cfg.stateMachine = sm;
+  }
   return cfg;
 }
 
@@ -120,6 +154,8 @@ export async function runStart(argv: string[]): Promise<number> {
   const opts: StartOptions = {
     id: cfg.id, dataDir: cfg.data, listen: cfg.listen, peers: cfg.peers, groups: cfg.groups,
     replication: cfg.replication, tickMs: cfg.tickMs, electionTicks: cfg.electionTicks, logger,
+    workers: cfg.workers, labels: { zone: cfg.zone, rack: cfg.rack }, timingScale: cfg.timingScale,
+    requestTimeoutMs: cfg.requestTimeoutMs, stateMachine: cfg.stateMachine ? { module: cfg.stateMachine } : undefined,
   };
   let node: Awaited<ReturnType<typeof startNode>>;
   try {

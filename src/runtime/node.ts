@@ -1,18 +1,25 @@
-// FlotillaNode: one node of a cluster — its groups (one Shard, in this thread for now; worker
-// threads come next), the TCP transport to the other nodes, deterministic placement, the cluster
-// id guard, and the embedded API: propose/read on any node (forwarded to the group's leader),
-// and a key-value facade that routes each key to its group by hash.
-import { createHash } from 'node:crypto';
+// FlotillaNode: one node of a cluster. The main thread owns the TCP transport, deterministic
+// placement, the cluster-id guard, request routing and the embedded API; the groups live in W
+// worker threads (ShardWorkers), each with its own LMDB environment and one loop. Raft traffic
+// is packed and unpacked in the workers; the main thread relays those bytes between TCP and the
+// workers without decoding them. Proposals carry a client session (storage/session.ts), so the
+// runtime retries them across leader changes, transfers and timeouts within the caller's
+// deadline, and each is applied at most once.
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
-import type { Message, NodeId } from '../raft/types.js';
-import { LogStore } from '../storage/logstore.js';
-import { decodeKvCommand, encodeKvCommand, type KvCommand, type KvResult } from '../storage/kv.js';
+import type { NodeId } from '../raft/types.js';
+import { encodeKvCommand, type KvCommand, type KvResult } from '../storage/kv.js';
+import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, type Envelope } from '../transport/index.js';
 import { RuntimeError, type RuntimeErrorCode } from './errors.js';
-import { Shard, type RaftTuning } from './shard.js';
+import { workerOf, type Consistency } from './protocol.js';
+import type { RaftTuning } from './shard.js';
+import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
+import { ShardWorkers } from './workers.js';
 
 export interface StartOptions {
   readonly id: NodeId;
@@ -25,15 +32,24 @@ export interface StartOptions {
   readonly groups: number;
   /** Replicas per group. Default min(3, nodes). */
   readonly replication?: number;
+  /** Worker threads (shards) of this node. Default: the number of cores. */
+  readonly workers?: number;
+  /** Locality labels of this node (used by the leader balancer). */
+  readonly labels?: Readonly<{ zone?: string; rack?: string }>;
   /** Milliseconds per tick (= heartbeat interval). Default 100, as etcd. */
   readonly tickMs?: number;
   /** Election timeout in ticks. Default 10 (1 s at 100 ms, as etcd). */
   readonly electionTicks?: number;
   /** Multiplies tickMs for slow disks or networks (Vault's performance multiplier). Default 1. */
   readonly timingScale?: number;
-  /** Deadline of a client request. Default 10 s. */
+  /** Default deadline of a client request. Default 10 s. */
   readonly requestTimeoutMs?: number;
   readonly raft?: RaftTuning;
+  /** User state machine: a module exporting createStateMachine(group), loaded in every worker.
+   *  Default: the built-in key-value store. */
+  readonly stateMachine?: { readonly module: string; readonly snapshotEvery?: number };
+  /** Skip fsync (tests of protocol behaviour only; never in production). Default false. */
+  readonly noSync?: boolean;
   readonly logger?: Logger;
 }
 
@@ -71,30 +87,60 @@ interface Pending {
 
 type FwdReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId };
 
+/** Dynamic groups (created or removed at run time), persisted beside the shards. */
+interface GroupsFile {
+  created: Record<string, NodeId[]>;
+  removed: number[];
+}
+
+export interface ProposeOptions {
+  /** Deadline for the whole call, retries included. Default: the node's requestTimeoutMs. */
+  readonly timeoutMs?: number;
+}
+
+export interface ReadOptions extends ProposeOptions {
+  /** 'linearizable' (default, ReadIndex) or 'stale' (this replica's state now). 'lease' is
+   *  accepted and served as 'linearizable' until the runtime's lease clock is safe to trust. */
+  readonly consistency?: 'linearizable' | 'lease' | 'stale';
+}
+
 const enc = new TextEncoder();
 const asBytes = (k: Uint8Array | string): Uint8Array => (typeof k === 'string' ? enc.encode(k) : k);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class FlotillaNode {
   readonly clusterId: string;
-  private readonly members: Map<number, NodeId[]>;
+  readonly workerCount: number;
   private readonly pending = new Map<number, Pending>();
+  /** Leader of each group as last heard (local workers' reports and NotLeader hints). */
+  private readonly leaders = new Map<number, NodeId>();
+  private readonly peerWorkers = new Map<NodeId, number>();
+  private readonly session: SessionClient;
   private reqSeq = 0;
   private stopped = false;
   private readonly timeoutMs: number;
+  /** One attempt of a proposal or read waits at most this long before it is retried. */
+  private readonly attemptMs: number;
+  private workers!: ShardWorkers;
+  private transport!: Transport;
+  readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0 };
 
   private constructor(
     readonly id: NodeId,
     private readonly opts: StartOptions,
-    private readonly store: LogStore,
-    private readonly shard: Shard,
-    private readonly transport: Transport,
+    private readonly members: Map<number, NodeId[]>,
+    private readonly groupsFile: GroupsFile,
     private readonly log: Logger,
-    members: Map<number, NodeId[]>,
     clusterId: string,
+    workers: number,
+    electionMs: number,
   ) {
-    this.members = members;
     this.clusterId = clusterId;
+    this.workerCount = workers;
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
+    this.attemptMs = Math.max(1000, 3 * electionMs);
+    // Fresh per process: sequence numbers restart at 1 under a new id.
+    this.session = new SessionClient(`${opts.id}/${randomBytes(6).toString('hex')}`);
   }
 
   static async start(opts: StartOptions): Promise<FlotillaNode> {
@@ -103,51 +149,83 @@ export class FlotillaNode {
     const replication = opts.replication ?? Math.min(3, nodes.length);
     if (!Number.isInteger(opts.groups) || opts.groups < 1) throw new RuntimeError('InvalidArgument', 'groups: must be a positive integer');
     if (replication < 1 || replication > nodes.length) throw new RuntimeError('InvalidArgument', `replication: must be 1..${nodes.length}`);
+    const workers = opts.workers ?? availableParallelism();
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new RuntimeError('InvalidArgument', 'workers: must be an integer in 1..256');
     parseAddress(opts.listen);
     const clusterId = clusterIdOf(nodes, opts.groups, replication);
     mkdirSync(opts.dataDir, { recursive: true });
     const idFile = join(opts.dataDir, 'cluster.json');
     if (existsSync(idFile)) {
-      const prev = JSON.parse(readFileSync(idFile, 'utf8')) as { clusterId: string; node: NodeId };
+      const prev = JSON.parse(readFileSync(idFile, 'utf8')) as { clusterId: string; node: NodeId; workers?: number };
       if (prev.clusterId !== clusterId || prev.node !== opts.id) {
         throw new RuntimeError('InvalidArgument',
           `${opts.dataDir} belongs to node ${prev.node} of cluster ${prev.clusterId}, but this configuration is node ` +
           `${opts.id} of cluster ${clusterId} (nodes, groups or replication differ); refusing to start`);
       }
-    } else {
-      writeFileSync(idFile, JSON.stringify({ clusterId, node: opts.id }));
+      if (prev.workers !== undefined && prev.workers !== workers) {
+        // Groups are hashed to workers and each worker owns its LMDB environment: a different
+        // count would strand groups in environments no worker opens.
+        throw new RuntimeError('InvalidArgument',
+          `workers: ${opts.dataDir} was created with ${prev.workers} workers, not ${workers}; refusing to start`);
+      }
     }
+    writeFileSync(idFile, JSON.stringify({ clusterId, node: opts.id, workers }));
     const members = placement(nodes, opts.groups, replication);
-    const store = await LogStore.open({ path: join(opts.dataDir, 'w0') });
-    const tickMs = (opts.tickMs ?? 100) * (opts.timingScale ?? 1);
-    let transport: Transport | null = null;
-    const shard = Shard.open({
-      nodeId: opts.id, store, tickMs, logger: log, requestTimeoutMs: opts.requestTimeoutMs,
-      raft: { electionTicks: opts.electionTicks ?? 10, ...opts.raft },
-      send: (to: NodeId, msgs: Message[]) => {
-        for (const m of msgs) transport?.send(to, { k: 'raft', m });
+    const gfPath = join(opts.dataDir, 'groups.json');
+    const groupsFile: GroupsFile = existsSync(gfPath) ? JSON.parse(readFileSync(gfPath, 'utf8')) : { created: {}, removed: [] };
+    for (const [g, m] of Object.entries(groupsFile.created)) members.set(Number(g), m);
+    for (const g of groupsFile.removed) members.delete(g);
+
+    const scale = opts.timingScale ?? 1;
+    const tickMs = (opts.tickMs ?? 100) * scale;
+    const electionTicks = opts.electionTicks ?? opts.raft?.electionTicks ?? 10;
+    const node = new FlotillaNode(opts.id, opts, members, groupsFile, log, clusterId, workers, tickMs * electionTicks);
+    const perWorker: [number, NodeId[]][][] = Array.from({ length: workers }, () => []);
+    for (const [g, m] of members) if (m.includes(opts.id)) perWorker[workerOf(g, workers)].push([g, m]);
+
+    node.workers = new ShardWorkers({
+      workers, log,
+      init: (i) => ({
+        index: i, nodeId: opts.id, dataDir: join(opts.dataDir, `w${i}`), groups: perWorker[i],
+        peerWorkers: Object.fromEntries(node.peerWorkers), tickMs,
+        raft: { electionTicks, ...opts.raft }, requestTimeoutMs: node.timeoutMs, seed: 0,
+        logLevel: log.level, noSync: opts.noSync, stateMachine: opts.stateMachine,
+      }),
+      onOut: (to, w, b) => {
+        node.stats.relayedOut++;
+        node.transport.send(to, { k: 'rb', w, b });
+      },
+      onLeader: (g, l) => {
+        if (l) node.leaders.set(g, l);
+        else node.leaders.delete(g);
+      },
+      onStarted: (i) => {
+        for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { t: 'up', p });
       },
     });
-    for (const [g, m] of members) {
-      if (m.includes(opts.id) && !store.has(g)) shard.createGroup(g, { voters: m, learners: [] });
-    }
-    let node: FlotillaNode | null = null;
-    transport = new Transport({
+    node.transport = new Transport({
       nodeId: opts.id, clusterId, listen: parseAddress(opts.listen), peers: opts.peers, logger: log,
-      onEnvelopes: (from, envs) => node?.onEnvelopes(from, envs),
+      onEnvelopes: (from, envs) => node.onEnvelopes(from, envs),
     });
-    transport.on('peerUp', (p) => shard.peerUp(p));
-    transport.on('peerDown', (p) => shard.peerDown(p));
-    node = new FlotillaNode(opts.id, opts, store, shard, transport, log, members, clusterId);
+    node.transport.on('peerUp', (p) => {
+      node.transport.send(p, { k: 'app', t: 'hello', p: { workers } });
+      node.workers.broadcast({ t: 'up', p });
+    });
+    node.transport.on('peerDown', (p) => node.workers.broadcast({ t: 'down', p }));
     try {
-      await transport.start();
+      await node.workers.start();
     } catch (e) {
-      await shard.stop();
-      await store.close();
+      await node.workers.stop();
+      await node.transport.close();
+      throw new RuntimeError('StorageFailed', `cannot start the shards: ${(e as Error).message}`);
+    }
+    try {
+      await node.transport.start();
+    } catch (e) {
+      await node.workers.stop();
       throw new RuntimeError('InvalidArgument', `listen: cannot listen on ${opts.listen}: ${(e as Error).message}`);
     }
-    shard.start();
-    log.info({ clusterId, groups: shard.groupIds().length }, 'node started');
+    log.info({ clusterId, workers, groups: members.size }, 'node started');
     return node;
   }
 
@@ -158,90 +236,203 @@ export class FlotillaNode {
     return m;
   }
 
+  /** Every group of the cluster, as this node knows it. */
+  groupIds(): number[] {
+    return [...this.members.keys()];
+  }
+
   private isLocal(group: number): boolean {
     return this.replicasOf(group).includes(this.id);
   }
 
+  private workerFor(group: number): number {
+    return workerOf(group, this.workerCount);
+  }
+
   // --- embedded API ------------------------------------------------------------------------------
 
-  /** Propose a command to `group` from any node; resolves with the state machine's result. Retries
-   *  (within the deadline) only rejections that guarantee the command was not applied. */
-  async propose(group: number, cmd: KvCommand, timeoutMs = this.timeoutMs): Promise<KvResult | null> {
+  /**
+   * Propose `command` to `group` from any node; resolves with the state machine's result after
+   * commit and apply. With the built-in KV the command is a KvCommand; with a user state machine
+   * any msgpack value. Leader changes, transfers, unreachable nodes and timed-out attempts are
+   * retried (to the new leader) until the deadline; the client session makes every retry safe.
+   */
+  async propose(group: number, command: unknown, o: ProposeOptions = {}): Promise<unknown> {
+    if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
+    this.replicasOf(group);
+    let payload: Uint8Array;
+    try {
+      payload = this.opts.stateMachine ? encodeUserCommand(command) : encodeKvCommand(command as KvCommand);
+    } catch (e) {
+      throw new RuntimeError('InvalidArgument', (e as Error).message);
+    }
+    const h = this.session.begin();
+    try {
+      const data = encodeCommand(h, payload);
+      const r = await this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
+        target === this.id
+          ? this.workers.call(this.workerFor(group), { t: 'propose', g: group, d: data, to: ms })
+          : this.forward(target, 'fwd', { group, d: data, to: ms }, ms + 250));
+      if (r !== null && typeof r === 'object' && APPLY_ERROR_KEY in r) {
+        throw new RuntimeError('InvalidArgument', `state machine rejected the command: ${(r as Record<string, string>)[APPLY_ERROR_KEY]}`);
+      }
+      return r;
+    } finally {
+      this.session.done(h.seq);
+    }
+  }
+
+  /** Query `group`'s state machine (KV: the query is a key). Linearizable (ReadIndex) by default. */
+  async read(group: number, query: unknown, o: ReadOptions = {}): Promise<unknown> {
+    if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
+    this.replicasOf(group);
+    const c: Consistency = o.consistency === 'stale' ? 'stale' : 'linearizable';
+    return this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
+      target === this.id
+        ? this.workers.call(this.workerFor(group), { t: 'read', g: group, q: query, c, to: ms })
+        : this.forward(target, 'rd', { group, q: query, c, to: ms }, ms + 250), c === 'stale');
+  }
+
+  /** Run `attempt` against the best target until it succeeds, fails for good or the deadline. */
+  private async withRetries(group: number, timeoutMs: number, attempt: (target: NodeId, ms: number) => Promise<unknown>, anyReplica = false): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
-    let hint = this.isLocal(group) ? this.shard.leaderOf(group) || this.id : this.replicasOf(group)[0];
-    for (let attempt = 0; ; attempt++) {
+    const replicas = this.replicasOf(group);
+    let hint: NodeId = '';
+    for (let n = 0; ; n++) {
+      const remaining = deadline - Date.now();
       if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
+      const target = this.pickTarget(group, replicas, hint, n, anyReplica);
       try {
-        if (hint === this.id && this.isLocal(group)) return await this.shard.propose(group, cmd);
-        return (await this.forward(hint, 'fwd', { group, cmd: encodeKvCommand(cmd) }, deadline - Date.now())) as KvResult | null;
+        return await attempt(target, Math.max(1, Math.min(remaining, this.attemptMs)));
       } catch (e) {
-        const err = e as RuntimeError;
-        const safe = err.code === 'NotLeader' || err.code === 'TransferInProgress' || err.code === 'Overloaded' || err.code === 'Unavailable';
-        if (!safe || Date.now() + 10 >= deadline) throw e;
-        const replicas = this.replicasOf(group);
-        hint = err.leader && replicas.includes(err.leader) ? err.leader : replicas[attempt % replicas.length];
-        await new Promise((r) => setTimeout(r, Math.min(200, 5 * 2 ** Math.min(attempt, 6))));
+        const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', (e as Error).message);
+        if (!err.retryable || deadline - Date.now() < 10) throw err;
+        this.stats.retries++;
+        hint = err.leader && replicas.includes(err.leader) ? err.leader : '';
+        if (hint) this.leaders.set(group, hint);
+        else if (this.leaders.get(group) === target) this.leaders.delete(group);
+        // A hint to another node is followed at once; otherwise wait a little (election, restart).
+        if (!(hint && hint !== target)) await sleep(Math.min(200, 5 * 2 ** Math.min(n, 6), Math.max(0, deadline - Date.now() - 5)));
       }
     }
   }
 
-  /** Read a key. 'linearizable' (default) waits for a ReadIndex barrier on a replica; 'stale'
-   *  returns this replica's value at once. */
-  async read(group: number, key: Uint8Array, consistency: 'linearizable' | 'stale' = 'linearizable'): Promise<Uint8Array | null> {
-    const deadline = Date.now() + this.timeoutMs;
-    if (this.isLocal(group)) {
-      if (consistency === 'linearizable') {
-        for (let attempt = 0; ; attempt++) {
-          try {
-            await this.shard.readBarrier(group);
-            break;
-          } catch (e) {
-            if (!(e as RuntimeError).retryable || Date.now() + 10 >= deadline) throw e;
-            await new Promise((r) => setTimeout(r, Math.min(200, 5 * 2 ** Math.min(attempt, 6))));
-          }
-        }
-      }
-      return this.shard.get(group, key);
-    }
-    const r = await this.forward(this.replicasOf(group)[0], 'rd', { group, key, consistency }, this.timeoutMs);
-    return (r as Uint8Array | null) ?? null;
+  private pickTarget(group: number, replicas: NodeId[], hint: NodeId, n: number, anyReplica: boolean): NodeId {
+    if (anyReplica && replicas.includes(this.id)) return this.id;
+    if (hint) return hint;
+    const cached = this.leaders.get(group);
+    if (cached && replicas.includes(cached) && (cached === this.id || this.transport.isConnected(cached))) return cached;
+    if (n === 0 && replicas.includes(this.id)) return this.id;
+    const up = replicas.filter((r) => r === this.id || this.transport.isConnected(r));
+    const pool = up.length > 0 ? up : replicas;
+    return pool[n % pool.length];
   }
 
   readonly kv = {
-    put: (key: Uint8Array | string, value: Uint8Array | string) => {
+    put: async (key: Uint8Array | string, value: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
       const k = asBytes(key);
-      return this.propose(groupOfKey(k, this.opts.groups), { op: 'put', key: k, value: asBytes(value) }).then(() => undefined);
+      await this.propose(groupOfKey(k, this.opts.groups), { op: 'put', key: k, value: asBytes(value) }, o);
     },
-    delete: (key: Uint8Array | string) => {
+    delete: async (key: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
       const k = asBytes(key);
-      return this.propose(groupOfKey(k, this.opts.groups), { op: 'delete', key: k }).then(() => undefined);
+      await this.propose(groupOfKey(k, this.opts.groups), { op: 'delete', key: k }, o);
     },
-    cas: async (key: Uint8Array | string, expected: Uint8Array | string | null, value: Uint8Array | string | null) => {
+    cas: async (key: Uint8Array | string, expected: Uint8Array | string | null, value: Uint8Array | string | null, o?: ProposeOptions) => {
       const k = asBytes(key);
-      const r = await this.propose(groupOfKey(k, this.opts.groups), {
+      const r = (await this.propose(groupOfKey(k, this.opts.groups), {
         op: 'cas', key: k, expected: expected === null ? null : asBytes(expected), value: value === null ? null : asBytes(value),
-      });
+      }, o)) as KvResult | null;
       return r && r.op === 'cas' ? { swapped: r.swapped, current: r.current } : { swapped: false, current: null };
     },
-    get: (key: Uint8Array | string, consistency: 'linearizable' | 'stale' = 'linearizable') => {
+    get: async (key: Uint8Array | string, consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable', o?: ProposeOptions) => {
       const k = asBytes(key);
-      return this.read(groupOfKey(k, this.opts.groups), k, consistency);
+      return ((await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null) ?? null;
     },
+    groupOf: (key: Uint8Array | string) => groupOfKey(asBytes(key), this.opts.groups),
   };
 
-  status() {
-    const groups = this.shard.groupIds().map((g) => this.shard.status(g));
+  /** This node and its groups. `detail` adds every group's Raft status (role, term, commit,
+   *  applied, last index, quiesced, transfer, per-peer match/next/state when leader). */
+  async status(o: { detail?: boolean } = {}) {
+    const shards = await Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
+      this.workers.call(i, { t: 'status', detail: o.detail ?? false }).then(
+        (r) => ({ worker: i, up: true, ...(r as Record<string, unknown>) }),
+        (e: Error) => ({ worker: i, up: false, error: e.message, groups: 0, leaders: 0, quiesced: 0 }),
+      )));
+    const sum = (k: 'groups' | 'leaders' | 'quiesced') => shards.reduce((a, s) => a + (((s as Record<string, unknown>)[k] as number) ?? 0), 0);
     return {
-      id: this.id, clusterId: this.clusterId,
-      groups: groups.length, leaders: groups.filter((s) => s.role === 'leader').length,
-      quiesced: groups.filter((s) => s.quiesced).length,
-      peers: this.transport.connectedPeers(), shard: this.shard.stats, transport: this.transport.stats(),
-      perGroup: groups,
+      id: this.id, clusterId: this.clusterId, labels: this.opts.labels ?? {},
+      workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
+      groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
+      peers: this.transport.connectedPeers(), runtime: this.stats, transport: this.transport.stats(),
+      shards: shards.map((s) => ({ ...s, perGroup: undefined })),
+      perGroup: o.detail ? shards.flatMap((s) => ((s as Record<string, unknown>).perGroup as unknown[]) ?? []) : undefined,
     };
   }
 
+  /** Ask `group`'s leader on this node to hand leadership to `target` (the verdict of the request;
+   *  the outcome follows in the leader's log). */
   transferLeader(group: number, target: NodeId) {
-    return this.shard.transferLeader(group, target);
+    if (!this.isLocal(group)) return Promise.reject(new RuntimeError('InvalidArgument', `group ${group} has no replica on ${this.id}`));
+    return this.workers.call(this.workerFor(group), { t: 'transfer', g: group, to: target });
+  }
+
+  /** Create a group at run time on `replicas` (default: placement of the next id). Every node must
+   *  be reachable (each records the group so that it can route to it). Returns the group id. */
+  async createGroup(group: number, replicas?: NodeId[]): Promise<number> {
+    if (!Number.isInteger(group) || group < 1 || group > 0xffffffff) throw new RuntimeError('InvalidArgument', 'group: must be a positive integer');
+    if (this.members.has(group)) throw new RuntimeError('InvalidArgument', `group ${group} exists`);
+    const nodes = [this.id, ...Object.keys(this.opts.peers)];
+    const m = [...(replicas ?? placement(nodes, group, Math.min(3, nodes.length)).get(group)!)].sort();
+    if (m.length === 0 || m.some((r) => !nodes.includes(r)) || new Set(m).size !== m.length) {
+      throw new RuntimeError('InvalidArgument', `replicas: must be distinct nodes of the cluster`);
+    }
+    await this.everywhere('gcreate', { group, replicas: m });
+    return group;
+  }
+
+  /** Remove a group at run time from every node (its data is deleted). */
+  async removeGroup(group: number): Promise<void> {
+    this.replicasOf(group);
+    await this.everywhere('gremove', { group });
+  }
+
+  private async everywhere(t: 'gcreate' | 'gremove', p: Record<string, unknown>): Promise<void> {
+    const peers = Object.keys(this.opts.peers);
+    const down = peers.filter((x) => !this.transport.isConnected(x));
+    if (down.length) throw new RuntimeError('Unavailable', `${down.join(', ')} not connected; group changes need every node`);
+    await Promise.all([this.applyGroupChange(t, p), ...peers.map((x) => this.forward(x, t, p, this.timeoutMs))]);
+  }
+
+  private async applyGroupChange(t: string, p: Record<string, unknown>): Promise<void> {
+    const group = Number(p.group);
+    if (t === 'gcreate') {
+      const replicas = p.replicas as NodeId[];
+      if (!Array.isArray(replicas) || !replicas.every((r) => typeof r === 'string')) throw new RuntimeError('InvalidArgument', 'bad replicas');
+      this.members.set(group, replicas);
+      this.groupsFile.created[String(group)] = replicas;
+      this.groupsFile.removed = this.groupsFile.removed.filter((g) => g !== group);
+      this.saveGroupsFile();
+      if (replicas.includes(this.id)) await this.workers.call(this.workerFor(group), { t: 'create', g: group, voters: replicas });
+    } else {
+      const wasLocal = this.members.get(group)?.includes(this.id) ?? false;
+      this.members.delete(group);
+      this.leaders.delete(group);
+      delete this.groupsFile.created[String(group)];
+      if (!this.groupsFile.removed.includes(group)) this.groupsFile.removed.push(group);
+      this.saveGroupsFile();
+      if (wasLocal) await this.workers.call(this.workerFor(group), { t: 'remove', g: group });
+    }
+  }
+
+  private saveGroupsFile(): void {
+    writeFileSync(join(this.opts.dataDir, 'groups.json'), JSON.stringify(this.groupsFile));
+  }
+
+  /** Fault injection (tests, chaos drills): kill worker `index`'s thread as if it crashed. The
+   *  node restarts that shard from disk. */
+  crashWorker(index: number): Promise<void> {
+    return this.workers.crash(index);
   }
 
   async stop(): Promise<void> {
@@ -252,18 +443,19 @@ export class FlotillaNode {
       p.reject(new RuntimeError('Stopped', `node ${this.id} stopped`));
     }
     this.pending.clear();
-    await this.shard.stop();
+    await this.workers.stop();
     await this.transport.close();
-    await this.store.close();
+    this.log.info('node stopped');
   }
 
-  // --- forwarding between nodes ---------------------------------------------------------------
+  // --- between nodes -----------------------------------------------------------------------------
 
-  private forward(to: NodeId, t: 'fwd' | 'rd', p: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+  private forward(to: NodeId, t: string, p: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
     // Nothing is sent to a node we know is down: fail fast (safe to retry elsewhere) instead of
     // queueing a request whose answer would only arrive, if ever, after the deadline.
     if (!this.transport.isConnected(to)) return Promise.reject(new RuntimeError('Unavailable', `${to} is not connected`));
     const id = ++this.reqSeq;
+    this.stats.forwarded++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
@@ -279,12 +471,20 @@ export class FlotillaNode {
   }
 
   private onEnvelopes(from: NodeId, envs: Envelope[]): void {
-    const raft: Message[] = [];
     for (const e of envs) {
-      if (e.k === 'raft') raft.push(e.m);
-      else this.onApp(from, e.t, e.p as Record<string, unknown>);
+      if (e.k === 'rb') {
+        if (e.w >= this.workerCount) {
+          this.stats.dropsNoWorker++;
+          continue;
+        }
+        this.stats.relayedIn++;
+        this.workers.post(e.w, { t: 'raft', b: e.b });
+      } else if (e.k === 'app') {
+        this.onApp(from, e.t, e.p as Record<string, unknown>);
+      } else {
+        this.stats.dropsNoWorker++; // single raft envelopes: not produced by this version
+      }
     }
-    if (raft.length > 0) this.shard.receive(raft);
   }
 
   private onApp(from: NodeId, t: string, p: Record<string, unknown>): void {
@@ -294,27 +494,48 @@ export class FlotillaNode {
       reply({ id, ok: false, code: err.code, message: err.message, leader: err.leader });
     };
     const id = Number(p?.id);
+    const serve = (f: () => Promise<unknown>) => {
+      let pr: Promise<unknown>;
+      try {
+        pr = f();
+      } catch (e) {
+        pr = Promise.reject(e);
+      }
+      pr.then((result) => reply({ id, ok: true, result }), (e) => fail(id, e));
+    };
+    const ms = Math.min(Math.max(1, Number(p?.to) || this.attemptMs), this.timeoutMs);
     switch (t) {
-      case 'fwd': {
-        // Served only if this node leads the group; otherwise the caller retries with our hint.
-        let cmd: KvCommand;
-        try {
-          cmd = decodeKvCommand(p.cmd as Uint8Array);
-          if (!this.isLocal(Number(p.group))) throw new RuntimeError('NotLeader', 'not a replica', this.replicasOf(Number(p.group))[0]);
-        } catch (e) {
-          fail(id, e);
+      case 'hello': {
+        const w = Number(p?.workers);
+        if (!Number.isInteger(w) || w < 1 || w > 1024) {
+          this.log.warn({ from, workers: p?.workers }, 'bad hello from peer ignored');
           return;
         }
-        this.shard.propose(Number(p.group), cmd).then((result) => reply({ id, ok: true, result }), (e) => fail(id, e));
+        this.peerWorkers.set(from, w);
+        this.workers.broadcast({ t: 'peers', w: { [from]: w } });
         return;
       }
-      case 'rd': {
-        const group = Number(p.group);
-        const key = p.key as Uint8Array;
-        this.read(group, key, p.consistency === 'stale' ? 'stale' : 'linearizable')
-          .then((v) => reply({ id, ok: true, result: v }), (e) => fail(id, e));
+      case 'fwd':
+        // Served only if this node is a replica (its worker answers NotLeader with a hint otherwise).
+        serve(() => {
+          const group = Number(p.group);
+          if (!(p.d instanceof Uint8Array)) throw new RuntimeError('InvalidArgument', 'bad forwarded proposal');
+          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
+          return this.workers.call(this.workerFor(group), { t: 'propose', g: group, d: p.d, to: ms });
+        });
         return;
-      }
+      case 'rd':
+        serve(() => {
+          const group = Number(p.group);
+          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
+          const c: Consistency = p.c === 'stale' ? 'stale' : 'linearizable';
+          return this.workers.call(this.workerFor(group), { t: 'read', g: group, q: p.q, c, to: ms });
+        });
+        return;
+      case 'gcreate':
+      case 'gremove':
+        serve(() => this.applyGroupChange(t, p).then(() => null));
+        return;
       case 'reply': {
         const r = p as unknown as FwdReply;
         const w = this.pending.get(r.id);

@@ -13,8 +13,9 @@ import {
   NONE, type ConfState, type Entry, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
 } from '../raft/types.js';
 import type { GroupStorage, LogStore } from '../storage/logstore.js';
-import { KvStateMachine, encodeKvCommand, type KvCommand, type KvResult } from '../storage/kv.js';
+import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
 import { RuntimeError } from './errors.js';
+import type { ShardStateMachine } from './statemachine.js';
 
 export type RaftTuning = Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>>;
 
@@ -34,11 +35,15 @@ export interface ShardOptions {
   /** Seed for election jitter (each group derives its own). */
   readonly seed?: number;
   readonly logger?: Logger;
+  /** The state machine of every group of this shard. Default: the built-in KV store. */
+  readonly stateMachine?: (store: LogStore) => ShardStateMachine;
+  /** Called when a group's known leader changes (for routing caches and logs). */
+  readonly onLeader?: (group: number, leader: NodeId, term: number) => void;
 }
 
 interface Waiter {
   readonly term: number;
-  readonly resolve: (r: KvResult | null) => void;
+  readonly resolve: (r: unknown) => void;
   readonly reject: (e: Error) => void;
 }
 
@@ -67,7 +72,7 @@ function hash32(s: string): number {
 }
 
 export class Shard {
-  readonly kv: KvStateMachine;
+  readonly sm: ShardStateMachine;
   private readonly groups = new Map<number, Group>();
   private inbox: Message[] = [];
   /** Groups with something to do this iteration (stepped, proposed, woken). */
@@ -78,6 +83,8 @@ export class Shard {
   private running = false;
   private stopped = false;
   private readSeq = 0;
+  /** Groups removed since the last iteration; their storage goes with the next commit. */
+  private removals: number[] = [];
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly retain: number;
@@ -90,7 +97,7 @@ export class Shard {
       throw new RuntimeError('InvalidArgument',
         'raft.leaseReads: not supported by the runtime yet (its tick timer may coalesce ticks under load); use ReadIndex');
     }
-    this.kv = new KvStateMachine(opts.store);
+    this.sm = opts.stateMachine ? opts.stateMachine(opts.store) : new KvStateMachine(opts.store);
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.tickMs = opts.tickMs ?? 100;
     this.retain = opts.retainEntries ?? 64;
@@ -109,12 +116,12 @@ export class Shard {
       quiesceAfterTicks: 30,
       ...this.opts.raft,
       id: this.opts.nodeId, group: id, storage,
-      applied: this.kv.applied(id),
+      applied: this.sm.applied(id),
       random: seededRandom(hash32(`${this.opts.seed ?? 0}/${this.opts.nodeId}/${id}`)),
     });
     storage.snapshotSource = (meta: SnapshotMeta) =>
-      this.kv.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
-    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.kv.applied(id), leader: NONE };
+      this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
+    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE };
     this.groups.set(id, g);
     this.active.add(g);
     return g;
@@ -126,6 +133,27 @@ export class Shard {
     this.opts.store.createGroup(id, conf);
     this.attach(id);
     this.schedule();
+  }
+
+  /** Remove a group from this node: its log, hard state and state machine data go with the next
+   *  commit; pending requests reject with InvalidArgument. */
+  removeGroup(id: number): void {
+    const g = this.group(id);
+    this.groups.delete(id);
+    this.active.delete(g);
+    const err = new RuntimeError('InvalidArgument', `group ${id} was removed from ${this.opts.nodeId}`);
+    for (const w of g.waiters.values()) w.reject(err);
+    for (const r of g.reads.values()) r.reject(err);
+    g.waiters.clear();
+    g.reads.clear();
+    // Storage is touched only between iterations (an iteration may be awaiting a commit that
+    // includes this group's writes).
+    this.removals.push(id);
+    this.schedule();
+  }
+
+  has(id: number): boolean {
+    return this.groups.has(id);
   }
 
   groupIds(): number[] {
@@ -168,21 +196,24 @@ export class Shard {
 
   // --- requests --------------------------------------------------------------------------------
 
-  /** Propose a KV command on this node; it must be the group's leader. Resolves once applied. */
-  propose(groupId: number, cmd: KvCommand): Promise<KvResult | null> {
+  /** Propose on this node, which must be the group's leader; resolves with the state machine's
+   *  result once applied. `command` is entry data (session.ts encodeCommand), or a KV command
+   *  proposed without a session. */
+  propose(groupId: number, command: Uint8Array | KvCommand, timeoutMs?: number): Promise<unknown> {
     if (this.stopped) return Promise.reject(new RuntimeError('Stopped', 'shard stopped'));
-    const g = this.group(groupId);
+    let g: Group;
     let data: Uint8Array;
     try {
-      data = encodeKvCommand(cmd);
+      g = this.group(groupId);
+      data = command instanceof Uint8Array ? command : kvEntryData(command);
     } catch (e) {
-      return Promise.reject(new RuntimeError('InvalidArgument', (e as Error).message));
+      return Promise.reject(e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', (e as Error).message));
     }
     const r: ProposeResult = g.node.propose(data);
     if (!r.ok) return Promise.reject(RuntimeError.fromProposal(r, g.node.status().leader));
     this.active.add(g);
     this.schedule();
-    return this.withDeadline(`proposal at ${r.index} of group ${groupId}`, (resolve, reject) => {
+    return this.withDeadline<unknown>(`proposal at ${r.index} of group ${groupId}`, timeoutMs, (resolve, reject) => {
       g.waiters.set(r.index, { term: r.term, resolve, reject });
       return () => g.waiters.delete(r.index);
     });
@@ -190,12 +221,13 @@ export class Shard {
 
   /** A promise that rejects with Timeout after the request deadline; `register` files the
    *  waiter and returns how to unfile it. */
-  private withDeadline<T>(what: string, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T> {
+  private withDeadline<T>(what: string, timeoutMs: number | undefined, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T> {
+    const ms = Math.max(1, timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         unregister();
-        reject(new RuntimeError('Timeout', `${what} timed out after ${this.opts.requestTimeoutMs ?? 10_000} ms`));
-      }, this.opts.requestTimeoutMs ?? 10_000);
+        reject(new RuntimeError('Timeout', `${what} timed out after ${ms} ms`));
+      }, ms);
       const unregister = register(
         (v) => { clearTimeout(timer); resolve(v); },
         (e) => { clearTimeout(timer); reject(e); },
@@ -205,23 +237,36 @@ export class Shard {
 
   /** Linearizable read barrier: resolves once this node has applied everything committed before
    *  the call (ReadIndex, forwarded to the leader by the core when this node follows). */
-  readBarrier(groupId: number): Promise<void> {
+  readBarrier(groupId: number, timeoutMs?: number): Promise<void> {
     if (this.stopped) return Promise.reject(new RuntimeError('Stopped', 'shard stopped'));
-    const g = this.group(groupId);
+    let g: Group;
+    try {
+      g = this.group(groupId);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const ctx = `${this.opts.nodeId}:${++this.readSeq}`;
     const r = g.node.readIndex(ctx);
     if (!r.ok) return Promise.reject(new RuntimeError('NotLeader', `no leader for group ${groupId}`, r.leader));
     this.active.add(g);
     this.schedule();
-    return this.withDeadline<void>(`read of group ${groupId}`, (resolve, reject) => {
+    return this.withDeadline<void>(`read of group ${groupId}`, timeoutMs, (resolve, reject) => {
       g.reads.set(ctx, { index: -1, resolve: () => resolve(), reject });
       return () => g.reads.delete(ctx);
     });
   }
 
+  /** Query the state machine; 'linearizable' waits for a read barrier first. */
+  async read(groupId: number, query: unknown, consistency: 'linearizable' | 'stale' = 'linearizable', timeoutMs?: number): Promise<unknown> {
+    if (consistency === 'linearizable') await this.readBarrier(groupId, timeoutMs);
+    this.group(groupId);
+    return this.sm.query(groupId, query);
+  }
+
+  /** A KV shard's committed value of `key` (stale read). */
   get(groupId: number, key: Uint8Array): Uint8Array | null {
     this.group(groupId);
-    return this.kv.get(groupId, key);
+    return this.sm.query(groupId, key) as Uint8Array | null;
   }
 
   transferLeader(groupId: number, target: NodeId) {
@@ -281,6 +326,13 @@ export class Shard {
 
   /** One loop iteration. Returns false when there was nothing to do. */
   private async iterate(): Promise<boolean> {
+    const removed = this.removals;
+    this.removals = [];
+    for (const id of removed) {
+      if (this.groups.has(id)) continue; // re-created since
+      this.opts.store.deleteGroup(id);
+      this.sm.dropGroup(id);
+    }
     if (this.tickDue) {
       this.tickDue = false;
       this.stats.ticks++;
@@ -306,7 +358,7 @@ export class Shard {
     const readies: [Group, Ready][] = [];
     for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
     this.active.clear();
-    if (readies.length === 0) return false;
+    if (readies.length === 0 && removed.length === 0) return false;
     this.stats.loops++;
 
     const out = new Map<NodeId, Message[]>();
@@ -323,19 +375,19 @@ export class Shard {
 
     // 2. One durable commit for every group: log, hard state, snapshots, and the state machine's
     //    applies of the committed entries (atomic with their applied index).
-    const results: [Group, Entry[], (KvResult | null)[]][] = [];
+    const results: [Group, Entry[], unknown[]][] = [];
     for (const [g, rd] of readies) {
-      if (rd.snapshot) this.kv.restore(g.id, rd.snapshot);
+      if (rd.snapshot) this.sm.restore(g.id, rd.snapshot);
       if (rd.entries.length || rd.hardState || rd.snapshot || rd.conf) {
         this.opts.store.write({
           group: g.id, entries: rd.entries, hardState: rd.hardState ?? undefined,
           snapshot: rd.snapshot?.meta, conf: rd.conf ?? undefined,
         });
       }
-      if (rd.committed.length > 0) results.push([g, rd.committed as Entry[], this.kv.apply(g.id, rd.committed)]);
+      if (rd.committed.length > 0) results.push([g, rd.committed as Entry[], this.sm.apply(g.id, rd.committed)]);
     }
-    await this.opts.store.commit(() => this.kv.writeInTransaction());
-    this.kv.committed();
+    await this.opts.store.commit(() => this.sm.writeInTransaction());
+    this.sm.committed();
     this.stats.commits++;
 
     // 3. Acknowledgements and votes, now that they are true.
@@ -398,12 +450,13 @@ export class Shard {
     if (leader !== g.leader) {
       this.log.info({ group: g.id, leader, role }, 'leader changed');
       g.leader = leader;
+      this.opts.onLeader?.(g.id, leader, g.node.status().term);
     }
   }
 
   /** Compact in steps of `retain` entries so that compaction is not a per-commit cost. */
   private maybeCompact(g: Group): void {
-    const upTo = g.applied - this.retain;
+    const upTo = Math.min(g.applied, this.sm.compactableTo(g.id)) - this.retain;
     if (upTo > g.storage.firstIndex() + this.retain) this.opts.store.compact(g.id, upTo);
   }
 

@@ -2,10 +2,15 @@
 // table of the worker's environment, prefixed by the group id; the applied index of each group is
 // written in the same transaction as the data it covers, so after a crash an entry is applied
 // exactly once. Applying stages writes in an overlay that the LogStore's next commit writes out.
+// Client sessions (session.ts) live in a third table, staged and committed the same way, and
+// travel in snapshots, so a retried proposal is recognised on every replica and after restarts.
 import type { Database } from 'lmdb';
 import { RaftError, type Entry, type Snapshot, type SnapshotMeta } from '../raft/types.js';
 import { Reader, Writer } from './codec.js';
 import type { LogStore } from './logstore.js';
+import {
+  checkEntry, decodeSession, encodeCommand, encodeSession, recordResult, type SessionRecord, type SessionStore,
+} from './session.js';
 
 export const MAX_KEY_BYTES = 1024;
 
@@ -57,6 +62,11 @@ export function decodeKvCommand(data: Uint8Array): KvCommand {
   return c;
 }
 
+/** Entry data for a KV command proposed without a session (tests, tools). */
+export function kvEntryData(c: KvCommand): Uint8Array {
+  return encodeCommand(null, encodeKvCommand(c));
+}
+
 function dataKey(group: number, key: Uint8Array): Buffer {
   const k = Buffer.allocUnsafe(4 + key.byteLength);
   k.writeUInt32BE(group, 0);
@@ -69,18 +79,44 @@ function equal(a: Uint8Array | null, b: Uint8Array | null): boolean {
   return Buffer.compare(a, b) === 0;
 }
 
-export class KvStateMachine {
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export class KvStateMachine implements SessionStore {
   private readonly data: Database<Buffer, Buffer>;
   private readonly appliedDb: Database<number, number>;
+  private readonly sessionsDb: Database<Buffer, Buffer>;
+  /** Staged session records: (group, client) key hex -> record. */
+  private sessionOverlay = new Map<string, { key: Buffer; rec: SessionRecord }>();
+  private readonly pendingDrops = new Set<number>();
   /** Writes applied but not yet committed: key (hex) -> value (null = deleted). */
   private overlay = new Map<string, { key: Buffer; value: Buffer | null }>();
   private appliedOverlay = new Map<number, number>();
   /** Staged snapshot installs: group -> its complete new contents (key hex -> [key, value]). */
-  private pendingRestores = new Map<number, { snapshot: Snapshot; data: Map<string, [Buffer, Buffer]> }>();
+  private pendingRestores = new Map<number, {
+    snapshot: Snapshot; data: Map<string, [Buffer, Buffer]>; sessions: Map<string, { key: Buffer; rec: SessionRecord }>;
+  }>();
 
   constructor(private readonly store: LogStore) {
     this.data = store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' });
     this.appliedDb = store.openDB<number, number>('applied', { encoding: 'json', keyEncoding: 'uint32' });
+    this.sessionsDb = store.openDB<Buffer, Buffer>('sessions', { encoding: 'binary', keyEncoding: 'binary' });
+  }
+
+  getSession(group: number, client: string): SessionRecord | undefined {
+    const k = dataKey(group, enc.encode(client));
+    const hex = k.toString('hex');
+    const o = this.sessionOverlay.get(hex);
+    if (o) return o.rec;
+    const r = this.pendingRestores.get(group);
+    if (r) return r.sessions.get(hex)?.rec;
+    const b = this.sessionsDb.getBinary(k);
+    return b ? decodeSession(b) : undefined;
+  }
+
+  putSession(group: number, client: string, rec: SessionRecord): void {
+    const k = dataKey(group, enc.encode(client));
+    this.sessionOverlay.set(k.toString('hex'), { key: k, rec });
   }
 
   /** The applied index of `group` as last committed (what a restart resumes from). */
@@ -100,7 +136,8 @@ export class KvStateMachine {
   }
 
   /** Apply committed entries; returns one result per entry (null for no-ops and conf entries).
-   *  Entries at or below the applied index are skipped (exactly once). */
+   *  Entries at or below the applied index are skipped (exactly once); an entry whose session
+   *  says it was applied already returns the recorded result (at most once per client seq). */
   apply(group: number, entries: readonly Entry[]): (KvResult | null)[] {
     let applied = this.applied(group);
     const out: (KvResult | null)[] = [];
@@ -114,7 +151,12 @@ export class KvStateMachine {
         out.push(null);
         continue;
       }
-      const c = decodeKvCommand(e.data);
+      const chk = checkEntry(this, group, e);
+      if (chk.kind === 'duplicate') {
+        out.push(chk.result as KvResult | null);
+        continue;
+      }
+      const c = decodeKvCommand(chk.payload);
       const k = dataKey(group, c.key);
       const hex = k.toString('hex');
       switch (c.op) {
@@ -134,6 +176,7 @@ export class KvStateMachine {
           break;
         }
       }
+      if (chk.header) recordResult(this, group, chk.header, out[out.length - 1]);
     }
     this.appliedOverlay.set(group, applied);
     return out;
@@ -141,25 +184,59 @@ export class KvStateMachine {
 
   /** Runs inside LogStore.commit's transaction. */
   writeInTransaction(): void {
+    for (const group of this.pendingDrops) {
+      const range = { start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) };
+      for (const k of this.data.getKeys(range)) this.data.remove(k);
+      for (const k of this.sessionsDb.getKeys(range)) this.sessionsDb.remove(k);
+      this.appliedDb.remove(group);
+    }
     for (const [group, r] of this.pendingRestores) {
       for (const k of this.data.getKeys({ start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) })) {
         this.data.remove(k);
       }
       for (const [k, v] of r.data.values()) this.data.put(k, v);
+      for (const k of this.sessionsDb.getKeys({ start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) })) {
+        this.sessionsDb.remove(k);
+      }
+      for (const { key, rec } of r.sessions.values()) this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
       this.appliedDb.put(group, r.snapshot.meta.index);
     }
     for (const { key, value } of this.overlay.values()) {
       if (value === null) this.data.remove(key);
       else this.data.put(key, value);
     }
+    for (const { key, rec } of this.sessionOverlay.values()) this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
     for (const [g, i] of this.appliedOverlay) this.appliedDb.put(g, i);
   }
 
   /** After the commit that ran writeInTransaction() is durable. */
   committed(): void {
     this.overlay.clear();
+    this.pendingDrops.clear();
+    this.sessionOverlay.clear();
     this.appliedOverlay.clear();
     this.pendingRestores.clear();
+  }
+
+  /** Remove every trace of a group (data, sessions, applied index), with the next commit. */
+  dropGroup(group: number): void {
+    const prefix = dataKey(group, new Uint8Array(0)).toString('hex');
+    for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
+    for (const k of [...this.sessionOverlay.keys()]) if (k.startsWith(prefix)) this.sessionOverlay.delete(k);
+    this.pendingRestores.delete(group);
+    this.appliedOverlay.delete(group);
+    this.pendingDrops.add(group);
+  }
+
+  /** A read: `query` is the key. */
+  query(group: number, query: unknown): Uint8Array | null {
+    if (!(query instanceof Uint8Array)) throw new RaftError('InvalidArgument', 'a KV query is a key (bytes)');
+    return this.get(group, query);
+  }
+
+  /** State lives in LMDB: the log can go up to what is applied. */
+  compactableTo(group: number): number {
+    return this.applied(group);
   }
 
   /** Committed value of a key (what linearizable and stale reads see). */
@@ -181,11 +258,23 @@ export class KvStateMachine {
         pairs.push([key.subarray(4), value]);
         size += key.byteLength + value.byteLength + 8;
       }
+      const sessions: [string, Uint8Array][] = [];
+      for (const { key, value } of this.sessionsDb.getRange({
+        start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)), transaction: txn,
+      })) {
+        sessions.push([dec.decode(key.subarray(4)), value]);
+        size += key.byteLength + value.byteLength + 8;
+      }
       const w = new Writer(size);
       w.num(index);
       w.u32(pairs.length);
       for (const [k, v] of pairs) {
         w.bytes(k);
+        w.bytes(v);
+      }
+      w.u32(sessions.length);
+      for (const [c, v] of sessions) {
+        w.str(c);
         w.bytes(v);
       }
       return { meta: metaAt(index), data: w.finish() };
@@ -204,6 +293,12 @@ export class KvStateMachine {
       const key = dataKey(group, r.bytes());
       data.set(key.toString('hex'), [key, Buffer.from(r.bytes())]);
     }
+    const sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
+    const ns = r.u32();
+    for (let i = 0; i < ns; i++) {
+      const key = dataKey(group, enc.encode(r.str()));
+      sessions.set(key.toString('hex'), { key, rec: decodeSession(r.bytes()) });
+    }
     r.done();
     if (index !== snapshot.meta.index) {
       throw new RaftError('Malformed', `kv snapshot of group ${group}: data index ${index} != meta index ${snapshot.meta.index}`);
@@ -211,7 +306,8 @@ export class KvStateMachine {
     // Drop overlay writes of this group: the snapshot supersedes them.
     const prefix = dataKey(group, new Uint8Array(0)).toString('hex');
     for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
-    this.pendingRestores.set(group, { snapshot, data });
+    for (const k of [...this.sessionOverlay.keys()]) if (k.startsWith(prefix)) this.sessionOverlay.delete(k);
+    this.pendingRestores.set(group, { snapshot, data, sessions });
     this.appliedOverlay.set(group, snapshot.meta.index);
   }
 }

@@ -128,7 +128,7 @@ export class LogStore {
   }
 
   static async open(opts: LogStoreOptions): Promise<LogStore> {
-    const env = open({ path: opts.path, maxDbs: 8, overlappingSync: false, noSync: opts.noSync ?? false, compression: false });
+    const env = open({ path: opts.path, maxDbs: 16, overlappingSync: false, noSync: opts.noSync ?? false, compression: false });
     const wal = env.openDB<Buffer, number>('wal', { encoding: 'binary' });
     const log = env.openDB<Buffer, Buffer>('log', { encoding: 'binary', keyEncoding: 'binary' });
     const meta = env.openDB<Buffer, number>('meta', { encoding: 'binary', keyEncoding: 'uint32' });

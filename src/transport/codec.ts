@@ -43,7 +43,17 @@ export interface AppEnvelope {
   readonly p: unknown;
 }
 
-export type Envelope = RaftEnvelope | AppEnvelope;
+/** Many Raft messages for one worker (shard) of the receiving node, already packed by the
+ *  sending worker with MessageBatchCodec. The receiving node's main thread hands `b` to worker
+ *  `w` without decoding it; that worker decodes and validates every message. This keeps the
+ *  per-message codec work off the main thread, which only relays bytes. */
+export interface RaftBatchEnvelope {
+  readonly k: 'rb';
+  readonly w: number;
+  readonly b: Uint8Array;
+}
+
+export type Envelope = RaftEnvelope | AppEnvelope | RaftBatchEnvelope;
 export type EnvelopeKind = Envelope['k'];
 
 /** Per-kind structural check of a decoded item: null = keep, else the drop reason. */
@@ -53,7 +63,11 @@ const ENVELOPE_KINDS: Record<EnvelopeKind, (e: Record<string, unknown>) => DropR
     return r === null ? null : `raft.${r}`;
   },
   app: (e) => (typeof e.t === 'string' && e.t.length > 0 && e.t.length <= MAX_APP_TYPE ? null : 'InvalidEnvelope'),
+  rb: (e) => (Number.isInteger(e.w) && (e.w as number) >= 0 && (e.w as number) < MAX_WORKERS && e.b instanceof Uint8Array ? null : 'InvalidEnvelope'),
 };
+
+/** Worker (shard) indices on the wire are below this. */
+export const MAX_WORKERS = 1024;
 
 /** Why something received was dropped. Frame-level reasons drop a whole frame; the others one item. */
 export type DropReason =
@@ -90,6 +104,8 @@ export function SCHEMA(): string[][] {
     [...MSG, 'target'], //                                     transferLeader
     [...MSG, 'ctx'], //                                        readIndex
     [...MSG, 'ctx', 'index'], //                               readIndexResp
+    ['k', 'w', 'b'], //                                        raft batch envelope
+    ['msgs'], //                                               MessageBatchCodec body
   ];
 }
 
@@ -163,6 +179,8 @@ function canonicalEnvelope(e: Envelope): Envelope {
       return { k: 'raft', m: canonical(e.m) };
     case 'app':
       return { k: 'app', t: e.t, p: e.p };
+    case 'rb':
+      return { k: 'rb', w: e.w, b: e.b };
     default:
       return e;
   }
@@ -188,6 +206,7 @@ export function estimateEnvelopeBytes(e: Envelope): number {
     return 64;
   }
   if (e.k === 'app') return 8 + e.t.length + estimateValue(e.p, 3);
+  if (e.k === 'rb') return 16 + e.b.length;
   return 64;
 }
 
@@ -520,5 +539,61 @@ export class FrameDecoder {
 
   private count(reason: DropReason, n: number): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message batches (the body of an `rb` envelope)
+
+/** Per-message validation outcome of MessageBatchCodec.decode. */
+export interface MessageBatch {
+  readonly messages: Message[];
+  /** Messages dropped, by reason; null when none were. */
+  readonly dropped: Partial<Record<DropReason, number>> | null;
+}
+
+/**
+ * Packs many Raft messages into one buffer in a worker, and unpacks and validates them in the
+ * receiving node's worker, with the same fixed structure table as frames (the two ends never
+ * negotiate). The packed buffer is an exact-size copy with its own ArrayBuffer: it may be
+ * transferred through postMessage (a view into msgpackr's slab would clone the whole slab).
+ */
+export class MessageBatchCodec {
+  private readonly packr: Packr;
+  private readonly unpackr: Unpackr;
+
+  constructor() {
+    this.packr = new Packr(codecOptions());
+    const o = codecOptions();
+    for (const s of o.structures) (s as string[] & { isShared?: boolean }).isShared = true;
+    this.unpackr = new Unpackr({ ...o, copyBuffers: true });
+  }
+
+  encode(messages: readonly Message[]): Uint8Array {
+    return Uint8Array.prototype.slice.call(this.packr.pack({ msgs: messages.map(canonical) }));
+  }
+
+  /** Never throws: a body that is not a batch yields MalformedFrame. */
+  decode(bytes: Uint8Array): MessageBatch | MalformedFrame {
+    let v: unknown;
+    try {
+      v = this.unpackr.unpack(bytes);
+    } catch (err) {
+      return new MalformedFrame(`message batch: ${err instanceof Error ? err.message.slice(0, 120) : typeof err}`, bytes.length);
+    }
+    const msgs = (v as { msgs?: unknown } | null)?.msgs;
+    if (!Array.isArray(msgs)) return new MalformedFrame('message batch without msgs', bytes.length);
+    const messages: Message[] = [];
+    let dropped: Partial<Record<DropReason, number>> | null = null;
+    for (const m of msgs) {
+      const r = validateMessage(m);
+      if (r === null) messages.push(m as Message);
+      else {
+        dropped ??= {};
+        const reason: DropReason = `raft.${r}`;
+        dropped[reason] = (dropped[reason] ?? 0) + 1;
+      }
+    }
+    return { messages, dropped };
   }
 }

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LogStore, StorageFailed } from '../../src/storage/logstore.js';
-import { KvStateMachine, decodeKvCommand, encodeKvCommand } from '../../src/storage/kv.js';
+import { KvStateMachine, decodeKvCommand, kvEntryData } from '../../src/storage/kv.js';
+import { decodeCommand } from '../../src/storage/session.js';
 import type { Entry } from '../../src/raft/types.js';
 
 const GROUPS = 4;
@@ -71,7 +72,7 @@ async function childMain(): Promise<void> {
         const es: Entry[] = [];
         for (let i = last + 1; i <= last + 2; i++) {
           const token = `t${++seq}`;
-          es.push({ index: i, term: 1, type: 'normal', data: encodeKvCommand({ op: 'put', key: enc.encode(keyOf(i)), value: enc.encode(valueOf(g, i, token)) }) });
+          es.push({ index: i, term: 1, type: 'normal', data: kvEntryData({ op: 'put', key: enc.encode(keyOf(i)), value: enc.encode(valueOf(g, i, token)) }) });
           acks.push([g, i, token]);
         }
         store.write({ group: g, entries: es, hardState: { term: 1, vote: 'a', commit: last + 2 } });
@@ -227,7 +228,7 @@ if (process.env.FLOTILLA_DISK_FULL_CHILD === '1') {
           assert.ok(gs.initialState().hardState.commit >= top, `group ${g}: hard state commit`);
           assert.equal(kv.applied(g), gs.lastIndex(), `group ${g}: applied index moves with the log`);
           for (const e of gs.entries(1, top + 1, Infinity)) {
-            const cmd = decodeKvCommand(e.data);
+            const cmd = decodeKvCommand(decodeCommand(e.data).payload);
             assert.ok(cmd.op === 'put');
             assert.equal(dec.decode(cmd.value), valueOf(g, e.index, token.get(`${g}/${e.index}`)!), `group ${g} entry ${e.index}`);
           }

@@ -10,7 +10,7 @@
 //   {"a":[[group,index,token],...]}   acknowledged entries of one commit
 //   {"ck":n}                    n checkpoints done so far (reported when one happens)
 import { LogStore } from '../../src/storage/logstore.js';
-import { KvStateMachine, encodeKvCommand } from '../../src/storage/kv.js';
+import { KvStateMachine, kvEntryData } from '../../src/storage/kv.js';
 import { seededRandom } from '../../src/raft/rand.js';
 import type { Entry } from '../../src/raft/types.js';
 
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
       for (let i = last + 1; i <= last + n; i++) {
         const token = Math.floor(rand() * 2 ** 32).toString(16).padStart(8, '0');
         const cmd = { op: 'put' as const, key: enc.encode(keyOf(i)), value: enc.encode(valueOf(g, i, token)) };
-        es.push({ index: i, term: t, type: 'normal', data: encodeKvCommand(cmd) });
+        es.push({ index: i, term: t, type: 'normal', data: kvEntryData(cmd) });
         acks.push([g, i, token]);
       }
       const newLast = last + n;

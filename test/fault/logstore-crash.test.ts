@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LogStore } from '../../src/storage/logstore.js';
 import { KvStateMachine, decodeKvCommand } from '../../src/storage/kv.js';
+import { decodeCommand } from '../../src/storage/session.js';
 import { seededRandom } from '../../src/raft/rand.js';
 
 const CHILD = fileURLToPath(new URL('./logstore-crash-child.ts', import.meta.url));
@@ -155,7 +156,7 @@ test('SIGKILL at random points: acknowledged entries, hard state and KV state su
 
           const per = acked.get(g) ?? new Map<number, string>();
           const tokenAt = (i: number): string => {
-            const cmd = decodeKvCommand(gs.entries(i, i + 1, Infinity)[0].data);
+            const cmd = decodeKvCommand(decodeCommand(gs.entries(i, i + 1, Infinity)[0].data).payload);
             assert.equal(cmd.op, 'put');
             if (cmd.op !== 'put') throw new Error('unreachable');
             assert.equal(dec.decode(cmd.key), keyOf(i), `${w}: key of entry ${i}`);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogStore } from '../../src/storage/logstore.js';
 import { CorruptRecord } from '../../src/storage/codec.js';
-import { KvStateMachine, MAX_KEY_BYTES, decodeKvCommand, encodeKvCommand, type KvCommand, type KvResult } from '../../src/storage/kv.js';
+import { KvStateMachine, MAX_KEY_BYTES, decodeKvCommand, encodeKvCommand, kvEntryData, type KvCommand, type KvResult } from '../../src/storage/kv.js';
 import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
 
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
@@ -23,7 +23,7 @@ const cas = (key: string, expected: string | null, value: string | null): KvComm
 });
 
 function entries(first: number, cmds: readonly (KvCommand | null)[], term = 1): Entry[] {
-  return cmds.map((c, k) => ({ index: first + k, term, type: 'normal' as const, data: c ? encodeKvCommand(c) : new Uint8Array(0) }));
+  return cmds.map((c, k) => ({ index: first + k, term, type: 'normal' as const, data: c ? kvEntryData(c) : new Uint8Array(0) }));
 }
 
 /** Results in a comparable form (bytes as strings). */

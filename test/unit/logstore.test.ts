@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { open, type Database } from 'lmdb';
 import { LogStore, StorageFailed, type GroupStorage, type LogStoreOptions, type StoreEvent } from '../../src/storage/logstore.js';
 import { CorruptRecord } from '../../src/storage/codec.js';
-import { KvStateMachine, encodeKvCommand } from '../../src/storage/kv.js';
+import { KvStateMachine, kvEntryData } from '../../src/storage/kv.js';
 import { EMPTY_HARD_STATE, entryBytes } from '../../src/raft/storage.js';
 import { seededRandom } from '../../src/raft/rand.js';
 import { RaftError, type ConfState, type Entry, type HardState, type SnapshotMeta } from '../../src/raft/types.js';
@@ -950,7 +950,7 @@ describe('LogStore fail-stop', () => {
       let kv = new KvStateMachine(st);
       const scratch = st.openDB<Buffer, Buffer>('scratch', { encoding: 'binary', keyEncoding: 'binary' });
       const put = (index: number, v: string): Entry => ({
-        index, term: 1, type: 'normal', data: encodeKvCommand({ op: 'put', key: enc.encode('x'), value: enc.encode(v) }),
+        index, term: 1, type: 'normal', data: kvEntryData({ op: 'put', key: enc.encode('x'), value: enc.encode(v) }),
       });
       st.createGroup(1, CONF);
       await st.commit();

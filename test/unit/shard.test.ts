@@ -10,6 +10,7 @@ import { LogStore } from '../../src/storage/logstore.js';
 import { Shard } from '../../src/runtime/shard.js';
 import type { Message, NodeId } from '../../src/raft/types.js';
 import { until } from '../helpers/net.js';
+import type { KvResult } from '../../src/storage/kv.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -82,8 +83,8 @@ test('three shards elect, replicate, read linearizably, transfer and survive a r
     }
     // cas semantics through the log.
     const l1 = net.shards.get(leaderOf(net, 1)!)!;
-    const ok = await l1.propose(1, { op: 'cas', key: enc.encode('k1'), expected: enc.encode('v1'), value: enc.encode('w1') });
-    const bad = await l1.propose(1, { op: 'cas', key: enc.encode('k1'), expected: enc.encode('v1'), value: enc.encode('x1') });
+    const ok = <KvResult | null>await l1.propose(1, { op: 'cas', key: enc.encode('k1'), expected: enc.encode('v1'), value: enc.encode('w1') });
+    const bad = <KvResult | null>await l1.propose(1, { op: 'cas', key: enc.encode('k1'), expected: enc.encode('v1'), value: enc.encode('x1') });
     assert.equal(ok && ok.op === 'cas' && ok.swapped, true);
     assert.equal(bad && bad.op === 'cas' && bad.swapped, false);
 

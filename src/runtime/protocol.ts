@@ -1,0 +1,54 @@
+// The messages between a node's main thread and its shard workers (both directions go through a
+// PackedPort), the worker's start-up parameters, and the fixed group -> worker hash.
+import type { NodeId } from '../raft/types.js';
+import type { RuntimeErrorCode } from './errors.js';
+
+export type Consistency = 'linearizable' | 'stale';
+
+export interface WorkerInit {
+  readonly index: number;
+  readonly nodeId: NodeId;
+  /** This worker's LMDB environment directory. */
+  readonly dataDir: string;
+  /** Groups placed on this worker at bootstrap: [group, voters]. Created when absent. */
+  readonly groups: [number, NodeId[]][];
+  /** Worker count of each peer node, as known when this worker starts. */
+  readonly peerWorkers: Record<NodeId, number>;
+  readonly tickMs: number;
+  readonly raft: Record<string, unknown>;
+  readonly requestTimeoutMs: number;
+  readonly seed: number;
+  readonly logLevel?: string;
+  readonly noSync?: boolean;
+  readonly stateMachine?: { readonly module: string; readonly snapshotEvery?: number };
+}
+
+export type ToWorker =
+  | { t: 'raft'; b: Uint8Array }
+  | { t: 'propose'; id: number; g: number; d: Uint8Array; to: number }
+  | { t: 'read'; id: number; g: number; q: unknown; c: Consistency; to: number }
+  | { t: 'peers'; w: Record<NodeId, number> }
+  | { t: 'up'; p: NodeId }
+  | { t: 'down'; p: NodeId }
+  | { t: 'status'; id: number; detail: boolean }
+  | { t: 'transfer'; id: number; g: number; to: NodeId }
+  | { t: 'create'; id: number; g: number; voters: NodeId[] }
+  | { t: 'remove'; id: number; g: number }
+  | { t: 'stop'; id: number };
+
+export type FromWorker =
+  | { t: 'started'; threadId: number; groups: number }
+  | { t: 're'; id: number; ok: true; r: unknown }
+  | { t: 're'; id: number; ok: false; code: RuntimeErrorCode; msg: string; leader: NodeId }
+  | { t: 'out'; to: NodeId; w: number; b: Uint8Array }
+  | { t: 'lead'; g: number; l: NodeId; term: number };
+
+/** The worker (of `workers`) that hosts `group` on any node: a fixed integer hash, so that every
+ *  node agrees without coordination and consecutive group ids spread over workers. */
+export function workerOf(group: number, workers: number): number {
+  if (workers <= 1) return 0;
+  let h = Math.imul(group ^ (group >>> 16), 0x45d9f3b);
+  h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+  h ^= h >>> 16;
+  return (h >>> 0) % workers;
+}

@@ -1,0 +1,205 @@
+// The state machine contract of a shard, and the host for user state machines.
+//
+// A shard applies every group's committed entries through one ShardStateMachine, whose staged
+// writes go into the same LMDB transaction as the Raft log (writeInTransaction), so state, applied
+// index and client sessions move together. Two implementations:
+//  - the built-in KV (storage/kv.ts): state lives in LMDB, nothing is replayed after a restart;
+//  - UserStateMachineHost (here): a user module's in-memory state machines, one per group,
+//    loaded by module path inside the worker. Their state is saved as a snapshot blob every
+//    `snapshotEvery` applied entries (in the commit transaction); after a restart the blob is
+//    restored and the log replays from its index (the log is never compacted past the last saved
+//    blob). This is Dragonboat's "regular state machine" model.
+import { Packr, Unpackr } from 'msgpackr';
+import type { Database } from 'lmdb';
+import type { Entry, Snapshot, SnapshotMeta } from '../raft/types.js';
+import type { LogStore } from '../storage/logstore.js';
+import { checkEntry, recordResult, type SessionRecord, type SessionStore } from '../storage/session.js';
+
+export interface ShardStateMachine {
+  /** Applied index of `group` that a restart resumes from. */
+  applied(group: number): number;
+  /** Apply committed entries of one group; one result per entry (null for no-ops, conf entries
+   *  and entries at or below the applied index). */
+  apply(group: number, entries: readonly Entry[]): unknown[];
+  /** Answer a read against the state (committed entries applied so far). */
+  query(group: number, query: unknown): unknown;
+  snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot;
+  restore(group: number, snapshot: Snapshot): void;
+  /** Inside the commit transaction: write what apply/restore staged. */
+  writeInTransaction(): void;
+  /** The commit that ran writeInTransaction is durable. */
+  committed(): void;
+  /** The log may be compacted up to this index without losing what a restart replays. */
+  compactableTo(group: number): number;
+  dropGroup(group: number): void;
+}
+
+/** What a user module's state machine implements (one instance per group). Commands, queries,
+ *  results and snapshots are any msgpack-encodable values. `apply` must be deterministic: every
+ *  replica applies the same commands in the same order. An exception thrown by `apply` becomes
+ *  the command's result as a rejection (InvalidArgument) on the proposer; state is unchanged only
+ *  if the state machine left it so. */
+export interface UserStateMachine {
+  apply(command: unknown, index: number): unknown;
+  query(query: unknown): unknown;
+  snapshot(): unknown;
+  restore(state: unknown): void;
+}
+
+/** A user state machine module exports `createStateMachine`. */
+export interface UserStateMachineModule {
+  createStateMachine(group: number): UserStateMachine;
+}
+
+/** Marks a result that is a rejection raised by a user state machine's apply. */
+export const APPLY_ERROR_KEY = '__flotillaApplyError';
+
+interface Hosted {
+  sm: UserStateMachine;
+  applied: number;
+  readonly sessions: Map<string, SessionRecord>;
+  /** Index of the last durable blob. */
+  saved: number;
+  /** Index of the blob staged for the next commit (-1 when none). */
+  staged: number;
+}
+
+const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, structuredClone: false, moreTypes: false });
+
+export class UserStateMachineHost implements ShardStateMachine, SessionStore {
+  private readonly db: Database<Buffer, number>;
+  private readonly groups = new Map<number, Hosted>();
+  private readonly toSave = new Set<number>();
+  private readonly toDrop = new Set<number>();
+  private readonly pendingSaved = new Map<number, number>();
+
+  constructor(
+    private readonly store: LogStore,
+    private readonly module: UserStateMachineModule,
+    /** Save a group's blob after this many applied entries. */
+    private readonly snapshotEvery = 1024,
+  ) {
+    this.db = store.openDB<Buffer, number>('usm', { encoding: 'binary', keyEncoding: 'uint32' });
+  }
+
+  private hosted(group: number): Hosted {
+    let h = this.groups.get(group);
+    if (h) return h;
+    const sm = this.module.createStateMachine(group);
+    h = { sm, applied: 0, sessions: new Map(), saved: 0, staged: -1 };
+    const blob = this.db.getBinary(group);
+    if (blob) {
+      const [index, sessions, state] = unpackr.unpack(blob) as [number, [string, number, [number, unknown][]][], unknown];
+      sm.restore(state);
+      h.applied = h.saved = index;
+      for (const [c, lo, rs] of sessions) h.sessions.set(c, { lo, results: new Map(rs) });
+    }
+    this.groups.set(group, h);
+    return h;
+  }
+
+  private blob(h: Hosted): Uint8Array {
+    const sessions = [...h.sessions].map(([c, r]) => [c, r.lo, [...r.results]]);
+    return Uint8Array.prototype.slice.call(packr.pack([h.applied, sessions, h.sm.snapshot()]));
+  }
+
+  getSession(group: number, client: string): SessionRecord | undefined {
+    return this.hosted(group).sessions.get(client);
+  }
+
+  putSession(group: number, client: string, rec: SessionRecord): void {
+    this.hosted(group).sessions.set(client, rec);
+  }
+
+  applied(group: number): number {
+    return this.hosted(group).applied;
+  }
+
+  apply(group: number, entries: readonly Entry[]): unknown[] {
+    const h = this.hosted(group);
+    const out: unknown[] = [];
+    for (const e of entries) {
+      if (e.index <= h.applied) {
+        out.push(null);
+        continue;
+      }
+      h.applied = e.index;
+      if (e.type !== 'normal' || e.data.byteLength === 0) {
+        out.push(null);
+        continue;
+      }
+      const chk = checkEntry(this, group, e);
+      if (chk.kind === 'duplicate') {
+        out.push(chk.result);
+        continue;
+      }
+      let result: unknown;
+      try {
+        result = h.sm.apply(unpackr.unpack(chk.payload), e.index) ?? null;
+      } catch (err) {
+        result = { [APPLY_ERROR_KEY]: err instanceof Error ? err.message : String(err) };
+      }
+      if (chk.header) recordResult(this, group, chk.header, result);
+      out.push(result);
+    }
+    if (h.applied - Math.max(h.saved, h.staged) >= this.snapshotEvery) this.toSave.add(group);
+    return out;
+  }
+
+  query(group: number, query: unknown): unknown {
+    return this.hosted(group).sm.query(query);
+  }
+
+  snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot {
+    const h = this.hosted(group);
+    return { meta: metaAt(h.applied), data: this.blob(h) };
+  }
+
+  restore(group: number, snapshot: Snapshot): void {
+    const h = this.hosted(group);
+    const [index, sessions, state] = unpackr.unpack(snapshot.data) as [number, [string, number, [number, unknown][]][], unknown];
+    h.sm = this.module.createStateMachine(group);
+    h.sm.restore(state);
+    h.applied = Math.max(index, snapshot.meta.index);
+    h.sessions.clear();
+    for (const [c, lo, rs] of sessions) h.sessions.set(c, { lo, results: new Map(rs) });
+    this.toSave.add(group);
+  }
+
+  writeInTransaction(): void {
+    for (const g of this.toDrop) this.db.remove(g);
+    for (const g of this.toSave) {
+      const h = this.groups.get(g);
+      if (!h) continue;
+      this.db.put(g, Buffer.from(this.blob(h)));
+      h.staged = h.applied;
+      this.pendingSaved.set(g, h.applied);
+    }
+    this.toSave.clear();
+    this.toDrop.clear();
+  }
+
+  committed(): void {
+    for (const [g, i] of this.pendingSaved) {
+      const h = this.groups.get(g);
+      if (h) h.saved = Math.max(h.saved, i);
+    }
+    this.pendingSaved.clear();
+  }
+
+  compactableTo(group: number): number {
+    return this.hosted(group).saved;
+  }
+
+  dropGroup(group: number): void {
+    this.groups.delete(group);
+    this.toSave.delete(group);
+    this.toDrop.add(group);
+  }
+}
+
+/** Encode a user command for proposing (what UserStateMachine.apply receives, decoded). */
+export function encodeUserCommand(command: unknown): Uint8Array {
+  return Uint8Array.prototype.slice.call(packr.pack(command));
+}

@@ -1,0 +1,194 @@
+// ShardWorkers: the main thread's side of a node's worker threads. Owns the piscina pool (W
+// long-lived threads, one never-ending host task each), one PackedPort per shard, request/answer
+// correlation, and supervision: when a worker dies, piscina replaces the thread but does not
+// resubmit the task, so this restarts that shard from its LMDB environment (with backoff), while
+// its requests fail fast with Unavailable (retryable) instead of hanging.
+import { MessageChannel } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { Logger } from 'pino';
+import type { NodeId } from '../raft/types.js';
+import { PackedPort } from './channel.js';
+import { RuntimeError } from './errors.js';
+import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+
+type Request = ToWorker extends infer T ? T extends { id: number } ? Omit<T, 'id'> : never : never;
+
+interface Call {
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: Error) => void;
+}
+
+interface Slot {
+  readonly index: number;
+  port: PackedPort<ToWorker, FromWorker> | null;
+  threadId: number;
+  up: boolean;
+  readonly calls: Map<number, Call>;
+  restarts: number;
+  startedAt: number;
+  readyWaiters: (() => void)[];
+}
+
+export interface ShardWorkersOptions {
+  readonly workers: number;
+  /** Start-up parameters of shard `i` (called at each (re)start, so they can be current). */
+  readonly init: (index: number) => WorkerInit;
+  readonly log: Logger;
+  /** Raft bytes a shard wants sent to worker `w` of node `to`. */
+  readonly onOut: (to: NodeId, w: number, b: Uint8Array) => void;
+  readonly onLeader: (group: number, leader: NodeId, term: number) => void;
+  /** A shard (re)started; the node re-sends what the new worker must know. */
+  readonly onStarted?: (index: number) => void;
+}
+
+const here = fileURLToPath(import.meta.url);
+const WORKER_FILE = here.replace(/workers\.(ts|js)$/, 'worker.$1');
+const MAX_BACKOFF_MS = 5_000;
+
+export class ShardWorkers {
+  private readonly pool: Piscina;
+  private readonly slots: Slot[] = [];
+  private seq = 0;
+  private stopping = false;
+  readonly stats = { restarts: 0 };
+
+  constructor(private readonly opts: ShardWorkersOptions) {
+    this.pool = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: opts.workers,
+      maxThreads: opts.workers,
+      idleTimeout: Infinity,
+      concurrentTasksPerWorker: 1,
+      // The default 'sync' parks an idle worker in Atomics.wait, which freezes its timers (the
+      // shard's tick timer) and its MessagePort: a long-lived host task must not be parked.
+      atomics: 'disabled',
+      // A host task never ends while the node runs: piscina must never queue one behind another.
+      maxQueue: opts.workers,
+    });
+    for (let i = 0; i < opts.workers; i++) {
+      this.slots.push({ index: i, port: null, threadId: -1, up: false, calls: new Map(), restarts: 0, startedAt: 0, readyWaiters: [] });
+    }
+  }
+
+  get count(): number {
+    return this.slots.length;
+  }
+
+  /** Start every shard; resolves when all are up (rejects if one fails to start). */
+  async start(): Promise<void> {
+    await Promise.all(this.slots.map((s) => this.launch(s)));
+  }
+
+  isUp(index: number): boolean {
+    return this.slots[index].up;
+  }
+
+  private launch(slot: Slot): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    const ready = new Promise<void>((resolve, reject) => {
+      slot.readyWaiters = [resolve];
+      slot.port = new PackedPort<ToWorker, FromWorker>(port1, (items) => this.onItems(slot, items));
+      slot.startedAt = Date.now();
+      const task = this.pool.run({ ...this.opts.init(slot.index), port: port2 }, { transferList: [port2] }) as Promise<string>;
+      task.then(
+        () => this.onExit(slot, null),
+        (e: Error) => {
+          if (!slot.up) reject(e);
+          this.onExit(slot, e);
+        },
+      );
+    });
+    return ready;
+  }
+
+  private onItems(slot: Slot, items: FromWorker[]): void {
+    for (const m of items) {
+      switch (m.t) {
+        case 'out':
+          this.opts.onOut(m.to, m.w, m.b);
+          break;
+        case 'lead':
+          this.opts.onLeader(m.g, m.l, m.term);
+          break;
+        case 're': {
+          const c = slot.calls.get(m.id);
+          if (!c) break;
+          slot.calls.delete(m.id);
+          if (m.ok) c.resolve(m.r);
+          else c.reject(new RuntimeError(m.code, m.msg, m.leader));
+          break;
+        }
+        case 'started': {
+          slot.up = true;
+          slot.threadId = m.threadId;
+          this.opts.log.info({ worker: slot.index, threadId: m.threadId, groups: m.groups }, 'worker up');
+          this.opts.onStarted?.(slot.index);
+          for (const w of slot.readyWaiters) w();
+          slot.readyWaiters = [];
+          break;
+        }
+      }
+    }
+  }
+
+  private onExit(slot: Slot, err: Error | null): void {
+    const wasUp = slot.up;
+    slot.up = false;
+    slot.port?.close();
+    slot.port = null;
+    const e = new RuntimeError(this.stopping ? 'Stopped' : 'Unavailable', `worker ${slot.index} ${err ? `died: ${err.message}` : 'stopped'}`);
+    for (const c of slot.calls.values()) c.reject(e);
+    slot.calls.clear();
+    if (this.stopping || err === null) return;
+    this.stats.restarts++;
+    // Backoff grows with restarts in quick succession; a worker that ran a while starts over.
+    if (Date.now() - slot.startedAt > 30_000) slot.restarts = 0;
+    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** slot.restarts);
+    slot.restarts++;
+    this.opts.log.error({ worker: slot.index, err: err.message, wasUp, restartInMs: delay }, 'worker died; restarting its shard from disk');
+    setTimeout(() => {
+      if (this.stopping) return;
+      this.launch(slot).catch((e2: Error) => this.opts.log.error({ worker: slot.index, err: e2.message }, 'worker restart failed'));
+    }, delay).unref();
+  }
+
+  /** A request to shard `index`; rejects with Unavailable while that shard is down. */
+  call(index: number, req: Request): Promise<unknown> {
+    const slot = this.slots[index];
+    if (this.stopping) return Promise.reject(new RuntimeError('Stopped', 'node stopping'));
+    if (!slot.up || slot.port === null) return Promise.reject(new RuntimeError('Unavailable', `worker ${index} is restarting`));
+    const id = ++this.seq;
+    return new Promise((resolve, reject) => {
+      slot.calls.set(id, { resolve, reject });
+      slot.port!.post({ ...req, id } as ToWorker);
+    });
+  }
+
+  /** A message that needs no answer (dropped while the shard is down). */
+  post(index: number, m: ToWorker): void {
+    const slot = this.slots[index];
+    if (slot.up) slot.port?.post(m);
+  }
+
+  broadcast(m: ToWorker): void {
+    for (let i = 0; i < this.slots.length; i++) this.post(i, m);
+  }
+
+  /** Fault injection: terminate the thread hosting shard `index` as if it crashed. */
+  async crash(index: number): Promise<void> {
+    const slot = this.slots[index];
+    const t = this.pool.threads.find((w) => w.threadId === slot.threadId);
+    if (!t) throw new RuntimeError('InvalidArgument', `worker ${index} has no live thread`);
+    await t.terminate();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    const live = this.slots.filter((s) => s.up);
+    const stops = live.map((s) => this.call(s.index, { t: 'stop' }).catch(() => undefined));
+    this.stopping = true;
+    await Promise.race([Promise.all(stops), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    await this.pool.destroy();
+  }
+}

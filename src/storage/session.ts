@@ -1,0 +1,141 @@
+// Client sessions (Raft dissertation §6.3): every proposal the runtime makes carries the proposing
+// client's id, a sequence number and the lowest sequence number it still awaits an answer for.
+// A state machine applies each (client, seq) at most once: a retry after a timeout or a leader
+// change that finds its first attempt already applied gets the recorded result instead of a second
+// application. Results below `lo` are discarded (the client has its answers), which keeps a
+// session's table as small as the client's in-flight window.
+//
+// Owns: the command envelope (entry data) format and the per-(group, client) session record.
+// Where records live is the state machine's business (SessionStore): the built-in KV keeps them in
+// LMDB in the same transaction as the data and applied index; a user state machine keeps them in
+// memory and in its snapshots. Either way they change exactly when the state does.
+import { Packr, Unpackr } from 'msgpackr';
+import { RaftError, type Entry } from '../raft/types.js';
+import { Reader, Writer } from './codec.js';
+
+export interface SessionHeader {
+  readonly client: string;
+  readonly seq: number;
+  /** The client has answers for every seq below this. */
+  readonly lo: number;
+}
+
+/** Results kept per session at most (a client with more in flight loses the oldest: a retry of
+ *  one of those is then not recognised — the window is far above what one node keeps in flight). */
+export const MAX_RESULTS_PER_SESSION = 65_536;
+
+export interface SessionRecord {
+  lo: number;
+  /** seq -> result of its application. */
+  readonly results: Map<number, unknown>;
+}
+
+const TAG_PLAIN = 0;
+const TAG_SESSION = 1;
+
+/** Entry data for a proposal: the session header (or none) and the state machine's command. */
+export function encodeCommand(h: SessionHeader | null, payload: Uint8Array): Uint8Array {
+  const w = new Writer(payload.byteLength + 64 + (h ? h.client.length * 3 : 0));
+  if (h === null) {
+    w.u8(TAG_PLAIN);
+  } else {
+    w.u8(TAG_SESSION);
+    w.str(h.client);
+    w.num(h.seq);
+    w.num(h.lo);
+  }
+  w.bytes(payload);
+  return w.finish();
+}
+
+export function decodeCommand(data: Uint8Array): { header: SessionHeader | null; payload: Uint8Array } {
+  const r = new Reader(data, 'command');
+  const tag = r.u8();
+  let header: SessionHeader | null = null;
+  if (tag === TAG_SESSION) {
+    header = { client: r.str(), seq: r.num(), lo: r.num() };
+  } else if (tag !== TAG_PLAIN) {
+    throw new RaftError('Malformed', `unknown command tag ${tag}`);
+  }
+  const payload = r.bytes();
+  r.done();
+  return { header, payload };
+}
+
+const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, structuredClone: false, moreTypes: false });
+
+export function encodeSession(rec: SessionRecord): Uint8Array {
+  return Uint8Array.prototype.slice.call(packr.pack([rec.lo, [...rec.results]]));
+}
+
+export function decodeSession(bytes: Uint8Array): SessionRecord {
+  const [lo, results] = unpackr.unpack(bytes) as [number, [number, unknown][]];
+  return { lo, results: new Map(results) };
+}
+
+/** Where a state machine keeps its session records (reads see staged writes). */
+export interface SessionStore {
+  getSession(group: number, client: string): SessionRecord | undefined;
+  putSession(group: number, client: string, rec: SessionRecord): void;
+}
+
+/** Outcome of offering one entry to the session layer. */
+export type SessionCheck =
+  | { readonly kind: 'apply'; readonly payload: Uint8Array; readonly header: SessionHeader | null }
+  | { readonly kind: 'duplicate'; readonly result: unknown };
+
+/** Decide whether a committed normal entry applies, or is a duplicate of an applied one. */
+export function checkEntry(store: SessionStore, group: number, e: Entry): SessionCheck {
+  const { header, payload } = decodeCommand(e.data);
+  if (header === null) return { kind: 'apply', payload, header };
+  const rec = store.getSession(group, header.client);
+  if (rec !== undefined) {
+    // Below lo: answered and forgotten; a late copy of it in the log must not apply again.
+    if (header.seq < rec.lo) return { kind: 'duplicate', result: null };
+    if (rec.results.has(header.seq)) return { kind: 'duplicate', result: rec.results.get(header.seq) };
+  }
+  return { kind: 'apply', payload, header };
+}
+
+/** Record the result of an applied entry under its session. */
+export function recordResult(store: SessionStore, group: number, h: SessionHeader, result: unknown): void {
+  // Mutated in place: stores hand out staged records (a failed commit fail-stops the shard).
+  const rec: SessionRecord = store.getSession(group, h.client) ?? { lo: 0, results: new Map() };
+  rec.results.set(h.seq, result ?? null);
+  if (h.lo > rec.lo) {
+    rec.lo = h.lo;
+    for (const s of rec.results.keys()) if (s < rec.lo) rec.results.delete(s);
+  }
+  if (rec.results.size > MAX_RESULTS_PER_SESSION) {
+    const oldest = Math.min(...rec.results.keys());
+    rec.results.delete(oldest);
+  }
+  store.putSession(group, h.client, rec);
+}
+
+/** Per-client sequence numbers for the proposals one node makes (its client id is fresh per
+ *  process start, so sequence numbers never repeat under one id). */
+export class SessionClient {
+  private next = 1;
+  private readonly outstanding = new Set<number>();
+
+  constructor(readonly client: string) {}
+
+  /** A header for a new proposal; call done(seq) once its caller has the outcome. */
+  begin(): SessionHeader {
+    const seq = this.next++;
+    this.outstanding.add(seq);
+    return { client: this.client, seq, lo: this.lowest() };
+  }
+
+  done(seq: number): void {
+    this.outstanding.delete(seq);
+  }
+
+  private lowest(): number {
+    // The Set iterates in insertion order, which is seq order: the first is the lowest.
+    for (const s of this.outstanding) return s;
+    return this.next;
+  }
+}
