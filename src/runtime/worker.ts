@@ -4,7 +4,8 @@
 // thread through one PackedPort: requests and answers, and Raft traffic as packed message batches
 // (the main thread relays those bytes to and from TCP without decoding them).
 import { threadId, type MessagePort } from 'node:worker_threads';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pino } from 'pino';
 import type { Message, NodeId } from '../raft/types.js';
@@ -29,7 +30,15 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
   if (init.stateMachine) {
     const spec = init.stateMachine.module;
     const url = spec.startsWith('file:') || !(isAbsolute(spec) || spec.startsWith('.')) ? spec : pathToFileURL(resolve(spec)).href;
-    const mod = (await import(url)) as Partial<UserStateMachineModule> & { default?: Partial<UserStateMachineModule> };
+    let mod: Partial<UserStateMachineModule> & { default?: Partial<UserStateMachineModule> };
+    try {
+      mod = await import(url);
+    } catch (e) {
+      // Under a CommonJS-only TypeScript hook (tsx in worker threads during development) the ESM
+      // loader refuses .ts files while require() handles them.
+      if ((e as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e;
+      mod = createRequire(pathToFileURL(resolve('package.json')).href)(url.startsWith('file:') ? fileURLToPath(url) : url);
+    }
     const create = mod.createStateMachine ?? mod.default?.createStateMachine;
     if (typeof create !== 'function') throw new Error(`state machine module ${spec} does not export createStateMachine(group)`);
     userModule = { createStateMachine: create };

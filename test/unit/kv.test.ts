@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogStore } from '../../src/storage/logstore.js';
 import { CorruptRecord } from '../../src/storage/codec.js';
+import { encodeCommand } from '../../src/storage/session.js';
 import { KvStateMachine, MAX_KEY_BYTES, decodeKvCommand, encodeKvCommand, kvEntryData, type KvCommand, type KvResult } from '../../src/storage/kv.js';
 import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
 
@@ -322,6 +323,56 @@ describe('KV snapshots', () => {
       ]);
       assert.deepEqual(res(r), res(ra), 'the follower computes the same results as the leader');
       for (const k of ['x', 'y', 'z']) assert.equal(bNode.get(1, k), a.get(1, k), `replicas agree on ${k}`);
+    });
+  });
+});
+
+describe('client sessions (at most once per client seq)', () => {
+  const sess = (client: string, seq: number, lo: number, c: KvCommand) => encodeCommand({ client, seq, lo }, encodeKvCommand(c));
+  const at = (index: number, data: Uint8Array): Entry => ({ index, term: 1, type: 'normal', data });
+
+  test('a retried proposal applied twice in the log takes effect once and returns the first result, also after a restart', async () => {
+    await withNodes(1, async (n) => {
+      await n.applyCommit(1, [at(1, sess('c1', 1, 1, cas('k', null, 'a')))]);
+      // The client's retry of seq 1 (after a timeout) lands in the log again, after someone else's write.
+      const r = await n.applyCommit(1, [at(2, kvEntryData(put('k', 'other'))), at(3, sess('c1', 1, 1, cas('k', null, 'a')))]);
+      assert.deepEqual(res(r), [{ op: 'put' }, { op: 'cas', swapped: true, current: 'a' }], 'the duplicate returns the recorded result');
+      assert.equal(n.get(1, 'k'), 'other', 'the duplicate did not apply again');
+      await n.reopen();
+      const again = await n.applyCommit(1, [at(4, sess('c1', 1, 1, cas('k', null, 'a')))]);
+      assert.deepEqual(res(again), [{ op: 'cas', swapped: true, current: 'a' }], 'sessions survive a restart');
+      assert.equal(n.get(1, 'k'), 'other');
+      // Another client with the same seq is independent.
+      const other = await n.applyCommit(1, [at(5, sess('c2', 1, 1, put('k', 'c2')))]);
+      assert.deepEqual(res(other), [{ op: 'put' }]);
+      assert.equal(n.get(1, 'k'), 'c2');
+    });
+  });
+
+  test('results below the client\'s lowest outstanding seq are forgotten, and late copies of them never apply', async () => {
+    await withNodes(1, async (n) => {
+      await n.applyCommit(1, [at(1, sess('c', 1, 1, put('a', '1'))), at(2, sess('c', 2, 1, put('b', '1')))]);
+      assert.equal(n.kv.getSession(1, 'c')!.results.size, 2);
+      await n.applyCommit(1, [at(3, sess('c', 3, 3, put('c', '1')))]);
+      assert.deepEqual([...n.kv.getSession(1, 'c')!.results.keys()], [3], 'seqs 1 and 2 answered: dropped');
+      const late = await n.applyCommit(1, [at(4, sess('c', 1, 1, put('a', 'late')))]);
+      assert.deepEqual(late, [null]);
+      assert.equal(n.get(1, 'a'), '1', 'a late copy of an answered seq does not apply');
+    });
+  });
+
+  test('sessions travel in snapshots: a replica restored from one recognises retries', async () => {
+    await withNodes(2, async (a, bNode) => {
+      await a.applyCommit(1, [at(1, sess('c', 7, 7, cas('x', null, 'first')))]);
+      const snap = a.kv.snapshot(1, metaAt);
+      bNode.store.createGroup(1, CONF);
+      bNode.kv.restore(1, snap);
+      bNode.store.write({ group: 1, snapshot: snap.meta });
+      await bNode.store.commit(() => bNode.kv.writeInTransaction());
+      bNode.kv.committed();
+      const r = await bNode.applyCommit(1, [at(2, sess('c', 7, 7, cas('x', null, 'first')))]);
+      assert.deepEqual(res(r), [{ op: 'cas', swapped: true, current: 'first' }]);
+      assert.equal(bNode.get(1, 'x'), 'first');
     });
   });
 });
