@@ -45,9 +45,14 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-export function startAdmin(node: FlotillaNode, host: string, port: number, log: Logger): Promise<Server> {
+export interface AdminOptions {
+  /** Enables POST /debug/crash-worker?worker=N (fault drills and tests). Default false. */
+  readonly faultInjection?: boolean;
+}
+
+export function startAdmin(node: FlotillaNode, host: string, port: number, log: Logger, o: AdminOptions = {}): Promise<Server> {
   const server = createServer((req, res) => {
-    handle(node, req, res).catch((e: unknown) => {
+    handle(node, req, res, o).catch((e: unknown) => {
       if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });
       if (e instanceof RuntimeError) return send(res, STATUS_OF[e.code] ?? 500, { error: e.code, message: e.message, leader: e.leader || undefined });
       log.error({ err: (e as Error).message }, 'admin request failed');
@@ -63,8 +68,15 @@ export function startAdmin(node: FlotillaNode, host: string, port: number, log: 
   });
 }
 
-async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerResponse, o: AdminOptions): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://admin');
+  if (url.pathname === '/debug/crash-worker' && req.method === 'POST') {
+    if (!o.faultInjection) throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');
+    const w = Number(url.searchParams.get('worker') ?? 0);
+    if (!Number.isInteger(w) || w < 0 || w >= node.workerCount) throw new HttpError(400, 'InvalidArgument', `worker must be 0..${node.workerCount - 1}`);
+    await node.crashWorker(w);
+    return send(res, 200, { ok: true, crashed: w });
+  }
   if (url.pathname === '/status' && req.method === 'GET') {
     const st = await node.status({ detail: url.searchParams.has('groups') });
     return send(res, 200, st);

@@ -28,6 +28,7 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
                         groups, replication, admin, workers, zone, rack, tickMs, electionTicks,
                         timingScale, requestTimeoutMs, stateMachine, logLevel); flags override it
   --log-level LEVEL     pino level (default info)
+  --fault-injection     enable POST /debug/crash-worker on the admin server (drills, tests)
 `;
 
 export class ConfigError extends Error {
@@ -53,6 +54,7 @@ interface NodeConfig {
   timingScale?: number;
   requestTimeoutMs?: number;
   stateMachine?: string;
+  faultInjection?: boolean;
 }
 
 function positiveInt(field: string, v: unknown): number {
@@ -80,7 +82,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
       groups: { type: 'string' }, replication: { type: 'string' }, admin: { type: 'string' }, 'tick-ms': { type: 'string' },
       'election-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
       workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
-      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' },
+      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' },
     },
   });
   let file: Partial<Record<string, unknown>> = {};
@@ -139,6 +141,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     if (typeof sm !== 'string' || sm.length === 0) throw new ConfigError('stateMachine', 'must be a module path');
     cfg.stateMachine = sm;
   }
+  if (values['fault-injection'] || file.faultInjection === true) cfg.faultInjection = true;
   return cfg;
 }
 
@@ -167,7 +170,7 @@ export async function runStart(argv: string[]): Promise<number> {
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   if (cfg.admin) {
     try {
-      admin = await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger);
+      admin = await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger, { faultInjection: cfg.faultInjection });
     } catch (e) {
       process.stderr.write(`flotilla start: admin: cannot listen on ${cfg.admin}: ${(e as Error).message}\n`);
       await node.stop();
