@@ -67,6 +67,10 @@ export class Progress {
   snapshotTicks = 0;
   /** Highest commit index sent to this follower. */
   sentCommit = 0;
+  /** An append went to this follower since the last periodic heartbeat. */
+  appendedSinceHeartbeat = false;
+  /** This follower accepted an append since the last periodic heartbeat. */
+  ackedSinceHeartbeat = false;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflight: number, public isLearner: boolean) {

@@ -282,7 +282,7 @@ export class Raft {
       this.heartbeatElapsed = 0;
       // Carry the newest pending read so a lost confirmation round is retried; its quorum of
       // acks releases every earlier read too.
-      this.bcastHeartbeat(this.reads.lastCtx());
+      this.bcastHeartbeat(this.reads.lastCtx(), true);
     }
     this.maybeQuiesce();
   }
@@ -601,6 +601,7 @@ export class Raft {
 
   private handleAppResp(m: MsgAppResp, pr: Progress): void {
     pr.recentActive = true;
+    if (!m.reject) pr.ackedSinceHeartbeat = true;
     pr.unreachable = false;
     if (m.reject) {
       let next = m.hintIndex;
@@ -680,6 +681,7 @@ export class Raft {
     // An empty append is still worth sending when it tells the follower a newer commit index.
     if (entries.length === 0 && !sendIfEmpty && !pr.canBumpCommit(this.log.committed)) return false;
     this.send({ type: 'app', to, index: prevIndex, logTerm: prevTerm as number, entries, commit: this.log.committed });
+    pr.appendedSinceHeartbeat = true;
     pr.sentEntries(entries.length > 0 ? entries[entries.length - 1].index : prevIndex, entries.length);
     pr.sentCommit = Math.max(pr.sentCommit, this.log.committed);
     return true;
@@ -698,9 +700,21 @@ export class Raft {
     for (const id of this.tracker.progress.keys()) if (id !== this.id) this.sendAppend(id, true);
   }
 
-  private bcastHeartbeat(ctx: string): void {
+  /** `periodic`: the tick's heartbeat, which a follower in replicate state that got an append
+   *  and answered one since the last heartbeat does not need (the append reset its election clock
+   *  and carried the commit index; the answers keep the leader's quorum check alive; a follower
+   *  that stopped answering gets heartbeats again, which is how a deposed leader learns the new
+   *  term). Under load this removes most
+   *  heartbeat traffic of thousands of groups. Never skipped for reads (the round confirms
+   *  leadership) or with lease reads (the lease is extended by heartbeat acks). */
+  private bcastHeartbeat(ctx: string, periodic = false): void {
+    const mayCoast = periodic && this.cfg.coastHeartbeats && ctx === '' && !this.cfg.leaseReads;
     for (const [id, pr] of this.tracker.progress) {
       if (id === this.id) continue;
+      const coast = mayCoast && pr.appendedSinceHeartbeat && pr.ackedSinceHeartbeat && pr.state === 'replicate';
+      pr.appendedSinceHeartbeat = false;
+      pr.ackedSinceHeartbeat = false;
+      if (coast) continue;
       const commit = Math.min(pr.match, this.log.committed);
       pr.sentCommit = Math.max(pr.sentCommit, commit);
       this.send({ type: 'hb', to: id, commit, ctx, seq: this.leaderTicks, quiesce: false });

@@ -106,6 +106,9 @@ export interface ReadOptions extends ProposeOptions {
 
 const enc = new TextEncoder();
 const asBytes = (k: Uint8Array | string): Uint8Array => (typeof k === 'string' ? enc.encode(k) : k);
+/** Results cross thread and node boundaries as Buffers or Uint8Arrays: callers always get the latter. */
+const plainBytes = (b: Uint8Array | null | undefined): Uint8Array | null =>
+  b == null ? null : b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class FlotillaNode {
@@ -342,11 +345,11 @@ export class FlotillaNode {
       const r = (await this.propose(groupOfKey(k, this.opts.groups), {
         op: 'cas', key: k, expected: expected === null ? null : asBytes(expected), value: value === null ? null : asBytes(value),
       }, o)) as KvResult | null;
-      return r && r.op === 'cas' ? { swapped: r.swapped, current: r.current } : { swapped: false, current: null };
+      return r && r.op === 'cas' ? { swapped: r.swapped, current: plainBytes(r.current) } : { swapped: false, current: null };
     },
     get: async (key: Uint8Array | string, consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable', o?: ProposeOptions) => {
       const k = asBytes(key);
-      return ((await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null) ?? null;
+      return plainBytes((await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null);
     },
     groupOf: (key: Uint8Array | string) => groupOfKey(asBytes(key), this.opts.groups),
   };

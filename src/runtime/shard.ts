@@ -88,7 +88,12 @@ export class Shard {
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly retain: number;
-  readonly stats = { loops: 0, commits: 0, messagesIn: 0, messagesOut: 0, rejected: 0, ticks: 0 };
+  readonly stats = {
+    loops: 0, commits: 0, messagesIn: 0, messagesOut: 0, rejected: 0, ticks: 0,
+    /** Milliseconds spent per phase: stepping+ticking, collecting Readies, staging (log writes,
+     *  applies), awaiting the commit, and after it (acks, waiters, advance). */
+    msStep: 0, msReady: 0, msStage: 0, msCommit: 0, msAfter: 0,
+  };
 
   private constructor(private readonly opts: ShardOptions) {
     if (opts.raft?.leaseReads) {
@@ -114,6 +119,7 @@ export class Shard {
     const storage = this.opts.store.storage(id);
     const node = new RaftNode({
       quiesceAfterTicks: 30,
+      coastHeartbeats: true,
       ...this.opts.raft,
       id: this.opts.nodeId, group: id, storage,
       applied: this.sm.applied(id),
@@ -326,6 +332,12 @@ export class Shard {
 
   /** One loop iteration. Returns false when there was nothing to do. */
   private async iterate(): Promise<boolean> {
+    let t = performance.now();
+    const lap = (k: 'msStep' | 'msReady' | 'msStage' | 'msCommit' | 'msAfter') => {
+      const now = performance.now();
+      this.stats[k] += now - t;
+      t = now;
+    };
     const removed = this.removals;
     this.removals = [];
     for (const id of removed) {
@@ -355,9 +367,11 @@ export class Shard {
       if (!r.ok) this.stats.rejected++;
       this.active.add(g);
     }
+    lap('msStep');
     const readies: [Group, Ready][] = [];
     for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
     this.active.clear();
+    lap('msReady');
     if (readies.length === 0 && removed.length === 0) return false;
     this.stats.loops++;
 
@@ -386,7 +400,9 @@ export class Shard {
       }
       if (rd.committed.length > 0) results.push([g, rd.committed as Entry[], this.sm.apply(g.id, rd.committed)]);
     }
+    lap('msStage');
     await this.opts.store.commit(() => this.sm.writeInTransaction());
+    lap('msCommit');
     this.sm.committed();
     this.stats.commits++;
 
@@ -432,6 +448,7 @@ export class Shard {
       g.node.advance();
       this.active.add(g); // advance may have produced more (e.g. a commit after self-ack)
     }
+    lap('msAfter');
     return true;
   }
 

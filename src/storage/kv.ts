@@ -81,6 +81,8 @@ function equal(a: Uint8Array | null, b: Uint8Array | null): boolean {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+const SESSION_CACHE_MAX = 100_000;
+const sessionKey = (group: number, client: string) => `${group}\u0000${client}`;
 
 export class KvStateMachine implements SessionStore {
   private readonly data: Database<Buffer, Buffer>;
@@ -88,6 +90,9 @@ export class KvStateMachine implements SessionStore {
   private readonly sessionsDb: Database<Buffer, Buffer>;
   /** Staged session records: (group, client) key hex -> record. */
   private sessionOverlay = new Map<string, { key: Buffer; rec: SessionRecord }>();
+  /** Committed session records recently used (sessionKey -> record): a retry-free proposal
+   *  otherwise costs an LMDB read and a decode per entry. */
+  private readonly sessionCache = new Map<string, SessionRecord>();
   private readonly pendingDrops = new Set<number>();
   /** Writes applied but not yet committed: key (hex) -> value (null = deleted). */
   private overlay = new Map<string, { key: Buffer; value: Buffer | null }>();
@@ -104,19 +109,37 @@ export class KvStateMachine implements SessionStore {
   }
 
   getSession(group: number, client: string): SessionRecord | undefined {
-    const k = dataKey(group, enc.encode(client));
-    const hex = k.toString('hex');
-    const o = this.sessionOverlay.get(hex);
+    const sk = sessionKey(group, client);
+    const o = this.sessionOverlay.get(sk);
     if (o) return o.rec;
     const r = this.pendingRestores.get(group);
-    if (r) return r.sessions.get(hex)?.rec;
-    const b = this.sessionsDb.getBinary(k);
-    return b ? decodeSession(b) : undefined;
+    if (r) return r.sessions.get(sk)?.rec;
+    const c = this.sessionCache.get(sk);
+    if (c) return c;
+    const b = this.sessionsDb.getBinary(dataKey(group, enc.encode(client)));
+    if (!b) return undefined;
+    const rec = decodeSession(b);
+    this.cacheSession(sk, rec);
+    return rec;
   }
 
   putSession(group: number, client: string, rec: SessionRecord): void {
-    const k = dataKey(group, enc.encode(client));
-    this.sessionOverlay.set(k.toString('hex'), { key: k, rec });
+    const sk = sessionKey(group, client);
+    const o = this.sessionOverlay.get(sk);
+    if (o) o.rec = rec;
+    else this.sessionOverlay.set(sk, { key: dataKey(group, enc.encode(client)), rec });
+  }
+
+  private cacheSession(sk: string, rec: SessionRecord): void {
+    // Committed records only; bounded by dropping everything (they are re-read from LMDB).
+    if (this.sessionCache.size >= SESSION_CACHE_MAX) this.sessionCache.clear();
+    this.sessionCache.set(sk, rec);
+  }
+
+  private forgetGroupSessions(group: number): void {
+    const prefix = sessionKey(group, '');
+    for (const k of [...this.sessionOverlay.keys()]) if (k.startsWith(prefix)) this.sessionOverlay.delete(k);
+    for (const k of [...this.sessionCache.keys()]) if (k.startsWith(prefix)) this.sessionCache.delete(k);
   }
 
   /** The applied index of `group` as last committed (what a restart resumes from). */
@@ -213,6 +236,8 @@ export class KvStateMachine implements SessionStore {
   committed(): void {
     this.overlay.clear();
     this.pendingDrops.clear();
+    for (const [sk, { rec }] of this.sessionOverlay) this.cacheSession(sk, rec);
+    for (const r of this.pendingRestores.values()) for (const [sk, { rec }] of r.sessions) this.cacheSession(sk, rec);
     this.sessionOverlay.clear();
     this.appliedOverlay.clear();
     this.pendingRestores.clear();
@@ -222,7 +247,7 @@ export class KvStateMachine implements SessionStore {
   dropGroup(group: number): void {
     const prefix = dataKey(group, new Uint8Array(0)).toString('hex');
     for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
-    for (const k of [...this.sessionOverlay.keys()]) if (k.startsWith(prefix)) this.sessionOverlay.delete(k);
+    this.forgetGroupSessions(group);
     this.pendingRestores.delete(group);
     this.appliedOverlay.delete(group);
     this.pendingDrops.add(group);
@@ -296,8 +321,8 @@ export class KvStateMachine implements SessionStore {
     const sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
     const ns = r.u32();
     for (let i = 0; i < ns; i++) {
-      const key = dataKey(group, enc.encode(r.str()));
-      sessions.set(key.toString('hex'), { key, rec: decodeSession(r.bytes()) });
+      const client = r.str();
+      sessions.set(sessionKey(group, client), { key: dataKey(group, enc.encode(client)), rec: decodeSession(r.bytes()) });
     }
     r.done();
     if (index !== snapshot.meta.index) {
@@ -306,7 +331,7 @@ export class KvStateMachine implements SessionStore {
     // Drop overlay writes of this group: the snapshot supersedes them.
     const prefix = dataKey(group, new Uint8Array(0)).toString('hex');
     for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
-    for (const k of [...this.sessionOverlay.keys()]) if (k.startsWith(prefix)) this.sessionOverlay.delete(k);
+    this.forgetGroupSessions(group);
     this.pendingRestores.set(group, { snapshot, data, sessions });
     this.appliedOverlay.set(group, snapshot.meta.index);
   }

@@ -1,0 +1,73 @@
+// Child process of the cluster benchmark: one flotilla node with an embedded load generator.
+// Protocol over IPC: parent sends {cmd:'load', seconds, proposers, valueBytes, groups, local};
+// child answers {kind:'ready'} once started, {kind:'status', leaders} on request and
+// {kind:'result', writes, errors, latenciesMs[]} after a load run.
+import { parseArgs } from 'node:util';
+import { startNode } from '../src/runtime/node.js';
+import { groupOfKey } from '../src/runtime/node.js';
+
+const { values } = parseArgs({
+  options: {
+    id: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, peer: { type: 'string', multiple: true },
+    groups: { type: 'string' }, workers: { type: 'string' }, 'tick-ms': { type: 'string' },
+  },
+});
+const peers: Record<string, string> = {};
+for (const p of values.peer ?? []) peers[p.slice(0, p.indexOf('='))] = p.slice(p.indexOf('=') + 1);
+const groups = Number(values.groups);
+const node = await startNode({
+  id: values.id!, dataDir: values.data!, listen: values.listen!, peers, groups,
+  workers: Number(values.workers ?? 1), tickMs: Number(values['tick-ms'] ?? 100), requestTimeoutMs: 30_000,
+});
+const send = (m: unknown) => process.send!(m);
+send({ kind: 'ready' });
+
+const enc = new TextEncoder();
+process.on('message', async (m: { cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean }) => {
+  if (m.cmd === 'status') {
+    const st = await node.status();
+    send({ kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced });
+    return;
+  }
+  if (m.cmd === 'stop') {
+    await node.stop();
+    process.exit(0);
+  }
+  if (m.cmd !== 'load') return;
+  // Keys this node's proposers write: with `local`, only keys of groups this node leads (each
+  // node drives its own leaders, as a sharded client would); otherwise keys of every group.
+  const st = await node.status({ detail: true });
+  const led = new Set((st.perGroup as { group: number; role: string }[]).filter((g) => g.role === 'leader').map((g) => g.group));
+  const keys: Uint8Array[] = [];
+  for (let i = 0; keys.length < 4096 && i < 1_000_000; i++) {
+    const k = enc.encode(`${node.id}-k${i}`);
+    if (!m.local || led.has(groupOfKey(k, groups))) keys.push(k);
+  }
+  const value = new Uint8Array(m.valueBytes ?? 16).fill(120);
+  const lat: number[] = [];
+  let writes = 0;
+  let errors = 0;
+  const end = performance.now() + (m.seconds ?? 10) * 1000;
+  const proposer = async (p: number) => {
+    for (let i = p; performance.now() < end; i += m.proposers!) {
+      const t = performance.now();
+      try {
+        await node.kv.put(keys[i % keys.length], value);
+        lat.push(performance.now() - t);
+        writes++;
+      } catch {
+        errors++;
+      }
+    }
+  };
+  const before = await node.status();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: m.proposers ?? 64 }, (_, p) => proposer(p)));
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const after = await node.status();
+  const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
+  const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
+  send({ kind: 'result', perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
+});

@@ -1,0 +1,104 @@
+// Cluster benchmark: 3 node processes on 127.0.0.1 (fsync on, built-in KV, 16-byte values), each
+// with an embedded load generator (the embedded API, many concurrent proposers per node).
+// Reports committed writes/s and latency percentiles, Dragonboat-style, per configuration.
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+
+export interface ClusterResult {
+  name: string;
+  groups: number;
+  workersPerNode: number;
+  proposersPerNode: number;
+  valueBytes: number;
+  local: boolean;
+  writesPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  errors: number;
+  electSeconds: number;
+  cpuPctPerNode: number[];
+  seconds: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function pct(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+export async function runCluster(o: { groups: number; workers: number; proposers: number; valueBytes: number; seconds: number; local: boolean }): Promise<ClusterResult> {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-bench-cluster-'));
+  const ids = ['n1', 'n2', 'n3'];
+  const ports = await Promise.all(ids.map(() => freePort()));
+  const addr = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+  const kids = new Map<string, ChildProcess>();
+  const next = (c: ChildProcess, kind: string) => new Promise<Record<string, unknown>>((resolve, reject) => {
+    const on = (m: Record<string, unknown>) => {
+      if (m.kind === kind) {
+        c.off('message', on);
+        resolve(m);
+      }
+    };
+    c.on('message', on);
+    c.once('exit', (code) => reject(new Error(`bench node exited with ${code}`)));
+    c.setMaxListeners(0);
+  });
+  try {
+    for (const id of ids) {
+      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(o.groups), '--workers', String(o.workers)];
+      for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
+      kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, { execArgv: ['--import', 'tsx', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    }
+    await Promise.all([...kids.values()].map((c) => next(c, 'ready')));
+    const t0 = performance.now();
+    for (;;) {
+      const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
+      if (st.reduce((a, s) => a + (s.leaders as number), 0) === o.groups) break;
+      if (performance.now() - t0 > 300_000) throw new Error('groups not elected in 300 s');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const electSeconds = (performance.now() - t0) / 1000;
+    const results = await Promise.all([...kids.values()].map((c) => {
+      c.send({ cmd: 'load', seconds: o.seconds, proposers: o.proposers, valueBytes: o.valueBytes, local: o.local });
+      return next(c, 'result');
+    }));
+    if (process.env.BENCH_VERBOSE) for (const r of results) process.stderr.write(`loop/s ${JSON.stringify(r.perSecond)}\n`);
+    const total = results.reduce((a, r) => a + (r.writes as number), 0);
+    const secs = Math.max(...results.map((r) => r.seconds as number));
+    const lat = Float64Array.from(results.flatMap((r) => r.latenciesMs as number[])).sort();
+    for (const c of kids.values()) c.send({ cmd: 'stop' });
+    await Promise.all([...kids.values()].map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+    return {
+      name: `${o.groups} groups, ${o.valueBytes} B, ${o.proposers}x3 proposers${o.local ? ', local leaders' : ''}`,
+      groups: o.groups, workersPerNode: o.workers, proposersPerNode: o.proposers, valueBytes: o.valueBytes, local: o.local,
+      writesPerSec: Math.round(total / secs), p50Ms: round(pct(lat, 50)), p99Ms: round(pct(lat, 99)), p999Ms: round(pct(lat, 99.9)),
+      errors: results.reduce((a, r) => a + (r.errors as number), 0), electSeconds: round(electSeconds, 1),
+      cpuPctPerNode: results.map((r) => Math.round(r.cpuPct as number)), seconds: round(secs, 1),
+    };
+  } finally {
+    for (const c of kids.values()) if (c.exitCode === null) c.kill('SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+// Direct use: node --import tsx bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
+if (process.argv[1] === import.meta.filename) {
+  const [g, w, p, s, local] = process.argv.slice(2);
+  const r = await runCluster({ groups: Number(g ?? 1000), workers: Number(w ?? 1), proposers: Number(p ?? 256), valueBytes: 16, seconds: Number(s ?? 10), local: local === 'local' });
+  process.stdout.write(JSON.stringify(r) + '\n');
+}
