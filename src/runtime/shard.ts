@@ -83,6 +83,9 @@ export class Shard {
   private running = false;
   private stopped = false;
   private readSeq = 0;
+  /** Peers the liveness layer reports down: a group that becomes leader learns of them at once
+   *  (else it would wait on them forever and never quiesce). */
+  private readonly downPeers = new Set<NodeId>();
   /** Groups removed since the last iteration; their storage goes with the next commit. */
   private removals: number[] = [];
   private readonly log: Logger;
@@ -293,6 +296,7 @@ export class Shard {
 
   /** The node-liveness layer says `peer` is down / back: tell the groups that care. */
   peerDown(peer: NodeId): void {
+    this.downPeers.add(peer);
     for (const g of this.groups.values()) {
       if (g.leader === peer) g.node.leaderUnreachable();
       g.node.reportUnreachable(peer);
@@ -302,6 +306,7 @@ export class Shard {
   }
 
   peerUp(peer: NodeId): void {
+    this.downPeers.delete(peer);
     for (const g of this.groups.values()) {
       const st = g.node.status();
       if (st.role === 'leader' && st.conf.voters.concat(st.conf.learners).includes(peer)) {
@@ -467,6 +472,7 @@ export class Shard {
     if (leader !== g.leader) {
       this.log.info({ group: g.id, leader, role }, 'leader changed');
       g.leader = leader;
+      if (leader === this.opts.nodeId) for (const p of this.downPeers) g.node.reportUnreachable(p);
       this.opts.onLeader?.(g.id, leader, g.node.status().term);
     }
   }

@@ -105,7 +105,13 @@ export function recordResult(store: SessionStore, group: number, h: SessionHeade
   rec.results.set(h.seq, result ?? null);
   if (h.lo > rec.lo) {
     rec.lo = h.lo;
-    for (const s of rec.results.keys()) if (s < rec.lo) rec.results.delete(s);
+    // Results are inserted in (nearly) seq order: drop from the front while below lo. One that
+    // arrived out of order may stay behind a newer one a while; it is never consulted (seq < lo
+    // is answered before the table) and the size cap bounds it.
+    for (const s of rec.results.keys()) {
+      if (s >= rec.lo) break;
+      rec.results.delete(s);
+    }
   }
   if (rec.results.size > MAX_RESULTS_PER_SESSION) {
     const oldest = Math.min(...rec.results.keys());

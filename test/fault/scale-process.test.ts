@@ -1,0 +1,70 @@
+// Scale: 3 node processes x 10,000 groups on this 2-core machine elect every group and then go
+// quiet: every replica quiesces and no Raft traffic flows while idle. Then one node is killed
+// (kill -9): only the groups it led wake up to elect (the liveness layer tells their followers),
+// the rest stay quiesced, and once the new leaders are in place the cluster is silent again —
+// a dead peer neither wakes every group at once nor keeps them awake.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePorts, until } from '../helpers/net.js';
+
+const MAIN = 'src/cli/main.ts';
+const GROUPS = 10_000;
+const ids = ['n1', 'n2', 'n3'];
+
+interface Status {
+  leaders: number;
+  quiesced: number;
+  groups: number;
+  runtime: { relayedOut: number };
+}
+
+test('3 processes x 10,000 groups elect every group, go silent, and stay calm when a node dies', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-scale-'));
+  const ports = await freePorts(6);
+  const raft = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+  const admin = new Map(ids.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
+  const procs = new Map<string, ChildProcess>();
+  const status = async (id: string) => (await (await fetch(`${admin.get(id)}/status`)).json()) as Status;
+  const all = async (nodes: string[]) => Promise.all(nodes.map(status));
+  const sum = (xs: Status[], k: 'leaders' | 'quiesced') => xs.reduce((a, s) => a + s[k], 0);
+  const t0 = Date.now();
+  try {
+    for (const [i, id] of ids.entries()) {
+      const args = ['--import', 'tsx', MAIN, 'start', '--id', id, '--data', join(root, id), '--listen', raft.get(id)!,
+        '--admin', `127.0.0.1:${ports[3 + i]}`, '--groups', String(GROUPS), '--workers', '2', '--log-level', 'warn'];
+      for (const p of ids) if (p !== id) args.push('--peer', `${p}=${raft.get(p)}`);
+      procs.set(id, spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] }));
+    }
+    await until('every group elected', async () => sum(await all(ids), 'leaders') === GROUPS, 300_000, 1000);
+    const elected = Date.now() - t0;
+    await until('every replica quiesced', async () => sum(await all(ids), 'quiesced') === 3 * GROUPS, 180_000, 1000);
+    const quiet = Date.now() - t0;
+    const silent = async (nodes: string[], what: string) => {
+      const before = (await all(nodes)).map((s) => s.runtime.relayedOut);
+      await new Promise((r) => setTimeout(r, 3000));
+      const after = (await all(nodes)).map((s) => s.runtime.relayedOut);
+      assert.deepEqual(after, before, `${what}: no Raft batch left any node in 3 s`);
+    };
+    await silent(ids, 'all quiesced');
+
+    // n3 dies. Only the groups it led (a third) elect; the others never needed to wake.
+    const ledByN3 = (await status('n3')).leaders;
+    procs.get('n3')!.kill('SIGKILL');
+    const killed = Date.now();
+    const live = ['n1', 'n2'];
+    await until('n3\'s groups re-elected', async () => sum(await all(live), 'leaders') === GROUPS, 180_000, 1000);
+    const reelected = Date.now() - killed;
+    await until('quiet again', async () => sum(await all(live), 'quiesced') === 2 * GROUPS, 180_000, 1000);
+    await silent(live, 'after the failover');
+    t.diagnostic(`elected ${GROUPS} groups in ${(elected / 1000).toFixed(1)} s, all ${3 * GROUPS} replicas quiesced at ` +
+      `${(quiet / 1000).toFixed(1)} s; n3 led ${ledByN3}: re-elected in ${(reelected / 1000).toFixed(1)} s, quiet again at ` +
+      `${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
+  } finally {
+    for (const p of procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+  }
+});
