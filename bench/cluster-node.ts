@@ -29,6 +29,25 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
     send({ kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced });
     return;
   }
+  if (m.cmd === 'idle') {
+    await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
+    const st0 = await node.status();
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, (m.seconds ?? 5) * 1000));
+    const cpu = process.cpuUsage(cpu0);
+    const secs = (performance.now() - t0) / 1000;
+    const st1 = await node.status();
+    const frames = (st: typeof st0) => Object.values(st.transport.peers).reduce((a, p) => a + p.framesSent, 0);
+    send({
+      kind: 'idle', cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, rssBytes: process.memoryUsage().rss,
+      groups: st1.groups, quiesced: st1.quiesced, raftBatchesOut: st1.runtime.relayedOut - st0.runtime.relayedOut,
+      framesSent: frames(st1) - frames(st0),
+      loops: st1.shards.map((x, i) => ((x as unknown as { loop: { loops: number } }).loop?.loops ?? 0) - ((st0.shards[i] as unknown as { loop: { loops: number } }).loop?.loops ?? 0)),
+      ticks: st1.shards.map((x, i) => ((x as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0) - ((st0.shards[i] as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0)),
+    });
+    return;
+  }
   if (m.cmd === 'stop') {
     await node.stop();
     process.exit(0);

@@ -41,30 +41,88 @@ function pct(sorted: Float64Array, p: number): number {
 
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
-export async function runCluster(o: { groups: number; workers: number; proposers: number; valueBytes: number; seconds: number; local: boolean }): Promise<ClusterResult> {
+export interface IdleResult {
+  groups: number;
+  workersPerNode: number;
+  electSeconds: number;
+  quiesceSeconds: number;
+  idleCpuPctPerNode: number[];
+  rssMiBPerNode: number[];
+  rssKiBPerReplica: number;
+  raftBatchesWhileIdle: number;
+  framesWhileIdle: number;
+}
+
+/** Start 3 nodes with `groups` groups, wait until every group is elected and every replica
+ *  quiesced, then measure CPU, memory and traffic over `seconds` of idleness. */
+export async function runIdle(o: { groups: number; workers: number; seconds: number }): Promise<IdleResult> {
+  return withCluster(o.groups, o.workers, async (kids, next) => {
+    const t0 = performance.now();
+    const poll = async () => Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
+    let electSeconds = 0;
+    for (;;) {
+      const st = await poll();
+      if (!electSeconds && st.reduce((a, s) => a + (s.leaders as number), 0) === o.groups) electSeconds = (performance.now() - t0) / 1000;
+      if (electSeconds && st.every((s) => s.quiesced === s.groups)) break;
+      if (performance.now() - t0 > 1_800_000) throw new Error('not elected and quiesced in 30 min');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const quiesceSeconds = (performance.now() - t0) / 1000;
+    const idle = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'idle', seconds: o.seconds }); return next(c, 'idle'); }));
+    const rss = idle.map((r) => r.rssBytes as number);
+    if (process.env.BENCH_VERBOSE) process.stderr.write(`idle: ${JSON.stringify(idle)}\n`);
+    const replicas = idle.reduce((a, r) => a + (r.groups as number), 0);
+    return {
+      groups: o.groups, workersPerNode: o.workers, electSeconds: round(electSeconds, 1), quiesceSeconds: round(quiesceSeconds, 1),
+      idleCpuPctPerNode: idle.map((r) => round(r.cpuPct as number, 2)), rssMiBPerNode: rss.map((b) => Math.round(b / 2 ** 20)),
+      rssKiBPerReplica: round(rss.reduce((a, b) => a + b, 0) / replicas / 1024, 1),
+      raftBatchesWhileIdle: idle.reduce((a, r) => a + (r.raftBatchesOut as number), 0),
+      framesWhileIdle: idle.reduce((a, r) => a + (r.framesSent as number), 0),
+    };
+  });
+}
+
+type Next = (c: ChildProcess, kind: string) => Promise<Record<string, unknown>>;
+
+async function withCluster<T>(groups: number, workers: number, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-bench-cluster-'));
   const ids = ['n1', 'n2', 'n3'];
   const ports = await Promise.all(ids.map(() => freePort()));
   const addr = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const kids = new Map<string, ChildProcess>();
-  const next = (c: ChildProcess, kind: string) => new Promise<Record<string, unknown>>((resolve, reject) => {
+  const next: Next = (c, kind) => new Promise<Record<string, unknown>>((resolve, reject) => {
     const on = (m: Record<string, unknown>) => {
       if (m.kind === kind) {
         c.off('message', on);
         resolve(m);
       }
     };
+    c.setMaxListeners(0);
     c.on('message', on);
     c.once('exit', (code) => reject(new Error(`bench node exited with ${code}`)));
-    c.setMaxListeners(0);
   });
   try {
     for (const id of ids) {
-      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(o.groups), '--workers', String(o.workers)];
+      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), '--workers', String(workers)];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
-      kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, { execArgv: ['--import', 'tsx', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+      kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, {
+        execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      }));
     }
     await Promise.all([...kids.values()].map((c) => next(c, 'ready')));
+    const r = await fn(kids, next);
+    for (const c of kids.values()) c.send({ cmd: 'stop' });
+    await Promise.all([...kids.values()].map((c) => new Promise((res) => (c.exitCode !== null ? res(null) : c.once('exit', res)))));
+    return r;
+  } finally {
+    for (const c of kids.values()) if (c.exitCode === null) c.kill('SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+export async function runCluster(o: { groups: number; workers: number; proposers: number; valueBytes: number; seconds: number; local: boolean }): Promise<ClusterResult> {
+  return withCluster(o.groups, o.workers, async (kids, next) => {
     const t0 = performance.now();
     for (;;) {
       const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
@@ -81,8 +139,6 @@ export async function runCluster(o: { groups: number; workers: number; proposers
     const total = results.reduce((a, r) => a + (r.writes as number), 0);
     const secs = Math.max(...results.map((r) => r.seconds as number));
     const lat = Float64Array.from(results.flatMap((r) => r.latenciesMs as number[])).sort();
-    for (const c of kids.values()) c.send({ cmd: 'stop' });
-    await Promise.all([...kids.values()].map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
     return {
       name: `${o.groups} groups, ${o.valueBytes} B, ${o.proposers}x3 proposers${o.local ? ', local leaders' : ''}`,
       groups: o.groups, workersPerNode: o.workers, proposersPerNode: o.proposers, valueBytes: o.valueBytes, local: o.local,
@@ -90,15 +146,18 @@ export async function runCluster(o: { groups: number; workers: number; proposers
       errors: results.reduce((a, r) => a + (r.errors as number), 0), electSeconds: round(electSeconds, 1),
       cpuPctPerNode: results.map((r) => Math.round(r.cpuPct as number)), seconds: round(secs, 1),
     };
-  } finally {
-    for (const c of kids.values()) if (c.exitCode === null) c.kill('SIGKILL');
-    rmSync(root, { recursive: true, force: true });
-  }
+  });
 }
 
 // Direct use: node --import tsx bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
+//             node --import tsx bench/cluster.ts idle GROUPS WORKERS SECONDS
 if (process.argv[1] === import.meta.filename) {
-  const [g, w, p, s, local] = process.argv.slice(2);
-  const r = await runCluster({ groups: Number(g ?? 1000), workers: Number(w ?? 1), proposers: Number(p ?? 256), valueBytes: 16, seconds: Number(s ?? 10), local: local === 'local' });
-  process.stdout.write(JSON.stringify(r) + '\n');
+  if (process.argv[2] === 'idle') {
+    const [g, w, s] = process.argv.slice(3);
+    process.stdout.write(JSON.stringify(await runIdle({ groups: Number(g ?? 10_000), workers: Number(w ?? 1), seconds: Number(s ?? 5) })) + '\n');
+  } else {
+    const [g, w, p, s, local] = process.argv.slice(2);
+    const r = await runCluster({ groups: Number(g ?? 1000), workers: Number(w ?? 1), proposers: Number(p ?? 256), valueBytes: 16, seconds: Number(s ?? 10), local: local === 'local' });
+    process.stdout.write(JSON.stringify(r) + '\n');
+  }
 }

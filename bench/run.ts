@@ -1,5 +1,7 @@
 // Benchmark runner: `npm run bench -- [scenario...] [--quick] [--out DIR]`. Writes results.json
-// with the machine description next to every figure. Scenarios: raft-core, storage, transport.
+// with the machine description next to every figure. Scenarios: raft-core, storage, transport,
+// cluster (3 node processes: throughput and latency), idle (3 node processes: idle cost, elect
+// time, memory; the full run adds 100,000 groups).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -7,8 +9,9 @@ import { machineInfo } from './machine.js';
 import { benchRaftCore } from './raft-core.js';
 import { benchStorage } from './storage.js';
 import { benchTransport } from './transport.js';
+import { runCluster, runIdle } from './cluster.js';
 
-const SCENARIOS = ['raft-core', 'storage', 'transport'] as const;
+const SCENARIOS = ['raft-core', 'storage', 'transport', 'cluster', 'idle'] as const;
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { quick: { type: 'boolean' }, out: { type: 'string' } },
@@ -47,6 +50,42 @@ if (chosen.includes('transport')) {
   const r = await benchTransport(quick);
   for (const x of r) process.stdout.write(`  ${x.name}: ${x.value.toLocaleString('en')} ${x.unit}\n`);
   scenarios.transport = r;
+}
+
+if (chosen.includes('cluster')) {
+  process.stdout.write('bench: cluster (3 node processes on 127.0.0.1, fsync on, built-in KV, embedded API) ...\n');
+  const secs = quick ? 5 : 15;
+  const runs = [
+    { groups: 1000, workers: 1, proposers: 2000, valueBytes: 16, seconds: secs, local: true },
+    { groups: 1000, workers: 1, proposers: 256, valueBytes: 16, seconds: secs, local: true },
+    { groups: 1, workers: 1, proposers: 500, valueBytes: 16, seconds: secs, local: false },
+    ...(quick ? [] : [
+      { groups: 100, workers: 1, proposers: 1000, valueBytes: 16, seconds: secs, local: true },
+      { groups: 1000, workers: 2, proposers: 2000, valueBytes: 16, seconds: secs, local: true },
+      { groups: 1000, workers: 1, proposers: 2000, valueBytes: 1024, seconds: secs, local: true },
+    ]),
+  ];
+  const r = [];
+  for (const o of runs) {
+    const x = await runCluster(o);
+    process.stdout.write(`  ${x.name.padEnd(46)} ${x.writesPerSec.toLocaleString('en').padStart(8)} writes/s  p50 ${x.p50Ms} ms  ` +
+      `p99 ${x.p99Ms} ms  p99.9 ${x.p999Ms} ms  errors ${x.errors}  cpu/node ${x.cpuPctPerNode.join('/')}%\n`);
+    r.push(x);
+  }
+  scenarios.cluster = r;
+}
+
+if (chosen.includes('idle')) {
+  process.stdout.write('bench: idle (3 node processes, every group elected then quiesced) ...\n');
+  const r = [];
+  for (const groups of quick ? [10_000] : [10_000, 100_000]) {
+    const x = await runIdle({ groups, workers: 1, seconds: 10 });
+    process.stdout.write(`  ${groups.toLocaleString('en')} groups: elected in ${x.electSeconds} s, quiesced at ${x.quiesceSeconds} s, ` +
+      `idle cpu/node ${x.idleCpuPctPerNode.join('/')}% of one core, rss/node ${x.rssMiBPerNode.join('/')} MiB ` +
+      `(${x.rssKiBPerReplica} KiB per replica), Raft batches while idle ${x.raftBatchesWhileIdle}, frames ${x.framesWhileIdle}\n`);
+    r.push(x);
+  }
+  scenarios.idle = r;
 }
 
 const results = { machine: machineInfo(), quick, durationSec: (Date.now() - started) / 1000, scenarios };

@@ -77,6 +77,8 @@ export class Shard {
   private inbox: Message[] = [];
   /** Groups with something to do this iteration (stepped, proposed, woken). */
   private active = new Set<Group>();
+  /** Groups that were not quiesced at their last tick, or were touched since. */
+  private readonly awake = new Set<Group>();
   private tickDue = false;
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
@@ -132,7 +134,7 @@ export class Shard {
       this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
     const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE };
     this.groups.set(id, g);
-    this.active.add(g);
+    this.touch(g);
     return g;
   }
 
@@ -150,6 +152,7 @@ export class Shard {
     const g = this.group(id);
     this.groups.delete(id);
     this.active.delete(g);
+    this.awake.delete(g);
     const err = new RuntimeError('InvalidArgument', `group ${id} was removed from ${this.opts.nodeId}`);
     for (const w of g.waiters.values()) w.reject(err);
     for (const r of g.reads.values()) r.reject(err);
@@ -188,6 +191,11 @@ export class Shard {
     this.schedule();
   }
 
+  private touch(g: Group): void {
+    this.active.add(g);
+    this.awake.add(g);
+  }
+
   private schedule(): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
@@ -220,7 +228,7 @@ export class Shard {
     }
     const r: ProposeResult = g.node.propose(data);
     if (!r.ok) return Promise.reject(RuntimeError.fromProposal(r, g.node.status().leader));
-    this.active.add(g);
+    this.touch(g);
     this.schedule();
     return this.withDeadline<unknown>(`proposal at ${r.index} of group ${groupId}`, timeoutMs, (resolve, reject) => {
       g.waiters.set(r.index, { term: r.term, resolve, reject });
@@ -257,7 +265,7 @@ export class Shard {
     const ctx = `${this.opts.nodeId}:${++this.readSeq}`;
     const r = g.node.readIndex(ctx);
     if (!r.ok) return Promise.reject(new RuntimeError('NotLeader', `no leader for group ${groupId}`, r.leader));
-    this.active.add(g);
+    this.touch(g);
     this.schedule();
     return this.withDeadline<void>(`read of group ${groupId}`, timeoutMs, (resolve, reject) => {
       g.reads.set(ctx, { index: -1, resolve: () => resolve(), reject });
@@ -281,7 +289,7 @@ export class Shard {
   transferLeader(groupId: number, target: NodeId) {
     const g = this.group(groupId);
     const r = g.node.transferLeader(target);
-    this.active.add(g);
+    this.touch(g);
     this.schedule();
     return r;
   }
@@ -300,7 +308,7 @@ export class Shard {
     for (const g of this.groups.values()) {
       if (g.leader === peer) g.node.leaderUnreachable();
       g.node.reportUnreachable(peer);
-      this.active.add(g);
+      this.touch(g);
     }
     this.schedule();
   }
@@ -311,7 +319,7 @@ export class Shard {
       const st = g.node.status();
       if (st.role === 'leader' && st.conf.voters.concat(st.conf.learners).includes(peer)) {
         g.node.wake();
-        this.active.add(g);
+        this.touch(g);
       }
     }
     this.schedule();
@@ -353,8 +361,13 @@ export class Shard {
     if (this.tickDue) {
       this.tickDue = false;
       this.stats.ticks++;
-      for (const g of this.groups.values()) {
-        if (g.node.isQuiesced()) continue;
+      // Only groups that may be awake: a quiesced group leaves the set here and comes back with
+      // its next message, proposal or wake-up (idle cost does not grow with the group count).
+      for (const g of this.awake) {
+        if (g.node.isQuiesced()) {
+          this.awake.delete(g);
+          continue;
+        }
         g.node.tick();
         this.active.add(g);
       }
@@ -370,7 +383,7 @@ export class Shard {
       }
       const r = g.node.step(m);
       if (!r.ok) this.stats.rejected++;
-      this.active.add(g);
+      this.touch(g);
     }
     lap('msStep');
     const readies: [Group, Ready][] = [];
@@ -451,7 +464,7 @@ export class Shard {
         }
       }
       g.node.advance();
-      this.active.add(g); // advance may have produced more (e.g. a commit after self-ack)
+      this.touch(g); // advance may have produced more (e.g. a commit after self-ack)
     }
     lap('msAfter');
     return true;
