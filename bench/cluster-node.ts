@@ -17,7 +17,7 @@ for (const p of values.peer ?? []) peers[p.slice(0, p.indexOf('='))] = p.slice(p
 const groups = Number(values.groups);
 const node = await startNode({
   id: values.id!, dataDir: values.data!, listen: values.listen!, peers, groups,
-  workers: Number(values.workers ?? 1), tickMs: Number(values['tick-ms'] ?? 100), requestTimeoutMs: 30_000,
+  noSync: process.env.BENCH_NOSYNC === '1', workers: Number(values.workers ?? 1), tickMs: Number(values['tick-ms'] ?? 100), requestTimeoutMs: 30_000,
 });
 const send = (m: unknown) => process.send!(m);
 send({ kind: 'ready' });

@@ -1,6 +1,7 @@
 // flotilla: public entry point.
 export * from './raft/index.js';
-export { startNode, FlotillaNode, placement, clusterIdOf, groupOfKey, type StartOptions } from './runtime/node.js';
+export { startNode, FlotillaNode, placement, clusterIdOf, groupOfKey, type StartOptions, type ProposeOptions, type ReadOptions } from './runtime/node.js';
+export type { UserStateMachine, UserStateMachineModule } from './runtime/statemachine.js';
 export { RuntimeError, type RuntimeErrorCode } from './runtime/errors.js';
 export { LogStore, GroupStorage, StorageFailed, type LogStoreOptions } from './storage/logstore.js';
 export { KvStateMachine, encodeKvCommand, decodeKvCommand, type KvCommand, type KvResult } from './storage/kv.js';

@@ -97,7 +97,7 @@ export class Shard {
     loops: 0, commits: 0, messagesIn: 0, messagesOut: 0, rejected: 0, ticks: 0,
     /** Milliseconds spent per phase: stepping+ticking, collecting Readies, staging (log writes,
      *  applies), awaiting the commit, and after it (acks, waiters, advance). */
-    msStep: 0, msReady: 0, msStage: 0, msCommit: 0, msAfter: 0,
+    msStep: 0, msReady: 0, msStage: 0, msCommit: 0, msAfter: 0, msSmWrite: 0,
   };
 
   private constructor(private readonly opts: ShardOptions) {
@@ -419,7 +419,11 @@ export class Shard {
       if (rd.committed.length > 0) results.push([g, rd.committed as Entry[], this.sm.apply(g.id, rd.committed)]);
     }
     lap('msStage');
-    await this.opts.store.commit(() => this.sm.writeInTransaction());
+    await this.opts.store.commit(() => {
+      const w0 = performance.now();
+      this.sm.writeInTransaction();
+      this.stats.msSmWrite += performance.now() - w0;
+    });
     lap('msCommit');
     this.sm.committed();
     this.stats.commits++;
