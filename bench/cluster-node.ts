@@ -63,6 +63,12 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
     if (!m.local || led.has(groupOfKey(k, groups))) keys.push(k);
   }
   const value = new Uint8Array(m.valueBytes ?? 16).fill(120);
+  if (keys.length === 0) {
+    // `local` and this node leads nothing: it only replicates.
+    await new Promise((r) => setTimeout(r, (m.seconds ?? 10) * 1000));
+    send({ kind: 'result', perSecond: [], writes: 0, errors: 0, seconds: m.seconds ?? 10, latenciesMs: [], cpuPct: 0, keys: 0 });
+    return;
+  }
   const lat: number[] = [];
   let writes = 0;
   let errors = 0;
@@ -87,6 +93,6 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
   const cpu = process.cpuUsage(cpu0);
   const after = await node.status();
   const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
-  const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
+  const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number").map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
   send({ kind: 'result', perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
 });

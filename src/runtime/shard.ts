@@ -98,6 +98,8 @@ export class Shard {
     /** Milliseconds spent per phase: stepping+ticking, collecting Readies, staging (log writes,
      *  applies), awaiting the commit, and after it (acks, waiters, advance). */
     msStep: 0, msReady: 0, msStage: 0, msCommit: 0, msAfter: 0, msSmWrite: 0,
+    /** Outcomes of leader transfers this shard's leaders started. */
+    transfers: { completed: 0, aborted: 0 },
   };
 
   private constructor(private readonly opts: ShardOptions) {
@@ -436,6 +438,11 @@ export class Shard {
     for (const [g, rd] of readies) {
       if (rd.snapshot) g.applied = Math.max(g.applied, rd.snapshot.meta.index);
       if (rd.softState) this.onSoftState(g, rd.softState.leader, rd.softState.role);
+      for (const tr of rd.transfers) {
+        this.stats.transfers[tr.status]++;
+        if (tr.status === 'completed') this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks }, 'leader transfer completed');
+        else this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, reason: tr.reason }, 'leader transfer aborted');
+      }
       for (const rs of rd.readStates) {
         const w = g.reads.get(rs.ctx);
         if (w) w.index = rs.index;
