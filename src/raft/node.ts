@@ -87,6 +87,11 @@ export class RaftNode {
     return this.raft.status();
   }
 
+  /** See Raft.compactionFloor: hosts compact below it so followers catch up without snapshots. */
+  compactionFloor(): number {
+    return this.raft.compactionFloor();
+  }
+
   private softState(): SoftState {
     return { role: this.raft.role, leader: this.raft.leader, term: this.raft.term };
   }

@@ -1025,6 +1025,17 @@ export class Raft {
     else this.msgsAfterPersist.push(full);
   }
 
+  /** Lowest log index a leader still needs in order to feed its recently active followers by
+   *  appends rather than snapshots (Infinity when it is not the leader, or has no such peer). */
+  compactionFloor(): number {
+    if (this.role !== 'leader') return Infinity;
+    let floor = Infinity;
+    for (const [id, pr] of this.tracker.progress) {
+      if (id !== this.id && pr.recentActive && !pr.unreachable) floor = Math.min(floor, pr.match + 1);
+    }
+    return floor;
+  }
+
   status(): RaftStatus {
     const progress: Record<NodeId, PeerStatus> = {};
     if (this.role === 'leader') {

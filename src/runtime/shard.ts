@@ -503,7 +503,10 @@ export class Shard {
 
   /** Compact in steps of `retain` entries so that compaction is not a per-commit cost. */
   private maybeCompact(g: Group): void {
-    const upTo = Math.min(g.applied, this.sm.compactableTo(g.id)) - this.retain;
+    // Keep what active followers still need (a follower one round behind a busy leader must not
+    // need a snapshot), plus `retain` entries for the slightly slower ones.
+    const floor = g.node.compactionFloor() - 1;
+    const upTo = Math.min(g.applied, this.sm.compactableTo(g.id), floor) - this.retain;
     if (upTo > g.storage.firstIndex() + this.retain) this.opts.store.compact(g.id, upTo);
   }
 

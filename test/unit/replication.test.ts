@@ -704,3 +704,29 @@ describe('restart from persisted storage', () => {
     for (const id of ids) assert.deepEqual(c.appliedData(id), ['s1', 's2', 's3']);
   });
 });
+
+describe('compaction floor', () => {
+  test('a leader reports the lowest index an active follower still needs; a lagging cut-off follower does not hold it back', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 5 });
+    c.elect('a');
+    c.tickAll(1);
+    assert.equal(c.node('b').compactionFloor(), Infinity, 'a follower needs nothing kept');
+    const caughtUp = c.node('a').status().lastIndex;
+    assert.equal(c.node('a').compactionFloor(), caughtUp + 1, 'everyone has everything');
+    // c is cut off; a keeps committing with b.
+    c.isolate('c');
+    for (let i = 0; i < 5; i++) {
+      assert.equal(c.propose('a', `x${i}`).ok, true);
+      c.stabilize();
+    }
+    assert.equal(c.node('a').status().commit, caughtUp + 5);
+    assert.equal(c.node('a').compactionFloor(), caughtUp + 1, 'c is still recently active: its entries are kept');
+    // After an election timeout without replies c is no longer recently active: the floor follows b.
+    for (let i = 0; i < 12; i++) {
+      c.tick('a');
+      c.stabilize();
+    }
+    assert.equal(c.node('a').status().role, 'leader');
+    assert.equal(c.node('a').compactionFloor(), c.node('a').status().lastIndex + 1, 'only b counts now');
+  });
+});
