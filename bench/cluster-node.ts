@@ -58,7 +58,7 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
   const st = await node.status({ detail: true });
   const led = new Set((st.perGroup as { group: number; role: string }[]).filter((g) => g.role === 'leader').map((g) => g.group));
   const keys: Uint8Array[] = [];
-  for (let i = 0; keys.length < 4096 && i < 1_000_000; i++) {
+  for (let i = 0; keys.length < 4096 && i < 1_000_000 && !(m.local && led.size === 0); i++) {
     const k = enc.encode(`${node.id}-k${i}`);
     if (!m.local || led.has(groupOfKey(k, groups))) keys.push(k);
   }

@@ -59,6 +59,7 @@ if (chosen.includes('cluster')) {
     { groups: 1000, workers: 1, proposers: 2000, valueBytes: 16, seconds: secs, local: true },
     { groups: 1000, workers: 1, proposers: 256, valueBytes: 16, seconds: secs, local: true },
     { groups: 1, workers: 1, proposers: 500, valueBytes: 16, seconds: secs, local: false },
+    { groups: 1, workers: 1, proposers: 1500, valueBytes: 16, seconds: secs, local: true },
     ...(quick ? [] : [
       { groups: 100, workers: 1, proposers: 1000, valueBytes: 16, seconds: secs, local: true },
       { groups: 1000, workers: 2, proposers: 2000, valueBytes: 16, seconds: secs, local: true },
