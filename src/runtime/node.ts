@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import type { NodeId } from '../raft/types.js';
-import { encodeKvCommand, type KvCommand, type KvResult } from '../storage/kv.js';
+import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/kv.js';
 import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, type Envelope } from '../transport/index.js';
 import { RuntimeError, type RuntimeErrorCode } from './errors.js';
@@ -265,7 +265,7 @@ export class FlotillaNode {
     this.replicasOf(group);
     let payload: Uint8Array;
     try {
-      payload = this.opts.stateMachine ? encodeUserCommand(command) : encodeKvCommand(command as KvCommand);
+      payload = this.opts.stateMachine ? encodeUserCommand(command) : encodeKvCommandView(command as KvCommand);
     } catch (e) {
       throw new RuntimeError('InvalidArgument', (e as Error).message);
     }

@@ -90,6 +90,18 @@ export class Writer {
     this.u32(crc32(this.buf, 0, this.pos));
     return this.buf.slice(0, this.pos);
   }
+
+  /** Like finish(), but a view into this writer's buffer: valid until the writer is reused. */
+  finishView(): Uint8Array {
+    this.u32(crc32(this.buf, 0, this.pos));
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /** Start over, keeping the buffer (a scratch writer saves an allocation per small record). */
+  reset(): this {
+    this.pos = 0;
+    return this;
+  }
 }
 
 export class Reader {
@@ -142,6 +154,15 @@ export class Reader {
     this.need(n);
     // Copy: the source buffer may be reused by LMDB or a network read.
     const b = this.buf.slice(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+
+  /** Like bytes() but a view into the record (no copy): only for data decoded at once. */
+  bytesView(): Uint8Array {
+    const n = this.u32();
+    this.need(n);
+    const b = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return b;
   }

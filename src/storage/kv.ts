@@ -26,10 +26,17 @@ export type KvResult =
 const OPS = ['put', 'delete', 'cas'] as const;
 
 export function encodeKvCommand(c: KvCommand): Uint8Array {
+  return encodeKvCommandView(c).slice();
+}
+
+const scratch = new Writer(4096);
+
+/** encodeKvCommand into a shared scratch buffer: the result is valid until the next call. */
+export function encodeKvCommandView(c: KvCommand): Uint8Array {
   if (c.key.byteLength === 0 || c.key.byteLength > MAX_KEY_BYTES) {
     throw new RaftError('InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes (got ${c.key.byteLength})`);
   }
-  const w = new Writer(c.key.byteLength + 64 + (c.op === 'delete' ? 0 : (c.value?.byteLength ?? 0)));
+  const w = scratch.reset();
   w.u8(OPS.indexOf(c.op));
   w.bytes(c.key);
   if (c.op === 'put') w.bytes(c.value);
@@ -38,21 +45,23 @@ export function encodeKvCommand(c: KvCommand): Uint8Array {
     if (c.expected) w.bytes(c.expected);
     if (c.value) w.bytes(c.value);
   }
-  return w.finish();
+  return w.finishView();
 }
 
-export function decodeKvCommand(data: Uint8Array): KvCommand {
+/** `copy: false` returns views into `data` (for decoding in place, e.g. while applying). */
+export function decodeKvCommand(data: Uint8Array, copy = true): KvCommand {
   const r = new Reader(data, 'kv command');
   const op = OPS[r.u8()];
-  const key = r.bytes();
+  const take = () => (copy ? r.bytes() : r.bytesView());
+  const key = take();
   let c: KvCommand;
   switch (op) {
-    case 'put': c = { op, key, value: r.bytes() }; break;
+    case 'put': c = { op, key, value: take() }; break;
     case 'delete': c = { op, key }; break;
     case 'cas': {
       const f = r.u8();
-      const expected = f & 1 ? r.bytes() : null;
-      const value = f & 2 ? r.bytes() : null;
+      const expected = f & 1 ? take() : null;
+      const value = f & 2 ? take() : null;
       c = { op, key, expected, value };
       break;
     }
@@ -179,7 +188,7 @@ export class KvStateMachine implements SessionStore {
         out.push(chk.result as KvResult | null);
         continue;
       }
-      const c = decodeKvCommand(chk.payload);
+      const c = decodeKvCommand(chk.payload, false);
       const k = dataKey(group, c.key);
       const hex = k.toString('hex');
       switch (c.op) {
@@ -194,8 +203,9 @@ export class KvStateMachine implements SessionStore {
         case 'cas': {
           const cur = this.current(group, c.key);
           const swapped = equal(cur, c.expected);
-          if (swapped) this.overlay.set(hex, { key: k, value: c.value ? Buffer.from(c.value) : null });
-          out.push({ op: 'cas', swapped, current: swapped ? c.value : cur });
+          const next = swapped && c.value ? Buffer.from(c.value) : null;
+          if (swapped) this.overlay.set(hex, { key: k, value: next });
+          out.push({ op: 'cas', swapped, current: swapped ? next : cur });
           break;
         }
       }

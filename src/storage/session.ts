@@ -30,12 +30,13 @@ export interface SessionRecord {
   readonly results: Map<number, unknown>;
 }
 
+const scratch = new Writer(4096);
 const TAG_PLAIN = 0;
 const TAG_SESSION = 1;
 
 /** Entry data for a proposal: the session header (or none) and the state machine's command. */
 export function encodeCommand(h: SessionHeader | null, payload: Uint8Array): Uint8Array {
-  const w = new Writer(payload.byteLength + 64 + (h ? h.client.length * 3 : 0));
+  const w = scratch.reset();
   if (h === null) {
     w.u8(TAG_PLAIN);
   } else {
@@ -57,7 +58,8 @@ export function decodeCommand(data: Uint8Array): { header: SessionHeader | null;
   } else if (tag !== TAG_PLAIN) {
     throw new RaftError('Malformed', `unknown command tag ${tag}`);
   }
-  const payload = r.bytes();
+  // A view into the entry's data: callers decode it at once.
+  const payload = r.bytesView();
   r.done();
   return { header, payload };
 }
