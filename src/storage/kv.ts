@@ -158,7 +158,7 @@ export class KvStateMachine implements SessionStore {
 
   private current(group: number, key: Uint8Array): Uint8Array | null {
     const k = dataKey(group, key);
-    const hex = k.toString('hex');
+    const hex = k.toString('latin1'); // one char per byte: a cheap exact map key
     const o = this.overlay.get(hex);
     if (o) return o.value;
     // A staged restore replaces the group's committed data entirely.
@@ -190,7 +190,7 @@ export class KvStateMachine implements SessionStore {
       }
       const c = decodeKvCommand(chk.payload, false);
       const k = dataKey(group, c.key);
-      const hex = k.toString('hex');
+      const hex = k.toString('latin1'); // one char per byte: a cheap exact map key
       switch (c.op) {
         case 'put':
           this.overlay.set(hex, { key: k, value: Buffer.from(c.value) });
@@ -255,7 +255,7 @@ export class KvStateMachine implements SessionStore {
 
   /** Remove every trace of a group (data, sessions, applied index), with the next commit. */
   dropGroup(group: number): void {
-    const prefix = dataKey(group, new Uint8Array(0)).toString('hex');
+    const prefix = dataKey(group, new Uint8Array(0)).toString('latin1');
     for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
     this.forgetGroupSessions(group);
     this.pendingRestores.delete(group);
@@ -326,7 +326,7 @@ export class KvStateMachine implements SessionStore {
     const data = new Map<string, [Buffer, Buffer]>();
     for (let i = 0; i < n; i++) {
       const key = dataKey(group, r.bytes());
-      data.set(key.toString('hex'), [key, Buffer.from(r.bytes())]);
+      data.set(key.toString('latin1'), [key, Buffer.from(r.bytes())]);
     }
     const sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
     const ns = r.u32();
@@ -339,7 +339,7 @@ export class KvStateMachine implements SessionStore {
       throw new RaftError('Malformed', `kv snapshot of group ${group}: data index ${index} != meta index ${snapshot.meta.index}`);
     }
     // Drop overlay writes of this group: the snapshot supersedes them.
-    const prefix = dataKey(group, new Uint8Array(0)).toString('hex');
+    const prefix = dataKey(group, new Uint8Array(0)).toString('latin1');
     for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
     this.forgetGroupSessions(group);
     this.pendingRestores.set(group, { snapshot, data, sessions });
