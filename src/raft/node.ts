@@ -34,8 +34,9 @@ export class RaftNode {
     return this.raft.group;
   }
 
-  tick(): void {
-    this.raft.tick();
+  /** See Raft.tick: `elapsed` tick intervals of real time passed (default 1). */
+  tick(elapsed = 1): void {
+    this.raft.tick(elapsed);
   }
 
   step(m: Message): StepResult {
@@ -50,8 +51,8 @@ export class RaftNode {
     return this.raft.proposeConfChange(cc);
   }
 
-  readIndex(ctx: string): ReadRequestResult {
-    return this.raft.readIndex(ctx);
+  readIndex(ctx: string, lease = true): ReadRequestResult {
+    return this.raft.readIndex(ctx, lease);
   }
 
   transferLeader(target: NodeId): TransferRequestResult {

@@ -30,7 +30,14 @@ export type StepResult = { readonly ok: true } | { readonly ok: false; readonly 
 interface Transfer {
   readonly target: NodeId;
   elapsed: number;
+  /** `elapsed` when TimeoutNow went out (-1 before). */
+  sentAt: number;
 }
+
+/** Ticks a transfer may outlive its timeout when TimeoutNow went out just before it: the target
+ *  is campaigning, and a leader that resumed proposals now would make the target's log stale
+ *  and lose the election (leaving the group leaderless for another election timeout). */
+const TIMEOUT_NOW_GRACE_TICKS = 2;
 
 export interface PeerStatus {
   readonly match: number;
@@ -116,7 +123,7 @@ export class Raft {
   pendingBroadcast = false;
 
   private readonly reads = new ReadIndexQueue();
-  private readsBeforeCommit: { ctx: string; from: NodeId }[] = [];
+  private readsBeforeCommit: { ctx: string; from: NodeId; lease: boolean }[] = [];
   /** (index, bytes) of proposals not yet committed, for the uncommitted-bytes cap. */
   private uncommitted: [number, number][] = [];
   private uncommittedBytes = 0;
@@ -229,8 +236,14 @@ export class Raft {
   // ------------------------------------------------------------------------------------------
   // Inputs
 
-  tick(): void {
+  /** One tick of the election and heartbeat clocks. `elapsed` is how many tick intervals of real
+   *  time passed since the previous call (a host whose timer coalesced ticks under load says so):
+   *  the election and heartbeat clocks still advance by one — running slow is safe — but the
+   *  leader's lease clock advances by all of them, since a lease must never outlive real time. */
+  tick(elapsed = 1): void {
+    if (!Number.isSafeInteger(elapsed) || elapsed < 1) throw new RaftError('InvalidArgument', `tick: elapsed must be a positive integer, got ${elapsed}`);
     if (this.quiesced) return;
+    if (this.role === 'leader') this.leaderTicks += elapsed - 1;
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
     if (this.transferVerdict) this.judgeTransfer();
@@ -251,7 +264,8 @@ export class Raft {
     this.leaderTicks++;
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    if (this.transfer && ++this.transfer.elapsed >= this.cfg.electionTicks) {
+    if (this.transfer && ++this.transfer.elapsed >= this.cfg.electionTicks &&
+        (this.transfer.sentAt < 0 || this.transfer.elapsed - this.transfer.sentAt >= TIMEOUT_NOW_GRACE_TICKS)) {
       this.endTransfer('aborted', 'Timeout');
     }
     if (this.leaving) this.handOver();
@@ -461,7 +475,9 @@ export class Raft {
         this.transferLeader(m.target);
         return;
       case 'readIndex':
-        this.handleReadRequest(m.ctx, m.from);
+        // Reads forwarded by followers always take a heartbeat round: only the leader's own
+        // callers choose to trust its lease.
+        this.handleReadRequest(m.ctx, m.from, false);
         return;
       default:
         return; // app/hb/snap of the same term from another node cannot happen; ignore.
@@ -732,7 +748,7 @@ export class Raft {
     if (this.readsBeforeCommit.length > 0) {
       const waiting = this.readsBeforeCommit;
       this.readsBeforeCommit = [];
-      for (const r of waiting) this.handleReadRequest(r.ctx, r.from);
+      for (const r of waiting) this.handleReadRequest(r.ctx, r.from, r.lease);
     }
     return true;
   }
@@ -810,7 +826,7 @@ export class Raft {
       if (this.transfer.target === target) return { ok: true, started: false };
       this.endTransfer('aborted', 'Superseded');
     }
-    this.transfer = { target, elapsed: 0 };
+    this.transfer = { target, elapsed: 0, sentAt: -1 };
     const pr = this.tracker.progress.get(target)!;
     if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(target);
     else this.sendAppend(target, true);
@@ -830,7 +846,7 @@ export class Raft {
       }
     }
     if (best === NONE) return;
-    this.transfer = { target: best, elapsed: 0 };
+    this.transfer = { target: best, elapsed: 0, sentAt: -1 };
     const pr = this.tracker.progress.get(best)!;
     if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(best);
     else this.sendAppend(best, true);
@@ -839,6 +855,7 @@ export class Raft {
   private sendTimeoutNow(to: NodeId): void {
     // The target's campaign overrides stickiness, which is what a lease relies on.
     this.leaseRevoked = true;
+    if (this.transfer && this.transfer.sentAt < 0) this.transfer.sentAt = this.transfer.elapsed; // the first one: the grace never moves
     this.send({ type: 'timeoutNow', to });
   }
 
@@ -860,11 +877,13 @@ export class Raft {
     }
   }
 
-  readIndex(ctx: string): ReadRequestResult {
+  /** `lease`: with leaseReads configured, a leader may answer from its lease (no heartbeat
+   *  round). Followers always forward, and forwarded reads always take a heartbeat round. */
+  readIndex(ctx: string, lease = true): ReadRequestResult {
     if (ctx.length === 0) throw new RaftError('InvalidArgument', 'read ctx must be non-empty');
     if (this.role === 'leader') {
       if (this.quiesced) this.unquiesce();
-      this.handleReadRequest(ctx, this.id);
+      this.handleReadRequest(ctx, this.id, lease);
       return { ok: true };
     }
     if (this.leader !== NONE && this.role === 'follower') {
@@ -874,10 +893,10 @@ export class Raft {
     return { ok: false, reason: 'NoLeader', leader: this.leader };
   }
 
-  private handleReadRequest(ctx: string, from: NodeId): void {
+  private handleReadRequest(ctx: string, from: NodeId, lease: boolean): void {
     if (this.log.termOf(this.log.committed) !== this.term) {
       // Until an entry of this term commits, the leader's commit index may be stale (§6.4 step 1).
-      this.readsBeforeCommit.push({ ctx, from });
+      this.readsBeforeCommit.push({ ctx, from, lease });
       return;
     }
     const index = this.log.committed;
@@ -885,7 +904,7 @@ export class Raft {
       this.releaseRead({ ctx, index, from, acks: new Set() }, index);
       return;
     }
-    if (this.cfg.leaseReads && this.leaseValid()) {
+    if (lease && this.cfg.leaseReads && this.leaseValid()) {
       this.releaseRead({ ctx, index, from, acks: new Set() }, index);
       return;
     }

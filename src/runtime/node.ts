@@ -99,8 +99,10 @@ export interface ProposeOptions {
 }
 
 export interface ReadOptions extends ProposeOptions {
-  /** 'linearizable' (default, ReadIndex) or 'stale' (this replica's state now). 'lease' is
-   *  accepted and served as 'linearizable' until the runtime's lease clock is safe to trust. */
+  /** 'linearizable' (default: ReadIndex, a heartbeat round), 'lease' (the leader answers from
+   *  its lease when `raft.leaseReads` is on — no round trip, relies on bounded clock drift; else
+   *  as 'linearizable'; reads served by a follower always take the round), or 'stale' (this
+   *  replica's state now). */
   readonly consistency?: 'linearizable' | 'lease' | 'stale';
 }
 
@@ -289,7 +291,7 @@ export class FlotillaNode {
   async read(group: number, query: unknown, o: ReadOptions = {}): Promise<unknown> {
     if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
     this.replicasOf(group);
-    const c: Consistency = o.consistency === 'stale' ? 'stale' : 'linearizable';
+    const c: Consistency = o.consistency === 'stale' ? 'stale' : o.consistency === 'lease' ? 'lease' : 'linearizable';
     return this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
       target === this.id
         ? this.workers.call(this.workerFor(group), { t: 'read', g: group, q: query, c, to: ms })
@@ -531,7 +533,7 @@ export class FlotillaNode {
         serve(() => {
           const group = Number(p.group);
           if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
-          const c: Consistency = p.c === 'stale' ? 'stale' : 'linearizable';
+          const c: Consistency = p.c === 'stale' ? 'stale' : p.c === 'lease' ? 'lease' : 'linearizable';
           return this.workers.call(this.workerFor(group), { t: 'read', g: group, q: p.q, c, to: ms });
         });
         return;

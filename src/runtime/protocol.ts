@@ -3,7 +3,7 @@
 import type { NodeId } from '../raft/types.js';
 import type { RuntimeErrorCode } from './errors.js';
 
-export type Consistency = 'linearizable' | 'stale';
+export type Consistency = 'linearizable' | 'lease' | 'stale';
 
 export interface WorkerInit {
   readonly index: number;

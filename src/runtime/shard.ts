@@ -80,6 +80,7 @@ export class Shard {
   /** Groups that were not quiesced at their last tick, or were touched since. */
   private readonly awake = new Set<Group>();
   private tickDue = false;
+  private lastTickAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
   private running = false;
@@ -103,12 +104,6 @@ export class Shard {
   };
 
   private constructor(private readonly opts: ShardOptions) {
-    if (opts.raft?.leaseReads) {
-      // The shard's tick timer coalesces ticks that fall due while an iteration awaits its commit.
-      // That only slows election clocks (safe), but a leader's lease clock must never run slow.
-      throw new RuntimeError('InvalidArgument',
-        'raft.leaseReads: not supported by the runtime yet (its tick timer may coalesce ticks under load); use ReadIndex');
-    }
     this.sm = opts.stateMachine ? opts.stateMachine(opts.store) : new KvStateMachine(opts.store);
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.tickMs = opts.tickMs ?? 100;
@@ -179,6 +174,7 @@ export class Shard {
     // Ticks that fall due while an iteration is running are coalesced into one. Election clocks
     // then run slow under load, which is safe and acts as back-pressure (delivering every owed tick
     // at 10,000 groups per thread livelocked elections: broadcast time exceeded the timeout).
+    this.lastTickAt = performance.now();
     this.timer = setInterval(() => {
       this.tickDue = true;
       this.schedule();
@@ -256,7 +252,7 @@ export class Shard {
 
   /** Linearizable read barrier: resolves once this node has applied everything committed before
    *  the call (ReadIndex, forwarded to the leader by the core when this node follows). */
-  readBarrier(groupId: number, timeoutMs?: number): Promise<void> {
+  readBarrier(groupId: number, timeoutMs?: number, lease = false): Promise<void> {
     if (this.stopped) return Promise.reject(new RuntimeError('Stopped', 'shard stopped'));
     let g: Group;
     try {
@@ -265,7 +261,7 @@ export class Shard {
       return Promise.reject(e);
     }
     const ctx = `${this.opts.nodeId}:${++this.readSeq}`;
-    const r = g.node.readIndex(ctx);
+    const r = g.node.readIndex(ctx, lease);
     if (!r.ok) return Promise.reject(new RuntimeError('NotLeader', `no leader for group ${groupId}`, r.leader));
     this.touch(g);
     this.schedule();
@@ -276,8 +272,8 @@ export class Shard {
   }
 
   /** Query the state machine; 'linearizable' waits for a read barrier first. */
-  async read(groupId: number, query: unknown, consistency: 'linearizable' | 'stale' = 'linearizable', timeoutMs?: number): Promise<unknown> {
-    if (consistency === 'linearizable') await this.readBarrier(groupId, timeoutMs);
+  async read(groupId: number, query: unknown, consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable', timeoutMs?: number): Promise<unknown> {
+    if (consistency !== 'stale') await this.readBarrier(groupId, timeoutMs, consistency === 'lease');
     this.group(groupId);
     return this.sm.query(groupId, query);
   }
@@ -363,6 +359,12 @@ export class Shard {
     if (this.tickDue) {
       this.tickDue = false;
       this.stats.ticks++;
+      // How many tick intervals really passed: the core advances election clocks by one (slow
+      // is safe) and a leader's lease clock by all of them (a lease must not outlive real time).
+      const now = performance.now();
+      const elapsed = Math.max(1, Math.floor((now - this.lastTickAt) / this.tickMs));
+      this.lastTickAt += elapsed * this.tickMs;
+      if (now - this.lastTickAt > this.tickMs) this.lastTickAt = now;
       // Only groups that may be awake: a quiesced group leaves the set here and comes back with
       // its next message, proposal or wake-up (idle cost does not grow with the group count).
       for (const g of this.awake) {
@@ -370,7 +372,7 @@ export class Shard {
           this.awake.delete(g);
           continue;
         }
-        g.node.tick();
+        g.node.tick(elapsed);
         this.active.add(g);
       }
     }

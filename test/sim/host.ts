@@ -172,8 +172,8 @@ export class Host {
 
   // --- inputs: each is followed by draining every Ready it produced ---------------------------
 
-  tick(): void {
-    this.node!.tick();
+  tick(elapsed = 1): void {
+    this.node!.tick(elapsed);
     this.drain();
   }
 

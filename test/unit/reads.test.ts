@@ -230,6 +230,42 @@ test('an expired lease falls back to a heartbeat round', () => {
   assert.equal(rs[0].ctx, 'late');
 });
 
+test('a coalesced tick that says how much time passed expires the lease (the lease clock never runs slow)', () => {
+  const c = started(['a', 'b', 'c'], { leaseReads: true, electionTicks: 10, leaseMarginTicks: 2 });
+  c.tickAll(1);
+  c.isolate('a');
+  // The host's timer was late: one tick() call for 8 intervals of real time.
+  c.node('a').tick(8);
+  c.stabilize();
+  assert.equal(c.node('a').status().role, 'leader', 'the election clock only moved by one');
+  c.node('a').readIndex('late');
+  c.process('a');
+  assert.deepEqual(c.readStates.get('a'), [], 'no read from a lease that real time has expired');
+  assert.equal(c.queue.filter(isReadHb('late')).length, 2, 'a heartbeat round is started instead');
+  assert.throws(() => c.node('a').tick(0), /elapsed must be a positive integer/);
+});
+
+test('a read that does not ask for the lease, and every read forwarded by a follower, takes a heartbeat round', () => {
+  const c = started(['a', 'b', 'c'], { leaseReads: true });
+  c.tickAll(1);
+  c.process();
+  c.queue = [];
+  c.node('a').readIndex('strict', false);
+  c.process('a');
+  assert.deepEqual(c.readStates.get('a'), [], 'not answered from the lease');
+  assert.equal(c.queue.filter(isReadHb('strict')).length, 2);
+  c.stabilize();
+  assert.equal(c.readStates.get('a')!.length, 1, 'answered after the round');
+  c.queue = [];
+  c.node('b').readIndex('from-b');
+  c.process('b');
+  c.deliver((m) => m.type === 'readIndex'); // to the leader, whose lease is fresh
+  c.process('a');
+  assert.equal(c.queue.filter(isReadHb('from-b')).length, 2, 'the leader confirms a forwarded read with a round');
+  c.stabilize();
+  assert.equal(c.readStates.get('b')!.length, 1, 'the follower got its read index');
+});
+
 test('a lease is not extended by acks of heartbeats the leader sent long ago', () => {
   const c = started(['a', 'b', 'c'], { leaseReads: true });
   c.tickAll(1);

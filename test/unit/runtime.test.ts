@@ -128,3 +128,17 @@ test('a worker crash inside a node: its shard restarts from disk, its groups rej
     assert.equal(st.groups, 8, 'n1 hosts all its groups again');
   });
 });
+
+test('lease reads (raft.leaseReads): served by the leader from its lease, by followers with a round; values are current', async () => {
+  await cluster({ raft: { leaseReads: true } }, async (nodes) => {
+    for (let k = 0; k < 30; k++) await nodes.get(IDS[k % 3])!.kv.put(`lease-${k}`, `v${k}`);
+    for (const n of nodes.values()) {
+      for (let k = 0; k < 30; k += 3) {
+        assert.equal(dec.decode((await n.kv.get(`lease-${k}`, 'lease'))!), `v${k}`, `${n.id} lease-reads lease-${k}`);
+      }
+    }
+    // A write then a lease read through another node sees it.
+    await nodes.get('n1')!.kv.put('lease-0', 'new');
+    assert.equal(dec.decode((await nodes.get('n3')!.kv.get('lease-0', 'lease'))!), 'new');
+  });
+});

@@ -132,14 +132,3 @@ test('three shards elect, replicate, read linearizably, transfer and survive a r
     rmSync(root, { recursive: true, force: true });
   }
 });
-
-test('the runtime refuses lease reads until its lease clock cannot run slow', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'flotilla-shard-lease-'));
-  const store = await LogStore.open({ path: root, noSync: true });
-  try {
-    assert.throws(() => Shard.open({ nodeId: 'n1', store, send: () => {}, raft: { leaseReads: true } }), /leaseReads: not supported/);
-  } finally {
-    await store.close();
-    rmSync(root, { recursive: true, force: true });
-  }
-});

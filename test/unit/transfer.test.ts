@@ -218,6 +218,35 @@ describe('leader transfer: successful hand-over', () => {
     for (const id of ABC) assert.deepEqual(c.appliedData(id), want);
   });
 
+  test('3b. TimeoutNow sent just before the timeout: the leader keeps refusing proposals for a short grace, then aborts', () => {
+    const c = healthy();
+    c.dropIf = (m) => m.to === 'b';
+    for (let i = 0; i < 3; i++) assert.equal(c.propose('a', `behind-${i}`).ok, true);
+    c.stabilize();
+    assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
+    c.process('a');
+    const E = 10;
+    // b stays cut off for all but the last tick of the transfer window.
+    for (let i = 0; i < E - 2; i++) {
+      c.tick('a');
+      c.stabilize();
+    }
+    c.heal();
+    c.dropIf = (m) => m.type === 'timeoutNow'; // lost: the target never campaigns
+    c.tick('a'); // the heartbeat finds b; it catches up and TimeoutNow goes out at elapsed E - 1
+    c.stabilize();
+    assert.ok(c.sent.some(isType('timeoutNow')), 'TimeoutNow went out');
+    assert.equal(st(c, 'a').transferTarget, 'b');
+    c.tick('a'); // elapsed reaches the timeout one tick after TimeoutNow went out
+    c.process('a');
+    assert.equal(st(c, 'a').transferTarget, 'b', 'not aborted: TimeoutNow is out');
+    assert.equal(c.propose('a', 'during-grace').ok, false, 'still refusing proposals, so the target\'s log stays current');
+    c.tick('a');
+    c.process('a');
+    assert.equal(st(c, 'a').transferTarget, null, 'the grace is short: aborted two ticks after TimeoutNow');
+    assert.equal(outcomes(c, 'a').at(-1)?.status, 'aborted');
+  });
+
   test('4. to a follower behind the compacted log: it gets a snapshot, then becomes leader', () => {
     const c = healthy();
     c.isolate('b');
