@@ -47,6 +47,12 @@ interface Waiter {
   readonly reject: (e: Error) => void;
 }
 
+interface Deadline {
+  readonly at: number;
+  settled: boolean;
+  readonly fire: () => void;
+}
+
 interface ReadWaiter {
   index: number;
   readonly resolve: () => void;
@@ -80,6 +86,7 @@ export class Shard {
   /** Groups that were not quiesced at their last tick, or were touched since. */
   private readonly awake = new Set<Group>();
   private tickDue = false;
+  private deadlines: Deadline[] = [];
   private lastTickAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
@@ -177,6 +184,7 @@ export class Shard {
     this.lastTickAt = performance.now();
     this.timer = setInterval(() => {
       this.tickDue = true;
+      this.sweepDeadlines();
       this.schedule();
     }, this.tickMs);
     this.schedule();
@@ -239,15 +247,37 @@ export class Shard {
   private withDeadline<T>(what: string, timeoutMs: number | undefined, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T> {
     const ms = Math.max(1, timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        unregister();
-        reject(new RuntimeError('Timeout', `${what} timed out after ${ms} ms`));
-      }, ms);
+      // No timer per request (tens of thousands per second under load): the shard's tick timer
+      // sweeps expired deadlines, so a deadline fires up to one tick late.
+      const d: Deadline = {
+        at: performance.now() + ms,
+        settled: false,
+        fire: () => {
+          unregister();
+          reject(new RuntimeError('Timeout', `${what} timed out after ${ms} ms`));
+        },
+      };
+      this.deadlines.push(d);
       const unregister = register(
-        (v) => { clearTimeout(timer); resolve(v); },
-        (e) => { clearTimeout(timer); reject(e); },
+        (v) => { d.settled = true; resolve(v); },
+        (e) => { d.settled = true; reject(e); },
       );
     });
+  }
+
+  /** Fire the deadlines that passed; drop the settled ones. */
+  private sweepDeadlines(): void {
+    if (this.deadlines.length === 0) return;
+    const now = performance.now();
+    const keep: Deadline[] = [];
+    for (const d of this.deadlines) {
+      if (d.settled) continue;
+      if (d.at <= now) {
+        d.settled = true;
+        d.fire();
+      } else keep.push(d);
+    }
+    this.deadlines = keep;
   }
 
   /** Linearizable read barrier: resolves once this node has applied everything committed before
