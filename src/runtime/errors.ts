@@ -12,7 +12,8 @@ export type RuntimeErrorCode =
   | 'StorageFailed'
   | 'Overloaded'
   | 'TransferInProgress'
-  | 'ConfChangeInProgress';
+  | 'ConfChangeInProgress'
+  | 'TransferFailed';
 
 export class RuntimeError extends Error {
   constructor(readonly code: RuntimeErrorCode, message: string, readonly leader: NodeId = '') {
@@ -35,5 +36,30 @@ export class RuntimeError extends Error {
       case 'Overloaded': return new RuntimeError('Overloaded', `more than ${r.limit} uncommitted bytes`);
       case 'InvalidConfChange': return new RuntimeError('InvalidArgument', r.detail);
     }
+  }
+}
+
+/** Why a leader transfer was refused or did not complete (the old leader stays leader unless
+ *  the reason says otherwise). */
+export type TransferFailReason =
+  | 'TargetNotMember'
+  | 'TargetIsLearner'
+  | 'TargetIsSelf'      // the target already leads the group (not an error for callers that only want it there)
+  | 'TargetUnhealthy'   // not heard from recently, or reported down by the transport
+  | 'TargetLagging'     // further behind than the catch-up bound
+  | 'TargetDraining'
+  | 'ConfChangeInProgress'
+  | 'NoQuorum'
+  | 'NoLeader'
+  | 'Timeout'           // the target did not take over in time
+  | 'Superseded'
+  | 'LeadershipLost'
+  | 'TargetRemoved'
+  | 'NotVerified';      // the target took over but did not confirm it serves within the deadline
+
+export class TransferError extends RuntimeError {
+  constructor(readonly reason: TransferFailReason, message: string, leader: NodeId = '') {
+    super('TransferFailed', message, leader);
+    this.name = 'TransferError';
   }
 }

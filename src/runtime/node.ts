@@ -15,7 +15,7 @@ import type { NodeId } from '../raft/types.js';
 import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/kv.js';
 import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, type Envelope } from '../transport/index.js';
-import { RuntimeError, type RuntimeErrorCode } from './errors.js';
+import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
 import { workerOf, type Consistency } from './protocol.js';
 import type { RaftTuning } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
@@ -85,12 +85,31 @@ interface Pending {
   readonly timer: NodeJS.Timeout;
 }
 
-type FwdReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId };
+type FwdReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId; reason?: TransferFailReason };
 
 /** Dynamic groups (created or removed at run time), persisted beside the shards. */
 interface GroupsFile {
   created: Record<string, NodeId[]>;
   removed: number[];
+}
+
+export interface TransferResult {
+  readonly group: number;
+  /** The leader that handed over (the target itself when it already led). */
+  readonly from: NodeId;
+  readonly to: NodeId;
+  /** The target's term once verified. */
+  readonly term: number;
+  /** Request to verified new leader. */
+  readonly ms: number;
+}
+
+export interface DrainReport {
+  readonly node: NodeId;
+  readonly moved: number;
+  readonly failed: { readonly group: number; readonly reason: string }[];
+  readonly ms: number;
+  readonly transfers: TransferResult[];
 }
 
 export interface ProposeOptions {
@@ -120,6 +139,12 @@ export class FlotillaNode {
   /** Leader of each group as last heard (local workers' reports and NotLeader hints). */
   private readonly leaders = new Map<number, NodeId>();
   private readonly peerWorkers = new Map<NodeId, number>();
+  /** Nodes (peers) that announced they are draining: never a transfer target. */
+  private readonly drainingNodes = new Set<NodeId>();
+  private draining = false;
+  private readonly electionMs: number;
+  /** Transfers this node requested, by outcome ('completed' or the failure reason). */
+  readonly transferStats: Record<string, number> = {};
   private readonly session: SessionClient;
   private reqSeq = 0;
   private stopped = false;
@@ -144,6 +169,7 @@ export class FlotillaNode {
     this.workerCount = workers;
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.attemptMs = Math.max(1000, 3 * electionMs);
+    this.electionMs = electionMs;
     // Fresh per process: sequence numbers restart at 1 under a new id.
     this.session = new SessionClient(`${opts.id}/${randomBytes(6).toString('hex')}`);
   }
@@ -214,6 +240,7 @@ export class FlotillaNode {
     });
     node.transport.on('peerUp', (p) => {
       node.transport.send(p, { k: 'app', t: 'hello', p: { workers } });
+      if (node.draining) node.transport.send(p, { k: 'app', t: 'drainState', p: { draining: true } });
       node.workers.broadcast({ t: 'up', p });
     });
     node.transport.on('peerDown', (p) => node.workers.broadcast({ t: 'down', p }));
@@ -369,17 +396,149 @@ export class FlotillaNode {
       id: this.id, clusterId: this.clusterId, labels: this.opts.labels ?? {},
       workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
       groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
+      draining: this.draining, drainingPeers: [...this.drainingNodes], transfers: this.transferStats,
       peers: this.transport.connectedPeers(), runtime: this.stats, transport: this.transport.stats(),
       shards: shards.map((s) => ({ ...s, perGroup: undefined })),
       perGroup: o.detail ? shards.flatMap((s) => ((s as Record<string, unknown>).perGroup as unknown[]) ?? []) : undefined,
     };
   }
 
-  /** Ask `group`'s leader on this node to hand leadership to `target` (the verdict of the request;
-   *  the outcome follows in the leader's log). */
-  transferLeader(group: number, target: NodeId) {
-    if (!this.isLocal(group)) return Promise.reject(new RuntimeError('InvalidArgument', `group ${group} has no replica on ${this.id}`));
-    return this.workers.call(this.workerFor(group), { t: 'transfer', g: group, to: target });
+  /**
+   * Move leadership of `group` to `target`, from any node (forwarded to the current leader), and
+   * verify it: resolves once the target leads and serves (a ReadIndex round on the target), with
+   * the time it took. Rejects with a TransferError whose `reason` says why (target not a member,
+   * a learner, unhealthy, lagging, draining, a membership change in flight, no quorum, timed out:
+   * the old leader then stays leader). Every outcome is logged and counted.
+   */
+  async transferLeader(group: number, target: NodeId, o: { timeoutMs?: number; maxLagEntries?: number } = {}): Promise<TransferResult> {
+    const t0 = performance.now();
+    const timeoutMs = o.timeoutMs ?? Math.max(5_000, 3 * this.electionMs);
+    const deadline = Date.now() + timeoutMs;
+    const replicas = this.replicasOf(group);
+    const outcome = (reason: string) => {
+      this.transferStats[reason] = (this.transferStats[reason] ?? 0) + 1;
+    };
+    try {
+      if (!replicas.includes(target)) throw new TransferError('TargetNotMember', `transfer of group ${group}: ${target} holds no replica`);
+      if (this.drainingNodes.has(target)) throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} is draining`);
+      let from: NodeId = this.leaders.get(group) ?? '';
+      let done = false;
+      for (let n = 0; !done; n++) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 10) throw new TransferError('Timeout', `transfer of group ${group} to ${target}: no leader answered in time`);
+        const leader = from && (from === this.id || this.transport.isConnected(from)) ? from : this.pickTarget(group, replicas, '', n, false);
+        if (leader === target) {
+          // Believed to lead already: confirmed by the verification below, or forgotten.
+          try {
+            await (target === this.id
+              ? this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: Math.min(remaining, 1000) })
+              : this.forward(target, 'verify', { group, to: Math.min(remaining, 1000) }, Math.min(remaining, 1000) + 250));
+            break;
+          } catch (e) {
+            if (!(e as RuntimeError).retryable) throw e;
+            this.leaders.delete(group);
+            from = (e as RuntimeError).leader && (e as RuntimeError).leader !== target ? (e as RuntimeError).leader : '';
+            continue;
+          }
+        }
+        const req = { g: group, target, to: remaining, lag: o.maxLagEntries ?? 10_000, draining: [...this.drainingNodes] };
+        try {
+          if (leader === this.id) await this.workers.call(this.workerFor(group), { t: 'xfer', ...req });
+          else await this.forward(leader, 'xfer', { ...req, group }, remaining + 250);
+          from = leader;
+          done = true;
+        } catch (e) {
+          const err = e as RuntimeError;
+          if (err instanceof TransferError && err.reason === 'TargetIsSelf') break;
+          if (err instanceof TransferError || !err.retryable) throw err;
+          from = err.leader && replicas.includes(err.leader) ? err.leader : '';
+          if (!from) await sleep(Math.min(100, 5 * 2 ** Math.min(n, 5)));
+        }
+      }
+      // Verify: the target leads and serves (a quorum follows it, an entry of its term committed).
+      let term = 0;
+      for (let n = 0; ; n++) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 10) throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: not confirmed as serving in time`);
+        try {
+          const r = (target === this.id
+            ? await this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: remaining })
+            : await this.forward(target, 'verify', { group, to: remaining }, remaining + 250)) as { term: number };
+          term = r.term;
+          break;
+        } catch (e) {
+          const err = e as RuntimeError;
+          if (!err.retryable) throw err;
+          await sleep(Math.min(50, 2 * 2 ** Math.min(n, 5)));
+        }
+      }
+      this.leaders.set(group, target);
+      const ms = Math.round((performance.now() - t0) * 10) / 10;
+      outcome('completed');
+      this.log.info({ group, from: from || null, to: target, term, ms }, 'leader transfer verified');
+      return { group, from: from || target, to: target, term, ms };
+    } catch (e) {
+      const reason = e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? 'Error';
+      outcome(reason);
+      this.log.info({ group, to: target, reason, ms: Math.round(performance.now() - t0) }, 'leader transfer failed');
+      throw e;
+    }
+  }
+
+  /**
+   * Planned maintenance: mark this node draining (other nodes stop sending leadership here) and
+   * move every leadership it holds to the best eligible replica — a caught-up, recently heard
+   * voter that is not draining and not in `avoid` (the nodes to be maintained next) — at most
+   * `concurrency` at a time, each verified. Reports what moved and what did not, with reasons.
+   */
+  async drain(o: { avoid?: NodeId[]; concurrency?: number; timeoutMs?: number } = {}): Promise<DrainReport> {
+    const t0 = performance.now();
+    this.draining = true;
+    this.broadcastDrainState();
+    const avoid = new Set(o.avoid ?? []);
+    const moved: TransferResult[] = [];
+    const failed: { group: number; reason: string }[] = [];
+    const st = await this.status({ detail: true });
+    const mine = (st.perGroup as { group: number; role: string; quiesced: boolean; lastIndex: number; progress: Record<NodeId, { match: number; recentActive: boolean }> }[])
+      .filter((g) => g.role === 'leader');
+    let next = 0;
+    const worker = async () => {
+      while (next < mine.length) {
+        const g = mine[next++];
+        const candidates = Object.entries(g.progress)
+          .filter(([id, p]) => id !== this.id && (p.recentActive || g.quiesced) && this.transport.isConnected(id) &&
+            !avoid.has(id) && !this.drainingNodes.has(id) && this.replicasOf(g.group).includes(id))
+          .sort((a, b) => b[1].match - a[1].match || (a[0] < b[0] ? -1 : 1));
+        if (candidates.length === 0) {
+          failed.push({ group: g.group, reason: 'NoEligibleTarget' });
+          continue;
+        }
+        try {
+          moved.push(await this.transferLeader(g.group, candidates[0][0], { timeoutMs: o.timeoutMs }));
+        } catch (e) {
+          failed.push({ group: g.group, reason: e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? String(e) });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 16) }, worker));
+    const report = { node: this.id, moved: moved.length, failed, ms: Math.round(performance.now() - t0), transfers: moved };
+    this.log.info({ moved: report.moved, failed: failed.length, ms: report.ms }, 'drain finished');
+    return report;
+  }
+
+  /** End maintenance: leadership may come back to this node (the balancer brings it). */
+  undrain(): void {
+    this.draining = false;
+    this.broadcastDrainState();
+    this.log.info('undrained');
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  private broadcastDrainState(): void {
+    for (const p of Object.keys(this.opts.peers)) this.transport.send(p, { k: 'app', t: 'drainState', p: { draining: this.draining } });
   }
 
   /** Create a group at run time on `replicas` (default: placement of the next id). Every node must
@@ -496,7 +655,7 @@ export class FlotillaNode {
     const reply = (r: FwdReply) => this.transport.send(from, { k: 'app', t: 'reply', p: r });
     const fail = (id: number, e: unknown) => {
       const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', String((e as Error)?.message ?? e));
-      reply({ id, ok: false, code: err.code, message: err.message, leader: err.leader });
+      reply({ id, ok: false, code: err.code, message: err.message, leader: err.leader, reason: err instanceof TransferError ? err.reason : undefined });
     };
     const id = Number(p?.id);
     const serve = (f: () => Promise<unknown>) => {
@@ -537,6 +696,28 @@ export class FlotillaNode {
           return this.workers.call(this.workerFor(group), { t: 'read', g: group, q: p.q, c, to: ms });
         });
         return;
+      case 'xfer':
+        serve(() => {
+          const group = Number(p.group);
+          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
+          const draining = Array.isArray(p.draining) ? (p.draining as unknown[]).filter((x): x is string => typeof x === 'string') : [];
+          return this.workers.call(this.workerFor(group), {
+            t: 'xfer', g: group, target: String(p.target), to: ms, lag: Number(p.lag) || 10_000, draining: [...new Set([...draining, ...this.drainingNodes])],
+          });
+        });
+        return;
+      case 'verify':
+        serve(() => {
+          const group = Number(p.group);
+          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
+          return this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: ms });
+        });
+        return;
+      case 'drainState':
+        if (p?.draining === true) this.drainingNodes.add(from);
+        else this.drainingNodes.delete(from);
+        this.log.info({ peer: from, draining: p?.draining === true }, 'peer drain state');
+        return;
       case 'gcreate':
       case 'gremove':
         serve(() => this.applyGroupChange(t, p).then(() => null));
@@ -548,7 +729,7 @@ export class FlotillaNode {
         this.pending.delete(r.id);
         clearTimeout(w.timer);
         if (r.ok) w.resolve(r.result);
-        else w.reject(new RuntimeError(r.code, r.message, r.leader));
+        else w.reject(r.reason ? new TransferError(r.reason, r.message, r.leader) : new RuntimeError(r.code, r.message, r.leader));
         return;
       }
       default:

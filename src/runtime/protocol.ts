@@ -1,7 +1,7 @@
 // The messages between a node's main thread and its shard workers (both directions go through a
 // PackedPort), the worker's start-up parameters, and the fixed group -> worker hash.
 import type { NodeId } from '../raft/types.js';
-import type { RuntimeErrorCode } from './errors.js';
+import type { RuntimeErrorCode, TransferFailReason } from './errors.js';
 
 export type Consistency = 'linearizable' | 'lease' | 'stale';
 
@@ -32,6 +32,8 @@ export type ToWorker =
   | { t: 'down'; p: NodeId }
   | { t: 'status'; id: number; detail: boolean }
   | { t: 'transfer'; id: number; g: number; to: NodeId }
+  | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[] }
+  | { t: 'verify'; id: number; g: number; to: number }
   | { t: 'create'; id: number; g: number; voters: NodeId[] }
   | { t: 'remove'; id: number; g: number }
   | { t: 'stop'; id: number };
@@ -39,7 +41,7 @@ export type ToWorker =
 export type FromWorker =
   | { t: 'started'; threadId: number; groups: number }
   | { t: 're'; id: number; ok: true; r: unknown }
-  | { t: 're'; id: number; ok: false; code: RuntimeErrorCode; msg: string; leader: NodeId }
+  | { t: 're'; id: number; ok: false; code: RuntimeErrorCode; msg: string; leader: NodeId; reason?: TransferFailReason }
   | { t: 'out'; to: NodeId; w: number; b: Uint8Array }
   | { t: 'lead'; g: number; l: NodeId; term: number };
 

@@ -14,7 +14,7 @@ import {
 } from '../raft/types.js';
 import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
-import { RuntimeError } from './errors.js';
+import { RuntimeError, TransferError, type TransferFailReason } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
 
 export type RaftTuning = Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>>;
@@ -69,6 +69,16 @@ interface Group {
   readonly reads: Map<string, ReadWaiter>;
   applied: number;
   leader: NodeId;
+  /** Callers of transfer(), by target: settled by the core's transfer outcome. */
+  readonly transfers: Map<NodeId, { resolve: (r: TransferDone) => void; reject: (e: Error) => void }[]>;
+}
+
+export interface TransferDone {
+  readonly group: number;
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  readonly ticks: number;
 }
 
 function hash32(s: string): number {
@@ -136,7 +146,7 @@ export class Shard {
     });
     storage.snapshotSource = (meta: SnapshotMeta) =>
       this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
-    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE };
+    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE, transfers: new Map() };
     this.groups.set(id, g);
     this.touch(g);
     return g;
@@ -308,6 +318,17 @@ export class Shard {
     return this.sm.query(groupId, query);
   }
 
+  /** Confirm this node leads `groupId` and serves: a ReadIndex round (a quorum still follows it,
+   *  and an entry of its term is committed). Resolves with its term. */
+  async verifyLeader(groupId: number, timeoutMs?: number): Promise<{ term: number }> {
+    const st = this.group(groupId).node.status();
+    if (st.role !== 'leader') throw new RuntimeError('NotLeader', `${this.opts.nodeId} does not lead group ${groupId}`, st.leader);
+    await this.readBarrier(groupId, timeoutMs, false);
+    const after = this.group(groupId).node.status();
+    if (after.role !== 'leader') throw new RuntimeError('NotLeader', `${this.opts.nodeId} lost group ${groupId}`, after.leader);
+    return { term: after.term };
+  }
+
   /** A KV shard's committed value of `key` (stale read). */
   get(groupId: number, key: Uint8Array): Uint8Array | null {
     this.group(groupId);
@@ -320,6 +341,55 @@ export class Shard {
     this.touch(g);
     this.schedule();
     return r;
+  }
+
+  /**
+   * Hand leadership of a group this node leads to `target`, as an operation: refused at once with
+   * a typed reason when the target cannot take over safely (not a member, a learner, not heard from
+   * recently, further behind than `maxLagEntries`, a membership change in flight, no quorum);
+   * otherwise resolves when the core reports the hand-over complete (the target won its election)
+   * and rejects with the abort reason if it did not (the old leader stays leader).
+   */
+  transfer(groupId: number, target: NodeId, o: { timeoutMs?: number; maxLagEntries?: number; draining?: ReadonlySet<NodeId> } = {}): Promise<TransferDone> {
+    let g: Group;
+    try {
+      g = this.group(groupId);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const st = g.node.status();
+    const fail = (reason: TransferFailReason, msg: string) => Promise.reject(new TransferError(reason, `transfer of group ${groupId} to ${target}: ${msg}`, st.leader));
+    if (st.role !== 'leader') {
+      return Promise.reject(new RuntimeError('NotLeader', `${this.opts.nodeId} does not lead group ${groupId}`, st.leader));
+    }
+    if (target === this.opts.nodeId) return fail('TargetIsSelf', 'already the leader');
+    if (st.conf.learners.includes(target)) return fail('TargetIsLearner', 'a learner cannot lead');
+    if (!st.conf.voters.includes(target)) return fail('TargetNotMember', 'not a voter of the group');
+    if (o.draining?.has(target)) return fail('TargetDraining', 'the target is draining');
+    const pr = st.progress[target];
+    // A quiesced group hears nothing by design: there the node-liveness layer is the health signal.
+    const heard = (id: NodeId) => !this.downPeers.has(id) && (st.quiesced || st.progress[id]?.recentActive === true);
+    if (!pr || !heard(target)) return fail('TargetUnhealthy', 'not heard from recently');
+    const lag = st.lastIndex - pr.match;
+    const bound = o.maxLagEntries ?? 10_000;
+    if (lag > bound) return fail('TargetLagging', `${lag} entries behind (bound ${bound})`);
+    let active = 1;
+    for (const v of st.conf.voters) if (v !== this.opts.nodeId && heard(v)) active++;
+    if (active <= st.conf.voters.length / 2) return fail('NoQuorum', 'the leader does not hear from a quorum');
+    const r = g.node.transferLeader(target);
+    this.touch(g);
+    this.schedule();
+    if (!r.ok) return fail(r.reason === 'NotLeader' ? 'NoLeader' : r.reason, r.reason);
+    return this.withDeadline<TransferDone>(`transfer of group ${groupId} to ${target}`, o.timeoutMs, (resolve, reject) => {
+      let list = g.transfers.get(target);
+      if (!list) g.transfers.set(target, (list = []));
+      const entry = { resolve, reject };
+      list.push(entry);
+      return () => {
+        const l = g.transfers.get(target);
+        if (l) l.splice(l.indexOf(entry), 1);
+      };
+    });
   }
 
   status(groupId: number) {
@@ -472,6 +542,12 @@ export class Shard {
       if (rd.softState) this.onSoftState(g, rd.softState.leader, rd.softState.role);
       for (const tr of rd.transfers) {
         this.stats.transfers[tr.status]++;
+        const callers = g.transfers.get(tr.target) ?? [];
+        g.transfers.delete(tr.target);
+        for (const c of callers) {
+          if (tr.status === 'completed') c.resolve({ group: g.id, from: this.opts.nodeId, to: tr.target, term: tr.term, ticks: tr.ticks });
+          else c.reject(new TransferError(tr.reason, `transfer of group ${g.id} to ${tr.target} aborted: ${tr.reason}`, g.node.status().leader));
+        }
         if (tr.status === 'completed') this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks }, 'leader transfer completed');
         else this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, reason: tr.reason }, 'leader transfer aborted');
       }
@@ -550,8 +626,10 @@ export class Shard {
     for (const g of this.groups.values()) {
       for (const w of g.waiters.values()) w.reject(err);
       for (const r of g.reads.values()) r.reject(err);
+      for (const l of g.transfers.values()) for (const c of l) c.reject(err);
       g.waiters.clear();
       g.reads.clear();
+      g.transfers.clear();
     }
   }
 
@@ -565,8 +643,10 @@ export class Shard {
     for (const g of this.groups.values()) {
       for (const w of g.waiters.values()) w.reject(err);
       for (const r of g.reads.values()) r.reject(err);
+      for (const l of g.transfers.values()) for (const c of l) c.reject(err);
       g.waiters.clear();
       g.reads.clear();
+      g.transfers.clear();
     }
   }
 }

@@ -12,7 +12,7 @@ import type { Message, NodeId } from '../raft/types.js';
 import { LogStore } from '../storage/logstore.js';
 import { MessageBatchCodec, MalformedFrame } from '../transport/codec.js';
 import { PackedPort } from './channel.js';
-import { RuntimeError } from './errors.js';
+import { RuntimeError, TransferError } from './errors.js';
 import { Shard, type RaftTuning } from './shard.js';
 import { UserStateMachineHost, type UserStateMachineModule } from './statemachine.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
@@ -87,7 +87,7 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
       (r) => post({ t: 're', id, ok: true, r: r ?? null }),
       (e: unknown) => {
         const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', e instanceof Error ? e.message : String(e));
-        post({ t: 're', id, ok: false, code: err.code, msg: err.message, leader: err.leader });
+        post({ t: 're', id, ok: false, code: err.code, msg: err.message, leader: err.leader, reason: err instanceof TransferError ? err.reason : undefined });
       },
     );
   };
@@ -136,6 +136,12 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
         return;
       case 'transfer':
         reply(m.id, guard(() => shard.transferLeader(m.g, m.to)));
+        return;
+      case 'xfer':
+        reply(m.id, shard.transfer(m.g, m.target, { timeoutMs: m.to, maxLagEntries: m.lag, draining: new Set(m.draining) }));
+        return;
+      case 'verify':
+        reply(m.id, guard(() => shard.verifyLeader(m.g, m.to)));
         return;
       case 'create':
         reply(m.id, guard(() => {

@@ -9,7 +9,7 @@ import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { PackedPort } from './channel.js';
-import { RuntimeError } from './errors.js';
+import { RuntimeError, TransferError } from './errors.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
 type Request = ToWorker extends infer T ? T extends { id: number } ? Omit<T, 'id'> : never : never;
@@ -116,7 +116,7 @@ export class ShardWorkers {
           if (!c) break;
           slot.calls.delete(m.id);
           if (m.ok) c.resolve(m.r);
-          else c.reject(new RuntimeError(m.code, m.msg, m.leader));
+          else c.reject(m.reason ? new TransferError(m.reason, m.msg, m.leader) : new RuntimeError(m.code, m.msg, m.leader));
           break;
         }
         case 'started': {

@@ -1,0 +1,131 @@
+// Leadership as an operation, on three in-process nodes with two workers each over real TCP:
+// verified transfers from any node, typed refusals, zero failed writes while leadership moves,
+// and drain/undrain for planned maintenance.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startNode, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
+import { TransferError } from '../../src/runtime/errors.js';
+import { freePorts, until } from '../helpers/net.js';
+
+const IDS = ['n1', 'n2', 'n3'];
+const GROUPS = 12;
+const dec = new TextDecoder();
+
+async function cluster(fn: (nodes: Map<string, FlotillaNode>) => Promise<void>) {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-lead-'));
+  const ports = await freePorts(3);
+  const addr = new Map(IDS.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+  const optsOf = (id: string): StartOptions => ({
+    id, dataDir: join(root, id), listen: addr.get(id)!, groups: GROUPS, tickMs: 20, requestTimeoutMs: 15_000, workers: 2,
+    peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])),
+  });
+  const nodes = new Map<string, FlotillaNode>();
+  try {
+    await Promise.all(IDS.map(async (id) => nodes.set(id, await startNode(optsOf(id)))));
+    await until('every group led', async () =>
+      (await Promise.all([...nodes.values()].map((n) => n.status()))).reduce((a, s) => a + s.leaders, 0) === GROUPS, 60_000);
+    await fn(nodes);
+  } finally {
+    for (const n of nodes.values()) await n.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+async function leaderOf(nodes: Map<string, FlotillaNode>, group: number): Promise<string> {
+  for (const n of nodes.values()) {
+    const st = await n.status({ detail: true });
+    if ((st.perGroup as { group: number; role: string }[]).some((g) => g.group === group && g.role === 'leader')) return n.id;
+  }
+  return '';
+}
+
+const rejectsWith = (p: Promise<unknown>, reason: string) =>
+  assert.rejects(p, (e: unknown) => e instanceof TransferError && e.reason === reason && e.code === 'TransferFailed');
+
+test('a transfer requested on any node resolves once the target leads and serves; typed refusals', async () => {
+  await cluster(async (nodes) => {
+    const from = await leaderOf(nodes, 1);
+    const to = IDS.find((x) => x !== from)!;
+    const asker = IDS.find((x) => x !== from && x !== to)!; // neither leader nor target: forwarded
+    const r = await nodes.get(asker)!.transferLeader(1, to);
+    assert.equal(r.to, to);
+    assert.equal(r.from, from);
+    assert.ok(r.ms > 0 && r.term > 0);
+    assert.equal(await leaderOf(nodes, 1), to, 'the target leads');
+    // Asking again for the current leader is answered at once.
+    const again = await nodes.get(from)!.transferLeader(1, to);
+    assert.equal(again.to, to);
+
+    // A group on n1 and n2 only: n3 is not a member.
+    await nodes.get('n1')!.createGroup(40, ['n1', 'n2']);
+    await until('group 40 led', async () => (await leaderOf(nodes, 40)) !== '', 20_000);
+    await rejectsWith(nodes.get('n3')!.transferLeader(40, 'n3'), 'TargetNotMember');
+    // A draining node is never a target.
+    await nodes.get('n3')!.drain();
+    await until('n2 knows n3 drains', async () => (await nodes.get('n2')!.status()).drainingPeers.includes('n3'), 5_000);
+    const g2 = (await leaderOf(nodes, 2));
+    if (g2 !== 'n3') await rejectsWith(nodes.get(g2)!.transferLeader(2, 'n3'), 'TargetDraining');
+    nodes.get('n3')!.undrain();
+    await until('n3 undrained everywhere', async () => !(await nodes.get('n1')!.status()).drainingPeers.includes('n3'), 5_000);
+    // An unreachable target is refused at once (the old leader stays leader).
+    const g3 = await leaderOf(nodes, 3);
+    const down = IDS.find((x) => x !== g3)!;
+    await nodes.get(down)!.stop();
+    nodes.delete(down);
+    await until(`${g3} sees ${down} down`, async () => !(await nodes.get(g3)!.status()).peers.includes(down), 10_000);
+    await rejectsWith(nodes.get(g3)!.transferLeader(3, down), 'TargetUnhealthy');
+    assert.equal(await leaderOf(nodes, 3), g3, 'the old leader stays leader');
+    const st = await nodes.get(asker === down ? g3 : asker)!.status();
+    assert.ok((st.transfers.completed ?? 0) >= 1, 'outcomes are counted');
+  });
+});
+
+test('writes see no error and lose nothing while leadership moves back and forth; drain moves every leader off a node under load', async () => {
+  await cluster(async (nodes) => {
+    const acked = new Map<string, string>();
+    let errors = 0;
+    let firstError = '';
+    let stop = false;
+    const writers = IDS.map(async (id, w) => {
+      for (let i = 0; !stop; i++) {
+        const key = `k${w}-${i % 20}`;
+        const value = `${w}:${i}`;
+        try {
+          await nodes.get(id)!.kv.put(key, value);
+          acked.set(key, value);
+        } catch (e) {
+          errors++;
+          firstError ||= `${(e as Error).name}: ${(e as Error).message}`;
+        }
+      }
+    });
+    try {
+    // 20 transfers of random groups to random replicas while the writers run.
+    for (let i = 0; i < 20; i++) {
+      const g = 1 + (i * 5) % GROUPS;
+      const from = await leaderOf(nodes, g);
+      const to = IDS[(IDS.indexOf(from) + 1 + (i % 2)) % 3];
+      const r = await nodes.get(IDS[i % 3])!.transferLeader(g, to);
+      assert.equal(r.to, to);
+    }
+    // Drain n1 under the same load.
+    const before = (await nodes.get('n1')!.status()).leaders;
+    const report = await nodes.get('n1')!.drain({ avoid: ['n3'] });
+    assert.deepEqual(report.failed, [], 'every leadership moved');
+    assert.equal(report.moved, before);
+    assert.ok(report.transfers.every((t) => t.to === 'n2'), 'avoid is honoured when another target exists');
+    assert.equal((await nodes.get('n1')!.status()).leaders, 0, 'n1 leads nothing');
+    nodes.get('n1')!.undrain();
+    } finally {
+      stop = true;
+      await Promise.allSettled(writers);
+    }
+    assert.equal(errors, 0, `no write failed (first: ${firstError})`);
+    for (const [key, value] of acked) {
+      assert.equal(dec.decode((await nodes.get('n3')!.kv.get(key))!), value, `${key} on n3`);
+    }
+  });
+});
