@@ -5,14 +5,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { FlotillaNode } from '../runtime/node.js';
-import { RuntimeError } from '../runtime/errors.js';
+import { RuntimeError, TransferError } from '../runtime/errors.js';
 
 export const MAX_BODY_BYTES = 1 << 20;
 export const MAX_KEY_BYTES = 1024;
 
 const STATUS_OF: Record<string, number> = {
   InvalidArgument: 400, NotLeader: 503, Unavailable: 503, Overloaded: 429, TransferInProgress: 503,
-  ConfChangeInProgress: 503, Timeout: 504, Stopped: 503, StorageFailed: 500,
+  ConfChangeInProgress: 503, Timeout: 504, Stopped: 503, StorageFailed: 500, TransferFailed: 409,
 };
 
 class HttpError extends Error {
@@ -54,7 +54,11 @@ export function startAdmin(node: FlotillaNode, host: string, port: number, log: 
   const server = createServer((req, res) => {
     handle(node, req, res, o).catch((e: unknown) => {
       if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });
-      if (e instanceof RuntimeError) return send(res, STATUS_OF[e.code] ?? 500, { error: e.code, message: e.message, leader: e.leader || undefined });
+      if (e instanceof RuntimeError) {
+        return send(res, STATUS_OF[e.code] ?? 500, {
+          error: e.code, message: e.message, leader: e.leader || undefined, reason: e instanceof TransferError ? e.reason : undefined,
+        });
+      }
       log.error({ err: (e as Error).message }, 'admin request failed');
       send(res, 500, { error: 'Internal', message: (e as Error).message });
     });
@@ -70,6 +74,34 @@ export function startAdmin(node: FlotillaNode, host: string, port: number, log: 
 
 async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerResponse, o: AdminOptions): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://admin');
+  if (req.method === 'POST' && (url.pathname === '/transfer' || url.pathname === '/drain' || url.pathname === '/undrain')) {
+    let body: Record<string, unknown> = {};
+    const raw = (await readBody(req)).toString('utf8');
+    if (raw.trim().length > 0) {
+      try {
+        body = JSON.parse(raw) as Record<string, unknown>;
+      } catch {
+        throw new HttpError(400, 'InvalidArgument', 'body must be JSON');
+      }
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'InvalidArgument', 'body must be a JSON object');
+    }
+    if (url.pathname === '/transfer') {
+      const group = Number(body.group);
+      if (!Number.isInteger(group) || group < 1) throw new HttpError(400, 'InvalidArgument', 'group: a positive integer is required');
+      if (typeof body.to !== 'string' || body.to.length === 0) throw new HttpError(400, 'InvalidArgument', 'to: the target node id is required');
+      const timeoutMs = body.timeoutMs === undefined ? undefined : Number(body.timeoutMs);
+      return send(res, 200, await node.transferLeader(group, body.to, { timeoutMs }));
+    }
+    if (url.pathname === '/drain') {
+      const avoid = body.avoid === undefined ? [] : body.avoid;
+      if (!Array.isArray(avoid) || !avoid.every((x) => typeof x === 'string')) throw new HttpError(400, 'InvalidArgument', 'avoid: an array of node ids');
+      const concurrency = body.concurrency === undefined ? undefined : Number(body.concurrency);
+      const r = await node.drain({ avoid, concurrency });
+      return send(res, r.failed.length === 0 ? 200 : 207, { ...r, transfers: undefined });
+    }
+    node.undrain();
+    return send(res, 200, { ok: true, draining: false });
+  }
   if (url.pathname === '/debug/crash-worker' && req.method === 'POST') {
     if (!o.faultInjection) throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');
     const w = Number(url.searchParams.get('worker') ?? 0);

@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { runStart, START_HELP } from './start.js';
+import { runClient } from './client.js';
 
 const HELP = `flotilla — a multi-group Raft runtime for Node.js
 
@@ -11,14 +12,18 @@ Usage: flotilla <command> [options]
 
 Commands:
   start            run a node (flotilla start --help)
+  status           a node's status as a table (--json for all of it)
+  transfer         move a group's leadership to a node, verified (--group G --to NODE)
+  drain            move every leadership off a node for maintenance (--avoid n2,n3)
+  undrain          let leadership come back to a node
   version          print the version
   help             print this help
 
 Options:
   -h, --help       print this help
 
-The status, transfer, drain, balance, bench and demo commands arrive with the leadership,
-benchmark and first-run milestones (see README.md, Status).
+status, transfer, drain and undrain take --admin HOST:PORT (a node's admin address).
+The balance, bench and demo commands arrive with later milestones (see README.md, Status).
 `;
 
 function version(): string {
@@ -33,6 +38,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     return runStart(argv.slice(1));
+  }
+  if (argv[0] === 'status' || argv[0] === 'transfer' || argv[0] === 'drain' || argv[0] === 'undrain') {
+    return runClient(argv[0], argv.slice(1));
   }
   let parsed;
   try {

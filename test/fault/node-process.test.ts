@@ -104,6 +104,31 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { error: string }).error, 'InvalidArgument');
 
+    // Operator commands against the admin address.
+    const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+    const adminOf = (id: string) => admin.get(id)!.slice('http://'.length);
+    let r = cli('status', '--admin', adminOf('n1'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /node n1 .*workers/);
+    assert.match(r.stdout, /worker {2}up {3}groups {2}leaders {2}quiesced/);
+    r = cli('transfer', '--admin', adminOf('n2'), '--group', '1', '--to', 'n3');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /group 1: n\d -> n3 verified in [\d.]+ ms/);
+    r = cli('transfer', '--admin', adminOf('n2'), '--group', '1', '--to', 'n9');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /TransferFailed \(TargetNotMember\)/);
+    r = cli('transfer', '--admin', adminOf('n2'), '--to', 'n3');
+    assert.equal(r.status, 2, 'usage error');
+    r = cli('drain', '--admin', adminOf('n1'), '--avoid', 'n3');
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /drained n1: moved \d+ leaders in \d+ ms; failed 0/);
+    assert.equal(((await (await fetch(`${admin.get('n1')}/status`)).json()) as { leaders: number }).leaders, 0, 'n1 leads nothing');
+    const put = await fetch(`${admin.get('n1')}/kv/after-drain`, { method: 'PUT', body: 'ok' });
+    assert.equal(put.status, 200, 'a drained node still serves clients');
+    r = cli('undrain', '--admin', adminOf('n1'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(cli('status', '--admin', '127.0.0.1:1').status, 1, 'unreachable admin: exit 1');
+
     for (const p of procs.values()) p.kill('SIGTERM');
     for (const [id, p] of procs) assert.equal(await exited(p), 0, `${id} exits 0 on SIGTERM`);
   } finally {

@@ -1,0 +1,110 @@
+// Operator commands that talk to a running node's admin HTTP address: `status`, `transfer`,
+// `drain`, `undrain` (like etcdctl move-leader and syncobj_admin). Exit codes: 0 ok, 1 the node
+// refused or could not be reached (the message says why), 2 usage error.
+import { parseArgs } from 'node:util';
+
+export const CLIENT_HELP = `Usage:
+  flotilla status   --admin HOST:PORT [--json]
+  flotilla transfer --admin HOST:PORT --group G --to NODE [--timeout-ms MS]
+  flotilla drain    --admin HOST:PORT [--avoid n2,n3] [--concurrency N]
+  flotilla undrain  --admin HOST:PORT
+
+  --admin HOST:PORT   the node's admin address (or FLOTILLA_ADMIN)
+`;
+
+class Usage extends Error {}
+
+async function call(admin: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  let res: Response;
+  try {
+    res = await fetch(`http://${admin}${path}`, {
+      method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(120_000),
+      headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+    });
+  } catch (e) {
+    throw new Error(`cannot reach ${admin}: ${(e as Error).message}`);
+  }
+  const text = await res.text();
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    json = { message: text };
+  }
+  return { status: res.status, json };
+}
+
+function table(st: Record<string, unknown>): string {
+  const shards = (st.shards as { worker: number; up: boolean; groups: number; leaders: number; quiesced: number }[]) ?? [];
+  const lines = [
+    `node ${st.id}  cluster ${st.clusterId}  workers ${st.workers}  restarts ${st.workerRestarts}${st.draining ? '  DRAINING' : ''}`,
+    `groups ${st.groups}  leaders ${st.leaders}  quiesced ${st.quiesced}  peers up: ${(st.peers as string[]).join(', ') || '-'}`,
+    `draining peers: ${((st.drainingPeers as string[]) ?? []).join(', ') || '-'}  transfers: ${JSON.stringify(st.transfers ?? {})}`,
+    '',
+    'worker  up   groups  leaders  quiesced',
+    ...shards.map((s) => `${String(s.worker).padEnd(8)}${(s.up ? 'yes' : 'NO').padEnd(5)}${String(s.groups).padStart(6)}${String(s.leaders).padStart(9)}${String(s.quiesced).padStart(10)}`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+export async function runClient(cmd: string, argv: string[]): Promise<number> {
+  try {
+    const { values } = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: {
+        admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' },
+        'timeout-ms': { type: 'string' }, avoid: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(CLIENT_HELP);
+      return 0;
+    }
+    const admin = values.admin ?? process.env.FLOTILLA_ADMIN;
+    if (!admin) throw new Usage('--admin HOST:PORT is required');
+    let r: { status: number; json: Record<string, unknown> };
+    switch (cmd) {
+      case 'status':
+        r = await call(admin, 'GET', '/status');
+        if (r.status === 200) process.stdout.write(values.json ? `${JSON.stringify(r.json, null, 2)}\n` : table(r.json));
+        break;
+      case 'transfer': {
+        const group = Number(values.group);
+        if (!Number.isInteger(group) || group < 1) throw new Usage('--group G (a positive integer) is required');
+        if (!values.to) throw new Usage('--to NODE is required');
+        const timeoutMs = values['timeout-ms'] === undefined ? undefined : Number(values['timeout-ms']);
+        r = await call(admin, 'POST', '/transfer', { group, to: values.to, timeoutMs });
+        if (r.status === 200) process.stdout.write(`group ${group}: ${r.json.from} -> ${r.json.to} verified in ${r.json.ms} ms (term ${r.json.term})\n`);
+        break;
+      }
+      case 'drain': {
+        const avoid = values.avoid ? values.avoid.split(',').filter(Boolean) : [];
+        r = await call(admin, 'POST', '/drain', { avoid, concurrency: values.concurrency ? Number(values.concurrency) : undefined });
+        if (r.status === 200 || r.status === 207) {
+          process.stdout.write(`drained ${r.json.node}: moved ${r.json.moved} leaders in ${r.json.ms} ms; failed ${(r.json.failed as unknown[]).length}\n`);
+          for (const f of r.json.failed as { group: number; reason: string }[]) process.stdout.write(`  group ${f.group}: ${f.reason}\n`);
+          return r.status === 200 ? 0 : 1;
+        }
+        break;
+      }
+      case 'undrain':
+        r = await call(admin, 'POST', '/undrain');
+        if (r.status === 200) process.stdout.write('undrained\n');
+        break;
+      default:
+        throw new Usage(`unknown command ${cmd}`);
+    }
+    if (r.status !== 200) {
+      process.stderr.write(`flotilla ${cmd}: ${r.json.error ?? r.status}${r.json.reason ? ` (${r.json.reason})` : ''}: ${r.json.message ?? ''}\n`);
+      return 1;
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof Usage || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`flotilla ${cmd}: ${(e as Error).message}\n\n${CLIENT_HELP}`);
+      return 2;
+    }
+    process.stderr.write(`flotilla ${cmd}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
