@@ -506,7 +506,7 @@ export class FlotillaNode {
       while (next < mine.length) {
         const g = mine[next++];
         const candidates = Object.entries(g.progress)
-          .filter(([id, p]) => id !== this.id && (p.recentActive || g.quiesced) && this.transport.isConnected(id) &&
+          .filter(([id]) => id !== this.id && this.transport.isConnected(id) &&
             !avoid.has(id) && !this.drainingNodes.has(id) && this.replicasOf(g.group).includes(id))
           .sort((a, b) => b[1].match - a[1].match || (a[0] < b[0] ? -1 : 1));
         if (candidates.length === 0) {

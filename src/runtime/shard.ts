@@ -367,8 +367,10 @@ export class Shard {
     if (!st.conf.voters.includes(target)) return fail('TargetNotMember', 'not a voter of the group');
     if (o.draining?.has(target)) return fail('TargetDraining', 'the target is draining');
     const pr = st.progress[target];
-    // A quiesced group hears nothing by design: there the node-liveness layer is the health signal.
-    const heard = (id: NodeId) => !this.downPeers.has(id) && (st.quiesced || st.progress[id]?.recentActive === true);
+    // Health comes from the node-liveness layer (the transport link), not from the core's
+    // recentActive flag: that one is cleared for every peer at each CheckQuorum boundary and only
+    // set again by the next response, and a quiesced group hears nothing by design.
+    const heard = (id: NodeId) => !this.downPeers.has(id);
     if (!pr || !heard(target)) return fail('TargetUnhealthy', 'not heard from recently');
     const lag = st.lastIndex - pr.match;
     const bound = o.maxLagEntries ?? 10_000;
