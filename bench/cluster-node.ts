@@ -28,7 +28,7 @@ const send = (m: unknown) => process.send!(m);
 send({ kind: 'ready' });
 
 const enc = new TextEncoder();
-process.on('message', async (m: { cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean }) => {
+process.on('message', async (m: { cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean; transfers?: number; drain?: boolean }) => {
   if (m.cmd === 'status') {
     const st = await node.status();
     send({ kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced });
@@ -93,11 +93,34 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
   const before = await node.status();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: m.proposers ?? 64 }, (_, p) => proposer(p)));
+  // Leadership moves while the load runs (this node's leaders, to the next replica).
+  const transferMs: number[] = [];
+  const transferFailures: string[] = [];
+  let drainReport: unknown = null;
+  const mover = async () => {
+    if (!m.transfers && !m.drain) return;
+    await new Promise((r) => setTimeout(r, 1000));
+    const mine = [...led];
+    for (let i = 0; i < (m.transfers ?? 0) && i < mine.length && performance.now() < end - 1000; i++) {
+      const g = mine[i];
+      const replicas = node.replicasOf(g).filter((x) => x !== node.id);
+      try {
+        transferMs.push((await node.transferLeader(g, replicas[i % replicas.length])).ms);
+      } catch (e) {
+        transferFailures.push((e as { reason?: string; code?: string }).reason ?? (e as { code?: string }).code ?? String(e));
+      }
+    }
+    if (m.drain && performance.now() < end - 1000) {
+      const r = await node.drain({});
+      drainReport = { moved: r.moved, failed: r.failed.length, ms: r.ms };
+      node.undrain();
+    }
+  };
+  await Promise.all([mover(), ...Array.from({ length: m.proposers ?? 64 }, (_, p) => proposer(p))]);
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const after = await node.status();
   const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
   const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number").map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
-  send({ kind: 'result', perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
+  send({ kind: 'result', transferMs, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
 });

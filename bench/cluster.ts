@@ -149,10 +149,56 @@ export async function runCluster(o: { groups: number; workers: number; proposers
   });
 }
 
+export interface TransferBenchResult {
+  groups: number;
+  transfers: number;
+  transferP50Ms: number;
+  transferP99Ms: number;
+  transferMaxMs: number;
+  transferFailures: string[];
+  drain: { moved: number; failed: number; ms: number } | null;
+  writes: number;
+  failedWrites: number;
+  stalledWrites: number;
+  writeP99Ms: number;
+}
+
+/** Planned leadership moves under write load: node n1 transfers `transfers` of its leaderships
+ *  (each verified) and then drains, while every node writes. */
+export async function runTransfers(o: { groups: number; transfers: number; proposers: number; seconds: number }): Promise<TransferBenchResult> {
+  return withCluster(o.groups, 1, async (kids, next) => {
+    const t0 = performance.now();
+    for (;;) {
+      const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
+      if (st.reduce((a, s) => a + (s.leaders as number), 0) === o.groups) break;
+      if (performance.now() - t0 > 300_000) throw new Error('groups not elected in 300 s');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const results = await Promise.all([...kids.entries()].map(([id, c]) => {
+      c.send({ cmd: 'load', seconds: o.seconds, proposers: o.proposers, valueBytes: 16, local: false, transfers: id === 'n1' ? o.transfers : 0, drain: id === 'n1' });
+      return next(c, 'result');
+    }));
+    const n1 = results[0];
+    const ms = Float64Array.from(n1.transferMs as number[]).sort();
+    const lat = Float64Array.from(results.flatMap((r) => r.latenciesMs as number[])).sort();
+    return {
+      groups: o.groups, transfers: ms.length, transferP50Ms: round(pct(ms, 50), 1), transferP99Ms: round(pct(ms, 99), 1),
+      transferMaxMs: round(ms.length ? ms[ms.length - 1] : 0, 1), transferFailures: n1.transferFailures as string[],
+      drain: n1.drainReport as TransferBenchResult['drain'],
+      writes: results.reduce((a, r) => a + (r.writes as number), 0), failedWrites: results.reduce((a, r) => a + (r.errors as number), 0),
+      stalledWrites: results.reduce((a, r) => a + (r.stalls as number), 0), writeP99Ms: round(pct(lat, 99)),
+    };
+  });
+}
+
 // Direct use: node --import tsx bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
+//             node --import tsx bench/cluster.ts transfer GROUPS TRANSFERS SECONDS
 //             node --import tsx bench/cluster.ts idle GROUPS WORKERS SECONDS
 if (process.argv[1] === import.meta.filename) {
-  if (process.argv[2] === 'idle') {
+  if (process.argv[2] === 'transfer') {
+    const [g, n, s] = process.argv.slice(3);
+    process.stdout.write(JSON.stringify(await runTransfers({ groups: Number(g ?? 1000), transfers: Number(n ?? 100), proposers: 64, seconds: Number(s ?? 20) })) + '\n');
+  } else if (process.argv[2] === 'idle') {
     const [g, w, s] = process.argv.slice(3);
     process.stdout.write(JSON.stringify(await runIdle({ groups: Number(g ?? 10_000), workers: Number(w ?? 1), seconds: Number(s ?? 5) })) + '\n');
   } else {

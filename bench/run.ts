@@ -9,9 +9,9 @@ import { machineInfo } from './machine.js';
 import { benchRaftCore } from './raft-core.js';
 import { benchStorage } from './storage.js';
 import { benchTransport } from './transport.js';
-import { runCluster, runIdle } from './cluster.js';
+import { runCluster, runIdle, runTransfers } from './cluster.js';
 
-const SCENARIOS = ['raft-core', 'storage', 'transport', 'cluster', 'idle'] as const;
+const SCENARIOS = ['raft-core', 'storage', 'transport', 'cluster', 'idle', 'transfer'] as const;
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { quick: { type: 'boolean' }, out: { type: 'string' } },
@@ -87,6 +87,15 @@ if (chosen.includes('idle')) {
     r.push(x);
   }
   scenarios.idle = r;
+}
+
+if (chosen.includes('transfer')) {
+  process.stdout.write('bench: transfer (3 node processes, 1,000 groups, writes from every node; n1 moves 100 leaderships, then drains) ...\n');
+  const x = await runTransfers({ groups: 1000, transfers: quick ? 30 : 100, proposers: 64, seconds: quick ? 15 : 30 });
+  process.stdout.write(`  ${x.transfers} verified transfers: p50 ${x.transferP50Ms} ms, p99 ${x.transferP99Ms} ms, max ${x.transferMaxMs} ms, ` +
+    `failed ${x.transferFailures.length}; drain: ${x.drain ? `${x.drain.moved} leaders in ${x.drain.ms} ms, failed ${x.drain.failed}` : 'not run'}; ` +
+    `writes ${x.writes}, failed ${x.failedWrites}, stalled >1 s ${x.stalledWrites}, write p99 ${x.writeP99Ms} ms\n`);
+  scenarios.transfer = x;
 }
 
 const results = { machine: machineInfo(), quick, durationSec: (Date.now() - started) / 1000, scenarios };
