@@ -7,6 +7,7 @@ import type {
   ConfChange, ConfState, Entry, HardState, Message, NodeId, ProposeResult, ReadRequestResult, Ready, Snapshot,
   SoftState, TransferRequestResult,
 } from './types.js';
+import { RaftError } from './types.js';
 
 interface InProgress {
   lastEntry: { index: number; term: number } | null;
@@ -86,6 +87,13 @@ export class RaftNode {
 
   status(): RaftStatus {
     return this.raft.status();
+  }
+
+  /** Wait `ticks` more than the election timeout before campaigning on its own (0 = normal).
+   *  For a node being drained: healthy peers win elections first; it still campaigns if none does. */
+  setCampaignDelay(ticks: number): void {
+    if (!Number.isSafeInteger(ticks) || ticks < 0) throw new RaftError('InvalidArgument', `campaign delay must be a non-negative integer, got ${ticks}`);
+    this.raft.campaignDelay = ticks;
   }
 
   /** See Raft.compactionFloor: hosts compact below it so followers catch up without snapshots. */

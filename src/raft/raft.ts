@@ -249,11 +249,15 @@ export class Raft {
     if (this.transferVerdict) this.judgeTransfer();
   }
 
+  /** Extra ticks this node waits before campaigning on its own (TimeoutNow is unaffected): a
+   *  node being drained for maintenance lets the others win elections while they can. */
+  campaignDelay = 0;
+
   private tickElection(): void {
     this.electionElapsed++;
     // A node that cannot campaign keeps counting: resetting its clock would keep it "in lease"
     // with a dead leader forever, refusing every vote.
-    if (this.electionElapsed >= this.randomizedTimeout && this.promotable()) {
+    if (this.electionElapsed >= this.randomizedTimeout + this.campaignDelay && this.promotable()) {
       this.electionElapsed = 0;
       this.hup(false);
     }

@@ -143,6 +143,7 @@ export class FlotillaNode {
   private readonly drainingNodes = new Set<NodeId>();
   private draining = false;
   private readonly electionMs: number;
+  private readonly electionTicks: number;
   /** Transfers this node requested, by outcome ('completed' or the failure reason). */
   readonly transferStats: Record<string, number> = {};
   private readonly session: SessionClient;
@@ -170,6 +171,7 @@ export class FlotillaNode {
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.attemptMs = Math.max(1000, 3 * electionMs);
     this.electionMs = electionMs;
+    this.electionTicks = Math.max(1, Math.round(electionMs / ((opts.tickMs ?? 100) * (opts.timingScale ?? 1))));
     // Fresh per process: sequence numbers restart at 1 under a new id.
     this.session = new SessionClient(`${opts.id}/${randomBytes(6).toString('hex')}`);
   }
@@ -232,6 +234,7 @@ export class FlotillaNode {
       },
       onStarted: (i) => {
         for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { t: 'up', p });
+        if (node.draining) node.workers.post(i, { t: 'campaignDelay', ticks: 2 * node.electionTicks });
       },
     });
     node.transport = new Transport({
@@ -495,6 +498,8 @@ export class FlotillaNode {
     const t0 = performance.now();
     this.draining = true;
     this.broadcastDrainState();
+    // Healthy peers win this node's groups' elections first (it still campaigns if none can).
+    this.workers.broadcast({ t: 'campaignDelay', ticks: 2 * this.electionTicks });
     const avoid = new Set(o.avoid ?? []);
     const moved: TransferResult[] = [];
     const failed: { group: number; reason: string }[] = [];
@@ -529,6 +534,7 @@ export class FlotillaNode {
   /** End maintenance: leadership may come back to this node (the balancer brings it). */
   undrain(): void {
     this.draining = false;
+    this.workers.broadcast({ t: 'campaignDelay', ticks: 0 });
     this.broadcastDrainState();
     this.log.info('undrained');
   }

@@ -29,6 +29,7 @@ export type ToWorker =
   | { t: 'read'; id: number; g: number; q: unknown; c: Consistency; to: number }
   | { t: 'peers'; w: Record<NodeId, number> }
   | { t: 'up'; p: NodeId }
+  | { t: 'campaignDelay'; ticks: number }
   | { t: 'down'; p: NodeId }
   | { t: 'status'; id: number; detail: boolean }
   | { t: 'transfer'; id: number; g: number; to: NodeId }

@@ -106,6 +106,7 @@ export class Shard {
   /** Peers the liveness layer reports down: a group that becomes leader learns of them at once
    *  (else it would wait on them forever and never quiesce). */
   private readonly downPeers = new Set<NodeId>();
+  private campaignDelay = 0;
   /** Groups removed since the last iteration; their storage goes with the next commit. */
   private removals: number[] = [];
   private readonly log: Logger;
@@ -144,6 +145,7 @@ export class Shard {
       applied: this.sm.applied(id),
       random: seededRandom(hash32(`${this.opts.seed ?? 0}/${this.opts.nodeId}/${id}`)),
     });
+    if (this.campaignDelay) node.setCampaignDelay(this.campaignDelay);
     storage.snapshotSource = (meta: SnapshotMeta) =>
       this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
     const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE, transfers: new Map() };
@@ -400,6 +402,13 @@ export class Shard {
 
   leaderOf(groupId: number): NodeId {
     return this.group(groupId).node.status().leader;
+  }
+
+  /** Drain mode: every group of this shard waits `ticks` longer before campaigning on its own,
+   *  so that healthy peers win elections first. New groups inherit it. */
+  setCampaignDelay(ticks: number): void {
+    this.campaignDelay = ticks;
+    for (const g of this.groups.values()) g.node.setCampaignDelay(ticks);
   }
 
   /** The node-liveness layer says `peer` is down / back: tell the groups that care. */

@@ -128,6 +128,9 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
       case 'up':
         shard.peerUp(m.p);
         return;
+      case 'campaignDelay':
+        shard.setCampaignDelay(m.ticks);
+        return;
       case 'down':
         shard.peerDown(m.p);
         return;

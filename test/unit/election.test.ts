@@ -825,3 +825,35 @@ describe('election safety under message loss', () => {
     });
   }
 });
+
+describe('campaign delay (drain)', () => {
+  test('a node with a campaign delay lets a healthy peer win, and still campaigns when no one else can', () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const c = new TestCluster(['a', 'b', 'c'], { seed });
+      c.elect('a');
+      c.node('b').setCampaignDelay(30);
+      c.isolate('a');
+      for (let i = 0; i < 40 && !['b', 'c'].some((id) => c.node(id).status().role === 'leader'); i++) {
+        c.tickAll(1);
+        c.stabilize();
+      }
+      assert.equal(c.node('c').status().role, 'leader', `seed ${seed}: the peer without delay wins`);
+      assert.equal(c.node('b').status().role, 'follower', `seed ${seed}`);
+    }
+    // Only b could lead (c is cut off too): b campaigns after its timeout plus the delay.
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 9 });
+    c.elect('a');
+    c.node('b').setCampaignDelay(15);
+    c.isolate('a');
+    c.isolate('c');
+    let ticks = 0;
+    while (c.node('b').status().role === 'follower' && ticks < 100) {
+      c.tick('b');
+      c.stabilize();
+      ticks++;
+    }
+    assert.ok(ticks > 15 + 10 - 1, `b waited its timeout plus the delay (${ticks} ticks)`);
+    assert.notEqual(c.node('b').status().role, 'follower', 'then it campaigned');
+    assert.throws(() => c.node('b').setCampaignDelay(-1), /non-negative integer/);
+  });
+});
