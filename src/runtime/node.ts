@@ -735,6 +735,8 @@ export class FlotillaNode {
         this.pending.delete(r.id);
         clearTimeout(w.timer);
         if (r.ok) w.resolve(r.result);
+        // A peer that is stopping is, for this node, unavailable: the request may go elsewhere.
+        else if (r.code === 'Stopped') w.reject(new RuntimeError('Unavailable', `${from}: ${r.message}`, r.leader));
         else w.reject(r.reason ? new TransferError(r.reason, r.message, r.leader) : new RuntimeError(r.code, r.message, r.leader));
         return;
       }
