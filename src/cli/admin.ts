@@ -102,6 +102,8 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     node.undrain();
     return send(res, 200, { ok: true, draining: false });
   }
+  if (url.pathname === '/balance/plan' && req.method === 'GET') return send(res, 200, await node.balancePlan());
+  if (url.pathname === '/balance' && req.method === 'POST') return send(res, 200, await node.balanceRound());
   if (url.pathname === '/debug/crash-worker' && req.method === 'POST') {
     if (!o.faultInjection) throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');
     const w = Number(url.searchParams.get('worker') ?? 0);

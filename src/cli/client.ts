@@ -8,6 +8,7 @@ export const CLIENT_HELP = `Usage:
   flotilla transfer --admin HOST:PORT --group G --to NODE [--timeout-ms MS]
   flotilla drain    --admin HOST:PORT [--avoid n2,n3] [--concurrency N]
   flotilla undrain  --admin HOST:PORT
+  flotilla balance  --admin HOST:PORT [--dry-run]   one balancer round now (or only its plan)
 
   --admin HOST:PORT   the node's admin address (or FLOTILLA_ADMIN)
 `;
@@ -54,6 +55,7 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
       options: {
         admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' },
         'timeout-ms': { type: 'string' }, avoid: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'dry-run': { type: 'boolean' },
       },
     });
     if (values.help) {
@@ -87,6 +89,14 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
         }
         break;
       }
+      case 'balance':
+        r = values['dry-run'] ? await call(admin, 'GET', '/balance/plan') : await call(admin, 'POST', '/balance');
+        if (r.status === 200) {
+          const moves = r.json.moves as { group: number; to: string; reason: string }[];
+          process.stdout.write(`${values['dry-run'] ? 'would move' : 'moved'} ${moves.length} leaders${r.json.idle ? ` (${r.json.idle})` : ''}\n`);
+          for (const m of moves) process.stdout.write(`  group ${m.group} -> ${m.to}: ${m.reason}\n`);
+        }
+        break;
       case 'undrain':
         r = await call(admin, 'POST', '/undrain');
         if (r.status === 200) process.stdout.write('undrained\n');

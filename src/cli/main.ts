@@ -16,14 +16,15 @@ Commands:
   transfer         move a group's leadership to a node, verified (--group G --to NODE)
   drain            move every leadership off a node for maintenance (--avoid n2,n3)
   undrain          let leadership come back to a node
+  balance          run one leader-balancer round now (--dry-run: show the plan)
   version          print the version
   help             print this help
 
 Options:
   -h, --help       print this help
 
-status, transfer, drain and undrain take --admin HOST:PORT (a node's admin address).
-The balance, bench and demo commands arrive with later milestones (see README.md, Status).
+status, transfer, drain, undrain and balance take --admin HOST:PORT (a node's admin address).
+The bench and demo commands arrive with later milestones (see README.md, Status).
 `;
 
 function version(): string {
@@ -39,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return runStart(argv.slice(1));
   }
-  if (argv[0] === 'status' || argv[0] === 'transfer' || argv[0] === 'drain' || argv[0] === 'undrain') {
+  if (['status', 'transfer', 'drain', 'undrain', 'balance'].includes(argv[0])) {
     return runClient(argv[0], argv.slice(1));
   }
   let parsed;

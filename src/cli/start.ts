@@ -29,6 +29,8 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
                         timingScale, requestTimeoutMs, stateMachine, logLevel); flags override it
   --log-level LEVEL     pino level (default info)
   --fault-injection     enable POST /debug/crash-worker on the admin server (drills, tests)
+  --balancer            run the leader balancer's rounds automatically (config: "balancer":
+                        {"enabled": true, "intervalMs": 2000, "tolerance": 0.1, ...})
 `;
 
 export class ConfigError extends Error {
@@ -55,6 +57,7 @@ interface NodeConfig {
   requestTimeoutMs?: number;
   stateMachine?: string;
   faultInjection?: boolean;
+  balancer?: Record<string, unknown>;
 }
 
 function positiveInt(field: string, v: unknown): number {
@@ -82,7 +85,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
       groups: { type: 'string' }, replication: { type: 'string' }, admin: { type: 'string' }, 'tick-ms': { type: 'string' },
       'election-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
       workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
-      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' },
+      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' },
     },
   });
   let file: Partial<Record<string, unknown>> = {};
@@ -142,6 +145,9 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     cfg.stateMachine = sm;
   }
   if (values['fault-injection'] || file.faultInjection === true) cfg.faultInjection = true;
+  const bal = file.balancer;
+  if (bal !== undefined && (typeof bal !== 'object' || bal === null || Array.isArray(bal))) throw new ConfigError('balancer', 'must be an object');
+  if (bal !== undefined || values.balancer) cfg.balancer = { ...(bal as Record<string, unknown> | undefined), ...(values.balancer ? { enabled: true } : {}) };
   return cfg;
 }
 
@@ -159,6 +165,7 @@ export async function runStart(argv: string[]): Promise<number> {
     replication: cfg.replication, tickMs: cfg.tickMs, electionTicks: cfg.electionTicks, logger,
     workers: cfg.workers, labels: { zone: cfg.zone, rack: cfg.rack }, timingScale: cfg.timingScale,
     requestTimeoutMs: cfg.requestTimeoutMs, stateMachine: cfg.stateMachine ? { module: cfg.stateMachine } : undefined,
+    balancer: cfg.balancer as StartOptions['balancer'],
   };
   let node: Awaited<ReturnType<typeof startNode>>;
   try {

@@ -20,6 +20,7 @@ import { workerOf, type Consistency } from './protocol.js';
 import type { RaftTuning } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers } from './workers.js';
+import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type NodeSummary, type Plan } from '../balancer/balancer.js';
 
 export interface StartOptions {
   readonly id: NodeId;
@@ -48,6 +49,9 @@ export interface StartOptions {
   /** User state machine: a module exporting createStateMachine(group), loaded in every worker.
    *  Default: the built-in key-value store. */
   readonly stateMachine?: { readonly module: string; readonly snapshotEvery?: number };
+  /** The leader balancer (src/balancer): automatic rounds run when `enabled` is true; plan() and
+   *  round() are always available. Default: not started. */
+  readonly balancer?: BalancerConfig;
   /** Skip fsync (tests of protocol behaviour only; never in production). Default false. */
   readonly noSync?: boolean;
   readonly logger?: Logger;
@@ -153,6 +157,8 @@ export class FlotillaNode {
   /** One attempt of a proposal or read waits at most this long before it is retried. */
   private readonly attemptMs: number;
   private workers!: ShardWorkers;
+  private balancer!: LeaderBalancer;
+  private readonly startedAt = Date.now();
   private transport!: Transport;
   readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0 };
 
@@ -182,6 +188,13 @@ export class FlotillaNode {
     const replication = opts.replication ?? Math.min(3, nodes.length);
     if (!Number.isInteger(opts.groups) || opts.groups < 1) throw new RuntimeError('InvalidArgument', 'groups: must be a positive integer');
     if (replication < 1 || replication > nodes.length) throw new RuntimeError('InvalidArgument', `replication: must be 1..${nodes.length}`);
+    if (opts.balancer) {
+      try {
+        validateBalancerConfig(opts.balancer);
+      } catch (e) {
+        throw new RuntimeError('InvalidArgument', (e as Error).message);
+      }
+    }
     const workers = opts.workers ?? availableParallelism();
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new RuntimeError('InvalidArgument', 'workers: must be an integer in 1..256');
     parseAddress(opts.listen);
@@ -260,6 +273,24 @@ export class FlotillaNode {
       await node.workers.stop();
       throw new RuntimeError('InvalidArgument', `listen: cannot listen on ${opts.listen}: ${(e as Error).message}`);
     }
+    node.balancer = new LeaderBalancer({
+      id: opts.id,
+      peers: Object.keys(opts.peers).filter((p) => p !== opts.id),
+      isConnected: (p) => node.transport.isConnected(p),
+      isDraining: () => node.draining,
+      uptimeMs: () => Date.now() - node.startedAt,
+      ledGroups: async () => {
+        const st = await node.status({ detail: true });
+        return (st.perGroup as { group: number; role: string }[])
+          .filter((g) => g.role === 'leader' && node.members.has(g.group))
+          .map((g) => ({ group: g.group, replicas: node.replicasOf(g.group) }));
+      },
+      transfer: (g, to) => node.transferLeader(g, to),
+      broadcastSummary: (sum) => {
+        for (const p of Object.keys(opts.peers)) node.transport.send(p, { k: 'app', t: 'summary', p: sum });
+      },
+    }, { enabled: false, ...opts.balancer }, log.child({ component: 'balancer' }));
+    if (opts.balancer && opts.balancer.enabled !== false) node.balancer.start();
     log.info({ clusterId, workers, groups: members.size }, 'node started');
     return node;
   }
@@ -399,7 +430,7 @@ export class FlotillaNode {
       id: this.id, clusterId: this.clusterId, labels: this.opts.labels ?? {},
       workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
       groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
-      draining: this.draining, drainingPeers: [...this.drainingNodes], transfers: this.transferStats,
+      draining: this.draining, drainingPeers: [...this.drainingNodes], transfers: this.transferStats, balancer: this.balancer?.stats,
       peers: this.transport.connectedPeers(), runtime: this.stats, transport: this.transport.stats(),
       shards: shards.map((s) => ({ ...s, perGroup: undefined })),
       perGroup: o.detail ? shards.flatMap((s) => ((s as Record<string, unknown>).perGroup as unknown[]) ?? []) : undefined,
@@ -543,6 +574,16 @@ export class FlotillaNode {
     return this.draining;
   }
 
+  /** The leader balancer's view: the moves it would make now, and why (or why none). */
+  balancePlan(): Promise<Plan> {
+    return this.balancer.plan();
+  }
+
+  /** Run one balancer round now (exchanging summaries, then moving). */
+  balanceRound(): Promise<Plan> {
+    return this.balancer.round();
+  }
+
   private broadcastDrainState(): void {
     for (const p of Object.keys(this.opts.peers)) this.transport.send(p, { k: 'app', t: 'drainState', p: { draining: this.draining } });
   }
@@ -613,6 +654,7 @@ export class FlotillaNode {
       p.reject(new RuntimeError('Stopped', `node ${this.id} stopped`));
     }
     this.pending.clear();
+    this.balancer?.stop();
     await this.workers.stop();
     await this.transport.close();
     this.log.info('node stopped');
@@ -719,6 +761,13 @@ export class FlotillaNode {
           return this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: ms });
         });
         return;
+      case 'summary': {
+        const sum = p as unknown as NodeSummary;
+        if (typeof sum?.leaders === 'number' && typeof sum.uptimeMs === 'number') {
+          this.balancer?.onSummary(from, { leaders: sum.leaders, draining: sum.draining === true, uptimeMs: sum.uptimeMs });
+        }
+        return;
+      }
       case 'drainState':
         if (p?.draining === true) this.drainingNodes.add(from);
         else this.drainingNodes.delete(from);

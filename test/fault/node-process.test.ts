@@ -128,6 +128,9 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     r = cli('undrain', '--admin', adminOf('n1'));
     assert.equal(r.status, 0, r.stderr);
     assert.equal(cli('status', '--admin', '127.0.0.1:1').status, 1, 'unreachable admin: exit 1');
+    r = cli('balance', '--admin', adminOf('n2'), '--dry-run');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /would move \d+ leaders/);
 
     for (const p of procs.values()) p.kill('SIGTERM');
     for (const [id, p] of procs) assert.equal(await exited(p), 0, `${id} exits 0 on SIGTERM`);

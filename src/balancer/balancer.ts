@@ -1,0 +1,203 @@
+// LeaderBalancer: runs on every node and sheds leaderships this node should not hold, by count
+// (leaders per node against a weighted fair share). Only a leader can transfer, so each node acts
+// on its own excess; nodes learn each other's counts from small summaries exchanged every round.
+//
+// Stability, after TiKV PD and CockroachDB: a dead band (act only above the fair share by a
+// tolerance and by at least `minExcess` leaders), at most `maxConcurrent` transfers per round, a
+// per-group cooldown, a jittered interval, no leadership onto a node that started in the last
+// `warmupMs`, onto a draining node or a node in `avoid`, and no action at all while the cluster
+// is unhealthy (a node unreachable or draining). Every move is a verified transfer.
+//
+// Not yet: the load policy (EWMA of writes/bytes/reads per group), locality preferences and
+// follow-the-workload.
+import type { Logger } from 'pino';
+import type { NodeId } from '../raft/types.js';
+
+export interface BalancerConfig {
+  /** Run rounds automatically. Default true. */
+  readonly enabled?: boolean;
+  /** Milliseconds between rounds (jittered by ±25%). Default 2,000. */
+  readonly intervalMs?: number;
+  /** Act only when this node holds more than fairShare × (1 + tolerance). Default 0.1. */
+  readonly tolerance?: number;
+  /** ... and at least this many leaders above its fair share. Default 2. */
+  readonly minExcess?: number;
+  /** Transfers started per round at most. Default 8. */
+  readonly maxConcurrent?: number;
+  /** A group moved by the balancer is not moved again for this long. Default 30,000 ms. */
+  readonly cooldownMs?: number;
+  /** No leadership onto a node that started less than this ago. Default 5,000 ms. */
+  readonly warmupMs?: number;
+  /** Relative capacity per node (fair share is proportional). Default 1 each. */
+  readonly weights?: Readonly<Record<NodeId, number>>;
+}
+
+/** Throws naming the first bad field (a message an operator can act on). */
+export function validateBalancerConfig(c: BalancerConfig): void {
+  const known = new Set(['enabled', 'intervalMs', 'tolerance', 'minExcess', 'maxConcurrent', 'cooldownMs', 'warmupMs', 'weights']);
+  for (const k of Object.keys(c)) if (!known.has(k)) throw new Error(`balancer.${k}: unknown setting`);
+  if (c.enabled !== undefined && typeof c.enabled !== 'boolean') throw new Error('balancer.enabled: must be true or false');
+  const num = (k: keyof BalancerConfig, min: number) => {
+    const v = c[k];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < min)) throw new Error(`balancer.${k}: must be a number >= ${min}`);
+  };
+  num('intervalMs', 10);
+  num('tolerance', 0);
+  num('minExcess', 1);
+  num('maxConcurrent', 1);
+  num('cooldownMs', 0);
+  num('warmupMs', 0);
+  if (c.weights !== undefined) {
+    if (typeof c.weights !== 'object' || c.weights === null) throw new Error('balancer.weights: must be an object {node: weight}');
+    for (const [n, w] of Object.entries(c.weights)) if (typeof w !== 'number' || !(w > 0)) throw new Error(`balancer.weights.${n}: must be a number > 0`);
+  }
+}
+
+export const BALANCER_DEFAULTS = {
+  enabled: true, intervalMs: 2_000, tolerance: 0.1, minExcess: 2, maxConcurrent: 8, cooldownMs: 30_000, warmupMs: 5_000,
+} as const;
+
+/** What a node tells the others each round. */
+export interface NodeSummary {
+  readonly leaders: number;
+  readonly draining: boolean;
+  readonly uptimeMs: number;
+}
+
+/** What the balancer needs from its node. */
+export interface BalancerHost {
+  readonly id: NodeId;
+  readonly peers: readonly NodeId[];
+  isConnected(peer: NodeId): boolean;
+  isDraining(): boolean;
+  uptimeMs(): number;
+  /** Groups this node leads, with their replicas. */
+  ledGroups(): Promise<{ group: number; replicas: NodeId[] }[]>;
+  transfer(group: number, to: NodeId): Promise<unknown>;
+  broadcastSummary(s: NodeSummary): void;
+}
+
+export interface PlannedMove {
+  readonly group: number;
+  readonly to: NodeId;
+  readonly reason: string;
+}
+
+export interface Plan {
+  readonly node: NodeId;
+  /** Why nothing (more) is planned, when that is the case. */
+  readonly idle: string | null;
+  readonly leaders: Record<NodeId, number>;
+  readonly fairShare: Record<NodeId, number>;
+  readonly moves: PlannedMove[];
+}
+
+export class LeaderBalancer {
+  private readonly cfg: Required<Omit<BalancerConfig, 'weights'>> & { weights: Readonly<Record<NodeId, number>> };
+  private readonly summaries = new Map<NodeId, NodeSummary & { at: number }>();
+  private readonly cooldown = new Map<number, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  readonly stats = { rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0 };
+
+  constructor(private readonly host: BalancerHost, cfg: BalancerConfig, private readonly log: Logger, private readonly random: () => number = Math.random) {
+    this.cfg = { ...BALANCER_DEFAULTS, ...cfg, weights: cfg.weights ?? {} };
+  }
+
+  start(): void {
+    if (this.timer || !this.cfg.enabled) return;
+    const next = () => {
+      const jitter = 0.75 + 0.5 * this.random();
+      this.timer = setTimeout(() => {
+        void this.round().finally(() => {
+          if (this.timer) next();
+        });
+      }, this.cfg.intervalMs * jitter);
+      this.timer.unref();
+    };
+    next();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** A peer's summary arrived (with the coalesced heartbeat traffic of the node pair). */
+  onSummary(from: NodeId, s: NodeSummary): void {
+    this.summaries.set(from, { ...s, at: Date.now() });
+  }
+
+  /** The moves this node would make now, and why (or why none). */
+  async plan(): Promise<Plan> {
+    const led = await this.host.ledGroups();
+    const nodes = [this.host.id, ...this.host.peers];
+    const leaders: Record<NodeId, number> = { [this.host.id]: led.length };
+    const fairShare: Record<NodeId, number> = {};
+    const result = (idle: string | null, moves: PlannedMove[] = []): Plan => ({ node: this.host.id, idle, leaders, fairShare, moves });
+    const stale = Date.now() - 3 * this.cfg.intervalMs;
+    for (const p of this.host.peers) {
+      const s = this.summaries.get(p);
+      if (s && s.at >= stale) leaders[p] = s.leaders;
+    }
+    const total = nodes.reduce((a, n) => a + (leaders[n] ?? 0), 0);
+    const weight = (n: NodeId) => this.cfg.weights[n] ?? 1;
+    const wsum = nodes.reduce((a, n) => a + weight(n), 0);
+    for (const n of nodes) fairShare[n] = (total * weight(n)) / wsum;
+    const down = this.host.peers.filter((p) => !this.host.isConnected(p));
+    if (down.length) return result(`unhealthy: ${down.join(', ')} unreachable`);
+    const missing = this.host.peers.filter((p) => leaders[p] === undefined);
+    if (missing.length) return result(`no recent summary from ${missing.join(', ')}`);
+    const draining = nodes.filter((n) => (n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining));
+    if (draining.length) return result(`maintenance: ${draining.join(', ')} draining`);
+    const mine = leaders[this.host.id];
+    const excess = Math.floor(mine - fairShare[this.host.id]);
+    if (mine <= fairShare[this.host.id] * (1 + this.cfg.tolerance) || excess < this.cfg.minExcess) {
+      return result(`balanced: ${mine} leaders, fair share ${fairShare[this.host.id].toFixed(1)}`);
+    }
+    // Targets: under their fair share, warmed up; the most under-loaded first.
+    const now = Date.now();
+    const counts = { ...leaders };
+    const moves: PlannedMove[] = [];
+    for (const g of led) {
+      if (moves.length >= Math.min(excess, this.cfg.maxConcurrent)) break;
+      if ((this.cooldown.get(g.group) ?? 0) > now) continue;
+      const targets = g.replicas
+        .filter((r) => r !== this.host.id && (this.summaries.get(r)?.uptimeMs ?? 0) >= this.cfg.warmupMs && counts[r] + 1 <= Math.ceil(fairShare[r]))
+        .sort((a, b) => counts[a] / weight(a) - counts[b] / weight(b) || (a < b ? -1 : 1));
+      if (targets.length === 0) continue;
+      const to = targets[0];
+      counts[to]++;
+      counts[this.host.id]--;
+      moves.push({ group: g.group, to, reason: `count: ${this.host.id} has ${mine} > fair share ${fairShare[this.host.id].toFixed(1)}; ${to} has ${leaders[to]}` });
+    }
+    return result(moves.length ? null : 'no eligible target (warm-up, cooldown or replicas)', moves);
+  }
+
+  /** One round: tell the peers our summary, then make the planned moves (verified transfers). */
+  async round(): Promise<Plan> {
+    if (this.running) return { node: this.host.id, idle: 'a round is already running', leaders: {}, fairShare: {}, moves: [] };
+    this.running = true;
+    try {
+      this.stats.rounds++;
+      const led = await this.host.ledGroups();
+      this.host.broadcastSummary({ leaders: led.length, draining: this.host.isDraining(), uptimeMs: this.host.uptimeMs() });
+      const plan = await this.plan();
+      if (plan.idle?.startsWith('unhealthy') || plan.idle?.startsWith('maintenance')) this.stats.skippedUnhealthy++;
+      await Promise.all(plan.moves.map(async (m) => {
+        this.cooldown.set(m.group, Date.now() + this.cfg.cooldownMs);
+        try {
+          await this.host.transfer(m.group, m.to);
+          this.stats.moves++;
+          this.log.info({ group: m.group, to: m.to, reason: m.reason }, 'balancer moved a leader');
+        } catch (e) {
+          this.stats.failed++;
+          this.log.info({ group: m.group, to: m.to, err: (e as Error).message }, 'balancer move failed');
+        }
+      }));
+      return plan;
+    } finally {
+      this.running = false;
+    }
+  }
+}
