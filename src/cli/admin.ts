@@ -3,6 +3,7 @@
 // (404 when missing), POST /kv/<key>?cas with JSON {"expected":..., "value":...} (409 when the
 // compare fails), DELETE /kv/<key>. Errors are JSON {error, message} with a fitting status.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { FlotillaNode } from '../runtime/node.js';
 import { RuntimeError, TransferError } from '../runtime/errors.js';
@@ -48,6 +49,54 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 export interface AdminOptions {
   /** Enables POST /debug/crash-worker?worker=N (fault drills and tests). Default false. */
   readonly faultInjection?: boolean;
+  /** When set, every request that changes state (any method but GET/HEAD) must carry
+   *  `Authorization: Bearer <token>`. */
+  readonly token?: string;
+}
+
+function authorized(req: IncomingMessage, token: string): boolean {
+  const h = req.headers.authorization ?? '';
+  const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7) : '');
+  const want = Buffer.from(token);
+  // Same-length compare in constant time; a length mismatch compares against itself.
+  return given.length === want.length ? timingSafeEqual(given, want) : (timingSafeEqual(want, want), false);
+}
+
+/** Prometheus text exposition of the node's counters and gauges. */
+async function metrics(node: FlotillaNode): Promise<string> {
+  const st = await node.status();
+  const lines: string[] = [];
+  const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [Record<string, string | number>, number][]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, v] of samples) {
+      const l = Object.entries(labels).map(([k, x]) => `${k}="${String(x).replace(/["\\\n]/g, '_')}"`).join(',');
+      lines.push(`${name}${l ? `{${l}}` : ''} ${v}`);
+    }
+  };
+  const node_ = { node: st.id };
+  metric('flotilla_groups', 'gauge', 'Groups hosted by this node.', [[node_, st.groups]]);
+  metric('flotilla_leaders', 'gauge', 'Groups this node leads.', [[node_, st.leaders]]);
+  metric('flotilla_quiesced_groups', 'gauge', 'Groups quiesced on this node.', [[node_, st.quiesced]]);
+  metric('flotilla_draining', 'gauge', '1 while this node drains.', [[node_, st.draining ? 1 : 0]]);
+  metric('flotilla_worker_up', 'gauge', '1 when the worker hosting a shard is up.', st.shards.map((w) => [{ ...node_, worker: w.worker }, w.up ? 1 : 0]));
+  metric('flotilla_worker_restarts_total', 'counter', 'Worker threads restarted after dying.', [[node_, st.workerRestarts]]);
+  metric('flotilla_transfers_total', 'counter', 'Leader transfers requested on this node, by outcome.',
+    Object.entries(st.transfers).map(([outcome, n]) => [{ ...node_, outcome }, n]));
+  metric('flotilla_requests_forwarded_total', 'counter', 'Requests forwarded to another node.', [[node_, st.runtime.forwarded]]);
+  metric('flotilla_requests_retried_total', 'counter', 'Attempts retried (not leader, transfer, unavailable, timeout).', [[node_, st.runtime.retries]]);
+  metric('flotilla_peer_connected', 'gauge', '1 when the link to a peer is up.',
+    Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.connected ? 1 : 0]));
+  metric('flotilla_peer_frames_sent_total', 'counter', 'Frames sent to a peer.',
+    Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.framesSent]));
+  const loops = st.shards.map((w) => [w.worker, (w as unknown as { loop?: Record<string, number> }).loop] as const).filter(([, l]) => l);
+  metric('flotilla_shard_commits_total', 'counter', 'LMDB commits of a shard loop.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.commits]));
+  metric('flotilla_shard_messages_in_total', 'counter', 'Raft messages stepped by a shard.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.messagesIn]));
+  metric('flotilla_shard_commit_wait_seconds_total', 'counter', 'Time a shard loop spent awaiting commits.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.msCommit / 1000]));
+  if (st.balancer) {
+    metric('flotilla_balancer_moves_total', 'counter', 'Leaderships moved by the balancer.', [[node_, st.balancer.moves]]);
+    metric('flotilla_balancer_failed_total', 'counter', 'Balancer moves that failed.', [[node_, st.balancer.failed]]);
+  }
+  return lines.join('\n') + '\n';
 }
 
 export function startAdmin(node: FlotillaNode, host: string, port: number, log: Logger, o: AdminOptions = {}): Promise<Server> {
@@ -74,6 +123,15 @@ export function startAdmin(node: FlotillaNode, host: string, port: number, log: 
 
 async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerResponse, o: AdminOptions): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://admin');
+  if (o.token && req.method !== 'GET' && req.method !== 'HEAD' && !authorized(req, o.token)) {
+    throw new HttpError(401, 'Unauthorized', 'this admin address requires "Authorization: Bearer <token>" for changes');
+  }
+  if (url.pathname === '/metrics' && req.method === 'GET') {
+    const text = await metrics(node);
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    return;
+  }
   if (req.method === 'POST' && (url.pathname === '/transfer' || url.pathname === '/drain' || url.pathname === '/undrain')) {
     let body: Record<string, unknown> = {};
     const raw = (await readBody(req)).toString('utf8');

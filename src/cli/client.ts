@@ -11,16 +11,21 @@ export const CLIENT_HELP = `Usage:
   flotilla balance  --admin HOST:PORT [--dry-run]   one balancer round now (or only its plan)
 
   --admin HOST:PORT   the node's admin address (or FLOTILLA_ADMIN)
+  --token TOKEN       the admin token, when the node requires one (or FLOTILLA_ADMIN_TOKEN)
 `;
 
 class Usage extends Error {}
 
+let token: string | undefined;
+
 async function call(admin: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   let res: Response;
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (token) headers.authorization = `Bearer ${token}`;
   try {
     res = await fetch(`http://${admin}${path}`, {
-      method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(120_000),
-      headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+      method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(120_000), headers,
     });
   } catch (e) {
     throw new Error(`cannot reach ${admin}: ${(e as Error).message}`);
@@ -55,7 +60,7 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
       options: {
         admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' },
         'timeout-ms': { type: 'string' }, avoid: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        'dry-run': { type: 'boolean' },
+        'dry-run': { type: 'boolean' }, token: { type: 'string' },
       },
     });
     if (values.help) {
@@ -63,6 +68,7 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
       return 0;
     }
     const admin = values.admin ?? process.env.FLOTILLA_ADMIN;
+    token = values.token ?? process.env.FLOTILLA_ADMIN_TOKEN;
     if (!admin) throw new Usage('--admin HOST:PORT is required');
     let r: { status: number; json: Record<string, unknown> };
     switch (cmd) {

@@ -29,6 +29,8 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
                         timingScale, requestTimeoutMs, stateMachine, logLevel); flags override it
   --log-level LEVEL     pino level (default info)
   --fault-injection     enable POST /debug/crash-worker on the admin server (drills, tests)
+  --admin-token TOKEN   require "Authorization: Bearer TOKEN" for every admin request that
+                        changes state (or FLOTILLA_ADMIN_TOKEN)
   --balancer            run the leader balancer's rounds automatically (config: "balancer":
                         {"enabled": true, "intervalMs": 2000, "tolerance": 0.1, ...})
 `;
@@ -58,6 +60,7 @@ interface NodeConfig {
   stateMachine?: string;
   faultInjection?: boolean;
   balancer?: Record<string, unknown>;
+  adminToken?: string;
 }
 
 function positiveInt(field: string, v: unknown): number {
@@ -85,7 +88,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
       groups: { type: 'string' }, replication: { type: 'string' }, admin: { type: 'string' }, 'tick-ms': { type: 'string' },
       'election-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
       workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
-      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' },
+      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' }, 'admin-token': { type: 'string' },
     },
   });
   let file: Partial<Record<string, unknown>> = {};
@@ -145,6 +148,11 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     cfg.stateMachine = sm;
   }
   if (values['fault-injection'] || file.faultInjection === true) cfg.faultInjection = true;
+  const token = values['admin-token'] ?? (typeof file.adminToken === 'string' ? file.adminToken : undefined) ?? process.env.FLOTILLA_ADMIN_TOKEN;
+  if (token !== undefined) {
+    if (token.length < 8) throw new ConfigError('adminToken', 'must be at least 8 characters');
+    cfg.adminToken = token;
+  }
   const bal = file.balancer;
   if (bal !== undefined && (typeof bal !== 'object' || bal === null || Array.isArray(bal))) throw new ConfigError('balancer', 'must be an object');
   if (bal !== undefined || values.balancer) cfg.balancer = { ...(bal as Record<string, unknown> | undefined), ...(values.balancer ? { enabled: true } : {}) };
@@ -177,7 +185,7 @@ export async function runStart(argv: string[]): Promise<number> {
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   if (cfg.admin) {
     try {
-      admin = await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger, { faultInjection: cfg.faultInjection });
+      admin = await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger, { faultInjection: cfg.faultInjection, token: cfg.adminToken });
     } catch (e) {
       process.stderr.write(`flotilla start: admin: cannot listen on ${cfg.admin}: ${(e as Error).message}\n`);
       await node.stop();

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { freePorts, until } from '../helpers/net.js';
 
 const MAIN = 'src/cli/main.ts';
+const TOKEN = 'test-admin-token-42';
+const authFor = (id: string): Record<string, string> => (id === 'n3' ? { authorization: `Bearer ${TOKEN}` } : {});
 
 
 
@@ -67,6 +69,7 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
       const args = ['--import', 'tsx', MAIN, 'start', '--id', id, '--data', join(root, id), '--listen', raft.get(id)!,
         '--admin', `127.0.0.1:${ports[3 + i]}`, '--groups', '8', '--tick-ms', '20', '--log-level', 'warn'];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${raft.get(p)}`);
+      if (id === 'n3') args.push('--admin-token', TOKEN);
       procs.set(id, spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] }));
     }
     // A child that dies (e.g. cannot bind) fails the test at once instead of at the deadline.
@@ -80,7 +83,7 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
       return leaders === 8;
     }, 120_000, 50)]);
     for (const [i, id] of ids.entries()) {
-      const r = await fetch(`${admin.get(id)}/kv/key-${i}`, { method: 'PUT', body: `value-${i}` });
+      const r = await fetch(`${admin.get(id)}/kv/key-${i}`, { method: 'PUT', body: `value-${i}`, headers: authFor(id) });
       assert.equal(r.status, 200, await r.text());
     }
     for (const a of admin.values()) {
@@ -98,7 +101,14 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     const conflict = await cas(null, 'two');
     assert.equal(conflict.status, 409);
     assert.deepEqual(await conflict.json(), { swapped: false, current: 'one' });
-    assert.equal((await fetch(`${admin.get('n3')}/kv/c`, { method: 'DELETE' })).status, 200);
+    const unauthorized = await fetch(`${admin.get('n3')}/kv/c`, { method: 'DELETE' });
+    assert.equal(unauthorized.status, 401, 'n3 requires its admin token for changes');
+    assert.equal(((await unauthorized.json()) as { error: string }).error, 'Unauthorized');
+    assert.equal((await fetch(`${admin.get('n3')}/kv/c`, { method: 'DELETE', headers: { authorization: 'Bearer wrong-token!' } })).status, 401);
+    assert.equal((await fetch(`${admin.get('n3')}/kv/c`, { method: 'DELETE', headers: authFor('n3') })).status, 200);
+    assert.equal((await fetch(`${admin.get('n3')}/status`)).status, 200, 'reads need no token');
+    assert.equal(spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'undrain', '--admin', admin.get('n3')!.slice(7)], { encoding: 'utf8' }).status, 1, 'CLI without the token: refused');
+    assert.equal(spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'undrain', '--admin', admin.get('n3')!.slice(7), '--token', TOKEN], { encoding: 'utf8' }).status, 0);
     assert.equal((await fetch(`${admin.get('n1')}/kv/c`)).status, 404);
     const bad = await fetch(`${admin.get('n1')}/kv/c?cas`, { method: 'POST', body: 'not json' });
     assert.equal(bad.status, 400);
@@ -131,6 +141,11 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     r = cli('balance', '--admin', adminOf('n2'), '--dry-run');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /would move \d+ leaders/);
+    // Prometheus metrics.
+    const m = await (await fetch(`${admin.get('n2')}/metrics`)).text();
+    assert.match(m, /# TYPE flotilla_leaders gauge\nflotilla_leaders\{node="n2"\} \d+/);
+    assert.match(m, /flotilla_transfers_total\{node="n2",outcome="completed"\} [1-9]/, 'the CLI transfer asked on n2 is counted');
+    assert.match(m, /flotilla_peer_connected\{node="n2",peer="n1"\} 1/);
 
     for (const p of procs.values()) p.kill('SIGTERM');
     for (const [id, p] of procs) assert.equal(await exited(p), 0, `${id} exits 0 on SIGTERM`);
