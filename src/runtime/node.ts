@@ -241,6 +241,7 @@ export class FlotillaNode {
         node.stats.relayedOut++;
         node.transport.send(to, { k: 'rb', w, b });
       },
+      onConf: (g, voters, learners) => node.onConf(g, voters, learners, true),
       onLeader: (g, l) => {
         if (l) node.leaders.set(g, l);
         else node.leaders.delete(g);
@@ -588,6 +589,59 @@ export class FlotillaNode {
     for (const p of Object.keys(this.opts.peers)) this.transport.send(p, { k: 'app', t: 'drainState', p: { draining: this.draining } });
   }
 
+  /** Membership of `group` changed (reported by a local replica, or by a peer): route to the new
+   *  replicas and remember them across restarts. */
+  private onConf(group: number, voters: NodeId[], learners: NodeId[], local: boolean): void {
+    if (!this.members.has(group) && !local) return;
+    const replicas = [...new Set([...voters, ...learners])].sort();
+    if (replicas.length === 0) return; // a joining replica before it has heard from the leader
+    const prev = this.members.get(group);
+    if (prev && prev.length === replicas.length && prev.every((r, i) => r === replicas[i])) return;
+    this.members.set(group, replicas);
+    this.groupsFile.created[String(group)] = replicas;
+    this.saveGroupsFile();
+    this.log.info({ group, voters, learners }, 'membership changed');
+    if (local) for (const p of Object.keys(this.opts.peers)) this.transport.send(p, { k: 'app', t: 'gconf', p: { group, voters, learners } });
+  }
+
+  /** Pattern B of the playbook, step 1: add `nodeId` to `group` as a learner (it receives the log
+   *  but does not vote). Its node creates an empty replica first. Resolves once applied. */
+  async addLearner(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
+    const replicas = this.replicasOf(group);
+    if (!this.isNode(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} is not a node of the cluster`);
+    if (replicas.includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} already holds a replica of group ${group}`);
+    const ms = o.timeoutMs ?? this.timeoutMs;
+    if (nodeId === this.id) await this.workers.call(this.workerFor(group), { t: 'create', g: group, voters: [] });
+    else await this.forward(nodeId, 'gjoin', { group }, ms);
+    await this.membership(group, 'addLearner', nodeId, ms);
+  }
+
+  /** Step 2: make a caught-up learner a voter (retried until it has caught up, or the deadline). */
+  async promote(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
+    await this.membership(group, 'addVoter', nodeId, o.timeoutMs ?? this.timeoutMs);
+  }
+
+  /** Remove `nodeId`'s replica from `group` (a leader being removed hands over first); then that
+   *  node deletes its copy. */
+  async removeMember(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
+    if (!this.replicasOf(group).includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} holds no replica of group ${group}`);
+    const ms = o.timeoutMs ?? this.timeoutMs;
+    await this.membership(group, 'remove', nodeId, ms);
+    if (nodeId === this.id) await this.workers.call(this.workerFor(group), { t: 'remove', g: group }).catch(() => undefined);
+    else await this.forward(nodeId, 'gdrop', { group }, ms).catch(() => undefined); // best effort: it is no longer a member
+  }
+
+  private isNode(id: NodeId): boolean {
+    return id === this.id || Object.hasOwn(this.opts.peers, id);
+  }
+
+  private membership(group: number, type: 'addVoter' | 'addLearner' | 'remove', nodeId: NodeId, timeoutMs: number): Promise<unknown> {
+    return this.withRetries(group, timeoutMs, (target, ms) =>
+      target === this.id
+        ? this.workers.call(this.workerFor(group), { t: 'member', g: group, type, node: nodeId, to: ms })
+        : this.forward(target, 'member', { group, type, node: nodeId, to: ms }, ms + 250));
+  }
+
   /** Create a group at run time on `replicas` (default: placement of the next id). Every node must
    *  be reachable (each records the group so that it can route to it). Returns the group id. */
   async createGroup(group: number, replicas?: NodeId[]): Promise<number> {
@@ -766,6 +820,34 @@ export class FlotillaNode {
         if (typeof sum?.leaders === 'number' && typeof sum.uptimeMs === 'number') {
           this.balancer?.onSummary(from, { leaders: sum.leaders, draining: sum.draining === true, uptimeMs: sum.uptimeMs });
         }
+        return;
+      }
+      case 'gjoin':
+        serve(async () => {
+          const group = Number(p.group);
+          if (!Number.isInteger(group) || group < 1) throw new RuntimeError('InvalidArgument', 'bad group');
+          return this.workers.call(this.workerFor(group), { t: 'create', g: group, voters: [] });
+        });
+        return;
+      case 'gdrop':
+        serve(async () => {
+          const group = Number(p.group);
+          return this.workers.call(this.workerFor(group), { t: 'remove', g: group });
+        });
+        return;
+      case 'member':
+        serve(() => {
+          const group = Number(p.group);
+          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
+          const type = p.type === 'addVoter' || p.type === 'addLearner' || p.type === 'remove' ? p.type : null;
+          if (!type || typeof p.node !== 'string') throw new RuntimeError('InvalidArgument', 'bad membership change');
+          return this.workers.call(this.workerFor(group), { t: 'member', g: group, type, node: p.node, to: ms });
+        });
+        return;
+      case 'gconf': {
+        const voters = Array.isArray(p.voters) ? (p.voters as unknown[]).filter((x): x is string => typeof x === 'string') : [];
+        const learners = Array.isArray(p.learners) ? (p.learners as unknown[]).filter((x): x is string => typeof x === 'string') : [];
+        this.onConf(Number(p.group), voters, learners, false);
         return;
       }
       case 'drainState':

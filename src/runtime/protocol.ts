@@ -35,7 +35,8 @@ export type ToWorker =
   | { t: 'transfer'; id: number; g: number; to: NodeId }
   | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[] }
   | { t: 'verify'; id: number; g: number; to: number }
-  | { t: 'create'; id: number; g: number; voters: NodeId[] }
+  | { t: 'create'; id: number; g: number; voters: NodeId[]; learners?: NodeId[] }
+  | { t: 'member'; id: number; g: number; type: 'addVoter' | 'addLearner' | 'remove'; node: NodeId; to: number }
   | { t: 'remove'; id: number; g: number }
   | { t: 'stop'; id: number };
 
@@ -44,7 +45,8 @@ export type FromWorker =
   | { t: 're'; id: number; ok: true; r: unknown }
   | { t: 're'; id: number; ok: false; code: RuntimeErrorCode; msg: string; leader: NodeId; reason?: TransferFailReason }
   | { t: 'out'; to: NodeId; w: number; b: Uint8Array }
-  | { t: 'lead'; g: number; l: NodeId; term: number };
+  | { t: 'lead'; g: number; l: NodeId; term: number }
+  | { t: 'conf'; g: number; voters: NodeId[]; learners: NodeId[] };
 
 /** The worker (of `workers`) that hosts `group` on any node: a fixed integer hash, so that every
  *  node agrees without coordination and consecutive group ids spread over workers. */

@@ -10,7 +10,7 @@ import { RaftNode } from '../raft/node.js';
 import { seededRandom } from '../raft/rand.js';
 import type { RaftConfig } from '../raft/config.js';
 import {
-  NONE, type ConfState, type Entry, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
+  NONE, type ConfChange, type ConfState, type Entry, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
 } from '../raft/types.js';
 import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
@@ -37,6 +37,8 @@ export interface ShardOptions {
   readonly logger?: Logger;
   /** The state machine of every group of this shard. Default: the built-in KV store. */
   readonly stateMachine?: (store: LogStore) => ShardStateMachine;
+  /** Called when a group's membership changes (a conf entry applied, or a snapshot installed). */
+  readonly onConf?: (group: number, conf: ConfState) => void;
   /** Called when a group's known leader changes (for routing caches and logs). */
   readonly onLeader?: (group: number, leader: NodeId, term: number) => void;
 }
@@ -320,6 +322,35 @@ export class Shard {
     return this.sm.query(groupId, query);
   }
 
+  /** Propose a membership change on the group's leader (this node); resolves with the new
+   *  membership once the change is committed and applied. One change at a time: a second one
+   *  while the first is in flight is refused with ConfChangeInProgress. */
+  changeMembership(groupId: number, cc: ConfChange, timeoutMs?: number): Promise<ConfState> {
+    let g: Group;
+    try {
+      g = this.group(groupId);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (cc.type === 'addVoter') {
+      // Promote only a caught-up learner (the playbook's pattern B): a lagging new voter would
+      // weaken the quorum until it catches up.
+      const st = g.node.status();
+      const pr = st.progress[cc.node];
+      if (st.role === 'leader' && st.conf.learners.includes(cc.node) && (!pr || pr.match < st.commit)) {
+        return Promise.reject(new RuntimeError('Unavailable', `${cc.node} is not caught up yet (match ${pr?.match ?? 0} < commit ${st.commit})`, st.leader));
+      }
+    }
+    const r = g.node.proposeConfChange(cc);
+    if (!r.ok) return Promise.reject(RuntimeError.fromProposal(r, g.node.status().leader));
+    this.touch(g);
+    this.schedule();
+    return this.withDeadline<unknown>(`membership change at ${r.index} of group ${groupId}`, timeoutMs, (resolve, reject) => {
+      g.waiters.set(r.index, { term: r.term, resolve, reject });
+      return () => g.waiters.delete(r.index);
+    }).then(() => g.node.status().conf);
+  }
+
   /** Confirm this node leads `groupId` and serves: a ReadIndex round (a quorum still follows it,
    *  and an entry of its term is committed). Resolves with its term. */
   async verifyLeader(groupId: number, timeoutMs?: number): Promise<{ term: number }> {
@@ -551,6 +582,8 @@ export class Shard {
     for (const [g, rd] of readies) {
       if (rd.snapshot) g.applied = Math.max(g.applied, rd.snapshot.meta.index);
       if (rd.softState) this.onSoftState(g, rd.softState.leader, rd.softState.role);
+      if (rd.conf) this.opts.onConf?.(g.id, rd.conf);
+      else if (rd.snapshot) this.opts.onConf?.(g.id, rd.snapshot.meta.conf);
       for (const tr of rd.transfers) {
         this.stats.transfers[tr.status]++;
         const callers = g.transfers.get(tr.target) ?? [];

@@ -76,6 +76,7 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
     requestTimeoutMs: init.requestTimeoutMs, logger: log,
     stateMachine: userModule ? (s) => new UserStateMachineHost(s, userModule!, init.stateMachine?.snapshotEvery) : undefined,
     onLeader: (g, l, term) => post({ t: 'lead', g, l, term }),
+    onConf: (g, c) => post({ t: 'conf', g, voters: [...c.voters], learners: [...c.learners] }),
   });
   for (const [g, voters] of init.groups) if (!shard.has(g)) shard.createGroup(g, { voters, learners: [] });
 
@@ -143,12 +144,15 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
       case 'xfer':
         reply(m.id, shard.transfer(m.g, m.target, { timeoutMs: m.to, maxLagEntries: m.lag, draining: new Set(m.draining) }));
         return;
+      case 'member':
+        reply(m.id, shard.changeMembership(m.g, { type: m.type, node: m.node }, m.to));
+        return;
       case 'verify':
         reply(m.id, guard(() => shard.verifyLeader(m.g, m.to)));
         return;
       case 'create':
         reply(m.id, guard(() => {
-          if (!shard.has(m.g)) shard.createGroup(m.g, { voters: m.voters, learners: [] });
+          if (!shard.has(m.g)) shard.createGroup(m.g, { voters: m.voters, learners: m.learners ?? [] });
           return null;
         }));
         return;

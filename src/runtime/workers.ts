@@ -38,6 +38,7 @@ export interface ShardWorkersOptions {
   /** Raft bytes a shard wants sent to worker `w` of node `to`. */
   readonly onOut: (to: NodeId, w: number, b: Uint8Array) => void;
   readonly onLeader: (group: number, leader: NodeId, term: number) => void;
+  readonly onConf?: (group: number, voters: NodeId[], learners: NodeId[]) => void;
   /** A shard (re)started; the node re-sends what the new worker must know. */
   readonly onStarted?: (index: number) => void;
 }
@@ -110,6 +111,9 @@ export class ShardWorkers {
           break;
         case 'lead':
           this.opts.onLeader(m.g, m.l, m.term);
+          break;
+        case 'conf':
+          this.opts.onConf?.(m.g, m.voters, m.learners);
           break;
         case 're': {
           const c = slot.calls.get(m.id);

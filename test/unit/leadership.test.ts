@@ -129,3 +129,29 @@ test('writes see no error and lose nothing while leadership moves back and forth
     }
   });
 });
+
+test('membership, pattern B: add a learner, refuse it as a transfer target, promote it once caught up, remove an old member', async () => {
+  await cluster(async (nodes) => {
+    const n1 = nodes.get('n1')!;
+    await n1.createGroup(40, ['n1', 'n2']);
+    await until('group 40 led', async () => (await leaderOf(nodes, 40)) !== '', 20_000);
+    const enc = new TextEncoder();
+    for (let i = 0; i < 20; i++) await n1.propose(40, { op: 'put', key: enc.encode(`m${i}`), value: enc.encode(`v${i}`) });
+    await nodes.get('n2')!.addLearner(40, 'n3');
+    await until('everyone routes group 40 to n3 too', async () => IDS.every((id) => nodes.get(id)!.replicasOf(40).includes('n3')), 10_000);
+    const leader = await leaderOf(nodes, 40);
+    await rejectsWith(nodes.get(leader)!.transferLeader(40, 'n3'), 'TargetIsLearner');
+    await assert.rejects(nodes.get('n3')!.addLearner(40, 'n3'), /already holds a replica/);
+    await until('the learner caught up', async () =>
+      dec.decode(((await nodes.get('n3')!.read(40, enc.encode('m19'), { consistency: 'stale' })) as Uint8Array | null) ?? new Uint8Array()) === 'v19', 20_000);
+    await n1.promote(40, 'n3');
+    const r = await n1.transferLeader(40, 'n3');
+    assert.equal(r.to, 'n3', 'a promoted voter can lead');
+    await nodes.get('n3')!.removeMember(40, 'n1');
+    await until('n1 dropped its replica', async () => !((await n1.status({ detail: true })).perGroup as { group: number }[]).some((g) => g.group === 40), 20_000);
+    assert.deepEqual(n1.replicasOf(40), ['n2', 'n3']);
+    // Still served from any node (n1 forwards).
+    await n1.propose(40, { op: 'put', key: enc.encode('after'), value: enc.encode('x') });
+    assert.equal(dec.decode((await nodes.get('n2')!.read(40, enc.encode('after'))) as Uint8Array), 'x');
+  });
+});
