@@ -176,7 +176,8 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
   if (url.pathname === '/health' && req.method === 'GET') {
     const st = await node.status();
     const ok = st.shards.every((s) => s.up);
-    return send(res, ok ? 200 : 503, { ok, id: st.id, groups: st.groups, leaders: st.leaders, peers: st.peers, workers: st.workers });
+    const warnings = await node.stabilityWarnings();
+    return send(res, ok ? 200 : 503, { ok, id: st.id, groups: st.groups, leaders: st.leaders, peers: st.peers, workers: st.workers, warnings });
   }
   if (url.pathname.startsWith('/kv/')) {
     const key = Buffer.from(decodeURIComponent(url.pathname.slice(4)), 'utf8');

@@ -20,6 +20,7 @@ import { workerOf, type Consistency } from './protocol.js';
 import type { RaftTuning } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers } from './workers.js';
+import { adviseStability, type StabilityWarning } from './advisor.js';
 import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type NodeSummary, type Plan } from '../balancer/balancer.js';
 
 export interface StartOptions {
@@ -158,6 +159,11 @@ export class FlotillaNode {
   private readonly attemptMs: number;
   private workers!: ShardWorkers;
   private balancer!: LeaderBalancer;
+  /** Round trips to peers (ms), newest last, for the stability advisor. */
+  private readonly rtts: number[] = [];
+  /** When local replicas saw a leader change (ms since epoch), for flapping detection. */
+  private readonly leaderChanges: number[] = [];
+  private pinger: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   private transport!: Transport;
   readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0 };
@@ -243,6 +249,8 @@ export class FlotillaNode {
       },
       onConf: (g, voters, learners) => node.onConf(g, voters, learners, true),
       onLeader: (g, l) => {
+        node.leaderChanges.push(Date.now());
+        if (node.leaderChanges.length > 100_000) node.leaderChanges.splice(0, 50_000);
         if (l) node.leaders.set(g, l);
         else node.leaders.delete(g);
       },
@@ -292,6 +300,10 @@ export class FlotillaNode {
       },
     }, { enabled: false, ...opts.balancer }, log.child({ component: 'balancer' }));
     if (opts.balancer && opts.balancer.enabled !== false) node.balancer.start();
+    node.pinger = setInterval(() => {
+      for (const p of node.transport.connectedPeers()) node.transport.send(p, { k: 'app', t: 'ping', p: { at: performance.now() } });
+    }, 1000);
+    node.pinger.unref();
     log.info({ clusterId, workers, groups: members.size }, 'node started');
     return node;
   }
@@ -575,6 +587,30 @@ export class FlotillaNode {
     return this.draining;
   }
 
+  /** Timing budget, voter-set shape and flapping checks, each with what to change. */
+  async stabilityWarnings(): Promise<StabilityWarning[]> {
+    const st = await this.status({ detail: true });
+    const pct99 = (xs: number[]) => {
+      if (xs.length === 0) return null;
+      const s = [...xs].sort((a, b) => a - b);
+      return s[Math.min(s.length - 1, Math.floor(0.99 * s.length))];
+    };
+    const commits = st.shards.map((s) => (s as { commitP99Ms?: number | null }).commitP99Ms).filter((x): x is number => typeof x === 'number');
+    const now = Date.now();
+    const lastMinute = this.leaderChanges.filter((t) => t > now - 60_000).length;
+    const earlier = this.leaderChanges.filter((t) => t <= now - 60_000 && t > now - 11 * 60_000).length;
+    const minutesUp = Math.max(1, Math.min(10, (now - this.startedAt) / 60_000 - 1));
+    return adviseStability({
+      electionMs: this.electionMs, heartbeatMs: this.electionMs / this.electionTicks,
+      rttP99Ms: pct99(this.rtts), commitP99Ms: commits.length ? Math.max(...commits) : null,
+      evenVoterGroups: (st.perGroup as { group: number; leader: string; id: string; conf: { voters: string[] } }[])
+        .filter((g) => g.conf.voters.length % 2 === 0 && g.conf.voters.length > 0).map((g) => g.group),
+      leaderChangesLastMinute: lastMinute,
+      // The first minute (bootstrap elections) is not a baseline.
+      leaderChangesBaselinePerMinute: (now - this.startedAt) < 2 * 60_000 ? Infinity : earlier / minutesUp,
+    });
+  }
+
   /** The leader balancer's view: the moves it would make now, and why (or why none). */
   balancePlan(): Promise<Plan> {
     return this.balancer.plan();
@@ -709,6 +745,7 @@ export class FlotillaNode {
     }
     this.pending.clear();
     this.balancer?.stop();
+    if (this.pinger) clearInterval(this.pinger);
     await this.workers.stop();
     await this.transport.close();
     this.log.info('node stopped');
@@ -815,6 +852,18 @@ export class FlotillaNode {
           return this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: ms });
         });
         return;
+      case 'ping':
+        this.transport.send(from, { k: 'app', t: 'pong', p: { at: p?.at } });
+        return;
+      case 'pong': {
+        const at = Number(p?.at);
+        const rtt = performance.now() - at;
+        if (Number.isFinite(rtt) && rtt >= 0 && rtt < 60_000) {
+          this.rtts.push(rtt);
+          if (this.rtts.length > 512) this.rtts.splice(0, 256);
+        }
+        return;
+      }
       case 'summary': {
         const sum = p as unknown as NodeSummary;
         if (typeof sum?.leaders === 'number' && typeof sum.uptimeMs === 'number') {

@@ -109,6 +109,15 @@ export class Shard {
    *  (else it would wait on them forever and never quiesce). */
   private readonly downPeers = new Set<NodeId>();
   private campaignDelay = 0;
+  /** The last commit durations (ms), for the stability advisor's p99. */
+  private readonly recentCommits = new Float64Array(256).fill(-1);
+  private recentCommitAt = 0;
+
+  /** p99 of recent commit durations in ms (null before any commit). */
+  commitP99Ms(): number | null {
+    const xs = [...this.recentCommits].filter((x) => x >= 0).sort((a, b) => a - b);
+    return xs.length === 0 ? null : xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))];
+  }
   /** Groups removed since the last iteration; their storage goes with the next commit. */
   private removals: number[] = [];
   private readonly log: Logger;
@@ -565,12 +574,14 @@ export class Shard {
       if (rd.committed.length > 0) results.push([g, rd.committed as Entry[], this.sm.apply(g.id, rd.committed)]);
     }
     lap('msStage');
+    const c0 = performance.now();
     await this.opts.store.commit(() => {
       const w0 = performance.now();
       this.sm.writeInTransaction();
       this.stats.msSmWrite += performance.now() - w0;
     });
     lap('msCommit');
+    this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = performance.now() - c0;
     this.sm.committed();
     this.stats.commits++;
 

@@ -204,5 +204,5 @@ function statusOf(shard: Shard, detail: boolean, stats: Record<string, number>) 
     if (st.quiesced) quiesced++;
     if (detail) perGroup.push(st);
   }
-  return { groups: ids.length, leaders, quiesced, loop: shard.stats, routing: stats, perGroup: detail ? perGroup : undefined };
+  return { groups: ids.length, leaders, quiesced, loop: shard.stats, routing: stats, commitP99Ms: shard.commitP99Ms(), perGroup: detail ? perGroup : undefined };
 }

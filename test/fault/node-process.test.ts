@@ -107,6 +107,9 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.equal((await fetch(`${admin.get('n3')}/kv/c`, { method: 'DELETE', headers: { authorization: 'Bearer wrong-token!' } })).status, 401);
     assert.equal((await fetch(`${admin.get('n3')}/kv/c`, { method: 'DELETE', headers: authFor('n3') })).status, 200);
     assert.equal((await fetch(`${admin.get('n3')}/status`)).status, 200, 'reads need no token');
+    const health = (await (await fetch(`${admin.get('n3')}/health`)).json()) as { ok: boolean; warnings: { kind: string; fix: string }[] };
+    assert.equal(health.ok, true);
+    assert.ok(Array.isArray(health.warnings) && health.warnings.every((w) => w.kind && w.fix), 'health carries the advisor\'s warnings');
     assert.equal(spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'undrain', '--admin', admin.get('n3')!.slice(7)], { encoding: 'utf8' }).status, 1, 'CLI without the token: refused');
     assert.equal(spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'undrain', '--admin', admin.get('n3')!.slice(7), '--token', TOKEN], { encoding: 'utf8' }).status, 0);
     assert.equal((await fetch(`${admin.get('n1')}/kv/c`)).status, 404);

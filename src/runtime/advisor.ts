@@ -1,0 +1,54 @@
+// The stability advisor (from the election-stability playbook): checks the timing budget
+// (broadcast time << election timeout << MTBF), the shape of voter sets, and the leader-change
+// rate, and says what to change. Pure: the node feeds it what it measured.
+export interface StabilityInputs {
+  readonly electionMs: number;
+  readonly heartbeatMs: number;
+  /** p99 round trip to peers, ms (null until measured). */
+  readonly rttP99Ms: number | null;
+  /** p99 of the local LMDB commit (fsync included), ms (null until measured). */
+  readonly commitP99Ms: number | null;
+  /** Groups with an even number of voters. */
+  readonly evenVoterGroups: readonly number[];
+  /** Leader changes seen on this node in the last minute, and the usual rate. */
+  readonly leaderChangesLastMinute: number;
+  readonly leaderChangesBaselinePerMinute: number;
+}
+
+export interface StabilityWarning {
+  readonly kind: 'TimingBudget' | 'EvenVoters' | 'Flapping';
+  readonly message: string;
+  readonly fix: string;
+}
+
+export function adviseStability(i: StabilityInputs): StabilityWarning[] {
+  const out: StabilityWarning[] = [];
+  if (i.rttP99Ms !== null || i.commitP99Ms !== null) {
+    // A broadcast is a round trip plus a durable write on the followers.
+    const broadcast = (i.rttP99Ms ?? 0) + (i.commitP99Ms ?? 0);
+    if (broadcast * 10 > i.electionMs) {
+      out.push({
+        kind: 'TimingBudget',
+        message: `p99 broadcast time ${broadcast.toFixed(1)} ms (RTT ${i.rttP99Ms?.toFixed(1) ?? '?'} + commit ${i.commitP99Ms?.toFixed(1) ?? '?'}) is within 10x of the ${i.electionMs} ms election timeout`,
+        fix: `raise the election timeout to at least ${Math.ceil(broadcast * 10)} ms (timingScale or electionTicks), keeping the heartbeat near one RTT; or find the slow disk or link`,
+      });
+    }
+  }
+  if (i.evenVoterGroups.length > 0) {
+    const sample = i.evenVoterGroups.slice(0, 5).join(', ');
+    out.push({
+      kind: 'EvenVoters',
+      message: `${i.evenVoterGroups.length} group(s) have an even number of voters (e.g. ${sample}): no more fault tolerance than one voter fewer, and split votes are likelier`,
+      fix: 'add a voter (as a learner first, then promote) or remove one so each group has an odd count',
+    });
+  }
+  const baseline = Math.max(1, i.leaderChangesBaselinePerMinute);
+  if (i.leaderChangesLastMinute > 3 * baseline && i.leaderChangesLastMinute >= 10) {
+    out.push({
+      kind: 'Flapping',
+      message: `${i.leaderChangesLastMinute} leader changes in the last minute (usual: ${i.leaderChangesBaselinePerMinute.toFixed(1)}/min)`,
+      fix: 'check for overloaded nodes, long GC or disk stalls and packet loss; if they are expected, raise the election timeout',
+    });
+  }
+  return out;
+}

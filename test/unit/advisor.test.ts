@@ -1,0 +1,32 @@
+// The stability advisor: each check fires exactly when its rule says, and says what to change.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { adviseStability, type StabilityInputs } from '../../src/runtime/advisor.js';
+
+const calm: StabilityInputs = {
+  electionMs: 1000, heartbeatMs: 100, rttP99Ms: 2, commitP99Ms: 8, evenVoterGroups: [],
+  leaderChangesLastMinute: 3, leaderChangesBaselinePerMinute: 2,
+};
+const kinds = (i: Partial<StabilityInputs>) => adviseStability({ ...calm, ...i }).map((w) => w.kind);
+
+test('a calm, well-budgeted cluster gets no warning', () => {
+  assert.deepEqual(adviseStability(calm), []);
+  assert.deepEqual(kinds({ rttP99Ms: null, commitP99Ms: null }), [], 'nothing measured yet: nothing to say');
+});
+
+test('timing budget: broadcast p99 within 10x of the election timeout warns with the timeout to use', () => {
+  assert.deepEqual(kinds({ rttP99Ms: 40, commitP99Ms: 59 }), [], '99 ms x 10 < 1000 ms');
+  const w = adviseStability({ ...calm, rttP99Ms: 40, commitP99Ms: 61 });
+  assert.deepEqual(w.map((x) => x.kind), ['TimingBudget']);
+  assert.match(w[0].message, /p99 broadcast time 101\.0 ms .* within 10x of the 1000 ms election timeout/);
+  assert.match(w[0].fix, /at least 1010 ms/);
+});
+
+test('even voter counts and flapping', () => {
+  const w = adviseStability({ ...calm, evenVoterGroups: [4, 9] });
+  assert.deepEqual(w.map((x) => x.kind), ['EvenVoters']);
+  assert.match(w[0].message, /2 group\(s\) have an even number of voters \(e\.g\. 4, 9\)/);
+  assert.deepEqual(kinds({ leaderChangesLastMinute: 9, leaderChangesBaselinePerMinute: 1 }), [], 'under the absolute minimum');
+  assert.deepEqual(kinds({ leaderChangesLastMinute: 30, leaderChangesBaselinePerMinute: 2 }), ['Flapping']);
+  assert.deepEqual(kinds({ leaderChangesLastMinute: 30, leaderChangesBaselinePerMinute: 12 }), [], 'within 3x of the usual rate');
+});
