@@ -160,6 +160,24 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     node.undrain();
     return send(res, 200, { ok: true, draining: false });
   }
+  if (url.pathname === '/members' && req.method === 'POST') {
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse((await readBody(req)).toString('utf8')) as Record<string, unknown>;
+    } catch {
+      throw new HttpError(400, 'InvalidArgument', 'body must be JSON {"group": G, "op": "addLearner"|"promote"|"remove", "node": "n4"}');
+    }
+    const group = Number(body?.group);
+    if (!Number.isInteger(group) || group < 1) throw new HttpError(400, 'InvalidArgument', 'group: a positive integer is required');
+    if (typeof body.node !== 'string' || body.node.length === 0) throw new HttpError(400, 'InvalidArgument', 'node: a node id is required');
+    switch (body.op) {
+      case 'addLearner': await node.addLearner(group, body.node); break;
+      case 'promote': await node.promote(group, body.node); break;
+      case 'remove': await node.removeMember(group, body.node); break;
+      default: throw new HttpError(400, 'InvalidArgument', 'op: one of addLearner, promote, remove');
+    }
+    return send(res, 200, { ok: true, group, replicas: node.replicasOf(group) });
+  }
   if (url.pathname === '/balance/plan' && req.method === 'GET') return send(res, 200, await node.balancePlan());
   if (url.pathname === '/balance' && req.method === 'POST') return send(res, 200, await node.balanceRound());
   if (url.pathname === '/debug/crash-worker' && req.method === 'POST') {

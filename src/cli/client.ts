@@ -9,6 +9,9 @@ export const CLIENT_HELP = `Usage:
   flotilla drain    --admin HOST:PORT [--avoid n2,n3] [--concurrency N]
   flotilla undrain  --admin HOST:PORT
   flotilla balance  --admin HOST:PORT [--dry-run]   one balancer round now (or only its plan)
+  flotilla member   --admin HOST:PORT --group G (--add-learner N | --promote N | --remove N)
+                    membership in the safe order: add a learner, promote it once caught up,
+                    then remove the member it replaces
 
   --admin HOST:PORT   the node's admin address (or FLOTILLA_ADMIN)
   --token TOKEN       the admin token, when the node requires one (or FLOTILLA_ADMIN_TOKEN)
@@ -61,6 +64,7 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
         admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' },
         'timeout-ms': { type: 'string' }, avoid: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean', short: 'h' },
         'dry-run': { type: 'boolean' }, token: { type: 'string' },
+        'add-learner': { type: 'string' }, promote: { type: 'string' }, remove: { type: 'string' },
       },
     });
     if (values.help) {
@@ -103,6 +107,15 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
           for (const m of moves) process.stdout.write(`  group ${m.group} -> ${m.to}: ${m.reason}\n`);
         }
         break;
+      case 'member': {
+        const group = Number(values.group);
+        if (!Number.isInteger(group) || group < 1) throw new Usage('--group G (a positive integer) is required');
+        const ops = ([['addLearner', values['add-learner']], ['promote', values.promote], ['remove', values.remove]] as const).filter(([, v]) => v);
+        if (ops.length !== 1) throw new Usage('exactly one of --add-learner N, --promote N, --remove N');
+        r = await call(admin, 'POST', '/members', { group, op: ops[0][0], node: ops[0][1] });
+        if (r.status === 200) process.stdout.write(`group ${group}: ${ops[0][0]} ${ops[0][1]} done; replicas ${(r.json.replicas as string[]).join(', ')}\n`);
+        break;
+      }
       case 'undrain':
         r = await call(admin, 'POST', '/undrain');
         if (r.status === 200) process.stdout.write('undrained\n');

@@ -17,13 +17,14 @@ Commands:
   drain            move every leadership off a node for maintenance (--avoid n2,n3)
   undrain          let leadership come back to a node
   balance          run one leader-balancer round now (--dry-run: show the plan)
+  member           change a group's membership (--add-learner N, --promote N, --remove N)
   version          print the version
   help             print this help
 
 Options:
   -h, --help       print this help
 
-status, transfer, drain, undrain and balance take --admin HOST:PORT (a node's admin address).
+status, transfer, drain, undrain, balance and member take --admin HOST:PORT (a node's admin address).
 The bench and demo commands arrive with later milestones (see README.md, Status).
 `;
 
@@ -40,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return runStart(argv.slice(1));
   }
-  if (['status', 'transfer', 'drain', 'undrain', 'balance'].includes(argv[0])) {
+  if (['status', 'transfer', 'drain', 'undrain', 'balance', 'member'].includes(argv[0])) {
     return runClient(argv[0], argv.slice(1));
   }
   let parsed;

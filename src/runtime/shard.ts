@@ -168,6 +168,14 @@ export class Shard {
   /** Bootstrap a group with its initial membership (durable with the next commit). */
   createGroup(id: number, conf: ConfState): void {
     if (this.groups.has(id)) throw new RuntimeError('InvalidArgument', `group ${id} already exists on ${this.opts.nodeId}`);
+    const pending = this.removals.indexOf(id);
+    if (pending >= 0) {
+      // Removed and re-created before the removal reached storage: drop the old copy first (both
+      // are staged for the next commit, in this order).
+      this.removals.splice(pending, 1);
+      this.opts.store.deleteGroup(id);
+      this.sm.dropGroup(id);
+    }
     this.opts.store.createGroup(id, conf);
     this.attach(id);
     this.schedule();

@@ -144,6 +144,17 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     r = cli('balance', '--admin', adminOf('n2'), '--dry-run');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /would move \d+ leaders/);
+    // Membership through the CLI: group 1 has all three nodes; remove n2, then add it back as a
+    // learner and promote it.
+    r = cli('member', '--admin', adminOf('n1'), '--group', '1', '--remove', 'n2');
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /group 1: remove n2 done; replicas n1, n3/);
+    r = cli('member', '--admin', adminOf('n1'), '--group', '1', '--add-learner', 'n2');
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    r = cli('member', '--admin', adminOf('n1'), '--group', '1', '--promote', 'n2');
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /group 1: promote n2 done; replicas n1, n2, n3/);
+    assert.equal(cli('member', '--admin', adminOf('n1'), '--group', '1').status, 2, 'usage: one operation');
     // Prometheus metrics.
     const m = await (await fetch(`${admin.get('n2')}/metrics`)).text();
     assert.match(m, /# TYPE flotilla_leaders gauge\nflotilla_leaders\{node="n2"\} \d+/);
