@@ -8,7 +8,10 @@
 // `warmupMs`, onto a draining node or a node in `avoid`, and no action at all while the cluster
 // is unhealthy (a node unreachable or draining). Every move is a verified transfer.
 //
-// Not yet: the load policy (EWMA of writes/bytes/reads per group), locality preferences and
+// Policies: `count` (leaders per node) and `load` (per group, an EWMA of the writes plus reads/s
+// it served as leader; a node's load is the sum over the groups it leads; the hottest groups move
+// first, groups under `minGroupShare` of the node's load never move, nothing moves below
+// `minLoad` ops/s of excess). Not yet: bytes/s in the load, locality preferences and
 // follow-the-workload.
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
@@ -30,11 +33,18 @@ export interface BalancerConfig {
   readonly warmupMs?: number;
   /** Relative capacity per node (fair share is proportional). Default 1 each. */
   readonly weights?: Readonly<Record<NodeId, number>>;
+  /** 'count' (leaders per node) or 'load' (served ops/s per node). Default 'count'. */
+  readonly policy?: 'count' | 'load';
+  /** load policy: act only when the excess is at least this many ops/s. Default 20. */
+  readonly minLoad?: number;
+  /** load policy: never move a group carrying less than this share of the node's load. Default 0.01. */
+  readonly minGroupShare?: number;
 }
 
 /** Throws naming the first bad field (a message an operator can act on). */
 export function validateBalancerConfig(c: BalancerConfig): void {
-  const known = new Set(['enabled', 'intervalMs', 'tolerance', 'minExcess', 'maxConcurrent', 'cooldownMs', 'warmupMs', 'weights']);
+  const known = new Set(['enabled', 'intervalMs', 'tolerance', 'minExcess', 'maxConcurrent', 'cooldownMs', 'warmupMs', 'weights', 'policy', 'minLoad', 'minGroupShare']);
+  if (c.policy !== undefined && c.policy !== 'count' && c.policy !== 'load') throw new Error("balancer.policy: must be 'count' or 'load'");
   for (const k of Object.keys(c)) if (!known.has(k)) throw new Error(`balancer.${k}: unknown setting`);
   if (c.enabled !== undefined && typeof c.enabled !== 'boolean') throw new Error('balancer.enabled: must be true or false');
   const num = (k: keyof BalancerConfig, min: number) => {
@@ -47,6 +57,8 @@ export function validateBalancerConfig(c: BalancerConfig): void {
   num('maxConcurrent', 1);
   num('cooldownMs', 0);
   num('warmupMs', 0);
+  num('minLoad', 0);
+  num('minGroupShare', 0);
   if (c.weights !== undefined) {
     if (typeof c.weights !== 'object' || c.weights === null) throw new Error('balancer.weights: must be an object {node: weight}');
     for (const [n, w] of Object.entries(c.weights)) if (typeof w !== 'number' || !(w > 0)) throw new Error(`balancer.weights.${n}: must be a number > 0`);
@@ -55,11 +67,14 @@ export function validateBalancerConfig(c: BalancerConfig): void {
 
 export const BALANCER_DEFAULTS = {
   enabled: true, intervalMs: 2_000, tolerance: 0.1, minExcess: 2, maxConcurrent: 8, cooldownMs: 30_000, warmupMs: 5_000,
+  policy: 'count', minLoad: 20, minGroupShare: 0.01,
 } as const;
 
 /** What a node tells the others each round. */
 export interface NodeSummary {
   readonly leaders: number;
+  /** Sum of the EWMA ops/s of the groups it leads (load policy). */
+  readonly load?: number;
   readonly draining: boolean;
   readonly uptimeMs: number;
 }
@@ -72,7 +87,7 @@ export interface BalancerHost {
   isDraining(): boolean;
   uptimeMs(): number;
   /** Groups this node leads, with their replicas. */
-  ledGroups(): Promise<{ group: number; replicas: NodeId[] }[]>;
+  ledGroups(): Promise<{ group: number; replicas: NodeId[]; served?: { writes: number; reads: number } }[]>;
   transfer(group: number, to: NodeId): Promise<unknown>;
   broadcastSummary(s: NodeSummary): void;
 }
@@ -85,6 +100,7 @@ export interface PlannedMove {
 
 export interface Plan {
   readonly node: NodeId;
+  readonly policy?: 'count' | 'load';
   /** Why nothing (more) is planned, when that is the case. */
   readonly idle: string | null;
   readonly leaders: Record<NodeId, number>;
@@ -93,7 +109,9 @@ export interface Plan {
 }
 
 export class LeaderBalancer {
-  private readonly cfg: Required<Omit<BalancerConfig, 'weights'>> & { weights: Readonly<Record<NodeId, number>> };
+  private readonly cfg: Required<Omit<BalancerConfig, 'weights' | 'policy'>> & { weights: Readonly<Record<NodeId, number>>; policy: 'count' | 'load' };
+  /** Per led group: last served counters and the EWMA of its ops/s. */
+  private readonly rates = new Map<number, { ops: number; at: number; ewma: number }>();
   private readonly summaries = new Map<NodeId, NodeSummary & { at: number }>();
   private readonly cooldown = new Map<number, number>();
   private timer: NodeJS.Timeout | null = null;
@@ -101,7 +119,7 @@ export class LeaderBalancer {
   readonly stats = { rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0 };
 
   constructor(private readonly host: BalancerHost, cfg: BalancerConfig, private readonly log: Logger, private readonly random: () => number = Math.random) {
-    this.cfg = { ...BALANCER_DEFAULTS, ...cfg, weights: cfg.weights ?? {} };
+    this.cfg = { ...BALANCER_DEFAULTS, ...cfg, weights: cfg.weights ?? {}, policy: cfg.policy ?? 'count' };
   }
 
   start(): void {
@@ -128,9 +146,34 @@ export class LeaderBalancer {
     this.summaries.set(from, { ...s, at: Date.now() });
   }
 
+  /** Fold the groups' served counters into their EWMA rates (ops/s). */
+  private updateRates(led: { group: number; served?: { writes: number; reads: number } }[]): void {
+    const now = Date.now();
+    const seen = new Set<number>();
+    for (const g of led) {
+      seen.add(g.group);
+      const ops = (g.served?.writes ?? 0) + (g.served?.reads ?? 0);
+      const prev = this.rates.get(g.group);
+      if (!prev || ops < prev.ops) {
+        this.rates.set(g.group, { ops, at: now, ewma: 0 });
+        continue;
+      }
+      const dt = (now - prev.at) / 1000;
+      if (dt <= 0.05) continue;
+      const rate = (ops - prev.ops) / dt;
+      this.rates.set(g.group, { ops, at: now, ewma: prev.ewma === 0 ? rate : 0.5 * rate + 0.5 * prev.ewma });
+    }
+    for (const g of [...this.rates.keys()]) if (!seen.has(g)) this.rates.delete(g);
+  }
+
+  private loadOf(group: number): number {
+    return this.rates.get(group)?.ewma ?? 0;
+  }
+
   /** The moves this node would make now, and why (or why none). */
   async plan(): Promise<Plan> {
     const led = await this.host.ledGroups();
+    if (this.cfg.policy === 'load') return this.planLoad(led);
     const nodes = [this.host.id, ...this.host.peers];
     const leaders: Record<NodeId, number> = { [this.host.id]: led.length };
     const fairShare: Record<NodeId, number> = {};
@@ -174,6 +217,54 @@ export class LeaderBalancer {
     return result(moves.length ? null : 'no eligible target (warm-up, cooldown or replicas)', moves);
   }
 
+  private planLoad(led: { group: number; replicas: NodeId[] }[]): Plan {
+    const nodes = [this.host.id, ...this.host.peers];
+    const load: Record<NodeId, number> = { [this.host.id]: led.reduce((a, g) => a + this.loadOf(g.group), 0) };
+    const fairShare: Record<NodeId, number> = {};
+    const result = (idle: string | null, moves: PlannedMove[] = []): Plan => ({ node: this.host.id, policy: 'load', idle, leaders: load, fairShare, moves });
+    const stale = Date.now() - 3 * this.cfg.intervalMs;
+    for (const p of this.host.peers) {
+      const s = this.summaries.get(p);
+      if (s && s.at >= stale && s.load !== undefined) load[p] = s.load;
+    }
+    const weight = (n: NodeId) => this.cfg.weights[n] ?? 1;
+    const total = nodes.reduce((a, n) => a + (load[n] ?? 0), 0);
+    const wsum = nodes.reduce((a, n) => a + weight(n), 0);
+    for (const n of nodes) fairShare[n] = (total * weight(n)) / wsum;
+    const down = this.host.peers.filter((p) => !this.host.isConnected(p));
+    if (down.length) return result(`unhealthy: ${down.join(', ')} unreachable`);
+    const missing = this.host.peers.filter((p) => load[p] === undefined);
+    if (missing.length) return result(`no recent summary from ${missing.join(', ')}`);
+    const draining = nodes.filter((n) => (n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining));
+    if (draining.length) return result(`maintenance: ${draining.join(', ')} draining`);
+    const mine = load[this.host.id];
+    const limit = fairShare[this.host.id] * (1 + this.cfg.tolerance);
+    if (mine <= limit || mine - fairShare[this.host.id] < this.cfg.minLoad) {
+      return result(`balanced: load ${mine.toFixed(0)} ops/s, fair share ${fairShare[this.host.id].toFixed(0)}`);
+    }
+    const now = Date.now();
+    const cur = { ...load };
+    const moves: PlannedMove[] = [];
+    const hottest = [...led].sort((a, b) => this.loadOf(b.group) - this.loadOf(a.group));
+    for (const g of hottest) {
+      if (moves.length >= this.cfg.maxConcurrent || cur[this.host.id] <= limit) break;
+      const gl = this.loadOf(g.group);
+      if (gl < this.cfg.minGroupShare * mine || gl <= 0) break; // the rest are colder still
+      if ((this.cooldown.get(g.group) ?? 0) > now) continue;
+      // Move only what helps: the target stays under its share and we do not overshoot below ours.
+      const targets = g.replicas
+        .filter((r) => r !== this.host.id && (this.summaries.get(r)?.uptimeMs ?? 0) >= this.cfg.warmupMs &&
+          cur[r] + gl <= fairShare[r] * (1 + this.cfg.tolerance) && cur[this.host.id] - gl >= fairShare[this.host.id] * (1 - this.cfg.tolerance) - gl / 2)
+        .sort((a, b) => cur[a] / weight(a) - cur[b] / weight(b) || (a < b ? -1 : 1));
+      if (targets.length === 0) continue;
+      const to = targets[0];
+      cur[to] += gl;
+      cur[this.host.id] -= gl;
+      moves.push({ group: g.group, to, reason: `load: ${this.host.id} serves ${mine.toFixed(0)} ops/s > fair share ${fairShare[this.host.id].toFixed(0)}; group ${g.group} carries ${gl.toFixed(0)}; ${to} serves ${load[to].toFixed(0)}` });
+    }
+    return result(moves.length ? null : 'no move helps (targets would exceed their share, cooldown or warm-up)', moves);
+  }
+
   /** One round: tell the peers our summary, then make the planned moves (verified transfers). */
   async round(): Promise<Plan> {
     if (this.running) return { node: this.host.id, idle: 'a round is already running', leaders: {}, fairShare: {}, moves: [] };
@@ -181,7 +272,9 @@ export class LeaderBalancer {
     try {
       this.stats.rounds++;
       const led = await this.host.ledGroups();
-      this.host.broadcastSummary({ leaders: led.length, draining: this.host.isDraining(), uptimeMs: this.host.uptimeMs() });
+      this.updateRates(led);
+      const load = led.reduce((a, g) => a + this.loadOf(g.group), 0);
+      this.host.broadcastSummary({ leaders: led.length, load, draining: this.host.isDraining(), uptimeMs: this.host.uptimeMs() });
       const plan = await this.plan();
       if (plan.idle?.startsWith('unhealthy') || plan.idle?.startsWith('maintenance')) this.stats.skippedUnhealthy++;
       await Promise.all(plan.moves.map(async (m) => {

@@ -290,9 +290,9 @@ export class FlotillaNode {
       uptimeMs: () => Date.now() - node.startedAt,
       ledGroups: async () => {
         const st = await node.status({ detail: true });
-        return (st.perGroup as { group: number; role: string }[])
+        return (st.perGroup as { group: number; role: string; served?: { writes: number; reads: number } }[])
           .filter((g) => g.role === 'leader' && node.members.has(g.group))
-          .map((g) => ({ group: g.group, replicas: node.replicasOf(g.group) }));
+          .map((g) => ({ group: g.group, replicas: node.replicasOf(g.group), served: g.served }));
       },
       transfer: (g, to) => node.transferLeader(g, to),
       broadcastSummary: (sum) => {
@@ -867,7 +867,10 @@ export class FlotillaNode {
       case 'summary': {
         const sum = p as unknown as NodeSummary;
         if (typeof sum?.leaders === 'number' && typeof sum.uptimeMs === 'number') {
-          this.balancer?.onSummary(from, { leaders: sum.leaders, draining: sum.draining === true, uptimeMs: sum.uptimeMs });
+          this.balancer?.onSummary(from, {
+            leaders: sum.leaders, draining: sum.draining === true, uptimeMs: sum.uptimeMs,
+            load: typeof sum.load === 'number' && Number.isFinite(sum.load) ? sum.load : undefined,
+          });
         }
         return;
       }

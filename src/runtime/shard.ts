@@ -73,6 +73,8 @@ interface Group {
   leader: NodeId;
   /** Callers of transfer(), by target: settled by the core's transfer outcome. */
   readonly transfers: Map<NodeId, { resolve: (r: TransferDone) => void; reject: (e: Error) => void }[]>;
+  /** Work served as leader (cumulative): writes applied, their bytes, reads answered. */
+  readonly served: { writes: number; bytes: number; reads: number };
 }
 
 export interface TransferDone {
@@ -159,7 +161,7 @@ export class Shard {
     if (this.campaignDelay) node.setCampaignDelay(this.campaignDelay);
     storage.snapshotSource = (meta: SnapshotMeta) =>
       this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
-    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE, transfers: new Map() };
+    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE, transfers: new Map(), served: { writes: 0, bytes: 0, reads: 0 } };
     this.groups.set(id, g);
     this.touch(g);
     return g;
@@ -444,6 +446,11 @@ export class Shard {
     });
   }
 
+  /** Cumulative work this node served for the group as its leader. */
+  served(groupId: number): { writes: number; bytes: number; reads: number } {
+    return this.group(groupId).served;
+  }
+
   status(groupId: number) {
     return this.group(groupId).node.status();
   }
@@ -627,9 +634,14 @@ export class Shard {
       }
     }
     for (const [g, ents, res] of results) {
+      const leading = g.leader === this.opts.nodeId;
       for (let i = 0; i < ents.length; i++) {
         const e = ents[i];
         g.applied = e.index;
+        if (leading && e.type === 'normal' && e.data.byteLength > 0) {
+          g.served.writes++;
+          g.served.bytes += e.data.byteLength;
+        }
         const w = g.waiters.get(e.index);
         if (!w) continue;
         g.waiters.delete(e.index);
@@ -642,6 +654,7 @@ export class Shard {
       for (const [ctx, w] of g.reads) {
         if (w.index >= 0 && g.applied >= w.index) {
           g.reads.delete(ctx);
+          g.served.reads++;
           w.resolve();
         }
       }

@@ -202,7 +202,7 @@ function statusOf(shard: Shard, detail: boolean, stats: Record<string, number>) 
     const st = shard.status(g);
     if (st.role === 'leader') leaders++;
     if (st.quiesced) quiesced++;
-    if (detail) perGroup.push(st);
+    if (detail) perGroup.push({ ...st, served: shard.served(g) });
   }
   return { groups: ids.length, leaders, quiesced, loop: shard.stats, routing: stats, commitP99Ms: shard.commitP99Ms(), perGroup: detail ? perGroup : undefined };
 }

@@ -96,3 +96,51 @@ test('a bad balancer setting is refused naming the field', async () => {
   await assert.rejects(startNode({ id: 'n1', dataDir: join(tmpdir(), 'never'), listen: '127.0.0.1:1', peers: {}, groups: 1, balancer: { intervalMS: 5 } as never }),
     /balancer\.intervalMS: unknown setting/);
 });
+
+test('load policy: hot groups on one node are spread by what they serve, hottest first', async () => {
+  const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 2, cooldownMs: 0, policy: 'load' as const, minLoad: 5 };
+  await cluster({ balancer }, async (nodes) => {
+    // The hot set: 6 groups, all led by n1.
+    const hot = [1, 2, 3, 4, 5, 6];
+    for (const g of hot) {
+      try {
+        await nodes.get('n1')!.transferLeader(g, 'n1');
+      } catch {
+        // already there
+      }
+    }
+    const enc = new TextEncoder();
+    let stop = false;
+    const writers = hot.map(async (g) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          await nodes.get(IDS[i % 3])!.propose(g, { op: 'put', key: enc.encode(`hot-${g}`), value: enc.encode(String(i)) });
+        } catch {
+          // counted by the other tests; here only the placement of load matters
+        }
+      }
+    });
+    try {
+      await rounds(nodes); // first counters
+      await new Promise((r) => setTimeout(r, 400));
+      await rounds(nodes); // first rates and summaries
+      await new Promise((r) => setTimeout(r, 400));
+      const plan = await nodes.get('n1')!.balancePlan();
+      assert.equal(plan.policy, 'load');
+      assert.ok(plan.moves.length > 0, `n1 sheds load: ${plan.idle}`);
+      assert.match(plan.moves[0].reason, /^load: n1 serves \d+ ops\/s > fair share \d+; group \d carries \d+; n[23] serves \d+$/);
+      for (let i = 0; i < 8; i++) {
+        await rounds(nodes);
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      const led = await Promise.all(IDS.map(async (id) => (await nodes.get(id)!.status({ detail: true })).perGroup!
+        .filter((g) => hot.includes((g as { group: number }).group) && (g as { role: string }).role === 'leader').length));
+      assert.ok(Math.max(...led) <= 3 && Math.min(...led) >= 1, `hot groups spread over the nodes: ${led}`);
+      const moves = (await nodes.get('n1')!.status()).balancer!.moves;
+      assert.ok(moves >= 3 && moves <= 5, `about the minimum number of moves (4): ${moves}`);
+    } finally {
+      stop = true;
+      await Promise.allSettled(writers);
+    }
+  });
+});
