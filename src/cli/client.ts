@@ -76,10 +76,19 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
     if (!admin) throw new Usage('--admin HOST:PORT is required');
     let r: { status: number; json: Record<string, unknown> };
     switch (cmd) {
-      case 'status':
+      case 'status': {
         r = await call(admin, 'GET', '/status');
-        if (r.status === 200) process.stdout.write(values.json ? `${JSON.stringify(r.json, null, 2)}\n` : table(r.json));
+        if (r.status !== 200) break;
+        const health = await call(admin, 'GET', '/health');
+        const warnings = (health.json.warnings as { kind: string; message: string; fix: string }[] | undefined) ?? [];
+        if (values.json) {
+          process.stdout.write(`${JSON.stringify({ ...r.json, warnings }, null, 2)}\n`);
+        } else {
+          process.stdout.write(table(r.json));
+          for (const w of warnings) process.stdout.write(`\nWARNING ${w.kind}: ${w.message}\n  fix: ${w.fix}\n`);
+        }
         break;
+      }
       case 'transfer': {
         const group = Number(values.group);
         if (!Number.isInteger(group) || group < 1) throw new Usage('--group G (a positive integer) is required');
