@@ -699,6 +699,11 @@ export class Shard {
     this.log.error({ err: e.message }, 'shard failed; stopping');
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.settleAll(err);
+  }
+
+  /** Reject every pending proposal, read and transfer of every group with `err`. */
+  private settleAll(err: Error): void {
     for (const g of this.groups.values()) {
       for (const w of g.waiters.values()) w.reject(err);
       for (const r of g.reads.values()) r.reject(err);
@@ -716,14 +721,7 @@ export class Shard {
     while (this.running) await new Promise((r) => setImmediate(r));
     this.stopped = true;
     const err = new RuntimeError('Stopped', 'shard stopped');
-    for (const g of this.groups.values()) {
-      for (const w of g.waiters.values()) w.reject(err);
-      for (const r of g.reads.values()) r.reject(err);
-      for (const l of g.transfers.values()) for (const c of l) c.reject(err);
-      g.waiters.clear();
-      g.reads.clear();
-      g.transfers.clear();
-    }
+    this.settleAll(err);
   }
 }
 
