@@ -84,6 +84,17 @@ export async function runIdle(o: { groups: number; workers: number; seconds: num
 
 type Next = (c: ChildProcess, kind: string) => Promise<Record<string, unknown>>;
 
+/** Poll every node until all `groups` have a leader; returns the seconds it took. */
+async function waitElected(kids: Map<string, ChildProcess>, next: Next, groups: number): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
+    if (st.reduce((a, s) => a + (s.leaders as number), 0) === groups) return (performance.now() - t0) / 1000;
+    if (performance.now() - t0 > 300_000) throw new Error('groups not elected in 300 s');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function withCluster<T>(groups: number, workers: number, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-bench-cluster-'));
   const ids = ['n1', 'n2', 'n3'];
@@ -123,14 +134,7 @@ async function withCluster<T>(groups: number, workers: number, fn: (kids: Map<st
 
 export async function runCluster(o: { groups: number; workers: number; proposers: number; valueBytes: number; seconds: number; local: boolean }): Promise<ClusterResult> {
   return withCluster(o.groups, o.workers, async (kids, next) => {
-    const t0 = performance.now();
-    for (;;) {
-      const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
-      if (st.reduce((a, s) => a + (s.leaders as number), 0) === o.groups) break;
-      if (performance.now() - t0 > 300_000) throw new Error('groups not elected in 300 s');
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    const electSeconds = (performance.now() - t0) / 1000;
+    const electSeconds = await waitElected(kids, next, o.groups);
     const results = await Promise.all([...kids.values()].map((c) => {
       c.send({ cmd: 'load', seconds: o.seconds, proposers: o.proposers, valueBytes: o.valueBytes, local: o.local });
       return next(c, 'result');
@@ -167,13 +171,7 @@ export interface TransferBenchResult {
  *  (each verified) and then drains, while every node writes. */
 export async function runTransfers(o: { groups: number; transfers: number; proposers: number; seconds: number }): Promise<TransferBenchResult> {
   return withCluster(o.groups, 1, async (kids, next) => {
-    const t0 = performance.now();
-    for (;;) {
-      const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
-      if (st.reduce((a, s) => a + (s.leaders as number), 0) === o.groups) break;
-      if (performance.now() - t0 > 300_000) throw new Error('groups not elected in 300 s');
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await waitElected(kids, next, o.groups);
     const results = await Promise.all([...kids.entries()].map(([id, c]) => {
       c.send({ cmd: 'load', seconds: o.seconds, proposers: o.proposers, valueBytes: 16, local: false, transfers: id === 'n1' ? o.transfers : 0, drain: id === 'n1' });
       return next(c, 'result');

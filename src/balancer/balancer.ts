@@ -170,29 +170,42 @@ export class LeaderBalancer {
     return this.rates.get(group)?.ewma ?? 0;
   }
 
+  private weight(n: NodeId): number {
+    return this.cfg.weights[n] ?? 1;
+  }
+
+  /** What every node holds by the policy's measure (this node's `mine`, the peers' from recent
+   *  summaries), each node's weighted fair share, and why no round may act now (or null). */
+  private view(mine: number, ofSummary: (s: NodeSummary) => number | undefined): { values: Record<NodeId, number>; fairShare: Record<NodeId, number>; idle: string | null } {
+    const nodes = [this.host.id, ...this.host.peers];
+    const values: Record<NodeId, number> = { [this.host.id]: mine };
+    const fairShare: Record<NodeId, number> = {};
+    const stale = Date.now() - 3 * this.cfg.intervalMs;
+    for (const p of this.host.peers) {
+      const s = this.summaries.get(p);
+      const v = s && s.at >= stale ? ofSummary(s) : undefined;
+      if (v !== undefined) values[p] = v;
+    }
+    const total = nodes.reduce((a, n) => a + (values[n] ?? 0), 0);
+    const wsum = nodes.reduce((a, n) => a + this.weight(n), 0);
+    for (const n of nodes) fairShare[n] = (total * this.weight(n)) / wsum;
+    const down = this.host.peers.filter((p) => !this.host.isConnected(p));
+    const missing = this.host.peers.filter((p) => values[p] === undefined);
+    const draining = nodes.filter((n) => (n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining));
+    const idle = down.length ? `unhealthy: ${down.join(', ')} unreachable`
+      : missing.length ? `no recent summary from ${missing.join(', ')}`
+      : draining.length ? `maintenance: ${draining.join(', ')} draining` : null;
+    return { values, fairShare, idle };
+  }
+
   /** The moves this node would make now, and why (or why none). */
   async plan(): Promise<Plan> {
     const led = await this.host.ledGroups();
     if (this.cfg.policy === 'load') return this.planLoad(led);
-    const nodes = [this.host.id, ...this.host.peers];
-    const leaders: Record<NodeId, number> = { [this.host.id]: led.length };
-    const fairShare: Record<NodeId, number> = {};
-    const result = (idle: string | null, moves: PlannedMove[] = []): Plan => ({ node: this.host.id, idle, leaders, fairShare, moves });
-    const stale = Date.now() - 3 * this.cfg.intervalMs;
-    for (const p of this.host.peers) {
-      const s = this.summaries.get(p);
-      if (s && s.at >= stale) leaders[p] = s.leaders;
-    }
-    const total = nodes.reduce((a, n) => a + (leaders[n] ?? 0), 0);
-    const weight = (n: NodeId) => this.cfg.weights[n] ?? 1;
-    const wsum = nodes.reduce((a, n) => a + weight(n), 0);
-    for (const n of nodes) fairShare[n] = (total * weight(n)) / wsum;
-    const down = this.host.peers.filter((p) => !this.host.isConnected(p));
-    if (down.length) return result(`unhealthy: ${down.join(', ')} unreachable`);
-    const missing = this.host.peers.filter((p) => leaders[p] === undefined);
-    if (missing.length) return result(`no recent summary from ${missing.join(', ')}`);
-    const draining = nodes.filter((n) => (n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining));
-    if (draining.length) return result(`maintenance: ${draining.join(', ')} draining`);
+    const { values: leaders, fairShare, idle } = this.view(led.length, (s) => s.leaders);
+    const result = (why: string | null, moves: PlannedMove[] = []): Plan => ({ node: this.host.id, idle: why, leaders, fairShare, moves });
+    if (idle) return result(idle);
+    const weight = (n: NodeId) => this.weight(n);
     const mine = leaders[this.host.id];
     const excess = Math.floor(mine - fairShare[this.host.id]);
     if (mine <= fairShare[this.host.id] * (1 + this.cfg.tolerance) || excess < this.cfg.minExcess) {
@@ -218,25 +231,10 @@ export class LeaderBalancer {
   }
 
   private planLoad(led: { group: number; replicas: NodeId[] }[]): Plan {
-    const nodes = [this.host.id, ...this.host.peers];
-    const load: Record<NodeId, number> = { [this.host.id]: led.reduce((a, g) => a + this.loadOf(g.group), 0) };
-    const fairShare: Record<NodeId, number> = {};
-    const result = (idle: string | null, moves: PlannedMove[] = []): Plan => ({ node: this.host.id, policy: 'load', idle, leaders: load, fairShare, moves });
-    const stale = Date.now() - 3 * this.cfg.intervalMs;
-    for (const p of this.host.peers) {
-      const s = this.summaries.get(p);
-      if (s && s.at >= stale && s.load !== undefined) load[p] = s.load;
-    }
-    const weight = (n: NodeId) => this.cfg.weights[n] ?? 1;
-    const total = nodes.reduce((a, n) => a + (load[n] ?? 0), 0);
-    const wsum = nodes.reduce((a, n) => a + weight(n), 0);
-    for (const n of nodes) fairShare[n] = (total * weight(n)) / wsum;
-    const down = this.host.peers.filter((p) => !this.host.isConnected(p));
-    if (down.length) return result(`unhealthy: ${down.join(', ')} unreachable`);
-    const missing = this.host.peers.filter((p) => load[p] === undefined);
-    if (missing.length) return result(`no recent summary from ${missing.join(', ')}`);
-    const draining = nodes.filter((n) => (n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining));
-    if (draining.length) return result(`maintenance: ${draining.join(', ')} draining`);
+    const { values: load, fairShare, idle } = this.view(led.reduce((a, g) => a + this.loadOf(g.group), 0), (s) => s.load);
+    const result = (why: string | null, moves: PlannedMove[] = []): Plan => ({ node: this.host.id, policy: 'load', idle: why, leaders: load, fairShare, moves });
+    if (idle) return result(idle);
+    const weight = (n: NodeId) => this.weight(n);
     const mine = load[this.host.id];
     const limit = fairShare[this.host.id] * (1 + this.cfg.tolerance);
     if (mine <= limit || mine - fairShare[this.host.id] < this.cfg.minLoad) {

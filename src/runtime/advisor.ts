@@ -8,8 +8,10 @@ export interface StabilityInputs {
   readonly rttP99Ms: number | null;
   /** p99 of the local LMDB commit (fsync included), ms (null until measured). */
   readonly commitP99Ms: number | null;
-  /** Groups with an even number of voters. */
+  /** Groups with an even number of voters (a sample), and how many there are (default: the
+   *  sample's length). */
   readonly evenVoterGroups: readonly number[];
+  readonly evenVoterCount?: number;
   /** Leader changes seen on this node in the last minute, and the usual rate. */
   readonly leaderChangesLastMinute: number;
   readonly leaderChangesBaselinePerMinute: number;
@@ -34,11 +36,12 @@ export function adviseStability(i: StabilityInputs): StabilityWarning[] {
       });
     }
   }
-  if (i.evenVoterGroups.length > 0) {
+  const even = i.evenVoterCount ?? i.evenVoterGroups.length;
+  if (even > 0) {
     const sample = i.evenVoterGroups.slice(0, 5).join(', ');
     out.push({
       kind: 'EvenVoters',
-      message: `${i.evenVoterGroups.length} group(s) have an even number of voters (e.g. ${sample}): no more fault tolerance than one voter fewer, and split votes are likelier`,
+      message: `${even} group(s) have an even number of voters (e.g. ${sample}): no more fault tolerance than one voter fewer, and split votes are likelier`,
       fix: 'add a voter (as a learner first, then promote) or remove one so each group has an odd count',
     });
   }

@@ -289,9 +289,9 @@ export class FlotillaNode {
       isDraining: () => node.draining,
       uptimeMs: () => Date.now() - node.startedAt,
       ledGroups: async () => {
-        const st = await node.status({ detail: true });
-        return (st.perGroup as { group: number; role: string; served?: { writes: number; reads: number } }[])
-          .filter((g) => g.role === 'leader' && node.members.has(g.group))
+        const perWorker = await Promise.all(Array.from({ length: workers }, (_, i) =>
+          node.workers.call(i, { t: 'led' }).catch(() => []) as Promise<{ group: number; served: { writes: number; reads: number } }[]>));
+        return perWorker.flat().filter((g) => node.members.has(g.group))
           .map((g) => ({ group: g.group, replicas: node.replicasOf(g.group), served: g.served }));
       },
       transfer: (g, to) => node.transferLeader(g, to),
@@ -589,7 +589,7 @@ export class FlotillaNode {
 
   /** Timing budget, voter-set shape and flapping checks, each with what to change. */
   async stabilityWarnings(): Promise<StabilityWarning[]> {
-    const st = await this.status({ detail: true });
+    const st = await this.status();
     const pct99 = (xs: number[]) => {
       if (xs.length === 0) return null;
       const s = [...xs].sort((a, b) => a - b);
@@ -603,8 +603,8 @@ export class FlotillaNode {
     return adviseStability({
       electionMs: this.electionMs, heartbeatMs: this.electionMs / this.electionTicks,
       rttP99Ms: pct99(this.rtts), commitP99Ms: commits.length ? Math.max(...commits) : null,
-      evenVoterGroups: (st.perGroup as { group: number; leader: string; id: string; conf: { voters: string[] } }[])
-        .filter((g) => g.conf.voters.length % 2 === 0 && g.conf.voters.length > 0).map((g) => g.group),
+      evenVoterGroups: st.shards.flatMap((s) => (s as { evenVoters?: number[] }).evenVoters ?? []),
+      evenVoterCount: st.shards.reduce((a, s) => a + ((s as { evenVoterCount?: number }).evenVoterCount ?? 0), 0),
       leaderChangesLastMinute: lastMinute,
       // The first minute (bootstrap elections) is not a baseline.
       leaderChangesBaselinePerMinute: (now - this.startedAt) < 2 * 60_000 ? Infinity : earlier / minutesUp,

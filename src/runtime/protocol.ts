@@ -32,6 +32,7 @@ export type ToWorker =
   | { t: 'campaignDelay'; ticks: number }
   | { t: 'down'; p: NodeId }
   | { t: 'status'; id: number; detail: boolean }
+  | { t: 'led'; id: number }
   | { t: 'transfer'; id: number; g: number; to: NodeId }
   | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[] }
   | { t: 'verify'; id: number; g: number; to: number }

@@ -10,7 +10,7 @@ import { RaftNode } from '../raft/node.js';
 import { seededRandom } from '../raft/rand.js';
 import type { RaftConfig } from '../raft/config.js';
 import {
-  NONE, type ConfChange, type ConfState, type Entry, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
+  NONE, type ConfChange, type ConfState, type Entry, type SoftState, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
 } from '../raft/types.js';
 import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
@@ -446,6 +446,29 @@ export class Shard {
     });
   }
 
+  /** Counts for a node summary, from cheap per-group fields (no Raft status objects): groups,
+   *  leaders, quiesced, and (up to `cap`) the groups whose voter count is even. */
+  summary(cap = 100): { groups: number; leaders: number; quiesced: number; evenVoterCount: number; evenVoters: number[] } {
+    let leaders = 0;
+    let quiesced = 0;
+    let evenVoterCount = 0;
+    const evenVoters: number[] = [];
+    for (const g of this.groups.values()) {
+      if (g.leader === this.opts.nodeId) leaders++;
+      if (g.node.isQuiesced()) quiesced++;
+      const v = g.storage.conf().voters.length;
+      if (v > 0 && v % 2 === 0 && evenVoterCount++ < cap) evenVoters.push(g.id);
+    }
+    return { groups: this.groups.size, leaders, quiesced, evenVoterCount, evenVoters };
+  }
+
+  /** The groups this node leads, with the work it served for each (for the balancer). */
+  led(): { group: number; served: { writes: number; bytes: number; reads: number } }[] {
+    const out: { group: number; served: { writes: number; bytes: number; reads: number } }[] = [];
+    for (const g of this.groups.values()) if (g.leader === this.opts.nodeId) out.push({ group: g.id, served: g.served });
+    return out;
+  }
+
   /** Cumulative work this node served for the group as its leader. */
   served(groupId: number): { writes: number; bytes: number; reads: number } {
     return this.group(groupId).served;
@@ -607,7 +630,7 @@ export class Shard {
     // 4. Answer waiters, serve reads, compact, advance.
     for (const [g, rd] of readies) {
       if (rd.snapshot) g.applied = Math.max(g.applied, rd.snapshot.meta.index);
-      if (rd.softState) this.onSoftState(g, rd.softState.leader, rd.softState.role);
+      if (rd.softState) this.onSoftState(g, rd.softState);
       if (rd.conf) this.opts.onConf?.(g.id, rd.conf);
       else if (rd.snapshot) this.opts.onConf?.(g.id, rd.snapshot.meta.conf);
       for (const tr of rd.transfers) {
@@ -676,12 +699,12 @@ export class Shard {
   /** Proposals this node accepted as leader need nothing here when leadership moves: they either
    *  commit under the next leader (the term check answers them) or are overwritten (answered with
    *  NotLeader when another entry applies at their index), or time out. */
-  private onSoftState(g: Group, leader: NodeId, role: string): void {
+  private onSoftState(g: Group, { leader, role, term }: SoftState): void {
     if (leader !== g.leader) {
       this.log.info({ group: g.id, leader, role }, 'leader changed');
       g.leader = leader;
       if (leader === this.opts.nodeId) for (const p of this.downPeers) g.node.reportUnreachable(p);
-      this.opts.onLeader?.(g.id, leader, g.node.status().term);
+      this.opts.onLeader?.(g.id, leader, term);
     }
   }
 

@@ -144,6 +144,9 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
       case 'xfer':
         reply(m.id, shard.transfer(m.g, m.target, { timeoutMs: m.to, maxLagEntries: m.lag, draining: new Set(m.draining) }));
         return;
+      case 'led':
+        reply(m.id, guard(() => shard.led()));
+        return;
       case 'member':
         reply(m.id, shard.changeMembership(m.g, { type: m.type, node: m.node }, m.to));
         return;
@@ -194,15 +197,7 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
 }
 
 function statusOf(shard: Shard, detail: boolean, stats: Record<string, number>) {
-  let leaders = 0;
-  let quiesced = 0;
-  const ids = shard.groupIds();
-  const perGroup: unknown[] = [];
-  for (const g of ids) {
-    const st = shard.status(g);
-    if (st.role === 'leader') leaders++;
-    if (st.quiesced) quiesced++;
-    if (detail) perGroup.push({ ...st, served: shard.served(g) });
-  }
-  return { groups: ids.length, leaders, quiesced, loop: shard.stats, routing: stats, commitP99Ms: shard.commitP99Ms(), perGroup: detail ? perGroup : undefined };
+  const base = { ...shard.summary(), loop: shard.stats, routing: stats, commitP99Ms: shard.commitP99Ms() };
+  if (!detail) return base;
+  return { ...base, perGroup: shard.groupIds().map((g) => ({ ...shard.status(g), served: shard.served(g) })) };
 }

@@ -5,34 +5,18 @@
 // group must have a leader again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePorts, until } from '../helpers/net.js';
+import { until } from '../helpers/net.js';
+import { processCluster } from '../helpers/procs.js';
 
-const MAIN = 'src/cli/main.ts';
 const GROUPS = 1000;
 const KEYS = 200;
 const WRITERS = 8;
 const ids = ['n1', 'n2', 'n3'];
 
 test('3 processes x 1,000 groups: writes and linearizable reads on every node through kill -9, kill -9 during restart, and a worker crash', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'flotilla-cluster-'));
-  const ports = await freePorts(6);
-  const raft = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
-  const admin = new Map(ids.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
-  const procs = new Map<string, ChildProcess>();
-  const spawnNode = (id: string) => {
-    const i = ids.indexOf(id);
-    const args = ['--import', 'tsx', MAIN, 'start', '--id', id, '--data', join(root, id), '--listen', raft.get(id)!,
-      '--admin', `127.0.0.1:${ports[3 + i]}`, '--groups', String(GROUPS), '--workers', '2', '--tick-ms', '50',
-      '--log-level', 'warn', '--fault-injection', '--request-timeout-ms', '20000'];
-    for (const p of ids) if (p !== id) args.push('--peer', `${p}=${raft.get(p)}`);
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-    procs.set(id, p);
-    return p;
-  };
+  const c = await processCluster('cluster', ids, ['--groups', String(GROUPS), '--workers', '2', '--tick-ms', '50',
+    '--log-level', 'warn', '--fault-injection', '--request-timeout-ms', '20000']);
+  const { admin, procs, spawnNode } = c;
   const json = async (url: string, init?: RequestInit) => (await (await fetch(url, init)).json()) as Record<string, unknown>;
   const leaders = async (nodes = ids) => {
     let n = 0;
@@ -129,7 +113,6 @@ test('3 processes x 1,000 groups: writes and linearizable reads on every node th
     }
   } finally {
     stop = true;
-    for (const p of procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
-    rmSync(root, { recursive: true, force: true });
+    c.cleanup();
   }
 });

@@ -4,29 +4,15 @@
 // acknowledged write is on every node at the end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePorts, until } from '../helpers/net.js';
+import { until } from '../helpers/net.js';
+import { processCluster } from '../helpers/procs.js';
 
-const MAIN = 'src/cli/main.ts';
 const GROUPS = 100;
 const ids = ['n1', 'n2', 'n3'];
 
 test('rolling maintenance: drain, SIGTERM, restart, undrain each node under write load loses no write', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'flotilla-rolling-'));
-  const ports = await freePorts(6);
-  const raft = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
-  const admin = new Map(ids.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
-  const procs = new Map<string, ChildProcess>();
-  const spawnNode = (id: string) => {
-    const i = ids.indexOf(id);
-    const args = ['--import', 'tsx', MAIN, 'start', '--id', id, '--data', join(root, id), '--listen', raft.get(id)!,
-      '--admin', `127.0.0.1:${ports[3 + i]}`, '--groups', String(GROUPS), '--workers', '2', '--tick-ms', '50', '--log-level', 'warn'];
-    for (const p of ids) if (p !== id) args.push('--peer', `${p}=${raft.get(p)}`);
-    procs.set(id, spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] }));
-  };
+  const c = await processCluster('rolling', ids, ['--groups', String(GROUPS), '--workers', '2', '--tick-ms', '50', '--log-level', 'warn']);
+  const { admin, procs, spawnNode } = c;
   const status = async (id: string) => (await (await fetch(`${admin.get(id)}/status`)).json()) as { leaders: number; draining: boolean };
   const serving = new Set(ids); // the nodes clients may use (an operator takes a node out first)
   const acked = new Map<string, string>();
@@ -81,7 +67,6 @@ test('rolling maintenance: drain, SIGTERM, restart, undrain each node under writ
     t.diagnostic(`${acked.size} keys, last values verified on every node after rolling through ${ids.length} nodes`);
   } finally {
     stop = true;
-    for (const p of procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
-    rmSync(root, { recursive: true, force: true });
+    c.cleanup();
   }
 });

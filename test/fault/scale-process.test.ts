@@ -5,13 +5,9 @@
 // a dead peer neither wakes every group at once nor keeps them awake.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePorts, until } from '../helpers/net.js';
+import { until } from '../helpers/net.js';
+import { processCluster } from '../helpers/procs.js';
 
-const MAIN = 'src/cli/main.ts';
 const GROUPS = 10_000;
 const ids = ['n1', 'n2', 'n3'];
 
@@ -23,22 +19,14 @@ interface Status {
 }
 
 test('3 processes x 10,000 groups elect every group, go silent, and stay calm when a node dies', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'flotilla-scale-'));
-  const ports = await freePorts(6);
-  const raft = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
-  const admin = new Map(ids.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
-  const procs = new Map<string, ChildProcess>();
+  const c = await processCluster('scale', ids, ['--groups', String(GROUPS), '--workers', '2', '--log-level', 'warn']);
+  const { admin, procs } = c;
   const status = async (id: string) => (await (await fetch(`${admin.get(id)}/status`)).json()) as Status;
   const all = async (nodes: string[]) => Promise.all(nodes.map(status));
   const sum = (xs: Status[], k: 'leaders' | 'quiesced') => xs.reduce((a, s) => a + s[k], 0);
   const t0 = Date.now();
   try {
-    for (const [i, id] of ids.entries()) {
-      const args = ['--import', 'tsx', MAIN, 'start', '--id', id, '--data', join(root, id), '--listen', raft.get(id)!,
-        '--admin', `127.0.0.1:${ports[3 + i]}`, '--groups', String(GROUPS), '--workers', '2', '--log-level', 'warn'];
-      for (const p of ids) if (p !== id) args.push('--peer', `${p}=${raft.get(p)}`);
-      procs.set(id, spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] }));
-    }
+    for (const id of ids) c.spawnNode(id);
     await until('every group elected', async () => sum(await all(ids), 'leaders') === GROUPS, 300_000, 1000);
     const elected = Date.now() - t0;
     await until('every replica quiesced', async () => sum(await all(ids), 'quiesced') === 3 * GROUPS, 180_000, 1000);
@@ -64,7 +52,6 @@ test('3 processes x 10,000 groups elect every group, go silent, and stay calm wh
       `${(quiet / 1000).toFixed(1)} s; n3 led ${ledByN3}: re-elected in ${(reelected / 1000).toFixed(1)} s, quiet again at ` +
       `${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
   } finally {
-    for (const p of procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
-    rmSync(root, { recursive: true, force: true });
+    c.cleanup();
   }
 });
