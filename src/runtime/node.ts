@@ -53,6 +53,9 @@ export interface StartOptions {
   /** The leader balancer (src/balancer): automatic rounds run when `enabled` is true; plan() and
    *  round() are always available. Default: not started. */
   readonly balancer?: BalancerConfig;
+  /** Start in maintenance (as after drain()): peers never send leadership here and this node's
+   *  groups campaign only when no healthy peer does, until undrain(). Default false. */
+  readonly draining?: boolean;
   /** Skip fsync (tests of protocol behaviour only; never in production). Default false. */
   readonly noSync?: boolean;
   readonly logger?: Logger;
@@ -232,6 +235,7 @@ export class FlotillaNode {
     const tickMs = (opts.tickMs ?? 100) * scale;
     const electionTicks = opts.electionTicks ?? opts.raft?.electionTicks ?? 10;
     const node = new FlotillaNode(opts.id, opts, members, groupsFile, log, clusterId, workers, tickMs * electionTicks);
+    node.draining = opts.draining === true;
     const perWorker: [number, NodeId[]][][] = Array.from({ length: workers }, () => []);
     for (const [g, m] of members) if (m.includes(opts.id)) perWorker[workerOf(g, workers)].push([g, m]);
 
@@ -242,6 +246,7 @@ export class FlotillaNode {
         peerWorkers: Object.fromEntries(node.peerWorkers), tickMs,
         raft: { electionTicks, ...opts.raft }, requestTimeoutMs: node.timeoutMs, seed: 0,
         logLevel: log.level, noSync: opts.noSync, stateMachine: opts.stateMachine,
+        campaignDelay: node.draining ? 2 * node.electionTicks : 0,
       }),
       onOut: (to, w, b) => {
         node.stats.relayedOut++;

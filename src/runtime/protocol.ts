@@ -21,6 +21,8 @@ export interface WorkerInit {
   readonly logLevel?: string;
   readonly noSync?: boolean;
   readonly stateMachine?: { readonly module: string; readonly snapshotEvery?: number };
+  /** Extra ticks every group waits before campaigning (the node is draining). */
+  readonly campaignDelay?: number;
 }
 
 export type ToWorker =

@@ -41,6 +41,8 @@ export interface ShardOptions {
   readonly onConf?: (group: number, conf: ConfState) => void;
   /** Called when a group's known leader changes (for routing caches and logs). */
   readonly onLeader?: (group: number, leader: NodeId, term: number) => void;
+  /** Start in drain mode: every group waits this many extra ticks before campaigning. Default 0. */
+  readonly campaignDelay?: number;
 }
 
 interface Waiter {
@@ -139,6 +141,7 @@ export class Shard {
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.tickMs = opts.tickMs ?? 100;
     this.retain = opts.retainEntries ?? 64;
+    this.campaignDelay = opts.campaignDelay ?? 0;
   }
 
   /** Open a shard over a recovered store: every group in it comes back with its durable state. */

@@ -73,7 +73,7 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
   };
   const shard = Shard.open({
     nodeId: init.nodeId, store, send, tickMs: init.tickMs, raft: init.raft as RaftTuning, seed: init.seed,
-    requestTimeoutMs: init.requestTimeoutMs, logger: log,
+    requestTimeoutMs: init.requestTimeoutMs, logger: log, campaignDelay: init.campaignDelay,
     stateMachine: userModule ? (s) => new UserStateMachineHost(s, userModule!, init.stateMachine?.snapshotEvery) : undefined,
     onLeader: (g, l, term) => post({ t: 'lead', g, l, term }),
     onConf: (g, c) => post({ t: 'conf', g, voters: [...c.voters], learners: [...c.learners] }),
