@@ -1,31 +1,62 @@
-// LeaderBalancer: runs on every node and sheds leaderships this node should not hold, by count
-// (leaders per node against a weighted fair share). Only a leader can transfer, so each node acts
-// on its own excess; nodes learn each other's counts from small summaries exchanged every round.
+// LeaderBalancer: runs on every node and sheds leaderships this node should not hold. Only a
+// leader can transfer, so each node acts on its own excess; nodes learn each other's leader
+// counts, load, labels and health from small summaries exchanged every round.
 //
-// Stability, after TiKV PD and CockroachDB: a dead band (act only above the fair share by a
-// tolerance and by at least `minExcess` leaders), at most `maxConcurrent` transfers per round, a
-// per-group cooldown, a jittered interval, no leadership onto a node that started in the last
-// `warmupMs`, onto a draining node or a node in `avoid`, and no action at all while the cluster
-// is unhealthy (a node unreachable or draining). Every move is a verified transfer.
+// A round plans, in this order (each group moves at most once per round):
+//  1. locality preferences: a group whose leader is not on the most preferred labels any healthy
+//     voter of it has moves there (`preferences`, like CockroachDB's lease preferences);
+//  2. follow-the-workload: a group most of whose requests come from another zone moves to a voter
+//     in that zone (`followWorkload`);
+//  3. the balance policy: `count` (leaders per node against a weighted fair share) or `load`
+//     (per group an EWMA of writes/s + reads/s + bytes/s ÷ bytesPerOp; node load = the sum over
+//     the groups it leads; the hottest groups move first). Balance moves never take a group away
+//     from where 1 and 2 put it, so the phases cannot fight each other.
 //
-// Policies: `count` (leaders per node) and `load` (per group, an EWMA of the writes plus reads/s
-// it served as leader; a node's load is the sum over the groups it leads; the hottest groups move
-// first, groups under `minGroupShare` of the node's load never move, nothing moves below
-// `minLoad` ops/s of excess). Not yet: bytes/s in the load, locality preferences and
-// follow-the-workload.
+// Stability, after TiKV PD and CockroachDB: a dead band with hysteresis (start above the fair
+// share by `tolerance` and `minExcess`, then go on to the fair share; a balanced node stays still
+// under small drift), at most `maxConcurrent` transfers per round, a per-group cooldown, a
+// jittered interval, no leadership onto a node that started in the last `warmupMs` or is
+// draining, and no action at all while a node is unreachable or draining.
+//
+// Targets are ranked as the leader-transfer playbook's candidate selection: up-to-date log
+// first, then stable reachability, then storage latency (fsync tail) and CPU headroom, then
+// maintenance sequencing (a node to be maintained next is last), then locality preference.
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
+
+export interface Labels {
+  readonly zone?: string;
+  readonly rack?: string;
+}
+
+/** Where the leader of some groups should be: the first label set any healthy voter matches. */
+export interface LeaderPreference {
+  /** The groups it covers: ids, or an inclusive id range. (Keys reach groups by hash, so a key
+   *  range is expressed as the groups its keys live in: `groupOfKey`.) */
+  readonly groups: readonly number[] | { readonly from: number; readonly to: number };
+  /** Label sets in order of preference, e.g. [{zone: 'a'}, {zone: 'b'}]. */
+  readonly leaders: readonly Labels[];
+}
+
+export interface FollowWorkloadConfig {
+  /** Default true (it acts only when nodes carry distinct `zone` labels). */
+  readonly enabled?: boolean;
+  /** Act on a group only when it serves at least this many requests/s. Default 5. */
+  readonly minRate?: number;
+  /** ... and one other zone sends at least this share of them. Default 0.6. */
+  readonly minShare?: number;
+}
 
 export interface BalancerConfig {
   /** Run rounds automatically. Default true. */
   readonly enabled?: boolean;
-  /** Milliseconds between rounds (jittered by ±25%). Default 2,000. */
+  /** Milliseconds between rounds (jittered by ±25%); a node still shedding goes on sooner. Default 2,000. */
   readonly intervalMs?: number;
-  /** Act only when this node holds more than fairShare × (1 + tolerance). Default 0.1. */
+  /** Start shedding only above fairShare × (1 + tolerance). Default 0.1. */
   readonly tolerance?: number;
-  /** ... and at least this many leaders above its fair share. Default 2. */
+  /** ... and at least this many leaders above the fair share (count policy). Default 2. */
   readonly minExcess?: number;
-  /** Transfers started per round at most. Default 8. */
+  /** Transfers per round at most. Default 64. */
   readonly maxConcurrent?: number;
   /** A group moved by the balancer is not moved again for this long. Default 30,000 ms. */
   readonly cooldownMs?: number;
@@ -33,69 +64,135 @@ export interface BalancerConfig {
   readonly warmupMs?: number;
   /** Relative capacity per node (fair share is proportional). Default 1 each. */
   readonly weights?: Readonly<Record<NodeId, number>>;
-  /** 'count' (leaders per node) or 'load' (served ops/s per node). Default 'count'. */
+  /** 'count' (leaders per node) or 'load' (served work per node). Default 'count'. */
   readonly policy?: 'count' | 'load';
   /** load policy: act only when the excess is at least this many ops/s. Default 20. */
   readonly minLoad?: number;
   /** load policy: never move a group carrying less than this share of the node's load. Default 0.01. */
   readonly minGroupShare?: number;
+  /** load policy: bytes/s written count as one op/s per this many bytes. Default 4,096. */
+  readonly bytesPerOp?: number;
+  /** Locality preferences for leaders, per group. Default none. */
+  readonly preferences?: readonly LeaderPreference[];
+  readonly followWorkload?: FollowWorkloadConfig;
 }
+
+const KNOWN = new Set(['enabled', 'intervalMs', 'tolerance', 'minExcess', 'maxConcurrent', 'cooldownMs', 'warmupMs', 'weights', 'policy',
+  'minLoad', 'minGroupShare', 'bytesPerOp', 'preferences', 'followWorkload']);
 
 /** Throws naming the first bad field (a message an operator can act on). */
 export function validateBalancerConfig(c: BalancerConfig): void {
-  const known = new Set(['enabled', 'intervalMs', 'tolerance', 'minExcess', 'maxConcurrent', 'cooldownMs', 'warmupMs', 'weights', 'policy', 'minLoad', 'minGroupShare']);
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('balancer: must be an object');
+  for (const k of Object.keys(c)) if (!KNOWN.has(k)) throw new Error(`balancer.${k}: unknown setting`);
   if (c.policy !== undefined && c.policy !== 'count' && c.policy !== 'load') throw new Error("balancer.policy: must be 'count' or 'load'");
-  for (const k of Object.keys(c)) if (!known.has(k)) throw new Error(`balancer.${k}: unknown setting`);
   if (c.enabled !== undefined && typeof c.enabled !== 'boolean') throw new Error('balancer.enabled: must be true or false');
-  const num = (k: keyof BalancerConfig, min: number) => {
-    const v = c[k];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < min)) throw new Error(`balancer.${k}: must be a number >= ${min}`);
+  const num = (path: string, v: unknown, min: number, max = Infinity) => {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)) {
+      throw new Error(`balancer.${path}: must be a number ${max === Infinity ? `>= ${min}` : `in ${min}..${max}`}`);
+    }
   };
-  num('intervalMs', 10);
-  num('tolerance', 0);
-  num('minExcess', 1);
-  num('maxConcurrent', 1);
-  num('cooldownMs', 0);
-  num('warmupMs', 0);
-  num('minLoad', 0);
-  num('minGroupShare', 0);
+  num('intervalMs', c.intervalMs, 10);
+  num('tolerance', c.tolerance, 0);
+  num('minExcess', c.minExcess, 1);
+  num('maxConcurrent', c.maxConcurrent, 1);
+  num('cooldownMs', c.cooldownMs, 0);
+  num('warmupMs', c.warmupMs, 0);
+  num('minLoad', c.minLoad, 0);
+  num('minGroupShare', c.minGroupShare, 0);
+  num('bytesPerOp', c.bytesPerOp, 1);
   if (c.weights !== undefined) {
     if (typeof c.weights !== 'object' || c.weights === null) throw new Error('balancer.weights: must be an object {node: weight}');
     for (const [n, w] of Object.entries(c.weights)) if (typeof w !== 'number' || !(w > 0)) throw new Error(`balancer.weights.${n}: must be a number > 0`);
   }
+  if (c.preferences !== undefined) {
+    if (!Array.isArray(c.preferences)) throw new Error('balancer.preferences: must be a list of {groups, leaders}');
+    c.preferences.forEach((p: LeaderPreference, i: number) => {
+      const at = `balancer.preferences[${i}]`;
+      if (typeof p !== 'object' || p === null) throw new Error(`${at}: must be {groups, leaders}`);
+      const g = p.groups as unknown;
+      const okList = Array.isArray(g) && g.every((x) => Number.isInteger(x) && x > 0);
+      const okRange = !Array.isArray(g) && typeof g === 'object' && g !== null &&
+        Number.isInteger((g as { from: number }).from) && Number.isInteger((g as { to: number }).to) && (g as { from: number }).from <= (g as { to: number }).to;
+      if (!okList && !okRange) throw new Error(`${at}.groups: must be a list of group ids or {from, to}`);
+      if (!Array.isArray(p.leaders) || p.leaders.length === 0) throw new Error(`${at}.leaders: must be a non-empty list of label sets like {"zone": "a"}`);
+      p.leaders.forEach((l, j) => {
+        if (typeof l !== 'object' || l === null || Object.keys(l).length === 0) throw new Error(`${at}.leaders[${j}]: must be a label set like {"zone": "a"}`);
+        for (const [k, v] of Object.entries(l)) {
+          if (k !== 'zone' && k !== 'rack') throw new Error(`${at}.leaders[${j}].${k}: unknown label (zone or rack)`);
+          if (typeof v !== 'string') throw new Error(`${at}.leaders[${j}].${k}: must be a string`);
+        }
+      });
+    });
+  }
+  if (c.followWorkload !== undefined) {
+    const f = c.followWorkload;
+    if (typeof f !== 'object' || f === null) throw new Error('balancer.followWorkload: must be an object');
+    for (const k of Object.keys(f)) if (!['enabled', 'minRate', 'minShare'].includes(k)) throw new Error(`balancer.followWorkload.${k}: unknown setting`);
+    if (f.enabled !== undefined && typeof f.enabled !== 'boolean') throw new Error('balancer.followWorkload.enabled: must be true or false');
+    num('followWorkload.minRate', f.minRate, 0);
+    num('followWorkload.minShare', f.minShare, 0.5, 1);
+  }
 }
 
 export const BALANCER_DEFAULTS = {
-  enabled: true, intervalMs: 2_000, tolerance: 0.1, minExcess: 2, maxConcurrent: 8, cooldownMs: 30_000, warmupMs: 5_000,
-  policy: 'count', minLoad: 20, minGroupShare: 0.01,
+  enabled: true, intervalMs: 2_000, tolerance: 0.1, minExcess: 2, maxConcurrent: 64, cooldownMs: 30_000, warmupMs: 5_000,
+  policy: 'count', minLoad: 20, minGroupShare: 0.01, bytesPerOp: 4096,
+  followWorkload: { enabled: true, minRate: 5, minShare: 0.6 },
 } as const;
 
 /** What a node tells the others each round. */
 export interface NodeSummary {
   readonly leaders: number;
-  /** Sum of the EWMA ops/s of the groups it leads (load policy). */
+  /** Sum of the load of the groups it leads (load policy). */
   readonly load?: number;
   readonly draining: boolean;
   readonly uptimeMs: number;
+  readonly labels?: Labels;
+  /** p99 of its storage commits (fsync), ms. */
+  readonly fsyncP99Ms?: number | null;
+  /** CPU in use, as a fraction of its cores. */
+  readonly cpu?: number | null;
+}
+
+/** A group this node leads, as the balancer sees it. */
+export interface LedInfo {
+  readonly group: number;
+  readonly replicas: readonly NodeId[];
+  readonly served?: { readonly writes: number; readonly reads: number; readonly bytes?: number };
+  /** Entries each peer lacks. */
+  readonly lag?: Readonly<Record<NodeId, number>>;
+  readonly learners?: readonly NodeId[];
 }
 
 /** What the balancer needs from its node. */
 export interface BalancerHost {
   readonly id: NodeId;
   readonly peers: readonly NodeId[];
+  readonly labels?: Labels;
   isConnected(peer: NodeId): boolean;
   isDraining(): boolean;
   uptimeMs(): number;
-  /** Groups this node leads, with their replicas. */
-  ledGroups(): Promise<{ group: number; replicas: NodeId[]; served?: { writes: number; reads: number } }[]>;
+  ledGroups(): Promise<LedInfo[]>;
   transfer(group: number, to: NodeId): Promise<unknown>;
   broadcastSummary(s: NodeSummary): void;
+  /** Requests served as leader since the last call, per group and per origin node. */
+  takeOrigins?(): Map<number, Map<NodeId, number>>;
+  /** This node's storage tail and CPU use, for the peers' target ranking. */
+  health?(): Promise<{ fsyncP99Ms: number | null; cpu: number | null }>;
 }
+
+export type MoveKind = 'locality' | 'workload' | 'count' | 'load';
 
 export interface PlannedMove {
   readonly group: number;
+  readonly from: NodeId;
   readonly to: NodeId;
+  readonly kind: MoveKind;
   readonly reason: string;
+  /** The policy's measure (leaders, load, or for locality the preference rank: 0 = best) of
+   *  the source and the target, before and after this move. */
+  readonly before: { readonly from: number; readonly to: number };
+  readonly after: { readonly from: number; readonly to: number };
 }
 
 export interface Plan {
@@ -103,37 +200,110 @@ export interface Plan {
   readonly policy?: 'count' | 'load';
   /** Why nothing (more) is planned, when that is the case. */
   readonly idle: string | null;
+  /** Per node: leaders (count policy) or load (load policy). */
   readonly leaders: Record<NodeId, number>;
   readonly fairShare: Record<NodeId, number>;
+  /** Largest relative distance of any node from its fair share, before and after the moves. */
+  readonly score?: { readonly before: number; readonly after: number };
   readonly moves: PlannedMove[];
 }
 
+/** What ranks one candidate target (the playbook's candidate selection). */
+export interface TargetFacts {
+  readonly id: NodeId;
+  /** Entries it lacks (0 = caught up). */
+  readonly lag: number;
+  /** Its summary is recent (it has been reachable without gaps). */
+  readonly stable: boolean;
+  readonly fsyncP99Ms?: number | null;
+  readonly cpu?: number | null;
+  /** Named as the next to be maintained. */
+  readonly avoid?: boolean;
+  /** Index of the first leader preference it matches (0 = best; Infinity = none or no preference). */
+  readonly preference?: number;
+  /** The policy's measure per unit of weight: less is a better target. */
+  readonly measure?: number;
+}
+
+/** Best first. Coarse buckets so that noise in one criterion does not override the next. */
+export function rankTargets<T extends TargetFacts>(cands: readonly T[]): T[] {
+  const lagBucket = (l: number) => (l <= 0 ? 0 : l <= 64 ? 1 : 2);
+  const fsyncBucket = (ms: number | null | undefined) => (ms == null ? 0 : Math.max(0, Math.floor(Math.log2(Math.max(1, ms)))));
+  const cpuBucket = (c: number | null | undefined) => (c == null ? 0 : Math.floor(Math.min(1, Math.max(0, c)) * 4));
+  const key = (t: T) => [lagBucket(t.lag), t.stable ? 0 : 1, fsyncBucket(t.fsyncP99Ms), cpuBucket(t.cpu), t.avoid ? 1 : 0, t.preference ?? Infinity, t.measure ?? 0];
+  const keys = new Map(cands.map((t) => [t, key(t)]));
+  return [...cands].sort((a, b) => {
+    const ka = keys.get(a)!;
+    const kb = keys.get(b)!;
+    for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1;
+    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  });
+}
+
+/** Index of the first label set `labels` matches (Infinity when none does). */
+export function preferenceRank(pref: LeaderPreference | undefined, labels: Labels | undefined): number {
+  if (!pref) return Infinity;
+  for (let i = 0; i < pref.leaders.length; i++) {
+    const want = pref.leaders[i];
+    if (Object.entries(want).every(([k, v]) => (labels as Record<string, string | undefined> | undefined)?.[k] === v)) return i;
+  }
+  return Infinity;
+}
+
+type Cfg = Required<Omit<BalancerConfig, 'weights' | 'policy' | 'preferences' | 'followWorkload'>> & {
+  weights: Readonly<Record<NodeId, number>>; policy: 'count' | 'load'; preferences: readonly LeaderPreference[];
+  followWorkload: Required<FollowWorkloadConfig>;
+};
+
+interface Rate {
+  writes: number; reads: number; bytes: number; at: number;
+  /** EWMA of the load in ops/s (-1 before the second sample). */
+  ewma: number;
+}
+
 export class LeaderBalancer {
-  private readonly cfg: Required<Omit<BalancerConfig, 'weights' | 'policy'>> & { weights: Readonly<Record<NodeId, number>>; policy: 'count' | 'load' };
-  /** Per led group: last served counters and the EWMA of its ops/s. */
-  private readonly rates = new Map<number, { ops: number; at: number; ewma: number }>();
+  private readonly cfg: Cfg;
+  private readonly rates = new Map<number, Rate>();
+  /** Per led group: EWMA of requests/s by origin zone. */
+  private readonly origins = new Map<number, Map<string, number>>();
+  private originsAt = 0;
   private readonly summaries = new Map<NodeId, NodeSummary & { at: number }>();
+  /** Leaderships moved to a peer since its last summary arrived (its count there is behind). */
+  private readonly sentSince = new Map<NodeId, number>();
   private readonly cooldown = new Map<number, number>();
+  /** The count policy is shedding (hysteresis: it goes on down to the fair share). */
+  private shedding = false;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
-  readonly stats = { rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0 };
+  readonly stats = { rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0, movesByKind: { locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number> };
 
   constructor(private readonly host: BalancerHost, cfg: BalancerConfig, private readonly log: Logger, private readonly random: () => number = Math.random) {
-    this.cfg = { ...BALANCER_DEFAULTS, ...cfg, weights: cfg.weights ?? {}, policy: cfg.policy ?? 'count' };
+    this.cfg = {
+      ...BALANCER_DEFAULTS, ...cfg, weights: cfg.weights ?? {}, policy: cfg.policy ?? 'count', preferences: cfg.preferences ?? [],
+      followWorkload: { ...BALANCER_DEFAULTS.followWorkload, ...cfg.followWorkload },
+    };
+  }
+
+  get enabled(): boolean {
+    return this.cfg.enabled;
   }
 
   start(): void {
     if (this.timer || !this.cfg.enabled) return;
-    const next = () => {
-      const jitter = 0.75 + 0.5 * this.random();
-      this.timer = setTimeout(() => {
-        void this.round().finally(() => {
-          if (this.timer) next();
-        });
-      }, this.cfg.intervalMs * jitter);
-      this.timer.unref();
-    };
-    next();
+    this.schedule(this.cfg.intervalMs);
+  }
+
+  private schedule(ms: number): void {
+    const jitter = 0.75 + 0.5 * this.random();
+    this.timer = setTimeout(() => {
+      void this.round().then((plan) => {
+        // Still shedding: go on as soon as this round's transfers are done.
+        if (this.timer) this.schedule(plan.moves.length > 0 ? Math.min(this.cfg.intervalMs, 100) : this.cfg.intervalMs);
+      }, () => {
+        if (this.timer) this.schedule(this.cfg.intervalMs);
+      });
+    }, ms * jitter);
+    this.timer.unref();
   }
 
   stop(): void {
@@ -144,30 +314,69 @@ export class LeaderBalancer {
   /** A peer's summary arrived (with the coalesced heartbeat traffic of the node pair). */
   onSummary(from: NodeId, s: NodeSummary): void {
     this.summaries.set(from, { ...s, at: Date.now() });
+    this.sentSince.delete(from);
   }
 
-  /** Fold the groups' served counters into their EWMA rates (ops/s). */
-  private updateRates(led: { group: number; served?: { writes: number; reads: number } }[]): void {
+  /** The groups of `preferences` that cover `group` (the first listed wins). */
+  preferenceOf(group: number): LeaderPreference | undefined {
+    return this.cfg.preferences.find((p) => (Array.isArray(p.groups) ? (p.groups as number[]).includes(group)
+      : group >= (p.groups as { from: number }).from && group <= (p.groups as { to: number }).to));
+  }
+
+  labelsOf(n: NodeId): Labels | undefined {
+    return n === this.host.id ? this.host.labels : this.summaries.get(n)?.labels;
+  }
+
+  /** Fold the groups' served counters into their EWMA load (ops/s). */
+  private updateRates(led: readonly LedInfo[]): void {
     const now = Date.now();
     const seen = new Set<number>();
     for (const g of led) {
       seen.add(g.group);
-      const ops = (g.served?.writes ?? 0) + (g.served?.reads ?? 0);
+      const w = g.served?.writes ?? 0;
+      const r = g.served?.reads ?? 0;
+      const b = g.served?.bytes ?? 0;
       const prev = this.rates.get(g.group);
-      if (!prev || ops < prev.ops) {
-        this.rates.set(g.group, { ops, at: now, ewma: 0 });
+      if (!prev || w < prev.writes || r < prev.reads) {
+        this.rates.set(g.group, { writes: w, reads: r, bytes: b, at: now, ewma: -1 });
         continue;
       }
       const dt = (now - prev.at) / 1000;
       if (dt <= 0.05) continue;
-      const rate = (ops - prev.ops) / dt;
-      this.rates.set(g.group, { ops, at: now, ewma: prev.ewma === 0 ? rate : 0.5 * rate + 0.5 * prev.ewma });
+      const rate = (w - prev.writes + r - prev.reads + (b - prev.bytes) / this.cfg.bytesPerOp) / dt;
+      this.rates.set(g.group, { writes: w, reads: r, bytes: b, at: now, ewma: prev.ewma < 0 ? rate : 0.5 * rate + 0.5 * prev.ewma });
     }
     for (const g of [...this.rates.keys()]) if (!seen.has(g)) this.rates.delete(g);
+    this.updateOrigins(seen, now);
+  }
+
+  private updateOrigins(led: Set<number>, now: number): void {
+    if (!this.host.takeOrigins) return;
+    const counts = this.host.takeOrigins();
+    const dt = this.originsAt ? (now - this.originsAt) / 1000 : 0;
+    this.originsAt = now;
+    if (dt <= 0.05) return;
+    for (const g of [...this.origins.keys()]) if (!led.has(g)) this.origins.delete(g);
+    for (const g of led) {
+      const byZone = new Map<string, number>();
+      for (const [origin, n] of counts.get(g) ?? []) {
+        const z = this.labelsOf(origin)?.zone;
+        if (z !== undefined) byZone.set(z, (byZone.get(z) ?? 0) + n / dt);
+      }
+      const prev = this.origins.get(g);
+      if (!prev && byZone.size === 0) continue;
+      const next = new Map<string, number>();
+      for (const z of new Set([...byZone.keys(), ...(prev?.keys() ?? [])])) {
+        const v = prev ? 0.5 * (byZone.get(z) ?? 0) + 0.5 * (prev.get(z) ?? 0) : byZone.get(z) ?? 0;
+        if (v >= 0.01) next.set(z, v);
+      }
+      if (next.size) this.origins.set(g, next);
+      else this.origins.delete(g);
+    }
   }
 
   private loadOf(group: number): number {
-    return this.rates.get(group)?.ewma ?? 0;
+    return Math.max(0, this.rates.get(group)?.ewma ?? 0);
   }
 
   private weight(n: NodeId): number {
@@ -175,8 +384,9 @@ export class LeaderBalancer {
   }
 
   /** What every node holds by the policy's measure (this node's `mine`, the peers' from recent
-   *  summaries), each node's weighted fair share, and why no round may act now (or null). */
-  private view(mine: number, ofSummary: (s: NodeSummary) => number | undefined): { values: Record<NodeId, number>; fairShare: Record<NodeId, number>; idle: string | null } {
+   *  summaries, plus what this node sent them since), each node's weighted fair share, and why no
+   *  round may act now (or null). */
+  private view(mine: number, ofSummary: (s: NodeSummary) => number | undefined, perMove: number): { values: Record<NodeId, number>; fairShare: Record<NodeId, number>; idle: string | null } {
     const nodes = [this.host.id, ...this.host.peers];
     const values: Record<NodeId, number> = { [this.host.id]: mine };
     const fairShare: Record<NodeId, number> = {};
@@ -184,7 +394,7 @@ export class LeaderBalancer {
     for (const p of this.host.peers) {
       const s = this.summaries.get(p);
       const v = s && s.at >= stale ? ofSummary(s) : undefined;
-      if (v !== undefined) values[p] = v;
+      if (v !== undefined) values[p] = v + perMove * (this.sentSince.get(p) ?? 0);
     }
     const total = nodes.reduce((a, n) => a + (values[n] ?? 0), 0);
     const wsum = nodes.reduce((a, n) => a + this.weight(n), 0);
@@ -198,69 +408,143 @@ export class LeaderBalancer {
     return { values, fairShare, idle };
   }
 
-  /** The moves this node would make now, and why (or why none). */
-  async plan(): Promise<Plan> {
-    const led = await this.host.ledGroups();
-    if (this.cfg.policy === 'load') return this.planLoad(led);
-    const { values: leaders, fairShare, idle } = this.view(led.length, (s) => s.leaders);
-    const result = (why: string | null, moves: PlannedMove[] = []): Plan => ({ node: this.host.id, idle: why, leaders, fairShare, moves });
-    if (idle) return result(idle);
-    const weight = (n: NodeId) => this.weight(n);
-    const mine = leaders[this.host.id];
-    const excess = Math.floor(mine - fairShare[this.host.id]);
-    if (mine <= fairShare[this.host.id] * (1 + this.cfg.tolerance) || excess < this.cfg.minExcess) {
-      return result(`balanced: ${mine} leaders, fair share ${fairShare[this.host.id].toFixed(1)}`);
-    }
-    // Targets: under their fair share, warmed up; the most under-loaded first.
-    const now = Date.now();
-    const counts = { ...leaders };
-    const moves: PlannedMove[] = [];
-    for (const g of led) {
-      if (moves.length >= Math.min(excess, this.cfg.maxConcurrent)) break;
-      if ((this.cooldown.get(g.group) ?? 0) > now) continue;
-      const targets = g.replicas
-        .filter((r) => r !== this.host.id && (this.summaries.get(r)?.uptimeMs ?? 0) >= this.cfg.warmupMs && counts[r] + 1 <= Math.ceil(fairShare[r]))
-        .sort((a, b) => counts[a] / weight(a) - counts[b] / weight(b) || (a < b ? -1 : 1));
-      if (targets.length === 0) continue;
-      const to = targets[0];
-      counts[to]++;
-      counts[this.host.id]--;
-      moves.push({ group: g.group, to, reason: `count: ${this.host.id} has ${mine} > fair share ${fairShare[this.host.id].toFixed(1)}; ${to} has ${leaders[to]}` });
-    }
-    return result(moves.length ? null : 'no eligible target (warm-up, cooldown or replicas)', moves);
+  /** Replicas of `g` that may take its leadership now: voters, reachable, not draining, warmed up. */
+  private eligible(g: LedInfo): NodeId[] {
+    const learners = new Set(g.learners ?? []);
+    return g.replicas.filter((r) => r !== this.host.id && !learners.has(r) && this.host.isConnected(r) &&
+      this.summaries.get(r)?.draining !== true && (this.summaries.get(r)?.uptimeMs ?? 0) >= this.cfg.warmupMs);
   }
 
-  private planLoad(led: { group: number; replicas: NodeId[] }[]): Plan {
-    const { values: load, fairShare, idle } = this.view(led.reduce((a, g) => a + this.loadOf(g.group), 0), (s) => s.load);
-    const result = (why: string | null, moves: PlannedMove[] = []): Plan => ({ node: this.host.id, policy: 'load', idle: why, leaders: load, fairShare, moves });
-    if (idle) return result(idle);
-    const weight = (n: NodeId) => this.weight(n);
-    const mine = load[this.host.id];
-    const limit = fairShare[this.host.id] * (1 + this.cfg.tolerance);
-    if (mine <= limit || mine - fairShare[this.host.id] < this.cfg.minLoad) {
-      return result(`balanced: load ${mine.toFixed(0)} ops/s, fair share ${fairShare[this.host.id].toFixed(0)}`);
-    }
+  /** Facts for ranking `r` as the target of `g`. */
+  facts(g: LedInfo, r: NodeId, extra: { avoid?: boolean; measure?: number } = {}): TargetFacts {
+    const s = this.summaries.get(r);
+    return {
+      id: r, lag: g.lag?.[r] ?? 0, stable: s !== undefined && s.at >= Date.now() - 1.5 * this.cfg.intervalMs,
+      fsyncP99Ms: s?.fsyncP99Ms, cpu: s?.cpu, avoid: extra.avoid, preference: preferenceRank(this.preferenceOf(g.group), s?.labels), measure: extra.measure,
+    };
+  }
+
+  /** Drain's choice for one group: every eligible replica not draining, best first (`avoid` last). */
+  drainTargets(g: LedInfo, avoid: ReadonlySet<NodeId>, draining: ReadonlySet<NodeId>): NodeId[] {
+    const learners = new Set(g.learners ?? []);
+    const cands = g.replicas.filter((r) => r !== this.host.id && !learners.has(r) && this.host.isConnected(r) && !draining.has(r) && !avoid.has(r));
+    return rankTargets(cands.map((r) => this.facts(g, r))).map((t) => t.id);
+  }
+
+  /** The moves this node would make now, and why (or why none). */
+  async plan(): Promise<Plan> {
+    return this.planFor(await this.host.ledGroups());
+  }
+
+  private planFor(led: readonly LedInfo[]): Plan {
+    const load = this.cfg.policy === 'load';
+    const measureOf = (g: LedInfo) => (load ? this.loadOf(g.group) : 1);
+    const { values, fairShare, idle } = this.view(led.reduce((a, g) => a + measureOf(g), 0),
+      (s) => (load ? s.load : s.leaders), load ? 0 : 1);
+    const base = { node: this.host.id, ...(load ? { policy: 'load' as const } : {}), leaders: values, fairShare };
+    if (idle) return { ...base, idle, moves: [] };
     const now = Date.now();
-    const cur = { ...load };
+    const cur = { ...values };
     const moves: PlannedMove[] = [];
-    const hottest = [...led].sort((a, b) => this.loadOf(b.group) - this.loadOf(a.group));
-    for (const g of hottest) {
-      if (moves.length >= this.cfg.maxConcurrent || cur[this.host.id] <= limit) break;
-      const gl = this.loadOf(g.group);
-      if (gl < this.cfg.minGroupShare * mine || gl <= 0) break; // the rest are colder still
-      if ((this.cooldown.get(g.group) ?? 0) > now) continue;
-      // Move only what helps: the target stays under its share and we do not overshoot below ours.
-      const targets = g.replicas
-        .filter((r) => r !== this.host.id && (this.summaries.get(r)?.uptimeMs ?? 0) >= this.cfg.warmupMs &&
-          cur[r] + gl <= fairShare[r] * (1 + this.cfg.tolerance) && cur[this.host.id] - gl >= fairShare[this.host.id] * (1 - this.cfg.tolerance) - gl / 2)
-        .sort((a, b) => cur[a] / weight(a) - cur[b] / weight(b) || (a < b ? -1 : 1));
-      if (targets.length === 0) continue;
-      const to = targets[0];
-      cur[to] += gl;
-      cur[this.host.id] -= gl;
-      moves.push({ group: g.group, to, reason: `load: ${this.host.id} serves ${mine.toFixed(0)} ops/s > fair share ${fairShare[this.host.id].toFixed(0)}; group ${g.group} carries ${gl.toFixed(0)}; ${to} serves ${load[to].toFixed(0)}` });
+    const moved = new Set<number>();
+    /** Per group: the targets a balance move may choose (null: any). */
+    const keepWithin = new Map<number, Set<NodeId>>();
+    const budget = this.cfg.maxConcurrent;
+    const cooling = (g: number) => (this.cooldown.get(g) ?? 0) > now;
+    const move = (g: LedInfo, to: NodeId, kind: MoveKind, reason: string, before: { from: number; to: number }, after: { from: number; to: number }) => {
+      moves.push({ group: g.group, from: this.host.id, to, kind, reason, before, after });
+      moved.add(g.group);
+      const m = measureOf(g);
+      cur[this.host.id] -= m;
+      cur[to] = (cur[to] ?? 0) + m;
+    };
+
+    // 1. Locality preferences.
+    for (const g of led) {
+      const pref = this.preferenceOf(g.group);
+      if (!pref) continue;
+      const elig = this.eligible(g);
+      const mine = preferenceRank(pref, this.host.labels);
+      const best = Math.min(mine, ...elig.map((r) => preferenceRank(pref, this.labelsOf(r))));
+      if (best === Infinity) continue;
+      // Balance moves stay on replicas as preferred as the one leading now.
+      keepWithin.set(g.group, new Set(elig.filter((r) => preferenceRank(pref, this.labelsOf(r)) <= Math.max(best, mine === Infinity ? best : mine))));
+      if (mine <= best || moves.length >= budget || cooling(g.group)) continue;
+      const targets = rankTargets(elig.filter((r) => preferenceRank(pref, this.labelsOf(r)) === best).map((r) => this.facts(g, r)));
+      if (!targets.length) continue;
+      const want = JSON.stringify(pref.leaders[best]);
+      move(g, targets[0].id, 'locality', `locality: group ${g.group} prefers leaders on ${want}; ${this.host.id} matches ${mine === Infinity ? 'no preference' : JSON.stringify(pref.leaders[mine])}`,
+        { from: mine === Infinity ? pref.leaders.length : mine, to: best }, { from: best, to: mine === Infinity ? pref.leaders.length : mine });
     }
-    return result(moves.length ? null : 'no move helps (targets would exceed their share, cooldown or warm-up)', moves);
+
+    // 2. Follow the workload (groups without an explicit preference).
+    const fw = this.cfg.followWorkload;
+    const myZone = this.host.labels?.zone;
+    if (fw.enabled && myZone !== undefined) {
+      for (const g of led) {
+        if (moved.has(g.group) || this.preferenceOf(g.group)) continue;
+        const byZone = this.origins.get(g.group);
+        if (!byZone) continue;
+        const total = [...byZone.values()].reduce((a, b) => a + b, 0);
+        if (total < fw.minRate) continue;
+        const [topZone, topRate] = [...byZone].sort((a, b) => b[1] - a[1])[0];
+        const share = topRate / total;
+        if (share < fw.minShare) continue;
+        const elig = this.eligible(g);
+        if (topZone === myZone) {
+          keepWithin.set(g.group, new Set(elig.filter((r) => this.labelsOf(r)?.zone === myZone)));
+          continue;
+        }
+        const inZone = elig.filter((r) => this.labelsOf(r)?.zone === topZone);
+        if (!inZone.length || moves.length >= budget || cooling(g.group)) continue;
+        const to = rankTargets(inZone.map((r) => this.facts(g, r)))[0].id;
+        const mineShare = (byZone.get(myZone) ?? 0) / total;
+        move(g, to, 'workload', `workload: ${(100 * share).toFixed(0)}% of group ${g.group}'s ${total.toFixed(0)} req/s come from zone ${topZone}; ${this.host.id} is in ${myZone}`,
+          { from: mineShare, to: share }, { from: share, to: mineShare });
+      }
+    }
+
+    // 3. Balance by count or load, with hysteresis.
+    const fair = fairShare[this.host.id];
+    const mine0 = values[this.host.id];
+    const over = cur[this.host.id] - fair;
+    let why: string | null = null;
+    const trigger = load
+      ? mine0 > fair * (1 + this.cfg.tolerance) && mine0 - fair >= this.cfg.minLoad
+      : (this.shedding && over >= 1) || (mine0 > fair * (1 + this.cfg.tolerance) && mine0 - fair >= this.cfg.minExcess);
+    if (!trigger) {
+      why = load ? `balanced: load ${mine0.toFixed(0)} ops/s, fair share ${fair.toFixed(0)}` : `balanced: ${mine0} leaders, fair share ${fair.toFixed(1)}`;
+    } else {
+      const weight = (n: NodeId) => this.weight(n);
+      const limit = load ? fair * (1 + this.cfg.tolerance) : fair;
+      const order = load ? [...led].sort((a, b) => this.loadOf(b.group) - this.loadOf(a.group)) : led;
+      let wanted = load ? Infinity : Math.floor(over);
+      const before0 = moves.length;
+      for (const g of order) {
+        if (moves.length >= budget || wanted <= 0 || cur[this.host.id] <= limit) break;
+        if (moved.has(g.group) || cooling(g.group)) continue;
+        const gl = measureOf(g);
+        if (load && (gl < this.cfg.minGroupShare * mine0 || gl <= 0)) break; // the rest are colder still
+        const keep = keepWithin.get(g.group);
+        // Move only what helps: the target stays within its share, and (load) we do not
+        // overshoot far below ours.
+        const room = (r: NodeId) => (load
+          ? cur[r] + gl <= fairShare[r] * (1 + this.cfg.tolerance) && cur[this.host.id] - gl >= fairShare[this.host.id] * (1 - this.cfg.tolerance) - gl / 2
+          : cur[r] + 1 <= Math.ceil(fairShare[r]));
+        const cands = this.eligible(g).filter((r) => (!keep || keep.has(r)) && room(r));
+        if (!cands.length) continue;
+        const to = rankTargets(cands.map((r) => this.facts(g, r, { measure: cur[r] / weight(r) })))[0].id;
+        const b = { from: cur[this.host.id], to: cur[to] };
+        const reason = load
+          ? `load: ${this.host.id} serves ${mine0.toFixed(0)} ops/s > fair share ${fair.toFixed(0)}; group ${g.group} carries ${gl.toFixed(0)}; ${to} serves ${values[to].toFixed(0)}`
+          : `count: ${this.host.id} has ${mine0} > fair share ${fair.toFixed(1)}; ${to} has ${values[to]}`;
+        move(g, to, load ? 'load' : 'count', reason, b, { from: cur[this.host.id] - gl, to: cur[to] + gl });
+        wanted--;
+      }
+      if (moves.length === before0) why = load ? 'no move helps (targets would exceed their share, cooldown, warm-up or locality)' : 'no eligible target (warm-up, cooldown, replicas or locality)';
+    }
+    const spread = (v: Record<NodeId, number>) => Math.max(0, ...Object.keys(fairShare).map((n) => (fairShare[n] > 0 ? Math.abs((v[n] ?? 0) - fairShare[n]) / fairShare[n] : 0)));
+    return { ...base, idle: moves.length ? null : why ?? 'nothing to move', score: { before: spread(values), after: spread(cur) }, moves };
   }
 
   /** One round: tell the peers our summary, then make the planned moves (verified transfers). */
@@ -271,21 +555,32 @@ export class LeaderBalancer {
       this.stats.rounds++;
       const led = await this.host.ledGroups();
       this.updateRates(led);
-      const load = led.reduce((a, g) => a + this.loadOf(g.group), 0);
-      this.host.broadcastSummary({ leaders: led.length, load, draining: this.host.isDraining(), uptimeMs: this.host.uptimeMs() });
-      const plan = await this.plan();
+      const health = await this.host.health?.().catch(() => null);
+      this.host.broadcastSummary({
+        leaders: led.length, load: led.reduce((a, g) => a + this.loadOf(g.group), 0), draining: this.host.isDraining(),
+        uptimeMs: this.host.uptimeMs(), labels: this.host.labels, fsyncP99Ms: health?.fsyncP99Ms ?? null, cpu: health?.cpu ?? null,
+      });
+      const plan = this.planFor(led);
       if (plan.idle?.startsWith('unhealthy') || plan.idle?.startsWith('maintenance')) this.stats.skippedUnhealthy++;
+      const balanceMoves = plan.moves.filter((m) => m.kind === 'count').length;
+      this.shedding = this.cfg.policy === 'count' && balanceMoves > 0 && led.length - balanceMoves > Math.ceil(plan.fairShare[this.host.id] ?? 0);
       await Promise.all(plan.moves.map(async (m) => {
         this.cooldown.set(m.group, Date.now() + this.cfg.cooldownMs);
         try {
           await this.host.transfer(m.group, m.to);
           this.stats.moves++;
-          this.log.info({ group: m.group, to: m.to, reason: m.reason }, 'balancer moved a leader');
+          this.stats.movesByKind[m.kind]++;
+          this.sentSince.set(m.to, (this.sentSince.get(m.to) ?? 0) + 1);
+          this.log.info({ group: m.group, to: m.to, kind: m.kind, reason: m.reason }, 'balancer moved a leader');
         } catch (e) {
           this.stats.failed++;
-          this.log.info({ group: m.group, to: m.to, err: (e as Error).message }, 'balancer move failed');
+          this.log.info({ group: m.group, to: m.to, kind: m.kind, err: (e as Error).message }, 'balancer move failed');
         }
       }));
+      if (this.cooldown.size > 4 * led.length + 1024) {
+        const now = Date.now();
+        for (const [g, t] of this.cooldown) if (t <= now) this.cooldown.delete(g);
+      }
       return plan;
     } finally {
       this.running = false;

@@ -6,7 +6,9 @@ import { parseArgs } from 'node:util';
 export const CLIENT_HELP = `Usage:
   flotilla status   --admin HOST:PORT [--json]
   flotilla transfer --admin HOST:PORT --group G --to NODE [--timeout-ms MS]
-  flotilla drain    --admin HOST:PORT [--avoid n2,n3] [--concurrency N]
+  flotilla drain    --admin HOST:PORT [--wait] [--avoid n2,n3] [--concurrency N] [--timeout-ms MS]
+                    move every leadership off the node (never to a node in --avoid unless no
+                    other can lead); --wait goes on until it leads nothing (or the timeout)
   flotilla undrain  --admin HOST:PORT
   flotilla balance  --admin HOST:PORT [--dry-run]   one balancer round now (or only its plan)
   flotilla member   --admin HOST:PORT --group G (--add-learner N | --promote N | --remove N)
@@ -63,7 +65,7 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
       options: {
         admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' },
         'timeout-ms': { type: 'string' }, avoid: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        'dry-run': { type: 'boolean' }, token: { type: 'string' },
+        'dry-run': { type: 'boolean' }, token: { type: 'string' }, wait: { type: 'boolean' },
         'add-learner': { type: 'string' }, promote: { type: 'string' }, remove: { type: 'string' },
       },
     });
@@ -100,7 +102,25 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
       }
       case 'drain': {
         const avoid = values.avoid ? values.avoid.split(',').filter(Boolean) : [];
-        r = await call(admin, 'POST', '/drain', { avoid, concurrency: values.concurrency ? Number(values.concurrency) : undefined });
+        const body = { avoid, concurrency: values.concurrency ? Number(values.concurrency) : undefined };
+        r = await call(admin, 'POST', '/drain', body);
+        // --wait: until this node leads nothing (a group may elect it while the drain runs, when
+        // no other replica could lead), draining again each second, within --timeout-ms.
+        const until = Date.now() + (values['timeout-ms'] ? Number(values['timeout-ms']) : 60_000);
+        while (values.wait && (r.status === 200 || r.status === 207) && Date.now() < until) {
+          const st = await call(admin, 'GET', '/status');
+          if (st.status === 200 && st.json.leaders === 0) break;
+          await new Promise((res) => setTimeout(res, 1000));
+          const again = await call(admin, 'POST', '/drain', body);
+          r = { status: again.status, json: { ...again.json, moved: Number(r.json.moved) + Number(again.json.moved ?? 0) } };
+        }
+        if (values.wait && (r.status === 200 || r.status === 207)) {
+          const st = await call(admin, 'GET', '/status');
+          if (st.json.leaders !== 0) {
+            process.stderr.write(`flotilla drain: ${st.json.id} still leads ${st.json.leaders} groups\n`);
+            r = { status: 207, json: r.json };
+          }
+        }
         if (r.status === 200 || r.status === 207) {
           process.stdout.write(`drained ${r.json.node}: moved ${r.json.moved} leaders in ${r.json.ms} ms; failed ${(r.json.failed as unknown[]).length}\n`);
           for (const f of r.json.failed as { group: number; reason: string }[]) process.stdout.write(`  group ${f.group}: ${f.reason}\n`);
@@ -111,9 +131,12 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
       case 'balance':
         r = values['dry-run'] ? await call(admin, 'GET', '/balance/plan') : await call(admin, 'POST', '/balance');
         if (r.status === 200) {
-          const moves = r.json.moves as { group: number; to: string; reason: string }[];
-          process.stdout.write(`${values['dry-run'] ? 'would move' : 'moved'} ${moves.length} leaders${r.json.idle ? ` (${r.json.idle})` : ''}\n`);
-          for (const m of moves) process.stdout.write(`  group ${m.group} -> ${m.to}: ${m.reason}\n`);
+          const moves = r.json.moves as { group: number; to: string; kind: string; reason: string; before: { from: number; to: number }; after: { from: number; to: number } }[];
+          const score = r.json.score as { before: number; after: number } | undefined;
+          process.stdout.write(`${values['dry-run'] ? 'would move' : 'moved'} ${moves.length} leaders${r.json.idle ? ` (${r.json.idle})` : ''}` +
+            `${score ? `; imbalance ${(100 * score.before).toFixed(1)}% -> ${(100 * score.after).toFixed(1)}%` : ''}\n`);
+          const n = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(2));
+          for (const m of moves) process.stdout.write(`  group ${m.group} -> ${m.to} [${m.kind}] ${n(m.before.from)}/${n(m.before.to)} -> ${n(m.after.from)}/${n(m.after.to)}: ${m.reason}\n`);
         }
         break;
       case 'member': {

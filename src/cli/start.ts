@@ -31,8 +31,12 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
   --fault-injection     enable POST /debug/crash-worker on the admin server (drills, tests)
   --admin-token TOKEN   require "Authorization: Bearer TOKEN" for every admin request that
                         changes state (or FLOTILLA_ADMIN_TOKEN)
-  --balancer            run the leader balancer's rounds automatically (config: "balancer":
-                        {"enabled": true, "intervalMs": 2000, "tolerance": 0.1, ...})
+  --no-balancer         do not run leader balancer rounds automatically (they run by default;
+                        plan and one-off rounds stay available). Config: "balancer":
+                        {"enabled": true, "policy": "count", "intervalMs": 2000, "tolerance": 0.1,
+                        "preferences": [{"groups": {"from": 1, "to": 50}, "leaders": [{"zone": "a"}]}],
+                        "followWorkload": {"minShare": 0.6}, ...} (see README, Leader balancer)
+  --draining            start in maintenance (never receives leadership until undrain)
 `;
 
 export class ConfigError extends Error {
@@ -60,6 +64,7 @@ interface NodeConfig {
   stateMachine?: string;
   faultInjection?: boolean;
   balancer?: Record<string, unknown>;
+  draining?: boolean;
   adminToken?: string;
 }
 
@@ -88,7 +93,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
       groups: { type: 'string' }, replication: { type: 'string' }, admin: { type: 'string' }, 'tick-ms': { type: 'string' },
       'election-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
       workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
-      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' }, 'admin-token': { type: 'string' },
+      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' }, 'no-balancer': { type: 'boolean' }, draining: { type: 'boolean' }, 'admin-token': { type: 'string' },
     },
   });
   let file: Partial<Record<string, unknown>> = {};
@@ -155,7 +160,11 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
   }
   const bal = file.balancer;
   if (bal !== undefined && (typeof bal !== 'object' || bal === null || Array.isArray(bal))) throw new ConfigError('balancer', 'must be an object');
-  if (bal !== undefined || values.balancer) cfg.balancer = { ...(bal as Record<string, unknown> | undefined), ...(values.balancer ? { enabled: true } : {}) };
+  if (values.balancer && values['no-balancer']) throw new ConfigError('balancer', '--balancer and --no-balancer both given');
+  if (bal !== undefined || values.balancer || values['no-balancer']) {
+    cfg.balancer = { ...(bal as Record<string, unknown> | undefined), ...(values.balancer ? { enabled: true } : {}), ...(values['no-balancer'] ? { enabled: false } : {}) };
+  }
+  if (values.draining || file.draining === true) cfg.draining = true;
   return cfg;
 }
 
@@ -173,7 +182,7 @@ export async function runStart(argv: string[]): Promise<number> {
     replication: cfg.replication, tickMs: cfg.tickMs, electionTicks: cfg.electionTicks, logger,
     workers: cfg.workers, labels: { zone: cfg.zone, rack: cfg.rack }, timingScale: cfg.timingScale,
     requestTimeoutMs: cfg.requestTimeoutMs, stateMachine: cfg.stateMachine ? { module: cfg.stateMachine } : undefined,
-    balancer: cfg.balancer as StartOptions['balancer'],
+    balancer: cfg.balancer as StartOptions['balancer'], draining: cfg.draining,
   };
   let node: Awaited<ReturnType<typeof startNode>>;
   try {

@@ -101,6 +101,11 @@ export class RaftNode {
     return this.raft.compactionFloor();
   }
 
+  /** See Raft.peerLag. */
+  peerLag(): Record<NodeId, number> | null {
+    return this.raft.peerLag();
+  }
+
   private softState(): SoftState {
     return { role: this.raft.role, leader: this.raft.leader, term: this.raft.term };
   }

@@ -1059,6 +1059,16 @@ export class Raft {
     return floor;
   }
 
+  /** Leader only: entries each peer lacks (last index - match), the balancer's "caught up" test
+   *  without the cost of a full status(). */
+  peerLag(): Record<NodeId, number> | null {
+    if (this.role !== 'leader') return null;
+    const last = this.log.lastIndex();
+    const out: Record<NodeId, number> = {};
+    for (const [id, pr] of this.tracker.progress) if (id !== this.id) out[id] = last - pr.match;
+    return out;
+  }
+
   status(): RaftStatus {
     const progress: Record<NodeId, PeerStatus> = {};
     if (this.role === 'leader') {

@@ -17,11 +17,11 @@ import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, type Envelope } from '../transport/index.js';
 import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
 import { workerOf, type Consistency } from './protocol.js';
-import type { RaftTuning } from './shard.js';
+import type { LedGroup, RaftTuning } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers } from './workers.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
-import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type NodeSummary, type Plan } from '../balancer/balancer.js';
+import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type NodeSummary, type Plan } from '../balancer/balancer.js';
 
 export interface StartOptions {
   readonly id: NodeId;
@@ -140,6 +140,13 @@ const plainBytes = (b: Uint8Array | null | undefined): Uint8Array | null =>
   b == null ? null : b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A peer's locality labels as it announced them (strings only; anything else dropped). */
+function cleanLabels(x: unknown): { zone?: string; rack?: string } | undefined {
+  if (typeof x !== 'object' || x === null) return undefined;
+  const { zone, rack } = x as Record<string, unknown>;
+  return { ...(typeof zone === 'string' ? { zone } : {}), ...(typeof rack === 'string' ? { rack } : {}) };
+}
+
 export class FlotillaNode {
   readonly clusterId: string;
   readonly workerCount: number;
@@ -168,6 +175,10 @@ export class FlotillaNode {
   private readonly leaderChanges: number[] = [];
   private pinger: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
+  /** Requests served as leader per group and origin node since the balancer last looked
+   *  (follow-the-workload). */
+  private origins = new Map<number, Map<NodeId, number>>();
+  private cpuMark = { usage: process.cpuUsage(), at: performance.now() };
   private transport!: Transport;
   readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0 };
 
@@ -293,18 +304,20 @@ export class FlotillaNode {
       isConnected: (p) => node.transport.isConnected(p),
       isDraining: () => node.draining,
       uptimeMs: () => Date.now() - node.startedAt,
-      ledGroups: async () => {
-        const perWorker = await Promise.all(Array.from({ length: workers }, (_, i) =>
-          node.workers.call(i, { t: 'led' }).catch(() => []) as Promise<{ group: number; served: { writes: number; reads: number } }[]>));
-        return perWorker.flat().filter((g) => node.members.has(g.group))
-          .map((g) => ({ group: g.group, replicas: node.replicasOf(g.group), served: g.served }));
+      labels: opts.labels,
+      ledGroups: () => node.ledGroups(),
+      takeOrigins: () => {
+        const o = node.origins;
+        node.origins = new Map();
+        return o;
       },
+      health: () => node.health(),
       transfer: (g, to) => node.transferLeader(g, to),
       broadcastSummary: (sum) => {
         for (const p of Object.keys(opts.peers)) node.transport.send(p, { k: 'app', t: 'summary', p: sum });
       },
-    }, { enabled: false, ...opts.balancer }, log.child({ component: 'balancer' }));
-    if (opts.balancer && opts.balancer.enabled !== false) node.balancer.start();
+    }, { ...opts.balancer }, log.child({ component: 'balancer' }));
+    node.balancer.start();
     node.pinger = setInterval(() => {
       for (const p of node.transport.connectedPeers()) node.transport.send(p, { k: 'app', t: 'ping', p: { at: performance.now() } });
     }, 1000);
@@ -355,7 +368,7 @@ export class FlotillaNode {
       const data = encodeCommand(h, payload);
       const r = await this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
         target === this.id
-          ? this.workers.call(this.workerFor(group), { t: 'propose', g: group, d: data, to: ms })
+          ? this.serveLocal(group, this.id, { t: 'propose', g: group, d: data, to: ms })
           : this.forward(target, 'fwd', { group, d: data, to: ms }, ms + 250));
       if (r !== null && typeof r === 'object' && APPLY_ERROR_KEY in r) {
         throw new RuntimeError('InvalidArgument', `state machine rejected the command: ${(r as Record<string, string>)[APPLY_ERROR_KEY]}`);
@@ -373,8 +386,38 @@ export class FlotillaNode {
     const c: Consistency = o.consistency === 'stale' ? 'stale' : o.consistency === 'lease' ? 'lease' : 'linearizable';
     return this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
       target === this.id
-        ? this.workers.call(this.workerFor(group), { t: 'read', g: group, q: query, c, to: ms })
+        ? this.serveLocal(group, this.id, { t: 'read', g: group, q: query, c, to: ms })
         : this.forward(target, 'rd', { group, q: query, c, to: ms }, ms + 250), c === 'stale');
+  }
+
+  /** Hand a client request to the group's worker, noting where it came from when this node
+   *  leads the group (the balancer's follow-the-workload input). */
+  private serveLocal(group: number, origin: NodeId, req: Parameters<ShardWorkers['call']>[1]): Promise<unknown> {
+    if (this.leaders.get(group) === this.id) {
+      let m = this.origins.get(group);
+      if (!m) this.origins.set(group, (m = new Map()));
+      m.set(origin, (m.get(origin) ?? 0) + 1);
+    }
+    return this.workers.call(this.workerFor(group), req);
+  }
+
+  /** Groups this node leads, with their replicas, served work and followers' lag. */
+  private async ledGroups(): Promise<LedInfo[]> {
+    const perWorker = await Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
+      this.workers.call(i, { t: 'led' }).catch(() => []) as Promise<LedGroup[]>));
+    return perWorker.flat().filter((g) => this.members.has(g.group))
+      .map((g) => ({ group: g.group, replicas: this.replicasOf(g.group), served: g.served, lag: g.lag, learners: g.learners }));
+  }
+
+  /** Storage tail (worst shard's commit p99) and CPU use since the last call, as a fraction of the cores. */
+  private async health(): Promise<{ fsyncP99Ms: number | null; cpu: number | null }> {
+    const st = await this.status();
+    const commits = st.shards.map((x) => (x as { commitP99Ms?: number | null }).commitP99Ms).filter((x): x is number => typeof x === 'number');
+    const now = performance.now();
+    const used = process.cpuUsage(this.cpuMark.usage);
+    const cpu = (used.user + used.system) / 1000 / Math.max(1, now - this.cpuMark.at) / availableParallelism();
+    this.cpuMark = { usage: process.cpuUsage(), at: now };
+    return { fsyncP99Ms: commits.length ? Math.max(...commits) : null, cpu };
   }
 
   /** Run `attempt` against the best target until it succeeds, fails for good or the deadline. */
@@ -552,23 +595,20 @@ export class FlotillaNode {
     const avoid = new Set(o.avoid ?? []);
     const moved: TransferResult[] = [];
     const failed: { group: number; reason: string }[] = [];
-    const st = await this.status({ detail: true });
-    const mine = (st.perGroup as { group: number; role: string; quiesced: boolean; lastIndex: number; progress: Record<NodeId, { match: number; recentActive: boolean }> }[])
-      .filter((g) => g.role === 'leader');
+    const mine = await this.ledGroups();
     let next = 0;
     const worker = async () => {
       while (next < mine.length) {
         const g = mine[next++];
-        const candidates = Object.entries(g.progress)
-          .filter(([id]) => id !== this.id && this.transport.isConnected(id) &&
-            !avoid.has(id) && !this.drainingNodes.has(id) && this.replicasOf(g.group).includes(id))
-          .sort((a, b) => b[1].match - a[1].match || (a[0] < b[0] ? -1 : 1));
+        // Ranked as the balancer ranks targets; nodes named in `avoid` only when nothing else can lead.
+        const candidates = this.balancer.drainTargets(g, avoid, this.drainingNodes);
+        if (candidates.length === 0) candidates.push(...this.balancer.drainTargets(g, new Set(), this.drainingNodes));
         if (candidates.length === 0) {
           failed.push({ group: g.group, reason: 'NoEligibleTarget' });
           continue;
         }
         try {
-          moved.push(await this.transferLeader(g.group, candidates[0][0], { timeoutMs: o.timeoutMs }));
+          moved.push(await this.transferLeader(g.group, candidates[0], { timeoutMs: o.timeoutMs }));
         } catch (e) {
           failed.push({ group: g.group, reason: e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? String(e) });
         }
@@ -829,7 +869,7 @@ export class FlotillaNode {
           const group = Number(p.group);
           if (!(p.d instanceof Uint8Array)) throw new RuntimeError('InvalidArgument', 'bad forwarded proposal');
           if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
-          return this.workers.call(this.workerFor(group), { t: 'propose', g: group, d: p.d, to: ms });
+          return this.serveLocal(group, from, { t: 'propose', g: group, d: p.d, to: ms });
         });
         return;
       case 'rd':
@@ -837,7 +877,7 @@ export class FlotillaNode {
           const group = Number(p.group);
           if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
           const c: Consistency = p.c === 'stale' ? 'stale' : p.c === 'lease' ? 'lease' : 'linearizable';
-          return this.workers.call(this.workerFor(group), { t: 'read', g: group, q: p.q, c, to: ms });
+          return this.serveLocal(group, from, { t: 'read', g: group, q: p.q, c, to: ms });
         });
         return;
       case 'xfer':
@@ -875,6 +915,9 @@ export class FlotillaNode {
           this.balancer?.onSummary(from, {
             leaders: sum.leaders, draining: sum.draining === true, uptimeMs: sum.uptimeMs,
             load: typeof sum.load === 'number' && Number.isFinite(sum.load) ? sum.load : undefined,
+            labels: cleanLabels(sum.labels),
+            fsyncP99Ms: typeof sum.fsyncP99Ms === 'number' && Number.isFinite(sum.fsyncP99Ms) ? sum.fsyncP99Ms : null,
+            cpu: typeof sum.cpu === 'number' && Number.isFinite(sum.cpu) ? sum.cpu : null,
           });
         }
         return;

@@ -45,6 +45,17 @@ export interface ShardOptions {
   readonly campaignDelay?: number;
 }
 
+/** A group this node leads, as the leader balancer sees it. */
+export interface LedGroup {
+  readonly group: number;
+  /** Work served as leader (cumulative). */
+  readonly served: { writes: number; bytes: number; reads: number };
+  /** Entries each peer lacks. */
+  readonly lag: Record<NodeId, number>;
+  /** Non-voting members (never a leadership target). */
+  readonly learners?: NodeId[];
+}
+
 interface Waiter {
   readonly term: number;
   readonly resolve: (r: unknown) => void;
@@ -466,9 +477,13 @@ export class Shard {
   }
 
   /** The groups this node leads, with the work it served for each (for the balancer). */
-  led(): { group: number; served: { writes: number; bytes: number; reads: number } }[] {
-    const out: { group: number; served: { writes: number; bytes: number; reads: number } }[] = [];
-    for (const g of this.groups.values()) if (g.leader === this.opts.nodeId) out.push({ group: g.id, served: g.served });
+  led(): LedGroup[] {
+    const out: LedGroup[] = [];
+    for (const g of this.groups.values()) {
+      if (g.leader !== this.opts.nodeId) continue;
+      const conf = g.storage.conf();
+      out.push({ group: g.id, served: g.served, lag: g.node.peerLag() ?? {}, learners: conf.learners.length ? [...conf.learners] : undefined });
+    }
     return out;
   }
 

@@ -1,17 +1,19 @@
 // The leader balancer on three in-process nodes: from every leader on one node to a fair spread,
-// then still; explainable plans; no action while a node is down; weights shape the fair share.
+// then still; explainable plans; no action while a node is down; weights shape the fair share;
+// locality preferences met where the replicas allow; follow-the-workload; target ranking.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNode, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
+import { preferenceRank, rankTargets, validateBalancerConfig, type TargetFacts } from '../../src/balancer/balancer.js';
 import { freePorts, until } from '../helpers/net.js';
 
 const IDS = ['n1', 'n2', 'n3'];
 const GROUPS = 30;
 
-async function cluster(extra: Partial<StartOptions>, fn: (nodes: Map<string, FlotillaNode>) => Promise<void>) {
+async function cluster(extra: Partial<StartOptions> | ((id: string) => Partial<StartOptions>), fn: (nodes: Map<string, FlotillaNode>) => Promise<void>) {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-bal-'));
   const ports = await freePorts(3);
   const addr = new Map(IDS.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
@@ -19,7 +21,7 @@ async function cluster(extra: Partial<StartOptions>, fn: (nodes: Map<string, Flo
   try {
     await Promise.all(IDS.map(async (id) => nodes.set(id, await startNode({
       id, dataDir: join(root, id), listen: addr.get(id)!, groups: GROUPS, tickMs: 20, workers: 1,
-      peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])), ...extra,
+      peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])), ...(typeof extra === 'function' ? extra(id) : extra),
     }))));
     await until('every group led', async () => (await counts(nodes)).reduce((a, b) => a + b, 0) === GROUPS, 60_000);
     await fn(nodes);
@@ -143,4 +145,98 @@ test('load policy: hot groups on one node are spread by what they serve, hottest
       await Promise.allSettled(writers);
     }
   });
+});
+
+const ZONES: Record<string, string> = { n1: 'a', n2: 'b', n3: 'c' };
+
+async function leaderOf(nodes: Map<string, FlotillaNode>, group: number): Promise<string | undefined> {
+  for (const [id, n] of nodes) {
+    const g = (await n.status({ detail: true })).perGroup!.find((x) => (x as { group: number }).group === group) as { role: string } | undefined;
+    if (g?.role === 'leader') return id;
+  }
+  return undefined;
+}
+
+test('locality preferences are met where the replicas allow, and balance moves do not undo them', async () => {
+  // Replication 2 on 3 nodes: groups live on (n1,n2), (n2,n3) or (n3,n1), so a zone-b preference
+  // can be met only where n2 holds a replica; elsewhere the second choice (zone c) applies.
+  const preferences = [{ groups: { from: 1, to: 12 }, leaders: [{ zone: 'b' }, { zone: 'c' }] }];
+  const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 30, cooldownMs: 0, preferences };
+  await cluster((id) => ({ balancer, replication: 2, labels: { zone: ZONES[id] } }), async (nodes) => {
+    await rounds(nodes); // exchange summaries (labels)
+    const plans = await Promise.all([...nodes.values()].map((n) => n.balancePlan()));
+    const locality = plans.flatMap((p) => p.moves).filter((m) => m.kind === 'locality');
+    for (const m of locality) {
+      assert.ok(m.group <= 12, `only preferred groups move for locality: ${JSON.stringify(m)}`);
+      assert.ok(m.before.from > m.before.to && m.after.from < m.after.to, `the plan shows the preference rank improving: ${JSON.stringify(m)}`);
+      assert.match(m.reason, /^locality: group \d+ prefers leaders on \{"zone":"[bc]"\}/);
+    }
+    for (let i = 0; i < 6; i++) await rounds(nodes);
+    const placement = new Map<number, string[]>();
+    for (let g = 1; g <= GROUPS; g++) placement.set(g, [IDS[(g - 1) % 3], IDS[g % 3]].sort());
+    for (let g = 1; g <= 12; g++) {
+      const want = placement.get(g)!.includes('n2') ? 'n2' : 'n3';
+      assert.equal(await leaderOf(nodes, g), want, `group ${g} (replicas ${placement.get(g)}) led in its most preferred zone`);
+    }
+    const byKind = (await nodes.get('n1')!.status()).balancer!.movesByKind;
+    for (let i = 0; i < 3; i++) await rounds(nodes);
+    for (let g = 1; g <= 12; g++) {
+      const want = placement.get(g)!.includes('n2') ? 'n2' : 'n3';
+      assert.equal(await leaderOf(nodes, g), want, `group ${g} stays in its preferred zone through further rounds`);
+    }
+    assert.ok(typeof byKind.locality === 'number', 'moves are counted by kind');
+  });
+});
+
+test('follow-the-workload: a group whose requests come from another zone moves there and stays', async () => {
+  const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 4, cooldownMs: 0, followWorkload: { minRate: 2, minShare: 0.6 } };
+  await cluster((id) => ({ balancer, labels: { zone: ZONES[id] } }), async (nodes) => {
+    const g = 7;
+    await nodes.get('n1')!.transferLeader(g, 'n1');
+    const enc = new TextEncoder();
+    let stop = false;
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        await nodes.get('n3')!.propose(g, { op: 'put', key: enc.encode('w'), value: enc.encode(String(i)) }).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    try {
+      let plan;
+      for (let i = 0; i < 10; i++) {
+        await rounds(nodes);
+        await new Promise((r) => setTimeout(r, 300));
+        if ((await leaderOf(nodes, g)) === 'n3') break;
+        plan = await nodes.get('n1')!.balancePlan();
+      }
+      assert.equal(await leaderOf(nodes, g), 'n3', `the leader follows its clients to zone c (last plan: ${JSON.stringify(plan)})`);
+      assert.ok((await nodes.get('n1')!.status()).balancer!.movesByKind.workload >= 1, 'counted as a workload move');
+      for (let i = 0; i < 4; i++) {
+        await rounds(nodes);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(await leaderOf(nodes, g), 'n3', 'and stays there (balance moves keep it in zone c)');
+    } finally {
+      stop = true;
+      await writer;
+    }
+  });
+});
+
+test('target ranking follows the playbook: caught up, reachable, storage, CPU, maintenance, locality, then load', () => {
+  const base: TargetFacts = { id: 'x', lag: 0, stable: true, fsyncP99Ms: 2, cpu: 0.2, avoid: false, preference: 0, measure: 10 };
+  const t = (id: string, o: Partial<TargetFacts>) => ({ ...base, id, ...o });
+  const order = (...c: TargetFacts[]) => rankTargets(c).map((x) => x.id);
+  assert.deepEqual(order(t('lagging', { lag: 500, measure: 0 }), t('current', { measure: 99 })), ['current', 'lagging'], 'up-to-date log first');
+  assert.deepEqual(order(t('flaky', { stable: false }), t('steady', {})), ['steady', 'flaky'], 'stable reachability next');
+  assert.deepEqual(order(t('slowdisk', { fsyncP99Ms: 40 }), t('fastdisk', { cpu: 0.9 })), ['fastdisk', 'slowdisk'], 'storage tail before CPU');
+  assert.deepEqual(order(t('busy', { cpu: 0.95 }), t('idle', { cpu: 0.1, avoid: true })), ['idle', 'busy'], 'CPU headroom before maintenance order');
+  assert.deepEqual(order(t('next', { avoid: true }), t('later', { preference: 3 })), ['later', 'next'], 'a node to be maintained next goes last');
+  assert.deepEqual(order(t('far', { preference: 1 }), t('near', { preference: 0, measure: 50 })), ['near', 'far'], 'locality preference before load');
+  assert.deepEqual(order(t('full', { measure: 20 }), t('empty', { measure: 5 })), ['empty', 'full'], 'then the least loaded');
+  assert.deepEqual(order(t('a', { fsyncP99Ms: 2.5 }), t('b', { fsyncP99Ms: 3.5, measure: 1 })), ['b', 'a'], 'small storage differences are noise (bucketed)');
+  assert.equal(preferenceRank({ groups: [1], leaders: [{ zone: 'a', rack: 'r1' }, { zone: 'a' }] }, { zone: 'a', rack: 'r2' }), 1, 'first matching label set');
+  assert.equal(preferenceRank({ groups: [1], leaders: [{ zone: 'a' }] }, { zone: 'b' }), Infinity, 'no match');
+  assert.throws(() => validateBalancerConfig({ preferences: [{ groups: [1], leaders: [{ region: 'x' } as never] }] }), /preferences\[0\]\.leaders\[0\]\.region: unknown label/);
+  assert.throws(() => validateBalancerConfig({ followWorkload: { minShare: 0.2 } }), /followWorkload\.minShare: must be a number in 0\.5\.\.1/);
 });
