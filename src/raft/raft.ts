@@ -172,6 +172,7 @@ export class Raft {
     this.pendingBroadcast = false;
     this.leaseRevoked = false;
     this.leaving = false;
+    this.failoverAt = 0;
     this.dropReads();
   }
 
@@ -253,12 +254,18 @@ export class Raft {
    *  node being drained for maintenance lets the others win elections while they can. */
   campaignDelay = 0;
 
+  /** Set when the host reports our leader's node down: campaign at this many ticks since we last
+   *  heard it instead of the randomized timeout (0 = not set). */
+  private failoverAt = 0;
+
   private tickElection(): void {
     this.electionElapsed++;
+    const due = this.failoverAt > 0 ? this.failoverAt : this.randomizedTimeout;
     // A node that cannot campaign keeps counting: resetting its clock would keep it "in lease"
     // with a dead leader forever, refusing every vote.
-    if (this.electionElapsed >= this.randomizedTimeout + this.campaignDelay && this.promotable()) {
+    if (this.electionElapsed >= due + this.campaignDelay && this.promotable()) {
       this.electionElapsed = 0;
+      this.failoverAt = 0;
       this.hup(false);
     }
     if (this.electionElapsed >= this.cfg.electionTicks) this.startupQuiet = false;
@@ -534,16 +541,19 @@ export class Raft {
     switch (m.type) {
       case 'app':
         this.electionElapsed = 0;
+        this.failoverAt = 0;
         this.leader = m.from;
         this.handleAppend(m);
         return;
       case 'hb':
         this.electionElapsed = 0;
+        this.failoverAt = 0;
         this.leader = m.from;
         this.handleHeartbeat(m);
         return;
       case 'snap':
         this.electionElapsed = 0;
+        this.failoverAt = 0;
         this.leader = m.from;
         this.handleSnapshot(m);
         return;
@@ -1018,9 +1028,24 @@ export class Raft {
   }
 
   /** The host's node-liveness layer says our leader's node is down. A quiesced follower restarts
-   *  its election clock from zero (so a lease the leader may still hold expires first). */
+   *  its election clock from zero (so a lease the leader may still hold expires first).
+   *
+   *  Fast failover: instead of the randomized timeout (up to 2x the election timeout), campaign
+   *  as soon as the old leader's lease must have lapsed — one election timeout since we last
+   *  heard it, the same bound the votes of the others enforce — plus one tick for the other
+   *  nodes' tick phase, and a stagger of 2 ticks per rank among the surviving voters (ranked by
+   *  a hash of group and id, so each group has a different first candidate and split votes are
+   *  rare). A wrong report only costs an election after a full timeout of silence, which the
+   *  randomized timeout would have started too. */
   leaderUnreachable(): void {
-    if (this.role === 'follower' && this.quiesced) this.unquiesce();
+    if (this.role !== 'follower') return;
+    if (this.quiesced) this.unquiesce();
+    if (this.leader === NONE || !this.tracker.voters.has(this.id)) return;
+    const survivors = [...this.tracker.voters].filter((id) => id !== this.leader)
+      .map((id) => ({ id, h: rankHash(this.group, id) }))
+      .sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : 1));
+    const rank = survivors.findIndex((x) => x.id === this.id);
+    this.failoverAt = this.cfg.electionTicks + 1 + 2 * rank;
   }
 
   /** The host could not reach `id` (connection down, send failed). */
@@ -1086,4 +1111,15 @@ export class Raft {
       conf: this.tracker.conf(), progress,
     };
   }
+}
+
+/** FNV-1a of "group:id": a per-group order of replicas every node computes alike. */
+function rankHash(group: number, id: NodeId): number {
+  let h = 0x811c9dc5;
+  const s = `${group}:${id}`;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }

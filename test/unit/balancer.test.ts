@@ -192,7 +192,9 @@ test('follow-the-workload: a group whose requests come from another zone moves t
   const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 4, cooldownMs: 0, followWorkload: { minRate: 2, minShare: 0.6 } };
   await cluster((id) => ({ balancer, labels: { zone: ZONES[id] } }), async (nodes) => {
     const g = 7;
-    await nodes.get('n1')!.transferLeader(g, 'n1');
+    // Count-balanced first, so that no count move takes group 7 before its workload is measured.
+    for (let i = 0; i < 4; i++) await rounds(nodes);
+    await nodes.get('n1')!.transferLeader(g, 'n1').catch(() => undefined);
     const enc = new TextEncoder();
     let stop = false;
     const writer = (async () => {
@@ -211,11 +213,15 @@ test('follow-the-workload: a group whose requests come from another zone moves t
       }
       assert.equal(await leaderOf(nodes, g), 'n3', `the leader follows its clients to zone c (last plan: ${JSON.stringify(plan)})`);
       assert.ok((await nodes.get('n1')!.status()).balancer!.movesByKind.workload >= 1, 'counted as a workload move');
-      for (let i = 0; i < 4; i++) {
+      // Every leader onto n3: n3 sheds by count, but never group 7 (its clients are in zone c).
+      await skewTo(nodes, 'n3');
+      for (let i = 0; i < 6; i++) {
         await rounds(nodes);
         await new Promise((r) => setTimeout(r, 200));
       }
-      assert.equal(await leaderOf(nodes, g), 'n3', 'and stays there (balance moves keep it in zone c)');
+      const st = (await nodes.get('n3')!.status()).balancer!;
+      assert.ok(st.movesByKind.count >= 10, `n3 shed leaders by count: ${JSON.stringify(st.movesByKind)}`);
+      assert.equal(await leaderOf(nodes, g), 'n3', 'and group 7 stays there (balance moves keep it in zone c)');
     } finally {
       stop = true;
       await writer;

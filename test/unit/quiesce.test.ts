@@ -308,3 +308,29 @@ test('late answers to the last heartbeats before quiescing do not renew the leas
   const served = c.readStates.get('a')!;
   assert.deepEqual(served, [], `stale lease read served at index ${served[0]?.index} while ${leader} committed ${w.index}`);
 });
+
+test('fast failover: after leaderUnreachable, a surviving voter campaigns one tick after the lease lapses, not after a randomized timeout', () => {
+  // Many seeds, so that a randomized timeout (10..19 ticks) would show up as late elections.
+  const late: number[] = [];
+  for (let seed = 1; seed <= 20; seed++) {
+    const c = new TestCluster(['a', 'b', 'c'], { seed, quiesceAfterTicks: N } as ClusterOptions);
+    c.elect('a');
+    c.isolate('a');
+    c.node('b').leaderUnreachable();
+    c.node('c').leaderUnreachable();
+    const mark = c.sent.length;
+    let leader: NodeId | undefined;
+    let ticks = 0;
+    while (!leader && ticks < 40) {
+      ticks++;
+      c.tick('b');
+      c.tick('c');
+      c.stabilize();
+      if (ticks <= 10) assert.equal(c.sent.slice(mark).filter((m) => m.type === 'preVote').length, 0, `seed ${seed}: no campaign inside the old leader's lease (tick ${ticks})`);
+      leader = ['b', 'c'].find((id) => c.node(id).status().role === 'leader');
+    }
+    assert.ok(leader, `seed ${seed}: elected`);
+    if (ticks !== 11) late.push(seed);
+  }
+  assert.deepEqual(late, [], 'every seed elected at electionTicks + 1 (the first-ranked survivor, no split vote)');
+});
