@@ -262,7 +262,8 @@ interface Rate {
 }
 
 export class LeaderBalancer {
-  private readonly cfg: Cfg;
+  private cfg: Cfg;
+  private raw: BalancerConfig;
   private readonly rates = new Map<number, Rate>();
   /** Per led group: EWMA of requests/s by origin zone. */
   private readonly origins = new Map<number, Map<string, number>>();
@@ -278,10 +279,33 @@ export class LeaderBalancer {
   readonly stats = { rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0, movesByKind: { locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number> };
 
   constructor(private readonly host: BalancerHost, cfg: BalancerConfig, private readonly log: Logger, private readonly random: () => number = Math.random) {
-    this.cfg = {
+    this.raw = cfg;
+    this.cfg = LeaderBalancer.resolve(cfg);
+  }
+
+  private static resolve(cfg: BalancerConfig): Cfg {
+    return {
       ...BALANCER_DEFAULTS, ...cfg, weights: cfg.weights ?? {}, policy: cfg.policy ?? 'count', preferences: cfg.preferences ?? [],
       followWorkload: { ...BALANCER_DEFAULTS.followWorkload, ...cfg.followWorkload },
     };
+  }
+
+  /** The settings in force, defaults filled in. */
+  config(): Cfg {
+    return this.cfg;
+  }
+
+  /** Change settings at run time (like pd-ctl config set): `patch` is merged over the current
+   *  settings, validated as a whole (throws naming the field), then takes effect next round. */
+  reconfigure(patch: BalancerConfig): Cfg {
+    const next = { ...this.raw, ...patch };
+    validateBalancerConfig(next);
+    this.raw = next;
+    this.cfg = LeaderBalancer.resolve(next);
+    if (this.cfg.enabled) this.start();
+    else this.stop();
+    this.log.info({ patch }, 'balancer reconfigured');
+    return this.cfg;
   }
 
   get enabled(): boolean {

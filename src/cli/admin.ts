@@ -179,6 +179,16 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     return send(res, 200, { ok: true, group, replicas: node.replicasOf(group) });
   }
   if (url.pathname === '/balance/plan' && req.method === 'GET') return send(res, 200, await node.balancePlan());
+  if (url.pathname === '/balance/config' && req.method === 'GET') return send(res, 200, node.balancerConfig());
+  if (url.pathname === '/balance/config' && req.method === 'POST') {
+    let patch: unknown;
+    try {
+      patch = JSON.parse((await readBody(req)).toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'InvalidArgument', 'body must be a JSON object of balancer settings');
+    }
+    return send(res, 200, node.configureBalancer(patch as Parameters<FlotillaNode['configureBalancer']>[0]));
+  }
   if (url.pathname === '/balance' && req.method === 'POST') return send(res, 200, await node.balanceRound());
   if (url.pathname === '/debug/crash-worker' && req.method === 'POST') {
     if (!o.faultInjection) throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');

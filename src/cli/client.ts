@@ -51,6 +51,7 @@ function table(st: Record<string, unknown>): string {
     `node ${st.id}  cluster ${st.clusterId}  workers ${st.workers}  restarts ${st.workerRestarts}${st.draining ? '  DRAINING' : ''}`,
     `groups ${st.groups}  leaders ${st.leaders}  quiesced ${st.quiesced}  peers up: ${(st.peers as string[]).join(', ') || '-'}`,
     `draining peers: ${((st.drainingPeers as string[]) ?? []).join(', ') || '-'}  transfers: ${JSON.stringify(st.transfers ?? {})}`,
+    ...(st.balancer ? [`balancer: rounds ${(st.balancer as { rounds: number }).rounds}  moves ${JSON.stringify((st.balancer as { movesByKind?: unknown }).movesByKind ?? {})}  failed ${(st.balancer as { failed: number }).failed}`] : []),
     '',
     'worker  up   groups  leaders  quiesced',
     ...shards.map((s) => `${String(s.worker).padEnd(8)}${(s.up ? 'yes' : 'NO').padEnd(5)}${String(s.groups).padStart(6)}${String(s.leaders).padStart(9)}${String(s.quiesced).padStart(10)}`),

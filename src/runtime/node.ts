@@ -661,6 +661,21 @@ export class FlotillaNode {
     return this.balancer.plan();
   }
 
+  /** The leader balancer's settings in force (defaults filled in). */
+  balancerConfig(): BalancerConfig {
+    return this.balancer.config();
+  }
+
+  /** Change the leader balancer's settings at run time on this node (merged over the current
+   *  ones; a bad field is refused with InvalidArgument naming it). */
+  configureBalancer(patch: BalancerConfig): BalancerConfig {
+    try {
+      return this.balancer.reconfigure(patch);
+    } catch (e) {
+      throw new RuntimeError('InvalidArgument', (e as Error).message);
+    }
+  }
+
   /** Run one balancer round now (exchanging summaries, then moving). */
   balanceRound(): Promise<Plan> {
     return this.balancer.round();

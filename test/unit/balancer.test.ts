@@ -161,8 +161,15 @@ test('locality preferences are met where the replicas allow, and balance moves d
   // Replication 2 on 3 nodes: groups live on (n1,n2), (n2,n3) or (n3,n1), so a zone-b preference
   // can be met only where n2 holds a replica; elsewhere the second choice (zone c) applies.
   const preferences = [{ groups: { from: 1, to: 12 }, leaders: [{ zone: 'b' }, { zone: 'c' }] }];
-  const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 30, cooldownMs: 0, preferences };
+  const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 30, cooldownMs: 0 };
   await cluster((id) => ({ balancer, replication: 2, labels: { zone: ZONES[id] } }), async (nodes) => {
+    // Preferences set at run time (as POST /balance/config does); a bad patch changes nothing.
+    for (const n of nodes.values()) {
+      assert.throws(() => n.configureBalancer({ preferences: [{ groups: [1], leaders: [] }] }), /preferences\[0\]\.leaders: must be a non-empty list/, 'bad patch refused');
+      assert.deepEqual(n.balancerConfig().preferences, [], 'and not applied');
+      assert.deepEqual(n.configureBalancer({ preferences }).preferences, preferences, 'good patch applied');
+      assert.equal(n.balancerConfig().maxConcurrent, 30, 'merged over the current settings');
+    }
     await rounds(nodes); // exchange summaries (labels)
     const plans = await Promise.all([...nodes.values()].map((n) => n.balancePlan()));
     const locality = plans.flatMap((p) => p.moves).filter((m) => m.kind === 'locality');
