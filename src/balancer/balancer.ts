@@ -41,7 +41,9 @@ export interface LeaderPreference {
 export interface FollowWorkloadConfig {
   /** Default true (it acts only when nodes carry distinct `zone` labels). */
   readonly enabled?: boolean;
-  /** Act on a group only when it serves at least this many requests/s. Default 5. */
+  /** Act on a group only when it serves at least this many requests/s (enough samples that a
+   *  share is not noise: with 3 even zones, 10 requests show a 60% majority by chance 1 time in
+   *  4; 40 requests, 1 in 10,000). Default 20. */
   readonly minRate?: number;
   /** ... and one other zone sends at least this share of them. Default 0.6. */
   readonly minShare?: number;
@@ -137,7 +139,7 @@ export function validateBalancerConfig(c: BalancerConfig): void {
 export const BALANCER_DEFAULTS = {
   enabled: true, intervalMs: 2_000, tolerance: 0.1, minExcess: 2, maxConcurrent: 64, cooldownMs: 30_000, warmupMs: 5_000,
   policy: 'count', minLoad: 20, minGroupShare: 0.01, bytesPerOp: 4096,
-  followWorkload: { enabled: true, minRate: 5, minShare: 0.6 },
+  followWorkload: { enabled: true, minRate: 20, minShare: 0.6 },
 } as const;
 
 /** What a node tells the others each round. */
@@ -250,6 +252,9 @@ export function preferenceRank(pref: LeaderPreference | undefined, labels: Label
   return Infinity;
 }
 
+/** How old a peer's summary may be on arrival (made before moves we completed that recently). */
+const SUMMARY_SLACK_MS = 1000;
+
 type Cfg = Required<Omit<BalancerConfig, 'weights' | 'policy' | 'preferences' | 'followWorkload'>> & {
   weights: Readonly<Record<NodeId, number>>; policy: 'count' | 'load'; preferences: readonly LeaderPreference[];
   followWorkload: Required<FollowWorkloadConfig>;
@@ -270,7 +275,7 @@ export class LeaderBalancer {
   private originsAt = 0;
   private readonly summaries = new Map<NodeId, NodeSummary & { at: number }>();
   /** Leaderships moved to a peer since its last summary arrived (its count there is behind). */
-  private readonly sentSince = new Map<NodeId, number>();
+  private readonly sentSince = new Map<NodeId, number[]>();
   private readonly cooldown = new Map<number, number>();
   /** The count policy is shedding (hysteresis: it goes on down to the fair share). */
   private shedding = false;
@@ -338,7 +343,12 @@ export class LeaderBalancer {
   /** A peer's summary arrived (with the coalesced heartbeat traffic of the node pair). */
   onSummary(from: NodeId, s: NodeSummary): void {
     this.summaries.set(from, { ...s, at: Date.now() });
-    this.sentSince.delete(from);
+    // A summary counts the moves that completed before it was made; one that arrives now may have
+    // been made up to a round earlier, so moves of the last second still count on top of it
+    // (counting a move twice only delays the next one; missing it would overshoot).
+    const recent = (this.sentSince.get(from) ?? []).filter((t) => t > Date.now() - SUMMARY_SLACK_MS);
+    if (recent.length) this.sentSince.set(from, recent);
+    else this.sentSince.delete(from);
   }
 
   /** The groups of `preferences` that cover `group` (the first listed wins). */
@@ -391,7 +401,8 @@ export class LeaderBalancer {
       if (!prev && byZone.size === 0) continue;
       const next = new Map<string, number>();
       for (const z of new Set([...byZone.keys(), ...(prev?.keys() ?? [])])) {
-        const v = prev ? 0.5 * (byZone.get(z) ?? 0) + 0.5 * (prev.get(z) ?? 0) : byZone.get(z) ?? 0;
+        // A slow average (about 3 rounds): one round's sample is too small to act on.
+        const v = prev ? 0.3 * (byZone.get(z) ?? 0) + 0.7 * (prev.get(z) ?? 0) : byZone.get(z) ?? 0;
         if (v >= 0.01) next.set(z, v);
       }
       if (next.size) this.origins.set(g, next);
@@ -418,7 +429,7 @@ export class LeaderBalancer {
     for (const p of this.host.peers) {
       const s = this.summaries.get(p);
       const v = s && s.at >= stale ? ofSummary(s) : undefined;
-      if (v !== undefined) values[p] = v + perMove * (this.sentSince.get(p) ?? 0);
+      if (v !== undefined) values[p] = v + perMove * (this.sentSince.get(p)?.length ?? 0);
     }
     const total = nodes.reduce((a, n) => a + (values[n] ?? 0), 0);
     const wsum = nodes.reduce((a, n) => a + this.weight(n), 0);
@@ -544,6 +555,13 @@ export class LeaderBalancer {
       const order = load ? [...led].sort((a, b) => this.loadOf(b.group) - this.loadOf(a.group)) : led;
       let wanted = load ? Infinity : Math.floor(over);
       const before0 = moves.length;
+      // Several nodes may shed at once onto the same under-loaded node, each from summaries a
+      // round old: each may fill only its share (its excess over everyone's) of a target's gap.
+      const nodes = Object.keys(fairShare);
+      const totalExcess = nodes.reduce((a, n) => a + Math.max(0, values[n] - fairShare[n]), 0);
+      const myShare = totalExcess > 0 ? Math.max(0, mine0 - fair) / totalExcess : 1;
+      const quota = Object.fromEntries(nodes.map((n) => [n, Math.ceil((Math.ceil(fairShare[n]) - values[n]) * myShare)]));
+      const given: Record<NodeId, number> = {};
       for (const g of order) {
         if (moves.length >= budget || wanted <= 0 || cur[this.host.id] <= limit) break;
         if (moved.has(g.group) || cooling(g.group)) continue;
@@ -554,7 +572,7 @@ export class LeaderBalancer {
         // overshoot far below ours.
         const room = (r: NodeId) => (load
           ? cur[r] + gl <= fairShare[r] * (1 + this.cfg.tolerance) && cur[this.host.id] - gl >= fairShare[this.host.id] * (1 - this.cfg.tolerance) - gl / 2
-          : cur[r] + 1 <= Math.ceil(fairShare[r]));
+          : cur[r] + 1 <= Math.ceil(fairShare[r]) && (given[r] ?? 0) < quota[r]);
         const cands = this.eligible(g).filter((r) => (!keep || keep.has(r)) && room(r));
         if (!cands.length) continue;
         const to = rankTargets(cands.map((r) => this.facts(g, r, { measure: cur[r] / weight(r) })))[0].id;
@@ -563,6 +581,7 @@ export class LeaderBalancer {
           ? `load: ${this.host.id} serves ${mine0.toFixed(0)} ops/s > fair share ${fair.toFixed(0)}; group ${g.group} carries ${gl.toFixed(0)}; ${to} serves ${values[to].toFixed(0)}`
           : `count: ${this.host.id} has ${mine0} > fair share ${fair.toFixed(1)}; ${to} has ${values[to]}`;
         move(g, to, load ? 'load' : 'count', reason, b, { from: cur[this.host.id] - gl, to: cur[to] + gl });
+        given[to] = (given[to] ?? 0) + 1;
         wanted--;
       }
       if (moves.length === before0) why = load ? 'no move helps (targets would exceed their share, cooldown, warm-up or locality)' : 'no eligible target (warm-up, cooldown, replicas or locality)';
@@ -594,7 +613,9 @@ export class LeaderBalancer {
           await this.host.transfer(m.group, m.to);
           this.stats.moves++;
           this.stats.movesByKind[m.kind]++;
-          this.sentSince.set(m.to, (this.sentSince.get(m.to) ?? 0) + 1);
+          const sent = this.sentSince.get(m.to);
+          if (sent) sent.push(Date.now());
+          else this.sentSince.set(m.to, [Date.now()]);
           this.log.info({ group: m.group, to: m.to, kind: m.kind, reason: m.reason }, 'balancer moved a leader');
         } catch (e) {
           this.stats.failed++;

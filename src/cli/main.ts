@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { runStart, START_HELP } from './start.js';
 import { runClient } from './client.js';
+import { runDemo } from './demo.js';
 
 const HELP = `flotilla — a multi-group Raft runtime for Node.js
 
@@ -18,6 +19,7 @@ Commands:
   undrain          let leadership come back to a node
   balance          run one leader-balancer round now (--dry-run: show the plan)
   member           change a group's membership (--add-learner N, --promote N, --remove N)
+  demo             a local 3-node cluster under load: drain, restart, undrain, balancer, locality
   version          print the version
   help             print this help
 
@@ -25,7 +27,6 @@ Options:
   -h, --help       print this help
 
 status, transfer, drain, undrain, balance and member take --admin HOST:PORT (a node's admin address).
-The bench and demo commands arrive with later milestones (see README.md, Status).
 `;
 
 function version(): string {
@@ -41,6 +42,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return runStart(argv.slice(1));
   }
+  if (argv[0] === 'demo') return runDemo(argv.slice(1));
   if (['status', 'transfer', 'drain', 'undrain', 'balance', 'member'].includes(argv[0])) {
     return runClient(argv[0], argv.slice(1));
   }

@@ -48,11 +48,19 @@ async function skewTo(nodes: Map<string, FlotillaNode>, to: string): Promise<voi
 
 const rounds = (nodes: Map<string, FlotillaNode>) => Promise.all([...nodes.values()].map((n) => n.balanceRound()));
 
+/** One round on every node, then wait until every node holds every peer's summary (they travel
+ *  over TCP after the round returns). */
+async function exchange(nodes: Map<string, FlotillaNode>): Promise<void> {
+  await rounds(nodes);
+  await until('summaries exchanged', async () => (await Promise.all([...nodes.values()].map((n) => n.balancePlan())))
+    .every((p) => !p.idle?.startsWith('no recent summary')), 10_000);
+}
+
 test('from all leaders on one node to a fair spread, then no more moves; explainable; still while a node is down', async () => {
   const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 4, cooldownMs: 0 };
   await cluster({ balancer }, async (nodes) => {
     await skewTo(nodes, 'n1');
-    await rounds(nodes); // exchange summaries
+    await exchange(nodes);
     const plan = await nodes.get('n1')!.balancePlan();
     assert.equal(plan.idle, null);
     assert.ok(plan.moves.length > 0 && plan.moves.length <= 4, 'bounded per round');
@@ -170,7 +178,7 @@ test('locality preferences are met where the replicas allow, and balance moves d
       assert.deepEqual(n.configureBalancer({ preferences }).preferences, preferences, 'good patch applied');
       assert.equal(n.balancerConfig().maxConcurrent, 30, 'merged over the current settings');
     }
-    await rounds(nodes); // exchange summaries (labels)
+    await exchange(nodes); // labels too
     const plans = await Promise.all([...nodes.values()].map((n) => n.balancePlan()));
     const locality = plans.flatMap((p) => p.moves).filter((m) => m.kind === 'locality');
     for (const m of locality) {
