@@ -7,6 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { FlotillaNode } from '../runtime/node.js';
 import { RuntimeError, TransferError } from '../runtime/errors.js';
+import { mergeHistograms, renderHistogram, type HistogramSnapshot } from '../runtime/histogram.js';
 
 export const MAX_BODY_BYTES = 1 << 20;
 export const MAX_KEY_BYTES = 1024;
@@ -92,10 +93,25 @@ async function metrics(node: FlotillaNode): Promise<string> {
   metric('flotilla_shard_commits_total', 'counter', 'LMDB commits of a shard loop.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.commits]));
   metric('flotilla_shard_messages_in_total', 'counter', 'Raft messages stepped by a shard.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.messagesIn]));
   metric('flotilla_shard_commit_wait_seconds_total', 'counter', 'Time a shard loop spent awaiting commits.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.msCommit / 1000]));
+  metric('flotilla_proposals_total', 'counter', 'Proposals made through this node.', [[node_, st.runtime.proposals]]);
+  metric('flotilla_reads_total', 'counter', 'Reads made through this node.', [[node_, st.runtime.reads]]);
+  metric('flotilla_not_leader_total', 'counter', 'Attempts answered NotLeader (then retried to the leader).', [[node_, st.runtime.notLeader]]);
+  metric('flotilla_leader_changes_total', 'counter', 'Leader changes seen by the local replicas.', [[node_, st.runtime.leaderChanges]]);
   if (st.balancer) {
-    metric('flotilla_balancer_moves_total', 'counter', 'Leaderships moved by the balancer.', [[node_, st.balancer.moves]]);
+    metric('flotilla_balancer_moves_total', 'counter', 'Leaderships moved by the balancer, by reason.',
+      Object.entries(st.balancer.movesByKind).map(([reason, n]) => [{ ...node_, reason }, n]));
     metric('flotilla_balancer_failed_total', 'counter', 'Balancer moves that failed.', [[node_, st.balancer.failed]]);
+    metric('flotilla_balancer_rounds_total', 'counter', 'Balancer rounds run.', [[node_, st.balancer.rounds]]);
   }
+  const shardHist = (k: 'fsync' | 'commit' | 'apply') =>
+    mergeHistograms(st.shards.map((w) => (w as { histograms?: Record<string, HistogramSnapshot> }).histograms?.[k]));
+  lines.push(
+    ...renderHistogram('flotilla_fsync_duration_seconds', 'Duration of each shard storage commit (one fsync for all groups of a loop turn).', node_, shardHist('fsync')),
+    ...renderHistogram('flotilla_commit_latency_seconds', 'Proposal accepted by the leader to known committed.', node_, shardHist('commit')),
+    ...renderHistogram('flotilla_apply_latency_seconds', 'Known committed to applied and answered.', node_, shardHist('apply')),
+    ...renderHistogram('flotilla_transfer_duration_seconds', 'Leader transfers requested here: request to verified new leader.', node_, node.histograms.transfer.snapshot()),
+    ...renderHistogram('flotilla_peer_rtt_seconds', 'Round trips to peers (1 s pings).', node_, node.histograms.rtt.snapshot()),
+  );
   return lines.join('\n') + '\n';
 }
 

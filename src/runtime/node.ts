@@ -20,6 +20,7 @@ import { workerOf, type Consistency } from './protocol.js';
 import type { LedGroup, RaftTuning } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers } from './workers.js';
+import { Histogram } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
 import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type NodeSummary, type Plan } from '../balancer/balancer.js';
 
@@ -180,7 +181,9 @@ export class FlotillaNode {
   private origins = new Map<number, Map<NodeId, number>>();
   private cpuMark = { usage: process.cpuUsage(), at: performance.now() };
   private transport!: Transport;
-  readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0 };
+  readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0 };
+  /** Verified transfers requested here (request -> verified new leader) and peer round trips. */
+  readonly histograms = { transfer: new Histogram(), rtt: new Histogram() };
 
   private constructor(
     readonly id: NodeId,
@@ -265,6 +268,7 @@ export class FlotillaNode {
       },
       onConf: (g, voters, learners) => node.onConf(g, voters, learners, true),
       onLeader: (g, l) => {
+        node.stats.leaderChanges++;
         node.leaderChanges.push(Date.now());
         if (node.leaderChanges.length > 100_000) node.leaderChanges.splice(0, 50_000);
         if (l) node.leaders.set(g, l);
@@ -364,6 +368,7 @@ export class FlotillaNode {
       throw new RuntimeError('InvalidArgument', (e as Error).message);
     }
     const h = this.session.begin();
+    this.stats.proposals++;
     try {
       const data = encodeCommand(h, payload);
       const r = await this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
@@ -384,6 +389,7 @@ export class FlotillaNode {
     if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
     this.replicasOf(group);
     const c: Consistency = o.consistency === 'stale' ? 'stale' : o.consistency === 'lease' ? 'lease' : 'linearizable';
+    this.stats.reads++;
     return this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
       target === this.id
         ? this.serveLocal(group, this.id, { t: 'read', g: group, q: query, c, to: ms })
@@ -433,6 +439,7 @@ export class FlotillaNode {
         return await attempt(target, Math.max(1, Math.min(remaining, this.attemptMs)));
       } catch (e) {
         const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', (e as Error).message);
+        if (err.code === 'NotLeader') this.stats.notLeader++;
         if (!err.retryable || deadline - Date.now() < 10) throw err;
         this.stats.retries++;
         hint = err.leader && replicas.includes(err.leader) ? err.leader : '';
@@ -570,6 +577,7 @@ export class FlotillaNode {
       this.leaders.set(group, target);
       const ms = Math.round((performance.now() - t0) * 10) / 10;
       outcome('completed');
+      this.histograms.transfer.observeMs(performance.now() - t0);
       this.log.info({ group, from: from || null, to: target, term, ms }, 'leader transfer verified');
       return { group, from: from || target, to: target, term, ms };
     } catch (e) {
@@ -920,6 +928,7 @@ export class FlotillaNode {
         const rtt = performance.now() - at;
         if (Number.isFinite(rtt) && rtt >= 0 && rtt < 60_000) {
           this.rtts.push(rtt);
+          this.histograms.rtt.observeMs(rtt);
           if (this.rtts.length > 512) this.rtts.splice(0, 256);
         }
         return;

@@ -16,6 +16,7 @@ import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
 import { RuntimeError, TransferError, type TransferFailReason } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
+import { Histogram } from './histogram.js';
 
 export type RaftTuning = Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>>;
 
@@ -58,6 +59,8 @@ export interface LedGroup {
 
 interface Waiter {
   readonly term: number;
+  /** When the proposal was accepted (performance.now()), for the commit latency histogram. */
+  readonly at?: number;
   readonly resolve: (r: unknown) => void;
   readonly reject: (e: Error) => void;
 }
@@ -126,6 +129,9 @@ export class Shard {
   private campaignDelay = 0;
   /** The last commit durations (ms), for the stability advisor's p99. */
   private readonly recentCommits = new Float64Array(256).fill(-1);
+  /** Latency histograms: each storage commit (fsync), proposal accepted -> known committed, and
+   *  known committed -> applied and answered. */
+  readonly histograms = { fsync: new Histogram(), commit: new Histogram(), apply: new Histogram() };
   private recentCommitAt = 0;
 
   /** p99 of recent commit durations in ms (null before any commit). */
@@ -284,7 +290,7 @@ export class Shard {
     this.touch(g);
     this.schedule();
     return this.withDeadline<unknown>(`proposal at ${r.index} of group ${groupId}`, timeoutMs, (resolve, reject) => {
-      g.waiters.set(r.index, { term: r.term, resolve, reject });
+      g.waiters.set(r.index, { term: r.term, resolve, reject, at: performance.now() });
       return () => g.waiters.delete(r.index);
     });
   }
@@ -601,6 +607,7 @@ export class Shard {
     for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
     this.active.clear();
     lap('msReady');
+    const knownCommitted = t;
     if (readies.length === 0 && removed.length === 0) return false;
     this.stats.loops++;
 
@@ -638,6 +645,7 @@ export class Shard {
     });
     lap('msCommit');
     this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = performance.now() - c0;
+    this.histograms.fsync.observeMs(performance.now() - c0);
     this.sm.committed();
     this.stats.commits++;
 
@@ -686,6 +694,10 @@ export class Shard {
         const w = g.waiters.get(e.index);
         if (!w) continue;
         g.waiters.delete(e.index);
+        if (w.at !== undefined) {
+          this.histograms.commit.observeMs(knownCommitted - w.at);
+          this.histograms.apply.observeMs(performance.now() - knownCommitted);
+        }
         if (w.term === e.term) w.resolve(res[i]);
         else w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
       }

@@ -197,7 +197,11 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
 }
 
 function statusOf(shard: Shard, detail: boolean, stats: Record<string, number>) {
-  const base = { ...shard.summary(), loop: shard.stats, routing: stats, commitP99Ms: shard.commitP99Ms() };
+  const h = shard.histograms;
+  const base = {
+    ...shard.summary(), loop: shard.stats, routing: stats, commitP99Ms: shard.commitP99Ms(),
+    histograms: { fsync: h.fsync.snapshot(), commit: h.commit.snapshot(), apply: h.apply.snapshot() },
+  };
   if (!detail) return base;
   return { ...base, perGroup: shard.groupIds().map((g) => ({ ...shard.status(g), served: shard.served(g) })) };
 }

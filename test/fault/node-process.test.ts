@@ -132,7 +132,7 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.match(r.stderr, /TransferFailed \(TargetNotMember\)/);
     r = cli('transfer', '--admin', adminOf('n2'), '--to', 'n3');
     assert.equal(r.status, 2, 'usage error');
-    r = cli('drain', '--admin', adminOf('n1'), '--avoid', 'n3');
+    r = cli('drain', '--admin', adminOf('n1'), '--avoid', 'n3', '--wait');
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /drained n1: moved \d+ leaders in \d+ ms; failed 0/);
     assert.equal(((await (await fetch(`${admin.get('n1')}/status`)).json()) as { leaders: number }).leaders, 0, 'n1 leads nothing');
@@ -160,6 +160,22 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.match(m, /# TYPE flotilla_leaders gauge\nflotilla_leaders\{node="n2"\} \d+/);
     assert.match(m, /flotilla_transfers_total\{node="n2",outcome="completed"\} [1-9]/, 'the CLI transfer asked on n2 is counted');
     assert.match(m, /flotilla_peer_connected\{node="n2",peer="n1"\} 1/);
+    const histogram = (text: string, name: string) => {
+      const buckets = [...text.matchAll(new RegExp(`^${name}_bucket\\{node="n\\d",le="([^"]+)"\\} (\\d+)$`, 'gm'))].map((x) => Number(x[2]));
+      const count = Number(new RegExp(`^${name}_count\\{node="n\\d"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+      assert.ok(buckets.length === 15, `${name}: 14 bounds and +Inf (${buckets.length})`);
+      assert.ok(buckets.every((b, i) => i === 0 || b >= buckets[i - 1]), `${name}: cumulative buckets ${buckets}`);
+      assert.equal(buckets.at(-1), count, `${name}: the +Inf bucket equals the count`);
+      return count;
+    };
+    assert.ok(histogram(m, 'flotilla_fsync_duration_seconds') > 0, 'storage commits observed');
+    assert.ok(histogram(m, 'flotilla_transfer_duration_seconds') >= 1, 'the CLI transfer asked on n2 is timed');
+    assert.ok(histogram(m, 'flotilla_peer_rtt_seconds') > 0, 'peer round trips observed');
+    const all = await Promise.all(['n1', 'n2', 'n3'].map(async (id) => (await fetch(`${admin.get(id)}/metrics`)).text()));
+    assert.ok(all.reduce((a, t) => a + histogram(t, 'flotilla_commit_latency_seconds'), 0) > 0, 'proposal commit latency observed on the leaders');
+    assert.ok(all.reduce((a, t) => a + histogram(t, 'flotilla_apply_latency_seconds'), 0) > 0, 'apply latency observed on the leaders');
+    assert.match(m, /flotilla_proposals_total\{node="n2"\} \d+/);
+    assert.match(m, /flotilla_balancer_moves_total\{node="n2",reason="count"\} \d+/, 'balancer moves by reason');
 
     for (const p of procs.values()) p.kill('SIGTERM');
     for (const [id, p] of procs) assert.equal(await exited(p), 0, `${id} exits 0 on SIGTERM`);
