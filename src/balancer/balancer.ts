@@ -154,6 +154,8 @@ export interface NodeSummary {
   readonly fsyncP99Ms?: number | null;
   /** CPU in use, as a fraction of its cores. */
   readonly cpu?: number | null;
+  /** When it was made (the sender's Date.now()): moves we completed before then are in it. */
+  readonly madeAt?: number;
 }
 
 /** A group this node leads, as the balancer sees it. */
@@ -254,6 +256,8 @@ export function preferenceRank(pref: LeaderPreference | undefined, labels: Label
 
 /** How old a peer's summary may be on arrival (made before moves we completed that recently). */
 const SUMMARY_SLACK_MS = 1000;
+/** Allowed difference between two nodes' clocks when comparing a summary's time with ours. */
+const CLOCK_SKEW_MS = 50;
 
 type Cfg = Required<Omit<BalancerConfig, 'weights' | 'policy' | 'preferences' | 'followWorkload'>> & {
   weights: Readonly<Record<NodeId, number>>; policy: 'count' | 'load'; preferences: readonly LeaderPreference[];
@@ -343,10 +347,13 @@ export class LeaderBalancer {
   /** A peer's summary arrived (with the coalesced heartbeat traffic of the node pair). */
   onSummary(from: NodeId, s: NodeSummary): void {
     this.summaries.set(from, { ...s, at: Date.now() });
-    // A summary counts the moves that completed before it was made; one that arrives now may have
-    // been made up to a round earlier, so moves of the last second still count on top of it
-    // (counting a move twice only delays the next one; missing it would overshoot).
-    const recent = (this.sentSince.get(from) ?? []).filter((t) => t > Date.now() - SUMMARY_SLACK_MS);
+    // A summary counts the moves that completed before it was made (the target leads before we
+    // see the transfer verified). Without its time (or with clocks far apart) moves of the last
+    // second still count on top of it: counting a move twice only delays the next one, missing
+    // it would overshoot.
+    const now = Date.now();
+    const made = typeof s.madeAt === 'number' && Math.abs(s.madeAt - now) < SUMMARY_SLACK_MS ? s.madeAt - CLOCK_SKEW_MS : now - SUMMARY_SLACK_MS;
+    const recent = (this.sentSince.get(from) ?? []).filter((t) => t > made);
     if (recent.length) this.sentSince.set(from, recent);
     else this.sentSince.delete(from);
   }
@@ -602,6 +609,7 @@ export class LeaderBalancer {
       this.host.broadcastSummary({
         leaders: led.length, load: led.reduce((a, g) => a + this.loadOf(g.group), 0), draining: this.host.isDraining(),
         uptimeMs: this.host.uptimeMs(), labels: this.host.labels, fsyncP99Ms: health?.fsyncP99Ms ?? null, cpu: health?.cpu ?? null,
+        madeAt: Date.now(),
       });
       const plan = this.planFor(led);
       if (plan.idle?.startsWith('unhealthy') || plan.idle?.startsWith('maintenance')) this.stats.skippedUnhealthy++;

@@ -942,6 +942,7 @@ export class FlotillaNode {
             labels: cleanLabels(sum.labels),
             fsyncP99Ms: typeof sum.fsyncP99Ms === 'number' && Number.isFinite(sum.fsyncP99Ms) ? sum.fsyncP99Ms : null,
             cpu: typeof sum.cpu === 'number' && Number.isFinite(sum.cpu) ? sum.cpu : null,
+            madeAt: typeof sum.madeAt === 'number' && Number.isFinite(sum.madeAt) ? sum.madeAt : undefined,
           });
         }
         return;
