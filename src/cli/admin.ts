@@ -96,6 +96,7 @@ async function metrics(node: FlotillaNode): Promise<string> {
   metric('flotilla_proposals_total', 'counter', 'Proposals made through this node.', [[node_, st.runtime.proposals]]);
   metric('flotilla_reads_total', 'counter', 'Reads made through this node.', [[node_, st.runtime.reads]]);
   metric('flotilla_not_leader_total', 'counter', 'Attempts answered NotLeader (then retried to the leader).', [[node_, st.runtime.notLeader]]);
+  metric('flotilla_overloaded_total', 'counter', 'Proposals refused with Overloaded (pending limits).', [[node_, st.runtime.overloaded]]);
   metric('flotilla_leader_changes_total', 'counter', 'Leader changes seen by the local replicas.', [[node_, st.runtime.leaderChanges]]);
   if (st.balancer) {
     metric('flotilla_balancer_moves_total', 'counter', 'Leaderships moved by the balancer, by reason.',

@@ -47,6 +47,11 @@ export interface StartOptions {
   readonly timingScale?: number;
   /** Default deadline of a client request. Default 10 s. */
   readonly requestTimeoutMs?: number;
+  /** Admission limits: beyond them a new proposal fails at once with a retryable `Overloaded`
+   *  instead of growing memory. Per node, counting proposals made here and proposals forwarded
+   *  here until answered: `maxPendingProposals` (default 20,000) and `maxPendingBytes` (default
+   *  64 MiB). Per group, the Raft core caps uncommitted bytes (`raft.maxUncommittedBytes`). */
+  readonly limits?: { readonly maxPendingProposals?: number; readonly maxPendingBytes?: number };
   readonly raft?: RaftTuning;
   /** User state machine: a module exporting createStateMachine(group), loaded in every worker.
    *  Default: the built-in key-value store. */
@@ -181,7 +186,9 @@ export class FlotillaNode {
   private origins = new Map<number, Map<NodeId, number>>();
   private cpuMark = { usage: process.cpuUsage(), at: performance.now() };
   private transport!: Transport;
-  readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0 };
+  readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0, overloaded: 0 };
+  private pendingProposals = 0;
+  private pendingBytes = 0;
   /** Verified transfers requested here (request -> verified new leader) and peer round trips. */
   readonly histograms = { transfer: new Histogram(), rtt: new Histogram() };
 
@@ -367,6 +374,7 @@ export class FlotillaNode {
     } catch (e) {
       throw new RuntimeError('InvalidArgument', (e as Error).message);
     }
+    const release = this.admit(payload.byteLength);
     const h = this.session.begin();
     this.stats.proposals++;
     try {
@@ -381,7 +389,30 @@ export class FlotillaNode {
       return r;
     } finally {
       this.session.done(h.seq);
+      release();
     }
+  }
+
+  /** Take one proposal of `bytes` into the node's pending budget, or refuse it (Overloaded). */
+  private admit(bytes: number): () => void {
+    const maxN = this.opts.limits?.maxPendingProposals ?? 20_000;
+    const maxB = this.opts.limits?.maxPendingBytes ?? 64 << 20;
+    if (this.pendingProposals >= maxN || this.pendingBytes + bytes > maxB) {
+      this.stats.overloaded++;
+      if (this.stats.overloaded % 1000 === 1) {
+        this.log.warn({ pending: this.pendingProposals, bytes: this.pendingBytes, refused: this.stats.overloaded }, 'overloaded: refusing proposals');
+      }
+      throw new RuntimeError('Overloaded', `node ${this.id} has ${this.pendingProposals} proposals (${this.pendingBytes} bytes) pending; limits ${maxN} / ${maxB} bytes`);
+    }
+    this.pendingProposals++;
+    this.pendingBytes += bytes;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.pendingProposals--;
+      this.pendingBytes -= bytes;
+    };
   }
 
   /** Query `group`'s state machine (KV: the query is a key). Linearizable (ReadIndex) by default. */
@@ -892,7 +923,8 @@ export class FlotillaNode {
           const group = Number(p.group);
           if (!(p.d instanceof Uint8Array)) throw new RuntimeError('InvalidArgument', 'bad forwarded proposal');
           if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
-          return this.serveLocal(group, from, { t: 'propose', g: group, d: p.d, to: ms });
+          const release = this.admit(p.d.byteLength);
+          return this.serveLocal(group, from, { t: 'propose', g: group, d: p.d, to: ms }).finally(release);
         });
         return;
       case 'rd':
