@@ -1,0 +1,40 @@
+// `npm run check -- HISTORY.jsonl [--timeout-ms N]`: judge a recorded history. Exit 0 linearizable,
+// 1 violation, 3 unknown (time budget spent), 2 usage or malformed history.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { checkHistoryText, HistoryError } from './index.js';
+
+function main(): number {
+  let values;
+  let positionals;
+  try {
+    ({ values, positionals } = parseArgs({ allowPositionals: true, options: { 'timeout-ms': { type: 'string' } } }));
+  } catch (e) {
+    process.stderr.write(`check: ${(e as Error).message}\nusage: check HISTORY.jsonl [--timeout-ms N]\n`);
+    return 2;
+  }
+  if (positionals.length !== 1) {
+    process.stderr.write('usage: check HISTORY.jsonl [--timeout-ms N]\n');
+    return 2;
+  }
+  let text: string;
+  try {
+    text = readFileSync(positionals[0], 'utf8');
+  } catch (e) {
+    process.stderr.write(`check: cannot read ${positionals[0]}: ${(e as Error).message}\n`);
+    return 2;
+  }
+  try {
+    const r = checkHistoryText(text, { timeoutMs: values['timeout-ms'] ? Number(values['timeout-ms']) : undefined });
+    process.stdout.write(`${r.verdict}: ${r.operations} operations on ${r.keys} keys in ${r.ms} ms${r.explanation ? `\n${r.explanation}` : ''}\n`);
+    return r.verdict === 'ok' ? 0 : r.verdict === 'violation' ? 1 : 3;
+  } catch (e) {
+    if (e instanceof HistoryError) {
+      process.stderr.write(`check: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+process.exitCode = main();
