@@ -15,6 +15,7 @@ const { values } = parseArgs({
   options: {
     id: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, peer: { type: 'string', multiple: true },
     groups: { type: 'string' }, workers: { type: 'string' }, 'tick-ms': { type: 'string' },
+    draining: { type: 'boolean' }, balancer: { type: 'string' }, 'timeout-ms': { type: 'string' },
   },
 });
 const peers: Record<string, string> = {};
@@ -22,16 +23,30 @@ for (const p of values.peer ?? []) peers[p.slice(0, p.indexOf('='))] = p.slice(p
 const groups = Number(values.groups);
 const node = await startNode({
   id: values.id!, dataDir: values.data!, listen: values.listen!, peers, groups,
-  noSync: process.env.BENCH_NOSYNC === '1', workers: Number(values.workers ?? 1), tickMs: Number(values['tick-ms'] ?? 100), requestTimeoutMs: 30_000,
+  noSync: process.env.BENCH_NOSYNC === '1', workers: Number(values.workers ?? 1), tickMs: Number(values['tick-ms'] ?? 100),
+  requestTimeoutMs: Number(values['timeout-ms'] ?? 30_000),
+  draining: values.draining === true,
+  // Benchmarks that measure throughput or planned moves keep leaders where they are unless told.
+  balancer: values.balancer ? JSON.parse(values.balancer) : { enabled: false },
 });
 const send = (m: unknown) => process.send!(m);
 send({ kind: 'ready' });
 
 const enc = new TextEncoder();
-process.on('message', async (m: { cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean; transfers?: number; drain?: boolean }) => {
+process.on('message', async (m: { cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean; transfers?: number; drain?: boolean; gaps?: boolean; config?: Record<string, unknown>; concurrency?: number }) => {
   if (m.cmd === 'status') {
     const st = await node.status();
-    send({ kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced });
+    send({ kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced, moves: st.balancer?.moves ?? 0, failedMoves: st.balancer?.failed ?? 0 });
+    return;
+  }
+  if (m.cmd === 'undrain') {
+    node.undrain();
+    send({ kind: 'undrained' });
+    return;
+  }
+  if (m.cmd === 'configure') {
+    node.configureBalancer(m.config ?? {});
+    send({ kind: 'configured' });
     return;
   }
   if (m.cmd === 'idle') {
@@ -57,6 +72,11 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
     await node.stop();
     process.exit(0);
   }
+  if (m.cmd === 'drain') {
+    const r = await node.drain({ concurrency: m.concurrency });
+    send({ kind: 'drained', moved: r.moved, failed: r.failed.length, reasons: r.failed.slice(0, 10), ms: r.ms });
+    return;
+  }
   if (m.cmd !== 'load') return;
   // Keys this node's proposers write: with `local`, only keys of groups this node leads (each
   // node drives its own leaders, as a sharded client would); otherwise keys of every group.
@@ -77,6 +97,9 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
   const lat: number[] = [];
   let writes = 0;
   let errors = 0;
+  /** With `gaps`: per proposer, when each write succeeded (epoch ms, shared by the processes). */
+  const okAt: number[][] = Array.from({ length: m.proposers ?? 64 }, () => []);
+  const errorCodes: Record<string, number> = {};
   const end = performance.now() + (m.seconds ?? 10) * 1000;
   const proposer = async (p: number) => {
     for (let i = p; performance.now() < end; i += m.proposers!) {
@@ -85,8 +108,12 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
         await node.kv.put(keys[i % keys.length], value);
         lat.push(performance.now() - t);
         writes++;
-      } catch {
+        if (m.gaps) okAt[p].push(Date.now());
+      } catch (e) {
         errors++;
+        const code = (e as { code?: string }).code ?? 'Error';
+        errorCodes[code] = (errorCodes[code] ?? 0) + 1;
+        lat.push(performance.now() - t);
       }
     }
   };
@@ -122,5 +149,5 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
   const after = await node.status();
   const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
   const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number").map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
-  send({ kind: 'result', transferMs, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
+  send({ kind: 'result', okAt: m.gaps ? okAt : undefined, errorCodes, transferMs, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
 });

@@ -34,12 +34,12 @@ async function freePort(): Promise<number> {
   });
 }
 
-function pct(sorted: Float64Array, p: number): number {
+export function pct(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+export const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 export interface IdleResult {
   groups: number;
@@ -82,10 +82,10 @@ export async function runIdle(o: { groups: number; workers: number; seconds: num
   });
 }
 
-type Next = (c: ChildProcess, kind: string) => Promise<Record<string, unknown>>;
+export type Next = (c: ChildProcess, kind: string) => Promise<Record<string, unknown>>;
 
 /** Poll every node until all `groups` have a leader; returns the seconds it took. */
-async function waitElected(kids: Map<string, ChildProcess>, next: Next, groups: number): Promise<number> {
+export async function waitElected(kids: Map<string, ChildProcess>, next: Next, groups: number): Promise<number> {
   const t0 = performance.now();
   for (;;) {
     const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
@@ -95,7 +95,7 @@ async function waitElected(kids: Map<string, ChildProcess>, next: Next, groups: 
   }
 }
 
-async function withCluster<T>(groups: number, workers: number, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>): Promise<T> {
+export async function withCluster<T>(groups: number, workers: number, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>, extraArgs: (id: string) => string[] = () => []): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-bench-cluster-'));
   const ids = ['n1', 'n2', 'n3'];
   const ports = await Promise.all(ids.map(() => freePort()));
@@ -114,7 +114,7 @@ async function withCluster<T>(groups: number, workers: number, fn: (kids: Map<st
   });
   try {
     for (const id of ids) {
-      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), '--workers', String(workers)];
+      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), '--workers', String(workers), ...extraArgs(id)];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
       kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, {
         execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],

@@ -10,11 +10,12 @@ import { benchRaftCore } from './raft-core.js';
 import { benchStorage } from './storage.js';
 import { benchTransport } from './transport.js';
 import { runCluster, runIdle, runTransfers } from './cluster.js';
+import { runBalancer, runDrain, runKill } from './leadership.js';
 
-const SCENARIOS = ['raft-core', 'storage', 'transport', 'cluster', 'idle', 'transfer'] as const;
+const SCENARIOS = ['raft-core', 'storage', 'transport', 'cluster', 'idle', 'transfer', 'drain', 'kill', 'balancer'] as const;
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { quick: { type: 'boolean' }, out: { type: 'string' } },
+  options: { quick: { type: 'boolean' }, out: { type: 'string' }, balancer: { type: 'string' } },
 });
 const chosen = positionals.length > 0 ? positionals : [...SCENARIOS];
 for (const s of chosen) {
@@ -96,6 +97,32 @@ if (chosen.includes('transfer')) {
     `failed ${x.transferFailures.length}; drain: ${x.drain ? `${x.drain.moved} leaders in ${x.drain.ms} ms, failed ${x.drain.failed}` : 'not run'}; ` +
     `writes ${x.writes}, failed ${x.failedWrites}, stalled >1 s ${x.stalledWrites}, write p99 ${x.writeP99Ms} ms\n`);
   scenarios.transfer = x;
+}
+
+if (chosen.includes('drain')) {
+  process.stdout.write('bench: drain (3 node processes, n1 leads all 1,000 groups, writes from every node; n1 drains) ...\n');
+  const x = await runDrain({ groups: 1000, concurrency: 64, proposers: 64, seconds: quick ? 12 : 20 });
+  process.stdout.write(`  drained ${x.moved} of ${x.leadersBefore} leaders in ${x.drainMs} ms, failed ${x.failed}; writes ${x.writes}, ` +
+    `failed ${x.failedWrites}, stalled >1 s ${x.stalledWrites}, write p50 ${x.writeP50Ms} ms p99 ${x.writeP99Ms} ms\n`);
+  scenarios.drain = x;
+}
+
+if (chosen.includes('kill')) {
+  process.stdout.write('bench: kill (3 node processes, 1,000 groups, writes from two nodes; kill -9 of the third, which leads the most) ...\n');
+  const x = await runKill({ groups: 1000, proposers: 64, seconds: quick ? 12 : 20, timeoutMs: 10_000 });
+  process.stdout.write(`  killed ${x.victim} (leading ${x.victimLeaders}), all its groups led again after ${x.reelectedMs} ms: writes resumed within max ${x.resumeMaxMs} ms, p99 ${x.resumeP99Ms} ms, ` +
+    `p50 ${x.resumeP50Ms} ms (election timeout ${x.electionTimeoutMs} ms); writes ${x.writes}, errors ${JSON.stringify(x.errors)}, over deadline ${x.overDeadline}\n`);
+  scenarios.kill = x;
+}
+
+if (chosen.includes('balancer')) {
+  const groups = quick ? 2000 : 10_000;
+  process.stdout.write(`bench: balancer (3 node processes, ${groups.toLocaleString('en')} groups all led by n1, then the balancer) ...\n`);
+  const x = await runBalancer({ groups, workers: 1, quietSeconds: quick ? 30 : 300, config: values.balancer ? JSON.parse(values.balancer) : undefined });
+  process.stdout.write(`  skew in ${x.skewSeconds} s; within 5% of ${Math.round(groups / 3)} per node in ${x.within5PctSeconds ?? 'never'} s ` +
+    `(${x.leadersAtWithin5Pct.join('/')}) with ${x.movesToWithin5Pct} moves (minimum ${x.minMovesWithin5Pct}, ratio ${x.ratioToMinimum}); ` +
+    `${x.movesWhileQuiet} moves in the next ${x.quietSeconds} s; failed moves ${x.failedMoves}; final ${x.finalLeaders.join('/')}\n`);
+  scenarios.balancer = x;
 }
 
 const results = { machine: machineInfo(), quick, durationSec: (Date.now() - started) / 1000, scenarios };

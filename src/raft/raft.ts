@@ -94,6 +94,9 @@ export class Raft {
   role: Role = 'follower';
 
   electionElapsed = 0;
+  /** Real ticks (coalesced ones counted in full) since we last heard a leader, for the lease
+   *  check on votes and for fast failover: the leader's lease runs on real ticks too. */
+  silence = 0;
   heartbeatElapsed = 0;
   randomizedTimeout = 0;
   /** Monotonic tick counter while leader; heartbeats carry it so replies date a lease. */
@@ -160,6 +163,7 @@ export class Raft {
     }
     this.leader = NONE;
     this.electionElapsed = 0;
+    this.silence = 0;
     this.heartbeatElapsed = 0;
     this.resetRandomizedTimeout(this.cfg.electionTicks);
     this.tracker.resetVotes();
@@ -198,6 +202,7 @@ export class Raft {
     this.reset(term);
     this.role = 'follower';
     this.leader = leader;
+    this.failoverRetries = 0;
   }
 
   private becomePreCandidate(): void {
@@ -207,6 +212,7 @@ export class Raft {
     this.leader = NONE;
     this.tracker.resetVotes();
     this.electionElapsed = 0;
+    this.silence = 0;
     this.resetRandomizedTimeout(this.cfg.electionRoundTicks);
   }
 
@@ -246,7 +252,10 @@ export class Raft {
     if (this.quiesced) return;
     if (this.role === 'leader') this.leaderTicks += elapsed - 1;
     if (this.role === 'leader') this.tickLeader();
-    else this.tickElection();
+    else {
+      this.silence += elapsed;
+      this.tickElection();
+    }
     if (this.transferVerdict) this.judgeTransfer();
   }
 
@@ -257,14 +266,25 @@ export class Raft {
   /** Set when the host reports our leader's node down: campaign at this many ticks since we last
    *  heard it instead of the randomized timeout (0 = not set). */
   private failoverAt = 0;
+  /** After a fast-failover campaign that did not win (a voter had not heard of the failure yet),
+   *  retry this many more times after a short pause rather than the full election round. */
+  private failoverRetries = 0;
+  private failoverRank = 0;
 
   private tickElection(): void {
     this.electionElapsed++;
-    const due = this.failoverAt > 0 ? this.failoverAt : this.randomizedTimeout;
+    // Fast failover counts real time (a loaded host coalesces ticks): the old lease lapses in
+    // real time, and so does the voters' lease check below.
+    // Only a pre-candidate retries early: its round raises no term, so a retry cannot undo a
+    // real election that is merely slow under load.
+    const retry = this.role === 'preCandidate' && this.failoverRetries > 0 && this.silence >= 5 + 2 * this.failoverRank;
+    if (retry) this.failoverRetries--;
+    const due = retry || (this.failoverAt > 0 ? this.silence >= this.failoverAt + this.campaignDelay : this.electionElapsed >= this.randomizedTimeout + this.campaignDelay);
     // A node that cannot campaign keeps counting: resetting its clock would keep it "in lease"
     // with a dead leader forever, refusing every vote.
-    if (this.electionElapsed >= due + this.campaignDelay && this.promotable()) {
+    if (due && this.promotable()) {
       this.electionElapsed = 0;
+      this.silence = 0;
       this.failoverAt = 0;
       this.hup(false);
     }
@@ -388,8 +408,11 @@ export class Raft {
       }
       if ((m.type === 'vote' || m.type === 'preVote') && !m.transfer) {
         // Leader stickiness: while we hear from a live leader, refuse to help depose it.
+        // Real ticks: the leader's lease (leaseReads) is dated in real ticks as well.
+        // A voter told that the leader's node is down has no stickiness to keep, unless leases
+        // are in use (then the old lease must lapse first, whatever the liveness layer says).
         const inLease = this.cfg.checkQuorum && (this.leader !== NONE || this.startupQuiet) &&
-          this.electionElapsed < this.cfg.electionTicks;
+          this.silence < this.cfg.electionTicks && !(this.failoverAt > 0 && !this.cfg.leaseReads);
         if (inLease) return OK;
       }
       if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
@@ -466,6 +489,7 @@ export class Raft {
       this.send({ type: respType, to: m.from, term: m.term, reject: false });
       if (m.type === 'vote') {
         this.electionElapsed = 0;
+        this.silence = 0;
         this.vote = m.from;
       }
     } else {
@@ -541,18 +565,21 @@ export class Raft {
     switch (m.type) {
       case 'app':
         this.electionElapsed = 0;
+        this.silence = 0;
         this.failoverAt = 0;
         this.leader = m.from;
         this.handleAppend(m);
         return;
       case 'hb':
         this.electionElapsed = 0;
+        this.silence = 0;
         this.failoverAt = 0;
         this.leader = m.from;
         this.handleHeartbeat(m);
         return;
       case 'snap':
         this.electionElapsed = 0;
+        this.silence = 0;
         this.failoverAt = 0;
         this.leader = m.from;
         this.handleSnapshot(m);
@@ -1011,6 +1038,7 @@ export class Raft {
     this.quiesced = false;
     this.idleTicks = 0;
     this.electionElapsed = 0;
+    this.silence = 0;
     this.heartbeatElapsed = 0;
     if (this.role === 'leader') {
       // Time stood still while quiesced: no lease survives it. Jumping the tick counter also makes
@@ -1031,12 +1059,12 @@ export class Raft {
    *  its election clock from zero (so a lease the leader may still hold expires first).
    *
    *  Fast failover: instead of the randomized timeout (up to 2x the election timeout), campaign
-   *  as soon as the old leader's lease must have lapsed — one election timeout since we last
-   *  heard it, the same bound the votes of the others enforce — plus one tick for the other
-   *  nodes' tick phase, and a stagger of 2 ticks per rank among the surviving voters (ranked by
-   *  a hash of group and id, so each group has a different first candidate and split votes are
-   *  rare). A wrong report only costs an election after a full timeout of silence, which the
-   *  randomized timeout would have started too. */
+   *  soon, with a stagger of 2 ticks per rank among the surviving voters (ranked by a hash of
+   *  group and id, so each group has a different first candidate and no split vote): without
+   *  lease reads, 2 ticks after the report; with lease reads, only once the old leader's lease
+   *  must have lapsed (one election timeout plus a tick since we last heard it, the bound the
+   *  voters enforce). A wrong report costs little: a voter that still hears the leader ignores
+   *  the (pre-)vote, so no term is raised. */
   leaderUnreachable(): void {
     if (this.role !== 'follower') return;
     if (this.quiesced) this.unquiesce();
@@ -1045,7 +1073,11 @@ export class Raft {
       .map((id) => ({ id, h: rankHash(this.group, id) }))
       .sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : 1));
     const rank = survivors.findIndex((x) => x.id === this.id);
-    this.failoverAt = this.cfg.electionTicks + 1 + 2 * rank;
+    // Without lease reads nothing is promised to the old leader: campaign two ticks after the
+    // report (the other survivors hear of it about as fast, and then ignore stickiness too).
+    this.failoverAt = (this.cfg.leaseReads ? this.cfg.electionTicks + 1 : 2) + 2 * rank;
+    this.failoverRank = rank;
+    this.failoverRetries = this.cfg.leaseReads ? 0 : 3;
   }
 
   /** The host could not reach `id` (connection down, send failed). */

@@ -97,6 +97,8 @@ interface Pending {
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: Error) => void;
   readonly timer: NodeJS.Timeout;
+  /** The node asked: if it goes down, the request fails at once (retryable) instead of at its timeout. */
+  readonly to: NodeId;
 }
 
 type FwdReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId; reason?: TransferFailReason };
@@ -188,6 +190,8 @@ export class FlotillaNode {
   private transport!: Transport;
   readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0, overloaded: 0 };
   private pendingProposals = 0;
+  /** Retries waiting for a group to have a leader again. */
+  private readonly leaderWaits = new Map<number, Set<() => void>>();
   private pendingBytes = 0;
   /** Verified transfers requested here (request -> verified new leader) and peer round trips. */
   readonly histograms = { transfer: new Histogram(), rtt: new Histogram() };
@@ -280,6 +284,7 @@ export class FlotillaNode {
         if (node.leaderChanges.length > 100_000) node.leaderChanges.splice(0, 50_000);
         if (l) node.leaders.set(g, l);
         else node.leaders.delete(g);
+        if (l) for (const wake of [...(node.leaderWaits.get(g) ?? [])]) wake();
       },
       onStarted: (i) => {
         for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { t: 'up', p });
@@ -295,7 +300,17 @@ export class FlotillaNode {
       if (node.draining) node.transport.send(p, { k: 'app', t: 'drainState', p: { draining: true } });
       node.workers.broadcast({ t: 'up', p });
     });
-    node.transport.on('peerDown', (p) => node.workers.broadcast({ t: 'down', p }));
+    node.transport.on('peerDown', (p) => {
+      node.workers.broadcast({ t: 'down', p });
+      // Requests in flight to a node that died will not be answered: retry them elsewhere now
+      // (client sessions make a proposal's retry safe even if the dead node had logged it).
+      for (const [id, q] of node.pending) {
+        if (q.to !== p) continue;
+        clearTimeout(q.timer);
+        node.pending.delete(id);
+        q.reject(new RuntimeError('Unavailable', `${p} went down while serving the request`));
+      }
+    });
     try {
       await node.workers.start();
     } catch (e) {
@@ -427,6 +442,23 @@ export class FlotillaNode {
         : this.forward(target, 'rd', { group, q: query, c, to: ms }, ms + 250), c === 'stale');
   }
 
+  /** Sleep `ms`, or less if a local replica of `group` reports a leader meanwhile. */
+  private leaderOrSleep(group: number, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.leaderWaits.get(group);
+      if (!set) this.leaderWaits.set(group, (set = new Set()));
+      const done = () => {
+        clearTimeout(timer);
+        const s = this.leaderWaits.get(group);
+        s?.delete(done);
+        if (s?.size === 0) this.leaderWaits.delete(group);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      set.add(done);
+    });
+  }
+
   /** Hand a client request to the group's worker, noting where it came from when this node
    *  leads the group (the balancer's follow-the-workload input). */
   private serveLocal(group: number, origin: NodeId, req: Parameters<ShardWorkers['call']>[1]): Promise<unknown> {
@@ -477,7 +509,8 @@ export class FlotillaNode {
         if (hint) this.leaders.set(group, hint);
         else if (this.leaders.get(group) === target) this.leaders.delete(group);
         // A hint to another node is followed at once; otherwise wait a little (election, restart).
-        if (!(hint && hint !== target)) await sleep(Math.min(200, 5 * 2 ** Math.min(n, 6), Math.max(0, deadline - Date.now() - 5)));
+        // A local replica learning the new leader ends the wait at once (failover, transfer).
+        if (!(hint && hint !== target)) await this.leaderOrSleep(group, Math.min(200, 5 * 2 ** Math.min(n, 6), Math.max(0, deadline - Date.now() - 5)));
       }
     }
   }
@@ -863,7 +896,7 @@ export class FlotillaNode {
         this.pending.delete(id);
         reject(new RuntimeError('Timeout', `request ${t} to ${to} timed out`));
       }, Math.max(1, timeoutMs));
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, to });
       if (!this.transport.send(to, { k: 'app', t, p: { ...p, id } })) {
         clearTimeout(timer);
         this.pending.delete(id);

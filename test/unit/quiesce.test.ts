@@ -159,8 +159,8 @@ test('followers of a leader lost while quiesced stay quiet until leaderUnreachab
   for (const id of ['b', 'c']) assert.equal(c.appliedData(id).at(-1), 'new-era');
 });
 
-test('leaderUnreachable restarts the election clock from zero: no election for electionTicks', () => {
-  const c = quiesced();
+test('with lease reads, leaderUnreachable restarts the election clock from zero: no election for electionTicks', () => {
+  const c = quiesced({ leaseReads: true, checkQuorum: true });
   c.isolate('a');
   c.node('b').leaderUnreachable();
   c.node('c').leaderUnreachable();
@@ -309,11 +309,11 @@ test('late answers to the last heartbeats before quiescing do not renew the leas
   assert.deepEqual(served, [], `stale lease read served at index ${served[0]?.index} while ${leader} committed ${w.index}`);
 });
 
-test('fast failover: after leaderUnreachable, a surviving voter campaigns one tick after the lease lapses, not after a randomized timeout', () => {
+test('fast failover with lease reads: a surviving voter campaigns one tick after the lease lapses, not after a randomized timeout', () => {
   // Many seeds, so that a randomized timeout (10..19 ticks) would show up as late elections.
   const late: number[] = [];
   for (let seed = 1; seed <= 20; seed++) {
-    const c = new TestCluster(['a', 'b', 'c'], { seed, quiesceAfterTicks: N } as ClusterOptions);
+    const c = new TestCluster(['a', 'b', 'c'], { seed, quiesceAfterTicks: N, leaseReads: true, checkQuorum: true } as ClusterOptions);
     c.elect('a');
     c.isolate('a');
     c.node('b').leaderUnreachable();
@@ -333,4 +333,39 @@ test('fast failover: after leaderUnreachable, a surviving voter campaigns one ti
     if (ticks !== 11) late.push(seed);
   }
   assert.deepEqual(late, [], 'every seed elected at electionTicks + 1 (the first-ranked survivor, no split vote)');
+});
+
+test('fast failover without lease reads: the survivors elect two ticks after the report; a voter still hearing the leader ignores it', () => {
+  const late: number[] = [];
+  for (let seed = 1; seed <= 20; seed++) {
+    const c = new TestCluster(['a', 'b', 'c'], { seed, quiesceAfterTicks: N, checkQuorum: true } as ClusterOptions);
+    c.elect('a');
+    c.isolate('a');
+    c.node('b').leaderUnreachable();
+    c.node('c').leaderUnreachable();
+    let ticks = 0;
+    let leader: NodeId | undefined;
+    while (!leader && ticks < 40) {
+      ticks++;
+      c.tick('b');
+      c.tick('c');
+      c.stabilize();
+      leader = ['b', 'c'].find((id) => c.node(id).status().role === 'leader');
+    }
+    if (ticks !== 2) late.push(seed);
+  }
+  assert.deepEqual(late, [], 'every seed elected at tick 2');
+
+  // A false report on one follower only: the other still hears the leader and ignores the
+  // pre-vote, so no term is raised and the leader stays.
+  const c = new TestCluster(['a', 'b', 'c'], { quiesceAfterTicks: 1000, checkQuorum: true } as ClusterOptions);
+  c.elect('a');
+  const term = c.node('a').status().term;
+  c.node('b').leaderUnreachable();
+  for (let i = 0; i < 6; i++) {
+    c.tickAll(1);
+    c.stabilize();
+  }
+  assert.equal(c.node('a').status().role, 'leader', 'a still leads');
+  assert.equal(c.node('a').status().term, term, 'no term raised');
 });
