@@ -17,6 +17,13 @@ function main(): number {
     process.stderr.write('usage: check HISTORY.jsonl [--timeout-ms N]\n');
     return 2;
   }
+  const raw = values['timeout-ms'];
+  const timeoutMs = raw === undefined ? undefined : Number(raw);
+  // A budget that is not a positive number would never expire: refuse it rather than risk a hang.
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    process.stderr.write(`check: --timeout-ms must be a positive number of milliseconds (got ${JSON.stringify(raw)})\n`);
+    return 2;
+  }
   let text: string;
   try {
     text = readFileSync(positionals[0], 'utf8');
@@ -25,7 +32,7 @@ function main(): number {
     return 2;
   }
   try {
-    const r = checkHistoryText(text, { timeoutMs: values['timeout-ms'] ? Number(values['timeout-ms']) : undefined });
+    const r = checkHistoryText(text, { timeoutMs });
     process.stdout.write(`${r.verdict}: ${r.operations} operations on ${r.keys} keys in ${r.ms} ms${r.explanation ? `\n${r.explanation}` : ''}\n`);
     return r.verdict === 'ok' ? 0 : r.verdict === 'violation' ? 1 : 3;
   } catch (e) {

@@ -123,8 +123,14 @@ export function jepsenEtcdOps(text: string): Operation[] {
     const [, p, type, f, raw] = m;
     const pair = /^\[(-?\d+) (-?\d+)\]$/.exec(raw.trim());
     let value: unknown = raw.trim() === 'nil' ? null : pair ? [Number(pair[1]), Number(pair[2])] : /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw.trim();
-    if (type === 'ok' && f === 'cas') value = true;
-    events.push([{ type: type as Ev[0]['type'], process: Number(p), f: f as OpName, key: 'r', value: value as never, time: n }, n + 1]);
+    // Jepsen's etcd client reports a cas whose compare did not hold as :fail; Porcupine reads it as
+    // "completed, compare failed" (it did nothing, and the value differed from expected then).
+    let t = type as Ev[0]['type'];
+    if (f === 'cas' && t !== 'invoke' && t !== 'info') {
+      value = t === 'ok';
+      t = 'ok';
+    }
+    events.push([{ type: t, process: Number(p), f: f as OpName, key: 'r', value: value as never, time: n }, n + 1]);
   });
   return fromEvents(events);
 }

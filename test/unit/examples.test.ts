@@ -16,3 +16,24 @@ test('examples/bank-ledger/run.ts runs a 3-node ledger and ends with OK', () => 
   assert.match(r.stdout, /\d+ transfers applied, \d+ rejected for insufficient funds/);
   assert.match(r.stdout, /OK: money conserved in all 8 branches on every node/);
 });
+
+test('examples/notes-service.ts serves notes from an embedded 3-node cluster and ends with OK', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/notes-service.ts'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /moved group \d+ from n\d to n2 in [\d.]+ ms \(verified\)/);
+  assert.match(r.stdout, /OK: 20 notes written through the service and read back linearizably after a leader moved/);
+});
+
+test('examples/rolling-maintenance/run.sh drains, restarts and undrains every node with no failed write', () => {
+  const r = spawnSync('bash', ['examples/rolling-maintenance/run.sh'], { encoding: 'utf8', timeout: 240_000 });
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /drained n1: moved \d+ leaders/);
+  assert.match(r.stdout, /writes: \d+ acknowledged, 0 failed/);
+  assert.match(r.stdout, /OK: rolling maintenance done on n1, n2, n3 with no failed write/);
+});
+
+test('examples/balancer/run.ts meets its locality preferences and weights and ends with OK', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/balancer/run.ts'], { encoding: 'utf8', timeout: 180_000 });
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /OK: all 33 preferred groups led in their preferred zone; weights respected/);
+});
