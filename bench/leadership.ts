@@ -37,6 +37,7 @@ export interface BalancerBenchResult {
   movesWhileQuiet: number;
   failedMoves: number;
   finalLeaders: number[];
+  movesPerNodeWhileQuiet: number[];
 }
 
 /** From all leaders on n1 to within 5% of the ideal count, then a quiet period. */
@@ -74,6 +75,7 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
       ratioToMinimum: within === null ? null : round(movesAtWithin / (o.groups - hi), 3),
       quietSeconds: o.quietSeconds, movesWhileQuiet: moves(end) - moves(quietStart),
       failedMoves: end.reduce((a, s) => a + (s.failedMoves as number), 0), finalLeaders: end.map((s) => s.leaders as number),
+      movesPerNodeWhileQuiet: end.map((s, i) => (s.moves as number) - (quietStart[i].moves as number)),
     };
   }, (id) => (id === 'n1' ? [] : ['--draining']));
 }
