@@ -607,6 +607,8 @@ export class Shard {
     for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
     this.active.clear();
     lap('msReady');
+    // The entries in these Readies' `committed` are known committed by now (acks stepped above, or
+    // the last turn's advance): the end of commit latency and the start of apply latency.
     const knownCommitted = t;
     if (readies.length === 0 && removed.length === 0) return false;
     this.stats.loops++;
@@ -644,8 +646,9 @@ export class Shard {
       this.stats.msSmWrite += performance.now() - w0;
     });
     lap('msCommit');
-    this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = performance.now() - c0;
-    this.histograms.fsync.observeMs(performance.now() - c0);
+    const commitMs = performance.now() - c0;
+    this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = commitMs;
+    this.histograms.fsync.observeMs(commitMs);
     this.sm.committed();
     this.stats.commits++;
 
@@ -694,12 +697,14 @@ export class Shard {
         const w = g.waiters.get(e.index);
         if (!w) continue;
         g.waiters.delete(e.index);
-        if (w.at !== undefined) {
-          this.histograms.commit.observeMs(knownCommitted - w.at);
-          this.histograms.apply.observeMs(performance.now() - knownCommitted);
-        }
-        if (w.term === e.term) w.resolve(res[i]);
-        else w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
+        if (w.term === e.term) {
+          // A superseded proposal was never committed: it stays out of the latency histograms.
+          if (w.at !== undefined) {
+            this.histograms.commit.observeMs(knownCommitted - w.at);
+            this.histograms.apply.observeMs(performance.now() - knownCommitted);
+          }
+          w.resolve(res[i]);
+        } else w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
       }
       this.maybeCompact(g);
     }

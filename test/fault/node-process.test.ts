@@ -157,9 +157,9 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.equal(cli('member', '--admin', adminOf('n1'), '--group', '1').status, 2, 'usage: one operation');
     // Prometheus metrics.
     const m = await (await fetch(`${admin.get('n2')}/metrics`)).text();
-    assert.match(m, /# TYPE flotilla_leaders gauge\nflotilla_leaders\{node="n2"\} \d+/);
+    assert.match(m, /# TYPE flotilla_leaders gauge\nflotilla_leaders\{node="n2"\} \d+/, 'leaders gauge with its TYPE line');
     assert.match(m, /flotilla_transfers_total\{node="n2",outcome="completed"\} [1-9]/, 'the CLI transfer asked on n2 is counted');
-    assert.match(m, /flotilla_peer_connected\{node="n2",peer="n1"\} 1/);
+    assert.match(m, /flotilla_peer_connected\{node="n2",peer="n1"\} 1/, 'n2 is linked to n1');
     const histogram = (text: string, name: string) => {
       const buckets = [...text.matchAll(new RegExp(`^${name}_bucket\\{node="n\\d",le="([^"]+)"\\} (\\d+)$`, 'gm'))].map((x) => Number(x[2]));
       const count = Number(new RegExp(`^${name}_count\\{node="n\\d"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
@@ -174,7 +174,10 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     const all = await Promise.all(['n1', 'n2', 'n3'].map(async (id) => (await fetch(`${admin.get(id)}/metrics`)).text()));
     assert.ok(all.reduce((a, t) => a + histogram(t, 'flotilla_commit_latency_seconds'), 0) > 0, 'proposal commit latency observed on the leaders');
     assert.ok(all.reduce((a, t) => a + histogram(t, 'flotilla_apply_latency_seconds'), 0) > 0, 'apply latency observed on the leaders');
-    assert.match(m, /flotilla_proposals_total\{node="n2"\} \d+/);
+    assert.match(m, /flotilla_proposals_total\{node="n2"\} [1-9]\d*$/m, 'the writes and CAS asked on n2 are counted');
+    assert.match(m, /flotilla_leader_changes_total\{node="n2"\} [1-9]\d*$/m, 'the elections and the transfer are seen by n2\'s replicas');
+    assert.match(m, /flotilla_not_leader_total\{node="n2"\} \d+$/m, 'not-leader counter exposed');
+    assert.match(m, /flotilla_requests_retried_total\{node="n2"\} \d+$/m, 'retried attempts exposed');
     assert.match(m, /flotilla_balancer_moves_total\{node="n2",reason="count"\} \d+/, 'balancer moves by reason');
 
     for (const p of procs.values()) p.kill('SIGTERM');

@@ -74,6 +74,12 @@ test('three shards elect, replicate, read linearizably, transfer and survive a r
       const r = await retry(() => net.shards.get(leaderOf(net, g) ?? 'n1')!.propose(g, { op: 'put', key: enc.encode(`k${g}`), value: enc.encode(`v${g}`) }));
       assert.deepEqual(r, { op: 'put' });
     }
+    // Each answered proposal is timed once, on the leader that accepted it (a superseded or
+    // timed-out attempt is not); every shard timed its storage commits.
+    const hist = (k: 'fsync' | 'commit' | 'apply') => IDS.map((id) => net.shards.get(id)!.histograms[k].count);
+    assert.equal(hist('commit').reduce((a, b) => a + b, 0), 20, `commit latency: one per answered write (${hist('commit')})`);
+    assert.equal(hist('apply').reduce((a, b) => a + b, 0), 20, `apply latency: one per answered write (${hist('apply')})`);
+    assert.ok(hist('fsync').every((n) => n > 0), `every shard timed its storage commits (${hist('fsync')})`);
     for (const id of IDS) {
       const s = net.shards.get(id)!;
       for (let g = 1; g <= 20; g++) {
