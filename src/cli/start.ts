@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { startNode, type StartOptions } from '../runtime/node.js';
-import { parseAddress } from '../transport/index.js';
+import { MIN_SECRET_LENGTH, parseAddress, validateTransportSecurity, type TransportSecurity } from '../transport/index.js';
 import { startAdmin } from './admin.js';
 
 export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOST:PORT --peer n2=HOST:PORT ... [options]
@@ -26,7 +26,8 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
   --state-machine PATH  a module exporting createStateMachine(group) (default: built-in KV)
   --config FILE         JSON file with the same fields (id, data, listen, peers {id: addr},
                         groups, replication, admin, workers, zone, rack, tickMs, electionTicks,
-                        timingScale, requestTimeoutMs, stateMachine, logLevel); flags override it
+                        timingScale, requestTimeoutMs, stateMachine, logLevel, tlsCa, tlsCert,
+                        tlsKey, clusterSecretFile); flags override it
   --log-level LEVEL     pino level (default info)
   --fault-injection     enable POST /debug/crash-worker on the admin server (drills, tests)
   --admin-token TOKEN   require "Authorization: Bearer TOKEN" for every admin request that
@@ -37,6 +38,13 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
                         "preferences": [{"groups": {"from": 1, "to": 50}, "leaders": [{"zone": "a"}]}],
                         "followWorkload": {"minShare": 0.6}, ...} (see README, Leader balancer)
   --draining            start in maintenance (never receives leadership until undrain)
+  --tls-ca FILE         mutual TLS between nodes: the cluster CA certificate (PEM); needs
+  --tls-cert FILE       this node's certificate (PEM, issued by the CA, CN or a SAN = the node id)
+  --tls-key FILE        and its private key (PEM). Config: tlsCa, tlsCert, tlsKey
+  --cluster-secret-file FILE  a shared cluster secret (at least ${MIN_SECRET_LENGTH} characters; surrounding
+                        whitespace ignored) proved in the node handshake, never sent (or
+                        FLOTILLA_CLUSTER_SECRET; config: clusterSecretFile). Every node needs the same
+                        TLS / secret settings; see README, Transport security
 `;
 
 export class ConfigError extends Error {
@@ -66,6 +74,7 @@ interface NodeConfig {
   balancer?: Record<string, unknown>;
   draining?: boolean;
   adminToken?: string;
+  transportSecurity?: TransportSecurity;
 }
 
 function positiveInt(field: string, v: unknown): number {
@@ -94,6 +103,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
       'election-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
       workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
       'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' }, 'no-balancer': { type: 'boolean' }, draining: { type: 'boolean' }, 'admin-token': { type: 'string' },
+      'tls-ca': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'cluster-secret-file': { type: 'string' },
     },
   });
   let file: Partial<Record<string, unknown>> = {};
@@ -165,7 +175,51 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     cfg.balancer = { ...(bal as Record<string, unknown> | undefined), ...(values.balancer ? { enabled: true } : {}), ...(values['no-balancer'] ? { enabled: false } : {}) };
   }
   if (values.draining || file.draining === true) cfg.draining = true;
+  const security = transportSecurity(values, file);
+  if (security !== undefined) cfg.transportSecurity = security;
   return cfg;
+}
+
+function readConfigFile(field: string, path: unknown): string {
+  if (typeof path !== 'string' || path.length === 0) throw new ConfigError(field, 'must be a file path');
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(field, `cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** --tls-ca/--tls-cert/--tls-key (all or none) and the cluster secret (file, or the environment). */
+function transportSecurity(values: Record<string, unknown>, file: Partial<Record<string, unknown>>): TransportSecurity | undefined {
+  const paths = {
+    tlsCa: values['tls-ca'] ?? file.tlsCa, tlsCert: values['tls-cert'] ?? file.tlsCert, tlsKey: values['tls-key'] ?? file.tlsKey,
+  };
+  const given = Object.entries(paths).filter(([, v]) => v !== undefined).map(([k]) => k);
+  if (given.length > 0 && given.length < 3) {
+    throw new ConfigError(Object.keys(paths).find((k) => !given.includes(k))!, 'tlsCa, tlsCert and tlsKey must be given together');
+  }
+  const sec: { tls?: { ca: string; cert: string; key: string }; secret?: string } = {};
+  if (given.length === 3) {
+    sec.tls = { ca: readConfigFile('tlsCa', paths.tlsCa), cert: readConfigFile('tlsCert', paths.tlsCert), key: readConfigFile('tlsKey', paths.tlsKey) };
+  }
+  const secretFile = values['cluster-secret-file'] ?? file.clusterSecretFile;
+  const env = process.env.FLOTILLA_CLUSTER_SECRET;
+  if (secretFile !== undefined || env !== undefined) {
+    const field = secretFile !== undefined ? 'clusterSecretFile' : 'FLOTILLA_CLUSTER_SECRET';
+    const secret = (secretFile !== undefined ? readConfigFile(field, secretFile) : env!).trim();
+    if (secret.length < MIN_SECRET_LENGTH) throw new ConfigError(field, `the cluster secret must be at least ${MIN_SECRET_LENGTH} characters`);
+    sec.secret = secret;
+  }
+  if (sec.tls === undefined && sec.secret === undefined) return undefined;
+  try {
+    validateTransportSecurity(sec);
+  } catch (e) {
+    // The message starts with the option's field (tls.ca, tls.cert, tls.key, secret).
+    const msg = (e as Error).message;
+    const field = ({ 'tls.ca': 'tlsCa', 'tls.cert': 'tlsCert', 'tls.key': 'tlsKey' } as Record<string, string>)[msg.slice(0, msg.indexOf(':'))] ?? 'tls';
+    throw new ConfigError(field, msg.slice(msg.indexOf(':') + 1).trim());
+  }
+  return sec;
 }
 
 export async function runStart(argv: string[]): Promise<number> {
@@ -183,6 +237,7 @@ export async function runStart(argv: string[]): Promise<number> {
     workers: cfg.workers, labels: { zone: cfg.zone, rack: cfg.rack }, timingScale: cfg.timingScale,
     requestTimeoutMs: cfg.requestTimeoutMs, stateMachine: cfg.stateMachine ? { module: cfg.stateMachine } : undefined,
     balancer: cfg.balancer as StartOptions['balancer'], draining: cfg.draining,
+    transportSecurity: cfg.transportSecurity,
   };
   let node: Awaited<ReturnType<typeof startNode>>;
   try {

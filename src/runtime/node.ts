@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/kv.js';
 import { SessionClient, encodeCommand } from '../storage/session.js';
-import { Transport, parseAddress, type Envelope } from '../transport/index.js';
+import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
 import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
 import { workerOf, type Consistency } from './protocol.js';
 import type { LedGroup, RaftTuning } from './shard.js';
@@ -64,6 +64,12 @@ export interface StartOptions {
   readonly draining?: boolean;
   /** Skip fsync (tests of protocol behaviour only; never in production). Default false. */
   readonly noSync?: boolean;
+  /** Authentication between nodes (every node of the cluster needs the same kind):
+   *  `tls: { ca, cert, key }` (PEM) for mutual TLS with certificates from a cluster CA, each
+   *  naming its node id in CN or a subjectAltName; `secret` (at least 16 characters) for a
+   *  cluster secret proved by HMAC challenge-response in the handshake (never sent; does not
+   *  encrypt). Both may be combined. Default: neither (plain TCP). See README, Transport security. */
+  readonly transportSecurity?: TransportSecurity;
   readonly logger?: Logger;
 }
 
@@ -232,6 +238,11 @@ export class FlotillaNode {
     const workers = opts.workers ?? availableParallelism();
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new RuntimeError('InvalidArgument', 'workers: must be an integer in 1..256');
     parseAddress(opts.listen);
+    try {
+      validateTransportSecurity(opts.transportSecurity);
+    } catch (e) {
+      throw new RuntimeError('InvalidArgument', `transportSecurity.${(e as Error).message}`);
+    }
     const clusterId = clusterIdOf(nodes, opts.groups, replication);
     mkdirSync(opts.dataDir, { recursive: true });
     const idFile = join(opts.dataDir, 'cluster.json');
@@ -293,6 +304,7 @@ export class FlotillaNode {
     });
     node.transport = new Transport({
       nodeId: opts.id, clusterId, listen: parseAddress(opts.listen), peers: opts.peers, logger: log,
+      tls: opts.transportSecurity?.tls, secret: opts.transportSecurity?.secret,
       onEnvelopes: (from, envs) => node.onEnvelopes(from, envs),
     });
     node.transport.on('peerUp', (p) => {

@@ -22,8 +22,21 @@
 // counted per reason, the rest of the frame is delivered to `onEnvelopes(from, envelopes)`. A
 // broken stream (oversized length, undecodable frame, a data frame before the handshake) closes
 // that connection only, with a log line and a counter; outbound links then reconnect.
+//
+// Authentication (both optional, combinable; see README "Transport security"):
+//  - `tls`: mutual TLS below the framing. The acceptor listens with tls.createServer (requestCert,
+//    rejectUnauthorized) and the dialer connects with tls.connect (rejectUnauthorized), both
+//    trusting only the cluster CA. Host names are not checked; node ids are: a dialer refuses an
+//    acceptor whose certificate does not name the node it dialled, an acceptor refuses a dialer
+//    whose certificate does not name the node id its hello claims (CertMismatch), so one node's
+//    certificate cannot impersonate another. Failed TLS handshakes are counted as TlsFailed.
+//  - `secret`: a cluster secret proved in the handshake (HMAC challenge-response, handshake.ts);
+//    it authenticates the handshake, not the bytes after it (use TLS for that).
+// Either way, nothing is delivered and no peerUp fires before every check passed.
 import { EventEmitter } from 'node:events';
+import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import {
@@ -31,8 +44,8 @@ import {
   type DecodeResult, type DropReason, type Envelope,
 } from './codec.js';
 import {
-  HANDSHAKE_MAX_FRAME_BYTES, HandshakeError, checkAcceptorReply, checkDialerHello, makeHello, makeRefusal,
-  type HandshakeCheck, type HandshakeReason,
+  HANDSHAKE_MAX_FRAME_BYTES, HandshakeError, authProof, checkAcceptorReply, checkDialerHello, checkProofFrame, makeHello,
+  makeProofFrame, makeRefusal, newAuthSlot, verifyProof, type AuthTranscript, type HandshakeCheck, type HandshakeReason,
 } from './handshake.js';
 
 /** Why the transport dropped something: decoder reasons plus the transport's own. */
@@ -89,6 +102,111 @@ export interface ReconnectOptions {
   random?: () => number;
 }
 
+/** PEM-encoded material of this node for mutual TLS. */
+export interface TransportTlsOptions {
+  /** The cluster CA certificate(s): the only issuer trusted for peers. */
+  readonly ca: string | Buffer;
+  /** This node's certificate, issued by the cluster CA; its CN or a subjectAltName value must
+   *  equal the node id. */
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
+
+/** Authentication between nodes; every node of a cluster must use the same settings. */
+export interface TransportSecurity {
+  /** Mutual TLS with certificates from a cluster CA. Default: plain TCP. */
+  readonly tls?: TransportTlsOptions;
+  /** A shared cluster secret (at least 16 characters) proved in the handshake by an HMAC
+   *  challenge-response; never sent. Default: none. */
+  readonly secret?: string;
+}
+
+export const MIN_SECRET_LENGTH = 16;
+
+function pemField(field: string, v: unknown): string | Buffer {
+  if (!((typeof v === 'string' || Buffer.isBuffer(v)) && v.length > 0)) throw new RangeError(`${field}: must be a non-empty PEM string or Buffer`);
+  return v;
+}
+
+/** Checks `sec` (throws a RangeError naming the field) and builds the TLS context. */
+function prepareSecurity(sec: TransportSecurity): { tls: TransportTlsOptions & { context: tls.SecureContext } | null; secret: string | null } {
+  let secret: string | null = null;
+  if (sec.secret !== undefined) {
+    if (typeof sec.secret !== 'string' || sec.secret.length < MIN_SECRET_LENGTH) {
+      throw new RangeError(`secret: must be a string of at least ${MIN_SECRET_LENGTH} characters`);
+    }
+    secret = sec.secret;
+  }
+  if (sec.tls === undefined) return { tls: null, secret };
+  if (typeof sec.tls !== 'object' || sec.tls === null) throw new RangeError('tls: must be an object { ca, cert, key }');
+  const ca = pemField('tls.ca', sec.tls.ca);
+  const cert = pemField('tls.cert', sec.tls.cert);
+  const key = pemField('tls.key', sec.tls.key);
+  for (const [field, pem] of [['tls.ca', ca], ['tls.cert', cert]] as const) {
+    try {
+      new X509Certificate(pem);
+    } catch (e) {
+      throw new RangeError(`${field}: not a PEM certificate (${(e as Error).message})`);
+    }
+  }
+  let context: tls.SecureContext;
+  try {
+    context = tls.createSecureContext({ ca, cert, key });
+  } catch (e) {
+    throw new RangeError(`tls.key: ${(e as Error).message}`);
+  }
+  return { tls: { ca, cert, key, context }, secret };
+}
+
+/** Validate transport security options without building a transport (throws a RangeError whose
+ *  message starts with the offending field). */
+export function validateTransportSecurity(sec: TransportSecurity | undefined): void {
+  if (sec !== undefined) prepareSecurity(sec);
+}
+
+/** The names a peer certificate vouches for: its subject CNs and subjectAltName values. */
+export function certificateNames(cert: { subject?: { CN?: string | string[] }; subjectaltname?: string } | null | undefined): string[] {
+  const out: string[] = [];
+  const cn = cert?.subject?.CN;
+  if (typeof cn === 'string') out.push(cn);
+  else if (Array.isArray(cn)) out.push(...cn.filter((c): c is string => typeof c === 'string'));
+  const san = cert?.subjectaltname;
+  if (typeof san !== 'string') return out;
+  // "DNS:a, IP Address:1.2.3.4, URI:x" — values with special characters are JSON-quoted by Node.
+  let i = 0;
+  while (i < san.length) {
+    const colon = san.indexOf(':', i);
+    if (colon < 0) break;
+    let j = colon + 1;
+    if (san[j] === '"') {
+      const m = /^"(?:[^"\\]|\\.)*"/.exec(san.slice(j));
+      if (m === null) break;
+      try {
+        out.push(JSON.parse(m[0]) as string);
+      } catch {
+        break;
+      }
+      j += m[0].length;
+    } else {
+      const end = san.indexOf(', ', j);
+      const e = end < 0 ? san.length : end;
+      out.push(san.slice(j, e));
+      j = e;
+    }
+    if (san.startsWith(', ', j)) j += 2;
+    else if (j < san.length) break;
+    i = j;
+  }
+  return out;
+}
+
+/** Why `socket`'s peer certificate does not identify `id` (null when it does). */
+function certMismatch(socket: net.Socket, id: NodeId): string | null {
+  const names = certificateNames((socket as tls.TLSSocket).getPeerCertificate());
+  if (names.includes(id)) return null;
+  return `certificate names ${JSON.stringify(names.slice(0, 8))}, not node "${id}"`;
+}
+
 export interface TransportOptions {
   nodeId: NodeId;
   clusterId: string;
@@ -109,6 +227,10 @@ export interface TransportOptions {
   logger?: Logger;
   /** Called once per received frame with its valid envelopes (never with an empty array). */
   onEnvelopes?: (from: NodeId, envelopes: Envelope[]) => void;
+  /** Mutual TLS (see TransportSecurity). Default: plain TCP. */
+  tls?: TransportTlsOptions;
+  /** Cluster secret proved in the handshake (see TransportSecurity). Default: none. */
+  secret?: string;
 }
 
 export interface TransportEvents {
@@ -163,6 +285,17 @@ interface Link {
   blocked: boolean;
   timer: NodeJS.Timeout | null;
   closeReason: string;
+  /** Where the handshake is: awaiting the peer's hello, (acceptor) the dialer's proof, or
+   *  (dialer) the acceptor's ok. The last two only with a cluster secret. */
+  stage: 'hello' | 'auth' | 'ok';
+  /** Outbound: the TCP connection is up (a failure before open is then a TLS failure). */
+  connected: boolean;
+  /** Outbound TLS: a TlsFailed was already reported for this connection. */
+  tlsReported: boolean;
+  /** Outbound with a secret: our nonce, sent in our hello. */
+  nonce: Uint8Array | null;
+  /** The secret exchange in progress (stages 'auth' and 'ok'). */
+  auth: { readonly transcript: AuthTranscript; readonly peer: Peer; readonly peerMaxFrame: number } | null;
 }
 
 interface Peer {
@@ -216,9 +349,16 @@ export class Transport extends EventEmitter<TransportEvents> {
   private readonly drops: Partial<Record<TransportDropReason, number>> = {};
   private readonly handshakeFailures: Partial<Record<HandshakeReason, number>> = {};
   private handlerErrors = 0;
+  private readonly tls: (TransportTlsOptions & { context: tls.SecureContext }) | null;
+  private readonly secret: string | null;
+  /** TLS: raw inbound sockets whose TLS handshake has not completed, by remote address. */
+  private readonly tlsPending = new Map<string, { raw: net.Socket; detail: string | null }>();
 
   constructor(opts: TransportOptions) {
     super();
+    const sec = prepareSecurity({ tls: opts.tls, secret: opts.secret });
+    this.tls = sec.tls;
+    this.secret = sec.secret;
     this.nodeId = opts.nodeId;
     this.clusterId = opts.clusterId;
     this.listenOn = { ...opts.listen };
@@ -272,7 +412,9 @@ export class Transport extends EventEmitter<TransportEvents> {
   async start(): Promise<{ host: string; port: number }> {
     if (this.server) throw new Error('transport already started');
     if (this.closing) throw new Error('transport is closed');
-    const server = net.createServer({ highWaterMark: this.hwm, noDelay: true }, (s) => this.onInbound(s));
+    const server = this.tls === null
+      ? net.createServer({ highWaterMark: this.hwm, noDelay: true }, (s) => this.onInbound(s))
+      : this.tlsServer(this.tls);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -284,7 +426,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     server.on('error', (err) => this.log.error({ err }, 'server error'));
     const a = server.address() as net.AddressInfo;
     this.bound = { host: a.address, port: a.port };
-    this.log.info({ address: this.bound }, 'listening');
+    this.log.info({ address: this.bound, tls: this.tls !== null, secret: this.secret !== null }, 'listening');
     for (const p of this.peers.values()) if (p.dial) this.dial(p);
     return this.bound;
   }
@@ -368,6 +510,9 @@ export class Transport extends EventEmitter<TransportEvents> {
       if (link.state === 'open') this.endLink(link, 'transport closed');
       else this.destroyLink(link, 'transport closed');
     }
+    // TLS connections still in their TLS handshake have no link yet.
+    for (const { raw } of this.tlsPending.values()) raw.destroy();
+    this.tlsPending.clear();
     const server = this.server;
     if (server) waits.push(new Promise((resolve) => server.close(() => resolve())));
     this.closed = Promise.all(waits).then(() => {
@@ -387,26 +532,85 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.newLink(socket, 'in', null);
   }
 
+  /** The mutual-TLS listener. A client certificate not issued by the cluster CA (or none) fails
+   *  the TLS handshake; such connections never reach onInbound and are counted as TlsFailed. */
+  private tlsServer(t: TransportTlsOptions): tls.Server {
+    const server = tls.createServer({
+      ca: t.ca, cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: true,
+      handshakeTimeout: this.handshakeTimeoutMs, highWaterMark: this.hwm, noDelay: true,
+    }, (s) => {
+      this.tlsPending.delete(`${s.remoteAddress}:${s.remotePort}`);
+      this.onInbound(s);
+    });
+    // Node destroys a client with an untrusted certificate without an event, so failures are
+    // found as raw connections that close before their TLS socket was handed over.
+    server.on('connection', (raw: net.Socket) => {
+      const key = `${raw.remoteAddress}:${raw.remotePort}`;
+      const entry = { raw, detail: null as string | null };
+      this.tlsPending.set(key, entry);
+      raw.once('close', () => {
+        if (this.tlsPending.get(key) !== entry) return;
+        this.tlsPending.delete(key);
+        if (this.closing) return;
+        this.handshakeFailed(new HandshakeError('TlsFailed', 'accept',
+          entry.detail ?? 'TLS handshake failed (client certificate not issued by the cluster CA?)', null, key));
+      });
+    });
+    server.on('tlsClientError', (err: Error & { code?: string }, s: tls.TLSSocket) => {
+      const entry = this.tlsPending.get(`${s.remoteAddress}:${s.remotePort}`);
+      if (entry !== undefined) entry.detail = `${err.code ?? 'TLS'}: ${err.message}`.slice(0, 200);
+    });
+    return server;
+  }
+
   private dial(p: Peer): void {
     p.timer = null;
     if (this.closing || p.removed || p.link !== null || p.dialing !== null) return;
+    if (this.tls !== null) {
+      // Host names are not checked (peers are addressed by IP as often as not); the node id is,
+      // in onDialed. The chain must lead to the cluster CA.
+      // highWaterMark reaches the TLSSocket (Node passes it through; @types/node omits it).
+      const socket = tls.connect({
+        host: p.host, port: p.port, secureContext: this.tls.context, rejectUnauthorized: true,
+        checkServerIdentity: () => undefined, highWaterMark: this.hwm,
+      } as tls.ConnectionOptions);
+      const link = this.newLink(socket, 'out', p);
+      p.dialing = link;
+      p.st.dials++;
+      socket.once('connect', () => (link.connected = true));
+      socket.once('secureConnect', () => this.onDialed(link, p));
+      return;
+    }
     // writableHighWaterMark is a stream.Duplex option that net.Socket passes through.
     const socket = new net.Socket({ writableHighWaterMark: this.hwm } as net.SocketConstructorOpts);
     const link = this.newLink(socket, 'out', p);
     p.dialing = link;
     p.st.dials++;
-    socket.connect({ host: p.host, port: p.port }, () => {
-      if (link.state !== 'handshake') return;
-      socket.setNoDelay(true);
-      socket.write(this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes) }));
-    });
+    socket.connect({ host: p.host, port: p.port }, () => this.onDialed(link, p));
+  }
+
+  /** Connected (TLS: handshake done, chain verified): check the acceptor's identity, send hello. */
+  private onDialed(link: Link, p: Peer): void {
+    if (link.state !== 'handshake') return;
+    link.connected = true;
+    link.socket.setNoDelay(true);
+    if (this.tls !== null) {
+      const bad = certMismatch(link.socket, p.id);
+      if (bad !== null) {
+        this.dialFailed(link, 'CertMismatch', `dialled "${p.id}" but its ${bad}`);
+        return;
+      }
+    }
+    const auth = this.secret !== null ? newAuthSlot() : null;
+    link.nonce = auth?.nonce ?? null;
+    link.socket.write(this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes, auth) }));
   }
 
   private newLink(socket: net.Socket, dir: 'in' | 'out', peer: Peer | null): Link {
     const remote = dir === 'in' ? `${socket.remoteAddress}:${socket.remotePort}` : `${peer!.host}:${peer!.port}`;
     const link: Link = {
       socket, dir, remote, peer, state: 'handshake', blocked: false, timer: null, closeReason: 'connection closed',
-      sendLimit: this.maxFrameBytes,
+      sendLimit: this.maxFrameBytes, stage: 'hello', connected: false, tlsReported: false, nonce: null, auth: null,
       // Until the handshake is done only small frames are accepted: an unauthenticated client
       // must not make us buffer maxFrameBytes.
       decoder: new FrameDecoder({ maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES }),
@@ -419,10 +623,14 @@ export class Transport extends EventEmitter<TransportEvents> {
       link.blocked = false;
       if (link.peer !== null && link.peer.link === link) this.flushPeer(link.peer);
     });
-    socket.on('error', (err) => {
+    socket.on('error', (err: Error & { code?: string }) => {
       if (link.state === 'handshake' && dir === 'out') {
         link.peer!.st.dialFailures++;
         this.log.debug({ peer: link.peer!.id, err: err.message }, 'dial failed');
+        if (this.tls !== null && link.connected) {
+          link.tlsReported = true;
+          this.handshakeFailed(new HandshakeError('TlsFailed', 'dial', `${err.code ?? 'TLS'}: ${err.message}`.slice(0, 200), link.peer!.id, remote));
+        }
       } else {
         this.log.debug({ remote, peer: link.peer?.id, err: err.message }, 'socket error');
       }
@@ -475,34 +683,114 @@ export class Transport extends EventEmitter<TransportEvents> {
       return;
     }
     if (link.dir === 'in') {
+      if (link.stage === 'auth') {
+        this.onDialerProof(link, r.body);
+        return;
+      }
       const check = checkDialerHello(r.body, {
         clusterId: this.clusterId,
         selfId: this.nodeId,
         isPeer: (id) => this.peers.has(id),
         dialsUs: (id) => dials(id, this.nodeId),
+        secret: this.secret !== null,
       });
       if (!check.ok) {
         this.refuse(link, check);
         return;
       }
-      const p = this.peers.get(check.hello.nodeId)!;
-      link.socket.write(this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes) }));
-      this.open(link, p, check.hello.maxFrameBytes);
-    } else {
-      const p = link.peer!;
-      const check = checkAcceptorReply(r.body, { clusterId: this.clusterId, peer: p.id });
-      if (!check.ok) {
-        this.handshakeFailed(new HandshakeError(check.reason, 'dial', check.detail, p.id, link.remote));
-        this.destroyLink(link, `handshake failed: ${check.reason}`);
+      const h = check.hello;
+      if (this.tls !== null) {
+        const bad = certMismatch(link.socket, h.nodeId);
+        if (bad !== null) {
+          this.refuse(link, { ok: false, reason: 'CertMismatch', detail: `dialer claims "${h.nodeId}" but its ${bad}`, claimed: h.nodeId });
+          return;
+        }
+      }
+      const p = this.peers.get(h.nodeId)!;
+      if (this.secret === null) {
+        link.socket.write(this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes) }));
+        this.open(link, p, h.maxFrameBytes);
         return;
       }
-      this.open(link, p, check.hello.maxFrameBytes);
+      // Challenge the dialer; it must prove the secret before anything else happens.
+      const slot = newAuthSlot();
+      link.auth = {
+        transcript: { clusterId: this.clusterId, dialer: h.nodeId, acceptor: this.nodeId, dialerNonce: h.auth!.nonce, acceptorNonce: slot.nonce },
+        peer: p, peerMaxFrame: h.maxFrameBytes,
+      };
+      link.stage = 'auth';
+      link.socket.write(this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes, slot) }));
+    } else {
+      const p = link.peer!;
+      if (link.stage === 'ok') {
+        this.onAcceptorProof(link, p, r.body);
+        return;
+      }
+      const check = checkAcceptorReply(r.body, { clusterId: this.clusterId, peer: p.id, self: this.nodeId, secret: this.secret !== null });
+      if (!check.ok) {
+        this.dialFailed(link, check.reason, check.detail);
+        return;
+      }
+      const h = check.hello;
+      if (this.secret === null) {
+        this.open(link, p, h.maxFrameBytes);
+        return;
+      }
+      const transcript: AuthTranscript = {
+        clusterId: this.clusterId, dialer: this.nodeId, acceptor: p.id, dialerNonce: link.nonce!, acceptorNonce: h.auth!.nonce,
+      };
+      link.auth = { transcript, peer: p, peerMaxFrame: h.maxFrameBytes };
+      link.stage = 'ok';
+      link.socket.write(this.encoder.encodeControl({ ...makeProofFrame('auth', authProof(this.secret, 'dialer', transcript)) }));
     }
+  }
+
+  /** Acceptor, stage 'auth': the dialer's proof of the secret. */
+  private onDialerProof(link: Link, body: Readonly<Record<string, unknown>>): void {
+    const a = link.auth!;
+    const dialer = a.transcript.dialer;
+    const c = checkProofFrame(body, 'auth', dialer);
+    if (!c.ok) {
+      this.refuse(link, c);
+      return;
+    }
+    if (!verifyProof(this.secret!, 'dialer', a.transcript, c.proof)) {
+      this.refuse(link, { ok: false, reason: 'AuthFailed', detail: `node "${dialer}" did not prove the cluster secret`, claimed: dialer });
+      return;
+    }
+    if (a.peer.removed) {
+      this.refuse(link, { ok: false, reason: 'UnknownNode', detail: `node "${dialer}" is not a peer of "${this.nodeId}"`, claimed: dialer });
+      return;
+    }
+    link.socket.write(this.encoder.encodeControl({ ...makeProofFrame('ok', authProof(this.secret!, 'acceptor', a.transcript)) }));
+    this.open(link, a.peer, a.peerMaxFrame);
+  }
+
+  /** Dialer, stage 'ok': the acceptor's verdict and its proof of the secret. */
+  private onAcceptorProof(link: Link, p: Peer, body: Readonly<Record<string, unknown>>): void {
+    const a = link.auth!;
+    const c = checkProofFrame(body, 'ok', p.id);
+    if (!c.ok) {
+      this.dialFailed(link, c.reason, c.detail);
+      return;
+    }
+    if (!verifyProof(this.secret!, 'acceptor', a.transcript, c.proof)) {
+      this.dialFailed(link, 'AuthFailed', `"${p.id}" did not prove the cluster secret`);
+      return;
+    }
+    this.open(link, p, a.peerMaxFrame);
+  }
+
+  private dialFailed(link: Link, reason: HandshakeReason, detail: string): void {
+    this.handshakeFailed(new HandshakeError(reason, 'dial', detail, link.peer!.id, link.remote));
+    this.destroyLink(link, `handshake failed: ${reason}`);
   }
 
   private open(link: Link, p: Peer, peerMaxFrame: number): void {
     if (link.timer) clearTimeout(link.timer);
     link.timer = null;
+    link.auth = null;
+    link.nonce = null;
     link.state = 'open';
     link.peer = p;
     link.sendLimit = Math.min(this.maxFrameBytes, peerMaxFrame);
@@ -590,6 +878,13 @@ export class Transport extends EventEmitter<TransportEvents> {
   }
 
   private onClose(link: Link): void {
+    if (link.state === 'handshake' && link.dir === 'out' && this.tls !== null && link.connected && !link.tlsReported && !this.closing) {
+      // With TLS 1.3 the client finishes its side first; an acceptor that rejects our
+      // certificate then just closes the connection.
+      link.peer!.st.dialFailures++;
+      this.handshakeFailed(new HandshakeError('TlsFailed', 'dial', 'connection closed during the handshake (our certificate rejected by the peer?)',
+        link.peer!.id, link.remote));
+    }
     link.state = 'closed';
     if (link.timer) clearTimeout(link.timer);
     link.timer = null;

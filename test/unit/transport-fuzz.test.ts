@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, FrameTooLarge, MalformedFrame,
-  checkAcceptorReply, checkDialerHello, type Envelope,
+  PROTOCOL_VERSION, checkAcceptorReply, checkDialerHello, checkProofFrame, type Envelope,
 } from '../../src/transport/index.js';
 import { MESSAGE_TYPES, validateMessage, type Message, type MessageType } from '../../src/raft/index.js';
 
@@ -186,13 +186,14 @@ test(`handshake checks never throw on arbitrary bodies (${RUNS.handshake} runs)`
   const body = fc.oneof(
     fc.dictionary(fc.string(), fc.anything()),
     fc.record({
-      hs: fc.oneof(fc.constant('hello'), fc.constant('refuse'), fc.string()),
-      protocol: fc.oneof(fc.constant(1), fc.anything()),
+      hs: fc.oneof(fc.constant('hello'), fc.constant('refuse'), fc.constant('auth'), fc.constant('ok'), fc.string()),
+      protocol: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.anything()),
       clusterId: fc.oneof(fc.constant('c'), fc.anything()),
       nodeId: fc.oneof(fc.constant('n1'), fc.anything()),
       schema: fc.anything(),
       maxFrameBytes: fc.anything(),
-      auth: fc.anything(),
+      auth: fc.oneof(fc.record({ scheme: fc.constant('hmac-sha256'), nonce: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.anything()) }), fc.anything()),
+      proof: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.anything()),
       reason: fc.anything(),
       detail: fc.anything(),
     }, { requiredKeys: ['hs'] }),
@@ -201,7 +202,11 @@ test(`handshake checks never throw on arbitrary bodies (${RUNS.handshake} runs)`
     fc.property(body, (b) => {
       const r1 = checkDialerHello(b, policy);
       const r2 = checkAcceptorReply(b, { clusterId: 'c', peer: 'n2' });
-      for (const r of [r1, r2]) {
+      const r3 = checkDialerHello(b, { ...policy, secret: true });
+      const r4 = checkAcceptorReply(b, { clusterId: 'c', peer: 'n2', self: 'n1', secret: true });
+      const r5 = checkProofFrame(b, 'auth', 'n1');
+      const r6 = checkProofFrame(b, 'ok', 'n2');
+      for (const r of [r1, r2, r3, r4, r5, r6]) {
         if (!r.ok) assert.equal(typeof r.reason, 'string');
       }
     }),

@@ -5,13 +5,12 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import {
-  FrameDecoder, FrameEncoder, HandshakeError, Transport, backoffDelay, makeHello, parseAddress,
+  FrameDecoder, FrameEncoder, HandshakeError, PROTOCOL_VERSION, Transport, backoffDelay, makeHello, parseAddress,
   type DecodeResult, type Envelope, type TransportOptions,
 } from '../../src/transport/index.js';
 import type { Message, NodeId } from '../../src/raft/index.js';
+import { memoryLogger } from '../helpers/log.js';
 
 const HOST = '127.0.0.1';
 const CLUSTER = 'test-cluster';
@@ -30,17 +29,6 @@ function append(from: NodeId, to: NodeId, group: number): Envelope {
   };
 }
 
-/** Log lines captured as parsed JSON. */
-function memoryLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
 
 interface Node {
   t: Transport;
@@ -208,13 +196,13 @@ test('refusals on the wire: a raw client gets a refuse frame naming the reason, 
   acceptor.t.setPeer('n1', '127.0.0.1:1'); // n1 dials n2: only the membership matters here
   acceptor.t.setPeer('n3', '127.0.0.1:1');
   const cases: [string, (enc: FrameEncoder) => Buffer][] = [
-    ['ProtocolMismatch', (enc) => helloFrame(enc, 'n1', { protocol: 2 })],
+    ['ProtocolMismatch', (enc) => helloFrame(enc, 'n1', { protocol: PROTOCOL_VERSION + 1 })],
     ['ProtocolMismatch', (enc) => helloFrame(enc, 'n1', { schema: 'deadbeef' })],
     ['WrongCluster', (enc) => helloFrame(enc, 'n1', { clusterId: 'x' })],
     ['UnknownNode', (enc) => helloFrame(enc, 'n9')],
     ['UnknownNode', (enc) => helloFrame(enc, 'n2')], // itself
     ['WrongDirection', (enc) => helloFrame(enc, 'n3')], // n2 dials n3, not the reverse
-    ['BadHandshake', (enc) => enc.encodeControl({ hs: 'hello', protocol: 1 })],
+    ['BadHandshake', (enc) => enc.encodeControl({ hs: 'hello', protocol: PROTOCOL_VERSION })],
   ];
   for (const [reason, frame] of cases) {
     const c = await rawClient(t, acceptor.addr);
