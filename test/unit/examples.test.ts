@@ -37,3 +37,11 @@ test('examples/balancer/run.ts meets its locality preferences and weights and en
   assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
   assert.match(r.stdout, /OK: all 33 preferred groups led in their preferred zone; weights respected/);
 });
+
+test('examples/tls-cluster/run.sh runs 3 nodes over mutual TLS from config files and refuses an intruder', () => {
+  const r = spawnSync('bash', ['examples/tls-cluster/run.sh'], { encoding: 'utf8', timeout: 180_000 });
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout.slice(-3000)}\n${r.stderr}`);
+  assert.match(r.stdout, /"reason":"TlsFailed"/, 'the intruder is refused in the TLS handshake, with a log line');
+  assert.match(r.stdout, /peers of n1 while the intruder runs: \[n2\]/);
+  assert.match(r.stdout, /OK: 3 nodes over mutual TLS with a cluster secret; 10 writes read back on n3; the intruder's certificate was refused/);
+});
