@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { startNode, type StartOptions } from '../runtime/node.js';
+import { startNode, type FlotillaNode, type StartOptions } from '../runtime/node.js';
 import { MIN_SECRET_LENGTH, parseAddress, validateTransportSecurity, type TransportSecurity } from '../transport/index.js';
 import { startAdmin } from './admin.js';
 
@@ -222,7 +222,8 @@ function transportSecurity(values: Record<string, unknown>, file: Partial<Record
   return sec;
 }
 
-export async function runStart(argv: string[]): Promise<number> {
+/** `onNode` sees the started node (embedding hosts and test harnesses drive it in-process). */
+export async function runStart(argv: string[], hooks: { onNode?: (node: FlotillaNode) => void } = {}): Promise<number> {
   let cfg: ReturnType<typeof parseStartArgs>;
   try {
     cfg = parseStartArgs(argv);
@@ -246,6 +247,7 @@ export async function runStart(argv: string[]): Promise<number> {
     process.stderr.write(`flotilla start: ${(e as Error).message}\n`);
     return 1;
   }
+  hooks.onNode?.(node);
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   if (cfg.admin) {
     try {

@@ -60,7 +60,8 @@ function rng(seed: number): () => number {
   };
 }
 
-const MAIN = resolve('src/cli/main.ts');
+// `flotilla start` plus an IPC channel for clients on the embedded API inside the node process.
+const NODE = resolve('test/nemesis/node.ts');
 const CHECK = resolve('src/check/cli.ts');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -95,12 +96,27 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   const balancerOn = o.faults.includes('balancer');
 
   const spawnNode = (id: string) => {
-    const args = ['--import', 'tsx', MAIN, 'start', '--id', id, '--data', join(root, id), '--listen', `127.0.0.1:${listen.get(id)}`,
+    const args = ['--import', 'tsx', NODE, '--id', id, '--data', join(root, id), '--listen', `127.0.0.1:${listen.get(id)}`,
       '--admin', admin.get(id)!, '--groups', String(o.groups), '--workers', '1', '--log-level', 'warn', '--request-timeout-ms', '4000',
       ...(balancerOn ? [] : ['--no-balancer'])];
     for (const p of ids) if (p !== id) args.push('--peer', `${p}=127.0.0.1:${proxies.get(id)!.get(p)!.port}`);
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     child.stderr?.on('data', () => undefined);
+    child.on('message', (m: { id: number; type: 'ok' | 'fail' | 'info'; value: unknown }) => {
+      const w = embedded.get(m.id);
+      if (w) {
+        embedded.delete(m.id);
+        w.done(m.type, m.value);
+      }
+    });
+    // Operations in flight on a process that dies have unknown outcomes.
+    child.on('exit', () => {
+      for (const [opId, w] of embedded) {
+        if (w.node !== id) continue;
+        embedded.delete(opId);
+        w.done('info', null);
+      }
+    });
     procs.set(id, child);
     return child;
   };
@@ -136,6 +152,23 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   const tally = { ok: 0, fail: 0, info: 0 };
   const record = (ev: Record<string, unknown>) => history.write(`${JSON.stringify(ev)}\n`);
   let nextProcess = 0;
+  /** Embedded-API operations in flight, by op id: the node serving it and how to complete it. */
+  const embedded = new Map<number, { node: string; done: (type: 'ok' | 'fail' | 'info', value: unknown) => void }>();
+  let nextOp = 0;
+  const viaEmbedded = (id: string, f: string, key: string, value: unknown) => new Promise<{ type: 'ok' | 'fail' | 'info'; value: unknown }>((resolveOp) => {
+    const child = procs.get(id);
+    const opId = nextOp++;
+    const timer = setTimeout(() => {
+      embedded.delete(opId);
+      resolveOp({ type: 'info', value: null });
+    }, 8000);
+    embedded.set(opId, { node: id, done: (type, v) => { clearTimeout(timer); resolveOp({ type, value: v }); } });
+    if (!child?.connected || !child.send({ id: opId, f, key, value })) {
+      clearTimeout(timer);
+      embedded.delete(opId);
+      resolveOp({ type: 'info', value: null });
+    }
+  });
 
   /** One client operation through node `id`'s gateway, recorded as invoke + completion. */
   const operate = async (proc: number, id: string, f: 'read' | 'write' | 'cas', key: string, value: unknown): Promise<'ok' | 'fail' | 'info'> => {
@@ -143,6 +176,16 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     record({ type: 'invoke', process: proc, f, key, value: f === 'read' ? null : value, time: now() });
     let type: 'ok' | 'fail' | 'info' = 'info';
     let out: unknown = null;
+    // Half the operations go through the embedded API inside the node process, half through HTTP.
+    if (random() < 0.5) {
+      const r = await viaEmbedded(id, f, key, value);
+      type = r.type;
+      out = r.value;
+      if (type === 'info' && f === 'read') type = 'fail';
+      record({ type, process: proc, f, key, value: type === 'ok' ? out : null, time: now() });
+      tally[type]++;
+      return type;
+    }
     try {
       const path = `/kv/${encodeURIComponent(key)}`;
       if (f === 'read') {
