@@ -1,42 +1,67 @@
 // Child process of the cluster benchmark: one flotilla node with an embedded load generator.
 // Protocol over IPC: parent sends {cmd:'load', seconds, proposers, valueBytes, groups, local};
-// child answers {kind:'ready'} once started, {kind:'status', leaders} on request and
-// {kind:'result', writes, errors, latenciesMs[]} after a load run.
+// child answers {kind:'ready', electionMs} once started, {kind:'status', leaders, moves, ...} on
+// request and {kind:'result', writes, errors, latenciesMs[]} after a load run. Also 'led' (the
+// groups this node leads), 'undrain', 'drain' {concurrency}, 'configure' {config} (balancer
+// settings at run time), 'idle' {seconds} and 'stop'.
 import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { pino } from 'pino';
 import type * as NodeModule from '../src/runtime/node.js';
 
 // The compiled build (dist/, what users run) when it exists: tsx's dev transform adds a helper
 // call to every closure it creates (keepNames), which costs measurable CPU per request.
+// BENCH_SRC=1 runs src/ through tsx; BENCH_DIST=DIR runs another build's DIR/src (e.g. a
+// snapshot compiled with `tsc -p . --outDir .tmp/bench-dist` while src/ is being edited).
 const { startNode, groupOfKey }: typeof NodeModule = process.env.BENCH_SRC === '1'
   ? await import('../src/runtime/node.js')
-  : await import('../dist/src/runtime/node.js' as string).catch(() => import('../src/runtime/node.js'));
+  : process.env.BENCH_DIST
+    ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/runtime/node.js')).href)
+    : await import('../dist/src/runtime/node.js' as string).catch(() => import('../src/runtime/node.js'));
 
 const { values } = parseArgs({
   options: {
     id: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, peer: { type: 'string', multiple: true },
-    groups: { type: 'string' }, workers: { type: 'string' }, 'tick-ms': { type: 'string' },
+    groups: { type: 'string' }, workers: { type: 'string' }, 'tick-ms': { type: 'string' }, 'election-ticks': { type: 'string' },
     draining: { type: 'boolean' }, balancer: { type: 'string' }, 'timeout-ms': { type: 'string' },
   },
 });
 const peers: Record<string, string> = {};
 for (const p of values.peer ?? []) peers[p.slice(0, p.indexOf('='))] = p.slice(p.indexOf('=') + 1);
 const groups = Number(values.groups);
+const tickMs = Number(values['tick-ms'] ?? 100);
+const electionTicks = Number(values['election-ticks'] ?? 10);
+const timeoutMs = Number(values['timeout-ms'] ?? 30_000);
 const node = await startNode({
   id: values.id!, dataDir: values.data!, listen: values.listen!, peers, groups,
-  noSync: process.env.BENCH_NOSYNC === '1', workers: Number(values.workers ?? 1), tickMs: Number(values['tick-ms'] ?? 100),
-  requestTimeoutMs: Number(values['timeout-ms'] ?? 30_000),
+  noSync: process.env.BENCH_NOSYNC === '1', workers: Number(values.workers ?? 1), tickMs, electionTicks,
+  requestTimeoutMs: timeoutMs,
   draining: values.draining === true,
+  // BENCH_LOG_LEVEL=info (or debug) prints the node's and its workers' logs (JSON lines) on stdout.
+  ...(process.env.BENCH_LOG_LEVEL ? { logger: pino({ level: process.env.BENCH_LOG_LEVEL }) } : {}),
   // Benchmarks that measure throughput or planned moves keep leaders where they are unless told.
   balancer: values.balancer ? JSON.parse(values.balancer) : { enabled: false },
 });
 const send = (m: unknown) => process.send!(m);
-send({ kind: 'ready' });
+// The election timeout in force (the node's own figure when it has one, else the options').
+const electionMs = (node as unknown as { electionMs?: number }).electionMs ?? tickMs * electionTicks;
+send({ kind: 'ready', electionMs, requestTimeoutMs: timeoutMs });
 
 const enc = new TextEncoder();
 process.on('message', async (m: { cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean; transfers?: number; drain?: boolean; gaps?: boolean; config?: Record<string, unknown>; concurrency?: number }) => {
   if (m.cmd === 'status') {
     const st = await node.status();
-    send({ kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced, moves: st.balancer?.moves ?? 0, failedMoves: st.balancer?.failed ?? 0 });
+    send({
+      kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced, moves: st.balancer?.moves ?? 0, failedMoves: st.balancer?.failed ?? 0,
+      rounds: st.balancer?.rounds ?? 0, movesByKind: st.balancer?.movesByKind ?? {}, electionMs,
+    });
+    return;
+  }
+  if (m.cmd === 'led') {
+    // The groups this node leads now.
+    const st = await node.status({ detail: true });
+    send({ kind: 'led', groups: (st.perGroup as { group: number; role: string }[]).filter((g) => g.role === 'leader').map((g) => g.group) });
     return;
   }
   if (m.cmd === 'undrain') {
@@ -97,24 +122,36 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
   const lat: number[] = [];
   let writes = 0;
   let errors = 0;
-  /** With `gaps`: per proposer, when each write succeeded (epoch ms, shared by the processes). */
+  /** With `gaps`: per proposer, when each write succeeded (epoch ms, shared by the processes),
+   *  and every write as [start epoch ms, end epoch ms, group, ok 1/0]. */
   const okAt: number[][] = Array.from({ length: m.proposers ?? 64 }, () => []);
+  const writeLog: number[] = [];
+  /** Per proposer, when its request in flight started (performance.now()), or -1. */
+  const inflight = new Float64Array(m.proposers ?? 64).fill(-1);
   const errorCodes: Record<string, number> = {};
   const end = performance.now() + (m.seconds ?? 10) * 1000;
   const proposer = async (p: number) => {
     for (let i = p; performance.now() < end; i += m.proposers!) {
       const t = performance.now();
+      const startedAt = Date.now();
+      const key = keys[i % keys.length];
+      inflight[p] = t;
       try {
-        await node.kv.put(keys[i % keys.length], value);
+        await node.kv.put(key, value);
         lat.push(performance.now() - t);
         writes++;
-        if (m.gaps) okAt[p].push(Date.now());
+        if (m.gaps) {
+          okAt[p].push(Date.now());
+          writeLog.push(startedAt, Date.now(), groupOfKey(key, groups), 1);
+        }
       } catch (e) {
         errors++;
         const code = (e as { code?: string }).code ?? 'Error';
         errorCodes[code] = (errorCodes[code] ?? 0) + 1;
         lat.push(performance.now() - t);
+        if (m.gaps) writeLog.push(startedAt, Date.now(), groupOfKey(key, groups), 0);
       }
+      inflight[p] = -1;
     }
   };
   const before = await node.status();
@@ -143,11 +180,22 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
       node.undrain();
     }
   };
-  await Promise.all([mover(), ...Array.from({ length: m.proposers ?? 64 }, (_, p) => proposer(p))]);
+  // A caller that never returns must not hang the benchmark: wait for the proposers at most the
+  // request deadline (plus 5 s) past the end, then report the calls still pending as hung.
+  const moving = mover();
+  const proposers = Promise.all(Array.from({ length: m.proposers ?? 64 }, (_, p) => proposer(p)));
+  let guard: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    proposers.then(() => true),
+    new Promise<boolean>((r) => { guard = setTimeout(() => r(false), Math.max(0, end - performance.now()) + timeoutMs + 5000); }),
+  ]);
+  clearTimeout(guard);
+  const hung = settled ? 0 : [...inflight].filter((x) => x >= 0).length;
+  await moving;
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const after = await node.status();
   const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
   const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number").map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
-  send({ kind: 'result', okAt: m.gaps ? okAt : undefined, errorCodes, transferMs, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
+  send({ kind: 'result', okAt: m.gaps ? okAt : undefined, writeLog: m.gaps ? writeLog : undefined, hung, endedAt: Date.now(), maxLatencyMs: lat.reduce((a, x) => Math.max(a, x), 0), overDeadline: lat.filter((x) => x > timeoutMs).length, errorCodes, transferMs, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
 });

@@ -82,6 +82,10 @@ export async function runIdle(o: { groups: number; workers: number; seconds: num
   });
 }
 
+/** The leader balancer (on by default in the runtime) stays off: these scenarios measure the
+ *  placement the elections made, or move leaders themselves. */
+export const NO_BALANCER = ['--balancer', JSON.stringify({ enabled: false })];
+
 export type Next = (c: ChildProcess, kind: string) => Promise<Record<string, unknown>>;
 
 /** Poll every node until all `groups` have a leader; returns the seconds it took. */
@@ -150,7 +154,7 @@ export async function runCluster(o: { groups: number; workers: number; proposers
       errors: results.reduce((a, r) => a + (r.errors as number), 0), electSeconds: round(electSeconds, 1),
       cpuPctPerNode: results.map((r) => Math.round(r.cpuPct as number)), seconds: round(secs, 1),
     };
-  });
+  }, () => NO_BALANCER);
 }
 
 export interface TransferBenchResult {
@@ -186,7 +190,7 @@ export async function runTransfers(o: { groups: number; transfers: number; propo
       writes: results.reduce((a, r) => a + (r.writes as number), 0), failedWrites: results.reduce((a, r) => a + (r.errors as number), 0),
       stalledWrites: results.reduce((a, r) => a + (r.stalls as number), 0), writeP99Ms: round(pct(lat, 99)),
     };
-  });
+  }, () => NO_BALANCER);
 }
 
 // Direct use: node --import tsx bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]

@@ -1,7 +1,11 @@
 // Benchmark runner: `npm run bench -- [scenario...] [--quick] [--out DIR]`. Writes results.json
 // with the machine description next to every figure. Scenarios: raft-core, storage, transport,
 // cluster (3 node processes: throughput and latency), idle (3 node processes: idle cost, elect
-// time, memory; the full run adds 100,000 groups).
+// time, memory; the full run adds 100,000 groups), transfer (verified transfers and a drain under
+// load), drain (n1 leads all 1,000 groups and drains under load; `--concurrency N`, default 64),
+// kill (kill -9 of the node leading the most groups under load: time until writes resume),
+// balancer (10,000 groups, 2,000 with --quick, all led by n1, then the balancer: time to within
+// 5%, moves against the minimum, then a quiet period; `--balancer JSON` patches its settings).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,7 +19,7 @@ import { runBalancer, runDrain, runKill } from './leadership.js';
 const SCENARIOS = ['raft-core', 'storage', 'transport', 'cluster', 'idle', 'transfer', 'drain', 'kill', 'balancer'] as const;
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { quick: { type: 'boolean' }, out: { type: 'string' }, balancer: { type: 'string' } },
+  options: { quick: { type: 'boolean' }, out: { type: 'string' }, balancer: { type: 'string' }, concurrency: { type: 'string' } },
 });
 const chosen = positionals.length > 0 ? positionals : [...SCENARIOS];
 for (const s of chosen) {
@@ -25,6 +29,19 @@ for (const s of chosen) {
   }
 }
 const quick = values.quick ?? false;
+let balancerConfig: Record<string, unknown> | undefined;
+try {
+  balancerConfig = values.balancer ? JSON.parse(values.balancer) : undefined;
+  if (balancerConfig !== undefined && (typeof balancerConfig !== 'object' || balancerConfig === null || Array.isArray(balancerConfig))) throw new Error('not a JSON object');
+} catch (e) {
+  process.stderr.write(`bench: --balancer must be a JSON object of balancer settings, e.g. '{"maxConcurrent":128,"intervalMs":500}' (${(e as Error).message})\n`);
+  process.exit(2);
+}
+const concurrency = Number(values.concurrency ?? 64);
+if (!Number.isInteger(concurrency) || concurrency < 1) {
+  process.stderr.write(`bench: --concurrency must be a positive integer\n`);
+  process.exit(2);
+}
 const out = values.out ?? 'bench-results';
 const started = Date.now();
 const scenarios: Record<string, unknown> = {};
@@ -100,32 +117,37 @@ if (chosen.includes('transfer')) {
 }
 
 if (chosen.includes('drain')) {
-  process.stdout.write('bench: drain (3 node processes, n1 leads all 1,000 groups, writes from every node; n1 drains) ...\n');
-  const x = await runDrain({ groups: 1000, concurrency: 64, proposers: 64, seconds: quick ? 12 : 20 });
-  process.stdout.write(`  drained ${x.moved} of ${x.leadersBefore} leaders in ${x.drainMs} ms, failed ${x.failed}; writes ${x.writes}, ` +
-    `failed ${x.failedWrites}, stalled >1 s ${x.stalledWrites}, write p50 ${x.writeP50Ms} ms p99 ${x.writeP99Ms} ms\n`);
+  process.stdout.write(`bench: drain (3 node processes, n1 leads all 1,000 groups, writes from every node; n1 drains, concurrency ${concurrency}) ...\n`);
+  const x = await runDrain({ groups: 1000, concurrency, proposers: 64, seconds: quick ? 12 : 20 });
+  process.stdout.write(`  drained ${x.moved} of ${x.leadersBefore} leaders in ${x.drainMs} ms, failed ${x.failed}, n1 leads ${x.leadersAfter} after; writes ${x.writes}, ` +
+    `failed ${x.failedWrites}, stalled >1 s ${x.stalledWrites}, write p50 ${x.writeP50Ms} ms p99 ${x.writeP99Ms} ms max ${x.writeMaxMs} ms\n`);
   scenarios.drain = x;
 }
 
 if (chosen.includes('kill')) {
   process.stdout.write('bench: kill (3 node processes, 1,000 groups, writes from two nodes; kill -9 of the third, which leads the most) ...\n');
   const x = await runKill({ groups: 1000, proposers: 64, seconds: quick ? 12 : 20, timeoutMs: 10_000 });
-  process.stdout.write(`  killed ${x.victim} (leading ${x.victimLeaders}), all its groups led again after ${x.reelectedMs} ms: writes resumed within max ${x.resumeMaxMs} ms, p99 ${x.resumeP99Ms} ms, ` +
-    `p50 ${x.resumeP50Ms} ms (election timeout ${x.electionTimeoutMs} ms); writes ${x.writes}, errors ${JSON.stringify(x.errors)}, over deadline ${x.overDeadline}\n`);
+  process.stdout.write(`  killed ${x.victim} (leading ${x.victimLeaders}), all its groups led again after ${x.reelectedMs} ms (p50 ${x.reelectP50Ms} ms, p99 ${x.reelectP99Ms} ms, ${x.reelectSlowerThanTimeout} slower than the ${x.electionTimeoutMs} ms election timeout); ` +
+    `writes to its groups resumed: p50 ${x.lostGroupResumeP50Ms} ms, p99 ${x.lostGroupResumeP99Ms} ms, max ${x.lostGroupResumeMaxMs} ms (${x.lostGroupWrites} writes); ` +
+    `longest gap per proposer: p50 ${x.resumeP50Ms} ms, p99 ${x.resumeP99Ms} ms, max ${x.resumeMaxMs} ms, never resumed ${x.proposersNeverResumed}; ` +
+    `writes ${x.writes}, errors ${JSON.stringify(x.errors)}, over the ${x.requestTimeoutMs} ms deadline ${x.overDeadline}, hung ${x.hung}\n`);
   scenarios.kill = x;
 }
 
 if (chosen.includes('balancer')) {
   const groups = quick ? 2000 : 10_000;
   process.stdout.write(`bench: balancer (3 node processes, ${groups.toLocaleString('en')} groups all led by n1, then the balancer) ...\n`);
-  const x = await runBalancer({ groups, workers: 1, quietSeconds: quick ? 30 : 300, config: values.balancer ? JSON.parse(values.balancer) : undefined });
-  process.stdout.write(`  skew in ${x.skewSeconds} s; within 5% of ${Math.round(groups / 3)} per node in ${x.within5PctSeconds ?? 'never'} s ` +
-    `(${x.leadersAtWithin5Pct.join('/')}) with ${x.movesToWithin5Pct} moves (minimum ${x.minMovesWithin5Pct}, ratio ${x.ratioToMinimum}); ` +
-    `${x.movesWhileQuiet} moves in the next ${x.quietSeconds} s; failed moves ${x.failedMoves}; final ${x.finalLeaders.join('/')}\n`);
+  const x = await runBalancer({ groups, workers: 1, quietSeconds: quick ? 30 : 300, config: balancerConfig });
+  process.stdout.write(`  config ${JSON.stringify(x.config)}; skew in ${x.skewSeconds} s (${x.skewStrayLeaders} stray leaders drained to n1); within 5% (${x.band.join('-')} per node) in ${x.within5PctSeconds ?? 'never'} s ` +
+    `(${x.leadersAtWithin5Pct.join('/')}, ${x.movesToWithin5Pct} moves); settled at ${x.settledSeconds ?? 'never'} s (${x.leadersAtSettled.join('/')}) ` +
+    `with ${x.totalMoves} moves: minimum ${x.minMovesWithin5Pct} for 5%, ${x.minMovesExact} exact, ratio ${x.ratioToMinimum} / ${x.ratioToExact}; ` +
+    `${x.movesWhileQuiet} moves in the next ${x.quietSeconds} s (leaders ${x.quietLeaderRange.join('-')}); failed moves ${x.failedMoves}; final ${x.finalLeaders.join('/')}\n`);
   scenarios.balancer = x;
 }
 
-const results = { machine: machineInfo(), quick, durationSec: (Date.now() - started) / 1000, scenarios };
+// Which runtime code the node processes ran (see bench/cluster-node.ts).
+const nodeCode = process.env.BENCH_SRC === '1' ? 'src/ via tsx' : process.env.BENCH_DIST ? `build in ${process.env.BENCH_DIST}` : 'dist/ (compiled), else src/ via tsx';
+const results = { machine: machineInfo(), nodeCode, quick, durationSec: (Date.now() - started) / 1000, scenarios };
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 2));
 process.stdout.write(`wrote ${join(out, 'results.json')}\n`);
