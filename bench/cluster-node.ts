@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import type * as NodeModule from '../src/runtime/node.js';
+import type * as AdminModule from '../src/cli/admin.js';
 
 // The compiled build (dist/, what users run) when it exists: tsx's dev transform adds a helper
 // call to every closure it creates (keepNames), which costs measurable CPU per request.
@@ -19,12 +20,20 @@ const { startNode, groupOfKey }: typeof NodeModule = process.env.BENCH_SRC === '
   : process.env.BENCH_DIST
     ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/runtime/node.js')).href)
     : await import('../dist/src/runtime/node.js' as string).catch(() => import('../src/runtime/node.js'));
+// The admin HTTP server (key-value gateway) from the same build as the node.
+const { startAdmin }: typeof AdminModule = process.env.BENCH_SRC === '1'
+  ? await import('../src/cli/admin.js')
+  : process.env.BENCH_DIST
+    ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/cli/admin.js')).href)
+    : await import('../dist/src/cli/admin.js' as string).catch(() => import('../src/cli/admin.js'));
 
 const { values } = parseArgs({
   options: {
     id: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, peer: { type: 'string', multiple: true },
     groups: { type: 'string' }, workers: { type: 'string' }, 'tick-ms': { type: 'string' }, 'election-ticks': { type: 'string' },
     draining: { type: 'boolean' }, balancer: { type: 'string' }, 'timeout-ms': { type: 'string' },
+    // HOST:PORT: also serve the admin HTTP key-value gateway (the HTTP scenario's clients use it).
+    admin: { type: 'string' }, 'lease-reads': { type: 'boolean' },
   },
 });
 const peers: Record<string, string> = {};
@@ -42,14 +51,31 @@ const node = await startNode({
   ...(process.env.BENCH_LOG_LEVEL ? { logger: pino({ level: process.env.BENCH_LOG_LEVEL }) } : {}),
   // Benchmarks that measure throughput or planned moves keep leaders where they are unless told.
   balancer: values.balancer ? JSON.parse(values.balancer) : { enabled: false },
+  // Lease reads (the read scenario): the leader answers from its lease, no round trip.
+  ...(values['lease-reads'] ? { raft: { checkQuorum: true, leaseReads: true } } : {}),
 });
+const logger = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'silent' });
+if (values.admin) {
+  const at = values.admin.lastIndexOf(':');
+  await startAdmin(node, values.admin.slice(0, at), Number(values.admin.slice(at + 1)), logger);
+}
 const send = (m: unknown) => process.send!(m);
 // The election timeout in force (the node's own figure when it has one, else the options').
 const electionMs = (node as unknown as { electionMs?: number }).electionMs ?? tickMs * electionTicks;
 send({ kind: 'ready', electionMs, requestTimeoutMs: timeoutMs });
 
 const enc = new TextEncoder();
-process.on('message', async (m: { cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean; transfers?: number; drain?: boolean; gaps?: boolean; config?: Record<string, unknown>; concurrency?: number }) => {
+process.on('message', async (m: {
+  cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean; transfers?: number; drain?: boolean; gaps?: boolean;
+  config?: Record<string, unknown>; concurrency?: number;
+  /** Only keys of groups 1..activeGroups (the throughput matrix's "active groups"). */
+  activeGroups?: number;
+  /** With `local`: the cluster-wide proposer count, split among the nodes by the share of the
+   *  active groups each leads (so that every row of the matrix has the same concurrency). */
+  totalProposers?: number;
+  /** The fraction of operations that are reads (the read mix), with `consistency`. */
+  readRatio?: number; consistency?: 'linearizable' | 'lease' | 'stale';
+}) => {
   if (m.cmd === 'status') {
     const st = await node.status();
     send({
@@ -107,19 +133,29 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
   // node drives its own leaders, as a sharded client would); otherwise keys of every group.
   const st = await node.status({ detail: true });
   const led = new Set((st.perGroup as { group: number; role: string }[]).filter((g) => g.role === 'leader').map((g) => g.group));
+  const active = Math.min(groups, m.activeGroups ?? groups);
   const keys: Uint8Array[] = [];
   for (let i = 0; keys.length < 4096 && i < 1_000_000 && !(m.local && led.size === 0); i++) {
     const k = enc.encode(`${node.id}-k${i}`);
-    if (!m.local || led.has(groupOfKey(k, groups))) keys.push(k);
+    const g = groupOfKey(k, groups);
+    if (g <= active && (!m.local || led.has(g))) keys.push(k);
+  }
+  if (m.totalProposers !== undefined) {
+    let mine = 0;
+    for (const g of led) if (g <= active) mine++;
+    m.proposers = keys.length === 0 ? 0 : Math.max(1, Math.round((m.totalProposers * mine) / active));
   }
   const value = new Uint8Array(m.valueBytes ?? 16).fill(120);
-  if (keys.length === 0) {
+  if (keys.length === 0 || m.proposers === 0) {
     // `local` and this node leads nothing: it only replicates.
     await new Promise((r) => setTimeout(r, (m.seconds ?? 10) * 1000));
-    send({ kind: 'result', perSecond: [], writes: 0, errors: 0, seconds: m.seconds ?? 10, latenciesMs: [], cpuPct: 0, keys: 0 });
+    send({ kind: 'result', perSecond: [], writes: 0, reads: 0, errors: 0, seconds: m.seconds ?? 10, latenciesMs: [], readLatenciesMs: [], cpuPct: 0, keys: 0, proposers: 0 });
     return;
   }
   const lat: number[] = [];
+  const readLat: number[] = [];
+  let reads = 0;
+  const readEvery = m.readRatio ? 1 / (1 - m.readRatio) : 0; // 0.9 -> one write in every 10 ops
   let writes = 0;
   let errors = 0;
   /** With `gaps`: per proposer, when each write succeeded (epoch ms, shared by the processes),
@@ -136,6 +172,19 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
       const startedAt = Date.now();
       const key = keys[i % keys.length];
       inflight[p] = t;
+      if (readEvery && Math.floor(i / m.proposers!) % Math.round(readEvery) !== 0) {
+        try {
+          await node.kv.get(key, m.consistency ?? 'linearizable');
+          readLat.push(performance.now() - t);
+          reads++;
+        } catch (e) {
+          errors++;
+          const code = (e as { code?: string }).code ?? 'Error';
+          errorCodes[code] = (errorCodes[code] ?? 0) + 1;
+        }
+        inflight[p] = -1;
+        continue;
+      }
       try {
         await node.kv.put(key, value);
         lat.push(performance.now() - t);
@@ -197,5 +246,5 @@ process.on('message', async (m: { cmd: string; seconds?: number; proposers?: num
   const after = await node.status();
   const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
   const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number").map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
-  send({ kind: 'result', okAt: m.gaps ? okAt : undefined, writeLog: m.gaps ? writeLog : undefined, hung, endedAt: Date.now(), maxLatencyMs: lat.reduce((a, x) => Math.max(a, x), 0), overDeadline: lat.filter((x) => x > timeoutMs).length, errorCodes, transferMs, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
+  send({ kind: 'result', okAt: m.gaps ? okAt : undefined, writeLog: m.gaps ? writeLog : undefined, hung, endedAt: Date.now(), maxLatencyMs: lat.reduce((a, x) => Math.max(a, x), 0), overDeadline: lat.filter((x) => x > timeoutMs).length, errorCodes, transferMs, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, reads, readLatenciesMs: readLat, proposers: m.proposers, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
 });

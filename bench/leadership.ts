@@ -11,6 +11,32 @@ const ask = (kids: Map<string, ChildProcess>, next: Next, cmd: Record<string, un
   }));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Successful writes per second in `bucketMs` buckets from `from` to `to` (epoch ms), from the
+ *  per-proposer success times the load reports with `gaps`: the timeline charts of the report. */
+export interface RateTimeline {
+  bucketMs: number;
+  /** Epoch ms of the first bucket's start. */
+  startMs: number;
+  writesPerSec: number[];
+  /** Events on the timeline, seconds from startMs. */
+  markers: { x: number; label: string }[];
+}
+
+export function rateTimeline(okAt: number[][], from: number, to: number, bucketMs: number, markers: { at: number; label: string }[]): RateTimeline {
+  const n = Math.max(1, Math.ceil((to - from) / bucketMs));
+  const counts = new Array<number>(n).fill(0);
+  for (const times of okAt) {
+    for (const t of times) {
+      const b = Math.floor((t - from) / bucketMs);
+      if (b >= 0 && b < n) counts[b]++;
+    }
+  }
+  return {
+    bucketMs, startMs: from, writesPerSec: counts.map((c) => Math.round((c * 1000) / bucketMs)),
+    markers: markers.map((m) => ({ x: round((m.at - from) / 1000, 2), label: m.label })),
+  };
+}
 const say = (line: string) => process.stdout.write(`  ${line}\n`);
 /** The leaders per node, in the order n1, n2, n3. */
 const leadersOf = (st: Record<string, unknown>[]) => st.map((s) => s.leaders as number);
@@ -213,6 +239,7 @@ export interface DrainBenchResult {
   writeP50Ms: number;
   writeP99Ms: number;
   writeMaxMs: number;
+  timeline: RateTimeline;
 }
 
 /** n1 leads every group; under write load from every node, n1 drains. */
@@ -223,13 +250,16 @@ export async function runDrain(o: { groups: number; concurrency: number; propose
     const n1 = kids.get('n1')!;
     n1.send({ cmd: 'status' });
     const before = (await next(n1, 'status')).leaders as number;
+    const loadAt = Date.now();
     const loads = [...kids.values()].map((c) => {
-      c.send({ cmd: 'load', seconds: o.seconds, proposers: o.proposers, valueBytes: 16, local: false });
+      c.send({ cmd: 'load', seconds: o.seconds, proposers: o.proposers, valueBytes: 16, local: false, gaps: true });
       return next(c, 'result');
     });
     await sleep(Math.min(3000, (o.seconds * 1000) / 4));
+    const drainAt = Date.now();
     n1.send({ cmd: 'drain', concurrency: o.concurrency });
     const d = await next(n1, 'drained');
+    const drainedAt = Date.now();
     n1.send({ cmd: 'status' });
     const after = (await next(n1, 'status')).leaders as number;
     say(`n1 drained ${d.moved} leaders in ${d.ms} ms (failed ${d.failed}); n1 now leads ${after}`);
@@ -243,6 +273,8 @@ export async function runDrain(o: { groups: number; concurrency: number; propose
       writes: results.reduce((a, r) => a + (r.writes as number), 0), failedWrites: results.reduce((a, r) => a + (r.errors as number), 0), errors,
       stalledWrites: results.reduce((a, r) => a + (r.stalls as number), 0), writeP50Ms: round(pct(lat, 50)), writeP99Ms: round(pct(lat, 99)),
       writeMaxMs: round(lat.length ? lat[lat.length - 1] : 0),
+      timeline: rateTimeline(results.flatMap((r) => r.okAt as number[][]), loadAt, loadAt + o.seconds * 1000, 250,
+        [{ at: drainAt, label: 'drain n1' }, { at: drainedAt, label: `drained (${d.moved})` }]),
     };
   }, (id) => [...NO_BALANCER, ...(id === 'n1' ? [] : ['--draining'])]);
 }
@@ -282,6 +314,7 @@ export interface KillBenchResult {
   maxLatencyMs: number;
   /** Calls still pending deadline + 5 s after the load ended (a hung caller). */
   hung: number;
+  timeline: RateTimeline;
 }
 
 /** Write load from two nodes; kill -9 the third, which leads the most groups. */
@@ -299,6 +332,7 @@ export async function runKill(o: { groups: number; proposers: number; seconds: n
     const victim = [...st].sort((a, b) => b.leaders - a.leaders)[0];
     say(`leaders ${st.map((x) => `${x.id} ${x.leaders}`).join(', ')}; the victim is ${victim.id}`);
     const survivors = [...kids.entries()].filter(([id]) => id !== victim.id);
+    const loadAt = Date.now();
     const loads = survivors.map(([, c]) => {
       c.send({ cmd: 'load', seconds: o.seconds, proposers: o.proposers, valueBytes: 16, local: false, gaps: true });
       return next(c, 'result');
@@ -385,6 +419,8 @@ export async function runKill(o: { groups: number; proposers: number; seconds: n
       overDeadline: results.reduce((a, r) => a + (r.overDeadline as number), 0),
       maxLatencyMs: Math.round(Math.max(0, ...results.map((r) => r.maxLatencyMs as number))),
       hung: results.reduce((a, r) => a + (r.hung as number), 0),
+      timeline: rateTimeline(results.flatMap((r) => r.okAt as number[][]), loadAt, loadAt + o.seconds * 1000, 100,
+        [{ at: killedAt, label: `kill -9 ${victim.id}` }, ...(reelectedMs >= 0 ? [{ at: killedAt + reelectedMs, label: 'all led again' }] : [])]),
     };
   }, () => [...NO_BALANCER, '--timeout-ms', String(o.timeoutMs)]);
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { runStart, START_HELP } from './start.js';
 import { runClient } from './client.js';
 import { runDemo } from './demo.js';
+import { runBench } from './bench.js';
 
 const HELP = `flotilla — a multi-group Raft runtime for Node.js
 
@@ -20,6 +21,7 @@ Commands:
   balance          run one leader-balancer round now (--dry-run: show the plan)
   member           change a group's membership (--add-learner N, --promote N, --remove N)
   demo             a local 3-node cluster under load: drain, restart, undrain, balancer, locality
+  bench            the benchmark suite, etcd side by side when installed (flotilla bench --help)
   version          print the version
   help             print this help
 
@@ -43,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
     return runStart(argv.slice(1));
   }
   if (argv[0] === 'demo') return runDemo(argv.slice(1));
+  if (argv[0] === 'bench') return runBench(argv.slice(1));
   if (['status', 'transfer', 'drain', 'undrain', 'balance', 'member'].includes(argv[0])) {
     return runClient(argv[0], argv.slice(1));
   }

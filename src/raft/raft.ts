@@ -19,8 +19,11 @@ import {
 import { validateMessage } from './validate.js';
 
 /** Messages that do not promise anything about local durable state may leave before the persist. */
+// A heartbeat response promises nothing about the log (only that we heard this leader in this
+// term; a term change in the same Ready still holds every message back): it need not wait for
+// the fsync, and a ReadIndex round or a lease then costs no disk write on the followers.
 const SEND_BEFORE_PERSIST = new Set<Message['type']>([
-  'app', 'hb', 'snap', 'timeoutNow', 'readIndexResp', 'preVote', 'transferLeader', 'readIndex',
+  'app', 'hb', 'hbResp', 'snap', 'timeoutNow', 'readIndexResp', 'preVote', 'transferLeader', 'readIndex',
 ]);
 
 type Outgoing = Message extends infer M ? (M extends Message ? Omit<M, 'group' | 'from' | 'term'> & { term?: number } : never) : never;

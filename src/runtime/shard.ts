@@ -91,6 +91,18 @@ interface Group {
   readonly transfers: Map<NodeId, { resolve: (r: TransferDone) => void; reject: (e: Error) => void }[]>;
   /** Work served as leader (cumulative): writes applied, their bytes, reads answered. */
   readonly served: { writes: number; bytes: number; reads: number };
+  /** Reads that arrived since the last loop turn, not yet given to the core: [ReadIndex, lease]. */
+  readonly readBatches: [ReadBatch | null, ReadBatch | null];
+}
+
+/** Linearizable reads of one group that arrived between two loop turns. They share one ReadIndex
+ *  (one heartbeat round instead of one per read, as etcd's server coalesces reads): the index is
+ *  taken when the batch is handed to the core, after every member arrived, so it is at least the
+ *  commit index each of them saw. */
+interface ReadBatch {
+  readonly g: Group;
+  readonly lease: boolean;
+  readonly waiters: Set<{ resolve: () => void; reject: (e: Error) => void }>;
 }
 
 export interface TransferDone {
@@ -123,6 +135,8 @@ export class Shard {
   private running = false;
   private stopped = false;
   private readSeq = 0;
+  /** Read batches waiting for the next loop turn. */
+  private queuedReads: ReadBatch[] = [];
   /** Peers the liveness layer reports down: a group that becomes leader learns of them at once
    *  (else it would wait on them forever and never quiesce). */
   private readonly downPeers = new Set<NodeId>();
@@ -181,7 +195,7 @@ export class Shard {
     if (this.campaignDelay) node.setCampaignDelay(this.campaignDelay);
     storage.snapshotSource = (meta: SnapshotMeta) =>
       this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
-    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE, transfers: new Map(), served: { writes: 0, bytes: 0, reads: 0 } };
+    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE, transfers: new Map(), served: { writes: 0, bytes: 0, reads: 0 }, readBatches: [null, null] };
     this.groups.set(id, g);
     this.touch(g);
     return g;
@@ -213,6 +227,7 @@ export class Shard {
     const err = new RuntimeError('InvalidArgument', `group ${id} was removed from ${this.opts.nodeId}`);
     for (const w of g.waiters.values()) w.reject(err);
     for (const r of g.reads.values()) r.reject(err);
+    this.rejectBatches(g, err);
     g.waiters.clear();
     g.reads.clear();
     // Storage is touched only between iterations (an iteration may be awaiting a commit that
@@ -343,15 +358,55 @@ export class Shard {
     } catch (e) {
       return Promise.reject(e);
     }
-    const ctx = `${this.opts.nodeId}:${++this.readSeq}`;
-    const r = g.node.readIndex(ctx, lease);
-    if (!r.ok) return Promise.reject(new RuntimeError('NotLeader', `no leader for group ${groupId}`, r.leader));
-    this.touch(g);
-    this.schedule();
+    let batch = g.readBatches[lease ? 1 : 0];
+    if (!batch) {
+      batch = { g, lease, waiters: new Set() };
+      g.readBatches[lease ? 1 : 0] = batch;
+      this.queuedReads.push(batch);
+      this.schedule();
+    }
+    const b = batch;
     return this.withDeadline<void>(`read of group ${groupId}`, timeoutMs, (resolve, reject) => {
-      g.reads.set(ctx, { index: -1, resolve: () => resolve(), reject });
-      return () => g.reads.delete(ctx);
+      const w = { resolve: () => resolve(), reject };
+      b.waiters.add(w);
+      return () => b.waiters.delete(w);
     });
+  }
+
+  /** Hand the reads that arrived since the last turn to the cores: one ReadIndex per batch. */
+  private issueReads(): void {
+    const batches = this.queuedReads;
+    this.queuedReads = [];
+    for (const b of batches) {
+      const g = b.g;
+      if (g.readBatches[b.lease ? 1 : 0] === b) g.readBatches[b.lease ? 1 : 0] = null;
+      if (b.waiters.size === 0 || this.groups.get(g.id) !== g) continue;
+      const ctx = `${this.opts.nodeId}:${++this.readSeq}`;
+      const r = g.node.readIndex(ctx, b.lease);
+      if (!r.ok) {
+        const err = new RuntimeError('NotLeader', `no leader for group ${g.id}`, r.leader);
+        for (const w of b.waiters) w.reject(err);
+        continue;
+      }
+      const waiters = [...b.waiters];
+      g.reads.set(ctx, {
+        index: -1,
+        resolve: () => { for (const w of waiters) w.resolve(); },
+        reject: (e) => { for (const w of waiters) w.reject(e); },
+      });
+      this.touch(g);
+    }
+  }
+
+  /** Reject the reads of `g` not yet given to its core. */
+  private rejectBatches(g: Group, err: Error): void {
+    for (let i = 0; i < 2; i++) {
+      const b = g.readBatches[i];
+      if (!b) continue;
+      g.readBatches[i] = null;
+      for (const w of b.waiters) w.reject(err);
+      b.waiters.clear();
+    }
   }
 
   /** Query the state machine; 'linearizable' waits for a read barrier first. */
@@ -551,7 +606,7 @@ export class Shard {
     } finally {
       this.running = false;
     }
-    if (this.inbox.length > 0 || this.active.size > 0 || this.tickDue) this.schedule();
+    if (this.inbox.length > 0 || this.active.size > 0 || this.tickDue || this.queuedReads.length > 0) this.schedule();
   }
 
   /** One loop iteration. Returns false when there was nothing to do. */
@@ -589,6 +644,7 @@ export class Shard {
         this.active.add(g);
       }
     }
+    this.issueReads();
     const inbox = this.inbox;
     this.inbox = [];
     for (const m of inbox) {
@@ -765,6 +821,7 @@ export class Shard {
     for (const g of this.groups.values()) {
       for (const w of g.waiters.values()) w.reject(err);
       for (const r of g.reads.values()) r.reject(err);
+      this.rejectBatches(g, err);
       for (const l of g.transfers.values()) for (const c of l) c.reject(err);
       g.waiters.clear();
       g.reads.clear();

@@ -1,0 +1,374 @@
+// Keep-alive HTTP load generator for the "HTTP gateway vs peers" scenarios: closed-loop clients
+// putting small values through flotilla's admin key-value gateway (PUT /kv/<key>) or etcd's
+// gRPC-gateway (POST /v3/kv/put). It runs in a child process of its own (this file, forked), so
+// its CPU is not the benchmark runner's and the client is the same program for every store.
+// Owns: runHttpLoad, its result shape, freePorts (for the servers it loads) and the CPU meter.
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { createServer } from 'node:net';
+
+export type HttpLoadKind = 'flotilla' | 'etcd';
+
+export interface HttpLoadOptions {
+  /** Base URLs (http://host:port); client c starts on targets[c % targets.length]. */
+  targets: string[];
+  clients: number;
+  /** Measured seconds (after the warm-up). */
+  seconds: number;
+  valueBytes: number;
+  kind: HttpLoadKind;
+  /** Distinct keys per client (client c writes k<c>-<i mod keys>). Default 100. */
+  keys?: number;
+  /** Load before the measured window (connections, JIT, the stores' caches). Default 0. */
+  warmupSeconds?: number;
+  /** With it: successes and failures per 100 ms bucket, and every request's log. */
+  timeline?: boolean;
+  /** Per-request deadline. Default 10,000 ms. */
+  timeoutMs?: number;
+  /** Pause after a failed request before the client tries again on the next target. Default 5 ms. */
+  retryPauseMs?: number;
+  /** etcd's gateway prefix: '/v3' (3.4 also serves '/v3beta'). Default '/v3'. */
+  etcdPrefix?: string;
+  /** Processes whose CPU is the store's (sampled over the measured window from /proc). */
+  serverPids?: number[];
+}
+
+export interface HttpLoadResult {
+  kind: HttpLoadKind;
+  clients: number;
+  targets: number;
+  valueBytes: number;
+  /** Measured window, epoch ms. */
+  startedAt: number;
+  endedAt: number;
+  seconds: number;
+  /** Successful writes that completed in the measured window. */
+  writes: number;
+  writesPerSec: number;
+  /** Latency of successful writes started in the window. */
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+  /** Failed requests started in the window, by kind: "HTTP 503", "ECONNREFUSED", "timeout", ... */
+  errors: number;
+  errorsByKind: Record<string, number>;
+  /** The stores' own error messages (first 80 characters of the body), with counts. */
+  errorMessages: Record<string, number>;
+  /** Requests (ok or failed) started in the window that took longer than 1 s. */
+  stalled: number;
+  /** Clients that had at least one such request. */
+  stalledClients: number;
+  /** The slowest request, ok or failed. */
+  slowestMs: number;
+  /** Longest time one client went without a success, over the clients (window and tail). */
+  longestClientGapMs: number;
+  /** Longest time between two successes of any clients in the window, and when it began. */
+  longestGapMs: number;
+  longestGapAt: number;
+  cpu: { driverCores: number; serverCores: number | null; machineBusyCores: number | null; otherCores: number | null };
+  timeline?: {
+    bucketMs: number;
+    /** Epoch ms of bucket 0 (the load's start, warm-up included). */
+    startEpochMs: number;
+    ok: number[];
+    failed: number[];
+  };
+  /** Every request, flat: [startEpochMs, endEpochMs, client, ok 1/0, target index] per request. */
+  requests?: number[];
+}
+
+export const REQUEST_FIELDS = 5;
+
+export const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** The p-th percentile of an ascending array (0 when empty). */
+export function pct(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** n distinct free TCP ports on 127.0.0.1 (all held open at once so they differ). A child that
+ *  binds one later may in principle lose a race with another process; the servers then fail
+ *  loudly at start. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  const ports = await Promise.all(servers.map((s) => new Promise<number>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => resolve((s.address() as { port: number }).port));
+  })));
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc; null when it is gone. */
+export function procCpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start at ") ": utime is field 14.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** Busy CPU seconds of the whole machine (all cores), from /proc/stat; null off Linux. */
+export function machineBusySeconds(): number | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal: busy is everything but idle and iowait.
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return (total - f[3] - f[4]) / 100;
+  } catch {
+    return null;
+  }
+}
+
+const CHILD_FLAG = '--http-load-child';
+
+/** Run the load in a child process and return its result. */
+export function runHttpLoad(o: HttpLoadOptions): Promise<HttpLoadResult> {
+  const child = fork(import.meta.filename, [CHILD_FLAG], {
+    execArgv: import.meta.filename.endsWith('.ts') ? ['--import', 'tsx'] : [],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  // The child ends on its own; this guard only covers a child that hangs.
+  const guardMs = ((o.warmupSeconds ?? 0) + o.seconds) * 1000 + (o.timeoutMs ?? 10_000) + 30_000;
+  return new Promise<HttpLoadResult>((resolve, reject) => {
+    let done = false;
+    const guard = setTimeout(() => {
+      if (!done) reject(new Error(`http load child did not finish in ${guardMs} ms`));
+      done = true;
+      child.kill('SIGKILL');
+    }, guardMs);
+    child.on('message', (m: { kind: string; result?: HttpLoadResult; error?: string }) => {
+      if (done) return;
+      done = true;
+      clearTimeout(guard);
+      if (m.kind === 'result') resolve(m.result!);
+      else reject(new Error(`http load child failed: ${m.error}`));
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(guard);
+      if (!done) reject(new Error(`http load child exited (${code ?? signal}) without a result`));
+      done = true;
+    });
+    child.send(o);
+  });
+}
+
+interface Target {
+  host: string;
+  port: number;
+  agent: Agent;
+}
+
+interface Outcome {
+  ok: boolean;
+  kind?: string;
+  message?: string;
+}
+
+function put(t: Target, path: string, body: Buffer, contentType: string, method: string, timeoutMs: number): Promise<Outcome> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (x: Outcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(x);
+    };
+    const req = request({
+      host: t.host, port: t.port, path, method, agent: t.agent,
+      headers: { 'content-type': contentType, 'content-length': body.length },
+    }, (res) => {
+      const status = res.statusCode ?? 0;
+      if (status >= 200 && status < 300) {
+        res.resume();
+        res.once('end', () => finish({ ok: true }));
+        res.once('error', (e: NodeJS.ErrnoException) => finish({ ok: false, kind: e.code ?? e.message }));
+        return;
+      }
+      // Keep the store's error text: it tells a timeout from a dropped proposal.
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.once('end', () => finish({ ok: false, kind: `HTTP ${status}`, message: messageOf(Buffer.concat(chunks).toString('utf8')) }));
+      res.once('error', () => finish({ ok: false, kind: `HTTP ${status}` }));
+    });
+    // A hard deadline for the whole request, not the socket's idle timeout.
+    const timer = setTimeout(() => {
+      finish({ ok: false, kind: 'timeout' });
+      req.destroy();
+    }, timeoutMs);
+    req.once('error', (e: NodeJS.ErrnoException) => finish({ ok: false, kind: e.code ?? e.message }));
+    req.end(body);
+  });
+}
+
+function messageOf(body: string): string {
+  try {
+    const j = JSON.parse(body) as { message?: string; error?: string };
+    return String(j.message ?? j.error ?? body).slice(0, 80);
+  } catch {
+    return body.slice(0, 80);
+  }
+}
+
+async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const pauseMs = o.retryPauseMs ?? 5;
+  const keys = o.keys ?? 100;
+  const prefix = o.etcdPrefix ?? '/v3';
+  const targets: Target[] = o.targets.map((u) => {
+    const url = new URL(u);
+    return { host: url.hostname, port: Number(url.port), agent: new Agent({ keepAlive: true, maxSockets: o.clients }) };
+  });
+  const value = Buffer.alloc(o.valueBytes, 'x');
+  const valueB64 = value.toString('base64');
+  const t0 = Date.now();
+  const p0 = performance.now();
+  // Epoch ms from the monotonic clock: one wall-clock reading, then performance.now() offsets.
+  const now = () => t0 + (performance.now() - p0);
+  const measureFrom = t0 + (o.warmupSeconds ?? 0) * 1000;
+  const measureTo = measureFrom + o.seconds * 1000;
+  let cpu0: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: number | null } | undefined;
+  const cpuAt = setTimeout(() => {
+    cpu0 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineBusySeconds() };
+  }, measureFrom - Date.now());
+  let cpu1: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: number | null; at: number } | undefined;
+  const cpuEnd = setTimeout(() => {
+    cpu1 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineBusySeconds(), at: now() };
+  }, measureTo - Date.now());
+
+  const log: number[] = [];
+  const okEnds: number[][] = Array.from({ length: o.clients }, () => []);
+  const lastFail = new Float64Array(o.clients);
+  const okLatencies: number[] = [];
+  const errorsByKind: Record<string, number> = {};
+  const errorMessages: Record<string, number> = {};
+  let writes = 0;
+  let stalled = 0;
+  let slowest = 0;
+  const stalledBy = new Set<number>();
+
+  const client = async (c: number) => {
+    let ti = c % targets.length;
+    for (let i = 0; now() < measureTo; i++) {
+      const key = `k${c}-${i % keys}`;
+      const t = targets[ti];
+      const start = now();
+      const r = o.kind === 'flotilla'
+        ? await put(t, `/kv/${key}`, value, 'application/octet-stream', 'PUT', timeoutMs)
+        : await put(t, `${prefix}/kv/put`, Buffer.from(JSON.stringify({ key: Buffer.from(key).toString('base64'), value: valueB64 })), 'application/json', 'POST', timeoutMs);
+      const end = now();
+      const ms = end - start;
+      if (o.timeline) log.push(start, end, c, r.ok ? 1 : 0, ti);
+      const inWindow = start >= measureFrom && start < measureTo;
+      if (inWindow) {
+        slowest = Math.max(slowest, ms);
+        if (ms > 1000) {
+          stalled++;
+          stalledBy.add(c);
+        }
+      }
+      if (r.ok) {
+        okEnds[c].push(end);
+        if (end >= measureFrom && end <= measureTo) writes++;
+        if (inWindow) okLatencies.push(ms);
+      } else {
+        lastFail[c] = end;
+        if (inWindow) {
+          errorsByKind[r.kind!] = (errorsByKind[r.kind!] ?? 0) + 1;
+          if (r.message && (errorMessages[r.message] !== undefined || Object.keys(errorMessages).length < 20)) {
+            errorMessages[r.message] = (errorMessages[r.message] ?? 0) + 1;
+          }
+        }
+        // Fail over like a real client: the next key, on the next target, after a short pause
+        // (a refused connection would otherwise spin).
+        ti = (ti + 1) % targets.length;
+        await new Promise((res) => setTimeout(res, pauseMs));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: o.clients }, (_, c) => client(c)));
+  clearTimeout(cpuAt);
+  clearTimeout(cpuEnd);
+  for (const t of targets) t.agent.destroy();
+  const tEnd = cpu1?.at ?? now();
+
+  // Per client: the longest stretch without a success, counting from the window's start and up to
+  // a final failure (a client stuck at the end still shows its gap).
+  let longestClientGapMs = 0;
+  for (let c = 0; c < o.clients; c++) {
+    const ends = okEnds[c].filter((x) => x >= measureFrom);
+    let prev = measureFrom;
+    const before = okEnds[c].filter((x) => x < measureFrom);
+    if (before.length) prev = before[before.length - 1];
+    for (const e of ends) {
+      longestClientGapMs = Math.max(longestClientGapMs, e - Math.max(prev, measureFrom));
+      prev = e;
+    }
+    if (lastFail[c] > prev) longestClientGapMs = Math.max(longestClientGapMs, lastFail[c] - Math.max(prev, measureFrom));
+  }
+  // All clients together: the longest pause between two successes in the window.
+  const all = Float64Array.from(okEnds.flat().filter((x) => x >= measureFrom && x <= measureTo)).sort();
+  let longestGapMs = 0;
+  let longestGapAt = measureFrom;
+  let prev = measureFrom;
+  for (const e of [...all, measureTo]) {
+    if (e - prev > longestGapMs) {
+      longestGapMs = e - prev;
+      longestGapAt = prev;
+    }
+    prev = e;
+  }
+
+  const lat = Float64Array.from(okLatencies).sort();
+  const errors = Object.values(errorsByKind).reduce((a, b) => a + b, 0);
+  const secs = (Math.min(tEnd, measureTo) - measureFrom) / 1000 || o.seconds;
+  let cpu: HttpLoadResult['cpu'] = { driverCores: 0, serverCores: null, machineBusyCores: null, otherCores: null };
+  if (cpu0 && cpu1) {
+    const span = (cpu1.at - measureFrom) / 1000;
+    const driver = (cpu1.driver.user + cpu1.driver.system - cpu0.driver.user - cpu0.driver.system) / 1e6 / span;
+    const sv = cpu1.servers.map((x, i) => (x === null || cpu0!.servers[i] === null ? null : x - cpu0!.servers[i]!));
+    const server = o.serverPids?.length && sv.every((x) => x !== null) ? (sv as number[]).reduce((a, b) => a + b, 0) / span : null;
+    const machine = cpu1.machine !== null && cpu0.machine !== null ? (cpu1.machine - cpu0.machine) / span : null;
+    cpu = {
+      driverCores: round(driver), serverCores: server === null ? null : round(server), machineBusyCores: machine === null ? null : round(machine),
+      otherCores: machine === null || server === null ? null : round(Math.max(0, machine - server - driver)),
+    };
+  }
+
+  let timeline: HttpLoadResult['timeline'];
+  if (o.timeline) {
+    const bucketMs = 100;
+    const n = Math.ceil((Math.max(tEnd, ...okEnds.map((e) => e[e.length - 1] ?? 0), ...lastFail) - t0) / bucketMs) + 1;
+    timeline = { bucketMs, startEpochMs: t0, ok: new Array<number>(n).fill(0), failed: new Array<number>(n).fill(0) };
+    for (let i = 0; i < log.length; i += REQUEST_FIELDS) {
+      const b = Math.floor((log[i + 1] - t0) / bucketMs);
+      if (log[i + 3] === 1) timeline.ok[b]++;
+      else timeline.failed[b]++;
+    }
+  }
+  return {
+    kind: o.kind, clients: o.clients, targets: o.targets.length, valueBytes: o.valueBytes,
+    startedAt: Math.round(measureFrom), endedAt: Math.round(measureTo), seconds: round(secs, 2),
+    writes, writesPerSec: Math.round(writes / secs),
+    p50Ms: round(pct(lat, 50)), p99Ms: round(pct(lat, 99)), p999Ms: round(pct(lat, 99.9)), maxMs: round(lat.length ? lat[lat.length - 1] : 0),
+    errors, errorsByKind, errorMessages, stalled, stalledClients: stalledBy.size, slowestMs: round(slowest, 1),
+    longestClientGapMs: round(longestClientGapMs, 1), longestGapMs: round(longestGapMs, 1), longestGapAt: Math.round(longestGapAt),
+    cpu, timeline, requests: o.timeline ? log.map((x, i) => (i % REQUEST_FIELDS < 2 ? round(x, 1) : x)) : undefined,
+  };
+}
+
+// The child: one load run per process, options in and the result out over IPC.
+if (process.argv[2] === CHILD_FLAG && process.send) {
+  process.once('message', (o: HttpLoadOptions) => {
+    drive(o).then(
+      (result) => process.send!({ kind: 'result', result }, () => process.exit(0)),
+      (e: unknown) => process.send!({ kind: 'error', error: (e as Error).stack ?? String(e) }, () => process.exit(1)),
+    );
+  });
+}

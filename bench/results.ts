@@ -1,0 +1,121 @@
+// The shape of a benchmark run's results.json, shared by the scenarios (which produce figures,
+// tables and chart series), the Markdown/SVG report and `--compare`. Scenarios keep their raw
+// output under `scenarios`; everything a person reads or a comparison checks is a Figure, so a
+// regression check never needs to know a scenario's private shape.
+import type { MachineInfo } from './machine.js';
+
+/** A scenario family: one section of the report and one SVG chart. */
+export type Family = 'throughput' | 'http' | 'reads' | 'idle' | 'transfer' | 'failover' | 'balancer' | 'storage' | 'micro';
+
+export const FAMILY_TITLES: Record<Family, string> = {
+  throughput: 'Throughput and latency vs active groups and payload (embedded API)',
+  http: 'HTTP key-value gateway vs peers (same clients, same value size)',
+  reads: 'Reads: ReadIndex and lease, mixed 9:1 read:write',
+  idle: 'Idle cost: quiesced groups',
+  transfer: 'Planned leader transfer and drain under load',
+  failover: 'Unplanned failover: kill -9 of a leader node under load',
+  balancer: 'Leader balancer: from full skew to balanced',
+  storage: 'Storage: durable entries/s and commit latency',
+  micro: 'Micro benchmarks (Raft core, transport)',
+};
+
+/** Which direction is an improvement; 'none' figures are reported but never flagged. */
+export type Better = 'higher' | 'lower' | 'none';
+
+export interface Figure {
+  /** Stable across runs (compare matches on it), e.g. "throughput/1000g/16B/writesPerSec". */
+  id: string;
+  family: Family;
+  label: string;
+  /** The median of `samples` when the scenario was repeated. */
+  value: number;
+  unit: string;
+  better: Better;
+  /** One value per repetition (absent when run once). */
+  samples?: number[];
+}
+
+export interface Table {
+  family: Family;
+  title: string;
+  columns: string[];
+  rows: (string | number)[][];
+  note?: string;
+}
+
+export interface Series {
+  name: string;
+  points: [number, number][];
+}
+
+export interface Chart {
+  family: Family;
+  title: string;
+  /** line: y against x (e.g. writes/s against groups); bar: one bar per point per series, x as
+   *  category index with `categories` naming them; timeline: y against seconds, with markers. */
+  kind: 'line' | 'bar' | 'timeline';
+  xLabel: string;
+  yLabel: string;
+  xLog?: boolean;
+  categories?: string[];
+  series: Series[];
+  /** Vertical lines on a timeline (e.g. "kill -9 n3" at x = 10.2). */
+  markers?: { x: number; label: string }[];
+}
+
+/** A target the issue set, with whether this run met it. `met` is null when not measured. */
+export interface Target {
+  id: string;
+  text: string;
+  met: boolean | null;
+  detail: string;
+}
+
+export interface PeerInfo {
+  available: boolean;
+  version?: string;
+  /** Why the peer was skipped, when it was. */
+  reason?: string;
+}
+
+export interface FsyncProbe {
+  p50Ms: number;
+  p99Ms: number;
+  samples: number;
+}
+
+export interface Results {
+  schema: 1;
+  machine: MachineInfo & { fsync: FsyncProbe };
+  /** Which runtime code the node processes ran. */
+  nodeCode: string;
+  quick: boolean;
+  repeat: number;
+  startedAt: string;
+  durationSec: number;
+  /** Scenario names run, in order. */
+  ran: string[];
+  figures: Figure[];
+  tables: Table[];
+  charts: Chart[];
+  targets: Target[];
+  peers: Record<string, PeerInfo>;
+  /** Raw scenario output (shapes private to each scenario). */
+  scenarios: Record<string, unknown>;
+}
+
+/** The median of a non-empty list (mean of the middle two for even lengths). */
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Relative spread of repeated samples: (max - min) / median; 0 for one sample. */
+export function spread(xs: number[]): number {
+  if (xs.length < 2) return 0;
+  const m = median(xs);
+  if (m === 0) return 0;
+  return (Math.max(...xs) - Math.min(...xs)) / Math.abs(m);
+}

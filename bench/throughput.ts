@@ -1,0 +1,158 @@
+// Throughput and latency against active groups and payload (scenario 1), the read mix
+// (scenario 3), and the idle cost of the same cluster once the load stops (scenario 4). One
+// cluster of 3 node processes serves the whole matrix: "active groups" are the groups the load
+// writes to (the first N by id), so a row with 1 active group runs beside 9,999 quiesced ones, as
+// in a real deployment, and the cluster is elected once instead of once per row.
+import type { ChildProcess } from 'node:child_process';
+import { NO_BALANCER, pct, round, waitElected, withCluster, type Next } from './cluster.js';
+
+export interface MatrixRow {
+  activeGroups: number;
+  valueBytes: number;
+  /** Concurrent proposers across the cluster (each node drives the active groups it leads). */
+  proposers: number;
+  writesPerSec: number;
+  /** Payload bytes committed per second (values only). */
+  mibPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  errors: number;
+  cpuPctPerNode: number[];
+  seconds: number;
+}
+
+export interface IdleSample {
+  groups: number;
+  idleCpuPctPerNode: number[];
+  rssMiBPerNode: number[];
+  rssKiBPerReplica: number;
+  raftBatchesWhileIdle: number;
+  framesWhileIdle: number;
+  /** From the end of the load until every replica was quiesced. */
+  quiesceAfterLoadSeconds: number;
+}
+
+export interface ThroughputResult {
+  groups: number;
+  electSeconds: number;
+  rows: MatrixRow[];
+  idle: IdleSample | null;
+}
+
+export interface ReadMixRow {
+  consistency: 'linearizable' | 'lease';
+  readRatio: number;
+  groups: number;
+  proposers: number;
+  readsPerSec: number;
+  writesPerSec: number;
+  readP50Ms: number;
+  readP99Ms: number;
+  writeP50Ms: number;
+  writeP99Ms: number;
+  errors: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function load(kids: Map<string, ChildProcess>, next: Next, cmd: Record<string, unknown>) {
+  const results = await Promise.all([...kids.values()].map((c) => {
+    c.send({ cmd: 'load', local: true, ...cmd });
+    return next(c, 'result');
+  }));
+  const secs = Math.max(...results.map((r) => r.seconds as number));
+  return {
+    results,
+    secs,
+    writes: results.reduce((a, r) => a + (r.writes as number), 0),
+    reads: results.reduce((a, r) => a + ((r.reads as number) ?? 0), 0),
+    errors: results.reduce((a, r) => a + (r.errors as number), 0),
+    proposers: results.reduce((a, r) => a + ((r.proposers as number) ?? 0), 0),
+    lat: Float64Array.from(results.flatMap((r) => r.latenciesMs as number[])).sort(),
+    readLat: Float64Array.from(results.flatMap((r) => (r.readLatenciesMs as number[]) ?? [])).sort(),
+  };
+}
+
+/** The matrix: every active-group count x every payload, `seconds` each, on one cluster of
+ *  max(active) groups; then, with `idleSeconds`, the idle cost once every replica quiesced. */
+export async function runThroughput(o: {
+  active: number[]; payloads: number[]; proposers: number; seconds: number; idleSeconds: number;
+  extra?: { activeGroups: number; valueBytes: number; proposers: number }[];
+  onRow?: (r: MatrixRow) => void;
+}): Promise<ThroughputResult> {
+  const groups = Math.max(...o.active);
+  return withCluster(groups, 1, async (kids, next) => {
+    const electSeconds = await waitElected(kids, next, groups);
+    // Let the election's catch-up traffic settle so the first row is not penalised.
+    await sleep(2000);
+    const rows: MatrixRow[] = [];
+    const plan = [
+      ...o.active.flatMap((a) => o.payloads.map((v) => ({ activeGroups: a, valueBytes: v, proposers: o.proposers }))),
+      ...(o.extra ?? []),
+    ];
+    for (const p of plan) {
+      const x = await load(kids, next, { seconds: o.seconds, totalProposers: p.proposers, valueBytes: p.valueBytes, activeGroups: p.activeGroups });
+      const row: MatrixRow = {
+        activeGroups: p.activeGroups, valueBytes: p.valueBytes, proposers: x.proposers,
+        writesPerSec: Math.round(x.writes / x.secs), mibPerSec: round((x.writes * p.valueBytes) / x.secs / 2 ** 20, 2),
+        p50Ms: round(pct(x.lat, 50)), p99Ms: round(pct(x.lat, 99)), p999Ms: round(pct(x.lat, 99.9)), errors: x.errors,
+        cpuPctPerNode: x.results.map((r) => Math.round(r.cpuPct as number)), seconds: round(x.secs, 1),
+      };
+      rows.push(row);
+      o.onRow?.(row);
+    }
+    let idle: IdleSample | null = null;
+    if (o.idleSeconds > 0) {
+      const t0 = performance.now();
+      for (;;) {
+        const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
+        if (st.every((s) => s.quiesced === s.groups)) break;
+        if (performance.now() - t0 > 120_000) break;
+        await sleep(500);
+      }
+      const quiesceAfterLoadSeconds = round((performance.now() - t0) / 1000, 1);
+      const r = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'idle', seconds: o.idleSeconds }); return next(c, 'idle'); }));
+      const rss = r.map((x) => x.rssBytes as number);
+      const replicas = r.reduce((a, x) => a + (x.groups as number), 0);
+      idle = {
+        groups, idleCpuPctPerNode: r.map((x) => round(x.cpuPct as number, 2)), rssMiBPerNode: rss.map((b) => Math.round(b / 2 ** 20)),
+        rssKiBPerReplica: round(rss.reduce((a, b) => a + b, 0) / replicas / 1024, 1),
+        raftBatchesWhileIdle: r.reduce((a, x) => a + (x.raftBatchesOut as number), 0),
+        framesWhileIdle: r.reduce((a, x) => a + (x.framesSent as number), 0), quiesceAfterLoadSeconds,
+      };
+    }
+    return { groups, electSeconds: round(electSeconds, 1), rows, idle };
+  }, () => NO_BALANCER);
+}
+
+/** Reads mixed with writes (readRatio of the operations are reads) on `groups` groups, each
+ *  node driving the groups it leads: ReadIndex (linearizable) reads, then lease reads. The nodes
+ *  run with lease reads enabled (checkQuorum on) so that both kinds are served by one cluster. */
+export async function runReadMix(o: { groups: number; proposers: number; seconds: number; readRatio: number; onRow?: (r: ReadMixRow) => void }): Promise<ReadMixRow[]> {
+  return withCluster(o.groups, 1, async (kids, next) => {
+    await waitElected(kids, next, o.groups);
+    await sleep(2000);
+    const rows: ReadMixRow[] = [];
+    for (const consistency of ['linearizable', 'lease'] as const) {
+      const x = await load(kids, next, { seconds: o.seconds, totalProposers: o.proposers, valueBytes: 16, readRatio: o.readRatio, consistency });
+      const row: ReadMixRow = {
+        consistency, readRatio: o.readRatio, groups: o.groups, proposers: x.proposers,
+        readsPerSec: Math.round(x.reads / x.secs), writesPerSec: Math.round(x.writes / x.secs),
+        readP50Ms: round(pct(x.readLat, 50)), readP99Ms: round(pct(x.readLat, 99)),
+        writeP50Ms: round(pct(x.lat, 50)), writeP99Ms: round(pct(x.lat, 99)), errors: x.errors,
+      };
+      rows.push(row);
+      o.onRow?.(row);
+    }
+    return rows;
+  }, () => [...NO_BALANCER, '--lease-reads']);
+}
+
+// Direct use: node --import tsx bench/throughput.ts [matrix|reads] [seconds]
+if (process.argv[1] === import.meta.filename) {
+  const secs = Number(process.argv[3] ?? 4);
+  const out = (x: unknown) => process.stdout.write(JSON.stringify(x) + '\n');
+  if (process.argv[2] === 'reads') out(await runReadMix({ groups: 1000, proposers: 3000, seconds: secs, readRatio: 0.9, onRow: out }));
+  else out(await runThroughput({ active: [1, 100, 1000], payloads: [16], proposers: 3000, seconds: secs, idleSeconds: 3, onRow: out }));
+}
