@@ -364,6 +364,9 @@ export async function runEtcdMoveLeader(o: { clients: number; seconds: number; m
       })();
       const cmd = await c.moveLeader(before.name, to);
       await watch;
+      // Read the term again once settled: a member's status can show the new leader a moment
+      // before its term (the two are updated at different points of etcd's raft loop).
+      termAfter = Math.max(termAfter, (await c.leaderInfo()).term);
       events.push({ at, from: before.name, to, commandMs: cmd.ms, commandOk: cmd.ok, commandOutput: cmd.ok ? '' : cmd.output, leaderSeenMs: seenAt === null ? null : seenAt - at, termBefore: before.term, termAfter });
     }
     const load = await loading;
@@ -416,7 +419,12 @@ export interface EtcdKillResult {
   termAfter: number;
   /** Kill to a new leader seen in a surviving member's status (polled every 20 ms). */
   leaderSeenMs: number | null;
-  /** Kill to the first success of a put issued after the kill (writes possible again). */
+  /** Writes possible again: kill to the first success of a probe put (one every 10 ms to the
+   *  survivors, 300 ms deadline each, started after the kill), as the peers notes measured it. */
+  writesPossibleMs: number | null;
+  /** Kill to the first success of a load client's put issued after the kill. Closed-loop clients
+   *  all stuck in etcd's 7 s request timeout issue none until it expires, so this can be ~7 s
+   *  when writes were possible long before. */
   resumeMs: number | null;
   /** Kill to the first success of any put, also one in flight at the kill. */
   firstSuccessAfterKillMs: number | null;
@@ -436,6 +444,25 @@ export interface EtcdKillResult {
   load: Omit<HttpLoadResult, 'requests'>;
 }
 
+/** One put every 10 ms (300 ms deadline, round-robin over `to`) from `from` until one succeeds;
+ *  resolves with the ms from `from` to that success, or null after 20 s. */
+async function probe(c: EtcdCluster, to: EtcdMember[], from: number): Promise<number | null> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const body = { key: Buffer.from('flotilla-bench-probe').toString('base64'), value: Buffer.from('x').toString('base64') };
+  let found: number | null = null;
+  const pending: Promise<void>[] = [];
+  for (let i = 0; found === null && Date.now() - from < 20_000; i++) {
+    const m = to[i % to.length];
+    pending.push(postJson(`${m.clientUrl}${c.prefix}/kv/put`, body, 300, agent).then((r) => {
+      if (r.status === 200 && found === null) found = Date.now() - from;
+    }, () => undefined));
+    await sleep(10);
+  }
+  await Promise.all(pending);
+  agent.destroy();
+  return found;
+}
+
 /** kill -9 of the etcd leader a third into a `seconds` run of `clients` writers. */
 export async function runEtcdKill(o: { clients: number; seconds: number; valueBytes?: number }): Promise<EtcdKillResult | Unavailable> {
   const a = etcdAvailable();
@@ -451,6 +478,7 @@ export async function runEtcdKill(o: { clients: number; seconds: number; valueBy
     if (!before.name) throw new Error('etcd has no leader before the kill');
     c.kill(before.name);
     const killedAt = Date.now();
+    const probing = probe(c, c.members.filter((m) => m.name !== before.name), killedAt);
     let leaderSeenMs: number | null = null;
     let termAfter = before.term;
     while (Date.now() - killedAt < 20_000) {
@@ -462,7 +490,9 @@ export async function runEtcdKill(o: { clients: number; seconds: number; valueBy
       }
       await sleep(20);
     }
+    const writesPossibleMs = await probing;
     const load = await loading;
+    termAfter = Math.max(termAfter, (await c.leaderInfo()).term);
     const reqs = requestsOf(load);
     const okEnds = Float64Array.from(reqs.filter((r) => r.ok).map((r) => r.end)).sort();
     const afterStart = reqs.filter((r) => r.ok && r.start >= killedAt).map((r) => r.end);
@@ -492,7 +522,7 @@ export async function runEtcdKill(o: { clients: number; seconds: number; valueBy
     const { requests: _drop, ...loadRest } = load;
     return {
       available: true, version: c.version, clients: o.clients, victim: before.name, killedAt, killAtTimelineMs: killedAt - (load.timeline?.startEpochMs ?? t0),
-      termBefore: before.term, termAfter, leaderSeenMs,
+      termBefore: before.term, termAfter, leaderSeenMs, writesPossibleMs,
       resumeMs: afterStart.length ? round(minOf(afterStart) - killedAt, 1) : null,
       firstSuccessAfterKillMs: afterEnd.length ? round(minOf(afterEnd) - killedAt, 1) : null,
       gapMs: round(longestGap(okEnds, killedAt, load.endedAt), 1),

@@ -67,7 +67,9 @@ export interface HttpLoadResult {
   /** Longest time between two successes of any clients in the window, and when it began. */
   longestGapMs: number;
   longestGapAt: number;
-  cpu: { driverCores: number; serverCores: number | null; machineBusyCores: number | null; otherCores: number | null };
+  /** Cores used over the window: by the driver, the store's processes, the whole machine, the
+   *  rest (other processes: the runner, other workloads), and stolen by the hypervisor. */
+  cpu: { driverCores: number; serverCores: number | null; machineBusyCores: number | null; otherCores: number | null; stealCores: number | null };
   timeline?: {
     bucketMs: number;
     /** Epoch ms of bucket 0 (the load's start, warm-up included). */
@@ -114,13 +116,13 @@ export function procCpuSeconds(pid: number): number | null {
   }
 }
 
-/** Busy CPU seconds of the whole machine (all cores), from /proc/stat; null off Linux. */
-export function machineBusySeconds(): number | null {
+/** CPU seconds of the whole machine (all cores) from /proc/stat: busy, and stolen by the
+ *  hypervisor (a VM's cores run other guests then); null off Linux. */
+export function machineCpuSeconds(): { busy: number; steal: number } | null {
   try {
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal: busy is everything but idle and iowait.
-    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-    return (total - f[3] - f[4]) / 100;
+    // user nice system idle iowait irq softirq steal: busy is user + nice + system + irq + softirq.
+    return { busy: (f[0] + f[1] + f[2] + f[5] + f[6]) / 100, steal: f[7] / 100 };
   } catch {
     return null;
   }
@@ -233,13 +235,14 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   const now = () => t0 + (performance.now() - p0);
   const measureFrom = t0 + (o.warmupSeconds ?? 0) * 1000;
   const measureTo = measureFrom + o.seconds * 1000;
-  let cpu0: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: number | null } | undefined;
+  type Machine = ReturnType<typeof machineCpuSeconds>;
+  let cpu0: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: Machine } | undefined;
   const cpuAt = setTimeout(() => {
-    cpu0 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineBusySeconds() };
+    cpu0 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineCpuSeconds() };
   }, measureFrom - Date.now());
-  let cpu1: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: number | null; at: number } | undefined;
+  let cpu1: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: Machine; at: number } | undefined;
   const cpuEnd = setTimeout(() => {
-    cpu1 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineBusySeconds(), at: now() };
+    cpu1 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineCpuSeconds(), at: now() };
   }, measureTo - Date.now());
 
   const log: number[] = [];
@@ -328,16 +331,18 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   const lat = Float64Array.from(okLatencies).sort();
   const errors = Object.values(errorsByKind).reduce((a, b) => a + b, 0);
   const secs = (Math.min(tEnd, measureTo) - measureFrom) / 1000 || o.seconds;
-  let cpu: HttpLoadResult['cpu'] = { driverCores: 0, serverCores: null, machineBusyCores: null, otherCores: null };
+  let cpu: HttpLoadResult['cpu'] = { driverCores: 0, serverCores: null, machineBusyCores: null, otherCores: null, stealCores: null };
   if (cpu0 && cpu1) {
     const span = (cpu1.at - measureFrom) / 1000;
     const driver = (cpu1.driver.user + cpu1.driver.system - cpu0.driver.user - cpu0.driver.system) / 1e6 / span;
     const sv = cpu1.servers.map((x, i) => (x === null || cpu0!.servers[i] === null ? null : x - cpu0!.servers[i]!));
     const server = o.serverPids?.length && sv.every((x) => x !== null) ? (sv as number[]).reduce((a, b) => a + b, 0) / span : null;
-    const machine = cpu1.machine !== null && cpu0.machine !== null ? (cpu1.machine - cpu0.machine) / span : null;
+    const machine = cpu1.machine && cpu0.machine ? (cpu1.machine.busy - cpu0.machine.busy) / span : null;
+    const steal = cpu1.machine && cpu0.machine ? (cpu1.machine.steal - cpu0.machine.steal) / span : null;
     cpu = {
       driverCores: round(driver), serverCores: server === null ? null : round(server), machineBusyCores: machine === null ? null : round(machine),
       otherCores: machine === null || server === null ? null : round(Math.max(0, machine - server - driver)),
+      stealCores: steal === null ? null : round(steal),
     };
   }
 

@@ -6,33 +6,40 @@
 // (`node --import tsx bench/http.ts [quick]`, JSON on stdout, progress on stderr).
 import type { ChildProcess } from 'node:child_process';
 import { NO_BALANCER, waitElected, withCluster } from './cluster.js';
-import { etcdAvailable, runEtcdHttp, runEtcdKill, runEtcdMoveLeader, type EtcdHttpResult, type EtcdKillResult, type EtcdMoveLeaderResult, type Unavailable } from './etcd.js';
+import { etcdAvailable, withEtcd, runEtcdHttp, runEtcdKill, runEtcdMoveLeader, type EtcdHttpResult, type EtcdKillResult, type EtcdMoveLeaderResult, type Unavailable } from './etcd.js';
 import { freePorts, round, runHttpLoad, type HttpLoadResult } from './http-load.js';
 import type { PeerInfo } from './results.js';
 
 export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> & { groups: number; electSeconds: number };
 
 /** Throughput and latency through flotilla's HTTP gateway: 3 nodes (1 worker each, balancer off)
- *  serving the admin gateway on free ports, `clients` keep-alive clients spread over the 3. */
-export async function runFlotillaHttp(o: { groups: number; clients: number; seconds: number; valueBytes: number; warmupSeconds?: number }): Promise<FlotillaHttpResult> {
+ *  serving the admin gateway on free ports; for each entry of `clients`, that many keep-alive
+ *  clients spread over the 3, one after the other on the same cluster. */
+export async function runFlotillaHttp(o: { groups: number; clients: number[]; seconds: number; valueBytes: number; warmupSeconds?: number; onRow?: (r: FlotillaHttpResult) => void }): Promise<FlotillaHttpResult[]> {
   const ports = await freePorts(3);
   const admin = new Map(['n1', 'n2', 'n3'].map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   return withCluster(o.groups, 1, async (kids: Map<string, ChildProcess>, next) => {
     const electSeconds = await waitElected(kids, next, o.groups);
-    // Start from the steady state a deployment is in: the election's catch-up traffic over and the
-    // groups quiesced (a few seconds for 1,000 groups); the load then wakes the groups it writes.
-    const t0 = performance.now();
-    for (;;) {
-      const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
-      if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > 30_000) break;
-      await new Promise((r) => setTimeout(r, 250));
+    const out: FlotillaHttpResult[] = [];
+    for (const clients of o.clients) {
+      // Start from the steady state a deployment is in: the election's catch-up traffic (or the
+      // previous row's) over and the groups quiesced; the load then wakes the groups it writes.
+      const t0 = performance.now();
+      for (;;) {
+        const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
+        if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > 30_000) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const r = await runHttpLoad({
+        targets: [...admin.values()].map((a) => `http://${a}`), clients, seconds: o.seconds, valueBytes: o.valueBytes,
+        kind: 'flotilla', warmupSeconds: o.warmupSeconds ?? 1, serverPids: [...kids.values()].map((c) => c.pid!),
+      });
+      const { requests: _r, timeline: _t, ...rest } = r;
+      const row = { ...rest, groups: o.groups, electSeconds: round(electSeconds, 1) };
+      o.onRow?.(row);
+      out.push(row);
     }
-    const r = await runHttpLoad({
-      targets: [...admin.values()].map((a) => `http://${a}`), clients: o.clients, seconds: o.seconds, valueBytes: o.valueBytes,
-      kind: 'flotilla', warmupSeconds: o.warmupSeconds ?? 1, serverPids: [...kids.values()].map((c) => c.pid!),
-    });
-    const { requests: _r, timeline: _t, ...rest } = r;
-    return { ...rest, groups: o.groups, electSeconds: round(electSeconds, 1) };
+    return out;
   }, (id) => ['--admin', admin.get(id)!, ...NO_BALANCER]);
 }
 
@@ -57,32 +64,43 @@ export interface PeersResult {
 const CLIENTS = [1, 16, 256];
 const ratio = (a: number, b: number) => (b > 0 ? round(a / b, 2) : null);
 
-/** Flotilla and etcd through HTTP at 1, 16 and 256 clients (10 s each, 5 s quick), then etcd's
- *  move-leader (5 moves, 2 quick, 8 s apart) and kill -9 of its leader, 16 clients each. */
+/** Flotilla and etcd through HTTP at 1, 16 and 256 clients (10 s each, 3 s quick; one cluster of
+ *  each for all three), then etcd's move-leader (5 moves, 1 quick, 8 s apart) and kill -9 of its
+ *  leader, 16 clients each. */
 export async function runPeers(o: { quick: boolean; say: (line: string) => void }): Promise<PeersResult> {
-  const seconds = o.quick ? 5 : 10;
+  const seconds = o.quick ? 3 : 10;
   const valueBytes = 16;
   const groups = 1000;
   const etcd = etcdAvailable();
   if (!etcd.available) o.say(`etcd: skipped (${etcd.reason})`);
   const pysyncobj: PeerInfo = { available: false, reason: 'not driven: PySyncObj runs its load inside its own node processes (no HTTP gateway); see shared notes peers-measured.md for its numbers on this machine' };
   const skipped: Unavailable = { available: false, reason: etcd.reason ?? 'etcd not available' };
-  const rows: PeersRow[] = [];
-  for (const clients of CLIENTS) {
-    const f = await runFlotillaHttp({ groups, clients, seconds, valueBytes });
-    o.say(`flotilla HTTP, ${clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, p99.9 ${f.p999Ms} ms, errors ${f.errors}, ` +
-      `stalled ${f.stalled}, cpu nodes/driver/other ${f.cpu.serverCores}/${f.cpu.driverCores}/${f.cpu.otherCores}`);
-    const e = etcd.available ? await runEtcdHttp({ clients, seconds, valueBytes }) : skipped;
-    if (e.available) {
+  const warmupSeconds = o.quick ? 0.5 : 1;
+  const fl = await runFlotillaHttp({
+    groups, clients: CLIENTS, seconds, valueBytes, warmupSeconds,
+    onRow: (f) => o.say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, p99.9 ${f.p999Ms} ms, errors ${f.errors}, ` +
+      `stalled ${f.stalled}, cpu nodes/driver/other/steal ${f.cpu.serverCores}/${f.cpu.driverCores}/${f.cpu.otherCores}/${f.cpu.stealCores}`),
+  });
+  const et: (EtcdHttpResult | Unavailable)[] = !etcd.available ? CLIENTS.map(() => skipped) : await withEtcd(async (cluster) => {
+    const rs: EtcdHttpResult[] = [];
+    for (const clients of CLIENTS) {
+      const e = await runEtcdHttp({ clients, seconds, valueBytes, warmupSeconds, cluster });
+      if (!e.available) throw new Error(e.reason);
       o.say(`etcd ${e.version} HTTP, ${clients} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, p99.9 ${e.p999Ms} ms, errors ${e.errors}, ` +
-        `stalled ${e.stalled}, cpu members/driver/other ${e.cpu.serverCores}/${e.cpu.driverCores}/${e.cpu.otherCores}`);
+        `stalled ${e.stalled}, cpu members/driver/other/steal ${e.cpu.serverCores}/${e.cpu.driverCores}/${e.cpu.otherCores}/${e.cpu.stealCores}`);
+      rs.push(e);
     }
-    rows.push({
+    return rs;
+  });
+  const rows: PeersRow[] = CLIENTS.map((clients, i) => {
+    const f = fl[i];
+    const e = et[i];
+    return {
       clients, flotilla: f, etcd: e,
       ratio: e.available ? { writesPerSec: ratio(f.writesPerSec, e.writesPerSec), p50: ratio(f.p50Ms, e.p50Ms), p99: ratio(f.p99Ms, e.p99Ms) } : { writesPerSec: null, p50: null, p99: null },
-    });
-  }
-  const moves = o.quick ? 2 : 5;
+    };
+  });
+  const moves = o.quick ? 1 : 5;
   const etcdMoveLeader = etcd.available ? await runEtcdMoveLeader({ clients: 16, moves, seconds: 4 + moves * 8 }) : skipped;
   if (etcdMoveLeader.available) {
     const s = etcdMoveLeader.summary;
@@ -90,10 +108,10 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
       `first success ${s.firstSuccessMsMedian} ms, gap ${s.gapMsMedian} ms (max ${s.gapMsMax}, baseline ${s.baselineGapMs}), failed/move ${s.failedPerMoveMedian} (max ${s.failedPerMoveMax}), ` +
       `stalled/move ${s.stalledPerMoveMedian} (max ${s.stalledPerMoveMax}, in ${s.movesWithStalls} of ${moves} moves), slowest ${s.slowestMs} ms`);
   }
-  const etcdKill = etcd.available ? await runEtcdKill({ clients: 16, seconds: o.quick ? 15 : 30 }) : skipped;
+  const etcdKill = etcd.available ? await runEtcdKill({ clients: 16, seconds: o.quick ? 12 : 30 }) : skipped;
   if (etcdKill.available) {
     const k = etcdKill;
-    o.say(`etcd kill -9 of leader ${k.victim}, 16 clients: new leader seen ${k.leaderSeenMs} ms, writes resumed ${k.resumeMs} ms, gap ${k.gapMs} ms, ` +
+    o.say(`etcd kill -9 of leader ${k.victim}, 16 clients: new leader seen ${k.leaderSeenMs} ms, writes possible (probe) ${k.writesPossibleMs} ms, first client write issued after the kill ok ${k.resumeMs} ms, gap ${k.gapMs} ms, ` +
       `per-client gap median ${k.clientGapMsMedian} ms max ${k.clientGapMsMax} ms, failed ${k.failed}, stalled ${k.stalled} (${k.stalledClients} clients), slowest ${k.slowestMs} ms`);
   }
   return { seconds, valueBytes, groups, rows, etcdMoveLeader, etcdKill, peers: { etcd, pysyncobj } };

@@ -4,6 +4,7 @@
 // writes to (the first N by id), so a row with 1 active group runs beside 9,999 quiesced ones, as
 // in a real deployment, and the cluster is elected once instead of once per row.
 import type { ChildProcess } from 'node:child_process';
+import { Bench } from 'tinybench';
 import { NO_BALANCER, pct, round, waitElected, withCluster, type Next } from './cluster.js';
 
 export interface MatrixRow {
@@ -74,34 +75,55 @@ async function load(kids: Map<string, ChildProcess>, next: Next, cmd: Record<str
   };
 }
 
+/** One row of the matrix on a running cluster. */
+export type RowPlan = { activeGroups: number; valueBytes: number; proposers: number };
+
 /** The matrix: every active-group count x every payload, `seconds` each, on one cluster of
- *  max(active) groups; then, with `idleSeconds`, the idle cost once every replica quiesced. */
+ *  max(active) groups; then, with `idleSeconds`, the idle cost once every replica quiesced. Each
+ *  row is a tinybench task run once, returning the row's duration as `overriddenDuration`, so
+ *  that tinybench's table carries the row with its custom metrics. */
 export async function runThroughput(o: {
   active: number[]; payloads: number[]; proposers: number; seconds: number; idleSeconds: number;
-  extra?: { activeGroups: number; valueBytes: number; proposers: number }[];
+  extra?: RowPlan[];
   onRow?: (r: MatrixRow) => void;
-}): Promise<ThroughputResult> {
+}): Promise<ThroughputResult & { table: Record<string, string | number>[] }> {
   const groups = Math.max(...o.active);
   return withCluster(groups, 1, async (kids, next) => {
     const electSeconds = await waitElected(kids, next, groups);
     // Let the election's catch-up traffic settle so the first row is not penalised.
     await sleep(2000);
     const rows: MatrixRow[] = [];
-    const plan = [
+    const plan: RowPlan[] = [
       ...o.active.flatMap((a) => o.payloads.map((v) => ({ activeGroups: a, valueBytes: v, proposers: o.proposers }))),
       ...(o.extra ?? []),
     ];
+    const bench = new Bench({ name: 'throughput', iterations: 1, time: 0, warmup: false, throws: true });
+    const byTask = new Map<string, MatrixRow>();
     for (const p of plan) {
-      const x = await load(kids, next, { seconds: o.seconds, totalProposers: p.proposers, valueBytes: p.valueBytes, activeGroups: p.activeGroups });
-      const row: MatrixRow = {
-        activeGroups: p.activeGroups, valueBytes: p.valueBytes, proposers: x.proposers,
-        writesPerSec: Math.round(x.writes / x.secs), mibPerSec: round((x.writes * p.valueBytes) / x.secs / 2 ** 20, 2),
-        p50Ms: round(pct(x.lat, 50)), p99Ms: round(pct(x.lat, 99)), p999Ms: round(pct(x.lat, 99.9)), errors: x.errors,
-        cpuPctPerNode: x.results.map((r) => Math.round(r.cpuPct as number)), seconds: round(x.secs, 1),
-      };
-      rows.push(row);
-      o.onRow?.(row);
+      const name = `${p.activeGroups} active, ${p.valueBytes} B, ${p.proposers} proposers`;
+      bench.add(name, async () => {
+        const x = await load(kids, next, { seconds: o.seconds, totalProposers: p.proposers, valueBytes: p.valueBytes, activeGroups: p.activeGroups });
+        const row: MatrixRow = {
+          activeGroups: p.activeGroups, valueBytes: p.valueBytes, proposers: x.proposers,
+          writesPerSec: Math.round(x.writes / x.secs), mibPerSec: round((x.writes * p.valueBytes) / x.secs / 2 ** 20, 2),
+          p50Ms: round(pct(x.lat, 50)), p99Ms: round(pct(x.lat, 99)), p999Ms: round(pct(x.lat, 99.9)), errors: x.errors,
+          cpuPctPerNode: x.results.map((r) => Math.round(r.cpuPct as number)), seconds: round(x.secs, 1),
+        };
+        rows.push(row);
+        byTask.set(name, row);
+        o.onRow?.(row);
+        return { overriddenDuration: x.secs * 1000 };
+      });
     }
+    await bench.run();
+    // tinybench's own table, its latency column being the row's duration, plus the row's figures.
+    const table = bench.table((t) => {
+      const r = byTask.get(t.name);
+      return {
+        task: t.name, 'duration (ms)': t.result.state === 'completed' ? Math.round(t.result.latency.mean) : t.result.state,
+        'writes/s': r?.writesPerSec ?? 0, 'p50 (ms)': r?.p50Ms ?? 0, 'p99 (ms)': r?.p99Ms ?? 0, 'p99.9 (ms)': r?.p999Ms ?? 0,
+      };
+    }).filter((x): x is Record<string, string | number> => x !== null);
     let idle: IdleSample | null = null;
     if (o.idleSeconds > 0) {
       const t0 = performance.now();
@@ -122,7 +144,7 @@ export async function runThroughput(o: {
         framesWhileIdle: r.reduce((a, x) => a + (x.framesSent as number), 0), quiesceAfterLoadSeconds,
       };
     }
-    return { groups, electSeconds: round(electSeconds, 1), rows, idle };
+    return { groups, electSeconds: round(electSeconds, 1), rows, idle, table };
   }, () => NO_BALANCER);
 }
 
