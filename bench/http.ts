@@ -108,7 +108,7 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
       `first success ${s.firstSuccessMsMedian} ms, gap ${s.gapMsMedian} ms (max ${s.gapMsMax}, baseline ${s.baselineGapMs}), failed/move ${s.failedPerMoveMedian} (max ${s.failedPerMoveMax}), ` +
       `stalled/move ${s.stalledPerMoveMedian} (max ${s.stalledPerMoveMax}, in ${s.movesWithStalls} of ${moves} moves), slowest ${s.slowestMs} ms`);
   }
-  const etcdKill = etcd.available ? await runEtcdKill({ clients: 16, seconds: o.quick ? 12 : 30 }) : skipped;
+  const etcdKill = etcd.available ? await runEtcdKill({ clients: 16, seconds: o.quick ? 10 : 30 }) : skipped;
   if (etcdKill.available) {
     const k = etcdKill;
     o.say(`etcd kill -9 of leader ${k.victim}, 16 clients: new leader seen ${k.leaderSeenMs} ms, writes possible (probe) ${k.writesPossibleMs} ms, first client write issued after the kill ok ${k.resumeMs} ms, gap ${k.gapMs} ms, ` +

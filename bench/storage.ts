@@ -116,7 +116,7 @@ export async function benchStartup(groups = 10_000, entriesPerGroup = 50): Promi
 }
 
 export async function benchStorage(quick: boolean): Promise<{ load: StorageResult[]; startup: StartupResult }> {
-  const seconds = quick ? 1.5 : 5;
+  const seconds = quick ? 0.75 : 5;
   const results: StorageResult[] = [];
   const bench = new Bench({ name: 'storage', iterations: 1, time: 0, warmup: false });
   for (const valueBytes of [16, 1024]) {

@@ -10,6 +10,8 @@ import { NO_BALANCER, pct, round, waitElected, withCluster, type Next } from './
 export interface MatrixRow {
   activeGroups: number;
   valueBytes: number;
+  /** The proposers asked for (stable across runs: figure ids use it). */
+  plannedProposers: number;
   /** Concurrent proposers across the cluster (each node drives the active groups it leads). */
   proposers: number;
   writesPerSec: number;
@@ -104,7 +106,7 @@ export async function runThroughput(o: {
       bench.add(name, async () => {
         const x = await load(kids, next, { seconds: o.seconds, totalProposers: p.proposers, valueBytes: p.valueBytes, activeGroups: p.activeGroups });
         const row: MatrixRow = {
-          activeGroups: p.activeGroups, valueBytes: p.valueBytes, proposers: x.proposers,
+          activeGroups: p.activeGroups, valueBytes: p.valueBytes, plannedProposers: p.proposers, proposers: x.proposers,
           writesPerSec: Math.round(x.writes / x.secs), mibPerSec: round((x.writes * p.valueBytes) / x.secs / 2 ** 20, 2),
           p50Ms: round(pct(x.lat, 50)), p99Ms: round(pct(x.lat, 99)), p999Ms: round(pct(x.lat, 99.9)), errors: x.errors,
           cpuPctPerNode: x.results.map((r) => Math.round(r.cpuPct as number)), seconds: round(x.secs, 1),

@@ -163,10 +163,16 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
       resolveOp({ type: 'info', value: null });
     }, 8000);
     embedded.set(opId, { node: id, done: (type, v) => { clearTimeout(timer); resolveOp({ type, value: v }); } });
-    if (!child?.connected || !child.send({ id: opId, f, key, value })) {
+    const lost = () => {
+      if (!embedded.delete(opId)) return;
       clearTimeout(timer);
-      embedded.delete(opId);
       resolveOp({ type: 'info', value: null });
+    };
+    // A process killed a moment ago: send() may throw EPIPE or report it to the callback.
+    try {
+      if (!child?.connected || !child.send({ id: opId, f, key, value }, (err) => { if (err) lost(); })) lost();
+    } catch {
+      lost();
     }
   });
 
