@@ -33,7 +33,7 @@ const { values } = parseArgs({
     groups: { type: 'string' }, workers: { type: 'string' }, 'tick-ms': { type: 'string' }, 'election-ticks': { type: 'string' },
     draining: { type: 'boolean' }, balancer: { type: 'string' }, 'timeout-ms': { type: 'string' },
     // HOST:PORT: also serve the admin HTTP key-value gateway (the HTTP scenario's clients use it).
-    admin: { type: 'string' }, 'lease-reads': { type: 'boolean' },
+    admin: { type: 'string' }, 'lease-reads': { type: 'boolean' }, zone: { type: 'string' },
   },
 });
 const peers: Record<string, string> = {};
@@ -47,6 +47,7 @@ const node = await startNode({
   noSync: process.env.BENCH_NOSYNC === '1', workers: Number(values.workers ?? 1), tickMs, electionTicks,
   requestTimeoutMs: timeoutMs,
   draining: values.draining === true,
+  ...(values.zone ? { labels: { zone: values.zone } } : {}),
   // BENCH_LOG_LEVEL=info (or debug) prints the node's and its workers' logs (JSON lines) on stdout.
   ...(process.env.BENCH_LOG_LEVEL ? { logger: pino({ level: process.env.BENCH_LOG_LEVEL }) } : {}),
   // Benchmarks that measure throughput or planned moves keep leaders where they are unless told.

@@ -133,12 +133,18 @@ export interface BalancerBenchResult {
   finalLeaders: number[];
   /** Every second from enabling to settled: [seconds, leaders n1, n2, n3, moves]. */
   timeline: number[][];
+  /** After the quiet period, a tenth of the groups get a leader preference for zone c (n3; the
+   *  nodes are in zones a, b, c): how many meet it and when, with how many moves, and the leader
+   *  counts once the balancer is still again (null when not run). */
+  locality: {
+    preferredGroups: number; met: number; share: number; seconds: number | null; moves: number; failedMoves: number; leaders: number[];
+  } | null;
 }
 
 /** From all leaders on n1 to within 5% of the ideal count, then until the moves stop, then a
  *  quiet period. The balancer is off until n1 leads everything, then enabled on every node at
  *  once with `configureBalancer({enabled: true, warmupMs: 0, ...config})`. */
-export async function runBalancer(o: { groups: number; workers: number; quietSeconds: number; config?: Record<string, unknown> }): Promise<BalancerBenchResult> {
+export async function runBalancer(o: { groups: number; workers: number; quietSeconds: number; config?: Record<string, unknown>; locality?: boolean }): Promise<BalancerBenchResult> {
   const config: Record<string, unknown> = { enabled: true, warmupMs: 0, ...o.config };
   const intervalMs = typeof config.intervalMs === 'number' ? config.intervalMs : 2000;
   // A round comes at most 1.25 interval after the last; three without a move = settled.
@@ -201,6 +207,40 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
         say(`quiet: leaders ${leadersOf(end).join('/')}, moves since settled ${movesOf(end) - movesOf(quietStart)}`);
       }
     }
+    let locality: BalancerBenchResult['locality'] = null;
+    if (o.locality) {
+      // Groups 1..P prefer zone c: every node gets the same preference (as an operator would
+      // push it to all); the balancer's locality phase moves them, the count phase keeps the
+      // totals even.
+      const P = Math.max(1, Math.floor(o.groups / 10));
+      const before = await status();
+      await ask(kids, next, { cmd: 'configure', config: { preferences: [{ groups: { from: 1, to: P }, leaders: [{ zone: 'c' }] }] } }, 'configured');
+      const n3 = kids.get('n3')!;
+      const t = performance.now();
+      let met = 0;
+      let seconds: number | null = null;
+      let lastMoves = movesOf(before);
+      let still = performance.now();
+      while (performance.now() - t < 120_000) {
+        await sleep(1000);
+        n3.send({ cmd: 'led' });
+        const led = (await next(n3, 'led')).groups as number[];
+        met = led.filter((g) => g >= 1 && g <= P).length;
+        if (met === P && seconds === null) seconds = round((performance.now() - t) / 1000, 1);
+        const m = movesOf(await status());
+        if (m !== lastMoves) {
+          lastMoves = m;
+          still = performance.now();
+        }
+        if (seconds !== null && performance.now() - still >= 5000) break;
+      }
+      const after = await status();
+      locality = {
+        preferredGroups: P, met, share: round(met / P, 3), seconds, moves: movesOf(after) - movesOf(before),
+        failedMoves: failedOf(after) - failedOf(before), leaders: leadersOf(after),
+      };
+      say(`locality: ${met} of ${P} groups preferring zone c led there${seconds !== null ? ` after ${seconds} s` : ''}, ${locality.moves} moves, leaders ${locality.leaders.join('/')}`);
+    }
     const minWithin = Math.max(o.groups - hi, 2 * lo);
     const minExact = o.groups - Math.ceil(ideal);
     const totalMoves = movesOf(atSettled);
@@ -215,9 +255,9 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
       movesByKind: byKind, rounds: end.reduce((a, s) => a + (s.rounds as number), 0),
       quietSeconds: o.quietSeconds, movesWhileQuiet: movesOf(end) - movesOf(quietStart),
       movesPerNodeWhileQuiet: end.map((s, i) => (s.moves as number) - (quietStart[i].moves as number)),
-      quietLeaderRange: range, failedMoves: failedOf(end), finalLeaders: leadersOf(end), timeline,
+      quietLeaderRange: range, failedMoves: failedOf(end), finalLeaders: leadersOf(end), timeline, locality,
     };
-  }, (id) => [...NO_BALANCER, ...(id === 'n1' ? [] : ['--draining'])]);
+  }, (id) => [...NO_BALANCER, '--zone', { n1: 'a', n2: 'b', n3: 'c' }[id] ?? 'a', ...(id === 'n1' ? [] : ['--draining'])]);
 }
 
 export interface DrainBenchResult {

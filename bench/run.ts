@@ -409,7 +409,7 @@ async function kill(): Promise<Output> {
 async function balancer(): Promise<Output> {
   const groups = quick ? 1000 : 10_000;
   say(`${fmt(groups)} groups all led by n1, then the balancer on every node`);
-  const x = await runBalancer({ groups, workers: 1, quietSeconds: quick ? 5 : 300, config: balancerConfig });
+  const x = await runBalancer({ groups, workers: 1, quietSeconds: quick ? 5 : 300, config: balancerConfig, locality: true });
   say(`within 5% (${x.band.join('-')} per node) in ${x.within5PctSeconds ?? 'never'} s with ${x.movesToWithin5Pct} moves; settled at ${x.settledSeconds ?? 'never'} s ` +
     `(${x.leadersAtSettled.join('/')}) with ${x.totalMoves} moves: ${x.ratioToMinimum}x the minimum (${x.minMovesWithin5Pct}); ${x.movesWhileQuiet} moves in the next ${x.quietSeconds} s; failed ${x.failedMoves}`);
   const spreadPct = (l: number[]) => Math.round((1000 * (Math.max(...l) - Math.min(...l))) / (groups / 3)) / 10;
@@ -421,6 +421,11 @@ async function balancer(): Promise<Output> {
       fig('balancer', `${groups}g/residualPct`, 'residual imbalance (max - min leaders, % of ideal)', spreadPct(x.finalLeaders), '%', 'lower'),
       fig('balancer', `${groups}g/movesWhileQuiet`, `moves in ${x.quietSeconds} s after settling`, x.movesWhileQuiet, 'moves', 'lower'),
       fig('balancer', `${groups}g/failedMoves`, 'failed moves', x.failedMoves, 'moves', 'lower'),
+      ...(x.locality ? [
+        fig('balancer', `${groups}g/locality/share`, `share of the ${fmt(x.locality.preferredGroups)} groups preferring zone c led there`, x.locality.share, 'fraction', 'higher'),
+        fig('balancer', `${groups}g/locality/seconds`, 'time until every preferring group is led in its zone', x.locality.seconds ?? -1, 's', 'lower'),
+        fig('balancer', `${groups}g/locality/moves`, 'moves for the locality preference', x.locality.moves, 'moves', 'lower'),
+      ] : []),
     ],
     tables: [],
     charts: [{
@@ -442,7 +447,7 @@ const DESCRIBE: Record<Name, string> = {
   transfer: 'verified transfers and a drain under load',
   drain: 'drain of 1,000 leaders under load',
   kill: 'kill -9 of a leader node under load',
-  balancer: `balancer from full skew (${quick ? '1,000' : '10,000'} groups)`,
+  balancer: `balancer from full skew (${quick ? '1,000' : '10,000'} groups), then a locality preference`,
 };
 
 // --- run -------------------------------------------------------------------------------------

@@ -59,6 +59,16 @@ export interface ReadMixRow {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Wait until every replica on every node is quiesced (at most `limitMs`). */
+async function quiesced(kids: Map<string, ChildProcess>, next: Next, limitMs: number): Promise<void> {
+  const t0 = performance.now();
+  for (;;) {
+    const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
+    if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > limitMs) return;
+    await sleep(250);
+  }
+}
+
 async function load(kids: Map<string, ChildProcess>, next: Next, cmd: Record<string, unknown>) {
   const results = await Promise.all([...kids.values()].map((c) => {
     c.send({ cmd: 'load', local: true, ...cmd });
@@ -104,6 +114,9 @@ export async function runThroughput(o: {
     for (const p of plan) {
       const name = `${p.activeGroups} active, ${p.valueBytes} B, ${p.proposers} proposers`;
       bench.add(name, async () => {
+        // Each row starts from quiet groups: the previous row's groups (up to 10,000 awake ones)
+        // would otherwise still be ticking and heartbeating into this row's measurement.
+        await quiesced(kids, next, 30_000);
         const x = await load(kids, next, { seconds: o.seconds, totalProposers: p.proposers, valueBytes: p.valueBytes, activeGroups: p.activeGroups });
         const row: MatrixRow = {
           activeGroups: p.activeGroups, valueBytes: p.valueBytes, plannedProposers: p.proposers, proposers: x.proposers,
@@ -129,12 +142,7 @@ export async function runThroughput(o: {
     let idle: IdleSample | null = null;
     if (o.idleSeconds > 0) {
       const t0 = performance.now();
-      for (;;) {
-        const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
-        if (st.every((s) => s.quiesced === s.groups)) break;
-        if (performance.now() - t0 > 120_000) break;
-        await sleep(500);
-      }
+      await quiesced(kids, next, 120_000);
       const quiesceAfterLoadSeconds = round((performance.now() - t0) / 1000, 1);
       const r = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'idle', seconds: o.idleSeconds }); return next(c, 'idle'); }));
       const rss = r.map((x) => x.rssBytes as number);

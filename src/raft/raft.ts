@@ -180,6 +180,7 @@ export class Raft {
     this.leaseRevoked = false;
     this.leaving = false;
     this.failoverAt = 0;
+    this.failoverFrom = NONE;
     this.dropReads();
   }
 
@@ -273,6 +274,8 @@ export class Raft {
    *  retry this many more times after a short pause rather than the full election round. */
   private failoverRetries = 0;
   private failoverRank = 0;
+  /** The leader reported down that started the current fast failover (NONE when none). */
+  private failoverFrom: NodeId = NONE;
 
   private tickElection(): void {
     this.electionElapsed++;
@@ -494,7 +497,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.silence = 0;
         this.vote = m.from;
-      }
+      } else this.deferToBetterSurvivor(m.from);
     } else {
       this.send({ type: respType, to: m.from, reject: true });
     }
@@ -570,6 +573,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.silence = 0;
         this.failoverAt = 0;
+        this.failoverFrom = NONE;
         this.leader = m.from;
         this.handleAppend(m);
         return;
@@ -577,6 +581,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.silence = 0;
         this.failoverAt = 0;
+        this.failoverFrom = NONE;
         this.leader = m.from;
         this.handleHeartbeat(m);
         return;
@@ -584,6 +589,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.silence = 0;
         this.failoverAt = 0;
+        this.failoverFrom = NONE;
         this.leader = m.from;
         this.handleSnapshot(m);
         return;
@@ -1072,15 +1078,41 @@ export class Raft {
     if (this.role !== 'follower') return;
     if (this.quiesced) this.unquiesce();
     if (this.leader === NONE || !this.tracker.voters.has(this.id)) return;
-    const survivors = [...this.tracker.voters].filter((id) => id !== this.leader)
-      .map((id) => ({ id, h: rankHash(this.group, id) }))
-      .sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : 1));
-    const rank = survivors.findIndex((x) => x.id === this.id);
+    const rank = this.survivorRank(this.id, this.leader);
+    this.failoverFrom = this.leader;
     // Without lease reads nothing is promised to the old leader: campaign two ticks after the
     // report (the other survivors hear of it about as fast, and then ignore stickiness too).
     this.failoverAt = (this.cfg.leaseReads ? this.cfg.electionTicks + 1 : 2) + 2 * rank;
     this.failoverRank = rank;
     this.failoverRetries = this.cfg.leaseReads ? 0 : 3;
+  }
+
+  /** Fast failover on a loaded host: ticks coalesce, so two survivors can both reach their
+   *  (staggered) campaign tick in one iteration, both win their pre-votes (each grants the
+   *  other's) and split the real vote, which costs a full election round. A survivor that grants
+   *  a pre-vote to a better-ranked survivor of the same failover steps back instead: it abandons
+   *  its own pre-campaign (which raised no term, so this is always safe) and campaigns itself only
+   *  if that candidate has not won a few ticks later. The best-ranked never steps back, so one of
+   *  them always goes on. */
+  private deferToBetterSurvivor(candidate: NodeId): void {
+    if (this.failoverFrom === NONE || candidate === this.failoverFrom || !this.tracker.voters.has(candidate)) return;
+    if (this.role !== 'follower' && this.role !== 'preCandidate') return;
+    const rank = this.survivorRank(candidate, this.failoverFrom);
+    if (rank < 0 || rank >= this.failoverRank) return;
+    if (this.role === 'preCandidate') {
+      this.role = 'follower';
+      this.tracker.resetVotes();
+    }
+    this.failoverAt = this.silence + 4 + 2 * this.failoverRank;
+    this.failoverRetries = 0;
+  }
+
+  /** `id`'s rank among the voters other than `dead` (the order leaderUnreachable staggers by). */
+  private survivorRank(id: NodeId, dead: NodeId): number {
+    return [...this.tracker.voters].filter((v) => v !== dead)
+      .map((v) => ({ id: v, h: rankHash(this.group, v) }))
+      .sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : 1))
+      .findIndex((x) => x.id === id);
   }
 
   /** The host could not reach `id` (connection down, send failed). */

@@ -369,3 +369,22 @@ test('fast failover without lease reads: the survivors elect two ticks after the
   assert.equal(c.node('a').status().role, 'leader', 'a still leads');
   assert.equal(c.node('a').status().term, term, 'no term raised');
 });
+
+test('fast failover with coalesced ticks: both survivors campaign at once, the worse-ranked steps back, one round elects', () => {
+  // On a loaded host a worker's ticks coalesce: both survivors can pass their staggered campaign
+  // tick in the same iteration. Each grants the other's pre-vote; without stepping back both would
+  // go on to a real vote at the same term, vote for themselves and split.
+  for (let round = 0; round < 20; round++) {
+    const c = quiesced({ group: 1 + round });
+    const term = c.node('a').status().term;
+    c.isolate('a');
+    c.node('b').leaderUnreachable();
+    c.node('c').leaderUnreachable();
+    c.node('b').tick(10);
+    c.node('c').tick(10);
+    c.stabilize();
+    const leaders = ['b', 'c'].filter((id) => c.node(id).status().role === 'leader');
+    assert.equal(leaders.length, 1, `group ${1 + round}: one survivor leads after one round (roles ${['b', 'c'].map((id) => c.node(id).status().role)})`);
+    assert.equal(c.node(leaders[0]).status().term, term + 1, 'no split vote: a single term increment');
+  }
+});
