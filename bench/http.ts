@@ -15,7 +15,7 @@ export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> &
 /** Throughput and latency through flotilla's HTTP gateway: 3 nodes (1 worker each, balancer off)
  *  serving the admin gateway on free ports; for each entry of `clients`, that many keep-alive
  *  clients spread over the 3, one after the other on the same cluster. */
-export async function runFlotillaHttp(o: { groups: number; clients: number[]; seconds: number; valueBytes: number; warmupSeconds?: number; onRow?: (r: FlotillaHttpResult) => void }): Promise<FlotillaHttpResult[]> {
+export async function runFlotillaHttp(o: { groups: number; clients: number[]; seconds: number; valueBytes: number; warmupSeconds?: number; settle?: boolean; onRow?: (r: FlotillaHttpResult) => void }): Promise<FlotillaHttpResult[]> {
   const ports = await freePorts(3);
   const admin = new Map(['n1', 'n2', 'n3'].map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   return withCluster(o.groups, 1, async (kids: Map<string, ChildProcess>, next) => {
@@ -27,7 +27,7 @@ export async function runFlotillaHttp(o: { groups: number; clients: number[]; se
       const t0 = performance.now();
       for (;;) {
         const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
-        if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > 30_000) break;
+        if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > (o.settle === false && out.length > 0 ? 0 : 30_000)) break;
         await new Promise((r) => setTimeout(r, 250));
       }
       const r = await runHttpLoad({
@@ -77,7 +77,7 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
   const skipped: Unavailable = { available: false, reason: etcd.reason ?? 'etcd not available' };
   const warmupSeconds = o.quick ? 0.5 : 1;
   const fl = await runFlotillaHttp({
-    groups, clients: CLIENTS, seconds, valueBytes, warmupSeconds,
+    groups, clients: CLIENTS, seconds, valueBytes, warmupSeconds, settle: !o.quick,
     onRow: (f) => o.say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, p99.9 ${f.p999Ms} ms, errors ${f.errors}, ` +
       `stalled ${f.stalled}, cpu nodes/driver/other/steal ${f.cpu.serverCores}/${f.cpu.driverCores}/${f.cpu.otherCores}/${f.cpu.stealCores}`),
   });

@@ -232,7 +232,7 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
           lastMoves = m;
           still = performance.now();
         }
-        if (seconds !== null && performance.now() - still >= 5000) break;
+        if (seconds !== null && performance.now() - still >= (o.quietSeconds < 60 ? 2000 : 5000)) break;
       }
       const after = await status();
       locality = {

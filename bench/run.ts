@@ -184,7 +184,7 @@ async function throughput(): Promise<Output> {
   const proposers = 3000;
   say(`3 node processes, ${fmt(Math.max(...active))} groups, 1 worker each, fsync on; ${fmt(proposers)} proposers across the cluster, each node driving the active groups it leads; ${quick ? 3 : 10} s per row`);
   const r = await runThroughput({
-    active, payloads, proposers, seconds: quick ? 3 : 10, idleSeconds: quick ? 3 : 10,
+    active, payloads, proposers, seconds: quick ? 3 : 10, idleSeconds: quick ? 3 : 10, settle: !quick,
     // Latency at a modest concurrency: the issue's p99 target is about latency, not queueing.
     extra: [{ activeGroups: 1000, valueBytes: 16, proposers: 256 }],
     onRow: (x) => say(`${fmt(x.activeGroups).padStart(6)} active, ${String(x.valueBytes).padStart(4)} B, ${fmt(x.proposers).padStart(5)} proposers: ` +
@@ -386,7 +386,7 @@ async function drain(): Promise<Output> {
 }
 
 async function kill(): Promise<Output> {
-  const x = await runKill({ groups: 1000, proposers: 64, seconds: quick ? 9 : 20, timeoutMs: 10_000 });
+  const x = await runKill({ groups: 1000, proposers: 64, seconds: quick ? 8 : 20, timeoutMs: 10_000 });
   say(`killed ${x.victim} (leading ${x.victimLeaders}); its groups led again: p50 ${x.reelectP50Ms} ms, all after ${x.reelectedMs} ms (election timeout ${x.electionTimeoutMs} ms); ` +
     `writes to them resumed: p50 ${x.lostGroupResumeP50Ms} ms, p99 ${x.lostGroupResumeP99Ms} ms, max ${x.lostGroupResumeMaxMs} ms; ` +
     `longest gap per writer p99 ${x.resumeP99Ms} ms, max ${x.resumeMaxMs} ms; writes ${fmt(x.writes)}, errors ${JSON.stringify(x.errors)}, hung ${x.hung}`);

@@ -97,6 +97,8 @@ export type RowPlan = { activeGroups: number; valueBytes: number; proposers: num
 export async function runThroughput(o: {
   active: number[]; payloads: number[]; proposers: number; seconds: number; idleSeconds: number;
   extra?: RowPlan[];
+  /** Wait for every group to quiesce before each row (off in --quick, to keep it short). */
+  settle?: boolean;
   onRow?: (r: MatrixRow) => void;
 }): Promise<ThroughputResult & { table: Record<string, string | number>[] }> {
   const groups = Math.max(...o.active);
@@ -116,7 +118,7 @@ export async function runThroughput(o: {
       bench.add(name, async () => {
         // Each row starts from quiet groups: the previous row's groups (up to 10,000 awake ones)
         // would otherwise still be ticking and heartbeating into this row's measurement.
-        await quiesced(kids, next, 30_000);
+        if (o.settle !== false) await quiesced(kids, next, 30_000);
         const x = await load(kids, next, { seconds: o.seconds, totalProposers: p.proposers, valueBytes: p.valueBytes, activeGroups: p.activeGroups });
         const row: MatrixRow = {
           activeGroups: p.activeGroups, valueBytes: p.valueBytes, plannedProposers: p.proposers, proposers: x.proposers,
