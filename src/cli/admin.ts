@@ -89,6 +89,14 @@ async function metrics(node: FlotillaNode): Promise<string> {
     Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.connected ? 1 : 0]));
   metric('flotilla_peer_frames_sent_total', 'counter', 'Frames sent to a peer.',
     Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.framesSent]));
+  // Refused or failed node handshakes (wrong cluster, unknown node, TLS, cluster secret): a rising
+  // count is a misconfigured node or an intruder, either way worth an alert.
+  metric('flotilla_transport_handshake_failures_total', 'counter', 'Node handshakes refused or failed, by reason.',
+    Object.entries(st.transport.handshakeFailures).map(([reason, n]) => [{ ...node_, reason }, n ?? 0]));
+  const drops: Record<string, number> = { ...st.transport.drops } as Record<string, number>;
+  for (const p of Object.values(st.transport.peers)) for (const [reason, n] of Object.entries(p.drops)) drops[reason] = (drops[reason] ?? 0) + (n ?? 0);
+  metric('flotilla_transport_dropped_total', 'counter', 'Frames or messages dropped as malformed, oversized, unknown or unauthenticated, by reason.',
+    Object.entries(drops).map(([reason, n]) => [{ ...node_, reason }, n]));
   const loops = st.shards.map((w) => [w.worker, (w as unknown as { loop?: Record<string, number> }).loop] as const).filter(([, l]) => l);
   metric('flotilla_shard_commits_total', 'counter', 'LMDB commits of a shard loop.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.commits]));
   metric('flotilla_shard_messages_in_total', 'counter', 'Raft messages stepped by a shard.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.messagesIn]));

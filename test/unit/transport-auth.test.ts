@@ -13,6 +13,8 @@ import {
   AUTH_SCHEME, FrameDecoder, FrameEncoder, HandshakeError, Transport, authProof, certificateNames, makeHello, makeProofFrame,
   parseAddress, type AuthTranscript, type DecodeResult, type Envelope, type TransportOptions, type TransportTlsOptions,
 } from '../../src/transport/index.js';
+import { startAdmin } from '../../src/cli/admin.js';
+import { pino } from 'pino';
 import { startNode as startFlotilla, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
 import { ConfigError, parseStartArgs } from '../../src/cli/start.js';
 import type { NodeId } from '../../src/raft/index.js';
@@ -483,6 +485,12 @@ test('three startNode nodes with mutual TLS and a cluster secret elect leaders a
     t.after(() => intruder.close());
     await until('n3 refuses the intruder', async () => ((await nodes.get('n3')!.status()).transport.handshakeFailures.TlsFailed ?? 0) >= 1, 10_000);
     assert.equal(intruder.isConnected('n3'), false, 'the intruder has no link');
+    // Operators see the refusal in /metrics.
+    const admin = await startAdmin(nodes.get('n3')!, HOST, 0, pino({ level: 'silent' }));
+    t.after(() => new Promise<void>((r) => admin.close(() => r())));
+    const text = await (await fetch(`http://${HOST}:${(admin.address() as { port: number }).port}/metrics`)).text();
+    const m = /flotilla_transport_handshake_failures_total\{node="n3",reason="TlsFailed"\} (\d+)/.exec(text);
+    assert.ok(m && Number(m[1]) >= 1, `handshake failures in /metrics:\n${text.split('\n').filter((l) => l.includes('transport_')).join('\n')}`);
     assert.deepEqual((await nodes.get('n3')!.status()).peers.sort(), ['n1', 'n2'], 'n3 still talks to the real n1 and n2');
   } finally {
     for (const n of nodes.values()) await n.stop();
