@@ -148,6 +148,8 @@ test('membership, pattern B: add a learner, refuse it as a transfer target, prom
     assert.equal(r.to, 'n3', 'a promoted voter can lead');
     await nodes.get('n3')!.removeMember(40, 'n1');
     await until('n1 dropped its replica', async () => !((await n1.status({ detail: true })).perGroup as { group: number }[]).some((g) => g.group === 40), 20_000);
+    // The routing table follows the applied membership (a notification after the replica is gone).
+    await until('n1 routes group 40 to n2 and n3 only', async () => n1.replicasOf(40).join() === 'n2,n3', 10_000);
     assert.deepEqual(n1.replicasOf(40), ['n2', 'n3']);
     // Still served from any node (n1 forwards).
     await n1.propose(40, { op: 'put', key: enc.encode('after'), value: enc.encode('x') });

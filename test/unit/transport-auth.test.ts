@@ -491,7 +491,8 @@ test('three startNode nodes with mutual TLS and a cluster secret elect leaders a
     const text = await (await fetch(`http://${HOST}:${(admin.address() as { port: number }).port}/metrics`)).text();
     const m = /flotilla_transport_handshake_failures_total\{node="n3",reason="TlsFailed"\} (\d+)/.exec(text);
     assert.ok(m && Number(m[1]) >= 1, `handshake failures in /metrics:\n${text.split('\n').filter((l) => l.includes('transport_')).join('\n')}`);
-    assert.deepEqual((await nodes.get('n3')!.status()).peers.sort(), ['n1', 'n2'], 'n3 still talks to the real n1 and n2');
+    // A loaded machine may drop and redial a link (20 ms ticks here); the real peers stay welcome.
+    await until('n3 still talks to the real n1 and n2', async () => (await nodes.get('n3')!.status()).peers.sort().join() === 'n1,n2', 10_000);
   } finally {
     for (const n of nodes.values()) await n.stop();
     rmSync(root, { recursive: true, force: true });
