@@ -700,9 +700,12 @@ export class Shard {
     // crash before the apply below is durable re-applies it from the log (sessions make that
     // idempotent), as etcd acknowledges after applying to its batched backend. This saves the
     // caller one fsync. g.applied moves only after the commit, so reads still wait for it.
+    // Membership changes are answered after the commit as before, once the routing has been told
+    // (onConf below): a caller of removeMember must see the new replicas at once.
     for (const [g, ents, res] of results) {
       for (let i = 0; i < ents.length; i++) {
         const e = ents[i];
+        if (e.type === 'conf') continue;
         const w = g.waiters.get(e.index);
         if (!w) continue;
         g.waiters.delete(e.index);
@@ -762,7 +765,7 @@ export class Shard {
         }
       }
     }
-    for (const [g, ents] of results) {
+    for (const [g, ents, res] of results) {
       const leading = g.leader === this.opts.nodeId;
       for (let i = 0; i < ents.length; i++) {
         const e = ents[i];
@@ -771,6 +774,12 @@ export class Shard {
           g.served.writes++;
           g.served.bytes += e.data.byteLength;
         }
+        if (e.type !== 'conf') continue;
+        const w = g.waiters.get(e.index);
+        if (!w) continue;
+        g.waiters.delete(e.index);
+        if (w.term === e.term) w.resolve(res[i]);
+        else w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
       }
       this.maybeCompact(g);
     }
