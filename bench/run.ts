@@ -269,34 +269,27 @@ async function http(): Promise<Output> {
     ],
   }];
   // etcd's planned transfer and failover belong with flotilla's in their families.
-  const extra: Output[] = [];
   if (r.etcdMoveLeader.available) {
     const s = r.etcdMoveLeader.summary;
-    extra.push({
-      raw: null, tables: [], charts: [],
-      figures: [
-        fig('transfer', 'etcd/moveLeader/leaderSeenMs', 'etcd move-leader: request to new leader (median)', s.leaderSeenMsMedian, 'ms', 'none'),
-        fig('transfer', 'etcd/moveLeader/gapMaxMs', 'etcd move-leader: longest write gap (max over moves)', s.gapMsMax, 'ms', 'none'),
-        fig('transfer', 'etcd/moveLeader/stalledPerMoveMax', 'etcd move-leader: writes over 1 s per move (max)', s.stalledPerMoveMax, 'writes', 'none'),
-        fig('transfer', 'etcd/moveLeader/failedPerMoveMax', 'etcd move-leader: failed writes per move (max)', s.failedPerMoveMax, 'writes', 'none'),
-      ],
-    });
+    figures.push(
+      fig('transfer', 'etcd/moveLeader/leaderSeenMs', 'etcd move-leader: request to new leader (median)', s.leaderSeenMsMedian, 'ms', 'none'),
+      fig('transfer', 'etcd/moveLeader/gapMaxMs', 'etcd move-leader: longest write gap (max over moves)', s.gapMsMax, 'ms', 'none'),
+      fig('transfer', 'etcd/moveLeader/stalledPerMoveMax', 'etcd move-leader: writes over 1 s per move (max)', s.stalledPerMoveMax, 'writes', 'none'),
+      fig('transfer', 'etcd/moveLeader/failedPerMoveMax', 'etcd move-leader: failed writes per move (max)', s.failedPerMoveMax, 'writes', 'none'),
+    );
   }
   if (r.etcdKill.available) {
     const k = r.etcdKill;
-    extra.push({
-      raw: null, tables: [], charts: [],
-      figures: [
-        fig('failover', 'etcd/kill/writesPossibleMs', 'etcd kill -9 of the leader: writes possible again after (probe)', k.writesPossibleMs ?? -1, 'ms', 'none'),
-        fig('failover', 'etcd/kill/resumeMs', 'etcd kill -9: first client write issued after the kill succeeded after', k.resumeMs ?? -1, 'ms', 'none'),
-        fig('failover', 'etcd/kill/clientGapMsMax', 'etcd kill -9: longest client gap', k.clientGapMsMax, 'ms', 'none'),
-        fig('failover', 'etcd/kill/stalled', 'etcd kill -9: writes over 1 s', k.stalled, 'writes', 'none'),
-      ],
-    });
+    figures.push(
+      fig('failover', 'etcd/kill/writesPossibleMs', 'etcd kill -9 of the leader: writes possible again after (probe)', k.writesPossibleMs ?? -1, 'ms', 'none'),
+      fig('failover', 'etcd/kill/resumeMs', 'etcd kill -9: first client write issued after the kill succeeded after', k.resumeMs ?? -1, 'ms', 'none'),
+      fig('failover', 'etcd/kill/clientGapMsMax', 'etcd kill -9: longest client gap', k.clientGapMsMax, 'ms', 'none'),
+      fig('failover', 'etcd/kill/stalled', 'etcd kill -9: writes over 1 s', k.stalled, 'writes', 'none'),
+    );
   }
   peersInfo = r.peers;
   etcdRaw = { moveLeader: r.etcdMoveLeader, kill: r.etcdKill };
-  return { raw: r, figures: [...figures, ...extra.flatMap((x) => x.figures)], tables, charts, peers: r.peers };
+  return { raw: r, figures, tables, charts, peers: r.peers };
 }
 let peersInfo: Record<string, PeerInfo> = {};
 let etcdRaw: { moveLeader: unknown; kill: unknown } | null = null;

@@ -373,6 +373,24 @@ export class Shard {
     });
   }
 
+  /** Answer the caller waiting for committed entry `e`, if any: its result, or NotLeader when a
+   *  new leader replaced its proposal with another entry at that index. */
+  private settleWaiter(g: Group, e: Entry, result: unknown, knownCommitted: number): void {
+    const w = g.waiters.get(e.index);
+    if (!w) return;
+    g.waiters.delete(e.index);
+    if (w.term !== e.term) {
+      w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
+      return;
+    }
+    // A superseded proposal was never committed: it stays out of the latency histograms.
+    if (w.at !== undefined) {
+      this.histograms.commit.observeMs(knownCommitted - w.at);
+      this.histograms.apply.observeMs(performance.now() - knownCommitted);
+    }
+    w.resolve(result);
+  }
+
   /** Hand the reads that arrived since the last turn to the cores: one ReadIndex per batch. */
   private issueReads(): void {
     const batches = this.queuedReads;
@@ -705,18 +723,7 @@ export class Shard {
     for (const [g, ents, res] of results) {
       for (let i = 0; i < ents.length; i++) {
         const e = ents[i];
-        if (e.type === 'conf') continue;
-        const w = g.waiters.get(e.index);
-        if (!w) continue;
-        g.waiters.delete(e.index);
-        if (w.term === e.term) {
-          // A superseded proposal was never committed: it stays out of the latency histograms.
-          if (w.at !== undefined) {
-            this.histograms.commit.observeMs(knownCommitted - w.at);
-            this.histograms.apply.observeMs(performance.now() - knownCommitted);
-          }
-          w.resolve(res[i]);
-        } else w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
+        if (e.type !== 'conf') this.settleWaiter(g, e, res[i], knownCommitted);
       }
     }
     const c0 = performance.now();
@@ -774,12 +781,7 @@ export class Shard {
           g.served.writes++;
           g.served.bytes += e.data.byteLength;
         }
-        if (e.type !== 'conf') continue;
-        const w = g.waiters.get(e.index);
-        if (!w) continue;
-        g.waiters.delete(e.index);
-        if (w.term === e.term) w.resolve(res[i]);
-        else w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
+        if (e.type === 'conf') this.settleWaiter(g, e, res[i], knownCommitted);
       }
       this.maybeCompact(g);
     }
