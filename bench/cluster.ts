@@ -118,7 +118,9 @@ export async function withCluster<T>(groups: number, workers: number, fn: (kids:
   });
   try {
     for (const id of ids) {
-      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), '--workers', String(workers), ...extraArgs(id)];
+      // BENCH_WORKERS overrides the scenario's worker count (0: shards on the main thread).
+      const w = process.env.BENCH_WORKERS ?? String(workers);
+      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), '--workers', w, ...extraArgs(id)];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
       kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, {
         execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],

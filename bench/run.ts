@@ -130,7 +130,7 @@ async function micro(): Promise<Output> {
     raw: { raftCore: core, transport },
     figures: [
       ...core.map((x) => fig('micro', `raft-core/${slug(x.name)}`, `Raft core: ${x.name}`, x.entriesPerSec, x.unit, 'higher')),
-      ...transport.map((x) => fig('micro', `transport/${slug(x.name)}`, `Transport: ${x.name}`, x.value, x.unit, 'higher')),
+      ...transport.map((x) => fig('micro', `transport/${slug(x.name)}`, `Transport: ${x.name}`, x.value, x.unit, x.unit === 'µs/msg' || x.unit === 'B/msg' ? 'lower' : 'higher')),
     ],
     tables: [{
       family: 'micro', title: 'Raft core (tinybench, one process, 3 in-memory replicas) and transport (loopback)',

@@ -101,7 +101,7 @@ export async function runThroughput(o: {
   settle?: boolean;
   onRow?: (r: MatrixRow) => void;
 }): Promise<ThroughputResult & { table: Record<string, string | number>[] }> {
-  const groups = Math.max(...o.active);
+  const groups = Math.max(...o.active, ...(o.extra ?? []).map((r) => r.activeGroups));
   return withCluster(groups, 1, async (kids, next) => {
     const electSeconds = await waitElected(kids, next, groups);
     // Let the election's catch-up traffic settle so the first row is not penalised.
@@ -188,5 +188,11 @@ if (process.argv[1] === import.meta.filename) {
   const secs = Number(process.argv[3] ?? 4);
   const out = (x: unknown) => process.stdout.write(JSON.stringify(x) + '\n');
   if (process.argv[2] === 'reads') out(await runReadMix({ groups: 1000, proposers: 3000, seconds: secs, readRatio: 0.9, onRow: out }));
-  else out(await runThroughput({ active: [1, 100, 1000], payloads: [16], proposers: 3000, seconds: secs, idleSeconds: 3, onRow: out }));
+  else {
+    // Rows in the order given (a repeated count is run again: the first row after the election
+    // warms the cluster up); the cluster has max(active) groups.
+    const active = (process.argv[4] ?? '1,100,1000').split(',').map(Number);
+    const extra = active.slice(1).map((a, i) => ({ activeGroups: a, valueBytes: 16, proposers: 3000 - i - 1 }));
+    out(await runThroughput({ active: [active[0]], payloads: [16], proposers: 3000, extra, seconds: secs, idleSeconds: 3, settle: false, onRow: out }));
+  }
 }

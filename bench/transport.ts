@@ -1,7 +1,8 @@
 // Transport throughput: two Transports in one process over loopback TCP, frames of 1,000 typical
 // leader appends (one 16 B entry each). One thread does the encoding, the socket I/O and the
 // decoding on both sides, so this is what one node's event loop can move, not a network limit.
-import { FrameEncoder, Transport, type Envelope } from '../src/transport/index.js';
+import { FrameEncoder, RaftBatchCodec, Transport, type Envelope } from '../src/transport/index.js';
+import type { Message } from '../src/raft/index.js';
 
 const FRAME_MESSAGES = 1000;
 const WINDOW_FRAMES = 4; // in flight; 4 × ~59 KB stays under the 1 MiB socket high-water mark
@@ -14,6 +15,26 @@ function appendEnvelopes(from: string, to: string): Envelope[] {
       entries: [{ index: 1001 + g, term: 5, type: 'normal', data: new Uint8Array(16).fill(g & 0xff) }],
     },
   }));
+}
+
+/** CPU per message of the raft batch codec (encode + decode, one batch of 1,000), the format
+ *  shards exchange: appends with one 16 B entry, and heartbeats. */
+function codecCost(quick: boolean): { name: string; unit: string; value: number }[] {
+  const codec = new RaftBatchCodec();
+  const apps: Message[] = appendEnvelopes('a', 'b').map((e) => (e as Extract<Envelope, { k: 'raft' }>).m);
+  const hbs: Message[] = apps.map((m) => ({ type: 'hb', group: m.group, from: 'a', to: 'b', term: 5, commit: 99, ctx: '', seq: 7, quiesce: false }));
+  const cost = (msgs: Message[]) => {
+    const rounds = quick ? 200 : 1000;
+    for (let i = 0; i < 50; i++) codec.decode(codec.encode(msgs));
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < rounds; i++) codec.decode(codec.encode(msgs));
+    return Math.round((Number(process.hrtime.bigint() - t0) / 1e3 / rounds / msgs.length) * 1000) / 1000;
+  };
+  return [
+    { name: 'raft batch codec, append (16 B entry) encode + decode', unit: 'µs/msg', value: cost(apps) },
+    { name: 'raft batch codec, heartbeat encode + decode', unit: 'µs/msg', value: cost(hbs) },
+    { name: 'raft batch size, append with a 16 B entry, 1,000 per batch', unit: 'B/msg', value: Math.round((codec.encode(apps).byteLength / apps.length) * 10) / 10 },
+  ];
 }
 
 export async function benchTransport(quick: boolean): Promise<{ name: string; unit: string; value: number }[]> {
@@ -63,6 +84,7 @@ export async function benchTransport(quick: boolean): Promise<{ name: string; un
   if ((s.drops.QueueFull ?? 0) > 0) throw new Error('bench: sender queue overflowed; the window is too large');
 
   return [
+    ...codecCost(quick),
     { name: 'transport loopback, 1,000 appends (16 B entry) per frame', unit: 'msgs/s', value: Math.round(rate) },
     { name: 'transport wire size, append with a 16 B entry, 1,000 per frame', unit: 'B/msg', value: Math.round((frameBytes / FRAME_MESSAGES) * 10) / 10 },
     { name: 'transport loopback payload rate', unit: 'MB/s', value: Math.round(((rate * frameBytes) / FRAME_MESSAGES / 1e6) * 10) / 10 },

@@ -16,10 +16,11 @@ import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/k
 import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
 import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
-import { workerOf, type Consistency } from './protocol.js';
+import { workerOf, type Consistency, type ShardRequest, type Shards } from './protocol.js';
 import type { LedGroup, RaftTuning } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
-import { ShardWorkers } from './workers.js';
+import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
+import { InlineShards } from './inline.js';
 import { Histogram } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
 import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type NodeSummary, type Plan } from '../balancer/balancer.js';
@@ -35,7 +36,10 @@ export interface StartOptions {
   readonly groups: number;
   /** Replicas per group. Default min(3, nodes). */
   readonly replication?: number;
-  /** Worker threads (shards) of this node. Default: the number of cores. */
+  /** Worker threads of this node, one shard each; 0 runs one shard on the main thread (no worker
+   *  thread: cheapest per write when the node has few cores or shares them). Default:
+   *  `defaultWorkers()`, 0 on machines with at most 2 cores, else the number of cores. The shard
+   *  count (max(1, workers)) is fixed for a data dir; 0 and 1 are interchangeable. */
   readonly workers?: number;
   /** Locality labels of this node (used by the leader balancer). */
   readonly labels?: Readonly<{ zone?: string; rack?: string }>;
@@ -71,6 +75,12 @@ export interface StartOptions {
    *  encrypt). Both may be combined. Default: neither (plain TCP). See README, Transport security. */
   readonly transportSecurity?: TransportSecurity;
   readonly logger?: Logger;
+}
+
+/** Worker threads when `workers` is not given: none (the shard on the main thread) on machines
+ *  with at most 2 cores, where a thread buys no parallelism worth its hops; else one per core. */
+export function defaultWorkers(cores = availableParallelism()): number {
+  return cores <= 2 ? 0 : cores;
 }
 
 /** Replicas of each group: `replication` consecutive nodes (sorted by id) starting at a
@@ -181,7 +191,7 @@ export class FlotillaNode {
   private readonly timeoutMs: number;
   /** One attempt of a proposal or read waits at most this long before it is retried. */
   private readonly attemptMs: number;
-  private workers!: ShardWorkers;
+  private workers!: Shards;
   private balancer!: LeaderBalancer;
   /** Round trips to peers (ms), newest last, for the stability advisor. */
   private readonly rtts: number[] = [];
@@ -235,8 +245,9 @@ export class FlotillaNode {
         throw new RuntimeError('InvalidArgument', (e as Error).message);
       }
     }
-    const workers = opts.workers ?? availableParallelism();
-    if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new RuntimeError('InvalidArgument', 'workers: must be an integer in 1..256');
+    const threads = opts.workers ?? defaultWorkers();
+    if (!Number.isInteger(threads) || threads < 0 || threads > 256) throw new RuntimeError('InvalidArgument', 'workers: must be an integer in 0..256');
+    const workers = Math.max(1, threads);
     parseAddress(opts.listen);
     try {
       validateTransportSecurity(opts.transportSecurity);
@@ -275,7 +286,7 @@ export class FlotillaNode {
     const perWorker: [number, NodeId[]][][] = Array.from({ length: workers }, () => []);
     for (const [g, m] of members) if (m.includes(opts.id)) perWorker[workerOf(g, workers)].push([g, m]);
 
-    node.workers = new ShardWorkers({
+    const shardOpts: ShardWorkersOptions = {
       workers, log,
       init: (i) => ({
         index: i, nodeId: opts.id, dataDir: join(opts.dataDir, `w${i}`), groups: perWorker[i],
@@ -301,7 +312,8 @@ export class FlotillaNode {
         for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { t: 'up', p });
         if (node.draining) node.workers.post(i, { t: 'campaignDelay', ticks: 2 * node.electionTicks });
       },
-    });
+    };
+    node.workers = threads === 0 ? new InlineShards(shardOpts) : new ShardWorkers(shardOpts);
     node.transport = new Transport({
       nodeId: opts.id, clusterId, listen: parseAddress(opts.listen), peers: opts.peers, logger: log,
       tls: opts.transportSecurity?.tls, secret: opts.transportSecurity?.secret,
@@ -473,7 +485,7 @@ export class FlotillaNode {
 
   /** Hand a client request to the group's worker, noting where it came from when this node
    *  leads the group (the balancer's follow-the-workload input). */
-  private serveLocal(group: number, origin: NodeId, req: Parameters<ShardWorkers['call']>[1]): Promise<unknown> {
+  private serveLocal(group: number, origin: NodeId, req: ShardRequest): Promise<unknown> {
     if (this.leaders.get(group) === this.id) {
       let m = this.origins.get(group);
       if (!m) this.origins.set(group, (m = new Map()));

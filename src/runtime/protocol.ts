@@ -35,7 +35,6 @@ export type ToWorker =
   | { t: 'down'; p: NodeId }
   | { t: 'status'; id: number; detail: boolean }
   | { t: 'led'; id: number }
-  | { t: 'transfer'; id: number; g: number; to: NodeId }
   | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[] }
   | { t: 'verify'; id: number; g: number; to: number }
   | { t: 'create'; id: number; g: number; voters: NodeId[]; learners?: NodeId[] }
@@ -50,6 +49,27 @@ export type FromWorker =
   | { t: 'out'; to: NodeId; w: number; b: Uint8Array }
   | { t: 'lead'; g: number; l: NodeId; term: number }
   | { t: 'conf'; g: number; voters: NodeId[]; learners: NodeId[] };
+
+/** A request that expects an answer (the id is added by the Shards implementation). */
+export type ShardRequest = ToWorker extends infer T ? T extends { id: number } ? Omit<T, 'id'> : never : never;
+
+/** The node's view of its shards, wherever they run: worker threads (workers.ts) or the main
+ *  thread itself (inline.ts). */
+export interface Shards {
+  readonly count: number;
+  readonly stats: { restarts: number };
+  /** Start every shard; resolves when all are up (rejects if one fails to start). */
+  start(): Promise<void>;
+  isUp(index: number): boolean;
+  /** A request to shard `index`; rejects with Unavailable while that shard is down. */
+  call(index: number, req: ShardRequest): Promise<unknown>;
+  /** A message that needs no answer (dropped while the shard is down). */
+  post(index: number, m: ToWorker): void;
+  broadcast(m: ToWorker): void;
+  /** Fault injection: make shard `index` fail as if its thread crashed. */
+  crash(index: number): Promise<void>;
+  stop(): Promise<void>;
+}
 
 /** The worker (of `workers`) that hosts `group` on any node: a fixed integer hash, so that every
  *  node agrees without coordination and consecutive group ids spread over workers. */

@@ -10,9 +10,7 @@ import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { PackedPort } from './channel.js';
 import { RuntimeError, TransferError } from './errors.js';
-import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
-
-type Request = ToWorker extends infer T ? T extends { id: number } ? Omit<T, 'id'> : never : never;
+import type { FromWorker, ShardRequest, Shards, ToWorker, WorkerInit } from './protocol.js';
 
 interface Call {
   readonly resolve: (v: unknown) => void;
@@ -47,7 +45,7 @@ const here = fileURLToPath(import.meta.url);
 const WORKER_FILE = here.replace(/workers\.(ts|js)$/, 'worker.$1');
 const MAX_BACKOFF_MS = 5_000;
 
-export class ShardWorkers {
+export class ShardWorkers implements Shards {
   private readonly pool: Piscina;
   private readonly slots: Slot[] = [];
   private seq = 0;
@@ -158,7 +156,7 @@ export class ShardWorkers {
   }
 
   /** A request to shard `index`; rejects with Unavailable while that shard is down. */
-  call(index: number, req: Request): Promise<unknown> {
+  call(index: number, req: ShardRequest): Promise<unknown> {
     const slot = this.slots[index];
     if (this.stopping) return Promise.reject(new RuntimeError('Stopped', 'node stopping'));
     if (!slot.up || slot.port === null) return Promise.reject(new RuntimeError('Unavailable', `worker ${index} is restarting`));

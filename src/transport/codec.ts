@@ -18,6 +18,7 @@
 import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr';
 import type { Entry, Message, RejectReason } from '../raft/types.js';
 import { validateMessage } from '../raft/validate.js';
+import { RAFT_BATCH_VERSION } from './raftbatch.js';
 
 export const FRAME_HEADER_BYTES = 4;
 /** Default limit on a whole frame (header included). */
@@ -44,7 +45,7 @@ export interface AppEnvelope {
 }
 
 /** Many Raft messages for one worker (shard) of the receiving node, already packed by the
- *  sending worker with MessageBatchCodec. The receiving node's main thread hands `b` to worker
+ *  sending worker with RaftBatchCodec (raftbatch.ts). The receiving node's main thread hands `b` to worker
  *  `w` without decoding it; that worker decodes and validates every message. This keeps the
  *  per-message codec work off the main thread, which only relays bytes. */
 export interface RaftBatchEnvelope {
@@ -105,13 +106,13 @@ export function SCHEMA(): string[][] {
     [...MSG, 'ctx'], //                                        readIndex
     [...MSG, 'ctx', 'index'], //                               readIndexResp
     ['k', 'w', 'b'], //                                        raft batch envelope
-    ['msgs'], //                                               MessageBatchCodec body
   ];
 }
 
-/** FNV-1a of the table; peers with different tables cannot talk (checked in the handshake). */
+/** FNV-1a of the table and of the raft batch layout's version; peers that differ in either cannot
+ *  talk (checked in the handshake). */
 export const SCHEMA_FINGERPRINT: string = (() => {
-  const s = JSON.stringify(SCHEMA());
+  const s = JSON.stringify(SCHEMA()) + `/rb${RAFT_BATCH_VERSION}`;
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
@@ -539,61 +540,5 @@ export class FrameDecoder {
 
   private count(reason: DropReason, n: number): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + n;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Message batches (the body of an `rb` envelope)
-
-/** Per-message validation outcome of MessageBatchCodec.decode. */
-export interface MessageBatch {
-  readonly messages: Message[];
-  /** Messages dropped, by reason; null when none were. */
-  readonly dropped: Partial<Record<DropReason, number>> | null;
-}
-
-/**
- * Packs many Raft messages into one buffer in a worker, and unpacks and validates them in the
- * receiving node's worker, with the same fixed structure table as frames (the two ends never
- * negotiate). The packed buffer is an exact-size copy with its own ArrayBuffer: it may be
- * transferred through postMessage (a view into msgpackr's slab would clone the whole slab).
- */
-export class MessageBatchCodec {
-  private readonly packr: Packr;
-  private readonly unpackr: Unpackr;
-
-  constructor() {
-    this.packr = new Packr(codecOptions());
-    const o = codecOptions();
-    for (const s of o.structures) (s as string[] & { isShared?: boolean }).isShared = true;
-    this.unpackr = new Unpackr({ ...o, copyBuffers: true });
-  }
-
-  encode(messages: readonly Message[]): Uint8Array {
-    return Uint8Array.prototype.slice.call(this.packr.pack({ msgs: messages.map(canonical) }));
-  }
-
-  /** Never throws: a body that is not a batch yields MalformedFrame. */
-  decode(bytes: Uint8Array): MessageBatch | MalformedFrame {
-    let v: unknown;
-    try {
-      v = this.unpackr.unpack(bytes);
-    } catch (err) {
-      return new MalformedFrame(`message batch: ${err instanceof Error ? err.message.slice(0, 120) : typeof err}`, bytes.length);
-    }
-    const msgs = (v as { msgs?: unknown } | null)?.msgs;
-    if (!Array.isArray(msgs)) return new MalformedFrame('message batch without msgs', bytes.length);
-    const messages: Message[] = [];
-    let dropped: Partial<Record<DropReason, number>> | null = null;
-    for (const m of msgs) {
-      const r = validateMessage(m);
-      if (r === null) messages.push(m as Message);
-      else {
-        dropped ??= {};
-        const reason: DropReason = `raft.${r}`;
-        dropped[reason] = (dropped[reason] ?? 0) + 1;
-      }
-    }
-    return { messages, dropped };
   }
 }

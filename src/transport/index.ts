@@ -2,3 +2,4 @@
 export * from './codec.js';
 export * from './handshake.js';
 export * from './transport.js';
+export * from './raftbatch.js';
