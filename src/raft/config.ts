@@ -52,6 +52,12 @@ export interface RaftConfig {
    *  removes most heartbeat traffic of thousands of groups. Default false in the core (etcd's
    *  behaviour); the runtime enables it. */
   readonly coastHeartbeats?: boolean;
+  /** Do not send followers an empty append when only the commit index moved: they learn it from
+   *  the next append, heartbeat or quiesce heartbeat (TiKV's skip_bcast_commit). Saves, per write,
+   *  a message to each follower, its Ready and its answer; followers apply up to a heartbeat
+   *  later (a follower serving a ReadIndex read is still sent the commit at once). Default false
+   *  in the core (etcd's behaviour); the runtime enables it. */
+  readonly skipCommitBroadcast?: boolean;
 }
 
 export type ResolvedConfig = Required<RaftConfig>;
@@ -71,6 +77,7 @@ export const RAFT_DEFAULTS = {
   applied: 0,
   maxCommittedBytesPerReady: 4 << 20,
   coastHeartbeats: false,
+  skipCommitBroadcast: false,
 } as const;
 
 export function resolveConfig(c: RaftConfig): ResolvedConfig {

@@ -22,6 +22,9 @@ export class RaftLog {
     const first = storage.firstIndex();
     this.applied = Math.max(applied, first - 1);
     if (this.committed < first - 1) this.committed = first - 1;
+    // The commit index may be persisted lazily (Ready.mustSync): an entry the state machine
+    // applied was committed, so the applied index (if the log still holds it) is a floor.
+    if (this.committed < this.applied && this.applied <= last) this.committed = this.applied;
     if (this.applied > this.committed) this.applied = this.committed;
   }
 

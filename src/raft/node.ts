@@ -117,13 +117,14 @@ export class RaftNode {
   hasReady(): boolean {
     const r = this.raft;
     if (this.inProgress) return false;
-    if (r.pendingBroadcast && r.role === 'leader') return true;
+    if (r.broadcastPending()) return true;
     if (r.msgsNow.length || r.msgsAfterPersist.length || r.readStates.length || r.droppedReads.length) return true;
     if (r.transferOutcomes.length || r.confChanged) return true;
     if (r.log.unstable.length || r.log.unstableSnap || r.log.hasNextCommitted()) return true;
-    if (!sameHard(this.hardState(), this.prevHard)) return true;
-    if (!sameSoft(this.softState(), this.prevSoft)) return true;
-    return false;
+    const h = this.prevHard;
+    if (r.term !== h.term || r.vote !== h.vote || r.log.committed !== h.commit) return true;
+    const s = this.prevSoft;
+    return r.role !== s.role || r.leader !== s.leader || r.term !== s.term;
   }
 
   /** Drain everything pending into a Ready. The host must call advance() before the next ready(). */
@@ -147,7 +148,8 @@ export class RaftNode {
     const hardChanged = !sameHard(hard, this.prevHard);
     let messages = r.msgsNow;
     let after = r.msgsAfterPersist;
-    if (hardChanged && (hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote)) {
+    const voteChanged = hardChanged && (hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote);
+    if (voteChanged) {
       // A new term or vote must be durable before anything that carries it leaves.
       after = messages.concat(after);
       messages = [];
@@ -166,6 +168,7 @@ export class RaftNode {
       transfers: r.transferOutcomes,
       conf,
       droppedReads: r.droppedReads,
+      mustSync: voteChanged || entries.length > 0 || snapshot !== null || conf !== null,
     };
     r.msgsNow = [];
     r.msgsAfterPersist = [];

@@ -90,6 +90,9 @@ export class Raft {
   readonly cfg: ResolvedConfig;
   readonly log: RaftLog;
   readonly tracker: Tracker;
+  /** Send a follower an empty append when only the commit index moved (etcd's behaviour); off
+   *  with skipCommitBroadcast, when followers learn it from the next append or heartbeat. */
+  private readonly bcastCommit: boolean;
 
   term = 0;
   vote: NodeId = NONE;
@@ -106,8 +109,10 @@ export class Raft {
   leaderTicks = 0;
 
   transfer: Transfer | null = null;
-  /** Freshly started: refuse votes until electionTicks have passed (see constructor). */
+  /** Freshly started: refuse votes until electionTicks of real time have passed (see
+   *  constructor); `startupTicks` counts them. */
   private startupQuiet = false;
+  private startupTicks = 0;
   /** TimeoutNow was sent this term: voters may now ignore stickiness, so no lease holds. */
   private leaseRevoked = false;
   /** This leader's own removal/demotion is applied: it hands over and stops taking proposals. */
@@ -125,8 +130,12 @@ export class Raft {
   droppedReads: string[] = [];
   transferOutcomes: TransferOutcome[] = [];
   confChanged = false;
-  /** Leader has appended entries since the last broadcast; flushed once per Ready. */
+  /** Leader has appended entries (or, without skipCommitBroadcast, advanced its commit index)
+   *  since the last broadcast; flushed once per Ready. */
   pendingBroadcast = false;
+  /** The membership changed: every follower gets an append, or an empty probe if it has nothing
+   *  new (a new member must be probed to start replicating). */
+  private pendingProbe = false;
 
   private readonly reads = new ReadIndexQueue();
   private readsBeforeCommit: { ctx: string; from: NodeId; lease: boolean }[] = [];
@@ -139,6 +148,7 @@ export class Raft {
 
   constructor(config: RaftConfig) {
     this.cfg = resolveConfig(config);
+    this.bcastCommit = !this.cfg.skipCommitBroadcast;
     this.id = this.cfg.id;
     this.group = this.cfg.group;
     const st = this.cfg.storage.initialState();
@@ -177,6 +187,7 @@ export class Raft {
     this.quiesced = false;
     this.idleTicks = 0;
     this.pendingBroadcast = false;
+    this.pendingProbe = false;
     this.leaseRevoked = false;
     this.leaving = false;
     this.failoverAt = 0;
@@ -253,6 +264,10 @@ export class Raft {
    *  leader's lease clock advances by all of them, since a lease must never outlive real time. */
   tick(elapsed = 1): void {
     if (!Number.isSafeInteger(elapsed) || elapsed < 1) throw new RaftError('InvalidArgument', `tick: elapsed must be a positive integer, got ${elapsed}`);
+    // Counted apart from the election clock, which every campaign resets: a candidate whose
+    // election round is shorter than the election timeout would otherwise stay quiet forever
+    // and refuse every vote (two such restarted candidates never elect anyone).
+    if (this.startupQuiet && (this.startupTicks += elapsed) >= this.cfg.electionTicks) this.startupQuiet = false;
     if (this.quiesced) return;
     if (this.role === 'leader') this.leaderTicks += elapsed - 1;
     if (this.role === 'leader') this.tickLeader();
@@ -294,7 +309,6 @@ export class Raft {
       this.failoverAt = 0;
       this.hup(false);
     }
-    if (this.electionElapsed >= this.cfg.electionTicks) this.startupQuiet = false;
   }
 
   private tickLeader(): void {
@@ -548,7 +562,7 @@ export class Raft {
           if (this.role === 'preCandidate') this.campaign('candidate', false);
           else {
             this.becomeLeader();
-            this.bcastAppend();
+            this.bcastAppend(true);
           }
         } else if (r === 'lost') {
           this.becomeFollower(this.term, NONE);
@@ -619,19 +633,19 @@ export class Raft {
 
   private handleAppend(m: MsgApp): void {
     if (m.index < this.log.committed) {
-      this.send({ type: 'appResp', to: m.from, index: this.log.committed, reject: false, hintIndex: 0, hintTerm: 0 });
+      this.appResp(m.from, this.log.committed, false, 0, 0);
       return;
     }
     const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
     if (lastNew !== null) {
-      this.send({ type: 'appResp', to: m.from, index: lastNew, reject: false, hintIndex: 0, hintTerm: 0 });
+      this.appResp(m.from, lastNew, false, 0, 0);
       return;
     }
     // Reject with a hint: the last index at or below m.index whose term is <= m.logTerm, so the
     // leader can skip every entry of a conflicting term in one round trip.
     const hintIndex = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
     const hintTerm = this.log.termOf(hintIndex) ?? 0;
-    this.send({ type: 'appResp', to: m.from, index: m.index, reject: true, hintIndex, hintTerm });
+    this.appResp(m.from, m.index, true, hintIndex, hintTerm);
   }
 
   private handleHeartbeat(m: MsgHeartbeat): void {
@@ -641,7 +655,7 @@ export class Raft {
       if (this.log.lastIndex() === m.commit) this.quiesced = true;
       return; // no reply: it would wake the leader again
     }
-    this.send({ type: 'hbResp', to: m.from, ctx: m.ctx, seq: m.seq });
+    this.msgsNow.push({ type: 'hbResp', group: this.group, from: this.id, to: m.from, term: this.term, ctx: m.ctx, seq: m.seq });
   }
 
   private handleSnapshot(m: MsgSnap): void {
@@ -689,7 +703,7 @@ export class Raft {
       pr.becomeReplicate();
     } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
 
-    if (this.maybeCommit()) this.bcastAppend();
+    if (this.maybeCommit() && this.bcastCommit) this.bcastAppend(true);
     else if (wasPaused) this.sendAppend(m.from, false);
     // Pipeline: keep the window full.
     while (this.sendAppend(m.from, false)) { /* fill */ }
@@ -744,9 +758,13 @@ export class Raft {
       }
     }
     if (needSnapshot) return this.sendSnapshot(to, pr);
-    // An empty append is still worth sending when it tells the follower a newer commit index.
-    if (entries.length === 0 && !sendIfEmpty && !pr.canBumpCommit(this.log.committed)) return false;
-    this.send({ type: 'app', to, index: prevIndex, logTerm: prevTerm as number, entries, commit: this.log.committed });
+    // An empty append is still worth sending when it tells the follower a newer commit index
+    // (unless commit indexes ride on later appends and heartbeats only).
+    if (entries.length === 0 && !sendIfEmpty && !(this.bcastCommit && pr.canBumpCommit(this.log.committed))) return false;
+    this.msgsNow.push({
+      type: 'app', group: this.group, from: this.id, to, term: this.term, index: prevIndex, logTerm: prevTerm as number,
+      commit: this.log.committed, entries,
+    });
     pr.appendedSinceHeartbeat = true;
     pr.sentEntries(entries.length > 0 ? entries[entries.length - 1].index : prevIndex, entries.length);
     pr.sentCommit = Math.max(pr.sentCommit, this.log.committed);
@@ -762,8 +780,10 @@ export class Raft {
     return true;
   }
 
-  bcastAppend(): void {
-    for (const id of this.tracker.progress.keys()) if (id !== this.id) this.sendAppend(id, true);
+  /** Send every follower what it lacks; with `probe`, an empty append to those that lack
+   *  nothing (after an election or a membership change). */
+  bcastAppend(probe: boolean): void {
+    for (const id of this.tracker.progress.keys()) if (id !== this.id) this.sendAppend(id, probe);
   }
 
   /** `periodic`: the tick's heartbeat, which a follower in replicate state that got an append
@@ -783,7 +803,7 @@ export class Raft {
       if (coast) continue;
       const commit = Math.min(pr.match, this.log.committed);
       pr.sentCommit = Math.max(pr.sentCommit, commit);
-      this.send({ type: 'hb', to: id, commit, ctx, seq: this.leaderTicks, quiesce: false });
+      this.msgsNow.push({ type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit, ctx, seq: this.leaderTicks, quiesce: false });
     }
   }
 
@@ -815,13 +835,20 @@ export class Raft {
   onPersisted(): void {
     if (this.role !== 'leader') return;
     const self = this.tracker.progress.get(this.id);
-    if (self && self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit()) this.pendingBroadcast = true;
+    if (self && self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit() && this.bcastCommit) this.pendingBroadcast = true;
+  }
+
+  /** Appends or probes are waiting for the next Ready. */
+  broadcastPending(): boolean {
+    return (this.pendingBroadcast || this.pendingProbe) && this.role === 'leader';
   }
 
   flushBroadcast(): void {
-    if (!this.pendingBroadcast) return;
+    if (!this.pendingBroadcast && !this.pendingProbe) return;
+    const probe = this.pendingProbe || this.bcastCommit;
     this.pendingBroadcast = false;
-    if (this.role === 'leader') this.bcastAppend();
+    this.pendingProbe = false;
+    if (this.role === 'leader') this.bcastAppend(probe);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -975,6 +1002,10 @@ export class Raft {
       else this.droppedReads.push(r.ctx);
     } else {
       this.send({ type: 'readIndexResp', to: r.from, ctx: r.ctx, index });
+      // The follower serves the read once it has applied `index`: with no commit broadcast it
+      // might otherwise learn that commit only at the next heartbeat.
+      const pr = this.tracker.progress.get(r.from);
+      if (!this.bcastCommit && index > 0 && pr && pr.sentCommit < index) this.sendAppend(r.from, true);
     }
   }
 
@@ -1000,7 +1031,7 @@ export class Raft {
         // refuse proposals, and hand leadership to the most caught-up remaining voter.
         this.leaving = true;
         this.handOver();
-        this.pendingBroadcast = true;
+        this.pendingProbe = true;
         return;
       }
       const self = this.tracker.progress.get(this.id);
@@ -1008,8 +1039,8 @@ export class Raft {
         self.maybeUpdate(this.log.stableLastIndex());
         self.becomeReplicate();
       }
-      if (this.maybeCommit()) this.pendingBroadcast = true;
-      this.pendingBroadcast = true;
+      this.maybeCommit();
+      this.pendingProbe = true;
     }
   }
 
@@ -1025,7 +1056,7 @@ export class Raft {
     if (++this.idleTicks < this.cfg.quiesceAfterTicks) return;
     for (const [id, pr] of this.tracker.progress) {
       if (id === this.id || pr.unreachable) continue;
-      this.send({ type: 'hb', to: id, commit: this.log.committed, ctx: '', seq: this.leaderTicks, quiesce: true });
+      this.msgsNow.push({ type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit: this.log.committed, ctx: '', seq: this.leaderTicks, quiesce: true });
     }
     this.quiesced = true;
   }
@@ -1133,6 +1164,11 @@ export class Raft {
   }
 
   // ------------------------------------------------------------------------------------------
+
+  /** An append response: it promises our log, so it leaves after the persist. */
+  private appResp(to: NodeId, index: number, reject: boolean, hintIndex: number, hintTerm: number): void {
+    this.msgsAfterPersist.push({ type: 'appResp', group: this.group, from: this.id, to, term: this.term, index, reject, hintIndex, hintTerm });
+  }
 
   private send(m: Outgoing): void {
     const full = { ...m, group: this.group, from: this.id, term: m.term ?? this.term } as Message;

@@ -239,6 +239,12 @@ export interface Ready {
   readonly conf: ConfState | null;
   /** Reads answered by the leader on behalf of followers are in messages; this lists failed local reads. */
   readonly droppedReads: readonly string[];
+  /** Whether step 2 must be durable before step 3 (etcd's MustSync): new entries, a snapshot, a
+   *  new term or vote, or a membership change. When false the only change to persist is a higher
+   *  commit index, which the host may write lazily (with its next durable write, or never: a
+   *  replica that forgets how far it knew the log committed learns it again from the leader, and
+   *  an applied index implies its entries were committed). */
+  readonly mustSync: boolean;
 }
 
 /** A typed error for bad input: the core drops the message and counts the reason. */

@@ -185,8 +185,9 @@ export class Shard {
   private attach(id: number): Group {
     const storage = this.opts.store.storage(id);
     const node = new RaftNode({
-      quiesceAfterTicks: 30,
+      quiesceAfterTicks: 2,
       coastHeartbeats: true,
+      skipCommitBroadcast: true,
       ...this.opts.raft,
       id: this.opts.nodeId, group: id, storage,
       applied: this.sm.applied(id),
@@ -714,30 +715,40 @@ export class Shard {
     }
     lap('msStage');
     // Answer the proposals committed here before this turn's commit: a committed entry is durable
-    // on a quorum already (the leader counts itself only once its own copy is durable), and a
-    // crash before the apply below is durable re-applies it from the log (sessions make that
-    // idempotent), as etcd acknowledges after applying to its batched backend. This saves the
-    // caller one fsync. g.applied moves only after the commit, so reads still wait for it.
-    // Membership changes are answered after the commit as before, once the routing has been told
-    // (onConf below): a caller of removeMember must see the new replicas at once.
+    // on a quorum already (the leader counts itself only once its own copy is durable), and what
+    // applying it did is visible to reads at once (the state machine reads its own memtable). A
+    // crash before the state machine's next flush replays it from the log (sessions make that
+    // idempotent), as etcd acknowledges after applying to its batched backend.
+    // Membership changes are answered after the commit, once the routing has been told (onConf
+    // below): a caller of removeMember must see the new replicas at once.
     for (const [g, ents, res] of results) {
+      const leading = g.leader === this.opts.nodeId;
       for (let i = 0; i < ents.length; i++) {
         const e = ents[i];
+        g.applied = e.index;
+        if (leading && e.type === 'normal' && e.data.byteLength > 0) {
+          g.served.writes++;
+          g.served.bytes += e.data.byteLength;
+        }
         if (e.type !== 'conf') this.settleWaiter(g, e, res[i], knownCommitted);
       }
     }
+    // The state machine's writes ride on this commit only when its flush is due.
+    const smWrite = this.sm.prepareWrite();
     const c0 = performance.now();
-    await this.opts.store.commit(() => {
+    const wrote = await this.opts.store.commit(smWrite ? () => {
       const w0 = performance.now();
-      this.sm.writeInTransaction();
+      smWrite();
       this.stats.msSmWrite += performance.now() - w0;
-    });
+    } : undefined);
     lap('msCommit');
-    const commitMs = performance.now() - c0;
-    this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = commitMs;
-    this.histograms.fsync.observeMs(commitMs);
-    this.sm.committed();
-    this.stats.commits++;
+    if (wrote) {
+      const commitMs = performance.now() - c0;
+      this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = commitMs;
+      this.histograms.fsync.observeMs(commitMs);
+      this.stats.commits++;
+    }
+    if (smWrite) this.sm.committed();
 
     // 3. Acknowledgements and votes, now that they are true.
     for (const [, rd] of readies) enqueue(rd.messagesAfterPersist);
@@ -773,16 +784,7 @@ export class Shard {
       }
     }
     for (const [g, ents, res] of results) {
-      const leading = g.leader === this.opts.nodeId;
-      for (let i = 0; i < ents.length; i++) {
-        const e = ents[i];
-        g.applied = e.index;
-        if (leading && e.type === 'normal' && e.data.byteLength > 0) {
-          g.served.writes++;
-          g.served.bytes += e.data.byteLength;
-        }
-        if (e.type === 'conf') this.settleWaiter(g, e, res[i], knownCommitted);
-      }
+      for (let i = 0; i < ents.length; i++) if (ents[i].type === 'conf') this.settleWaiter(g, ents[i], res[i], knownCommitted);
       this.maybeCompact(g);
     }
     for (const [g] of readies) {
@@ -858,6 +860,17 @@ export class Shard {
     this.stopped = true;
     const err = new RuntimeError('Stopped', 'shard stopped');
     this.settleAll(err);
+    // Flush the state machine so that a clean restart replays nothing (a failed store has
+    // nothing more to say; its error was reported when it failed).
+    const write = this.opts.store.failed ? null : this.sm.prepareWrite(true);
+    if (write) {
+      try {
+        await this.opts.store.commit(write);
+        this.sm.committed();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'final state machine flush failed; a restart replays the log');
+      }
+    }
   }
 }
 

@@ -1,9 +1,11 @@
 // The state machine contract of a shard, and the host for user state machines.
 //
-// A shard applies every group's committed entries through one ShardStateMachine, whose staged
-// writes go into the same LMDB transaction as the Raft log (writeInTransaction), so state, applied
-// index and client sessions move together. Two implementations:
-//  - the built-in KV (storage/kv.ts): state lives in LMDB, nothing is replayed after a restart;
+// A shard applies every group's committed entries through one ShardStateMachine. Its state is
+// written to LMDB from time to time, never on every commit: prepareWrite() decides when, and what
+// it returns runs inside a log commit's transaction, so state, applied index and client sessions
+// are always durable together, and the log keeps every entry after that durable applied index
+// (compactableTo) for the replay after a restart. Two implementations:
+//  - the built-in KV (storage/kv.ts): a memtable flushed about once a second;
 //  - UserStateMachineHost (here): a user module's in-memory state machines, one per group,
 //    loaded by module path inside the worker. Their state is saved as a snapshot blob every
 //    `snapshotEvery` applied entries (in the commit transaction); after a restart the blob is
@@ -25,9 +27,11 @@ export interface ShardStateMachine {
   query(group: number, query: unknown): unknown;
   snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot;
   restore(group: number, snapshot: Snapshot): void;
-  /** Inside the commit transaction: write what apply/restore staged. */
-  writeInTransaction(): void;
-  /** The commit that ran writeInTransaction is durable. */
+  /** Called right before a log commit: when the state should be written now (or `force`),
+   *  capture it and return the writes to run inside that commit's transaction; else null. What
+   *  the writes store must not change afterwards, whenever the transaction runs. */
+  prepareWrite(force?: boolean): (() => void) | null;
+  /** The commit that ran the oldest prepared write is durable. */
   committed(): void;
   /** The log may be compacted up to this index without losing what a restart replays. */
   compactableTo(group: number): number;
@@ -72,7 +76,8 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
   private readonly groups = new Map<number, Hosted>();
   private readonly toSave = new Set<number>();
   private readonly toDrop = new Set<number>();
-  private readonly pendingSaved = new Map<number, number>();
+  /** Per prepared write not yet durable (oldest first): group -> the applied index it saved. */
+  private readonly pendingSaved: Map<number, number>[] = [];
 
   constructor(
     private readonly store: LogStore,
@@ -108,8 +113,11 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
     return this.hosted(group).sessions.get(client);
   }
 
-  putSession(group: number, client: string, rec: SessionRecord): void {
-    this.hosted(group).sessions.set(client, rec);
+  updateSession(group: number, client: string): SessionRecord {
+    const sessions = this.hosted(group).sessions;
+    let rec = sessions.get(client);
+    if (!rec) sessions.set(client, (rec = { lo: 0, results: new Map() }));
+    return rec;
   }
 
   applied(group: number): number {
@@ -167,25 +175,36 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
     this.toSave.add(group);
   }
 
-  writeInTransaction(): void {
-    for (const g of this.toDrop) this.db.remove(g);
+  prepareWrite(force = false): (() => void) | null {
+    if (force) for (const [g, h] of this.groups) if (h.applied > Math.max(h.saved, h.staged)) this.toSave.add(g);
+    if (this.toSave.size === 0 && this.toDrop.size === 0) return null;
+    // The blobs are encoded now: the transaction may run after later entries were applied.
+    const drops = [...this.toDrop];
+    const saves: [number, Buffer][] = [];
+    const saved = new Map<number, number>();
     for (const g of this.toSave) {
       const h = this.groups.get(g);
       if (!h) continue;
-      this.db.put(g, Buffer.from(this.blob(h)));
+      saves.push([g, Buffer.from(this.blob(h))]);
       h.staged = h.applied;
-      this.pendingSaved.set(g, h.applied);
+      saved.set(g, h.applied);
     }
     this.toSave.clear();
     this.toDrop.clear();
+    this.pendingSaved.push(saved);
+    return () => {
+      for (const g of drops) this.db.remove(g);
+      for (const [g, b] of saves) this.db.put(g, b);
+    };
   }
 
   committed(): void {
-    for (const [g, i] of this.pendingSaved) {
+    const saved = this.pendingSaved.shift();
+    if (!saved) return;
+    for (const [g, i] of saved) {
       const h = this.groups.get(g);
       if (h) h.saved = Math.max(h.saved, i);
     }
-    this.pendingSaved.clear();
   }
 
   compactableTo(group: number): number {

@@ -1,9 +1,18 @@
 // KvStateMachine: the built-in replicated key-value store. Each group's keys live in one LMDB
-// table of the worker's environment, prefixed by the group id; the applied index of each group is
-// written in the same transaction as the data it covers, so after a crash an entry is applied
-// exactly once. Applying stages writes in an overlay that the LogStore's next commit writes out.
-// Client sessions (session.ts) live in a third table, staged and committed the same way, and
-// travel in snapshots, so a retried proposal is recognised on every replica and after restarts.
+// table of the worker's environment, prefixed by the group id; client sessions (session.ts) in a
+// second table and each group's applied index in a third, so a retried proposal is recognised on
+// every replica, after restarts and in snapshots.
+//
+// Applying writes to a memtable, not to LMDB: the values, session records and applied indexes a
+// turn produces are kept in memory (reads see them at once) and written out together, as one
+// generation, inside a later log commit: every `flushIntervalMs` or when `maxDirtyKeys` keys are
+// dirty (and at once for a snapshot install or a dropped group). So the fsynced commit of a busy
+// turn carries only its WAL record, and a key written a thousand times between two flushes is
+// written to the B-tree once. A generation's data, sessions and applied index are written in the
+// same transaction, so the durable image is always that of one applied index; after a crash the
+// shard resumes from it and the log replays the entries after it (the log is never compacted past
+// the durable applied index: compactableTo). Replay re-applies exactly what was applied before,
+// with the sessions of that moment, so every entry still takes effect exactly once.
 import type { Database } from 'lmdb';
 import { RaftError, type Entry, type Snapshot, type SnapshotMeta } from '../raft/types.js';
 import { Reader, Writer } from './codec.js';
@@ -93,36 +102,78 @@ const dec = new TextDecoder();
 const SESSION_CACHE_MAX = 100_000;
 const sessionKey = (group: number, client: string) => `${group}\u0000${client}`;
 
+/** A group's contents replaced wholesale (snapshot install) or emptied (group dropped). */
+interface Reset {
+  readonly data: Map<string, [Buffer, Buffer]>;
+  readonly sessions: Map<string, { key: Buffer; rec: SessionRecord }>;
+  /** The applied index the new contents reflect; null: the group is gone. */
+  readonly applied: number | null;
+}
+
+/** Changes applied since the previous generation was cut: what one flush writes. */
+class Generation {
+  /** Data key (latin1 of the LMDB key) -> new value (null = deleted). */
+  readonly data = new Map<string, { key: Buffer; value: Buffer | null }>();
+  /** sessionKey -> record. Records here belong to this generation alone (copied on first
+   *  update), so cutting the generation freezes them. */
+  readonly sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
+  readonly applied = new Map<number, number>();
+  /** Earlier than everything in `data`/`sessions` of the same group. */
+  readonly resets = new Map<number, Reset>();
+
+  get empty(): boolean {
+    return this.data.size === 0 && this.sessions.size === 0 && this.applied.size === 0 && this.resets.size === 0;
+  }
+}
+
+export interface KvOptions {
+  /** Flush the memtable at least this often (ms). Also bounds the replay after a crash. Default 1000. */
+  readonly flushIntervalMs?: number;
+  /** Flush once this many keys (values and session records) are dirty. Default 65,536. */
+  readonly maxDirtyKeys?: number;
+}
+
 export class KvStateMachine implements SessionStore {
   private readonly data: Database<Buffer, Buffer>;
   private readonly appliedDb: Database<number, number>;
   private readonly sessionsDb: Database<Buffer, Buffer>;
-  /** Staged session records: (group, client) key hex -> record. */
-  private sessionOverlay = new Map<string, { key: Buffer; rec: SessionRecord }>();
-  /** Committed session records recently used (sessionKey -> record): a retry-free proposal
-   *  otherwise costs an LMDB read and a decode per entry. */
+  /** What applying produced since the last flush was cut. */
+  private mem = new Generation();
+  /** Cut generations whose commit has not completed yet, oldest first. */
+  private readonly flushing: Generation[] = [];
+  /** Committed session records recently used (sessionKey -> record), never mutated: a
+   *  retry-free proposal otherwise costs an LMDB read and a decode per entry. */
   private readonly sessionCache = new Map<string, SessionRecord>();
-  private readonly pendingDrops = new Set<number>();
-  /** Writes applied but not yet committed: key (hex) -> value (null = deleted). */
-  private overlay = new Map<string, { key: Buffer; value: Buffer | null }>();
-  private appliedOverlay = new Map<number, number>();
-  /** Staged snapshot installs: group -> its complete new contents (key hex -> [key, value]). */
-  private pendingRestores = new Map<number, {
-    snapshot: Snapshot; data: Map<string, [Buffer, Buffer]>; sessions: Map<string, { key: Buffer; rec: SessionRecord }>;
-  }>();
+  /** Durable applied index per group (read from LMDB once). */
+  private readonly durable = new Map<number, number>();
+  private lastFlushAt = performance.now();
+  private readonly flushIntervalMs: number;
+  private readonly maxDirtyKeys: number;
+  private forceFlush = false;
+  readonly stats = { flushes: 0, flushedKeys: 0, flushedSessions: 0 };
 
-  constructor(private readonly store: LogStore) {
+  constructor(private readonly store: LogStore, opts: KvOptions = {}) {
     this.data = store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' });
     this.appliedDb = store.openDB<number, number>('applied', { encoding: 'json', keyEncoding: 'uint32' });
     this.sessionsDb = store.openDB<Buffer, Buffer>('sessions', { encoding: 'binary', keyEncoding: 'binary' });
+    this.flushIntervalMs = opts.flushIntervalMs ?? 1000;
+    this.maxDirtyKeys = opts.maxDirtyKeys ?? 65_536;
+  }
+
+  /** Generations from newest to oldest: the memtable, then those being flushed. */
+  private *generations(): Generator<Generation> {
+    yield this.mem;
+    for (let i = this.flushing.length - 1; i >= 0; i--) yield this.flushing[i];
   }
 
   getSession(group: number, client: string): SessionRecord | undefined {
     const sk = sessionKey(group, client);
-    const o = this.sessionOverlay.get(sk);
-    if (o) return o.rec;
-    const r = this.pendingRestores.get(group);
-    if (r) return r.sessions.get(sk)?.rec;
+    for (const gen of this.generations()) {
+      const o = gen.sessions.get(sk);
+      if (o) return o.rec;
+      const r = gen.resets.get(group);
+      if (r) return r.sessions.get(sk)?.rec;
+    }
     const c = this.sessionCache.get(sk);
     if (c) return c;
     const b = this.sessionsDb.getBinary(dataKey(group, enc.encode(client)));
@@ -132,11 +183,14 @@ export class KvStateMachine implements SessionStore {
     return rec;
   }
 
-  putSession(group: number, client: string, rec: SessionRecord): void {
+  updateSession(group: number, client: string): SessionRecord {
     const sk = sessionKey(group, client);
-    const o = this.sessionOverlay.get(sk);
-    if (o) o.rec = rec;
-    else this.sessionOverlay.set(sk, { key: dataKey(group, enc.encode(client)), rec });
+    const own = this.mem.sessions.get(sk);
+    if (own) return own.rec;
+    const prev = this.getSession(group, client);
+    const rec: SessionRecord = prev ? { lo: prev.lo, results: new Map(prev.results) } : { lo: 0, results: new Map() };
+    this.mem.sessions.set(sk, { key: dataKey(group, enc.encode(client)), rec });
+    return rec;
   }
 
   private cacheSession(sk: string, rec: SessionRecord): void {
@@ -145,25 +199,37 @@ export class KvStateMachine implements SessionStore {
     this.sessionCache.set(sk, rec);
   }
 
-  private forgetGroupSessions(group: number): void {
-    const prefix = sessionKey(group, '');
-    for (const k of [...this.sessionOverlay.keys()]) if (k.startsWith(prefix)) this.sessionOverlay.delete(k);
-    for (const k of [...this.sessionCache.keys()]) if (k.startsWith(prefix)) this.sessionCache.delete(k);
+  /** The applied index of `group`: what has been applied, flushed or not. */
+  applied(group: number): number {
+    for (const gen of this.generations()) {
+      const a = gen.applied.get(group);
+      if (a !== undefined) return a;
+      const r = gen.resets.get(group);
+      if (r) return r.applied ?? 0;
+    }
+    return this.durableApplied(group);
   }
 
-  /** The applied index of `group` as last committed (what a restart resumes from). */
-  applied(group: number): number {
-    return this.appliedOverlay.get(group) ?? this.appliedDb.get(group) ?? 0;
+  /** The applied index of `group` as last flushed (what a restart resumes from). */
+  durableApplied(group: number): number {
+    let d = this.durable.get(group);
+    if (d === undefined) {
+      d = this.appliedDb.get(group) ?? 0;
+      this.durable.set(group, d);
+    }
+    return d;
   }
 
   private current(group: number, key: Uint8Array): Uint8Array | null {
     const k = dataKey(group, key);
     const hex = k.toString('latin1'); // one char per byte: a cheap exact map key
-    const o = this.overlay.get(hex);
-    if (o) return o.value;
-    // A staged restore replaces the group's committed data entirely.
-    const r = this.pendingRestores.get(group);
-    if (r) return r.data.get(hex)?.[1] ?? null;
+    for (const gen of this.generations()) {
+      const o = gen.data.get(hex);
+      if (o) return o.value;
+      // A reset replaces the group's older contents entirely.
+      const r = gen.resets.get(group);
+      if (r) return r.data.get(hex)?.[1] ?? null;
+    }
     return this.data.getBinary(k) ?? null;
   }
 
@@ -173,6 +239,7 @@ export class KvStateMachine implements SessionStore {
   apply(group: number, entries: readonly Entry[]): (KvResult | null)[] {
     let applied = this.applied(group);
     const out: (KvResult | null)[] = [];
+    const data = this.mem.data;
     for (const e of entries) {
       if (e.index <= applied) {
         out.push(null);
@@ -190,77 +257,99 @@ export class KvStateMachine implements SessionStore {
       }
       const c = decodeKvCommand(chk.payload, false);
       const k = dataKey(group, c.key);
-      const hex = k.toString('latin1'); // one char per byte: a cheap exact map key
+      const hex = k.toString('latin1');
       switch (c.op) {
         case 'put':
-          this.overlay.set(hex, { key: k, value: Buffer.from(c.value) });
+          data.set(hex, { key: k, value: Buffer.from(c.value) });
           out.push({ op: 'put' });
           break;
         case 'delete':
-          this.overlay.set(hex, { key: k, value: null });
+          data.set(hex, { key: k, value: null });
           out.push({ op: 'delete' });
           break;
         case 'cas': {
           const cur = this.current(group, c.key);
           const swapped = equal(cur, c.expected);
           const next = swapped && c.value ? Buffer.from(c.value) : null;
-          if (swapped) this.overlay.set(hex, { key: k, value: next });
+          if (swapped) data.set(hex, { key: k, value: next });
           out.push({ op: 'cas', swapped, current: swapped ? next : cur });
           break;
         }
       }
       if (chk.header) recordResult(this, group, chk.header, out[out.length - 1]);
     }
-    this.appliedOverlay.set(group, applied);
+    this.mem.applied.set(group, applied);
     return out;
   }
 
-  /** Runs inside LogStore.commit's transaction. */
-  writeInTransaction(): void {
-    for (const group of this.pendingDrops) {
+  /** Cut the memtable into a generation for the next commit when a flush is due (or `force`):
+   *  returns the writes to run inside that commit's transaction, or null. The generation is
+   *  frozen now, so what the transaction writes is this moment's state whenever it runs. */
+  prepareWrite(force = false): (() => void) | null {
+    const m = this.mem;
+    if (m.empty) return null;
+    const due = force || this.forceFlush || m.resets.size > 0 || m.data.size + m.sessions.size >= this.maxDirtyKeys ||
+      performance.now() - this.lastFlushAt >= this.flushIntervalMs;
+    if (!due) return null;
+    this.mem = new Generation();
+    this.flushing.push(m);
+    this.forceFlush = false;
+    this.lastFlushAt = performance.now();
+    return () => this.write(m);
+  }
+
+  private write(gen: Generation): void {
+    for (const [group, r] of gen.resets) {
       const range = { start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) };
       for (const k of this.data.getKeys(range)) this.data.remove(k);
       for (const k of this.sessionsDb.getKeys(range)) this.sessionsDb.remove(k);
-      this.appliedDb.remove(group);
-    }
-    for (const [group, r] of this.pendingRestores) {
-      for (const k of this.data.getKeys({ start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) })) {
-        this.data.remove(k);
-      }
       for (const [k, v] of r.data.values()) this.data.put(k, v);
-      for (const k of this.sessionsDb.getKeys({ start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) })) {
-        this.sessionsDb.remove(k);
-      }
       for (const { key, rec } of r.sessions.values()) this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
-      this.appliedDb.put(group, r.snapshot.meta.index);
+      if (r.applied === null) this.appliedDb.remove(group);
+      else this.appliedDb.put(group, r.applied);
     }
-    for (const { key, value } of this.overlay.values()) {
+    for (const { key, value } of gen.data.values()) {
       if (value === null) this.data.remove(key);
       else this.data.put(key, value);
     }
-    for (const { key, rec } of this.sessionOverlay.values()) this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
-    for (const [g, i] of this.appliedOverlay) this.appliedDb.put(g, i);
+    for (const { key, rec } of gen.sessions.values()) this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
+    for (const [g, i] of gen.applied) this.appliedDb.put(g, i);
   }
 
-  /** After the commit that ran writeInTransaction() is durable. */
+  /** The commit that ran the oldest prepared write is durable. */
   committed(): void {
-    this.overlay.clear();
-    this.pendingDrops.clear();
-    for (const [sk, { rec }] of this.sessionOverlay) this.cacheSession(sk, rec);
-    for (const r of this.pendingRestores.values()) for (const [sk, { rec }] of r.sessions) this.cacheSession(sk, rec);
-    this.sessionOverlay.clear();
-    this.appliedOverlay.clear();
-    this.pendingRestores.clear();
+    const gen = this.flushing.shift();
+    if (!gen) return;
+    this.stats.flushes++;
+    this.stats.flushedKeys += gen.data.size;
+    this.stats.flushedSessions += gen.sessions.size;
+    for (const [group, r] of gen.resets) {
+      for (const sk of [...this.sessionCache.keys()]) if (sk.startsWith(sessionKey(group, ''))) this.sessionCache.delete(sk);
+      for (const [sk, { rec }] of r.sessions) this.cacheSession(sk, rec);
+      if (r.applied === null) this.durable.delete(group);
+      else this.durable.set(group, r.applied);
+    }
+    for (const [sk, { rec }] of gen.sessions) this.cacheSession(sk, rec);
+    for (const [g, i] of gen.applied) this.durable.set(g, i);
+  }
+
+  /** Make the next prepareWrite() flush whatever is pending (shutdown, tests). */
+  flushSoon(): void {
+    this.forceFlush = true;
   }
 
   /** Remove every trace of a group (data, sessions, applied index), with the next commit. */
   dropGroup(group: number): void {
+    this.resetGroup(group, { data: new Map(), sessions: new Map(), applied: null });
+  }
+
+  private resetGroup(group: number, r: Reset): void {
     const prefix = dataKey(group, new Uint8Array(0)).toString('latin1');
-    for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
-    this.forgetGroupSessions(group);
-    this.pendingRestores.delete(group);
-    this.appliedOverlay.delete(group);
-    this.pendingDrops.add(group);
+    const sprefix = sessionKey(group, '');
+    for (const k of [...this.mem.data.keys()]) if (k.startsWith(prefix)) this.mem.data.delete(k);
+    for (const k of [...this.mem.sessions.keys()]) if (k.startsWith(sprefix)) this.mem.sessions.delete(k);
+    this.mem.applied.delete(group);
+    this.mem.resets.set(group, r);
   }
 
   /** A read: `query` is the key. */
@@ -269,56 +358,74 @@ export class KvStateMachine implements SessionStore {
     return this.get(group, query);
   }
 
-  /** State lives in LMDB: the log can go up to what is applied. */
+  /** The log must keep every entry after the durable applied index: a restart replays them. */
   compactableTo(group: number): number {
-    return this.applied(group);
+    return this.durableApplied(group);
   }
 
-  /** Committed value of a key (what linearizable and stale reads see). */
+  /** The applied value of a key (what linearizable and stale reads see). */
   get(group: number, key: Uint8Array): Uint8Array | null {
-    return this.data.getBinary(dataKey(group, key)) ?? null;
+    return this.current(group, key);
   }
 
-  /** A consistent image of one group (data plus the applied index it reflects), taken from a read
-   *  snapshot so the group keeps serving while it is produced. */
+  /** A consistent image of one group at its applied index: the flushed contents (from an LMDB read
+   *  snapshot, so the group keeps serving while it is produced) with every newer generation laid
+   *  over them. */
   snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot {
-    const txn = this.store.readTransaction();
-    try {
-      const index = this.appliedDb.get(group, { transaction: txn }) ?? 0;
-      const pairs: [Uint8Array, Uint8Array][] = [];
-      let size = 64;
-      for (const { key, value } of this.data.getRange({
-        start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)), transaction: txn,
-      })) {
-        pairs.push([key.subarray(4), value]);
-        size += key.byteLength + value.byteLength + 8;
+    const gens = [...this.flushing, this.mem];
+    const prefix = dataKey(group, new Uint8Array(0)).toString('latin1');
+    const sprefix = sessionKey(group, '');
+    let from = 0;
+    for (let i = gens.length - 1; i >= 0; i--) {
+      if (gens[i].resets.has(group)) {
+        from = i;
+        break;
       }
-      const sessions: [string, Uint8Array][] = [];
-      for (const { key, value } of this.sessionsDb.getRange({
-        start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)), transaction: txn,
-      })) {
-        sessions.push([dec.decode(key.subarray(4)), value]);
-        size += key.byteLength + value.byteLength + 8;
-      }
-      const w = new Writer(size);
-      w.num(index);
-      w.u32(pairs.length);
-      for (const [k, v] of pairs) {
-        w.bytes(k);
-        w.bytes(v);
-      }
-      w.u32(sessions.length);
-      for (const [c, v] of sessions) {
-        w.str(c);
-        w.bytes(v);
-      }
-      return { meta: metaAt(index), data: w.finish() };
-    } finally {
-      txn.done();
     }
+    const reset = gens[from].resets.get(group);
+    const data = new Map<string, Uint8Array>(); // key (latin1, without the group prefix) -> value
+    const sessions = new Map<string, Uint8Array>(); // client -> encoded record
+    if (reset) {
+      for (const [hex, [, v]] of reset.data) data.set(hex.slice(4), v);
+      for (const [sk, { rec }] of reset.sessions) sessions.set(sk.slice(sprefix.length), encodeSession(rec));
+    } else {
+      const txn = this.store.readTransaction();
+      try {
+        const range = { start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)), transaction: txn };
+        for (const { key, value } of this.data.getRange(range)) data.set(key.subarray(4).toString('latin1'), value);
+        for (const { key, value } of this.sessionsDb.getRange(range)) sessions.set(dec.decode(key.subarray(4)), value);
+      } finally {
+        txn.done();
+      }
+    }
+    for (let i = from; i < gens.length; i++) {
+      for (const [hex, { value }] of gens[i].data) {
+        if (!hex.startsWith(prefix)) continue;
+        if (value === null) data.delete(hex.slice(4));
+        else data.set(hex.slice(4), value);
+      }
+      for (const [sk, { rec }] of gens[i].sessions) if (sk.startsWith(sprefix)) sessions.set(sk.slice(sprefix.length), encodeSession(rec));
+    }
+    const index = this.applied(group);
+    let size = 64;
+    for (const [k, v] of data) size += k.length + v.byteLength + 8;
+    for (const [c, v] of sessions) size += 3 * c.length + v.byteLength + 8;
+    const w = new Writer(size);
+    w.num(index);
+    w.u32(data.size);
+    for (const [k, v] of data) {
+      w.bytes(Buffer.from(k, 'latin1'));
+      w.bytes(v);
+    }
+    w.u32(sessions.size);
+    for (const [c, v] of sessions) {
+      w.str(c);
+      w.bytes(v);
+    }
+    return { meta: metaAt(index), data: w.finish() };
   }
 
-  /** Stage replacing a group's data with a snapshot (atomic with the next commit). */
+  /** Replace a group's data with a snapshot; written out (atomically) by the next commit. */
   restore(group: number, snapshot: Snapshot): void {
     const r = new Reader(snapshot.data, `kv snapshot of group ${group}`);
     const index = r.num();
@@ -338,11 +445,6 @@ export class KvStateMachine implements SessionStore {
     if (index !== snapshot.meta.index) {
       throw new RaftError('Malformed', `kv snapshot of group ${group}: data index ${index} != meta index ${snapshot.meta.index}`);
     }
-    // Drop overlay writes of this group: the snapshot supersedes them.
-    const prefix = dataKey(group, new Uint8Array(0)).toString('latin1');
-    for (const k of [...this.overlay.keys()]) if (k.startsWith(prefix)) this.overlay.delete(k);
-    this.forgetGroupSessions(group);
-    this.pendingRestores.set(group, { snapshot, data, sessions });
-    this.appliedOverlay.set(group, snapshot.meta.index);
+    this.resetGroup(group, { data, sessions, applied: index });
   }
 }

@@ -47,6 +47,8 @@ interface Checkpoint {
 
 export interface StoreStats {
   commits: number;
+  /** Commit-index-only writes kept in memory until the next checkpoint (no WAL record). */
+  lazyCommits: number;
   walBytes: number;
   entriesWritten: number;
   checkpoints: number;
@@ -113,7 +115,7 @@ export class LogStore {
   /** Replaying the WAL at start-up (gaps are then superseded records, not bugs). */
   private replaying = false;
   private failure: StorageFailed | null = null;
-  readonly stats: StoreStats = { commits: 0, walBytes: 0, entriesWritten: 0, checkpoints: 0, checkpointEntries: 0, lastCheckpointMs: 0 };
+  readonly stats: StoreStats = { commits: 0, lazyCommits: 0, walBytes: 0, entriesWritten: 0, checkpoints: 0, checkpointEntries: 0, lastCheckpointMs: 0 };
   private readonly checkpointBytes: number;
 
   private constructor(
@@ -198,9 +200,23 @@ export class LogStore {
     return new GroupStorage(this, group);
   }
 
-  /** Stage one group's Ready (entries, hard state, snapshot metadata, conf) for the next commit. */
+  /** Stage one group's Ready (entries, hard state, snapshot metadata, conf) for the next commit.
+   *  A write that only raises the commit index (Ready.mustSync false) is kept in memory and
+   *  reaches the disk with the next checkpoint: it costs no WAL record, so a loop turn that only
+   *  moved commit indexes commits nothing and waits for no fsync. */
   write(w: GroupWrite): void {
-    if (!this.groups.has(w.group)) throw new RaftError('UnknownGroup', `group ${w.group} does not exist`);
+    const s = this.groups.get(w.group);
+    if (!s) throw new RaftError('UnknownGroup', `group ${w.group} does not exist`);
+    const hs = w.hardState;
+    if (hs && !w.entries?.length && !w.snapshot && !w.conf && hs.term === s.hardState.term && hs.vote === s.hardState.vote) {
+      if (this.failure) throw this.failure;
+      if (hs.commit > s.hardState.commit) {
+        s.hardState = hs;
+        s.dirty = true;
+        this.stats.lazyCommits++;
+      }
+      return;
+    }
     this.stage({ op: 'write', w });
   }
 
@@ -313,8 +329,9 @@ export class LogStore {
 
   /** Make everything staged durable in one transaction. `extra` runs inside the same transaction
    *  (the state machine's writes and applied index go here so they are atomic with the log).
-   *  Commits may be pipelined: they are applied and resolve in call order. */
-  async commit(extra?: () => void): Promise<void> {
+   *  Commits may be pipelined: they are applied and resolve in call order. Resolves true when a
+   *  transaction ran, false when there was nothing to write (no transaction, no fsync). */
+  async commit(extra?: () => void): Promise<boolean> {
     if (this.failure) throw this.failure;
     const ops = this.staged;
     this.staged = [];
@@ -336,7 +353,7 @@ export class LogStore {
     // WAL records before the replay start are garbage; delete a bounded number per commit so a
     // checkpoint never stalls one commit with thousands of deletes.
     const garbage = this.walGarbageTo > this.walGarbageFrom ? Math.min(this.walGarbageTo, this.walGarbageFrom + WAL_DELETES_PER_COMMIT) : 0;
-    if (!record && !extra && !checkpoint && !garbage) return;
+    if (!record && !extra && !checkpoint && !garbage) return false;
     const from = this.walGarbageFrom;
     if (garbage) this.walGarbageFrom = garbage;
     const t0 = performance.now();
@@ -382,6 +399,7 @@ export class LogStore {
       this.stats.lastCheckpointMs = ms;
       this.opts.onEvent?.({ kind: 'checkpoint', entries: checkpoint.entries, walRecords: checkpoint.walRecords, ms });
     }
+    return true;
   }
 
   private forceCheckpoint = false;

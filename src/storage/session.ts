@@ -78,8 +78,11 @@ export function decodeSession(bytes: Uint8Array): SessionRecord {
 
 /** Where a state machine keeps its session records (reads see staged writes). */
 export interface SessionStore {
+  /** The record as applied so far (read only). */
   getSession(group: number, client: string): SessionRecord | undefined;
-  putSession(group: number, client: string, rec: SessionRecord): void;
+  /** The record to change for an entry being applied (created if absent). The store hands out a
+   *  record nobody else holds: one already written to, or being written to, disk is copied first. */
+  updateSession(group: number, client: string): SessionRecord;
 }
 
 /** Outcome of offering one entry to the session layer. */
@@ -102,8 +105,7 @@ export function checkEntry(store: SessionStore, group: number, e: Entry): Sessio
 
 /** Record the result of an applied entry under its session. */
 export function recordResult(store: SessionStore, group: number, h: SessionHeader, result: unknown): void {
-  // Mutated in place: stores hand out staged records (a failed commit fail-stops the shard).
-  const rec: SessionRecord = store.getSession(group, h.client) ?? { lo: 0, results: new Map() };
+  const rec = store.updateSession(group, h.client);
   rec.results.set(h.seq, result ?? null);
   if (h.lo > rec.lo) {
     rec.lo = h.lo;
@@ -119,7 +121,6 @@ export function recordResult(store: SessionStore, group: number, h: SessionHeade
     const oldest = Math.min(...rec.results.keys());
     rec.results.delete(oldest);
   }
-  store.putSession(group, h.client, rec);
 }
 
 /** Per-client sequence numbers for the proposals one node makes (its client id is fresh per

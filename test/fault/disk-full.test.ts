@@ -15,6 +15,7 @@ import { LogStore, StorageFailed } from '../../src/storage/logstore.js';
 import { KvStateMachine, decodeKvCommand, kvEntryData } from '../../src/storage/kv.js';
 import { decodeCommand } from '../../src/storage/session.js';
 import type { Entry } from '../../src/raft/types.js';
+import { flushKv } from '../helpers/kv.js';
 
 const GROUPS = 4;
 const KEYS = 3;
@@ -78,8 +79,7 @@ async function childMain(): Promise<void> {
         store.write({ group: g, entries: es, hardState: { term: 1, vote: 'a', commit: last + 2 } });
         kv.apply(g, es);
       }
-      await store.commit(() => kv.writeInTransaction());
-      kv.committed();
+      await flushKv(store, kv);
       out({ ack: acks });
     }
     out({ noFailure: commits });
@@ -97,7 +97,7 @@ async function childMain(): Promise<void> {
   }
   const after: AfterReport = { commit: 'resolved', commitIsStoreFailed: false, write: 'ok', createGroup: 'ok', checkpoint: 'resolved', storeFailedSet: store.failed !== null };
   try {
-    await store.commit(() => kv.writeInTransaction());
+    await store.commit(kv.prepareWrite(true) ?? undefined);
   } catch (e) {
     after.commit = errName(e);
     after.commitIsStoreFailed = e === store.failed;

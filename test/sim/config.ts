@@ -41,6 +41,7 @@ export function chooseConfig(rng: Rng): ClusterConfig {
       maxUncommittedBytes: rng.chance(0.85) ? 64 << 20 : rng.int(50, 400),
       maxCommittedBytesPerReady: rng.chance(0.7) ? 4 << 20 : rng.int(20, 200),
       coastHeartbeats: rng.chance(0.5),
+      skipCommitBroadcast: rng.chance(0.5),
     },
   };
 }
@@ -50,5 +51,5 @@ export function describeConfig(c: ClusterConfig): string {
   return `voters=[${c.conf.voters.join(',')}] learners=[${c.conf.learners.join(',')}] join=${c.joinConf.voters.length > 0 ? 'bootstrap' : 'empty'} election=${r.electionTicks} ` +
     `heartbeat=${r.heartbeatTicks} round=${r.electionRoundTicks ?? '-'} preVote=${r.preVote} checkQuorum=${r.checkQuorum} ` +
     `lease=${r.leaseReads} quiesce=${r.quiesceAfterTicks} maxMsg=${r.maxMsgBytes} inflight=${r.maxInflight} ` +
-    `maxUncommitted=${r.maxUncommittedBytes} perReady=${r.maxCommittedBytesPerReady} coast=${r.coastHeartbeats}`;
+    `maxUncommitted=${r.maxUncommittedBytes} perReady=${r.maxCommittedBytesPerReady} coast=${r.coastHeartbeats} skipBcastCommit=${r.skipCommitBroadcast}`;
 }

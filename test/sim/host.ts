@@ -312,8 +312,13 @@ export class Host {
       d.append(rd.entries);
     }
     if (rd.hardState) {
-      c.onHardState(this.id, rd.hardState);
-      d.setHardState(rd.hardState);
+      // A Ready that only moves the commit index need not be durable (mustSync false): a real
+      // host writes it lazily. Model the worst case at random: sometimes it never reaches the
+      // disk before the next crash.
+      if (rd.mustSync || this.env.rng.int(0, 1) === 0) {
+        c.onHardState(this.id, rd.hardState);
+        d.setHardState(rd.hardState);
+      }
     }
     if (rd.conf) d.conf = rd.conf;
   }

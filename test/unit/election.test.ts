@@ -826,6 +826,36 @@ describe('election safety under message loss', () => {
   }
 });
 
+describe('restart with lease reads', () => {
+  test('a restarted replica refuses votes for one election timeout of real time, even while it campaigns in shorter rounds', () => {
+    // A restarted replica keeps the promise its heartbeat answers made to the old leader: no vote
+    // for electionTicks. That quiet must end by the clock, not by the election clock, which every
+    // campaign resets: a replica that first timed out at exactly T and then ran rounds of R < T
+    // never saw it reach T and refused every vote forever; restarted voters in that state never
+    // elected anyone (found by the simulator).
+    const st = mkStorage(['a', 'b', 'c'], [], [1, 1], 1, 'a', 2);
+    const rnd = seededRandom(3);
+    let first = true;
+    const random = () => (first ? ((first = false), 0) : rnd()); // the first timeout at exactly T
+    const n = new RaftNode({ id: 'a', group: G, storage: st, random, electionTicks: 6, electionRoundTicks: 3, preVote: false, checkQuorum: true, leaseReads: true });
+    const granted = (term: number) => {
+      n.step(voteReq('c', 'a', term, 2, 1));
+      return allMsgs(drain(n, st)).some((m) => m.type === 'voteResp' && m.to === 'c' && !m.reject);
+    };
+    for (let k = 1; k <= 5; k++) {
+      n.tick();
+      drain(n, st);
+    }
+    assert.equal(granted(50), false, 'refused within the first election timeout after the restart');
+    for (let k = 6; k <= 30; k++) {
+      n.tick();
+      drain(n, st);
+    }
+    assert.equal(role(n), 'candidate', 'still campaigning in short rounds');
+    assert.equal(granted(100), true, 'grants once an election timeout of real time passed');
+  });
+});
+
 describe('campaign delay (drain)', () => {
   test('a node with a campaign delay lets a healthy peer win, and still campaigns when no one else can', () => {
     for (const seed of [1, 2, 3, 4, 5]) {

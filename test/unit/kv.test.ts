@@ -10,6 +10,7 @@ import { CorruptRecord } from '../../src/storage/codec.js';
 import { encodeCommand } from '../../src/storage/session.js';
 import { KvStateMachine, MAX_KEY_BYTES, decodeKvCommand, encodeKvCommand, kvEntryData, type KvCommand, type KvResult } from '../../src/storage/kv.js';
 import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
+import { flushKv } from '../helpers/kv.js';
 
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
 const enc = new TextEncoder();
@@ -57,8 +58,7 @@ class Node {
       this.store.write({ group, entries: fresh, hardState: { term: 1, vote: 'a', commit: fresh[fresh.length - 1].index } });
     }
     const r = this.kv.apply(group, es);
-    await this.store.commit(() => this.kv.writeInTransaction());
-    this.kv.committed();
+    await flushKv(this.store, this.kv);
     return r;
   }
 
@@ -207,10 +207,13 @@ describe('KV exactly once', () => {
   test('applied index and data are atomic: committed together survive reopen; uncommitted neither', async () => {
     await withNodes(1, async (n) => {
       await n.applyCommit(1, entries(1, [put('x', '1'), put('y', '1')]));
-      // Applied but never committed: lost with the restart, both data and index.
+      // Applied but never flushed: visible at once, lost with the restart, both data and index.
       n.kv.apply(1, entries(3, [put('x', '2'), del('y')]));
-      assert.equal(n.kv.applied(1), 4, 'applied() includes what is staged');
-      assert.equal(n.get(1, 'x'), '1', 'get() returns committed data only');
+      assert.equal(n.kv.applied(1), 4, 'applied() includes what is in the memtable');
+      assert.equal(n.kv.durableApplied(1), 2, 'durableApplied() only what is flushed');
+      assert.equal(n.kv.compactableTo(1), 2, 'the log must keep what a restart replays');
+      assert.equal(n.get(1, 'x'), '2', 'get() sees what is applied');
+      assert.equal(n.get(1, 'y'), null);
       await n.reopen();
       assert.equal(n.kv.applied(1), 2);
       assert.equal(n.get(1, 'x'), '1');
@@ -246,15 +249,25 @@ describe('KV snapshots', () => {
       }
       assert.equal(expected.size, 200);
 
-      // Staged but uncommitted work is not in the snapshot.
-      a.kv.apply(1, entries(at + 1, [put('key-0', 'staged')]));
       let metaIndex = -1;
       const snap = a.kv.snapshot(1, (i) => { metaIndex = i; return metaAt(i); });
-      assert.equal(metaIndex, at, 'metaAt is asked for the committed applied index');
+      assert.equal(metaIndex, at, 'metaAt is asked for the applied index');
       assert.equal(snap.meta.index, at);
+      // Applied but not flushed yet: a snapshot taken now includes it (the memtable over LMDB).
+      a.kv.apply(1, entries(at + 1, [put('key-0', 'staged')]));
+      const snapLater = a.kv.snapshot(1, metaAt);
+      assert.equal(snapLater.meta.index, at + 1);
+      const probe = await new Node(mkdtempSync(join(tmpdir(), 'flotilla-kv-'))).open();
+      try {
+        probe.kv.restore(1, snapLater);
+        assert.equal(probe.get(1, 'key-0'), 'staged', 'the memtable is in the snapshot');
+        assert.equal(probe.get(1, 'key-5'), a.get(1, 'key-5'));
+      } finally {
+        await probe.store.close();
+        rmSync(probe.dir, { recursive: true, force: true });
+      }
       // More applied and committed after the snapshot was taken.
-      await a.store.commit(() => a.kv.writeInTransaction());
-      a.kv.committed();
+      await flushKv(a.store, a.kv);
       await a.applyCommit(1, entries(at + 2, [put('key-1', 'later'), del('key-2'), put('new', 'later')]));
       assert.equal(a.get(1, 'key-1'), 'later');
 
@@ -264,8 +277,7 @@ describe('KV snapshots', () => {
       for (const n of [bNode, c]) {
         n.kv.restore(1, snap);
         assert.equal(n.kv.applied(1), at, 'applied() reflects the staged restore');
-        await n.store.commit(() => n.kv.writeInTransaction());
-        n.kv.committed();
+        await flushKv(n.store, n.kv);
         await n.reopen();
         assert.equal(n.kv.applied(1), at, 'applied index after restore + reopen');
         const got = new Map<string, string>();
@@ -280,12 +292,10 @@ describe('KV snapshots', () => {
         assert.equal(n.get(1, 'stale'), null);
         // Entries up to the snapshot index are skipped; later ones converge to a's state.
         assert.deepEqual(n.kv.apply(1, entries(at - 1, [put('key-1', 'x'), put('key-1', 'y')])), [null, null]);
-        await n.store.commit(() => n.kv.writeInTransaction());
-        n.kv.committed();
+        await flushKv(n.store, n.kv);
         const r = n.kv.apply(1, [...entries(at + 1, [put('key-0', 'staged')]), ...entries(at + 2, [put('key-1', 'later'), del('key-2'), put('new', 'later')])]);
         assert.equal(r.filter((x) => x !== null).length, 4);
-        await n.store.commit(() => n.kv.writeInTransaction());
-        n.kv.committed();
+        await flushKv(n.store, n.kv);
         for (const k of ['key-0', 'key-1', 'key-2', 'new', 'key-199']) assert.equal(n.get(1, k), a.get(1, k), `converged on ${k}`);
       }
       assert.equal(bNode.get(2, 'mine'), 'keep', 'restoring group 1 leaves group 2 alone');
@@ -312,8 +322,7 @@ describe('KV snapshots', () => {
       // A follower receiving a snapshot plus the committed entries after it in one Ready.
       bNode.kv.restore(1, snap);
       const r = bNode.kv.apply(1, entries(3, [cas('x', 'new', 'newer'), cas('z', null, 'created'), cas('y', 'yy', 'y2')]));
-      await bNode.store.commit(() => bNode.kv.writeInTransaction());
-      bNode.kv.committed();
+      await flushKv(bNode.store, bNode.kv);
       // What the leader (a) computes for the same entries:
       const ra = await a.applyCommit(1, entries(3, [cas('x', 'new', 'newer'), cas('z', null, 'created'), cas('y', 'yy', 'y2')]));
       assert.deepEqual(res(ra), [
@@ -368,8 +377,7 @@ describe('client sessions (at most once per client seq)', () => {
       bNode.store.createGroup(1, CONF);
       bNode.kv.restore(1, snap);
       bNode.store.write({ group: 1, snapshot: snap.meta });
-      await bNode.store.commit(() => bNode.kv.writeInTransaction());
-      bNode.kv.committed();
+      await flushKv(bNode.store, bNode.kv);
       const r = await bNode.applyCommit(1, [at(2, sess('c', 7, 7, cas('x', null, 'first')))]);
       assert.deepEqual(res(r), [{ op: 'cas', swapped: true, current: 'first' }]);
       assert.equal(bNode.get(1, 'x'), 'first');

@@ -13,6 +13,7 @@ import { KvStateMachine, kvEntryData } from '../../src/storage/kv.js';
 import { EMPTY_HARD_STATE, entryBytes } from '../../src/raft/storage.js';
 import { seededRandom } from '../../src/raft/rand.js';
 import { RaftError, type ConfState, type Entry, type HardState, type SnapshotMeta } from '../../src/raft/types.js';
+import { flushKv } from '../helpers/kv.js';
 
 // --- helpers ----------------------------------------------------------------------------------
 
@@ -579,6 +580,10 @@ interface MGroup {
   snap: SnapshotMeta;
   ents: Entry[];
   hs: HardState;
+  /** The commit index of the last hard state written to the WAL: a commit-only write raises the
+   *  commit in memory and reaches the disk only with a checkpoint, so after a reopen the commit
+   *  index is anywhere in [commitMin, hs.commit] (term and vote are exact). */
+  commitMin: number;
   conf: ConfState;
   /** Term used for appends (the newest term this group has seen). */
   term: number;
@@ -620,7 +625,7 @@ class Model {
   }
 }
 
-function checkAgainstModel(st: LogStore, m: Model, where: string): void {
+function checkAgainstModel(st: LogStore, m: Model, where: string, reopened = false): void {
   const ids = [...m.groups.keys()].sort((a, b) => a - b);
   assert.deepEqual(st.groupIds().sort((a, b) => a - b), ids, `${where}: group ids`);
   for (const id of ids) {
@@ -631,6 +636,12 @@ function checkAgainstModel(st: LogStore, m: Model, where: string): void {
     assert.equal(gs.firstIndex(), g.snap.index + 1, `${w}: firstIndex`);
     assert.equal(gs.lastIndex(), last, `${w}: lastIndex`);
     assert.deepEqual(gs.snapshotMeta(), g.snap, `${w}: snapshot meta`);
+    if (reopened) {
+      const hs = gs.initialState().hardState;
+      assert.ok(hs.commit >= g.commitMin && hs.commit <= g.hs.commit, `${w}: commit ${hs.commit} outside [${g.commitMin}, ${g.hs.commit}] after reopen`);
+      // The model adopts what survived (a later commit-only write compares with it).
+      g.hs = { ...g.hs, commit: hs.commit };
+    }
     assert.deepEqual(gs.initialState(), { hardState: g.hs, conf: g.conf }, `${w}: initial state`);
     for (let i = g.snap.index; i <= last; i++) assert.equal(gs.term(i), mTerm(g, i), `${w}: term(${i})`);
     assert.deepEqual(norm(gs.entries(g.snap.index + 1, last + 1, Infinity)), norm(g.ents), `${w}: entries`);
@@ -668,7 +679,7 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
         const conf = pick(confs);
         st.createGroup(id, conf);
         ops.push(`create g${id}`);
-        live.groups.set(id, { snap: { index: 0, term: 0, conf }, ents: [], hs: EMPTY_HARD_STATE, conf, term: 1 });
+        live.groups.set(id, { snap: { index: 0, term: 0, conf }, ents: [], hs: EMPTY_HARD_STATE, commitMin: 0, conf, term: 1 });
         return;
       }
       if (r < 0.08 && ids.length > 1) {
@@ -688,7 +699,10 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
         st.write({ group: id, entries: es, hardState: hs });
         ops.push(`g${id} append ${es[0].index}..${es[es.length - 1].index} t${g.term}`);
         live.append(g, es);
-        if (hs) g.hs = hs;
+        if (hs) {
+          g.hs = hs;
+          g.commitMin = hs.commit;
+        }
       } else if (k < 0.7) {
         // conflicting suffix with a new term, possibly starting at or below the snapshot index
         g.term = ++termClock;
@@ -711,8 +725,15 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
       } else if (k < 0.93) {
         const hs = { term: g.term, vote: pick(['', 'a', 'c']), commit: int(0, last) };
         st.write({ group: id, hardState: hs });
-        ops.push(`g${id} hs`);
-        g.hs = hs;
+        if (hs.term === g.hs.term && hs.vote === g.hs.vote) {
+          // Commit only: raised in memory (never lowered), durable with the next checkpoint.
+          ops.push(`g${id} commit ${hs.commit}`);
+          if (hs.commit > g.hs.commit) g.hs = hs;
+        } else {
+          ops.push(`g${id} hs`);
+          g.hs = hs;
+          g.commitMin = hs.commit;
+        }
       } else {
         const conf = pick(confs);
         st.write({ group: id, conf });
@@ -767,7 +788,7 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
           st = await c.reopen(st, opts);
           reopens++;
           live = durable.clone();
-          checkAgainstModel(st, live, `${where} after reopen`);
+          checkAgainstModel(st, live, `${where} after reopen`, true);
         }
       } catch (e) {
         // Name the step (and what led to it) in errors that do not already say where they happened.
@@ -778,7 +799,7 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
     await st.commit();
     const stats = st.stats;
     st = await c.reopen(st, opts);
-    checkAgainstModel(st, live, `seed ${seed} final reopen`);
+    checkAgainstModel(st, live, `seed ${seed} final reopen`, true);
     return { reopens, commits, checkpoints: stats.checkpoints };
   } finally {
     await c.dispose();
@@ -957,14 +978,14 @@ describe('LogStore fail-stop', () => {
       const a = [put(1, 'one'), put(2, 'two')];
       st.write({ group: 1, entries: a, hardState: { term: 1, vote: 'a', commit: 2 } });
       kv.apply(1, a);
-      await st.commit(() => kv.writeInTransaction());
-      kv.committed();
+      await flushKv(st, kv);
       assert.ok(st.stats.checkpoints >= 1, 'the acknowledged commit was a checkpoint');
 
       const b = [put(3, 'three')];
       st.write({ group: 1, entries: b, hardState: { term: 1, vote: 'a', commit: 3 } });
       kv.apply(1, b);
-      await assert.rejects(st.commit(() => { kv.writeInTransaction(); scratch.put(HUGE_KEY, Buffer.from('x')); }), StorageFailed);
+      const w = kv.prepareWrite(true)!;
+      await assert.rejects(st.commit(() => { w(); scratch.put(HUGE_KEY, Buffer.from('x')); }), StorageFailed);
 
       st = await c.reopen(st);
       kv = new KvStateMachine(st);

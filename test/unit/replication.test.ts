@@ -730,3 +730,91 @@ describe('compaction floor', () => {
     assert.equal(c.node('a').compactionFloor(), c.node('a').status().lastIndex + 1, 'only b counts now');
   });
 });
+
+describe('one round per write (skipCommitBroadcast, mustSync)', () => {
+  test('with skipCommitBroadcast a write costs one append and one ack per follower; followers learn the commit at the next heartbeat', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 3, skipCommitBroadcast: true });
+    c.elect('a');
+    c.tickAll(1); // the no-op's commit reaches the followers
+    const before = c.sent.length;
+    c.propose('a', 'w1');
+    c.stabilize();
+    const msgs = c.sent.slice(before);
+    assert.deepEqual(msgs.map((m) => `${m.type} ${m.from}->${m.to}`).sort(),
+      ['app a->b', 'app a->c', 'appResp b->a', 'appResp c->a'], 'no empty commit append, no second round');
+    assert.deepEqual(c.appliedData('a'), ['w1'], 'the leader applies at once');
+    assert.deepEqual(c.appliedData('b'), [], 'a follower has not heard of the commit yet');
+    c.tick('a');
+    c.stabilize();
+    for (const f of ['b', 'c']) assert.deepEqual(c.appliedData(f), ['w1'], `${f} applies after the heartbeat`);
+  });
+
+  test('without it (etcd behaviour) the same write takes a second round: empty commit appends and their acks', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 3 });
+    c.elect('a');
+    const before = c.sent.length;
+    c.propose('a', 'w1');
+    c.stabilize();
+    const types = c.sent.slice(before).map((m) => m.type);
+    assert.equal(types.filter((t) => t === 'app').length, 4);
+    assert.equal(types.filter((t) => t === 'appResp').length, 4);
+    for (const f of ['b', 'c']) assert.deepEqual(c.appliedData(f), ['w1']);
+  });
+
+  test('with skipCommitBroadcast a follower serving a ReadIndex read is sent the commit with the read index', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 4, skipCommitBroadcast: true });
+    c.elect('a');
+    c.propose('a', 'w1');
+    c.stabilize();
+    assert.equal(c.node('b').status().commit < c.node('a').status().commit, true, 'b lags before the read');
+    c.node('b').readIndex('r1');
+    c.stabilize();
+    const rs = c.readStates.get('b')!.find((r) => r.ctx === 'r1');
+    ok(rs, 'the read index reached b');
+    ok((c.appliedIndex.get('b') ?? 0) >= rs.index, `b applied ${c.appliedIndex.get('b')} >= read index ${rs.index} without a tick`);
+  });
+
+  test('with skipCommitBroadcast a quiescing leader tells the followers the last commit', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 5, skipCommitBroadcast: true, coastHeartbeats: true, quiesceAfterTicks: 2 });
+    c.elect('a');
+    c.propose('a', 'w1');
+    c.stabilize();
+    for (let i = 0; i < 3; i++) c.tickAll(1);
+    for (const id of ['a', 'b', 'c']) {
+      assert.equal(c.node(id).isQuiesced(), true, `${id} quiesced`);
+      assert.equal(c.node(id).status().commit, c.node('a').status().lastIndex, `${id} knows the last commit`);
+    }
+    assert.deepEqual(c.appliedData('c'), ['w1']);
+  });
+
+  test('mustSync: new entries, a new term or vote, and membership changes must be durable; a commit-only Ready need not', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 6, skipCommitBroadcast: true });
+    const last = new Map<NodeId, { term: number; vote: NodeId }>();
+    let commitOnly = 0;
+    let checked = 0;
+    tapReadies(c, (id, rd) => {
+      const prev = last.get(id) ?? { term: 0, vote: '' };
+      const voteOrTerm = rd.hardState !== null && (rd.hardState.term !== prev.term || rd.hardState.vote !== prev.vote);
+      if (rd.hardState) last.set(id, { term: rd.hardState.term, vote: rd.hardState.vote });
+      const want = rd.entries.length > 0 || rd.snapshot !== null || rd.conf !== null || voteOrTerm;
+      assert.equal(rd.mustSync, want, `${id}: entries ${rd.entries.length}, hard state ${JSON.stringify(rd.hardState)}`);
+      if (!want && rd.hardState !== null) commitOnly++;
+      checked++;
+    });
+    c.elect('a');
+    c.propose('a', 'w1');
+    c.stabilize();
+    c.tickAll(2);
+    ok(checked > 5 && commitOnly >= 3, `${checked} Readies, ${commitOnly} commit-only ones`);
+  });
+
+  test('a replica restarted with a stale commit index but a later applied index resumes from what it applied', () => {
+    const st = storageWith(['a', 'b', 'c'], run(1, 5, 'e'), 1, 2);
+    const n = new RaftNode({ id: 'a', group: G, storage: st, random: seededRandom(1), applied: 4 });
+    assert.equal(n.status().commit, 4, 'an applied entry was committed');
+    assert.equal(n.status().applied, 4);
+    assert.equal(n.hasReady(), false, 'nothing is handed out again');
+    const beyond = new RaftNode({ id: 'a', group: G, storage: storageWith(['a', 'b', 'c'], run(1, 3, 'e'), 1, 2), random: seededRandom(1), applied: 9 });
+    assert.equal(beyond.status().commit, 2, 'an applied index beyond the log is not trusted as a commit index');
+  });
+});
