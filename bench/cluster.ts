@@ -123,7 +123,7 @@ export async function withCluster<T>(groups: number, workers: number, fn: (kids:
       const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), '--workers', w, ...extraArgs(id)];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
       kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, {
-        execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
+        execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       }));
     }

@@ -118,7 +118,26 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
 }
 
 // Direct use: node --import tsx bench/http.ts [quick]
+//             node --import tsx bench/http.ts rows [seconds] [clients,...]   (the HTTP rows only)
 if (process.argv[1] === import.meta.filename) {
-  const r = await runPeers({ quick: process.argv[2] === 'quick', say: (line) => process.stderr.write(`  ${line}\n`) });
-  process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  const say = (line: string) => process.stderr.write(`  ${line}\n`);
+  if (process.argv[2] === 'rows') {
+    const seconds = Number(process.argv[3] ?? 5);
+    const clients = (process.argv[4] ?? '1,16,256').split(',').map(Number);
+    await runFlotillaHttp({
+      groups: 1000, clients, seconds, valueBytes: 16, warmupSeconds: 1,
+      onRow: (f) => say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, errors ${f.errors}, cpu nodes/driver ${f.cpu.serverCores}/${f.cpu.driverCores}`),
+    });
+    if (etcdAvailable().available) {
+      await withEtcd(async (cluster) => {
+        for (const c of clients) {
+          const e = await runEtcdHttp({ clients: c, seconds, valueBytes: 16, warmupSeconds: 1, cluster });
+          if (e.available) say(`etcd HTTP, ${c} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, errors ${e.errors}, cpu members/driver ${e.cpu.serverCores}/${e.cpu.driverCores}`);
+        }
+      });
+    }
+  } else {
+    const r = await runPeers({ quick: process.argv[2] === 'quick', say });
+    process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  }
 }

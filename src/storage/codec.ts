@@ -97,6 +97,16 @@ export class Writer {
     return this.buf.subarray(0, this.pos);
   }
 
+  /** Without a CRC (for data that travels inside a checksummed record), an exact-size copy. */
+  finishPlain(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+
+  /** finishPlain() as a view into this writer's buffer: valid until the writer is reused. */
+  finishPlainView(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+
   /** Start over, keeping the buffer (a scratch writer saves an allocation per small record). */
   reset(): this {
     this.pos = 0;
@@ -109,9 +119,15 @@ export class Reader {
   pos = 0;
   readonly end: number;
 
-  constructor(readonly buf: Uint8Array, readonly what: string) {
-    if (buf.byteLength < 4) throw new CorruptRecord(what, `too short (${buf.byteLength} bytes)`);
+  /** `checked`: the value ends in a CRC-32 of the rest (verified here); false for values that
+   *  travel inside a checksummed record (log entries inside WAL records and Raft batches). */
+  constructor(readonly buf: Uint8Array, readonly what: string, checked = true) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    if (!checked) {
+      this.end = buf.byteLength;
+      return;
+    }
+    if (buf.byteLength < 4) throw new CorruptRecord(what, `too short (${buf.byteLength} bytes)`);
     this.end = buf.byteLength - 4;
     const want = this.view.getUint32(this.end, true);
     const got = crc32(buf, 0, this.end);

@@ -33,6 +33,9 @@ export type KvResult =
   | { readonly op: 'cas'; readonly swapped: boolean; readonly current: Uint8Array | null };
 
 const OPS = ['put', 'delete', 'cas'] as const;
+/** Set in the op byte of a command written without a trailing CRC-32 (entries travel inside
+ *  checksummed WAL records and Raft batches); commands without it (older logs) end in one. */
+const NO_CRC = 0x80;
 
 export function encodeKvCommand(c: KvCommand): Uint8Array {
   return encodeKvCommandView(c).slice();
@@ -46,7 +49,7 @@ export function encodeKvCommandView(c: KvCommand): Uint8Array {
     throw new RaftError('InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes (got ${c.key.byteLength})`);
   }
   const w = scratch.reset();
-  w.u8(OPS.indexOf(c.op));
+  w.u8(OPS.indexOf(c.op) | NO_CRC);
   w.bytes(c.key);
   if (c.op === 'put') w.bytes(c.value);
   if (c.op === 'cas') {
@@ -54,13 +57,13 @@ export function encodeKvCommandView(c: KvCommand): Uint8Array {
     if (c.expected) w.bytes(c.expected);
     if (c.value) w.bytes(c.value);
   }
-  return w.finishView();
+  return w.finishPlainView();
 }
 
 /** `copy: false` returns views into `data` (for decoding in place, e.g. while applying). */
 export function decodeKvCommand(data: Uint8Array, copy = true): KvCommand {
-  const r = new Reader(data, 'kv command');
-  const op = OPS[r.u8()];
+  const r = new Reader(data, 'kv command', data.byteLength === 0 || (data[0] & NO_CRC) === 0);
+  const op = OPS[r.u8() & ~NO_CRC];
   const take = () => (copy ? r.bytes() : r.bytesView());
   const key = take();
   let c: KvCommand;

@@ -31,8 +31,12 @@ export interface SessionRecord {
 }
 
 const scratch = new Writer(4096);
-const TAG_PLAIN = 0;
-const TAG_SESSION = 1;
+// Tags 0 and 1 end in a CRC-32 (written before entries travelled only inside checksummed WAL
+// records and Raft batches); 2 and 3 do not, and are what is written now. Both are read.
+const TAG_PLAIN_CRC = 0;
+const TAG_SESSION_CRC = 1;
+const TAG_PLAIN = 2;
+const TAG_SESSION = 3;
 
 /** Entry data for a proposal: the session header (or none) and the state machine's command. */
 export function encodeCommand(h: SessionHeader | null, payload: Uint8Array): Uint8Array {
@@ -46,16 +50,17 @@ export function encodeCommand(h: SessionHeader | null, payload: Uint8Array): Uin
     w.num(h.lo);
   }
   w.bytes(payload);
-  return w.finish();
+  return w.finishPlain();
 }
 
 export function decodeCommand(data: Uint8Array): { header: SessionHeader | null; payload: Uint8Array } {
-  const r = new Reader(data, 'command');
+  const first = data.byteLength > 0 ? data[0] : -1;
+  const r = new Reader(data, 'command', first !== TAG_PLAIN && first !== TAG_SESSION);
   const tag = r.u8();
   let header: SessionHeader | null = null;
-  if (tag === TAG_SESSION) {
+  if (tag === TAG_SESSION || tag === TAG_SESSION_CRC) {
     header = { client: r.str(), seq: r.num(), lo: r.num() };
-  } else if (tag !== TAG_PLAIN) {
+  } else if (tag !== TAG_PLAIN && tag !== TAG_PLAIN_CRC) {
     throw new RaftError('Malformed', `unknown command tag ${tag}`);
   }
   // A view into the entry's data: callers decode it at once.

@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogStore } from '../../src/storage/logstore.js';
-import { CorruptRecord } from '../../src/storage/codec.js';
-import { encodeCommand } from '../../src/storage/session.js';
+import { CorruptRecord, Writer } from '../../src/storage/codec.js';
+import { decodeCommand, encodeCommand } from '../../src/storage/session.js';
 import { KvStateMachine, MAX_KEY_BYTES, decodeKvCommand, encodeKvCommand, kvEntryData, type KvCommand, type KvResult } from '../../src/storage/kv.js';
 import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
 import { flushKv } from '../helpers/kv.js';
@@ -102,6 +102,34 @@ describe('KV commands', () => {
     const e = encodeKvCommand(put('k', 'v'));
     e[3] ^= 1;
     assert.throws(() => decodeKvCommand(e), (err: unknown) => err instanceof CorruptRecord);
+  });
+
+  test('entries written before commands lost their own CRC (older logs) still decode, and their CRC is still checked', () => {
+    // The layout of that format: session envelope tag 1 (CRC), KV op byte without the no-CRC bit.
+    const kvOld = new Writer();
+    kvOld.u8(0); // put
+    kvOld.bytes(b('k'));
+    kvOld.bytes(b('v'));
+    const kvBytes = kvOld.finish();
+    const env = new Writer();
+    env.u8(1);
+    env.str('client-1');
+    env.num(7);
+    env.num(3);
+    env.bytes(kvBytes);
+    const data = env.finish();
+    const { header, payload } = decodeCommand(data);
+    assert.deepEqual(header, { client: 'client-1', seq: 7, lo: 3 });
+    const c = decodeKvCommand(payload);
+    assert.equal(c.op, 'put');
+    assert.equal(s(c.key), 'k');
+    const bad = data.slice();
+    bad[3] ^= 1;
+    assert.throws(() => decodeCommand(bad), (e: unknown) => e instanceof CorruptRecord);
+    // What is written now carries no CRC (the WAL record and the Raft batch around it do).
+    const now = encodeCommand({ client: 'client-1', seq: 7, lo: 3 }, encodeKvCommand({ op: 'put', key: b('k'), value: b('v') }));
+    assert.ok(now.byteLength < data.byteLength - 4, `${now.byteLength} bytes now vs ${data.byteLength} before`);
+    assert.equal(s((decodeKvCommand(decodeCommand(now).payload) as { value: Uint8Array }).value), 'v');
   });
 
   test('key length limits: 1..MAX_KEY_BYTES, else InvalidArgument', () => {
