@@ -5,6 +5,7 @@
 // groups this node leads), 'undrain', 'drain' {concurrency}, 'configure' {config} (balancer
 // settings at run time), 'idle' {seconds} and 'stop'.
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
@@ -65,6 +66,26 @@ const send = (m: unknown) => process.send!(m);
 const electionMs = (node as unknown as { electionMs?: number }).electionMs ?? tickMs * electionTicks;
 send({ kind: 'ready', electionMs, requestTimeoutMs: timeoutMs });
 
+/** Cumulative work counters of this node (the benchmarks divide their deltas by the writes):
+ *  loop turns, storage commits (fsyncs), Readies, group ticks, Raft messages in and out, frames
+ *  and bytes on the wire, CPU (user, system) and bytes the process wrote to disk. */
+function workCounters(st: Awaited<ReturnType<typeof node.status>>): Record<string, number> {
+  const sum = (k: string) => st.shards.reduce((a, x) => a + (((x as unknown as { loop?: Record<string, number> }).loop?.[k]) ?? 0), 0);
+  const peers = Object.values(st.transport.peers);
+  const cpu = process.cpuUsage();
+  let diskWriteBytes = 0;
+  try {
+    const io = readFileSync('/proc/self/io', 'utf8');
+    diskWriteBytes = Number(/^write_bytes: (\d+)/m.exec(io)?.[1] ?? 0);
+  } catch { /* not Linux */ }
+  return {
+    loops: sum('loops'), commits: sum('commits'), readies: sum('readies'), groupTicks: sum('groupTicks'), applied: sum('applied'),
+    messagesIn: sum('messagesIn'), messagesOut: sum('messagesOut'),
+    framesSent: peers.reduce((a, p) => a + p.framesSent, 0), bytesSent: peers.reduce((a, p) => a + p.bytesSent, 0),
+    cpuUserUs: cpu.user, cpuSystemUs: cpu.system, diskWriteBytes,
+  };
+}
+
 const enc = new TextEncoder();
 process.on('message', async (m: {
   cmd: string; seconds?: number; proposers?: number; valueBytes?: number; local?: boolean; transfers?: number; drain?: boolean; gaps?: boolean;
@@ -81,7 +102,7 @@ process.on('message', async (m: {
     const st = await node.status();
     send({
       kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced, moves: st.balancer?.moves ?? 0, failedMoves: st.balancer?.failed ?? 0,
-      rounds: st.balancer?.rounds ?? 0, movesByKind: st.balancer?.movesByKind ?? {}, electionMs,
+      rounds: st.balancer?.rounds ?? 0, movesByKind: st.balancer?.movesByKind ?? {}, electionMs, counters: workCounters(st),
     });
     return;
   }

@@ -88,6 +88,41 @@ export const NO_BALANCER = ['--balancer', JSON.stringify({ enabled: false })];
 
 export type Next = (c: ChildProcess, kind: string) => Promise<Record<string, unknown>>;
 
+/** Every node's cumulative work counters (see workCounters in cluster-node.ts). */
+export async function counters(kids: Map<string, ChildProcess>, next: Next): Promise<Record<string, number>[]> {
+  const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
+  return st.map((s) => (s.counters ?? {}) as Record<string, number>);
+}
+
+/** Work per committed write between two counter snapshots: cluster-wide CPU (µs), and per node
+ *  (averaged over the nodes) loop turns, fsyncs, Readies, group ticks, Raft messages sent, frames
+ *  and disk bytes written. */
+export interface PerWrite {
+  cpuUsCluster: number;
+  cpuUsPerNode: number;
+  loopsPerNode: number;
+  fsyncsPerNode: number;
+  readiesPerNode: number;
+  groupTicksPerNode: number;
+  raftMessagesCluster: number;
+  framesPerNode: number;
+  diskBytesPerNode: number;
+}
+
+export function perWrite(before: Record<string, number>[], after: Record<string, number>[], writes: number): PerWrite | null {
+  if (writes <= 0 || before.length === 0) return null;
+  const d = (k: string) => after.reduce((a, x, i) => a + ((x[k] ?? 0) - (before[i]?.[k] ?? 0)), 0);
+  const n = after.length;
+  const r = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+  const cpu = d('cpuUserUs') + d('cpuSystemUs');
+  return {
+    cpuUsCluster: r(cpu / writes, 1), cpuUsPerNode: r(cpu / writes / n, 1),
+    loopsPerNode: r(d('loops') / writes / n), fsyncsPerNode: r(d('commits') / writes / n), readiesPerNode: r(d('readies') / writes / n),
+    groupTicksPerNode: r(d('groupTicks') / writes / n), raftMessagesCluster: r(d('messagesOut') / writes),
+    framesPerNode: r(d('framesSent') / writes / n), diskBytesPerNode: Math.round(d('diskWriteBytes') / writes / n),
+  };
+}
+
 /** Poll every node until all `groups` have a leader; returns the seconds it took. */
 export async function waitElected(kids: Map<string, ChildProcess>, next: Next, groups: number): Promise<number> {
   const t0 = performance.now();

@@ -45,6 +45,11 @@ export interface HttpLoadResult {
   seconds: number;
   /** Successful writes that completed in the measured window. */
   writes: number;
+  /** Successful writes over the whole run, warm-up and tail included (for work counters taken
+   *  around the run). */
+  totalWrites: number;
+  /** The load generator's own CPU per request (µs): what the same client costs each store. */
+  driverUsPerRequest: number | null;
   writesPerSec: number;
   /** Latency of successful writes started in the window. */
   p50Ms: number;
@@ -360,7 +365,8 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   return {
     kind: o.kind, clients: o.clients, targets: o.targets.length, valueBytes: o.valueBytes,
     startedAt: Math.round(measureFrom), endedAt: Math.round(measureTo), seconds: round(secs, 2),
-    writes, writesPerSec: Math.round(writes / secs),
+    writes, writesPerSec: Math.round(writes / secs), totalWrites: okEnds.reduce((a, e) => a + e.length, 0),
+    driverUsPerRequest: cpu0 && cpu1 && writes + errors > 0 ? round((cpu.driverCores * ((cpu1.at - measureFrom) / 1000) * 1e6) / (writes + errors), 1) : null,
     p50Ms: round(pct(lat, 50)), p99Ms: round(pct(lat, 99)), p999Ms: round(pct(lat, 99.9)), maxMs: round(lat.length ? lat[lat.length - 1] : 0),
     errors, errorsByKind, errorMessages, stalled, stalledClients: stalledBy.size, slowestMs: round(slowest, 1),
     longestClientGapMs: round(longestClientGapMs, 1), longestGapMs: round(longestGapMs, 1), longestGapAt: Math.round(longestGapAt),

@@ -5,12 +5,12 @@
 // Owns: runFlotillaHttp, runPeers and the direct-use entry
 // (`node --import tsx bench/http.ts [quick]`, JSON on stdout, progress on stderr).
 import type { ChildProcess } from 'node:child_process';
-import { NO_BALANCER, waitElected, withCluster } from './cluster.js';
+import { NO_BALANCER, counters, perWrite, waitElected, withCluster, type PerWrite } from './cluster.js';
 import { etcdAvailable, withEtcd, runEtcdHttp, runEtcdKill, runEtcdMoveLeader, type EtcdHttpResult, type EtcdKillResult, type EtcdMoveLeaderResult, type Unavailable } from './etcd.js';
 import { freePorts, round, runHttpLoad, type HttpLoadResult } from './http-load.js';
 import type { PeerInfo } from './results.js';
 
-export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> & { groups: number; electSeconds: number };
+export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> & { groups: number; electSeconds: number; perWrite: PerWrite | null };
 
 /** Throughput and latency through flotilla's HTTP gateway: 3 nodes (1 worker each, balancer off)
  *  serving the admin gateway on free ports; for each entry of `clients`, that many keep-alive
@@ -30,12 +30,15 @@ export async function runFlotillaHttp(o: { groups: number; clients: number[]; se
         if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > (o.settle === false && out.length > 0 ? 0 : 30_000)) break;
         await new Promise((r) => setTimeout(r, 250));
       }
+      // Work counters around the whole load (warm-up included, so divided by all its writes).
+      const c0 = await counters(kids, next);
       const r = await runHttpLoad({
         targets: [...admin.values()].map((a) => `http://${a}`), clients, seconds: o.seconds, valueBytes: o.valueBytes,
         kind: 'flotilla', warmupSeconds: o.warmupSeconds ?? 1, serverPids: [...kids.values()].map((c) => c.pid!),
       });
+      const c1 = await counters(kids, next);
       const { requests: _r, timeline: _t, ...rest } = r;
-      const row = { ...rest, groups: o.groups, electSeconds: round(electSeconds, 1) };
+      const row = { ...rest, groups: o.groups, electSeconds: round(electSeconds, 1), perWrite: perWrite(c0, c1, r.totalWrites) };
       o.onRow?.(row);
       out.push(row);
     }
@@ -126,7 +129,7 @@ if (process.argv[1] === import.meta.filename) {
     const clients = (process.argv[4] ?? '1,16,256').split(',').map(Number);
     await runFlotillaHttp({
       groups: 1000, clients, seconds, valueBytes: 16, warmupSeconds: 1,
-      onRow: (f) => say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, errors ${f.errors}, cpu nodes/driver ${f.cpu.serverCores}/${f.cpu.driverCores}`),
+      onRow: (f) => say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, errors ${f.errors}, cpu nodes/driver ${f.cpu.serverCores}/${f.cpu.driverCores}; per write ${JSON.stringify(f.perWrite)}`),
     });
     if (etcdAvailable().available) {
       await withEtcd(async (cluster) => {

@@ -29,6 +29,18 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
   res.end(data);
 }
 
+const OK_BODY = Buffer.from('{"ok":true}');
+
+/** The answer to a successful write: a constant body, and the node id of the key's leader as
+ *  this node knows it (x-flotilla-leader), so a client that knows where each node serves can
+ *  send the next write for that key straight there (any node still serves any key). */
+function sendOk(res: ServerResponse, leader: string | undefined): void {
+  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': OK_BODY.length };
+  if (leader) headers['x-flotilla-leader'] = leader;
+  res.writeHead(200, headers);
+  res.end(OK_BODY);
+}
+
 function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -147,10 +159,17 @@ export function startAdmin(node: FlotillaNode, host: string, port: number, log: 
 }
 
 async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerResponse, o: AdminOptions): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://admin');
   if (o.token && req.method !== 'GET' && req.method !== 'HEAD' && !authorized(req, o.token)) {
     throw new HttpError(401, 'Unauthorized', 'this admin address requires "Authorization: Bearer <token>" for changes');
   }
+  const raw = req.url ?? '/';
+  // The key-value gateway is the hot path: its path and query are split by hand (a URL object
+  // per request costs more than the rest of the routing).
+  if (raw.startsWith('/kv/')) {
+    const q = raw.indexOf('?');
+    return kv(node, req, res, q < 0 ? raw.slice(4) : raw.slice(4, q), q < 0 ? '' : raw.slice(q + 1));
+  }
+  const url = new URL(raw, 'http://admin');
   if (url.pathname === '/metrics' && req.method === 'GET') {
     const text = await metrics(node);
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });
@@ -232,43 +251,50 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     const warnings = await node.stabilityWarnings();
     return send(res, ok ? 200 : 503, { ok, id: st.id, groups: st.groups, leaders: st.leaders, peers: st.peers, workers: st.workers, warnings });
   }
-  if (url.pathname.startsWith('/kv/')) {
-    const key = Buffer.from(decodeURIComponent(url.pathname.slice(4)), 'utf8');
-    if (key.length === 0 || key.length > MAX_KEY_BYTES) throw new HttpError(400, 'InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes`);
-    switch (req.method) {
-      case 'GET': {
-        const consistency = url.searchParams.get('consistency') === 'stale' ? 'stale' : 'linearizable';
-        const v = await node.kv.get(key, consistency);
-        if (v === null) throw new HttpError(404, 'NotFound', 'no such key');
-        return send(res, 200, Buffer.from(v), 'application/octet-stream');
-      }
-      case 'PUT': {
-        await node.kv.put(key, await readBody(req));
-        return send(res, 200, { ok: true });
-      }
-      case 'DELETE': {
-        await node.kv.delete(key);
-        return send(res, 200, { ok: true });
-      }
-      case 'POST': {
-        if (!url.searchParams.has('cas')) throw new HttpError(400, 'InvalidArgument', 'POST /kv/<key> needs ?cas');
-        let body: { expected?: unknown; value?: unknown };
-        try {
-          body = JSON.parse((await readBody(req)).toString('utf8')) as typeof body;
-        } catch {
-          throw new HttpError(400, 'InvalidArgument', 'body must be JSON {"expected": string|null, "value": string|null}');
-        }
-        const str = (x: unknown, f: string) => {
-          if (x === null || typeof x === 'string') return x;
-          throw new HttpError(400, 'InvalidArgument', `${f} must be a string or null`);
-        };
-        const r = await node.kv.cas(key, str(body.expected ?? null, 'expected'), str(body.value ?? null, 'value'));
-        const current = r.current === null ? null : Buffer.from(r.current).toString('utf8');
-        return send(res, r.swapped ? 200 : 409, { swapped: r.swapped, current });
-      }
-      default:
-        throw new HttpError(405, 'InvalidArgument', `${req.method} not allowed on /kv/<key>`);
-    }
-  }
   throw new HttpError(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
+}
+
+async function kv(node: FlotillaNode, req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
+  let key: Buffer;
+  try {
+    key = Buffer.from(decodeURIComponent(path), 'utf8');
+  } catch {
+    throw new HttpError(400, 'InvalidArgument', 'key: bad percent-encoding');
+  }
+  if (key.length === 0 || key.length > MAX_KEY_BYTES) throw new HttpError(400, 'InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes`);
+  const params = query === '' ? null : new URLSearchParams(query);
+  switch (req.method) {
+    case 'GET': {
+      const consistency = params?.get('consistency') === 'stale' ? 'stale' : 'linearizable';
+      const v = await node.kv.get(key, consistency);
+      if (v === null) throw new HttpError(404, 'NotFound', 'no such key');
+      return send(res, 200, Buffer.from(v), 'application/octet-stream');
+    }
+    case 'PUT': {
+      await node.kv.put(key, await readBody(req));
+      return sendOk(res, node.kv.leaderOf(key));
+    }
+    case 'DELETE': {
+      await node.kv.delete(key);
+      return sendOk(res, node.kv.leaderOf(key));
+    }
+    case 'POST': {
+      if (!params?.has('cas')) throw new HttpError(400, 'InvalidArgument', 'POST /kv/<key> needs ?cas');
+      let body: { expected?: unknown; value?: unknown };
+      try {
+        body = JSON.parse((await readBody(req)).toString('utf8')) as typeof body;
+      } catch {
+        throw new HttpError(400, 'InvalidArgument', 'body must be JSON {"expected": string|null, "value": string|null}');
+      }
+      const str = (x: unknown, f: string) => {
+        if (x === null || typeof x === 'string') return x;
+        throw new HttpError(400, 'InvalidArgument', `${f} must be a string or null`);
+      };
+      const r = await node.kv.cas(key, str(body.expected ?? null, 'expected'), str(body.value ?? null, 'value'));
+      const current = r.current === null ? null : Buffer.from(r.current).toString('utf8');
+      return send(res, r.swapped ? 200 : 409, { swapped: r.swapped, current });
+    }
+    default:
+      throw new HttpError(405, 'InvalidArgument', `${req.method} not allowed on /kv/<key>`);
+  }
 }

@@ -58,6 +58,10 @@ export interface RaftConfig {
    *  later (a follower serving a ReadIndex read is still sent the commit at once). Default false
    *  in the core (etcd's behaviour); the runtime enables it. */
   readonly skipCommitBroadcast?: boolean;
+  /** Readies the host may hold at once, handed out and not yet advanced: 1 means each Ready is
+   *  persisted before the next is produced; a host that pipelines its writes (starts persisting
+   *  the next batch while the previous one's fsync is in flight) sets 2. Default 1. */
+  readonly maxReadiesInFlight?: number;
 }
 
 export type ResolvedConfig = Required<RaftConfig>;
@@ -78,6 +82,7 @@ export const RAFT_DEFAULTS = {
   maxCommittedBytesPerReady: 4 << 20,
   coastHeartbeats: false,
   skipCommitBroadcast: false,
+  maxReadiesInFlight: 1,
 } as const;
 
 export function resolveConfig(c: RaftConfig): ResolvedConfig {
@@ -93,7 +98,7 @@ export function resolveConfig(c: RaftConfig): ResolvedConfig {
   if (typeof r.id !== 'string' || r.id.length === 0) fail('id', 'must be a non-empty string');
   if (!Number.isInteger(r.group) || r.group < 0) fail('group', 'must be a non-negative integer');
   for (const f of ['heartbeatTicks', 'electionTicks', 'electionRoundTicks', 'maxMsgBytes', 'maxInflight',
-    'maxUncommittedBytes', 'maxProposalBytes', 'maxCommittedBytesPerReady'] as const) {
+    'maxUncommittedBytes', 'maxProposalBytes', 'maxCommittedBytesPerReady', 'maxReadiesInFlight'] as const) {
     if (!Number.isInteger(r[f]) || r[f] <= 0) fail(f, 'must be a positive integer');
   }
   if (r.electionTicks <= r.heartbeatTicks) fail('electionTicks', 'must be greater than heartbeatTicks');

@@ -14,10 +14,16 @@ export class RaftLog {
   /** Unstable entries; unstable[0].index === unstableOffset. */
   unstable: Entry[] = [];
   unstableOffset: number;
+  /** The last unstable index already handed to the host in a Ready (being persisted): a host
+   *  that pipelines writes gets each entry once, and stableTo() drops it when durable. */
+  handedOut: number;
+  /** The unstable snapshot was handed to the host. */
+  snapHanded = false;
 
   constructor(readonly storage: Storage, applied: number) {
     const last = storage.lastIndex();
     this.unstableOffset = last + 1;
+    this.handedOut = last;
     this.committed = storage.initialState().hardState.commit;
     const first = storage.firstIndex();
     this.applied = Math.max(applied, first - 1);
@@ -112,6 +118,9 @@ export class RaftLog {
     if (entries.length === 0) return this.lastIndex();
     const after = entries[0].index - 1;
     if (after < this.committed) throw new RaftError('Safety', `append after ${after} is below commit ${this.committed}`);
+    // Entries replacing ones already handed out are new to the host (it writes them after the
+    // old ones, and the log store replaces the suffix).
+    if (after < this.handedOut) this.handedOut = after;
     if (after + 1 === this.unstableOffset + this.unstable.length) {
       for (const e of entries) this.unstable.push(e);
     } else if (after + 1 <= this.unstableOffset) {
@@ -156,6 +165,20 @@ export class RaftLog {
     return true;
   }
 
+  /** Is there an unstable snapshot or unstable entries not yet handed to the host? */
+  hasUnhanded(): boolean {
+    return (this.unstableSnap !== null && !this.snapHanded) ||
+      (this.unstable.length > 0 && this.unstableOffset + this.unstable.length - 1 > this.handedOut);
+  }
+
+  /** The unstable entries not yet handed out; marks them handed out. */
+  takeUnhanded(): Entry[] {
+    const from = Math.max(this.handedOut + 1, this.unstableOffset) - this.unstableOffset;
+    const out = from <= 0 ? this.unstable.slice() : this.unstable.slice(from);
+    this.handedOut = this.lastIndex();
+    return out;
+  }
+
   hasNextCommitted(): boolean {
     return this.committed > this.applied && !this.unstableSnap;
   }
@@ -187,7 +210,9 @@ export class RaftLog {
   restore(s: Snapshot): void {
     this.committed = s.meta.index;
     this.unstableSnap = s;
+    this.snapHanded = false;
     this.unstable = [];
     this.unstableOffset = s.meta.index + 1;
+    this.handedOut = s.meta.index;
   }
 }

@@ -1,6 +1,8 @@
 // RaftNode: the host-facing wrapper around Raft. Collects what changed since the last Ready
 // (hard state, soft state, unstable log, committed entries, messages, reads, transfer outcomes)
-// into one batch, and learns from advance() what the host made durable.
+// into one batch, and learns from advance() what the host made durable. A host may hold up to
+// `maxReadiesInFlight` Readies at once (pipelined writes): each hands out only what the earlier
+// ones did not, and advance() acknowledges the oldest.
 import type { RaftConfig } from './config.js';
 import { Raft, type RaftStatus, type StepResult } from './raft.js';
 import type {
@@ -12,17 +14,20 @@ import { RaftError } from './types.js';
 interface InProgress {
   lastEntry: { index: number; term: number } | null;
   snapIndex: number;
-  hardState: HardState | null;
 }
 
 export class RaftNode {
   readonly raft: Raft;
   private prevSoft: SoftState;
+  /** The hard state of the newest Ready handed out (or the initial one). */
   private prevHard: HardState;
-  private inProgress: InProgress | null = null;
+  /** Readies handed out and not yet advanced, oldest first. */
+  private readonly inFlight: InProgress[] = [];
+  private readonly maxInFlight: number;
 
   constructor(config: RaftConfig) {
     this.raft = new Raft(config);
+    this.maxInFlight = this.raft.cfg.maxReadiesInFlight;
     this.prevSoft = this.softState();
     this.prevHard = this.hardState();
   }
@@ -116,24 +121,29 @@ export class RaftNode {
 
   hasReady(): boolean {
     const r = this.raft;
-    if (this.inProgress) return false;
+    if (this.inFlight.length >= this.maxInFlight) return false;
     if (r.broadcastPending()) return true;
     if (r.msgsNow.length || r.msgsAfterPersist.length || r.readStates.length || r.droppedReads.length) return true;
     if (r.transferOutcomes.length || r.confChanged) return true;
-    if (r.log.unstable.length || r.log.unstableSnap || r.log.hasNextCommitted()) return true;
+    if (r.log.hasUnhanded() || r.log.hasNextCommitted()) return true;
     const h = this.prevHard;
     if (r.term !== h.term || r.vote !== h.vote || r.log.committed !== h.commit) return true;
     const s = this.prevSoft;
     return r.role !== s.role || r.leader !== s.leader || r.term !== s.term;
   }
 
-  /** Drain everything pending into a Ready. The host must call advance() before the next ready(). */
+  /** Drain everything pending into a Ready. The host calls advance() once it is persisted; it may
+   *  call ready() again before that only while fewer than maxReadiesInFlight are outstanding. */
   ready(): Ready {
     const r = this.raft;
+    if (this.inFlight.length >= this.maxInFlight) {
+      throw new RaftError('Invariant', `ready() with ${this.inFlight.length} Readies in flight (maxReadiesInFlight ${this.maxInFlight})`);
+    }
     r.flushBroadcast();
     const log = r.log;
-    const snapshot: Snapshot | null = log.unstableSnap;
-    const entries: Entry[] = log.unstable.slice();
+    const snapshot: Snapshot | null = log.unstableSnap !== null && !log.snapHanded ? log.unstableSnap : null;
+    if (snapshot) log.snapHanded = true;
+    const entries: Entry[] = log.takeUnhanded();
     let committed: Entry[] = [];
     if (snapshot) {
       log.applied = Math.max(log.applied, snapshot.meta.index);
@@ -177,24 +187,22 @@ export class RaftNode {
     r.transferOutcomes = [];
     r.confChanged = false;
     if (softChanged) this.prevSoft = soft;
+    if (hardChanged) this.prevHard = hard;
     const last = entries.length > 0 ? entries[entries.length - 1] : null;
-    this.inProgress = {
+    this.inFlight.push({
       lastEntry: last ? { index: last.index, term: last.term } : null,
       snapIndex: snapshot ? snapshot.meta.index : 0,
-      hardState: hardChanged ? hard : null,
-    };
+    });
     return rd;
   }
 
-  /** The host persisted the last Ready (and sent its messages). */
+  /** The host persisted the oldest Ready it holds (and sent its messages). */
   advance(): void {
-    const p = this.inProgress;
+    const p = this.inFlight.shift();
     if (!p) return;
-    this.inProgress = null;
     const log = this.raft.log;
     if (p.snapIndex > 0) log.stableSnapTo(p.snapIndex);
     if (p.lastEntry) log.stableTo(p.lastEntry.index, p.lastEntry.term);
-    if (p.hardState) this.prevHard = p.hardState;
     this.raft.onPersisted();
   }
 }

@@ -109,13 +109,21 @@ export function groupOfKey(key: Uint8Array, groups: number): number {
   return ((h >>> 0) % groups) + 1;
 }
 
+/** A request forwarded to another node, waiting for its reply. No timer each: the node's sweep
+ *  (every SWEEP_MS) fails the ones past their deadline. */
 interface Pending {
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  /** performance.now() after which it fails with Timeout. */
+  readonly deadline: number;
+  /** The request kind, for the error message. */
+  readonly t: string;
   /** The node asked: if it goes down, the request fails at once (retryable) instead of at its timeout. */
   readonly to: NodeId;
 }
+
+/** How often forwarded requests are checked against their deadlines. */
+const SWEEP_MS = 50;
 
 type FwdReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId; reason?: TransferFailReason };
 
@@ -198,6 +206,7 @@ export class FlotillaNode {
   /** When local replicas saw a leader change (ms since epoch), for flapping detection. */
   private readonly leaderChanges: number[] = [];
   private pinger: NodeJS.Timeout | null = null;
+  private sweeper: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   /** Requests served as leader per group and origin node since the balancer last looked
    *  (follow-the-workload). */
@@ -330,7 +339,6 @@ export class FlotillaNode {
       // (client sessions make a proposal's retry safe even if the dead node had logged it).
       for (const [id, q] of node.pending) {
         if (q.to !== p) continue;
-        clearTimeout(q.timer);
         node.pending.delete(id);
         q.reject(new RuntimeError('Unavailable', `${p} went down while serving the request`));
       }
@@ -372,6 +380,8 @@ export class FlotillaNode {
       for (const p of node.transport.connectedPeers()) node.transport.send(p, { k: 'app', t: 'ping', p: { at: performance.now() } });
     }, 1000);
     node.pinger.unref();
+    node.sweeper = setInterval(() => node.sweepForwarded(), SWEEP_MS);
+    node.sweeper.unref();
     log.info({ clusterId, workers, groups: members.size }, 'node started');
     return node;
   }
@@ -571,6 +581,8 @@ export class FlotillaNode {
       return plainBytes((await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null);
     },
     groupOf: (key: Uint8Array | string) => groupOfKey(asBytes(key), this.opts.groups),
+    /** The node that leads `key`'s group as far as this node knows (undefined when it does not). */
+    leaderOf: (key: Uint8Array | string): NodeId | undefined => this.leaders.get(groupOfKey(asBytes(key), this.opts.groups)),
   };
 
   /** This node and its groups. `detail` adds every group's Raft status (role, term, commit,
@@ -895,10 +907,8 @@ export class FlotillaNode {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new RuntimeError('Stopped', `node ${this.id} stopped`));
-    }
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const p of this.pending.values()) p.reject(new RuntimeError('Stopped', `node ${this.id} stopped`));
     this.pending.clear();
     this.balancer?.stop();
     if (this.pinger) clearInterval(this.pinger);
@@ -916,17 +926,23 @@ export class FlotillaNode {
     const id = ++this.reqSeq;
     this.stats.forwarded++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new RuntimeError('Timeout', `request ${t} to ${to} timed out`));
-      }, Math.max(1, timeoutMs));
-      this.pending.set(id, { resolve, reject, timer, to });
+      this.pending.set(id, { resolve, reject, deadline: performance.now() + Math.max(1, timeoutMs), t, to });
       if (!this.transport.send(to, { k: 'app', t, p: { ...p, id } })) {
-        clearTimeout(timer);
         this.pending.delete(id);
         reject(new RuntimeError('Unavailable', `cannot reach ${to}`));
       }
     });
+  }
+
+  /** Fail the forwarded requests whose deadline passed (up to SWEEP_MS late). */
+  private sweepForwarded(): void {
+    if (this.pending.size === 0) return;
+    const now = performance.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) continue;
+      this.pending.delete(id);
+      p.reject(new RuntimeError('Timeout', `request ${p.t} to ${p.to} timed out`));
+    }
   }
 
   private onEnvelopes(from: NodeId, envs: Envelope[]): void {
@@ -1078,7 +1094,6 @@ export class FlotillaNode {
         const w = this.pending.get(r.id);
         if (!w) return;
         this.pending.delete(r.id);
-        clearTimeout(w.timer);
         if (r.ok) w.resolve(r.result);
         // A peer that is stopping is, for this node, unavailable: the request may go elsewhere.
         else if (r.code === 'Stopped') w.reject(new RuntimeError('Unavailable', `${from}: ${r.message}`, r.leader));

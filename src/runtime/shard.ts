@@ -57,18 +57,47 @@ export interface LedGroup {
   readonly learners?: NodeId[];
 }
 
-interface Waiter {
-  readonly term: number;
-  /** When the proposal was accepted (performance.now()), for the commit latency histogram. */
-  readonly at?: number;
-  readonly resolve: (r: unknown) => void;
-  readonly reject: (e: Error) => void;
+/** Something a caller waits for, with a deadline swept by the shard's tick timer (no timer per
+ *  request: tens of thousands per second under load). */
+interface Deadline {
+  readonly deadline: number;
+  settled: boolean;
+  /** The deadline passed unsettled: reject with Timeout. */
+  expire(): void;
 }
 
-interface Deadline {
-  readonly at: number;
-  settled: boolean;
-  readonly fire: () => void;
+/** A caller waiting for the entry at a log index (a proposal or a membership change). One object
+ *  per proposal, no closures of its own. */
+class Waiter implements Deadline {
+  settled = false;
+  constructor(
+    readonly g: Group,
+    readonly index: number,
+    readonly term: number,
+    /** When the proposal was accepted (performance.now()), for the commit latency histogram;
+     *  0 = not timed. */
+    readonly startedAt: number,
+    readonly deadline: number,
+    private readonly res: (r: unknown) => void,
+    private readonly rej: (e: Error) => void,
+  ) {}
+
+  resolve(r: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.res(r);
+  }
+
+  reject(e: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.rej(e);
+  }
+
+  expire(): void {
+    if (this.g.waiters.get(this.index) === this) this.g.waiters.delete(this.index);
+    this.reject(new RuntimeError('Timeout', `entry at ${this.index} of group ${this.g.id} not applied before the deadline (outcome unknown)`));
+  }
 }
 
 interface ReadWaiter {
@@ -113,6 +142,21 @@ export interface TransferDone {
   readonly ticks: number;
 }
 
+/** Loop turns whose commit may be in flight at once (and so Readies per group). Measured on 2
+ *  cores, 3 nodes, 1,000 groups (3 runs each, medians): 1 vs 2 in flight, 24.3k vs 26.7k
+ *  writes/s at 3,000 proposers and p50 5.1 vs 4.3 ms at 3 proposers. */
+const BATCHES_IN_FLIGHT = 2;
+
+/** One loop turn from its start to its commit being durable. */
+interface Batch {
+  readonly readies: [Group, Ready][];
+  /** Committed entries applied this turn, with the state machine's results. */
+  readonly results: [Group, Entry[], unknown[]][];
+  readonly knownCommitted: number;
+  readonly commit: Promise<void>;
+  durable: boolean;
+}
+
 function hash32(s: string): number {
   let h = 2166136261;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
@@ -132,7 +176,12 @@ export class Shard {
   private lastTickAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
-  private running = false;
+  /** A turn is running (synchronously). */
+  private turning = false;
+  /** Turns whose commit is in flight, oldest first. */
+  private pending: Batch[] = [];
+  /** Outbound messages of the current turn, by destination node. */
+  private readonly out = new Map<NodeId, Message[]>();
   private stopped = false;
   private readSeq = 0;
   /** Read batches waiting for the next loop turn. */
@@ -160,6 +209,8 @@ export class Shard {
   private readonly retain: number;
   readonly stats = {
     loops: 0, commits: 0, messagesIn: 0, messagesOut: 0, rejected: 0, ticks: 0,
+    /** Readies handled, groups ticked, entries applied (work counts for the benchmarks). */
+    readies: 0, groupTicks: 0, applied: 0,
     /** Milliseconds spent per phase: stepping+ticking, collecting Readies, staging (log writes,
      *  applies), awaiting the commit, and after it (acks, waiters, advance). */
     msStep: 0, msReady: 0, msStage: 0, msCommit: 0, msAfter: 0, msSmWrite: 0,
@@ -188,6 +239,7 @@ export class Shard {
       quiesceAfterTicks: 2,
       coastHeartbeats: true,
       skipCommitBroadcast: true,
+      maxReadiesInFlight: BATCHES_IN_FLIGHT,
       ...this.opts.raft,
       id: this.opts.nodeId, group: id, storage,
       applied: this.sm.applied(id),
@@ -276,7 +328,7 @@ export class Shard {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      void this.loop();
+      this.kick();
     });
   }
 
@@ -305,9 +357,17 @@ export class Shard {
     if (!r.ok) return Promise.reject(RuntimeError.fromProposal(r, g.node.status().leader));
     this.touch(g);
     this.schedule();
-    return this.withDeadline<unknown>(`proposal at ${r.index} of group ${groupId}`, timeoutMs, (resolve, reject) => {
-      g.waiters.set(r.index, { term: r.term, resolve, reject, at: performance.now() });
-      return () => g.waiters.delete(r.index);
+    return this.waitFor(g, r.index, r.term, timeoutMs, true);
+  }
+
+  /** Wait for the entry proposed at (index, term) to be applied. */
+  private waitFor(g: Group, index: number, term: number, timeoutMs: number | undefined, timed: boolean): Promise<unknown> {
+    const now = performance.now();
+    const deadline = now + Math.max(1, timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
+    return new Promise<unknown>((resolve, reject) => {
+      const w = new Waiter(g, index, term, timed ? now : 0, deadline, resolve, reject);
+      g.waiters.set(index, w);
+      this.deadlines.push(w);
     });
   }
 
@@ -316,12 +376,11 @@ export class Shard {
   private withDeadline<T>(what: string, timeoutMs: number | undefined, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T> {
     const ms = Math.max(1, timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
     return new Promise<T>((resolve, reject) => {
-      // No timer per request (tens of thousands per second under load): the shard's tick timer
-      // sweeps expired deadlines, so a deadline fires up to one tick late.
+      // The shard's tick timer sweeps expired deadlines, so a deadline fires up to one tick late.
       const d: Deadline = {
-        at: performance.now() + ms,
+        deadline: performance.now() + ms,
         settled: false,
-        fire: () => {
+        expire: () => {
           unregister();
           reject(new RuntimeError('Timeout', `${what} timed out after ${ms} ms`));
         },
@@ -334,19 +393,23 @@ export class Shard {
     });
   }
 
-  /** Fire the deadlines that passed; drop the settled ones. */
+  /** Fire the deadlines that passed; drop the settled ones (in place). */
   private sweepDeadlines(): void {
-    if (this.deadlines.length === 0) return;
+    const xs = this.deadlines;
+    if (xs.length === 0) return;
     const now = performance.now();
-    const keep: Deadline[] = [];
-    for (const d of this.deadlines) {
+    let j = 0;
+    for (let i = 0; i < xs.length; i++) {
+      const d = xs[i];
       if (d.settled) continue;
-      if (d.at <= now) {
+      if (d.deadline <= now) {
+        d.expire();
         d.settled = true;
-        d.fire();
-      } else keep.push(d);
+        continue;
+      }
+      xs[j++] = d;
     }
-    this.deadlines = keep;
+    xs.length = j;
   }
 
   /** Linearizable read barrier: resolves once this node has applied everything committed before
@@ -385,8 +448,8 @@ export class Shard {
       return;
     }
     // A superseded proposal was never committed: it stays out of the latency histograms.
-    if (w.at !== undefined) {
-      this.histograms.commit.observeMs(knownCommitted - w.at);
+    if (w.startedAt > 0) {
+      this.histograms.commit.observeMs(knownCommitted - w.startedAt);
       this.histograms.apply.observeMs(performance.now() - knownCommitted);
     }
     w.resolve(result);
@@ -458,10 +521,7 @@ export class Shard {
     if (!r.ok) return Promise.reject(RuntimeError.fromProposal(r, g.node.status().leader));
     this.touch(g);
     this.schedule();
-    return this.withDeadline<unknown>(`membership change at ${r.index} of group ${groupId}`, timeoutMs, (resolve, reject) => {
-      g.waiters.set(r.index, { term: r.term, resolve, reject });
-      return () => g.waiters.delete(r.index);
-    }).then(() => g.node.status().conf);
+    return this.waitFor(g, r.index, r.term, timeoutMs, false).then(() => g.node.status().conf);
   }
 
   /** Confirm this node leads `groupId` and serves: a ReadIndex round (a quorum still follows it,
@@ -612,24 +672,50 @@ export class Shard {
 
   // --- the loop ----------------------------------------------------------------------------------
 
-  private async loop(): Promise<void> {
-    if (this.running || this.stopped) return;
-    this.running = true;
+  /** Run loop turns while there is work and fewer than BATCHES_IN_FLIGHT commits are pending.
+   *  A turn is synchronous up to starting its commit; what must wait for durability (acks,
+   *  votes, advance) runs when that commit resolves (completeBatch), in commit order. So a turn
+   *  can start while the previous turn's fsync is in flight: a follower's append and the
+   *  leader's next proposals do not queue behind it. */
+  private kick(): void {
+    if (this.turning || this.stopped) return;
+    this.turning = true;
     try {
-      for (let spins = 0; spins < 64 && !this.stopped; spins++) {
-        if (!(await this.iterate())) break;
+      for (let spins = 0; spins < 64 && !this.stopped && this.mayStartTurn(); spins++) {
+        const b = this.turn();
+        if (b === null) break;
+        this.pending.push(b);
+        b.commit.then(() => this.onBatchDurable(b), (e: Error) => this.failAll(e));
       }
     } catch (e) {
       this.failAll(e as Error);
       return;
     } finally {
-      this.running = false;
+      this.turning = false;
     }
-    if (this.inbox.length > 0 || this.active.size > 0 || this.tickDue || this.queuedReads.length > 0) this.schedule();
+    if (this.mayStartTurn() && (this.inbox.length > 0 || this.active.size > 0 || this.tickDue || this.queuedReads.length > 0)) this.schedule();
   }
 
-  /** One loop iteration. Returns false when there was nothing to do. */
-  private async iterate(): Promise<boolean> {
+  private mayStartTurn(): boolean {
+    return this.pending.length < BATCHES_IN_FLIGHT;
+  }
+
+  private onBatchDurable(b: Batch): void {
+    if (this.stopped) return;
+    b.durable = true;
+    try {
+      // Commits resolve in call order; a turn that wrote nothing resolves at once but must still
+      // wait for the writes before it (its acks may cover entries those carry).
+      while (this.pending.length > 0 && this.pending[0].durable) this.completeBatch(this.pending.shift()!);
+    } catch (e) {
+      this.failAll(e as Error);
+      return;
+    }
+    this.schedule();
+  }
+
+  /** One loop turn up to starting its commit; null when there was nothing to do. */
+  private turn(): Batch | null {
     let t = performance.now();
     const lap = (k: 'msStep' | 'msReady' | 'msStage' | 'msCommit' | 'msAfter') => {
       const now = performance.now();
@@ -660,6 +746,7 @@ export class Shard {
           continue;
         }
         g.node.tick(elapsed);
+        this.stats.groupTicks++;
         this.active.add(g);
       }
     }
@@ -680,28 +767,22 @@ export class Shard {
     lap('msStep');
     const readies: [Group, Ready][] = [];
     for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
+    this.stats.readies += readies.length;
+    // A group with both its Readies in flight is touched again when the older one advances.
     this.active.clear();
     lap('msReady');
     // The entries in these Readies' `committed` are known committed by now (acks stepped above, or
     // the last turn's advance): the end of commit latency and the start of apply latency.
     const knownCommitted = t;
-    if (readies.length === 0 && removed.length === 0) return false;
+    if (readies.length === 0 && removed.length === 0) return null;
     this.stats.loops++;
 
-    const out = new Map<NodeId, Message[]>();
-    const enqueue = (ms: readonly Message[]) => {
-      for (const m of ms) {
-        let q = out.get(m.to);
-        if (!q) out.set(m.to, (q = []));
-        q.push(m);
-      }
-    };
     // 1. What may leave before the write (leader appends, heartbeats).
-    for (const [, rd] of readies) enqueue(rd.messages);
-    this.flush(out);
+    for (const [, rd] of readies) this.enqueue(rd.messages);
+    this.flush();
 
-    // 2. One durable commit for every group: log, hard state, snapshots, and the state machine's
-    //    applies of the committed entries (atomic with their applied index).
+    // 2. One commit for every group: log, hard state, snapshots; the state machine applies the
+    //    committed entries into its memtable (its flush rides on this commit when due).
     const results: [Group, Entry[], unknown[]][] = [];
     for (const [g, rd] of readies) {
       if (rd.snapshot) this.sm.restore(g.id, rd.snapshot);
@@ -711,7 +792,11 @@ export class Shard {
           snapshot: rd.snapshot?.meta, conf: rd.conf ?? undefined,
         });
       }
-      if (rd.committed.length > 0) results.push([g, rd.committed as Entry[], this.sm.apply(g.id, rd.committed)]);
+      if (rd.snapshot) g.applied = Math.max(g.applied, rd.snapshot.meta.index);
+      if (rd.committed.length > 0) {
+        results.push([g, rd.committed as Entry[], this.sm.apply(g.id, rd.committed)]);
+        this.stats.applied += rd.committed.length;
+      }
     }
     lap('msStage');
     // Answer the proposals committed here before this turn's commit: a committed entry is durable
@@ -720,7 +805,7 @@ export class Shard {
     // crash before the state machine's next flush replays it from the log (sessions make that
     // idempotent), as etcd acknowledges after applying to its batched backend.
     // Membership changes are answered after the commit, once the routing has been told (onConf
-    // below): a caller of removeMember must see the new replicas at once.
+    // in completeBatch): a caller of removeMember must see the new replicas at once.
     for (const [g, ents, res] of results) {
       const leading = g.leader === this.opts.nodeId;
       for (let i = 0; i < ents.length; i++) {
@@ -736,27 +821,34 @@ export class Shard {
     // The state machine's writes ride on this commit only when its flush is due.
     const smWrite = this.sm.prepareWrite();
     const c0 = performance.now();
-    const wrote = await this.opts.store.commit(smWrite ? () => {
+    const commit = this.opts.store.commit(smWrite ? () => {
       const w0 = performance.now();
       smWrite();
       this.stats.msSmWrite += performance.now() - w0;
-    } : undefined);
+    } : undefined).then((wrote) => {
+      if (wrote) {
+        const commitMs = performance.now() - c0;
+        this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = commitMs;
+        this.histograms.fsync.observeMs(commitMs);
+        this.stats.commits++;
+      }
+      if (smWrite) this.sm.committed();
+    });
     lap('msCommit');
-    if (wrote) {
-      const commitMs = performance.now() - c0;
-      this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = commitMs;
-      this.histograms.fsync.observeMs(commitMs);
-      this.stats.commits++;
-    }
-    if (smWrite) this.sm.committed();
+    return { readies, results, knownCommitted, commit, durable: false };
+  }
 
+  /** The rest of a turn once its commit is durable: acknowledgements and votes, outcomes,
+   *  waiters, reads, compaction, advance. */
+  private completeBatch(b: Batch): void {
+    const t0 = performance.now();
     // 3. Acknowledgements and votes, now that they are true.
-    for (const [, rd] of readies) enqueue(rd.messagesAfterPersist);
-    this.flush(out);
+    for (const [, rd] of b.readies) this.enqueue(rd.messagesAfterPersist);
+    this.flush();
 
     // 4. Answer waiters, serve reads, compact, advance.
-    for (const [g, rd] of readies) {
-      if (rd.snapshot) g.applied = Math.max(g.applied, rd.snapshot.meta.index);
+    for (const [g, rd] of b.readies) {
+      if (this.groups.get(g.id) !== g) continue; // removed since
       if (rd.softState) this.onSoftState(g, rd.softState);
       if (rd.conf) this.opts.onConf?.(g.id, rd.conf);
       else if (rd.snapshot) this.opts.onConf?.(g.id, rd.snapshot.meta.conf);
@@ -783,31 +875,42 @@ export class Shard {
         }
       }
     }
-    for (const [g, ents, res] of results) {
-      for (let i = 0; i < ents.length; i++) if (ents[i].type === 'conf') this.settleWaiter(g, ents[i], res[i], knownCommitted);
+    for (const [g, ents, res] of b.results) {
+      if (this.groups.get(g.id) !== g) continue;
+      for (let i = 0; i < ents.length; i++) if (ents[i].type === 'conf') this.settleWaiter(g, ents[i], res[i], b.knownCommitted);
       this.maybeCompact(g);
     }
-    for (const [g] of readies) {
-      for (const [ctx, w] of g.reads) {
-        if (w.index >= 0 && g.applied >= w.index) {
-          g.reads.delete(ctx);
-          g.served.reads++;
-          w.resolve();
+    for (const [g] of b.readies) {
+      if (this.groups.get(g.id) !== g) continue;
+      if (g.reads.size > 0) {
+        for (const [ctx, w] of g.reads) {
+          if (w.index >= 0 && g.applied >= w.index) {
+            g.reads.delete(ctx);
+            g.served.reads++;
+            w.resolve();
+          }
         }
       }
       g.node.advance();
       this.touch(g); // advance may have produced more (e.g. a commit after self-ack)
     }
-    lap('msAfter');
-    return true;
+    this.stats.msAfter += performance.now() - t0;
   }
 
-  private flush(out: Map<NodeId, Message[]>): void {
-    for (const [to, ms] of out) {
+  private enqueue(ms: readonly Message[]): void {
+    for (const m of ms) {
+      let q = this.out.get(m.to);
+      if (!q) this.out.set(m.to, (q = []));
+      q.push(m);
+    }
+  }
+
+  private flush(): void {
+    for (const [to, ms] of this.out) {
       this.stats.messagesOut += ms.length;
       this.opts.send(to, ms);
     }
-    out.clear();
+    this.out.clear();
   }
 
   /** Proposals this node accepted as leader need nothing here when leadership moves: they either
@@ -835,6 +938,7 @@ export class Shard {
     const err = e instanceof RuntimeError ? e : new RuntimeError('StorageFailed', e.message);
     this.log.error({ err: e.message }, 'shard failed; stopping');
     this.stopped = true;
+    this.pending = [];
     if (this.timer) clearInterval(this.timer);
     this.settleAll(err);
   }
@@ -856,7 +960,10 @@ export class Shard {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    while (this.running) await new Promise((r) => setImmediate(r));
+    while (this.turning || this.pending.length > 0) {
+      if (this.opts.store.failed) break;
+      await new Promise((r) => setImmediate(r));
+    }
     this.stopped = true;
     const err = new RuntimeError('Stopped', 'shard stopped');
     this.settleAll(err);

@@ -135,6 +135,7 @@ export class Host {
     this.env.trace.line(() => `CRASH ${this.id} (${why})`);
     this.env.trace.mark(90, this.num, this.incarnation);
     this.node = null;
+    this.held = null; // its write never reached the disk
     this.armedCrash = null;
     this.pausedUntil = 0;
     // Clients waiting on this process lose their answers; nothing is acknowledged for them.
@@ -242,11 +243,29 @@ export class Host {
 
   // --- the Ready loop --------------------------------------------------------------------------
 
+  /** A pipelining host (maxReadiesInFlight 2): the Ready handed out and sent, whose write is
+   *  still in flight. It completes at the next drain, after the next Ready (if any) was handed
+   *  out: so inputs arrive, and new Readies are made, while a write is pending. */
+  private held: { rd: Ready; at: CrashPoint | null } | null = null;
+
   drain(): void {
     let rounds = 0;
-    while (this.node && this.node.hasReady()) {
+    const node0 = this.node;
+    // The held write completes now (a write never stays pending across two inputs).
+    let finishHeld = this.held !== null;
+    while (this.node && this.node === node0 && (this.node.hasReady() || finishHeld)) {
       if (++rounds > 10_000) throw new Error(`${this.id}: hasReady() never settles`);
-      this.handleReady(this.node);
+      const older = this.held;
+      this.held = null;
+      let fresh: { rd: Ready; at: CrashPoint | null } | null = null;
+      if (this.node.hasReady()) {
+        fresh = this.handOut(this.node);
+        if (fresh === null) return; // crashed while sending
+      }
+      if (older && !this.finish(older)) return;
+      finishHeld = false;
+      if (fresh && this.node && this.pipelined && this.env.rng.chance(0.5)) this.held = fresh;
+      else if (fresh && !this.finish(fresh)) return;
       if (this.node && this.unreachable.length > 0) {
         const ids = this.unreachable;
         this.unreachable = [];
@@ -256,30 +275,44 @@ export class Host {
     this.observe();
   }
 
-  private handleReady(node: RaftNode): void {
+  private get pipelined(): boolean {
+    return (this.env.raftOptions.maxReadiesInFlight ?? 1) > 1;
+  }
+
+  /** Crash here if armed for this point on this Ready; true when it did (the rest is lost). */
+  private dies(at: CrashPoint | null, point: CrashPoint, what: string): boolean {
+    const armed = this.armedCrash;
+    if (at !== point || !armed) return false;
+    this.crash(`mid-ready on a ${armed.trigger} Ready: ${what}`);
+    if (armed.reboot) this.restart();
+    return true;
+  }
+
+  /** Steps 1 of the host contract: take the Ready, send what may leave before the write. */
+  private handOut(node: RaftNode): { rd: Ready; at: CrashPoint | null } | null {
     this.observe();
     const rd = node.ready();
     // ready() applies conf entries to the tracker, which can depose a leader that removed itself.
     this.observe();
     const armed = this.armedCrash;
     const at = armed && triggered(armed.trigger, rd, this.durable.hardState) ? armed.point : null;
-    /** Crash here if armed for this point; everything after it in this Ready is lost. */
-    const dies = (point: CrashPoint, what: string): boolean => {
-      if (at !== point || !armed) return false;
-      this.crash(`mid-ready on a ${armed.trigger} Ready: ${what}`);
-      if (armed.reboot) this.restart();
-      return true;
-    };
-    if (dies('beforeSend', 'nothing done')) return;
+    if (this.dies(at, 'beforeSend', 'nothing done')) return null;
     // (1) Messages that do not depend on this batch being durable.
     this.sendAll(rd.messages);
-    if (dies('afterSend', 'sent but not persisted')) return;
+    if (this.dies(at, 'afterSend', 'sent but not persisted')) return null;
+    return { rd, at };
+  }
+
+  /** Steps 2-5: persist, send what waited for it, apply, advance. False if it crashed. */
+  private finish({ rd, at }: { rd: Ready; at: CrashPoint | null }): boolean {
+    const node = this.node!;
+    const dies = (point: CrashPoint, what: string) => this.dies(at, point, what);
     // (2) Persist atomically.
     this.persist(rd);
-    if (dies('afterPersist', 'persisted, acks not sent')) return;
+    if (dies('afterPersist', 'persisted, acks not sent')) return false;
     // (3) Messages that promise durability.
     this.sendAll(rd.messagesAfterPersist);
-    if (dies('afterPersistSend', 'acks sent, nothing applied')) return;
+    if (dies('afterPersistSend', 'acks sent, nothing applied')) return false;
     // (4) Apply, serve reads, record outcomes.
     if (rd.snapshot) this.restoreFrom(rd.snapshot);
     for (const e of rd.committed) this.apply(e);
@@ -287,9 +320,10 @@ export class Host {
     this.serveReads();
     for (const ctx of rd.droppedReads) this.env.trace.line(() => `${this.id} read ${ctx} dropped`);
     for (const t of rd.transfers) this.env.onTransferOutcome(this, t);
-    if (dies('afterApply', 'applied, advance() not called')) return;
+    if (dies('afterApply', 'applied, advance() not called')) return false;
     // (5)
     node.advance();
+    return true;
   }
 
   private sendAll(ms: readonly Message[]): void {

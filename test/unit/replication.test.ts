@@ -818,3 +818,72 @@ describe('one round per write (skipCommitBroadcast, mustSync)', () => {
     assert.equal(beyond.status().commit, 2, 'an applied index beyond the log is not trusted as a commit index');
   });
 });
+
+describe('pipelined Readies (maxReadiesInFlight)', () => {
+  test('with 2 in flight the next Ready carries only what the first did not; the leader counts its copy once advanced', () => {
+    const st = storageWith(['a'], [], 1, 0);
+    const n = new RaftNode({ id: 'a', group: G, storage: st, random: seededRandom(1), maxReadiesInFlight: 2 });
+    const persist = (rd: Ready) => {
+      st.append(rd.entries);
+      if (rd.hardState) st.setHardState(rd.hardState);
+    };
+    n.campaign();
+    while (n.hasReady()) { const rd = n.ready(); persist(rd); n.advance(); }
+    assert.equal(n.status().role, 'leader');
+    const base = n.status().lastIndex;
+    n.propose(text('x'));
+    const r1 = n.ready();
+    assert.deepEqual(r1.entries.map((e) => str(e.data)), ['x']);
+    n.propose(text('y'));
+    assert.equal(n.hasReady(), true, 'a second Ready while the first is in flight');
+    const r2 = n.ready();
+    assert.deepEqual(r2.entries.map((e) => str(e.data)), ['y'], 'x is not handed out twice');
+    assert.equal(n.hasReady(), false, 'two in flight: no third');
+    n.propose(text('z'));
+    assert.equal(n.hasReady(), false);
+    assert.throws(() => n.ready(), /in flight/);
+    assert.equal(n.status().commit, base, 'nothing committed before the leader persisted its copy');
+    persist(r1);
+    n.advance();
+    assert.equal(n.status().commit, base + 1, 'x commits once its Ready is advanced (single voter)');
+    persist(r2);
+    n.advance();
+    assert.equal(n.status().commit, base + 2);
+    const r3 = n.ready();
+    assert.deepEqual(r3.entries.map((e) => str(e.data)), ['z']);
+    assert.deepEqual(r3.committed.map((e) => str(e.data)), ['x', 'y'], 'committed entries handed out once, in order');
+  });
+
+  test('by default (1) no Ready is made while one is in flight', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 2 });
+    c.elect('a');
+    c.propose('a', 'x');
+    const n = c.node('a');
+    n.ready();
+    c.propose('a', 'y');
+    assert.equal(n.hasReady(), false);
+    assert.throws(() => n.ready(), /in flight/);
+    n.advance();
+    assert.equal(n.hasReady(), true);
+  });
+
+  test('a follower: entries handed out and then replaced by a new leader before they were persisted are handed out again', () => {
+    const st = storageWith(['a', 'b', 'c'], run(1, 2, 'e'), 1, 2);
+    const n = new RaftNode({ id: 'b', group: G, storage: st, random: seededRandom(1), maxReadiesInFlight: 2 });
+    const ent = (index: number, term: number, d: string): Entry => ({ index, term, type: 'normal', data: text(d) });
+    n.step({ type: 'app', group: G, from: 'a', to: 'b', term: 2, index: 2, logTerm: 1, commit: 2, entries: [ent(3, 2, 'old3'), ent(4, 2, 'old4')] });
+    const r1 = n.ready();
+    assert.deepEqual(r1.entries.map((e) => str(e.data)), ['old3', 'old4']);
+    // A leader of term 3 overwrites index 4 before r1 is durable.
+    n.step({ type: 'app', group: G, from: 'c', to: 'b', term: 3, index: 3, logTerm: 2, commit: 2, entries: [ent(4, 3, 'new4')] });
+    const r2 = n.ready();
+    assert.deepEqual(r2.entries.map((e) => `${e.index}:${str(e.data)}`), ['4:new4'], 'the replacement is handed out');
+    st.append(r1.entries);
+    n.advance();
+    st.append(r2.entries);
+    n.advance();
+    assert.deepEqual(st.entries(3, 5, Infinity).map((e) => str(e.data)), ['old3', 'new4']);
+    assert.equal(n.status().lastIndex, 4);
+    assert.equal(n.hasReady(), false, 'nothing left unstable or unhanded');
+  });
+});
