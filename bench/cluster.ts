@@ -99,6 +99,8 @@ export async function counters(kids: Map<string, ChildProcess>, next: Next): Pro
  *  and disk bytes written. */
 export interface PerWrite {
   cpuUsCluster: number;
+  /** Of which in the kernel (system time: syscalls, fsync, page writes). */
+  cpuSysUsCluster: number;
   cpuUsPerNode: number;
   loopsPerNode: number;
   fsyncsPerNode: number;
@@ -116,7 +118,7 @@ export function perWrite(before: Record<string, number>[], after: Record<string,
   const r = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
   const cpu = d('cpuUserUs') + d('cpuSystemUs');
   return {
-    cpuUsCluster: r(cpu / writes, 1), cpuUsPerNode: r(cpu / writes / n, 1),
+    cpuUsCluster: r(cpu / writes, 1), cpuSysUsCluster: r(d('cpuSystemUs') / writes, 1), cpuUsPerNode: r(cpu / writes / n, 1),
     loopsPerNode: r(d('loops') / writes / n), fsyncsPerNode: r(d('commits') / writes / n), readiesPerNode: r(d('readies') / writes / n),
     groupTicksPerNode: r(d('groupTicks') / writes / n), raftMessagesCluster: r(d('messagesOut') / writes),
     framesPerNode: r(d('framesSent') / writes / n), diskBytesPerNode: Math.round(d('diskWriteBytes') / writes / n),

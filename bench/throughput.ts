@@ -5,7 +5,7 @@
 // in a real deployment, and the cluster is elected once instead of once per row.
 import type { ChildProcess } from 'node:child_process';
 import { Bench } from 'tinybench';
-import { NO_BALANCER, pct, round, waitElected, withCluster, type Next } from './cluster.js';
+import { NO_BALANCER, counters, perWrite, pct, round, waitElected, withCluster, type Next, type PerWrite } from './cluster.js';
 
 export interface MatrixRow {
   activeGroups: number;
@@ -23,6 +23,8 @@ export interface MatrixRow {
   errors: number;
   cpuPctPerNode: number[];
   seconds: number;
+  /** Work per committed write (CPU, turns, fsyncs, Readies, messages, disk bytes). */
+  perWrite: PerWrite | null;
 }
 
 export interface IdleSample {
@@ -119,12 +121,15 @@ export async function runThroughput(o: {
         // Each row starts from quiet groups: the previous row's groups (up to 10,000 awake ones)
         // would otherwise still be ticking and heartbeating into this row's measurement.
         if (o.settle !== false) await quiesced(kids, next, 30_000);
+        const c0 = await counters(kids, next);
         const x = await load(kids, next, { seconds: o.seconds, totalProposers: p.proposers, valueBytes: p.valueBytes, activeGroups: p.activeGroups });
+        const c1 = await counters(kids, next);
         const row: MatrixRow = {
           activeGroups: p.activeGroups, valueBytes: p.valueBytes, plannedProposers: p.proposers, proposers: x.proposers,
           writesPerSec: Math.round(x.writes / x.secs), mibPerSec: round((x.writes * p.valueBytes) / x.secs / 2 ** 20, 2),
           p50Ms: round(pct(x.lat, 50)), p99Ms: round(pct(x.lat, 99)), p999Ms: round(pct(x.lat, 99.9)), errors: x.errors,
           cpuPctPerNode: x.results.map((r) => Math.round(r.cpuPct as number)), seconds: round(x.secs, 1),
+          perWrite: perWrite(c0, c1, x.writes),
         };
         rows.push(row);
         byTask.set(name, row);

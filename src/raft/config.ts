@@ -43,6 +43,12 @@ export interface RaftConfig {
   /** Idle ticks (nothing to replicate, everyone caught up) after which a leader quiesces the
    *  group. 0 disables quiescence. Default 0 in the core; the runtime enables it. */
   readonly quiesceAfterTicks?: number;
+  /** With quiescence on (quiesceAfterTicks > 0), a leader quiesces the group the moment its last
+   *  entry is committed and acknowledged by every reachable follower, instead of after idle ticks:
+   *  a write to an otherwise idle group then costs its append, its acks and one quiesce
+   *  heartbeat per follower, and no ticks. Default false in the core; the runtime enables it
+   *  (without lease reads, whose lease a quiesced leader gives up). */
+  readonly quiesceAtOnce?: boolean;
   /** The last applied index on restart (the state machine's, persisted by the host). Default 0. */
   readonly applied?: number;
   /** Max bytes of committed entries handed out per Ready. Default 4 MiB. */
@@ -78,6 +84,7 @@ export const RAFT_DEFAULTS = {
   leaseReads: false,
   leaseMarginTicks: 2,
   quiesceAfterTicks: 0,
+  quiesceAtOnce: false,
   applied: 0,
   maxCommittedBytesPerReady: 4 << 20,
   coastHeartbeats: false,

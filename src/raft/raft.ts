@@ -711,6 +711,7 @@ export class Raft {
     if (this.transfer && m.from === this.transfer.target && pr.match === this.log.lastIndex()) {
       this.sendTimeoutNow(m.from);
     }
+    this.quiesceIfCaughtUp();
   }
 
   private handleHeartbeatResp(m: MsgHeartbeatResp, pr: Progress): void {
@@ -836,6 +837,7 @@ export class Raft {
     if (this.role !== 'leader') return;
     const self = this.tracker.progress.get(this.id);
     if (self && self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit() && this.bcastCommit) this.pendingBroadcast = true;
+    this.quiesceIfCaughtUp();
   }
 
   /** Appends or probes are waiting for the next Ready. */
@@ -1054,6 +1056,17 @@ export class Raft {
       return;
     }
     if (++this.idleTicks < this.cfg.quiesceAfterTicks) return;
+    this.quiesceNow();
+  }
+
+  /** With quiesceAtOnce: quiesce the moment the last entry is committed and acknowledged by
+   *  every reachable follower, not idle ticks later. */
+  private quiesceIfCaughtUp(): void {
+    if (!this.cfg.quiesceAtOnce || this.cfg.quiesceAfterTicks === 0 || this.quiesced || this.role !== 'leader') return;
+    if (this.canQuiesce()) this.quiesceNow();
+  }
+
+  private quiesceNow(): void {
     for (const [id, pr] of this.tracker.progress) {
       if (id === this.id || pr.unreachable) continue;
       this.msgsNow.push({ type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit: this.log.committed, ctx: '', seq: this.leaderTicks, quiesce: true });

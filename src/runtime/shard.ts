@@ -237,6 +237,7 @@ export class Shard {
     const storage = this.opts.store.storage(id);
     const node = new RaftNode({
       quiesceAfterTicks: 2,
+      quiesceAtOnce: !this.opts.raft?.leaseReads,
       coastHeartbeats: true,
       skipCommitBroadcast: true,
       maxReadiesInFlight: BATCHES_IN_FLIGHT,

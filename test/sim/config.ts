@@ -43,6 +43,7 @@ export function chooseConfig(rng: Rng): ClusterConfig {
       coastHeartbeats: rng.chance(0.5),
       skipCommitBroadcast: rng.chance(0.5),
       maxReadiesInFlight: rng.chance(0.5) ? 2 : 1,
+      quiesceAtOnce: rng.chance(0.5),
     },
   };
 }
@@ -52,5 +53,5 @@ export function describeConfig(c: ClusterConfig): string {
   return `voters=[${c.conf.voters.join(',')}] learners=[${c.conf.learners.join(',')}] join=${c.joinConf.voters.length > 0 ? 'bootstrap' : 'empty'} election=${r.electionTicks} ` +
     `heartbeat=${r.heartbeatTicks} round=${r.electionRoundTicks ?? '-'} preVote=${r.preVote} checkQuorum=${r.checkQuorum} ` +
     `lease=${r.leaseReads} quiesce=${r.quiesceAfterTicks} maxMsg=${r.maxMsgBytes} inflight=${r.maxInflight} ` +
-    `maxUncommitted=${r.maxUncommittedBytes} perReady=${r.maxCommittedBytesPerReady} coast=${r.coastHeartbeats} skipBcastCommit=${r.skipCommitBroadcast} pipeline=${r.maxReadiesInFlight}`;
+    `maxUncommitted=${r.maxUncommittedBytes} perReady=${r.maxCommittedBytesPerReady} coast=${r.coastHeartbeats} skipBcastCommit=${r.skipCommitBroadcast} pipeline=${r.maxReadiesInFlight} quiesceAtOnce=${r.quiesceAtOnce}`;
 }

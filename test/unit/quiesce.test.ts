@@ -388,3 +388,34 @@ test('fast failover with coalesced ticks: both survivors campaign at once, the w
     assert.equal(c.node(leaders[0]).status().term, term + 1, 'no split vote: a single term increment');
   }
 });
+
+test('quiesceAtOnce: a write to an idle group costs its appends, its acks and one quiesce heartbeat per follower, and no tick', () => {
+  for (const skipCommitBroadcast of [true, false]) {
+    const c = quiesced({ quiesceAtOnce: true, skipCommitBroadcast, coastHeartbeats: true });
+    const mark = c.sent.length;
+    assert.ok(c.propose('a', 'w').ok);
+    c.stabilize(); // no tick
+    for (const id of ['a', 'b', 'c']) {
+      assert.equal(c.node(id).isQuiesced(), true, `${id} quiesced again without a tick (skipCommitBroadcast ${skipCommitBroadcast})`);
+      assert.equal(c.node(id).status().commit, c.node('a').status().lastIndex, `${id} knows the commit`);
+      assert.ok(c.appliedData(id).includes('w'), `${id} applied the write`);
+    }
+    const types = c.sent.slice(mark).map((m) => (isQuiesceHb(m) ? 'quiesce' : m.type)).sort();
+    const want = skipCommitBroadcast
+      ? ['app', 'app', 'appResp', 'appResp', 'quiesce', 'quiesce']
+      : ['app', 'app', 'app', 'app', 'appResp', 'appResp', 'appResp', 'appResp', 'quiesce', 'quiesce'];
+    assert.deepEqual(types, want);
+  }
+});
+
+test('quiesceAtOnce waits for every reachable follower: a slow one keeps the group awake until it acknowledges', () => {
+  const c = quiesced({ quiesceAtOnce: true, skipCommitBroadcast: true });
+  c.dropIf = (m) => m.from === 'c' && m.type === 'appResp';
+  assert.ok(c.propose('a', 'w').ok);
+  c.stabilize();
+  assert.equal(c.node('a').isQuiesced(), false, 'c has not acknowledged');
+  c.heal();
+  // Its lost acks are noticed (a probe after a few ticks without one), then it catches up.
+  tickUntilQuiesced(c, 'a');
+  for (const id of ['b', 'c']) assert.equal(c.node(id).isQuiesced(), true);
+});
