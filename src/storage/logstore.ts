@@ -1,13 +1,20 @@
-// LogStore: durable Raft logs, hard states and snapshot metadata for all groups of one worker, in
-// one LMDB environment. Every loop iteration's changes for all groups become ONE WAL record in ONE
-// durable commit (an append-only key, so LMDB touches a handful of pages, not one per group).
-// Recent entries live in per-group in-memory tails. A checkpoint, every `checkpointBytes` of WAL,
-// moves into a [group, index]-keyed table only the entries that survived a whole checkpoint
-// interval without being compacted (with a state machine that snapshots, that is almost none),
-// writes the metadata of changed groups, and deletes the WAL before the previous checkpoint.
+// LogStore: durable Raft logs, hard states and snapshot metadata for all groups of one worker.
+// Every loop iteration's changes for all groups become ONE WAL record, made durable by ONE
+// O_DSYNC append to a segment file (wal.ts) beside the worker's LMDB environment. Recent entries
+// live in per-group in-memory tails. A checkpoint, every `checkpointBytes` of WAL, is an LMDB
+// transaction: it moves into a [group, index]-keyed table only the entries that survived a whole
+// checkpoint interval without being compacted (with a state machine that snapshots, that is
+// almost none), writes the metadata of changed groups and the replay start; then the WAL segments
+// before the previous checkpoint are deleted. The state machine's own writes ride on LMDB
+// transactions too (commit's `extra`), after the WAL record of the same commit is durable.
 // Start-up reads the metadata and replays the WAL since the previous checkpoint; replay is
 // idempotent, so metadata newer than the replay start is harmless. It never reads every entry.
+// (Stores written before the WAL moved to files keep their records in the LMDB table `wal`: they
+// are replayed first and deleted as checkpoints pass them.)
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { WalFiles } from './wal.js';
 import { RaftError, type ConfState, type Entry, type HardState, type Snapshot, type SnapshotMeta } from '../raft/types.js';
 import { EMPTY_HARD_STATE, entryBytes, type InitialState, type Storage } from '../raft/storage.js';
 import {
@@ -29,6 +36,8 @@ export interface LogStoreOptions {
   readonly checkpointBytes?: number;
   /** Skip fsync (tests and benchmarks of CPU cost only; never in production). Default false. */
   readonly noSync?: boolean;
+  /** Size of a WAL segment file. Default 64 MiB. */
+  readonly walSegmentBytes?: number;
   /** Called with a description when something worth an operator's attention happens. */
   readonly onEvent?: (event: StoreEvent) => void;
 }
@@ -41,6 +50,8 @@ export type StoreEvent =
 interface Checkpoint {
   readonly entries: number;
   readonly walRecords: number;
+  /** The WAL up to here is covered once it is durable. */
+  readonly replayFrom: number;
   write(): void;
   done(): void;
 }
@@ -107,9 +118,16 @@ export class LogStore {
   private nextLsn = 1;
   /** LSN of the last record that was durable when the previous checkpoint ran. */
   private lastTrigger = 0;
-  /** WAL records in (walGarbageFrom, walGarbageTo] precede the replay start: delete lazily. */
+  /** Records of the legacy LMDB `wal` table in (walGarbageFrom, walGarbageTo] precede the replay
+   *  start: delete lazily. */
   private walGarbageFrom = 0;
   private walGarbageTo = 0;
+  /** The last record of the legacy LMDB `wal` table (0: none; no record is added to it). */
+  private legacyLast = 0;
+  /** The WAL segment files (set by open()). */
+  private files!: WalFiles;
+  /** The commit before the next one: commits run one after another, in call order. */
+  private chain: Promise<unknown> = Promise.resolve();
   private walBytesSinceCheckpoint = 0;
   private walRecordsSinceCheckpoint = 0;
   /** Replaying the WAL at start-up (gaps are then superseded records, not bugs). */
@@ -139,6 +157,7 @@ export class LogStore {
     try {
       store.recover();
     } catch (e) {
+      store.files?.close();
       await env.close();
       throw e;
     }
@@ -159,17 +178,25 @@ export class LogStore {
     this.lastTrigger = ctl.trigger;
     let oldest: number | undefined;
     for (const k of this.wal.getKeys({ limit: 1 })) oldest = k;
-    this.walGarbageFrom = oldest === undefined ? ctl.replayFrom : oldest - 1;
-    this.walGarbageTo = ctl.replayFrom;
-    let records = 0;
     let last = ctl.replayFrom;
-    this.replaying = true;
-    for (const { key, value } of this.wal.getRange({ start: ctl.replayFrom + 1 })) {
-      for (const op of decodeWal(value, key)) this.applyOp(op, key);
+    for (const k of this.wal.getKeys({ reverse: true, limit: 1 })) this.legacyLast = k;
+    last = Math.max(last, this.legacyLast);
+    this.walGarbageFrom = oldest === undefined ? 0 : oldest - 1;
+    this.walGarbageTo = oldest === undefined ? 0 : Math.min(ctl.replayFrom, this.legacyLast);
+    const dir = join(this.opts.path, 'wal');
+    mkdirSync(dir, { recursive: true });
+    const { wal, records: fileRecords } = WalFiles.open(dir, { noSync: this.opts.noSync, segmentBytes: this.opts.walSegmentBytes });
+    this.files = wal;
+    let records = 0;
+    const replay = (lsn: number, value: Uint8Array) => {
+      for (const op of decodeWal(value, lsn)) this.applyOp(op, lsn);
       records++;
-      last = key;
-      if (key > ctl.trigger) this.walBytesSinceCheckpoint += value.byteLength;
-    }
+      last = lsn;
+      if (lsn > ctl.trigger) this.walBytesSinceCheckpoint += value.byteLength;
+    };
+    this.replaying = true;
+    for (const { key, value } of this.wal.getRange({ start: ctl.replayFrom + 1 })) replay(key, value);
+    for (const r of fileRecords) if (r.lsn > Math.max(ctl.replayFrom, last)) replay(r.lsn, r.payload);
     this.replaying = false;
     this.walRecordsSinceCheckpoint = records;
     this.nextLsn = last + 1;
@@ -327,18 +354,19 @@ export class LogStore {
     }
   }
 
-  /** Make everything staged durable in one transaction. `extra` runs inside the same transaction
-   *  (the state machine's writes and applied index go here so they are atomic with the log).
-   *  Commits may be pipelined: they are applied and resolve in call order. Resolves true when a
-   *  transaction ran, false when there was nothing to write (no transaction, no fsync). */
-  async commit(extra?: () => void): Promise<boolean> {
-    if (this.failure) throw this.failure;
+  /** Make everything staged durable: the WAL record (one O_DSYNC append), then, when there is
+   *  any, an LMDB transaction running `extra` (the state machine's writes, which must never be
+   *  durable before the log entries they applied) and a due checkpoint. Commits may be pipelined:
+   *  each starts once the previous one is done, and they resolve in call order. Resolves true
+   *  when something was written, false when there was nothing (no write, no fsync). */
+  commit(extra?: () => void): Promise<boolean> {
+    if (this.failure) return Promise.reject(this.failure);
     const ops = this.staged;
     this.staged = [];
-    let record: Buffer | null = null;
+    let record: Uint8Array | null = null;
     let lsn = 0;
     if (ops.length > 0) {
-      record = Buffer.from(encodeWal(ops).buffer);
+      record = encodeWal(ops);
       lsn = this.nextLsn++;
       for (const op of ops) if (op.op === 'write') this.stats.entriesWritten += op.w.entries?.length ?? 0;
     }
@@ -350,49 +378,62 @@ export class LogStore {
     } else if (this.walBytesSinceCheckpoint >= this.checkpointBytes) {
       checkpoint = this.prepareCheckpoint(this.lastTrigger, durable);
     }
-    // WAL records before the replay start are garbage; delete a bounded number per commit so a
-    // checkpoint never stalls one commit with thousands of deletes.
+    // Legacy WAL records (LMDB table) before the replay start are garbage; delete a bounded
+    // number per commit so a checkpoint never stalls one commit with thousands of deletes.
     const garbage = this.walGarbageTo > this.walGarbageFrom ? Math.min(this.walGarbageTo, this.walGarbageFrom + WAL_DELETES_PER_COMMIT) : 0;
-    if (!record && !extra && !checkpoint && !garbage) return false;
+    if (!record && !extra && !checkpoint && !garbage) return Promise.resolve(false);
     const from = this.walGarbageFrom;
     if (garbage) this.walGarbageFrom = garbage;
+    const run = this.chain.then(() => this.persist(record, lsn, extra, checkpoint, from, garbage));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async persist(record: Uint8Array | null, lsn: number, extra: (() => void) | undefined, checkpoint: Checkpoint | null, from: number, garbage: number): Promise<boolean> {
+    if (this.failure) throw this.failure;
     const t0 = performance.now();
-    try {
-      await this.env.transaction(() => {
-        if (record) this.wal.put(lsn, record);
-        extra?.();
-        checkpoint?.write();
-        if (garbage) for (const k of this.wal.getKeys({ start: from + 1, end: garbage + 1 })) this.wal.remove(k);
-      });
-    } catch (e) {
-      // lmdb-js rejects with a generic error and puts the cause in a separate promise; read it
-      // (which also keeps it from surfacing as an unhandled rejection).
-      let detail = (e as Error).message;
-      const ce = (e as { commitError?: Promise<unknown> }).commitError;
-      if (ce && typeof ce.then === 'function') {
-        try {
-          await ce;
-        } catch (cause) {
-          detail = `${(cause as Error).message}${(cause as { code?: unknown }).code !== undefined ? ` (code ${String((cause as { code?: unknown }).code)})` : ''}`;
-        }
-      }
-      // The failed batch's other promises (lmdb-js keeps a commit promise of its own) reject too;
-      // observe them so a full disk fail-stops this store instead of crashing the process.
-      const quiet = () => {};
-      (this.env.committed as PromiseLike<unknown>).then(quiet, quiet);
-      (this.env.flushed as PromiseLike<unknown>).then(quiet, quiet);
-      this.failure = new StorageFailed(`LMDB commit failed in ${this.opts.path}: ${detail}`, e);
-      this.opts.onEvent?.({ kind: 'failed', error: this.failure.message });
-      throw this.failure;
-    }
-    this.stats.commits++;
     if (record) {
+      try {
+        await this.files.append(lsn, record);
+      } catch (e) {
+        this.fail(`WAL append failed in ${this.opts.path}: ${(e as Error).message}${(e as { code?: string }).code ? ` (${(e as { code?: string }).code})` : ''}`, e);
+      }
       this.stats.walBytes += record.byteLength;
       this.walBytesSinceCheckpoint += record.byteLength;
       this.walRecordsSinceCheckpoint++;
     }
+    if (extra || checkpoint || garbage) {
+      try {
+        await this.env.transaction(() => {
+          extra?.();
+          checkpoint?.write();
+          if (garbage) for (const k of this.wal.getKeys({ start: from + 1, end: garbage + 1 })) this.wal.remove(k);
+        });
+      } catch (e) {
+        // lmdb-js rejects with a generic error and puts the cause in a separate promise; read it
+        // (which also keeps it from surfacing as an unhandled rejection).
+        let detail = (e as Error).message;
+        const ce = (e as { commitError?: Promise<unknown> }).commitError;
+        if (ce && typeof ce.then === 'function') {
+          try {
+            await ce;
+          } catch (cause) {
+            detail = `${(cause as Error).message}${(cause as { code?: unknown }).code !== undefined ? ` (code ${String((cause as { code?: unknown }).code)})` : ''}`;
+          }
+        }
+        // The failed batch's other promises (lmdb-js keeps a commit promise of its own) reject too;
+        // observe them so a full disk fail-stops this store instead of crashing the process.
+        const quiet = () => {};
+        (this.env.committed as PromiseLike<unknown>).then(quiet, quiet);
+        (this.env.flushed as PromiseLike<unknown>).then(quiet, quiet);
+        this.fail(`LMDB commit failed in ${this.opts.path}: ${detail}`, e);
+      }
+    }
+    this.stats.commits++;
     if (checkpoint) {
       checkpoint.done();
+      // The checkpoint is durable: the WAL it covers can go.
+      this.files.dropThrough(checkpoint.replayFrom);
       const ms = performance.now() - t0;
       this.stats.checkpoints++;
       this.stats.checkpointEntries += checkpoint.entries;
@@ -400,6 +441,13 @@ export class LogStore {
       this.opts.onEvent?.({ kind: 'checkpoint', entries: checkpoint.entries, walRecords: checkpoint.walRecords, ms });
     }
     return true;
+  }
+
+  /** Fail-stop: this commit and every later one reject with StorageFailed. */
+  private fail(message: string, cause: unknown): never {
+    this.failure = new StorageFailed(message, cause);
+    this.opts.onEvent?.({ kind: 'failed', error: this.failure.message });
+    throw this.failure;
   }
 
   private forceCheckpoint = false;
@@ -438,10 +486,11 @@ export class LogStore {
     this.walBytesSinceCheckpoint = 0;
     this.walRecordsSinceCheckpoint = 0;
     this.lastTrigger = trigger;
-    this.walGarbageTo = Math.max(this.walGarbageTo, upTo);
+    this.walGarbageTo = Math.max(this.walGarbageTo, Math.min(upTo, this.legacyLast));
     return {
       entries: count,
       walRecords,
+      replayFrom: upTo,
       write: () => {
         // Order matters: whole-group deletes, then range deletes, then the new rows and metadata.
         for (const g of gone) {
@@ -491,13 +540,15 @@ export class LogStore {
   }
 
   async close(): Promise<void> {
+    await this.chain;
+    this.files.close();
     await this.env.close();
   }
 
-  /** Size of the data file in bytes (for disk-boundedness checks). */
+  /** Size of the data file plus the WAL segments in bytes (for disk-boundedness checks). */
   diskBytes(): number {
     const st = this.env.getStats() as { treeBranchPageCount?: number; pageSize?: number; lastPageNumber?: number };
-    return (st.lastPageNumber ?? 0) * (st.pageSize ?? 4096);
+    return (st.lastPageNumber ?? 0) * (st.pageSize ?? 4096) + this.files.bytesOnDisk;
   }
 
   // --- reads (used by GroupStorage) ------------------------------------------------------------

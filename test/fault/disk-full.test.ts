@@ -198,7 +198,7 @@ if (process.env.FLOTILLA_DISK_FULL_CHILD === '1') {
       assert.equal(r.failed.name, 'StorageFailed');
       assert.ok(r.failed.isStorageFailed);
       assert.ok(r.failed.sameAsStoreFailed, 'store.failed is the rejection of the failed commit');
-      assert.match(r.failed.message, /^LMDB commit failed in /);
+      assert.match(r.failed.message, /^(WAL append|LMDB commit) failed in /);
       assert.ok(r.failed.message.includes(dir), 'the message names the store path');
       assert.deepEqual(r.after, {
         commit: 'StorageFailed', commitIsStoreFailed: true, write: 'StorageFailed', createGroup: 'StorageFailed',
@@ -226,7 +226,11 @@ if (process.env.FLOTILLA_DISK_FULL_CHILD === '1') {
           const top = maxAck.get(g) ?? 0;
           assert.ok(gs.lastIndex() >= top, `group ${g}: last ${gs.lastIndex()} < acknowledged ${top}`);
           assert.ok(gs.initialState().hardState.commit >= top, `group ${g}: hard state commit`);
-          assert.equal(kv.applied(g), gs.lastIndex(), `group ${g}: applied index moves with the log`);
+          // The state machine's durable image may lag the log (its flush rides on an LMDB
+          // transaction after the WAL append): a restart replays the rest from the log.
+          assert.ok(kv.applied(g) <= gs.lastIndex(), `group ${g}: applied index beyond the log`);
+          if (kv.applied(g) < gs.lastIndex()) kv.apply(g, gs.entries(kv.applied(g) + 1, gs.lastIndex() + 1, Infinity));
+          assert.equal(kv.applied(g), gs.lastIndex(), `group ${g}: after replaying the log`);
           for (const e of gs.entries(1, top + 1, Infinity)) {
             const cmd = decodeKvCommand(decodeCommand(e.data).payload);
             assert.ok(cmd.op === 'put');
