@@ -45,7 +45,7 @@ const electionTicks = Number(values['election-ticks'] ?? 10);
 const timeoutMs = Number(values['timeout-ms'] ?? 30_000);
 const node = await startNode({
   id: values.id!, dataDir: values.data!, listen: values.listen!, peers, groups,
-  noSync: process.env.BENCH_NOSYNC === '1', workers: Number(values.workers ?? 1), tickMs, electionTicks,
+  noSync: process.env.BENCH_NOSYNC === '1', ...(values.workers !== undefined ? { workers: Number(values.workers) } : {}), tickMs, electionTicks,
   requestTimeoutMs: timeoutMs,
   draining: values.draining === true,
   ...(values.zone ? { labels: { zone: values.zone } } : {}),
@@ -83,7 +83,83 @@ function workCounters(st: Awaited<ReturnType<typeof node.status>>): Record<strin
     messagesIn: sum('messagesIn'), messagesOut: sum('messagesOut'),
     framesSent: peers.reduce((a, p) => a + p.framesSent, 0), bytesSent: peers.reduce((a, p) => a + p.bytesSent, 0),
     cpuUserUs: cpu.user, cpuSystemUs: cpu.system, diskWriteBytes,
+    msStep: sum('msStep'), msReady: sum('msReady'), msStage: sum('msStage'), msAfter: sum('msAfter'), msSmWrite: sum('msSmWrite'),
   };
+}
+
+/** Writes at `rate`/s for `seconds` on a fixed schedule (a timer every millisecond issues what
+ *  fell due). At most 50,000 may be outstanding; beyond that a scheduled write is counted as
+ *  shed (the cluster cannot keep up with the rate). */
+async function openLoop(keys: Uint8Array[], value: Uint8Array, rate: number, seconds: number) {
+  const lat: number[] = [];
+  let writes = 0;
+  let errors = 0;
+  let shed = 0;
+  let outstanding = 0;
+  let issued = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const total = Math.floor(rate * seconds);
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const finish = () => {
+    if (issued >= total && outstanding === 0) resolveDone();
+  };
+  const issue = (at: number, key: Uint8Array) => {
+    outstanding++;
+    node.kv.put(key, value).then(
+      () => { writes++; lat.push(performance.now() - at); },
+      () => { errors++; },
+    ).finally(() => { outstanding--; finish(); });
+  };
+  const timer = setInterval(() => {
+    const now = performance.now();
+    const due = Math.min(total, Math.floor(((now - t0) * rate) / 1000));
+    for (; issued < due; issued++) {
+      const at = t0 + (issued * 1000) / rate;
+      if (outstanding >= 50_000) shed++;
+      else issue(at, keys[issued % keys.length]);
+    }
+    if (issued >= total) {
+      clearInterval(timer);
+      finish();
+    }
+  }, 1);
+  if (total === 0) {
+    clearInterval(timer);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+  } else await done;
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    writes, errors, shed, reads: 0, seconds: secs, latenciesMs: lat, readLatenciesMs: [], proposers: 0, keys: keys.length,
+    offeredPerSec: rate, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs,
+  };
+}
+
+let inspector: import('node:inspector').Session | null = null;
+async function profile(on: boolean): Promise<void> {
+  const dir = process.env.BENCH_PROF_LOAD;
+  if (!dir) return;
+  const { Session } = await import('node:inspector');
+  const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) => {
+    inspector!.post(method, params ?? {}, (err, r) => (err ? reject(err) : resolve(r)));
+  });
+  if (on) {
+    inspector = new Session();
+    inspector.connect();
+    await post('Profiler.enable');
+    await post('Profiler.setSamplingInterval', { interval: 500 });
+    await post('Profiler.start');
+    return;
+  }
+  if (!inspector) return;
+  const { profile: p } = (await post('Profiler.stop')) as { profile: unknown };
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/${values.id}-${Date.now()}.cpuprofile`, JSON.stringify(p));
+  inspector.disconnect();
+  inspector = null;
 }
 
 const enc = new TextEncoder();
@@ -95,9 +171,19 @@ process.on('message', async (m: {
   /** With `local`: the cluster-wide proposer count, split among the nodes by the share of the
    *  active groups each leads (so that every row of the matrix has the same concurrency). */
   totalProposers?: number;
+  /** Open loop: writes per second across the cluster (split among the nodes as totalProposers
+   *  is), issued on a fixed schedule whatever the answers; latency counts from the scheduled
+   *  time, so queueing shows (no coordinated omission). */
+  totalRate?: number;
   /** The fraction of operations that are reads (the read mix), with `consistency`. */
   readRatio?: number; consistency?: 'linearizable' | 'lease' | 'stale';
 }) => {
+  if (m.cmd === 'prof') {
+    // CPU profile of the steady state only (BENCH_PROF_LOAD=DIR): started and stopped around a load.
+    await profile((m as { on?: boolean }).on === true);
+    send({ kind: 'prof' });
+    return;
+  }
   if (m.cmd === 'status') {
     const st = await node.status();
     send({
@@ -168,6 +254,14 @@ process.on('message', async (m: {
     m.proposers = keys.length === 0 ? 0 : Math.max(1, Math.round((m.totalProposers * mine) / active));
   }
   const value = new Uint8Array(m.valueBytes ?? 16).fill(120);
+  if (m.totalRate !== undefined) {
+    // Open loop: this node's share of the cluster-wide rate, on a fixed schedule.
+    let mine = 0;
+    for (const g of led) if (g <= active) mine++;
+    const rate = keys.length === 0 ? 0 : (m.totalRate * mine) / active;
+    send({ kind: 'result', ...(await openLoop(keys, value, rate, m.seconds ?? 10)) });
+    return;
+  }
   if (keys.length === 0 || m.proposers === 0) {
     // `local` and this node leads nothing: it only replicates.
     await new Promise((r) => setTimeout(r, (m.seconds ?? 10) * 1000));

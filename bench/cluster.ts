@@ -43,7 +43,8 @@ export const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 export interface IdleResult {
   groups: number;
-  workersPerNode: number;
+  /** null: the node's default. */
+  workersPerNode: number | null;
   electSeconds: number;
   quiesceSeconds: number;
   idleCpuPctPerNode: number[];
@@ -55,7 +56,7 @@ export interface IdleResult {
 
 /** Start 3 nodes with `groups` groups, wait until every group is elected and every replica
  *  quiesced, then measure CPU, memory and traffic over `seconds` of idleness. */
-export async function runIdle(o: { groups: number; workers: number; seconds: number }): Promise<IdleResult> {
+export async function runIdle(o: { groups: number; workers: number | null; seconds: number }): Promise<IdleResult> {
   return withCluster(o.groups, o.workers, async (kids, next) => {
     const t0 = performance.now();
     const poll = async () => Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
@@ -88,6 +89,12 @@ export const NO_BALANCER = ['--balancer', JSON.stringify({ enabled: false })];
 
 export type Next = (c: ChildProcess, kind: string) => Promise<Record<string, unknown>>;
 
+/** With BENCH_PROF_LOAD=DIR: start (or stop and write) every node's CPU profile. */
+export async function profileNodes(kids: Map<string, ChildProcess>, next: Next, on: boolean): Promise<void> {
+  if (!process.env.BENCH_PROF_LOAD) return;
+  await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'prof', on }); return next(c, 'prof'); }));
+}
+
 /** Every node's cumulative work counters (see workCounters in cluster-node.ts). */
 export async function counters(kids: Map<string, ChildProcess>, next: Next): Promise<Record<string, number>[]> {
   const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
@@ -109,6 +116,8 @@ export interface PerWrite {
   raftMessagesCluster: number;
   framesPerNode: number;
   diskBytesPerNode: number;
+  /** Time inside the shard loop's turns (step, Readies, staging, after the commit), µs. */
+  loopUsPerNode: number;
 }
 
 export function perWrite(before: Record<string, number>[], after: Record<string, number>[], writes: number): PerWrite | null {
@@ -119,9 +128,10 @@ export function perWrite(before: Record<string, number>[], after: Record<string,
   const cpu = d('cpuUserUs') + d('cpuSystemUs');
   return {
     cpuUsCluster: r(cpu / writes, 1), cpuSysUsCluster: r(d('cpuSystemUs') / writes, 1), cpuUsPerNode: r(cpu / writes / n, 1),
-    loopsPerNode: r(d('loops') / writes / n), fsyncsPerNode: r(d('commits') / writes / n), readiesPerNode: r(d('readies') / writes / n),
+    loopsPerNode: r(d('loops') / writes / n, 4), fsyncsPerNode: r(d('commits') / writes / n, 4), readiesPerNode: r(d('readies') / writes / n),
     groupTicksPerNode: r(d('groupTicks') / writes / n), raftMessagesCluster: r(d('messagesOut') / writes),
     framesPerNode: r(d('framesSent') / writes / n), diskBytesPerNode: Math.round(d('diskWriteBytes') / writes / n),
+    loopUsPerNode: r((1000 * (d('msStep') + d('msReady') + d('msStage') + d('msAfter'))) / writes / n, 1),
   };
 }
 
@@ -136,7 +146,9 @@ export async function waitElected(kids: Map<string, ChildProcess>, next: Next, g
   }
 }
 
-export async function withCluster<T>(groups: number, workers: number, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>, extraArgs: (id: string) => string[] = () => []): Promise<T> {
+/** `workers`: the node's --workers, or null for its default (shards on the main thread on a
+ *  2-core machine). BENCH_WORKERS overrides it either way. */
+export async function withCluster<T>(groups: number, workers: number | null, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>, extraArgs: (id: string) => string[] = () => []): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-bench-cluster-'));
   const ids = ['n1', 'n2', 'n3'];
   const ports = await Promise.all(ids.map(() => freePort()));
@@ -156,8 +168,8 @@ export async function withCluster<T>(groups: number, workers: number, fn: (kids:
   try {
     for (const id of ids) {
       // BENCH_WORKERS overrides the scenario's worker count (0: shards on the main thread).
-      const w = process.env.BENCH_WORKERS ?? String(workers);
-      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), '--workers', w, ...extraArgs(id)];
+      const w = process.env.BENCH_WORKERS ?? (workers === null ? null : String(workers));
+      const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), ...(w === null ? [] : ['--workers', w]), ...extraArgs(id)];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
       kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, {
         execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
@@ -213,7 +225,7 @@ export interface TransferBenchResult {
 /** Planned leadership moves under write load: node n1 transfers `transfers` of its leaderships
  *  (each verified) and then drains, while every node writes. */
 export async function runTransfers(o: { groups: number; transfers: number; proposers: number; seconds: number }): Promise<TransferBenchResult> {
-  return withCluster(o.groups, 1, async (kids, next) => {
+  return withCluster(o.groups, null, async (kids, next) => {
     await waitElected(kids, next, o.groups);
     const results = await Promise.all([...kids.entries()].map(([id, c]) => {
       c.send({ cmd: 'load', seconds: o.seconds, proposers: o.proposers, valueBytes: 16, local: false, transfers: id === 'n1' ? o.transfers : 0, drain: id === 'n1' });

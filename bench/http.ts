@@ -5,7 +5,7 @@
 // Owns: runFlotillaHttp, runPeers and the direct-use entry
 // (`node --import tsx bench/http.ts [quick]`, JSON on stdout, progress on stderr).
 import type { ChildProcess } from 'node:child_process';
-import { NO_BALANCER, counters, perWrite, waitElected, withCluster, type PerWrite } from './cluster.js';
+import { NO_BALANCER, counters, perWrite, profileNodes, waitElected, withCluster, type PerWrite } from './cluster.js';
 import { etcdAvailable, withEtcd, runEtcdHttp, runEtcdKill, runEtcdMoveLeader, type EtcdHttpResult, type EtcdKillResult, type EtcdMoveLeaderResult, type Unavailable } from './etcd.js';
 import { freePorts, round, runHttpLoad, type HttpLoadResult } from './http-load.js';
 import type { PeerInfo } from './results.js';
@@ -18,7 +18,7 @@ export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> &
 export async function runFlotillaHttp(o: { groups: number; clients: number[]; seconds: number; valueBytes: number; warmupSeconds?: number; settle?: boolean; onRow?: (r: FlotillaHttpResult) => void }): Promise<FlotillaHttpResult[]> {
   const ports = await freePorts(3);
   const admin = new Map(['n1', 'n2', 'n3'].map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
-  return withCluster(o.groups, 1, async (kids: Map<string, ChildProcess>, next) => {
+  return withCluster(o.groups, null, async (kids: Map<string, ChildProcess>, next) => {
     const electSeconds = await waitElected(kids, next, o.groups);
     const out: FlotillaHttpResult[] = [];
     for (const clients of o.clients) {
@@ -32,10 +32,12 @@ export async function runFlotillaHttp(o: { groups: number; clients: number[]; se
       }
       // Work counters around the whole load (warm-up included, so divided by all its writes).
       const c0 = await counters(kids, next);
+      await profileNodes(kids, next, true);
       const r = await runHttpLoad({
         targets: [...admin.values()].map((a) => `http://${a}`), clients, seconds: o.seconds, valueBytes: o.valueBytes,
         kind: 'flotilla', warmupSeconds: o.warmupSeconds ?? 1, serverPids: [...kids.values()].map((c) => c.pid!),
       });
+      await profileNodes(kids, next, false);
       const c1 = await counters(kids, next);
       const { requests: _r, timeline: _t, ...rest } = r;
       const row = { ...rest, groups: o.groups, electSeconds: round(electSeconds, 1), perWrite: perWrite(c0, c1, r.totalWrites) };

@@ -284,7 +284,7 @@ export interface DrainBenchResult {
 
 /** n1 leads every group; under write load from every node, n1 drains. */
 export async function runDrain(o: { groups: number; concurrency: number; proposers: number; seconds: number }): Promise<DrainBenchResult> {
-  return withCluster(o.groups, 1, async (kids, next) => {
+  return withCluster(o.groups, null, async (kids, next) => {
     const skew = await waitAllOn(kids, next, 'n1', o.groups, 300_000);
     await ask(kids, next, { cmd: 'undrain' }, 'undrained');
     const n1 = kids.get('n1')!;
@@ -360,7 +360,7 @@ export interface KillBenchResult {
 /** Write load from two nodes; kill -9 the third, which leads the most groups. */
 export async function runKill(o: { groups: number; proposers: number; seconds: number; timeoutMs: number }): Promise<KillBenchResult> {
   let electionMs = 0;
-  return withCluster(o.groups, 1, async (kids, next) => {
+  return withCluster(o.groups, null, async (kids, next) => {
     await waitElected(kids, next, o.groups);
     await sleep(2000);
     const st = await Promise.all([...kids.entries()].map(async ([id, c]) => {

@@ -5,7 +5,7 @@
 // in a real deployment, and the cluster is elected once instead of once per row.
 import type { ChildProcess } from 'node:child_process';
 import { Bench } from 'tinybench';
-import { NO_BALANCER, counters, perWrite, pct, round, waitElected, withCluster, type Next, type PerWrite } from './cluster.js';
+import { NO_BALANCER, counters, perWrite, pct, profileNodes, round, waitElected, withCluster, type Next, type PerWrite } from './cluster.js';
 
 export interface MatrixRow {
   activeGroups: number;
@@ -104,7 +104,7 @@ export async function runThroughput(o: {
   onRow?: (r: MatrixRow) => void;
 }): Promise<ThroughputResult & { table: Record<string, string | number>[] }> {
   const groups = Math.max(...o.active, ...(o.extra ?? []).map((r) => r.activeGroups));
-  return withCluster(groups, 1, async (kids, next) => {
+  return withCluster(groups, null, async (kids, next) => {
     const electSeconds = await waitElected(kids, next, groups);
     // Let the election's catch-up traffic settle so the first row is not penalised.
     await sleep(2000);
@@ -122,7 +122,9 @@ export async function runThroughput(o: {
         // would otherwise still be ticking and heartbeating into this row's measurement.
         if (o.settle !== false) await quiesced(kids, next, 30_000);
         const c0 = await counters(kids, next);
+        await profileNodes(kids, next, true);
         const x = await load(kids, next, { seconds: o.seconds, totalProposers: p.proposers, valueBytes: p.valueBytes, activeGroups: p.activeGroups });
+        await profileNodes(kids, next, false);
         const c1 = await counters(kids, next);
         const row: MatrixRow = {
           activeGroups: p.activeGroups, valueBytes: p.valueBytes, plannedProposers: p.proposers, proposers: x.proposers,
@@ -165,11 +167,54 @@ export async function runThroughput(o: {
   }, () => NO_BALANCER);
 }
 
+export interface OpenLoopRow {
+  groups: number;
+  /** Writes/s offered on a fixed schedule across the cluster. */
+  offeredPerSec: number;
+  writesPerSec: number;
+  /** Latency from each write's scheduled time (queueing included). */
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  errors: number;
+  /** Scheduled writes not issued because 50,000 per node were outstanding. */
+  shed: number;
+  perWrite: PerWrite | null;
+}
+
+/** Open-loop rows on `groups` active groups (each node writes to the groups it leads, at its
+ *  share of the rate): rates in increasing order until p99 passes `stopAboveMs` or the cluster
+ *  falls behind the schedule by more than 20%. Reports the highest rate whose p99 stayed within
+ *  50 ms. */
+export async function runOpenLoop(o: { groups: number; rates: number[]; seconds: number; stopAboveMs?: number; onRow?: (r: OpenLoopRow) => void }): Promise<{ rows: OpenLoopRow[]; maxRateP99Within50Ms: number | null }> {
+  return withCluster(o.groups, null, async (kids, next) => {
+    await waitElected(kids, next, o.groups);
+    await sleep(2000);
+    const rows: OpenLoopRow[] = [];
+    for (const rate of o.rates) {
+      const c0 = await counters(kids, next);
+      const x = await load(kids, next, { seconds: o.seconds, totalRate: rate, valueBytes: 16, activeGroups: o.groups });
+      const c1 = await counters(kids, next);
+      const shed = x.results.reduce((a, r) => a + ((r.shed as number) ?? 0), 0);
+      const row: OpenLoopRow = {
+        groups: o.groups, offeredPerSec: rate, writesPerSec: Math.round(x.writes / x.secs), p50Ms: round(pct(x.lat, 50)),
+        p99Ms: round(pct(x.lat, 99)), p999Ms: round(pct(x.lat, 99.9)), errors: x.errors, shed, perWrite: perWrite(c0, c1, x.writes),
+      };
+      rows.push(row);
+      o.onRow?.(row);
+      if (row.p99Ms > (o.stopAboveMs ?? 500) || row.writesPerSec < 0.8 * rate || shed > 0) break;
+      await sleep(1000);
+    }
+    const within = rows.filter((r) => r.p99Ms <= 50 && r.shed === 0 && r.writesPerSec >= 0.95 * r.offeredPerSec);
+    return { rows, maxRateP99Within50Ms: within.length ? Math.max(...within.map((r) => r.offeredPerSec)) : null };
+  }, () => NO_BALANCER);
+}
+
 /** Reads mixed with writes (readRatio of the operations are reads) on `groups` groups, each
  *  node driving the groups it leads: ReadIndex (linearizable) reads, then lease reads. The nodes
  *  run with lease reads enabled (checkQuorum on) so that both kinds are served by one cluster. */
 export async function runReadMix(o: { groups: number; proposers: number; seconds: number; readRatio: number; onRow?: (r: ReadMixRow) => void }): Promise<ReadMixRow[]> {
-  return withCluster(o.groups, 1, async (kids, next) => {
+  return withCluster(o.groups, null, async (kids, next) => {
     await waitElected(kids, next, o.groups);
     await sleep(2000);
     const rows: ReadMixRow[] = [];
@@ -188,11 +233,15 @@ export async function runReadMix(o: { groups: number; proposers: number; seconds
   }, () => [...NO_BALANCER, '--lease-reads']);
 }
 
-// Direct use: node --import tsx bench/throughput.ts [matrix|reads] [seconds]
+// Direct use: node --import tsx bench/throughput.ts [matrix|reads|open] [seconds] [...]
 if (process.argv[1] === import.meta.filename) {
   const secs = Number(process.argv[3] ?? 4);
   const out = (x: unknown) => process.stdout.write(JSON.stringify(x) + '\n');
   if (process.argv[2] === 'reads') out(await runReadMix({ groups: 1000, proposers: 3000, seconds: secs, readRatio: 0.9, onRow: out }));
+  else if (process.argv[2] === 'open') {
+    const rates = (process.argv[4] ?? '5000,10000,20000,30000,40000').split(',').map(Number);
+    out(await runOpenLoop({ groups: 1000, rates, seconds: secs, onRow: out }));
+  }
   else {
     // Rows in the order given (a repeated count is run again: the first row after the election
     // warms the cluster up); the cluster has max(active) groups.
