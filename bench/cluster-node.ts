@@ -211,10 +211,12 @@ process.on('message', async (m: {
   if (m.cmd === 'idle') {
     await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
     const st0 = await node.status();
+    await profile(true);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, (m.seconds ?? 5) * 1000));
     const cpu = process.cpuUsage(cpu0);
+    await profile(false);
     const secs = (performance.now() - t0) / 1000;
     const st1 = await node.status();
     const frames = (st: typeof st0) => Object.values(st.transport.peers).reduce((a, p) => a + p.framesSent, 0);

@@ -380,8 +380,6 @@ export class FlotillaNode {
       for (const p of node.transport.connectedPeers()) node.transport.send(p, { k: 'app', t: 'ping', p: { at: performance.now() } });
     }, 1000);
     node.pinger.unref();
-    node.sweeper = setInterval(() => node.sweepForwarded(), SWEEP_MS);
-    node.sweeper.unref();
     log.info({ clusterId, workers, groups: members.size }, 'node started');
     return node;
   }
@@ -925,6 +923,11 @@ export class FlotillaNode {
     if (!this.transport.isConnected(to)) return Promise.reject(new RuntimeError('Unavailable', `${to} is not connected`));
     const id = ++this.reqSeq;
     this.stats.forwarded++;
+    if (this.sweeper === null && !this.stopped) {
+      // Only while requests are out: an idle node has no timer firing for them.
+      this.sweeper = setInterval(() => this.sweepForwarded(), SWEEP_MS);
+      this.sweeper.unref();
+    }
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: performance.now() + Math.max(1, timeoutMs), t, to });
       if (!this.transport.send(to, { k: 'app', t, p: { ...p, id } })) {
@@ -936,7 +939,11 @@ export class FlotillaNode {
 
   /** Fail the forwarded requests whose deadline passed (up to SWEEP_MS late). */
   private sweepForwarded(): void {
-    if (this.pending.size === 0) return;
+    if (this.pending.size === 0) {
+      if (this.sweeper) clearInterval(this.sweeper);
+      this.sweeper = null;
+      return;
+    }
     const now = performance.now();
     for (const [id, p] of this.pending) {
       if (p.deadline > now) continue;
