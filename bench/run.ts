@@ -229,9 +229,9 @@ async function throughput(): Promise<Output> {
     throughputIdle = {
       raw: i, tables: [], charts: [],
       figures: [
-        fig('idle', `${i.groups}g/cpuPctPerNode`, `idle CPU per node, ${fmt(i.groups)} quiesced groups (max of 3)`, Math.max(...i.idleCpuPctPerNode), '% of one core', 'lower'),
-        fig('idle', `${i.groups}g/rssKiBPerReplica`, `RSS per replica, ${fmt(i.groups)} groups`, i.rssKiBPerReplica, 'KiB', 'lower'),
-        fig('idle', `${i.groups}g/raftBatches`, `Raft batches sent while idle, ${fmt(i.groups)} groups`, i.raftBatchesWhileIdle, 'batches', 'lower'),
+        fig('idle', `afterLoad/${i.groups}g/cpuPctPerNode`, `idle CPU per node after the write matrix, ${fmt(i.groups)} quiesced groups (max of 3)`, Math.max(...i.idleCpuPctPerNode), '% of one core', 'lower'),
+        fig('idle', `afterLoad/${i.groups}g/rssKiBPerReplica`, `RSS per replica after the write matrix, ${fmt(i.groups)} groups`, i.rssKiBPerReplica, 'KiB', 'lower'),
+        fig('idle', `afterLoad/${i.groups}g/raftBatches`, `Raft batches sent while idle after the write matrix, ${fmt(i.groups)} groups`, i.raftBatchesWhileIdle, 'batches', 'lower'),
       ],
     };
   }

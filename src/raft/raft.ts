@@ -787,18 +787,21 @@ export class Raft {
     for (const id of this.tracker.progress.keys()) if (id !== this.id) this.sendAppend(id, probe);
   }
 
-  /** `periodic`: the tick's heartbeat, which a follower in replicate state that got an append
-   *  and answered one since the last heartbeat does not need (the append reset its election clock
-   *  and carried the commit index; the answers keep the leader's quorum check alive; a follower
-   *  that stopped answering gets heartbeats again, which is how a deposed leader learns the new
-   *  term). Under load this removes most
-   *  heartbeat traffic of thousands of groups. Never skipped for reads (the round confirms
-   *  leadership) or with lease reads (the lease is extended by heartbeat acks). */
+  /** `periodic`: the tick's heartbeat, which a follower in replicate state does not need when it
+   *  got and answered an append since the last heartbeat, or has appends in flight sent less than
+   *  LOST_APPEND_TICKS ago (the append reset its election clock and carried the commit
+   *  index; the answers keep the leader's quorum check alive; a follower that stopped answering
+   *  gets heartbeats again after LOST_APPEND_TICKS, which is how lost appends are noticed and a
+   *  deposed leader learns the new term). Under load this removes most heartbeat traffic of
+   *  thousands of groups, also while slow round trips keep appends in flight for several ticks.
+   *  Never skipped for reads (the round confirms leadership) or with lease reads (the lease is
+   *  extended by heartbeat acks). */
   private bcastHeartbeat(ctx: string, periodic = false): void {
     const mayCoast = periodic && this.cfg.coastHeartbeats && ctx === '' && !this.cfg.leaseReads;
     for (const [id, pr] of this.tracker.progress) {
       if (id === this.id) continue;
-      const coast = mayCoast && pr.appendedSinceHeartbeat && pr.ackedSinceHeartbeat && pr.state === 'replicate';
+      const coast = mayCoast && pr.state === 'replicate' &&
+        ((pr.appendedSinceHeartbeat && pr.ackedSinceHeartbeat) || (pr.inflights.count > 0 && pr.ticksSinceAck < LOST_APPEND_TICKS));
       pr.appendedSinceHeartbeat = false;
       pr.ackedSinceHeartbeat = false;
       if (coast) continue;

@@ -5,7 +5,7 @@
 // workers without decoding them. Proposals carry a client session (storage/session.ts), so the
 // runtime retries them across leader changes, transfers and timeouts within the caller's
 // deadline, and each is applied at most once.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -15,11 +15,15 @@ import type { NodeId } from '../raft/types.js';
 import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/kv.js';
 import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
-import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
+import { RuntimeError, TransferError } from './errors.js';
 import { workerOf, type Consistency, type ShardRequest, type Shards } from './protocol.js';
 import type { LedGroup, RaftTuning } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
+import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
+import { Forwarder, type FwdReply } from './forwarder.js';
+
+export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
 import { InlineShards } from './inline.js';
 import { Histogram } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
@@ -77,55 +81,7 @@ export interface StartOptions {
   readonly logger?: Logger;
 }
 
-/** Worker threads when `workers` is not given: none (the shard on the main thread) on machines
- *  with at most 2 cores, where a thread buys no parallelism worth its hops; else one per core. */
-export function defaultWorkers(cores = availableParallelism()): number {
-  return cores <= 2 ? 0 : cores;
-}
 
-/** Replicas of each group: `replication` consecutive nodes (sorted by id) starting at a
- *  group-dependent offset, so leaders and load spread evenly and every node computes the same. */
-export function placement(nodes: readonly NodeId[], groups: number, replication: number): Map<number, NodeId[]> {
-  const sorted = [...nodes].sort();
-  const out = new Map<number, NodeId[]>();
-  for (let g = 1; g <= groups; g++) {
-    const members: NodeId[] = [];
-    for (let k = 0; k < replication; k++) members.push(sorted[(g - 1 + k) % sorted.length]);
-    out.set(g, members.sort());
-  }
-  return out;
-}
-
-/** Derived from the bootstrap configuration: nodes restarted with another one refuse to start. */
-export function clusterIdOf(nodes: readonly NodeId[], groups: number, replication: number): string {
-  const h = createHash('sha256').update(JSON.stringify({ nodes: [...nodes].sort(), groups, replication })).digest('hex');
-  return h.slice(0, 16);
-}
-
-/** Group of a key: a stable hash of its bytes. */
-export function groupOfKey(key: Uint8Array, groups: number): number {
-  let h = 2166136261;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 16777619);
-  return ((h >>> 0) % groups) + 1;
-}
-
-/** A request forwarded to another node, waiting for its reply. No timer each: the node's sweep
- *  (every SWEEP_MS) fails the ones past their deadline. */
-interface Pending {
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: Error) => void;
-  /** performance.now() after which it fails with Timeout. */
-  readonly deadline: number;
-  /** The request kind, for the error message. */
-  readonly t: string;
-  /** The node asked: if it goes down, the request fails at once (retryable) instead of at its timeout. */
-  readonly to: NodeId;
-}
-
-/** How often forwarded requests are checked against their deadlines. */
-const SWEEP_MS = 50;
-
-type FwdReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId; reason?: TransferFailReason };
 
 /** Dynamic groups (created or removed at run time), persisted beside the shards. */
 interface GroupsFile {
@@ -182,7 +138,7 @@ function cleanLabels(x: unknown): { zone?: string; rack?: string } | undefined {
 export class FlotillaNode {
   readonly clusterId: string;
   readonly workerCount: number;
-  private readonly pending = new Map<number, Pending>();
+  private forwarder!: Forwarder;
   /** Leader of each group as last heard (local workers' reports and NotLeader hints). */
   private readonly leaders = new Map<number, NodeId>();
   private readonly peerWorkers = new Map<NodeId, number>();
@@ -194,7 +150,6 @@ export class FlotillaNode {
   /** Transfers this node requested, by outcome ('completed' or the failure reason). */
   readonly transferStats: Record<string, number> = {};
   private readonly session: SessionClient;
-  private reqSeq = 0;
   private stopped = false;
   private readonly timeoutMs: number;
   /** One attempt of a proposal or read waits at most this long before it is retried. */
@@ -206,7 +161,6 @@ export class FlotillaNode {
   /** When local replicas saw a leader change (ms since epoch), for flapping detection. */
   private readonly leaderChanges: number[] = [];
   private pinger: NodeJS.Timeout | null = null;
-  private sweeper: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   /** Requests served as leader per group and origin node since the balancer last looked
    *  (follow-the-workload). */
@@ -328,6 +282,7 @@ export class FlotillaNode {
       tls: opts.transportSecurity?.tls, secret: opts.transportSecurity?.secret,
       onEnvelopes: (from, envs) => node.onEnvelopes(from, envs),
     });
+    node.forwarder = new Forwarder({ isConnected: (p) => node.transport.isConnected(p), send: (p, e) => node.transport.send(p, e) });
     node.transport.on('peerUp', (p) => {
       node.transport.send(p, { k: 'app', t: 'hello', p: { workers } });
       if (node.draining) node.transport.send(p, { k: 'app', t: 'drainState', p: { draining: true } });
@@ -337,11 +292,7 @@ export class FlotillaNode {
       node.workers.broadcast({ t: 'down', p });
       // Requests in flight to a node that died will not be answered: retry them elsewhere now
       // (client sessions make a proposal's retry safe even if the dead node had logged it).
-      for (const [id, q] of node.pending) {
-        if (q.to !== p) continue;
-        node.pending.delete(id);
-        q.reject(new RuntimeError('Unavailable', `${p} went down while serving the request`));
-      }
+      node.forwarder.peerDown(p);
     });
     try {
       await node.workers.start();
@@ -905,9 +856,7 @@ export class FlotillaNode {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.sweeper) clearInterval(this.sweeper);
-    for (const p of this.pending.values()) p.reject(new RuntimeError('Stopped', `node ${this.id} stopped`));
-    this.pending.clear();
+    this.forwarder.close(new RuntimeError('Stopped', `node ${this.id} stopped`));
     this.balancer?.stop();
     if (this.pinger) clearInterval(this.pinger);
     await this.workers.stop();
@@ -918,38 +867,8 @@ export class FlotillaNode {
   // --- between nodes -----------------------------------------------------------------------------
 
   private forward(to: NodeId, t: string, p: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
-    // Nothing is sent to a node we know is down: fail fast (safe to retry elsewhere) instead of
-    // queueing a request whose answer would only arrive, if ever, after the deadline.
-    if (!this.transport.isConnected(to)) return Promise.reject(new RuntimeError('Unavailable', `${to} is not connected`));
-    const id = ++this.reqSeq;
     this.stats.forwarded++;
-    if (this.sweeper === null && !this.stopped) {
-      // Only while requests are out: an idle node has no timer firing for them.
-      this.sweeper = setInterval(() => this.sweepForwarded(), SWEEP_MS);
-      this.sweeper.unref();
-    }
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, deadline: performance.now() + Math.max(1, timeoutMs), t, to });
-      if (!this.transport.send(to, { k: 'app', t, p: { ...p, id } })) {
-        this.pending.delete(id);
-        reject(new RuntimeError('Unavailable', `cannot reach ${to}`));
-      }
-    });
-  }
-
-  /** Fail the forwarded requests whose deadline passed (up to SWEEP_MS late). */
-  private sweepForwarded(): void {
-    if (this.pending.size === 0) {
-      if (this.sweeper) clearInterval(this.sweeper);
-      this.sweeper = null;
-      return;
-    }
-    const now = performance.now();
-    for (const [id, p] of this.pending) {
-      if (p.deadline > now) continue;
-      this.pending.delete(id);
-      p.reject(new RuntimeError('Timeout', `request ${p.t} to ${p.to} timed out`));
-    }
+    return this.forwarder.request(to, t, p, timeoutMs);
   }
 
   private onEnvelopes(from: NodeId, envs: Envelope[]): void {
@@ -1096,17 +1015,9 @@ export class FlotillaNode {
       case 'gremove':
         serve(() => this.applyGroupChange(t, p).then(() => null));
         return;
-      case 'reply': {
-        const r = p as unknown as FwdReply;
-        const w = this.pending.get(r.id);
-        if (!w) return;
-        this.pending.delete(r.id);
-        if (r.ok) w.resolve(r.result);
-        // A peer that is stopping is, for this node, unavailable: the request may go elsewhere.
-        else if (r.code === 'Stopped') w.reject(new RuntimeError('Unavailable', `${from}: ${r.message}`, r.leader));
-        else w.reject(r.reason ? new TransferError(r.reason, r.message, r.leader) : new RuntimeError(r.code, r.message, r.leader));
+      case 'reply':
+        this.forwarder.onReply(from, p as unknown as FwdReply);
         return;
-      }
       default:
         this.log.warn({ from, t }, 'unknown application envelope dropped');
     }

@@ -887,3 +887,43 @@ describe('pipelined Readies (maxReadiesInFlight)', () => {
     assert.equal(n.hasReady(), false, 'nothing left unstable or unhanded');
   });
 });
+
+describe('coasting heartbeats (coastHeartbeats)', () => {
+  const hbsTo = (ms: readonly Message[], to: NodeId) => ms.filter((m) => m.type === 'hb' && m.to === to && !m.quiesce).length;
+
+  test('a follower that got and answered an append since the last heartbeat is not sent the next one; an idle one is', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 9, coastHeartbeats: true });
+    c.elect('a');
+    c.tickAll(1);
+    c.propose('a', 'w');
+    c.stabilize();
+    let mark = c.sent.length;
+    c.tick('a');
+    c.process('a');
+    assert.equal(hbsTo(c.sent.slice(mark), 'b'), 0, 'b got and acked an append: no heartbeat');
+    c.stabilize();
+    mark = c.sent.length;
+    c.tick('a');
+    c.process('a');
+    assert.equal(hbsTo(c.sent.slice(mark), 'b'), 1, 'nothing since: the heartbeat goes out');
+  });
+
+  test('while an append is in flight the follower is not heartbeaten, for fewer than 3 ticks; then heartbeats resume and nobody campaigns', () => {
+    const c = new TestCluster(['a', 'b', 'c'], { seed: 10, coastHeartbeats: true, electionTicks: 10 });
+    c.elect('a');
+    c.tickAll(1);
+    c.dropIf = (m) => m.type === 'appResp' && m.from === 'b'; // b's acks are slow (here: lost)
+    c.propose('a', 'w');
+    c.stabilize();
+    const perTick: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const mark = c.sent.length;
+      c.tickAll(1);
+      perTick.push(hbsTo(c.sent.slice(mark), 'b'));
+    }
+    assert.deepEqual(perTick.slice(0, 2), [0, 0], `no heartbeat while the append is recent: ${perTick}`);
+    assert.ok(perTick.slice(2).some((n) => n > 0), `heartbeats resume once it is not: ${perTick}`);
+    assert.equal(c.leader(), 'a');
+    assert.equal(c.node('b').status().term, c.node('a').status().term, 'b never campaigned');
+  });
+});

@@ -10,7 +10,7 @@ import { LogStore } from '../../src/storage/logstore.js';
 import { Shard } from '../../src/runtime/shard.js';
 import type { Message, NodeId } from '../../src/raft/types.js';
 import { until } from '../helpers/net.js';
-import type { KvResult } from '../../src/storage/kv.js';
+import { KvStateMachine, type KvResult } from '../../src/storage/kv.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -132,6 +132,43 @@ test('three shards elect, replicate, read linearizably, transfer and survive a r
     }
     assert.equal(dec.decode(re.get(1, enc.encode('k1')) ?? new Uint8Array()), 'w1', 'data written before the restart');
     t.diagnostic(`loops per node: ${IDS.map((id) => net.shards.get(id)!.stats.loops).join(', ')}`);
+  } finally {
+    for (const s of net.shards.values()) await s.stop();
+    for (const s of stores.values()) await s.close().catch(() => {});
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a shard whose groups are all quiesced stops ticking and flushes its state machine; any activity resumes it', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-shard-idle-'));
+  const dirs = new Map(IDS.map((id) => [id, join(root, id)]));
+  const net = new Net();
+  stores.clear();
+  try {
+    for (const id of IDS) {
+      const s = await openNode(net, dirs, id);
+      for (let g = 1; g <= 5; g++) s.createGroup(g, CONF);
+    }
+    await until('every group has one leader', () => [1, 2, 3, 4, 5].every((g) => leaderOf(net, g) !== null), 60_000);
+    await retry(() => net.shards.get(leaderOf(net, 1)!)!.propose(1, { op: 'put', key: enc.encode('k'), value: enc.encode('v') }));
+    await until('every replica quiesced', () => IDS.every((id) => net.shards.get(id)!.summary().quiesced === 5));
+    // Idle: ticks stop (the tick timer is 10 ms here; a few may still be on their way).
+    await new Promise((r) => setTimeout(r, 100));
+    const before = IDS.map((id) => net.shards.get(id)!.stats.ticks);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(IDS.map((id) => net.shards.get(id)!.stats.ticks), before, 'no tick while every group is quiesced');
+    // The state machine flushed on the way to idle: durable applied = applied.
+    for (const id of IDS) {
+      const sm = net.shards.get(id)!.sm;
+      assert.ok(sm instanceof KvStateMachine);
+      assert.equal(sm.durableApplied(1), sm.applied(1), `${id}: memtable flushed when it went idle`);
+    }
+    // A write wakes it: ticks again, and the write commits.
+    const r = await retry(() => net.shards.get(leaderOf(net, 2)!)!.propose(2, { op: 'put', key: enc.encode('k2'), value: enc.encode('v2') }));
+    assert.deepEqual(r, { op: 'put' });
+    const leader2 = net.shards.get(leaderOf(net, 2)!)!;
+    const t0 = leader2.stats.ticks;
+    await until('ticking again', () => leader2.stats.ticks > t0, 2000);
   } finally {
     for (const s of net.shards.values()) await s.stop();
     for (const s of stores.values()) await s.close().catch(() => {});

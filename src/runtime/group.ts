@@ -1,0 +1,156 @@
+// The records a shard keeps per Raft group (Group), the callers waiting on it (Waiter, read
+// batches) and the deadlines of those callers (Deadlines), swept by the shard's tick timer rather
+// than a timer per request: tens of thousands of requests per second are in flight under load.
+import type { RaftNode } from '../raft/node.js';
+import type { NodeId } from '../raft/types.js';
+import type { GroupStorage } from '../storage/logstore.js';
+import { RuntimeError } from './errors.js';
+
+/** A group this node leads, as the leader balancer sees it. */
+export interface LedGroup {
+  readonly group: number;
+  /** Work served as leader (cumulative). */
+  readonly served: { writes: number; bytes: number; reads: number };
+  /** Entries each peer lacks. */
+  readonly lag: Record<NodeId, number>;
+  /** Non-voting members (never a leadership target). */
+  readonly learners?: NodeId[];
+}
+
+/** Something a caller waits for, with a deadline swept by the shard's tick timer (no timer per
+ *  request: tens of thousands per second under load). */
+export interface Deadline {
+  readonly deadline: number;
+  settled: boolean;
+  /** The deadline passed unsettled: reject with Timeout. */
+  expire(): void;
+}
+
+/** A caller waiting for the entry at a log index (a proposal or a membership change). One object
+ *  per proposal, no closures of its own. */
+export class Waiter implements Deadline {
+  settled = false;
+  constructor(
+    readonly g: Group,
+    readonly index: number,
+    readonly term: number,
+    /** When the proposal was accepted (performance.now()), for the commit latency histogram;
+     *  0 = not timed. */
+    readonly startedAt: number,
+    readonly deadline: number,
+    private readonly res: (r: unknown) => void,
+    private readonly rej: (e: Error) => void,
+  ) {}
+
+  resolve(r: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.res(r);
+  }
+
+  reject(e: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.rej(e);
+  }
+
+  expire(): void {
+    if (this.g.waiters.get(this.index) === this) this.g.waiters.delete(this.index);
+    this.reject(new RuntimeError('Timeout', `entry at ${this.index} of group ${this.g.id} not applied before the deadline (outcome unknown)`));
+  }
+}
+
+export interface ReadWaiter {
+  index: number;
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+}
+
+export interface Group {
+  readonly id: number;
+  readonly node: RaftNode;
+  readonly storage: GroupStorage;
+  /** Proposals waiting to be applied, by log index. */
+  readonly waiters: Map<number, Waiter>;
+  /** Linearizable reads: by ctx until the ReadIndex arrives, then waiting for apply. */
+  readonly reads: Map<string, ReadWaiter>;
+  applied: number;
+  leader: NodeId;
+  /** Callers of transfer(), by target: settled by the core's transfer outcome. */
+  readonly transfers: Map<NodeId, { resolve: (r: TransferDone) => void; reject: (e: Error) => void }[]>;
+  /** Work served as leader (cumulative): writes applied, their bytes, reads answered. */
+  readonly served: { writes: number; bytes: number; reads: number };
+  /** Reads that arrived since the last loop turn, not yet given to the core: [ReadIndex, lease]. */
+  readonly readBatches: [ReadBatch | null, ReadBatch | null];
+}
+
+/** Linearizable reads of one group that arrived between two loop turns. They share one ReadIndex
+ *  (one heartbeat round instead of one per read, as etcd's server coalesces reads): the index is
+ *  taken when the batch is handed to the core, after every member arrived, so it is at least the
+ *  commit index each of them saw. */
+export interface ReadBatch {
+  readonly g: Group;
+  readonly lease: boolean;
+  readonly waiters: Set<{ resolve: () => void; reject: (e: Error) => void }>;
+}
+
+export interface TransferDone {
+  readonly group: number;
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  readonly ticks: number;
+}
+
+/** The deadlines of a shard's callers: fired (rejected with Timeout) by sweep(), up to one sweep
+ *  interval late; settled ones are dropped at the next sweep. */
+export class Deadlines {
+  private xs: Deadline[] = [];
+
+  add(d: Deadline): void {
+    this.xs.push(d);
+  }
+
+  /** Deadlines not yet swept away (settled ones included until the next sweep). */
+  get size(): number {
+    return this.xs.length;
+  }
+
+  /** A promise that rejects with Timeout after `ms`; `register` files the caller wherever it
+   *  waits and returns how to unfile it. */
+  promise<T>(what: string, ms: number, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const d: Deadline = {
+        deadline: performance.now() + ms,
+        settled: false,
+        expire: () => {
+          unregister();
+          reject(new RuntimeError('Timeout', `${what} timed out after ${ms} ms`));
+        },
+      };
+      this.xs.push(d);
+      const unregister = register(
+        (v) => { d.settled = true; resolve(v); },
+        (e) => { d.settled = true; reject(e); },
+      );
+    });
+  }
+
+  /** Fire the deadlines that passed by `now`; drop the settled ones (in place). */
+  sweep(now: number): void {
+    const xs = this.xs;
+    if (xs.length === 0) return;
+    let j = 0;
+    for (let i = 0; i < xs.length; i++) {
+      const d = xs[i];
+      if (d.settled) continue;
+      if (d.deadline <= now) {
+        d.expire();
+        d.settled = true;
+        continue;
+      }
+      xs[j++] = d;
+    }
+    xs.length = j;
+  }
+}
