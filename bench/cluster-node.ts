@@ -83,6 +83,8 @@ function workCounters(st: Awaited<ReturnType<typeof node.status>>): Record<strin
     messagesIn: sum('messagesIn'), messagesOut: sum('messagesOut'),
     framesSent: peers.reduce((a, p) => a + p.framesSent, 0), bytesSent: peers.reduce((a, p) => a + p.bytesSent, 0),
     cpuUserUs: cpu.user, cpuSystemUs: cpu.system, diskWriteBytes,
+    walBytes: st.shards.reduce((a, x) => a + (((x as unknown as { store?: Record<string, number> }).store?.walBytes) ?? 0), 0),
+    checkpoints: st.shards.reduce((a, x) => a + (((x as unknown as { store?: Record<string, number> }).store?.checkpoints) ?? 0), 0),
     msStep: sum('msStep'), msReady: sum('msReady'), msStage: sum('msStage'), msAfter: sum('msAfter'), msSmWrite: sum('msSmWrite'),
   };
 }

@@ -116,6 +116,11 @@ export interface PerWrite {
   raftMessagesCluster: number;
   framesPerNode: number;
   diskBytesPerNode: number;
+  /** WAL record bytes per write per node (the rest of diskBytesPerNode is LMDB: the state
+   *  machine's flushes and checkpoints). */
+  walBytesPerNode: number;
+  /** Checkpoints during the row (all nodes). */
+  checkpoints: number;
   /** Time inside the shard loop's turns (step, Readies, staging, after the commit), µs. */
   loopUsPerNode: number;
 }
@@ -131,6 +136,7 @@ export function perWrite(before: Record<string, number>[], after: Record<string,
     loopsPerNode: r(d('loops') / writes / n, 4), fsyncsPerNode: r(d('commits') / writes / n, 4), readiesPerNode: r(d('readies') / writes / n),
     groupTicksPerNode: r(d('groupTicks') / writes / n), raftMessagesCluster: r(d('messagesOut') / writes),
     framesPerNode: r(d('framesSent') / writes / n), diskBytesPerNode: Math.round(d('diskWriteBytes') / writes / n),
+    walBytesPerNode: Math.round(d('walBytes') / writes / n), checkpoints: d('checkpoints'),
     loopUsPerNode: r((1000 * (d('msStep') + d('msReady') + d('msStage') + d('msAfter'))) / writes / n, 1),
   };
 }

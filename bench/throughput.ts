@@ -246,7 +246,8 @@ if (process.argv[1] === import.meta.filename) {
     // Rows in the order given (a repeated count is run again: the first row after the election
     // warms the cluster up); the cluster has max(active) groups.
     const active = (process.argv[4] ?? '1,100,1000').split(',').map(Number);
-    const extra = active.slice(1).map((a, i) => ({ activeGroups: a, valueBytes: 16, proposers: 3000 - i - 1 }));
-    out(await runThroughput({ active: [active[0]], payloads: [16], proposers: 3000, extra, seconds: secs, idleSeconds: 3, settle: false, onRow: out }));
+    const bytes = Number(process.argv[5] ?? 16);
+    const extra = active.slice(1).map((a, i) => ({ activeGroups: a, valueBytes: bytes, proposers: 3000 - i - 1 }));
+    out(await runThroughput({ active: [active[0]], payloads: [bytes], proposers: 3000, extra, seconds: secs, idleSeconds: 3, settle: false, onRow: out }));
   }
 }

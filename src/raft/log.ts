@@ -199,7 +199,9 @@ export class RaftLog {
     if (i < this.unstableOffset) return;
     const k = i - this.unstableOffset;
     if (k >= this.unstable.length || this.unstable[k].term !== t) return;
-    this.unstable = this.unstable.slice(k + 1);
+    // In place: Readies hold copies (takeUnhanded), never this array.
+    if (k + 1 === this.unstable.length) this.unstable.length = 0;
+    else this.unstable.splice(0, k + 1);
     this.unstableOffset = i + 1;
   }
 

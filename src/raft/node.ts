@@ -143,8 +143,8 @@ export class RaftNode {
     const log = r.log;
     const snapshot: Snapshot | null = log.unstableSnap !== null && !log.snapHanded ? log.unstableSnap : null;
     if (snapshot) log.snapHanded = true;
-    const entries: Entry[] = log.takeUnhanded();
-    let committed: Entry[] = [];
+    const entries: readonly Entry[] = log.hasUnhanded() ? log.takeUnhanded() : NO_ENTRIES;
+    let committed: readonly Entry[] = NO_ENTRIES;
     if (snapshot) {
       log.applied = Math.max(log.applied, snapshot.meta.index);
     } else if (log.hasNextCommitted()) {
@@ -152,42 +152,45 @@ export class RaftNode {
       for (const e of committed) if (e.type === 'conf') r.applyConfEntry(e);
       if (committed.length > 0) log.applied = committed[committed.length - 1].index;
     }
-    const soft = this.softState();
-    const hard = this.hardState();
-    const softChanged = !sameSoft(soft, this.prevSoft);
-    const hardChanged = !sameHard(hard, this.prevHard);
-    let messages = r.msgsNow;
-    let after = r.msgsAfterPersist;
-    const voteChanged = hardChanged && (hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote);
+    // Objects only for what changed: most Readies of a busy group change neither.
+    const ps = this.prevSoft;
+    const ph = this.prevHard;
+    const softChanged = r.role !== ps.role || r.leader !== ps.leader || r.term !== ps.term;
+    const voteChanged = r.term !== ph.term || r.vote !== ph.vote;
+    const hardChanged = voteChanged || r.log.committed !== ph.commit;
+    const soft = softChanged ? this.softState() : null;
+    const hard = hardChanged ? this.hardState() : null;
+    let messages: readonly Message[] = take(r.msgsNow);
+    if (messages.length > 0) r.msgsNow = [];
+    let after: readonly Message[] = take(r.msgsAfterPersist);
+    if (after.length > 0) r.msgsAfterPersist = [];
     if (voteChanged) {
       // A new term or vote must be durable before anything that carries it leaves.
       after = messages.concat(after);
-      messages = [];
+      messages = NO_MESSAGES;
     }
     const conf: ConfState | null = r.confChanged ? r.tracker.conf() : null;
     const rd: Ready = {
       group: r.group,
-      softState: softChanged ? soft : null,
-      hardState: hardChanged ? hard : null,
+      softState: soft,
+      hardState: hard,
       snapshot,
       entries,
       committed,
       messages,
       messagesAfterPersist: after,
-      readStates: r.readStates,
-      transfers: r.transferOutcomes,
+      readStates: take(r.readStates),
+      transfers: take(r.transferOutcomes),
       conf,
-      droppedReads: r.droppedReads,
+      droppedReads: take(r.droppedReads),
       mustSync: voteChanged || entries.length > 0 || snapshot !== null || conf !== null,
     };
-    r.msgsNow = [];
-    r.msgsAfterPersist = [];
-    r.readStates = [];
-    r.droppedReads = [];
-    r.transferOutcomes = [];
+    if (r.readStates.length > 0) r.readStates = [];
+    if (r.droppedReads.length > 0) r.droppedReads = [];
+    if (r.transferOutcomes.length > 0) r.transferOutcomes = [];
     r.confChanged = false;
-    if (softChanged) this.prevSoft = soft;
-    if (hardChanged) this.prevHard = hard;
+    if (soft) this.prevSoft = soft;
+    if (hard) this.prevHard = hard;
     const last = entries.length > 0 ? entries[entries.length - 1] : null;
     this.inFlight.push({
       lastEntry: last ? { index: last.index, term: last.term } : null,
@@ -207,10 +210,12 @@ export class RaftNode {
   }
 }
 
-function sameHard(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
-}
+const EMPTY: readonly never[] = Object.freeze([]);
+const NO_ENTRIES: readonly Entry[] = EMPTY;
+const NO_MESSAGES: readonly Message[] = EMPTY;
 
-function sameSoft(a: SoftState, b: SoftState): boolean {
-  return a.role === b.role && a.leader === b.leader && a.term === b.term;
+/** The outbox itself when it has something (the caller then gives Raft a fresh one), else a
+ *  shared empty array: a Ready allocates nothing for what it does not carry. */
+function take<T>(xs: T[]): readonly T[] {
+  return xs.length > 0 ? xs : EMPTY;
 }

@@ -44,24 +44,24 @@ export class Tracker {
     }
   }
 
-  /** Largest index replicated on a quorum of voters. */
+  /** Largest index replicated on a quorum of voters. Called on every acknowledgement: no
+   *  allocation (a shared scratch array, insertion sort of a handful of values). */
   committedIndex(): number {
     if (this.voters.size === 0) return 0;
-    const m: number[] = [];
-    for (const id of this.voters) m.push(this.progress.get(id)?.match ?? 0);
-    m.sort((a, b) => b - a);
-    return m[this.quorum() - 1];
+    let n = 0;
+    for (const id of this.voters) n = insertDesc(scratch, n, this.progress.get(id)?.match ?? 0);
+    return scratch[this.quorum() - 1];
   }
 
   /** The value v such that a quorum of voters has f(progress) >= v. */
   quorumValue(f: (id: NodeId, pr: Progress) => number): number {
-    const m: number[] = [];
+    if (this.voters.size === 0) return -Infinity;
+    let n = 0;
     for (const id of this.voters) {
       const pr = this.progress.get(id);
-      m.push(pr ? f(id, pr) : -Infinity);
+      n = insertDesc(scratch, n, pr ? f(id, pr) : -Infinity);
     }
-    m.sort((a, b) => b - a);
-    return m[this.quorum() - 1] ?? -Infinity;
+    return scratch[this.quorum() - 1];
   }
 
   resetVotes(): void {
@@ -94,4 +94,18 @@ export class Tracker {
     }
     return active >= this.quorum();
   }
+}
+
+/** Shared by every tracker (the core is single-threaded and these calls do not nest). */
+const scratch: number[] = [];
+
+/** Insert `v` into xs[0..n) kept in descending order; returns n + 1. */
+function insertDesc(xs: number[], n: number, v: number): number {
+  let i = n;
+  while (i > 0 && xs[i - 1] < v) {
+    xs[i] = xs[i - 1];
+    i--;
+  }
+  xs[i] = v;
+  return n + 1;
 }

@@ -196,7 +196,7 @@ export class ShardHost {
     const shard = this.shard;
     const h = shard.histograms;
     const base = {
-      ...shard.summary(), loop: shard.stats, routing: this.stats, commitP99Ms: shard.commitP99Ms(),
+      ...shard.summary(), loop: shard.stats, store: this.store.stats, routing: this.stats, commitP99Ms: shard.commitP99Ms(),
       histograms: { fsync: h.fsync.snapshot(), commit: h.commit.snapshot(), apply: h.apply.snapshot() },
     };
     if (!detail) return base;

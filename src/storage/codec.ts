@@ -114,22 +114,30 @@ export class Writer {
   }
 }
 
+/** Little-endian f64 decoding through a shared 8-byte scratch (no DataView per value read: a
+ *  Reader is made for every command applied). */
+const f64 = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function readU32(b: Uint8Array, p: number): number {
+  return (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16)) + b[p + 3] * 0x1000000;
+}
+
 export class Reader {
-  private view: DataView;
   pos = 0;
   readonly end: number;
 
   /** `checked`: the value ends in a CRC-32 of the rest (verified here); false for values that
    *  travel inside a checksummed record (log entries inside WAL records and Raft batches). */
   constructor(readonly buf: Uint8Array, readonly what: string, checked = true) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     if (!checked) {
       this.end = buf.byteLength;
       return;
     }
     if (buf.byteLength < 4) throw new CorruptRecord(what, `too short (${buf.byteLength} bytes)`);
     this.end = buf.byteLength - 4;
-    const want = this.view.getUint32(this.end, true);
+    const want = readU32(buf, this.end);
     const got = crc32(buf, 0, this.end);
     if (want !== got) throw new CorruptRecord(what, `checksum mismatch (stored ${want}, computed ${got})`);
   }
@@ -145,21 +153,29 @@ export class Reader {
 
   u16(): number {
     this.need(2);
-    const v = this.view.getUint16(this.pos, true);
+    const b = this.buf;
+    const v = b[this.pos] | (b[this.pos + 1] << 8);
     this.pos += 2;
     return v;
   }
 
   u32(): number {
     this.need(4);
-    const v = this.view.getUint32(this.pos, true);
+    const v = readU32(this.buf, this.pos);
     this.pos += 4;
     return v;
   }
 
   num(): number {
     this.need(8);
-    const v = this.view.getFloat64(this.pos, true);
+    const b = this.buf;
+    let v: number;
+    if (LITTLE_ENDIAN) {
+      for (let i = 0; i < 8; i++) f64Bytes[i] = b[this.pos + i];
+      v = f64[0];
+    } else {
+      v = new DataView(b.buffer, b.byteOffset, b.byteLength).getFloat64(this.pos, true);
+    }
     this.pos += 8;
     if (!Number.isSafeInteger(v) || v < 0) throw new CorruptRecord(this.what, `bad integer ${v} at byte ${this.pos - 8}`);
     return v;
@@ -168,8 +184,9 @@ export class Reader {
   bytes(): Uint8Array {
     const n = this.u32();
     this.need(n);
-    // Copy: the source buffer may be reused by LMDB or a network read.
-    const b = this.buf.slice(this.pos, this.pos + n);
+    // Copy: the source buffer may be reused by LMDB or a network read (Buffer.prototype.slice
+    // would only make a view).
+    const b = Uint8Array.prototype.slice.call(this.buf, this.pos, this.pos + n);
     this.pos += n;
     return b;
   }

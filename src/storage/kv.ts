@@ -33,6 +33,9 @@ export type KvResult =
   | { readonly op: 'cas'; readonly swapped: boolean; readonly current: Uint8Array | null };
 
 const OPS = ['put', 'delete', 'cas'] as const;
+/** The results of put and delete carry nothing of their own: one frozen object each. */
+const PUT_RESULT: KvResult = Object.freeze({ op: 'put' });
+const DELETE_RESULT: KvResult = Object.freeze({ op: 'delete' });
 /** Set in the op byte of a command written without a trailing CRC-32 (entries travel inside
  *  checksummed WAL records and Raft batches); commands without it (older logs) end in one. */
 const NO_CRC = 0x80;
@@ -263,12 +266,13 @@ export class KvStateMachine implements SessionStore {
       const hex = k.toString('latin1');
       switch (c.op) {
         case 'put':
-          data.set(hex, { key: k, value: Buffer.from(c.value) });
-          out.push({ op: 'put' });
+          // A view: the value lives in the entry's own data, which nothing else writes to.
+          data.set(hex, { key: k, value: Buffer.from(c.value.buffer, c.value.byteOffset, c.value.byteLength) });
+          out.push(PUT_RESULT);
           break;
         case 'delete':
           data.set(hex, { key: k, value: null });
-          out.push({ op: 'delete' });
+          out.push(DELETE_RESULT);
           break;
         case 'cas': {
           const cur = this.current(group, c.key);

@@ -143,7 +143,8 @@ class In {
     const n = this.uv();
     if (n > max || this.pos + n > this.buf.length) throw new Bad('MalformedBatch');
     if (n === 0) return EMPTY;
-    const out = this.buf.slice(this.pos, this.pos + n);
+    // A copy even when the input is a Buffer (whose slice() is a view).
+    const out = Uint8Array.prototype.slice.call(this.buf, this.pos, this.pos + n);
     this.pos += n;
     return out;
   }
