@@ -2,7 +2,8 @@
 // ticks, messages and local requests; outputs accumulate in outboxes that RaftNode drains into a
 // Ready. Owns roles and terms, elections (PreVote, CheckQuorum, stickiness, two clocks),
 // replication and flow control, leader transfer, membership, ReadIndex/lease reads and quiescence.
-import { resolveConfig, type RaftConfig, type ResolvedConfig } from './config.js';
+import { resolveConfig, tuningOf, type RaftConfig, type Tuning } from './config.js';
+import type { RandomSource } from './rand.js';
 import { applyConfChange, decodeConfChange, encodeConfChange, validateConfChange } from './confchange.js';
 import { RaftLog } from './log.js';
 import type { Progress } from './progress.js';
@@ -87,7 +88,9 @@ function wakesQuiesced(m: Message): boolean {
 export class Raft {
   readonly id: NodeId;
   readonly group: number;
-  readonly cfg: ResolvedConfig;
+  /** Shared with every replica of the same tunables (see tuningOf). */
+  readonly cfg: Tuning;
+  private readonly random: RandomSource;
   readonly log: RaftLog;
   readonly tracker: Tracker;
   /** Send a follower an empty append when only the commit index moved (etcd's behaviour); off
@@ -147,12 +150,14 @@ export class Raft {
   readonly rejected: Record<RejectReason, number> = { WrongGroup: 0, NotAddressedToMe: 0, UnknownSender: 0, Malformed: 0, StaleTerm: 0 };
 
   constructor(config: RaftConfig) {
-    this.cfg = resolveConfig(config);
+    const resolved = resolveConfig(config);
+    this.cfg = tuningOf(resolved);
+    this.random = resolved.random;
     this.bcastCommit = !this.cfg.skipCommitBroadcast;
-    this.id = this.cfg.id;
-    this.group = this.cfg.group;
-    const st = this.cfg.storage.initialState();
-    this.log = new RaftLog(this.cfg.storage, this.cfg.applied);
+    this.id = resolved.id;
+    this.group = resolved.group;
+    const st = resolved.storage.initialState();
+    this.log = new RaftLog(resolved.storage, resolved.applied);
     this.tracker = new Tracker(this.cfg.maxInflight);
     this.tracker.setConf(st.conf, this.log.lastIndex() + 1);
     this.term = st.hardState.term;
@@ -196,7 +201,7 @@ export class Raft {
   }
 
   private resetRandomizedTimeout(base: number): void {
-    this.randomizedTimeout = randInt(this.cfg.random, base, 2 * base);
+    this.randomizedTimeout = randInt(this.random, base, 2 * base);
   }
 
   private dropReads(): void {

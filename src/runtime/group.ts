@@ -66,22 +66,59 @@ export interface ReadWaiter {
   readonly reject: (e: Error) => void;
 }
 
+export type TransferCallers = { resolve: (r: TransferDone) => void; reject: (e: Error) => void }[];
+
+/** A group's replica on this shard. The three maps start as shared empty ones (a node may hold
+ *  100,000 replicas, most of them never waited on): use own*() before adding to one. */
 export interface Group {
   readonly id: number;
   readonly node: RaftNode;
   readonly storage: GroupStorage;
   /** Proposals waiting to be applied, by log index. */
-  readonly waiters: Map<number, Waiter>;
+  waiters: Map<number, Waiter>;
   /** Linearizable reads: by ctx until the ReadIndex arrives, then waiting for apply. */
-  readonly reads: Map<string, ReadWaiter>;
+  reads: Map<string, ReadWaiter>;
   applied: number;
   leader: NodeId;
   /** Callers of transfer(), by target: settled by the core's transfer outcome. */
-  readonly transfers: Map<NodeId, { resolve: (r: TransferDone) => void; reject: (e: Error) => void }[]>;
+  transfers: Map<NodeId, TransferCallers>;
   /** Work served as leader (cumulative): writes applied, their bytes, reads answered. */
   readonly served: { writes: number; bytes: number; reads: number };
   /** Reads that arrived since the last loop turn, not yet given to the core: [ReadIndex, lease]. */
   readonly readBatches: [ReadBatch | null, ReadBatch | null];
+}
+
+/** A map that is always empty: reading, deleting and clearing work, adding throws. */
+class NoEntries<K, V> extends Map<K, V> {
+  override set(): this {
+    throw new Error('a shared empty map: the group must own one before adding to it');
+  }
+}
+
+const NO_WAITERS: Map<number, Waiter> = new NoEntries();
+const NO_READS: Map<string, ReadWaiter> = new NoEntries();
+const NO_TRANSFERS: Map<NodeId, TransferCallers> = new NoEntries();
+
+export function newGroup(id: number, node: RaftNode, storage: GroupStorage, applied: number): Group {
+  return {
+    id, node, storage, waiters: NO_WAITERS, reads: NO_READS, applied, leader: '', transfers: NO_TRANSFERS,
+    served: { writes: 0, bytes: 0, reads: 0 }, readBatches: [null, null],
+  };
+}
+
+export function ownWaiters(g: Group): Map<number, Waiter> {
+  if (g.waiters === NO_WAITERS) g.waiters = new Map();
+  return g.waiters;
+}
+
+export function ownReads(g: Group): Map<string, ReadWaiter> {
+  if (g.reads === NO_READS) g.reads = new Map();
+  return g.reads;
+}
+
+export function ownTransfers(g: Group): Map<NodeId, TransferCallers> {
+  if (g.transfers === NO_TRANSFERS) g.transfers = new Map();
+  return g.transfers;
 }
 
 /** Linearizable reads of one group that arrived between two loop turns. They share one ReadIndex

@@ -20,7 +20,7 @@ import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
 import { RuntimeError, TransferError, type TransferFailReason } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
 import { Histogram } from './histogram.js';
-import { Deadlines, Waiter, type Group, type LedGroup, type ReadBatch, type TransferDone } from './group.js';
+import { Deadlines, Waiter, newGroup, ownReads, ownTransfers, ownWaiters, type Group, type LedGroup, type ReadBatch, type TransferDone } from './group.js';
 
 export type { LedGroup, TransferDone } from './group.js';
 
@@ -161,7 +161,7 @@ export class Shard {
     if (this.campaignDelay) node.setCampaignDelay(this.campaignDelay);
     storage.snapshotSource = (meta: SnapshotMeta) =>
       this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
-    const g: Group = { id, node, storage, waiters: new Map(), reads: new Map(), applied: this.sm.applied(id), leader: NONE, transfers: new Map(), served: { writes: 0, bytes: 0, reads: 0 }, readBatches: [null, null] };
+    const g = newGroup(id, node, storage, this.sm.applied(id));
     this.groups.set(id, g);
     this.touch(g);
     return g;
@@ -303,7 +303,7 @@ export class Shard {
     const deadline = now + Math.max(1, timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
     return new Promise<unknown>((resolve, reject) => {
       const w = new Waiter(g, index, term, timed ? now : 0, deadline, resolve, reject);
-      g.waiters.set(index, w);
+      ownWaiters(g).set(index, w);
       this.deadlines.add(w);
     });
   }
@@ -373,7 +373,7 @@ export class Shard {
         continue;
       }
       const waiters = [...b.waiters];
-      g.reads.set(ctx, {
+      ownReads(g).set(ctx, {
         index: -1,
         resolve: () => { for (const w of waiters) w.resolve(); },
         reject: (e) => { for (const w of waiters) w.reject(e); },
@@ -492,7 +492,7 @@ export class Shard {
     if (!r.ok) return fail(r.reason === 'NotLeader' ? 'NoLeader' : r.reason, r.reason);
     return this.withDeadline<TransferDone>(`transfer of group ${groupId} to ${target}`, o.timeoutMs, (resolve, reject) => {
       let list = g.transfers.get(target);
-      if (!list) g.transfers.set(target, (list = []));
+      if (!list) ownTransfers(g).set(target, (list = []));
       const entry = { resolve, reject };
       list.push(entry);
       return () => {
