@@ -5,6 +5,7 @@
 // groups this node leads), 'undrain', 'drain' {concurrency}, 'configure' {config} (balancer
 // settings at run time), 'idle' {seconds} and 'stop'.
 import { parseArgs } from 'node:util';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -100,6 +101,9 @@ async function openLoop(keys: Uint8Array[], value: Uint8Array, rate: number, sec
   let outstanding = 0;
   let issued = 0;
   const cpu0 = process.cpuUsage();
+  // Stalls of this process's event loop (where the inline shards run) explain the latency tail.
+  const stalls = monitorEventLoopDelay({ resolution: 5 });
+  stalls.enable();
   const t0 = performance.now();
   const total = Math.floor(rate * seconds);
   let resolveDone!: () => void;
@@ -133,7 +137,9 @@ async function openLoop(keys: Uint8Array[], value: Uint8Array, rate: number, sec
   } else await done;
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  stalls.disable();
   return {
+    loopDelayP99Ms: stalls.percentile(99) / 1e6, loopDelayMaxMs: stalls.max / 1e6,
     writes, errors, shed, reads: 0, seconds: secs, latenciesMs: lat, readLatenciesMs: [], proposers: 0, keys: keys.length,
     offeredPerSec: rate, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs,
   };
