@@ -273,9 +273,13 @@ process.on('message', async (m: {
     return;
   }
   if (keys.length === 0 || m.proposers === 0) {
-    // `local` and this node leads nothing: it only replicates.
+    // `local` and this node leads nothing: it only replicates (its CPU is still the cluster's).
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
     await new Promise((r) => setTimeout(r, (m.seconds ?? 10) * 1000));
-    send({ kind: 'result', perSecond: [], writes: 0, reads: 0, errors: 0, seconds: m.seconds ?? 10, latenciesMs: [], readLatenciesMs: [], cpuPct: 0, keys: 0, proposers: 0 });
+    const cpu = process.cpuUsage(cpu0);
+    const secs = (performance.now() - t0) / 1000;
+    send({ kind: 'result', perSecond: [], writes: 0, reads: 0, errors: 0, seconds: m.seconds ?? 10, latenciesMs: [], readLatenciesMs: [], cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: 0, proposers: 0 });
     return;
   }
   const lat: number[] = [];

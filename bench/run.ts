@@ -194,7 +194,7 @@ async function throughput(): Promise<Output> {
   // Open loop on 1,000 groups: the rate at which p99 first passes 50 ms.
   const open = await runOpenLoop({
     groups: 1000, seconds: quick ? 3 : 5, rates: quick ? [5_000, 15_000] : [5_000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000],
-    onRow: (x) => say(`open loop, 1,000 groups, ${fmt(x.offeredPerSec).padStart(6)} writes/s offered: ${fmt(x.writesPerSec)} done, p50 ${x.p50Ms} ms  p99 ${x.p99Ms} ms  p99.9 ${x.p999Ms} ms  errors ${x.errors}  shed ${x.shed}`),
+    onRow: (x) => say(`open loop, 1,000 groups, ${fmt(x.offeredPerSec).padStart(6)} writes/s offered: ${fmt(x.writesPerSec)} done, p50 ${x.p50Ms} ms  p99 ${x.p99Ms} ms  p99.9 ${x.p999Ms} ms  errors ${x.errors}  shed ${x.shed}  worst loop stall p99 ${x.loopDelayP99Ms} ms, max ${x.loopDelayMaxMs} ms`),
   });
   say(`open loop: highest rate with p99 <= 50 ms: ${open.maxRateP99Within50Ms === null ? 'none of the rates tried' : `${fmt(open.maxRateP99Within50Ms)} writes/s`}`);
   const key = (x: { activeGroups: number; valueBytes: number; plannedProposers: number }) => `${x.activeGroups}g/${x.valueBytes}B${x.plannedProposers !== proposers ? `/${x.plannedProposers}p` : ''}`;
@@ -247,8 +247,8 @@ async function throughput(): Promise<Output> {
         'Work per write counts every node process (the load generator included) over the row.',
     }, {
       family: 'throughput', title: 'Open loop: writes on a fixed schedule (1,000 groups, 16 B; latency from each write\'s scheduled time)',
-      columns: ['offered writes/s', 'done writes/s', 'p50 (ms)', 'p99 (ms)', 'p99.9 (ms)', 'errors', 'shed', 'CPU µs/write (cluster)'],
-      rows: open.rows.map((x) => [x.offeredPerSec, x.writesPerSec, x.p50Ms, x.p99Ms, x.p999Ms, x.errors, x.shed, x.perWrite?.cpuUsCluster ?? '']),
+      columns: ['offered writes/s', 'done writes/s', 'p50 (ms)', 'p99 (ms)', 'p99.9 (ms)', 'errors', 'shed', 'CPU µs/write (cluster)', 'event-loop stall p99 / max (ms)'],
+      rows: open.rows.map((x) => [x.offeredPerSec, x.writesPerSec, x.p50Ms, x.p99Ms, x.p999Ms, x.errors, x.shed, x.perWrite?.cpuUsCluster ?? '', `${x.loopDelayP99Ms} / ${x.loopDelayMaxMs}`]),
       note: `Highest rate tried with p99 <= 50 ms: ${open.maxRateP99Within50Ms === null ? 'none' : fmt(open.maxRateP99Within50Ms)}. The sweep stops once p99 passes 500 ms or the cluster falls 20% behind the schedule.`,
     }],
     charts: [
