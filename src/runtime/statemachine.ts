@@ -5,7 +5,7 @@
 // it returns runs inside a log commit's transaction, so state, applied index and client sessions
 // are always durable together, and the log keeps every entry after that durable applied index
 // (compactableTo) for the replay after a restart. Two implementations:
-//  - the built-in KV (storage/kv.ts): a memtable flushed about once a second;
+//  - the built-in KV (storage/kv.ts): a memtable flushed every few seconds;
 //  - UserStateMachineHost (here): a user module's in-memory state machines, one per group,
 //    loaded by module path inside the worker. Their state is saved as a snapshot blob every
 //    `snapshotEvery` applied entries (in the commit transaction); after a restart the blob is

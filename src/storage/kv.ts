@@ -133,7 +133,10 @@ class Generation {
 }
 
 export interface KvOptions {
-  /** Flush the memtable at least this often (ms). Also bounds the replay after a crash. Default 1000. */
+  /** Flush the memtable at least this often (ms). Also bounds the replay after a crash. Default
+   *  3000: a flush dirties one B-tree page per scattered key, so its disk bytes grow with the
+   *  keys touched, not the writes; measured at 1,000 active groups (25k writes/s) 516 B written
+   *  per write and node with 1 s, 199 B with 3 s (the WAL record is 95 B), the same CPU. */
   readonly flushIntervalMs?: number;
   /** Flush once this many keys (values and session records) are dirty. Default 65,536. */
   readonly maxDirtyKeys?: number;
@@ -162,7 +165,7 @@ export class KvStateMachine implements SessionStore {
     this.data = store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' });
     this.appliedDb = store.openDB<number, number>('applied', { encoding: 'json', keyEncoding: 'uint32' });
     this.sessionsDb = store.openDB<Buffer, Buffer>('sessions', { encoding: 'binary', keyEncoding: 'binary' });
-    this.flushIntervalMs = opts.flushIntervalMs ?? 1000;
+    this.flushIntervalMs = opts.flushIntervalMs ?? 3000;
     this.maxDirtyKeys = opts.maxDirtyKeys ?? 65_536;
   }
 

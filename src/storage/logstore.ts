@@ -376,6 +376,7 @@ export class LogStore {
       checkpoint = this.prepareCheckpoint(durable, durable);
       this.forceCheckpoint = false;
     } else if (this.walBytesSinceCheckpoint >= this.checkpointBytes) {
+      this.beforeCheckpoint?.();
       checkpoint = this.prepareCheckpoint(this.lastTrigger, durable);
     }
     // Legacy WAL records (LMDB table) before the replay start are garbage; delete a bounded
@@ -451,6 +452,16 @@ export class LogStore {
   }
 
   private forceCheckpoint = false;
+
+  /** Called just before a checkpoint that the WAL's size triggered is captured: the owner may
+   *  compact() here whatever its state machine and its followers no longer need. What it compacts
+   *  then is dropped rather than moved into the log table. Without it, the retained tails of
+   *  slowly written groups (kept for followers slightly behind) outlive the interval, are written
+   *  into the table, and deleted from it at a later checkpoint: several times the WAL's bytes in
+   *  page writes. Compactions staged here go into the next WAL record, and the checkpoint's
+   *  metadata already includes them, which is safe because a compaction only ever covers state
+   *  the owner has made durable. */
+  beforeCheckpoint: (() => void) | null = null;
 
   /** Checkpoint everything durable so far with the next commit (tests, shutdown). */
   async checkpoint(): Promise<void> {

@@ -341,6 +341,44 @@ describe('LogStore conflicting suffix overwrite', () => {
     });
   });
 
+  test('beforeCheckpoint runs before a size-triggered checkpoint: what it compacts is dropped, the rest is moved', async () => {
+    await withCtx(async (c) => {
+      const opts = { checkpointBytes: 10_000 };
+      const big = (index: number): Entry => ({ index, term: 1, type: 'normal', data: new Uint8Array(4_000).fill(index) });
+      let st = await c.open(opts);
+      st.createGroup(1, CONF);
+      st.createGroup(2, CONF);
+      st.write({ group: 1, entries: ents(1, 10, 1) });
+      st.write({ group: 2, entries: ents(1, 10, 1) });
+      await st.commit();
+      // The next checkpoint moves entries written up to the previous trigger: make one first.
+      st.write({ group: 2, entries: [big(11), big(12), big(13)] });
+      await st.commit();
+      st.write({ group: 2, hardState: { term: 1, vote: 'a', commit: 1 } });
+      await st.commit(); // checkpoint #1: nothing older than its trigger yet
+      assert.equal(st.stats.checkpoints, 1);
+      let calls = 0;
+      st.beforeCheckpoint = () => {
+        calls++;
+        st.compact(1, 8); // group 1's owner no longer needs 1..8; group 2's keeps everything
+      };
+      st.write({ group: 2, entries: [big(14), big(15), big(16)] });
+      await st.commit();
+      st.write({ group: 2, hardState: { term: 1, vote: 'a', commit: 2 } });
+      await st.commit(); // checkpoint #2
+      assert.equal(st.stats.checkpoints, 2);
+      assert.equal(calls, 1, 'called once, for the size-triggered checkpoint only');
+      expectLog(st.storage(1), { first: 9, snapTerm: 1, log: ents(9, 10, 1) }, 'group 1 compacted');
+      const { rows } = await logRowsOf(c, st, 1);
+      assert.deepEqual(rows, [9, 10], 'group 1: only the entries its owner kept were moved into the table');
+      assert.deepEqual((await logRows(c.dir)).get(2)?.slice(0, 10), span(1, 10), 'group 2: its old entries were moved');
+      st = await c.open(opts);
+      expectLog(st.storage(1), { first: 9, snapTerm: 1, log: ents(9, 10, 1) }, 'group 1 after reopen');
+      assert.equal(st.storage(2).firstIndex(), 1);
+      assert.equal(st.storage(2).lastIndex(), 16);
+    });
+  });
+
   test('an identical rewrite (same terms) keeps the log unchanged', async () => {
     await withCtx(async (c) => {
       let st = await c.open();
