@@ -133,11 +133,12 @@ export interface BalancerBenchResult {
   finalLeaders: number[];
   /** Every second from enabling to settled: [seconds, leaders n1, n2, n3, moves]. */
   timeline: number[][];
-  /** After the quiet period, a tenth of the groups get a leader preference for zone c (n3; the
-   *  nodes are in zones a, b, c): how many meet it and when, with how many moves, and the leader
-   *  counts once the balancer is still again (null when not run). */
+  /** After the quiet period, a tenth of the groups get a leader preference for one zone (the
+   *  nodes are in zones a, b, c; the zone of the node leading the fewest of them): how many meet
+   *  it and when, with how many moves, and the leader counts once the balancer is still again
+   *  (null when not run). */
   locality: {
-    preferredGroups: number; met: number; share: number; seconds: number | null; moves: number; failedMoves: number; leaders: number[];
+    zone: string; leadersThereBefore: number; preferredGroups: number; met: number; share: number; seconds: number | null; moves: number; failedMoves: number; leaders: number[];
   } | null;
 }
 
@@ -209,13 +210,24 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
     }
     let locality: BalancerBenchResult['locality'] = null;
     if (o.locality) {
-      // Groups 1..P prefer zone c: every node gets the same preference (as an operator would
+      // Groups 1..P prefer the zone of the node that leads the fewest of them now (which groups
+      // the count phase left where depends on its order of moves: a fixed zone may already hold
+      // them all and measure nothing). Every node gets the same preference (as an operator would
       // push it to all); the balancer's locality phase moves them, the count phase keeps the
       // totals even.
       const P = Math.max(1, Math.floor(o.groups / 10));
+      const ledOf = async (id: string) => {
+        const kid = kids.get(id)!;
+        kid.send({ cmd: 'led' });
+        return ((await next(kid, 'led')).groups as number[]).filter((g) => g >= 1 && g <= P).length;
+      };
+      const zones: Record<string, string> = { n1: 'a', n2: 'b', n3: 'c' };
+      const counts = await Promise.all(Object.keys(zones).map(async (id) => [id, await ledOf(id)] as const));
+      const [target, leadsAlready] = counts.reduce((a, b) => (b[1] < a[1] ? b : a));
+      const zone = zones[target];
       const before = await status();
-      await ask(kids, next, { cmd: 'configure', config: { preferences: [{ groups: { from: 1, to: P }, leaders: [{ zone: 'c' }] }] } }, 'configured');
-      const n3 = kids.get('n3')!;
+      await ask(kids, next, { cmd: 'configure', config: { preferences: [{ groups: { from: 1, to: P }, leaders: [{ zone }] }] } }, 'configured');
+      const n3 = kids.get(target)!;
       const t = performance.now();
       let met = 0;
       let seconds: number | null = null;
@@ -236,10 +248,10 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
       }
       const after = await status();
       locality = {
-        preferredGroups: P, met, share: round(met / P, 3), seconds, moves: movesOf(after) - movesOf(before),
+        zone, leadersThereBefore: leadsAlready, preferredGroups: P, met, share: round(met / P, 3), seconds, moves: movesOf(after) - movesOf(before),
         failedMoves: failedOf(after) - failedOf(before), leaders: leadersOf(after),
       };
-      say(`locality: ${met} of ${P} groups preferring zone c led there${seconds !== null ? ` after ${seconds} s` : ''}, ${locality.moves} moves, leaders ${locality.leaders.join('/')}`);
+      say(`locality: ${met} of ${P} groups preferring zone ${zone} (${target} led ${leadsAlready} of them) led there${seconds !== null ? ` after ${seconds} s` : ''}, ${locality.moves} moves, leaders ${locality.leaders.join('/')}`);
     }
     const minWithin = Math.max(o.groups - hi, 2 * lo);
     const minExact = o.groups - Math.ceil(ideal);

@@ -476,7 +476,7 @@ async function balancer(): Promise<Output> {
       fig('balancer', `${groups}g/movesWhileQuiet`, `moves in ${x.quietSeconds} s after settling`, x.movesWhileQuiet, 'moves', 'lower'),
       fig('balancer', `${groups}g/failedMoves`, 'failed moves', x.failedMoves, 'moves', 'lower'),
       ...(x.locality ? [
-        fig('balancer', `${groups}g/locality/share`, `share of the ${fmt(x.locality.preferredGroups)} groups preferring zone c led there`, x.locality.share, 'fraction', 'higher'),
+        fig('balancer', `${groups}g/locality/share`, `share of the ${fmt(x.locality.preferredGroups)} groups preferring one zone led there (${x.locality.leadersThereBefore} were before)`, x.locality.share, 'fraction', 'higher'),
         fig('balancer', `${groups}g/locality/seconds`, 'time until every preferring group is led in its zone', x.locality.seconds ?? -1, 's', 'lower'),
         fig('balancer', `${groups}g/locality/moves`, 'moves for the locality preference', x.locality.moves, 'moves', 'lower'),
       ] : []),
