@@ -228,8 +228,10 @@ process.on('message', async (m: {
     const secs = (performance.now() - t0) / 1000;
     const st1 = await node.status();
     const frames = (st: typeof st0) => Object.values(st.transport.peers).reduce((a, p) => a + p.framesSent, 0);
+    const mem = process.memoryUsage();
     send({
-      kind: 'idle', cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, rssBytes: process.memoryUsage().rss,
+      kind: 'idle', cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, rssBytes: mem.rss,
+      heapUsedBytes: mem.heapUsed, heapTotalBytes: mem.heapTotal, externalBytes: mem.external,
       groups: st1.groups, quiesced: st1.quiesced, raftBatchesOut: st1.runtime.relayedOut - st0.runtime.relayedOut,
       framesSent: frames(st1) - frames(st0),
       loops: st1.shards.map((x, i) => ((x as unknown as { loop: { loops: number } }).loop?.loops ?? 0) - ((st0.shards[i] as unknown as { loop: { loops: number } }).loop?.loops ?? 0)),

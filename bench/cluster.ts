@@ -50,6 +50,9 @@ export interface IdleResult {
   idleCpuPctPerNode: number[];
   rssMiBPerNode: number[];
   rssKiBPerReplica: number;
+  /** Of the RSS: the JavaScript heap in use, and as reserved by V8 (the rest is native: LMDB maps, buffers, code). */
+  heapUsedKiBPerReplica: number;
+  heapTotalKiBPerReplica: number;
   raftBatchesWhileIdle: number;
   framesWhileIdle: number;
 }
@@ -77,6 +80,8 @@ export async function runIdle(o: { groups: number; workers: number | null; secon
       groups: o.groups, workersPerNode: o.workers, electSeconds: round(electSeconds, 1), quiesceSeconds: round(quiesceSeconds, 1),
       idleCpuPctPerNode: idle.map((r) => round(r.cpuPct as number, 2)), rssMiBPerNode: rss.map((b) => Math.round(b / 2 ** 20)),
       rssKiBPerReplica: round(rss.reduce((a, b) => a + b, 0) / replicas / 1024, 1),
+      heapUsedKiBPerReplica: round(idle.reduce((a, r) => a + (r.heapUsedBytes as number), 0) / replicas / 1024, 1),
+      heapTotalKiBPerReplica: round(idle.reduce((a, r) => a + (r.heapTotalBytes as number), 0) / replicas / 1024, 1),
       raftBatchesWhileIdle: idle.reduce((a, r) => a + (r.raftBatchesOut as number), 0),
       framesWhileIdle: idle.reduce((a, r) => a + (r.framesSent as number), 0),
     };
