@@ -22,6 +22,9 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { NodeId } from '../raft/types.js';
 import { SCHEMA_FINGERPRINT } from './codec.js';
 
+/** The shortest cluster secret accepted (characters). */
+export const MIN_SECRET_LENGTH = 16;
+
 /** 2: the cluster-secret exchange (auth slot in hello, auth and ok frames, new refusal reasons). */
 export const PROTOCOL_VERSION = 2;
 export const AUTH_SCHEME = 'hmac-sha256';

@@ -44,7 +44,7 @@ import {
   type DecodeResult, type DropReason, type Envelope,
 } from './codec.js';
 import {
-  HANDSHAKE_MAX_FRAME_BYTES, HandshakeError, authProof, checkAcceptorReply, checkDialerHello, checkProofFrame, makeHello,
+  HANDSHAKE_MAX_FRAME_BYTES, HandshakeError, MIN_SECRET_LENGTH, authProof, checkAcceptorReply, checkDialerHello, checkProofFrame, makeHello,
   makeProofFrame, makeRefusal, newAuthSlot, verifyProof, type AuthTranscript, type HandshakeCheck, type HandshakeReason,
 } from './handshake.js';
 
@@ -121,7 +121,6 @@ export interface TransportSecurity {
   readonly secret?: string;
 }
 
-export const MIN_SECRET_LENGTH = 16;
 
 function pemField(field: string, v: unknown): string | Buffer {
   if (!((typeof v === 'string' || Buffer.isBuffer(v)) && v.length > 0)) throw new RangeError(`${field}: must be a non-empty PEM string or Buffer`);
