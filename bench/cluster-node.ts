@@ -231,7 +231,7 @@ process.on('message', async (m: {
     const mem = process.memoryUsage();
     send({
       kind: 'idle', cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, rssBytes: mem.rss,
-      heapUsedBytes: mem.heapUsed, heapTotalBytes: mem.heapTotal, externalBytes: mem.external,
+      heapUsedBytes: mem.heapUsed, heapTotalBytes: mem.heapTotal,
       groups: st1.groups, quiesced: st1.quiesced, raftBatchesOut: st1.runtime.relayedOut - st0.runtime.relayedOut,
       framesSent: frames(st1) - frames(st0),
       loops: st1.shards.map((x, i) => ((x as unknown as { loop: { loops: number } }).loop?.loops ?? 0) - ((st0.shards[i] as unknown as { loop: { loops: number } }).loop?.loops ?? 0)),

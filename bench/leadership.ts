@@ -227,7 +227,6 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
       const zone = zones[target];
       const before = await status();
       await ask(kids, next, { cmd: 'configure', config: { preferences: [{ groups: { from: 1, to: P }, leaders: [{ zone }] }] } }, 'configured');
-      const n3 = kids.get(target)!;
       const t = performance.now();
       let met = 0;
       let seconds: number | null = null;
@@ -235,9 +234,7 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
       let still = performance.now();
       while (performance.now() - t < 120_000) {
         await sleep(1000);
-        n3.send({ cmd: 'led' });
-        const led = (await next(n3, 'led')).groups as number[];
-        met = led.filter((g) => g >= 1 && g <= P).length;
+        met = await ledOf(target);
         if (met === P && seconds === null) seconds = round((performance.now() - t) / 1000, 1);
         const m = movesOf(await status());
         if (m !== lastMoves) {

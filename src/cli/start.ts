@@ -7,10 +7,7 @@ import { pino } from 'pino';
 import { startNode, type FlotillaNode, type StartOptions } from '../runtime/node.js';
 import { MIN_SECRET_LENGTH, parseAddress, validateTransportSecurity, type TransportSecurity } from '../transport/index.js';
 import { startAdmin } from './admin.js';
-
 import { START_HELP } from './start-help.js';
-
-export { START_HELP };
 
 export class ConfigError extends Error {
   constructor(readonly field: string, why: string) {

@@ -2,7 +2,7 @@
 // batches) and the deadlines of those callers (Deadlines), swept by the shard's tick timer rather
 // than a timer per request: tens of thousands of requests per second are in flight under load.
 import type { RaftNode } from '../raft/node.js';
-import type { NodeId } from '../raft/types.js';
+import { NONE, type NodeId } from '../raft/types.js';
 import type { GroupStorage } from '../storage/logstore.js';
 import { RuntimeError } from './errors.js';
 
@@ -101,7 +101,7 @@ const NO_TRANSFERS: Map<NodeId, TransferCallers> = new NoEntries();
 
 export function newGroup(id: number, node: RaftNode, storage: GroupStorage, applied: number): Group {
   return {
-    id, node, storage, waiters: NO_WAITERS, reads: NO_READS, applied, leader: '', transfers: NO_TRANSFERS,
+    id, node, storage, waiters: NO_WAITERS, reads: NO_READS, applied, leader: NONE, transfers: NO_TRANSFERS,
     served: { writes: 0, bytes: 0, reads: 0 }, readBatches: [null, null],
   };
 }

@@ -13,7 +13,7 @@ import { RaftNode } from '../raft/node.js';
 import { seededRandom } from '../raft/rand.js';
 import type { RaftConfig } from '../raft/config.js';
 import {
-  NONE, type ConfChange, type ConfState, type Entry, type SoftState, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
+  type ConfChange, type ConfState, type Entry, type SoftState, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
 } from '../raft/types.js';
 import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
@@ -835,17 +835,21 @@ export class Shard {
    *  WAL). One pass over the shard's groups per checkpoint (tens of MiB of WAL). */
   private compactForCheckpoint(): void {
     for (const g of this.groups.values()) {
-      const upTo = Math.min(g.applied, this.sm.compactableTo(g.id), g.node.compactionFloor() - 1);
+      const upTo = this.compactableIndex(g);
       if (upTo >= g.storage.firstIndex() && upTo <= g.storage.lastIndex()) this.opts.store.compact(g.id, upTo);
     }
   }
 
+  /** The highest index `g` may compact to: applied, durable in its state machine, and not needed
+   *  by an active follower (a follower one round behind a busy leader must not need a snapshot). */
+  private compactableIndex(g: Group): number {
+    return Math.min(g.applied, this.sm.compactableTo(g.id), g.node.compactionFloor() - 1);
+  }
+
   /** Compact in steps of `retain` entries so that compaction is not a per-commit cost. */
   private maybeCompact(g: Group): void {
-    // Keep what active followers still need (a follower one round behind a busy leader must not
-    // need a snapshot), plus `retain` entries for the slightly slower ones.
-    const floor = g.node.compactionFloor() - 1;
-    const upTo = Math.min(g.applied, this.sm.compactableTo(g.id), floor) - this.retain;
+    // Plus `retain` entries for the slightly slower followers.
+    const upTo = this.compactableIndex(g) - this.retain;
     if (upTo > g.storage.firstIndex() + this.retain) this.opts.store.compact(g.id, upTo);
   }
 

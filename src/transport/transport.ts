@@ -121,7 +121,6 @@ export interface TransportSecurity {
   readonly secret?: string;
 }
 
-
 function pemField(field: string, v: unknown): string | Buffer {
   if (!((typeof v === 'string' || Buffer.isBuffer(v)) && v.length > 0)) throw new RangeError(`${field}: must be a non-empty PEM string or Buffer`);
   return v;
