@@ -341,6 +341,7 @@ process.on('message', async (m: {
   // Leadership moves while the load runs (this node's leaders, to the next replica).
   const transferMs: number[] = [];
   const transferFailures: string[] = [];
+  const transferPhases: [number, number, number][] = [];
   let drainReport: unknown = null;
   const mover = async () => {
     if (!m.transfers && !m.drain) return;
@@ -350,7 +351,9 @@ process.on('message', async (m: {
       const g = mine[i];
       const replicas = node.replicasOf(g).filter((x) => x !== node.id);
       try {
-        transferMs.push((await node.transferLeader(g, replicas[i % replicas.length])).ms);
+        const r = await node.transferLeader(g, replicas[i % replicas.length]);
+        transferMs.push(r.ms);
+        transferPhases.push([r.phases.catchUpMs, r.phases.campaignMs, r.phases.verifyMs]);
       } catch (e) {
         transferFailures.push((e as { reason?: string; code?: string }).reason ?? (e as { code?: string }).code ?? String(e));
       }
@@ -378,5 +381,5 @@ process.on('message', async (m: {
   const after = await node.status();
   const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
   const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number").map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
-  send({ kind: 'result', okAt: m.gaps ? okAt : undefined, writeLog: m.gaps ? writeLog : undefined, hung, endedAt: Date.now(), maxLatencyMs: lat.reduce((a, x) => Math.max(a, x), 0), overDeadline: lat.filter((x) => x > timeoutMs).length, errorCodes, transferMs, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, reads, readLatenciesMs: readLat, proposers: m.proposers, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
+  send({ kind: 'result', okAt: m.gaps ? okAt : undefined, writeLog: m.gaps ? writeLog : undefined, hung, endedAt: Date.now(), maxLatencyMs: lat.reduce((a, x) => Math.max(a, x), 0), overDeadline: lat.filter((x) => x > timeoutMs).length, errorCodes, transferMs, transferPhases, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, reads, readLatenciesMs: readLat, proposers: m.proposers, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
 });

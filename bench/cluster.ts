@@ -225,6 +225,8 @@ export interface TransferBenchResult {
   transferP50Ms: number;
   transferP99Ms: number;
   transferMaxMs: number;
+  /** Medians of each phase (catch-up, campaign, verification), ms. */
+  transferPhaseP50Ms: { catchUp: number; campaign: number; verify: number };
   transferFailures: string[];
   drain: { moved: number; failed: number; ms: number } | null;
   writes: number;
@@ -245,9 +247,12 @@ export async function runTransfers(o: { groups: number; transfers: number; propo
     const n1 = results[0];
     const ms = Float64Array.from(n1.transferMs as number[]).sort();
     const lat = Float64Array.from(results.flatMap((r) => r.latenciesMs as number[])).sort();
+    const phases = n1.transferPhases as [number, number, number][];
+    const phase = (i: number) => round(pct(Float64Array.from(phases.map((p) => p[i])).sort(), 50), 1);
     return {
       groups: o.groups, transfers: ms.length, transferP50Ms: round(pct(ms, 50), 1), transferP99Ms: round(pct(ms, 99), 1),
       transferMaxMs: round(ms.length ? ms[ms.length - 1] : 0, 1), transferFailures: n1.transferFailures as string[],
+      transferPhaseP50Ms: { catchUp: phase(0), campaign: phase(1), verify: phase(2) },
       drain: n1.drainReport as TransferBenchResult['drain'],
       writes: results.reduce((a, r) => a + (r.writes as number), 0), failedWrites: results.reduce((a, r) => a + (r.errors as number), 0),
       stalledWrites: results.reduce((a, r) => a + (r.stalls as number), 0), writeP99Ms: round(pct(lat, 99)),
@@ -256,12 +261,12 @@ export async function runTransfers(o: { groups: number; transfers: number; propo
 }
 
 // Direct use: node --import tsx bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
-//             node --import tsx bench/cluster.ts transfer GROUPS TRANSFERS SECONDS
+//             node --import tsx bench/cluster.ts transfer GROUPS TRANSFERS SECONDS [PROPOSERS per node, default 64]
 //             node --import tsx bench/cluster.ts idle GROUPS WORKERS SECONDS
 if (process.argv[1] === import.meta.filename) {
   if (process.argv[2] === 'transfer') {
-    const [g, n, s] = process.argv.slice(3);
-    process.stdout.write(JSON.stringify(await runTransfers({ groups: Number(g ?? 1000), transfers: Number(n ?? 100), proposers: 64, seconds: Number(s ?? 20) })) + '\n');
+    const [g, n, s, p] = process.argv.slice(3);
+    process.stdout.write(JSON.stringify(await runTransfers({ groups: Number(g ?? 1000), transfers: Number(n ?? 100), proposers: Number(p ?? 64), seconds: Number(s ?? 20) })) + '\n');
   } else if (process.argv[2] === 'idle') {
     const [g, w, s] = process.argv.slice(3);
     process.stdout.write(JSON.stringify(await runIdle({ groups: Number(g ?? 10_000), workers: Number(w ?? 1), seconds: Number(s ?? 5) })) + '\n');

@@ -117,7 +117,10 @@ async function metrics(node: FlotillaNode): Promise<string> {
   metric('flotilla_reads_total', 'counter', 'Reads made through this node.', [[node_, st.runtime.reads]]);
   metric('flotilla_not_leader_total', 'counter', 'Attempts answered NotLeader (then retried to the leader).', [[node_, st.runtime.notLeader]]);
   metric('flotilla_overloaded_total', 'counter', 'Proposals refused with Overloaded (pending limits).', [[node_, st.runtime.overloaded]]);
-  metric('flotilla_leader_changes_total', 'counter', 'Leader changes seen by the local replicas.', [[node_, st.runtime.leaderChanges]]);
+  // Planned moves (transfer, drain, balancer) apart from failovers and elections: only the
+  // unplanned ones say something is wrong.
+  metric('flotilla_leader_changes_total', 'counter', 'New leaders seen by the local replicas, by cause (transfer, drain, balancer: planned; failover, election: not).',
+    Object.entries(st.leaderChanges).map(([cause, n]) => [{ ...node_, cause }, n]));
   if (st.balancer) {
     metric('flotilla_balancer_moves_total', 'counter', 'Leaderships moved by the balancer, by reason.',
       Object.entries(st.balancer.movesByKind).map(([reason, n]) => [{ ...node_, reason }, n]));
@@ -131,6 +134,10 @@ async function metrics(node: FlotillaNode): Promise<string> {
     ...renderHistogram('flotilla_commit_latency_seconds', 'Proposal accepted by the leader to known committed.', node_, shardHist('commit')),
     ...renderHistogram('flotilla_apply_latency_seconds', 'Known committed to applied and answered.', node_, shardHist('apply')),
     ...renderHistogram('flotilla_transfer_duration_seconds', 'Leader transfers requested here: request to verified new leader.', node_, node.histograms.transfer.snapshot()),
+    ...renderHistogram('flotilla_transfer_phase_seconds', 'Phases of those transfers: catch_up (request to TimeoutNow sent), campaign (to the old leader hearing the target lead), verify (to a committed entry of the target\'s term).',
+      { ...node_, phase: 'catch_up' }, node.histograms.transferCatchUp.snapshot()),
+    ...renderHistogram('flotilla_transfer_phase_seconds', '', { ...node_, phase: 'campaign' }, node.histograms.transferCampaign.snapshot()).slice(2),
+    ...renderHistogram('flotilla_transfer_phase_seconds', '', { ...node_, phase: 'verify' }, node.histograms.transferVerify.snapshot()).slice(2),
     ...renderHistogram('flotilla_peer_rtt_seconds', 'Round trips to peers (1 s pings).', node_, node.histograms.rtt.snapshot()),
   );
   return lines.join('\n') + '\n';
@@ -192,13 +199,15 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
       if (!Number.isInteger(group) || group < 1) throw new HttpError(400, 'InvalidArgument', 'group: a positive integer is required');
       if (typeof body.to !== 'string' || body.to.length === 0) throw new HttpError(400, 'InvalidArgument', 'to: the target node id is required');
       const timeoutMs = body.timeoutMs === undefined ? undefined : Number(body.timeoutMs);
-      return send(res, 200, await node.transferLeader(group, body.to, { timeoutMs }));
+      if (body.force !== undefined && typeof body.force !== 'boolean') throw new HttpError(400, 'InvalidArgument', 'force: true or false');
+      return send(res, 200, await node.transferLeader(group, body.to, { timeoutMs, force: body.force === true }));
     }
     if (url.pathname === '/drain') {
       const avoid = body.avoid === undefined ? [] : body.avoid;
       if (!Array.isArray(avoid) || !avoid.every((x) => typeof x === 'string')) throw new HttpError(400, 'InvalidArgument', 'avoid: an array of node ids');
       const concurrency = body.concurrency === undefined ? undefined : Number(body.concurrency);
-      const r = await node.drain({ avoid, concurrency });
+      if (body.force !== undefined && typeof body.force !== 'boolean') throw new HttpError(400, 'InvalidArgument', 'force: true or false');
+      const r = await node.drain({ avoid, concurrency, force: body.force === true });
       return send(res, r.failed.length === 0 ? 200 : 207, { ...r, transfers: undefined });
     }
     node.undrain();

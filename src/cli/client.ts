@@ -5,8 +5,11 @@ import { parseArgs } from 'node:util';
 
 export const CLIENT_HELP = `Usage:
   flotilla status   --admin HOST:PORT [--json]
-  flotilla transfer --admin HOST:PORT --group G --to NODE [--timeout-ms MS]
-  flotilla drain    --admin HOST:PORT [--wait] [--avoid n2,n3] [--concurrency N] [--timeout-ms MS]
+  flotilla transfer --admin HOST:PORT --group G --to NODE [--timeout-ms MS] [--force]
+                    refused (typed) when the target lags, needs a snapshot, does not reach a
+                    quorum by its own links or is much slower than the leader, or while the
+                    cluster is unstable; --force overrides those (never a safety refusal)
+  flotilla drain    --admin HOST:PORT [--wait] [--avoid n2,n3] [--concurrency N] [--timeout-ms MS] [--force]
                     move every leadership off the node (never to a node in --avoid unless no
                     other can lead); --wait goes on until it leads nothing (or the timeout)
   flotilla undrain  --admin HOST:PORT
@@ -66,7 +69,7 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
       options: {
         admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' },
         'timeout-ms': { type: 'string' }, avoid: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        'dry-run': { type: 'boolean' }, token: { type: 'string' }, wait: { type: 'boolean' },
+        'dry-run': { type: 'boolean' }, token: { type: 'string' }, wait: { type: 'boolean' }, force: { type: 'boolean' },
         'add-learner': { type: 'string' }, promote: { type: 'string' }, remove: { type: 'string' },
       },
     });
@@ -97,13 +100,17 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
         if (!Number.isInteger(group) || group < 1) throw new Usage('--group G (a positive integer) is required');
         if (!values.to) throw new Usage('--to NODE is required');
         const timeoutMs = values['timeout-ms'] === undefined ? undefined : Number(values['timeout-ms']);
-        r = await call(admin, 'POST', '/transfer', { group, to: values.to, timeoutMs });
-        if (r.status === 200) process.stdout.write(`group ${group}: ${r.json.from} -> ${r.json.to} verified in ${r.json.ms} ms (term ${r.json.term})\n`);
+        r = await call(admin, 'POST', '/transfer', { group, to: values.to, timeoutMs, force: values.force === true });
+        if (r.status === 200) {
+          const p = r.json.phases as { catchUpMs: number; campaignMs: number; verifyMs: number } | undefined;
+          process.stdout.write(`group ${group}: ${r.json.from} -> ${r.json.to} verified in ${r.json.ms} ms (term ${r.json.term})` +
+            (p ? `; lag ${r.json.lag}, catch-up ${p.catchUpMs} ms, campaign ${p.campaignMs} ms, verify ${p.verifyMs} ms` : '') + '\n');
+        }
         break;
       }
       case 'drain': {
         const avoid = values.avoid ? values.avoid.split(',').filter(Boolean) : [];
-        const body = { avoid, concurrency: values.concurrency ? Number(values.concurrency) : undefined };
+        const body = { avoid, concurrency: values.concurrency ? Number(values.concurrency) : undefined, force: values.force === true };
         r = await call(admin, 'POST', '/drain', body);
         // --wait: until this node leads nothing (a group may elect it while the drain runs, when
         // no other replica could lead), draining again each second, within --timeout-ms.

@@ -14,6 +14,8 @@ import { RaftError } from './types.js';
 interface InProgress {
   lastEntry: { index: number; term: number } | null;
   snapIndex: number;
+  /** The term whose hard state (term and vote) this Ready persists, else 0. */
+  voteTerm: number;
 }
 
 export class RaftNode {
@@ -106,6 +108,16 @@ export class RaftNode {
     return this.raft.compactionFloor();
   }
 
+  /** See Raft.electedByTransfer. */
+  electedByTransfer(term: number): boolean {
+    return this.raft.electedByTransfer(term);
+  }
+
+  /** See Raft.leadsWithCommittedTerm. */
+  leadsWithCommittedTerm(): boolean {
+    return this.raft.leadsWithCommittedTerm();
+  }
+
   /** See Raft.peerLag. */
   peerLag(): Record<NodeId, number> | null {
     return this.raft.peerLag();
@@ -165,9 +177,12 @@ export class RaftNode {
     let after: readonly Message[] = take(r.msgsAfterPersist);
     if (after.length > 0) r.msgsAfterPersist = [];
     if (voteChanged) {
-      // A new term or vote must be durable before anything that carries it leaves.
-      after = messages.concat(after);
-      messages = NO_MESSAGES;
+      // A new term or vote must be durable before anything that promises it leaves, except a
+      // candidate's vote requests: they promise nothing (the candidate counts its own vote only
+      // once durable), so they go out in parallel with the write, saving one fsync per election.
+      const requests = messages.filter((m) => m.type === 'vote' || m.type === 'preVote');
+      after = requests.length === messages.length ? after : messages.filter((m) => m.type !== 'vote' && m.type !== 'preVote').concat(after);
+      messages = requests.length > 0 ? requests : NO_MESSAGES;
     }
     const conf: ConfState | null = r.confChanged ? r.tracker.conf() : null;
     const rd: Ready = {
@@ -195,6 +210,7 @@ export class RaftNode {
     this.inFlight.push({
       lastEntry: last ? { index: last.index, term: last.term } : null,
       snapIndex: snapshot ? snapshot.meta.index : 0,
+      voteTerm: voteChanged ? r.term : 0,
     });
     return rd;
   }
@@ -206,6 +222,7 @@ export class RaftNode {
     const log = this.raft.log;
     if (p.snapIndex > 0) log.stableSnapTo(p.snapIndex);
     if (p.lastEntry) log.stableTo(p.lastEntry.index, p.lastEntry.term);
+    if (p.voteTerm > 0) this.raft.onVoteDurable(p.voteTerm);
     this.raft.onPersisted();
   }
 }

@@ -22,9 +22,11 @@ import { validateMessage } from './validate.js';
 /** Messages that do not promise anything about local durable state may leave before the persist. */
 // A heartbeat response promises nothing about the log (only that we heard this leader in this
 // term; a term change in the same Ready still holds every message back): it need not wait for
-// the fsync, and a ReadIndex round or a lease then costs no disk write on the followers.
+// the fsync, and a ReadIndex round or a lease then costs no disk write on the followers. A
+// candidate's vote request promises nothing either: the candidate counts its own vote only once
+// durable (awaitingOwnVote), so the requests travel while its new term is being written.
 const SEND_BEFORE_PERSIST = new Set<Message['type']>([
-  'app', 'hb', 'hbResp', 'snap', 'timeoutNow', 'readIndexResp', 'preVote', 'transferLeader', 'readIndex',
+  'app', 'hb', 'hbResp', 'snap', 'timeoutNow', 'readIndexResp', 'preVote', 'vote', 'transferLeader', 'readIndex',
 ]);
 
 type Outgoing = Message extends infer M ? (M extends Message ? Omit<M, 'group' | 'from' | 'term'> & { term?: number } : never) : never;
@@ -118,6 +120,14 @@ export class Raft {
   private startupTicks = 0;
   /** TimeoutNow was sent this term: voters may now ignore stickiness, so no lease holds. */
   private leaseRevoked = false;
+  /** A candidate whose vote requests left before its new term and self-vote were durable: it
+   *  counts its own vote (and may win) only once the host persisted them (onVoteDurable). A
+   *  self-vote lost in a crash could otherwise elect a second leader in the same term. */
+  private awaitingOwnVote = false;
+  /** The latest term known to have been started by a leader transfer (TimeoutNow): sent by us as
+   *  leader, campaigned for by us as target, or asked for in a transfer vote request. Lets the
+   *  host tell planned leader changes from elections. */
+  private transferTerm = 0;
   /** This leader's own removal/demotion is applied: it hands over and stops taking proposals. */
   private leaving = false;
   /** A transfer whose outcome depends on who leads the next term. */
@@ -194,6 +204,7 @@ export class Raft {
     this.pendingBroadcast = false;
     this.pendingProbe = false;
     this.leaseRevoked = false;
+    this.awaitingOwnVote = false;
     this.leaving = false;
     this.failoverAt = 0;
     this.failoverFrom = NONE;
@@ -323,6 +334,12 @@ export class Raft {
     if (this.transfer && ++this.transfer.elapsed >= this.cfg.electionTicks &&
         (this.transfer.sentAt < 0 || this.transfer.elapsed - this.transfer.sentAt >= TIMEOUT_NOW_GRACE_TICKS)) {
       this.endTransfer('aborted', 'Timeout');
+    } else if (this.transfer && this.transfer.sentAt >= 0 && (this.transfer.elapsed - this.transfer.sentAt) % this.cfg.heartbeatTicks === 0 &&
+        this.tracker.progress.get(this.transfer.target)?.match === this.log.lastIndex()) {
+      // Not taken over yet: say it again each heartbeat interval. The target may have ignored
+      // the first one (it had not yet applied the change that made it a voter) or lost it; one
+      // that already campaigned finds this one stale.
+      this.sendTimeoutNow(this.transfer.target);
     }
     if (this.leaving) this.handOver();
     if (this.electionElapsed >= this.cfg.electionTicks) {
@@ -382,11 +399,18 @@ export class Raft {
       this.becomeCandidate();
       voteTerm = this.term;
     }
-    this.tracker.recordVote(this.id, true);
-    if (this.tracker.tally() === 'won') {
-      if (kind === 'preCandidate') this.campaign('candidate', transfer);
-      else this.becomeLeader();
-      return;
+    if (kind === 'candidate') {
+      if (transfer) this.transferTerm = this.term;
+      // The requests leave now, in parallel with persisting the new term and vote; our own vote
+      // counts once that write is durable (onVoteDurable).
+      this.awaitingOwnVote = true;
+    } else {
+      // A pre-vote promises nothing: it counts at once.
+      this.tracker.recordVote(this.id, true);
+      if (this.tracker.tally() === 'won') {
+        this.campaign('candidate', transfer);
+        return;
+      }
     }
     const type = kind === 'preCandidate' ? 'preVote' : 'vote';
     const index = this.log.lastIndex();
@@ -458,6 +482,7 @@ export class Raft {
     }
 
     if (m.type === 'vote' || m.type === 'preVote') {
+      if (m.type === 'vote' && m.transfer && m.term === this.term) this.transferTerm = m.term;
       this.handleVoteRequest(m);
     } else {
       switch (this.role) {
@@ -563,6 +588,7 @@ export class Raft {
         if ((m.type === 'voteResp') !== (this.role === 'candidate')) return;
         this.tracker.recordVote(m.from, !m.reject);
         const r = this.tracker.tally();
+        if (r === 'won' && this.awaitingOwnVote) return; // leads only once its own vote is durable
         if (r === 'won') {
           if (this.role === 'preCandidate') this.campaign('candidate', false);
           else {
@@ -841,6 +867,21 @@ export class Raft {
   }
 
   /** Called by RaftNode once the host persisted entries up to the log's stable index. */
+  /** The host made the hard state of `term` durable: a candidate of that term now counts the
+   *  vote it gave itself, and may win with it. */
+  onVoteDurable(term: number): void {
+    if (!this.awaitingOwnVote || this.role !== 'candidate' || this.term !== term || this.vote !== this.id) return;
+    this.awaitingOwnVote = false;
+    this.tracker.recordVote(this.id, true);
+    const r = this.tracker.tally();
+    if (r === 'won') {
+      this.becomeLeader();
+      this.bcastAppend(true);
+    } else if (r === 'lost') {
+      this.becomeFollower(this.term, NONE);
+    }
+  }
+
   onPersisted(): void {
     if (this.role !== 'leader') return;
     const self = this.tracker.progress.get(this.id);
@@ -943,6 +984,7 @@ export class Raft {
     // The target's campaign overrides stickiness, which is what a lease relies on.
     this.leaseRevoked = true;
     if (this.transfer && this.transfer.sentAt < 0) this.transfer.sentAt = this.transfer.elapsed; // the first one: the grace never moves
+    this.transferTerm = this.term + 1;
     this.send({ type: 'timeoutNow', to });
   }
 
@@ -962,6 +1004,17 @@ export class Raft {
     } else {
       this.transferOutcomes.push({ target: t.target, term: this.term, ticks: t.elapsed, status, reason: reason ?? 'Timeout' });
     }
+  }
+
+  /** Was the election of `term` started by a leader transfer (as far as this replica saw)? */
+  electedByTransfer(term: number): boolean {
+    return this.transferTerm === term;
+  }
+
+  /** Leader with an entry of its own term committed: a quorum accepted this leadership and the
+   *  commit index is current (what a transfer's target reports to confirm it took over). */
+  leadsWithCommittedTerm(): boolean {
+    return this.role === 'leader' && this.log.termOf(this.log.committed) === this.term;
   }
 
   /** `lease`: with leaseReads configured, a leader may answer from its lease (no heartbeat

@@ -218,7 +218,7 @@ export type ReadRequestResult =
 /**
  * Everything the host must do after a step. Order of operations for the host:
  *  1. send `messages` (they do not depend on this batch being durable: leader appends per
- *     Raft thesis §10.2.1, heartbeats);
+ *     Raft thesis §10.2.1, heartbeats, a candidate's vote requests);
  *  2. persist `snapshot`, `entries` (replacing any conflicting suffix) and `hardState` atomically;
  *  3. send `messagesAfterPersist` (acknowledgements and votes, which promise durability);
  *  4. apply `committed` in order, serve `readStates` once applied >= their index;

@@ -12,7 +12,8 @@ export interface StabilityInputs {
    *  sample's length). */
   readonly evenVoterGroups: readonly number[];
   readonly evenVoterCount?: number;
-  /** Leader changes seen on this node in the last minute, and the usual rate. */
+  /** Unplanned leader changes (failovers, elections; not transfers, drains or balancer moves)
+   *  seen on this node in the last minute, and the usual rate. */
   readonly leaderChangesLastMinute: number;
   readonly leaderChangesBaselinePerMinute: number;
 }
@@ -21,6 +22,10 @@ export interface StabilityWarning {
   readonly kind: 'TimingBudget' | 'EvenVoters' | 'Flapping';
   readonly message: string;
   readonly fix: string;
+  /** The cluster is unstable now, not only at risk: unplanned elections well above the usual
+   *  rate, or a broadcast taking half the election timeout or more (a new leader could not hold
+   *  on). Planned transfers and drains are refused (unless forced) while one is. */
+  readonly unstable: boolean;
 }
 
 export function adviseStability(i: StabilityInputs): StabilityWarning[] {
@@ -33,6 +38,7 @@ export function adviseStability(i: StabilityInputs): StabilityWarning[] {
         kind: 'TimingBudget',
         message: `p99 broadcast time ${broadcast.toFixed(1)} ms (RTT ${i.rttP99Ms?.toFixed(1) ?? '?'} + commit ${i.commitP99Ms?.toFixed(1) ?? '?'}) is within 10x of the ${i.electionMs} ms election timeout`,
         fix: `raise the election timeout to at least ${Math.ceil(broadcast * 10)} ms (timingScale or electionTicks), keeping the heartbeat near one RTT; or find the slow disk or link`,
+        unstable: broadcast * 2 >= i.electionMs,
       });
     }
   }
@@ -43,14 +49,16 @@ export function adviseStability(i: StabilityInputs): StabilityWarning[] {
       kind: 'EvenVoters',
       message: `${even} group(s) have an even number of voters (e.g. ${sample}): no more fault tolerance than one voter fewer, and split votes are likelier`,
       fix: 'add a voter (as a learner first, then promote) or remove one so each group has an odd count',
+      unstable: false,
     });
   }
   const baseline = Math.max(1, i.leaderChangesBaselinePerMinute);
   if (i.leaderChangesLastMinute > 3 * baseline && i.leaderChangesLastMinute >= 10) {
     out.push({
       kind: 'Flapping',
-      message: `${i.leaderChangesLastMinute} leader changes in the last minute (usual: ${i.leaderChangesBaselinePerMinute.toFixed(1)}/min)`,
+      message: `${i.leaderChangesLastMinute} unplanned leader changes in the last minute (usual: ${i.leaderChangesBaselinePerMinute.toFixed(1)}/min)`,
       fix: 'check for overloaded nodes, long GC or disk stalls and packet loss; if they are expected, raise the election timeout',
+      unstable: true,
     });
   }
   return out;

@@ -55,7 +55,12 @@ export type TransferFailReason =
   | 'Superseded'
   | 'LeadershipLost'
   | 'TargetRemoved'
-  | 'NotVerified';      // the target took over but did not confirm it serves within the deadline
+  | 'NotVerified'       // the target took over but did not confirm it serves within the deadline
+  // Preflight refusals that `force` overrides (besides TargetLagging):
+  | 'TargetNoQuorum'    // the target says it does not reach a quorum of the group's voters
+  | 'TargetNeedsSnapshot' // the leader no longer has the entries the target lacks
+  | 'TargetSlow'        // the target's fsync p99 or CPU is much worse than the leader's
+  | 'ClusterUnstable';  // the stability advisor reports recent unplanned elections or a broken timing budget
 
 export class TransferError extends RuntimeError {
   constructor(readonly reason: TransferFailReason, message: string, leader: NodeId = '') {

@@ -66,7 +66,17 @@ export interface ReadWaiter {
   readonly reject: (e: Error) => void;
 }
 
-export type TransferCallers = { resolve: (r: TransferDone) => void; reject: (e: Error) => void }[];
+/** A transfer this shard's leader started, toward one target: its callers and the evidence
+ *  kept for them (when it was asked for, how far behind the target was, when TimeoutNow left). */
+export interface PendingTransfer {
+  readonly callers: { resolve: (r: TransferDone) => void; reject: (e: Error) => void }[];
+  /** performance.now() at the first request. */
+  readonly at: number;
+  /** The target's lag in entries at the first request. */
+  readonly lag: number;
+  /** performance.now() when TimeoutNow first left for the target (-1 before). */
+  sentAt: number;
+}
 
 /** A group's replica on this shard. The three maps start as shared empty ones (a node may hold
  *  100,000 replicas, most of them never waited on): use own*() before adding to one. */
@@ -80,8 +90,8 @@ export interface Group {
   reads: Map<string, ReadWaiter>;
   applied: number;
   leader: NodeId;
-  /** Callers of transfer(), by target: settled by the core's transfer outcome. */
-  transfers: Map<NodeId, TransferCallers>;
+  /** Transfers in progress, by target: settled by the core's transfer outcome. */
+  transfers: Map<NodeId, PendingTransfer>;
   /** Work served as leader (cumulative): writes applied, their bytes, reads answered. */
   readonly served: { writes: number; bytes: number; reads: number };
   /** Reads that arrived since the last loop turn, not yet given to the core: [ReadIndex, lease]. */
@@ -97,7 +107,7 @@ class NoEntries<K, V> extends Map<K, V> {
 
 const NO_WAITERS: Map<number, Waiter> = new NoEntries();
 const NO_READS: Map<string, ReadWaiter> = new NoEntries();
-const NO_TRANSFERS: Map<NodeId, TransferCallers> = new NoEntries();
+const NO_TRANSFERS: Map<NodeId, PendingTransfer> = new NoEntries();
 
 export function newGroup(id: number, node: RaftNode, storage: GroupStorage, applied: number): Group {
   return {
@@ -116,7 +126,7 @@ export function ownReads(g: Group): Map<string, ReadWaiter> {
   return g.reads;
 }
 
-export function ownTransfers(g: Group): Map<NodeId, TransferCallers> {
+export function ownTransfers(g: Group): Map<NodeId, PendingTransfer> {
   if (g.transfers === NO_TRANSFERS) g.transfers = new Map();
   return g.transfers;
 }
@@ -131,12 +141,19 @@ export interface ReadBatch {
   readonly waiters: Set<{ resolve: () => void; reject: (e: Error) => void }>;
 }
 
+/** A completed hand-over as the old leader saw it. */
 export interface TransferDone {
   readonly group: number;
   readonly from: NodeId;
   readonly to: NodeId;
   readonly term: number;
   readonly ticks: number;
+  /** The target's lag in entries when the transfer was requested. */
+  readonly lag: number;
+  /** Request to TimeoutNow sent: the target catching up. */
+  readonly catchUpMs: number;
+  /** TimeoutNow sent to this leader hearing the target lead. */
+  readonly campaignMs: number;
 }
 
 /** The deadlines of a shard's callers: fired (rejected with Timeout) by sweep(), up to one sweep

@@ -53,7 +53,7 @@ export class InlineShards implements Shards {
         this.opts.onOut(m.to, m.w, m.b);
         return;
       case 'lead':
-        this.opts.onLeader(m.g, m.l, m.term);
+        this.opts.onLeader(m.g, m.l, m.term, m.c);
         return;
       case 'conf':
         this.opts.onConf?.(m.g, m.voters, m.learners);

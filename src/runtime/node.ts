@@ -16,8 +16,12 @@ import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/k
 import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
 import { RuntimeError, TransferError } from './errors.js';
-import { workerOf, type Consistency, type ShardRequest, type Shards } from './protocol.js';
-import type { LedGroup, RaftTuning } from './shard.js';
+import { workerOf, type Consistency, type LeaderChangeCause, type LeaderChangeKind, type ShardRequest, type Shards } from './protocol.js';
+
+/** Who planned a leader transfer: an operator or API caller, a drain, or the balancer. */
+export type PlannedCause = 'transfer' | 'drain' | 'balancer';
+const PLANNED_CAUSES: readonly string[] = ['transfer', 'drain', 'balancer'] satisfies PlannedCause[];
+import type { LedGroup, RaftTuning, TransferDone } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
 import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
@@ -27,6 +31,7 @@ export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.
 import { InlineShards } from './inline.js';
 import { Histogram } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
+import { fresh, slowerThanLeader, type NodeView } from './preflight.js';
 import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type NodeSummary, type Plan } from '../balancer/balancer.js';
 
 export interface StartOptions {
@@ -98,6 +103,12 @@ export interface TransferResult {
   readonly term: number;
   /** Request to verified new leader. */
   readonly ms: number;
+  /** The target's lag in entries at request time, as its leader saw it (0 when it already led). */
+  readonly lag: number;
+  /** Where the time went: the target catching up (request to TimeoutNow sent), its campaign
+   *  (TimeoutNow to the old leader hearing it lead) and verification (to a committed entry of
+   *  its term, confirmed by the target). Request forwarding counts in catch-up. */
+  readonly phases: { readonly catchUpMs: number; readonly campaignMs: number; readonly verifyMs: number };
 }
 
 export interface DrainReport {
@@ -106,6 +117,18 @@ export interface DrainReport {
   readonly failed: { readonly group: number; readonly reason: string }[];
   readonly ms: number;
   readonly transfers: TransferResult[];
+}
+
+export interface TransferOptions {
+  /** Deadline for the whole transfer, verification included. Default max(5 s, 3 election timeouts). */
+  readonly timeoutMs?: number;
+  /** Refuse (TargetLagging) a target further behind than this many entries. Default 10,000. */
+  readonly maxLagEntries?: number;
+  /** Who planned it, for flotilla_leader_changes_total{cause}. Default 'transfer'. */
+  readonly cause?: PlannedCause;
+  /** Override the refusals that protect service rather than safety: TargetLagging,
+   *  TargetNeedsSnapshot, TargetNoQuorum, TargetSlow and ClusterUnstable. */
+  readonly force?: boolean;
 }
 
 export interface ProposeOptions {
@@ -158,8 +181,18 @@ export class FlotillaNode {
   private balancer!: LeaderBalancer;
   /** Round trips to peers (ms), newest last, for the stability advisor. */
   private readonly rtts: number[] = [];
-  /** When local replicas saw a leader change (ms since epoch), for flapping detection. */
+  /** When local replicas saw an unplanned leader change (ms since epoch), for flapping detection:
+   *  a drain or a balancer round moves many leaders on purpose and is not flapping. */
   private readonly leaderChanges: number[] = [];
+  /** Leader changes seen by local replicas (once per replica that saw a new leader), by cause. */
+  readonly leaderChangesByCause: Record<LeaderChangeCause, number> = { transfer: 0, drain: 0, balancer: 0, failover: 0, election: 0 };
+  /** Why transfers this node asked for, handed over or is the target of were started, by group,
+   *  until shortly after their deadline: how a planned change is told apart by who planned it. */
+  private readonly plannedCauses = new Map<number, { cause: PlannedCause; until: number }>();
+  /** What each peer said about itself in its latest summary, and what this node last said. */
+  private readonly views = new Map<NodeId, NodeView>();
+  private ownView: NodeView | null = null;
+  private stability: { at: number; warnings: StabilityWarning[] } | null = null;
   private pinger: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   /** Requests served as leader per group and origin node since the balancer last looked
@@ -173,7 +206,11 @@ export class FlotillaNode {
   private readonly leaderWaits = new Map<number, Set<() => void>>();
   private pendingBytes = 0;
   /** Verified transfers requested here (request -> verified new leader) and peer round trips. */
-  readonly histograms = { transfer: new Histogram(), rtt: new Histogram() };
+  readonly histograms = {
+    transfer: new Histogram(), rtt: new Histogram(),
+    /** The phases of those transfers (see TransferResult.phases). */
+    transferCatchUp: new Histogram(), transferCampaign: new Histogram(), transferVerify: new Histogram(),
+  };
 
   private constructor(
     readonly id: NodeId,
@@ -263,10 +300,8 @@ export class FlotillaNode {
         node.transport.send(to, { k: 'rb', w, b });
       },
       onConf: (g, voters, learners) => node.onConf(g, voters, learners, true),
-      onLeader: (g, l) => {
-        node.stats.leaderChanges++;
-        node.leaderChanges.push(Date.now());
-        if (node.leaderChanges.length > 100_000) node.leaderChanges.splice(0, 50_000);
+      onLeader: (g, l, _term, kind) => {
+        if (l) node.countLeaderChange(g, kind);
         if (l) node.leaders.set(g, l);
         else node.leaders.delete(g);
         if (l) for (const wake of [...(node.leaderWaits.get(g) ?? [])]) wake();
@@ -321,9 +356,12 @@ export class FlotillaNode {
         return o;
       },
       health: () => node.health(),
-      transfer: (g, to) => node.transferLeader(g, to),
+      transfer: (g, to) => node.transferLeader(g, to, { cause: 'balancer' }),
       broadcastSummary: (sum) => {
-        for (const p of Object.keys(opts.peers)) node.transport.send(p, { k: 'app', t: 'summary', p: sum });
+        // Its own links ride along: a transfer's preflight asks the target's view, not the leader's.
+        const reach = node.transport.connectedPeers();
+        node.ownView = { reach, fsyncP99Ms: sum.fsyncP99Ms ?? null, cpu: sum.cpu ?? null, at: Date.now() };
+        for (const p of Object.keys(opts.peers)) node.transport.send(p, { k: 'app', t: 'summary', p: { ...sum, reach } });
       },
     }, { ...opts.balancer }, log.child({ component: 'balancer' }));
     node.balancer.start();
@@ -548,6 +586,7 @@ export class FlotillaNode {
       workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
       groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
       draining: this.draining, drainingPeers: [...this.drainingNodes], transfers: this.transferStats, balancer: this.balancer?.stats,
+      leaderChanges: { ...this.leaderChangesByCause },
       peers: this.transport.connectedPeers(), runtime: this.stats, transport: this.transport.stats(),
       shards: shards.map((s) => ({ ...s, perGroup: undefined })),
       perGroup: o.detail ? shards.flatMap((s) => ((s as Record<string, unknown>).perGroup as unknown[]) ?? []) : undefined,
@@ -561,9 +600,12 @@ export class FlotillaNode {
    * a learner, unhealthy, lagging, draining, a membership change in flight, no quorum, timed out:
    * the old leader then stays leader). Every outcome is logged and counted.
    */
-  async transferLeader(group: number, target: NodeId, o: { timeoutMs?: number; maxLagEntries?: number } = {}): Promise<TransferResult> {
+  async transferLeader(group: number, target: NodeId, o: TransferOptions = {}): Promise<TransferResult> {
     const t0 = performance.now();
     const timeoutMs = o.timeoutMs ?? Math.max(5_000, 3 * this.electionMs);
+    const cause = o.cause ?? 'transfer';
+    const force = o.force === true;
+    this.notePlanned(group, cause, timeoutMs);
     const deadline = Date.now() + timeoutMs;
     const replicas = this.replicasOf(group);
     const outcome = (reason: string) => {
@@ -572,8 +614,18 @@ export class FlotillaNode {
     try {
       if (!replicas.includes(target)) throw new TransferError('TargetNotMember', `transfer of group ${group}: ${target} holds no replica`);
       if (this.drainingNodes.has(target)) throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} is draining`);
+      // The balancer has its own gates (it stands still while any node is unreachable or draining).
+      if (!force && cause !== 'balancer') await this.refuseIfUnstable(`transfer of group ${group} to ${target}`);
+      // The target reports when it leads with an entry of its term committed; asked now, so its
+      // answer travels while the old leader hands over (no second round after the hand-over).
+      const awaitLead = (ms: number) => (target === this.id
+        ? this.workers.call(this.workerFor(group), { t: 'awaitLead', g: group, to: ms })
+        : this.forward(target, 'awaitLead', { group, to: ms, cause }, ms + 250)) as Promise<{ term: number }>;
+      let led = awaitLead(timeoutMs);
+      led.catch(() => undefined); // consumed below, unless the hand-over fails first
       let from: NodeId = this.leaders.get(group) ?? '';
       let done = false;
+      let handover: TransferDone | null = null;
       for (let n = 0; !done; n++) {
         const remaining = deadline - Date.now();
         if (remaining <= 10) throw new TransferError('Timeout', `transfer of group ${group} to ${target}: no leader answered in time`);
@@ -592,10 +644,11 @@ export class FlotillaNode {
             continue;
           }
         }
-        const req = { g: group, target, to: remaining, lag: o.maxLagEntries ?? 10_000, draining: [...this.drainingNodes] };
+        const lag = o.maxLagEntries ?? 10_000;
         try {
-          if (leader === this.id) await this.workers.call(this.workerFor(group), { t: 'xfer', ...req });
-          else await this.forward(leader, 'xfer', { ...req, group }, remaining + 250);
+          handover = leader === this.id
+            ? await this.handOver(group, target, remaining, lag, [], force)
+            : (await this.forward(leader, 'xfer', { group, target, to: remaining, lag, draining: [...this.drainingNodes], cause, force }, remaining + 250)) as TransferDone;
           from = leader;
           done = true;
         } catch (e) {
@@ -607,28 +660,35 @@ export class FlotillaNode {
         }
       }
       // Verify: the target leads and serves (a quorum follows it, an entry of its term committed).
+      const handedAt = performance.now();
       let term = 0;
       for (let n = 0; ; n++) {
-        const remaining = deadline - Date.now();
-        if (remaining <= 10) throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: not confirmed as serving in time`);
         try {
-          const r = (target === this.id
-            ? await this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: remaining })
-            : await this.forward(target, 'verify', { group, to: remaining }, remaining + 250)) as { term: number };
-          term = r.term;
+          term = (await led).term;
           break;
         } catch (e) {
           const err = e as RuntimeError;
+          const remaining = deadline - Date.now();
+          if (remaining <= 10 || err.code === 'Timeout') throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: not confirmed as leading in time`);
           if (!err.retryable) throw err;
+          // The target was unreachable for a moment: ask again.
           await sleep(Math.min(50, 2 * 2 ** Math.min(n, 5)));
+          led = awaitLead(deadline - Date.now());
         }
       }
       this.leaders.set(group, target);
-      const ms = Math.round((performance.now() - t0) * 10) / 10;
+      const now = performance.now();
+      const ms = round1(now - t0);
+      const campaignMs = handover ? Math.min(Number(handover.campaignMs) || 0, handedAt - t0) : 0;
+      const phases = { catchUpMs: round1(handedAt - t0 - campaignMs), campaignMs: round1(campaignMs), verifyMs: round1(now - handedAt) };
+      const lag = handover ? Number(handover.lag) || 0 : 0;
       outcome('completed');
-      this.histograms.transfer.observeMs(performance.now() - t0);
-      this.log.info({ group, from: from || null, to: target, term, ms }, 'leader transfer verified');
-      return { group, from: from || target, to: target, term, ms };
+      this.histograms.transfer.observeMs(now - t0);
+      this.histograms.transferCatchUp.observeMs(phases.catchUpMs);
+      this.histograms.transferCampaign.observeMs(phases.campaignMs);
+      this.histograms.transferVerify.observeMs(phases.verifyMs);
+      this.log.info({ group, from: from || null, to: target, term, ms, lag, ...phases }, 'leader transfer verified');
+      return { group, from: from || target, to: target, term, ms, lag, phases };
     } catch (e) {
       const reason = e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? 'Error';
       outcome(reason);
@@ -643,8 +703,9 @@ export class FlotillaNode {
    * voter that is not draining and not in `avoid` (the nodes to be maintained next) — at most
    * `concurrency` at a time, each verified. Reports what moved and what did not, with reasons.
    */
-  async drain(o: { avoid?: NodeId[]; concurrency?: number; timeoutMs?: number } = {}): Promise<DrainReport> {
+  async drain(o: { avoid?: NodeId[]; concurrency?: number; timeoutMs?: number; force?: boolean } = {}): Promise<DrainReport> {
     const t0 = performance.now();
+    if (!o.force) await this.refuseIfUnstable(`drain of ${this.id}`);
     this.draining = true;
     this.broadcastDrainState();
     // Healthy peers win this node's groups' elections first (it still campaigns if none can).
@@ -665,7 +726,7 @@ export class FlotillaNode {
           continue;
         }
         try {
-          moved.push(await this.transferLeader(g.group, candidates[0], { timeoutMs: o.timeoutMs }));
+          moved.push(await this.transferLeader(g.group, candidates[0], { timeoutMs: o.timeoutMs, cause: 'drain', force: o.force }));
         } catch (e) {
           failed.push({ group: g.group, reason: e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? String(e) });
         }
@@ -687,6 +748,50 @@ export class FlotillaNode {
 
   get isDraining(): boolean {
     return this.draining;
+  }
+
+  /** At the leader's node: the preflight checks that need what the target said about itself
+   *  (its links, disk and CPU, from its latest summary), then the hand-over by the shard. */
+  private handOver(group: number, target: NodeId, timeoutMs: number, lag: number, draining: NodeId[], force: boolean): Promise<TransferDone> {
+    const now = Date.now();
+    const view = fresh(this.views.get(target), now);
+    if (!force) {
+      const slow = slowerThanLeader(fresh(this.ownView, now), view);
+      if (slow) return Promise.reject(new TransferError('TargetSlow', `transfer of group ${group} to ${target}: ${slow}`, this.id));
+    }
+    return this.workers.call(this.workerFor(group), {
+      t: 'xfer', g: group, target, to: timeoutMs, lag, draining: [...new Set([...draining, ...this.drainingNodes])], force, reach: view?.reach ? [...view.reach] : null,
+    }) as Promise<TransferDone>;
+  }
+
+  /** Refuse planned moves while the stability advisor says the cluster is unstable (the answer
+   *  is cached for a second: a drain or a balancer round asks many times). */
+  private async refuseIfUnstable(what: string): Promise<void> {
+    const now = Date.now();
+    if (!this.stability || now - this.stability.at > 1_000) this.stability = { at: now, warnings: await this.stabilityWarnings() };
+    const bad = this.stability.warnings.find((w) => w.unstable);
+    if (bad) throw new TransferError('ClusterUnstable', `${what} refused: ${bad.message} (fix: ${bad.fix}; force overrides)`);
+  }
+
+  private countLeaderChange(group: number, kind: LeaderChangeKind): void {
+    this.stats.leaderChanges++;
+    let cause: LeaderChangeCause = kind;
+    if (kind === 'transfer') {
+      const p = this.plannedCauses.get(group);
+      if (p && p.until > Date.now()) cause = p.cause;
+    } else {
+      this.leaderChanges.push(Date.now());
+      if (this.leaderChanges.length > 100_000) this.leaderChanges.splice(0, 50_000);
+    }
+    this.leaderChangesByCause[cause]++;
+  }
+
+  private notePlanned(group: number, cause: PlannedCause, timeoutMs: number): void {
+    if (this.plannedCauses.size > 10_000) {
+      const now = Date.now();
+      for (const [g, p] of this.plannedCauses) if (p.until <= now) this.plannedCauses.delete(g);
+    }
+    this.plannedCauses.set(group, { cause, until: Date.now() + timeoutMs + 1_000 });
   }
 
   /** Timing budget, voter-set shape and flapping checks, each with what to change. */
@@ -939,9 +1044,8 @@ export class FlotillaNode {
           const group = Number(p.group);
           if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
           const draining = Array.isArray(p.draining) ? (p.draining as unknown[]).filter((x): x is string => typeof x === 'string') : [];
-          return this.workers.call(this.workerFor(group), {
-            t: 'xfer', g: group, target: String(p.target), to: ms, lag: Number(p.lag) || 10_000, draining: [...new Set([...draining, ...this.drainingNodes])],
-          });
+          this.notePlanned(group, plannedCause(p.cause), ms);
+          return this.handOver(group, String(p.target), ms, Number(p.lag) || 10_000, draining, p.force === true);
         });
         return;
       case 'verify':
@@ -949,6 +1053,14 @@ export class FlotillaNode {
           const group = Number(p.group);
           if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
           return this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: ms });
+        });
+        return;
+      case 'awaitLead':
+        serve(() => {
+          const group = Number(p.group);
+          if (!this.isLocal(group)) throw new RuntimeError('InvalidArgument', `${this.id} holds no replica of group ${group}`);
+          this.notePlanned(group, plannedCause(p.cause), ms);
+          return this.workers.call(this.workerFor(group), { t: 'awaitLead', g: group, to: ms });
         });
         return;
       case 'ping':
@@ -965,8 +1077,14 @@ export class FlotillaNode {
         return;
       }
       case 'summary': {
-        const sum = p as unknown as NodeSummary;
+        const sum = p as unknown as NodeSummary & { reach?: unknown };
         if (typeof sum?.leaders === 'number' && typeof sum.uptimeMs === 'number') {
+          this.views.set(from, {
+            reach: Array.isArray(sum.reach) ? sum.reach.filter((x): x is string => typeof x === 'string') : null,
+            fsyncP99Ms: typeof sum.fsyncP99Ms === 'number' && Number.isFinite(sum.fsyncP99Ms) ? sum.fsyncP99Ms : null,
+            cpu: typeof sum.cpu === 'number' && Number.isFinite(sum.cpu) ? sum.cpu : null,
+            at: Date.now(),
+          });
           this.balancer?.onSummary(from, {
             leaders: sum.leaders, draining: sum.draining === true, uptimeMs: sum.uptimeMs,
             load: typeof sum.load === 'number' && Number.isFinite(sum.load) ? sum.load : undefined,
@@ -1026,4 +1144,12 @@ export class FlotillaNode {
 
 export function startNode(opts: StartOptions): Promise<FlotillaNode> {
   return FlotillaNode.start(opts);
+}
+
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+function plannedCause(x: unknown): PlannedCause {
+  return typeof x === 'string' && PLANNED_CAUSES.includes(x) ? (x as PlannedCause) : 'transfer';
 }

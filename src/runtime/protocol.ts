@@ -5,6 +5,13 @@ import type { RuntimeErrorCode, TransferFailReason } from './errors.js';
 
 export type Consistency = 'linearizable' | 'lease' | 'stale';
 
+/** Why a replica saw its group's leader change, as a shard can tell: a leader transfer started
+ *  the election, a voter of the group was reported down, or neither. */
+export type LeaderChangeKind = 'transfer' | 'failover' | 'election';
+/** ... and as the node reports it: planned transfers by who asked (an operator or API caller,
+ *  a drain, the balancer), unplanned ones as above. */
+export type LeaderChangeCause = 'transfer' | 'drain' | 'balancer' | 'failover' | 'election';
+
 export interface WorkerInit {
   readonly index: number;
   readonly nodeId: NodeId;
@@ -35,8 +42,9 @@ export type ToWorker =
   | { t: 'down'; p: NodeId }
   | { t: 'status'; id: number; detail: boolean }
   | { t: 'led'; id: number }
-  | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[] }
+  | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[]; force: boolean; reach: NodeId[] | null }
   | { t: 'verify'; id: number; g: number; to: number }
+  | { t: 'awaitLead'; id: number; g: number; to: number }
   | { t: 'create'; id: number; g: number; voters: NodeId[]; learners?: NodeId[] }
   | { t: 'member'; id: number; g: number; type: 'addVoter' | 'addLearner' | 'remove'; node: NodeId; to: number }
   | { t: 'remove'; id: number; g: number }
@@ -47,7 +55,7 @@ export type FromWorker =
   | { t: 're'; id: number; ok: true; r: unknown }
   | { t: 're'; id: number; ok: false; code: RuntimeErrorCode; msg: string; leader: NodeId; reason?: TransferFailReason }
   | { t: 'out'; to: NodeId; w: number; b: Uint8Array }
-  | { t: 'lead'; g: number; l: NodeId; term: number }
+  | { t: 'lead'; g: number; l: NodeId; term: number; c: LeaderChangeKind }
   | { t: 'conf'; g: number; voters: NodeId[]; learners: NodeId[] };
 
 /** A request that expects an answer (the id is added by the Shards implementation). */

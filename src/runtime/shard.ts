@@ -19,6 +19,8 @@ import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
 import { RuntimeError, TransferError, type TransferFailReason } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
+import type { LeaderChangeKind } from './protocol.js';
+import { reachesQuorum } from './preflight.js';
 import { Histogram } from './histogram.js';
 import { Deadlines, Waiter, newGroup, ownReads, ownTransfers, ownWaiters, type Group, type LedGroup, type ReadBatch, type TransferDone } from './group.js';
 
@@ -46,8 +48,10 @@ export interface ShardOptions {
   readonly stateMachine?: (store: LogStore) => ShardStateMachine;
   /** Called when a group's membership changes (a conf entry applied, or a snapshot installed). */
   readonly onConf?: (group: number, conf: ConfState) => void;
-  /** Called when a group's known leader changes (for routing caches and logs). */
-  readonly onLeader?: (group: number, leader: NodeId, term: number) => void;
+  /** A replica learned its group's leader changed (leader '' while unknown), and why: 'transfer'
+   *  when a leader transfer started that term's election, 'failover' when a voter of the group
+   *  was reported down, else 'election'. */
+  readonly onLeader?: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
   /** Start in drain mode: every group waits this many extra ticks before campaigning. Default 0. */
   readonly campaignDelay?: number;
 }
@@ -98,6 +102,8 @@ export class Shard {
   private readSeq = 0;
   /** Read batches waiting for the next loop turn. */
   private queuedReads: ReadBatch[] = [];
+  /** Callers of awaitLeadership, by group: checked after each turn's steps and advances. */
+  private leadWaiters = new Map<Group, { resolve: (r: { term: number }) => void; reject: (e: Error) => void }[]>();
   /** Peers the liveness layer reports down: a group that becomes leader learns of them at once
    *  (else it would wait on them forever and never quiesce). */
   private readonly downPeers = new Set<NodeId>();
@@ -438,6 +444,42 @@ export class Shard {
     return { term: after.term };
   }
 
+  /** Resolves with the term once this node leads `groupId` with an entry of its term committed
+   *  (a quorum accepted the leadership, so no ReadIndex round is needed to trust it). A transfer's
+   *  caller asks the target this while the old leader hands over: the answer arrives when the
+   *  target has taken over, with no polling. Times out after `timeoutMs`. */
+  async awaitLeadership(groupId: number, timeoutMs?: number): Promise<{ term: number }> {
+    if (this.stopped) throw new RuntimeError('Stopped', 'shard stopped');
+    const g = this.group(groupId);
+    if (g.node.leadsWithCommittedTerm()) return { term: g.node.status().term };
+    return this.withDeadline<{ term: number }>(`leadership of group ${groupId}`, timeoutMs, (resolve, reject) => {
+      let list = this.leadWaiters.get(g);
+      if (!list) this.leadWaiters.set(g, (list = []));
+      const w = { resolve, reject };
+      list.push(w);
+      return () => {
+        const l = this.leadWaiters.get(g);
+        if (!l) return;
+        l.splice(l.indexOf(w), 1);
+        if (l.length === 0) this.leadWaiters.delete(g);
+      };
+    });
+  }
+
+  private settleLeadWaiters(): void {
+    for (const [g, list] of this.leadWaiters) {
+      if (this.groups.get(g.id) !== g) {
+        this.leadWaiters.delete(g);
+        for (const w of list) w.reject(new RuntimeError('InvalidArgument', `group ${g.id} was removed from ${this.opts.nodeId}`));
+        continue;
+      }
+      if (!g.node.leadsWithCommittedTerm()) continue;
+      this.leadWaiters.delete(g);
+      const term = g.node.status().term;
+      for (const w of list) w.resolve({ term });
+    }
+  }
+
   /** A KV shard's committed value of `key` (stale read). */
   get(groupId: number, key: Uint8Array): Uint8Array | null {
     this.group(groupId);
@@ -455,11 +497,15 @@ export class Shard {
   /**
    * Hand leadership of a group this node leads to `target`, as an operation: refused at once with
    * a typed reason when the target cannot take over safely (not a member, a learner, not heard from
-   * recently, further behind than `maxLagEntries`, a membership change in flight, no quorum);
-   * otherwise resolves when the core reports the hand-over complete (the target won its election)
-   * and rejects with the abort reason if it did not (the old leader stays leader).
+   * recently, a membership change in flight, this leader without a quorum) or well (further behind
+   * than `maxLagEntries`, needing a snapshot, not reaching a quorum by its own links `reach`; these
+   * three `force` overrides); otherwise resolves when the core reports the hand-over complete (the
+   * target won its election) and rejects with the abort reason if it did not (the old leader
+   * stays leader).
    */
-  transfer(groupId: number, target: NodeId, o: { timeoutMs?: number; maxLagEntries?: number; draining?: ReadonlySet<NodeId> } = {}): Promise<TransferDone> {
+  transfer(groupId: number, target: NodeId, o: {
+    timeoutMs?: number; maxLagEntries?: number; draining?: ReadonlySet<NodeId>; force?: boolean; reach?: readonly NodeId[] | null;
+  } = {}): Promise<TransferDone> {
     let g: Group;
     try {
       g = this.group(groupId);
@@ -483,21 +529,29 @@ export class Shard {
     if (!pr || !heard(target)) return fail('TargetUnhealthy', 'not heard from recently');
     const lag = st.lastIndex - pr.match;
     const bound = o.maxLagEntries ?? 10_000;
-    if (lag > bound) return fail('TargetLagging', `${lag} entries behind (bound ${bound})`);
     let active = 1;
     for (const v of st.conf.voters) if (v !== this.opts.nodeId && heard(v)) active++;
     if (active <= st.conf.voters.length / 2) return fail('NoQuorum', 'the leader does not hear from a quorum');
+    if (!o.force) {
+      if (lag > bound) return fail('TargetLagging', `${lag} entries behind (bound ${bound})`);
+      if (pr.state === 'snapshot' || pr.next < st.firstIndex) {
+        return fail('TargetNeedsSnapshot', `it needs entries from ${pr.next}, compacted (first index ${st.firstIndex})`);
+      }
+      if (reachesQuorum(target, st.conf.voters, o.reach ?? null) === false) {
+        return fail('TargetNoQuorum', `by its own links it reaches only ${(o.reach ?? []).filter((v) => st.conf.voters.includes(v)).join(', ') || 'no other voter'}`);
+      }
+    }
     const r = g.node.transferLeader(target);
     this.touch(g);
     this.schedule();
     if (!r.ok) return fail(r.reason === 'NotLeader' ? 'NoLeader' : r.reason, r.reason);
     return this.withDeadline<TransferDone>(`transfer of group ${groupId} to ${target}`, o.timeoutMs, (resolve, reject) => {
-      let list = g.transfers.get(target);
-      if (!list) ownTransfers(g).set(target, (list = []));
+      let pending = g.transfers.get(target);
+      if (!pending) ownTransfers(g).set(target, (pending = { callers: [], at: performance.now(), lag, sentAt: -1 }));
       const entry = { resolve, reject };
-      list.push(entry);
+      pending.callers.push(entry);
       return () => {
-        const l = g.transfers.get(target);
+        const l = g.transfers.get(target)?.callers;
         if (l) l.splice(l.indexOf(entry), 1);
       };
     });
@@ -667,6 +721,7 @@ export class Shard {
       if (!r.ok) this.stats.rejected++;
       this.touch(g);
     }
+    if (this.leadWaiters.size > 0) this.settleLeadWaiters();
     lap('msStep');
     const readies: [Group, Ready][] = [];
     for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
@@ -680,9 +735,15 @@ export class Shard {
     if (readies.length === 0 && removed.length === 0) return null;
     this.stats.loops++;
 
-    // 1. What may leave before the write (leader appends, heartbeats).
-    for (const [, rd] of readies) this.enqueue(rd.messages);
+    // 1. What may leave before the write (leader appends, heartbeats, TimeoutNow), and transfer
+    //    outcomes: the target leading is a fact about the target, so its callers need not wait
+    //    for this node's commit.
+    for (const [g, rd] of readies) {
+      if (g.transfers.size > 0) this.noteTimeoutNow(g, rd.messages);
+      this.enqueue(rd.messages);
+    }
     this.flush();
+    for (const [g, rd] of readies) if (rd.transfers.length > 0) this.settleTransfers(g, rd.transfers);
 
     // 2. One commit for every group: log, hard state, snapshots; the state machine applies the
     //    committed entries into its memtable (its flush rides on this commit when due).
@@ -755,17 +816,6 @@ export class Shard {
       if (rd.softState) this.onSoftState(g, rd.softState);
       if (rd.conf) this.opts.onConf?.(g.id, rd.conf);
       else if (rd.snapshot) this.opts.onConf?.(g.id, rd.snapshot.meta.conf);
-      for (const tr of rd.transfers) {
-        this.stats.transfers[tr.status]++;
-        const callers = g.transfers.get(tr.target) ?? [];
-        g.transfers.delete(tr.target);
-        for (const c of callers) {
-          if (tr.status === 'completed') c.resolve({ group: g.id, from: this.opts.nodeId, to: tr.target, term: tr.term, ticks: tr.ticks });
-          else c.reject(new TransferError(tr.reason, `transfer of group ${g.id} to ${tr.target} aborted: ${tr.reason}`, g.node.status().leader));
-        }
-        if (tr.status === 'completed') this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks }, 'leader transfer completed');
-        else this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, reason: tr.reason }, 'leader transfer aborted');
-      }
       for (const rs of rd.readStates) {
         const w = g.reads.get(rs.ctx);
         if (w) w.index = rs.index;
@@ -797,7 +847,34 @@ export class Shard {
       g.node.advance();
       this.touch(g); // advance may have produced more (e.g. a commit after self-ack)
     }
+    if (this.leadWaiters.size > 0) this.settleLeadWaiters();
     this.stats.msAfter += performance.now() - t0;
+  }
+
+  /** Stamp when TimeoutNow first left for a pending transfer's target (the end of catch-up). */
+  private noteTimeoutNow(g: Group, ms: readonly Message[]): void {
+    for (const m of ms) {
+      if (m.type !== 'timeoutNow') continue;
+      const p = g.transfers.get(m.to);
+      if (p && p.sentAt < 0) p.sentAt = performance.now();
+    }
+  }
+
+  private settleTransfers(g: Group, outcomes: Ready['transfers']): void {
+    const now = performance.now();
+    for (const tr of outcomes) {
+      this.stats.transfers[tr.status]++;
+      const p = g.transfers.get(tr.target);
+      g.transfers.delete(tr.target);
+      const sentAt = p && p.sentAt >= 0 ? p.sentAt : now;
+      const evidence = { lag: p?.lag ?? 0, catchUpMs: p ? round1(sentAt - p.at) : 0, campaignMs: p ? round1(now - sentAt) : 0 };
+      for (const c of p?.callers ?? []) {
+        if (tr.status === 'completed') c.resolve({ group: g.id, from: this.opts.nodeId, to: tr.target, term: tr.term, ticks: tr.ticks, ...evidence });
+        else c.reject(new TransferError(tr.reason, `transfer of group ${g.id} to ${tr.target} aborted: ${tr.reason}`, g.node.status().leader));
+      }
+      if (tr.status === 'completed') this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, ...evidence }, 'leader transfer completed');
+      else this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, reason: tr.reason, ...evidence }, 'leader transfer aborted');
+    }
   }
 
   private enqueue(ms: readonly Message[]): void {
@@ -824,8 +901,14 @@ export class Shard {
       this.log.info({ group: g.id, leader, role }, 'leader changed');
       g.leader = leader;
       if (leader === this.opts.nodeId) for (const p of this.downPeers) g.node.reportUnreachable(p);
-      this.opts.onLeader?.(g.id, leader, term);
+      this.opts.onLeader?.(g.id, leader, term, this.leaderChangeKind(g, term));
     }
+  }
+
+  private leaderChangeKind(g: Group, term: number): LeaderChangeKind {
+    if (g.node.electedByTransfer(term)) return 'transfer';
+    if (this.downPeers.size > 0) for (const v of g.storage.conf().voters) if (this.downPeers.has(v)) return 'failover';
+    return 'election';
   }
 
   /** Before a checkpoint: compact every group as far as its state machine and its active
@@ -868,7 +951,8 @@ export class Shard {
       for (const w of g.waiters.values()) w.reject(err);
       for (const r of g.reads.values()) r.reject(err);
       this.rejectBatches(g, err);
-      for (const l of g.transfers.values()) for (const c of l) c.reject(err);
+      for (const p of g.transfers.values()) for (const c of p.callers) c.reject(err);
+      for (const w of this.leadWaiters.get(g) ?? []) w.reject(err);
       g.waiters.clear();
       g.reads.clear();
       g.transfers.clear();
@@ -902,3 +986,6 @@ export class Shard {
   }
 }
 
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

@@ -47,7 +47,7 @@ export class ShardHost {
       nodeId: init.nodeId, store, send: (to, msgs) => host!.send(to, msgs), tickMs: init.tickMs, raft: init.raft as RaftTuning,
       seed: init.seed, requestTimeoutMs: init.requestTimeoutMs, logger: log, campaignDelay: init.campaignDelay,
       stateMachine: userModule ? (s) => new UserStateMachineHost(s, userModule, init.stateMachine?.snapshotEvery) : undefined,
-      onLeader: (g, l, term) => emit({ t: 'lead', g, l, term }),
+      onLeader: (g, l, term, cause) => emit({ t: 'lead', g, l, term, c: cause }),
       onConf: (g, c) => emit({ t: 'conf', g, voters: [...c.voters], learners: [...c.learners] }),
     });
     host = new ShardHost(init, shard, store, emit, log);
@@ -153,7 +153,7 @@ export class ShardHost {
         this.reply(m.id, guard(() => this.status(m.detail)));
         return;
       case 'xfer':
-        this.reply(m.id, shard.transfer(m.g, m.target, { timeoutMs: m.to, maxLagEntries: m.lag, draining: new Set(m.draining) }));
+        this.reply(m.id, shard.transfer(m.g, m.target, { timeoutMs: m.to, maxLagEntries: m.lag, draining: new Set(m.draining), force: m.force, reach: m.reach }));
         return;
       case 'led':
         this.reply(m.id, guard(() => shard.led()));
@@ -163,6 +163,9 @@ export class ShardHost {
         return;
       case 'verify':
         this.reply(m.id, guard(() => shard.verifyLeader(m.g, m.to)));
+        return;
+      case 'awaitLead':
+        this.reply(m.id, shard.awaitLeadership(m.g, m.to));
         return;
       case 'create':
         this.reply(m.id, guard(() => {

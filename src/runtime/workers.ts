@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { PackedPort } from './channel.js';
 import { RuntimeError, TransferError } from './errors.js';
-import type { FromWorker, ShardRequest, Shards, ToWorker, WorkerInit } from './protocol.js';
+import type { FromWorker, LeaderChangeKind, ShardRequest, Shards, ToWorker, WorkerInit } from './protocol.js';
 
 interface Call {
   readonly resolve: (v: unknown) => void;
@@ -35,7 +35,7 @@ export interface ShardWorkersOptions {
   readonly log: Logger;
   /** Raft bytes a shard wants sent to worker `w` of node `to`. */
   readonly onOut: (to: NodeId, w: number, b: Uint8Array) => void;
-  readonly onLeader: (group: number, leader: NodeId, term: number) => void;
+  readonly onLeader: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
   readonly onConf?: (group: number, voters: NodeId[], learners: NodeId[]) => void;
   /** A shard (re)started; the node re-sends what the new worker must know. */
   readonly onStarted?: (index: number) => void;
@@ -108,7 +108,7 @@ export class ShardWorkers implements Shards {
           this.opts.onOut(m.to, m.w, m.b);
           break;
         case 'lead':
-          this.opts.onLeader(m.g, m.l, m.term);
+          this.opts.onLeader(m.g, m.l, m.term, m.c);
           break;
         case 'conf':
           this.opts.onConf?.(m.g, m.voters, m.learners);

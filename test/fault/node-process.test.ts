@@ -175,7 +175,11 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.ok(all.reduce((a, t) => a + histogram(t, 'flotilla_commit_latency_seconds'), 0) > 0, 'proposal commit latency observed on the leaders');
     assert.ok(all.reduce((a, t) => a + histogram(t, 'flotilla_apply_latency_seconds'), 0) > 0, 'apply latency observed on the leaders');
     assert.match(m, /flotilla_proposals_total\{node="n2"\} [1-9]\d*$/m, 'the writes and CAS asked on n2 are counted');
-    assert.match(m, /flotilla_leader_changes_total\{node="n2"\} [1-9]\d*$/m, 'the elections and the transfer are seen by n2\'s replicas');
+    assert.match(m, /flotilla_leader_changes_total\{node="n2",cause="election"\} [1-9]\d*$/m, 'the first elections are seen by n2\'s replicas');
+    for (const cause of ['transfer', 'drain', 'balancer', 'failover']) {
+      assert.match(m, new RegExp(`^flotilla_leader_changes_total\\{node="n2",cause="${cause}"\\} \\d+$`, 'm'), `leader changes by cause: ${cause}`);
+    }
+    assert.match(m, /flotilla_transfer_phase_seconds_count\{node="n2",phase="campaign"\} [1-9]\d*$/m, 'transfer phases observed');
     assert.match(m, /flotilla_not_leader_total\{node="n2"\} \d+$/m, 'not-leader counter exposed');
     assert.match(m, /flotilla_requests_retried_total\{node="n2"\} \d+$/m, 'retried attempts exposed');
     assert.match(m, /flotilla_balancer_moves_total\{node="n2",reason="count"\} \d+/, 'balancer moves by reason');

@@ -251,8 +251,10 @@ export class Host {
   drain(): void {
     let rounds = 0;
     const node0 = this.node;
-    // The held write completes now (a write never stays pending across two inputs).
-    let finishHeld = this.held !== null;
+    // A held write may stay in flight across this input (as on a real host, messages arrive
+    // while a write is being made durable: a candidate hears votes before its own vote is on
+    // disk), but not across many: it completes now with probability 0.6.
+    let finishHeld = this.held !== null && this.env.rng.chance(0.6);
     while (this.node && this.node === node0 && (this.node.hasReady() || finishHeld)) {
       if (++rounds > 10_000) throw new Error(`${this.id}: hasReady() never settles`);
       const older = this.held;

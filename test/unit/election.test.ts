@@ -495,15 +495,6 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     assert.equal(n.hasReady(), false);
   });
 
-  test("a candidate's own term and self-vote are persisted before its vote requests leave", () => {
-    const { n } = mkNode({ terms: [1], term: 1, preVote: false });
-    n.campaign();
-    const rd = n.ready();
-    assert.deepEqual(rd.hardState, { term: 2, vote: 'a', commit: 0 });
-    assert.equal(rd.messages.filter((m) => m.type === 'vote').length, 0);
-    assert.deepEqual(rd.messagesAfterPersist.filter((m) => m.type === 'vote').map((m) => m.to).sort(), ['b', 'c']);
-  });
-
   test('a new term must be durable before any message carrying it leaves (forwarded read after a term change)', () => {
     const { n, st } = mkNode({ terms: [1], term: 1, commit: 1 });
     // Leader b of term 2 appears; before the host drains the Ready the application asks for a read,
@@ -517,15 +508,29 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     n.advance();
   });
 
-  test('a leader elected within one Ready does not send appends before its term and vote are durable', () => {
-    const { n } = mkNode({ terms: [1], term: 1, preVote: false });
+  test('a candidate asks for votes before its term is durable, but leads only once its own vote is', () => {
+    const { n, st } = mkNode({ terms: [1], term: 1, preVote: false });
     n.campaign();
-    n.step(voteResp('b', 'a', 2, false)); // the election completes before the host drained anything
-    assert.equal(role(n), 'leader');
     const rd = n.ready();
     assert.deepEqual(rd.hardState && { term: rd.hardState.term, vote: rd.hardState.vote }, { term: 2, vote: 'a' });
-    assert.deepEqual(rd.messages, [], 'nothing at term 2 leaves before term 2 is durable');
-    ok(rd.messagesAfterPersist.some((m) => m.type === 'app'), 'the appends leave after the persist');
+    assert.deepEqual(rd.messages.map((m) => [m.type, m.to, m.term]), [['vote', 'b', 2], ['vote', 'c', 2]], 'vote requests leave with the write');
+    // b's grant arrives before the host persisted the self-vote: with b alone a is one vote short.
+    n.step(voteResp('b', 'a', 2, false));
+    assert.equal(role(n), 'candidate', 'a self-vote that is not durable does not count');
+    assert.equal(n.status().leader, '');
+    assert.equal(st.hardState.term, 1, 'nothing persisted yet');
+  });
+
+  test('a candidate whose self-vote becomes durable wins with the grants it already has', () => {
+    const { n, st } = mkNode({ terms: [1], term: 1, preVote: false });
+    n.campaign();
+    const rd = n.ready();
+    n.step(voteResp('b', 'a', 2, false));
+    st.setHardState(rd.hardState!);
+    n.advance();
+    assert.equal(role(n), 'leader');
+    const rd2 = n.ready();
+    ok(rd2.messages.some((m) => m.type === 'app' && m.term === 2), 'appends leave once it leads');
   });
 
   test('a vote survives a crash: after restart from storage the node still refuses other candidates of that term', () => {
@@ -729,13 +734,16 @@ describe('single-node group', () => {
   test('elects itself on campaign and commits its no-op only after the Ready is persisted', () => {
     const { n, st } = mkNode({ voters: ['a'] });
     n.campaign();
+    assert.equal(role(n), 'candidate', 'its own vote counts once durable');
+    const rd0 = n.ready();
+    assert.deepEqual(rd0.hardState && { term: rd0.hardState.term, vote: rd0.hardState.vote }, { term: 1, vote: 'a' });
+    st.setHardState(rd0.hardState!);
+    n.advance();
     assert.equal(role(n), 'leader');
     assert.equal(n.status().term, 1);
     const rd1 = n.ready();
     assert.deepEqual(rd1.softState, { role: 'leader', leader: 'a', term: 1 });
-    assert.equal(rd1.hardState?.term, 1);
-    assert.equal(rd1.hardState?.vote, 'a');
-    assert.equal(rd1.hardState?.commit, 0, 'no-op not committed in the Ready that carries it');
+    assert.equal(rd1.hardState, null, 'term and vote already durable; the no-op is not committed in the Ready that carries it');
     assert.deepEqual(rd1.entries.map((e) => [e.index, e.term, e.data.byteLength]), [[1, 1, 0]]);
     assert.deepEqual(rd1.committed, []);
     assert.equal(n.status().commit, 0, 'not committed before persistence');

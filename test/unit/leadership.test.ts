@@ -55,6 +55,15 @@ test('a transfer requested on any node resolves once the target leads and serves
     assert.equal(r.from, from);
     assert.equal((await nodes.get(asker)!.status()).transfers.completed, 1, 'outcomes are counted');
     assert.ok(r.ms > 0 && r.term > 0);
+    // Evidence: the target's lag at request time and where the time went.
+    assert.ok(r.lag >= 0, `lag ${r.lag}`);
+    const { catchUpMs, campaignMs, verifyMs } = r.phases;
+    assert.ok(catchUpMs >= 0 && campaignMs > 0 && verifyMs >= 0, JSON.stringify(r.phases));
+    assert.ok(Math.abs(catchUpMs + campaignMs + verifyMs - r.ms) < 1, `phases ${JSON.stringify(r.phases)} add up to ${r.ms}`);
+    assert.equal(nodes.get(asker)!.histograms.transferCampaign.snapshot().count, 1, 'phase histograms observe it');
+    await until('the target counts a planned change', async () => nodes.get(to)!.leaderChangesByCause.transfer >= 1, 5_000);
+    assert.ok(nodes.get(from)!.leaderChangesByCause.transfer >= 1, 'so does the old leader');
+    await until('and the asker', async () => nodes.get(asker)!.leaderChangesByCause.transfer >= 1, 5_000);
     assert.equal(await leaderOf(nodes, 1), to, 'the target leads');
     // Asking again for the current leader is answered at once.
     const again = await nodes.get(from)!.transferLeader(1, to);
@@ -112,11 +121,17 @@ test('writes see no error and lose nothing while leadership moves back and forth
     }
     // Drain n1 under the same load.
     const before = (await nodes.get('n1')!.status()).leaders;
+    const drains = (id: string) => nodes.get(id)!.leaderChangesByCause.drain;
+    const drains0 = { n1: drains('n1'), n2: drains('n2') };
     const report = await nodes.get('n1')!.drain({ avoid: ['n3'] });
     assert.deepEqual(report.failed, [], 'every leadership moved');
     assert.equal(report.moved, before);
     assert.ok(report.transfers.every((t) => t.to === 'n2'), 'avoid is honoured when another target exists');
     assert.equal((await nodes.get('n1')!.status()).leaders, 0, 'n1 leads nothing');
+    // The hand-overs count as planned (drain) where they were asked for and where they landed,
+    // not as elections: a drain is not flapping.
+    await until('n2 counted every drained leadership', async () => drains('n2') - drains0.n2 >= report.moved, 5_000);
+    assert.ok(drains('n1') - drains0.n1 >= report.moved, `n1 saw ${drains('n1') - drains0.n1} drain hand-overs of ${report.moved}`);
     nodes.get('n1')!.undrain();
     } finally {
       stop = true;

@@ -175,3 +175,85 @@ test('a shard whose groups are all quiesced stops ticking and flushes its state 
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('transfer preflight: every refusal is typed, and force overrides the ones that protect service', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-preflight-'));
+  const net = new Net();
+  // Messages to a node can be lost without the node being reported down (a lagging follower).
+  const lossy = new Set<NodeId>();
+  const send = (from: NodeId) => (to: NodeId, msgs: Message[]) => {
+    if (!lossy.has(to)) net.send(from)(to, msgs);
+  };
+  const shards: Shard[] = [];
+  const reason = (r: string) => (e: unknown) => (e as { reason?: string }).reason === r;
+  try {
+    for (const id of IDS) {
+      const store = await LogStore.open({ path: join(root, id), noSync: true });
+      stores.set(id, store);
+      const s = Shard.open({
+        nodeId: id, store, send: send(id), tickMs: 10, raft: { electionTicks: 10 }, seed: 7, requestTimeoutMs: 3000, retainEntries: 2,
+        stateMachine: (st) => new KvStateMachine(st, { flushIntervalMs: 20 }),
+      });
+      net.shards.set(id, s);
+      shards.push(s);
+      s.start();
+      s.createGroup(1, CONF);
+      // Group 2 has a fourth voter that never starts: 3 of 4 still elect and commit.
+      s.createGroup(2, { voters: [...IDS, 'n4'], learners: [] });
+    }
+    await until('both groups led', () => leaderOf(net, 1) !== null && leaderOf(net, 2) !== null, 60_000);
+    const put = (g: number, k: string) => retry(() => net.shards.get(leaderOf(net, g) ?? 'n1')!.propose(g, { op: 'put', key: enc.encode(k), value: enc.encode('v') }));
+    await put(1, 'a');
+
+    // TargetNoQuorum: the target says (its own links) it reaches no other voter.
+    let l = leaderOf(net, 1)!;
+    let [a, b] = IDS.filter((x) => x !== l);
+    await assert.rejects(net.shards.get(l)!.transfer(1, a, { reach: [] }), reason('TargetNoQuorum'));
+    assert.equal(leaderOf(net, 1), l, 'a refusal leaves the leader in place');
+    // Reaching one more voter is a quorum of three.
+    const done = await net.shards.get(l)!.transfer(1, a, { reach: [b] });
+    assert.equal(done.to, a);
+    assert.ok(done.lag >= 0 && done.campaignMs >= 0 && done.catchUpMs >= 0, JSON.stringify(done));
+    await until('a leads group 1', () => leaderOf(net, 1) === a);
+    // ... and force overrides it.
+    l = a;
+    [a, b] = IDS.filter((x) => x !== l);
+    assert.equal((await net.shards.get(l)!.transfer(1, a, { reach: [], force: true })).to, a);
+    await until('the forced target leads', () => leaderOf(net, 1) === a);
+
+    // TargetLagging: b stops receiving (but is not reported down) while the group writes.
+    l = a;
+    [a, b] = IDS.filter((x) => x !== l);
+    lossy.add(b);
+    for (let i = 0; i < 5; i++) await put(1, `lag${i}`);
+    await assert.rejects(net.shards.get(l)!.transfer(1, b, { maxLagEntries: 2 }), reason('TargetLagging'));
+
+    // TargetNeedsSnapshot: b reported down, so the leader compacts past what b has.
+    net.shards.get(l)!.peerDown(b);
+    for (let i = 0; i < 40; i++) await put(1, `snap${i}`);
+    await until('the leader compacted past b', () => {
+      const st = net.shards.get(l)!.status(1);
+      return st.firstIndex > (st.progress[b]?.next ?? Infinity);
+    }, 20_000);
+    net.shards.get(l)!.peerUp(b);
+    await assert.rejects(net.shards.get(l)!.transfer(1, b, { maxLagEntries: 1_000 }), reason('TargetNeedsSnapshot'));
+    lossy.delete(b);
+    // Forced, it waits for the snapshot and the catch-up, then hands over.
+    assert.equal((await net.shards.get(l)!.transfer(1, b, { force: true, timeoutMs: 10_000 })).to, b);
+
+    // NoQuorum: the leader of group 2 hears only the target (n4 never runs, the third is down).
+    // (Group 2 may have lost its leader while b heard nothing: wait for one.)
+    await until('group 2 led', () => leaderOf(net, 2) !== null, 20_000);
+    const l2 = leaderOf(net, 2)!;
+    const [x, y] = IDS.filter((n) => n !== l2);
+    net.shards.get(l2)!.peerDown(y);
+    net.shards.get(l2)!.peerDown('n4');
+    await assert.rejects(net.shards.get(l2)!.transfer(2, x, { force: true }), reason('NoQuorum'), 'force does not override a safety refusal');
+    net.shards.get(l2)!.peerUp(y);
+    await assert.rejects(net.shards.get(l2)!.transfer(2, 'n4'), reason('TargetUnhealthy'));
+  } finally {
+    for (const s of shards) await s.stop();
+    for (const s of stores.values()) await s.close().catch(() => {});
+    rmSync(root, { recursive: true, force: true });
+  }
+});

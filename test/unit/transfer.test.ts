@@ -797,15 +797,28 @@ describe('leader transfer: duration and liveness', () => {
 
   test('14b. ticks counts leader ticks spent in the transfer', () => {
     const c = healthy();
-    c.dropIf = (m) => m.type === 'timeoutNow'; // lose the first TimeoutNow
+    c.dropIf = (m) => m.type === 'timeoutNow'; // lose every TimeoutNow (the leader repeats it each heartbeat)
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
     tickSettle(c, 'a', 4);
-    c.heal();
     // A retry of the same target is a no-op while in progress (started:false), so it ends by timeout.
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: false });
     tickSettle(c, 'a', 6);
+    c.heal();
     assert.deepEqual(outcomes(c, 'a'), [{ target: 'b', term: 1, ticks: 10, status: 'aborted', reason: 'Timeout' }]);
     assertLeadership(c, 'a', 1, ['b', 'c']);
+  });
+
+  test('14c. a lost TimeoutNow is repeated at the next heartbeat and the transfer completes', () => {
+    const c = healthy();
+    let dropped = 0;
+    c.dropIf = (m) => m.type === 'timeoutNow' && dropped++ === 0; // lose only the first
+    assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
+    c.stabilize();
+    assert.equal(dropped, 1);
+    assert.equal(c.leader(), 'a', 'nothing happens until the leader repeats it');
+    for (let i = 0; i < 3 && c.leader() !== 'b'; i++) tickSettle(c, 'a', 1);
+    assert.deepEqual(outcomes(c, 'a').map((o) => [o.target, o.status]), [['b', 'completed']]);
+    assertLeadership(c, 'b', 2, ['a', 'c']);
   });
 
   test('15. a transfer never leaves the group leaderless', () => {
@@ -879,7 +892,9 @@ describe('leader transfer: edge cases', () => {
     c.process('a');
     const late = c.queue.find(isType('timeoutNow'))!;
     c.queue = c.queue.filter((m) => m !== late);
+    c.dropIf = (m) => m.type === 'timeoutNow'; // and the repeats
     tickSettle(c, 'a', 10);
+    c.heal();
     assert.deepEqual(outcomes(c, 'a'), [{ target: 'b', term: 1, ticks: 10, status: 'aborted', reason: 'Timeout' }]);
     c.queue.push(late);
     c.stabilize();
@@ -895,7 +910,7 @@ describe('leader transfer: edge cases', () => {
     // b missed heartbeats and started a pre-vote, which the sticky voters ignore; b is still fully
     // caught up, so the leader sends TimeoutNow at once - and b, a pre-candidate, drops it
     // (raft.ts stepCandidate has no 'timeoutNow' case). The leader's next heartbeat turns b back
-    // into a follower, but TimeoutNow is never re-sent, so the transfer can only time out.
+    // into a follower; the pre-candidate case and the leader's repeated TimeoutNow each save it.
     const c = healthy();
     c.node('b').campaign();
     c.stabilize();
