@@ -12,11 +12,25 @@
 //     the groups it leads; the hottest groups move first). Balance moves never take a group away
 //     from where 1 and 2 put it, so the phases cannot fight each other.
 //
-// Stability, after TiKV PD and CockroachDB: a dead band with hysteresis (start above the fair
-// share by `tolerance` and `minExcess`, then go on to the fair share; a balanced node stays still
-// under small drift), at most `maxConcurrent` transfers per round, a per-group cooldown, a
-// jittered interval, no leadership onto a node that started in the last `warmupMs` or is
-// draining, and no action at all while a node is unreachable or draining.
+// When to balance, after TiKV PD and CockroachDB. A dead band keeps a balanced node still under
+// small drift: a node sheds when it is over its fair share by more than `tolerance`. That alone
+// let an under-loaded node stay so for good (after an undrain, 287/355/358 leaders against a
+// share of 333: nobody is 10% over), and an under-loaded node cannot pull leaderships to itself.
+// So a node also sheds when it is over its share, the least loaded node that may lead is under
+// its own, and either of the two is more than half the band off: a source and a target are
+// compared, as PD compares their scores, and at rest every node is within half the band. Both
+// rules also want the gap to be worth a move (`minExcess` leaders, `minLoad` ops/s).
+// Once started a node goes on down to its fair share (hysteresis). A target fills up to its
+// share rounded up for count, so an integer split (333/333/334) is final; for load, which moves
+// in uneven steps, up to half the band over it, while the source stops half the band under its
+// own and never ends less loaded than the target: the reverse move never helps, so nothing goes
+// back and forth. Nodes shedding at once split a target's gap by their excess.
+// The fair shares need a total every node agrees on, and summaries made at different times
+// miss or double the moves between them: the total comes from a settled view (view() says
+// which), and load waits until a node that gained leaderships has measured them.
+// Besides: at most `maxConcurrent` transfers per round, a per-group cooldown, a jittered
+// interval, no leadership onto a node that started in the last `warmupMs` or is draining, and no
+// action at all while a node is unreachable or draining.
 //
 // Targets are ranked as the leader-transfer playbook's candidate selection: up-to-date log
 // first, then stable reachability, then storage latency (fsync tail) and CPU headroom, then
@@ -54,9 +68,14 @@ export interface BalancerConfig {
   readonly enabled?: boolean;
   /** Milliseconds between rounds (jittered by ±25%); a node still shedding goes on sooner. Default 2,000. */
   readonly intervalMs?: number;
-  /** Start shedding only above fairShare × (1 + tolerance). Default 0.1. */
+  /** The dead band, as a fraction of the fair share. A node sheds when it is above
+   *  fairShare × (1 + tolerance); or when it is above its fair share, the least loaded node that
+   *  may take leaderships is below its own, and either of the two is more than tolerance / 2
+   *  off (so at rest every node is within ±tolerance / 2). Once started it sheds down to its
+   *  fair share. Default 0.1. */
   readonly tolerance?: number;
-  /** ... and at least this many leaders above the fair share (count policy). Default 2. */
+  /** count policy: ... and only when the excess (in the second case, the excess plus the other
+   *  node's shortfall) is at least this many leaders. Default 2. */
   readonly minExcess?: number;
   /** Transfers per round at most. Default 64. */
   readonly maxConcurrent?: number;
@@ -68,7 +87,7 @@ export interface BalancerConfig {
   readonly weights?: Readonly<Record<NodeId, number>>;
   /** 'count' (leaders per node) or 'load' (served work per node). Default 'count'. */
   readonly policy?: 'count' | 'load';
-  /** load policy: act only when the excess is at least this many ops/s. Default 20. */
+  /** load policy: the same as minExcess, in ops/s. Default 20. */
   readonly minLoad?: number;
   /** load policy: never move a group carrying less than this share of the node's load. Default 0.01. */
   readonly minGroupShare?: number;
@@ -258,11 +277,16 @@ export function preferenceRank(pref: LeaderPreference | undefined, labels: Label
 const SUMMARY_SLACK_MS = 1000;
 /** Allowed difference between two nodes' clocks when comparing a summary's time with ours. */
 const CLOCK_SKEW_MS = 50;
+/** For how many intervals the total of a settled view stands in for an unsettled one's. */
+const SETTLED_FOR = 10;
 
 type Cfg = Required<Omit<BalancerConfig, 'weights' | 'policy' | 'preferences' | 'followWorkload'>> & {
   weights: Readonly<Record<NodeId, number>>; policy: 'count' | 'load'; preferences: readonly LeaderPreference[];
   followWorkload: Required<FollowWorkloadConfig>;
 };
+
+/** What a summary says of the policies' measures. */
+type Measures = Pick<NodeSummary, 'leaders' | 'load'>;
 
 interface Rate {
   writes: number; reads: number; bytes: number; at: number;
@@ -277,9 +301,16 @@ export class LeaderBalancer {
   /** Per led group: EWMA of requests/s by origin zone. */
   private readonly origins = new Map<number, Map<string, number>>();
   private originsAt = 0;
-  private readonly summaries = new Map<NodeId, NodeSummary & { at: number }>();
-  /** Leaderships moved to a peer since its last summary arrived (its count there is behind). */
-  private readonly sentSince = new Map<NodeId, number[]>();
+  /** The peers' latest summaries, with when they arrived and what the earlier ones of the last
+   *  few rounds said (oldest first). */
+  private readonly summaries = new Map<NodeId, NodeSummary & { at: number; past: (Measures & { at: number })[] }>();
+  /** Leaderships moved to a peer since its last summary arrived (its count there is behind), with
+   *  when and the load each carried. */
+  private readonly sentSince = new Map<NodeId, { at: number; load: number }[]>();
+  /** The sum of the policy's measure over all nodes in the last settled view (see view()). */
+  private settled: { at: number; total: number } | null = null;
+  /** This node's leader count when view() last looked, and since when it has been that. */
+  private mine = { leaders: -1, since: 0 };
   private readonly cooldown = new Map<number, number>();
   /** The count policy is shedding (hysteresis: it goes on down to the fair share). */
   private shedding = false;
@@ -311,6 +342,7 @@ export class LeaderBalancer {
     validateBalancerConfig(next);
     this.raw = next;
     this.cfg = LeaderBalancer.resolve(next);
+    this.settled = null; // the policy (the measure summed) may have changed
     if (this.cfg.enabled) this.start();
     else this.stop();
     this.log.info({ patch }, 'balancer reconfigured');
@@ -346,14 +378,17 @@ export class LeaderBalancer {
 
   /** A peer's summary arrived (with the coalesced heartbeat traffic of the node pair). */
   onSummary(from: NodeId, s: NodeSummary): void {
-    this.summaries.set(from, { ...s, at: Date.now() });
+    const last = this.summaries.get(from);
+    const keep = Date.now() - 3 * this.cfg.intervalMs;
+    const past = last ? [...last.past.filter((e) => e.at >= keep), { at: last.at, leaders: last.leaders, load: last.load }] : [];
+    this.summaries.set(from, { ...s, at: Date.now(), past });
     // A summary counts the moves that completed before it was made (the target leads before we
     // see the transfer verified). Without its time (or with clocks far apart) moves of the last
     // second still count on top of it: counting a move twice only delays the next one, missing
     // it would overshoot.
     const now = Date.now();
     const made = typeof s.madeAt === 'number' && Math.abs(s.madeAt - now) < SUMMARY_SLACK_MS ? s.madeAt - CLOCK_SKEW_MS : now - SUMMARY_SLACK_MS;
-    const recent = (this.sentSince.get(from) ?? []).filter((t) => t > made);
+    const recent = (this.sentSince.get(from) ?? []).filter((e) => e.at > made);
     if (recent.length) this.sentSince.set(from, recent);
     else this.sentSince.delete(from);
   }
@@ -426,28 +461,80 @@ export class LeaderBalancer {
   }
 
   /** What every node holds by the policy's measure (this node's `mine`, the peers' from recent
-   *  summaries, plus what this node sent them since), each node's weighted fair share, and why no
-   *  round may act now (or null). */
-  private view(mine: number, ofSummary: (s: NodeSummary) => number | undefined, perMove: number): { values: Record<NodeId, number>; fairShare: Record<NodeId, number>; idle: string | null } {
+   *  summaries, plus what this node sent them since: one leader or the group's load each), each
+   *  node's weighted fair share, and why no round may act now (or null). */
+  private view(mine: { value: number; leaders: number; measured: boolean }, ofSummary: (s: Measures) => number | undefined,
+    perMove: (e: { load: number }) => number): { values: Record<NodeId, number>; fairShare: Record<NodeId, number>; idle: string | null; estimated: boolean } {
     const nodes = [this.host.id, ...this.host.peers];
-    const values: Record<NodeId, number> = { [this.host.id]: mine };
+    const values: Record<NodeId, number> = { [this.host.id]: mine.value };
     const fairShare: Record<NodeId, number> = {};
-    const stale = Date.now() - 3 * this.cfg.intervalMs;
+    const now = Date.now();
+    const stale = now - 3 * this.cfg.intervalMs;
     for (const p of this.host.peers) {
       const s = this.summaries.get(p);
       const v = s && s.at >= stale ? ofSummary(s) : undefined;
-      if (v !== undefined) values[p] = v + perMove * (this.sentSince.get(p)?.length ?? 0);
+      if (v !== undefined) values[p] = v + (this.sentSince.get(p) ?? []).reduce((a, e) => a + perMove(e), 0);
     }
-    const total = nodes.reduce((a, n) => a + (values[n] ?? 0), 0);
-    const wsum = nodes.reduce((a, n) => a + this.weight(n), 0);
-    for (const n of nodes) fairShare[n] = (total * this.weight(n)) / wsum;
     const down = this.host.peers.filter((p) => !this.host.isConnected(p));
     const missing = this.host.peers.filter((p) => values[p] === undefined);
+    // The fair shares need the cluster's total, and summaries made at different times miss or
+    // double the moves made between them: a total short by a move another node just made would
+    // have us shed what it already gave (and one too large would fill a target past its share).
+    // So the total comes from a settled view: no leader count (ours included) changed after the
+    // oldest of the summaries arrived, so each of them already counts every move between the
+    // others; no move of ours is unconfirmed; every load is measured. It is kept while moves
+    // are under way. Before any settled view, what a peer lost since the oldest summary counts
+    // as well (its targets may not have told yet); but only the dead band acts on such an
+    // estimate, and load, whose first summaries are not measured yet, waits for a settled view.
+    const sum = nodes.reduce((a, n) => a + (values[n] ?? 0), 0);
+    if (this.mine.leaders !== mine.leaders) this.mine = { leaders: mine.leaders, since: now };
+    const oldest = Math.min(...this.host.peers.map((p) => this.summaries.get(p)?.at ?? 0));
+    /** When the summaries started to show a peer's current leader count. */
+    const changedAt = (s: NodeSummary & { at: number; past: (Measures & { at: number })[] }) => {
+      let at = s.at;
+      for (let i = s.past.length - 1; i >= 0 && s.past[i].leaders === s.leaders; i--) at = s.past[i].at;
+      return at;
+    };
+    const settled = !missing.length && mine.measured && this.sentSince.size === 0 && this.mine.since <= oldest &&
+      this.host.peers.every((p) => changedAt(this.summaries.get(p)!) <= oldest);
+    if (settled) this.settled = { at: now, total: sum };
+    let total = sum;
+    const kept = !settled && this.settled !== null && this.settled.at >= now - SETTLED_FOR * this.cfg.intervalMs;
+    if (kept) total = this.settled!.total;
+    else if (!settled) {
+      for (const p of this.host.peers) {
+        const s = this.summaries.get(p);
+        if (!s || values[p] === undefined || s.at <= oldest || !s.past.length) continue;
+        const then = [...s.past].reverse().find((e) => e.at <= oldest) ?? s.past[0];
+        total += Math.max(0, (ofSummary(then) ?? 0) - (ofSummary(s) ?? 0));
+      }
+    }
+    const wsum = nodes.reduce((a, n) => a + this.weight(n), 0);
+    for (const n of nodes) fairShare[n] = (total * this.weight(n)) / wsum;
     const draining = nodes.filter((n) => (n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining));
     const idle = down.length ? `unhealthy: ${down.join(', ')} unreachable`
       : missing.length ? `no recent summary from ${missing.join(', ')}`
       : draining.length ? `maintenance: ${draining.join(', ')} draining` : null;
-    return { values, fairShare, idle };
+    return { values, fairShare, idle, estimated: !settled && !kept };
+  }
+
+  /** A peer may take leaderships now: reachable, not draining, warmed up. */
+  private mayLead(p: NodeId): boolean {
+    const s = this.summaries.get(p);
+    return this.host.isConnected(p) && s?.draining !== true && (s?.uptimeMs ?? 0) >= this.cfg.warmupMs;
+  }
+
+  /** Nodes whose load is not all in their summary yet: a group's rate needs two samples on its
+   *  leader, so a node that gained leaderships since its last round (or whose first summary
+   *  this is) reports less than it serves, and a share computed from it would be too small. */
+  private unmeasured(led: readonly LedInfo[]): NodeId[] {
+    const out = led.some((g) => (this.rates.get(g.group)?.ewma ?? -1) < 0) ? [this.host.id] : [];
+    for (const p of this.host.peers) {
+      const s = this.summaries.get(p);
+      const prev = s?.past[s.past.length - 1];
+      if (s && (prev === undefined || s.leaders > prev.leaders)) out.push(p);
+    }
+    return out;
   }
 
   /** Replicas of `g` that may take its leadership now: voters, reachable, not draining, warmed up. */
@@ -481,8 +568,9 @@ export class LeaderBalancer {
   private planFor(led: readonly LedInfo[]): Plan {
     const load = this.cfg.policy === 'load';
     const measureOf = (g: LedInfo) => (load ? this.loadOf(g.group) : 1);
-    const { values, fairShare, idle } = this.view(led.reduce((a, g) => a + measureOf(g), 0),
-      (s) => (load ? s.load : s.leaders), load ? 0 : 1);
+    const unmeasured = load ? this.unmeasured(led) : [];
+    const { values, fairShare, idle, estimated } = this.view({ value: led.reduce((a, g) => a + measureOf(g), 0), leaders: led.length, measured: !unmeasured.length },
+      (s) => (load ? s.load : s.leaders), (e) => (load ? e.load : 1));
     const base = { node: this.host.id, ...(load ? { policy: 'load' as const } : {}), leaders: values, fairShare };
     if (idle) return { ...base, idle, moves: [] };
     const now = Date.now();
@@ -546,19 +634,33 @@ export class LeaderBalancer {
       }
     }
 
-    // 3. Balance by count or load, with hysteresis.
-    const fair = fairShare[this.host.id];
-    const mine0 = values[this.host.id];
-    const over = cur[this.host.id] - fair;
+    // 3. Balance by count or load (the header says when and why).
+    const me = this.host.id;
+    const fair = fairShare[me];
+    const mine0 = values[me];
+    const over = cur[me] - fair;
+    const tol = this.cfg.tolerance;
+    const minGap = load ? this.cfg.minLoad : this.cfg.minExcess;
+    /** Where a node stands against its fair share (0 = on it, 0.1 = 10% over). */
+    const off = (n: NodeId) => (fairShare[n] > 0 ? values[n] / fairShare[n] - 1 : 0);
+    const low = this.host.peers.filter((p) => this.mayLead(p)).sort((a, b) => off(a) - off(b) || (a < b ? -1 : a > b ? 1 : 0))[0] as NodeId | undefined;
+    const band = mine0 > fair * (1 + tol) && mine0 - fair >= minGap;
+    const pair = !estimated && low !== undefined && (load ? mine0 > fair : mine0 - fair >= 1) && values[low] < fairShare[low] &&
+      (off(me) > tol / 2 || -off(low) > tol / 2) && mine0 - fair + (fairShare[low] - values[low]) >= minGap;
     let why: string | null = null;
-    const trigger = load
-      ? mine0 > fair * (1 + this.cfg.tolerance) && mine0 - fair >= this.cfg.minLoad
-      : (this.shedding && over >= 1) || (mine0 > fair * (1 + this.cfg.tolerance) && mine0 - fair >= this.cfg.minExcess);
-    if (!trigger) {
+    if (unmeasured.length) {
+      why = `waiting: the load of ${unmeasured.join(', ')} is not all measured yet (leaderships gained since the last round)`;
+    } else if (load && estimated) {
+      why = 'waiting: no settled view of the total load yet';
+    } else if (!band && !pair && !(!load && this.shedding && over >= 1)) {
       why = load ? `balanced: load ${mine0.toFixed(0)} ops/s, fair share ${fair.toFixed(0)}` : `balanced: ${mine0} leaders, fair share ${fair.toFixed(1)}`;
     } else {
       const weight = (n: NodeId) => this.weight(n);
-      const limit = load ? fair * (1 + this.cfg.tolerance) : fair;
+      // How far a target may fill: its fair share, rounded up for count (so that an integer
+      // split is final); for load, which moves in uneven steps, half the band over it, while the
+      // source goes no lower than half the band under its own.
+      const cap = (n: NodeId) => (load ? fairShare[n] * (1 + tol / 2) : Math.ceil(fairShare[n]));
+      const floor = fair * (1 - tol / 2);
       const order = load ? [...led].sort((a, b) => this.loadOf(b.group) - this.loadOf(a.group)) : led;
       let wanted = load ? Infinity : Math.floor(over);
       const before0 = moves.length;
@@ -567,28 +669,29 @@ export class LeaderBalancer {
       const nodes = Object.keys(fairShare);
       const totalExcess = nodes.reduce((a, n) => a + Math.max(0, values[n] - fairShare[n]), 0);
       const myShare = totalExcess > 0 ? Math.max(0, mine0 - fair) / totalExcess : 1;
-      const quota = Object.fromEntries(nodes.map((n) => [n, Math.ceil((Math.ceil(fairShare[n]) - values[n]) * myShare)]));
+      const quota = Object.fromEntries(nodes.map((n) => [n, load ? (cap(n) - values[n]) * myShare : Math.ceil((cap(n) - values[n]) * myShare)]));
       const given: Record<NodeId, number> = {};
+      const pct = (x: number) => `${(100 * Math.abs(x)).toFixed(0)}%`;
+      const pairNote = pair && !band ? `; ${me} is ${pct(off(me))} over and ${low} ${pct(off(low!))} under their fair shares` : '';
       for (const g of order) {
-        if (moves.length >= budget || wanted <= 0 || cur[this.host.id] <= limit) break;
+        if (moves.length >= budget || wanted <= 0 || cur[me] <= fair) break;
         if (moved.has(g.group) || cooling(g.group)) continue;
         const gl = measureOf(g);
         if (load && (gl < this.cfg.minGroupShare * mine0 || gl <= 0)) break; // the rest are colder still
         const keep = keepWithin.get(g.group);
-        // Move only what helps: the target stays within its share, and (load) we do not
-        // overshoot far below ours.
-        const room = (r: NodeId) => (load
-          ? cur[r] + gl <= fairShare[r] * (1 + this.cfg.tolerance) && cur[this.host.id] - gl >= fairShare[this.host.id] * (1 - this.cfg.tolerance) - gl / 2
-          : cur[r] + 1 <= Math.ceil(fairShare[r]) && (given[r] ?? 0) < quota[r]);
+        // Move only what helps: the target stays within what it may fill, and (load) we stay
+        // above our floor and no less loaded than the target, so the gap between us shrinks.
+        const room = (r: NodeId) => cur[r] + gl <= cap(r) && (given[r] ?? 0) + gl <= quota[r] &&
+          (!load || (cur[me] - gl >= floor && (cur[me] - gl) / weight(me) >= (cur[r] + gl) / weight(r)));
         const cands = this.eligible(g).filter((r) => (!keep || keep.has(r)) && room(r));
         if (!cands.length) continue;
         const to = rankTargets(cands.map((r) => this.facts(g, r, { measure: cur[r] / weight(r) })))[0].id;
-        const b = { from: cur[this.host.id], to: cur[to] };
+        const b = { from: cur[me], to: cur[to] };
         const reason = load
-          ? `load: ${this.host.id} serves ${mine0.toFixed(0)} ops/s > fair share ${fair.toFixed(0)}; group ${g.group} carries ${gl.toFixed(0)}; ${to} serves ${values[to].toFixed(0)}`
-          : `count: ${this.host.id} has ${mine0} > fair share ${fair.toFixed(1)}; ${to} has ${values[to]}`;
-        move(g, to, load ? 'load' : 'count', reason, b, { from: cur[this.host.id] - gl, to: cur[to] + gl });
-        given[to] = (given[to] ?? 0) + 1;
+          ? `load: ${me} serves ${mine0.toFixed(0)} ops/s > fair share ${fair.toFixed(0)}; group ${g.group} carries ${gl.toFixed(0)}; ${to} serves ${values[to].toFixed(0)}${pairNote}`
+          : `count: ${me} has ${mine0} > fair share ${fair.toFixed(1)}; ${to} has ${values[to]}${pairNote}`;
+        move(g, to, load ? 'load' : 'count', reason, b, { from: cur[me] - gl, to: cur[to] + gl });
+        given[to] = (given[to] ?? 0) + gl;
         wanted--;
       }
       if (moves.length === before0) why = load ? 'no move helps (targets would exceed their share, cooldown, warm-up or locality)' : 'no eligible target (warm-up, cooldown, replicas or locality)';
@@ -617,13 +720,14 @@ export class LeaderBalancer {
       this.shedding = this.cfg.policy === 'count' && balanceMoves > 0 && led.length - balanceMoves > Math.ceil(plan.fairShare[this.host.id] ?? 0);
       await Promise.all(plan.moves.map(async (m) => {
         this.cooldown.set(m.group, Date.now() + this.cfg.cooldownMs);
+        const load = this.loadOf(m.group);
         try {
           await this.host.transfer(m.group, m.to);
           this.stats.moves++;
           this.stats.movesByKind[m.kind]++;
           const sent = this.sentSince.get(m.to);
-          if (sent) sent.push(Date.now());
-          else this.sentSince.set(m.to, [Date.now()]);
+          if (sent) sent.push({ at: Date.now(), load });
+          else this.sentSince.set(m.to, [{ at: Date.now(), load }]);
           this.log.info({ group: m.group, to: m.to, kind: m.kind, reason: m.reason }, 'balancer moved a leader');
         } catch (e) {
           this.stats.failed++;

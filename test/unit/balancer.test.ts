@@ -1,13 +1,19 @@
 // The leader balancer on three in-process nodes: from every leader on one node to a fair spread,
 // then still; explainable plans; no action while a node is down; weights shape the fair share;
-// locality preferences met where the replicas allow; follow-the-workload; target ranking.
-import { test } from 'node:test';
+// locality preferences met where the replicas allow; follow-the-workload; target ranking. On a
+// simulated clock: an under-loaded node (just undrained) is filled to its fair share within 30 s
+// by count and by load, then nothing moves for 5 minutes, and no preferred group leaves its zone
+// meanwhile; a balanced integer split never moves.
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { startNode, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
-import { preferenceRank, rankTargets, validateBalancerConfig, type TargetFacts } from '../../src/balancer/balancer.js';
+import {
+  BALANCER_DEFAULTS, LeaderBalancer, preferenceRank, rankTargets, validateBalancerConfig, type BalancerConfig, type TargetFacts,
+} from '../../src/balancer/balancer.js';
 import { freePorts, until } from '../helpers/net.js';
 
 const IDS = ['n1', 'n2', 'n3'];
@@ -263,4 +269,269 @@ test('target ranking follows the playbook: caught up, reachable, storage, CPU, m
   assert.equal(preferenceRank({ groups: [1], leaders: [{ zone: 'a' }] }, { zone: 'b' }), Infinity, 'no match');
   assert.throws(() => validateBalancerConfig({ preferences: [{ groups: [1], leaders: [{ region: 'x' } as never] }] }), /preferences\[0\]\.leaders\[0\]\.region: unknown label/);
   assert.throws(() => validateBalancerConfig({ followWorkload: { minShare: 0.2 } }), /followWorkload\.minShare: must be a number in 0\.5\.\.1/);
+});
+
+// The balancer alone on a simulated cluster: no Raft and no network, so minutes of rounds run in
+// milliseconds and every seed replays exactly. Leaderships move the moment a transfer is asked
+// for, summaries arrive at once, and each node's rounds follow LeaderBalancer.start()'s schedule
+// (the interval jittered ±25%, or 100 ms after a round that moved something). Served work accrues
+// to whoever leads a group, with ±10% noise per group between samples.
+
+interface SimOptions {
+  /** Leaders per node at the start (groups 1..N handed out in this order). */
+  readonly leaders: Record<string, number>;
+  /** ops/s each group serves (load policy); none by default. */
+  readonly rate?: (group: number) => number;
+  readonly config?: BalancerConfig;
+  readonly draining?: readonly string[];
+  /** Each node's zone label. */
+  readonly zones?: Record<string, string>;
+  readonly seed?: number;
+}
+
+interface SimMove {
+  readonly at: number;
+  readonly group: number;
+  readonly from: string;
+  readonly to: string;
+  /** The target's uptime when it took the leadership. */
+  readonly uptimeMs: number;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class SimCluster {
+  now = 1_700_000_000_000;
+  readonly moves: SimMove[] = [];
+  /** The most transfers one round asked for. */
+  mostPerRound = 0;
+  readonly draining: Set<string>;
+  readonly startedAt: Record<string, number>;
+  private readonly leader = new Map<number, string>();
+  private readonly led = new Map<string, Set<number>>(IDS.map((id) => [id, new Set()]));
+  private readonly served = new Map<string, Map<number, number>>();
+  private readonly balancers = new Map<string, LeaderBalancer>();
+  private readonly next = new Map<string, number>();
+  private readonly random: () => number;
+  private readonly rate: ((group: number) => number) | undefined;
+  private readonly intervalMs: number;
+  private accruedAt = this.now;
+
+  constructor(t: TestContext, o: SimOptions) {
+    t.mock.method(Date, 'now', () => this.now);
+    this.random = mulberry32(o.seed ?? 1);
+    this.rate = o.rate;
+    this.intervalMs = o.config?.intervalMs ?? BALANCER_DEFAULTS.intervalMs;
+    this.draining = new Set(o.draining ?? []);
+    this.startedAt = Object.fromEntries(IDS.map((id) => [id, this.now - 3_600_000]));
+    let g = 1;
+    for (const [id, n] of Object.entries(o.leaders)) for (let i = 0; i < n; i++) this.lead(g++, id);
+    const log = pino({ level: 'silent' });
+    for (const id of IDS) {
+      this.served.set(id, new Map());
+      const peers = IDS.filter((p) => p !== id);
+      this.balancers.set(id, new LeaderBalancer({
+        id, peers, labels: o.zones && { zone: o.zones[id] },
+        isConnected: () => true,
+        isDraining: () => this.draining.has(id),
+        uptimeMs: () => this.now - this.startedAt[id],
+        ledGroups: async () => {
+          this.accrue();
+          return [...this.led.get(id)!].map((group) => ({ group, replicas: IDS, served: { writes: this.served.get(id)!.get(group) ?? 0, reads: 0 } }));
+        },
+        transfer: async (group, to) => {
+          if (this.leader.get(group) !== id) throw new Error(`${id} does not lead group ${group}`);
+          this.accrue();
+          this.lead(group, to);
+          this.moves.push({ at: this.now, group, from: id, to, uptimeMs: this.now - this.startedAt[to] });
+        },
+        broadcastSummary: (s) => {
+          for (const p of peers) this.balancers.get(p)!.onSummary(id, s);
+        },
+      }, { enabled: false, ...o.config }, log));
+      this.next.set(id, this.now + this.random() * this.intervalMs);
+    }
+  }
+
+  private lead(group: number, id: string): void {
+    const was = this.leader.get(group);
+    if (was) this.led.get(was)!.delete(group);
+    this.leader.set(group, id);
+    this.led.get(id)!.add(group);
+  }
+
+  /** Work served since the last call, credited to the current leaders. */
+  private accrue(): void {
+    const dt = (this.now - this.accruedAt) / 1000;
+    this.accruedAt = this.now;
+    if (dt <= 0 || !this.rate) return;
+    for (const [g, id] of this.leader) {
+      const m = this.served.get(id)!;
+      m.set(g, (m.get(g) ?? 0) + this.rate(g) * dt * (0.9 + 0.2 * this.random()));
+    }
+  }
+
+  /** Rounds on every node for `ms` of simulated time. */
+  async run(ms: number): Promise<void> {
+    const end = this.now + ms;
+    for (;;) {
+      let id = '';
+      let at = Infinity;
+      for (const [n, t] of this.next) if (t < at) [id, at] = [n, t];
+      if (at > end) break;
+      this.now = at;
+      const plan = await this.balancers.get(id)!.round();
+      this.mostPerRound = Math.max(this.mostPerRound, plan.moves.length);
+      this.next.set(id, at + (plan.moves.length ? 100 : this.intervalMs * (0.75 + 0.5 * this.random())));
+    }
+    this.now = end;
+  }
+
+  leaders(): number[] {
+    return IDS.map((id) => this.led.get(id)!.size);
+  }
+
+  /** ops/s each node serves as leader (the groups' nominal rates). */
+  loads(): number[] {
+    return IDS.map((id) => [...this.led.get(id)!].reduce((a, g) => a + (this.rate?.(g) ?? 0), 0));
+  }
+}
+
+/** What the balancer keeps to while it fills a node: at most maxConcurrent transfers a round, no
+ *  leadership onto a node in its warm-up, and no group moved twice (nothing went back and forth,
+ *  so no cooldown was cut short either). */
+function assertLimits(sim: SimCluster): void {
+  assert.ok(sim.mostPerRound <= BALANCER_DEFAULTS.maxConcurrent, `at most maxConcurrent a round: ${sim.mostPerRound}`);
+  const early = sim.moves.filter((m) => m.uptimeMs < BALANCER_DEFAULTS.warmupMs);
+  assert.deepEqual(early, [], 'no leadership onto a node in its warm-up');
+  const groups = sim.moves.map((m) => m.group);
+  assert.equal(new Set(groups).size, groups.length, 'no group moved twice');
+}
+
+/** Every value within ±5% of its fair share (equal weights). */
+function withinFivePercent(v: number[]): boolean {
+  const fair = v.reduce((a, b) => a + b, 0) / v.length;
+  return v.every((x) => Math.abs(x - fair) <= 0.05 * fair);
+}
+
+const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
+const SECONDS_30 = 30_000;
+const MINUTES_5 = 300_000;
+
+test('count: a node 14% under its fair share (287/355/358) is filled within 30 s, then nothing moves for 5 minutes', async (t) => {
+  for (const seed of SEEDS) {
+    await t.test(`seed ${seed}`, async (t) => {
+      const sim = new SimCluster(t, { leaders: { n1: 287, n2: 355, n3: 358 }, seed });
+      await sim.run(SECONDS_30);
+      const c = sim.leaders();
+      assert.ok(withinFivePercent(c), `every node within ±5% of 333 after 30 s: ${c}`);
+      const moved = sim.moves.length;
+      assert.ok(moved >= 45 && moved <= 50, `close to the fewest moves (45 for 332/334/334): ${moved}`);
+      await sim.run(MINUTES_5);
+      assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.leaders()})`);
+      assertLimits(sim);
+    });
+  }
+});
+
+test('count: a node undrained with no leaders (0/500/500) is filled within 30 s, after its warm-up, then nothing moves', async (t) => {
+  for (const seed of SEEDS) {
+    for (const restarted of [false, true]) {
+      await t.test(`seed ${seed}${restarted ? ', restarted just before undrain' : ''}`, async (t) => {
+        const sim = new SimCluster(t, { leaders: { n1: 0, n2: 500, n3: 500 }, draining: ['n1'], seed });
+        await sim.run(10_000);
+        assert.equal(sim.moves.length, 0, 'nothing moves while a node drains');
+        if (restarted) sim.startedAt.n1 = sim.now - 1_000;
+        sim.draining.delete('n1');
+        await sim.run(SECONDS_30);
+        const c = sim.leaders();
+        assert.ok(withinFivePercent(c), `every node within ±5% of 333 30 s after undrain: ${c}`);
+        const moved = sim.moves.length;
+        assert.ok(moved >= 332 && moved <= 340, `close to the fewest moves (332 for 332/334/334): ${moved}`);
+        await sim.run(MINUTES_5);
+        assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.leaders()})`);
+        assertLimits(sim);
+      });
+    }
+  }
+});
+
+test('count: filling an undrained node never takes a group from its preferred zone', async (t) => {
+  // Groups 1-200 prefer zone b (n2), where they are led: n2 may shed only the others.
+  const config = { preferences: [{ groups: { from: 1, to: 200 }, leaders: [{ zone: 'b' }] }] };
+  for (const seed of SEEDS.slice(0, 4)) {
+    await t.test(`seed ${seed}`, async (t) => {
+      const sim = new SimCluster(t, { leaders: { n2: 500, n3: 500, n1: 0 }, draining: ['n1'], zones: ZONES, config, seed });
+      await sim.run(10_000);
+      sim.draining.clear();
+      await sim.run(SECONDS_30);
+      const c = sim.leaders();
+      assert.ok(withinFivePercent(c), `every node within ±5% of 333 30 s after undrain: ${c}`);
+      const moved = sim.moves.length;
+      await sim.run(MINUTES_5);
+      assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.leaders()})`);
+      assert.deepEqual(sim.moves.filter((m) => m.group <= 200), [], 'no preferred group left zone b');
+      assertLimits(sim);
+    });
+  }
+});
+
+test('load: an under-loaded node (undrained, or 14% under) is filled within 30 s, then nothing moves for 5 minutes', async (t) => {
+  // 82 groups serving 4-12 ops/s each and 8 hot ones serving 40: 972 in all, 324 a node.
+  const rate = (g: number) => (g % 11 === 0 ? 40 : 4 + ((g * 7) % 9));
+  const starts: Record<string, { leaders: Record<string, number>; draining?: string[] }> = {
+    'undrained with no leaders': { leaders: { n1: 0, n2: 45, n3: 45 }, draining: ['n1'] },
+    'one node 14% under': { leaders: { n1: 26, n2: 32, n3: 32 } },
+  };
+  for (const [name, start] of Object.entries(starts)) {
+    for (const seed of SEEDS) {
+      await t.test(`${name}, seed ${seed}`, async (t) => {
+        const sim = new SimCluster(t, { ...start, rate, config: { policy: 'load' }, seed });
+        const before = sim.loads();
+        if (start.draining) {
+          await sim.run(10_000);
+          assert.equal(sim.moves.length, 0, 'nothing moves while a node drains');
+          sim.draining.clear();
+        }
+        await sim.run(SECONDS_30);
+        const l = sim.loads();
+        assert.ok(!withinFivePercent(before) && withinFivePercent(l), `every node within ±5% of its fair share 30 s later: ${before} -> ${l}`);
+        const moved = sim.moves.length;
+        await sim.run(MINUTES_5);
+        assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.loads()})`);
+        assertLimits(sim);
+      });
+    }
+  }
+});
+
+test('integer splits: a balanced one (333/333/334, 1/1/0) never moves; 2/0/0 settles in one move, then never moves', async (t) => {
+  for (const leaders of [{ n1: 333, n2: 333, n3: 334 }, { n1: 334, n2: 333, n3: 333 }, { n1: 1, n2: 1, n3: 0 }, { n1: 0, n2: 1, n3: 1 }]) {
+    for (const seed of SEEDS.slice(0, 3)) {
+      await t.test(`${Object.values(leaders).join('/')}, seed ${seed}`, async (t) => {
+        const sim = new SimCluster(t, { leaders, seed });
+        await sim.run(2 * MINUTES_5);
+        assert.deepEqual(sim.moves, []);
+      });
+    }
+  }
+  for (const seed of SEEDS.slice(0, 3)) {
+    await t.test(`2/0/0, seed ${seed}`, async (t) => {
+      const sim = new SimCluster(t, { leaders: { n1: 2, n2: 0, n3: 0 }, seed });
+      await sim.run(SECONDS_30);
+      assert.deepEqual([...sim.leaders()].sort(), [0, 1, 1]);
+      assert.equal(sim.moves.length, 1);
+      await sim.run(2 * MINUTES_5);
+      assert.equal(sim.moves.length, 1, 'and nothing more');
+    });
+  }
 });
