@@ -15,6 +15,7 @@ import {
   BALANCER_DEFAULTS, LeaderBalancer, preferenceRank, rankTargets, validateBalancerConfig, type BalancerConfig, type TargetFacts,
 } from '../../src/balancer/balancer.js';
 import { freePorts, until } from '../helpers/net.js';
+import { seededRandom } from '../../src/raft/rand.js';
 
 const IDS = ['n1', 'n2', 'n3'];
 const GROUPS = 30;
@@ -298,17 +299,6 @@ interface SimMove {
   readonly uptimeMs: number;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class SimCluster {
   now = 1_700_000_000_000;
   readonly moves: SimMove[] = [];
@@ -328,7 +318,7 @@ class SimCluster {
 
   constructor(t: TestContext, o: SimOptions) {
     t.mock.method(Date, 'now', () => this.now);
-    this.random = mulberry32(o.seed ?? 1);
+    this.random = seededRandom(o.seed ?? 1);
     this.rate = o.rate;
     this.intervalMs = o.config?.intervalMs ?? BALANCER_DEFAULTS.intervalMs;
     this.draining = new Set(o.draining ?? []);
