@@ -4,7 +4,10 @@
 import { parseArgs } from 'node:util';
 
 export const CLIENT_HELP = `Usage:
-  flotilla status   --admin HOST:PORT [--json]
+  flotilla status   --admin HOST:PORT [--json] [--groups [--group G]]
+                    the node, its workers and the advisor's warnings; --groups: per group the
+                    leader, term, commit, applied, has-quorum, each peer's match/lag/state
+                    (where this node leads) and learners, as run before a transfer
   flotilla transfer --admin HOST:PORT --group G --to NODE [--timeout-ms MS] [--force]
                     refused (typed) when the target lags, needs a snapshot, does not reach a
                     quorum by its own links or is much slower than the leader, or while the
@@ -62,12 +65,44 @@ function table(st: Record<string, unknown>): string {
   return lines.join('\n') + '\n';
 }
 
+/** One group's replica on the node asked, as GET /status?groups reports it. */
+interface GroupView {
+  readonly group: number;
+  readonly role: string;
+  readonly leader: string;
+  readonly term: number;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly quiesced: boolean;
+  readonly hasQuorum: boolean;
+  readonly transferTarget: string | null;
+  readonly conf: { readonly voters: readonly string[]; readonly learners: readonly string[] };
+  /** Filled where this node leads. */
+  readonly progress: Readonly<Record<string, { match: number; next: number; state: string }>>;
+}
+
+function groupTable(node: string, uptimeMs: number, groups: readonly GroupView[]): string {
+  const lines = [`node ${node}  uptime ${Math.round(uptimeMs / 1000)} s  groups ${groups.length}`, ''];
+  lines.push('group  role       leader  term    commit   applied  quorum  peers (match/lag/state where leader)');
+  for (const g of groups) {
+    const peers = Object.entries(g.progress ?? {}).filter(([p]) => p !== node)
+      .map(([p, pr]) => `${p} ${pr.match}/${g.lastIndex - pr.match}/${pr.state}${g.conf.learners.includes(p) ? ' (learner)' : ''}`);
+    const others = peers.length ? peers.join(', ') : `voters ${g.conf.voters.join(',')}${g.conf.learners.length ? `; learners ${g.conf.learners.join(',')}` : ''}`;
+    lines.push(`${String(g.group).padEnd(7)}${(g.role + (g.quiesced ? '*' : '')).padEnd(11)}${(g.leader || '-').padEnd(8)}${String(g.term).padEnd(8)}` +
+      `${String(g.commit).padEnd(9)}${String(g.applied).padEnd(9)}${(g.hasQuorum ? 'yes' : 'NO').padEnd(8)}${others}` +
+      (g.transferTarget ? `  transferring to ${g.transferTarget}` : ''));
+  }
+  lines.push('', '* quiesced (idle: no heartbeats until the next write)');
+  return lines.join('\n') + '\n';
+}
+
 export async function runClient(cmd: string, argv: string[]): Promise<number> {
   try {
     const { values } = parseArgs({
       args: argv, strict: true, allowPositionals: false,
       options: {
-        admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' },
+        admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' }, groups: { type: 'boolean' },
         'timeout-ms': { type: 'string' }, avoid: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean', short: 'h' },
         'dry-run': { type: 'boolean' }, token: { type: 'string' }, wait: { type: 'boolean' }, force: { type: 'boolean' },
         'add-learner': { type: 'string' }, promote: { type: 'string' }, remove: { type: 'string' },
@@ -83,8 +118,26 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
     let r: { status: number; json: Record<string, unknown> };
     switch (cmd) {
       case 'status': {
-        r = await call(admin, 'GET', '/status');
+        if (values.group !== undefined && !values.groups) throw new Usage('--group G goes with --groups');
+        r = await call(admin, 'GET', values.groups ? '/status?groups' : '/status');
         if (r.status !== 200) break;
+        if (values.groups) {
+          let groups = (r.json.perGroup as GroupView[] | undefined) ?? [];
+          if (values.group !== undefined) {
+            const g = Number(values.group);
+            if (!Number.isInteger(g) || g < 1) throw new Usage('--group G (a positive integer)');
+            groups = groups.filter((x) => x.group === g);
+            if (groups.length === 0) {
+              process.stderr.write(`flotilla status: ${r.json.id} holds no replica of group ${g}\n`);
+              return 1;
+            }
+          }
+          groups.sort((a, b) => a.group - b.group);
+          const uptimeMs = Number(r.json.uptimeMs) || 0;
+          if (values.json) process.stdout.write(`${JSON.stringify({ node: r.json.id, uptimeMs, groups }, null, 2)}\n`);
+          else process.stdout.write(groupTable(String(r.json.id), uptimeMs, groups));
+          break;
+        }
         const health = await call(admin, 'GET', '/health');
         const warnings = (health.json.warnings as { kind: string; message: string; fix: string }[] | undefined) ?? [];
         if (values.json) {

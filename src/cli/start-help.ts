@@ -20,7 +20,7 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
   --state-machine PATH  a module exporting createStateMachine(group) (default: built-in KV)
   --config FILE         JSON file with the same fields (id, data, listen, peers {id: addr},
                         groups, replication, admin, workers, zone, rack, tickMs, electionTicks,
-                        timingScale, requestTimeoutMs, stateMachine, logLevel, tlsCa, tlsCert,
+                        timingScale, requestTimeoutMs, stopDrainMs, stateMachine, logLevel, tlsCa, tlsCert,
                         tlsKey, clusterSecretFile); flags override it
   --log-level LEVEL     pino level (default info)
   --fault-injection     enable POST /debug/crash-worker on the admin server (drills, tests)
@@ -32,6 +32,9 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
                         "preferences": [{"groups": {"from": 1, "to": 50}, "leaders": [{"zone": "a"}]}],
                         "followWorkload": {"minShare": 0.6}, ...} (see README, Leader balancer)
   --draining            start in maintenance (never receives leadership until undrain)
+  --stop-drain-ms MS    on SIGTERM/SIGINT, move this node's leaderships away for at most MS
+                        before stopping (default 10000; 0 stops at once); a second signal
+                        stops at once. Config: stopDrainMs
   --tls-ca FILE         mutual TLS between nodes: the cluster CA certificate (PEM); needs
   --tls-cert FILE       this node's certificate (PEM, issued by the CA, CN or a SAN = the node id)
   --tls-key FILE        and its private key (PEM). Config: tlsCa, tlsCert, tlsKey

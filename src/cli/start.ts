@@ -1,6 +1,8 @@
 // `flotilla start`: run one node as a process. Options come from flags or a JSON config file
-// (--config) with the same fields; a bad value is reported naming its field. SIGTERM/SIGINT stop
-// the node cleanly (pending requests settled, LMDB and sockets closed) and exit 0.
+// (--config) with the same fields; a bad value is reported naming its field. The first SIGTERM or
+// SIGINT drains the node's leaderships (bounded by stopDrainMs) so that its groups hand over
+// instead of waiting out an election, then stops the node cleanly (pending requests settled,
+// LMDB and sockets closed) and exits 0; a second signal stops at once.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -35,6 +37,8 @@ interface NodeConfig {
   faultInjection?: boolean;
   balancer?: Record<string, unknown>;
   draining?: boolean;
+  /** On SIGTERM/SIGINT, drain for at most this long before stopping (0: stop at once). Default 10,000. */
+  stopDrainMs?: number;
   adminToken?: string;
   transportSecurity?: TransportSecurity;
 }
@@ -64,7 +68,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
       groups: { type: 'string' }, replication: { type: 'string' }, admin: { type: 'string' }, 'tick-ms': { type: 'string' },
       'election-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
       workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
-      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' }, 'no-balancer': { type: 'boolean' }, draining: { type: 'boolean' }, 'admin-token': { type: 'string' },
+      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' }, 'no-balancer': { type: 'boolean' }, draining: { type: 'boolean' }, 'admin-token': { type: 'string' }, 'stop-drain-ms': { type: 'string' },
       'tls-ca': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'cluster-secret-file': { type: 'string' },
     },
   });
@@ -137,6 +141,12 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     cfg.balancer = { ...(bal as Record<string, unknown> | undefined), ...(values.balancer ? { enabled: true } : {}), ...(values['no-balancer'] ? { enabled: false } : {}) };
   }
   if (values.draining || file.draining === true) cfg.draining = true;
+  const sd = values['stop-drain-ms'] ?? file.stopDrainMs;
+  if (sd !== undefined) {
+    const n = typeof sd === 'string' ? Number(sd) : sd;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new ConfigError('stopDrainMs', `must be a non-negative integer (got ${JSON.stringify(sd)})`);
+    cfg.stopDrainMs = n;
+  }
   const security = transportSecurity(values, file);
   if (security !== undefined) cfg.transportSecurity = security;
   return cfg;
@@ -221,14 +231,35 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
     }
   }
   logger.info({ id: cfg.id, listen: cfg.listen, admin: cfg.admin ?? null, groups: cfg.groups }, 'flotilla node running');
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      logger.info({ signal: sig }, 'stopping');
-      resolve();
+  const signal = () => new Promise<string>((resolve) => {
+    const on = (sig: string) => () => {
+      process.off('SIGTERM', term);
+      process.off('SIGINT', int);
+      resolve(sig);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    const term = on('SIGTERM');
+    const int = on('SIGINT');
+    process.once('SIGTERM', term);
+    process.once('SIGINT', int);
   });
+  const sig = await signal();
+  const stopDrainMs = cfg.stopDrainMs ?? 10_000;
+  if (stopDrainMs > 0) {
+    // Hand the leaderships over first: its groups then never wait out an election timeout.
+    // Forced: the node leaves either way, and a hand-over beats an election even to a slower
+    // target. A second signal, or the bound, ends the wait.
+    logger.info({ signal: sig, boundMs: stopDrainMs }, 'draining before stop (a second signal stops at once)');
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      node.drain({ force: true, timeoutMs: stopDrainMs }).then((r) => `moved ${r.moved}, failed ${r.failed.length}`, (e: Error) => `failed: ${e.message}`),
+      new Promise<string>((r) => { timer = setTimeout(() => r('bound reached'), stopDrainMs); }),
+      signal().then((s) => `${s} again`),
+    ]);
+    clearTimeout(timer);
+    logger.info({ outcome }, 'stopping');
+  } else {
+    logger.info({ signal: sig }, 'stopping');
+  }
   if (admin) await new Promise<void>((r) => admin.close(() => r()));
   await node.stop();
   logger.info('stopped');

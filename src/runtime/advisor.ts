@@ -23,8 +23,9 @@ export interface StabilityWarning {
   readonly message: string;
   readonly fix: string;
   /** The cluster is unstable now, not only at risk: unplanned elections well above the usual
-   *  rate, or a broadcast taking half the election timeout or more (a new leader could not hold
-   *  on). Planned transfers and drains are refused (unless forced) while one is. */
+   *  rate, or a p99 broadcast as long as the election timeout (followers time out on a healthy
+   *  leader; a new one could not hold on). Planned transfers and drains are refused (unless
+   *  forced) while one is. */
   readonly unstable: boolean;
 }
 
@@ -38,7 +39,7 @@ export function adviseStability(i: StabilityInputs): StabilityWarning[] {
         kind: 'TimingBudget',
         message: `p99 broadcast time ${broadcast.toFixed(1)} ms (RTT ${i.rttP99Ms?.toFixed(1) ?? '?'} + commit ${i.commitP99Ms?.toFixed(1) ?? '?'}) is within 10x of the ${i.electionMs} ms election timeout`,
         fix: `raise the election timeout to at least ${Math.ceil(broadcast * 10)} ms (timingScale or electionTicks), keeping the heartbeat near one RTT; or find the slow disk or link`,
-        unstable: broadcast * 2 >= i.electionMs,
+        unstable: broadcast >= i.electionMs,
       });
     }
   }

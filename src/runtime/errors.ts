@@ -60,7 +60,7 @@ export type TransferFailReason =
   | 'TargetNoQuorum'    // the target says it does not reach a quorum of the group's voters
   | 'TargetNeedsSnapshot' // the leader no longer has the entries the target lacks
   | 'TargetSlow'        // the target's fsync p99 or CPU is much worse than the leader's
-  | 'ClusterUnstable';  // the stability advisor reports recent unplanned elections or a broken timing budget
+  | 'ClusterUnstable';  // the stability advisor reports recent unplanned elections or a broadcast as long as the election timeout
 
 export class TransferError extends RuntimeError {
   constructor(readonly reason: TransferFailReason, message: string, leader: NodeId = '') {

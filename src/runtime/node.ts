@@ -320,7 +320,9 @@ export class FlotillaNode {
     node.forwarder = new Forwarder({ isConnected: (p) => node.transport.isConnected(p), send: (p, e) => node.transport.send(p, e) });
     node.transport.on('peerUp', (p) => {
       node.transport.send(p, { k: 'app', t: 'hello', p: { workers } });
-      if (node.draining) node.transport.send(p, { k: 'app', t: 'drainState', p: { draining: true } });
+      // Also when not draining: a node restarted after a drain (SIGTERM drains first) must clear
+      // the mark its peers still hold, or they would never send leadership back.
+      node.transport.send(p, { k: 'app', t: 'drainState', p: { draining: node.draining } });
       node.workers.broadcast({ t: 'up', p });
     });
     node.transport.on('peerDown', (p) => {
@@ -582,7 +584,7 @@ export class FlotillaNode {
       )));
     const sum = (k: 'groups' | 'leaders' | 'quiesced') => shards.reduce((a, s) => a + (((s as Record<string, unknown>)[k] as number) ?? 0), 0);
     return {
-      id: this.id, clusterId: this.clusterId, labels: this.opts.labels ?? {},
+      id: this.id, clusterId: this.clusterId, labels: this.opts.labels ?? {}, uptimeMs: Date.now() - this.startedAt,
       workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
       groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
       draining: this.draining, drainingPeers: [...this.drainingNodes], transfers: this.transferStats, balancer: this.balancer?.stats,
@@ -626,9 +628,16 @@ export class FlotillaNode {
       let from: NodeId = this.leaders.get(group) ?? '';
       let done = false;
       let handover: TransferDone | null = null;
+      // A target that starts draining or drops its link meanwhile will not take over: say so
+      // now rather than retry until the deadline (nodes stopping together drain at each other).
+      const targetGone = () => {
+        if (this.drainingNodes.has(target)) throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} started draining`);
+        if (target !== this.id && !this.transport.isConnected(target)) throw new TransferError('TargetUnhealthy', `transfer of group ${group}: ${target} is unreachable`);
+      };
       for (let n = 0; !done; n++) {
         const remaining = deadline - Date.now();
         if (remaining <= 10) throw new TransferError('Timeout', `transfer of group ${group} to ${target}: no leader answered in time`);
+        if (n > 0) targetGone();
         const leader = from && (from === this.id || this.transport.isConnected(from)) ? from : this.pickTarget(group, replicas, '', n, false);
         if (leader === target) {
           // Believed to lead already: confirmed by the verification below, or forgotten.
@@ -673,6 +682,7 @@ export class FlotillaNode {
           if (!err.retryable) throw err;
           // The target was unreachable for a moment: ask again.
           await sleep(Math.min(50, 2 * 2 ** Math.min(n, 5)));
+          if (!this.transport.isConnected(target) && target !== this.id) throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: lost the link to the target`);
           led = awaitLead(deadline - Date.now());
         }
       }

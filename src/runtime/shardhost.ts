@@ -203,7 +203,7 @@ export class ShardHost {
       histograms: { fsync: h.fsync.snapshot(), commit: h.commit.snapshot(), apply: h.apply.snapshot() },
     };
     if (!detail) return base;
-    return { ...base, perGroup: shard.groupIds().map((g) => ({ ...shard.status(g), served: shard.served(g) })) };
+    return { ...base, perGroup: shard.groupIds().map((g) => shard.groupView(g)) };
   }
 }
 

@@ -124,6 +124,19 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /node n1 .*workers/);
     assert.match(r.stdout, /worker {2}up {3}groups {2}leaders {2}quiesced/);
+    // The per-group view, as run before a transfer.
+    r = cli('status', '--admin', adminOf('n1'), '--groups');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^group {2}role {7}leader {2}term {4}commit {3}applied {2}quorum {2}peers/m);
+    assert.equal(r.stdout.split('\n').filter((l) => /^\d+ +(leader|follower)/.test(l)).length, 8, 'a row per group');
+    assert.match(r.stdout, /^\d+ +leader\*? +n1 .* yes +n[23] \d+\/\d+\/\w+/m, 'where n1 leads: each peer\'s match/lag/state');
+    r = cli('status', '--admin', adminOf('n1'), '--groups', '--group', '3', '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const g3 = JSON.parse(r.stdout) as { node: string; uptimeMs: number; groups: { group: number; hasQuorum: boolean; conf: { voters: string[] } }[] };
+    assert.deepEqual(g3.groups.map((g) => [g.group, g.hasQuorum, g.conf.voters]), [[3, true, ['n1', 'n2', 'n3']]]);
+    assert.ok(g3.uptimeMs > 0);
+    assert.equal(cli('status', '--admin', adminOf('n1'), '--groups', '--group', '99').status, 1, 'no replica of group 99: exit 1');
+    assert.equal(cli('status', '--admin', adminOf('n1'), '--group', '3').status, 2, '--group without --groups: usage');
     r = cli('transfer', '--admin', adminOf('n2'), '--group', '1', '--to', 'n3');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /group 1: n\d -> n3 verified in [\d.]+ ms/);
@@ -184,6 +197,18 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.match(m, /flotilla_requests_retried_total\{node="n2"\} \d+$/m, 'retried attempts exposed');
     assert.match(m, /flotilla_balancer_moves_total\{node="n2",reason="count"\} \d+/, 'balancer moves by reason');
 
+    // Graceful stop: the first SIGTERM hands n2's leaderships over before the process exits, so
+    // its groups never wait out an election.
+    const leadersOf = async (id: string) => ((await (await fetch(`${admin.get(id)}/status`)).json()) as { leaders: number }).leaders;
+    await until('n2 leads a group', async () => {
+      if ((await leadersOf('n2')) > 0) return true;
+      cli('transfer', '--admin', adminOf('n1'), '--group', '2', '--to', 'n2');
+      return false;
+    }, 20_000);
+    procs.get('n2')!.kill('SIGTERM');
+    assert.equal(await exited(procs.get('n2')!), 0, 'n2 exits 0 on SIGTERM');
+    procs.delete('n2');
+    assert.equal((await leadersOf('n1')) + (await leadersOf('n3')), 8, 'every group was handed over before n2 exited: led at once by n1 and n3');
     for (const p of procs.values()) p.kill('SIGTERM');
     for (const [id, p] of procs) assert.equal(await exited(p), 0, `${id} exits 0 on SIGTERM`);
   } finally {

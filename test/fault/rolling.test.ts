@@ -1,7 +1,8 @@
-// Rolling maintenance with real processes, as the leader-transfer playbook prescribes: for each
-// node in turn, drain it (its leaderships move, verified), stop it with SIGTERM, restart it,
-// undrain it. Clients write through the other nodes throughout; no write fails and every
-// acknowledged write is on every node at the end.
+// Rolling maintenance with real processes and plain restarts: for each node in turn, SIGTERM it
+// (a node drains its leaderships, verified, before it stops), check every group is led by the
+// others at once, start it again. Clients write through the other nodes throughout; no write
+// fails and every acknowledged write is on every node at the end. (The explicit drain, verify,
+// restart, undrain procedure is examples/rolling-maintenance/run.sh.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { until } from '../helpers/net.js';
@@ -10,7 +11,7 @@ import { processCluster } from '../helpers/procs.js';
 const GROUPS = 100;
 const ids = ['n1', 'n2', 'n3'];
 
-test('rolling maintenance: drain, SIGTERM, restart, undrain each node under write load loses no write', async (t) => {
+test('rolling maintenance: a plain SIGTERM and restart of each node under write load loses no write', async (t) => {
   const c = await processCluster('rolling', ids, ['--groups', String(GROUPS), '--workers', '2', '--tick-ms', '50', '--log-level', 'warn']);
   const { admin, procs, spawnNode } = c;
   const status = async (id: string) => (await (await fetch(`${admin.get(id)}/status`)).json()) as { leaders: number; draining: boolean };
@@ -42,17 +43,17 @@ test('rolling maintenance: drain, SIGTERM, restart, undrain each node under writ
     });
     for (const id of ids) {
       serving.delete(id);
-      const drain = await fetch(`${admin.get(id)}/drain`, { method: 'POST', body: '{}' });
-      assert.equal(drain.status, 200, await drain.text());
-      assert.equal((await status(id)).leaders, 0, `${id} leads nothing after the drain`);
       const p = procs.get(id)!;
       p.kill('SIGTERM');
       const code = await new Promise<number | null>((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', (c) => r(c))));
       assert.equal(code, 0, `${id} stops cleanly`);
+      const others = ids.filter((x) => x !== id);
+      assert.equal((await Promise.all(others.map(status))).reduce((a, s) => a + s.leaders, 0), GROUPS,
+        `${id} handed every leadership over before it exited: all ${GROUPS} groups are led by ${others.join(' and ')} at once`);
       spawnNode(id);
       await until(`${id} healthy again`, async () => (await fetch(`${admin.get(id)}/health`)).status === 200, 60_000, 100);
-      // A restarted node is not draining; undrain is still the step that ends the maintenance.
-      assert.equal((await fetch(`${admin.get(id)}/undrain`, { method: 'POST' })).status, 200);
+      await until(`${id} is not draining for its peers`, async () =>
+        (await Promise.all(others.map(async (o) => ((await (await fetch(`${admin.get(o)}/status`)).json()) as { drainingPeers: string[] }).drainingPeers))).every((d) => !d.includes(id)), 10_000, 100);
       serving.add(id);
     }
     stop = true;
