@@ -62,6 +62,9 @@ export interface ShardOptions {
  *  writes/s at 3,000 proposers and p50 5.1 vs 4.3 ms at 3 proposers. */
 const BATCHES_IN_FLIGHT = 2;
 
+/** How far back commitP99Ms looks. */
+const RECENT_COMMITS_MS = 60_000;
+
 /** Messages a turn may start for with one more commit in flight (see Shard.urgent). */
 const URGENT: ReadonlySet<Message['type']> = new Set<Message['type']>(['timeoutNow', 'vote', 'voteResp', 'preVote', 'preVoteResp']);
 
@@ -115,16 +118,22 @@ export class Shard {
    *  (else it would wait on them forever and never quiesce). */
   private readonly downPeers = new Set<NodeId>();
   private campaignDelay = 0;
-  /** The last commit durations (ms), for the stability advisor's p99. */
+  /** The last commit durations (ms) and when each ended, for the stability advisor's p99 and the
+   *  transfer preflight. */
   private readonly recentCommits = new Float64Array(256).fill(-1);
+  private readonly recentCommitEnds = new Float64Array(256);
   /** Latency histograms: each storage commit (fsync), proposal accepted -> known committed, and
    *  known committed -> applied and answered. */
   readonly histograms = { fsync: new Histogram(), commit: new Histogram(), apply: new Histogram() };
   private recentCommitAt = 0;
 
-  /** p99 of recent commit durations in ms (null before any commit). */
+  /** p99 of the commit durations of the last minute in ms (null without any). An idle shard
+   *  commits nothing: without the age limit the tail of its last busy moment (thousands of
+   *  start-up elections) would speak for it forever, and a node's disk would look slow, or the
+   *  cluster unstable, long after. */
   commitP99Ms(): number | null {
-    const xs = [...this.recentCommits].filter((x) => x >= 0).sort((a, b) => a - b);
+    const since = performance.now() - RECENT_COMMITS_MS;
+    const xs = [...this.recentCommits].filter((x, i) => x >= 0 && this.recentCommitEnds[i] >= since).sort((a, b) => a - b);
     return xs.length === 0 ? null : xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))];
   }
   /** Groups removed since the last iteration; their storage goes with the next commit. */
@@ -814,7 +823,9 @@ export class Shard {
     } : undefined).then((wrote) => {
       if (wrote) {
         const commitMs = performance.now() - c0;
-        this.recentCommits[this.recentCommitAt++ % this.recentCommits.length] = commitMs;
+        const at = this.recentCommitAt++ % this.recentCommits.length;
+        this.recentCommits[at] = commitMs;
+        this.recentCommitEnds[at] = performance.now();
         this.histograms.fsync.observeMs(commitMs);
         this.stats.commits++;
       }
