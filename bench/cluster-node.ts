@@ -195,7 +195,7 @@ process.on('message', async (m: {
   if (m.cmd === 'status') {
     const st = await node.status();
     send({
-      kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced, moves: st.balancer?.moves ?? 0, failedMoves: st.balancer?.failed ?? 0,
+      kind: 'status', leaders: st.leaders, groups: st.groups, quiesced: st.quiesced, moves: st.balancer?.moves ?? 0, failedMoves: st.balancer?.failed ?? 0, failedByReason: st.balancer?.failedByReason ?? {},
       rounds: st.balancer?.rounds ?? 0, movesByKind: st.balancer?.movesByKind ?? {}, electionMs, counters: workCounters(st),
     });
     return;

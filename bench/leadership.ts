@@ -43,6 +43,12 @@ const leadersOf = (st: Record<string, unknown>[]) => st.map((s) => s.leaders as 
 /** The balancer's successful moves, summed over the nodes. */
 const movesOf = (st: Record<string, unknown>[]) => st.reduce((a, s) => a + (s.moves as number), 0);
 const failedOf = (st: Record<string, unknown>[]) => st.reduce((a, s) => a + (s.failedMoves as number), 0);
+/** Failed balancer moves by reason, summed over the nodes (since they started). */
+const reasonsOf = (st: Record<string, unknown>[]) => {
+  const out: Record<string, number> = {};
+  for (const s of st) for (const [k, n] of Object.entries((s.failedByReason as Record<string, number> | undefined) ?? {})) out[k] = (out[k] ?? 0) + n;
+  return out;
+};
 
 /** Wait until `id` leads every group, printing progress every 5 s. The other nodes start
  *  draining, so `id` should win every election; but at 10,000 groups on 2 cores it cannot keep
@@ -138,7 +144,7 @@ export interface BalancerBenchResult {
    *  it and when, with how many moves, and the leader counts once the balancer is still again
    *  (null when not run). */
   locality: {
-    zone: string; leadersThereBefore: number; preferredGroups: number; met: number; share: number; seconds: number | null; moves: number; failedMoves: number; leaders: number[];
+    zone: string; leadersThereBefore: number; preferredGroups: number; met: number; share: number; seconds: number | null; moves: number; failedMoves: number; leaders: number[]; failedByReason: Record<string, number>;
   } | null;
 }
 
@@ -246,7 +252,7 @@ export async function runBalancer(o: { groups: number; workers: number; quietSec
       const after = await status();
       locality = {
         zone, leadersThereBefore: leadsAlready, preferredGroups: P, met, share: round(met / P, 3), seconds, moves: movesOf(after) - movesOf(before),
-        failedMoves: failedOf(after) - failedOf(before), leaders: leadersOf(after),
+        failedMoves: failedOf(after) - failedOf(before), leaders: leadersOf(after), failedByReason: reasonsOf(after),
       };
       say(`locality: ${met} of ${P} groups preferring zone ${zone} (${target} led ${leadsAlready} of them) led there${seconds !== null ? ` after ${seconds} s` : ''}, ${locality.moves} moves, leaders ${locality.leaders.join('/')}`);
     }

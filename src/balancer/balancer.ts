@@ -316,7 +316,11 @@ export class LeaderBalancer {
   private shedding = false;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
-  readonly stats = { rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0, movesByKind: { locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number> };
+  readonly stats = {
+    rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0, movesByKind: { locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number>,
+    /** Failed moves by the transfer's reason (or error code). */
+    failedByReason: {} as Record<string, number>,
+  };
 
   constructor(private readonly host: BalancerHost, cfg: BalancerConfig, private readonly log: Logger, private readonly random: () => number = Math.random) {
     this.raw = cfg;
@@ -731,6 +735,8 @@ export class LeaderBalancer {
           this.log.info({ group: m.group, to: m.to, kind: m.kind, reason: m.reason }, 'balancer moved a leader');
         } catch (e) {
           this.stats.failed++;
+          const why = (e as { reason?: string; code?: string }).reason ?? (e as { code?: string }).code ?? 'Error';
+          this.stats.failedByReason[why] = (this.stats.failedByReason[why] ?? 0) + 1;
           this.log.info({ group: m.group, to: m.to, kind: m.kind, err: (e as Error).message }, 'balancer move failed');
         }
       }));

@@ -114,6 +114,9 @@ async function metrics(node: FlotillaNode): Promise<string> {
   metric('flotilla_shard_messages_in_total', 'counter', 'Raft messages stepped by a shard.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.messagesIn]));
   metric('flotilla_shard_commit_wait_seconds_total', 'counter', 'Time a shard loop spent awaiting commits.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.msCommit / 1000]));
   metric('flotilla_proposals_total', 'counter', 'Proposals made through this node.', [[node_, st.runtime.proposals]]);
+  metric('flotilla_pending_proposals', 'gauge', 'Proposals accepted by this node and not yet answered.', [[node_, st.pending.proposals]]);
+  metric('flotilla_event_loop_delay_p99_seconds', 'gauge', 'Main-thread event-loop delay, p99 over the last minute or so.', [[node_, st.eventLoop.p99Ms / 1000]]);
+  metric('flotilla_event_loop_delay_max_seconds', 'gauge', 'Main-thread event-loop delay, max over the last minute or so.', [[node_, st.eventLoop.maxMs / 1000]]);
   metric('flotilla_reads_total', 'counter', 'Reads made through this node.', [[node_, st.runtime.reads]]);
   metric('flotilla_not_leader_total', 'counter', 'Attempts answered NotLeader (then retried to the leader).', [[node_, st.runtime.notLeader]]);
   metric('flotilla_overloaded_total', 'counter', 'Proposals refused with Overloaded (pending limits).', [[node_, st.runtime.overloaded]]);
@@ -138,6 +141,7 @@ async function metrics(node: FlotillaNode): Promise<string> {
       { ...node_, phase: 'catch_up' }, node.histograms.transferCatchUp.snapshot()),
     ...renderHistogram('flotilla_transfer_phase_seconds', '', { ...node_, phase: 'campaign' }, node.histograms.transferCampaign.snapshot()).slice(2),
     ...renderHistogram('flotilla_transfer_phase_seconds', '', { ...node_, phase: 'verify' }, node.histograms.transferVerify.snapshot()).slice(2),
+    ...renderHistogram('flotilla_gc_pause_seconds', 'Garbage-collection pauses of the main thread.', node_, node.loopTiming.gc.snapshot()),
     ...renderHistogram('flotilla_peer_rtt_seconds', 'Round trips to peers (1 s pings).', node_, node.histograms.rtt.snapshot()),
   );
   return lines.join('\n') + '\n';

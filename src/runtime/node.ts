@@ -32,6 +32,7 @@ import { InlineShards } from './inline.js';
 import { Histogram } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
 import { fresh, slowerThanLeader, type NodeView } from './preflight.js';
+import { LoopTiming } from './looptiming.js';
 import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type NodeSummary, type Plan } from '../balancer/balancer.js';
 
 export interface StartOptions {
@@ -192,6 +193,8 @@ export class FlotillaNode {
   /** What each peer said about itself in its latest summary, and what this node last said. */
   private readonly views = new Map<NodeId, NodeView>();
   private ownView: NodeView | null = null;
+  /** The timing each peer said it runs (on connect), for the advisor's mismatch check. */
+  private readonly peerTiming = new Map<NodeId, { electionMs: number; heartbeatMs: number }>();
   private stability: { at: number; warnings: StabilityWarning[] } | null = null;
   private pinger: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
@@ -202,6 +205,8 @@ export class FlotillaNode {
   private transport!: Transport;
   readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0, overloaded: 0 };
   private pendingProposals = 0;
+  /** This thread's event-loop delay and GC pauses. */
+  readonly loopTiming = new LoopTiming();
   /** Retries waiting for a group to have a leader again. */
   private readonly leaderWaits = new Map<number, Set<() => void>>();
   private pendingBytes = 0;
@@ -319,7 +324,7 @@ export class FlotillaNode {
     });
     node.forwarder = new Forwarder({ isConnected: (p) => node.transport.isConnected(p), send: (p, e) => node.transport.send(p, e) });
     node.transport.on('peerUp', (p) => {
-      node.transport.send(p, { k: 'app', t: 'hello', p: { workers } });
+      node.transport.send(p, { k: 'app', t: 'hello', p: { workers, timing: { electionMs: node.electionMs, heartbeatMs: node.electionMs / node.electionTicks } } });
       // Also when not draining: a node restarted after a drain (SIGTERM drains first) must clear
       // the mark its peers still hold, or they would never send leadership back.
       node.transport.send(p, { k: 'app', t: 'drainState', p: { draining: node.draining } });
@@ -533,7 +538,7 @@ export class FlotillaNode {
         else if (this.leaders.get(group) === target) this.leaders.delete(group);
         // A hint to another node is followed at once; otherwise wait a little (election, restart).
         // A local replica learning the new leader ends the wait at once (failover, transfer).
-        if (!(hint && hint !== target)) await this.leaderOrSleep(group, Math.min(200, 5 * 2 ** Math.min(n, 6), Math.max(0, deadline - Date.now() - 5)));
+        if (!(hint && hint !== target)) await this.leaderOrSleep(group, Math.min(jittered(Math.min(200, 5 * 2 ** Math.min(n, 6))), Math.max(0, deadline - Date.now() - 5)));
       }
     }
   }
@@ -589,6 +594,7 @@ export class FlotillaNode {
       groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
       draining: this.draining, drainingPeers: [...this.drainingNodes], transfers: this.transferStats, balancer: this.balancer?.stats,
       leaderChanges: { ...this.leaderChangesByCause },
+      pending: { proposals: this.pendingProposals, bytes: this.pendingBytes }, eventLoop: this.loopTiming.eventLoop(),
       peers: this.transport.connectedPeers(), runtime: this.stats, transport: this.transport.stats(),
       shards: shards.map((s) => ({ ...s, perGroup: undefined })),
       perGroup: o.detail ? shards.flatMap((s) => ((s as Record<string, unknown>).perGroup as unknown[]) ?? []) : undefined,
@@ -656,7 +662,7 @@ export class FlotillaNode {
         const lag = o.maxLagEntries ?? 10_000;
         try {
           handover = leader === this.id
-            ? await this.handOver(group, target, remaining, lag, [], force)
+            ? await this.handOver(group, target, remaining, lag, [], force, cause)
             : (await this.forward(leader, 'xfer', { group, target, to: remaining, lag, draining: [...this.drainingNodes], cause, force }, remaining + 250)) as TransferDone;
           from = leader;
           done = true;
@@ -665,7 +671,7 @@ export class FlotillaNode {
           if (err instanceof TransferError && err.reason === 'TargetIsSelf') break;
           if (err instanceof TransferError || !err.retryable) throw err;
           from = err.leader && replicas.includes(err.leader) ? err.leader : '';
-          if (!from) await sleep(Math.min(100, 5 * 2 ** Math.min(n, 5)));
+          if (!from) await sleep(jittered(Math.min(100, 5 * 2 ** Math.min(n, 5))));
         }
       }
       // Verify: the target leads and serves (a quorum follows it, an entry of its term committed).
@@ -681,7 +687,7 @@ export class FlotillaNode {
           if (remaining <= 10 || err.code === 'Timeout') throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: not confirmed as leading in time`);
           if (!err.retryable) throw err;
           // The target was unreachable for a moment: ask again.
-          await sleep(Math.min(50, 2 * 2 ** Math.min(n, 5)));
+          await sleep(jittered(Math.min(50, 2 * 2 ** Math.min(n, 5))));
           if (!this.transport.isConnected(target) && target !== this.id) throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: lost the link to the target`);
           led = awaitLead(deadline - Date.now());
         }
@@ -762,10 +768,12 @@ export class FlotillaNode {
 
   /** At the leader's node: the preflight checks that need what the target said about itself
    *  (its links, disk and CPU, from its latest summary), then the hand-over by the shard. */
-  private handOver(group: number, target: NodeId, timeoutMs: number, lag: number, draining: NodeId[], force: boolean): Promise<TransferDone> {
+  private handOver(group: number, target: NodeId, timeoutMs: number, lag: number, draining: NodeId[], force: boolean, cause: PlannedCause): Promise<TransferDone> {
     const now = Date.now();
     const view = fresh(this.views.get(target), now);
-    if (!force) {
+    // The balancer weighs the same fsync and CPU figures when it ranks targets; refusing its
+    // moves here only turned a busy moment into hundreds of failed moves.
+    if (!force && cause !== 'balancer') {
       const slow = slowerThanLeader(fresh(this.ownView, now), view);
       if (slow) return Promise.reject(new TransferError('TargetSlow', `transfer of group ${group} to ${target}: ${slow}`, this.id));
     }
@@ -820,6 +828,8 @@ export class FlotillaNode {
     return adviseStability({
       electionMs: this.electionMs, heartbeatMs: this.electionMs / this.electionTicks,
       rttP99Ms: pct99(this.rtts), commitP99Ms: commits.length ? Math.max(...commits) : null,
+      eventLoopP99Ms: this.loopTiming.eventLoop().p99Ms,
+      peerTiming: Object.fromEntries(this.peerTiming),
       evenVoterGroups: st.shards.flatMap((s) => (s as { evenVoters?: number[] }).evenVoters ?? []),
       evenVoterCount: st.shards.reduce((a, s) => a + ((s as { evenVoterCount?: number }).evenVoterCount ?? 0), 0),
       leaderChangesLastMinute: lastMinute,
@@ -974,6 +984,7 @@ export class FlotillaNode {
     this.forwarder.close(new RuntimeError('Stopped', `node ${this.id} stopped`));
     this.balancer?.stop();
     if (this.pinger) clearInterval(this.pinger);
+    this.loopTiming.stop();
     await this.workers.stop();
     await this.transport.close();
     this.log.info('node stopped');
@@ -1029,6 +1040,10 @@ export class FlotillaNode {
         }
         this.peerWorkers.set(from, w);
         this.workers.broadcast({ t: 'peers', w: { [from]: w } });
+        const timing = p?.timing as { electionMs?: unknown; heartbeatMs?: unknown } | undefined;
+        if (typeof timing?.electionMs === 'number' && typeof timing.heartbeatMs === 'number') {
+          this.peerTiming.set(from, { electionMs: timing.electionMs, heartbeatMs: timing.heartbeatMs });
+        }
         return;
       }
       case 'fwd':
@@ -1055,7 +1070,7 @@ export class FlotillaNode {
           if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
           const draining = Array.isArray(p.draining) ? (p.draining as unknown[]).filter((x): x is string => typeof x === 'string') : [];
           this.notePlanned(group, plannedCause(p.cause), ms);
-          return this.handOver(group, String(p.target), ms, Number(p.lag) || 10_000, draining, p.force === true);
+          return this.handOver(group, String(p.target), ms, Number(p.lag) || 10_000, draining, p.force === true, plannedCause(p.cause));
         });
         return;
       case 'verify':
@@ -1162,4 +1177,10 @@ function round1(ms: number): number {
 
 function plannedCause(x: unknown): PlannedCause {
   return typeof x === 'string' && PLANNED_CAUSES.includes(x) ? (x as PlannedCause) : 'transfer';
+}
+
+/** A retry wait spread over [ms/2, ms]: callers that failed together (a leader died under them)
+ *  do not come back in lock step. */
+function jittered(ms: number): number {
+  return ms * (0.5 + Math.random() / 2);
 }

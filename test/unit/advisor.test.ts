@@ -39,3 +39,23 @@ test('unstable (planned moves refused): flapping, or a broadcast as long as the 
   assert.deepEqual(unstable({ leaderChangesLastMinute: 30, leaderChangesBaselinePerMinute: 2 }), ['Flapping']);
   assert.deepEqual(unstable({ evenVoterGroups: [4] }), [], 'even voter counts are a shape to fix, not instability');
 });
+
+test('heartbeat shorter than the round trip warns; the event loop counts in the broadcast time', () => {
+  assert.deepEqual(kinds({ electionMs: 10_000, rttP99Ms: 100 }), [], 'equal is fine');
+  const w = adviseStability({ ...calm, electionMs: 10_000, rttP99Ms: 101 });
+  assert.deepEqual(w.map((x) => x.kind), ['HeartbeatBelowRtt']);
+  assert.match(w[0].fix, /at least 101 ms/);
+  assert.equal(w[0].unstable, false);
+  assert.deepEqual(kinds({ eventLoopP99Ms: 89 }), [], '2 + 8 + 89 = 99 ms, within budget');
+  const late = adviseStability({ ...calm, eventLoopP99Ms: 91 });
+  assert.deepEqual(late.map((x) => x.kind), ['TimingBudget']);
+  assert.match(late[0].message, /\+ event-loop delay 91\.0\)/);
+});
+
+test('nodes running different timing are named, with the settings to align', () => {
+  assert.deepEqual(kinds({ peerTiming: { n2: { electionMs: 1000, heartbeatMs: 100 } } }), [], 'the same timing');
+  const w = adviseStability({ ...calm, peerTiming: { n2: { electionMs: 1000, heartbeatMs: 100 }, n3: { electionMs: 2000, heartbeatMs: 200 } } });
+  assert.deepEqual(w.map((x) => x.kind), ['TimingMismatch']);
+  assert.match(w[0].message, /this node 100 ms heartbeat \/ 1000 ms election timeout; n3 200 \/ 2000 ms/);
+  assert.doesNotMatch(w[0].message, /n2/);
+});
