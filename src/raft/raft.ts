@@ -591,10 +591,7 @@ export class Raft {
         if (r === 'won' && this.awaitingOwnVote) return; // leads only once its own vote is durable
         if (r === 'won') {
           if (this.role === 'preCandidate') this.campaign('candidate', false);
-          else {
-            this.becomeLeader();
-            this.bcastAppend(true);
-          }
+          else this.winElection();
         } else if (r === 'lost') {
           this.becomeFollower(this.term, NONE);
         }
@@ -866,7 +863,6 @@ export class Raft {
     return index;
   }
 
-  /** Called by RaftNode once the host persisted entries up to the log's stable index. */
   /** The host made the hard state of `term` durable: a candidate of that term now counts the
    *  vote it gave itself, and may win with it. */
   onVoteDurable(term: number): void {
@@ -874,14 +870,16 @@ export class Raft {
     this.awaitingOwnVote = false;
     this.tracker.recordVote(this.id, true);
     const r = this.tracker.tally();
-    if (r === 'won') {
-      this.becomeLeader();
-      this.bcastAppend(true);
-    } else if (r === 'lost') {
-      this.becomeFollower(this.term, NONE);
-    }
+    if (r === 'won') this.winElection();
+    else if (r === 'lost') this.becomeFollower(this.term, NONE);
   }
 
+  private winElection(): void {
+    this.becomeLeader();
+    this.bcastAppend(true);
+  }
+
+  /** Called by RaftNode once the host persisted entries up to the log's stable index. */
   onPersisted(): void {
     if (this.role !== 'leader') return;
     const self = this.tracker.progress.get(this.id);

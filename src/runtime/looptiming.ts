@@ -4,7 +4,7 @@
 // election timeout must cover, beside the network round trip and the disk. Worker threads have
 // their own loops; their stalls show in the commit and fsync histograms instead.
 import { PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Histogram } from './histogram.js';
+import { Histogram, tenthMs } from './histogram.js';
 
 /** The delay histogram's sampling resolution (ms): coarse enough to cost nothing measurable. */
 const RESOLUTION_MS = 20;
@@ -49,10 +49,6 @@ export class LoopTiming {
     if (this.delay.count === 0) return { p99Ms: 0, maxMs: 0 };
     // The histogram measures the whole interval between samples: the delay is what exceeds it.
     const over = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
-    return { p99Ms: round1(over(this.delay.percentile(99))), maxMs: round1(over(this.delay.max)) };
+    return { p99Ms: tenthMs(over(this.delay.percentile(99))), maxMs: tenthMs(over(this.delay.max)) };
   }
-}
-
-function round1(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

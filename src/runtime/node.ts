@@ -16,11 +16,9 @@ import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/k
 import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
 import { RuntimeError, TransferError } from './errors.js';
-import { workerOf, type Consistency, type LeaderChangeCause, type LeaderChangeKind, type ShardRequest, type Shards } from './protocol.js';
-
-/** Who planned a leader transfer: an operator or API caller, a drain, or the balancer. */
-export type PlannedCause = 'transfer' | 'drain' | 'balancer';
-const PLANNED_CAUSES: readonly string[] = ['transfer', 'drain', 'balancer'] satisfies PlannedCause[];
+import {
+  PLANNED_CAUSES, workerOf, type Consistency, type LeaderChangeCause, type LeaderChangeKind, type PlannedCause, type ShardRequest, type Shards,
+} from './protocol.js';
 import type { LedGroup, RaftTuning, TransferDone } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
@@ -29,7 +27,7 @@ import { Forwarder, type FwdReply } from './forwarder.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
 import { InlineShards } from './inline.js';
-import { Histogram } from './histogram.js';
+import { Histogram, tenthMs } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
 import { fresh, slowerThanLeader, type NodeView } from './preflight.js';
 import { LoopTiming } from './looptiming.js';
@@ -694,9 +692,9 @@ export class FlotillaNode {
       }
       this.leaders.set(group, target);
       const now = performance.now();
-      const ms = round1(now - t0);
+      const ms = tenthMs(now - t0);
       const campaignMs = handover ? Math.min(Number(handover.campaignMs) || 0, handedAt - t0) : 0;
-      const phases = { catchUpMs: round1(handedAt - t0 - campaignMs), campaignMs: round1(campaignMs), verifyMs: round1(now - handedAt) };
+      const phases = { catchUpMs: tenthMs(handedAt - t0 - campaignMs), campaignMs: tenthMs(campaignMs), verifyMs: tenthMs(now - handedAt) };
       const lag = handover ? Number(handover.lag) || 0 : 0;
       outcome('completed');
       this.histograms.transfer.observeMs(now - t0);
@@ -783,7 +781,7 @@ export class FlotillaNode {
   }
 
   /** Refuse planned moves while the stability advisor says the cluster is unstable (the answer
-   *  is cached for a second: a drain or a balancer round asks many times). */
+   *  is cached for a second: a drain asks once per group it moves). */
   private async refuseIfUnstable(what: string): Promise<void> {
     const now = Date.now();
     if (!this.stability || now - this.stability.at > 1_000) this.stability = { at: now, warnings: await this.stabilityWarnings() };
@@ -1104,18 +1102,14 @@ export class FlotillaNode {
       case 'summary': {
         const sum = p as unknown as NodeSummary & { reach?: unknown };
         if (typeof sum?.leaders === 'number' && typeof sum.uptimeMs === 'number') {
-          this.views.set(from, {
-            reach: Array.isArray(sum.reach) ? sum.reach.filter((x): x is string => typeof x === 'string') : null,
-            fsyncP99Ms: typeof sum.fsyncP99Ms === 'number' && Number.isFinite(sum.fsyncP99Ms) ? sum.fsyncP99Ms : null,
-            cpu: typeof sum.cpu === 'number' && Number.isFinite(sum.cpu) ? sum.cpu : null,
-            at: Date.now(),
-          });
+          const fsyncP99Ms = typeof sum.fsyncP99Ms === 'number' && Number.isFinite(sum.fsyncP99Ms) ? sum.fsyncP99Ms : null;
+          const cpu = typeof sum.cpu === 'number' && Number.isFinite(sum.cpu) ? sum.cpu : null;
+          const reach = Array.isArray(sum.reach) ? sum.reach.filter((x): x is string => typeof x === 'string') : null;
+          this.views.set(from, { reach, fsyncP99Ms, cpu, at: Date.now() });
           this.balancer?.onSummary(from, {
             leaders: sum.leaders, draining: sum.draining === true, uptimeMs: sum.uptimeMs,
             load: typeof sum.load === 'number' && Number.isFinite(sum.load) ? sum.load : undefined,
-            labels: cleanLabels(sum.labels),
-            fsyncP99Ms: typeof sum.fsyncP99Ms === 'number' && Number.isFinite(sum.fsyncP99Ms) ? sum.fsyncP99Ms : null,
-            cpu: typeof sum.cpu === 'number' && Number.isFinite(sum.cpu) ? sum.cpu : null,
+            labels: cleanLabels(sum.labels), fsyncP99Ms, cpu,
             madeAt: typeof sum.madeAt === 'number' && Number.isFinite(sum.madeAt) ? sum.madeAt : undefined,
           });
         }
@@ -1169,10 +1163,6 @@ export class FlotillaNode {
 
 export function startNode(opts: StartOptions): Promise<FlotillaNode> {
   return FlotillaNode.start(opts);
-}
-
-function round1(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }
 
 function plannedCause(x: unknown): PlannedCause {

@@ -8,9 +8,11 @@ export type Consistency = 'linearizable' | 'lease' | 'stale';
 /** Why a replica saw its group's leader change, as a shard can tell: a leader transfer started
  *  the election, a voter of the group was reported down, or neither. */
 export type LeaderChangeKind = 'transfer' | 'failover' | 'election';
-/** ... and as the node reports it: planned transfers by who asked (an operator or API caller,
- *  a drain, the balancer), unplanned ones as above. */
-export type LeaderChangeCause = 'transfer' | 'drain' | 'balancer' | 'failover' | 'election';
+/** Who planned a leader transfer: an operator or API caller, a drain, or the balancer. */
+export type PlannedCause = 'transfer' | 'drain' | 'balancer';
+export const PLANNED_CAUSES: readonly string[] = ['transfer', 'drain', 'balancer'] satisfies PlannedCause[];
+/** ... and as the node reports it: planned transfers by who asked, unplanned ones as above. */
+export type LeaderChangeCause = PlannedCause | 'failover' | 'election';
 
 export interface WorkerInit {
   readonly index: number;

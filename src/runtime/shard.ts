@@ -21,7 +21,7 @@ import { RuntimeError, TransferError, type TransferFailReason } from './errors.j
 import type { ShardStateMachine } from './statemachine.js';
 import type { LeaderChangeKind } from './protocol.js';
 import { reachesQuorum } from './preflight.js';
-import { Histogram } from './histogram.js';
+import { Histogram, tenthMs } from './histogram.js';
 import { Deadlines, Waiter, newGroup, ownReads, ownTransfers, ownWaiters, type Group, type LedGroup, type ReadBatch, type TransferDone } from './group.js';
 
 export type { LedGroup, TransferDone } from './group.js';
@@ -900,7 +900,7 @@ export class Shard {
       const p = g.transfers.get(tr.target);
       g.transfers.delete(tr.target);
       const sentAt = p && p.sentAt >= 0 ? p.sentAt : now;
-      const evidence = { lag: p?.lag ?? 0, catchUpMs: p ? round1(sentAt - p.at) : 0, campaignMs: p ? round1(now - sentAt) : 0 };
+      const evidence = { lag: p?.lag ?? 0, catchUpMs: p ? tenthMs(sentAt - p.at) : 0, campaignMs: p ? tenthMs(now - sentAt) : 0 };
       for (const c of p?.callers ?? []) {
         if (tr.status === 'completed') c.resolve({ group: g.id, from: this.opts.nodeId, to: tr.target, term: tr.term, ticks: tr.ticks, ...evidence });
         else c.reject(new TransferError(tr.reason, `transfer of group ${g.id} to ${tr.target} aborted: ${tr.reason}`, g.node.status().leader));
@@ -1017,8 +1017,4 @@ export class Shard {
       }
     }
   }
-}
-
-function round1(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

@@ -417,17 +417,24 @@ const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 const SECONDS_30 = 30_000;
 const MINUTES_5 = 300_000;
 
+/** Run 30 s: every node is then within ±5% of its share, after a number of moves in `moves`
+ *  (when given); run 5 minutes more: nothing moves. Returns the moves made. */
+async function fillsThenStill(sim: SimCluster, after: string, moves?: [number, number]): Promise<number> {
+  await sim.run(SECONDS_30);
+  const c = sim.leaders();
+  assert.ok(withinFivePercent(c), `every node within ±5% of 333 ${after}: ${c}`);
+  const moved = sim.moves.length;
+  if (moves) assert.ok(moved >= moves[0] && moved <= moves[1], `close to the fewest moves (${moves[0]}): ${moved}`);
+  await sim.run(MINUTES_5);
+  assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.leaders()})`);
+  return moved;
+}
+
 test('count: a node 14% under its fair share (287/355/358) is filled within 30 s, then nothing moves for 5 minutes', async (t) => {
   for (const seed of SEEDS) {
     await t.test(`seed ${seed}`, async (t) => {
       const sim = new SimCluster(t, { leaders: { n1: 287, n2: 355, n3: 358 }, seed });
-      await sim.run(SECONDS_30);
-      const c = sim.leaders();
-      assert.ok(withinFivePercent(c), `every node within ±5% of 333 after 30 s: ${c}`);
-      const moved = sim.moves.length;
-      assert.ok(moved >= 45 && moved <= 50, `close to the fewest moves (45 for 332/334/334): ${moved}`);
-      await sim.run(MINUTES_5);
-      assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.leaders()})`);
+      await fillsThenStill(sim, 'after 30 s', [45, 50]); // 45 for 332/334/334
       assertLimits(sim);
     });
   }
@@ -442,13 +449,7 @@ test('count: a node undrained with no leaders (0/500/500) is filled within 30 s,
         assert.equal(sim.moves.length, 0, 'nothing moves while a node drains');
         if (restarted) sim.startedAt.n1 = sim.now - 1_000;
         sim.draining.delete('n1');
-        await sim.run(SECONDS_30);
-        const c = sim.leaders();
-        assert.ok(withinFivePercent(c), `every node within ±5% of 333 30 s after undrain: ${c}`);
-        const moved = sim.moves.length;
-        assert.ok(moved >= 332 && moved <= 340, `close to the fewest moves (332 for 332/334/334): ${moved}`);
-        await sim.run(MINUTES_5);
-        assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.leaders()})`);
+        await fillsThenStill(sim, '30 s after undrain', [332, 340]); // 332 for 332/334/334
         assertLimits(sim);
       });
     }
@@ -463,12 +464,7 @@ test('count: filling an undrained node never takes a group from its preferred zo
       const sim = new SimCluster(t, { leaders: { n2: 500, n3: 500, n1: 0 }, draining: ['n1'], zones: ZONES, config, seed });
       await sim.run(10_000);
       sim.draining.clear();
-      await sim.run(SECONDS_30);
-      const c = sim.leaders();
-      assert.ok(withinFivePercent(c), `every node within ±5% of 333 30 s after undrain: ${c}`);
-      const moved = sim.moves.length;
-      await sim.run(MINUTES_5);
-      assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.leaders()})`);
+      await fillsThenStill(sim, '30 s after undrain');
       assert.deepEqual(sim.moves.filter((m) => m.group <= 200), [], 'no preferred group left zone b');
       assertLimits(sim);
     });
