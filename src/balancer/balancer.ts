@@ -63,6 +63,21 @@ export interface FollowWorkloadConfig {
   readonly minShare?: number;
 }
 
+/** The health policy: a node whose storage is much slower than the rest of the cluster's gives
+ *  its leaderships away, and nobody gives it any while that lasts ("green dashboard, bad leader":
+ *  every replica is up, but a leader on a slow disk makes every write of its groups slow). */
+export interface HealthConfig {
+  /** Default true. */
+  readonly enabled?: boolean;
+  /** A node is slow when its storage commit p99 (last minute) is at least this many times the
+   *  cluster's median... Default 4. */
+  readonly factor?: number;
+  /** ... and at least this many milliseconds above it... Default 20. */
+  readonly minGapMs?: number;
+  /** ... for this long; it is well again once it has been under that bar as long. Default 30,000. */
+  readonly sustainMs?: number;
+}
+
 export interface BalancerConfig {
   /** Run rounds automatically. Default true. */
   readonly enabled?: boolean;
@@ -96,10 +111,11 @@ export interface BalancerConfig {
   /** Locality preferences for leaders, per group. Default none. */
   readonly preferences?: readonly LeaderPreference[];
   readonly followWorkload?: FollowWorkloadConfig;
+  readonly health?: HealthConfig;
 }
 
 const KNOWN = new Set(['enabled', 'intervalMs', 'tolerance', 'minExcess', 'maxConcurrent', 'cooldownMs', 'warmupMs', 'weights', 'policy',
-  'minLoad', 'minGroupShare', 'bytesPerOp', 'preferences', 'followWorkload']);
+  'minLoad', 'minGroupShare', 'bytesPerOp', 'preferences', 'followWorkload', 'health']);
 
 /** Throws naming the first bad field (a message an operator can act on). */
 export function validateBalancerConfig(c: BalancerConfig): void {
@@ -153,12 +169,22 @@ export function validateBalancerConfig(c: BalancerConfig): void {
     num('followWorkload.minRate', f.minRate, 0);
     num('followWorkload.minShare', f.minShare, 0.5, 1);
   }
+  if (c.health !== undefined) {
+    const h = c.health;
+    if (typeof h !== 'object' || h === null) throw new Error('balancer.health: must be an object');
+    for (const k of Object.keys(h)) if (!['enabled', 'factor', 'minGapMs', 'sustainMs'].includes(k)) throw new Error(`balancer.health.${k}: unknown setting`);
+    if (h.enabled !== undefined && typeof h.enabled !== 'boolean') throw new Error('balancer.health.enabled: must be true or false');
+    num('health.factor', h.factor, 1);
+    num('health.minGapMs', h.minGapMs, 0);
+    num('health.sustainMs', h.sustainMs, 0);
+  }
 }
 
 export const BALANCER_DEFAULTS = {
   enabled: true, intervalMs: 2_000, tolerance: 0.1, minExcess: 2, maxConcurrent: 64, cooldownMs: 30_000, warmupMs: 5_000,
   policy: 'count', minLoad: 20, minGroupShare: 0.01, bytesPerOp: 4096,
   followWorkload: { enabled: true, minRate: 20, minShare: 0.6 },
+  health: { enabled: true, factor: 4, minGapMs: 20, sustainMs: 30_000 },
 } as const;
 
 /** What a node tells the others each round. */
@@ -175,6 +201,8 @@ export interface NodeSummary {
   readonly cpu?: number | null;
   /** When it was made (the sender's Date.now()): moves we completed before then are in it. */
   readonly madeAt?: number;
+  /** It judges its own storage slow (the health policy): it takes no leaderships. */
+  readonly slow?: boolean;
 }
 
 /** A group this node leads, as the balancer sees it. */
@@ -204,7 +232,7 @@ export interface BalancerHost {
   health?(): Promise<{ fsyncP99Ms: number | null; cpu: number | null }>;
 }
 
-export type MoveKind = 'locality' | 'workload' | 'count' | 'load';
+export type MoveKind = 'health' | 'locality' | 'workload' | 'count' | 'load';
 
 export interface PlannedMove {
   readonly group: number;
@@ -228,6 +256,9 @@ export interface Plan {
   readonly fairShare: Record<NodeId, number>;
   /** Largest relative distance of any node from its fair share, before and after the moves. */
   readonly score?: { readonly before: number; readonly after: number };
+  /** Nodes the health policy holds slow (they shed their leaderships and take none), and why
+   *  for this node when it is one. */
+  readonly slow?: { readonly nodes: NodeId[]; readonly self?: string };
   readonly moves: PlannedMove[];
 }
 
@@ -280,10 +311,28 @@ const CLOCK_SKEW_MS = 50;
 /** For how many intervals the total of a settled view stands in for an unsettled one's. */
 const SETTLED_FOR = 10;
 
-type Cfg = Required<Omit<BalancerConfig, 'weights' | 'policy' | 'preferences' | 'followWorkload'>> & {
+type Cfg = Required<Omit<BalancerConfig, 'weights' | 'policy' | 'preferences' | 'followWorkload' | 'health'>> & {
   weights: Readonly<Record<NodeId, number>>; policy: 'count' | 'load'; preferences: readonly LeaderPreference[];
-  followWorkload: Required<FollowWorkloadConfig>;
+  followWorkload: Required<FollowWorkloadConfig>; health: Required<HealthConfig>;
 };
+
+/** The health policy's judgement of this node, kept across rounds (the bar must hold for a while
+ *  before the judgement turns, either way). */
+interface SelfHealth {
+  slow: boolean;
+  /** Whether the last round's figures were over the bar, and since when they have been so. */
+  over: boolean;
+  since: number;
+  /** The last round's figures, for the plan's explanation. */
+  p99Ms: number | null;
+  medianMs: number | null;
+}
+
+/** The lower median (of several nodes' figures, so that a majority is never judged slow). */
+function lowerMedian(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+}
 
 /** What a summary says of the policies' measures. */
 type Measures = Pick<NodeSummary, 'leaders' | 'load'>;
@@ -316,8 +365,9 @@ export class LeaderBalancer {
   private shedding = false;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
+  private selfHealth: SelfHealth = { slow: false, over: false, since: 0, p99Ms: null, medianMs: null };
   readonly stats = {
-    rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0, movesByKind: { locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number>,
+    rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0, movesByKind: { health: 0, locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number>,
     /** Failed moves by the transfer's reason (or error code). */
     failedByReason: {} as Record<string, number>,
   };
@@ -331,6 +381,7 @@ export class LeaderBalancer {
     return {
       ...BALANCER_DEFAULTS, ...cfg, weights: cfg.weights ?? {}, policy: cfg.policy ?? 'count', preferences: cfg.preferences ?? [],
       followWorkload: { ...BALANCER_DEFAULTS.followWorkload, ...cfg.followWorkload },
+      health: { ...BALANCER_DEFAULTS.health, ...cfg.health },
     };
   }
 
@@ -460,8 +511,49 @@ export class LeaderBalancer {
     return Math.max(0, this.rates.get(group)?.ewma ?? 0);
   }
 
+  /** Relative capacity for leaderships: none while the health policy holds the node slow. */
   private weight(n: NodeId): number {
-    return this.cfg.weights[n] ?? 1;
+    return this.isSlow(n) ? 0 : this.cfg.weights[n] ?? 1;
+  }
+
+  /** The health policy holds `n` slow: this node by its own judgement, a peer by its summary's. */
+  isSlow(n: NodeId): boolean {
+    if (!this.cfg.health.enabled) return false;
+    if (n === this.host.id) return this.selfHealth.slow;
+    const s = this.summaries.get(n);
+    return s?.slow === true && s.at >= Date.now() - 3 * this.cfg.intervalMs;
+  }
+
+  /** Judge this node's storage against the cluster's (the health policy): slow when its commit
+   *  p99 has been at least `factor` times the lower median of every node's recent figure, and
+   *  `minGapMs` above it, for `sustainMs`; well again after as long under that bar. The lower
+   *  median includes this node, so a majority is never slow: a cluster whose disks are all slow
+   *  keeps its leaders where they are. Without figures (an idle node commits nothing) the
+   *  judgement stands still. */
+  judgeHealth(ownP99Ms: number | null, now = Date.now()): void {
+    const h = this.cfg.health;
+    const st = this.selfHealth;
+    if (!h.enabled) return;
+    const stale = now - 3 * this.cfg.intervalMs;
+    const figures = [ownP99Ms, ...this.host.peers.map((p) => {
+      const s = this.summaries.get(p);
+      return s && s.at >= stale ? s.fsyncP99Ms : null;
+    })].filter((x): x is number => typeof x === 'number');
+    if (ownP99Ms === null || figures.length < 2) return;
+    const median = lowerMedian(figures);
+    st.p99Ms = ownP99Ms;
+    st.medianMs = median;
+    const over = ownP99Ms >= h.factor * median && ownP99Ms - median >= h.minGapMs;
+    if (over !== st.over) {
+      st.over = over;
+      st.since = now;
+    }
+    if (over !== st.slow && now - st.since >= h.sustainMs) {
+      st.slow = over;
+      this.log.warn({ p99Ms: ownP99Ms, medianMs: median, factor: h.factor }, over
+        ? 'health: this node\'s storage is slow against the cluster\'s; shedding its leaderships'
+        : 'health: this node\'s storage is well again; it takes leaderships again');
+    }
   }
 
   /** What every node holds by the policy's measure (this node's `mine`, the peers' from recent
@@ -514,7 +606,7 @@ export class LeaderBalancer {
       }
     }
     const wsum = nodes.reduce((a, n) => a + this.weight(n), 0);
-    for (const n of nodes) fairShare[n] = (total * this.weight(n)) / wsum;
+    for (const n of nodes) fairShare[n] = wsum > 0 ? (total * this.weight(n)) / wsum : total / nodes.length;
     const draining = nodes.filter((n) => (n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining));
     const idle = down.length ? `unhealthy: ${down.join(', ')} unreachable`
       : missing.length ? `no recent summary from ${missing.join(', ')}`
@@ -525,7 +617,7 @@ export class LeaderBalancer {
   /** A peer may take leaderships now: reachable, not draining, warmed up. */
   private mayLead(p: NodeId): boolean {
     const s = this.summaries.get(p);
-    return this.host.isConnected(p) && s?.draining !== true && (s?.uptimeMs ?? 0) >= this.cfg.warmupMs;
+    return this.host.isConnected(p) && s?.draining !== true && (s?.uptimeMs ?? 0) >= this.cfg.warmupMs && !this.isSlow(p);
   }
 
   /** Nodes whose load is not all in their summary yet: a group's rate needs two samples on its
@@ -541,11 +633,11 @@ export class LeaderBalancer {
     return out;
   }
 
-  /** Replicas of `g` that may take its leadership now: voters, reachable, not draining, warmed up. */
+  /** Replicas of `g` that may take its leadership now: voters, reachable, not draining, warmed
+   *  up, not held slow. */
   private eligible(g: LedInfo): NodeId[] {
     const learners = new Set(g.learners ?? []);
-    return g.replicas.filter((r) => r !== this.host.id && !learners.has(r) && this.host.isConnected(r) &&
-      this.summaries.get(r)?.draining !== true && (this.summaries.get(r)?.uptimeMs ?? 0) >= this.cfg.warmupMs);
+    return g.replicas.filter((r) => r !== this.host.id && !learners.has(r) && this.mayLead(r));
   }
 
   /** Facts for ranking `r` as the target of `g`. */
@@ -575,7 +667,15 @@ export class LeaderBalancer {
     const unmeasured = load ? this.unmeasured(led) : [];
     const { values, fairShare, idle, estimated } = this.view({ value: led.reduce((a, g) => a + measureOf(g), 0), leaders: led.length, measured: !unmeasured.length },
       (s) => (load ? s.load : s.leaders), (e) => (load ? e.load : 1));
-    const base = { node: this.host.id, ...(load ? { policy: 'load' as const } : {}), leaders: values, fairShare };
+    const slowNodes = [this.host.id, ...this.host.peers].filter((n) => this.isSlow(n));
+    const sh = this.selfHealth;
+    const selfWhy = this.isSlow(this.host.id) && sh.p99Ms !== null && sh.medianMs !== null
+      ? `health: ${this.host.id}'s storage commit p99 ${sh.p99Ms.toFixed(1)} ms is ${(sh.p99Ms / Math.max(sh.medianMs, 0.001)).toFixed(1)}x the cluster median ${sh.medianMs.toFixed(1)} ms (bar: ${this.cfg.health.factor}x and +${this.cfg.health.minGapMs} ms for ${this.cfg.health.sustainMs / 1000} s)`
+      : undefined;
+    const base = {
+      node: this.host.id, ...(load ? { policy: 'load' as const } : {}), leaders: values, fairShare,
+      ...(slowNodes.length ? { slow: { nodes: slowNodes, ...(selfWhy ? { self: selfWhy } : {}) } } : {}),
+    };
     if (idle) return { ...base, idle, moves: [] };
     const now = Date.now();
     const cur = { ...values };
@@ -593,6 +693,18 @@ export class LeaderBalancer {
       cur[to] = (cur[to] ?? 0) + m;
     };
 
+    // 0. Health: a node held slow gives every leadership away, to the best-ranked replica that
+    // is not (cooldowns do not hold it back: its groups' writes are slow as long as it leads).
+    if (selfWhy) {
+      for (const g of led) {
+        if (moves.length >= budget) break;
+        const cands = this.eligible(g);
+        if (!cands.length) continue;
+        const to = rankTargets(cands.map((r) => this.facts(g, r, { measure: cur[r] / (this.weight(r) || 1) })))[0].id;
+        move(g, to, 'health', selfWhy, { from: cur[this.host.id], to: cur[to] ?? 0 }, { from: cur[this.host.id] - measureOf(g), to: (cur[to] ?? 0) + measureOf(g) });
+      }
+    }
+
     // 1. Locality preferences.
     for (const g of led) {
       const pref = this.preferenceOf(g.group);
@@ -603,7 +715,7 @@ export class LeaderBalancer {
       if (best === Infinity) continue;
       // Balance moves stay on replicas as preferred as the one leading now.
       keepWithin.set(g.group, new Set(elig.filter((r) => preferenceRank(pref, this.labelsOf(r)) <= Math.max(best, mine === Infinity ? best : mine))));
-      if (mine <= best || moves.length >= budget || cooling(g.group)) continue;
+      if (mine <= best || moves.length >= budget || cooling(g.group) || moved.has(g.group)) continue;
       const targets = rankTargets(elig.filter((r) => preferenceRank(pref, this.labelsOf(r)) === best).map((r) => this.facts(g, r)));
       if (!targets.length) continue;
       const want = JSON.stringify(pref.leaders[best]);
@@ -713,10 +825,11 @@ export class LeaderBalancer {
       const led = await this.host.ledGroups();
       this.updateRates(led);
       const health = await this.host.health?.().catch(() => null);
+      this.judgeHealth(health?.fsyncP99Ms ?? null);
       this.host.broadcastSummary({
         leaders: led.length, load: led.reduce((a, g) => a + this.loadOf(g.group), 0), draining: this.host.isDraining(),
         uptimeMs: this.host.uptimeMs(), labels: this.host.labels, fsyncP99Ms: health?.fsyncP99Ms ?? null, cpu: health?.cpu ?? null,
-        madeAt: Date.now(),
+        madeAt: Date.now(), slow: this.isSlow(this.host.id),
       });
       const plan = this.planFor(led);
       if (plan.idle?.startsWith('unhealthy') || plan.idle?.startsWith('maintenance')) this.stats.skippedUnhealthy++;

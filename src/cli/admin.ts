@@ -60,7 +60,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 export interface AdminOptions {
-  /** Enables POST /debug/crash-worker?worker=N (fault drills and tests). Default false. */
+  /** Enables POST /debug/crash-worker?worker=N and /debug/disk-delay?ms=M&jitterMs=J (fault
+   *  drills and tests). Default false. */
   readonly faultInjection?: boolean;
   /** When set, every request that changes state (any method but GET/HEAD) must carry
    *  `Authorization: Bearer <token>`. */
@@ -129,6 +130,7 @@ async function metrics(node: FlotillaNode): Promise<string> {
       Object.entries(st.balancer.movesByKind).map(([reason, n]) => [{ ...node_, reason }, n]));
     metric('flotilla_balancer_failed_total', 'counter', 'Balancer moves that failed.', [[node_, st.balancer.failed]]);
     metric('flotilla_balancer_rounds_total', 'counter', 'Balancer rounds run.', [[node_, st.balancer.rounds]]);
+    metric('flotilla_storage_slow', 'gauge', 'The health policy holds this node\'s storage slow against the cluster\'s (1): it sheds its leaderships and takes none.', [[node_, st.slowStorage ? 1 : 0]]);
   }
   const shardHist = (k: 'fsync' | 'commit' | 'apply') =>
     mergeHistograms(st.shards.map((w) => (w as { histograms?: Record<string, HistogramSnapshot> }).histograms?.[k]));
@@ -253,6 +255,18 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     if (!Number.isInteger(w) || w < 0 || w >= node.workerCount) throw new HttpError(400, 'InvalidArgument', `worker must be 0..${node.workerCount - 1}`);
     await node.crashWorker(w);
     return send(res, 200, { ok: true, crashed: w });
+  }
+  if (url.pathname === '/debug/disk-delay' && req.method === 'POST') {
+    if (!o.faultInjection) throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');
+    const num = (k: string) => {
+      const v = Number(url.searchParams.get(k) ?? 0);
+      if (!Number.isFinite(v) || v < 0 || v > 60_000) throw new HttpError(400, 'InvalidArgument', `${k} must be a number of milliseconds in 0..60000`);
+      return v;
+    };
+    const ms = num('ms');
+    const jitterMs = num('jitterMs');
+    node.setDiskDelay(ms, jitterMs);
+    return send(res, 200, { ok: true, ms, jitterMs });
   }
   if (url.pathname === '/status' && req.method === 'GET') {
     const st = await node.status({ detail: url.searchParams.has('groups') });

@@ -14,16 +14,21 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
   --workers W           worker threads (shards) (default: number of cores)
   --zone Z, --rack R    locality labels of this node
   --tick-ms MS          tick = heartbeat interval (default 100)
-  --election-ticks N    election timeout in ticks (default 10)
+  --election-ticks N    election timeout in ticks (default 10): how long followers wait
+                        for a leader before campaigning
+  --election-round-ticks N
+                        how long a candidate waits for a split vote to resolve before it
+                        tries again (default: election-ticks)
   --timing-scale X      multiply tick-ms for slow disks or networks (default 1)
   --request-timeout-ms  default deadline of a client request (default 10000)
   --state-machine PATH  a module exporting createStateMachine(group) (default: built-in KV)
   --config FILE         JSON file with the same fields (id, data, listen, peers {id: addr},
                         groups, replication, admin, workers, zone, rack, tickMs, electionTicks,
-                        timingScale, requestTimeoutMs, stopDrainMs, stateMachine, logLevel, tlsCa, tlsCert,
+                        electionRoundTicks,                         timingScale, requestTimeoutMs, stopDrainMs, stateMachine, logLevel, tlsCa, tlsCert,
                         tlsKey, clusterSecretFile); flags override it
   --log-level LEVEL     pino level (default info)
-  --fault-injection     enable POST /debug/crash-worker on the admin server (drills, tests)
+  --fault-injection     enable POST /debug/crash-worker and /debug/disk-delay on the admin
+                        server (drills, tests)
   --admin-token TOKEN   require "Authorization: Bearer TOKEN" for every admin request that
                         changes state (or FLOTILLA_ADMIN_TOKEN)
   --no-balancer         do not run leader balancer rounds automatically (they run by default;

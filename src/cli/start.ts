@@ -28,6 +28,7 @@ interface NodeConfig {
   admin?: string;
   tickMs?: number;
   electionTicks?: number;
+  electionRoundTicks?: number;
   workers?: number;
   zone?: string;
   rack?: string;
@@ -66,7 +67,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     options: {
       id: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, peer: { type: 'string', multiple: true },
       groups: { type: 'string' }, replication: { type: 'string' }, admin: { type: 'string' }, 'tick-ms': { type: 'string' },
-      'election-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
+      'election-ticks': { type: 'string' }, 'election-round-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
       workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
       'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' }, 'no-balancer': { type: 'boolean' }, draining: { type: 'boolean' }, 'admin-token': { type: 'string' }, 'stop-drain-ms': { type: 'string' },
       'tls-ca': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'cluster-secret-file': { type: 'string' },
@@ -108,6 +109,8 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
   if (tick !== undefined) cfg.tickMs = positiveInt('tickMs', tick);
   const el = values['election-ticks'] ?? file.electionTicks;
   if (el !== undefined) cfg.electionTicks = positiveInt('electionTicks', el);
+  const round = values['election-round-ticks'] ?? file.electionRoundTicks;
+  if (round !== undefined) cfg.electionRoundTicks = positiveInt('electionRoundTicks', round);
   const workers = values.workers ?? file.workers;
   if (workers !== undefined) cfg.workers = positiveInt('workers', workers);
   for (const [k, v] of [['zone', values.zone ?? file.zone], ['rack', values.rack ?? file.rack]] as const) {
@@ -206,7 +209,7 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
   const logger = pino({ level: cfg.logLevel });
   const opts: StartOptions = {
     id: cfg.id, dataDir: cfg.data, listen: cfg.listen, peers: cfg.peers, groups: cfg.groups,
-    replication: cfg.replication, tickMs: cfg.tickMs, electionTicks: cfg.electionTicks, logger,
+    replication: cfg.replication, tickMs: cfg.tickMs, electionTicks: cfg.electionTicks, electionRoundTicks: cfg.electionRoundTicks, logger,
     workers: cfg.workers, labels: { zone: cfg.zone, rack: cfg.rack }, timingScale: cfg.timingScale,
     requestTimeoutMs: cfg.requestTimeoutMs, stateMachine: cfg.stateMachine ? { module: cfg.stateMachine } : undefined,
     balancer: cfg.balancer as StartOptions['balancer'], draining: cfg.draining,

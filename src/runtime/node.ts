@@ -55,6 +55,10 @@ export interface StartOptions {
   readonly tickMs?: number;
   /** Election timeout in ticks. Default 10 (1 s at 100 ms, as etcd). */
   readonly electionTicks?: number;
+  /** How long a candidate waits for a split vote to resolve before trying again, in ticks
+   *  (randomized in [R, 2R)). Default electionTicks. Shorter resolves split votes sooner without
+   *  making failure detection twitchier. */
+  readonly electionRoundTicks?: number;
   /** Multiplies tickMs for slow disks or networks (Vault's performance multiplier). Default 1. */
   readonly timingScale?: number;
   /** Default deadline of a client request. Default 10 s. */
@@ -169,6 +173,8 @@ export class FlotillaNode {
   private draining = false;
   private readonly electionMs: number;
   private readonly electionTicks: number;
+  /** Fault injection: see setDiskDelay. */
+  private diskDelay = { ms: 0, jitterMs: 0 };
   /** Transfers this node requested, by outcome ('completed' or the failure reason). */
   readonly transferStats: Record<string, number> = {};
   private readonly session: SessionClient;
@@ -294,7 +300,7 @@ export class FlotillaNode {
       init: (i) => ({
         index: i, nodeId: opts.id, dataDir: join(opts.dataDir, `w${i}`), groups: perWorker[i],
         peerWorkers: Object.fromEntries(node.peerWorkers), tickMs,
-        raft: { electionTicks, ...opts.raft }, requestTimeoutMs: node.timeoutMs, seed: 0,
+        raft: { electionTicks, ...(opts.electionRoundTicks !== undefined ? { electionRoundTicks: opts.electionRoundTicks } : {}), ...opts.raft }, requestTimeoutMs: node.timeoutMs, seed: 0,
         logLevel: log.level, noSync: opts.noSync, stateMachine: opts.stateMachine,
         campaignDelay: node.draining ? 2 * node.electionTicks : 0,
       }),
@@ -312,6 +318,7 @@ export class FlotillaNode {
       onStarted: (i) => {
         for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { t: 'up', p });
         if (node.draining) node.workers.post(i, { t: 'campaignDelay', ticks: 2 * node.electionTicks });
+        if (node.diskDelay.ms || node.diskDelay.jitterMs) node.workers.post(i, { t: 'diskDelay', ...node.diskDelay });
       },
     };
     node.workers = threads === 0 ? new InlineShards(shardOpts) : new ShardWorkers(shardOpts);
@@ -591,6 +598,8 @@ export class FlotillaNode {
       workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
       groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
       draining: this.draining, drainingPeers: [...this.drainingNodes], transfers: this.transferStats, balancer: this.balancer?.stats,
+      /** The balancer's health policy holds this node's storage slow (it sheds leaderships). */
+      slowStorage: this.balancer?.isSlow(this.id) ?? false,
       leaderChanges: { ...this.leaderChangesByCause },
       pending: { proposals: this.pendingProposals, bytes: this.pendingBytes }, eventLoop: this.loopTiming.eventLoop(),
       peers: this.transport.connectedPeers(), runtime: this.stats, transport: this.transport.stats(),
@@ -976,6 +985,16 @@ export class FlotillaNode {
     return this.workers.crash(index);
   }
 
+  /** Fault injection (tests, slow-disk drills): every durable write of this node's storage takes
+   *  `ms` (plus up to `jitterMs`) longer, as on a slow or saturated disk; (0, 0) heals. Nothing
+   *  is acknowledged earlier than before: only later. Kept across worker restarts. */
+  setDiskDelay(ms: number, jitterMs = 0): void {
+    if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs))) throw new RuntimeError('InvalidArgument', 'disk delay: ms and jitterMs must be finite numbers >= 0');
+    this.diskDelay = { ms, jitterMs };
+    this.workers.broadcast({ t: 'diskDelay', ms, jitterMs });
+    this.log.warn({ ms, jitterMs }, ms || jitterMs ? 'fault injection: disk writes slowed' : 'fault injection: disk delay removed');
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -1111,6 +1130,7 @@ export class FlotillaNode {
             load: typeof sum.load === 'number' && Number.isFinite(sum.load) ? sum.load : undefined,
             labels: cleanLabels(sum.labels), fsyncP99Ms, cpu,
             madeAt: typeof sum.madeAt === 'number' && Number.isFinite(sum.madeAt) ? sum.madeAt : undefined,
+            slow: sum.slow === true,
           });
         }
         return;

@@ -42,6 +42,8 @@ export type ToWorker =
   | { t: 'up'; p: NodeId }
   | { t: 'campaignDelay'; ticks: number }
   | { t: 'down'; p: NodeId }
+  /** Fault injection: slow every durable write of the shard's store (LogStore.setWriteDelay). */
+  | { t: 'diskDelay'; ms: number; jitterMs: number }
   | { t: 'status'; id: number; detail: boolean }
   | { t: 'led'; id: number }
   | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[]; force: boolean; reach: NodeId[] | null }

@@ -149,6 +149,9 @@ export class ShardHost {
       case 'down':
         shard.peerDown(m.p);
         return;
+      case 'diskDelay':
+        this.store.setWriteDelay(m.ms, m.jitterMs);
+        return;
       case 'status':
         this.reply(m.id, guard(() => this.status(m.detail)));
         return;

@@ -135,6 +135,8 @@ export class LogStore {
   private failure: StorageFailed | null = null;
   readonly stats: StoreStats = { commits: 0, lazyCommits: 0, walBytes: 0, entriesWritten: 0, checkpoints: 0, checkpointEntries: 0, lastCheckpointMs: 0 };
   private readonly checkpointBytes: number;
+  /** Fault injection (see setWriteDelay): extra milliseconds per durable write, and its jitter. */
+  private writeDelay = { ms: 0, jitterMs: 0 };
 
   private constructor(
     private readonly env: RootDatabase,
@@ -402,6 +404,8 @@ export class LogStore {
       this.stats.walBytes += record.byteLength;
       this.walBytesSinceCheckpoint += record.byteLength;
       this.walRecordsSinceCheckpoint++;
+      const { ms, jitterMs } = this.writeDelay;
+      if (ms > 0 || jitterMs > 0) await new Promise((r) => setTimeout(r, ms + Math.random() * jitterMs));
     }
     if (extra || checkpoint || garbage) {
       try {
@@ -442,6 +446,14 @@ export class LogStore {
       this.opts.onEvent?.({ kind: 'checkpoint', entries: checkpoint.entries, walRecords: checkpoint.walRecords, ms });
     }
     return true;
+  }
+
+  /** Fault injection for tests and drills: every later durable write takes `ms` (plus up to
+   *  `jitterMs`) longer before it resolves, as on a slow or saturated disk. Commits stay in call
+   *  order (they run one after another) and nothing resolves before it is durable. 0, 0 heals. */
+  setWriteDelay(ms: number, jitterMs = 0): void {
+    if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs))) throw new RangeError('write delay: ms and jitterMs must be finite numbers >= 0');
+    this.writeDelay = { ms, jitterMs };
   }
 
   /** Fail-stop: this commit and every later one reject with StorageFailed. */

@@ -91,6 +91,16 @@ test('3 processes x 1,000 groups: writes and linearizable reads on every node th
     }, 60_000, 200);
     mark = okWrites;
     await until('writes continue after the worker restart', () => okWrites > mark + 200, 60_000);
+    // A slow disk on n1 (fault injection): writes go on, its commits show the delay; a bad
+    // value is refused.
+    assert.equal((await fetch(`${admin.get('n1')}/debug/disk-delay?ms=-5`, { method: 'POST' })).status, 400);
+    const slow = await fetch(`${admin.get('n1')}/debug/disk-delay?ms=40&jitterMs=20`, { method: 'POST' });
+    assert.equal(slow.status, 200, await slow.text());
+    mark = okWrites;
+    await until('writes continue on a slow disk', () => okWrites > mark + 100, 60_000);
+    const p99 = Math.max(...((await json(`${admin.get('n1')}/status`)).shards as { commitP99Ms: number | null }[]).map((x) => x.commitP99Ms ?? 0));
+    assert.ok(p99 >= 40, `n1's commits show the delay: p99 ${p99} ms`);
+    assert.equal((await fetch(`${admin.get('n1')}/debug/disk-delay?ms=0`, { method: 'POST' })).status, 200);
     stop = true;
     await Promise.all(writers);
 

@@ -1,7 +1,8 @@
 // A short nemesis run in CI (the README documents long ones): three real node processes behind
 // test-controlled proxies, clients doing read / write / cas through the HTTP gateway while the
-// nemesis kills, pauses, partitions, transfers, drains and runs balancer rounds; then every key
-// is read back and the whole history must be linearizable, with one leader per group.
+// nemesis kills, pauses, partitions, slows links (latency and jitter) and one node's disk,
+// transfers, drains and runs balancer rounds; then every key is read back and the whole history
+// must be linearizable, with one leader per group.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';

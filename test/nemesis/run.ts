@@ -2,12 +2,13 @@
 // proxy on every link between nodes, concurrent clients doing read / write / cas on a few hundred
 // keys through the HTTP gateway, and a nemesis injecting faults: kill -9 and restart, SIGSTOP /
 // SIGCONT pauses longer than the election timeout, partitions (one node isolated, majority /
-// minority, bridge), leader transfers, drains, balancer rounds. Every client event goes to a
+// minority, bridge), slow links (latency and jitter, at times beyond the election timeout), a
+// slow disk on one node, leader transfers, drains, balancer rounds. Every client event goes to a
 // history (../shared/history-format.md, JSON Lines). At the end: heal, restart every node, read
 // every key linearizably, check one leader per group, and judge the history with the
 // linearizability checker. Every loop is bounded in count and time; every process is cleaned up.
 //
-//   npm run nemesis -- --nodes 3 --groups 200 --time 60 --faults kill,pause,partition,transfer,drain,balancer --seed 7
+//   npm run nemesis -- --nodes 3 --groups 200 --time 60 --faults kill,pause,partition,latency,slowdisk,transfer,drain,balancer --seed 7
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { TcpProxy } from './proxy.js';
 import { freePorts } from '../helpers/net.js';
 
-export const FAULTS = ['kill', 'pause', 'partition', 'transfer', 'drain', 'balancer'] as const;
+export const FAULTS = ['kill', 'pause', 'partition', 'transfer', 'drain', 'balancer', 'latency', 'slowdisk'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface NemesisOptions {
@@ -67,7 +68,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));
+  // The nemesis draws from its own stream, so that client traffic (whose amount depends on timing)
+  // does not shift the fault schedule: a seed replays the same faults with the same parameters.
   const random = rng(o.seed);
+  const routeRandom = rng(o.seed ^ 0x5bd1e995);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
   const ids = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`);
   const root = mkdtempSync(join(tmpdir(), 'flotilla-nemesis-'));
@@ -90,6 +94,8 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     proxies.set(a, m);
   }
   const procs = new Map<string, ChildProcess>();
+  /** A fault sent into a node process, waiting for the process to confirm it (one at a time). */
+  const faultAcks = new Map<ChildProcess, (outcome: string) => void>();
   const paused = new Set<string>();
   const faults: Record<string, number> = {};
   const count = (k: string) => { faults[k] = (faults[k] ?? 0) + 1; };
@@ -102,7 +108,11 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     for (const p of ids) if (p !== id) args.push('--peer', `${p}=127.0.0.1:${proxies.get(id)!.get(p)!.port}`);
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     child.stderr?.on('data', () => undefined);
-    child.on('message', (m: { id: number; type: 'ok' | 'fail' | 'info'; value: unknown }) => {
+    child.on('message', (m: { id: number; type: 'ok' | 'fail' | 'info'; value: unknown } | { fault: string; ok: boolean; error: string | null }) => {
+      if ('fault' in m) {
+        faultAcks.get(child)?.(m.ok ? 'applied' : `refused: ${m.error}`);
+        return;
+      }
       const w = embedded.get(m.id);
       if (w) {
         embedded.delete(m.id);
@@ -111,6 +121,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     });
     // Operations in flight on a process that dies have unknown outcomes.
     child.on('exit', () => {
+      faultAcks.get(child)?.('process exited');
       for (const [opId, w] of embedded) {
         if (w.node !== id) continue;
         embedded.delete(opId);
@@ -183,7 +194,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     let type: 'ok' | 'fail' | 'info' = 'info';
     let out: unknown = null;
     // Half the operations go through the embedded API inside the node process, half through HTTP.
-    if (random() < 0.5) {
+    if (routeRandom() < 0.5) {
       const r = await viaEmbedded(id, f, key, value);
       type = r.type;
       out = r.value;
@@ -247,6 +258,40 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   // --- nemesis -----------------------------------------------------------------------------
   const healAll = () => {
     for (const m of proxies.values()) for (const p of m.values()) p.heal();
+  };
+  /** Slows (or with 0, 0 heals) node `id`'s disk from inside its process. Resolves with what
+   *  became of it; never throws, since the process may have died a moment ago. */
+  const diskFault = (id: string, ms: number, jitterMs: number) => new Promise<string>((done) => {
+    const child = procs.get(id);
+    if (!child?.connected) return done('not sent: process gone');
+    const finish = (outcome: string) => {
+      clearTimeout(timer);
+      if (faultAcks.get(child) === finish) faultAcks.delete(child);
+      done(outcome);
+    };
+    const timer = setTimeout(() => finish('no answer'), 3000);
+    faultAcks.set(child, finish);
+    try {
+      if (!child.send({ fault: 'disk', ms, jitterMs }, (err) => { if (err) finish(`not sent: ${err.message}`); })) finish('not sent');
+    } catch (e) {
+      finish(`not sent: ${(e as Error).message}`);
+    }
+  });
+  const slowDisks = new Set<string>();
+  /** Directed links (a dials b) for a latency fault: all of them, every link of one node, or a
+   *  random set of node pairs (both directions each, so a request and its answer are both slow). */
+  const pickLinks = (): { links: [string, string][]; what: string } => {
+    const all: [string, string][] = ids.flatMap((a) => ids.filter((b) => b !== a).map((b): [string, string] => [a, b]));
+    const scope = random();
+    if (scope < 0.35) return { links: all, what: 'all links' };
+    if (scope < 0.7) {
+      const x = pick(ids);
+      return { links: all.filter(([a, b]) => a === x || b === x), what: `links of ${x}` };
+    }
+    const pairs = all.filter(([a, b]) => a < b);
+    let chosen = pairs.filter(() => random() < 0.5);
+    if (chosen.length === 0) chosen = [pick(pairs)];
+    return { links: chosen.flatMap(([a, b]): [string, string][] => [[a, b], [b, a]]), what: `links ${chosen.map(([a, b]) => `${a}-${b}`).join(',')}` };
   };
   const cutLinks = (a: string, b: string, mode: 'reset' | 'blackhole') => {
     proxies.get(a)!.get(b)!.cut(mode);
@@ -342,6 +387,42 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
             log(`nemesis: balancer round on ${id}: ${r?.status ?? 'no answer'}`);
             break;
           }
+          case 'latency': {
+            const { links, what } = pickLinks();
+            // Mostly a slow WAN (20-150 ms); a quarter of the time longer than the 1-2 s randomized
+            // election timeout, so heartbeats arrive too late and leaders change under the delay.
+            const beyond = random() < 0.25;
+            const ms = Math.round(beyond ? 1200 + random() * 1300 : 20 + random() * 130);
+            const jitterMs = Math.round(random() * (beyond ? 500 : ms));
+            const dur = 2000 + random() * 3000;
+            count('latency');
+            log(`nemesis: latency ${ms}+${jitterMs} ms on ${what} for ${dur.toFixed(0)} ms`);
+            for (const [a, b] of links) proxies.get(a)!.get(b)!.delay(ms, jitterMs);
+            await sleep(dur);
+            for (const [a, b] of links) proxies.get(a)!.get(b)!.delay(0, 0);
+            log('nemesis: latency removed');
+            break;
+          }
+          case 'slowdisk': {
+            const id = pick(ids.filter(up));
+            if (!id) break;
+            // Mostly a saturated disk (20-250 ms a write); a quarter of the time a stalling one whose
+            // writes (0.6-1.5 s, plus jitter) come near or past the 1-2 s election timeout.
+            const stall = random() < 0.25;
+            const ms = Math.round(stall ? 600 + random() * 900 : 20 + random() * 230);
+            const jitterMs = Math.round(random() * (stall ? 500 : ms));
+            const dur = 2000 + random() * 3000;
+            count('slowdisk');
+            slowDisks.add(id);
+            try {
+              log(`nemesis: slow disk on ${id}: ${ms}+${jitterMs} ms a write for ${dur.toFixed(0)} ms: ${await diskFault(id, ms, jitterMs)}`);
+              await sleep(dur);
+            } finally {
+              log(`nemesis: disk of ${id} healed: ${await diskFault(id, 0, 0)}`);
+              slowDisks.delete(id);
+            }
+            break;
+          }
         }
       } catch (e) {
         log(`nemesis: ${f} failed: ${(e as Error).message}`);
@@ -368,6 +449,8 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     healAll();
     for (const id of paused) procs.get(id)?.kill('SIGCONT');
     paused.clear();
+    for (const id of slowDisks) await diskFault(id, 0, 0);
+    slowDisks.clear();
     for (const id of ids) if (procs.get(id)?.exitCode !== null) spawnNode(id);
     await waitUntil('all nodes healthy after healing', async () => (await Promise.all(ids.map(healthy))).every(Boolean), 60_000);
     let finalReads = 0;

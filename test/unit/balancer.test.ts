@@ -45,7 +45,9 @@ async function counts(nodes: Map<string, FlotillaNode>): Promise<number[]> {
 async function skewTo(nodes: Map<string, FlotillaNode>, to: string): Promise<void> {
   for (let g = 1; g <= GROUPS; g++) {
     try {
-      await nodes.get(to)!.transferLeader(g, to);
+      // Forced: this is set-up, and a machine busy with other tests can make the stability
+      // advisor's timing budget refuse (ClusterUnstable) at these 20 ms ticks.
+      await nodes.get(to)!.transferLeader(g, to, { force: true });
     } catch {
       // already there
     }
@@ -254,6 +256,52 @@ test('follow-the-workload: a group whose requests come from another zone moves t
   });
 });
 
+test('health: a node whose disk turns slow under writes gives its leaderships away, loses no write, and says why', async () => {
+  const balancer = { intervalMs: 200, warmupMs: 0, cooldownMs: 0, health: { factor: 3, minGapMs: 20, sustainMs: 1_000 } };
+  await cluster({ balancer }, async (nodes) => {
+    await until('leaders spread', async () => (await counts(nodes)).every((c) => c >= 5), 30_000);
+    const enc = new TextEncoder();
+    let stop = false;
+    let ok = 0;
+    const failed: string[] = [];
+    // Writes to every group, so that every node's storage commits and has a p99 to compare.
+    const writers = Array.from({ length: 6 }, async (_, w) => {
+      for (let i = 0; !stop; i++) {
+        const g = 1 + ((w * 7 + i) % GROUPS);
+        try {
+          await nodes.get(IDS[i % 3])!.propose(g, { op: 'put', key: enc.encode(`k${g}`), value: enc.encode(String(i)) });
+          ok++;
+        } catch (e) {
+          failed.push(`${g}: ${(e as Error).message}`);
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    });
+    try {
+      const c = await counts(nodes);
+      const slow = IDS[c.indexOf(Math.max(...c))];
+      nodes.get(slow)!.setDiskDelay(300);
+      await until(`${slow} leads nothing`, async () => (await nodes.get(slow)!.status()).leaders === 0, 30_000, 100);
+      const st = await nodes.get(slow)!.status();
+      assert.equal(st.slowStorage, true);
+      assert.ok(st.balancer!.movesByKind.health >= 1, `counted as health moves: ${JSON.stringify(st.balancer!.movesByKind)}`);
+      const plan = await nodes.get(slow)!.balancePlan();
+      assert.match(plan.slow?.self ?? '', /storage commit p99 \d+\.\d ms is \d+\.\dx the cluster median/);
+      assert.equal(plan.fairShare[slow], 0);
+      // Its peers do not hand any back while it stays slow.
+      await new Promise((r) => setTimeout(r, 1_500));
+      assert.equal((await nodes.get(slow)!.status()).leaders, 0, 'still none');
+      const other = IDS.find((id) => id !== slow)!;
+      assert.deepEqual((await nodes.get(other)!.balancePlan()).slow?.nodes, [slow]);
+    } finally {
+      stop = true;
+      await Promise.all(writers);
+    }
+    assert.deepEqual(failed, [], 'no write failed');
+    assert.ok(ok > 100, `writes went on: ${ok}`);
+  });
+});
+
 test('target ranking follows the playbook: caught up, reachable, storage, CPU, maintenance, locality, then load', () => {
   const base: TargetFacts = { id: 'x', lag: 0, stable: true, fsyncP99Ms: 2, cpu: 0.2, avoid: false, preference: 0, measure: 10 };
   const t = (id: string, o: Partial<TargetFacts>) => ({ ...base, id, ...o });
@@ -288,6 +336,8 @@ interface SimOptions {
   /** Each node's zone label. */
   readonly zones?: Record<string, string>;
   readonly seed?: number;
+  /** Each node's storage commit p99 (ms) as it reports it; 2 ms each by default. */
+  readonly fsyncP99Ms?: Record<string, number>;
 }
 
 interface SimMove {
@@ -306,6 +356,8 @@ class SimCluster {
   mostPerRound = 0;
   readonly draining: Set<string>;
   readonly startedAt: Record<string, number>;
+  /** Each node's storage commit p99 (ms), as its health() reports it: tests change it. */
+  readonly fsync: Record<string, number>;
   private readonly leader = new Map<number, string>();
   private readonly led = new Map<string, Set<number>>(IDS.map((id) => [id, new Set()]));
   private readonly served = new Map<string, Map<number, number>>();
@@ -322,6 +374,7 @@ class SimCluster {
     this.rate = o.rate;
     this.intervalMs = o.config?.intervalMs ?? BALANCER_DEFAULTS.intervalMs;
     this.draining = new Set(o.draining ?? []);
+    this.fsync = { ...Object.fromEntries(IDS.map((id) => [id, 2])), ...o.fsyncP99Ms };
     this.startedAt = Object.fromEntries(IDS.map((id) => [id, this.now - 3_600_000]));
     let g = 1;
     for (const [id, n] of Object.entries(o.leaders)) for (let i = 0; i < n; i++) this.lead(g++, id);
@@ -347,6 +400,7 @@ class SimCluster {
         broadcastSummary: (s) => {
           for (const p of peers) this.balancers.get(p)!.onSummary(id, s);
         },
+        health: async () => ({ fsyncP99Ms: this.fsync[id], cpu: null }),
       }, { enabled: false, ...o.config }, log));
       this.next.set(id, this.now + this.random() * this.intervalMs);
     }
@@ -388,6 +442,10 @@ class SimCluster {
 
   leaders(): number[] {
     return IDS.map((id) => this.led.get(id)!.size);
+  }
+
+  plan(id: string) {
+    return this.balancers.get(id)!.plan();
   }
 
   /** ops/s each node serves as leader (the groups' nominal rates). */
@@ -520,4 +578,73 @@ test('integer splits: a balanced one (333/333/334, 1/1/0) never moves; 2/0/0 set
       assert.equal(sim.moves.length, 1, 'and nothing more');
     });
   }
+});
+
+test('health: a node whose storage stays 4x slower than the cluster sheds every leadership, takes none, then is filled again once well', async (t) => {
+  for (const seed of SEEDS.slice(0, 4)) {
+    await t.test(`seed ${seed}`, async (t) => {
+      const sim = new SimCluster(t, { leaders: { n1: 334, n2: 333, n3: 333 }, seed });
+      await sim.run(SECONDS_30);
+      assert.equal(sim.moves.length, 0, 'healthy and balanced: still');
+      sim.fsync.n1 = 80;
+      await sim.run(20_000);
+      assert.equal(sim.moves.length, 0, 'not before the slowness has lasted sustainMs (30 s)');
+      await sim.run(SECONDS_30);
+      const c = sim.leaders();
+      assert.equal(c[0], 0, `n1 leads nothing once held slow: ${c}`);
+      assert.ok(Math.abs(c[1] - 500) <= 25 && Math.abs(c[2] - 500) <= 25, `n2 and n3 share its groups evenly: ${c}`);
+      const others = sim.moves.filter((m) => m.from !== 'n1');
+      assert.ok(others.length <= 40 && others.every((m) => m.to !== 'n1'), `n1 gave its leaderships away; n2 and n3 at most evened out: ${others.length}`);
+      const plan = await sim.plan('n1');
+      assert.deepEqual(plan.slow?.nodes, ['n1']);
+      assert.match(plan.slow?.self ?? '', /storage commit p99 80\.0 ms is 40\.0x the cluster median 2\.0 ms/);
+      assert.equal(plan.fairShare.n1, 0, 'a slow node has no fair share');
+      const peerPlan = await sim.plan('n2');
+      assert.deepEqual(peerPlan.slow?.nodes, ['n1'], 'its peers know it from its summary');
+      const shed = sim.moves.length;
+      await sim.run(MINUTES_5);
+      assert.equal(sim.leaders()[0], 0, 'nobody gives a slow node leaderships back');
+      assert.equal(sim.moves.length, shed, 'and nothing moves meanwhile');
+      sim.fsync.n1 = 2;
+      await sim.run(30_000 + SECONDS_30);
+      assert.ok(withinFivePercent(sim.leaders()), `well again for 30 s: filled to its share within 30 s more: ${sim.leaders()}`);
+      const back = sim.moves.length;
+      await sim.run(MINUTES_5);
+      assert.equal(sim.moves.length, back, 'then still');
+    });
+  }
+});
+
+test('health: no move for a short slow spell, for a slow majority, or with the policy off', async (t) => {
+  await t.test('a slow spell shorter than sustainMs', async (t) => {
+    const sim = new SimCluster(t, { leaders: { n1: 334, n2: 333, n3: 333 } });
+    sim.fsync.n1 = 80;
+    await sim.run(20_000);
+    sim.fsync.n1 = 2;
+    await sim.run(MINUTES_5);
+    assert.deepEqual(sim.moves, []);
+  });
+  await t.test('two of three nodes slow: the median is slow, nobody is held slow', async (t) => {
+    const sim = new SimCluster(t, { leaders: { n1: 334, n2: 333, n3: 333 }, fsyncP99Ms: { n1: 80, n2: 90, n3: 2 } });
+    await sim.run(MINUTES_5);
+    assert.deepEqual(sim.moves, []);
+    assert.equal((await sim.plan('n2')).slow, undefined);
+  });
+  await t.test('slow, but less than minGapMs above the median', async (t) => {
+    const sim = new SimCluster(t, { leaders: { n1: 334, n2: 333, n3: 333 }, fsyncP99Ms: { n1: 12, n2: 1, n3: 1 } });
+    await sim.run(MINUTES_5);
+    assert.deepEqual(sim.moves, []);
+  });
+  await t.test('health.enabled false', async (t) => {
+    const sim = new SimCluster(t, { leaders: { n1: 334, n2: 333, n3: 333 }, fsyncP99Ms: { n1: 80 }, config: { health: { enabled: false } } });
+    await sim.run(MINUTES_5);
+    assert.deepEqual(sim.moves, []);
+  });
+});
+
+test('health settings are validated naming the field', () => {
+  assert.throws(() => validateBalancerConfig({ health: { factor: 0.5 } }), /balancer\.health\.factor/);
+  assert.throws(() => validateBalancerConfig({ health: { sustainMs: -1 } }), /balancer\.health\.sustainMs/);
+  assert.throws(() => validateBalancerConfig({ health: { bogus: 1 } as never }), /balancer\.health\.bogus: unknown setting/);
+  validateBalancerConfig({ health: { enabled: true, factor: 3, minGapMs: 10, sustainMs: 5_000 } });
 });

@@ -14,13 +14,13 @@ const IDS = ['n1', 'n2', 'n3'];
 const GROUPS = 12;
 const dec = new TextDecoder();
 
-async function cluster(fn: (nodes: Map<string, FlotillaNode>) => Promise<void>) {
+async function cluster(fn: (nodes: Map<string, FlotillaNode>) => Promise<void>, extra: Partial<StartOptions> = {}) {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-lead-'));
   const ports = await freePorts(3);
   const addr = new Map(IDS.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const optsOf = (id: string): StartOptions => ({
     id, dataDir: join(root, id), listen: addr.get(id)!, groups: GROUPS, tickMs: 20, requestTimeoutMs: 15_000, workers: 2,
-    peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])),
+    peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])), ...extra,
   });
   const nodes = new Map<string, FlotillaNode>();
   try {
@@ -91,6 +91,26 @@ test('a transfer requested on any node resolves once the target leads and serves
     await rejectsWith(nodes.get(g3)!.transferLeader(3, down), 'TargetUnhealthy');
     assert.equal(await leaderOf(nodes, 3), g3, 'the old leader stays leader');
   });
+});
+
+test('NotVerified: the target takes over but the other disks stall, so it cannot show it serves in time; then the group recovers', async () => {
+  await cluster(async (nodes) => {
+    const g = 5;
+    const from = await leaderOf(nodes, g);
+    const to = IDS.find((x) => x !== from)!;
+    // The other two disks stall for 2 s a write: their votes come after 2 s, so the target leads
+    // (and the old leader hears it: the hand-over is done) at about 2 s, well within the old
+    // leader's 4-8 s election timeout; but an entry of the target's term needs one of them to
+    // write it too, at 4 s or later, after the 3 s deadline.
+    const others = IDS.filter((x) => x !== to);
+    for (const x of others) nodes.get(x)!.setDiskDelay(2_000);
+    await rejectsWith(nodes.get(from)!.transferLeader(g, to, { timeoutMs: 3_000, force: true }), 'NotVerified');
+    assert.equal((await nodes.get(from)!.status()).transfers.NotVerified, 1, 'counted by reason');
+    for (const x of others) nodes.get(x)!.setDiskDelay(0);
+    const enc = new TextEncoder();
+    await nodes.get(from)!.propose(g, { op: 'put', key: enc.encode('after'), value: enc.encode('1') });
+    assert.equal(dec.decode((await nodes.get(from)!.read(g, enc.encode('after'))) as Uint8Array), '1', 'the group serves again');
+  }, { tickMs: 100, electionTicks: 40 });
 });
 
 test('writes see no error and lose nothing while leadership moves back and forth; drain moves every leader off a node under load', async () => {

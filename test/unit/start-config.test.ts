@@ -23,7 +23,7 @@ const base = { id: 'n1', data: '/tmp/x', listen: '127.0.0.1:7001', peers: { n2: 
 test('a config file with every documented field is read; flags override it', () => {
   withFile({
     ...base, groups: 64, replication: 3, admin: '127.0.0.1:8001', workers: 2, zone: 'a', rack: 'r1',
-    tickMs: 50, electionTicks: 20, timingScale: 2, requestTimeoutMs: 5000, logLevel: 'warn',
+    tickMs: 50, electionTicks: 20, electionRoundTicks: 4, timingScale: 2, requestTimeoutMs: 5000, logLevel: 'warn',
     balancer: { enabled: true, policy: 'count' },
   }, (path) => {
     const c = parseStartArgs(['--config', path]);
@@ -35,9 +35,11 @@ test('a config file with every documented field is read; flags override it', () 
     assert.equal(c.rack, 'r1');
     assert.equal(c.timingScale, 2);
     assert.equal(c.electionTicks, 20);
+    assert.equal(c.electionRoundTicks, 4);
     assert.equal(c.requestTimeoutMs, 5000);
     assert.equal(c.logLevel, 'warn');
-    const o = parseStartArgs(['--config', path, '--timing-scale', '3', '--groups', '10', '--zone', 'b']);
+    const o = parseStartArgs(['--config', path, '--timing-scale', '3', '--groups', '10', '--zone', 'b', '--election-round-ticks', '6']);
+    assert.equal(o.electionRoundTicks, 6);
     assert.equal(o.timingScale, 3);
     assert.equal(o.groups, 10);
     assert.equal(o.zone, 'b');
@@ -50,6 +52,7 @@ test('a bad value names its field', () => {
   bad([...flags, '--timing-scale', '0'], 'timingScale');
   bad([...flags, '--timing-scale', 'fast'], 'timingScale');
   bad([...flags, '--listen', 'nowhere'], 'listen');
+  bad([...flags, '--election-round-ticks', '0'], 'electionRoundTicks');
   bad(['--data', '/tmp/x', '--listen', '127.0.0.1:7001'], 'id');
   withFile({ ...base, peers: ['n2'] }, (path) => bad(['--config', path], 'peers'));
 });
