@@ -361,8 +361,13 @@ process.on('message', async (m: {
       }
     }
     if (m.drain && performance.now() < end - 1000) {
-      const r = await node.drain({});
-      drainReport = { moved: r.moved, failed: r.failed.length, ms: r.ms };
+      // Refused as a whole (ClusterUnstable on a loaded machine): reported, not a crash of the node.
+      try {
+        const r = await node.drain({});
+        drainReport = { moved: r.moved, failed: r.failed.length, ms: r.ms };
+      } catch (e) {
+        drainReport = { moved: 0, failed: 0, ms: 0, refused: (e as { reason?: string; code?: string }).reason ?? (e as { code?: string }).code ?? String(e) };
+      }
       node.undrain();
     }
   };

@@ -228,7 +228,8 @@ export interface TransferBenchResult {
   /** Medians of each phase (catch-up, campaign, verification), ms. */
   transferPhaseP50Ms: { catchUp: number; campaign: number; verify: number };
   transferFailures: string[];
-  drain: { moved: number; failed: number; ms: number } | null;
+  /** `refused`: the drain as a whole was refused (e.g. ClusterUnstable), with the reason. */
+  drain: { moved: number; failed: number; ms: number; refused?: string } | null;
   writes: number;
   failedWrites: number;
   stalledWrites: number;

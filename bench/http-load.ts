@@ -32,6 +32,9 @@ export interface HttpLoadOptions {
   etcdPrefix?: string;
   /** Processes whose CPU is the store's (sampled over the measured window from /proc). */
   serverPids?: number[];
+  /** Each request to a random target and a random key out of clients x keys (k<n>), instead of
+   *  client c staying on targets[c % n] (until a failure) and cycling through its own keys. */
+  random?: boolean;
 }
 
 export interface HttpLoadResult {
@@ -135,15 +138,26 @@ export function machineCpuSeconds(): { busy: number; steal: number } | null {
 
 const CHILD_FLAG = '--http-load-child';
 
+/** In the child: ends the running load's window early (set while drive() runs). */
+let stopLoad: (() => void) | null = null;
+
 /** Run the load in a child process and return its result. */
 export function runHttpLoad(o: HttpLoadOptions): Promise<HttpLoadResult> {
+  return startHttpLoad(o).result;
+}
+
+/** Run the load in a child process; `stop()` ends the measured window early (now, or at the end
+ *  of the warm-up when that has not passed yet): the clients finish their requests in flight and
+ *  the result comes as if `seconds` had been that long. For loads timed by something else (a
+ *  series of operations measured under the load). */
+export function startHttpLoad(o: HttpLoadOptions): { result: Promise<HttpLoadResult>; stop: () => void } {
   const child = fork(import.meta.filename, [CHILD_FLAG], {
     execArgv: import.meta.filename.endsWith('.ts') ? ['--import', 'tsx'] : [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   // The child ends on its own; this guard only covers a child that hangs.
   const guardMs = ((o.warmupSeconds ?? 0) + o.seconds) * 1000 + (o.timeoutMs ?? 10_000) + 30_000;
-  return new Promise<HttpLoadResult>((resolve, reject) => {
+  const result = new Promise<HttpLoadResult>((resolve, reject) => {
     let done = false;
     const guard = setTimeout(() => {
       if (!done) reject(new Error(`http load child did not finish in ${guardMs} ms`));
@@ -164,6 +178,14 @@ export function runHttpLoad(o: HttpLoadOptions): Promise<HttpLoadResult> {
     });
     child.send(o);
   });
+  let stopped = false;
+  const stop = () => {
+    if (stopped || !child.connected) return;
+    stopped = true;
+    // With a callback a child already gone is an error passed to it, not an 'error' event.
+    child.send({ stop: true }, () => {});
+  };
+  return { result, stop };
 }
 
 interface Target {
@@ -239,16 +261,27 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   // Epoch ms from the monotonic clock: one wall-clock reading, then performance.now() offsets.
   const now = () => t0 + (performance.now() - p0);
   const measureFrom = t0 + (o.warmupSeconds ?? 0) * 1000;
-  const measureTo = measureFrom + o.seconds * 1000;
+  let measureTo = measureFrom + o.seconds * 1000;
   type Machine = ReturnType<typeof machineCpuSeconds>;
   let cpu0: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: Machine } | undefined;
   const cpuAt = setTimeout(() => {
     cpu0 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineCpuSeconds() };
   }, measureFrom - Date.now());
   let cpu1: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: Machine; at: number } | undefined;
-  const cpuEnd = setTimeout(() => {
+  const takeCpu1 = () => {
     cpu1 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineCpuSeconds(), at: now() };
-  }, measureTo - Date.now());
+  };
+  let cpuEnd = setTimeout(takeCpu1, measureTo - Date.now());
+  // The parent may end the window early (startHttpLoad's stop).
+  stopLoad = () => {
+    const at = Math.max(now(), measureFrom);
+    if (at >= measureTo) return;
+    measureTo = at;
+    clearTimeout(cpuEnd);
+    // Now, not from a timer: every client may finish before a timer runs.
+    if (at <= now()) takeCpu1();
+    else cpuEnd = setTimeout(takeCpu1, measureTo - now());
+  };
 
   const log: number[] = [];
   const okEnds: number[][] = Array.from({ length: o.clients }, () => []);
@@ -264,7 +297,8 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   const client = async (c: number) => {
     let ti = c % targets.length;
     for (let i = 0; now() < measureTo; i++) {
-      const key = `k${c}-${i % keys}`;
+      if (o.random) ti = Math.floor(Math.random() * targets.length);
+      const key = o.random ? `k${Math.floor(Math.random() * keys * o.clients)}` : `k${c}-${i % keys}`;
       const t = targets[ti];
       const start = now();
       const r = o.kind === 'flotilla'
@@ -301,6 +335,7 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
     }
   };
   await Promise.all(Array.from({ length: o.clients }, (_, c) => client(c)));
+  stopLoad = null;
   clearTimeout(cpuAt);
   clearTimeout(cpuEnd);
   for (const t of targets) t.agent.destroy();
@@ -376,7 +411,15 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
 
 // The child: one load run per process, options in and the result out over IPC.
 if (process.argv[2] === CHILD_FLAG && process.send) {
-  process.once('message', (o: HttpLoadOptions) => {
+  let started = false;
+  process.on('message', (m: HttpLoadOptions | { stop: true }) => {
+    if ('stop' in m) {
+      stopLoad?.();
+      return;
+    }
+    if (started) return;
+    started = true;
+    const o = m;
     drive(o).then(
       (result) => process.send!({ kind: 'result', result }, () => process.exit(0)),
       (e: unknown) => process.send!({ kind: 'error', error: (e as Error).stack ?? String(e) }, () => process.exit(1)),

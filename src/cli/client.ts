@@ -1,6 +1,7 @@
 // Operator commands that talk to a running node's admin HTTP address: `status`, `transfer`,
 // `drain`, `undrain` (like etcdctl move-leader and syncobj_admin). Exit codes: 0 ok, 1 the node
 // refused or could not be reached (the message says why), 2 usage error.
+import { request } from 'node:http';
 import { parseArgs } from 'node:util';
 
 export const CLIENT_HELP = `Usage:
@@ -29,26 +30,46 @@ class Usage extends Error {}
 
 let token: string | undefined;
 
-async function call(admin: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  let res: Response;
-  const headers: Record<string, string> = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
+/** One admin request. node:http, not the global fetch: the first fetch loads the bundled HTTP
+ *  client and compiles its WebAssembly parser, and the process cannot exit until that finishes.
+ *  Measured here: ~0.25 s of CPU per command, 0.45-1.25 s of wall time on a busy machine (it was
+ *  most of what a CLI transfer took beyond the transfer itself); with node:http, 80-100 ms. */
+function call(admin: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const headers: Record<string, string | number> = {};
+  if (payload) {
+    headers['content-type'] = 'application/json';
+    headers['content-length'] = payload.byteLength;
+  }
   if (token) headers.authorization = `Bearer ${token}`;
-  try {
-    res = await fetch(`http://${admin}${path}`, {
-      method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(120_000), headers,
+  const colon = admin.lastIndexOf(':');
+  const host = colon > 0 ? admin.slice(0, colon).replace(/^\[|\]$/g, '') : admin;
+  const port = colon > 0 ? Number(admin.slice(colon + 1)) : NaN;
+  return new Promise((resolve, reject) => {
+    const fail = (e: Error) => reject(new Error(`cannot reach ${admin}: ${e.message}`));
+    if (admin.includes('://') || !host || !Number.isInteger(port) || port <= 0 || port > 65535) {
+      fail(new Error('expected HOST:PORT (not a URL)'));
+      return;
+    }
+    const req = request({ host, port, method, path, headers, timeout: 120_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: Record<string, unknown>;
+        try {
+          json = JSON.parse(text) as Record<string, unknown>;
+        } catch {
+          json = { message: text };
+        }
+        resolve({ status: res.statusCode ?? 0, json });
+      });
     });
-  } catch (e) {
-    throw new Error(`cannot reach ${admin}: ${(e as Error).message}`);
-  }
-  const text = await res.text();
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    json = { message: text };
-  }
-  return { status: res.status, json };
+    req.once('timeout', () => req.destroy(new Error('no answer within 120 s')));
+    req.on('error', fail);
+    req.end(payload);
+  });
 }
 
 function table(st: Record<string, unknown>): string {

@@ -68,4 +68,10 @@ export async function main(argv: string[]): Promise<number> {
   return 2;
 }
 
+// A reader that stops early (`flotilla status | head -3`) closes the pipe: that is not a failure
+// of the command, and must not end it with a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
 process.exitCode = await main(process.argv.slice(2));

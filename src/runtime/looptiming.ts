@@ -10,6 +10,11 @@ import { Histogram, tenthMs } from './histogram.js';
 const RESOLUTION_MS = 20;
 /** Event-loop figures cover the last full window (and the current one until it ends). */
 const WINDOW_MS = 60_000;
+/** Samples (at RESOLUTION_MS) a p99 needs before it means anything: 10 s. With fewer, the
+ *  "p99" is the worst sample or two, and right after start-up that is the start-up itself
+ *  (module loading, opening storage, starting workers), which then refused every planned
+ *  transfer as ClusterUnstable for a minute. */
+const MIN_SAMPLES = 500;
 
 export class LoopTiming {
   private readonly delay: IntervalHistogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
@@ -32,7 +37,8 @@ export class LoopTiming {
     this.timer.unref();
   }
 
-  /** Event-loop delay beyond the sampling interval, p99 and max, in ms, over the last minute or so. */
+  /** Event-loop delay beyond the sampling interval, p99 and max, in ms, over the last minute or so
+   *  (p99 0 for the first 10 s: see MIN_SAMPLES). */
   eventLoop(): { p99Ms: number; maxMs: number } {
     const now = this.read();
     const l = this.last;
@@ -47,8 +53,9 @@ export class LoopTiming {
 
   private read(): { p99Ms: number; maxMs: number } {
     if (this.delay.count === 0) return { p99Ms: 0, maxMs: 0 };
+    const few = this.last === null && this.delay.count < MIN_SAMPLES;
     // The histogram measures the whole interval between samples: the delay is what exceeds it.
     const over = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
-    return { p99Ms: tenthMs(over(this.delay.percentile(99))), maxMs: tenthMs(over(this.delay.max)) };
+    return { p99Ms: few ? 0 : tenthMs(over(this.delay.percentile(99))), maxMs: tenthMs(over(this.delay.max)) };
   }
 }

@@ -153,6 +153,8 @@ const asBytes = (k: Uint8Array | string): Uint8Array => (typeof k === 'string' ?
 const plainBytes = (b: Uint8Array | null | undefined): Uint8Array | null =>
   b == null ? null : b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How far back the round-trip p99 of the stability advisor looks. */
+const RECENT_RTT_MS = 60_000;
 
 /** A peer's locality labels as it announced them (strings only; anything else dropped). */
 function cleanLabels(x: unknown): { zone?: string; rack?: string } | undefined {
@@ -184,8 +186,12 @@ export class FlotillaNode {
   private readonly attemptMs: number;
   private workers!: Shards;
   private balancer!: LeaderBalancer;
-  /** Round trips to peers (ms), newest last, for the stability advisor. */
+  /** Round trips to peers (ms) and when each was measured (performance.now()), newest last, for
+   *  the stability advisor: the last minute only, as the commit p99. Kept by count instead, a
+   *  slow start-up election on a busy machine stayed in the p99 for minutes at two pings a
+   *  second and kept planned transfers refused as ClusterUnstable. */
   private readonly rtts: number[] = [];
+  private readonly rttAt: number[] = [];
   /** When local replicas saw an unplanned leader change (ms since epoch), for flapping detection:
    *  a drain or a balancer round moves many leaders on purpose and is not flapping. */
   private readonly leaderChanges: number[] = [];
@@ -736,7 +742,7 @@ export class FlotillaNode {
     const avoid = new Set(o.avoid ?? []);
     const moved: TransferResult[] = [];
     const failed: { group: number; reason: string }[] = [];
-    const mine = await this.ledGroups();
+    let mine = await this.ledGroups();
     let next = 0;
     const worker = async () => {
       while (next < mine.length) {
@@ -755,7 +761,16 @@ export class FlotillaNode {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 16) }, worker));
+    // A leadership can arrive while the drain runs (a move a peer started before it heard of the
+    // drain, an election this node won): look again, a bounded number of times, for groups it
+    // has not tried yet.
+    const tried = new Set<number>();
+    for (let pass = 0; pass < 3 && mine.length > 0; pass++) {
+      for (const g of mine) tried.add(g.group);
+      next = 0;
+      await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 16) }, worker));
+      mine = (await this.ledGroups()).filter((g) => !tried.has(g.group));
+    }
     const report = { node: this.id, moved: moved.length, failed, ms: Math.round(performance.now() - t0), transfers: moved };
     this.log.info({ moved: report.moved, failed: failed.length, ms: report.ms }, 'drain finished');
     return report;
@@ -1112,9 +1127,17 @@ export class FlotillaNode {
         const at = Number(p?.at);
         const rtt = performance.now() - at;
         if (Number.isFinite(rtt) && rtt >= 0 && rtt < 60_000) {
+          const now = performance.now();
           this.rtts.push(rtt);
+          this.rttAt.push(now);
           this.histograms.rtt.observeMs(rtt);
-          if (this.rtts.length > 512) this.rtts.splice(0, 256);
+          let old = 0;
+          while (old < this.rttAt.length && this.rttAt[old] < now - RECENT_RTT_MS) old++;
+          if (old > 0 || this.rtts.length > 4096) {
+            const drop = Math.max(old, this.rtts.length - 4096);
+            this.rtts.splice(0, drop);
+            this.rttAt.splice(0, drop);
+          }
         }
         return;
       }

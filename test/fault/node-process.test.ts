@@ -149,6 +149,13 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
     assert.ok(g3.uptimeMs > 0);
     assert.equal((await cli('status', '--admin', adminOf('n1'), '--groups', '--group', '99')).status, 1, 'no replica of group 99: exit 1');
     assert.equal((await cli('status', '--admin', adminOf('n1'), '--group', '3')).status, 2, '--group without --groups: usage');
+    // Connection errors name their cause.
+    r = await cli('status', '--admin', '127.0.0.1:1');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /cannot reach 127\.0\.0\.1:1: .*ECONNREFUSED/);
+    r = await cli('status', '--admin', `http://${adminOf('n1')}`);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /expected HOST:PORT \(not a URL\)/);
     r = await cli('transfer', '--admin', adminOf('n2'), '--group', '1', '--to', 'n3');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /group 1: n\d -> n3 verified in [\d.]+ ms/);

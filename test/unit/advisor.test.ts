@@ -1,6 +1,7 @@
 // The stability advisor: each check fires exactly when its rule says, and says what to change.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { LoopTiming } from '../../src/runtime/looptiming.js';
 import { adviseStability, type StabilityInputs } from '../../src/runtime/advisor.js';
 
 const calm: StabilityInputs = {
@@ -58,4 +59,19 @@ test('nodes running different timing are named, with the settings to align', () 
   assert.deepEqual(w.map((x) => x.kind), ['TimingMismatch']);
   assert.match(w[0].message, /this node 100 ms heartbeat \/ 1000 ms election timeout; n3 200 \/ 2000 ms/);
   assert.doesNotMatch(w[0].message, /n2/);
+});
+
+test('event-loop delay: a start-up stall shows as the max, not as a p99 of too few samples', async () => {
+  const lt = new LoopTiming();
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const until = performance.now() + 150;
+    while (performance.now() < until) { /* a stall, as opening storage and starting workers make */ }
+    await new Promise((r) => setTimeout(r, 100));
+    const e = lt.eventLoop();
+    assert.ok(e.maxMs >= 100, `the stall is seen: max ${e.maxMs} ms`);
+    assert.equal(e.p99Ms, 0, 'but a handful of samples makes no p99 for the timing budget');
+  } finally {
+    lt.stop();
+  }
 });
