@@ -684,7 +684,8 @@ export class FlotillaNode {
           if (err instanceof TransferError && err.reason === 'TargetIsSelf') break;
           if (err instanceof TransferError || !err.retryable) throw err;
           from = err.leader && replicas.includes(err.leader) ? err.leader : '';
-          if (!from) await sleep(jittered(Math.min(100, 5 * 2 ** Math.min(n, 5))));
+          // Unavailable: the leader is still taking over (or a shard restarts): ask it again soon.
+          if (!from || err.code === 'Unavailable') await sleep(jittered(Math.min(100, 5 * 2 ** Math.min(n, 5))));
         }
       }
       // Verify: the target leads and serves (a quorum follows it, an entry of its term committed).

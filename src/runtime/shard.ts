@@ -537,6 +537,12 @@ export class Shard {
       return Promise.reject(new RuntimeError('NotLeader', `${this.opts.nodeId} does not lead group ${groupId}`, st.leader));
     }
     if (target === this.opts.nodeId) return fail('TargetIsSelf', 'already the leader');
+    // A leader that has not yet committed an entry of its term is still taking over (the caller
+    // that moved leadership here is waiting to see exactly that commit): handing over again now
+    // would leave that caller unanswered until its deadline. Retry in a moment.
+    if (!g.node.leadsWithCommittedTerm()) {
+      return Promise.reject(new RuntimeError('Unavailable', `${this.opts.nodeId} is still taking over group ${groupId} (no entry of its term committed yet)`, st.leader));
+    }
     if (st.conf.learners.includes(target)) return fail('TargetIsLearner', 'a learner cannot lead');
     if (!st.conf.voters.includes(target)) return fail('TargetNotMember', 'not a voter of the group');
     if (o.draining?.has(target)) return fail('TargetDraining', 'the target is draining');

@@ -215,11 +215,13 @@ test('transfer preflight: every refusal is typed, and force overrides the ones t
     assert.equal(done.to, a);
     assert.ok(done.lag >= 0 && done.campaignMs >= 0 && done.catchUpMs >= 0, JSON.stringify(done));
     await until('a leads group 1', () => leaderOf(net, 1) === a);
+    await net.shards.get(a)!.awaitLeadership(1, 5_000); // its term has a committed entry: it may hand over
     // ... and force overrides it.
     l = a;
     [a, b] = IDS.filter((x) => x !== l);
     assert.equal((await net.shards.get(l)!.transfer(1, a, { reach: [], force: true })).to, a);
     await until('the forced target leads', () => leaderOf(net, 1) === a);
+    await net.shards.get(a)!.awaitLeadership(1, 5_000); // its term has a committed entry: it may hand over
 
     // TargetLagging: b stops receiving (but is not reported down) while the group writes.
     l = a;
@@ -254,6 +256,47 @@ test('transfer preflight: every refusal is typed, and force overrides the ones t
   } finally {
     for (const s of shards) await s.stop();
     for (const s of stores.values()) await s.close().catch(() => {});
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a leader still taking over (no entry of its term committed) refuses to hand over again, retryably', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-takeover-'));
+  const net = new Net();
+  const shards: Shard[] = [];
+  try {
+    for (const id of IDS) {
+      const store = await LogStore.open({ path: join(root, id), noSync: true });
+      stores.set(id, store);
+      // Election rounds (1-2 s) well above the stalled writes, or no election would finish.
+      const s = Shard.open({ nodeId: id, store, send: net.send(id), tickMs: 10, raft: { electionTicks: 100 }, seed: 7, requestTimeoutMs: 3000 });
+      net.shards.set(id, s);
+      shards.push(s);
+      s.start();
+      s.createGroup(1, CONF);
+    }
+    await until('group 1 led', () => leaderOf(net, 1) !== null, 60_000);
+    const l = leaderOf(net, 1)!;
+    await net.shards.get(l)!.awaitLeadership(1, 5_000);
+    const [a, b] = IDS.filter((x) => x !== l);
+    // The other two disks stall: a wins once their votes are written, and its first entry is
+    // committed only once one of them has written that too, a while later.
+    stores.get(l)!.setWriteDelay(200);
+    stores.get(b)!.setWriteDelay(200);
+    const handover = net.shards.get(l)!.transfer(1, a, { timeoutMs: 5_000 });
+    handover.catch(() => undefined);
+    await until(`${a} leads`, () => net.shards.get(a)!.status(1).role === 'leader', 5_000, 5);
+    await assert.rejects(net.shards.get(a)!.transfer(1, b), (e: unknown) =>
+      (e as { code?: string }).code === 'Unavailable' && (e as { retryable?: boolean }).retryable === true && /still taking over/.test((e as Error).message));
+    stores.get(l)!.setWriteDelay(0);
+    stores.get(b)!.setWriteDelay(0);
+    await net.shards.get(a)!.awaitLeadership(1, 5_000);
+    // Once its term has a committed entry, it hands over as usual.
+    assert.equal((await retry(() => net.shards.get(a)!.transfer(1, b))).to, b);
+  } finally {
+    for (const s of shards) await s.stop();
+    for (const s of stores.values()) await s.close().catch(() => {});
+    stores.clear();
     rmSync(root, { recursive: true, force: true });
   }
 });
