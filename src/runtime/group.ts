@@ -154,6 +154,8 @@ export interface TransferDone {
   readonly catchUpMs: number;
   /** TimeoutNow sent to this leader hearing the target lead. */
   readonly campaignMs: number;
+  /** This leader's commit latency p99 (last minute) as it hands over, ms (null: no writes). */
+  readonly commitP99Ms: number | null;
 }
 
 /** The deadlines of a shard's callers: fired (rejected with Timeout) by sweep(), up to one sweep

@@ -76,3 +76,33 @@ export function renderHistogram(name: string, help: string, labels: Record<strin
   lines.push(`${name}_sum${lab} ${h.sum}`, `${name}_count${lab} ${h.count}`);
   return lines;
 }
+
+/** The last `size` samples (ms) with when each was taken, for a p99 of recent ones only: a
+ *  figure that must describe now (the stability advisor, transfer preflight and evidence, the
+ *  health policy) must not keep speaking for a busy moment long past. No allocation per sample. */
+export class RecentSamples {
+  private readonly values: Float64Array;
+  private readonly at: Float64Array;
+  private next = 0;
+
+  constructor(size = 256, private readonly windowMs = 60_000) {
+    this.values = new Float64Array(size).fill(-1);
+    this.at = new Float64Array(size);
+  }
+
+  add(ms: number, now = performance.now()): void {
+    const i = this.next++ % this.values.length;
+    this.values[i] = ms;
+    this.at[i] = now;
+  }
+
+  /** p99 of the samples of the window, in ms (null without any). */
+  p99(now = performance.now()): number | null {
+    const since = now - this.windowMs;
+    const xs: number[] = [];
+    for (let i = 0; i < this.values.length; i++) if (this.values[i] >= 0 && this.at[i] >= since) xs.push(this.values[i]);
+    if (xs.length === 0) return null;
+    xs.sort((a, b) => a - b);
+    return xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))];
+  }
+}

@@ -112,6 +112,11 @@ export interface TransferResult {
    *  (TimeoutNow to the old leader hearing it lead) and verification (to a committed entry of
    *  its term, confirmed by the target). Request forwarding counts in catch-up. */
   readonly phases: { readonly catchUpMs: number; readonly campaignMs: number; readonly verifyMs: number };
+  /** Commit latency p99 (proposal accepted -> committed, last minute, ms) of the shard that led
+   *  the group before (as it handed over) and of the target's (as it confirmed): what writes of
+   *  the group saw before, and what the target's other groups see now. null: no writes there.
+   *  A target much worse than its predecessor is the "green dashboard, bad leader" case. */
+  readonly commitP99Ms: { readonly before: number | null; readonly after: number | null };
 }
 
 export interface DrainReport {
@@ -641,7 +646,7 @@ export class FlotillaNode {
       // answer travels while the old leader hands over (no second round after the hand-over).
       const awaitLead = (ms: number) => (target === this.id
         ? this.workers.call(this.workerFor(group), { t: 'awaitLead', g: group, to: ms })
-        : this.forward(target, 'awaitLead', { group, to: ms, cause }, ms + 250)) as Promise<{ term: number }>;
+        : this.forward(target, 'awaitLead', { group, to: ms, cause }, ms + 250)) as Promise<{ term: number; commitP99Ms?: number | null }>;
       let led = awaitLead(timeoutMs);
       led.catch(() => undefined); // consumed below, unless the hand-over fails first
       let from: NodeId = this.leaders.get(group) ?? '';
@@ -691,9 +696,12 @@ export class FlotillaNode {
       // Verify: the target leads and serves (a quorum follows it, an entry of its term committed).
       const handedAt = performance.now();
       let term = 0;
+      let after: number | null = null;
       for (let n = 0; ; n++) {
         try {
-          term = (await led).term;
+          const r = await led;
+          term = r.term;
+          after = typeof r.commitP99Ms === 'number' ? r.commitP99Ms : null;
           break;
         } catch (e) {
           const err = e as RuntimeError;
@@ -717,8 +725,10 @@ export class FlotillaNode {
       this.histograms.transferCatchUp.observeMs(phases.catchUpMs);
       this.histograms.transferCampaign.observeMs(phases.campaignMs);
       this.histograms.transferVerify.observeMs(phases.verifyMs);
-      this.log.info({ group, from: from || null, to: target, term, ms, lag, ...phases }, 'leader transfer verified');
-      return { group, from: from || target, to: target, term, ms, lag, phases };
+      const before = handover && typeof handover.commitP99Ms === 'number' ? handover.commitP99Ms : null;
+      const commitP99Ms = { before, after };
+      this.log.info({ group, from: from || null, to: target, term, ms, lag, ...phases, commitP99Ms }, 'leader transfer verified');
+      return { group, from: from || target, to: target, term, ms, lag, phases, commitP99Ms };
     } catch (e) {
       const reason = e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? 'Error';
       outcome(reason);

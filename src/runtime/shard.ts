@@ -21,7 +21,7 @@ import { RuntimeError, TransferError, type TransferFailReason } from './errors.j
 import type { ShardStateMachine } from './statemachine.js';
 import type { LeaderChangeKind } from './protocol.js';
 import { reachesQuorum } from './preflight.js';
-import { Histogram, tenthMs } from './histogram.js';
+import { Histogram, RecentSamples, tenthMs } from './histogram.js';
 import { Deadlines, Waiter, newGroup, ownReads, ownTransfers, ownWaiters, type Group, type LedGroup, type ReadBatch, type TransferDone } from './group.js';
 
 export type { LedGroup, TransferDone } from './group.js';
@@ -113,28 +113,32 @@ export class Shard {
    *  wait behind the write load's fsyncs at every hop of a transfer or an election. */
   private urgent = false;
   /** Callers of awaitLeadership, by group: checked after each turn's steps and advances. */
-  private leadWaiters = new Map<Group, { resolve: (r: { term: number }) => void; reject: (e: Error) => void }[]>();
+  private leadWaiters = new Map<Group, { resolve: (r: { term: number; commitP99Ms: number | null }) => void; reject: (e: Error) => void }[]>();
   /** Peers the liveness layer reports down: a group that becomes leader learns of them at once
    *  (else it would wait on them forever and never quiesce). */
   private readonly downPeers = new Set<NodeId>();
   private campaignDelay = 0;
-  /** The last commit durations (ms) and when each ended, for the stability advisor's p99 and the
-   *  transfer preflight. */
-  private readonly recentCommits = new Float64Array(256).fill(-1);
-  private readonly recentCommitEnds = new Float64Array(256);
+  /** The last storage commit durations, for the stability advisor's p99, the transfer preflight
+   *  and the health policy; and the last proposals' commit latencies (accepted -> known
+   *  committed), for a transfer's evidence. Both of the last minute only. */
+  private readonly recentCommits = new RecentSamples(256, RECENT_COMMITS_MS);
+  private readonly recentCommitLatency = new RecentSamples(256, RECENT_COMMITS_MS);
   /** Latency histograms: each storage commit (fsync), proposal accepted -> known committed, and
    *  known committed -> applied and answered. */
   readonly histograms = { fsync: new Histogram(), commit: new Histogram(), apply: new Histogram() };
-  private recentCommitAt = 0;
 
   /** p99 of the commit durations of the last minute in ms (null without any). An idle shard
    *  commits nothing: without the age limit the tail of its last busy moment (thousands of
    *  start-up elections) would speak for it forever, and a node's disk would look slow, or the
    *  cluster unstable, long after. */
   commitP99Ms(): number | null {
-    const since = performance.now() - RECENT_COMMITS_MS;
-    const xs = [...this.recentCommits].filter((x, i) => x >= 0 && this.recentCommitEnds[i] >= since).sort((a, b) => a - b);
-    return xs.length === 0 ? null : xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))];
+    return this.recentCommits.p99();
+  }
+
+  /** p99 of the commit latency (proposal accepted -> known committed) of this shard's leaders
+   *  over the last minute, in ms (null without any): what a group led here sees. */
+  commitLatencyP99Ms(): number | null {
+    return this.recentCommitLatency.p99();
   }
   /** Groups removed since the last iteration; their storage goes with the next commit. */
   private removals: number[] = [];
@@ -378,6 +382,7 @@ export class Shard {
     // A superseded proposal was never committed: it stays out of the latency histograms.
     if (w.startedAt > 0) {
       this.histograms.commit.observeMs(knownCommitted - w.startedAt);
+      this.recentCommitLatency.add(knownCommitted - w.startedAt, knownCommitted);
       this.histograms.apply.observeMs(performance.now() - knownCommitted);
     }
     w.resolve(result);
@@ -467,11 +472,11 @@ export class Shard {
    *  (a quorum accepted the leadership, so no ReadIndex round is needed to trust it). A transfer's
    *  caller asks the target this while the old leader hands over: the answer arrives when the
    *  target has taken over, with no polling. Times out after `timeoutMs`. */
-  async awaitLeadership(groupId: number, timeoutMs?: number): Promise<{ term: number }> {
+  async awaitLeadership(groupId: number, timeoutMs?: number): Promise<{ term: number; commitP99Ms: number | null }> {
     if (this.stopped) throw new RuntimeError('Stopped', 'shard stopped');
     const g = this.group(groupId);
-    if (g.node.leadsWithCommittedTerm()) return { term: g.node.status().term };
-    return this.withDeadline<{ term: number }>(`leadership of group ${groupId}`, timeoutMs, (resolve, reject) => {
+    if (g.node.leadsWithCommittedTerm()) return { term: g.node.status().term, commitP99Ms: this.commitLatencyP99Ms() };
+    return this.withDeadline<{ term: number; commitP99Ms: number | null }>(`leadership of group ${groupId}`, timeoutMs, (resolve, reject) => {
       let list = this.leadWaiters.get(g);
       if (!list) this.leadWaiters.set(g, (list = []));
       const w = { resolve, reject };
@@ -495,7 +500,8 @@ export class Shard {
       if (!g.node.leadsWithCommittedTerm()) continue;
       this.leadWaiters.delete(g);
       const term = g.node.status().term;
-      for (const w of list) w.resolve({ term });
+      const commitP99Ms = this.commitLatencyP99Ms();
+      for (const w of list) w.resolve({ term, commitP99Ms });
     }
   }
 
@@ -829,9 +835,7 @@ export class Shard {
     } : undefined).then((wrote) => {
       if (wrote) {
         const commitMs = performance.now() - c0;
-        const at = this.recentCommitAt++ % this.recentCommits.length;
-        this.recentCommits[at] = commitMs;
-        this.recentCommitEnds[at] = performance.now();
+        this.recentCommits.add(commitMs);
         this.histograms.fsync.observeMs(commitMs);
         this.stats.commits++;
       }
@@ -906,7 +910,7 @@ export class Shard {
       const p = g.transfers.get(tr.target);
       g.transfers.delete(tr.target);
       const sentAt = p && p.sentAt >= 0 ? p.sentAt : now;
-      const evidence = { lag: p?.lag ?? 0, catchUpMs: p ? tenthMs(sentAt - p.at) : 0, campaignMs: p ? tenthMs(now - sentAt) : 0 };
+      const evidence = { lag: p?.lag ?? 0, catchUpMs: p ? tenthMs(sentAt - p.at) : 0, campaignMs: p ? tenthMs(now - sentAt) : 0, commitP99Ms: this.commitLatencyP99Ms() };
       for (const c of p?.callers ?? []) {
         if (tr.status === 'completed') c.resolve({ group: g.id, from: this.opts.nodeId, to: tr.target, term: tr.term, ticks: tr.ticks, ...evidence });
         else c.reject(new TransferError(tr.reason, `transfer of group ${g.id} to ${tr.target} aborted: ${tr.reason}`, g.node.status().leader));

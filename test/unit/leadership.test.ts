@@ -134,13 +134,19 @@ test('writes see no error and lose nothing while leadership moves back and forth
     });
     try {
     // 20 transfers of random groups to random replicas while the writers run.
+    const evidence: { before: number | null; after: number | null }[] = [];
     for (let i = 0; i < 20; i++) {
       const g = 1 + (i * 5) % GROUPS;
       const from = await leaderOf(nodes, g);
       const to = IDS[(IDS.indexOf(from) + 1 + (i % 2)) % 3];
       const r = await nodes.get(IDS[i % 3])!.transferLeader(g, to);
       assert.equal(r.to, to);
+      evidence.push(r.commitP99Ms);
     }
+    // Each result carries the commit p99 where the group was led before and where it is led now
+    // (both shards lead groups the writers write to).
+    assert.ok(evidence.some((e) => typeof e.before === 'number' && e.before > 0 && typeof e.after === 'number' && e.after > 0),
+      `commit p99 before and after: ${JSON.stringify(evidence)}`);
     // Drain n1 under the same load.
     const before = (await nodes.get('n1')!.status()).leaders;
     const drains = (id: string) => nodes.get(id)!.leaderChangesByCause.drain;
