@@ -219,6 +219,8 @@ process.on('message', async (m: {
   if (m.cmd === 'idle') {
     await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
     const st0 = await node.status();
+    // status().balancer is the balancer's live counters: copy them now.
+    const b0 = { moves: st0.balancer?.moves ?? 0, listed: st0.balancer?.listed ?? 0, rounds: st0.balancer?.rounds ?? 0 };
     await profile(true);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
@@ -234,6 +236,7 @@ process.on('message', async (m: {
       heapUsedBytes: mem.heapUsed, heapTotalBytes: mem.heapTotal,
       groups: st1.groups, quiesced: st1.quiesced, raftBatchesOut: st1.runtime.relayedOut - st0.runtime.relayedOut,
       framesSent: frames(st1) - frames(st0),
+      balancer: st1.balancer ? { moves: st1.balancer.moves - b0.moves, listed: st1.balancer.listed - b0.listed, rounds: st1.balancer.rounds - b0.rounds, slow: st1.slowStorage } : null,
       loops: st1.shards.map((x, i) => ((x as unknown as { loop: { loops: number } }).loop?.loops ?? 0) - ((st0.shards[i] as unknown as { loop: { loops: number } }).loop?.loops ?? 0)),
       ticks: st1.shards.map((x, i) => ((x as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0) - ((st0.shards[i] as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0)),
     });

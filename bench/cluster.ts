@@ -59,7 +59,7 @@ export interface IdleResult {
 
 /** Start 3 nodes with `groups` groups, wait until every group is elected and every replica
  *  quiesced, then measure CPU, memory and traffic over `seconds` of idleness. */
-export async function runIdle(o: { groups: number; workers: number | null; seconds: number }): Promise<IdleResult> {
+export async function runIdle(o: { groups: number; workers: number | null; seconds: number; balancer?: boolean }): Promise<IdleResult> {
   return withCluster(o.groups, o.workers, async (kids, next) => {
     const t0 = performance.now();
     const poll = async () => Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
@@ -85,7 +85,7 @@ export async function runIdle(o: { groups: number; workers: number | null; secon
       raftBatchesWhileIdle: idle.reduce((a, r) => a + (r.raftBatchesOut as number), 0),
       framesWhileIdle: idle.reduce((a, r) => a + (r.framesSent as number), 0),
     };
-  });
+  }, () => (o.balancer ? ['--balancer', JSON.stringify({ enabled: true })] : []));
 }
 
 /** The leader balancer (on by default in the runtime) stays off: these scenarios measure the
@@ -263,14 +263,14 @@ export async function runTransfers(o: { groups: number; transfers: number; propo
 
 // Direct use: node --import tsx bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
 //             node --import tsx bench/cluster.ts transfer GROUPS TRANSFERS SECONDS [PROPOSERS per node, default 64]
-//             node --import tsx bench/cluster.ts idle GROUPS WORKERS SECONDS
+//             node --import tsx bench/cluster.ts idle GROUPS WORKERS SECONDS [balancer]
 if (process.argv[1] === import.meta.filename) {
   if (process.argv[2] === 'transfer') {
     const [g, n, s, p] = process.argv.slice(3);
     process.stdout.write(JSON.stringify(await runTransfers({ groups: Number(g ?? 1000), transfers: Number(n ?? 100), proposers: Number(p ?? 64), seconds: Number(s ?? 20) })) + '\n');
   } else if (process.argv[2] === 'idle') {
-    const [g, w, s] = process.argv.slice(3);
-    process.stdout.write(JSON.stringify(await runIdle({ groups: Number(g ?? 10_000), workers: Number(w ?? 1), seconds: Number(s ?? 5) })) + '\n');
+    const [g, w, s, b] = process.argv.slice(3);
+    process.stdout.write(JSON.stringify(await runIdle({ groups: Number(g ?? 10_000), workers: Number(w ?? 1), seconds: Number(s ?? 5), balancer: b === 'balancer' })) + '\n');
   } else {
     const [g, w, p, s, local] = process.argv.slice(2);
     const r = await runCluster({ groups: Number(g ?? 1000), workers: Number(w ?? 1), proposers: Number(p ?? 256), valueBytes: 16, seconds: Number(s ?? 10), local: local === 'local' });

@@ -224,6 +224,10 @@ export interface BalancerHost {
   isDraining(): boolean;
   uptimeMs(): number;
   ledGroups(): Promise<LedInfo[]>;
+  /** How many groups it leads, without listing them: a round that finds nothing to move (the
+   *  steady state) needs no more, and listing thousands of groups every round was most of an
+   *  idle node's CPU. Optional: without it every round lists. */
+  ledCount?(): Promise<number>;
   transfer(group: number, to: NodeId): Promise<unknown>;
   broadcastSummary(s: NodeSummary): void;
   /** Requests served as leader since the last call, per group and per origin node. */
@@ -367,7 +371,9 @@ export class LeaderBalancer {
   private running = false;
   private selfHealth: SelfHealth = { slow: false, over: false, since: 0, p99Ms: null, medianMs: null };
   readonly stats = {
-    rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0, movesByKind: { health: 0, locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number>,
+    rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0,
+    /** Rounds that listed this node's groups (the others needed only their count). */
+    listed: 0, movesByKind: { health: 0, locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number>,
     /** Failed moves by the transfer's reason (or error code). */
     failedByReason: {} as Record<string, number>,
   };
@@ -459,7 +465,7 @@ export class LeaderBalancer {
   }
 
   /** Fold the groups' served counters into their EWMA load (ops/s). */
-  private updateRates(led: readonly LedInfo[]): void {
+  private updateRates(led: readonly LedInfo[], origins: Map<number, Map<NodeId, number>> | undefined): void {
     const now = Date.now();
     const seen = new Set<number>();
     for (const g of led) {
@@ -478,12 +484,11 @@ export class LeaderBalancer {
       this.rates.set(g.group, { writes: w, reads: r, bytes: b, at: now, ewma: prev.ewma < 0 ? rate : 0.5 * rate + 0.5 * prev.ewma });
     }
     for (const g of [...this.rates.keys()]) if (!seen.has(g)) this.rates.delete(g);
-    this.updateOrigins(seen, now);
+    this.updateOrigins(seen, now, origins);
   }
 
-  private updateOrigins(led: Set<number>, now: number): void {
-    if (!this.host.takeOrigins) return;
-    const counts = this.host.takeOrigins();
+  private updateOrigins(led: Set<number>, now: number, counts: Map<number, Map<NodeId, number>> | undefined): void {
+    if (!counts) return;
     const dt = this.originsAt ? (now - this.originsAt) / 1000 : 0;
     this.originsAt = now;
     if (dt <= 0.05) return;
@@ -661,11 +666,15 @@ export class LeaderBalancer {
     return this.planFor(await this.host.ledGroups());
   }
 
-  private planFor(led: readonly LedInfo[]): Plan {
+  /** `led` null: only `count` is known (a brief round, see round()); the plan then has
+   *  `needGroups` set where it would move something, and the round lists the groups and plans
+   *  again. */
+  private planFor(ledOrNull: readonly LedInfo[] | null, count = ledOrNull?.length ?? 0): Plan & { needGroups?: true } {
+    const led = ledOrNull ?? [];
     const load = this.cfg.policy === 'load';
     const measureOf = (g: LedInfo) => (load ? this.loadOf(g.group) : 1);
     const unmeasured = load ? this.unmeasured(led) : [];
-    const { values, fairShare, idle, estimated } = this.view({ value: led.reduce((a, g) => a + measureOf(g), 0), leaders: led.length, measured: !unmeasured.length },
+    const { values, fairShare, idle, estimated } = this.view({ value: ledOrNull ? led.reduce((a, g) => a + measureOf(g), 0) : count, leaders: count, measured: !unmeasured.length },
       (s) => (load ? s.load : s.leaders), (e) => (load ? e.load : 1));
     const slowNodes = [this.host.id, ...this.host.peers].filter((n) => this.isSlow(n));
     const sh = this.selfHealth;
@@ -696,6 +705,7 @@ export class LeaderBalancer {
     // 0. Health: a node held slow gives every leadership away, to the best-ranked replica that
     // is not (cooldowns do not hold it back: its groups' writes are slow as long as it leads).
     if (selfWhy) {
+      if (!ledOrNull) return { ...base, idle: null, moves: [], needGroups: true };
       for (const g of led) {
         if (moves.length >= budget) break;
         const cands = this.eligible(g);
@@ -770,6 +780,8 @@ export class LeaderBalancer {
       why = 'waiting: no settled view of the total load yet';
     } else if (!band && !pair && !(!load && this.shedding && over >= 1)) {
       why = load ? `balanced: load ${mine0.toFixed(0)} ops/s, fair share ${fair.toFixed(0)}` : `balanced: ${mine0} leaders, fair share ${fair.toFixed(1)}`;
+    } else if (!ledOrNull) {
+      return { ...base, idle: null, moves: [], needGroups: true };
     } else {
       const weight = (n: NodeId) => this.weight(n);
       // How far a target may fill: its fair share, rounded up for count (so that an integer
@@ -822,19 +834,40 @@ export class LeaderBalancer {
     this.running = true;
     try {
       this.stats.rounds++;
-      const led = await this.host.ledGroups();
-      this.updateRates(led);
+      const origins = this.host.takeOrigins?.();
+      // The steady state needs only how many groups this node leads: the count policy, no
+      // locality preference, no workload to follow, not slow. Then the groups are listed only
+      // when the plan would move some (and the round plans again with them).
+      const followed = this.cfg.followWorkload.enabled && this.host.labels?.zone !== undefined && ((origins?.size ?? 0) > 0 || this.origins.size > 0);
+      const brief = this.host.ledCount && this.cfg.policy === 'count' && this.cfg.preferences.length === 0 && !followed && !this.isSlow(this.host.id);
+      let count = brief ? await this.host.ledCount!() : -1;
+      let led: LedInfo[] | null = null;
+      if (!brief) {
+        led = await this.host.ledGroups();
+        count = led.length;
+        this.updateRates(led, origins);
+        this.stats.listed++;
+      }
       const health = await this.host.health?.().catch(() => null);
       this.judgeHealth(health?.fsyncP99Ms ?? null);
+      let load = 0;
+      if (led) for (const g of led) load += this.loadOf(g.group);
+      else for (const r of this.rates.values()) load += Math.max(0, r.ewma);
       this.host.broadcastSummary({
-        leaders: led.length, load: led.reduce((a, g) => a + this.loadOf(g.group), 0), draining: this.host.isDraining(),
+        leaders: count, load, draining: this.host.isDraining(),
         uptimeMs: this.host.uptimeMs(), labels: this.host.labels, fsyncP99Ms: health?.fsyncP99Ms ?? null, cpu: health?.cpu ?? null,
         madeAt: Date.now(), slow: this.isSlow(this.host.id),
       });
-      const plan = this.planFor(led);
+      let plan = this.planFor(led, count);
+      if (plan.needGroups) {
+        led = await this.host.ledGroups();
+        this.updateRates(led, undefined);
+        this.stats.listed++;
+        plan = this.planFor(led);
+      }
       if (plan.idle?.startsWith('unhealthy') || plan.idle?.startsWith('maintenance')) this.stats.skippedUnhealthy++;
       const balanceMoves = plan.moves.filter((m) => m.kind === 'count').length;
-      this.shedding = this.cfg.policy === 'count' && balanceMoves > 0 && led.length - balanceMoves > Math.ceil(plan.fairShare[this.host.id] ?? 0);
+      this.shedding = this.cfg.policy === 'count' && balanceMoves > 0 && count - balanceMoves > Math.ceil(plan.fairShare[this.host.id] ?? 0);
       await Promise.all(plan.moves.map(async (m) => {
         this.cooldown.set(m.group, Date.now() + this.cfg.cooldownMs);
         const load = this.loadOf(m.group);
@@ -853,7 +886,7 @@ export class LeaderBalancer {
           this.log.info({ group: m.group, to: m.to, kind: m.kind, err: (e as Error).message }, 'balancer move failed');
         }
       }));
-      if (this.cooldown.size > 4 * led.length + 1024) {
+      if (this.cooldown.size > 4 * count + 1024) {
         const now = Date.now();
         for (const [g, t] of this.cooldown) if (t <= now) this.cooldown.delete(g);
       }

@@ -373,6 +373,7 @@ export class FlotillaNode {
       uptimeMs: () => Date.now() - node.startedAt,
       labels: opts.labels,
       ledGroups: () => node.ledGroups(),
+      ledCount: async () => (await node.briefs()).reduce((a, b) => a + b.leaders, 0),
       takeOrigins: () => {
         const o = node.origins;
         node.origins = new Map();
@@ -523,9 +524,15 @@ export class FlotillaNode {
   }
 
   /** Storage tail (worst shard's commit p99) and CPU use since the last call, as a fraction of the cores. */
+  /** Each shard's leader count and storage commit p99: what a balancer round needs every time,
+   *  without a full status (which walks every group twice and copies histograms). */
+  private async briefs(): Promise<{ leaders: number; commitP99Ms: number | null }[]> {
+    return Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
+      (this.workers.call(i, { t: 'brief' }) as Promise<{ leaders: number; commitP99Ms: number | null }>).catch(() => ({ leaders: 0, commitP99Ms: null }))));
+  }
+
   private async health(): Promise<{ fsyncP99Ms: number | null; cpu: number | null }> {
-    const st = await this.status();
-    const commits = st.shards.map((x) => (x as { commitP99Ms?: number | null }).commitP99Ms).filter((x): x is number => typeof x === 'number');
+    const commits = (await this.briefs()).map((x) => x.commitP99Ms).filter((x): x is number => typeof x === 'number');
     const now = performance.now();
     const used = process.cpuUsage(this.cpuMark.usage);
     const cpu = (used.user + used.system) / 1000 / Math.max(1, now - this.cpuMark.at) / availableParallelism();

@@ -46,6 +46,7 @@ export type ToWorker =
   | { t: 'diskDelay'; ms: number; jitterMs: number }
   | { t: 'status'; id: number; detail: boolean }
   | { t: 'led'; id: number }
+  | { t: 'brief'; id: number }
   | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[]; force: boolean; reach: NodeId[] | null }
   | { t: 'verify'; id: number; g: number; to: number }
   | { t: 'awaitLead'; id: number; g: number; to: number }

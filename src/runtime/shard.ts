@@ -605,6 +605,14 @@ export class Shard {
     return { groups: this.groups.size, leaders, quiesced, evenVoterCount, evenVoters };
   }
 
+  /** What a balancer round needs when it has nothing to move (see LeaderBalancer.round): no
+   *  object per group, no copy of any per-group state. */
+  brief(): { leaders: number; commitP99Ms: number | null } {
+    let leaders = 0;
+    for (const g of this.groups.values()) if (g.leader === this.opts.nodeId) leaders++;
+    return { leaders, commitP99Ms: this.commitP99Ms() };
+  }
+
   /** The groups this node leads, with the work it served for each (for the balancer). */
   led(): LedGroup[] {
     const out: LedGroup[] = [];

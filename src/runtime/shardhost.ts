@@ -161,6 +161,9 @@ export class ShardHost {
       case 'led':
         this.reply(m.id, guard(() => shard.led()));
         return;
+      case 'brief':
+        this.reply(m.id, guard(() => shard.brief()));
+        return;
       case 'member':
         this.reply(m.id, shard.changeMembership(m.g, { type: m.type, node: m.node }, m.to));
         return;

@@ -354,6 +354,9 @@ class SimCluster {
   readonly moves: SimMove[] = [];
   /** The most transfers one round asked for. */
   mostPerRound = 0;
+  /** Rounds that listed a node's groups (the others needed only their count). */
+  listings = 0;
+  rounds = 0;
   readonly draining: Set<string>;
   readonly startedAt: Record<string, number>;
   /** Each node's storage commit p99 (ms), as its health() reports it: tests change it. */
@@ -389,8 +392,11 @@ class SimCluster {
         uptimeMs: () => this.now - this.startedAt[id],
         ledGroups: async () => {
           this.accrue();
+          this.listings++;
           return [...this.led.get(id)!].map((group) => ({ group, replicas: IDS, served: { writes: this.served.get(id)!.get(group) ?? 0, reads: 0 } }));
         },
+        // As the node provides it: the steady state needs only the count.
+        ledCount: async () => this.led.get(id)!.size,
         transfer: async (group, to) => {
           if (this.leader.get(group) !== id) throw new Error(`${id} does not lead group ${group}`);
           this.accrue();
@@ -434,6 +440,7 @@ class SimCluster {
       if (at > end) break;
       this.now = at;
       const plan = await this.balancers.get(id)!.round();
+      this.rounds++;
       this.mostPerRound = Math.max(this.mostPerRound, plan.moves.length);
       this.next.set(id, at + (plan.moves.length ? 100 : this.intervalMs * (0.75 + 0.5 * this.random())));
     }
@@ -565,6 +572,8 @@ test('integer splits: a balanced one (333/333/334, 1/1/0) never moves; 2/0/0 set
         const sim = new SimCluster(t, { leaders, seed });
         await sim.run(2 * MINUTES_5);
         assert.deepEqual(sim.moves, []);
+        assert.ok(sim.rounds > 100, `rounds ran: ${sim.rounds}`);
+        assert.equal(sim.listings, 0, 'a balanced cluster never lists its groups: each round needs only the counts');
       });
     }
   }
