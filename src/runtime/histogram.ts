@@ -96,12 +96,14 @@ export class RecentSamples {
     this.at[i] = now;
   }
 
-  /** p99 of the samples of the window, in ms (null without any). */
-  p99(now = performance.now()): number | null {
+  /** p99 of the samples of the window, in ms; null with fewer than `minSamples` (with a handful,
+   *  the "p99" is the single worst one: one large storage commit on a quiet node would read as a
+   *  slow disk for a whole window). */
+  p99(now = performance.now(), minSamples = 1): number | null {
     const since = now - this.windowMs;
     const xs: number[] = [];
     for (let i = 0; i < this.values.length; i++) if (this.values[i] >= 0 && this.at[i] >= since) xs.push(this.values[i]);
-    if (xs.length === 0) return null;
+    if (xs.length === 0 || xs.length < minSamples) return null;
     xs.sort((a, b) => a - b);
     return xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))];
   }

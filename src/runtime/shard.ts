@@ -64,6 +64,10 @@ const BATCHES_IN_FLIGHT = 2;
 
 /** How far back commitP99Ms looks. */
 const RECENT_COMMITS_MS = 60_000;
+/** Storage commits in that window below which commitP99Ms has no figure: a quiet shard's one
+ *  checkpoint commit must not make its disk look slow (to the health policy, a transfer's
+ *  preflight, the advisor) for a minute. */
+const MIN_COMMITS_FOR_P99 = 20;
 
 /** Messages a turn may start for with one more commit in flight (see Shard.urgent). */
 const URGENT: ReadonlySet<Message['type']> = new Set<Message['type']>(['timeoutNow', 'vote', 'voteResp', 'preVote', 'preVoteResp']);
@@ -132,7 +136,7 @@ export class Shard {
    *  start-up elections) would speak for it forever, and a node's disk would look slow, or the
    *  cluster unstable, long after. */
   commitP99Ms(): number | null {
-    return this.recentCommits.p99();
+    return this.recentCommits.p99(performance.now(), MIN_COMMITS_FOR_P99);
   }
 
   /** p99 of the commit latency (proposal accepted -> known committed) of this shard's leaders

@@ -2,7 +2,7 @@
 // the workers' snapshots.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Histogram, mergeHistograms, renderHistogram } from '../../src/runtime/histogram.js';
+import { Histogram, mergeHistograms, RecentSamples, renderHistogram } from '../../src/runtime/histogram.js';
 
 test('observations land in the first bucket whose bound they do not exceed', () => {
   const h = new Histogram([0.001, 0.01, 0.1]);
@@ -33,4 +33,16 @@ test('rendering is cumulative with +Inf equal to the count; merge adds bucket by
     'x_seconds_count{node="n1"} 3',
   ], 'Prometheus text');
   assert.equal(lines[1], '# TYPE x_seconds histogram', 'type line');
+});
+
+test('RecentSamples: p99 of the window only, and none from too few samples', () => {
+  const r = new RecentSamples(256, 1_000);
+  assert.equal(r.p99(0), null, 'no sample, no figure');
+  for (let i = 0; i < 99; i++) r.add(1, 0);
+  r.add(50, 0);
+  assert.equal(r.p99(10), 50, 'the worst of 100 is their p99');
+  assert.equal(r.p99(10, 101), null, 'fewer samples than asked for: no figure');
+  assert.equal(r.p99(2_000), null, 'samples older than the window do not count');
+  r.add(7, 1_500);
+  assert.equal(r.p99(2_000), 7);
 });
