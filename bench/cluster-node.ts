@@ -217,6 +217,19 @@ process.on('message', async (m: {
     return;
   }
   if (m.cmd === 'idle') {
+    // With the balancer on, the cluster is not idle while it still moves the election's leaders:
+    // wait (at most 3 minutes) until this node's moves and leader count have stood still for 10 s.
+    if (node.balancerConfig().enabled !== false) {
+      let last = '';
+      let since = performance.now();
+      for (const end = performance.now() + 180_000; performance.now() < end;) {
+        const st = await node.status();
+        const now = `${st.balancer?.moves ?? 0}/${st.leaders}`;
+        if (now !== last) [last, since] = [now, performance.now()];
+        else if (performance.now() - since >= 10_000) break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
     const st0 = await node.status();
     // status().balancer is the balancer's live counters: copy them now.
