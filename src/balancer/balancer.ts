@@ -710,7 +710,7 @@ export class LeaderBalancer {
         if (moves.length >= budget) break;
         const cands = this.eligible(g);
         if (!cands.length) continue;
-        const to = rankTargets(cands.map((r) => this.facts(g, r, { measure: cur[r] / (this.weight(r) || 1) })))[0].id;
+        const to = rankTargets(cands.map((r) => this.facts(g, r, { measure: cur[r] / this.weight(r) })))[0].id;
         move(g, to, 'health', selfWhy, { from: cur[this.host.id], to: cur[to] ?? 0 }, { from: cur[this.host.id] - measureOf(g), to: (cur[to] ?? 0) + measureOf(g) });
       }
     }

@@ -41,11 +41,12 @@ export class Histogram {
   }
 }
 
-/** Bucket-wise sum (snapshots of the same bounds; others are skipped, never mixed). */
 /** Milliseconds to a tenth, for reports and logs. */
 export function tenthMs(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
+
+/** Bucket-wise sum (snapshots of the same bounds; others are skipped, never mixed). */
 
 export function mergeHistograms(snaps: readonly (HistogramSnapshot | undefined)[]): HistogramSnapshot {
   const first = snaps.find((s) => s !== undefined);

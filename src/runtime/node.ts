@@ -27,7 +27,7 @@ import { Forwarder, type FwdReply } from './forwarder.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
 import { InlineShards } from './inline.js';
-import { Histogram, tenthMs } from './histogram.js';
+import { Histogram, RecentSamples, tenthMs } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
 import { fresh, slowerThanLeader, type NodeView } from './preflight.js';
 import { LoopTiming } from './looptiming.js';
@@ -191,12 +191,10 @@ export class FlotillaNode {
   private readonly attemptMs: number;
   private workers!: Shards;
   private balancer!: LeaderBalancer;
-  /** Round trips to peers (ms) and when each was measured (performance.now()), newest last, for
-   *  the stability advisor: the last minute only, as the commit p99. Kept by count instead, a
-   *  slow start-up election on a busy machine stayed in the p99 for minutes at two pings a
-   *  second and kept planned transfers refused as ClusterUnstable. */
-  private readonly rtts: number[] = [];
-  private readonly rttAt: number[] = [];
+  /** Round trips to peers (ms) for the stability advisor: the last minute only, as the commit
+   *  p99. Kept by count instead, a slow start-up election on a busy machine stayed in the p99 for
+   *  minutes at two pings a second and kept planned transfers refused as ClusterUnstable. */
+  private readonly rtts = new RecentSamples(1024, RECENT_RTT_MS);
   /** When local replicas saw an unplanned leader change (ms since epoch), for flapping detection:
    *  a drain or a balancer round moves many leaders on purpose and is not flapping. */
   private readonly leaderChanges: number[] = [];
@@ -523,7 +521,6 @@ export class FlotillaNode {
       .map((g) => ({ group: g.group, replicas: this.replicasOf(g.group), served: g.served, lag: g.lag, learners: g.learners }));
   }
 
-  /** Storage tail (worst shard's commit p99) and CPU use since the last call, as a fraction of the cores. */
   /** Each shard's leader count and storage commit p99: what a balancer round needs every time,
    *  without a full status (which walks every group twice and copies histograms). */
   private async briefs(): Promise<{ leaders: number; commitP99Ms: number | null }[]> {
@@ -531,6 +528,7 @@ export class FlotillaNode {
       (this.workers.call(i, { t: 'brief' }) as Promise<{ leaders: number; commitP99Ms: number | null }>).catch(() => ({ leaders: 0, commitP99Ms: null }))));
   }
 
+  /** Storage tail (worst shard's commit p99) and CPU use since the last call, as a fraction of the cores. */
   private async health(): Promise<{ fsyncP99Ms: number | null; cpu: number | null }> {
     const commits = (await this.briefs()).map((x) => x.commitP99Ms).filter((x): x is number => typeof x === 'number');
     const now = performance.now();
@@ -855,11 +853,6 @@ export class FlotillaNode {
   /** Timing budget, voter-set shape and flapping checks, each with what to change. */
   async stabilityWarnings(): Promise<StabilityWarning[]> {
     const st = await this.status();
-    const pct99 = (xs: number[]) => {
-      if (xs.length === 0) return null;
-      const s = [...xs].sort((a, b) => a - b);
-      return s[Math.min(s.length - 1, Math.floor(0.99 * s.length))];
-    };
     const commits = st.shards.map((s) => (s as { commitP99Ms?: number | null }).commitP99Ms).filter((x): x is number => typeof x === 'number');
     const now = Date.now();
     const lastMinute = this.leaderChanges.filter((t) => t > now - 60_000).length;
@@ -867,7 +860,7 @@ export class FlotillaNode {
     const minutesUp = Math.max(1, Math.min(10, (now - this.startedAt) / 60_000 - 1));
     return adviseStability({
       electionMs: this.electionMs, heartbeatMs: this.electionMs / this.electionTicks,
-      rttP99Ms: pct99(this.rtts), commitP99Ms: commits.length ? Math.max(...commits) : null,
+      rttP99Ms: this.rtts.p99(), commitP99Ms: commits.length ? Math.max(...commits) : null,
       eventLoopP99Ms: this.loopTiming.eventLoop().p99Ms,
       peerTiming: Object.fromEntries(this.peerTiming),
       evenVoterGroups: st.shards.flatMap((s) => (s as { evenVoters?: number[] }).evenVoters ?? []),
@@ -1145,17 +1138,8 @@ export class FlotillaNode {
         const at = Number(p?.at);
         const rtt = performance.now() - at;
         if (Number.isFinite(rtt) && rtt >= 0 && rtt < 60_000) {
-          const now = performance.now();
-          this.rtts.push(rtt);
-          this.rttAt.push(now);
+          this.rtts.add(rtt);
           this.histograms.rtt.observeMs(rtt);
-          let old = 0;
-          while (old < this.rttAt.length && this.rttAt[old] < now - RECENT_RTT_MS) old++;
-          if (old > 0 || this.rtts.length > 4096) {
-            const drop = Math.max(old, this.rtts.length - 4096);
-            this.rtts.splice(0, drop);
-            this.rttAt.splice(0, drop);
-          }
         }
         return;
       }
