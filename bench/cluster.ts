@@ -47,7 +47,11 @@ export interface IdleResult {
   workersPerNode: number | null;
   electSeconds: number;
   quiesceSeconds: number;
+  /** Whole-process CPU over the second window of `seconds` after the cluster settled (the
+   *  steady state); the first window, while the election's garbage is still being reclaimed,
+   *  is `settlingCpuPctPerNode`. */
   idleCpuPctPerNode: number[];
+  settlingCpuPctPerNode: number[];
   rssMiBPerNode: number[];
   rssKiBPerReplica: number;
   /** Of the RSS: the JavaScript heap in use, and as reserved by V8 (the rest is native: LMDB maps, buffers, code). */
@@ -78,7 +82,7 @@ export async function runIdle(o: { groups: number; workers: number | null; secon
     const replicas = idle.reduce((a, r) => a + (r.groups as number), 0);
     return {
       groups: o.groups, workersPerNode: o.workers, electSeconds: round(electSeconds, 1), quiesceSeconds: round(quiesceSeconds, 1),
-      idleCpuPctPerNode: idle.map((r) => round(r.cpuPct as number, 2)), rssMiBPerNode: rss.map((b) => Math.round(b / 2 ** 20)),
+      idleCpuPctPerNode: idle.map((r) => round(r.cpuPct as number, 2)), settlingCpuPctPerNode: idle.map((r) => round(r.settlingCpuPct as number, 2)), rssMiBPerNode: rss.map((b) => Math.round(b / 2 ** 20)),
       rssKiBPerReplica: round(rss.reduce((a, b) => a + b, 0) / replicas / 1024, 1),
       heapUsedKiBPerReplica: round(idle.reduce((a, r) => a + (r.heapUsedBytes as number), 0) / replicas / 1024, 1),
       heapTotalKiBPerReplica: round(idle.reduce((a, r) => a + (r.heapTotalBytes as number), 0) / replicas / 1024, 1),

@@ -383,7 +383,7 @@ async function idle(): Promise<Output> {
     runs.push(x);
     const tag = p.workers === null ? 'default' : `${p.workers}w`;
     const label = `${fmt(p.groups)} groups, ${p.workers === null ? 'default shards' : `--workers ${p.workers}`}`;
-    say(`${label}: elected in ${x.electSeconds} s, quiesced at ${x.quiesceSeconds} s, idle cpu/node ${x.idleCpuPctPerNode.join('/')}% of one core, ` +
+    say(`${label}: elected in ${x.electSeconds} s, quiesced at ${x.quiesceSeconds} s, idle cpu/node ${x.idleCpuPctPerNode.join('/')}% of one core (${x.settlingCpuPctPerNode.join('/')}% in the window before), ` +
       `rss/node ${x.rssMiBPerNode.join('/')} MiB (${x.rssKiBPerReplica} KiB per replica), Raft batches while idle ${x.raftBatchesWhileIdle}, frames ${x.framesWhileIdle}`);
     const id = p.workers === null ? `${p.groups}g` : `${p.groups}g/${tag}`;
     figures.push(
@@ -398,9 +398,9 @@ async function idle(): Promise<Output> {
     raw: runs, charts: [], figures,
     tables: [{
       family: 'idle', title: 'Idle cost once every group is led and quiesced (whole node processes, CPU from the process itself)',
-      columns: ['groups', 'shards', 'elected (s)', 'all quiesced (s)', 'CPU per node (% of a core)', 'RSS per node (MiB)', 'KiB per replica', 'Raft batches while idle'],
+      columns: ['groups', 'shards', 'elected (s)', 'all quiesced (s)', 'CPU per node (% of a core)', 'CPU the window before (%)', 'RSS per node (MiB)', 'KiB per replica', 'Raft batches while idle'],
       rows: runs.map((x, i) => [x.groups, plans[i].workers === null ? 'default' : `--workers ${plans[i].workers}`, x.electSeconds, x.quiesceSeconds,
-        x.idleCpuPctPerNode.join('/'), x.rssMiBPerNode.join('/'), x.rssKiBPerReplica, x.raftBatchesWhileIdle]),
+        x.idleCpuPctPerNode.join('/'), x.settlingCpuPctPerNode.join('/'), x.rssMiBPerNode.join('/'), x.rssKiBPerReplica, x.raftBatchesWhileIdle]),
     }],
   };
 }

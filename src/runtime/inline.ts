@@ -58,6 +58,9 @@ export class InlineShards implements Shards {
       case 'conf':
         this.opts.onConf?.(m.g, m.voters, m.learners);
         return;
+      case 'brief':
+        this.opts.onBrief?.(index, { leaders: m.leaders, commitP99Ms: m.p99 });
+        return;
       case 're': {
         const c = this.calls.get(m.id);
         if (!c) return;

@@ -17,7 +17,7 @@ import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
 import { RuntimeError, TransferError } from './errors.js';
 import {
-  PLANNED_CAUSES, workerOf, type Consistency, type LeaderChangeCause, type LeaderChangeKind, type PlannedCause, type ShardRequest, type Shards,
+  PLANNED_CAUSES, workerOf, type Consistency, type LeaderChangeCause, type LeaderChangeKind, type PlannedCause, type ShardBrief, type ShardRequest, type Shards,
 } from './protocol.js';
 import type { LedGroup, RaftTuning, TransferDone } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
@@ -160,6 +160,8 @@ const plainBytes = (b: Uint8Array | null | undefined): Uint8Array | null =>
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How far back the round-trip p99 of the stability advisor looks. */
 const RECENT_RTT_MS = 60_000;
+/** A shard's pushed commit p99 stands for this long after its last push (the shard's own window). */
+const RECENT_WINDOW_MS = 60_000;
 
 /** A peer's locality labels as it announced them (strings only; anything else dropped). */
 function cleanLabels(x: unknown): { zone?: string; rack?: string } | undefined {
@@ -182,6 +184,8 @@ export class FlotillaNode {
   private readonly electionTicks: number;
   /** Fault injection: see setDiskDelay. */
   private diskDelay = { ms: 0, jitterMs: 0 };
+  /** Each shard's last pushed brief and when it arrived (see briefs()). */
+  private readonly shardBriefs: (ShardBrief & { at: number })[] = [];
   /** Transfers this node requested, by outcome ('completed' or the failure reason). */
   readonly transferStats: Record<string, number> = {};
   private readonly session: SessionClient;
@@ -324,6 +328,9 @@ export class FlotillaNode {
         else node.leaders.delete(g);
         if (l) for (const wake of [...(node.leaderWaits.get(g) ?? [])]) wake();
       },
+      onBrief: (i, b) => {
+        node.shardBriefs[i] = { ...b, at: performance.now() };
+      },
       onStarted: (i) => {
         for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { t: 'up', p });
         if (node.draining) node.workers.post(i, { t: 'campaignDelay', ticks: 2 * node.electionTicks });
@@ -371,7 +378,7 @@ export class FlotillaNode {
       uptimeMs: () => Date.now() - node.startedAt,
       labels: opts.labels,
       ledGroups: () => node.ledGroups(),
-      ledCount: async () => (await node.briefs()).reduce((a, b) => a + b.leaders, 0),
+      ledCount: async () => node.briefs().reduce((a, b) => a + b.leaders, 0),
       takeOrigins: () => {
         const o = node.origins;
         node.origins = new Map();
@@ -522,15 +529,22 @@ export class FlotillaNode {
   }
 
   /** Each shard's leader count and storage commit p99: what a balancer round needs every time,
-   *  without a full status (which walks every group twice and copies histograms). */
-  private async briefs(): Promise<{ leaders: number; commitP99Ms: number | null }[]> {
-    return Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
-      (this.workers.call(i, { t: 'brief' }) as Promise<{ leaders: number; commitP99Ms: number | null }>).catch(() => ({ leaders: 0, commitP99Ms: null }))));
+   *  as the shards last pushed them (they do while busy, within BRIEF_MS of a change). Asking
+   *  instead woke every worker twice a round: with 100,000 groups that cost 10-25% of a core per
+   *  node in garbage collections of the idle workers' large heaps. A shard quiet for a whole
+   *  window has no commit p99 any more; one that is down leads nothing. */
+  private briefs(): ShardBrief[] {
+    const now = performance.now();
+    return Array.from({ length: this.workerCount }, (_, i) => {
+      const b = this.shardBriefs[i];
+      if (!b || !this.workers.isUp(i)) return { leaders: 0, commitP99Ms: null };
+      return { leaders: b.leaders, commitP99Ms: now - b.at > RECENT_WINDOW_MS ? null : b.commitP99Ms };
+    });
   }
 
   /** Storage tail (worst shard's commit p99) and CPU use since the last call, as a fraction of the cores. */
   private async health(): Promise<{ fsyncP99Ms: number | null; cpu: number | null }> {
-    const commits = (await this.briefs()).map((x) => x.commitP99Ms).filter((x): x is number => typeof x === 'number');
+    const commits = this.briefs().map((x) => x.commitP99Ms).filter((x): x is number => typeof x === 'number');
     const now = performance.now();
     const used = process.cpuUsage(this.cpuMark.usage);
     const cpu = (used.user + used.system) / 1000 / Math.max(1, now - this.cpuMark.at) / availableParallelism();

@@ -14,6 +14,14 @@ export const PLANNED_CAUSES: readonly string[] = ['transfer', 'drain', 'balancer
 /** ... and as the node reports it: planned transfers by who asked, unplanned ones as above. */
 export type LeaderChangeCause = PlannedCause | 'failover' | 'election';
 
+/** What a leader balancer round needs of a shard every time (see LeaderBalancer.round): pushed
+ *  by the shard when it changes, so that reading it never wakes a worker thread. */
+export interface ShardBrief {
+  readonly leaders: number;
+  /** Storage commit p99 of the last minute, ms (null: fewer than 20 commits in it). */
+  readonly commitP99Ms: number | null;
+}
+
 export interface WorkerInit {
   readonly index: number;
   readonly nodeId: NodeId;
@@ -46,7 +54,6 @@ export type ToWorker =
   | { t: 'diskDelay'; ms: number; jitterMs: number }
   | { t: 'status'; id: number; detail: boolean }
   | { t: 'led'; id: number }
-  | { t: 'brief'; id: number }
   | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[]; force: boolean; reach: NodeId[] | null }
   | { t: 'verify'; id: number; g: number; to: number }
   | { t: 'awaitLead'; id: number; g: number; to: number }
@@ -61,7 +68,9 @@ export type FromWorker =
   | { t: 're'; id: number; ok: false; code: RuntimeErrorCode; msg: string; leader: NodeId; reason?: TransferFailReason }
   | { t: 'out'; to: NodeId; w: number; b: Uint8Array }
   | { t: 'lead'; g: number; l: NodeId; term: number; c: LeaderChangeKind }
-  | { t: 'conf'; g: number; voters: NodeId[]; learners: NodeId[] };
+  | { t: 'conf'; g: number; voters: NodeId[]; learners: NodeId[] }
+  /** The shard's leader count or storage commit p99 changed (Shard.onBrief). */
+  | { t: 'brief'; leaders: number; p99: number | null };
 
 /** A request that expects an answer (the id is added by the Shards implementation). */
 export type ShardRequest = ToWorker extends infer T ? T extends { id: number } ? Omit<T, 'id'> : never : never;

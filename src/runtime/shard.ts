@@ -19,7 +19,7 @@ import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
 import { RuntimeError, TransferError, type TransferFailReason } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
-import type { LeaderChangeKind } from './protocol.js';
+import type { LeaderChangeKind, ShardBrief } from './protocol.js';
 import { reachesQuorum } from './preflight.js';
 import { Histogram, RecentSamples, tenthMs } from './histogram.js';
 import { Deadlines, Waiter, newGroup, ownReads, ownTransfers, ownWaiters, type Group, type LedGroup, type ReadBatch, type TransferDone } from './group.js';
@@ -54,7 +54,12 @@ export interface ShardOptions {
   readonly onLeader?: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
   /** Start in drain mode: every group waits this many extra ticks before campaigning. Default 0. */
   readonly campaignDelay?: number;
+  /** The shard's brief (leaders, storage commit p99) changed: called at most every BRIEF_MS
+   *  while the shard runs turns, and once when it starts. A quiet shard calls nothing, so that a
+   *  reader of the brief (the leader balancer, every round) never wakes its thread. */
+  readonly onBrief?: (brief: ShardBrief) => void;
 }
+
 
 
 /** Loop turns whose commit may be in flight at once (and so Readies per group). Measured on 2
@@ -68,6 +73,9 @@ const RECENT_COMMITS_MS = 60_000;
  *  checkpoint commit must not make its disk look slow (to the health policy, a transfer's
  *  preflight, the advisor) for a minute. */
 const MIN_COMMITS_FOR_P99 = 20;
+
+/** How often a busy shard checks its brief for a change to report (see ShardOptions.onBrief). */
+const BRIEF_MS = 250;
 
 /** Messages a turn may start for with one more commit in flight (see Shard.urgent). */
 const URGENT: ReadonlySet<Message['type']> = new Set<Message['type']>(['timeoutNow', 'vote', 'voteResp', 'preVote', 'preVoteResp']);
@@ -122,6 +130,11 @@ export class Shard {
    *  (else it would wait on them forever and never quiesce). */
   private readonly downPeers = new Set<NodeId>();
   private campaignDelay = 0;
+  /** Groups this node leads, kept as leadership changes (brief() must not walk the groups). */
+  private ledCount = 0;
+  private lastBrief: ShardBrief = { leaders: -1, commitP99Ms: null };
+  private briefTimer: NodeJS.Timeout | null = null;
+  private briefQueued = false;
   /** The last storage commit durations, for the stability advisor's p99, the transfer preflight
    *  and the health policy; and the last proposals' commit latencies (accepted -> known
    *  committed), for a transfer's evidence. Both of the last minute only. */
@@ -219,6 +232,10 @@ export class Shard {
   removeGroup(id: number): void {
     const g = this.group(id);
     this.groups.delete(id);
+    if (g.leader === this.opts.nodeId) {
+      this.ledCount--;
+      this.leadersChanged();
+    }
     this.active.delete(g);
     this.awake.delete(g);
     const err = new RuntimeError('InvalidArgument', `group ${id} was removed from ${this.opts.nodeId}`);
@@ -246,6 +263,7 @@ export class Shard {
     this.started = true;
     this.resumeTicking();
     this.schedule();
+    this.reportBrief();
   }
 
   /** Run the tick timer (again). Ticks that fall due while an iteration is running are coalesced
@@ -611,10 +629,37 @@ export class Shard {
 
   /** What a balancer round needs when it has nothing to move (see LeaderBalancer.round): no
    *  object per group, no copy of any per-group state. */
-  brief(): { leaders: number; commitP99Ms: number | null } {
-    let leaders = 0;
-    for (const g of this.groups.values()) if (g.leader === this.opts.nodeId) leaders++;
-    return { leaders, commitP99Ms: this.commitP99Ms() };
+  brief(): ShardBrief {
+    return { leaders: this.ledCount, commitP99Ms: this.commitP99Ms() };
+  }
+
+  /** Report the brief once a little later if it changed by then (the commit p99 moves with every
+   *  commit: it is not worth a message each time); armed by storage commits, so a shard with
+   *  nothing going on reports (and runs) nothing. */
+  private briefSoon(): void {
+    if (this.briefTimer !== null || !this.opts.onBrief || !this.started || this.stopped) return;
+    this.briefTimer = setTimeout(() => {
+      this.briefTimer = null;
+      this.reportBrief();
+    }, BRIEF_MS);
+  }
+
+  /** A leader count is reported as soon as the turn that changed it ends (a balancer round right
+   *  after its transfers must see them), once per turn however many groups changed. */
+  private leadersChanged(): void {
+    if (this.briefQueued || !this.opts.onBrief) return;
+    this.briefQueued = true;
+    queueMicrotask(() => {
+      this.briefQueued = false;
+      if (this.started && !this.stopped) this.reportBrief();
+    });
+  }
+
+  private reportBrief(): void {
+    const b = this.brief();
+    if (b.leaders === this.lastBrief.leaders && b.commitP99Ms === this.lastBrief.commitP99Ms) return;
+    this.lastBrief = b;
+    this.opts.onBrief?.(b);
   }
 
   /** The groups this node leads, with the work it served for each (for the balancer). */
@@ -848,6 +893,7 @@ export class Shard {
       if (wrote) {
         const commitMs = performance.now() - c0;
         this.recentCommits.add(commitMs);
+        this.briefSoon();
         this.histograms.fsync.observeMs(commitMs);
         this.stats.commits++;
       }
@@ -954,7 +1000,10 @@ export class Shard {
   private onSoftState(g: Group, { leader, role, term }: SoftState): void {
     if (leader !== g.leader) {
       this.log.info({ group: g.id, leader, role }, 'leader changed');
+      if (g.leader === this.opts.nodeId) this.ledCount--;
+      if (leader === this.opts.nodeId) this.ledCount++;
       g.leader = leader;
+      this.leadersChanged();
       if (leader === this.opts.nodeId) for (const p of this.downPeers) g.node.reportUnreachable(p);
       this.opts.onLeader?.(g.id, leader, term, this.leaderChangeKind(g, term));
     }
@@ -997,6 +1046,7 @@ export class Shard {
     this.stopped = true;
     this.pending = [];
     if (this.timer) clearInterval(this.timer);
+    if (this.briefTimer) clearTimeout(this.briefTimer);
     this.settleAll(err);
   }
 
@@ -1020,6 +1070,8 @@ export class Shard {
     this.started = false;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.briefTimer) clearTimeout(this.briefTimer);
+    this.briefTimer = null;
     while (this.turning || this.pending.length > 0) {
       if (this.opts.store.failed) break;
       await new Promise((r) => setImmediate(r));

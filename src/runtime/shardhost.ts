@@ -49,6 +49,7 @@ export class ShardHost {
       stateMachine: userModule ? (s) => new UserStateMachineHost(s, userModule, init.stateMachine?.snapshotEvery) : undefined,
       onLeader: (g, l, term, cause) => emit({ t: 'lead', g, l, term, c: cause }),
       onConf: (g, c) => emit({ t: 'conf', g, voters: [...c.voters], learners: [...c.learners] }),
+      onBrief: (b) => emit({ t: 'brief', leaders: b.leaders, p99: b.commitP99Ms }),
     });
     host = new ShardHost(init, shard, store, emit, log);
     for (const [g, voters] of init.groups) if (!shard.has(g)) shard.createGroup(g, { voters, learners: [] });
@@ -161,8 +162,6 @@ export class ShardHost {
       case 'led':
         this.reply(m.id, guard(() => shard.led()));
         return;
-      case 'brief':
-        this.reply(m.id, guard(() => shard.brief()));
         return;
       case 'member':
         this.reply(m.id, shard.changeMembership(m.g, { type: m.type, node: m.node }, m.to));

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { PackedPort } from './channel.js';
 import { RuntimeError, TransferError } from './errors.js';
-import type { FromWorker, LeaderChangeKind, ShardRequest, Shards, ToWorker, WorkerInit } from './protocol.js';
+import type { FromWorker, LeaderChangeKind, ShardBrief, ShardRequest, Shards, ToWorker, WorkerInit } from './protocol.js';
 
 interface Call {
   readonly resolve: (v: unknown) => void;
@@ -37,6 +37,8 @@ export interface ShardWorkersOptions {
   readonly onOut: (to: NodeId, w: number, b: Uint8Array) => void;
   readonly onLeader: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
   readonly onConf?: (group: number, voters: NodeId[], learners: NodeId[]) => void;
+  /** A shard's brief changed (it pushes one on start, then as it changes). */
+  readonly onBrief?: (index: number, brief: ShardBrief) => void;
   /** A shard (re)started; the node re-sends what the new worker must know. */
   readonly onStarted?: (index: number) => void;
 }
@@ -112,6 +114,9 @@ export class ShardWorkers implements Shards {
           break;
         case 'conf':
           this.opts.onConf?.(m.g, m.voters, m.learners);
+          break;
+        case 'brief':
+          this.opts.onBrief?.(slot.index, { leaders: m.leaders, commitP99Ms: m.p99 });
           break;
         case 're': {
           const c = slot.calls.get(m.id);

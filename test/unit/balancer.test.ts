@@ -104,7 +104,11 @@ test('weights shape the fair share', async () => {
   const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 30, cooldownMs: 0, weights: { n1: 2, n2: 1, n3: 1 } };
   await cluster({ balancer }, async (nodes) => {
     await skewTo(nodes, 'n2');
-    for (let i = 0; i < 10; i++) await rounds(nodes);
+    await exchange(nodes);
+    for (let i = 0; i < 10; i++) {
+      await rounds(nodes);
+      await new Promise((r) => setTimeout(r, 50)); // the summaries travel
+    }
     const [a, b, c] = await counts(nodes);
     assert.ok(a >= 13 && a <= 16 && b <= 9 && c <= 9, `n1 (weight 2) holds about half: ${[a, b, c]}`);
   });

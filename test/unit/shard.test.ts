@@ -11,6 +11,7 @@ import { Shard } from '../../src/runtime/shard.js';
 import type { Message, NodeId } from '../../src/raft/types.js';
 import { until } from '../helpers/net.js';
 import { KvStateMachine, type KvResult } from '../../src/storage/kv.js';
+import type { ShardBrief } from '../../src/runtime/protocol.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -44,10 +45,10 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function openNode(net: Net, dirs: Map<NodeId, string>, id: NodeId): Promise<Shard> {
+async function openNode(net: Net, dirs: Map<NodeId, string>, id: NodeId, onBrief?: (b: ShardBrief) => void): Promise<Shard> {
   const store = await LogStore.open({ path: dirs.get(id)!, noSync: true });
   stores.set(id, store);
-  const shard = Shard.open({ nodeId: id, store, send: net.send(id), tickMs: 10, raft: { electionTicks: 10 }, seed: 7, requestTimeoutMs: 1000 });
+  const shard = Shard.open({ nodeId: id, store, send: net.send(id), tickMs: 10, raft: { electionTicks: 10 }, seed: 7, requestTimeoutMs: 1000, onBrief });
   net.shards.set(id, shard);
   shard.start();
   return shard;
@@ -144,19 +145,26 @@ test('a shard whose groups are all quiesced stops ticking and flushes its state 
   const dirs = new Map(IDS.map((id) => [id, join(root, id)]));
   const net = new Net();
   stores.clear();
+  // Each shard's pushed briefs: what the node's balancer reads instead of asking the shard.
+  const briefs = new Map<NodeId, ShardBrief[]>(IDS.map((id) => [id, []]));
+  const led = () => IDS.map((id) => briefs.get(id)!.at(-1)?.leaders ?? -1);
   try {
     for (const id of IDS) {
-      const s = await openNode(net, dirs, id);
+      const s = await openNode(net, dirs, id, (b) => briefs.get(id)!.push(b));
       for (let g = 1; g <= 5; g++) s.createGroup(g, CONF);
     }
     await until('every group has one leader', () => [1, 2, 3, 4, 5].every((g) => leaderOf(net, g) !== null), 60_000);
     await retry(() => net.shards.get(leaderOf(net, 1)!)!.propose(1, { op: 'put', key: enc.encode('k'), value: enc.encode('v') }));
     await until('every replica quiesced', () => IDS.every((id) => net.shards.get(id)!.summary().quiesced === 5));
+    await until('the pushed leader counts match', () => led().every((n, i) => n === net.shards.get(IDS[i])!.summary().leaders));
+    assert.equal(led().reduce((a, b) => a + b, 0), 5);
     // Idle: ticks stop (the tick timer is 10 ms here; a few may still be on their way).
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 400));
     const before = IDS.map((id) => net.shards.get(id)!.stats.ticks);
+    const pushed = IDS.map((id) => briefs.get(id)!.length);
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(IDS.map((id) => net.shards.get(id)!.stats.ticks), before, 'no tick while every group is quiesced');
+    assert.deepEqual(IDS.map((id) => briefs.get(id)!.length), pushed, 'no brief pushed while quiet');
     // The state machine flushed on the way to idle: durable applied = applied.
     for (const id of IDS) {
       const sm = net.shards.get(id)!.sm;
@@ -169,6 +177,11 @@ test('a shard whose groups are all quiesced stops ticking and flushes its state 
     const leader2 = net.shards.get(leaderOf(net, 2)!)!;
     const t0 = leader2.stats.ticks;
     await until('ticking again', () => leader2.stats.ticks > t0, 2000);
+    // A led group removed: its shard reports one leader fewer, without being asked.
+    const owner = leaderOf(net, 3)!;
+    const had = led()[IDS.indexOf(owner)];
+    net.shards.get(owner)!.removeGroup(3);
+    await until('the removal is reported', () => led()[IDS.indexOf(owner)] === had - 1, 2000);
   } finally {
     for (const s of net.shards.values()) await s.stop();
     for (const s of stores.values()) await s.close().catch(() => {});
