@@ -18,7 +18,8 @@ import { RaftError, type Entry, type Snapshot, type SnapshotMeta } from '../raft
 import { Reader, Writer } from './codec.js';
 import type { LogStore } from './logstore.js';
 import {
-  checkEntry, decodeSession, encodeCommand, encodeSession, recordResult, type SessionRecord, type SessionStore,
+  Envelope, NOT_DUPLICATE, decodeSession, duplicateResult, encodeCommand, encodeSession, readEnvelope, recordResultOf,
+  type SessionRecord, type SessionStore,
 } from './session.js';
 
 export const MAX_KEY_BYTES = 1024;
@@ -91,6 +92,31 @@ export function kvEntryData(c: KvCommand): Uint8Array {
   return encodeCommand(null, encodeKvCommand(c));
 }
 
+/** dataKey of the key at data[from, to). */
+function dataKeyOf(group: number, data: Uint8Array, from: number, to: number): Buffer {
+  const k = Buffer.allocUnsafe(4 + to - from);
+  k.writeUInt32BE(group, 0);
+  copyInto(k, 4, data, from, to);
+  return k;
+}
+
+/** A copy of data[from, to) in a Buffer of its own (small ones share Node's pool). */
+function copyOut(data: Uint8Array, from: number, to: number): Buffer {
+  const b = Buffer.allocUnsafe(to - from);
+  copyInto(b, 0, data, from, to);
+  return b;
+}
+
+/** Small copies byte by byte: a view for set() of an entry's small on-heap data would move
+ *  that data off the heap first (its .buffer), which costs more than the copy. */
+function copyInto(dst: Uint8Array, at: number, src: Uint8Array, from: number, to: number): void {
+  if (to - from > 64) {
+    dst.set(src.subarray(from, to), at);
+    return;
+  }
+  for (let i = from; i < to; i++) dst[at++] = src[i];
+}
+
 function dataKey(group: number, key: Uint8Array): Buffer {
   const k = Buffer.allocUnsafe(4 + key.byteLength);
   k.writeUInt32BE(group, 0);
@@ -159,6 +185,8 @@ export class KvStateMachine implements SessionStore {
   private readonly flushIntervalMs: number;
   private readonly maxDirtyKeys: number;
   private forceFlush = false;
+  /** Reused by apply() for every entry's envelope. */
+  private readonly envelope = new Envelope();
   readonly stats = { flushes: 0, flushedKeys: 0, flushedSessions: 0 };
 
   constructor(private readonly store: LogStore, opts: KvOptions = {}) {
@@ -259,12 +287,35 @@ export class KvStateMachine implements SessionStore {
         out.push(null);
         continue;
       }
-      const chk = checkEntry(this, group, e);
-      if (chk.kind === 'duplicate') {
-        out.push(chk.result as KvResult | null);
+      const d = e.data;
+      const env = readEnvelope(d, this.envelope);
+      if (env.session) {
+        const dup = duplicateResult(this, group, env.client, env.seq);
+        if (dup !== NOT_DUPLICATE) {
+          out.push(dup as KvResult | null);
+          continue;
+        }
+      }
+      const opByte = env.end > env.start ? d[env.start] : -1;
+      if (opByte === (0 | NO_CRC) || opByte === (1 | NO_CRC)) {
+        // put and delete, read in place: the key is copied into its table key and the value
+        // into its own buffer, with no view or command object in between.
+        const r = new Reader(d, 'kv command', false, env.start + 1, env.end);
+        const keyAt = r.skipBytes();
+        const k = dataKeyOf(group, d, keyAt, r.pos);
+        let value: Buffer | null = null;
+        if (opByte === (0 | NO_CRC)) {
+          const valueAt = r.skipBytes();
+          value = copyOut(d, valueAt, r.pos);
+        }
+        r.done();
+        data.set(k.toString('latin1'), { key: k, value });
+        const res = value === null ? DELETE_RESULT : PUT_RESULT;
+        out.push(res);
+        if (env.session) recordResultOf(this, group, env.client, env.seq, env.lo, res);
         continue;
       }
-      const c = decodeKvCommand(chk.payload, false);
+      const c = decodeKvCommand(d.subarray(env.start, env.end), false);
       const k = dataKey(group, c.key);
       const hex = k.toString('latin1');
       switch (c.op) {
@@ -286,7 +337,7 @@ export class KvStateMachine implements SessionStore {
           break;
         }
       }
-      if (chk.header) recordResult(this, group, chk.header, out[out.length - 1]);
+      if (env.session) recordResultOf(this, group, env.client, env.seq, env.lo, out[out.length - 1]);
     }
     this.mem.applied.set(group, applied);
     return out;

@@ -54,19 +54,41 @@ export function encodeCommand(h: SessionHeader | null, payload: Uint8Array): Uin
 }
 
 export function decodeCommand(data: Uint8Array): { header: SessionHeader | null; payload: Uint8Array } {
+  const env = readEnvelope(data, new Envelope());
+  const header = env.session ? { client: env.client, seq: env.seq, lo: env.lo } : null;
+  // A view into the entry's data: callers decode it at once.
+  return { header, payload: data.subarray(env.start, env.end) };
+}
+
+/** One entry's envelope as read in place: its session header's fields (when `session`) and where
+ *  the command lies in the data. The built-in KV store reuses one for every entry it applies:
+ *  no header object and no view per entry. */
+export class Envelope {
+  session = false;
+  client = '';
+  seq = 0;
+  lo = 0;
+  start = 0;
+  end = 0;
+}
+
+/** Read `data`'s envelope into `out` (throws RaftError 'Malformed' or CorruptRecord when bad). */
+export function readEnvelope(data: Uint8Array, out: Envelope): Envelope {
   const first = data.byteLength > 0 ? data[0] : -1;
   const r = new Reader(data, 'command', first !== TAG_PLAIN && first !== TAG_SESSION);
   const tag = r.u8();
-  let header: SessionHeader | null = null;
-  if (tag === TAG_SESSION || tag === TAG_SESSION_CRC) {
-    header = { client: r.str(), seq: r.num(), lo: r.num() };
+  out.session = tag === TAG_SESSION || tag === TAG_SESSION_CRC;
+  if (out.session) {
+    out.client = r.str();
+    out.seq = r.num();
+    out.lo = r.num();
   } else if (tag !== TAG_PLAIN && tag !== TAG_PLAIN_CRC) {
     throw new RaftError('Malformed', `unknown command tag ${tag}`);
   }
-  // A view into the entry's data: callers decode it at once.
-  const payload = r.bytesView();
+  out.start = r.skipBytes();
+  out.end = r.pos;
   r.done();
-  return { header, payload };
+  return out;
 }
 
 const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false });
@@ -108,12 +130,29 @@ export function checkEntry(store: SessionStore, group: number, e: Entry): Sessio
   return { kind: 'apply', payload, header };
 }
 
+/** The result an earlier application of (client, seq) recorded, or NOT_DUPLICATE: the entry
+ *  applies. checkEntry without its objects. */
+export function duplicateResult(store: SessionStore, group: number, client: string, seq: number): unknown {
+  const rec = store.getSession(group, client);
+  if (rec === undefined) return NOT_DUPLICATE;
+  // Below lo: answered and forgotten; a late copy of it in the log must not apply again.
+  if (seq < rec.lo) return null;
+  const r = rec.results.get(seq);
+  return r !== undefined || rec.results.has(seq) ? r : NOT_DUPLICATE;
+}
+
+export const NOT_DUPLICATE: unique symbol = Symbol('not a duplicate');
+
 /** Record the result of an applied entry under its session. */
 export function recordResult(store: SessionStore, group: number, h: SessionHeader, result: unknown): void {
-  const rec = store.updateSession(group, h.client);
-  rec.results.set(h.seq, result ?? null);
-  if (h.lo > rec.lo) {
-    rec.lo = h.lo;
+  recordResultOf(store, group, h.client, h.seq, h.lo, result);
+}
+
+export function recordResultOf(store: SessionStore, group: number, client: string, seq: number, lo: number, result: unknown): void {
+  const rec = store.updateSession(group, client);
+  rec.results.set(seq, result ?? null);
+  if (lo > rec.lo) {
+    rec.lo = lo;
     // Results are inserted in (nearly) seq order: drop from the front while below lo. One that
     // arrived out of order may stay behind a newer one a while; it is never consulted (seq < lo
     // is answered before the table) and the size cap bounds it.
@@ -133,6 +172,10 @@ export function recordResult(store: SessionStore, group: number, h: SessionHeade
 export class SessionClient {
   private next = 1;
   private readonly outstanding = new Set<number>();
+  /** No outstanding seq is below this: lowest() only moves it up (amortised O(1) per proposal;
+   *  asking the Set for its first element walks the deleted slots at its front, thousands with
+   *  thousands of proposals in flight). */
+  private floor = 1;
 
   constructor(readonly client: string) {}
 
@@ -148,8 +191,7 @@ export class SessionClient {
   }
 
   private lowest(): number {
-    // The Set iterates in insertion order, which is seq order: the first is the lowest.
-    for (const s of this.outstanding) return s;
-    return this.next;
+    while (this.floor < this.next && !this.outstanding.has(this.floor)) this.floor++;
+    return this.floor;
   }
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogStore } from '../../src/storage/logstore.js';
 import { CorruptRecord, Writer } from '../../src/storage/codec.js';
-import { decodeCommand, encodeCommand } from '../../src/storage/session.js';
+import { SessionClient, decodeCommand, encodeCommand } from '../../src/storage/session.js';
 import { KvStateMachine, MAX_KEY_BYTES, decodeKvCommand, encodeKvCommand, kvEntryData, type KvCommand, type KvResult } from '../../src/storage/kv.js';
 import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
 import { flushKv } from '../helpers/kv.js';
@@ -367,6 +367,36 @@ describe('KV snapshots', () => {
 describe('client sessions (at most once per client seq)', () => {
   const sess = (client: string, seq: number, lo: number, c: KvCommand) => encodeCommand({ client, seq, lo }, encodeKvCommand(c));
   const at = (index: number, data: Uint8Array): Entry => ({ index, term: 1, type: 'normal', data });
+
+  test('envelopes decode the right client among many, in any order (decoded strings are cached)', () => {
+    // 40 clients (more than the cache holds), same-length ids that differ in one byte, a long
+    // one and a multi-byte one: every read must give back exactly what was written.
+    const ids = [...Array.from({ length: 40 }, (_, i) => `client-${String(i).padStart(2, '0')}`), 'x'.repeat(200), 'nœud-é'];
+    for (let round = 0; round < 3; round++) {
+      for (const [i, id] of ids.entries()) {
+        const j = round === 1 ? ids.length - 1 - i : i;
+        const want = ids[j];
+        const got = decodeCommand(sess(want, j + 1, 1, put('k', 'v')));
+        assert.deepEqual(got.header, { client: want, seq: j + 1, lo: 1 });
+        assert.equal(dec.decode(decodeKvCommand(got.payload).key), 'k');
+      }
+    }
+  });
+
+  test('a client\'s lo is its lowest proposal without an outcome, whatever order they finish in', () => {
+    const c = new SessionClient('c');
+    const hs = Array.from({ length: 6 }, () => c.begin());
+    assert.deepEqual(hs.map((h) => h.lo), [1, 1, 1, 1, 1, 1]);
+    c.done(2);
+    c.done(1);
+    assert.equal(c.begin().lo, 3, 'both below finished');
+    c.done(4);
+    assert.equal(c.begin().lo, 3, '3 still out');
+    c.done(3);
+    assert.equal(c.begin().lo, 5);
+    for (const s of [5, 6, 7, 8, 9]) c.done(s);
+    assert.equal(c.begin().lo, 10, 'none out: the next seq');
+  });
 
   test('a retried proposal applied twice in the log takes effect once and returns the first result, also after a restart', async () => {
     await withNodes(1, async (n) => {
