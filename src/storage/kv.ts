@@ -185,6 +185,7 @@ export class KvStateMachine implements SessionStore {
   private readonly flushIntervalMs: number;
   private readonly maxDirtyKeys: number;
   private forceFlush = false;
+  private lastSk = { group: -1, client: '', key: '' };
   /** Reused by apply() for every entry's envelope. */
   private readonly envelope = new Envelope();
   readonly stats = { flushes: 0, flushedKeys: 0, flushedSessions: 0 };
@@ -197,15 +198,23 @@ export class KvStateMachine implements SessionStore {
     this.maxDirtyKeys = opts.maxDirtyKeys ?? 65_536;
   }
 
-  /** Generations from newest to oldest: the memtable, then those being flushed. */
-  private *generations(): Generator<Generation> {
-    yield this.mem;
-    for (let i = this.flushing.length - 1; i >= 0; i--) yield this.flushing[i];
+  /** Generation `i` from the newest (0: the memtable, then those being flushed), for
+   *  i < 1 + flushing.length. An index, not a generator: these lookups run for every entry. */
+  private generation(i: number): Generation {
+    return i === 0 ? this.mem : this.flushing[this.flushing.length - i];
+  }
+
+  /** sessionKey(group, client), remembered for the last pair asked: one entry asks for its
+   *  session twice (checked, then recorded), and runs of entries come from the same client. */
+  private sessionKeyOf(group: number, client: string): string {
+    if (group !== this.lastSk.group || client !== this.lastSk.client) this.lastSk = { group, client, key: sessionKey(group, client) };
+    return this.lastSk.key;
   }
 
   getSession(group: number, client: string): SessionRecord | undefined {
-    const sk = sessionKey(group, client);
-    for (const gen of this.generations()) {
+    const sk = this.sessionKeyOf(group, client);
+    for (let i = 0, n = 1 + this.flushing.length; i < n; i++) {
+      const gen = this.generation(i);
       const o = gen.sessions.get(sk);
       if (o) return o.rec;
       const r = gen.resets.get(group);
@@ -221,7 +230,7 @@ export class KvStateMachine implements SessionStore {
   }
 
   updateSession(group: number, client: string): SessionRecord {
-    const sk = sessionKey(group, client);
+    const sk = this.sessionKeyOf(group, client);
     const own = this.mem.sessions.get(sk);
     if (own) return own.rec;
     const prev = this.getSession(group, client);
@@ -238,7 +247,8 @@ export class KvStateMachine implements SessionStore {
 
   /** The applied index of `group`: what has been applied, flushed or not. */
   applied(group: number): number {
-    for (const gen of this.generations()) {
+    for (let i = 0, n = 1 + this.flushing.length; i < n; i++) {
+      const gen = this.generation(i);
       const a = gen.applied.get(group);
       if (a !== undefined) return a;
       const r = gen.resets.get(group);
@@ -260,7 +270,8 @@ export class KvStateMachine implements SessionStore {
   private current(group: number, key: Uint8Array): Uint8Array | null {
     const k = dataKey(group, key);
     const hex = k.toString('latin1'); // one char per byte: a cheap exact map key
-    for (const gen of this.generations()) {
+    for (let i = 0, n = 1 + this.flushing.length; i < n; i++) {
+      const gen = this.generation(i);
       const o = gen.data.get(hex);
       if (o) return o.value;
       // A reset replaces the group's older contents entirely.
