@@ -4,6 +4,7 @@
 import type { Storage } from './storage.js';
 import { entryBytes } from './storage.js';
 import { RaftError, type Entry, type Snapshot } from './types.js';
+import { NOTHING } from './empty.js';
 
 export class RaftLog {
   committed: number;
@@ -11,8 +12,9 @@ export class RaftLog {
   applied: number;
   /** Unstable snapshot, received from a leader and not yet persisted. */
   unstableSnap: Snapshot | null = null;
-  /** Unstable entries; unstable[0].index === unstableOffset. */
-  unstable: Entry[] = [];
+  /** Unstable entries; unstable[0].index === unstableOffset. The shared NOTHING when empty (most
+   *  replicas, most of the time): append() gives it an array of its own. */
+  unstable: Entry[] = NOTHING;
   unstableOffset: number;
   /** The last unstable index already handed to the host in a Ready (being persisted): a host
    *  that pipelines writes gets each entry once, and stableTo() drops it when durable. */
@@ -122,7 +124,8 @@ export class RaftLog {
     // old ones, and the log store replaces the suffix).
     if (after < this.handedOut) this.handedOut = after;
     if (after + 1 === this.unstableOffset + this.unstable.length) {
-      for (const e of entries) this.unstable.push(e);
+      if (this.unstable.length === 0) this.unstable = entries.slice();
+      else for (const e of entries) this.unstable.push(e);
     } else if (after + 1 <= this.unstableOffset) {
       // Replaces part of the durable log: the host truncates the durable suffix when persisting.
       this.unstableOffset = after + 1;
@@ -199,8 +202,9 @@ export class RaftLog {
     if (i < this.unstableOffset) return;
     const k = i - this.unstableOffset;
     if (k >= this.unstable.length || this.unstable[k].term !== t) return;
-    // In place: Readies hold copies (takeUnhanded), never this array.
-    if (k + 1 === this.unstable.length) this.unstable.length = 0;
+    // In place: Readies hold copies (takeUnhanded), never this array. Emptied, it is dropped for
+    // the shared empty one, freeing its backing store.
+    if (k + 1 === this.unstable.length) this.unstable = NOTHING;
     else this.unstable.splice(0, k + 1);
     this.unstableOffset = i + 1;
   }
@@ -213,7 +217,7 @@ export class RaftLog {
     this.committed = s.meta.index;
     this.unstableSnap = s;
     this.snapHanded = false;
-    this.unstable = [];
+    this.unstable = NOTHING;
     this.unstableOffset = s.meta.index + 1;
     this.handedOut = s.meta.index;
   }

@@ -10,6 +10,7 @@ import type {
   SoftState, TransferRequestResult,
 } from './types.js';
 import { RaftError } from './types.js';
+import { append, NOTHING } from './empty.js';
 
 interface InProgress {
   lastEntry: { index: number; term: number } | null;
@@ -20,18 +21,26 @@ interface InProgress {
 
 export class RaftNode {
   readonly raft: Raft;
-  private prevSoft: SoftState;
-  /** The hard state of the newest Ready handed out (or the initial one). */
-  private prevHard: HardState;
-  /** Readies handed out and not yet advanced, oldest first. */
-  private readonly inFlight: InProgress[] = [];
-  private readonly maxInFlight: number;
+  // The soft and hard state of the newest Ready handed out (or the initial ones), as plain fields:
+  // two objects per replica cost more than these six numbers and strings.
+  private prevRole: SoftState['role'];
+  private prevLeader: NodeId;
+  private prevSoftTerm: number;
+  private prevHardTerm: number;
+  private prevVote: NodeId;
+  private prevCommit: number;
+  /** Readies handed out and not yet advanced, oldest first (NOTHING when none; add with
+   *  `append`). */
+  private inFlight: InProgress[] = NOTHING;
 
   constructor(config: RaftConfig) {
     this.raft = new Raft(config);
-    this.maxInFlight = this.raft.cfg.maxReadiesInFlight;
-    this.prevSoft = this.softState();
-    this.prevHard = this.hardState();
+    this.prevRole = this.raft.role;
+    this.prevLeader = this.raft.leader;
+    this.prevSoftTerm = this.raft.term;
+    this.prevHardTerm = this.raft.term;
+    this.prevVote = this.raft.vote;
+    this.prevCommit = this.raft.log.committed;
   }
 
   get id(): NodeId {
@@ -133,23 +142,22 @@ export class RaftNode {
 
   hasReady(): boolean {
     const r = this.raft;
-    if (this.inFlight.length >= this.maxInFlight) return false;
+    if (this.inFlight.length >= r.cfg.maxReadiesInFlight) return false;
     if (r.broadcastPending()) return true;
     if (r.msgsNow.length || r.msgsAfterPersist.length || r.readStates.length || r.droppedReads.length) return true;
     if (r.transferOutcomes.length || r.confChanged) return true;
     if (r.log.hasUnhanded() || r.log.hasNextCommitted()) return true;
-    const h = this.prevHard;
-    if (r.term !== h.term || r.vote !== h.vote || r.log.committed !== h.commit) return true;
-    const s = this.prevSoft;
-    return r.role !== s.role || r.leader !== s.leader || r.term !== s.term;
+    if (r.term !== this.prevHardTerm || r.vote !== this.prevVote || r.log.committed !== this.prevCommit) return true;
+    return r.role !== this.prevRole || r.leader !== this.prevLeader || r.term !== this.prevSoftTerm;
   }
 
   /** Drain everything pending into a Ready. The host calls advance() once it is persisted; it may
    *  call ready() again before that only while fewer than maxReadiesInFlight are outstanding. */
   ready(): Ready {
     const r = this.raft;
-    if (this.inFlight.length >= this.maxInFlight) {
-      throw new RaftError('Invariant', `ready() with ${this.inFlight.length} Readies in flight (maxReadiesInFlight ${this.maxInFlight})`);
+    const max = r.cfg.maxReadiesInFlight;
+    if (this.inFlight.length >= max) {
+      throw new RaftError('Invariant', `ready() with ${this.inFlight.length} Readies in flight (maxReadiesInFlight ${max})`);
     }
     r.flushBroadcast();
     const log = r.log;
@@ -165,17 +173,15 @@ export class RaftNode {
       if (committed.length > 0) log.applied = committed[committed.length - 1].index;
     }
     // Objects only for what changed: most Readies of a busy group change neither.
-    const ps = this.prevSoft;
-    const ph = this.prevHard;
-    const softChanged = r.role !== ps.role || r.leader !== ps.leader || r.term !== ps.term;
-    const voteChanged = r.term !== ph.term || r.vote !== ph.vote;
-    const hardChanged = voteChanged || r.log.committed !== ph.commit;
+    const softChanged = r.role !== this.prevRole || r.leader !== this.prevLeader || r.term !== this.prevSoftTerm;
+    const voteChanged = r.term !== this.prevHardTerm || r.vote !== this.prevVote;
+    const hardChanged = voteChanged || r.log.committed !== this.prevCommit;
     const soft = softChanged ? this.softState() : null;
     const hard = hardChanged ? this.hardState() : null;
     let messages: readonly Message[] = take(r.msgsNow);
-    if (messages.length > 0) r.msgsNow = [];
+    if (messages.length > 0) r.msgsNow = NOTHING;
     let after: readonly Message[] = take(r.msgsAfterPersist);
-    if (after.length > 0) r.msgsAfterPersist = [];
+    if (after.length > 0) r.msgsAfterPersist = NOTHING;
     if (voteChanged) {
       // A new term or vote must be durable before anything that promises it leaves, except a
       // candidate's vote requests: they promise nothing (the candidate counts its own vote only
@@ -200,14 +206,22 @@ export class RaftNode {
       droppedReads: take(r.droppedReads),
       mustSync: voteChanged || entries.length > 0 || snapshot !== null || conf !== null,
     };
-    if (r.readStates.length > 0) r.readStates = [];
-    if (r.droppedReads.length > 0) r.droppedReads = [];
-    if (r.transferOutcomes.length > 0) r.transferOutcomes = [];
+    if (r.readStates.length > 0) r.readStates = NOTHING;
+    if (r.droppedReads.length > 0) r.droppedReads = NOTHING;
+    if (r.transferOutcomes.length > 0) r.transferOutcomes = NOTHING;
     r.confChanged = false;
-    if (soft) this.prevSoft = soft;
-    if (hard) this.prevHard = hard;
+    if (soft) {
+      this.prevRole = soft.role;
+      this.prevLeader = soft.leader;
+      this.prevSoftTerm = soft.term;
+    }
+    if (hard) {
+      this.prevHardTerm = hard.term;
+      this.prevVote = hard.vote;
+      this.prevCommit = hard.commit;
+    }
     const last = entries.length > 0 ? entries[entries.length - 1] : null;
-    this.inFlight.push({
+    this.inFlight = append(this.inFlight, {
       lastEntry: last ? { index: last.index, term: last.term } : null,
       snapIndex: snapshot ? snapshot.meta.index : 0,
       voteTerm: voteChanged ? r.term : 0,
@@ -219,6 +233,7 @@ export class RaftNode {
   advance(): void {
     const p = this.inFlight.shift();
     if (!p) return;
+    if (this.inFlight.length === 0) this.inFlight = NOTHING; // frees the backing store
     const log = this.raft.log;
     if (p.snapIndex > 0) log.stableSnapTo(p.snapIndex);
     if (p.lastEntry) log.stableTo(p.lastEntry.index, p.lastEntry.term);
@@ -227,12 +242,11 @@ export class RaftNode {
   }
 }
 
-const EMPTY: readonly never[] = Object.freeze([]);
-const NO_ENTRIES: readonly Entry[] = EMPTY;
-const NO_MESSAGES: readonly Message[] = EMPTY;
+const NO_ENTRIES: readonly Entry[] = NOTHING;
+const NO_MESSAGES: readonly Message[] = NOTHING;
 
 /** The outbox itself when it has something (the caller then gives Raft a fresh one), else a
  *  shared empty array: a Ready allocates nothing for what it does not carry. */
 function take<T>(xs: T[]): readonly T[] {
-  return xs.length > 0 ? xs : EMPTY;
+  return xs.length > 0 ? xs : NOTHING;
 }

@@ -1,12 +1,17 @@
 // Progress: the leader's view of one follower (match/next, flow-control state, in-flight window),
 // as in the Raft thesis §3.5 and etcd's tracker. Inflights is the bounded ring of unacked appends.
 
+import { NOTHING } from './empty.js';
+import type { NodeId } from './types.js';
+
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 export class Inflights {
   /** Grows on demand up to `size`: most groups never have more than a few appends in flight, and
-   *  a node with 10,000 groups holds 30,000 of these rings. */
-  private buf: number[] = [];
+   *  a node with 10,000 groups holds 30,000 of these rings. Starts as the shared empty array:
+   *  add() replaces a full buffer (the empty one included) before writing, and nothing else
+   *  writes to it. */
+  private buf: number[] = NOTHING;
   private start = 0;
   count = 0;
 
@@ -48,34 +53,100 @@ export class Inflights {
   }
 }
 
+/** Progress.ackedSeq before any acknowledgement: below every tick a heartbeat carries (ticks
+ *  count up from 0), like -Infinity, but a small integer, so V8 keeps the field unboxed (a
+ *  double field costs a heap number per Progress). */
+export const NO_ACK = -(2 ** 30);
+
+// Bits of Progress.flags.
+const LEARNER = 1;
+const PROBE_SENT = 2;
+const RECENT_ACTIVE = 4;
+const UNREACHABLE = 8;
+const APPENDED_SINCE_HEARTBEAT = 16;
+const ACKED_SINCE_HEARTBEAT = 32;
+
 export class Progress {
   match = 0;
   next: number;
   state: ProgressState = 'probe';
-  /** In probe state: one probe is outstanding; wait for a reply (or a heartbeat reply). */
-  probeSent = false;
   pendingSnapshot = 0;
-  /** Heard from within the current CheckQuorum window. */
-  recentActive = false;
-  /** The host's liveness layer says the node is down (does not block quiescence). */
-  unreachable = false;
-  /** Highest leader tick echoed in a heartbeat response (lease reads). */
-  ackedSeq = -Infinity;
+  /** Highest leader tick echoed in a heartbeat response (lease reads); NO_ACK before any. */
+  ackedSeq = NO_ACK;
   /** Ticks since the last successful append response (detects lost appends). */
   ticksSinceAck = 0;
   /** Ticks spent in snapshot state (a lost snapshot falls back to probe). */
   snapshotTicks = 0;
   /** Highest commit index sent to this follower. */
   sentCommit = 0;
-  /** An append went to this follower since the last periodic heartbeat. */
-  appendedSinceHeartbeat = false;
-  /** This follower accepted an append since the last periodic heartbeat. */
-  ackedSinceHeartbeat = false;
-  readonly inflights: Inflights;
+  /** The boolean state, one bit each (see the accessors below): a leader of 100,000 groups holds
+   *  a Progress per member of each. */
+  private flags = 0;
+  /** Appends in flight (replicate state). Allocated with the first one, as most progress never
+   *  has any (the leader's own; a follower of an idle group), and dropped by releaseInflights(). */
+  private ring: Inflights | null = null;
+  private readonly maxInflight: number;
 
-  constructor(next: number, maxInflight: number, public isLearner: boolean) {
+  constructor(readonly id: NodeId, next: number, maxInflight: number, isLearner: boolean) {
     this.next = next;
-    this.inflights = new Inflights(maxInflight);
+    this.maxInflight = maxInflight;
+    this.isLearner = isLearner;
+  }
+
+  private flag(bit: number): boolean {
+    return (this.flags & bit) !== 0;
+  }
+
+  private setFlag(bit: number, on: boolean): void {
+    this.flags = on ? this.flags | bit : this.flags & ~bit;
+  }
+
+  get isLearner(): boolean { return this.flag(LEARNER); }
+  set isLearner(on: boolean) { this.setFlag(LEARNER, on); }
+
+  /** In probe state: one probe is outstanding; wait for a reply (or a heartbeat reply). */
+  get probeSent(): boolean { return this.flag(PROBE_SENT); }
+  set probeSent(on: boolean) { this.setFlag(PROBE_SENT, on); }
+
+  /** Heard from within the current CheckQuorum window. */
+  get recentActive(): boolean { return this.flag(RECENT_ACTIVE); }
+  set recentActive(on: boolean) { this.setFlag(RECENT_ACTIVE, on); }
+
+  /** The host's liveness layer says the node is down (does not block quiescence). */
+  get unreachable(): boolean { return this.flag(UNREACHABLE); }
+  set unreachable(on: boolean) { this.setFlag(UNREACHABLE, on); }
+
+  /** An append went to this follower since the last periodic heartbeat. */
+  get appendedSinceHeartbeat(): boolean { return this.flag(APPENDED_SINCE_HEARTBEAT); }
+  set appendedSinceHeartbeat(on: boolean) { this.setFlag(APPENDED_SINCE_HEARTBEAT, on); }
+
+  /** This follower accepted an append since the last periodic heartbeat. */
+  get ackedSinceHeartbeat(): boolean { return this.flag(ACKED_SINCE_HEARTBEAT); }
+  set ackedSinceHeartbeat(on: boolean) { this.setFlag(ACKED_SINCE_HEARTBEAT, on); }
+
+  /** Appends in flight. */
+  inflightCount(): number {
+    return this.ring === null ? 0 : this.ring.count;
+  }
+
+  /** Is the in-flight window full? */
+  inflightsFull(): boolean {
+    return this.ring !== null && this.ring.full();
+  }
+
+  /** Free every in-flight append whose last index is <= to. */
+  freeInflightsLE(to: number): void {
+    this.ring?.freeLE(to);
+  }
+
+  freeFirstInflight(): void {
+    this.ring?.freeFirst();
+  }
+
+  /** Drop an empty in-flight ring (a quiescing group keeps no buffers); the next append
+   *  allocates a new one. */
+  releaseInflights(): void {
+    if (this.ring !== null && this.ring.count === 0) this.ring = null;
   }
 
   private resetState(state: ProgressState): void {
@@ -83,7 +154,7 @@ export class Progress {
     this.probeSent = false;
     this.pendingSnapshot = 0;
     this.snapshotTicks = 0;
-    this.inflights.reset();
+    this.ring?.reset();
   }
 
   becomeProbe(): void {
@@ -141,7 +212,7 @@ export class Progress {
   isPaused(): boolean {
     switch (this.state) {
       case 'probe': return this.probeSent;
-      case 'replicate': return this.inflights.full();
+      case 'replicate': return this.inflightsFull();
       case 'snapshot': return true;
     }
   }
@@ -151,7 +222,7 @@ export class Progress {
     if (this.state === 'replicate') {
       if (count > 0) {
         this.next = last + 1;
-        this.inflights.add(last);
+        (this.ring ??= new Inflights(this.maxInflight)).add(last);
       }
     } else if (this.state === 'probe') {
       this.probeSent = true;

@@ -5,8 +5,9 @@
 import { resolveConfig, tuningOf, type RaftConfig, type Tuning } from './config.js';
 import type { RandomSource } from './rand.js';
 import { applyConfChange, decodeConfChange, encodeConfChange, validateConfChange } from './confchange.js';
+import { append, NOTHING } from './empty.js';
 import { RaftLog } from './log.js';
-import type { Progress } from './progress.js';
+import { NO_ACK, type Progress } from './progress.js';
 import { randInt } from './rand.js';
 import { ReadIndexQueue, type PendingRead } from './readindex.js';
 import { Tracker } from './tracker.js';
@@ -73,6 +74,20 @@ export interface RaftStatus {
 
 const OK: StepResult = { ok: true };
 
+// Bits of Raft.flags.
+const QUIESCED = 1;
+const CONF_CHANGED = 2;
+const PENDING_BROADCAST = 4;
+const PENDING_PROBE = 8;
+const STARTUP_QUIET = 16;
+const LEASE_REVOKED = 32;
+const AWAITING_OWN_VOTE = 64;
+const LEAVING = 128;
+
+const NO_REJECTIONS: Readonly<Record<RejectReason, number>> = Object.freeze({
+  WrongGroup: 0, NotAddressedToMe: 0, UnknownSender: 0, Malformed: 0, StaleTerm: 0,
+});
+
 /** Ticks without an append ack, while heartbeats are answered, before appends count as lost. */
 const LOST_APPEND_TICKS = 3;
 
@@ -95,9 +110,6 @@ export class Raft {
   private readonly random: RandomSource;
   readonly log: RaftLog;
   readonly tracker: Tracker;
-  /** Send a follower an empty append when only the commit index moved (etcd's behaviour); off
-   *  with skipCommitBroadcast, when followers learn it from the next append or heartbeat. */
-  private readonly bcastCommit: boolean;
 
   term = 0;
   vote: NodeId = NONE;
@@ -114,56 +126,101 @@ export class Raft {
   leaderTicks = 0;
 
   transfer: Transfer | null = null;
-  /** Freshly started: refuse votes until electionTicks of real time have passed (see
-   *  constructor); `startupTicks` counts them. */
-  private startupQuiet = false;
+  /** Counts the ticks of startupQuiet. */
   private startupTicks = 0;
-  /** TimeoutNow was sent this term: voters may now ignore stickiness, so no lease holds. */
-  private leaseRevoked = false;
-  /** A candidate whose vote requests left before its new term and self-vote were durable: it
-   *  counts its own vote (and may win) only once the host persisted them (onVoteDurable). A
-   *  self-vote lost in a crash could otherwise elect a second leader in the same term. */
-  private awaitingOwnVote = false;
   /** The latest term known to have been started by a leader transfer (TimeoutNow): sent by us as
    *  leader, campaigned for by us as target, or asked for in a transfer vote request. Lets the
    *  host tell planned leader changes from elections. */
   private transferTerm = 0;
-  /** This leader's own removal/demotion is applied: it hands over and stops taking proposals. */
-  private leaving = false;
   /** A transfer whose outcome depends on who leads the next term. */
   private transferVerdict: { target: NodeId; term: number; ticks: number; newTerm: number } | null = null;
   pendingConfIndex = 0;
-  quiesced = false;
   idleTicks = 0;
+  /** The boolean state, one bit each (see the accessors below): a node holds 100,000 replicas. */
+  private flags = 0;
 
-  /** Outboxes drained by RaftNode.ready(). */
-  msgsNow: Message[] = [];
-  msgsAfterPersist: Message[] = [];
-  readStates: ReadState[] = [];
-  droppedReads: string[] = [];
-  transferOutcomes: TransferOutcome[] = [];
-  confChanged = false;
-  /** Leader has appended entries (or, without skipCommitBroadcast, advanced its commit index)
-   *  since the last broadcast; flushed once per Ready. */
-  pendingBroadcast = false;
-  /** The membership changed: every follower gets an append, or an empty probe if it has nothing
-   *  new (a new member must be probed to start replicating). */
-  private pendingProbe = false;
+  /** Outboxes drained by RaftNode.ready(). Empty ones are the shared NOTHING (most replicas are
+   *  idle most of the time): add to them only with `append`. */
+  msgsNow: Message[] = NOTHING;
+  msgsAfterPersist: Message[] = NOTHING;
+  readStates: ReadState[] = NOTHING;
+  droppedReads: string[] = NOTHING;
+  transferOutcomes: TransferOutcome[] = NOTHING;
 
-  private readonly reads = new ReadIndexQueue();
-  private readsBeforeCommit: { ctx: string; from: NodeId; lease: boolean }[] = [];
-  /** (index, bytes) of proposals not yet committed, for the uncommitted-bytes cap. */
-  private uncommitted: [number, number][] = [];
+  /** Reads waiting for a heartbeat round; null while none is (the usual case). */
+  private reads: ReadIndexQueue | null = null;
+  /** Reads waiting for this leader's first commit (NOTHING when none; add with `append`). */
+  private readsBeforeCommit: { ctx: string; from: NodeId; lease: boolean }[] = NOTHING;
+  /** (index, bytes) of proposals not yet committed, for the uncommitted-bytes cap (NOTHING when
+   *  none; add with `append`). */
+  private uncommitted: [number, number][] = NOTHING;
   private uncommittedBytes = 0;
 
+  /** Rejected inputs by reason, allocated at the first rejection (see `rejected`). */
+  private rejections: Record<RejectReason, number> | null = null;
+
+  private flag(bit: number): boolean {
+    return (this.flags & bit) !== 0;
+  }
+
+  private setFlag(bit: number, on: boolean): void {
+    this.flags = on ? this.flags | bit : this.flags & ~bit;
+  }
+
+  /** The group is quiesced: ticks do nothing until a message or a local request wakes it. */
+  get quiesced(): boolean { return this.flag(QUIESCED); }
+  set quiesced(on: boolean) { this.setFlag(QUIESCED, on); }
+
+  /** The membership changed since the last Ready. */
+  get confChanged(): boolean { return this.flag(CONF_CHANGED); }
+  set confChanged(on: boolean) { this.setFlag(CONF_CHANGED, on); }
+
+  /** Leader has appended entries (or, without skipCommitBroadcast, advanced its commit index)
+   *  since the last broadcast; flushed once per Ready. */
+  get pendingBroadcast(): boolean { return this.flag(PENDING_BROADCAST); }
+  set pendingBroadcast(on: boolean) { this.setFlag(PENDING_BROADCAST, on); }
+
+  /** The membership changed: every follower gets an append, or an empty probe if it has nothing
+   *  new (a new member must be probed to start replicating). */
+  private get pendingProbe(): boolean { return this.flag(PENDING_PROBE); }
+  private set pendingProbe(on: boolean) { this.setFlag(PENDING_PROBE, on); }
+
+  /** Freshly started: refuse votes until electionTicks of real time have passed (see
+   *  constructor); `startupTicks` counts them. */
+  private get startupQuiet(): boolean { return this.flag(STARTUP_QUIET); }
+  private set startupQuiet(on: boolean) { this.setFlag(STARTUP_QUIET, on); }
+
+  /** TimeoutNow was sent this term: voters may now ignore stickiness, so no lease holds. */
+  private get leaseRevoked(): boolean { return this.flag(LEASE_REVOKED); }
+  private set leaseRevoked(on: boolean) { this.setFlag(LEASE_REVOKED, on); }
+
+  /** A candidate whose vote requests left before its new term and self-vote were durable: it
+   *  counts its own vote (and may win) only once the host persisted them (onVoteDurable). A
+   *  self-vote lost in a crash could otherwise elect a second leader in the same term. */
+  private get awaitingOwnVote(): boolean { return this.flag(AWAITING_OWN_VOTE); }
+  private set awaitingOwnVote(on: boolean) { this.setFlag(AWAITING_OWN_VOTE, on); }
+
+  /** This leader's own removal/demotion is applied: it hands over and stops taking proposals. */
+  private get leaving(): boolean { return this.flag(LEAVING); }
+  private set leaving(on: boolean) { this.setFlag(LEAVING, on); }
+
+  /** Send a follower an empty append when only the commit index moved (etcd's behaviour); off
+   *  with skipCommitBroadcast, when followers learn it from the next append or heartbeat. */
+  private get bcastCommit(): boolean { return !this.cfg.skipCommitBroadcast; }
+
   /** Rejected inputs by reason; the host exports these as metrics. */
-  readonly rejected: Record<RejectReason, number> = { WrongGroup: 0, NotAddressedToMe: 0, UnknownSender: 0, Malformed: 0, StaleTerm: 0 };
+  get rejected(): Readonly<Record<RejectReason, number>> {
+    return this.rejections ?? NO_REJECTIONS;
+  }
+
+  private countRejected(reason: RejectReason): void {
+    (this.rejections ??= { ...NO_REJECTIONS })[reason]++;
+  }
 
   constructor(config: RaftConfig) {
     const resolved = resolveConfig(config);
     this.cfg = tuningOf(resolved);
     this.random = resolved.random;
-    this.bcastCommit = !this.cfg.skipCommitBroadcast;
     this.id = resolved.id;
     this.group = resolved.group;
     const st = resolved.storage.initialState();
@@ -195,9 +252,10 @@ export class Raft {
     this.heartbeatElapsed = 0;
     this.resetRandomizedTimeout(this.cfg.electionTicks);
     this.tracker.resetVotes();
-    this.tracker.resetProgress(this.log.lastIndex() + 1);
+    // Only a leader tracks its peers' progress; becomeLeader starts afresh.
+    this.tracker.dropProgress();
     this.pendingConfIndex = 0;
-    this.uncommitted = [];
+    this.uncommitted = NOTHING;
     this.uncommittedBytes = 0;
     this.quiesced = false;
     this.idleTicks = 0;
@@ -216,8 +274,9 @@ export class Raft {
   }
 
   private dropReads(): void {
-    const pending = [...this.reads.drain(), ...this.readsBeforeCommit.map((r) => ({ ...r, index: 0, acks: new Set<NodeId>() }))];
-    this.readsBeforeCommit = [];
+    const pending = [...(this.reads?.drain() ?? NOTHING), ...this.readsBeforeCommit.map((r) => ({ ...r, index: 0, acks: new Set<NodeId>() }))];
+    this.reads = null;
+    this.readsBeforeCommit = NOTHING;
     for (const r of pending) this.releaseRead(r, 0);
   }
 
@@ -260,7 +319,8 @@ export class Raft {
     this.reset(this.term);
     this.role = 'leader';
     this.leader = this.id;
-    const self = this.tracker.progress.get(this.id);
+    this.tracker.trackProgress(this.log.lastIndex() + 1);
+    const self = this.tracker.progressOf(this.id);
     if (self) {
       self.maybeUpdate(this.log.stableLastIndex());
       self.becomeReplicate();
@@ -335,7 +395,7 @@ export class Raft {
         (this.transfer.sentAt < 0 || this.transfer.elapsed - this.transfer.sentAt >= TIMEOUT_NOW_GRACE_TICKS)) {
       this.endTransfer('aborted', 'Timeout');
     } else if (this.transfer && this.transfer.sentAt >= 0 && (this.transfer.elapsed - this.transfer.sentAt) % this.cfg.heartbeatTicks === 0 &&
-        this.tracker.progress.get(this.transfer.target)?.match === this.log.lastIndex()) {
+        this.tracker.progressOf(this.transfer.target)?.match === this.log.lastIndex()) {
       // Not taken over yet: say it again each heartbeat interval. The target may have ignored
       // the first one (it had not yet applied the change that made it a voter) or lost it; one
       // that already campaigned finds this one stale.
@@ -349,10 +409,11 @@ export class Raft {
           this.becomeFollower(this.term, NONE);
           return;
         }
-        for (const [id, pr] of this.tracker.progress) if (id !== this.id) pr.recentActive = false;
+        for (const pr of this.tracker.progress) if (pr.id !== this.id) pr.recentActive = false;
       }
     }
-    for (const [id, pr] of this.tracker.progress) {
+    for (const pr of this.tracker.progress) {
+      const id = pr.id;
       if (id === this.id) continue;
       if (pr.state === 'replicate' && pr.match < this.log.lastIndex()) {
         // Appends lost in flight leave no trace on the follower; fall back to probing.
@@ -369,7 +430,7 @@ export class Raft {
       this.heartbeatElapsed = 0;
       // Carry the newest pending read so a lost confirmation round is retried; its quorum of
       // acks releases every earlier read too.
-      this.bcastHeartbeat(this.reads.lastCtx(), true);
+      this.bcastHeartbeat(this.reads?.lastCtx() ?? '', true);
     }
     this.maybeQuiesce();
   }
@@ -422,7 +483,7 @@ export class Raft {
   }
 
   private promotable(): boolean {
-    return this.tracker.voters.has(this.id) && this.log.unstableSnap === null;
+    return this.tracker.isVoter(this.id) && this.log.unstableSnap === null;
   }
 
   /** Is there a conf entry in (applied, upTo]? Conf entries are rare and the range short (the
@@ -447,12 +508,12 @@ export class Raft {
 
     if (m.term > this.term) {
       if ((m.type === 'vote' || m.type === 'preVote') && !this.tracker.isMember(m.from) &&
-        this.tracker.voters.size > 0 && !this.log.isUpToDate(m.index, m.logTerm)) {
+        this.tracker.voters.length > 0 && !this.log.isUpToDate(m.index, m.logTerm)) {
         // A removed server keeps campaigning (it never learns it was removed); its higher term
         // would depose healthy leaders and candidates. It cannot win our vote with a log behind
         // ours, so drop the request as if lost (always safe). A new member that is up to date is
         // still answered.
-        this.rejected.UnknownSender++;
+        this.countRejected('UnknownSender');
         return OK;
       }
       if ((m.type === 'vote' || m.type === 'preVote') && !m.transfer) {
@@ -477,7 +538,7 @@ export class Raft {
       } else if (m.type === 'preVote') {
         this.send({ type: 'preVoteResp', to: m.from, reject: true });
       }
-      this.rejected.StaleTerm++;
+      this.countRejected('StaleTerm');
       return OK;
     }
 
@@ -503,12 +564,12 @@ export class Raft {
     else if (this.role !== 'follower' || this.term > v.newTerm) completed = false;
     else return;
     this.transferVerdict = null;
-    if (completed) this.transferOutcomes.push({ target: v.target, term: v.term, ticks: v.ticks, status: 'completed' });
-    else this.transferOutcomes.push({ target: v.target, term: v.term, ticks: v.ticks, status: 'aborted', reason: 'LeadershipLost' });
+    if (completed) this.transferOutcomes = append(this.transferOutcomes, { target: v.target, term: v.term, ticks: v.ticks, status: 'completed' });
+    else this.transferOutcomes = append(this.transferOutcomes, { target: v.target, term: v.term, ticks: v.ticks, status: 'aborted', reason: 'LeadershipLost' });
   }
 
   private reject(reason: RejectReason): StepResult {
-    this.rejected[reason]++;
+    this.countRejected(reason);
     return { ok: false, reason };
   }
 
@@ -548,7 +609,7 @@ export class Raft {
   }
 
   private stepLeader(m: Message): void {
-    const pr = this.tracker.progress.get(m.from);
+    const pr = this.tracker.progressOf(m.from);
     switch (m.type) {
       case 'appResp':
         if (pr) this.handleAppResp(m, pr);
@@ -648,8 +709,8 @@ export class Raft {
         this.send({ type: 'readIndexResp', to: m.from, ctx: m.ctx, index: 0 });
         return;
       case 'readIndexResp':
-        if (m.index > 0) this.readStates.push({ index: m.index, ctx: m.ctx });
-        else this.droppedReads.push(m.ctx);
+        if (m.index > 0) this.readStates = append(this.readStates, { index: m.index, ctx: m.ctx });
+        else this.droppedReads = append(this.droppedReads, m.ctx);
         return;
       default:
         return;
@@ -683,7 +744,7 @@ export class Raft {
       if (this.log.lastIndex() === m.commit) this.quiesced = true;
       return; // no reply: it would wake the leader again
     }
-    this.msgsNow.push({ type: 'hbResp', group: this.group, from: this.id, to: m.from, term: this.term, ctx: m.ctx, seq: m.seq });
+    this.msgsNow = append(this.msgsNow, { type: 'hbResp', group: this.group, from: this.id, to: m.from, term: this.term, ctx: m.ctx, seq: m.seq });
   }
 
   private handleSnapshot(m: MsgSnap): void {
@@ -729,7 +790,7 @@ export class Raft {
     else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
       pr.becomeProbe();
       pr.becomeReplicate();
-    } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
+    } else if (pr.state === 'replicate') pr.freeInflightsLE(m.index);
 
     if (this.maybeCommit() && this.bcastCommit) this.bcastAppend(true);
     else if (wasPaused) this.sendAppend(m.from, false);
@@ -748,7 +809,7 @@ export class Raft {
     pr.probeSent = false;
     // Only sequence numbers we actually sent can date a lease.
     if (m.seq > pr.ackedSeq && m.seq <= this.leaderTicks) pr.ackedSeq = m.seq;
-    if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
+    if (pr.state === 'replicate' && pr.inflightsFull()) pr.freeFirstInflight();
     if (pr.state === 'replicate' && pr.match < this.log.lastIndex() && pr.ticksSinceAck >= LOST_APPEND_TICKS) {
       // The follower answers heartbeats but has acked none of our appends for a while: they were
       // lost (the follower cannot know). Probe from its match index instead of waiting.
@@ -759,7 +820,8 @@ export class Raft {
     // last probe (or a snapshot) learns where to resume.
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr.state === 'probe');
     if (m.ctx) {
-      const released = this.reads.ack(m.ctx, m.from, (acks) => this.hasQuorum(acks));
+      const released = this.reads?.ack(m.ctx, m.from, (acks) => this.hasQuorum(acks)) ?? NOTHING;
+      if (this.reads?.size === 0) this.reads = null;
       for (const r of released) this.releaseRead(r, r.index);
     }
   }
@@ -772,7 +834,7 @@ export class Raft {
 
   /** Send the next append (or snapshot) to `to`. Returns true if something was sent. */
   sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
-    const pr = this.tracker.progress.get(to);
+    const pr = this.tracker.progressOf(to);
     if (!pr || to === this.id || pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.termOf(prevIndex);
@@ -790,7 +852,7 @@ export class Raft {
     // An empty append is still worth sending when it tells the follower a newer commit index
     // (unless commit indexes ride on later appends and heartbeats only).
     if (entries.length === 0 && !sendIfEmpty && !(this.bcastCommit && pr.canBumpCommit(this.log.committed))) return false;
-    this.msgsNow.push({
+    this.msgsNow = append(this.msgsNow, {
       type: 'app', group: this.group, from: this.id, to, term: this.term, index: prevIndex, logTerm: prevTerm as number,
       commit: this.log.committed, entries,
     });
@@ -812,7 +874,7 @@ export class Raft {
   /** Send every follower what it lacks; with `probe`, an empty append to those that lack
    *  nothing (after an election or a membership change). */
   bcastAppend(probe: boolean): void {
-    for (const id of this.tracker.progress.keys()) if (id !== this.id) this.sendAppend(id, probe);
+    for (const pr of this.tracker.progress) if (pr.id !== this.id) this.sendAppend(pr.id, probe);
   }
 
   /** `periodic`: the tick's heartbeat, which a follower in replicate state does not need when it
@@ -826,16 +888,17 @@ export class Raft {
    *  extended by heartbeat acks). */
   private bcastHeartbeat(ctx: string, periodic = false): void {
     const mayCoast = periodic && this.cfg.coastHeartbeats && ctx === '' && !this.cfg.leaseReads;
-    for (const [id, pr] of this.tracker.progress) {
+    for (const pr of this.tracker.progress) {
+      const id = pr.id;
       if (id === this.id) continue;
       const coast = mayCoast && pr.state === 'replicate' &&
-        ((pr.appendedSinceHeartbeat && pr.ackedSinceHeartbeat) || (pr.inflights.count > 0 && pr.ticksSinceAck < LOST_APPEND_TICKS));
+        ((pr.appendedSinceHeartbeat && pr.ackedSinceHeartbeat) || (pr.inflightCount() > 0 && pr.ticksSinceAck < LOST_APPEND_TICKS));
       pr.appendedSinceHeartbeat = false;
       pr.ackedSinceHeartbeat = false;
       if (coast) continue;
       const commit = Math.min(pr.match, this.log.committed);
       pr.sentCommit = Math.max(pr.sentCommit, commit);
-      this.msgsNow.push({ type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit, ctx, seq: this.leaderTicks, quiesce: false });
+      this.msgsNow = append(this.msgsNow, { type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit, ctx, seq: this.leaderTicks, quiesce: false });
     }
   }
 
@@ -847,9 +910,10 @@ export class Raft {
     while (this.uncommitted.length > 0 && this.uncommitted[0][0] <= mci) {
       this.uncommittedBytes -= this.uncommitted.shift()![1];
     }
+    if (this.uncommitted.length === 0) this.uncommitted = NOTHING; // frees the backing store
     if (this.readsBeforeCommit.length > 0) {
       const waiting = this.readsBeforeCommit;
-      this.readsBeforeCommit = [];
+      this.readsBeforeCommit = NOTHING;
       for (const r of waiting) this.handleReadRequest(r.ctx, r.from, r.lease);
     }
     return true;
@@ -882,7 +946,7 @@ export class Raft {
   /** Called by RaftNode once the host persisted entries up to the log's stable index. */
   onPersisted(): void {
     if (this.role !== 'leader') return;
-    const self = this.tracker.progress.get(this.id);
+    const self = this.tracker.progressOf(this.id);
     if (self && self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit() && this.bcastCommit) this.pendingBroadcast = true;
     this.quiesceIfCaughtUp();
   }
@@ -930,7 +994,7 @@ export class Raft {
     }
     if (this.quiesced) this.unquiesce();
     const index = this.appendEntries([{ index: 0, term: 0, type, data }]);
-    this.uncommitted.push([index, data.byteLength]);
+    this.uncommitted = append(this.uncommitted, [index, data.byteLength]);
     this.uncommittedBytes += data.byteLength;
     return { ok: true, index, term: this.term };
   }
@@ -945,7 +1009,7 @@ export class Raft {
     }
     if (target === this.id) return { ok: false, reason: 'TargetIsSelf', leader: this.id };
     if (!this.tracker.isMember(target)) return { ok: false, reason: 'TargetNotMember', leader: this.id };
-    if (this.tracker.learners.has(target)) return { ok: false, reason: 'TargetIsLearner', leader: this.id };
+    if (this.tracker.isLearner(target)) return { ok: false, reason: 'TargetIsLearner', leader: this.id };
     if (this.confChangePending()) return { ok: false, reason: 'ConfChangeInProgress', leader: this.id };
     if (this.quiesced) this.unquiesce();
     if (this.transfer) {
@@ -953,7 +1017,7 @@ export class Raft {
       this.endTransfer('aborted', 'Superseded');
     }
     this.transfer = { target, elapsed: 0, sentAt: -1 };
-    const pr = this.tracker.progress.get(target)!;
+    const pr = this.tracker.progressOf(target)!;
     if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(target);
     else this.sendAppend(target, true);
     return { ok: true, started: true };
@@ -965,7 +1029,7 @@ export class Raft {
     let best: NodeId = NONE;
     let bestMatch = -1;
     for (const id of this.tracker.voters) {
-      const pr = this.tracker.progress.get(id);
+      const pr = this.tracker.progressOf(id);
       if (pr && id !== this.id && pr.match > bestMatch) {
         best = id;
         bestMatch = pr.match;
@@ -973,7 +1037,7 @@ export class Raft {
     }
     if (best === NONE) return;
     this.transfer = { target: best, elapsed: 0, sentAt: -1 };
-    const pr = this.tracker.progress.get(best)!;
+    const pr = this.tracker.progressOf(best)!;
     if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(best);
     else this.sendAppend(best, true);
   }
@@ -998,9 +1062,9 @@ export class Raft {
     if (!t) return;
     this.transfer = null;
     if (status === 'completed') {
-      this.transferOutcomes.push({ target: t.target, term: this.term, ticks: t.elapsed, status });
+      this.transferOutcomes = append(this.transferOutcomes, { target: t.target, term: this.term, ticks: t.elapsed, status });
     } else {
-      this.transferOutcomes.push({ target: t.target, term: this.term, ticks: t.elapsed, status, reason: reason ?? 'Timeout' });
+      this.transferOutcomes = append(this.transferOutcomes, { target: t.target, term: this.term, ticks: t.elapsed, status, reason: reason ?? 'Timeout' });
     }
   }
 
@@ -1034,11 +1098,11 @@ export class Raft {
   private handleReadRequest(ctx: string, from: NodeId, lease: boolean): void {
     if (this.log.termOf(this.log.committed) !== this.term) {
       // Until an entry of this term commits, the leader's commit index may be stale (§6.4 step 1).
-      this.readsBeforeCommit.push({ ctx, from, lease });
+      this.readsBeforeCommit = append(this.readsBeforeCommit, { ctx, from, lease });
       return;
     }
     const index = this.log.committed;
-    if (this.tracker.voters.size === 1 && this.tracker.voters.has(this.id)) {
+    if (this.tracker.voters.length === 1 && this.tracker.isVoter(this.id)) {
       this.releaseRead({ ctx, index, from, acks: new Set() }, index);
       return;
     }
@@ -1046,7 +1110,7 @@ export class Raft {
       this.releaseRead({ ctx, index, from, acks: new Set() }, index);
       return;
     }
-    if (this.reads.add(ctx, index, from, this.id)) this.bcastHeartbeat(ctx);
+    if ((this.reads ??= new ReadIndexQueue()).add(ctx, index, from, this.id)) this.bcastHeartbeat(ctx);
   }
 
   /** A quorum acknowledged a heartbeat sent recently enough that none of them can have voted
@@ -1059,13 +1123,13 @@ export class Raft {
 
   private releaseRead(r: PendingRead, index: number): void {
     if (r.from === this.id) {
-      if (index > 0) this.readStates.push({ index, ctx: r.ctx });
-      else this.droppedReads.push(r.ctx);
+      if (index > 0) this.readStates = append(this.readStates, { index, ctx: r.ctx });
+      else this.droppedReads = append(this.droppedReads, r.ctx);
     } else {
       this.send({ type: 'readIndexResp', to: r.from, ctx: r.ctx, index });
       // The follower serves the read once it has applied `index`: with no commit broadcast it
       // might otherwise learn that commit only at the next heartbeat.
-      const pr = this.tracker.progress.get(r.from);
+      const pr = this.tracker.progressOf(r.from);
       if (!this.bcastCommit && index > 0 && pr && pr.sentCommit < index) this.sendAppend(r.from, true);
     }
   }
@@ -1083,9 +1147,9 @@ export class Raft {
     }
     this.tracker.setConf(conf, this.log.lastIndex() + 1);
     this.confChanged = true;
-    if (this.transfer && !this.tracker.voters.has(this.transfer.target)) this.endTransfer('aborted', 'TargetRemoved');
+    if (this.transfer && !this.tracker.isVoter(this.transfer.target)) this.endTransfer('aborted', 'TargetRemoved');
     if (this.role === 'leader') {
-      if (!this.tracker.voters.has(this.id)) {
+      if (!this.tracker.isVoter(this.id)) {
         // Removed or demoted. Stepping down at once can deadlock the group: the remaining voters
         // may not know the removal committed (their config still counts us) and our longer log
         // would refuse their votes. Instead keep replicating (we no longer count to quorum),
@@ -1095,7 +1159,7 @@ export class Raft {
         this.pendingProbe = true;
         return;
       }
-      const self = this.tracker.progress.get(this.id);
+      const self = this.tracker.progressOf(this.id);
       if (self && self.match === 0) {
         self.maybeUpdate(this.log.stableLastIndex());
         self.becomeReplicate();
@@ -1126,22 +1190,25 @@ export class Raft {
   }
 
   private quiesceNow(): void {
-    for (const [id, pr] of this.tracker.progress) {
+    for (const pr of this.tracker.progress) {
+      pr.releaseInflights();
+      const id = pr.id;
       if (id === this.id || pr.unreachable) continue;
-      this.msgsNow.push({ type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit: this.log.committed, ctx: '', seq: this.leaderTicks, quiesce: true });
+      this.msgsNow = append(this.msgsNow, { type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit: this.log.committed, ctx: '', seq: this.leaderTicks, quiesce: true });
     }
     this.quiesced = true;
   }
 
   private canQuiesce(): boolean {
     const last = this.log.lastIndex();
-    if (this.transfer || this.reads.size > 0 || this.readsBeforeCommit.length > 0) return false;
+    if (this.transfer || this.reads !== null || this.readsBeforeCommit.length > 0) return false;
     if (this.log.committed !== last || this.log.unstable.length > 0 || this.pendingConfIndex > this.log.applied) return false;
     let caughtUpVoters = 0;
-    for (const [id, pr] of this.tracker.progress) {
+    for (const pr of this.tracker.progress) {
+      const id = pr.id;
       const caughtUp = id === this.id || pr.match === last;
       if (!caughtUp && !pr.unreachable) return false;
-      if (caughtUp && this.tracker.voters.has(id)) caughtUpVoters++;
+      if (caughtUp && this.tracker.isVoter(id)) caughtUpVoters++;
     }
     return caughtUpVoters >= this.tracker.quorum();
   }
@@ -1156,7 +1223,7 @@ export class Raft {
       // Time stood still while quiesced: no lease survives it. Jumping the tick counter also makes
       // late answers to heartbeats sent before quiescing too old to date a lease.
       this.leaderTicks += this.cfg.electionTicks;
-      for (const pr of this.tracker.progress.values()) pr.ackedSeq = -Infinity;
+      for (const pr of this.tracker.progress) pr.ackedSeq = NO_ACK;
     }
   }
 
@@ -1180,7 +1247,7 @@ export class Raft {
   leaderUnreachable(): void {
     if (this.role !== 'follower') return;
     if (this.quiesced) this.unquiesce();
-    if (this.leader === NONE || !this.tracker.voters.has(this.id)) return;
+    if (this.leader === NONE || !this.tracker.isVoter(this.id)) return;
     const rank = this.survivorRank(this.id, this.leader);
     this.failoverFrom = this.leader;
     // Without lease reads nothing is promised to the old leader: campaign two ticks after the
@@ -1198,7 +1265,7 @@ export class Raft {
    *  if that candidate has not won a few ticks later. The best-ranked never steps back, so one of
    *  them always goes on. */
   private deferToBetterSurvivor(candidate: NodeId): void {
-    if (this.failoverFrom === NONE || candidate === this.failoverFrom || !this.tracker.voters.has(candidate)) return;
+    if (this.failoverFrom === NONE || candidate === this.failoverFrom || !this.tracker.isVoter(candidate)) return;
     if (this.role !== 'follower' && this.role !== 'preCandidate') return;
     const rank = this.survivorRank(candidate, this.failoverFrom);
     if (rank < 0 || rank >= this.failoverRank) return;
@@ -1220,7 +1287,7 @@ export class Raft {
 
   /** The host could not reach `id` (connection down, send failed). */
   reportUnreachable(id: NodeId): void {
-    const pr = this.tracker.progress.get(id);
+    const pr = this.tracker.progressOf(id);
     if (this.role !== 'leader' || !pr || id === this.id) return;
     pr.unreachable = true;
     if (pr.state === 'replicate') pr.becomeProbe();
@@ -1228,7 +1295,7 @@ export class Raft {
 
   /** The host finished (or failed) sending a snapshot to `id`. */
   reportSnapshot(id: NodeId, ok: boolean): void {
-    const pr = this.tracker.progress.get(id);
+    const pr = this.tracker.progressOf(id);
     if (this.role !== 'leader' || !pr || pr.state !== 'snapshot') return;
     if (!ok) pr.pendingSnapshot = 0;
     pr.becomeProbe();
@@ -1239,13 +1306,13 @@ export class Raft {
 
   /** An append response: it promises our log, so it leaves after the persist. */
   private appResp(to: NodeId, index: number, reject: boolean, hintIndex: number, hintTerm: number): void {
-    this.msgsAfterPersist.push({ type: 'appResp', group: this.group, from: this.id, to, term: this.term, index, reject, hintIndex, hintTerm });
+    this.msgsAfterPersist = append(this.msgsAfterPersist, { type: 'appResp', group: this.group, from: this.id, to, term: this.term, index, reject, hintIndex, hintTerm });
   }
 
   private send(m: Outgoing): void {
     const full = { ...m, group: this.group, from: this.id, term: m.term ?? this.term } as Message;
-    if (SEND_BEFORE_PERSIST.has(full.type)) this.msgsNow.push(full);
-    else this.msgsAfterPersist.push(full);
+    if (SEND_BEFORE_PERSIST.has(full.type)) this.msgsNow = append(this.msgsNow, full);
+    else this.msgsAfterPersist = append(this.msgsAfterPersist, full);
   }
 
   /** Lowest log index a leader still needs in order to feed its recently active followers by
@@ -1253,8 +1320,8 @@ export class Raft {
   compactionFloor(): number {
     if (this.role !== 'leader') return Infinity;
     let floor = Infinity;
-    for (const [id, pr] of this.tracker.progress) {
-      if (id !== this.id && pr.recentActive && !pr.unreachable) floor = Math.min(floor, pr.match + 1);
+    for (const pr of this.tracker.progress) {
+      if (pr.id !== this.id && pr.recentActive && !pr.unreachable) floor = Math.min(floor, pr.match + 1);
     }
     return floor;
   }
@@ -1265,17 +1332,17 @@ export class Raft {
     if (this.role !== 'leader') return null;
     const last = this.log.lastIndex();
     const out: Record<NodeId, number> = {};
-    for (const [id, pr] of this.tracker.progress) if (id !== this.id) out[id] = last - pr.match;
+    for (const pr of this.tracker.progress) if (pr.id !== this.id) out[pr.id] = last - pr.match;
     return out;
   }
 
   status(): RaftStatus {
     const progress: Record<NodeId, PeerStatus> = {};
     if (this.role === 'leader') {
-      for (const [id, pr] of this.tracker.progress) {
-        progress[id] = {
+      for (const pr of this.tracker.progress) {
+        progress[pr.id] = {
           match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive,
-          inflight: pr.inflights.count, learner: pr.isLearner,
+          inflight: pr.inflightCount(), learner: pr.isLearner,
         };
       }
     }

@@ -414,7 +414,7 @@ export class Host {
     }
     if (r.role === 'leader' && r.term !== this.lastLeaderTerm) {
       this.lastLeaderTerm = r.term;
-      this.env.checker.onLeader(this.id, r.term, r.log, r.tracker.voters.has(this.id));
+      this.env.checker.onLeader(this.id, r.term, r.log, r.tracker.isVoter(this.id));
     }
   }
 }

@@ -324,11 +324,11 @@ export const REPROS: Record<string, Repro> = {
       c.run(1, appToN2); // one heartbeat round: its reply frees the in-flight slot
       c.run(20 * OPTS.electionTicks);
       const n2 = c.node('n2').raft.log;
-      const pr = c.node('n1').raft.tracker.progress.get('n2')!;
+      const pr = c.node('n1').raft.tracker.progressOf('n2')!;
       return {
         reproduced: n2.lastIndex() < r.index,
         detail: `appends to n2 carrying entry ${r.index} and its commit lost once; ${20 * OPTS.electionTicks} ticks later n2 lastIndex=${n2.lastIndex()} ` +
-          `commit=${n2.committed}; leader progress n2: ${pr.state} match=${pr.match} next=${pr.next} inflight=${pr.inflights.count}`,
+          `commit=${n2.committed}; leader progress n2: ${pr.state} match=${pr.match} next=${pr.next} inflight=${pr.inflightCount()}`,
       };
     },
   },

@@ -322,7 +322,8 @@ class Simulation implements HostEnv, Clock {
     if (n.raft.role === 'leader' && n.isQuiesced()) {
       // The other direction: a peer marked unreachable (it did not block quiescence) is back.
       // Only a woken leader can tell it what it missed; a learner would otherwise lag forever.
-      for (const [id, pr] of n.raft.tracker.progress) {
+      for (const pr of n.raft.tracker.progress) {
+        const id = pr.id;
         if (id === h.id || !pr.unreachable || !this.hosts.get(id)?.up) continue;
         if (this.net.linkUp(h.id, id) && this.net.linkUp(id, h.id)) {
           h.wake();
