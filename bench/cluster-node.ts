@@ -218,14 +218,17 @@ process.on('message', async (m: {
   }
   if (m.cmd === 'idle') {
     // With the balancer on, the cluster is not idle while it still moves the election's leaders:
-    // wait (at most 3 minutes) until this node's moves and leader count have stood still for 10 s.
+    // wait (at most 3 minutes) until this node's plan says balanced and its moves and leader
+    // count have stood still for 10 s (its moves pause between rounds and for cooldowns, so a
+    // still count alone can be a pause).
     if (node.balancerConfig().enabled !== false) {
       let last = '';
       let since = performance.now();
       for (const end = performance.now() + 180_000; performance.now() < end;) {
         const st = await node.status();
-        const now = `${st.balancer?.moves ?? 0}/${st.leaders}`;
-        if (now !== last) [last, since] = [now, performance.now()];
+        const balanced = (await node.balancePlan()).idle?.startsWith('balanced') === true;
+        const now = `${st.balancer?.moves ?? 0}/${st.leaders}/${balanced}`;
+        if (now !== last || !balanced) [last, since] = [now, performance.now()];
         else if (performance.now() - since >= 10_000) break;
         await new Promise((r) => setTimeout(r, 1000));
       }

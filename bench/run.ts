@@ -379,7 +379,7 @@ async function idle(): Promise<Output> {
   const figures: Figure[] = [];
   const runs: IdleResult[] = [];
   for (const p of plans) {
-    const x = await runIdle({ groups: p.groups, workers: p.workers, seconds: quick ? 10 : 30 });
+    const x = await runIdle({ groups: p.groups, workers: p.workers, seconds: quick ? 10 : 30, balancer: true });
     runs.push(x);
     const tag = p.workers === null ? 'default' : `${p.workers}w`;
     const label = `${fmt(p.groups)} groups, ${p.workers === null ? 'default shards' : `--workers ${p.workers}`}`;
@@ -397,7 +397,7 @@ async function idle(): Promise<Output> {
   return {
     raw: runs, charts: [], figures,
     tables: [{
-      family: 'idle', title: 'Idle cost once every group is led and quiesced (whole node processes, CPU from the process itself)',
+      family: 'idle', title: 'Idle cost once every group is led and quiesced and the leader balancer (on, its default) has settled (whole node processes, CPU from the process itself, the second window of each length after settling)',
       columns: ['groups', 'shards', 'elected (s)', 'all quiesced (s)', 'CPU per node (% of a core)', 'CPU the window before (%)', 'RSS per node (MiB)', 'KiB per replica', 'Raft batches while idle'],
       rows: runs.map((x, i) => [x.groups, plans[i].workers === null ? 'default' : `--workers ${plans[i].workers}`, x.electSeconds, x.quiesceSeconds,
         x.idleCpuPctPerNode.join('/'), x.settlingCpuPctPerNode.join('/'), x.rssMiBPerNode.join('/'), x.rssKiBPerReplica, x.raftBatchesWhileIdle]),
