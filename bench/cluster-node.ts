@@ -259,6 +259,8 @@ process.on('message', async (m: {
       heapUsedBytes: mem.heapUsed, heapTotalBytes: mem.heapTotal,
       groups: st1.groups, quiesced: st1.quiesced, raftBatchesOut: st1.runtime.relayedOut - st0.runtime.relayedOut,
       framesSent: frames(st1) - frames(st0),
+      envelopesSent: Object.values(st1.transport.peers).reduce((a, p) => a + p.envelopesSent, 0) - Object.values(st0.transport.peers).reduce((a, p) => a + p.envelopesSent, 0),
+      bytesSent: Object.values(st1.transport.peers).reduce((a, p) => a + p.bytesSent, 0) - Object.values(st0.transport.peers).reduce((a, p) => a + p.bytesSent, 0),
       balancer: st1.balancer ? { moves: st1.balancer.moves - b0.moves, listed: st1.balancer.listed - b0.listed, rounds: st1.balancer.rounds - b0.rounds, slow: st1.slowStorage } : null,
       loops: st1.shards.map((x, i) => ((x as unknown as { loop: { loops: number } }).loop?.loops ?? 0) - ((st0.shards[i] as unknown as { loop: { loops: number } }).loop?.loops ?? 0)),
       ticks: st1.shards.map((x, i) => ((x as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0) - ((st0.shards[i] as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0)),
