@@ -236,7 +236,7 @@ process.on('message', async (m: {
     await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
     const st0 = await node.status();
     // status().balancer is the balancer's live counters: copy them now.
-    const b0 = { moves: st0.balancer?.moves ?? 0, listed: st0.balancer?.listed ?? 0, rounds: st0.balancer?.rounds ?? 0 };
+    const b0 = { moves: st0.balancer?.moves ?? 0, listed: st0.balancer?.listed ?? 0, rounds: st0.balancer?.rounds ?? 0, byKind: { ...st0.balancer?.movesByKind } };
     // Two windows: the first right after the cluster settled, while the collectors still reclaim
     // the election's garbage (V8 keeps shrinking a large idle heap for a while), then the steady
     // state, which is what a quiesced group costs for as long as it stays quiet.
@@ -261,7 +261,7 @@ process.on('message', async (m: {
       framesSent: frames(st1) - frames(st0),
       envelopesSent: Object.values(st1.transport.peers).reduce((a, p) => a + p.envelopesSent, 0) - Object.values(st0.transport.peers).reduce((a, p) => a + p.envelopesSent, 0),
       bytesSent: Object.values(st1.transport.peers).reduce((a, p) => a + p.bytesSent, 0) - Object.values(st0.transport.peers).reduce((a, p) => a + p.bytesSent, 0),
-      balancer: st1.balancer ? { moves: st1.balancer.moves - b0.moves, listed: st1.balancer.listed - b0.listed, rounds: st1.balancer.rounds - b0.rounds, slow: st1.slowStorage } : null,
+      balancer: st1.balancer ? { moves: st1.balancer.moves - b0.moves, listed: st1.balancer.listed - b0.listed, rounds: st1.balancer.rounds - b0.rounds, slow: st1.slowStorage, byKind: { ...st1.balancer.movesByKind }, before: b0.byKind } : null,
       loops: st1.shards.map((x, i) => ((x as unknown as { loop: { loops: number } }).loop?.loops ?? 0) - ((st0.shards[i] as unknown as { loop: { loops: number } }).loop?.loops ?? 0)),
       ticks: st1.shards.map((x, i) => ((x as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0) - ((st0.shards[i] as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0)),
     });
