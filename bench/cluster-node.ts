@@ -235,7 +235,14 @@ process.on('message', async (m: {
     }
     await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
     const st0 = await node.status();
-    // status().balancer is the balancer's live counters: copy them now.
+    // status().balancer, .runtime and (default layout) the shards' loop counters are live
+    // objects: copy the numbers now, or every difference below is 0.
+    const loopCounts = (st: typeof st0) => st.shards.map((x) => {
+      const l = (x as unknown as { loop?: { loops?: number; ticks?: number } }).loop;
+      return { loops: l?.loops ?? 0, ticks: l?.ticks ?? 0 };
+    });
+    const loops0 = loopCounts(st0);
+    const relayed0 = st0.runtime.relayedOut;
     const b0 = { moves: st0.balancer?.moves ?? 0, listed: st0.balancer?.listed ?? 0, rounds: st0.balancer?.rounds ?? 0, byKind: { ...st0.balancer?.movesByKind } };
     // Two windows: the first right after the cluster settled, while the collectors still reclaim
     // the election's garbage (V8 keeps shrinking a large idle heap for a while), then the steady
@@ -257,13 +264,13 @@ process.on('message', async (m: {
     send({
       kind: 'idle', cpuPct, settlingCpuPct, rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed, heapTotalBytes: mem.heapTotal,
-      groups: st1.groups, quiesced: st1.quiesced, raftBatchesOut: st1.runtime.relayedOut - st0.runtime.relayedOut,
+      groups: st1.groups, quiesced: st1.quiesced, raftBatchesOut: st1.runtime.relayedOut - relayed0,
       framesSent: frames(st1) - frames(st0),
       envelopesSent: Object.values(st1.transport.peers).reduce((a, p) => a + p.envelopesSent, 0) - Object.values(st0.transport.peers).reduce((a, p) => a + p.envelopesSent, 0),
       bytesSent: Object.values(st1.transport.peers).reduce((a, p) => a + p.bytesSent, 0) - Object.values(st0.transport.peers).reduce((a, p) => a + p.bytesSent, 0),
       balancer: st1.balancer ? { moves: st1.balancer.moves - b0.moves, listed: st1.balancer.listed - b0.listed, rounds: st1.balancer.rounds - b0.rounds, slow: st1.slowStorage, byKind: { ...st1.balancer.movesByKind }, before: b0.byKind } : null,
-      loops: st1.shards.map((x, i) => ((x as unknown as { loop: { loops: number } }).loop?.loops ?? 0) - ((st0.shards[i] as unknown as { loop: { loops: number } }).loop?.loops ?? 0)),
-      ticks: st1.shards.map((x, i) => ((x as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0) - ((st0.shards[i] as unknown as { loop: { ticks: number } }).loop?.ticks ?? 0)),
+      loops: loopCounts(st1).map((l, i) => l.loops - (loops0[i]?.loops ?? 0)),
+      ticks: loopCounts(st1).map((l, i) => l.ticks - (loops0[i]?.ticks ?? 0)),
     });
     return;
   }
@@ -366,6 +373,8 @@ process.on('message', async (m: {
     }
   };
   const before = await node.status();
+  // A copy: with the default layout a shard's loop counters are a live object.
+  const loopsBefore = before.shards.map((x) => ({ ...(x as unknown as { loop: Record<string, number> }).loop }));
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   // Leadership moves while the load runs (this node's leaders, to the next replica).
@@ -415,6 +424,6 @@ process.on('message', async (m: {
   const cpu = process.cpuUsage(cpu0);
   const after = await node.status();
   const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
-  const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number").map(([k, v]) => [k, Math.round((v - (loop(before)[i]?.[k] ?? 0)) / secs)])));
+  const delta = loop(after).map((l, i) => Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number").map(([k, v]) => [k, Math.round((v - (loopsBefore[i]?.[k] ?? 0)) / secs)])));
   send({ kind: 'result', okAt: m.gaps ? okAt : undefined, writeLog: m.gaps ? writeLog : undefined, hung, endedAt: Date.now(), maxLatencyMs: lat.reduce((a, x) => Math.max(a, x), 0), overDeadline: lat.filter((x) => x > timeoutMs).length, errorCodes, transferMs, transferPhases, transferFailures, drainReport, stalls: lat.filter((x) => x > 1000).length, perSecond: delta, writes, reads, readLatenciesMs: readLat, proposers: m.proposers, errors, seconds: secs, latenciesMs: lat, cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: keys.length });
 });

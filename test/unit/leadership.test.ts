@@ -110,7 +110,10 @@ test('NotVerified: the target takes over but the other disks stall, so it cannot
     const enc = new TextEncoder();
     await nodes.get(from)!.propose(g, { op: 'put', key: enc.encode('after'), value: enc.encode('1') });
     assert.equal(dec.decode((await nodes.get(from)!.read(g, enc.encode('after'))) as Uint8Array), '1', 'the group serves again');
-  }, { tickMs: 100, electionTicks: 40 });
+    // No balancer: the timeline above holds only if nobody else moves group 5 meanwhile. With it
+    // on, a round of the start-up rebalancing could hand the group to the stalled third node and
+    // this transfer then found no leader in time (Timeout, once in a fresh-clone run).
+  }, { tickMs: 100, electionTicks: 40, balancer: { enabled: false } });
 });
 
 test('writes see no error and lose nothing while leadership moves back and forth; drain moves every leader off a node under load', async () => {
