@@ -47,7 +47,6 @@ export function tenthMs(ms: number): number {
 }
 
 /** Bucket-wise sum (snapshots of the same bounds; others are skipped, never mixed). */
-
 export function mergeHistograms(snaps: readonly (HistogramSnapshot | undefined)[]): HistogramSnapshot {
   const first = snaps.find((s) => s !== undefined);
   const bounds = first?.bounds ?? LATENCY_BOUNDS_S;

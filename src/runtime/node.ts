@@ -17,7 +17,7 @@ import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
 import { RuntimeError, TransferError } from './errors.js';
 import {
-  PLANNED_CAUSES, workerOf, type Consistency, type LeaderChangeCause, type LeaderChangeKind, type PlannedCause, type ShardBrief, type ShardRequest, type Shards,
+  COMMIT_P99_WINDOW_MS, PLANNED_CAUSES, workerOf, type Consistency, type LeaderChangeCause, type LeaderChangeKind, type PlannedCause, type ShardBrief, type ShardRequest, type Shards,
 } from './protocol.js';
 import type { LedGroup, RaftTuning, TransferDone } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
@@ -160,8 +160,6 @@ const plainBytes = (b: Uint8Array | null | undefined): Uint8Array | null =>
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How far back the round-trip p99 of the stability advisor looks. */
 const RECENT_RTT_MS = 60_000;
-/** A shard's pushed commit p99 stands for this long after its last push (the shard's own window). */
-const RECENT_WINDOW_MS = 60_000;
 
 /** A peer's locality labels as it announced them (strings only; anything else dropped). */
 function cleanLabels(x: unknown): { zone?: string; rack?: string } | undefined {
@@ -538,7 +536,7 @@ export class FlotillaNode {
     return Array.from({ length: this.workerCount }, (_, i) => {
       const b = this.shardBriefs[i];
       if (!b || !this.workers.isUp(i)) return { leaders: 0, commitP99Ms: null };
-      return { leaders: b.leaders, commitP99Ms: now - b.at > RECENT_WINDOW_MS ? null : b.commitP99Ms };
+      return { leaders: b.leaders, commitP99Ms: now - b.at > COMMIT_P99_WINDOW_MS ? null : b.commitP99Ms };
     });
   }
 

@@ -19,7 +19,7 @@ import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
 import { RuntimeError, TransferError, type TransferFailReason } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
-import type { LeaderChangeKind, ShardBrief } from './protocol.js';
+import { COMMIT_P99_WINDOW_MS, type LeaderChangeKind, type ShardBrief } from './protocol.js';
 import { reachesQuorum } from './preflight.js';
 import { Histogram, RecentSamples, tenthMs } from './histogram.js';
 import { Deadlines, Waiter, newGroup, ownReads, ownTransfers, ownWaiters, type Group, type LedGroup, type ReadBatch, type TransferDone } from './group.js';
@@ -60,15 +60,13 @@ export interface ShardOptions {
   readonly onBrief?: (brief: ShardBrief) => void;
 }
 
-
-
 /** Loop turns whose commit may be in flight at once (and so Readies per group). Measured on 2
  *  cores, 3 nodes, 1,000 groups (3 runs each, medians): 1 vs 2 in flight, 24.3k vs 26.7k
  *  writes/s at 3,000 proposers and p50 5.1 vs 4.3 ms at 3 proposers. */
 const BATCHES_IN_FLIGHT = 2;
 
 /** How far back commitP99Ms looks. */
-const RECENT_COMMITS_MS = 60_000;
+const RECENT_COMMITS_MS = COMMIT_P99_WINDOW_MS;
 /** Storage commits in that window below which commitP99Ms has no figure: a quiet shard's one
  *  checkpoint commit must not make its disk look slow (to the health policy, a transfer's
  *  preflight, the advisor) for a minute. */

@@ -162,7 +162,6 @@ export class ShardHost {
       case 'led':
         this.reply(m.id, guard(() => shard.led()));
         return;
-        return;
       case 'member':
         this.reply(m.id, shard.changeMembership(m.g, { type: m.type, node: m.node }, m.to));
         return;

@@ -185,7 +185,9 @@ export class KvStateMachine implements SessionStore {
   private readonly flushIntervalMs: number;
   private readonly maxDirtyKeys: number;
   private forceFlush = false;
-  private lastSk = { group: -1, client: '', key: '' };
+  private skGroup = -1;
+  private skClient = '';
+  private sk = '';
   /** Reused by apply() for every entry's envelope. */
   private readonly envelope = new Envelope();
   readonly stats = { flushes: 0, flushedKeys: 0, flushedSessions: 0 };
@@ -207,8 +209,12 @@ export class KvStateMachine implements SessionStore {
   /** sessionKey(group, client), remembered for the last pair asked: one entry asks for its
    *  session twice (checked, then recorded), and runs of entries come from the same client. */
   private sessionKeyOf(group: number, client: string): string {
-    if (group !== this.lastSk.group || client !== this.lastSk.client) this.lastSk = { group, client, key: sessionKey(group, client) };
-    return this.lastSk.key;
+    if (group !== this.skGroup || client !== this.skClient) {
+      this.skGroup = group;
+      this.skClient = client;
+      this.sk = sessionKey(group, client);
+    }
+    return this.sk;
   }
 
   getSession(group: number, client: string): SessionRecord | undefined {

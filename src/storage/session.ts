@@ -121,13 +121,8 @@ export type SessionCheck =
 export function checkEntry(store: SessionStore, group: number, e: Entry): SessionCheck {
   const { header, payload } = decodeCommand(e.data);
   if (header === null) return { kind: 'apply', payload, header };
-  const rec = store.getSession(group, header.client);
-  if (rec !== undefined) {
-    // Below lo: answered and forgotten; a late copy of it in the log must not apply again.
-    if (header.seq < rec.lo) return { kind: 'duplicate', result: null };
-    if (rec.results.has(header.seq)) return { kind: 'duplicate', result: rec.results.get(header.seq) };
-  }
-  return { kind: 'apply', payload, header };
+  const result = duplicateResult(store, group, header.client, header.seq);
+  return result === NOT_DUPLICATE ? { kind: 'apply', payload, header } : { kind: 'duplicate', result };
 }
 
 /** The result an earlier application of (client, seq) recorded, or NOT_DUPLICATE: the entry
@@ -138,7 +133,8 @@ export function duplicateResult(store: SessionStore, group: number, client: stri
   // Below lo: answered and forgotten; a late copy of it in the log must not apply again.
   if (seq < rec.lo) return null;
   const r = rec.results.get(seq);
-  return r !== undefined || rec.results.has(seq) ? r : NOT_DUPLICATE;
+  if (r !== undefined) return r;
+  return rec.results.has(seq) ? undefined : NOT_DUPLICATE;
 }
 
 export const NOT_DUPLICATE: unique symbol = Symbol('not a duplicate');
