@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { NODE_FLAGS } from '../src/runtime/heap.js';
 
 export interface ClusterResult {
   name: string;
@@ -187,7 +188,7 @@ export async function withCluster<T>(groups: number, workers: number | null, fn:
       const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), ...(w === null ? [] : ['--workers', w]), ...extraArgs(id)];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
       kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, {
-        execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
+        execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...NODE_FLAGS, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       }));
     }

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { groupOfKey } from '../runtime/node.js';
+import { NODE_FLAGS } from '../runtime/heap.js';
 
 export const DEMO_HELP = `Usage: flotilla demo [--groups N] [--duration S] [--no-tui]
 
@@ -176,7 +177,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     };
     const file = join(root, `${id}.json`);
     writeFileSync(file, JSON.stringify(cfg));
-    const p = spawn(process.execPath, [...execArgv, main, 'start', '--config', file, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(process.execPath, [...NODE_FLAGS, ...execArgv, main, 'start', '--config', file, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
     p.stderr?.on('data', (b: Buffer) => {
       for (const line of b.toString().split('\n')) if (line.trim() && !tui) process.stderr.write(`${id}: ${line.slice(0, 300)}\n`);
     });

@@ -22,6 +22,7 @@ import {
 import type { LedGroup, RaftTuning, TransferDone } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
+import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
 import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
 import { Forwarder, type FwdReply } from './forwarder.js';
 
@@ -336,6 +337,7 @@ export class FlotillaNode {
       },
     };
     node.workers = threads === 0 ? new InlineShards(shardOpts) : new ShardWorkers(shardOpts);
+    if (threads === 0 && !semiSpaceConfigured()) log.info({ flags: NODE_FLAGS }, 'shards run on the main thread with the default young generation: start node with these flags for less GC');
     node.transport = new Transport({
       nodeId: opts.id, clusterId, listen: parseAddress(opts.listen), peers: opts.peers, logger: log,
       tls: opts.transportSecurity?.tls, secret: opts.transportSecurity?.secret,

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { PackedPort } from './channel.js';
 import { RuntimeError, TransferError } from './errors.js';
+import { shardWorkerLimits } from './heap.js';
 import type { FromWorker, LeaderChangeKind, ShardBrief, ShardRequest, Shards, ToWorker, WorkerInit } from './protocol.js';
 
 interface Call {
@@ -66,6 +67,7 @@ export class ShardWorkers implements Shards {
       atomics: 'disabled',
       // A host task never ends while the node runs: piscina must never queue one behind another.
       maxQueue: opts.workers,
+      resourceLimits: shardWorkerLimits(),
     });
     for (let i = 0; i < opts.workers; i++) {
       this.slots.push({ index: i, port: null, threadId: -1, up: false, calls: new Map(), restarts: 0, startedAt: 0, readyWaiters: [] });
