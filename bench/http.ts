@@ -15,11 +15,13 @@ export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> &
 /** Throughput and latency through flotilla's HTTP gateway: 3 nodes (1 worker each, balancer off)
  *  serving the admin gateway on free ports; for each entry of `clients`, that many keep-alive
  *  clients spread over the 3, one after the other on the same cluster. */
-export async function runFlotillaHttp(o: { groups: number; clients: number[]; seconds: number; valueBytes: number; warmupSeconds?: number; settle?: boolean; onRow?: (r: FlotillaHttpResult) => void }): Promise<FlotillaHttpResult[]> {
+export async function runFlotillaHttp(o: { groups: number; clients: number[]; seconds: number; valueBytes: number; warmupSeconds?: number; warmSeconds?: number; settle?: boolean; onRow?: (r: FlotillaHttpResult) => void }): Promise<FlotillaHttpResult[]> {
   const ports = await freePorts(3);
   const admin = new Map(['n1', 'n2', 'n3'].map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+  const targets = [...admin.values()].map((a) => `http://${a}`);
   return withCluster(o.groups, null, async (kids: Map<string, ChildProcess>, next) => {
     const electSeconds = await waitElected(kids, next, o.groups);
+    if (o.warmSeconds) await runHttpLoad({ targets, clients: WARM_CLIENTS, seconds: o.warmSeconds, valueBytes: o.valueBytes, kind: 'flotilla' });
     const out: FlotillaHttpResult[] = [];
     for (const clients of o.clients) {
       // Start from the steady state a deployment is in: the election's catch-up traffic (or the
@@ -34,7 +36,7 @@ export async function runFlotillaHttp(o: { groups: number; clients: number[]; se
       const c0 = await counters(kids, next);
       await profileNodes(kids, next, true);
       const r = await runHttpLoad({
-        targets: [...admin.values()].map((a) => `http://${a}`), clients, seconds: o.seconds, valueBytes: o.valueBytes,
+        targets, clients, seconds: o.seconds, valueBytes: o.valueBytes,
         kind: 'flotilla', warmupSeconds: o.warmupSeconds ?? 1, serverPids: [...kids.values()].map((c) => c.pid!),
       });
       await profileNodes(kids, next, false);
@@ -67,6 +69,14 @@ export interface PeersResult {
 }
 
 const CLIENTS = [1, 16, 256];
+
+/** Before its rows, each system is driven by WARM_CLIENTS clients for warmSeconds (results
+ *  dropped), the same for both: a node process compiles its hot paths as it runs them, and at
+ *  one client a cold cluster took ~30 s to get there (measured on 2 cores, three back-to-back
+ *  10 s windows at 1 client: 491, 663, 762 writes/s); the load generator warms up too, and it
+ *  used to do that on flotilla's rows and then drive etcd warm. */
+const WARM_CLIENTS = 16;
+export const warmSecondsFor = (quick: boolean) => (quick ? 1 : 15);
 const ratio = (a: number, b: number) => (b > 0 ? round(a / b, 2) : null);
 
 /** Flotilla and etcd through HTTP at 1, 16 and 256 clients (10 s each, 3 s quick; one cluster of
@@ -81,12 +91,14 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
   const pysyncobj: PeerInfo = { available: false, reason: 'not driven: PySyncObj runs its load inside its own node processes (no HTTP gateway); see shared notes peers-measured.md for its numbers on this machine' };
   const skipped: Unavailable = { available: false, reason: etcd.reason ?? 'etcd not available' };
   const warmupSeconds = o.quick ? 0.5 : 1;
+  const warmSeconds = warmSecondsFor(o.quick);
   const fl = await runFlotillaHttp({
-    groups, clients: CLIENTS, seconds, valueBytes, warmupSeconds, settle: !o.quick,
+    groups, clients: CLIENTS, seconds, valueBytes, warmupSeconds, warmSeconds, settle: !o.quick,
     onRow: (f) => o.say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, p99.9 ${f.p999Ms} ms, errors ${f.errors}, ` +
       `stalled ${f.stalled}, cpu nodes/driver/other/steal ${f.cpu.serverCores}/${f.cpu.driverCores}/${f.cpu.otherCores}/${f.cpu.stealCores}`),
   });
   const et: (EtcdHttpResult | Unavailable)[] = !etcd.available ? CLIENTS.map(() => skipped) : await withEtcd(async (cluster) => {
+    await runEtcdHttp({ clients: WARM_CLIENTS, seconds: warmSeconds, valueBytes, warmupSeconds: 0, cluster });
     const rs: EtcdHttpResult[] = [];
     for (const clients of CLIENTS) {
       const e = await runEtcdHttp({ clients, seconds, valueBytes, warmupSeconds, cluster });
@@ -130,11 +142,12 @@ if (process.argv[1] === import.meta.filename) {
     const seconds = Number(process.argv[3] ?? 5);
     const clients = (process.argv[4] ?? '1,16,256').split(',').map(Number);
     await runFlotillaHttp({
-      groups: 1000, clients, seconds, valueBytes: 16, warmupSeconds: 1,
+      groups: 1000, clients, seconds, valueBytes: 16, warmupSeconds: 1, warmSeconds: warmSecondsFor(false),
       onRow: (f) => say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, errors ${f.errors}, cpu nodes/driver ${f.cpu.serverCores}/${f.cpu.driverCores}; per write ${JSON.stringify(f.perWrite)}`),
     });
     if (etcdAvailable().available) {
       await withEtcd(async (cluster) => {
+        await runEtcdHttp({ clients: WARM_CLIENTS, seconds: warmSecondsFor(false), valueBytes: 16, warmupSeconds: 0, cluster });
         for (const c of clients) {
           const e = await runEtcdHttp({ clients: c, seconds, valueBytes: 16, warmupSeconds: 1, cluster });
           if (e.available) say(`etcd HTTP, ${c} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, errors ${e.errors}, cpu members/driver ${e.cpu.serverCores}/${e.cpu.driverCores}`);
