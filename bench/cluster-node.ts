@@ -146,8 +146,12 @@ async function openLoop(keys: Uint8Array[], value: Uint8Array, rate: number, sec
 }
 
 let inspector: import('node:inspector').Session | null = null;
+/** Profiles of the steady state only, started and stopped around a load: with BENCH_PROF_LOAD=DIR
+ *  a CPU profile (.cpuprofile); with BENCH_HEAP_LOAD=DIR a sampling profile of every allocation
+ *  made, garbage included (what drives the scavenger), as .heapprofile (bench/prof.ts --alloc). */
 async function profile(on: boolean): Promise<void> {
-  const dir = process.env.BENCH_PROF_LOAD;
+  const heap = process.env.BENCH_HEAP_LOAD;
+  const dir = heap ?? process.env.BENCH_PROF_LOAD;
   if (!dir) return;
   const { Session } = await import('node:inspector');
   const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) => {
@@ -156,16 +160,21 @@ async function profile(on: boolean): Promise<void> {
   if (on) {
     inspector = new Session();
     inspector.connect();
-    await post('Profiler.enable');
-    await post('Profiler.setSamplingInterval', { interval: 500 });
-    await post('Profiler.start');
+    if (heap) {
+      await post('HeapProfiler.enable');
+      await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    } else {
+      await post('Profiler.enable');
+      await post('Profiler.setSamplingInterval', { interval: 500 });
+      await post('Profiler.start');
+    }
     return;
   }
   if (!inspector) return;
-  const { profile: p } = (await post('Profiler.stop')) as { profile: unknown };
+  const { profile: p } = (await post(heap ? 'HeapProfiler.stopSampling' : 'Profiler.stop')) as { profile: unknown };
   const { mkdirSync, writeFileSync } = await import('node:fs');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(`${dir}/${values.id}-${Date.now()}.cpuprofile`, JSON.stringify(p));
+  writeFileSync(`${dir}/${values.id}-${Date.now()}.${heap ? 'heapprofile' : 'cpuprofile'}`, JSON.stringify(p));
   inspector.disconnect();
   inspector = null;
 }
@@ -187,7 +196,7 @@ process.on('message', async (m: {
   readRatio?: number; consistency?: 'linearizable' | 'lease' | 'stale';
 }) => {
   if (m.cmd === 'prof') {
-    // CPU profile of the steady state only (BENCH_PROF_LOAD=DIR): started and stopped around a load.
+    // Profiles of the steady state only (BENCH_PROF_LOAD / BENCH_HEAP_LOAD): around a load.
     await profile((m as { on?: boolean }).on === true);
     send({ kind: 'prof' });
     return;

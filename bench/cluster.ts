@@ -101,7 +101,7 @@ export type Next = (c: ChildProcess, kind: string) => Promise<Record<string, unk
 
 /** With BENCH_PROF_LOAD=DIR: start (or stop and write) every node's CPU profile. */
 export async function profileNodes(kids: Map<string, ChildProcess>, next: Next, on: boolean): Promise<void> {
-  if (!process.env.BENCH_PROF_LOAD) return;
+  if (!process.env.BENCH_PROF_LOAD && !process.env.BENCH_HEAP_LOAD) return;
   await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'prof', on }); return next(c, 'prof'); }));
 }
 

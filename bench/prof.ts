@@ -3,6 +3,8 @@
 // directories given). Used to report where a write's CPU goes before and after a change:
 //   BENCH_PROF=/tmp/prof node --import tsx bench/cluster.ts 1000 1 1000 8 local
 //   node --import tsx bench/prof.ts /tmp/prof [--top 25] [--thread worker|main]
+// With --alloc it reads .heapprofile files (BENCH_HEAP_LOAD in bench/cluster.ts) instead: bytes
+// allocated by function, garbage included.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -64,11 +66,39 @@ export function summarise(files: string[], top = 20): ProfileSummary {
   };
 }
 
-function profilesIn(paths: string[], thread: string | undefined): string[] {
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** Bytes allocated by function (self), over every sampling heap profile given. */
+export function summariseAlloc(files: string[], top = 20): { totalBytes: number; top: { fn: string; file: string; bytes: number; pct: number }[] } {
+  const byFn = new Map<string, { fn: string; file: string; bytes: number }>();
+  let total = 0;
+  const walk = (n: HeapNode) => {
+    if (n.selfSize > 0) {
+      const file = shortUrl(n.callFrame.url);
+      const fn = `${n.callFrame.functionName || '(anonymous)'}  ${file}:${n.callFrame.lineNumber + 1}`;
+      const e = byFn.get(fn) ?? { fn: n.callFrame.functionName || '(anonymous)', file: `${file}:${n.callFrame.lineNumber + 1}`, bytes: 0 };
+      e.bytes += n.selfSize;
+      byFn.set(fn, e);
+      total += n.selfSize;
+    }
+    for (const c of n.children) walk(c);
+  };
+  for (const f of files) walk((JSON.parse(readFileSync(f, 'utf8')) as { head: HeapNode }).head);
+  return {
+    totalBytes: total,
+    top: [...byFn.values()].sort((a, b) => b.bytes - a.bytes).slice(0, top).map((e) => ({ ...e, pct: Math.round((e.bytes / (total || 1)) * 1000) / 10 })),
+  };
+}
+
+function profilesIn(paths: string[], thread: string | undefined, ext = '.cpuprofile'): string[] {
   const out: string[] = [];
   for (const p of paths) {
     if (statSync(p).isDirectory()) {
-      for (const f of readdirSync(p)) if (f.endsWith('.cpuprofile')) out.push(join(p, f));
+      for (const f of readdirSync(p)) if (f.endsWith(ext)) out.push(join(p, f));
     } else out.push(p);
   }
   if (!thread) return out;
@@ -80,7 +110,14 @@ function profilesIn(paths: string[], thread: string | undefined): string[] {
 }
 
 if (process.argv[1] === import.meta.filename) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string' }, thread: { type: 'string' } } });
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string' }, thread: { type: 'string' }, alloc: { type: 'boolean' } } });
+  if (values.alloc) {
+    const files = profilesIn(positionals, undefined, '.heapprofile');
+    const a = summariseAlloc(files, Number(values.top ?? 20));
+    process.stdout.write(`${files.length} profiles, ${(a.totalBytes / 2 ** 20).toFixed(1)} MiB allocated (sampled)\n\nbytes allocated by function:\n`);
+    for (const e of a.top) process.stdout.write(`${String(e.pct).padStart(5)}%  ${(e.bytes / 2 ** 20).toFixed(1).padStart(8)} MiB  ${e.fn}  ${e.file}\n`);
+    process.exit(0);
+  }
   const files = profilesIn(positionals, values.thread);
   const s = summarise(files, Number(values.top ?? 20));
   process.stdout.write(`${files.length} profiles, ${s.totalMs} ms of samples (idle excluded)\n\nself time by function:\n`);
