@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=64
+#!/usr/bin/env node
 // The `flotilla` command line. Parses arguments with node:util parseArgs; each subcommand lives in
 // its own module, imported only when that command runs: help, version and the admin commands
 // must not load the runtime, LMDB or the benchmark suite. Measured here: `flotilla --help` took

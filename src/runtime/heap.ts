@@ -8,9 +8,11 @@
 // writes/s and CPU per write from 41 to 36 µs cluster-wide. 32 and 128 MiB measured no better
 // than 64. An idle node's young generation shrinks back, so the cost is memory under load only.
 //
-// A worker thread takes its limit from `resourceLimits`; the main thread only from the command
-// line, so the `flotilla` executable starts node with NODE_FLAGS (its shebang spells them out and
-// a test keeps the two equal). An embedder running shards on its main thread passes them itself.
+// A worker thread takes its limit from `resourceLimits`; the main thread only from node's command
+// line or NODE_OPTIONS, which a running process cannot change. The `flotilla` executable keeps the
+// portable `#!/usr/bin/env node` (`env -S` to pass flags is missing from BusyBox, as on Alpine), so
+// a node whose main thread runs shards without NODE_FLAGS logs how to start it with them; the demo
+// and the benchmark nodes are started with them.
 
 /** Semi-space size for threads that run shards, MiB. */
 export const SEMI_SPACE_MB = 64;

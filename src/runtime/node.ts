@@ -337,7 +337,7 @@ export class FlotillaNode {
       },
     };
     node.workers = threads === 0 ? new InlineShards(shardOpts) : new ShardWorkers(shardOpts);
-    if (threads === 0 && !semiSpaceConfigured()) log.info({ flags: NODE_FLAGS }, 'shards run on the main thread with the default young generation: start node with these flags for less GC');
+    if (threads === 0 && !semiSpaceConfigured()) log.info({ flags: NODE_FLAGS }, `shards run on the main thread with the default young generation: NODE_OPTIONS='${NODE_FLAGS.join(' ')}' gives less GC`);
     node.transport = new Transport({
       nodeId: opts.id, clusterId, listen: parseAddress(opts.listen), peers: opts.peers, logger: log,
       tls: opts.transportSecurity?.tls, secret: opts.transportSecurity?.secret,
