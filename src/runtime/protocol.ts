@@ -14,11 +14,11 @@ export const PLANNED_CAUSES: readonly string[] = ['transfer', 'drain', 'balancer
 /** ... and as the node reports it: planned transfers by who asked, unplanned ones as above. */
 export type LeaderChangeCause = PlannedCause | 'failover' | 'election';
 
-/** What a leader balancer round needs of a shard every time (see LeaderBalancer.round): pushed
- *  by the shard when it changes, so that reading it never wakes a worker thread. */
 /** How far back a shard's storage commit p99 looks; a pushed one stands this long at most. */
 export const COMMIT_P99_WINDOW_MS = 60_000;
 
+/** What a leader balancer round needs of a shard every time (see LeaderBalancer.round): pushed
+ *  by the shard when it changes, so that reading it never wakes a worker thread. */
 export interface ShardBrief {
   readonly leaders: number;
   /** Storage commit p99 of the last minute, ms (null: fewer than 20 commits in it). */

@@ -65,11 +65,9 @@ export interface ShardOptions {
  *  writes/s at 3,000 proposers and p50 5.1 vs 4.3 ms at 3 proposers. */
 const BATCHES_IN_FLIGHT = 2;
 
-/** How far back commitP99Ms looks. */
-const RECENT_COMMITS_MS = COMMIT_P99_WINDOW_MS;
-/** Storage commits in that window below which commitP99Ms has no figure: a quiet shard's one
- *  checkpoint commit must not make its disk look slow (to the health policy, a transfer's
- *  preflight, the advisor) for a minute. */
+/** Storage commits in COMMIT_P99_WINDOW_MS below which commitP99Ms has no figure: a quiet
+ *  shard's one checkpoint commit must not make its disk look slow (to the health policy, a
+ *  transfer's preflight, the advisor) for a minute. */
 const MIN_COMMITS_FOR_P99 = 20;
 
 /** How often a busy shard checks its brief for a change to report (see ShardOptions.onBrief). */
@@ -136,8 +134,8 @@ export class Shard {
   /** The last storage commit durations, for the stability advisor's p99, the transfer preflight
    *  and the health policy; and the last proposals' commit latencies (accepted -> known
    *  committed), for a transfer's evidence. Both of the last minute only. */
-  private readonly recentCommits = new RecentSamples(256, RECENT_COMMITS_MS);
-  private readonly recentCommitLatency = new RecentSamples(256, RECENT_COMMITS_MS);
+  private readonly recentCommits = new RecentSamples(256, COMMIT_P99_WINDOW_MS);
+  private readonly recentCommitLatency = new RecentSamples(256, COMMIT_P99_WINDOW_MS);
   /** Latency histograms: each storage commit (fsync), proposal accepted -> known committed, and
    *  known committed -> applied and answered. */
   readonly histograms = { fsync: new Histogram(), commit: new Histogram(), apply: new Histogram() };
