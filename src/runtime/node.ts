@@ -5,6 +5,11 @@
 // workers without decoding them. Proposals carry a client session (storage/session.ts), so the
 // runtime retries them across leader changes, transfers and timeouts within the caller's
 // deadline, and each is applied at most once.
+//
+// This class is the facade: what each concern needs of the node goes to it through a small host
+// interface, and the public methods delegate. Placement is in placement.ts, the node-to-node
+// protocol in peerprotocol.ts, planned leadership moves and their gates in leadership.ts, group
+// membership and its persistence in membership.ts; routing and retries stay here for now.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -15,24 +20,24 @@ import type { NodeId } from '../raft/types.js';
 import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/kv.js';
 import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
-import { RuntimeError, TransferError } from './errors.js';
-import {
-  COMMIT_P99_WINDOW_MS, PLANNED_CAUSES, workerOf, type Consistency, type LeaderChangeCause, type LeaderChangeKind, type PlannedCause, type ShardBrief, type ShardRequest, type Shards,
-} from './protocol.js';
-import type { LedGroup, RaftTuning, TransferDone } from './shard.js';
+import { RuntimeError } from './errors.js';
+import { COMMIT_P99_WINDOW_MS, workerOf, type Consistency, type ShardBrief, type ShardRequest, type Shards } from './protocol.js';
+import type { LedGroup, RaftTuning } from './shard.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
 import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
 import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
-import { Forwarder, type FwdReply } from './forwarder.js';
+import { Forwarder } from './forwarder.js';
+import { PeerProtocol, notice, type RequestKind, type Requests } from './peerprotocol.js';
+import { Leadership, jittered, type DrainOptions, type DrainReport, type TransferOptions, type TransferResult } from './leadership.js';
+import { Membership } from './membership.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
+export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './leadership.js';
 import { InlineShards } from './inline.js';
-import { Histogram, RecentSamples, tenthMs } from './histogram.js';
-import { adviseStability, type StabilityWarning } from './advisor.js';
-import { fresh, slowerThanLeader, type NodeView } from './preflight.js';
+import type { StabilityWarning } from './advisor.js';
 import { LoopTiming } from './looptiming.js';
-import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type NodeSummary, type Plan } from '../balancer/balancer.js';
+import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type Plan } from '../balancer/balancer.js';
 
 export interface StartOptions {
   readonly id: NodeId;
@@ -91,55 +96,6 @@ export interface StartOptions {
 }
 
 
-
-/** Dynamic groups (created or removed at run time), persisted beside the shards. */
-interface GroupsFile {
-  created: Record<string, NodeId[]>;
-  removed: number[];
-}
-
-export interface TransferResult {
-  readonly group: number;
-  /** The leader that handed over (the target itself when it already led). */
-  readonly from: NodeId;
-  readonly to: NodeId;
-  /** The target's term once verified. */
-  readonly term: number;
-  /** Request to verified new leader. */
-  readonly ms: number;
-  /** The target's lag in entries at request time, as its leader saw it (0 when it already led). */
-  readonly lag: number;
-  /** Where the time went: the target catching up (request to TimeoutNow sent), its campaign
-   *  (TimeoutNow to the old leader hearing it lead) and verification (to a committed entry of
-   *  its term, confirmed by the target). Request forwarding counts in catch-up. */
-  readonly phases: { readonly catchUpMs: number; readonly campaignMs: number; readonly verifyMs: number };
-  /** Commit latency p99 (proposal accepted -> committed, last minute, ms) of the shard that led
-   *  the group before (as it handed over) and of the target's (as it confirmed): what writes of
-   *  the group saw before, and what the target's other groups see now. null: no writes there.
-   *  A target much worse than its predecessor is the "green dashboard, bad leader" case. */
-  readonly commitP99Ms: { readonly before: number | null; readonly after: number | null };
-}
-
-export interface DrainReport {
-  readonly node: NodeId;
-  readonly moved: number;
-  readonly failed: { readonly group: number; readonly reason: string }[];
-  readonly ms: number;
-  readonly transfers: TransferResult[];
-}
-
-export interface TransferOptions {
-  /** Deadline for the whole transfer, verification included. Default max(5 s, 3 election timeouts). */
-  readonly timeoutMs?: number;
-  /** Refuse (TargetLagging) a target further behind than this many entries. Default 10,000. */
-  readonly maxLagEntries?: number;
-  /** Who planned it, for flotilla_leader_changes_total{cause}. Default 'transfer'. */
-  readonly cause?: PlannedCause;
-  /** Override the refusals that protect service rather than safety: TargetLagging,
-   *  TargetNeedsSnapshot, TargetNoQuorum, TargetSlow and ClusterUnstable. */
-  readonly force?: boolean;
-}
-
 export interface ProposeOptions {
   /** Deadline for the whole call, retries included. Default: the node's requestTimeoutMs. */
   readonly timeoutMs?: number;
@@ -158,16 +114,6 @@ const asBytes = (k: Uint8Array | string): Uint8Array => (typeof k === 'string' ?
 /** Results cross thread and node boundaries as Buffers or Uint8Arrays: callers always get the latter. */
 const plainBytes = (b: Uint8Array | null | undefined): Uint8Array | null =>
   b == null ? null : b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** How far back the round-trip p99 of the stability advisor looks. */
-const RECENT_RTT_MS = 60_000;
-
-/** A peer's locality labels as it announced them (strings only; anything else dropped). */
-function cleanLabels(x: unknown): { zone?: string; rack?: string } | undefined {
-  if (typeof x !== 'object' || x === null) return undefined;
-  const { zone, rack } = x as Record<string, unknown>;
-  return { ...(typeof zone === 'string' ? { zone } : {}), ...(typeof rack === 'string' ? { rack } : {}) };
-}
 
 export class FlotillaNode {
   readonly clusterId: string;
@@ -176,9 +122,6 @@ export class FlotillaNode {
   /** Leader of each group as last heard (local workers' reports and NotLeader hints). */
   private readonly leaders = new Map<number, NodeId>();
   private readonly peerWorkers = new Map<NodeId, number>();
-  /** Nodes (peers) that announced they are draining: never a transfer target. */
-  private readonly drainingNodes = new Set<NodeId>();
-  private draining = false;
   private readonly electionMs: number;
   private readonly electionTicks: number;
   /** Fault injection: see setDiskDelay. */
@@ -186,7 +129,7 @@ export class FlotillaNode {
   /** Each shard's last pushed brief and when it arrived (see briefs()). */
   private readonly shardBriefs: (ShardBrief & { at: number })[] = [];
   /** Transfers this node requested, by outcome ('completed' or the failure reason). */
-  readonly transferStats: Record<string, number> = {};
+  readonly transferStats: Leadership['transferStats'];
   private readonly session: SessionClient;
   private stopped = false;
   private readonly timeoutMs: number;
@@ -194,24 +137,11 @@ export class FlotillaNode {
   private readonly attemptMs: number;
   private workers!: Shards;
   private balancer!: LeaderBalancer;
-  /** Round trips to peers (ms) for the stability advisor: the last minute only, as the commit
-   *  p99. Kept by count instead, a slow start-up election on a busy machine stayed in the p99 for
-   *  minutes at two pings a second and kept planned transfers refused as ClusterUnstable. */
-  private readonly rtts = new RecentSamples(1024, RECENT_RTT_MS);
-  /** When local replicas saw an unplanned leader change (ms since epoch), for flapping detection:
-   *  a drain or a balancer round moves many leaders on purpose and is not flapping. */
-  private readonly leaderChanges: number[] = [];
+  private readonly leadership: Leadership;
+  private readonly membership: Membership;
+  private readonly protocol: PeerProtocol;
   /** Leader changes seen by local replicas (once per replica that saw a new leader), by cause. */
-  readonly leaderChangesByCause: Record<LeaderChangeCause, number> = { transfer: 0, drain: 0, balancer: 0, failover: 0, election: 0 };
-  /** Why transfers this node asked for, handed over or is the target of were started, by group,
-   *  until shortly after their deadline: how a planned change is told apart by who planned it. */
-  private readonly plannedCauses = new Map<number, { cause: PlannedCause; until: number }>();
-  /** What each peer said about itself in its latest summary, and what this node last said. */
-  private readonly views = new Map<NodeId, NodeView>();
-  private ownView: NodeView | null = null;
-  /** The timing each peer said it runs (on connect), for the advisor's mismatch check. */
-  private readonly peerTiming = new Map<NodeId, { electionMs: number; heartbeatMs: number }>();
-  private stability: { at: number; warnings: StabilityWarning[] } | null = null;
+  readonly leaderChangesByCause: Leadership['leaderChangesByCause'];
   private pinger: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   /** Requests served as leader per group and origin node since the balancer last looked
@@ -219,7 +149,9 @@ export class FlotillaNode {
   private origins = new Map<number, Map<NodeId, number>>();
   private cpuMark = { usage: process.cpuUsage(), at: performance.now() };
   private transport!: Transport;
-  readonly stats = { forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0, overloaded: 0 };
+  readonly stats = {
+    forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, dropsBadMessage: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0, overloaded: 0,
+  };
   private pendingProposals = 0;
   /** This thread's event-loop delay and GC pauses. */
   readonly loopTiming = new LoopTiming();
@@ -227,17 +159,12 @@ export class FlotillaNode {
   private readonly leaderWaits = new Map<number, Set<() => void>>();
   private pendingBytes = 0;
   /** Verified transfers requested here (request -> verified new leader) and peer round trips. */
-  readonly histograms = {
-    transfer: new Histogram(), rtt: new Histogram(),
-    /** The phases of those transfers (see TransferResult.phases). */
-    transferCatchUp: new Histogram(), transferCampaign: new Histogram(), transferVerify: new Histogram(),
-  };
+  readonly histograms: Leadership['histograms'];
 
   private constructor(
     readonly id: NodeId,
     private readonly opts: StartOptions,
-    private readonly members: Map<number, NodeId[]>,
-    private readonly groupsFile: GroupsFile,
+    bootstrap: Map<number, NodeId[]>,
     private readonly log: Logger,
     clusterId: string,
     workers: number,
@@ -251,6 +178,46 @@ export class FlotillaNode {
     this.electionTicks = Math.max(1, Math.round(electionMs / ((opts.tickMs ?? 100) * (opts.timingScale ?? 1))));
     // Fresh per process: sequence numbers restart at 1 under a new id.
     this.session = new SessionClient(`${opts.id}/${randomBytes(6).toString('hex')}`);
+    // What the concerns share of the node; the transport, shards and balancer exist by the time
+    // any of these is called.
+    const peers = Object.keys(opts.peers);
+    const send = (to: NodeId, e: Envelope) => void this.transport.send(to, e);
+    const isConnected = (p: NodeId) => this.transport.isConnected(p);
+    const shard = (group: number, req: ShardRequest) => this.workers.call(this.workerFor(group), req);
+    const forward = <K extends RequestKind>(to: NodeId, t: K, p: Requests[K], ms: number) => this.forward(to, t, p, ms);
+    this.membership = new Membership({
+      id: this.id, peers, dataDir: opts.dataDir, timeoutMs: this.timeoutMs, log, isConnected, send, shard, forward,
+      withRetries: (g, ms, attempt) => this.withRetries(g, ms, attempt),
+      forgetLeader: (g) => this.leaders.delete(g),
+    }, bootstrap);
+    this.leadership = new Leadership({
+      id: this.id, peers, electionMs, electionTicks: this.electionTicks, log, leaders: this.leaders, isConnected, send, shard, forward,
+      replicasOf: (g) => this.replicasOf(g),
+      broadcast: (m) => this.workers.broadcast(m),
+      pickTarget: (g, replicas, hint, n, any) => this.pickTarget(g, replicas, hint, n, any),
+      ledGroups: () => this.ledGroups(),
+      drainTargets: (g, avoid, draining) => this.balancer.drainTargets(g, avoid, draining),
+      uptimeMs: () => Date.now() - this.startedAt,
+      eventLoopP99Ms: () => this.loopTiming.eventLoop().p99Ms,
+      status: () => this.status(),
+    }, opts.draining === true);
+    this.protocol = new PeerProtocol({
+      id: this.id, log, attemptMs: this.attemptMs, timeoutMs: this.timeoutMs, stats: this.stats, send, shard,
+      leadership: this.leadership, membership: this.membership,
+      isLocal: (g) => this.isLocal(g),
+      leaderOf: (g) => this.leaders.get(g),
+      admit: (bytes) => this.admit(bytes),
+      serve: (g, origin, req) => this.serveLocal(g, origin, req),
+      peerWorkers: (from, w) => {
+        this.peerWorkers.set(from, w);
+        this.workers.broadcast({ t: 'peers', w: { [from]: w } });
+      },
+      onSummary: (from, sum) => this.balancer?.onSummary(from, sum),
+      onReply: (from, r) => this.forwarder.onReply(from, r),
+    });
+    this.transferStats = this.leadership.transferStats;
+    this.leaderChangesByCause = this.leadership.leaderChangesByCause;
+    this.histograms = this.leadership.histograms;
   }
 
   static async start(opts: StartOptions): Promise<FlotillaNode> {
@@ -293,19 +260,13 @@ export class FlotillaNode {
       }
     }
     writeFileSync(idFile, JSON.stringify({ clusterId, node: opts.id, workers }));
-    const members = placement(nodes, opts.groups, replication);
-    const gfPath = join(opts.dataDir, 'groups.json');
-    const groupsFile: GroupsFile = existsSync(gfPath) ? JSON.parse(readFileSync(gfPath, 'utf8')) : { created: {}, removed: [] };
-    for (const [g, m] of Object.entries(groupsFile.created)) members.set(Number(g), m);
-    for (const g of groupsFile.removed) members.delete(g);
 
     const scale = opts.timingScale ?? 1;
     const tickMs = (opts.tickMs ?? 100) * scale;
     const electionTicks = opts.electionTicks ?? opts.raft?.electionTicks ?? 10;
-    const node = new FlotillaNode(opts.id, opts, members, groupsFile, log, clusterId, workers, tickMs * electionTicks);
-    node.draining = opts.draining === true;
+    const node = new FlotillaNode(opts.id, opts, placement(nodes, opts.groups, replication), log, clusterId, workers, tickMs * electionTicks);
     const perWorker: [number, NodeId[]][][] = Array.from({ length: workers }, () => []);
-    for (const [g, m] of members) if (m.includes(opts.id)) perWorker[workerOf(g, workers)].push([g, m]);
+    for (const [g, m] of node.membership.entries()) if (m.includes(opts.id)) perWorker[workerOf(g, workers)].push([g, m]);
 
     const shardOpts: ShardWorkersOptions = {
       workers, log,
@@ -314,25 +275,29 @@ export class FlotillaNode {
         peerWorkers: Object.fromEntries(node.peerWorkers), tickMs,
         raft: { electionTicks, ...(opts.electionRoundTicks !== undefined ? { electionRoundTicks: opts.electionRoundTicks } : {}), ...opts.raft }, requestTimeoutMs: node.timeoutMs, seed: 0,
         logLevel: log.level, noSync: opts.noSync, stateMachine: opts.stateMachine,
-        campaignDelay: node.draining ? 2 * node.electionTicks : 0,
+        campaignDelay: node.isDraining ? 2 * node.electionTicks : 0,
       }),
       onOut: (to, w, b) => {
         node.stats.relayedOut++;
         node.transport.send(to, { k: 'rb', w, b });
       },
-      onConf: (g, voters, learners) => node.onConf(g, voters, learners, true),
+      onConf: (g, voters, learners) => node.membership.onConf(g, voters, learners, true),
       onLeader: (g, l, _term, kind) => {
-        if (l) node.countLeaderChange(g, kind);
-        if (l) node.leaders.set(g, l);
-        else node.leaders.delete(g);
-        if (l) for (const wake of [...(node.leaderWaits.get(g) ?? [])]) wake();
+        if (!l) {
+          node.leaders.delete(g);
+          return;
+        }
+        node.stats.leaderChanges++;
+        node.leadership.countLeaderChange(g, kind);
+        node.leaders.set(g, l);
+        for (const wake of [...(node.leaderWaits.get(g) ?? [])]) wake();
       },
       onBrief: (i, b) => {
         node.shardBriefs[i] = { ...b, at: performance.now() };
       },
       onStarted: (i) => {
         for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { t: 'up', p });
-        if (node.draining) node.workers.post(i, { t: 'campaignDelay', ticks: 2 * node.electionTicks });
+        if (node.isDraining) node.workers.post(i, { t: 'campaignDelay', ticks: 2 * node.electionTicks });
         if (node.diskDelay.ms || node.diskDelay.jitterMs) node.workers.post(i, { t: 'diskDelay', ...node.diskDelay });
       },
     };
@@ -345,10 +310,10 @@ export class FlotillaNode {
     });
     node.forwarder = new Forwarder({ isConnected: (p) => node.transport.isConnected(p), send: (p, e) => node.transport.send(p, e) });
     node.transport.on('peerUp', (p) => {
-      node.transport.send(p, { k: 'app', t: 'hello', p: { workers, timing: { electionMs: node.electionMs, heartbeatMs: node.electionMs / node.electionTicks } } });
+      node.transport.send(p, notice('hello', { workers, timing: { electionMs: node.electionMs, heartbeatMs: node.electionMs / node.electionTicks } }));
       // Also when not draining: a node restarted after a drain (SIGTERM drains first) must clear
       // the mark its peers still hold, or they would never send leadership back.
-      node.transport.send(p, { k: 'app', t: 'drainState', p: { draining: node.draining } });
+      node.transport.send(p, notice('drainState', { draining: node.isDraining }));
       node.workers.broadcast({ t: 'up', p });
     });
     node.transport.on('peerDown', (p) => {
@@ -374,7 +339,7 @@ export class FlotillaNode {
       id: opts.id,
       peers: Object.keys(opts.peers).filter((p) => p !== opts.id),
       isConnected: (p) => node.transport.isConnected(p),
-      isDraining: () => node.draining,
+      isDraining: () => node.isDraining,
       uptimeMs: () => Date.now() - node.startedAt,
       labels: opts.labels,
       ledGroups: () => node.ledGroups(),
@@ -389,29 +354,27 @@ export class FlotillaNode {
       broadcastSummary: (sum) => {
         // Its own links ride along: a transfer's preflight asks the target's view, not the leader's.
         const reach = node.transport.connectedPeers();
-        node.ownView = { reach, fsyncP99Ms: sum.fsyncP99Ms ?? null, cpu: sum.cpu ?? null, at: Date.now() };
-        for (const p of Object.keys(opts.peers)) node.transport.send(p, { k: 'app', t: 'summary', p: { ...sum, reach } });
+        node.leadership.noteOwnView({ reach, fsyncP99Ms: sum.fsyncP99Ms ?? null, cpu: sum.cpu ?? null, at: Date.now() });
+        for (const p of Object.keys(opts.peers)) node.transport.send(p, notice('summary', { ...sum, reach }));
       },
     }, { ...opts.balancer }, log.child({ component: 'balancer' }));
     node.balancer.start();
     node.pinger = setInterval(() => {
-      for (const p of node.transport.connectedPeers()) node.transport.send(p, { k: 'app', t: 'ping', p: { at: performance.now() } });
+      for (const p of node.transport.connectedPeers()) node.transport.send(p, notice('ping', { at: performance.now() }));
     }, 1000);
     node.pinger.unref();
-    log.info({ clusterId, workers, groups: members.size }, 'node started');
+    log.info({ clusterId, workers, groups: node.groupIds().length }, 'node started');
     return node;
   }
 
   /** The nodes holding a replica of `group`. */
   replicasOf(group: number): NodeId[] {
-    const m = this.members.get(group);
-    if (!m) throw new RuntimeError('InvalidArgument', `unknown group ${group}`);
-    return m;
+    return this.membership.replicasOf(group);
   }
 
   /** Every group of the cluster, as this node knows it. */
   groupIds(): number[] {
-    return [...this.members.keys()];
+    return this.membership.groupIds();
   }
 
   private isLocal(group: number): boolean {
@@ -524,7 +487,7 @@ export class FlotillaNode {
   private async ledGroups(): Promise<LedInfo[]> {
     const perWorker = await Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
       this.workers.call(i, { t: 'led' }).catch(() => []) as Promise<LedGroup[]>));
-    return perWorker.flat().filter((g) => this.members.has(g.group))
+    return perWorker.flat().filter((g) => this.membership.has(g.group))
       .map((g) => ({ group: g.group, replicas: this.replicasOf(g.group), served: g.served, lag: g.lag, learners: g.learners }));
   }
 
@@ -627,7 +590,7 @@ export class FlotillaNode {
       id: this.id, clusterId: this.clusterId, labels: this.opts.labels ?? {}, uptimeMs: Date.now() - this.startedAt,
       workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
       groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
-      draining: this.draining, drainingPeers: [...this.drainingNodes], transfers: this.transferStats, balancer: this.balancer?.stats,
+      draining: this.isDraining, drainingPeers: this.leadership.drainingPeers(), transfers: this.transferStats, balancer: this.balancer?.stats,
       /** The balancer's health policy holds this node's storage slow (it sheds leaderships). */
       slowStorage: this.balancer?.isSlow(this.id) ?? false,
       leaderChanges: { ...this.leaderChangesByCause },
@@ -645,115 +608,8 @@ export class FlotillaNode {
    * a learner, unhealthy, lagging, draining, a membership change in flight, no quorum, timed out:
    * the old leader then stays leader). Every outcome is logged and counted.
    */
-  async transferLeader(group: number, target: NodeId, o: TransferOptions = {}): Promise<TransferResult> {
-    const t0 = performance.now();
-    const timeoutMs = o.timeoutMs ?? Math.max(5_000, 3 * this.electionMs);
-    const cause = o.cause ?? 'transfer';
-    const force = o.force === true;
-    this.notePlanned(group, cause, timeoutMs);
-    const deadline = Date.now() + timeoutMs;
-    const replicas = this.replicasOf(group);
-    const outcome = (reason: string) => {
-      this.transferStats[reason] = (this.transferStats[reason] ?? 0) + 1;
-    };
-    try {
-      if (!replicas.includes(target)) throw new TransferError('TargetNotMember', `transfer of group ${group}: ${target} holds no replica`);
-      if (this.drainingNodes.has(target)) throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} is draining`);
-      // The balancer has its own gates (it stands still while any node is unreachable or draining).
-      if (!force && cause !== 'balancer') await this.refuseIfUnstable(`transfer of group ${group} to ${target}`);
-      // The target reports when it leads with an entry of its term committed; asked now, so its
-      // answer travels while the old leader hands over (no second round after the hand-over).
-      const awaitLead = (ms: number) => (target === this.id
-        ? this.workers.call(this.workerFor(group), { t: 'awaitLead', g: group, to: ms })
-        : this.forward(target, 'awaitLead', { group, to: ms, cause }, ms + 250)) as Promise<{ term: number; commitP99Ms?: number | null }>;
-      let led = awaitLead(timeoutMs);
-      led.catch(() => undefined); // consumed below, unless the hand-over fails first
-      let from: NodeId = this.leaders.get(group) ?? '';
-      let done = false;
-      let handover: TransferDone | null = null;
-      // A target that starts draining or drops its link meanwhile will not take over: say so
-      // now rather than retry until the deadline (nodes stopping together drain at each other).
-      const targetGone = () => {
-        if (this.drainingNodes.has(target)) throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} started draining`);
-        if (target !== this.id && !this.transport.isConnected(target)) throw new TransferError('TargetUnhealthy', `transfer of group ${group}: ${target} is unreachable`);
-      };
-      for (let n = 0; !done; n++) {
-        const remaining = deadline - Date.now();
-        if (remaining <= 10) throw new TransferError('Timeout', `transfer of group ${group} to ${target}: no leader answered in time`);
-        if (n > 0) targetGone();
-        const leader = from && (from === this.id || this.transport.isConnected(from)) ? from : this.pickTarget(group, replicas, '', n, false);
-        if (leader === target) {
-          // Believed to lead already: confirmed by the verification below, or forgotten.
-          try {
-            await (target === this.id
-              ? this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: Math.min(remaining, 1000) })
-              : this.forward(target, 'verify', { group, to: Math.min(remaining, 1000) }, Math.min(remaining, 1000) + 250));
-            break;
-          } catch (e) {
-            if (!(e as RuntimeError).retryable) throw e;
-            this.leaders.delete(group);
-            from = (e as RuntimeError).leader && (e as RuntimeError).leader !== target ? (e as RuntimeError).leader : '';
-            continue;
-          }
-        }
-        const lag = o.maxLagEntries ?? 10_000;
-        try {
-          handover = leader === this.id
-            ? await this.handOver(group, target, remaining, lag, [], force, cause)
-            : (await this.forward(leader, 'xfer', { group, target, to: remaining, lag, draining: [...this.drainingNodes], cause, force }, remaining + 250)) as TransferDone;
-          from = leader;
-          done = true;
-        } catch (e) {
-          const err = e as RuntimeError;
-          if (err instanceof TransferError && err.reason === 'TargetIsSelf') break;
-          if (err instanceof TransferError || !err.retryable) throw err;
-          from = err.leader && replicas.includes(err.leader) ? err.leader : '';
-          // Unavailable: the leader is still taking over (or a shard restarts): ask it again soon.
-          if (!from || err.code === 'Unavailable') await sleep(jittered(Math.min(100, 5 * 2 ** Math.min(n, 5))));
-        }
-      }
-      // Verify: the target leads and serves (a quorum follows it, an entry of its term committed).
-      const handedAt = performance.now();
-      let term = 0;
-      let after: number | null = null;
-      for (let n = 0; ; n++) {
-        try {
-          const r = await led;
-          term = r.term;
-          after = typeof r.commitP99Ms === 'number' ? r.commitP99Ms : null;
-          break;
-        } catch (e) {
-          const err = e as RuntimeError;
-          const remaining = deadline - Date.now();
-          if (remaining <= 10 || err.code === 'Timeout') throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: not confirmed as leading in time`);
-          if (!err.retryable) throw err;
-          // The target was unreachable for a moment: ask again.
-          await sleep(jittered(Math.min(50, 2 * 2 ** Math.min(n, 5))));
-          if (!this.transport.isConnected(target) && target !== this.id) throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: lost the link to the target`);
-          led = awaitLead(deadline - Date.now());
-        }
-      }
-      this.leaders.set(group, target);
-      const now = performance.now();
-      const ms = tenthMs(now - t0);
-      const campaignMs = handover ? Math.min(Number(handover.campaignMs) || 0, handedAt - t0) : 0;
-      const phases = { catchUpMs: tenthMs(handedAt - t0 - campaignMs), campaignMs: tenthMs(campaignMs), verifyMs: tenthMs(now - handedAt) };
-      const lag = handover ? Number(handover.lag) || 0 : 0;
-      outcome('completed');
-      this.histograms.transfer.observeMs(now - t0);
-      this.histograms.transferCatchUp.observeMs(phases.catchUpMs);
-      this.histograms.transferCampaign.observeMs(phases.campaignMs);
-      this.histograms.transferVerify.observeMs(phases.verifyMs);
-      const before = handover && typeof handover.commitP99Ms === 'number' ? handover.commitP99Ms : null;
-      const commitP99Ms = { before, after };
-      this.log.info({ group, from: from || null, to: target, term, ms, lag, ...phases, commitP99Ms }, 'leader transfer verified');
-      return { group, from: from || target, to: target, term, ms, lag, phases, commitP99Ms };
-    } catch (e) {
-      const reason = e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? 'Error';
-      outcome(reason);
-      this.log.info({ group, to: target, reason, ms: Math.round(performance.now() - t0) }, 'leader transfer failed');
-      throw e;
-    }
+  transferLeader(group: number, target: NodeId, o: TransferOptions = {}): Promise<TransferResult> {
+    return this.leadership.transfer(group, target, o);
   }
 
   /**
@@ -762,127 +618,22 @@ export class FlotillaNode {
    * voter that is not draining and not in `avoid` (the nodes to be maintained next) — at most
    * `concurrency` at a time, each verified. Reports what moved and what did not, with reasons.
    */
-  async drain(o: { avoid?: NodeId[]; concurrency?: number; timeoutMs?: number; force?: boolean } = {}): Promise<DrainReport> {
-    const t0 = performance.now();
-    if (!o.force) await this.refuseIfUnstable(`drain of ${this.id}`);
-    this.draining = true;
-    this.broadcastDrainState();
-    // Healthy peers win this node's groups' elections first (it still campaigns if none can).
-    this.workers.broadcast({ t: 'campaignDelay', ticks: 2 * this.electionTicks });
-    const avoid = new Set(o.avoid ?? []);
-    const moved: TransferResult[] = [];
-    const failed: { group: number; reason: string }[] = [];
-    let mine = await this.ledGroups();
-    let next = 0;
-    const worker = async () => {
-      while (next < mine.length) {
-        const g = mine[next++];
-        // Ranked as the balancer ranks targets; nodes named in `avoid` only when nothing else can lead.
-        const candidates = this.balancer.drainTargets(g, avoid, this.drainingNodes);
-        if (candidates.length === 0) candidates.push(...this.balancer.drainTargets(g, new Set(), this.drainingNodes));
-        if (candidates.length === 0) {
-          failed.push({ group: g.group, reason: 'NoEligibleTarget' });
-          continue;
-        }
-        try {
-          moved.push(await this.transferLeader(g.group, candidates[0], { timeoutMs: o.timeoutMs, cause: 'drain', force: o.force }));
-        } catch (e) {
-          failed.push({ group: g.group, reason: e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? String(e) });
-        }
-      }
-    };
-    // A leadership can arrive while the drain runs (a move a peer started before it heard of the
-    // drain, an election this node won): look again, a bounded number of times, for groups it
-    // has not tried yet.
-    const tried = new Set<number>();
-    for (let pass = 0; pass < 3 && mine.length > 0; pass++) {
-      for (const g of mine) tried.add(g.group);
-      next = 0;
-      await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 16) }, worker));
-      mine = (await this.ledGroups()).filter((g) => !tried.has(g.group));
-    }
-    const report = { node: this.id, moved: moved.length, failed, ms: Math.round(performance.now() - t0), transfers: moved };
-    this.log.info({ moved: report.moved, failed: failed.length, ms: report.ms }, 'drain finished');
-    return report;
+  drain(o: DrainOptions = {}): Promise<DrainReport> {
+    return this.leadership.drain(o);
   }
 
   /** End maintenance: leadership may come back to this node (the balancer brings it). */
   undrain(): void {
-    this.draining = false;
-    this.workers.broadcast({ t: 'campaignDelay', ticks: 0 });
-    this.broadcastDrainState();
-    this.log.info('undrained');
+    this.leadership.undrain();
   }
 
   get isDraining(): boolean {
-    return this.draining;
-  }
-
-  /** At the leader's node: the preflight checks that need what the target said about itself
-   *  (its links, disk and CPU, from its latest summary), then the hand-over by the shard. */
-  private handOver(group: number, target: NodeId, timeoutMs: number, lag: number, draining: NodeId[], force: boolean, cause: PlannedCause): Promise<TransferDone> {
-    const now = Date.now();
-    const view = fresh(this.views.get(target), now);
-    // The balancer weighs the same fsync and CPU figures when it ranks targets; refusing its
-    // moves here only turned a busy moment into hundreds of failed moves.
-    if (!force && cause !== 'balancer') {
-      const slow = slowerThanLeader(fresh(this.ownView, now), view);
-      if (slow) return Promise.reject(new TransferError('TargetSlow', `transfer of group ${group} to ${target}: ${slow}`, this.id));
-    }
-    return this.workers.call(this.workerFor(group), {
-      t: 'xfer', g: group, target, to: timeoutMs, lag, draining: [...new Set([...draining, ...this.drainingNodes])], force, reach: view?.reach ? [...view.reach] : null,
-    }) as Promise<TransferDone>;
-  }
-
-  /** Refuse planned moves while the stability advisor says the cluster is unstable (the answer
-   *  is cached for a second: a drain asks once per group it moves). */
-  private async refuseIfUnstable(what: string): Promise<void> {
-    const now = Date.now();
-    if (!this.stability || now - this.stability.at > 1_000) this.stability = { at: now, warnings: await this.stabilityWarnings() };
-    const bad = this.stability.warnings.find((w) => w.unstable);
-    if (bad) throw new TransferError('ClusterUnstable', `${what} refused: ${bad.message} (fix: ${bad.fix}; force overrides)`);
-  }
-
-  private countLeaderChange(group: number, kind: LeaderChangeKind): void {
-    this.stats.leaderChanges++;
-    let cause: LeaderChangeCause = kind;
-    if (kind === 'transfer') {
-      const p = this.plannedCauses.get(group);
-      if (p && p.until > Date.now()) cause = p.cause;
-    } else {
-      this.leaderChanges.push(Date.now());
-      if (this.leaderChanges.length > 100_000) this.leaderChanges.splice(0, 50_000);
-    }
-    this.leaderChangesByCause[cause]++;
-  }
-
-  private notePlanned(group: number, cause: PlannedCause, timeoutMs: number): void {
-    if (this.plannedCauses.size > 10_000) {
-      const now = Date.now();
-      for (const [g, p] of this.plannedCauses) if (p.until <= now) this.plannedCauses.delete(g);
-    }
-    this.plannedCauses.set(group, { cause, until: Date.now() + timeoutMs + 1_000 });
+    return this.leadership.isDraining;
   }
 
   /** Timing budget, voter-set shape and flapping checks, each with what to change. */
-  async stabilityWarnings(): Promise<StabilityWarning[]> {
-    const st = await this.status();
-    const commits = st.shards.map((s) => (s as { commitP99Ms?: number | null }).commitP99Ms).filter((x): x is number => typeof x === 'number');
-    const now = Date.now();
-    const lastMinute = this.leaderChanges.filter((t) => t > now - 60_000).length;
-    const earlier = this.leaderChanges.filter((t) => t <= now - 60_000 && t > now - 11 * 60_000).length;
-    const minutesUp = Math.max(1, Math.min(10, (now - this.startedAt) / 60_000 - 1));
-    return adviseStability({
-      electionMs: this.electionMs, heartbeatMs: this.electionMs / this.electionTicks,
-      rttP99Ms: this.rtts.p99(), commitP99Ms: commits.length ? Math.max(...commits) : null,
-      eventLoopP99Ms: this.loopTiming.eventLoop().p99Ms,
-      peerTiming: Object.fromEntries(this.peerTiming),
-      evenVoterGroups: st.shards.flatMap((s) => (s as { evenVoters?: number[] }).evenVoters ?? []),
-      evenVoterCount: st.shards.reduce((a, s) => a + ((s as { evenVoterCount?: number }).evenVoterCount ?? 0), 0),
-      leaderChangesLastMinute: lastMinute,
-      // The first minute (bootstrap elections) is not a baseline.
-      leaderChangesBaselinePerMinute: (now - this.startedAt) < 2 * 60_000 ? Infinity : earlier / minutesUp,
-    });
+  stabilityWarnings(): Promise<StabilityWarning[]> {
+    return this.leadership.stabilityWarnings();
   }
 
   /** The leader balancer's view: the moves it would make now, and why (or why none). */
@@ -910,113 +661,32 @@ export class FlotillaNode {
     return this.balancer.round();
   }
 
-  private broadcastDrainState(): void {
-    for (const p of Object.keys(this.opts.peers)) this.transport.send(p, { k: 'app', t: 'drainState', p: { draining: this.draining } });
-  }
-
-  /** Membership of `group` changed (reported by a local replica, or by a peer): route to the new
-   *  replicas and remember them across restarts. */
-  private onConf(group: number, voters: NodeId[], learners: NodeId[], local: boolean): void {
-    if (!this.members.has(group) && !local) return;
-    const replicas = [...new Set([...voters, ...learners])].sort();
-    if (replicas.length === 0) return; // a joining replica before it has heard from the leader
-    const prev = this.members.get(group);
-    if (prev && prev.length === replicas.length && prev.every((r, i) => r === replicas[i])) return;
-    this.members.set(group, replicas);
-    this.groupsFile.created[String(group)] = replicas;
-    this.saveGroupsFile();
-    this.log.info({ group, voters, learners }, 'membership changed');
-    if (local) for (const p of Object.keys(this.opts.peers)) this.transport.send(p, { k: 'app', t: 'gconf', p: { group, voters, learners } });
-  }
-
   /** Pattern B of the playbook, step 1: add `nodeId` to `group` as a learner (it receives the log
    *  but does not vote). Its node creates an empty replica first. Resolves once applied. */
-  async addLearner(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
-    const replicas = this.replicasOf(group);
-    if (!this.isNode(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} is not a node of the cluster`);
-    if (replicas.includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} already holds a replica of group ${group}`);
-    const ms = o.timeoutMs ?? this.timeoutMs;
-    if (nodeId === this.id) await this.workers.call(this.workerFor(group), { t: 'create', g: group, voters: [] });
-    else await this.forward(nodeId, 'gjoin', { group }, ms);
-    await this.membership(group, 'addLearner', nodeId, ms);
+  addLearner(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
+    return this.membership.addLearner(group, nodeId, o.timeoutMs ?? this.timeoutMs);
   }
 
   /** Step 2: make a caught-up learner a voter (retried until it has caught up, or the deadline). */
-  async promote(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
-    await this.membership(group, 'addVoter', nodeId, o.timeoutMs ?? this.timeoutMs);
+  promote(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
+    return this.membership.promote(group, nodeId, o.timeoutMs ?? this.timeoutMs);
   }
 
   /** Remove `nodeId`'s replica from `group` (a leader being removed hands over first); then that
    *  node deletes its copy. */
-  async removeMember(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
-    if (!this.replicasOf(group).includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} holds no replica of group ${group}`);
-    const ms = o.timeoutMs ?? this.timeoutMs;
-    await this.membership(group, 'remove', nodeId, ms);
-    if (nodeId === this.id) await this.workers.call(this.workerFor(group), { t: 'remove', g: group }).catch(() => undefined);
-    else await this.forward(nodeId, 'gdrop', { group }, ms).catch(() => undefined); // best effort: it is no longer a member
-  }
-
-  private isNode(id: NodeId): boolean {
-    return id === this.id || Object.hasOwn(this.opts.peers, id);
-  }
-
-  private membership(group: number, type: 'addVoter' | 'addLearner' | 'remove', nodeId: NodeId, timeoutMs: number): Promise<unknown> {
-    return this.withRetries(group, timeoutMs, (target, ms) =>
-      target === this.id
-        ? this.workers.call(this.workerFor(group), { t: 'member', g: group, type, node: nodeId, to: ms })
-        : this.forward(target, 'member', { group, type, node: nodeId, to: ms }, ms + 250));
+  removeMember(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
+    return this.membership.removeMember(group, nodeId, o.timeoutMs ?? this.timeoutMs);
   }
 
   /** Create a group at run time on `replicas` (default: placement of the next id). Every node must
    *  be reachable (each records the group so that it can route to it). Returns the group id. */
-  async createGroup(group: number, replicas?: NodeId[]): Promise<number> {
-    if (!Number.isInteger(group) || group < 1 || group > 0xffffffff) throw new RuntimeError('InvalidArgument', 'group: must be a positive integer');
-    if (this.members.has(group)) throw new RuntimeError('InvalidArgument', `group ${group} exists`);
-    const nodes = [this.id, ...Object.keys(this.opts.peers)];
-    const m = [...(replicas ?? placement(nodes, group, Math.min(3, nodes.length)).get(group)!)].sort();
-    if (m.length === 0 || m.some((r) => !nodes.includes(r)) || new Set(m).size !== m.length) {
-      throw new RuntimeError('InvalidArgument', `replicas: must be distinct nodes of the cluster`);
-    }
-    await this.everywhere('gcreate', { group, replicas: m });
-    return group;
+  createGroup(group: number, replicas?: NodeId[]): Promise<number> {
+    return this.membership.createGroup(group, replicas);
   }
 
   /** Remove a group at run time from every node (its data is deleted). */
-  async removeGroup(group: number): Promise<void> {
-    this.replicasOf(group);
-    await this.everywhere('gremove', { group });
-  }
-
-  private async everywhere(t: 'gcreate' | 'gremove', p: Record<string, unknown>): Promise<void> {
-    const peers = Object.keys(this.opts.peers);
-    const down = peers.filter((x) => !this.transport.isConnected(x));
-    if (down.length) throw new RuntimeError('Unavailable', `${down.join(', ')} not connected; group changes need every node`);
-    await Promise.all([this.applyGroupChange(t, p), ...peers.map((x) => this.forward(x, t, p, this.timeoutMs))]);
-  }
-
-  private async applyGroupChange(t: string, p: Record<string, unknown>): Promise<void> {
-    const group = Number(p.group);
-    if (t === 'gcreate') {
-      const replicas = p.replicas as NodeId[];
-      if (!Array.isArray(replicas) || !replicas.every((r) => typeof r === 'string')) throw new RuntimeError('InvalidArgument', 'bad replicas');
-      this.members.set(group, replicas);
-      this.groupsFile.created[String(group)] = replicas;
-      this.groupsFile.removed = this.groupsFile.removed.filter((g) => g !== group);
-      this.saveGroupsFile();
-      if (replicas.includes(this.id)) await this.workers.call(this.workerFor(group), { t: 'create', g: group, voters: replicas });
-    } else {
-      const wasLocal = this.members.get(group)?.includes(this.id) ?? false;
-      this.members.delete(group);
-      this.leaders.delete(group);
-      delete this.groupsFile.created[String(group)];
-      if (!this.groupsFile.removed.includes(group)) this.groupsFile.removed.push(group);
-      this.saveGroupsFile();
-      if (wasLocal) await this.workers.call(this.workerFor(group), { t: 'remove', g: group });
-    }
-  }
-
-  private saveGroupsFile(): void {
-    writeFileSync(join(this.opts.dataDir, 'groups.json'), JSON.stringify(this.groupsFile));
+  removeGroup(group: number): Promise<void> {
+    return this.membership.removeGroup(group);
   }
 
   /** Fault injection (tests, chaos drills): kill worker `index`'s thread as if it crashed. The
@@ -1049,7 +719,7 @@ export class FlotillaNode {
 
   // --- between nodes -----------------------------------------------------------------------------
 
-  private forward(to: NodeId, t: string, p: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+  private forward<K extends RequestKind>(to: NodeId, t: K, p: Requests[K], timeoutMs: number): Promise<unknown> {
     this.stats.forwarded++;
     return this.forwarder.request(to, t, p, timeoutMs);
   }
@@ -1064,172 +734,14 @@ export class FlotillaNode {
         this.stats.relayedIn++;
         this.workers.post(e.w, { t: 'raft', b: e.b });
       } else if (e.k === 'app') {
-        this.onApp(from, e.t, e.p as Record<string, unknown>);
+        this.protocol.onMessage(from, e.t, e.p);
       } else {
         this.stats.dropsNoWorker++; // single raft envelopes: not produced by this version
       }
-    }
-  }
-
-  private onApp(from: NodeId, t: string, p: Record<string, unknown>): void {
-    const reply = (r: FwdReply) => this.transport.send(from, { k: 'app', t: 'reply', p: r });
-    const fail = (id: number, e: unknown) => {
-      const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', String((e as Error)?.message ?? e));
-      reply({ id, ok: false, code: err.code, message: err.message, leader: err.leader, reason: err instanceof TransferError ? err.reason : undefined });
-    };
-    const id = Number(p?.id);
-    const serve = (f: () => Promise<unknown>) => {
-      let pr: Promise<unknown>;
-      try {
-        pr = f();
-      } catch (e) {
-        pr = Promise.reject(e);
-      }
-      pr.then((result) => reply({ id, ok: true, result }), (e) => fail(id, e));
-    };
-    const ms = Math.min(Math.max(1, Number(p?.to) || this.attemptMs), this.timeoutMs);
-    switch (t) {
-      case 'hello': {
-        const w = Number(p?.workers);
-        if (!Number.isInteger(w) || w < 1 || w > 1024) {
-          this.log.warn({ from, workers: p?.workers }, 'bad hello from peer ignored');
-          return;
-        }
-        this.peerWorkers.set(from, w);
-        this.workers.broadcast({ t: 'peers', w: { [from]: w } });
-        const timing = p?.timing as { electionMs?: unknown; heartbeatMs?: unknown } | undefined;
-        if (typeof timing?.electionMs === 'number' && typeof timing.heartbeatMs === 'number') {
-          this.peerTiming.set(from, { electionMs: timing.electionMs, heartbeatMs: timing.heartbeatMs });
-        }
-        return;
-      }
-      case 'fwd':
-        // Served only if this node is a replica (its worker answers NotLeader with a hint otherwise).
-        serve(() => {
-          const group = Number(p.group);
-          if (!(p.d instanceof Uint8Array)) throw new RuntimeError('InvalidArgument', 'bad forwarded proposal');
-          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
-          const release = this.admit(p.d.byteLength);
-          return this.serveLocal(group, from, { t: 'propose', g: group, d: p.d, to: ms }).finally(release);
-        });
-        return;
-      case 'rd':
-        serve(() => {
-          const group = Number(p.group);
-          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
-          const c: Consistency = p.c === 'stale' ? 'stale' : p.c === 'lease' ? 'lease' : 'linearizable';
-          return this.serveLocal(group, from, { t: 'read', g: group, q: p.q, c, to: ms });
-        });
-        return;
-      case 'xfer':
-        serve(() => {
-          const group = Number(p.group);
-          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
-          const draining = Array.isArray(p.draining) ? (p.draining as unknown[]).filter((x): x is string => typeof x === 'string') : [];
-          this.notePlanned(group, plannedCause(p.cause), ms);
-          return this.handOver(group, String(p.target), ms, Number(p.lag) || 10_000, draining, p.force === true, plannedCause(p.cause));
-        });
-        return;
-      case 'verify':
-        serve(() => {
-          const group = Number(p.group);
-          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
-          return this.workers.call(this.workerFor(group), { t: 'verify', g: group, to: ms });
-        });
-        return;
-      case 'awaitLead':
-        serve(() => {
-          const group = Number(p.group);
-          if (!this.isLocal(group)) throw new RuntimeError('InvalidArgument', `${this.id} holds no replica of group ${group}`);
-          this.notePlanned(group, plannedCause(p.cause), ms);
-          return this.workers.call(this.workerFor(group), { t: 'awaitLead', g: group, to: ms });
-        });
-        return;
-      case 'ping':
-        this.transport.send(from, { k: 'app', t: 'pong', p: { at: p?.at } });
-        return;
-      case 'pong': {
-        const at = Number(p?.at);
-        const rtt = performance.now() - at;
-        if (Number.isFinite(rtt) && rtt >= 0 && rtt < 60_000) {
-          this.rtts.add(rtt);
-          this.histograms.rtt.observeMs(rtt);
-        }
-        return;
-      }
-      case 'summary': {
-        const sum = p as unknown as NodeSummary & { reach?: unknown };
-        if (typeof sum?.leaders === 'number' && typeof sum.uptimeMs === 'number') {
-          const fsyncP99Ms = typeof sum.fsyncP99Ms === 'number' && Number.isFinite(sum.fsyncP99Ms) ? sum.fsyncP99Ms : null;
-          const cpu = typeof sum.cpu === 'number' && Number.isFinite(sum.cpu) ? sum.cpu : null;
-          const reach = Array.isArray(sum.reach) ? sum.reach.filter((x): x is string => typeof x === 'string') : null;
-          this.views.set(from, { reach, fsyncP99Ms, cpu, at: Date.now() });
-          this.balancer?.onSummary(from, {
-            leaders: sum.leaders, draining: sum.draining === true, uptimeMs: sum.uptimeMs,
-            load: typeof sum.load === 'number' && Number.isFinite(sum.load) ? sum.load : undefined,
-            labels: cleanLabels(sum.labels), fsyncP99Ms, cpu,
-            madeAt: typeof sum.madeAt === 'number' && Number.isFinite(sum.madeAt) ? sum.madeAt : undefined,
-            slow: sum.slow === true,
-          });
-        }
-        return;
-      }
-      case 'gjoin':
-        serve(async () => {
-          const group = Number(p.group);
-          if (!Number.isInteger(group) || group < 1) throw new RuntimeError('InvalidArgument', 'bad group');
-          return this.workers.call(this.workerFor(group), { t: 'create', g: group, voters: [] });
-        });
-        return;
-      case 'gdrop':
-        serve(async () => {
-          const group = Number(p.group);
-          return this.workers.call(this.workerFor(group), { t: 'remove', g: group });
-        });
-        return;
-      case 'member':
-        serve(() => {
-          const group = Number(p.group);
-          if (!this.isLocal(group)) throw new RuntimeError('NotLeader', 'not a replica', this.leaders.get(group) ?? '');
-          const type = p.type === 'addVoter' || p.type === 'addLearner' || p.type === 'remove' ? p.type : null;
-          if (!type || typeof p.node !== 'string') throw new RuntimeError('InvalidArgument', 'bad membership change');
-          return this.workers.call(this.workerFor(group), { t: 'member', g: group, type, node: p.node, to: ms });
-        });
-        return;
-      case 'gconf': {
-        const voters = Array.isArray(p.voters) ? (p.voters as unknown[]).filter((x): x is string => typeof x === 'string') : [];
-        const learners = Array.isArray(p.learners) ? (p.learners as unknown[]).filter((x): x is string => typeof x === 'string') : [];
-        this.onConf(Number(p.group), voters, learners, false);
-        return;
-      }
-      case 'drainState':
-        if (p?.draining === true) this.drainingNodes.add(from);
-        else this.drainingNodes.delete(from);
-        this.log.info({ peer: from, draining: p?.draining === true }, 'peer drain state');
-        return;
-      case 'gcreate':
-      case 'gremove':
-        serve(() => this.applyGroupChange(t, p).then(() => null));
-        return;
-      case 'reply':
-        this.forwarder.onReply(from, p as unknown as FwdReply);
-        return;
-      default:
-        this.log.warn({ from, t }, 'unknown application envelope dropped');
     }
   }
 }
 
 export function startNode(opts: StartOptions): Promise<FlotillaNode> {
   return FlotillaNode.start(opts);
-}
-
-function plannedCause(x: unknown): PlannedCause {
-  return typeof x === 'string' && PLANNED_CAUSES.includes(x) ? (x as PlannedCause) : 'transfer';
-}
-
-/** A retry wait spread over [ms/2, ms]: callers that failed together (a leader died under them)
- *  do not come back in lock step. */
-function jittered(ms: number): number {
-  return ms * (0.5 + Math.random() / 2);
 }

@@ -1,0 +1,171 @@
+// Membership: which nodes hold a replica of each group, and the changes to that. Bootstrapped
+// groups come from placement; groups created or removed at run time, and every membership change
+// a replica reports, are kept in the data dir's groups.json so that a restarted node routes to the
+// replicas as they are now, not as they were bootstrapped. Changes to one group's replicas go
+// through its Raft log (learner, voter, removal); creating or removing a whole group involves
+// every node, because each must be able to route to it.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { NodeId } from '../raft/types.js';
+import type { Envelope } from '../transport/index.js';
+import { RuntimeError } from './errors.js';
+import { notice, type MemberChange, type RequestKind, type Requests } from './peerprotocol.js';
+import { placement } from './placement.js';
+import type { ShardRequest } from './protocol.js';
+
+/** Dynamic groups (created or removed at run time), persisted beside the shards. */
+interface GroupsFile {
+  created: Record<string, NodeId[]>;
+  removed: number[];
+}
+
+/** What membership needs of its node. */
+export interface MembershipHost {
+  readonly id: NodeId;
+  /** Every other node. */
+  readonly peers: readonly NodeId[];
+  readonly dataDir: string;
+  /** How long a group creation or removal waits for each peer. */
+  readonly timeoutMs: number;
+  readonly log: Logger;
+  isConnected(peer: NodeId): boolean;
+  send(peer: NodeId, e: Envelope): void;
+  /** A request to the shard that hosts `group`. */
+  shard(group: number, req: ShardRequest): Promise<unknown>;
+  forward<K extends RequestKind>(to: NodeId, t: K, p: Requests[K], timeoutMs: number): Promise<unknown>;
+  /** Run `attempt` against the group's leader (retried as a proposal is) until it succeeds or the deadline. */
+  withRetries(group: number, timeoutMs: number, attempt: (target: NodeId, ms: number) => Promise<unknown>): Promise<unknown>;
+  /** The group is gone: its leader as last heard is no longer one. */
+  forgetLeader(group: number): void;
+}
+
+export class Membership {
+  private readonly members: Map<number, NodeId[]>;
+  private readonly file: GroupsFile;
+
+  /** `bootstrap`: the placement of the groups the cluster started with. */
+  constructor(private readonly host: MembershipHost, bootstrap: Map<number, NodeId[]>) {
+    const path = join(host.dataDir, 'groups.json');
+    this.file = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : { created: {}, removed: [] };
+    this.members = bootstrap;
+    for (const [g, m] of Object.entries(this.file.created)) this.members.set(Number(g), m);
+    for (const g of this.file.removed) this.members.delete(g);
+  }
+
+  /** The nodes holding a replica of `group`. */
+  replicasOf(group: number): NodeId[] {
+    const m = this.members.get(group);
+    if (!m) throw new RuntimeError('InvalidArgument', `unknown group ${group}`);
+    return m;
+  }
+
+  has(group: number): boolean {
+    return this.members.has(group);
+  }
+
+  /** Every group of the cluster, as this node knows it, with its replicas. */
+  entries(): IterableIterator<[number, NodeId[]]> {
+    return this.members.entries();
+  }
+
+  groupIds(): number[] {
+    return [...this.members.keys()];
+  }
+
+  /** FlotillaNode.addLearner: the replica exists (empty) before the leader starts sending to it. */
+  async addLearner(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
+    const replicas = this.replicasOf(group);
+    if (!this.isNode(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} is not a node of the cluster`);
+    if (replicas.includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} already holds a replica of group ${group}`);
+    if (nodeId === this.host.id) await this.host.shard(group, { t: 'create', g: group, voters: [] });
+    else await this.host.forward(nodeId, 'gjoin', { group }, timeoutMs);
+    await this.change(group, 'addLearner', nodeId, timeoutMs);
+  }
+
+  async promote(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
+    await this.change(group, 'addVoter', nodeId, timeoutMs);
+  }
+
+  /** FlotillaNode.removeMember: the copy is deleted only once the group no longer counts it. */
+  async removeMember(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
+    if (!this.replicasOf(group).includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} holds no replica of group ${group}`);
+    await this.change(group, 'remove', nodeId, timeoutMs);
+    if (nodeId === this.host.id) await this.host.shard(group, { t: 'remove', g: group }).catch(() => undefined);
+    else await this.host.forward(nodeId, 'gdrop', { group }, timeoutMs).catch(() => undefined); // best effort: it is no longer a member
+  }
+
+  async createGroup(group: number, replicas?: NodeId[]): Promise<number> {
+    if (!Number.isInteger(group) || group < 1 || group > 0xffffffff) throw new RuntimeError('InvalidArgument', 'group: must be a positive integer');
+    if (this.members.has(group)) throw new RuntimeError('InvalidArgument', `group ${group} exists`);
+    const nodes = [this.host.id, ...this.host.peers];
+    const m = [...(replicas ?? placement(nodes, group, Math.min(3, nodes.length)).get(group)!)].sort();
+    if (m.length === 0 || m.some((r) => !nodes.includes(r)) || new Set(m).size !== m.length) {
+      throw new RuntimeError('InvalidArgument', `replicas: must be distinct nodes of the cluster`);
+    }
+    await this.everywhere('gcreate', { group, replicas: m }, () => this.applyCreate(group, m));
+    return group;
+  }
+
+  async removeGroup(group: number): Promise<void> {
+    this.replicasOf(group);
+    await this.everywhere('gremove', { group }, () => this.applyRemove(group));
+  }
+
+  /** A group was created (here or by a peer): route to it, and host a replica if this node is one. */
+  async applyCreate(group: number, replicas: NodeId[]): Promise<void> {
+    this.members.set(group, replicas);
+    this.file.created[String(group)] = replicas;
+    this.file.removed = this.file.removed.filter((g) => g !== group);
+    this.save();
+    if (replicas.includes(this.host.id)) await this.host.shard(group, { t: 'create', g: group, voters: replicas });
+  }
+
+  /** A group was removed (here or by a peer): forget it, and delete the local replica if any. */
+  async applyRemove(group: number): Promise<void> {
+    const wasLocal = this.members.get(group)?.includes(this.host.id) ?? false;
+    this.members.delete(group);
+    this.host.forgetLeader(group);
+    delete this.file.created[String(group)];
+    if (!this.file.removed.includes(group)) this.file.removed.push(group);
+    this.save();
+    if (wasLocal) await this.host.shard(group, { t: 'remove', g: group });
+  }
+
+  /** Membership of `group` changed (reported by a local replica, or by a peer): route to the new
+   *  replicas and remember them across restarts. */
+  onConf(group: number, voters: NodeId[], learners: NodeId[], local: boolean): void {
+    if (!this.members.has(group) && !local) return;
+    const replicas = [...new Set([...voters, ...learners])].sort();
+    if (replicas.length === 0) return; // a joining replica before it has heard from the leader
+    const prev = this.members.get(group);
+    if (prev && prev.length === replicas.length && prev.every((r, i) => r === replicas[i])) return;
+    this.members.set(group, replicas);
+    this.file.created[String(group)] = replicas;
+    this.save();
+    this.host.log.info({ group, voters, learners }, 'membership changed');
+    if (local) for (const p of this.host.peers) this.host.send(p, notice('gconf', { group, voters, learners }));
+  }
+
+  private isNode(id: NodeId): boolean {
+    return id === this.host.id || this.host.peers.includes(id);
+  }
+
+  private change(group: number, type: MemberChange, nodeId: NodeId, timeoutMs: number): Promise<unknown> {
+    return this.host.withRetries(group, timeoutMs, (target, ms) =>
+      target === this.host.id
+        ? this.host.shard(group, { t: 'member', g: group, type, node: nodeId, to: ms })
+        : this.host.forward(target, 'member', { group, type, node: nodeId, to: ms }, ms + 250));
+  }
+
+  private async everywhere<K extends 'gcreate' | 'gremove'>(t: K, p: Requests[K], local: () => Promise<void>): Promise<void> {
+    const peers = this.host.peers;
+    const down = peers.filter((x) => !this.host.isConnected(x));
+    if (down.length) throw new RuntimeError('Unavailable', `${down.join(', ')} not connected; group changes need every node`);
+    await Promise.all([local(), ...peers.map((x) => this.host.forward(x, t, p, this.host.timeoutMs))]);
+  }
+
+  private save(): void {
+    writeFileSync(join(this.host.dataDir, 'groups.json'), JSON.stringify(this.file));
+  }
+}

@@ -1,0 +1,272 @@
+// The node-to-node application protocol: what nodes say to each other beside Raft traffic
+// (forwarded proposals and reads, the steps of a leader transfer, membership and group changes,
+// summaries, pings) and how this node answers. Requests carry an id and get exactly one `reply`,
+// which the asker's Forwarder waits for; notices get none.
+//
+// Every payload is checked against its kind's shape before a handler sees it. A peer of another
+// version, or a bug, can send anything: that must cost one message, logged and counted, never an
+// exception in the transport's receive path or a handler acting on half-valid fields. A bad
+// request still gets its InvalidArgument reply when it has an id, so the asker fails at once
+// instead of waiting out its deadline.
+import type { Logger } from 'pino';
+import type { NodeId } from '../raft/types.js';
+import type { NodeSummary } from '../balancer/balancer.js';
+import type { Envelope } from '../transport/index.js';
+import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
+import type { FwdReply } from './forwarder.js';
+import type { Leadership } from './leadership.js';
+import type { Membership } from './membership.js';
+import { PLANNED_CAUSES, type Consistency, type PlannedCause, type ShardRequest } from './protocol.js';
+
+export type MemberChange = 'addVoter' | 'addLearner' | 'remove';
+
+/** Requests, as the asker sends them. `to`: how long the asker waits for this attempt, ms. */
+export type Requests = {
+  fwd: { group: number; d: Uint8Array; to: number };
+  rd: { group: number; q: unknown; c: Consistency; to: number };
+  xfer: { group: number; target: NodeId; to: number; lag: number; draining: NodeId[]; cause: PlannedCause; force: boolean };
+  verify: { group: number; to: number };
+  awaitLead: { group: number; to: number; cause: PlannedCause };
+  member: { group: number; type: MemberChange; node: NodeId; to: number };
+  gjoin: { group: number };
+  gdrop: { group: number };
+  gcreate: { group: number; replicas: NodeId[] };
+  gremove: { group: number };
+};
+export type RequestKind = keyof Requests;
+
+/** Notices: one-way. */
+export type Notices = {
+  hello: { workers: number; timing?: PeerTiming };
+  ping: { at: number };
+  pong: { at: number };
+  summary: NodeSummary & { reach?: readonly NodeId[] };
+  gconf: { group: number; voters: NodeId[]; learners: NodeId[] };
+  drainState: { draining: boolean };
+  reply: FwdReply;
+};
+export type NoticeKind = keyof Notices;
+
+export interface PeerTiming {
+  readonly electionMs: number;
+  readonly heartbeatMs: number;
+}
+
+/** The envelope of a notice. */
+export function notice<K extends NoticeKind>(t: K, p: Notices[K]): Envelope {
+  return { k: 'app', t, p };
+}
+
+/** A request as its handler sees it: the deadline is already turned into the attempt's `ms`. */
+type Served<K extends RequestKind> = Omit<Requests[K], 'to'> & { readonly group: number };
+type Raw = Record<string, unknown>;
+
+const isInt = (x: unknown): x is number => Number.isInteger(x);
+const isGroup = (x: unknown): x is number => isInt(x) && x >= 1;
+const isString = (x: unknown): x is string => typeof x === 'string';
+const isNumber = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+/** The strings of a list (anything else in it dropped), or none. */
+const strings = (x: unknown): string[] => (Array.isArray(x) ? x.filter(isString) : []);
+const isPlannedCause = (x: unknown): x is PlannedCause => isString(x) && PLANNED_CAUSES.includes(x);
+const plannedCause = (x: unknown): PlannedCause => (isPlannedCause(x) ? x : 'transfer');
+const groupOnly = (p: Raw) => (isGroup(p.group) ? { group: p.group } : undefined);
+
+/** Per request kind: its payload, or undefined when it is not one. */
+const REQUESTS: { [K in RequestKind]: (p: Raw) => Served<K> | undefined } = {
+  fwd: (p) => (isGroup(p.group) && p.d instanceof Uint8Array ? { group: p.group, d: p.d } : undefined),
+  rd: (p) => (isGroup(p.group) ? { group: p.group, q: p.q, c: p.c === 'stale' ? 'stale' : p.c === 'lease' ? 'lease' : 'linearizable' } : undefined),
+  xfer: (p) => (isGroup(p.group) && isString(p.target)
+    ? { group: p.group, target: p.target, lag: Number(p.lag) || 10_000, draining: strings(p.draining), cause: plannedCause(p.cause), force: p.force === true }
+    : undefined),
+  verify: groupOnly,
+  awaitLead: (p) => (isGroup(p.group) ? { group: p.group, cause: plannedCause(p.cause) } : undefined),
+  member: (p) => (isGroup(p.group) && (p.type === 'addVoter' || p.type === 'addLearner' || p.type === 'remove') && isString(p.node)
+    ? { group: p.group, type: p.type, node: p.node }
+    : undefined),
+  gjoin: groupOnly,
+  gdrop: groupOnly,
+  gcreate: (p) => (isGroup(p.group) && Array.isArray(p.replicas) && p.replicas.every(isString) ? { group: p.group, replicas: p.replicas } : undefined),
+  gremove: groupOnly,
+};
+
+const isRequestKind = (t: string): t is RequestKind => Object.hasOwn(REQUESTS, t);
+
+/** Requests about a group that only one of its replicas can serve: elsewhere they are answered
+ *  NotLeader with this node's leader hint, and the asker retries there. */
+const REPLICA_ONLY: ReadonlySet<RequestKind> = new Set<RequestKind>(['fwd', 'rd', 'xfer', 'verify', 'member']);
+
+// Exhaustive by type: a code added to errors.ts without a line here does not compile.
+const ERROR_CODES: Record<RuntimeErrorCode, true> = {
+  NotLeader: true, Timeout: true, Unavailable: true, Stopped: true, InvalidArgument: true, StorageFailed: true,
+  Overloaded: true, TransferInProgress: true, ConfChangeInProgress: true, TransferFailed: true,
+};
+const FAIL_REASONS: Record<TransferFailReason, true> = {
+  TargetNotMember: true, TargetIsLearner: true, TargetIsSelf: true, TargetUnhealthy: true, TargetLagging: true,
+  TargetDraining: true, ConfChangeInProgress: true, NoQuorum: true, NoLeader: true, Timeout: true, Superseded: true,
+  LeadershipLost: true, TargetRemoved: true, NotVerified: true, TargetNoQuorum: true, TargetNeedsSnapshot: true,
+  TargetSlow: true, ClusterUnstable: true,
+};
+
+const isCode = (x: unknown): x is RuntimeErrorCode => isString(x) && Object.hasOwn(ERROR_CODES, x);
+const isReason = (x: unknown): x is TransferFailReason => isString(x) && Object.hasOwn(FAIL_REASONS, x);
+
+function reply(p: Raw): FwdReply | undefined {
+  if (!isNumber(p.id)) return undefined;
+  if (p.ok === true) return { id: p.id, ok: true, result: p.result };
+  if (p.ok !== false || !isCode(p.code) || !isString(p.message) || !(p.reason === undefined || isReason(p.reason))) return undefined;
+  return { id: p.id, ok: false, code: p.code, message: p.message, leader: isString(p.leader) ? p.leader : '', reason: p.reason };
+}
+
+/** A peer's summary with every field it may carry checked (a bad optional field is dropped). */
+function summary(p: Raw): Notices['summary'] | undefined {
+  if (typeof p.leaders !== 'number' || typeof p.uptimeMs !== 'number') return undefined;
+  const labels = typeof p.labels === 'object' && p.labels !== null ? (p.labels as Raw) : undefined;
+  return {
+    leaders: p.leaders, draining: p.draining === true, uptimeMs: p.uptimeMs,
+    load: isNumber(p.load) ? p.load : undefined,
+    labels: labels && { ...(isString(labels.zone) ? { zone: labels.zone } : {}), ...(isString(labels.rack) ? { rack: labels.rack } : {}) },
+    fsyncP99Ms: isNumber(p.fsyncP99Ms) ? p.fsyncP99Ms : null,
+    cpu: isNumber(p.cpu) ? p.cpu : null,
+    madeAt: isNumber(p.madeAt) ? p.madeAt : undefined,
+    slow: p.slow === true,
+    reach: Array.isArray(p.reach) ? strings(p.reach) : undefined,
+  };
+}
+
+/** Per notice kind: its payload, or undefined when it is not one. */
+const NOTICES: { [K in NoticeKind]: (p: Raw) => Notices[K] | undefined } = {
+  hello: (p) => {
+    if (!(isInt(p.workers) && p.workers >= 1 && p.workers <= 1024)) return undefined;
+    const t = typeof p.timing === 'object' && p.timing !== null ? (p.timing as Raw) : {};
+    return { workers: p.workers, timing: typeof t.electionMs === 'number' && typeof t.heartbeatMs === 'number' ? { electionMs: t.electionMs, heartbeatMs: t.heartbeatMs } : undefined };
+  },
+  ping: (p) => (typeof p.at === 'number' ? { at: p.at } : undefined),
+  pong: (p) => (typeof p.at === 'number' ? { at: p.at } : undefined),
+  summary,
+  gconf: (p) => (isGroup(p.group) ? { group: p.group, voters: strings(p.voters), learners: strings(p.learners) } : undefined),
+  drainState: (p) => ({ draining: p.draining === true }),
+  reply,
+};
+const isNoticeKind = (t: string): t is NoticeKind => Object.hasOwn(NOTICES, t);
+
+/** What the protocol needs of its node. */
+export interface PeerProtocolHost {
+  readonly id: NodeId;
+  readonly log: Logger;
+  /** A served request waits this long when the asker gave no deadline, and never longer than timeoutMs. */
+  readonly attemptMs: number;
+  readonly timeoutMs: number;
+  /** Counts the messages dropped as malformed or of an unknown kind. */
+  readonly stats: { dropsBadMessage: number };
+  send(to: NodeId, e: Envelope): void;
+  /** Whether this node holds a replica of `group` (InvalidArgument for an unknown group). */
+  isLocal(group: number): boolean;
+  leaderOf(group: number): NodeId | undefined;
+  /** Take a proposal of `bytes` into the node's pending budget (or throw Overloaded); call to release. */
+  admit(bytes: number): () => void;
+  /** A client request from `origin` to the group's local replica. */
+  serve(group: number, origin: NodeId, req: ShardRequest): Promise<unknown>;
+  /** Any other request to the shard that hosts `group`. */
+  shard(group: number, req: ShardRequest): Promise<unknown>;
+  peerWorkers(from: NodeId, workers: number): void;
+  onSummary(from: NodeId, s: NodeSummary): void;
+  onReply(from: NodeId, r: FwdReply): void;
+  readonly leadership: Pick<Leadership, 'notePlanned' | 'handOver' | 'notePeerTiming' | 'noteRtt' | 'noteView' | 'notePeerDraining'>;
+  readonly membership: Pick<Membership, 'onConf' | 'applyCreate' | 'applyRemove'>;
+}
+
+type RequestHandlers = { [K in RequestKind]: (from: NodeId, m: Served<K>, ms: number) => Promise<unknown> };
+type NoticeHandlers = { [K in NoticeKind]: (from: NodeId, m: Notices[K]) => void };
+
+export class PeerProtocol {
+  private readonly requests: RequestHandlers;
+  private readonly notices: NoticeHandlers;
+
+  constructor(private readonly host: PeerProtocolHost) {
+    const h = host;
+    this.requests = {
+      fwd: (from, m, ms) => {
+        const release = h.admit(m.d.byteLength);
+        return h.serve(m.group, from, { t: 'propose', g: m.group, d: m.d, to: ms }).finally(release);
+      },
+      rd: (from, m, ms) => h.serve(m.group, from, { t: 'read', g: m.group, q: m.q, c: m.c, to: ms }),
+      xfer: (_from, m, ms) => {
+        h.leadership.notePlanned(m.group, m.cause, ms);
+        return h.leadership.handOver(m.group, m.target, ms, m.lag, m.draining, m.force, m.cause);
+      },
+      verify: (_from, m, ms) => h.shard(m.group, { t: 'verify', g: m.group, to: ms }),
+      awaitLead: (_from, m, ms) => {
+        if (!h.isLocal(m.group)) throw new RuntimeError('InvalidArgument', `${h.id} holds no replica of group ${m.group}`);
+        h.leadership.notePlanned(m.group, m.cause, ms);
+        return h.shard(m.group, { t: 'awaitLead', g: m.group, to: ms });
+      },
+      member: (_from, m, ms) => h.shard(m.group, { t: 'member', g: m.group, type: m.type, node: m.node, to: ms }),
+      gjoin: (_from, m) => h.shard(m.group, { t: 'create', g: m.group, voters: [] }),
+      gdrop: (_from, m) => h.shard(m.group, { t: 'remove', g: m.group }),
+      gcreate: (_from, m) => h.membership.applyCreate(m.group, m.replicas).then(() => null),
+      gremove: (_from, m) => h.membership.applyRemove(m.group).then(() => null),
+    };
+    this.notices = {
+      hello: (from, m) => {
+        h.peerWorkers(from, m.workers);
+        if (m.timing) h.leadership.notePeerTiming(from, m.timing);
+      },
+      ping: (from, m) => h.send(from, notice('pong', { at: m.at })),
+      pong: (_from, m) => {
+        const rtt = performance.now() - m.at;
+        if (Number.isFinite(rtt) && rtt >= 0 && rtt < 60_000) h.leadership.noteRtt(rtt);
+      },
+      summary: (from, m) => {
+        const { reach, ...sum } = m;
+        h.leadership.noteView(from, { reach: reach ? [...reach] : null, fsyncP99Ms: sum.fsyncP99Ms ?? null, cpu: sum.cpu ?? null, at: Date.now() });
+        h.onSummary(from, sum);
+      },
+      gconf: (_from, m) => h.membership.onConf(m.group, m.voters, m.learners, false),
+      drainState: (from, m) => h.leadership.notePeerDraining(from, m.draining),
+      reply: (from, m) => h.onReply(from, m),
+    };
+  }
+
+  /** An application envelope of kind `t` from `from`. Never throws. */
+  onMessage(from: NodeId, t: string, p: unknown): void {
+    const raw = typeof p === 'object' && p !== null ? (p as Raw) : null;
+    if (isRequestKind(t)) this.request(from, t, raw);
+    else if (isNoticeKind(t)) this.notice(from, t, raw);
+    else this.drop(from, t, 'unknown application envelope dropped');
+  }
+
+  private notice<K extends NoticeKind>(from: NodeId, t: K, raw: Raw | null): void {
+    const m = raw && NOTICES[t](raw);
+    if (!m) return this.drop(from, t, `bad ${t} from peer dropped`);
+    this.notices[t](from, m);
+  }
+
+  private request<K extends RequestKind>(from: NodeId, t: K, raw: Raw | null): void {
+    const id = raw?.id;
+    if (!raw || !isNumber(id)) return this.drop(from, t, `${t} request without an id dropped`);
+    const answer = (r: FwdReply) => this.host.send(from, notice('reply', r));
+    const fail = (e: unknown) => {
+      const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', String((e as Error)?.message ?? e));
+      answer({ id, ok: false, code: err.code, message: err.message, leader: err.leader, reason: err instanceof TransferError ? err.reason : undefined });
+    };
+    const m = REQUESTS[t](raw);
+    if (!m) {
+      this.drop(from, t, `bad ${t} request from peer refused`);
+      return fail(new RuntimeError('InvalidArgument', `bad ${t} request`));
+    }
+    const ms = Math.min(Math.max(1, Number(raw.to) || this.host.attemptMs), this.host.timeoutMs);
+    let pr: Promise<unknown>;
+    try {
+      if (REPLICA_ONLY.has(t) && !this.host.isLocal(m.group)) throw new RuntimeError('NotLeader', 'not a replica', this.host.leaderOf(m.group) ?? '');
+      pr = this.requests[t](from, m, ms);
+    } catch (e) {
+      pr = Promise.reject(e);
+    }
+    pr.then((result) => answer({ id, ok: true, result }), fail);
+  }
+
+  private drop(from: NodeId, t: string, msg: string): void {
+    this.host.stats.dropsBadMessage++;
+    this.host.log.warn({ from, t, dropped: this.host.stats.dropsBadMessage }, msg);
+  }
+}
