@@ -1,6 +1,8 @@
 // The records a shard keeps per Raft group (Group), the callers waiting on it (Waiter, read
 // batches) and the deadlines of those callers (Deadlines), swept by the shard's tick timer rather
 // than a timer per request: tens of thousands of requests per second are in flight under load.
+// Also what the shard's helpers (reads, hand-overs) may reach of it (ShardAccess), so that they
+// keep their own state and touch the loop's only through a few calls.
 import type { RaftNode } from '../raft/node.js';
 import { NONE, type NodeId } from '../raft/types.js';
 import type { GroupStorage } from '../storage/logstore.js';
@@ -209,4 +211,19 @@ export class Deadlines {
     }
     xs.length = j;
   }
+}
+
+/** What a shard's helpers (shardreads.ts, shardtransfers.ts) may reach of the shard. */
+export interface ShardAccess {
+  readonly nodeId: NodeId;
+  readonly groups: ReadonlyMap<number, Group>;
+  /** The group, or throws InvalidArgument. */
+  group(id: number): Group;
+  /** Give `g` to the next turn (and wake the tick timer if it sleeps). */
+  touch(g: Group): void;
+  /** Run a loop turn soon. */
+  schedule(): void;
+  stopped(): boolean;
+  /** Deadlines.promise with the shard's request timeout when `timeoutMs` is not given. */
+  withDeadline<T>(what: string, timeoutMs: number | undefined, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T>;
 }

@@ -6,72 +6,34 @@
 // the acknowledgements and votes leave and the groups advance. Up to BATCHES_IN_FLIGHT turns may
 // have their commit in flight. No timer per group or per request: one tick timer per shard,
 // quiesced groups are not ticked, deadlines are swept. Transport-agnostic: outbound messages go to
-// an injected `send`, inbound ones arrive through `receive`.
+// an injected `send`, inbound ones arrive through `receive`. What a turn only feeds or consults
+// lives beside it: shardreads, shardtransfers, shardreports, shardcompaction, shardoptions (.ts).
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { RaftNode } from '../raft/node.js';
 import { seededRandom } from '../raft/rand.js';
-import type { RaftConfig } from '../raft/config.js';
 import {
   type ConfChange, type ConfState, type Entry, type SoftState, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
 } from '../raft/types.js';
-import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
-import { RuntimeError, TransferError, type TransferFailReason } from './errors.js';
+import { RuntimeError } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
 import { COMMIT_P99_WINDOW_MS, type LeaderChangeKind, type ShardBrief } from './protocol.js';
-import { reachesQuorum } from './preflight.js';
-import { Histogram, RecentSamples, tenthMs } from './histogram.js';
-import { Deadlines, Waiter, newGroup, ownReads, ownTransfers, ownWaiters, type Group, type LedGroup, type ReadBatch, type TransferDone } from './group.js';
+import { Histogram, RecentSamples } from './histogram.js';
+import { Deadlines, Waiter, newGroup, ownWaiters, type Group, type LedGroup, type TransferDone } from './group.js';
+import { ShardReads, rejectBatches } from './shardreads.js';
+import { Handovers, type HandoverAccess, type Leadership, type TransferOptions } from './shardtransfers.js';
+import { ShardReports } from './shardreports.js';
+import { compactForCheckpoint, maybeCompact } from './shardcompaction.js';
+import type { ShardOptions } from './shardoptions.js';
 
 export type { LedGroup, TransferDone } from './group.js';
-
-export type RaftTuning = Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>>;
-
-export interface ShardOptions {
-  readonly nodeId: NodeId;
-  readonly store: LogStore;
-  /** Outbound messages of one loop iteration, grouped by destination node. */
-  readonly send: (to: NodeId, msgs: Message[]) => void;
-  /** Milliseconds per Raft tick (the heartbeat interval). Default 100. */
-  readonly tickMs?: number;
-  readonly raft?: RaftTuning;
-  /** Entries kept behind the applied index when compacting (for followers slightly behind). */
-  readonly retainEntries?: number;
-  /** Deadline of a proposal or read; then it rejects with Timeout (outcome unknown for a
-   *  proposal: it may still apply). Default 10 s. */
-  readonly requestTimeoutMs?: number;
-  /** Seed for election jitter (each group derives its own). */
-  readonly seed?: number;
-  readonly logger?: Logger;
-  /** The state machine of every group of this shard. Default: the built-in KV store. */
-  readonly stateMachine?: (store: LogStore) => ShardStateMachine;
-  /** Called when a group's membership changes (a conf entry applied, or a snapshot installed). */
-  readonly onConf?: (group: number, conf: ConfState) => void;
-  /** A replica learned its group's leader changed (leader '' while unknown), and why: 'transfer'
-   *  when a leader transfer started that term's election, 'failover' when a voter of the group
-   *  was reported down, else 'election'. */
-  readonly onLeader?: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
-  /** Start in drain mode: every group waits this many extra ticks before campaigning. Default 0. */
-  readonly campaignDelay?: number;
-  /** The shard's brief (leaders, storage commit p99) changed: called at most every BRIEF_MS
-   *  while the shard runs turns, and once when it starts. A quiet shard calls nothing, so that a
-   *  reader of the brief (the leader balancer, every round) never wakes its thread. */
-  readonly onBrief?: (brief: ShardBrief) => void;
-}
+export type { RaftTuning, ShardOptions } from './shardoptions.js';
 
 /** Loop turns whose commit may be in flight at once (and so Readies per group). Measured on 2
  *  cores, 3 nodes, 1,000 groups (3 runs each, medians): 1 vs 2 in flight, 24.3k vs 26.7k
  *  writes/s at 3,000 proposers and p50 5.1 vs 4.3 ms at 3 proposers. */
 const BATCHES_IN_FLIGHT = 2;
-
-/** Storage commits in COMMIT_P99_WINDOW_MS below which commitP99Ms has no figure: a quiet
- *  shard's one checkpoint commit must not make its disk look slow (to the health policy, a
- *  transfer's preflight, the advisor) for a minute. */
-const MIN_COMMITS_FOR_P99 = 20;
-
-/** How often a busy shard checks its brief for a change to report (see ShardOptions.onBrief). */
-const BRIEF_MS = 250;
 
 /** Messages a turn may start for with one more commit in flight (see Shard.urgent). */
 const URGENT: ReadonlySet<Message['type']> = new Set<Message['type']>(['timeoutNow', 'vote', 'voteResp', 'preVote', 'preVoteResp']);
@@ -113,28 +75,16 @@ export class Shard {
   /** Outbound messages of the current turn, by destination node. */
   private readonly out = new Map<NodeId, Message[]>();
   private stopped = false;
-  private readSeq = 0;
-  /** Read batches waiting for the next loop turn. */
-  private queuedReads: ReadBatch[] = [];
   /** The inbox holds an election or hand-over message (or a transfer was just asked for): the
    *  next turn may start with one commit more in flight than usual, so that leadership does not
    *  wait behind the write load's fsyncs at every hop of a transfer or an election. */
   private urgent = false;
-  /** Callers of awaitLeadership, by group: checked after each turn's steps and advances. */
-  private leadWaiters = new Map<Group, { resolve: (r: { term: number; commitP99Ms: number | null }) => void; reject: (e: Error) => void }[]>();
   /** Peers the liveness layer reports down: a group that becomes leader learns of them at once
    *  (else it would wait on them forever and never quiesce). */
   private readonly downPeers = new Set<NodeId>();
   private campaignDelay = 0;
-  /** Groups this node leads, kept as leadership changes (brief() must not walk the groups). */
-  private ledCount = 0;
-  private lastBrief: ShardBrief = { leaders: -1, commitP99Ms: null };
-  private briefTimer: NodeJS.Timeout | null = null;
-  private briefQueued = false;
-  /** The last storage commit durations, for the stability advisor's p99, the transfer preflight
-   *  and the health policy; and the last proposals' commit latencies (accepted -> known
-   *  committed), for a transfer's evidence. Both of the last minute only. */
-  private readonly recentCommits = new RecentSamples(256, COMMIT_P99_WINDOW_MS);
+  /** The last proposals' commit latencies (accepted -> known committed) of the last minute, for
+   *  a transfer's evidence. */
   private readonly recentCommitLatency = new RecentSamples(256, COMMIT_P99_WINDOW_MS);
   /** Latency histograms: each storage commit (fsync), proposal accepted -> known committed, and
    *  known committed -> applied and answered. */
@@ -145,7 +95,7 @@ export class Shard {
    *  start-up elections) would speak for it forever, and a node's disk would look slow, or the
    *  cluster unstable, long after. */
   commitP99Ms(): number | null {
-    return this.recentCommits.p99(performance.now(), MIN_COMMITS_FOR_P99);
+    return this.reports.commitP99Ms();
   }
 
   /** p99 of the commit latency (proposal accepted -> known committed) of this shard's leaders
@@ -158,6 +108,9 @@ export class Shard {
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly retain: number;
+  private readonly reads: ShardReads;
+  private readonly handovers: Handovers;
+  private readonly reports: ShardReports;
   readonly stats = {
     loops: 0, commits: 0, messagesIn: 0, messagesOut: 0, rejected: 0, ticks: 0,
     /** Readies handled, groups ticked, entries applied (work counts for the benchmarks). */
@@ -175,7 +128,21 @@ export class Shard {
     this.tickMs = opts.tickMs ?? 100;
     this.retain = opts.retainEntries ?? 64;
     this.campaignDelay = opts.campaignDelay ?? 0;
-    opts.store.beforeCheckpoint = () => this.compactForCheckpoint();
+    opts.store.beforeCheckpoint = () => compactForCheckpoint(this.groups.values(), this.sm, opts.store);
+    // The helpers reach the loop only through these (each a closure made once, here).
+    const access: HandoverAccess = {
+      nodeId: opts.nodeId, groups: this.groups, downPeers: this.downPeers, outcomes: this.stats.transfers, log: this.log,
+      group: (id) => this.group(id),
+      touch: (g) => this.touch(g),
+      schedule: () => this.schedule(),
+      stopped: () => this.stopped,
+      hurry: () => { this.urgent = true; },
+      commitLatencyP99Ms: () => this.commitLatencyP99Ms(),
+      withDeadline: (what, timeoutMs, register) => this.deadlines.promise(what, Math.max(1, timeoutMs ?? opts.requestTimeoutMs ?? 10_000), register),
+    };
+    this.reads = new ShardReads(access);
+    this.handovers = new Handovers(access);
+    this.reports = new ShardReports(opts.nodeId, this.groups, opts.onBrief, () => this.started && !this.stopped);
   }
 
   /** Open a shard over a recovered store: every group in it comes back with its durable state. */
@@ -228,16 +195,13 @@ export class Shard {
   removeGroup(id: number): void {
     const g = this.group(id);
     this.groups.delete(id);
-    if (g.leader === this.opts.nodeId) {
-      this.ledCount--;
-      this.leadersChanged();
-    }
+    if (g.leader === this.opts.nodeId) this.reports.leadersChanged(-1);
     this.active.delete(g);
     this.awake.delete(g);
     const err = new RuntimeError('InvalidArgument', `group ${id} was removed from ${this.opts.nodeId}`);
     for (const w of g.waiters.values()) w.reject(err);
     for (const r of g.reads.values()) r.reject(err);
-    this.rejectBatches(g, err);
+    rejectBatches(g, err);
     g.waiters.clear();
     g.reads.clear();
     // Storage is touched only between iterations (an iteration may be awaiting a commit that
@@ -259,7 +223,7 @@ export class Shard {
     this.started = true;
     this.resumeTicking();
     this.schedule();
-    this.reportBrief();
+    this.reports.pushBrief();
   }
 
   /** Run the tick timer (again). Ticks that fall due while an iteration is running are coalesced
@@ -275,7 +239,7 @@ export class Shard {
   private onTick(): void {
     this.tickDue = true;
     this.deadlines.sweep(performance.now());
-    if (this.awake.size === 0 && this.deadlines.size === 0 && this.queuedReads.length === 0 && this.pending.length === 0 && this.inbox.length === 0) {
+    if (this.awake.size === 0 && this.deadlines.size === 0 && !this.reads.waiting() && this.pending.length === 0 && this.inbox.length === 0) {
       // Every group is quiesced and nobody waits: no timer fires until something wakes a group
       // (a message, a proposal, a read, a peer going down all touch one). Whatever the state
       // machine still holds unflushed is flushed now, so a restart after a long quiet replays
@@ -356,35 +320,10 @@ export class Shard {
     });
   }
 
-  /** A promise that rejects with Timeout after the request deadline; `register` files the
-   *  waiter and returns how to unfile it. */
-  private withDeadline<T>(what: string, timeoutMs: number | undefined, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T> {
-    return this.deadlines.promise(what, Math.max(1, timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000), register);
-  }
-
   /** Linearizable read barrier: resolves once this node has applied everything committed before
    *  the call (ReadIndex, forwarded to the leader by the core when this node follows). */
   readBarrier(groupId: number, timeoutMs?: number, lease = false): Promise<void> {
-    if (this.stopped) return Promise.reject(new RuntimeError('Stopped', 'shard stopped'));
-    let g: Group;
-    try {
-      g = this.group(groupId);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    let batch = g.readBatches[lease ? 1 : 0];
-    if (!batch) {
-      batch = { g, lease, waiters: new Set() };
-      g.readBatches[lease ? 1 : 0] = batch;
-      this.queuedReads.push(batch);
-      this.schedule();
-    }
-    const b = batch;
-    return this.withDeadline<void>(`read of group ${groupId}`, timeoutMs, (resolve, reject) => {
-      const w = { resolve: () => resolve(), reject };
-      b.waiters.add(w);
-      return () => b.waiters.delete(w);
-    });
+    return this.reads.barrier(groupId, timeoutMs, lease);
   }
 
   /** Answer the caller waiting for committed entry `e`, if any: its result, or NotLeader when a
@@ -404,42 +343,6 @@ export class Shard {
       this.histograms.apply.observeMs(performance.now() - knownCommitted);
     }
     w.resolve(result);
-  }
-
-  /** Hand the reads that arrived since the last turn to the cores: one ReadIndex per batch. */
-  private issueReads(): void {
-    const batches = this.queuedReads;
-    this.queuedReads = [];
-    for (const b of batches) {
-      const g = b.g;
-      if (g.readBatches[b.lease ? 1 : 0] === b) g.readBatches[b.lease ? 1 : 0] = null;
-      if (b.waiters.size === 0 || this.groups.get(g.id) !== g) continue;
-      const ctx = `${this.opts.nodeId}:${++this.readSeq}`;
-      const r = g.node.readIndex(ctx, b.lease);
-      if (!r.ok) {
-        const err = new RuntimeError('NotLeader', `no leader for group ${g.id}`, r.leader);
-        for (const w of b.waiters) w.reject(err);
-        continue;
-      }
-      const waiters = [...b.waiters];
-      ownReads(g).set(ctx, {
-        index: -1,
-        resolve: () => { for (const w of waiters) w.resolve(); },
-        reject: (e) => { for (const w of waiters) w.reject(e); },
-      });
-      this.touch(g);
-    }
-  }
-
-  /** Reject the reads of `g` not yet given to its core. */
-  private rejectBatches(g: Group, err: Error): void {
-    for (let i = 0; i < 2; i++) {
-      const b = g.readBatches[i];
-      if (!b) continue;
-      g.readBatches[i] = null;
-      for (const w of b.waiters) w.reject(err);
-      b.waiters.clear();
-    }
   }
 
   /** Query the state machine; 'linearizable' waits for a read barrier first. */
@@ -477,50 +380,16 @@ export class Shard {
 
   /** Confirm this node leads `groupId` and serves: a ReadIndex round (a quorum still follows it,
    *  and an entry of its term is committed). Resolves with its term. */
-  async verifyLeader(groupId: number, timeoutMs?: number): Promise<{ term: number }> {
-    const st = this.group(groupId).node.status();
-    if (st.role !== 'leader') throw new RuntimeError('NotLeader', `${this.opts.nodeId} does not lead group ${groupId}`, st.leader);
-    await this.readBarrier(groupId, timeoutMs, false);
-    const after = this.group(groupId).node.status();
-    if (after.role !== 'leader') throw new RuntimeError('NotLeader', `${this.opts.nodeId} lost group ${groupId}`, after.leader);
-    return { term: after.term };
+  verifyLeader(groupId: number, timeoutMs?: number): Promise<{ term: number }> {
+    return this.reads.verifyLeader(groupId, timeoutMs);
   }
 
   /** Resolves with the term once this node leads `groupId` with an entry of its term committed
    *  (a quorum accepted the leadership, so no ReadIndex round is needed to trust it). A transfer's
    *  caller asks the target this while the old leader hands over: the answer arrives when the
    *  target has taken over, with no polling. Times out after `timeoutMs`. */
-  async awaitLeadership(groupId: number, timeoutMs?: number): Promise<{ term: number; commitP99Ms: number | null }> {
-    if (this.stopped) throw new RuntimeError('Stopped', 'shard stopped');
-    const g = this.group(groupId);
-    if (g.node.leadsWithCommittedTerm()) return { term: g.node.status().term, commitP99Ms: this.commitLatencyP99Ms() };
-    return this.withDeadline<{ term: number; commitP99Ms: number | null }>(`leadership of group ${groupId}`, timeoutMs, (resolve, reject) => {
-      let list = this.leadWaiters.get(g);
-      if (!list) this.leadWaiters.set(g, (list = []));
-      const w = { resolve, reject };
-      list.push(w);
-      return () => {
-        const l = this.leadWaiters.get(g);
-        if (!l) return;
-        l.splice(l.indexOf(w), 1);
-        if (l.length === 0) this.leadWaiters.delete(g);
-      };
-    });
-  }
-
-  private settleLeadWaiters(): void {
-    for (const [g, list] of this.leadWaiters) {
-      if (this.groups.get(g.id) !== g) {
-        this.leadWaiters.delete(g);
-        for (const w of list) w.reject(new RuntimeError('InvalidArgument', `group ${g.id} was removed from ${this.opts.nodeId}`));
-        continue;
-      }
-      if (!g.node.leadsWithCommittedTerm()) continue;
-      this.leadWaiters.delete(g);
-      const term = g.node.status().term;
-      const commitP99Ms = this.commitLatencyP99Ms();
-      for (const w of list) w.resolve({ term, commitP99Ms });
-    }
+  awaitLeadership(groupId: number, timeoutMs?: number): Promise<Leadership> {
+    return this.handovers.awaitLeadership(groupId, timeoutMs);
   }
 
   /** A KV shard's committed value of `key` (stale read). */
@@ -530,11 +399,7 @@ export class Shard {
   }
 
   transferLeader(groupId: number, target: NodeId) {
-    const g = this.group(groupId);
-    const r = g.node.transferLeader(target);
-    this.touch(g);
-    this.schedule();
-    return r;
+    return this.handovers.transferLeader(groupId, target);
   }
 
   /**
@@ -546,127 +411,25 @@ export class Shard {
    * target won its election) and rejects with the abort reason if it did not (the old leader
    * stays leader).
    */
-  transfer(groupId: number, target: NodeId, o: {
-    timeoutMs?: number; maxLagEntries?: number; draining?: ReadonlySet<NodeId>; force?: boolean; reach?: readonly NodeId[] | null;
-  } = {}): Promise<TransferDone> {
-    let g: Group;
-    try {
-      g = this.group(groupId);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    const st = g.node.status();
-    const fail = (reason: TransferFailReason, msg: string) => Promise.reject(new TransferError(reason, `transfer of group ${groupId} to ${target}: ${msg}`, st.leader));
-    if (st.role !== 'leader') {
-      return Promise.reject(new RuntimeError('NotLeader', `${this.opts.nodeId} does not lead group ${groupId}`, st.leader));
-    }
-    if (target === this.opts.nodeId) return fail('TargetIsSelf', 'already the leader');
-    // A leader that has not yet committed an entry of its term is still taking over (the caller
-    // that moved leadership here is waiting to see exactly that commit): handing over again now
-    // would leave that caller unanswered until its deadline. Retry in a moment.
-    if (!g.node.leadsWithCommittedTerm()) {
-      return Promise.reject(new RuntimeError('Unavailable', `${this.opts.nodeId} is still taking over group ${groupId} (no entry of its term committed yet)`, st.leader));
-    }
-    if (st.conf.learners.includes(target)) return fail('TargetIsLearner', 'a learner cannot lead');
-    if (!st.conf.voters.includes(target)) return fail('TargetNotMember', 'not a voter of the group');
-    if (o.draining?.has(target)) return fail('TargetDraining', 'the target is draining');
-    const pr = st.progress[target];
-    // Health comes from the node-liveness layer (the transport link), not from the core's
-    // recentActive flag: that one is cleared for every peer at each CheckQuorum boundary and only
-    // set again by the next response, and a quiesced group hears nothing by design.
-    const heard = (id: NodeId) => !this.downPeers.has(id);
-    if (!pr || !heard(target)) return fail('TargetUnhealthy', 'not heard from recently');
-    const lag = st.lastIndex - pr.match;
-    const bound = o.maxLagEntries ?? 10_000;
-    let active = 1;
-    for (const v of st.conf.voters) if (v !== this.opts.nodeId && heard(v)) active++;
-    if (active <= st.conf.voters.length / 2) return fail('NoQuorum', 'the leader does not hear from a quorum');
-    if (!o.force) {
-      if (lag > bound) return fail('TargetLagging', `${lag} entries behind (bound ${bound})`);
-      if (pr.state === 'snapshot' || pr.next < st.firstIndex) {
-        return fail('TargetNeedsSnapshot', `it needs entries from ${pr.next}, compacted (first index ${st.firstIndex})`);
-      }
-      if (reachesQuorum(target, st.conf.voters, o.reach ?? null) === false) {
-        return fail('TargetNoQuorum', `by its own links it reaches only ${(o.reach ?? []).filter((v) => st.conf.voters.includes(v)).join(', ') || 'no other voter'}`);
-      }
-    }
-    const r = g.node.transferLeader(target);
-    this.touch(g);
-    this.urgent = true; // TimeoutNow leaves in the next turn, not behind the commits in flight
-    this.schedule();
-    if (!r.ok) return fail(r.reason === 'NotLeader' ? 'NoLeader' : r.reason, r.reason);
-    return this.withDeadline<TransferDone>(`transfer of group ${groupId} to ${target}`, o.timeoutMs, (resolve, reject) => {
-      let pending = g.transfers.get(target);
-      if (!pending) ownTransfers(g).set(target, (pending = { callers: [], at: performance.now(), lag, sentAt: -1 }));
-      const entry = { resolve, reject };
-      pending.callers.push(entry);
-      return () => {
-        const l = g.transfers.get(target)?.callers;
-        if (l) l.splice(l.indexOf(entry), 1);
-      };
-    });
+  transfer(groupId: number, target: NodeId, o: TransferOptions = {}): Promise<TransferDone> {
+    return this.handovers.transfer(groupId, target, o);
   }
 
   /** Counts for a node summary, from cheap per-group fields (no Raft status objects): groups,
    *  leaders, quiesced, and (up to `cap`) the groups whose voter count is even. */
   summary(cap = 100): { groups: number; leaders: number; quiesced: number; evenVoterCount: number; evenVoters: number[] } {
-    let leaders = 0;
-    let quiesced = 0;
-    let evenVoterCount = 0;
-    const evenVoters: number[] = [];
-    for (const g of this.groups.values()) {
-      if (g.leader === this.opts.nodeId) leaders++;
-      if (g.node.isQuiesced()) quiesced++;
-      const v = g.storage.conf().voters.length;
-      if (v > 0 && v % 2 === 0 && evenVoterCount++ < cap) evenVoters.push(g.id);
-    }
-    return { groups: this.groups.size, leaders, quiesced, evenVoterCount, evenVoters };
+    return this.reports.summary(cap);
   }
 
   /** What a balancer round needs when it has nothing to move (see LeaderBalancer.round): no
    *  object per group, no copy of any per-group state. */
   brief(): ShardBrief {
-    return { leaders: this.ledCount, commitP99Ms: this.commitP99Ms() };
-  }
-
-  /** Report the brief once a little later if it changed by then (the commit p99 moves with every
-   *  commit: it is not worth a message each time); armed by storage commits, so a shard with
-   *  nothing going on reports (and runs) nothing. */
-  private briefSoon(): void {
-    if (this.briefTimer !== null || !this.opts.onBrief || !this.started || this.stopped) return;
-    this.briefTimer = setTimeout(() => {
-      this.briefTimer = null;
-      this.reportBrief();
-    }, BRIEF_MS);
-  }
-
-  /** A leader count is reported as soon as the turn that changed it ends (a balancer round right
-   *  after its transfers must see them), once per turn however many groups changed. */
-  private leadersChanged(): void {
-    if (this.briefQueued || !this.opts.onBrief) return;
-    this.briefQueued = true;
-    queueMicrotask(() => {
-      this.briefQueued = false;
-      if (this.started && !this.stopped) this.reportBrief();
-    });
-  }
-
-  private reportBrief(): void {
-    const b = this.brief();
-    if (b.leaders === this.lastBrief.leaders && b.commitP99Ms === this.lastBrief.commitP99Ms) return;
-    this.lastBrief = b;
-    this.opts.onBrief?.(b);
+    return this.reports.brief();
   }
 
   /** The groups this node leads, with the work it served for each (for the balancer). */
   led(): LedGroup[] {
-    const out: LedGroup[] = [];
-    for (const g of this.groups.values()) {
-      if (g.leader !== this.opts.nodeId) continue;
-      const conf = g.storage.conf();
-      out.push({ group: g.id, served: g.served, lag: g.node.peerLag() ?? {}, learners: conf.learners.length ? [...conf.learners] : undefined });
-    }
-    return out;
+    return this.reports.led();
   }
 
   /** Cumulative work this node served for the group as its leader. */
@@ -746,7 +509,7 @@ export class Shard {
     } finally {
       this.turning = false;
     }
-    if (this.mayStartTurn() && (this.inbox.length > 0 || this.active.size > 0 || this.tickDue || this.queuedReads.length > 0)) this.schedule();
+    if (this.mayStartTurn() && (this.inbox.length > 0 || this.active.size > 0 || this.tickDue || this.reads.waiting())) this.schedule();
   }
 
   private mayStartTurn(): boolean {
@@ -803,7 +566,7 @@ export class Shard {
         this.active.add(g);
       }
     }
-    this.issueReads();
+    this.reads.issue();
     const inbox = this.inbox;
     this.inbox = [];
     for (const m of inbox) {
@@ -817,7 +580,7 @@ export class Shard {
       if (!r.ok) this.stats.rejected++;
       this.touch(g);
     }
-    if (this.leadWaiters.size > 0) this.settleLeadWaiters();
+    this.handovers.settleLeaders();
     lap('msStep');
     const readies: [Group, Ready][] = [];
     for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
@@ -835,11 +598,11 @@ export class Shard {
     //    outcomes: the target leading is a fact about the target, so its callers need not wait
     //    for this node's commit.
     for (const [g, rd] of readies) {
-      if (g.transfers.size > 0) this.noteTimeoutNow(g, rd.messages);
+      if (g.transfers.size > 0) this.handovers.noteTimeoutNow(g, rd.messages);
       this.enqueue(rd.messages);
     }
     this.flush();
-    for (const [g, rd] of readies) if (rd.transfers.length > 0) this.settleTransfers(g, rd.transfers);
+    for (const [g, rd] of readies) if (rd.transfers.length > 0) this.handovers.settle(g, rd.transfers);
 
     // 2. One commit for every group: log, hard state, snapshots; the state machine applies the
     //    committed entries into its memtable (its flush rides on this commit when due).
@@ -888,8 +651,7 @@ export class Shard {
     } : undefined).then((wrote) => {
       if (wrote) {
         const commitMs = performance.now() - c0;
-        this.recentCommits.add(commitMs);
-        this.briefSoon();
+        this.reports.committed(commitMs);
         this.histograms.fsync.observeMs(commitMs);
         this.stats.commits++;
       }
@@ -928,7 +690,7 @@ export class Shard {
     for (const [g, ents, res] of b.results) {
       if (this.groups.get(g.id) !== g) continue;
       for (let i = 0; i < ents.length; i++) if (ents[i].type === 'conf') this.settleWaiter(g, ents[i], res[i], b.knownCommitted);
-      this.maybeCompact(g);
+      maybeCompact(g, this.sm, this.opts.store, this.retain);
     }
     for (const [g] of b.readies) {
       if (this.groups.get(g.id) !== g) continue;
@@ -944,34 +706,8 @@ export class Shard {
       g.node.advance();
       this.touch(g); // advance may have produced more (e.g. a commit after self-ack)
     }
-    if (this.leadWaiters.size > 0) this.settleLeadWaiters();
+    this.handovers.settleLeaders();
     this.stats.msAfter += performance.now() - t0;
-  }
-
-  /** Stamp when TimeoutNow first left for a pending transfer's target (the end of catch-up). */
-  private noteTimeoutNow(g: Group, ms: readonly Message[]): void {
-    for (const m of ms) {
-      if (m.type !== 'timeoutNow') continue;
-      const p = g.transfers.get(m.to);
-      if (p && p.sentAt < 0) p.sentAt = performance.now();
-    }
-  }
-
-  private settleTransfers(g: Group, outcomes: Ready['transfers']): void {
-    const now = performance.now();
-    for (const tr of outcomes) {
-      this.stats.transfers[tr.status]++;
-      const p = g.transfers.get(tr.target);
-      g.transfers.delete(tr.target);
-      const sentAt = p && p.sentAt >= 0 ? p.sentAt : now;
-      const evidence = { lag: p?.lag ?? 0, catchUpMs: p ? tenthMs(sentAt - p.at) : 0, campaignMs: p ? tenthMs(now - sentAt) : 0, commitP99Ms: this.commitLatencyP99Ms() };
-      for (const c of p?.callers ?? []) {
-        if (tr.status === 'completed') c.resolve({ group: g.id, from: this.opts.nodeId, to: tr.target, term: tr.term, ticks: tr.ticks, ...evidence });
-        else c.reject(new TransferError(tr.reason, `transfer of group ${g.id} to ${tr.target} aborted: ${tr.reason}`, g.node.status().leader));
-      }
-      if (tr.status === 'completed') this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, ...evidence }, 'leader transfer completed');
-      else this.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, reason: tr.reason, ...evidence }, 'leader transfer aborted');
-    }
   }
 
   private enqueue(ms: readonly Message[]): void {
@@ -996,10 +732,8 @@ export class Shard {
   private onSoftState(g: Group, { leader, role, term }: SoftState): void {
     if (leader !== g.leader) {
       this.log.info({ group: g.id, leader, role }, 'leader changed');
-      if (g.leader === this.opts.nodeId) this.ledCount--;
-      if (leader === this.opts.nodeId) this.ledCount++;
+      this.reports.leadersChanged((leader === this.opts.nodeId ? 1 : 0) - (g.leader === this.opts.nodeId ? 1 : 0));
       g.leader = leader;
-      this.leadersChanged();
       if (leader === this.opts.nodeId) for (const p of this.downPeers) g.node.reportUnreachable(p);
       this.opts.onLeader?.(g.id, leader, term, this.leaderChangeKind(g, term));
     }
@@ -1011,38 +745,13 @@ export class Shard {
     return 'election';
   }
 
-  /** Before a checkpoint: compact every group as far as its state machine and its active
-   *  followers allow, without the `retain` margin. The entries a checkpoint would otherwise move
-   *  into the log table are those that outlived a whole checkpoint interval, which is not what a
-   *  slightly slow follower needs; dropping them keeps a group's entries written once (in the
-   *  WAL). One pass over the shard's groups per checkpoint (tens of MiB of WAL). */
-  private compactForCheckpoint(): void {
-    for (const g of this.groups.values()) {
-      const upTo = this.compactableIndex(g);
-      if (upTo >= g.storage.firstIndex() && upTo <= g.storage.lastIndex()) this.opts.store.compact(g.id, upTo);
-    }
-  }
-
-  /** The highest index `g` may compact to: applied, durable in its state machine, and not needed
-   *  by an active follower (a follower one round behind a busy leader must not need a snapshot). */
-  private compactableIndex(g: Group): number {
-    return Math.min(g.applied, this.sm.compactableTo(g.id), g.node.compactionFloor() - 1);
-  }
-
-  /** Compact in steps of `retain` entries so that compaction is not a per-commit cost. */
-  private maybeCompact(g: Group): void {
-    // Plus `retain` entries for the slightly slower followers.
-    const upTo = this.compactableIndex(g) - this.retain;
-    if (upTo > g.storage.firstIndex() + this.retain) this.opts.store.compact(g.id, upTo);
-  }
-
   private failAll(e: Error): void {
     const err = e instanceof RuntimeError ? e : new RuntimeError('StorageFailed', e.message);
     this.log.error({ err: e.message }, 'shard failed; stopping');
     this.stopped = true;
     this.pending = [];
     if (this.timer) clearInterval(this.timer);
-    if (this.briefTimer) clearTimeout(this.briefTimer);
+    this.reports.stop();
     this.settleAll(err);
   }
 
@@ -1051,12 +760,10 @@ export class Shard {
     for (const g of this.groups.values()) {
       for (const w of g.waiters.values()) w.reject(err);
       for (const r of g.reads.values()) r.reject(err);
-      this.rejectBatches(g, err);
-      for (const p of g.transfers.values()) for (const c of p.callers) c.reject(err);
-      for (const w of this.leadWaiters.get(g) ?? []) w.reject(err);
+      rejectBatches(g, err);
+      this.handovers.reject(g, err);
       g.waiters.clear();
       g.reads.clear();
-      g.transfers.clear();
     }
   }
 
@@ -1066,8 +773,7 @@ export class Shard {
     this.started = false;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.briefTimer) clearTimeout(this.briefTimer);
-    this.briefTimer = null;
+    this.reports.stop();
     while (this.turning || this.pending.length > 0) {
       if (this.opts.store.failed) break;
       await new Promise((r) => setImmediate(r));

@@ -1,0 +1,44 @@
+// What a shard is built with: its store and outbound `send`, its timing and Raft tuning, and the
+// callbacks through which it tells its host what changed (membership, leaders, its brief). A
+// declaration only, apart from shard.ts so that file is the loop; shard.ts re-exports it.
+import type { Logger } from 'pino';
+import type { RaftConfig } from '../raft/config.js';
+import type { ConfState, Message, NodeId } from '../raft/types.js';
+import type { LogStore } from '../storage/logstore.js';
+import type { LeaderChangeKind, ShardBrief } from './protocol.js';
+import type { ShardStateMachine } from './statemachine.js';
+
+export type RaftTuning = Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>>;
+
+export interface ShardOptions {
+  readonly nodeId: NodeId;
+  readonly store: LogStore;
+  /** Outbound messages of one loop iteration, grouped by destination node. */
+  readonly send: (to: NodeId, msgs: Message[]) => void;
+  /** Milliseconds per Raft tick (the heartbeat interval). Default 100. */
+  readonly tickMs?: number;
+  readonly raft?: RaftTuning;
+  /** Entries kept behind the applied index when compacting (for followers slightly behind). */
+  readonly retainEntries?: number;
+  /** Deadline of a proposal or read; then it rejects with Timeout (outcome unknown for a
+   *  proposal: it may still apply). Default 10 s. */
+  readonly requestTimeoutMs?: number;
+  /** Seed for election jitter (each group derives its own). */
+  readonly seed?: number;
+  readonly logger?: Logger;
+  /** The state machine of every group of this shard. Default: the built-in KV store. */
+  readonly stateMachine?: (store: LogStore) => ShardStateMachine;
+  /** Called when a group's membership changes (a conf entry applied, or a snapshot installed). */
+  readonly onConf?: (group: number, conf: ConfState) => void;
+  /** A replica learned its group's leader changed (leader '' while unknown), and why: 'transfer'
+   *  when a leader transfer started that term's election, 'failover' when a voter of the group
+   *  was reported down, else 'election'. */
+  readonly onLeader?: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
+  /** Start in drain mode: every group waits this many extra ticks before campaigning. Default 0. */
+  readonly campaignDelay?: number;
+  /** The shard's brief (leaders, storage commit p99) changed: called at most every BRIEF_MS
+   *  (shardreports.ts) while the shard runs turns, and once when it starts. A quiet shard calls
+   *  nothing, so that a reader of the brief (the leader balancer, every round) never wakes its
+   *  thread. */
+  readonly onBrief?: (brief: ShardBrief) => void;
+}
