@@ -9,6 +9,7 @@
 // rest go through ShardHost.handle and its answers, as they would to a worker.
 import type { Logger } from 'pino';
 import { RuntimeError, TransferError } from './errors.js';
+import { IdleCollector, threadProbe } from './heap.js';
 import { ShardHost } from './shardhost.js';
 import type { FromWorker, ShardRequest, Shards, ToWorker } from './protocol.js';
 import type { ShardWorkersOptions } from './workers.js';
@@ -24,9 +25,12 @@ export class InlineShards implements Shards {
   private seq = 0;
   private stopping = false;
   readonly stats = { restarts: 0 };
+  /** The main thread runs the shards here: it collects its own heap once quiet after a burst. */
+  private readonly collector: IdleCollector;
 
   constructor(private readonly opts: ShardWorkersOptions & { readonly log: Logger }) {
     this.hosts = Array.from({ length: opts.workers }, () => null);
+    this.collector = new IdleCollector(threadProbe(), {}, opts.log);
   }
 
   get count(): number {
@@ -41,6 +45,7 @@ export class InlineShards implements Shards {
       this.hosts[i] = host;
       host.start();
     }
+    this.collector.start();
   }
 
   isUp(index: number): boolean {
@@ -111,6 +116,7 @@ export class InlineShards implements Shards {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.collector.stop();
     await Promise.all(this.hosts.map((h) => h?.shutdown()));
     const err = new RuntimeError('Stopped', 'node stopping');
     for (const c of this.calls.values()) c.reject(err);

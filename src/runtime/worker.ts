@@ -5,6 +5,7 @@
 import { threadId, type MessagePort } from 'node:worker_threads';
 import { pino } from 'pino';
 import { PackedPort } from './channel.js';
+import { IdleCollector, threadProbe } from './heap.js';
 import { ShardHost } from './shardhost.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
@@ -17,7 +18,10 @@ export default async function host(init: WorkerInit & { port: MessagePort }): Pr
     for (const m of items) shard.handle(m);
   });
   shard.start();
+  const collector = new IdleCollector(threadProbe(), {}, log);
+  collector.start();
   await shard.done;
+  collector.stop();
   port.flush();
   port.close();
   return 'stopped';
