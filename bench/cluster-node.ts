@@ -3,7 +3,8 @@
 // child answers {kind:'ready', electionMs} once started, {kind:'status', leaders, moves, ...} on
 // request and {kind:'result', writes, errors, latenciesMs[]} after a load run. Also 'led' (the
 // groups this node leads), 'undrain', 'drain' {concurrency}, 'configure' {config} (balancer
-// settings at run time), 'idle' {seconds} and 'stop'.
+// settings at run time), 'settle' (answers once this node's balancer has stood still),
+// 'idle' {seconds} and 'stop'.
 import { parseArgs } from 'node:util';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
@@ -225,11 +226,12 @@ process.on('message', async (m: {
     send({ kind: 'configured' });
     return;
   }
-  if (m.cmd === 'idle') {
+  if (m.cmd === 'settle') {
     // With the balancer on, the cluster is not idle while it still moves the election's leaders:
     // wait (at most 3 minutes) until this node's plan says balanced and its moves and leader
     // count have stood still for 10 s (its moves pause between rounds and for cooldowns, so a
-    // still count alone can be a pause).
+    // still count alone can be a pause). The driver starts every node's idle windows together
+    // once all have settled: a node measuring while another still moves leaders counts those.
     if (node.balancerConfig().enabled !== false) {
       let last = '';
       let since = performance.now();
@@ -242,6 +244,10 @@ process.on('message', async (m: {
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
+    send({ kind: 'settled' });
+    return;
+  }
+  if (m.cmd === 'idle') {
     await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
     const st0 = await node.status();
     // status().balancer, .runtime and (default layout) the shards' loop counters are live

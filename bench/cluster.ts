@@ -77,6 +77,7 @@ export async function runIdle(o: { groups: number; workers: number | null; secon
       await new Promise((r) => setTimeout(r, 1000));
     }
     const quiesceSeconds = (performance.now() - t0) / 1000;
+    await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'settle' }); return next(c, 'settled'); }));
     const idle = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'idle', seconds: o.seconds }); return next(c, 'idle'); }));
     const rss = idle.map((r) => r.rssBytes as number);
     if (process.env.BENCH_VERBOSE) process.stderr.write(`idle: ${JSON.stringify(idle)}\n`);

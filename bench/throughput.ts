@@ -153,6 +153,7 @@ export async function runThroughput(o: {
       const t0 = performance.now();
       await quiesced(kids, next, 120_000);
       const quiesceAfterLoadSeconds = round((performance.now() - t0) / 1000, 1);
+      await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'settle' }); return next(c, 'settled'); }));
       const r = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'idle', seconds: o.idleSeconds }); return next(c, 'idle'); }));
       const rss = r.map((x) => x.rssBytes as number);
       const replicas = r.reduce((a, x) => a + (x.groups as number), 0);
