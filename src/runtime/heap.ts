@@ -82,7 +82,9 @@ export interface IdleCollectorProbe {
 
 /** The thread's own probe: perf_hooks' event-loop utilization, V8's heap statistics and the gc
  *  function V8 exposes on request. Asking flips a process-wide V8 flag; it is set only for the
- *  moment a fresh context is created to hand the function out, so no script sees a global gc. */
+ *  moment a fresh context is created to hand the function out, so no script sees a global gc.
+ *  Worker threads starting together may interleave those flag changes; the loser gets no gc
+ *  function and its thread simply runs without an idle collector (left to V8, as before). */
 export function threadProbe(): IdleCollectorProbe {
   let mark = performance.eventLoopUtilization();
   return {

@@ -138,7 +138,7 @@ export class Shard {
       stopped: () => this.stopped,
       hurry: () => { this.urgent = true; },
       commitLatencyP99Ms: () => this.commitLatencyP99Ms(),
-      withDeadline: (what, timeoutMs, register) => this.deadlines.promise(what, Math.max(1, timeoutMs ?? opts.requestTimeoutMs ?? 10_000), register),
+      withDeadline: (what, timeoutMs, register) => this.deadlines.promise(what, this.timeoutOf(timeoutMs), register),
     };
     this.reads = new ShardReads(access);
     this.handovers = new Handovers(access);
@@ -309,10 +309,15 @@ export class Shard {
     return this.waitFor(g, r.index, r.term, timeoutMs, true);
   }
 
+  /** A caller's timeout, or the shard's request timeout when it gave none, ms. */
+  private timeoutOf(timeoutMs: number | undefined): number {
+    return Math.max(1, timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
+  }
+
   /** Wait for the entry proposed at (index, term) to be applied. */
   private waitFor(g: Group, index: number, term: number, timeoutMs: number | undefined, timed: boolean): Promise<unknown> {
     const now = performance.now();
-    const deadline = now + Math.max(1, timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
+    const deadline = now + this.timeoutOf(timeoutMs);
     return new Promise<unknown>((resolve, reject) => {
       const w = new Waiter(g, index, term, timed ? now : 0, deadline, resolve, reject);
       ownWaiters(g).set(index, w);
