@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import type * as NodeModule from '../src/runtime/node.js';
-import type * as AdminModule from '../src/cli/admin.js';
+import type * as AdminModule from '../src/http/admin.js';
 
 // The compiled build (dist/, what users run) when it exists: tsx's dev transform adds a helper
 // call to every closure it creates (keepNames), which costs measurable CPU per request.
@@ -25,10 +25,10 @@ const { startNode, groupOfKey }: typeof NodeModule = process.env.BENCH_SRC === '
     : await import('../dist/src/runtime/node.js' as string).catch(() => import('../src/runtime/node.js'));
 // The admin HTTP server (key-value gateway) from the same build as the node.
 const { startAdmin }: typeof AdminModule = process.env.BENCH_SRC === '1'
-  ? await import('../src/cli/admin.js')
+  ? await import('../src/http/admin.js')
   : process.env.BENCH_DIST
-    ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/cli/admin.js')).href)
-    : await import('../dist/src/cli/admin.js' as string).catch(() => import('../src/cli/admin.js'));
+    ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/http/admin.js')).href)
+    : await import('../dist/src/http/admin.js' as string).catch(() => import('../src/http/admin.js'));
 
 const { values } = parseArgs({
   options: {

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { startNode, type FlotillaNode, type StartOptions } from '../runtime/node.js';
 import { MIN_SECRET_LENGTH, parseAddress, validateTransportSecurity, type TransportSecurity } from '../transport/index.js';
-import { startAdmin } from './admin.js';
+import { startAdmin } from '../http/admin.js';
 import { START_HELP } from './start-help.js';
 
 export class ConfigError extends Error {

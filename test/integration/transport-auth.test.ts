@@ -13,7 +13,7 @@ import {
   AUTH_SCHEME, FrameDecoder, FrameEncoder, HandshakeError, Transport, authProof, certificateNames, makeHello, makeProofFrame,
   parseAddress, type AuthTranscript, type DecodeResult, type Envelope, type TransportOptions, type TransportTlsOptions,
 } from '../../src/transport/index.js';
-import { startAdmin } from '../../src/cli/admin.js';
+import { startAdmin } from '../../src/http/admin.js';
 import { pino } from 'pino';
 import { startNode as startFlotilla, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
 import { ConfigError, parseStartArgs } from '../../src/cli/start.js';
