@@ -32,7 +32,7 @@
 // interval, no leadership onto a node that started in the last `warmupMs` or is draining, and no
 // action at all while a node is unreachable or draining.
 //
-// Targets are ranked as the leader-transfer playbook's candidate selection: up-to-date log
+// Targets are ranked by these criteria in order, each breaking ties of the last: up-to-date log
 // first, then stable reachability, then storage latency (fsync tail) and CPU headroom, then
 // maintenance sequencing (a node to be maintained next is last), then locality preference.
 import type { Logger } from 'pino';
@@ -266,7 +266,7 @@ export interface Plan {
   readonly moves: PlannedMove[];
 }
 
-/** What ranks one candidate target (the playbook's candidate selection). */
+/** What ranks one candidate target (see rankTargets for the order). */
 export interface TargetFacts {
   readonly id: NodeId;
   /** Entries it lacks (0 = caught up). */

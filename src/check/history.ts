@@ -1,4 +1,4 @@
-// History: the operation histories fault tests record (../shared/history-format.md, JSON Lines)
+// History: the operation histories fault tests record (JSON Lines, docs/history-format.md)
 // turned into operations with call and return times. A `fail` completion is dropped (it certainly
 // did not happen); an `info` completion, or none, is an operation whose outcome is unknown: it may
 // take effect at any time after its call, so its return time is infinity.

@@ -1,4 +1,4 @@
-// Oracle adapters: the third-party histories in ../shared/oracle-testdata (Porcupine's Jepsen etcd
+// Oracle adapters: the third-party histories in FLOTILLA_ORACLE_DIR (Porcupine's Jepsen etcd
 // logs and MIT 6.824 key/value logs, Knossos' cas-register EDN) read into the checker's operations,
 // so that the checker is validated against verdicts other tools established. Each reader follows
 // the reading its tool's own test gives the file, since a verdict is only comparable under the same

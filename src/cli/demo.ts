@@ -1,6 +1,6 @@
 // `flotilla demo`: a local 3-node cluster (separate processes on 127.0.0.1, zones a/b/c, a temporary
 // data dir) under a steady write load through the HTTP gateway, with a live view refreshed every
-// second, walking through the maintenance story of the leader-transfer playbook: drain n1, restart
+// second, walking through a planned-maintenance story: drain n1, restart
 // it, undrain it and let the balancer spread leaders back; then hot keys on one node moved by the
 // load balancer; then a locality preference. Ends with a summary; Ctrl-C stops everything cleanly.
 // Exit 0 when no write failed.
@@ -293,7 +293,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     step = 'steady write load';
     await sleep(8 * scale);
 
-    // 1. Planned maintenance of n1: drain, restart, undrain (the playbook's transfer -> verify -> drain).
+    // 1. Planned maintenance of n1: drain, restart, undrain (transfer -> verify -> drain).
     step = 'draining n1: every leadership moves to a caught-up replica, each transfer verified';
     const errorsBefore = load.storeErrors;
     const dr = (await json(`http://${admin.get('n1')}/drain`, 'POST', {})).body;

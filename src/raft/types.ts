@@ -44,7 +44,7 @@ export interface Snapshot {
 
 export type ConfChangeType = 'addVoter' | 'addLearner' | 'remove';
 
-/** One-at-a-time membership change (see README design notes for why not joint consensus). */
+/** One-at-a-time membership change (docs/design.md, note 1, says why not joint consensus). */
 export interface ConfChange {
   readonly type: ConfChangeType;
   readonly node: NodeId;

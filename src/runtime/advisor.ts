@@ -1,4 +1,4 @@
-// The stability advisor (from the election-stability playbook): checks the timing budget
+// The stability advisor: checks the timing budget
 // (broadcast time << election timeout << MTBF), the shape of voter sets, and the leader-change
 // rate, and says what to change. Pure: the node feeds it what it measured.
 export interface StabilityInputs {

@@ -3,7 +3,7 @@
 // shard to the transport (and back) without crossing a MessagePort. Why: when a node has one or
 // two cores (or shares them with other node processes), a worker thread buys no parallelism but
 // costs, per write, two port crossings each way and a copy of every Raft batch through the main
-// thread (measured in README, "Shards on the main thread or in workers").
+// thread (measured in docs/runtime.md, "Shards on the main thread or in workers").
 //
 // The hot requests (propose, read) call the shard directly and settle with its own errors; the
 // rest go through ShardHost.handle and its answers, as they would to a worker.

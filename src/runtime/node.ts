@@ -90,7 +90,7 @@ export interface StartOptions {
    *  `tls: { ca, cert, key }` (PEM) for mutual TLS with certificates from a cluster CA, each
    *  naming its node id in CN or a subjectAltName; `secret` (at least 16 characters) for a
    *  cluster secret proved by HMAC challenge-response in the handshake (never sent; does not
-   *  encrypt). Both may be combined. Default: neither (plain TCP). See README, Transport security. */
+   *  encrypt). Both may be combined. Default: neither (plain TCP). See docs/security.md. */
   readonly transportSecurity?: TransportSecurity;
   readonly logger?: Logger;
 }
@@ -661,8 +661,9 @@ export class FlotillaNode {
     return this.balancer.round();
   }
 
-  /** Pattern B of the playbook, step 1: add `nodeId` to `group` as a learner (it receives the log
-   *  but does not vote). Its node creates an empty replica first. Resolves once applied. */
+  /** Membership change, step 1 of three (add a learner, promote it, remove the old member): add
+   *  `nodeId` to `group` as a learner (it receives the log but does not vote). Its node creates an
+   *  empty replica first. Resolves once applied. */
   addLearner(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
     return this.membership.addLearner(group, nodeId, o.timeoutMs ?? this.timeoutMs);
   }

@@ -368,7 +368,7 @@ export class Shard {
       return Promise.reject(e);
     }
     if (cc.type === 'addVoter') {
-      // Promote only a caught-up learner (the playbook's pattern B): a lagging new voter would
+      // Promote only a caught-up learner (learner first, then promote): a lagging new voter would
       // weaken the quorum until it catches up.
       const st = g.node.status();
       const pr = st.progress[cc.node];

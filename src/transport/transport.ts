@@ -23,7 +23,7 @@
 // broken stream (oversized length, undecodable frame, a data frame before the handshake) closes
 // that connection only, with a log line and a counter; outbound links then reconnect.
 //
-// Authentication (both optional, combinable; see README "Transport security"):
+// Authentication (both optional, combinable; see docs/security.md):
 //  - `tls`: mutual TLS below the framing. The acceptor listens with tls.createServer (requestCert,
 //    rejectUnauthorized) and the dialer connects with tls.connect (rejectUnauthorized), both
 //    trusting only the cluster CA. Host names are not checked; node ids are: a dialer refuses an

@@ -1,4 +1,4 @@
-// A short nemesis run in CI (the README documents long ones): three real node processes behind
+// A short nemesis run in CI (docs/testing.md documents long ones): three real node processes behind
 // test-controlled proxies, clients doing read / write / cas through the HTTP gateway while the
 // nemesis kills, pauses, partitions, slows links (latency and jitter) and one node's disk,
 // transfers, drains and runs balancer rounds; then every key is read back and the whole history

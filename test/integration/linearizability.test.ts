@@ -13,8 +13,8 @@ import fc from 'fast-check';
 import { checkHistoryText, checkOperations, HistoryError, parseHistory } from '../../src/check/index.js';
 import { jepsenEtcdOps, knossosOps, OracleFormatError, porcupineKvOps, readEdn } from '../../src/check/oracle.js';
 
-// The third-party histories live beside the repository (../shared), not in it: without them the
-// two oracle tests are reported as skipped, never as passed.
+// The third-party histories are not shipped with flotilla; FLOTILLA_ORACLE_DIR points at them
+// (docs/testing.md). Without them the two oracle tests are reported as skipped, never as passed.
 const ORACLE = process.env.FLOTILLA_ORACLE_DIR ?? join(import.meta.dirname, '../../../shared/oracle-testdata');
 const LONG = process.env.FLOTILLA_LONG === '1';
 const oracle = existsSync(join(ORACLE, 'porcupine/expected.json')) ? {} : { skip: `no oracle testdata at ${ORACLE} (set FLOTILLA_ORACLE_DIR)` };

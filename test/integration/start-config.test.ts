@@ -1,4 +1,4 @@
-// `flotilla start` configuration: the JSON config file's fields as the README documents them,
+// `flotilla start` configuration: the JSON config file's fields as docs/runtime.md documents them,
 // flags overriding the file, and a bad value reported by the name of its field.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
