@@ -4,6 +4,6 @@ export { startNode, FlotillaNode, placement, clusterIdOf, groupOfKey, type Start
 export type { UserStateMachine, UserStateMachineModule } from './runtime/statemachine.js';
 export { RuntimeError, type RuntimeErrorCode } from './runtime/errors.js';
 export { NODE_FLAGS } from './runtime/heap.js';
-export { LogStore, GroupStorage, StorageFailed, type LogStoreOptions } from './storage/logstore.js';
+export { LogStore, GroupStorage, type LogStoreOptions } from './storage/logstore.js';
 export { KvStateMachine, encodeKvCommand, decodeKvCommand, type KvCommand, type KvResult } from './storage/kv.js';
-export { CorruptRecord } from './storage/codec.js';
+export { StorageFailed, CorruptRecord } from './storage/errors.js';
