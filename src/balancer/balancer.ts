@@ -37,6 +37,7 @@
 // maintenance sequencing (a node to be maintained next is last), then locality preference.
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
+import { BalancerConfigError } from './errors.js';
 
 export interface Labels {
   readonly zone?: string;
@@ -117,15 +118,15 @@ export interface BalancerConfig {
 const KNOWN = new Set(['enabled', 'intervalMs', 'tolerance', 'minExcess', 'maxConcurrent', 'cooldownMs', 'warmupMs', 'weights', 'policy',
   'minLoad', 'minGroupShare', 'bytesPerOp', 'preferences', 'followWorkload', 'health']);
 
-/** Throws naming the first bad field (a message an operator can act on). */
+/** Throws a BalancerConfigError naming the first bad field (a message an operator can act on). */
 export function validateBalancerConfig(c: BalancerConfig): void {
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('balancer: must be an object');
-  for (const k of Object.keys(c)) if (!KNOWN.has(k)) throw new Error(`balancer.${k}: unknown setting`);
-  if (c.policy !== undefined && c.policy !== 'count' && c.policy !== 'load') throw new Error("balancer.policy: must be 'count' or 'load'");
-  if (c.enabled !== undefined && typeof c.enabled !== 'boolean') throw new Error('balancer.enabled: must be true or false');
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new BalancerConfigError('InvalidSetting', 'balancer', 'must be an object');
+  for (const k of Object.keys(c)) if (!KNOWN.has(k)) throw new BalancerConfigError('UnknownSetting', `balancer.${k}`, 'unknown setting');
+  if (c.policy !== undefined && c.policy !== 'count' && c.policy !== 'load') throw new BalancerConfigError('InvalidSetting', 'balancer.policy', "must be 'count' or 'load'");
+  if (c.enabled !== undefined && typeof c.enabled !== 'boolean') throw new BalancerConfigError('InvalidSetting', 'balancer.enabled', 'must be true or false');
   const num = (path: string, v: unknown, min: number, max = Infinity) => {
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)) {
-      throw new Error(`balancer.${path}: must be a number ${max === Infinity ? `>= ${min}` : `in ${min}..${max}`}`);
+      throw new BalancerConfigError('InvalidSetting', `balancer.${path}`, `must be a number ${max === Infinity ? `>= ${min}` : `in ${min}..${max}`}`);
     }
   };
   num('intervalMs', c.intervalMs, 10);
@@ -138,42 +139,42 @@ export function validateBalancerConfig(c: BalancerConfig): void {
   num('minGroupShare', c.minGroupShare, 0);
   num('bytesPerOp', c.bytesPerOp, 1);
   if (c.weights !== undefined) {
-    if (typeof c.weights !== 'object' || c.weights === null) throw new Error('balancer.weights: must be an object {node: weight}');
-    for (const [n, w] of Object.entries(c.weights)) if (typeof w !== 'number' || !(w > 0)) throw new Error(`balancer.weights.${n}: must be a number > 0`);
+    if (typeof c.weights !== 'object' || c.weights === null) throw new BalancerConfigError('InvalidSetting', 'balancer.weights', 'must be an object {node: weight}');
+    for (const [n, w] of Object.entries(c.weights)) if (typeof w !== 'number' || !(w > 0)) throw new BalancerConfigError('InvalidSetting', `balancer.weights.${n}`, 'must be a number > 0');
   }
   if (c.preferences !== undefined) {
-    if (!Array.isArray(c.preferences)) throw new Error('balancer.preferences: must be a list of {groups, leaders}');
+    if (!Array.isArray(c.preferences)) throw new BalancerConfigError('InvalidSetting', 'balancer.preferences', 'must be a list of {groups, leaders}');
     c.preferences.forEach((p: LeaderPreference, i: number) => {
       const at = `balancer.preferences[${i}]`;
-      if (typeof p !== 'object' || p === null) throw new Error(`${at}: must be {groups, leaders}`);
+      if (typeof p !== 'object' || p === null) throw new BalancerConfigError('InvalidSetting', at, 'must be {groups, leaders}');
       const g = p.groups as unknown;
       const okList = Array.isArray(g) && g.every((x) => Number.isInteger(x) && x > 0);
       const okRange = !Array.isArray(g) && typeof g === 'object' && g !== null &&
         Number.isInteger((g as { from: number }).from) && Number.isInteger((g as { to: number }).to) && (g as { from: number }).from <= (g as { to: number }).to;
-      if (!okList && !okRange) throw new Error(`${at}.groups: must be a list of group ids or {from, to}`);
-      if (!Array.isArray(p.leaders) || p.leaders.length === 0) throw new Error(`${at}.leaders: must be a non-empty list of label sets like {"zone": "a"}`);
+      if (!okList && !okRange) throw new BalancerConfigError('InvalidSetting', `${at}.groups`, 'must be a list of group ids or {from, to}');
+      if (!Array.isArray(p.leaders) || p.leaders.length === 0) throw new BalancerConfigError('InvalidSetting', `${at}.leaders`, 'must be a non-empty list of label sets like {"zone": "a"}');
       p.leaders.forEach((l, j) => {
-        if (typeof l !== 'object' || l === null || Object.keys(l).length === 0) throw new Error(`${at}.leaders[${j}]: must be a label set like {"zone": "a"}`);
+        if (typeof l !== 'object' || l === null || Object.keys(l).length === 0) throw new BalancerConfigError('InvalidSetting', `${at}.leaders[${j}]`, 'must be a label set like {"zone": "a"}');
         for (const [k, v] of Object.entries(l)) {
-          if (k !== 'zone' && k !== 'rack') throw new Error(`${at}.leaders[${j}].${k}: unknown label (zone or rack)`);
-          if (typeof v !== 'string') throw new Error(`${at}.leaders[${j}].${k}: must be a string`);
+          if (k !== 'zone' && k !== 'rack') throw new BalancerConfigError('UnknownSetting', `${at}.leaders[${j}].${k}`, 'unknown label (zone or rack)');
+          if (typeof v !== 'string') throw new BalancerConfigError('InvalidSetting', `${at}.leaders[${j}].${k}`, 'must be a string');
         }
       });
     });
   }
   if (c.followWorkload !== undefined) {
     const f = c.followWorkload;
-    if (typeof f !== 'object' || f === null) throw new Error('balancer.followWorkload: must be an object');
-    for (const k of Object.keys(f)) if (!['enabled', 'minRate', 'minShare'].includes(k)) throw new Error(`balancer.followWorkload.${k}: unknown setting`);
-    if (f.enabled !== undefined && typeof f.enabled !== 'boolean') throw new Error('balancer.followWorkload.enabled: must be true or false');
+    if (typeof f !== 'object' || f === null) throw new BalancerConfigError('InvalidSetting', 'balancer.followWorkload', 'must be an object');
+    for (const k of Object.keys(f)) if (!['enabled', 'minRate', 'minShare'].includes(k)) throw new BalancerConfigError('UnknownSetting', `balancer.followWorkload.${k}`, 'unknown setting');
+    if (f.enabled !== undefined && typeof f.enabled !== 'boolean') throw new BalancerConfigError('InvalidSetting', 'balancer.followWorkload.enabled', 'must be true or false');
     num('followWorkload.minRate', f.minRate, 0);
     num('followWorkload.minShare', f.minShare, 0.5, 1);
   }
   if (c.health !== undefined) {
     const h = c.health;
-    if (typeof h !== 'object' || h === null) throw new Error('balancer.health: must be an object');
-    for (const k of Object.keys(h)) if (!['enabled', 'factor', 'minGapMs', 'sustainMs'].includes(k)) throw new Error(`balancer.health.${k}: unknown setting`);
-    if (h.enabled !== undefined && typeof h.enabled !== 'boolean') throw new Error('balancer.health.enabled: must be true or false');
+    if (typeof h !== 'object' || h === null) throw new BalancerConfigError('InvalidSetting', 'balancer.health', 'must be an object');
+    for (const k of Object.keys(h)) if (!['enabled', 'factor', 'minGapMs', 'sustainMs'].includes(k)) throw new BalancerConfigError('UnknownSetting', `balancer.health.${k}`, 'unknown setting');
+    if (h.enabled !== undefined && typeof h.enabled !== 'boolean') throw new BalancerConfigError('InvalidSetting', 'balancer.health.enabled', 'must be true or false');
     num('health.factor', h.factor, 1);
     num('health.minGapMs', h.minGapMs, 0);
     num('health.sustainMs', h.sustainMs, 0);

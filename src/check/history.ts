@@ -2,6 +2,7 @@
 // turned into operations with call and return times. A `fail` completion is dropped (it certainly
 // did not happen); an `info` completion, or none, is an operation whose outcome is unknown: it may
 // take effect at any time after its call, so its return time is infinity.
+import { HistoryError } from './errors.js';
 
 export type OpName = 'read' | 'write' | 'cas' | 'append';
 
@@ -19,12 +20,8 @@ export interface Operation {
   readonly unknown: boolean;
 }
 
-export class HistoryError extends Error {
-  constructor(readonly line: number, why: string) {
-    super(`history line ${line}: ${why}`);
-    this.name = 'HistoryError';
-  }
-}
+// Re-exported: parseHistory() throws it, so its users find it here.
+export { HistoryError };
 
 interface Event {
   type: 'invoke' | 'ok' | 'fail' | 'info';
@@ -49,17 +46,17 @@ export function parseHistory(text: string): Operation[] {
     try {
       e = JSON.parse(raw) as Record<string, unknown>;
     } catch {
-      throw new HistoryError(line, 'not JSON');
+      throw new HistoryError('MalformedEvent', line, 'not JSON');
     }
-    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw new HistoryError(line, 'not a JSON object');
-    if (!TYPES.has(e.type as string)) throw new HistoryError(line, `type must be invoke, ok, fail or info (got ${JSON.stringify(e.type)})`);
-    if (typeof e.process !== 'number' && typeof e.process !== 'string') throw new HistoryError(line, 'process must be a number or a string');
-    if (!FS.has(e.f as string)) throw new HistoryError(line, `f must be read, write or cas (got ${JSON.stringify(e.f)})`);
-    if (typeof e.key !== 'string') throw new HistoryError(line, 'key must be a string');
-    if (typeof e.time !== 'number' || !Number.isFinite(e.time)) throw new HistoryError(line, 'time must be a finite number');
-    if (!('value' in e)) throw new HistoryError(line, 'value is required (null when none)');
-    if (e.type === 'invoke' && e.f === 'cas' && !(Array.isArray(e.value) && e.value.length === 2)) throw new HistoryError(line, 'a cas invoke needs value [expected, new]');
-    if (e.type === 'ok' && e.f === 'cas' && typeof e.value !== 'boolean') throw new HistoryError(line, 'a cas completion needs value true or false');
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw new HistoryError('MalformedEvent', line, 'not a JSON object');
+    if (!TYPES.has(e.type as string)) throw new HistoryError('MalformedEvent', line, `type must be invoke, ok, fail or info (got ${JSON.stringify(e.type)})`);
+    if (typeof e.process !== 'number' && typeof e.process !== 'string') throw new HistoryError('MalformedEvent', line, 'process must be a number or a string');
+    if (!FS.has(e.f as string)) throw new HistoryError('MalformedEvent', line, `f must be read, write or cas (got ${JSON.stringify(e.f)})`);
+    if (typeof e.key !== 'string') throw new HistoryError('MalformedEvent', line, 'key must be a string');
+    if (typeof e.time !== 'number' || !Number.isFinite(e.time)) throw new HistoryError('MalformedEvent', line, 'time must be a finite number');
+    if (!('value' in e)) throw new HistoryError('MalformedEvent', line, 'value is required (null when none)');
+    if (e.type === 'invoke' && e.f === 'cas' && !(Array.isArray(e.value) && e.value.length === 2)) throw new HistoryError('MalformedEvent', line, 'a cas invoke needs value [expected, new]');
+    if (e.type === 'ok' && e.f === 'cas' && typeof e.value !== 'boolean') throw new HistoryError('MalformedEvent', line, 'a cas completion needs value true or false');
     events.push([e as unknown as Event, line]);
   });
   return fromEvents(events);
@@ -80,14 +77,14 @@ export function fromEvents(events: readonly [Event, number][]): Operation[] {
   };
   for (const [e, line] of events) {
     if (e.type === 'invoke') {
-      if (open.has(e.process)) throw new HistoryError(line, `process ${e.process} invoked again before its previous operation completed`);
+      if (open.has(e.process)) throw new HistoryError('UnmatchedEvent', line, `process ${e.process} invoked again before its previous operation completed`);
       open.set(e.process, [e, line]);
       continue;
     }
     const inv = open.get(e.process);
-    if (!inv) throw new HistoryError(line, `a ${e.type} for process ${e.process} with no pending invoke`);
-    if (inv[0].f !== e.f || inv[0].key !== e.key) throw new HistoryError(line, `completion ${e.f} ${e.key} does not match the invoke on line ${inv[1]}`);
-    if (e.time < inv[0].time) throw new HistoryError(line, 'completes before its invoke');
+    if (!inv) throw new HistoryError('UnmatchedEvent', line, `a ${e.type} for process ${e.process} with no pending invoke`);
+    if (inv[0].f !== e.f || inv[0].key !== e.key) throw new HistoryError('UnmatchedEvent', line, `completion ${e.f} ${e.key} does not match the invoke on line ${inv[1]}`);
+    if (e.time < inv[0].time) throw new HistoryError('UnmatchedEvent', line, 'completes before its invoke');
     open.delete(e.process);
     push(inv[0], e);
   }

@@ -6,6 +6,7 @@ import { parseHistory, HistoryError, type Operation } from './history.js';
 import { checkKey } from './wgl.js';
 
 export { parseHistory, HistoryError, type Operation };
+export type { CheckError, CheckErrorCode } from './errors.js';
 
 export interface CheckOptions {
   /** Time budget for the whole history (default 60 s); past it the verdict is 'unknown'. */

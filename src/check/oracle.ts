@@ -6,16 +6,12 @@
 // because a reader that silently skipped lines would make a history vacuously linearizable.
 
 import { fromEvents, type Operation, type OpName } from './history.js';
+import { OracleFormatError } from './errors.js';
 
 export type Edn = null | boolean | number | string | { readonly kw: string } | Edn[] | Map<string, Edn>;
 
-export class OracleFormatError extends Error {
-  /** `where`: "line N" of the file, or "operation N" of an EDN history. */
-  constructor(readonly where: string, why: string) {
-    super(`oracle history, ${where}: ${why}`);
-    this.name = 'OracleFormatError';
-  }
-}
+// Re-exported: the adapters throw it, so their users find it here.
+export { OracleFormatError };
 
 const ESCAPES: Record<string, string> = { n: '\n', t: '\t', r: '\r', '"': '"', '\\': '\\' };
 

@@ -10,11 +10,22 @@ import { startNode, type FlotillaNode, type StartOptions } from '../runtime/node
 import { MIN_SECRET_LENGTH, parseAddress, validateTransportSecurity, type TransportSecurity } from '../transport/index.js';
 import { startAdmin } from '../http/admin.js';
 import { START_HELP } from './start-help.js';
+import { FlotillaError } from '../errors.js';
 
-export class ConfigError extends Error {
-  constructor(readonly field: string, why: string) {
-    super(`config: ${field}: ${why}`);
-    this.name = 'ConfigError';
+export type ConfigErrorCode =
+  /** A field's value is missing, of the wrong type or out of range. */
+  | 'InvalidValue'
+  /** The config file, or a file a field names (TLS material, the cluster secret), cannot be read. */
+  | 'UnreadableFile'
+  /** Options that exclude each other were both given. */
+  | 'ConflictingOptions'
+  /** One of options that only work together was given without the others. */
+  | 'IncompleteOptions';
+
+/** A start configuration refused, naming its field (as in the config file). */
+export class ConfigError extends FlotillaError<ConfigErrorCode> {
+  constructor(readonly field: string, why: string, code: ConfigErrorCode = 'InvalidValue') {
+    super(code, `config: ${field}: ${why}`);
   }
 }
 
@@ -78,7 +89,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     try {
       file = JSON.parse(readFileSync(values.config, 'utf8')) as Record<string, unknown>;
     } catch (e) {
-      throw new ConfigError('config', `cannot read ${values.config}: ${(e as Error).message}`);
+      throw new ConfigError('config', `cannot read ${values.config}: ${(e as Error).message}`, 'UnreadableFile');
     }
     if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new ConfigError('config', 'must be a JSON object');
   }
@@ -139,7 +150,7 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
   }
   const bal = file.balancer;
   if (bal !== undefined && (typeof bal !== 'object' || bal === null || Array.isArray(bal))) throw new ConfigError('balancer', 'must be an object');
-  if (values.balancer && values['no-balancer']) throw new ConfigError('balancer', '--balancer and --no-balancer both given');
+  if (values.balancer && values['no-balancer']) throw new ConfigError('balancer', '--balancer and --no-balancer both given', 'ConflictingOptions');
   if (bal !== undefined || values.balancer || values['no-balancer']) {
     cfg.balancer = { ...(bal as Record<string, unknown> | undefined), ...(values.balancer ? { enabled: true } : {}), ...(values['no-balancer'] ? { enabled: false } : {}) };
   }
@@ -160,7 +171,7 @@ function readConfigFile(field: string, path: unknown): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ConfigError(field, `cannot read ${path}: ${(e as Error).message}`);
+    throw new ConfigError(field, `cannot read ${path}: ${(e as Error).message}`, 'UnreadableFile');
   }
 }
 
@@ -171,7 +182,7 @@ function transportSecurity(values: Record<string, unknown>, file: Partial<Record
   };
   const given = Object.entries(paths).filter(([, v]) => v !== undefined).map(([k]) => k);
   if (given.length > 0 && given.length < 3) {
-    throw new ConfigError(Object.keys(paths).find((k) => !given.includes(k))!, 'tlsCa, tlsCert and tlsKey must be given together');
+    throw new ConfigError(Object.keys(paths).find((k) => !given.includes(k))!, 'tlsCa, tlsCert and tlsKey must be given together', 'IncompleteOptions');
   }
   const sec: { tls?: { ca: string; cert: string; key: string }; secret?: string } = {};
   if (given.length === 3) {

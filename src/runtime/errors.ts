@@ -1,7 +1,9 @@
 // Typed errors of the runtime API. Every pending promise settles with one of these codes, so
 // callers can decide: retry elsewhere (NotLeader, with a hint), retry later (Unavailable,
 // Overloaded, TransferInProgress), or give up (InvalidArgument, Stopped, StorageFailed).
+import { FlotillaError } from '../errors.js';
 import type { NodeId, ProposeResult } from '../raft/types.js';
+import type { BalancerConfigError } from '../balancer/errors.js';
 
 export type RuntimeErrorCode =
   | 'NotLeader'
@@ -15,10 +17,9 @@ export type RuntimeErrorCode =
   | 'ConfChangeInProgress'
   | 'TransferFailed';
 
-export class RuntimeError extends Error {
-  constructor(readonly code: RuntimeErrorCode, message: string, readonly leader: NodeId = '') {
-    super(message);
-    this.name = 'RuntimeError';
+export class RuntimeError extends FlotillaError<RuntimeErrorCode> {
+  constructor(code: RuntimeErrorCode, message: string, readonly leader: NodeId = '') {
+    super(code, message);
   }
 
   /** Whether the same request may succeed if retried (possibly on another node). */
@@ -35,6 +36,15 @@ export class RuntimeError extends Error {
       case 'TooLarge': return new RuntimeError('InvalidArgument', `proposal larger than ${r.limit} bytes`);
       case 'Overloaded': return new RuntimeError('Overloaded', `more than ${r.limit} uncommitted bytes`);
       case 'InvalidConfChange': return new RuntimeError('InvalidArgument', r.detail);
+    }
+  }
+
+  /** A balancer configuration refused (at start-up or on reconfigure), as the caller sees it. */
+  static fromBalancer(e: BalancerConfigError): RuntimeError {
+    switch (e.code) {
+      case 'UnknownSetting':
+      case 'InvalidSetting':
+        return new RuntimeError('InvalidArgument', e.message);
     }
   }
 }
@@ -63,8 +73,8 @@ export type TransferFailReason =
   | 'ClusterUnstable';  // the stability advisor reports recent unplanned elections or a broadcast as long as the election timeout
 
 export class TransferError extends RuntimeError {
+  declare readonly code: 'TransferFailed';
   constructor(readonly reason: TransferFailReason, message: string, leader: NodeId = '') {
     super('TransferFailed', message, leader);
-    this.name = 'TransferError';
   }
 }

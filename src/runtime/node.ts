@@ -38,6 +38,7 @@ import { InlineShards } from './inline.js';
 import type { StabilityWarning } from './advisor.js';
 import { LoopTiming } from './looptiming.js';
 import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type Plan } from '../balancer/balancer.js';
+import { BalancerConfigError } from '../balancer/errors.js';
 
 export interface StartOptions {
   readonly id: NodeId;
@@ -230,7 +231,7 @@ export class FlotillaNode {
       try {
         validateBalancerConfig(opts.balancer);
       } catch (e) {
-        throw new RuntimeError('InvalidArgument', (e as Error).message);
+        throw e instanceof BalancerConfigError ? RuntimeError.fromBalancer(e) : e;
       }
     }
     const threads = opts.workers ?? defaultWorkers();
@@ -652,7 +653,7 @@ export class FlotillaNode {
     try {
       return this.balancer.reconfigure(patch);
     } catch (e) {
-      throw new RuntimeError('InvalidArgument', (e as Error).message);
+      throw e instanceof BalancerConfigError ? RuntimeError.fromBalancer(e) : e;
     }
   }
 

@@ -3,13 +3,7 @@
 // a CRC-32 so that a truncated or garbage value read back is detected instead of trusted.
 import type { ConfState, Entry, HardState, SnapshotMeta } from '../raft/types.js';
 import { crc32 } from './crc32.js';
-
-export class CorruptRecord extends Error {
-  constructor(what: string, detail: string) {
-    super(`corrupt ${what}: ${detail}`);
-    this.name = 'CorruptRecord';
-  }
-}
+import { CorruptRecord } from './errors.js';
 
 const utf8 = new TextEncoder();
 

@@ -18,16 +18,13 @@ import { WalFiles } from './wal.js';
 import { RaftError, type ConfState, type Entry, type HardState, type Snapshot, type SnapshotMeta } from '../raft/types.js';
 import { EMPTY_HARD_STATE, entryBytes, type InitialState, type Storage } from '../raft/storage.js';
 import {
-  CorruptRecord, decodeEntry, decodeMeta, decodeWal, encodeEntry, encodeMeta, encodeWal,
+  decodeEntry, decodeMeta, decodeWal, encodeEntry, encodeMeta, encodeWal,
   type GroupWrite, type WalOp,
 } from './codec.js';
+import { CorruptRecord, StorageFailed } from './errors.js';
 
-export class StorageFailed extends Error {
-  constructor(message: string, override readonly cause?: unknown) {
-    super(message);
-    this.name = 'StorageFailed';
-  }
-}
+// Re-exported: importers of the store find its fail-stop error beside it.
+export { StorageFailed };
 
 export interface LogStoreOptions {
   /** Directory of this worker's LMDB environment. */

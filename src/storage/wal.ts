@@ -15,7 +15,7 @@ import {
   closeSync, constants, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, write as fsWrite,
 } from 'node:fs';
 import { join } from 'node:path';
-import { CorruptRecord } from './codec.js';
+import { CorruptRecord } from './errors.js';
 import { crc32 } from './crc32.js';
 
 const HEADER = 12;

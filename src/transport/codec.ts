@@ -19,6 +19,7 @@ import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr';
 import type { Entry, Message, RejectReason } from '../raft/types.js';
 import { validateMessage } from '../raft/validate.js';
 import { RAFT_BATCH_VERSION } from './raftbatch.js';
+import { FrameTooLarge, MalformedFrame } from './errors.js';
 
 export const FRAME_HEADER_BYTES = 4;
 /** Default limit on a whole frame (header included). */
@@ -229,32 +230,6 @@ function estimateValue(v: unknown, depth: number): number {
     n += k.length + 1 + estimateValue((v as Record<string, unknown>)[k], depth - 1);
   }
   return n;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors (returned as values by the decoder, never thrown at the caller).
-
-export abstract class FrameError extends Error {
-  abstract readonly code: 'FrameTooLarge' | 'MalformedFrame';
-}
-
-/** A length prefix above the limit. The stream cannot be re-synchronised after this. */
-export class FrameTooLarge extends FrameError {
-  readonly code = 'FrameTooLarge' as const;
-  constructor(readonly frameBytes: number, readonly maxFrameBytes: number) {
-    super(`frame of ${frameBytes} bytes exceeds the limit of ${maxFrameBytes}`);
-    this.name = 'FrameTooLarge';
-  }
-}
-
-/** A complete frame whose body is not one msgpack value of a known body shape. Framing is
- *  intact, so the decoder can go on with the next frame. */
-export class MalformedFrame extends FrameError {
-  readonly code = 'MalformedFrame' as const;
-  constructor(readonly detail: string, readonly frameBytes: number) {
-    super(`malformed frame (${frameBytes} bytes): ${detail}`);
-    this.name = 'MalformedFrame';
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

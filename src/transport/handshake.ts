@@ -147,22 +147,6 @@ export function verifyProof(secret: string, role: 'dialer' | 'acceptor', t: Auth
   return proof.length === want.length && timingSafeEqual(want, proof);
 }
 
-/** A failed handshake, as emitted by the transport ('handshakeError') and logged. */
-export class HandshakeError extends Error {
-  constructor(
-    readonly reason: HandshakeReason,
-    /** 'accept': we refused a peer; 'dial': a peer refused us or answered wrongly. */
-    readonly side: 'accept' | 'dial',
-    readonly detail: string,
-    /** The node id involved, when known (claimed by the remote, or the peer we dialled). */
-    readonly peer: NodeId | null,
-    readonly remote: string,
-  ) {
-    super(`handshake ${side === 'accept' ? 'refused' : 'failed'} (${reason}): ${detail}`);
-    this.name = 'HandshakeError';
-  }
-}
-
 export type HandshakeCheck =
   | { readonly ok: true; readonly hello: Hello }
   | { readonly ok: false; readonly reason: HandshakeReason; readonly detail: string; readonly claimed: NodeId | null };

@@ -3,3 +3,4 @@ export * from './codec.js';
 export * from './handshake.js';
 export * from './transport.js';
 export * from './raftbatch.js';
+export * from './errors.js';

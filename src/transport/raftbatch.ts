@@ -33,6 +33,10 @@
 import {
   MESSAGE_TYPES, type ConfState, type Entry, type Message, type MessageType, type NodeId, type RejectReason,
 } from '../raft/types.js';
+import { RaftBatchError } from './errors.js';
+
+// Re-exported: decode() returns it, so its users find it here.
+export { RaftBatchError };
 
 const MAGIC = 0xfb;
 export const RAFT_BATCH_VERSION = 2;
@@ -173,13 +177,6 @@ export interface RaftBatch {
   /** Messages dropped, by reason; null when none were. Only the batch's tail is lost when its
    *  framing breaks (a truncated batch), so this counts the messages not recovered as one. */
   readonly dropped: Partial<Record<`raft.${RejectReason}`, number>> | null;
-}
-
-export class RaftBatchError extends Error {
-  constructor(readonly detail: string, readonly bytes: number) {
-    super(`malformed raft batch (${bytes} bytes): ${detail}`);
-    this.name = 'RaftBatchError';
-  }
 }
 
 export class RaftBatchCodec {

@@ -39,12 +39,13 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
+import { FrameTooLarge, HandshakeError, TransportStateError } from './errors.js';
 import {
-  DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameEncoder, FrameTooLarge, estimateEnvelopeBytes,
+  DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameEncoder, estimateEnvelopeBytes,
   type DecodeResult, type DropReason, type Envelope,
 } from './codec.js';
 import {
-  HANDSHAKE_MAX_FRAME_BYTES, HandshakeError, MIN_SECRET_LENGTH, authProof, checkAcceptorReply, checkDialerHello, checkProofFrame, makeHello,
+  HANDSHAKE_MAX_FRAME_BYTES, MIN_SECRET_LENGTH, authProof, checkAcceptorReply, checkDialerHello, checkProofFrame, makeHello,
   makeProofFrame, makeRefusal, newAuthSlot, verifyProof, type AuthTranscript, type HandshakeCheck, type HandshakeReason,
 } from './handshake.js';
 
@@ -408,8 +409,8 @@ export class Transport extends EventEmitter<TransportEvents> {
 
   /** Listen, then start dialling the peers this node dials. Resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
-    if (this.server) throw new Error('transport already started');
-    if (this.closing) throw new Error('transport is closed');
+    if (this.server) throw new TransportStateError('AlreadyStarted', 'transport already started');
+    if (this.closing) throw new TransportStateError('Closed', 'transport is closed');
     const server = this.tls === null
       ? net.createServer({ highWaterMark: this.hwm, noDelay: true }, (s) => this.onInbound(s))
       : this.tlsServer(this.tls);

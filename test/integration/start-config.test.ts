@@ -56,3 +56,16 @@ test('a bad value names its field', () => {
   bad(['--data', '/tmp/x', '--listen', '127.0.0.1:7001'], 'id');
   withFile({ ...base, peers: ['n2'] }, (path) => bad(['--config', path], 'peers'));
 });
+
+test('a config file or TLS file that cannot be read is an UnreadableFile naming its field', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-cfg-'));
+  try {
+    const missing = join(dir, 'absent.pem');
+    const unreadable = (argv: string[], field: string) => assert.throws(() => parseStartArgs(argv),
+      (e: unknown) => e instanceof ConfigError && e.code === 'UnreadableFile' && e.field === field && /cannot read/.test(e.message));
+    unreadable(['--config', join(dir, 'absent.json')], 'config');
+    unreadable(['--id', 'n1', '--data', dir, '--listen', '127.0.0.1:7001', '--tls-ca', missing, '--tls-cert', missing, '--tls-key', missing], 'tlsCa');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

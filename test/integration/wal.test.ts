@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WalFiles } from '../../src/storage/wal.js';
-import { CorruptRecord } from '../../src/storage/codec.js';
+import { CorruptRecord } from '../../src/storage/errors.js';
 
 const payload = (i: number) => new Uint8Array(100 + (i % 7)).fill(i & 0xff);
 

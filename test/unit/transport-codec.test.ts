@@ -4,9 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import {
-  FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, FrameTooLarge, MalformedFrame, SCHEMA,
-  type DecodeResult, type Envelope,
+  FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, SCHEMA, type DecodeResult, type Envelope,
 } from '../../src/transport/codec.js';
+import { FrameTooLarge, MalformedFrame } from '../../src/transport/errors.js';
 import { MESSAGE_TYPES, type Message, type MessageType } from '../../src/raft/index.js';
 import { sample } from '../helpers/messages.js';
 

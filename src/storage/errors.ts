@@ -1,0 +1,26 @@
+// The errors of the storage layer. A store that could not make a write durable fails stop
+// (StorageFailed, for that commit and every later one); a value read back that fails its checks
+// is never trusted (CorruptRecord). Bad arguments from the Raft side are RaftErrors, not these.
+import { FlotillaError } from '../errors.js';
+
+export type StorageErrorCode =
+  /** A write or commit did not become durable (I/O error, full disk); the store is fail-stopped. */
+  | 'StorageFailed'
+  /** A record read back is truncated, fails its checksum, or does not decode. */
+  | 'CorruptRecord';
+
+/** The store is fail-stopped: `cause` is the I/O error that stopped it. */
+export class StorageFailed extends FlotillaError<'StorageFailed'> {
+  constructor(message: string, cause?: unknown) {
+    super('StorageFailed', message, { cause });
+  }
+}
+
+export class CorruptRecord extends FlotillaError<'CorruptRecord'> {
+  constructor(what: string, detail: string) {
+    super('CorruptRecord', `corrupt ${what}: ${detail}`);
+  }
+}
+
+/** Any error of this layer: `switch (e.code)` over it is exhaustive. */
+export type StorageError = StorageFailed | CorruptRecord;
