@@ -22,7 +22,7 @@ import { COMMIT_P99_WINDOW_MS, type LeaderChangeKind, type ShardBrief } from './
 import { Histogram, RecentSamples } from './histogram.js';
 import { Deadlines, Waiter, newGroup, ownWaiters, type Group, type LedGroup, type TransferDone } from './group.js';
 import { ShardReads, rejectBatches } from './shardreads.js';
-import { Handovers, type HandoverAccess, type Leadership, type TransferOptions } from './shardtransfers.js';
+import { Handovers, type HandoverAccess, type Leading, type TransferOptions } from './shardtransfers.js';
 import { ShardReports } from './shardreports.js';
 import { compactForCheckpoint, maybeCompact } from './shardcompaction.js';
 import type { ShardOptions } from './shardoptions.js';
@@ -393,7 +393,7 @@ export class Shard {
    *  (a quorum accepted the leadership, so no ReadIndex round is needed to trust it). A transfer's
    *  caller asks the target this while the old leader hands over: the answer arrives when the
    *  target has taken over, with no polling. Times out after `timeoutMs`. */
-  awaitLeadership(groupId: number, timeoutMs?: number): Promise<Leadership> {
+  awaitLeadership(groupId: number, timeoutMs?: number): Promise<Leading> {
     return this.handovers.awaitLeadership(groupId, timeoutMs);
   }
 
