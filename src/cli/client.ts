@@ -3,6 +3,7 @@
 // refused or could not be reached (the message says why), 2 usage error.
 import { request } from 'node:http';
 import { parseArgs } from 'node:util';
+import { isObject, list, type StatusJson } from './json.js';
 
 export const CLIENT_HELP = `Usage:
   flotilla status   --admin HOST:PORT [--json] [--groups [--group G]]
@@ -59,7 +60,8 @@ function call(admin: string, method: string, path: string, body?: unknown): Prom
         const text = Buffer.concat(chunks).toString('utf8');
         let json: Record<string, unknown>;
         try {
-          json = JSON.parse(text) as Record<string, unknown>;
+          const parsed: unknown = JSON.parse(text);
+          json = isObject(parsed) ? parsed : { message: text };
         } catch {
           json = { message: text };
         }
@@ -72,13 +74,14 @@ function call(admin: string, method: string, path: string, body?: unknown): Prom
   });
 }
 
-function table(st: Record<string, unknown>): string {
-  const shards = (st.shards as { worker: number; up: boolean; groups: number; leaders: number; quiesced: number }[]) ?? [];
+function table(st: StatusJson): string {
+  const shards = list(st.shards).filter(isObject);
+  const balancer = isObject(st.balancer) ? st.balancer : null;
   const lines = [
     `node ${st.id}  cluster ${st.clusterId}  workers ${st.workers}  restarts ${st.workerRestarts}${st.draining ? '  DRAINING' : ''}`,
-    `groups ${st.groups}  leaders ${st.leaders}  quiesced ${st.quiesced}  peers up: ${(st.peers as string[]).join(', ') || '-'}`,
-    `draining peers: ${((st.drainingPeers as string[]) ?? []).join(', ') || '-'}  transfers: ${JSON.stringify(st.transfers ?? {})}`,
-    ...(st.balancer ? [`balancer: rounds ${(st.balancer as { rounds: number }).rounds}  moves ${JSON.stringify((st.balancer as { movesByKind?: unknown }).movesByKind ?? {})}  failed ${(st.balancer as { failed: number }).failed}`] : []),
+    `groups ${st.groups}  leaders ${st.leaders}  quiesced ${st.quiesced}  peers up: ${list(st.peers).join(', ') || '-'}`,
+    `draining peers: ${list(st.drainingPeers).join(', ') || '-'}  transfers: ${JSON.stringify(st.transfers ?? {})}`,
+    ...(balancer ? [`balancer: rounds ${balancer.rounds}  moves ${JSON.stringify(balancer.movesByKind ?? {})}  failed ${balancer.failed}`] : []),
     '',
     'worker  up   groups  leaders  quiesced',
     ...shards.map((s) => `${String(s.worker).padEnd(8)}${(s.up ? 'yes' : 'NO').padEnd(5)}${String(s.groups).padStart(6)}${String(s.leaders).padStart(9)}${String(s.quiesced).padStart(10)}`),
@@ -204,8 +207,9 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
           }
         }
         if (r.status === 200 || r.status === 207) {
-          process.stdout.write(`drained ${r.json.node}: moved ${r.json.moved} leaders in ${r.json.ms} ms; failed ${(r.json.failed as unknown[]).length}\n`);
-          for (const f of r.json.failed as { group: number; reason: string }[]) process.stdout.write(`  group ${f.group}: ${f.reason}\n`);
+          const failed = list(r.json.failed).filter(isObject);
+          process.stdout.write(`drained ${r.json.node}: moved ${r.json.moved} leaders in ${r.json.ms} ms; failed ${failed.length}\n`);
+          for (const f of failed) process.stdout.write(`  group ${f.group}: ${f.reason}\n`);
           return r.status === 200 ? 0 : 1;
         }
         break;

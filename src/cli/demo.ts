@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { groupOfKey } from '../runtime/node.js';
 import { NODE_FLAGS } from '../runtime/heap.js';
+import { isObject } from './json.js';
 
 export const DEMO_HELP = `Usage: flotilla demo [--groups N] [--duration S] [--no-tui]
 
@@ -116,7 +117,8 @@ async function json(url: string, method = 'GET', body?: unknown): Promise<{ stat
   });
   const text = await res.text();
   try {
-    return { status: res.status, body: JSON.parse(text) as Record<string, unknown> };
+    const parsed: unknown = JSON.parse(text);
+    return { status: res.status, body: isObject(parsed) ? parsed : { message: text } };
   } catch {
     return { status: res.status, body: { message: text } };
   }

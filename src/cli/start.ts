@@ -11,6 +11,7 @@ import { MIN_SECRET_LENGTH, parseAddress, validateTransportSecurity, type Transp
 import { startAdmin } from '../http/admin.js';
 import { START_HELP } from './start-help.js';
 import { FlotillaError } from '../errors.js';
+import { isObject } from './json.js';
 
 export type ConfigErrorCode =
   /** A field's value is missing, of the wrong type or out of range. */
@@ -86,17 +87,19 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
   });
   let file: Partial<Record<string, unknown>> = {};
   if (values.config) {
+    let parsed: unknown;
     try {
-      file = JSON.parse(readFileSync(values.config, 'utf8')) as Record<string, unknown>;
+      parsed = JSON.parse(readFileSync(values.config, 'utf8'));
     } catch (e) {
       throw new ConfigError('config', `cannot read ${values.config}: ${(e as Error).message}`, 'UnreadableFile');
     }
-    if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new ConfigError('config', 'must be a JSON object');
+    if (!isObject(parsed)) throw new ConfigError('config', 'must be a JSON object');
+    file = parsed;
   }
   const peers: Record<string, string> = {};
   const filePeers = file.peers ?? {};
-  if (typeof filePeers !== 'object' || filePeers === null || Array.isArray(filePeers)) throw new ConfigError('peers', 'must be an object {id: "host:port"}');
-  for (const [id, a] of Object.entries(filePeers as Record<string, unknown>)) peers[id] = address(`peers.${id}`, a);
+  if (!isObject(filePeers)) throw new ConfigError('peers', 'must be an object {id: "host:port"}');
+  for (const [id, a] of Object.entries(filePeers)) peers[id] = address(`peers.${id}`, a);
   for (const p of values.peer ?? []) {
     const at = p.indexOf('=');
     if (at <= 0) throw new ConfigError('peer', `must be ID=HOST:PORT (got ${JSON.stringify(p)})`);
@@ -149,10 +152,10 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     cfg.adminToken = token;
   }
   const bal = file.balancer;
-  if (bal !== undefined && (typeof bal !== 'object' || bal === null || Array.isArray(bal))) throw new ConfigError('balancer', 'must be an object');
+  if (bal !== undefined && !isObject(bal)) throw new ConfigError('balancer', 'must be an object');
   if (values.balancer && values['no-balancer']) throw new ConfigError('balancer', '--balancer and --no-balancer both given', 'ConflictingOptions');
   if (bal !== undefined || values.balancer || values['no-balancer']) {
-    cfg.balancer = { ...(bal as Record<string, unknown> | undefined), ...(values.balancer ? { enabled: true } : {}), ...(values['no-balancer'] ? { enabled: false } : {}) };
+    cfg.balancer = { ...(isObject(bal) ? bal : undefined), ...(values.balancer ? { enabled: true } : {}), ...(values['no-balancer'] ? { enabled: false } : {}) };
   }
   if (values.draining || file.draining === true) cfg.draining = true;
   const sd = values['stop-drain-ms'] ?? file.stopDrainMs;

@@ -7,7 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { FlotillaNode } from '../runtime/node.js';
 import { RuntimeError, TransferError } from '../runtime/errors.js';
-import { mergeHistograms, renderHistogram, type HistogramSnapshot } from '../runtime/histogram.js';
+import { mergeHistograms, renderHistogram } from '../runtime/histogram.js';
 
 export const MAX_BODY_BYTES = 1 << 20;
 export const MAX_KEY_BYTES = 1024;
@@ -68,6 +68,19 @@ export interface AdminOptions {
   readonly token?: string;
 }
 
+/** A request body as JSON, or a 400 with `usage` when it is not JSON. */
+function parseJson(text: string, usage: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'InvalidArgument', usage);
+  }
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
 function authorized(req: IncomingMessage, token: string): boolean {
   const h = req.headers.authorization ?? '';
   const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7) : '');
@@ -106,14 +119,15 @@ async function metrics(node: FlotillaNode): Promise<string> {
   // count is a misconfigured node or an intruder, either way worth an alert.
   metric('flotilla_transport_handshake_failures_total', 'counter', 'Node handshakes refused or failed, by reason.',
     Object.entries(st.transport.handshakeFailures).map(([reason, n]) => [{ ...node_, reason }, n ?? 0]));
-  const drops: Record<string, number> = { ...st.transport.drops } as Record<string, number>;
+  const drops: Record<string, number> = {};
+  for (const [reason, n] of Object.entries(st.transport.drops)) drops[reason] = n ?? 0;
   for (const p of Object.values(st.transport.peers)) for (const [reason, n] of Object.entries(p.drops)) drops[reason] = (drops[reason] ?? 0) + (n ?? 0);
   metric('flotilla_transport_dropped_total', 'counter', 'Frames or messages dropped as malformed, oversized, unknown or unauthenticated, by reason.',
     Object.entries(drops).map(([reason, n]) => [{ ...node_, reason }, n]));
-  const loops = st.shards.map((w) => [w.worker, (w as unknown as { loop?: Record<string, number> }).loop] as const).filter(([, l]) => l);
-  metric('flotilla_shard_commits_total', 'counter', 'LMDB commits of a shard loop.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.commits]));
-  metric('flotilla_shard_messages_in_total', 'counter', 'Raft messages stepped by a shard.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.messagesIn]));
-  metric('flotilla_shard_commit_wait_seconds_total', 'counter', 'Time a shard loop spent awaiting commits.', loops.map(([w, l]) => [{ ...node_, worker: w }, l!.msCommit / 1000]));
+  const loops = st.shards.flatMap((w) => (w.up ? [[w.worker, w.loop] as const] : []));
+  metric('flotilla_shard_commits_total', 'counter', 'LMDB commits of a shard loop.', loops.map(([w, l]) => [{ ...node_, worker: w }, l.commits]));
+  metric('flotilla_shard_messages_in_total', 'counter', 'Raft messages stepped by a shard.', loops.map(([w, l]) => [{ ...node_, worker: w }, l.messagesIn]));
+  metric('flotilla_shard_commit_wait_seconds_total', 'counter', 'Time a shard loop spent awaiting commits.', loops.map(([w, l]) => [{ ...node_, worker: w }, l.msCommit / 1000]));
   metric('flotilla_proposals_total', 'counter', 'Proposals made through this node.', [[node_, st.runtime.proposals]]);
   metric('flotilla_pending_proposals', 'gauge', 'Proposals accepted by this node and not yet answered.', [[node_, st.pending.proposals]]);
   metric('flotilla_event_loop_delay_p99_seconds', 'gauge', 'Main-thread event-loop delay, p99 over the last minute or so.', [[node_, st.eventLoop.p99Ms / 1000]]);
@@ -133,7 +147,7 @@ async function metrics(node: FlotillaNode): Promise<string> {
     metric('flotilla_storage_slow', 'gauge', 'The health policy holds this node\'s storage slow against the cluster\'s (1): it sheds its leaderships and takes none.', [[node_, st.slowStorage ? 1 : 0]]);
   }
   const shardHist = (k: 'fsync' | 'commit' | 'apply') =>
-    mergeHistograms(st.shards.map((w) => (w as { histograms?: Record<string, HistogramSnapshot> }).histograms?.[k]));
+    mergeHistograms(st.shards.map((w) => (w.up ? w.histograms[k] : undefined)));
   lines.push(
     ...renderHistogram('flotilla_fsync_duration_seconds', 'Duration of each shard storage commit (one fsync for all groups of a loop turn).', node_, shardHist('fsync')),
     ...renderHistogram('flotilla_commit_latency_seconds', 'Proposal accepted by the leader to known committed.', node_, shardHist('commit')),
@@ -193,12 +207,9 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     let body: Record<string, unknown> = {};
     const raw = (await readBody(req)).toString('utf8');
     if (raw.trim().length > 0) {
-      try {
-        body = JSON.parse(raw) as Record<string, unknown>;
-      } catch {
-        throw new HttpError(400, 'InvalidArgument', 'body must be JSON');
-      }
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'InvalidArgument', 'body must be a JSON object');
+      const parsed = parseJson(raw, 'body must be JSON');
+      if (!isObject(parsed)) throw new HttpError(400, 'InvalidArgument', 'body must be a JSON object');
+      body = parsed;
     }
     if (url.pathname === '/transfer') {
       const group = Number(body.group);
@@ -220,13 +231,10 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     return send(res, 200, { ok: true, draining: false });
   }
   if (url.pathname === '/members' && req.method === 'POST') {
-    let body: Record<string, unknown>;
-    try {
-      body = JSON.parse((await readBody(req)).toString('utf8')) as Record<string, unknown>;
-    } catch {
-      throw new HttpError(400, 'InvalidArgument', 'body must be JSON {"group": G, "op": "addLearner"|"promote"|"remove", "node": "n4"}');
-    }
-    const group = Number(body?.group);
+    const parsed = parseJson((await readBody(req)).toString('utf8'), 'body must be JSON {"group": G, "op": "addLearner"|"promote"|"remove", "node": "n4"}');
+    // Any other JSON value has none of the fields: refused below for the first one missing.
+    const body: Record<string, unknown> = isObject(parsed) ? parsed : {};
+    const group = Number(body.group);
     if (!Number.isInteger(group) || group < 1) throw new HttpError(400, 'InvalidArgument', 'group: a positive integer is required');
     if (typeof body.node !== 'string' || body.node.length === 0) throw new HttpError(400, 'InvalidArgument', 'node: a node id is required');
     switch (body.op) {
@@ -240,12 +248,8 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
   if (url.pathname === '/balance/plan' && req.method === 'GET') return send(res, 200, await node.balancePlan());
   if (url.pathname === '/balance/config' && req.method === 'GET') return send(res, 200, node.balancerConfig());
   if (url.pathname === '/balance/config' && req.method === 'POST') {
-    let patch: unknown;
-    try {
-      patch = JSON.parse((await readBody(req)).toString('utf8'));
-    } catch {
-      throw new HttpError(400, 'InvalidArgument', 'body must be a JSON object of balancer settings');
-    }
+    const patch = parseJson((await readBody(req)).toString('utf8'), 'body must be a JSON object of balancer settings');
+    // Checked field by field by the balancer (a bad one is refused with InvalidArgument naming it).
     return send(res, 200, node.configureBalancer(patch as Parameters<FlotillaNode['configureBalancer']>[0]));
   }
   if (url.pathname === '/balance' && req.method === 'POST') return send(res, 200, await node.balanceRound());

@@ -16,9 +16,9 @@ interface Pending {
   /** performance.now() after which it fails with Timeout. */
   readonly deadline: number;
   /** The request kind, for the error message. */
-  readonly t: string;
+  readonly kind: string;
   /** The node asked: if it goes down, the request fails at once (retryable) instead of at its timeout. */
-  readonly to: NodeId;
+  readonly target: NodeId;
 }
 
 /** The body of a `reply` envelope. */
@@ -27,9 +27,9 @@ export type FwdReply =
   | { id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId; reason?: TransferFailReason };
 
 export interface ForwarderHost {
-  isConnected(to: NodeId): boolean;
-  /** Queue an envelope for `to`; false when it cannot be sent. */
-  send(to: NodeId, e: Envelope): boolean;
+  isConnected(peer: NodeId): boolean;
+  /** Queue an envelope for `peer`; false when it cannot be sent. */
+  send(peer: NodeId, e: Envelope): boolean;
 }
 
 export class Forwarder {
@@ -41,11 +41,11 @@ export class Forwarder {
 
   constructor(private readonly host: ForwarderHost) {}
 
-  /** Send request `t` with payload `p` to `to` and wait for its reply (or the deadline). */
-  request(to: NodeId, t: string, p: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+  /** Send request `kind` with `payload` to `target` and wait for its reply (or the deadline). */
+  request(target: NodeId, kind: string, payload: object, timeoutMs: number): Promise<unknown> {
     // Nothing is sent to a node we know is down: fail fast (safe to retry elsewhere) instead of
     // queueing a request whose answer would only arrive, if ever, after the deadline.
-    if (!this.host.isConnected(to)) return Promise.reject(new RuntimeError('Unavailable', `${to} is not connected`));
+    if (!this.host.isConnected(target)) return Promise.reject(new RuntimeError('Unavailable', `${target} is not connected`));
     if (this.closed) return Promise.reject(new RuntimeError('Stopped', 'node stopped'));
     const id = ++this.seq;
     this.count++;
@@ -54,10 +54,10 @@ export class Forwarder {
       this.sweeper.unref();
     }
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, deadline: performance.now() + Math.max(1, timeoutMs), t, to });
-      if (!this.host.send(to, { k: 'app', t, p: { ...p, id } })) {
+      this.pending.set(id, { resolve, reject, deadline: performance.now() + Math.max(1, timeoutMs), kind, target });
+      if (!this.host.send(target, { k: 'app', t: kind, p: { ...payload, id } })) {
         this.pending.delete(id);
-        reject(new RuntimeError('Unavailable', `cannot reach ${to}`));
+        reject(new RuntimeError('Unavailable', `cannot reach ${target}`));
       }
     });
   }
@@ -76,7 +76,7 @@ export class Forwarder {
   /** `peer` went down: its requests will not be answered; fail them now (retryable). */
   peerDown(peer: NodeId): void {
     for (const [id, q] of this.pending) {
-      if (q.to !== peer) continue;
+      if (q.target !== peer) continue;
       this.pending.delete(id);
       q.reject(new RuntimeError('Unavailable', `${peer} went down while serving the request`));
     }
@@ -93,7 +93,7 @@ export class Forwarder {
     for (const [id, p] of this.pending) {
       if (p.deadline > now) continue;
       this.pending.delete(id);
-      p.reject(new RuntimeError('Timeout', `request ${p.t} to ${p.to} timed out`));
+      p.reject(new RuntimeError('Timeout', `request ${p.kind} to ${p.target} timed out`));
     }
   }
 

@@ -5,26 +5,19 @@
 // costs, per write, two port crossings each way and a copy of every Raft batch through the main
 // thread (measured in docs/runtime.md, "Shards on the main thread or in workers").
 //
-// The hot requests (propose, read) call the shard directly and settle with its own errors; the
-// rest go through ShardHost.handle and its answers, as they would to a worker.
+// Every request runs ShardHost.request directly. The hot ones (propose, read) settle with the
+// shard's own errors; the rest fail as they would through a worker, with a RuntimeError.
 import type { Logger } from 'pino';
-import { RuntimeError, TransferError } from './errors.js';
+import { RuntimeError } from './errors.js';
 import { IdleCollector, threadProbe } from './heap.js';
 import { ShardHost } from './shardhost.js';
-import type { FromWorker, ShardRequest, Shards, ToWorker } from './protocol.js';
+import type { CallKind, CallReply, CallRequest, FromWorker, ShardNotice, Shards } from './protocol.js';
 import type { ShardWorkersOptions } from './workers.js';
 
-interface Call {
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: Error) => void;
-}
-
 export class InlineShards implements Shards {
-  private readonly hosts: (ShardHost | null)[];
-  private readonly calls = new Map<number, Call>();
-  private seq = 0;
-  private stopping = false;
   readonly stats = { restarts: 0 };
+  private readonly hosts: (ShardHost | null)[];
+  private stopping = false;
   /** The main thread runs the shards here: it collects its own heap once quiet after a burst. */
   private readonly collector: IdleCollector;
 
@@ -53,27 +46,21 @@ export class InlineShards implements Shards {
   }
 
   private onEvent(index: number, m: FromWorker): void {
-    switch (m.t) {
+    switch (m.kind) {
       case 'out':
-        this.opts.onOut(m.to, m.w, m.b);
+        this.opts.onOut(m.target, m.worker, m.batch);
         return;
-      case 'lead':
-        this.opts.onLeader(m.g, m.l, m.term, m.c);
+      case 'leader':
+        this.opts.onLeader(m.group, m.leader, m.term, m.cause);
         return;
       case 'conf':
-        this.opts.onConf?.(m.g, m.voters, m.learners);
+        this.opts.onConf?.(m.group, m.voters, m.learners);
         return;
       case 'brief':
-        this.opts.onBrief?.(index, { leaders: m.leaders, commitP99Ms: m.p99 });
+        this.opts.onBrief?.(index, { leaders: m.leaders, commitP99Ms: m.commitP99Ms });
         return;
-      case 're': {
-        const c = this.calls.get(m.id);
-        if (!c) return;
-        this.calls.delete(m.id);
-        if (m.ok) c.resolve(m.r);
-        else c.reject(m.reason ? new TransferError(m.reason, m.msg, m.leader) : new RuntimeError(m.code, m.msg, m.leader));
-        return;
-      }
+      case 'reply':
+        return; // requests are function calls here: nothing is answered by message
       case 'started':
         this.opts.log.info({ shard: index, groups: m.groups }, 'shard up (inline)');
         this.opts.onStarted?.(index);
@@ -81,31 +68,20 @@ export class InlineShards implements Shards {
     }
   }
 
-  call(index: number, req: ShardRequest): Promise<unknown> {
+  call<K extends CallKind>(index: number, kind: K, request: CallRequest<K>): Promise<CallReply<K>> {
     const host = this.hosts[index];
     if (this.stopping) return Promise.reject(new RuntimeError('Stopped', 'node stopping'));
     if (host === null) return Promise.reject(new RuntimeError('Unavailable', `shard ${index} is not open`));
-    switch (req.t) {
-      case 'propose':
-        return host.shard.propose(req.g, req.d, req.to);
-      case 'read':
-        return host.shard.read(req.g, req.q, req.c, req.to);
-      default: {
-        const id = ++this.seq;
-        return new Promise((resolve, reject) => {
-          this.calls.set(id, { resolve, reject });
-          host.handle({ ...req, id } as ToWorker);
-        });
-      }
-    }
+    if (kind === 'propose' || kind === 'read') return host.request(kind, request);
+    return host.request(kind, request).catch(asRuntimeError);
   }
 
-  post(index: number, m: ToWorker): void {
+  post(index: number, m: ShardNotice): void {
     const host = this.hosts[index];
     if (host !== null && !this.stopping) host.handle(m);
   }
 
-  broadcast(m: ToWorker): void {
+  broadcast(m: ShardNotice): void {
     for (let i = 0; i < this.hosts.length; i++) this.post(i, m);
   }
 
@@ -118,8 +94,10 @@ export class InlineShards implements Shards {
     this.stopping = true;
     this.collector.stop();
     await Promise.all(this.hosts.map((h) => h?.shutdown()));
-    const err = new RuntimeError('Stopped', 'node stopping');
-    for (const c of this.calls.values()) c.reject(err);
-    this.calls.clear();
   }
+}
+
+/** As a worker's answer would carry it: any other error becomes InvalidArgument. */
+function asRuntimeError(e: unknown): never {
+  throw e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', e instanceof Error ? e.message : String(e));
 }

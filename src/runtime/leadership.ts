@@ -15,8 +15,10 @@ import { Histogram, RecentSamples, tenthMs } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
 import { fresh, slowerThanLeader, type NodeView } from './preflight.js';
 import { notice, type PeerTiming, type RequestKind, type Requests } from './peerprotocol.js';
-import type { LeaderChangeCause, LeaderChangeKind, PlannedCause, ShardRequest, ToWorker } from './protocol.js';
+import type { GroupCall, LeaderChangeCause, LeaderChangeKind, PlannedCause, ShardNotice } from './protocol.js';
 import type { TransferDone } from './shard.js';
+import type { Leading } from './shardtransfers.js';
+import type { NodeStatus } from './status.js';
 
 export interface TransferResult {
   readonly group: number;
@@ -81,10 +83,11 @@ export interface LeadershipHost {
   isConnected(peer: NodeId): boolean;
   send(peer: NodeId, e: Envelope): void;
   /** A request to the shard that hosts `group`. */
-  shard(group: number, req: ShardRequest): Promise<unknown>;
+  readonly shard: GroupCall;
   /** A message to every shard. */
-  broadcast(m: ToWorker): void;
-  forward<K extends RequestKind>(to: NodeId, t: K, p: Requests[K], timeoutMs: number): Promise<unknown>;
+  broadcast(m: ShardNotice): void;
+  /** Request `kind` of node `target`; resolves with its answer, as the peer sent it. */
+  forward<K extends RequestKind>(target: NodeId, kind: K, payload: Requests[K], timeoutMs: number): Promise<unknown>;
   /** Where a request for `group` goes on attempt `n` (the router's choice). */
   pickTarget(group: number, replicas: NodeId[], hint: NodeId, n: number, anyReplica: boolean): NodeId;
   ledGroups(): Promise<LedInfo[]>;
@@ -93,12 +96,27 @@ export interface LeadershipHost {
   uptimeMs(): number;
   eventLoopP99Ms(): number;
   /** Per shard: its storage commit p99 and the groups with an even number of voters. */
-  status(): Promise<{ readonly shards: readonly object[] }>;
+  status(): Promise<Pick<NodeStatus, 'shards'>>;
 }
 
 /** How far back the round-trip p99 of the stability advisor looks. */
 const RECENT_RTT_MS = 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What a transfer weighs of the old leader's hand-over (a TransferDone). */
+type Handover = Pick<TransferDone, 'campaignMs' | 'lag' | 'commitP99Ms'>;
+
+/** A peer's answer to `transfer`, checked as anything from the wire (a bad field counts as none). */
+function handoverOf(x: unknown): Handover {
+  const r: Partial<Record<keyof Handover, unknown>> = typeof x === 'object' && x !== null ? x : {};
+  return { campaignMs: Number(r.campaignMs) || 0, lag: Number(r.lag) || 0, commitP99Ms: typeof r.commitP99Ms === 'number' ? r.commitP99Ms : null };
+}
+
+/** A peer's answer to `awaitLead`, checked likewise. */
+function leadingOf(x: unknown): Leading {
+  const r: Partial<Record<keyof Leading, unknown>> = typeof x === 'object' && x !== null ? x : {};
+  return { term: Number(r.term) || 0, commitP99Ms: typeof r.commitP99Ms === 'number' ? r.commitP99Ms : null };
+}
 
 /** A retry wait spread over [ms/2, ms]: callers that failed together (a leader died under them)
  *  do not come back in lock step. */
@@ -170,14 +188,14 @@ export class Leadership {
       if (!force && cause !== 'balancer') await this.refuseIfUnstable(`transfer of group ${group} to ${target}`);
       // The target reports when it leads with an entry of its term committed; asked now, so its
       // answer travels while the old leader hands over (no second round after the hand-over).
-      const awaitLead = (ms: number) => (target === h.id
-        ? h.shard(group, { t: 'awaitLead', g: group, to: ms })
-        : h.forward(target, 'awaitLead', { group, to: ms, cause }, ms + 250)) as Promise<{ term: number; commitP99Ms?: number | null }>;
+      const awaitLead = (ms: number): Promise<Leading> => (target === h.id
+        ? h.shard(group, 'awaitLead', { group, timeoutMs: ms })
+        : h.forward(target, 'awaitLead', { group, timeoutMs: ms, cause }, ms + 250).then(leadingOf));
       let led = awaitLead(timeoutMs);
       led.catch(() => undefined); // consumed below, unless the hand-over fails first
       let from: NodeId = h.leaders.get(group) ?? '';
       let done = false;
-      let handover: TransferDone | null = null;
+      let handover: Handover | null = null;
       // A target that starts draining or drops its link meanwhile will not take over: say so
       // now rather than retry until the deadline (nodes stopping together drain at each other).
       const targetGone = () => {
@@ -193,8 +211,8 @@ export class Leadership {
           // Believed to lead already: confirmed by the verification below, or forgotten.
           try {
             await (target === h.id
-              ? h.shard(group, { t: 'verify', g: group, to: Math.min(remaining, 1000) })
-              : h.forward(target, 'verify', { group, to: Math.min(remaining, 1000) }, Math.min(remaining, 1000) + 250));
+              ? h.shard(group, 'verify', { group, timeoutMs: Math.min(remaining, 1000) })
+              : h.forward(target, 'verify', { group, timeoutMs: Math.min(remaining, 1000) }, Math.min(remaining, 1000) + 250));
             break;
           } catch (e) {
             if (!(e as RuntimeError).retryable) throw e;
@@ -203,11 +221,11 @@ export class Leadership {
             continue;
           }
         }
-        const lag = o.maxLagEntries ?? 10_000;
+        const maxLagEntries = o.maxLagEntries ?? 10_000;
         try {
           handover = leader === h.id
-            ? await this.handOver(group, target, remaining, lag, [], force, cause)
-            : (await h.forward(leader, 'xfer', { group, target, to: remaining, lag, draining: [...this.drainingNodes], cause, force }, remaining + 250)) as TransferDone;
+            ? await this.handOver(group, target, remaining, maxLagEntries, [], force, cause)
+            : handoverOf(await h.forward(leader, 'transfer', { group, target, timeoutMs: remaining, maxLagEntries, draining: [...this.drainingNodes], cause, force }, remaining + 250));
           from = leader;
           done = true;
         } catch (e) {
@@ -227,7 +245,7 @@ export class Leadership {
         try {
           const r = await led;
           term = r.term;
-          after = typeof r.commitP99Ms === 'number' ? r.commitP99Ms : null;
+          after = r.commitP99Ms;
           break;
         } catch (e) {
           const err = e as RuntimeError;
@@ -243,15 +261,15 @@ export class Leadership {
       h.leaders.set(group, target);
       const now = performance.now();
       const ms = tenthMs(now - t0);
-      const campaignMs = handover ? Math.min(Number(handover.campaignMs) || 0, handedAt - t0) : 0;
+      const campaignMs = handover ? Math.min(handover.campaignMs, handedAt - t0) : 0;
       const phases = { catchUpMs: tenthMs(handedAt - t0 - campaignMs), campaignMs: tenthMs(campaignMs), verifyMs: tenthMs(now - handedAt) };
-      const lag = handover ? Number(handover.lag) || 0 : 0;
+      const lag = handover ? handover.lag : 0;
       outcome('completed');
       this.histograms.transfer.observeMs(now - t0);
       this.histograms.transferCatchUp.observeMs(phases.catchUpMs);
       this.histograms.transferCampaign.observeMs(phases.campaignMs);
       this.histograms.transferVerify.observeMs(phases.verifyMs);
-      const before = handover && typeof handover.commitP99Ms === 'number' ? handover.commitP99Ms : null;
+      const before = handover ? handover.commitP99Ms : null;
       const commitP99Ms = { before, after };
       h.log.info({ group, from: from || null, to: target, term, ms, lag, ...phases, commitP99Ms }, 'leader transfer verified');
       return { group, from: from || target, to: target, term, ms, lag, phases, commitP99Ms };
@@ -271,7 +289,7 @@ export class Leadership {
     this.draining = true;
     this.broadcastDrainState();
     // Healthy peers win this node's groups' elections first (it still campaigns if none can).
-    h.broadcast({ t: 'campaignDelay', ticks: 2 * h.electionTicks });
+    h.broadcast({ kind: 'campaignDelay', ticks: 2 * h.electionTicks });
     const avoid = new Set(o.avoid ?? []);
     const moved: TransferResult[] = [];
     const failed: { group: number; reason: string }[] = [];
@@ -311,14 +329,14 @@ export class Leadership {
 
   undrain(): void {
     this.draining = false;
-    this.host.broadcast({ t: 'campaignDelay', ticks: 0 });
+    this.host.broadcast({ kind: 'campaignDelay', ticks: 0 });
     this.broadcastDrainState();
     this.host.log.info('undrained');
   }
 
   /** At the leader's node: the preflight checks that need what the target said about itself
    *  (its links, disk and CPU, from its latest summary), then the hand-over by the shard. */
-  handOver(group: number, target: NodeId, timeoutMs: number, lag: number, draining: NodeId[], force: boolean, cause: PlannedCause): Promise<TransferDone> {
+  handOver(group: number, target: NodeId, timeoutMs: number, maxLagEntries: number, draining: NodeId[], force: boolean, cause: PlannedCause): Promise<TransferDone> {
     const now = Date.now();
     const view = fresh(this.views.get(target), now);
     // The balancer weighs the same fsync and CPU figures when it ranks targets; refusing its
@@ -327,9 +345,9 @@ export class Leadership {
       const slow = slowerThanLeader(fresh(this.ownView, now), view);
       if (slow) return Promise.reject(new TransferError('TargetSlow', `transfer of group ${group} to ${target}: ${slow}`, this.host.id));
     }
-    return this.host.shard(group, {
-      t: 'xfer', g: group, target, to: timeoutMs, lag, draining: [...new Set([...draining, ...this.drainingNodes])], force, reach: view?.reach ? [...view.reach] : null,
-    }) as Promise<TransferDone>;
+    return this.host.shard(group, 'transfer', {
+      group, target, timeoutMs, maxLagEntries, draining: [...new Set([...draining, ...this.drainingNodes])], force, reach: view?.reach ? [...view.reach] : null,
+    });
   }
 
   /** A local replica saw `group`'s leader change. */
@@ -381,7 +399,7 @@ export class Leadership {
   async stabilityWarnings(): Promise<StabilityWarning[]> {
     const h = this.host;
     const st = await h.status();
-    const commits = st.shards.map((s) => (s as { commitP99Ms?: number | null }).commitP99Ms).filter((x): x is number => typeof x === 'number');
+    const commits = st.shards.map((s) => (s.up ? s.commitP99Ms : null)).filter((x): x is number => typeof x === 'number');
     const now = Date.now();
     const lastMinute = this.leaderChanges.filter((t) => t > now - 60_000).length;
     const earlier = this.leaderChanges.filter((t) => t <= now - 60_000 && t > now - 11 * 60_000).length;
@@ -392,8 +410,8 @@ export class Leadership {
       rttP99Ms: this.rtts.p99(), commitP99Ms: commits.length ? Math.max(...commits) : null,
       eventLoopP99Ms: h.eventLoopP99Ms(),
       peerTiming: Object.fromEntries(this.peerTiming),
-      evenVoterGroups: st.shards.flatMap((s) => (s as { evenVoters?: number[] }).evenVoters ?? []),
-      evenVoterCount: st.shards.reduce((a, s) => a + ((s as { evenVoterCount?: number }).evenVoterCount ?? 0), 0),
+      evenVoterGroups: st.shards.flatMap((s) => (s.up ? s.evenVoters : [])),
+      evenVoterCount: st.shards.reduce((a, s) => a + (s.up ? s.evenVoterCount : 0), 0),
       leaderChangesLastMinute: lastMinute,
       // The first minute (bootstrap elections) is not a baseline.
       leaderChangesBaselinePerMinute: uptimeMs < 2 * 60_000 ? Infinity : earlier / minutesUp,

@@ -10,9 +10,9 @@ import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import type { Envelope } from '../transport/index.js';
 import { RuntimeError } from './errors.js';
-import { notice, type MemberChange, type RequestKind, type Requests } from './peerprotocol.js';
+import { notice, type RequestKind, type Requests } from './peerprotocol.js';
 import { placement } from './placement.js';
-import type { ShardRequest } from './protocol.js';
+import type { GroupCall, MemberChange } from './protocol.js';
 
 /** Dynamic groups (created or removed at run time), persisted beside the shards. */
 interface GroupsFile {
@@ -32,8 +32,9 @@ export interface MembershipHost {
   isConnected(peer: NodeId): boolean;
   send(peer: NodeId, e: Envelope): void;
   /** A request to the shard that hosts `group`. */
-  shard(group: number, req: ShardRequest): Promise<unknown>;
-  forward<K extends RequestKind>(to: NodeId, t: K, p: Requests[K], timeoutMs: number): Promise<unknown>;
+  readonly shard: GroupCall;
+  /** Request `kind` of node `target`; resolves with its answer, as the peer sent it. */
+  forward<K extends RequestKind>(target: NodeId, kind: K, payload: Requests[K], timeoutMs: number): Promise<unknown>;
   /** Run `attempt` against the group's leader (retried as a proposal is) until it succeeds or the deadline. */
   withRetries(group: number, timeoutMs: number, attempt: (target: NodeId, ms: number) => Promise<unknown>): Promise<unknown>;
   /** The group is gone: its leader as last heard is no longer one. */
@@ -78,7 +79,7 @@ export class Membership {
     const replicas = this.replicasOf(group);
     if (!this.isNode(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} is not a node of the cluster`);
     if (replicas.includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} already holds a replica of group ${group}`);
-    if (nodeId === this.host.id) await this.host.shard(group, { t: 'create', g: group, voters: [] });
+    if (nodeId === this.host.id) await this.host.shard(group, 'create', { group, voters: [] });
     else await this.host.forward(nodeId, 'gjoin', { group }, timeoutMs);
     await this.change(group, 'addLearner', nodeId, timeoutMs);
   }
@@ -91,7 +92,7 @@ export class Membership {
   async removeMember(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
     if (!this.replicasOf(group).includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} holds no replica of group ${group}`);
     await this.change(group, 'remove', nodeId, timeoutMs);
-    if (nodeId === this.host.id) await this.host.shard(group, { t: 'remove', g: group }).catch(() => undefined);
+    if (nodeId === this.host.id) await this.host.shard(group, 'remove', { group }).catch(() => undefined);
     else await this.host.forward(nodeId, 'gdrop', { group }, timeoutMs).catch(() => undefined); // best effort: it is no longer a member
   }
 
@@ -118,7 +119,7 @@ export class Membership {
     this.file.created[String(group)] = replicas;
     this.file.removed = this.file.removed.filter((g) => g !== group);
     this.save();
-    if (replicas.includes(this.host.id)) await this.host.shard(group, { t: 'create', g: group, voters: replicas });
+    if (replicas.includes(this.host.id)) await this.host.shard(group, 'create', { group, voters: replicas });
   }
 
   /** A group was removed (here or by a peer): forget it, and delete the local replica if any. */
@@ -129,7 +130,7 @@ export class Membership {
     delete this.file.created[String(group)];
     if (!this.file.removed.includes(group)) this.file.removed.push(group);
     this.save();
-    if (wasLocal) await this.host.shard(group, { t: 'remove', g: group });
+    if (wasLocal) await this.host.shard(group, 'remove', { group });
   }
 
   /** Membership of `group` changed (reported by a local replica, or by a peer): route to the new
@@ -151,11 +152,11 @@ export class Membership {
     return id === this.host.id || this.host.peers.includes(id);
   }
 
-  private change(group: number, type: MemberChange, nodeId: NodeId, timeoutMs: number): Promise<unknown> {
+  private change(group: number, change: MemberChange, nodeId: NodeId, timeoutMs: number): Promise<unknown> {
     return this.host.withRetries(group, timeoutMs, (target, ms) =>
       target === this.host.id
-        ? this.host.shard(group, { t: 'member', g: group, type, node: nodeId, to: ms })
-        : this.host.forward(target, 'member', { group, type, node: nodeId, to: ms }, ms + 250));
+        ? this.host.shard(group, 'member', { group, change, node: nodeId, timeoutMs: ms })
+        : this.host.forward(target, 'member', { group, change, node: nodeId, timeoutMs: ms }, ms + 250));
   }
 
   private async everywhere<K extends 'gcreate' | 'gremove'>(t: K, p: Requests[K], local: () => Promise<void>): Promise<void> {

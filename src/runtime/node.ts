@@ -21,8 +21,9 @@ import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/k
 import { SessionClient, encodeCommand } from '../storage/session.js';
 import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
 import { RuntimeError } from './errors.js';
-import { COMMIT_P99_WINDOW_MS, workerOf, type Consistency, type ShardBrief, type ShardRequest, type Shards } from './protocol.js';
-import type { LedGroup, RaftTuning } from './shard.js';
+import { COMMIT_P99_WINDOW_MS, workerOf, type CallKind, type CallReply, type CallRequest, type Consistency, type ShardBrief, type Shards } from './protocol.js';
+import type { RaftTuning } from './shard.js';
+import type { GroupView, NodeStatus, RuntimeStats, ShardEntry } from './status.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
 import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
@@ -34,6 +35,7 @@ import { Membership } from './membership.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './leadership.js';
+export type { GroupView, NodeStatus, RuntimeStats, ShardEntry, ShardStatus } from './status.js';
 import { InlineShards } from './inline.js';
 import type { StabilityWarning } from './advisor.js';
 import { LoopTiming } from './looptiming.js';
@@ -150,7 +152,7 @@ export class FlotillaNode {
   private origins = new Map<number, Map<NodeId, number>>();
   private cpuMark = { usage: process.cpuUsage(), at: performance.now() };
   private transport!: Transport;
-  readonly stats = {
+  readonly stats: RuntimeStats = {
     forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, dropsBadMessage: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0, overloaded: 0,
   };
   private pendingProposals = 0;
@@ -161,6 +163,32 @@ export class FlotillaNode {
   private pendingBytes = 0;
   /** Verified transfers requested here (request -> verified new leader) and peer round trips. */
   readonly histograms: Leadership['histograms'];
+
+  /** The built-in key-value store's API: keys and values as bytes or UTF-8 strings. */
+  readonly kv = {
+    put: async (key: Uint8Array | string, value: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
+      const k = asBytes(key);
+      await this.propose(groupOfKey(k, this.opts.groups), { op: 'put', key: k, value: asBytes(value) }, o);
+    },
+    delete: async (key: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
+      const k = asBytes(key);
+      await this.propose(groupOfKey(k, this.opts.groups), { op: 'delete', key: k }, o);
+    },
+    cas: async (key: Uint8Array | string, expected: Uint8Array | string | null, value: Uint8Array | string | null, o?: ProposeOptions) => {
+      const k = asBytes(key);
+      const r = (await this.propose(groupOfKey(k, this.opts.groups), {
+        op: 'cas', key: k, expected: expected === null ? null : asBytes(expected), value: value === null ? null : asBytes(value),
+      }, o)) as KvResult | null;
+      return r && r.op === 'cas' ? { swapped: r.swapped, current: plainBytes(r.current) } : { swapped: false, current: null };
+    },
+    get: async (key: Uint8Array | string, consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable', o?: ProposeOptions) => {
+      const k = asBytes(key);
+      return plainBytes((await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null);
+    },
+    groupOf: (key: Uint8Array | string) => groupOfKey(asBytes(key), this.opts.groups),
+    /** The node that leads `key`'s group as far as this node knows (undefined when it does not). */
+    leaderOf: (key: Uint8Array | string): NodeId | undefined => this.leaders.get(groupOfKey(asBytes(key), this.opts.groups)),
+  };
 
   private constructor(
     readonly id: NodeId,
@@ -184,8 +212,8 @@ export class FlotillaNode {
     const peers = Object.keys(opts.peers);
     const send = (to: NodeId, e: Envelope) => void this.transport.send(to, e);
     const isConnected = (p: NodeId) => this.transport.isConnected(p);
-    const shard = (group: number, req: ShardRequest) => this.workers.call(this.workerFor(group), req);
-    const forward = <K extends RequestKind>(to: NodeId, t: K, p: Requests[K], ms: number) => this.forward(to, t, p, ms);
+    const shard = <K extends CallKind>(group: number, kind: K, req: CallRequest<K>) => this.workers.call(this.workerFor(group), kind, req);
+    const forward = <K extends RequestKind>(target: NodeId, kind: K, payload: Requests[K], ms: number) => this.forward(target, kind, payload, ms);
     this.membership = new Membership({
       id: this.id, peers, dataDir: opts.dataDir, timeoutMs: this.timeoutMs, log, isConnected, send, shard, forward,
       withRetries: (g, ms, attempt) => this.withRetries(g, ms, attempt),
@@ -208,10 +236,10 @@ export class FlotillaNode {
       isLocal: (g) => this.isLocal(g),
       leaderOf: (g) => this.leaders.get(g),
       admit: (bytes) => this.admit(bytes),
-      serve: (g, origin, req) => this.serveLocal(g, origin, req),
+      serve: (g, origin, kind, req) => this.serveLocal(g, origin, kind, req),
       peerWorkers: (from, w) => {
         this.peerWorkers.set(from, w);
-        this.workers.broadcast({ t: 'peers', w: { [from]: w } });
+        this.workers.broadcast({ kind: 'peers', workers: { [from]: w } });
       },
       onSummary: (from, sum) => this.balancer?.onSummary(from, sum),
       onReply: (from, r) => this.forwarder.onReply(from, r),
@@ -278,9 +306,9 @@ export class FlotillaNode {
         logLevel: log.level, noSync: opts.noSync, stateMachine: opts.stateMachine,
         campaignDelay: node.isDraining ? 2 * node.electionTicks : 0,
       }),
-      onOut: (to, w, b) => {
+      onOut: (target, worker, batch) => {
         node.stats.relayedOut++;
-        node.transport.send(to, { k: 'rb', w, b });
+        node.transport.send(target, { k: 'rb', w: worker, b: batch });
       },
       onConf: (g, voters, learners) => node.membership.onConf(g, voters, learners, true),
       onLeader: (g, l, _term, kind) => {
@@ -297,9 +325,9 @@ export class FlotillaNode {
         node.shardBriefs[i] = { ...b, at: performance.now() };
       },
       onStarted: (i) => {
-        for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { t: 'up', p });
-        if (node.isDraining) node.workers.post(i, { t: 'campaignDelay', ticks: 2 * node.electionTicks });
-        if (node.diskDelay.ms || node.diskDelay.jitterMs) node.workers.post(i, { t: 'diskDelay', ...node.diskDelay });
+        for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { kind: 'peerUp', peer: p });
+        if (node.isDraining) node.workers.post(i, { kind: 'campaignDelay', ticks: 2 * node.electionTicks });
+        if (node.diskDelay.ms || node.diskDelay.jitterMs) node.workers.post(i, { kind: 'diskDelay', ...node.diskDelay });
       },
     };
     node.workers = threads === 0 ? new InlineShards(shardOpts) : new ShardWorkers(shardOpts);
@@ -315,10 +343,10 @@ export class FlotillaNode {
       // Also when not draining: a node restarted after a drain (SIGTERM drains first) must clear
       // the mark its peers still hold, or they would never send leadership back.
       node.transport.send(p, notice('drainState', { draining: node.isDraining }));
-      node.workers.broadcast({ t: 'up', p });
+      node.workers.broadcast({ kind: 'peerUp', peer: p });
     });
     node.transport.on('peerDown', (p) => {
-      node.workers.broadcast({ t: 'down', p });
+      node.workers.broadcast({ kind: 'peerDown', peer: p });
       // Requests in flight to a node that died will not be answered: retry them elsewhere now
       // (client sessions make a proposal's retry safe even if the dead node had logged it).
       node.forwarder.peerDown(p);
@@ -410,7 +438,7 @@ export class FlotillaNode {
       const data = encodeCommand(h, payload);
       const r = await this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
         target === this.id
-          ? this.serveLocal(group, this.id, { t: 'propose', g: group, d: data, to: ms })
+          ? this.serveLocal(group, this.id, 'propose', { group, data, timeoutMs: ms })
           : this.forward(target, 'fwd', { group, d: data, to: ms }, ms + 250));
       if (r !== null && typeof r === 'object' && APPLY_ERROR_KEY in r) {
         throw new RuntimeError('InvalidArgument', `state machine rejected the command: ${(r as Record<string, string>)[APPLY_ERROR_KEY]}`);
@@ -452,7 +480,7 @@ export class FlotillaNode {
     this.stats.reads++;
     return this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
       target === this.id
-        ? this.serveLocal(group, this.id, { t: 'read', g: group, q: query, c, to: ms })
+        ? this.serveLocal(group, this.id, 'read', { group, query, consistency: c, timeoutMs: ms })
         : this.forward(target, 'rd', { group, q: query, c, to: ms }, ms + 250), c === 'stale');
   }
 
@@ -475,19 +503,19 @@ export class FlotillaNode {
 
   /** Hand a client request to the group's worker, noting where it came from when this node
    *  leads the group (the balancer's follow-the-workload input). */
-  private serveLocal(group: number, origin: NodeId, req: ShardRequest): Promise<unknown> {
+  private serveLocal<K extends 'propose' | 'read'>(group: number, origin: NodeId, kind: K, req: CallRequest<K>): Promise<CallReply<K>> {
     if (this.leaders.get(group) === this.id) {
       let m = this.origins.get(group);
       if (!m) this.origins.set(group, (m = new Map()));
       m.set(origin, (m.get(origin) ?? 0) + 1);
     }
-    return this.workers.call(this.workerFor(group), req);
+    return this.workers.call(this.workerFor(group), kind, req);
   }
 
   /** Groups this node leads, with their replicas, served work and followers' lag. */
   private async ledGroups(): Promise<LedInfo[]> {
     const perWorker = await Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
-      this.workers.call(i, { t: 'led' }).catch(() => []) as Promise<LedGroup[]>));
+      this.workers.call(i, 'led', {}).catch(() => [])));
     return perWorker.flat().filter((g) => this.membership.has(g.group))
       .map((g) => ({ group: g.group, replicas: this.replicasOf(g.group), served: g.served, lag: g.lag, learners: g.learners }));
   }
@@ -553,40 +581,19 @@ export class FlotillaNode {
     return pool[n % pool.length];
   }
 
-  readonly kv = {
-    put: async (key: Uint8Array | string, value: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
-      const k = asBytes(key);
-      await this.propose(groupOfKey(k, this.opts.groups), { op: 'put', key: k, value: asBytes(value) }, o);
-    },
-    delete: async (key: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
-      const k = asBytes(key);
-      await this.propose(groupOfKey(k, this.opts.groups), { op: 'delete', key: k }, o);
-    },
-    cas: async (key: Uint8Array | string, expected: Uint8Array | string | null, value: Uint8Array | string | null, o?: ProposeOptions) => {
-      const k = asBytes(key);
-      const r = (await this.propose(groupOfKey(k, this.opts.groups), {
-        op: 'cas', key: k, expected: expected === null ? null : asBytes(expected), value: value === null ? null : asBytes(value),
-      }, o)) as KvResult | null;
-      return r && r.op === 'cas' ? { swapped: r.swapped, current: plainBytes(r.current) } : { swapped: false, current: null };
-    },
-    get: async (key: Uint8Array | string, consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable', o?: ProposeOptions) => {
-      const k = asBytes(key);
-      return plainBytes((await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null);
-    },
-    groupOf: (key: Uint8Array | string) => groupOfKey(asBytes(key), this.opts.groups),
-    /** The node that leads `key`'s group as far as this node knows (undefined when it does not). */
-    leaderOf: (key: Uint8Array | string): NodeId | undefined => this.leaders.get(groupOfKey(asBytes(key), this.opts.groups)),
-  };
-
   /** This node and its groups. `detail` adds every group's Raft status (role, term, commit,
    *  applied, last index, quiesced, transfer, per-peer match/next/state when leader). */
-  async status(o: { detail?: boolean } = {}) {
+  async status(o: { detail?: boolean } = {}): Promise<NodeStatus> {
+    const perGroup: GroupView[][] = []; // by shard: the list keeps shard order
     const shards = await Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
-      this.workers.call(i, { t: 'status', detail: o.detail ?? false }).then(
-        (r) => ({ worker: i, up: true, ...(r as Record<string, unknown>) }),
-        (e: Error) => ({ worker: i, up: false, error: e.message, groups: 0, leaders: 0, quiesced: 0 }),
+      this.workers.call(i, 'status', { detail: o.detail ?? false }).then(
+        ({ perGroup: groups, ...st }): ShardEntry => {
+          if (groups) perGroup[i] = groups;
+          return { worker: i, up: true, ...st };
+        },
+        (e: Error): ShardEntry => ({ worker: i, up: false, error: e.message, groups: 0, leaders: 0, quiesced: 0 }),
       )));
-    const sum = (k: 'groups' | 'leaders' | 'quiesced') => shards.reduce((a, s) => a + (((s as Record<string, unknown>)[k] as number) ?? 0), 0);
+    const sum = (k: 'groups' | 'leaders' | 'quiesced') => shards.reduce((a, s) => a + s[k], 0);
     return {
       id: this.id, clusterId: this.clusterId, labels: this.opts.labels ?? {}, uptimeMs: Date.now() - this.startedAt,
       workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
@@ -597,8 +604,8 @@ export class FlotillaNode {
       leaderChanges: { ...this.leaderChangesByCause },
       pending: { proposals: this.pendingProposals, bytes: this.pendingBytes }, eventLoop: this.loopTiming.eventLoop(),
       peers: this.transport.connectedPeers(), runtime: this.stats, transport: this.transport.stats(),
-      shards: shards.map((s) => ({ ...s, perGroup: undefined })),
-      perGroup: o.detail ? shards.flatMap((s) => ((s as Record<string, unknown>).perGroup as unknown[]) ?? []) : undefined,
+      shards,
+      perGroup: o.detail ? perGroup.flat() : undefined,
     };
   }
 
@@ -703,7 +710,7 @@ export class FlotillaNode {
   setDiskDelay(ms: number, jitterMs = 0): void {
     if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs))) throw new RuntimeError('InvalidArgument', 'disk delay: ms and jitterMs must be finite numbers >= 0');
     this.diskDelay = { ms, jitterMs };
-    this.workers.broadcast({ t: 'diskDelay', ms, jitterMs });
+    this.workers.broadcast({ kind: 'diskDelay', ms, jitterMs });
     this.log.warn({ ms, jitterMs }, ms || jitterMs ? 'fault injection: disk writes slowed' : 'fault injection: disk delay removed');
   }
 
@@ -721,9 +728,9 @@ export class FlotillaNode {
 
   // --- between nodes -----------------------------------------------------------------------------
 
-  private forward<K extends RequestKind>(to: NodeId, t: K, p: Requests[K], timeoutMs: number): Promise<unknown> {
+  private forward<K extends RequestKind>(target: NodeId, kind: K, payload: Requests[K], timeoutMs: number): Promise<unknown> {
     this.stats.forwarded++;
-    return this.forwarder.request(to, t, p, timeoutMs);
+    return this.forwarder.request(target, kind, payload, timeoutMs);
   }
 
   private onEnvelopes(from: NodeId, envs: Envelope[]): void {
@@ -734,7 +741,7 @@ export class FlotillaNode {
           continue;
         }
         this.stats.relayedIn++;
-        this.workers.post(e.w, { t: 'raft', b: e.b });
+        this.workers.post(e.w, { kind: 'raft', batch: e.b });
       } else if (e.k === 'app') {
         this.protocol.onMessage(from, e.t, e.p);
       } else {

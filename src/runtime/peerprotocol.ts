@@ -8,6 +8,17 @@
 // exception in the transport's receive path or a handler acting on half-valid fields. A bad
 // request still gets its InvalidArgument reply when it has an id, so the asker fails at once
 // instead of waiting out its deadline.
+//
+// Payload keys are words, except on the hot path: a forwarded proposal or read crosses the wire
+// once per client request, so its few keys are short. Every key that is not a word:
+//
+//   kind  key  meaning
+//   fwd   d    the proposal's entry data (a session-encoded command)
+//   fwd   to   how long the asker waits for this attempt, ms (other requests: `timeoutMs`)
+//   rd    q    the state machine query
+//   rd    c    its consistency ('linearizable', 'lease' or 'stale')
+//   rd    to   as in fwd
+//   any   id   the request's id, repeated by its `reply`
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import type { NodeSummary } from '../balancer/balancer.js';
@@ -16,18 +27,18 @@ import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailRe
 import type { FwdReply } from './forwarder.js';
 import type { Leadership } from './leadership.js';
 import type { Membership } from './membership.js';
-import { PLANNED_CAUSES, type Consistency, type PlannedCause, type ShardRequest } from './protocol.js';
+import { PLANNED_CAUSES, type CallReply, type CallRequest, type Consistency, type GroupCall, type MemberChange, type PlannedCause } from './protocol.js';
 
-export type MemberChange = 'addVoter' | 'addLearner' | 'remove';
-
-/** Requests, as the asker sends them. `to`: how long the asker waits for this attempt, ms. */
+/** Requests, as the asker sends them. `to` and `timeoutMs`: how long the asker waits for this
+ *  attempt, ms (see the table above). */
 export type Requests = {
   fwd: { group: number; d: Uint8Array; to: number };
   rd: { group: number; q: unknown; c: Consistency; to: number };
-  xfer: { group: number; target: NodeId; to: number; lag: number; draining: NodeId[]; cause: PlannedCause; force: boolean };
-  verify: { group: number; to: number };
-  awaitLead: { group: number; to: number; cause: PlannedCause };
-  member: { group: number; type: MemberChange; node: NodeId; to: number };
+  /** Hand leadership over, asked of the group's leader (see Leadership.handOver). */
+  transfer: { group: number; target: NodeId; timeoutMs: number; maxLagEntries: number; draining: NodeId[]; cause: PlannedCause; force: boolean };
+  verify: { group: number; timeoutMs: number };
+  awaitLead: { group: number; timeoutMs: number; cause: PlannedCause };
+  member: { group: number; change: MemberChange; node: NodeId; timeoutMs: number };
   gjoin: { group: number };
   gdrop: { group: number };
   gcreate: { group: number; replicas: NodeId[] };
@@ -58,7 +69,7 @@ export function notice<K extends NoticeKind>(t: K, p: Notices[K]): Envelope {
 }
 
 /** A request as its handler sees it: the deadline is already turned into the attempt's `ms`. */
-type Served<K extends RequestKind> = Omit<Requests[K], 'to'> & { readonly group: number };
+type Served<K extends RequestKind> = Omit<Requests[K], 'to' | 'timeoutMs'> & { readonly group: number };
 type Raw = Record<string, unknown>;
 
 const isInt = (x: unknown): x is number => Number.isInteger(x);
@@ -75,13 +86,13 @@ const groupOnly = (p: Raw) => (isGroup(p.group) ? { group: p.group } : undefined
 const REQUESTS: { [K in RequestKind]: (p: Raw) => Served<K> | undefined } = {
   fwd: (p) => (isGroup(p.group) && p.d instanceof Uint8Array ? { group: p.group, d: p.d } : undefined),
   rd: (p) => (isGroup(p.group) ? { group: p.group, q: p.q, c: p.c === 'stale' ? 'stale' : p.c === 'lease' ? 'lease' : 'linearizable' } : undefined),
-  xfer: (p) => (isGroup(p.group) && isString(p.target)
-    ? { group: p.group, target: p.target, lag: Number(p.lag) || 10_000, draining: strings(p.draining), cause: plannedCause(p.cause), force: p.force === true }
+  transfer: (p) => (isGroup(p.group) && isString(p.target)
+    ? { group: p.group, target: p.target, maxLagEntries: Number(p.maxLagEntries) || 10_000, draining: strings(p.draining), cause: plannedCause(p.cause), force: p.force === true }
     : undefined),
   verify: groupOnly,
   awaitLead: (p) => (isGroup(p.group) ? { group: p.group, cause: plannedCause(p.cause) } : undefined),
-  member: (p) => (isGroup(p.group) && (p.type === 'addVoter' || p.type === 'addLearner' || p.type === 'remove') && isString(p.node)
-    ? { group: p.group, type: p.type, node: p.node }
+  member: (p) => (isGroup(p.group) && (p.change === 'addVoter' || p.change === 'addLearner' || p.change === 'remove') && isString(p.node)
+    ? { group: p.group, change: p.change, node: p.node }
     : undefined),
   gjoin: groupOnly,
   gdrop: groupOnly,
@@ -91,9 +102,12 @@ const REQUESTS: { [K in RequestKind]: (p: Raw) => Served<K> | undefined } = {
 
 const isRequestKind = (t: string): t is RequestKind => Object.hasOwn(REQUESTS, t);
 
+/** How long the asker said it waits for this attempt (unchecked). */
+const askedMs = (t: RequestKind, p: Raw): unknown => (t === 'fwd' || t === 'rd' ? p.to : p.timeoutMs);
+
 /** Requests about a group that only one of its replicas can serve: elsewhere they are answered
  *  NotLeader with this node's leader hint, and the asker retries there. */
-const REPLICA_ONLY: ReadonlySet<RequestKind> = new Set<RequestKind>(['fwd', 'rd', 'xfer', 'verify', 'member']);
+const REPLICA_ONLY: ReadonlySet<RequestKind> = new Set<RequestKind>(['fwd', 'rd', 'transfer', 'verify', 'member']);
 
 // Exhaustive by type: a code added to errors.ts without a line here does not compile.
 const ERROR_CODES: Record<RuntimeErrorCode, true> = {
@@ -165,9 +179,9 @@ export interface PeerProtocolHost {
   /** Take a proposal of `bytes` into the node's pending budget (or throw Overloaded); call to release. */
   admit(bytes: number): () => void;
   /** A client request from `origin` to the group's local replica. */
-  serve(group: number, origin: NodeId, req: ShardRequest): Promise<unknown>;
+  serve<K extends 'propose' | 'read'>(group: number, origin: NodeId, kind: K, req: CallRequest<K>): Promise<CallReply<K>>;
   /** Any other request to the shard that hosts `group`. */
-  shard(group: number, req: ShardRequest): Promise<unknown>;
+  readonly shard: GroupCall;
   peerWorkers(from: NodeId, workers: number): void;
   onSummary(from: NodeId, s: NodeSummary): void;
   onReply(from: NodeId, r: FwdReply): void;
@@ -187,22 +201,22 @@ export class PeerProtocol {
     this.requests = {
       fwd: (from, m, ms) => {
         const release = h.admit(m.d.byteLength);
-        return h.serve(m.group, from, { t: 'propose', g: m.group, d: m.d, to: ms }).finally(release);
+        return h.serve(m.group, from, 'propose', { group: m.group, data: m.d, timeoutMs: ms }).finally(release);
       },
-      rd: (from, m, ms) => h.serve(m.group, from, { t: 'read', g: m.group, q: m.q, c: m.c, to: ms }),
-      xfer: (_from, m, ms) => {
+      rd: (from, m, ms) => h.serve(m.group, from, 'read', { group: m.group, query: m.q, consistency: m.c, timeoutMs: ms }),
+      transfer: (_from, m, ms) => {
         h.leadership.notePlanned(m.group, m.cause, ms);
-        return h.leadership.handOver(m.group, m.target, ms, m.lag, m.draining, m.force, m.cause);
+        return h.leadership.handOver(m.group, m.target, ms, m.maxLagEntries, m.draining, m.force, m.cause);
       },
-      verify: (_from, m, ms) => h.shard(m.group, { t: 'verify', g: m.group, to: ms }),
+      verify: (_from, m, ms) => h.shard(m.group, 'verify', { group: m.group, timeoutMs: ms }),
       awaitLead: (_from, m, ms) => {
         if (!h.isLocal(m.group)) throw new RuntimeError('InvalidArgument', `${h.id} holds no replica of group ${m.group}`);
         h.leadership.notePlanned(m.group, m.cause, ms);
-        return h.shard(m.group, { t: 'awaitLead', g: m.group, to: ms });
+        return h.shard(m.group, 'awaitLead', { group: m.group, timeoutMs: ms });
       },
-      member: (_from, m, ms) => h.shard(m.group, { t: 'member', g: m.group, type: m.type, node: m.node, to: ms }),
-      gjoin: (_from, m) => h.shard(m.group, { t: 'create', g: m.group, voters: [] }),
-      gdrop: (_from, m) => h.shard(m.group, { t: 'remove', g: m.group }),
+      member: (_from, m, ms) => h.shard(m.group, 'member', { group: m.group, change: m.change, node: m.node, timeoutMs: ms }),
+      gjoin: (_from, m) => h.shard(m.group, 'create', { group: m.group, voters: [] }),
+      gdrop: (_from, m) => h.shard(m.group, 'remove', { group: m.group }),
       gcreate: (_from, m) => h.membership.applyCreate(m.group, m.replicas).then(() => null),
       gremove: (_from, m) => h.membership.applyRemove(m.group).then(() => null),
     };
@@ -254,7 +268,7 @@ export class PeerProtocol {
       this.drop(from, t, `bad ${t} request from peer refused`);
       return fail(new RuntimeError('InvalidArgument', `bad ${t} request`));
     }
-    const ms = Math.min(Math.max(1, Number(raw.to) || this.host.attemptMs), this.host.timeoutMs);
+    const ms = Math.min(Math.max(1, Number(askedMs(t, raw)) || this.host.attemptMs), this.host.timeoutMs);
     let pr: Promise<unknown>;
     try {
       if (REPLICA_ONLY.has(t) && !this.host.isLocal(m.group)) throw new RuntimeError('NotLeader', 'not a replica', this.host.leaderOf(m.group) ?? '');

@@ -1,7 +1,13 @@
-// The messages between a node's main thread and its shard workers (both directions go through a
-// PackedPort), the worker's start-up parameters, and the fixed group -> worker hash.
-import type { NodeId } from '../raft/types.js';
+// The messages between a node's main thread and its shards (through a PackedPort when a shard
+// runs on a worker thread, as function calls when it runs inline): requests, each typed with its
+// answer (ShardCalls), notices that need no answer, and what a shard reports back (FromWorker).
+// Also the worker's start-up parameters and the fixed group -> worker hash.
+import type { ConfState, NodeId } from '../raft/types.js';
 import type { RuntimeErrorCode, TransferFailReason } from './errors.js';
+import type { LedGroup, TransferDone } from './group.js';
+import type { Leading } from './shardtransfers.js';
+import type { RaftTuning } from './shardoptions.js';
+import type { ShardStatus } from './status.js';
 
 export type Consistency = 'linearizable' | 'lease' | 'stale';
 
@@ -35,7 +41,7 @@ export interface WorkerInit {
   /** Worker count of each peer node, as known when this worker starts. */
   readonly peerWorkers: Record<NodeId, number>;
   readonly tickMs: number;
-  readonly raft: Record<string, unknown>;
+  readonly raft: RaftTuning;
   readonly requestTimeoutMs: number;
   readonly seed: number;
   readonly logLevel?: string;
@@ -45,38 +51,76 @@ export interface WorkerInit {
   readonly campaignDelay?: number;
 }
 
-export type ToWorker =
-  | { t: 'raft'; b: Uint8Array }
-  | { t: 'propose'; id: number; g: number; d: Uint8Array; to: number }
-  | { t: 'read'; id: number; g: number; q: unknown; c: Consistency; to: number }
-  | { t: 'peers'; w: Record<NodeId, number> }
-  | { t: 'up'; p: NodeId }
-  | { t: 'campaignDelay'; ticks: number }
-  | { t: 'down'; p: NodeId }
+/** A membership change of one group, as a shard's leader proposes it. */
+export type MemberChange = 'addVoter' | 'addLearner' | 'remove';
+
+/** The requests a shard answers, each with its request fields and what its answer resolves with.
+ *  `timeoutMs`: how long the shard waits for the outcome before failing with Timeout. */
+export interface ShardCalls {
+  /** Entry data (session.ts encodeCommand); answers the state machine's result once applied. */
+  propose: { request: { group: number; data: Uint8Array; timeoutMs: number }; reply: unknown };
+  /** A state machine query; answers its result. */
+  read: { request: { group: number; query: unknown; consistency: Consistency; timeoutMs: number }; reply: unknown };
+  status: { request: { detail: boolean }; reply: ShardStatus };
+  /** The groups this shard leads (for the balancer). */
+  led: { request: NoFields; reply: LedGroup[] };
+  /** Hand leadership of a group this shard leads to `target` (see Shard.transfer). */
+  transfer: {
+    request: { group: number; target: NodeId; timeoutMs: number; maxLagEntries: number; draining: NodeId[]; force: boolean; reach: NodeId[] | null };
+    reply: TransferDone;
+  };
+  /** Confirm this replica leads and serves (a ReadIndex round). */
+  verify: { request: { group: number; timeoutMs: number }; reply: { term: number } };
+  /** Wait until this replica leads with an entry of its term committed. */
+  awaitLead: { request: { group: number; timeoutMs: number }; reply: Leading };
+  /** Host a replica of a group (a no-op when it already does). */
+  create: { request: { group: number; voters: NodeId[]; learners?: NodeId[] }; reply: null };
+  /** Propose a membership change on the group's leader; answers the new membership. */
+  member: { request: { group: number; change: MemberChange; node: NodeId; timeoutMs: number }; reply: ConfState };
+  /** Delete this replica of a group (a no-op when there is none). */
+  remove: { request: { group: number }; reply: null };
+  /** Stop the shard (store closed) before its thread ends. */
+  stop: { request: NoFields; reply: null };
+}
+type NoFields = Record<string, never>;
+export type CallKind = keyof ShardCalls;
+export type CallRequest<K extends CallKind> = ShardCalls[K]['request'];
+export type CallReply<K extends CallKind> = ShardCalls[K]['reply'];
+
+/** A request as it crosses to a worker: its kind, the id its answer carries, its fields. */
+export type CallMessage<K extends CallKind = CallKind> = { [P in K]: { kind: P; id: number; request: CallRequest<P> } }[K];
+
+/** A request to the shard that hosts `group` (the node picks which). */
+export type GroupCall = <K extends CallKind>(group: number, kind: K, request: CallRequest<K>) => Promise<CallReply<K>>;
+
+/** Messages to a shard that need no answer. */
+export type ShardNotice =
+  /** A packed batch of Raft messages from another node (the main thread relays it undecoded). */
+  | { kind: 'raft'; batch: Uint8Array }
+  /** Worker counts of peer nodes (where their shards' Raft batches go). */
+  | { kind: 'peers'; workers: Record<NodeId, number> }
+  | { kind: 'peerUp'; peer: NodeId }
+  | { kind: 'peerDown'; peer: NodeId }
+  | { kind: 'campaignDelay'; ticks: number }
   /** Fault injection: slow every durable write of the shard's store (LogStore.setWriteDelay). */
-  | { t: 'diskDelay'; ms: number; jitterMs: number }
-  | { t: 'status'; id: number; detail: boolean }
-  | { t: 'led'; id: number }
-  | { t: 'xfer'; id: number; g: number; target: NodeId; to: number; lag: number; draining: NodeId[]; force: boolean; reach: NodeId[] | null }
-  | { t: 'verify'; id: number; g: number; to: number }
-  | { t: 'awaitLead'; id: number; g: number; to: number }
-  | { t: 'create'; id: number; g: number; voters: NodeId[]; learners?: NodeId[] }
-  | { t: 'member'; id: number; g: number; type: 'addVoter' | 'addLearner' | 'remove'; node: NodeId; to: number }
-  | { t: 'remove'; id: number; g: number }
-  | { t: 'stop'; id: number };
+  | { kind: 'diskDelay'; ms: number; jitterMs: number };
+
+export type ToWorker = ShardNotice | CallMessage;
+
+/** The answer to a request: what its handler resolved with, or its error. */
+export type CallAnswer =
+  | { kind: 'reply'; id: number; ok: true; result: unknown }
+  | { kind: 'reply'; id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId; reason?: TransferFailReason };
 
 export type FromWorker =
-  | { t: 'started'; threadId: number; groups: number }
-  | { t: 're'; id: number; ok: true; r: unknown }
-  | { t: 're'; id: number; ok: false; code: RuntimeErrorCode; msg: string; leader: NodeId; reason?: TransferFailReason }
-  | { t: 'out'; to: NodeId; w: number; b: Uint8Array }
-  | { t: 'lead'; g: number; l: NodeId; term: number; c: LeaderChangeKind }
-  | { t: 'conf'; g: number; voters: NodeId[]; learners: NodeId[] }
+  | { kind: 'started'; threadId: number; groups: number }
+  | CallAnswer
+  /** Raft bytes for worker `worker` of node `target`. */
+  | { kind: 'out'; target: NodeId; worker: number; batch: Uint8Array }
+  | { kind: 'leader'; group: number; leader: NodeId; term: number; cause: LeaderChangeKind }
+  | { kind: 'conf'; group: number; voters: NodeId[]; learners: NodeId[] }
   /** The shard's leader count or storage commit p99 changed (Shard.onBrief). */
-  | { t: 'brief'; leaders: number; p99: number | null };
-
-/** A request that expects an answer (the id is added by the Shards implementation). */
-export type ShardRequest = ToWorker extends infer T ? T extends { id: number } ? Omit<T, 'id'> : never : never;
+  | { kind: 'brief'; leaders: number; commitP99Ms: number | null };
 
 /** The node's view of its shards, wherever they run: worker threads (workers.ts) or the main
  *  thread itself (inline.ts). */
@@ -87,10 +131,10 @@ export interface Shards {
   start(): Promise<void>;
   isUp(index: number): boolean;
   /** A request to shard `index`; rejects with Unavailable while that shard is down. */
-  call(index: number, req: ShardRequest): Promise<unknown>;
+  call<K extends CallKind>(index: number, kind: K, request: CallRequest<K>): Promise<CallReply<K>>;
   /** A message that needs no answer (dropped while the shard is down). */
-  post(index: number, m: ToWorker): void;
-  broadcast(m: ToWorker): void;
+  post(index: number, m: ShardNotice): void;
+  broadcast(m: ShardNotice): void;
   /** Fault injection: make shard `index` fail as if its thread crashed. */
   crash(index: number): Promise<void>;
   stop(): Promise<void>;

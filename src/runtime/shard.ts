@@ -11,21 +11,19 @@
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { RaftNode } from '../raft/node.js';
-import { seededRandom } from '../raft/rand.js';
-import {
-  type ConfChange, type ConfState, type Entry, type SoftState, type Message, type NodeId, type ProposeResult, type Ready, type SnapshotMeta,
-} from '../raft/types.js';
+import type { ConfChange, ConfState, Entry, SoftState, Message, NodeId, ProposeResult, Ready } from '../raft/types.js';
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
 import { RuntimeError } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
-import { COMMIT_P99_WINDOW_MS, type LeaderChangeKind, type ShardBrief } from './protocol.js';
+import { COMMIT_P99_WINDOW_MS, type ShardBrief } from './protocol.js';
 import { Histogram, RecentSamples } from './histogram.js';
 import { Deadlines, Waiter, newGroup, ownWaiters, type Group, type LedGroup, type TransferDone } from './group.js';
-import { ShardReads, rejectBatches } from './shardreads.js';
-import { Handovers, type HandoverAccess, type Leadership, type TransferOptions } from './shardtransfers.js';
+import { ShardReads, rejectRequests } from './shardreads.js';
+import { Handovers, type HandoverAccess, type Leading, type TransferOptions } from './shardtransfers.js';
 import { ShardReports } from './shardreports.js';
 import { compactForCheckpoint, maybeCompact } from './shardcompaction.js';
-import type { ShardOptions } from './shardoptions.js';
+import { raftConfigOf, type ShardOptions } from './shardoptions.js';
+import type { GroupView, ShardSummary } from './status.js';
 
 export type { LedGroup, TransferDone } from './group.js';
 export type { RaftTuning, ShardOptions } from './shardoptions.js';
@@ -46,12 +44,6 @@ interface Batch {
   readonly knownCommitted: number;
   readonly commit: Promise<void>;
   durable: boolean;
-}
-
-function hash32(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
 }
 
 export class Shard {
@@ -89,20 +81,6 @@ export class Shard {
   /** Latency histograms: each storage commit (fsync), proposal accepted -> known committed, and
    *  known committed -> applied and answered. */
   readonly histograms = { fsync: new Histogram(), commit: new Histogram(), apply: new Histogram() };
-
-  /** p99 of the commit durations of the last minute in ms (null without any). An idle shard
-   *  commits nothing: without the age limit the tail of its last busy moment (thousands of
-   *  start-up elections) would speak for it forever, and a node's disk would look slow, or the
-   *  cluster unstable, long after. */
-  commitP99Ms(): number | null {
-    return this.reports.commitP99Ms();
-  }
-
-  /** p99 of the commit latency (proposal accepted -> known committed) of this shard's leaders
-   *  over the last minute, in ms (null without any): what a group led here sees. */
-  commitLatencyP99Ms(): number | null {
-    return this.recentCommitLatency.p99();
-  }
   /** Groups removed since the last iteration; their storage goes with the next commit. */
   private removals: number[] = [];
   private readonly log: Logger;
@@ -121,6 +99,8 @@ export class Shard {
     /** Outcomes of leader transfers this shard's leaders started. */
     transfers: { completed: 0, aborted: 0 },
   };
+  /** When the running turn's current phase started (see lap). */
+  private lapAt = 0;
 
   private constructor(private readonly opts: ShardOptions) {
     this.sm = opts.stateMachine ? opts.stateMachine(opts.store) : new KvStateMachine(opts.store);
@@ -132,17 +112,28 @@ export class Shard {
     // The helpers reach the loop only through these (each a closure made once, here).
     const access: HandoverAccess = {
       nodeId: opts.nodeId, groups: this.groups, downPeers: this.downPeers, outcomes: this.stats.transfers, log: this.log,
-      group: (id) => this.group(id),
-      touch: (g) => this.touch(g),
-      schedule: () => this.schedule(),
-      stopped: () => this.stopped,
-      hurry: () => { this.urgent = true; },
+      group: (id) => this.group(id), touch: (g) => this.touch(g), schedule: () => this.schedule(),
+      stopped: () => this.stopped, hurry: () => { this.urgent = true; },
       commitLatencyP99Ms: () => this.commitLatencyP99Ms(),
       withDeadline: (what, timeoutMs, register) => this.deadlines.promise(what, this.timeoutOf(timeoutMs), register),
     };
     this.reads = new ShardReads(access);
     this.handovers = new Handovers(access);
-    this.reports = new ShardReports(opts.nodeId, this.groups, opts.onBrief, () => this.started && !this.stopped);
+    this.reports = new ShardReports(opts.nodeId, this.groups, this.downPeers, opts.onBrief, () => this.started && !this.stopped);
+  }
+
+  /** p99 of the commit durations of the last minute in ms (null without any). An idle shard
+   *  commits nothing: without the age limit the tail of its last busy moment (thousands of
+   *  start-up elections) would speak for it forever, and a node's disk would look slow, or the
+   *  cluster unstable, long after. */
+  commitP99Ms(): number | null {
+    return this.reports.commitP99Ms();
+  }
+
+  /** p99 of the commit latency (proposal accepted -> known committed) of this shard's leaders
+   *  over the last minute, in ms (null without any): what a group led here sees. */
+  commitLatencyP99Ms(): number | null {
+    return this.recentCommitLatency.p99();
   }
 
   /** Open a shard over a recovered store: every group in it comes back with its durable state. */
@@ -154,19 +145,9 @@ export class Shard {
 
   private attach(id: number): Group {
     const storage = this.opts.store.storage(id);
-    const node = new RaftNode({
-      quiesceAfterTicks: 2,
-      quiesceAtOnce: !this.opts.raft?.leaseReads,
-      coastHeartbeats: true,
-      skipCommitBroadcast: true,
-      maxReadiesInFlight: BATCHES_IN_FLIGHT,
-      ...this.opts.raft,
-      id: this.opts.nodeId, group: id, storage,
-      applied: this.sm.applied(id),
-      random: seededRandom(hash32(`${this.opts.seed ?? 0}/${this.opts.nodeId}/${id}`)),
-    });
+    const node = new RaftNode(raftConfigOf(this.opts, id, storage, this.sm.applied(id), BATCHES_IN_FLIGHT));
     if (this.campaignDelay) node.setCampaignDelay(this.campaignDelay);
-    storage.snapshotSource = (meta: SnapshotMeta) =>
+    storage.snapshotSource = () =>
       this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
     const g = newGroup(id, node, storage, this.sm.applied(id));
     this.groups.set(id, g);
@@ -198,12 +179,7 @@ export class Shard {
     if (g.leader === this.opts.nodeId) this.reports.leadersChanged(-1);
     this.active.delete(g);
     this.awake.delete(g);
-    const err = new RuntimeError('InvalidArgument', `group ${id} was removed from ${this.opts.nodeId}`);
-    for (const w of g.waiters.values()) w.reject(err);
-    for (const r of g.reads.values()) r.reject(err);
-    rejectBatches(g, err);
-    g.waiters.clear();
-    g.reads.clear();
+    rejectRequests(g, new RuntimeError('InvalidArgument', `group ${id} was removed from ${this.opts.nodeId}`));
     // Storage is touched only between iterations (an iteration may be awaiting a commit that
     // includes this group's writes).
     this.removals.push(id);
@@ -393,7 +369,7 @@ export class Shard {
    *  (a quorum accepted the leadership, so no ReadIndex round is needed to trust it). A transfer's
    *  caller asks the target this while the old leader hands over: the answer arrives when the
    *  target has taken over, with no polling. Times out after `timeoutMs`. */
-  awaitLeadership(groupId: number, timeoutMs?: number): Promise<Leadership> {
+  awaitLeadership(groupId: number, timeoutMs?: number): Promise<Leading> {
     return this.handovers.awaitLeadership(groupId, timeoutMs);
   }
 
@@ -422,7 +398,7 @@ export class Shard {
 
   /** Counts for a node summary, from cheap per-group fields (no Raft status objects): groups,
    *  leaders, quiesced, and (up to `cap`) the groups whose voter count is even. */
-  summary(cap = 100): { groups: number; leaders: number; quiesced: number; evenVoterCount: number; evenVoters: number[] } {
+  summary(cap = 100): ShardSummary {
     return this.reports.summary(cap);
   }
 
@@ -448,12 +424,8 @@ export class Shard {
 
   /** The per-group view an operator reads before a transfer: Raft status, work served, and
    *  whether this node reaches a quorum of the group's voters (by the liveness layer). */
-  groupView(groupId: number) {
-    const g = this.group(groupId);
-    const st = g.node.status();
-    let reached = 0;
-    for (const v of st.conf.voters) if (v === this.opts.nodeId || !this.downPeers.has(v)) reached++;
-    return { ...st, served: g.served, hasQuorum: reached > st.conf.voters.length / 2 };
+  groupView(groupId: number): GroupView {
+    return this.reports.groupView(this.group(groupId));
   }
 
   leaderOf(groupId: number): NodeId {
@@ -535,14 +507,42 @@ export class Shard {
     this.schedule();
   }
 
-  /** One loop turn up to starting its commit; null when there was nothing to do. */
+  /** One loop turn up to starting its commit; null when there was nothing to do. Its steps are
+   *  the methods below, in order; no step allocates beyond the turn's Readies and results. */
   private turn(): Batch | null {
-    let t = performance.now();
-    const lap = (k: 'msStep' | 'msReady' | 'msStage' | 'msCommit' | 'msAfter') => {
-      const now = performance.now();
-      this.stats[k] += now - t;
-      t = now;
-    };
+    this.lapAt = performance.now();
+    const removed = this.dropRemovedGroups();
+    if (this.tickDue) this.tickAwakeGroups();
+    this.reads.issue();
+    this.stepInbox();
+    this.handovers.settleLeaders();
+    this.lap('msStep');
+    const readies = this.collectReadies();
+    this.lap('msReady');
+    // The entries in these Readies' `committed` are known committed by now (acks stepped above, or
+    // the last turn's advance): the end of commit latency and the start of apply latency.
+    const knownCommitted = this.lapAt;
+    if (readies.length === 0 && !removed) return null;
+    this.stats.loops++;
+    this.sendBeforeWrite(readies);
+    const results = this.stageWrites(readies);
+    this.lap('msStage');
+    this.answerApplied(results, knownCommitted);
+    const commit = this.startCommit();
+    this.lap('msCommit');
+    return { readies, results, knownCommitted, commit, durable: false };
+  }
+
+  /** Add the time since the last lap to phase `k` of the stats. */
+  private lap(k: 'msStep' | 'msReady' | 'msStage' | 'msCommit'): void {
+    const now = performance.now();
+    this.stats[k] += now - this.lapAt;
+    this.lapAt = now;
+  }
+
+  /** The storage of groups removed since the last turn goes with this turn's commit; true if any. */
+  private dropRemovedGroups(): boolean {
+    if (this.removals.length === 0) return false;
     const removed = this.removals;
     this.removals = [];
     for (const id of removed) {
@@ -550,28 +550,33 @@ export class Shard {
       this.opts.store.deleteGroup(id);
       this.sm.dropGroup(id);
     }
-    if (this.tickDue) {
-      this.tickDue = false;
-      this.stats.ticks++;
-      // How many tick intervals really passed: the core advances election clocks by one (slow
-      // is safe) and a leader's lease clock by all of them (a lease must not outlive real time).
-      const now = performance.now();
-      const elapsed = Math.max(1, Math.floor((now - this.lastTickAt) / this.tickMs));
-      this.lastTickAt += elapsed * this.tickMs;
-      if (now - this.lastTickAt > this.tickMs) this.lastTickAt = now;
-      // Only groups that may be awake: a quiesced group leaves the set here and comes back with
-      // its next message, proposal or wake-up (idle cost does not grow with the group count).
-      for (const g of this.awake) {
-        if (g.node.isQuiesced()) {
-          this.awake.delete(g);
-          continue;
-        }
-        g.node.tick(elapsed);
-        this.stats.groupTicks++;
-        this.active.add(g);
+    return true;
+  }
+
+  private tickAwakeGroups(): void {
+    this.tickDue = false;
+    this.stats.ticks++;
+    // How many tick intervals really passed: the core advances election clocks by one (slow
+    // is safe) and a leader's lease clock by all of them (a lease must not outlive real time).
+    const now = performance.now();
+    const elapsed = Math.max(1, Math.floor((now - this.lastTickAt) / this.tickMs));
+    this.lastTickAt += elapsed * this.tickMs;
+    if (now - this.lastTickAt > this.tickMs) this.lastTickAt = now;
+    // Only groups that may be awake: a quiesced group leaves the set here and comes back with
+    // its next message, proposal or wake-up (idle cost does not grow with the group count).
+    for (const g of this.awake) {
+      if (g.node.isQuiesced()) {
+        this.awake.delete(g);
+        continue;
       }
+      g.node.tick(elapsed);
+      this.stats.groupTicks++;
+      this.active.add(g);
     }
-    this.reads.issue();
+  }
+
+  private stepInbox(): void {
+    if (this.inbox.length === 0) return;
     const inbox = this.inbox;
     this.inbox = [];
     for (const m of inbox) {
@@ -585,32 +590,32 @@ export class Shard {
       if (!r.ok) this.stats.rejected++;
       this.touch(g);
     }
-    this.handovers.settleLeaders();
-    lap('msStep');
+  }
+
+  private collectReadies(): [Group, Ready][] {
     const readies: [Group, Ready][] = [];
     for (const g of this.active) if (g.node.hasReady()) readies.push([g, g.node.ready()]);
     this.stats.readies += readies.length;
     // A group with both its Readies in flight is touched again when the older one advances.
     this.active.clear();
-    lap('msReady');
-    // The entries in these Readies' `committed` are known committed by now (acks stepped above, or
-    // the last turn's advance): the end of commit latency and the start of apply latency.
-    const knownCommitted = t;
-    if (readies.length === 0 && removed.length === 0) return null;
-    this.stats.loops++;
+    return readies;
+  }
 
-    // 1. What may leave before the write (leader appends, heartbeats, TimeoutNow), and transfer
-    //    outcomes: the target leading is a fact about the target, so its callers need not wait
-    //    for this node's commit.
+  /** 1. What may leave before the write (leader appends, heartbeats, TimeoutNow), and transfer
+   *  outcomes: the target leading is a fact about the target, so its callers need not wait for
+   *  this node's commit. */
+  private sendBeforeWrite(readies: [Group, Ready][]): void {
     for (const [g, rd] of readies) {
       if (g.transfers.size > 0) this.handovers.noteTimeoutNow(g, rd.messages);
       this.enqueue(rd.messages);
     }
     this.flush();
     for (const [g, rd] of readies) if (rd.transfers.length > 0) this.handovers.settle(g, rd.transfers);
+  }
 
-    // 2. One commit for every group: log, hard state, snapshots; the state machine applies the
-    //    committed entries into its memtable (its flush rides on this commit when due).
+  /** 2. One commit for every group: log, hard state, snapshots; the state machine applies the
+   *  committed entries into its memtable (its flush rides on this commit when due). */
+  private stageWrites(readies: [Group, Ready][]): [Group, Entry[], unknown[]][] {
     const results: [Group, Entry[], unknown[]][] = [];
     for (const [g, rd] of readies) {
       if (rd.snapshot) this.sm.restore(g.id, rd.snapshot);
@@ -626,14 +631,17 @@ export class Shard {
         this.stats.applied += rd.committed.length;
       }
     }
-    lap('msStage');
-    // Answer the proposals committed here before this turn's commit: a committed entry is durable
-    // on a quorum already (the leader counts itself only once its own copy is durable), and what
-    // applying it did is visible to reads at once (the state machine reads its own memtable). A
-    // crash before the state machine's next flush replays it from the log (sessions make that
-    // idempotent), as etcd acknowledges after applying to its batched backend.
-    // Membership changes are answered after the commit, once the routing has been told (onConf
-    // in completeBatch): a caller of removeMember must see the new replicas at once.
+    return results;
+  }
+
+  /** Answer the proposals committed here before this turn's commit: a committed entry is durable
+   *  on a quorum already (the leader counts itself only once its own copy is durable), and what
+   *  applying it did is visible to reads at once (the state machine reads its own memtable). A
+   *  crash before the state machine's next flush replays it from the log (sessions make that
+   *  idempotent), as etcd acknowledges after applying to its batched backend. Membership changes
+   *  are answered after the commit, once the routing has been told (onConf in completeBatch): a
+   *  caller of removeMember must see the new replicas at once. */
+  private answerApplied(results: [Group, Entry[], unknown[]][], knownCommitted: number): void {
     for (const [g, ents, res] of results) {
       const leading = g.leader === this.opts.nodeId;
       for (let i = 0; i < ents.length; i++) {
@@ -646,10 +654,14 @@ export class Shard {
         if (e.type !== 'conf') this.settleWaiter(g, e, res[i], knownCommitted);
       }
     }
-    // The state machine's writes ride on this commit only when its flush is due.
+  }
+
+  /** Start this turn's storage commit; the state machine's writes ride on it only when its flush
+   *  is due. */
+  private startCommit(): Promise<void> {
     const smWrite = this.sm.prepareWrite();
     const c0 = performance.now();
-    const commit = this.opts.store.commit(smWrite ? () => {
+    return this.opts.store.commit(smWrite ? () => {
       const w0 = performance.now();
       smWrite();
       this.stats.msSmWrite += performance.now() - w0;
@@ -662,8 +674,6 @@ export class Shard {
       }
       if (smWrite) this.sm.committed();
     });
-    lap('msCommit');
-    return { readies, results, knownCommitted, commit, durable: false };
   }
 
   /** The rest of a turn once its commit is durable: acknowledgements and votes, outcomes,
@@ -740,14 +750,8 @@ export class Shard {
       this.reports.leadersChanged((leader === this.opts.nodeId ? 1 : 0) - (g.leader === this.opts.nodeId ? 1 : 0));
       g.leader = leader;
       if (leader === this.opts.nodeId) for (const p of this.downPeers) g.node.reportUnreachable(p);
-      this.opts.onLeader?.(g.id, leader, term, this.leaderChangeKind(g, term));
+      this.opts.onLeader?.(g.id, leader, term, this.reports.leaderChangeKind(g, term));
     }
-  }
-
-  private leaderChangeKind(g: Group, term: number): LeaderChangeKind {
-    if (g.node.electedByTransfer(term)) return 'transfer';
-    if (this.downPeers.size > 0) for (const v of g.storage.conf().voters) if (this.downPeers.has(v)) return 'failover';
-    return 'election';
   }
 
   private failAll(e: Error): void {
@@ -763,12 +767,8 @@ export class Shard {
   /** Reject every pending proposal, read and transfer of every group with `err`. */
   private settleAll(err: Error): void {
     for (const g of this.groups.values()) {
-      for (const w of g.waiters.values()) w.reject(err);
-      for (const r of g.reads.values()) r.reject(err);
-      rejectBatches(g, err);
+      rejectRequests(g, err);
       this.handovers.reject(g, err);
-      g.waiters.clear();
-      g.reads.clear();
     }
   }
 

@@ -1,8 +1,9 @@
 // ShardHost: one shard as the node's main thread talks to it, independent of where it runs. It
 // loads the user state machine module (if any), opens the shard's LMDB environment, recovers and
 // bootstraps its groups, runs the Shard loop, and speaks the worker protocol (protocol.ts): it
-// handles ToWorker requests and emits FromWorker events and answers. A piscina worker wraps it in
-// a PackedPort (worker.ts); in inline mode the node's main thread calls it directly (inline.ts).
+// handles ToWorker requests and notices and emits FromWorker events and answers. A piscina worker
+// wraps it in a PackedPort (worker.ts); in inline mode the node's main thread calls request()
+// directly (inline.ts).
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
@@ -11,10 +12,11 @@ import type { Message, NodeId } from '../raft/types.js';
 import { LogStore } from '../storage/logstore.js';
 import { RaftBatchCodec, RaftBatchError } from '../transport/raftbatch.js';
 import { RuntimeError, TransferError } from './errors.js';
-import { Shard, type RaftTuning } from './shard.js';
+import { Shard } from './shard.js';
 import { UserStateMachineHost, type UserStateMachineModule } from './statemachine.js';
-import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { CallKind, CallMessage, CallReply, CallRequest, FromWorker, ShardNotice, ToWorker, WorkerInit } from './protocol.js';
 import { workerOf } from './protocol.js';
+import type { ShardStatus } from './status.js';
 
 export class ShardHost {
   readonly stats = { dropsNoRoute: 0, dropsInvalid: 0, batchesIn: 0, batchesOut: 0 };
@@ -23,6 +25,7 @@ export class ShardHost {
   private stopped: (() => void) | null = null;
   /** Resolves once a 'stop' request finished (store closed, answer emitted). */
   readonly done: Promise<void>;
+  private readonly handlers: CallHandlers;
 
   private constructor(
     readonly init: WorkerInit,
@@ -33,6 +36,7 @@ export class ShardHost {
   ) {
     this.peerWorkers = new Map(Object.entries(init.peerWorkers));
     this.done = new Promise<void>((r) => (this.stopped = r));
+    this.handlers = handlers(this);
   }
 
   /** Open the shard: `emit` receives every event and answer, `log` its log lines. */
@@ -44,12 +48,12 @@ export class ShardHost {
     });
     let host: ShardHost | null = null;
     const shard = Shard.open({
-      nodeId: init.nodeId, store, send: (to, msgs) => host!.send(to, msgs), tickMs: init.tickMs, raft: init.raft as RaftTuning,
+      nodeId: init.nodeId, store, send: (to, msgs) => host!.send(to, msgs), tickMs: init.tickMs, raft: init.raft,
       seed: init.seed, requestTimeoutMs: init.requestTimeoutMs, logger: log, campaignDelay: init.campaignDelay,
       stateMachine: userModule ? (s) => new UserStateMachineHost(s, userModule, init.stateMachine?.snapshotEvery) : undefined,
-      onLeader: (g, l, term, cause) => emit({ t: 'lead', g, l, term, c: cause }),
-      onConf: (g, c) => emit({ t: 'conf', g, voters: [...c.voters], learners: [...c.learners] }),
-      onBrief: (b) => emit({ t: 'brief', leaders: b.leaders, p99: b.commitP99Ms }),
+      onLeader: (g, l, term, cause) => emit({ kind: 'leader', group: g, leader: l, term, cause }),
+      onConf: (g, c) => emit({ kind: 'conf', group: g, voters: [...c.voters], learners: [...c.learners] }),
+      onBrief: (b) => emit({ kind: 'brief', leaders: b.leaders, commitP99Ms: b.commitP99Ms }),
     });
     host = new ShardHost(init, shard, store, emit, log);
     for (const [g, voters] of init.groups) if (!shard.has(g)) shard.createGroup(g, { voters, learners: [] });
@@ -58,20 +62,20 @@ export class ShardHost {
 
   start(): void {
     this.shard.start();
-    this.emit({ t: 'started', threadId: -1, groups: this.shard.groupIds().length });
+    this.emit({ kind: 'started', threadId: -1, groups: this.shard.groupIds().length });
     this.log.info({ groups: this.shard.groupIds().length }, 'shard started');
   }
 
-  /** One loop turn's messages for node `to`: one packed batch per destination shard. */
-  private send(to: NodeId, msgs: Message[]): void {
-    const w = this.peerWorkers.get(to);
+  /** One loop turn's messages for node `target`: one packed batch per destination shard. */
+  private send(target: NodeId, msgs: Message[]): void {
+    const w = this.peerWorkers.get(target);
     if (w === undefined) {
       this.stats.dropsNoRoute += msgs.length; // peer never seen: Raft retransmits once it is
       return;
     }
     if (w === 1) {
       this.stats.batchesOut++;
-      this.emit({ t: 'out', to, w: 0, b: this.codec.encode(msgs) });
+      this.emit({ kind: 'out', target, worker: 0, batch: this.codec.encode(msgs) });
       return;
     }
     const split = new Map<number, Message[]>();
@@ -83,7 +87,7 @@ export class ShardHost {
     }
     for (const [i, q] of split) {
       this.stats.batchesOut++;
-      this.emit({ t: 'out', to, w: i, b: this.codec.encode(q) });
+      this.emit({ kind: 'out', target, worker: i, batch: this.codec.encode(q) });
     }
   }
 
@@ -103,12 +107,13 @@ export class ShardHost {
     if (r.messages.length) this.shard.receive(r.messages);
   }
 
-  private reply(id: number, p: Promise<unknown>): void {
+  /** Answer request `id` with the outcome of `p` (its error as code, message and leader hint). */
+  private answer(id: number, p: Promise<unknown>): void {
     p.then(
-      (r) => this.emit({ t: 're', id, ok: true, r: r ?? null }),
+      (result) => this.emit({ kind: 'reply', id, ok: true, result: result ?? null }),
       (e: unknown) => {
         const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', e instanceof Error ? e.message : String(e));
-        this.emit({ t: 're', id, ok: false, code: err.code, msg: err.message, leader: err.leader, reason: err instanceof TransferError ? err.reason : undefined });
+        this.emit({ kind: 'reply', id, ok: false, code: err.code, message: err.message, leader: err.leader, reason: err instanceof TransferError ? err.reason : undefined });
       },
     );
   }
@@ -117,78 +122,56 @@ export class ShardHost {
    *  with its error. */
   handle(m: ToWorker): void {
     try {
-      this.dispatch(m);
+      if ('id' in m) this.onCall(m);
+      else this.onNotice(m);
     } catch (e) {
       this.log.error({ err: e }, 'worker request failed');
-      if ('id' in m && typeof m.id === 'number') {
-        this.emit({ t: 're', id: m.id, ok: false, code: 'InvalidArgument', msg: (e as Error).message, leader: '' });
-      }
+      if ('id' in m) this.emit({ kind: 'reply', id: m.id, ok: false, code: 'InvalidArgument', message: (e as Error).message, leader: '' });
     }
   }
 
-  private dispatch(m: ToWorker): void {
-    const shard = this.shard;
-    switch (m.t) {
+  /** Run request `kind` here; a handler that throws rejects instead. */
+  request<K extends CallKind>(kind: K, req: CallRequest<K>): Promise<CallReply<K>> {
+    const handler: (r: CallRequest<K>) => Promise<CallReply<K>> = this.handlers[kind];
+    try {
+      return handler(req);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private onCall(m: CallMessage): void {
+    if (m.kind !== 'stop') {
+      this.answer(m.id, this.request(m.kind, m.request));
+      return;
+    }
+    // The answer leaves before `done` resolves: the worker closes its port once it does.
+    void (async () => {
+      await this.shutdown();
+      this.emit({ kind: 'reply', id: m.id, ok: true, result: null });
+      this.stopped?.();
+    })();
+  }
+
+  private onNotice(m: ShardNotice): void {
+    switch (m.kind) {
       case 'raft':
-        this.receive(m.b);
-        return;
-      case 'propose':
-        this.reply(m.id, shard.propose(m.g, m.d, m.to));
-        return;
-      case 'read':
-        this.reply(m.id, guard(() => shard.read(m.g, m.q, m.c, m.to)));
+        this.receive(m.batch);
         return;
       case 'peers':
-        for (const [p, w] of Object.entries(m.w)) this.peerWorkers.set(p, w);
+        for (const [p, w] of Object.entries(m.workers)) this.peerWorkers.set(p, w);
         return;
-      case 'up':
-        shard.peerUp(m.p);
+      case 'peerUp':
+        this.shard.peerUp(m.peer);
+        return;
+      case 'peerDown':
+        this.shard.peerDown(m.peer);
         return;
       case 'campaignDelay':
-        shard.setCampaignDelay(m.ticks);
-        return;
-      case 'down':
-        shard.peerDown(m.p);
+        this.shard.setCampaignDelay(m.ticks);
         return;
       case 'diskDelay':
         this.store.setWriteDelay(m.ms, m.jitterMs);
-        return;
-      case 'status':
-        this.reply(m.id, guard(() => this.status(m.detail)));
-        return;
-      case 'xfer':
-        this.reply(m.id, shard.transfer(m.g, m.target, { timeoutMs: m.to, maxLagEntries: m.lag, draining: new Set(m.draining), force: m.force, reach: m.reach }));
-        return;
-      case 'led':
-        this.reply(m.id, guard(() => shard.led()));
-        return;
-      case 'member':
-        this.reply(m.id, shard.changeMembership(m.g, { type: m.type, node: m.node }, m.to));
-        return;
-      case 'verify':
-        this.reply(m.id, guard(() => shard.verifyLeader(m.g, m.to)));
-        return;
-      case 'awaitLead':
-        this.reply(m.id, shard.awaitLeadership(m.g, m.to));
-        return;
-      case 'create':
-        this.reply(m.id, guard(() => {
-          if (!shard.has(m.g)) shard.createGroup(m.g, { voters: m.voters, learners: m.learners ?? [] });
-          return null;
-        }));
-        return;
-      case 'remove':
-        this.reply(m.id, guard(() => {
-          if (shard.has(m.g)) shard.removeGroup(m.g);
-          return null;
-        }));
-        return;
-      case 'stop':
-        void (async () => {
-          await this.shutdown();
-          this.emit({ t: 're', id: m.id, ok: true, r: null });
-          this.stopped?.();
-        })();
         return;
     }
   }
@@ -199,10 +182,10 @@ export class ShardHost {
     await this.store.close();
   }
 
-  status(detail: boolean) {
+  status(detail: boolean): ShardStatus {
     const shard = this.shard;
     const h = shard.histograms;
-    const base = {
+    const base: ShardStatus = {
       ...shard.summary(), loop: shard.stats, store: this.store.stats, routing: this.stats, commitP99Ms: shard.commitP99Ms(),
       histograms: { fsync: h.fsync.snapshot(), commit: h.commit.snapshot(), apply: h.apply.snapshot() },
     };
@@ -211,13 +194,33 @@ export class ShardHost {
   }
 }
 
-function guard<T>(f: () => T): Promise<T> {
-  try {
-    return Promise.resolve(f());
-  } catch (e) {
-    return Promise.reject(e);
-  }
+/** What each request does to the shard, typed by ShardCalls (a wrong answer does not compile). */
+function handlers(host: ShardHost): CallHandlers {
+  const shard = host.shard;
+  return {
+    propose: (r) => shard.propose(r.group, r.data, r.timeoutMs),
+    read: (r) => shard.read(r.group, r.query, r.consistency, r.timeoutMs),
+    status: async (r) => host.status(r.detail),
+    led: async () => shard.led(),
+    transfer: (r) => shard.transfer(r.group, r.target, {
+      timeoutMs: r.timeoutMs, maxLagEntries: r.maxLagEntries, draining: new Set(r.draining), force: r.force, reach: r.reach,
+    }),
+    verify: (r) => shard.verifyLeader(r.group, r.timeoutMs),
+    awaitLead: (r) => shard.awaitLeadership(r.group, r.timeoutMs),
+    create: async (r) => {
+      if (!shard.has(r.group)) shard.createGroup(r.group, { voters: r.voters, learners: r.learners ?? [] });
+      return null;
+    },
+    member: (r) => shard.changeMembership(r.group, { type: r.change, node: r.node }, r.timeoutMs),
+    remove: async (r) => {
+      if (shard.has(r.group)) shard.removeGroup(r.group);
+      return null;
+    },
+    stop: () => host.shutdown().then(() => null),
+  };
 }
+
+type CallHandlers = { [K in CallKind]: (r: CallRequest<K>) => Promise<CallReply<K>> };
 
 /** Load a user state machine module by path or package name (inside the shard's thread). */
 async function loadStateMachine(spec: string): Promise<UserStateMachineModule> {

@@ -1,10 +1,12 @@
 // What a shard is built with: its store and outbound `send`, its timing and Raft tuning, and the
-// callbacks through which it tells its host what changed (membership, leaders, its brief). A
-// declaration only, apart from shard.ts so that file is the loop; shard.ts re-exports it.
+// callbacks through which it tells its host what changed (membership, leaders, its brief); and
+// how those options become each group's Raft configuration. Apart from shard.ts so that file is
+// the loop; shard.ts re-exports the types.
 import type { Logger } from 'pino';
 import type { RaftConfig } from '../raft/config.js';
+import { seededRandom } from '../raft/rand.js';
 import type { ConfState, Message, NodeId } from '../raft/types.js';
-import type { LogStore } from '../storage/logstore.js';
+import type { GroupStorage, LogStore } from '../storage/logstore.js';
 import type { LeaderChangeKind, ShardBrief } from './protocol.js';
 import type { ShardStateMachine } from './statemachine.js';
 
@@ -41,4 +43,25 @@ export interface ShardOptions {
    *  nothing, so that a reader of the brief (the leader balancer, every round) never wakes its
    *  thread. */
   readonly onBrief?: (brief: ShardBrief) => void;
+}
+
+/** The Raft configuration of group `id` of a shard built with `opts`: the shard's defaults, its
+ *  tuning over them, then what is the group's own (election jitter seeded per node and group). */
+export function raftConfigOf(opts: ShardOptions, id: number, storage: GroupStorage, applied: number, readiesInFlight: number): RaftConfig {
+  return {
+    quiesceAfterTicks: 2,
+    quiesceAtOnce: !opts.raft?.leaseReads,
+    coastHeartbeats: true,
+    skipCommitBroadcast: true,
+    maxReadiesInFlight: readiesInFlight,
+    ...opts.raft,
+    id: opts.nodeId, group: id, storage, applied,
+    random: seededRandom(hash32(`${opts.seed ?? 0}/${opts.nodeId}/${id}`)),
+  };
+}
+
+function hash32(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
 }

@@ -81,8 +81,18 @@ export class ShardReads {
   }
 }
 
+/** Reject every proposal and read of `g` waiting for an outcome (the group is gone or the shard
+ *  stops); hand-overs are Handovers'. */
+export function rejectRequests(g: Group, err: Error): void {
+  for (const w of g.waiters.values()) w.reject(err);
+  for (const r of g.reads.values()) r.reject(err);
+  rejectBatches(g, err);
+  g.waiters.clear();
+  g.reads.clear();
+}
+
 /** Reject the reads of `g` not yet given to its core. */
-export function rejectBatches(g: Group, err: Error): void {
+function rejectBatches(g: Group, err: Error): void {
   for (let i = 0; i < 2; i++) {
     const b = g.readBatches[i];
     if (!b) continue;

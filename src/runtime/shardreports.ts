@@ -4,9 +4,10 @@
 // and the summary counts of a node's status. Apart from the loop because the loop only feeds it
 // (a storage commit's duration, a leadership change) and all the rest is cold.
 import type { NodeId } from '../raft/types.js';
-import { COMMIT_P99_WINDOW_MS, type ShardBrief } from './protocol.js';
+import { COMMIT_P99_WINDOW_MS, type LeaderChangeKind, type ShardBrief } from './protocol.js';
 import { RecentSamples } from './histogram.js';
 import type { Group, LedGroup } from './group.js';
+import type { GroupView, ShardSummary } from './status.js';
 
 /** Storage commits in COMMIT_P99_WINDOW_MS below which commitP99Ms has no figure: a quiet
  *  shard's one checkpoint commit must not make its disk look slow (to the health policy, a
@@ -29,6 +30,8 @@ export class ShardReports {
   constructor(
     private readonly nodeId: NodeId,
     private readonly groups: ReadonlyMap<number, Group>,
+    /** Peers the liveness layer reports down. */
+    private readonly downPeers: ReadonlySet<NodeId>,
     private readonly onBrief: ((brief: ShardBrief) => void) | undefined,
     /** The shard is started and not stopped: only then is anything reported. */
     private readonly running: () => boolean,
@@ -94,7 +97,7 @@ export class ShardReports {
   }
 
   /** See Shard.summary. */
-  summary(cap: number): { groups: number; leaders: number; quiesced: number; evenVoterCount: number; evenVoters: number[] } {
+  summary(cap: number): ShardSummary {
     let leaders = 0;
     let quiesced = 0;
     let evenVoterCount = 0;
@@ -106,5 +109,20 @@ export class ShardReports {
       if (v > 0 && v % 2 === 0 && evenVoterCount++ < cap) evenVoters.push(g.id);
     }
     return { groups: this.groups.size, leaders, quiesced, evenVoterCount, evenVoters };
+  }
+
+  /** See Shard.groupView. */
+  groupView(g: Group): GroupView {
+    const st = g.node.status();
+    let reached = 0;
+    for (const v of st.conf.voters) if (v === this.nodeId || !this.downPeers.has(v)) reached++;
+    return { ...st, served: g.served, hasQuorum: reached > st.conf.voters.length / 2 };
+  }
+
+  /** Why `g` has a new leader in `term`, as this replica can tell (see ShardOptions.onLeader). */
+  leaderChangeKind(g: Group, term: number): LeaderChangeKind {
+    if (g.node.electedByTransfer(term)) return 'transfer';
+    if (this.downPeers.size > 0) for (const v of g.storage.conf().voters) if (this.downPeers.has(v)) return 'failover';
+    return 'election';
   }
 }

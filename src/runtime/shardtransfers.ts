@@ -29,9 +29,9 @@ export interface TransferOptions {
 }
 
 /** This node leads, from the term given, with the commit latency p99 it sees. */
-export type Leadership = { term: number; commitP99Ms: number | null };
+export type Leading = { term: number; commitP99Ms: number | null };
 
-type LeadWaiter = { resolve: (r: Leadership) => void; reject: (e: Error) => void };
+type LeadWaiter = { resolve: (r: Leading) => void; reject: (e: Error) => void };
 
 export class Handovers {
   /** Callers of awaitLeadership, by group: checked after each turn's steps and advances. */
@@ -136,12 +136,12 @@ export class Handovers {
   }
 
   /** See Shard.awaitLeadership. */
-  async awaitLeadership(groupId: number, timeoutMs?: number): Promise<Leadership> {
+  async awaitLeadership(groupId: number, timeoutMs?: number): Promise<Leading> {
     const s = this.shard;
     if (s.stopped()) throw new RuntimeError('Stopped', 'shard stopped');
     const g = s.group(groupId);
     if (g.node.leadsWithCommittedTerm()) return { term: g.node.status().term, commitP99Ms: s.commitLatencyP99Ms() };
-    return s.withDeadline<Leadership>(`leadership of group ${groupId}`, timeoutMs, (resolve, reject) => {
+    return s.withDeadline<Leading>(`leadership of group ${groupId}`, timeoutMs, (resolve, reject) => {
       let list = this.leadWaiters.get(g);
       if (!list) this.leadWaiters.set(g, (list = []));
       const w = { resolve, reject };

@@ -12,7 +12,7 @@ import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 export default async function host(init: WorkerInit & { port: MessagePort }): Promise<string> {
   const log = pino({ level: init.logLevel ?? 'silent', base: { node: init.nodeId, worker: init.index } });
   let port: PackedPort<FromWorker, ToWorker> | null = null;
-  const emit = (m: FromWorker) => port?.post(m.t === 'started' ? { ...m, threadId } : m);
+  const emit = (m: FromWorker) => port?.post(m.kind === 'started' ? { ...m, threadId } : m);
   const shard = await ShardHost.open(init, emit, log);
   port = new PackedPort<FromWorker, ToWorker>(init.port, (items) => {
     for (const m of items) shard.handle(m);

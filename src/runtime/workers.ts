@@ -11,11 +11,42 @@ import type { NodeId } from '../raft/types.js';
 import { PackedPort } from './channel.js';
 import { RuntimeError, TransferError } from './errors.js';
 import { shardWorkerLimits } from './heap.js';
-import type { FromWorker, LeaderChangeKind, ShardBrief, ShardRequest, Shards, ToWorker, WorkerInit } from './protocol.js';
+import type {
+  CallAnswer, CallKind, CallMessage, CallReply, CallRequest, FromWorker, LeaderChangeKind, ShardBrief, ShardNotice, Shards, ToWorker, WorkerInit,
+} from './protocol.js';
 
-interface Call {
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: Error) => void;
+/** Requests sent to a worker and not answered yet, by id. */
+class PendingCalls {
+  private readonly calls = new Map<number, { readonly resolve: (v: unknown) => void; readonly reject: (e: Error) => void }>();
+  private seq = 0;
+
+  /** Send request `kind` through `port`; resolves with its answer (see settle). */
+  call<K extends CallKind>(kind: K, request: CallRequest<K>, port: { post(m: CallMessage): void }): Promise<CallReply<K>> {
+    const id = ++this.seq;
+    // The kind's own member of the union (TypeScript does not relate a generic object to it).
+    const m = { kind, id, request } as CallMessage;
+    return new Promise<CallReply<K>>((resolve, reject) => {
+      // The answer carrying this id is the reply to this request: ShardHost answers each kind
+      // with what its handler, typed by ShardCalls, resolved with.
+      this.calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      port.post(m);
+    });
+  }
+
+  /** An answer arrived: settle its call (if still waiting). */
+  settle(a: CallAnswer): void {
+    const c = this.calls.get(a.id);
+    if (!c) return;
+    this.calls.delete(a.id);
+    if (a.ok) c.resolve(a.result);
+    else c.reject(a.reason ? new TransferError(a.reason, a.message, a.leader) : new RuntimeError(a.code, a.message, a.leader));
+  }
+
+  /** Fail every waiting call with `err`. */
+  rejectAll(err: Error): void {
+    for (const c of this.calls.values()) c.reject(err);
+    this.calls.clear();
+  }
 }
 
 interface Slot {
@@ -23,7 +54,7 @@ interface Slot {
   port: PackedPort<ToWorker, FromWorker> | null;
   threadId: number;
   up: boolean;
-  readonly calls: Map<number, Call>;
+  readonly calls: PendingCalls;
   restarts: number;
   startedAt: number;
   readyWaiters: (() => void)[];
@@ -34,8 +65,8 @@ export interface ShardWorkersOptions {
   /** Start-up parameters of shard `i` (called at each (re)start, so they can be current). */
   readonly init: (index: number) => WorkerInit;
   readonly log: Logger;
-  /** Raft bytes a shard wants sent to worker `w` of node `to`. */
-  readonly onOut: (to: NodeId, w: number, b: Uint8Array) => void;
+  /** Raft bytes a shard wants sent to worker `worker` of node `target`. */
+  readonly onOut: (target: NodeId, worker: number, batch: Uint8Array) => void;
   readonly onLeader: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
   readonly onConf?: (group: number, voters: NodeId[], learners: NodeId[]) => void;
   /** A shard's brief changed (it pushes one on start, then as it changes). */
@@ -51,7 +82,6 @@ const MAX_BACKOFF_MS = 5_000;
 export class ShardWorkers implements Shards {
   private readonly pool: Piscina;
   private readonly slots: Slot[] = [];
-  private seq = 0;
   private stopping = false;
   readonly stats = { restarts: 0 };
 
@@ -70,7 +100,7 @@ export class ShardWorkers implements Shards {
       resourceLimits: shardWorkerLimits(),
     });
     for (let i = 0; i < opts.workers; i++) {
-      this.slots.push({ index: i, port: null, threadId: -1, up: false, calls: new Map(), restarts: 0, startedAt: 0, readyWaiters: [] });
+      this.slots.push({ index: i, port: null, threadId: -1, up: false, calls: new PendingCalls(), restarts: 0, startedAt: 0, readyWaiters: [] });
     }
   }
 
@@ -107,27 +137,22 @@ export class ShardWorkers implements Shards {
 
   private onItems(slot: Slot, items: FromWorker[]): void {
     for (const m of items) {
-      switch (m.t) {
+      switch (m.kind) {
         case 'out':
-          this.opts.onOut(m.to, m.w, m.b);
+          this.opts.onOut(m.target, m.worker, m.batch);
           break;
-        case 'lead':
-          this.opts.onLeader(m.g, m.l, m.term, m.c);
+        case 'leader':
+          this.opts.onLeader(m.group, m.leader, m.term, m.cause);
           break;
         case 'conf':
-          this.opts.onConf?.(m.g, m.voters, m.learners);
+          this.opts.onConf?.(m.group, m.voters, m.learners);
           break;
         case 'brief':
-          this.opts.onBrief?.(slot.index, { leaders: m.leaders, commitP99Ms: m.p99 });
+          this.opts.onBrief?.(slot.index, { leaders: m.leaders, commitP99Ms: m.commitP99Ms });
           break;
-        case 're': {
-          const c = slot.calls.get(m.id);
-          if (!c) break;
-          slot.calls.delete(m.id);
-          if (m.ok) c.resolve(m.r);
-          else c.reject(m.reason ? new TransferError(m.reason, m.msg, m.leader) : new RuntimeError(m.code, m.msg, m.leader));
+        case 'reply':
+          slot.calls.settle(m);
           break;
-        }
         case 'started': {
           slot.up = true;
           slot.threadId = m.threadId;
@@ -147,8 +172,7 @@ export class ShardWorkers implements Shards {
     slot.port?.close();
     slot.port = null;
     const e = new RuntimeError(this.stopping ? 'Stopped' : 'Unavailable', `worker ${slot.index} ${err ? `died: ${err.message}` : 'stopped'}`);
-    for (const c of slot.calls.values()) c.reject(e);
-    slot.calls.clear();
+    slot.calls.rejectAll(e);
     if (this.stopping || err === null) return;
     this.stats.restarts++;
     // Backoff grows with restarts in quick succession; a worker that ran a while starts over.
@@ -163,24 +187,21 @@ export class ShardWorkers implements Shards {
   }
 
   /** A request to shard `index`; rejects with Unavailable while that shard is down. */
-  call(index: number, req: ShardRequest): Promise<unknown> {
+  call<K extends CallKind>(index: number, kind: K, request: CallRequest<K>): Promise<CallReply<K>> {
     const slot = this.slots[index];
     if (this.stopping) return Promise.reject(new RuntimeError('Stopped', 'node stopping'));
-    if (!slot.up || slot.port === null) return Promise.reject(new RuntimeError('Unavailable', `worker ${index} is restarting`));
-    const id = ++this.seq;
-    return new Promise((resolve, reject) => {
-      slot.calls.set(id, { resolve, reject });
-      slot.port!.post({ ...req, id } as ToWorker);
-    });
+    const port = slot.port;
+    if (!slot.up || port === null) return Promise.reject(new RuntimeError('Unavailable', `worker ${index} is restarting`));
+    return slot.calls.call(kind, request, port);
   }
 
   /** A message that needs no answer (dropped while the shard is down). */
-  post(index: number, m: ToWorker): void {
+  post(index: number, m: ShardNotice): void {
     const slot = this.slots[index];
     if (slot.up) slot.port?.post(m);
   }
 
-  broadcast(m: ToWorker): void {
+  broadcast(m: ShardNotice): void {
     for (let i = 0; i < this.slots.length; i++) this.post(i, m);
   }
 
@@ -195,7 +216,7 @@ export class ShardWorkers implements Shards {
   async stop(): Promise<void> {
     if (this.stopping) return;
     const live = this.slots.filter((s) => s.up);
-    const stops = live.map((s) => this.call(s.index, { t: 'stop' }).catch(() => undefined));
+    const stops = live.map((s) => this.call(s.index, 'stop', {}).catch(() => undefined));
     this.stopping = true;
     await Promise.race([Promise.all(stops), new Promise((r) => setTimeout(r, 10_000).unref())]);
     await this.pool.destroy();

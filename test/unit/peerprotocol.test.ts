@@ -22,8 +22,8 @@ function fixture(over: Partial<PeerProtocolHost> = {}) {
     },
     leaderOf: (g) => (g === 2 ? 'b' : undefined),
     admit: () => () => undefined,
-    serve: async (g, origin, req) => ({ g, origin, req }),
-    shard: async (g, req) => ({ g, req }),
+    serve: async (g, origin, kind, req) => ({ g, origin, kind, req }),
+    shard: async (g, kind, req) => ({ g, kind, req }),
     peerWorkers: note('peerWorkers'),
     onSummary: note('onSummary'),
     onReply: note('onReply'),
@@ -90,7 +90,8 @@ test('requests: refused when malformed, NotLeader off a replica, errors answered
     [1, false, 'InvalidArgument'], [2, false, 'NotLeader'], [3, false, 'Overloaded'], [4, false, 'InvalidArgument'], [5, true, null],
   ]);
   assert.equal(r[1].leader, 'b', 'the leader hint rides along');
-  const served = r[4].result as { req: { c: string; to: number } };
-  assert.equal(served.req.c, 'linearizable');
-  assert.equal(served.req.to, 10_000, 'an attempt never waits longer than the node\'s request timeout');
+  const served = r[4].result as { kind: string; req: { consistency: string; timeoutMs: number } };
+  assert.equal(served.kind, 'read');
+  assert.equal(served.req.consistency, 'linearizable');
+  assert.equal(served.req.timeoutMs, 10_000, 'an attempt never waits longer than the node\'s request timeout');
 });
