@@ -116,6 +116,9 @@ export class Raft {
   randomizedTimeout = 0;
   /** Monotonic tick counter while leader; heartbeats carry it so replies date a lease. */
   leaderTicks = 0;
+  /** Extra ticks this node waits before campaigning on its own (TimeoutNow is unaffected): a
+   *  node being drained for maintenance lets the others win elections while they can. */
+  campaignDelay = 0;
 
   transfer: Transfer | null = null;
   /** Counts the ticks of startupQuiet. */
@@ -349,10 +352,6 @@ export class Raft {
     }
     if (this.transferVerdict) this.judgeTransfer();
   }
-
-  /** Extra ticks this node waits before campaigning on its own (TimeoutNow is unaffected): a
-   *  node being drained for maintenance lets the others win elections while they can. */
-  campaignDelay = 0;
 
   private tickElection(): void {
     this.electionElapsed++;
