@@ -94,6 +94,9 @@ const NO_REJECTIONS: Readonly<Record<RejectReason, number>> = Object.freeze({
 /** Ticks without an append ack, while heartbeats are answered, before appends count as lost. */
 const LOST_APPEND_TICKS = 3;
 
+/** Package-internal: the package exports RaftNode, which owns one of these privately. Members
+ *  without `private` are for RaftNode (draining outboxes into a Ready) and the helper modules
+ *  (quiesce.ts); tests and tools read the state through RaftView (RaftNode.inspect()). */
 export class Raft {
   readonly id: NodeId;
   readonly group: number;

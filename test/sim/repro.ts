@@ -91,13 +91,13 @@ class Mini {
   }
 
   leaders(): NodeId[] {
-    return [...this.nodes].filter(([, n]) => n.raft.role === 'leader').map(([id]) => id);
+    return [...this.nodes].filter(([, n]) => n.inspect().role === 'leader').map(([id]) => id);
   }
 }
 
 /** Applied-state bookkeeping for the lease scenarios: the commit index a node would read at. */
 function commitOf(c: Mini, id: NodeId): number {
-  return c.node(id).raft.log.committed;
+  return c.node(id).inspect().log.committed;
 }
 
 /** Three voters with lease reads on, n1 elected and settled. */
@@ -144,8 +144,8 @@ export const REPROS: Record<string, Repro> = {
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed write at ${w.ok ? w.index : '-'} ` +
-          `(${wCommitted ? 'acknowledged' : 'not committed'}); n1 (role ${n1.raft.role}, term ${n1.raft.term}) read ${read.ok ? 'accepted' : read.reason}` +
+        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed write at ${w.ok ? w.index : '-'} ` +
+          `(${wCommitted ? 'acknowledged' : 'not committed'}); n1 (role ${n1.inspect().role}, term ${n1.inspect().term}) read ${read.ok ? 'accepted' : read.reason}` +
           `${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
     },
@@ -175,8 +175,8 @@ export const REPROS: Record<string, Repro> = {
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `transfer n1 -> n2 ${t.ok ? 'started' : t.reason}; ${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed ` +
-          `write at ${w.ok ? w.index : '-'}; n1 (role ${n1.raft.role}, term ${n1.raft.term}, transfer target ${n1.raft.transfer?.target ?? '-'}) ` +
+        detail: `transfer n1 -> n2 ${t.ok ? 'started' : t.reason}; ${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed ` +
+          `write at ${w.ok ? w.index : '-'}; n1 (role ${n1.inspect().role}, term ${n1.inspect().term}, transfer target ${n1.inspect().transfer?.target ?? '-'}) ` +
           `read ${read.ok ? 'accepted' : read.reason}${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
     },
@@ -208,8 +208,8 @@ export const REPROS: Record<string, Repro> = {
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed write at ${w.ok ? w.index : '-'}; ` +
-          `resumed n1 (role ${frozen.raft.role}, term ${frozen.raft.term}) read ${read.ok ? 'accepted' : read.reason}` +
+        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed write at ${w.ok ? w.index : '-'}; ` +
+          `resumed n1 (role ${frozen.inspect().role}, term ${frozen.inspect().term}) read ${read.ok ? 'accepted' : read.reason}` +
           `${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
     },
@@ -231,15 +231,15 @@ export const REPROS: Record<string, Repro> = {
       const promote = c.node('n1').proposeConfChange({ type: 'addVoter', node: 'n2' });
       c.drain('n1');
       c.deliver(toN2);
-      const voters = [...c.node('n1').raft.tracker.voters].join(',');
+      const voters = [...c.node('n1').inspect().tracker.voters].join(',');
       c.restart('n1'); // any restart of n1 now
       c.run(50 * OPTS.electionTicks);
       const leaders = c.leaders();
       return {
         reproduced: leaders.length === 0,
         detail: `addLearner ${add.ok ? 'ok' : add.reason}, addVoter ${promote.ok ? 'ok' : promote.reason}; n1 voters=[${voters}]; ` +
-          `after ${50 * OPTS.electionTicks} ticks leaders=[${leaders.join(',')}], n1 role=${c.node('n1').raft.role}, ` +
-          `n2 rejected as UnknownSender ${c.node('n2').raft.rejected.UnknownSender} times`,
+          `after ${50 * OPTS.electionTicks} ticks leaders=[${leaders.join(',')}], n1 role=${c.node('n1').inspect().role}, ` +
+          `n2 rejected as UnknownSender ${c.node('n2').rejected.UnknownSender} times`,
       };
     },
   },
@@ -264,9 +264,9 @@ export const REPROS: Record<string, Repro> = {
       c.deliver((m) => m.from === 'n1' && m.to === 'n2' && (
         (m.type === 'app' && (m.commit >= rm.index || m.entries.some((e) => e.index > rm.index))) ||
         (m.type === 'hb' && m.commit >= rm.index)));
-      const n1After = `n1 role=${c.node('n1').raft.role} voters=[${[...c.node('n1').raft.tracker.voters].join(',')}] last=${c.node('n1').raft.log.lastIndex()}`;
+      const n1After = `n1 role=${c.node('n1').inspect().role} voters=[${[...c.node('n1').inspect().tracker.voters].join(',')}] last=${c.node('n1').inspect().log.lastIndex()}`;
       c.run(50 * OPTS.electionTicks);
-      const n2 = c.node('n2').raft;
+      const n2 = c.node('n2').inspect();
       return {
         reproduced: c.leaders().length === 0,
         detail: `removal at ${rm.index}, later entry at ${x.index}; after the commit: ${n1After}; ${50 * OPTS.electionTicks} ticks later ` +
@@ -293,11 +293,11 @@ export const REPROS: Record<string, Repro> = {
       c.deliver((m) => m.to === 'n2');
       c.restart('n1'); // n1 now needs n2's vote
       c.run(50 * OPTS.electionTicks);
-      const n2 = c.node('n2').raft;
+      const n2 = c.node('n2').inspect();
       return {
         reproduced: c.leaders().length === 0,
         detail: `addVoter n2 ${p.ok ? `at ${p.index}` : p.reason}; ${50 * OPTS.electionTicks} ticks later leaders=[${c.leaders().join(',')}], ` +
-          `n1 role=${c.node('n1').raft.role} voters=[${[...c.node('n1').raft.tracker.voters].join(',')}]; n2 voters=[${[...n2.tracker.voters].join(',')}] ` +
+          `n1 role=${c.node('n1').inspect().role} voters=[${[...c.node('n1').inspect().tracker.voters].join(',')}]; n2 voters=[${[...n2.tracker.voters].join(',')}] ` +
           `leader='${n2.leader}' electionElapsed=${n2.electionElapsed} randomizedTimeout=${n2.randomizedTimeout}`,
       };
     },
@@ -323,8 +323,8 @@ export const REPROS: Record<string, Repro> = {
       c.deliver(appToN2);
       c.run(1, appToN2); // one heartbeat round: its reply frees the in-flight slot
       c.run(20 * OPTS.electionTicks);
-      const n2 = c.node('n2').raft.log;
-      const pr = c.node('n1').raft.tracker.progressOf('n2')!;
+      const n2 = c.node('n2').inspect().log;
+      const pr = c.node('n1').inspect().tracker.progressOf('n2')!;
       return {
         reproduced: n2.lastIndex() < r.index,
         detail: `appends to n2 carrying entry ${r.index} and its commit lost once; ${20 * OPTS.electionTicks} ticks later n2 lastIndex=${n2.lastIndex()} ` +
