@@ -177,8 +177,8 @@ export class Raft {
 
   /** Leader has appended entries (or, without skipCommitBroadcast, advanced its commit index)
    *  since the last broadcast; flushed once per Ready. */
-  get pendingBroadcast(): boolean { return this.flag(PENDING_BROADCAST); }
-  set pendingBroadcast(on: boolean) { this.setFlag(PENDING_BROADCAST, on); }
+  private get pendingBroadcast(): boolean { return this.flag(PENDING_BROADCAST); }
+  private set pendingBroadcast(on: boolean) { this.setFlag(PENDING_BROADCAST, on); }
 
   /** The membership changed: every follower gets an append, or an empty probe if it has nothing
    *  new (a new member must be probed to start replicating). */
@@ -282,7 +282,7 @@ export class Raft {
     for (const r of pending) this.releaseRead(r, 0);
   }
 
-  becomeFollower(term: number, leader: NodeId): void {
+  private becomeFollower(term: number, leader: NodeId): void {
     if (this.transfer) {
       if (leader === this.transfer.target) this.endTransfer('completed');
       else if (leader === NONE && term > this.term) {
@@ -347,9 +347,10 @@ export class Raft {
     // and refuse every vote (two such restarted candidates never elect anyone).
     if (this.startupQuiet && (this.startupTicks += elapsed) >= this.cfg.electionTicks) this.startupQuiet = false;
     if (this.quiesced) return;
-    if (this.role === 'leader') this.leaderTicks += elapsed - 1;
-    if (this.role === 'leader') this.tickLeader();
-    else {
+    if (this.role === 'leader') {
+      this.leaderTicks += elapsed - 1;
+      this.tickLeader();
+    } else {
       this.silence += elapsed;
       this.tickElection();
     }
@@ -822,7 +823,7 @@ export class Raft {
   }
 
   /** Send the next append (or snapshot) to `to`. Returns true if something was sent. */
-  sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
     const pr = this.tracker.progressOf(to);
     if (!pr || to === this.id || pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
@@ -862,7 +863,7 @@ export class Raft {
 
   /** Send every follower what it lacks; with `probe`, an empty append to those that lack
    *  nothing (after an election or a membership change). */
-  bcastAppend(probe: boolean): void {
+  private bcastAppend(probe: boolean): void {
     for (const pr of this.tracker.progress) if (pr.id !== this.id) this.sendAppend(pr.id, probe);
   }
 
@@ -1044,7 +1045,6 @@ export class Raft {
   private confChangePending(): boolean {
     return this.pendingConfIndex > this.log.applied && this.confEntryAfterApplied(this.log.lastIndex());
   }
-
 
   private endTransfer(status: 'completed' | 'aborted', reason?: TransferAbortReason): void {
     const t = this.transfer;
