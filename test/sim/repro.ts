@@ -1,7 +1,8 @@
 // Minimal hand-driven reproductions of core bugs the simulator found. Each scenario wires a few
-// RaftNodes together with a FIFO "wire" the scenario can filter, follows the host contract
-// synchronously, and reports whether the buggy outcome happened. Run them with
+// RaftNodes together (a MemoryGroup) with a FIFO queue the scenario can filter, follows the host
+// contract synchronously, and reports whether the buggy outcome happened. Run them with
 // `npm run sim -- --repro all` (or a scenario name).
+import { MemoryGroup } from '../../src/raft/memgroup.js';
 import { RaftNode } from '../../src/raft/node.js';
 import { seededRandom, type RandomSource } from '../../src/raft/rand.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
@@ -22,17 +23,16 @@ export interface Repro {
 const OPTS = { electionTicks: 10, heartbeatTicks: 1, preVote: true, checkQuorum: true } as const;
 
 /** A tiny synchronous cluster: every Ready is handled in full (persist, send, advance) at once. */
-class Mini {
-  readonly nodes = new Map<NodeId, RaftNode>();
-  readonly disks = new Map<NodeId, MemoryStorage>();
-  readonly wire: Message[] = [];
+class Mini extends MemoryGroup {
   private seed = 1;
   private readonly randoms = new Map<NodeId, RandomSource>();
 
-  constructor(private readonly opts: RaftOptions) {}
+  constructor(private readonly opts: RaftOptions) {
+    super();
+  }
 
   add(id: NodeId, conf: ConfState, random?: RandomSource): void {
-    this.disks.set(id, new MemoryStorage(conf));
+    this.storages.set(id, new MemoryStorage(conf));
     if (random) this.randoms.set(id, random);
     this.boot(id);
   }
@@ -43,35 +43,17 @@ class Mini {
   }
 
   private boot(id: NodeId): void {
-    const storage = this.disks.get(id)!;
+    const storage = this.storages.get(id)!;
     const random = this.randoms.get(id) ?? seededRandom(this.seed++);
     this.nodes.set(id, new RaftNode({ ...this.opts, id, group: 1, storage, random, applied: 0 }));
   }
 
-  node(id: NodeId): RaftNode {
-    return this.nodes.get(id)!;
-  }
-
-  drain(id: NodeId): void {
-    const n = this.node(id);
-    const disk = this.disks.get(id)!;
-    while (n.hasReady()) {
-      const rd = n.ready();
-      this.wire.push(...rd.messages);
-      if (rd.snapshot) disk.applySnapshot(rd.snapshot);
-      disk.append(rd.entries);
-      if (rd.hardState) disk.setHardState(rd.hardState);
-      if (rd.conf) disk.conf = rd.conf;
-      this.wire.push(...rd.messagesAfterPersist);
-      n.advance();
-    }
-  }
-
-  /** Delivers everything on the wire (and what that produces), dropping messages `drop` selects. */
+  /** Delivers everything queued (and what that produces), one message at a time, dropping
+   *  messages `drop` selects. */
   deliver(drop: (m: Message) => boolean = () => false): void {
-    for (let guard = 0; this.wire.length > 0; guard++) {
+    for (let guard = 0; this.queue.length > 0; guard++) {
       if (guard > 100_000) throw new Error('message storm');
-      const m = this.wire.shift()!;
+      const m = this.queue.shift()!;
       const to = this.nodes.get(m.to);
       if (!to || drop(m)) continue;
       to.step(m);
@@ -138,7 +120,7 @@ export const REPROS: Record<string, Repro> = {
       const n1 = c.node('n1');
       const rd = n1.hasReady() ? n1.ready() : null;
       if (rd) {
-        c.disks.get('n1')!.append(rd.entries);
+        c.storages.get('n1')!.append(rd.entries);
         n1.advance();
       }
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
