@@ -264,10 +264,7 @@ export class Raft {
     this.leaseRevoked = false;
     this.awaitingOwnVote = false;
     this.leaving = false;
-    if (this.failover) {
-      this.failover.forgetLeader();
-      if (this.failover.idle) this.failover = null;
-    }
+    this.forgetFailedLeader();
     this.dropReads();
   }
 
@@ -590,11 +587,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.silence = 0;
         this.vote = m.from;
-      } else if (this.failover && (this.role === 'follower' || this.role === 'preCandidate') &&
-        this.failover.deferTo(m.from, this.tracker, this.silence) && this.role === 'preCandidate') {
-        this.role = 'follower';
-        this.tracker.resetVotes();
-      }
+      } else if (this.failover) this.deferToBetterSurvivor(this.failover, m.from);
     } else {
       this.send({ type: respType, to: m.from, reject: true });
     }
@@ -662,14 +655,28 @@ export class Raft {
     }
   }
 
+  /** A new term or a live leader: the failover report no longer applies. */
+  private forgetFailedLeader(): void {
+    const f = this.failover;
+    if (f === null) return;
+    f.forgetLeader();
+    if (f.idle) this.failover = null;
+  }
+
+  /** We granted a pre-vote to `candidate` during a fast failover: a better-ranked survivor goes
+   *  first, and our own pre-campaign, if any, is abandoned (see FailoverPlan.deferTo). */
+  private deferToBetterSurvivor(f: FailoverPlan, candidate: NodeId): void {
+    if (this.role !== 'follower' && this.role !== 'preCandidate') return;
+    if (!f.deferTo(candidate, this.tracker, this.silence) || this.role !== 'preCandidate') return;
+    this.role = 'follower';
+    this.tracker.resetVotes();
+  }
+
   /** A follower heard its leader: the election clocks restart and a failover report is moot. */
   private heardLeader(from: NodeId): void {
     this.electionElapsed = 0;
     this.silence = 0;
-    if (this.failover) {
-      this.failover.forgetLeader();
-      if (this.failover.idle) this.failover = null;
-    }
+    this.forgetFailedLeader();
     this.leader = from;
   }
 
