@@ -1,52 +1,39 @@
 // Micro benchmarks of the pure Raft core (no I/O): how much protocol work one thread can do.
 // A 3-replica group in memory, driven exactly like a host would (ready → persist → advance).
 import { Bench } from 'tinybench';
-import { MemoryStorage, RaftNode, seededRandom, type Message, type NodeId } from '../src/raft/index.js';
+import { MemoryStorage, RaftNode, seededRandom, type Ready } from '../src/raft/index.js';
+import { MemoryGroup } from '../src/raft/memgroup.js';
 
-interface Group {
-  nodes: Map<NodeId, RaftNode>;
-  storages: Map<NodeId, MemoryStorage>;
-  queue: Message[];
-}
-
-function makeGroup(): Group {
+function makeGroup(): MemoryGroup {
   const ids = ['a', 'b', 'c'];
   const conf = { voters: ids, learners: [] };
-  const g: Group = { nodes: new Map(), storages: new Map(), queue: [] };
+  const g = new MemoryGroup();
   for (const id of ids) {
     const storage = new MemoryStorage(conf);
     g.storages.set(id, storage);
     g.nodes.set(id, new RaftNode({ id, group: 1, storage, random: seededRandom(id.charCodeAt(0)), maxInflight: 1024 }));
   }
-  g.nodes.get('a')!.campaign();
+  g.node('a').campaign();
   settle(g);
   return g;
 }
 
-function settle(g: Group): number {
+/** Drain every node and deliver everything, in rounds, until nothing moves. Returns the number
+ *  of entries the leader applied. */
+function settle(g: MemoryGroup): number {
   let applied = 0;
+  const countApplied = (rd: Ready) => { applied += rd.committed.length; };
   for (let round = 0; round < 100; round++) {
-    for (const [id, n] of g.nodes) {
-      while (n.hasReady()) {
-        const rd = n.ready();
-        const st = g.storages.get(id)!;
-        g.queue.push(...rd.messages);
-        st.append(rd.entries);
-        if (rd.hardState) st.setHardState(rd.hardState);
-        g.queue.push(...rd.messagesAfterPersist);
-        if (id === 'a') applied += rd.committed.length;
-        n.advance();
-      }
-    }
+    for (const id of g.nodes.keys()) g.drain(id, id === 'a' ? countApplied : undefined);
     if (g.queue.length === 0) break;
     const q = g.queue;
     g.queue = [];
-    for (const m of q) g.nodes.get(m.to)!.step(m);
+    for (const m of q) g.node(m.to).step(m);
   }
   return applied;
 }
 
-function compactAll(g: Group): void {
+function compactAll(g: MemoryGroup): void {
   for (const st of g.storages.values()) {
     const last = st.lastIndex();
     if (last - st.firstIndex() > 20000) {

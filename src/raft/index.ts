@@ -5,5 +5,6 @@ export { seededRandom, randInt, type RandomSource } from './rand.js';
 export { MemoryStorage, EMPTY_CONF, EMPTY_HARD_STATE, type Storage, type InitialState } from './storage.js';
 export { encodeConfChange, decodeConfChange, validateConfChange, applyConfChange } from './confchange.js';
 export { validateMessage, isMessage } from './validate.js';
-export { Raft, type RaftStatus, type PeerStatus, type StepResult } from './raft.js';
+export type { RaftStatus, PeerStatus, StepResult } from './raft.js';
 export { RaftNode } from './node.js';
+export type { RaftView, LogView, TrackerView, ProgressView } from './view.js';

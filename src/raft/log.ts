@@ -7,6 +7,8 @@ import { RaftError, type Entry, type Snapshot } from './types.js';
 import { NOTHING } from './empty.js';
 
 export class RaftLog {
+  /** The durable part, written by the host; the core only reads it. */
+  readonly storage: Storage;
   committed: number;
   /** Highest index handed to the host for applying. */
   applied: number;
@@ -22,7 +24,8 @@ export class RaftLog {
   /** The unstable snapshot was handed to the host. */
   snapHanded = false;
 
-  constructor(readonly storage: Storage, applied: number) {
+  constructor(storage: Storage, applied: number) {
+    this.storage = storage;
     const last = storage.lastIndex();
     this.unstableOffset = last + 1;
     this.handedOut = last;

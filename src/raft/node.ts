@@ -6,11 +6,12 @@
 import type { RaftConfig } from './config.js';
 import { Raft, type RaftStatus, type StepResult } from './raft.js';
 import type {
-  ConfChange, ConfState, Entry, HardState, Message, NodeId, ProposeResult, ReadRequestResult, Ready, Snapshot,
-  SoftState, TransferRequestResult,
+  ConfChange, ConfState, Entry, HardState, Message, NodeId, ProposeResult, ReadRequestResult, Ready, RejectReason,
+  Snapshot, SoftState, TransferRequestResult,
 } from './types.js';
 import { RaftError } from './types.js';
 import { append, NOTHING } from './empty.js';
+import type { RaftView } from './view.js';
 
 interface InProgress {
   lastEntry: { index: number; term: number } | null;
@@ -19,8 +20,13 @@ interface InProgress {
   voteTerm: number;
 }
 
+/** Set by RaftNode's static block: the white-box test hooks below reach the Raft inside. */
+let raftOf: (n: RaftNode) => Raft;
+
 export class RaftNode {
-  readonly raft: Raft;
+  /** The protocol state machine. Private: the host drives it through the methods below, and tests
+   *  and tools read it through inspect(). */
+  private readonly raft: Raft;
   // The soft and hard state of the newest Ready handed out (or the initial ones), as plain fields:
   // two objects per replica cost more than these six numbers and strings.
   private prevRole: SoftState['role'];
@@ -32,6 +38,10 @@ export class RaftNode {
   /** Readies handed out and not yet advanced, oldest first (NOTHING when none; add with
    *  `append`). */
   private inFlight: InProgress[] = NOTHING;
+
+  static {
+    raftOf = (n) => n.raft;
+  }
 
   constructor(config: RaftConfig) {
     this.raft = new Raft(config);
@@ -103,6 +113,16 @@ export class RaftNode {
 
   status(): RaftStatus {
     return this.raft.status();
+  }
+
+  /** The live protocol state, read-only (see view.ts): for tests, the simulator and debugging. */
+  inspect(): RaftView {
+    return this.raft;
+  }
+
+  /** Rejected inputs by reason; the host exports these as metrics. */
+  get rejected(): Readonly<Record<RejectReason, number>> {
+    return this.raft.rejected;
   }
 
   /** Wait `ticks` more than the election timeout before campaigning on its own (0 = normal).
@@ -249,4 +269,10 @@ const NO_MESSAGES: readonly Message[] = NOTHING;
  *  shared empty array: a Ready allocates nothing for what it does not carry. */
 function take<T>(xs: T[]): readonly T[] {
   return xs.length > 0 ? xs : NOTHING;
+}
+
+/** White-box tests only (not exported from the package): apply a committed conf entry the way
+ *  ready() does, to reach paths the public API guards against. */
+export function applyConfEntryForTest(n: RaftNode, e: Entry): void {
+  raftOf(n).applyConfEntry(e);
 }

@@ -14,8 +14,12 @@ export class Inflights {
   private buf: number[] = NOTHING;
   private start = 0;
   count = 0;
+  /** Capacity: the group's maxInflight. */
+  readonly size: number;
 
-  constructor(readonly size: number) {}
+  constructor(size: number) {
+    this.size = size;
+  }
 
   full(): boolean {
     return this.count === this.size;
@@ -67,6 +71,7 @@ const APPENDED_SINCE_HEARTBEAT = 16;
 const ACKED_SINCE_HEARTBEAT = 32;
 
 export class Progress {
+  readonly id: NodeId;
   match = 0;
   next: number;
   state: ProgressState = 'probe';
@@ -87,7 +92,8 @@ export class Progress {
   private ring: Inflights | null = null;
   private readonly maxInflight: number;
 
-  constructor(readonly id: NodeId, next: number, maxInflight: number, isLearner: boolean) {
+  constructor(id: NodeId, next: number, maxInflight: number, isLearner: boolean) {
+    this.id = id;
     this.next = next;
     this.maxInflight = maxInflight;
     this.isLearner = isLearner;

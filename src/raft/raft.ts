@@ -1,13 +1,16 @@
 // Raft: the protocol state machine of one replica of one group. Pure and deterministic: inputs are
 // ticks, messages and local requests; outputs accumulate in outboxes that RaftNode drains into a
 // Ready. Owns roles and terms, elections (PreVote, CheckQuorum, stickiness, two clocks),
-// replication and flow control, leader transfer, membership, ReadIndex/lease reads and quiescence.
+// replication and flow control, leader transfer, membership and ReadIndex/lease reads. Quiescence
+// (quiesce.ts) and fast failover (failover.ts) live apart, driven from here.
 import { resolveConfig, tuningOf, type RaftConfig, type Tuning } from './config.js';
 import type { RandomSource } from './rand.js';
 import { applyConfChange, decodeConfChange, encodeConfChange, validateConfChange } from './confchange.js';
 import { append, NOTHING } from './empty.js';
 import { RaftLog } from './log.js';
-import { NO_ACK, type Progress } from './progress.js';
+import type { Progress } from './progress.js';
+import { FailoverPlan } from './failover.js';
+import { followerQuiesce, maybeQuiesce, quiesceIfCaughtUp, unquiesce, wakesQuiesced } from './quiesce.js';
 import { randInt } from './rand.js';
 import { ReadIndexQueue, type PendingRead } from './readindex.js';
 import { Tracker } from './tracker.js';
@@ -91,17 +94,9 @@ const NO_REJECTIONS: Readonly<Record<RejectReason, number>> = Object.freeze({
 /** Ticks without an append ack, while heartbeats are answered, before appends count as lost. */
 const LOST_APPEND_TICKS = 3;
 
-/** Does `m` need a quiesced replica's attention? Late replies to the last heartbeats before
- *  quiescing must not wake the leader, or it would wake and re-quiesce forever. */
-function wakesQuiesced(m: Message): boolean {
-  switch (m.type) {
-    case 'hb': return !m.quiesce;
-    case 'hbResp': return false;
-    case 'appResp': return m.reject;
-    default: return true;
-  }
-}
-
+/** Package-internal: the package exports RaftNode, which owns one of these privately. Members
+ *  without `private` are for RaftNode (draining outboxes into a Ready) and the helper modules
+ *  (quiesce.ts); tests and tools read the state through RaftView (RaftNode.inspect()). */
 export class Raft {
   readonly id: NodeId;
   readonly group: number;
@@ -124,6 +119,9 @@ export class Raft {
   randomizedTimeout = 0;
   /** Monotonic tick counter while leader; heartbeats carry it so replies date a lease. */
   leaderTicks = 0;
+  /** Extra ticks this node waits before campaigning on its own (TimeoutNow is unaffected): a
+   *  node being drained for maintenance lets the others win elections while they can. */
+  campaignDelay = 0;
 
   transfer: Transfer | null = null;
   /** Counts the ticks of startupQuiet. */
@@ -138,6 +136,8 @@ export class Raft {
   idleTicks = 0;
   /** The boolean state, one bit each (see the accessors below): a node holds 100,000 replicas. */
   private flags = 0;
+  /** A fast failover in progress (see failover.ts); null for nearly every replica. */
+  private failover: FailoverPlan | null = null;
 
   /** Outboxes drained by RaftNode.ready(). Empty ones are the shared NOTHING (most replicas are
    *  idle most of the time): add to them only with `append`. */
@@ -177,8 +177,8 @@ export class Raft {
 
   /** Leader has appended entries (or, without skipCommitBroadcast, advanced its commit index)
    *  since the last broadcast; flushed once per Ready. */
-  get pendingBroadcast(): boolean { return this.flag(PENDING_BROADCAST); }
-  set pendingBroadcast(on: boolean) { this.setFlag(PENDING_BROADCAST, on); }
+  private get pendingBroadcast(): boolean { return this.flag(PENDING_BROADCAST); }
+  private set pendingBroadcast(on: boolean) { this.setFlag(PENDING_BROADCAST, on); }
 
   /** The membership changed: every follower gets an append, or an empty probe if it has nothing
    *  new (a new member must be probed to start replicating). */
@@ -264,8 +264,7 @@ export class Raft {
     this.leaseRevoked = false;
     this.awaitingOwnVote = false;
     this.leaving = false;
-    this.failoverAt = 0;
-    this.failoverFrom = NONE;
+    this.forgetFailedLeader();
     this.dropReads();
   }
 
@@ -280,7 +279,7 @@ export class Raft {
     for (const r of pending) this.releaseRead(r, 0);
   }
 
-  becomeFollower(term: number, leader: NodeId): void {
+  private becomeFollower(term: number, leader: NodeId): void {
     if (this.transfer) {
       if (leader === this.transfer.target) this.endTransfer('completed');
       else if (leader === NONE && term > this.term) {
@@ -292,7 +291,7 @@ export class Raft {
     this.reset(term);
     this.role = 'follower';
     this.leader = leader;
-    this.failoverRetries = 0;
+    this.failover = null; // reset forgot the report; no early retries either
   }
 
   private becomePreCandidate(): void {
@@ -345,44 +344,30 @@ export class Raft {
     // and refuse every vote (two such restarted candidates never elect anyone).
     if (this.startupQuiet && (this.startupTicks += elapsed) >= this.cfg.electionTicks) this.startupQuiet = false;
     if (this.quiesced) return;
-    if (this.role === 'leader') this.leaderTicks += elapsed - 1;
-    if (this.role === 'leader') this.tickLeader();
-    else {
+    if (this.role === 'leader') {
+      this.leaderTicks += elapsed - 1;
+      this.tickLeader();
+    } else {
       this.silence += elapsed;
       this.tickElection();
     }
     if (this.transferVerdict) this.judgeTransfer();
   }
 
-  /** Extra ticks this node waits before campaigning on its own (TimeoutNow is unaffected): a
-   *  node being drained for maintenance lets the others win elections while they can. */
-  campaignDelay = 0;
-
-  /** Set when the host reports our leader's node down: campaign at this many ticks since we last
-   *  heard it instead of the randomized timeout (0 = not set). */
-  private failoverAt = 0;
-  /** After a fast-failover campaign that did not win (a voter had not heard of the failure yet),
-   *  retry this many more times after a short pause rather than the full election round. */
-  private failoverRetries = 0;
-  private failoverRank = 0;
-  /** The leader reported down that started the current fast failover (NONE when none). */
-  private failoverFrom: NodeId = NONE;
-
   private tickElection(): void {
     this.electionElapsed++;
-    // Fast failover counts real time (a loaded host coalesces ticks): the old lease lapses in
-    // real time, and so does the voters' lease check below.
-    // Only a pre-candidate retries early: its round raises no term, so a retry cannot undo a
-    // real election that is merely slow under load.
-    const retry = this.role === 'preCandidate' && this.failoverRetries > 0 && this.silence >= 5 + 2 * this.failoverRank;
-    if (retry) this.failoverRetries--;
-    const due = retry || (this.failoverAt > 0 ? this.silence >= this.failoverAt + this.campaignDelay : this.electionElapsed >= this.randomizedTimeout + this.campaignDelay);
+    const f = this.failover;
+    const due = f?.campaignDue(this.role === 'preCandidate', this.silence, this.campaignDelay) ??
+      this.electionElapsed >= this.randomizedTimeout + this.campaignDelay;
     // A node that cannot campaign keeps counting: resetting its clock would keep it "in lease"
     // with a dead leader forever, refusing every vote.
     if (due && this.promotable()) {
       this.electionElapsed = 0;
       this.silence = 0;
-      this.failoverAt = 0;
+      if (f) {
+        f.campaigned();
+        if (f.idle) this.failover = null;
+      }
       this.hup(false);
     }
   }
@@ -432,7 +417,7 @@ export class Raft {
       // acks releases every earlier read too.
       this.bcastHeartbeat(this.reads?.lastCtx() ?? '', true);
     }
-    this.maybeQuiesce();
+    maybeQuiesce(this);
   }
 
   /** Start an election now, as if the election timeout had fired. */
@@ -504,7 +489,7 @@ export class Raft {
     if (m.to !== this.id) return this.reject('NotAddressedToMe');
     if (m.from === this.id) return this.reject('Malformed');
     if (!this.acceptsFrom(m)) return this.reject('UnknownSender');
-    if (this.quiesced && wakesQuiesced(m)) this.unquiesce();
+    if (this.quiesced && wakesQuiesced(m)) unquiesce(this);
 
     if (m.term > this.term) {
       if ((m.type === 'vote' || m.type === 'preVote') && !this.tracker.isMember(m.from) &&
@@ -522,7 +507,7 @@ export class Raft {
         // A voter told that the leader's node is down has no stickiness to keep, unless leases
         // are in use (then the old lease must lapse first, whatever the liveness layer says).
         const inLease = this.cfg.checkQuorum && (this.leader !== NONE || this.startupQuiet) &&
-          this.silence < this.cfg.electionTicks && !(this.failoverAt > 0 && !this.cfg.leaseReads);
+          this.silence < this.cfg.electionTicks && !(this.failover !== null && this.failover.armed && !this.cfg.leaseReads);
         if (inLease) return OK;
       }
       if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
@@ -602,7 +587,7 @@ export class Raft {
         this.electionElapsed = 0;
         this.silence = 0;
         this.vote = m.from;
-      } else this.deferToBetterSurvivor(m.from);
+      } else if (this.failover) this.deferToBetterSurvivor(this.failover, m.from);
     } else {
       this.send({ type: respType, to: m.from, reject: true });
     }
@@ -670,30 +655,43 @@ export class Raft {
     }
   }
 
+  /** A new term or a live leader: the failover report no longer applies. */
+  private forgetFailedLeader(): void {
+    const f = this.failover;
+    if (f === null) return;
+    f.forgetLeader();
+    if (f.idle) this.failover = null;
+  }
+
+  /** We granted a pre-vote to `candidate` during a fast failover: a better-ranked survivor goes
+   *  first, and our own pre-campaign, if any, is abandoned (see FailoverPlan.deferTo). */
+  private deferToBetterSurvivor(f: FailoverPlan, candidate: NodeId): void {
+    if (this.role !== 'follower' && this.role !== 'preCandidate') return;
+    if (!f.deferTo(candidate, this.tracker, this.silence) || this.role !== 'preCandidate') return;
+    this.role = 'follower';
+    this.tracker.resetVotes();
+  }
+
+  /** A follower heard its leader: the election clocks restart and a failover report is moot. */
+  private heardLeader(from: NodeId): void {
+    this.electionElapsed = 0;
+    this.silence = 0;
+    this.forgetFailedLeader();
+    this.leader = from;
+  }
+
   private stepFollower(m: Message): void {
     switch (m.type) {
       case 'app':
-        this.electionElapsed = 0;
-        this.silence = 0;
-        this.failoverAt = 0;
-        this.failoverFrom = NONE;
-        this.leader = m.from;
+        this.heardLeader(m.from);
         this.handleAppend(m);
         return;
       case 'hb':
-        this.electionElapsed = 0;
-        this.silence = 0;
-        this.failoverAt = 0;
-        this.failoverFrom = NONE;
-        this.leader = m.from;
+        this.heardLeader(m.from);
         this.handleHeartbeat(m);
         return;
       case 'snap':
-        this.electionElapsed = 0;
-        this.silence = 0;
-        this.failoverAt = 0;
-        this.failoverFrom = NONE;
-        this.leader = m.from;
+        this.heardLeader(m.from);
         this.handleSnapshot(m);
         return;
       case 'timeoutNow':
@@ -740,8 +738,7 @@ export class Raft {
   private handleHeartbeat(m: MsgHeartbeat): void {
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
     if (m.quiesce) {
-      // Only a caught-up follower may stop its clock; the leader checked our match index.
-      if (this.log.lastIndex() === m.commit) this.quiesced = true;
+      followerQuiesce(this, m.commit);
       return; // no reply: it would wake the leader again
     }
     this.msgsNow = append(this.msgsNow, { type: 'hbResp', group: this.group, from: this.id, to: m.from, term: this.term, ctx: m.ctx, seq: m.seq });
@@ -800,7 +797,7 @@ export class Raft {
     if (this.transfer && m.from === this.transfer.target && pr.match === this.log.lastIndex()) {
       this.sendTimeoutNow(m.from);
     }
-    this.quiesceIfCaughtUp();
+    quiesceIfCaughtUp(this);
   }
 
   private handleHeartbeatResp(m: MsgHeartbeatResp, pr: Progress): void {
@@ -833,7 +830,7 @@ export class Raft {
   }
 
   /** Send the next append (or snapshot) to `to`. Returns true if something was sent. */
-  sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
     const pr = this.tracker.progressOf(to);
     if (!pr || to === this.id || pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
@@ -873,7 +870,7 @@ export class Raft {
 
   /** Send every follower what it lacks; with `probe`, an empty append to those that lack
    *  nothing (after an election or a membership change). */
-  bcastAppend(probe: boolean): void {
+  private bcastAppend(probe: boolean): void {
     for (const pr of this.tracker.progress) if (pr.id !== this.id) this.sendAppend(pr.id, probe);
   }
 
@@ -948,7 +945,7 @@ export class Raft {
     if (this.role !== 'leader') return;
     const self = this.tracker.progressOf(this.id);
     if (self && self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit() && this.bcastCommit) this.pendingBroadcast = true;
-    this.quiesceIfCaughtUp();
+    quiesceIfCaughtUp(this);
   }
 
   /** Appends or probes are waiting for the next Ready. */
@@ -992,7 +989,7 @@ export class Raft {
     if (this.uncommittedBytes > 0 && this.uncommittedBytes + data.byteLength > this.cfg.maxUncommittedBytes) {
       return { ok: false, reason: 'Overloaded', limit: this.cfg.maxUncommittedBytes };
     }
-    if (this.quiesced) this.unquiesce();
+    if (this.quiesced) unquiesce(this);
     const index = this.appendEntries([{ index: 0, term: 0, type, data }]);
     this.uncommitted = append(this.uncommitted, [index, data.byteLength]);
     this.uncommittedBytes += data.byteLength;
@@ -1011,7 +1008,7 @@ export class Raft {
     if (!this.tracker.isMember(target)) return { ok: false, reason: 'TargetNotMember', leader: this.id };
     if (this.tracker.isLearner(target)) return { ok: false, reason: 'TargetIsLearner', leader: this.id };
     if (this.confChangePending()) return { ok: false, reason: 'ConfChangeInProgress', leader: this.id };
-    if (this.quiesced) this.unquiesce();
+    if (this.quiesced) unquiesce(this);
     if (this.transfer) {
       if (this.transfer.target === target) return { ok: true, started: false };
       this.endTransfer('aborted', 'Superseded');
@@ -1056,7 +1053,6 @@ export class Raft {
     return this.pendingConfIndex > this.log.applied && this.confEntryAfterApplied(this.log.lastIndex());
   }
 
-
   private endTransfer(status: 'completed' | 'aborted', reason?: TransferAbortReason): void {
     const t = this.transfer;
     if (!t) return;
@@ -1084,7 +1080,7 @@ export class Raft {
   readIndex(ctx: string, lease = true): ReadRequestResult {
     if (ctx.length === 0) throw new RaftError('InvalidArgument', 'read ctx must be non-empty');
     if (this.role === 'leader') {
-      if (this.quiesced) this.unquiesce();
+      if (this.quiesced) unquiesce(this);
       this.handleReadRequest(ctx, this.id, lease);
       return { ok: true };
     }
@@ -1172,117 +1168,26 @@ export class Raft {
   // ------------------------------------------------------------------------------------------
   // Quiescence and liveness hooks
 
-  private maybeQuiesce(): void {
-    if (this.cfg.quiesceAfterTicks === 0) return;
-    if (!this.canQuiesce()) {
-      this.idleTicks = 0;
-      return;
-    }
-    if (++this.idleTicks < this.cfg.quiesceAfterTicks) return;
-    this.quiesceNow();
-  }
-
-  /** With quiesceAtOnce: quiesce the moment the last entry is committed and acknowledged by
-   *  every reachable follower, not idle ticks later. */
-  private quiesceIfCaughtUp(): void {
-    if (!this.cfg.quiesceAtOnce || this.cfg.quiesceAfterTicks === 0 || this.quiesced || this.role !== 'leader') return;
-    if (this.canQuiesce()) this.quiesceNow();
-  }
-
-  private quiesceNow(): void {
-    for (const pr of this.tracker.progress) {
-      pr.releaseInflights();
-      const id = pr.id;
-      if (id === this.id || pr.unreachable) continue;
-      this.msgsNow = append(this.msgsNow, { type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit: this.log.committed, ctx: '', seq: this.leaderTicks, quiesce: true });
-    }
-    this.quiesced = true;
-  }
-
-  private canQuiesce(): boolean {
-    const last = this.log.lastIndex();
-    if (this.transfer || this.reads !== null || this.readsBeforeCommit.length > 0) return false;
-    if (this.log.committed !== last || this.log.unstable.length > 0 || this.pendingConfIndex > this.log.applied) return false;
-    let caughtUpVoters = 0;
-    for (const pr of this.tracker.progress) {
-      const id = pr.id;
-      const caughtUp = id === this.id || pr.match === last;
-      if (!caughtUp && !pr.unreachable) return false;
-      if (caughtUp && this.tracker.isVoter(id)) caughtUpVoters++;
-    }
-    return caughtUpVoters >= this.tracker.quorum();
-  }
-
-  private unquiesce(): void {
-    this.quiesced = false;
-    this.idleTicks = 0;
-    this.electionElapsed = 0;
-    this.silence = 0;
-    this.heartbeatElapsed = 0;
-    if (this.role === 'leader') {
-      // Time stood still while quiesced: no lease survives it. Jumping the tick counter also makes
-      // late answers to heartbeats sent before quiescing too old to date a lease.
-      this.leaderTicks += this.cfg.electionTicks;
-      for (const pr of this.tracker.progress) pr.ackedSeq = NO_ACK;
-    }
+  /** Reads are waiting for a heartbeat round or for this leader's first commit. */
+  readsPending(): boolean {
+    return this.reads !== null || this.readsBeforeCommit.length > 0;
   }
 
   /** Wake a quiesced group (e.g. the host has work for it). A leader heartbeats at once. */
   wake(): void {
     if (!this.quiesced) return;
-    this.unquiesce();
+    unquiesce(this);
     if (this.role === 'leader') this.bcastHeartbeat('');
   }
 
   /** The host's node-liveness layer says our leader's node is down. A quiesced follower restarts
-   *  its election clock from zero (so a lease the leader may still hold expires first).
-   *
-   *  Fast failover: instead of the randomized timeout (up to 2x the election timeout), campaign
-   *  soon, with a stagger of 2 ticks per rank among the surviving voters (ranked by a hash of
-   *  group and id, so each group has a different first candidate and no split vote): without
-   *  lease reads, 2 ticks after the report; with lease reads, only once the old leader's lease
-   *  must have lapsed (one election timeout plus a tick since we last heard it, the bound the
-   *  voters enforce). A wrong report costs little: a voter that still hears the leader ignores
-   *  the (pre-)vote, so no term is raised. */
+   *  its election clock from zero (so a lease the leader may still hold expires first), and a
+   *  voter plans a fast failover (see failover.ts). */
   leaderUnreachable(): void {
     if (this.role !== 'follower') return;
-    if (this.quiesced) this.unquiesce();
+    if (this.quiesced) unquiesce(this);
     if (this.leader === NONE || !this.tracker.isVoter(this.id)) return;
-    const rank = this.survivorRank(this.id, this.leader);
-    this.failoverFrom = this.leader;
-    // Without lease reads nothing is promised to the old leader: campaign two ticks after the
-    // report (the other survivors hear of it about as fast, and then ignore stickiness too).
-    this.failoverAt = (this.cfg.leaseReads ? this.cfg.electionTicks + 1 : 2) + 2 * rank;
-    this.failoverRank = rank;
-    this.failoverRetries = this.cfg.leaseReads ? 0 : 3;
-  }
-
-  /** Fast failover on a loaded host: ticks coalesce, so two survivors can both reach their
-   *  (staggered) campaign tick in one iteration, both win their pre-votes (each grants the
-   *  other's) and split the real vote, which costs a full election round. A survivor that grants
-   *  a pre-vote to a better-ranked survivor of the same failover steps back instead: it abandons
-   *  its own pre-campaign (which raised no term, so this is always safe) and campaigns itself only
-   *  if that candidate has not won a few ticks later. The best-ranked never steps back, so one of
-   *  them always goes on. */
-  private deferToBetterSurvivor(candidate: NodeId): void {
-    if (this.failoverFrom === NONE || candidate === this.failoverFrom || !this.tracker.isVoter(candidate)) return;
-    if (this.role !== 'follower' && this.role !== 'preCandidate') return;
-    const rank = this.survivorRank(candidate, this.failoverFrom);
-    if (rank < 0 || rank >= this.failoverRank) return;
-    if (this.role === 'preCandidate') {
-      this.role = 'follower';
-      this.tracker.resetVotes();
-    }
-    this.failoverAt = this.silence + 4 + 2 * this.failoverRank;
-    this.failoverRetries = 0;
-  }
-
-  /** `id`'s rank among the voters other than `dead` (the order leaderUnreachable staggers by). */
-  private survivorRank(id: NodeId, dead: NodeId): number {
-    return [...this.tracker.voters].filter((v) => v !== dead)
-      .map((v) => ({ id: v, h: rankHash(this.group, v) }))
-      .sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : 1))
-      .findIndex((x) => x.id === id);
+    this.failover = FailoverPlan.start(this.group, this.id, this.leader, this.tracker, this.cfg.leaseReads, this.cfg.electionTicks);
   }
 
   /** The host could not reach `id` (connection down, send failed). */
@@ -1353,15 +1258,4 @@ export class Raft {
       conf: this.tracker.conf(), progress,
     };
   }
-}
-
-/** FNV-1a of "group:id": a per-group order of replicas every node computes alike. */
-function rankHash(group: number, id: NodeId): number {
-  let h = 0x811c9dc5;
-  const s = `${group}:${id}`;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }

@@ -18,10 +18,6 @@ export class ReadIndexQueue {
     return this.queue.length;
   }
 
-  has(ctx: string): boolean {
-    return this.byCtx.has(ctx);
-  }
-
   add(ctx: string, index: number, from: NodeId, self: NodeId): boolean {
     if (this.byCtx.has(ctx)) return false;
     const r: PendingRead = { ctx, index, from, acks: new Set([self]) };

@@ -1,7 +1,8 @@
 // The core's read-only view of durable state, and MemoryStorage, an in-memory implementation used
-// by tests and the simulator. The host writes to storage after persisting a Ready; the core only
-// reads from it. An LMDB-backed LogStore implements the same interface.
-import { RaftError, type ConfState, type Entry, type HardState, type Snapshot } from './types.js';
+// by tests, the simulator and the core benchmarks (persist() writes a Ready into it). The host
+// writes to storage after persisting a Ready; the core only reads from it. An LMDB-backed
+// LogStore implements the same interface.
+import { RaftError, type ConfState, type Entry, type HardState, type Ready, type Snapshot } from './types.js';
 
 export interface InitialState {
   readonly hardState: HardState;
@@ -89,6 +90,15 @@ export class MemoryStorage implements Storage {
 
   setHardState(hs: HardState): void {
     this.hardState = hs;
+  }
+
+  /** Write the durable part of a Ready (snapshot, entries, hard state, membership), as a host
+   *  does between sending `messages` and sending `messagesAfterPersist`. */
+  persist(rd: Ready): void {
+    if (rd.snapshot) this.applySnapshot(rd.snapshot);
+    this.append(rd.entries);
+    if (rd.hardState) this.setHardState(rd.hardState);
+    if (rd.conf) this.conf = rd.conf;
   }
 
   /** Append entries, dropping any existing suffix that they replace. */

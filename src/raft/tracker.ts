@@ -20,8 +20,12 @@ export class Tracker {
   private tracking = false;
   /** Votes of the current (pre-)campaign; null outside one. */
   private votes: Map<NodeId, boolean> | null = null;
+  /** Window of appends in flight per peer, for the Progress it creates. */
+  private readonly maxInflight: number;
 
-  constructor(private readonly maxInflight: number) {}
+  constructor(maxInflight: number) {
+    this.maxInflight = maxInflight;
+  }
 
   conf(): ConfState {
     return { voters: [...this.voters].sort(), learners: [...this.learners].sort() };

@@ -1,6 +1,7 @@
 // Types shared by the Raft core and its hosts: log entries, persisted state, the wire messages
 // (a discriminated union on `type`) and the Ready batch a host drains after each step.
 // Nothing in here does I/O; these are plain data so that hosts can encode them as they like.
+import { FlotillaError } from '../errors.js';
 
 /** Replica id. Node ids are short strings ("n1"); a group's replicas are identified by node id. */
 export type NodeId = string;
@@ -255,9 +256,28 @@ export type RejectReason =
   | 'Malformed'
   | 'StaleTerm';
 
-export class RaftError extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
-    this.name = 'RaftError';
-  }
-}
+/** What went wrong, for callers that switch on RaftError.code. */
+export type RaftErrorCode =
+  /** An entry at or below the snapshot index was asked for: the log no longer holds it. */
+  | 'Compacted'
+  /** An entry, range or index beyond the last index was asked for. */
+  | 'Unavailable'
+  /** An append would leave a hole after the last index. */
+  | 'Gap'
+  /** The log would lose or rewrite a committed entry: a bug, or a host that broke the contract. */
+  | 'Safety'
+  /** An internal invariant does not hold (a bug in the core or a misuse of the Ready protocol). */
+  | 'Invariant'
+  /** A caller passed an argument out of range. */
+  | 'InvalidArgument'
+  /** A RaftConfig that cannot work (e.g. lease reads without CheckQuorum). */
+  | 'InvalidConfig'
+  /** Undecodable bytes: a conf change entry, or (in src/storage) a command or snapshot. */
+  | 'Malformed'
+  /** src/storage's log store, which implements Storage and so throws RaftErrors too: the group
+   *  already exists, or does not. */
+  | 'Exists'
+  | 'UnknownGroup';
+
+/** Thrown by the core and by Storage implementations; `name` is 'RaftError' (FlotillaError sets it). */
+export class RaftError extends FlotillaError<RaftErrorCode> {}

@@ -1,11 +1,14 @@
 // TestCluster: a synchronous in-memory network of RaftNodes for unit tests. Messages are queued and
 // delivered only when a test says so, so tests can interleave ticks, drops and deliveries exactly.
-// The host contract is followed faithfully: messages, persist, messagesAfterPersist, apply, advance.
+// The host contract is followed faithfully (MemoryGroup.drain: messages, persist,
+// messagesAfterPersist, apply, advance); this adds links that drop, and a record of everything
+// applied, read, transferred and sent for assertions.
 import {
   MemoryStorage, RaftNode, seededRandom,
   type ConfState, type Entry, type Message, type NodeId, type RaftConfig, type ReadState, type Ready, type Snapshot,
   type SoftState, type TransferOutcome,
 } from '../../src/raft/index.js';
+import { MemoryGroup } from '../../src/raft/memgroup.js';
 
 export interface ClusterOptions extends Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random' | 'applied'>> {
   learners?: NodeId[];
@@ -16,9 +19,7 @@ export interface ClusterOptions extends Partial<Omit<RaftConfig, 'id' | 'group' 
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 export const str = (b: Uint8Array): string => new TextDecoder().decode(b);
 
-export class TestCluster {
-  readonly nodes = new Map<NodeId, RaftNode>();
-  readonly storages = new Map<NodeId, MemoryStorage>();
+export class TestCluster extends MemoryGroup {
   /** Normal, non-empty entries applied by each node, in order. */
   readonly applied = new Map<NodeId, Entry[]>();
   readonly appliedIndex = new Map<NodeId, number>();
@@ -26,8 +27,6 @@ export class TestCluster {
   readonly transfers = new Map<NodeId, TransferOutcome[]>();
   readonly softStates = new Map<NodeId, SoftState[]>();
   readonly snapshotsInstalled = new Map<NodeId, Snapshot[]>();
-  /** Messages in flight, in send order. */
-  queue: Message[] = [];
   /** Every message ever sent (for assertions). */
   sent: Message[] = [];
   /** Links that drop messages: "a->b". */
@@ -38,6 +37,7 @@ export class TestCluster {
   private readonly seed: number;
 
   constructor(ids: NodeId[], readonly opts: ClusterOptions = {}) {
+    super();
     this.group = opts.group ?? 1;
     this.seed = opts.seed ?? 1;
     const conf: ConfState = { voters: [...ids].sort(), learners: [...(opts.learners ?? [])].sort() };
@@ -74,12 +74,6 @@ export class TestCluster {
     return this.add(id, st.clone(), st.snapshot().meta.index);
   }
 
-  node(id: NodeId): RaftNode {
-    const n = this.nodes.get(id);
-    if (!n) throw new Error(`no node ${id}`);
-    return n;
-  }
-
   isolate(id: NodeId): void {
     for (const other of this.nodes.keys()) {
       if (other === id) continue;
@@ -101,34 +95,25 @@ export class TestCluster {
   /** Drain the Ready of one node (or all), following the host contract. */
   process(id?: NodeId): void {
     const ids = id ? [id] : [...this.nodes.keys()];
-    for (const nid of ids) {
-      const n = this.node(nid);
-      while (n.hasReady()) {
-        const rd = n.ready();
-        const st = this.storages.get(nid)!;
-        this.enqueue(rd.messages);
-        if (rd.snapshot) {
-          st.applySnapshot(rd.snapshot);
-          this.snapshotsInstalled.get(nid)!.push(rd.snapshot);
-          this.appliedIndex.set(nid, rd.snapshot.meta.index);
-        }
-        st.append(rd.entries);
-        if (rd.hardState) st.setHardState(rd.hardState);
-        if (rd.conf) st.conf = rd.conf;
-        this.enqueue(rd.messagesAfterPersist);
-        for (const e of rd.committed) {
-          if (e.type === 'normal' && e.data.byteLength > 0) this.applied.get(nid)!.push(e);
-          this.appliedIndex.set(nid, e.index);
-        }
-        this.readStates.get(nid)!.push(...rd.readStates);
-        this.transfers.get(nid)!.push(...rd.transfers);
-        if (rd.softState) this.softStates.get(nid)!.push(rd.softState);
-        n.advance();
-      }
-    }
+    for (const nid of ids) this.drain(nid, (rd) => this.record(nid, rd));
   }
 
-  private enqueue(ms: readonly Message[]): void {
+  /** What the host would apply and report, kept for assertions. */
+  private record(nid: NodeId, rd: Ready): void {
+    if (rd.snapshot) {
+      this.snapshotsInstalled.get(nid)!.push(rd.snapshot);
+      this.appliedIndex.set(nid, rd.snapshot.meta.index);
+    }
+    for (const e of rd.committed) {
+      if (e.type === 'normal' && e.data.byteLength > 0) this.applied.get(nid)!.push(e);
+      this.appliedIndex.set(nid, e.index);
+    }
+    this.readStates.get(nid)!.push(...rd.readStates);
+    this.transfers.get(nid)!.push(...rd.transfers);
+    if (rd.softState) this.softStates.get(nid)!.push(rd.softState);
+  }
+
+  protected override enqueue(ms: readonly Message[]): void {
     for (const m of ms) {
       this.sent.push(m);
       this.queue.push(m);

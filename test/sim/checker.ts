@@ -2,7 +2,7 @@
 // here is global to the run (across crashes and nodes), keyed so that each check is O(1) per
 // event, except leader completeness which is O(committed log) once per new leadership.
 import type { Entry, HardState, NodeId } from '../../src/raft/types.js';
-import type { RaftLog } from '../../src/raft/log.js';
+import type { LogView } from '../../src/raft/view.js';
 
 export type ViolationKind =
   | 'election-safety'
@@ -91,7 +91,7 @@ export class Checker {
 
   // --- 1. Election safety (+ only voters lead) and 3. leader completeness ---------------------
 
-  onLeader(id: NodeId, term: number, log: RaftLog, isVoter: boolean): void {
+  onLeader(id: NodeId, term: number, log: LogView, isVoter: boolean): void {
     const prev = this.leaderOfTerm.get(term);
     if (prev !== undefined && prev !== id) {
       this.violate('election-safety', `two leaders in term ${term}: ${prev} and ${id}`);

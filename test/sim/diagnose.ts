@@ -7,14 +7,14 @@ import type { Host } from './host.js';
 export function diagnose(hosts: ReadonlyMap<NodeId, Host>): string[] {
   const hints: string[] = [];
   for (const h of hosts.values()) {
-    const r = h.node?.raft;
+    const r = h.node?.inspect();
     if (!r) continue;
     if (r.role !== 'leader' && r.tracker.isVoter(h.id)) {
       // A would-be candidate that can never collect a quorum: a voter it needs drops its requests
       // as coming from a stranger, is removed in its own view and will not vote for a shorter log,
       // or is a learner in its own view stuck believing in its old leader's lease.
       for (const v of r.tracker.voters) {
-        const vr = hosts.get(v)?.node?.raft;
+        const vr = hosts.get(v)?.node?.inspect();
         if (v === h.id || !vr) continue;
         if (!vr.tracker.isMember(h.id)) {
           hints.push(`voter ${v} does not know ${h.id} is a member (its voters=[${[...vr.tracker.voters].join(',')}]) and drops its vote requests as UnknownSender`);
@@ -41,7 +41,7 @@ export function diagnose(hosts: ReadonlyMap<NodeId, Host>): string[] {
  *  their per-follower progress. */
 export function describeNodes(hosts: Iterable<Host>): string {
   return [...hosts].map((h) => {
-    const r = h.node?.raft;
+    const r = h.node?.inspect();
     if (!r) return `${h.id}:down`;
     const prs = r.role !== 'leader' ? '' : ` progress{${r.tracker.progress.map((pr) =>
       `${pr.id}:${pr.state}/match=${pr.match}/next=${pr.next}/inflight=${pr.inflightCount()}${pr.isPaused() ? '/paused' : ''}${pr.probeSent ? '/probeSent' : ''}${pr.recentActive ? '' : '/inactive'}${pr.unreachable ? '/unreachable' : ''}`).join(' ')}}`;

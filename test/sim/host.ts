@@ -105,7 +105,7 @@ export class Host {
   }
 
   get role(): Role | null {
-    return this.node ? this.node.raft.role : null;
+    return this.node ? this.node.inspect().role : null;
   }
 
   // --- lifecycle -------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ export class Host {
   private sendAll(ms: readonly Message[]): void {
     for (const m of ms) {
       if (this.env.hooks.dropTransferVotes && m.type === 'vote' && m.transfer) continue;
-      if (!this.env.send(this, m) && this.node?.raft.role === 'leader') this.unreachable.push(m.to);
+      if (!this.env.send(this, m) && this.node?.inspect().role === 'leader') this.unreachable.push(m.to);
     }
   }
 
@@ -372,7 +372,7 @@ export class Host {
       this.env.checker.violate('state-machine-safety', `${this.id} was handed entry ${e.index} to apply after ${this.sm.applied}`);
     }
     const key = this.sm.apply(e);
-    this.env.checker.onApply(this.id, this.node?.raft.term ?? 0, e, key, this.sm.hash);
+    this.env.checker.onApply(this.id, this.node?.inspect().term ?? 0, e, key, this.sm.hash);
     this.env.trace.mark(94, this.num, e.index, key);
     const p = this.proposals.get(e.index);
     if (p === undefined) return;
@@ -405,7 +405,7 @@ export class Host {
   private observe(): void {
     const n = this.node;
     if (!n) return;
-    const r = n.raft;
+    const r = n.inspect();
     if (r.role !== this.lastRole || r.term !== this.lastTerm) {
       this.lastRole = r.role;
       this.lastTerm = r.term;

@@ -1,7 +1,8 @@
 // Minimal hand-driven reproductions of core bugs the simulator found. Each scenario wires a few
-// RaftNodes together with a FIFO "wire" the scenario can filter, follows the host contract
-// synchronously, and reports whether the buggy outcome happened. Run them with
+// RaftNodes together (a MemoryGroup) with a FIFO queue the scenario can filter, follows the host
+// contract synchronously, and reports whether the buggy outcome happened. Run them with
 // `npm run sim -- --repro all` (or a scenario name).
+import { MemoryGroup } from '../../src/raft/memgroup.js';
 import { RaftNode } from '../../src/raft/node.js';
 import { seededRandom, type RandomSource } from '../../src/raft/rand.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
@@ -22,17 +23,16 @@ export interface Repro {
 const OPTS = { electionTicks: 10, heartbeatTicks: 1, preVote: true, checkQuorum: true } as const;
 
 /** A tiny synchronous cluster: every Ready is handled in full (persist, send, advance) at once. */
-class Mini {
-  readonly nodes = new Map<NodeId, RaftNode>();
-  readonly disks = new Map<NodeId, MemoryStorage>();
-  readonly wire: Message[] = [];
+class Mini extends MemoryGroup {
   private seed = 1;
   private readonly randoms = new Map<NodeId, RandomSource>();
 
-  constructor(private readonly opts: RaftOptions) {}
+  constructor(private readonly opts: RaftOptions) {
+    super();
+  }
 
   add(id: NodeId, conf: ConfState, random?: RandomSource): void {
-    this.disks.set(id, new MemoryStorage(conf));
+    this.storages.set(id, new MemoryStorage(conf));
     if (random) this.randoms.set(id, random);
     this.boot(id);
   }
@@ -43,35 +43,17 @@ class Mini {
   }
 
   private boot(id: NodeId): void {
-    const storage = this.disks.get(id)!;
+    const storage = this.storages.get(id)!;
     const random = this.randoms.get(id) ?? seededRandom(this.seed++);
     this.nodes.set(id, new RaftNode({ ...this.opts, id, group: 1, storage, random, applied: 0 }));
   }
 
-  node(id: NodeId): RaftNode {
-    return this.nodes.get(id)!;
-  }
-
-  drain(id: NodeId): void {
-    const n = this.node(id);
-    const disk = this.disks.get(id)!;
-    while (n.hasReady()) {
-      const rd = n.ready();
-      this.wire.push(...rd.messages);
-      if (rd.snapshot) disk.applySnapshot(rd.snapshot);
-      disk.append(rd.entries);
-      if (rd.hardState) disk.setHardState(rd.hardState);
-      if (rd.conf) disk.conf = rd.conf;
-      this.wire.push(...rd.messagesAfterPersist);
-      n.advance();
-    }
-  }
-
-  /** Delivers everything on the wire (and what that produces), dropping messages `drop` selects. */
+  /** Delivers everything queued (and what that produces), one message at a time, dropping
+   *  messages `drop` selects. */
   deliver(drop: (m: Message) => boolean = () => false): void {
-    for (let guard = 0; this.wire.length > 0; guard++) {
+    for (let guard = 0; this.queue.length > 0; guard++) {
       if (guard > 100_000) throw new Error('message storm');
-      const m = this.wire.shift()!;
+      const m = this.queue.shift()!;
       const to = this.nodes.get(m.to);
       if (!to || drop(m)) continue;
       to.step(m);
@@ -91,13 +73,13 @@ class Mini {
   }
 
   leaders(): NodeId[] {
-    return [...this.nodes].filter(([, n]) => n.raft.role === 'leader').map(([id]) => id);
+    return [...this.nodes].filter(([, n]) => n.inspect().role === 'leader').map(([id]) => id);
   }
 }
 
 /** Applied-state bookkeeping for the lease scenarios: the commit index a node would read at. */
 function commitOf(c: Mini, id: NodeId): number {
-  return c.node(id).raft.log.committed;
+  return c.node(id).inspect().log.committed;
 }
 
 /** Three voters with lease reads on, n1 elected and settled. */
@@ -138,14 +120,14 @@ export const REPROS: Record<string, Repro> = {
       const n1 = c.node('n1');
       const rd = n1.hasReady() ? n1.ready() : null;
       if (rd) {
-        c.disks.get('n1')!.append(rd.entries);
+        c.storages.get('n1')!.append(rd.entries);
         n1.advance();
       }
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed write at ${w.ok ? w.index : '-'} ` +
-          `(${wCommitted ? 'acknowledged' : 'not committed'}); n1 (role ${n1.raft.role}, term ${n1.raft.term}) read ${read.ok ? 'accepted' : read.reason}` +
+        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed write at ${w.ok ? w.index : '-'} ` +
+          `(${wCommitted ? 'acknowledged' : 'not committed'}); n1 (role ${n1.inspect().role}, term ${n1.inspect().term}) read ${read.ok ? 'accepted' : read.reason}` +
           `${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
     },
@@ -175,8 +157,8 @@ export const REPROS: Record<string, Repro> = {
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `transfer n1 -> n2 ${t.ok ? 'started' : t.reason}; ${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed ` +
-          `write at ${w.ok ? w.index : '-'}; n1 (role ${n1.raft.role}, term ${n1.raft.term}, transfer target ${n1.raft.transfer?.target ?? '-'}) ` +
+        detail: `transfer n1 -> n2 ${t.ok ? 'started' : t.reason}; ${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed ` +
+          `write at ${w.ok ? w.index : '-'}; n1 (role ${n1.inspect().role}, term ${n1.inspect().term}, transfer target ${n1.inspect().transfer?.target ?? '-'}) ` +
           `read ${read.ok ? 'accepted' : read.reason}${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
     },
@@ -208,8 +190,8 @@ export const REPROS: Record<string, Repro> = {
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).raft.term} and committed write at ${w.ok ? w.index : '-'}; ` +
-          `resumed n1 (role ${frozen.raft.role}, term ${frozen.raft.term}) read ${read.ok ? 'accepted' : read.reason}` +
+        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed write at ${w.ok ? w.index : '-'}; ` +
+          `resumed n1 (role ${frozen.inspect().role}, term ${frozen.inspect().term}) read ${read.ok ? 'accepted' : read.reason}` +
           `${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
     },
@@ -231,15 +213,15 @@ export const REPROS: Record<string, Repro> = {
       const promote = c.node('n1').proposeConfChange({ type: 'addVoter', node: 'n2' });
       c.drain('n1');
       c.deliver(toN2);
-      const voters = [...c.node('n1').raft.tracker.voters].join(',');
+      const voters = [...c.node('n1').inspect().tracker.voters].join(',');
       c.restart('n1'); // any restart of n1 now
       c.run(50 * OPTS.electionTicks);
       const leaders = c.leaders();
       return {
         reproduced: leaders.length === 0,
         detail: `addLearner ${add.ok ? 'ok' : add.reason}, addVoter ${promote.ok ? 'ok' : promote.reason}; n1 voters=[${voters}]; ` +
-          `after ${50 * OPTS.electionTicks} ticks leaders=[${leaders.join(',')}], n1 role=${c.node('n1').raft.role}, ` +
-          `n2 rejected as UnknownSender ${c.node('n2').raft.rejected.UnknownSender} times`,
+          `after ${50 * OPTS.electionTicks} ticks leaders=[${leaders.join(',')}], n1 role=${c.node('n1').inspect().role}, ` +
+          `n2 rejected as UnknownSender ${c.node('n2').rejected.UnknownSender} times`,
       };
     },
   },
@@ -264,9 +246,9 @@ export const REPROS: Record<string, Repro> = {
       c.deliver((m) => m.from === 'n1' && m.to === 'n2' && (
         (m.type === 'app' && (m.commit >= rm.index || m.entries.some((e) => e.index > rm.index))) ||
         (m.type === 'hb' && m.commit >= rm.index)));
-      const n1After = `n1 role=${c.node('n1').raft.role} voters=[${[...c.node('n1').raft.tracker.voters].join(',')}] last=${c.node('n1').raft.log.lastIndex()}`;
+      const n1After = `n1 role=${c.node('n1').inspect().role} voters=[${[...c.node('n1').inspect().tracker.voters].join(',')}] last=${c.node('n1').inspect().log.lastIndex()}`;
       c.run(50 * OPTS.electionTicks);
-      const n2 = c.node('n2').raft;
+      const n2 = c.node('n2').inspect();
       return {
         reproduced: c.leaders().length === 0,
         detail: `removal at ${rm.index}, later entry at ${x.index}; after the commit: ${n1After}; ${50 * OPTS.electionTicks} ticks later ` +
@@ -293,11 +275,11 @@ export const REPROS: Record<string, Repro> = {
       c.deliver((m) => m.to === 'n2');
       c.restart('n1'); // n1 now needs n2's vote
       c.run(50 * OPTS.electionTicks);
-      const n2 = c.node('n2').raft;
+      const n2 = c.node('n2').inspect();
       return {
         reproduced: c.leaders().length === 0,
         detail: `addVoter n2 ${p.ok ? `at ${p.index}` : p.reason}; ${50 * OPTS.electionTicks} ticks later leaders=[${c.leaders().join(',')}], ` +
-          `n1 role=${c.node('n1').raft.role} voters=[${[...c.node('n1').raft.tracker.voters].join(',')}]; n2 voters=[${[...n2.tracker.voters].join(',')}] ` +
+          `n1 role=${c.node('n1').inspect().role} voters=[${[...c.node('n1').inspect().tracker.voters].join(',')}]; n2 voters=[${[...n2.tracker.voters].join(',')}] ` +
           `leader='${n2.leader}' electionElapsed=${n2.electionElapsed} randomizedTimeout=${n2.randomizedTimeout}`,
       };
     },
@@ -323,8 +305,8 @@ export const REPROS: Record<string, Repro> = {
       c.deliver(appToN2);
       c.run(1, appToN2); // one heartbeat round: its reply frees the in-flight slot
       c.run(20 * OPTS.electionTicks);
-      const n2 = c.node('n2').raft.log;
-      const pr = c.node('n1').raft.tracker.progressOf('n2')!;
+      const n2 = c.node('n2').inspect().log;
+      const pr = c.node('n1').inspect().tracker.progressOf('n2')!;
       return {
         reproduced: n2.lastIndex() < r.index,
         detail: `appends to n2 carrying entry ${r.index} and its commit lost once; ${20 * OPTS.electionTicks} ticks later n2 lastIndex=${n2.lastIndex()} ` +

@@ -188,7 +188,7 @@ class Simulation implements HostEnv, Clock {
 
   onRole(host: Host, role: Role, term: number): void {
     if (role === 'leader') this.stats.leaderships++;
-    this.trace.line(() => `ROLE ${host.id} ${role} term ${term}${role === 'follower' && host.node?.raft.leader ? ` (leader ${host.node.raft.leader})` : ''}`);
+    this.trace.line(() => `ROLE ${host.id} ${role} term ${term}${role === 'follower' && host.node?.inspect().leader ? ` (leader ${host.node.inspect().leader})` : ''}`);
   }
 
   // --- the run ---------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ class Simulation implements HostEnv, Clock {
     const mainSteps = this.step;
     if (!this.stopped) this.heal();
     for (const h of this.hosts.values()) {
-      const r = h.node?.raft;
+      const r = h.node?.inspect();
       this.trace.mark(99, h.num, r ? r.term : -1, h.sm.applied);
     }
     this.stats.acked = this.checker.ackedCount;
@@ -319,10 +319,10 @@ class Simulation implements HostEnv, Clock {
    *  marked unreachable comes back. */
   private failureDetector(h: Host): void {
     const n = h.node!;
-    if (n.raft.role === 'leader' && n.isQuiesced()) {
+    if (n.inspect().role === 'leader' && n.isQuiesced()) {
       // The other direction: a peer marked unreachable (it did not block quiescence) is back.
       // Only a woken leader can tell it what it missed; a learner would otherwise lag forever.
-      for (const pr of n.raft.tracker.progress) {
+      for (const pr of n.inspect().tracker.progress) {
         const id = pr.id;
         if (id === h.id || !pr.unreachable || !this.hosts.get(id)?.up) continue;
         if (this.net.linkUp(h.id, id) && this.net.linkUp(id, h.id)) {
@@ -331,8 +331,8 @@ class Simulation implements HostEnv, Clock {
         }
       }
     }
-    const leader = n.raft.leader;
-    if (n.raft.role !== 'follower' || leader === '' || !n.isQuiesced()) return;
+    const leader = n.inspect().leader;
+    if (n.inspect().role !== 'follower' || leader === '' || !n.isQuiesced()) return;
     const lh = this.hosts.get(leader);
     if (!lh || !lh.up || !this.net.linkUp(leader, h.id)) h.leaderUnreachable();
   }
@@ -467,8 +467,8 @@ class Simulation implements HostEnv, Clock {
   private currentLeader(): Host | null {
     let best: Host | null = null;
     for (const h of this.hosts.values()) {
-      const r = h.node?.raft;
-      if (r && r.role === 'leader' && (!best || r.term > best.node!.raft.term)) best = h;
+      const r = h.node?.inspect();
+      if (r && r.role === 'leader' && (!best || r.term > best.node!.inspect().term)) best = h;
     }
     return best;
   }
@@ -518,7 +518,7 @@ class Simulation implements HostEnv, Clock {
   private randomTransfer(): boolean {
     const h = this.rng.chance(0.7) ? this.reachableLeader() ?? this.clientTarget() : this.clientTarget();
     if (!h) return false;
-    const conf = h.node!.raft.tracker.conf();
+    const conf = h.node!.inspect().tracker.conf();
     const kind = this.rng.weighted({ voter: 60, learner: 10, self: 10, stranger: 10, any: 10 });
     let target: NodeId;
     if (kind === 'voter' && conf.voters.length > 0) target = this.rng.pick(conf.voters);
@@ -539,10 +539,10 @@ class Simulation implements HostEnv, Clock {
     if (this.now < this.quietAfter || this.now - this.phaseStart < TICK) return false;
     const leader = this.currentLeader();
     if (!leader) return false;
-    const lr = leader.node!.raft;
+    const lr = leader.node!.inspect();
     const conf = lr.tracker.conf();
     for (const id of [...conf.voters, ...conf.learners]) {
-      const r = this.hosts.get(id)?.node?.raft;
+      const r = this.hosts.get(id)?.node?.inspect();
       if (!r || r.term > lr.term) return false;
       if (conf.voters.includes(id) && (r.term !== lr.term || r.leader !== leader.id)) return false;
     }
@@ -572,7 +572,7 @@ class Simulation implements HostEnv, Clock {
     let maxTerm = 0;
     let leaderTerm = -1;
     for (const id of w.voters) {
-      const r = this.hosts.get(id)?.node?.raft;
+      const r = this.hosts.get(id)?.node?.inspect();
       if (!r) continue;
       if (r.term > maxTerm) maxTerm = r.term;
       if (r.role === 'leader' && r.term > leaderTerm) leaderTerm = r.term;
@@ -600,7 +600,7 @@ class Simulation implements HostEnv, Clock {
         this.trace.line(() => `CONF-REQ ${h.id} addLearner x9: ${r.ok ? 'ok' : r.reason}`);
       });
     }
-    const conf = leader.node!.raft.tracker.conf();
+    const conf = leader.node!.inspect().tracker.conf();
     const members = conf.voters.length + conf.learners.length;
     const canSpawn = this.nextIdNum <= MAX_IDS && members < MAX_MEMBERS;
     const nv = conf.voters.length;
@@ -697,12 +697,12 @@ class Simulation implements HostEnv, Clock {
   private unstable(): string | null {
     const leader = this.currentLeader();
     if (!leader) return 'no leader';
-    const lr = leader.node!.raft;
+    const lr = leader.node!.inspect();
     const conf = lr.tracker.conf();
     let leaders = 0;
     for (const id of [...conf.voters, ...conf.learners]) {
       const h = this.hosts.get(id);
-      const r = h?.node?.raft;
+      const r = h?.node?.inspect();
       if (!h || !r) return `member ${id} is down`;
       if (r.role === 'leader') leaders++;
       if (r.term !== lr.term || r.leader !== leader.id) return `${id} is at term ${r.term} following '${r.leader}', leader ${leader.id} is at term ${lr.term}`;
@@ -716,7 +716,7 @@ class Simulation implements HostEnv, Clock {
 
   private finalChecks(): void {
     const leader = this.currentLeader()!;
-    const conf = leader.node!.raft.tracker.conf();
+    const conf = leader.node!.inspect().tracker.conf();
     const members = [...conf.voters, ...conf.learners].map((id) => this.hosts.get(id)!);
     const ref = leader.sm;
     for (const h of members) {
@@ -725,7 +725,7 @@ class Simulation implements HostEnv, Clock {
       }
     }
     this.checker.checkAckedApplied(members.map((h) => ({ id: h.id, applied: h.sm.applied })));
-    this.trace.line(() => `STABLE leader ${leader.id} term ${leader.node!.raft.term} applied ${ref.applied} members ${members.map((h) => h.id).join(',')} acked ${this.checker.ackedCount}`);
+    this.trace.line(() => `STABLE leader ${leader.id} term ${leader.node!.inspect().term} applied ${ref.applied} members ${members.map((h) => h.id).join(',')} acked ${this.checker.ackedCount}`);
   }
 
 }

@@ -19,8 +19,7 @@ function ok(value: unknown, message = 'expected a truthy value'): asserts value 
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers: a single RaftNode driven by hand, with a tiny host that persists into its
-// MemoryStorage exactly like the contract in types.ts (messages, persist, messagesAfterPersist,
-// apply, advance).
+// MemoryStorage (MemoryStorage.persist) and advances.
 
 interface NodeOpts extends Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' | 'random'>> {
   id?: NodeId;
@@ -54,10 +53,7 @@ function drain(n: RaftNode, st: MemoryStorage): Ready[] {
   const out: Ready[] = [];
   while (n.hasReady()) {
     const rd = n.ready();
-    if (rd.snapshot) st.applySnapshot(rd.snapshot);
-    st.append(rd.entries);
-    if (rd.hardState) st.setHardState(rd.hardState);
-    if (rd.conf) st.conf = rd.conf;
+    st.persist(rd);
     out.push(rd);
     n.advance();
   }
@@ -526,7 +522,7 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     n.campaign();
     const rd = n.ready();
     n.step(voteResp('b', 'a', 2, false));
-    st.setHardState(rd.hardState!);
+    st.persist(rd);
     n.advance();
     assert.equal(role(n), 'leader');
     const rd2 = n.ready();
@@ -737,7 +733,7 @@ describe('single-node group', () => {
     assert.equal(role(n), 'candidate', 'its own vote counts once durable');
     const rd0 = n.ready();
     assert.deepEqual(rd0.hardState && { term: rd0.hardState.term, vote: rd0.hardState.vote }, { term: 1, vote: 'a' });
-    st.setHardState(rd0.hardState!);
+    st.persist(rd0);
     n.advance();
     assert.equal(role(n), 'leader');
     assert.equal(n.status().term, 1);
@@ -750,8 +746,7 @@ describe('single-node group', () => {
     // Ticking or asking again does not commit it either: only advance() counts the leader.
     n.tick();
     assert.equal(n.status().commit, 0);
-    st.append(rd1.entries);
-    st.setHardState(rd1.hardState!);
+    st.persist(rd1);
     n.advance();
     assert.equal(n.status().commit, 1, 'committed once durable');
     ok(n.hasReady());
@@ -766,8 +761,7 @@ describe('single-node group', () => {
     assert.deepEqual(rd3.entries.map((e) => e.index), [2]);
     assert.deepEqual(rd3.committed, [], 'a proposal is not committed before it is persisted');
     assert.equal(n.status().commit, 1);
-    st.append(rd3.entries);
-    if (rd3.hardState) st.setHardState(rd3.hardState);
+    st.persist(rd3);
     n.advance();
     const rd4 = n.ready();
     assert.deepEqual(rd4.committed.map((e) => new TextDecoder().decode(e.data)), ['x']);

@@ -213,11 +213,11 @@ test('malformed messages stepped into a node return Malformed and leave its stat
   for (const target of ['a', 'b']) {
     for (const m of malformed) {
       const before = snap(c, target);
-      const counted = c.node(target).raft.rejected.Malformed;
+      const counted = c.node(target).rejected.Malformed;
       const r = c.node(target).step(m as Message);
       assert.deepEqual(r, { ok: false, reason: 'Malformed' }, JSON.stringify(m));
       assert.deepEqual(snap(c, target), before);
-      assert.equal(c.node(target).raft.rejected.Malformed, counted + 1);
+      assert.equal(c.node(target).rejected.Malformed, counted + 1);
     }
   }
   assert.equal(c.leader(), 'a');
@@ -229,7 +229,7 @@ test('a message for another group is rejected with WrongGroup', () => {
   const m = { ...addressed(c, 'hb', 'a', 'b'), group: 2, term: 99 } as Message;
   assert.deepEqual(c.node('b').step(m), { ok: false, reason: 'WrongGroup' });
   assert.deepEqual(snap(c, 'b'), before);
-  assert.equal(c.node('b').raft.rejected.WrongGroup, 1);
+  assert.equal(c.node('b').rejected.WrongGroup, 1);
 });
 
 test('a message addressed to another node is rejected with NotAddressedToMe', () => {
@@ -238,7 +238,7 @@ test('a message addressed to another node is rejected with NotAddressedToMe', ()
   const m = { ...addressed(c, 'app', 'a', 'b'), to: 'c', term: 99 } as Message;
   assert.deepEqual(c.node('b').step(m), { ok: false, reason: 'NotAddressedToMe' });
   assert.deepEqual(snap(c, 'b'), before);
-  assert.equal(c.node('b').raft.rejected.NotAddressedToMe, 1);
+  assert.equal(c.node('b').rejected.NotAddressedToMe, 1);
 });
 
 test('responses from a non-member are rejected with UnknownSender', () => {
@@ -249,8 +249,8 @@ test('responses from a non-member are rejected with UnknownSender', () => {
     assert.deepEqual(c.node(to).step(m), { ok: false, reason: 'UnknownSender' }, type);
     assert.deepEqual(snap(c, to), before, type);
   }
-  assert.equal(c.node('a').raft.rejected.UnknownSender, 5);
-  assert.equal(c.node('b').raft.rejected.UnknownSender, 1);
+  assert.equal(c.node('a').rejected.UnknownSender, 5);
+  assert.equal(c.node('b').rejected.UnknownSender, 1);
   assert.equal(c.leader(), 'a');
 });
 
@@ -261,7 +261,7 @@ test('vote requests from a node outside our configuration are judged, not droppe
   const before = snap(c, 'b');
   const m = { ...addressed(c, 'vote', 'z', 'b'), term: c.node('b').status().term + 5, index: 100, logTerm: 100, transfer: false } as Message;
   assert.deepEqual(c.node('b').step(m), { ok: true });
-  assert.equal(c.node('b').raft.rejected.UnknownSender, 0);
+  assert.equal(c.node('b').rejected.UnknownSender, 0);
   assert.deepEqual(snap(c, 'b'), before, 'b heard from its leader recently: the request is ignored (stickiness)');
   c.isolate('b');
   c.tick('b', 30); // b's lease on its old leader expires
@@ -298,9 +298,9 @@ test('a stale-term message is ignored and counted', () => {
   ];
   for (const m of stale) {
     const before = c.node('c').status();
-    const n = c.node('c').raft.rejected.StaleTerm;
+    const n = c.node('c').rejected.StaleTerm;
     assert.deepEqual(c.node('c').step(m), { ok: true }, m.type);
-    assert.equal(c.node('c').raft.rejected.StaleTerm, n + 1, m.type);
+    assert.equal(c.node('c').rejected.StaleTerm, n + 1, m.type);
     const after = c.node('c').status();
     assert.deepEqual(after, before, m.type);
   }

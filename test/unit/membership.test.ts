@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestCluster, captureReadies } from '../helpers/cluster.js';
-import type { ConfState, Message, NodeId, Ready } from '../../src/raft/index.js';
+import type { ConfState, Message, NodeId } from '../../src/raft/index.js';
 
 const conf = (voters: NodeId[], learners: NodeId[] = []): ConfState => ({ voters: [...voters].sort(), learners: [...learners].sort() });
 

@@ -123,9 +123,7 @@ describe('commitment (§5.3, §5.4.2, figure 8)', () => {
     const n = new RaftNode({ id: 'a', group: G, storage: st, random: seededRandom(1), preVote: false, electionTicks: 10 });
     const persist = () => {
       while (n.hasReady()) {
-        const rd = n.ready();
-        st.append(rd.entries);
-        if (rd.hardState) st.setHardState(rd.hardState);
+        st.persist(n.ready());
         n.advance();
       }
     };
@@ -442,9 +440,7 @@ describe('Ready message classification', () => {
       c.process('c');
     }
     assert.equal(a.status().commit, 2, 'b and c acknowledged: committed without the leader');
-    const st = c.storages.get('a')!;
-    st.append(rd.entries);
-    if (rd.hardState) st.setHardState(rd.hardState);
+    c.storages.get('a')!.persist(rd);
     a.advance();
     c.stabilize();
     for (const id of ['a', 'b', 'c']) assert.deepEqual(c.appliedData(id), ['y']);
@@ -823,12 +819,8 @@ describe('pipelined Readies (maxReadiesInFlight)', () => {
   test('with 2 in flight the next Ready carries only what the first did not; the leader counts its copy once advanced', () => {
     const st = storageWith(['a'], [], 1, 0);
     const n = new RaftNode({ id: 'a', group: G, storage: st, random: seededRandom(1), maxReadiesInFlight: 2 });
-    const persist = (rd: Ready) => {
-      st.append(rd.entries);
-      if (rd.hardState) st.setHardState(rd.hardState);
-    };
     n.campaign();
-    while (n.hasReady()) { const rd = n.ready(); persist(rd); n.advance(); }
+    while (n.hasReady()) { const rd = n.ready(); st.persist(rd); n.advance(); }
     assert.equal(n.status().role, 'leader');
     const base = n.status().lastIndex;
     n.propose(text('x'));
@@ -843,10 +835,10 @@ describe('pipelined Readies (maxReadiesInFlight)', () => {
     assert.equal(n.hasReady(), false);
     assert.throws(() => n.ready(), /in flight/);
     assert.equal(n.status().commit, base, 'nothing committed before the leader persisted its copy');
-    persist(r1);
+    st.persist(r1);
     n.advance();
     assert.equal(n.status().commit, base + 1, 'x commits once its Ready is advanced (single voter)');
-    persist(r2);
+    st.persist(r2);
     n.advance();
     assert.equal(n.status().commit, base + 2);
     const r3 = n.ready();

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestCluster, text, captureReadies } from '../helpers/cluster.js';
-import type { Message, MsgSnap, NodeId, Ready } from '../../src/raft/index.js';
+import type { Message, MsgSnap, NodeId } from '../../src/raft/index.js';
 
 
 const snapsTo = (ms: readonly Message[], to: NodeId): MsgSnap[] => ms.filter((m): m is MsgSnap => m.type === 'snap' && m.to === to);

@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestCluster, type ClusterOptions } from '../helpers/cluster.js';
 import { encodeConfChange, type Message, type MsgVote, type NodeId, type TransferOutcome } from '../../src/raft/index.js';
+import { applyConfEntryForTest } from '../../src/raft/node.js';
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers (the shared harness is not ours to extend).
@@ -466,14 +467,14 @@ describe('leader transfer: rejections', () => {
   });
 
   test('11c. white-box: a removal of the target applied mid-transfer aborts it with TargetRemoved', () => {
-    // Unreachable through the public API (see 11); drive Raft.applyConfEntry directly to check the
+    // Unreachable through the public API (see 11); apply the entry directly to check the
     // abort path itself: outcome reported once, leader keeps leading, proposals reopen.
     const c = healthy();
     c.isolate('b');
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
     c.stabilize();
     c.tick('a', 2);
-    c.node('a').raft.applyConfEntry({ index: 999, term: 1, type: 'conf', data: encodeConfChange({ type: 'remove', node: 'b' }, { voters: ['a', 'c'], learners: [] }) });
+    applyConfEntryForTest(c.node('a'), { index: 999, term: 1, type: 'conf', data: encodeConfChange({ type: 'remove', node: 'b' }, { voters: ['a', 'c'], learners: [] }) });
     assert.equal(st(c, 'a').transferTarget, null);
     c.process('a');
     assert.deepEqual(outcomes(c, 'a'), [{ target: 'b', term: 1, ticks: 2, status: 'aborted', reason: 'TargetRemoved' }]);
@@ -649,7 +650,7 @@ describe('leader transfer: aborts', () => {
     c.process('a');
     assert.equal(st(c, 'a').role, 'leader', 'first window passes on old replies');
     c.tick('a', 3);
-    assert.equal(c.node('a').raft.electionElapsed, 3);
+    assert.equal(c.node('a').inspect().electionElapsed, 3);
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
     c.tick('a', 6);
     assert.equal(st(c, 'a').role, 'leader');
@@ -722,7 +723,7 @@ describe('leader transfer: the PySyncObj bug (old leader heartbeats after Timeou
     deliverOne(c, sel.Hb, 'heartbeat');
     deliverOne(c, sel.Ab, 'stale append');
     assert.deepEqual([st(c, 'b').role, st(c, 'b').term, st(c, 'b').vote], ['candidate', 2, 'b']);
-    assert.equal(c.node('b').raft.rejected.StaleTerm, 2, 'both dropped as stale');
+    assert.equal(c.node('b').rejected.StaleTerm, 2, 'both dropped as stale');
     c.process('b');
     assert.deepEqual([st(c, 'b').role, st(c, 'b').term], ['candidate', 2]);
     c.stabilize(); // no tick anywhere
