@@ -2,15 +2,15 @@
 // an in-memory network, GROUPS groups each, elected and quiesced; then a forced collection and a
 // heap snapshot. Prints the heap in use per replica, who holds the arrays, Maps, Sets and plain
 // objects (parent . field), and bytes per constructor: where an idle replica's memory goes.
-//   node --expose-gc --import tsx bench/replica-heap.ts [groups]
+//   node --expose-gc --import tsx src/bench/replica-heap.ts [groups]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { readFileSync } from 'node:fs';
-import { LogStore } from '../src/storage/logstore.js';
-import { Shard } from '../src/runtime/shard.js';
-import type { Message, NodeId } from '../src/raft/types.js';
+import { LogStore } from '../storage/logstore.js';
+import { Shard } from '../runtime/shard.js';
+import type { Message, NodeId } from '../raft/types.js';
 const IDS = ['n1', 'n2', 'n3'];
 const G = Number(process.argv[2] ?? 10000);
 const root = mkdtempSync(join(tmpdir(), 'mem-'));

@@ -8,27 +8,13 @@
 import { parseArgs } from 'node:util';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
-import type * as NodeModule from '../src/runtime/node.js';
-import type * as AdminModule from '../src/http/admin.js';
-
-// The compiled build (dist/, what users run) when it exists: tsx's dev transform adds a helper
-// call to every closure it creates (keepNames), which costs measurable CPU per request.
-// BENCH_SRC=1 runs src/ through tsx; BENCH_DIST=DIR runs another build's DIR/src (e.g. a
-// snapshot compiled with `tsc -p . --outDir .tmp/bench-dist` while src/ is being edited).
-const { startNode, groupOfKey }: typeof NodeModule = process.env.BENCH_SRC === '1'
-  ? await import('../src/runtime/node.js')
-  : process.env.BENCH_DIST
-    ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/runtime/node.js')).href)
-    : await import('../dist/src/runtime/node.js' as string).catch(() => import('../src/runtime/node.js'));
-// The admin HTTP server (key-value gateway) from the same build as the node.
-const { startAdmin }: typeof AdminModule = process.env.BENCH_SRC === '1'
-  ? await import('../src/http/admin.js')
-  : process.env.BENCH_DIST
-    ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/http/admin.js')).href)
-    : await import('../dist/src/http/admin.js' as string).catch(() => import('../src/http/admin.js'));
+// The node and its admin HTTP server come from the same build as this file: dist/ when the
+// suite runs compiled (what users run; tsx's dev transform adds a helper call to every closure,
+// which costs measurable CPU per request), src/ when it runs under tsx. cluster.ts chooses
+// which build's copy of this file to start (BENCH_DIST).
+import { startNode, groupOfKey } from '../runtime/node.js';
+import { startAdmin } from '../http/admin.js';
 
 const { values } = parseArgs({
   options: {
@@ -149,7 +135,7 @@ async function openLoop(keys: Uint8Array[], value: Uint8Array, rate: number, sec
 let inspector: import('node:inspector').Session | null = null;
 /** Profiles of the steady state only, started and stopped around a load: with BENCH_PROF_LOAD=DIR
  *  a CPU profile (.cpuprofile); with BENCH_HEAP_LOAD=DIR a sampling profile of every allocation
- *  made, garbage included (what drives the scavenger), as .heapprofile (bench/prof.ts --alloc). */
+ *  made, garbage included (what drives the scavenger), as .heapprofile (src/bench/prof.ts --alloc). */
 async function profile(on: boolean): Promise<void> {
   const heap = process.env.BENCH_HEAP_LOAD;
   const dir = heap ?? process.env.BENCH_PROF_LOAD;

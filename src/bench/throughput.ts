@@ -245,7 +245,7 @@ export async function runReadMix(o: { groups: number; proposers: number; seconds
   }, () => [...NO_BALANCER, '--lease-reads']);
 }
 
-// Direct use: node --import tsx bench/throughput.ts [matrix|reads|open] [seconds] [...]
+// Direct use: node --import tsx src/bench/throughput.ts [matrix|reads|open] [seconds] [...]
 if (process.argv[1] === import.meta.filename) {
   const secs = Number(process.argv[3] ?? 4);
   const out = (x: unknown) => process.stdout.write(JSON.stringify(x) + '\n');

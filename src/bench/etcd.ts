@@ -1,6 +1,6 @@
 // etcd as a peer in the same benchmark run: a throwaway 3-member etcd cluster on 127.0.0.1 (temp
 // dirs, free ports, default fsync, logs to a file in the temp dir), driven through its HTTP
-// gRPC-gateway by the same load generator as flotilla's gateway (bench/http-load.ts).
+// gRPC-gateway by the same load generator as flotilla's gateway (src/bench/http-load.ts).
 // Owns: etcdAvailable, withEtcd (start, health, leader, kill, move-leader, cleanup) and the etcd
 // scenarios: throughput (runEtcdHttp), planned transfer under load (runEtcdMoveLeader) and kill -9
 // of the leader under load (runEtcdKill). When the binary is missing they say so and skip.

@@ -3,7 +3,7 @@
 // keep-alive load generator with the same client counts and value size, so the writes/s and
 // latency compare with a networked store; then etcd's planned transfer and kill -9 under load.
 // Owns: runFlotillaHttp, runPeers and the direct-use entry
-// (`node --import tsx bench/http.ts [quick]`, JSON on stdout, progress on stderr).
+// (`node --import tsx src/bench/http.ts [quick]`, JSON on stdout, progress on stderr).
 import type { ChildProcess } from 'node:child_process';
 import { NO_BALANCER, counters, perWrite, profileNodes, waitElected, withCluster, type PerWrite } from './cluster.js';
 import { etcdAvailable, withEtcd, runEtcdHttp, runEtcdKill, runEtcdMoveLeader, type EtcdHttpResult, type EtcdKillResult, type EtcdMoveLeaderResult, type Unavailable } from './etcd.js';
@@ -134,8 +134,8 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
   return { seconds, valueBytes, groups, rows, etcdMoveLeader, etcdKill, peers: { etcd, pysyncobj } };
 }
 
-// Direct use: node --import tsx bench/http.ts [quick]
-//             node --import tsx bench/http.ts rows [seconds] [clients,...]   (the HTTP rows only)
+// Direct use: node --import tsx src/bench/http.ts [quick]
+//             node --import tsx src/bench/http.ts rows [seconds] [clients,...]   (the HTTP rows only)
 if (process.argv[1] === import.meta.filename) {
   const say = (line: string) => process.stderr.write(`  ${line}\n`);
   if (process.argv[2] === 'rows') {

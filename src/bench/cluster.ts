@@ -4,9 +4,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createServer } from 'node:net';
-import { NODE_FLAGS } from '../src/runtime/heap.js';
+import { NODE_FLAGS } from '../runtime/heap.js';
 
 export interface ClusterResult {
   name: string;
@@ -163,6 +163,15 @@ export async function waitElected(kids: Map<string, ChildProcess>, next: Next, g
   }
 }
 
+/** The node process to start: this build's cluster-node (compiled, or under tsx when this file
+ *  runs under tsx), or with BENCH_DIST=DIR the compiled one of the build in DIR (e.g. a snapshot
+ *  made with `tsc -p . --outDir .tmp/bench-dist` while src/ is being edited). */
+export function clusterNodeEntry(): { file: string; execArgv: string[] } {
+  if (process.env.BENCH_DIST) return { file: resolve(process.env.BENCH_DIST, 'src/bench/cluster-node.js'), execArgv: [] };
+  const ts = import.meta.filename.endsWith('.ts');
+  return { file: join(import.meta.dirname, ts ? 'cluster-node.ts' : 'cluster-node.js'), execArgv: ts ? ['--import', 'tsx'] : [] };
+}
+
 /** `workers`: the node's --workers, or null for its default (shards on the main thread on a
  *  2-core machine). BENCH_WORKERS overrides it either way. */
 export async function withCluster<T>(groups: number, workers: number | null, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>, extraArgs: (id: string) => string[] = () => []): Promise<T> {
@@ -182,14 +191,15 @@ export async function withCluster<T>(groups: number, workers: number | null, fn:
     c.on('message', on);
     c.once('exit', (code) => reject(new Error(`bench node exited with ${code}`)));
   });
+  const entry = clusterNodeEntry();
   try {
     for (const id of ids) {
       // BENCH_WORKERS overrides the scenario's worker count (0: shards on the main thread).
       const w = process.env.BENCH_WORKERS ?? (workers === null ? null : String(workers));
       const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), ...(w === null ? [] : ['--workers', w]), ...extraArgs(id)];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
-      kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, {
-        execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...NODE_FLAGS, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
+      kids.set(id, fork(entry.file, args, {
+        execArgv: [...entry.execArgv, '--max-old-space-size=8192', ...NODE_FLAGS, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       }));
     }
@@ -267,9 +277,9 @@ export async function runTransfers(o: { groups: number; transfers: number; propo
   }, () => NO_BALANCER);
 }
 
-// Direct use: node --import tsx bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
-//             node --import tsx bench/cluster.ts transfer GROUPS TRANSFERS SECONDS [PROPOSERS per node, default 64]
-//             node --import tsx bench/cluster.ts idle GROUPS WORKERS SECONDS [balancer]
+// Direct use: node --import tsx src/bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
+//             node --import tsx src/bench/cluster.ts transfer GROUPS TRANSFERS SECONDS [PROPOSERS per node, default 64]
+//             node --import tsx src/bench/cluster.ts idle GROUPS WORKERS SECONDS [balancer]
 if (process.argv[1] === import.meta.filename) {
   if (process.argv[2] === 'transfer') {
     const [g, n, s, p] = process.argv.slice(3);

@@ -5,8 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
-import { LogStore } from '../src/storage/logstore.js';
-import type { Entry } from '../src/raft/types.js';
+import { LogStore } from '../storage/logstore.js';
+import type { Entry } from '../raft/types.js';
 
 export interface StorageResult {
   name: string;

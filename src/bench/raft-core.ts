@@ -1,7 +1,7 @@
 // Micro benchmarks of the pure Raft core (no I/O): how much protocol work one thread can do.
 // A 3-replica group in memory, driven exactly like a host would (ready → persist → advance).
 import { Bench } from 'tinybench';
-import { MemoryStorage, RaftNode, seededRandom, type Message, type NodeId } from '../src/raft/index.js';
+import { MemoryStorage, RaftNode, seededRandom, type Message, type NodeId } from '../raft/index.js';
 
 interface Group {
   nodes: Map<NodeId, RaftNode>;

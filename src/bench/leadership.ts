@@ -480,7 +480,7 @@ export async function runKill(o: { groups: number; proposers: number; seconds: n
   }, () => [...NO_BALANCER, '--timeout-ms', String(o.timeoutMs)]);
 }
 
-// Direct use: node --import tsx bench/leadership.ts balancer|drain|kill [groups]
+// Direct use: node --import tsx src/bench/leadership.ts balancer|drain|kill [groups]
 if (process.argv[1] === import.meta.filename) {
   const [what, g] = process.argv.slice(2);
   const r = what === 'drain' ? await runDrain({ groups: Number(g ?? 1000), concurrency: 64, proposers: 64, seconds: 12 })
