@@ -8,6 +8,7 @@
 import { parseArgs } from 'node:util';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 // The node and its admin HTTP server come from the same build as this file: dist/ when the
 // suite runs compiled (what users run; tsx's dev transform adds a helper call to every closure,
@@ -120,7 +121,7 @@ async function openLoop(keys: Uint8Array[], value: Uint8Array, rate: number, sec
   }, 1);
   if (total === 0) {
     clearInterval(timer);
-    await new Promise((r) => setTimeout(r, seconds * 1000));
+    await sleep(seconds * 1000);
   } else await done;
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
@@ -227,14 +228,14 @@ process.on('message', async (m: {
         const now = `${st.balancer?.moves ?? 0}/${st.leaders}/${balanced}`;
         if (now !== last || !balanced) [last, since] = [now, performance.now()];
         else if (performance.now() - since >= 10_000) break;
-        await new Promise((r) => setTimeout(r, 1000));
+        await sleep(1000);
       }
     }
     send({ kind: 'settled' });
     return;
   }
   if (m.cmd === 'idle') {
-    await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
+    await sleep(5000); // let the election's garbage be collected first
     const st0 = await node.status();
     // status().balancer, .runtime and (default layout) the shards' loop counters are live
     // objects: copy the numbers now, or every difference below is 0.
@@ -251,7 +252,7 @@ process.on('message', async (m: {
     const window = async () => {
       const c0 = process.cpuUsage();
       const w0 = performance.now();
-      await new Promise((r) => setTimeout(r, (m.seconds ?? 5) * 1000));
+      await sleep((m.seconds ?? 5) * 1000);
       const c = process.cpuUsage(c0);
       return (100 * (c.user + c.system)) / 1e6 / ((performance.now() - w0) / 1000);
     };
@@ -316,7 +317,7 @@ process.on('message', async (m: {
     // `local` and this node leads nothing: it only replicates (its CPU is still the cluster's).
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    await new Promise((r) => setTimeout(r, (m.seconds ?? 10) * 1000));
+    await sleep((m.seconds ?? 10) * 1000);
     const cpu = process.cpuUsage(cpu0);
     const secs = (performance.now() - t0) / 1000;
     send({ kind: 'result', perSecond: [], writes: 0, reads: 0, errors: 0, seconds: m.seconds ?? 10, latenciesMs: [], readLatenciesMs: [], cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: 0, proposers: 0 });
@@ -385,7 +386,7 @@ process.on('message', async (m: {
   let drainReport: unknown = null;
   const mover = async () => {
     if (!m.transfers && !m.drain) return;
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
     const mine = [...led];
     for (let i = 0; i < (m.transfers ?? 0) && i < mine.length && performance.now() < end - 1000; i++) {
       const g = mine[i];

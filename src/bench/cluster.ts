@@ -5,8 +5,10 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NODE_FLAGS } from '../runtime/heap.js';
+import { freePorts } from './ports.js';
+import { pct, round } from './stats.js';
 
 export interface ClusterResult {
   name: string;
@@ -24,23 +26,6 @@ export interface ClusterResult {
   cpuPctPerNode: number[];
   seconds: number;
 }
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-export function pct(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-export const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 export interface IdleResult {
   groups: number;
@@ -74,7 +59,7 @@ export async function runIdle(o: { groups: number; workers: number | null; secon
       if (!electSeconds && st.reduce((a, s) => a + (s.leaders as number), 0) === o.groups) electSeconds = (performance.now() - t0) / 1000;
       if (electSeconds && st.every((s) => s.quiesced === s.groups)) break;
       if (performance.now() - t0 > 1_800_000) throw new Error('not elected and quiesced in 30 min');
-      await new Promise((r) => setTimeout(r, 1000));
+      await sleep(1000);
     }
     const quiesceSeconds = (performance.now() - t0) / 1000;
     await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'settle' }); return next(c, 'settled'); }));
@@ -159,7 +144,7 @@ export async function waitElected(kids: Map<string, ChildProcess>, next: Next, g
     const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
     if (st.reduce((a, s) => a + (s.leaders as number), 0) === groups) return (performance.now() - t0) / 1000;
     if (performance.now() - t0 > 300_000) throw new Error('groups not elected in 300 s');
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
 }
 
@@ -177,7 +162,7 @@ export function clusterNodeEntry(): { file: string; execArgv: string[] } {
 export async function withCluster<T>(groups: number, workers: number | null, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>, extraArgs: (id: string) => string[] = () => []): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-bench-cluster-'));
   const ids = ['n1', 'n2', 'n3'];
-  const ports = await Promise.all(ids.map(() => freePort()));
+  const ports = await freePorts(ids.length);
   const addr = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const kids = new Map<string, ChildProcess>();
   const next: Next = (c, kind) => new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -9,8 +9,11 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PeerInfo } from './results.js';
-import { freePorts, pct, REQUEST_FIELDS, round, runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { REQUEST_FIELDS, runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { freePorts } from './ports.js';
+import { pct, round } from './stats.js';
 
 const ETCD = process.env.ETCD_BIN ?? 'etcd';
 const ETCDCTL = process.env.ETCDCTL_BIN ?? 'etcdctl';
@@ -79,7 +82,6 @@ function postJson(url: string, body: unknown, timeoutMs: number, agent?: Agent):
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function runCtl(args: string[], timeoutMs = 15_000): Promise<{ ok: boolean; output: string }> {
   return new Promise((resolve) => {

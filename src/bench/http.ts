@@ -5,9 +5,12 @@
 // Owns: runFlotillaHttp, runPeers and the direct-use entry
 // (`node --import tsx src/bench/http.ts [quick]`, JSON on stdout, progress on stderr).
 import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NO_BALANCER, counters, perWrite, profileNodes, waitElected, withCluster, type PerWrite } from './cluster.js';
 import { etcdAvailable, withEtcd, runEtcdHttp, runEtcdKill, runEtcdMoveLeader, type EtcdHttpResult, type EtcdKillResult, type EtcdMoveLeaderResult, type Unavailable } from './etcd.js';
-import { freePorts, round, runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { freePorts } from './ports.js';
+import { round } from './stats.js';
 import type { PeerInfo } from './results.js';
 
 export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> & { groups: number; electSeconds: number; perWrite: PerWrite | null };
@@ -30,7 +33,7 @@ export async function runFlotillaHttp(o: { groups: number; clients: number[]; se
       for (;;) {
         const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
         if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > (o.settle === false && out.length > 0 ? 0 : 30_000)) break;
-        await new Promise((r) => setTimeout(r, 250));
+        await sleep(250);
       }
       // Work counters around the whole load (warm-up included, so divided by all its writes).
       const c0 = await counters(kids, next);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LogStore } from '../storage/logstore.js';
 import { Shard } from '../runtime/shard.js';
 import type { Message, NodeId } from '../raft/types.js';
@@ -31,9 +32,9 @@ for (;;) {
   const q = [...shards.values()].reduce((a, s) => a + s.summary().quiesced, 0);
   const l = [...shards.values()].reduce((a, s) => a + s.summary().leaders, 0);
   if (q === 3 * G && l === G) break;
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
 }
-await new Promise((r) => setTimeout(r, 4000));
+await sleep(4000);
 gc(); gc();
 const h1 = process.memoryUsage().heapUsed;
 console.log(`heap per replica ${((h1 - h0) / (3 * G)).toFixed(0)} B`);

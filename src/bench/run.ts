@@ -41,6 +41,7 @@ import { runPeers } from './http.js';
 import { runHttpTransfers } from './transfer-http.js';
 import { writeReport } from './report.js';
 import { compareResults, formatComparison } from './compare.js';
+import { pct } from './stats.js';
 import { median, type Chart, type Family, type Figure, type PeerInfo, type Results, type Table, type Target, type Better } from './results.js';
 
 const USAGE = `usage: flotilla bench [scenario...] [--quick] [--repeat N] [--out DIR] [--compare FILE]
@@ -497,7 +498,7 @@ async function transferHttp(): Promise<Output> {
     );
   }
   const sortedCli = c ? [...c.transferMs].sort((a, b) => a - b) : [];
-  const q = (xs: number[], f: number) => (xs.length ? xs[Math.min(xs.length - 1, Math.floor(f * xs.length))] : '');
+  const q = (xs: number[], p: number) => (xs.length ? pct(xs, p) : '');
   return {
     raw: x, charts: [], figures,
     tables: [{
@@ -507,7 +508,7 @@ async function transferHttp(): Promise<Output> {
       rows: [
         ['POST /transfer to the leader (client: request sent to answer read)', `${x.ok} / ${x.transfers}`, x.httpP50Ms, x.httpP90Ms, x.httpP99Ms, x.httpMaxMs, x.serverP50Ms,
           phasesCell(x.phaseP50Ms), phasesCell(x.phaseP99Ms), x.writes.writesPerSec, x.writes.failed, x.writes.stalled],
-        ...(c ? [[`flotilla transfer (CLI: spawn to exit)`, `${c.transferMs.length} / ${c.runs}`, c.transferMedianMs, q(sortedCli, 0.9), q(sortedCli, 0.99), sortedCli.at(-1) ?? '',
+        ...(c ? [[`flotilla transfer (CLI: spawn to exit)`, `${c.transferMs.length} / ${c.runs}`, c.transferMedianMs, q(sortedCli, 90), q(sortedCli, 99), sortedCli.at(-1) ?? '',
           c.reportedMedianMs, '', '', c.writes.writesPerSec, c.writes.failed, c.writes.stalled]] : []),
       ],
       note: `Load average at the start ${x.loadAvg} (2-core machine: other processes used ${x.load.cpu.otherCores ?? '?'} cores during the load). ` +

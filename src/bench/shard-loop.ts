@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LogStore } from '../storage/logstore.js';
 import { Shard } from '../runtime/shard.js';
 import { RaftBatchCodec, RaftBatchError } from '../transport/raftbatch.js';
@@ -33,8 +34,8 @@ for (const id of IDS) {
 for (const s of shards.values()) s.start();
 // wait for leaders
 const leaderOf = (g: number) => IDS.find((id) => shards.get(id)!.status(g).role === 'leader');
-for (;;) { let n = 0; for (let g = 1; g <= G; g++) if (leaderOf(g)) n++; if (n === G) break; await new Promise((r) => setTimeout(r, 200)); }
-await new Promise((r) => setTimeout(r, 3000));
+for (;;) { let n = 0; for (let g = 1; g <= G; g++) if (leaderOf(g)) n++; if (n === G) break; await sleep(200); }
+await sleep(3000);
 const leaders = Array.from({ length: G + 1 }, (_, g) => (g === 0 ? '' : leaderOf(g)!));
 const session = new SessionClient('bench');
 let writes = 0;

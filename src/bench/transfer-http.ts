@@ -13,8 +13,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NO_BALANCER, waitElected, withCluster, type Next } from './cluster.js';
-import { freePorts, pct, REQUEST_FIELDS, round, startHttpLoad, type HttpLoadResult } from './http-load.js';
+import { REQUEST_FIELDS, startHttpLoad, type HttpLoadResult } from './http-load.js';
+import { freePorts } from './ports.js';
+import { pct, round } from './stats.js';
 
 export interface HttpTransferOptions {
   groups: number;
@@ -201,7 +204,6 @@ function windowWrites(log: number[], from: number, to: number): WindowWrites {
 
 const median = (xs: number[]) => round(pct([...xs].sort((a, b) => a - b), 50), 1);
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The CLI to time: BENCH_CLI (a main.js), else BENCH_DIST's build, else this build's (compiled,
  *  or src/ through tsx when this file runs under tsx). */

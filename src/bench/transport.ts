@@ -1,6 +1,7 @@
 // Transport throughput: two Transports in one process over loopback TCP, frames of 1,000 typical
 // leader appends (one 16 B entry each). One thread does the encoding, the socket I/O and the
 // decoding on both sides, so this is what one node's event loop can move, not a network limit.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameEncoder, RaftBatchCodec, Transport, type Envelope } from '../transport/index.js';
 import type { Message } from '../raft/index.js';
 
@@ -71,7 +72,7 @@ export async function benchTransport(quick: boolean): Promise<{ name: string; un
   const measure = async (ms: number) => {
     const m0 = receivedMsgs;
     const t0 = process.hrtime.bigint();
-    await new Promise((r) => setTimeout(r, ms));
+    await sleep(ms);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     return (receivedMsgs - m0) / secs;
   };
