@@ -4,7 +4,7 @@
 // SIGCONT pauses longer than the election timeout, partitions (one node isolated, majority /
 // minority, bridge), slow links (latency and jitter, at times beyond the election timeout), a
 // slow disk on one node, leader transfers, drains, balancer rounds. Every client event goes to a
-// history (../shared/history-format.md, JSON Lines). At the end: heal, restart every node, read
+// history (JSON Lines, parsed by test/check/history.ts). At the end: heal, restart every node, read
 // every key linearizably, check one leader per group, and judge the history with the
 // linearizability checker. Every loop is bounded in count and time; every process is cleaned up.
 //
@@ -64,7 +64,7 @@ function rng(seed: number): () => number {
 
 // `flotilla start` plus an IPC channel for clients on the embedded API inside the node process.
 const NODE = resolve('test/nemesis/node.ts');
-const CHECK = resolve('src/check/cli.ts');
+const CHECK = resolve('test/check/cli.ts');
 
 export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));
