@@ -91,7 +91,7 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
   const groups = 1000;
   const etcd = etcdAvailable();
   if (!etcd.available) o.say(`etcd: skipped (${etcd.reason})`);
-  const pysyncobj: PeerInfo = { available: false, reason: 'not driven: PySyncObj runs its load inside its own node processes (no HTTP gateway); see shared notes peers-measured.md for its numbers on this machine' };
+  const pysyncobj: PeerInfo = { available: false, reason: 'not driven: PySyncObj runs its load inside its own node processes (no HTTP gateway)' };
   const skipped: Unavailable = { available: false, reason: etcd.reason ?? 'etcd not available' };
   const warmupSeconds = o.quick ? 0.5 : 1;
   const warmSeconds = warmSecondsFor(o.quick);
