@@ -1,35 +1,21 @@
-// `flotilla bench`: runs the benchmark suite (bench/run.ts) of the repository this command was
-// installed from, with its arguments. The suite starts node processes, etcd when installed, and
-// TypeScript through tsx, so it runs from a clone (`npm ci` installs tsx), not from a published
-// package, which ships only the runtime.
+// `flotilla bench`: runs the benchmark suite (src/bench/run.ts) in a child process with the
+// arguments given. The suite ships with the package, so an installed `flotilla bench` runs the
+// compiled runner beside this file; under tsx (a clone, `node --import tsx src/cli/main.ts`) it
+// runs the TypeScript one through tsx. See src/bench/run.ts for the environment variables.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
 
-/** The repository root holding bench/run.ts: two levels above src/cli, three above dist/src/cli. */
-export function findBenchRunner(from = dirname(fileURLToPath(import.meta.url))): string | null {
-  for (const up of ['../..', '../../..']) {
-    const p = join(from, up, 'bench', 'run.ts');
-    if (existsSync(p)) return p;
-  }
-  return null;
+/** The runner of the same build as this file and the node arguments that run it. */
+function benchRunner(): { file: string; execArgv: string[] } {
+  const ts = import.meta.url.endsWith('.ts');
+  const file = fileURLToPath(new URL(ts ? '../bench/run.ts' : '../bench/run.js', import.meta.url));
+  // tsx resolved from here (a dev dependency, present in a clone) rather than from the cwd.
+  return { file, execArgv: ts ? ['--import', import.meta.resolve('tsx')] : [] };
 }
 
 export async function runBench(args: string[]): Promise<number> {
-  const runner = findBenchRunner();
-  if (!runner) {
-    process.stderr.write('flotilla bench: bench/run.ts not found: the benchmark suite runs from a clone of the repository (git clone, npm ci, npx flotilla bench)\n');
-    return 1;
-  }
-  let tsx: string;
-  try {
-    tsx = import.meta.resolve('tsx');
-  } catch {
-    process.stderr.write('flotilla bench: tsx is not installed (it is a dev dependency: run npm ci in the repository)\n');
-    return 1;
-  }
-  const child = spawn(process.execPath, ['--import', tsx, runner, ...args], { stdio: 'inherit' });
+  const { file, execArgv } = benchRunner();
+  const child = spawn(process.execPath, [...execArgv, file, ...args], { stdio: 'inherit' });
   // Ctrl-C reaches the child through the terminal; a SIGTERM to us is passed on.
   const onTerm = () => child.kill('SIGTERM');
   process.once('SIGTERM', onTerm);

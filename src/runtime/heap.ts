@@ -2,7 +2,7 @@
 // (entries, messages, proposal promises) and keeps a good share of them alive until the commit it
 // started resolves, so with V8's default young generation (16 MiB semi-spaces) the scavenger runs
 // every few tens of milliseconds and copies the same in-flight objects again and again.
-// Measured on 2 cores, 3 shards in one thread (bench/shard-loop.ts 1000 3000 8, 1,000 groups,
+// Measured on 2 cores, 3 shards in one thread (src/bench/shard-loop.ts 1000 3000 8, 1,000 groups,
 // 3,000 proposers): 248 scavenges taking 2.4 s at 16 MiB, 76 taking 1.9 s at 64 MiB; in the
 // 3-process embedded benchmark (1,000 active groups, warm rows) the median went from 47k to 55k
 // writes/s and CPU per write from 41 to 36 µs cluster-wide. 32 and 128 MiB measured no better
@@ -40,7 +40,7 @@ export function semiSpaceConfigured(execArgv: readonly string[] = process.execAr
 // After a burst (a cold start electing 100,000 groups, a rebalancing wave) a shard thread's old
 // generation holds hundreds of MiB of dead objects that V8 may not collect for minutes: a major
 // collection is driven by allocation, and a quiesced node hardly allocates. Measured at 100,000
-// groups per node, 3 nodes (bench/cluster.ts idle 100000 0 30 balancer): 12.5 KiB of RSS per
+// groups per node, 3 nodes (src/bench/cluster.ts idle 100000 0 30 balancer): 12.5 KiB of RSS per
 // replica and 10 KiB of heap in use with no major collection yet, against 2.1-2.6 KiB live; the
 // later minute in which V8 collects costs 5-10% of a core. So a thread that has gone quiet after
 // its heap grew collects itself, when few wait on it: 1 GiB in use went to ~250 MiB in a 350-415

@@ -22,7 +22,7 @@
 //       readIndex      str ctx
 //       readIndexResp  str ctx, index
 //
-// Measured on this machine class (bench/transport.ts, `micro`): an append with one 16 B entry
+// Measured on this machine class (src/bench/transport.ts, `micro`): an append with one 16 B entry
 // encodes and decodes in ~0.3 µs, against ~1.7 µs for the msgpack structure-table codec it
 // replaces; a heartbeat in ~0.15 µs against ~0.66 µs.
 //

@@ -5,6 +5,7 @@
 // group must have a leader again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { until } from '../helpers/net.js';
 import { processCluster } from '../helpers/procs.js';
 
@@ -77,7 +78,7 @@ test('3 processes x 1,000 groups: writes and linearizable reads on every node th
     await until('writes continue without n3', () => okWrites > mark + 200, 60_000);
     // Restart n3 and kill -9 it again while it recovers.
     spawnNode('n3');
-    await new Promise((r) => setTimeout(r, 700));
+    await sleep(700);
     procs.get('n3')!.kill('SIGKILL');
     spawnNode('n3');
     await until('n3 back', async () => (await fetch(`${admin.get('n3')}/health`)).status === 200, 120_000, 200);

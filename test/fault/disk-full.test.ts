@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LogStore, StorageFailed } from '../../src/storage/logstore.js';
 import { KvStateMachine, decodeKvCommand, kvEntryData } from '../../src/storage/kv.js';
 import { decodeCommand } from '../../src/storage/session.js';
@@ -119,14 +120,14 @@ async function childMain(): Promise<void> {
   }
   out({ after });
   // Give stray rejections from the storage engine time to surface.
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   let closeError: string | null = null;
   try {
     await store.close();
   } catch (e) {
     closeError = String(e);
   }
-  await new Promise((r) => setTimeout(r, 50));
+  await sleep(50);
   const done: DoneReport = { unhandled, closeError };
   out({ done });
 }

@@ -11,6 +11,7 @@
 // nothing the next round looks at, so the balancer stays still from there).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { until } from '../helpers/net.js';
 import { processCluster } from '../helpers/procs.js';
 
@@ -56,7 +57,7 @@ test('3 processes x 10,000 groups elect every group, go silent, and stay calm wh
     const quiet = Date.now() - t0;
     const silent = async (nodes: string[], what: string) => {
       const before = (await all(nodes)).map((s) => s.runtime.relayedOut);
-      await new Promise((r) => setTimeout(r, 3000));
+      await sleep(3000);
       const after = (await all(nodes)).map((s) => s.runtime.relayedOut);
       assert.deepEqual(after, before, `${what}: no Raft batch left any node in 3 s`);
     };

@@ -1,25 +1,8 @@
 // Helpers for tests that open real sockets on 127.0.0.1.
-import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-/** n distinct free TCP ports on 127.0.0.1, drawn from below the kernel's ephemeral range
- *  (32768+ here), so concurrent tests binding port 0 cannot be handed one of them between our
- *  check and the moment a child process binds it. Each candidate is checked by binding it. */
-export async function freePorts(n: number): Promise<number[]> {
-  const ports: number[] = [];
-  while (ports.length < n) {
-    const port = 20000 + Math.floor(Math.random() * 12000);
-    if (ports.includes(port)) continue;
-    const srv = createServer();
-    const ok = await new Promise<boolean>((r) => {
-      srv.once('error', () => r(false));
-      srv.listen(port, '127.0.0.1', () => r(true));
-    });
-    if (!ok) continue;
-    await new Promise<void>((r) => srv.close(() => r()));
-    ports.push(port);
-  }
-  return ports;
-}
+// Port picking is shared with the benchmark suite, which ships and so cannot import from test/.
+export { freePorts } from '../../src/bench/ports.js';
 
 /** Poll `cond` (sync or async; a throw counts as false) until it holds, or fail naming `what`. */
 export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000, everyMs = 20): Promise<void> {
@@ -33,6 +16,6 @@ export async function until(what: string, cond: () => boolean | Promise<boolean>
     }
     if (ok) return;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
+    await sleep(everyMs);
   }
 }

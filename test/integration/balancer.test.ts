@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { startNode, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
 import {
@@ -77,7 +78,7 @@ test('from all leaders on one node to a fair spread, then no more moves; explain
     assert.equal((await nodes.get('n2')!.balancePlan()).idle?.startsWith('balanced'), true, 'an under-loaded node sheds nothing');
     for (let i = 0; i < 20; i++) {
       await rounds(nodes);
-      await new Promise((r) => setTimeout(r, 50)); // the summaries travel
+      await sleep(50); // the summaries travel
       const c = await counts(nodes);
       if (Math.max(...c) <= 11) break;
     }
@@ -107,7 +108,7 @@ test('weights shape the fair share', async () => {
     await exchange(nodes);
     for (let i = 0; i < 10; i++) {
       await rounds(nodes);
-      await new Promise((r) => setTimeout(r, 50)); // the summaries travel
+      await sleep(50); // the summaries travel
     }
     const [a, b, c] = await counts(nodes);
     assert.ok(a >= 13 && a <= 16 && b <= 9 && c <= 9, `n1 (weight 2) holds about half: ${[a, b, c]}`);
@@ -146,16 +147,16 @@ test('load policy: hot groups on one node are spread by what they serve, hottest
     });
     try {
       await rounds(nodes); // first counters
-      await new Promise((r) => setTimeout(r, 400));
+      await sleep(400);
       await rounds(nodes); // first rates and summaries
-      await new Promise((r) => setTimeout(r, 400));
+      await sleep(400);
       const plan = await nodes.get('n1')!.balancePlan();
       assert.equal(plan.policy, 'load');
       assert.ok(plan.moves.length > 0, `n1 sheds load: ${plan.idle}`);
       assert.match(plan.moves[0].reason, /^load: n1 serves \d+ ops\/s > fair share \d+; group \d carries \d+; n[23] serves \d+$/);
       for (let i = 0; i < 8; i++) {
         await rounds(nodes);
-        await new Promise((r) => setTimeout(r, 400));
+        await sleep(400);
       }
       const led = await Promise.all(IDS.map(async (id) => (await nodes.get(id)!.status({ detail: true })).perGroup!
         .filter((g) => hot.includes((g as { group: number }).group) && (g as { role: string }).role === 'leader').length));
@@ -231,14 +232,14 @@ test('follow-the-workload: a group whose requests come from another zone moves t
     const writer = (async () => {
       for (let i = 0; !stop; i++) {
         await nodes.get('n3')!.propose(g, { op: 'put', key: enc.encode('w'), value: enc.encode(String(i)) }).catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 5));
+        await sleep(5);
       }
     })();
     try {
       let plan;
       for (let i = 0; i < 10; i++) {
         await rounds(nodes);
-        await new Promise((r) => setTimeout(r, 300));
+        await sleep(300);
         if ((await leaderOf(nodes, g)) === 'n3') break;
         plan = await nodes.get('n1')!.balancePlan();
       }
@@ -248,7 +249,7 @@ test('follow-the-workload: a group whose requests come from another zone moves t
       await skewTo(nodes, 'n3');
       for (let i = 0; i < 6; i++) {
         await rounds(nodes);
-        await new Promise((r) => setTimeout(r, 200));
+        await sleep(200);
       }
       const st = (await nodes.get('n3')!.status()).balancer!;
       assert.ok(st.movesByKind.count >= 10, `n3 shed leaders by count: ${JSON.stringify(st.movesByKind)}`);
@@ -278,7 +279,7 @@ test('health: a node whose disk turns slow under writes gives its leaderships aw
         } catch (e) {
           failed.push(`${g}: ${(e as Error).message}`);
         }
-        await new Promise((r) => setTimeout(r, 5));
+        await sleep(5);
       }
     });
     try {
@@ -293,7 +294,7 @@ test('health: a node whose disk turns slow under writes gives its leaderships aw
       assert.match(plan.slow?.self ?? '', /storage commit p99 \d+\.\d ms is \d+\.\dx the cluster median/);
       assert.equal(plan.fairShare[slow], 0);
       // Its peers do not hand any back while it stays slow.
-      await new Promise((r) => setTimeout(r, 1_500));
+      await sleep(1_500);
       assert.equal((await nodes.get(slow)!.status()).leaders, 0, 'still none');
       const other = IDS.find((id) => id !== slow)!;
       assert.deepEqual((await nodes.get(other)!.balancePlan()).slow?.nodes, [slow]);

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compareResults, formatComparison } from '../../bench/compare.js';
-import { renderReport, writeReport } from '../../bench/report.js';
-import { compact, logTicks, niceTicks, renderChart, renderFamily } from '../../bench/svg.js';
-import type { Chart, Figure, Results } from '../../bench/results.js';
+import { compareResults, formatComparison } from '../../src/bench/compare.js';
+import { renderReport, writeReport } from '../../src/bench/report.js';
+import { compact, logTicks, niceTicks, renderChart, renderFamily } from '../../src/bench/svg.js';
+import type { Chart, Figure, Results } from '../../src/bench/results.js';
 
 function results(figures: Figure[], over: Partial<Results> = {}): Results {
   return {

@@ -1,11 +1,11 @@
-// The HTTP load generator of the gateway benchmark (bench/http-load.ts) against a tiny in-process
+// The HTTP load generator of the gateway benchmark (src/bench/http-load.ts) against a tiny in-process
 // server, and (when the etcd binary is installed) against a real 3-member etcd cluster, which
 // must be gone afterwards.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { runHttpLoad } from '../../bench/http-load.js';
-import { etcdAvailable, runEtcdHttp, withEtcd } from '../../bench/etcd.js';
+import { runHttpLoad } from '../../src/bench/http-load.js';
+import { etcdAvailable, runEtcdHttp, withEtcd } from '../../src/bench/etcd.js';
 
 test('runHttpLoad counts writes, latencies and errors by status', async () => {
   let n = 0;

@@ -1,4 +1,4 @@
-// The linearizability checker (src/check): the verdicts Porcupine and Knossos established for
+// The linearizability checker (test/check): the verdicts Porcupine and Knossos established for
 // their public histories, hand-made anomalies, the time budget, malformed input, and a property:
 // histories made from a sequential run by widening each operation around its effect are always
 // linearizable, and a read of a value never written is not. FLOTILLA_LONG=1 runs the property longer.
@@ -10,14 +10,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
-import { checkHistoryText, checkOperations, HistoryError, parseHistory } from '../../src/check/index.js';
-import { jepsenEtcdOps, knossosOps, OracleFormatError, porcupineKvOps, readEdn } from '../../src/check/oracle.js';
+import { checkHistoryText, checkOperations, HistoryError, parseHistory } from '../check/index.js';
+import { jepsenEtcdOps, knossosOps, OracleFormatError, porcupineKvOps, readEdn } from '../check/oracle.js';
 
-// The third-party histories are not shipped with flotilla; FLOTILLA_ORACLE_DIR points at them
-// (docs/testing.md). Without them the two oracle tests are reported as skipped, never as passed.
-const ORACLE = process.env.FLOTILLA_ORACLE_DIR ?? join(import.meta.dirname, '../../../shared/oracle-testdata');
+// The third-party histories are not part of the repository: FLOTILLA_ORACLE_DIR names a directory
+// holding them (porcupine/, knossos/; docs/testing.md). Without it the two oracle tests are reported
+// as skipped, never as passed.
+const ORACLE = process.env.FLOTILLA_ORACLE_DIR ?? '';
 const LONG = process.env.FLOTILLA_LONG === '1';
-const oracle = existsSync(join(ORACLE, 'porcupine/expected.json')) ? {} : { skip: `no oracle testdata at ${ORACLE} (set FLOTILLA_ORACLE_DIR)` };
+const oracle = ORACLE === ''
+  ? { skip: 'FLOTILLA_ORACLE_DIR is not set (a directory with the Porcupine and Knossos histories: porcupine/expected.json, knossos/cas-register/)' }
+  : existsSync(join(ORACLE, 'porcupine/expected.json')) ? {} : { skip: `no oracle testdata in FLOTILLA_ORACLE_DIR=${ORACLE} (porcupine/expected.json missing)` };
 
 // Every file must yield operations: a reader that skipped lines would make a history vacuously linearizable.
 const countOps = (ops: readonly unknown[]) => ops.length;
@@ -241,7 +244,7 @@ test('CLI: exit 0 ok, 1 violation, 3 unknown, 2 usage or malformed (naming the l
     slow.push(line('invoke', 99, 'read', 'k', null, 60), line('ok', 99, 'read', 'k', -1, 1000));
     const hard = file('hard.jsonl', slow.join('\n'));
     const broken = file('broken.jsonl', `${line('invoke', 1, 'write', 'k', 1, 0)}\n\n{"type":"ok"`);
-    const cli = join(import.meta.dirname, '../../src/check/cli.ts');
+    const cli = join(import.meta.dirname, '../check/cli.ts');
     const run = (...args: string[]) =>
       promisify(execFile)(process.execPath, ['--import', 'tsx', cli, ...args], { timeout: 60_000 })
         .then((r) => ({ code: 0, out: r.stdout, err: r.stderr }))

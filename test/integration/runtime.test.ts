@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startNode, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
 import { RuntimeError } from '../../src/runtime/errors.js';
 import { freePorts, until } from '../helpers/net.js';
@@ -112,7 +113,7 @@ test('a worker crash inside a node: its shard restarts from disk, its groups rej
         }
       }
     })();
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     await n1.crashWorker(0);
     await until('the shard is back', async () => {
       const st = await n1.status();

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LogStore } from '../../src/storage/logstore.js';
 import { Shard } from '../../src/runtime/shard.js';
 import type { Message, NodeId } from '../../src/raft/types.js';
@@ -40,7 +41,7 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
       return await fn();
     } catch (e) {
       if (i >= 100 || !(e as { retryable?: boolean }).retryable) throw e;
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
     }
   }
 }
@@ -159,10 +160,10 @@ test('a shard whose groups are all quiesced stops ticking and flushes its state 
     await until('the pushed leader counts match', () => led().every((n, i) => n === net.shards.get(IDS[i])!.summary().leaders));
     assert.equal(led().reduce((a, b) => a + b, 0), 5);
     // Idle: ticks stop (the tick timer is 10 ms here; a few may still be on their way).
-    await new Promise((r) => setTimeout(r, 400));
+    await sleep(400);
     const before = IDS.map((id) => net.shards.get(id)!.stats.ticks);
     const pushed = IDS.map((id) => briefs.get(id)!.length);
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     assert.deepEqual(IDS.map((id) => net.shards.get(id)!.stats.ticks), before, 'no tick while every group is quiesced');
     assert.deepEqual(IDS.map((id) => briefs.get(id)!.length), pushed, 'no brief pushed while quiet');
     // The state machine flushed on the way to idle: durable applied = applied.

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AUTH_SCHEME, FrameDecoder, FrameEncoder, HandshakeError, Transport, authProof, certificateNames, makeHello, makeProofFrame,
   parseAddress, type AuthTranscript, type DecodeResult, type Envelope, type TransportOptions, type TransportTlsOptions,
@@ -128,11 +129,10 @@ async function waitFor(cond: () => boolean, what: string, ms = 8000): Promise<vo
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A TCP proxy in front of `target` recording every byte in both directions. */
 async function tap(ctx: TestContext, target: string) {

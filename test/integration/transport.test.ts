@@ -5,12 +5,14 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   FrameDecoder, FrameEncoder, HandshakeError, PROTOCOL_VERSION, Transport, backoffDelay, makeHello, parseAddress,
   type DecodeResult, type Envelope, type TransportOptions,
 } from '../../src/transport/index.js';
 import type { Message, NodeId } from '../../src/raft/index.js';
 import { memoryLogger } from '../helpers/log.js';
+import { freePorts } from '../helpers/net.js';
 
 const HOST = '127.0.0.1';
 const CLUSTER = 'test-cluster';
@@ -67,7 +69,7 @@ async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<vo
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
   }
 }
 
@@ -313,10 +315,7 @@ test('a newer connection from the same peer replaces the old one', async (t) => 
 });
 
 test('an unreachable peer: the queue is bounded, overflow is dropped and counted, backpressure fires once', async (t) => {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, HOST, r));
-  const deadPort = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  const [deadPort] = await freePorts(1);
 
   const a = await startNode(t, 'a', { maxQueueBytes: 4096, peers: { b: `${HOST}:${deadPort}` } });
   await waitFor(() => a.t.stats().peers.b.dialFailures >= 2, 'dial failures');

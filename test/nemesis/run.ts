@@ -14,6 +14,7 @@ import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TcpProxy } from './proxy.js';
 import { freePorts } from '../helpers/net.js';
 
@@ -63,8 +64,7 @@ function rng(seed: number): () => number {
 
 // `flotilla start` plus an IPC channel for clients on the embedded API inside the node process.
 const NODE = resolve('test/nemesis/node.ts');
-const CHECK = resolve('src/check/cli.ts');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const CHECK = resolve('test/check/cli.ts');
 
 export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));

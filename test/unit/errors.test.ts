@@ -13,9 +13,9 @@ import { validateBalancerConfig, type BalancerConfig } from '../../src/balancer/
 import { BalancerConfigError } from '../../src/balancer/errors.js';
 import { RuntimeError, TransferError } from '../../src/runtime/errors.js';
 import { ConfigError, parseStartArgs } from '../../src/cli/start.js';
-import { HistoryError, OracleFormatError } from '../../src/check/errors.js';
-import { parseHistory } from '../../src/check/history.js';
-import { readEdn } from '../../src/check/oracle.js';
+import { HistoryError, OracleFormatError } from '../check/errors.js';
+import { parseHistory } from '../check/history.js';
+import { readEdn } from '../check/oracle.js';
 
 /** The error `fn` throws (fails the test if it returns). */
 function thrown(fn: () => unknown): unknown {

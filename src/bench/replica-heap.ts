@@ -2,15 +2,16 @@
 // an in-memory network, GROUPS groups each, elected and quiesced; then a forced collection and a
 // heap snapshot. Prints the heap in use per replica, who holds the arrays, Maps, Sets and plain
 // objects (parent . field), and bytes per constructor: where an idle replica's memory goes.
-//   node --expose-gc --import tsx bench/replica-heap.ts [groups]
+//   node --expose-gc --import tsx src/bench/replica-heap.ts [groups]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { readFileSync } from 'node:fs';
-import { LogStore } from '../src/storage/logstore.js';
-import { Shard } from '../src/runtime/shard.js';
-import type { Message, NodeId } from '../src/raft/types.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LogStore } from '../storage/logstore.js';
+import { Shard } from '../runtime/shard.js';
+import type { Message, NodeId } from '../raft/types.js';
 const IDS = ['n1', 'n2', 'n3'];
 const G = Number(process.argv[2] ?? 10000);
 const root = mkdtempSync(join(tmpdir(), 'mem-'));
@@ -31,9 +32,9 @@ for (;;) {
   const q = [...shards.values()].reduce((a, s) => a + s.summary().quiesced, 0);
   const l = [...shards.values()].reduce((a, s) => a + s.summary().leaders, 0);
   if (q === 3 * G && l === G) break;
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
 }
-await new Promise((r) => setTimeout(r, 4000));
+await sleep(4000);
 gc(); gc();
 const h1 = process.memoryUsage().heapUsed;
 console.log(`heap per replica ${((h1 - h0) / (3 * G)).toFixed(0)} B`);

@@ -2,7 +2,9 @@
 // draining every leader off a node under write load, and kill -9 of a leader node under write
 // load. Full skew is made by starting n2 and n3 draining, so that n1 wins every election.
 import type { ChildProcess } from 'node:child_process';
-import { NO_BALANCER, pct, round, waitElected, withCluster, type Next } from './cluster.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NO_BALANCER, waitElected, withCluster, type Next } from './cluster.js';
+import { pct, round } from './stats.js';
 
 const ask = (kids: Map<string, ChildProcess>, next: Next, cmd: Record<string, unknown>, reply: string) =>
   Promise.all([...kids.values()].map((c) => {
@@ -10,7 +12,6 @@ const ask = (kids: Map<string, ChildProcess>, next: Next, cmd: Record<string, un
     return next(c, reply);
   }));
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Successful writes per second in `bucketMs` buckets from `from` to `to` (epoch ms), from the
  *  per-proposer success times the load reports with `gaps`: the timeline charts of the report. */
@@ -460,15 +461,14 @@ export async function runKill(o: { groups: number; proposers: number; seconds: n
       }
     }
     resume.sort((a, b) => a - b);
-    const q = (xs: number[], p: number) => (xs.length ? xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] : 0);
     const errors: Record<string, number> = {};
     for (const r of results) for (const [k, n] of Object.entries(r.errorCodes as Record<string, number>)) errors[k] = (errors[k] ?? 0) + n;
     return {
       groups: o.groups, electionTimeoutMs: electionMs, requestTimeoutMs: o.timeoutMs, victim: victim.id, victimLeaders: lost.size, reelectedMs,
-      reelectP50Ms: q(reelect, 0.5), reelectP99Ms: q(reelect, 0.99), reelectSlowerThanTimeout: reelect.filter((x) => x > electionMs).length,
-      lostGroupWrites: resume.length, lostGroupResumeP50Ms: Math.round(q(resume, 0.5)), lostGroupResumeP99Ms: Math.round(q(resume, 0.99)),
+      reelectP50Ms: pct(reelect, 50), reelectP99Ms: pct(reelect, 99), reelectSlowerThanTimeout: reelect.filter((x) => x > electionMs).length,
+      lostGroupWrites: resume.length, lostGroupResumeP50Ms: Math.round(pct(resume, 50)), lostGroupResumeP99Ms: Math.round(pct(resume, 99)),
       lostGroupResumeMaxMs: Math.round(resume.at(-1) ?? 0),
-      resumeMaxMs: Math.round(gaps.at(-1) ?? 0), resumeP99Ms: Math.round(q(gaps, 0.99)), resumeP50Ms: Math.round(q(gaps, 0.5)),
+      resumeMaxMs: Math.round(gaps.at(-1) ?? 0), resumeP99Ms: Math.round(pct(gaps, 99)), resumeP50Ms: Math.round(pct(gaps, 50)),
       proposersNeverResumed: never,
       writes: results.reduce((a, r) => a + (r.writes as number), 0), errors,
       overDeadline: results.reduce((a, r) => a + (r.overDeadline as number), 0),
@@ -480,7 +480,7 @@ export async function runKill(o: { groups: number; proposers: number; seconds: n
   }, () => [...NO_BALANCER, '--timeout-ms', String(o.timeoutMs)]);
 }
 
-// Direct use: node --import tsx bench/leadership.ts balancer|drain|kill [groups]
+// Direct use: node --import tsx src/bench/leadership.ts balancer|drain|kill [groups]
 if (process.argv[1] === import.meta.filename) {
   const [what, g] = process.argv.slice(2);
   const r = what === 'drain' ? await runDrain({ groups: Number(g ?? 1000), concurrency: 64, proposers: 64, seconds: 12 })

@@ -3,11 +3,14 @@
 // keep-alive load generator with the same client counts and value size, so the writes/s and
 // latency compare with a networked store; then etcd's planned transfer and kill -9 under load.
 // Owns: runFlotillaHttp, runPeers and the direct-use entry
-// (`node --import tsx bench/http.ts [quick]`, JSON on stdout, progress on stderr).
+// (`node --import tsx src/bench/http.ts [quick]`, JSON on stdout, progress on stderr).
 import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NO_BALANCER, counters, perWrite, profileNodes, waitElected, withCluster, type PerWrite } from './cluster.js';
 import { etcdAvailable, withEtcd, runEtcdHttp, runEtcdKill, runEtcdMoveLeader, type EtcdHttpResult, type EtcdKillResult, type EtcdMoveLeaderResult, type Unavailable } from './etcd.js';
-import { freePorts, round, runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { freePorts } from './ports.js';
+import { round } from './stats.js';
 import type { PeerInfo } from './results.js';
 
 export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> & { groups: number; electSeconds: number; perWrite: PerWrite | null };
@@ -30,7 +33,7 @@ export async function runFlotillaHttp(o: { groups: number; clients: number[]; se
       for (;;) {
         const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
         if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > (o.settle === false && out.length > 0 ? 0 : 30_000)) break;
-        await new Promise((r) => setTimeout(r, 250));
+        await sleep(250);
       }
       // Work counters around the whole load (warm-up included, so divided by all its writes).
       const c0 = await counters(kids, next);
@@ -88,7 +91,7 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
   const groups = 1000;
   const etcd = etcdAvailable();
   if (!etcd.available) o.say(`etcd: skipped (${etcd.reason})`);
-  const pysyncobj: PeerInfo = { available: false, reason: 'not driven: PySyncObj runs its load inside its own node processes (no HTTP gateway); see shared notes peers-measured.md for its numbers on this machine' };
+  const pysyncobj: PeerInfo = { available: false, reason: 'not driven: PySyncObj runs its load inside its own node processes (no HTTP gateway)' };
   const skipped: Unavailable = { available: false, reason: etcd.reason ?? 'etcd not available' };
   const warmupSeconds = o.quick ? 0.5 : 1;
   const warmSeconds = warmSecondsFor(o.quick);
@@ -134,8 +137,8 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
   return { seconds, valueBytes, groups, rows, etcdMoveLeader, etcdKill, peers: { etcd, pysyncobj } };
 }
 
-// Direct use: node --import tsx bench/http.ts [quick]
-//             node --import tsx bench/http.ts rows [seconds] [clients,...]   (the HTTP rows only)
+// Direct use: node --import tsx src/bench/http.ts [quick]
+//             node --import tsx src/bench/http.ts rows [seconds] [clients,...]   (the HTTP rows only)
 if (process.argv[1] === import.meta.filename) {
   const say = (line: string) => process.stderr.write(`  ${line}\n`);
   if (process.argv[2] === 'rows') {

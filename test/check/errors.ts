@@ -1,6 +1,6 @@
 // The errors of the history checker: a history it cannot read is refused naming where, never
 // checked in part (a history read with lines skipped could pass vacuously).
-import { FlotillaError } from '../errors.js';
+import { FlotillaError } from '../../src/errors.js';
 
 export type CheckErrorCode =
   /** A recorded event that is not valid on its own (not JSON, a missing or mistyped field). */

@@ -8,27 +8,14 @@
 import { parseArgs } from 'node:util';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import type * as NodeModule from '../src/runtime/node.js';
-import type * as AdminModule from '../src/http/admin.js';
-
-// The compiled build (dist/, what users run) when it exists: tsx's dev transform adds a helper
-// call to every closure it creates (keepNames), which costs measurable CPU per request.
-// BENCH_SRC=1 runs src/ through tsx; BENCH_DIST=DIR runs another build's DIR/src (e.g. a
-// snapshot compiled with `tsc -p . --outDir .tmp/bench-dist` while src/ is being edited).
-const { startNode, groupOfKey }: typeof NodeModule = process.env.BENCH_SRC === '1'
-  ? await import('../src/runtime/node.js')
-  : process.env.BENCH_DIST
-    ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/runtime/node.js')).href)
-    : await import('../dist/src/runtime/node.js' as string).catch(() => import('../src/runtime/node.js'));
-// The admin HTTP server (key-value gateway) from the same build as the node.
-const { startAdmin }: typeof AdminModule = process.env.BENCH_SRC === '1'
-  ? await import('../src/http/admin.js')
-  : process.env.BENCH_DIST
-    ? await import(pathToFileURL(resolve(process.env.BENCH_DIST, 'src/http/admin.js')).href)
-    : await import('../dist/src/http/admin.js' as string).catch(() => import('../src/http/admin.js'));
+// The node and its admin HTTP server come from the same build as this file: dist/ when the
+// suite runs compiled (what users run; tsx's dev transform adds a helper call to every closure,
+// which costs measurable CPU per request), src/ when it runs under tsx. cluster.ts chooses
+// which build's copy of this file to start (BENCH_DIST).
+import { startNode, groupOfKey } from '../runtime/node.js';
+import { startAdmin } from '../http/admin.js';
 
 const { values } = parseArgs({
   options: {
@@ -134,7 +121,7 @@ async function openLoop(keys: Uint8Array[], value: Uint8Array, rate: number, sec
   }, 1);
   if (total === 0) {
     clearInterval(timer);
-    await new Promise((r) => setTimeout(r, seconds * 1000));
+    await sleep(seconds * 1000);
   } else await done;
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
@@ -149,7 +136,7 @@ async function openLoop(keys: Uint8Array[], value: Uint8Array, rate: number, sec
 let inspector: import('node:inspector').Session | null = null;
 /** Profiles of the steady state only, started and stopped around a load: with BENCH_PROF_LOAD=DIR
  *  a CPU profile (.cpuprofile); with BENCH_HEAP_LOAD=DIR a sampling profile of every allocation
- *  made, garbage included (what drives the scavenger), as .heapprofile (bench/prof.ts --alloc). */
+ *  made, garbage included (what drives the scavenger), as .heapprofile (src/bench/prof.ts --alloc). */
 async function profile(on: boolean): Promise<void> {
   const heap = process.env.BENCH_HEAP_LOAD;
   const dir = heap ?? process.env.BENCH_PROF_LOAD;
@@ -241,14 +228,14 @@ process.on('message', async (m: {
         const now = `${st.balancer?.moves ?? 0}/${st.leaders}/${balanced}`;
         if (now !== last || !balanced) [last, since] = [now, performance.now()];
         else if (performance.now() - since >= 10_000) break;
-        await new Promise((r) => setTimeout(r, 1000));
+        await sleep(1000);
       }
     }
     send({ kind: 'settled' });
     return;
   }
   if (m.cmd === 'idle') {
-    await new Promise((r) => setTimeout(r, 5000)); // let the election's garbage be collected first
+    await sleep(5000); // let the election's garbage be collected first
     const st0 = await node.status();
     // status().balancer, .runtime and (default layout) the shards' loop counters are live
     // objects: copy the numbers now, or every difference below is 0.
@@ -265,7 +252,7 @@ process.on('message', async (m: {
     const window = async () => {
       const c0 = process.cpuUsage();
       const w0 = performance.now();
-      await new Promise((r) => setTimeout(r, (m.seconds ?? 5) * 1000));
+      await sleep((m.seconds ?? 5) * 1000);
       const c = process.cpuUsage(c0);
       return (100 * (c.user + c.system)) / 1e6 / ((performance.now() - w0) / 1000);
     };
@@ -330,7 +317,7 @@ process.on('message', async (m: {
     // `local` and this node leads nothing: it only replicates (its CPU is still the cluster's).
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    await new Promise((r) => setTimeout(r, (m.seconds ?? 10) * 1000));
+    await sleep((m.seconds ?? 10) * 1000);
     const cpu = process.cpuUsage(cpu0);
     const secs = (performance.now() - t0) / 1000;
     send({ kind: 'result', perSecond: [], writes: 0, reads: 0, errors: 0, seconds: m.seconds ?? 10, latenciesMs: [], readLatenciesMs: [], cpuPct: (100 * (cpu.user + cpu.system)) / 1e6 / secs, keys: 0, proposers: 0 });
@@ -399,7 +386,7 @@ process.on('message', async (m: {
   let drainReport: unknown = null;
   const mover = async () => {
     if (!m.transfers && !m.drain) return;
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
     const mine = [...led];
     for (let i = 0; i < (m.transfers ?? 0) && i < mine.length && performance.now() < end - 1000; i++) {
       const g = mine[i];

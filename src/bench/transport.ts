@@ -1,8 +1,9 @@
 // Transport throughput: two Transports in one process over loopback TCP, frames of 1,000 typical
 // leader appends (one 16 B entry each). One thread does the encoding, the socket I/O and the
 // decoding on both sides, so this is what one node's event loop can move, not a network limit.
-import { FrameEncoder, RaftBatchCodec, Transport, type Envelope } from '../src/transport/index.js';
-import type { Message } from '../src/raft/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FrameEncoder, RaftBatchCodec, Transport, type Envelope } from '../transport/index.js';
+import type { Message } from '../raft/index.js';
 
 const FRAME_MESSAGES = 1000;
 const WINDOW_FRAMES = 4; // in flight; 4 × ~59 KB stays under the 1 MiB socket high-water mark
@@ -71,7 +72,7 @@ export async function benchTransport(quick: boolean): Promise<{ name: string; un
   const measure = async (ms: number) => {
     const m0 = receivedMsgs;
     const t0 = process.hrtime.bigint();
-    await new Promise((r) => setTimeout(r, ms));
+    await sleep(ms);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     return (receivedMsgs - m0) / secs;
   };
@@ -91,7 +92,7 @@ export async function benchTransport(quick: boolean): Promise<{ name: string; un
   ];
 }
 
-// Standalone: `node --import tsx bench/transport.ts [--quick]`.
+// Standalone: `node --import tsx src/bench/transport.ts [--quick]`.
 if (import.meta.url === `file://${process.argv[1]}`) {
   for (const r of await benchTransport(process.argv.includes('--quick'))) {
     process.stdout.write(`${r.name}: ${r.value.toLocaleString('en')} ${r.unit}\n`);

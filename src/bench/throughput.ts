@@ -4,8 +4,10 @@
 // writes to (the first N by id), so a row with 1 active group runs beside 9,999 quiesced ones, as
 // in a real deployment, and the cluster is elected once instead of once per row.
 import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Bench } from 'tinybench';
-import { NO_BALANCER, counters, perWrite, pct, profileNodes, round, waitElected, withCluster, type Next, type PerWrite } from './cluster.js';
+import { NO_BALANCER, counters, perWrite, profileNodes, waitElected, withCluster, type Next, type PerWrite } from './cluster.js';
+import { pct, round } from './stats.js';
 
 export interface MatrixRow {
   activeGroups: number;
@@ -59,7 +61,6 @@ export interface ReadMixRow {
   errors: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Wait until every replica on every node is quiesced (at most `limitMs`). */
 async function quiesced(kids: Map<string, ChildProcess>, next: Next, limitMs: number): Promise<void> {
@@ -245,7 +246,7 @@ export async function runReadMix(o: { groups: number; proposers: number; seconds
   }, () => [...NO_BALANCER, '--lease-reads']);
 }
 
-// Direct use: node --import tsx bench/throughput.ts [matrix|reads|open] [seconds] [...]
+// Direct use: node --import tsx src/bench/throughput.ts [matrix|reads|open] [seconds] [...]
 if (process.argv[1] === import.meta.filename) {
   const secs = Number(process.argv[3] ?? 4);
   const out = (x: unknown) => process.stdout.write(JSON.stringify(x) + '\n');

@@ -4,9 +4,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createServer } from 'node:net';
-import { NODE_FLAGS } from '../src/runtime/heap.js';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NODE_FLAGS } from '../runtime/heap.js';
+import { freePorts } from './ports.js';
+import { pct, round } from './stats.js';
 
 export interface ClusterResult {
   name: string;
@@ -24,23 +26,6 @@ export interface ClusterResult {
   cpuPctPerNode: number[];
   seconds: number;
 }
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-export function pct(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-export const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 export interface IdleResult {
   groups: number;
@@ -74,7 +59,7 @@ export async function runIdle(o: { groups: number; workers: number | null; secon
       if (!electSeconds && st.reduce((a, s) => a + (s.leaders as number), 0) === o.groups) electSeconds = (performance.now() - t0) / 1000;
       if (electSeconds && st.every((s) => s.quiesced === s.groups)) break;
       if (performance.now() - t0 > 1_800_000) throw new Error('not elected and quiesced in 30 min');
-      await new Promise((r) => setTimeout(r, 1000));
+      await sleep(1000);
     }
     const quiesceSeconds = (performance.now() - t0) / 1000;
     await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'settle' }); return next(c, 'settled'); }));
@@ -159,8 +144,17 @@ export async function waitElected(kids: Map<string, ChildProcess>, next: Next, g
     const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
     if (st.reduce((a, s) => a + (s.leaders as number), 0) === groups) return (performance.now() - t0) / 1000;
     if (performance.now() - t0 > 300_000) throw new Error('groups not elected in 300 s');
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
+}
+
+/** The node process to start: this build's cluster-node (compiled, or under tsx when this file
+ *  runs under tsx), or with BENCH_DIST=DIR the compiled one of the build in DIR (e.g. a snapshot
+ *  made with `tsc -p . --outDir .tmp/bench-dist` while src/ is being edited). */
+export function clusterNodeEntry(): { file: string; execArgv: string[] } {
+  if (process.env.BENCH_DIST) return { file: resolve(process.env.BENCH_DIST, 'src/bench/cluster-node.js'), execArgv: [] };
+  const ts = import.meta.filename.endsWith('.ts');
+  return { file: join(import.meta.dirname, ts ? 'cluster-node.ts' : 'cluster-node.js'), execArgv: ts ? ['--import', 'tsx'] : [] };
 }
 
 /** `workers`: the node's --workers, or null for its default (shards on the main thread on a
@@ -168,7 +162,7 @@ export async function waitElected(kids: Map<string, ChildProcess>, next: Next, g
 export async function withCluster<T>(groups: number, workers: number | null, fn: (kids: Map<string, ChildProcess>, next: Next) => Promise<T>, extraArgs: (id: string) => string[] = () => []): Promise<T> {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-bench-cluster-'));
   const ids = ['n1', 'n2', 'n3'];
-  const ports = await Promise.all(ids.map(() => freePort()));
+  const ports = await freePorts(ids.length);
   const addr = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const kids = new Map<string, ChildProcess>();
   const next: Next = (c, kind) => new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -182,14 +176,15 @@ export async function withCluster<T>(groups: number, workers: number | null, fn:
     c.on('message', on);
     c.once('exit', (code) => reject(new Error(`bench node exited with ${code}`)));
   });
+  const entry = clusterNodeEntry();
   try {
     for (const id of ids) {
       // BENCH_WORKERS overrides the scenario's worker count (0: shards on the main thread).
       const w = process.env.BENCH_WORKERS ?? (workers === null ? null : String(workers));
       const args = ['--id', id, '--data', join(root, id), '--listen', addr.get(id)!, '--groups', String(groups), ...(w === null ? [] : ['--workers', w]), ...extraArgs(id)];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${addr.get(p)}`);
-      kids.set(id, fork(join(import.meta.dirname, 'cluster-node.ts'), args, {
-        execArgv: ['--import', 'tsx', '--max-old-space-size=8192', ...NODE_FLAGS, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
+      kids.set(id, fork(entry.file, args, {
+        execArgv: [...entry.execArgv, '--max-old-space-size=8192', ...NODE_FLAGS, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       }));
     }
@@ -267,9 +262,9 @@ export async function runTransfers(o: { groups: number; transfers: number; propo
   }, () => NO_BALANCER);
 }
 
-// Direct use: node --import tsx bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
-//             node --import tsx bench/cluster.ts transfer GROUPS TRANSFERS SECONDS [PROPOSERS per node, default 64]
-//             node --import tsx bench/cluster.ts idle GROUPS WORKERS SECONDS [balancer]
+// Direct use: node --import tsx src/bench/cluster.ts GROUPS WORKERS PROPOSERS SECONDS [local]
+//             node --import tsx src/bench/cluster.ts transfer GROUPS TRANSFERS SECONDS [PROPOSERS per node, default 64]
+//             node --import tsx src/bench/cluster.ts idle GROUPS WORKERS SECONDS [balancer]
 if (process.argv[1] === import.meta.filename) {
   if (process.argv[2] === 'transfer') {
     const [g, n, s, p] = process.argv.slice(3);

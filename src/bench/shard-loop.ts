@@ -2,17 +2,18 @@
 // KV), wired by an in-memory network through RaftBatchCodec, no TCP, no threads. Proposers write
 // to groups in turn (one entry per group per round when groups >> proposers): what a loop turn
 // and a group round cost in CPU, apart from syscalls and the network.
-//   node --import tsx bench/shard-loop.ts [groups] [proposers] [seconds]
+//   node --import tsx src/bench/shard-loop.ts [groups] [proposers] [seconds]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LogStore } from '../src/storage/logstore.js';
-import { Shard } from '../src/runtime/shard.js';
-import { RaftBatchCodec, RaftBatchError } from '../src/transport/raftbatch.js';
-import { kvEntryData } from '../src/storage/kv.js';
-import { encodeCommand, SessionClient } from '../src/storage/session.js';
-import { encodeKvCommand } from '../src/storage/kv.js';
-import type { Message, NodeId } from '../src/raft/types.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LogStore } from '../storage/logstore.js';
+import { Shard } from '../runtime/shard.js';
+import { RaftBatchCodec, RaftBatchError } from '../transport/raftbatch.js';
+import { kvEntryData } from '../storage/kv.js';
+import { encodeCommand, SessionClient } from '../storage/session.js';
+import { encodeKvCommand } from '../storage/kv.js';
+import type { Message, NodeId } from '../raft/types.js';
 const IDS = ['n1', 'n2', 'n3'];
 const G = Number(process.argv[2] ?? 1000);
 const CONC = Number(process.argv[3] ?? 16);
@@ -33,8 +34,8 @@ for (const id of IDS) {
 for (const s of shards.values()) s.start();
 // wait for leaders
 const leaderOf = (g: number) => IDS.find((id) => shards.get(id)!.status(g).role === 'leader');
-for (;;) { let n = 0; for (let g = 1; g <= G; g++) if (leaderOf(g)) n++; if (n === G) break; await new Promise((r) => setTimeout(r, 200)); }
-await new Promise((r) => setTimeout(r, 3000));
+for (;;) { let n = 0; for (let g = 1; g <= G; g++) if (leaderOf(g)) n++; if (n === G) break; await sleep(200); }
+await sleep(3000);
 const leaders = Array.from({ length: G + 1 }, (_, g) => (g === 0 ? '' : leaderOf(g)!));
 const session = new SessionClient('bench');
 let writes = 0;

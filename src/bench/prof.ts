@@ -1,9 +1,9 @@
 // Summarise V8 CPU profiles (.cpuprofile files written by `node --cpu-prof`): the top functions by
 // self time, and self time by source file, over every profile given (or every profile in the
 // directories given). Used to report where a write's CPU goes before and after a change:
-//   BENCH_PROF=/tmp/prof node --import tsx bench/cluster.ts 1000 1 1000 8 local
-//   node --import tsx bench/prof.ts /tmp/prof [--top 25] [--thread worker|main]
-// With --alloc it reads .heapprofile files (BENCH_HEAP_LOAD in bench/cluster.ts) instead: bytes
+//   npm run build && BENCH_PROF=/tmp/prof node dist/src/bench/cluster.js 1000 1 1000 8 local
+//   node --import tsx src/bench/prof.ts /tmp/prof [--top 25] [--thread worker|main]
+// With --alloc it reads .heapprofile files (BENCH_HEAP_LOAD in src/bench/cluster.ts) instead: bytes
 // allocated by function, garbage included.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';

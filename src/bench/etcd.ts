@@ -1,6 +1,6 @@
 // etcd as a peer in the same benchmark run: a throwaway 3-member etcd cluster on 127.0.0.1 (temp
 // dirs, free ports, default fsync, logs to a file in the temp dir), driven through its HTTP
-// gRPC-gateway by the same load generator as flotilla's gateway (bench/http-load.ts).
+// gRPC-gateway by the same load generator as flotilla's gateway (src/bench/http-load.ts).
 // Owns: etcdAvailable, withEtcd (start, health, leader, kill, move-leader, cleanup) and the etcd
 // scenarios: throughput (runEtcdHttp), planned transfer under load (runEtcdMoveLeader) and kill -9
 // of the leader under load (runEtcdKill). When the binary is missing they say so and skip.
@@ -9,8 +9,11 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PeerInfo } from './results.js';
-import { freePorts, pct, REQUEST_FIELDS, round, runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { REQUEST_FIELDS, runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { freePorts } from './ports.js';
+import { pct, round } from './stats.js';
 
 const ETCD = process.env.ETCD_BIN ?? 'etcd';
 const ETCDCTL = process.env.ETCDCTL_BIN ?? 'etcdctl';
@@ -79,7 +82,6 @@ function postJson(url: string, body: unknown, timeoutMs: number, agent?: Agent):
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function runCtl(args: string[], timeoutMs = 15_000): Promise<{ ok: boolean; output: string }> {
   return new Promise((resolve) => {

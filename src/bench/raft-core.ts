@@ -1,8 +1,8 @@
 // Micro benchmarks of the pure Raft core (no I/O): how much protocol work one thread can do.
 // A 3-replica group in memory, driven exactly like a host would (ready → persist → advance).
 import { Bench } from 'tinybench';
-import { MemoryStorage, RaftNode, seededRandom, type Ready } from '../src/raft/index.js';
-import { MemoryGroup } from '../src/raft/memgroup.js';
+import { MemoryStorage, RaftNode, seededRandom, type Ready } from '../raft/index.js';
+import { MemoryGroup } from '../raft/memgroup.js';
 
 function makeGroup(): MemoryGroup {
   const ids = ['a', 'b', 'c'];

@@ -5,7 +5,28 @@
 // runs N times and each figure is the median, its samples kept (the spread is the noise band
 // --compare uses). Scenario functions live in their own modules; this file turns their output
 // into figures, tables, charts and the issue's targets.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+//
+// How it runs: `npm run bench` builds and runs the compiled suite (dist/src/bench/run.js), as an
+// installed `flotilla bench` does; `node --import tsx src/bench/run.ts` runs it from the sources.
+// Child processes (cluster nodes, the HTTP load generator, the timed CLI) come from the same
+// build as the runner, so measured node code is compiled unless the runner itself runs under
+// tsx. The scenario modules run alone the same way (`node dist/src/bench/cluster.js ...`, see
+// each module's "Direct use").
+// Environment:
+//   BENCH_DIST=DIR          node processes and the timed CLI from the build in DIR, e.g. a
+//                           snapshot made with `tsc -p . --outDir .tmp/bench-dist` while src/
+//                           is edited (inside the repository, so its imports find node_modules)
+//   BENCH_CLI=FILE          the CLI main.js the transfer-http scenario times
+//   BENCH_WORKERS=N         worker threads per node, overriding the scenario's (0: main thread)
+//   BENCH_NODE_FLAGS='...'  extra node flags for the node processes
+//   BENCH_NOSYNC=1          nodes without fsync
+//   BENCH_PROF=DIR          --cpu-prof of every node process, whole run
+//   BENCH_PROF_LOAD=DIR     CPU profile of each node during the load only
+//   BENCH_HEAP_LOAD=DIR     sampling allocation profile of each node during the load only
+//   BENCH_LOG_LEVEL=LEVEL   the nodes' logs (JSON lines) on stdout
+//   BENCH_VERBOSE=1         extra per-scenario detail on stderr
+//   ETCD_BIN, ETCDCTL_BIN   the etcd binaries (default: from PATH); ETCD_BENCH_LOG_LEVEL
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machineInfo } from './machine.js';
@@ -20,6 +41,7 @@ import { runPeers } from './http.js';
 import { runHttpTransfers } from './transfer-http.js';
 import { writeReport } from './report.js';
 import { compareResults, formatComparison } from './compare.js';
+import { pct } from './stats.js';
 import { median, type Chart, type Family, type Figure, type PeerInfo, type Results, type Table, type Target, type Better } from './results.js';
 
 const USAGE = `usage: flotilla bench [scenario...] [--quick] [--repeat N] [--out DIR] [--compare FILE]
@@ -476,7 +498,7 @@ async function transferHttp(): Promise<Output> {
     );
   }
   const sortedCli = c ? [...c.transferMs].sort((a, b) => a - b) : [];
-  const q = (xs: number[], f: number) => (xs.length ? xs[Math.min(xs.length - 1, Math.floor(f * xs.length))] : '');
+  const q = (xs: number[], p: number) => (xs.length ? pct(xs, p) : '');
   return {
     raw: x, charts: [], figures,
     tables: [{
@@ -486,7 +508,7 @@ async function transferHttp(): Promise<Output> {
       rows: [
         ['POST /transfer to the leader (client: request sent to answer read)', `${x.ok} / ${x.transfers}`, x.httpP50Ms, x.httpP90Ms, x.httpP99Ms, x.httpMaxMs, x.serverP50Ms,
           phasesCell(x.phaseP50Ms), phasesCell(x.phaseP99Ms), x.writes.writesPerSec, x.writes.failed, x.writes.stalled],
-        ...(c ? [[`flotilla transfer (CLI: spawn to exit)`, `${c.transferMs.length} / ${c.runs}`, c.transferMedianMs, q(sortedCli, 0.9), q(sortedCli, 0.99), sortedCli.at(-1) ?? '',
+        ...(c ? [[`flotilla transfer (CLI: spawn to exit)`, `${c.transferMs.length} / ${c.runs}`, c.transferMedianMs, q(sortedCli, 90), q(sortedCli, 99), sortedCli.at(-1) ?? '',
           c.reportedMedianMs, '', '', c.writes.writesPerSec, c.writes.failed, c.writes.stalled]] : []),
       ],
       note: `Load average at the start ${x.loadAvg} (2-core machine: other processes used ${x.load.cpu.otherCores ?? '?'} cores during the load). ` +
@@ -627,8 +649,8 @@ const value = (id: string) => samples.has(id) ? median(samples.get(id)!.xs) : un
 const targets = evaluateTargets();
 const results: Results = {
   schema: 1, machine,
-  // Which runtime code the node processes ran (see bench/cluster-node.ts).
-  nodeCode: process.env.BENCH_SRC === '1' ? 'src/ via tsx' : process.env.BENCH_DIST ? `build in ${process.env.BENCH_DIST}` : existsSync(new URL('../dist/src/runtime/node.js', import.meta.url)) ? 'dist/ (compiled)' : 'src/ via tsx',
+  // Which runtime code the node processes ran (see clusterNodeEntry in cluster.ts).
+  nodeCode: process.env.BENCH_DIST ? `build in ${process.env.BENCH_DIST}` : import.meta.filename.endsWith('.ts') ? 'src/ via tsx' : 'dist/ (compiled)',
   quick, repeat, startedAt: new Date(started).toISOString(), durationSec: Math.round((Date.now() - started) / 1000), ran: order,
   figures, tables, charts, targets, peers, scenarios: raw,
 };

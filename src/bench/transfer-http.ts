@@ -1,5 +1,5 @@
 // Leader transfers over HTTP, as an operator makes them: 3 node processes (admin HTTP on, balancer
-// off, fsync on), `groups` groups, closed-loop HTTP writers (bench/http-load.ts in its own process:
+// off, fsync on), `groups` groups, closed-loop HTTP writers (src/bench/http-load.ts in its own process:
 // each write to a random node and a random key), and meanwhile `transfers` transfers, one after
 // the other, each a `POST /transfer {"group": G, "to": N}` sent to the admin address of G's
 // current leader (G at random, N another voter of G at random), timed at the client from the
@@ -8,13 +8,16 @@
 // under the same load. Writes are judged per window (HTTP transfers, CLI runs): writes/s, failed,
 // stalled (> 1 s).
 // Owns: runHttpTransfers, its result shape and the direct-use entry
-// (`node --import tsx bench/transfer-http.ts [transfers] [cli runs]`, JSON on stdout).
+// (`node --import tsx src/bench/transfer-http.ts [transfers] [cli runs]`, JSON on stdout).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NO_BALANCER, waitElected, withCluster, type Next } from './cluster.js';
-import { freePorts, pct, REQUEST_FIELDS, round, startHttpLoad, type HttpLoadResult } from './http-load.js';
+import { REQUEST_FIELDS, startHttpLoad, type HttpLoadResult } from './http-load.js';
+import { freePorts } from './ports.js';
+import { pct, round } from './stats.js';
 
 export interface HttpTransferOptions {
   groups: number;
@@ -51,7 +54,7 @@ export interface WindowWrites {
 }
 
 export interface CliTransferResult {
-  /** How the CLI was run (the compiled build, or src/ through tsx when there is none). */
+  /** How the CLI was run (see cliCommand). */
   command: string;
   runs: number;
   /** Wall time of `flotilla --help` (spawn to exit), ms. */
@@ -201,17 +204,20 @@ function windowWrites(log: number[], from: number, to: number): WindowWrites {
 
 const median = (xs: number[]) => round(pct([...xs].sort((a, b) => a - b), 50), 1);
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The CLI to time: BENCH_CLI (a main.js), else the compiled build (BENCH_DIST's, else dist/),
- *  else src/ through tsx. */
+/** The CLI to time: BENCH_CLI (a main.js), else BENCH_DIST's build, else this build's (compiled,
+ *  or src/ through tsx when this file runs under tsx). */
 export function cliCommand(): { argv: string[]; label: string } {
   if (process.env.BENCH_CLI) return { argv: [resolve(process.env.BENCH_CLI)], label: `node ${resolve(process.env.BENCH_CLI)}` };
-  const root = resolve(import.meta.dirname, '..');
-  const build = process.env.BENCH_DIST ? resolve(process.env.BENCH_DIST) : join(root, 'dist');
-  const main = join(build, 'src/cli/main.js');
-  if (process.env.BENCH_SRC !== '1' && existsSync(main)) return { argv: [main], label: `node ${main}` };
-  return { argv: ['--import', 'tsx', join(root, 'src/cli/main.ts')], label: 'node --import tsx src/cli/main.ts' };
+  if (process.env.BENCH_DIST) {
+    const main = resolve(process.env.BENCH_DIST, 'src/cli/main.js');
+    return { argv: [main], label: `node ${main}` };
+  }
+  if (import.meta.filename.endsWith('.ts')) {
+    return { argv: ['--import', 'tsx', resolve(import.meta.dirname, '../cli/main.ts')], label: 'node --import tsx src/cli/main.ts' };
+  }
+  const main = resolve(import.meta.dirname, '../cli/main.js');
+  return { argv: [main], label: `node ${main}` };
 }
 
 /** Runs the CLI once: wall time from spawn to exit, and its output. */
@@ -392,7 +398,7 @@ export async function runHttpTransfers(o: HttpTransferOptions): Promise<HttpTran
   }, (id) => ['--admin', admin.get(id)!, ...NO_BALANCER]);
 }
 
-// Direct use: node --import tsx bench/transfer-http.ts [transfers] [cli runs] [clients]
+// Direct use: node --import tsx src/bench/transfer-http.ts [transfers] [cli runs] [clients]
 if (process.argv[1] === import.meta.filename) {
   const [n, c, k] = process.argv.slice(2);
   const r = await runHttpTransfers({

@@ -5,8 +5,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
-import { LogStore } from '../src/storage/logstore.js';
-import type { Entry } from '../src/raft/types.js';
+import { LogStore } from '../storage/logstore.js';
+import type { Entry } from '../raft/types.js';
+import { pct } from './stats.js';
 
 export interface StorageResult {
   name: string;
@@ -24,11 +25,6 @@ export interface StorageResult {
 
 /** Entries each group keeps after compaction (for followers that are slightly behind). */
 const RETAIN = 32;
-
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
 
 /** `pipeline` = commits in flight at once: 1 is a loop that awaits each commit (lowest latency);
  *  2 prepares the next batch while the previous commit is in flight (more throughput). */

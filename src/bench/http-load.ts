@@ -2,11 +2,12 @@
 // putting small values through flotilla's admin key-value gateway (PUT /kv/<key>) or etcd's
 // gRPC-gateway (POST /v3/kv/put). It runs in a child process of its own (this file, forked), so
 // its CPU is not the benchmark runner's and the client is the same program for every store.
-// Owns: runHttpLoad, its result shape, freePorts (for the servers it loads) and the CPU meter.
+// Owns: runHttpLoad, its result shape and the CPU meter.
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pct, round } from './stats.js';
 
 export type HttpLoadKind = 'flotilla' | 'etcd';
 
@@ -90,27 +91,6 @@ export interface HttpLoadResult {
 }
 
 export const REQUEST_FIELDS = 5;
-
-export const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-
-/** The p-th percentile of an ascending array (0 when empty). */
-export function pct(sorted: ArrayLike<number>, p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-/** n distinct free TCP ports on 127.0.0.1 (all held open at once so they differ). A child that
- *  binds one later may in principle lose a race with another process; the servers then fail
- *  loudly at start. */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = Array.from({ length: n }, () => createServer());
-  const ports = await Promise.all(servers.map((s) => new Promise<number>((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => resolve((s.address() as { port: number }).port));
-  })));
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 /** CPU seconds (user + system) a process has used so far, from /proc; null when it is gone. */
 export function procCpuSeconds(pid: number): number | null {
@@ -330,7 +310,7 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
         // Fail over like a real client: the next key, on the next target, after a short pause
         // (a refused connection would otherwise spin).
         ti = (ti + 1) % targets.length;
-        await new Promise((res) => setTimeout(res, pauseMs));
+        await sleep(pauseMs);
       }
     }
   };
