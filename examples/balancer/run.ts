@@ -46,7 +46,9 @@ try {
       const per = await Promise.all(ids.map((_, i) => get(i, '/status?groups')));
       leaders = per.map((s) => s.leaders as number);
       const leaderOf = new Map<number, string>();
-      per.forEach((s, i) => (s.perGroup as { group: number; role: string }[]).forEach((g) => { if (g.role === 'leader') leaderOf.set(g.group, ids[i]); }));
+      for (const [i, s] of per.entries()) {
+        for (const g of s.perGroup as { group: number; role: string }[]) if (g.role === 'leader') leaderOf.set(g.group, ids[i]);
+      }
       met = [...Array(30).keys()].filter((k) => leaderOf.get(k + 1) === 'n1').length + [31, 32, 33].filter((g) => leaderOf.get(g) === 'n3').length;
       const plans = await Promise.all(ids.map((_, i) => get(i, '/balance/plan')));
       if (met === 33 && plans.every((p) => (p.moves as unknown[]).length === 0) && leaderOf.size === GROUPS) break;

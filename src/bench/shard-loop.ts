@@ -10,7 +10,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LogStore } from '../storage/logstore.js';
 import { Shard } from '../runtime/shard.js';
 import { RaftBatchCodec, RaftBatchError } from '../transport/raftbatch.js';
-import { kvEntryData } from '../storage/kv.js';
 import { encodeCommand, SessionClient } from '../storage/session.js';
 import { encodeKvCommand } from '../storage/kv.js';
 import type { Message, NodeId } from '../raft/types.js';
@@ -45,7 +44,8 @@ const t0 = performance.now();
 let gi = 0;
 async function proposer() {
   while (performance.now() < end) {
-    const g = (gi = (gi * 7919 + 13) % G) + 1;
+    gi = (gi * 7919 + 13) % G;
+    const g = gi + 1;
     const h = session.begin();
     try {
       await shards.get(leaders[g])!.propose(g, encodeCommand(h, encodeKvCommand({ op: 'put', key: new TextEncoder().encode(`k${g}`), value: new Uint8Array(16) })));

@@ -283,7 +283,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   try {
     for (const id of IDS) spawnNode(id);
     await waitFor('nodes up', async () => (await Promise.all(IDS.map(healthy))).every(Boolean), 60);
-    IDS.forEach((id) => up.add(id));
+    for (const id of IDS) up.add(id);
     step = `electing ${groups} groups`;
     const tElect = performance.now();
     await waitFor('all groups elected', async () => {

@@ -85,8 +85,13 @@ function authorized(req: IncomingMessage, token: string): boolean {
   const h = req.headers.authorization ?? '';
   const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7) : '');
   const want = Buffer.from(token);
-  // Same-length compare in constant time; a length mismatch compares against itself.
-  return given.length === want.length ? timingSafeEqual(given, want) : (timingSafeEqual(want, want), false);
+  // Same-length compare in constant time; a length mismatch compares against itself, so a wrong
+  // length costs the same time as a wrong token.
+  if (given.length !== want.length) {
+    timingSafeEqual(want, want);
+    return false;
+  }
+  return timingSafeEqual(given, want);
 }
 
 /** Prometheus text exposition of the node's counters and gauges. */

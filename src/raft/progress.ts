@@ -137,7 +137,7 @@ export class Progress {
 
   /** Is the in-flight window full? */
   inflightsFull(): boolean {
-    return this.ring !== null && this.ring.full();
+    return this.ring?.full() === true;
   }
 
   /** Free every in-flight append whose last index is <= to. */
@@ -228,7 +228,8 @@ export class Progress {
     if (this.state === 'replicate') {
       if (count > 0) {
         this.next = last + 1;
-        (this.ring ??= new Inflights(this.maxInflight)).add(last);
+        this.ring ??= new Inflights(this.maxInflight);
+        this.ring.add(last);
       }
     } else if (this.state === 'probe') {
       this.probeSent = true;

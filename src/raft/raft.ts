@@ -214,7 +214,8 @@ export class Raft {
   }
 
   private countRejected(reason: RejectReason): void {
-    (this.rejections ??= { ...NO_REJECTIONS })[reason]++;
+    this.rejections ??= { ...NO_REJECTIONS };
+    this.rejections[reason]++;
   }
 
   constructor(config: RaftConfig) {
@@ -342,7 +343,10 @@ export class Raft {
     // Counted apart from the election clock, which every campaign resets: a candidate whose
     // election round is shorter than the election timeout would otherwise stay quiet forever
     // and refuse every vote (two such restarted candidates never elect anyone).
-    if (this.startupQuiet && (this.startupTicks += elapsed) >= this.cfg.electionTicks) this.startupQuiet = false;
+    if (this.startupQuiet) {
+      this.startupTicks += elapsed;
+      if (this.startupTicks >= this.cfg.electionTicks) this.startupQuiet = false;
+    }
     if (this.quiesced) return;
     if (this.role === 'leader') {
       this.leaderTicks += elapsed - 1;
@@ -507,7 +511,7 @@ export class Raft {
         // A voter told that the leader's node is down has no stickiness to keep, unless leases
         // are in use (then the old lease must lapse first, whatever the liveness layer says).
         const inLease = this.cfg.checkQuorum && (this.leader !== NONE || this.startupQuiet) &&
-          this.silence < this.cfg.electionTicks && !(this.failover !== null && this.failover.armed && !this.cfg.leaseReads);
+          this.silence < this.cfg.electionTicks && !(this.failover?.armed && !this.cfg.leaseReads);
         if (inLease) return OK;
       }
       if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
@@ -944,7 +948,7 @@ export class Raft {
   onPersisted(): void {
     if (this.role !== 'leader') return;
     const self = this.tracker.progressOf(this.id);
-    if (self && self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit() && this.bcastCommit) this.pendingBroadcast = true;
+    if (self?.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit() && this.bcastCommit) this.pendingBroadcast = true;
     quiesceIfCaughtUp(this);
   }
 
@@ -1106,7 +1110,8 @@ export class Raft {
       this.releaseRead({ ctx, index, from, acks: new Set() }, index);
       return;
     }
-    if ((this.reads ??= new ReadIndexQueue()).add(ctx, index, from, this.id)) this.bcastHeartbeat(ctx);
+    this.reads ??= new ReadIndexQueue();
+    if (this.reads.add(ctx, index, from, this.id)) this.bcastHeartbeat(ctx);
   }
 
   /** A quorum acknowledged a heartbeat sent recently enough that none of them can have voted

@@ -112,7 +112,8 @@ export class Tracker {
   }
 
   recordVote(id: NodeId, granted: boolean): void {
-    const votes = (this.votes ??= new Map());
+    this.votes ??= new Map();
+    const votes = this.votes;
     if (!votes.has(id)) votes.set(id, granted);
   }
 

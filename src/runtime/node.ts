@@ -488,7 +488,10 @@ export class FlotillaNode {
   private leaderOrSleep(group: number, ms: number): Promise<void> {
     return new Promise((resolve) => {
       let set = this.leaderWaits.get(group);
-      if (!set) this.leaderWaits.set(group, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        this.leaderWaits.set(group, set);
+      }
       const done = () => {
         clearTimeout(timer);
         const s = this.leaderWaits.get(group);
@@ -506,7 +509,10 @@ export class FlotillaNode {
   private serveLocal<K extends 'propose' | 'read'>(group: number, origin: NodeId, kind: K, req: CallRequest<K>): Promise<CallReply<K>> {
     if (this.leaders.get(group) === this.id) {
       let m = this.origins.get(group);
-      if (!m) this.origins.set(group, (m = new Map()));
+      if (!m) {
+        m = new Map();
+        this.origins.set(group, m);
+      }
       m.set(origin, (m.get(origin) ?? 0) + 1);
     }
     return this.workers.call(this.workerFor(group), kind, req);

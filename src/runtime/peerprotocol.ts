@@ -251,13 +251,16 @@ export class PeerProtocol {
 
   private notice<K extends NoticeKind>(from: NodeId, t: K, raw: Raw | null): void {
     const m = raw && NOTICES[t](raw);
-    if (!m) return this.drop(from, t, `bad ${t} from peer dropped`);
-    this.notices[t](from, m);
+    if (m) this.notices[t](from, m);
+    else this.drop(from, t, `bad ${t} from peer dropped`);
   }
 
   private request<K extends RequestKind>(from: NodeId, t: K, raw: Raw | null): void {
     const id = raw?.id;
-    if (!raw || !isNumber(id)) return this.drop(from, t, `${t} request without an id dropped`);
+    if (!raw || !isNumber(id)) {
+      this.drop(from, t, `${t} request without an id dropped`);
+      return;
+    }
     const answer = (r: FwdReply) => this.host.send(from, notice('reply', r));
     const fail = (e: unknown) => {
       const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', String((e as Error)?.message ?? e));
@@ -266,7 +269,8 @@ export class PeerProtocol {
     const m = REQUESTS[t](raw);
     if (!m) {
       this.drop(from, t, `bad ${t} request from peer refused`);
-      return fail(new RuntimeError('InvalidArgument', `bad ${t} request`));
+      fail(new RuntimeError('InvalidArgument', `bad ${t} request`));
+      return;
     }
     const ms = Math.min(Math.max(1, Number(askedMs(t, raw)) || this.host.attemptMs), this.host.timeoutMs);
     let pr: Promise<unknown>;

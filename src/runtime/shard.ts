@@ -728,7 +728,10 @@ export class Shard {
   private enqueue(ms: readonly Message[]): void {
     for (const m of ms) {
       let q = this.out.get(m.to);
-      if (!q) this.out.set(m.to, (q = []));
+      if (!q) {
+        q = [];
+        this.out.set(m.to, q);
+      }
       q.push(m);
     }
   }

@@ -82,7 +82,10 @@ export class ShardHost {
     for (const m of msgs) {
       const i = workerOf(m.group, w);
       let q = split.get(i);
-      if (!q) split.set(i, (q = []));
+      if (!q) {
+        q = [];
+        split.set(i, q);
+      }
       q.push(m);
     }
     for (const [i, q] of split) {

@@ -98,7 +98,10 @@ export class Handovers {
     if (!r.ok) return fail(r.reason === 'NotLeader' ? 'NoLeader' : r.reason, r.reason);
     return s.withDeadline<TransferDone>(`transfer of group ${groupId} to ${target}`, o.timeoutMs, (resolve, reject) => {
       let pending = g.transfers.get(target);
-      if (!pending) ownTransfers(g).set(target, (pending = { callers: [], at: performance.now(), lag, sentAt: -1 }));
+      if (!pending) {
+        pending = { callers: [], at: performance.now(), lag, sentAt: -1 };
+        ownTransfers(g).set(target, pending);
+      }
       const entry = { resolve, reject };
       pending.callers.push(entry);
       return () => {
@@ -143,7 +146,10 @@ export class Handovers {
     if (g.node.leadsWithCommittedTerm()) return { term: g.node.status().term, commitP99Ms: s.commitLatencyP99Ms() };
     return s.withDeadline<Leading>(`leadership of group ${groupId}`, timeoutMs, (resolve, reject) => {
       let list = this.leadWaiters.get(g);
-      if (!list) this.leadWaiters.set(g, (list = []));
+      if (!list) {
+        list = [];
+        this.leadWaiters.set(g, list);
+      }
       const w = { resolve, reject };
       list.push(w);
       return () => {

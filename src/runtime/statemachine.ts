@@ -80,7 +80,7 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
   private readonly pendingSaved: Map<number, number>[] = [];
 
   constructor(
-    private readonly store: LogStore,
+    store: LogStore,
     private readonly module: UserStateMachineModule,
     /** Save a group's blob after this many applied entries. */
     private readonly snapshotEvery = 1024,
@@ -116,7 +116,10 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
   updateSession(group: number, client: string): SessionRecord {
     const sessions = this.hosted(group).sessions;
     let rec = sessions.get(client);
-    if (!rec) sessions.set(client, (rec = { lo: 0, results: new Map() }));
+    if (!rec) {
+      rec = { lo: 0, results: new Map() };
+      sessions.set(client, rec);
+    }
     return rec;
   }
 
@@ -193,8 +196,9 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
     this.toDrop.clear();
     this.pendingSaved.push(saved);
     return () => {
-      for (const g of drops) this.db.remove(g);
-      for (const [g, b] of saves) this.db.put(g, b);
+      // Inside the write transaction: the promises only repeat the transaction's outcome.
+      for (const g of drops) void this.db.remove(g);
+      for (const [g, b] of saves) void this.db.put(g, b);
     };
   }
 

@@ -377,21 +377,23 @@ export class KvStateMachine implements SessionStore {
   }
 
   private write(gen: Generation): void {
+    // Inside the write transaction: each put/remove applies at once; its promise only repeats the
+    // transaction's outcome, which the caller awaits, so it is dropped (void) on purpose.
     for (const [group, r] of gen.resets) {
       const range = { start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) };
-      for (const k of this.data.getKeys(range)) this.data.remove(k);
-      for (const k of this.sessionsDb.getKeys(range)) this.sessionsDb.remove(k);
-      for (const [k, v] of r.data.values()) this.data.put(k, v);
-      for (const { key, rec } of r.sessions.values()) this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
-      if (r.applied === null) this.appliedDb.remove(group);
-      else this.appliedDb.put(group, r.applied);
+      for (const k of this.data.getKeys(range)) void this.data.remove(k);
+      for (const k of this.sessionsDb.getKeys(range)) void this.sessionsDb.remove(k);
+      for (const [k, v] of r.data.values()) void this.data.put(k, v);
+      for (const { key, rec } of r.sessions.values()) void this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
+      if (r.applied === null) void this.appliedDb.remove(group);
+      else void this.appliedDb.put(group, r.applied);
     }
     for (const { key, value } of gen.data.values()) {
-      if (value === null) this.data.remove(key);
-      else this.data.put(key, value);
+      if (value === null) void this.data.remove(key);
+      else void this.data.put(key, value);
     }
-    for (const { key, rec } of gen.sessions.values()) this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
-    for (const [g, i] of gen.applied) this.appliedDb.put(g, i);
+    for (const { key, rec } of gen.sessions.values()) void this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
+    for (const [g, i] of gen.applied) void this.appliedDb.put(g, i);
   }
 
   /** The commit that ran the oldest prepared write is durable. */

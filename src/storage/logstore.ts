@@ -409,7 +409,7 @@ export class LogStore {
         await this.env.transaction(() => {
           extra?.();
           checkpoint?.write();
-          if (garbage) for (const k of this.wal.getKeys({ start: from + 1, end: garbage + 1 })) this.wal.remove(k);
+          if (garbage) for (const k of this.wal.getKeys({ start: from + 1, end: garbage + 1 })) void this.wal.remove(k);
         });
       } catch (e) {
         // lmdb-js rejects with a generic error and puts the cause in a separate promise; read it
@@ -512,17 +512,17 @@ export class LogStore {
       walRecords,
       replayFrom: upTo,
       write: () => {
-        // Order matters: whole-group deletes, then range deletes, then the new rows and metadata.
+        // Inside the write transaction (void: the promises only repeat its outcome). Order matters: whole-group deletes, then range deletes, then the new rows and metadata.
         for (const g of gone) {
-          for (const k of this.log.getKeys({ start: logKey(g, 0), end: logKey(g + 1, 0) })) this.log.remove(k);
-          if (!this.groups.has(g)) this.meta.remove(g);
+          for (const k of this.log.getKeys({ start: logKey(g, 0), end: logKey(g + 1, 0) })) void this.log.remove(k);
+          if (!this.groups.has(g)) void this.meta.remove(g);
         }
         for (const d of deletes) {
-          for (const [a, b] of d.ranges) for (let i = a; i <= b; i++) this.log.remove(logKey(d.group, i));
+          for (const [a, b] of d.ranges) for (let i = a; i <= b; i++) void this.log.remove(logKey(d.group, i));
         }
-        for (const f of flushed) for (const e of f.entries) this.log.put(logKey(f.s.group, e.index), Buffer.from(encodeEntry(e).buffer));
-        for (const m of metas) this.meta.put(m.group, m.value);
-        this.ctl.put(KEY_CHECKPOINT, { replayFrom: upTo, trigger });
+        for (const f of flushed) for (const e of f.entries) void this.log.put(logKey(f.s.group, e.index), Buffer.from(encodeEntry(e).buffer));
+        for (const m of metas) void this.meta.put(m.group, m.value);
+        void this.ctl.put(KEY_CHECKPOINT, { replayFrom: upTo, trigger });
       },
       done: () => {
         for (const f of flushed) {

@@ -493,7 +493,7 @@ export class Transport extends EventEmitter<TransportEvents> {
   /** Stop listening, end every connection (queued envelopes are written first, best effort),
    *  cancel reconnects. No events fire once close() has been called. */
   close(): Promise<void> {
-    if (this.closed) return this.closed;
+    if (this.closed !== null) return this.closed;
     this.flush();
     this.closing = true;
     for (const p of this.peers.values()) {

@@ -45,7 +45,10 @@ export function checkOperations(ops: readonly Operation[], o: CheckOptions = {})
   const byKey = new Map<string, Operation[]>();
   for (const op of ops) {
     let list = byKey.get(op.key);
-    if (!list) byKey.set(op.key, (list = []));
+    if (!list) {
+      list = [];
+      byKey.set(op.key, list);
+    }
     list.push(op);
   }
   const base = { keys: byKey.size, operations: ops.length };

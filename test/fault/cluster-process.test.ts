@@ -42,7 +42,8 @@ test('3 processes x 1,000 groups: writes and linearizable reads on every node th
       for (let n = 1; !stop; n++) {
         const key = `key-${(w + WRITERS * (n % (KEYS / WRITERS)))}`;
         const targets = [...live];
-        const node = targets[(r = (r * 1103515245 + 12345) >>> 0) % targets.length];
+        r = (r * 1103515245 + 12345) >>> 0;
+        const node = targets[r % targets.length];
         attempted.set(key, n);
         try {
           const res = await fetch(`${admin.get(node)}/kv/${key}`, { method: 'PUT', body: `${key}:${n}`, signal: AbortSignal.timeout(25_000) });

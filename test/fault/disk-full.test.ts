@@ -26,7 +26,7 @@ const PAD = 'p'.repeat(1500);
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const keyOf = (i: number): string => `k${i % KEYS}`;
-const valueOf = (g: number, i: number, token: string): string => `${g}:${i}:${token}:${PAD}`;
+const valueFor = (g: number, i: number, token: string): string => `${g}:${i}:${token}:${PAD}`;
 
 interface FailedReport {
   name: string;
@@ -74,7 +74,7 @@ async function childMain(): Promise<void> {
         const es: Entry[] = [];
         for (let i = last + 1; i <= last + 2; i++) {
           const token = `t${++seq}`;
-          es.push({ index: i, term: 1, type: 'normal', data: kvEntryData({ op: 'put', key: enc.encode(keyOf(i)), value: enc.encode(valueOf(g, i, token)) }) });
+          es.push({ index: i, term: 1, type: 'normal', data: kvEntryData({ op: 'put', key: enc.encode(keyOf(i)), value: enc.encode(valueFor(g, i, token)) }) });
           acks.push([g, i, token]);
         }
         store.write({ group: g, entries: es, hardState: { term: 1, vote: 'a', commit: last + 2 } });
@@ -235,12 +235,12 @@ if (process.env.FLOTILLA_DISK_FULL_CHILD === '1') {
           for (const e of gs.entries(1, top + 1, Infinity)) {
             const cmd = decodeKvCommand(decodeCommand(e.data).payload);
             assert.ok(cmd.op === 'put');
-            assert.equal(dec.decode(cmd.value), valueOf(g, e.index, token.get(`${g}/${e.index}`)!), `group ${g} entry ${e.index}`);
+            assert.equal(dec.decode(cmd.value), valueFor(g, e.index, token.get(`${g}/${e.index}`)!), `group ${g} entry ${e.index}`);
           }
           const applied = kv.applied(g);
           for (let j = 0; j < KEYS; j++) {
             const last = applied - ((((applied - j) % KEYS) + KEYS) % KEYS);
-            const want = last >= 1 && token.has(`${g}/${last}`) ? valueOf(g, last, token.get(`${g}/${last}`)!) : undefined;
+            const want = last >= 1 && token.has(`${g}/${last}`) ? valueFor(g, last, token.get(`${g}/${last}`)!) : undefined;
             if (want) assert.equal(dec.decode(kv.get(g, enc.encode(`k${j}`)) ?? new Uint8Array()), want, `group ${g} k${j}`);
           }
         }

@@ -6,7 +6,7 @@
 //
 //   node --import tsx logstore-crash-child.ts <dir> <seed>
 //
-// (Not importable: running the module starts the loop. The test mirrors GROUPS, keyOf, valueOf.)
+// (Not importable: running the module starts the loop. The test mirrors GROUPS, keyOf, valueFor.)
 // stdout, one JSON object per line:
 //   {"ready":{...}}             recovered and about to write (with the exactly-once check result)
 //   {"a":[[group,index,token],...]}   acknowledged entries of one commit
@@ -21,7 +21,7 @@ const KEYS_PER_GROUP = 3;
 const CONF = { voters: ['n1', 'n2', 'n3'], learners: [] };
 
 const keyOf = (index: number): string => `k${index % KEYS_PER_GROUP}`;
-const valueOf = (group: number, index: number, token: string): string => `${group}:${index}:${token}`;
+const valueFor = (group: number, index: number, token: string): string => `${group}:${index}:${token}`;
 
 const enc = new TextEncoder();
 const out = (o: unknown): void => {
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
       const es: Entry[] = [];
       for (let i = last + 1; i <= last + n; i++) {
         const token = Math.floor(rand() * 2 ** 32).toString(16).padStart(8, '0');
-        const cmd = { op: 'put' as const, key: enc.encode(keyOf(i)), value: enc.encode(valueOf(g, i, token)) };
+        const cmd = { op: 'put' as const, key: enc.encode(keyOf(i)), value: enc.encode(valueFor(g, i, token)) };
         es.push({ index: i, term: t, type: 'normal', data: kvEntryData(cmd) });
         acks.push([g, i, token]);
       }

@@ -23,7 +23,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const GROUPS = 50;
 const KEYS_PER_GROUP = 3;
 const keyOf = (index: number): string => `k${index % KEYS_PER_GROUP}`;
-const valueOf = (group: number, index: number, token: string): string => `${group}:${index}:${token}`;
+const valueFor = (group: number, index: number, token: string): string => `${group}:${index}:${token}`;
 
 const ROUNDS = 20;
 const enc = new TextEncoder();
@@ -124,7 +124,10 @@ test('SIGKILL at random points: acknowledged entries, hard state and KV state su
           ackedCommits++;
           for (const [g, i, token] of m.a) {
             let per = acked.get(g);
-            if (!per) acked.set(g, (per = new Map()));
+            if (!per) {
+              per = new Map();
+              acked.set(g, per);
+            }
             assert.equal(per.has(i), false, `${where}: index ${i} of group ${g} acknowledged twice`);
             per.set(i, token);
             maxAck.set(g, Math.max(maxAck.get(g) ?? 0, i));
@@ -196,7 +199,7 @@ test('SIGKILL at random points: acknowledged entries, hard state and KV state su
             const [vg, vi, vt] = dec.decode(got).split(':');
             assert.deepEqual([vg, vi], [String(g), String(e)], `${w}: k${j} holds the write of entry ${vi}, expected ${e}`);
             const want = per.get(e) ?? (e >= first ? tokenAt(e) : undefined);
-            if (want !== undefined) assert.equal(valueOf(g, e, vt), valueOf(g, e, want), `${w}: k${j} token`);
+            if (want !== undefined) assert.equal(valueFor(g, e, vt), valueFor(g, e, want), `${w}: k${j} token`);
             verifiedValues++;
           }
           // A restarted node re-delivers recent committed entries: all skipped.

@@ -131,7 +131,7 @@ export class TestCluster extends MemoryGroup {
         this.queue.push(m);
         continue;
       }
-      if (this.cut.has(`${m.from}->${m.to}`) || (this.dropIf && this.dropIf(m))) continue;
+      if (this.cut.has(`${m.from}->${m.to}`) || (this.dropIf?.(m))) continue;
       const to = this.nodes.get(m.to);
       if (!to) continue;
       to.step(m);

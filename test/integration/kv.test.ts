@@ -374,7 +374,7 @@ describe('client sessions (at most once per client seq)', () => {
     // one and a multi-byte one: every read must give back exactly what was written.
     const ids = [...Array.from({ length: 40 }, (_, i) => `client-${String(i).padStart(2, '0')}`), 'x'.repeat(200), 'nœud-é'];
     for (let round = 0; round < 3; round++) {
-      for (const [i, id] of ids.entries()) {
+      for (const i of ids.keys()) {
         const j = round === 1 ? ids.length - 1 - i : i;
         const want = ids[j];
         const got = decodeCommand(sess(want, j + 1, 1, put('k', 'v')));

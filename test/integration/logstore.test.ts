@@ -127,7 +127,10 @@ async function logRows(dir: string): Promise<Map<number, number[]>> {
       const g = k.readUInt32BE(0);
       const i = k.readUInt32BE(4) * 2 ** 32 + k.readUInt32BE(8);
       let l = out.get(g);
-      if (!l) out.set(g, (l = []));
+      if (!l) {
+        l = [];
+        out.set(g, l);
+      }
       l.push(i);
     }
     return out;
@@ -561,7 +564,7 @@ describe('LogStore deleteGroup', () => {
 describe('LogStore checkpointed table holds exactly the live entries', () => {
   test('sequential truncations, compactions and snapshots leave no stale rows', async () => {
     await withCtx(async (c) => {
-      let st = await c.open();
+      const st = await c.open();
       for (const g of [1, 2, 3]) st.createGroup(g, CONF);
       for (const g of [1, 2, 3]) st.write({ group: g, entries: ents(1, 10, 1) });
       await st.commit();
@@ -858,7 +861,8 @@ describe('LogStore recovery exactness', () => {
       checkpoints += r.checkpoints;
     }
     assert.ok(reopens >= 50, `reopened ${reopens} times`);
-    t.diagnostic(`5 seeds x 500 steps: ${commits} commits, ${reopens} reopens (every group compared after each)`);
+    assert.ok(checkpoints > 0, 'the model run went through checkpoints');
+    t.diagnostic(`5 seeds x 500 steps: ${commits} commits, ${reopens} reopens, ${checkpoints} checkpoints (every group compared after each)`);
   });
 });
 
@@ -1028,7 +1032,7 @@ describe('LogStore corruption detection', () => {
   test('a corrupt checkpointed entry needed by WAL replay (compaction term) makes reopen throw CorruptRecord', async () => {
     await withCtx(async (c) => {
       await prepared(c);
-      let st = await c.open();
+      const st = await c.open();
       st.compact(1, 4); // WAL op whose replay reads term(4) from the table
       await st.commit();
       await c.close(st);
@@ -1107,7 +1111,7 @@ describe('LogStore fail-stop', () => {
       st.write({ group: 1, entries: b, hardState: { term: 1, vote: 'a', commit: 3 } });
       kv.apply(1, b);
       const w = kv.prepareWrite(true)!;
-      await assert.rejects(st.commit(() => { w(); scratch.put(HUGE_KEY, Buffer.from('x')); }), StorageFailed);
+      await assert.rejects(st.commit(() => { w(); void scratch.put(HUGE_KEY, Buffer.from('x')); }), StorageFailed);
 
       st = await c.reopen(st);
       kv = new KvStateMachine(st);

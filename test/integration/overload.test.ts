@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNode } from '../../src/runtime/node.js';
-import { RuntimeError } from '../../src/runtime/errors.js';
+import type { RuntimeError } from '../../src/runtime/errors.js';
 import { freePorts, until } from '../helpers/net.js';
 
 test('a burst beyond maxPendingProposals is refused with Overloaded; refused writes never apply; admitted ones all do', async () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startNode, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
-import { RuntimeError } from '../../src/runtime/errors.js';
+import type { RuntimeError } from '../../src/runtime/errors.js';
 import { freePorts, until } from '../helpers/net.js';
 
 const dec = new TextDecoder();

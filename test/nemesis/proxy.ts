@@ -61,7 +61,11 @@ class Lane {
       while (this.busy && this.queue[this.head].due <= now) this.out.write(this.queue[this.head++].chunk);
       if (!this.busy) this.reset();
       else {
-        if (this.head > 1024) this.queue.splice(0, this.head), this.head = 0; // keep a long-lagged lane from growing
+        if (this.head > 1024) {
+          // Keep a long-lagged lane from growing.
+          this.queue.splice(0, this.head);
+          this.head = 0;
+        }
         this.arm();
       }
     }, Math.max(0, this.queue[this.head].due - Date.now()));

@@ -151,7 +151,7 @@ class Simulation implements HostEnv, Clock {
     const to = this.hosts.get(m.to);
     if (m.type === 'snap') this.stats.snapshotsSent++;
     // A refused connection: the target is down or cut off right now.
-    if (!to || !to.up || !this.net.linkUp(m.from, m.to)) {
+    if (!to?.up || !this.net.linkUp(m.from, m.to)) {
       this.stats.dropped++;
       this.trace.line(() => `${m.from} -> ${m.to} ${fmtMsg(m)} REFUSED (${!to ? 'no such node' : !to.up ? 'down' : 'link cut'})`);
       if (m.type === 'snap') this.queue.push({ kind: 'msg', time: this.now + 1, msg: m, fromInc: from.incarnation, lost: true });
@@ -262,12 +262,12 @@ class Simulation implements HostEnv, Clock {
       }
       case 'msg': {
         const to = this.hosts.get(ev.msg.to);
-        if (to && to.up && to.pausedUntil > this.now && !ev.lost) {
+        if (to?.up && to.pausedUntil > this.now && !ev.lost) {
           // Waits in the frozen process's socket buffer; re-queued in arrival order.
           this.queue.push({ ...ev, time: to.pausedUntil });
           return false;
         }
-        if (to && to.up) this.catchUpTicks(to);
+        if (to?.up) this.catchUpTicks(to);
         this.deliver(ev.msg, ev.fromInc, ev.lost); // deliver() copes with a host that went down
         return true;
       }
@@ -334,7 +334,7 @@ class Simulation implements HostEnv, Clock {
     const leader = n.inspect().leader;
     if (n.inspect().role !== 'follower' || leader === '' || !n.isQuiesced()) return;
     const lh = this.hosts.get(leader);
-    if (!lh || !lh.up || !this.net.linkUp(leader, h.id)) h.leaderUnreachable();
+    if (!lh?.up || !this.net.linkUp(leader, h.id)) h.leaderUnreachable();
   }
 
   private addHost(id: NodeId, initialConf: ConfState): Host {

@@ -838,7 +838,12 @@ describe('restart with lease reads', () => {
     const st = mkStorage(['a', 'b', 'c'], [], [1, 1], 1, 'a', 2);
     const rnd = seededRandom(3);
     let first = true;
-    const random = () => (first ? ((first = false), 0) : rnd()); // the first timeout at exactly T
+    // The first timeout at exactly T.
+    const random = () => {
+      if (!first) return rnd();
+      first = false;
+      return 0;
+    };
     const n = new RaftNode({ id: 'a', group: G, storage: st, random, electionTicks: 6, electionRoundTicks: 3, preVote: false, checkQuorum: true, leaseReads: true });
     const granted = (term: number) => {
       n.step(voteReq('c', 'a', term, 2, 1));

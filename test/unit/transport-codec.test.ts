@@ -7,7 +7,7 @@ import {
   FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, SCHEMA, type DecodeResult, type Envelope,
 } from '../../src/transport/codec.js';
 import { FrameTooLarge, MalformedFrame } from '../../src/transport/errors.js';
-import { MESSAGE_TYPES, type Message, type MessageType } from '../../src/raft/index.js';
+import { MESSAGE_TYPES, type Message, } from '../../src/raft/index.js';
 import { sample } from '../helpers/messages.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
