@@ -19,20 +19,33 @@ const serve = process.argv.includes('--serve');
 const root = mkdtempSync(join(tmpdir(), 'notes-'));
 const ids = ['n1', 'n2', 'n3'];
 // Free ports for the nodes' Raft listeners (fixed ones in production).
-const raftPorts = await Promise.all(ids.map(() => new Promise<number>((resolve) => {
-  const s = createNetServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address() as { port: number };
-    s.close(() => resolve(port));
-  });
-})));
+const raftPorts = await Promise.all(
+  ids.map(
+    () =>
+      new Promise<number>((resolve) => {
+        const s = createNetServer().listen(0, '127.0.0.1', () => {
+          const { port } = s.address() as { port: number };
+          s.close(() => resolve(port));
+        });
+      }),
+  ),
+);
 const addr = (i: number) => `127.0.0.1:${raftPorts[i]}`;
 
 // 1. Start the storage nodes: 64 Raft groups, replicated on all three.
-const nodes: FlotillaNode[] = await Promise.all(ids.map((id, i) => startNode({
-  id, dataDir: join(root, id), listen: addr(i), groups: 64, workers: 1,
-  peers: Object.fromEntries(ids.map((p, j) => [p, addr(j)]).filter(([p]) => p !== id)),
-  labels: { zone: `zone-${i}` },
-})));
+const nodes: FlotillaNode[] = await Promise.all(
+  ids.map((id, i) =>
+    startNode({
+      id,
+      dataDir: join(root, id),
+      listen: addr(i),
+      groups: 64,
+      workers: 1,
+      peers: Object.fromEntries(ids.map((p, j) => [p, addr(j)]).filter(([p]) => p !== id)),
+      labels: { zone: `zone-${i}` },
+    }),
+  ),
+);
 
 // 2. The service: any node can serve any request (it forwards to the group's leader).
 const enc = new TextEncoder();
@@ -52,7 +65,9 @@ function service(node: FlotillaNode): Server {
       }
       if (req.method === 'GET') {
         const v = await node.kv.get(enc.encode(key), url.searchParams.has('stale') ? 'stale' : 'linearizable');
-        return v === null ? void res.writeHead(404).end('no such note\n') : void res.writeHead(200, { 'content-type': 'text/plain' }).end(dec.decode(v));
+        return v === null
+          ? void res.writeHead(404).end('no such note\n')
+          : void res.writeHead(200, { 'content-type': 'text/plain' }).end(dec.decode(v));
       }
       if (req.method === 'DELETE') {
         await node.kv.delete(key);
@@ -62,7 +77,9 @@ function service(node: FlotillaNode): Server {
     } catch (e) {
       // Typed, retryable errors (NotLeader, Unavailable, Overloaded, Timeout) become 503 with Retry-After.
       const code = (e as { code?: string }).code ?? 'Error';
-      res.writeHead(code === 'InvalidArgument' ? 400 : 503, { 'retry-after': '1' }).end(`${code}: ${(e as Error).message}\n`);
+      res
+        .writeHead(code === 'InvalidArgument' ? 400 : 503, { 'retry-after': '1' })
+        .end(`${code}: ${(e as Error).message}\n`);
     }
   });
 }

@@ -8,7 +8,9 @@ import { MemoryStorage, RaftNode, seededRandom, type Message, type NodeId } from
 const ids: NodeId[] = ['n1', 'n2', 'n3'];
 const conf = { voters: ids, learners: [] };
 const storages = new Map(ids.map((id) => [id, new MemoryStorage(conf)]));
-const nodes = new Map(ids.map((id, i) => [id, new RaftNode({ id, group: 1, storage: storages.get(id)!, random: seededRandom(i + 1) })]));
+const nodes = new Map(
+  ids.map((id, i) => [id, new RaftNode({ id, group: 1, storage: storages.get(id)!, random: seededRandom(i + 1) })]),
+);
 const applied = new Map<NodeId, string[]>(ids.map((id) => [id, []]));
 let inFlight: Message[] = [];
 
@@ -28,7 +30,8 @@ function turn(): void {
         if (e.type === 'normal' && e.data.byteLength > 0) applied.get(id)!.push(new TextDecoder().decode(e.data));
       }
       for (const t of rd.transfers) console.log(`${id}: transfer to ${t.target} ${t.status} after ${t.ticks} ticks`);
-      if (rd.softState) console.log(`${id}: ${rd.softState.role} in term ${rd.softState.term} (leader ${rd.softState.leader || '-'})`);
+      if (rd.softState)
+        console.log(`${id}: ${rd.softState.role} in term ${rd.softState.term} (leader ${rd.softState.leader || '-'})`);
       node.advance();
     }
   }

@@ -5,7 +5,11 @@
 // layer and imports nothing.
 
 export class FlotillaError<Code extends string = string> extends Error {
-  constructor(readonly code: Code, message: string, options?: ErrorOptions) {
+  constructor(
+    readonly code: Code,
+    message: string,
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.name = new.target.name;
   }

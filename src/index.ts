@@ -1,13 +1,29 @@
 // flotilla: public entry point.
 export * from './raft/index.js';
 export { FlotillaError } from './errors.js';
-export { startNode, FlotillaNode, placement, clusterIdOf, groupOfKey, type StartOptions, type ProposeOptions, type ReadOptions } from './runtime/node.js';
+export {
+  startNode,
+  FlotillaNode,
+  placement,
+  clusterIdOf,
+  groupOfKey,
+  type StartOptions,
+  type ProposeOptions,
+  type ReadOptions,
+} from './runtime/node.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './runtime/node.js';
 export type { UserStateMachine, UserStateMachineModule } from './runtime/statemachine.js';
 export { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './runtime/errors.js';
 export { NODE_FLAGS } from './runtime/heap.js';
 export type {
-  BalancerConfig, FollowWorkloadConfig, HealthConfig, Labels, LeaderPreference, MoveKind, Plan, PlannedMove,
+  BalancerConfig,
+  FollowWorkloadConfig,
+  HealthConfig,
+  Labels,
+  LeaderPreference,
+  MoveKind,
+  Plan,
+  PlannedMove,
 } from './balancer/balancer.js';
 export { LogStore, GroupStorage, type LogStoreOptions } from './storage/logstore.js';
 export { KvStateMachine, encodeKvCommand, decodeKvCommand, type KvCommand, type KvResult } from './storage/kv.js';

@@ -16,25 +16,44 @@ const ids = ['n1', 'n2', 'n3'];
 const zones: Record<string, string> = { n1: 'a', n2: 'b', n3: 'c' };
 const GROUPS = 90;
 const root = mkdtempSync(join(tmpdir(), 'balancer-example-'));
-const ports = await Promise.all(Array.from({ length: 6 }, () => new Promise<number>((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address() as { port: number };
-    s.close(() => resolve(port));
-  });
-})));
+const ports = await Promise.all(
+  Array.from(
+    { length: 6 },
+    () =>
+      new Promise<number>((resolve) => {
+        const s = createServer().listen(0, '127.0.0.1', () => {
+          const { port } = s.address() as { port: number };
+          s.close(() => resolve(port));
+        });
+      }),
+  ),
+);
 const raft = (i: number) => `127.0.0.1:${ports[i]}`;
 const admin = (i: number) => `127.0.0.1:${ports[3 + i]}`;
 const procs: ChildProcess[] = [];
-const get = async (i: number, path: string) => (await fetch(`http://${admin(i)}${path}`)).json() as Promise<Record<string, unknown>>;
+const get = async (i: number, path: string) =>
+  (await fetch(`http://${admin(i)}${path}`)).json() as Promise<Record<string, unknown>>;
 
 try {
   ids.forEach((id, i) => {
     const config = {
-      id, data: join(root, id), listen: raft(i), admin: admin(i), groups: GROUPS, workers: 1, zone: zones[id], logLevel: 'warn',
-      peers: Object.fromEntries(ids.map((p, j) => [p, raft(j)]).filter(([p]) => p !== id)), balancer,
+      id,
+      data: join(root, id),
+      listen: raft(i),
+      admin: admin(i),
+      groups: GROUPS,
+      workers: 1,
+      zone: zones[id],
+      logLevel: 'warn',
+      peers: Object.fromEntries(ids.map((p, j) => [p, raft(j)]).filter(([p]) => p !== id)),
+      balancer,
     };
     writeFileSync(join(root, `${id}.json`), JSON.stringify(config, null, 2));
-    procs.push(spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--config', join(root, `${id}.json`)], { stdio: 'inherit' }));
+    procs.push(
+      spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start', '--config', join(root, `${id}.json`)], {
+        stdio: 'inherit',
+      }),
+    );
   });
   // Wait for the balancer to settle: preferences met and no moves planned.
   const deadline = Date.now() + 90_000;
@@ -47,9 +66,12 @@ try {
       leaders = per.map((s) => s.leaders as number);
       const leaderOf = new Map<number, string>();
       for (const [i, s] of per.entries()) {
-        for (const g of s.perGroup as { group: number; role: string }[]) if (g.role === 'leader') leaderOf.set(g.group, ids[i]);
+        for (const g of s.perGroup as { group: number; role: string }[])
+          if (g.role === 'leader') leaderOf.set(g.group, ids[i]);
       }
-      met = [...Array(30).keys()].filter((k) => leaderOf.get(k + 1) === 'n1').length + [31, 32, 33].filter((g) => leaderOf.get(g) === 'n3').length;
+      met =
+        [...Array(30).keys()].filter((k) => leaderOf.get(k + 1) === 'n1').length +
+        [31, 32, 33].filter((g) => leaderOf.get(g) === 'n3').length;
       const plans = await Promise.all(ids.map((_, i) => get(i, '/balance/plan')));
       if (met === 33 && plans.every((p) => (p.moves as unknown[]).length === 0) && leaderOf.size === GROUPS) break;
     } catch {

@@ -29,11 +29,18 @@ const addr = Object.fromEntries(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]
 const nodes: FlotillaNode[] = [];
 try {
   for (const id of ids) {
-    nodes.push(await startNode({
-      id, dataDir: join(dir, id), listen: addr[id], groups: BRANCHES, workers: 2, tickMs: 50,
-      peers: Object.fromEntries(ids.filter((p) => p !== id).map((p) => [p, addr[p]])),
-      stateMachine: { module: resolve(import.meta.dirname, 'ledger.ts') },
-    }));
+    nodes.push(
+      await startNode({
+        id,
+        dataDir: join(dir, id),
+        listen: addr[id],
+        groups: BRANCHES,
+        workers: 2,
+        tickMs: 50,
+        peers: Object.fromEntries(ids.filter((p) => p !== id).map((p) => [p, addr[p]])),
+        stateMachine: { module: resolve(import.meta.dirname, 'ledger.ts') },
+      }),
+    );
   }
   // Open the accounts of every branch (group ids 1..BRANCHES), from any node.
   for (let b = 1; b <= BRANCHES; b++) {
@@ -41,25 +48,31 @@ try {
   }
   let done = 0;
   let rejected = 0;
-  await Promise.all(nodes.map(async (node, n) => {
-    for (let i = 0; i < 150; i++) {
-      const b = 1 + ((i * 7 + n) % BRANCHES);
-      const from = ACCOUNTS[(i + n) % 4];
-      const to = ACCOUNTS[(i + n + 1 + (i % 3)) % 4];
-      try {
-        await node.propose(b, { op: 'transfer', from, to, amount: 1 + ((i * 37) % 120) });
-        done++;
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'InvalidArgument') throw e;
-        rejected++; // insufficient funds: the ledger said no, nothing changed
+  await Promise.all(
+    nodes.map(async (node, n) => {
+      for (let i = 0; i < 150; i++) {
+        const b = 1 + ((i * 7 + n) % BRANCHES);
+        const from = ACCOUNTS[(i + n) % 4];
+        const to = ACCOUNTS[(i + n + 1 + (i % 3)) % 4];
+        try {
+          await node.propose(b, { op: 'transfer', from, to, amount: 1 + ((i * 37) % 120) });
+          done++;
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'InvalidArgument') throw e;
+          rejected++; // insufficient funds: the ledger said no, nothing changed
+        }
       }
-    }
-  }));
+    }),
+  );
   for (let b = 1; b <= BRANCHES; b++) {
     const totals = await Promise.all(nodes.map((node) => node.read(b, { total: true })));
-    if (totals.some((t) => t !== OPENING * ACCOUNTS.length)) throw new Error(`branch ${b}: totals ${totals.join(', ')}`);
+    if (totals.some((t) => t !== OPENING * ACCOUNTS.length))
+      throw new Error(`branch ${b}: totals ${totals.join(', ')}`);
   }
-  console.log(`${done} transfers applied, ${rejected} rejected for insufficient funds; branch 1 on n3:`, await nodes[2].read(1, { accounts: true }));
+  console.log(
+    `${done} transfers applied, ${rejected} rejected for insufficient funds; branch 1 on n3:`,
+    await nodes[2].read(1, { accounts: true }),
+  );
   console.log(`OK: money conserved in all ${BRANCHES} branches on every node`);
 } finally {
   for (const n of nodes) await n.stop();

@@ -115,18 +115,41 @@ export interface BalancerConfig {
   readonly health?: HealthConfig;
 }
 
-const KNOWN = new Set(['enabled', 'intervalMs', 'tolerance', 'minExcess', 'maxConcurrent', 'cooldownMs', 'warmupMs', 'weights', 'policy',
-  'minLoad', 'minGroupShare', 'bytesPerOp', 'preferences', 'followWorkload', 'health']);
+const KNOWN = new Set([
+  'enabled',
+  'intervalMs',
+  'tolerance',
+  'minExcess',
+  'maxConcurrent',
+  'cooldownMs',
+  'warmupMs',
+  'weights',
+  'policy',
+  'minLoad',
+  'minGroupShare',
+  'bytesPerOp',
+  'preferences',
+  'followWorkload',
+  'health',
+]);
 
 /** Throws a BalancerConfigError naming the first bad field (a message an operator can act on). */
 export function validateBalancerConfig(c: BalancerConfig): void {
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new BalancerConfigError('InvalidSetting', 'balancer', 'must be an object');
-  for (const k of Object.keys(c)) if (!KNOWN.has(k)) throw new BalancerConfigError('UnknownSetting', `balancer.${k}`, 'unknown setting');
-  if (c.policy !== undefined && c.policy !== 'count' && c.policy !== 'load') throw new BalancerConfigError('InvalidSetting', 'balancer.policy', "must be 'count' or 'load'");
-  if (c.enabled !== undefined && typeof c.enabled !== 'boolean') throw new BalancerConfigError('InvalidSetting', 'balancer.enabled', 'must be true or false');
+  if (typeof c !== 'object' || c === null || Array.isArray(c))
+    throw new BalancerConfigError('InvalidSetting', 'balancer', 'must be an object');
+  for (const k of Object.keys(c))
+    if (!KNOWN.has(k)) throw new BalancerConfigError('UnknownSetting', `balancer.${k}`, 'unknown setting');
+  if (c.policy !== undefined && c.policy !== 'count' && c.policy !== 'load')
+    throw new BalancerConfigError('InvalidSetting', 'balancer.policy', "must be 'count' or 'load'");
+  if (c.enabled !== undefined && typeof c.enabled !== 'boolean')
+    throw new BalancerConfigError('InvalidSetting', 'balancer.enabled', 'must be true or false');
   const num = (path: string, v: unknown, min: number, max = Infinity) => {
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)) {
-      throw new BalancerConfigError('InvalidSetting', `balancer.${path}`, `must be a number ${max === Infinity ? `>= ${min}` : `in ${min}..${max}`}`);
+      throw new BalancerConfigError(
+        'InvalidSetting',
+        `balancer.${path}`,
+        `must be a number ${max === Infinity ? `>= ${min}` : `in ${min}..${max}`}`,
+      );
     }
   };
   num('intervalMs', c.intervalMs, 10);
@@ -139,42 +162,73 @@ export function validateBalancerConfig(c: BalancerConfig): void {
   num('minGroupShare', c.minGroupShare, 0);
   num('bytesPerOp', c.bytesPerOp, 1);
   if (c.weights !== undefined) {
-    if (typeof c.weights !== 'object' || c.weights === null) throw new BalancerConfigError('InvalidSetting', 'balancer.weights', 'must be an object {node: weight}');
-    for (const [n, w] of Object.entries(c.weights)) if (typeof w !== 'number' || !(w > 0)) throw new BalancerConfigError('InvalidSetting', `balancer.weights.${n}`, 'must be a number > 0');
+    if (typeof c.weights !== 'object' || c.weights === null)
+      throw new BalancerConfigError('InvalidSetting', 'balancer.weights', 'must be an object {node: weight}');
+    for (const [n, w] of Object.entries(c.weights))
+      if (typeof w !== 'number' || !(w > 0))
+        throw new BalancerConfigError('InvalidSetting', `balancer.weights.${n}`, 'must be a number > 0');
   }
   if (c.preferences !== undefined) {
-    if (!Array.isArray(c.preferences)) throw new BalancerConfigError('InvalidSetting', 'balancer.preferences', 'must be a list of {groups, leaders}');
+    if (!Array.isArray(c.preferences))
+      throw new BalancerConfigError('InvalidSetting', 'balancer.preferences', 'must be a list of {groups, leaders}');
     c.preferences.forEach((p: LeaderPreference, i: number) => {
       const at = `balancer.preferences[${i}]`;
-      if (typeof p !== 'object' || p === null) throw new BalancerConfigError('InvalidSetting', at, 'must be {groups, leaders}');
+      if (typeof p !== 'object' || p === null)
+        throw new BalancerConfigError('InvalidSetting', at, 'must be {groups, leaders}');
       const g = p.groups as unknown;
       const okList = Array.isArray(g) && g.every((x) => Number.isInteger(x) && x > 0);
-      const okRange = !Array.isArray(g) && typeof g === 'object' && g !== null &&
-        Number.isInteger((g as { from: number }).from) && Number.isInteger((g as { to: number }).to) && (g as { from: number }).from <= (g as { to: number }).to;
-      if (!okList && !okRange) throw new BalancerConfigError('InvalidSetting', `${at}.groups`, 'must be a list of group ids or {from, to}');
-      if (!Array.isArray(p.leaders) || p.leaders.length === 0) throw new BalancerConfigError('InvalidSetting', `${at}.leaders`, 'must be a non-empty list of label sets like {"zone": "a"}');
+      const okRange =
+        !Array.isArray(g) &&
+        typeof g === 'object' &&
+        g !== null &&
+        Number.isInteger((g as { from: number }).from) &&
+        Number.isInteger((g as { to: number }).to) &&
+        (g as { from: number }).from <= (g as { to: number }).to;
+      if (!okList && !okRange)
+        throw new BalancerConfigError('InvalidSetting', `${at}.groups`, 'must be a list of group ids or {from, to}');
+      if (!Array.isArray(p.leaders) || p.leaders.length === 0)
+        throw new BalancerConfigError(
+          'InvalidSetting',
+          `${at}.leaders`,
+          'must be a non-empty list of label sets like {"zone": "a"}',
+        );
       p.leaders.forEach((l, j) => {
-        if (typeof l !== 'object' || l === null || Object.keys(l).length === 0) throw new BalancerConfigError('InvalidSetting', `${at}.leaders[${j}]`, 'must be a label set like {"zone": "a"}');
+        if (typeof l !== 'object' || l === null || Object.keys(l).length === 0)
+          throw new BalancerConfigError(
+            'InvalidSetting',
+            `${at}.leaders[${j}]`,
+            'must be a label set like {"zone": "a"}',
+          );
         for (const [k, v] of Object.entries(l)) {
-          if (k !== 'zone' && k !== 'rack') throw new BalancerConfigError('UnknownSetting', `${at}.leaders[${j}].${k}`, 'unknown label (zone or rack)');
-          if (typeof v !== 'string') throw new BalancerConfigError('InvalidSetting', `${at}.leaders[${j}].${k}`, 'must be a string');
+          if (k !== 'zone' && k !== 'rack')
+            throw new BalancerConfigError('UnknownSetting', `${at}.leaders[${j}].${k}`, 'unknown label (zone or rack)');
+          if (typeof v !== 'string')
+            throw new BalancerConfigError('InvalidSetting', `${at}.leaders[${j}].${k}`, 'must be a string');
         }
       });
     });
   }
   if (c.followWorkload !== undefined) {
     const f = c.followWorkload;
-    if (typeof f !== 'object' || f === null) throw new BalancerConfigError('InvalidSetting', 'balancer.followWorkload', 'must be an object');
-    for (const k of Object.keys(f)) if (!['enabled', 'minRate', 'minShare'].includes(k)) throw new BalancerConfigError('UnknownSetting', `balancer.followWorkload.${k}`, 'unknown setting');
-    if (f.enabled !== undefined && typeof f.enabled !== 'boolean') throw new BalancerConfigError('InvalidSetting', 'balancer.followWorkload.enabled', 'must be true or false');
+    if (typeof f !== 'object' || f === null)
+      throw new BalancerConfigError('InvalidSetting', 'balancer.followWorkload', 'must be an object');
+    for (const k of Object.keys(f))
+      if (!['enabled', 'minRate', 'minShare'].includes(k))
+        throw new BalancerConfigError('UnknownSetting', `balancer.followWorkload.${k}`, 'unknown setting');
+    if (f.enabled !== undefined && typeof f.enabled !== 'boolean')
+      throw new BalancerConfigError('InvalidSetting', 'balancer.followWorkload.enabled', 'must be true or false');
     num('followWorkload.minRate', f.minRate, 0);
     num('followWorkload.minShare', f.minShare, 0.5, 1);
   }
   if (c.health !== undefined) {
     const h = c.health;
-    if (typeof h !== 'object' || h === null) throw new BalancerConfigError('InvalidSetting', 'balancer.health', 'must be an object');
-    for (const k of Object.keys(h)) if (!['enabled', 'factor', 'minGapMs', 'sustainMs'].includes(k)) throw new BalancerConfigError('UnknownSetting', `balancer.health.${k}`, 'unknown setting');
-    if (h.enabled !== undefined && typeof h.enabled !== 'boolean') throw new BalancerConfigError('InvalidSetting', 'balancer.health.enabled', 'must be true or false');
+    if (typeof h !== 'object' || h === null)
+      throw new BalancerConfigError('InvalidSetting', 'balancer.health', 'must be an object');
+    for (const k of Object.keys(h))
+      if (!['enabled', 'factor', 'minGapMs', 'sustainMs'].includes(k))
+        throw new BalancerConfigError('UnknownSetting', `balancer.health.${k}`, 'unknown setting');
+    if (h.enabled !== undefined && typeof h.enabled !== 'boolean')
+      throw new BalancerConfigError('InvalidSetting', 'balancer.health.enabled', 'must be true or false');
     num('health.factor', h.factor, 1);
     num('health.minGapMs', h.minGapMs, 0);
     num('health.sustainMs', h.sustainMs, 0);
@@ -182,8 +236,17 @@ export function validateBalancerConfig(c: BalancerConfig): void {
 }
 
 export const BALANCER_DEFAULTS = {
-  enabled: true, intervalMs: 2_000, tolerance: 0.1, minExcess: 2, maxConcurrent: 64, cooldownMs: 30_000, warmupMs: 5_000,
-  policy: 'count', minLoad: 20, minGroupShare: 0.01, bytesPerOp: 4096,
+  enabled: true,
+  intervalMs: 2_000,
+  tolerance: 0.1,
+  minExcess: 2,
+  maxConcurrent: 64,
+  cooldownMs: 30_000,
+  warmupMs: 5_000,
+  policy: 'count',
+  minLoad: 20,
+  minGroupShare: 0.01,
+  bytesPerOp: 4096,
   followWorkload: { enabled: true, minRate: 20, minShare: 0.6 },
   health: { enabled: true, factor: 4, minGapMs: 20, sustainMs: 30_000 },
 } as const;
@@ -287,9 +350,18 @@ export interface TargetFacts {
 /** Best first. Coarse buckets so that noise in one criterion does not override the next. */
 export function rankTargets<T extends TargetFacts>(cands: readonly T[]): T[] {
   const lagBucket = (l: number) => (l <= 0 ? 0 : l <= 64 ? 1 : 2);
-  const fsyncBucket = (ms: number | null | undefined) => (ms == null ? 0 : Math.max(0, Math.floor(Math.log2(Math.max(1, ms)))));
+  const fsyncBucket = (ms: number | null | undefined) =>
+    ms == null ? 0 : Math.max(0, Math.floor(Math.log2(Math.max(1, ms))));
   const cpuBucket = (c: number | null | undefined) => (c == null ? 0 : Math.floor(Math.min(1, Math.max(0, c)) * 4));
-  const key = (t: T) => [lagBucket(t.lag), t.stable ? 0 : 1, fsyncBucket(t.fsyncP99Ms), cpuBucket(t.cpu), t.avoid ? 1 : 0, t.preference ?? Infinity, t.measure ?? 0];
+  const key = (t: T) => [
+    lagBucket(t.lag),
+    t.stable ? 0 : 1,
+    fsyncBucket(t.fsyncP99Ms),
+    cpuBucket(t.cpu),
+    t.avoid ? 1 : 0,
+    t.preference ?? Infinity,
+    t.measure ?? 0,
+  ];
   const keys = new Map(cands.map((t) => [t, key(t)]));
   return [...cands].sort((a, b) => {
     const ka = keys.get(a)!;
@@ -304,7 +376,8 @@ export function preferenceRank(pref: LeaderPreference | undefined, labels: Label
   if (!pref) return Infinity;
   for (let i = 0; i < pref.leaders.length; i++) {
     const want = pref.leaders[i];
-    if (Object.entries(want).every(([k, v]) => (labels as Record<string, string | undefined> | undefined)?.[k] === v)) return i;
+    if (Object.entries(want).every(([k, v]) => (labels as Record<string, string | undefined> | undefined)?.[k] === v))
+      return i;
   }
   return Infinity;
 }
@@ -317,8 +390,11 @@ const CLOCK_SKEW_MS = 50;
 const SETTLED_FOR = 10;
 
 type Cfg = Required<Omit<BalancerConfig, 'weights' | 'policy' | 'preferences' | 'followWorkload' | 'health'>> & {
-  weights: Readonly<Record<NodeId, number>>; policy: 'count' | 'load'; preferences: readonly LeaderPreference[];
-  followWorkload: Required<FollowWorkloadConfig>; health: Required<HealthConfig>;
+  weights: Readonly<Record<NodeId, number>>;
+  policy: 'count' | 'load';
+  preferences: readonly LeaderPreference[];
+  followWorkload: Required<FollowWorkloadConfig>;
+  health: Required<HealthConfig>;
 };
 
 /** The health policy's judgement of this node, kept across rounds (the bar must hold for a while
@@ -343,7 +419,10 @@ function lowerMedian(xs: readonly number[]): number {
 type Measures = Pick<NodeSummary, 'leaders' | 'load'>;
 
 interface Rate {
-  writes: number; reads: number; bytes: number; at: number;
+  writes: number;
+  reads: number;
+  bytes: number;
+  at: number;
   /** EWMA of the load in ops/s (-1 before the second sample). */
   ewma: number;
 }
@@ -372,21 +451,34 @@ export class LeaderBalancer {
   private running = false;
   private selfHealth: SelfHealth = { slow: false, over: false, since: 0, p99Ms: null, medianMs: null };
   readonly stats = {
-    rounds: 0, moves: 0, failed: 0, skippedUnhealthy: 0,
+    rounds: 0,
+    moves: 0,
+    failed: 0,
+    skippedUnhealthy: 0,
     /** Rounds that listed this node's groups (the others needed only their count). */
-    listed: 0, movesByKind: { health: 0, locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number>,
+    listed: 0,
+    movesByKind: { health: 0, locality: 0, workload: 0, count: 0, load: 0 } as Record<MoveKind, number>,
     /** Failed moves by the transfer's reason (or error code). */
     failedByReason: {} as Record<string, number>,
   };
 
-  constructor(private readonly host: BalancerHost, cfg: BalancerConfig, private readonly log: Logger, private readonly random: () => number = Math.random) {
+  constructor(
+    private readonly host: BalancerHost,
+    cfg: BalancerConfig,
+    private readonly log: Logger,
+    private readonly random: () => number = Math.random,
+  ) {
     this.raw = cfg;
     this.cfg = LeaderBalancer.resolve(cfg);
   }
 
   private static resolve(cfg: BalancerConfig): Cfg {
     return {
-      ...BALANCER_DEFAULTS, ...cfg, weights: cfg.weights ?? {}, policy: cfg.policy ?? 'count', preferences: cfg.preferences ?? [],
+      ...BALANCER_DEFAULTS,
+      ...cfg,
+      weights: cfg.weights ?? {},
+      policy: cfg.policy ?? 'count',
+      preferences: cfg.preferences ?? [],
       followWorkload: { ...BALANCER_DEFAULTS.followWorkload, ...cfg.followWorkload },
       health: { ...BALANCER_DEFAULTS.health, ...cfg.health },
     };
@@ -423,12 +515,16 @@ export class LeaderBalancer {
   private schedule(ms: number): void {
     const jitter = 0.75 + 0.5 * this.random();
     this.timer = setTimeout(() => {
-      void this.round().then((plan) => {
-        // Still shedding: go on as soon as this round's transfers are done.
-        if (this.timer) this.schedule(plan.moves.length > 0 ? Math.min(this.cfg.intervalMs, 100) : this.cfg.intervalMs);
-      }, () => {
-        if (this.timer) this.schedule(this.cfg.intervalMs);
-      });
+      void this.round().then(
+        (plan) => {
+          // Still shedding: go on as soon as this round's transfers are done.
+          if (this.timer)
+            this.schedule(plan.moves.length > 0 ? Math.min(this.cfg.intervalMs, 100) : this.cfg.intervalMs);
+        },
+        () => {
+          if (this.timer) this.schedule(this.cfg.intervalMs);
+        },
+      );
     }, ms * jitter);
     this.timer.unref();
   }
@@ -442,14 +538,19 @@ export class LeaderBalancer {
   onSummary(from: NodeId, s: NodeSummary): void {
     const last = this.summaries.get(from);
     const keep = Date.now() - 3 * this.cfg.intervalMs;
-    const past = last ? [...last.past.filter((e) => e.at >= keep), { at: last.at, leaders: last.leaders, load: last.load }] : [];
+    const past = last
+      ? [...last.past.filter((e) => e.at >= keep), { at: last.at, leaders: last.leaders, load: last.load }]
+      : [];
     this.summaries.set(from, { ...s, at: Date.now(), past });
     // A summary counts the moves that completed before it was made (the target leads before we
     // see the transfer verified). Without its time (or with clocks far apart) moves of the last
     // second still count on top of it: counting a move twice only delays the next one, missing
     // it would overshoot.
     const now = Date.now();
-    const made = typeof s.madeAt === 'number' && Math.abs(s.madeAt - now) < SUMMARY_SLACK_MS ? s.madeAt - CLOCK_SKEW_MS : now - SUMMARY_SLACK_MS;
+    const made =
+      typeof s.madeAt === 'number' && Math.abs(s.madeAt - now) < SUMMARY_SLACK_MS
+        ? s.madeAt - CLOCK_SKEW_MS
+        : now - SUMMARY_SLACK_MS;
     const recent = (this.sentSince.get(from) ?? []).filter((e) => e.at > made);
     if (recent.length) this.sentSince.set(from, recent);
     else this.sentSince.delete(from);
@@ -457,8 +558,11 @@ export class LeaderBalancer {
 
   /** The groups of `preferences` that cover `group` (the first listed wins). */
   preferenceOf(group: number): LeaderPreference | undefined {
-    return this.cfg.preferences.find((p) => (Array.isArray(p.groups) ? (p.groups as number[]).includes(group)
-      : group >= (p.groups as { from: number }).from && group <= (p.groups as { to: number }).to));
+    return this.cfg.preferences.find((p) =>
+      Array.isArray(p.groups)
+        ? (p.groups as number[]).includes(group)
+        : group >= (p.groups as { from: number }).from && group <= (p.groups as { to: number }).to,
+    );
   }
 
   labelsOf(n: NodeId): Labels | undefined {
@@ -482,7 +586,13 @@ export class LeaderBalancer {
       const dt = (now - prev.at) / 1000;
       if (dt <= 0.05) continue;
       const rate = (w - prev.writes + r - prev.reads + (b - prev.bytes) / this.cfg.bytesPerOp) / dt;
-      this.rates.set(g.group, { writes: w, reads: r, bytes: b, at: now, ewma: prev.ewma < 0 ? rate : 0.5 * rate + 0.5 * prev.ewma });
+      this.rates.set(g.group, {
+        writes: w,
+        reads: r,
+        bytes: b,
+        at: now,
+        ewma: prev.ewma < 0 ? rate : 0.5 * rate + 0.5 * prev.ewma,
+      });
     }
     for (const g of [...this.rates.keys()]) if (!seen.has(g)) this.rates.delete(g);
     this.updateOrigins(seen, now, origins);
@@ -505,7 +615,7 @@ export class LeaderBalancer {
       const next = new Map<string, number>();
       for (const z of new Set([...byZone.keys(), ...(prev?.keys() ?? [])])) {
         // A slow average (about 3 rounds): one round's sample is too small to act on.
-        const v = prev ? 0.3 * (byZone.get(z) ?? 0) + 0.7 * (prev.get(z) ?? 0) : byZone.get(z) ?? 0;
+        const v = prev ? 0.3 * (byZone.get(z) ?? 0) + 0.7 * (prev.get(z) ?? 0) : (byZone.get(z) ?? 0);
         if (v >= 0.01) next.set(z, v);
       }
       if (next.size) this.origins.set(g, next);
@@ -519,7 +629,7 @@ export class LeaderBalancer {
 
   /** Relative capacity for leaderships: none while the health policy holds the node slow. */
   private weight(n: NodeId): number {
-    return this.isSlow(n) ? 0 : this.cfg.weights[n] ?? 1;
+    return this.isSlow(n) ? 0 : (this.cfg.weights[n] ?? 1);
   }
 
   /** The health policy holds `n` slow: this node by its own judgement, a peer by its summary's. */
@@ -541,10 +651,13 @@ export class LeaderBalancer {
     const st = this.selfHealth;
     if (!h.enabled) return;
     const stale = now - 3 * this.cfg.intervalMs;
-    const figures = [ownP99Ms, ...this.host.peers.map((p) => {
-      const s = this.summaries.get(p);
-      return s && s.at >= stale ? s.fsyncP99Ms : null;
-    })].filter((x): x is number => typeof x === 'number');
+    const figures = [
+      ownP99Ms,
+      ...this.host.peers.map((p) => {
+        const s = this.summaries.get(p);
+        return s && s.at >= stale ? s.fsyncP99Ms : null;
+      }),
+    ].filter((x): x is number => typeof x === 'number');
     if (ownP99Ms === null || figures.length < 2) return;
     const median = lowerMedian(figures);
     st.p99Ms = ownP99Ms;
@@ -556,17 +669,23 @@ export class LeaderBalancer {
     }
     if (over !== st.slow && now - st.since >= h.sustainMs) {
       st.slow = over;
-      this.log.warn({ p99Ms: ownP99Ms, medianMs: median, factor: h.factor }, over
-        ? 'health: this node\'s storage is slow against the cluster\'s; shedding its leaderships'
-        : 'health: this node\'s storage is well again; it takes leaderships again');
+      this.log.warn(
+        { p99Ms: ownP99Ms, medianMs: median, factor: h.factor },
+        over
+          ? "health: this node's storage is slow against the cluster's; shedding its leaderships"
+          : "health: this node's storage is well again; it takes leaderships again",
+      );
     }
   }
 
   /** What every node holds by the policy's measure (this node's `mine`, the peers' from recent
    *  summaries, plus what this node sent them since: one leader or the group's load each), each
    *  node's weighted fair share, and why no round may act now (or null). */
-  private view(mine: { value: number; leaders: number; measured: boolean }, ofSummary: (s: Measures) => number | undefined,
-    perMove: (e: { load: number }) => number): { values: Record<NodeId, number>; fairShare: Record<NodeId, number>; idle: string | null; estimated: boolean } {
+  private view(
+    mine: { value: number; leaders: number; measured: boolean },
+    ofSummary: (s: Measures) => number | undefined,
+    perMove: (e: { load: number }) => number,
+  ): { values: Record<NodeId, number>; fairShare: Record<NodeId, number>; idle: string | null; estimated: boolean } {
     const nodes = [this.host.id, ...this.host.peers];
     const values: Record<NodeId, number> = { [this.host.id]: mine.value };
     const fairShare: Record<NodeId, number> = {};
@@ -597,7 +716,11 @@ export class LeaderBalancer {
       for (let i = s.past.length - 1; i >= 0 && s.past[i].leaders === s.leaders; i--) at = s.past[i].at;
       return at;
     };
-    const settled = !missing.length && mine.measured && this.sentSince.size === 0 && this.mine.since <= oldest &&
+    const settled =
+      !missing.length &&
+      mine.measured &&
+      this.sentSince.size === 0 &&
+      this.mine.since <= oldest &&
       this.host.peers.every((p) => changedAt(this.summaries.get(p)!) <= oldest);
     if (settled) this.settled = { at: now, total: sum };
     let total = sum;
@@ -613,17 +736,25 @@ export class LeaderBalancer {
     }
     const wsum = nodes.reduce((a, n) => a + this.weight(n), 0);
     for (const n of nodes) fairShare[n] = wsum > 0 ? (total * this.weight(n)) / wsum : total / nodes.length;
-    const draining = nodes.filter((n) => (n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining));
-    const idle = down.length ? `unhealthy: ${down.join(', ')} unreachable`
-      : missing.length ? `no recent summary from ${missing.join(', ')}`
-      : draining.length ? `maintenance: ${draining.join(', ')} draining` : null;
+    const draining = nodes.filter((n) =>
+      n === this.host.id ? this.host.isDraining() : this.summaries.get(n)?.draining,
+    );
+    const idle = down.length
+      ? `unhealthy: ${down.join(', ')} unreachable`
+      : missing.length
+        ? `no recent summary from ${missing.join(', ')}`
+        : draining.length
+          ? `maintenance: ${draining.join(', ')} draining`
+          : null;
     return { values, fairShare, idle, estimated: !settled && !kept };
   }
 
   /** A peer may take leaderships now: reachable, not draining, warmed up. */
   private mayLead(p: NodeId): boolean {
     const s = this.summaries.get(p);
-    return this.host.isConnected(p) && s?.draining !== true && (s?.uptimeMs ?? 0) >= this.cfg.warmupMs && !this.isSlow(p);
+    return (
+      this.host.isConnected(p) && s?.draining !== true && (s?.uptimeMs ?? 0) >= this.cfg.warmupMs && !this.isSlow(p)
+    );
   }
 
   /** Nodes whose load is not all in their summary yet: a group's rate needs two samples on its
@@ -650,15 +781,23 @@ export class LeaderBalancer {
   facts(g: LedInfo, r: NodeId, extra: { avoid?: boolean; measure?: number } = {}): TargetFacts {
     const s = this.summaries.get(r);
     return {
-      id: r, lag: g.lag?.[r] ?? 0, stable: s !== undefined && s.at >= Date.now() - 1.5 * this.cfg.intervalMs,
-      fsyncP99Ms: s?.fsyncP99Ms, cpu: s?.cpu, avoid: extra.avoid, preference: preferenceRank(this.preferenceOf(g.group), s?.labels), measure: extra.measure,
+      id: r,
+      lag: g.lag?.[r] ?? 0,
+      stable: s !== undefined && s.at >= Date.now() - 1.5 * this.cfg.intervalMs,
+      fsyncP99Ms: s?.fsyncP99Ms,
+      cpu: s?.cpu,
+      avoid: extra.avoid,
+      preference: preferenceRank(this.preferenceOf(g.group), s?.labels),
+      measure: extra.measure,
     };
   }
 
   /** Drain's choice for one group: every eligible replica not draining, best first (`avoid` last). */
   drainTargets(g: LedInfo, avoid: ReadonlySet<NodeId>, draining: ReadonlySet<NodeId>): NodeId[] {
     const learners = new Set(g.learners ?? []);
-    const cands = g.replicas.filter((r) => r !== this.host.id && !learners.has(r) && this.host.isConnected(r) && !draining.has(r) && !avoid.has(r));
+    const cands = g.replicas.filter(
+      (r) => r !== this.host.id && !learners.has(r) && this.host.isConnected(r) && !draining.has(r) && !avoid.has(r),
+    );
     return rankTargets(cands.map((r) => this.facts(g, r))).map((t) => t.id);
   }
 
@@ -675,15 +814,26 @@ export class LeaderBalancer {
     const load = this.cfg.policy === 'load';
     const measureOf = (g: LedInfo) => (load ? this.loadOf(g.group) : 1);
     const unmeasured = load ? this.unmeasured(led) : [];
-    const { values, fairShare, idle, estimated } = this.view({ value: ledOrNull ? led.reduce((a, g) => a + measureOf(g), 0) : count, leaders: count, measured: !unmeasured.length },
-      (s) => (load ? s.load : s.leaders), (e) => (load ? e.load : 1));
+    const { values, fairShare, idle, estimated } = this.view(
+      {
+        value: ledOrNull ? led.reduce((a, g) => a + measureOf(g), 0) : count,
+        leaders: count,
+        measured: !unmeasured.length,
+      },
+      (s) => (load ? s.load : s.leaders),
+      (e) => (load ? e.load : 1),
+    );
     const slowNodes = [this.host.id, ...this.host.peers].filter((n) => this.isSlow(n));
     const sh = this.selfHealth;
-    const selfWhy = this.isSlow(this.host.id) && sh.p99Ms !== null && sh.medianMs !== null
-      ? `health: ${this.host.id}'s storage commit p99 ${sh.p99Ms.toFixed(1)} ms is ${(sh.p99Ms / Math.max(sh.medianMs, 0.001)).toFixed(1)}x the cluster median ${sh.medianMs.toFixed(1)} ms (bar: ${this.cfg.health.factor}x and +${this.cfg.health.minGapMs} ms for ${this.cfg.health.sustainMs / 1000} s)`
-      : undefined;
+    const selfWhy =
+      this.isSlow(this.host.id) && sh.p99Ms !== null && sh.medianMs !== null
+        ? `health: ${this.host.id}'s storage commit p99 ${sh.p99Ms.toFixed(1)} ms is ${(sh.p99Ms / Math.max(sh.medianMs, 0.001)).toFixed(1)}x the cluster median ${sh.medianMs.toFixed(1)} ms (bar: ${this.cfg.health.factor}x and +${this.cfg.health.minGapMs} ms for ${this.cfg.health.sustainMs / 1000} s)`
+        : undefined;
     const base = {
-      node: this.host.id, ...(load ? { policy: 'load' as const } : {}), leaders: values, fairShare,
+      node: this.host.id,
+      ...(load ? { policy: 'load' as const } : {}),
+      leaders: values,
+      fairShare,
       ...(slowNodes.length ? { slow: { nodes: slowNodes, ...(selfWhy ? { self: selfWhy } : {}) } } : {}),
     };
     if (idle) return { ...base, idle, moves: [] };
@@ -695,7 +845,14 @@ export class LeaderBalancer {
     const keepWithin = new Map<number, Set<NodeId>>();
     const budget = this.cfg.maxConcurrent;
     const cooling = (g: number) => (this.cooldown.get(g) ?? 0) > now;
-    const move = (g: LedInfo, to: NodeId, kind: MoveKind, reason: string, before: { from: number; to: number }, after: { from: number; to: number }) => {
+    const move = (
+      g: LedInfo,
+      to: NodeId,
+      kind: MoveKind,
+      reason: string,
+      before: { from: number; to: number },
+      after: { from: number; to: number },
+    ) => {
       moves.push({ group: g.group, from: this.host.id, to, kind, reason, before, after });
       moved.add(g.group);
       const m = measureOf(g);
@@ -712,7 +869,14 @@ export class LeaderBalancer {
         const cands = this.eligible(g);
         if (!cands.length) continue;
         const to = rankTargets(cands.map((r) => this.facts(g, r, { measure: cur[r] / this.weight(r) })))[0].id;
-        move(g, to, 'health', selfWhy, { from: cur[this.host.id], to: cur[to] ?? 0 }, { from: cur[this.host.id] - measureOf(g), to: (cur[to] ?? 0) + measureOf(g) });
+        move(
+          g,
+          to,
+          'health',
+          selfWhy,
+          { from: cur[this.host.id], to: cur[to] ?? 0 },
+          { from: cur[this.host.id] - measureOf(g), to: (cur[to] ?? 0) + measureOf(g) },
+        );
       }
     }
 
@@ -725,13 +889,26 @@ export class LeaderBalancer {
       const best = Math.min(mine, ...elig.map((r) => preferenceRank(pref, this.labelsOf(r))));
       if (best === Infinity) continue;
       // Balance moves stay on replicas as preferred as the one leading now.
-      keepWithin.set(g.group, new Set(elig.filter((r) => preferenceRank(pref, this.labelsOf(r)) <= Math.max(best, mine === Infinity ? best : mine))));
+      keepWithin.set(
+        g.group,
+        new Set(
+          elig.filter((r) => preferenceRank(pref, this.labelsOf(r)) <= Math.max(best, mine === Infinity ? best : mine)),
+        ),
+      );
       if (mine <= best || moves.length >= budget || cooling(g.group) || moved.has(g.group)) continue;
-      const targets = rankTargets(elig.filter((r) => preferenceRank(pref, this.labelsOf(r)) === best).map((r) => this.facts(g, r)));
+      const targets = rankTargets(
+        elig.filter((r) => preferenceRank(pref, this.labelsOf(r)) === best).map((r) => this.facts(g, r)),
+      );
       if (!targets.length) continue;
       const want = JSON.stringify(pref.leaders[best]);
-      move(g, targets[0].id, 'locality', `locality: group ${g.group} prefers leaders on ${want}; ${this.host.id} matches ${mine === Infinity ? 'no preference' : JSON.stringify(pref.leaders[mine])}`,
-        { from: mine === Infinity ? pref.leaders.length : mine, to: best }, { from: best, to: mine === Infinity ? pref.leaders.length : mine });
+      move(
+        g,
+        targets[0].id,
+        'locality',
+        `locality: group ${g.group} prefers leaders on ${want}; ${this.host.id} matches ${mine === Infinity ? 'no preference' : JSON.stringify(pref.leaders[mine])}`,
+        { from: mine === Infinity ? pref.leaders.length : mine, to: best },
+        { from: best, to: mine === Infinity ? pref.leaders.length : mine },
+      );
     }
 
     // 2. Follow the workload (groups without an explicit preference).
@@ -756,8 +933,14 @@ export class LeaderBalancer {
         if (!inZone.length || moves.length >= budget || cooling(g.group)) continue;
         const to = rankTargets(inZone.map((r) => this.facts(g, r)))[0].id;
         const mineShare = (byZone.get(myZone) ?? 0) / total;
-        move(g, to, 'workload', `workload: ${(100 * share).toFixed(0)}% of group ${g.group}'s ${total.toFixed(0)} req/s come from zone ${topZone}; ${this.host.id} is in ${myZone}`,
-          { from: mineShare, to: share }, { from: share, to: mineShare });
+        move(
+          g,
+          to,
+          'workload',
+          `workload: ${(100 * share).toFixed(0)}% of group ${g.group}'s ${total.toFixed(0)} req/s come from zone ${topZone}; ${this.host.id} is in ${myZone}`,
+          { from: mineShare, to: share },
+          { from: share, to: mineShare },
+        );
       }
     }
 
@@ -770,17 +953,26 @@ export class LeaderBalancer {
     const minGap = load ? this.cfg.minLoad : this.cfg.minExcess;
     /** Where a node stands against its fair share (0 = on it, 0.1 = 10% over). */
     const off = (n: NodeId) => (fairShare[n] > 0 ? values[n] / fairShare[n] - 1 : 0);
-    const low = this.host.peers.filter((p) => this.mayLead(p)).sort((a, b) => off(a) - off(b) || (a < b ? -1 : a > b ? 1 : 0))[0] as NodeId | undefined;
+    const low = this.host.peers
+      .filter((p) => this.mayLead(p))
+      .sort((a, b) => off(a) - off(b) || (a < b ? -1 : a > b ? 1 : 0))[0] as NodeId | undefined;
     const band = mine0 > fair * (1 + tol) && mine0 - fair >= minGap;
-    const pair = !estimated && low !== undefined && (load ? mine0 > fair : mine0 - fair >= 1) && values[low] < fairShare[low] &&
-      (off(me) > tol / 2 || -off(low) > tol / 2) && mine0 - fair + (fairShare[low] - values[low]) >= minGap;
+    const pair =
+      !estimated &&
+      low !== undefined &&
+      (load ? mine0 > fair : mine0 - fair >= 1) &&
+      values[low] < fairShare[low] &&
+      (off(me) > tol / 2 || -off(low) > tol / 2) &&
+      mine0 - fair + (fairShare[low] - values[low]) >= minGap;
     let why: string | null = null;
     if (unmeasured.length) {
       why = `waiting: the load of ${unmeasured.join(', ')} is not all measured yet (leaderships gained since the last round)`;
     } else if (load && estimated) {
       why = 'waiting: no settled view of the total load yet';
     } else if (!band && !pair && !(!load && this.shedding && over >= 1)) {
-      why = load ? `balanced: load ${mine0.toFixed(0)} ops/s, fair share ${fair.toFixed(0)}` : `balanced: ${mine0} leaders, fair share ${fair.toFixed(1)}`;
+      why = load
+        ? `balanced: load ${mine0.toFixed(0)} ops/s, fair share ${fair.toFixed(0)}`
+        : `balanced: ${mine0} leaders, fair share ${fair.toFixed(1)}`;
     } else if (!ledOrNull) {
       return { ...base, idle: null, moves: [], needGroups: true };
     } else {
@@ -798,10 +990,13 @@ export class LeaderBalancer {
       const nodes = Object.keys(fairShare);
       const totalExcess = nodes.reduce((a, n) => a + Math.max(0, values[n] - fairShare[n]), 0);
       const myShare = totalExcess > 0 ? Math.max(0, mine0 - fair) / totalExcess : 1;
-      const quota = Object.fromEntries(nodes.map((n) => [n, load ? (cap(n) - values[n]) * myShare : Math.ceil((cap(n) - values[n]) * myShare)]));
+      const quota = Object.fromEntries(
+        nodes.map((n) => [n, load ? (cap(n) - values[n]) * myShare : Math.ceil((cap(n) - values[n]) * myShare)]),
+      );
       const given: Record<NodeId, number> = {};
       const pct = (x: number) => `${(100 * Math.abs(x)).toFixed(0)}%`;
-      const pairNote = pair && !band ? `; ${me} is ${pct(off(me))} over and ${low} ${pct(off(low!))} under their fair shares` : '';
+      const pairNote =
+        pair && !band ? `; ${me} is ${pct(off(me))} over and ${low} ${pct(off(low!))} under their fair shares` : '';
       for (const g of order) {
         if (moves.length >= budget || wanted <= 0 || cur[me] <= fair) break;
         if (moved.has(g.group) || cooling(g.group)) continue;
@@ -810,7 +1005,9 @@ export class LeaderBalancer {
         const keep = keepWithin.get(g.group);
         // Move only what helps: the target stays within what it may fill, and (load) we stay
         // above our floor and no less loaded than the target, so the gap between us shrinks.
-        const room = (r: NodeId) => cur[r] + gl <= cap(r) && (given[r] ?? 0) + gl <= quota[r] &&
+        const room = (r: NodeId) =>
+          cur[r] + gl <= cap(r) &&
+          (given[r] ?? 0) + gl <= quota[r] &&
           (!load || (cur[me] - gl >= floor && (cur[me] - gl) / weight(me) >= (cur[r] + gl) / weight(r)));
         const cands = this.eligible(g).filter((r) => (!keep || keep.has(r)) && room(r));
         if (!cands.length) continue;
@@ -823,15 +1020,30 @@ export class LeaderBalancer {
         given[to] = (given[to] ?? 0) + gl;
         wanted--;
       }
-      if (moves.length === before0) why = load ? 'no move helps (targets would exceed their share, cooldown, warm-up or locality)' : 'no eligible target (warm-up, cooldown, replicas or locality)';
+      if (moves.length === before0)
+        why = load
+          ? 'no move helps (targets would exceed their share, cooldown, warm-up or locality)'
+          : 'no eligible target (warm-up, cooldown, replicas or locality)';
     }
-    const spread = (v: Record<NodeId, number>) => Math.max(0, ...Object.keys(fairShare).map((n) => (fairShare[n] > 0 ? Math.abs((v[n] ?? 0) - fairShare[n]) / fairShare[n] : 0)));
-    return { ...base, idle: moves.length ? null : why ?? 'nothing to move', score: { before: spread(values), after: spread(cur) }, moves };
+    const spread = (v: Record<NodeId, number>) =>
+      Math.max(
+        0,
+        ...Object.keys(fairShare).map((n) =>
+          fairShare[n] > 0 ? Math.abs((v[n] ?? 0) - fairShare[n]) / fairShare[n] : 0,
+        ),
+      );
+    return {
+      ...base,
+      idle: moves.length ? null : (why ?? 'nothing to move'),
+      score: { before: spread(values), after: spread(cur) },
+      moves,
+    };
   }
 
   /** One round: tell the peers our summary, then make the planned moves (verified transfers). */
   async round(): Promise<Plan> {
-    if (this.running) return { node: this.host.id, idle: 'a round is already running', leaders: {}, fairShare: {}, moves: [] };
+    if (this.running)
+      return { node: this.host.id, idle: 'a round is already running', leaders: {}, fairShare: {}, moves: [] };
     this.running = true;
     try {
       this.stats.rounds++;
@@ -839,8 +1051,16 @@ export class LeaderBalancer {
       // The steady state needs only how many groups this node leads: the count policy, no
       // locality preference, no workload to follow, not slow. Then the groups are listed only
       // when the plan would move some (and the round plans again with them).
-      const followed = this.cfg.followWorkload.enabled && this.host.labels?.zone !== undefined && ((origins?.size ?? 0) > 0 || this.origins.size > 0);
-      const brief = this.host.ledCount && this.cfg.policy === 'count' && this.cfg.preferences.length === 0 && !followed && !this.isSlow(this.host.id);
+      const followed =
+        this.cfg.followWorkload.enabled &&
+        this.host.labels?.zone !== undefined &&
+        ((origins?.size ?? 0) > 0 || this.origins.size > 0);
+      const brief =
+        this.host.ledCount &&
+        this.cfg.policy === 'count' &&
+        this.cfg.preferences.length === 0 &&
+        !followed &&
+        !this.isSlow(this.host.id);
       let count = brief ? await this.host.ledCount!() : -1;
       let led: LedInfo[] | null = null;
       if (!brief) {
@@ -855,9 +1075,15 @@ export class LeaderBalancer {
       if (led) for (const g of led) load += this.loadOf(g.group);
       else for (const r of this.rates.values()) load += Math.max(0, r.ewma);
       this.host.broadcastSummary({
-        leaders: count, load, draining: this.host.isDraining(),
-        uptimeMs: this.host.uptimeMs(), labels: this.host.labels, fsyncP99Ms: health?.fsyncP99Ms ?? null, cpu: health?.cpu ?? null,
-        madeAt: Date.now(), slow: this.isSlow(this.host.id),
+        leaders: count,
+        load,
+        draining: this.host.isDraining(),
+        uptimeMs: this.host.uptimeMs(),
+        labels: this.host.labels,
+        fsyncP99Ms: health?.fsyncP99Ms ?? null,
+        cpu: health?.cpu ?? null,
+        madeAt: Date.now(),
+        slow: this.isSlow(this.host.id),
       });
       let plan = this.planFor(led, count);
       if (plan.needGroups) {
@@ -868,25 +1094,33 @@ export class LeaderBalancer {
       }
       if (plan.idle?.startsWith('unhealthy') || plan.idle?.startsWith('maintenance')) this.stats.skippedUnhealthy++;
       const balanceMoves = plan.moves.filter((m) => m.kind === 'count').length;
-      this.shedding = this.cfg.policy === 'count' && balanceMoves > 0 && count - balanceMoves > Math.ceil(plan.fairShare[this.host.id] ?? 0);
-      await Promise.all(plan.moves.map(async (m) => {
-        this.cooldown.set(m.group, Date.now() + this.cfg.cooldownMs);
-        const load = this.loadOf(m.group);
-        try {
-          await this.host.transfer(m.group, m.to);
-          this.stats.moves++;
-          this.stats.movesByKind[m.kind]++;
-          const sent = this.sentSince.get(m.to);
-          if (sent) sent.push({ at: Date.now(), load });
-          else this.sentSince.set(m.to, [{ at: Date.now(), load }]);
-          this.log.info({ group: m.group, to: m.to, kind: m.kind, reason: m.reason }, 'balancer moved a leader');
-        } catch (e) {
-          this.stats.failed++;
-          const why = (e as { reason?: string; code?: string }).reason ?? (e as { code?: string }).code ?? 'Error';
-          this.stats.failedByReason[why] = (this.stats.failedByReason[why] ?? 0) + 1;
-          this.log.info({ group: m.group, to: m.to, kind: m.kind, err: (e as Error).message }, 'balancer move failed');
-        }
-      }));
+      this.shedding =
+        this.cfg.policy === 'count' &&
+        balanceMoves > 0 &&
+        count - balanceMoves > Math.ceil(plan.fairShare[this.host.id] ?? 0);
+      await Promise.all(
+        plan.moves.map(async (m) => {
+          this.cooldown.set(m.group, Date.now() + this.cfg.cooldownMs);
+          const load = this.loadOf(m.group);
+          try {
+            await this.host.transfer(m.group, m.to);
+            this.stats.moves++;
+            this.stats.movesByKind[m.kind]++;
+            const sent = this.sentSince.get(m.to);
+            if (sent) sent.push({ at: Date.now(), load });
+            else this.sentSince.set(m.to, [{ at: Date.now(), load }]);
+            this.log.info({ group: m.group, to: m.to, kind: m.kind, reason: m.reason }, 'balancer moved a leader');
+          } catch (e) {
+            this.stats.failed++;
+            const why = (e as { reason?: string; code?: string }).reason ?? (e as { code?: string }).code ?? 'Error';
+            this.stats.failedByReason[why] = (this.stats.failedByReason[why] ?? 0) + 1;
+            this.log.info(
+              { group: m.group, to: m.to, kind: m.kind, err: (e as Error).message },
+              'balancer move failed',
+            );
+          }
+        }),
+      );
       if (this.cooldown.size > 4 * count + 1024) {
         const now = Date.now();
         for (const [g, t] of this.cooldown) if (t <= now) this.cooldown.delete(g);

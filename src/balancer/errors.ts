@@ -10,7 +10,11 @@ export type BalancerErrorCode =
 
 export class BalancerConfigError extends FlotillaError<BalancerErrorCode> {
   /** `field`: the setting's path as an operator writes it, e.g. "balancer.health.factor". */
-  constructor(code: BalancerErrorCode, readonly field: string, why: string) {
+  constructor(
+    code: BalancerErrorCode,
+    readonly field: string,
+    why: string,
+  ) {
     super(code, `${field}: ${why}`);
   }
 }

@@ -79,7 +79,12 @@ function summary(r: Results, label: string): RunSummary {
  * ratio leaves [1/(1+noise), 1+noise], so halving and doubling are judged alike and a noise band
  * wider than 100% still lets a collapse to a tenth register.
  */
-export function judge(before: number, after: number, better: Better, noise: number): { ratio: number; verdict: Verdict } {
+export function judge(
+  before: number,
+  after: number,
+  better: Better,
+  noise: number,
+): { ratio: number; verdict: Verdict } {
   const ratio = Number.isFinite(before) && Number.isFinite(after) && before !== 0 ? after / before : NaN;
   if (better === 'none' || !Number.isFinite(ratio)) return { ratio, verdict: 'n/a' };
   const up = ratio > 1 + noise;
@@ -105,7 +110,19 @@ export function compareResults(before: Results, after: Results, o: CompareOption
     // The after run's direction wins if a scenario changed its mind about what is better.
     const better = a.better;
     const { ratio, verdict } = judge(b.value, a.value, better, noise);
-    rows.push({ id: b.id, family: a.family, label: a.label, unit: a.unit, better, before: b.value, after: a.value, ratio, noise, verdict, regression: verdict === 'worse' });
+    rows.push({
+      id: b.id,
+      family: a.family,
+      label: a.label,
+      unit: a.unit,
+      better,
+      before: b.value,
+      after: a.value,
+      ratio,
+      noise,
+      verdict,
+      regression: verdict === 'worse',
+    });
   }
   const onlyAfter = after.figures.filter((f) => !beforeIds.has(f.id)).map((f) => ({ id: f.id, label: f.label }));
 
@@ -114,11 +131,14 @@ export function compareResults(before: Results, after: Results, o: CompareOption
   const warnings: string[] = [];
   const sameMachine = bs.cpuModel === as.cpuModel && bs.cores === as.cores;
   if (!sameMachine) {
-    warnings.push(`different machines (${bs.cpuModel}, ${bs.cores} cores vs ${as.cpuModel}, ${as.cores} cores): ratios across machines are not comparable`);
+    warnings.push(
+      `different machines (${bs.cpuModel}, ${bs.cores} cores vs ${as.cpuModel}, ${as.cores} cores): ratios across machines are not comparable`,
+    );
   }
   if (bs.quick !== as.quick) warnings.push(`one run is --quick and the other is not: durations and sizes differ`);
   if (bs.node !== as.node) warnings.push(`different Node versions (${bs.node} vs ${as.node})`);
-  if (bs.platform !== as.platform && sameMachine) warnings.push(`different platforms (${bs.platform} vs ${as.platform})`);
+  if (bs.platform !== as.platform && sameMachine)
+    warnings.push(`different platforms (${bs.platform} vs ${as.platform})`);
 
   const counts = { better: 0, worse: 0, same: 0, 'n/a': 0, regressions: 0 };
   for (const r of rows) {
@@ -162,15 +182,26 @@ export function formatComparison(c: Comparison): string {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   // Numbers right-aligned so magnitudes line up; names and words left-aligned.
   const right = [false, true, true, true, true, false, false];
-  const fmt = (row: string[]) => row.map((cell, i) => (right[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd();
+  const fmt = (row: string[]) =>
+    row
+      .map((cell, i) => (right[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   if (body.length > 0) {
     lines.push('');
     lines.push(fmt(header));
-    lines.push(widths.map((w) => '-'.repeat(w)).join('  ').trimEnd());
+    lines.push(
+      widths
+        .map((w) => '-'.repeat(w))
+        .join('  ')
+        .trimEnd(),
+    );
     for (const row of body) lines.push(fmt(row));
   }
-  if (c.onlyBefore.length > 0) lines.push('', `only in before (${c.onlyBefore.length}): ${c.onlyBefore.map((f) => f.id).join(', ')}`);
-  if (c.onlyAfter.length > 0) lines.push('', `only in after (${c.onlyAfter.length}): ${c.onlyAfter.map((f) => f.id).join(', ')}`);
+  if (c.onlyBefore.length > 0)
+    lines.push('', `only in before (${c.onlyBefore.length}): ${c.onlyBefore.map((f) => f.id).join(', ')}`);
+  if (c.onlyAfter.length > 0)
+    lines.push('', `only in after (${c.onlyAfter.length}): ${c.onlyAfter.map((f) => f.id).join(', ')}`);
   lines.push('', summaryLine(c));
   return lines.join('\n') + '\n';
 }
@@ -178,7 +209,9 @@ export function formatComparison(c: Comparison): string {
 /** "N figures compared, R regressions beyond noise, ..." */
 export function summaryLine(c: Comparison): string {
   const k = c.counts;
-  return `${c.rows.length} figures compared, ${k.regressions} regression${k.regressions === 1 ? '' : 's'} beyond noise, ` +
+  return (
+    `${c.rows.length} figures compared, ${k.regressions} regression${k.regressions === 1 ? '' : 's'} beyond noise, ` +
     `${k.better} better, ${k.same} same, ${k['n/a']} n/a; ${c.onlyBefore.length} only in before, ${c.onlyAfter.length} only in after` +
-    (c.sameMachine ? '' : ' (DIFFERENT MACHINES: ratios not comparable)');
+    (c.sameMachine ? '' : ' (DIFFERENT MACHINES: ratios not comparable)')
+  );
 }

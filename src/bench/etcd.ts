@@ -21,9 +21,17 @@ const ETCDCTL = process.env.ETCDCTL_BIN ?? 'etcdctl';
 /** Whether etcd (and etcdctl, which move-leader needs) can be run here, and which version. */
 export function etcdAvailable(): PeerInfo {
   const v = spawnSync(ETCD, ['--version'], { encoding: 'utf8' });
-  if (v.error || v.status !== 0) return { available: false, reason: `the etcd binary (${ETCD}) is not installed or does not run: ${v.error?.message ?? v.stderr.trim()}` };
+  if (v.error || v.status !== 0)
+    return {
+      available: false,
+      reason: `the etcd binary (${ETCD}) is not installed or does not run: ${v.error?.message ?? v.stderr.trim()}`,
+    };
   const ctl = spawnSync(ETCDCTL, ['version'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
-  if (ctl.error || ctl.status !== 0) return { available: false, reason: `etcdctl (${ETCDCTL}) is not installed or does not run: ${ctl.error?.message ?? ctl.stderr.trim()}` };
+  if (ctl.error || ctl.status !== 0)
+    return {
+      available: false,
+      reason: `etcdctl (${ETCDCTL}) is not installed or does not run: ${ctl.error?.message ?? ctl.stderr.trim()}`,
+    };
   const version = /etcd Version:\s*(\S+)/.exec(v.stdout)?.[1];
   return { available: true, version: version ?? v.stdout.split('\n')[0] };
 }
@@ -57,24 +65,33 @@ export interface EtcdCluster {
 const statusAgent = new Agent({ keepAlive: true, maxSockets: 8 });
 
 /** POST a JSON body to the gateway; resolves with the status and the parsed body. */
-function postJson(url: string, body: unknown, timeoutMs: number, agent?: Agent): Promise<{ status: number; body: Record<string, unknown> }> {
+function postJson(
+  url: string,
+  body: unknown,
+  timeoutMs: number,
+  agent?: Agent,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const data = Buffer.from(JSON.stringify(body));
-    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': data.length } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.once('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: Record<string, unknown> = {};
-        try {
-          parsed = JSON.parse(text) as Record<string, unknown>;
-        } catch {
-          parsed = { text };
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
-      });
-      res.once('error', reject);
-    });
+    const req = request(
+      url,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': data.length } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.once('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: Record<string, unknown> = {};
+          try {
+            parsed = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            parsed = { text };
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+        res.once('error', reject);
+      },
+    );
     const timer = setTimeout(() => req.destroy(new Error('timeout')), timeoutMs);
     req.once('close', () => clearTimeout(timer));
     req.once('error', reject);
@@ -82,12 +99,16 @@ function postJson(url: string, body: unknown, timeoutMs: number, agent?: Agent):
   });
 }
 
-
 function runCtl(args: string[], timeoutMs = 15_000): Promise<{ ok: boolean; output: string }> {
   return new Promise((resolve) => {
-    execFile(ETCDCTL, args, { env: { ...process.env, ETCDCTL_API: '3' }, timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
-      resolve({ ok: !err, output: (stdout + stderr).trim() });
-    });
+    execFile(
+      ETCDCTL,
+      args,
+      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: timeoutMs, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        resolve({ ok: !err, output: (stdout + stderr).trim() });
+      },
+    );
   });
 }
 
@@ -117,18 +138,40 @@ export async function withEtcd<T>(fn: (cluster: EtcdCluster) => Promise<T>): Pro
       logFds.push(fd);
       // Defaults otherwise (heartbeat 100 ms, election 1000 ms, fsync on), as the peers notes measured.
       const args = [
-        '--name', name, '--data-dir', join(root, name),
-        '--listen-client-urls', clientUrl(i), '--advertise-client-urls', clientUrl(i),
-        '--listen-peer-urls', peerUrl(i), '--initial-advertise-peer-urls', peerUrl(i),
-        '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', token,
-        '--logger', 'zap', '--log-outputs', 'stderr', '--log-level', logLevel,
+        '--name',
+        name,
+        '--data-dir',
+        join(root, name),
+        '--listen-client-urls',
+        clientUrl(i),
+        '--advertise-client-urls',
+        clientUrl(i),
+        '--listen-peer-urls',
+        peerUrl(i),
+        '--initial-advertise-peer-urls',
+        peerUrl(i),
+        '--initial-cluster',
+        initialCluster,
+        '--initial-cluster-state',
+        'new',
+        '--initial-cluster-token',
+        token,
+        '--logger',
+        'zap',
+        '--log-outputs',
+        'stderr',
+        '--log-level',
+        logLevel,
       ];
       const p = spawn(ETCD, args, { stdio: ['ignore', fd, fd] });
       procs.set(name, p);
     });
     const logTail = (name: string) => {
       try {
-        return readFileSync(join(root, `${name}.log`), 'utf8').split('\n').slice(-5).join('\n');
+        return readFileSync(join(root, `${name}.log`), 'utf8')
+          .split('\n')
+          .slice(-5)
+          .join('\n');
       } catch {
         return '';
       }
@@ -139,10 +182,15 @@ export async function withEtcd<T>(fn: (cluster: EtcdCluster) => Promise<T>): Pro
     for (let i = 0; i < names.length; i++) {
       for (;;) {
         const p = procs.get(names[i])!;
-        if (p.exitCode !== null || p.signalCode !== null) throw new Error(`etcd ${names[i]} exited (${p.exitCode ?? p.signalCode}) at start:\n${logTail(names[i])}`);
+        if (p.exitCode !== null || p.signalCode !== null)
+          throw new Error(`etcd ${names[i]} exited (${p.exitCode ?? p.signalCode}) at start:\n${logTail(names[i])}`);
         let ok = false;
         for (const pre of prefix ? [prefix] : ['/v3', '/v3beta']) {
-          const r = await postJson(`${clientUrl(i)}${pre}/kv/put`, { key: Buffer.from('flotilla-bench-health').toString('base64'), value: '' }, 2000).catch(() => null);
+          const r = await postJson(
+            `${clientUrl(i)}${pre}/kv/put`,
+            { key: Buffer.from('flotilla-bench-health').toString('base64'), value: '' },
+            2000,
+          ).catch(() => null);
           if (r?.status === 200) {
             prefix = pre;
             ok = true;
@@ -155,9 +203,18 @@ export async function withEtcd<T>(fn: (cluster: EtcdCluster) => Promise<T>): Pro
       }
     }
     // Member ids as decimal strings: quote the bare uint64 numbers before JSON.parse rounds them.
-    const list = await runCtl(['--endpoints', names.map((_, i) => clientUrl(i)).join(','), 'member', 'list', '-w', 'json']);
+    const list = await runCtl([
+      '--endpoints',
+      names.map((_, i) => clientUrl(i)).join(','),
+      'member',
+      'list',
+      '-w',
+      'json',
+    ]);
     if (!list.ok) throw new Error(`etcdctl member list failed: ${list.output}`);
-    const parsed = JSON.parse(list.output.replace(/"ID":\s*(\d+)/g, '"ID":"$1"')) as { members: { ID: string; name: string }[] };
+    const parsed = JSON.parse(list.output.replace(/"ID":\s*(\d+)/g, '"ID":"$1"')) as {
+      members: { ID: string; name: string }[];
+    };
     const members: EtcdMember[] = names.map((name, i) => {
       const m = parsed.members.find((x) => x.name === name);
       if (!m) throw new Error(`etcd member ${name} missing from member list: ${list.output}`);
@@ -169,8 +226,11 @@ export async function withEtcd<T>(fn: (cluster: EtcdCluster) => Promise<T>): Pro
       return !!p && p.exitCode === null && p.signalCode === null;
     };
     const leaderInfo = async () => {
-      const st = await Promise.all(members.filter((m) => alive(m.name)).map((m) =>
-        postJson(`${m.clientUrl}${prefix}/maintenance/status`, {}, 1000, statusAgent).catch(() => null)));
+      const st = await Promise.all(
+        members
+          .filter((m) => alive(m.name))
+          .map((m) => postJson(`${m.clientUrl}${prefix}/maintenance/status`, {}, 1000, statusAgent).catch(() => null)),
+      );
       let best: { name: string | null; term: number } = { name: null, term: 0 };
       for (const s of st) {
         if (s?.status !== 200) continue;
@@ -181,7 +241,10 @@ export async function withEtcd<T>(fn: (cluster: EtcdCluster) => Promise<T>): Pro
       return best;
     };
     const cluster: EtcdCluster = {
-      endpoints: members.map((m) => m.clientUrl), members, prefix, version: avail.version ?? '?',
+      endpoints: members.map((m) => m.clientUrl),
+      members,
+      prefix,
+      version: avail.version ?? '?',
       leaderInfo,
       leader: async () => (await leaderInfo()).name,
       alive,
@@ -201,11 +264,14 @@ export async function withEtcd<T>(fn: (cluster: EtcdCluster) => Promise<T>): Pro
     };
     return await fn(cluster);
   } finally {
-    const exits = [...procs.values()].map((p) => new Promise((r) => {
-      if (p.exitCode !== null || p.signalCode !== null) return r(null);
-      p.once('exit', r);
-      p.kill('SIGKILL');
-    }));
+    const exits = [...procs.values()].map(
+      (p) =>
+        new Promise((r) => {
+          if (p.exitCode !== null || p.signalCode !== null) return r(null);
+          p.once('exit', r);
+          p.kill('SIGKILL');
+        }),
+    );
     await Promise.all(exits);
     process.off('exit', onExit);
     for (const fd of logFds) closeSync(fd);
@@ -227,11 +293,23 @@ function slim(r: HttpLoadResult): Omit<HttpLoadResult, 'requests' | 'timeline'> 
 /** Throughput and latency of etcd's HTTP gateway: `clients` closed-loop keep-alive clients spread
  *  over the 3 members (so about 2/3 of puts are forwarded, as flotilla's are). A fresh cluster
  *  unless `cluster` is given. */
-export async function runEtcdHttp(o: { clients: number; seconds: number; valueBytes: number; warmupSeconds?: number; cluster?: EtcdCluster }): Promise<EtcdHttpResult | Unavailable> {
+export async function runEtcdHttp(o: {
+  clients: number;
+  seconds: number;
+  valueBytes: number;
+  warmupSeconds?: number;
+  cluster?: EtcdCluster;
+}): Promise<EtcdHttpResult | Unavailable> {
   const run = async (c: EtcdCluster): Promise<EtcdHttpResult> => {
     const r = await runHttpLoad({
-      targets: c.endpoints, clients: o.clients, seconds: o.seconds, valueBytes: o.valueBytes, kind: 'etcd',
-      etcdPrefix: c.prefix, warmupSeconds: o.warmupSeconds ?? 1, serverPids: c.members.map((m) => m.pid),
+      targets: c.endpoints,
+      clients: o.clients,
+      seconds: o.seconds,
+      valueBytes: o.valueBytes,
+      kind: 'etcd',
+      etcdPrefix: c.prefix,
+      warmupSeconds: o.warmupSeconds ?? 1,
+      serverPids: c.members.map((m) => m.pid),
     });
     return { available: true, version: c.version, ...slim(r) };
   };
@@ -273,7 +351,11 @@ function longestGap(okEnds: Float64Array, from: number, to: number): number {
 
 const med = (xs: number[]) => round(pct(Float64Array.from(xs).sort(), 50), 1);
 const minOf = (xs: number[]) => xs.reduce((a, b) => Math.min(a, b), Infinity);
-const max = (xs: number[]) => round(xs.reduce((a, b) => Math.max(a, b), 0), 1);
+const max = (xs: number[]) =>
+  round(
+    xs.reduce((a, b) => Math.max(a, b), 0),
+    1,
+  );
 
 export interface MoveEvent {
   at: number;
@@ -304,14 +386,20 @@ export interface EtcdMoveLeaderResult {
   clients: number;
   moves: MoveEvent[];
   summary: {
-    commandMsMedian: number; commandMsMax: number;
-    leaderSeenMsMedian: number; leaderSeenMsMax: number;
-    firstSuccessMsMedian: number; firstSuccessMsMax: number;
-    gapMsMedian: number; gapMsMax: number;
+    commandMsMedian: number;
+    commandMsMax: number;
+    leaderSeenMsMedian: number;
+    leaderSeenMsMax: number;
+    firstSuccessMsMedian: number;
+    firstSuccessMsMax: number;
+    gapMsMedian: number;
+    gapMsMax: number;
     /** The same gap measure in the 2.2 s before the first move (steady state). */
     baselineGapMs: number;
-    failedPerMoveMedian: number; failedPerMoveMax: number;
-    stalledPerMoveMedian: number; stalledPerMoveMax: number;
+    failedPerMoveMedian: number;
+    failedPerMoveMax: number;
+    stalledPerMoveMedian: number;
+    stalledPerMoveMax: number;
     movesWithStalls: number;
     slowestMs: number;
   };
@@ -332,7 +420,12 @@ function perEvent(reqs: Req[], events: number[], windowMs: number): Req[][] {
 
 /** Planned leader transfers under load: `moves` times `etcdctl move-leader` (alternating between
  *  the followers), evenly spaced after a 4 s start, while `clients` write through the gateway. */
-export async function runEtcdMoveLeader(o: { clients: number; seconds: number; moves: number; valueBytes?: number }): Promise<EtcdMoveLeaderResult | Unavailable> {
+export async function runEtcdMoveLeader(o: {
+  clients: number;
+  seconds: number;
+  moves: number;
+  valueBytes?: number;
+}): Promise<EtcdMoveLeaderResult | Unavailable> {
   const a = etcdAvailable();
   if (!a.available) return { available: false, reason: a.reason! };
   return withEtcd(async (c) => {
@@ -340,10 +433,19 @@ export async function runEtcdMoveLeader(o: { clients: number; seconds: number; m
     const spacing = (o.seconds * 1000 - first) / o.moves;
     const t0 = Date.now();
     const loading = runHttpLoad({
-      targets: c.endpoints, clients: o.clients, seconds: o.seconds, valueBytes: o.valueBytes ?? 16, kind: 'etcd',
-      etcdPrefix: c.prefix, timeline: true, serverPids: c.members.map((m) => m.pid),
+      targets: c.endpoints,
+      clients: o.clients,
+      seconds: o.seconds,
+      valueBytes: o.valueBytes ?? 16,
+      kind: 'etcd',
+      etcdPrefix: c.prefix,
+      timeline: true,
+      serverPids: c.members.map((m) => m.pid),
     });
-    const events: Omit<MoveEvent, 'firstSuccessMs' | 'gapMs' | 'failed' | 'stalled' | 'stalledClients' | 'slowestMs'>[] = [];
+    const events: Omit<
+      MoveEvent,
+      'firstSuccessMs' | 'gapMs' | 'failed' | 'stalled' | 'stalledClients' | 'slowestMs'
+    >[] = [];
     for (let i = 0; i < o.moves; i++) {
       await sleep(Math.max(0, t0 + first + i * spacing - Date.now()));
       const before = await c.leaderInfo();
@@ -369,12 +471,26 @@ export async function runEtcdMoveLeader(o: { clients: number; seconds: number; m
       // Read the term again once settled: a member's status can show the new leader a moment
       // before its term (the two are updated at different points of etcd's raft loop).
       termAfter = Math.max(termAfter, (await c.leaderInfo()).term);
-      events.push({ at, from: before.name, to, commandMs: cmd.ms, commandOk: cmd.ok, commandOutput: cmd.ok ? '' : cmd.output, leaderSeenMs: seenAt === null ? null : seenAt - at, termBefore: before.term, termAfter });
+      events.push({
+        at,
+        from: before.name,
+        to,
+        commandMs: cmd.ms,
+        commandOk: cmd.ok,
+        commandOutput: cmd.ok ? '' : cmd.output,
+        leaderSeenMs: seenAt === null ? null : seenAt - at,
+        termBefore: before.term,
+        termAfter,
+      });
     }
     const load = await loading;
     const reqs = requestsOf(load);
     const okEnds = Float64Array.from(reqs.filter((r) => r.ok).map((r) => r.end)).sort();
-    const groups = perEvent(reqs, events.map((e) => e.at), 2000);
+    const groups = perEvent(
+      reqs,
+      events.map((e) => e.at),
+      2000,
+    );
     const moves: MoveEvent[] = events.map((e, i) => {
       const g = groups[i];
       const after = reqs.filter((r) => r.ok && r.start >= e.at).map((r) => r.end);
@@ -383,8 +499,13 @@ export async function runEtcdMoveLeader(o: { clients: number; seconds: number; m
         ...e,
         firstSuccessMs: after.length ? round(minOf(after) - e.at, 1) : null,
         gapMs: round(longestGap(okEnds, e.at - 200, e.at + 2000), 1),
-        failed: g.filter((r) => !r.ok).length, stalled: stalledReqs.length, stalledClients: new Set(stalledReqs.map((r) => r.client)).size,
-        slowestMs: round(g.reduce((m, r) => Math.max(m, r.end - r.start), 0), 1),
+        failed: g.filter((r) => !r.ok).length,
+        stalled: stalledReqs.length,
+        stalledClients: new Set(stalledReqs.map((r) => r.client)).size,
+        slowestMs: round(
+          g.reduce((m, r) => Math.max(m, r.end - r.start), 0),
+          1,
+        ),
       };
     });
     const firstAt = events[0]?.at ?? load.endedAt;
@@ -392,15 +513,24 @@ export async function runEtcdMoveLeader(o: { clients: number; seconds: number; m
     const num = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
     const { requests: _drop, ...loadRest } = load;
     return {
-      available: true, version: c.version, clients: o.clients, moves,
+      available: true,
+      version: c.version,
+      clients: o.clients,
+      moves,
       summary: {
-        commandMsMedian: med(moves.map((m) => m.commandMs)), commandMsMax: max(moves.map((m) => m.commandMs)),
-        leaderSeenMsMedian: med(num(moves.map((m) => m.leaderSeenMs))), leaderSeenMsMax: max(num(moves.map((m) => m.leaderSeenMs))),
-        firstSuccessMsMedian: med(num(moves.map((m) => m.firstSuccessMs))), firstSuccessMsMax: max(num(moves.map((m) => m.firstSuccessMs))),
-        gapMsMedian: med(moves.map((m) => m.gapMs)), gapMsMax: max(moves.map((m) => m.gapMs)),
+        commandMsMedian: med(moves.map((m) => m.commandMs)),
+        commandMsMax: max(moves.map((m) => m.commandMs)),
+        leaderSeenMsMedian: med(num(moves.map((m) => m.leaderSeenMs))),
+        leaderSeenMsMax: max(num(moves.map((m) => m.leaderSeenMs))),
+        firstSuccessMsMedian: med(num(moves.map((m) => m.firstSuccessMs))),
+        firstSuccessMsMax: max(num(moves.map((m) => m.firstSuccessMs))),
+        gapMsMedian: med(moves.map((m) => m.gapMs)),
+        gapMsMax: max(moves.map((m) => m.gapMs)),
         baselineGapMs: round(longestGap(okEnds, baselineFrom, firstAt - 200), 1),
-        failedPerMoveMedian: med(moves.map((m) => m.failed)), failedPerMoveMax: max(moves.map((m) => m.failed)),
-        stalledPerMoveMedian: med(moves.map((m) => m.stalled)), stalledPerMoveMax: max(moves.map((m) => m.stalled)),
+        failedPerMoveMedian: med(moves.map((m) => m.failed)),
+        failedPerMoveMax: max(moves.map((m) => m.failed)),
+        stalledPerMoveMedian: med(moves.map((m) => m.stalled)),
+        stalledPerMoveMax: max(moves.map((m) => m.stalled)),
         movesWithStalls: moves.filter((m) => m.stalled > 0).length,
         slowestMs: max(moves.map((m) => m.slowestMs)),
       },
@@ -450,14 +580,22 @@ export interface EtcdKillResult {
  *  resolves with the ms from `from` to that success, or null after 20 s. */
 async function probe(c: EtcdCluster, to: EtcdMember[], from: number): Promise<number | null> {
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const body = { key: Buffer.from('flotilla-bench-probe').toString('base64'), value: Buffer.from('x').toString('base64') };
+  const body = {
+    key: Buffer.from('flotilla-bench-probe').toString('base64'),
+    value: Buffer.from('x').toString('base64'),
+  };
   let found: number | null = null;
   const pending: Promise<void>[] = [];
   for (let i = 0; found === null && Date.now() - from < 20_000; i++) {
     const m = to[i % to.length];
-    pending.push(postJson(`${m.clientUrl}${c.prefix}/kv/put`, body, 300, agent).then((r) => {
-      if (r.status === 200 && found === null) found = Date.now() - from;
-    }, () => undefined));
+    pending.push(
+      postJson(`${m.clientUrl}${c.prefix}/kv/put`, body, 300, agent).then(
+        (r) => {
+          if (r.status === 200 && found === null) found = Date.now() - from;
+        },
+        () => undefined,
+      ),
+    );
     await sleep(10);
   }
   await Promise.all(pending);
@@ -466,21 +604,35 @@ async function probe(c: EtcdCluster, to: EtcdMember[], from: number): Promise<nu
 }
 
 /** kill -9 of the etcd leader a third into a `seconds` run of `clients` writers. */
-export async function runEtcdKill(o: { clients: number; seconds: number; valueBytes?: number }): Promise<EtcdKillResult | Unavailable> {
+export async function runEtcdKill(o: {
+  clients: number;
+  seconds: number;
+  valueBytes?: number;
+}): Promise<EtcdKillResult | Unavailable> {
   const a = etcdAvailable();
   if (!a.available) return { available: false, reason: a.reason! };
   return withEtcd(async (c) => {
     const t0 = Date.now();
     const loading = runHttpLoad({
-      targets: c.endpoints, clients: o.clients, seconds: o.seconds, valueBytes: o.valueBytes ?? 16, kind: 'etcd',
-      etcdPrefix: c.prefix, timeline: true, serverPids: c.members.map((m) => m.pid),
+      targets: c.endpoints,
+      clients: o.clients,
+      seconds: o.seconds,
+      valueBytes: o.valueBytes ?? 16,
+      kind: 'etcd',
+      etcdPrefix: c.prefix,
+      timeline: true,
+      serverPids: c.members.map((m) => m.pid),
     });
     await sleep(Math.max(4000, (o.seconds * 1000) / 3));
     const before = await c.leaderInfo();
     if (!before.name) throw new Error('etcd has no leader before the kill');
     c.kill(before.name);
     const killedAt = Date.now();
-    const probing = probe(c, c.members.filter((m) => m.name !== before.name), killedAt);
+    const probing = probe(
+      c,
+      c.members.filter((m) => m.name !== before.name),
+      killedAt,
+    );
     let leaderSeenMs: number | null = null;
     let termAfter = before.term;
     while (Date.now() - killedAt < 20_000) {
@@ -507,7 +659,10 @@ export async function runEtcdKill(o: { clients: number; seconds: number; valueBy
     const clientGaps: number[] = [];
     for (let cl = 0; cl < o.clients; cl++) {
       const mine = reqs.filter((r) => r.client === cl);
-      const ends = mine.filter((r) => r.ok).map((r) => r.end).sort((x, y) => x - y);
+      const ends = mine
+        .filter((r) => r.ok)
+        .map((r) => r.end)
+        .sort((x, y) => x - y);
       let prev = killedAt;
       let best = 0;
       for (const e of ends) {
@@ -523,17 +678,33 @@ export async function runEtcdKill(o: { clients: number; seconds: number; valueBy
     }
     const { requests: _drop, ...loadRest } = load;
     return {
-      available: true, version: c.version, clients: o.clients, victim: before.name, killedAt, killAtTimelineMs: killedAt - (load.timeline?.startEpochMs ?? t0),
-      termBefore: before.term, termAfter, leaderSeenMs, writesPossibleMs,
+      available: true,
+      version: c.version,
+      clients: o.clients,
+      victim: before.name,
+      killedAt,
+      killAtTimelineMs: killedAt - (load.timeline?.startEpochMs ?? t0),
+      termBefore: before.term,
+      termAfter,
+      leaderSeenMs,
+      writesPossibleMs,
       resumeMs: afterStart.length ? round(minOf(afterStart) - killedAt, 1) : null,
       firstSuccessAfterKillMs: afterEnd.length ? round(minOf(afterEnd) - killedAt, 1) : null,
       gapMs: round(longestGap(okEnds, killedAt, load.endedAt), 1),
-      clientGapMsMedian: med(clientGaps), clientGapMsMax: max(clientGaps),
+      clientGapMsMedian: med(clientGaps),
+      clientGapMsMax: max(clientGaps),
       failed: failedAfter.length,
-      failedByTarget: { killed: failedAfter.filter((r) => r.target === victimIdx).length, surviving: failedAfter.filter((r) => r.target !== victimIdx).length },
+      failedByTarget: {
+        killed: failedAfter.filter((r) => r.target === victimIdx).length,
+        surviving: failedAfter.filter((r) => r.target !== victimIdx).length,
+      },
       errorsByKind: load.errorsByKind,
-      stalled: stalledReqs.length, stalledClients: new Set(stalledReqs.map((r) => r.client)).size,
-      slowestMs: round(hit.reduce((m, r) => Math.max(m, r.end - r.start), 0), 1),
+      stalled: stalledReqs.length,
+      stalledClients: new Set(stalledReqs.map((r) => r.client)).size,
+      slowestMs: round(
+        hit.reduce((m, r) => Math.max(m, r.end - r.start), 0),
+        1,
+      ),
       load: loadRest,
     };
   });

@@ -78,7 +78,13 @@ export interface HttpLoadResult {
   longestGapAt: number;
   /** Cores used over the window: by the driver, the store's processes, the whole machine, the
    *  rest (other processes: the runner, other workloads), and stolen by the hypervisor. */
-  cpu: { driverCores: number; serverCores: number | null; machineBusyCores: number | null; otherCores: number | null; stealCores: number | null };
+  cpu: {
+    driverCores: number;
+    serverCores: number | null;
+    machineBusyCores: number | null;
+    otherCores: number | null;
+    stealCores: number | null;
+  };
   timeline?: {
     bucketMs: number;
     /** Epoch ms of bucket 0 (the load's start, warm-up included). */
@@ -180,7 +186,14 @@ interface Outcome {
   message?: string;
 }
 
-function put(t: Target, path: string, body: Buffer, contentType: string, method: string, timeoutMs: number): Promise<Outcome> {
+function put(
+  t: Target,
+  path: string,
+  body: Buffer,
+  contentType: string,
+  method: string,
+  timeoutMs: number,
+): Promise<Outcome> {
   return new Promise((resolve) => {
     let settled = false;
     const finish = (x: Outcome) => {
@@ -189,23 +202,32 @@ function put(t: Target, path: string, body: Buffer, contentType: string, method:
       clearTimeout(timer);
       resolve(x);
     };
-    const req = request({
-      host: t.host, port: t.port, path, method, agent: t.agent,
-      headers: { 'content-type': contentType, 'content-length': body.length },
-    }, (res) => {
-      const status = res.statusCode ?? 0;
-      if (status >= 200 && status < 300) {
-        res.resume();
-        res.once('end', () => finish({ ok: true }));
-        res.once('error', (e: NodeJS.ErrnoException) => finish({ ok: false, kind: e.code ?? e.message }));
-        return;
-      }
-      // Keep the store's error text: it tells a timeout from a dropped proposal.
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.once('end', () => finish({ ok: false, kind: `HTTP ${status}`, message: messageOf(Buffer.concat(chunks).toString('utf8')) }));
-      res.once('error', () => finish({ ok: false, kind: `HTTP ${status}` }));
-    });
+    const req = request(
+      {
+        host: t.host,
+        port: t.port,
+        path,
+        method,
+        agent: t.agent,
+        headers: { 'content-type': contentType, 'content-length': body.length },
+      },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) {
+          res.resume();
+          res.once('end', () => finish({ ok: true }));
+          res.once('error', (e: NodeJS.ErrnoException) => finish({ ok: false, kind: e.code ?? e.message }));
+          return;
+        }
+        // Keep the store's error text: it tells a timeout from a dropped proposal.
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.once('end', () =>
+          finish({ ok: false, kind: `HTTP ${status}`, message: messageOf(Buffer.concat(chunks).toString('utf8')) }),
+        );
+        res.once('error', () => finish({ ok: false, kind: `HTTP ${status}` }));
+      },
+    );
     // A hard deadline for the whole request, not the socket's idle timeout.
     const timer = setTimeout(() => {
       finish({ ok: false, kind: 'timeout' });
@@ -245,11 +267,20 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   type Machine = ReturnType<typeof machineCpuSeconds>;
   let cpu0: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: Machine } | undefined;
   const cpuAt = setTimeout(() => {
-    cpu0 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineCpuSeconds() };
+    cpu0 = {
+      driver: process.cpuUsage(),
+      servers: (o.serverPids ?? []).map(procCpuSeconds),
+      machine: machineCpuSeconds(),
+    };
   }, measureFrom - Date.now());
   let cpu1: { driver: NodeJS.CpuUsage; servers: (number | null)[]; machine: Machine; at: number } | undefined;
   const takeCpu1 = () => {
-    cpu1 = { driver: process.cpuUsage(), servers: (o.serverPids ?? []).map(procCpuSeconds), machine: machineCpuSeconds(), at: now() };
+    cpu1 = {
+      driver: process.cpuUsage(),
+      servers: (o.serverPids ?? []).map(procCpuSeconds),
+      machine: machineCpuSeconds(),
+      at: now(),
+    };
   };
   let cpuEnd = setTimeout(takeCpu1, measureTo - Date.now());
   // The parent may end the window early (startHttpLoad's stop).
@@ -281,9 +312,17 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
       const key = o.random ? `k${Math.floor(Math.random() * keys * o.clients)}` : `k${c}-${i % keys}`;
       const t = targets[ti];
       const start = now();
-      const r = o.kind === 'flotilla'
-        ? await put(t, `/kv/${key}`, value, 'application/octet-stream', 'PUT', timeoutMs)
-        : await put(t, `${prefix}/kv/put`, Buffer.from(JSON.stringify({ key: Buffer.from(key).toString('base64'), value: valueB64 })), 'application/json', 'POST', timeoutMs);
+      const r =
+        o.kind === 'flotilla'
+          ? await put(t, `/kv/${key}`, value, 'application/octet-stream', 'PUT', timeoutMs)
+          : await put(
+              t,
+              `${prefix}/kv/put`,
+              Buffer.from(JSON.stringify({ key: Buffer.from(key).toString('base64'), value: valueB64 })),
+              'application/json',
+              'POST',
+              timeoutMs,
+            );
       const end = now();
       const ms = end - start;
       if (o.timeline) log.push(start, end, c, r.ok ? 1 : 0, ti);
@@ -333,7 +372,8 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
       longestClientGapMs = Math.max(longestClientGapMs, e - Math.max(prev, measureFrom));
       prev = e;
     }
-    if (lastFail[c] > prev) longestClientGapMs = Math.max(longestClientGapMs, lastFail[c] - Math.max(prev, measureFrom));
+    if (lastFail[c] > prev)
+      longestClientGapMs = Math.max(longestClientGapMs, lastFail[c] - Math.max(prev, measureFrom));
   }
   // All clients together: the longest pause between two successes in the window.
   const all = Float64Array.from(okEnds.flat().filter((x) => x >= measureFrom && x <= measureTo)).sort();
@@ -351,16 +391,25 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   const lat = Float64Array.from(okLatencies).sort();
   const errors = Object.values(errorsByKind).reduce((a, b) => a + b, 0);
   const secs = (Math.min(tEnd, measureTo) - measureFrom) / 1000 || o.seconds;
-  let cpu: HttpLoadResult['cpu'] = { driverCores: 0, serverCores: null, machineBusyCores: null, otherCores: null, stealCores: null };
+  let cpu: HttpLoadResult['cpu'] = {
+    driverCores: 0,
+    serverCores: null,
+    machineBusyCores: null,
+    otherCores: null,
+    stealCores: null,
+  };
   if (cpu0 && cpu1) {
     const span = (cpu1.at - measureFrom) / 1000;
     const driver = (cpu1.driver.user + cpu1.driver.system - cpu0.driver.user - cpu0.driver.system) / 1e6 / span;
     const sv = cpu1.servers.map((x, i) => (x === null || cpu0!.servers[i] === null ? null : x - cpu0!.servers[i]!));
-    const server = o.serverPids?.length && sv.every((x) => x !== null) ? (sv as number[]).reduce((a, b) => a + b, 0) / span : null;
+    const server =
+      o.serverPids?.length && sv.every((x) => x !== null) ? (sv as number[]).reduce((a, b) => a + b, 0) / span : null;
     const machine = cpu1.machine && cpu0.machine ? (cpu1.machine.busy - cpu0.machine.busy) / span : null;
     const steal = cpu1.machine && cpu0.machine ? (cpu1.machine.steal - cpu0.machine.steal) / span : null;
     cpu = {
-      driverCores: round(driver), serverCores: server === null ? null : round(server), machineBusyCores: machine === null ? null : round(machine),
+      driverCores: round(driver),
+      serverCores: server === null ? null : round(server),
+      machineBusyCores: machine === null ? null : round(machine),
       otherCores: machine === null || server === null ? null : round(Math.max(0, machine - server - driver)),
       stealCores: steal === null ? null : round(steal),
     };
@@ -378,14 +427,36 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
     }
   }
   return {
-    kind: o.kind, clients: o.clients, targets: o.targets.length, valueBytes: o.valueBytes,
-    startedAt: Math.round(measureFrom), endedAt: Math.round(measureTo), seconds: round(secs, 2),
-    writes, writesPerSec: Math.round(writes / secs), totalWrites: okEnds.reduce((a, e) => a + e.length, 0),
-    driverUsPerRequest: cpu0 && cpu1 && writes + errors > 0 ? round((cpu.driverCores * ((cpu1.at - measureFrom) / 1000) * 1e6) / (writes + errors), 1) : null,
-    p50Ms: round(pct(lat, 50)), p99Ms: round(pct(lat, 99)), p999Ms: round(pct(lat, 99.9)), maxMs: round(lat.length ? lat[lat.length - 1] : 0),
-    errors, errorsByKind, errorMessages, stalled, stalledClients: stalledBy.size, slowestMs: round(slowest, 1),
-    longestClientGapMs: round(longestClientGapMs, 1), longestGapMs: round(longestGapMs, 1), longestGapAt: Math.round(longestGapAt),
-    cpu, timeline, requests: o.timeline ? log.map((x, i) => (i % REQUEST_FIELDS < 2 ? round(x, 1) : x)) : undefined,
+    kind: o.kind,
+    clients: o.clients,
+    targets: o.targets.length,
+    valueBytes: o.valueBytes,
+    startedAt: Math.round(measureFrom),
+    endedAt: Math.round(measureTo),
+    seconds: round(secs, 2),
+    writes,
+    writesPerSec: Math.round(writes / secs),
+    totalWrites: okEnds.reduce((a, e) => a + e.length, 0),
+    driverUsPerRequest:
+      cpu0 && cpu1 && writes + errors > 0
+        ? round((cpu.driverCores * ((cpu1.at - measureFrom) / 1000) * 1e6) / (writes + errors), 1)
+        : null,
+    p50Ms: round(pct(lat, 50)),
+    p99Ms: round(pct(lat, 99)),
+    p999Ms: round(pct(lat, 99.9)),
+    maxMs: round(lat.length ? lat[lat.length - 1] : 0),
+    errors,
+    errorsByKind,
+    errorMessages,
+    stalled,
+    stalledClients: stalledBy.size,
+    slowestMs: round(slowest, 1),
+    longestClientGapMs: round(longestClientGapMs, 1),
+    longestGapMs: round(longestGapMs, 1),
+    longestGapAt: Math.round(longestGapAt),
+    cpu,
+    timeline,
+    requests: o.timeline ? log.map((x, i) => (i % REQUEST_FIELDS < 2 ? round(x, 1) : x)) : undefined,
   };
 }
 

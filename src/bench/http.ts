@@ -7,50 +7,104 @@
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NO_BALANCER, counters, perWrite, profileNodes, waitElected, withCluster, type PerWrite } from './cluster.js';
-import { etcdAvailable, withEtcd, runEtcdHttp, runEtcdKill, runEtcdMoveLeader, type EtcdHttpResult, type EtcdKillResult, type EtcdMoveLeaderResult, type Unavailable } from './etcd.js';
+import {
+  etcdAvailable,
+  withEtcd,
+  runEtcdHttp,
+  runEtcdKill,
+  runEtcdMoveLeader,
+  type EtcdHttpResult,
+  type EtcdKillResult,
+  type EtcdMoveLeaderResult,
+  type Unavailable,
+} from './etcd.js';
 import { runHttpLoad, type HttpLoadResult } from './http-load.js';
 import { freePorts } from './ports.js';
 import { round } from './stats.js';
 import type { PeerInfo } from './results.js';
 
-export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> & { groups: number; electSeconds: number; perWrite: PerWrite | null };
+export type FlotillaHttpResult = Omit<HttpLoadResult, 'requests' | 'timeline'> & {
+  groups: number;
+  electSeconds: number;
+  perWrite: PerWrite | null;
+};
 
 /** Throughput and latency through flotilla's HTTP gateway: 3 nodes (1 worker each, balancer off)
  *  serving the admin gateway on free ports; for each entry of `clients`, that many keep-alive
  *  clients spread over the 3, one after the other on the same cluster. */
-export async function runFlotillaHttp(o: { groups: number; clients: number[]; seconds: number; valueBytes: number; warmupSeconds?: number; warmSeconds?: number; settle?: boolean; onRow?: (r: FlotillaHttpResult) => void }): Promise<FlotillaHttpResult[]> {
+export async function runFlotillaHttp(o: {
+  groups: number;
+  clients: number[];
+  seconds: number;
+  valueBytes: number;
+  warmupSeconds?: number;
+  warmSeconds?: number;
+  settle?: boolean;
+  onRow?: (r: FlotillaHttpResult) => void;
+}): Promise<FlotillaHttpResult[]> {
   const ports = await freePorts(3);
   const admin = new Map(['n1', 'n2', 'n3'].map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const targets = [...admin.values()].map((a) => `http://${a}`);
-  return withCluster(o.groups, null, async (kids: Map<string, ChildProcess>, next) => {
-    const electSeconds = await waitElected(kids, next, o.groups);
-    if (o.warmSeconds) await runHttpLoad({ targets, clients: WARM_CLIENTS, seconds: o.warmSeconds, valueBytes: o.valueBytes, kind: 'flotilla' });
-    const out: FlotillaHttpResult[] = [];
-    for (const clients of o.clients) {
-      // Start from the steady state a deployment is in: the election's catch-up traffic (or the
-      // previous row's) over and the groups quiesced; the load then wakes the groups it writes.
-      const t0 = performance.now();
-      for (;;) {
-        const st = await Promise.all([...kids.values()].map((c) => { c.send({ cmd: 'status' }); return next(c, 'status'); }));
-        if (st.every((s) => s.quiesced === s.groups) || performance.now() - t0 > (o.settle === false && out.length > 0 ? 0 : 30_000)) break;
-        await sleep(250);
+  return withCluster(
+    o.groups,
+    null,
+    async (kids: Map<string, ChildProcess>, next) => {
+      const electSeconds = await waitElected(kids, next, o.groups);
+      if (o.warmSeconds)
+        await runHttpLoad({
+          targets,
+          clients: WARM_CLIENTS,
+          seconds: o.warmSeconds,
+          valueBytes: o.valueBytes,
+          kind: 'flotilla',
+        });
+      const out: FlotillaHttpResult[] = [];
+      for (const clients of o.clients) {
+        // Start from the steady state a deployment is in: the election's catch-up traffic (or the
+        // previous row's) over and the groups quiesced; the load then wakes the groups it writes.
+        const t0 = performance.now();
+        for (;;) {
+          const st = await Promise.all(
+            [...kids.values()].map((c) => {
+              c.send({ cmd: 'status' });
+              return next(c, 'status');
+            }),
+          );
+          if (
+            st.every((s) => s.quiesced === s.groups) ||
+            performance.now() - t0 > (o.settle === false && out.length > 0 ? 0 : 30_000)
+          )
+            break;
+          await sleep(250);
+        }
+        // Work counters around the whole load (warm-up included, so divided by all its writes).
+        const c0 = await counters(kids, next);
+        await profileNodes(kids, next, true);
+        const r = await runHttpLoad({
+          targets,
+          clients,
+          seconds: o.seconds,
+          valueBytes: o.valueBytes,
+          kind: 'flotilla',
+          warmupSeconds: o.warmupSeconds ?? 1,
+          serverPids: [...kids.values()].map((c) => c.pid!),
+        });
+        await profileNodes(kids, next, false);
+        const c1 = await counters(kids, next);
+        const { requests: _r, timeline: _t, ...rest } = r;
+        const row = {
+          ...rest,
+          groups: o.groups,
+          electSeconds: round(electSeconds, 1),
+          perWrite: perWrite(c0, c1, r.totalWrites),
+        };
+        o.onRow?.(row);
+        out.push(row);
       }
-      // Work counters around the whole load (warm-up included, so divided by all its writes).
-      const c0 = await counters(kids, next);
-      await profileNodes(kids, next, true);
-      const r = await runHttpLoad({
-        targets, clients, seconds: o.seconds, valueBytes: o.valueBytes,
-        kind: 'flotilla', warmupSeconds: o.warmupSeconds ?? 1, serverPids: [...kids.values()].map((c) => c.pid!),
-      });
-      await profileNodes(kids, next, false);
-      const c1 = await counters(kids, next);
-      const { requests: _r, timeline: _t, ...rest } = r;
-      const row = { ...rest, groups: o.groups, electSeconds: round(electSeconds, 1), perWrite: perWrite(c0, c1, r.totalWrites) };
-      o.onRow?.(row);
-      out.push(row);
-    }
-    return out;
-  }, (id) => ['--admin', admin.get(id)!, ...NO_BALANCER]);
+      return out;
+    },
+    (id) => ['--admin', admin.get(id)!, ...NO_BALANCER],
+  );
 }
 
 export interface PeersRow {
@@ -91,48 +145,78 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
   const groups = 1000;
   const etcd = etcdAvailable();
   if (!etcd.available) o.say(`etcd: skipped (${etcd.reason})`);
-  const pysyncobj: PeerInfo = { available: false, reason: 'not driven: PySyncObj runs its load inside its own node processes (no HTTP gateway)' };
+  const pysyncobj: PeerInfo = {
+    available: false,
+    reason: 'not driven: PySyncObj runs its load inside its own node processes (no HTTP gateway)',
+  };
   const skipped: Unavailable = { available: false, reason: etcd.reason ?? 'etcd not available' };
   const warmupSeconds = o.quick ? 0.5 : 1;
   const warmSeconds = warmSecondsFor(o.quick);
   const fl = await runFlotillaHttp({
-    groups, clients: CLIENTS, seconds, valueBytes, warmupSeconds, warmSeconds, settle: !o.quick,
-    onRow: (f) => o.say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, p99.9 ${f.p999Ms} ms, errors ${f.errors}, ` +
-      `stalled ${f.stalled}, cpu nodes/driver/other/steal ${f.cpu.serverCores}/${f.cpu.driverCores}/${f.cpu.otherCores}/${f.cpu.stealCores}`),
+    groups,
+    clients: CLIENTS,
+    seconds,
+    valueBytes,
+    warmupSeconds,
+    warmSeconds,
+    settle: !o.quick,
+    onRow: (f) =>
+      o.say(
+        `flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, p99.9 ${f.p999Ms} ms, errors ${f.errors}, ` +
+          `stalled ${f.stalled}, cpu nodes/driver/other/steal ${f.cpu.serverCores}/${f.cpu.driverCores}/${f.cpu.otherCores}/${f.cpu.stealCores}`,
+      ),
   });
-  const et: (EtcdHttpResult | Unavailable)[] = !etcd.available ? CLIENTS.map(() => skipped) : await withEtcd(async (cluster) => {
-    await runEtcdHttp({ clients: WARM_CLIENTS, seconds: warmSeconds, valueBytes, warmupSeconds: 0, cluster });
-    const rs: EtcdHttpResult[] = [];
-    for (const clients of CLIENTS) {
-      const e = await runEtcdHttp({ clients, seconds, valueBytes, warmupSeconds, cluster });
-      if (!e.available) throw new Error(e.reason);
-      o.say(`etcd ${e.version} HTTP, ${clients} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, p99.9 ${e.p999Ms} ms, errors ${e.errors}, ` +
-        `stalled ${e.stalled}, cpu members/driver/other/steal ${e.cpu.serverCores}/${e.cpu.driverCores}/${e.cpu.otherCores}/${e.cpu.stealCores}`);
-      rs.push(e);
-    }
-    return rs;
-  });
+  const et: (EtcdHttpResult | Unavailable)[] = !etcd.available
+    ? CLIENTS.map(() => skipped)
+    : await withEtcd(async (cluster) => {
+        await runEtcdHttp({ clients: WARM_CLIENTS, seconds: warmSeconds, valueBytes, warmupSeconds: 0, cluster });
+        const rs: EtcdHttpResult[] = [];
+        for (const clients of CLIENTS) {
+          const e = await runEtcdHttp({ clients, seconds, valueBytes, warmupSeconds, cluster });
+          if (!e.available) throw new Error(e.reason);
+          o.say(
+            `etcd ${e.version} HTTP, ${clients} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, p99.9 ${e.p999Ms} ms, errors ${e.errors}, ` +
+              `stalled ${e.stalled}, cpu members/driver/other/steal ${e.cpu.serverCores}/${e.cpu.driverCores}/${e.cpu.otherCores}/${e.cpu.stealCores}`,
+          );
+          rs.push(e);
+        }
+        return rs;
+      });
   const rows: PeersRow[] = CLIENTS.map((clients, i) => {
     const f = fl[i];
     const e = et[i];
     return {
-      clients, flotilla: f, etcd: e,
-      ratio: e.available ? { writesPerSec: ratio(f.writesPerSec, e.writesPerSec), p50: ratio(f.p50Ms, e.p50Ms), p99: ratio(f.p99Ms, e.p99Ms) } : { writesPerSec: null, p50: null, p99: null },
+      clients,
+      flotilla: f,
+      etcd: e,
+      ratio: e.available
+        ? {
+            writesPerSec: ratio(f.writesPerSec, e.writesPerSec),
+            p50: ratio(f.p50Ms, e.p50Ms),
+            p99: ratio(f.p99Ms, e.p99Ms),
+          }
+        : { writesPerSec: null, p50: null, p99: null },
     };
   });
   const moves = o.quick ? 1 : 5;
-  const etcdMoveLeader = etcd.available ? await runEtcdMoveLeader({ clients: 16, moves, seconds: 4 + moves * 8 }) : skipped;
+  const etcdMoveLeader = etcd.available
+    ? await runEtcdMoveLeader({ clients: 16, moves, seconds: 4 + moves * 8 })
+    : skipped;
   if (etcdMoveLeader.available) {
     const s = etcdMoveLeader.summary;
-    o.say(`etcd move-leader x${moves}, 16 clients: command ${s.commandMsMedian} ms (max ${s.commandMsMax}), new leader seen ${s.leaderSeenMsMedian} ms (max ${s.leaderSeenMsMax}), ` +
-      `first success ${s.firstSuccessMsMedian} ms, gap ${s.gapMsMedian} ms (max ${s.gapMsMax}, baseline ${s.baselineGapMs}), failed/move ${s.failedPerMoveMedian} (max ${s.failedPerMoveMax}), ` +
-      `stalled/move ${s.stalledPerMoveMedian} (max ${s.stalledPerMoveMax}, in ${s.movesWithStalls} of ${moves} moves), slowest ${s.slowestMs} ms`);
+    o.say(
+      `etcd move-leader x${moves}, 16 clients: command ${s.commandMsMedian} ms (max ${s.commandMsMax}), new leader seen ${s.leaderSeenMsMedian} ms (max ${s.leaderSeenMsMax}), ` +
+        `first success ${s.firstSuccessMsMedian} ms, gap ${s.gapMsMedian} ms (max ${s.gapMsMax}, baseline ${s.baselineGapMs}), failed/move ${s.failedPerMoveMedian} (max ${s.failedPerMoveMax}), ` +
+        `stalled/move ${s.stalledPerMoveMedian} (max ${s.stalledPerMoveMax}, in ${s.movesWithStalls} of ${moves} moves), slowest ${s.slowestMs} ms`,
+    );
   }
   const etcdKill = etcd.available ? await runEtcdKill({ clients: 16, seconds: o.quick ? 10 : 30 }) : skipped;
   if (etcdKill.available) {
     const k = etcdKill;
-    o.say(`etcd kill -9 of leader ${k.victim}, 16 clients: new leader seen ${k.leaderSeenMs} ms, writes possible (probe) ${k.writesPossibleMs} ms, first client write issued after the kill ok ${k.resumeMs} ms, gap ${k.gapMs} ms, ` +
-      `per-client gap median ${k.clientGapMsMedian} ms max ${k.clientGapMsMax} ms, failed ${k.failed}, stalled ${k.stalled} (${k.stalledClients} clients), slowest ${k.slowestMs} ms`);
+    o.say(
+      `etcd kill -9 of leader ${k.victim}, 16 clients: new leader seen ${k.leaderSeenMs} ms, writes possible (probe) ${k.writesPossibleMs} ms, first client write issued after the kill ok ${k.resumeMs} ms, gap ${k.gapMs} ms, ` +
+        `per-client gap median ${k.clientGapMsMedian} ms max ${k.clientGapMsMax} ms, failed ${k.failed}, stalled ${k.stalled} (${k.stalledClients} clients), slowest ${k.slowestMs} ms`,
+    );
   }
   return { seconds, valueBytes, groups, rows, etcdMoveLeader, etcdKill, peers: { etcd, pysyncobj } };
 }
@@ -145,15 +229,32 @@ if (process.argv[1] === import.meta.filename) {
     const seconds = Number(process.argv[3] ?? 5);
     const clients = (process.argv[4] ?? '1,16,256').split(',').map(Number);
     await runFlotillaHttp({
-      groups: 1000, clients, seconds, valueBytes: 16, warmupSeconds: 1, warmSeconds: warmSecondsFor(false),
-      onRow: (f) => say(`flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, errors ${f.errors}, cpu nodes/driver ${f.cpu.serverCores}/${f.cpu.driverCores}; per write ${JSON.stringify(f.perWrite)}`),
+      groups: 1000,
+      clients,
+      seconds,
+      valueBytes: 16,
+      warmupSeconds: 1,
+      warmSeconds: warmSecondsFor(false),
+      onRow: (f) =>
+        say(
+          `flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, errors ${f.errors}, cpu nodes/driver ${f.cpu.serverCores}/${f.cpu.driverCores}; per write ${JSON.stringify(f.perWrite)}`,
+        ),
     });
     if (etcdAvailable().available) {
       await withEtcd(async (cluster) => {
-        await runEtcdHttp({ clients: WARM_CLIENTS, seconds: warmSecondsFor(false), valueBytes: 16, warmupSeconds: 0, cluster });
+        await runEtcdHttp({
+          clients: WARM_CLIENTS,
+          seconds: warmSecondsFor(false),
+          valueBytes: 16,
+          warmupSeconds: 0,
+          cluster,
+        });
         for (const c of clients) {
           const e = await runEtcdHttp({ clients: c, seconds, valueBytes: 16, warmupSeconds: 1, cluster });
-          if (e.available) say(`etcd HTTP, ${c} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, errors ${e.errors}, cpu members/driver ${e.cpu.serverCores}/${e.cpu.driverCores}`);
+          if (e.available)
+            say(
+              `etcd HTTP, ${c} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, errors ${e.errors}, cpu members/driver ${e.cpu.serverCores}/${e.cpu.driverCores}`,
+            );
         }
       });
     }

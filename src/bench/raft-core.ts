@@ -22,7 +22,9 @@ function makeGroup(): MemoryGroup {
  *  of entries the leader applied. */
 function settle(g: MemoryGroup): number {
   let applied = 0;
-  const countApplied = (rd: Ready) => { applied += rd.committed.length; };
+  const countApplied = (rd: Ready) => {
+    applied += rd.committed.length;
+  };
   for (let round = 0; round < 100; round++) {
     for (const id of g.nodes.keys()) g.drain(id, id === 'a' ? countApplied : undefined);
     if (g.queue.length === 0) break;

@@ -35,7 +35,8 @@ for (;;) {
   await sleep(500);
 }
 await sleep(4000);
-gc(); gc();
+gc();
+gc();
 const h1 = process.memoryUsage().heapUsed;
 console.log(`heap per replica ${((h1 - h0) / (3 * G)).toFixed(0)} B`);
 const file = writeHeapSnapshot(join(root, 'h.heapsnapshot'));
@@ -50,7 +51,8 @@ for (let i = 0; i < nodes.length; i += n) {
   const type = types[nodes[i]];
   const name = type === 'object' || type === 'closure' ? strings[nodes[i + 1]] : `(${type})`;
   const e = by.get(name) ?? { count: 0, size: 0 };
-  e.count++; e.size += nodes[i + 3];
+  e.count++;
+  e.size += nodes[i + 3];
   by.set(name, e);
 }
 // Who holds the arrays, Arrays and Objects: parent name . edge name.
@@ -70,18 +72,26 @@ for (let i = 0; i < nodes.length; i += n) {
     const to = edges[ei + 2];
     const ttype = types[nodes[to]];
     const tname = ttype === 'object' ? strings[nodes[to + 1]] : `(${ttype})`;
-    if (!(tname === '(array)' || tname === 'Array' || tname === 'Object' || tname === 'Map' || tname === 'Set')) continue;
+    if (!(tname === '(array)' || tname === 'Array' || tname === 'Object' || tname === 'Map' || tname === 'Set'))
+      continue;
     const edgeName = et === 'element' || et === 'hidden' ? `[${et}]` : strings[edges[ei + 1]];
     const key = `${tname} <- ${pname}.${edgeName}`;
     const e = held.get(key) ?? { count: 0, size: 0 };
-    e.count++; e.size += nodes[to + 3];
+    e.count++;
+    e.size += nodes[to + 3];
     held.set(key, e);
   }
 }
-for (const [k, v] of [...held.entries()].sort((a, b) => b[1].size - a[1].size).slice(0, 40)) console.log(`${(v.size / (3 * G)).toFixed(0).padStart(6)} B/replica ${(v.count / (3 * G)).toFixed(2).padStart(7)} /replica  ${k}`);
+for (const [k, v] of [...held.entries()].sort((a, b) => b[1].size - a[1].size).slice(0, 40))
+  console.log(
+    `${(v.size / (3 * G)).toFixed(0).padStart(6)} B/replica ${(v.count / (3 * G)).toFixed(2).padStart(7)} /replica  ${k}`,
+  );
 console.log('---');
 const rows = [...by.entries()].sort((a, b) => b[1].size - a[1].size).slice(0, 40);
-for (const [k, v] of rows) console.log(`${(v.size / (3 * G)).toFixed(0).padStart(6)} B/replica ${(v.count / (3 * G)).toFixed(2).padStart(7)} /replica  ${k}`);
+for (const [k, v] of rows)
+  console.log(
+    `${(v.size / (3 * G)).toFixed(0).padStart(6)} B/replica ${(v.count / (3 * G)).toFixed(2).padStart(7)} /replica  ${k}`,
+  );
 for (const sh of shards.values()) await sh.stop();
 rmSync(root, { recursive: true, force: true });
 process.exit(0);

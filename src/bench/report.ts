@@ -76,18 +76,36 @@ function familySection(r: Results, family: Family, chartFile: string | undefined
 
 function comparisonSection(c: Comparison): string[] {
   const out: string[] = [`## Compared with ${c.before.label}`, ''];
-  out.push(`Before: ${c.before.startedAt}, ${c.before.cpuModel} (${c.before.cores} cores), node code ${c.before.nodeCode}${c.before.quick ? ', quick' : ''}.`);
-  out.push(`After: ${c.after.startedAt}, ${c.after.cpuModel} (${c.after.cores} cores), node code ${c.after.nodeCode}${c.after.quick ? ', quick' : ''}.`, '');
+  out.push(
+    `Before: ${c.before.startedAt}, ${c.before.cpuModel} (${c.before.cores} cores), node code ${c.before.nodeCode}${c.before.quick ? ', quick' : ''}.`,
+  );
+  out.push(
+    `After: ${c.after.startedAt}, ${c.after.cpuModel} (${c.after.cores} cores), node code ${c.after.nodeCode}${c.after.quick ? ', quick' : ''}.`,
+    '',
+  );
   for (const w of c.warnings) out.push(`> ⚠️ ${w}`);
   if (c.warnings.length > 0) out.push('');
-  out.push(`A change counts only beyond the noise band: ±${Math.round(c.noise * 100)}%, widened to a figure's sample spread when that is larger.`, '');
+  out.push(
+    `A change counts only beyond the noise band: ±${Math.round(c.noise * 100)}%, widened to a figure's sample spread when that is larger.`,
+    '',
+  );
   if (c.rows.length > 0) {
     const verdict = (v: Comparison['rows'][number]) =>
       v.regression ? '❌ worse (regression)' : v.verdict === 'better' ? '✅ better' : v.verdict;
-    out.push(...mdTable(
-      ['Figure', 'Before', 'After', 'Ratio', 'Noise', 'Verdict'],
-      c.rows.map((x) => [x.label, `${fmtValue(x.before)} ${x.unit}`.trim(), `${fmtValue(x.after)} ${x.unit}`.trim(), fmtRatio(x.ratio), `±${Math.round(x.noise * 100)}%`, verdict(x)]),
-    ), '');
+    out.push(
+      ...mdTable(
+        ['Figure', 'Before', 'After', 'Ratio', 'Noise', 'Verdict'],
+        c.rows.map((x) => [
+          x.label,
+          `${fmtValue(x.before)} ${x.unit}`.trim(),
+          `${fmtValue(x.after)} ${x.unit}`.trim(),
+          fmtRatio(x.ratio),
+          `±${Math.round(x.noise * 100)}%`,
+          verdict(x),
+        ]),
+      ),
+      '',
+    );
   }
   if (c.onlyBefore.length > 0) out.push(`Only in before: ${c.onlyBefore.map((f) => f.label).join('; ')}.`, '');
   if (c.onlyAfter.length > 0) out.push(`Only in after: ${c.onlyAfter.map((f) => f.label).join('; ')}.`, '');
@@ -96,21 +114,32 @@ function comparisonSection(c: Comparison): string[] {
 }
 
 function familiesPresent(r: Results): Family[] {
-  return FAMILIES.filter((f) => r.figures.some((x) => x.family === f) || r.tables.some((x) => x.family === f) || r.charts.some((x) => x.family === f));
+  return FAMILIES.filter(
+    (f) =>
+      r.figures.some((x) => x.family === f) ||
+      r.tables.some((x) => x.family === f) ||
+      r.charts.some((x) => x.family === f),
+  );
 }
 
 export function renderReport(r: Results, opts: ReportOptions = {}): string {
   const m = r.machine;
-  const chartFiles = opts.chartFiles ?? Object.fromEntries(FAMILIES.filter((f) => r.charts.some((c) => c.family === f)).map((f) => [f, chartFileName(f)]));
+  const chartFiles =
+    opts.chartFiles ??
+    Object.fromEntries(FAMILIES.filter((f) => r.charts.some((c) => c.family === f)).map((f) => [f, chartFileName(f)]));
   const out: string[] = ['# flotilla benchmark report', ''];
   out.push(`- Run: ${r.startedAt}, took ${fmtDuration(r.durationSec)}`);
-  out.push(`- Mode: ${r.quick ? 'quick (shortened runs and sizes: indicative only)' : 'full'}, repeat ${r.repeat}` +
-    (r.repeat > 1 ? ' (figures are medians of the repetitions)' : ''));
+  out.push(
+    `- Mode: ${r.quick ? 'quick (shortened runs and sizes: indicative only)' : 'full'}, repeat ${r.repeat}` +
+      (r.repeat > 1 ? ' (figures are medians of the repetitions)' : ''),
+  );
   out.push(`- Scenarios: ${r.ran.length > 0 ? r.ran.join(', ') : 'none'}`);
   out.push(`- Node code: ${r.nodeCode}`, '');
 
   out.push('## Machine', '');
-  const deps = Object.entries(m.dependencies ?? {}).map(([k, v]) => `${k} ${v}`).join(', ');
+  const deps = Object.entries(m.dependencies ?? {})
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   out.push(
     `- CPU: ${m.cpuModel}, ${m.cores} cores`,
     `- Memory: ${m.memoryGiB} GiB`,
@@ -126,7 +155,13 @@ export function renderReport(r: Results, opts: ReportOptions = {}): string {
     const met = r.targets.filter((t) => t.met === true).length;
     const missed = r.targets.filter((t) => t.met === false).length;
     out.push(`${met} met, ${missed} missed, ${r.targets.length - met - missed} not measured.`, '');
-    out.push(...mdTable(['Target', 'Result', 'Detail'], r.targets.map((t) => [t.text, targetMark(t), t.detail])), '');
+    out.push(
+      ...mdTable(
+        ['Target', 'Result', 'Detail'],
+        r.targets.map((t) => [t.text, targetMark(t), t.detail]),
+      ),
+      '',
+    );
   }
 
   for (const f of familiesPresent(r)) out.push(...familySection(r, f, chartFiles[f]));
@@ -136,15 +171,22 @@ export function renderReport(r: Results, opts: ReportOptions = {}): string {
   if (peers.length === 0) out.push('No peer systems were run.', '');
   else {
     for (const [name, p] of peers) {
-      out.push(p.available
-        ? `- ${name}: available${p.version ? ` (${p.version})` : ''}`
-        : `- ${name}: skipped${p.reason ? ` — ${p.reason}` : ''}`);
+      out.push(
+        p.available
+          ? `- ${name}: available${p.version ? ` (${p.version})` : ''}`
+          : `- ${name}: skipped${p.reason ? ` — ${p.reason}` : ''}`,
+      );
     }
     out.push('');
   }
 
   if (opts.compare) out.push(...comparisonSection(opts.compare));
-  return out.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd() + '\n';
+  return (
+    out
+      .join('\n')
+      .replace(/\n{3,}/g, '\n\n')
+      .trimEnd() + '\n'
+  );
 }
 
 /** Writes report.md and chart-<family>.svg files into dir; returns the Markdown and SVG paths. */

@@ -5,7 +5,16 @@
 import type { MachineInfo } from './machine.js';
 
 /** A scenario family: one section of the report and one SVG chart. */
-export type Family = 'throughput' | 'http' | 'reads' | 'idle' | 'transfer' | 'failover' | 'balancer' | 'storage' | 'micro';
+export type Family =
+  | 'throughput'
+  | 'http'
+  | 'reads'
+  | 'idle'
+  | 'transfer'
+  | 'failover'
+  | 'balancer'
+  | 'storage'
+  | 'micro';
 
 export const FAMILY_TITLES: Record<Family, string> = {
   throughput: 'Throughput and latency vs active groups and payload (embedded API)',

@@ -24,7 +24,10 @@ for (const id of IDS) {
   const store = await LogStore.open({ path: join(root, id), noSync: process.env.SYNC !== '1' });
   const send = (to: NodeId, msgs: Message[]) => {
     const b = codec.encode(msgs);
-    setImmediate(() => { const r = codec.decode(b); if (!(r instanceof RaftBatchError)) shards.get(to)!.receive(r.messages); });
+    setImmediate(() => {
+      const r = codec.decode(b);
+      if (!(r instanceof RaftBatchError)) shards.get(to)!.receive(r.messages);
+    });
   };
   const s = Shard.open({ nodeId: id, store, send, tickMs: 100, raft: { electionTicks: 10 }, seed: 1 });
   for (let g = 1; g <= G; g++) s.createGroup(g, { voters: IDS, learners: [] });
@@ -33,7 +36,12 @@ for (const id of IDS) {
 for (const s of shards.values()) s.start();
 // wait for leaders
 const leaderOf = (g: number) => IDS.find((id) => shards.get(id)!.status(g).role === 'leader');
-for (;;) { let n = 0; for (let g = 1; g <= G; g++) if (leaderOf(g)) n++; if (n === G) break; await sleep(200); }
+for (;;) {
+  let n = 0;
+  for (let g = 1; g <= G; g++) if (leaderOf(g)) n++;
+  if (n === G) break;
+  await sleep(200);
+}
 await sleep(3000);
 const leaders = Array.from({ length: G + 1 }, (_, g) => (g === 0 ? '' : leaderOf(g)!));
 const session = new SessionClient('bench');
@@ -48,9 +56,19 @@ async function proposer() {
     const g = gi + 1;
     const h = session.begin();
     try {
-      await shards.get(leaders[g])!.propose(g, encodeCommand(h, encodeKvCommand({ op: 'put', key: new TextEncoder().encode(`k${g}`), value: new Uint8Array(16) })));
+      await shards
+        .get(leaders[g])!
+        .propose(
+          g,
+          encodeCommand(
+            h,
+            encodeKvCommand({ op: 'put', key: new TextEncoder().encode(`k${g}`), value: new Uint8Array(16) }),
+          ),
+        );
       writes++;
-    } catch { /* leadership moved */ }
+    } catch {
+      /* leadership moved */
+    }
     session.done(h.seq);
   }
 }
@@ -60,8 +78,10 @@ const cpu = process.cpuUsage(cpu0);
 const commits = [...shards.values()].reduce((a, s) => a + s.stats.commits, 0);
 const loops = [...shards.values()].reduce((a, s) => a + s.stats.loops, 0);
 const readies = [...shards.values()].reduce((a, s) => a + s.stats.readies, 0);
-console.log(`${G} groups, ${CONC} proposers: ${Math.round(writes / secs)} writes/s, ${((cpu.user + cpu.system) / writes).toFixed(1)} µs CPU per write ` +
-  `(3 shards, one thread); per write: ${(loops / writes).toFixed(2)} turns, ${(commits / writes).toFixed(2)} commits, ${(readies / writes).toFixed(2)} Readies (all shards, setup included)`);
+console.log(
+  `${G} groups, ${CONC} proposers: ${Math.round(writes / secs)} writes/s, ${((cpu.user + cpu.system) / writes).toFixed(1)} µs CPU per write ` +
+    `(3 shards, one thread); per write: ${(loops / writes).toFixed(2)} turns, ${(commits / writes).toFixed(2)} commits, ${(readies / writes).toFixed(2)} Readies (all shards, setup included)`,
+);
 for (const s of shards.values()) await s.stop();
 rmSync(root, { recursive: true, force: true });
 process.exit(0);

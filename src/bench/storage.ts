@@ -56,7 +56,11 @@ async function runLoad(groups: number, valueBytes: number, seconds: number, pipe
       for (let g = 0; g < groups; g++) if (next[g] > RETAIN + 1) store.compact(g, next[g] - RETAIN - 1);
     }
     const s = performance.now();
-    inflight.push(store.commit().then(() => { lat.push(performance.now() - s); }));
+    inflight.push(
+      store.commit().then(() => {
+        lat.push(performance.now() - s);
+      }),
+    );
     if (inflight.length >= pipeline) await inflight.shift();
   }
   await Promise.all(inflight);
@@ -67,11 +71,16 @@ async function runLoad(groups: number, valueBytes: number, seconds: number, pipe
   lat.sort((a, b) => a - b);
   return {
     name: `${groups} groups x ${valueBytes} B${pipeline > 1 ? `, ${pipeline} commits in flight` : ''}`,
-    groups, valueBytes, entriesPerCommit: perGroup * groups, pipeline,
+    groups,
+    valueBytes,
+    entriesPerCommit: perGroup * groups,
+    pipeline,
     durableEntriesPerSec: Math.round(entries / secs),
     commitsPerSec: Math.round(lat.length / secs),
-    commitP50Ms: round(pct(lat, 50)), commitP99Ms: round(pct(lat, 99)),
-    checkpoints, seconds: round(secs),
+    commitP50Ms: round(pct(lat, 50)),
+    commitP99Ms: round(pct(lat, 99)),
+    checkpoints,
+    seconds: round(secs),
   };
 }
 
@@ -95,7 +104,11 @@ export async function benchStartup(groups = 10_000, entriesPerGroup = 50): Promi
   const data = new Uint8Array(16);
   for (let i = 1; i <= entriesPerGroup; i++) {
     for (let g = 0; g < groups; g++) {
-      store.write({ group: g, entries: [{ index: i, term: 1, type: 'normal', data }], hardState: { term: 1, vote: 'n1', commit: i } });
+      store.write({
+        group: g,
+        entries: [{ index: i, term: 1, type: 'normal', data }],
+        hardState: { term: 1, vote: 'n1', commit: i },
+      });
     }
     if (i === entriesPerGroup - 10) await store.checkpoint();
     else await store.commit();
@@ -103,9 +116,15 @@ export async function benchStartup(groups = 10_000, entriesPerGroup = 50): Promi
   await store.close();
   let replayed = 0;
   const t0 = performance.now();
-  store = await LogStore.open({ path: dir, onEvent: (e) => { if (e.kind === 'recovered') replayed = e.walRecords; } });
+  store = await LogStore.open({
+    path: dir,
+    onEvent: (e) => {
+      if (e.kind === 'recovered') replayed = e.walRecords;
+    },
+  });
   const openMs = performance.now() - t0;
-  if (store.groupIds().length !== groups) throw new Error(`recovered ${store.groupIds().length} groups, expected ${groups}`);
+  if (store.groupIds().length !== groups)
+    throw new Error(`recovered ${store.groupIds().length} groups, expected ${groups}`);
   await store.close();
   rmSync(dir, { recursive: true, force: true });
   return { groups, entriesPerGroup, walRecordsReplayed: replayed, openMs: round(openMs) };

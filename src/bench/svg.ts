@@ -8,14 +8,30 @@ export const WIDTH = 720;
 export const HEIGHT = 400;
 const FAMILY_HEADER = 34;
 // Tableau 10: distinguishable in print and for the common colour-vision deficiencies.
-export const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+export const PALETTE = [
+  '#4e79a7',
+  '#f28e2b',
+  '#e15759',
+  '#76b7b2',
+  '#59a14f',
+  '#edc948',
+  '#b07aa1',
+  '#ff9da7',
+  '#9c755f',
+  '#bab0ac',
+];
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"';
 const CHAR_W = 6.6; // rough width of a 12px sans-serif character, for legend and label layout
 const MAX_POINT_MARKS = 150; // beyond this, circles turn a line into a smear
 
 /** Escapes text for element content and attribute values. */
 export function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
 }
 
 /** A coordinate: one decimal, never NaN. */
@@ -31,7 +47,12 @@ export function compact(v: number): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
   const sign = v < 0 ? '-' : '';
-  for (const [div, suffix] of [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']] as const) {
+  for (const [div, suffix] of [
+    [1e12, 'T'],
+    [1e9, 'G'],
+    [1e6, 'M'],
+    [1e3, 'k'],
+  ] as const) {
     // Round first so 999,999 becomes "1M" rather than "1000k".
     if (Number((a / div).toPrecision(3)) >= 1) return sign + trim((a / div).toPrecision(3)) + suffix;
   }
@@ -67,7 +88,8 @@ export function niceTicks(min: number, max: number, count = 5): Axis {
   const lo = Math.floor(min / step + 1e-9) * step;
   const hi = Math.ceil(max / step - 1e-9) * step;
   const ticks: number[] = [];
-  for (let i = 0; lo + i * step <= hi + step * 1e-6 && i < 100; i++) ticks.push(Number((lo + i * step).toPrecision(12)));
+  for (let i = 0; lo + i * step <= hi + step * 1e-6 && i < 100; i++)
+    ticks.push(Number((lo + i * step).toPrecision(12)));
   return { min: lo, max: hi, ticks, log: false };
 }
 
@@ -147,12 +169,19 @@ function yAxisMarkup(axis: Axis, box: Box, label: string, y: (v: number) => numb
 }
 
 function frame(box: Box): string {
-  return `<line x1="${c(box.left)}" y1="${c(box.bottom)}" x2="${c(box.right)}" y2="${c(box.bottom)}" stroke="#333"/>` +
-    `<line x1="${c(box.left)}" y1="${c(box.top)}" x2="${c(box.left)}" y2="${c(box.bottom)}" stroke="#333"/>`;
+  return (
+    `<line x1="${c(box.left)}" y1="${c(box.bottom)}" x2="${c(box.right)}" y2="${c(box.bottom)}" stroke="#333"/>` +
+    `<line x1="${c(box.left)}" y1="${c(box.top)}" x2="${c(box.left)}" y2="${c(box.bottom)}" stroke="#333"/>`
+  );
 }
 
 function noData(box: Box): string {
-  return text((box.left + box.right) / 2, (box.top + box.bottom) / 2, 'no data', 'text-anchor="middle" fill="#888" font-style="italic"');
+  return text(
+    (box.left + box.right) / 2,
+    (box.top + box.bottom) / 2,
+    'no data',
+    'text-anchor="middle" fill="#888" font-style="italic"',
+  );
 }
 
 /** The y domain: always includes zero so bar heights and line levels read honestly. */
@@ -169,7 +198,14 @@ function xyPlot(chart: Chart, box: Box, step: boolean): string {
   const markers = step ? (chart.markers ?? []).filter((m) => Number.isFinite(m.x)) : [];
   xs.push(...markers.map((m) => m.x));
   const ys = data.flat().map((p) => p[1]);
-  const xAxis = xs.length === 0 ? (xLog ? logTicks(1, 10) : niceTicks(0, 1)) : xLog ? logTicks(Math.min(...xs), Math.max(...xs)) : niceTicks(Math.min(...xs), Math.max(...xs), 8);
+  const xAxis =
+    xs.length === 0
+      ? xLog
+        ? logTicks(1, 10)
+        : niceTicks(0, 1)
+      : xLog
+        ? logTicks(Math.min(...xs), Math.max(...xs))
+        : niceTicks(Math.min(...xs), Math.max(...xs), 8);
   const yAxis = yAxisFor(ys);
   const x = scale(xAxis, box.left, box.right);
   const y = scale(yAxis, box.bottom, box.top);
@@ -190,12 +226,16 @@ function xyPlot(chart: Chart, box: Box, step: boolean): string {
         // Step-after: a timeline sample holds until the next one, which is how bucketed rates read.
         d += step ? ` H${c(x(pts[k][0]))} V${c(y(pts[k][1]))}` : ` L${c(x(pts[k][0]))} ${c(y(pts[k][1]))}`;
       }
-      out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2" stroke-linejoin="round"><title>${name}</title></path>`);
+      out.push(
+        `<path d="${d}" fill="none" stroke="${color}" stroke-width="2" stroke-linejoin="round"><title>${name}</title></path>`,
+      );
     }
     // Timelines are dense samples where dots add clutter, so only a lone sample gets one.
     if (step ? pts.length === 1 : pts.length <= MAX_POINT_MARKS) {
       for (const [px, py] of pts) {
-        out.push(`<circle cx="${c(x(px))}" cy="${c(y(py))}" r="3" fill="${color}"><title>${name}: ${esc(compact(px))}, ${esc(compact(py))}</title></circle>`);
+        out.push(
+          `<circle cx="${c(x(px))}" cy="${c(y(py))}" r="3" fill="${color}"><title>${name}: ${esc(compact(px))}, ${esc(compact(py))}</title></circle>`,
+        );
       }
     }
   });
@@ -204,8 +244,12 @@ function xyPlot(chart: Chart, box: Box, step: boolean): string {
     // Stagger labels over three rows so markers close in time do not print over each other.
     const ly = box.top + 12 + (i % 3) * 13;
     const right = px > box.left + (box.right - box.left) * 0.7;
-    out.push(`<line x1="${c(px)}" y1="${c(box.top)}" x2="${c(px)}" y2="${c(box.bottom)}" stroke="#555" stroke-dasharray="4 3"/>`);
-    out.push(text(right ? px - 4 : px + 4, ly, m.label, `text-anchor="${right ? 'end' : 'start'}" fill="#333" font-size="11"`));
+    out.push(
+      `<line x1="${c(px)}" y1="${c(box.top)}" x2="${c(px)}" y2="${c(box.bottom)}" stroke="#555" stroke-dasharray="4 3"/>`,
+    );
+    out.push(
+      text(right ? px - 4 : px + 4, ly, m.label, `text-anchor="${right ? 'end' : 'start'}" fill="#333" font-size="11"`),
+    );
   });
   return out.join('');
 }
@@ -221,7 +265,9 @@ function rotateCategories(cats: string[], box: Pick<Box, 'left' | 'right'>): boo
 function barData(chart: Chart): { cats: string[]; data: [number, number][][] } {
   const cats = [...(chart.categories ?? [])];
   const data = chart.series.map((s) =>
-    cleanPoints(s, false).map(([i, v]) => [Math.round(i), v] as [number, number]).filter(([i]) => i >= 0 && i < 1000),
+    cleanPoints(s, false)
+      .map(([i, v]) => [Math.round(i), v] as [number, number])
+      .filter(([i]) => i >= 0 && i < 1000),
   );
   const maxIdx = Math.max(-1, ...data.flat().map((p) => p[0]));
   while (cats.length <= maxIdx) cats.push(String(cats.length));
@@ -241,9 +287,16 @@ function barPlot(chart: Chart, box: Box): string {
   const rotate = rotateCategories(cats, box);
   cats.forEach((name, i) => {
     const cx = box.left + groupW * (i + 0.5);
-    out.push(rotate
-      ? text(cx, box.bottom + 14, name, `text-anchor="end" transform="rotate(-30 ${c(cx)} ${c(box.bottom + 14)})" fill="#444"`)
-      : text(cx, box.bottom + 16, name, 'text-anchor="middle" fill="#444"'));
+    out.push(
+      rotate
+        ? text(
+            cx,
+            box.bottom + 14,
+            name,
+            `text-anchor="end" transform="rotate(-30 ${c(cx)} ${c(box.bottom + 14)})" fill="#444"`,
+          )
+        : text(cx, box.bottom + 16, name, 'text-anchor="middle" fill="#444"'),
+    );
   });
   const y0 = y(Math.max(yAxis.min, Math.min(0, yAxis.max)));
   data.forEach((pts, s) => {
@@ -252,9 +305,12 @@ function barPlot(chart: Chart, box: Box): string {
       const bx = box.left + groupW * i + groupW * 0.1 + barW * s;
       const by = y(v);
       const top = Math.min(by, y0);
-      out.push(`<rect x="${c(bx)}" y="${c(top)}" width="${c(Math.max(1, barW - 1))}" height="${c(Math.abs(y0 - by))}" fill="${color}">` +
-        `<title>${esc(chart.series[s].name)} / ${esc(cats[i])}: ${esc(compact(v))}</title></rect>`);
-      if (barW >= 22) out.push(text(bx + barW / 2, top - 3, compact(v), 'text-anchor="middle" fill="#333" font-size="10"'));
+      out.push(
+        `<rect x="${c(bx)}" y="${c(top)}" width="${c(Math.max(1, barW - 1))}" height="${c(Math.abs(y0 - by))}" fill="${color}">` +
+          `<title>${esc(chart.series[s].name)} / ${esc(cats[i])}: ${esc(compact(v))}</title></rect>`,
+      );
+      if (barW >= 22)
+        out.push(text(bx + barW / 2, top - 3, compact(v), 'text-anchor="middle" fill="#333" font-size="10"'));
     }
   });
   out.push(frame(box));
@@ -273,13 +329,20 @@ function panel(chart: Chart): string {
   const bottomPad = chart.kind === 'bar' && rotateCategories(barData(chart).cats, { left, right }) ? 84 : 48;
   const box: Box = { left, right, top: Math.max(leg.bottom + 8, 40), bottom: HEIGHT - bottomPad };
   const body = chart.kind === 'bar' ? barPlot(safe, box) : xyPlot(safe, box, chart.kind === 'timeline');
-  const xl = text((box.left + box.right) / 2, HEIGHT - 8, chart.xLabel + (chart.xLog && chart.kind === 'line' ? ' (log scale)' : ''), 'text-anchor="middle" fill="#222"');
+  const xl = text(
+    (box.left + box.right) / 2,
+    HEIGHT - 8,
+    chart.xLabel + (chart.xLog && chart.kind === 'line' ? ' (log scale)' : ''),
+    'text-anchor="middle" fill="#222"',
+  );
   return head + leg.svg + body + xl;
 }
 
 function svgOpen(height: number, title: string): string {
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${c(height)}" viewBox="0 0 ${WIDTH} ${c(height)}" ${FONT} font-size="12">` +
-    `<title>${esc(title)}</title><rect width="100%" height="100%" fill="#fff"/>`;
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${c(height)}" viewBox="0 0 ${WIDTH} ${c(height)}" ${FONT} font-size="12">` +
+    `<title>${esc(title)}</title><rect width="100%" height="100%" fill="#fff"/>`
+  );
 }
 
 /** A standalone SVG document for one chart. */
@@ -291,8 +354,12 @@ export function renderChart(chart: Chart): string {
 export function renderFamily(family: Family, charts: Chart[]): string {
   const title = FAMILY_TITLES[family] ?? family;
   const height = FAMILY_HEADER + Math.max(1, charts.length) * HEIGHT;
-  const parts = [svgOpen(height, title), text(WIDTH / 2, 24, title, 'text-anchor="middle" font-size="16" font-weight="700" fill="#000"')];
-  if (charts.length === 0) parts.push(text(WIDTH / 2, FAMILY_HEADER + HEIGHT / 2, 'no charts', 'text-anchor="middle" fill="#888"'));
+  const parts = [
+    svgOpen(height, title),
+    text(WIDTH / 2, 24, title, 'text-anchor="middle" font-size="16" font-weight="700" fill="#000"'),
+  ];
+  if (charts.length === 0)
+    parts.push(text(WIDTH / 2, FAMILY_HEADER + HEIGHT / 2, 'no charts', 'text-anchor="middle" fill="#888"'));
   charts.forEach((ch, i) => {
     const top = FAMILY_HEADER + i * HEIGHT;
     if (i > 0) parts.push(`<line x1="10" y1="${c(top)}" x2="${WIDTH - 10}" y2="${c(top)}" stroke="#ddd"/>`);

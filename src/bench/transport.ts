@@ -12,7 +12,14 @@ function appendEnvelopes(from: string, to: string): Envelope[] {
   return Array.from({ length: FRAME_MESSAGES }, (_, g) => ({
     k: 'raft',
     m: {
-      type: 'app', group: g, from, to, term: 5, index: 1000 + g, logTerm: 5, commit: 999 + g,
+      type: 'app',
+      group: g,
+      from,
+      to,
+      term: 5,
+      index: 1000 + g,
+      logTerm: 5,
+      commit: 999 + g,
       entries: [{ index: 1001 + g, term: 5, type: 'normal', data: new Uint8Array(16).fill(g & 0xff) }],
     },
   }));
@@ -23,7 +30,17 @@ function appendEnvelopes(from: string, to: string): Envelope[] {
 function codecCost(quick: boolean): { name: string; unit: string; value: number }[] {
   const codec = new RaftBatchCodec();
   const apps: Message[] = appendEnvelopes('a', 'b').map((e) => (e as Extract<Envelope, { k: 'raft' }>).m);
-  const hbs: Message[] = apps.map((m) => ({ type: 'hb', group: m.group, from: 'a', to: 'b', term: 5, commit: 99, ctx: '', seq: 7, quiesce: false }));
+  const hbs: Message[] = apps.map((m) => ({
+    type: 'hb',
+    group: m.group,
+    from: 'a',
+    to: 'b',
+    term: 5,
+    commit: 99,
+    ctx: '',
+    seq: 7,
+    quiesce: false,
+  }));
   const cost = (msgs: Message[]) => {
     const rounds = quick ? 200 : 1000;
     for (let i = 0; i < 50; i++) codec.decode(codec.encode(msgs));
@@ -34,7 +51,11 @@ function codecCost(quick: boolean): { name: string; unit: string; value: number 
   return [
     { name: 'raft batch codec, append (16 B entry) encode + decode', unit: 'µs/msg', value: cost(apps) },
     { name: 'raft batch codec, heartbeat encode + decode', unit: 'µs/msg', value: cost(hbs) },
-    { name: 'raft batch size, append with a 16 B entry, 1,000 per batch', unit: 'B/msg', value: Math.round((codec.encode(apps).byteLength / apps.length) * 10) / 10 },
+    {
+      name: 'raft batch size, append with a 16 B entry, 1,000 per batch',
+      unit: 'B/msg',
+      value: Math.round((codec.encode(apps).byteLength / apps.length) * 10) / 10,
+    },
   ];
 }
 
@@ -48,7 +69,10 @@ export async function benchTransport(quick: boolean): Promise<{ name: string; un
   let running = true;
   const a = new Transport({ nodeId: 'a', clusterId: 'bench', listen: { host: '127.0.0.1', port: 0 }, peers: {} });
   const b = new Transport({
-    nodeId: 'b', clusterId: 'bench', listen: { host: '127.0.0.1', port: 0 }, peers: {},
+    nodeId: 'b',
+    clusterId: 'bench',
+    listen: { host: '127.0.0.1', port: 0 },
+    peers: {},
     onEnvelopes: (_from, envs) => {
       receivedMsgs += envs.length;
       receivedFrames++;
@@ -87,8 +111,16 @@ export async function benchTransport(quick: boolean): Promise<{ name: string; un
   return [
     ...codecCost(quick),
     { name: 'transport loopback, 1,000 appends (16 B entry) per frame', unit: 'msgs/s', value: Math.round(rate) },
-    { name: 'transport wire size, append with a 16 B entry, 1,000 per frame', unit: 'B/msg', value: Math.round((frameBytes / FRAME_MESSAGES) * 10) / 10 },
-    { name: 'transport loopback payload rate', unit: 'MB/s', value: Math.round(((rate * frameBytes) / FRAME_MESSAGES / 1e6) * 10) / 10 },
+    {
+      name: 'transport wire size, append with a 16 B entry, 1,000 per frame',
+      unit: 'B/msg',
+      value: Math.round((frameBytes / FRAME_MESSAGES) * 10) / 10,
+    },
+    {
+      name: 'transport loopback payload rate',
+      unit: 'MB/s',
+      value: Math.round(((rate * frameBytes) / FRAME_MESSAGES / 1e6) * 10) / 10,
+    },
   ];
 }
 

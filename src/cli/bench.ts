@@ -19,8 +19,10 @@ export async function runBench(args: string[]): Promise<number> {
   // Ctrl-C reaches the child through the terminal; a SIGTERM to us is passed on.
   const onTerm = () => child.kill('SIGTERM');
   process.once('SIGTERM', onTerm);
-  return new Promise((resolve) => child.once('exit', (code, signal) => {
-    process.off('SIGTERM', onTerm);
-    resolve(code ?? (signal ? 1 : 0));
-  }));
+  return new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      process.off('SIGTERM', onTerm);
+      resolve(code ?? (signal ? 1 : 0));
+    }),
+  );
 }

@@ -35,7 +35,12 @@ let token: string | undefined;
  *  client and compiles its WebAssembly parser, and the process cannot exit until that finishes.
  *  Measured here: ~0.25 s of CPU per command, 0.45-1.25 s of wall time on a busy machine (it was
  *  most of what a CLI transfer took beyond the transfer itself); with node:http, 80-100 ms. */
-function call(admin: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+function call(
+  admin: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const headers: Record<string, string | number> = {};
   if (payload) {
@@ -81,10 +86,17 @@ function table(st: StatusJson): string {
     `node ${st.id}  cluster ${st.clusterId}  workers ${st.workers}  restarts ${st.workerRestarts}${st.draining ? '  DRAINING' : ''}`,
     `groups ${st.groups}  leaders ${st.leaders}  quiesced ${st.quiesced}  peers up: ${list(st.peers).join(', ') || '-'}`,
     `draining peers: ${list(st.drainingPeers).join(', ') || '-'}  transfers: ${JSON.stringify(st.transfers ?? {})}`,
-    ...(balancer ? [`balancer: rounds ${balancer.rounds}  moves ${JSON.stringify(balancer.movesByKind ?? {})}  failed ${balancer.failed}`] : []),
+    ...(balancer
+      ? [
+          `balancer: rounds ${balancer.rounds}  moves ${JSON.stringify(balancer.movesByKind ?? {})}  failed ${balancer.failed}`,
+        ]
+      : []),
     '',
     'worker  up   groups  leaders  quiesced',
-    ...shards.map((s) => `${String(s.worker).padEnd(8)}${(s.up ? 'yes' : 'NO').padEnd(5)}${String(s.groups).padStart(6)}${String(s.leaders).padStart(9)}${String(s.quiesced).padStart(10)}`),
+    ...shards.map(
+      (s) =>
+        `${String(s.worker).padEnd(8)}${(s.up ? 'yes' : 'NO').padEnd(5)}${String(s.groups).padStart(6)}${String(s.leaders).padStart(9)}${String(s.quiesced).padStart(10)}`,
+    ),
   ];
   return lines.join('\n') + '\n';
 }
@@ -110,12 +122,20 @@ function groupTable(node: string, uptimeMs: number, groups: readonly GroupView[]
   const lines = [`node ${node}  uptime ${Math.round(uptimeMs / 1000)} s  groups ${groups.length}`, ''];
   lines.push('group  role       leader  term    commit   applied  quorum  peers (match/lag/state where leader)');
   for (const g of groups) {
-    const peers = Object.entries(g.progress ?? {}).filter(([p]) => p !== node)
-      .map(([p, pr]) => `${p} ${pr.match}/${g.lastIndex - pr.match}/${pr.state}${g.conf.learners.includes(p) ? ' (learner)' : ''}`);
-    const others = peers.length ? peers.join(', ') : `voters ${g.conf.voters.join(',')}${g.conf.learners.length ? `; learners ${g.conf.learners.join(',')}` : ''}`;
-    lines.push(`${String(g.group).padEnd(7)}${(g.role + (g.quiesced ? '*' : '')).padEnd(11)}${(g.leader || '-').padEnd(8)}${String(g.term).padEnd(8)}` +
-      `${String(g.commit).padEnd(9)}${String(g.applied).padEnd(9)}${(g.hasQuorum ? 'yes' : 'NO').padEnd(8)}${others}` +
-      (g.transferTarget ? `  transferring to ${g.transferTarget}` : ''));
+    const peers = Object.entries(g.progress ?? {})
+      .filter(([p]) => p !== node)
+      .map(
+        ([p, pr]) =>
+          `${p} ${pr.match}/${g.lastIndex - pr.match}/${pr.state}${g.conf.learners.includes(p) ? ' (learner)' : ''}`,
+      );
+    const others = peers.length
+      ? peers.join(', ')
+      : `voters ${g.conf.voters.join(',')}${g.conf.learners.length ? `; learners ${g.conf.learners.join(',')}` : ''}`;
+    lines.push(
+      `${String(g.group).padEnd(7)}${(g.role + (g.quiesced ? '*' : '')).padEnd(11)}${(g.leader || '-').padEnd(8)}${String(g.term).padEnd(8)}` +
+        `${String(g.commit).padEnd(9)}${String(g.applied).padEnd(9)}${(g.hasQuorum ? 'yes' : 'NO').padEnd(8)}${others}` +
+        (g.transferTarget ? `  transferring to ${g.transferTarget}` : ''),
+    );
   }
   lines.push('', '* quiesced (idle: no heartbeats until the next write)');
   return lines.join('\n') + '\n';
@@ -124,12 +144,26 @@ function groupTable(node: string, uptimeMs: number, groups: readonly GroupView[]
 export async function runClient(cmd: string, argv: string[]): Promise<number> {
   try {
     const { values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false,
+      args: argv,
+      strict: true,
+      allowPositionals: false,
       options: {
-        admin: { type: 'string' }, json: { type: 'boolean' }, group: { type: 'string' }, to: { type: 'string' }, groups: { type: 'boolean' },
-        'timeout-ms': { type: 'string' }, avoid: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        'dry-run': { type: 'boolean' }, token: { type: 'string' }, wait: { type: 'boolean' }, force: { type: 'boolean' },
-        'add-learner': { type: 'string' }, promote: { type: 'string' }, remove: { type: 'string' },
+        admin: { type: 'string' },
+        json: { type: 'boolean' },
+        group: { type: 'string' },
+        to: { type: 'string' },
+        groups: { type: 'boolean' },
+        'timeout-ms': { type: 'string' },
+        avoid: { type: 'string' },
+        concurrency: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        'dry-run': { type: 'boolean' },
+        token: { type: 'string' },
+        wait: { type: 'boolean' },
+        force: { type: 'boolean' },
+        'add-learner': { type: 'string' },
+        promote: { type: 'string' },
+        remove: { type: 'string' },
       },
     });
     if (values.help) {
@@ -180,14 +214,23 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
         r = await call(admin, 'POST', '/transfer', { group, to: values.to, timeoutMs, force: values.force === true });
         if (r.status === 200) {
           const p = r.json.phases as { catchUpMs: number; campaignMs: number; verifyMs: number } | undefined;
-          process.stdout.write(`group ${group}: ${r.json.from} -> ${r.json.to} verified in ${r.json.ms} ms (term ${r.json.term})` +
-            (p ? `; lag ${r.json.lag}, catch-up ${p.catchUpMs} ms, campaign ${p.campaignMs} ms, verify ${p.verifyMs} ms` : '') + '\n');
+          process.stdout.write(
+            `group ${group}: ${r.json.from} -> ${r.json.to} verified in ${r.json.ms} ms (term ${r.json.term})` +
+              (p
+                ? `; lag ${r.json.lag}, catch-up ${p.catchUpMs} ms, campaign ${p.campaignMs} ms, verify ${p.verifyMs} ms`
+                : '') +
+              '\n',
+          );
         }
         break;
       }
       case 'drain': {
         const avoid = values.avoid ? values.avoid.split(',').filter(Boolean) : [];
-        const body = { avoid, concurrency: values.concurrency ? Number(values.concurrency) : undefined, force: values.force === true };
+        const body = {
+          avoid,
+          concurrency: values.concurrency ? Number(values.concurrency) : undefined,
+          force: values.force === true,
+        };
         r = await call(admin, 'POST', '/drain', body);
         // --wait: until this node leads nothing (a group may elect it while the drain runs, when
         // no other replica could lead), draining again each second, within --timeout-ms.
@@ -197,7 +240,10 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
           if (st.status === 200 && st.json.leaders === 0) break;
           await new Promise((res) => setTimeout(res, 1000));
           const again = await call(admin, 'POST', '/drain', body);
-          r = { status: again.status, json: { ...again.json, moved: Number(r.json.moved) + Number(again.json.moved ?? 0) } };
+          r = {
+            status: again.status,
+            json: { ...again.json, moved: Number(r.json.moved) + Number(again.json.moved ?? 0) },
+          };
         }
         if (values.wait && (r.status === 200 || r.status === 207)) {
           const st = await call(admin, 'GET', '/status');
@@ -208,7 +254,9 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
         }
         if (r.status === 200 || r.status === 207) {
           const failed = list(r.json.failed).filter(isObject);
-          process.stdout.write(`drained ${r.json.node}: moved ${r.json.moved} leaders in ${r.json.ms} ms; failed ${failed.length}\n`);
+          process.stdout.write(
+            `drained ${r.json.node}: moved ${r.json.moved} leaders in ${r.json.ms} ms; failed ${failed.length}\n`,
+          );
           for (const f of failed) process.stdout.write(`  group ${f.group}: ${f.reason}\n`);
           return r.status === 200 ? 0 : 1;
         }
@@ -217,21 +265,42 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
       case 'balance':
         r = values['dry-run'] ? await call(admin, 'GET', '/balance/plan') : await call(admin, 'POST', '/balance');
         if (r.status === 200) {
-          const moves = r.json.moves as { group: number; to: string; kind: string; reason: string; before: { from: number; to: number }; after: { from: number; to: number } }[];
+          const moves = r.json.moves as {
+            group: number;
+            to: string;
+            kind: string;
+            reason: string;
+            before: { from: number; to: number };
+            after: { from: number; to: number };
+          }[];
           const score = r.json.score as { before: number; after: number } | undefined;
-          process.stdout.write(`${values['dry-run'] ? 'would move' : 'moved'} ${moves.length} leaders${r.json.idle ? ` (${r.json.idle})` : ''}` +
-            `${score ? `; imbalance ${(100 * score.before).toFixed(1)}% -> ${(100 * score.after).toFixed(1)}%` : ''}\n`);
+          process.stdout.write(
+            `${values['dry-run'] ? 'would move' : 'moved'} ${moves.length} leaders${r.json.idle ? ` (${r.json.idle})` : ''}` +
+              `${score ? `; imbalance ${(100 * score.before).toFixed(1)}% -> ${(100 * score.after).toFixed(1)}%` : ''}\n`,
+          );
           const n = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(2));
-          for (const m of moves) process.stdout.write(`  group ${m.group} -> ${m.to} [${m.kind}] ${n(m.before.from)}/${n(m.before.to)} -> ${n(m.after.from)}/${n(m.after.to)}: ${m.reason}\n`);
+          for (const m of moves)
+            process.stdout.write(
+              `  group ${m.group} -> ${m.to} [${m.kind}] ${n(m.before.from)}/${n(m.before.to)} -> ${n(m.after.from)}/${n(m.after.to)}: ${m.reason}\n`,
+            );
         }
         break;
       case 'member': {
         const group = Number(values.group);
         if (!Number.isInteger(group) || group < 1) throw new Usage('--group G (a positive integer) is required');
-        const ops = ([['addLearner', values['add-learner']], ['promote', values.promote], ['remove', values.remove]] as const).filter(([, v]) => v);
+        const ops = (
+          [
+            ['addLearner', values['add-learner']],
+            ['promote', values.promote],
+            ['remove', values.remove],
+          ] as const
+        ).filter(([, v]) => v);
         if (ops.length !== 1) throw new Usage('exactly one of --add-learner N, --promote N, --remove N');
         r = await call(admin, 'POST', '/members', { group, op: ops[0][0], node: ops[0][1] });
-        if (r.status === 200) process.stdout.write(`group ${group}: ${ops[0][0]} ${ops[0][1]} done; replicas ${(r.json.replicas as string[]).join(', ')}\n`);
+        if (r.status === 200)
+          process.stdout.write(
+            `group ${group}: ${ops[0][0]} ${ops[0][1]} done; replicas ${(r.json.replicas as string[]).join(', ')}\n`,
+          );
         break;
       }
       case 'undrain':
@@ -242,7 +311,9 @@ export async function runClient(cmd: string, argv: string[]): Promise<number> {
         throw new Usage(`unknown command ${cmd}`);
     }
     if (r.status !== 200) {
-      process.stderr.write(`flotilla ${cmd}: ${r.json.error ?? r.status}${r.json.reason ? ` (${r.json.reason})` : ''}: ${r.json.message ?? ''}\n`);
+      process.stderr.write(
+        `flotilla ${cmd}: ${r.json.error ?? r.status}${r.json.reason ? ` (${r.json.reason})` : ''}: ${r.json.message ?? ''}\n`,
+      );
       return 1;
     }
     return 0;

@@ -48,7 +48,10 @@ class Load {
   hotKeys: string[] = [];
   private running: Promise<void>[] = [];
 
-  constructor(private readonly targets: () => string[], private readonly clients: number) {}
+  constructor(
+    private readonly targets: () => string[],
+    private readonly clients: number,
+  ) {}
 
   start(): void {
     for (let c = 0; c < this.clients; c++) this.running.push(this.client(c));
@@ -65,7 +68,11 @@ class Load {
       const key = hot ? this.hotKeys[i % this.hotKeys.length] : `k${c}-${i % 5000}`;
       const t0 = performance.now();
       try {
-        const res = await fetch(`http://${t[(c + i) % t.length]}/kv/${key}`, { method: 'PUT', body: `v${i}`, signal: AbortSignal.timeout(15_000) });
+        const res = await fetch(`http://${t[(c + i) % t.length]}/kv/${key}`, {
+          method: 'PUT',
+          body: `v${i}`,
+          signal: AbortSignal.timeout(15_000),
+        });
         await res.arrayBuffer();
         if (res.status === 200) {
           this.writes++;
@@ -101,18 +108,30 @@ class Load {
 }
 
 async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<import('node:net').Server>((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => resolve(s));
-  })));
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<import('node:net').Server>((resolve) => {
+          const s = createServer();
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
   const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
 }
 
-async function json(url: string, method = 'GET', body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+async function json(
+  url: string,
+  method = 'GET',
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(url, {
-    method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(60_000),
+    method,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(60_000),
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
   });
   const text = await res.text();
@@ -128,8 +147,15 @@ export async function runDemo(argv: string[]): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv, strict: true,
-      options: { groups: { type: 'string' }, duration: { type: 'string' }, 'no-tui': { type: 'boolean' }, clients: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      args: argv,
+      strict: true,
+      options: {
+        groups: { type: 'string' },
+        duration: { type: 'string' },
+        'no-tui': { type: 'boolean' },
+        clients: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
     }));
   } catch (e) {
     process.stderr.write(`flotilla demo: ${(e as Error).message}\n\n${DEMO_HELP}`);
@@ -142,7 +168,8 @@ export async function runDemo(argv: string[]): Promise<number> {
   const groups = Number(values.groups ?? 1000);
   const duration = Number(values.duration ?? 90);
   const clients = Number(values.clients ?? 32);
-  if (!Number.isInteger(groups) || groups < 10 || groups > 100_000) return usage('--groups must be an integer in 10..100000');
+  if (!Number.isInteger(groups) || groups < 10 || groups > 100_000)
+    return usage('--groups must be an integer in 10..100000');
   if (!(duration >= 20 && duration <= 3600)) return usage('--duration must be 20..3600 seconds');
   if (!Number.isInteger(clients) || clients < 1 || clients > 1024) return usage('--clients must be 1..1024');
   const tui = !values['no-tui'] && process.stdout.isTTY === true;
@@ -173,15 +200,25 @@ export async function runDemo(argv: string[]): Promise<number> {
 
   const spawnNode = (id: string, extra: string[] = []) => {
     const cfg = {
-      id, data: join(root, id), listen: raft.get(id), admin: admin.get(id), groups, workers: 1, zone: ZONES[id], logLevel: 'warn',
+      id,
+      data: join(root, id),
+      listen: raft.get(id),
+      admin: admin.get(id),
+      groups,
+      workers: 1,
+      zone: ZONES[id],
+      logLevel: 'warn',
       peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, raft.get(p)])),
       balancer: { intervalMs: 1000, warmupMs: 3000, cooldownMs: 10_000, maxConcurrent: 64 },
     };
     const file = join(root, `${id}.json`);
     writeFileSync(file, JSON.stringify(cfg));
-    const p = spawn(process.execPath, [...NODE_FLAGS, ...execArgv, main, 'start', '--config', file, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(process.execPath, [...NODE_FLAGS, ...execArgv, main, 'start', '--config', file, ...extra], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     p.stderr?.on('data', (b: Buffer) => {
-      for (const line of b.toString().split('\n')) if (line.trim() && !tui) process.stderr.write(`${id}: ${line.slice(0, 300)}\n`);
+      for (const line of b.toString().split('\n'))
+        if (line.trim() && !tui) process.stderr.write(`${id}: ${line.slice(0, 300)}\n`);
     });
     procs.set(id, p);
     return p;
@@ -200,22 +237,32 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   const poll = async () => {
-    await Promise.all(IDS.map(async (id) => {
-      if (!up.has(id)) {
-        view.set(id, { ...(view.get(id) ?? { leaders: 0, quiesced: 0, groups: 0, draining: false, transfers: 0, moves: {} }), up: false });
-        return;
-      }
-      try {
-        const st = (await json(`http://${admin.get(id)}/status`)).body;
-        const transfers = Object.values((st.transfers as Record<string, number>) ?? {}).reduce((a, b) => a + b, 0);
-        view.set(id, {
-          up: true, leaders: Number(st.leaders), quiesced: Number(st.quiesced), groups: Number(st.groups), draining: st.draining === true,
-          transfers, moves: ((st.balancer as { movesByKind?: Record<string, number> })?.movesByKind) ?? {},
-        });
-      } catch {
-        // between polls a restarting node answers nothing
-      }
-    }));
+    await Promise.all(
+      IDS.map(async (id) => {
+        if (!up.has(id)) {
+          view.set(id, {
+            ...(view.get(id) ?? { leaders: 0, quiesced: 0, groups: 0, draining: false, transfers: 0, moves: {} }),
+            up: false,
+          });
+          return;
+        }
+        try {
+          const st = (await json(`http://${admin.get(id)}/status`)).body;
+          const transfers = Object.values((st.transfers as Record<string, number>) ?? {}).reduce((a, b) => a + b, 0);
+          view.set(id, {
+            up: true,
+            leaders: Number(st.leaders),
+            quiesced: Number(st.quiesced),
+            groups: Number(st.groups),
+            draining: st.draining === true,
+            transfers,
+            moves: (st.balancer as { movesByKind?: Record<string, number> })?.movesByKind ?? {},
+          });
+        } catch {
+          // between polls a restarting node answers nothing
+        }
+      }),
+    );
   };
   let rate = { n: 0, p99: 0 };
   const render = () => {
@@ -246,7 +293,9 @@ export async function runDemo(argv: string[]): Promise<number> {
       render();
       if (!tui) {
         const leaders = IDS.map((id) => `${id}=${view.get(id)?.up ? view.get(id)!.leaders : 'down'}`).join(' ');
-        process.stdout.write(`[${elapsed()}s] writes/s ${rate.n} p99 ${rate.p99.toFixed(0)}ms failed ${load.storeErrors} leaders ${leaders}\n`);
+        process.stdout.write(
+          `[${elapsed()}s] writes/s ${rate.n} p99 ${rate.p99.toFixed(0)}ms failed ${load.storeErrors} leaders ${leaders}\n`,
+        );
       }
     });
   }, 1000);
@@ -286,10 +335,14 @@ export async function runDemo(argv: string[]): Promise<number> {
     for (const id of IDS) up.add(id);
     step = `electing ${groups} groups`;
     const tElect = performance.now();
-    await waitFor('all groups elected', async () => {
-      await poll();
-      return IDS.reduce((a, id) => a + (view.get(id)?.leaders ?? 0), 0) >= groups;
-    }, 120);
+    await waitFor(
+      'all groups elected',
+      async () => {
+        await poll();
+        return IDS.reduce((a, id) => a + (view.get(id)?.leaders ?? 0), 0) >= groups;
+      },
+      120,
+    );
     mark('elected', `all ${groups} groups elected in ${((performance.now() - tElect) / 1000).toFixed(1)} s`);
     load.start();
     step = 'steady write load';
@@ -299,7 +352,10 @@ export async function runDemo(argv: string[]): Promise<number> {
     step = 'draining n1: every leadership moves to a caught-up replica, each transfer verified';
     const errorsBefore = load.storeErrors;
     const dr = (await json(`http://${admin.get('n1')}/drain`, 'POST', {})).body;
-    mark('drain', `drained n1: moved ${dr.moved} leaders in ${dr.ms} ms, ${(dr.failed as unknown[] | undefined)?.length ?? '?'} failed; failed writes meanwhile: ${load.storeErrors - errorsBefore}`);
+    mark(
+      'drain',
+      `drained n1: moved ${dr.moved} leaders in ${dr.ms} ms, ${(dr.failed as unknown[] | undefined)?.length ?? '?'} failed; failed writes meanwhile: ${load.storeErrors - errorsBefore}`,
+    );
     await sleep(3 * scale);
     if (stopping) return 130;
     step = 'restarting n1 (SIGTERM, then start again, still draining)';
@@ -317,22 +373,41 @@ export async function runDemo(argv: string[]): Promise<number> {
     await json(`http://${admin.get('n1')}/undrain`, 'POST', {});
     const tBack = performance.now();
     const fair = groups / 3;
-    await waitFor('leaders spread back', async () => (view.get('n1')?.leaders ?? 0) >= 0.9 * fair, Math.max(20, 40 * scale));
-    mark('undrain', `balancer: n1 back to ${view.get('n1')?.leaders} leaders (fair share ${fair.toFixed(0)}) in ${((performance.now() - tBack) / 1000).toFixed(1)} s`);
+    await waitFor(
+      'leaders spread back',
+      async () => (view.get('n1')?.leaders ?? 0) >= 0.9 * fair,
+      Math.max(20, 40 * scale),
+    );
+    mark(
+      'undrain',
+      `balancer: n1 back to ${view.get('n1')?.leaders} leaders (fair share ${fair.toFixed(0)}) in ${((performance.now() - tBack) / 1000).toFixed(1)} s`,
+    );
     await sleep(3 * scale);
     if (stopping) return 130;
 
     // 2. Hot keys on n2: the load policy moves the hottest leaders off it.
     step = 'hot keys: half the writers hit 8 groups led by n2; balancer policy -> load';
-    const n2led = (await leadersOf('n2')).filter((g) => g.role === 'leader').map((g) => g.group).slice(0, 8);
+    const n2led = (await leadersOf('n2'))
+      .filter((g) => g.role === 'leader')
+      .map((g) => g.group)
+      .slice(0, 8);
     const hot: string[] = [];
     const enc = new TextEncoder();
-    for (let i = 0; hot.length < 64 && i < 1_000_000; i++) if (n2led.includes(groupOfKey(enc.encode(`hot${i}`), groups))) hot.push(`hot${i}`);
+    for (let i = 0; hot.length < 64 && i < 1_000_000; i++)
+      if (n2led.includes(groupOfKey(enc.encode(`hot${i}`), groups))) hot.push(`hot${i}`);
     load.hotKeys = hot;
-    await Promise.all(IDS.map((id) => json(`http://${admin.get(id)}/balance/config`, 'POST', { policy: 'load', minLoad: 20, cooldownMs: 10_000 })));
-    const hotOnN2 = async () => (await leadersOf('n2')).filter((g) => g.role === 'leader' && n2led.includes(g.group)).length;
+    await Promise.all(
+      IDS.map((id) =>
+        json(`http://${admin.get(id)}/balance/config`, 'POST', { policy: 'load', minLoad: 20, cooldownMs: 10_000 }),
+      ),
+    );
+    const hotOnN2 = async () =>
+      (await leadersOf('n2')).filter((g) => g.role === 'leader' && n2led.includes(g.group)).length;
     await waitFor('hot groups spread', async () => (await hotOnN2()) <= 4, Math.max(20, 30 * scale));
-    mark('hot', `load balancer: n2 now leads ${await hotOnN2()} of the 8 hot groups; load moves ${sumMoves(view).load ?? 0}`);
+    mark(
+      'hot',
+      `load balancer: n2 now leads ${await hotOnN2()} of the 8 hot groups; load moves ${sumMoves(view).load ?? 0}`,
+    );
     load.hotKeys = [];
     await sleep(3 * scale);
     if (stopping) return 130;
@@ -340,10 +415,16 @@ export async function runDemo(argv: string[]): Promise<number> {
     // 3. A locality preference: the first 10% of groups want their leader in zone c.
     const prefGroups = Math.max(1, Math.floor(groups / 10));
     step = `locality: groups 1..${prefGroups} prefer leaders in zone c`;
-    await Promise.all(IDS.map((id) => json(`http://${admin.get(id)}/balance/config`, 'POST', {
-      policy: 'count', preferences: [{ groups: { from: 1, to: prefGroups }, leaders: [{ zone: 'c' }] }],
-    })));
-    const inZoneC = async () => (await leadersOf('n3')).filter((g) => g.role === 'leader' && g.group <= prefGroups).length;
+    await Promise.all(
+      IDS.map((id) =>
+        json(`http://${admin.get(id)}/balance/config`, 'POST', {
+          policy: 'count',
+          preferences: [{ groups: { from: 1, to: prefGroups }, leaders: [{ zone: 'c' }] }],
+        }),
+      ),
+    );
+    const inZoneC = async () =>
+      (await leadersOf('n3')).filter((g) => g.role === 'leader' && g.group <= prefGroups).length;
     await waitFor('preference met', async () => (await inZoneC()) >= prefGroups, Math.max(20, 30 * scale));
     mark('locality', `locality: ${await inZoneC()} of ${prefGroups} preferred groups led in zone c`);
     await sleep(3 * scale);
@@ -360,12 +441,14 @@ export async function runDemo(argv: string[]): Promise<number> {
     ];
     if (tui) render();
     process.stdout.write(summary.join('\n'));
-    await Promise.all([...procs.values()].map((p) => {
-      if (p.exitCode !== null) return Promise.resolve();
-      const done = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      return Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
-    }));
+    await Promise.all(
+      [...procs.values()].map((p) => {
+        if (p.exitCode !== null) return Promise.resolve();
+        const done = new Promise((r) => p.once('exit', r));
+        p.kill('SIGTERM');
+        return Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
+      }),
+    );
     cleanup();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

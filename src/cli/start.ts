@@ -7,7 +7,12 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { startNode, type FlotillaNode, type StartOptions } from '../runtime/node.js';
-import { MIN_SECRET_LENGTH, parseAddress, validateTransportSecurity, type TransportSecurity } from '../transport/index.js';
+import {
+  MIN_SECRET_LENGTH,
+  parseAddress,
+  validateTransportSecurity,
+  type TransportSecurity,
+} from '../transport/index.js';
 import { startAdmin } from '../http/admin.js';
 import { START_HELP } from './start-help.js';
 import { FlotillaError } from '../errors.js';
@@ -25,7 +30,11 @@ export type ConfigErrorCode =
 
 /** A start configuration refused, naming its field (as in the config file). */
 export class ConfigError extends FlotillaError<ConfigErrorCode> {
-  constructor(readonly field: string, why: string, code: ConfigErrorCode = 'InvalidValue') {
+  constructor(
+    readonly field: string,
+    why: string,
+    code: ConfigErrorCode = 'InvalidValue',
+  ) {
     super(code, `config: ${field}: ${why}`);
   }
 }
@@ -58,7 +67,8 @@ interface NodeConfig {
 
 function positiveInt(field: string, v: unknown): number {
   const n = typeof v === 'string' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new ConfigError(field, `must be a positive integer (got ${JSON.stringify(v)})`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1)
+    throw new ConfigError(field, `must be a positive integer (got ${JSON.stringify(v)})`);
   return n;
 }
 
@@ -75,14 +85,38 @@ function address(field: string, v: unknown): string {
 /** Merge the config file and flags into a validated NodeConfig. */
 export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string } {
   const { values } = parseArgs({
-    args: argv, strict: true, allowPositionals: false,
+    args: argv,
+    strict: true,
+    allowPositionals: false,
     options: {
-      id: { type: 'string' }, data: { type: 'string' }, listen: { type: 'string' }, peer: { type: 'string', multiple: true },
-      groups: { type: 'string' }, replication: { type: 'string' }, admin: { type: 'string' }, 'tick-ms': { type: 'string' },
-      'election-ticks': { type: 'string' }, 'election-round-ticks': { type: 'string' }, config: { type: 'string' }, 'log-level': { type: 'string' },
-      workers: { type: 'string' }, zone: { type: 'string' }, rack: { type: 'string' }, 'timing-scale': { type: 'string' },
-      'request-timeout-ms': { type: 'string' }, 'state-machine': { type: 'string' }, 'fault-injection': { type: 'boolean' }, balancer: { type: 'boolean' }, 'no-balancer': { type: 'boolean' }, draining: { type: 'boolean' }, 'admin-token': { type: 'string' }, 'stop-drain-ms': { type: 'string' },
-      'tls-ca': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'cluster-secret-file': { type: 'string' },
+      id: { type: 'string' },
+      data: { type: 'string' },
+      listen: { type: 'string' },
+      peer: { type: 'string', multiple: true },
+      groups: { type: 'string' },
+      replication: { type: 'string' },
+      admin: { type: 'string' },
+      'tick-ms': { type: 'string' },
+      'election-ticks': { type: 'string' },
+      'election-round-ticks': { type: 'string' },
+      config: { type: 'string' },
+      'log-level': { type: 'string' },
+      workers: { type: 'string' },
+      zone: { type: 'string' },
+      rack: { type: 'string' },
+      'timing-scale': { type: 'string' },
+      'request-timeout-ms': { type: 'string' },
+      'state-machine': { type: 'string' },
+      'fault-injection': { type: 'boolean' },
+      balancer: { type: 'boolean' },
+      'no-balancer': { type: 'boolean' },
+      draining: { type: 'boolean' },
+      'admin-token': { type: 'string' },
+      'stop-drain-ms': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'cluster-secret-file': { type: 'string' },
     },
   });
   let file: Partial<Record<string, unknown>> = {};
@@ -106,12 +140,16 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     peers[p.slice(0, at)] = address(`peer ${p.slice(0, at)}`, p.slice(at + 1));
   }
   const id = values.id ?? file.id;
-  if (typeof id !== 'string' || id.length === 0 || /[:|,]/.test(id)) throw new ConfigError('id', 'required; a non-empty string without ":", "|" or ","');
+  if (typeof id !== 'string' || id.length === 0 || /[:|,]/.test(id))
+    throw new ConfigError('id', 'required; a non-empty string without ":", "|" or ","');
   delete peers[id];
   const data = values.data ?? file.data;
   if (typeof data !== 'string' || data.length === 0) throw new ConfigError('data', 'required: the data directory');
   const cfg: NodeConfig & { logLevel: string } = {
-    id, data, listen: address('listen', values.listen ?? file.listen), peers,
+    id,
+    data,
+    listen: address('listen', values.listen ?? file.listen),
+    peers,
     groups: positiveInt('groups', values.groups ?? file.groups ?? 100),
     logLevel: values['log-level'] ?? (typeof file.logLevel === 'string' ? file.logLevel : 'info'),
   };
@@ -127,15 +165,20 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
   if (round !== undefined) cfg.electionRoundTicks = positiveInt('electionRoundTicks', round);
   const workers = values.workers ?? file.workers;
   if (workers !== undefined) cfg.workers = positiveInt('workers', workers);
-  for (const [k, v] of [['zone', values.zone ?? file.zone], ['rack', values.rack ?? file.rack]] as const) {
+  for (const [k, v] of [
+    ['zone', values.zone ?? file.zone],
+    ['rack', values.rack ?? file.rack],
+  ] as const) {
     if (v === undefined) continue;
-    if (typeof v !== 'string' || v.length === 0 || v.length > 64) throw new ConfigError(k, 'must be a non-empty string of at most 64 characters');
+    if (typeof v !== 'string' || v.length === 0 || v.length > 64)
+      throw new ConfigError(k, 'must be a non-empty string of at most 64 characters');
     cfg[k] = v;
   }
   const scale = values['timing-scale'] ?? file.timingScale;
   if (scale !== undefined) {
     const x = Number(scale);
-    if (!Number.isFinite(x) || x <= 0 || x > 100) throw new ConfigError('timingScale', `must be a number in (0, 100] (got ${JSON.stringify(scale)})`);
+    if (!Number.isFinite(x) || x <= 0 || x > 100)
+      throw new ConfigError('timingScale', `must be a number in (0, 100] (got ${JSON.stringify(scale)})`);
     cfg.timingScale = x;
   }
   const rt = values['request-timeout-ms'] ?? file.requestTimeoutMs;
@@ -146,22 +189,31 @@ export function parseStartArgs(argv: string[]): NodeConfig & { logLevel: string 
     cfg.stateMachine = sm;
   }
   if (values['fault-injection'] || file.faultInjection === true) cfg.faultInjection = true;
-  const token = values['admin-token'] ?? (typeof file.adminToken === 'string' ? file.adminToken : undefined) ?? process.env.FLOTILLA_ADMIN_TOKEN;
+  const token =
+    values['admin-token'] ??
+    (typeof file.adminToken === 'string' ? file.adminToken : undefined) ??
+    process.env.FLOTILLA_ADMIN_TOKEN;
   if (token !== undefined) {
     if (token.length < 8) throw new ConfigError('adminToken', 'must be at least 8 characters');
     cfg.adminToken = token;
   }
   const bal = file.balancer;
   if (bal !== undefined && !isObject(bal)) throw new ConfigError('balancer', 'must be an object');
-  if (values.balancer && values['no-balancer']) throw new ConfigError('balancer', '--balancer and --no-balancer both given', 'ConflictingOptions');
+  if (values.balancer && values['no-balancer'])
+    throw new ConfigError('balancer', '--balancer and --no-balancer both given', 'ConflictingOptions');
   if (bal !== undefined || values.balancer || values['no-balancer']) {
-    cfg.balancer = { ...(isObject(bal) ? bal : undefined), ...(values.balancer ? { enabled: true } : {}), ...(values['no-balancer'] ? { enabled: false } : {}) };
+    cfg.balancer = {
+      ...(isObject(bal) ? bal : undefined),
+      ...(values.balancer ? { enabled: true } : {}),
+      ...(values['no-balancer'] ? { enabled: false } : {}),
+    };
   }
   if (values.draining || file.draining === true) cfg.draining = true;
   const sd = values['stop-drain-ms'] ?? file.stopDrainMs;
   if (sd !== undefined) {
     const n = typeof sd === 'string' ? Number(sd) : sd;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new ConfigError('stopDrainMs', `must be a non-negative integer (got ${JSON.stringify(sd)})`);
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
+      throw new ConfigError('stopDrainMs', `must be a non-negative integer (got ${JSON.stringify(sd)})`);
     cfg.stopDrainMs = n;
   }
   const security = transportSecurity(values, file);
@@ -179,24 +231,40 @@ function readConfigFile(field: string, path: unknown): string {
 }
 
 /** --tls-ca/--tls-cert/--tls-key (all or none) and the cluster secret (file, or the environment). */
-function transportSecurity(values: Record<string, unknown>, file: Partial<Record<string, unknown>>): TransportSecurity | undefined {
+function transportSecurity(
+  values: Record<string, unknown>,
+  file: Partial<Record<string, unknown>>,
+): TransportSecurity | undefined {
   const paths = {
-    tlsCa: values['tls-ca'] ?? file.tlsCa, tlsCert: values['tls-cert'] ?? file.tlsCert, tlsKey: values['tls-key'] ?? file.tlsKey,
+    tlsCa: values['tls-ca'] ?? file.tlsCa,
+    tlsCert: values['tls-cert'] ?? file.tlsCert,
+    tlsKey: values['tls-key'] ?? file.tlsKey,
   };
-  const given = Object.entries(paths).filter(([, v]) => v !== undefined).map(([k]) => k);
+  const given = Object.entries(paths)
+    .filter(([, v]) => v !== undefined)
+    .map(([k]) => k);
   if (given.length > 0 && given.length < 3) {
-    throw new ConfigError(Object.keys(paths).find((k) => !given.includes(k))!, 'tlsCa, tlsCert and tlsKey must be given together', 'IncompleteOptions');
+    throw new ConfigError(
+      Object.keys(paths).find((k) => !given.includes(k))!,
+      'tlsCa, tlsCert and tlsKey must be given together',
+      'IncompleteOptions',
+    );
   }
   const sec: { tls?: { ca: string; cert: string; key: string }; secret?: string } = {};
   if (given.length === 3) {
-    sec.tls = { ca: readConfigFile('tlsCa', paths.tlsCa), cert: readConfigFile('tlsCert', paths.tlsCert), key: readConfigFile('tlsKey', paths.tlsKey) };
+    sec.tls = {
+      ca: readConfigFile('tlsCa', paths.tlsCa),
+      cert: readConfigFile('tlsCert', paths.tlsCert),
+      key: readConfigFile('tlsKey', paths.tlsKey),
+    };
   }
   const secretFile = values['cluster-secret-file'] ?? file.clusterSecretFile;
   const env = process.env.FLOTILLA_CLUSTER_SECRET;
   if (secretFile !== undefined || env !== undefined) {
     const field = secretFile !== undefined ? 'clusterSecretFile' : 'FLOTILLA_CLUSTER_SECRET';
     const secret = (secretFile !== undefined ? readConfigFile(field, secretFile) : env!).trim();
-    if (secret.length < MIN_SECRET_LENGTH) throw new ConfigError(field, `the cluster secret must be at least ${MIN_SECRET_LENGTH} characters`);
+    if (secret.length < MIN_SECRET_LENGTH)
+      throw new ConfigError(field, `the cluster secret must be at least ${MIN_SECRET_LENGTH} characters`);
     sec.secret = secret;
   }
   if (sec.tls === undefined && sec.secret === undefined) return undefined;
@@ -205,7 +273,10 @@ function transportSecurity(values: Record<string, unknown>, file: Partial<Record
   } catch (e) {
     // The message starts with the option's field (tls.ca, tls.cert, tls.key, secret).
     const msg = (e as Error).message;
-    const field = ({ 'tls.ca': 'tlsCa', 'tls.cert': 'tlsCert', 'tls.key': 'tlsKey' } as Record<string, string>)[msg.slice(0, msg.indexOf(':'))] ?? 'tls';
+    const field =
+      ({ 'tls.ca': 'tlsCa', 'tls.cert': 'tlsCert', 'tls.key': 'tlsKey' } as Record<string, string>)[
+        msg.slice(0, msg.indexOf(':'))
+      ] ?? 'tls';
     throw new ConfigError(field, msg.slice(msg.indexOf(':') + 1).trim());
   }
   return sec;
@@ -222,11 +293,23 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
   }
   const logger = pino({ level: cfg.logLevel });
   const opts: StartOptions = {
-    id: cfg.id, dataDir: cfg.data, listen: cfg.listen, peers: cfg.peers, groups: cfg.groups,
-    replication: cfg.replication, tickMs: cfg.tickMs, electionTicks: cfg.electionTicks, electionRoundTicks: cfg.electionRoundTicks, logger,
-    workers: cfg.workers, labels: { zone: cfg.zone, rack: cfg.rack }, timingScale: cfg.timingScale,
-    requestTimeoutMs: cfg.requestTimeoutMs, stateMachine: cfg.stateMachine ? { module: cfg.stateMachine } : undefined,
-    balancer: cfg.balancer as StartOptions['balancer'], draining: cfg.draining,
+    id: cfg.id,
+    dataDir: cfg.data,
+    listen: cfg.listen,
+    peers: cfg.peers,
+    groups: cfg.groups,
+    replication: cfg.replication,
+    tickMs: cfg.tickMs,
+    electionTicks: cfg.electionTicks,
+    electionRoundTicks: cfg.electionRoundTicks,
+    logger,
+    workers: cfg.workers,
+    labels: { zone: cfg.zone, rack: cfg.rack },
+    timingScale: cfg.timingScale,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    stateMachine: cfg.stateMachine ? { module: cfg.stateMachine } : undefined,
+    balancer: cfg.balancer as StartOptions['balancer'],
+    draining: cfg.draining,
     transportSecurity: cfg.transportSecurity,
   };
   let node: Awaited<ReturnType<typeof startNode>>;
@@ -240,25 +323,32 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   if (cfg.admin) {
     try {
-      admin = await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger, { faultInjection: cfg.faultInjection, token: cfg.adminToken });
+      admin = await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger, {
+        faultInjection: cfg.faultInjection,
+        token: cfg.adminToken,
+      });
     } catch (e) {
       process.stderr.write(`flotilla start: admin: cannot listen on ${cfg.admin}: ${(e as Error).message}\n`);
       await node.stop();
       return 1;
     }
   }
-  logger.info({ id: cfg.id, listen: cfg.listen, admin: cfg.admin ?? null, groups: cfg.groups }, 'flotilla node running');
-  const signal = () => new Promise<string>((resolve) => {
-    const on = (sig: string) => () => {
-      process.off('SIGTERM', term);
-      process.off('SIGINT', int);
-      resolve(sig);
-    };
-    const term = on('SIGTERM');
-    const int = on('SIGINT');
-    process.once('SIGTERM', term);
-    process.once('SIGINT', int);
-  });
+  logger.info(
+    { id: cfg.id, listen: cfg.listen, admin: cfg.admin ?? null, groups: cfg.groups },
+    'flotilla node running',
+  );
+  const signal = () =>
+    new Promise<string>((resolve) => {
+      const on = (sig: string) => () => {
+        process.off('SIGTERM', term);
+        process.off('SIGINT', int);
+        resolve(sig);
+      };
+      const term = on('SIGTERM');
+      const int = on('SIGINT');
+      process.once('SIGTERM', term);
+      process.once('SIGINT', int);
+    });
   const sig = await signal();
   const stopDrainMs = cfg.stopDrainMs ?? 10_000;
   if (stopDrainMs > 0) {
@@ -268,8 +358,13 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
     logger.info({ signal: sig, boundMs: stopDrainMs }, 'draining before stop (a second signal stops at once)');
     let timer: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([
-      node.drain({ force: true, timeoutMs: stopDrainMs }).then((r) => `moved ${r.moved}, failed ${r.failed.length}`, (e: Error) => `failed: ${e.message}`),
-      new Promise<string>((r) => { timer = setTimeout(() => r('bound reached'), stopDrainMs); }),
+      node.drain({ force: true, timeoutMs: stopDrainMs }).then(
+        (r) => `moved ${r.moved}, failed ${r.failed.length}`,
+        (e: Error) => `failed: ${e.message}`,
+      ),
+      new Promise<string>((r) => {
+        timer = setTimeout(() => r('bound reached'), stopDrainMs);
+      }),
       signal().then((s) => `${s} again`),
     ]);
     clearTimeout(timer);

@@ -13,12 +13,24 @@ export const MAX_BODY_BYTES = 1 << 20;
 export const MAX_KEY_BYTES = 1024;
 
 const STATUS_OF: Record<string, number> = {
-  InvalidArgument: 400, NotLeader: 503, Unavailable: 503, Overloaded: 429, TransferInProgress: 503,
-  ConfChangeInProgress: 503, Timeout: 504, Stopped: 503, StorageFailed: 500, TransferFailed: 409,
+  InvalidArgument: 400,
+  NotLeader: 503,
+  Unavailable: 503,
+  Overloaded: 429,
+  TransferInProgress: 503,
+  ConfChangeInProgress: 503,
+  Timeout: 504,
+  Stopped: 503,
+  StorageFailed: 500,
+  TransferFailed: 409,
 };
 
 class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -35,7 +47,10 @@ const OK_BODY = Buffer.from('{"ok":true}');
  *  this node knows it (x-flotilla-leader), so a client that knows where each node serves can
  *  send the next write for that key straight there (any node still serves any key). */
 function sendOk(res: ServerResponse, leader: string | undefined): void {
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': OK_BODY.length };
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': OK_BODY.length,
+  };
   if (leader) headers['x-flotilla-leader'] = leader;
   res.writeHead(200, headers);
   res.end(OK_BODY);
@@ -98,10 +113,17 @@ function authorized(req: IncomingMessage, token: string): boolean {
 async function metrics(node: FlotillaNode): Promise<string> {
   const st = await node.status();
   const lines: string[] = [];
-  const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [Record<string, string | number>, number][]) => {
+  const metric = (
+    name: string,
+    type: 'counter' | 'gauge',
+    help: string,
+    samples: [Record<string, string | number>, number][],
+  ) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, v] of samples) {
-      const l = Object.entries(labels).map(([k, x]) => `${k}="${String(x).replace(/["\\\n]/g, '_')}"`).join(',');
+      const l = Object.entries(labels)
+        .map(([k, x]) => `${k}="${String(x).replace(/["\\\n]/g, '_')}"`)
+        .join(',');
       lines.push(`${name}${l ? `{${l}}` : ''} ${v}`);
     }
   };
@@ -110,71 +132,203 @@ async function metrics(node: FlotillaNode): Promise<string> {
   metric('flotilla_leaders', 'gauge', 'Groups this node leads.', [[node_, st.leaders]]);
   metric('flotilla_quiesced_groups', 'gauge', 'Groups quiesced on this node.', [[node_, st.quiesced]]);
   metric('flotilla_draining', 'gauge', '1 while this node drains.', [[node_, st.draining ? 1 : 0]]);
-  metric('flotilla_worker_up', 'gauge', '1 when the worker hosting a shard is up.', st.shards.map((w) => [{ ...node_, worker: w.worker }, w.up ? 1 : 0]));
-  metric('flotilla_worker_restarts_total', 'counter', 'Worker threads restarted after dying.', [[node_, st.workerRestarts]]);
-  metric('flotilla_transfers_total', 'counter', 'Leader transfers requested on this node, by outcome.',
-    Object.entries(st.transfers).map(([outcome, n]) => [{ ...node_, outcome }, n]));
-  metric('flotilla_requests_forwarded_total', 'counter', 'Requests forwarded to another node.', [[node_, st.runtime.forwarded]]);
-  metric('flotilla_requests_retried_total', 'counter', 'Attempts retried (not leader, transfer, unavailable, timeout).', [[node_, st.runtime.retries]]);
-  metric('flotilla_peer_connected', 'gauge', '1 when the link to a peer is up.',
-    Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.connected ? 1 : 0]));
-  metric('flotilla_peer_frames_sent_total', 'counter', 'Frames sent to a peer.',
-    Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.framesSent]));
+  metric(
+    'flotilla_worker_up',
+    'gauge',
+    '1 when the worker hosting a shard is up.',
+    st.shards.map((w) => [{ ...node_, worker: w.worker }, w.up ? 1 : 0]),
+  );
+  metric('flotilla_worker_restarts_total', 'counter', 'Worker threads restarted after dying.', [
+    [node_, st.workerRestarts],
+  ]);
+  metric(
+    'flotilla_transfers_total',
+    'counter',
+    'Leader transfers requested on this node, by outcome.',
+    Object.entries(st.transfers).map(([outcome, n]) => [{ ...node_, outcome }, n]),
+  );
+  metric('flotilla_requests_forwarded_total', 'counter', 'Requests forwarded to another node.', [
+    [node_, st.runtime.forwarded],
+  ]);
+  metric(
+    'flotilla_requests_retried_total',
+    'counter',
+    'Attempts retried (not leader, transfer, unavailable, timeout).',
+    [[node_, st.runtime.retries]],
+  );
+  metric(
+    'flotilla_peer_connected',
+    'gauge',
+    '1 when the link to a peer is up.',
+    Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.connected ? 1 : 0]),
+  );
+  metric(
+    'flotilla_peer_frames_sent_total',
+    'counter',
+    'Frames sent to a peer.',
+    Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.framesSent]),
+  );
   // Refused or failed node handshakes (wrong cluster, unknown node, TLS, cluster secret): a rising
   // count is a misconfigured node or an intruder, either way worth an alert.
-  metric('flotilla_transport_handshake_failures_total', 'counter', 'Node handshakes refused or failed, by reason.',
-    Object.entries(st.transport.handshakeFailures).map(([reason, n]) => [{ ...node_, reason }, n ?? 0]));
+  metric(
+    'flotilla_transport_handshake_failures_total',
+    'counter',
+    'Node handshakes refused or failed, by reason.',
+    Object.entries(st.transport.handshakeFailures).map(([reason, n]) => [{ ...node_, reason }, n ?? 0]),
+  );
   const drops: Record<string, number> = {};
   for (const [reason, n] of Object.entries(st.transport.drops)) drops[reason] = n ?? 0;
-  for (const p of Object.values(st.transport.peers)) for (const [reason, n] of Object.entries(p.drops)) drops[reason] = (drops[reason] ?? 0) + (n ?? 0);
-  metric('flotilla_transport_dropped_total', 'counter', 'Frames or messages dropped as malformed, oversized, unknown or unauthenticated, by reason.',
-    Object.entries(drops).map(([reason, n]) => [{ ...node_, reason }, n]));
+  for (const p of Object.values(st.transport.peers))
+    for (const [reason, n] of Object.entries(p.drops)) drops[reason] = (drops[reason] ?? 0) + (n ?? 0);
+  metric(
+    'flotilla_transport_dropped_total',
+    'counter',
+    'Frames or messages dropped as malformed, oversized, unknown or unauthenticated, by reason.',
+    Object.entries(drops).map(([reason, n]) => [{ ...node_, reason }, n]),
+  );
   const loops = st.shards.flatMap((w) => (w.up ? [[w.worker, w.loop] as const] : []));
-  metric('flotilla_shard_commits_total', 'counter', 'LMDB commits of a shard loop.', loops.map(([w, l]) => [{ ...node_, worker: w }, l.commits]));
-  metric('flotilla_shard_messages_in_total', 'counter', 'Raft messages stepped by a shard.', loops.map(([w, l]) => [{ ...node_, worker: w }, l.messagesIn]));
-  metric('flotilla_shard_commit_wait_seconds_total', 'counter', 'Time a shard loop spent awaiting commits.', loops.map(([w, l]) => [{ ...node_, worker: w }, l.msCommit / 1000]));
+  metric(
+    'flotilla_shard_commits_total',
+    'counter',
+    'LMDB commits of a shard loop.',
+    loops.map(([w, l]) => [{ ...node_, worker: w }, l.commits]),
+  );
+  metric(
+    'flotilla_shard_messages_in_total',
+    'counter',
+    'Raft messages stepped by a shard.',
+    loops.map(([w, l]) => [{ ...node_, worker: w }, l.messagesIn]),
+  );
+  metric(
+    'flotilla_shard_commit_wait_seconds_total',
+    'counter',
+    'Time a shard loop spent awaiting commits.',
+    loops.map(([w, l]) => [{ ...node_, worker: w }, l.msCommit / 1000]),
+  );
   metric('flotilla_proposals_total', 'counter', 'Proposals made through this node.', [[node_, st.runtime.proposals]]);
-  metric('flotilla_pending_proposals', 'gauge', 'Proposals accepted by this node and not yet answered.', [[node_, st.pending.proposals]]);
-  metric('flotilla_event_loop_delay_p99_seconds', 'gauge', 'Main-thread event-loop delay, p99 over the last minute or so.', [[node_, st.eventLoop.p99Ms / 1000]]);
-  metric('flotilla_event_loop_delay_max_seconds', 'gauge', 'Main-thread event-loop delay, max over the last minute or so.', [[node_, st.eventLoop.maxMs / 1000]]);
+  metric('flotilla_pending_proposals', 'gauge', 'Proposals accepted by this node and not yet answered.', [
+    [node_, st.pending.proposals],
+  ]);
+  metric(
+    'flotilla_event_loop_delay_p99_seconds',
+    'gauge',
+    'Main-thread event-loop delay, p99 over the last minute or so.',
+    [[node_, st.eventLoop.p99Ms / 1000]],
+  );
+  metric(
+    'flotilla_event_loop_delay_max_seconds',
+    'gauge',
+    'Main-thread event-loop delay, max over the last minute or so.',
+    [[node_, st.eventLoop.maxMs / 1000]],
+  );
   metric('flotilla_reads_total', 'counter', 'Reads made through this node.', [[node_, st.runtime.reads]]);
-  metric('flotilla_not_leader_total', 'counter', 'Attempts answered NotLeader (then retried to the leader).', [[node_, st.runtime.notLeader]]);
-  metric('flotilla_overloaded_total', 'counter', 'Proposals refused with Overloaded (pending limits).', [[node_, st.runtime.overloaded]]);
+  metric('flotilla_not_leader_total', 'counter', 'Attempts answered NotLeader (then retried to the leader).', [
+    [node_, st.runtime.notLeader],
+  ]);
+  metric('flotilla_overloaded_total', 'counter', 'Proposals refused with Overloaded (pending limits).', [
+    [node_, st.runtime.overloaded],
+  ]);
   // Planned moves (transfer, drain, balancer) apart from failovers and elections: only the
   // unplanned ones say something is wrong.
-  metric('flotilla_leader_changes_total', 'counter', 'New leaders seen by the local replicas, by cause (transfer, drain, balancer: planned; failover, election: not).',
-    Object.entries(st.leaderChanges).map(([cause, n]) => [{ ...node_, cause }, n]));
+  metric(
+    'flotilla_leader_changes_total',
+    'counter',
+    'New leaders seen by the local replicas, by cause (transfer, drain, balancer: planned; failover, election: not).',
+    Object.entries(st.leaderChanges).map(([cause, n]) => [{ ...node_, cause }, n]),
+  );
   if (st.balancer) {
-    metric('flotilla_balancer_moves_total', 'counter', 'Leaderships moved by the balancer, by reason.',
-      Object.entries(st.balancer.movesByKind).map(([reason, n]) => [{ ...node_, reason }, n]));
+    metric(
+      'flotilla_balancer_moves_total',
+      'counter',
+      'Leaderships moved by the balancer, by reason.',
+      Object.entries(st.balancer.movesByKind).map(([reason, n]) => [{ ...node_, reason }, n]),
+    );
     metric('flotilla_balancer_failed_total', 'counter', 'Balancer moves that failed.', [[node_, st.balancer.failed]]);
     metric('flotilla_balancer_rounds_total', 'counter', 'Balancer rounds run.', [[node_, st.balancer.rounds]]);
-    metric('flotilla_storage_slow', 'gauge', 'The health policy holds this node\'s storage slow against the cluster\'s (1): it sheds its leaderships and takes none.', [[node_, st.slowStorage ? 1 : 0]]);
+    metric(
+      'flotilla_storage_slow',
+      'gauge',
+      "The health policy holds this node's storage slow against the cluster's (1): it sheds its leaderships and takes none.",
+      [[node_, st.slowStorage ? 1 : 0]],
+    );
   }
   const shardHist = (k: 'fsync' | 'commit' | 'apply') =>
     mergeHistograms(st.shards.map((w) => (w.up ? w.histograms[k] : undefined)));
   lines.push(
-    ...renderHistogram('flotilla_fsync_duration_seconds', 'Duration of each shard storage commit (one fsync for all groups of a loop turn).', node_, shardHist('fsync')),
-    ...renderHistogram('flotilla_commit_latency_seconds', 'Proposal accepted by the leader to known committed.', node_, shardHist('commit')),
-    ...renderHistogram('flotilla_apply_latency_seconds', 'Known committed to applied and answered.', node_, shardHist('apply')),
-    ...renderHistogram('flotilla_transfer_duration_seconds', 'Leader transfers requested here: request to verified new leader.', node_, node.histograms.transfer.snapshot()),
-    ...renderHistogram('flotilla_transfer_phase_seconds', 'Phases of those transfers: catch_up (request to TimeoutNow sent), campaign (to the old leader hearing the target lead), verify (to a committed entry of the target\'s term).',
-      { ...node_, phase: 'catch_up' }, node.histograms.transferCatchUp.snapshot()),
-    ...renderHistogram('flotilla_transfer_phase_seconds', '', { ...node_, phase: 'campaign' }, node.histograms.transferCampaign.snapshot()).slice(2),
-    ...renderHistogram('flotilla_transfer_phase_seconds', '', { ...node_, phase: 'verify' }, node.histograms.transferVerify.snapshot()).slice(2),
-    ...renderHistogram('flotilla_gc_pause_seconds', 'Garbage-collection pauses of the main thread.', node_, node.loopTiming.gc.snapshot()),
-    ...renderHistogram('flotilla_peer_rtt_seconds', 'Round trips to peers (1 s pings).', node_, node.histograms.rtt.snapshot()),
+    ...renderHistogram(
+      'flotilla_fsync_duration_seconds',
+      'Duration of each shard storage commit (one fsync for all groups of a loop turn).',
+      node_,
+      shardHist('fsync'),
+    ),
+    ...renderHistogram(
+      'flotilla_commit_latency_seconds',
+      'Proposal accepted by the leader to known committed.',
+      node_,
+      shardHist('commit'),
+    ),
+    ...renderHistogram(
+      'flotilla_apply_latency_seconds',
+      'Known committed to applied and answered.',
+      node_,
+      shardHist('apply'),
+    ),
+    ...renderHistogram(
+      'flotilla_transfer_duration_seconds',
+      'Leader transfers requested here: request to verified new leader.',
+      node_,
+      node.histograms.transfer.snapshot(),
+    ),
+    ...renderHistogram(
+      'flotilla_transfer_phase_seconds',
+      "Phases of those transfers: catch_up (request to TimeoutNow sent), campaign (to the old leader hearing the target lead), verify (to a committed entry of the target's term).",
+      { ...node_, phase: 'catch_up' },
+      node.histograms.transferCatchUp.snapshot(),
+    ),
+    ...renderHistogram(
+      'flotilla_transfer_phase_seconds',
+      '',
+      { ...node_, phase: 'campaign' },
+      node.histograms.transferCampaign.snapshot(),
+    ).slice(2),
+    ...renderHistogram(
+      'flotilla_transfer_phase_seconds',
+      '',
+      { ...node_, phase: 'verify' },
+      node.histograms.transferVerify.snapshot(),
+    ).slice(2),
+    ...renderHistogram(
+      'flotilla_gc_pause_seconds',
+      'Garbage-collection pauses of the main thread.',
+      node_,
+      node.loopTiming.gc.snapshot(),
+    ),
+    ...renderHistogram(
+      'flotilla_peer_rtt_seconds',
+      'Round trips to peers (1 s pings).',
+      node_,
+      node.histograms.rtt.snapshot(),
+    ),
   );
   return lines.join('\n') + '\n';
 }
 
-export function startAdmin(node: FlotillaNode, host: string, port: number, log: Logger, o: AdminOptions = {}): Promise<Server> {
+export function startAdmin(
+  node: FlotillaNode,
+  host: string,
+  port: number,
+  log: Logger,
+  o: AdminOptions = {},
+): Promise<Server> {
   const server = createServer((req, res) => {
     handle(node, req, res, o).catch((e: unknown) => {
       if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });
       if (e instanceof RuntimeError) {
         return send(res, STATUS_OF[e.code] ?? 500, {
-          error: e.code, message: e.message, leader: e.leader || undefined, reason: e instanceof TransferError ? e.reason : undefined,
+          error: e.code,
+          message: e.message,
+          leader: e.leader || undefined,
+          reason: e instanceof TransferError ? e.reason : undefined,
         });
       }
       log.error({ err: (e as Error).message }, 'admin request failed');
@@ -208,7 +362,10 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     res.end(text);
     return;
   }
-  if (req.method === 'POST' && (url.pathname === '/transfer' || url.pathname === '/drain' || url.pathname === '/undrain')) {
+  if (
+    req.method === 'POST' &&
+    (url.pathname === '/transfer' || url.pathname === '/drain' || url.pathname === '/undrain')
+  ) {
     let body: Record<string, unknown> = {};
     const raw = (await readBody(req)).toString('utf8');
     if (raw.trim().length > 0) {
@@ -218,17 +375,22 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     }
     if (url.pathname === '/transfer') {
       const group = Number(body.group);
-      if (!Number.isInteger(group) || group < 1) throw new HttpError(400, 'InvalidArgument', 'group: a positive integer is required');
-      if (typeof body.to !== 'string' || body.to.length === 0) throw new HttpError(400, 'InvalidArgument', 'to: the target node id is required');
+      if (!Number.isInteger(group) || group < 1)
+        throw new HttpError(400, 'InvalidArgument', 'group: a positive integer is required');
+      if (typeof body.to !== 'string' || body.to.length === 0)
+        throw new HttpError(400, 'InvalidArgument', 'to: the target node id is required');
       const timeoutMs = body.timeoutMs === undefined ? undefined : Number(body.timeoutMs);
-      if (body.force !== undefined && typeof body.force !== 'boolean') throw new HttpError(400, 'InvalidArgument', 'force: true or false');
+      if (body.force !== undefined && typeof body.force !== 'boolean')
+        throw new HttpError(400, 'InvalidArgument', 'force: true or false');
       return send(res, 200, await node.transferLeader(group, body.to, { timeoutMs, force: body.force === true }));
     }
     if (url.pathname === '/drain') {
       const avoid = body.avoid === undefined ? [] : body.avoid;
-      if (!Array.isArray(avoid) || !avoid.every((x) => typeof x === 'string')) throw new HttpError(400, 'InvalidArgument', 'avoid: an array of node ids');
+      if (!Array.isArray(avoid) || !avoid.every((x) => typeof x === 'string'))
+        throw new HttpError(400, 'InvalidArgument', 'avoid: an array of node ids');
       const concurrency = body.concurrency === undefined ? undefined : Number(body.concurrency);
-      if (body.force !== undefined && typeof body.force !== 'boolean') throw new HttpError(400, 'InvalidArgument', 'force: true or false');
+      if (body.force !== undefined && typeof body.force !== 'boolean')
+        throw new HttpError(400, 'InvalidArgument', 'force: true or false');
       const r = await node.drain({ avoid, concurrency, force: body.force === true });
       return send(res, r.failed.length === 0 ? 200 : 207, { ...r, transfers: undefined });
     }
@@ -236,17 +398,29 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     return send(res, 200, { ok: true, draining: false });
   }
   if (url.pathname === '/members' && req.method === 'POST') {
-    const parsed = parseJson((await readBody(req)).toString('utf8'), 'body must be JSON {"group": G, "op": "addLearner"|"promote"|"remove", "node": "n4"}');
+    const parsed = parseJson(
+      (await readBody(req)).toString('utf8'),
+      'body must be JSON {"group": G, "op": "addLearner"|"promote"|"remove", "node": "n4"}',
+    );
     // Any other JSON value has none of the fields: refused below for the first one missing.
     const body: Record<string, unknown> = isObject(parsed) ? parsed : {};
     const group = Number(body.group);
-    if (!Number.isInteger(group) || group < 1) throw new HttpError(400, 'InvalidArgument', 'group: a positive integer is required');
-    if (typeof body.node !== 'string' || body.node.length === 0) throw new HttpError(400, 'InvalidArgument', 'node: a node id is required');
+    if (!Number.isInteger(group) || group < 1)
+      throw new HttpError(400, 'InvalidArgument', 'group: a positive integer is required');
+    if (typeof body.node !== 'string' || body.node.length === 0)
+      throw new HttpError(400, 'InvalidArgument', 'node: a node id is required');
     switch (body.op) {
-      case 'addLearner': await node.addLearner(group, body.node); break;
-      case 'promote': await node.promote(group, body.node); break;
-      case 'remove': await node.removeMember(group, body.node); break;
-      default: throw new HttpError(400, 'InvalidArgument', 'op: one of addLearner, promote, remove');
+      case 'addLearner':
+        await node.addLearner(group, body.node);
+        break;
+      case 'promote':
+        await node.promote(group, body.node);
+        break;
+      case 'remove':
+        await node.removeMember(group, body.node);
+        break;
+      default:
+        throw new HttpError(400, 'InvalidArgument', 'op: one of addLearner, promote, remove');
     }
     return send(res, 200, { ok: true, group, replicas: node.replicasOf(group) });
   }
@@ -259,17 +433,21 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
   }
   if (url.pathname === '/balance' && req.method === 'POST') return send(res, 200, await node.balanceRound());
   if (url.pathname === '/debug/crash-worker' && req.method === 'POST') {
-    if (!o.faultInjection) throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');
+    if (!o.faultInjection)
+      throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');
     const w = Number(url.searchParams.get('worker') ?? 0);
-    if (!Number.isInteger(w) || w < 0 || w >= node.workerCount) throw new HttpError(400, 'InvalidArgument', `worker must be 0..${node.workerCount - 1}`);
+    if (!Number.isInteger(w) || w < 0 || w >= node.workerCount)
+      throw new HttpError(400, 'InvalidArgument', `worker must be 0..${node.workerCount - 1}`);
     await node.crashWorker(w);
     return send(res, 200, { ok: true, crashed: w });
   }
   if (url.pathname === '/debug/disk-delay' && req.method === 'POST') {
-    if (!o.faultInjection) throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');
+    if (!o.faultInjection)
+      throw new HttpError(403, 'Forbidden', 'fault injection is disabled (start with --fault-injection)');
     const num = (k: string) => {
       const v = Number(url.searchParams.get(k) ?? 0);
-      if (!Number.isFinite(v) || v < 0 || v > 60_000) throw new HttpError(400, 'InvalidArgument', `${k} must be a number of milliseconds in 0..60000`);
+      if (!Number.isFinite(v) || v < 0 || v > 60_000)
+        throw new HttpError(400, 'InvalidArgument', `${k} must be a number of milliseconds in 0..60000`);
       return v;
     };
     const ms = num('ms');
@@ -285,19 +463,34 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     const st = await node.status();
     const ok = st.shards.every((s) => s.up);
     const warnings = await node.stabilityWarnings();
-    return send(res, ok ? 200 : 503, { ok, id: st.id, groups: st.groups, leaders: st.leaders, peers: st.peers, workers: st.workers, warnings });
+    return send(res, ok ? 200 : 503, {
+      ok,
+      id: st.id,
+      groups: st.groups,
+      leaders: st.leaders,
+      peers: st.peers,
+      workers: st.workers,
+      warnings,
+    });
   }
   throw new HttpError(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
 }
 
-async function kv(node: FlotillaNode, req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
+async function kv(
+  node: FlotillaNode,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  query: string,
+): Promise<void> {
   let key: Buffer;
   try {
     key = Buffer.from(decodeURIComponent(path), 'utf8');
   } catch {
     throw new HttpError(400, 'InvalidArgument', 'key: bad percent-encoding');
   }
-  if (key.length === 0 || key.length > MAX_KEY_BYTES) throw new HttpError(400, 'InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes`);
+  if (key.length === 0 || key.length > MAX_KEY_BYTES)
+    throw new HttpError(400, 'InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes`);
   const params = query === '' ? null : new URLSearchParams(query);
   switch (req.method) {
     case 'GET': {
@@ -320,7 +513,11 @@ async function kv(node: FlotillaNode, req: IncomingMessage, res: ServerResponse,
       try {
         body = JSON.parse((await readBody(req)).toString('utf8')) as typeof body;
       } catch {
-        throw new HttpError(400, 'InvalidArgument', 'body must be JSON {"expected": string|null, "value": string|null}');
+        throw new HttpError(
+          400,
+          'InvalidArgument',
+          'body must be JSON {"expected": string|null, "value": string|null}',
+        );
       }
       const str = (x: unknown, f: string) => {
         if (x === null || typeof x === 'string') return x;

@@ -24,19 +24,28 @@ export function decodeConfChange(data: Uint8Array): ConfChangeEntry {
   const at = head.indexOf(':');
   const type = head.slice(0, at) as ConfChangeType;
   const node = head.slice(at + 1);
-  if (at <= 0 || !TYPES.includes(type) || node.length === 0 || voters === undefined || learners === undefined || rest.length > 0) {
+  if (
+    at <= 0 ||
+    !TYPES.includes(type) ||
+    node.length === 0 ||
+    voters === undefined ||
+    learners === undefined ||
+    rest.length > 0
+  ) {
     throw new RaftError('Malformed', `bad conf change entry: ${JSON.stringify(s)}`);
   }
   const list = (x: string) => (x.length === 0 ? [] : x.split(','));
   const conf = { voters: list(voters), learners: list(learners) };
-  if (conf.voters.length === 0) throw new RaftError('Malformed', `conf change entry leaves no voters: ${JSON.stringify(s)}`);
+  if (conf.voters.length === 0)
+    throw new RaftError('Malformed', `conf change entry leaves no voters: ${JSON.stringify(s)}`);
   return { change: { type, node }, conf };
 }
 
 /** Why a change is not allowed against `conf`, or null if it is. Checked at proposal time only:
  *  applying is idempotent so that re-applying after a crash is harmless. */
 export function validateConfChange(conf: ConfState, cc: ConfChange): string | null {
-  if (typeof cc.node !== 'string' || cc.node.length === 0 || /[:|,]/.test(cc.node)) return 'node id must be a non-empty string without ":", "|" or ","';
+  if (typeof cc.node !== 'string' || cc.node.length === 0 || /[:|,]/.test(cc.node))
+    return 'node id must be a non-empty string without ":", "|" or ","';
   const isVoter = conf.voters.includes(cc.node);
   const isLearner = conf.learners.includes(cc.node);
   switch (cc.type) {

@@ -125,8 +125,17 @@ export function resolveConfig(c: RaftConfig): ResolvedConfig {
   };
   if (typeof r.id !== 'string' || r.id.length === 0) fail('id', 'must be a non-empty string');
   if (!Number.isInteger(r.group) || r.group < 0) fail('group', 'must be a non-negative integer');
-  for (const f of ['heartbeatTicks', 'electionTicks', 'electionRoundTicks', 'maxMsgBytes', 'maxInflight',
-    'maxUncommittedBytes', 'maxProposalBytes', 'maxCommittedBytesPerReady', 'maxReadiesInFlight'] as const) {
+  for (const f of [
+    'heartbeatTicks',
+    'electionTicks',
+    'electionRoundTicks',
+    'maxMsgBytes',
+    'maxInflight',
+    'maxUncommittedBytes',
+    'maxProposalBytes',
+    'maxCommittedBytesPerReady',
+    'maxReadiesInFlight',
+  ] as const) {
     if (!Number.isInteger(r[f]) || r[f] <= 0) fail(f, 'must be a positive integer');
   }
   if (r.electionTicks <= r.heartbeatTicks) fail('electionTicks', 'must be greater than heartbeatTicks');

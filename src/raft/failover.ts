@@ -38,7 +38,14 @@ export class FailoverPlan {
    *  (one election timeout plus a tick since we last heard it, the bound the voters enforce).
    *  A wrong report costs little: a voter that still hears the leader ignores the (pre-)vote, so
    *  no term is raised. */
-  static start(group: number, self: NodeId, leader: NodeId, tracker: Tracker, leaseReads: boolean, electionTicks: number): FailoverPlan {
+  static start(
+    group: number,
+    self: NodeId,
+    leader: NodeId,
+    tracker: Tracker,
+    leaseReads: boolean,
+    electionTicks: number,
+  ): FailoverPlan {
     const rank = survivorRank(group, tracker, self, leader);
     const at = (leaseReads ? electionTicks + 1 : 2) + 2 * rank;
     return new FailoverPlan(group, leader, rank, at, leaseReads ? 0 : 3);
@@ -98,7 +105,8 @@ export class FailoverPlan {
 
 /** `id`'s rank among the voters other than `dead` (-1 if it is not one of them). */
 function survivorRank(group: number, tracker: Tracker, id: NodeId, dead: NodeId): number {
-  return [...tracker.voters].filter((v) => v !== dead)
+  return [...tracker.voters]
+    .filter((v) => v !== dead)
     .map((v) => ({ id: v, h: rankHash(group, v) }))
     .sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : 1))
     .findIndex((x) => x.id === id);

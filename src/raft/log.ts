@@ -122,7 +122,8 @@ export class RaftLog {
   append(entries: readonly Entry[]): number {
     if (entries.length === 0) return this.lastIndex();
     const after = entries[0].index - 1;
-    if (after < this.committed) throw new RaftError('Safety', `append after ${after} is below commit ${this.committed}`);
+    if (after < this.committed)
+      throw new RaftError('Safety', `append after ${after} is below commit ${this.committed}`);
     // Entries replacing ones already handed out are new to the host (it writes them after the
     // old ones, and the log store replaces the suffix).
     if (after < this.handedOut) this.handedOut = after;
@@ -173,8 +174,10 @@ export class RaftLog {
 
   /** Is there an unstable snapshot or unstable entries not yet handed to the host? */
   hasUnhanded(): boolean {
-    return (this.unstableSnap !== null && !this.snapHanded) ||
-      (this.unstable.length > 0 && this.unstableOffset + this.unstable.length - 1 > this.handedOut);
+    return (
+      (this.unstableSnap !== null && !this.snapHanded) ||
+      (this.unstable.length > 0 && this.unstableOffset + this.unstable.length - 1 > this.handedOut)
+    );
   }
 
   /** The unstable entries not yet handed out; marks them handed out. */
@@ -196,7 +199,8 @@ export class RaftLog {
 
   /** Index of the last entry that is durable and matches this log. */
   stableLastIndex(): number {
-    if (this.unstableSnap) return this.storage.lastIndex() >= this.unstableSnap.meta.index ? this.unstableSnap.meta.index : 0;
+    if (this.unstableSnap)
+      return this.storage.lastIndex() >= this.unstableSnap.meta.index ? this.unstableSnap.meta.index : 0;
     return Math.min(this.storage.lastIndex(), this.unstableOffset - 1);
   }
 

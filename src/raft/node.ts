@@ -6,8 +6,19 @@
 import type { RaftConfig } from './config.js';
 import { Raft, type RaftStatus, type StepResult } from './raft.js';
 import type {
-  ConfChange, ConfState, Entry, HardState, Message, NodeId, ProposeResult, ReadRequestResult, Ready, RejectReason,
-  Snapshot, SoftState, TransferRequestResult,
+  ConfChange,
+  ConfState,
+  Entry,
+  HardState,
+  Message,
+  NodeId,
+  ProposeResult,
+  ReadRequestResult,
+  Ready,
+  RejectReason,
+  Snapshot,
+  SoftState,
+  TransferRequestResult,
 } from './types.js';
 import { RaftError } from './types.js';
 import { append, NOTHING } from './empty.js';
@@ -128,7 +139,8 @@ export class RaftNode {
   /** Wait `ticks` more than the election timeout before campaigning on its own (0 = normal).
    *  For a node being drained: healthy peers win elections first; it still campaigns if none does. */
   setCampaignDelay(ticks: number): void {
-    if (!Number.isSafeInteger(ticks) || ticks < 0) throw new RaftError('InvalidArgument', `campaign delay must be a non-negative integer, got ${ticks}`);
+    if (!Number.isSafeInteger(ticks) || ticks < 0)
+      throw new RaftError('InvalidArgument', `campaign delay must be a non-negative integer, got ${ticks}`);
     this.raft.campaignDelay = ticks;
   }
 
@@ -177,7 +189,10 @@ export class RaftNode {
     const r = this.raft;
     const max = r.cfg.maxReadiesInFlight;
     if (this.inFlight.length >= max) {
-      throw new RaftError('Invariant', `ready() with ${this.inFlight.length} Readies in flight (maxReadiesInFlight ${max})`);
+      throw new RaftError(
+        'Invariant',
+        `ready() with ${this.inFlight.length} Readies in flight (maxReadiesInFlight ${max})`,
+      );
     }
     r.flushBroadcast();
     const log = r.log;
@@ -207,7 +222,10 @@ export class RaftNode {
       // candidate's vote requests: they promise nothing (the candidate counts its own vote only
       // once durable), so they go out in parallel with the write, saving one fsync per election.
       const requests = messages.filter((m) => m.type === 'vote' || m.type === 'preVote');
-      after = requests.length === messages.length ? after : messages.filter((m) => m.type !== 'vote' && m.type !== 'preVote').concat(after);
+      after =
+        requests.length === messages.length
+          ? after
+          : messages.filter((m) => m.type !== 'vote' && m.type !== 'preVote').concat(after);
       messages = requests.length > 0 ? requests : NO_MESSAGES;
     }
     const conf: ConfState | null = r.confChanged ? r.tracker.conf() : null;

@@ -107,28 +107,52 @@ export class Progress {
     this.flags = on ? this.flags | bit : this.flags & ~bit;
   }
 
-  get isLearner(): boolean { return this.flag(LEARNER); }
-  set isLearner(on: boolean) { this.setFlag(LEARNER, on); }
+  get isLearner(): boolean {
+    return this.flag(LEARNER);
+  }
+  set isLearner(on: boolean) {
+    this.setFlag(LEARNER, on);
+  }
 
   /** In probe state: one probe is outstanding; wait for a reply (or a heartbeat reply). */
-  get probeSent(): boolean { return this.flag(PROBE_SENT); }
-  set probeSent(on: boolean) { this.setFlag(PROBE_SENT, on); }
+  get probeSent(): boolean {
+    return this.flag(PROBE_SENT);
+  }
+  set probeSent(on: boolean) {
+    this.setFlag(PROBE_SENT, on);
+  }
 
   /** Heard from within the current CheckQuorum window. */
-  get recentActive(): boolean { return this.flag(RECENT_ACTIVE); }
-  set recentActive(on: boolean) { this.setFlag(RECENT_ACTIVE, on); }
+  get recentActive(): boolean {
+    return this.flag(RECENT_ACTIVE);
+  }
+  set recentActive(on: boolean) {
+    this.setFlag(RECENT_ACTIVE, on);
+  }
 
   /** The host's liveness layer says the node is down (does not block quiescence). */
-  get unreachable(): boolean { return this.flag(UNREACHABLE); }
-  set unreachable(on: boolean) { this.setFlag(UNREACHABLE, on); }
+  get unreachable(): boolean {
+    return this.flag(UNREACHABLE);
+  }
+  set unreachable(on: boolean) {
+    this.setFlag(UNREACHABLE, on);
+  }
 
   /** An append went to this follower since the last periodic heartbeat. */
-  get appendedSinceHeartbeat(): boolean { return this.flag(APPENDED_SINCE_HEARTBEAT); }
-  set appendedSinceHeartbeat(on: boolean) { this.setFlag(APPENDED_SINCE_HEARTBEAT, on); }
+  get appendedSinceHeartbeat(): boolean {
+    return this.flag(APPENDED_SINCE_HEARTBEAT);
+  }
+  set appendedSinceHeartbeat(on: boolean) {
+    this.setFlag(APPENDED_SINCE_HEARTBEAT, on);
+  }
 
   /** This follower accepted an append since the last periodic heartbeat. */
-  get ackedSinceHeartbeat(): boolean { return this.flag(ACKED_SINCE_HEARTBEAT); }
-  set ackedSinceHeartbeat(on: boolean) { this.setFlag(ACKED_SINCE_HEARTBEAT, on); }
+  get ackedSinceHeartbeat(): boolean {
+    return this.flag(ACKED_SINCE_HEARTBEAT);
+  }
+  set ackedSinceHeartbeat(on: boolean) {
+    this.setFlag(ACKED_SINCE_HEARTBEAT, on);
+  }
 
   /** Appends in flight. */
   inflightCount(): number {
@@ -217,9 +241,12 @@ export class Progress {
 
   isPaused(): boolean {
     switch (this.state) {
-      case 'probe': return this.probeSent;
-      case 'replicate': return this.inflightsFull();
-      case 'snapshot': return true;
+      case 'probe':
+        return this.probeSent;
+      case 'replicate':
+        return this.inflightsFull();
+      case 'snapshot':
+        return true;
     }
   }
 

@@ -15,10 +15,14 @@ import type { Message } from './types.js';
  *  quiescing must not wake the leader, or it would wake and re-quiesce forever. */
 export function wakesQuiesced(m: Message): boolean {
   switch (m.type) {
-    case 'hb': return !m.quiesce;
-    case 'hbResp': return false;
-    case 'appResp': return m.reject;
-    default: return true;
+    case 'hb':
+      return !m.quiesce;
+    case 'hbResp':
+      return false;
+    case 'appResp':
+      return m.reject;
+    default:
+      return true;
   }
 }
 
@@ -66,7 +70,17 @@ function quiesceNow(r: Raft): void {
     pr.releaseInflights();
     const id = pr.id;
     if (id === r.id || pr.unreachable) continue;
-    r.msgsNow = append(r.msgsNow, { type: 'hb', group: r.group, from: r.id, to: id, term: r.term, commit: r.log.committed, ctx: '', seq: r.leaderTicks, quiesce: true });
+    r.msgsNow = append(r.msgsNow, {
+      type: 'hb',
+      group: r.group,
+      from: r.id,
+      to: id,
+      term: r.term,
+      commit: r.log.committed,
+      ctx: '',
+      seq: r.leaderTicks,
+      quiesce: true,
+    });
   }
   r.quiesced = true;
 }

@@ -15,10 +15,27 @@ import { randInt } from './rand.js';
 import { ReadIndexQueue, type PendingRead } from './readindex.js';
 import { Tracker } from './tracker.js';
 import {
-  NONE, RaftError,
-  type ConfChange, type ConfState, type Entry, type Message, type MsgApp, type MsgAppResp, type MsgHeartbeat,
-  type MsgHeartbeatResp, type MsgSnap, type MsgVote, type NodeId, type ProposeResult, type ReadRequestResult,
-  type ReadState, type RejectReason, type Role, type Snapshot, type TransferAbortReason, type TransferOutcome,
+  NONE,
+  RaftError,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type Message,
+  type MsgApp,
+  type MsgAppResp,
+  type MsgHeartbeat,
+  type MsgHeartbeatResp,
+  type MsgSnap,
+  type MsgVote,
+  type NodeId,
+  type ProposeResult,
+  type ReadRequestResult,
+  type ReadState,
+  type RejectReason,
+  type Role,
+  type Snapshot,
+  type TransferAbortReason,
+  type TransferOutcome,
   type TransferRequestResult,
 } from './types.js';
 import { validateMessage } from './validate.js';
@@ -30,10 +47,23 @@ import { validateMessage } from './validate.js';
 // candidate's vote request promises nothing either: the candidate counts its own vote only once
 // durable (awaitingOwnVote), so the requests travel while its new term is being written.
 const SEND_BEFORE_PERSIST = new Set<Message['type']>([
-  'app', 'hb', 'hbResp', 'snap', 'timeoutNow', 'readIndexResp', 'preVote', 'vote', 'transferLeader', 'readIndex',
+  'app',
+  'hb',
+  'hbResp',
+  'snap',
+  'timeoutNow',
+  'readIndexResp',
+  'preVote',
+  'vote',
+  'transferLeader',
+  'readIndex',
 ]);
 
-type Outgoing = Message extends infer M ? (M extends Message ? Omit<M, 'group' | 'from' | 'term'> & { term?: number } : never) : never;
+type Outgoing = Message extends infer M
+  ? M extends Message
+    ? Omit<M, 'group' | 'from' | 'term'> & { term?: number }
+    : never
+  : never;
 
 export type StepResult = { readonly ok: true } | { readonly ok: false; readonly reason: RejectReason };
 
@@ -88,7 +118,11 @@ const AWAITING_OWN_VOTE = 64;
 const LEAVING = 128;
 
 const NO_REJECTIONS: Readonly<Record<RejectReason, number>> = Object.freeze({
-  WrongGroup: 0, NotAddressedToMe: 0, UnknownSender: 0, Malformed: 0, StaleTerm: 0,
+  WrongGroup: 0,
+  NotAddressedToMe: 0,
+  UnknownSender: 0,
+  Malformed: 0,
+  StaleTerm: 0,
 });
 
 /** Ticks without an append ack, while heartbeats are answered, before appends count as lost. */
@@ -168,45 +202,79 @@ export class Raft {
   }
 
   /** The group is quiesced: ticks do nothing until a message or a local request wakes it. */
-  get quiesced(): boolean { return this.flag(QUIESCED); }
-  set quiesced(on: boolean) { this.setFlag(QUIESCED, on); }
+  get quiesced(): boolean {
+    return this.flag(QUIESCED);
+  }
+  set quiesced(on: boolean) {
+    this.setFlag(QUIESCED, on);
+  }
 
   /** The membership changed since the last Ready. */
-  get confChanged(): boolean { return this.flag(CONF_CHANGED); }
-  set confChanged(on: boolean) { this.setFlag(CONF_CHANGED, on); }
+  get confChanged(): boolean {
+    return this.flag(CONF_CHANGED);
+  }
+  set confChanged(on: boolean) {
+    this.setFlag(CONF_CHANGED, on);
+  }
 
   /** Leader has appended entries (or, without skipCommitBroadcast, advanced its commit index)
    *  since the last broadcast; flushed once per Ready. */
-  private get pendingBroadcast(): boolean { return this.flag(PENDING_BROADCAST); }
-  private set pendingBroadcast(on: boolean) { this.setFlag(PENDING_BROADCAST, on); }
+  private get pendingBroadcast(): boolean {
+    return this.flag(PENDING_BROADCAST);
+  }
+  private set pendingBroadcast(on: boolean) {
+    this.setFlag(PENDING_BROADCAST, on);
+  }
 
   /** The membership changed: every follower gets an append, or an empty probe if it has nothing
    *  new (a new member must be probed to start replicating). */
-  private get pendingProbe(): boolean { return this.flag(PENDING_PROBE); }
-  private set pendingProbe(on: boolean) { this.setFlag(PENDING_PROBE, on); }
+  private get pendingProbe(): boolean {
+    return this.flag(PENDING_PROBE);
+  }
+  private set pendingProbe(on: boolean) {
+    this.setFlag(PENDING_PROBE, on);
+  }
 
   /** Freshly started: refuse votes until electionTicks of real time have passed (see
    *  constructor); `startupTicks` counts them. */
-  private get startupQuiet(): boolean { return this.flag(STARTUP_QUIET); }
-  private set startupQuiet(on: boolean) { this.setFlag(STARTUP_QUIET, on); }
+  private get startupQuiet(): boolean {
+    return this.flag(STARTUP_QUIET);
+  }
+  private set startupQuiet(on: boolean) {
+    this.setFlag(STARTUP_QUIET, on);
+  }
 
   /** TimeoutNow was sent this term: voters may now ignore stickiness, so no lease holds. */
-  private get leaseRevoked(): boolean { return this.flag(LEASE_REVOKED); }
-  private set leaseRevoked(on: boolean) { this.setFlag(LEASE_REVOKED, on); }
+  private get leaseRevoked(): boolean {
+    return this.flag(LEASE_REVOKED);
+  }
+  private set leaseRevoked(on: boolean) {
+    this.setFlag(LEASE_REVOKED, on);
+  }
 
   /** A candidate whose vote requests left before its new term and self-vote were durable: it
    *  counts its own vote (and may win) only once the host persisted them (onVoteDurable). A
    *  self-vote lost in a crash could otherwise elect a second leader in the same term. */
-  private get awaitingOwnVote(): boolean { return this.flag(AWAITING_OWN_VOTE); }
-  private set awaitingOwnVote(on: boolean) { this.setFlag(AWAITING_OWN_VOTE, on); }
+  private get awaitingOwnVote(): boolean {
+    return this.flag(AWAITING_OWN_VOTE);
+  }
+  private set awaitingOwnVote(on: boolean) {
+    this.setFlag(AWAITING_OWN_VOTE, on);
+  }
 
   /** This leader's own removal/demotion is applied: it hands over and stops taking proposals. */
-  private get leaving(): boolean { return this.flag(LEAVING); }
-  private set leaving(on: boolean) { this.setFlag(LEAVING, on); }
+  private get leaving(): boolean {
+    return this.flag(LEAVING);
+  }
+  private set leaving(on: boolean) {
+    this.setFlag(LEAVING, on);
+  }
 
   /** Send a follower an empty append when only the commit index moved (etcd's behaviour); off
    *  with skipCommitBroadcast, when followers learn it from the next append or heartbeat. */
-  private get bcastCommit(): boolean { return !this.cfg.skipCommitBroadcast; }
+  private get bcastCommit(): boolean {
+    return !this.cfg.skipCommitBroadcast;
+  }
 
   /** Rejected inputs by reason; the host exports these as metrics. */
   get rejected(): Readonly<Record<RejectReason, number>> {
@@ -274,7 +342,10 @@ export class Raft {
   }
 
   private dropReads(): void {
-    const pending = [...(this.reads?.drain() ?? NOTHING), ...this.readsBeforeCommit.map((r) => ({ ...r, index: 0, acks: new Set<NodeId>() }))];
+    const pending = [
+      ...(this.reads?.drain() ?? NOTHING),
+      ...this.readsBeforeCommit.map((r) => ({ ...r, index: 0, acks: new Set<NodeId>() })),
+    ];
     this.reads = null;
     this.readsBeforeCommit = NOTHING;
     for (const r of pending) this.releaseRead(r, 0);
@@ -285,7 +356,12 @@ export class Raft {
       if (leader === this.transfer.target) this.endTransfer('completed');
       else if (leader === NONE && term > this.term) {
         // Deposed by a higher term whose leader we do not know yet: judge when we learn it.
-        this.transferVerdict = { target: this.transfer.target, term: this.term, ticks: this.transfer.elapsed, newTerm: term };
+        this.transferVerdict = {
+          target: this.transfer.target,
+          term: this.term,
+          ticks: this.transfer.elapsed,
+          newTerm: term,
+        };
         this.transfer = null;
       } else this.endTransfer('aborted', 'LeadershipLost');
     }
@@ -339,7 +415,8 @@ export class Raft {
    *  the election and heartbeat clocks still advance by one — running slow is safe — but the
    *  leader's lease clock advances by all of them, since a lease must never outlive real time. */
   tick(elapsed = 1): void {
-    if (!Number.isSafeInteger(elapsed) || elapsed < 1) throw new RaftError('InvalidArgument', `tick: elapsed must be a positive integer, got ${elapsed}`);
+    if (!Number.isSafeInteger(elapsed) || elapsed < 1)
+      throw new RaftError('InvalidArgument', `tick: elapsed must be a positive integer, got ${elapsed}`);
     // Counted apart from the election clock, which every campaign resets: a candidate whose
     // election round is shorter than the election timeout would otherwise stay quiet forever
     // and refuse every vote (two such restarted candidates never elect anyone).
@@ -361,7 +438,8 @@ export class Raft {
   private tickElection(): void {
     this.electionElapsed++;
     const f = this.failover;
-    const due = f?.campaignDue(this.role === 'preCandidate', this.silence, this.campaignDelay) ??
+    const due =
+      f?.campaignDue(this.role === 'preCandidate', this.silence, this.campaignDelay) ??
       this.electionElapsed >= this.randomizedTimeout + this.campaignDelay;
     // A node that cannot campaign keeps counting: resetting its clock would keep it "in lease"
     // with a dead leader forever, refusing every vote.
@@ -380,11 +458,18 @@ export class Raft {
     this.leaderTicks++;
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    if (this.transfer && ++this.transfer.elapsed >= this.cfg.electionTicks &&
-        (this.transfer.sentAt < 0 || this.transfer.elapsed - this.transfer.sentAt >= TIMEOUT_NOW_GRACE_TICKS)) {
+    if (
+      this.transfer &&
+      ++this.transfer.elapsed >= this.cfg.electionTicks &&
+      (this.transfer.sentAt < 0 || this.transfer.elapsed - this.transfer.sentAt >= TIMEOUT_NOW_GRACE_TICKS)
+    ) {
       this.endTransfer('aborted', 'Timeout');
-    } else if (this.transfer && this.transfer.sentAt >= 0 && (this.transfer.elapsed - this.transfer.sentAt) % this.cfg.heartbeatTicks === 0 &&
-        this.tracker.progressOf(this.transfer.target)?.match === this.log.lastIndex()) {
+    } else if (
+      this.transfer &&
+      this.transfer.sentAt >= 0 &&
+      (this.transfer.elapsed - this.transfer.sentAt) % this.cfg.heartbeatTicks === 0 &&
+      this.tracker.progressOf(this.transfer.target)?.match === this.log.lastIndex()
+    ) {
       // Not taken over yet: say it again each heartbeat interval. The target may have ignored
       // the first one (it had not yet applied the change that made it a voter) or lost it; one
       // that already campaigned finds this one stale.
@@ -496,8 +581,12 @@ export class Raft {
     if (this.quiesced && wakesQuiesced(m)) unquiesce(this);
 
     if (m.term > this.term) {
-      if ((m.type === 'vote' || m.type === 'preVote') && !this.tracker.isMember(m.from) &&
-        this.tracker.voters.length > 0 && !this.log.isUpToDate(m.index, m.logTerm)) {
+      if (
+        (m.type === 'vote' || m.type === 'preVote') &&
+        !this.tracker.isMember(m.from) &&
+        this.tracker.voters.length > 0 &&
+        !this.log.isUpToDate(m.index, m.logTerm)
+      ) {
         // A removed server keeps campaigning (it never learns it was removed); its higher term
         // would depose healthy leaders and candidates. It cannot win our vote with a log behind
         // ours, so drop the request as if lost (always safe). A new member that is up to date is
@@ -510,8 +599,11 @@ export class Raft {
         // Real ticks: the leader's lease (leaseReads) is dated in real ticks as well.
         // A voter told that the leader's node is down has no stickiness to keep, unless leases
         // are in use (then the old lease must lapse first, whatever the liveness layer says).
-        const inLease = this.cfg.checkQuorum && (this.leader !== NONE || this.startupQuiet) &&
-          this.silence < this.cfg.electionTicks && !(this.failover?.armed && !this.cfg.leaseReads);
+        const inLease =
+          this.cfg.checkQuorum &&
+          (this.leader !== NONE || this.startupQuiet) &&
+          this.silence < this.cfg.electionTicks &&
+          !(this.failover?.armed && !this.cfg.leaseReads);
         if (inLease) return OK;
       }
       if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
@@ -536,10 +628,16 @@ export class Raft {
       this.handleVoteRequest(m);
     } else {
       switch (this.role) {
-        case 'leader': this.stepLeader(m); break;
+        case 'leader':
+          this.stepLeader(m);
+          break;
         case 'candidate':
-        case 'preCandidate': this.stepCandidate(m); break;
-        case 'follower': this.stepFollower(m); break;
+        case 'preCandidate':
+          this.stepCandidate(m);
+          break;
+        case 'follower':
+          this.stepFollower(m);
+          break;
       }
     }
     if (this.transferVerdict) this.judgeTransfer();
@@ -553,8 +651,21 @@ export class Raft {
     else if (this.role !== 'follower' || this.term > v.newTerm) completed = false;
     else return;
     this.transferVerdict = null;
-    if (completed) this.transferOutcomes = append(this.transferOutcomes, { target: v.target, term: v.term, ticks: v.ticks, status: 'completed' });
-    else this.transferOutcomes = append(this.transferOutcomes, { target: v.target, term: v.term, ticks: v.ticks, status: 'aborted', reason: 'LeadershipLost' });
+    if (completed)
+      this.transferOutcomes = append(this.transferOutcomes, {
+        target: v.target,
+        term: v.term,
+        ticks: v.ticks,
+        status: 'completed',
+      });
+    else
+      this.transferOutcomes = append(this.transferOutcomes, {
+        target: v.target,
+        term: v.term,
+        ticks: v.ticks,
+        status: 'aborted',
+        reason: 'LeadershipLost',
+      });
   }
 
   private reject(reason: RejectReason): StepResult {
@@ -745,7 +856,15 @@ export class Raft {
       followerQuiesce(this, m.commit);
       return; // no reply: it would wake the leader again
     }
-    this.msgsNow = append(this.msgsNow, { type: 'hbResp', group: this.group, from: this.id, to: m.from, term: this.term, ctx: m.ctx, seq: m.seq });
+    this.msgsNow = append(this.msgsNow, {
+      type: 'hbResp',
+      group: this.group,
+      from: this.id,
+      to: m.from,
+      term: this.term,
+      ctx: m.ctx,
+      seq: m.seq,
+    });
   }
 
   private handleSnapshot(m: MsgSnap): void {
@@ -796,7 +915,9 @@ export class Raft {
     if (this.maybeCommit() && this.bcastCommit) this.bcastAppend(true);
     else if (wasPaused) this.sendAppend(m.from, false);
     // Pipeline: keep the window full.
-    while (this.sendAppend(m.from, false)) { /* fill */ }
+    while (this.sendAppend(m.from, false)) {
+      /* fill */
+    }
 
     if (this.transfer && m.from === this.transfer.target && pr.match === this.log.lastIndex()) {
       this.sendTimeoutNow(m.from);
@@ -852,10 +973,18 @@ export class Raft {
     if (needSnapshot) return this.sendSnapshot(to, pr);
     // An empty append is still worth sending when it tells the follower a newer commit index
     // (unless commit indexes ride on later appends and heartbeats only).
-    if (entries.length === 0 && !sendIfEmpty && !(this.bcastCommit && pr.canBumpCommit(this.log.committed))) return false;
+    if (entries.length === 0 && !sendIfEmpty && !(this.bcastCommit && pr.canBumpCommit(this.log.committed)))
+      return false;
     this.msgsNow = append(this.msgsNow, {
-      type: 'app', group: this.group, from: this.id, to, term: this.term, index: prevIndex, logTerm: prevTerm as number,
-      commit: this.log.committed, entries,
+      type: 'app',
+      group: this.group,
+      from: this.id,
+      to,
+      term: this.term,
+      index: prevIndex,
+      logTerm: prevTerm as number,
+      commit: this.log.committed,
+      entries,
     });
     pr.appendedSinceHeartbeat = true;
     pr.sentEntries(entries.length > 0 ? entries[entries.length - 1].index : prevIndex, entries.length);
@@ -866,7 +995,8 @@ export class Raft {
   private sendSnapshot(to: NodeId, pr: Progress): boolean {
     if (!pr.recentActive) return false;
     const snapshot = this.log.storage.snapshot();
-    if (snapshot.meta.index === 0) throw new RaftError('Invariant', `log compacted but storage has no snapshot (to ${to})`);
+    if (snapshot.meta.index === 0)
+      throw new RaftError('Invariant', `log compacted but storage has no snapshot (to ${to})`);
     pr.becomeSnapshot(snapshot.meta.index);
     this.send({ type: 'snap', to, snapshot });
     return true;
@@ -892,14 +1022,27 @@ export class Raft {
     for (const pr of this.tracker.progress) {
       const id = pr.id;
       if (id === this.id) continue;
-      const coast = mayCoast && pr.state === 'replicate' &&
-        ((pr.appendedSinceHeartbeat && pr.ackedSinceHeartbeat) || (pr.inflightCount() > 0 && pr.ticksSinceAck < LOST_APPEND_TICKS));
+      const coast =
+        mayCoast &&
+        pr.state === 'replicate' &&
+        ((pr.appendedSinceHeartbeat && pr.ackedSinceHeartbeat) ||
+          (pr.inflightCount() > 0 && pr.ticksSinceAck < LOST_APPEND_TICKS));
       pr.appendedSinceHeartbeat = false;
       pr.ackedSinceHeartbeat = false;
       if (coast) continue;
       const commit = Math.min(pr.match, this.log.committed);
       pr.sentCommit = Math.max(pr.sentCommit, commit);
-      this.msgsNow = append(this.msgsNow, { type: 'hb', group: this.group, from: this.id, to: id, term: this.term, commit, ctx, seq: this.leaderTicks, quiesce: false });
+      this.msgsNow = append(this.msgsNow, {
+        type: 'hb',
+        group: this.group,
+        from: this.id,
+        to: id,
+        term: this.term,
+        commit,
+        ctx,
+        seq: this.leaderTicks,
+        quiesce: false,
+      });
     }
   }
 
@@ -948,7 +1091,8 @@ export class Raft {
   onPersisted(): void {
     if (this.role !== 'leader') return;
     const self = this.tracker.progressOf(this.id);
-    if (self?.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit() && this.bcastCommit) this.pendingBroadcast = true;
+    if (self?.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit() && this.bcastCommit)
+      this.pendingBroadcast = true;
     quiesceIfCaughtUp(this);
   }
 
@@ -989,7 +1133,8 @@ export class Raft {
     if (this.role !== 'leader') return { ok: false, reason: 'NotLeader', leader: this.leader };
     if (this.transfer) return { ok: false, reason: 'TransferInProgress', target: this.transfer.target };
     if (this.leaving) return { ok: false, reason: 'NotLeader', leader: NONE };
-    if (data.byteLength > this.cfg.maxProposalBytes) return { ok: false, reason: 'TooLarge', limit: this.cfg.maxProposalBytes };
+    if (data.byteLength > this.cfg.maxProposalBytes)
+      return { ok: false, reason: 'TooLarge', limit: this.cfg.maxProposalBytes };
     if (this.uncommittedBytes > 0 && this.uncommittedBytes + data.byteLength > this.cfg.maxUncommittedBytes) {
       return { ok: false, reason: 'Overloaded', limit: this.cfg.maxUncommittedBytes };
     }
@@ -1062,9 +1207,20 @@ export class Raft {
     if (!t) return;
     this.transfer = null;
     if (status === 'completed') {
-      this.transferOutcomes = append(this.transferOutcomes, { target: t.target, term: this.term, ticks: t.elapsed, status });
+      this.transferOutcomes = append(this.transferOutcomes, {
+        target: t.target,
+        term: this.term,
+        ticks: t.elapsed,
+        status,
+      });
     } else {
-      this.transferOutcomes = append(this.transferOutcomes, { target: t.target, term: this.term, ticks: t.elapsed, status, reason: reason ?? 'Timeout' });
+      this.transferOutcomes = append(this.transferOutcomes, {
+        target: t.target,
+        term: this.term,
+        ticks: t.elapsed,
+        status,
+        reason: reason ?? 'Timeout',
+      });
     }
   }
 
@@ -1192,7 +1348,14 @@ export class Raft {
     if (this.role !== 'follower') return;
     if (this.quiesced) unquiesce(this);
     if (this.leader === NONE || !this.tracker.isVoter(this.id)) return;
-    this.failover = FailoverPlan.start(this.group, this.id, this.leader, this.tracker, this.cfg.leaseReads, this.cfg.electionTicks);
+    this.failover = FailoverPlan.start(
+      this.group,
+      this.id,
+      this.leader,
+      this.tracker,
+      this.cfg.leaseReads,
+      this.cfg.electionTicks,
+    );
   }
 
   /** The host could not reach `id` (connection down, send failed). */
@@ -1216,7 +1379,17 @@ export class Raft {
 
   /** An append response: it promises our log, so it leaves after the persist. */
   private appResp(to: NodeId, index: number, reject: boolean, hintIndex: number, hintTerm: number): void {
-    this.msgsAfterPersist = append(this.msgsAfterPersist, { type: 'appResp', group: this.group, from: this.id, to, term: this.term, index, reject, hintIndex, hintTerm });
+    this.msgsAfterPersist = append(this.msgsAfterPersist, {
+      type: 'appResp',
+      group: this.group,
+      from: this.id,
+      to,
+      term: this.term,
+      index,
+      reject,
+      hintIndex,
+      hintTerm,
+    });
   }
 
   private send(m: Outgoing): void {
@@ -1251,16 +1424,30 @@ export class Raft {
     if (this.role === 'leader') {
       for (const pr of this.tracker.progress) {
         progress[pr.id] = {
-          match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive,
-          inflight: pr.inflightCount(), learner: pr.isLearner,
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          recentActive: pr.recentActive,
+          inflight: pr.inflightCount(),
+          learner: pr.isLearner,
         };
       }
     }
     return {
-      id: this.id, group: this.group, role: this.role, leader: this.leader, term: this.term, vote: this.vote,
-      commit: this.log.committed, applied: this.log.applied, firstIndex: this.log.firstIndex(),
-      lastIndex: this.log.lastIndex(), quiesced: this.quiesced, transferTarget: this.transfer?.target ?? null,
-      conf: this.tracker.conf(), progress,
+      id: this.id,
+      group: this.group,
+      role: this.role,
+      leader: this.leader,
+      term: this.term,
+      vote: this.vote,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      firstIndex: this.log.firstIndex(),
+      lastIndex: this.log.lastIndex(),
+      quiesced: this.quiesced,
+      transferTarget: this.transfer?.target ?? null,
+      conf: this.tracker.conf(),
+      progress,
     };
   }
 }

@@ -113,7 +113,8 @@ export class MemoryStorage implements Storage {
       entries = entries.slice(skip);
     }
     const at = entries[0].index - off;
-    if (at > this.ents.length) throw new RaftError('Gap', `append at ${entries[0].index} leaves a gap after ${this.lastIndex()}`);
+    if (at > this.ents.length)
+      throw new RaftError('Gap', `append at ${entries[0].index} leaves a gap after ${this.lastIndex()}`);
     this.ents.length = at;
     for (const e of entries) this.ents.push(e);
   }
@@ -140,7 +141,10 @@ export class MemoryStorage implements Storage {
     if (index <= off) return;
     if (index > this.lastIndex()) throw new RaftError('Unavailable', `compact ${index} beyond last index`);
     const dummy = this.ents[index - off];
-    this.ents = [{ index: dummy.index, term: dummy.term, type: 'normal', data: new Uint8Array(0) }, ...this.ents.slice(index - off + 1)];
+    this.ents = [
+      { index: dummy.index, term: dummy.term, type: 'normal', data: new Uint8Array(0) },
+      ...this.ents.slice(index - off + 1),
+    ];
   }
 
   /** Copy of everything persisted (the simulator keeps only this across a crash). */

@@ -60,7 +60,8 @@ export class Tracker {
     this.learners = internIds([...new Set(conf.learners.filter((l) => !voters.includes(l)))]);
     if (!this.tracking) return;
     // map and concat size the array exactly (pushing would reserve room for 17).
-    this.progress = this.voters.map((id) => this.keepProgress(id, nextIndex, false))
+    this.progress = this.voters
+      .map((id) => this.keepProgress(id, nextIndex, false))
       .concat(this.learners.map((id) => this.keepProgress(id, nextIndex, true)));
   }
 
@@ -73,7 +74,8 @@ export class Tracker {
   /** Start tracking (becoming leader): fresh progress for every member. */
   trackProgress(nextIndex: number): void {
     // map and concat size the array exactly (pushing would reserve room for 17).
-    this.progress = this.voters.map((id) => new Progress(id, nextIndex, this.maxInflight, false))
+    this.progress = this.voters
+      .map((id) => new Progress(id, nextIndex, this.maxInflight, false))
       .concat(this.learners.map((id) => new Progress(id, nextIndex, this.maxInflight, true)));
     this.tracking = true;
   }

@@ -156,8 +156,19 @@ export type Message =
 export type MessageType = Message['type'];
 
 export const MESSAGE_TYPES: readonly MessageType[] = [
-  'app', 'appResp', 'hb', 'hbResp', 'vote', 'preVote', 'voteResp', 'preVoteResp',
-  'snap', 'timeoutNow', 'transferLeader', 'readIndex', 'readIndexResp',
+  'app',
+  'appResp',
+  'hb',
+  'hbResp',
+  'vote',
+  'preVote',
+  'voteResp',
+  'preVoteResp',
+  'snap',
+  'timeoutNow',
+  'transferLeader',
+  'readIndex',
+  'readIndexResp',
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -196,15 +207,21 @@ export type TransferRequestResult =
   | { readonly ok: false; readonly reason: TransferRejectReason; readonly leader: NodeId };
 
 export type TransferAbortReason =
-  | 'Timeout'            // target did not take over within one election timeout
-  | 'Superseded'         // a transfer to another target replaced it
-  | 'TargetRemoved'      // target left the voter set mid-way
-  | 'LeadershipLost';    // this node stepped down for another reason (higher term, check quorum)
+  | 'Timeout' // target did not take over within one election timeout
+  | 'Superseded' // a transfer to another target replaced it
+  | 'TargetRemoved' // target left the voter set mid-way
+  | 'LeadershipLost'; // this node stepped down for another reason (higher term, check quorum)
 
 /** Reported once per transfer in the Ready that follows its end. `ticks` is how long it took. */
 export type TransferOutcome =
   | { readonly target: NodeId; readonly term: number; readonly ticks: number; readonly status: 'completed' }
-  | { readonly target: NodeId; readonly term: number; readonly ticks: number; readonly status: 'aborted'; readonly reason: TransferAbortReason };
+  | {
+      readonly target: NodeId;
+      readonly term: number;
+      readonly ticks: number;
+      readonly status: 'aborted';
+      readonly reason: TransferAbortReason;
+    };
 
 export interface ReadState {
   /** Apply up to this index, then the read is linearizable. */
@@ -249,12 +266,7 @@ export interface Ready {
 }
 
 /** A typed error for bad input: the core drops the message and counts the reason. */
-export type RejectReason =
-  | 'WrongGroup'
-  | 'NotAddressedToMe'
-  | 'UnknownSender'
-  | 'Malformed'
-  | 'StaleTerm';
+export type RejectReason = 'WrongGroup' | 'NotAddressedToMe' | 'UnknownSender' | 'Malformed' | 'StaleTerm';
 
 /** What went wrong, for callers that switch on RaftError.code. */
 export type RaftErrorCode =

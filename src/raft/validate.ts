@@ -35,21 +35,25 @@ export function validateMessage(m: unknown): RejectReason | null {
   switch (r.type as MessageType) {
     case 'app': {
       if (!uint(r.index) || !uint(r.logTerm) || !uint(r.commit) || !Array.isArray(r.entries)) return 'Malformed';
-      if (r.logTerm as number > (r.term as number)) return 'Malformed';
+      if ((r.logTerm as number) > (r.term as number)) return 'Malformed';
       let prevTerm = r.logTerm as number;
       let idx = r.index as number;
       for (const e of r.entries as unknown[]) {
         if (typeof e !== 'object' || e === null) return 'Malformed';
         const x = e as Record<string, unknown>;
-        if (!uint(x.index) || !uint(x.term) || !bytes(x.data) || (x.type !== 'normal' && x.type !== 'conf')) return 'Malformed';
+        if (!uint(x.index) || !uint(x.term) || !bytes(x.data) || (x.type !== 'normal' && x.type !== 'conf'))
+          return 'Malformed';
         idx++;
-        if (x.index !== idx || (x.term as number) < prevTerm || (x.term as number) > (r.term as number)) return 'Malformed';
+        if (x.index !== idx || (x.term as number) < prevTerm || (x.term as number) > (r.term as number))
+          return 'Malformed';
         prevTerm = x.term as number;
       }
       return null;
     }
     case 'appResp':
-      return uint(r.index) && typeof r.reject === 'boolean' && uint(r.hintIndex) && uint(r.hintTerm) ? null : 'Malformed';
+      return uint(r.index) && typeof r.reject === 'boolean' && uint(r.hintIndex) && uint(r.hintTerm)
+        ? null
+        : 'Malformed';
     case 'hb':
       return uint(r.commit) && ctx(r.ctx) && uint(r.seq) && typeof r.quiesce === 'boolean' ? null : 'Malformed';
     case 'hbResp':
@@ -66,7 +70,8 @@ export function validateMessage(m: unknown): RejectReason | null {
       const meta = s.meta as Record<string, unknown> | undefined;
       if (typeof meta !== 'object' || meta === null || !uint(meta.index) || !uint(meta.term)) return 'Malformed';
       const conf = meta.conf as Record<string, unknown> | undefined;
-      if (typeof conf !== 'object' || conf === null || !idList(conf.voters) || !idList(conf.learners)) return 'Malformed';
+      if (typeof conf !== 'object' || conf === null || !idList(conf.voters) || !idList(conf.learners))
+        return 'Malformed';
       if ((meta.index as number) === 0 || (conf.voters as unknown[]).length === 0) return 'Malformed';
       return null;
     }

@@ -9,14 +9,26 @@ import type { Progress } from './progress.js';
 import type { ConfState, NodeId, RejectReason, Role } from './types.js';
 
 /** The leader's view of one peer (see Progress). */
-export type ProgressView = Readonly<Pick<Progress,
-  'id' | 'match' | 'next' | 'state' | 'recentActive' | 'unreachable' | 'probeSent' | 'isLearner' | 'inflightCount' | 'isPaused'
->>;
+export type ProgressView = Readonly<
+  Pick<
+    Progress,
+    | 'id'
+    | 'match'
+    | 'next'
+    | 'state'
+    | 'recentActive'
+    | 'unreachable'
+    | 'probeSent'
+    | 'isLearner'
+    | 'inflightCount'
+    | 'isPaused'
+  >
+>;
 
 /** The replica's log: durable part and unstable tail together (see RaftLog). */
-export type LogView = Readonly<Pick<RaftLog,
-  'committed' | 'applied' | 'firstIndex' | 'lastIndex' | 'lastTerm' | 'termOf' | 'isUpToDate'
->>;
+export type LogView = Readonly<
+  Pick<RaftLog, 'committed' | 'applied' | 'firstIndex' | 'lastIndex' | 'lastTerm' | 'termOf' | 'isUpToDate'>
+>;
 
 /** Membership and, while leading, per-peer progress (see Tracker). */
 export interface TrackerView {

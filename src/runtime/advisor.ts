@@ -59,13 +59,16 @@ export function adviseStability(i: StabilityInputs): StabilityWarning[] {
       unstable: false,
     });
   }
-  const differ = Object.entries(i.peerTiming ?? {}).filter(([, t]) => t.electionMs !== i.electionMs || t.heartbeatMs !== i.heartbeatMs);
+  const differ = Object.entries(i.peerTiming ?? {}).filter(
+    ([, t]) => t.electionMs !== i.electionMs || t.heartbeatMs !== i.heartbeatMs,
+  );
   if (differ.length > 0) {
     // Mixed timeouts make the nodes with the shortest one win (and force) most elections, and a
     // quick node declares a slow-configured leader dead too early.
     out.push({
       kind: 'TimingMismatch',
-      message: `nodes run different timing: this node ${i.heartbeatMs} ms heartbeat / ${i.electionMs} ms election timeout; ` +
+      message:
+        `nodes run different timing: this node ${i.heartbeatMs} ms heartbeat / ${i.electionMs} ms election timeout; ` +
         differ.map(([p, t]) => `${p} ${t.heartbeatMs} / ${t.electionMs} ms`).join(', '),
       fix: 'give every node the same tickMs, electionTicks and timingScale (restart them one at a time, each drained first)',
       unstable: false,

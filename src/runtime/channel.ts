@@ -12,7 +12,12 @@ export class PackedPort<Out, In> {
   private scheduled = false;
   private closed = false;
   private readonly packr = new Packr({ useRecords: true, structuredClone: false, moreTypes: false });
-  private readonly unpackr = new Unpackr({ useRecords: true, structuredClone: false, copyBuffers: true, moreTypes: false });
+  private readonly unpackr = new Unpackr({
+    useRecords: true,
+    structuredClone: false,
+    copyBuffers: true,
+    moreTypes: false,
+  });
 
   constructor(
     private readonly port: MessagePort,

@@ -18,24 +18,39 @@ export type RuntimeErrorCode =
   | 'TransferFailed';
 
 export class RuntimeError extends FlotillaError<RuntimeErrorCode> {
-  constructor(code: RuntimeErrorCode, message: string, readonly leader: NodeId = '') {
+  constructor(
+    code: RuntimeErrorCode,
+    message: string,
+    readonly leader: NodeId = '',
+  ) {
     super(code, message);
   }
 
   /** Whether the same request may succeed if retried (possibly on another node). */
   get retryable(): boolean {
-    return this.code === 'NotLeader' || this.code === 'Unavailable' || this.code === 'Overloaded' ||
-      this.code === 'TransferInProgress' || this.code === 'Timeout';
+    return (
+      this.code === 'NotLeader' ||
+      this.code === 'Unavailable' ||
+      this.code === 'Overloaded' ||
+      this.code === 'TransferInProgress' ||
+      this.code === 'Timeout'
+    );
   }
 
   static fromProposal(r: Extract<ProposeResult, { ok: false }>, leader: NodeId): RuntimeError {
     switch (r.reason) {
-      case 'NotLeader': return new RuntimeError('NotLeader', 'this node is not the leader', r.leader || leader);
-      case 'TransferInProgress': return new RuntimeError('TransferInProgress', `leadership is moving to ${r.target}`, r.target);
-      case 'ConfChangeInProgress': return new RuntimeError('ConfChangeInProgress', 'a membership change is in progress');
-      case 'TooLarge': return new RuntimeError('InvalidArgument', `proposal larger than ${r.limit} bytes`);
-      case 'Overloaded': return new RuntimeError('Overloaded', `more than ${r.limit} uncommitted bytes`);
-      case 'InvalidConfChange': return new RuntimeError('InvalidArgument', r.detail);
+      case 'NotLeader':
+        return new RuntimeError('NotLeader', 'this node is not the leader', r.leader || leader);
+      case 'TransferInProgress':
+        return new RuntimeError('TransferInProgress', `leadership is moving to ${r.target}`, r.target);
+      case 'ConfChangeInProgress':
+        return new RuntimeError('ConfChangeInProgress', 'a membership change is in progress');
+      case 'TooLarge':
+        return new RuntimeError('InvalidArgument', `proposal larger than ${r.limit} bytes`);
+      case 'Overloaded':
+        return new RuntimeError('Overloaded', `more than ${r.limit} uncommitted bytes`);
+      case 'InvalidConfChange':
+        return new RuntimeError('InvalidArgument', r.detail);
     }
   }
 
@@ -54,27 +69,31 @@ export class RuntimeError extends FlotillaError<RuntimeErrorCode> {
 export type TransferFailReason =
   | 'TargetNotMember'
   | 'TargetIsLearner'
-  | 'TargetIsSelf'      // the target already leads the group (not an error for callers that only want it there)
-  | 'TargetUnhealthy'   // not heard from recently, or reported down by the transport
-  | 'TargetLagging'     // further behind than the catch-up bound
+  | 'TargetIsSelf' // the target already leads the group (not an error for callers that only want it there)
+  | 'TargetUnhealthy' // not heard from recently, or reported down by the transport
+  | 'TargetLagging' // further behind than the catch-up bound
   | 'TargetDraining'
   | 'ConfChangeInProgress'
   | 'NoQuorum'
   | 'NoLeader'
-  | 'Timeout'           // the target did not take over in time
+  | 'Timeout' // the target did not take over in time
   | 'Superseded'
   | 'LeadershipLost'
   | 'TargetRemoved'
-  | 'NotVerified'       // the target took over but did not confirm it serves within the deadline
+  | 'NotVerified' // the target took over but did not confirm it serves within the deadline
   // Preflight refusals that `force` overrides (besides TargetLagging):
-  | 'TargetNoQuorum'    // the target says it does not reach a quorum of the group's voters
+  | 'TargetNoQuorum' // the target says it does not reach a quorum of the group's voters
   | 'TargetNeedsSnapshot' // the leader no longer has the entries the target lacks
-  | 'TargetSlow'        // the target's fsync p99 or CPU is much worse than the leader's
-  | 'ClusterUnstable';  // the stability advisor reports recent unplanned elections or a broadcast as long as the election timeout
+  | 'TargetSlow' // the target's fsync p99 or CPU is much worse than the leader's
+  | 'ClusterUnstable'; // the stability advisor reports recent unplanned elections or a broadcast as long as the election timeout
 
 export class TransferError extends RuntimeError {
   declare readonly code: 'TransferFailed';
-  constructor(readonly reason: TransferFailReason, message: string, leader: NodeId = '') {
+  constructor(
+    readonly reason: TransferFailReason,
+    message: string,
+    leader: NodeId = '',
+  ) {
     super('TransferFailed', message, leader);
   }
 }

@@ -45,7 +45,8 @@ export class Forwarder {
   request(target: NodeId, kind: string, payload: object, timeoutMs: number): Promise<unknown> {
     // Nothing is sent to a node we know is down: fail fast (safe to retry elsewhere) instead of
     // queueing a request whose answer would only arrive, if ever, after the deadline.
-    if (!this.host.isConnected(target)) return Promise.reject(new RuntimeError('Unavailable', `${target} is not connected`));
+    if (!this.host.isConnected(target))
+      return Promise.reject(new RuntimeError('Unavailable', `${target} is not connected`));
     if (this.closed) return Promise.reject(new RuntimeError('Stopped', 'node stopped'));
     const id = ++this.seq;
     this.count++;
@@ -70,7 +71,10 @@ export class Forwarder {
     if (r.ok) w.resolve(r.result);
     // A peer that is stopping is, for this node, unavailable: the request may go elsewhere.
     else if (r.code === 'Stopped') w.reject(new RuntimeError('Unavailable', `${from}: ${r.message}`, r.leader));
-    else w.reject(r.reason ? new TransferError(r.reason, r.message, r.leader) : new RuntimeError(r.code, r.message, r.leader));
+    else
+      w.reject(
+        r.reason ? new TransferError(r.reason, r.message, r.leader) : new RuntimeError(r.code, r.message, r.leader),
+      );
   }
 
   /** `peer` went down: its requests will not be answered; fail them now (retryable). */

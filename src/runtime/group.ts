@@ -58,7 +58,12 @@ export class Waiter implements Deadline {
 
   expire(): void {
     if (this.g.waiters.get(this.index) === this) this.g.waiters.delete(this.index);
-    this.reject(new RuntimeError('Timeout', `entry at ${this.index} of group ${this.g.id} not applied before the deadline (outcome unknown)`));
+    this.reject(
+      new RuntimeError(
+        'Timeout',
+        `entry at ${this.index} of group ${this.g.id} not applied before the deadline (outcome unknown)`,
+      ),
+    );
   }
 }
 
@@ -113,8 +118,16 @@ const NO_TRANSFERS: Map<NodeId, PendingTransfer> = new NoEntries();
 
 export function newGroup(id: number, node: RaftNode, storage: GroupStorage, applied: number): Group {
   return {
-    id, node, storage, waiters: NO_WAITERS, reads: NO_READS, applied, leader: NONE, transfers: NO_TRANSFERS,
-    served: { writes: 0, bytes: 0, reads: 0 }, readBatches: [null, null],
+    id,
+    node,
+    storage,
+    waiters: NO_WAITERS,
+    reads: NO_READS,
+    applied,
+    leader: NONE,
+    transfers: NO_TRANSFERS,
+    served: { writes: 0, bytes: 0, reads: 0 },
+    readBatches: [null, null],
   };
 }
 
@@ -176,7 +189,11 @@ export class Deadlines {
 
   /** A promise that rejects with Timeout after `ms`; `register` files the caller wherever it
    *  waits and returns how to unfile it. */
-  promise<T>(what: string, ms: number, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T> {
+  promise<T>(
+    what: string,
+    ms: number,
+    register: (res: (v: T) => void, rej: (e: Error) => void) => () => void,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const d: Deadline = {
         deadline: performance.now() + ms,
@@ -188,8 +205,14 @@ export class Deadlines {
       };
       this.xs.push(d);
       const unregister = register(
-        (v) => { d.settled = true; resolve(v); },
-        (e) => { d.settled = true; reject(e); },
+        (v) => {
+          d.settled = true;
+          resolve(v);
+        },
+        (e) => {
+          d.settled = true;
+          reject(e);
+        },
       );
     });
   }
@@ -225,5 +248,9 @@ export interface ShardAccess {
   schedule(): void;
   stopped(): boolean;
   /** Deadlines.promise with the shard's request timeout when `timeoutMs` is not given. */
-  withDeadline<T>(what: string, timeoutMs: number | undefined, register: (res: (v: T) => void, rej: (e: Error) => void) => () => void): Promise<T>;
+  withDeadline<T>(
+    what: string,
+    timeoutMs: number | undefined,
+    register: (res: (v: T) => void, rej: (e: Error) => void) => () => void,
+  ): Promise<T>;
 }

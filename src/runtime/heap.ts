@@ -32,7 +32,10 @@ export function shardWorkerLimits(): { maxYoungGenerationSizeMb: number } {
 }
 
 /** Whether this process was started with a semi-space size of its own choosing. */
-export function semiSpaceConfigured(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): boolean {
+export function semiSpaceConfigured(
+  execArgv: readonly string[] = process.execArgv,
+  nodeOptions = process.env.NODE_OPTIONS ?? '',
+): boolean {
   const has = (a: string) => /^--max[-_]semi[-_]space[-_]size(=|$)/.test(a);
   return execArgv.some(has) || nodeOptions.split(/\s+/).some(has);
 }
@@ -126,7 +129,11 @@ export class IdleCollector {
   /** Collections run and their total pause, ms. */
   readonly stats = { collections: 0, pauseMs: 0 };
 
-  constructor(private readonly probe: IdleCollectorProbe, opts: IdleCollectorOptions = {}, private readonly log?: Logger) {
+  constructor(
+    private readonly probe: IdleCollectorProbe,
+    opts: IdleCollectorOptions = {},
+    private readonly log?: Logger,
+  ) {
     this.o = { ...IDLE_COLLECTOR_DEFAULTS, ...opts };
     this.baseline = probe.heapUsed();
   }
@@ -166,7 +173,17 @@ export class IdleCollector {
     this.stats.collections++;
     this.stats.pauseMs += pauseMs;
     const mib = (b: number) => Math.round(b / 2 ** 20);
-    this.log?.info({ utilization: Math.round(u * 1000) / 1000, heapBeforeMiB: mib(used), heapAfterMiB: mib(this.baseline), committedBeforeMiB: mib(committed), committedAfterMiB: mib(this.probe.heapCommitted()), pauseMs: Math.round(pauseMs) }, 'idle thread collected its heap');
+    this.log?.info(
+      {
+        utilization: Math.round(u * 1000) / 1000,
+        heapBeforeMiB: mib(used),
+        heapAfterMiB: mib(this.baseline),
+        committedBeforeMiB: mib(committed),
+        committedAfterMiB: mib(this.probe.heapCommitted()),
+        pauseMs: Math.round(pauseMs),
+      },
+      'idle thread collected its heap',
+    );
     return true;
   }
 }

@@ -3,7 +3,9 @@
 // observe() is a short loop with no allocation (it runs per committed proposal).
 
 /** Upper bounds in seconds, Prometheus-style (the last bucket, +Inf, is implicit). */
-export const LATENCY_BOUNDS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+export const LATENCY_BOUNDS_S = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+] as const;
 
 /** A plain object that survives msgpack and postMessage. `counts` are per bucket (not
  *  cumulative), the last one for +Inf; `sum` is in seconds. */
@@ -55,7 +57,9 @@ export function mergeHistograms(snaps: readonly (HistogramSnapshot | undefined)[
   let count = 0;
   for (const s of snaps) {
     if (!s || s.bounds.length !== bounds.length || s.bounds.some((b, i) => b !== bounds[i])) continue;
-    s.counts.forEach((c, i) => { counts[i] += c; });
+    s.counts.forEach((c, i) => {
+      counts[i] += c;
+    });
     sum += s.sum;
     count += s.count;
   }
@@ -63,7 +67,12 @@ export function mergeHistograms(snaps: readonly (HistogramSnapshot | undefined)[
 }
 
 /** Prometheus text lines: cumulative `_bucket{le=...}`, `_sum`, `_count`. */
-export function renderHistogram(name: string, help: string, labels: Record<string, string>, h: HistogramSnapshot): string[] {
+export function renderHistogram(
+  name: string,
+  help: string,
+  labels: Record<string, string>,
+  h: HistogramSnapshot,
+): string[] {
   const l = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`);
   const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
   let acc = 0;
@@ -85,7 +94,10 @@ export class RecentSamples {
   private readonly at: Float64Array;
   private next = 0;
 
-  constructor(size = 256, private readonly windowMs = 60_000) {
+  constructor(
+    size = 256,
+    private readonly windowMs = 60_000,
+  ) {
     this.values = new Float64Array(size).fill(-1);
     this.at = new Float64Array(size);
   }
@@ -102,7 +114,8 @@ export class RecentSamples {
   p99(now = performance.now(), minSamples = 1): number | null {
     const since = now - this.windowMs;
     const xs: number[] = [];
-    for (let i = 0; i < this.values.length; i++) if (this.values[i] >= 0 && this.at[i] >= since) xs.push(this.values[i]);
+    for (let i = 0; i < this.values.length; i++)
+      if (this.values[i] >= 0 && this.at[i] >= since) xs.push(this.values[i]);
     if (xs.length === 0 || xs.length < minSamples) return null;
     xs.sort((a, b) => a - b);
     return xs[Math.min(xs.length - 1, Math.floor(0.99 * xs.length))];

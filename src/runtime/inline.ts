@@ -86,7 +86,12 @@ export class InlineShards implements Shards {
   }
 
   crash(index: number): Promise<void> {
-    return Promise.reject(new RuntimeError('InvalidArgument', `shard ${index} runs on the main thread (workers: 0): there is no worker thread to crash`));
+    return Promise.reject(
+      new RuntimeError(
+        'InvalidArgument',
+        `shard ${index} runs on the main thread (workers: 0): there is no worker thread to crash`,
+      ),
+    );
   }
 
   async stop(): Promise<void> {

@@ -109,7 +109,11 @@ type Handover = Pick<TransferDone, 'campaignMs' | 'lag' | 'commitP99Ms'>;
 /** A peer's answer to `transfer`, checked as anything from the wire (a bad field counts as none). */
 function handoverOf(x: unknown): Handover {
   const r: Partial<Record<keyof Handover, unknown>> = typeof x === 'object' && x !== null ? x : {};
-  return { campaignMs: Number(r.campaignMs) || 0, lag: Number(r.lag) || 0, commitP99Ms: typeof r.commitP99Ms === 'number' ? r.commitP99Ms : null };
+  return {
+    campaignMs: Number(r.campaignMs) || 0,
+    lag: Number(r.lag) || 0,
+    commitP99Ms: typeof r.commitP99Ms === 'number' ? r.commitP99Ms : null,
+  };
 }
 
 /** A peer's answer to `awaitLead`, checked likewise. */
@@ -128,12 +132,21 @@ export class Leadership {
   /** Transfers this node requested, by outcome ('completed' or the failure reason). */
   readonly transferStats: Record<string, number> = {};
   /** Leader changes seen by local replicas (once per replica that saw a new leader), by cause. */
-  readonly leaderChangesByCause: Record<LeaderChangeCause, number> = { transfer: 0, drain: 0, balancer: 0, failover: 0, election: 0 };
+  readonly leaderChangesByCause: Record<LeaderChangeCause, number> = {
+    transfer: 0,
+    drain: 0,
+    balancer: 0,
+    failover: 0,
+    election: 0,
+  };
   /** Verified transfers requested here (request -> verified new leader) and peer round trips. */
   readonly histograms = {
-    transfer: new Histogram(), rtt: new Histogram(),
+    transfer: new Histogram(),
+    rtt: new Histogram(),
     /** The phases of those transfers (see TransferResult.phases). */
-    transferCatchUp: new Histogram(), transferCampaign: new Histogram(), transferVerify: new Histogram(),
+    transferCatchUp: new Histogram(),
+    transferCampaign: new Histogram(),
+    transferVerify: new Histogram(),
   };
   /** Nodes (peers) that announced they are draining: never a transfer target. */
   private readonly drainingNodes = new Set<NodeId>();
@@ -155,7 +168,10 @@ export class Leadership {
   private readonly peerTiming = new Map<NodeId, PeerTiming>();
   private stability: { at: number; warnings: StabilityWarning[] } | null = null;
 
-  constructor(private readonly host: LeadershipHost, draining: boolean) {
+  constructor(
+    private readonly host: LeadershipHost,
+    draining: boolean,
+  ) {
     this.draining = draining;
   }
 
@@ -182,15 +198,18 @@ export class Leadership {
       this.transferStats[reason] = (this.transferStats[reason] ?? 0) + 1;
     };
     try {
-      if (!replicas.includes(target)) throw new TransferError('TargetNotMember', `transfer of group ${group}: ${target} holds no replica`);
-      if (this.drainingNodes.has(target)) throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} is draining`);
+      if (!replicas.includes(target))
+        throw new TransferError('TargetNotMember', `transfer of group ${group}: ${target} holds no replica`);
+      if (this.drainingNodes.has(target))
+        throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} is draining`);
       // The balancer has its own gates (it stands still while any node is unreachable or draining).
       if (!force && cause !== 'balancer') await this.refuseIfUnstable(`transfer of group ${group} to ${target}`);
       // The target reports when it leads with an entry of its term committed; asked now, so its
       // answer travels while the old leader hands over (no second round after the hand-over).
-      const awaitLead = (ms: number): Promise<Leading> => (target === h.id
-        ? h.shard(group, 'awaitLead', { group, timeoutMs: ms })
-        : h.forward(target, 'awaitLead', { group, timeoutMs: ms, cause }, ms + 250).then(leadingOf));
+      const awaitLead = (ms: number): Promise<Leading> =>
+        target === h.id
+          ? h.shard(group, 'awaitLead', { group, timeoutMs: ms })
+          : h.forward(target, 'awaitLead', { group, timeoutMs: ms, cause }, ms + 250).then(leadingOf);
       let led = awaitLead(timeoutMs);
       led.catch(() => undefined); // consumed below, unless the hand-over fails first
       let from: NodeId = h.leaders.get(group) ?? '';
@@ -199,33 +218,59 @@ export class Leadership {
       // A target that starts draining or drops its link meanwhile will not take over: say so
       // now rather than retry until the deadline (nodes stopping together drain at each other).
       const targetGone = () => {
-        if (this.drainingNodes.has(target)) throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} started draining`);
-        if (target !== h.id && !h.isConnected(target)) throw new TransferError('TargetUnhealthy', `transfer of group ${group}: ${target} is unreachable`);
+        if (this.drainingNodes.has(target))
+          throw new TransferError('TargetDraining', `transfer of group ${group}: ${target} started draining`);
+        if (target !== h.id && !h.isConnected(target))
+          throw new TransferError('TargetUnhealthy', `transfer of group ${group}: ${target} is unreachable`);
       };
       for (let n = 0; !done; n++) {
         const remaining = deadline - Date.now();
-        if (remaining <= 10) throw new TransferError('Timeout', `transfer of group ${group} to ${target}: no leader answered in time`);
+        if (remaining <= 10)
+          throw new TransferError('Timeout', `transfer of group ${group} to ${target}: no leader answered in time`);
         if (n > 0) targetGone();
-        const leader = from && (from === h.id || h.isConnected(from)) ? from : h.pickTarget(group, replicas, '', n, false);
+        const leader =
+          from && (from === h.id || h.isConnected(from)) ? from : h.pickTarget(group, replicas, '', n, false);
         if (leader === target) {
           // Believed to lead already: confirmed by the verification below, or forgotten.
           try {
             await (target === h.id
               ? h.shard(group, 'verify', { group, timeoutMs: Math.min(remaining, 1000) })
-              : h.forward(target, 'verify', { group, timeoutMs: Math.min(remaining, 1000) }, Math.min(remaining, 1000) + 250));
+              : h.forward(
+                  target,
+                  'verify',
+                  { group, timeoutMs: Math.min(remaining, 1000) },
+                  Math.min(remaining, 1000) + 250,
+                ));
             break;
           } catch (e) {
             if (!(e as RuntimeError).retryable) throw e;
             h.leaders.delete(group);
-            from = (e as RuntimeError).leader && (e as RuntimeError).leader !== target ? (e as RuntimeError).leader : '';
+            from =
+              (e as RuntimeError).leader && (e as RuntimeError).leader !== target ? (e as RuntimeError).leader : '';
             continue;
           }
         }
         const maxLagEntries = o.maxLagEntries ?? 10_000;
         try {
-          handover = leader === h.id
-            ? await this.handOver(group, target, remaining, maxLagEntries, [], force, cause)
-            : handoverOf(await h.forward(leader, 'transfer', { group, target, timeoutMs: remaining, maxLagEntries, draining: [...this.drainingNodes], cause, force }, remaining + 250));
+          handover =
+            leader === h.id
+              ? await this.handOver(group, target, remaining, maxLagEntries, [], force, cause)
+              : handoverOf(
+                  await h.forward(
+                    leader,
+                    'transfer',
+                    {
+                      group,
+                      target,
+                      timeoutMs: remaining,
+                      maxLagEntries,
+                      draining: [...this.drainingNodes],
+                      cause,
+                      force,
+                    },
+                    remaining + 250,
+                  ),
+                );
           from = leader;
           done = true;
         } catch (e) {
@@ -250,11 +295,19 @@ export class Leadership {
         } catch (e) {
           const err = e as RuntimeError;
           const remaining = deadline - Date.now();
-          if (remaining <= 10 || err.code === 'Timeout') throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: not confirmed as leading in time`);
+          if (remaining <= 10 || err.code === 'Timeout')
+            throw new TransferError(
+              'NotVerified',
+              `transfer of group ${group} to ${target}: not confirmed as leading in time`,
+            );
           if (!err.retryable) throw err;
           // The target was unreachable for a moment: ask again.
           await sleep(jittered(Math.min(50, 2 * 2 ** Math.min(n, 5))));
-          if (!h.isConnected(target) && target !== h.id) throw new TransferError('NotVerified', `transfer of group ${group} to ${target}: lost the link to the target`);
+          if (!h.isConnected(target) && target !== h.id)
+            throw new TransferError(
+              'NotVerified',
+              `transfer of group ${group} to ${target}: lost the link to the target`,
+            );
           led = awaitLead(deadline - Date.now());
         }
       }
@@ -262,7 +315,11 @@ export class Leadership {
       const now = performance.now();
       const ms = tenthMs(now - t0);
       const campaignMs = handover ? Math.min(handover.campaignMs, handedAt - t0) : 0;
-      const phases = { catchUpMs: tenthMs(handedAt - t0 - campaignMs), campaignMs: tenthMs(campaignMs), verifyMs: tenthMs(now - handedAt) };
+      const phases = {
+        catchUpMs: tenthMs(handedAt - t0 - campaignMs),
+        campaignMs: tenthMs(campaignMs),
+        verifyMs: tenthMs(now - handedAt),
+      };
       const lag = handover ? handover.lag : 0;
       outcome('completed');
       this.histograms.transfer.observeMs(now - t0);
@@ -271,10 +328,13 @@ export class Leadership {
       this.histograms.transferVerify.observeMs(phases.verifyMs);
       const before = handover ? handover.commitP99Ms : null;
       const commitP99Ms = { before, after };
-      h.log.info({ group, from: from || null, to: target, term, ms, lag, ...phases, commitP99Ms }, 'leader transfer verified');
+      h.log.info(
+        { group, from: from || null, to: target, term, ms, lag, ...phases, commitP99Ms },
+        'leader transfer verified',
+      );
       return { group, from: from || target, to: target, term, ms, lag, phases, commitP99Ms };
     } catch (e) {
-      const reason = e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? 'Error';
+      const reason = e instanceof TransferError ? e.reason : ((e as RuntimeError).code ?? 'Error');
       outcome(reason);
       h.log.info({ group, to: target, reason, ms: Math.round(performance.now() - t0) }, 'leader transfer failed');
       throw e;
@@ -306,9 +366,14 @@ export class Leadership {
           continue;
         }
         try {
-          moved.push(await this.transfer(g.group, candidates[0], { timeoutMs: o.timeoutMs, cause: 'drain', force: o.force }));
+          moved.push(
+            await this.transfer(g.group, candidates[0], { timeoutMs: o.timeoutMs, cause: 'drain', force: o.force }),
+          );
         } catch (e) {
-          failed.push({ group: g.group, reason: e instanceof TransferError ? e.reason : (e as RuntimeError).code ?? String(e) });
+          failed.push({
+            group: g.group,
+            reason: e instanceof TransferError ? e.reason : ((e as RuntimeError).code ?? String(e)),
+          });
         }
       }
     };
@@ -322,7 +387,13 @@ export class Leadership {
       await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 16) }, worker));
       mine = (await h.ledGroups()).filter((g) => !tried.has(g.group));
     }
-    const report = { node: h.id, moved: moved.length, failed, ms: Math.round(performance.now() - t0), transfers: moved };
+    const report = {
+      node: h.id,
+      moved: moved.length,
+      failed,
+      ms: Math.round(performance.now() - t0),
+      transfers: moved,
+    };
     h.log.info({ moved: report.moved, failed: failed.length, ms: report.ms }, 'drain finished');
     return report;
   }
@@ -336,17 +407,34 @@ export class Leadership {
 
   /** At the leader's node: the preflight checks that need what the target said about itself
    *  (its links, disk and CPU, from its latest summary), then the hand-over by the shard. */
-  handOver(group: number, target: NodeId, timeoutMs: number, maxLagEntries: number, draining: NodeId[], force: boolean, cause: PlannedCause): Promise<TransferDone> {
+  handOver(
+    group: number,
+    target: NodeId,
+    timeoutMs: number,
+    maxLagEntries: number,
+    draining: NodeId[],
+    force: boolean,
+    cause: PlannedCause,
+  ): Promise<TransferDone> {
     const now = Date.now();
     const view = fresh(this.views.get(target), now);
     // The balancer weighs the same fsync and CPU figures when it ranks targets; refusing its
     // moves here only turned a busy moment into hundreds of failed moves.
     if (!force && cause !== 'balancer') {
       const slow = slowerThanLeader(fresh(this.ownView, now), view);
-      if (slow) return Promise.reject(new TransferError('TargetSlow', `transfer of group ${group} to ${target}: ${slow}`, this.host.id));
+      if (slow)
+        return Promise.reject(
+          new TransferError('TargetSlow', `transfer of group ${group} to ${target}: ${slow}`, this.host.id),
+        );
     }
     return this.host.shard(group, 'transfer', {
-      group, target, timeoutMs, maxLagEntries, draining: [...new Set([...draining, ...this.drainingNodes])], force, reach: view?.reach ? [...view.reach] : null,
+      group,
+      target,
+      timeoutMs,
+      maxLagEntries,
+      draining: [...new Set([...draining, ...this.drainingNodes])],
+      force,
+      reach: view?.reach ? [...view.reach] : null,
     });
   }
 
@@ -399,15 +487,19 @@ export class Leadership {
   async stabilityWarnings(): Promise<StabilityWarning[]> {
     const h = this.host;
     const st = await h.status();
-    const commits = st.shards.map((s) => (s.up ? s.commitP99Ms : null)).filter((x): x is number => typeof x === 'number');
+    const commits = st.shards
+      .map((s) => (s.up ? s.commitP99Ms : null))
+      .filter((x): x is number => typeof x === 'number');
     const now = Date.now();
     const lastMinute = this.leaderChanges.filter((t) => t > now - 60_000).length;
     const earlier = this.leaderChanges.filter((t) => t <= now - 60_000 && t > now - 11 * 60_000).length;
     const uptimeMs = h.uptimeMs();
     const minutesUp = Math.max(1, Math.min(10, uptimeMs / 60_000 - 1));
     return adviseStability({
-      electionMs: h.electionMs, heartbeatMs: h.electionMs / h.electionTicks,
-      rttP99Ms: this.rtts.p99(), commitP99Ms: commits.length ? Math.max(...commits) : null,
+      electionMs: h.electionMs,
+      heartbeatMs: h.electionMs / h.electionTicks,
+      rttP99Ms: this.rtts.p99(),
+      commitP99Ms: commits.length ? Math.max(...commits) : null,
       eventLoopP99Ms: h.eventLoopP99Ms(),
       peerTiming: Object.fromEntries(this.peerTiming),
       evenVoterGroups: st.shards.flatMap((s) => (s.up ? s.evenVoters : [])),
@@ -422,9 +514,11 @@ export class Leadership {
    *  is cached for a second: a drain asks once per group it moves). */
   private async refuseIfUnstable(what: string): Promise<void> {
     const now = Date.now();
-    if (!this.stability || now - this.stability.at > 1_000) this.stability = { at: now, warnings: await this.stabilityWarnings() };
+    if (!this.stability || now - this.stability.at > 1_000)
+      this.stability = { at: now, warnings: await this.stabilityWarnings() };
     const bad = this.stability.warnings.find((w) => w.unstable);
-    if (bad) throw new TransferError('ClusterUnstable', `${what} refused: ${bad.message} (fix: ${bad.fix}; force overrides)`);
+    if (bad)
+      throw new TransferError('ClusterUnstable', `${what} refused: ${bad.message} (fix: ${bad.fix}; force overrides)`);
   }
 
   private broadcastDrainState(): void {

@@ -36,7 +36,11 @@ export interface MembershipHost {
   /** Request `kind` of node `target`; resolves with its answer, as the peer sent it. */
   forward<K extends RequestKind>(target: NodeId, kind: K, payload: Requests[K], timeoutMs: number): Promise<unknown>;
   /** Run `attempt` against the group's leader (retried as a proposal is) until it succeeds or the deadline. */
-  withRetries(group: number, timeoutMs: number, attempt: (target: NodeId, ms: number) => Promise<unknown>): Promise<unknown>;
+  withRetries(
+    group: number,
+    timeoutMs: number,
+    attempt: (target: NodeId, ms: number) => Promise<unknown>,
+  ): Promise<unknown>;
   /** The group is gone: its leader as last heard is no longer one. */
   forgetLeader(group: number): void;
 }
@@ -46,7 +50,10 @@ export class Membership {
   private readonly file: GroupsFile;
 
   /** `bootstrap`: the placement of the groups the cluster started with. */
-  constructor(private readonly host: MembershipHost, bootstrap: Map<number, NodeId[]>) {
+  constructor(
+    private readonly host: MembershipHost,
+    bootstrap: Map<number, NodeId[]>,
+  ) {
     const path = join(host.dataDir, 'groups.json');
     this.file = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : { created: {}, removed: [] };
     this.members = bootstrap;
@@ -78,7 +85,8 @@ export class Membership {
   async addLearner(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
     const replicas = this.replicasOf(group);
     if (!this.isNode(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} is not a node of the cluster`);
-    if (replicas.includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} already holds a replica of group ${group}`);
+    if (replicas.includes(nodeId))
+      throw new RuntimeError('InvalidArgument', `${nodeId} already holds a replica of group ${group}`);
     if (nodeId === this.host.id) await this.host.shard(group, 'create', { group, voters: [] });
     else await this.host.forward(nodeId, 'gjoin', { group }, timeoutMs);
     await this.change(group, 'addLearner', nodeId, timeoutMs);
@@ -90,14 +98,16 @@ export class Membership {
 
   /** FlotillaNode.removeMember: the copy is deleted only once the group no longer counts it. */
   async removeMember(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
-    if (!this.replicasOf(group).includes(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} holds no replica of group ${group}`);
+    if (!this.replicasOf(group).includes(nodeId))
+      throw new RuntimeError('InvalidArgument', `${nodeId} holds no replica of group ${group}`);
     await this.change(group, 'remove', nodeId, timeoutMs);
     if (nodeId === this.host.id) await this.host.shard(group, 'remove', { group }).catch(() => undefined);
     else await this.host.forward(nodeId, 'gdrop', { group }, timeoutMs).catch(() => undefined); // best effort: it is no longer a member
   }
 
   async createGroup(group: number, replicas?: NodeId[]): Promise<number> {
-    if (!Number.isInteger(group) || group < 1 || group > 0xffffffff) throw new RuntimeError('InvalidArgument', 'group: must be a positive integer');
+    if (!Number.isInteger(group) || group < 1 || group > 0xffffffff)
+      throw new RuntimeError('InvalidArgument', 'group: must be a positive integer');
     if (this.members.has(group)) throw new RuntimeError('InvalidArgument', `group ${group} exists`);
     const nodes = [this.host.id, ...this.host.peers];
     const m = [...(replicas ?? placement(nodes, group, Math.min(3, nodes.length)).get(group)!)].sort();
@@ -156,13 +166,19 @@ export class Membership {
     return this.host.withRetries(group, timeoutMs, (target, ms) =>
       target === this.host.id
         ? this.host.shard(group, 'member', { group, change, node: nodeId, timeoutMs: ms })
-        : this.host.forward(target, 'member', { group, change, node: nodeId, timeoutMs: ms }, ms + 250));
+        : this.host.forward(target, 'member', { group, change, node: nodeId, timeoutMs: ms }, ms + 250),
+    );
   }
 
-  private async everywhere<K extends 'gcreate' | 'gremove'>(t: K, p: Requests[K], local: () => Promise<void>): Promise<void> {
+  private async everywhere<K extends 'gcreate' | 'gremove'>(
+    t: K,
+    p: Requests[K],
+    local: () => Promise<void>,
+  ): Promise<void> {
     const peers = this.host.peers;
     const down = peers.filter((x) => !this.host.isConnected(x));
-    if (down.length) throw new RuntimeError('Unavailable', `${down.join(', ')} not connected; group changes need every node`);
+    if (down.length)
+      throw new RuntimeError('Unavailable', `${down.join(', ')} not connected; group changes need every node`);
     await Promise.all([local(), ...peers.map((x) => this.host.forward(x, t, p, this.host.timeoutMs))]);
   }
 

@@ -19,9 +19,24 @@ import { pino } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/kv.js';
 import { SessionClient, encodeCommand } from '../storage/session.js';
-import { Transport, parseAddress, validateTransportSecurity, type Envelope, type TransportSecurity } from '../transport/index.js';
+import {
+  Transport,
+  parseAddress,
+  validateTransportSecurity,
+  type Envelope,
+  type TransportSecurity,
+} from '../transport/index.js';
 import { RuntimeError } from './errors.js';
-import { COMMIT_P99_WINDOW_MS, workerOf, type CallKind, type CallReply, type CallRequest, type Consistency, type ShardBrief, type Shards } from './protocol.js';
+import {
+  COMMIT_P99_WINDOW_MS,
+  workerOf,
+  type CallKind,
+  type CallReply,
+  type CallRequest,
+  type Consistency,
+  type ShardBrief,
+  type Shards,
+} from './protocol.js';
 import type { RaftTuning } from './shard.js';
 import type { GroupView, NodeStatus, RuntimeStats, ShardEntry } from './status.js';
 import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
@@ -30,7 +45,14 @@ import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
 import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
 import { Forwarder } from './forwarder.js';
 import { PeerProtocol, notice, type RequestKind, type Requests } from './peerprotocol.js';
-import { Leadership, jittered, type DrainOptions, type DrainReport, type TransferOptions, type TransferResult } from './leadership.js';
+import {
+  Leadership,
+  jittered,
+  type DrainOptions,
+  type DrainReport,
+  type TransferOptions,
+  type TransferResult,
+} from './leadership.js';
 import { Membership } from './membership.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
@@ -39,7 +61,13 @@ export type { GroupView, NodeStatus, RuntimeStats, ShardEntry, ShardStatus } fro
 import { InlineShards } from './inline.js';
 import type { StabilityWarning } from './advisor.js';
 import { LoopTiming } from './looptiming.js';
-import { LeaderBalancer, validateBalancerConfig, type BalancerConfig, type LedInfo, type Plan } from '../balancer/balancer.js';
+import {
+  LeaderBalancer,
+  validateBalancerConfig,
+  type BalancerConfig,
+  type LedInfo,
+  type Plan,
+} from '../balancer/balancer.js';
 import { BalancerConfigError } from '../balancer/errors.js';
 
 export interface StartOptions {
@@ -98,7 +126,6 @@ export interface StartOptions {
   readonly logger?: Logger;
 }
 
-
 export interface ProposeOptions {
   /** Deadline for the whole call, retries included. Default: the node's requestTimeoutMs. */
   readonly timeoutMs?: number;
@@ -153,7 +180,17 @@ export class FlotillaNode {
   private cpuMark = { usage: process.cpuUsage(), at: performance.now() };
   private transport!: Transport;
   readonly stats: RuntimeStats = {
-    forwarded: 0, retries: 0, relayedIn: 0, relayedOut: 0, dropsNoWorker: 0, dropsBadMessage: 0, proposals: 0, reads: 0, notLeader: 0, leaderChanges: 0, overloaded: 0,
+    forwarded: 0,
+    retries: 0,
+    relayedIn: 0,
+    relayedOut: 0,
+    dropsNoWorker: 0,
+    dropsBadMessage: 0,
+    proposals: 0,
+    reads: 0,
+    notLeader: 0,
+    leaderChanges: 0,
+    overloaded: 0,
   };
   private pendingProposals = 0;
   /** This thread's event-loop delay and GC pauses. */
@@ -174,20 +211,41 @@ export class FlotillaNode {
       const k = asBytes(key);
       await this.propose(groupOfKey(k, this.opts.groups), { op: 'delete', key: k }, o);
     },
-    cas: async (key: Uint8Array | string, expected: Uint8Array | string | null, value: Uint8Array | string | null, o?: ProposeOptions) => {
+    cas: async (
+      key: Uint8Array | string,
+      expected: Uint8Array | string | null,
+      value: Uint8Array | string | null,
+      o?: ProposeOptions,
+    ) => {
       const k = asBytes(key);
-      const r = (await this.propose(groupOfKey(k, this.opts.groups), {
-        op: 'cas', key: k, expected: expected === null ? null : asBytes(expected), value: value === null ? null : asBytes(value),
-      }, o)) as KvResult | null;
-      return r && r.op === 'cas' ? { swapped: r.swapped, current: plainBytes(r.current) } : { swapped: false, current: null };
+      const r = (await this.propose(
+        groupOfKey(k, this.opts.groups),
+        {
+          op: 'cas',
+          key: k,
+          expected: expected === null ? null : asBytes(expected),
+          value: value === null ? null : asBytes(value),
+        },
+        o,
+      )) as KvResult | null;
+      return r && r.op === 'cas'
+        ? { swapped: r.swapped, current: plainBytes(r.current) }
+        : { swapped: false, current: null };
     },
-    get: async (key: Uint8Array | string, consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable', o?: ProposeOptions) => {
+    get: async (
+      key: Uint8Array | string,
+      consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable',
+      o?: ProposeOptions,
+    ) => {
       const k = asBytes(key);
-      return plainBytes((await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null);
+      return plainBytes(
+        (await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null,
+      );
     },
     groupOf: (key: Uint8Array | string) => groupOfKey(asBytes(key), this.opts.groups),
     /** The node that leads `key`'s group as far as this node knows (undefined when it does not). */
-    leaderOf: (key: Uint8Array | string): NodeId | undefined => this.leaders.get(groupOfKey(asBytes(key), this.opts.groups)),
+    leaderOf: (key: Uint8Array | string): NodeId | undefined =>
+      this.leaders.get(groupOfKey(asBytes(key), this.opts.groups)),
   };
 
   private constructor(
@@ -212,27 +270,59 @@ export class FlotillaNode {
     const peers = Object.keys(opts.peers);
     const send = (to: NodeId, e: Envelope) => void this.transport.send(to, e);
     const isConnected = (p: NodeId) => this.transport.isConnected(p);
-    const shard = <K extends CallKind>(group: number, kind: K, req: CallRequest<K>) => this.workers.call(this.workerFor(group), kind, req);
-    const forward = <K extends RequestKind>(target: NodeId, kind: K, payload: Requests[K], ms: number) => this.forward(target, kind, payload, ms);
-    this.membership = new Membership({
-      id: this.id, peers, dataDir: opts.dataDir, timeoutMs: this.timeoutMs, log, isConnected, send, shard, forward,
-      withRetries: (g, ms, attempt) => this.withRetries(g, ms, attempt),
-      forgetLeader: (g) => this.leaders.delete(g),
-    }, bootstrap);
-    this.leadership = new Leadership({
-      id: this.id, peers, electionMs, electionTicks: this.electionTicks, log, leaders: this.leaders, isConnected, send, shard, forward,
-      replicasOf: (g) => this.replicasOf(g),
-      broadcast: (m) => this.workers.broadcast(m),
-      pickTarget: (g, replicas, hint, n, any) => this.pickTarget(g, replicas, hint, n, any),
-      ledGroups: () => this.ledGroups(),
-      drainTargets: (g, avoid, draining) => this.balancer.drainTargets(g, avoid, draining),
-      uptimeMs: () => Date.now() - this.startedAt,
-      eventLoopP99Ms: () => this.loopTiming.eventLoop().p99Ms,
-      status: () => this.status(),
-    }, opts.draining === true);
+    const shard = <K extends CallKind>(group: number, kind: K, req: CallRequest<K>) =>
+      this.workers.call(this.workerFor(group), kind, req);
+    const forward = <K extends RequestKind>(target: NodeId, kind: K, payload: Requests[K], ms: number) =>
+      this.forward(target, kind, payload, ms);
+    this.membership = new Membership(
+      {
+        id: this.id,
+        peers,
+        dataDir: opts.dataDir,
+        timeoutMs: this.timeoutMs,
+        log,
+        isConnected,
+        send,
+        shard,
+        forward,
+        withRetries: (g, ms, attempt) => this.withRetries(g, ms, attempt),
+        forgetLeader: (g) => this.leaders.delete(g),
+      },
+      bootstrap,
+    );
+    this.leadership = new Leadership(
+      {
+        id: this.id,
+        peers,
+        electionMs,
+        electionTicks: this.electionTicks,
+        log,
+        leaders: this.leaders,
+        isConnected,
+        send,
+        shard,
+        forward,
+        replicasOf: (g) => this.replicasOf(g),
+        broadcast: (m) => this.workers.broadcast(m),
+        pickTarget: (g, replicas, hint, n, any) => this.pickTarget(g, replicas, hint, n, any),
+        ledGroups: () => this.ledGroups(),
+        drainTargets: (g, avoid, draining) => this.balancer.drainTargets(g, avoid, draining),
+        uptimeMs: () => Date.now() - this.startedAt,
+        eventLoopP99Ms: () => this.loopTiming.eventLoop().p99Ms,
+        status: () => this.status(),
+      },
+      opts.draining === true,
+    );
     this.protocol = new PeerProtocol({
-      id: this.id, log, attemptMs: this.attemptMs, timeoutMs: this.timeoutMs, stats: this.stats, send, shard,
-      leadership: this.leadership, membership: this.membership,
+      id: this.id,
+      log,
+      attemptMs: this.attemptMs,
+      timeoutMs: this.timeoutMs,
+      stats: this.stats,
+      send,
+      shard,
+      leadership: this.leadership,
+      membership: this.membership,
       isLocal: (g) => this.isLocal(g),
       leaderOf: (g) => this.leaders.get(g),
       admit: (bytes) => this.admit(bytes),
@@ -253,8 +343,10 @@ export class FlotillaNode {
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ node: opts.id });
     const nodes = [opts.id, ...Object.keys(opts.peers).filter((p) => p !== opts.id)];
     const replication = opts.replication ?? Math.min(3, nodes.length);
-    if (!Number.isInteger(opts.groups) || opts.groups < 1) throw new RuntimeError('InvalidArgument', 'groups: must be a positive integer');
-    if (replication < 1 || replication > nodes.length) throw new RuntimeError('InvalidArgument', `replication: must be 1..${nodes.length}`);
+    if (!Number.isInteger(opts.groups) || opts.groups < 1)
+      throw new RuntimeError('InvalidArgument', 'groups: must be a positive integer');
+    if (replication < 1 || replication > nodes.length)
+      throw new RuntimeError('InvalidArgument', `replication: must be 1..${nodes.length}`);
     if (opts.balancer) {
       try {
         validateBalancerConfig(opts.balancer);
@@ -263,7 +355,8 @@ export class FlotillaNode {
       }
     }
     const threads = opts.workers ?? defaultWorkers();
-    if (!Number.isInteger(threads) || threads < 0 || threads > 256) throw new RuntimeError('InvalidArgument', 'workers: must be an integer in 0..256');
+    if (!Number.isInteger(threads) || threads < 0 || threads > 256)
+      throw new RuntimeError('InvalidArgument', 'workers: must be an integer in 0..256');
     const workers = Math.max(1, threads);
     parseAddress(opts.listen);
     try {
@@ -277,15 +370,19 @@ export class FlotillaNode {
     if (existsSync(idFile)) {
       const prev = JSON.parse(readFileSync(idFile, 'utf8')) as { clusterId: string; node: NodeId; workers?: number };
       if (prev.clusterId !== clusterId || prev.node !== opts.id) {
-        throw new RuntimeError('InvalidArgument',
+        throw new RuntimeError(
+          'InvalidArgument',
           `${opts.dataDir} belongs to node ${prev.node} of cluster ${prev.clusterId}, but this configuration is node ` +
-          `${opts.id} of cluster ${clusterId} (nodes, groups or replication differ); refusing to start`);
+            `${opts.id} of cluster ${clusterId} (nodes, groups or replication differ); refusing to start`,
+        );
       }
       if (prev.workers !== undefined && prev.workers !== workers) {
         // Groups are hashed to workers and each worker owns its LMDB environment: a different
         // count would strand groups in environments no worker opens.
-        throw new RuntimeError('InvalidArgument',
-          `workers: ${opts.dataDir} was created with ${prev.workers} workers, not ${workers}; refusing to start`);
+        throw new RuntimeError(
+          'InvalidArgument',
+          `workers: ${opts.dataDir} was created with ${prev.workers} workers, not ${workers}; refusing to start`,
+        );
       }
     }
     writeFileSync(idFile, JSON.stringify({ clusterId, node: opts.id, workers }));
@@ -293,17 +390,39 @@ export class FlotillaNode {
     const scale = opts.timingScale ?? 1;
     const tickMs = (opts.tickMs ?? 100) * scale;
     const electionTicks = opts.electionTicks ?? opts.raft?.electionTicks ?? 10;
-    const node = new FlotillaNode(opts.id, opts, placement(nodes, opts.groups, replication), log, clusterId, workers, tickMs * electionTicks);
+    const node = new FlotillaNode(
+      opts.id,
+      opts,
+      placement(nodes, opts.groups, replication),
+      log,
+      clusterId,
+      workers,
+      tickMs * electionTicks,
+    );
     const perWorker: [number, NodeId[]][][] = Array.from({ length: workers }, () => []);
-    for (const [g, m] of node.membership.entries()) if (m.includes(opts.id)) perWorker[workerOf(g, workers)].push([g, m]);
+    for (const [g, m] of node.membership.entries())
+      if (m.includes(opts.id)) perWorker[workerOf(g, workers)].push([g, m]);
 
     const shardOpts: ShardWorkersOptions = {
-      workers, log,
+      workers,
+      log,
       init: (i) => ({
-        index: i, nodeId: opts.id, dataDir: join(opts.dataDir, `w${i}`), groups: perWorker[i],
-        peerWorkers: Object.fromEntries(node.peerWorkers), tickMs,
-        raft: { electionTicks, ...(opts.electionRoundTicks !== undefined ? { electionRoundTicks: opts.electionRoundTicks } : {}), ...opts.raft }, requestTimeoutMs: node.timeoutMs, seed: 0,
-        logLevel: log.level, noSync: opts.noSync, stateMachine: opts.stateMachine,
+        index: i,
+        nodeId: opts.id,
+        dataDir: join(opts.dataDir, `w${i}`),
+        groups: perWorker[i],
+        peerWorkers: Object.fromEntries(node.peerWorkers),
+        tickMs,
+        raft: {
+          electionTicks,
+          ...(opts.electionRoundTicks !== undefined ? { electionRoundTicks: opts.electionRoundTicks } : {}),
+          ...opts.raft,
+        },
+        requestTimeoutMs: node.timeoutMs,
+        seed: 0,
+        logLevel: log.level,
+        noSync: opts.noSync,
+        stateMachine: opts.stateMachine,
         campaignDelay: node.isDraining ? 2 * node.electionTicks : 0,
       }),
       onOut: (target, worker, batch) => {
@@ -327,19 +446,38 @@ export class FlotillaNode {
       onStarted: (i) => {
         for (const p of node.transport?.connectedPeers() ?? []) node.workers.post(i, { kind: 'peerUp', peer: p });
         if (node.isDraining) node.workers.post(i, { kind: 'campaignDelay', ticks: 2 * node.electionTicks });
-        if (node.diskDelay.ms || node.diskDelay.jitterMs) node.workers.post(i, { kind: 'diskDelay', ...node.diskDelay });
+        if (node.diskDelay.ms || node.diskDelay.jitterMs)
+          node.workers.post(i, { kind: 'diskDelay', ...node.diskDelay });
       },
     };
     node.workers = threads === 0 ? new InlineShards(shardOpts) : new ShardWorkers(shardOpts);
-    if (threads === 0 && !semiSpaceConfigured()) log.info({ flags: NODE_FLAGS }, `shards run on the main thread with the default young generation: NODE_OPTIONS='${NODE_FLAGS.join(' ')}' gives less GC`);
+    if (threads === 0 && !semiSpaceConfigured())
+      log.info(
+        { flags: NODE_FLAGS },
+        `shards run on the main thread with the default young generation: NODE_OPTIONS='${NODE_FLAGS.join(' ')}' gives less GC`,
+      );
     node.transport = new Transport({
-      nodeId: opts.id, clusterId, listen: parseAddress(opts.listen), peers: opts.peers, logger: log,
-      tls: opts.transportSecurity?.tls, secret: opts.transportSecurity?.secret,
+      nodeId: opts.id,
+      clusterId,
+      listen: parseAddress(opts.listen),
+      peers: opts.peers,
+      logger: log,
+      tls: opts.transportSecurity?.tls,
+      secret: opts.transportSecurity?.secret,
       onEnvelopes: (from, envs) => node.onEnvelopes(from, envs),
     });
-    node.forwarder = new Forwarder({ isConnected: (p) => node.transport.isConnected(p), send: (p, e) => node.transport.send(p, e) });
+    node.forwarder = new Forwarder({
+      isConnected: (p) => node.transport.isConnected(p),
+      send: (p, e) => node.transport.send(p, e),
+    });
     node.transport.on('peerUp', (p) => {
-      node.transport.send(p, notice('hello', { workers, timing: { electionMs: node.electionMs, heartbeatMs: node.electionMs / node.electionTicks } }));
+      node.transport.send(
+        p,
+        notice('hello', {
+          workers,
+          timing: { electionMs: node.electionMs, heartbeatMs: node.electionMs / node.electionTicks },
+        }),
+      );
       // Also when not draining: a node restarted after a drain (SIGTERM drains first) must clear
       // the mark its peers still hold, or they would never send leadership back.
       node.transport.send(p, notice('drainState', { draining: node.isDraining }));
@@ -364,32 +502,42 @@ export class FlotillaNode {
       await node.workers.stop();
       throw new RuntimeError('InvalidArgument', `listen: cannot listen on ${opts.listen}: ${(e as Error).message}`);
     }
-    node.balancer = new LeaderBalancer({
-      id: opts.id,
-      peers: Object.keys(opts.peers).filter((p) => p !== opts.id),
-      isConnected: (p) => node.transport.isConnected(p),
-      isDraining: () => node.isDraining,
-      uptimeMs: () => Date.now() - node.startedAt,
-      labels: opts.labels,
-      ledGroups: () => node.ledGroups(),
-      ledCount: async () => node.briefs().reduce((a, b) => a + b.leaders, 0),
-      takeOrigins: () => {
-        const o = node.origins;
-        node.origins = new Map();
-        return o;
+    node.balancer = new LeaderBalancer(
+      {
+        id: opts.id,
+        peers: Object.keys(opts.peers).filter((p) => p !== opts.id),
+        isConnected: (p) => node.transport.isConnected(p),
+        isDraining: () => node.isDraining,
+        uptimeMs: () => Date.now() - node.startedAt,
+        labels: opts.labels,
+        ledGroups: () => node.ledGroups(),
+        ledCount: async () => node.briefs().reduce((a, b) => a + b.leaders, 0),
+        takeOrigins: () => {
+          const o = node.origins;
+          node.origins = new Map();
+          return o;
+        },
+        health: () => node.health(),
+        transfer: (g, to) => node.transferLeader(g, to, { cause: 'balancer' }),
+        broadcastSummary: (sum) => {
+          // Its own links ride along: a transfer's preflight asks the target's view, not the leader's.
+          const reach = node.transport.connectedPeers();
+          node.leadership.noteOwnView({
+            reach,
+            fsyncP99Ms: sum.fsyncP99Ms ?? null,
+            cpu: sum.cpu ?? null,
+            at: Date.now(),
+          });
+          for (const p of Object.keys(opts.peers)) node.transport.send(p, notice('summary', { ...sum, reach }));
+        },
       },
-      health: () => node.health(),
-      transfer: (g, to) => node.transferLeader(g, to, { cause: 'balancer' }),
-      broadcastSummary: (sum) => {
-        // Its own links ride along: a transfer's preflight asks the target's view, not the leader's.
-        const reach = node.transport.connectedPeers();
-        node.leadership.noteOwnView({ reach, fsyncP99Ms: sum.fsyncP99Ms ?? null, cpu: sum.cpu ?? null, at: Date.now() });
-        for (const p of Object.keys(opts.peers)) node.transport.send(p, notice('summary', { ...sum, reach }));
-      },
-    }, { ...opts.balancer }, log.child({ component: 'balancer' }));
+      { ...opts.balancer },
+      log.child({ component: 'balancer' }),
+    );
     node.balancer.start();
     node.pinger = setInterval(() => {
-      for (const p of node.transport.connectedPeers()) node.transport.send(p, notice('ping', { at: performance.now() }));
+      for (const p of node.transport.connectedPeers())
+        node.transport.send(p, notice('ping', { at: performance.now() }));
     }, 1000);
     node.pinger.unref();
     log.info({ clusterId, workers, groups: node.groupIds().length }, 'node started');
@@ -439,9 +587,13 @@ export class FlotillaNode {
       const r = await this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
         target === this.id
           ? this.serveLocal(group, this.id, 'propose', { group, data, timeoutMs: ms })
-          : this.forward(target, 'fwd', { group, d: data, to: ms }, ms + 250));
+          : this.forward(target, 'fwd', { group, d: data, to: ms }, ms + 250),
+      );
       if (r !== null && typeof r === 'object' && APPLY_ERROR_KEY in r) {
-        throw new RuntimeError('InvalidArgument', `state machine rejected the command: ${(r as Record<string, string>)[APPLY_ERROR_KEY]}`);
+        throw new RuntimeError(
+          'InvalidArgument',
+          `state machine rejected the command: ${(r as Record<string, string>)[APPLY_ERROR_KEY]}`,
+        );
       }
       return r;
     } finally {
@@ -457,9 +609,15 @@ export class FlotillaNode {
     if (this.pendingProposals >= maxN || this.pendingBytes + bytes > maxB) {
       this.stats.overloaded++;
       if (this.stats.overloaded % 1000 === 1) {
-        this.log.warn({ pending: this.pendingProposals, bytes: this.pendingBytes, refused: this.stats.overloaded }, 'overloaded: refusing proposals');
+        this.log.warn(
+          { pending: this.pendingProposals, bytes: this.pendingBytes, refused: this.stats.overloaded },
+          'overloaded: refusing proposals',
+        );
       }
-      throw new RuntimeError('Overloaded', `node ${this.id} has ${this.pendingProposals} proposals (${this.pendingBytes} bytes) pending; limits ${maxN} / ${maxB} bytes`);
+      throw new RuntimeError(
+        'Overloaded',
+        `node ${this.id} has ${this.pendingProposals} proposals (${this.pendingBytes} bytes) pending; limits ${maxN} / ${maxB} bytes`,
+      );
     }
     this.pendingProposals++;
     this.pendingBytes += bytes;
@@ -478,10 +636,15 @@ export class FlotillaNode {
     this.replicasOf(group);
     const c: Consistency = o.consistency === 'stale' ? 'stale' : o.consistency === 'lease' ? 'lease' : 'linearizable';
     this.stats.reads++;
-    return this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
-      target === this.id
-        ? this.serveLocal(group, this.id, 'read', { group, query, consistency: c, timeoutMs: ms })
-        : this.forward(target, 'rd', { group, q: query, c, to: ms }, ms + 250), c === 'stale');
+    return this.withRetries(
+      group,
+      o.timeoutMs ?? this.timeoutMs,
+      (target, ms) =>
+        target === this.id
+          ? this.serveLocal(group, this.id, 'read', { group, query, consistency: c, timeoutMs: ms })
+          : this.forward(target, 'rd', { group, q: query, c, to: ms }, ms + 250),
+      c === 'stale',
+    );
   }
 
   /** Sleep `ms`, or less if a local replica of `group` reports a leader meanwhile. */
@@ -506,7 +669,12 @@ export class FlotillaNode {
 
   /** Hand a client request to the group's worker, noting where it came from when this node
    *  leads the group (the balancer's follow-the-workload input). */
-  private serveLocal<K extends 'propose' | 'read'>(group: number, origin: NodeId, kind: K, req: CallRequest<K>): Promise<CallReply<K>> {
+  private serveLocal<K extends 'propose' | 'read'>(
+    group: number,
+    origin: NodeId,
+    kind: K,
+    req: CallRequest<K>,
+  ): Promise<CallReply<K>> {
     if (this.leaders.get(group) === this.id) {
       let m = this.origins.get(group);
       if (!m) {
@@ -520,10 +688,19 @@ export class FlotillaNode {
 
   /** Groups this node leads, with their replicas, served work and followers' lag. */
   private async ledGroups(): Promise<LedInfo[]> {
-    const perWorker = await Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
-      this.workers.call(i, 'led', {}).catch(() => [])));
-    return perWorker.flat().filter((g) => this.membership.has(g.group))
-      .map((g) => ({ group: g.group, replicas: this.replicasOf(g.group), served: g.served, lag: g.lag, learners: g.learners }));
+    const perWorker = await Promise.all(
+      Array.from({ length: this.workerCount }, (_, i) => this.workers.call(i, 'led', {}).catch(() => [])),
+    );
+    return perWorker
+      .flat()
+      .filter((g) => this.membership.has(g.group))
+      .map((g) => ({
+        group: g.group,
+        replicas: this.replicasOf(g.group),
+        served: g.served,
+        lag: g.lag,
+        learners: g.learners,
+      }));
   }
 
   /** Each shard's leader count and storage commit p99: what a balancer round needs every time,
@@ -542,7 +719,9 @@ export class FlotillaNode {
 
   /** Storage tail (worst shard's commit p99) and CPU use since the last call, as a fraction of the cores. */
   private async health(): Promise<{ fsyncP99Ms: number | null; cpu: number | null }> {
-    const commits = this.briefs().map((x) => x.commitP99Ms).filter((x): x is number => typeof x === 'number');
+    const commits = this.briefs()
+      .map((x) => x.commitP99Ms)
+      .filter((x): x is number => typeof x === 'number');
     const now = performance.now();
     const used = process.cpuUsage(this.cpuMark.usage);
     const cpu = (used.user + used.system) / 1000 / Math.max(1, now - this.cpuMark.at) / availableParallelism();
@@ -551,7 +730,12 @@ export class FlotillaNode {
   }
 
   /** Run `attempt` against the best target until it succeeds, fails for good or the deadline. */
-  private async withRetries(group: number, timeoutMs: number, attempt: (target: NodeId, ms: number) => Promise<unknown>, anyReplica = false): Promise<unknown> {
+  private async withRetries(
+    group: number,
+    timeoutMs: number,
+    attempt: (target: NodeId, ms: number) => Promise<unknown>,
+    anyReplica = false,
+  ): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     const replicas = this.replicasOf(group);
     let hint: NodeId = '';
@@ -571,7 +755,11 @@ export class FlotillaNode {
         else if (this.leaders.get(group) === target) this.leaders.delete(group);
         // A hint to another node is followed at once; otherwise wait a little (election, restart).
         // A local replica learning the new leader ends the wait at once (failover, transfer).
-        if (!(hint && hint !== target)) await this.leaderOrSleep(group, Math.min(jittered(Math.min(200, 5 * 2 ** Math.min(n, 6))), Math.max(0, deadline - Date.now() - 5)));
+        if (!(hint && hint !== target))
+          await this.leaderOrSleep(
+            group,
+            Math.min(jittered(Math.min(200, 5 * 2 ** Math.min(n, 6))), Math.max(0, deadline - Date.now() - 5)),
+          );
       }
     }
   }
@@ -580,7 +768,8 @@ export class FlotillaNode {
     if (anyReplica && replicas.includes(this.id)) return this.id;
     if (hint) return hint;
     const cached = this.leaders.get(group);
-    if (cached && replicas.includes(cached) && (cached === this.id || this.transport.isConnected(cached))) return cached;
+    if (cached && replicas.includes(cached) && (cached === this.id || this.transport.isConnected(cached)))
+      return cached;
     if (n === 0 && replicas.includes(this.id)) return this.id;
     const up = replicas.filter((r) => r === this.id || this.transport.isConnected(r));
     const pool = up.length > 0 ? up : replicas;
@@ -591,25 +780,40 @@ export class FlotillaNode {
    *  applied, last index, quiesced, transfer, per-peer match/next/state when leader). */
   async status(o: { detail?: boolean } = {}): Promise<NodeStatus> {
     const perGroup: GroupView[][] = []; // by shard: the list keeps shard order
-    const shards = await Promise.all(Array.from({ length: this.workerCount }, (_, i) =>
-      this.workers.call(i, 'status', { detail: o.detail ?? false }).then(
-        ({ perGroup: groups, ...st }): ShardEntry => {
-          if (groups) perGroup[i] = groups;
-          return { worker: i, up: true, ...st };
-        },
-        (e: Error): ShardEntry => ({ worker: i, up: false, error: e.message, groups: 0, leaders: 0, quiesced: 0 }),
-      )));
+    const shards = await Promise.all(
+      Array.from({ length: this.workerCount }, (_, i) =>
+        this.workers.call(i, 'status', { detail: o.detail ?? false }).then(
+          ({ perGroup: groups, ...st }): ShardEntry => {
+            if (groups) perGroup[i] = groups;
+            return { worker: i, up: true, ...st };
+          },
+          (e: Error): ShardEntry => ({ worker: i, up: false, error: e.message, groups: 0, leaders: 0, quiesced: 0 }),
+        ),
+      ),
+    );
     const sum = (k: 'groups' | 'leaders' | 'quiesced') => shards.reduce((a, s) => a + s[k], 0);
     return {
-      id: this.id, clusterId: this.clusterId, labels: this.opts.labels ?? {}, uptimeMs: Date.now() - this.startedAt,
-      workers: this.workerCount, workerRestarts: this.workers.stats.restarts,
-      groups: sum('groups'), leaders: sum('leaders'), quiesced: sum('quiesced'),
-      draining: this.isDraining, drainingPeers: this.leadership.drainingPeers(), transfers: this.transferStats, balancer: this.balancer?.stats,
+      id: this.id,
+      clusterId: this.clusterId,
+      labels: this.opts.labels ?? {},
+      uptimeMs: Date.now() - this.startedAt,
+      workers: this.workerCount,
+      workerRestarts: this.workers.stats.restarts,
+      groups: sum('groups'),
+      leaders: sum('leaders'),
+      quiesced: sum('quiesced'),
+      draining: this.isDraining,
+      drainingPeers: this.leadership.drainingPeers(),
+      transfers: this.transferStats,
+      balancer: this.balancer?.stats,
       /** The balancer's health policy holds this node's storage slow (it sheds leaderships). */
       slowStorage: this.balancer?.isSlow(this.id) ?? false,
       leaderChanges: { ...this.leaderChangesByCause },
-      pending: { proposals: this.pendingProposals, bytes: this.pendingBytes }, eventLoop: this.loopTiming.eventLoop(),
-      peers: this.transport.connectedPeers(), runtime: this.stats, transport: this.transport.stats(),
+      pending: { proposals: this.pendingProposals, bytes: this.pendingBytes },
+      eventLoop: this.loopTiming.eventLoop(),
+      peers: this.transport.connectedPeers(),
+      runtime: this.stats,
+      transport: this.transport.stats(),
       shards,
       perGroup: o.detail ? perGroup.flat() : undefined,
     };
@@ -714,10 +918,14 @@ export class FlotillaNode {
    *  `ms` (plus up to `jitterMs`) longer, as on a slow or saturated disk; (0, 0) heals. Nothing
    *  is acknowledged earlier than before: only later. Kept across worker restarts. */
   setDiskDelay(ms: number, jitterMs = 0): void {
-    if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs))) throw new RuntimeError('InvalidArgument', 'disk delay: ms and jitterMs must be finite numbers >= 0');
+    if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs)))
+      throw new RuntimeError('InvalidArgument', 'disk delay: ms and jitterMs must be finite numbers >= 0');
     this.diskDelay = { ms, jitterMs };
     this.workers.broadcast({ kind: 'diskDelay', ms, jitterMs });
-    this.log.warn({ ms, jitterMs }, ms || jitterMs ? 'fault injection: disk writes slowed' : 'fault injection: disk delay removed');
+    this.log.warn(
+      { ms, jitterMs },
+      ms || jitterMs ? 'fault injection: disk writes slowed' : 'fault injection: disk delay removed',
+    );
   }
 
   async stop(): Promise<void> {
@@ -734,7 +942,12 @@ export class FlotillaNode {
 
   // --- between nodes -----------------------------------------------------------------------------
 
-  private forward<K extends RequestKind>(target: NodeId, kind: K, payload: Requests[K], timeoutMs: number): Promise<unknown> {
+  private forward<K extends RequestKind>(
+    target: NodeId,
+    kind: K,
+    payload: Requests[K],
+    timeoutMs: number,
+  ): Promise<unknown> {
     this.stats.forwarded++;
     return this.forwarder.request(target, kind, payload, timeoutMs);
   }

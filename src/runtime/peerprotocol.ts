@@ -27,7 +27,15 @@ import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailRe
 import type { FwdReply } from './forwarder.js';
 import type { Leadership } from './leadership.js';
 import type { Membership } from './membership.js';
-import { PLANNED_CAUSES, type CallReply, type CallRequest, type Consistency, type GroupCall, type MemberChange, type PlannedCause } from './protocol.js';
+import {
+  PLANNED_CAUSES,
+  type CallReply,
+  type CallRequest,
+  type Consistency,
+  type GroupCall,
+  type MemberChange,
+  type PlannedCause,
+} from './protocol.js';
 
 /** Requests, as the asker sends them. `to` and `timeoutMs`: how long the asker waits for this
  *  attempt, ms (see the table above). */
@@ -35,7 +43,15 @@ export type Requests = {
   fwd: { group: number; d: Uint8Array; to: number };
   rd: { group: number; q: unknown; c: Consistency; to: number };
   /** Hand leadership over, asked of the group's leader (see Leadership.handOver). */
-  transfer: { group: number; target: NodeId; timeoutMs: number; maxLagEntries: number; draining: NodeId[]; cause: PlannedCause; force: boolean };
+  transfer: {
+    group: number;
+    target: NodeId;
+    timeoutMs: number;
+    maxLagEntries: number;
+    draining: NodeId[];
+    cause: PlannedCause;
+    force: boolean;
+  };
   verify: { group: number; timeoutMs: number };
   awaitLead: { group: number; timeoutMs: number; cause: PlannedCause };
   member: { group: number; change: MemberChange; node: NodeId; timeoutMs: number };
@@ -85,18 +101,35 @@ const groupOnly = (p: Raw) => (isGroup(p.group) ? { group: p.group } : undefined
 /** Per request kind: its payload, or undefined when it is not one. */
 const REQUESTS: { [K in RequestKind]: (p: Raw) => Served<K> | undefined } = {
   fwd: (p) => (isGroup(p.group) && p.d instanceof Uint8Array ? { group: p.group, d: p.d } : undefined),
-  rd: (p) => (isGroup(p.group) ? { group: p.group, q: p.q, c: p.c === 'stale' ? 'stale' : p.c === 'lease' ? 'lease' : 'linearizable' } : undefined),
-  transfer: (p) => (isGroup(p.group) && isString(p.target)
-    ? { group: p.group, target: p.target, maxLagEntries: Number(p.maxLagEntries) || 10_000, draining: strings(p.draining), cause: plannedCause(p.cause), force: p.force === true }
-    : undefined),
+  rd: (p) =>
+    isGroup(p.group)
+      ? { group: p.group, q: p.q, c: p.c === 'stale' ? 'stale' : p.c === 'lease' ? 'lease' : 'linearizable' }
+      : undefined,
+  transfer: (p) =>
+    isGroup(p.group) && isString(p.target)
+      ? {
+          group: p.group,
+          target: p.target,
+          maxLagEntries: Number(p.maxLagEntries) || 10_000,
+          draining: strings(p.draining),
+          cause: plannedCause(p.cause),
+          force: p.force === true,
+        }
+      : undefined,
   verify: groupOnly,
   awaitLead: (p) => (isGroup(p.group) ? { group: p.group, cause: plannedCause(p.cause) } : undefined),
-  member: (p) => (isGroup(p.group) && (p.change === 'addVoter' || p.change === 'addLearner' || p.change === 'remove') && isString(p.node)
-    ? { group: p.group, change: p.change, node: p.node }
-    : undefined),
+  member: (p) =>
+    isGroup(p.group) &&
+    (p.change === 'addVoter' || p.change === 'addLearner' || p.change === 'remove') &&
+    isString(p.node)
+      ? { group: p.group, change: p.change, node: p.node }
+      : undefined,
   gjoin: groupOnly,
   gdrop: groupOnly,
-  gcreate: (p) => (isGroup(p.group) && Array.isArray(p.replicas) && p.replicas.every(isString) ? { group: p.group, replicas: p.replicas } : undefined),
+  gcreate: (p) =>
+    isGroup(p.group) && Array.isArray(p.replicas) && p.replicas.every(isString)
+      ? { group: p.group, replicas: p.replicas }
+      : undefined,
   gremove: groupOnly,
 };
 
@@ -111,14 +144,36 @@ const REPLICA_ONLY: ReadonlySet<RequestKind> = new Set<RequestKind>(['fwd', 'rd'
 
 // Exhaustive by type: a code added to errors.ts without a line here does not compile.
 const ERROR_CODES: Record<RuntimeErrorCode, true> = {
-  NotLeader: true, Timeout: true, Unavailable: true, Stopped: true, InvalidArgument: true, StorageFailed: true,
-  Overloaded: true, TransferInProgress: true, ConfChangeInProgress: true, TransferFailed: true,
+  NotLeader: true,
+  Timeout: true,
+  Unavailable: true,
+  Stopped: true,
+  InvalidArgument: true,
+  StorageFailed: true,
+  Overloaded: true,
+  TransferInProgress: true,
+  ConfChangeInProgress: true,
+  TransferFailed: true,
 };
 const FAIL_REASONS: Record<TransferFailReason, true> = {
-  TargetNotMember: true, TargetIsLearner: true, TargetIsSelf: true, TargetUnhealthy: true, TargetLagging: true,
-  TargetDraining: true, ConfChangeInProgress: true, NoQuorum: true, NoLeader: true, Timeout: true, Superseded: true,
-  LeadershipLost: true, TargetRemoved: true, NotVerified: true, TargetNoQuorum: true, TargetNeedsSnapshot: true,
-  TargetSlow: true, ClusterUnstable: true,
+  TargetNotMember: true,
+  TargetIsLearner: true,
+  TargetIsSelf: true,
+  TargetUnhealthy: true,
+  TargetLagging: true,
+  TargetDraining: true,
+  ConfChangeInProgress: true,
+  NoQuorum: true,
+  NoLeader: true,
+  Timeout: true,
+  Superseded: true,
+  LeadershipLost: true,
+  TargetRemoved: true,
+  NotVerified: true,
+  TargetNoQuorum: true,
+  TargetNeedsSnapshot: true,
+  TargetSlow: true,
+  ClusterUnstable: true,
 };
 
 const isCode = (x: unknown): x is RuntimeErrorCode => isString(x) && Object.hasOwn(ERROR_CODES, x);
@@ -127,8 +182,16 @@ const isReason = (x: unknown): x is TransferFailReason => isString(x) && Object.
 function reply(p: Raw): FwdReply | undefined {
   if (!isNumber(p.id)) return undefined;
   if (p.ok === true) return { id: p.id, ok: true, result: p.result };
-  if (p.ok !== false || !isCode(p.code) || !isString(p.message) || !(p.reason === undefined || isReason(p.reason))) return undefined;
-  return { id: p.id, ok: false, code: p.code, message: p.message, leader: isString(p.leader) ? p.leader : '', reason: p.reason };
+  if (p.ok !== false || !isCode(p.code) || !isString(p.message) || !(p.reason === undefined || isReason(p.reason)))
+    return undefined;
+  return {
+    id: p.id,
+    ok: false,
+    code: p.code,
+    message: p.message,
+    leader: isString(p.leader) ? p.leader : '',
+    reason: p.reason,
+  };
 }
 
 /** A peer's summary with every field it may carry checked (a bad optional field is dropped). */
@@ -136,9 +199,14 @@ function summary(p: Raw): Notices['summary'] | undefined {
   if (typeof p.leaders !== 'number' || typeof p.uptimeMs !== 'number') return undefined;
   const labels = typeof p.labels === 'object' && p.labels !== null ? (p.labels as Raw) : undefined;
   return {
-    leaders: p.leaders, draining: p.draining === true, uptimeMs: p.uptimeMs,
+    leaders: p.leaders,
+    draining: p.draining === true,
+    uptimeMs: p.uptimeMs,
     load: isNumber(p.load) ? p.load : undefined,
-    labels: labels && { ...(isString(labels.zone) ? { zone: labels.zone } : {}), ...(isString(labels.rack) ? { rack: labels.rack } : {}) },
+    labels: labels && {
+      ...(isString(labels.zone) ? { zone: labels.zone } : {}),
+      ...(isString(labels.rack) ? { rack: labels.rack } : {}),
+    },
     fsyncP99Ms: isNumber(p.fsyncP99Ms) ? p.fsyncP99Ms : null,
     cpu: isNumber(p.cpu) ? p.cpu : null,
     madeAt: isNumber(p.madeAt) ? p.madeAt : undefined,
@@ -152,12 +220,19 @@ const NOTICES: { [K in NoticeKind]: (p: Raw) => Notices[K] | undefined } = {
   hello: (p) => {
     if (!(isInt(p.workers) && p.workers >= 1 && p.workers <= 1024)) return undefined;
     const t = typeof p.timing === 'object' && p.timing !== null ? (p.timing as Raw) : {};
-    return { workers: p.workers, timing: typeof t.electionMs === 'number' && typeof t.heartbeatMs === 'number' ? { electionMs: t.electionMs, heartbeatMs: t.heartbeatMs } : undefined };
+    return {
+      workers: p.workers,
+      timing:
+        typeof t.electionMs === 'number' && typeof t.heartbeatMs === 'number'
+          ? { electionMs: t.electionMs, heartbeatMs: t.heartbeatMs }
+          : undefined,
+    };
   },
   ping: (p) => (typeof p.at === 'number' ? { at: p.at } : undefined),
   pong: (p) => (typeof p.at === 'number' ? { at: p.at } : undefined),
   summary,
-  gconf: (p) => (isGroup(p.group) ? { group: p.group, voters: strings(p.voters), learners: strings(p.learners) } : undefined),
+  gconf: (p) =>
+    isGroup(p.group) ? { group: p.group, voters: strings(p.voters), learners: strings(p.learners) } : undefined,
   drainState: (p) => ({ draining: p.draining === true }),
   reply,
 };
@@ -179,13 +254,21 @@ export interface PeerProtocolHost {
   /** Take a proposal of `bytes` into the node's pending budget (or throw Overloaded); call to release. */
   admit(bytes: number): () => void;
   /** A client request from `origin` to the group's local replica. */
-  serve<K extends 'propose' | 'read'>(group: number, origin: NodeId, kind: K, req: CallRequest<K>): Promise<CallReply<K>>;
+  serve<K extends 'propose' | 'read'>(
+    group: number,
+    origin: NodeId,
+    kind: K,
+    req: CallRequest<K>,
+  ): Promise<CallReply<K>>;
   /** Any other request to the shard that hosts `group`. */
   readonly shard: GroupCall;
   peerWorkers(from: NodeId, workers: number): void;
   onSummary(from: NodeId, s: NodeSummary): void;
   onReply(from: NodeId, r: FwdReply): void;
-  readonly leadership: Pick<Leadership, 'notePlanned' | 'handOver' | 'notePeerTiming' | 'noteRtt' | 'noteView' | 'notePeerDraining'>;
+  readonly leadership: Pick<
+    Leadership,
+    'notePlanned' | 'handOver' | 'notePeerTiming' | 'noteRtt' | 'noteView' | 'notePeerDraining'
+  >;
   readonly membership: Pick<Membership, 'onConf' | 'applyCreate' | 'applyRemove'>;
 }
 
@@ -203,18 +286,21 @@ export class PeerProtocol {
         const release = h.admit(m.d.byteLength);
         return h.serve(m.group, from, 'propose', { group: m.group, data: m.d, timeoutMs: ms }).finally(release);
       },
-      rd: (from, m, ms) => h.serve(m.group, from, 'read', { group: m.group, query: m.q, consistency: m.c, timeoutMs: ms }),
+      rd: (from, m, ms) =>
+        h.serve(m.group, from, 'read', { group: m.group, query: m.q, consistency: m.c, timeoutMs: ms }),
       transfer: (_from, m, ms) => {
         h.leadership.notePlanned(m.group, m.cause, ms);
         return h.leadership.handOver(m.group, m.target, ms, m.maxLagEntries, m.draining, m.force, m.cause);
       },
       verify: (_from, m, ms) => h.shard(m.group, 'verify', { group: m.group, timeoutMs: ms }),
       awaitLead: (_from, m, ms) => {
-        if (!h.isLocal(m.group)) throw new RuntimeError('InvalidArgument', `${h.id} holds no replica of group ${m.group}`);
+        if (!h.isLocal(m.group))
+          throw new RuntimeError('InvalidArgument', `${h.id} holds no replica of group ${m.group}`);
         h.leadership.notePlanned(m.group, m.cause, ms);
         return h.shard(m.group, 'awaitLead', { group: m.group, timeoutMs: ms });
       },
-      member: (_from, m, ms) => h.shard(m.group, 'member', { group: m.group, change: m.change, node: m.node, timeoutMs: ms }),
+      member: (_from, m, ms) =>
+        h.shard(m.group, 'member', { group: m.group, change: m.change, node: m.node, timeoutMs: ms }),
       gjoin: (_from, m) => h.shard(m.group, 'create', { group: m.group, voters: [] }),
       gdrop: (_from, m) => h.shard(m.group, 'remove', { group: m.group }),
       gcreate: (_from, m) => h.membership.applyCreate(m.group, m.replicas).then(() => null),
@@ -232,7 +318,12 @@ export class PeerProtocol {
       },
       summary: (from, m) => {
         const { reach, ...sum } = m;
-        h.leadership.noteView(from, { reach: reach ? [...reach] : null, fsyncP99Ms: sum.fsyncP99Ms ?? null, cpu: sum.cpu ?? null, at: Date.now() });
+        h.leadership.noteView(from, {
+          reach: reach ? [...reach] : null,
+          fsyncP99Ms: sum.fsyncP99Ms ?? null,
+          cpu: sum.cpu ?? null,
+          at: Date.now(),
+        });
         h.onSummary(from, sum);
       },
       gconf: (_from, m) => h.membership.onConf(m.group, m.voters, m.learners, false),
@@ -263,8 +354,16 @@ export class PeerProtocol {
     }
     const answer = (r: FwdReply) => this.host.send(from, notice('reply', r));
     const fail = (e: unknown) => {
-      const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', String((e as Error)?.message ?? e));
-      answer({ id, ok: false, code: err.code, message: err.message, leader: err.leader, reason: err instanceof TransferError ? err.reason : undefined });
+      const err =
+        e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', String((e as Error)?.message ?? e));
+      answer({
+        id,
+        ok: false,
+        code: err.code,
+        message: err.message,
+        leader: err.leader,
+        reason: err instanceof TransferError ? err.reason : undefined,
+      });
     };
     const m = REQUESTS[t](raw);
     if (!m) {
@@ -275,7 +374,8 @@ export class PeerProtocol {
     const ms = Math.min(Math.max(1, Number(askedMs(t, raw)) || this.host.attemptMs), this.host.timeoutMs);
     let pr: Promise<unknown>;
     try {
-      if (REPLICA_ONLY.has(t) && !this.host.isLocal(m.group)) throw new RuntimeError('NotLeader', 'not a replica', this.host.leaderOf(m.group) ?? '');
+      if (REPLICA_ONLY.has(t) && !this.host.isLocal(m.group))
+        throw new RuntimeError('NotLeader', 'not a replica', this.host.leaderOf(m.group) ?? '');
       pr = this.requests[t](from, m, ms);
     } catch (e) {
       pr = Promise.reject(e);

@@ -26,7 +26,9 @@ export function placement(nodes: readonly NodeId[], groups: number, replication:
 
 /** Derived from the bootstrap configuration: nodes restarted with another one refuse to start. */
 export function clusterIdOf(nodes: readonly NodeId[], groups: number, replication: number): string {
-  const h = createHash('sha256').update(JSON.stringify({ nodes: [...nodes].sort(), groups, replication })).digest('hex');
+  const h = createHash('sha256')
+    .update(JSON.stringify({ nodes: [...nodes].sort(), groups, replication }))
+    .digest('hex');
   return h.slice(0, 16);
 }
 

@@ -38,7 +38,11 @@ export function fresh(v: NodeView | null | undefined, now: number): NodeView | n
 
 /** Does `target`, by its own links, reach a quorum of `voters` (itself included)? Unknown when
  *  it has not said (null): the leader's own quorum check still applies. */
-export function reachesQuorum(target: NodeId, voters: readonly NodeId[], reach: readonly NodeId[] | null): boolean | null {
+export function reachesQuorum(
+  target: NodeId,
+  voters: readonly NodeId[],
+  reach: readonly NodeId[] | null,
+): boolean | null {
   if (reach === null || !voters.includes(target)) return null;
   let n = 0;
   for (const v of voters) if (v === target || reach.includes(v)) n++;

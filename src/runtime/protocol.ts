@@ -66,7 +66,15 @@ export interface ShardCalls {
   led: { request: NoFields; reply: LedGroup[] };
   /** Hand leadership of a group this shard leads to `target` (see Shard.transfer). */
   transfer: {
-    request: { group: number; target: NodeId; timeoutMs: number; maxLagEntries: number; draining: NodeId[]; force: boolean; reach: NodeId[] | null };
+    request: {
+      group: number;
+      target: NodeId;
+      timeoutMs: number;
+      maxLagEntries: number;
+      draining: NodeId[];
+      force: boolean;
+      reach: NodeId[] | null;
+    };
     reply: TransferDone;
   };
   /** Confirm this replica leads and serves (a ReadIndex round). */
@@ -88,7 +96,9 @@ export type CallRequest<K extends CallKind> = ShardCalls[K]['request'];
 export type CallReply<K extends CallKind> = ShardCalls[K]['reply'];
 
 /** A request as it crosses to a worker: its kind, the id its answer carries, its fields. */
-export type CallMessage<K extends CallKind = CallKind> = { [P in K]: { kind: P; id: number; request: CallRequest<P> } }[K];
+export type CallMessage<K extends CallKind = CallKind> = {
+  [P in K]: { kind: P; id: number; request: CallRequest<P> };
+}[K];
 
 /** A request to the shard that hosts `group` (the node picks which). */
 export type GroupCall = <K extends CallKind>(group: number, kind: K, request: CallRequest<K>) => Promise<CallReply<K>>;
@@ -110,7 +120,15 @@ export type ToWorker = ShardNotice | CallMessage;
 /** The answer to a request: what its handler resolved with, or its error. */
 export type CallAnswer =
   | { kind: 'reply'; id: number; ok: true; result: unknown }
-  | { kind: 'reply'; id: number; ok: false; code: RuntimeErrorCode; message: string; leader: NodeId; reason?: TransferFailReason };
+  | {
+      kind: 'reply';
+      id: number;
+      ok: false;
+      code: RuntimeErrorCode;
+      message: string;
+      leader: NodeId;
+      reason?: TransferFailReason;
+    };
 
 export type FromWorker =
   | { kind: 'started'; threadId: number; groups: number }

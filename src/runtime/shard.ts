@@ -34,7 +34,13 @@ export type { RaftTuning, ShardOptions } from './shardoptions.js';
 const BATCHES_IN_FLIGHT = 2;
 
 /** Messages a turn may start for with one more commit in flight (see Shard.urgent). */
-const URGENT: ReadonlySet<Message['type']> = new Set<Message['type']>(['timeoutNow', 'vote', 'voteResp', 'preVote', 'preVoteResp']);
+const URGENT: ReadonlySet<Message['type']> = new Set<Message['type']>([
+  'timeoutNow',
+  'vote',
+  'voteResp',
+  'preVote',
+  'preVoteResp',
+]);
 
 /** One loop turn from its start to its commit being durable. */
 interface Batch {
@@ -90,12 +96,24 @@ export class Shard {
   private readonly handovers: Handovers;
   private readonly reports: ShardReports;
   readonly stats = {
-    loops: 0, commits: 0, messagesIn: 0, messagesOut: 0, rejected: 0, ticks: 0,
+    loops: 0,
+    commits: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    rejected: 0,
+    ticks: 0,
     /** Readies handled, groups ticked, entries applied (work counts for the benchmarks). */
-    readies: 0, groupTicks: 0, applied: 0,
+    readies: 0,
+    groupTicks: 0,
+    applied: 0,
     /** Milliseconds spent per phase: stepping+ticking, collecting Readies, staging (log writes,
      *  applies), awaiting the commit, and after it (acks, waiters, advance). */
-    msStep: 0, msReady: 0, msStage: 0, msCommit: 0, msAfter: 0, msSmWrite: 0,
+    msStep: 0,
+    msReady: 0,
+    msStage: 0,
+    msCommit: 0,
+    msAfter: 0,
+    msSmWrite: 0,
     /** Outcomes of leader transfers this shard's leaders started. */
     transfers: { completed: 0, aborted: 0 },
   };
@@ -111,15 +129,30 @@ export class Shard {
     opts.store.beforeCheckpoint = () => compactForCheckpoint(this.groups.values(), this.sm, opts.store);
     // The helpers reach the loop only through these (each a closure made once, here).
     const access: HandoverAccess = {
-      nodeId: opts.nodeId, groups: this.groups, downPeers: this.downPeers, outcomes: this.stats.transfers, log: this.log,
-      group: (id) => this.group(id), touch: (g) => this.touch(g), schedule: () => this.schedule(),
-      stopped: () => this.stopped, hurry: () => { this.urgent = true; },
+      nodeId: opts.nodeId,
+      groups: this.groups,
+      downPeers: this.downPeers,
+      outcomes: this.stats.transfers,
+      log: this.log,
+      group: (id) => this.group(id),
+      touch: (g) => this.touch(g),
+      schedule: () => this.schedule(),
+      stopped: () => this.stopped,
+      hurry: () => {
+        this.urgent = true;
+      },
       commitLatencyP99Ms: () => this.commitLatencyP99Ms(),
       withDeadline: (what, timeoutMs, register) => this.deadlines.promise(what, this.timeoutOf(timeoutMs), register),
     };
     this.reads = new ShardReads(access);
     this.handovers = new Handovers(access);
-    this.reports = new ShardReports(opts.nodeId, this.groups, this.downPeers, opts.onBrief, () => this.started && !this.stopped);
+    this.reports = new ShardReports(
+      opts.nodeId,
+      this.groups,
+      this.downPeers,
+      opts.onBrief,
+      () => this.started && !this.stopped,
+    );
   }
 
   /** p99 of the commit durations of the last minute in ms (null without any). An idle shard
@@ -157,7 +190,8 @@ export class Shard {
 
   /** Bootstrap a group with its initial membership (durable with the next commit). */
   createGroup(id: number, conf: ConfState): void {
-    if (this.groups.has(id)) throw new RuntimeError('InvalidArgument', `group ${id} already exists on ${this.opts.nodeId}`);
+    if (this.groups.has(id))
+      throw new RuntimeError('InvalidArgument', `group ${id} already exists on ${this.opts.nodeId}`);
     const pending = this.removals.indexOf(id);
     if (pending >= 0) {
       // Removed and re-created before the removal reached storage: drop the old copy first (both
@@ -215,7 +249,13 @@ export class Shard {
   private onTick(): void {
     this.tickDue = true;
     this.deadlines.sweep(performance.now());
-    if (this.awake.size === 0 && this.deadlines.size === 0 && !this.reads.waiting() && this.pending.length === 0 && this.inbox.length === 0) {
+    if (
+      this.awake.size === 0 &&
+      this.deadlines.size === 0 &&
+      !this.reads.waiting() &&
+      this.pending.length === 0 &&
+      this.inbox.length === 0
+    ) {
       // Every group is quiesced and nobody waits: no timer fires until something wakes a group
       // (a message, a proposal, a read, a peer going down all touch one). Whatever the state
       // machine still holds unflushed is flushed now, so a restart after a long quiet replays
@@ -225,7 +265,10 @@ export class Shard {
       this.tickDue = false;
       const write = this.opts.store.failed ? null : this.sm.prepareWrite(true);
       if (write) {
-        this.opts.store.commit(write).then(() => this.sm.committed(), (e: Error) => this.failAll(e));
+        this.opts.store.commit(write).then(
+          () => this.sm.committed(),
+          (e: Error) => this.failAll(e),
+        );
       }
       return;
     }
@@ -291,7 +334,13 @@ export class Shard {
   }
 
   /** Wait for the entry proposed at (index, term) to be applied. */
-  private waitFor(g: Group, index: number, term: number, timeoutMs: number | undefined, timed: boolean): Promise<unknown> {
+  private waitFor(
+    g: Group,
+    index: number,
+    term: number,
+    timeoutMs: number | undefined,
+    timed: boolean,
+  ): Promise<unknown> {
     const now = performance.now();
     const deadline = now + this.timeoutOf(timeoutMs);
     return new Promise<unknown>((resolve, reject) => {
@@ -314,7 +363,13 @@ export class Shard {
     if (!w) return;
     g.waiters.delete(e.index);
     if (w.term !== e.term) {
-      w.reject(new RuntimeError('NotLeader', `proposal at ${e.index} of group ${g.id} was superseded by a new leader`, g.node.status().leader));
+      w.reject(
+        new RuntimeError(
+          'NotLeader',
+          `proposal at ${e.index} of group ${g.id} was superseded by a new leader`,
+          g.node.status().leader,
+        ),
+      );
       return;
     }
     // A superseded proposal was never committed: it stays out of the latency histograms.
@@ -327,7 +382,12 @@ export class Shard {
   }
 
   /** Query the state machine; 'linearizable' waits for a read barrier first. */
-  async read(groupId: number, query: unknown, consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable', timeoutMs?: number): Promise<unknown> {
+  async read(
+    groupId: number,
+    query: unknown,
+    consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable',
+    timeoutMs?: number,
+  ): Promise<unknown> {
     if (consistency !== 'stale') await this.readBarrier(groupId, timeoutMs, consistency === 'lease');
     this.group(groupId);
     return this.sm.query(groupId, query);
@@ -349,7 +409,13 @@ export class Shard {
       const st = g.node.status();
       const pr = st.progress[cc.node];
       if (st.role === 'leader' && st.conf.learners.includes(cc.node) && (!pr || pr.match < st.commit)) {
-        return Promise.reject(new RuntimeError('Unavailable', `${cc.node} is not caught up yet (match ${pr?.match ?? 0} < commit ${st.commit})`, st.leader));
+        return Promise.reject(
+          new RuntimeError(
+            'Unavailable',
+            `${cc.node} is not caught up yet (match ${pr?.match ?? 0} < commit ${st.commit})`,
+            st.leader,
+          ),
+        );
       }
     }
     const r = g.node.proposeConfChange(cc);
@@ -478,7 +544,10 @@ export class Shard {
         const b = this.turn();
         if (b === null) break;
         this.pending.push(b);
-        b.commit.then(() => this.onBatchDurable(b), (e: Error) => this.failAll(e));
+        b.commit.then(
+          () => this.onBatchDurable(b),
+          (e: Error) => this.failAll(e),
+        );
       }
     } catch (e) {
       this.failAll(e as Error);
@@ -486,7 +555,8 @@ export class Shard {
     } finally {
       this.turning = false;
     }
-    if (this.mayStartTurn() && (this.inbox.length > 0 || this.active.size > 0 || this.tickDue || this.reads.waiting())) this.schedule();
+    if (this.mayStartTurn() && (this.inbox.length > 0 || this.active.size > 0 || this.tickDue || this.reads.waiting()))
+      this.schedule();
   }
 
   private mayStartTurn(): boolean {
@@ -621,8 +691,11 @@ export class Shard {
       if (rd.snapshot) this.sm.restore(g.id, rd.snapshot);
       if (rd.entries.length || rd.hardState || rd.snapshot || rd.conf) {
         this.opts.store.write({
-          group: g.id, entries: rd.entries, hardState: rd.hardState ?? undefined,
-          snapshot: rd.snapshot?.meta, conf: rd.conf ?? undefined,
+          group: g.id,
+          entries: rd.entries,
+          hardState: rd.hardState ?? undefined,
+          snapshot: rd.snapshot?.meta,
+          conf: rd.conf ?? undefined,
         });
       }
       if (rd.snapshot) g.applied = Math.max(g.applied, rd.snapshot.meta.index);
@@ -661,19 +734,25 @@ export class Shard {
   private startCommit(): Promise<void> {
     const smWrite = this.sm.prepareWrite();
     const c0 = performance.now();
-    return this.opts.store.commit(smWrite ? () => {
-      const w0 = performance.now();
-      smWrite();
-      this.stats.msSmWrite += performance.now() - w0;
-    } : undefined).then((wrote) => {
-      if (wrote) {
-        const commitMs = performance.now() - c0;
-        this.reports.committed(commitMs);
-        this.histograms.fsync.observeMs(commitMs);
-        this.stats.commits++;
-      }
-      if (smWrite) this.sm.committed();
-    });
+    return this.opts.store
+      .commit(
+        smWrite
+          ? () => {
+              const w0 = performance.now();
+              smWrite();
+              this.stats.msSmWrite += performance.now() - w0;
+            }
+          : undefined,
+      )
+      .then((wrote) => {
+        if (wrote) {
+          const commitMs = performance.now() - c0;
+          this.reports.committed(commitMs);
+          this.histograms.fsync.observeMs(commitMs);
+          this.stats.commits++;
+        }
+        if (smWrite) this.sm.committed();
+      });
   }
 
   /** The rest of a turn once its commit is durable: acknowledgements and votes, outcomes,
@@ -698,13 +777,16 @@ export class Shard {
         const w = g.reads.get(ctx);
         if (w) {
           g.reads.delete(ctx);
-          w.reject(new RuntimeError('NotLeader', `read of group ${g.id} dropped (leadership changed)`, g.node.status().leader));
+          w.reject(
+            new RuntimeError('NotLeader', `read of group ${g.id} dropped (leadership changed)`, g.node.status().leader),
+          );
         }
       }
     }
     for (const [g, ents, res] of b.results) {
       if (this.groups.get(g.id) !== g) continue;
-      for (let i = 0; i < ents.length; i++) if (ents[i].type === 'conf') this.settleWaiter(g, ents[i], res[i], b.knownCommitted);
+      for (let i = 0; i < ents.length; i++)
+        if (ents[i].type === 'conf') this.settleWaiter(g, ents[i], res[i], b.knownCommitted);
       maybeCompact(g, this.sm, this.opts.store, this.retain);
     }
     for (const [g] of b.readies) {

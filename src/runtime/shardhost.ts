@@ -14,7 +14,16 @@ import { RaftBatchCodec, RaftBatchError } from '../transport/raftbatch.js';
 import { RuntimeError, TransferError } from './errors.js';
 import { Shard } from './shard.js';
 import { UserStateMachineHost, type UserStateMachineModule } from './statemachine.js';
-import type { CallKind, CallMessage, CallReply, CallRequest, FromWorker, ShardNotice, ToWorker, WorkerInit } from './protocol.js';
+import type {
+  CallKind,
+  CallMessage,
+  CallReply,
+  CallRequest,
+  FromWorker,
+  ShardNotice,
+  ToWorker,
+  WorkerInit,
+} from './protocol.js';
 import { workerOf } from './protocol.js';
 import type { ShardStatus } from './status.js';
 
@@ -43,14 +52,24 @@ export class ShardHost {
   static async open(init: WorkerInit, emit: (m: FromWorker) => void, log: Logger): Promise<ShardHost> {
     const userModule = init.stateMachine ? await loadStateMachine(init.stateMachine.module) : null;
     const store = await LogStore.open({
-      path: init.dataDir, noSync: init.noSync,
+      path: init.dataDir,
+      noSync: init.noSync,
       onEvent: (e) => log.info({ event: e }, 'storage event'),
     });
     let host: ShardHost | null = null;
     const shard = Shard.open({
-      nodeId: init.nodeId, store, send: (to, msgs) => host!.send(to, msgs), tickMs: init.tickMs, raft: init.raft,
-      seed: init.seed, requestTimeoutMs: init.requestTimeoutMs, logger: log, campaignDelay: init.campaignDelay,
-      stateMachine: userModule ? (s) => new UserStateMachineHost(s, userModule, init.stateMachine?.snapshotEvery) : undefined,
+      nodeId: init.nodeId,
+      store,
+      send: (to, msgs) => host!.send(to, msgs),
+      tickMs: init.tickMs,
+      raft: init.raft,
+      seed: init.seed,
+      requestTimeoutMs: init.requestTimeoutMs,
+      logger: log,
+      campaignDelay: init.campaignDelay,
+      stateMachine: userModule
+        ? (s) => new UserStateMachineHost(s, userModule, init.stateMachine?.snapshotEvery)
+        : undefined,
       onLeader: (g, l, term, cause) => emit({ kind: 'leader', group: g, leader: l, term, cause }),
       onConf: (g, c) => emit({ kind: 'conf', group: g, voters: [...c.voters], learners: [...c.learners] }),
       onBrief: (b) => emit({ kind: 'brief', leaders: b.leaders, commitP99Ms: b.commitP99Ms }),
@@ -115,8 +134,19 @@ export class ShardHost {
     p.then(
       (result) => this.emit({ kind: 'reply', id, ok: true, result: result ?? null }),
       (e: unknown) => {
-        const err = e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', e instanceof Error ? e.message : String(e));
-        this.emit({ kind: 'reply', id, ok: false, code: err.code, message: err.message, leader: err.leader, reason: err instanceof TransferError ? err.reason : undefined });
+        const err =
+          e instanceof RuntimeError
+            ? e
+            : new RuntimeError('InvalidArgument', e instanceof Error ? e.message : String(e));
+        this.emit({
+          kind: 'reply',
+          id,
+          ok: false,
+          code: err.code,
+          message: err.message,
+          leader: err.leader,
+          reason: err instanceof TransferError ? err.reason : undefined,
+        });
       },
     );
   }
@@ -129,7 +159,15 @@ export class ShardHost {
       else this.onNotice(m);
     } catch (e) {
       this.log.error({ err: e }, 'worker request failed');
-      if ('id' in m) this.emit({ kind: 'reply', id: m.id, ok: false, code: 'InvalidArgument', message: (e as Error).message, leader: '' });
+      if ('id' in m)
+        this.emit({
+          kind: 'reply',
+          id: m.id,
+          ok: false,
+          code: 'InvalidArgument',
+          message: (e as Error).message,
+          leader: '',
+        });
     }
   }
 
@@ -189,7 +227,11 @@ export class ShardHost {
     const shard = this.shard;
     const h = shard.histograms;
     const base: ShardStatus = {
-      ...shard.summary(), loop: shard.stats, store: this.store.stats, routing: this.stats, commitP99Ms: shard.commitP99Ms(),
+      ...shard.summary(),
+      loop: shard.stats,
+      store: this.store.stats,
+      routing: this.stats,
+      commitP99Ms: shard.commitP99Ms(),
       histograms: { fsync: h.fsync.snapshot(), commit: h.commit.snapshot(), apply: h.apply.snapshot() },
     };
     if (!detail) return base;
@@ -205,9 +247,14 @@ function handlers(host: ShardHost): CallHandlers {
     read: (r) => shard.read(r.group, r.query, r.consistency, r.timeoutMs),
     status: async (r) => host.status(r.detail),
     led: async () => shard.led(),
-    transfer: (r) => shard.transfer(r.group, r.target, {
-      timeoutMs: r.timeoutMs, maxLagEntries: r.maxLagEntries, draining: new Set(r.draining), force: r.force, reach: r.reach,
-    }),
+    transfer: (r) =>
+      shard.transfer(r.group, r.target, {
+        timeoutMs: r.timeoutMs,
+        maxLagEntries: r.maxLagEntries,
+        draining: new Set(r.draining),
+        force: r.force,
+        reach: r.reach,
+      }),
     verify: (r) => shard.verifyLeader(r.group, r.timeoutMs),
     awaitLead: (r) => shard.awaitLeadership(r.group, r.timeoutMs),
     create: async (r) => {
@@ -227,7 +274,8 @@ type CallHandlers = { [K in CallKind]: (r: CallRequest<K>) => Promise<CallReply<
 
 /** Load a user state machine module by path or package name (inside the shard's thread). */
 async function loadStateMachine(spec: string): Promise<UserStateMachineModule> {
-  const url = spec.startsWith('file:') || !(isAbsolute(spec) || spec.startsWith('.')) ? spec : pathToFileURL(resolve(spec)).href;
+  const url =
+    spec.startsWith('file:') || !(isAbsolute(spec) || spec.startsWith('.')) ? spec : pathToFileURL(resolve(spec)).href;
   let mod: Partial<UserStateMachineModule> & { default?: Partial<UserStateMachineModule> };
   try {
     mod = await import(url);
@@ -235,9 +283,12 @@ async function loadStateMachine(spec: string): Promise<UserStateMachineModule> {
     // Under a CommonJS-only TypeScript hook (tsx in worker threads during development) the ESM
     // loader refuses .ts files while require() handles them.
     if ((e as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e;
-    mod = createRequire(pathToFileURL(resolve('package.json')).href)(url.startsWith('file:') ? fileURLToPath(url) : url);
+    mod = createRequire(pathToFileURL(resolve('package.json')).href)(
+      url.startsWith('file:') ? fileURLToPath(url) : url,
+    );
   }
   const create = mod.createStateMachine ?? mod.default?.createStateMachine;
-  if (typeof create !== 'function') throw new Error(`state machine module ${spec} does not export createStateMachine(group)`);
+  if (typeof create !== 'function')
+    throw new Error(`state machine module ${spec} does not export createStateMachine(group)`);
   return { createStateMachine: create };
 }

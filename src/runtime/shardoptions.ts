@@ -47,7 +47,13 @@ export interface ShardOptions {
 
 /** The Raft configuration of group `id` of a shard built with `opts`: the shard's defaults, its
  *  tuning over them, then what is the group's own (election jitter seeded per node and group). */
-export function raftConfigOf(opts: ShardOptions, id: number, storage: GroupStorage, applied: number, readiesInFlight: number): RaftConfig {
+export function raftConfigOf(
+  opts: ShardOptions,
+  id: number,
+  storage: GroupStorage,
+  applied: number,
+  readiesInFlight: number,
+): RaftConfig {
   return {
     quiesceAfterTicks: 2,
     quiesceAtOnce: !opts.raft?.leaseReads,
@@ -55,7 +61,10 @@ export function raftConfigOf(opts: ShardOptions, id: number, storage: GroupStora
     skipCommitBroadcast: true,
     maxReadiesInFlight: readiesInFlight,
     ...opts.raft,
-    id: opts.nodeId, group: id, storage, applied,
+    id: opts.nodeId,
+    group: id,
+    storage,
+    applied,
     random: seededRandom(hash32(`${opts.seed ?? 0}/${opts.nodeId}/${id}`)),
   };
 }

@@ -62,8 +62,12 @@ export class ShardReads {
       const waiters = [...b.waiters];
       ownReads(g).set(ctx, {
         index: -1,
-        resolve: () => { for (const w of waiters) w.resolve(); },
-        reject: (e) => { for (const w of waiters) w.reject(e); },
+        resolve: () => {
+          for (const w of waiters) w.resolve();
+        },
+        reject: (e) => {
+          for (const w of waiters) w.reject(e);
+        },
       });
       this.shard.touch(g);
     }
@@ -73,10 +77,12 @@ export class ShardReads {
    *  and an entry of its term is committed). Resolves with its term. */
   async verifyLeader(groupId: number, timeoutMs?: number): Promise<{ term: number }> {
     const st = this.shard.group(groupId).node.status();
-    if (st.role !== 'leader') throw new RuntimeError('NotLeader', `${this.shard.nodeId} does not lead group ${groupId}`, st.leader);
+    if (st.role !== 'leader')
+      throw new RuntimeError('NotLeader', `${this.shard.nodeId} does not lead group ${groupId}`, st.leader);
     await this.barrier(groupId, timeoutMs, false);
     const after = this.shard.group(groupId).node.status();
-    if (after.role !== 'leader') throw new RuntimeError('NotLeader', `${this.shard.nodeId} lost group ${groupId}`, after.leader);
+    if (after.role !== 'leader')
+      throw new RuntimeError('NotLeader', `${this.shard.nodeId} lost group ${groupId}`, after.leader);
     return { term: after.term };
   }
 }

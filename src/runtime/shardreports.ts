@@ -91,7 +91,12 @@ export class ShardReports {
     for (const g of this.groups.values()) {
       if (g.leader !== this.nodeId) continue;
       const conf = g.storage.conf();
-      out.push({ group: g.id, served: g.served, lag: g.node.peerLag() ?? {}, learners: conf.learners.length ? [...conf.learners] : undefined });
+      out.push({
+        group: g.id,
+        served: g.served,
+        lag: g.node.peerLag() ?? {},
+        learners: conf.learners.length ? [...conf.learners] : undefined,
+      });
     }
     return out;
   }

@@ -25,7 +25,11 @@ export interface HandoverAccess extends ShardAccess {
 }
 
 export interface TransferOptions {
-  timeoutMs?: number; maxLagEntries?: number; draining?: ReadonlySet<NodeId>; force?: boolean; reach?: readonly NodeId[] | null;
+  timeoutMs?: number;
+  maxLagEntries?: number;
+  draining?: ReadonlySet<NodeId>;
+  force?: boolean;
+  reach?: readonly NodeId[] | null;
 }
 
 /** This node leads, from the term given, with the commit latency p99 it sees. */
@@ -57,7 +61,8 @@ export class Handovers {
       return Promise.reject(e);
     }
     const st = g.node.status();
-    const fail = (reason: TransferFailReason, msg: string) => Promise.reject(new TransferError(reason, `transfer of group ${groupId} to ${target}: ${msg}`, st.leader));
+    const fail = (reason: TransferFailReason, msg: string) =>
+      Promise.reject(new TransferError(reason, `transfer of group ${groupId} to ${target}: ${msg}`, st.leader));
     if (st.role !== 'leader') {
       return Promise.reject(new RuntimeError('NotLeader', `${s.nodeId} does not lead group ${groupId}`, st.leader));
     }
@@ -66,7 +71,13 @@ export class Handovers {
     // that moved leadership here is waiting to see exactly that commit): handing over again now
     // would leave that caller unanswered until its deadline. Retry in a moment.
     if (!g.node.leadsWithCommittedTerm()) {
-      return Promise.reject(new RuntimeError('Unavailable', `${s.nodeId} is still taking over group ${groupId} (no entry of its term committed yet)`, st.leader));
+      return Promise.reject(
+        new RuntimeError(
+          'Unavailable',
+          `${s.nodeId} is still taking over group ${groupId} (no entry of its term committed yet)`,
+          st.leader,
+        ),
+      );
     }
     if (st.conf.learners.includes(target)) return fail('TargetIsLearner', 'a learner cannot lead');
     if (!st.conf.voters.includes(target)) return fail('TargetNotMember', 'not a voter of the group');
@@ -85,10 +96,16 @@ export class Handovers {
     if (!o.force) {
       if (lag > bound) return fail('TargetLagging', `${lag} entries behind (bound ${bound})`);
       if (pr.state === 'snapshot' || pr.next < st.firstIndex) {
-        return fail('TargetNeedsSnapshot', `it needs entries from ${pr.next}, compacted (first index ${st.firstIndex})`);
+        return fail(
+          'TargetNeedsSnapshot',
+          `it needs entries from ${pr.next}, compacted (first index ${st.firstIndex})`,
+        );
       }
       if (reachesQuorum(target, st.conf.voters, o.reach ?? null) === false) {
-        return fail('TargetNoQuorum', `by its own links it reaches only ${(o.reach ?? []).filter((v) => st.conf.voters.includes(v)).join(', ') || 'no other voter'}`);
+        return fail(
+          'TargetNoQuorum',
+          `by its own links it reaches only ${(o.reach ?? []).filter((v) => st.conf.voters.includes(v)).join(', ') || 'no other voter'}`,
+        );
       }
     }
     const r = g.node.transferLeader(target);
@@ -128,13 +145,41 @@ export class Handovers {
       const p = g.transfers.get(tr.target);
       g.transfers.delete(tr.target);
       const sentAt = p && p.sentAt >= 0 ? p.sentAt : now;
-      const evidence = { lag: p?.lag ?? 0, catchUpMs: p ? tenthMs(sentAt - p.at) : 0, campaignMs: p ? tenthMs(now - sentAt) : 0, commitP99Ms: this.shard.commitLatencyP99Ms() };
+      const evidence = {
+        lag: p?.lag ?? 0,
+        catchUpMs: p ? tenthMs(sentAt - p.at) : 0,
+        campaignMs: p ? tenthMs(now - sentAt) : 0,
+        commitP99Ms: this.shard.commitLatencyP99Ms(),
+      };
       for (const c of p?.callers ?? []) {
-        if (tr.status === 'completed') c.resolve({ group: g.id, from: this.shard.nodeId, to: tr.target, term: tr.term, ticks: tr.ticks, ...evidence });
-        else c.reject(new TransferError(tr.reason, `transfer of group ${g.id} to ${tr.target} aborted: ${tr.reason}`, g.node.status().leader));
+        if (tr.status === 'completed')
+          c.resolve({
+            group: g.id,
+            from: this.shard.nodeId,
+            to: tr.target,
+            term: tr.term,
+            ticks: tr.ticks,
+            ...evidence,
+          });
+        else
+          c.reject(
+            new TransferError(
+              tr.reason,
+              `transfer of group ${g.id} to ${tr.target} aborted: ${tr.reason}`,
+              g.node.status().leader,
+            ),
+          );
       }
-      if (tr.status === 'completed') this.shard.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, ...evidence }, 'leader transfer completed');
-      else this.shard.log.info({ group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, reason: tr.reason, ...evidence }, 'leader transfer aborted');
+      if (tr.status === 'completed')
+        this.shard.log.info(
+          { group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, ...evidence },
+          'leader transfer completed',
+        );
+      else
+        this.shard.log.info(
+          { group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, reason: tr.reason, ...evidence },
+          'leader transfer aborted',
+        );
     }
   }
 
@@ -167,7 +212,8 @@ export class Handovers {
     for (const [g, list] of this.leadWaiters) {
       if (this.shard.groups.get(g.id) !== g) {
         this.leadWaiters.delete(g);
-        for (const w of list) w.reject(new RuntimeError('InvalidArgument', `group ${g.id} was removed from ${this.shard.nodeId}`));
+        for (const w of list)
+          w.reject(new RuntimeError('InvalidArgument', `group ${g.id} was removed from ${this.shard.nodeId}`));
         continue;
       }
       if (!g.node.leadsWithCommittedTerm()) continue;

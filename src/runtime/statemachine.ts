@@ -95,7 +95,11 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
     h = { sm, applied: 0, sessions: new Map(), saved: 0, staged: -1 };
     const blob = this.db.getBinary(group);
     if (blob) {
-      const [index, sessions, state] = unpackr.unpack(blob) as [number, [string, number, [number, unknown][]][], unknown];
+      const [index, sessions, state] = unpackr.unpack(blob) as [
+        number,
+        [string, number, [number, unknown][]][],
+        unknown,
+      ];
       sm.restore(state);
       h.applied = h.saved = index;
       for (const [c, lo, rs] of sessions) h.sessions.set(c, { lo, results: new Map(rs) });
@@ -169,7 +173,11 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
 
   restore(group: number, snapshot: Snapshot): void {
     const h = this.hosted(group);
-    const [index, sessions, state] = unpackr.unpack(snapshot.data) as [number, [string, number, [number, unknown][]][], unknown];
+    const [index, sessions, state] = unpackr.unpack(snapshot.data) as [
+      number,
+      [string, number, [number, unknown][]][],
+      unknown,
+    ];
     h.sm = this.module.createStateMachine(group);
     h.sm.restore(state);
     h.applied = Math.max(index, snapshot.meta.index);

@@ -42,7 +42,11 @@ export interface ShardStatus extends ShardSummary {
   readonly routing: RoutingStats;
   /** Storage commit p99 of the last minute, ms (null without commits). */
   readonly commitP99Ms: number | null;
-  readonly histograms: { readonly fsync: HistogramSnapshot; readonly commit: HistogramSnapshot; readonly apply: HistogramSnapshot };
+  readonly histograms: {
+    readonly fsync: HistogramSnapshot;
+    readonly commit: HistogramSnapshot;
+    readonly apply: HistogramSnapshot;
+  };
   /** With `detail`: every group of the shard. */
   readonly perGroup?: GroupView[];
 }
@@ -50,7 +54,14 @@ export interface ShardStatus extends ShardSummary {
 /** A shard in the node's report: its status, or why it could not answer. */
 export type ShardEntry =
   | ({ readonly worker: number; readonly up: true } & Omit<ShardStatus, 'perGroup'>)
-  | { readonly worker: number; readonly up: false; readonly error: string; readonly groups: 0; readonly leaders: 0; readonly quiesced: 0 };
+  | {
+      readonly worker: number;
+      readonly up: false;
+      readonly error: string;
+      readonly groups: 0;
+      readonly leaders: 0;
+      readonly quiesced: 0;
+    };
 
 /** The node's request counters (FlotillaNode.stats). */
 export interface RuntimeStats {

@@ -12,16 +12,34 @@ import { PackedPort } from './channel.js';
 import { RuntimeError, TransferError } from './errors.js';
 import { shardWorkerLimits } from './heap.js';
 import type {
-  CallAnswer, CallKind, CallMessage, CallReply, CallRequest, FromWorker, LeaderChangeKind, ShardBrief, ShardNotice, Shards, ToWorker, WorkerInit,
+  CallAnswer,
+  CallKind,
+  CallMessage,
+  CallReply,
+  CallRequest,
+  FromWorker,
+  LeaderChangeKind,
+  ShardBrief,
+  ShardNotice,
+  Shards,
+  ToWorker,
+  WorkerInit,
 } from './protocol.js';
 
 /** Requests sent to a worker and not answered yet, by id. */
 class PendingCalls {
-  private readonly calls = new Map<number, { readonly resolve: (v: unknown) => void; readonly reject: (e: Error) => void }>();
+  private readonly calls = new Map<
+    number,
+    { readonly resolve: (v: unknown) => void; readonly reject: (e: Error) => void }
+  >();
   private seq = 0;
 
   /** Send request `kind` through `port`; resolves with its answer (see settle). */
-  call<K extends CallKind>(kind: K, request: CallRequest<K>, port: { post(m: CallMessage): void }): Promise<CallReply<K>> {
+  call<K extends CallKind>(
+    kind: K,
+    request: CallRequest<K>,
+    port: { post(m: CallMessage): void },
+  ): Promise<CallReply<K>> {
     const id = ++this.seq;
     // The kind's own member of the union (TypeScript does not relate a generic object to it).
     const m = { kind, id, request } as CallMessage;
@@ -39,7 +57,10 @@ class PendingCalls {
     if (!c) return;
     this.calls.delete(a.id);
     if (a.ok) c.resolve(a.result);
-    else c.reject(a.reason ? new TransferError(a.reason, a.message, a.leader) : new RuntimeError(a.code, a.message, a.leader));
+    else
+      c.reject(
+        a.reason ? new TransferError(a.reason, a.message, a.leader) : new RuntimeError(a.code, a.message, a.leader),
+      );
   }
 
   /** Fail every waiting call with `err`. */
@@ -100,7 +121,16 @@ export class ShardWorkers implements Shards {
       resourceLimits: shardWorkerLimits(),
     });
     for (let i = 0; i < opts.workers; i++) {
-      this.slots.push({ index: i, port: null, threadId: -1, up: false, calls: new PendingCalls(), restarts: 0, startedAt: 0, readyWaiters: [] });
+      this.slots.push({
+        index: i,
+        port: null,
+        threadId: -1,
+        up: false,
+        calls: new PendingCalls(),
+        restarts: 0,
+        startedAt: 0,
+        readyWaiters: [],
+      });
     }
   }
 
@@ -123,7 +153,10 @@ export class ShardWorkers implements Shards {
       slot.readyWaiters = [resolve];
       slot.port = new PackedPort<ToWorker, FromWorker>(port1, (items) => this.onItems(slot, items));
       slot.startedAt = Date.now();
-      const task = this.pool.run({ ...this.opts.init(slot.index), port: port2 }, { transferList: [port2] }) as Promise<string>;
+      const task = this.pool.run(
+        { ...this.opts.init(slot.index), port: port2 },
+        { transferList: [port2] },
+      ) as Promise<string>;
       task.then(
         () => this.onExit(slot, null),
         (e: Error) => {
@@ -171,7 +204,10 @@ export class ShardWorkers implements Shards {
     slot.up = false;
     slot.port?.close();
     slot.port = null;
-    const e = new RuntimeError(this.stopping ? 'Stopped' : 'Unavailable', `worker ${slot.index} ${err ? `died: ${err.message}` : 'stopped'}`);
+    const e = new RuntimeError(
+      this.stopping ? 'Stopped' : 'Unavailable',
+      `worker ${slot.index} ${err ? `died: ${err.message}` : 'stopped'}`,
+    );
     slot.calls.rejectAll(e);
     if (this.stopping || err === null) return;
     this.stats.restarts++;
@@ -179,10 +215,15 @@ export class ShardWorkers implements Shards {
     if (Date.now() - slot.startedAt > 30_000) slot.restarts = 0;
     const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** slot.restarts);
     slot.restarts++;
-    this.opts.log.error({ worker: slot.index, err: err.message, wasUp, restartInMs: delay }, 'worker died; restarting its shard from disk');
+    this.opts.log.error(
+      { worker: slot.index, err: err.message, wasUp, restartInMs: delay },
+      'worker died; restarting its shard from disk',
+    );
     setTimeout(() => {
       if (this.stopping) return;
-      this.launch(slot).catch((e2: Error) => this.opts.log.error({ worker: slot.index, err: e2.message }, 'worker restart failed'));
+      this.launch(slot).catch((e2: Error) =>
+        this.opts.log.error({ worker: slot.index, err: e2.message }, 'worker restart failed'),
+      );
     }, delay).unref();
   }
 
@@ -191,7 +232,8 @@ export class ShardWorkers implements Shards {
     const slot = this.slots[index];
     if (this.stopping) return Promise.reject(new RuntimeError('Stopped', 'node stopping'));
     const port = slot.port;
-    if (!slot.up || port === null) return Promise.reject(new RuntimeError('Unavailable', `worker ${index} is restarting`));
+    if (!slot.up || port === null)
+      return Promise.reject(new RuntimeError('Unavailable', `worker ${index} is restarting`));
     return slot.calls.call(kind, request, port);
   }
 

@@ -152,7 +152,13 @@ export class Reader {
 
   /** `checked`: the value ends in a CRC-32 of the rest (verified here); false for values that
    *  travel inside a checksummed record (log entries inside WAL records and Raft batches). */
-  constructor(readonly buf: Uint8Array, readonly what: string, checked = true, start = 0, end = buf.byteLength) {
+  constructor(
+    readonly buf: Uint8Array,
+    readonly what: string,
+    checked = true,
+    start = 0,
+    end = buf.byteLength,
+  ) {
     if (!checked) {
       this.pos = start;
       this.end = end;
@@ -200,7 +206,8 @@ export class Reader {
       v = new DataView(b.buffer, b.byteOffset, b.byteLength).getFloat64(this.pos, true);
     }
     this.pos += 8;
-    if (!Number.isSafeInteger(v) || v < 0) throw new CorruptRecord(this.what, `bad integer ${v} at byte ${this.pos - 8}`);
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new CorruptRecord(this.what, `bad integer ${v} at byte ${this.pos - 8}`);
     return v;
   }
 

@@ -18,8 +18,16 @@ import { RaftError, type Entry, type Snapshot, type SnapshotMeta } from '../raft
 import { Reader, Writer } from './codec.js';
 import type { LogStore } from './logstore.js';
 import {
-  Envelope, NOT_DUPLICATE, decodeSession, duplicateResult, encodeCommand, encodeSession, readEnvelope, recordResultOf,
-  type SessionRecord, type SessionStore,
+  Envelope,
+  NOT_DUPLICATE,
+  decodeSession,
+  duplicateResult,
+  encodeCommand,
+  encodeSession,
+  readEnvelope,
+  recordResultOf,
+  type SessionRecord,
+  type SessionStore,
 } from './session.js';
 
 export const MAX_KEY_BYTES = 1024;
@@ -27,7 +35,12 @@ export const MAX_KEY_BYTES = 1024;
 export type KvCommand =
   | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
   | { readonly op: 'delete'; readonly key: Uint8Array }
-  | { readonly op: 'cas'; readonly key: Uint8Array; readonly expected: Uint8Array | null; readonly value: Uint8Array | null };
+  | {
+      readonly op: 'cas';
+      readonly key: Uint8Array;
+      readonly expected: Uint8Array | null;
+      readonly value: Uint8Array | null;
+    };
 
 export type KvResult =
   | { readonly op: 'put' | 'delete' }
@@ -72,8 +85,12 @@ export function decodeKvCommand(data: Uint8Array, copy = true): KvCommand {
   const key = take();
   let c: KvCommand;
   switch (op) {
-    case 'put': c = { op, key, value: take() }; break;
-    case 'delete': c = { op, key }; break;
+    case 'put':
+      c = { op, key, value: take() };
+      break;
+    case 'delete':
+      c = { op, key };
+      break;
     case 'cas': {
       const f = r.u8();
       const expected = f & 1 ? take() : null;
@@ -81,7 +98,8 @@ export function decodeKvCommand(data: Uint8Array, copy = true): KvCommand {
       c = { op, key, expected, value };
       break;
     }
-    default: throw new RaftError('Malformed', 'unknown kv op');
+    default:
+      throw new RaftError('Malformed', 'unknown kv op');
   }
   r.done();
   return c;
@@ -192,7 +210,10 @@ export class KvStateMachine implements SessionStore {
   private readonly envelope = new Envelope();
   readonly stats = { flushes: 0, flushedKeys: 0, flushedSessions: 0 };
 
-  constructor(private readonly store: LogStore, opts: KvOptions = {}) {
+  constructor(
+    private readonly store: LogStore,
+    opts: KvOptions = {},
+  ) {
     this.data = store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' });
     this.appliedDb = store.openDB<number, number>('applied', { encoding: 'json', keyEncoding: 'uint32' });
     this.sessionsDb = store.openDB<Buffer, Buffer>('sessions', { encoding: 'binary', keyEncoding: 'binary' });
@@ -366,7 +387,11 @@ export class KvStateMachine implements SessionStore {
   prepareWrite(force = false): (() => void) | null {
     const m = this.mem;
     if (m.empty) return null;
-    const due = force || this.forceFlush || m.resets.size > 0 || m.data.size + m.sessions.size >= this.maxDirtyKeys ||
+    const due =
+      force ||
+      this.forceFlush ||
+      m.resets.size > 0 ||
+      m.data.size + m.sessions.size >= this.maxDirtyKeys ||
       performance.now() - this.lastFlushAt >= this.flushIntervalMs;
     if (!due) return null;
     this.mem = new Generation();
@@ -404,7 +429,8 @@ export class KvStateMachine implements SessionStore {
     this.stats.flushedKeys += gen.data.size;
     this.stats.flushedSessions += gen.sessions.size;
     for (const [group, r] of gen.resets) {
-      for (const sk of [...this.sessionCache.keys()]) if (sk.startsWith(sessionKey(group, ''))) this.sessionCache.delete(sk);
+      for (const sk of [...this.sessionCache.keys()])
+        if (sk.startsWith(sessionKey(group, ''))) this.sessionCache.delete(sk);
       for (const [sk, { rec }] of r.sessions) this.cacheSession(sk, rec);
       if (r.applied === null) this.durable.delete(group);
       else this.durable.set(group, r.applied);
@@ -471,7 +497,11 @@ export class KvStateMachine implements SessionStore {
     } else {
       const txn = this.store.readTransaction();
       try {
-        const range = { start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)), transaction: txn };
+        const range = {
+          start: dataKey(group, new Uint8Array(0)),
+          end: dataKey(group + 1, new Uint8Array(0)),
+          transaction: txn,
+        };
         for (const { key, value } of this.data.getRange(range)) data.set(key.subarray(4).toString('latin1'), value);
         for (const { key, value } of this.sessionsDb.getRange(range)) sessions.set(dec.decode(key.subarray(4)), value);
       } finally {
@@ -484,7 +514,8 @@ export class KvStateMachine implements SessionStore {
         if (value === null) data.delete(hex.slice(4));
         else data.set(hex.slice(4), value);
       }
-      for (const [sk, { rec }] of gens[i].sessions) if (sk.startsWith(sprefix)) sessions.set(sk.slice(sprefix.length), encodeSession(rec));
+      for (const [sk, { rec }] of gens[i].sessions)
+        if (sk.startsWith(sprefix)) sessions.set(sk.slice(sprefix.length), encodeSession(rec));
     }
     const index = this.applied(group);
     let size = 64;
@@ -519,11 +550,17 @@ export class KvStateMachine implements SessionStore {
     const ns = r.u32();
     for (let i = 0; i < ns; i++) {
       const client = r.str();
-      sessions.set(sessionKey(group, client), { key: dataKey(group, enc.encode(client)), rec: decodeSession(r.bytes()) });
+      sessions.set(sessionKey(group, client), {
+        key: dataKey(group, enc.encode(client)),
+        rec: decodeSession(r.bytes()),
+      });
     }
     r.done();
     if (index !== snapshot.meta.index) {
-      throw new RaftError('Malformed', `kv snapshot of group ${group}: data index ${index} != meta index ${snapshot.meta.index}`);
+      throw new RaftError(
+        'Malformed',
+        `kv snapshot of group ${group}: data index ${index} != meta index ${snapshot.meta.index}`,
+      );
     }
     this.resetGroup(group, { data, sessions, applied: index });
   }

@@ -15,11 +15,24 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { WalFiles } from './wal.js';
-import { RaftError, type ConfState, type Entry, type HardState, type Snapshot, type SnapshotMeta } from '../raft/types.js';
+import {
+  RaftError,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Snapshot,
+  type SnapshotMeta,
+} from '../raft/types.js';
 import { EMPTY_HARD_STATE, entryBytes, type InitialState, type Storage } from '../raft/storage.js';
 import {
-  decodeEntry, decodeMeta, decodeWal, encodeEntry, encodeMeta, encodeWal,
-  type GroupWrite, type WalOp,
+  decodeEntry,
+  decodeMeta,
+  decodeWal,
+  encodeEntry,
+  encodeMeta,
+  encodeWal,
+  type GroupWrite,
+  type WalOp,
 } from './codec.js';
 import { CorruptRecord, StorageFailed } from './errors.js';
 
@@ -99,8 +112,15 @@ interface GroupState {
 
 function newGroup(group: number, conf: ConfState): GroupState {
   return {
-    group, hardState: EMPTY_HARD_STATE, conf, snap: { index: 0, term: 0, conf }, flushedLast: 0,
-    tail: [], tailLsn: [], pendingDeletes: [], dirty: true,
+    group,
+    hardState: EMPTY_HARD_STATE,
+    conf,
+    snap: { index: 0, term: 0, conf },
+    flushedLast: 0,
+    tail: [],
+    tailLsn: [],
+    pendingDeletes: [],
+    dirty: true,
   };
 }
 
@@ -130,7 +150,15 @@ export class LogStore {
   /** Replaying the WAL at start-up (gaps are then superseded records, not bugs). */
   private replaying = false;
   private failure: StorageFailed | null = null;
-  readonly stats: StoreStats = { commits: 0, lazyCommits: 0, walBytes: 0, entriesWritten: 0, checkpoints: 0, checkpointEntries: 0, lastCheckpointMs: 0 };
+  readonly stats: StoreStats = {
+    commits: 0,
+    lazyCommits: 0,
+    walBytes: 0,
+    entriesWritten: 0,
+    checkpoints: 0,
+    checkpointEntries: 0,
+    lastCheckpointMs: 0,
+  };
   private readonly checkpointBytes: number;
   /** Fault injection (see setWriteDelay): extra milliseconds per durable write, and its jitter. */
   private writeDelay = { ms: 0, jitterMs: 0 };
@@ -147,7 +175,13 @@ export class LogStore {
   }
 
   static async open(opts: LogStoreOptions): Promise<LogStore> {
-    const env = open({ path: opts.path, maxDbs: 16, overlappingSync: false, noSync: opts.noSync ?? false, compression: false });
+    const env = open({
+      path: opts.path,
+      maxDbs: 16,
+      overlappingSync: false,
+      noSync: opts.noSync ?? false,
+      compression: false,
+    });
     const wal = env.openDB<Buffer, number>('wal', { encoding: 'binary' });
     const log = env.openDB<Buffer, Buffer>('log', { encoding: 'binary', keyEncoding: 'binary' });
     const meta = env.openDB<Buffer, number>('meta', { encoding: 'binary', keyEncoding: 'uint32' });
@@ -169,8 +203,15 @@ export class LogStore {
     for (const { key, value } of this.meta.getRange()) {
       const m = decodeMeta(value, key);
       this.groups.set(key, {
-        group: key, hardState: m.hardState, conf: m.conf, snap: m.snapshot, flushedLast: m.flushedLast,
-        tail: [], tailLsn: [], pendingDeletes: [], dirty: false,
+        group: key,
+        hardState: m.hardState,
+        conf: m.conf,
+        snap: m.snapshot,
+        flushedLast: m.flushedLast,
+        tail: [],
+        tailLsn: [],
+        pendingDeletes: [],
+        dirty: false,
       });
     }
     const ctl = this.ctl.get(KEY_CHECKPOINT) ?? { replayFrom: 0, trigger: 0 };
@@ -184,7 +225,10 @@ export class LogStore {
     this.walGarbageTo = oldest === undefined ? 0 : Math.min(ctl.replayFrom, this.legacyLast);
     const dir = join(this.opts.path, 'wal');
     mkdirSync(dir, { recursive: true });
-    const { wal, records: fileRecords } = WalFiles.open(dir, { noSync: this.opts.noSync, segmentBytes: this.opts.walSegmentBytes });
+    const { wal, records: fileRecords } = WalFiles.open(dir, {
+      noSync: this.opts.noSync,
+      segmentBytes: this.opts.walSegmentBytes,
+    });
     this.files = wal;
     let records = 0;
     const replay = (lsn: number, value: Uint8Array) => {
@@ -199,7 +243,12 @@ export class LogStore {
     this.replaying = false;
     this.walRecordsSinceCheckpoint = records;
     this.nextLsn = last + 1;
-    this.opts.onEvent?.({ kind: 'recovered', groups: this.groups.size, walRecords: records, ms: performance.now() - t0 });
+    this.opts.onEvent?.({
+      kind: 'recovered',
+      groups: this.groups.size,
+      walRecords: records,
+      ms: performance.now() - t0,
+    });
   }
 
   get failed(): StorageFailed | null {
@@ -234,7 +283,14 @@ export class LogStore {
     const s = this.groups.get(w.group);
     if (!s) throw new RaftError('UnknownGroup', `group ${w.group} does not exist`);
     const hs = w.hardState;
-    if (hs && !w.entries?.length && !w.snapshot && !w.conf && hs.term === s.hardState.term && hs.vote === s.hardState.vote) {
+    if (
+      hs &&
+      !w.entries?.length &&
+      !w.snapshot &&
+      !w.conf &&
+      hs.term === s.hardState.term &&
+      hs.vote === s.hardState.vote
+    ) {
       if (this.failure) throw this.failure;
       if (hs.commit > s.hardState.commit) {
         s.hardState = hs;
@@ -250,7 +306,8 @@ export class LogStore {
   compact(group: number, index: number): void {
     const s = this.state(group);
     if (index <= s.snap.index) return;
-    if (index > lastIndexOf(s)) throw new RaftError('Unavailable', `compact ${index} beyond last index ${lastIndexOf(s)} of group ${group}`);
+    if (index > lastIndexOf(s))
+      throw new RaftError('Unavailable', `compact ${index} beyond last index ${lastIndexOf(s)} of group ${group}`);
     this.stage({ op: 'compact', group, index });
   }
 
@@ -380,7 +437,10 @@ export class LogStore {
     }
     // Legacy WAL records (LMDB table) before the replay start are garbage; delete a bounded
     // number per commit so a checkpoint never stalls one commit with thousands of deletes.
-    const garbage = this.walGarbageTo > this.walGarbageFrom ? Math.min(this.walGarbageTo, this.walGarbageFrom + WAL_DELETES_PER_COMMIT) : 0;
+    const garbage =
+      this.walGarbageTo > this.walGarbageFrom
+        ? Math.min(this.walGarbageTo, this.walGarbageFrom + WAL_DELETES_PER_COMMIT)
+        : 0;
     if (!record && !extra && !checkpoint && !garbage) return Promise.resolve(false);
     const from = this.walGarbageFrom;
     if (garbage) this.walGarbageFrom = garbage;
@@ -389,14 +449,24 @@ export class LogStore {
     return run;
   }
 
-  private async persist(record: Uint8Array | null, lsn: number, extra: (() => void) | undefined, checkpoint: Checkpoint | null, from: number, garbage: number): Promise<boolean> {
+  private async persist(
+    record: Uint8Array | null,
+    lsn: number,
+    extra: (() => void) | undefined,
+    checkpoint: Checkpoint | null,
+    from: number,
+    garbage: number,
+  ): Promise<boolean> {
     if (this.failure) throw this.failure;
     const t0 = performance.now();
     if (record) {
       try {
         await this.files.append(lsn, record);
       } catch (e) {
-        this.fail(`WAL append failed in ${this.opts.path}: ${(e as Error).message}${(e as { code?: string }).code ? ` (${(e as { code?: string }).code})` : ''}`, e);
+        this.fail(
+          `WAL append failed in ${this.opts.path}: ${(e as Error).message}${(e as { code?: string }).code ? ` (${(e as { code?: string }).code})` : ''}`,
+          e,
+        );
       }
       this.stats.walBytes += record.byteLength;
       this.walBytesSinceCheckpoint += record.byteLength;
@@ -449,7 +519,8 @@ export class LogStore {
    *  `jitterMs`) longer before it resolves, as on a slow or saturated disk. Commits stay in call
    *  order (they run one after another) and nothing resolves before it is durable. 0, 0 heals. */
   setWriteDelay(ms: number, jitterMs = 0): void {
-    if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs))) throw new RangeError('write delay: ms and jitterMs must be finite numbers >= 0');
+    if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs)))
+      throw new RangeError('write delay: ms and jitterMs must be finite numbers >= 0');
     this.writeDelay = { ms, jitterMs };
   }
 
@@ -497,7 +568,10 @@ export class LogStore {
       if (!s.dirty && n === 0) continue;
       s.dirty = false;
       const flushedLast = n > 0 ? s.tail[n - 1].index : s.flushedLast;
-      metas.push({ group: s.group, value: Buffer.from(encodeMeta({ hardState: s.hardState, snapshot: s.snap, conf: s.conf, flushedLast }).buffer) });
+      metas.push({
+        group: s.group,
+        value: Buffer.from(encodeMeta({ hardState: s.hardState, snapshot: s.snap, conf: s.conf, flushedLast }).buffer),
+      });
     }
     // Ids deleted since the last checkpoint (even if re-created since): their old rows go first.
     const gone = [...this.deletedGroups];
@@ -520,7 +594,8 @@ export class LogStore {
         for (const d of deletes) {
           for (const [a, b] of d.ranges) for (let i = a; i <= b; i++) void this.log.remove(logKey(d.group, i));
         }
-        for (const f of flushed) for (const e of f.entries) void this.log.put(logKey(f.s.group, e.index), Buffer.from(encodeEntry(e).buffer));
+        for (const f of flushed)
+          for (const e of f.entries) void this.log.put(logKey(f.s.group, e.index), Buffer.from(encodeEntry(e).buffer));
         for (const m of metas) void this.meta.put(m.group, m.value);
         void this.ctl.put(KEY_CHECKPOINT, { replayFrom: upTo, trigger });
       },
@@ -604,7 +679,10 @@ export class GroupStorage implements Storage {
   /** Supplies a snapshot (with state machine data) for followers that are too far behind. */
   snapshotSource: ((meta: SnapshotMeta) => Snapshot) | null = null;
 
-  constructor(private readonly store: LogStore, readonly group: number) {}
+  constructor(
+    private readonly store: LogStore,
+    readonly group: number,
+  ) {}
 
   private get s(): GroupState {
     return this.store.state(this.group);
@@ -631,7 +709,8 @@ export class GroupStorage implements Storage {
     const s = this.s;
     if (lo <= s.snap.index) throw new RaftError('Compacted', `entry ${lo} of group ${this.group} is compacted`);
     const last = this.store.lastIndex(s);
-    if (hi > last + 1) throw new RaftError('Unavailable', `entries up to ${hi - 1} of group ${this.group} not available`);
+    if (hi > last + 1)
+      throw new RaftError('Unavailable', `entries up to ${hi - 1} of group ${this.group} not available`);
     const out: Entry[] = [];
     let bytes = 0;
     for (let i = lo; i < hi; i++) {

@@ -144,7 +144,14 @@ export function recordResult(store: SessionStore, group: number, h: SessionHeade
   recordResultOf(store, group, h.client, h.seq, h.lo, result);
 }
 
-export function recordResultOf(store: SessionStore, group: number, client: string, seq: number, lo: number, result: unknown): void {
+export function recordResultOf(
+  store: SessionStore,
+  group: number,
+  client: string,
+  seq: number,
+  lo: number,
+  result: unknown,
+): void {
   const rec = store.updateSession(group, client);
   rec.results.set(seq, result ?? null);
   if (lo > rec.lo) {

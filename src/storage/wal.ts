@@ -12,7 +12,16 @@
 // follows it (a write torn by a crash: it was never acknowledged), else it is corruption and open
 // fails with CorruptRecord. Whole segments are deleted once a checkpoint covers them.
 import {
-  closeSync, constants, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, write as fsWrite,
+  closeSync,
+  constants,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  write as fsWrite,
 } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptRecord } from './errors.js';
@@ -50,7 +59,10 @@ export class WalFiles {
   private readonly segmentBytes: number;
   bytesOnDisk = 0;
 
-  private constructor(private readonly dir: string, private readonly opts: WalFilesOptions) {
+  private constructor(
+    private readonly dir: string,
+    private readonly opts: WalFilesOptions,
+  ) {
     this.segmentBytes = opts.segmentBytes ?? 64 << 20;
   }
 
@@ -128,7 +140,9 @@ export class WalFiles {
     let off = 0;
     while (off < size) {
       const n = await new Promise<number>((resolve, reject) => {
-        fsWrite(this.fd, buf, off, size - off, this.pos + off, (err, written) => (err ? reject(err) : resolve(written)));
+        fsWrite(this.fd, buf, off, size - off, this.pos + off, (err, written) =>
+          err ? reject(err) : resolve(written),
+        );
       });
       if (n <= 0) throw new Error(`short write to the WAL (${off} of ${size} bytes)`);
       off += n;
@@ -140,7 +154,8 @@ export class WalFiles {
   private rotate(lsn: number, size: number): void {
     if (this.fd >= 0) closeSync(this.fd);
     const path = join(this.dir, segmentName(lsn));
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | (this.opts.noSync ? 0 : constants.O_DSYNC);
+    const flags =
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | (this.opts.noSync ? 0 : constants.O_DSYNC);
     this.fd = openSync(path, flags, 0o644);
     // Sparse preallocation: appends then change no file size, which a synced write would also
     // have to make durable. Where the file may not be that large (a file size limit) the

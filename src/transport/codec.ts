@@ -65,7 +65,10 @@ const ENVELOPE_KINDS: Record<EnvelopeKind, (e: Record<string, unknown>) => DropR
     return r === null ? null : `raft.${r}`;
   },
   app: (e) => (typeof e.t === 'string' && e.t.length > 0 && e.t.length <= MAX_APP_TYPE ? null : 'InvalidEnvelope'),
-  rb: (e) => (Number.isInteger(e.w) && (e.w as number) >= 0 && (e.w as number) < MAX_WORKERS && e.b instanceof Uint8Array ? null : 'InvalidEnvelope'),
+  rb: (e) =>
+    Number.isInteger(e.w) && (e.w as number) >= 0 && (e.w as number) < MAX_WORKERS && e.b instanceof Uint8Array
+      ? null
+      : 'InvalidEnvelope',
 };
 
 /** Worker (shard) indices on the wire are below this. */
@@ -144,9 +147,29 @@ export function canonical(m: Message): Message {
   const { group, from, to, term } = m;
   switch (m.type) {
     case 'app':
-      return { type: m.type, group, from, to, term, index: m.index, logTerm: m.logTerm, commit: m.commit, entries: m.entries.map(entry) };
+      return {
+        type: m.type,
+        group,
+        from,
+        to,
+        term,
+        index: m.index,
+        logTerm: m.logTerm,
+        commit: m.commit,
+        entries: m.entries.map(entry),
+      };
     case 'appResp':
-      return { type: m.type, group, from, to, term, index: m.index, reject: m.reject, hintIndex: m.hintIndex, hintTerm: m.hintTerm };
+      return {
+        type: m.type,
+        group,
+        from,
+        to,
+        term,
+        index: m.index,
+        reject: m.reject,
+        hintIndex: m.hintIndex,
+        hintTerm: m.hintTerm,
+      };
     case 'hb':
       return { type: m.type, group, from, to, term, commit: m.commit, ctx: m.ctx, seq: m.seq, quiesce: m.quiesce };
     case 'hbResp':
@@ -160,7 +183,14 @@ export function canonical(m: Message): Message {
     case 'snap': {
       const s = m.snapshot;
       const conf = { voters: s.meta.conf.voters, learners: s.meta.conf.learners };
-      return { type: m.type, group, from, to, term, snapshot: { meta: { index: s.meta.index, term: s.meta.term, conf }, data: s.data } };
+      return {
+        type: m.type,
+        group,
+        from,
+        to,
+        term,
+        snapshot: { meta: { index: s.meta.index, term: s.meta.term, conf }, data: s.data },
+      };
     }
     case 'timeoutNow':
       return { type: m.type, group, from, to, term };
@@ -493,7 +523,8 @@ export class FrameDecoder {
         reason = 'InvalidEnvelope';
       } else {
         const k = (it as Record<string, unknown>).k;
-        const check = typeof k === 'string' && Object.hasOwn(ENVELOPE_KINDS, k) ? ENVELOPE_KINDS[k as EnvelopeKind] : null;
+        const check =
+          typeof k === 'string' && Object.hasOwn(ENVELOPE_KINDS, k) ? ENVELOPE_KINDS[k as EnvelopeKind] : null;
         reason = check === null ? 'UnknownKind' : check(it as Record<string, unknown>);
       }
       if (reason === null) {

@@ -24,7 +24,10 @@ export abstract class FrameError extends FlotillaError<'FrameTooLarge' | 'Malfor
 /** A length prefix above the limit. The stream cannot be re-synchronised after this. */
 export class FrameTooLarge extends FrameError {
   declare readonly code: 'FrameTooLarge';
-  constructor(readonly frameBytes: number, readonly maxFrameBytes: number) {
+  constructor(
+    readonly frameBytes: number,
+    readonly maxFrameBytes: number,
+  ) {
     super('FrameTooLarge', `frame of ${frameBytes} bytes exceeds the limit of ${maxFrameBytes}`);
   }
 }
@@ -33,14 +36,20 @@ export class FrameTooLarge extends FrameError {
  *  intact, so the decoder can go on with the next frame. */
 export class MalformedFrame extends FrameError {
   declare readonly code: 'MalformedFrame';
-  constructor(readonly detail: string, readonly frameBytes: number) {
+  constructor(
+    readonly detail: string,
+    readonly frameBytes: number,
+  ) {
     super('MalformedFrame', `malformed frame (${frameBytes} bytes): ${detail}`);
   }
 }
 
 /** A Raft batch (raftbatch.ts) that cannot be read at all; bad single messages are only dropped. */
 export class RaftBatchError extends FlotillaError<'MalformedBatch'> {
-  constructor(readonly detail: string, readonly bytes: number) {
+  constructor(
+    readonly detail: string,
+    readonly bytes: number,
+  ) {
     super('MalformedBatch', `malformed raft batch (${bytes} bytes): ${detail}`);
   }
 }

@@ -62,7 +62,14 @@ export type HandshakeReason =
   | 'TlsFailed';
 
 const REFUSAL_REASONS = new Set<string>([
-  'ProtocolMismatch', 'WrongCluster', 'UnknownNode', 'WrongDirection', 'BadHandshake', 'AuthMismatch', 'AuthFailed', 'CertMismatch',
+  'ProtocolMismatch',
+  'WrongCluster',
+  'UnknownNode',
+  'WrongDirection',
+  'BadHandshake',
+  'AuthMismatch',
+  'AuthFailed',
+  'CertMismatch',
 ]);
 
 /** The cluster-secret challenge in a hello: this side's fresh nonce. */
@@ -98,8 +105,21 @@ export interface ProofFrame {
   readonly proof: Uint8Array;
 }
 
-export function makeHello(clusterId: string, nodeId: NodeId, maxFrameBytes: number, auth: AuthSlot | null = null): Hello {
-  return { hs: 'hello', protocol: PROTOCOL_VERSION, clusterId, nodeId, schema: SCHEMA_FINGERPRINT, maxFrameBytes, auth };
+export function makeHello(
+  clusterId: string,
+  nodeId: NodeId,
+  maxFrameBytes: number,
+  auth: AuthSlot | null = null,
+): Hello {
+  return {
+    hs: 'hello',
+    protocol: PROTOCOL_VERSION,
+    clusterId,
+    nodeId,
+    schema: SCHEMA_FINGERPRINT,
+    maxFrameBytes,
+    auth,
+  };
 }
 
 export function makeRefusal(reason: HandshakeReason, detail: string): Refusal {
@@ -142,7 +162,12 @@ export function authProof(secret: string, role: 'dialer' | 'acceptor', t: AuthTr
 }
 
 /** Constant-time check of a received proof. */
-export function verifyProof(secret: string, role: 'dialer' | 'acceptor', t: AuthTranscript, proof: Uint8Array): boolean {
+export function verifyProof(
+  secret: string,
+  role: 'dialer' | 'acceptor',
+  t: AuthTranscript,
+  proof: Uint8Array,
+): boolean {
   const want = authProof(secret, role, t);
   return proof.length === want.length && timingSafeEqual(want, proof);
 }
@@ -165,13 +190,25 @@ function str(v: unknown, allowEmpty = false): v is string {
 /** Structural and version checks common to both directions. */
 function parseHello(body: Readonly<Record<string, unknown>>): HandshakeCheck {
   const claimed = str(body.nodeId) ? body.nodeId : null;
-  if (body.hs !== 'hello') return { ok: false, reason: 'BadHandshake', detail: `expected hello, got ${describe(body.hs)}`, claimed };
+  if (body.hs !== 'hello')
+    return { ok: false, reason: 'BadHandshake', detail: `expected hello, got ${describe(body.hs)}`, claimed };
   // Version first: a peer speaking another version may lay out everything else differently.
   if (body.protocol !== PROTOCOL_VERSION) {
-    return { ok: false, reason: 'ProtocolMismatch', detail: `protocol ${describe(body.protocol)}, expected ${PROTOCOL_VERSION}`, claimed };
+    return {
+      ok: false,
+      reason: 'ProtocolMismatch',
+      detail: `protocol ${describe(body.protocol)}, expected ${PROTOCOL_VERSION}`,
+      claimed,
+    };
   }
   const { clusterId, nodeId, schema, maxFrameBytes, auth } = body;
-  if (!str(clusterId, true) || !str(nodeId) || !str(schema) || !Number.isSafeInteger(maxFrameBytes) || (maxFrameBytes as number) < 1024) {
+  if (
+    !str(clusterId, true) ||
+    !str(nodeId) ||
+    !str(schema) ||
+    !Number.isSafeInteger(maxFrameBytes) ||
+    (maxFrameBytes as number) < 1024
+  ) {
     return { ok: false, reason: 'BadHandshake', detail: 'malformed hello', claimed };
   }
   let slot: AuthSlot | null = null;
@@ -181,7 +218,12 @@ function parseHello(body: Readonly<Record<string, unknown>>): HandshakeCheck {
     }
     const { scheme, nonce } = auth as Record<string, unknown>;
     if (scheme !== AUTH_SCHEME) {
-      return { ok: false, reason: 'AuthMismatch', detail: `auth scheme ${describe(scheme)}, expected "${AUTH_SCHEME}"`, claimed };
+      return {
+        ok: false,
+        reason: 'AuthMismatch',
+        detail: `auth scheme ${describe(scheme)}, expected "${AUTH_SCHEME}"`,
+        claimed,
+      };
     }
     if (!(nonce instanceof Uint8Array) || nonce.length !== AUTH_NONCE_BYTES) {
       return { ok: false, reason: 'BadHandshake', detail: 'malformed auth nonce', claimed };
@@ -189,19 +231,47 @@ function parseHello(body: Readonly<Record<string, unknown>>): HandshakeCheck {
     slot = { scheme: AUTH_SCHEME, nonce };
   }
   if (schema !== SCHEMA_FINGERPRINT) {
-    return { ok: false, reason: 'ProtocolMismatch', detail: `structure table ${schema}, expected ${SCHEMA_FINGERPRINT}`, claimed };
+    return {
+      ok: false,
+      reason: 'ProtocolMismatch',
+      detail: `structure table ${schema}, expected ${SCHEMA_FINGERPRINT}`,
+      claimed,
+    };
   }
-  const hello: Hello = { hs: 'hello', protocol: PROTOCOL_VERSION, clusterId, nodeId, schema, maxFrameBytes: maxFrameBytes as number, auth: slot };
+  const hello: Hello = {
+    hs: 'hello',
+    protocol: PROTOCOL_VERSION,
+    clusterId,
+    nodeId,
+    schema,
+    maxFrameBytes: maxFrameBytes as number,
+    auth: slot,
+  };
   return { ok: true, hello };
 }
 
 /** Both sides must agree on using a cluster secret. */
-function authAgreement(h: Hello, hasSecret: boolean, self: NodeId, peerRole: 'dialer' | 'acceptor'): HandshakeCheck | null {
+function authAgreement(
+  h: Hello,
+  hasSecret: boolean,
+  self: NodeId,
+  peerRole: 'dialer' | 'acceptor',
+): HandshakeCheck | null {
   if (hasSecret && h.auth === null) {
-    return { ok: false, reason: 'AuthMismatch', detail: `"${self}" requires the cluster secret but ${peerRole} "${h.nodeId}" sent no challenge (no secret configured there?)`, claimed: h.nodeId };
+    return {
+      ok: false,
+      reason: 'AuthMismatch',
+      detail: `"${self}" requires the cluster secret but ${peerRole} "${h.nodeId}" sent no challenge (no secret configured there?)`,
+      claimed: h.nodeId,
+    };
   }
   if (!hasSecret && h.auth !== null) {
-    return { ok: false, reason: 'AuthMismatch', detail: `${peerRole} "${h.nodeId}" uses a cluster secret but "${self}" has none configured`, claimed: h.nodeId };
+    return {
+      ok: false,
+      reason: 'AuthMismatch',
+      detail: `${peerRole} "${h.nodeId}" uses a cluster secret but "${self}" has none configured`,
+      claimed: h.nodeId,
+    };
   }
   return null;
 }
@@ -223,13 +293,28 @@ export function checkDialerHello(body: Readonly<Record<string, unknown>>, policy
   if (!r.ok) return r;
   const h = r.hello;
   if (h.clusterId !== policy.clusterId) {
-    return { ok: false, reason: 'WrongCluster', detail: `cluster "${h.clusterId}", expected "${policy.clusterId}"`, claimed: h.nodeId };
+    return {
+      ok: false,
+      reason: 'WrongCluster',
+      detail: `cluster "${h.clusterId}", expected "${policy.clusterId}"`,
+      claimed: h.nodeId,
+    };
   }
   if (h.nodeId === policy.selfId || !policy.isPeer(h.nodeId)) {
-    return { ok: false, reason: 'UnknownNode', detail: `node "${h.nodeId}" is not a peer of "${policy.selfId}"`, claimed: h.nodeId };
+    return {
+      ok: false,
+      reason: 'UnknownNode',
+      detail: `node "${h.nodeId}" is not a peer of "${policy.selfId}"`,
+      claimed: h.nodeId,
+    };
   }
   if (!policy.dialsUs(h.nodeId)) {
-    return { ok: false, reason: 'WrongDirection', detail: `"${policy.selfId}" dials "${h.nodeId}", not the reverse`, claimed: h.nodeId };
+    return {
+      ok: false,
+      reason: 'WrongDirection',
+      detail: `"${policy.selfId}" dials "${h.nodeId}", not the reverse`,
+      claimed: h.nodeId,
+    };
   }
   return authAgreement(h, policy.secret === true, policy.selfId, 'dialer') ?? r;
 }
@@ -244,16 +329,27 @@ export function checkAcceptorReply(
   if (!r.ok) return r;
   const h = r.hello;
   if (h.clusterId !== expect.clusterId) {
-    return { ok: false, reason: 'WrongCluster', detail: `acceptor is in cluster "${h.clusterId}", expected "${expect.clusterId}"`, claimed: h.nodeId };
+    return {
+      ok: false,
+      reason: 'WrongCluster',
+      detail: `acceptor is in cluster "${h.clusterId}", expected "${expect.clusterId}"`,
+      claimed: h.nodeId,
+    };
   }
   if (h.nodeId !== expect.peer) {
-    return { ok: false, reason: 'UnexpectedNode', detail: `dialled "${expect.peer}" but "${h.nodeId}" answered`, claimed: h.nodeId };
+    return {
+      ok: false,
+      reason: 'UnexpectedNode',
+      detail: `dialled "${expect.peer}" but "${h.nodeId}" answered`,
+      claimed: h.nodeId,
+    };
   }
   return authAgreement(h, expect.secret === true, expect.self ?? '?', 'acceptor') ?? r;
 }
 
 function refusalOf(body: Readonly<Record<string, unknown>>, peer: NodeId): Extract<HandshakeCheck, { ok: false }> {
-  const reason = typeof body.reason === 'string' && REFUSAL_REASONS.has(body.reason) ? (body.reason as HandshakeReason) : 'Refused';
+  const reason =
+    typeof body.reason === 'string' && REFUSAL_REASONS.has(body.reason) ? (body.reason as HandshakeReason) : 'Refused';
   const detail = str(body.detail, true) ? body.detail : '';
   return { ok: false, reason, detail: `refused by "${peer}": ${detail}`, claimed: peer };
 }
@@ -264,13 +360,24 @@ export type ProofCheck =
 
 /** The structure of a proof frame: the acceptor expects `auth` from the dialer, the dialer `ok`
  *  (or a refusal) from the acceptor. Whether the proof is right is verifyProof's business. */
-export function checkProofFrame(body: Readonly<Record<string, unknown>>, expect: 'auth' | 'ok', peer: NodeId): ProofCheck {
+export function checkProofFrame(
+  body: Readonly<Record<string, unknown>>,
+  expect: 'auth' | 'ok',
+  peer: NodeId,
+): ProofCheck {
   if (expect === 'ok' && body.hs === 'refuse') return refusalOf(body, peer);
-  if (body.hs !== expect) return { ok: false, reason: 'BadHandshake', detail: `expected ${expect}, got ${describe(body.hs)}`, claimed: peer };
+  if (body.hs !== expect)
+    return { ok: false, reason: 'BadHandshake', detail: `expected ${expect}, got ${describe(body.hs)}`, claimed: peer };
   if (body.protocol !== PROTOCOL_VERSION) {
-    return { ok: false, reason: 'ProtocolMismatch', detail: `protocol ${describe(body.protocol)}, expected ${PROTOCOL_VERSION}`, claimed: peer };
+    return {
+      ok: false,
+      reason: 'ProtocolMismatch',
+      detail: `protocol ${describe(body.protocol)}, expected ${PROTOCOL_VERSION}`,
+      claimed: peer,
+    };
   }
   const proof = body.proof;
-  if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES) return { ok: false, reason: 'BadHandshake', detail: `malformed ${expect} frame`, claimed: peer };
+  if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES)
+    return { ok: false, reason: 'BadHandshake', detail: `malformed ${expect} frame`, claimed: peer };
   return { ok: true, proof };
 }

@@ -31,7 +31,13 @@
 // well-formed by construction. Entry and snapshot data are copied out of the input: the log keeps
 // entries in memory and they must not pin receive buffers.
 import {
-  MESSAGE_TYPES, type ConfState, type Entry, type Message, type MessageType, type NodeId, type RejectReason,
+  MESSAGE_TYPES,
+  type ConfState,
+  type Entry,
+  type Message,
+  type MessageType,
+  type NodeId,
+  type RejectReason,
 } from '../raft/types.js';
 import { RaftBatchError } from './errors.js';
 
@@ -312,7 +318,8 @@ export class RaftBatchCodec {
       }
       count = r.uv();
       // Each message takes at least 5 bytes: a count beyond that is a lie.
-      if (count > (bytes.length - r.pos) / 5) return new RaftBatchError(`count ${count} exceeds the batch`, bytes.length);
+      if (count > (bytes.length - r.pos) / 5)
+        return new RaftBatchError(`count ${count} exceeds the batch`, bytes.length);
     } catch (e) {
       return new RaftBatchError(e instanceof Bad ? e.reason : String(e), bytes.length);
     }
@@ -335,7 +342,8 @@ export class RaftBatchCodec {
       }
     }
     // Our encoder never leaves bytes behind the last message.
-    if (r.pos !== bytes.length) return new RaftBatchError(`${bytes.length - r.pos} bytes after the last message`, bytes.length);
+    if (r.pos !== bytes.length)
+      return new RaftBatchError(`${bytes.length - r.pos} bytes after the last message`, bytes.length);
     return { messages, dropped };
   }
 }

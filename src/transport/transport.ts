@@ -41,12 +41,29 @@ import { pino, type Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { FrameTooLarge, HandshakeError, TransportStateError } from './errors.js';
 import {
-  DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameEncoder, estimateEnvelopeBytes,
-  type DecodeResult, type DropReason, type Envelope,
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameDecoder,
+  FrameEncoder,
+  estimateEnvelopeBytes,
+  type DecodeResult,
+  type DropReason,
+  type Envelope,
 } from './codec.js';
 import {
-  HANDSHAKE_MAX_FRAME_BYTES, MIN_SECRET_LENGTH, authProof, checkAcceptorReply, checkDialerHello, checkProofFrame, makeHello,
-  makeProofFrame, makeRefusal, newAuthSlot, verifyProof, type AuthTranscript, type HandshakeCheck, type HandshakeReason,
+  HANDSHAKE_MAX_FRAME_BYTES,
+  MIN_SECRET_LENGTH,
+  authProof,
+  checkAcceptorReply,
+  checkDialerHello,
+  checkProofFrame,
+  makeHello,
+  makeProofFrame,
+  makeRefusal,
+  newAuthSlot,
+  verifyProof,
+  type AuthTranscript,
+  type HandshakeCheck,
+  type HandshakeReason,
 } from './handshake.js';
 
 /** Why the transport dropped something: decoder reasons plus the transport's own. */
@@ -123,12 +140,16 @@ export interface TransportSecurity {
 }
 
 function pemField(field: string, v: unknown): string | Buffer {
-  if (!((typeof v === 'string' || Buffer.isBuffer(v)) && v.length > 0)) throw new RangeError(`${field}: must be a non-empty PEM string or Buffer`);
+  if (!((typeof v === 'string' || Buffer.isBuffer(v)) && v.length > 0))
+    throw new RangeError(`${field}: must be a non-empty PEM string or Buffer`);
   return v;
 }
 
 /** Checks `sec` (throws a RangeError naming the field) and builds the TLS context. */
-function prepareSecurity(sec: TransportSecurity): { tls: TransportTlsOptions & { context: tls.SecureContext } | null; secret: string | null } {
+function prepareSecurity(sec: TransportSecurity): {
+  tls: (TransportTlsOptions & { context: tls.SecureContext }) | null;
+  secret: string | null;
+} {
   let secret: string | null = null;
   if (sec.secret !== undefined) {
     if (typeof sec.secret !== 'string' || sec.secret.length < MIN_SECRET_LENGTH) {
@@ -141,7 +162,10 @@ function prepareSecurity(sec: TransportSecurity): { tls: TransportTlsOptions & {
   const ca = pemField('tls.ca', sec.tls.ca);
   const cert = pemField('tls.cert', sec.tls.cert);
   const key = pemField('tls.key', sec.tls.key);
-  for (const [field, pem] of [['tls.ca', ca], ['tls.cert', cert]] as const) {
+  for (const [field, pem] of [
+    ['tls.ca', ca],
+    ['tls.cert', cert],
+  ] as const) {
     try {
       new X509Certificate(pem);
     } catch (e) {
@@ -164,7 +188,9 @@ export function validateTransportSecurity(sec: TransportSecurity | undefined): v
 }
 
 /** The names a peer certificate vouches for: its subject CNs and subjectAltName values. */
-export function certificateNames(cert: { subject?: { CN?: string | string[] }; subjectaltname?: string } | null | undefined): string[] {
+export function certificateNames(
+  cert: { subject?: { CN?: string | string[] }; subjectaltname?: string } | null | undefined,
+): string[] {
   const out: string[] = [];
   const cn = cert?.subject?.CN;
   if (typeof cn === 'string') out.push(cn);
@@ -315,9 +341,23 @@ interface Peer {
 
 function newPeerStats(): PeerStats {
   return {
-    connected: false, framesSent: 0, bytesSent: 0, envelopesSent: 0, framesReceived: 0, bytesReceived: 0,
-    envelopesReceived: 0, queuedEnvelopes: 0, queuedBytes: 0, dials: 0, dialFailures: 0, connects: 0,
-    reconnects: 0, disconnects: 0, duplicates: 0, backpressureEvents: 0, drops: {},
+    connected: false,
+    framesSent: 0,
+    bytesSent: 0,
+    envelopesSent: 0,
+    framesReceived: 0,
+    bytesReceived: 0,
+    envelopesReceived: 0,
+    queuedEnvelopes: 0,
+    queuedBytes: 0,
+    dials: 0,
+    dialFailures: 0,
+    connects: 0,
+    reconnects: 0,
+    disconnects: 0,
+    duplicates: 0,
+    backpressureEvents: 0,
+    drops: {},
   };
 }
 
@@ -365,11 +405,16 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.maxQueueBytes = opts.maxQueueBytes ?? 64 * 1024 * 1024;
     this.hwm = opts.writableHighWaterMark ?? 1024 * 1024;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000;
-    this.backoff = { minMs: opts.reconnect?.minMs ?? 50, maxMs: opts.reconnect?.maxMs ?? 2000, random: opts.reconnect?.random ?? Math.random };
+    this.backoff = {
+      minMs: opts.reconnect?.minMs ?? 50,
+      maxMs: opts.reconnect?.maxMs ?? 2000,
+      random: opts.reconnect?.random ?? Math.random,
+    };
     this.encoder = new FrameEncoder({ maxFrameBytes: this.maxFrameBytes }); // validates the limit
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ module: 'transport', node: opts.nodeId });
     this.onEnvelopes = opts.onEnvelopes ?? null;
-    if (!(this.maxFrameBytes >= HANDSHAKE_MAX_FRAME_BYTES)) throw new RangeError(`maxFrameBytes must be at least ${HANDSHAKE_MAX_FRAME_BYTES}`);
+    if (!(this.maxFrameBytes >= HANDSHAKE_MAX_FRAME_BYTES))
+      throw new RangeError(`maxFrameBytes must be at least ${HANDSHAKE_MAX_FRAME_BYTES}`);
     for (const [id, addr] of Object.entries(opts.peers)) this.setPeer(id, addr);
   }
 
@@ -385,8 +430,19 @@ export class Transport extends EventEmitter<TransportEvents> {
       return;
     }
     const p: Peer = {
-      id, host, port, dial: dials(this.nodeId, id), removed: false, queue: [], queueBytes: 0, link: null,
-      dialing: null, timer: null, attempt: 0, full: false, st: newPeerStats(),
+      id,
+      host,
+      port,
+      dial: dials(this.nodeId, id),
+      removed: false,
+      queue: [],
+      queueBytes: 0,
+      link: null,
+      dialing: null,
+      timer: null,
+      attempt: 0,
+      full: false,
+      st: newPeerStats(),
     };
     this.peers.set(id, p);
     if (p.dial && this.server !== null && !this.closing) this.dial(p);
@@ -411,9 +467,10 @@ export class Transport extends EventEmitter<TransportEvents> {
   async start(): Promise<{ host: string; port: number }> {
     if (this.server) throw new TransportStateError('AlreadyStarted', 'transport already started');
     if (this.closing) throw new TransportStateError('Closed', 'transport is closed');
-    const server = this.tls === null
-      ? net.createServer({ highWaterMark: this.hwm, noDelay: true }, (s) => this.onInbound(s))
-      : this.tlsServer(this.tls);
+    const server =
+      this.tls === null
+        ? net.createServer({ highWaterMark: this.hwm, noDelay: true }, (s) => this.onInbound(s))
+        : this.tlsServer(this.tls);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -485,9 +542,20 @@ export class Transport extends EventEmitter<TransportEvents> {
   stats(): TransportStats {
     const peers: Record<NodeId, PeerStats> = {};
     for (const p of this.peers.values()) {
-      peers[p.id] = { ...p.st, connected: p.link !== null, queuedEnvelopes: p.queue.length, queuedBytes: p.queueBytes, drops: { ...p.st.drops } };
+      peers[p.id] = {
+        ...p.st,
+        connected: p.link !== null,
+        queuedEnvelopes: p.queue.length,
+        queuedBytes: p.queueBytes,
+        drops: { ...p.st.drops },
+      };
     }
-    return { peers, drops: { ...this.drops }, handshakeFailures: { ...this.handshakeFailures }, handlerErrors: this.handlerErrors };
+    return {
+      peers,
+      drops: { ...this.drops },
+      handshakeFailures: { ...this.handshakeFailures },
+      handlerErrors: this.handlerErrors,
+    };
   }
 
   /** Stop listening, end every connection (queued envelopes are written first, best effort),
@@ -534,13 +602,22 @@ export class Transport extends EventEmitter<TransportEvents> {
   /** The mutual-TLS listener. A client certificate not issued by the cluster CA (or none) fails
    *  the TLS handshake; such connections never reach onInbound and are counted as TlsFailed. */
   private tlsServer(t: TransportTlsOptions): tls.Server {
-    const server = tls.createServer({
-      ca: t.ca, cert: t.cert, key: t.key, requestCert: true, rejectUnauthorized: true,
-      handshakeTimeout: this.handshakeTimeoutMs, highWaterMark: this.hwm, noDelay: true,
-    }, (s) => {
-      this.tlsPending.delete(`${s.remoteAddress}:${s.remotePort}`);
-      this.onInbound(s);
-    });
+    const server = tls.createServer(
+      {
+        ca: t.ca,
+        cert: t.cert,
+        key: t.key,
+        requestCert: true,
+        rejectUnauthorized: true,
+        handshakeTimeout: this.handshakeTimeoutMs,
+        highWaterMark: this.hwm,
+        noDelay: true,
+      },
+      (s) => {
+        this.tlsPending.delete(`${s.remoteAddress}:${s.remotePort}`);
+        this.onInbound(s);
+      },
+    );
     // Node destroys a client with an untrusted certificate without an event, so failures are
     // found as raw connections that close before their TLS socket was handed over.
     server.on('connection', (raw: net.Socket) => {
@@ -551,8 +628,15 @@ export class Transport extends EventEmitter<TransportEvents> {
         if (this.tlsPending.get(key) !== entry) return;
         this.tlsPending.delete(key);
         if (this.closing) return;
-        this.handshakeFailed(new HandshakeError('TlsFailed', 'accept',
-          entry.detail ?? 'TLS handshake failed (client certificate not issued by the cluster CA?)', null, key));
+        this.handshakeFailed(
+          new HandshakeError(
+            'TlsFailed',
+            'accept',
+            entry.detail ?? 'TLS handshake failed (client certificate not issued by the cluster CA?)',
+            null,
+            key,
+          ),
+        );
       });
     });
     server.on('tlsClientError', (err: Error & { code?: string }, s: tls.TLSSocket) => {
@@ -570,8 +654,12 @@ export class Transport extends EventEmitter<TransportEvents> {
       // in onDialed. The chain must lead to the cluster CA.
       // highWaterMark reaches the TLSSocket (Node passes it through; @types/node omits it).
       const socket = tls.connect({
-        host: p.host, port: p.port, secureContext: this.tls.context, rejectUnauthorized: true,
-        checkServerIdentity: () => undefined, highWaterMark: this.hwm,
+        host: p.host,
+        port: p.port,
+        secureContext: this.tls.context,
+        rejectUnauthorized: true,
+        checkServerIdentity: () => undefined,
+        highWaterMark: this.hwm,
       } as tls.ConnectionOptions);
       const link = this.newLink(socket, 'out', p);
       p.dialing = link;
@@ -602,14 +690,28 @@ export class Transport extends EventEmitter<TransportEvents> {
     }
     const auth = this.secret !== null ? newAuthSlot() : null;
     link.nonce = auth?.nonce ?? null;
-    link.socket.write(this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes, auth) }));
+    link.socket.write(
+      this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes, auth) }),
+    );
   }
 
   private newLink(socket: net.Socket, dir: 'in' | 'out', peer: Peer | null): Link {
     const remote = dir === 'in' ? `${socket.remoteAddress}:${socket.remotePort}` : `${peer!.host}:${peer!.port}`;
     const link: Link = {
-      socket, dir, remote, peer, state: 'handshake', blocked: false, timer: null, closeReason: 'connection closed',
-      sendLimit: this.maxFrameBytes, stage: 'hello', connected: false, tlsReported: false, nonce: null, auth: null,
+      socket,
+      dir,
+      remote,
+      peer,
+      state: 'handshake',
+      blocked: false,
+      timer: null,
+      closeReason: 'connection closed',
+      sendLimit: this.maxFrameBytes,
+      stage: 'hello',
+      connected: false,
+      tlsReported: false,
+      nonce: null,
+      auth: null,
       // Until the handshake is done only small frames are accepted: an unauthenticated client
       // must not make us buffer maxFrameBytes.
       decoder: new FrameDecoder({ maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES }),
@@ -628,7 +730,15 @@ export class Transport extends EventEmitter<TransportEvents> {
         this.log.debug({ peer: link.peer!.id, err: err.message }, 'dial failed');
         if (this.tls !== null && link.connected) {
           link.tlsReported = true;
-          this.handshakeFailed(new HandshakeError('TlsFailed', 'dial', `${err.code ?? 'TLS'}: ${err.message}`.slice(0, 200), link.peer!.id, remote));
+          this.handshakeFailed(
+            new HandshakeError(
+              'TlsFailed',
+              'dial',
+              `${err.code ?? 'TLS'}: ${err.message}`.slice(0, 200),
+              link.peer!.id,
+              remote,
+            ),
+          );
         }
       } else {
         this.log.debug({ remote, peer: link.peer?.id, err: err.message }, 'socket error');
@@ -638,8 +748,13 @@ export class Transport extends EventEmitter<TransportEvents> {
     socket.on('close', () => this.onClose(link));
     link.timer = setTimeout(() => {
       if (link.state !== 'handshake') return;
-      const err = new HandshakeError('HandshakeTimeout', dir === 'in' ? 'accept' : 'dial',
-        `no handshake within ${this.handshakeTimeoutMs} ms`, peer?.id ?? null, remote);
+      const err = new HandshakeError(
+        'HandshakeTimeout',
+        dir === 'in' ? 'accept' : 'dial',
+        `no handshake within ${this.handshakeTimeoutMs} ms`,
+        peer?.id ?? null,
+        remote,
+      );
       this.handshakeFailed(err);
       this.destroyLink(link, 'handshake timeout');
     }, this.handshakeTimeoutMs);
@@ -654,7 +769,8 @@ export class Transport extends EventEmitter<TransportEvents> {
       // Only a bug gets here (every expected failure is a value). Whatever a peer sent, it must
       // not take the process down: close this connection and keep serving the others.
       this.log.error({ err, remote: link.remote }, 'internal error handling input');
-      if (link.state === 'handshake' || link.state === 'open') this.protocolError(link, 'InternalError', err instanceof Error ? err.message : typeof err);
+      if (link.state === 'handshake' || link.state === 'open')
+        this.protocolError(link, 'InternalError', err instanceof Error ? err.message : typeof err);
     }
   }
 
@@ -677,7 +793,15 @@ export class Transport extends EventEmitter<TransportEvents> {
   private onHandshakeFrame(link: Link, r: Exclude<DecodeResult, { kind: 'error' }>): void {
     if (r.kind !== 'control') {
       const detail = 'data frame before the handshake';
-      this.handshakeFailed(new HandshakeError('BadHandshake', link.dir === 'in' ? 'accept' : 'dial', detail, link.peer?.id ?? null, link.remote));
+      this.handshakeFailed(
+        new HandshakeError(
+          'BadHandshake',
+          link.dir === 'in' ? 'accept' : 'dial',
+          detail,
+          link.peer?.id ?? null,
+          link.remote,
+        ),
+      );
       this.protocolError(link, 'FrameBeforeHandshake', detail);
       return;
     }
@@ -701,31 +825,52 @@ export class Transport extends EventEmitter<TransportEvents> {
       if (this.tls !== null) {
         const bad = certMismatch(link.socket, h.nodeId);
         if (bad !== null) {
-          this.refuse(link, { ok: false, reason: 'CertMismatch', detail: `dialer claims "${h.nodeId}" but its ${bad}`, claimed: h.nodeId });
+          this.refuse(link, {
+            ok: false,
+            reason: 'CertMismatch',
+            detail: `dialer claims "${h.nodeId}" but its ${bad}`,
+            claimed: h.nodeId,
+          });
           return;
         }
       }
       const p = this.peers.get(h.nodeId)!;
       if (this.secret === null) {
-        link.socket.write(this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes) }));
+        link.socket.write(
+          this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes) }),
+        );
         this.open(link, p, h.maxFrameBytes);
         return;
       }
       // Challenge the dialer; it must prove the secret before anything else happens.
       const slot = newAuthSlot();
       link.auth = {
-        transcript: { clusterId: this.clusterId, dialer: h.nodeId, acceptor: this.nodeId, dialerNonce: h.auth!.nonce, acceptorNonce: slot.nonce },
-        peer: p, peerMaxFrame: h.maxFrameBytes,
+        transcript: {
+          clusterId: this.clusterId,
+          dialer: h.nodeId,
+          acceptor: this.nodeId,
+          dialerNonce: h.auth!.nonce,
+          acceptorNonce: slot.nonce,
+        },
+        peer: p,
+        peerMaxFrame: h.maxFrameBytes,
       };
       link.stage = 'auth';
-      link.socket.write(this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes, slot) }));
+      link.socket.write(
+        this.encoder.encodeControl({ ...makeHello(this.clusterId, this.nodeId, this.maxFrameBytes, slot) }),
+      );
     } else {
       const p = link.peer!;
       if (link.stage === 'ok') {
         this.onAcceptorProof(link, p, r.body);
         return;
       }
-      const check = checkAcceptorReply(r.body, { clusterId: this.clusterId, peer: p.id, self: this.nodeId, secret: this.secret !== null });
+      const check = checkAcceptorReply(r.body, {
+        clusterId: this.clusterId,
+        peer: p.id,
+        self: this.nodeId,
+        secret: this.secret !== null,
+      });
       if (!check.ok) {
         this.dialFailed(link, check.reason, check.detail);
         return;
@@ -736,11 +881,17 @@ export class Transport extends EventEmitter<TransportEvents> {
         return;
       }
       const transcript: AuthTranscript = {
-        clusterId: this.clusterId, dialer: this.nodeId, acceptor: p.id, dialerNonce: link.nonce!, acceptorNonce: h.auth!.nonce,
+        clusterId: this.clusterId,
+        dialer: this.nodeId,
+        acceptor: p.id,
+        dialerNonce: link.nonce!,
+        acceptorNonce: h.auth!.nonce,
       };
       link.auth = { transcript, peer: p, peerMaxFrame: h.maxFrameBytes };
       link.stage = 'ok';
-      link.socket.write(this.encoder.encodeControl({ ...makeProofFrame('auth', authProof(this.secret, 'dialer', transcript)) }));
+      link.socket.write(
+        this.encoder.encodeControl({ ...makeProofFrame('auth', authProof(this.secret, 'dialer', transcript)) }),
+      );
     }
   }
 
@@ -754,14 +905,26 @@ export class Transport extends EventEmitter<TransportEvents> {
       return;
     }
     if (!verifyProof(this.secret!, 'dialer', a.transcript, c.proof)) {
-      this.refuse(link, { ok: false, reason: 'AuthFailed', detail: `node "${dialer}" did not prove the cluster secret`, claimed: dialer });
+      this.refuse(link, {
+        ok: false,
+        reason: 'AuthFailed',
+        detail: `node "${dialer}" did not prove the cluster secret`,
+        claimed: dialer,
+      });
       return;
     }
     if (a.peer.removed) {
-      this.refuse(link, { ok: false, reason: 'UnknownNode', detail: `node "${dialer}" is not a peer of "${this.nodeId}"`, claimed: dialer });
+      this.refuse(link, {
+        ok: false,
+        reason: 'UnknownNode',
+        detail: `node "${dialer}" is not a peer of "${this.nodeId}"`,
+        claimed: dialer,
+      });
       return;
     }
-    link.socket.write(this.encoder.encodeControl({ ...makeProofFrame('ok', authProof(this.secret!, 'acceptor', a.transcript)) }));
+    link.socket.write(
+      this.encoder.encodeControl({ ...makeProofFrame('ok', authProof(this.secret!, 'acceptor', a.transcript)) }),
+    );
     this.open(link, a.peer, a.peerMaxFrame);
   }
 
@@ -803,7 +966,10 @@ export class Transport extends EventEmitter<TransportEvents> {
     if (p.st.connects > 1) p.st.reconnects++;
     if (old !== null) {
       p.st.duplicates++;
-      this.log.info({ peer: p.id, remote: link.remote, old: old.remote }, 'duplicate connection: keeping the newer one');
+      this.log.info(
+        { peer: p.id, remote: link.remote, old: old.remote },
+        'duplicate connection: keeping the newer one',
+      );
       this.destroyLink(old, 'replaced by a newer connection');
     } else {
       this.log.info({ peer: p.id, remote: link.remote, dir: link.dir }, 'peer up');
@@ -817,7 +983,10 @@ export class Transport extends EventEmitter<TransportEvents> {
     if (r.kind === 'control') {
       // Reserved for future in-band control; ignored so that newer peers can add some.
       bump(p.st.drops, 'UnexpectedControl');
-      this.log.warn({ peer: p.id, hs: String(r.body.hs).slice(0, 32) /* a string: see FrameDecoder */ }, 'control frame after handshake ignored');
+      this.log.warn(
+        { peer: p.id, hs: String(r.body.hs).slice(0, 32) /* a string: see FrameDecoder */ },
+        'control frame after handshake ignored',
+      );
       return;
     }
     p.st.framesReceived++;
@@ -848,7 +1017,10 @@ export class Transport extends EventEmitter<TransportEvents> {
 
   private handshakeFailed(err: HandshakeError): void {
     bump(this.handshakeFailures, err.reason);
-    this.log.warn({ reason: err.reason, side: err.side, peer: err.peer, remote: err.remote, detail: err.detail }, 'handshake failed');
+    this.log.warn(
+      { reason: err.reason, side: err.side, peer: err.peer, remote: err.remote, detail: err.detail },
+      'handshake failed',
+    );
     if (!this.closing) this.emit('handshakeError', err);
   }
 
@@ -877,12 +1049,26 @@ export class Transport extends EventEmitter<TransportEvents> {
   }
 
   private onClose(link: Link): void {
-    if (link.state === 'handshake' && link.dir === 'out' && this.tls !== null && link.connected && !link.tlsReported && !this.closing) {
+    if (
+      link.state === 'handshake' &&
+      link.dir === 'out' &&
+      this.tls !== null &&
+      link.connected &&
+      !link.tlsReported &&
+      !this.closing
+    ) {
       // With TLS 1.3 the client finishes its side first; an acceptor that rejects our
       // certificate then just closes the connection.
       link.peer!.st.dialFailures++;
-      this.handshakeFailed(new HandshakeError('TlsFailed', 'dial', 'connection closed during the handshake (our certificate rejected by the peer?)',
-        link.peer!.id, link.remote));
+      this.handshakeFailed(
+        new HandshakeError(
+          'TlsFailed',
+          'dial',
+          'connection closed during the handshake (our certificate rejected by the peer?)',
+          link.peer!.id,
+          link.remote,
+        ),
+      );
     }
     link.state = 'closed';
     if (link.timer) clearTimeout(link.timer);
@@ -959,7 +1145,10 @@ export class Transport extends EventEmitter<TransportEvents> {
       }
       const reason = err instanceof FrameTooLarge ? 'TooLarge' : 'EncodeError';
       bump(p.st.drops, reason);
-      this.log.warn({ peer: p.id, reason, kind: envs[0].k, err: err instanceof Error ? err.message : typeof err }, 'envelope dropped');
+      this.log.warn(
+        { peer: p.id, reason, kind: envs[0].k, err: err instanceof Error ? err.message : typeof err },
+        'envelope dropped',
+      );
     }
   }
 }

@@ -21,7 +21,9 @@ function main(): number {
   const timeoutMs = raw === undefined ? undefined : Number(raw);
   // A budget that is not a positive number would never expire: refuse it rather than risk a hang.
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    process.stderr.write(`check: --timeout-ms must be a positive number of milliseconds (got ${JSON.stringify(raw)})\n`);
+    process.stderr.write(
+      `check: --timeout-ms must be a positive number of milliseconds (got ${JSON.stringify(raw)})\n`,
+    );
     return 2;
   }
   let text: string;
@@ -33,7 +35,9 @@ function main(): number {
   }
   try {
     const r = checkHistoryText(text, { timeoutMs });
-    process.stdout.write(`${r.verdict}: ${r.operations} operations on ${r.keys} keys in ${r.ms} ms${r.explanation ? `\n${r.explanation}` : ''}\n`);
+    process.stdout.write(
+      `${r.verdict}: ${r.operations} operations on ${r.keys} keys in ${r.ms} ms${r.explanation ? `\n${r.explanation}` : ''}\n`,
+    );
     return r.verdict === 'ok' ? 0 : r.verdict === 'violation' ? 1 : 3;
   } catch (e) {
     if (e instanceof HistoryError) {

@@ -12,14 +12,21 @@ export type CheckErrorCode =
 
 /** A recorded history refused at `line`. */
 export class HistoryError extends FlotillaError<'MalformedEvent' | 'UnmatchedEvent'> {
-  constructor(code: 'MalformedEvent' | 'UnmatchedEvent', readonly line: number, why: string) {
+  constructor(
+    code: 'MalformedEvent' | 'UnmatchedEvent',
+    readonly line: number,
+    why: string,
+  ) {
     super(code, `history line ${line}: ${why}`);
   }
 }
 
 export class OracleFormatError extends FlotillaError<'MalformedOracleHistory'> {
   /** `where`: "line N" of the file, or "operation N" of an EDN history. */
-  constructor(readonly where: string, why: string) {
+  constructor(
+    readonly where: string,
+    why: string,
+  ) {
     super('MalformedOracleHistory', `oracle history, ${where}: ${why}`);
   }
 }

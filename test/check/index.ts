@@ -67,11 +67,25 @@ export function checkOperations(ops: readonly Operation[], o: CheckOptions = {})
         `cannot be placed next, nor can any other operation before it returns:`,
         `  ${describe(back(r.stuckAt))}`,
       ];
-      return { verdict: 'violation', ...base, ms: Date.now() - t0, key, stuckAt: back(r.stuckAt), prefix, explanation: lines.join('\n') };
+      return {
+        verdict: 'violation',
+        ...base,
+        ms: Date.now() - t0,
+        key,
+        stuckAt: back(r.stuckAt),
+        prefix,
+        explanation: lines.join('\n'),
+      };
     }
     if (r.verdict === 'unknown') {
       const why = r.reason === 'time' ? `time budget (${o.timeoutMs ?? 60_000} ms) spent` : 'memo budget exhausted';
-      return { verdict: 'unknown', ...base, ms: Date.now() - t0, key, explanation: `${why} on key ${JSON.stringify(key)} (${list.length} operations) after ${r.steps} steps` };
+      return {
+        verdict: 'unknown',
+        ...base,
+        ms: Date.now() - t0,
+        key,
+        explanation: `${why} on key ${JSON.stringify(key)} (${list.length} operations) after ${r.steps} steps`,
+      };
     }
   }
   return { verdict: 'ok', ...base, ms: Date.now() - t0 };

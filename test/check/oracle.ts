@@ -83,7 +83,8 @@ export function readEdn(text: string): Edn[] {
   }
 }
 
-const kw = (x: Edn | undefined): string | undefined => (typeof x === 'object' && x !== null && 'kw' in x ? x.kw : undefined);
+const kw = (x: Edn | undefined): string | undefined =>
+  typeof x === 'object' && x !== null && 'kw' in x ? x.kw : undefined;
 type Ev = Parameters<typeof fromEvents>[0][number];
 type EvType = Ev[0]['type'];
 const TYPES = new Set<string>(['invoke', 'ok', 'fail', 'info']);
@@ -107,7 +108,8 @@ function ednOps(items: readonly Edn[], r: EdnReading): Operation[] {
     const fname = kw(m.get('f')) ?? '';
     const f = r.fs[fname];
     let type = kw(m.get('type')) ?? '';
-    if (!f || !TYPES.has(type)) throw new OracleFormatError(`operation ${pos + 1}`, `unexpected client operation :type ${type} :f ${fname}`);
+    if (!f || !TYPES.has(type))
+      throw new OracleFormatError(`operation ${pos + 1}`, `unexpected client operation :type ${type} :f ${fname}`);
     const key = r.keyOf(m);
     if (key === undefined) throw new OracleFormatError(`operation ${pos + 1}`, 'no string :key');
     let value = m.get('value') ?? null;
@@ -125,7 +127,11 @@ function ednOps(items: readonly Edn[], r: EdnReading): Operation[] {
 export function knossosOps(text: string): Operation[] {
   const top = readEdn(text);
   const items = top.length === 1 && Array.isArray(top[0]) ? top[0] : top;
-  return ednOps(items, { fs: { read: 'read', write: 'write', cas: 'cas' }, keyOf: () => 'r', nilReadSaysNothing: true });
+  return ednOps(items, {
+    fs: { read: 'read', write: 'write', cas: 'cas' },
+    keyOf: () => 'r',
+    nilReadSaysNothing: true,
+  });
 }
 
 /** Porcupine's 6.824 key/value logs: get / put / append per key; a missing key reads as "" (initial ""). */
@@ -151,12 +157,17 @@ export function jepsenEtcdOps(text: string): Operation[] {
   text.split('\n').forEach((line, n) => {
     if (line.trim() === '') return;
     const m = JEPSEN_LINE.exec(line);
-    if (!m) throw new OracleFormatError(`line ${n + 1}`, `not a jepsen.util operation line: ${JSON.stringify(line.slice(0, 80))}`);
+    if (!m)
+      throw new OracleFormatError(
+        `line ${n + 1}`,
+        `not a jepsen.util operation line: ${JSON.stringify(line.slice(0, 80))}`,
+      );
     const [, p, type, f, raw] = m;
     let t = type as EvType;
     let value: unknown;
     const pair = /^\[(-?\d+)\s+(-?\d+)\]$/.exec(raw);
-    if (raw === 'nil' || raw.startsWith(':')) value = null; // nil, or :timed-out on an info
+    if (raw === 'nil' || raw.startsWith(':'))
+      value = null; // nil, or :timed-out on an info
     else if (pair) value = [Number(pair[1]), Number(pair[2])];
     else if (/^-?\d+$/.test(raw)) value = Number(raw);
     else throw new OracleFormatError(`line ${n + 1}`, `unexpected value ${JSON.stringify(raw)}`);

@@ -163,7 +163,8 @@ export function checkKey(ops: readonly Operation[], initial: unknown, limits: Ke
   let steps = 0;
   let node = next[0];
   while (node !== -1) {
-    if (++steps % CLOCK_EVERY === 0 && Date.now() > limits.deadline) return { verdict: 'unknown', steps, reason: 'time' };
+    if (++steps % CLOCK_EVERY === 0 && Date.now() > limits.deadline)
+      return { verdict: 'unknown', steps, reason: 'time' };
     const ev = node - 1;
     const i = ev >> 1;
     if ((ev & 1) === 0) {
@@ -196,8 +197,11 @@ export function checkKey(ops: readonly Operation[], initial: unknown, limits: Ke
     }
     if (depth === 0) {
       return {
-        verdict: 'violation', stuckAt: ops[stuck], prefix: Array.from(stuckPrefix, (k) => ops[k]),
-        stateAfterPrefix: table.text(stuckState), total: n,
+        verdict: 'violation',
+        stuckAt: ops[stuck],
+        prefix: Array.from(stuckPrefix, (k) => ops[k]),
+        stateAfterPrefix: table.text(stuckState),
+        total: n,
       };
     }
     depth--;

@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Results } from '../../src/bench/results.js';
 
-const bench = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'bench', ...args], { encoding: 'utf8', timeout: 120_000 });
+const bench = (...args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'bench', ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
 
 test('flotilla bench micro --quick writes results, report and a comparison', () => {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-bench-cli-'));
@@ -28,7 +32,10 @@ test('flotilla bench micro --quick writes results, report and a comparison', () 
     assert.match(md, /## Machine/);
     assert.match(md, /Raft core/);
     // An earlier run that was twice as fast on every higher-is-better figure: a regression now.
-    const faster: Results = { ...r, figures: r.figures.map((x) => (x.better === 'higher' ? { ...x, value: x.value * 2 } : x)) };
+    const faster: Results = {
+      ...r,
+      figures: r.figures.map((x) => (x.better === 'higher' ? { ...x, value: x.value * 2 } : x)),
+    };
     writeFileSync(join(dir, 'before.json'), JSON.stringify(faster));
     const b = bench('micro', '--quick', '--out', join(dir, 'b'), '--compare', join(dir, 'before.json'));
     assert.equal(b.status, 0, b.stderr + b.stdout);

@@ -6,11 +6,18 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 
 test('flotilla demo --no-tui walks the whole story with zero failed writes and exits 0', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--no-tui', '--groups', '90', '--duration', '20', '--clients', '8'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--no-tui', '--groups', '90', '--duration', '20', '--clients', '8'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
-  child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-  child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
+  child.stdout.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  child.stderr.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
   const code = await new Promise<number | null>((resolve) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
     child.on('exit', (c) => {

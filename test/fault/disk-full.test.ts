@@ -74,7 +74,12 @@ async function childMain(): Promise<void> {
         const es: Entry[] = [];
         for (let i = last + 1; i <= last + 2; i++) {
           const token = `t${++seq}`;
-          es.push({ index: i, term: 1, type: 'normal', data: kvEntryData({ op: 'put', key: enc.encode(keyOf(i)), value: enc.encode(valueFor(g, i, token)) }) });
+          es.push({
+            index: i,
+            term: 1,
+            type: 'normal',
+            data: kvEntryData({ op: 'put', key: enc.encode(keyOf(i)), value: enc.encode(valueFor(g, i, token)) }),
+          });
           acks.push([g, i, token]);
         }
         store.write({ group: g, entries: es, hardState: { term: 1, vote: 'a', commit: last + 2 } });
@@ -96,7 +101,14 @@ async function childMain(): Promise<void> {
     };
     out({ failed: report });
   }
-  const after: AfterReport = { commit: 'resolved', commitIsStoreFailed: false, write: 'ok', createGroup: 'ok', checkpoint: 'resolved', storeFailedSet: store.failed !== null };
+  const after: AfterReport = {
+    commit: 'resolved',
+    commitIsStoreFailed: false,
+    write: 'ok',
+    createGroup: 'ok',
+    checkpoint: 'resolved',
+    storeFailedSet: store.failed !== null,
+  };
   try {
     await store.commit(kv.prepareWrite(true) ?? undefined);
   } catch (e) {
@@ -163,7 +175,13 @@ function runLimitedChild(dir: string): Promise<ChildResult> {
       const r: ChildResult = { code, signal, stderr, acks: [] };
       for (const line of stdout.split('\n')) {
         if (!line) continue;
-        const m = JSON.parse(line) as { ack?: [number, number, string][]; failed?: FailedReport; after?: AfterReport; done?: DoneReport; noFailure?: number };
+        const m = JSON.parse(line) as {
+          ack?: [number, number, string][];
+          failed?: FailedReport;
+          after?: AfterReport;
+          done?: DoneReport;
+          noFailure?: number;
+        };
         if (m.ack) r.acks.push(...m.ack);
         if (m.failed) r.failed = m.failed;
         if (m.after) r.after = m.after;
@@ -194,7 +212,9 @@ if (process.env.FLOTILLA_DISK_FULL_CHILD === '1') {
     test('the failed commit rejects with StorageFailed, store.failed is set, later calls are rejected, the process exits normally', (t) => {
       assert.equal(r.noFailure, undefined, 'the file size limit never made a commit fail');
       assert.ok(r.failed, `the child reported a failure (exit ${r.code}/${r.signal}): ${r.stderr}`);
-      t.diagnostic(`failed after ${r.failed.commits} acknowledged commits; data file ${statSync(join(dir, 'data.mdb')).size} bytes; error: ${r.failed.message}`);
+      t.diagnostic(
+        `failed after ${r.failed.commits} acknowledged commits; data file ${statSync(join(dir, 'data.mdb')).size} bytes; error: ${r.failed.message}`,
+      );
       assert.ok(r.acks.length > 0, 'some commits were acknowledged before the disk filled');
       assert.equal(r.failed.name, 'StorageFailed');
       assert.ok(r.failed.isStorageFailed);
@@ -202,8 +222,12 @@ if (process.env.FLOTILLA_DISK_FULL_CHILD === '1') {
       assert.match(r.failed.message, /^(WAL append|LMDB commit) failed in /);
       assert.ok(r.failed.message.includes(dir), 'the message names the store path');
       assert.deepEqual(r.after, {
-        commit: 'StorageFailed', commitIsStoreFailed: true, write: 'StorageFailed', createGroup: 'StorageFailed',
-        checkpoint: 'StorageFailed', storeFailedSet: true,
+        commit: 'StorageFailed',
+        commitIsStoreFailed: true,
+        write: 'StorageFailed',
+        createGroup: 'StorageFailed',
+        checkpoint: 'StorageFailed',
+        storeFailedSet: true,
       });
       assert.ok(r.done, `the child finished its report (exit ${r.code}/${r.signal}): ${r.stderr}`);
       assert.equal(r.done.closeError, null, 'close() after the failure works');
@@ -235,13 +259,19 @@ if (process.env.FLOTILLA_DISK_FULL_CHILD === '1') {
           for (const e of gs.entries(1, top + 1, Infinity)) {
             const cmd = decodeKvCommand(decodeCommand(e.data).payload);
             assert.ok(cmd.op === 'put');
-            assert.equal(dec.decode(cmd.value), valueFor(g, e.index, token.get(`${g}/${e.index}`)!), `group ${g} entry ${e.index}`);
+            assert.equal(
+              dec.decode(cmd.value),
+              valueFor(g, e.index, token.get(`${g}/${e.index}`)!),
+              `group ${g} entry ${e.index}`,
+            );
           }
           const applied = kv.applied(g);
           for (let j = 0; j < KEYS; j++) {
             const last = applied - ((((applied - j) % KEYS) + KEYS) % KEYS);
-            const want = last >= 1 && token.has(`${g}/${last}`) ? valueFor(g, last, token.get(`${g}/${last}`)!) : undefined;
-            if (want) assert.equal(dec.decode(kv.get(g, enc.encode(`k${j}`)) ?? new Uint8Array()), want, `group ${g} k${j}`);
+            const want =
+              last >= 1 && token.has(`${g}/${last}`) ? valueFor(g, last, token.get(`${g}/${last}`)!) : undefined;
+            if (want)
+              assert.equal(dec.decode(kv.get(g, enc.encode(`k${j}`)) ?? new Uint8Array()), want, `group ${g} k${j}`);
           }
         }
         const last = st.storage(1).lastIndex();
@@ -257,7 +287,11 @@ if (process.env.FLOTILLA_DISK_FULL_CHILD === '1') {
     test('the StorageFailed explains the underlying I/O error (not only "see commitError")', () => {
       assert.ok(r.failed);
       const text = `${r.failed.message} | cause: ${r.failed.causeMessage}`;
-      assert.match(text, /input\/output|EIO|EFBIG|file too large|no space|ENOSPC/i, `StorageFailed: ${text}; lmdb stderr: ${r.stderr.trim()}`);
+      assert.match(
+        text,
+        /input\/output|EIO|EFBIG|file too large|no space|ENOSPC/i,
+        `StorageFailed: ${text}; lmdb stderr: ${r.stderr.trim()}`,
+      );
     });
 
     test('no unhandled promise rejection escapes from the failed commit (it would crash a default Node process)', (t) => {

@@ -86,7 +86,9 @@ async function main(): Promise<void> {
       const n = 1 + Math.floor(rand() * 3);
       const es: Entry[] = [];
       for (let i = last + 1; i <= last + n; i++) {
-        const token = Math.floor(rand() * 2 ** 32).toString(16).padStart(8, '0');
+        const token = Math.floor(rand() * 2 ** 32)
+          .toString(16)
+          .padStart(8, '0');
         const cmd = { op: 'put' as const, key: enc.encode(keyOf(i)), value: enc.encode(valueFor(g, i, token)) };
         es.push({ index: i, term: t, type: 'normal', data: kvEntryData(cmd) });
         acks.push([g, i, token]);

@@ -40,7 +40,10 @@ interface ChildRun {
 /** Spawn the child and SIGKILL it `delayMs` after it reports ready (or after spawn). */
 function runChild(dir: string, seed: number, delayMs: number, afterReady: boolean): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, String(seed)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir, String(seed)], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let buf = '';
     let stderr = '';
     const lines: string[] = [];
@@ -111,7 +114,12 @@ test('SIGKILL at random points: acknowledged entries, hard state and KV state su
       let ready = false;
       let roundCheckpoints = 0;
       for (const line of run.lines) {
-        const m = JSON.parse(line) as { ready?: { redelivered: number; violations: number; replayed: number }; a?: [number, number, string][]; f?: boolean; ck?: number };
+        const m = JSON.parse(line) as {
+          ready?: { redelivered: number; violations: number; replayed: number };
+          a?: [number, number, string][];
+          f?: boolean;
+          ck?: number;
+        };
         if (m.ready) {
           ready = true;
           assert.equal(m.ready.violations, 0, `${where}: re-delivered entries were applied again at start-up`);
@@ -162,7 +170,10 @@ test('SIGKILL at random points: acknowledged entries, hard state and KV state su
           // the last one seen, and the log still holds everything after it.
           assert.ok(durableApplied <= last, `${w}: KV applied ${durableApplied} beyond the log (${last})`);
           assert.ok(durableApplied >= (prevApplied.get(g) ?? 0), `${w}: durable applied index went backwards`);
-          assert.ok(first <= durableApplied + 1, `${w}: log compacted to ${first - 1} past the durable applied index ${durableApplied}`);
+          assert.ok(
+            first <= durableApplied + 1,
+            `${w}: log compacted to ${first - 1} past the durable applied index ${durableApplied}`,
+          );
           // Replay, as a restarted shard does: the state must then be that of the last entry.
           if (last > durableApplied) kv.apply(g, gs.entries(durableApplied + 1, last + 1, Infinity));
           const applied = kv.applied(g);
@@ -197,7 +208,11 @@ test('SIGKILL at random points: acknowledged entries, hard state and KV state su
             }
             assert.ok(got, `${w}: k${j} missing (last write at ${e})`);
             const [vg, vi, vt] = dec.decode(got).split(':');
-            assert.deepEqual([vg, vi], [String(g), String(e)], `${w}: k${j} holds the write of entry ${vi}, expected ${e}`);
+            assert.deepEqual(
+              [vg, vi],
+              [String(g), String(e)],
+              `${w}: k${j} holds the write of entry ${vi}, expected ${e}`,
+            );
             const want = per.get(e) ?? (e >= first ? tokenAt(e) : undefined);
             if (want !== undefined) assert.equal(valueFor(g, e, vt), valueFor(g, e, want), `${w}: k${j} token`);
             verifiedValues++;
@@ -206,7 +221,11 @@ test('SIGKILL at random points: acknowledged entries, hard state and KV state su
           const lo = Math.max(first, applied - 3);
           if (lo <= applied) {
             const again = kv.apply(g, gs.entries(lo, applied + 1, Infinity));
-            assert.deepEqual(again, again.map(() => null), `${w}: re-delivered entries ${lo}..${applied} applied again`);
+            assert.deepEqual(
+              again,
+              again.map(() => null),
+              `${w}: re-delivered entries ${lo}..${applied} applied again`,
+            );
           }
           prevApplied.set(g, durableApplied);
         }

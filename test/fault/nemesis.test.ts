@@ -11,11 +11,21 @@ import { join } from 'node:path';
 import { runNemesis, FAULTS } from '../nemesis/run.js';
 
 test('nemesis: 3 nodes under every fault kind stay linearizable and lose no acknowledged write', async () => {
-  const seed = Number(process.env.NEMESIS_SEED ?? (Date.now() % 100_000));
+  const seed = Number(process.env.NEMESIS_SEED ?? Date.now() % 100_000);
   const out = mkdtempSync(join(tmpdir(), 'flotilla-nemesis-out-'));
   const lines: string[] = [];
   try {
-    const r = await runNemesis({ nodes: 3, groups: 60, time: 45, faults: [...FAULTS], seed, keys: 100, clients: 8, out, log: (l) => lines.push(l) });
+    const r = await runNemesis({
+      nodes: 3,
+      groups: 60,
+      time: 45,
+      faults: [...FAULTS],
+      seed,
+      keys: 100,
+      clients: 8,
+      out,
+      log: (l) => lines.push(l),
+    });
     const replay = `replay: NEMESIS_SEED=${seed} or npm run nemesis -- --nodes 3 --groups 60 --time 45 --keys 100 --clients 8 --seed ${seed}`;
     process.stdout.write(`# ${lines.at(-1)}\n`);
     assert.equal(r.verdict, 'ok', `linearizable (${replay}): ${r.checker}\n${lines.slice(-15).join('\n')}`);

@@ -43,15 +43,20 @@ test('3 processes x 10,000 groups elect every group, go silent, and stay calm wh
     const settled = async (nodes: string[], what: string) => {
       let last = '';
       let since = Date.now();
-      await until(what, async () => {
-        const xs = await all(nodes);
-        const key = JSON.stringify(xs.map((s) => [s.leaders, s.quiesced, s.balancer?.moves ?? 0]));
-        if (key !== last) {
-          last = key;
-          since = Date.now();
-        }
-        return sum(xs, 'quiesced') === nodes.length * GROUPS && Date.now() - since > 2 * BALANCER_ROUND_MS + 500;
-      }, 180_000, 500);
+      await until(
+        what,
+        async () => {
+          const xs = await all(nodes);
+          const key = JSON.stringify(xs.map((s) => [s.leaders, s.quiesced, s.balancer?.moves ?? 0]));
+          if (key !== last) {
+            last = key;
+            since = Date.now();
+          }
+          return sum(xs, 'quiesced') === nodes.length * GROUPS && Date.now() - since > 2 * BALANCER_ROUND_MS + 500;
+        },
+        180_000,
+        500,
+      );
     };
     await settled(ids, 'every replica quiesced and the balancer settled');
     const quiet = Date.now() - t0;
@@ -68,13 +73,15 @@ test('3 processes x 10,000 groups elect every group, go silent, and stay calm wh
     procs.get('n3')!.kill('SIGKILL');
     const killed = Date.now();
     const live = ['n1', 'n2'];
-    await until('n3\'s groups re-elected', async () => sum(await all(live), 'leaders') === GROUPS, 180_000, 1000);
+    await until("n3's groups re-elected", async () => sum(await all(live), 'leaders') === GROUPS, 180_000, 1000);
     const reelected = Date.now() - killed;
     await settled(live, 'quiet again');
     await silent(live, 'after the failover');
-    t.diagnostic(`elected ${GROUPS} groups in ${(elected / 1000).toFixed(1)} s, all ${3 * GROUPS} replicas quiesced at ` +
-      `${(quiet / 1000).toFixed(1)} s; n3 led ${ledByN3}: re-elected in ${(reelected / 1000).toFixed(1)} s, quiet again at ` +
-      `${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
+    t.diagnostic(
+      `elected ${GROUPS} groups in ${(elected / 1000).toFixed(1)} s, all ${3 * GROUPS} replicas quiesced at ` +
+        `${(quiet / 1000).toFixed(1)} s; n3 led ${ledByN3}: re-elected in ${(reelected / 1000).toFixed(1)} s, quiet again at ` +
+        `${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`,
+    );
   } finally {
     c.cleanup();
   }

@@ -4,9 +4,19 @@
 // messagesAfterPersist, apply, advance); this adds links that drop, and a record of everything
 // applied, read, transferred and sent for assertions.
 import {
-  MemoryStorage, RaftNode, seededRandom,
-  type ConfState, type Entry, type Message, type NodeId, type RaftConfig, type ReadState, type Ready, type Snapshot,
-  type SoftState, type TransferOutcome,
+  MemoryStorage,
+  RaftNode,
+  seededRandom,
+  type ConfState,
+  type Entry,
+  type Message,
+  type NodeId,
+  type RaftConfig,
+  type ReadState,
+  type Ready,
+  type Snapshot,
+  type SoftState,
+  type TransferOutcome,
 } from '../../src/raft/index.js';
 import { MemoryGroup } from '../../src/raft/memgroup.js';
 
@@ -36,7 +46,10 @@ export class TestCluster extends MemoryGroup {
   readonly group: number;
   private readonly seed: number;
 
-  constructor(ids: NodeId[], readonly opts: ClusterOptions = {}) {
+  constructor(
+    ids: NodeId[],
+    readonly opts: ClusterOptions = {},
+  ) {
     super();
     this.group = opts.group ?? 1;
     this.seed = opts.seed ?? 1;
@@ -48,8 +61,14 @@ export class TestCluster extends MemoryGroup {
   add(id: NodeId, storage: MemoryStorage, applied = 0): RaftNode {
     const { learners: _l, seed: _s, group: _g, ...cfg } = this.opts;
     const n = new RaftNode({
-      electionTicks: 10, heartbeatTicks: 1, ...cfg,
-      id, group: this.group, storage, applied, random: seededRandom(this.seed * 7919 + hash(id)),
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      ...cfg,
+      id,
+      group: this.group,
+      storage,
+      applied,
+      random: seededRandom(this.seed * 7919 + hash(id)),
     });
     this.nodes.set(id, n);
     this.storages.set(id, storage);
@@ -58,7 +77,10 @@ export class TestCluster extends MemoryGroup {
     }
     this.appliedIndex.set(id, applied);
     // After a restart the state machine restarts from its snapshot: entries above it re-apply.
-    this.applied.set(id, this.applied.get(id)!.filter((e) => e.index <= applied));
+    this.applied.set(
+      id,
+      this.applied.get(id)!.filter((e) => e.index <= applied),
+    );
     return n;
   }
 
@@ -131,7 +153,7 @@ export class TestCluster extends MemoryGroup {
         this.queue.push(m);
         continue;
       }
-      if (this.cut.has(`${m.from}->${m.to}`) || (this.dropIf?.(m))) continue;
+      if (this.cut.has(`${m.from}->${m.to}`) || this.dropIf?.(m)) continue;
       const to = this.nodes.get(m.to);
       if (!to) continue;
       to.step(m);

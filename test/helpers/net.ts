@@ -5,7 +5,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export { freePorts } from '../../src/bench/ports.js';
 
 /** Poll `cond` (sync or async; a throw counts as false) until it holds, or fail naming `what`. */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000, everyMs = 20): Promise<void> {
+export async function until(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  ms = 15_000,
+  everyMs = 20,
+): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     let ok = false;

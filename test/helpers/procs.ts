@@ -20,7 +20,11 @@ export interface ProcessCluster {
 }
 
 /** `flags` are the `flotilla start` options every node gets (beyond id, data, listen, admin, peers). */
-export async function processCluster(name: string, ids: readonly string[], flags: readonly string[]): Promise<ProcessCluster> {
+export async function processCluster(
+  name: string,
+  ids: readonly string[],
+  flags: readonly string[],
+): Promise<ProcessCluster> {
   const root = mkdtempSync(join(tmpdir(), `flotilla-${name}-`));
   const ports = await freePorts(2 * ids.length);
   const raft = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
@@ -31,8 +35,21 @@ export async function processCluster(name: string, ids: readonly string[], flags
     admin: new Map([...adminAddr].map(([id, a]) => [id, `http://${a}`])),
     procs,
     spawnNode(id) {
-      const args = ['--import', 'tsx', MAIN, 'start', '--id', id, '--data', join(root, id), '--listen', raft.get(id)!,
-        '--admin', adminAddr.get(id)!, ...flags];
+      const args = [
+        '--import',
+        'tsx',
+        MAIN,
+        'start',
+        '--id',
+        id,
+        '--data',
+        join(root, id),
+        '--listen',
+        raft.get(id)!,
+        '--admin',
+        adminAddr.get(id)!,
+        ...flags,
+      ];
       for (const p of ids) if (p !== id) args.push('--peer', `${p}=${raft.get(p)}`);
       const p = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
       procs.set(id, p);

@@ -13,7 +13,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { startNode, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
 import {
-  BALANCER_DEFAULTS, LeaderBalancer, preferenceRank, rankTargets, validateBalancerConfig, type BalancerConfig, type TargetFacts,
+  BALANCER_DEFAULTS,
+  LeaderBalancer,
+  preferenceRank,
+  rankTargets,
+  validateBalancerConfig,
+  type BalancerConfig,
+  type TargetFacts,
 } from '../../src/balancer/balancer.js';
 import { freePorts, until } from '../helpers/net.js';
 import { seededRandom } from '../../src/raft/rand.js';
@@ -21,16 +27,32 @@ import { seededRandom } from '../../src/raft/rand.js';
 const IDS = ['n1', 'n2', 'n3'];
 const GROUPS = 30;
 
-async function cluster(extra: Partial<StartOptions> | ((id: string) => Partial<StartOptions>), fn: (nodes: Map<string, FlotillaNode>) => Promise<void>) {
+async function cluster(
+  extra: Partial<StartOptions> | ((id: string) => Partial<StartOptions>),
+  fn: (nodes: Map<string, FlotillaNode>) => Promise<void>,
+) {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-bal-'));
   const ports = await freePorts(3);
   const addr = new Map(IDS.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const nodes = new Map<string, FlotillaNode>();
   try {
-    await Promise.all(IDS.map(async (id) => nodes.set(id, await startNode({
-      id, dataDir: join(root, id), listen: addr.get(id)!, groups: GROUPS, tickMs: 20, workers: 1,
-      peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])), ...(typeof extra === 'function' ? extra(id) : extra),
-    }))));
+    await Promise.all(
+      IDS.map(async (id) =>
+        nodes.set(
+          id,
+          await startNode({
+            id,
+            dataDir: join(root, id),
+            listen: addr.get(id)!,
+            groups: GROUPS,
+            tickMs: 20,
+            workers: 1,
+            peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])),
+            ...(typeof extra === 'function' ? extra(id) : extra),
+          }),
+        ),
+      ),
+    );
     await until('every group led', async () => (await counts(nodes)).reduce((a, b) => a + b, 0) === GROUPS, 60_000);
     await fn(nodes);
   } finally {
@@ -62,8 +84,14 @@ const rounds = (nodes: Map<string, FlotillaNode>) => Promise.all([...nodes.value
  *  over TCP after the round returns). */
 async function exchange(nodes: Map<string, FlotillaNode>): Promise<void> {
   await rounds(nodes);
-  await until('summaries exchanged', async () => (await Promise.all([...nodes.values()].map((n) => n.balancePlan())))
-    .every((p) => !p.idle?.startsWith('no recent summary')), 10_000);
+  await until(
+    'summaries exchanged',
+    async () =>
+      (await Promise.all([...nodes.values()].map((n) => n.balancePlan()))).every(
+        (p) => !p.idle?.startsWith('no recent summary'),
+      ),
+    10_000,
+  );
 }
 
 test('from all leaders on one node to a fair spread, then no more moves; explainable; still while a node is down', async () => {
@@ -75,7 +103,11 @@ test('from all leaders on one node to a fair spread, then no more moves; explain
     assert.equal(plan.idle, null);
     assert.ok(plan.moves.length > 0 && plan.moves.length <= 4, 'bounded per round');
     assert.match(plan.moves[0].reason, /^count: n1 has \d+ > fair share [\d.]+; n[23] has \d+$/);
-    assert.equal((await nodes.get('n2')!.balancePlan()).idle?.startsWith('balanced'), true, 'an under-loaded node sheds nothing');
+    assert.equal(
+      (await nodes.get('n2')!.balancePlan()).idle?.startsWith('balanced'),
+      true,
+      'an under-loaded node sheds nothing',
+    );
     for (let i = 0; i < 20; i++) {
       await rounds(nodes);
       await sleep(50); // the summaries travel
@@ -102,7 +134,14 @@ test('from all leaders on one node to a fair spread, then no more moves; explain
 });
 
 test('weights shape the fair share', async () => {
-  const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 30, cooldownMs: 0, weights: { n1: 2, n2: 1, n3: 1 } };
+  const balancer = {
+    enabled: false,
+    intervalMs: 60_000,
+    warmupMs: 0,
+    maxConcurrent: 30,
+    cooldownMs: 0,
+    weights: { n1: 2, n2: 1, n3: 1 },
+  };
   await cluster({ balancer }, async (nodes) => {
     await skewTo(nodes, 'n2');
     await exchange(nodes);
@@ -116,14 +155,40 @@ test('weights shape the fair share', async () => {
 });
 
 test('a bad balancer setting is refused naming the field', async () => {
-  await assert.rejects(startNode({ id: 'n1', dataDir: join(tmpdir(), 'never'), listen: '127.0.0.1:1', peers: {}, groups: 1, balancer: { tolerance: -1 } }),
-    /balancer\.tolerance: must be a number >= 0/);
-  await assert.rejects(startNode({ id: 'n1', dataDir: join(tmpdir(), 'never'), listen: '127.0.0.1:1', peers: {}, groups: 1, balancer: { intervalMS: 5 } as never }),
-    /balancer\.intervalMS: unknown setting/);
+  await assert.rejects(
+    startNode({
+      id: 'n1',
+      dataDir: join(tmpdir(), 'never'),
+      listen: '127.0.0.1:1',
+      peers: {},
+      groups: 1,
+      balancer: { tolerance: -1 },
+    }),
+    /balancer\.tolerance: must be a number >= 0/,
+  );
+  await assert.rejects(
+    startNode({
+      id: 'n1',
+      dataDir: join(tmpdir(), 'never'),
+      listen: '127.0.0.1:1',
+      peers: {},
+      groups: 1,
+      balancer: { intervalMS: 5 } as never,
+    }),
+    /balancer\.intervalMS: unknown setting/,
+  );
 });
 
 test('load policy: hot groups on one node are spread by what they serve, hottest first', async () => {
-  const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 2, cooldownMs: 0, policy: 'load' as const, minLoad: 5 };
+  const balancer = {
+    enabled: false,
+    intervalMs: 60_000,
+    warmupMs: 0,
+    maxConcurrent: 2,
+    cooldownMs: 0,
+    policy: 'load' as const,
+    minLoad: 5,
+  };
   await cluster({ balancer }, async (nodes) => {
     // The hot set: 6 groups, all led by n1.
     const hot = [1, 2, 3, 4, 5, 6];
@@ -139,7 +204,9 @@ test('load policy: hot groups on one node are spread by what they serve, hottest
     const writers = hot.map(async (g) => {
       for (let i = 0; !stop; i++) {
         try {
-          await nodes.get(IDS[i % 3])!.propose(g, { op: 'put', key: enc.encode(`hot-${g}`), value: enc.encode(String(i)) });
+          await nodes
+            .get(IDS[i % 3])!
+            .propose(g, { op: 'put', key: enc.encode(`hot-${g}`), value: enc.encode(String(i)) });
         } catch {
           // counted by the other tests; here only the placement of load matters
         }
@@ -153,13 +220,22 @@ test('load policy: hot groups on one node are spread by what they serve, hottest
       const plan = await nodes.get('n1')!.balancePlan();
       assert.equal(plan.policy, 'load');
       assert.ok(plan.moves.length > 0, `n1 sheds load: ${plan.idle}`);
-      assert.match(plan.moves[0].reason, /^load: n1 serves \d+ ops\/s > fair share \d+; group \d carries \d+; n[23] serves \d+$/);
+      assert.match(
+        plan.moves[0].reason,
+        /^load: n1 serves \d+ ops\/s > fair share \d+; group \d carries \d+; n[23] serves \d+$/,
+      );
       for (let i = 0; i < 8; i++) {
         await rounds(nodes);
         await sleep(400);
       }
-      const led = await Promise.all(IDS.map(async (id) => (await nodes.get(id)!.status({ detail: true })).perGroup!
-        .filter((g) => hot.includes((g as { group: number }).group) && (g as { role: string }).role === 'leader').length));
+      const led = await Promise.all(
+        IDS.map(
+          async (id) =>
+            (await nodes.get(id)!.status({ detail: true })).perGroup!.filter(
+              (g) => hot.includes((g as { group: number }).group) && (g as { role: string }).role === 'leader',
+            ).length,
+        ),
+      );
       assert.ok(Math.max(...led) <= 3 && Math.min(...led) >= 1, `hot groups spread over the nodes: ${led}`);
       const moves = (await nodes.get('n1')!.status()).balancer!.moves;
       assert.ok(moves >= 3 && moves <= 5, `about the minimum number of moves (4): ${moves}`);
@@ -174,7 +250,9 @@ const ZONES: Record<string, string> = { n1: 'a', n2: 'b', n3: 'c' };
 
 async function leaderOf(nodes: Map<string, FlotillaNode>, group: number): Promise<string | undefined> {
   for (const [id, n] of nodes) {
-    const g = (await n.status({ detail: true })).perGroup!.find((x) => (x as { group: number }).group === group) as { role: string } | undefined;
+    const g = (await n.status({ detail: true })).perGroup!.find((x) => (x as { group: number }).group === group) as
+      | { role: string }
+      | undefined;
     if (g?.role === 'leader') return id;
   }
   return undefined;
@@ -185,84 +263,124 @@ test('locality preferences are met where the replicas allow, and balance moves d
   // can be met only where n2 holds a replica; elsewhere the second choice (zone c) applies.
   const preferences = [{ groups: { from: 1, to: 12 }, leaders: [{ zone: 'b' }, { zone: 'c' }] }];
   const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 30, cooldownMs: 0 };
-  await cluster((id) => ({ balancer, replication: 2, labels: { zone: ZONES[id] } }), async (nodes) => {
-    // Preferences set at run time (as POST /balance/config does); a bad patch changes nothing.
-    for (const n of nodes.values()) {
-      assert.throws(() => n.configureBalancer({ preferences: [{ groups: [1], leaders: [] }] }), /preferences\[0\]\.leaders: must be a non-empty list/, 'bad patch refused');
-      assert.deepEqual(n.balancerConfig().preferences, [], 'and not applied');
-      assert.deepEqual(n.configureBalancer({ preferences }).preferences, preferences, 'good patch applied');
-      assert.equal(n.balancerConfig().maxConcurrent, 30, 'merged over the current settings');
-    }
-    await exchange(nodes); // labels too
-    const plans = await Promise.all([...nodes.values()].map((n) => n.balancePlan()));
-    const locality = plans.flatMap((p) => p.moves).filter((m) => m.kind === 'locality');
-    for (const m of locality) {
-      assert.ok(m.group <= 12, `only preferred groups move for locality: ${JSON.stringify(m)}`);
-      assert.ok(m.before.from > m.before.to && m.after.from < m.after.to, `the plan shows the preference rank improving: ${JSON.stringify(m)}`);
-      assert.match(m.reason, /^locality: group \d+ prefers leaders on \{"zone":"[bc]"\}/);
-    }
-    for (let i = 0; i < 6; i++) await rounds(nodes);
-    const placement = new Map<number, string[]>();
-    for (let g = 1; g <= GROUPS; g++) placement.set(g, [IDS[(g - 1) % 3], IDS[g % 3]].sort());
-    for (let g = 1; g <= 12; g++) {
-      const want = placement.get(g)!.includes('n2') ? 'n2' : 'n3';
-      assert.equal(await leaderOf(nodes, g), want, `group ${g} (replicas ${placement.get(g)}) led in its most preferred zone`);
-    }
-    const byKind = (await nodes.get('n1')!.status()).balancer!.movesByKind;
-    for (let i = 0; i < 3; i++) await rounds(nodes);
-    for (let g = 1; g <= 12; g++) {
-      const want = placement.get(g)!.includes('n2') ? 'n2' : 'n3';
-      assert.equal(await leaderOf(nodes, g), want, `group ${g} stays in its preferred zone through further rounds`);
-    }
-    assert.ok(typeof byKind.locality === 'number', 'moves are counted by kind');
-  });
+  await cluster(
+    (id) => ({ balancer, replication: 2, labels: { zone: ZONES[id] } }),
+    async (nodes) => {
+      // Preferences set at run time (as POST /balance/config does); a bad patch changes nothing.
+      for (const n of nodes.values()) {
+        assert.throws(
+          () => n.configureBalancer({ preferences: [{ groups: [1], leaders: [] }] }),
+          /preferences\[0\]\.leaders: must be a non-empty list/,
+          'bad patch refused',
+        );
+        assert.deepEqual(n.balancerConfig().preferences, [], 'and not applied');
+        assert.deepEqual(n.configureBalancer({ preferences }).preferences, preferences, 'good patch applied');
+        assert.equal(n.balancerConfig().maxConcurrent, 30, 'merged over the current settings');
+      }
+      await exchange(nodes); // labels too
+      const plans = await Promise.all([...nodes.values()].map((n) => n.balancePlan()));
+      const locality = plans.flatMap((p) => p.moves).filter((m) => m.kind === 'locality');
+      for (const m of locality) {
+        assert.ok(m.group <= 12, `only preferred groups move for locality: ${JSON.stringify(m)}`);
+        assert.ok(
+          m.before.from > m.before.to && m.after.from < m.after.to,
+          `the plan shows the preference rank improving: ${JSON.stringify(m)}`,
+        );
+        assert.match(m.reason, /^locality: group \d+ prefers leaders on \{"zone":"[bc]"\}/);
+      }
+      for (let i = 0; i < 6; i++) await rounds(nodes);
+      const placement = new Map<number, string[]>();
+      for (let g = 1; g <= GROUPS; g++) placement.set(g, [IDS[(g - 1) % 3], IDS[g % 3]].sort());
+      for (let g = 1; g <= 12; g++) {
+        const want = placement.get(g)!.includes('n2') ? 'n2' : 'n3';
+        assert.equal(
+          await leaderOf(nodes, g),
+          want,
+          `group ${g} (replicas ${placement.get(g)}) led in its most preferred zone`,
+        );
+      }
+      const byKind = (await nodes.get('n1')!.status()).balancer!.movesByKind;
+      for (let i = 0; i < 3; i++) await rounds(nodes);
+      for (let g = 1; g <= 12; g++) {
+        const want = placement.get(g)!.includes('n2') ? 'n2' : 'n3';
+        assert.equal(await leaderOf(nodes, g), want, `group ${g} stays in its preferred zone through further rounds`);
+      }
+      assert.ok(typeof byKind.locality === 'number', 'moves are counted by kind');
+    },
+  );
 });
 
 test('follow-the-workload: a group whose requests come from another zone moves there and stays', async () => {
   // n1's weight makes its fair share nearly everything: it never sheds group 7 by count, so only
   // follow-the-workload can move it (n2 and n3 shed theirs onto n1 meanwhile).
-  const balancer = { enabled: false, intervalMs: 60_000, warmupMs: 0, maxConcurrent: 4, cooldownMs: 0, followWorkload: { minRate: 2, minShare: 0.6 }, weights: { n1: 100 } };
-  await cluster((id) => ({ balancer, labels: { zone: ZONES[id] } }), async (nodes) => {
-    const g = 7;
-    // Count-balanced first, so that no count move takes group 7 before its workload is measured.
-    for (let i = 0; i < 4; i++) await rounds(nodes);
-    await nodes.get('n1')!.transferLeader(g, 'n1').catch(() => undefined);
-    const enc = new TextEncoder();
-    let stop = false;
-    const writer = (async () => {
-      for (let i = 0; !stop; i++) {
-        await nodes.get('n3')!.propose(g, { op: 'put', key: enc.encode('w'), value: enc.encode(String(i)) }).catch(() => undefined);
-        await sleep(5);
+  const balancer = {
+    enabled: false,
+    intervalMs: 60_000,
+    warmupMs: 0,
+    maxConcurrent: 4,
+    cooldownMs: 0,
+    followWorkload: { minRate: 2, minShare: 0.6 },
+    weights: { n1: 100 },
+  };
+  await cluster(
+    (id) => ({ balancer, labels: { zone: ZONES[id] } }),
+    async (nodes) => {
+      const g = 7;
+      // Count-balanced first, so that no count move takes group 7 before its workload is measured.
+      for (let i = 0; i < 4; i++) await rounds(nodes);
+      await nodes
+        .get('n1')!
+        .transferLeader(g, 'n1')
+        .catch(() => undefined);
+      const enc = new TextEncoder();
+      let stop = false;
+      const writer = (async () => {
+        for (let i = 0; !stop; i++) {
+          await nodes
+            .get('n3')!
+            .propose(g, { op: 'put', key: enc.encode('w'), value: enc.encode(String(i)) })
+            .catch(() => undefined);
+          await sleep(5);
+        }
+      })();
+      try {
+        let plan;
+        for (let i = 0; i < 10; i++) {
+          await rounds(nodes);
+          await sleep(300);
+          if ((await leaderOf(nodes, g)) === 'n3') break;
+          plan = await nodes.get('n1')!.balancePlan();
+        }
+        assert.equal(
+          await leaderOf(nodes, g),
+          'n3',
+          `the leader follows its clients to zone c (last plan: ${JSON.stringify(plan)})`,
+        );
+        assert.ok((await nodes.get('n1')!.status()).balancer!.movesByKind.workload >= 1, 'counted as a workload move');
+        // Every leader onto n3: n3 sheds by count, but never group 7 (its clients are in zone c).
+        await skewTo(nodes, 'n3');
+        for (let i = 0; i < 6; i++) {
+          await rounds(nodes);
+          await sleep(200);
+        }
+        const st = (await nodes.get('n3')!.status()).balancer!;
+        assert.ok(st.movesByKind.count >= 10, `n3 shed leaders by count: ${JSON.stringify(st.movesByKind)}`);
+        assert.equal(await leaderOf(nodes, g), 'n3', 'and group 7 stays there (balance moves keep it in zone c)');
+      } finally {
+        stop = true;
+        await writer;
       }
-    })();
-    try {
-      let plan;
-      for (let i = 0; i < 10; i++) {
-        await rounds(nodes);
-        await sleep(300);
-        if ((await leaderOf(nodes, g)) === 'n3') break;
-        plan = await nodes.get('n1')!.balancePlan();
-      }
-      assert.equal(await leaderOf(nodes, g), 'n3', `the leader follows its clients to zone c (last plan: ${JSON.stringify(plan)})`);
-      assert.ok((await nodes.get('n1')!.status()).balancer!.movesByKind.workload >= 1, 'counted as a workload move');
-      // Every leader onto n3: n3 sheds by count, but never group 7 (its clients are in zone c).
-      await skewTo(nodes, 'n3');
-      for (let i = 0; i < 6; i++) {
-        await rounds(nodes);
-        await sleep(200);
-      }
-      const st = (await nodes.get('n3')!.status()).balancer!;
-      assert.ok(st.movesByKind.count >= 10, `n3 shed leaders by count: ${JSON.stringify(st.movesByKind)}`);
-      assert.equal(await leaderOf(nodes, g), 'n3', 'and group 7 stays there (balance moves keep it in zone c)');
-    } finally {
-      stop = true;
-      await writer;
-    }
-  });
+    },
+  );
 });
 
 test('health: a node whose disk turns slow under writes gives its leaderships away, loses no write, and says why', async () => {
-  const balancer = { intervalMs: 200, warmupMs: 0, cooldownMs: 0, health: { factor: 3, minGapMs: 20, sustainMs: 1_000 } };
+  const balancer = {
+    intervalMs: 200,
+    warmupMs: 0,
+    cooldownMs: 0,
+    health: { factor: 3, minGapMs: 20, sustainMs: 1_000 },
+  };
   await cluster({ balancer }, async (nodes) => {
     await until('leaders spread', async () => (await counts(nodes)).every((c) => c >= 5), 30_000);
     const enc = new TextEncoder();
@@ -274,7 +392,9 @@ test('health: a node whose disk turns slow under writes gives its leaderships aw
       for (let i = 0; !stop; i++) {
         const g = 1 + ((w * 7 + i) % GROUPS);
         try {
-          await nodes.get(IDS[i % 3])!.propose(g, { op: 'put', key: enc.encode(`k${g}`), value: enc.encode(String(i)) });
+          await nodes
+            .get(IDS[i % 3])!
+            .propose(g, { op: 'put', key: enc.encode(`k${g}`), value: enc.encode(String(i)) });
           ok++;
         } catch (e) {
           failed.push(`${g}: ${(e as Error).message}`);
@@ -289,7 +409,10 @@ test('health: a node whose disk turns slow under writes gives its leaderships aw
       await until(`${slow} leads nothing`, async () => (await nodes.get(slow)!.status()).leaders === 0, 30_000, 100);
       const st = await nodes.get(slow)!.status();
       assert.equal(st.slowStorage, true);
-      assert.ok(st.balancer!.movesByKind.health >= 1, `counted as health moves: ${JSON.stringify(st.balancer!.movesByKind)}`);
+      assert.ok(
+        st.balancer!.movesByKind.health >= 1,
+        `counted as health moves: ${JSON.stringify(st.balancer!.movesByKind)}`,
+      );
       const plan = await nodes.get(slow)!.balancePlan();
       assert.match(plan.slow?.self ?? '', /storage commit p99 \d+\.\d ms is \d+\.\dx the cluster median/);
       assert.equal(plan.fairShare[slow], 0);
@@ -308,21 +431,72 @@ test('health: a node whose disk turns slow under writes gives its leaderships aw
 });
 
 test('target ranking follows the playbook: caught up, reachable, storage, CPU, maintenance, locality, then load', () => {
-  const base: TargetFacts = { id: 'x', lag: 0, stable: true, fsyncP99Ms: 2, cpu: 0.2, avoid: false, preference: 0, measure: 10 };
+  const base: TargetFacts = {
+    id: 'x',
+    lag: 0,
+    stable: true,
+    fsyncP99Ms: 2,
+    cpu: 0.2,
+    avoid: false,
+    preference: 0,
+    measure: 10,
+  };
   const t = (id: string, o: Partial<TargetFacts>) => ({ ...base, id, ...o });
   const order = (...c: TargetFacts[]) => rankTargets(c).map((x) => x.id);
-  assert.deepEqual(order(t('lagging', { lag: 500, measure: 0 }), t('current', { measure: 99 })), ['current', 'lagging'], 'up-to-date log first');
-  assert.deepEqual(order(t('flaky', { stable: false }), t('steady', {})), ['steady', 'flaky'], 'stable reachability next');
-  assert.deepEqual(order(t('slowdisk', { fsyncP99Ms: 40 }), t('fastdisk', { cpu: 0.9 })), ['fastdisk', 'slowdisk'], 'storage tail before CPU');
-  assert.deepEqual(order(t('busy', { cpu: 0.95 }), t('idle', { cpu: 0.1, avoid: true })), ['idle', 'busy'], 'CPU headroom before maintenance order');
-  assert.deepEqual(order(t('next', { avoid: true }), t('later', { preference: 3 })), ['later', 'next'], 'a node to be maintained next goes last');
-  assert.deepEqual(order(t('far', { preference: 1 }), t('near', { preference: 0, measure: 50 })), ['near', 'far'], 'locality preference before load');
-  assert.deepEqual(order(t('full', { measure: 20 }), t('empty', { measure: 5 })), ['empty', 'full'], 'then the least loaded');
-  assert.deepEqual(order(t('a', { fsyncP99Ms: 2.5 }), t('b', { fsyncP99Ms: 3.5, measure: 1 })), ['b', 'a'], 'small storage differences are noise (bucketed)');
-  assert.equal(preferenceRank({ groups: [1], leaders: [{ zone: 'a', rack: 'r1' }, { zone: 'a' }] }, { zone: 'a', rack: 'r2' }), 1, 'first matching label set');
+  assert.deepEqual(
+    order(t('lagging', { lag: 500, measure: 0 }), t('current', { measure: 99 })),
+    ['current', 'lagging'],
+    'up-to-date log first',
+  );
+  assert.deepEqual(
+    order(t('flaky', { stable: false }), t('steady', {})),
+    ['steady', 'flaky'],
+    'stable reachability next',
+  );
+  assert.deepEqual(
+    order(t('slowdisk', { fsyncP99Ms: 40 }), t('fastdisk', { cpu: 0.9 })),
+    ['fastdisk', 'slowdisk'],
+    'storage tail before CPU',
+  );
+  assert.deepEqual(
+    order(t('busy', { cpu: 0.95 }), t('idle', { cpu: 0.1, avoid: true })),
+    ['idle', 'busy'],
+    'CPU headroom before maintenance order',
+  );
+  assert.deepEqual(
+    order(t('next', { avoid: true }), t('later', { preference: 3 })),
+    ['later', 'next'],
+    'a node to be maintained next goes last',
+  );
+  assert.deepEqual(
+    order(t('far', { preference: 1 }), t('near', { preference: 0, measure: 50 })),
+    ['near', 'far'],
+    'locality preference before load',
+  );
+  assert.deepEqual(
+    order(t('full', { measure: 20 }), t('empty', { measure: 5 })),
+    ['empty', 'full'],
+    'then the least loaded',
+  );
+  assert.deepEqual(
+    order(t('a', { fsyncP99Ms: 2.5 }), t('b', { fsyncP99Ms: 3.5, measure: 1 })),
+    ['b', 'a'],
+    'small storage differences are noise (bucketed)',
+  );
+  assert.equal(
+    preferenceRank({ groups: [1], leaders: [{ zone: 'a', rack: 'r1' }, { zone: 'a' }] }, { zone: 'a', rack: 'r2' }),
+    1,
+    'first matching label set',
+  );
   assert.equal(preferenceRank({ groups: [1], leaders: [{ zone: 'a' }] }, { zone: 'b' }), Infinity, 'no match');
-  assert.throws(() => validateBalancerConfig({ preferences: [{ groups: [1], leaders: [{ region: 'x' } as never] }] }), /preferences\[0\]\.leaders\[0\]\.region: unknown label/);
-  assert.throws(() => validateBalancerConfig({ followWorkload: { minShare: 0.2 } }), /followWorkload\.minShare: must be a number in 0\.5\.\.1/);
+  assert.throws(
+    () => validateBalancerConfig({ preferences: [{ groups: [1], leaders: [{ region: 'x' } as never] }] }),
+    /preferences\[0\]\.leaders\[0\]\.region: unknown label/,
+  );
+  assert.throws(
+    () => validateBalancerConfig({ followWorkload: { minShare: 0.2 } }),
+    /followWorkload\.minShare: must be a number in 0\.5\.\.1/,
+  );
 });
 
 // The balancer alone on a simulated cluster: no Raft and no network, so minutes of rounds run in
@@ -390,29 +564,42 @@ class SimCluster {
     for (const id of IDS) {
       this.served.set(id, new Map());
       const peers = IDS.filter((p) => p !== id);
-      this.balancers.set(id, new LeaderBalancer({
-        id, peers, labels: o.zones && { zone: o.zones[id] },
-        isConnected: () => true,
-        isDraining: () => this.draining.has(id),
-        uptimeMs: () => this.now - this.startedAt[id],
-        ledGroups: async () => {
-          this.accrue();
-          this.listings++;
-          return [...this.led.get(id)!].map((group) => ({ group, replicas: IDS, served: { writes: this.served.get(id)!.get(group) ?? 0, reads: 0 } }));
-        },
-        // As the node provides it: the steady state needs only the count.
-        ledCount: async () => this.led.get(id)!.size,
-        transfer: async (group, to) => {
-          if (this.leader.get(group) !== id) throw new Error(`${id} does not lead group ${group}`);
-          this.accrue();
-          this.lead(group, to);
-          this.moves.push({ at: this.now, group, from: id, to, uptimeMs: this.now - this.startedAt[to] });
-        },
-        broadcastSummary: (s) => {
-          for (const p of peers) this.balancers.get(p)!.onSummary(id, s);
-        },
-        health: async () => ({ fsyncP99Ms: this.fsync[id], cpu: null }),
-      }, { enabled: false, ...o.config }, log));
+      this.balancers.set(
+        id,
+        new LeaderBalancer(
+          {
+            id,
+            peers,
+            labels: o.zones && { zone: o.zones[id] },
+            isConnected: () => true,
+            isDraining: () => this.draining.has(id),
+            uptimeMs: () => this.now - this.startedAt[id],
+            ledGroups: async () => {
+              this.accrue();
+              this.listings++;
+              return [...this.led.get(id)!].map((group) => ({
+                group,
+                replicas: IDS,
+                served: { writes: this.served.get(id)!.get(group) ?? 0, reads: 0 },
+              }));
+            },
+            // As the node provides it: the steady state needs only the count.
+            ledCount: async () => this.led.get(id)!.size,
+            transfer: async (group, to) => {
+              if (this.leader.get(group) !== id) throw new Error(`${id} does not lead group ${group}`);
+              this.accrue();
+              this.lead(group, to);
+              this.moves.push({ at: this.now, group, from: id, to, uptimeMs: this.now - this.startedAt[to] });
+            },
+            broadcastSummary: (s) => {
+              for (const p of peers) this.balancers.get(p)!.onSummary(id, s);
+            },
+            health: async () => ({ fsyncP99Ms: this.fsync[id], cpu: null }),
+          },
+          { enabled: false, ...o.config },
+          log,
+        ),
+      );
       this.next.set(id, this.now + this.random() * this.intervalMs);
     }
   }
@@ -531,11 +718,21 @@ test('count: filling an undrained node never takes a group from its preferred zo
   const config = { preferences: [{ groups: { from: 1, to: 200 }, leaders: [{ zone: 'b' }] }] };
   for (const seed of SEEDS.slice(0, 4)) {
     await t.test(`seed ${seed}`, async (t) => {
-      const sim = new SimCluster(t, { leaders: { n2: 500, n3: 500, n1: 0 }, draining: ['n1'], zones: ZONES, config, seed });
+      const sim = new SimCluster(t, {
+        leaders: { n2: 500, n3: 500, n1: 0 },
+        draining: ['n1'],
+        zones: ZONES,
+        config,
+        seed,
+      });
       await sim.run(10_000);
       sim.draining.clear();
       await fillsThenStill(sim, '30 s after undrain');
-      assert.deepEqual(sim.moves.filter((m) => m.group <= 200), [], 'no preferred group left zone b');
+      assert.deepEqual(
+        sim.moves.filter((m) => m.group <= 200),
+        [],
+        'no preferred group left zone b',
+      );
       assertLimits(sim);
     });
   }
@@ -560,7 +757,10 @@ test('load: an under-loaded node (undrained, or 14% under) is filled within 30 s
         }
         await sim.run(SECONDS_30);
         const l = sim.loads();
-        assert.ok(!withinFivePercent(before) && withinFivePercent(l), `every node within ±5% of its fair share 30 s later: ${before} -> ${l}`);
+        assert.ok(
+          !withinFivePercent(before) && withinFivePercent(l),
+          `every node within ±5% of its fair share 30 s later: ${before} -> ${l}`,
+        );
         const moved = sim.moves.length;
         await sim.run(MINUTES_5);
         assert.equal(sim.moves.length, moved, `no move in the next 5 minutes (now ${sim.loads()})`);
@@ -571,7 +771,12 @@ test('load: an under-loaded node (undrained, or 14% under) is filled within 30 s
 });
 
 test('integer splits: a balanced one (333/333/334, 1/1/0) never moves; 2/0/0 settles in one move, then never moves', async (t) => {
-  for (const leaders of [{ n1: 333, n2: 333, n3: 334 }, { n1: 334, n2: 333, n3: 333 }, { n1: 1, n2: 1, n3: 0 }, { n1: 0, n2: 1, n3: 1 }]) {
+  for (const leaders of [
+    { n1: 333, n2: 333, n3: 334 },
+    { n1: 334, n2: 333, n3: 333 },
+    { n1: 1, n2: 1, n3: 0 },
+    { n1: 0, n2: 1, n3: 1 },
+  ]) {
     for (const seed of SEEDS.slice(0, 3)) {
       await t.test(`${Object.values(leaders).join('/')}, seed ${seed}`, async (t) => {
         const sim = new SimCluster(t, { leaders, seed });
@@ -608,7 +813,10 @@ test('health: a node whose storage stays 4x slower than the cluster sheds every 
       assert.equal(c[0], 0, `n1 leads nothing once held slow: ${c}`);
       assert.ok(Math.abs(c[1] - 500) <= 25 && Math.abs(c[2] - 500) <= 25, `n2 and n3 share its groups evenly: ${c}`);
       const others = sim.moves.filter((m) => m.from !== 'n1');
-      assert.ok(others.length <= 40 && others.every((m) => m.to !== 'n1'), `n1 gave its leaderships away; n2 and n3 at most evened out: ${others.length}`);
+      assert.ok(
+        others.length <= 40 && others.every((m) => m.to !== 'n1'),
+        `n1 gave its leaderships away; n2 and n3 at most evened out: ${others.length}`,
+      );
       const plan = await sim.plan('n1');
       assert.deepEqual(plan.slow?.nodes, ['n1']);
       assert.match(plan.slow?.self ?? '', /storage commit p99 80\.0 ms is 40\.0x the cluster median 2\.0 ms/);
@@ -621,7 +829,10 @@ test('health: a node whose storage stays 4x slower than the cluster sheds every 
       assert.equal(sim.moves.length, shed, 'and nothing moves meanwhile');
       sim.fsync.n1 = 2;
       await sim.run(30_000 + SECONDS_30);
-      assert.ok(withinFivePercent(sim.leaders()), `well again for 30 s: filled to its share within 30 s more: ${sim.leaders()}`);
+      assert.ok(
+        withinFivePercent(sim.leaders()),
+        `well again for 30 s: filled to its share within 30 s more: ${sim.leaders()}`,
+      );
       const back = sim.moves.length;
       await sim.run(MINUTES_5);
       assert.equal(sim.moves.length, back, 'then still');
@@ -650,7 +861,11 @@ test('health: no move for a short slow spell, for a slow majority, or with the p
     assert.deepEqual(sim.moves, []);
   });
   await t.test('health.enabled false', async (t) => {
-    const sim = new SimCluster(t, { leaders: { n1: 334, n2: 333, n3: 333 }, fsyncP99Ms: { n1: 80 }, config: { health: { enabled: false } } });
+    const sim = new SimCluster(t, {
+      leaders: { n1: 334, n2: 333, n3: 333 },
+      fsyncP99Ms: { n1: 80 },
+      config: { health: { enabled: false } },
+    });
     await sim.run(MINUTES_5);
     assert.deepEqual(sim.moves, []);
   });
@@ -659,6 +874,9 @@ test('health: no move for a short slow spell, for a slow majority, or with the p
 test('health settings are validated naming the field', () => {
   assert.throws(() => validateBalancerConfig({ health: { factor: 0.5 } }), /balancer\.health\.factor/);
   assert.throws(() => validateBalancerConfig({ health: { sustainMs: -1 } }), /balancer\.health\.sustainMs/);
-  assert.throws(() => validateBalancerConfig({ health: { bogus: 1 } as never }), /balancer\.health\.bogus: unknown setting/);
+  assert.throws(
+    () => validateBalancerConfig({ health: { bogus: 1 } as never }),
+    /balancer\.health\.bogus: unknown setting/,
+  );
   validateBalancerConfig({ health: { enabled: true, factor: 3, minGapMs: 10, sustainMs: 5_000 } });
 });

@@ -14,16 +14,40 @@ function results(figures: Figure[], over: Partial<Results> = {}): Results {
   return {
     schema: 1,
     machine: {
-      cpuModel: 'Test CPU 3000', cores: 8, memoryGiB: 16, platform: 'linux 6.1 x64', node: 'v20.19.0',
-      dependencies: { lmdb: '3.5.6' }, date: '2025-01-01T00:00:00.000Z', fsync: { p50Ms: 0.85, p99Ms: 4.2, samples: 200 },
+      cpuModel: 'Test CPU 3000',
+      cores: 8,
+      memoryGiB: 16,
+      platform: 'linux 6.1 x64',
+      node: 'v20.19.0',
+      dependencies: { lmdb: '3.5.6' },
+      date: '2025-01-01T00:00:00.000Z',
+      fsync: { p50Ms: 0.85, p99Ms: 4.2, samples: 200 },
     },
-    nodeCode: 'dist (abc1234)', quick: false, repeat: 1, startedAt: '2025-01-01T00:00:00.000Z', durationSec: 754,
-    ran: ['cluster'], figures, tables: [], charts: [], targets: [], peers: {}, scenarios: {}, ...over,
+    nodeCode: 'dist (abc1234)',
+    quick: false,
+    repeat: 1,
+    startedAt: '2025-01-01T00:00:00.000Z',
+    durationSec: 754,
+    ran: ['cluster'],
+    figures,
+    tables: [],
+    charts: [],
+    targets: [],
+    peers: {},
+    scenarios: {},
+    ...over,
   };
 }
 
-const fig = (id: string, value: number, better: Figure['better'] = 'higher', samples?: number[]): Figure =>
-  ({ id, family: 'throughput', label: id, value, unit: 'writes/s', better, ...(samples ? { samples } : {}) });
+const fig = (id: string, value: number, better: Figure['better'] = 'higher', samples?: number[]): Figure => ({
+  id,
+  family: 'throughput',
+  label: id,
+  value,
+  unit: 'writes/s',
+  better,
+  ...(samples ? { samples } : {}),
+});
 
 test('compare: a 30% throughput drop is a regression, a 5% drop is not', () => {
   const c = compareResults(
@@ -37,8 +61,14 @@ test('compare: a 30% throughput drop is a regression, a 5% drop is not', () => {
   assert.ok(Math.abs(a.ratio - 0.7) < 1e-9);
   assert.equal(b.verdict, 'same');
   assert.equal(b.regression, false);
-  assert.deepEqual(c.onlyBefore.map((f) => f.id), ['gone']);
-  assert.deepEqual(c.onlyAfter.map((f) => f.id), ['new']);
+  assert.deepEqual(
+    c.onlyBefore.map((f) => f.id),
+    ['gone'],
+  );
+  assert.deepEqual(
+    c.onlyAfter.map((f) => f.id),
+    ['new'],
+  );
   assert.equal(c.counts.regressions, 1);
   assert.deepEqual(c.warnings, [], 'same machine, no warnings');
   const text = formatComparison(c);
@@ -84,10 +114,32 @@ test('compare: sample spread widens the noise band; differing machines warn', ()
 });
 
 const lineChart: Chart = {
-  family: 'throughput', title: 'Writes/s vs groups & <payload>', kind: 'line', xLabel: 'active groups', yLabel: 'writes/s', xLog: true,
+  family: 'throughput',
+  title: 'Writes/s vs groups & <payload>',
+  kind: 'line',
+  xLabel: 'active groups',
+  yLabel: 'writes/s',
+  xLog: true,
   series: [
-    { name: '16 B', points: [[1, 20_000], [10, 80_000], [100, 150_000], [1000, 210_000], [10_000, 190_000]] },
-    { name: '1 KiB "big"', points: [[1, 15_000], [1000, NaN], [10_000, 90_000], [0, 5]] },
+    {
+      name: '16 B',
+      points: [
+        [1, 20_000],
+        [10, 80_000],
+        [100, 150_000],
+        [1000, 210_000],
+        [10_000, 190_000],
+      ],
+    },
+    {
+      name: '1 KiB "big"',
+      points: [
+        [1, 15_000],
+        [1000, NaN],
+        [10_000, 90_000],
+        [0, 5],
+      ],
+    },
     { name: 'empty', points: [] },
   ],
 };
@@ -109,9 +161,11 @@ function assertWellFormed(svg: string): void {
 test('svg: line chart with log x, escaped text, every series named, no NaN', () => {
   const svg = renderChart(lineChart);
   assertWellFormed(svg);
-  for (const name of ['16 B', '1 KiB &quot;big&quot;', 'empty']) assert.ok(svg.includes(`>${name}<`), `legend has ${name}`);
+  for (const name of ['16 B', '1 KiB &quot;big&quot;', 'empty'])
+    assert.ok(svg.includes(`>${name}<`), `legend has ${name}`);
   assert.ok(svg.includes('Writes/s vs groups &amp; &lt;payload&gt;'));
-  for (const label of ['>1<', '>10<', '>100<', '>1k<', '>10k<', '>200k<']) assert.ok(svg.includes(label), `tick ${label}`);
+  for (const label of ['>1<', '>10<', '>100<', '>1k<', '>10k<', '>200k<'])
+    assert.ok(svg.includes(label), `tick ${label}`);
 });
 
 test('svg: ticks are round and labels compact', () => {
@@ -121,21 +175,82 @@ test('svg: ticks are round and labels compact', () => {
   assert.deepEqual(niceTicks(0, 0.3).ticks, [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]);
   const one = niceTicks(5, 5);
   assert.ok(one.min < 5 && one.max > 5 && one.ticks.length > 1, 'a single value still gets a span');
-  assert.deepEqual([1500, 10_000, 1_500_000, 999_999, 0.25, 0, -2000, NaN].map(compact), ['1.5k', '10k', '1.5M', '1M', '0.25', '0', '-2k', '']);
+  assert.deepEqual([1500, 10_000, 1_500_000, 999_999, 0.25, 0, -2000, NaN].map(compact), [
+    '1.5k',
+    '10k',
+    '1.5M',
+    '1M',
+    '0.25',
+    '0',
+    '-2k',
+    '',
+  ]);
 });
 
 test('svg: bar, timeline, degenerate data and a family file', () => {
   const bar: Chart = {
-    family: 'http', title: 'HTTP gateway', kind: 'bar', xLabel: 'system', yLabel: 'ops/s', categories: ['flotilla', 'etcd'],
-    series: [{ name: 'writes', points: [[0, 12_000], [1, 9000]] }, { name: 'reads', points: [[0, 30_000], [2, 0]] }],
+    family: 'http',
+    title: 'HTTP gateway',
+    kind: 'bar',
+    xLabel: 'system',
+    yLabel: 'ops/s',
+    categories: ['flotilla', 'etcd'],
+    series: [
+      {
+        name: 'writes',
+        points: [
+          [0, 12_000],
+          [1, 9000],
+        ],
+      },
+      {
+        name: 'reads',
+        points: [
+          [0, 30_000],
+          [2, 0],
+        ],
+      },
+    ],
   };
   const timeline: Chart = {
-    family: 'failover', title: 'Kill -9', kind: 'timeline', xLabel: 'seconds', yLabel: 'writes/s',
-    series: [{ name: 'writes/s', points: [[0, 5000], [1, 5200], [2, 0], [3, 4800]] }],
-    markers: [{ x: 1.5, label: 'kill -9 n3' }, { x: NaN, label: 'bad' }],
+    family: 'failover',
+    title: 'Kill -9',
+    kind: 'timeline',
+    xLabel: 'seconds',
+    yLabel: 'writes/s',
+    series: [
+      {
+        name: 'writes/s',
+        points: [
+          [0, 5000],
+          [1, 5200],
+          [2, 0],
+          [3, 4800],
+        ],
+      },
+    ],
+    markers: [
+      { x: 1.5, label: 'kill -9 n3' },
+      { x: NaN, label: 'bad' },
+    ],
   };
-  const blank: Chart = { family: 'idle', title: 'nothing', kind: 'line', xLabel: 'x', yLabel: 'y', xLog: true, series: [{ name: 'zeros', points: [[0, 0]] }] };
-  const single: Chart = { family: 'idle', title: 'one', kind: 'line', xLabel: 'x', yLabel: 'y', series: [{ name: 'one', points: [[5, 0]] }] };
+  const blank: Chart = {
+    family: 'idle',
+    title: 'nothing',
+    kind: 'line',
+    xLabel: 'x',
+    yLabel: 'y',
+    xLog: true,
+    series: [{ name: 'zeros', points: [[0, 0]] }],
+  };
+  const single: Chart = {
+    family: 'idle',
+    title: 'one',
+    kind: 'line',
+    xLabel: 'x',
+    yLabel: 'y',
+    series: [{ name: 'one', points: [[5, 0]] }],
+  };
   for (const ch of [bar, timeline, blank, single]) {
     const svg = renderChart(ch);
     assertWellFormed(svg);
@@ -154,14 +269,28 @@ test('svg: bar, timeline, degenerate data and a family file', () => {
 test('report: targets, tables, figures, peers, comparison; writeReport writes files', () => {
   const r = results([fig('throughput/1000g/16B/writesPerSec', 123_456, 'higher', [120_000, 123_456, 130_000])], {
     repeat: 3,
-    tables: [{ family: 'throughput', title: 'Embedded API', columns: ['groups', 'writes/s', 'p99 ms'], rows: [[1000, 123_456, 4.56], ['1 | 2', 5, 0.5]], note: 'fsync on' }],
+    tables: [
+      {
+        family: 'throughput',
+        title: 'Embedded API',
+        columns: ['groups', 'writes/s', 'p99 ms'],
+        rows: [
+          [1000, 123_456, 4.56],
+          ['1 | 2', 5, 0.5],
+        ],
+        note: 'fsync on',
+      },
+    ],
     charts: [lineChart, { ...lineChart, family: 'failover', kind: 'timeline', title: 'kill' }],
     targets: [
       { id: 't1', text: '100k writes/s at 1,000 groups', met: true, detail: '123k' },
       { id: 't2', text: 'failover < 2 s', met: false, detail: '3.1 s' },
       { id: 't3', text: 'beats etcd', met: null, detail: 'etcd not installed' },
     ],
-    peers: { etcd: { available: false, reason: 'etcd binary not found' }, pysyncobj: { available: true, version: '0.3.12' } },
+    peers: {
+      etcd: { available: false, reason: 'etcd binary not found' },
+      pysyncobj: { available: true, version: '0.3.12' },
+    },
   });
   const before = results([fig('throughput/1000g/16B/writesPerSec', 200_000)]);
   const cmp = compareResults(before, r, { beforeLabel: 'baseline.json' });

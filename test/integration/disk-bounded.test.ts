@@ -36,8 +36,11 @@ test('steady writes with compaction keep the data file bounded', async (t) => {
     }
     const stats = store.stats;
     await store.close();
-    t.diagnostic(`wrote ${(written / 2 ** 20).toFixed(1)} MiB of entry data; data.mdb sizes every 500 rounds (MiB): ` +
-      samples.map((b) => (b / 2 ** 20).toFixed(2)).join(', ') + `; checkpoints ${stats.checkpoints}`);
+    t.diagnostic(
+      `wrote ${(written / 2 ** 20).toFixed(1)} MiB of entry data; data.mdb sizes every 500 rounds (MiB): ` +
+        samples.map((b) => (b / 2 ** 20).toFixed(2)).join(', ') +
+        `; checkpoints ${stats.checkpoints}`,
+    );
     assert.ok(stats.checkpoints >= 10, `expected many checkpoints, got ${stats.checkpoints}`);
     // After warm-up the file must level off: the last size may not exceed the size at 1/3 of the
     // run by more than 25%, and it must be far below the volume written.

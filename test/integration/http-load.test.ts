@@ -22,7 +22,16 @@ test('runHttpLoad counts writes, latencies and errors by status', async () => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   try {
-    const r = await runHttpLoad({ targets: [`http://127.0.0.1:${port}`], clients: 4, seconds: 1, valueBytes: 16, kind: 'flotilla', keys: 3, timeline: true, retryPauseMs: 1 });
+    const r = await runHttpLoad({
+      targets: [`http://127.0.0.1:${port}`],
+      clients: 4,
+      seconds: 1,
+      valueBytes: 16,
+      kind: 'flotilla',
+      keys: 3,
+      timeline: true,
+      retryPauseMs: 1,
+    });
     assert.ok(r.writes > 50, `writes ${r.writes}`);
     assert.ok(r.writesPerSec > 50);
     assert.ok((r.errorsByKind['HTTP 503'] ?? 0) > 0, JSON.stringify(r.errorsByKind));
@@ -36,7 +45,10 @@ test('runHttpLoad counts writes, latencies and errors by status', async () => {
     assert.ok(r.timeline && r.timeline.ok.reduce((a, b) => a + b, 0) >= r.writes);
     assert.ok(r.requests && r.requests.length % 5 === 0);
     // Keys are k<client>-<i mod keys>, PUT to /kv/.
-    assert.ok(paths.has('PUT /kv/k0-0') && paths.has('PUT /kv/k3-2') && !paths.has('PUT /kv/k0-3'), [...paths].join(','));
+    assert.ok(
+      paths.has('PUT /kv/k0-0') && paths.has('PUT /kv/k3-2') && !paths.has('PUT /kv/k0-3'),
+      [...paths].join(','),
+    );
   } finally {
     server.close();
   }
@@ -54,7 +66,13 @@ test('runHttpLoad reports refused connections and fails over to the next target'
   const deadPort = (closed.address() as { port: number }).port;
   await new Promise((r) => closed.close(r));
   try {
-    const r = await runHttpLoad({ targets: [`http://127.0.0.1:${deadPort}`, `http://127.0.0.1:${port}`], clients: 2, seconds: 0.5, valueBytes: 16, kind: 'flotilla' });
+    const r = await runHttpLoad({
+      targets: [`http://127.0.0.1:${deadPort}`, `http://127.0.0.1:${port}`],
+      clients: 2,
+      seconds: 0.5,
+      valueBytes: 16,
+      kind: 'flotilla',
+    });
     // Client 0 starts on the dead target, is refused once, then stays on the live one.
     assert.equal(r.errorsByKind.ECONNREFUSED, 1, JSON.stringify(r.errorsByKind));
     assert.ok(r.writes > 20);

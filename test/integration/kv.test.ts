@@ -9,7 +9,15 @@ import { LogStore } from '../../src/storage/logstore.js';
 import { Writer } from '../../src/storage/codec.js';
 import { CorruptRecord } from '../../src/storage/errors.js';
 import { SessionClient, decodeCommand, encodeCommand } from '../../src/storage/session.js';
-import { KvStateMachine, MAX_KEY_BYTES, decodeKvCommand, encodeKvCommand, kvEntryData, type KvCommand, type KvResult } from '../../src/storage/kv.js';
+import {
+  KvStateMachine,
+  MAX_KEY_BYTES,
+  decodeKvCommand,
+  encodeKvCommand,
+  kvEntryData,
+  type KvCommand,
+  type KvResult,
+} from '../../src/storage/kv.js';
 import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
 import { flushKv } from '../helpers/kv.js';
 
@@ -22,16 +30,26 @@ const s = (u: Uint8Array | null): string | null => (u === null ? null : dec.deco
 const put = (key: string, value: string): KvCommand => ({ op: 'put', key: b(key), value: b(value) });
 const del = (key: string): KvCommand => ({ op: 'delete', key: b(key) });
 const cas = (key: string, expected: string | null, value: string | null): KvCommand => ({
-  op: 'cas', key: b(key), expected: expected === null ? null : b(expected), value: value === null ? null : b(value),
+  op: 'cas',
+  key: b(key),
+  expected: expected === null ? null : b(expected),
+  value: value === null ? null : b(value),
 });
 
 function entries(first: number, cmds: readonly (KvCommand | null)[], term = 1): Entry[] {
-  return cmds.map((c, k) => ({ index: first + k, term, type: 'normal' as const, data: c ? kvEntryData(c) : new Uint8Array(0) }));
+  return cmds.map((c, k) => ({
+    index: first + k,
+    term,
+    type: 'normal' as const,
+    data: c ? kvEntryData(c) : new Uint8Array(0),
+  }));
 }
 
 /** Results in a comparable form (bytes as strings). */
 function res(rs: readonly (KvResult | null)[]) {
-  return rs.map((r) => (r === null ? null : r.op === 'cas' ? { op: r.op, swapped: r.swapped, current: s(r.current) } : { op: r.op }));
+  return rs.map((r) =>
+    r === null ? null : r.op === 'cas' ? { op: r.op, swapped: r.swapped, current: s(r.current) } : { op: r.op },
+  );
 }
 
 class Node {
@@ -56,7 +74,11 @@ class Node {
     const gs = this.store.storage(group);
     const fresh = es.filter((e) => e.index > gs.lastIndex());
     if (fresh.length > 0 && fresh[0].index === gs.lastIndex() + 1) {
-      this.store.write({ group, entries: fresh, hardState: { term: 1, vote: 'a', commit: fresh[fresh.length - 1].index } });
+      this.store.write({
+        group,
+        entries: fresh,
+        hardState: { term: 1, vote: 'a', commit: fresh[fresh.length - 1].index },
+      });
     }
     const r = this.kv.apply(group, es);
     await flushKv(this.store, this.kv);
@@ -97,12 +119,16 @@ describe('KV commands', () => {
       cas('c', 'old', 'new'),
       { op: 'cas', key: bin, expected: new Uint8Array(0), value: bin },
     ];
-    const norm = (c: KvCommand) => JSON.stringify(c, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+    const norm = (c: KvCommand) =>
+      JSON.stringify(c, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
     for (const c of cmds) assert.equal(norm(decodeKvCommand(encodeKvCommand(c))), norm(c));
     // Corrupted command bytes are detected.
     const e = encodeKvCommand(put('k', 'v'));
     e[3] ^= 1;
-    assert.throws(() => decodeKvCommand(e), (err: unknown) => err instanceof CorruptRecord);
+    assert.throws(
+      () => decodeKvCommand(e),
+      (err: unknown) => err instanceof CorruptRecord,
+    );
   });
 
   test('entries written before commands lost their own CRC (older logs) still decode, and their CRC is still checked', () => {
@@ -126,9 +152,15 @@ describe('KV commands', () => {
     assert.equal(s(c.key), 'k');
     const bad = data.slice();
     bad[3] ^= 1;
-    assert.throws(() => decodeCommand(bad), (e: unknown) => e instanceof CorruptRecord);
+    assert.throws(
+      () => decodeCommand(bad),
+      (e: unknown) => e instanceof CorruptRecord,
+    );
     // What is written now carries no CRC (the WAL record and the Raft batch around it do).
-    const now = encodeCommand({ client: 'client-1', seq: 7, lo: 3 }, encodeKvCommand({ op: 'put', key: b('k'), value: b('v') }));
+    const now = encodeCommand(
+      { client: 'client-1', seq: 7, lo: 3 },
+      encodeKvCommand({ op: 'put', key: b('k'), value: b('v') }),
+    );
     assert.ok(now.byteLength < data.byteLength - 4, `${now.byteLength} bytes now vs ${data.byteLength} before`);
     assert.equal(s((decodeKvCommand(decodeCommand(now).payload) as { value: Uint8Array }).value), 'v');
   });
@@ -148,9 +180,21 @@ describe('KV commands', () => {
   test('put / get / delete, and no-op and conf entries', async () => {
     await withNodes(1, async (n) => {
       const confEntry: Entry = { index: 4, term: 1, type: 'conf', data: b('not a kv command') };
-      const es = [...entries(1, [put('a', '1'), put('b', '2'), null]), confEntry, ...entries(5, [put('a', '3'), del('b'), del('never')])];
+      const es = [
+        ...entries(1, [put('a', '1'), put('b', '2'), null]),
+        confEntry,
+        ...entries(5, [put('a', '3'), del('b'), del('never')]),
+      ];
       const r = await n.applyCommit(1, es);
-      assert.deepEqual(res(r), [{ op: 'put' }, { op: 'put' }, null, null, { op: 'put' }, { op: 'delete' }, { op: 'delete' }]);
+      assert.deepEqual(res(r), [
+        { op: 'put' },
+        { op: 'put' },
+        null,
+        null,
+        { op: 'put' },
+        { op: 'delete' },
+        { op: 'delete' },
+      ]);
       assert.equal(n.get(1, 'a'), '3');
       assert.equal(n.get(1, 'b'), null);
       assert.equal(n.get(1, 'never'), null);
@@ -165,19 +209,22 @@ describe('KV commands', () => {
 
   test('cas semantics: expected null = create-if-absent; failure returns swapped:false and the current value; null value deletes', async () => {
     await withNodes(1, async (n) => {
-      const r = await n.applyCommit(1, entries(1, [
-        cas('k', null, 'v1'), // absent -> created
-        cas('k', null, 'v2'), // present -> fails, current v1
-        cas('k', 'nope', 'v3'), // mismatch -> fails
-        cas('k', 'v1', 'v4'), // match -> swapped
-        cas('gone', 'x', 'y'), // absent, expected non-null -> fails, current null
-        put('p', 'x'),
-        cas('p', 'x', null), // match, value null -> deleted
-        cas('p', null, 'again'), // now absent -> created (sees the staged delete)
-        cas('e', '', 'set'), // expected empty value is not "absent"
-        put('e', ''),
-        cas('e', '', 'set'), // empty value matches
-      ]));
+      const r = await n.applyCommit(
+        1,
+        entries(1, [
+          cas('k', null, 'v1'), // absent -> created
+          cas('k', null, 'v2'), // present -> fails, current v1
+          cas('k', 'nope', 'v3'), // mismatch -> fails
+          cas('k', 'v1', 'v4'), // match -> swapped
+          cas('gone', 'x', 'y'), // absent, expected non-null -> fails, current null
+          put('p', 'x'),
+          cas('p', 'x', null), // match, value null -> deleted
+          cas('p', null, 'again'), // now absent -> created (sees the staged delete)
+          cas('e', '', 'set'), // expected empty value is not "absent"
+          put('e', ''),
+          cas('e', '', 'set'), // empty value matches
+        ]),
+      );
       assert.deepEqual(res(r), [
         { op: 'cas', swapped: true, current: 'v1' },
         { op: 'cas', swapped: false, current: 'v1' },
@@ -197,7 +244,10 @@ describe('KV commands', () => {
       assert.equal(n.get(1, 'e'), 'set');
       // cas against committed data (not in the overlay)
       const r2 = await n.applyCommit(1, entries(12, [cas('k', 'v4', 'v5'), cas('k', 'v4', 'v6')]));
-      assert.deepEqual(res(r2), [{ op: 'cas', swapped: true, current: 'v5' }, { op: 'cas', swapped: false, current: 'v5' }]);
+      assert.deepEqual(res(r2), [
+        { op: 'cas', swapped: true, current: 'v5' },
+        { op: 'cas', swapped: false, current: 'v5' },
+      ]);
       assert.equal(n.get(1, 'k'), 'v5');
     });
   });
@@ -211,7 +261,10 @@ describe('KV exactly once', () => {
     await withNodes(1, async (n) => {
       const es = entries(1, seq);
       const first = await n.applyCommit(1, es);
-      assert.deepEqual(res(first).slice(1, 3), [{ op: 'cas', swapped: true, current: 'B' }, { op: 'cas', swapped: true, current: 'C' }]);
+      assert.deepEqual(res(first).slice(1, 3), [
+        { op: 'cas', swapped: true, current: 'B' },
+        { op: 'cas', swapped: true, current: 'C' },
+      ]);
       assert.equal(n.get(1, 'c'), 'A');
       // Same process, before and after commit.
       assert.deepEqual(n.kv.apply(1, es.slice(1, 3)), [null, null]);
@@ -273,13 +326,18 @@ describe('KV snapshots', () => {
       await a.applyCommit(2, entries(1, [put('key-1', 'group two')]));
       const at = cmds.length; // 203
       const expected = new Map<string, string>();
-      for (const { key, value } of a.store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' }).getRange({})) {
+      for (const { key, value } of a.store
+        .openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' })
+        .getRange({})) {
         if (key.readUInt32BE(0) === 1) expected.set(key.subarray(4).toString('hex'), value.toString('hex'));
       }
       assert.equal(expected.size, 200);
 
       let metaIndex = -1;
-      const snap = a.kv.snapshot(1, (i) => { metaIndex = i; return metaAt(i); });
+      const snap = a.kv.snapshot(1, (i) => {
+        metaIndex = i;
+        return metaAt(i);
+      });
       assert.equal(metaIndex, at, 'metaAt is asked for the applied index');
       assert.equal(snap.meta.index, at);
       // Applied but not flushed yet: a snapshot taken now includes it (the memtable over LMDB).
@@ -310,7 +368,9 @@ describe('KV snapshots', () => {
         await n.reopen();
         assert.equal(n.kv.applied(1), at, 'applied index after restore + reopen');
         const got = new Map<string, string>();
-        for (const { key, value } of n.store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' }).getRange({})) {
+        for (const { key, value } of n.store
+          .openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' })
+          .getRange({})) {
           if (key.readUInt32BE(0) === 1) got.set(key.subarray(4).toString('hex'), value.toString('hex'));
         }
         assert.deepEqual(got, expected, 'restored data equals the state at the snapshot index exactly');
@@ -322,10 +382,14 @@ describe('KV snapshots', () => {
         // Entries up to the snapshot index are skipped; later ones converge to a's state.
         assert.deepEqual(n.kv.apply(1, entries(at - 1, [put('key-1', 'x'), put('key-1', 'y')])), [null, null]);
         await flushKv(n.store, n.kv);
-        const r = n.kv.apply(1, [...entries(at + 1, [put('key-0', 'staged')]), ...entries(at + 2, [put('key-1', 'later'), del('key-2'), put('new', 'later')])]);
+        const r = n.kv.apply(1, [
+          ...entries(at + 1, [put('key-0', 'staged')]),
+          ...entries(at + 2, [put('key-1', 'later'), del('key-2'), put('new', 'later')]),
+        ]);
         assert.equal(r.filter((x) => x !== null).length, 4);
         await flushKv(n.store, n.kv);
-        for (const k of ['key-0', 'key-1', 'key-2', 'new', 'key-199']) assert.equal(n.get(1, k), a.get(1, k), `converged on ${k}`);
+        for (const k of ['key-0', 'key-1', 'key-2', 'new', 'key-199'])
+          assert.equal(n.get(1, k), a.get(1, k), `converged on ${k}`);
       }
       assert.equal(bNode.get(2, 'mine'), 'keep', 'restoring group 1 leaves group 2 alone');
       assert.equal(c.get(2, 'key-1'), null);
@@ -336,10 +400,16 @@ describe('KV snapshots', () => {
     await withNodes(1, async (n) => {
       await n.applyCommit(1, entries(1, [put('a', '1')]));
       const snap = n.kv.snapshot(1, metaAt);
-      assert.throws(() => n.kv.restore(1, { meta: metaAt(5), data: snap.data }), (e: unknown) => e instanceof RaftError && e.code === 'Malformed');
+      assert.throws(
+        () => n.kv.restore(1, { meta: metaAt(5), data: snap.data }),
+        (e: unknown) => e instanceof RaftError && e.code === 'Malformed',
+      );
       const bad = snap.data.slice();
       bad[bad.length - 6] ^= 1;
-      assert.throws(() => n.kv.restore(1, { meta: snap.meta, data: bad }), (e: unknown) => e instanceof CorruptRecord);
+      assert.throws(
+        () => n.kv.restore(1, { meta: snap.meta, data: bad }),
+        (e: unknown) => e instanceof CorruptRecord,
+      );
     });
   });
 
@@ -350,10 +420,16 @@ describe('KV snapshots', () => {
       const snap = a.kv.snapshot(1, metaAt); // index 2
       // A follower receiving a snapshot plus the committed entries after it in one Ready.
       bNode.kv.restore(1, snap);
-      const r = bNode.kv.apply(1, entries(3, [cas('x', 'new', 'newer'), cas('z', null, 'created'), cas('y', 'yy', 'y2')]));
+      const r = bNode.kv.apply(
+        1,
+        entries(3, [cas('x', 'new', 'newer'), cas('z', null, 'created'), cas('y', 'yy', 'y2')]),
+      );
       await flushKv(bNode.store, bNode.kv);
       // What the leader (a) computes for the same entries:
-      const ra = await a.applyCommit(1, entries(3, [cas('x', 'new', 'newer'), cas('z', null, 'created'), cas('y', 'yy', 'y2')]));
+      const ra = await a.applyCommit(
+        1,
+        entries(3, [cas('x', 'new', 'newer'), cas('z', null, 'created'), cas('y', 'yy', 'y2')]),
+      );
       assert.deepEqual(res(ra), [
         { op: 'cas', swapped: true, current: 'newer' },
         { op: 'cas', swapped: true, current: 'created' },
@@ -366,13 +442,18 @@ describe('KV snapshots', () => {
 });
 
 describe('client sessions (at most once per client seq)', () => {
-  const sess = (client: string, seq: number, lo: number, c: KvCommand) => encodeCommand({ client, seq, lo }, encodeKvCommand(c));
+  const sess = (client: string, seq: number, lo: number, c: KvCommand) =>
+    encodeCommand({ client, seq, lo }, encodeKvCommand(c));
   const at = (index: number, data: Uint8Array): Entry => ({ index, term: 1, type: 'normal', data });
 
   test('envelopes decode the right client among many, in any order (decoded strings are cached)', () => {
     // 40 clients (more than the cache holds), same-length ids that differ in one byte, a long
     // one and a multi-byte one: every read must give back exactly what was written.
-    const ids = [...Array.from({ length: 40 }, (_, i) => `client-${String(i).padStart(2, '0')}`), 'x'.repeat(200), 'nœud-é'];
+    const ids = [
+      ...Array.from({ length: 40 }, (_, i) => `client-${String(i).padStart(2, '0')}`),
+      'x'.repeat(200),
+      'nœud-é',
+    ];
     for (let round = 0; round < 3; round++) {
       for (const i of ids.keys()) {
         const j = round === 1 ? ids.length - 1 - i : i;
@@ -384,10 +465,13 @@ describe('client sessions (at most once per client seq)', () => {
     }
   });
 
-  test('a client\'s lo is its lowest proposal without an outcome, whatever order they finish in', () => {
+  test("a client's lo is its lowest proposal without an outcome, whatever order they finish in", () => {
     const c = new SessionClient('c');
     const hs = Array.from({ length: 6 }, () => c.begin());
-    assert.deepEqual(hs.map((h) => h.lo), [1, 1, 1, 1, 1, 1]);
+    assert.deepEqual(
+      hs.map((h) => h.lo),
+      [1, 1, 1, 1, 1, 1],
+    );
     c.done(2);
     c.done(1);
     assert.equal(c.begin().lo, 3, 'both below finished');
@@ -403,8 +487,15 @@ describe('client sessions (at most once per client seq)', () => {
     await withNodes(1, async (n) => {
       await n.applyCommit(1, [at(1, sess('c1', 1, 1, cas('k', null, 'a')))]);
       // The client's retry of seq 1 (after a timeout) lands in the log again, after someone else's write.
-      const r = await n.applyCommit(1, [at(2, kvEntryData(put('k', 'other'))), at(3, sess('c1', 1, 1, cas('k', null, 'a')))]);
-      assert.deepEqual(res(r), [{ op: 'put' }, { op: 'cas', swapped: true, current: 'a' }], 'the duplicate returns the recorded result');
+      const r = await n.applyCommit(1, [
+        at(2, kvEntryData(put('k', 'other'))),
+        at(3, sess('c1', 1, 1, cas('k', null, 'a'))),
+      ]);
+      assert.deepEqual(
+        res(r),
+        [{ op: 'put' }, { op: 'cas', swapped: true, current: 'a' }],
+        'the duplicate returns the recorded result',
+      );
       assert.equal(n.get(1, 'k'), 'other', 'the duplicate did not apply again');
       await n.reopen();
       const again = await n.applyCommit(1, [at(4, sess('c1', 1, 1, cas('k', null, 'a')))]);
@@ -417,7 +508,7 @@ describe('client sessions (at most once per client seq)', () => {
     });
   });
 
-  test('results below the client\'s lowest outstanding seq are forgotten, and late copies of them never apply', async () => {
+  test("results below the client's lowest outstanding seq are forgotten, and late copies of them never apply", async () => {
     await withNodes(1, async (n) => {
       await n.applyCommit(1, [at(1, sess('c', 1, 1, put('a', '1'))), at(2, sess('c', 2, 1, put('b', '1')))]);
       assert.equal(n.kv.getSession(1, 'c')!.results.size, 2);

@@ -18,9 +18,14 @@ import { jepsenEtcdOps, knossosOps, OracleFormatError, porcupineKvOps, readEdn }
 // as skipped, never as passed.
 const ORACLE = process.env.FLOTILLA_ORACLE_DIR ?? '';
 const LONG = process.env.FLOTILLA_LONG === '1';
-const oracle = ORACLE === ''
-  ? { skip: 'FLOTILLA_ORACLE_DIR is not set (a directory with the Porcupine and Knossos histories: porcupine/expected.json, knossos/cas-register/)' }
-  : existsSync(join(ORACLE, 'porcupine/expected.json')) ? {} : { skip: `no oracle testdata in FLOTILLA_ORACLE_DIR=${ORACLE} (porcupine/expected.json missing)` };
+const oracle =
+  ORACLE === ''
+    ? {
+        skip: 'FLOTILLA_ORACLE_DIR is not set (a directory with the Porcupine and Knossos histories: porcupine/expected.json, knossos/cas-register/)',
+      }
+    : existsSync(join(ORACLE, 'porcupine/expected.json'))
+      ? {}
+      : { skip: `no oracle testdata in FLOTILLA_ORACLE_DIR=${ORACLE} (porcupine/expected.json missing)` };
 
 // Every file must yield operations: a reader that skipped lines would make a history vacuously linearizable.
 const countOps = (ops: readonly unknown[]) => ops.length;
@@ -38,17 +43,22 @@ test('oracle: every Porcupine history (102 Jepsen etcd, 6 key/value) gets the ve
     const history = kv ? porcupineKvOps(text) : jepsenEtcdOps(text);
     // Operations read = invokes, less the definite failures and unanswered reads the reader drops.
     const invokes = (text.match(/:invoke/g) ?? []).length;
-    if (countOps(history) === 0 || countOps(history) < invokes / 2) empty.push(`${file}: ${countOps(history)} operations of ${invokes} invokes`);
+    if (countOps(history) === 0 || countOps(history) < invokes / 2)
+      empty.push(`${file}: ${countOps(history)} operations of ${invokes} invokes`);
     ops += countOps(history);
     const r = checkOperations(history, { timeoutMs: 60_000, initial: kv ? '' : null });
-    if (r.verdict !== (linearizable ? 'ok' : 'violation')) wrong.push(`${file}: expected ${linearizable}, got ${r.verdict}`);
+    if (r.verdict !== (linearizable ? 'ok' : 'violation'))
+      wrong.push(`${file}: expected ${linearizable}, got ${r.verdict}`);
     if (!linearizable) bad++;
   }
   assert.equal(Object.keys(expected).length, 108, 'all Porcupine histories');
   assert.deepEqual(empty, [], 'every history was read in full');
   assert.ok(bad > 50, `both verdicts are exercised (${bad} not linearizable)`);
   assert.deepEqual(wrong, [], 'verdicts match Porcupine');
-  assert.ok(Date.now() - t0 < 20_000, `all Porcupine histories (${ops} operations) within the CI budget (${Date.now() - t0} ms)`);
+  assert.ok(
+    Date.now() - t0 < 20_000,
+    `all Porcupine histories (${ops} operations) within the CI budget (${Date.now() - t0} ms)`,
+  );
 });
 
 test('oracle: every Knossos cas-register history gets its verdict (good/ linearizable, bad/ not)', oracle, () => {
@@ -77,10 +87,24 @@ test('oracle: every Knossos cas-register history gets its verdict (good/ lineari
 test('oracle adapters refuse what they do not understand instead of skipping it', () => {
   const etcd = 'INFO  jepsen.util - 1\t:invoke\t:write\t3\nINFO  jepsen.util - 1   :ok     :write  3\n';
   assert.equal(jepsenEtcdOps(etcd).length, 1, 'tabs and spaces both separate fields');
-  assert.throws(() => jepsenEtcdOps(`${etcd}WARN something else\n`), (e: unknown) => e instanceof OracleFormatError && /line 3/.test(e.message), 'an unknown line is an error naming it');
-  assert.throws(() => readEdn('[{:a "unterminated}]'), (e: unknown) => e instanceof OracleFormatError, 'an unterminated string is an error, not a hang');
-  assert.throws(() => knossosOps('[{:process 1, :type :invoke, :f :delete, :value 1}]'), (e: unknown) => e instanceof OracleFormatError && /:f delete/.test(e.message), 'an unknown client operation is an error');
-  const nilRead = knossosOps('[{:process 1 :type :invoke :f :read :value nil} {:process 1 :type :ok :f :read :value nil} {:process :nemesis :type :info :f :start}]');
+  assert.throws(
+    () => jepsenEtcdOps(`${etcd}WARN something else\n`),
+    (e: unknown) => e instanceof OracleFormatError && /line 3/.test(e.message),
+    'an unknown line is an error naming it',
+  );
+  assert.throws(
+    () => readEdn('[{:a "unterminated}]'),
+    (e: unknown) => e instanceof OracleFormatError,
+    'an unterminated string is an error, not a hang',
+  );
+  assert.throws(
+    () => knossosOps('[{:process 1, :type :invoke, :f :delete, :value 1}]'),
+    (e: unknown) => e instanceof OracleFormatError && /:f delete/.test(e.message),
+    'an unknown client operation is an error',
+  );
+  const nilRead = knossosOps(
+    '[{:process 1 :type :invoke :f :read :value nil} {:process 1 :type :ok :f :read :value nil} {:process :nemesis :type :info :f :start}]',
+  );
   assert.equal(nilRead.length, 0, 'a nil read says nothing in Knossos, and the nemesis is not a client');
 });
 
@@ -90,53 +114,97 @@ const hist = (...lines: string[]) => lines.join('\n');
 
 test('anomalies: a stale read, a lost write, a definitely failed write that appears, a cas that ignores its compare', () => {
   const stale = hist(
-    line('invoke', 1, 'write', 'k', 'a', 0), line('ok', 1, 'write', 'k', 'a', 1),
-    line('invoke', 1, 'write', 'k', 'b', 2), line('ok', 1, 'write', 'k', 'b', 3),
-    line('invoke', 2, 'read', 'k', null, 4), line('ok', 2, 'read', 'k', 'a', 5));
+    line('invoke', 1, 'write', 'k', 'a', 0),
+    line('ok', 1, 'write', 'k', 'a', 1),
+    line('invoke', 1, 'write', 'k', 'b', 2),
+    line('ok', 1, 'write', 'k', 'b', 3),
+    line('invoke', 2, 'read', 'k', null, 4),
+    line('ok', 2, 'read', 'k', 'a', 5),
+  );
   const r1 = checkHistoryText(stale);
   assert.equal(r1.verdict, 'violation', 'stale read');
   assert.equal(r1.key, 'k', 'the key is named');
   assert.equal(r1.stuckAt?.process, 2, `the read is the operation that cannot be placed: ${r1.explanation}`);
-  assert.deepEqual(r1.prefix?.map((op) => op.input), ['a', 'b'], 'after the two writes, the longest linearizable prefix');
-  assert.match(r1.explanation ?? '', /key "k": at most 2 of its 3[\s\S]*leaving the value "b"[\s\S]*process 2 read null -> "a"/, `explanation: ${r1.explanation}`);
+  assert.deepEqual(
+    r1.prefix?.map((op) => op.input),
+    ['a', 'b'],
+    'after the two writes, the longest linearizable prefix',
+  );
+  assert.match(
+    r1.explanation ?? '',
+    /key "k": at most 2 of its 3[\s\S]*leaving the value "b"[\s\S]*process 2 read null -> "a"/,
+    `explanation: ${r1.explanation}`,
+  );
 
   const lost = hist(
-    line('invoke', 1, 'write', 'k', 'a', 0), line('ok', 1, 'write', 'k', 'a', 1),
-    line('invoke', 2, 'read', 'k', null, 2), line('ok', 2, 'read', 'k', null, 3));
+    line('invoke', 1, 'write', 'k', 'a', 0),
+    line('ok', 1, 'write', 'k', 'a', 1),
+    line('invoke', 2, 'read', 'k', null, 2),
+    line('ok', 2, 'read', 'k', null, 3),
+  );
   assert.equal(checkHistoryText(lost).verdict, 'violation', 'an acknowledged write is missing later');
 
   const timedOut = hist(
-    line('invoke', 1, 'write', 'k', 'a', 0), line('info', 1, 'write', 'k', null, 1),
-    line('invoke', 2, 'read', 'k', null, 2), line('ok', 2, 'read', 'k', null, 3),
-    line('invoke', 3, 'read', 'k', null, 4), line('ok', 3, 'read', 'k', 'a', 5));
+    line('invoke', 1, 'write', 'k', 'a', 0),
+    line('info', 1, 'write', 'k', null, 1),
+    line('invoke', 2, 'read', 'k', null, 2),
+    line('ok', 2, 'read', 'k', null, 3),
+    line('invoke', 3, 'read', 'k', null, 4),
+    line('ok', 3, 'read', 'k', 'a', 5),
+  );
   assert.equal(checkHistoryText(timedOut).verdict, 'ok', 'a timed-out write may take effect later');
-  assert.equal(checkHistoryText(timedOut.replace('"info"', '"fail"')).verdict, 'violation', 'a write that certainly failed must never appear');
+  assert.equal(
+    checkHistoryText(timedOut.replace('"info"', '"fail"')).verdict,
+    'violation',
+    'a write that certainly failed must never appear',
+  );
 
   const casBad = hist(
-    line('invoke', 1, 'write', 'k', 'a', 0), line('ok', 1, 'write', 'k', 'a', 1),
-    line('invoke', 2, 'cas', 'k', ['x', 'y'], 2), line('ok', 2, 'cas', 'k', true, 3));
-  assert.equal(checkHistoryText(casBad).verdict, 'violation', 'cas succeeded although the value was not the expected one');
+    line('invoke', 1, 'write', 'k', 'a', 0),
+    line('ok', 1, 'write', 'k', 'a', 1),
+    line('invoke', 2, 'cas', 'k', ['x', 'y'], 2),
+    line('ok', 2, 'cas', 'k', true, 3),
+  );
+  assert.equal(
+    checkHistoryText(casBad).verdict,
+    'violation',
+    'cas succeeded although the value was not the expected one',
+  );
   const casOk = hist(
-    line('invoke', 1, 'write', 'k', 'a', 0), line('ok', 1, 'write', 'k', 'a', 1),
-    line('invoke', 2, 'cas', 'k', ['a', 'y'], 2), line('ok', 2, 'cas', 'k', true, 3),
-    line('invoke', 3, 'cas', 'k', ['a', 'z'], 4), line('ok', 3, 'cas', 'k', false, 5),
-    line('invoke', 4, 'read', 'k', null, 6), line('ok', 4, 'read', 'k', 'y', 7));
+    line('invoke', 1, 'write', 'k', 'a', 0),
+    line('ok', 1, 'write', 'k', 'a', 1),
+    line('invoke', 2, 'cas', 'k', ['a', 'y'], 2),
+    line('ok', 2, 'cas', 'k', true, 3),
+    line('invoke', 3, 'cas', 'k', ['a', 'z'], 4),
+    line('ok', 3, 'cas', 'k', false, 5),
+    line('invoke', 4, 'read', 'k', null, 6),
+    line('ok', 4, 'read', 'k', 'y', 7),
+  );
   assert.equal(checkHistoryText(casOk).verdict, 'ok', 'a correct cas sequence');
 });
 
 test('concurrency: overlapping operations may take effect in either order; keys are independent', () => {
   const h = hist(
-    line('invoke', 1, 'write', 'k', 'a', 0), line('invoke', 2, 'write', 'k', 'b', 1),
-    line('invoke', 3, 'read', 'k', null, 2), line('ok', 3, 'read', 'k', 'b', 3),
-    line('invoke', 4, 'read', 'j', null, 3), line('ok', 4, 'read', 'j', null, 4),
-    line('invoke', 5, 'read', 'k', null, 4), line('ok', 5, 'read', 'k', 'a', 5),
-    line('ok', 1, 'write', 'k', 'a', 6), line('ok', 2, 'write', 'k', 'b', 7));
+    line('invoke', 1, 'write', 'k', 'a', 0),
+    line('invoke', 2, 'write', 'k', 'b', 1),
+    line('invoke', 3, 'read', 'k', null, 2),
+    line('ok', 3, 'read', 'k', 'b', 3),
+    line('invoke', 4, 'read', 'j', null, 3),
+    line('ok', 4, 'read', 'j', null, 4),
+    line('invoke', 5, 'read', 'k', null, 4),
+    line('ok', 5, 'read', 'k', 'a', 5),
+    line('ok', 1, 'write', 'k', 'a', 6),
+    line('ok', 2, 'write', 'k', 'b', 7),
+  );
   const r = checkHistoryText(h);
   assert.equal(r.verdict, 'ok', 'b then a, both writes still pending while read');
   assert.equal(r.keys, 2, 'two keys');
-  const backwards = h +
-    `\n${line('invoke', 6, 'read', 'k', null, 8)}\n${line('ok', 6, 'read', 'k', 'b', 9)}`;
-  assert.equal(checkHistoryText(backwards).verdict, 'violation', 'after reading a (so b came first), b cannot come back');
+  const backwards = h + `\n${line('invoke', 6, 'read', 'k', null, 8)}\n${line('ok', 6, 'read', 'k', 'b', 9)}`;
+  assert.equal(
+    checkHistoryText(backwards).verdict,
+    'violation',
+    'after reading a (so b came first), b cannot come back',
+  );
 });
 
 test('the time and memory budgets answer unknown instead of hanging', () => {
@@ -160,19 +228,31 @@ test('malformed histories are refused naming the line', () => {
   const cases: [string, RegExp][] = [
     [`${line('invoke', 1, 'write', 'k', 'a', 0)}\nnot json`, /line 2: not JSON/],
     [line('invoke', 1, 'delete', 'k', 'a', 0), /line 1: f must be read, write or cas/],
-    [`${line('invoke', 1, 'write', 'k', 'a', 0)}\n${line('invoke', 1, 'write', 'k', 'b', 1)}`, /line 2: process 1 invoked again/],
+    [
+      `${line('invoke', 1, 'write', 'k', 'a', 0)}\n${line('invoke', 1, 'write', 'k', 'b', 1)}`,
+      /line 2: process 1 invoked again/,
+    ],
     [line('ok', 1, 'write', 'k', 'a', 0), /line 1: a ok for process 1 with no pending invoke/],
     [JSON.stringify({ type: 'invoke', process: 1, f: 'read', key: 'k', time: 0 }), /line 1: value is required/],
     [line('invoke', 1, 'cas', 'k', 'x', 0), /line 1: a cas invoke needs value \[expected, new\]/],
   ];
-  for (const [text, re] of cases) assert.throws(() => parseHistory(text), (e: unknown) => e instanceof HistoryError && re.test(e.message), `refused: ${re}`);
+  for (const [text, re] of cases)
+    assert.throws(
+      () => parseHistory(text),
+      (e: unknown) => e instanceof HistoryError && re.test(e.message),
+      `refused: ${re}`,
+    );
 });
 
 test('values are compared as JSON values: object key order does not matter', () => {
   const h = hist(
-    line('invoke', 1, 'write', 'k', { a: 1, b: [1, { c: 2, d: 3 }] }, 0), line('ok', 1, 'write', 'k', { a: 1, b: [1, { c: 2, d: 3 }] }, 1),
-    line('invoke', 2, 'read', 'k', null, 2), line('ok', 2, 'read', 'k', { b: [1, { d: 3, c: 2 }], a: 1 }, 3),
-    line('invoke', 3, 'cas', 'k', [{ b: [1, { d: 3, c: 2 }], a: 1 }, 5], 4), line('ok', 3, 'cas', 'k', true, 5));
+    line('invoke', 1, 'write', 'k', { a: 1, b: [1, { c: 2, d: 3 }] }, 0),
+    line('ok', 1, 'write', 'k', { a: 1, b: [1, { c: 2, d: 3 }] }, 1),
+    line('invoke', 2, 'read', 'k', null, 2),
+    line('ok', 2, 'read', 'k', { b: [1, { d: 3, c: 2 }], a: 1 }, 3),
+    line('invoke', 3, 'cas', 'k', [{ b: [1, { d: 3, c: 2 }], a: 1 }, 5], 4),
+    line('ok', 3, 'cas', 'k', true, 5),
+  );
   assert.equal(checkHistoryText(h).verdict, 'ok', 'same value, other key order');
 });
 
@@ -181,8 +261,12 @@ test('values are compared as JSON values: object key order does not matter', () 
 // overlaps up to a dozen others) without moving any effect. Writes and cas may also end as info
 // (with or without having taken effect) or, when they had no effect, as fail.
 const opArb = fc.record({
-  f: fc.constantFrom('read', 'write', 'cas'), key: fc.constantFrom('a', 'b'), v: fc.integer({ min: 0, max: 3 }),
-  e: fc.option(fc.integer({ min: 0, max: 3 })), before: fc.integer({ min: 0, max: 60 }), after: fc.integer({ min: 0, max: 60 }),
+  f: fc.constantFrom('read', 'write', 'cas'),
+  key: fc.constantFrom('a', 'b'),
+  v: fc.integer({ min: 0, max: 3 }),
+  e: fc.option(fc.integer({ min: 0, max: 3 })),
+  before: fc.integer({ min: 0, max: 60 }),
+  after: fc.integer({ min: 0, max: 60 }),
   end: fc.constantFrom('ok', 'ok', 'ok', 'info-applied', 'info-lost', 'fail'),
 });
 type GenOp = typeof opArb extends fc.Arbitrary<infer T> ? T : never;
@@ -214,20 +298,26 @@ function simulate(ops: GenOp[]): { lines: string[]; readLines: number[] } {
   });
   events.sort((x, y) => x[0] - y[0]);
   const lines = events.map((e) => e[1]);
-  return { lines, readLines: lines.flatMap((l, i) => (l.includes('"type":"ok"') && l.includes('"f":"read"') ? [i] : [])) };
+  return {
+    lines,
+    readLines: lines.flatMap((l, i) => (l.includes('"type":"ok"') && l.includes('"f":"read"') ? [i] : [])),
+  };
 }
 
 test('property: widening a sequential run around each effect keeps it linearizable; a read of a value never written breaks it', () => {
-  fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), fc.nat(), (ops, pick) => {
-    const { lines, readLines } = simulate(ops);
-    const r = checkHistoryText(lines.join('\n'), { timeoutMs: 10_000 });
-    if (r.verdict !== 'ok') return false;
-    if (readLines.length === 0) return true;
-    const at = readLines[pick % readLines.length];
-    const broken = lines.slice();
-    broken[at] = JSON.stringify({ ...JSON.parse(broken[at]), value: 99 });
-    return checkHistoryText(broken.join('\n'), { timeoutMs: 10_000 }).verdict === 'violation';
-  }), { numRuns: LONG ? 5000 : 300, seed: 42 });
+  fc.assert(
+    fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), fc.nat(), (ops, pick) => {
+      const { lines, readLines } = simulate(ops);
+      const r = checkHistoryText(lines.join('\n'), { timeoutMs: 10_000 });
+      if (r.verdict !== 'ok') return false;
+      if (readLines.length === 0) return true;
+      const at = readLines[pick % readLines.length];
+      const broken = lines.slice();
+      broken[at] = JSON.stringify({ ...JSON.parse(broken[at]), value: 99 });
+      return checkHistoryText(broken.join('\n'), { timeoutMs: 10_000 }).verdict === 'violation';
+    }),
+    { numRuns: LONG ? 5000 : 300, seed: 42 },
+  );
 });
 
 test('CLI: exit 0 ok, 1 violation, 3 unknown, 2 usage or malformed (naming the line)', async () => {
@@ -237,8 +327,24 @@ test('CLI: exit 0 ok, 1 violation, 3 unknown, 2 usage or malformed (naming the l
       writeFileSync(join(dir, name), text);
       return join(dir, name);
     };
-    const ok = file('ok.jsonl', hist(line('invoke', 1, 'write', 'k', 1, 0), line('ok', 1, 'write', 'k', 1, 1), line('invoke', 2, 'read', 'k', null, 2), line('ok', 2, 'read', 'k', 1, 3)));
-    const bad = file('bad.jsonl', hist(line('invoke', 1, 'write', 'k', 1, 0), line('ok', 1, 'write', 'k', 1, 1), line('invoke', 2, 'read', 'k', null, 2), line('ok', 2, 'read', 'k', 2, 3)));
+    const ok = file(
+      'ok.jsonl',
+      hist(
+        line('invoke', 1, 'write', 'k', 1, 0),
+        line('ok', 1, 'write', 'k', 1, 1),
+        line('invoke', 2, 'read', 'k', null, 2),
+        line('ok', 2, 'read', 'k', 1, 3),
+      ),
+    );
+    const bad = file(
+      'bad.jsonl',
+      hist(
+        line('invoke', 1, 'write', 'k', 1, 0),
+        line('ok', 1, 'write', 'k', 1, 1),
+        line('invoke', 2, 'read', 'k', null, 2),
+        line('ok', 2, 'read', 'k', 2, 3),
+      ),
+    );
     const slow: string[] = [];
     for (let i = 0; i < 60; i++) slow.push(line('invoke', i, 'write', 'k', i, i));
     slow.push(line('invoke', 99, 'read', 'k', null, 60), line('ok', 99, 'read', 'k', -1, 1000));
@@ -248,9 +354,18 @@ test('CLI: exit 0 ok, 1 violation, 3 unknown, 2 usage or malformed (naming the l
     const run = (...args: string[]) =>
       promisify(execFile)(process.execPath, ['--import', 'tsx', cli, ...args], { timeout: 60_000 })
         .then((r) => ({ code: 0, out: r.stdout, err: r.stderr }))
-        .catch((e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code, out: e.stdout ?? '', err: e.stderr ?? '' }));
+        .catch((e: { code?: number; stdout?: string; stderr?: string }) => ({
+          code: e.code,
+          out: e.stdout ?? '',
+          err: e.stderr ?? '',
+        }));
     const [a, b, c, d, e, f] = await Promise.all([
-      run(ok), run(bad), run(hard, '--timeout-ms', '200'), run(broken), run(), run(ok, '--timeout-ms', 'soon'),
+      run(ok),
+      run(bad),
+      run(hard, '--timeout-ms', '200'),
+      run(broken),
+      run(),
+      run(ok, '--timeout-ms', 'soon'),
     ]);
     assert.equal(a.code, 0, `ok history: ${a.out}${a.err}`);
     assert.match(a.out, /^ok: 2 operations on 1 keys/, `ok output: ${a.out}`);

@@ -3,11 +3,28 @@
 // fail-stop after a failed commit, and start-up with 10,000 groups.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  ftruncateSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open, type Database } from 'lmdb';
-import { LogStore, StorageFailed, type GroupStorage, type LogStoreOptions, type StoreEvent } from '../../src/storage/logstore.js';
+import {
+  LogStore,
+  StorageFailed,
+  type GroupStorage,
+  type LogStoreOptions,
+  type StoreEvent,
+} from '../../src/storage/logstore.js';
 import { encodeWal } from '../../src/storage/codec.js';
 import { CorruptRecord } from '../../src/storage/errors.js';
 import { crc32 } from '../../src/storage/crc32.js';
@@ -25,7 +42,12 @@ const dec = new TextDecoder();
 
 /** Fixed-size data (11 bytes) so that maxBytes arithmetic is exact: entryBytes = 35. */
 function ent(index: number, term: number, tag = 'x'): Entry {
-  return { index, term, type: 'normal', data: enc.encode(`i${String(index).padStart(6, '0')}t${String(term).padStart(2, '0')}${tag}`) };
+  return {
+    index,
+    term,
+    type: 'normal',
+    data: enc.encode(`i${String(index).padStart(6, '0')}t${String(term).padStart(2, '0')}${tag}`),
+  };
 }
 
 function ents(lo: number, hi: number, term: number, tag = 'x'): Entry[] {
@@ -35,7 +57,8 @@ function ents(lo: number, hi: number, term: number, tag = 'x'): Entry[] {
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
-const norm = (es: readonly Entry[]) => es.map((e) => ({ index: e.index, term: e.term, type: e.type, data: hex(e.data) }));
+const norm = (es: readonly Entry[]) =>
+  es.map((e) => ({ index: e.index, term: e.term, type: e.type, data: hex(e.data) }));
 
 function raftErr(code: string) {
   return (e: unknown): boolean => {
@@ -47,7 +70,10 @@ function raftErr(code: string) {
 
 function corrupt(re: RegExp) {
   return (e: unknown): boolean => {
-    assert.ok(e instanceof CorruptRecord, `expected CorruptRecord, got ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    assert.ok(
+      e instanceof CorruptRecord,
+      `expected CorruptRecord, got ${(e as Error)?.name}: ${(e as Error)?.message}`,
+    );
     assert.equal(e.name, 'CorruptRecord');
     assert.match(e.message, re);
     return true;
@@ -140,7 +166,11 @@ async function logRows(dir: string): Promise<Map<number, number[]>> {
 const span = (lo: number, hi: number): number[] => Array.from({ length: Math.max(0, hi - lo + 1) }, (_, k) => lo + k);
 
 /** Everything a group exposes, checked against expected log contents. */
-function expectLog(gs: GroupStorage, want: { first: number; snapTerm: number; log: Entry[]; hs?: HardState; conf?: ConfState }, where: string): void {
+function expectLog(
+  gs: GroupStorage,
+  want: { first: number; snapTerm: number; log: Entry[]; hs?: HardState; conf?: ConfState },
+  where: string,
+): void {
   const last = want.log.length > 0 ? want.log[want.log.length - 1].index : want.first - 1;
   assert.equal(gs.firstIndex(), want.first, `${where}: firstIndex`);
   assert.equal(gs.lastIndex(), last, `${where}: lastIndex`);
@@ -148,10 +178,18 @@ function expectLog(gs: GroupStorage, want: { first: number; snapTerm: number; lo
   for (const e of want.log) assert.equal(gs.term(e.index), e.term, `${where}: term(${e.index})`);
   assert.deepEqual(norm(gs.entries(want.first, last + 1, Infinity)), norm(want.log), `${where}: entries`);
   assert.throws(() => gs.term(last + 1), raftErr('Unavailable'), `${where}: term beyond last`);
-  assert.throws(() => gs.entries(want.first, last + 2, Infinity), raftErr('Unavailable'), `${where}: entries beyond last`);
+  assert.throws(
+    () => gs.entries(want.first, last + 2, Infinity),
+    raftErr('Unavailable'),
+    `${where}: entries beyond last`,
+  );
   if (want.first > 1) {
     assert.throws(() => gs.term(want.first - 2), raftErr('Compacted'), `${where}: term below first-1`);
-    assert.throws(() => gs.entries(want.first - 1, last + 1, Infinity), raftErr('Compacted'), `${where}: entries from first-1`);
+    assert.throws(
+      () => gs.entries(want.first - 1, last + 1, Infinity),
+      raftErr('Compacted'),
+      `${where}: entries from first-1`,
+    );
   }
   if (want.hs) assert.deepEqual(gs.initialState().hardState, want.hs, `${where}: hard state`);
   if (want.conf) {
@@ -204,7 +242,11 @@ describe('LogStore reads', () => {
         assert.equal(gs.entries(1, 11, 35 * 3 + 34).length, 3, `${where}: maxBytes just below 4 entries`);
         assert.equal(gs.entries(1, 11, 35 * 4).length, 4, `${where}: maxBytes 4 entries`);
         assert.deepEqual(norm(gs.entries(5, 11, 35 * 2)), norm(ents(5, 6, 1)), `${where}: maxBytes from the middle`);
-        expectLog(s.storage(2), { first: 1, snapTerm: 0, log: ents(1, 3, 1, 'g2'), conf: { voters: ['x'], learners: ['y'] } }, `${where} g2`);
+        expectLog(
+          s.storage(2),
+          { first: 1, snapTerm: 0, log: ents(1, 3, 1, 'g2'), conf: { voters: ['x'], learners: ['y'] } },
+          `${where} g2`,
+        );
       };
       check(st, 'live');
       st = await c.reopen(st);
@@ -219,8 +261,21 @@ describe('LogStore reads', () => {
       await st.commit();
       const mixed = (s: LogStore, where: string) => {
         const gs = s.storage(1);
-        expectLog(gs, { first: 1, snapTerm: 0, log: [...ents(1, 10, 1), ...ents(11, 15, 2)], hs: { term: 2, vote: 'b', commit: 12 } }, where);
-        assert.deepEqual(norm(gs.entries(9, 13, Infinity)), norm([...ents(9, 10, 1), ...ents(11, 12, 2)]), `${where}: range across table and tail`);
+        expectLog(
+          gs,
+          {
+            first: 1,
+            snapTerm: 0,
+            log: [...ents(1, 10, 1), ...ents(11, 15, 2)],
+            hs: { term: 2, vote: 'b', commit: 12 },
+          },
+          where,
+        );
+        assert.deepEqual(
+          norm(gs.entries(9, 13, Infinity)),
+          norm([...ents(9, 10, 1), ...ents(11, 12, 2)]),
+          `${where}: range across table and tail`,
+        );
         assert.equal(gs.entries(9, 16, 35 * 3).length, 3, `${where}: maxBytes across table and tail`);
       };
       mixed(st, 'mixed live');
@@ -237,7 +292,11 @@ describe('LogStore reads', () => {
       const inflight: Promise<void>[] = [];
       for (let k = 0; k < 40; k++) {
         st.write({ group: 1, entries: ents(k + 1, k + 1, 1), hardState: { term: 1, vote: 'a', commit: k + 1 } });
-        inflight.push(st.commit().then(() => { order.push(k); }));
+        inflight.push(
+          st.commit().then(() => {
+            order.push(k);
+          }),
+        );
         if (k % 7 === 3) st.compact(1, k - 2 > 0 ? k - 2 : 1);
       }
       await Promise.all(inflight);
@@ -262,7 +321,12 @@ describe('LogStore conflicting suffix overwrite', () => {
       await st.commit();
       st.write({ group: 1, entries: ents(6, 8, 2), hardState: { term: 2, vote: 'b', commit: 5 } });
       await st.commit();
-      const want = { first: 1, snapTerm: 0, log: [...ents(1, 5, 1), ...ents(6, 8, 2)], hs: { term: 2, vote: 'b', commit: 5 } };
+      const want = {
+        first: 1,
+        snapTerm: 0,
+        log: [...ents(1, 5, 1), ...ents(6, 8, 2)],
+        hs: { term: 2, vote: 'b', commit: 5 },
+      };
       expectLog(st.storage(1), want, 'live');
       st = await c.reopen(st);
       expectLog(st.storage(1), want, 'reopen');
@@ -290,7 +354,12 @@ describe('LogStore conflicting suffix overwrite', () => {
       // group 2: overwrite spanning table (8..10) and tail (11..15)
       st.write({ group: 2, entries: ents(8, 9, 3) });
       await st.commit();
-      const w1 = { first: 1, snapTerm: 0, log: [...ents(1, 3, 1), ...ents(4, 6, 2)], hs: { term: 2, vote: 'a', commit: 3 } };
+      const w1 = {
+        first: 1,
+        snapTerm: 0,
+        log: [...ents(1, 3, 1), ...ents(4, 6, 2)],
+        hs: { term: 2, vote: 'a', commit: 3 },
+      };
       const w2 = { first: 1, snapTerm: 0, log: [...ents(1, 7, 1), ...ents(8, 9, 3)] };
       const check = (s: LogStore, where: string) => {
         expectLog(s.storage(1), w1, `${where} g1`);
@@ -320,7 +389,12 @@ describe('LogStore conflicting suffix overwrite', () => {
     await withCtx(async (c) => {
       // Records of >= checkpointBytes make the next commit checkpoint; small ones do not.
       const opts = { checkpointBytes: 10_000 };
-      const big = (index: number, term: number): Entry => ({ index, term, type: 'normal', data: new Uint8Array(20_000).fill(index) });
+      const big = (index: number, term: number): Entry => ({
+        index,
+        term,
+        type: 'normal',
+        data: new Uint8Array(20_000).fill(index),
+      });
       let st = await c.open(opts);
       st.createGroup(1, CONF);
       await st.commit();
@@ -348,7 +422,12 @@ describe('LogStore conflicting suffix overwrite', () => {
   test('beforeCheckpoint runs before a size-triggered checkpoint: what it compacts is dropped, the rest is moved', async () => {
     await withCtx(async (c) => {
       const opts = { checkpointBytes: 10_000 };
-      const big = (index: number): Entry => ({ index, term: 1, type: 'normal', data: new Uint8Array(4_000).fill(index) });
+      const big = (index: number): Entry => ({
+        index,
+        term: 1,
+        type: 'normal',
+        data: new Uint8Array(4_000).fill(index),
+      });
       let st = await c.open(opts);
       st.createGroup(1, CONF);
       st.createGroup(2, CONF);
@@ -479,7 +558,11 @@ describe('LogStore compaction and snapshot install', () => {
       st.write({ group: 1, snapshot: { index: 40, term: 9, conf: conf3 } });
       await st.commit();
       const check = (s: LogStore, where: string) => {
-        expectLog(s.storage(1), { first: 51, snapTerm: 3, log: ents(51, 52, 3), hs: { term: 3, vote: '', commit: 50 }, conf: conf2 }, `${where} g1`);
+        expectLog(
+          s.storage(1),
+          { first: 51, snapTerm: 3, log: ents(51, 52, 3), hs: { term: 3, vote: '', commit: 50 }, conf: conf2 },
+          `${where} g1`,
+        );
         assert.deepEqual(s.storage(1).snapshotMeta(), snap1, `${where} g1 meta`);
         expectLog(s.storage(2), { first: 6, snapTerm: 2, log: [], conf: conf3 }, `${where} g2`);
         assert.deepEqual(s.storage(2).snapshotMeta(), snap2, `${where} g2 meta`);
@@ -490,7 +573,10 @@ describe('LogStore compaction and snapshot install', () => {
       await st.checkpoint();
       st = await c.reopen(st);
       check(st, 'checkpoint + reopen');
-      const rows = await (async () => { await c.close(st); return logRows(c.dir); })();
+      const rows = await (async () => {
+        await c.close(st);
+        return logRows(c.dir);
+      })();
       assert.deepEqual(rows.get(1), [51, 52], 'group 1 rows');
       assert.equal(rows.get(2), undefined, 'group 2 has no rows');
     });
@@ -504,7 +590,8 @@ describe('LogStore deleteGroup', () => {
     await withCtx(async (c) => {
       let st = await c.open();
       for (const g of [1, 2, 3]) st.createGroup(g, CONF);
-      for (const g of [1, 2, 3]) st.write({ group: g, entries: ents(1, 5, 1), hardState: { term: 1, vote: 'a', commit: 5 } });
+      for (const g of [1, 2, 3])
+        st.write({ group: g, entries: ents(1, 5, 1), hardState: { term: 1, vote: 'a', commit: 5 } });
       await st.commit();
       await st.checkpoint(); // rows and meta of all three exist
       st.write({ group: 1, entries: ents(6, 8, 1) });
@@ -554,7 +641,11 @@ describe('LogStore deleteGroup', () => {
       st = await c.reopen(st);
       expectLog(st.storage(1), { first: 1, snapTerm: 0, log: ents(1, 1, 7) }, 're-created group reads');
       const { rows } = await logRowsOf(c, st, 1);
-      assert.deepEqual(rows, [1], `rows of group 1 in the log table after checkpoint (old incarnation leaked: ${JSON.stringify(rows)})`);
+      assert.deepEqual(
+        rows,
+        [1],
+        `rows of group 1 in the log table after checkpoint (old incarnation leaked: ${JSON.stringify(rows)})`,
+      );
     });
   });
 });
@@ -612,7 +703,11 @@ describe('LogStore checkpointed table holds exactly the live entries', () => {
       await c.close(st);
       const rows = await logRows(c.dir);
       const got = { g1: rows.get(1) ?? [], g2: rows.get(2) ?? [], g3: rows.get(3) ?? [] };
-      assert.deepEqual(got, { g1: span(9, 12), g2: span(1, 4), g3: [] }, 'rows in the log table after a quiescent checkpoint');
+      assert.deepEqual(
+        got,
+        { g1: span(9, 12), g2: span(1, 4), g3: [] },
+        'rows in the log table after a quiescent checkpoint',
+      );
     });
   });
 });
@@ -670,7 +765,11 @@ class Model {
 
 function checkAgainstModel(st: LogStore, m: Model, where: string, reopened = false): void {
   const ids = [...m.groups.keys()].sort((a, b) => a - b);
-  assert.deepEqual(st.groupIds().sort((a, b) => a - b), ids, `${where}: group ids`);
+  assert.deepEqual(
+    st.groupIds().sort((a, b) => a - b),
+    ids,
+    `${where}: group ids`,
+  );
   for (const id of ids) {
     const g = m.groups.get(id)!;
     const gs = st.storage(id);
@@ -681,7 +780,10 @@ function checkAgainstModel(st: LogStore, m: Model, where: string, reopened = fal
     assert.deepEqual(gs.snapshotMeta(), g.snap, `${w}: snapshot meta`);
     if (reopened) {
       const hs = gs.initialState().hardState;
-      assert.ok(hs.commit >= g.commitMin && hs.commit <= g.hs.commit, `${w}: commit ${hs.commit} outside [${g.commitMin}, ${g.hs.commit}] after reopen`);
+      assert.ok(
+        hs.commit >= g.commitMin && hs.commit <= g.hs.commit,
+        `${w}: commit ${hs.commit} outside [${g.commitMin}, ${g.hs.commit}] after reopen`,
+      );
       // The model adopts what survived (a later commit-only write compares with it).
       g.hs = { ...g.hs, commit: hs.commit };
     }
@@ -693,11 +795,18 @@ function checkAgainstModel(st: LogStore, m: Model, where: string, reopened = fal
   }
 }
 
-async function runModel(seed: number, steps: number): Promise<{ reopens: number; commits: number; checkpoints: number }> {
+async function runModel(
+  seed: number,
+  steps: number,
+): Promise<{ reopens: number; commits: number; checkpoints: number }> {
   const rand = seededRandom(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
-  const confs: ConfState[] = [CONF, { voters: ['a', 'b'], learners: ['c'] }, { voters: ['a', 'b', 'c', 'd', 'e'], learners: [] }];
+  const confs: ConfState[] = [
+    CONF,
+    { voters: ['a', 'b'], learners: ['c'] },
+    { voters: ['a', 'b', 'c', 'd', 'e'], learners: [] },
+  ];
   const opts: Partial<LogStoreOptions> = { noSync: true, checkpointBytes: 3000 };
   const c = new Ctx();
   let termClock = 1;
@@ -722,7 +831,14 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
         const conf = pick(confs);
         st.createGroup(id, conf);
         ops.push(`create g${id}`);
-        live.groups.set(id, { snap: { index: 0, term: 0, conf }, ents: [], hs: EMPTY_HARD_STATE, commitMin: 0, conf, term: 1 });
+        live.groups.set(id, {
+          snap: { index: 0, term: 0, conf },
+          ents: [],
+          hs: EMPTY_HARD_STATE,
+          commitMin: 0,
+          conf,
+          term: 1,
+        });
         return;
       }
       if (r < 0.08 && ids.length > 1) {
@@ -835,7 +951,8 @@ async function runModel(seed: number, steps: number): Promise<{ reopens: number;
         }
       } catch (e) {
         // Name the step (and what led to it) in errors that do not already say where they happened.
-        if (e instanceof Error && !e.message.includes(`seed ${seed}`)) e.message = `${where} (${ops.slice(-12).join(', ')}): ${e.message}`;
+        if (e instanceof Error && !e.message.includes(`seed ${seed}`))
+          e.message = `${where} (${ops.slice(-12).join(', ')}): ${e.message}`;
         throw e;
       }
     }
@@ -862,7 +979,9 @@ describe('LogStore recovery exactness', () => {
     }
     assert.ok(reopens >= 50, `reopened ${reopens} times`);
     assert.ok(checkpoints > 0, 'the model run went through checkpoints');
-    t.diagnostic(`5 seeds x 500 steps: ${commits} commits, ${reopens} reopens, ${checkpoints} checkpoints (every group compared after each)`);
+    t.diagnostic(
+      `5 seeds x 500 steps: ${commits} commits, ${reopens} reopens, ${checkpoints} checkpoints (every group compared after each)`,
+    );
   });
 });
 
@@ -885,12 +1004,14 @@ describe('LogStore corruption detection', () => {
 
   /** The WAL segment files of a store dir and the byte offsets of each record in the last one. */
   function walLayout(dir: string): { segment: string; records: { at: number; len: number; lsn: number }[] } {
-    const files = readdirSync(join(dir, 'wal')).filter((f) => f.endsWith('.log')).sort();
+    const files = readdirSync(join(dir, 'wal'))
+      .filter((f) => f.endsWith('.log'))
+      .sort();
     assert.ok(files.length >= 1, 'a WAL segment exists');
     const segment = join(dir, 'wal', files[files.length - 1]);
     const buf = readFileSync(segment);
     const records: { at: number; len: number; lsn: number }[] = [];
-    for (let p = 0; p + 4 <= buf.length;) {
+    for (let p = 0; p + 4 <= buf.length; ) {
       const len = buf.readUInt32LE(p);
       if (len === 0) break;
       records.push({ at: p, len: 12 + len + 4, lsn: buf.readDoubleLE(p + 4) });
@@ -916,7 +1037,9 @@ describe('LogStore corruption detection', () => {
       await prepared(c);
       const { segment, records } = walLayout(c.dir);
       assert.ok(records.length >= 2, `${records.length} records after the checkpoint`);
-      patch(segment, records[records.length - 2].at + 14, (b) => { b[0] ^= 0x10; });
+      patch(segment, records[records.length - 2].at + 14, (b) => {
+        b[0] ^= 0x10;
+      });
       await assert.rejects(c.open(), corrupt(/corrupt wal segment .*bad record/));
       await assert.rejects(c.open(), corrupt(/corrupt wal segment/), 'still refused on a second attempt');
     });
@@ -928,7 +1051,10 @@ describe('LogStore corruption detection', () => {
         await prepared(c);
         const { segment, records } = walLayout(c.dir);
         const lastRec = records[records.length - 1];
-        if (how === 'flipped bit') patch(segment, lastRec.at + 13, (b) => { b[0] ^= 1; });
+        if (how === 'flipped bit')
+          patch(segment, lastRec.at + 13, (b) => {
+            b[0] ^= 1;
+          });
         else if (how === 'zeroed tail') patch(segment, lastRec.at + lastRec.len - 8, (b) => b.fill(0, 0, 8));
         else {
           const fd = openSync(segment, 'r+');
@@ -941,7 +1067,11 @@ describe('LogStore corruption detection', () => {
         st.write({ group: 1, entries: ents(8, 9, 2) });
         await st.commit();
         st = await c.reopen(st);
-        expectLog(st.storage(1), { first: 1, snapTerm: 0, log: [...ents(1, 7, 1), ...ents(8, 9, 2)] }, `${how}: written after the cut`);
+        expectLog(
+          st.storage(1),
+          { first: 1, snapTerm: 0, log: [...ents(1, 7, 1), ...ents(8, 9, 2)] },
+          `${how}: written after the cut`,
+        );
         await c.close(st);
       });
     }
@@ -965,7 +1095,14 @@ describe('LogStore corruption detection', () => {
       // Such a store: group 1 created and 1..3 written through the table (LSN 1 and 2).
       await raw(c.dir, (t) => {
         t.wal.putSync(1, Buffer.from(encodeWal([{ op: 'create', group: 1, conf: CONF }])));
-        t.wal.putSync(2, Buffer.from(encodeWal([{ op: 'write', w: { group: 1, entries: ents(1, 3, 1), hardState: { term: 1, vote: 'a', commit: 3 } } }])));
+        t.wal.putSync(
+          2,
+          Buffer.from(
+            encodeWal([
+              { op: 'write', w: { group: 1, entries: ents(1, 3, 1), hardState: { term: 1, vote: 'a', commit: 3 } } },
+            ]),
+          ),
+        );
       });
       let st = await c.open();
       expectLog(st.storage(1), { first: 1, snapTerm: 0, log: ents(1, 3, 1) }, 'legacy records replayed');
@@ -987,7 +1124,15 @@ describe('LogStore corruption detection', () => {
   const cases: { name: string; mutate: (v: Buffer) => Buffer; re: RegExp }[] = [
     { name: 'garbage', mutate: (v) => Buffer.from(v.map((_, i) => (i * 37 + 11) & 0xff)), re: /checksum mismatch/ },
     { name: 'truncated value', mutate: (v) => v.subarray(0, v.length - 7), re: /checksum mismatch/ },
-    { name: 'one flipped bit', mutate: (v) => { const b = Buffer.from(v); b[Math.floor(b.length / 2)] ^= 0x10; return b; }, re: /checksum mismatch/ },
+    {
+      name: 'one flipped bit',
+      mutate: (v) => {
+        const b = Buffer.from(v);
+        b[Math.floor(b.length / 2)] ^= 0x10;
+        return b;
+      },
+      re: /checksum mismatch/,
+    },
     { name: 'too short', mutate: () => Buffer.from([1, 2]), re: /too short/ },
     { name: 'empty', mutate: () => Buffer.alloc(0), re: /too short/ },
   ];
@@ -1059,16 +1204,26 @@ describe('LogStore fail-stop', () => {
 
       st.write({ group: 1, entries: ents(6, 7, 1), hardState: { term: 1, vote: 'a', commit: 7 } });
       let thrown: unknown;
-      await st.commit(() => scratch.put(HUGE_KEY, Buffer.from('x'))).catch((e) => { thrown = e; });
+      await st
+        .commit(() => scratch.put(HUGE_KEY, Buffer.from('x')))
+        .catch((e) => {
+          thrown = e;
+        });
       assert.ok(thrown instanceof StorageFailed, `commit rejects with StorageFailed (got ${String(thrown)})`);
       assert.equal(thrown.name, 'StorageFailed');
       const escapedDir = c.dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
       assert.match(thrown.message, new RegExp(`LMDB commit failed in ${escapedDir}: .*maximum key size`));
       assert.equal(st.failed, thrown, 'store.failed is the error');
-      assert.ok(events.some((e) => e.kind === 'failed' && e.error === (thrown as Error).message), 'a failed event is emitted');
+      assert.ok(
+        events.some((e) => e.kind === 'failed' && e.error === (thrown as Error).message),
+        'a failed event is emitted',
+      );
 
       await assert.rejects(st.commit(), (e) => e === st.failed);
-      await assert.rejects(st.commit(() => {}), StorageFailed);
+      await assert.rejects(
+        st.commit(() => {}),
+        StorageFailed,
+      );
       await assert.rejects(st.checkpoint(), StorageFailed);
       assert.throws(() => st.write({ group: 1, entries: ents(8, 8, 1) }), StorageFailed);
       assert.throws(() => st.createGroup(2, CONF), StorageFailed);
@@ -1097,7 +1252,10 @@ describe('LogStore fail-stop', () => {
       let kv = new KvStateMachine(st);
       const scratch = st.openDB<Buffer, Buffer>('scratch', { encoding: 'binary', keyEncoding: 'binary' });
       const put = (index: number, v: string): Entry => ({
-        index, term: 1, type: 'normal', data: kvEntryData({ op: 'put', key: enc.encode('x'), value: enc.encode(v) }),
+        index,
+        term: 1,
+        type: 'normal',
+        data: kvEntryData({ op: 'put', key: enc.encode('x'), value: enc.encode(v) }),
       });
       st.createGroup(1, CONF);
       await st.commit();
@@ -1111,13 +1269,21 @@ describe('LogStore fail-stop', () => {
       st.write({ group: 1, entries: b, hardState: { term: 1, vote: 'a', commit: 3 } });
       kv.apply(1, b);
       const w = kv.prepareWrite(true)!;
-      await assert.rejects(st.commit(() => { w(); void scratch.put(HUGE_KEY, Buffer.from('x')); }), StorageFailed);
+      await assert.rejects(
+        st.commit(() => {
+          w();
+          void scratch.put(HUGE_KEY, Buffer.from('x'));
+        }),
+        StorageFailed,
+      );
 
       st = await c.reopen(st);
       kv = new KvStateMachine(st);
       const gs = st.storage(1);
       const got = {
-        lastIndex: gs.lastIndex(), commit: gs.initialState().hardState.commit, applied: kv.applied(1),
+        lastIndex: gs.lastIndex(),
+        commit: gs.initialState().hardState.commit,
+        applied: kv.applied(1),
         x: dec.decode(kv.get(1, enc.encode('x')) ?? new Uint8Array()),
       };
       const none = { lastIndex: 2, commit: 2, applied: 2, x: 'two' };
@@ -1146,8 +1312,12 @@ describe('LogStore start-up', () => {
       const t0 = performance.now();
       for (let g = 1; g <= G; g++) st.createGroup(g, CONF);
       await st.commit();
-      for (const [lo, hi] of [[1, 10], [11, 20]]) {
-        for (let g = 1; g <= G; g++) st.write({ group: g, entries: mk(g, lo, hi, 1), hardState: { term: 1, vote: 'a', commit: hi } });
+      for (const [lo, hi] of [
+        [1, 10],
+        [11, 20],
+      ]) {
+        for (let g = 1; g <= G; g++)
+          st.write({ group: g, entries: mk(g, lo, hi, 1), hardState: { term: 1, vote: 'a', commit: hi } });
         await st.commit();
       }
       await st.checkpoint();
@@ -1166,7 +1336,11 @@ describe('LogStore start-up', () => {
 
       let recovered: Extract<StoreEvent, { kind: 'recovered' }> | undefined;
       const o0 = performance.now();
-      st = await c.open({ onEvent: (e) => { if (e.kind === 'recovered') recovered = e; } });
+      st = await c.open({
+        onEvent: (e) => {
+          if (e.kind === 'recovered') recovered = e;
+        },
+      });
       const openMs = performance.now() - o0;
       assert.ok(recovered, 'recovered event');
       assert.equal(recovered.groups, G);
@@ -1181,14 +1355,20 @@ describe('LogStore start-up', () => {
         assert.equal(gs.term(23), 2);
         assert.deepEqual(norm(gs.entries(21, 24, Infinity)), norm(mk(g, 21, 23, 2)));
         if (g % 97 === 0 || g === 1 || g === G) {
-          assert.deepEqual(norm(gs.entries(first, 24, Infinity)), norm([...mk(g, first, 20, 1), ...mk(g, 21, 23, 2)]), `group ${g} full log`);
+          assert.deepEqual(
+            norm(gs.entries(first, 24, Infinity)),
+            norm([...mk(g, first, 20, 1), ...mk(g, 21, 23, 2)]),
+            `group ${g} full log`,
+          );
         }
       }
       for (const g of [7, 5000, 9999]) {
         assert.throws(() => st.storage(g).term(15), corrupt(/corrupt log entry 15/));
         assert.equal(st.storage(g).term(14), 1);
       }
-      t.diagnostic(`10,000 groups: write ${tWrite.toFixed(0)} ms (checkpoint of 200,000 entries ${tCheckpoint.toFixed(0)} ms), open ${openMs.toFixed(0)} ms (recovery ${recovered.ms.toFixed(0)} ms)`);
+      t.diagnostic(
+        `10,000 groups: write ${tWrite.toFixed(0)} ms (checkpoint of 200,000 entries ${tCheckpoint.toFixed(0)} ms), open ${openMs.toFixed(0)} ms (recovery ${recovered.ms.toFixed(0)} ms)`,
+      );
     });
   });
 });

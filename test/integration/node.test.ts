@@ -11,21 +11,30 @@ import { freePorts, until } from '../helpers/net.js';
 
 const dec = new TextDecoder();
 
-
-
 test('three nodes over TCP: writes and linearizable reads on every node, restart, cluster-id guard', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-node-'));
   const ids = ['n1', 'n2', 'n3'];
   const ports = await freePorts(3);
   const addr = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const optsOf = (id: string): StartOptions => ({
-    id, dataDir: join(root, id), listen: addr.get(id)!, groups: 12, tickMs: 20, requestTimeoutMs: 8000, workers: 2,
+    id,
+    dataDir: join(root, id),
+    listen: addr.get(id)!,
+    groups: 12,
+    tickMs: 20,
+    requestTimeoutMs: 8000,
+    workers: 2,
     peers: Object.fromEntries(ids.filter((p) => p !== id).map((p) => [p, addr.get(p)!])),
   });
   const nodes = new Map<string, FlotillaNode>();
   try {
     for (const id of ids) nodes.set(id, await startNode(optsOf(id)));
-    await until('every group led', async () => (await Promise.all([...nodes.values()].map((n) => n.status()))).reduce((a, s) => a + s.leaders, 0) === 12, 120_000);
+    await until(
+      'every group led',
+      async () =>
+        (await Promise.all([...nodes.values()].map((n) => n.status()))).reduce((a, s) => a + s.leaders, 0) === 12,
+      120_000,
+    );
 
     // Every node writes keys of every group; followers forward to the leader.
     for (const [id, n] of nodes) for (let k = 0; k < 24; k++) await n.kv.put(`${id}-key-${k}`, `v-${id}-${k}`);
@@ -54,7 +63,16 @@ test('three nodes over TCP: writes and linearizable reads on every node, restart
 
     // A data dir of another cluster configuration is refused with a clear message.
     await assert.rejects(startNode({ ...optsOf('n3'), groups: 13 }), /refusing to start/);
-    t.diagnostic(JSON.stringify(await Promise.all([...nodes.values()].map(async (n) => { const s = await n.status(); return { id: n.id, leaders: s.leaders, quiesced: s.quiesced }; }))));
+    t.diagnostic(
+      JSON.stringify(
+        await Promise.all(
+          [...nodes.values()].map(async (n) => {
+            const s = await n.status();
+            return { id: n.id, leaders: s.leaders, quiesced: s.quiesced };
+          }),
+        ),
+      ),
+    );
   } finally {
     for (const n of nodes.values()) await n.stop();
     rmSync(root, { recursive: true, force: true });

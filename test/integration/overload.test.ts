@@ -12,11 +12,22 @@ import { freePorts, until } from '../helpers/net.js';
 test('a burst beyond maxPendingProposals is refused with Overloaded; refused writes never apply; admitted ones all do', async () => {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-overload-'));
   const [port] = await freePorts(1);
-  const node = await startNode({ id: 'n1', dataDir: root, listen: `127.0.0.1:${port}`, peers: {}, groups: 4, workers: 1, tickMs: 20, limits: { maxPendingProposals: 40 } });
+  const node = await startNode({
+    id: 'n1',
+    dataDir: root,
+    listen: `127.0.0.1:${port}`,
+    peers: {},
+    groups: 4,
+    workers: 1,
+    tickMs: 20,
+    limits: { maxPendingProposals: 40 },
+  });
   try {
     await until('groups led', async () => (await node.status()).leaders === 4, 20_000);
     const enc = new TextEncoder();
-    const outcomes = await Promise.allSettled(Array.from({ length: 600 }, (_, i) => node.kv.put(enc.encode(`k${i}`), enc.encode(`v${i}`))));
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 600 }, (_, i) => node.kv.put(enc.encode(`k${i}`), enc.encode(`v${i}`))),
+    );
     const refused = outcomes.map((o, i) => [o, i] as const).filter(([o]) => o.status === 'rejected');
     const admitted = outcomes.length - refused.length;
     assert.ok(refused.length > 0, 'some proposals were refused');

@@ -15,21 +15,35 @@ import { freePorts, until } from '../helpers/net.js';
 const dec = new TextDecoder();
 const IDS = ['n1', 'n2', 'n3'];
 
-async function cluster(extra: Partial<StartOptions>, fn: (nodes: Map<string, FlotillaNode>, optsOf: (id: string) => StartOptions) => Promise<void>) {
+async function cluster(
+  extra: Partial<StartOptions>,
+  fn: (nodes: Map<string, FlotillaNode>, optsOf: (id: string) => StartOptions) => Promise<void>,
+) {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-rt-'));
   const ports = await freePorts(3);
   const addr = new Map(IDS.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const optsOf = (id: string): StartOptions => ({
-    id, dataDir: join(root, id), listen: addr.get(id)!, groups: 6, tickMs: 20, requestTimeoutMs: 15_000, workers: 2,
-    peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])), ...extra,
+    id,
+    dataDir: join(root, id),
+    listen: addr.get(id)!,
+    groups: 6,
+    tickMs: 20,
+    requestTimeoutMs: 15_000,
+    workers: 2,
+    peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, addr.get(p)!])),
+    ...extra,
   });
   const nodes = new Map<string, FlotillaNode>();
   try {
     await Promise.all(IDS.map(async (id) => nodes.set(id, await startNode(optsOf(id)))));
-    await until('every group led', async () => {
-      const st = await Promise.all([...nodes.values()].map((n) => n.status()));
-      return st.reduce((a, s) => a + s.leaders, 0) === nodes.get('n1')!.groupIds().length;
-    }, 60_000);
+    await until(
+      'every group led',
+      async () => {
+        const st = await Promise.all([...nodes.values()].map((n) => n.status()));
+        return st.reduce((a, s) => a + s.leaders, 0) === nodes.get('n1')!.groupIds().length;
+      },
+      60_000,
+    );
     await fn(nodes, optsOf);
   } finally {
     for (const n of nodes.values()) await n.stop();
@@ -53,12 +67,19 @@ test('a user state machine (bank ledger) by module path: commands, rejections, r
       for (let g = 1; g <= 6; g++) await from.propose(g, { op: 'transfer', from: 'alice', to: 'bob', amount: 1 });
     }
     assert.deepEqual(await n3.propose(1, { op: 'deposit', account: 'bob', amount: 5 }), { balance: 35 });
-    await assert.rejects(n3.propose(2, { op: 'transfer', from: 'bob', to: 'alice', amount: 1000 }),
-      (e: RuntimeError) => e.code === 'InvalidArgument' && /insufficient funds in bob/.test(e.message));
+    await assert.rejects(
+      n3.propose(2, { op: 'transfer', from: 'bob', to: 'alice', amount: 1000 }),
+      (e: RuntimeError) => e.code === 'InvalidArgument' && /insufficient funds in bob/.test(e.message),
+    );
     for (const n of nodes.values()) {
       assert.equal(await n.read(1, { balance: 'bob' }), 35, `${n.id} reads group 1`);
       assert.equal(await n.read(2, { balance: 'alice' }), 70, `${n.id} reads group 2`);
-      for (let g = 1; g <= 6; g++) assert.equal(await n.read(g, { total: true }), g === 1 ? 105 : 100, `${n.id}: money is conserved in group ${g}`);
+      for (let g = 1; g <= 6; g++)
+        assert.equal(
+          await n.read(g, { total: true }),
+          g === 1 ? 105 : 100,
+          `${n.id}: money is conserved in group ${g}`,
+        );
     }
     // Restart n3: its ledgers come back from the saved blobs plus the log after them.
     await n3.stop();
@@ -70,8 +91,13 @@ test('a user state machine (bank ledger) by module path: commands, rejections, r
       const want = await n1.read(g, { accounts: true });
       assert.deepEqual(await again.read(g, { accounts: true }), want, `group ${g} after restart`);
     }
-    await until('stale reads on n3 caught up', async () =>
-      JSON.stringify(await again.read(3, { accounts: true }, { consistency: 'stale' })) === JSON.stringify({ alice: 71, bob: 30 }), 20_000);
+    await until(
+      'stale reads on n3 caught up',
+      async () =>
+        JSON.stringify(await again.read(3, { accounts: true }, { consistency: 'stale' })) ===
+        JSON.stringify({ alice: 71, bob: 30 }),
+      20_000,
+    );
   });
 });
 
@@ -81,15 +107,26 @@ test('groups created and removed at run time; unknown groups are refused', async
     await n2.createGroup(50, ['n1', 'n3']);
     await assert.rejects(n2.createGroup(50), /exists/);
     const n1 = nodes.get('n1')!;
-    await until('group 50 led', async () => (await n1.status({ detail: true })).perGroup!.some((g) => (g as { group: number; role: string }).group === 50 && (g as { role: string }).role === 'leader')
-      || (await nodes.get('n3')!.status({ detail: true })).perGroup!.some((g) => (g as { group: number; role: string }).group === 50 && (g as { role: string }).role === 'leader'), 20_000);
+    await until(
+      'group 50 led',
+      async () =>
+        (await n1.status({ detail: true })).perGroup!.some(
+          (g) => (g as { group: number; role: string }).group === 50 && (g as { role: string }).role === 'leader',
+        ) ||
+        (await nodes.get('n3')!.status({ detail: true })).perGroup!.some(
+          (g) => (g as { group: number; role: string }).group === 50 && (g as { role: string }).role === 'leader',
+        ),
+      20_000,
+    );
     // n2 is not a replica: it forwards.
     await n2.propose(50, { op: 'put', key: new TextEncoder().encode('k'), value: new TextEncoder().encode('v') });
     assert.equal(dec.decode((await n2.read(50, new TextEncoder().encode('k'))) as Uint8Array), 'v');
     await n1.removeGroup(50);
     for (const n of nodes.values()) {
-      await assert.rejects(n.propose(50, { op: 'put', key: new TextEncoder().encode('k'), value: new TextEncoder().encode('w') }),
-        (e: RuntimeError) => e.code === 'InvalidArgument' && /unknown group 50/.test(e.message));
+      await assert.rejects(
+        n.propose(50, { op: 'put', key: new TextEncoder().encode('k'), value: new TextEncoder().encode('w') }),
+        (e: RuntimeError) => e.code === 'InvalidArgument' && /unknown group 50/.test(e.message),
+      );
     }
     assert.equal((await n1.status()).groups, 6, 'n1 hosts its 6 bootstrap groups, and no longer group 50');
   });
@@ -115,10 +152,14 @@ test('a worker crash inside a node: its shard restarts from disk, its groups rej
     })();
     await sleep(300);
     await n1.crashWorker(0);
-    await until('the shard is back', async () => {
-      const st = await n1.status();
-      return st.workerRestarts === 1 && st.shards.every((s) => s.up);
-    }, 30_000);
+    await until(
+      'the shard is back',
+      async () => {
+        const st = await n1.status();
+        return st.workerRestarts === 1 && st.shards.every((s) => s.up);
+      },
+      30_000,
+    );
     const before = writes;
     await until('writes go on after the restart', () => writes > before + 40, 30_000);
     stop = true;

@@ -30,7 +30,6 @@ class Net {
   };
 }
 
-
 const stores = new Map<NodeId, LogStore>();
 
 /** What a client does with a retryable error (NotLeader, Unavailable, TransferInProgress...):
@@ -46,10 +45,24 @@ async function retry<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function openNode(net: Net, dirs: Map<NodeId, string>, id: NodeId, onBrief?: (b: ShardBrief) => void): Promise<Shard> {
+async function openNode(
+  net: Net,
+  dirs: Map<NodeId, string>,
+  id: NodeId,
+  onBrief?: (b: ShardBrief) => void,
+): Promise<Shard> {
   const store = await LogStore.open({ path: dirs.get(id)!, noSync: true });
   stores.set(id, store);
-  const shard = Shard.open({ nodeId: id, store, send: net.send(id), tickMs: 10, raft: { electionTicks: 10 }, seed: 7, requestTimeoutMs: 1000, onBrief });
+  const shard = Shard.open({
+    nodeId: id,
+    store,
+    send: net.send(id),
+    tickMs: 10,
+    raft: { electionTicks: 10 },
+    seed: 7,
+    requestTimeoutMs: 1000,
+    onBrief,
+  });
   net.shards.set(id, shard);
   shard.start();
   return shard;
@@ -69,19 +82,38 @@ test('three shards elect, replicate, read linearizably, transfer and survive a r
       const s = await openNode(net, dirs, id);
       for (let g = 1; g <= 20; g++) s.createGroup(g, CONF);
     }
-    await until('every group has one leader', () => [...Array(20).keys()].every((i) => leaderOf(net, i + 1) !== null), 120_000);
+    await until(
+      'every group has one leader',
+      () => [...Array(20).keys()].every((i) => leaderOf(net, i + 1) !== null),
+      120_000,
+    );
 
     // Writes through each group's leader, then linearizable reads on every node.
     for (let g = 1; g <= 20; g++) {
-      const r = await retry(() => net.shards.get(leaderOf(net, g) ?? 'n1')!.propose(g, { op: 'put', key: enc.encode(`k${g}`), value: enc.encode(`v${g}`) }));
+      const r = await retry(() =>
+        net.shards
+          .get(leaderOf(net, g) ?? 'n1')!
+          .propose(g, { op: 'put', key: enc.encode(`k${g}`), value: enc.encode(`v${g}`) }),
+      );
       assert.deepEqual(r, { op: 'put' });
     }
     // Each answered proposal is timed once, on the leader that accepted it (a superseded or
     // timed-out attempt is not); every shard timed its storage commits.
     const hist = (k: 'fsync' | 'commit' | 'apply') => IDS.map((id) => net.shards.get(id)!.histograms[k].count);
-    assert.equal(hist('commit').reduce((a, b) => a + b, 0), 20, `commit latency: one per answered write (${hist('commit')})`);
-    assert.equal(hist('apply').reduce((a, b) => a + b, 0), 20, `apply latency: one per answered write (${hist('apply')})`);
-    assert.ok(hist('fsync').every((n) => n > 0), `every shard timed its storage commits (${hist('fsync')})`);
+    assert.equal(
+      hist('commit').reduce((a, b) => a + b, 0),
+      20,
+      `commit latency: one per answered write (${hist('commit')})`,
+    );
+    assert.equal(
+      hist('apply').reduce((a, b) => a + b, 0),
+      20,
+      `apply latency: one per answered write (${hist('apply')})`,
+    );
+    assert.ok(
+      hist('fsync').every((n) => n > 0),
+      `every shard timed its storage commits (${hist('fsync')})`,
+    );
     for (const id of IDS) {
       const s = net.shards.get(id)!;
       for (let g = 1; g <= 20; g++) {
@@ -91,22 +123,30 @@ test('three shards elect, replicate, read linearizably, transfer and survive a r
     }
     // cas semantics through the log.
     const l1 = net.shards.get(leaderOf(net, 1)!)!;
-    const ok = <KvResult | null>await l1.propose(1, { op: 'cas', key: enc.encode('k1'), expected: enc.encode('v1'), value: enc.encode('w1') });
-    const bad = <KvResult | null>await l1.propose(1, { op: 'cas', key: enc.encode('k1'), expected: enc.encode('v1'), value: enc.encode('x1') });
+    const ok = <KvResult | null>(
+      await l1.propose(1, { op: 'cas', key: enc.encode('k1'), expected: enc.encode('v1'), value: enc.encode('w1') })
+    );
+    const bad = <KvResult | null>(
+      await l1.propose(1, { op: 'cas', key: enc.encode('k1'), expected: enc.encode('v1'), value: enc.encode('x1') })
+    );
     assert.equal(ok && ok.op === 'cas' && ok.swapped, true);
     assert.equal(bad && bad.op === 'cas' && bad.swapped, false);
 
     // A follower refuses proposals with a leader hint.
     const follower = IDS.find((id) => id !== leaderOf(net, 2))!;
-    await assert.rejects(net.shards.get(follower)!.propose(2, { op: 'put', key: enc.encode('x'), value: enc.encode('y') }),
-      (e: Error & { code?: string; leader?: string }) => e.code === 'NotLeader' && e.leader === leaderOf(net, 2));
+    await assert.rejects(
+      net.shards.get(follower)!.propose(2, { op: 'put', key: enc.encode('x'), value: enc.encode('y') }),
+      (e: Error & { code?: string; leader?: string }) => e.code === 'NotLeader' && e.leader === leaderOf(net, 2),
+    );
 
     // Planned transfer of group 3 to a chosen follower.
     const from = leaderOf(net, 3)!;
     const to = IDS.find((id) => id !== from)!;
     assert.equal(net.shards.get(from)!.transferLeader(3, to).ok, true);
     await until('transfer of group 3', () => leaderOf(net, 3) === to);
-    const after = await retry(() => net.shards.get(to)!.propose(3, { op: 'put', key: enc.encode('k3'), value: enc.encode('moved') }));
+    const after = await retry(() =>
+      net.shards.get(to)!.propose(3, { op: 'put', key: enc.encode('k3'), value: enc.encode('moved') }),
+    );
     assert.deepEqual(after, { op: 'put' });
 
     // Restart n1 from disk: its groups come back with their data and catch up.
@@ -118,9 +158,14 @@ test('three shards elect, replicate, read linearizably, transfer and survive a r
     for (const id of ['n2', 'n3']) net.shards.get(id)!.peerDown('n1');
     for (let g = 4; g <= 6; g++) {
       const others = IDS.filter((id) => id !== 'n1');
-      await until(`group ${g} led without n1`, () => others.filter((id) => net.shards.get(id)!.status(g).role === 'leader').length === 1);
+      await until(
+        `group ${g} led without n1`,
+        () => others.filter((id) => net.shards.get(id)!.status(g).role === 'leader').length === 1,
+      );
       const l = others.find((id) => net.shards.get(id)!.status(g).role === 'leader')!;
-      await retry(() => net.shards.get(l)!.propose(g, { op: 'put', key: enc.encode(`k${g}`), value: enc.encode('while-n1-down') }));
+      await retry(() =>
+        net.shards.get(l)!.propose(g, { op: 'put', key: enc.encode(`k${g}`), value: enc.encode('while-n1-down') }),
+      );
     }
     // Close n1's store and reopen it.
     await stores.get('n1')!.close();
@@ -155,17 +200,32 @@ test('a shard whose groups are all quiesced stops ticking and flushes its state 
       for (let g = 1; g <= 5; g++) s.createGroup(g, CONF);
     }
     await until('every group has one leader', () => [1, 2, 3, 4, 5].every((g) => leaderOf(net, g) !== null), 60_000);
-    await retry(() => net.shards.get(leaderOf(net, 1)!)!.propose(1, { op: 'put', key: enc.encode('k'), value: enc.encode('v') }));
+    await retry(() =>
+      net.shards.get(leaderOf(net, 1)!)!.propose(1, { op: 'put', key: enc.encode('k'), value: enc.encode('v') }),
+    );
     await until('every replica quiesced', () => IDS.every((id) => net.shards.get(id)!.summary().quiesced === 5));
-    await until('the pushed leader counts match', () => led().every((n, i) => n === net.shards.get(IDS[i])!.summary().leaders));
-    assert.equal(led().reduce((a, b) => a + b, 0), 5);
+    await until('the pushed leader counts match', () =>
+      led().every((n, i) => n === net.shards.get(IDS[i])!.summary().leaders),
+    );
+    assert.equal(
+      led().reduce((a, b) => a + b, 0),
+      5,
+    );
     // Idle: ticks stop (the tick timer is 10 ms here; a few may still be on their way).
     await sleep(400);
     const before = IDS.map((id) => net.shards.get(id)!.stats.ticks);
     const pushed = IDS.map((id) => briefs.get(id)!.length);
     await sleep(300);
-    assert.deepEqual(IDS.map((id) => net.shards.get(id)!.stats.ticks), before, 'no tick while every group is quiesced');
-    assert.deepEqual(IDS.map((id) => briefs.get(id)!.length), pushed, 'no brief pushed while quiet');
+    assert.deepEqual(
+      IDS.map((id) => net.shards.get(id)!.stats.ticks),
+      before,
+      'no tick while every group is quiesced',
+    );
+    assert.deepEqual(
+      IDS.map((id) => briefs.get(id)!.length),
+      pushed,
+      'no brief pushed while quiet',
+    );
     // The state machine flushed on the way to idle: durable applied = applied.
     for (const id of IDS) {
       const sm = net.shards.get(id)!.sm;
@@ -173,7 +233,9 @@ test('a shard whose groups are all quiesced stops ticking and flushes its state 
       assert.equal(sm.durableApplied(1), sm.applied(1), `${id}: memtable flushed when it went idle`);
     }
     // A write wakes it: ticks again, and the write commits.
-    const r = await retry(() => net.shards.get(leaderOf(net, 2)!)!.propose(2, { op: 'put', key: enc.encode('k2'), value: enc.encode('v2') }));
+    const r = await retry(() =>
+      net.shards.get(leaderOf(net, 2)!)!.propose(2, { op: 'put', key: enc.encode('k2'), value: enc.encode('v2') }),
+    );
     assert.deepEqual(r, { op: 'put' });
     const leader2 = net.shards.get(leaderOf(net, 2)!)!;
     const t0 = leader2.stats.ticks;
@@ -205,7 +267,14 @@ test('transfer preflight: every refusal is typed, and force overrides the ones t
       const store = await LogStore.open({ path: join(root, id), noSync: true });
       stores.set(id, store);
       const s = Shard.open({
-        nodeId: id, store, send: send(id), tickMs: 10, raft: { electionTicks: 10 }, seed: 7, requestTimeoutMs: 3000, retainEntries: 2,
+        nodeId: id,
+        store,
+        send: send(id),
+        tickMs: 10,
+        raft: { electionTicks: 10 },
+        seed: 7,
+        requestTimeoutMs: 3000,
+        retainEntries: 2,
         stateMachine: (st) => new KvStateMachine(st, { flushIntervalMs: 20 }),
       });
       net.shards.set(id, s);
@@ -216,7 +285,10 @@ test('transfer preflight: every refusal is typed, and force overrides the ones t
       s.createGroup(2, { voters: [...IDS, 'n4'], learners: [] });
     }
     await until('both groups led', () => leaderOf(net, 1) !== null && leaderOf(net, 2) !== null, 60_000);
-    const put = (g: number, k: string) => retry(() => net.shards.get(leaderOf(net, g) ?? 'n1')!.propose(g, { op: 'put', key: enc.encode(k), value: enc.encode('v') }));
+    const put = (g: number, k: string) =>
+      retry(() =>
+        net.shards.get(leaderOf(net, g) ?? 'n1')!.propose(g, { op: 'put', key: enc.encode(k), value: enc.encode('v') }),
+      );
     await put(1, 'a');
 
     // TargetNoQuorum: the target says (its own links) it reaches no other voter.
@@ -247,10 +319,14 @@ test('transfer preflight: every refusal is typed, and force overrides the ones t
     // TargetNeedsSnapshot: b reported down, so the leader compacts past what b has.
     net.shards.get(l)!.peerDown(b);
     for (let i = 0; i < 40; i++) await put(1, `snap${i}`);
-    await until('the leader compacted past b', () => {
-      const st = net.shards.get(l)!.status(1);
-      return st.firstIndex > (st.progress[b]?.next ?? Infinity);
-    }, 20_000);
+    await until(
+      'the leader compacted past b',
+      () => {
+        const st = net.shards.get(l)!.status(1);
+        return st.firstIndex > (st.progress[b]?.next ?? Infinity);
+      },
+      20_000,
+    );
     net.shards.get(l)!.peerUp(b);
     await assert.rejects(net.shards.get(l)!.transfer(1, b, { maxLagEntries: 1_000 }), reason('TargetNeedsSnapshot'));
     lossy.delete(b);
@@ -264,7 +340,11 @@ test('transfer preflight: every refusal is typed, and force overrides the ones t
     const [x, y] = IDS.filter((n) => n !== l2);
     net.shards.get(l2)!.peerDown(y);
     net.shards.get(l2)!.peerDown('n4');
-    await assert.rejects(net.shards.get(l2)!.transfer(2, x, { force: true }), reason('NoQuorum'), 'force does not override a safety refusal');
+    await assert.rejects(
+      net.shards.get(l2)!.transfer(2, x, { force: true }),
+      reason('NoQuorum'),
+      'force does not override a safety refusal',
+    );
     net.shards.get(l2)!.peerUp(y);
     await assert.rejects(net.shards.get(l2)!.transfer(2, 'n4'), reason('TargetUnhealthy'));
   } finally {
@@ -283,7 +363,15 @@ test('a leader still taking over (no entry of its term committed) refuses to han
       const store = await LogStore.open({ path: join(root, id), noSync: true });
       stores.set(id, store);
       // Election rounds (1-2 s) well above the stalled writes, or no election would finish.
-      const s = Shard.open({ nodeId: id, store, send: net.send(id), tickMs: 10, raft: { electionTicks: 100 }, seed: 7, requestTimeoutMs: 3000 });
+      const s = Shard.open({
+        nodeId: id,
+        store,
+        send: net.send(id),
+        tickMs: 10,
+        raft: { electionTicks: 100 },
+        seed: 7,
+        requestTimeoutMs: 3000,
+      });
       net.shards.set(id, s);
       shards.push(s);
       s.start();
@@ -300,8 +388,13 @@ test('a leader still taking over (no entry of its term committed) refuses to han
     const handover = net.shards.get(l)!.transfer(1, a, { timeoutMs: 5_000 });
     handover.catch(() => undefined);
     await until(`${a} leads`, () => net.shards.get(a)!.status(1).role === 'leader', 5_000, 5);
-    await assert.rejects(net.shards.get(a)!.transfer(1, b), (e: unknown) =>
-      (e as { code?: string }).code === 'Unavailable' && (e as { retryable?: boolean }).retryable === true && /still taking over/.test((e as Error).message));
+    await assert.rejects(
+      net.shards.get(a)!.transfer(1, b),
+      (e: unknown) =>
+        (e as { code?: string }).code === 'Unavailable' &&
+        (e as { retryable?: boolean }).retryable === true &&
+        /still taking over/.test((e as Error).message),
+    );
     stores.get(l)!.setWriteDelay(0);
     stores.get(b)!.setWriteDelay(0);
     await net.shards.get(a)!.awaitLeadership(1, 5_000);

@@ -7,8 +7,17 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  FrameDecoder, FrameEncoder, HandshakeError, PROTOCOL_VERSION, Transport, backoffDelay, makeHello, parseAddress,
-  type DecodeResult, type Envelope, type TransportOptions,
+  FrameDecoder,
+  FrameEncoder,
+  HandshakeError,
+  PROTOCOL_VERSION,
+  Transport,
+  backoffDelay,
+  makeHello,
+  parseAddress,
+  type DecodeResult,
+  type Envelope,
+  type TransportOptions,
 } from '../../src/transport/index.js';
 import type { Message, NodeId } from '../../src/raft/index.js';
 import { memoryLogger } from '../helpers/log.js';
@@ -25,12 +34,18 @@ function append(from: NodeId, to: NodeId, group: number): Envelope {
   return {
     k: 'raft',
     m: {
-      type: 'app', group, from, to, term: 4, index: 10, logTerm: 4, commit: 9,
+      type: 'app',
+      group,
+      from,
+      to,
+      term: 4,
+      index: 10,
+      logTerm: 4,
+      commit: 9,
       entries: [{ index: 11, term: 4, type: 'normal', data: new Uint8Array(16).fill(group & 0xff) }],
     },
   };
 }
-
 
 interface Node {
   t: Transport;
@@ -43,7 +58,10 @@ async function startNode(ctx: TestContext, id: NodeId, opts: Partial<TransportOp
   const got: Node['got'] = [];
   const events: string[] = [];
   const t = new Transport({
-    nodeId: id, clusterId: CLUSTER, listen: { host: HOST, port: 0 }, peers: {},
+    nodeId: id,
+    clusterId: CLUSTER,
+    listen: { host: HOST, port: 0 },
+    peers: {},
     reconnect: { minMs: 20, maxMs: 200, random: () => 0.5 },
     onEnvelopes: (from, envs) => {
       for (const env of envs) got.push({ from, env });
@@ -93,12 +111,30 @@ function helloFrame(enc: FrameEncoder, nodeId: NodeId, over: Record<string, unkn
 }
 
 test('backoff: starts at min, doubles to max, jitter stays in the upper half', () => {
-  assert.equal(backoffDelay(0, 50, 2000, () => 0), 50);
-  assert.equal(backoffDelay(0, 50, 2000, () => 1 - 1e-12), 50);
-  assert.equal(backoffDelay(3, 50, 2000, () => 1 - 1e-12), 400);
-  assert.equal(backoffDelay(3, 50, 2000, () => 0), 200);
-  assert.equal(backoffDelay(20, 50, 2000, () => 1 - 1e-12), 2000);
-  assert.equal(backoffDelay(1000, 50, 2000, () => 0), 1000);
+  assert.equal(
+    backoffDelay(0, 50, 2000, () => 0),
+    50,
+  );
+  assert.equal(
+    backoffDelay(0, 50, 2000, () => 1 - 1e-12),
+    50,
+  );
+  assert.equal(
+    backoffDelay(3, 50, 2000, () => 1 - 1e-12),
+    400,
+  );
+  assert.equal(
+    backoffDelay(3, 50, 2000, () => 0),
+    200,
+  );
+  assert.equal(
+    backoffDelay(20, 50, 2000, () => 1 - 1e-12),
+    2000,
+  );
+  assert.equal(
+    backoffDelay(1000, 50, 2000, () => 0),
+    1000,
+  );
   for (let a = 0; a < 40; a++) {
     const d = backoffDelay(a, 50, 2000, Math.random);
     assert.ok(d >= 50 && d <= 2000, `${a}: ${d}`);
@@ -117,7 +153,10 @@ test('two nodes exchange envelopes both ways and report each other up', async (t
   for (const e of toB) assert.equal(a.t.send('b', e), true);
   b.t.send('a', hb('b', 'a', 7));
   await waitFor(() => b.got.length === 2 && a.got.length === 1, 'delivery');
-  assert.deepEqual(b.got.map((g) => g.from), ['a', 'a']);
+  assert.deepEqual(
+    b.got.map((g) => g.from),
+    ['a', 'a'],
+  );
   const m = (b.got[0].env as Extract<Envelope, { k: 'raft' }>).m as Extract<Message, { type: 'app' }>;
   assert.deepEqual([...m.entries[0].data], [...new Uint8Array(16).fill(1)]);
   assert.deepEqual(b.got[1].env, toB[1]);
@@ -134,7 +173,10 @@ test('three nodes: full mesh delivery', async (t) => {
   for (const n of nodes) for (const o of nodes) if (n !== o) n.t.send(o.t.nodeId, hb(n.t.nodeId, o.t.nodeId, 1));
   await waitFor(() => nodes.every((n) => n.got.length === 2), 'delivery');
   for (const n of nodes) {
-    assert.deepEqual(n.got.map((g) => g.from).sort(), nodes.filter((o) => o !== n).map((o) => o.t.nodeId));
+    assert.deepEqual(
+      n.got.map((g) => g.from).sort(),
+      nodes.filter((o) => o !== n).map((o) => o.t.nodeId),
+    );
     for (const g of n.got) assert.equal((g.env as Extract<Envelope, { k: 'raft' }>).m.to, n.t.nodeId);
   }
 });
@@ -153,7 +195,10 @@ test('everything sent to a peer in one turn goes out as exactly one frame', asyn
   assert.equal(s.peers.n3.framesSent, 1);
   assert.equal(n2.t.stats().peers.n1.framesReceived, 1);
   assert.equal(n3.t.stats().peers.n1.envelopesReceived, 300);
-  assert.deepEqual(n2.got.map((g) => (g.env as Extract<Envelope, { k: 'raft' }>).m.group), [...Array(500).keys()]);
+  assert.deepEqual(
+    n2.got.map((g) => (g.env as Extract<Envelope, { k: 'raft' }>).m.group),
+    [...Array(500).keys()],
+  );
   // The next turn is the next frame.
   n1.t.send('n2', hb('n1', 'n2', 1));
   await waitFor(() => n2.got.length === 501, 'second frame');
@@ -173,8 +218,14 @@ test('refusals: wrong cluster and unknown node are refused with a typed reason; 
   const stranger = await startNode(t, 'm0', { peers: { n2: acceptor.addr } });
   const errors: HandshakeError[] = [];
   acceptor.t.on('handshakeError', (e) => errors.push(e));
-  await waitFor(() => wrongCluster.events.includes('hs:dial:WrongCluster') && stranger.events.includes('hs:dial:UnknownNode'), 'refusals');
-  await waitFor(() => errors.some((e) => e.reason === 'WrongCluster') && errors.some((e) => e.reason === 'UnknownNode'), 'acceptor events');
+  await waitFor(
+    () => wrongCluster.events.includes('hs:dial:WrongCluster') && stranger.events.includes('hs:dial:UnknownNode'),
+    'refusals',
+  );
+  await waitFor(
+    () => errors.some((e) => e.reason === 'WrongCluster') && errors.some((e) => e.reason === 'UnknownNode'),
+    'acceptor events',
+  );
 
   const wc = errors.find((e) => e.reason === 'WrongCluster')!;
   assert.equal(wc.side, 'accept');
@@ -186,7 +237,10 @@ test('refusals: wrong cluster and unknown node are refused with a typed reason; 
   assert.ok((acceptor.t.stats().handshakeFailures.WrongCluster ?? 0) >= 1);
   assert.equal(wrongCluster.t.isConnected('n2'), false);
   assert.equal(stranger.t.isConnected('n2'), false);
-  assert.deepEqual(acceptor.events.filter((e) => e.startsWith('up:')), ['up:n1']);
+  assert.deepEqual(
+    acceptor.events.filter((e) => e.startsWith('up:')),
+    ['up:n1'],
+  );
 
   good.t.send('n2', hb('n1', 'n2', 5));
   acceptor.t.send('n1', hb('n2', 'n1', 6));
@@ -215,8 +269,17 @@ test('refusals on the wire: a raw client gets a refuse frame naming the reason, 
     assert.ok(r.kind === 'control' && r.body.hs === 'refuse', reason);
     assert.equal(r.body.reason, reason);
   }
-  assert.deepEqual(acceptor.t.stats().handshakeFailures, { ProtocolMismatch: 2, WrongCluster: 1, UnknownNode: 2, WrongDirection: 1, BadHandshake: 1 });
-  assert.deepEqual(acceptor.events.filter((e) => e.startsWith('up:')), []);
+  assert.deepEqual(acceptor.t.stats().handshakeFailures, {
+    ProtocolMismatch: 2,
+    WrongCluster: 1,
+    UnknownNode: 2,
+    WrongDirection: 1,
+    BadHandshake: 1,
+  });
+  assert.deepEqual(
+    acceptor.events.filter((e) => e.startsWith('up:')),
+    [],
+  );
 });
 
 test('a peer that goes down and comes back is reconnected, and queued messages flow again', async (t) => {
@@ -269,7 +332,10 @@ test('hostile connections are dropped and counted; the node keeps serving its pe
   assert.deepEqual(s.drops, { FrameTooLarge: 2, MalformedFrame: 1, FrameBeforeHandshake: 1 });
   assert.equal(s.handshakeFailures.BadHandshake, 1);
   assert.equal(b.got.length, 0);
-  assert.deepEqual(b.events.filter((e) => e.startsWith('up:') || e.startsWith('down:')), ['up:a']);
+  assert.deepEqual(
+    b.events.filter((e) => e.startsWith('up:') || e.startsWith('down:')),
+    ['up:a'],
+  );
 
   a.t.send('b', hb('a', 'b', 2));
   await waitFor(() => b.got.length === 1, 'good peer still served');
@@ -285,9 +351,14 @@ test('a handshaken peer sending invalid items or an oversized frame: items dropp
   await waitFor(() => b.t.isConnected('a'), 'peer up');
 
   const bad = { k: 'raft', m: { type: 'hb', group: 1, from: 'a', to: 'b', term: -1 } } as unknown as Envelope;
-  c.sock.write(c.enc.encodeBatch([hb('a', 'b', 1), bad, { k: 'gossip', x: 1 } as unknown as Envelope, hb('a', 'b', 2)]));
+  c.sock.write(
+    c.enc.encodeBatch([hb('a', 'b', 1), bad, { k: 'gossip', x: 1 } as unknown as Envelope, hb('a', 'b', 2)]),
+  );
   await waitFor(() => b.got.length === 2, 'valid items');
-  assert.deepEqual(b.got.map((g) => (g.env as Extract<Envelope, { k: 'raft' }>).m.group), [1, 2]);
+  assert.deepEqual(
+    b.got.map((g) => (g.env as Extract<Envelope, { k: 'raft' }>).m.group),
+    [1, 2],
+  );
   assert.deepEqual(b.t.stats().peers.a.drops, { 'raft.Malformed': 1, UnknownKind: 1 });
 
   const hdr = Buffer.alloc(4);
@@ -327,7 +398,10 @@ test('an unreachable peer: the queue is bounded, overflow is dropped and counted
   assert.ok(s.queuedBytes <= 4096);
   assert.equal(s.drops.QueueFull, 200 - accepted);
   assert.equal(s.backpressureEvents, 1);
-  assert.deepEqual(a.events.filter((e) => e.startsWith('bp:')), ['bp:b']);
+  assert.deepEqual(
+    a.events.filter((e) => e.startsWith('bp:')),
+    ['bp:b'],
+  );
   assert.equal(a.t.send('nobody', hb('a', 'nobody', 1)), false);
   assert.equal(a.t.stats().drops.UnknownPeer, 1);
 });
@@ -343,7 +417,10 @@ test('unencodable or oversized envelopes are dropped alone; the rest of the turn
   a.t.send('b', { k: 'app', t: 'huge', p: new Uint8Array(200 * 1024) });
   a.t.send('b', hb('a', 'b', 3));
   await waitFor(() => b.got.length === 3, 'delivery');
-  assert.deepEqual(b.got.map((g) => (g.env as Extract<Envelope, { k: 'raft' }>).m.group), [1, 2, 3]);
+  assert.deepEqual(
+    b.got.map((g) => (g.env as Extract<Envelope, { k: 'raft' }>).m.group),
+    [1, 2, 3],
+  );
   assert.deepEqual(a.t.stats().peers.b.drops, { EncodeError: 1, TooLarge: 1 });
   // b accepts 64 MiB frames, but a never sends more than a's own limit either way.
   b.t.send('a', { k: 'app', t: 'big', p: new Uint8Array(100 * 1024) });
@@ -382,13 +459,15 @@ test('close() ends connections and the server; later sends are refused', async (
   assert.equal(a.t.send('b', hb('a', 'b', 2)), false);
   assert.equal(a.t.stats().peers.b.drops.Closed, 1);
   const { port } = parseAddress(a.addr);
-  await assert.rejects(new Promise((resolve, reject) => {
-    const s = net.connect({ host: HOST, port }, () => {
-      s.destroy();
-      resolve(undefined);
-    });
-    s.on('error', reject);
-  }));
+  await assert.rejects(
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host: HOST, port }, () => {
+        s.destroy();
+        resolve(undefined);
+      });
+      s.on('error', reject);
+    }),
+  );
 });
 
 /** A hand-driven acceptor for peer 'b': answers the handshake advertising `maxFrameBytes`, then

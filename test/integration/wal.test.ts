@@ -27,7 +27,10 @@ test('records come back in order after reopening, across segments; dropThrough d
     const segs = readdirSync(dir).filter((f) => f.endsWith('.log'));
     assert.ok(segs.length >= 4, `${segs.length} segments of 1 KiB`);
     ({ wal, records } = WalFiles.open(dir, { segmentBytes: 1024 }));
-    assert.deepEqual(records.map((r) => r.lsn), Array.from({ length: 40 }, (_, i) => i + 1));
+    assert.deepEqual(
+      records.map((r) => r.lsn),
+      Array.from({ length: 40 }, (_, i) => i + 1),
+    );
     for (const r of records) assert.deepEqual([...r.payload], [...payload(r.lsn)]);
     await wal.append(41, payload(41));
     wal.dropThrough(20);
@@ -40,15 +43,20 @@ test('records come back in order after reopening, across segments; dropThrough d
   });
 });
 
-test('damage in an older segment is refused even when it is that segment\'s last record', async () => {
+test("damage in an older segment is refused even when it is that segment's last record", async () => {
   await withDir(async (dir) => {
     const { wal } = WalFiles.open(dir, { segmentBytes: 1024 });
     for (let i = 1; i <= 20; i++) await wal.append(i, payload(i));
     wal.close();
-    const first = readdirSync(dir).filter((f) => f.endsWith('.log')).sort()[0];
+    const first = readdirSync(dir)
+      .filter((f) => f.endsWith('.log'))
+      .sort()[0];
     const buf = readFileSync(join(dir, first));
     buf[20] ^= 0xff;
     writeFileSync(join(dir, first), buf);
-    assert.throws(() => WalFiles.open(dir, { segmentBytes: 1024 }), (e: unknown) => e instanceof CorruptRecord);
+    assert.throws(
+      () => WalFiles.open(dir, { segmentBytes: 1024 }),
+      (e: unknown) => e instanceof CorruptRecord,
+    );
   });
 });

@@ -4,8 +4,17 @@
 // carries faults injected inside the process (a slow disk), told apart from operations by shape.
 import { runStart } from '../../src/cli/start.js';
 
-interface Op { id: number; f: 'read' | 'write' | 'cas'; key: string; value: unknown }
-interface Fault { fault: 'disk'; ms: number; jitterMs: number }
+interface Op {
+  id: number;
+  f: 'read' | 'write' | 'cas';
+  key: string;
+  value: unknown;
+}
+interface Fault {
+  fault: 'disk';
+  ms: number;
+  jitterMs: number;
+}
 
 const dec = new TextDecoder();
 process.exitCode = await runStart(process.argv.slice(2), {
@@ -35,11 +44,14 @@ process.exitCode = await runStart(process.argv.slice(2), {
         const [expected, next] = m.value as [string | null, string];
         return (await node.kv.cas(m.key, expected, next)).swapped;
       };
-      run().then((v) => reply('ok', v), (e: { code?: string }) => {
-        // Refused before anything was proposed: certainly not applied. A read changes nothing.
-        const certain = e.code === 'Overloaded' || e.code === 'InvalidArgument' || m.f === 'read';
-        reply(certain ? 'fail' : 'info');
-      });
+      run().then(
+        (v) => reply('ok', v),
+        (e: { code?: string }) => {
+          // Refused before anything was proposed: certainly not applied. A read changes nothing.
+          const certain = e.code === 'Overloaded' || e.code === 'InvalidArgument' || m.f === 'read';
+          reply(certain ? 'fail' : 'info');
+        },
+      );
     });
   },
 });

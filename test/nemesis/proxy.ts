@@ -55,24 +55,31 @@ class Lane {
 
   // One timer per lane rather than per chunk: a busy link under delay queues thousands of chunks.
   private arm(): void {
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      const now = Date.now();
-      while (this.busy && this.queue[this.head].due <= now) this.out.write(this.queue[this.head++].chunk);
-      if (!this.busy) this.reset();
-      else {
-        if (this.head > 1024) {
-          // Keep a long-lagged lane from growing.
-          this.queue.splice(0, this.head);
-          this.head = 0;
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        const now = Date.now();
+        while (this.busy && this.queue[this.head].due <= now) this.out.write(this.queue[this.head++].chunk);
+        if (!this.busy) this.reset();
+        else {
+          if (this.head > 1024) {
+            // Keep a long-lagged lane from growing.
+            this.queue.splice(0, this.head);
+            this.head = 0;
+          }
+          this.arm();
         }
-        this.arm();
-      }
-    }, Math.max(0, this.queue[this.head].due - Date.now()));
+      },
+      Math.max(0, this.queue[this.head].due - Date.now()),
+    );
   }
 }
 
-interface Pair { client: net.Socket; upstream: net.Socket; lanes: [Lane, Lane] }
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket;
+  lanes: [Lane, Lane];
+}
 
 export class TcpProxy {
   private readonly server: net.Server;
@@ -116,7 +123,8 @@ export class TcpProxy {
       if (this.mode !== null) return;
       const { ms, jitterMs } = this.lag;
       if (ms > 0 || jitterMs > 0) lane.push(b, ms + Math.random() * jitterMs);
-      else if (lane.busy) lane.push(b, 0); // behind bytes still queued from a delay just lifted
+      else if (lane.busy)
+        lane.push(b, 0); // behind bytes still queued from a delay just lifted
       else out.write(b);
     };
     client.on('data', forward(pair.lanes[0], upstream));
@@ -126,7 +134,8 @@ export class TcpProxy {
   /** Every chunk is forwarded `ms` plus up to `jitterMs` late; per direction the stream keeps its
    *  order (a chunk waits for the one before it). `delay(0, 0)` forwards what is queued at once. */
   delay(ms: number, jitterMs = 0): void {
-    if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs))) throw new RangeError('delay: ms and jitterMs must be finite numbers >= 0');
+    if (!(ms >= 0 && jitterMs >= 0 && Number.isFinite(ms + jitterMs)))
+      throw new RangeError('delay: ms and jitterMs must be finite numbers >= 0');
     this.lag = { ms, jitterMs };
     if (ms === 0 && jitterMs === 0) for (const p of this.pairs) for (const l of p.lanes) l.flush();
   }

@@ -98,27 +98,55 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   const faultAcks = new Map<ChildProcess, (outcome: string) => void>();
   const paused = new Set<string>();
   const faults: Record<string, number> = {};
-  const count = (k: string) => { faults[k] = (faults[k] ?? 0) + 1; };
+  const count = (k: string) => {
+    faults[k] = (faults[k] ?? 0) + 1;
+  };
   const balancerOn = o.faults.includes('balancer');
 
   const spawnNode = (id: string) => {
-    const args = ['--import', 'tsx', NODE, '--id', id, '--data', join(root, id), '--listen', `127.0.0.1:${listen.get(id)}`,
-      '--admin', admin.get(id)!, '--groups', String(o.groups), '--workers', '1', '--log-level', 'warn', '--request-timeout-ms', '4000',
-      ...(balancerOn ? [] : ['--no-balancer'])];
+    const args = [
+      '--import',
+      'tsx',
+      NODE,
+      '--id',
+      id,
+      '--data',
+      join(root, id),
+      '--listen',
+      `127.0.0.1:${listen.get(id)}`,
+      '--admin',
+      admin.get(id)!,
+      '--groups',
+      String(o.groups),
+      '--workers',
+      '1',
+      '--log-level',
+      'warn',
+      '--request-timeout-ms',
+      '4000',
+      ...(balancerOn ? [] : ['--no-balancer']),
+    ];
     for (const p of ids) if (p !== id) args.push('--peer', `${p}=127.0.0.1:${proxies.get(id)!.get(p)!.port}`);
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     child.stderr?.on('data', () => undefined);
-    child.on('message', (m: { id: number; type: 'ok' | 'fail' | 'info'; value: unknown } | { fault: string; ok: boolean; error: string | null }) => {
-      if ('fault' in m) {
-        faultAcks.get(child)?.(m.ok ? 'applied' : `refused: ${m.error}`);
-        return;
-      }
-      const w = embedded.get(m.id);
-      if (w) {
-        embedded.delete(m.id);
-        w.done(m.type, m.value);
-      }
-    });
+    child.on(
+      'message',
+      (
+        m:
+          | { id: number; type: 'ok' | 'fail' | 'info'; value: unknown }
+          | { fault: string; ok: boolean; error: string | null },
+      ) => {
+        if ('fault' in m) {
+          faultAcks.get(child)?.(m.ok ? 'applied' : `refused: ${m.error}`);
+          return;
+        }
+        const w = embedded.get(m.id);
+        if (w) {
+          embedded.delete(m.id);
+          w.done(m.type, m.value);
+        }
+      },
+    );
     // Operations in flight on a process that dies have unknown outcomes.
     child.on('exit', () => {
       faultAcks.get(child)?.('process exited');
@@ -132,7 +160,8 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     return child;
   };
   const up = (id: string) => procs.get(id)?.exitCode === null && !paused.has(id);
-  const http = async (id: string, path: string, init: RequestInit = {}, ms = 5000) => fetch(`http://${admin.get(id)}${path}`, { ...init, signal: AbortSignal.timeout(ms) });
+  const http = async (id: string, path: string, init: RequestInit = {}, ms = 5000) =>
+    fetch(`http://${admin.get(id)}${path}`, { ...init, signal: AbortSignal.timeout(ms) });
   const healthy = async (id: string) => {
     try {
       return (await http(id, '/health', {}, 2000)).status === 200;
@@ -166,29 +195,48 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   /** Embedded-API operations in flight, by op id: the node serving it and how to complete it. */
   const embedded = new Map<number, { node: string; done: (type: 'ok' | 'fail' | 'info', value: unknown) => void }>();
   let nextOp = 0;
-  const viaEmbedded = (id: string, f: string, key: string, value: unknown) => new Promise<{ type: 'ok' | 'fail' | 'info'; value: unknown }>((resolveOp) => {
-    const child = procs.get(id);
-    const opId = nextOp++;
-    const timer = setTimeout(() => {
-      embedded.delete(opId);
-      resolveOp({ type: 'info', value: null });
-    }, 8000);
-    embedded.set(opId, { node: id, done: (type, v) => { clearTimeout(timer); resolveOp({ type, value: v }); } });
-    const lost = () => {
-      if (!embedded.delete(opId)) return;
-      clearTimeout(timer);
-      resolveOp({ type: 'info', value: null });
-    };
-    // A process killed a moment ago: send() may throw EPIPE or report it to the callback.
-    try {
-      if (!child?.connected || !child.send({ id: opId, f, key, value }, (err) => { if (err) lost(); })) lost();
-    } catch {
-      lost();
-    }
-  });
+  const viaEmbedded = (id: string, f: string, key: string, value: unknown) =>
+    new Promise<{ type: 'ok' | 'fail' | 'info'; value: unknown }>((resolveOp) => {
+      const child = procs.get(id);
+      const opId = nextOp++;
+      const timer = setTimeout(() => {
+        embedded.delete(opId);
+        resolveOp({ type: 'info', value: null });
+      }, 8000);
+      embedded.set(opId, {
+        node: id,
+        done: (type, v) => {
+          clearTimeout(timer);
+          resolveOp({ type, value: v });
+        },
+      });
+      const lost = () => {
+        if (!embedded.delete(opId)) return;
+        clearTimeout(timer);
+        resolveOp({ type: 'info', value: null });
+      };
+      // A process killed a moment ago: send() may throw EPIPE or report it to the callback.
+      try {
+        if (
+          !child?.connected ||
+          !child.send({ id: opId, f, key, value }, (err) => {
+            if (err) lost();
+          })
+        )
+          lost();
+      } catch {
+        lost();
+      }
+    });
 
   /** One client operation through node `id`'s gateway, recorded as invoke + completion. */
-  const operate = async (proc: number, id: string, f: 'read' | 'write' | 'cas', key: string, value: unknown): Promise<'ok' | 'fail' | 'info'> => {
+  const operate = async (
+    proc: number,
+    id: string,
+    f: 'read' | 'write' | 'cas',
+    key: string,
+    value: unknown,
+  ): Promise<'ok' | 'fail' | 'info'> => {
     ops++;
     record({ type: 'invoke', process: proc, f, key, value: f === 'read' ? null : value, time: now() });
     let type: 'ok' | 'fail' | 'info' = 'info';
@@ -219,7 +267,12 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
         else if (r.status === 429 || r.status === 400) type = 'fail';
       } else {
         const [expected, next] = value as [string | null, string];
-        const r = await http(id, `${path}?cas`, { method: 'POST', body: JSON.stringify({ expected, value: next }) }, 6000);
+        const r = await http(
+          id,
+          `${path}?cas`,
+          { method: 'POST', body: JSON.stringify({ expected, value: next }) },
+          6000,
+        );
         await r.arrayBuffer();
         if (r.status === 200) [type, out] = ['ok', true];
         else if (r.status === 409) [type, out] = ['ok', false];
@@ -249,7 +302,8 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
       const key = keys[Math.floor(r() * r() * keys.length)];
       const roll = r();
       const f = roll < 0.45 ? 'read' : roll < 0.85 ? 'write' : 'cas';
-      const value = f === 'write' ? `c${c}-${i}` : f === 'cas' ? [r() < 0.5 ? null : `c${c}-${i - 1}`, `c${c}-${i}x`] : null;
+      const value =
+        f === 'write' ? `c${c}-${i}` : f === 'cas' ? [r() < 0.5 ? null : `c${c}-${i - 1}`, `c${c}-${i}x`] : null;
       const type = await operate(proc, id, f, key, value);
       if (type === 'info') proc = nextProcess++; // one op at a time per process: a new id after an unknown outcome
     }
@@ -261,22 +315,28 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   };
   /** Slows (or with 0, 0 heals) node `id`'s disk from inside its process. Resolves with what
    *  became of it; never throws, since the process may have died a moment ago. */
-  const diskFault = (id: string, ms: number, jitterMs: number) => new Promise<string>((done) => {
-    const child = procs.get(id);
-    if (!child?.connected) return done('not sent: process gone');
-    const finish = (outcome: string) => {
-      clearTimeout(timer);
-      if (faultAcks.get(child) === finish) faultAcks.delete(child);
-      done(outcome);
-    };
-    const timer = setTimeout(() => finish('no answer'), 3000);
-    faultAcks.set(child, finish);
-    try {
-      if (!child.send({ fault: 'disk', ms, jitterMs }, (err) => { if (err) finish(`not sent: ${err.message}`); })) finish('not sent');
-    } catch (e) {
-      finish(`not sent: ${(e as Error).message}`);
-    }
-  });
+  const diskFault = (id: string, ms: number, jitterMs: number) =>
+    new Promise<string>((done) => {
+      const child = procs.get(id);
+      if (!child?.connected) return done('not sent: process gone');
+      const finish = (outcome: string) => {
+        clearTimeout(timer);
+        if (faultAcks.get(child) === finish) faultAcks.delete(child);
+        done(outcome);
+      };
+      const timer = setTimeout(() => finish('no answer'), 3000);
+      faultAcks.set(child, finish);
+      try {
+        if (
+          !child.send({ fault: 'disk', ms, jitterMs }, (err) => {
+            if (err) finish(`not sent: ${err.message}`);
+          })
+        )
+          finish('not sent');
+      } catch (e) {
+        finish(`not sent: ${(e as Error).message}`);
+      }
+    });
   const slowDisks = new Set<string>();
   /** Directed links (a dials b) for a latency fault: all of them, every link of one node, or a
    *  random set of node pairs (both directions each, so a request and its answer are both slow). */
@@ -291,7 +351,13 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     const pairs = all.filter(([a, b]) => a < b);
     let chosen = pairs.filter(() => random() < 0.5);
     if (chosen.length === 0) chosen = [pick(pairs)];
-    return { links: chosen.flatMap(([a, b]): [string, string][] => [[a, b], [b, a]]), what: `links ${chosen.map(([a, b]) => `${a}-${b}`).join(',')}` };
+    return {
+      links: chosen.flatMap(([a, b]): [string, string][] => [
+        [a, b],
+        [b, a],
+      ]),
+      what: `links ${chosen.map(([a, b]) => `${a}-${b}`).join(',')}`,
+    };
   };
   const cutLinks = (a: string, b: string, mode: 'reset' | 'blackhole') => {
     proxies.get(a)!.get(b)!.cut(mode);
@@ -299,7 +365,8 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   };
   const partition = (mode: 'reset' | 'blackhole') => {
     const shuffled = [...ids].sort(() => random() - 0.5);
-    const kind = o.nodes >= 5 ? pick(['isolate', 'majority', 'bridge'] as const) : pick(['isolate', 'majority'] as const);
+    const kind =
+      o.nodes >= 5 ? pick(['isolate', 'majority', 'bridge'] as const) : pick(['isolate', 'majority'] as const);
     if (kind === 'isolate') {
       const x = shuffled[0];
       for (const y of ids) if (y !== x) cutLinks(x, y, mode);
@@ -365,7 +432,12 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
             count('transfer');
             const group = 1 + Math.floor(random() * o.groups);
             const to = pick(ids);
-            const r = await http(via, '/transfer', { method: 'POST', body: JSON.stringify({ group, to }) }, 10_000).catch(() => null);
+            const r = await http(
+              via,
+              '/transfer',
+              { method: 'POST', body: JSON.stringify({ group, to }) },
+              10_000,
+            ).catch(() => null);
             log(`nemesis: transfer group ${group} to ${to} via ${via}: ${r?.status ?? 'no answer'}`);
             break;
           }
@@ -415,7 +487,9 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
             count('slowdisk');
             slowDisks.add(id);
             try {
-              log(`nemesis: slow disk on ${id}: ${ms}+${jitterMs} ms a write for ${dur.toFixed(0)} ms: ${await diskFault(id, ms, jitterMs)}`);
+              log(
+                `nemesis: slow disk on ${id}: ${ms}+${jitterMs} ms a write for ${dur.toFixed(0)} ms: ${await diskFault(id, ms, jitterMs)}`,
+              );
               await sleep(dur);
             } finally {
               log(`nemesis: disk of ${id} healed: ${await diskFault(id, 0, 0)}`);
@@ -434,11 +508,19 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   try {
     for (const id of ids) spawnNode(id);
     await waitUntil('nodes up', async () => (await Promise.all(ids.map(healthy))).every(Boolean), 60_000);
-    await waitUntil('groups elected', async () => {
-      const st = await Promise.all(ids.map(async (id) => (await (await http(id, '/status')).json()) as { leaders: number }));
-      return st.reduce((a, s) => a + s.leaders, 0) >= o.groups;
-    }, 120_000);
-    log(`nemesis: ${o.nodes} nodes, ${o.groups} groups up; ${o.clients} clients on ${o.keys} keys for ${o.time} s; faults ${o.faults.join(',')}; seed ${o.seed}`);
+    await waitUntil(
+      'groups elected',
+      async () => {
+        const st = await Promise.all(
+          ids.map(async (id) => (await (await http(id, '/status')).json()) as { leaders: number }),
+        );
+        return st.reduce((a, s) => a + s.leaders, 0) >= o.groups;
+      },
+      120_000,
+    );
+    log(
+      `nemesis: ${o.nodes} nodes, ${o.groups} groups up; ${o.clients} clients on ${o.keys} keys for ${o.time} s; faults ${o.faults.join(',')}; seed ${o.seed}`,
+    );
     const until = Date.now() + o.time * 1000;
     const clients = Array.from({ length: o.clients }, (_, c) => client(c));
     await nemesis(until);
@@ -452,7 +534,11 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     for (const id of slowDisks) await diskFault(id, 0, 0);
     slowDisks.clear();
     for (const id of ids) if (procs.get(id)?.exitCode !== null) spawnNode(id);
-    await waitUntil('all nodes healthy after healing', async () => (await Promise.all(ids.map(healthy))).every(Boolean), 60_000);
+    await waitUntil(
+      'all nodes healthy after healing',
+      async () => (await Promise.all(ids.map(healthy))).every(Boolean),
+      60_000,
+    );
     let finalReads = 0;
     const finalProc = nextProcess++;
     for (const key of keys) {
@@ -469,11 +555,20 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     const end = Date.now() + 30_000;
     do {
       problems = [];
-      const per = await Promise.all(ids.map(async (id) => ({
-        id, groups: ((await (await http(id, '/status?groups', {}, 10_000)).json()) as { perGroup: { group: number; role: string; term: number }[] }).perGroup,
-      })));
+      const per = await Promise.all(
+        ids.map(async (id) => ({
+          id,
+          groups: (
+            (await (await http(id, '/status?groups', {}, 10_000)).json()) as {
+              perGroup: { group: number; role: string; term: number }[];
+            }
+          ).perGroup,
+        })),
+      );
       const leaders = new Map<number, { id: string; term: number }[]>();
-      for (const n of per) for (const g of n.groups) if (g.role === 'leader') leaders.set(g.group, [...(leaders.get(g.group) ?? []), { id: n.id, term: g.term }]);
+      for (const n of per)
+        for (const g of n.groups)
+          if (g.role === 'leader') leaders.set(g.group, [...(leaders.get(g.group) ?? []), { id: n.id, term: g.term }]);
       for (let g = 1; g <= o.groups; g++) {
         const l = leaders.get(g) ?? [];
         if (l.length !== 1) problems.push(`group ${g}: ${l.length} leaders ${JSON.stringify(l)}`);
@@ -482,15 +577,29 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     } while (problems.length && Date.now() < end);
     await new Promise<void>((r) => history.end(r));
 
-    const check = spawnSync(process.execPath, ['--import', 'tsx', CHECK, historyFile, '--timeout-ms', '60000'], { encoding: 'utf8', timeout: 120_000 });
-    const verdict = check.status === 0 ? 'ok' : check.status === 1 ? 'violation' : check.status === 3 ? 'unknown' : 'error';
+    const check = spawnSync(process.execPath, ['--import', 'tsx', CHECK, historyFile, '--timeout-ms', '60000'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    const verdict =
+      check.status === 0 ? 'ok' : check.status === 1 ? 'violation' : check.status === 3 ? 'unknown' : 'error';
     result = {
-      seed: o.seed, ops, ...tally, faults, verdict, checker: (check.stdout + check.stderr).trim().slice(0, 2000),
-      leadersOk: problems.length === 0, leaderProblems: problems.slice(0, 10), finalReads, historyFile,
+      seed: o.seed,
+      ops,
+      ...tally,
+      faults,
+      verdict,
+      checker: (check.stdout + check.stderr).trim().slice(0, 2000),
+      leadersOk: problems.length === 0,
+      leaderProblems: problems.slice(0, 10),
+      finalReads,
+      historyFile,
     };
     writeFileSync(join(o.out, `summary-seed${o.seed}.json`), JSON.stringify(result, null, 2));
-    log(`nemesis: seed ${o.seed}: ${ops} ops (${tally.ok} ok, ${tally.fail} fail, ${tally.info} info), faults ${JSON.stringify(faults)}, ` +
-      `final reads ${finalReads}/${keys.length}, one leader per group: ${problems.length === 0}, linearizable: ${verdict}`);
+    log(
+      `nemesis: seed ${o.seed}: ${ops} ops (${tally.ok} ok, ${tally.fail} fail, ${tally.info} info), faults ${JSON.stringify(faults)}, ` +
+        `final reads ${finalReads}/${keys.length}, one leader per group: ${problems.length === 0}, linearizable: ${verdict}`,
+    );
     return result;
   } finally {
     if (!history.closed) history.end();
@@ -508,15 +617,24 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      nodes: { type: 'string' }, groups: { type: 'string' }, time: { type: 'string' }, faults: { type: 'string' }, seed: { type: 'string' },
-      keys: { type: 'string' }, clients: { type: 'string' }, out: { type: 'string' }, runs: { type: 'string' },
+      nodes: { type: 'string' },
+      groups: { type: 'string' },
+      time: { type: 'string' },
+      faults: { type: 'string' },
+      seed: { type: 'string' },
+      keys: { type: 'string' },
+      clients: { type: 'string' },
+      out: { type: 'string' },
+      runs: { type: 'string' },
     },
   });
   const faults = (values.faults ?? FAULTS.join(',')).split(',').filter(Boolean) as Fault[];
   const bad = faults.filter((f) => !FAULTS.includes(f));
   const nodes = Number(values.nodes ?? 3);
   if (bad.length || (nodes !== 3 && nodes !== 5)) {
-    process.stderr.write(`usage: npm run nemesis -- [--nodes 3|5] [--groups N] [--time S] [--faults ${FAULTS.join(',')}] [--seed X] [--runs R] [--keys K] [--clients C] [--out DIR]\n`);
+    process.stderr.write(
+      `usage: npm run nemesis -- [--nodes 3|5] [--groups N] [--time S] [--faults ${FAULTS.join(',')}] [--seed X] [--runs R] [--keys K] [--clients C] [--out DIR]\n`,
+    );
     return 2;
   }
   const seed0 = Number(values.seed ?? Date.now() % 100_000);
@@ -524,12 +642,20 @@ async function main(): Promise<number> {
   let failed = 0;
   for (let r = 0; r < runs; r++) {
     const res = await runNemesis({
-      nodes, groups: Number(values.groups ?? 200), time: Number(values.time ?? 60), faults, seed: seed0 + r,
-      keys: Number(values.keys ?? 200), clients: Number(values.clients ?? 12), out: values.out ?? 'nemesis-results',
+      nodes,
+      groups: Number(values.groups ?? 200),
+      time: Number(values.time ?? 60),
+      faults,
+      seed: seed0 + r,
+      keys: Number(values.keys ?? 200),
+      clients: Number(values.clients ?? 12),
+      out: values.out ?? 'nemesis-results',
     });
     if (res.verdict !== 'ok' || !res.leadersOk || res.finalReads !== Number(values.keys ?? 200)) {
       failed++;
-      process.stdout.write(`FAILED seed ${res.seed} (replay: npm run nemesis -- --nodes ${nodes} --faults ${faults.join(',')} --seed ${res.seed}); history ${res.historyFile}\n${res.checker}\n`);
+      process.stdout.write(
+        `FAILED seed ${res.seed} (replay: npm run nemesis -- --nodes ${nodes} --faults ${faults.join(',')} --seed ${res.seed}); history ${res.historyFile}\n${res.checker}\n`,
+      );
     }
   }
   return failed ? 1 : 0;

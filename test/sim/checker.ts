@@ -21,7 +21,11 @@ export type ViolationKind =
 
 /** The invariants a broken storage layer is expected to trip (used by the self-test). */
 export const SAFETY_KINDS: readonly ViolationKind[] = [
-  'election-safety', 'log-matching', 'leader-completeness', 'state-machine-safety', 'durability',
+  'election-safety',
+  'log-matching',
+  'leader-completeness',
+  'state-machine-safety',
+  'durability',
   'read-linearizability',
 ];
 
@@ -98,7 +102,8 @@ export class Checker {
     }
     if (prev === undefined) this.leaderOfTerm.set(term, id);
     if ((this.ledUpTo.get(id) ?? -1) < term) this.ledUpTo.set(id, term);
-    if (!isVoter) this.violate('leader-not-voter', `${id} leads term ${term} but is not a voter in its own configuration`);
+    if (!isVoter)
+      this.violate('leader-not-voter', `${id} leads term ${term} but is not a voter in its own configuration`);
     // Everything applied anywhere is committed; a leader of a later term than the one it was
     // committed in must hold it. (A leader elected late in an *earlier* term — say its vote
     // replies sat in a paused process's buffer — need not, and cannot commit anything anyway.)
@@ -107,8 +112,10 @@ export class Checker {
       if (want === undefined || this.commitTermBound[i] >= term) continue;
       const have = log.termOf(i);
       if (have !== want) {
-        this.violate('leader-completeness',
-          `${id} became leader of term ${term} without entry ${i} (term ${want}) committed by term ${this.commitTermBound[i]}; its log has ${have === null ? 'nothing' : `term ${have}`} there (lastIndex ${log.lastIndex()})`);
+        this.violate(
+          'leader-completeness',
+          `${id} became leader of term ${term} without entry ${i} (term ${want}) committed by term ${this.commitTermBound[i]}; its log has ${have === null ? 'nothing' : `term ${have}`} there (lastIndex ${log.lastIndex()})`,
+        );
         return;
       }
     }
@@ -118,23 +125,35 @@ export class Checker {
    *  must actually have led a later term by now. */
   onTransferCompleted(from: NodeId, target: NodeId, term: number): void {
     const led = this.ledUpTo.get(target) ?? -1;
-    if (led <= term) this.violate('transfer-outcome', `${from} reported its transfer to ${target} from term ${term} completed, but ${target} has led no later term (highest: ${led < 0 ? 'never' : led})`);
+    if (led <= term)
+      this.violate(
+        'transfer-outcome',
+        `${from} reported its transfer to ${target} from term ${term} completed, but ${target} has led no later term (highest: ${led < 0 ? 'never' : led})`,
+      );
   }
 
   // --- 2. Log matching -------------------------------------------------------------------------
 
   /** Called for each entry a node persists, with the term of the entry before it. */
   onPersist(id: NodeId, e: Entry, key: number, prevTerm: number): void {
-    if (prevTerm > e.term) this.violate('log-matching', `${id} persisted entry ${e.index} term ${e.term} after an entry of term ${prevTerm}`);
+    if (prevTerm > e.term)
+      this.violate(
+        'log-matching',
+        `${id} persisted entry ${e.index} term ${e.term} after an entry of term ${prevTerm}`,
+      );
     const k = e.index * TERM_SPAN + e.term;
     const c = this.logClaims.get(k);
     if (c === undefined) {
       this.logClaims.set(k, { key, prevTerm });
       return;
     }
-    if (c.key !== key) this.violate('log-matching', `${id} persisted a different entry at (index ${e.index}, term ${e.term})`);
+    if (c.key !== key)
+      this.violate('log-matching', `${id} persisted a different entry at (index ${e.index}, term ${e.term})`);
     else if (c.prevTerm >= 0 && prevTerm >= 0 && c.prevTerm !== prevTerm) {
-      this.violate('log-matching', `${id} persisted (index ${e.index}, term ${e.term}) after term ${prevTerm}; another node had it after term ${c.prevTerm}`);
+      this.violate(
+        'log-matching',
+        `${id} persisted (index ${e.index}, term ${e.term}) after term ${prevTerm}; another node had it after term ${c.prevTerm}`,
+      );
     } else if (c.prevTerm < 0) c.prevTerm = prevTerm;
   }
 
@@ -164,30 +183,44 @@ export class Checker {
       if (e.type === 'normal' && e.data.byteLength > 0) {
         const at = this.indexOfCommand.get(key);
         if (at === undefined) this.indexOfCommand.set(key, i);
-        else this.violate('state-machine-safety', `the same client command was applied at index ${at} and again at ${i}`);
+        else
+          this.violate('state-machine-safety', `the same client command was applied at index ${at} and again at ${i}`);
       }
     } else if (k !== key || this.appliedTerm[i] !== e.term) {
-      this.violate('state-machine-safety', `${id} applied (index ${i}, term ${e.term}) but another node applied term ${this.appliedTerm[i]} there${k !== key ? ' with different data' : ''}`);
+      this.violate(
+        'state-machine-safety',
+        `${id} applied (index ${i}, term ${e.term}) but another node applied term ${this.appliedTerm[i]} there${k !== key ? ' with different data' : ''}`,
+      );
       return;
     }
     const h = this.stateHash[i];
-    if (h !== hashAfter) this.violate('state-machine-safety', `${id} reached a different state after applying index ${i}`);
+    if (h !== hashAfter)
+      this.violate('state-machine-safety', `${id} reached a different state after applying index ${i}`);
   }
 
   /** A host restored its state machine from a snapshot taken at `index`. */
   onRestore(id: NodeId, index: number, term: number, hash: number): void {
     const t = this.appliedTerm[index];
-    if (t !== undefined && t !== term) this.violate('snapshot-mismatch', `${id} restored a snapshot at ${index} with term ${term}, committed term there is ${t}`);
+    if (t !== undefined && t !== term)
+      this.violate(
+        'snapshot-mismatch',
+        `${id} restored a snapshot at ${index} with term ${term}, committed term there is ${t}`,
+      );
     const h = this.stateHash[index];
     if (h === undefined) this.stateHash[index] = hash;
-    else if (h !== hash) this.violate('snapshot-mismatch', `${id} restored a snapshot at ${index} whose state differs from the applied state there`);
+    else if (h !== hash)
+      this.violate(
+        'snapshot-mismatch',
+        `${id} restored a snapshot at ${index} whose state differs from the applied state there`,
+      );
   }
 
   // --- 5. Durability of acknowledged writes ----------------------------------------------------
 
   onAck(index: number, term: number, key: number, label: string): void {
     const prev = this.acked.get(index);
-    if (prev && prev.key !== key) this.violate('durability', `two writes acknowledged at index ${index}: ${prev.label} and ${label}`);
+    if (prev && prev.key !== key)
+      this.violate('durability', `two writes acknowledged at index ${index}: ${prev.label} and ${label}`);
     this.acked.set(index, { index, term, key, label });
     if (index > this.maxAcked) this.maxAcked = index;
   }
@@ -197,7 +230,10 @@ export class Checker {
     for (const a of this.acked.values()) {
       for (const m of members) {
         if (m.applied < a.index) {
-          this.violate('durability', `acknowledged write ${a.label} at index ${a.index} not applied on ${m.id} (applied ${m.applied})`);
+          this.violate(
+            'durability',
+            `acknowledged write ${a.label} at index ${a.index} not applied on ${m.id} (applied ${m.applied})`,
+          );
           return;
         }
       }
@@ -218,8 +254,15 @@ export class Checker {
     const need = this.readIssuedAck.get(ctx);
     if (need === undefined) return; // not ours (cannot happen) — nothing to compare against
     if (index < need) {
-      this.violate('read-linearizability', `${id} served read ${ctx} at index ${index}, but a write at index ${need} was acknowledged before the read was issued`);
+      this.violate(
+        'read-linearizability',
+        `${id} served read ${ctx} at index ${index}, but a write at index ${need} was acknowledged before the read was issued`,
+      );
     }
-    if (applied < index) this.violate('read-linearizability', `${id} served read ${ctx} at ${index} before applying it (applied ${applied})`);
+    if (applied < index)
+      this.violate(
+        'read-linearizability',
+        `${id} served read ${ctx} at ${index} before applying it (applied ${applied})`,
+      );
   }
 }

@@ -31,9 +31,11 @@ function main(): number {
   const start = intArg('start', values.start);
   const steps = intArg('steps', values.steps);
   const hooks = values.inject === undefined ? undefined : INJECT[values.inject];
-  if (values.inject !== undefined && !hooks) throw new Error(`--inject must be one of ${Object.keys(INJECT).join(', ')}`);
+  if (values.inject !== undefined && !hooks)
+    throw new Error(`--inject must be one of ${Object.keys(INJECT).join(', ')}`);
   const verbose = values.verbose;
-  const extra = (steps !== DEFAULT_STEPS ? ` --steps ${steps}` : '') + (values.inject ? ` --inject ${values.inject}` : '');
+  const extra =
+    (steps !== DEFAULT_STEPS ? ` --steps ${steps}` : '') + (values.inject ? ` --inject ${values.inject}` : '');
 
   let violations = 0;
   let failingSeeds = 0;
@@ -45,7 +47,9 @@ function main(): number {
     totalSteps += r.steps + r.healSteps;
     for (const [k, v] of Object.entries(r.stats)) totals[k] = (totals[k] ?? 0) + v;
     if (verbose) {
-      console.log(`seed ${seed}: ${r.steps}+${r.healSteps} steps, ${r.ticks.toFixed(1)} ticks, fingerprint ${r.fingerprint}`);
+      console.log(
+        `seed ${seed}: ${r.steps}+${r.healSteps} steps, ${r.ticks.toFixed(1)} ticks, fingerprint ${r.fingerprint}`,
+      );
       console.log(`  ${r.config}`);
       console.log(`  ${JSON.stringify(r.stats)}`);
     }
@@ -57,9 +61,15 @@ function main(): number {
     console.log(`  replay: npm run sim -- --seeds 1 --start ${seed}${extra} --verbose`);
   }
   const secs = (performance.now() - t0) / 1000;
-  console.log(`totals: ${Object.entries(totals).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  console.log(
+    `totals: ${Object.entries(totals)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`,
+  );
   console.log(`failing seeds: ${failingSeeds}`);
-  console.log(`throughput: ${(seeds / secs).toFixed(1)} seeds/s, ${Math.round(totalSteps / secs)} steps/s (${totalSteps} steps in ${secs.toFixed(2)} s)`);
+  console.log(
+    `throughput: ${(seeds / secs).toFixed(1)} seeds/s, ${Math.round(totalSteps / secs)} steps/s (${totalSteps} steps in ${secs.toFixed(2)} s)`,
+  );
   console.log(`seeds: ${seeds}, violations: ${violations}`);
   return violations > 0 ? 1 : 0;
 }
@@ -80,7 +90,8 @@ function repro(name: string): number {
 
 function intArg(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new Error(`--${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
   return n;
 }
 

@@ -50,8 +50,10 @@ export function chooseConfig(rng: Rng): ClusterConfig {
 
 export function describeConfig(c: ClusterConfig): string {
   const r = c.raft;
-  return `voters=[${c.conf.voters.join(',')}] learners=[${c.conf.learners.join(',')}] join=${c.joinConf.voters.length > 0 ? 'bootstrap' : 'empty'} election=${r.electionTicks} ` +
+  return (
+    `voters=[${c.conf.voters.join(',')}] learners=[${c.conf.learners.join(',')}] join=${c.joinConf.voters.length > 0 ? 'bootstrap' : 'empty'} election=${r.electionTicks} ` +
     `heartbeat=${r.heartbeatTicks} round=${r.electionRoundTicks ?? '-'} preVote=${r.preVote} checkQuorum=${r.checkQuorum} ` +
     `lease=${r.leaseReads} quiesce=${r.quiesceAfterTicks} maxMsg=${r.maxMsgBytes} inflight=${r.maxInflight} ` +
-    `maxUncommitted=${r.maxUncommittedBytes} perReady=${r.maxCommittedBytesPerReady} coast=${r.coastHeartbeats} skipBcastCommit=${r.skipCommitBroadcast} pipeline=${r.maxReadiesInFlight} quiesceAtOnce=${r.quiesceAtOnce}`;
+    `maxUncommitted=${r.maxUncommittedBytes} perReady=${r.maxCommittedBytesPerReady} coast=${r.coastHeartbeats} skipBcastCommit=${r.skipCommitBroadcast} pipeline=${r.maxReadiesInFlight} quiesceAtOnce=${r.quiesceAtOnce}`
+  );
 }

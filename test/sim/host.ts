@@ -7,8 +7,20 @@ import { RaftNode } from '../../src/raft/node.js';
 import { seededRandom } from '../../src/raft/rand.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
 import type {
-  ConfChange, ConfState, Entry, HardState, Message, NodeId, ProposeResult, ReadRequestResult, ReadState, Ready, Role,
-  Snapshot, TransferOutcome, TransferRequestResult,
+  ConfChange,
+  ConfState,
+  Entry,
+  HardState,
+  Message,
+  NodeId,
+  ProposeResult,
+  ReadRequestResult,
+  ReadState,
+  Ready,
+  Role,
+  Snapshot,
+  TransferOutcome,
+  TransferRequestResult,
 } from '../../src/raft/types.js';
 import type { Checker } from './checker.js';
 import { entryKey } from './hash.js';
@@ -18,7 +30,13 @@ import type { Tracer } from './trace.js';
 
 /** Where inside a Ready a crash lands; everything after it is lost. */
 export type CrashPoint = 'beforeSend' | 'afterSend' | 'afterPersist' | 'afterPersistSend' | 'afterApply';
-export const CRASH_POINTS: readonly CrashPoint[] = ['beforeSend', 'afterSend', 'afterPersist', 'afterPersistSend', 'afterApply'];
+export const CRASH_POINTS: readonly CrashPoint[] = [
+  'beforeSend',
+  'afterSend',
+  'afterPersist',
+  'afterPersistSend',
+  'afterApply',
+];
 
 /** Which Ready an armed crash waits for: the dangerous windows are around votes, appends,
  *  commits and snapshots, so the driver aims at them instead of hoping to land there. */
@@ -153,7 +171,10 @@ export class Host {
       this.durable.setHardState({ ...this.durable.hardState, vote: '' });
     }
     this.boot();
-    this.env.trace.line(() => `RESTART ${this.id} inc=${this.incarnation} term=${this.durable.hardState.term} vote=${this.durable.hardState.vote || '-'} applied=${this.sm.applied} last=${this.durable.lastIndex()}`);
+    this.env.trace.line(
+      () =>
+        `RESTART ${this.id} inc=${this.incarnation} term=${this.durable.hardState.term} vote=${this.durable.hardState.vote || '-'} applied=${this.sm.applied} last=${this.durable.lastIndex()}`,
+    );
     this.env.trace.mark(91, this.num, this.incarnation);
   }
 
@@ -369,7 +390,10 @@ export class Host {
 
   private apply(e: Entry): void {
     if (e.index !== this.sm.applied + 1) {
-      this.env.checker.violate('state-machine-safety', `${this.id} was handed entry ${e.index} to apply after ${this.sm.applied}`);
+      this.env.checker.violate(
+        'state-machine-safety',
+        `${this.id} was handed entry ${e.index} to apply after ${this.sm.applied}`,
+      );
     }
     const key = this.sm.apply(e);
     this.env.checker.onApply(this.id, this.node?.inspect().term ?? 0, e, key, this.sm.hash);
@@ -378,11 +402,16 @@ export class Host {
     if (p === undefined) return;
     this.proposals.delete(e.index);
     if (p.term !== e.term) {
-      this.env.trace.line(() => `${this.id} proposal ${p.label} at ${e.index} lost (term ${p.term} replaced by ${e.term})`);
+      this.env.trace.line(
+        () => `${this.id} proposal ${p.label} at ${e.index} lost (term ${p.term} replaced by ${e.term})`,
+      );
       return;
     }
     if (p.key !== key) {
-      this.env.checker.violate('log-matching', `${this.id} applied a different entry at (${e.index}, ${e.term}) than it accepted as ${p.label}`);
+      this.env.checker.violate(
+        'log-matching',
+        `${this.id} applied a different entry at (${e.index}, ${e.term}) than it accepted as ${p.label}`,
+      );
       return;
     }
     this.env.checker.onAck(e.index, e.term, key, p.label);
@@ -421,11 +450,20 @@ export class Host {
 
 function triggered(t: CrashTrigger, rd: Ready, durable: HardState): boolean {
   switch (t) {
-    case 'any': return true;
-    case 'vote': return rd.hardState !== null && rd.hardState.vote !== '' && (rd.hardState.vote !== durable.vote || rd.hardState.term !== durable.term);
-    case 'entries': return rd.entries.length > 0;
-    case 'commit': return rd.committed.length > 0;
-    case 'snapshot': return rd.snapshot !== null;
+    case 'any':
+      return true;
+    case 'vote':
+      return (
+        rd.hardState !== null &&
+        rd.hardState.vote !== '' &&
+        (rd.hardState.vote !== durable.vote || rd.hardState.term !== durable.term)
+      );
+    case 'entries':
+      return rd.entries.length > 0;
+    case 'commit':
+      return rd.committed.length > 0;
+    case 'snapshot':
+      return rd.snapshot !== null;
   }
 }
 

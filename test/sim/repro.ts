@@ -95,7 +95,8 @@ function leaseCluster(): Mini {
 
 export const REPROS: Record<string, Repro> = {
   'lease-read-after-follower-restart': {
-    summary: 'leaseReads: a follower promises (by acking a heartbeat) not to vote for electionTicks, but a restart ' +
+    summary:
+      'leaseReads: a follower promises (by acking a heartbeat) not to vote for electionTicks, but a restart ' +
       'forgets the leader (leader = NONE, so no stickiness) and it votes at once. The old leader, cut off from the ' +
       'new majority, still holds a lease on that ack and serves a read that misses a write the new leader acknowledged.',
     run: () => {
@@ -110,7 +111,8 @@ export const REPROS: Record<string, Repro> = {
       c.drain('n3');
       c.deliver(cutN1);
       const newLeader = c.leaders().filter((id) => id !== 'n1');
-      if (newLeader.length !== 1) return { reproduced: false, detail: `no second leader (leaders=[${c.leaders().join(',')}])` };
+      if (newLeader.length !== 1)
+        return { reproduced: false, detail: `no second leader (leaders=[${c.leaders().join(',')}])` };
       const w = c.node(newLeader[0]).propose(new TextEncoder().encode('w'));
       c.drain(newLeader[0]);
       c.deliver(cutN1);
@@ -126,7 +128,8 @@ export const REPROS: Record<string, Repro> = {
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed write at ${w.ok ? w.index : '-'} ` +
+        detail:
+          `${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed write at ${w.ok ? w.index : '-'} ` +
           `(${wCommitted ? 'acknowledged' : 'not committed'}); n1 (role ${n1.inspect().role}, term ${n1.inspect().term}) read ${read.ok ? 'accepted' : read.reason}` +
           `${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
@@ -134,9 +137,10 @@ export const REPROS: Record<string, Repro> = {
   },
 
   'lease-read-during-transfer': {
-    summary: 'leaseReads: a leader keeps serving lease reads after it sent TimeoutNow, but the transfer campaign ' +
+    summary:
+      'leaseReads: a leader keeps serving lease reads after it sent TimeoutNow, but the transfer campaign ' +
       '(vote.transfer = true) overrides the stickiness its lease relies on. Once the target wins with the other ' +
-      'voters while the old leader is cut off, the old leader serves a read that misses the new leader\'s writes.',
+      "voters while the old leader is cut off, the old leader serves a read that misses the new leader's writes.",
     run: () => {
       const c = leaseCluster();
       const t = c.node('n1').transferLeader('n2');
@@ -145,7 +149,11 @@ export const REPROS: Record<string, Repro> = {
       const cutN1 = (m: Message) => (m.from === 'n1' && m.type !== 'timeoutNow') || m.to === 'n1';
       c.deliver(cutN1);
       const newLeader = c.leaders().filter((id) => id !== 'n1');
-      if (newLeader.length !== 1) return { reproduced: false, detail: `transfer ${t.ok ? 'started' : t.reason}; no second leader (leaders=[${c.leaders().join(',')}])` };
+      if (newLeader.length !== 1)
+        return {
+          reproduced: false,
+          detail: `transfer ${t.ok ? 'started' : t.reason}; no second leader (leaders=[${c.leaders().join(',')}])`,
+        };
       const w = c.node(newLeader[0]).propose(new TextEncoder().encode('w'));
       c.drain(newLeader[0]);
       c.deliver(cutN1);
@@ -157,14 +165,16 @@ export const REPROS: Record<string, Repro> = {
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `transfer n1 -> n2 ${t.ok ? 'started' : t.reason}; ${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed ` +
+        detail:
+          `transfer n1 -> n2 ${t.ok ? 'started' : t.reason}; ${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed ` +
           `write at ${w.ok ? w.index : '-'}; n1 (role ${n1.inspect().role}, term ${n1.inspect().term}, transfer target ${n1.inspect().transfer?.target ?? '-'}) ` +
           `read ${read.ok ? 'accepted' : read.reason}${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
     },
   },
   'lease-read-after-leader-pause': {
-    summary: 'leaseReads: the lease is measured in ticks the leader itself has seen. A leader process that is frozen ' +
+    summary:
+      'leaseReads: the lease is measured in ticks the leader itself has seen. A leader process that is frozen ' +
       '(GC pause, stalled VM; a Node timer does not replay the ticks it missed) would resume believing its lease is ' +
       'fresh. Host contract (README): on resume the host replays the ticks its monotonic clock says it missed before ' +
       'it handles anything that arrived meanwhile; then the lease has expired and the read waits for a heartbeat round.',
@@ -176,7 +186,8 @@ export const REPROS: Record<string, Repro> = {
       c.run(4 * OPTS.electionTicks);
       c.nodes.set('n1', frozen);
       const newLeader = c.leaders().filter((id) => id !== 'n1');
-      if (newLeader.length !== 1) return { reproduced: false, detail: `no second leader (leaders=[${c.leaders().join(',')}])` };
+      if (newLeader.length !== 1)
+        return { reproduced: false, detail: `no second leader (leaders=[${c.leaders().join(',')}])` };
       const w = c.node(newLeader[0]).propose(new TextEncoder().encode('w'));
       c.drain(newLeader[0]);
       c.deliver((m) => m.to === 'n1' || m.from === 'n1');
@@ -190,14 +201,16 @@ export const REPROS: Record<string, Repro> = {
       const served = rd?.readStates.find((s) => s.ctx === 'r1');
       return {
         reproduced: wCommitted && served !== undefined && w.ok && served.index < w.index,
-        detail: `${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed write at ${w.ok ? w.index : '-'}; ` +
+        detail:
+          `${newLeader[0]} leads term ${c.node(newLeader[0]).inspect().term} and committed write at ${w.ok ? w.index : '-'}; ` +
           `resumed n1 (role ${frozen.inspect().role}, term ${frozen.inspect().term}) read ${read.ok ? 'accepted' : read.reason}` +
           `${served ? `, served at index ${served.index}` : ', not served immediately'}`,
       };
     },
   },
   'fresh-voter-cannot-vote': {
-    summary: 'A voter that has not yet received the log (empty or bootstrap configuration) drops vote requests from ' +
+    summary:
+      'A voter that has not yet received the log (empty or bootstrap configuration) drops vote requests from ' +
       'members it does not know (acceptsFrom -> UnknownSender). Grow 1 -> 2 voters, restart the leader before the new ' +
       'voter caught up: the group never elects a leader again.',
     run: () => {
@@ -219,14 +232,16 @@ export const REPROS: Record<string, Repro> = {
       const leaders = c.leaders();
       return {
         reproduced: leaders.length === 0,
-        detail: `addLearner ${add.ok ? 'ok' : add.reason}, addVoter ${promote.ok ? 'ok' : promote.reason}; n1 voters=[${voters}]; ` +
+        detail:
+          `addLearner ${add.ok ? 'ok' : add.reason}, addVoter ${promote.ok ? 'ok' : promote.reason}; n1 voters=[${voters}]; ` +
           `after ${50 * OPTS.electionTicks} ticks leaders=[${leaders.join(',')}], n1 role=${c.node('n1').inspect().role}, ` +
           `n2 rejected as UnknownSender ${c.node('n2').rejected.UnknownSender} times`,
       };
     },
   },
   'removed-leader-deadlock': {
-    summary: 'Two voters, the leader removes itself. It steps down the moment it applies the removal (applyConfEntry), ' +
+    summary:
+      'Two voters, the leader removes itself. It steps down the moment it applies the removal (applyConfEntry), ' +
       'so if the append carrying the new commit index is lost nobody ever resends it: the survivor still counts the ' +
       'old leader in its quorum, the old leader cannot campaign (not a voter) and refuses its vote because it holds ' +
       'entries it appended after the removal. No leader is ever elected again.',
@@ -241,23 +256,33 @@ export const REPROS: Record<string, Repro> = {
       c.drain('n1');
       const x = c.node('n1').propose(new TextEncoder().encode('x'));
       c.drain('n1');
-      if (!rm.ok || !x.ok) return { reproduced: false, detail: `setup failed: remove ${rm.ok ? 'ok' : rm.reason}, propose ${x.ok ? 'ok' : x.reason}` };
+      if (!rm.ok || !x.ok)
+        return {
+          reproduced: false,
+          detail: `setup failed: remove ${rm.ok ? 'ok' : rm.reason}, propose ${x.ok ? 'ok' : x.reason}`,
+        };
       // n2 gets the removal entry, but nothing after it and never the commit index that covers it.
-      c.deliver((m) => m.from === 'n1' && m.to === 'n2' && (
-        (m.type === 'app' && (m.commit >= rm.index || m.entries.some((e) => e.index > rm.index))) ||
-        (m.type === 'hb' && m.commit >= rm.index)));
+      c.deliver(
+        (m) =>
+          m.from === 'n1' &&
+          m.to === 'n2' &&
+          ((m.type === 'app' && (m.commit >= rm.index || m.entries.some((e) => e.index > rm.index))) ||
+            (m.type === 'hb' && m.commit >= rm.index)),
+      );
       const n1After = `n1 role=${c.node('n1').inspect().role} voters=[${[...c.node('n1').inspect().tracker.voters].join(',')}] last=${c.node('n1').inspect().log.lastIndex()}`;
       c.run(50 * OPTS.electionTicks);
       const n2 = c.node('n2').inspect();
       return {
         reproduced: c.leaders().length === 0,
-        detail: `removal at ${rm.index}, later entry at ${x.index}; after the commit: ${n1After}; ${50 * OPTS.electionTicks} ticks later ` +
+        detail:
+          `removal at ${rm.index}, later entry at ${x.index}; after the commit: ${n1After}; ${50 * OPTS.electionTicks} ticks later ` +
           `leaders=[${c.leaders().join(',')}], n2 role=${n2.role} term=${n2.term} commit=${n2.log.committed} last=${n2.log.lastIndex()} voters=[${[...n2.tracker.voters].join(',')}]`,
       };
     },
   },
   'unpromoted-voter-stuck-in-lease': {
-    summary: 'A follower that is not promotable in its own view (a learner whose promotion it has not applied yet) ' +
+    summary:
+      'A follower that is not promotable in its own view (a learner whose promotion it has not applied yet) ' +
       'resets electionElapsed to 0 whenever it reaches randomizedTimeout (tickElection), and never forgets its leader. ' +
       'When randomizedTimeout == electionTicks (one draw in electionTicks) it is therefore always "in lease" and ignores ' +
       'every (pre)vote, even from its own former leader: if the group needs its vote, no leader is ever elected.',
@@ -278,14 +303,16 @@ export const REPROS: Record<string, Repro> = {
       const n2 = c.node('n2').inspect();
       return {
         reproduced: c.leaders().length === 0,
-        detail: `addVoter n2 ${p.ok ? `at ${p.index}` : p.reason}; ${50 * OPTS.electionTicks} ticks later leaders=[${c.leaders().join(',')}], ` +
+        detail:
+          `addVoter n2 ${p.ok ? `at ${p.index}` : p.reason}; ${50 * OPTS.electionTicks} ticks later leaders=[${c.leaders().join(',')}], ` +
           `n1 role=${c.node('n1').inspect().role} voters=[${[...c.node('n1').inspect().tracker.voters].join(',')}]; n2 voters=[${[...n2.tracker.voters].join(',')}] ` +
           `leader='${n2.leader}' electionElapsed=${n2.electionElapsed} randomizedTimeout=${n2.randomizedTimeout}`,
       };
     },
   },
   'lost-append-never-resent': {
-    summary: 'Replicate state, maxInflight 1: an append (and the empty append announcing its commit) is lost; the next ' +
+    summary:
+      'Replicate state, maxInflight 1: an append (and the empty append announcing its commit) is lost; the next ' +
       'heartbeat response frees the in-flight slot (inflights.freeFirst) and sendAppend(to, sendIfEmpty=false) has ' +
       'nothing new to send from next, so the entry is never resent while the group is idle (ticksSinceAck and the ' +
       'LOST_APPEND_TICKS check only run while appends are in flight).',
@@ -309,7 +336,8 @@ export const REPROS: Record<string, Repro> = {
       const pr = c.node('n1').inspect().tracker.progressOf('n2')!;
       return {
         reproduced: n2.lastIndex() < r.index,
-        detail: `appends to n2 carrying entry ${r.index} and its commit lost once; ${20 * OPTS.electionTicks} ticks later n2 lastIndex=${n2.lastIndex()} ` +
+        detail:
+          `appends to n2 carrying entry ${r.index} and its commit lost once; ${20 * OPTS.electionTicks} ticks later n2 lastIndex=${n2.lastIndex()} ` +
           `commit=${n2.committed}; leader progress n2: ${pr.state} match=${pr.match} next=${pr.next} inflight=${pr.inflightCount()}`,
       };
     },

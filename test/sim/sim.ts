@@ -11,7 +11,15 @@
 //
 // Safety invariants are checked incrementally by Checker (checker.ts) as hosts persist, apply and
 // change role; transfer liveness by watchTransfer below; convergence by heal().
-import { MESSAGE_TYPES, type ConfChange, type ConfState, type Message, type NodeId, type Role, type TransferOutcome } from '../../src/raft/types.js';
+import {
+  MESSAGE_TYPES,
+  type ConfChange,
+  type ConfState,
+  type Message,
+  type NodeId,
+  type Role,
+  type TransferOutcome,
+} from '../../src/raft/types.js';
 import { Checker, type Clock, type Violation } from './checker.js';
 import { chooseConfig, describeConfig, nodeId, type ClusterConfig } from './config.js';
 import { describeNodes, diagnose } from './diagnose.js';
@@ -117,8 +125,18 @@ class Simulation implements HostEnv, Clock {
   private seqs = { proposal: 0, read: 0 };
   private stopped = false;
   readonly stats: SimStats = {
-    messages: 0, dropped: 0, proposals: 0, acked: 0, reads: 0, leaderships: 0, crashes: 0, transfers: 0,
-    checkedTransfers: 0, confChanges: 0, compactions: 0, snapshotsSent: 0,
+    messages: 0,
+    dropped: 0,
+    proposals: 0,
+    acked: 0,
+    reads: 0,
+    leaderships: 0,
+    crashes: 0,
+    transfers: 0,
+    checkedTransfers: 0,
+    confChanges: 0,
+    compactions: 0,
+    snapshotsSent: 0,
   };
 
   constructor(opts: SimOptions) {
@@ -153,8 +171,11 @@ class Simulation implements HostEnv, Clock {
     // A refused connection: the target is down or cut off right now.
     if (!to?.up || !this.net.linkUp(m.from, m.to)) {
       this.stats.dropped++;
-      this.trace.line(() => `${m.from} -> ${m.to} ${fmtMsg(m)} REFUSED (${!to ? 'no such node' : !to.up ? 'down' : 'link cut'})`);
-      if (m.type === 'snap') this.queue.push({ kind: 'msg', time: this.now + 1, msg: m, fromInc: from.incarnation, lost: true });
+      this.trace.line(
+        () => `${m.from} -> ${m.to} ${fmtMsg(m)} REFUSED (${!to ? 'no such node' : !to.up ? 'down' : 'link cut'})`,
+      );
+      if (m.type === 'snap')
+        this.queue.push({ kind: 'msg', time: this.now + 1, msg: m, fromInc: from.incarnation, lost: true });
       return false;
     }
     const c = this.net.cond;
@@ -181,14 +202,20 @@ class Simulation implements HostEnv, Clock {
   }
 
   onTransferOutcome(host: Host, t: TransferOutcome): void {
-    this.trace.line(() => `TRANSFER ${host.id} -> ${t.target} ${t.status}${t.status === 'aborted' ? ` (${t.reason})` : ''} after ${t.ticks} ticks, term ${t.term}`);
+    this.trace.line(
+      () =>
+        `TRANSFER ${host.id} -> ${t.target} ${t.status}${t.status === 'aborted' ? ` (${t.reason})` : ''} after ${t.ticks} ticks, term ${t.term}`,
+    );
     this.trace.mark(80, host.num, t.status === 'completed' ? 1 : 0, t.ticks);
     if (t.status === 'completed') this.checker.onTransferCompleted(host.id, t.target, t.term);
   }
 
   onRole(host: Host, role: Role, term: number): void {
     if (role === 'leader') this.stats.leaderships++;
-    this.trace.line(() => `ROLE ${host.id} ${role} term ${term}${role === 'follower' && host.node?.inspect().leader ? ` (leader ${host.node.inspect().leader})` : ''}`);
+    this.trace.line(
+      () =>
+        `ROLE ${host.id} ${role} term ${term}${role === 'follower' && host.node?.inspect().leader ? ` (leader ${host.node.inspect().leader})` : ''}`,
+    );
   }
 
   // --- the run ---------------------------------------------------------------------------------
@@ -223,7 +250,10 @@ class Simulation implements HostEnv, Clock {
     try {
       counted = this.handle(ev);
     } catch (e) {
-      const err = e instanceof Error ? `${e.name}: ${e.message}\n${(e.stack ?? '').split('\n').slice(1, 6).join('\n')}` : String(e);
+      const err =
+        e instanceof Error
+          ? `${e.name}: ${e.message}\n${(e.stack ?? '').split('\n').slice(1, 6).join('\n')}`
+          : String(e);
       this.checker.violate('exception', `uncaught exception: ${err}`);
       counted = true;
     }
@@ -390,44 +420,89 @@ class Simulation implements HostEnv, Clock {
     }
     const down = [...this.hosts.values()].filter((h) => !h.up).length;
     const a = this.rng.weighted({
-      propose: 30, burst: 5, read: 10, transfer: 5, conf: 5, campaign: 1, wake: 1, compact: 3,
-      crash: 3, crashMidReady: 3, crashRestart: 2, restart: 2 + 6 * down,
-      partition: 4, healNet: 3, netCond: 2, pause: 2,
+      propose: 30,
+      burst: 5,
+      read: 10,
+      transfer: 5,
+      conf: 5,
+      campaign: 1,
+      wake: 1,
+      compact: 3,
+      crash: 3,
+      crashMidReady: 3,
+      crashRestart: 2,
+      restart: 2 + 6 * down,
+      partition: 4,
+      healNet: 3,
+      netCond: 2,
+      pause: 2,
     });
     return this.act(a);
   }
 
   private act(a: string): boolean {
     switch (a) {
-      case 'propose': return this.propose(1);
-      case 'burst': return this.propose(this.rng.int(2, 8));
-      case 'read': return this.read();
-      case 'transfer': return this.phase === 'calm' ? this.checkedTransfer() : this.randomTransfer();
-      case 'conf': return this.confChange();
-      case 'campaign': return this.onRandomUp((h) => { this.trace.line(() => `CAMPAIGN ${h.id}`); h.campaign(); });
-      case 'wake': return this.onRandomUp((h) => h.wake());
-      case 'compact': return this.onRandomUp((h) => { if (h.compact(this.rng.int(0, 5))) this.stats.compactions++; });
-      case 'crash': return this.onVictim((h) => { this.stats.crashes++; h.crash('fault'); });
-      case 'crashMidReady': return this.onVictim((h) => {
-        const armed = { point: this.rng.pick(CRASH_POINTS), trigger: this.rng.pick(CRASH_TRIGGERS), reboot: this.rng.chance(0.5) };
-        h.armedCrash = armed;
-        this.stats.crashes++;
-        this.trace.line(() => `ARM crash of ${h.id} at ${armed.point} of the next ${armed.trigger} Ready${armed.reboot ? ', then reboot' : ''}`);
-      });
-      case 'crashRestart': return this.onVictim((h) => { this.stats.crashes++; h.crash('fault, fast reboot'); h.restart(); });
+      case 'propose':
+        return this.propose(1);
+      case 'burst':
+        return this.propose(this.rng.int(2, 8));
+      case 'read':
+        return this.read();
+      case 'transfer':
+        return this.phase === 'calm' ? this.checkedTransfer() : this.randomTransfer();
+      case 'conf':
+        return this.confChange();
+      case 'campaign':
+        return this.onRandomUp((h) => {
+          this.trace.line(() => `CAMPAIGN ${h.id}`);
+          h.campaign();
+        });
+      case 'wake':
+        return this.onRandomUp((h) => h.wake());
+      case 'compact':
+        return this.onRandomUp((h) => {
+          if (h.compact(this.rng.int(0, 5))) this.stats.compactions++;
+        });
+      case 'crash':
+        return this.onVictim((h) => {
+          this.stats.crashes++;
+          h.crash('fault');
+        });
+      case 'crashMidReady':
+        return this.onVictim((h) => {
+          const armed = {
+            point: this.rng.pick(CRASH_POINTS),
+            trigger: this.rng.pick(CRASH_TRIGGERS),
+            reboot: this.rng.chance(0.5),
+          };
+          h.armedCrash = armed;
+          this.stats.crashes++;
+          this.trace.line(
+            () =>
+              `ARM crash of ${h.id} at ${armed.point} of the next ${armed.trigger} Ready${armed.reboot ? ', then reboot' : ''}`,
+          );
+        });
+      case 'crashRestart':
+        return this.onVictim((h) => {
+          this.stats.crashes++;
+          h.crash('fault, fast reboot');
+          h.restart();
+        });
       case 'restart': {
         const down = [...this.hosts.values()].filter((h) => !h.up);
         if (down.length === 0) return false;
         this.rng.pick(down).restart();
         return true;
       }
-      case 'partition': return this.partition();
-      case 'pause': return this.onVictim((h) => {
-        const ticks = this.rng.int(1, 3 * this.E);
-        h.pausedUntil = this.now + ticks * TICK;
-        this.trace.line(() => `PAUSE ${h.id} for ${ticks} ticks`);
-        this.trace.mark(16, h.num, ticks);
-      });
+      case 'partition':
+        return this.partition();
+      case 'pause':
+        return this.onVictim((h) => {
+          const ticks = this.rng.int(1, 3 * this.E);
+          h.pausedUntil = this.now + ticks * TICK;
+          this.trace.line(() => `PAUSE ${h.id} for ${ticks} ticks`);
+          this.trace.mark(16, h.num, ticks);
+        });
       case 'healNet':
         this.net.heal();
         this.trace.line(() => `HEAL network`);
@@ -516,7 +591,7 @@ class Simulation implements HostEnv, Clock {
 
   /** Chaos: transfers to anyone, including learners, self and strangers (must be rejected). */
   private randomTransfer(): boolean {
-    const h = this.rng.chance(0.7) ? this.reachableLeader() ?? this.clientTarget() : this.clientTarget();
+    const h = this.rng.chance(0.7) ? (this.reachableLeader() ?? this.clientTarget()) : this.clientTarget();
     if (!h) return false;
     const conf = h.node!.inspect().tracker.conf();
     const kind = this.rng.weighted({ voter: 60, learner: 10, self: 10, stranger: 10, any: 10 });
@@ -529,7 +604,9 @@ class Simulation implements HostEnv, Clock {
     const r = h.transferLeader(target);
     this.stats.transfers++;
     this.trace.mark(12, h.num, r.ok ? 1 : 0);
-    this.trace.line(() => `TRANSFER-REQ ${h.id} -> ${target}: ${r.ok ? (r.started ? 'started' : 'already') : r.reason}`);
+    this.trace.line(
+      () => `TRANSFER-REQ ${h.id} -> ${target}: ${r.ok ? (r.started ? 'started' : 'already') : r.reason}`,
+    );
     return true;
   }
 
@@ -552,7 +629,10 @@ class Simulation implements HostEnv, Clock {
     const r = leader.transferLeader(target);
     this.stats.transfers++;
     this.trace.mark(13, leader.num, r.ok ? 1 : 0);
-    this.trace.line(() => `TRANSFER-REQ (watched) ${leader.id} -> ${target}: ${r.ok ? (r.started ? 'started' : 'already') : r.reason}`);
+    this.trace.line(
+      () =>
+        `TRANSFER-REQ (watched) ${leader.id} -> ${target}: ${r.ok ? (r.started ? 'started' : 'already') : r.reason}`,
+    );
     if (r.ok && r.started) {
       this.stats.checkedTransfers++;
       this.watch = { from: leader.id, target, start: this.now, voters: conf.voters, leaderlessSince: null };
@@ -585,8 +665,10 @@ class Simulation implements HostEnv, Clock {
     if (w.leaderlessSince === null) w.leaderlessSince = this.now;
     const gap = (this.now - w.leaderlessSince) / TICK;
     if (gap > this.E + TRANSFER_SLACK_TICKS) {
-      this.checker.violate('transfer-liveness',
-        `transfer ${w.from} -> ${w.target} started at t=${(w.start / TICK).toFixed(2)} in a calm window left the group leaderless for ${gap.toFixed(2)} ticks (> electionTicks ${this.E} + ${TRANSFER_SLACK_TICKS}); ${describeNodes(this.hosts.values())}`);
+      this.checker.violate(
+        'transfer-liveness',
+        `transfer ${w.from} -> ${w.target} started at t=${(w.start / TICK).toFixed(2)} in a calm window left the group leaderless for ${gap.toFixed(2)} ticks (> electionTicks ${this.E} + ${TRANSFER_SLACK_TICKS}); ${describeNodes(this.hosts.values())}`,
+      );
       this.watch = null;
     }
   }
@@ -619,26 +701,43 @@ class Simulation implements HostEnv, Clock {
     let cc: ConfChange;
     let spawn: NodeId | null = null;
     switch (op) {
-      case 'addLearner': spawn = nodeId(this.nextIdNum); cc = { type: 'addLearner', node: spawn }; break;
-      case 'addVoterFresh': spawn = nodeId(this.nextIdNum); cc = { type: 'addVoter', node: spawn }; break;
-      case 'promote': cc = { type: 'addVoter', node: this.rng.pick(conf.learners) }; break;
-      case 'removeLearner': cc = { type: 'remove', node: this.rng.pick(conf.learners) }; break;
-      case 'removeVoter': cc = { type: 'remove', node: this.rng.pick(conf.voters) }; break;
-      case 'demote': cc = { type: 'addLearner', node: this.rng.pick(conf.voters) }; break;
+      case 'addLearner':
+        spawn = nodeId(this.nextIdNum);
+        cc = { type: 'addLearner', node: spawn };
+        break;
+      case 'addVoterFresh':
+        spawn = nodeId(this.nextIdNum);
+        cc = { type: 'addVoter', node: spawn };
+        break;
+      case 'promote':
+        cc = { type: 'addVoter', node: this.rng.pick(conf.learners) };
+        break;
+      case 'removeLearner':
+        cc = { type: 'remove', node: this.rng.pick(conf.learners) };
+        break;
+      case 'removeVoter':
+        cc = { type: 'remove', node: this.rng.pick(conf.voters) };
+        break;
+      case 'demote':
+        cc = { type: 'addLearner', node: this.rng.pick(conf.voters) };
+        break;
       default: // edge cases, mostly invalid (the core must reject them), some merely unusual
         cc = this.rng.pick<ConfChange>([
-        { type: 'remove', node: 'x9' },
-        { type: 'addVoter', node: this.rng.pick(conf.voters) },
-        { type: 'remove', node: conf.voters[0] },
-        { type: 'addLearner', node: 'bad:id' },
-      ]);
+          { type: 'remove', node: 'x9' },
+          { type: 'addVoter', node: this.rng.pick(conf.voters) },
+          { type: 'remove', node: conf.voters[0] },
+          { type: 'addLearner', node: 'bad:id' },
+        ]);
     }
     const others = this.upHosts();
     const target = others.length > 0 && this.rng.chance(0.1) ? this.rng.pick(others) : leader;
     const r = target.proposeConfChange(cc);
     this.stats.confChanges++;
     this.trace.mark(14, target.num, r.ok ? r.index : 0);
-    this.trace.line(() => `CONF-REQ ${target.id} ${cc.type} ${cc.node}: ${r.ok ? `index ${r.index}` : `${r.reason}${r.reason === 'InvalidConfChange' ? ` (${r.detail})` : ''}`}`);
+    this.trace.line(
+      () =>
+        `CONF-REQ ${target.id} ${cc.type} ${cc.node}: ${r.ok ? `index ${r.index}` : `${r.reason}${r.reason === 'InvalidConfChange' ? ` (${r.detail})` : ''}`}`,
+    );
     if (r.ok && spawn !== null) {
       this.nextIdNum++;
       this.addHost(spawn, this.cfg.joinConf);
@@ -687,7 +786,10 @@ class Simulation implements HostEnv, Clock {
     if (this.stopped) return;
     if (why !== null) {
       const hints = diagnose(this.hosts);
-      this.checker.violate('liveness', `no stable leader ${HEAL_ELECTIONS} election timeouts after HEAL: ${why}${hints.length > 0 ? ` [diagnosis: ${hints.join('; ')}]` : ''}; ${describeNodes(this.hosts.values())}`);
+      this.checker.violate(
+        'liveness',
+        `no stable leader ${HEAL_ELECTIONS} election timeouts after HEAL: ${why}${hints.length > 0 ? ` [diagnosis: ${hints.join('; ')}]` : ''}; ${describeNodes(this.hosts.values())}`,
+      );
       return;
     }
     this.finalChecks();
@@ -705,12 +807,15 @@ class Simulation implements HostEnv, Clock {
       const r = h?.node?.inspect();
       if (!h || !r) return `member ${id} is down`;
       if (r.role === 'leader') leaders++;
-      if (r.term !== lr.term || r.leader !== leader.id) return `${id} is at term ${r.term} following '${r.leader}', leader ${leader.id} is at term ${lr.term}`;
+      if (r.term !== lr.term || r.leader !== leader.id)
+        return `${id} is at term ${r.term} following '${r.leader}', leader ${leader.id} is at term ${lr.term}`;
       if (h.sm.applied !== lr.log.committed) return `${id} applied ${h.sm.applied} of ${lr.log.committed}`;
     }
     if (leaders !== 1) return `${leaders} leaders among members`;
-    if (lr.log.committed !== lr.log.lastIndex()) return `leader ${leader.id} committed ${lr.log.committed} of ${lr.log.lastIndex()}`;
-    if (lr.log.termOf(lr.log.committed) !== lr.term) return `leader ${leader.id} has not committed an entry of its term`;
+    if (lr.log.committed !== lr.log.lastIndex())
+      return `leader ${leader.id} committed ${lr.log.committed} of ${lr.log.lastIndex()}`;
+    if (lr.log.termOf(lr.log.committed) !== lr.term)
+      return `leader ${leader.id} has not committed an entry of its term`;
     return null;
   }
 
@@ -721,11 +826,16 @@ class Simulation implements HostEnv, Clock {
     const ref = leader.sm;
     for (const h of members) {
       if (h.sm.applied !== ref.applied || h.sm.hash !== ref.hash) {
-        this.checker.violate('state-machine-safety', `after HEAL ${h.id} has state (${h.sm.applied}, ${h.sm.hash}) but leader ${leader.id} has (${ref.applied}, ${ref.hash})`);
+        this.checker.violate(
+          'state-machine-safety',
+          `after HEAL ${h.id} has state (${h.sm.applied}, ${h.sm.hash}) but leader ${leader.id} has (${ref.applied}, ${ref.hash})`,
+        );
       }
     }
     this.checker.checkAckedApplied(members.map((h) => ({ id: h.id, applied: h.sm.applied })));
-    this.trace.line(() => `STABLE leader ${leader.id} term ${leader.node!.inspect().term} applied ${ref.applied} members ${members.map((h) => h.id).join(',')} acked ${this.checker.ackedCount}`);
+    this.trace.line(
+      () =>
+        `STABLE leader ${leader.id} term ${leader.node!.inspect().term} applied ${ref.applied} members ${members.map((h) => h.id).join(',')} acked ${this.checker.ackedCount}`,
+    );
   }
-
 }

@@ -27,6 +27,7 @@ export class Tracer {
   }
 
   line(f: () => string): void {
-    if (this.sink) this.sink(`[${String(this.clock.step).padStart(5)} t=${this.clock.ticks.toFixed(2).padStart(7)}] ${f()}`);
+    if (this.sink)
+      this.sink(`[${String(this.clock.step).padStart(5)} t=${this.clock.ticks.toFixed(2).padStart(7)}] ${f()}`);
   }
 }

@@ -4,8 +4,16 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  MemoryStorage, RaftNode, resolveConfig, seededRandom,
-  type Entry, type Message, type NodeId, type RaftConfig, type Ready, type Role,
+  MemoryStorage,
+  RaftNode,
+  resolveConfig,
+  seededRandom,
+  type Entry,
+  type Message,
+  type NodeId,
+  type RaftConfig,
+  type Ready,
+  type Role,
 } from '../../src/raft/index.js';
 import { TestCluster, text, chaosTick } from '../helpers/cluster.js';
 
@@ -33,7 +41,14 @@ interface NodeOpts extends Partial<Omit<RaftConfig, 'id' | 'group' | 'storage' |
   seed?: number;
 }
 
-function mkStorage(voters: NodeId[], learners: NodeId[], terms: number[], term: number, vote: NodeId, commit: number): MemoryStorage {
+function mkStorage(
+  voters: NodeId[],
+  learners: NodeId[],
+  terms: number[],
+  term: number,
+  vote: NodeId,
+  commit: number,
+): MemoryStorage {
   const st = new MemoryStorage({ voters: [...voters].sort(), learners: [...learners].sort() });
   const ents: Entry[] = terms.map((t, i) => ({ index: i + 1, term: t, type: 'normal', data: text(`e${i + 1}`) }));
   st.append(ents);
@@ -42,9 +57,27 @@ function mkStorage(voters: NodeId[], learners: NodeId[], terms: number[], term: 
 }
 
 function mkNode(o: NodeOpts = {}): { n: RaftNode; st: MemoryStorage } {
-  const { id = 'a', voters = ['a', 'b', 'c'], learners = [], terms = [], term = 0, vote = '', commit = 0, seed = 1, ...cfg } = o;
+  const {
+    id = 'a',
+    voters = ['a', 'b', 'c'],
+    learners = [],
+    terms = [],
+    term = 0,
+    vote = '',
+    commit = 0,
+    seed = 1,
+    ...cfg
+  } = o;
   const st = mkStorage(voters, learners, terms, term, vote, commit);
-  const n = new RaftNode({ electionTicks: 10, heartbeatTicks: 1, ...cfg, id, group: G, storage: st, random: seededRandom(seed) });
+  const n = new RaftNode({
+    electionTicks: 10,
+    heartbeatTicks: 1,
+    ...cfg,
+    id,
+    group: G,
+    storage: st,
+    random: seededRandom(seed),
+  });
   return { n, st };
 }
 
@@ -62,16 +95,52 @@ function drain(n: RaftNode, st: MemoryStorage): Ready[] {
 
 const allMsgs = (rds: Ready[]): Message[] => rds.flatMap((r) => [...r.messages, ...r.messagesAfterPersist]);
 
-const voteReq = (from: NodeId, to: NodeId, term: number, index: number, logTerm: number, type: 'vote' | 'preVote' = 'vote'): Message =>
-  ({ type, group: G, from, to, term, index, logTerm, transfer: false });
-const voteResp = (from: NodeId, to: NodeId, term: number, reject: boolean, type: 'voteResp' | 'preVoteResp' = 'voteResp'): Message =>
-  ({ type, group: G, from, to, term, reject });
-const app = (from: NodeId, to: NodeId, term: number, index: number, logTerm: number, entries: Entry[] = [], commit = 0): Message =>
-  ({ type: 'app', group: G, from, to, term, index, logTerm, entries, commit });
-const hb = (from: NodeId, to: NodeId, term: number, commit = 0): Message =>
-  ({ type: 'hb', group: G, from, to, term, commit, ctx: '', seq: 0, quiesce: false });
-const appResp = (from: NodeId, to: NodeId, term: number, index: number, reject = false): Message =>
-  ({ type: 'appResp', group: G, from, to, term, index, reject, hintIndex: 0, hintTerm: 0 });
+const voteReq = (
+  from: NodeId,
+  to: NodeId,
+  term: number,
+  index: number,
+  logTerm: number,
+  type: 'vote' | 'preVote' = 'vote',
+): Message => ({ type, group: G, from, to, term, index, logTerm, transfer: false });
+const voteResp = (
+  from: NodeId,
+  to: NodeId,
+  term: number,
+  reject: boolean,
+  type: 'voteResp' | 'preVoteResp' = 'voteResp',
+): Message => ({ type, group: G, from, to, term, reject });
+const app = (
+  from: NodeId,
+  to: NodeId,
+  term: number,
+  index: number,
+  logTerm: number,
+  entries: Entry[] = [],
+  commit = 0,
+): Message => ({ type: 'app', group: G, from, to, term, index, logTerm, entries, commit });
+const hb = (from: NodeId, to: NodeId, term: number, commit = 0): Message => ({
+  type: 'hb',
+  group: G,
+  from,
+  to,
+  term,
+  commit,
+  ctx: '',
+  seq: 0,
+  quiesce: false,
+});
+const appResp = (from: NodeId, to: NodeId, term: number, index: number, reject = false): Message => ({
+  type: 'appResp',
+  group: G,
+  from,
+  to,
+  term,
+  index,
+  reject,
+  hintIndex: 0,
+  hintTerm: 0,
+});
 
 const role = (n: RaftNode): Role => n.status().role;
 
@@ -99,7 +168,11 @@ const diffs = (xs: number[]): number[] => xs.slice(1).map((x, i) => x - xs[i]);
 
 /** Record every (term, leader) observed after any input to any node of the cluster, even leaders
  *  that step down again before their Ready is processed. */
-function watchRoles(c: TestCluster): { leaders: Map<number, Set<NodeId>>; candidates: Map<number, Set<NodeId>>; rewrap: () => void } {
+function watchRoles(c: TestCluster): {
+  leaders: Map<number, Set<NodeId>>;
+  candidates: Map<number, Set<NodeId>>;
+  rewrap: () => void;
+} {
   const leaders = new Map<number, Set<NodeId>>();
   const candidates = new Map<number, Set<NodeId>>();
   const wrapped = new WeakSet<RaftNode>();
@@ -117,9 +190,19 @@ function watchRoles(c: TestCluster): { leaders: Map<number, Set<NodeId>>; candid
       const step = n.step.bind(n);
       const tick = n.tick.bind(n);
       const campaign = n.campaign.bind(n);
-      n.step = (m) => { const r = step(m); look(n); return r; };
-      n.tick = () => { tick(); look(n); };
-      n.campaign = () => { campaign(); look(n); };
+      n.step = (m) => {
+        const r = step(m);
+        look(n);
+        return r;
+      };
+      n.tick = () => {
+        tick();
+        look(n);
+      };
+      n.campaign = () => {
+        campaign();
+        look(n);
+      };
     }
   };
   rewrap();
@@ -175,7 +258,10 @@ describe('two clocks: election round vs failure detection', () => {
         const { n, st } = mkNode({ electionTicks: T, electionRoundTicks: R, preVote, seed, term: 3 });
         const at = campaignTicks(n, st, 2 * T + 20 * R);
         ok(at.length >= 5, `seed ${seed}: only ${at.length} rounds`);
-        ok(at[0] >= T && at[0] < 2 * T, `seed ${seed}: failure detection fired after ${at[0]} ticks, want [${T}, ${2 * T})`);
+        ok(
+          at[0] >= T && at[0] < 2 * T,
+          `seed ${seed}: failure detection fired after ${at[0]} ticks, want [${T}, ${2 * T})`,
+        );
         for (const d of diffs(at)) {
           ok(d >= R && d < 2 * R, `seed ${seed}: retried after ${d} ticks, want [${R}, ${2 * R}) (rounds at ${at})`);
           roundsSeen.add(d);
@@ -209,9 +295,18 @@ describe('two clocks: election round vs failure detection', () => {
 
   test('by default R = T: both the first campaign and the retries fall in [T, 2T)', () => {
     const T2 = 8;
-    const cfg = resolveConfig({ id: 'a', group: G, storage: new MemoryStorage(), random: seededRandom(1), electionTicks: T2 });
+    const cfg = resolveConfig({
+      id: 'a',
+      group: G,
+      storage: new MemoryStorage(),
+      random: seededRandom(1),
+      electionTicks: T2,
+    });
     assert.equal(cfg.electionRoundTicks, T2);
-    assert.equal(resolveConfig({ id: 'a', group: G, storage: new MemoryStorage(), random: seededRandom(1) }).electionRoundTicks, 10);
+    assert.equal(
+      resolveConfig({ id: 'a', group: G, storage: new MemoryStorage(), random: seededRandom(1) }).electionRoundTicks,
+      10,
+    );
     const retries = new Set<number>();
     for (const preVote of [true, false]) {
       for (let seed = 1; seed <= 60; seed++) {
@@ -280,7 +375,10 @@ describe('PreVote', () => {
       c.heal();
       c.tickAll(60);
       const after = c.softStates.get('a')!.slice(aSoft);
-      ok(after.some((s) => s.role === 'follower' && s.term >= cTerm), 'the old leader was deposed by the higher term');
+      ok(
+        after.some((s) => s.role === 'follower' && s.term >= cTerm),
+        'the old leader was deposed by the higher term',
+      );
       const l = c.leader();
       ok(l, 'a new leader was elected');
       ok(c.node(l!).status().term >= cTerm, 'the new election ran at a term >= the disruptive one');
@@ -297,12 +395,18 @@ describe('CheckQuorum', () => {
     c.elect('a');
     const term = c.node('a').status().term;
     // Partition {a, b} | {c, d, e}: a keeps b, a minority of 2.
-    for (const x of ['c', 'd', 'e']) { c.cutLink('a', x); c.cutLink('b', x); }
+    for (const x of ['c', 'd', 'e']) {
+      c.cutLink('a', x);
+      c.cutLink('b', x);
+    }
     let steppedDownAt = Infinity;
     for (let k = 1; k <= 2 * T; k++) {
       c.tick('a');
       c.stabilize();
-      if (role(c.node('a')) !== 'leader') { steppedDownAt = k; break; }
+      if (role(c.node('a')) !== 'leader') {
+        steppedDownAt = k;
+        break;
+      }
     }
     ok(steppedDownAt >= T, `stepped down after ${steppedDownAt} ticks: too early (needs a full window)`);
     ok(steppedDownAt <= 2 * T, `still leader after ${2 * T} ticks without a quorum`);
@@ -346,7 +450,10 @@ describe('CheckQuorum', () => {
     const c = new TestCluster(['a', 'b', 'c'], { seed: 7, checkQuorum: false });
     c.elect('a');
     c.isolate('a');
-    for (let k = 0; k < 10 * T; k++) { c.tick('a'); c.stabilize(); }
+    for (let k = 0; k < 10 * T; k++) {
+      c.tick('a');
+      c.stabilize();
+    }
     assert.equal(role(c.node('a')), 'leader');
   });
 });
@@ -378,8 +485,13 @@ describe('leader stickiness', () => {
       const s = b.status();
       b.step(voteReq('c', 'b', s.term + 1, s.lastIndex, s.term, type));
       c.process('b');
-      const grant = c.queue.find((m) => m.from === 'b' && m.to === 'c' && m.type === (type === 'vote' ? 'voteResp' : 'preVoteResp'));
-      ok(grant && grant.type !== 'app' && 'reject' in grant && grant.reject === false, 'granted after the lease expired');
+      const grant = c.queue.find(
+        (m) => m.from === 'b' && m.to === 'c' && m.type === (type === 'vote' ? 'voteResp' : 'preVoteResp'),
+      );
+      ok(
+        grant && grant.type !== 'app' && 'reject' in grant && grant.reject === false,
+        'granted after the lease expired',
+      );
       if (type === 'vote') assert.equal(b.status().vote, 'c');
     });
   }
@@ -430,7 +542,9 @@ describe('vote rules (figure 2, §5.4.1)', () => {
         const { n, st } = mkNode({ terms: [1, 1, 2], term: 2, commit: 1 });
         n.step(voteReq('b', 'a', 3, tc.index, tc.logTerm, type));
         const rds = drain(n, st);
-        const resps = allMsgs(rds).filter((m) => m.type === (type === 'vote' ? 'voteResp' : 'preVoteResp') && m.to === 'b');
+        const resps = allMsgs(rds).filter(
+          (m) => m.type === (type === 'vote' ? 'voteResp' : 'preVoteResp') && m.to === 'b',
+        );
         assert.equal(resps.length, 1);
         const r = resps[0];
         ok(r.type === 'voteResp' || r.type === 'preVoteResp');
@@ -499,8 +613,15 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     assert.deepEqual(n.readIndex('r1'), { ok: true });
     const rd = n.ready();
     assert.equal(rd.hardState?.term, 2);
-    assert.deepEqual(rd.messages.filter((m) => m.term > st.hardState.term), [], 'a term-2 message may not leave before term 2 is persisted');
-    ok(rd.messagesAfterPersist.some((m) => m.type === 'readIndex' && m.to === 'b'), 'the read is forwarded after persisting');
+    assert.deepEqual(
+      rd.messages.filter((m) => m.term > st.hardState.term),
+      [],
+      'a term-2 message may not leave before term 2 is persisted',
+    );
+    ok(
+      rd.messagesAfterPersist.some((m) => m.type === 'readIndex' && m.to === 'b'),
+      'the read is forwarded after persisting',
+    );
     n.advance();
   });
 
@@ -509,7 +630,14 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     n.campaign();
     const rd = n.ready();
     assert.deepEqual(rd.hardState && { term: rd.hardState.term, vote: rd.hardState.vote }, { term: 2, vote: 'a' });
-    assert.deepEqual(rd.messages.map((m) => [m.type, m.to, m.term]), [['vote', 'b', 2], ['vote', 'c', 2]], 'vote requests leave with the write');
+    assert.deepEqual(
+      rd.messages.map((m) => [m.type, m.to, m.term]),
+      [
+        ['vote', 'b', 2],
+        ['vote', 'c', 2],
+      ],
+      'vote requests leave with the write',
+    );
     // b's grant arrives before the host persisted the self-vote: with b alone a is one vote short.
     n.step(voteResp('b', 'a', 2, false));
     assert.equal(role(n), 'candidate', 'a self-vote that is not durable does not count');
@@ -526,7 +654,10 @@ describe('vote rules (figure 2, §5.4.1)', () => {
     n.advance();
     assert.equal(role(n), 'leader');
     const rd2 = n.ready();
-    ok(rd2.messages.some((m) => m.type === 'app' && m.term === 2), 'appends leave once it leads');
+    ok(
+      rd2.messages.some((m) => m.type === 'app' && m.term === 2),
+      'appends leave once it leads',
+    );
   });
 
   test('a vote survives a crash: after restart from storage the node still refuses other candidates of that term', () => {
@@ -595,8 +726,18 @@ describe('terms and roles', () => {
     type Setup = () => { n: RaftNode; st: MemoryStorage };
     const setups: Record<string, Setup> = {
       follower: () => mkNode({ terms: [1], term: 3 }),
-      preCandidate: () => { const x = mkNode({ terms: [1], term: 3 }); x.n.campaign(); drain(x.n, x.st); return x; },
-      candidate: () => { const x = mkNode({ terms: [1], term: 2, preVote: false }); x.n.campaign(); drain(x.n, x.st); return x; },
+      preCandidate: () => {
+        const x = mkNode({ terms: [1], term: 3 });
+        x.n.campaign();
+        drain(x.n, x.st);
+        return x;
+      },
+      candidate: () => {
+        const x = mkNode({ terms: [1], term: 2, preVote: false });
+        x.n.campaign();
+        drain(x.n, x.st);
+        return x;
+      },
       leader: () => leaderAt(3),
     };
     const msgs: Record<string, (t: number) => Message> = {
@@ -654,12 +795,24 @@ describe('terms and roles', () => {
     assert.equal(s.leader, 'b');
     assert.equal(s.commit, 1);
     assert.equal(s.vote, '');
-    assert.deepEqual(rds.flatMap((r) => r.entries), []);
+    assert.deepEqual(
+      rds.flatMap((r) => r.entries),
+      [],
+    );
     assert.equal(st.term(2), 1, 'entry 2 untouched');
     const ms = allMsgs(rds);
-    ok(ms.every((m) => m.to === 'c' && m.term === 5), JSON.stringify(ms));
-    ok(!ms.some((m) => m.type === 'voteResp' || ((m.type === 'preVoteResp') && !m.reject)), 'no grant to a stale candidate');
-    ok(ms.some((m) => m.type === 'appResp'), 'stale leader told the newer term');
+    ok(
+      ms.every((m) => m.to === 'c' && m.term === 5),
+      JSON.stringify(ms),
+    );
+    ok(
+      !ms.some((m) => m.type === 'voteResp' || (m.type === 'preVoteResp' && !m.reject)),
+      'no grant to a stale candidate',
+    );
+    ok(
+      ms.some((m) => m.type === 'appResp'),
+      'stale leader told the newer term',
+    );
   });
 
   test('a deposed leader cut off by a partition steps down when it hears the new term; its proposals never commit', () => {
@@ -710,9 +863,15 @@ describe('learners', () => {
     c.tickAll(100); // the leader is gone: voters elect a new one, the learner still never runs
     const fromL = c.sent.filter((m) => m.from === 'l');
     assert.equal(fromL.filter((m) => m.type === 'vote' || m.type === 'preVote').length, 0);
-    ok(c.softStates.get('l')!.every((s) => s.role === 'follower'), JSON.stringify(c.softStates.get('l')));
+    ok(
+      c.softStates.get('l')!.every((s) => s.role === 'follower'),
+      JSON.stringify(c.softStates.get('l')),
+    );
     assert.equal(role(c.node('l')), 'follower');
-    ok(c.sent.some((m) => m.type === 'app' && m.to === 'l'), 'the learner does replicate');
+    ok(
+      c.sent.some((m) => m.type === 'app' && m.to === 'l'),
+      'the learner does replicate',
+    );
   });
 
   test('a learner-only node driven directly: ticks and campaign() leave it a follower at the same term', () => {
@@ -739,8 +898,15 @@ describe('single-node group', () => {
     assert.equal(n.status().term, 1);
     const rd1 = n.ready();
     assert.deepEqual(rd1.softState, { role: 'leader', leader: 'a', term: 1 });
-    assert.equal(rd1.hardState, null, 'term and vote already durable; the no-op is not committed in the Ready that carries it');
-    assert.deepEqual(rd1.entries.map((e) => [e.index, e.term, e.data.byteLength]), [[1, 1, 0]]);
+    assert.equal(
+      rd1.hardState,
+      null,
+      'term and vote already durable; the no-op is not committed in the Ready that carries it',
+    );
+    assert.deepEqual(
+      rd1.entries.map((e) => [e.index, e.term, e.data.byteLength]),
+      [[1, 1, 0]],
+    );
     assert.deepEqual(rd1.committed, []);
     assert.equal(n.status().commit, 0, 'not committed before persistence');
     // Ticking or asking again does not commit it either: only advance() counts the leader.
@@ -751,20 +917,29 @@ describe('single-node group', () => {
     assert.equal(n.status().commit, 1, 'committed once durable');
     ok(n.hasReady());
     const rd2 = n.ready();
-    assert.deepEqual(rd2.committed.map((e) => e.index), [1]);
+    assert.deepEqual(
+      rd2.committed.map((e) => e.index),
+      [1],
+    );
     assert.equal(rd2.hardState?.commit, 1);
     n.advance();
 
     const p = n.propose(text('x'));
     ok(p.ok && p.index === 2);
     const rd3 = n.ready();
-    assert.deepEqual(rd3.entries.map((e) => e.index), [2]);
+    assert.deepEqual(
+      rd3.entries.map((e) => e.index),
+      [2],
+    );
     assert.deepEqual(rd3.committed, [], 'a proposal is not committed before it is persisted');
     assert.equal(n.status().commit, 1);
     st.persist(rd3);
     n.advance();
     const rd4 = n.ready();
-    assert.deepEqual(rd4.committed.map((e) => new TextDecoder().decode(e.data)), ['x']);
+    assert.deepEqual(
+      rd4.committed.map((e) => new TextDecoder().decode(e.data)),
+      ['x'],
+    );
     n.advance();
   });
 
@@ -778,14 +953,17 @@ describe('single-node group', () => {
   });
 });
 
-
 describe('election safety under message loss', () => {
   const configs = [
     { name: 'preVote', opts: {}, chaos: false },
     { name: 'no preVote, short rounds', opts: { preVote: false, electionRoundTicks: 2 }, chaos: false },
     { name: 'no preVote, no checkQuorum', opts: { preVote: false, checkQuorum: false }, chaos: false },
     { name: 'preVote, reordering + duplicating network', opts: { electionRoundTicks: 3 }, chaos: true },
-    { name: 'no preVote, reordering + duplicating network', opts: { preVote: false, electionRoundTicks: 2 }, chaos: true },
+    {
+      name: 'no preVote, reordering + duplicating network',
+      opts: { preVote: false, electionRoundTicks: 2 },
+      chaos: true,
+    },
   ];
   for (const { name, opts, chaos } of configs) {
     test(`5 nodes, random drops, many seeds: at most one leader per term (${name})`, () => {
@@ -819,7 +997,11 @@ describe('election safety under message loss', () => {
         const ref = c.persistedLog(l).filter(([i]) => i <= commit);
         for (const id of c.nodes.keys()) {
           const mine = c.persistedLog(id).filter(([i]) => i <= Math.min(commit, c.node(id).status().commit));
-          assert.deepEqual(mine, ref.slice(0, mine.length), `seed ${seed}: ${id} diverges from the leader below commit`);
+          assert.deepEqual(
+            mine,
+            ref.slice(0, mine.length),
+            `seed ${seed}: ${id} diverges from the leader below commit`,
+          );
         }
       }
       ok(leaderTerms >= 40, `elections happened (${leaderTerms})`);
@@ -844,7 +1026,17 @@ describe('restart with lease reads', () => {
       first = false;
       return 0;
     };
-    const n = new RaftNode({ id: 'a', group: G, storage: st, random, electionTicks: 6, electionRoundTicks: 3, preVote: false, checkQuorum: true, leaseReads: true });
+    const n = new RaftNode({
+      id: 'a',
+      group: G,
+      storage: st,
+      random,
+      electionTicks: 6,
+      electionRoundTicks: 3,
+      preVote: false,
+      checkQuorum: true,
+      leaseReads: true,
+    });
     const granted = (term: number) => {
       n.step(voteReq('c', 'a', term, 2, 1));
       return allMsgs(drain(n, st)).some((m) => m.type === 'voteResp' && m.to === 'c' && !m.reject);

@@ -8,7 +8,13 @@ import { CorruptRecord, StorageFailed } from '../../src/storage/errors.js';
 import { decodeEntry, decodeWal } from '../../src/storage/codec.js';
 import { FRAME_HEADER_BYTES, FrameDecoder } from '../../src/transport/codec.js';
 import { RaftBatchCodec } from '../../src/transport/raftbatch.js';
-import { FrameTooLarge, HandshakeError, MalformedFrame, RaftBatchError, TransportStateError } from '../../src/transport/errors.js';
+import {
+  FrameTooLarge,
+  HandshakeError,
+  MalformedFrame,
+  RaftBatchError,
+  TransportStateError,
+} from '../../src/transport/errors.js';
 import { validateBalancerConfig, type BalancerConfig } from '../../src/balancer/balancer.js';
 import { BalancerConfigError } from '../../src/balancer/errors.js';
 import { RuntimeError, TransferError } from '../../src/runtime/errors.js';
@@ -36,7 +42,12 @@ function isOurs(e: unknown, cls: abstract new (...a: never[]) => Error, code: st
 }
 
 test('storage: a short or damaged record is a CorruptRecord; a fail-stop is a StorageFailed with its cause', () => {
-  isOurs(thrown(() => decodeEntry(new Uint8Array(2), 1, 1)), CorruptRecord, 'CorruptRecord', 'CorruptRecord');
+  isOurs(
+    thrown(() => decodeEntry(new Uint8Array(2), 1, 1)),
+    CorruptRecord,
+    'CorruptRecord',
+    'CorruptRecord',
+  );
   const e = thrown(() => decodeWal(new Uint8Array(64), 1));
   isOurs(e, CorruptRecord, 'CorruptRecord', 'CorruptRecord');
   assert.match((e as Error).message, /^corrupt /);
@@ -66,7 +77,12 @@ test('transport: an oversized length, a garbage body and a broken Raft batch eac
   const h = new HandshakeError('WrongCluster', 'accept', 'cluster x, expected y', 'n2', '127.0.0.1:5000');
   isOurs(h, HandshakeError, 'HandshakeFailed', 'HandshakeError');
   assert.equal(h.reason, 'WrongCluster');
-  isOurs(new TransportStateError('Closed', 'transport is closed'), TransportStateError, 'Closed', 'TransportStateError');
+  isOurs(
+    new TransportStateError('Closed', 'transport is closed'),
+    TransportStateError,
+    'Closed',
+    'TransportStateError',
+  );
 });
 
 test('balancer: a bad setting is a BalancerConfigError naming the field; the runtime maps it to InvalidArgument', () => {
@@ -80,7 +96,9 @@ test('balancer: a bad setting is a BalancerConfigError naming the field; the run
   assert.equal((range as BalancerConfigError).field, 'balancer.followWorkload.minShare');
   assert.equal((range as Error).message, 'balancer.followWorkload.minShare: must be a number in 0.5..1');
 
-  const label = thrown(() => validateBalancerConfig({ preferences: [{ groups: [1], leaders: [{ region: 'x' } as never] }] }));
+  const label = thrown(() =>
+    validateBalancerConfig({ preferences: [{ groups: [1], leaders: [{ region: 'x' } as never] }] }),
+  );
   isOurs(label, BalancerConfigError, 'UnknownSetting', 'BalancerConfigError');
 
   const rt = RuntimeError.fromBalancer(range as BalancerConfigError);
@@ -119,11 +137,17 @@ test('start config: a bad, conflicting or incomplete option is a ConfigError wit
 });
 
 test('check: a malformed event, an unmatched one and an unreadable oracle history each have their code', () => {
-  const line = (type: string, f: string, value: unknown, time: number) => JSON.stringify({ type, process: 1, f, key: 'k', value, time });
+  const line = (type: string, f: string, value: unknown, time: number) =>
+    JSON.stringify({ type, process: 1, f, key: 'k', value, time });
   const bad = thrown(() => parseHistory(`${line('invoke', 'write', 'a', 0)}\nnot json`));
   isOurs(bad, HistoryError, 'MalformedEvent', 'HistoryError');
   assert.equal((bad as HistoryError).line, 2);
   const unmatched = thrown(() => parseHistory(line('ok', 'write', 'a', 0)));
   isOurs(unmatched, HistoryError, 'UnmatchedEvent', 'HistoryError');
-  isOurs(thrown(() => readEdn('[{:a "unterminated}]')), OracleFormatError, 'MalformedOracleHistory', 'OracleFormatError');
+  isOurs(
+    thrown(() => readEdn('[{:a "unterminated}]')),
+    OracleFormatError,
+    'MalformedOracleHistory',
+    'OracleFormatError',
+  );
 });

@@ -8,7 +8,11 @@ test('observations land in the first bucket whose bound they do not exceed', () 
   const h = new Histogram([0.001, 0.01, 0.1]);
   for (const ms of [0.5, 1, 1.0001, 10, 99, 100, 100.5, 5000]) h.observeMs(ms);
   const s = h.snapshot();
-  assert.deepEqual(s.counts, [2, 2, 2, 2], 'le=1ms gets 0.5 and 1; le=10ms 1.0001 and 10; le=100ms 99 and 100; +Inf the rest');
+  assert.deepEqual(
+    s.counts,
+    [2, 2, 2, 2],
+    'le=1ms gets 0.5 and 1; le=10ms 1.0001 and 10; le=100ms 99 and 100; +Inf the rest',
+  );
   assert.equal(s.count, 8, 'count');
   assert.ok(Math.abs(s.sum - (0.5 + 1 + 1.0001 + 10 + 99 + 100 + 100.5 + 5000) / 1000) < 1e-9, 'sum in seconds');
 });
@@ -25,13 +29,17 @@ test('rendering is cumulative with +Inf equal to the count; merge adds bucket by
   assert.deepEqual(m.counts, [1, 1, 1], 'merged per bucket; a snapshot with other bounds is skipped');
   assert.equal(m.count, 3, 'merged count');
   const lines = renderHistogram('x_seconds', 'help', { node: 'n1' }, m);
-  assert.deepEqual(lines.slice(2), [
-    'x_seconds_bucket{node="n1",le="0.001"} 1',
-    'x_seconds_bucket{node="n1",le="0.01"} 2',
-    'x_seconds_bucket{node="n1",le="+Inf"} 3',
-    `x_seconds_sum{node="n1"} ${m.sum}`,
-    'x_seconds_count{node="n1"} 3',
-  ], 'Prometheus text');
+  assert.deepEqual(
+    lines.slice(2),
+    [
+      'x_seconds_bucket{node="n1",le="0.001"} 1',
+      'x_seconds_bucket{node="n1",le="0.01"} 2',
+      'x_seconds_bucket{node="n1",le="+Inf"} 3',
+      `x_seconds_sum{node="n1"} ${m.sum}`,
+      'x_seconds_count{node="n1"} 3',
+    ],
+    'Prometheus text',
+  );
   assert.equal(lines[1], '# TYPE x_seconds histogram', 'type line');
 });
 

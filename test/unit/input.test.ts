@@ -6,8 +6,13 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { TestCluster, text } from '../helpers/cluster.js';
 import {
-  MESSAGE_TYPES, validateMessage,
-  type Message, type MessageType, type NodeId, type RaftNode, type RaftStatus,
+  MESSAGE_TYPES,
+  validateMessage,
+  type Message,
+  type MessageType,
+  type NodeId,
+  type RaftNode,
+  type RaftStatus,
 } from '../../src/raft/index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -18,22 +23,42 @@ function sample(type: MessageType): Message {
   switch (type) {
     case 'app':
       return {
-        ...base, type, index: 1, logTerm: 1, commit: 1,
-        entries: [{ index: 2, term: 1, type: 'normal', data: text('x') }, { index: 3, term: 1, type: 'conf', data: text('addLearner:d') }],
+        ...base,
+        type,
+        index: 1,
+        logTerm: 1,
+        commit: 1,
+        entries: [
+          { index: 2, term: 1, type: 'normal', data: text('x') },
+          { index: 3, term: 1, type: 'conf', data: text('addLearner:d') },
+        ],
       };
-    case 'appResp': return { ...base, type, index: 3, reject: false, hintIndex: 0, hintTerm: 0 };
-    case 'hb': return { ...base, type, commit: 1, ctx: '', seq: 4, quiesce: false };
-    case 'hbResp': return { ...base, type, ctx: 'r', seq: 4 };
+    case 'appResp':
+      return { ...base, type, index: 3, reject: false, hintIndex: 0, hintTerm: 0 };
+    case 'hb':
+      return { ...base, type, commit: 1, ctx: '', seq: 4, quiesce: false };
+    case 'hbResp':
+      return { ...base, type, ctx: 'r', seq: 4 };
     case 'vote':
-    case 'preVote': return { ...base, type, index: 3, logTerm: 1, transfer: false };
+    case 'preVote':
+      return { ...base, type, index: 3, logTerm: 1, transfer: false };
     case 'voteResp':
-    case 'preVoteResp': return { ...base, type, reject: true };
+    case 'preVoteResp':
+      return { ...base, type, reject: true };
     case 'snap':
-      return { ...base, type, snapshot: { meta: { index: 5, term: 1, conf: { voters: ['a', 'b', 'c'], learners: [] } }, data: text('img') } };
-    case 'timeoutNow': return { ...base, type };
-    case 'transferLeader': return { ...base, type, target: 'c' };
-    case 'readIndex': return { ...base, type, ctx: 'r' };
-    case 'readIndexResp': return { ...base, type, ctx: 'r', index: 3 };
+      return {
+        ...base,
+        type,
+        snapshot: { meta: { index: 5, term: 1, conf: { voters: ['a', 'b', 'c'], learners: [] } }, data: text('img') },
+      };
+    case 'timeoutNow':
+      return { ...base, type };
+    case 'transferLeader':
+      return { ...base, type, target: 'c' };
+    case 'readIndex':
+      return { ...base, type, ctx: 'r' };
+    case 'readIndexResp':
+      return { ...base, type, ctx: 'r', index: 3 };
   }
 }
 
@@ -41,7 +66,21 @@ type Loose = Record<string, unknown>;
 const loose = (m: Message): Loose => structuredClone(m) as unknown as Loose;
 const withField = (m: Message, k: string, v: unknown): Loose => ({ ...loose(m), [k]: v });
 
-const BAD_NUMBERS: unknown[] = [-1, 1.5, 2 ** 53, Number.MAX_VALUE, NaN, Infinity, -Infinity, '1', null, undefined, true, {}, [1]];
+const BAD_NUMBERS: unknown[] = [
+  -1,
+  1.5,
+  2 ** 53,
+  Number.MAX_VALUE,
+  NaN,
+  Infinity,
+  -Infinity,
+  '1',
+  null,
+  undefined,
+  true,
+  {},
+  [1],
+];
 
 // ---------------------------------------------------------------------------------------------
 // validateMessage
@@ -70,12 +109,21 @@ test('validateMessage rejects negative, fractional, huge and non-numeric terms, 
     }
   }
   const numeric: [MessageType, string][] = [
-    ['app', 'index'], ['app', 'logTerm'], ['app', 'commit'], ['appResp', 'index'], ['appResp', 'hintIndex'],
-    ['appResp', 'hintTerm'], ['hb', 'commit'], ['vote', 'index'], ['vote', 'logTerm'], ['preVote', 'index'],
+    ['app', 'index'],
+    ['app', 'logTerm'],
+    ['app', 'commit'],
+    ['appResp', 'index'],
+    ['appResp', 'hintIndex'],
+    ['appResp', 'hintTerm'],
+    ['hb', 'commit'],
+    ['vote', 'index'],
+    ['vote', 'logTerm'],
+    ['preVote', 'index'],
     ['readIndexResp', 'index'],
   ];
   for (const [t, k] of numeric) {
-    for (const bad of BAD_NUMBERS) assert.equal(validateMessage(withField(sample(t), k, bad)), 'Malformed', `${t}.${k}=${String(bad)}`);
+    for (const bad of BAD_NUMBERS)
+      assert.equal(validateMessage(withField(sample(t), k, bad)), 'Malformed', `${t}.${k}=${String(bad)}`);
   }
 });
 
@@ -104,8 +152,15 @@ test('validateMessage rejects bad ids, booleans and strings', () => {
       assert.equal(validateMessage(withField(sample(t), 'to', bad)), 'Malformed', `${t} to=${String(bad)}`);
     }
   }
-  for (const [t, k] of [['appResp', 'reject'], ['hb', 'quiesce'], ['vote', 'transfer'], ['voteResp', 'reject'], ['preVoteResp', 'reject']] as const) {
-    for (const bad of [0, 1, 'true', null]) assert.equal(validateMessage(withField(sample(t), k, bad)), 'Malformed', `${t}.${k}=${String(bad)}`);
+  for (const [t, k] of [
+    ['appResp', 'reject'],
+    ['hb', 'quiesce'],
+    ['vote', 'transfer'],
+    ['voteResp', 'reject'],
+    ['preVoteResp', 'reject'],
+  ] as const) {
+    for (const bad of [0, 1, 'true', null])
+      assert.equal(validateMessage(withField(sample(t), k, bad)), 'Malformed', `${t}.${k}=${String(bad)}`);
   }
   assert.equal(validateMessage(withField(sample('transferLeader'), 'target', '')), 'Malformed');
   assert.equal(validateMessage(withField(sample('readIndex'), 'ctx', '')), 'Malformed', 'empty read ctx');
@@ -129,7 +184,13 @@ test('validateMessage rejects entries with wrong indexes, terms, types or data',
     ['starts after index+1', [{ ...e2, index: 3 }]],
     ['starts at index', [{ ...e2, index: 1 }]],
     ['term beyond message term', [{ ...e2, term: 2 }]],
-    ['decreasing terms', [{ ...e2, term: 1 }, { ...e3, term: 0 }]],
+    [
+      'decreasing terms',
+      [
+        { ...e2, term: 1 },
+        { ...e3, term: 0 },
+      ],
+    ],
     ['term below logTerm', [{ ...e2, term: 0 }]],
     ['negative term', [{ ...e2, term: -1 }]],
     ['fractional index', [{ ...e2, index: 2.5 }]],
@@ -188,7 +249,12 @@ interface Snap {
 
 function snap(c: TestCluster, id: NodeId): Snap {
   const st = c.storages.get(id)!;
-  return { status: c.node(id).status(), persisted: c.persistedLog(id), hard: { ...st.hardState }, hasReady: c.node(id).hasReady() };
+  return {
+    status: c.node(id).status(),
+    persisted: c.persistedLog(id),
+    hard: { ...st.hardState },
+    hasReady: c.node(id).hasReady(),
+  };
 }
 
 /** Addressed, current-term, member-sent versions of the samples for node `to` of cluster c. */
@@ -199,14 +265,20 @@ function addressed(c: TestCluster, type: MessageType, from: NodeId, to: NodeId):
 test('malformed messages stepped into a node return Malformed and leave its state untouched', () => {
   const c = started();
   const malformed: unknown[] = [
-    null, 'hb', 42, { type: 'hb' },
+    null,
+    'hb',
+    42,
+    { type: 'hb' },
     withField(addressed(c, 'hb', 'a', 'b'), 'term', -1),
     withField(addressed(c, 'hb', 'a', 'b'), 'term', 2.5),
     withField(addressed(c, 'hb', 'a', 'b'), 'term', 2 ** 60),
     withField(addressed(c, 'app', 'a', 'b'), 'entries', [{ index: 9, term: 1, type: 'normal', data: text('x') }]),
     withField(addressed(c, 'app', 'a', 'b'), 'entries', [{ index: 2, term: 1, type: 'normal', data: 'x' }]),
     withField(addressed(c, 'readIndex', 'c', 'a'), 'ctx', 'q'.repeat(1000)),
-    withField(addressed(c, 'snap', 'a', 'b'), 'snapshot', { meta: { index: 50, term: 1, conf: { voters: [], learners: [] } }, data: text('x') }),
+    withField(addressed(c, 'snap', 'a', 'b'), 'snapshot', {
+      meta: { index: 50, term: 1, conf: { voters: [], learners: [] } },
+      data: text('x'),
+    }),
     withField(addressed(c, 'vote', 'c', 'b'), 'term', Infinity),
     withField(addressed(c, 'appResp', 'b', 'a'), 'index', -3),
   ];
@@ -243,7 +315,14 @@ test('a message addressed to another node is rejected with NotAddressedToMe', ()
 
 test('responses from a non-member are rejected with UnknownSender', () => {
   const c = started();
-  for (const [type, to] of [['appResp', 'a'], ['hbResp', 'a'], ['voteResp', 'a'], ['readIndex', 'a'], ['transferLeader', 'a'], ['readIndexResp', 'b']] as const) {
+  for (const [type, to] of [
+    ['appResp', 'a'],
+    ['hbResp', 'a'],
+    ['voteResp', 'a'],
+    ['readIndex', 'a'],
+    ['transferLeader', 'a'],
+    ['readIndexResp', 'b'],
+  ] as const) {
     const before = snap(c, to);
     const m = { ...addressed(c, type, 'z', to), term: c.node(to).status().term + 5 } as Message;
     assert.deepEqual(c.node(to).step(m), { ok: false, reason: 'UnknownSender' }, type);
@@ -259,7 +338,13 @@ test('vote requests from a node outside our configuration are judged, not droppe
   // candidate counts only its own voters, so answering is safe. Stickiness still applies.
   const c = started();
   const before = snap(c, 'b');
-  const m = { ...addressed(c, 'vote', 'z', 'b'), term: c.node('b').status().term + 5, index: 100, logTerm: 100, transfer: false } as Message;
+  const m = {
+    ...addressed(c, 'vote', 'z', 'b'),
+    term: c.node('b').status().term + 5,
+    index: 100,
+    logTerm: 100,
+    transfer: false,
+  } as Message;
   assert.deepEqual(c.node('b').step(m), { ok: true });
   assert.equal(c.node('b').rejected.UnknownSender, 0);
   assert.deepEqual(snap(c, 'b'), before, 'b heard from its leader recently: the request is ignored (stickiness)');
@@ -314,12 +399,25 @@ test('an append ack for an index beyond the leader log is harmless', () => {
   const st = c.node('a').status();
   let r: unknown;
   assert.doesNotThrow(() => {
-    r = c.node('a').step({ type: 'appResp', group: 1, from: 'b', to: 'a', term: st.term, index: st.lastIndex + 1000, reject: false, hintIndex: 0, hintTerm: 0 });
+    r = c.node('a').step({
+      type: 'appResp',
+      group: 1,
+      from: 'b',
+      to: 'a',
+      term: st.term,
+      index: st.lastIndex + 1000,
+      reject: false,
+      hintIndex: 0,
+      hintTerm: 0,
+    });
   });
   assert.ok(r);
   const after = c.node('a').status();
   assert.equal(after.commit, st.commit);
-  assert.ok(after.progress.b.match <= after.lastIndex, `match ${after.progress.b.match} beyond last index ${after.lastIndex}`);
+  assert.ok(
+    after.progress.b.match <= after.lastIndex,
+    `match ${after.progress.b.match} beyond last index ${after.lastIndex}`,
+  );
   // The group keeps working.
   assert.doesNotThrow(() => {
     assert.ok(c.propose('a', 'still-fine').ok);
@@ -381,8 +479,26 @@ const POOL: Message[] = (() => {
   return pool;
 })();
 
-const KEYS = ['type', 'group', 'from', 'to', 'term', 'index', 'logTerm', 'commit', 'entries', 'reject', 'hintIndex', 'hintTerm',
-  'ctx', 'seq', 'quiesce', 'transfer', 'snapshot', 'target'];
+const KEYS = [
+  'type',
+  'group',
+  'from',
+  'to',
+  'term',
+  'index',
+  'logTerm',
+  'commit',
+  'entries',
+  'reject',
+  'hintIndex',
+  'hintTerm',
+  'ctx',
+  'seq',
+  'quiesce',
+  'transfer',
+  'snapshot',
+  'target',
+];
 
 const anyValue = fc.oneof(
   fc.anything({ maxDepth: 2 }),
@@ -407,19 +523,38 @@ type Mutation =
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('set' as const), key: fc.constantFrom(...KEYS), value: anyValue }),
   fc.record({ kind: fc.constant('delete' as const), key: fc.constantFrom(...KEYS) }),
-  fc.record({ kind: fc.constant('bump' as const), key: fc.constantFrom('term', 'index', 'logTerm', 'commit', 'hintIndex', 'hintTerm', 'seq'), delta: fc.integer({ min: -5, max: 1000 }) }),
-  fc.record({ kind: fc.constant('entry' as const), at: fc.nat(4), key: fc.constantFrom('index', 'term', 'type', 'data'), value: anyValue }),
+  fc.record({
+    kind: fc.constant('bump' as const),
+    key: fc.constantFrom('term', 'index', 'logTerm', 'commit', 'hintIndex', 'hintTerm', 'seq'),
+    delta: fc.integer({ min: -5, max: 1000 }),
+  }),
+  fc.record({
+    kind: fc.constant('entry' as const),
+    at: fc.nat(4),
+    key: fc.constantFrom('index', 'term', 'type', 'data'),
+    value: anyValue,
+  }),
   fc.record({ kind: fc.constant('dropEntry' as const), at: fc.nat(4) }),
-  fc.record({ kind: fc.constant('snapMeta' as const), key: fc.constantFrom('index', 'term', 'voters', 'learners', 'data'), value: anyValue }),
+  fc.record({
+    kind: fc.constant('snapMeta' as const),
+    key: fc.constantFrom('index', 'term', 'voters', 'learners', 'data'),
+    value: anyValue,
+  }),
 );
 
 function mutate(base: Message, ms: Mutation[]): unknown {
   const m = structuredClone(base) as unknown as Loose;
   for (const mu of ms) {
     switch (mu.kind) {
-      case 'set': m[mu.key] = mu.value; break;
-      case 'delete': delete m[mu.key]; break;
-      case 'bump': if (typeof m[mu.key] === 'number') m[mu.key] = (m[mu.key] as number) + mu.delta; break;
+      case 'set':
+        m[mu.key] = mu.value;
+        break;
+      case 'delete':
+        delete m[mu.key];
+        break;
+      case 'bump':
+        if (typeof m[mu.key] === 'number') m[mu.key] = (m[mu.key] as number) + mu.delta;
+        break;
       case 'entry': {
         const es = m.entries;
         if (Array.isArray(es) && es.length > 0) {
@@ -429,13 +564,16 @@ function mutate(base: Message, ms: Mutation[]): unknown {
         }
         break;
       }
-      case 'dropEntry': if (Array.isArray(m.entries) && m.entries.length > 0) m.entries.splice(mu.at % m.entries.length, 1); break;
+      case 'dropEntry':
+        if (Array.isArray(m.entries) && m.entries.length > 0) m.entries.splice(mu.at % m.entries.length, 1);
+        break;
       case 'snapMeta': {
         const s = m.snapshot as Loose | undefined;
         if (s && typeof s === 'object' && s.meta && typeof s.meta === 'object') {
           const meta = s.meta as Loose;
           if (mu.key === 'data') s.data = mu.value;
-          else if (mu.key === 'voters' || mu.key === 'learners') meta.conf = { ...(meta.conf as Loose), [mu.key]: mu.value };
+          else if (mu.key === 'voters' || mu.key === 'learners')
+            meta.conf = { ...(meta.conf as Loose), [mu.key]: mu.value };
           else meta[mu.key] = mu.value;
         }
         break;
@@ -455,17 +593,42 @@ type Cmd =
 
 const garbageMsg = fc.oneof(
   fc.anything({ maxDepth: 3 }),
-  fc.record({
-    type: fc.constantFrom(...MESSAGE_TYPES, 'nope'), group: fc.constantFrom(1, 2, -1, 1.5), from: fc.constantFrom(...IDS, 'z', ''),
-    to: fc.constantFrom(...IDS), term: fc.oneof(fc.integer({ min: -2, max: 6 }), anyValue), index: anyValue, logTerm: anyValue,
-    commit: anyValue, entries: fc.oneof(anyValue, fc.array(anyValue, { maxLength: 3 })), reject: anyValue, ctx: anyValue,
-    seq: anyValue, quiesce: anyValue, transfer: anyValue, snapshot: anyValue, target: anyValue, hintIndex: anyValue, hintTerm: anyValue,
-  }, { requiredKeys: ['type', 'group', 'from', 'to', 'term'] }),
+  fc.record(
+    {
+      type: fc.constantFrom(...MESSAGE_TYPES, 'nope'),
+      group: fc.constantFrom(1, 2, -1, 1.5),
+      from: fc.constantFrom(...IDS, 'z', ''),
+      to: fc.constantFrom(...IDS),
+      term: fc.oneof(fc.integer({ min: -2, max: 6 }), anyValue),
+      index: anyValue,
+      logTerm: anyValue,
+      commit: anyValue,
+      entries: fc.oneof(anyValue, fc.array(anyValue, { maxLength: 3 })),
+      reject: anyValue,
+      ctx: anyValue,
+      seq: anyValue,
+      quiesce: anyValue,
+      transfer: anyValue,
+      snapshot: anyValue,
+      target: anyValue,
+      hintIndex: anyValue,
+      hintTerm: anyValue,
+    },
+    { requiredKeys: ['type', 'group', 'from', 'to', 'term'] },
+  ),
 );
 
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ kind: fc.constant('garbage' as const), value: garbageMsg, target: fc.nat(2) }), weight: 3 },
-  { arbitrary: fc.record({ kind: fc.constant('mutated' as const), pick: fc.nat(), muts: fc.array(mutation, { minLength: 1, maxLength: 3 }), target: fc.nat(2) }), weight: 6 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('mutated' as const),
+      pick: fc.nat(),
+      muts: fc.array(mutation, { minLength: 1, maxLength: 3 }),
+      target: fc.nat(2),
+    }),
+    weight: 6,
+  },
   { arbitrary: fc.record({ kind: fc.constant('replay' as const), pick: fc.nat(), target: fc.nat(2) }), weight: 2 },
   { arbitrary: fc.constant({ kind: 'tick' as const }), weight: 2 },
   { arbitrary: fc.constant({ kind: 'stabilize' as const }), weight: 2 },
@@ -474,7 +637,17 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
 
 function describe(v: unknown): string {
   try {
-    return JSON.stringify(v, (_k, x) => (x instanceof Uint8Array ? `bytes(${x.length})` : typeof x === 'number' && !Number.isFinite(x) ? String(x) : x === undefined ? 'undefined' : typeof x === 'bigint' ? `${x}n` : x));
+    return JSON.stringify(v, (_k, x) =>
+      x instanceof Uint8Array
+        ? `bytes(${x.length})`
+        : typeof x === 'number' && !Number.isFinite(x)
+          ? String(x)
+          : x === undefined
+            ? 'undefined'
+            : typeof x === 'bigint'
+              ? `${x}n`
+              : x,
+    );
   } catch {
     return String(v);
   }
@@ -494,7 +667,10 @@ test('property: garbage and mutated messages never throw and never break invaria
         for (const id of IDS) {
           const st = c.node(id).status();
           assert.ok(st.term >= terms.get(id)!, `${where}: term of ${id} went back ${terms.get(id)} -> ${st.term}`);
-          assert.ok(st.commit >= commits.get(id)!, `${where}: commit of ${id} went back ${commits.get(id)} -> ${st.commit}`);
+          assert.ok(
+            st.commit >= commits.get(id)!,
+            `${where}: commit of ${id} went back ${commits.get(id)} -> ${st.commit}`,
+          );
           assert.ok(st.commit <= st.lastIndex, `${where}: commit of ${id} beyond its last index`);
           assert.ok(st.applied <= st.commit, `${where}: applied of ${id} beyond commit`);
           terms.set(id, st.term);
@@ -502,7 +678,10 @@ test('property: garbage and mutated messages never throw and never break invaria
         }
       };
       const stepInto = (m: unknown, fallback: number, where: string): void => {
-        const to = typeof (m as Loose)?.to === 'string' && IDS.includes((m as Loose).to as string) ? (m as Loose).to as NodeId : IDS[fallback];
+        const to =
+          typeof (m as Loose)?.to === 'string' && IDS.includes((m as Loose).to as string)
+            ? ((m as Loose).to as NodeId)
+            : IDS[fallback];
         const n: RaftNode = c.node(to);
         const before = snap(c, to);
         let r;
@@ -511,21 +690,36 @@ test('property: garbage and mutated messages never throw and never break invaria
         } catch (e) {
           throw new Error(`${where}: step into ${to} threw ${(e as Error).message} for ${describe(m)}`);
         }
-        if (!r.ok) assert.deepEqual(snap(c, to), before, `${where}: rejected (${r.reason}) but state changed: ${describe(m)}`);
+        if (!r.ok)
+          assert.deepEqual(snap(c, to), before, `${where}: rejected (${r.reason}) but state changed: ${describe(m)}`);
         check(`${where} ${describe(m)}`);
       };
       for (const [i, k] of cmds.entries()) {
         const where = `cmd ${i} (${k.kind})`;
         switch (k.kind) {
-          case 'garbage': stepInto(k.value, k.target, where); break;
-          case 'mutated': stepInto(mutate(POOL[k.pick % POOL.length], k.muts), k.target, where); break;
-          case 'replay': stepInto(structuredClone(POOL[k.pick % POOL.length]), k.target, where); break;
+          case 'garbage':
+            stepInto(k.value, k.target, where);
+            break;
+          case 'mutated':
+            stepInto(mutate(POOL[k.pick % POOL.length], k.muts), k.target, where);
+            break;
+          case 'replay':
+            stepInto(structuredClone(POOL[k.pick % POOL.length]), k.target, where);
+            break;
           case 'tick':
-            try { c.tickAll(1); } catch (e) { throw new Error(`${where}: ${(e as Error).message}`); }
+            try {
+              c.tickAll(1);
+            } catch (e) {
+              throw new Error(`${where}: ${(e as Error).message}`);
+            }
             check(where);
             break;
           case 'stabilize':
-            try { c.stabilize(); } catch (e) { throw new Error(`${where}: ${(e as Error).message}`); }
+            try {
+              c.stabilize();
+            } catch (e) {
+              throw new Error(`${where}: ${(e as Error).message}`);
+            }
             check(where);
             break;
           case 'propose': {
@@ -541,7 +735,11 @@ test('property: garbage and mutated messages never throw and never break invaria
           }
         }
       }
-      try { c.stabilize(); } catch (e) { throw new Error(`final stabilize: ${(e as Error).message}`); }
+      try {
+        c.stabilize();
+      } catch (e) {
+        throw new Error(`final stabilize: ${(e as Error).message}`);
+      }
       check('end');
     }),
     { numRuns: 250, seed: 20240611, includeErrorInReport: true },

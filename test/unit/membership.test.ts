@@ -5,15 +5,20 @@ import assert from 'node:assert/strict';
 import { TestCluster, captureReadies } from '../helpers/cluster.js';
 import type { ConfState, Message, NodeId } from '../../src/raft/index.js';
 
-const conf = (voters: NodeId[], learners: NodeId[] = []): ConfState => ({ voters: [...voters].sort(), learners: [...learners].sort() });
-
+const conf = (voters: NodeId[], learners: NodeId[] = []): ConfState => ({
+  voters: [...voters].sort(),
+  learners: [...learners].sort(),
+});
 
 function sentSince(c: TestCluster, mark: number, pred: (m: Message) => boolean = () => true): Message[] {
   return c.sent.slice(mark).filter(pred);
 }
 
 /** A 3-voter cluster with `a` as leader and one applied entry. */
-function started(ids: NodeId[] = ['a', 'b', 'c'], opts: ConstructorParameters<typeof TestCluster>[1] = {}): TestCluster {
+function started(
+  ids: NodeId[] = ['a', 'b', 'c'],
+  opts: ConstructorParameters<typeof TestCluster>[1] = {},
+): TestCluster {
   const c = new TestCluster(ids, opts);
   c.elect(ids[0]);
   assert.equal(c.leader(), ids[0]);
@@ -251,7 +256,10 @@ test('removing a follower shrinks the quorum and stops replication to it', () =>
   c.stabilize();
   assert.deepEqual(c.node('a').status().conf, conf(['a', 'b', 'c']));
   assert.equal(c.node('a').status().progress.d, undefined);
-  assert.deepEqual(readies.map((rd) => rd.conf).filter((x) => x !== null), [conf(['a', 'b', 'c'])]);
+  assert.deepEqual(
+    readies.map((rd) => rd.conf).filter((x) => x !== null),
+    [conf(['a', 'b', 'c'])],
+  );
   assert.deepEqual(c.storages.get('b')!.conf, conf(['a', 'b', 'c']));
 
   // 3 voters: a + b now commit without c and d.
@@ -266,7 +274,17 @@ test('removing a follower shrinks the quorum and stops replication to it', () =>
   assert.equal(sentSince(c, mark, (m) => m.to === 'd').length, 0, 'no messages to the removed node');
   // A response from the removed node is no longer accepted.
   const st = c.node('a').status();
-  const res = c.node('a').step({ type: 'appResp', group: 1, from: 'd', to: 'a', term: st.term, index: st.lastIndex, reject: false, hintIndex: 0, hintTerm: 0 });
+  const res = c.node('a').step({
+    type: 'appResp',
+    group: 1,
+    from: 'd',
+    to: 'a',
+    term: st.term,
+    index: st.lastIndex,
+    reject: false,
+    hintIndex: 0,
+    hintTerm: 0,
+  });
   assert.deepEqual(res, { ok: false, reason: 'UnknownSender' });
 });
 
@@ -328,7 +346,10 @@ test('a second conf change while the first is not applied is refused with ConfCh
   c.process('d');
   c.deliver((m) => m.to === 'a');
   assert.equal(c.node('a').status().applied < r1.index, true);
-  assert.deepEqual(c.node('a').proposeConfChange({ type: 'addLearner', node: 'e' }), { ok: false, reason: 'ConfChangeInProgress' });
+  assert.deepEqual(c.node('a').proposeConfChange({ type: 'addLearner', node: 'e' }), {
+    ok: false,
+    reason: 'ConfChangeInProgress',
+  });
   c.stabilize();
   assert.ok(c.node('a').status().applied >= r1.index);
   const r3 = c.node('a').proposeConfChange({ type: 'addLearner', node: 'e' });
@@ -367,7 +388,10 @@ test('a new leader refuses conf changes until an entry of its term is applied (l
   electStepwise(c, 'a', 'b');
   const term = c.node('b').status().term;
   c.addEmpty('d');
-  assert.deepEqual(c.node('b').proposeConfChange({ type: 'addLearner', node: 'd' }), { ok: false, reason: 'ConfChangeInProgress' });
+  assert.deepEqual(c.node('b').proposeConfChange({ type: 'addLearner', node: 'd' }), {
+    ok: false,
+    reason: 'ConfChangeInProgress',
+  });
   c.stabilize();
   const st = c.node('b').status();
   assert.equal(st.role, 'leader');

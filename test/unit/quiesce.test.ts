@@ -55,7 +55,10 @@ test('an idle leader quiesces after N idle ticks and then sends nothing', () => 
   c.tickAll(200);
   assert.equal(c.sent.length, quiet, 'no messages at all while quiesced');
   assert.equal(c.leader(), 'a');
-  assert.deepEqual(['a', 'b', 'c'].map((id) => c.node(id).status().term), terms);
+  assert.deepEqual(
+    ['a', 'b', 'c'].map((id) => c.node(id).status().term),
+    terms,
+  );
   for (const id of ['a', 'b', 'c']) assert.equal(c.node(id).isQuiesced(), true);
 });
 
@@ -95,8 +98,27 @@ test('a proposal wakes a quiesced group and commits normally', () => {
 test('any message other than the quiesce heartbeat wakes a quiesced follower', () => {
   const probes: ((term: number, commit: number, last: number) => Message)[] = [
     (term, commit) => ({ type: 'hb', group: 1, from: 'a', to: 'b', term, commit, ctx: '', seq: 99, quiesce: false }),
-    (term, _commit, last) => ({ type: 'app', group: 1, from: 'a', to: 'b', term, index: last, logTerm: term, entries: [], commit: last }),
-    (term, _commit, last) => ({ type: 'preVote', group: 1, from: 'c', to: 'b', term: term + 1, index: last, logTerm: term, transfer: false }),
+    (term, _commit, last) => ({
+      type: 'app',
+      group: 1,
+      from: 'a',
+      to: 'b',
+      term,
+      index: last,
+      logTerm: term,
+      entries: [],
+      commit: last,
+    }),
+    (term, _commit, last) => ({
+      type: 'preVote',
+      group: 1,
+      from: 'c',
+      to: 'b',
+      term: term + 1,
+      index: last,
+      logTerm: term,
+      transfer: false,
+    }),
     (term) => ({ type: 'readIndex', group: 1, from: 'c', to: 'b', term, ctx: 'r' }),
     (term) => ({ type: 'transferLeader', group: 1, from: 'c', to: 'b', term, target: 'c' }),
   ];
@@ -110,7 +132,17 @@ test('any message other than the quiesce heartbeat wakes a quiesced follower', (
   // The quiesce heartbeat itself does not.
   const c = quiesced();
   const st = c.node('b').status();
-  c.node('b').step({ type: 'hb', group: 1, from: 'a', to: 'b', term: st.term, commit: st.commit, ctx: '', seq: 0, quiesce: true });
+  c.node('b').step({
+    type: 'hb',
+    group: 1,
+    from: 'a',
+    to: 'b',
+    term: st.term,
+    commit: st.commit,
+    ctx: '',
+    seq: 0,
+    quiesce: true,
+  });
   assert.equal(c.node('b').isQuiesced(), true);
 });
 
@@ -118,7 +150,17 @@ test('a woken follower runs its election clock again', () => {
   const c = quiesced();
   c.isolate('a');
   const st = c.node('b').status();
-  c.node('b').step({ type: 'hb', group: 1, from: 'a', to: 'b', term: st.term, commit: st.commit, ctx: '', seq: 0, quiesce: false });
+  c.node('b').step({
+    type: 'hb',
+    group: 1,
+    from: 'a',
+    to: 'b',
+    term: st.term,
+    commit: st.commit,
+    ctx: '',
+    seq: 0,
+    quiesce: false,
+  });
   c.process();
   c.queue = [];
   for (let i = 0; i < 40 && c.node('b').status().role === 'follower'; i++) {
@@ -177,7 +219,10 @@ test('leaderUnreachable on a non-quiesced follower or a leader changes nothing',
   const c = started();
   const before = ['a', 'b', 'c'].map((id) => c.node(id).status());
   for (const id of ['a', 'b', 'c']) c.node(id).leaderUnreachable();
-  assert.deepEqual(['a', 'b', 'c'].map((id) => c.node(id).status()), before);
+  assert.deepEqual(
+    ['a', 'b', 'c'].map((id) => c.node(id).status()),
+    before,
+  );
 });
 
 test('a leader with a follower reported unreachable can still quiesce if a quorum is caught up', () => {
@@ -191,12 +236,20 @@ test('a leader with a follower reported unreachable can still quiesce if a quoru
   const mark = c.sent.length;
   tickUntilQuiesced(c, 'a');
   const qhb = c.sent.slice(mark).filter(isQuiesceHb);
-  assert.deepEqual(qhb.map((m) => m.to), ['b'], 'quiesce heartbeat only to the reachable follower');
+  assert.deepEqual(
+    qhb.map((m) => m.to),
+    ['b'],
+    'quiesce heartbeat only to the reachable follower',
+  );
   assert.equal(c.node('b').isQuiesced(), true);
   const quiet = c.sent.length;
   c.tickAll(50);
   // (c, cut off and never told to quiesce, may try to campaign; its messages are lost.)
-  assert.deepEqual(c.sent.slice(quiet).filter((m) => m.from !== 'c'), [], 'a and b send nothing');
+  assert.deepEqual(
+    c.sent.slice(quiet).filter((m) => m.from !== 'c'),
+    [],
+    'a and b send nothing',
+  );
   assert.equal(c.node('a').status().role, 'leader');
   // When c comes back and the group wakes, c catches up.
   c.heal();
@@ -214,7 +267,10 @@ test('a leader does not quiesce while a reachable follower is behind', () => {
     const mark = c.sent.length;
     c.tickAll(1);
     assert.equal(c.node('a').isQuiesced(), false);
-    assert.ok(c.sent.slice(mark).some((m) => m.type === 'hb' && m.to === 'c' && !m.quiesce), 'keeps heartbeating c');
+    assert.ok(
+      c.sent.slice(mark).some((m) => m.type === 'hb' && m.to === 'c' && !m.quiesce),
+      'keeps heartbeating c',
+    );
   }
   assert.equal(c.sent.filter(isQuiesceHb).length, 0);
 });
@@ -223,7 +279,17 @@ test('a follower that is behind does not quiesce on a quiesce heartbeat', () => 
   const c = started();
   const st = c.node('b').status();
   // The leader claims a commit index beyond b's log: b is not caught up and keeps its clock.
-  c.node('b').step({ type: 'hb', group: 1, from: 'a', to: 'b', term: st.term, commit: st.lastIndex + 5, ctx: '', seq: 0, quiesce: true });
+  c.node('b').step({
+    type: 'hb',
+    group: 1,
+    from: 'a',
+    to: 'b',
+    term: st.term,
+    commit: st.lastIndex + 5,
+    ctx: '',
+    seq: 0,
+    quiesce: true,
+  });
   assert.equal(c.node('b').isQuiesced(), false);
 });
 
@@ -306,14 +372,23 @@ test('late answers to the last heartbeats before quiescing do not renew the leas
   c.node('a').readIndex('r2');
   c.stabilize();
   const served = c.readStates.get('a')!;
-  assert.deepEqual(served, [], `stale lease read served at index ${served[0]?.index} while ${leader} committed ${w.index}`);
+  assert.deepEqual(
+    served,
+    [],
+    `stale lease read served at index ${served[0]?.index} while ${leader} committed ${w.index}`,
+  );
 });
 
 test('fast failover with lease reads: a surviving voter campaigns one tick after the lease lapses, not after a randomized timeout', () => {
   // Many seeds, so that a randomized timeout (10..19 ticks) would show up as late elections.
   const late: number[] = [];
   for (let seed = 1; seed <= 20; seed++) {
-    const c = new TestCluster(['a', 'b', 'c'], { seed, quiesceAfterTicks: N, leaseReads: true, checkQuorum: true } as ClusterOptions);
+    const c = new TestCluster(['a', 'b', 'c'], {
+      seed,
+      quiesceAfterTicks: N,
+      leaseReads: true,
+      checkQuorum: true,
+    } as ClusterOptions);
     c.elect('a');
     c.isolate('a');
     c.node('b').leaderUnreachable();
@@ -326,7 +401,12 @@ test('fast failover with lease reads: a surviving voter campaigns one tick after
       c.tick('b');
       c.tick('c');
       c.stabilize();
-      if (ticks <= 10) assert.equal(c.sent.slice(mark).filter((m) => m.type === 'preVote').length, 0, `seed ${seed}: no campaign inside the old leader's lease (tick ${ticks})`);
+      if (ticks <= 10)
+        assert.equal(
+          c.sent.slice(mark).filter((m) => m.type === 'preVote').length,
+          0,
+          `seed ${seed}: no campaign inside the old leader's lease (tick ${ticks})`,
+        );
       leader = ['b', 'c'].find((id) => c.node(id).status().role === 'leader');
     }
     assert.ok(leader, `seed ${seed}: elected`);
@@ -384,7 +464,11 @@ test('fast failover with coalesced ticks: both survivors campaign at once, the w
     c.node('c').tick(10);
     c.stabilize();
     const leaders = ['b', 'c'].filter((id) => c.node(id).status().role === 'leader');
-    assert.equal(leaders.length, 1, `group ${1 + round}: one survivor leads after one round (roles ${['b', 'c'].map((id) => c.node(id).status().role)})`);
+    assert.equal(
+      leaders.length,
+      1,
+      `group ${1 + round}: one survivor leads after one round (roles ${['b', 'c'].map((id) => c.node(id).status().role)})`,
+    );
     assert.equal(c.node(leaders[0]).status().term, term + 1, 'no split vote: a single term increment');
   }
 });
@@ -396,11 +480,18 @@ test('quiesceAtOnce: a write to an idle group costs its appends, its acks and on
     assert.ok(c.propose('a', 'w').ok);
     c.stabilize(); // no tick
     for (const id of ['a', 'b', 'c']) {
-      assert.equal(c.node(id).isQuiesced(), true, `${id} quiesced again without a tick (skipCommitBroadcast ${skipCommitBroadcast})`);
+      assert.equal(
+        c.node(id).isQuiesced(),
+        true,
+        `${id} quiesced again without a tick (skipCommitBroadcast ${skipCommitBroadcast})`,
+      );
       assert.equal(c.node(id).status().commit, c.node('a').status().lastIndex, `${id} knows the commit`);
       assert.ok(c.appliedData(id).includes('w'), `${id} applied the write`);
     }
-    const types = c.sent.slice(mark).map((m) => (isQuiesceHb(m) ? 'quiesce' : m.type)).sort();
+    const types = c.sent
+      .slice(mark)
+      .map((m) => (isQuiesceHb(m) ? 'quiesce' : m.type))
+      .sort();
     const want = skipCommitBroadcast
       ? ['app', 'app', 'appResp', 'appResp', 'quiesce', 'quiesce']
       : ['app', 'app', 'app', 'app', 'appResp', 'appResp', 'appResp', 'appResp', 'quiesce', 'quiesce'];

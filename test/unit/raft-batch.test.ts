@@ -38,11 +38,31 @@ test('extreme but legal values survive: 2^53-1 indexes and terms, long ids and c
   const max = Number.MAX_SAFE_INTEGER;
   const id = 'ñ'.repeat(128);
   const msgs: Message[] = [
-    { type: 'hb', group: 0xffffffff, from: id, to: 'n2', term: max, commit: max, ctx: 'x'.repeat(256), seq: max, quiesce: false },
+    {
+      type: 'hb',
+      group: 0xffffffff,
+      from: id,
+      to: 'n2',
+      term: max,
+      commit: max,
+      ctx: 'x'.repeat(256),
+      seq: max,
+      quiesce: false,
+    },
     { type: 'appResp', group: 0, from: 'n2', to: id, term: 0, index: max, reject: false, hintIndex: 0, hintTerm: max },
     {
-      type: 'app', group: 3, from: id, to: 'n2', term: 9, index: max - 2, logTerm: 9, commit: 0,
-      entries: [{ index: max - 1, term: 9, type: 'normal', data: new Uint8Array(200_000).fill(3) }, { index: max, term: 9, type: 'normal', data: new Uint8Array(0) }],
+      type: 'app',
+      group: 3,
+      from: id,
+      to: 'n2',
+      term: 9,
+      index: max - 2,
+      logTerm: 9,
+      commit: 0,
+      entries: [
+        { index: max - 1, term: 9, type: 'normal', data: new Uint8Array(200_000).fill(3) },
+        { index: max, term: 9, type: 'normal', data: new Uint8Array(0) },
+      ],
     },
   ];
   const r = ok(c.decode(c.encode(msgs)));
@@ -72,7 +92,14 @@ test('the encoder reuses its buffer but every result owns its bytes', () => {
 test('a typical append is small: one 16 B entry in under 40 bytes per message', () => {
   const c = new RaftBatchCodec();
   const msgs: Message[] = Array.from({ length: 1000 }, (_, g) => ({
-    type: 'app', group: g, from: 'n1', to: 'n2', term: 5, index: 1000 + g, logTerm: 5, commit: 999 + g,
+    type: 'app',
+    group: g,
+    from: 'n1',
+    to: 'n2',
+    term: 5,
+    index: 1000 + g,
+    logTerm: 5,
+    commit: 999 + g,
     entries: [{ index: 1001 + g, term: 5, type: 'normal', data: new Uint8Array(16).fill(7) }],
   }));
   const size = c.encode(msgs).byteLength;
@@ -83,18 +110,31 @@ test('well-framed but invalid messages are dropped one by one, the rest kept', (
   const c = new RaftBatchCodec();
   const bad: Message[] = [
     { ...(sample('app') as Extract<Message, { type: 'app' }>), logTerm: 8 }, //                 logTerm above term
-    { ...(sample('app') as Extract<Message, { type: 'app' }>), entries: [{ index: 11, term: 99, type: 'normal', data: bytes('x') }] }, // entry term above term
-    { ...(sample('app') as Extract<Message, { type: 'app' }>), entries: [{ index: 11, term: 5, type: 'normal', data: bytes('x') }] }, // entry term below logTerm
+    {
+      ...(sample('app') as Extract<Message, { type: 'app' }>),
+      entries: [{ index: 11, term: 99, type: 'normal', data: bytes('x') }],
+    }, // entry term above term
+    {
+      ...(sample('app') as Extract<Message, { type: 'app' }>),
+      entries: [{ index: 11, term: 5, type: 'normal', data: bytes('x') }],
+    }, // entry term below logTerm
     { ...(sample('readIndex') as Extract<Message, { type: 'readIndex' }>), ctx: '' }, //          empty read ctx
     { ...(sample('hb') as Extract<Message, { type: 'hb' }>), ctx: 'y'.repeat(257) }, //          ctx too long
   ];
   for (const m of bad) {
     const r = ok(c.decode(c.encode([sample('timeoutNow', 1), m, sample('timeoutNow', 2)])));
-    assert.deepEqual(r.messages.map((x) => x.group), [1, 2], `kept the valid neighbours of ${JSON.stringify(plain(m)).slice(0, 80)}`);
+    assert.deepEqual(
+      r.messages.map((x) => x.group),
+      [1, 2],
+      `kept the valid neighbours of ${JSON.stringify(plain(m)).slice(0, 80)}`,
+    );
     assert.deepEqual(r.dropped, { 'raft.Malformed': 1 });
   }
   const snap = sample('snap') as Extract<Message, { type: 'snap' }>;
-  const noVoters = { ...snap, snapshot: { ...snap.snapshot, meta: { ...snap.snapshot.meta, conf: { voters: [], learners: [] } } } };
+  const noVoters = {
+    ...snap,
+    snapshot: { ...snap.snapshot, meta: { ...snap.snapshot.meta, conf: { voters: [], learners: [] } } },
+  };
   assert.deepEqual(ok(c.decode(c.encode([noVoters]))).dropped, { 'raft.Malformed': 1 });
 });
 
@@ -110,26 +150,36 @@ test('broken headers and framing are typed errors; a broken message ends the bat
   assert.ok(c.decode(trailing) instanceof RaftBatchError, 'trailing bytes');
   // Truncated inside the second message: the first survives, the rest is counted as dropped.
   const cut = ok(c.decode(good.subarray(0, good.length - 30)));
-  assert.deepEqual(cut.messages.map((m) => m.group), [1]);
+  assert.deepEqual(
+    cut.messages.map((m) => m.group),
+    [1],
+  );
   assert.equal(cut.dropped?.['raft.Malformed'], 2);
 });
 
 test('hostile input never throws, and whatever it yields passes the core validation', () => {
   const c = new RaftBatchCodec();
-  const seeds = [c.encode(MESSAGE_TYPES.map((t, i) => sample(t, i))), c.encode([sample('app')]), c.encode([sample('snap')])];
-  fc.assert(fc.property(
-    fc.integer({ min: 0, max: seeds.length - 1 }),
-    fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
-    fc.nat(),
-    fc.uint8Array({ maxLength: 64 }),
-    (which, flips, cutAt, junk) => {
-      const b = seeds[which].slice();
-      for (const [at, v] of flips) b[at % b.length] = v;
-      for (const input of [b, b.subarray(0, cutAt % (b.length + 1)), junk, Uint8Array.of(0xfb, 2, ...junk)]) {
-        const r = c.decode(input);
-        if (r instanceof RaftBatchError) continue;
-        for (const m of r.messages) assert.equal(validateMessage(m), null, JSON.stringify(plain(m)).slice(0, 200));
-      }
-    },
-  ), { numRuns: 3000, seed: 42 });
+  const seeds = [
+    c.encode(MESSAGE_TYPES.map((t, i) => sample(t, i))),
+    c.encode([sample('app')]),
+    c.encode([sample('snap')]),
+  ];
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: seeds.length - 1 }),
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
+      fc.nat(),
+      fc.uint8Array({ maxLength: 64 }),
+      (which, flips, cutAt, junk) => {
+        const b = seeds[which].slice();
+        for (const [at, v] of flips) b[at % b.length] = v;
+        for (const input of [b, b.subarray(0, cutAt % (b.length + 1)), junk, Uint8Array.of(0xfb, 2, ...junk)]) {
+          const r = c.decode(input);
+          if (r instanceof RaftBatchError) continue;
+          for (const m of r.messages) assert.equal(validateMessage(m), null, JSON.stringify(plain(m)).slice(0, 200));
+        }
+      },
+    ),
+    { numRuns: 3000, seed: 42 },
+  );
 });

@@ -4,10 +4,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestCluster, type ClusterOptions, captureReadies } from '../helpers/cluster.js';
 import {
-  MemoryStorage, RaftError, RaftNode, resolveConfig, seededRandom,
-  type Message, type MsgHeartbeat, type NodeId, type Ready,
+  MemoryStorage,
+  RaftError,
+  RaftNode,
+  resolveConfig,
+  seededRandom,
+  type Message,
+  type MsgHeartbeat,
+  type NodeId,
+  type Ready,
 } from '../../src/raft/index.js';
-
 
 const dropped = (rds: Ready[]): string[] => rds.flatMap((r) => [...r.droppedReads]);
 
@@ -20,7 +26,10 @@ function started(ids: NodeId[] = ['a', 'b', 'c'], opts: ClusterOptions = {}): Te
   return c;
 }
 
-const isReadHb = (ctx: string) => (m: Message): m is MsgHeartbeat => m.type === 'hb' && m.ctx === ctx;
+const isReadHb =
+  (ctx: string) =>
+  (m: Message): m is MsgHeartbeat =>
+    m.type === 'hb' && m.ctx === ctx;
 
 /** Transfer leadership to `to`, delivering step by step; stop as soon as `to` is leader (its
  *  no-op entry appended, not yet replicated). */
@@ -84,8 +93,15 @@ test('a read whose heartbeat round was lost is retried by later heartbeats', () 
   c.queue = []; // the whole round is lost; the leader stays leader
   c.tickAll(20);
   assert.equal(c.leader(), 'a');
-  assert.equal(c.readStates.get('a')!.length + dropped(readies).length, 1, 'the read is answered or dropped, not left hanging');
-  assert.deepEqual(c.readStates.get('a')!.map((r) => r.ctx), ['lost-round']);
+  assert.equal(
+    c.readStates.get('a')!.length + dropped(readies).length,
+    1,
+    'the read is answered or dropped, not left hanging',
+  );
+  assert.deepEqual(
+    c.readStates.get('a')!.map((r) => r.ctx),
+    ['lost-round'],
+  );
 });
 
 test('heartbeat answers from a learner do not count toward the read quorum', () => {
@@ -97,7 +113,10 @@ test('heartbeat answers from a learner do not count toward the read quorum', () 
   assert.equal(c.queue.filter(isReadHb('rl')).length, 3);
   c.queue = c.queue.filter((m) => m.to === 'l'); // the voters never see the round
   c.stabilize();
-  assert.ok(c.sent.some((m) => m.type === 'hbResp' && m.from === 'l' && m.ctx === 'rl'), 'the learner answered');
+  assert.ok(
+    c.sent.some((m) => m.type === 'hbResp' && m.from === 'l' && m.ctx === 'rl'),
+    'the learner answered',
+  );
   assert.deepEqual(c.readStates.get('a'), []);
 });
 
@@ -289,9 +308,20 @@ test('a lease is not extended by acks of heartbeats the leader sent long ago', (
 });
 
 test('leaseReads without checkQuorum is an invalid configuration', () => {
-  const base = { id: 'a', group: 1, storage: new MemoryStorage({ voters: ['a'], learners: [] }), random: seededRandom(1) };
-  assert.throws(() => resolveConfig({ ...base, leaseReads: true, checkQuorum: false }), (e: unknown) => e instanceof RaftError && e.code === 'InvalidConfig');
-  assert.throws(() => new RaftNode({ ...base, leaseReads: true, checkQuorum: false }), (e: unknown) => e instanceof RaftError && e.code === 'InvalidConfig');
+  const base = {
+    id: 'a',
+    group: 1,
+    storage: new MemoryStorage({ voters: ['a'], learners: [] }),
+    random: seededRandom(1),
+  };
+  assert.throws(
+    () => resolveConfig({ ...base, leaseReads: true, checkQuorum: false }),
+    (e: unknown) => e instanceof RaftError && e.code === 'InvalidConfig',
+  );
+  assert.throws(
+    () => new RaftNode({ ...base, leaseReads: true, checkQuorum: false }),
+    (e: unknown) => e instanceof RaftError && e.code === 'InvalidConfig',
+  );
   assert.doesNotThrow(() => resolveConfig({ ...base, leaseReads: true, checkQuorum: true }));
   assert.doesNotThrow(() => resolveConfig({ ...base, leaseReads: false, checkQuorum: false }));
 });

@@ -5,8 +5,14 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  MemoryStorage, RaftNode, seededRandom,
-  type Entry, type Message, type MsgApp, type NodeId, type Ready,
+  MemoryStorage,
+  RaftNode,
+  seededRandom,
+  type Entry,
+  type Message,
+  type MsgApp,
+  type NodeId,
+  type Ready,
 } from '../../src/raft/index.js';
 import { TestCluster, str, text, chaosTick } from '../helpers/cluster.js';
 
@@ -22,7 +28,13 @@ function ok(value: unknown, message = 'expected a truthy value'): asserts value 
 // Local helpers.
 
 /** A storage holding `log` (entry i+1 has term log[i][0] and data log[i][1]) and a hard state. */
-function storageWith(voters: NodeId[], log: [number, string][], term: number, commit: number, vote: NodeId = ''): MemoryStorage {
+function storageWith(
+  voters: NodeId[],
+  log: [number, string][],
+  term: number,
+  commit: number,
+  vote: NodeId = '',
+): MemoryStorage {
   const st = new MemoryStorage({ voters: [...voters].sort(), learners: [] });
   st.append(log.map(([t, d], i) => ({ index: i + 1, term: t, type: 'normal' as const, data: text(d) })));
   st.setHardState({ term, vote, commit });
@@ -30,7 +42,8 @@ function storageWith(voters: NodeId[], log: [number, string][], term: number, co
 }
 
 /** `n` entries of term t with data `${tag}${k}`. */
-const run = (t: number, n: number, tag: string): [number, string][] => Array.from({ length: n }, (_, k) => [t, `${tag}${k}`]);
+const run = (t: number, n: number, tag: string): [number, string][] =>
+  Array.from({ length: n }, (_, k) => [t, `${tag}${k}`]);
 
 /** Call `hook` with every Ready any node of the cluster produces (before the cluster persists it).
  *  Returns a function to call after TestCluster.restart (new node objects). */
@@ -99,7 +112,10 @@ describe('commitment (§5.3, §5.4.2, figure 8)', () => {
     ok(l && l !== 'a');
     const t = c.node(l!).status().term;
     ok(t > 1);
-    assert.deepEqual(c.persistedLog(l!), [[1, 1], [2, t]]);
+    assert.deepEqual(c.persistedLog(l!), [
+      [1, 1],
+      [2, t],
+    ]);
     assert.equal(c.node(l!).status().commit, 2);
   });
 
@@ -112,15 +128,34 @@ describe('commitment (§5.3, §5.4.2, figure 8)', () => {
       const c = new TestCluster(['a', 'b', 'c'], { seed });
       c.elect('a');
       for (const id of ['b', 'c']) {
-        assert.equal(c.node(id).status().commit, 1, `seed ${seed}: follower ${id} commit after the election settled (no tick)`);
+        assert.equal(
+          c.node(id).status().commit,
+          1,
+          `seed ${seed}: follower ${id} commit after the election settled (no tick)`,
+        );
       }
     }
   });
 
   test('direct: an old-term entry on a majority is not committed until an entry of the current term is', () => {
     // a: [1, 2] at term 3; it wins term 4 and appends its no-op at index 3.
-    const st = storageWith(['a', 'b', 'c'], [[1, 'e1'], [2, 'e2']], 3, 1);
-    const n = new RaftNode({ id: 'a', group: G, storage: st, random: seededRandom(1), preVote: false, electionTicks: 10 });
+    const st = storageWith(
+      ['a', 'b', 'c'],
+      [
+        [1, 'e1'],
+        [2, 'e2'],
+      ],
+      3,
+      1,
+    );
+    const n = new RaftNode({
+      id: 'a',
+      group: G,
+      storage: st,
+      random: seededRandom(1),
+      preVote: false,
+      electionTicks: 10,
+    });
     const persist = () => {
       while (n.hasReady()) {
         st.persist(n.ready());
@@ -133,13 +168,43 @@ describe('commitment (§5.3, §5.4.2, figure 8)', () => {
     assert.equal(n.status().role, 'leader');
     assert.equal(n.status().lastIndex, 3);
     // b acknowledges index 2 only (a and b hold (2, 2): a majority of 3).
-    n.step({ type: 'appResp', group: G, from: 'b', to: 'a', term: 4, index: 2, reject: false, hintIndex: 0, hintTerm: 0 });
+    n.step({
+      type: 'appResp',
+      group: G,
+      from: 'b',
+      to: 'a',
+      term: 4,
+      index: 2,
+      reject: false,
+      hintIndex: 0,
+      hintTerm: 0,
+    });
     persist();
     assert.equal(n.status().commit, 1, 'entry 2 (term 2) must not be committed by counting replicas');
-    n.step({ type: 'appResp', group: G, from: 'c', to: 'a', term: 4, index: 2, reject: false, hintIndex: 0, hintTerm: 0 });
+    n.step({
+      type: 'appResp',
+      group: G,
+      from: 'c',
+      to: 'a',
+      term: 4,
+      index: 2,
+      reject: false,
+      hintIndex: 0,
+      hintTerm: 0,
+    });
     persist();
     assert.equal(n.status().commit, 1, 'not even when every replica holds it');
-    n.step({ type: 'appResp', group: G, from: 'b', to: 'a', term: 4, index: 3, reject: false, hintIndex: 0, hintTerm: 0 });
+    n.step({
+      type: 'appResp',
+      group: G,
+      from: 'b',
+      to: 'a',
+      term: 4,
+      index: 3,
+      reject: false,
+      hintIndex: 0,
+      hintTerm: 0,
+    });
     assert.equal(n.status().commit, 3, 'the no-op of term 4 on a majority commits everything before it');
   });
 
@@ -147,11 +212,44 @@ describe('commitment (§5.3, §5.4.2, figure 8)', () => {
   function figure8(seed: number): TestCluster {
     const ids = ['s1', 's2', 's3', 's4', 's5'];
     const c = new TestCluster(ids, { seed, maxMsgBytes: 1 }); // one entry per append
-    c.add('s1', storageWith(ids, [[1, 'e1'], [2, 'x2']], 3, 1));
-    c.add('s2', storageWith(ids, [[1, 'e1'], [2, 'x2']], 3, 1));
+    c.add(
+      's1',
+      storageWith(
+        ids,
+        [
+          [1, 'e1'],
+          [2, 'x2'],
+        ],
+        3,
+        1,
+      ),
+    );
+    c.add(
+      's2',
+      storageWith(
+        ids,
+        [
+          [1, 'e1'],
+          [2, 'x2'],
+        ],
+        3,
+        1,
+      ),
+    );
     c.add('s3', storageWith(ids, [[1, 'e1']], 3, 1));
     c.add('s4', storageWith(ids, [[1, 'e1']], 3, 1));
-    c.add('s5', storageWith(ids, [[1, 'e1'], [3, 'x5']], 3, 1));
+    c.add(
+      's5',
+      storageWith(
+        ids,
+        [
+          [1, 'e1'],
+          [3, 'x5'],
+        ],
+        3,
+        1,
+      ),
+    );
     c.dropIf = (m) => [m.from, m.to].some((x) => x === 's4' || x === 's5');
     c.node('s1').campaign();
     // s3 receives the leader's appends without the term-4 suffix: only (2, 2) reaches it.
@@ -159,9 +257,20 @@ describe('commitment (§5.3, §5.4.2, figure 8)', () => {
     const s1 = c.node('s1').status();
     assert.equal(s1.role, 'leader');
     assert.equal(s1.term, 4);
-    assert.deepEqual(c.persistedLog('s1'), [[1, 1], [2, 2], [3, 4]]);
-    assert.deepEqual(c.persistedLog('s2'), [[1, 1], [2, 2], [3, 4]]);
-    assert.deepEqual(c.persistedLog('s3'), [[1, 1], [2, 2]]);
+    assert.deepEqual(c.persistedLog('s1'), [
+      [1, 1],
+      [2, 2],
+      [3, 4],
+    ]);
+    assert.deepEqual(c.persistedLog('s2'), [
+      [1, 1],
+      [2, 2],
+      [3, 4],
+    ]);
+    assert.deepEqual(c.persistedLog('s3'), [
+      [1, 1],
+      [2, 2],
+    ]);
     assert.equal(s1.progress.s3.match, 2, 'the leader knows s3 holds index 2');
     assert.equal(s1.progress.s2.match, 3);
     return c;
@@ -180,7 +289,14 @@ describe('commitment (§5.3, §5.4.2, figure 8)', () => {
     for (const a of ['s1', 's2']) for (const b of ['s3', 's4', 's5']) c.cutLink(a, b);
     for (let i = 0; i < 200 && c.node('s5').status().role !== 'leader'; i++) c.tickAll(1);
     assert.equal(c.node('s5').status().role, 'leader', 's5 was elected');
-    assert.deepEqual(c.persistedLog('s3').slice(0, 2), [[1, 1], [2, 3]], 'index 2 replaced on s3');
+    assert.deepEqual(
+      c.persistedLog('s3').slice(0, 2),
+      [
+        [1, 1],
+        [2, 3],
+      ],
+      'index 2 replaced on s3',
+    );
     c.heal();
     c.tickAll(40);
     const ref = c.persistedLog('s5');
@@ -196,7 +312,11 @@ describe('commitment (§5.3, §5.4.2, figure 8)', () => {
     // Let s3 receive (3, 4) now (s4 and s5 still unreachable); lost appends are retried by ticks.
     c.tickAll(25);
     assert.equal(c.node('s1').status().role, 'leader');
-    assert.deepEqual(c.persistedLog('s3'), [[1, 1], [2, 2], [3, 4]]);
+    assert.deepEqual(c.persistedLog('s3'), [
+      [1, 1],
+      [2, 2],
+      [3, 4],
+    ]);
     assert.equal(c.node('s1').status().commit, 3);
     for (const id of ['s1', 's2', 's3']) assert.deepEqual(c.appliedData(id), ['e1', 'x2'], `${id} applied`);
   });
@@ -213,7 +333,11 @@ describe('log matching and backtracking', () => {
     c.stabilize();
     assert.equal(c.persistedLog('a').length, 5, 'a persisted its uncommitted suffix');
     const newLeader = () => ['b', 'c'].find((x) => c.node(x).status().role === 'leader');
-    for (let i = 0; i < 100 && !newLeader(); i++) { c.tick('b'); c.tick('c'); c.stabilize(); }
+    for (let i = 0; i < 100 && !newLeader(); i++) {
+      c.tick('b');
+      c.tick('c');
+      c.stabilize();
+    }
     const l = newLeader()!;
     ok(l, 'b or c was elected');
     for (const s of ['new1', 'new2']) assert.equal(c.propose(l, s).ok, true);
@@ -223,7 +347,10 @@ describe('log matching and backtracking', () => {
     const ref = c.persistedLog(l);
     assert.equal(ref.length, 5);
     assert.deepEqual(c.persistedLog('a'), ref, "a's log now equals the leader's");
-    const data = c.storages.get('a')!.entries(1, 6, 1 << 20).map((e) => str(e.data));
+    const data = c.storages
+      .get('a')!
+      .entries(1, 6, 1 << 20)
+      .map((e) => str(e.data));
     assert.deepEqual(data.slice(2), ['', 'new1', 'new2']);
     for (const id of ['a', 'b', 'c']) assert.deepEqual(c.appliedData(id), ['base', 'new1', 'new2']);
   });
@@ -231,14 +358,61 @@ describe('log matching and backtracking', () => {
   test('a constructed conflicting tail (longer than the leader log) is truncated and replaced in storage', () => {
     const ids = ['a', 'b', 'c'];
     const c = new TestCluster(ids, { seed: 5 });
-    c.add('a', storageWith(ids, [[1, 'c1'], [1, 'c2'], [3, 'a3']], 3, 2));
-    c.add('b', storageWith(ids, [[1, 'c1'], [1, 'c2'], [3, 'a3']], 3, 2));
-    c.add('c', storageWith(ids, [[1, 'c1'], [1, 'c2'], [2, 'z3'], [2, 'z4'], [2, 'z5'], [2, 'z6']], 2, 2));
+    c.add(
+      'a',
+      storageWith(
+        ids,
+        [
+          [1, 'c1'],
+          [1, 'c2'],
+          [3, 'a3'],
+        ],
+        3,
+        2,
+      ),
+    );
+    c.add(
+      'b',
+      storageWith(
+        ids,
+        [
+          [1, 'c1'],
+          [1, 'c2'],
+          [3, 'a3'],
+        ],
+        3,
+        2,
+      ),
+    );
+    c.add(
+      'c',
+      storageWith(
+        ids,
+        [
+          [1, 'c1'],
+          [1, 'c2'],
+          [2, 'z3'],
+          [2, 'z4'],
+          [2, 'z5'],
+          [2, 'z6'],
+        ],
+        2,
+        2,
+      ),
+    );
     c.elect('a');
     assert.equal(c.leader(), 'a');
-    const ref: [number, number][] = [[1, 1], [2, 1], [3, 3], [4, 4]];
+    const ref: [number, number][] = [
+      [1, 1],
+      [2, 1],
+      [3, 3],
+      [4, 4],
+    ];
     assert.deepEqual(c.persistedLog('c'), ref, 'suffix replaced, stale tail (5, 6) dropped');
-    const data = c.storages.get('c')!.entries(1, 5, 1 << 20).map((e) => str(e.data));
+    const data = c.storages
+      .get('c')!
+      .entries(1, 5, 1 << 20)
+      .map((e) => str(e.data));
     assert.deepEqual(data, ['c1', 'c2', 'a3', '']);
     for (const id of ids) assert.deepEqual(c.appliedData(id), ['c1', 'c2', 'a3']);
   });
@@ -286,7 +460,10 @@ describe('flow control', () => {
     assert.equal(pr().state, 'probe');
     assert.equal(c.node('a').status().progress.c.state, 'replicate');
     const before = c.sent.length;
-    for (let i = 0; i < 3; i++) { c.propose('a', `p${i}`); c.stabilize(); }
+    for (let i = 0; i < 3; i++) {
+      c.propose('a', `p${i}`);
+      c.stabilize();
+    }
     const toB = c.sent.slice(before).filter((m) => isApp(m) && m.to === 'b');
     const toC = appsTo(c.sent.slice(before), 'a', 'c');
     assert.equal(toB.length, 0, 'a paused probe sends nothing more');
@@ -307,10 +484,16 @@ describe('flow control', () => {
   test('pipelining: in replicate state several appends are in flight before any ack', () => {
     const c = new TestCluster(['a', 'b', 'c'], { seed: 8 });
     c.elect('a');
-    for (let i = 0; i < 10; i++) { c.propose('a', `v${i}`); c.process('a'); }
+    for (let i = 0; i < 10; i++) {
+      c.propose('a', `v${i}`);
+      c.process('a');
+    }
     const apps = appsTo(c.queue, 'a', 'b');
     assert.equal(apps.length, 10, 'one append per proposal, none waiting for an ack');
-    assert.deepEqual(apps.map((m) => m.entries[0].index), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert.deepEqual(
+      apps.map((m) => m.entries[0].index),
+      [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+    );
     assert.equal(c.node('a').status().progress.b.inflight, 10);
     c.stabilize();
     assert.equal(c.appliedData('b').length, 10);
@@ -321,19 +504,28 @@ describe('flow control', () => {
       const c = new TestCluster(['a', 'b', 'c'], { seed, maxInflight: 4 });
       c.elect('a');
       assert.equal(c.node('a').status().progress.b.state, 'replicate');
-      for (let i = 0; i < 10; i++) { c.propose('a', `v${i}`); c.process('a'); }
+      for (let i = 0; i < 10; i++) {
+        c.propose('a', `v${i}`);
+        c.process('a');
+      }
       assert.equal(appsTo(c.queue, 'a', 'b').length, 4, 'exactly the window is sent');
       assert.equal(c.node('a').status().progress.b.inflight, 4);
       assert.equal(c.node('a').status().progress.b.next, 6);
       // Now deliver one message at a time, FIFO per link (as over TCP) but links interleaved at
       // random, watching the window.
       const rnd = seededRandom(seed);
-      const acked = new Map<NodeId, number>([['b', 1], ['c', 1]]);
+      const acked = new Map<NodeId, number>([
+        ['b', 1],
+        ['c', 1],
+      ]);
       let maxOutstanding = 0;
       for (let step = 0; step < 5000 && c.queue.length > 0; step++) {
         const links = [...new Set(c.queue.map((m) => `${m.from}->${m.to}`))];
         const link = links[Math.floor(rnd() * links.length)];
-        const m = deliverAt(c, c.queue.findIndex((x) => `${x.from}->${x.to}` === link));
+        const m = deliverAt(
+          c,
+          c.queue.findIndex((x) => `${x.from}->${x.to}` === link),
+        );
         if (m.type === 'appResp' && !m.reject && m.to === 'a') acked.set(m.from, Math.max(acked.get(m.from)!, m.index));
         c.process();
         for (const f of ['b', 'c']) {
@@ -374,7 +566,10 @@ describe('flow control', () => {
       ok(m.entries.length >= 1);
       if (m.entries.length > 1) ok(dataBytes(m.entries) <= limit, `append of ${dataBytes(m.entries)} bytes`);
     }
-    ok(apps.some((m) => m.entries.length > 1), 'small entries are batched');
+    ok(
+      apps.some((m) => m.entries.length > 1),
+      'small entries are batched',
+    );
     const bigApp = apps.find((m) => m.entries.some((e) => e.data.byteLength === big.length));
     ok(bigApp, 'the oversized entry was sent');
     assert.equal(bigApp!.entries.length, 1, 'an entry larger than maxMsgBytes travels alone');
@@ -412,7 +607,11 @@ describe('Ready message classification', () => {
     const lead = rds.find(({ id, rd }) => id === 'a' && rd.entries.some((e) => str(e.data) === 'x'));
     ok(lead, 'leader Ready carrying the new entry');
     const out = lead!.rd.messages.filter(isApp);
-    assert.deepEqual(out.map((m) => m.to).sort(), ['b', 'c'], 'appends ride in messages, alongside the unpersisted entry');
+    assert.deepEqual(
+      out.map((m) => m.to).sort(),
+      ['b', 'c'],
+      'appends ride in messages, alongside the unpersisted entry',
+    );
     ok(out.every((m) => m.entries.some((e) => str(e.data) === 'x')));
     assert.equal(lead!.rd.messagesAfterPersist.filter(isApp).length, 0);
     for (const f of ['b', 'c']) {
@@ -455,7 +654,10 @@ describe('loss recovery', () => {
       const rnd = seededRandom(seed * 101);
       let dropped = 0;
       c.dropIf = (m) => {
-        if (m.type === 'app' && m.entries.length > 0 && rnd() < 0.4) { dropped++; return true; }
+        if (m.type === 'app' && m.entries.length > 0 && rnd() < 0.4) {
+          dropped++;
+          return true;
+        }
         return false;
       };
       const want: string[] = [];
@@ -546,7 +748,6 @@ describe('proposals', () => {
   });
 });
 
-
 describe('delivery of committed entries', () => {
   const runs: { seed: number; chaos: boolean }[] = [];
   for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) runs.push({ seed, chaos: false });
@@ -598,7 +799,11 @@ describe('delivery of committed entries', () => {
       const ref = committed.get(l!)!;
       for (const id of ids) {
         const es = committed.get(id)!;
-        assert.deepEqual(es.map((e) => e.index), Array.from({ length: es.length }, (_, i) => i + 1), `${id}: gaps or duplicates`);
+        assert.deepEqual(
+          es.map((e) => e.index),
+          Array.from({ length: es.length }, (_, i) => i + 1),
+          `${id}: gaps or duplicates`,
+        );
         assert.equal(es.length, commit, `${id} caught up`);
         for (let i = 0; i < es.length; i++) {
           assert.equal(es[i].term, ref[i].term, `${id} index ${i + 1} term`);
@@ -736,8 +941,11 @@ describe('one round per write (skipCommitBroadcast, mustSync)', () => {
     c.propose('a', 'w1');
     c.stabilize();
     const msgs = c.sent.slice(before);
-    assert.deepEqual(msgs.map((m) => `${m.type} ${m.from}->${m.to}`).sort(),
-      ['app a->b', 'app a->c', 'appResp b->a', 'appResp c->a'], 'no empty commit append, no second round');
+    assert.deepEqual(
+      msgs.map((m) => `${m.type} ${m.from}->${m.to}`).sort(),
+      ['app a->b', 'app a->c', 'appResp b->a', 'appResp c->a'],
+      'no empty commit append, no second round',
+    );
     assert.deepEqual(c.appliedData('a'), ['w1'], 'the leader applies at once');
     assert.deepEqual(c.appliedData('b'), [], 'a follower has not heard of the commit yet');
     c.tick('a');
@@ -767,11 +975,19 @@ describe('one round per write (skipCommitBroadcast, mustSync)', () => {
     c.stabilize();
     const rs = c.readStates.get('b')!.find((r) => r.ctx === 'r1');
     ok(rs, 'the read index reached b');
-    ok((c.appliedIndex.get('b') ?? 0) >= rs.index, `b applied ${c.appliedIndex.get('b')} >= read index ${rs.index} without a tick`);
+    ok(
+      (c.appliedIndex.get('b') ?? 0) >= rs.index,
+      `b applied ${c.appliedIndex.get('b')} >= read index ${rs.index} without a tick`,
+    );
   });
 
   test('with skipCommitBroadcast a quiescing leader tells the followers the last commit', () => {
-    const c = new TestCluster(['a', 'b', 'c'], { seed: 5, skipCommitBroadcast: true, coastHeartbeats: true, quiesceAfterTicks: 2 });
+    const c = new TestCluster(['a', 'b', 'c'], {
+      seed: 5,
+      skipCommitBroadcast: true,
+      coastHeartbeats: true,
+      quiesceAfterTicks: 2,
+    });
     c.elect('a');
     c.propose('a', 'w1');
     c.stabilize();
@@ -793,7 +1009,11 @@ describe('one round per write (skipCommitBroadcast, mustSync)', () => {
       const voteOrTerm = rd.hardState !== null && (rd.hardState.term !== prev.term || rd.hardState.vote !== prev.vote);
       if (rd.hardState) last.set(id, { term: rd.hardState.term, vote: rd.hardState.vote });
       const want = rd.entries.length > 0 || rd.snapshot !== null || rd.conf !== null || voteOrTerm;
-      assert.equal(rd.mustSync, want, `${id}: entries ${rd.entries.length}, hard state ${JSON.stringify(rd.hardState)}`);
+      assert.equal(
+        rd.mustSync,
+        want,
+        `${id}: entries ${rd.entries.length}, hard state ${JSON.stringify(rd.hardState)}`,
+      );
       if (!want && rd.hardState !== null) commitOnly++;
       checked++;
     });
@@ -810,7 +1030,13 @@ describe('one round per write (skipCommitBroadcast, mustSync)', () => {
     assert.equal(n.status().commit, 4, 'an applied entry was committed');
     assert.equal(n.status().applied, 4);
     assert.equal(n.hasReady(), false, 'nothing is handed out again');
-    const beyond = new RaftNode({ id: 'a', group: G, storage: storageWith(['a', 'b', 'c'], run(1, 3, 'e'), 1, 2), random: seededRandom(1), applied: 9 });
+    const beyond = new RaftNode({
+      id: 'a',
+      group: G,
+      storage: storageWith(['a', 'b', 'c'], run(1, 3, 'e'), 1, 2),
+      random: seededRandom(1),
+      applied: 9,
+    });
     assert.equal(beyond.status().commit, 2, 'an applied index beyond the log is not trusted as a commit index');
   });
 });
@@ -820,16 +1046,27 @@ describe('pipelined Readies (maxReadiesInFlight)', () => {
     const st = storageWith(['a'], [], 1, 0);
     const n = new RaftNode({ id: 'a', group: G, storage: st, random: seededRandom(1), maxReadiesInFlight: 2 });
     n.campaign();
-    while (n.hasReady()) { const rd = n.ready(); st.persist(rd); n.advance(); }
+    while (n.hasReady()) {
+      const rd = n.ready();
+      st.persist(rd);
+      n.advance();
+    }
     assert.equal(n.status().role, 'leader');
     const base = n.status().lastIndex;
     n.propose(text('x'));
     const r1 = n.ready();
-    assert.deepEqual(r1.entries.map((e) => str(e.data)), ['x']);
+    assert.deepEqual(
+      r1.entries.map((e) => str(e.data)),
+      ['x'],
+    );
     n.propose(text('y'));
     assert.equal(n.hasReady(), true, 'a second Ready while the first is in flight');
     const r2 = n.ready();
-    assert.deepEqual(r2.entries.map((e) => str(e.data)), ['y'], 'x is not handed out twice');
+    assert.deepEqual(
+      r2.entries.map((e) => str(e.data)),
+      ['y'],
+      'x is not handed out twice',
+    );
     assert.equal(n.hasReady(), false, 'two in flight: no third');
     n.propose(text('z'));
     assert.equal(n.hasReady(), false);
@@ -842,8 +1079,15 @@ describe('pipelined Readies (maxReadiesInFlight)', () => {
     n.advance();
     assert.equal(n.status().commit, base + 2);
     const r3 = n.ready();
-    assert.deepEqual(r3.entries.map((e) => str(e.data)), ['z']);
-    assert.deepEqual(r3.committed.map((e) => str(e.data)), ['x', 'y'], 'committed entries handed out once, in order');
+    assert.deepEqual(
+      r3.entries.map((e) => str(e.data)),
+      ['z'],
+    );
+    assert.deepEqual(
+      r3.committed.map((e) => str(e.data)),
+      ['x', 'y'],
+      'committed entries handed out once, in order',
+    );
   });
 
   test('by default (1) no Ready is made while one is in flight', () => {
@@ -863,25 +1107,56 @@ describe('pipelined Readies (maxReadiesInFlight)', () => {
     const st = storageWith(['a', 'b', 'c'], run(1, 2, 'e'), 1, 2);
     const n = new RaftNode({ id: 'b', group: G, storage: st, random: seededRandom(1), maxReadiesInFlight: 2 });
     const ent = (index: number, term: number, d: string): Entry => ({ index, term, type: 'normal', data: text(d) });
-    n.step({ type: 'app', group: G, from: 'a', to: 'b', term: 2, index: 2, logTerm: 1, commit: 2, entries: [ent(3, 2, 'old3'), ent(4, 2, 'old4')] });
+    n.step({
+      type: 'app',
+      group: G,
+      from: 'a',
+      to: 'b',
+      term: 2,
+      index: 2,
+      logTerm: 1,
+      commit: 2,
+      entries: [ent(3, 2, 'old3'), ent(4, 2, 'old4')],
+    });
     const r1 = n.ready();
-    assert.deepEqual(r1.entries.map((e) => str(e.data)), ['old3', 'old4']);
+    assert.deepEqual(
+      r1.entries.map((e) => str(e.data)),
+      ['old3', 'old4'],
+    );
     // A leader of term 3 overwrites index 4 before r1 is durable.
-    n.step({ type: 'app', group: G, from: 'c', to: 'b', term: 3, index: 3, logTerm: 2, commit: 2, entries: [ent(4, 3, 'new4')] });
+    n.step({
+      type: 'app',
+      group: G,
+      from: 'c',
+      to: 'b',
+      term: 3,
+      index: 3,
+      logTerm: 2,
+      commit: 2,
+      entries: [ent(4, 3, 'new4')],
+    });
     const r2 = n.ready();
-    assert.deepEqual(r2.entries.map((e) => `${e.index}:${str(e.data)}`), ['4:new4'], 'the replacement is handed out');
+    assert.deepEqual(
+      r2.entries.map((e) => `${e.index}:${str(e.data)}`),
+      ['4:new4'],
+      'the replacement is handed out',
+    );
     st.append(r1.entries);
     n.advance();
     st.append(r2.entries);
     n.advance();
-    assert.deepEqual(st.entries(3, 5, Infinity).map((e) => str(e.data)), ['old3', 'new4']);
+    assert.deepEqual(
+      st.entries(3, 5, Infinity).map((e) => str(e.data)),
+      ['old3', 'new4'],
+    );
     assert.equal(n.status().lastIndex, 4);
     assert.equal(n.hasReady(), false, 'nothing left unstable or unhanded');
   });
 });
 
 describe('coasting heartbeats (coastHeartbeats)', () => {
-  const hbsTo = (ms: readonly Message[], to: NodeId) => ms.filter((m) => m.type === 'hb' && m.to === to && !m.quiesce).length;
+  const hbsTo = (ms: readonly Message[], to: NodeId) =>
+    ms.filter((m) => m.type === 'hb' && m.to === to && !m.quiesce).length;
 
   test('a follower that got and answered an append since the last heartbeat is not sent the next one; an idle one is', () => {
     const c = new TestCluster(['a', 'b', 'c'], { seed: 9, coastHeartbeats: true });
@@ -914,7 +1189,10 @@ describe('coasting heartbeats (coastHeartbeats)', () => {
       perTick.push(hbsTo(c.sent.slice(mark), 'b'));
     }
     assert.deepEqual(perTick.slice(0, 2), [0, 0], `no heartbeat while the append is recent: ${perTick}`);
-    assert.ok(perTick.slice(2).some((n) => n > 0), `heartbeats resume once it is not: ${perTick}`);
+    assert.ok(
+      perTick.slice(2).some((n) => n > 0),
+      `heartbeats resume once it is not: ${perTick}`,
+    );
     assert.equal(c.leader(), 'a');
     assert.equal(c.node('b').status().term, c.node('a').status().term, 'b never campaigned');
   });

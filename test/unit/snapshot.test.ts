@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { TestCluster, text, captureReadies } from '../helpers/cluster.js';
 import type { Message, MsgSnap, NodeId } from '../../src/raft/index.js';
 
-
-const snapsTo = (ms: readonly Message[], to: NodeId): MsgSnap[] => ms.filter((m): m is MsgSnap => m.type === 'snap' && m.to === to);
+const snapsTo = (ms: readonly Message[], to: NodeId): MsgSnap[] =>
+  ms.filter((m): m is MsgSnap => m.type === 'snap' && m.to === to);
 
 /** Tick until a snapshot to `to` has been sent (the leader first gives up waiting for acks of the
  *  appends lost during the partition, one election timeout), bounded. */
@@ -128,15 +128,22 @@ test('a stale snapshot (index <= commit) is ignored', () => {
   assert.ok(before.commit >= 3);
   for (const index of [before.commit - 2, before.commit]) {
     const m: MsgSnap = {
-      type: 'snap', group: 1, from: 'a', to: 'b', term: before.term,
-      snapshot: { meta: { index, term: before.term, conf: { voters: ['x', 'y', 'z'], learners: [] } }, data: text('old') },
+      type: 'snap',
+      group: 1,
+      from: 'a',
+      to: 'b',
+      term: before.term,
+      snapshot: {
+        meta: { index, term: before.term, conf: { voters: ['x', 'y', 'z'], learners: [] } },
+        data: text('old'),
+      },
     };
     assert.deepEqual(b.step(m), { ok: true });
     const after = b.status();
     assert.equal(after.commit, before.commit);
     assert.equal(after.firstIndex, before.firstIndex);
     assert.equal(after.lastIndex, before.lastIndex);
-    assert.deepEqual(after.conf, before.conf, 'the stale snapshot\'s configuration is not adopted');
+    assert.deepEqual(after.conf, before.conf, "the stale snapshot's configuration is not adopted");
     // Nothing to persist; the leader is told where b really is.
     assert.ok(b.hasReady());
     const rd = b.ready();
@@ -164,8 +171,15 @@ test('a snapshot that matches the follower log only advances its commit index', 
   const st = b.status();
   assert.ok(st.commit < st.lastIndex);
   const m: MsgSnap = {
-    type: 'snap', group: 1, from: 'a', to: 'b', term: st.term,
-    snapshot: { meta: { index: st.lastIndex, term: st.term, conf: { voters: ['a', 'b', 'c'], learners: [] } }, data: text('s') },
+    type: 'snap',
+    group: 1,
+    from: 'a',
+    to: 'b',
+    term: st.term,
+    snapshot: {
+      meta: { index: st.lastIndex, term: st.term, conf: { voters: ['a', 'b', 'c'], learners: [] } },
+      data: text('s'),
+    },
   };
   assert.deepEqual(b.step(m), { ok: true });
   c.process('b');

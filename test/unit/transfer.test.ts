@@ -4,7 +4,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestCluster, type ClusterOptions } from '../helpers/cluster.js';
-import { encodeConfChange, type Message, type MsgVote, type NodeId, type TransferOutcome } from '../../src/raft/index.js';
+import {
+  encodeConfChange,
+  type Message,
+  type MsgVote,
+  type NodeId,
+  type TransferOutcome,
+} from '../../src/raft/index.js';
 import { applyConfEntryForTest } from '../../src/raft/node.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -26,7 +32,10 @@ function healthy(opts: ClusterOptions = {}, ids: NodeId[] = ABC, entries = 3): T
 const st = (c: TestCluster, id: NodeId) => c.node(id).status();
 const outcomes = (c: TestCluster, id: NodeId): TransferOutcome[] => c.transfers.get(id)!;
 const count = <T>(xs: readonly T[], pred: (x: T) => boolean): number => xs.filter(pred).length;
-const isType = (t: Message['type']) => (m: Message): boolean => m.type === t;
+const isType =
+  (t: Message['type']) =>
+  (m: Message): boolean =>
+    m.type === t;
 const isVoteMsg = (m: Message): m is MsgVote => m.type === 'vote';
 
 /** Tick one node n times, settling the network after each tick. */
@@ -61,7 +70,11 @@ function assertCommits(c: TestCluster, leader: NodeId, data: string, on: NodeId[
 function deliverOne(c: TestCluster, pred: (m: Message) => boolean, what: string): Message {
   const m = c.queue.find(pred);
   assert.ok(m, `expected a queued ${what}`);
-  assert.equal(c.deliver((x) => x === m), 1, `${what} delivered`);
+  assert.equal(
+    c.deliver((x) => x === m),
+    1,
+    `${what} delivered`,
+  );
   return m;
 }
 
@@ -89,7 +102,10 @@ describe('leader transfer: successful hand-over', () => {
     // Up to date: TimeoutNow leaves at once, without any append first.
     c.process('a');
     const first = c.queue.filter((m) => m.from === 'a');
-    assert.deepEqual(first.map((m) => `${m.type}->${m.to}`), ['timeoutNow->b']);
+    assert.deepEqual(
+      first.map((m) => `${m.type}->${m.to}`),
+      ['timeoutNow->b'],
+    );
     assert.equal(first[0].term, before.term);
 
     c.stabilize();
@@ -116,9 +132,16 @@ describe('leader transfer: successful hand-over', () => {
     c.node('a').transferLeader('c');
     c.stabilize();
     const during = c.sent.slice(mark);
-    assert.equal(count(during, (m) => m.type === 'preVote'), 0, 'no PreVote round');
+    assert.equal(
+      count(during, (m) => m.type === 'preVote'),
+      0,
+      'no PreVote round',
+    );
     const votes = during.filter(isVoteMsg);
-    assert.deepEqual(votes.map((v) => [v.from, v.to, v.term, v.transfer]).sort(), [['c', 'a', 2, true], ['c', 'b', 2, true]]);
+    assert.deepEqual(votes.map((v) => [v.from, v.to, v.term, v.transfer]).sort(), [
+      ['c', 'a', 2, true],
+      ['c', 'b', 2, true],
+    ]);
     assertLeadership(c, 'c', 2, ['a', 'b']);
   });
 
@@ -131,7 +154,12 @@ describe('leader transfer: successful hand-over', () => {
       assert.deepEqual(c.node(leader).transferLeader(next), { ok: true, started: true }, `${leader} -> ${next}`);
       c.stabilize();
       term++;
-      assertLeadership(c, next, term, ids.filter((x) => x !== next));
+      assertLeadership(
+        c,
+        next,
+        term,
+        ids.filter((x) => x !== next),
+      );
       assert.deepEqual(outcomes(c, leader).at(-1), { target: next, term: term - 1, ticks: 0, status: 'completed' });
       assertCommits(c, next, `by-${next}`, ids);
       leader = next;
@@ -150,14 +178,32 @@ describe('leader transfer: successful hand-over', () => {
     c.stabilize();
     assert.equal(c.leader(), 'a');
     assert.deepEqual([st(c, 'b').role, st(c, 'b').term], ['preCandidate', 1], 'b stuck in an unanswered pre-vote');
-    assert.ok(c.sent.some((m) => m.type === 'preVote' && m.from === 'b' && m.to === 'c'), 'b tried a pre-vote');
-    assert.ok(!c.sent.some((m) => m.type === 'preVoteResp' && m.from === 'c' && m.to === 'b' && !m.reject), 'c never granted it');
+    assert.ok(
+      c.sent.some((m) => m.type === 'preVote' && m.from === 'b' && m.to === 'c'),
+      'b tried a pre-vote',
+    );
+    assert.ok(
+      !c.sent.some((m) => m.type === 'preVoteResp' && m.from === 'c' && m.to === 'b' && !m.reject),
+      'c never granted it',
+    );
     // Same without PreVote semantics: a real vote request at term 2 without the transfer flag.
-    const plainVote: Message = { type: 'vote', group: c.group, from: 'b', to: 'c', term: 2, index: st(c, 'b').lastIndex, logTerm: 1, transfer: false };
+    const plainVote: Message = {
+      type: 'vote',
+      group: c.group,
+      from: 'b',
+      to: 'c',
+      term: 2,
+      index: st(c, 'b').lastIndex,
+      logTerm: 1,
+      transfer: false,
+    };
     c.node('c').step(plainVote);
     c.process('c');
     assert.equal(st(c, 'c').term, 1, 'a sticky voter ignores a non-transfer vote at a higher term');
-    assert.equal(count(c.queue, (m) => m.type === 'voteResp' && m.from === 'c'), 0);
+    assert.equal(
+      count(c.queue, (m) => m.type === 'voteResp' && m.from === 'c'),
+      0,
+    );
     // One leader heartbeat brings b back to following a (and renews c's lease on a).
     tickSettle(c, 'a', 1);
     assertLeadership(c, 'a', 1, ['b', 'c']);
@@ -174,7 +220,11 @@ describe('leader transfer: successful hand-over', () => {
   });
 
   test('2b. stickiness also overridden with PreVote off; and with CheckQuorum off the transfer still works', () => {
-    for (const opts of [{ preVote: false }, { checkQuorum: false }, { checkQuorum: false, preVote: false }] as ClusterOptions[]) {
+    for (const opts of [
+      { preVote: false },
+      { checkQuorum: false },
+      { checkQuorum: false, preVote: false },
+    ] as ClusterOptions[]) {
       const c = healthy(opts);
       c.dropIf = (m) => m.from === 'b' && m.to === 'a' && m.type === 'vote';
       assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
@@ -201,7 +251,10 @@ describe('leader transfer: successful hand-over', () => {
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
     c.process('a');
     assert.equal(count(c.queue, isType('timeoutNow')), 0, 'no TimeoutNow to a lagging target');
-    assert.ok(c.queue.some((m) => m.type === 'app' && m.to === 'b'), 'an append to the target instead');
+    assert.ok(
+      c.queue.some((m) => m.type === 'app' && m.to === 'b'),
+      'an append to the target instead',
+    );
     assert.equal(st(c, 'a').transferTarget, 'b');
 
     c.stabilize();
@@ -241,7 +294,11 @@ describe('leader transfer: successful hand-over', () => {
     c.tick('a'); // elapsed reaches the timeout one tick after TimeoutNow went out
     c.process('a');
     assert.equal(st(c, 'a').transferTarget, 'b', 'not aborted: TimeoutNow is out');
-    assert.equal(c.propose('a', 'during-grace').ok, false, 'still refusing proposals, so the target\'s log stays current');
+    assert.equal(
+      c.propose('a', 'during-grace').ok,
+      false,
+      "still refusing proposals, so the target's log stays current",
+    );
     c.tick('a');
     c.process('a');
     assert.equal(st(c, 'a').transferTarget, null, 'the grace is short: aborted two ticks after TimeoutNow');
@@ -303,7 +360,10 @@ describe('leader transfer: successful hand-over', () => {
     // b asks for leadership for itself.
     assert.deepEqual(c.node('b').transferLeader('b'), { ok: true, started: true });
     c.process('b');
-    assert.deepEqual(c.queue.map((m) => [m.type, m.from, m.to, m.type === 'transferLeader' ? m.target : '']), [['transferLeader', 'b', 'a', 'b']]);
+    assert.deepEqual(
+      c.queue.map((m) => [m.type, m.from, m.to, m.type === 'transferLeader' ? m.target : '']),
+      [['transferLeader', 'b', 'a', 'b']],
+    );
     c.stabilize();
     assertLeadership(c, 'b', 2, ['a', 'c']);
     assert.deepEqual(outcomes(c, 'a'), [{ target: 'b', term: 1, ticks: 0, status: 'completed' }]);
@@ -319,7 +379,12 @@ describe('leader transfer: successful hand-over', () => {
 
   test('12b. a forwarded request the leader refuses changes nothing', () => {
     const c = healthy({ learners: ['d'] }, ABC);
-    for (const [from, target] of [['b', 'a'], ['b', 'zz'], ['c', 'd'], ['d', 'd']] as const) {
+    for (const [from, target] of [
+      ['b', 'a'],
+      ['b', 'zz'],
+      ['c', 'd'],
+      ['d', 'd'],
+    ] as const) {
       assert.deepEqual(c.node(from).transferLeader(target), { ok: true, started: true });
       c.stabilize();
       assertLeadership(c, 'a', 1, ['b', 'c', 'd']);
@@ -340,7 +405,10 @@ describe('leader transfer: successful hand-over', () => {
     assert.equal(st(d, 'a').role, 'candidate');
     assert.deepEqual(d.node('a').transferLeader('b'), { ok: false, reason: 'NotLeader', leader: '' });
     d.stabilize();
-    assert.equal(count(d.sent, (m) => m.type === 'transferLeader' || m.type === 'timeoutNow'), 0);
+    assert.equal(
+      count(d.sent, (m) => m.type === 'transferLeader' || m.type === 'timeoutNow'),
+      0,
+    );
   });
 
   test('to a voter added at runtime (joined empty, caught up by appends, then promoted)', () => {
@@ -359,8 +427,15 @@ describe('leader transfer: successful hand-over', () => {
 
     assert.deepEqual(c.node('a').transferLeader('d'), { ok: true, started: true });
     c.stabilize();
-    assert.deepEqual(st(c, 'd').conf, { voters: ['a', 'b', 'c', 'd'], learners: [] }, 'the new leader knows the whole group');
-    const votesFromD = c.sent.filter((m) => m.type === 'vote' && m.from === 'd').map((m) => m.to).sort();
+    assert.deepEqual(
+      st(c, 'd').conf,
+      { voters: ['a', 'b', 'c', 'd'], learners: [] },
+      'the new leader knows the whole group',
+    );
+    const votesFromD = c.sent
+      .filter((m) => m.type === 'vote' && m.from === 'd')
+      .map((m) => m.to)
+      .sort();
     assert.deepEqual(votesFromD, ['a', 'b', 'c'], 'd asked the other voters for their votes');
     assertLeadership(c, 'd', 2, ['a', 'b', 'c']);
     assertCommits(c, 'd', 'd-leads', ['a', 'b', 'c', 'd']);
@@ -389,7 +464,10 @@ describe('leader transfer: rejections', () => {
     c.stabilize();
     c.tickAll(3);
     assertLeadership(c, 'a', 1, ['b', 'c', 'd']);
-    assert.equal(count(c.sent.slice(mark), (m) => m.type === 'timeoutNow' || m.type === 'vote' || m.type === 'preVote'), 0);
+    assert.equal(
+      count(c.sent.slice(mark), (m) => m.type === 'timeoutNow' || m.type === 'vote' || m.type === 'preVote'),
+      0,
+    );
     assert.deepEqual(outcomes(c, 'a'), []);
     // Proposals were never blocked.
     assertCommits(c, 'a', 'still-a', ['a', 'b', 'c', 'd']);
@@ -455,7 +533,11 @@ describe('leader transfer: rejections', () => {
     c.isolate('b');
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
     const last = st(c, 'a').lastIndex;
-    assert.deepEqual(c.node('a').proposeConfChange({ type: 'remove', node: 'b' }), { ok: false, reason: 'TransferInProgress', target: 'b' });
+    assert.deepEqual(c.node('a').proposeConfChange({ type: 'remove', node: 'b' }), {
+      ok: false,
+      reason: 'TransferInProgress',
+      target: 'b',
+    });
     assert.equal(st(c, 'a').lastIndex, last, 'nothing appended');
     // The refused conf change must not leave a phantom pending change behind.
     c.heal();
@@ -474,10 +556,17 @@ describe('leader transfer: rejections', () => {
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
     c.stabilize();
     c.tick('a', 2);
-    applyConfEntryForTest(c.node('a'), { index: 999, term: 1, type: 'conf', data: encodeConfChange({ type: 'remove', node: 'b' }, { voters: ['a', 'c'], learners: [] }) });
+    applyConfEntryForTest(c.node('a'), {
+      index: 999,
+      term: 1,
+      type: 'conf',
+      data: encodeConfChange({ type: 'remove', node: 'b' }, { voters: ['a', 'c'], learners: [] }),
+    });
     assert.equal(st(c, 'a').transferTarget, null);
     c.process('a');
-    assert.deepEqual(outcomes(c, 'a'), [{ target: 'b', term: 1, ticks: 2, status: 'aborted', reason: 'TargetRemoved' }]);
+    assert.deepEqual(outcomes(c, 'a'), [
+      { target: 'b', term: 1, ticks: 2, status: 'aborted', reason: 'TargetRemoved' },
+    ]);
     assert.equal(st(c, 'a').role, 'leader');
     assert.equal(c.propose('a', 'reopened').ok, true);
   });
@@ -527,14 +616,24 @@ describe('leader transfer: aborts', () => {
     for (let i = 0; i < 3; i++) {
       assert.deepEqual(c.propose('a', `blocked-${i}`), { ok: false, reason: 'TransferInProgress', target: 'b' });
     }
-    assert.deepEqual(c.node('a').proposeConfChange({ type: 'addLearner', node: 'd' }), { ok: false, reason: 'TransferInProgress', target: 'b' });
+    assert.deepEqual(c.node('a').proposeConfChange({ type: 'addLearner', node: 'd' }), {
+      ok: false,
+      reason: 'TransferInProgress',
+      target: 'b',
+    });
     tickSettle(c, 'a', 5);
     assert.deepEqual(c.propose('a', 'blocked-late'), { ok: false, reason: 'TransferInProgress', target: 'b' });
     const after = st(c, 'a');
     assert.equal(after.lastIndex, before.lastIndex, 'leader log unchanged');
     assert.equal(after.commit, before.commit);
     assert.equal(st(c, 'c').lastIndex, before.lastIndex, 'nothing replicated');
-    assert.ok(!c.sent.some((m) => m.type === 'app' && m.entries.some((e) => e.data.byteLength > 0 && new TextDecoder().decode(e.data).startsWith('blocked'))));
+    assert.ok(
+      !c.sent.some(
+        (m) =>
+          m.type === 'app' &&
+          m.entries.some((e) => e.data.byteLength > 0 && new TextDecoder().decode(e.data).startsWith('blocked')),
+      ),
+    );
     // Followers forward nothing either: a follower's proposal is NotLeader as usual.
     assert.deepEqual(c.propose('c', 'x'), { ok: false, reason: 'NotLeader', leader: 'a' });
 
@@ -621,7 +720,13 @@ describe('leader transfer: aborts', () => {
     c.queue.push(stale);
     c.stabilize();
     assertLeadership(c, 'c', 2, ['a', 'b']);
-    assert.deepEqual(outcomes(c, 'a').map((o) => [o.target, o.status]), [['b', 'aborted'], ['c', 'completed']]);
+    assert.deepEqual(
+      outcomes(c, 'a').map((o) => [o.target, o.status]),
+      [
+        ['b', 'aborted'],
+        ['c', 'completed'],
+      ],
+    );
   });
 
   test('9. a new transfer to the same target after a timeout starts afresh and completes', () => {
@@ -633,7 +738,11 @@ describe('leader transfer: aborts', () => {
     c.heal();
     c.stabilize();
     const mark = c.sent.length;
-    assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true }, 'started again, not "already in progress"');
+    assert.deepEqual(
+      c.node('a').transferLeader('b'),
+      { ok: true, started: true },
+      'started again, not "already in progress"',
+    );
     assert.equal(st(c, 'a').transferTarget, 'b');
     c.stabilize();
     assert.equal(count(c.sent.slice(mark), isType('timeoutNow')), 1, 'a fresh TimeoutNow');
@@ -659,7 +768,9 @@ describe('leader transfer: aborts', () => {
     c.process('a');
     assert.equal(st(c, 'a').role, 'follower');
     assert.equal(st(c, 'a').transferTarget, null);
-    assert.deepEqual(outcomes(c, 'a'), [{ target: 'b', term: 1, ticks: 7, status: 'aborted', reason: 'LeadershipLost' }]);
+    assert.deepEqual(outcomes(c, 'a'), [
+      { target: 'b', term: 1, ticks: 7, status: 'aborted', reason: 'LeadershipLost' },
+    ]);
     assert.deepEqual(c.propose('a', 'x'), { ok: false, reason: 'NotLeader', leader: '' });
   });
 
@@ -670,12 +781,24 @@ describe('leader transfer: aborts', () => {
     c.stabilize();
     // A leader message of a newer term from a node other than the target (crafted: in a live
     // cluster it would be a leader elected behind a partition).
-    const hb: Message = { type: 'hb', group: c.group, from: 'c', to: 'a', term: 5, commit: 0, ctx: '', seq: 0, quiesce: false };
+    const hb: Message = {
+      type: 'hb',
+      group: c.group,
+      from: 'c',
+      to: 'a',
+      term: 5,
+      commit: 0,
+      ctx: '',
+      seq: 0,
+      quiesce: false,
+    };
     c.node('a').step(hb);
     c.process('a');
     assert.equal(st(c, 'a').role, 'follower');
     assert.equal(st(c, 'a').term, 5);
-    assert.deepEqual(outcomes(c, 'a'), [{ target: 'b', term: 1, ticks: 0, status: 'aborted', reason: 'LeadershipLost' }]);
+    assert.deepEqual(outcomes(c, 'a'), [
+      { target: 'b', term: 1, ticks: 0, status: 'aborted', reason: 'LeadershipLost' },
+    ]);
   });
 });
 
@@ -687,7 +810,9 @@ describe('leader transfer: the PySyncObj bug (old leader heartbeats after Timeou
    *  c; plus a duplicate of an earlier term-1 append to b. Nothing delivered yet. */
   function armed() {
     const c = healthy();
-    const oldApp = [...c.sent].reverse().find((m) => m.type === 'app' && m.from === 'a' && m.to === 'b' && m.entries.length > 0);
+    const oldApp = [...c.sent]
+      .reverse()
+      .find((m) => m.type === 'app' && m.from === 'a' && m.to === 'b' && m.entries.length > 0);
     assert.ok(oldApp && oldApp.term === 1);
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
     c.process('a');
@@ -710,8 +835,16 @@ describe('leader transfer: the PySyncObj bug (old leader heartbeats after Timeou
   function assertTargetWon(c: TestCluster, where: string): void {
     for (const id of ABC) assert.ok(st(c, id).term <= 2, `${where}: no term beyond 2 on ${id}`);
     assertLeadership(c, 'b', 2, ['a', 'c']);
-    assert.equal(count(c.sent, (m) => m.type === 'preVote' && m.from === 'b'), 0, `${where}: b never needed PreVote`);
-    assert.equal(count(outcomes(c, 'a'), (o) => o.target === 'b'), 1, `${where}: one outcome`);
+    assert.equal(
+      count(c.sent, (m) => m.type === 'preVote' && m.from === 'b'),
+      0,
+      `${where}: b never needed PreVote`,
+    );
+    assert.equal(
+      count(outcomes(c, 'a'), (o) => o.target === 'b'),
+      1,
+      `${where}: one outcome`,
+    );
     assertCommits(c, 'b', 'won', ABC);
   }
 
@@ -747,7 +880,9 @@ describe('leader transfer: the PySyncObj bug (old leader heartbeats after Timeou
   });
 
   const labels: Label[] = ['T', 'Hb', 'Hc', 'Ab', 'Va', 'Vc'];
-  const orders = permutations(labels).filter((p) => p.indexOf('T') < p.indexOf('Va') && p.indexOf('T') < p.indexOf('Vc'));
+  const orders = permutations(labels).filter(
+    (p) => p.indexOf('T') < p.indexOf('Va') && p.indexOf('T') < p.indexOf('Vc'),
+  );
 
   test(`13c. every delivery order of TimeoutNow, heartbeats, stale append and vote requests (${orders.length} orders)`, () => {
     assert.equal(orders.length, 240);
@@ -791,7 +926,12 @@ describe('leader transfer: duration and liveness', () => {
       assert.deepEqual(c.node('a').transferLeader(target), { ok: true, started: true });
       c.stabilize();
       assert.equal(ticked.size, 0);
-      assertLeadership(c, target, 2, ABC.filter((x) => x !== target));
+      assertLeadership(
+        c,
+        target,
+        2,
+        ABC.filter((x) => x !== target),
+      );
       assert.deepEqual(outcomes(c, 'a'), [{ target, term: 1, ticks: 0, status: 'completed' }]);
     }
   });
@@ -818,7 +958,10 @@ describe('leader transfer: duration and liveness', () => {
     assert.equal(dropped, 1);
     assert.equal(c.leader(), 'a', 'nothing happens until the leader repeats it');
     for (let i = 0; i < 3 && c.leader() !== 'b'; i++) tickSettle(c, 'a', 1);
-    assert.deepEqual(outcomes(c, 'a').map((o) => [o.target, o.status]), [['b', 'completed']]);
+    assert.deepEqual(
+      outcomes(c, 'a').map((o) => [o.target, o.status]),
+      [['b', 'completed']],
+    );
     assertLeadership(c, 'b', 2, ['a', 'c']);
   });
 
@@ -919,11 +1062,14 @@ describe('leader transfer: edge cases', () => {
     assert.deepEqual(c.node('a').transferLeader('b'), { ok: true, started: true });
     c.stabilize();
     for (let i = 0; i < 10 && c.leader() !== 'b'; i++) tickSettle(c, 'a', 1);
-    assert.deepEqual(outcomes(c, 'a').map((o) => [o.target, o.status]), [['b', 'completed']]);
+    assert.deepEqual(
+      outcomes(c, 'a').map((o) => [o.target, o.status]),
+      [['b', 'completed']],
+    );
     assertLeadership(c, 'b', 2, ['a', 'c']);
   });
 
-  test('old leader learns of its target\'s victory from a third node: outcome is still completed', () => {
+  test("old leader learns of its target's victory from a third node: outcome is still completed", () => {
     // The target's vote request to the old leader (and its first appends) are delayed; the third
     // node, having already voted for the target, answers the old leader's next heartbeat with its
     // new term. raft.ts step() only reports 'completed' when the higher-term message comes from
@@ -940,6 +1086,9 @@ describe('leader transfer: edge cases', () => {
     c.heal();
     c.tickAll(2);
     assertLeadership(c, 'b', 2, ['a', 'c']);
-    assert.deepEqual(outcomes(c, 'a').map((o) => [o.target, o.status]), [['b', 'completed']]);
+    assert.deepEqual(
+      outcomes(c, 'a').map((o) => [o.target, o.status]),
+      [['b', 'completed']],
+    );
   });
 });

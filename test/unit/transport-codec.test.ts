@@ -4,10 +4,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import {
-  FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, SCHEMA, type DecodeResult, type Envelope,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameEncoder,
+  SCHEMA,
+  type DecodeResult,
+  type Envelope,
 } from '../../src/transport/codec.js';
 import { FrameTooLarge, MalformedFrame } from '../../src/transport/errors.js';
-import { MESSAGE_TYPES, type Message, } from '../../src/raft/index.js';
+import { MESSAGE_TYPES, type Message } from '../../src/raft/index.js';
 import { sample } from '../helpers/messages.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -15,7 +20,14 @@ const bytes = (s: string) => new TextEncoder().encode(s);
 /** A typical leader append: one 16 B entry. */
 function typicalAppend(group: number): Message {
   return {
-    type: 'app', group, from: 'n1', to: 'n2', term: 5, index: 1000 + group, logTerm: 5, commit: 999 + group,
+    type: 'app',
+    group,
+    from: 'n1',
+    to: 'n2',
+    term: 5,
+    index: 1000 + group,
+    logTerm: 5,
+    commit: 999 + group,
     entries: [{ index: 1001 + group, term: 5, type: 'normal', data: new Uint8Array(16).fill(7) }],
   };
 }
@@ -31,7 +43,10 @@ function plain(v: unknown): unknown {
 }
 
 /** A frame around an arbitrary body packed with the shared table (for hostile or odd items). */
-function rawFrame(body: unknown, packr = new Packr({ structures: SCHEMA(), maxSharedStructures: SCHEMA().length })): Buffer {
+function rawFrame(
+  body: unknown,
+  packr = new Packr({ structures: SCHEMA(), maxSharedStructures: SCHEMA().length }),
+): Buffer {
   const b = packr.pack(body);
   const out = Buffer.alloc(FRAME_HEADER_BYTES + b.length);
   out.writeUInt32BE(b.length, 0);
@@ -56,7 +71,10 @@ function batches(rs: DecodeResult[]): Envelope[][] {
 const allTypes: Envelope[] = MESSAGE_TYPES.map((t, i) => ({ k: 'raft', m: sample(t, i + 1) }));
 
 test('every Raft message type, with entries and a snapshot, round-trips in one frame', () => {
-  const envs: Envelope[] = [...allTypes, { k: 'app', t: 'forward', p: { group: 3, data: bytes('cmd'), n: [1, 2.5, 'x', null, true] } }];
+  const envs: Envelope[] = [
+    ...allTypes,
+    { k: 'app', t: 'forward', p: { group: 3, data: bytes('cmd'), n: [1, 2.5, 'x', null, true] } },
+  ];
   const frame = new FrameEncoder().encodeBatch(envs);
   const rs = new FrameDecoder().decode(frame);
   assert.equal(rs.length, 1);
@@ -81,19 +99,40 @@ test('the frame header is a big-endian u32 body length and the buffer is exactly
 
 test('key order of the input does not matter: messages are written in the schema order', () => {
   // Built like the core builds them (spread, then group/from/term appended).
-  const coreOrder = { type: 'app', to: 'n2', index: 10, logTerm: 6, entries: [{ data: bytes('x'), type: 'normal', term: 6, index: 11 }], commit: 9, group: 1, from: 'n1', term: 7 } as unknown as Message;
-  const schemaOrder: Message = { type: 'app', group: 1, from: 'n1', to: 'n2', term: 7, index: 10, logTerm: 6, commit: 9, entries: [{ index: 11, term: 6, type: 'normal', data: bytes('x') }] };
+  const coreOrder = {
+    type: 'app',
+    to: 'n2',
+    index: 10,
+    logTerm: 6,
+    entries: [{ data: bytes('x'), type: 'normal', term: 6, index: 11 }],
+    commit: 9,
+    group: 1,
+    from: 'n1',
+    term: 7,
+  } as unknown as Message;
+  const schemaOrder: Message = {
+    type: 'app',
+    group: 1,
+    from: 'n1',
+    to: 'n2',
+    term: 7,
+    index: 10,
+    logTerm: 6,
+    commit: 9,
+    entries: [{ index: 11, term: 6, type: 'normal', data: bytes('x') }],
+  };
   const enc = new FrameEncoder();
-  assert.deepEqual([...enc.encodeBatch([{ k: 'raft', m: coreOrder }])], [...enc.encodeBatch([{ k: 'raft', m: schemaOrder }])]);
+  assert.deepEqual(
+    [...enc.encodeBatch([{ k: 'raft', m: coreOrder }])],
+    [...enc.encodeBatch([{ k: 'raft', m: schemaOrder }])],
+  );
 });
 
 test('frames split at every byte boundary, and in 1-byte chunks, decode identically', () => {
   const enc = new FrameEncoder();
-  const frames = [
-    enc.encodeBatch(allTypes.slice(0, 5)),
-    enc.encodeBatch([]),
-    enc.encodeBatch(allTypes.slice(5)),
-  ].map((f) => FrameEncoder.detach(f));
+  const frames = [enc.encodeBatch(allTypes.slice(0, 5)), enc.encodeBatch([]), enc.encodeBatch(allTypes.slice(5))].map(
+    (f) => FrameEncoder.detach(f),
+  );
   const stream = Buffer.concat(frames);
   const expected = plain([allTypes.slice(0, 5), [], allTypes.slice(5)]);
   for (let i = 0; i <= stream.length; i++) {
@@ -206,13 +245,19 @@ test('a frame redefining a shared record id inline does not corrupt later frames
   const valid = FrameEncoder.detach(new FrameEncoder().encodeBatch(allTypes));
   const dec = new FrameDecoder();
   const rs = dec.decode(Buffer.concat([hostile, valid, hostile, valid]));
-  assert.deepEqual(rs.map((r) => r.kind), ['error', 'batch', 'error', 'batch']);
+  assert.deepEqual(
+    rs.map((r) => r.kind),
+    ['error', 'batch', 'error', 'batch'],
+  );
   assert.deepEqual(plain(batches([rs[1]])[0]), plain(allTypes));
   assert.deepEqual(plain(batches([rs[3]])[0]), plain(allTypes));
   // Also when the hostile frame fails half-way, after its definition.
   const cut = frameWithBody(hostile.subarray(FRAME_HEADER_BYTES, hostile.length - 1));
   const rs2 = dec.decode(Buffer.concat([cut, valid]));
-  assert.deepEqual(rs2.map((r) => r.kind), ['error', 'batch']);
+  assert.deepEqual(
+    rs2.map((r) => r.kind),
+    ['error', 'batch'],
+  );
   assert.deepEqual(plain(batches([rs2[1]])[0]), plain(allTypes));
 });
 
@@ -263,7 +308,11 @@ test('invalid Raft items are dropped and counted; valid items in the same frame 
 
 test('unknown envelope kinds are dropped and counted without losing the frame', () => {
   const items = [
-    { k: 'future', x: 1 }, { k: 42 }, { m: sample('hb') }, { k: 'toString' }, { k: '__proto__' },
+    { k: 'future', x: 1 },
+    { k: 42 },
+    { m: sample('hb') },
+    { k: 'toString' },
+    { k: '__proto__' },
     { k: 'raft', m: sample('timeoutNow') },
   ];
   const dec = new FrameDecoder();
@@ -297,7 +346,10 @@ test('the structure table is pinned: unknown shapes go inline and never extend i
   // 200 distinct shapes, more than msgpackr would ever add to a shared table (32 by default).
   for (let i = 0; i < 200; i++) {
     const p = { [`field${i}`]: i, [`other${i}`]: { [`nested${i}`]: [i] } };
-    const frame = enc.encodeBatch([{ k: 'app', t: 'shape', p }, { k: 'raft', m: { type: 'mystery', n: i } as unknown as Message }]);
+    const frame = enc.encodeBatch([
+      { k: 'app', t: 'shape', p },
+      { k: 'raft', m: { type: 'mystery', n: i } as unknown as Message },
+    ]);
     // A fresh decoder (a peer that never saw anything) reads it.
     const [r] = new FrameDecoder().decode(frame);
     assert.ok(r.kind === 'batch');
@@ -316,7 +368,9 @@ test('wire size of typical append messages (one 16 B entry)', (t) => {
   const perMsg = frame.length / 1000;
   const single = enc.encodeBatch([batch[0]]).length;
   const hb = enc.encodeBatch([{ k: 'raft', m: sample('hb') }]).length;
-  t.diagnostic(`append, 1000 per frame: ${perMsg.toFixed(1)} B/message (frame ${frame.length} B); alone in a frame: ${single} B; heartbeat alone: ${hb} B`);
+  t.diagnostic(
+    `append, 1000 per frame: ${perMsg.toFixed(1)} B/message (frame ${frame.length} B); alone in a frame: ${single} B; heartbeat alone: ${hb} B`,
+  );
   // Field names never go on the wire: with them an append is over 110 B.
   assert.ok(perMsg < 70, `${perMsg} B/message`);
   assert.ok(single < 80, `${single} B`);

@@ -7,8 +7,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  FRAME_HEADER_BYTES, FrameDecoder, FrameEncoder, FrameTooLarge, MalformedFrame,
-  PROTOCOL_VERSION, checkAcceptorReply, checkDialerHello, checkProofFrame, type Envelope,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameEncoder,
+  FrameTooLarge,
+  MalformedFrame,
+  PROTOCOL_VERSION,
+  checkAcceptorReply,
+  checkDialerHello,
+  checkProofFrame,
+  type Envelope,
 } from '../../src/transport/index.js';
 import { MESSAGE_TYPES, validateMessage, type Message, type MessageType } from '../../src/raft/index.js';
 
@@ -26,22 +34,47 @@ function sample(type: MessageType, group: number, n: number): Message {
   switch (type) {
     case 'app':
       return {
-        ...base, type, index: 10, logTerm: 6, commit: 9,
-        entries: Array.from({ length: n % 4 }, (_, i) => ({ index: 11 + i, term: 7, type: 'normal' as const, data: new Uint8Array(n % 20).fill(i) })),
+        ...base,
+        type,
+        index: 10,
+        logTerm: 6,
+        commit: 9,
+        entries: Array.from({ length: n % 4 }, (_, i) => ({
+          index: 11 + i,
+          term: 7,
+          type: 'normal' as const,
+          data: new Uint8Array(n % 20).fill(i),
+        })),
       };
-    case 'appResp': return { ...base, type, index: n, reject: n % 2 === 0, hintIndex: 0, hintTerm: 0 };
-    case 'hb': return { ...base, type, commit: n, ctx: 'c'.repeat(n % 5), seq: n, quiesce: false };
-    case 'hbResp': return { ...base, type, ctx: '', seq: n };
+    case 'appResp':
+      return { ...base, type, index: n, reject: n % 2 === 0, hintIndex: 0, hintTerm: 0 };
+    case 'hb':
+      return { ...base, type, commit: n, ctx: 'c'.repeat(n % 5), seq: n, quiesce: false };
+    case 'hbResp':
+      return { ...base, type, ctx: '', seq: n };
     case 'vote':
-    case 'preVote': return { ...base, type, index: n, logTerm: 7, transfer: false };
+    case 'preVote':
+      return { ...base, type, index: n, logTerm: 7, transfer: false };
     case 'voteResp':
-    case 'preVoteResp': return { ...base, type, reject: true };
+    case 'preVoteResp':
+      return { ...base, type, reject: true };
     case 'snap':
-      return { ...base, type, snapshot: { meta: { index: 5 + n, term: 6, conf: { voters: ['n1', 'n2'], learners: [] } }, data: new Uint8Array(n % 32) } };
-    case 'timeoutNow': return { ...base, type };
-    case 'transferLeader': return { ...base, type, target: 'n3' };
-    case 'readIndex': return { ...base, type, ctx: 'r' };
-    case 'readIndexResp': return { ...base, type, ctx: 'r', index: n };
+      return {
+        ...base,
+        type,
+        snapshot: {
+          meta: { index: 5 + n, term: 6, conf: { voters: ['n1', 'n2'], learners: [] } },
+          data: new Uint8Array(n % 32),
+        },
+      };
+    case 'timeoutNow':
+      return { ...base, type };
+    case 'transferLeader':
+      return { ...base, type, target: 'n3' };
+    case 'readIndex':
+      return { ...base, type, ctx: 'r' };
+    case 'readIndexResp':
+      return { ...base, type, ctx: 'r', index: n };
   }
 }
 
@@ -50,14 +83,21 @@ const enc = new FrameEncoder();
 const POOL: Buffer[] = [];
 for (let i = 0; i < 40; i++) {
   const envs: Envelope[] = [];
-  for (let j = 0; j < i % 7; j++) envs.push({ k: 'raft', m: sample(MESSAGE_TYPES[(i + j) % MESSAGE_TYPES.length], i, j + i) });
+  for (let j = 0; j < i % 7; j++)
+    envs.push({ k: 'raft', m: sample(MESSAGE_TYPES[(i + j) % MESSAGE_TYPES.length], i, j + i) });
   if (i % 3 === 0) envs.push({ k: 'app', t: 'load', p: { g: i, s: 'x'.repeat(i), b: new Uint8Array(i) } });
   POOL.push(FrameEncoder.detach(enc.encodeBatch(envs)));
 }
 POOL.push(FrameEncoder.detach(enc.encodeControl({ hs: 'hello', protocol: 1, clusterId: 'c', nodeId: 'n1' })));
 const POOL_ITEMS = POOL.length;
 
-interface Tally { errors: number; frames: number; items: number; kept: number; dropped: number }
+interface Tally {
+  errors: number;
+  frames: number;
+  items: number;
+  kept: number;
+  dropped: number;
+}
 
 /** Push the chunks one by one, draining after each, checking every invariant on the way. */
 function feed(dec: FrameDecoder, chunks: Uint8Array[]): Tally {
@@ -114,20 +154,33 @@ const mutation = fc.oneof(
   fc.record({ op: fc.constant('truncate' as const), at: fc.nat() }),
   fc.record({ op: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
   fc.record({ op: fc.constant('delete' as const), at: fc.nat(), n: fc.integer({ min: 1, max: 8 }) }),
-  fc.record({ op: fc.constant('length' as const), value: fc.oneof(fc.nat({ max: 4096 }), fc.constant(0xffffffff), fc.nat()) }),
+  fc.record({
+    op: fc.constant('length' as const),
+    value: fc.oneof(fc.nat({ max: 4096 }), fc.constant(0xffffffff), fc.nat()),
+  }),
 );
 type Mutation = typeof mutation extends fc.Arbitrary<infer T> ? T : never;
 
 function mutate(frame: Uint8Array, ms: Mutation[]): Uint8Array {
   let b = Uint8Array.from(frame);
   for (const m of ms) {
-    const at = b.length === 0 ? 0 : ('at' in m ? m.at % b.length : 0);
+    const at = b.length === 0 ? 0 : 'at' in m ? m.at % b.length : 0;
     switch (m.op) {
-      case 'flip': if (b.length > 0) b[at] = m.byte; break;
-      case 'truncate': b = b.subarray(0, at); break;
-      case 'insert': b = Buffer.concat([b.subarray(0, at), m.bytes, b.subarray(at)]); break;
-      case 'delete': b = Buffer.concat([b.subarray(0, at), b.subarray(at + m.n)]); break;
-      case 'length': if (b.length >= 4) new DataView(b.buffer, b.byteOffset).setUint32(0, m.value); break;
+      case 'flip':
+        if (b.length > 0) b[at] = m.byte;
+        break;
+      case 'truncate':
+        b = b.subarray(0, at);
+        break;
+      case 'insert':
+        b = Buffer.concat([b.subarray(0, at), m.bytes, b.subarray(at)]);
+        break;
+      case 'delete':
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at + m.n)]);
+        break;
+      case 'length':
+        if (b.length >= 4) new DataView(b.buffer, b.byteOffset).setUint32(0, m.value);
+        break;
     }
   }
   return b;
@@ -147,7 +200,10 @@ test(`random bytes in random chunks (${RUNS.randomBytes} runs)`, () => {
 test(`mutated valid frames, concatenated and re-chunked (${RUNS.mutated} runs)`, () => {
   fc.assert(
     fc.property(
-      fc.array(fc.record({ frame: fc.nat({ max: POOL_ITEMS - 1 }), ms: fc.array(mutation, { maxLength: 3 }) }), { minLength: 1, maxLength: 4 }),
+      fc.array(fc.record({ frame: fc.nat({ max: POOL_ITEMS - 1 }), ms: fc.array(mutation, { maxLength: 3 }) }), {
+        minLength: 1,
+        maxLength: 4,
+      }),
       fc.array(fc.nat(), { maxLength: 4 }),
       (frames, points) => {
         const parts = frames.map(({ frame, ms }) => mutate(POOL[frame], ms));
@@ -168,35 +224,53 @@ test(`mutated valid frames, concatenated and re-chunked (${RUNS.mutated} runs)`,
 
 test(`valid streams cut at arbitrary points decode exactly (${RUNS.chunked} runs)`, () => {
   fc.assert(
-    fc.property(fc.array(fc.nat({ max: POOL_ITEMS - 1 }), { minLength: 1, maxLength: 5 }), fc.array(fc.nat(), { maxLength: 8 }), (ids, points) => {
-      const stream = Buffer.concat(ids.map((i) => POOL[i]));
-      const whole = feed(new FrameDecoder({ maxFrameBytes: MAX_FRAME }), [stream]);
-      const dec = new FrameDecoder({ maxFrameBytes: MAX_FRAME });
-      const pieces = feed(dec, cut(stream, points));
-      assert.deepEqual(pieces, whole);
-      assert.equal(whole.frames, ids.length);
-      assert.equal(dec.bufferedBytes, 0);
-    }),
+    fc.property(
+      fc.array(fc.nat({ max: POOL_ITEMS - 1 }), { minLength: 1, maxLength: 5 }),
+      fc.array(fc.nat(), { maxLength: 8 }),
+      (ids, points) => {
+        const stream = Buffer.concat(ids.map((i) => POOL[i]));
+        const whole = feed(new FrameDecoder({ maxFrameBytes: MAX_FRAME }), [stream]);
+        const dec = new FrameDecoder({ maxFrameBytes: MAX_FRAME });
+        const pieces = feed(dec, cut(stream, points));
+        assert.deepEqual(pieces, whole);
+        assert.equal(whole.frames, ids.length);
+        assert.equal(dec.bufferedBytes, 0);
+      },
+    ),
     { numRuns: RUNS.chunked },
   );
 });
 
 test(`handshake checks never throw on arbitrary bodies (${RUNS.handshake} runs)`, () => {
-  const policy = { clusterId: 'c', selfId: 'n2', isPeer: (id: string) => id === 'n1', dialsUs: (id: string) => id < 'n2' };
+  const policy = {
+    clusterId: 'c',
+    selfId: 'n2',
+    isPeer: (id: string) => id === 'n1',
+    dialsUs: (id: string) => id < 'n2',
+  };
   const body = fc.oneof(
     fc.dictionary(fc.string(), fc.anything()),
-    fc.record({
-      hs: fc.oneof(fc.constant('hello'), fc.constant('refuse'), fc.constant('auth'), fc.constant('ok'), fc.string()),
-      protocol: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.anything()),
-      clusterId: fc.oneof(fc.constant('c'), fc.anything()),
-      nodeId: fc.oneof(fc.constant('n1'), fc.anything()),
-      schema: fc.anything(),
-      maxFrameBytes: fc.anything(),
-      auth: fc.oneof(fc.record({ scheme: fc.constant('hmac-sha256'), nonce: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.anything()) }), fc.anything()),
-      proof: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.anything()),
-      reason: fc.anything(),
-      detail: fc.anything(),
-    }, { requiredKeys: ['hs'] }),
+    fc.record(
+      {
+        hs: fc.oneof(fc.constant('hello'), fc.constant('refuse'), fc.constant('auth'), fc.constant('ok'), fc.string()),
+        protocol: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.anything()),
+        clusterId: fc.oneof(fc.constant('c'), fc.anything()),
+        nodeId: fc.oneof(fc.constant('n1'), fc.anything()),
+        schema: fc.anything(),
+        maxFrameBytes: fc.anything(),
+        auth: fc.oneof(
+          fc.record({
+            scheme: fc.constant('hmac-sha256'),
+            nonce: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.anything()),
+          }),
+          fc.anything(),
+        ),
+        proof: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.anything()),
+        reason: fc.anything(),
+        detail: fc.anything(),
+      },
+      { requiredKeys: ['hs'] },
+    ),
   );
   fc.assert(
     fc.property(body, (b) => {
