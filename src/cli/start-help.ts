@@ -11,7 +11,8 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
   --groups N            groups bootstrapped with the cluster (default 100)
   --replication R       replicas per group (default min(3, nodes))
   --admin HOST:PORT     admin HTTP address (/status, /health, /kv/<key>)
-  --workers W           worker threads (shards) (default: number of cores)
+  --workers W           worker threads (shards) (default: 0, the shard on the main thread, on
+                        machines with at most 2 cores; else the number of cores)
   --zone Z, --rack R    locality labels of this node
   --tick-ms MS          tick = heartbeat interval (default 100)
   --election-ticks N    election timeout in ticks (default 10): how long followers wait
@@ -35,7 +36,7 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
                         plan and one-off rounds stay available). Config: "balancer":
                         {"enabled": true, "policy": "count", "intervalMs": 2000, "tolerance": 0.1,
                         "preferences": [{"groups": {"from": 1, "to": 50}, "leaders": [{"zone": "a"}]}],
-                        "followWorkload": {"minShare": 0.6}, ...} (see README, Leader balancer)
+                        "followWorkload": {"minShare": 0.6}, ...} (see docs/leadership.md)
   --draining            start in maintenance (never receives leadership until undrain)
   --stop-drain-ms MS    on SIGTERM/SIGINT, move this node's leaderships away for at most MS
                         before stopping (default 10000; 0 stops at once); a second signal
@@ -46,5 +47,5 @@ export const START_HELP = `Usage: flotilla start --id n1 --data DIR --listen HOS
   --cluster-secret-file FILE  a shared cluster secret (at least ${MIN_SECRET_LENGTH} characters; surrounding
                         whitespace ignored) proved in the node handshake, never sent (or
                         FLOTILLA_CLUSTER_SECRET; config: clusterSecretFile). Every node needs the same
-                        TLS / secret settings; see README, Transport security
+                        TLS / secret settings; see docs/security.md
 `;

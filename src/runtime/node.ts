@@ -110,7 +110,7 @@ export interface StartOptions {
    *  Default: the built-in key-value store. */
   readonly stateMachine?: { readonly module: string; readonly snapshotEvery?: number };
   /** The leader balancer (src/balancer): automatic rounds run when `enabled` is true; plan() and
-   *  round() are always available. Default: not started. */
+   *  round() are always available. Default: enabled, with the defaults of src/balancer/balancer.ts. */
   readonly balancer?: BalancerConfig;
   /** Start in maintenance (as after drain()): peers never send leadership here and this node's
    *  groups campaign only when no healthy peer does, until undrain(). Default false. */

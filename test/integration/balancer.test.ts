@@ -430,7 +430,7 @@ test('health: a node whose disk turns slow under writes gives its leaderships aw
   });
 });
 
-test('target ranking follows the playbook: caught up, reachable, storage, CPU, maintenance, locality, then load', () => {
+test('target ranking: caught up, reachable, storage, CPU, maintenance, locality, then load', () => {
   const base: TargetFacts = {
     id: 'x',
     lag: 0,

@@ -216,7 +216,7 @@ test('writes see no error and lose nothing while leadership moves back and forth
   });
 });
 
-test('membership, pattern B: add a learner, refuse it as a transfer target, promote it once caught up, remove an old member', async () => {
+test('membership in the safe order: add a learner, refuse it as a transfer target, promote it once caught up, remove an old member', async () => {
   await cluster(async (nodes) => {
     const n1 = nodes.get('n1')!;
     await n1.createGroup(40, ['n1', 'n2']);

@@ -176,7 +176,7 @@ export const REPROS: Record<string, Repro> = {
     summary:
       'leaseReads: the lease is measured in ticks the leader itself has seen. A leader process that is frozen ' +
       '(GC pause, stalled VM; a Node timer does not replay the ticks it missed) would resume believing its lease is ' +
-      'fresh. Host contract (README): on resume the host replays the ticks its monotonic clock says it missed before ' +
+      'fresh. Host contract (src/raft/types.ts): on resume the host replays the ticks its monotonic clock says it missed before ' +
       'it handles anything that arrived meanwhile; then the lease has expired and the read waits for a heartbeat round.',
     run: () => {
       const c = leaseCluster();
