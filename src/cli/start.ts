@@ -321,11 +321,13 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
   }
   hooks.onNode?.(node);
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+  let stopping = false;
   if (cfg.admin) {
     try {
       admin = await startAdmin(node, parseAddress(cfg.admin).host, parseAddress(cfg.admin).port, logger, {
         faultInjection: cfg.faultInjection,
         token: cfg.adminToken,
+        stopping: () => stopping,
       });
     } catch (e) {
       process.stderr.write(`flotilla start: admin: cannot listen on ${cfg.admin}: ${(e as Error).message}\n`);
@@ -350,6 +352,8 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
       process.once('SIGINT', int);
     });
   const sig = await signal();
+  // Clients finish on this node what they have sent and open no keep-alive reuse of it any more.
+  stopping = true;
   const stopDrainMs = cfg.stopDrainMs ?? 10_000;
   if (stopDrainMs > 0) {
     // Hand the leaderships over first: its groups then never wait out an election timeout.

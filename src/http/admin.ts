@@ -81,7 +81,20 @@ export interface AdminOptions {
   /** When set, every request that changes state (any method but GET/HEAD) must carry
    *  `Authorization: Bearer <token>`. */
   readonly token?: string;
+  /** True once the node has begun to stop: from then on every response asks its client to close
+   *  the connection, so no client holds an idle keep-alive connection when the server closes. */
+  readonly stopping?: () => boolean;
 }
+
+/** How long the server keeps an idle keep-alive connection, and the shorter time it advertises
+ *  (`Keep-Alive: timeout=`). A request a client writes on a connection the server is closing at
+ *  that moment fails with "other side closed", though the server never read it. Clients give up
+ *  an idle connection shortly before the advertised timeout (undici: one second), a margin an
+ *  event-loop stall on a busy machine can eat; with Node's default (5 s advertised, 5 s real) that
+ *  race showed up as failed PUTs under load and right after long operator commands. Advertising
+ *  60 s and closing at 65 s needs a 6 s stall to lose the race, and expiries are rare. */
+export const KEEP_ALIVE_IDLE_MS = 65_000;
+export const KEEP_ALIVE_ADVERTISED_S = 60;
 
 /** A request body as JSON, or a 400 with `usage` when it is not JSON. */
 function parseJson(text: string, usage: string): unknown {
@@ -321,6 +334,12 @@ export function startAdmin(
   o: AdminOptions = {},
 ): Promise<Server> {
   const server = createServer((req, res) => {
+    if (o.stopping?.()) res.setHeader('Connection', 'close');
+    else if (res.shouldKeepAlive) {
+      // Set by hand so that Node does not add its own Keep-Alive line with the real timeout.
+      res.setHeader('Connection', 'keep-alive');
+      res.setHeader('Keep-Alive', `timeout=${KEEP_ALIVE_ADVERTISED_S}`);
+    }
     handle(node, req, res, o).catch((e: unknown) => {
       if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });
       if (e instanceof RuntimeError) {
@@ -338,6 +357,7 @@ export function startAdmin(
   // Slow clients cannot hold the server.
   server.requestTimeout = 15_000;
   server.headersTimeout = 10_000;
+  server.keepAliveTimeout = KEEP_ALIVE_IDLE_MS;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));

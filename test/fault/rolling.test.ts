@@ -30,6 +30,7 @@ test('rolling maintenance: a plain SIGTERM and restart of each node under write 
   let failed = 0;
   let firstFailure = '';
   let stop = false;
+  let phase = 'start';
   try {
     for (const id of ids) spawnNode(id);
     await until(
@@ -56,12 +57,14 @@ test('rolling maintenance: a plain SIGTERM and restart of each node under write 
           }
         } catch (e) {
           failed++;
-          firstFailure ||= `${node}: ${(e as Error).message}`;
+          const cause = (e as Error & { cause?: { code?: string; message?: string } }).cause;
+          firstFailure ||= `${node}: ${(e as Error).message} (${cause?.code ?? ''} ${cause?.message ?? ''}) at ${phase}`;
         }
       }
     });
     for (const id of ids) {
       serving.delete(id);
+      phase = `stopping ${id}`;
       const p = procs.get(id)!;
       p.kill('SIGTERM');
       const code = await new Promise<number | null>((r) =>
@@ -74,6 +77,7 @@ test('rolling maintenance: a plain SIGTERM and restart of each node under write 
         GROUPS,
         `${id} handed every leadership over before it exited: all ${GROUPS} groups are led by ${others.join(' and ')} at once`,
       );
+      phase = `restarting ${id}`;
       spawnNode(id);
       await until(
         `${id} healthy again`,
@@ -96,9 +100,11 @@ test('rolling maintenance: a plain SIGTERM and restart of each node under write 
         100,
       );
       serving.add(id);
+      phase = `${id} back`;
     }
     stop = true;
     await Promise.all(writers);
+    for (const id of ids) assert.equal(procs.get(id)!.exitCode, null, `${id} is still running at the end`);
     assert.equal(failed, 0, `no write failed (first: ${firstFailure})`);
     for (const id of ids) {
       for (const [key, value] of acked) {
