@@ -13,7 +13,7 @@ import {
   validateTransportSecurity,
   type TransportSecurity,
 } from '../transport/index.js';
-import { startAdmin } from '../http/admin.js';
+import { closeAdmin, startAdmin } from '../http/admin.js';
 import { START_HELP } from './start-help.js';
 import { FlotillaError } from '../errors.js';
 import { isObject } from './json.js';
@@ -376,7 +376,7 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
   } else {
     logger.info({ signal: sig }, 'stopping');
   }
-  if (admin) await new Promise<void>((r) => admin.close(() => r()));
+  if (admin) await closeAdmin(admin);
   await node.stop();
   logger.info('stopped');
   return 0;

@@ -326,6 +326,22 @@ async function metrics(node: FlotillaNode): Promise<string> {
   return lines.join('\n') + '\n';
 }
 
+/** Stop the admin server: no new connections, idle ones closed at once, and a connection that
+ *  goes idle after answering its last request closed as soon as it does (swept every 100 ms: the
+ *  keep-alive timeout is long, and close() alone would wait it out). After `graceMs` whatever is
+ *  still open is cut. Resolves when every connection has ended. */
+export function closeAdmin(server: Server, graceMs = 5_000): Promise<void> {
+  return new Promise((resolve) => {
+    const sweep = setInterval(() => server.closeIdleConnections(), 100);
+    const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+    server.close(() => {
+      clearInterval(sweep);
+      clearTimeout(cut);
+      resolve();
+    });
+  });
+}
+
 export function startAdmin(
   node: FlotillaNode,
   host: string,

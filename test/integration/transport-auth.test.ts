@@ -27,7 +27,7 @@ import {
   type TransportOptions,
   type TransportTlsOptions,
 } from '../../src/transport/index.js';
-import { startAdmin } from '../../src/http/admin.js';
+import { closeAdmin, startAdmin } from '../../src/http/admin.js';
 import { pino } from 'pino';
 import { startNode as startFlotilla, type FlotillaNode, type StartOptions } from '../../src/runtime/node.js';
 import { ConfigError, parseStartArgs } from '../../src/cli/start.js';
@@ -695,7 +695,7 @@ test('three startNode nodes with mutual TLS and a cluster secret elect leaders a
     assert.equal(intruder.isConnected('n3'), false, 'the intruder has no link');
     // Operators see the refusal in /metrics.
     const admin = await startAdmin(nodes.get('n3')!, HOST, 0, pino({ level: 'silent' }));
-    t.after(() => new Promise<void>((r) => admin.close(() => r())));
+    t.after(() => closeAdmin(admin));
     const text = await (await fetch(`http://${HOST}:${(admin.address() as { port: number }).port}/metrics`)).text();
     const m = /flotilla_transport_handshake_failures_total\{node="n3",reason="TlsFailed"\} (\d+)/.exec(text);
     assert.ok(
