@@ -16,6 +16,7 @@ import { pino } from 'pino';
 // which build's copy of this file to start (BENCH_DIST).
 import { startNode, groupOfKey } from '../runtime/node.js';
 import { startAdmin } from '../http/admin.js';
+import type { ShardEntry } from '../runtime/status.js';
 
 const { values } = parseArgs({
   options: {
@@ -69,15 +70,22 @@ if (values.admin) {
 }
 const send = (m: unknown) => process.send!(m);
 // The election timeout in force (the node's own figure when it has one, else the options').
-const electionMs = (node as unknown as { electionMs?: number }).electionMs ?? tickMs * electionTicks;
+const electionMs = node.electionMs;
 send({ kind: 'ready', electionMs, requestTimeoutMs: timeoutMs });
 
 /** Cumulative work counters of this node (the benchmarks divide their deltas by the writes):
  *  loop turns, storage commits (fsyncs), Readies, group ticks, Raft messages in and out, frames
  *  and bytes on the wire, CPU (user, system) and bytes the process wrote to disk. */
+/** A shard's numeric loop counters by name, copied (a shard on the main thread reports its live
+ *  counters object); none for a shard that did not answer. */
+function loopCounters(x: ShardEntry): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (x.up) for (const [k, v] of Object.entries(x.loop)) if (typeof v === 'number') out[k] = v;
+  return out;
+}
+
 function workCounters(st: Awaited<ReturnType<typeof node.status>>): Record<string, number> {
-  const sum = (k: string) =>
-    st.shards.reduce((a, x) => a + ((x as unknown as { loop?: Record<string, number> }).loop?.[k] ?? 0), 0);
+  const sum = (k: string) => st.shards.reduce((a, x) => a + (loopCounters(x)[k] ?? 0), 0);
   const peers = Object.values(st.transport.peers);
   const cpu = process.cpuUsage();
   let diskWriteBytes = 0;
@@ -100,14 +108,8 @@ function workCounters(st: Awaited<ReturnType<typeof node.status>>): Record<strin
     cpuUserUs: cpu.user,
     cpuSystemUs: cpu.system,
     diskWriteBytes,
-    walBytes: st.shards.reduce(
-      (a, x) => a + ((x as unknown as { store?: Record<string, number> }).store?.walBytes ?? 0),
-      0,
-    ),
-    checkpoints: st.shards.reduce(
-      (a, x) => a + ((x as unknown as { store?: Record<string, number> }).store?.checkpoints ?? 0),
-      0,
-    ),
+    walBytes: st.shards.reduce((a, x) => a + (x.up ? x.store.walBytes : 0), 0),
+    checkpoints: st.shards.reduce((a, x) => a + (x.up ? x.store.checkpoints : 0), 0),
     msStep: sum('msStep'),
     msReady: sum('msReady'),
     msStage: sum('msStage'),
@@ -330,8 +332,8 @@ process.on(
       // objects: copy the numbers now, or every difference below is 0.
       const loopCounts = (st: typeof st0) =>
         st.shards.map((x) => {
-          const l = (x as unknown as { loop?: { loops?: number; ticks?: number } }).loop;
-          return { loops: l?.loops ?? 0, ticks: l?.ticks ?? 0 };
+          const l = loopCounters(x);
+          return { loops: l.loops ?? 0, ticks: l.ticks ?? 0 };
         });
       const loops0 = loopCounts(st0);
       const relayed0 = st0.runtime.relayedOut;
@@ -504,7 +506,7 @@ process.on(
     };
     const before = await node.status();
     // A copy: with the default layout a shard's loop counters are a live object.
-    const loopsBefore = before.shards.map((x) => ({ ...(x as unknown as { loop: Record<string, number> }).loop }));
+    const loopsBefore = before.shards.map(loopCounters);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     // Leadership moves while the load runs (this node's leaders, to the next replica).
@@ -562,7 +564,7 @@ process.on(
     const secs = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const after = await node.status();
-    const loop = (st: typeof before) => st.shards.map((x) => (x as unknown as { loop: Record<string, number> }).loop);
+    const loop = (st: typeof before) => st.shards.map(loopCounters);
     const delta = loop(after).map((l, i) =>
       Object.fromEntries(
         Object.entries(l)

@@ -137,6 +137,34 @@ interface TransferAnswer {
   phases: { catchUpMs: number; campaignMs: number; verifyMs: number };
 }
 
+/** A 200 answer of POST /transfer, checked field by field (a node of another build could differ). */
+function transferAnswer(j: Record<string, unknown>): TransferAnswer {
+  const num = (v: unknown, what: string): number => {
+    if (typeof v !== 'number') throw new Error(`transfer answer: ${what} is not a number`);
+    return v;
+  };
+  const str = (v: unknown, what: string): string => {
+    if (typeof v !== 'string') throw new Error(`transfer answer: ${what} is not a string`);
+    return v;
+  };
+  const p = j.phases;
+  if (typeof p !== 'object' || p === null) throw new Error('transfer answer: no phases');
+  const ph = p as Record<string, unknown>;
+  return {
+    group: num(j.group, 'group'),
+    from: str(j.from, 'from'),
+    to: str(j.to, 'to'),
+    term: num(j.term, 'term'),
+    ms: num(j.ms, 'ms'),
+    lag: num(j.lag, 'lag'),
+    phases: {
+      catchUpMs: num(ph.catchUpMs, 'phases.catchUpMs'),
+      campaignMs: num(ph.campaignMs, 'phases.campaignMs'),
+      verifyMs: num(ph.verifyMs, 'phases.verifyMs'),
+    },
+  };
+}
+
 /** One HTTP request on a new connection (as an operator's tool makes it); ms from sending it to
  *  reading the whole answer. */
 function call(
@@ -393,7 +421,7 @@ export async function runHttpTransfers(o: HttpTransferOptions): Promise<HttpTran
           try {
             const r = await call(admin.get(from)!, 'POST', '/transfer', { group: g, to });
             if (r.status === 200) {
-              const a = r.json as unknown as TransferAnswer;
+              const a = transferAnswer(r.json);
               httpMs.push(r.ms);
               answers.push({ ...a, httpMs: r.ms });
               if (a.from !== from) forwarded++;

@@ -6,7 +6,6 @@
 // Exit 0 when no write failed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { groupOfKey } from '../runtime/node.js';
 import { NODE_FLAGS } from '../runtime/heap.js';
 import { isObject } from './json.js';
+import { freePorts } from '../bench/ports.js';
 
 export const DEMO_HELP = `Usage: flotilla demo [--groups N] [--duration S] [--no-tui]
 
@@ -105,22 +105,6 @@ class Load {
     this.stopped = true;
     await Promise.allSettled(this.running);
   }
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<import('node:net').Server>((resolve) => {
-          const s = createServer();
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
 }
 
 async function json(

@@ -6,6 +6,7 @@
 // changes (the stability advisor refuses planned moves while the cluster flaps). Planned and
 // unplanned leader changes are counted apart, by who planned them, because only the unplanned
 // ones say anything about stability.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import type { LedInfo } from '../balancer/balancer.js';
@@ -101,7 +102,6 @@ export interface LeadershipHost {
 
 /** How far back the round-trip p99 of the stability advisor looks. */
 const RECENT_RTT_MS = 60_000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What a transfer weighs of the old leader's hand-over (a TransferDone). */
 type Handover = Pick<TransferDone, 'campaignMs' | 'lag' | 'commitP99Ms'>;

@@ -152,7 +152,8 @@ export class FlotillaNode {
   /** Leader of each group as last heard (local workers' reports and NotLeader hints). */
   private readonly leaders = new Map<number, NodeId>();
   private readonly peerWorkers = new Map<NodeId, number>();
-  private readonly electionMs: number;
+  /** The election timeout in force, ms (tick interval times election ticks). */
+  readonly electionMs: number;
   private readonly electionTicks: number;
   /** Fault injection: see setDiskDelay. */
   private diskDelay = { ms: 0, jitterMs: 0 };
