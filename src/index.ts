@@ -8,12 +8,47 @@ export {
   clusterIdOf,
   groupOfKey,
   type StartOptions,
+  type CallOptions,
   type ProposeOptions,
   type ReadOptions,
+  type StatusOptions,
+  type CasResult,
+  type Consistency,
 } from './runtime/node.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './runtime/node.js';
+export type {
+  NodeStatus,
+  GroupView,
+  RuntimeStats,
+  ShardEntry,
+  ShardStatus,
+  ShardSummary,
+  ShardLoopStats,
+  RoutingStats,
+  BalancerStats,
+} from './runtime/status.js';
+export type {
+  NodeEvents,
+  NodeEventName,
+  LeaderChangeEvent,
+  PeerEvent,
+  TransferEvent,
+  DrainEvent,
+  WorkerRestartEvent,
+  OverloadEvent,
+} from './runtime/events.js';
+export type { LeaderChangeCause, PlannedCause } from './runtime/protocol.js';
+export type { StabilityWarning } from './runtime/advisor.js';
+export type { HistogramSnapshot } from './runtime/histogram.js';
+export type { RaftTuning } from './runtime/shardoptions.js';
 export type { UserStateMachine, UserStateMachineModule } from './runtime/statemachine.js';
-export { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './runtime/errors.js';
+export {
+  RuntimeError,
+  TransferError,
+  AbortError,
+  type RuntimeErrorCode,
+  type TransferFailReason,
+} from './runtime/errors.js';
 export { NODE_FLAGS } from './runtime/heap.js';
 export type {
   BalancerConfig,
@@ -25,6 +60,7 @@ export type {
   Plan,
   PlannedMove,
 } from './balancer/balancer.js';
-export { LogStore, GroupStorage, type LogStoreOptions } from './storage/logstore.js';
+export type { TransportSecurity, TransportTlsOptions, TransportStats } from './transport/index.js';
+export { LogStore, GroupStorage, type LogStoreOptions, type StoreStats } from './storage/logstore.js';
 export { KvStateMachine, encodeKvCommand, decodeKvCommand, type KvCommand, type KvResult } from './storage/kv.js';
 export { StorageFailed, CorruptRecord, type StorageError, type StorageErrorCode } from './storage/errors.js';

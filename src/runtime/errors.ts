@@ -1,6 +1,7 @@
 // Typed errors of the runtime API. Every pending promise settles with one of these codes, so
 // callers can decide: retry elsewhere (NotLeader, with a hint), retry later (Unavailable,
-// Overloaded, TransferInProgress), or give up (InvalidArgument, Stopped, StorageFailed).
+// Overloaded, TransferInProgress), or give up (InvalidArgument, Stopped, StorageFailed; Aborted
+// is the caller's own AbortSignal).
 import { FlotillaError } from '../errors.js';
 import type { NodeId, ProposeResult } from '../raft/types.js';
 import type { BalancerConfigError } from '../balancer/errors.js';
@@ -15,15 +16,17 @@ export type RuntimeErrorCode =
   | 'Overloaded'
   | 'TransferInProgress'
   | 'ConfChangeInProgress'
-  | 'TransferFailed';
+  | 'TransferFailed'
+  | 'Aborted';
 
 export class RuntimeError extends FlotillaError<RuntimeErrorCode> {
   constructor(
     code: RuntimeErrorCode,
     message: string,
     readonly leader: NodeId = '',
+    options?: ErrorOptions,
   ) {
-    super(code, message);
+    super(code, message, options);
   }
 
   /** Whether the same request may succeed if retried (possibly on another node). */
@@ -95,5 +98,15 @@ export class TransferError extends RuntimeError {
     leader: NodeId = '',
   ) {
     super('TransferFailed', message, leader);
+  }
+}
+
+/** A call whose AbortSignal fired before it settled. A RuntimeError (code 'Aborted', never
+ *  retryable) named 'AbortError', so both `instanceof RuntimeError` and the platform's
+ *  `err.name === 'AbortError'` check recognise it; `cause` is the signal's reason. */
+export class AbortError extends RuntimeError {
+  declare readonly code: 'Aborted';
+  constructor(message: string, reason?: unknown) {
+    super('Aborted', message, '', reason === undefined ? undefined : { cause: reason });
   }
 }

@@ -12,6 +12,8 @@ import type { NodeId } from '../raft/types.js';
 import type { LedInfo } from '../balancer/balancer.js';
 import type { Envelope } from '../transport/index.js';
 import { TransferError, type RuntimeError } from './errors.js';
+import { throwIfAborted } from './abort.js';
+import type { NodeEventSink } from './events.js';
 import { Histogram, RecentSamples, tenthMs } from './histogram.js';
 import { adviseStability, type StabilityWarning } from './advisor.js';
 import { fresh, slowerThanLeader, type NodeView } from './preflight.js';
@@ -61,6 +63,9 @@ export interface TransferOptions {
   /** Override the refusals that protect service rather than safety: TargetLagging,
    *  TargetNeedsSnapshot, TargetNoQuorum, TargetSlow and ClusterUnstable. */
   readonly force?: boolean;
+  /** Abort: the call rejects at once and no leader is asked (again) to hand over; a hand-over
+   *  already asked for may still complete. */
+  readonly signal?: AbortSignal;
 }
 
 export interface DrainOptions {
@@ -68,6 +73,9 @@ export interface DrainOptions {
   readonly concurrency?: number;
   readonly timeoutMs?: number;
   readonly force?: boolean;
+  /** Abort: the call rejects at once and no further group is moved (moves under way may still
+   *  complete). The node stays marked draining until undrain(). */
+  readonly signal?: AbortSignal;
 }
 
 /** What leadership needs of its node. */
@@ -98,6 +106,8 @@ export interface LeadershipHost {
   eventLoopP99Ms(): number;
   /** Per shard: its storage commit p99 and the groups with an even number of voters. */
   status(): Promise<Pick<NodeStatus, 'shards'>>;
+  /** The node's events: transfer outcomes and drain progress are emitted here. */
+  readonly events: NodeEventSink;
 }
 
 /** How far back the round-trip p99 of the stability advisor looks. */
@@ -197,7 +207,11 @@ export class Leadership {
     const outcome = (reason: string) => {
       this.transferStats[reason] = (this.transferStats[reason] ?? 0) + 1;
     };
+    const signal = o.signal;
+    const what = `transfer of group ${group}`;
+    let from: NodeId = h.leaders.get(group) ?? '';
     try {
+      throwIfAborted(what, signal);
       if (!replicas.includes(target))
         throw new TransferError('TargetNotMember', `transfer of group ${group}: ${target} holds no replica`);
       if (this.drainingNodes.has(target))
@@ -212,7 +226,6 @@ export class Leadership {
           : h.forward(target, 'awaitLead', { group, timeoutMs: ms, cause }, ms + 250).then(leadingOf);
       let led = awaitLead(timeoutMs);
       led.catch(() => undefined); // consumed below, unless the hand-over fails first
-      let from: NodeId = h.leaders.get(group) ?? '';
       let done = false;
       let handover: Handover | null = null;
       // A target that starts draining or drops its link meanwhile will not take over: say so
@@ -227,6 +240,7 @@ export class Leadership {
         const remaining = deadline - Date.now();
         if (remaining <= 10)
           throw new TransferError('Timeout', `transfer of group ${group} to ${target}: no leader answered in time`);
+        throwIfAborted(what, signal);
         if (n > 0) targetGone();
         const leader =
           from && (from === h.id || h.isConnected(from)) ? from : h.pickTarget(group, replicas, '', n, false);
@@ -332,11 +346,24 @@ export class Leadership {
         { group, from: from || null, to: target, term, ms, lag, ...phases, commitP99Ms },
         'leader transfer verified',
       );
+      if (h.events.wants('transfer'))
+        h.events.emit('transfer', {
+          group,
+          from: from || target,
+          to: target,
+          ok: true,
+          reason: 'completed',
+          cause,
+          ms,
+        });
       return { group, from: from || target, to: target, term, ms, lag, phases, commitP99Ms };
     } catch (e) {
-      const reason = e instanceof TransferError ? e.reason : ((e as RuntimeError).code ?? 'Error');
+      const reason = e instanceof TransferError ? e.reason : ((e as RuntimeError).code ?? 'InvalidArgument');
       outcome(reason);
-      h.log.info({ group, to: target, reason, ms: Math.round(performance.now() - t0) }, 'leader transfer failed');
+      const ms = Math.round(performance.now() - t0);
+      h.log.info({ group, to: target, reason, ms }, 'leader transfer failed');
+      if (h.events.wants('transfer'))
+        h.events.emit('transfer', { group, from, to: target, ok: false, reason, cause, ms });
       throw e;
     }
   }
@@ -354,20 +381,37 @@ export class Leadership {
     const moved: TransferResult[] = [];
     const failed: { group: number; reason: string }[] = [];
     let mine = await h.ledGroups();
+    let found = 0;
     let next = 0;
+    const progress = (done: boolean) => {
+      if (h.events.wants('drain'))
+        h.events.emit('drain', {
+          node: h.id,
+          moved: moved.length,
+          failed: failed.length,
+          remaining: found - moved.length - failed.length,
+          done,
+        });
+    };
     const worker = async () => {
-      while (next < mine.length) {
+      while (next < mine.length && !o.signal?.aborted) {
         const g = mine[next++];
         // Ranked as the balancer ranks targets; nodes named in `avoid` only when nothing else can lead.
         const candidates = h.drainTargets(g, avoid, this.drainingNodes);
         if (candidates.length === 0) candidates.push(...h.drainTargets(g, new Set(), this.drainingNodes));
         if (candidates.length === 0) {
           failed.push({ group: g.group, reason: 'NoEligibleTarget' });
+          progress(false);
           continue;
         }
         try {
           moved.push(
-            await this.transfer(g.group, candidates[0], { timeoutMs: o.timeoutMs, cause: 'drain', force: o.force }),
+            await this.transfer(g.group, candidates[0], {
+              timeoutMs: o.timeoutMs,
+              cause: 'drain',
+              force: o.force,
+              signal: o.signal,
+            }),
           );
         } catch (e) {
           failed.push({
@@ -375,14 +419,16 @@ export class Leadership {
             reason: e instanceof TransferError ? e.reason : ((e as RuntimeError).code ?? String(e)),
           });
         }
+        progress(false);
       }
     };
     // A leadership can arrive while the drain runs (a move a peer started before it heard of the
     // drain, an election this node won): look again, a bounded number of times, for groups it
     // has not tried yet.
     const tried = new Set<number>();
-    for (let pass = 0; pass < 3 && mine.length > 0; pass++) {
+    for (let pass = 0; pass < 3 && mine.length > 0 && !o.signal?.aborted; pass++) {
       for (const g of mine) tried.add(g.group);
+      found += mine.length;
       next = 0;
       await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 16) }, worker));
       mine = (await h.ledGroups()).filter((g) => !tried.has(g.group));
@@ -394,7 +440,11 @@ export class Leadership {
       ms: Math.round(performance.now() - t0),
       transfers: moved,
     };
-    h.log.info({ moved: report.moved, failed: failed.length, ms: report.ms }, 'drain finished');
+    h.log.info(
+      { moved: report.moved, failed: failed.length, ms: report.ms, aborted: o.signal?.aborted === true },
+      'drain finished',
+    );
+    progress(true);
     return report;
   }
 
@@ -438,8 +488,8 @@ export class Leadership {
     });
   }
 
-  /** A local replica saw `group`'s leader change. */
-  countLeaderChange(group: number, kind: LeaderChangeKind): void {
+  /** A local replica saw `group`'s leader change: counted by cause, which is returned. */
+  countLeaderChange(group: number, kind: LeaderChangeKind): LeaderChangeCause {
     let cause: LeaderChangeCause = kind;
     if (kind === 'transfer') {
       const p = this.plannedCauses.get(group);
@@ -449,6 +499,7 @@ export class Leadership {
       if (this.leaderChanges.length > 100_000) this.leaderChanges.splice(0, 50_000);
     }
     this.leaderChangesByCause[cause]++;
+    return cause;
   }
 
   /** A transfer of `group` planned by `cause` is under way here for up to `timeoutMs`. */

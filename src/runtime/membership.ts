@@ -40,6 +40,7 @@ export interface MembershipHost {
     group: number,
     timeoutMs: number,
     attempt: (target: NodeId, ms: number) => Promise<unknown>,
+    signal: AbortSignal | undefined,
   ): Promise<unknown>;
   /** The group is gone: its leader as last heard is no longer one. */
   forgetLeader(group: number): void;
@@ -82,25 +83,25 @@ export class Membership {
   }
 
   /** FlotillaNode.addLearner: the replica exists (empty) before the leader starts sending to it. */
-  async addLearner(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
+  async addLearner(group: number, nodeId: NodeId, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const replicas = this.replicasOf(group);
     if (!this.isNode(nodeId)) throw new RuntimeError('InvalidArgument', `${nodeId} is not a node of the cluster`);
     if (replicas.includes(nodeId))
       throw new RuntimeError('InvalidArgument', `${nodeId} already holds a replica of group ${group}`);
     if (nodeId === this.host.id) await this.host.shard(group, 'create', { group, voters: [] });
     else await this.host.forward(nodeId, 'gjoin', { group }, timeoutMs);
-    await this.change(group, 'addLearner', nodeId, timeoutMs);
+    await this.change(group, 'addLearner', nodeId, timeoutMs, signal);
   }
 
-  async promote(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
-    await this.change(group, 'addVoter', nodeId, timeoutMs);
+  async promote(group: number, nodeId: NodeId, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    await this.change(group, 'addVoter', nodeId, timeoutMs, signal);
   }
 
   /** FlotillaNode.removeMember: the copy is deleted only once the group no longer counts it. */
-  async removeMember(group: number, nodeId: NodeId, timeoutMs: number): Promise<void> {
+  async removeMember(group: number, nodeId: NodeId, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (!this.replicasOf(group).includes(nodeId))
       throw new RuntimeError('InvalidArgument', `${nodeId} holds no replica of group ${group}`);
-    await this.change(group, 'remove', nodeId, timeoutMs);
+    await this.change(group, 'remove', nodeId, timeoutMs, signal);
     if (nodeId === this.host.id) await this.host.shard(group, 'remove', { group }).catch(() => undefined);
     else await this.host.forward(nodeId, 'gdrop', { group }, timeoutMs).catch(() => undefined); // best effort: it is no longer a member
   }
@@ -162,11 +163,23 @@ export class Membership {
     return id === this.host.id || this.host.peers.includes(id);
   }
 
-  private change(group: number, change: MemberChange, nodeId: NodeId, timeoutMs: number): Promise<unknown> {
-    return this.host.withRetries(group, timeoutMs, (target, ms) =>
-      target === this.host.id
-        ? this.host.shard(group, 'member', { group, change, node: nodeId, timeoutMs: ms })
-        : this.host.forward(target, 'member', { group, change, node: nodeId, timeoutMs: ms }, ms + 250),
+  /** Proposed through the group's leader, retried as a proposal is; an aborted `signal` stops
+   *  the retries (a change already proposed may still apply). */
+  private change(
+    group: number,
+    change: MemberChange,
+    nodeId: NodeId,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
+    return this.host.withRetries(
+      group,
+      timeoutMs,
+      (target, ms) =>
+        target === this.host.id
+          ? this.host.shard(group, 'member', { group, change, node: nodeId, timeoutMs: ms })
+          : this.host.forward(target, 'member', { group, change, node: nodeId, timeoutMs: ms }, ms + 250),
+      signal,
     );
   }
 

@@ -11,6 +11,7 @@
 // protocol in peerprotocol.ts, planned leadership moves and their gates in leadership.ts, group
 // membership and its persistence in membership.ts; routing and retries stay here for now.
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,8 @@ import {
   type TransportSecurity,
 } from '../transport/index.js';
 import { RuntimeError } from './errors.js';
+import { abortable, onAbort, throwIfAborted } from './abort.js';
+import type { NodeEventName, NodeEventSink, NodeEvents } from './events.js';
 import {
   COMMIT_P99_WINDOW_MS,
   workerOf,
@@ -126,9 +129,23 @@ export interface StartOptions {
   readonly logger?: Logger;
 }
 
-export interface ProposeOptions {
+/** What every promise-returning call of the API accepts. */
+export interface CallOptions {
+  /** Abort the call: it rejects at once with an AbortError (a RuntimeError, code 'Aborted').
+   *  What was not yet handed to a replica is withdrawn; what was may still take effect. */
+  readonly signal?: AbortSignal;
+}
+
+export interface ProposeOptions extends CallOptions {
   /** Deadline for the whole call, retries included. Default: the node's requestTimeoutMs. */
   readonly timeoutMs?: number;
+}
+
+export type { Consistency } from './protocol.js';
+
+export interface StatusOptions extends CallOptions {
+  /** Every group's Raft status too. */
+  readonly detail?: boolean;
 }
 
 export interface ReadOptions extends ProposeOptions {
@@ -136,7 +153,14 @@ export interface ReadOptions extends ProposeOptions {
    *  its lease when `raft.leaseReads` is on — no round trip, relies on bounded clock drift; else
    *  as 'linearizable'; reads served by a follower always take the round), or 'stale' (this
    *  replica's state now). */
-  readonly consistency?: 'linearizable' | 'lease' | 'stale';
+  readonly consistency?: Consistency;
+}
+
+/** The result of kv.cas. */
+export interface CasResult {
+  readonly swapped: boolean;
+  /** The value after the call (the new one when swapped). */
+  readonly current: Uint8Array | null;
 }
 
 const enc = new TextEncoder();
@@ -145,7 +169,7 @@ const asBytes = (k: Uint8Array | string): Uint8Array => (typeof k === 'string' ?
 const plainBytes = (b: Uint8Array | null | undefined): Uint8Array | null =>
   b == null ? null : b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
-export class FlotillaNode {
+export class FlotillaNode extends EventEmitter<NodeEvents> {
   readonly clusterId: string;
   readonly workerCount: number;
   private forwarder!: Forwarder;
@@ -201,25 +225,36 @@ export class FlotillaNode {
   private pendingBytes = 0;
   /** Verified transfers requested here (request -> verified new leader) and peer round trips. */
   readonly histograms: Leadership['histograms'];
+  /** How this node's concerns emit its events (see events.ts). */
+  private readonly events: NodeEventSink = {
+    wants: (name: NodeEventName) => this.listenerCount(name) > 0,
+    emit: (name, ...args) => {
+      this.emit<NodeEventName>(name, ...args);
+    },
+  };
 
   /** The built-in key-value store's API: keys and values as bytes or UTF-8 strings. */
   readonly kv = {
     put: async (key: Uint8Array | string, value: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
       const k = asBytes(key);
-      await this.propose(groupOfKey(k, this.opts.groups), { op: 'put', key: k, value: asBytes(value) }, o);
+      await this.propose<KvResult, KvCommand>(
+        groupOfKey(k, this.opts.groups),
+        { op: 'put', key: k, value: asBytes(value) },
+        o,
+      );
     },
     delete: async (key: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
       const k = asBytes(key);
-      await this.propose(groupOfKey(k, this.opts.groups), { op: 'delete', key: k }, o);
+      await this.propose<KvResult, KvCommand>(groupOfKey(k, this.opts.groups), { op: 'delete', key: k }, o);
     },
     cas: async (
       key: Uint8Array | string,
       expected: Uint8Array | string | null,
       value: Uint8Array | string | null,
       o?: ProposeOptions,
-    ) => {
+    ): Promise<CasResult> => {
       const k = asBytes(key);
-      const r = (await this.propose(
+      const r = await this.propose<KvResult | null, KvCommand>(
         groupOfKey(k, this.opts.groups),
         {
           op: 'cas',
@@ -228,20 +263,21 @@ export class FlotillaNode {
           value: value === null ? null : asBytes(value),
         },
         o,
-      )) as KvResult | null;
+      );
       return r && r.op === 'cas'
         ? { swapped: r.swapped, current: plainBytes(r.current) }
         : { swapped: false, current: null };
     },
+    /** `get(key, { consistency, timeoutMs, signal })`; the older positional form
+     *  `get(key, consistency, { timeoutMs })` still works. */
     get: async (
       key: Uint8Array | string,
-      consistency: 'linearizable' | 'lease' | 'stale' = 'linearizable',
+      consistency: Consistency | ReadOptions = 'linearizable',
       o?: ProposeOptions,
-    ) => {
+    ): Promise<Uint8Array | null> => {
       const k = asBytes(key);
-      return plainBytes(
-        (await this.read(groupOfKey(k, this.opts.groups), k, { ...o, consistency })) as Uint8Array | null,
-      );
+      const ro: ReadOptions = typeof consistency === 'string' ? { ...o, consistency } : consistency;
+      return plainBytes(await this.read<Uint8Array | null>(groupOfKey(k, this.opts.groups), k, ro));
     },
     groupOf: (key: Uint8Array | string) => groupOfKey(asBytes(key), this.opts.groups),
     /** The node that leads `key`'s group as far as this node knows (undefined when it does not). */
@@ -258,6 +294,7 @@ export class FlotillaNode {
     workers: number,
     electionMs: number,
   ) {
+    super();
     this.clusterId = clusterId;
     this.workerCount = workers;
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
@@ -286,7 +323,7 @@ export class FlotillaNode {
         send,
         shard,
         forward,
-        withRetries: (g, ms, attempt) => this.withRetries(g, ms, attempt),
+        withRetries: (g, ms, attempt, signal) => this.withRetries(g, ms, attempt, false, signal),
         forgetLeader: (g) => this.leaders.delete(g),
       },
       bootstrap,
@@ -311,6 +348,7 @@ export class FlotillaNode {
         uptimeMs: () => Date.now() - this.startedAt,
         eventLoopP99Ms: () => this.loopTiming.eventLoop().p99Ms,
         status: () => this.status(),
+        events: this.events,
       },
       opts.draining === true,
     );
@@ -326,7 +364,7 @@ export class FlotillaNode {
       membership: this.membership,
       isLocal: (g) => this.isLocal(g),
       leaderOf: (g) => this.leaders.get(g),
-      admit: (bytes) => this.admit(bytes),
+      admit: (bytes, origin) => this.admit(bytes, origin),
       serve: (g, origin, kind, req) => this.serveLocal(g, origin, kind, req),
       peerWorkers: (from, w) => {
         this.peerWorkers.set(from, w);
@@ -431,15 +469,20 @@ export class FlotillaNode {
         node.transport.send(target, { k: 'rb', w: worker, b: batch });
       },
       onConf: (g, voters, learners) => node.membership.onConf(g, voters, learners, true),
-      onLeader: (g, l, _term, kind) => {
+      onLeader: (g, l, term, kind) => {
         if (!l) {
           node.leaders.delete(g);
           return;
         }
         node.stats.leaderChanges++;
-        node.leadership.countLeaderChange(g, kind);
+        const cause = node.leadership.countLeaderChange(g, kind);
         node.leaders.set(g, l);
-        for (const wake of [...(node.leaderWaits.get(g) ?? [])]) wake();
+        const waits = node.leaderWaits.get(g);
+        if (waits) for (const wake of [...waits]) wake();
+        if (node.events.wants('leaderChange')) node.events.emit('leaderChange', { group: g, leader: l, term, cause });
+      },
+      onRestart: (worker, reason, restartInMs) => {
+        if (node.events.wants('workerRestart')) node.events.emit('workerRestart', { worker, reason, restartInMs });
       },
       onBrief: (i, b) => {
         node.shardBriefs[i] = { ...b, at: performance.now() };
@@ -483,12 +526,14 @@ export class FlotillaNode {
       // the mark its peers still hold, or they would never send leadership back.
       node.transport.send(p, notice('drainState', { draining: node.isDraining }));
       node.workers.broadcast({ kind: 'peerUp', peer: p });
+      if (node.events.wants('peerUp')) node.events.emit('peerUp', { peer: p });
     });
     node.transport.on('peerDown', (p) => {
       node.workers.broadcast({ kind: 'peerDown', peer: p });
       // Requests in flight to a node that died will not be answered: retry them elsewhere now
       // (client sessions make a proposal's retry safe even if the dead node had logged it).
       node.forwarder.peerDown(p);
+      if (node.events.wants('peerDown')) node.events.emit('peerDown', { peer: p });
     });
     try {
       await node.workers.start();
@@ -571,7 +616,20 @@ export class FlotillaNode {
    * any msgpack value. Leader changes, transfers, unreachable nodes and timed-out attempts are
    * retried (to the new leader) until the deadline; the client session makes every retry safe.
    */
-  async propose(group: number, command: unknown, o: ProposeOptions = {}): Promise<unknown> {
+  propose<R = unknown, C = unknown>(group: number, command: C, o: ProposeOptions = {}): Promise<R> {
+    const signal = o.signal;
+    if (signal === undefined) return this.proposeNow<R>(group, command, o.timeoutMs, undefined);
+    return abortable(signal, `proposal to group ${group}`, () =>
+      this.proposeNow<R>(group, command, o.timeoutMs, signal),
+    );
+  }
+
+  private async proposeNow<R>(
+    group: number,
+    command: unknown,
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<R> {
     if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
     this.replicasOf(group);
     let payload: Uint8Array;
@@ -580,15 +638,20 @@ export class FlotillaNode {
     } catch (e) {
       throw new RuntimeError('InvalidArgument', (e as Error).message);
     }
-    const release = this.admit(payload.byteLength);
+    const release = this.admit(payload.byteLength, this.id);
     const h = this.session.begin();
     this.stats.proposals++;
     try {
       const data = encodeCommand(h, payload);
-      const r = await this.withRetries(group, o.timeoutMs ?? this.timeoutMs, (target, ms) =>
-        target === this.id
-          ? this.serveLocal(group, this.id, 'propose', { group, data, timeoutMs: ms })
-          : this.forward(target, 'fwd', { group, d: data, to: ms }, ms + 250),
+      const r = await this.withRetries(
+        group,
+        timeoutMs ?? this.timeoutMs,
+        (target, ms) =>
+          target === this.id
+            ? this.serveLocal(group, this.id, 'propose', { group, data, timeoutMs: ms })
+            : this.forward(target, 'fwd', { group, d: data, to: ms }, ms + 250),
+        false,
+        signal,
       );
       if (r !== null && typeof r === 'object' && APPLY_ERROR_KEY in r) {
         throw new RuntimeError(
@@ -596,19 +659,30 @@ export class FlotillaNode {
           `state machine rejected the command: ${(r as Record<string, string>)[APPLY_ERROR_KEY]}`,
         );
       }
-      return r;
+      // The state machine's result as the caller typed it (it crossed a thread or the network).
+      return r as R;
     } finally {
       this.session.done(h.seq);
       release();
     }
   }
 
-  /** Take one proposal of `bytes` into the node's pending budget, or refuse it (Overloaded). */
-  private admit(bytes: number): () => void {
+  /** Take one proposal of `bytes` (made on `origin`) into the node's pending budget, or refuse
+   *  it (Overloaded). */
+  private admit(bytes: number, origin: NodeId): () => void {
     const maxN = this.opts.limits?.maxPendingProposals ?? 20_000;
     const maxB = this.opts.limits?.maxPendingBytes ?? 64 << 20;
     if (this.pendingProposals >= maxN || this.pendingBytes + bytes > maxB) {
       this.stats.overloaded++;
+      if (this.events.wants('overload'))
+        this.events.emit('overload', {
+          shed: 'proposal',
+          bytes,
+          origin,
+          limit: this.pendingProposals >= maxN ? 'maxPendingProposals' : 'maxPendingBytes',
+          pendingProposals: this.pendingProposals,
+          pendingBytes: this.pendingBytes,
+        });
       if (this.stats.overloaded % 1000 === 1) {
         this.log.warn(
           { pending: this.pendingProposals, bytes: this.pendingBytes, refused: this.stats.overloaded },
@@ -632,12 +706,18 @@ export class FlotillaNode {
   }
 
   /** Query `group`'s state machine (KV: the query is a key). Linearizable (ReadIndex) by default. */
-  async read(group: number, query: unknown, o: ReadOptions = {}): Promise<unknown> {
+  read<R = unknown, Q = unknown>(group: number, query: Q, o: ReadOptions = {}): Promise<R> {
+    const signal = o.signal;
+    if (signal === undefined) return this.readNow<R>(group, query, o, undefined);
+    return abortable(signal, `read of group ${group}`, () => this.readNow<R>(group, query, o, signal));
+  }
+
+  private async readNow<R>(group: number, query: unknown, o: ReadOptions, signal: AbortSignal | undefined): Promise<R> {
     if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
     this.replicasOf(group);
     const c: Consistency = o.consistency === 'stale' ? 'stale' : o.consistency === 'lease' ? 'lease' : 'linearizable';
     this.stats.reads++;
-    return this.withRetries(
+    const r = await this.withRetries(
       group,
       o.timeoutMs ?? this.timeoutMs,
       (target, ms) =>
@@ -645,12 +725,20 @@ export class FlotillaNode {
           ? this.serveLocal(group, this.id, 'read', { group, query, consistency: c, timeoutMs: ms })
           : this.forward(target, 'rd', { group, q: query, c, to: ms }, ms + 250),
       c === 'stale',
+      signal,
     );
+    // The state machine's answer as the caller typed it (it crossed a thread or the network).
+    return r as R;
   }
 
-  /** Sleep `ms`, or less if a local replica of `group` reports a leader meanwhile. */
-  private leaderOrSleep(group: number, ms: number): Promise<void> {
+  /** Sleep `ms`, or less if a local replica of `group` reports a leader meanwhile (or `signal`
+   *  aborts: the retry loop then stops). */
+  private leaderOrSleep(group: number, ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise((resolve) => {
+      if (signal?.aborted) {
+        resolve();
+        return;
+      }
       let set = this.leaderWaits.get(group);
       if (!set) {
         set = new Set();
@@ -658,12 +746,14 @@ export class FlotillaNode {
       }
       const done = () => {
         clearTimeout(timer);
+        off?.();
         const s = this.leaderWaits.get(group);
         s?.delete(done);
         if (s?.size === 0) this.leaderWaits.delete(group);
         resolve();
       };
       const timer = setTimeout(done, ms);
+      const off = signal ? onAbort(signal, done) : undefined;
       set.add(done);
     });
   }
@@ -730,12 +820,15 @@ export class FlotillaNode {
     return { fsyncP99Ms: commits.length ? Math.max(...commits) : null, cpu };
   }
 
-  /** Run `attempt` against the best target until it succeeds, fails for good or the deadline. */
+  /** Run `attempt` against the best target until it succeeds, fails for good or the deadline.
+   *  An aborted `signal` stops it before the next attempt: a request not handed to a replica yet
+   *  is never handed over. */
   private async withRetries(
     group: number,
     timeoutMs: number,
     attempt: (target: NodeId, ms: number) => Promise<unknown>,
     anyReplica = false,
+    signal?: AbortSignal,
   ): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     const replicas = this.replicasOf(group);
@@ -743,6 +836,7 @@ export class FlotillaNode {
     for (let n = 0; ; n++) {
       const remaining = deadline - Date.now();
       if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
+      throwIfAborted(`request to group ${group}`, signal);
       const target = this.pickTarget(group, replicas, hint, n, anyReplica);
       try {
         return await attempt(target, Math.max(1, Math.min(remaining, this.attemptMs)));
@@ -760,6 +854,7 @@ export class FlotillaNode {
           await this.leaderOrSleep(
             group,
             Math.min(jittered(Math.min(200, 5 * 2 ** Math.min(n, 6))), Math.max(0, deadline - Date.now() - 5)),
+            signal,
           );
       }
     }
@@ -779,11 +874,15 @@ export class FlotillaNode {
 
   /** This node and its groups. `detail` adds every group's Raft status (role, term, commit,
    *  applied, last index, quiesced, transfer, per-peer match/next/state when leader). */
-  async status(o: { detail?: boolean } = {}): Promise<NodeStatus> {
+  status(o: StatusOptions = {}): Promise<NodeStatus> {
+    return abortable(o.signal, 'status', () => this.statusNow(o.detail ?? false));
+  }
+
+  private async statusNow(detail: boolean): Promise<NodeStatus> {
     const perGroup: GroupView[][] = []; // by shard: the list keeps shard order
     const shards = await Promise.all(
       Array.from({ length: this.workerCount }, (_, i) =>
-        this.workers.call(i, 'status', { detail: o.detail ?? false }).then(
+        this.workers.call(i, 'status', { detail }).then(
           ({ perGroup: groups, ...st }): ShardEntry => {
             if (groups) perGroup[i] = groups;
             return { worker: i, up: true, ...st };
@@ -816,7 +915,7 @@ export class FlotillaNode {
       runtime: this.stats,
       transport: this.transport.stats(),
       shards,
-      perGroup: o.detail ? perGroup.flat() : undefined,
+      perGroup: detail ? perGroup.flat() : undefined,
     };
   }
 
@@ -828,7 +927,7 @@ export class FlotillaNode {
    * the old leader then stays leader). Every outcome is logged and counted.
    */
   transferLeader(group: number, target: NodeId, o: TransferOptions = {}): Promise<TransferResult> {
-    return this.leadership.transfer(group, target, o);
+    return abortable(o.signal, `transfer of group ${group}`, () => this.leadership.transfer(group, target, o));
   }
 
   /**
@@ -838,7 +937,7 @@ export class FlotillaNode {
    * `concurrency` at a time, each verified. Reports what moved and what did not, with reasons.
    */
   drain(o: DrainOptions = {}): Promise<DrainReport> {
-    return this.leadership.drain(o);
+    return abortable(o.signal, `drain of ${this.id}`, () => this.leadership.drain(o));
   }
 
   /** End maintenance: leadership may come back to this node (the balancer brings it). */
@@ -851,13 +950,13 @@ export class FlotillaNode {
   }
 
   /** Timing budget, voter-set shape and flapping checks, each with what to change. */
-  stabilityWarnings(): Promise<StabilityWarning[]> {
-    return this.leadership.stabilityWarnings();
+  stabilityWarnings(o: CallOptions = {}): Promise<StabilityWarning[]> {
+    return abortable(o.signal, 'stability check', () => this.leadership.stabilityWarnings());
   }
 
   /** The leader balancer's view: the moves it would make now, and why (or why none). */
-  balancePlan(): Promise<Plan> {
-    return this.balancer.plan();
+  balancePlan(o: CallOptions = {}): Promise<Plan> {
+    return abortable(o.signal, 'balance plan', () => this.balancer.plan());
   }
 
   /** The leader balancer's settings in force (defaults filled in). */
@@ -875,38 +974,47 @@ export class FlotillaNode {
     }
   }
 
-  /** Run one balancer round now (exchanging summaries, then moving). */
-  balanceRound(): Promise<Plan> {
-    return this.balancer.round();
+  /** Run one balancer round now (exchanging summaries, then moving). An abort rejects the call;
+   *  the round's moves already asked for go on. */
+  balanceRound(o: CallOptions = {}): Promise<Plan> {
+    return abortable(o.signal, 'balance round', () => this.balancer.round());
   }
 
   /** Membership change, step 1 of three (add a learner, promote it, remove the old member): add
    *  `nodeId` to `group` as a learner (it receives the log but does not vote). Its node creates an
    *  empty replica first. Resolves once applied. */
   addLearner(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
-    return this.membership.addLearner(group, nodeId, o.timeoutMs ?? this.timeoutMs);
+    return abortable(o.signal, `adding learner ${nodeId} to group ${group}`, () =>
+      this.membership.addLearner(group, nodeId, o.timeoutMs ?? this.timeoutMs, o.signal),
+    );
   }
 
   /** Step 2: make a caught-up learner a voter (retried until it has caught up, or the deadline). */
   promote(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
-    return this.membership.promote(group, nodeId, o.timeoutMs ?? this.timeoutMs);
+    return abortable(o.signal, `promotion of ${nodeId} in group ${group}`, () =>
+      this.membership.promote(group, nodeId, o.timeoutMs ?? this.timeoutMs, o.signal),
+    );
   }
 
   /** Remove `nodeId`'s replica from `group` (a leader being removed hands over first); then that
    *  node deletes its copy. */
   removeMember(group: number, nodeId: NodeId, o: ProposeOptions = {}): Promise<void> {
-    return this.membership.removeMember(group, nodeId, o.timeoutMs ?? this.timeoutMs);
+    return abortable(o.signal, `removal of ${nodeId} from group ${group}`, () =>
+      this.membership.removeMember(group, nodeId, o.timeoutMs ?? this.timeoutMs, o.signal),
+    );
   }
 
   /** Create a group at run time on `replicas` (default: placement of the next id). Every node must
-   *  be reachable (each records the group so that it can route to it). Returns the group id. */
-  createGroup(group: number, replicas?: NodeId[]): Promise<number> {
-    return this.membership.createGroup(group, replicas);
+   *  be reachable (each records the group so that it can route to it). Returns the group id. An
+   *  abort after the call started rejects it but does not undo the creation where it happened. */
+  createGroup(group: number, replicas?: NodeId[], o: CallOptions = {}): Promise<number> {
+    return abortable(o.signal, `creation of group ${group}`, () => this.membership.createGroup(group, replicas));
   }
 
-  /** Remove a group at run time from every node (its data is deleted). */
-  removeGroup(group: number): Promise<void> {
-    return this.membership.removeGroup(group);
+  /** Remove a group at run time from every node (its data is deleted). An abort after the call
+   *  started rejects it but does not stop the removal. */
+  removeGroup(group: number, o: CallOptions = {}): Promise<void> {
+    return abortable(o.signal, `removal of group ${group}`, () => this.membership.removeGroup(group));
   }
 
   /** Fault injection (tests, chaos drills): kill worker `index`'s thread as if it crashed. The

@@ -154,6 +154,7 @@ const ERROR_CODES: Record<RuntimeErrorCode, true> = {
   TransferInProgress: true,
   ConfChangeInProgress: true,
   TransferFailed: true,
+  Aborted: true,
 };
 const FAIL_REASONS: Record<TransferFailReason, true> = {
   TargetNotMember: true,
@@ -251,8 +252,9 @@ export interface PeerProtocolHost {
   /** Whether this node holds a replica of `group` (InvalidArgument for an unknown group). */
   isLocal(group: number): boolean;
   leaderOf(group: number): NodeId | undefined;
-  /** Take a proposal of `bytes` into the node's pending budget (or throw Overloaded); call to release. */
-  admit(bytes: number): () => void;
+  /** Take a proposal of `bytes`, made on `origin`, into the node's pending budget (or throw
+   *  Overloaded); call to release. */
+  admit(bytes: number, origin: NodeId): () => void;
   /** A client request from `origin` to the group's local replica. */
   serve<K extends 'propose' | 'read'>(
     group: number,
@@ -283,7 +285,7 @@ export class PeerProtocol {
     const h = host;
     this.requests = {
       fwd: (from, m, ms) => {
-        const release = h.admit(m.d.byteLength);
+        const release = h.admit(m.d.byteLength, from);
         return h.serve(m.group, from, 'propose', { group: m.group, data: m.d, timeoutMs: ms }).finally(release);
       },
       rd: (from, m, ms) =>

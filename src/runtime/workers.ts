@@ -94,6 +94,8 @@ export interface ShardWorkersOptions {
   readonly onBrief?: (index: number, brief: ShardBrief) => void;
   /** A shard (re)started; the node re-sends what the new worker must know. */
   readonly onStarted?: (index: number) => void;
+  /** A worker died and its shard restarts in `restartInMs`. */
+  readonly onRestart?: (index: number, reason: string, restartInMs: number) => void;
 }
 
 const here = fileURLToPath(import.meta.url);
@@ -219,6 +221,7 @@ export class ShardWorkers implements Shards {
       { worker: slot.index, err: err.message, wasUp, restartInMs: delay },
       'worker died; restarting its shard from disk',
     );
+    this.opts.onRestart?.(slot.index, err.message, delay);
     setTimeout(() => {
       if (this.stopping) return;
       this.launch(slot).catch((e2: Error) =>
