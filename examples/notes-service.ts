@@ -64,7 +64,11 @@ function service(node: FlotillaNode): Server {
         return void res.writeHead(204).end();
       }
       if (req.method === 'GET') {
-        const v = await node.kv.get(enc.encode(key), url.searchParams.has('stale') ? 'stale' : 'linearizable');
+        // A client that hangs up withdraws its read (the signal aborts it).
+        const gone = new AbortController();
+        res.on('close', () => gone.abort());
+        const consistency = url.searchParams.has('stale') ? 'stale' : 'linearizable';
+        const v = await node.kv.get(enc.encode(key), { consistency, signal: gone.signal });
         return v === null
           ? void res.writeHead(404).end('no such note\n')
           : void res.writeHead(200, { 'content-type': 'text/plain' }).end(dec.decode(v));

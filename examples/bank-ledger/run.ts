@@ -65,7 +65,7 @@ try {
     }),
   );
   for (let b = 1; b <= BRANCHES; b++) {
-    const totals = await Promise.all(nodes.map((node) => node.read(b, { total: true })));
+    const totals = await Promise.all(nodes.map((node) => node.read<number>(b, { total: true })));
     if (totals.some((t) => t !== OPENING * ACCOUNTS.length))
       throw new Error(`branch ${b}: totals ${totals.join(', ')}`);
   }

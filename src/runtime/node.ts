@@ -229,7 +229,12 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
   private readonly events: NodeEventSink = {
     wants: (name: NodeEventName) => this.listenerCount(name) > 0,
     emit: (name, ...args) => {
-      this.emit<NodeEventName>(name, ...args);
+      // Emitted from inside the node's message handling: a throwing listener must not break it.
+      try {
+        this.emit<NodeEventName>(name, ...args);
+      } catch (e) {
+        this.log.error({ event: name, err: e instanceof Error ? e.message : String(e) }, 'event listener failed');
+      }
     },
   };
 

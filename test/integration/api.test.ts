@@ -256,13 +256,28 @@ test('embedded API: abort signals, events, typed results', async (t) => {
       n2.undrain();
     });
 
-    await t.test('a peer going down and up', async () => {
-      await nodes.get('n3')!.stop();
-      nodes.delete('n3');
-      await until('peerDown n3 at n1', () => ev1.peerDown.some((e) => e.peer === 'n3'));
-      const ups = ev1.peerUp.filter((e) => e.peer === 'n3').length;
-      nodes.set('n3', await startNode(optsOf('n3')));
-      await until('peerUp n3 at n1 again', () => ev1.peerUp.filter((e) => e.peer === 'n3').length > ups);
+    await t.test('a peer going down and up (a throwing listener does not break the node)', async () => {
+      const boom = () => {
+        throw new Error('listener bug');
+      };
+      n1.on('peerUp', boom);
+      n1.on('leaderChange', boom);
+      try {
+        await nodes.get('n3')!.stop();
+        nodes.delete('n3');
+        await until('peerDown n3 at n1', () => ev1.peerDown.some((e) => e.peer === 'n3'));
+        const ups = ev1.peerUp.filter((e) => e.peer === 'n3').length;
+        const n3 = await startNode(optsOf('n3'));
+        nodes.set('n3', n3);
+        await until('peerUp n3 at n1 again', () => ev1.peerUp.filter((e) => e.peer === 'n3').length > ups);
+        // Writes through the restarted node land, and n1 (whose listeners threw) serves them.
+        for (let k = 0; k < GROUPS * 2; k++) await n3.kv.put(`after-restart-${k}`, `r${k}`);
+        for (let k = 0; k < GROUPS * 2; k++)
+          assert.equal(dec.decode((await n1.kv.get(`after-restart-${k}`))!), `r${k}`);
+      } finally {
+        n1.off('peerUp', boom);
+        n1.off('leaderChange', boom);
+      }
     });
 
     await t.test('a worker restart', async () => {
