@@ -12,6 +12,14 @@ export {
   type ReadOptions,
 } from './runtime/node.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './runtime/node.js';
+export type { NodeStatus } from './runtime/status.js';
+export {
+  adminHandler,
+  startAdmin,
+  closeAdmin,
+  type AdminOptions,
+  type HttpErrorCode,
+} from './http/admin.js';
 export type { UserStateMachine, UserStateMachineModule } from './runtime/statemachine.js';
 export { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './runtime/errors.js';
 export { NODE_FLAGS } from './runtime/heap.js';
