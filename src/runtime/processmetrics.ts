@@ -90,6 +90,7 @@ class ProcessSampler {
       for (const e of list.getEntries()) {
         const detail: unknown = 'detail' in e ? e.detail : undefined;
         const code = typeof detail === 'object' && detail !== null && 'kind' in detail ? detail.kind : undefined;
+        // A kind this Node.js version adds is counted as a full collection rather than lost.
         const g = this.gc[(typeof code === 'number' && GC_KIND_OF.get(code)) || 'major'];
         g.count++;
         g.seconds += e.duration / 1000;
