@@ -41,6 +41,13 @@ export type { LeaderChangeCause, PlannedCause } from './runtime/protocol.js';
 export type { StabilityWarning } from './runtime/advisor.js';
 export type { HistogramSnapshot } from './runtime/histogram.js';
 export type { RaftTuning } from './runtime/shardoptions.js';
+export {
+  adminHandler,
+  startAdmin,
+  closeAdmin,
+  type AdminOptions,
+  type HttpErrorCode,
+} from './http/admin.js';
 export type { UserStateMachine, UserStateMachineModule } from './runtime/statemachine.js';
 export {
   RuntimeError,

@@ -1,18 +1,23 @@
-// Admin HTTP server of a node (node:http): GET /status, GET /health, and a key-value gateway for
-// clients in any language — PUT /kv/<key> (body = value), GET /kv/<key>[?consistency=stale]
-// (404 when missing), POST /kv/<key>?cas with JSON {"expected":..., "value":...} (409 when the
-// compare fails), DELETE /kv/<key>. Errors are JSON {error, message} with a fitting status.
+// Admin HTTP server of a node (node:http), and the request handler behind it, which an
+// application can mount on a server of its own: GET /status, /health, /metrics, operator routes
+// (transfer, drain, members, balancer), and a key-value gateway for clients in any language —
+// PUT /kv/<key> (body = value), GET /kv/<key>[?consistency=stale] (404 when missing),
+// POST /kv/<key>?cas with JSON {"expected":..., "value":...} (409 when the compare fails),
+// DELETE /kv/<key> (says whether it removed a value). HEAD answers wherever GET does. Errors are
+// JSON {error, message} with a fitting status; a wrong method is 405 with an Allow header.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { FlotillaNode } from '../runtime/node.js';
-import { RuntimeError, TransferError } from '../runtime/errors.js';
-import { mergeHistograms, renderHistogram } from '../runtime/histogram.js';
+import { RuntimeError, TransferError, type RuntimeErrorCode } from '../runtime/errors.js';
+import { Exposition, allReasons } from '../runtime/metrics.js';
+import { processSampler } from '../runtime/processmetrics.js';
 
 export const MAX_BODY_BYTES = 1 << 20;
 export const MAX_KEY_BYTES = 1024;
 
-const STATUS_OF: Record<string, number> = {
+// Exhaustive by type: a new runtime code must be given its HTTP status here.
+const STATUS_OF: Record<RuntimeErrorCode, number> = {
   InvalidArgument: 400,
   NotLeader: 503,
   Unavailable: 503,
@@ -23,37 +28,108 @@ const STATUS_OF: Record<string, number> = {
   Stopped: 503,
   StorageFailed: 500,
   TransferFailed: 409,
+  // The gateway passes no AbortSignal, so no request of its own ends this way; a 503 if one did.
+  Aborted: 503,
 };
+
+/** Error codes of the HTTP layer itself (the runtime's are RuntimeErrorCode). */
+export type HttpErrorCode =
+  | 'InvalidArgument'
+  | 'Unauthorized'
+  | 'Forbidden'
+  | 'NotFound'
+  | 'MethodNotAllowed'
+  | 'Internal';
 
 class HttpError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: HttpErrorCode,
     message: string,
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
-  const data = type === 'application/json' ? JSON.stringify(body) : (body as Buffer);
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(data) });
+// Every code an error answer can carry, exhaustive by type, so that the error counter shows each
+// at 0 from the start.
+const ERROR_CODES: Record<HttpErrorCode | RuntimeErrorCode, true> = {
+  InvalidArgument: true,
+  Unauthorized: true,
+  Forbidden: true,
+  NotFound: true,
+  MethodNotAllowed: true,
+  Internal: true,
+  Aborted: true,
+  NotLeader: true,
+  Timeout: true,
+  Unavailable: true,
+  Stopped: true,
+  StorageFailed: true,
+  Overloaded: true,
+  TransferInProgress: true,
+  ConfChangeInProgress: true,
+  TransferFailed: true,
+};
+
+/** The methods each route takes (HEAD wherever GET), for routing and the Allow header of a 405. */
+const ROUTES: Readonly<Record<string, readonly string[]>> = {
+  '/status': ['GET', 'HEAD'],
+  '/health': ['GET', 'HEAD'],
+  '/metrics': ['GET', 'HEAD'],
+  '/transfer': ['POST'],
+  '/drain': ['POST'],
+  '/undrain': ['POST'],
+  '/members': ['POST'],
+  '/balance': ['POST'],
+  '/balance/plan': ['GET', 'HEAD'],
+  '/balance/config': ['GET', 'HEAD', 'POST'],
+  '/debug/crash-worker': ['POST'],
+  '/debug/disk-delay': ['POST'],
+};
+const KV_METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'];
+
+function methodNotAllowed(method: string | undefined, route: string, allowed: readonly string[]): HttpError {
+  const allow = allowed.join(', ');
+  return new HttpError(405, 'MethodNotAllowed', `${method} not allowed on ${route} (allowed: ${allow})`, {
+    allow,
+  });
+}
+
+/** A JSON answer (a HEAD request gets the same status and headers; node:http leaves out the body). */
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  sendBytes(res, status, Buffer.from(JSON.stringify(body)), 'application/json', headers);
+}
+
+function sendBytes(
+  res: ServerResponse,
+  status: number,
+  data: Buffer,
+  type: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, { ...headers, 'content-type': type, 'content-length': data.length });
   res.end(data);
 }
 
 const OK_BODY = Buffer.from('{"ok":true}');
+const DELETED_BODY = Buffer.from('{"ok":true,"deleted":true}');
+const MISSING_BODY = Buffer.from('{"ok":true,"deleted":false}');
+/** A DELETE compares and deletes; a key rewritten this many times in between is given up as busy. */
+const DELETE_ATTEMPTS = 5;
 
 /** The answer to a successful write: a constant body, and the node id of the key's leader as
  *  this node knows it (x-flotilla-leader), so a client that knows where each node serves can
  *  send the next write for that key straight there (any node still serves any key). */
-function sendOk(res: ServerResponse, leader: string | undefined): void {
+function sendOk(res: ServerResponse, leader: string | undefined, body = OK_BODY): void {
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
-    'content-length': OK_BODY.length,
+    'content-length': body.length,
   };
   if (leader) headers['x-flotilla-leader'] = leader;
   res.writeHead(200, headers);
-  res.end(OK_BODY);
+  res.end(body);
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
@@ -78,9 +154,15 @@ export interface AdminOptions {
   /** Enables POST /debug/crash-worker?worker=N and /debug/disk-delay?ms=M&jitterMs=J (fault
    *  drills and tests). Default false. */
   readonly faultInjection?: boolean;
-  /** When set, every request that changes state (any method but GET/HEAD) must carry
-   *  `Authorization: Bearer <token>`. */
+  /** When set, every request that changes state (any method but GET/HEAD) and every read of a
+   *  key (GET/HEAD /kv/<key>) must carry `Authorization: Bearer <token>`. /status, /health,
+   *  /metrics and the balancer's GET routes stay open: probes and scrapers read them. */
   readonly token?: string;
+  /** A second token that reads keys (GET/HEAD /kv/<key>) and changes nothing: for clients that
+   *  only read. Only together with `token` (flag `--admin-read-token`). */
+  readonly readToken?: string;
+  /** Where a request that failed unexpectedly is logged. Default: silent. */
+  readonly logger?: Logger;
   /** True once the node has begun to stop: from then on every response asks its client to close
    *  the connection, so no client holds an idle keep-alive connection when the server closes. */
   readonly stopping?: () => boolean;
@@ -122,210 +204,6 @@ function authorized(req: IncomingMessage, token: string): boolean {
   return timingSafeEqual(given, want);
 }
 
-/** Prometheus text exposition of the node's counters and gauges. */
-async function metrics(node: FlotillaNode): Promise<string> {
-  const st = await node.status();
-  const lines: string[] = [];
-  const metric = (
-    name: string,
-    type: 'counter' | 'gauge',
-    help: string,
-    samples: [Record<string, string | number>, number][],
-  ) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, v] of samples) {
-      const l = Object.entries(labels)
-        .map(([k, x]) => `${k}="${String(x).replace(/["\\\n]/g, '_')}"`)
-        .join(',');
-      lines.push(`${name}${l ? `{${l}}` : ''} ${v}`);
-    }
-  };
-  const node_ = { node: st.id };
-  metric('flotilla_groups', 'gauge', 'Groups hosted by this node.', [[node_, st.groups]]);
-  metric('flotilla_leaders', 'gauge', 'Groups this node leads.', [[node_, st.leaders]]);
-  metric('flotilla_quiesced_groups', 'gauge', 'Groups quiesced on this node.', [[node_, st.quiesced]]);
-  metric('flotilla_draining', 'gauge', '1 while this node drains.', [[node_, st.draining ? 1 : 0]]);
-  metric(
-    'flotilla_worker_up',
-    'gauge',
-    '1 when the worker hosting a shard is up.',
-    st.shards.map((w) => [{ ...node_, worker: w.worker }, w.up ? 1 : 0]),
-  );
-  metric('flotilla_worker_restarts_total', 'counter', 'Worker threads restarted after dying.', [
-    [node_, st.workerRestarts],
-  ]);
-  metric(
-    'flotilla_transfers_total',
-    'counter',
-    'Leader transfers requested on this node, by outcome.',
-    Object.entries(st.transfers).map(([outcome, n]) => [{ ...node_, outcome }, n]),
-  );
-  metric('flotilla_requests_forwarded_total', 'counter', 'Requests forwarded to another node.', [
-    [node_, st.runtime.forwarded],
-  ]);
-  metric(
-    'flotilla_requests_retried_total',
-    'counter',
-    'Attempts retried (not leader, transfer, unavailable, timeout).',
-    [[node_, st.runtime.retries]],
-  );
-  metric(
-    'flotilla_peer_connected',
-    'gauge',
-    '1 when the link to a peer is up.',
-    Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.connected ? 1 : 0]),
-  );
-  metric(
-    'flotilla_peer_frames_sent_total',
-    'counter',
-    'Frames sent to a peer.',
-    Object.entries(st.transport.peers).map(([peer, p]) => [{ ...node_, peer }, p.framesSent]),
-  );
-  // Refused or failed node handshakes (wrong cluster, unknown node, TLS, cluster secret): a rising
-  // count is a misconfigured node or an intruder, either way worth an alert.
-  metric(
-    'flotilla_transport_handshake_failures_total',
-    'counter',
-    'Node handshakes refused or failed, by reason.',
-    Object.entries(st.transport.handshakeFailures).map(([reason, n]) => [{ ...node_, reason }, n ?? 0]),
-  );
-  const drops: Record<string, number> = {};
-  for (const [reason, n] of Object.entries(st.transport.drops)) drops[reason] = n ?? 0;
-  for (const p of Object.values(st.transport.peers))
-    for (const [reason, n] of Object.entries(p.drops)) drops[reason] = (drops[reason] ?? 0) + (n ?? 0);
-  metric(
-    'flotilla_transport_dropped_total',
-    'counter',
-    'Frames or messages dropped as malformed, oversized, unknown or unauthenticated, by reason.',
-    Object.entries(drops).map(([reason, n]) => [{ ...node_, reason }, n]),
-  );
-  const loops = st.shards.flatMap((w) => (w.up ? [[w.worker, w.loop] as const] : []));
-  metric(
-    'flotilla_shard_commits_total',
-    'counter',
-    'LMDB commits of a shard loop.',
-    loops.map(([w, l]) => [{ ...node_, worker: w }, l.commits]),
-  );
-  metric(
-    'flotilla_shard_messages_in_total',
-    'counter',
-    'Raft messages stepped by a shard.',
-    loops.map(([w, l]) => [{ ...node_, worker: w }, l.messagesIn]),
-  );
-  metric(
-    'flotilla_shard_commit_wait_seconds_total',
-    'counter',
-    'Time a shard loop spent awaiting commits.',
-    loops.map(([w, l]) => [{ ...node_, worker: w }, l.msCommit / 1000]),
-  );
-  metric('flotilla_proposals_total', 'counter', 'Proposals made through this node.', [[node_, st.runtime.proposals]]);
-  metric('flotilla_pending_proposals', 'gauge', 'Proposals accepted by this node and not yet answered.', [
-    [node_, st.pending.proposals],
-  ]);
-  metric(
-    'flotilla_event_loop_delay_p99_seconds',
-    'gauge',
-    'Main-thread event-loop delay, p99 over the last minute or so.',
-    [[node_, st.eventLoop.p99Ms / 1000]],
-  );
-  metric(
-    'flotilla_event_loop_delay_max_seconds',
-    'gauge',
-    'Main-thread event-loop delay, max over the last minute or so.',
-    [[node_, st.eventLoop.maxMs / 1000]],
-  );
-  metric('flotilla_reads_total', 'counter', 'Reads made through this node.', [[node_, st.runtime.reads]]);
-  metric('flotilla_not_leader_total', 'counter', 'Attempts answered NotLeader (then retried to the leader).', [
-    [node_, st.runtime.notLeader],
-  ]);
-  metric('flotilla_overloaded_total', 'counter', 'Proposals refused with Overloaded (pending limits).', [
-    [node_, st.runtime.overloaded],
-  ]);
-  // Planned moves (transfer, drain, balancer) apart from failovers and elections: only the
-  // unplanned ones say something is wrong.
-  metric(
-    'flotilla_leader_changes_total',
-    'counter',
-    'New leaders seen by the local replicas, by cause (transfer, drain, balancer: planned; failover, election: not).',
-    Object.entries(st.leaderChanges).map(([cause, n]) => [{ ...node_, cause }, n]),
-  );
-  if (st.balancer) {
-    metric(
-      'flotilla_balancer_moves_total',
-      'counter',
-      'Leaderships moved by the balancer, by reason.',
-      Object.entries(st.balancer.movesByKind).map(([reason, n]) => [{ ...node_, reason }, n]),
-    );
-    metric('flotilla_balancer_failed_total', 'counter', 'Balancer moves that failed.', [[node_, st.balancer.failed]]);
-    metric('flotilla_balancer_rounds_total', 'counter', 'Balancer rounds run.', [[node_, st.balancer.rounds]]);
-    metric(
-      'flotilla_storage_slow',
-      'gauge',
-      "The health policy holds this node's storage slow against the cluster's (1): it sheds its leaderships and takes none.",
-      [[node_, st.slowStorage ? 1 : 0]],
-    );
-  }
-  const shardHist = (k: 'fsync' | 'commit' | 'apply') =>
-    mergeHistograms(st.shards.map((w) => (w.up ? w.histograms[k] : undefined)));
-  lines.push(
-    ...renderHistogram(
-      'flotilla_fsync_duration_seconds',
-      'Duration of each shard storage commit (one fsync for all groups of a loop turn).',
-      node_,
-      shardHist('fsync'),
-    ),
-    ...renderHistogram(
-      'flotilla_commit_latency_seconds',
-      'Proposal accepted by the leader to known committed.',
-      node_,
-      shardHist('commit'),
-    ),
-    ...renderHistogram(
-      'flotilla_apply_latency_seconds',
-      'Known committed to applied and answered.',
-      node_,
-      shardHist('apply'),
-    ),
-    ...renderHistogram(
-      'flotilla_transfer_duration_seconds',
-      'Leader transfers requested here: request to verified new leader.',
-      node_,
-      node.histograms.transfer.snapshot(),
-    ),
-    ...renderHistogram(
-      'flotilla_transfer_phase_seconds',
-      "Phases of those transfers: catch_up (request to TimeoutNow sent), campaign (to the old leader hearing the target lead), verify (to a committed entry of the target's term).",
-      { ...node_, phase: 'catch_up' },
-      node.histograms.transferCatchUp.snapshot(),
-    ),
-    ...renderHistogram(
-      'flotilla_transfer_phase_seconds',
-      '',
-      { ...node_, phase: 'campaign' },
-      node.histograms.transferCampaign.snapshot(),
-    ).slice(2),
-    ...renderHistogram(
-      'flotilla_transfer_phase_seconds',
-      '',
-      { ...node_, phase: 'verify' },
-      node.histograms.transferVerify.snapshot(),
-    ).slice(2),
-    ...renderHistogram(
-      'flotilla_gc_pause_seconds',
-      'Garbage-collection pauses of the main thread.',
-      node_,
-      node.loopTiming.gc.snapshot(),
-    ),
-    ...renderHistogram(
-      'flotilla_peer_rtt_seconds',
-      'Round trips to peers (1 s pings).',
-      node_,
-      node.histograms.rtt.snapshot(),
-    ),
-  );
-  return lines.join('\n') + '\n';
-}
-
 /** Stop the admin server: no new connections, idle ones closed at once, and a connection that
  *  goes idle after answering its last request closed as soon as it does (swept every 100 ms: the
  *  keep-alive timeout is long, and close() alone would wait it out). After `graceMs` whatever is
@@ -342,23 +220,29 @@ export function closeAdmin(server: Server, graceMs = 5_000): Promise<void> {
   });
 }
 
-export function startAdmin(
+/** The admin routes as a node:http request handler, for an application that serves them (or
+ *  some: it can pass only /metrics and /health on to it) from a server of its own. `startAdmin`
+ *  is this handler on a server with the keep-alive and timeout settings described above. */
+export function adminHandler(
   node: FlotillaNode,
-  host: string,
-  port: number,
-  log: Logger,
   o: AdminOptions = {},
-): Promise<Server> {
-  const server = createServer((req, res) => {
+): (req: IncomingMessage, res: ServerResponse) => void {
+  if (o.readToken !== undefined && !o.token)
+    throw new RuntimeError('InvalidArgument', 'admin readToken is only meaningful together with token');
+  const log = o.logger ?? pino({ level: 'silent' });
+  const errors = allReasons(ERROR_CODES, {});
+  const ctx: Context = { node, o, errors };
+  // GC and event-loop figures count from here, not from the first scrape.
+  processSampler();
+  return (req, res) => {
     if (o.stopping?.()) res.setHeader('Connection', 'close');
-    else if (res.shouldKeepAlive) {
-      // Set by hand so that Node does not add its own Keep-Alive line with the real timeout.
-      res.setHeader('Connection', 'keep-alive');
-      res.setHeader('Keep-Alive', `timeout=${KEEP_ALIVE_ADVERTISED_S}`);
-    }
-    handle(node, req, res, o).catch((e: unknown) => {
-      if (e instanceof HttpError) return send(res, e.status, { error: e.code, message: e.message });
+    handle(ctx, req, res).catch((e: unknown) => {
+      if (e instanceof HttpError) {
+        errors[e.code]++;
+        return send(res, e.status, { error: e.code, message: e.message }, { ...e.headers });
+      }
       if (e instanceof RuntimeError) {
+        errors[e.code]++;
         return send(res, STATUS_OF[e.code] ?? 500, {
           error: e.code,
           message: e.message,
@@ -366,9 +250,32 @@ export function startAdmin(
           reason: e instanceof TransferError ? e.reason : undefined,
         });
       }
-      log.error({ err: (e as Error).message }, 'admin request failed');
+      errors.Internal++;
+      log.error({ err: (e as Error).message, method: req.method, url: req.url }, 'admin request failed');
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
       send(res, 500, { error: 'Internal', message: (e as Error).message });
     });
+  };
+}
+
+export function startAdmin(
+  node: FlotillaNode,
+  host: string,
+  port: number,
+  log: Logger,
+  o: AdminOptions = {},
+): Promise<Server> {
+  const handler = adminHandler(node, { logger: log, ...o });
+  const server = createServer((req, res) => {
+    if (!o.stopping?.() && res.shouldKeepAlive) {
+      // Set by hand so that Node does not add its own Keep-Alive line with the real timeout.
+      res.setHeader('Connection', 'keep-alive');
+      res.setHeader('Keep-Alive', `timeout=${KEEP_ALIVE_ADVERTISED_S}`);
+    }
+    handler(req, res);
   });
   // Slow clients cannot hold the server.
   server.requestTimeout = 15_000;
@@ -380,23 +287,59 @@ export function startAdmin(
   });
 }
 
-async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerResponse, o: AdminOptions): Promise<void> {
-  if (o.token && req.method !== 'GET' && req.method !== 'HEAD' && !authorized(req, o.token)) {
-    throw new HttpError(401, 'Unauthorized', 'this admin address requires "Authorization: Bearer <token>" for changes');
-  }
+/** What every request of one handler shares: its node, options and error counts by code. */
+interface Context {
+  readonly node: FlotillaNode;
+  readonly o: AdminOptions;
+  readonly errors: Record<string, number>;
+}
+
+/** Whether a request may go on: a change needs the admin token, a key read the admin or the
+ *  read token; with no token set, anything goes. */
+function allowed(req: IncomingMessage, o: AdminOptions, what: 'change' | 'readKey'): boolean {
+  if (!o.token) return true;
+  if (authorized(req, o.token)) return true;
+  return what === 'readKey' && o.readToken !== undefined && authorized(req, o.readToken);
+}
+
+async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { node, o } = ctx;
   const raw = req.url ?? '/';
+  const reading = req.method === 'GET' || req.method === 'HEAD';
   // The key-value gateway is the hot path: its path and query are split by hand (a URL object
   // per request costs more than the rest of the routing).
   if (raw.startsWith('/kv/')) {
+    if (!KV_METHODS.includes(req.method ?? '')) throw methodNotAllowed(req.method, '/kv/<key>', KV_METHODS);
+    if (!allowed(req, o, reading ? 'readKey' : 'change')) {
+      throw new HttpError(
+        401,
+        'Unauthorized',
+        'this admin address requires "Authorization: Bearer <token>" for keys (the read token reads them)',
+      );
+    }
     const q = raw.indexOf('?');
     return kv(node, req, res, q < 0 ? raw.slice(4) : raw.slice(4, q), q < 0 ? '' : raw.slice(q + 1));
   }
-  const url = new URL(raw, 'http://admin');
-  if (url.pathname === '/metrics' && req.method === 'GET') {
-    const text = await metrics(node);
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });
-    res.end(text);
-    return;
+  let url: URL;
+  try {
+    url = new URL(raw, 'http://admin');
+  } catch {
+    throw new HttpError(400, 'InvalidArgument', 'malformed request target');
+  }
+  const methods = Object.hasOwn(ROUTES, url.pathname) ? ROUTES[url.pathname] : undefined;
+  if (!methods) throw new HttpError(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
+  if (!methods.includes(req.method ?? '')) throw methodNotAllowed(req.method, url.pathname, methods);
+  if (!reading && !allowed(req, o, 'change'))
+    throw new HttpError(401, 'Unauthorized', 'this admin address requires "Authorization: Bearer <token>" for changes');
+  if (url.pathname === '/metrics' && reading) {
+    const http = new Exposition().family(
+      'flotilla_http_errors_total',
+      'counter',
+      'Error answers of the admin HTTP server, by error code.',
+      Object.entries(ctx.errors).map(([code, k]) => [{ node: node.id, code }, k]),
+    );
+    const text = (await node.metrics()) + http.text();
+    return sendBytes(res, 200, Buffer.from(text), 'text/plain; version=0.0.4');
   }
   if (
     req.method === 'POST' &&
@@ -460,8 +403,8 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     }
     return send(res, 200, { ok: true, group, replicas: node.replicasOf(group) });
   }
-  if (url.pathname === '/balance/plan' && req.method === 'GET') return send(res, 200, await node.balancePlan());
-  if (url.pathname === '/balance/config' && req.method === 'GET') return send(res, 200, node.balancerConfig());
+  if (url.pathname === '/balance/plan' && reading) return send(res, 200, await node.balancePlan());
+  if (url.pathname === '/balance/config' && reading) return send(res, 200, node.balancerConfig());
   if (url.pathname === '/balance/config' && req.method === 'POST') {
     const patch = parseJson((await readBody(req)).toString('utf8'), 'body must be a JSON object of balancer settings');
     // Checked field by field by the balancer (a bad one is refused with InvalidArgument naming it).
@@ -491,11 +434,11 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
     node.setDiskDelay(ms, jitterMs);
     return send(res, 200, { ok: true, ms, jitterMs });
   }
-  if (url.pathname === '/status' && req.method === 'GET') {
+  if (url.pathname === '/status' && reading) {
     const st = await node.status({ detail: url.searchParams.has('groups') });
     return send(res, 200, st);
   }
-  if (url.pathname === '/health' && req.method === 'GET') {
+  if (url.pathname === '/health' && reading) {
     const st = await node.status();
     const ok = st.shards.every((s) => s.up);
     const warnings = await node.stabilityWarnings();
@@ -509,6 +452,7 @@ async function handle(node: FlotillaNode, req: IncomingMessage, res: ServerRespo
       warnings,
     });
   }
+  // Unreachable while ROUTES and the branches above agree.
   throw new HttpError(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
 }
 
@@ -529,19 +473,21 @@ async function kv(
     throw new HttpError(400, 'InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes`);
   const params = query === '' ? null : new URLSearchParams(query);
   switch (req.method) {
+    case 'HEAD':
     case 'GET': {
       const consistency = params?.get('consistency') === 'stale' ? 'stale' : 'linearizable';
       const v = await node.kv.get(key, consistency);
-      if (v === null) throw new HttpError(404, 'NotFound', 'no such key');
-      return send(res, 200, Buffer.from(v), 'application/octet-stream');
+      // A missing key is an answer, not an error: not counted with the errors.
+      if (v === null) return send(res, 404, { error: 'NotFound', message: 'no such key' });
+      return sendBytes(res, 200, Buffer.from(v.buffer, v.byteOffset, v.byteLength), 'application/octet-stream');
     }
     case 'PUT': {
       await node.kv.put(key, await readBody(req));
       return sendOk(res, node.kv.leaderOf(key));
     }
     case 'DELETE': {
-      await node.kv.delete(key);
-      return sendOk(res, node.kv.leaderOf(key));
+      const deleted = await deleteKey(node, key);
+      return sendOk(res, node.kv.leaderOf(key), deleted ? DELETED_BODY : MISSING_BODY);
     }
     case 'POST': {
       if (!params?.has('cas')) throw new HttpError(400, 'InvalidArgument', 'POST /kv/<key> needs ?cas');
@@ -564,6 +510,20 @@ async function kv(
       return send(res, r.swapped ? 200 : 409, { swapped: r.swapped, current });
     }
     default:
-      throw new HttpError(405, 'InvalidArgument', `${req.method} not allowed on /kv/<key>`);
+      throw methodNotAllowed(req.method, '/kv/<key>', KV_METHODS);
   }
+}
+
+/** Delete `key` and say whether it held a value. The store's delete does not tell, so the value
+ *  is read and then removed by compare-and-set: a missing key is answered from the read with no
+ *  write, and a value rewritten in between is read again from the failed compare. */
+async function deleteKey(node: FlotillaNode, key: Buffer): Promise<boolean> {
+  let current = await node.kv.get(key, 'linearizable');
+  for (let i = 0; i < DELETE_ATTEMPTS; i++) {
+    if (current === null) return false;
+    const r = await node.kv.cas(key, current, null);
+    if (r.swapped) return true;
+    current = r.current;
+  }
+  throw new RuntimeError('Unavailable', `the key changed ${DELETE_ATTEMPTS} times during the delete: retry`);
 }

@@ -57,6 +57,7 @@ import {
   type TransferResult,
 } from './leadership.js';
 import { Membership } from './membership.js';
+import { nodeMetrics } from './metrics.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './leadership.js';
@@ -952,6 +953,11 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
 
   get isDraining(): boolean {
     return this.leadership.isDraining;
+  }
+
+  /** This node and its process in Prometheus text format 0.0.4 (what GET /metrics serves). */
+  metrics(): Promise<string> {
+    return nodeMetrics(this);
   }
 
   /** Timing budget, voter-set shape and flapping checks, each with what to change. */

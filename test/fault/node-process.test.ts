@@ -135,15 +135,16 @@ test('three node processes serve the HTTP key-value gateway and stop cleanly on 
       });
       assert.equal(r.status, 200, await r.text());
     }
-    for (const a of admin.values()) {
+    for (const [id, a] of admin) {
       for (let i = 0; i < 3; i++) {
-        const r = await fetch(`${a}/kv/key-${i}`);
+        const r = await fetch(`${a}/kv/key-${i}`, { headers: authFor(id) });
         assert.equal(r.status, 200);
         assert.equal(await r.text(), `value-${i}`);
       }
-      assert.equal((await fetch(`${a}/kv/missing`)).status, 404);
-      assert.equal((await fetch(`${a}/kv/key-0?consistency=stale`)).status, 200);
+      assert.equal((await fetch(`${a}/kv/missing`, { headers: authFor(id) })).status, 404);
+      assert.equal((await fetch(`${a}/kv/key-0?consistency=stale`, { headers: authFor(id) })).status, 200);
     }
+    assert.equal((await fetch(`${admin.get('n3')}/kv/key-0`)).status, 401, 'with a token, key reads need it too');
     const cas = (expected: string | null, value: string) =>
       fetch(`${admin.get('n2')}/kv/c?cas`, { method: 'POST', body: JSON.stringify({ expected, value }) });
     assert.equal((await cas(null, 'one')).status, 200);
