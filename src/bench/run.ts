@@ -297,7 +297,14 @@ async function storage(): Promise<Output> {
         ),
         fig('storage', `${id(x)}/commitP99Ms`, `commit p99, ${x.name}`, x.commitP99Ms, 'ms', 'lower'),
       ]),
-      fig('storage', 'startup/openMs', `open after crash, ${r.startup.groups} groups`, r.startup.openMs, 'ms', 'lower'),
+      fig(
+        'storage',
+        'startup/openMs',
+        `open after crash, ${count(r.startup.groups, 'group')}`,
+        r.startup.openMs,
+        'ms',
+        'lower',
+      ),
     ]),
     tables: [
       {
@@ -416,7 +423,7 @@ async function throughput(): Promise<Output> {
           fig(
             'throughput',
             `${key(x)}/cpuUsPerWrite`,
-            `CPU per committed write, cluster-wide, ${fmt(x.activeGroups)} groups, ${x.valueBytes} B`,
+            `CPU per committed write, cluster-wide, ${count(x.activeGroups, 'group')}, ${x.valueBytes} B`,
             x.perWrite.cpuUsCluster,
             'µs',
             'lower',
@@ -424,7 +431,7 @@ async function throughput(): Promise<Output> {
           fig(
             'throughput',
             `${key(x)}/raftMessagesPerWrite`,
-            `Raft messages per write, ${fmt(x.activeGroups)} groups, ${x.valueBytes} B`,
+            `Raft messages per write, ${count(x.activeGroups, 'group')}, ${x.valueBytes} B`,
             x.perWrite.raftMessagesCluster,
             'messages',
             'lower',
@@ -432,7 +439,7 @@ async function throughput(): Promise<Output> {
           fig(
             'throughput',
             `${key(x)}/diskBytesPerWrite`,
-            `disk bytes written per write per node, ${fmt(x.activeGroups)} groups, ${x.valueBytes} B`,
+            `disk bytes written per write per node, ${count(x.activeGroups, 'group')}, ${x.valueBytes} B`,
             x.perWrite.diskBytesPerNode,
             'B',
             'lower',
