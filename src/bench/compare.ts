@@ -1,6 +1,7 @@
 // Compares two benchmark runs figure by figure (matched on Figure.id) and decides, per figure,
 // whether the change is beyond run-to-run noise. Owns the verdict rules and the terminal table;
 // the Markdown rendering of a Comparison lives in report.ts.
+import { codeText, type Provenance } from './provenance.js';
 import { spread, type Better, type Family, type Results } from './results.js';
 
 export type Verdict = 'better' | 'worse' | 'same' | 'n/a';
@@ -34,6 +35,15 @@ export interface RunSummary {
   nodeCode: string;
   quick: boolean;
   repeat: number;
+  /** Absent for results written before provenance was recorded. */
+  provenance?: Provenance;
+}
+
+/** "commit b7f3083 (clean), flotilla 0.1.0, run 2026-12-03T..." or that the run recorded none. */
+export function sourceText(s: RunSummary): string {
+  if (!s.provenance) return `no provenance recorded (its commit is unknown), run ${s.startedAt}`;
+  const p = s.provenance;
+  return `${codeText(p.code)}, flotilla ${p.version}, run ${s.startedAt}, \`${p.command}\``;
 }
 
 export interface Comparison {
@@ -71,6 +81,7 @@ function summary(r: Results, label: string): RunSummary {
     nodeCode: r.nodeCode,
     quick: r.quick,
     repeat: r.repeat,
+    ...(r.provenance ? { provenance: r.provenance } : {}),
   };
 }
 
@@ -139,6 +150,10 @@ export function compareResults(before: Results, after: Results, o: CompareOption
   if (bs.node !== as.node) warnings.push(`different Node versions (${bs.node} vs ${as.node})`);
   if (bs.platform !== as.platform && sameMachine)
     warnings.push(`different platforms (${bs.platform} vs ${as.platform})`);
+  if (!before.provenance)
+    warnings.push('the earlier results record no provenance: which code they measured is unknown');
+  else if (before.provenance.code.kind === 'git' && before.provenance.code.dirty)
+    warnings.push(`the earlier run had uncommitted changes on top of commit ${before.provenance.code.commit}`);
 
   const counts = { better: 0, worse: 0, same: 0, 'n/a': 0, regressions: 0 };
   for (const r of rows) {
@@ -166,8 +181,8 @@ export function fmtValue(v: number): string {
 /** The comparison as an aligned plain-text table for the terminal. */
 export function formatComparison(c: Comparison): string {
   const lines: string[] = [];
-  lines.push(`compare: before = ${c.before.label} (${c.before.startedAt}, ${c.before.nodeCode})`);
-  lines.push(`         after  = ${c.after.label} (${c.after.startedAt}, ${c.after.nodeCode})`);
+  lines.push(`compare: before = ${c.before.label} (${sourceText(c.before)}; ${c.before.nodeCode})`);
+  lines.push(`         after  = ${c.after.label} (${sourceText(c.after)}; ${c.after.nodeCode})`);
   for (const w of c.warnings) lines.push(`WARNING: ${w}`);
   const header = ['figure', 'before', 'after', 'ratio', 'noise', 'verdict', ''];
   const body = c.rows.map((r) => [

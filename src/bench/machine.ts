@@ -16,7 +16,7 @@ export interface MachineInfo {
 
 /** The package.json of this package: the nearest one above this file (src/bench in a clone,
  *  dist/src/bench in a build or an installed package). */
-function ownPackageJson(): string {
+export function ownPackageJson(): string {
   for (let dir = import.meta.dirname; ; dir = dirname(dir)) {
     const p = join(dir, 'package.json');
     if (existsSync(p)) return p;

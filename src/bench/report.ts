@@ -1,10 +1,21 @@
-// The human-readable side of a benchmark run: report.md (machine, targets, per-family tables,
-// figures and charts, peers, optional comparison) plus one chart-<family>.svg per family. Reads
-// only the Results shape, so it renders any results.json, including an old one.
+// The human-readable side of a benchmark run: report.md (provenance, machine, targets, per-family
+// tables, the figures no table shows, charts, peers, optional comparison) plus one
+// chart-<family>.svg per family with the provenance under it. Reads only the Results shape, so it
+// renders any results.json, including an old one (which then says it recorded no provenance).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FAMILY_TITLES, spread, type Family, type Figure, type Results, type Table, type Target } from './results.js';
-import { fmtRatio, fmtValue, summaryLine, type Comparison } from './compare.js';
+import {
+  FAMILY_TITLES,
+  isStat,
+  type Cell,
+  type Family,
+  type Figure,
+  type Results,
+  type Table,
+  type Target,
+} from './results.js';
+import { fmtRatio, fmtValue, sourceText, summaryLine, type Comparison } from './compare.js';
+import { codeText, provenanceLines } from './provenance.js';
 import { renderFamily } from './svg.js';
 
 export interface ReportOptions {
@@ -20,20 +31,31 @@ export function chartFileName(family: Family): string {
   return `chart-${family}.svg`;
 }
 
+/** A folded cell: "43,439 (41,000–45,100)"; a value every run agreed on stands alone, and a row
+ *  only some runs had says how many. */
+export function statText(c: Exclude<Cell, string | number>, repeat: number): string {
+  const sfx = c.suffix ?? '';
+  const v = `${fmtValue(c.median)}${sfx}`;
+  const range = c.min === c.max ? '' : `${fmtValue(c.min)}–${fmtValue(c.max)}${sfx}`;
+  const partial = c.runs < repeat ? `${c.runs} of ${repeat} runs` : '';
+  const extra = [range, partial].filter(Boolean).join(', ');
+  return extra ? `${v} (${extra})` : v;
+}
+
 /** Markdown table cells may not contain pipes or newlines. */
-function cell(v: string | number | null | undefined): string {
+function cell(v: Cell | null | undefined, repeat: number): string {
   if (v === null || v === undefined) return '';
-  const s = typeof v === 'number' ? fmtValue(v) : v;
+  const s = typeof v === 'number' ? fmtValue(v) : isStat(v) ? statText(v, repeat) : v;
   return s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
 }
 
-function mdTable(columns: string[], rows: (string | number | null | undefined)[][]): string[] {
+function mdTable(columns: string[], rows: (Cell | null | undefined)[][], repeat = 1): string[] {
   const width = Math.max(columns.length, ...rows.map((r) => r.length));
-  const head = Array.from({ length: width }, (_, i) => cell(columns[i] ?? ''));
+  const head = Array.from({ length: width }, (_, i) => cell(columns[i] ?? '', 1));
   // Right-align columns whose cells are all numbers, so magnitudes line up in rendered Markdown.
-  const numeric = head.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
+  const numeric = head.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || isStat(r[i])));
   const out = [`| ${head.join(' | ')} |`, `|${numeric.map((n) => (n ? ' ---: ' : ' --- ')).join('|')}|`];
-  for (const r of rows) out.push(`| ${Array.from({ length: width }, (_, i) => cell(r[i])).join(' | ')} |`);
+  for (const r of rows) out.push(`| ${Array.from({ length: width }, (_, i) => cell(r[i], repeat)).join(' | ')} |`);
   return out;
 }
 
@@ -49,27 +71,64 @@ function targetMark(t: Target): string {
   return t.met === true ? '✅ met' : t.met === false ? '❌ missed' : '– not measured';
 }
 
-/** "12,345 writes/s (median of 3, spread ±4.1%)"; spread is half the sample range over the median. */
+/** "12,345 writes/s", or with repetitions "12,345 writes/s (median of 3, runs 11,900–13,000)". */
 export function figureText(f: Figure): string {
-  const v = `${fmtValue(f.value)}${f.unit ? ' ' + f.unit : ''}`;
+  const unit = f.unit ? ` ${f.unit}` : '';
+  const v = `${fmtValue(f.value)}${unit}`;
   const s = f.samples;
   if (!s || s.length < 2) return v;
-  return `${v} (median of ${s.length}, spread ±${((spread(s) / 2) * 100).toFixed(1)}%)`;
+  return `${v} (median of ${s.length}, runs ${fmtValue(Math.min(...s))}–${fmtValue(Math.max(...s))})`;
+}
+
+/** The figures no table shows, as one compact table: the value (median) and, with
+ *  repetitions, the range of the runs. */
+function figureTable(figures: Figure[], repeat: number): string[] {
+  if (repeat <= 1)
+    return mdTable(
+      ['Figure', 'Value'],
+      figures.map((f) => [f.label, `${fmtValue(f.value)}${f.unit ? ` ${f.unit}` : ''}`]),
+    );
+  return mdTable(
+    ['Figure', `Median of ${repeat} runs`, 'Range of the runs'],
+    figures.map((f) => {
+      const s = f.samples ?? [f.value];
+      const unit = f.unit ? ` ${f.unit}` : '';
+      return [
+        f.label,
+        `${fmtValue(f.value)}${unit}`,
+        s.length < 2 ? `${s.length} run` : `${fmtValue(Math.min(...s))}–${fmtValue(Math.max(...s))}${unit}`,
+      ];
+    }),
+  );
 }
 
 function familySection(r: Results, family: Family, chartFile: string | undefined): string[] {
   const out: string[] = [`## ${FAMILY_TITLES[family]}`, ''];
   const tables: Table[] = r.tables.filter((t) => t.family === family);
   for (const t of tables) {
-    out.push(`### ${t.title}`, '', ...mdTable(t.columns, t.rows), '');
+    out.push(`### ${t.title}`, '', ...mdTable(t.columns, t.rows, r.repeat), '');
     if (t.note) out.push(`_${t.note.trim()}_`, '');
+    if (r.repeat > 1) out.push(`_Cells: the median of the ${r.repeat} runs (min–max when they differ)._`, '');
   }
   if (chartFile) out.push(`![${FAMILY_TITLES[family]}](${encodeURI(chartFile)})`, '');
-  const figures = r.figures.filter((f) => f.family === family);
-  if (figures.length > 0) {
-    out.push('Figures:', '');
-    for (const f of figures) out.push(`- ${f.label}: **${figureText(f)}**`);
-    out.push('');
+  const rest = r.figures.filter((f) => f.family === family && !f.inTable);
+  const own = rest.filter((f) => !f.peer);
+  const peers = rest.filter((f) => f.peer);
+  if (own.length > 0) {
+    out.push(tables.length > 0 ? '### Other figures' : '### Figures', '', ...figureTable(own, r.repeat), '');
+  }
+  // A peer measured through another client path than flotilla's figures here gets its own table:
+  // side by side, an embedded-API rate and a gateway rate would compare the paths, not the systems.
+  for (const peer of [...new Set(peers.map((f) => f.peer!))]) {
+    const mine = peers.filter((f) => f.peer === peer);
+    const embedded = r.figures.some((f) => f.family === family && !f.peer && f.api === 'embedded');
+    out.push(`### ${peer}`, '', ...figureTable(mine, r.repeat), '');
+    if (embedded)
+      out.push(
+        `_Not like for like with the flotilla figures above, which were driven through the embedded API; ` +
+          `an etcd comparison through its gRPC client is not installed (see docs/benchmarks.md)._`,
+        '',
+      );
   }
   return out;
 }
@@ -77,10 +136,10 @@ function familySection(r: Results, family: Family, chartFile: string | undefined
 function comparisonSection(c: Comparison): string[] {
   const out: string[] = [`## Compared with ${c.before.label}`, ''];
   out.push(
-    `Before: ${c.before.startedAt}, ${c.before.cpuModel} (${c.before.cores} cores), node code ${c.before.nodeCode}${c.before.quick ? ', quick' : ''}.`,
+    `Before: ${sourceText(c.before)}; ${c.before.cpuModel} (${c.before.cores} cores), node code ${c.before.nodeCode}${c.before.quick ? ', quick' : ''}.`,
   );
   out.push(
-    `After: ${c.after.startedAt}, ${c.after.cpuModel} (${c.after.cores} cores), node code ${c.after.nodeCode}${c.after.quick ? ', quick' : ''}.`,
+    `After: ${sourceText(c.after)}; ${c.after.cpuModel} (${c.after.cores} cores), node code ${c.after.nodeCode}${c.after.quick ? ', quick' : ''}.`,
     '',
   );
   for (const w of c.warnings) out.push(`> ⚠️ ${w}`);
@@ -128,10 +187,17 @@ export function renderReport(r: Results, opts: ReportOptions = {}): string {
     opts.chartFiles ??
     Object.fromEntries(FAMILIES.filter((f) => r.charts.some((c) => c.family === f)).map((f) => [f, chartFileName(f)]));
   const out: string[] = ['# flotilla benchmark report', ''];
+  const p = r.provenance;
   out.push(`- Run: ${r.startedAt}, took ${fmtDuration(r.durationSec)}`);
+  if (p) {
+    out.push(`- Code: flotilla ${p.version}, ${codeText(p.code)}`);
+    out.push(`- Command: \`${p.command}\``);
+  } else out.push('- Code: no provenance recorded (these results predate it): commit and command unknown');
   out.push(
     `- Mode: ${r.quick ? 'quick (shortened runs and sizes: indicative only)' : 'full'}, repeat ${r.repeat}` +
-      (r.repeat > 1 ? ' (figures are medians of the repetitions)' : ''),
+      (r.repeat > 1
+        ? ` (every figure and table cell is the median of the ${r.repeat} runs, with the range of the runs beside it)`
+        : ''),
   );
   out.push(`- Scenarios: ${r.ran.length > 0 ? r.ran.join(', ') : 'none'}`);
   out.push(`- Node code: ${r.nodeCode}`, '');
@@ -154,11 +220,15 @@ export function renderReport(r: Results, opts: ReportOptions = {}): string {
   else {
     const met = r.targets.filter((t) => t.met === true).length;
     const missed = r.targets.filter((t) => t.met === false).length;
-    out.push(`${met} met, ${missed} missed, ${r.targets.length - met - missed} not measured.`, '');
+    const judged = r.repeat > 1 ? `the median of ${r.repeat} runs` : 'one run';
+    out.push(
+      `${met} met, ${missed} missed, ${r.targets.length - met - missed} not measured. Each target is judged on ${judged}.`,
+      '',
+    );
     out.push(
       ...mdTable(
-        ['Target', 'Result', 'Detail'],
-        r.targets.map((t) => [t.text, targetMark(t), t.detail]),
+        ['Target', 'Result', 'Judged on', 'Detail'],
+        r.targets.map((t) => [t.text, targetMark(t), t.met === null ? '' : judged, t.detail]),
       ),
       '',
     );
@@ -177,6 +247,10 @@ export function renderReport(r: Results, opts: ReportOptions = {}): string {
           : `- ${name}: skipped${p.reason ? ` — ${p.reason}` : ''}`,
       );
     }
+    if (r.peers?.etcd?.available)
+      out.push(
+        '- etcd through its gRPC client (the like-for-like peer of the embedded API): not installed, so etcd is driven only through its HTTP gateway and compared only with flotilla’s HTTP gateway',
+      );
     out.push('');
   }
 
@@ -199,7 +273,7 @@ export function writeReport(dir: string, r: Results, compare?: Comparison): { ma
     if (charts.length === 0) continue;
     const name = chartFileName(f);
     const path = join(dir, name);
-    writeFileSync(path, renderFamily(f, charts));
+    writeFileSync(path, renderFamily(f, charts, provenanceLines(r.provenance)));
     chartFiles[f] = name;
     svgs.push(path);
   }

@@ -3,6 +3,7 @@
 // output under `scenarios`; everything a person reads or a comparison checks is a Figure, so a
 // regression check never needs to know a scenario's private shape.
 import type { MachineInfo } from './machine.js';
+import type { Provenance } from './provenance.js';
 
 /** A scenario family: one section of the report and one SVG chart. */
 export type Family =
@@ -42,14 +43,35 @@ export interface Figure {
   better: Better;
   /** One value per repetition (absent when run once). */
   samples?: number[];
+  /** A table of the family shows this figure, so the report does not list it again. */
+  inTable?: boolean;
+  /** How the load reached flotilla: the embedded API or the HTTP gateway. */
+  api?: 'embedded' | 'http';
+  /** Set when the figure measures another system, e.g. "etcd, through its HTTP gateway": the
+   *  report keeps such figures apart from flotilla's unless both went through the same path. */
+  peer?: string;
 }
+
+/** A table cell folded over repeated runs: the median and the range of the runs that had it. */
+export interface StatCell {
+  median: number;
+  min: number;
+  max: number;
+  runs: number;
+  /** Text after the number, e.g. "x" in "1.45x". */
+  suffix?: string;
+}
+
+export type Cell = string | number | StatCell;
 
 export interface Table {
   family: Family;
   title: string;
   columns: string[];
-  rows: (string | number)[][];
+  rows: Cell[][];
   note?: string;
+  /** How many leading columns name a row (default 1): repetitions are matched on them. */
+  keyColumns?: number;
 }
 
 export interface Series {
@@ -66,6 +88,8 @@ export interface Chart {
   xLabel: string;
   yLabel: string;
   xLog?: boolean;
+  /** Log y axis (line charts), for latencies that span decades. */
+  yLog?: boolean;
   categories?: string[];
   series: Series[];
   /** Vertical lines on a timeline (e.g. "kill -9 n3" at x = 10.2). */
@@ -95,6 +119,8 @@ export interface FsyncProbe {
 
 export interface Results {
   schema: 1;
+  /** Which code, invoked how, and when; absent in results written before it was recorded. */
+  provenance?: Provenance;
   machine: MachineInfo & { fsync: FsyncProbe };
   /** Which runtime code the node processes ran. */
   nodeCode: string;
@@ -119,6 +145,10 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export function isStat(c: Cell | null | undefined): c is StatCell {
+  return typeof c === 'object' && c !== null;
 }
 
 /** Relative spread of repeated samples: (max - min) / median; 0 for one sample. */

@@ -1,9 +1,9 @@
 // Benchmark runner: `npm run bench -- [scenario...] [--quick] [--repeat N] [--out DIR]
 // [--compare FILE]`, also `flotilla bench`. Runs the scenarios in order, prints a progress line
 // per step, and writes DIR/results.json (the machine with its fsync latency, every figure with
-// its unit), DIR/report.md and one SVG chart per scenario family. With --repeat every scenario
-// runs N times and each figure is the median, its samples kept (the spread is the noise band
-// --compare uses). Scenario functions live in their own modules; this file turns their output
+// its unit, the provenance: commit, version, command line, date), DIR/report.md and one SVG
+// chart per scenario family. With --repeat every scenario runs N times and each figure and table
+// cell is the median, its samples or range kept (the spread is the noise band --compare uses). Scenario functions live in their own modules; this file turns their output
 // into figures, tables, charts and the issue's targets.
 //
 // How it runs: `npm run bench` builds and runs the compiled suite (dist/src/bench/run.js), as an
@@ -42,6 +42,11 @@ import { runHttpTransfers } from './transfer-http.js';
 import { writeReport } from './report.js';
 import { compareResults, formatComparison } from './compare.js';
 import { pct } from './stats.js';
+import { collectProvenance } from './provenance.js';
+import { foldCharts, foldTables } from './repeat.js';
+import { count, failoverChart, latencyThroughputChart, rowLabel } from './charts.js';
+import type { KillBenchResult } from './leadership.js';
+import type { EtcdKillResult } from './etcd.js';
 import {
   median,
   type Chart,
@@ -72,9 +77,11 @@ scenarios (default: all, in this order):
   balancer    the balancer from full skew: time, moves vs the minimum, quiet period
 options:
   --quick           small sizes, finishes in under 3 minutes on 2 cores
-  --repeat N        run each scenario N times; figures are medians (default 1)
+  --repeat N        run each scenario N times; figures and table cells are medians of the runs
+                    with their range (default 1)
   --out DIR         where results.json, report.md and the charts go (default bench-results)
-  --compare FILE    an earlier results.json: print ratios and flag regressions beyond the noise
+  --compare FILE    an earlier results.json: print ratios and flag regressions beyond the noise;
+                    the report names that run's commit and date (or says it recorded none)
   --balancer JSON   balancer settings for the balancer scenario
   --concurrency N   drain concurrency for the drain scenario (default 64)`;
 
@@ -174,14 +181,27 @@ interface Output {
   peers?: Record<string, PeerInfo>;
 }
 
-const fig = (family: Family, id: string, label: string, value: number, unit: string, better: Better): Figure => ({
+const fig = (
+  family: Family,
+  id: string,
+  label: string,
+  value: number,
+  unit: string,
+  better: Better,
+  how: Pick<Figure, 'inTable' | 'api' | 'peer'> = {},
+): Figure => ({
   id: `${family}/${id}`,
   family,
   label,
   value,
   unit,
   better,
+  ...how,
 });
+/** Marks figures a table of their family shows (the report does not list them again). */
+const tabled = (fs: Figure[], api?: Figure['api']): Figure[] =>
+  fs.map((f) => ({ ...f, inTable: true, ...(api ? { api } : {}) }));
+const via = (fs: Figure[], api: Figure['api']): Figure[] => fs.map((f) => ({ ...f, api }));
 
 function timelineChart(family: Family, title: string, t: RateTimeline): Chart {
   return {
@@ -214,7 +234,7 @@ async function micro(): Promise<Output> {
       .replace(/^-|-$/g, '');
   return {
     raw: { raftCore: core, transport },
-    figures: [
+    figures: tabled([
       ...core.map((x) =>
         fig('micro', `raft-core/${slug(x.name)}`, `Raft core: ${x.name}`, x.entriesPerSec, x.unit, 'higher'),
       ),
@@ -228,7 +248,7 @@ async function micro(): Promise<Output> {
           x.unit === 'µs/msg' || x.unit === 'B/msg' ? 'lower' : 'higher',
         ),
       ),
-    ],
+    ]),
     tables: [
       {
         family: 'micro',
@@ -265,7 +285,7 @@ async function storage(): Promise<Output> {
   const single = r.load.filter((x) => x.pipeline === 1);
   return {
     raw: r,
-    figures: [
+    figures: tabled([
       ...r.load.flatMap((x) => [
         fig(
           'storage',
@@ -277,12 +297,20 @@ async function storage(): Promise<Output> {
         ),
         fig('storage', `${id(x)}/commitP99Ms`, `commit p99, ${x.name}`, x.commitP99Ms, 'ms', 'lower'),
       ]),
-      fig('storage', 'startup/openMs', `open after crash, ${r.startup.groups} groups`, r.startup.openMs, 'ms', 'lower'),
-    ],
+      fig(
+        'storage',
+        'startup/openMs',
+        `open after crash, ${count(r.startup.groups, 'group')}`,
+        r.startup.openMs,
+        'ms',
+        'lower',
+      ),
+    ]),
     tables: [
       {
         family: 'storage',
         title: "One worker's LogStore, fsync on: every group appends one entry per commit",
+        keyColumns: 3,
         columns: [
           'groups',
           'value',
@@ -366,32 +394,16 @@ async function throughput(): Promise<Output> {
   const key = (x: { activeGroups: number; valueBytes: number; plannedProposers: number }) =>
     `${x.activeGroups}g/${x.valueBytes}B${x.plannedProposers !== proposers ? `/${x.plannedProposers}p` : ''}`;
   const matrix = r.rows.filter((x) => x.plannedProposers === proposers);
-  const figures = r.rows.flatMap((x) => [
-    fig(
-      'throughput',
-      `${key(x)}/writesPerSec`,
-      `writes/s, ${fmt(x.activeGroups)} active groups, ${x.valueBytes} B, ${fmt(x.proposers)} proposers`,
-      x.writesPerSec,
-      'writes/s',
-      'higher',
+  const figures = r.rows.flatMap((x) =>
+    tabled(
+      [
+        fig('throughput', `${key(x)}/writesPerSec`, `writes/s, ${rowLabel(x)}`, x.writesPerSec, 'writes/s', 'higher'),
+        fig('throughput', `${key(x)}/p50Ms`, `p50, ${rowLabel(x)}`, x.p50Ms, 'ms', 'lower'),
+        fig('throughput', `${key(x)}/p99Ms`, `p99, ${rowLabel(x)}`, x.p99Ms, 'ms', 'lower'),
+      ],
+      'embedded',
     ),
-    fig(
-      'throughput',
-      `${key(x)}/p50Ms`,
-      `p50, ${fmt(x.activeGroups)} groups, ${x.valueBytes} B, ${fmt(x.proposers)} proposers`,
-      x.p50Ms,
-      'ms',
-      'lower',
-    ),
-    fig(
-      'throughput',
-      `${key(x)}/p99Ms`,
-      `p99, ${fmt(x.activeGroups)} groups, ${x.valueBytes} B, ${fmt(x.proposers)} proposers`,
-      x.p99Ms,
-      'ms',
-      'lower',
-    ),
-  ]);
+  );
   figures.push(
     fig(
       'throughput',
@@ -400,54 +412,65 @@ async function throughput(): Promise<Output> {
       r.electSeconds,
       's',
       'lower',
+      { api: 'embedded' },
     ),
   );
   for (const x of matrix) {
     if (!x.perWrite) continue;
     figures.push(
-      fig(
-        'throughput',
-        `${key(x)}/cpuUsPerWrite`,
-        `CPU per committed write, cluster-wide, ${fmt(x.activeGroups)} groups, ${x.valueBytes} B`,
-        x.perWrite.cpuUsCluster,
-        'µs',
-        'lower',
-      ),
-      fig(
-        'throughput',
-        `${key(x)}/raftMessagesPerWrite`,
-        `Raft messages per write, ${fmt(x.activeGroups)} groups, ${x.valueBytes} B`,
-        x.perWrite.raftMessagesCluster,
-        'messages',
-        'lower',
-      ),
-      fig(
-        'throughput',
-        `${key(x)}/diskBytesPerWrite`,
-        `disk bytes written per write per node, ${fmt(x.activeGroups)} groups, ${x.valueBytes} B`,
-        x.perWrite.diskBytesPerNode,
-        'B',
-        'lower',
+      ...tabled(
+        [
+          fig(
+            'throughput',
+            `${key(x)}/cpuUsPerWrite`,
+            `CPU per committed write, cluster-wide, ${count(x.activeGroups, 'group')}, ${x.valueBytes} B`,
+            x.perWrite.cpuUsCluster,
+            'µs',
+            'lower',
+          ),
+          fig(
+            'throughput',
+            `${key(x)}/raftMessagesPerWrite`,
+            `Raft messages per write, ${count(x.activeGroups, 'group')}, ${x.valueBytes} B`,
+            x.perWrite.raftMessagesCluster,
+            'messages',
+            'lower',
+          ),
+          fig(
+            'throughput',
+            `${key(x)}/diskBytesPerWrite`,
+            `disk bytes written per write per node, ${count(x.activeGroups, 'group')}, ${x.valueBytes} B`,
+            x.perWrite.diskBytesPerNode,
+            'B',
+            'lower',
+          ),
+        ],
+        'embedded',
       ),
     );
   }
   for (const x of open.rows) {
     figures.push(
-      fig(
-        'throughput',
-        `open/${x.offeredPerSec}/p99Ms`,
-        `open loop p99 at ${fmt(x.offeredPerSec)} writes/s offered, 1,000 groups`,
-        x.p99Ms,
-        'ms',
-        'lower',
-      ),
-      fig(
-        'throughput',
-        `open/${x.offeredPerSec}/writesPerSec`,
-        `open loop writes/s done at ${fmt(x.offeredPerSec)} offered, 1,000 groups`,
-        x.writesPerSec,
-        'writes/s',
-        'higher',
+      ...tabled(
+        [
+          fig(
+            'throughput',
+            `open/${x.offeredPerSec}/p99Ms`,
+            `open loop p99 at ${fmt(x.offeredPerSec)} writes/s offered, 1,000 groups`,
+            x.p99Ms,
+            'ms',
+            'lower',
+          ),
+          fig(
+            'throughput',
+            `open/${x.offeredPerSec}/writesPerSec`,
+            `open loop writes/s done at ${fmt(x.offeredPerSec)} offered, 1,000 groups`,
+            x.writesPerSec,
+            'writes/s',
+            'higher',
+          ),
+        ],
+        'embedded',
       ),
     );
   }
@@ -460,6 +483,7 @@ async function throughput(): Promise<Output> {
         open.maxRateP99Within50Ms,
         'writes/s',
         'higher',
+        { inTable: true, api: 'embedded' },
       ),
     );
   }
@@ -508,10 +532,11 @@ async function throughput(): Promise<Output> {
       {
         family: 'throughput',
         title: `Committed writes (embedded API, 3 node processes, default shards, fsync on, ${fmt(r.groups)} groups in the cluster)`,
+        keyColumns: 3,
         columns: [
           'active groups',
           'value',
-          'proposers',
+          'writers',
           'writes/s',
           'MiB/s',
           'p50 (ms)',
@@ -543,7 +568,7 @@ async function throughput(): Promise<Output> {
           x.perWrite?.diskBytesPerNode ?? '',
         ]),
         note:
-          "Each node's proposers write keys of the active groups it leads (a shard-aware client); groups beyond the active ones stay quiesced. " +
+          "Each node's writers (closed-loop proposers) write keys of the active groups it leads (a shard-aware client); groups beyond the active ones stay quiesced. " +
           'Work per write counts every node process (the load generator included) over the row.',
       },
       {
@@ -591,16 +616,19 @@ async function throughput(): Promise<Output> {
       },
       {
         family: 'throughput',
-        title: 'Write latency percentiles (ms)',
+        title: `Write latency percentiles (${fmt(proposers)} writers unless noted)`,
         kind: 'bar',
-        xLabel: 'row',
+        xLabel: 'active groups, value size',
         yLabel: 'ms',
-        categories: r.rows.map((x) => `${fmt(x.activeGroups)}g ${x.valueBytes}B ${fmt(x.proposers)}p`),
+        categories: r.rows.map((x) => rowLabel(x, proposers)),
         series: (['p50Ms', 'p99Ms', 'p999Ms'] as const).map((k) => ({
           name: k.replace('Ms', '').replace('p999', 'p99.9'),
           points: r.rows.map((x, i) => [i, x[k]] as [number, number]),
         })),
       },
+      latencyThroughputChart('throughput', 'Open loop, 1,000 groups: write latency against the writes/s achieved', [
+        { name: '', points: open.rows },
+      ]),
     ],
   };
 }
@@ -615,12 +643,19 @@ async function http(): Promise<Output> {
       fig(
         'http',
         `flotilla/${x.clients}c/writesPerSec`,
-        `flotilla HTTP writes/s, ${x.clients} clients`,
+        `flotilla HTTP writes/s, ${count(x.clients, 'client')}`,
         f.writesPerSec,
         'writes/s',
         'higher',
       ),
-      fig('http', `flotilla/${x.clients}c/p99Ms`, `flotilla HTTP p99, ${x.clients} clients`, f.p99Ms, 'ms', 'lower'),
+      fig(
+        'http',
+        `flotilla/${x.clients}c/p99Ms`,
+        `flotilla HTTP p99, ${count(x.clients, 'client')}`,
+        f.p99Ms,
+        'ms',
+        'lower',
+      ),
     );
     rows.push([
       'flotilla',
@@ -642,7 +677,7 @@ async function http(): Promise<Output> {
         fig(
           'http',
           `flotilla/${x.clients}c/cpuUsPerWrite`,
-          `flotilla HTTP CPU per write, cluster-wide, ${x.clients} clients`,
+          `flotilla HTTP CPU per write, cluster-wide, ${count(x.clients, 'client')}`,
           f.perWrite.cpuUsCluster,
           'µs',
           'lower',
@@ -650,7 +685,7 @@ async function http(): Promise<Output> {
         fig(
           'http',
           `flotilla/${x.clients}c/raftMessagesPerWrite`,
-          `flotilla HTTP Raft messages per write, ${x.clients} clients`,
+          `flotilla HTTP Raft messages per write, ${count(x.clients, 'client')}`,
           f.perWrite.raftMessagesCluster,
           'messages',
           'lower',
@@ -658,7 +693,7 @@ async function http(): Promise<Output> {
         fig(
           'http',
           `flotilla/${x.clients}c/diskBytesPerWrite`,
-          `flotilla HTTP disk bytes per write per node, ${x.clients} clients`,
+          `flotilla HTTP disk bytes per write per node, ${count(x.clients, 'client')}`,
           f.perWrite.diskBytesPerNode,
           'B',
           'lower',
@@ -666,7 +701,14 @@ async function http(): Promise<Output> {
       );
     }
     figures.push(
-      fig('http', `flotilla/${x.clients}c/p50Ms`, `flotilla HTTP p50, ${x.clients} clients`, f.p50Ms, 'ms', 'lower'),
+      fig(
+        'http',
+        `flotilla/${x.clients}c/p50Ms`,
+        `flotilla HTTP p50, ${count(x.clients, 'client')}`,
+        f.p50Ms,
+        'ms',
+        'lower',
+      ),
     );
     if (x.etcd.available) {
       const e = x.etcd;
@@ -674,16 +716,16 @@ async function http(): Promise<Output> {
         fig(
           'http',
           `etcd/${x.clients}c/writesPerSec`,
-          `etcd HTTP writes/s, ${x.clients} clients`,
+          `etcd HTTP writes/s, ${count(x.clients, 'client')}`,
           e.writesPerSec,
           'writes/s',
           'none',
         ),
-        fig('http', `etcd/${x.clients}c/p99Ms`, `etcd HTTP p99, ${x.clients} clients`, e.p99Ms, 'ms', 'none'),
+        fig('http', `etcd/${x.clients}c/p99Ms`, `etcd HTTP p99, ${count(x.clients, 'client')}`, e.p99Ms, 'ms', 'none'),
         fig(
           'http',
           `ratio/${x.clients}c/writesPerSec`,
-          `flotilla/etcd writes/s, ${x.clients} clients`,
+          `flotilla/etcd writes/s, ${count(x.clients, 'client')}`,
           x.ratio.writesPerSec ?? 0,
           'x',
           'higher',
@@ -705,7 +747,7 @@ async function http(): Promise<Output> {
         e.driverUsPerRequest ?? '',
       ]);
       figures.push(
-        fig('http', `etcd/${x.clients}c/p50Ms`, `etcd HTTP p50, ${x.clients} clients`, e.p50Ms, 'ms', 'none'),
+        fig('http', `etcd/${x.clients}c/p50Ms`, `etcd HTTP p50, ${count(x.clients, 'client')}`, e.p50Ms, 'ms', 'none'),
       );
     }
   }
@@ -713,6 +755,7 @@ async function http(): Promise<Output> {
     {
       family: 'http',
       title: `Writes through HTTP (${r.valueBytes} B values, keep-alive clients spread over the 3 nodes/members, ${r.seconds} s each, fsync on; flotilla: ${fmt(r.groups)} groups)`,
+      keyColumns: 2,
       columns: [
         'store',
         'clients',
@@ -739,7 +782,7 @@ async function http(): Promise<Output> {
       kind: 'bar',
       xLabel: 'clients',
       yLabel: 'writes/s',
-      categories: r.rows.map((x) => `${x.clients} clients`),
+      categories: r.rows.map((x) => `${count(x.clients, 'client')}`),
       series: [
         { name: 'flotilla', points: r.rows.map((x, i) => [i, x.flotilla.writesPerSec] as [number, number]) },
         ...(r.peers.etcd.available
@@ -752,10 +795,26 @@ async function http(): Promise<Output> {
           : []),
       ],
     },
+    latencyThroughputChart(
+      'http',
+      `Latency against the writes/s achieved at ${r.rows.map((x) => x.clients).join(' / ')} clients (closed loop)`,
+      [
+        { name: 'flotilla', points: r.rows.map((x) => x.flotilla) },
+        ...(r.peers.etcd.available
+          ? [
+              {
+                name: `etcd ${r.peers.etcd.version ?? ''}`.trim(),
+                points: r.rows.flatMap((x) => (x.etcd.available ? [x.etcd] : [])),
+              },
+            ]
+          : []),
+      ],
+    ),
   ];
   // etcd's planned transfer and failover belong with flotilla's in their families.
   if (r.etcdMoveLeader.available) {
     const s = r.etcdMoveLeader.summary;
+    const peer = { peer: `etcd ${r.etcdMoveLeader.version}: move-leader under load through its HTTP gateway` };
     figures.push(
       fig(
         'transfer',
@@ -764,6 +823,7 @@ async function http(): Promise<Output> {
         s.leaderSeenMsMedian,
         'ms',
         'none',
+        peer,
       ),
       fig(
         'transfer',
@@ -772,6 +832,7 @@ async function http(): Promise<Output> {
         s.gapMsMax,
         'ms',
         'none',
+        peer,
       ),
       fig(
         'transfer',
@@ -780,6 +841,7 @@ async function http(): Promise<Output> {
         s.stalledPerMoveMax,
         'writes',
         'none',
+        peer,
       ),
       fig(
         'transfer',
@@ -788,11 +850,13 @@ async function http(): Promise<Output> {
         s.failedPerMoveMax,
         'writes',
         'none',
+        peer,
       ),
     );
   }
   if (r.etcdKill.available) {
     const k = r.etcdKill;
+    const peer = { peer: `etcd ${k.version}: kill -9 of its leader under load through its HTTP gateway` };
     figures.push(
       fig(
         'failover',
@@ -801,6 +865,7 @@ async function http(): Promise<Output> {
         k.writesPossibleMs ?? -1,
         'ms',
         'none',
+        peer,
       ),
       fig(
         'failover',
@@ -809,17 +874,35 @@ async function http(): Promise<Output> {
         k.resumeMs ?? -1,
         'ms',
         'none',
+        peer,
       ),
-      fig('failover', 'etcd/kill/clientGapMsMax', 'etcd kill -9: longest client gap', k.clientGapMsMax, 'ms', 'none'),
-      fig('failover', 'etcd/kill/stalled', 'etcd kill -9: writes over 1 s', k.stalled, 'writes', 'none'),
+      fig(
+        'failover',
+        'etcd/kill/clientGapMsMax',
+        'etcd kill -9: longest client gap',
+        k.clientGapMsMax,
+        'ms',
+        'none',
+        peer,
+      ),
+      fig('failover', 'etcd/kill/stalled', 'etcd kill -9: writes over 1 s', k.stalled, 'writes', 'none', peer),
     );
   }
   peersInfo = r.peers;
   etcdRaw = { moveLeader: r.etcdMoveLeader, kill: r.etcdKill };
-  return { raw: r, figures, tables, charts, peers: r.peers };
+  if (r.etcdKill.available) lastRaw.etcdKill = r.etcdKill;
+  // The HTTP table shows every flotilla and etcd figure of the http family (ratios included).
+  const shown = figures.map((f) =>
+    f.family === 'http'
+      ? { ...f, inTable: true, ...(f.id.startsWith('http/flotilla/') ? { api: 'http' as const } : {}) }
+      : f,
+  );
+  return { raw: r, figures: shown, tables, charts, peers: r.peers };
 }
 let peersInfo: Record<string, PeerInfo> = {};
 let etcdRaw: { moveLeader: unknown; kill: unknown } | null = null;
+/** The last run's raw output the failover chart puts on one axis (set by kill() and http()). */
+const lastRaw: { kill?: KillBenchResult; etcdKill?: EtcdKillResult } = {};
 
 async function reads(): Promise<Output> {
   const rows = await runReadMix({
@@ -835,25 +918,35 @@ async function reads(): Promise<Output> {
   });
   return {
     raw: rows,
-    figures: rows.flatMap((x) => [
-      fig(
-        'reads',
-        `${x.consistency}/readsPerSec`,
-        `${x.consistency} reads/s in a 9:1 mix`,
-        x.readsPerSec,
-        'reads/s',
-        'higher',
-      ),
-      fig('reads', `${x.consistency}/readP99Ms`, `${x.consistency} read p99 in a 9:1 mix`, x.readP99Ms, 'ms', 'lower'),
-      fig(
-        'reads',
-        `${x.consistency}/writesPerSec`,
-        `writes/s beside ${x.consistency} reads`,
-        x.writesPerSec,
-        'writes/s',
-        'higher',
-      ),
-    ]),
+    figures: tabled(
+      rows.flatMap((x) => [
+        fig(
+          'reads',
+          `${x.consistency}/readsPerSec`,
+          `${x.consistency} reads/s in a 9:1 mix`,
+          x.readsPerSec,
+          'reads/s',
+          'higher',
+        ),
+        fig(
+          'reads',
+          `${x.consistency}/readP99Ms`,
+          `${x.consistency} read p99 in a 9:1 mix`,
+          x.readP99Ms,
+          'ms',
+          'lower',
+        ),
+        fig(
+          'reads',
+          `${x.consistency}/writesPerSec`,
+          `writes/s beside ${x.consistency} reads`,
+          x.writesPerSec,
+          'writes/s',
+          'higher',
+        ),
+      ]),
+      'embedded',
+    ),
     tables: [
       {
         family: 'reads',
@@ -947,12 +1040,13 @@ async function idle(): Promise<Output> {
   return {
     raw: runs,
     charts: [],
-    figures,
+    figures: tabled(figures),
     tables: [
       {
         family: 'idle',
         title:
           'Idle cost once every group is led and quiesced and the leader balancer (on, its default) has settled (whole node processes, CPU from the process itself, the second window of each length after settling)',
+        keyColumns: 2,
         columns: [
           'groups',
           'shards',
@@ -998,79 +1092,89 @@ async function transfer(): Promise<Output> {
   );
   return {
     raw: { ...x, light: l },
-    figures: [
-      fig(
-        'transfer',
-        'flotilla/light/transferP50Ms',
-        'verified transfer under light load (2 writers per node), p50',
-        l.transferP50Ms,
-        'ms',
-        'lower',
-      ),
-      fig(
-        'transfer',
-        'flotilla/light/transferP99Ms',
-        'verified transfer under light load, p99',
-        l.transferP99Ms,
-        'ms',
-        'lower',
-      ),
-      fig(
-        'transfer',
-        'flotilla/light/failedTransfers',
-        'failed transfers under light load',
-        l.transferFailures.length,
-        'transfers',
-        'lower',
-      ),
-      fig(
-        'transfer',
-        'flotilla/campaignP50Ms',
-        'transfer under load: campaign phase (TimeoutNow to the old leader hearing the target lead), p50',
-        x.transferPhaseP50Ms.campaign,
-        'ms',
-        'lower',
-      ),
-      fig(
-        'transfer',
-        'flotilla/verifyP50Ms',
-        'transfer under load: verification phase, p50',
-        x.transferPhaseP50Ms.verify,
-        'ms',
-        'lower',
-      ),
-      fig('transfer', 'flotilla/transferP50Ms', 'verified transfer under load, p50', x.transferP50Ms, 'ms', 'lower'),
-      fig('transfer', 'flotilla/transferP99Ms', 'verified transfer under load, p99', x.transferP99Ms, 'ms', 'lower'),
-      fig('transfer', 'flotilla/failedTransfers', 'failed transfers', x.transferFailures.length, 'transfers', 'lower'),
-      fig(
-        'transfer',
-        'flotilla/failedWrites',
-        'failed writes during transfers and drain',
-        x.failedWrites,
-        'writes',
-        'lower',
-      ),
-      fig(
-        'transfer',
-        'flotilla/stalledWrites',
-        'writes over 1 s during transfers and drain',
-        x.stalledWrites,
-        'writes',
-        'lower',
-      ),
-      ...(x.drain && !x.drain.refused
-        ? [
-            fig(
-              'transfer',
-              'flotilla/drainMs',
-              `drain of n1 (${x.drain.moved} leaders) under load`,
-              x.drain.ms,
-              'ms',
-              'lower',
-            ),
-          ]
-        : []),
-    ],
+    figures: via(
+      [
+        fig(
+          'transfer',
+          'flotilla/light/transferP50Ms',
+          'verified transfer under light load (2 writers per node), p50',
+          l.transferP50Ms,
+          'ms',
+          'lower',
+        ),
+        fig(
+          'transfer',
+          'flotilla/light/transferP99Ms',
+          'verified transfer under light load, p99',
+          l.transferP99Ms,
+          'ms',
+          'lower',
+        ),
+        fig(
+          'transfer',
+          'flotilla/light/failedTransfers',
+          'failed transfers under light load',
+          l.transferFailures.length,
+          'transfers',
+          'lower',
+        ),
+        fig(
+          'transfer',
+          'flotilla/campaignP50Ms',
+          'transfer under load: campaign phase (TimeoutNow to the old leader hearing the target lead), p50',
+          x.transferPhaseP50Ms.campaign,
+          'ms',
+          'lower',
+        ),
+        fig(
+          'transfer',
+          'flotilla/verifyP50Ms',
+          'transfer under load: verification phase, p50',
+          x.transferPhaseP50Ms.verify,
+          'ms',
+          'lower',
+        ),
+        fig('transfer', 'flotilla/transferP50Ms', 'verified transfer under load, p50', x.transferP50Ms, 'ms', 'lower'),
+        fig('transfer', 'flotilla/transferP99Ms', 'verified transfer under load, p99', x.transferP99Ms, 'ms', 'lower'),
+        fig(
+          'transfer',
+          'flotilla/failedTransfers',
+          'failed transfers',
+          x.transferFailures.length,
+          'transfers',
+          'lower',
+        ),
+        fig(
+          'transfer',
+          'flotilla/failedWrites',
+          'failed writes during transfers and drain',
+          x.failedWrites,
+          'writes',
+          'lower',
+        ),
+        fig(
+          'transfer',
+          'flotilla/stalledWrites',
+          'writes over 1 s during transfers and drain',
+          x.stalledWrites,
+          'writes',
+          'lower',
+        ),
+        ...(x.drain && !x.drain.refused
+          ? [
+              fig(
+                'transfer',
+                'flotilla/drainMs',
+                `drain of n1 (${x.drain.moved} leaders) under load`,
+                x.drain.ms,
+                'ms',
+                'lower',
+              ),
+            ]
+          : []),
+      ],
+      'embedded',
+    ),
     tables: [],
     charts: [],
   };
@@ -1212,7 +1316,8 @@ async function transferHttp(): Promise<Output> {
   return {
     raw: x,
     charts: [],
-    figures,
+    // The table shows each of them, in a cell or in its note.
+    figures: tabled(figures, 'http'),
     tables: [
       {
         family: 'transfer',
@@ -1288,26 +1393,29 @@ async function drain(): Promise<Output> {
     raw: x,
     tables: [],
     charts: [],
-    figures: [
-      fig('transfer', 'drain1000/drainMs', 'drain of 1,000 leaders under load', x.drainMs, 'ms', 'lower'),
-      fig('transfer', 'drain1000/failedMoves', 'drain of 1,000 leaders: failed moves', x.failed, 'moves', 'lower'),
-      fig(
-        'transfer',
-        'drain1000/failedWrites',
-        'drain of 1,000 leaders: failed writes',
-        x.failedWrites,
-        'writes',
-        'lower',
-      ),
-      fig(
-        'transfer',
-        'drain1000/stalledWrites',
-        'drain of 1,000 leaders: writes over 1 s',
-        x.stalledWrites,
-        'writes',
-        'lower',
-      ),
-    ],
+    figures: via(
+      [
+        fig('transfer', 'drain1000/drainMs', 'drain of 1,000 leaders under load', x.drainMs, 'ms', 'lower'),
+        fig('transfer', 'drain1000/failedMoves', 'drain of 1,000 leaders: failed moves', x.failed, 'moves', 'lower'),
+        fig(
+          'transfer',
+          'drain1000/failedWrites',
+          'drain of 1,000 leaders: failed writes',
+          x.failedWrites,
+          'writes',
+          'lower',
+        ),
+        fig(
+          'transfer',
+          'drain1000/stalledWrites',
+          'drain of 1,000 leaders: writes over 1 s',
+          x.stalledWrites,
+          'writes',
+          'lower',
+        ),
+      ],
+      'embedded',
+    ),
   };
 }
 
@@ -1318,45 +1426,49 @@ async function kill(): Promise<Output> {
       `writes to them resumed: p50 ${x.lostGroupResumeP50Ms} ms, p99 ${x.lostGroupResumeP99Ms} ms, max ${x.lostGroupResumeMaxMs} ms; ` +
       `longest gap per writer p99 ${x.resumeP99Ms} ms, max ${x.resumeMaxMs} ms; writes ${fmt(x.writes)}, errors ${JSON.stringify(x.errors)}, hung ${x.hung}`,
   );
+  lastRaw.kill = x;
   return {
     raw: x,
-    figures: [
-      fig(
-        'failover',
-        'flotilla/reelectP50Ms',
-        "kill -9: victim's groups led again, p50",
-        x.reelectP50Ms,
-        'ms',
-        'lower',
-      ),
-      fig('failover', 'flotilla/reelectedMs', "kill -9: all victim's groups led again", x.reelectedMs, 'ms', 'lower'),
-      fig(
-        'failover',
-        'flotilla/resumeP99Ms',
-        "kill -9: writes to the victim's groups resumed, p99",
-        x.lostGroupResumeP99Ms,
-        'ms',
-        'lower',
-      ),
-      fig(
-        'failover',
-        'flotilla/resumeMaxMs',
-        "kill -9: writes to the victim's groups resumed, max",
-        x.lostGroupResumeMaxMs,
-        'ms',
-        'lower',
-      ),
-      fig('failover', 'flotilla/gapMaxMs', 'kill -9: longest gap of any writer', x.resumeMaxMs, 'ms', 'lower'),
-      fig(
-        'failover',
-        'flotilla/errors',
-        'kill -9: failed writes',
-        Object.values(x.errors).reduce((a, b) => a + b, 0),
-        'writes',
-        'lower',
-      ),
-      fig('failover', 'flotilla/hung', 'kill -9: hung callers', x.hung, 'callers', 'lower'),
-    ],
+    figures: via(
+      [
+        fig(
+          'failover',
+          'flotilla/reelectP50Ms',
+          "kill -9: victim's groups led again, p50",
+          x.reelectP50Ms,
+          'ms',
+          'lower',
+        ),
+        fig('failover', 'flotilla/reelectedMs', "kill -9: all victim's groups led again", x.reelectedMs, 'ms', 'lower'),
+        fig(
+          'failover',
+          'flotilla/resumeP99Ms',
+          "kill -9: writes to the victim's groups resumed, p99",
+          x.lostGroupResumeP99Ms,
+          'ms',
+          'lower',
+        ),
+        fig(
+          'failover',
+          'flotilla/resumeMaxMs',
+          "kill -9: writes to the victim's groups resumed, max",
+          x.lostGroupResumeMaxMs,
+          'ms',
+          'lower',
+        ),
+        fig('failover', 'flotilla/gapMaxMs', 'kill -9: longest gap of any writer', x.resumeMaxMs, 'ms', 'lower'),
+        fig(
+          'failover',
+          'flotilla/errors',
+          'kill -9: failed writes',
+          Object.values(x.errors).reduce((a, b) => a + b, 0),
+          'writes',
+          'lower',
+        ),
+        fig('failover', 'flotilla/hung', 'kill -9: hung callers', x.hung, 'callers', 'lower'),
+      ],
+      'embedded',
+    ),
     tables: [],
     charts: [
       timelineChart(
@@ -1488,6 +1600,7 @@ const DESCRIBE: Record<Name, string> = {
 
 // --- run -------------------------------------------------------------------------------------
 
+const provenance = collectProvenance(process.argv.slice(2), new Date(started));
 const fsync = probeFsync();
 const machine = { ...machineInfo(), fsync };
 process.stdout.write(
@@ -1504,7 +1617,8 @@ const charts: Chart[] = [];
 const raw: Record<string, unknown> = {};
 let peers: Record<string, PeerInfo> = {};
 for (const [i, name] of order.entries()) {
-  let last: Output | null = null;
+  const runTables: Table[][] = [];
+  const runCharts: Chart[][] = [];
   const runs: unknown[] = [];
   for (let k = 0; k < repeat; k++) {
     const t0 = Date.now();
@@ -1524,18 +1638,44 @@ for (const [i, name] of order.entries()) {
     if (throughputIdle) raw.idleAfterLoad = (throughputIdle as Output).raw;
     if (o.peers) peers = o.peers;
     runs.push(o.raw);
-    last = o;
+    runTables.push(o.tables);
+    runCharts.push(o.charts);
     process.stdout.write(
       `bench [${i + 1}/${order.length}] ${name}: done in ${Math.round((Date.now() - t0) / 1000)} s\n`,
     );
   }
   raw[name] = repeat > 1 ? runs : runs[0];
-  tables.push(...last!.tables);
-  charts.push(...last!.charts);
+  // What is published is the median of the runs (with their range), not the last run's figures.
+  tables.push(...foldTables(runTables));
+  charts.push(...foldCharts(runCharts));
 }
 if (etcdRaw) raw.etcd = etcdRaw;
+const lastOf = repeat > 1 ? ` (the last of ${repeat} runs)` : '';
 if (drainTimeline)
-  charts.push(timelineChart('transfer', 'flotilla: writes/s while n1 drains 1,000 leaders', drainTimeline));
+  charts.push(timelineChart('transfer', `flotilla: writes/s while n1 drains 1,000 leaders${lastOf}`, drainTimeline));
+const { kill: killRun, etcdKill } = lastRaw;
+const bothKills = failoverChart(
+  killRun
+    ? {
+        timeline: killRun.timeline,
+        victim: killRun.victim,
+        victimLeaders: killRun.victimLeaders,
+        reelectedMs: killRun.reelectedMs,
+        load: 'embedded API, 64 writers per node',
+      }
+    : undefined,
+  etcdKill?.load.timeline
+    ? {
+        version: etcdKill.version,
+        clients: etcdKill.clients,
+        timeline: etcdKill.load.timeline,
+        killAtTimelineMs: etcdKill.killAtTimelineMs,
+        writesPossibleMs: etcdKill.writesPossibleMs,
+      }
+    : undefined,
+);
+// Beside flotilla's own timeline only when etcd was measured: alone it would repeat that chart.
+if (bothKills && etcdKill) charts.push({ ...bothKills, title: bothKills.title + lastOf });
 if (Object.keys(peers).length === 0) peers = peersInfo;
 
 const figures: Figure[] = [...samples.values()].map(({ f, xs }) => ({
@@ -1547,6 +1687,7 @@ const value = (id: string) => (samples.has(id) ? median(samples.get(id)!.xs) : u
 const targets = evaluateTargets();
 const results: Results = {
   schema: 1,
+  provenance,
   machine,
   // Which runtime code the node processes ran (see clusterNodeEntry in cluster.ts).
   nodeCode: process.env.BENCH_DIST
@@ -1696,7 +1837,7 @@ function evaluateTargets(): Target[] {
     detail: anyT
       ? `transfers: ${fw ?? '-'} failed, ${sw ?? '-'} stalled; drain of 1,000: ${dfw ?? '-'} failed, ${dsw ?? '-'} stalled` +
         (value('transfer/etcd/moveLeader/stalledPerMoveMax') !== undefined
-          ? `; etcd move-leader: up to ${value('transfer/etcd/moveLeader/stalledPerMoveMax')} stalled writes per move`
+          ? `; etcd move-leader, under load through its HTTP gateway (not like for like): up to ${value('transfer/etcd/moveLeader/stalledPerMoveMax')} stalled writes per move`
           : '')
       : 'not run',
   });
@@ -1778,7 +1919,7 @@ function evaluateTargets(): Target[] {
         ? 'not run'
         : `writes to the victim's groups resumed within ${resume} ms (p99 ${value('failover/flotilla/resumeP99Ms')} ms; limit ${limit} ms)` +
           (value('failover/etcd/kill/writesPossibleMs') !== undefined
-            ? `; etcd: writes possible after ${value('failover/etcd/kill/writesPossibleMs')} ms, longest client gap ${value('failover/etcd/kill/clientGapMsMax')} ms`
+            ? `; etcd, under load through its HTTP gateway (not like for like): writes possible after ${value('failover/etcd/kill/writesPossibleMs')} ms, longest client gap ${value('failover/etcd/kill/clientGapMsMax')} ms`
             : ''),
   });
   return t;

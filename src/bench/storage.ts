@@ -8,6 +8,7 @@ import { Bench } from 'tinybench';
 import { LogStore } from '../storage/logstore.js';
 import type { Entry } from '../raft/types.js';
 import { pct } from './stats.js';
+import { count } from './charts.js';
 
 export interface StorageResult {
   name: string;
@@ -70,7 +71,7 @@ async function runLoad(groups: number, valueBytes: number, seconds: number, pipe
   rmSync(dir, { recursive: true, force: true });
   lat.sort((a, b) => a - b);
   return {
-    name: `${groups} groups x ${valueBytes} B${pipeline > 1 ? `, ${pipeline} commits in flight` : ''}`,
+    name: `${count(groups, 'group')}, ${valueBytes} B${pipeline > 1 ? `, ${pipeline} commits in flight` : ''}`,
     groups,
     valueBytes,
     entriesPerCommit: perGroup * groups,

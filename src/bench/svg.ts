@@ -1,12 +1,14 @@
-// Dependency-free SVG charts for the benchmark report: line (optionally log x), grouped bar and
-// timeline (step series plus labelled vertical markers). Owns layout, tick choice and number
-// labels; knows nothing about scenarios, only the Chart shape from results.ts. Every coordinate
-// goes through `c()` so a NaN or Infinity in the data can never reach the markup.
+// Dependency-free SVG charts for the benchmark report: line (optionally log x or y), grouped bar
+// and timeline (step series plus labelled vertical markers), with an optional provenance footer.
+// Owns layout, tick choice and number labels; knows nothing about scenarios, only the Chart
+// shape from results.ts. Every coordinate goes through `c()` so a NaN or Infinity in the data can
+// never reach the markup.
 import { FAMILY_TITLES, type Chart, type Family, type Series } from './results.js';
 
 export const WIDTH = 720;
 export const HEIGHT = 400;
 const FAMILY_HEADER = 34;
+const FOOTER_LINE = 13;
 // Tableau 10: distinguishable in print and for the common colour-vision deficiencies.
 export const PALETTE = [
   '#4e79a7',
@@ -190,10 +192,21 @@ function yAxisFor(values: number[]): Axis {
   return niceTicks(Math.min(0, ...values), Math.max(0, ...values));
 }
 
+/** A log y domain over the positive values (a log axis has no zero to include). */
+function yLogAxisFor(values: number[]): Axis {
+  const pos = values.filter((v) => v > 0);
+  return pos.length === 0 ? logTicks(1, 10) : logTicks(Math.min(...pos), Math.max(...pos));
+}
+
 /** Line and timeline plots share axes; they differ in the path shape and the markers. */
 function xyPlot(chart: Chart, box: Box, step: boolean): string {
   const xLog = !step && chart.xLog === true;
-  const data = chart.series.map((s) => cleanPoints(s, xLog).sort((a, b) => a[0] - b[0]));
+  const yLog = !step && chart.yLog === true;
+  const data = chart.series.map((s) =>
+    cleanPoints(s, xLog)
+      .filter(([, py]) => !yLog || py > 0)
+      .sort((a, b) => a[0] - b[0]),
+  );
   const xs = data.flat().map((p) => p[0]);
   const markers = step ? (chart.markers ?? []).filter((m) => Number.isFinite(m.x)) : [];
   xs.push(...markers.map((m) => m.x));
@@ -206,10 +219,10 @@ function xyPlot(chart: Chart, box: Box, step: boolean): string {
       : xLog
         ? logTicks(Math.min(...xs), Math.max(...xs))
         : niceTicks(Math.min(...xs), Math.max(...xs), 8);
-  const yAxis = yAxisFor(ys);
+  const yAxis = yLog ? yLogAxisFor(ys) : yAxisFor(ys);
   const x = scale(xAxis, box.left, box.right);
   const y = scale(yAxis, box.bottom, box.top);
-  const out: string[] = [yAxisMarkup(yAxis, box, chart.yLabel, y)];
+  const out: string[] = [yAxisMarkup(yAxis, box, chart.yLabel + (yLog ? ' (log scale)' : ''), y)];
   for (const t of xAxis.ticks) {
     const px = x(t);
     out.push(`<line x1="${c(px)}" y1="${c(box.top)}" x2="${c(px)}" y2="${c(box.bottom)}" stroke="#f0f0f0"/>`);
@@ -326,7 +339,11 @@ function panel(chart: Chart): string {
   const leg = legend(series, WIDTH, 42);
   const left = 70;
   const right = WIDTH - 28;
-  const bottomPad = chart.kind === 'bar' && rotateCategories(barData(chart).cats, { left, right }) ? 84 : 48;
+  const cats = chart.kind === 'bar' ? barData(chart).cats : [];
+  // Slanted (30°) category names need their height below the axis, up to a third of the panel.
+  const slanted = chart.kind === 'bar' && rotateCategories(cats, { left, right });
+  const longest = Math.max(0, ...cats.map((s) => s.length));
+  const bottomPad = slanted ? Math.min(HEIGHT / 3, 40 + longest * CHAR_W * 0.5) : 48;
   const box: Box = { left, right, top: Math.max(leg.bottom + 8, 40), bottom: HEIGHT - bottomPad };
   const body = chart.kind === 'bar' ? barPlot(safe, box) : xyPlot(safe, box, chart.kind === 'timeline');
   const xl = text(
@@ -345,15 +362,25 @@ function svgOpen(height: number, title: string): string {
   );
 }
 
-/** A standalone SVG document for one chart. */
-export function renderChart(chart: Chart): string {
-  return `${svgOpen(HEIGHT, chart.title)}${panel(chart)}</svg>\n`;
+/** The provenance lines under the charts, so an image copied out of the report keeps its source. */
+function footer(lines: string[], y: number): string {
+  const t = lines.map((l, i) => text(WIDTH / 2, y + 12 + i * FOOTER_LINE, l, 'text-anchor="middle"')).join('');
+  return `<g class="provenance" fill="#666" font-size="10">${t}</g>`;
+}
+
+const footerHeight = (lines: string[]) => (lines.length ? 6 + lines.length * FOOTER_LINE : 0);
+
+/** A standalone SVG document for one chart, with optional provenance footer lines. */
+export function renderChart(chart: Chart, footerLines: string[] = []): string {
+  const height = HEIGHT + footerHeight(footerLines);
+  return `${svgOpen(height, chart.title)}${panel(chart)}${footerLines.length ? footer(footerLines, HEIGHT) : ''}</svg>\n`;
 }
 
 /** One SVG document with a family's charts stacked vertically under the family title. */
-export function renderFamily(family: Family, charts: Chart[]): string {
+export function renderFamily(family: Family, charts: Chart[], footerLines: string[] = []): string {
   const title = FAMILY_TITLES[family] ?? family;
-  const height = FAMILY_HEADER + Math.max(1, charts.length) * HEIGHT;
+  const plots = FAMILY_HEADER + Math.max(1, charts.length) * HEIGHT;
+  const height = plots + footerHeight(footerLines);
   const parts = [
     svgOpen(height, title),
     text(WIDTH / 2, 24, title, 'text-anchor="middle" font-size="16" font-weight="700" fill="#000"'),
@@ -365,6 +392,7 @@ export function renderFamily(family: Family, charts: Chart[]): string {
     if (i > 0) parts.push(`<line x1="10" y1="${c(top)}" x2="${WIDTH - 10}" y2="${c(top)}" stroke="#ddd"/>`);
     parts.push(`<g transform="translate(0 ${c(top)})">${panel(ch)}</g>`);
   });
+  if (footerLines.length) parts.push(footer(footerLines, plots));
   parts.push('</svg>\n');
   return parts.join('');
 }
