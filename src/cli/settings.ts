@@ -335,7 +335,8 @@ function flagText(s: Setting): string {
   return `--${s.flag}${s.arg ? ` ${s.arg}` : ''}`;
 }
 
-function wrap(text: string, width: number, indent: string): string[] {
+/** `text` in lines that, after `indent`, fit in `width` columns. */
+export function wrapWords(text: string, width: number, indent = ''): string[] {
   const lines: string[] = [];
   let line = '';
   for (const word of text.split(' ')) {
@@ -363,14 +364,14 @@ export function startHelp(): string {
     const doc =
       `${s.doc}${s.required ? ' (required)' : def !== undefined ? ` (default ${def})` : ''}` +
       `${s.env ? ` (or ${s.env})` : ''} [${s.key}]`;
-    const body = wrap(doc, 100, ' '.repeat(col));
+    const body = wrapWords(doc, 100, ' '.repeat(col));
     if (head.length < col - 1) out.push(head.padEnd(col) + body[0]);
     else out.push(head, ' '.repeat(col) + body[0]);
     for (const l of body.slice(1)) out.push(' '.repeat(col) + l);
   }
   out.push(
     `  --config FILE`.padEnd(col) + 'a JSON object of settings, named as in StartOptions',
-    ...wrap(
+    ...wrapWords(
       '(a dotted name is nested: labels.zone is {"labels": {"zone": Z}}): ' +
         SETTINGS.map((s) => s.key).join(', ') +
         '. TLS material and the secret are text or {"file": PATH}. Unknown names are refused.',
