@@ -3,7 +3,16 @@
 // The config file is validated against it (src/cli/config.ts), `flotilla start --help` and the
 // table in docs/operations.md are printed from it, so the three cannot drift apart. It loads
 // nothing but the secret length: `--help` must not pull in the runtime.
+import type { StartOptions } from '../runtime/node.js';
 import { MIN_SECRET_LENGTH } from '../transport/handshake.js';
+
+/** StartOptions' fields a config file sets (the logger is made by `flotilla start`; noSync is for
+ *  protocol tests only). */
+type NodeField = Exclude<keyof StartOptions, 'logger' | 'noSync'>;
+/** Settings of the process around the node. */
+type ProcessField = 'admin' | 'adminToken' | 'logLevel' | 'stopDrainMs' | 'faultInjection';
+/** A setting's name: a StartOptions field, dotted when nested, or a process setting. */
+export type SettingKey = NodeField | `${NodeField}.${string}` | ProcessField;
 
 /** How a value is checked (src/cli/config.ts implements each). */
 export type SettingKind =
@@ -37,7 +46,7 @@ export type SettingKind =
 
 export interface Setting {
   /** The name in the config file and in StartOptions; dotted when nested ('labels.zone'). */
-  readonly key: string;
+  readonly key: SettingKey;
   readonly kind: SettingKind;
   /** 'node': a StartOptions field; 'process': the process around the node (flotilla start only). */
   readonly scope: 'node' | 'process';
@@ -60,7 +69,7 @@ export interface Setting {
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-export const SETTINGS: readonly Setting[] = [
+const TABLE = [
   { key: 'id', kind: 'id', scope: 'node', flag: 'id', arg: 'ID', required: true, doc: "this node's id" },
   {
     key: 'dataDir',
@@ -319,12 +328,15 @@ export const SETTINGS: readonly Setting[] = [
     defaultDoc: 'false',
     doc: 'serve POST /debug/crash-worker and /debug/disk-delay on the admin address (drills, tests)',
   },
-];
+] as const satisfies readonly Setting[];
 
-/** The setting named `key`, if there is one. */
-export function settingOf(key: string): Setting | undefined {
-  return SETTINGS.find((s) => s.key === key);
-}
+export const SETTINGS: readonly Setting[] = TABLE;
+
+/** Every StartOptions field has a row: this fails to compile naming a field added without one. */
+type Top<K> = K extends `${infer T}.${string}` ? T : K;
+type Unlisted = Exclude<NodeField | ProcessField, Top<(typeof TABLE)[number]['key']>>;
+const everyFieldListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyFieldListed;
 
 function defaultText(s: Setting): string | undefined {
   return s.defaultValue !== undefined ? String(s.defaultValue) : s.defaultDoc;
