@@ -50,8 +50,14 @@ export interface ProcessSettings {
  *  and the process settings. */
 export type StartConfig = Omit<StartOptions, 'logger' | 'noSync'> & ProcessSettings;
 
-/** Raft core tunables a config file may set (RaftTuning's fields). */
-const RAFT_KEYS = new Set([...Object.keys(RAFT_DEFAULTS).filter((k) => k !== 'applied'), 'electionRoundTicks']);
+/** Raft core tunables a config file may set (RaftTuning's fields) and the type of each; ranges
+ *  are the core's to check. */
+const RAFT_TYPES = new Map<string, string>([
+  ...Object.entries(RAFT_DEFAULTS)
+    .filter(([k]) => k !== 'applied')
+    .map(([k, v]): [string, string] => [k, typeof v]),
+  ['electionRoundTicks', 'number'],
+]);
 
 /** A value and the name it was given under (reported in errors). */
 interface Given {
@@ -155,8 +161,9 @@ function check(s: Setting, g: Given): unknown {
     case 'raft':
       if (!isObject(v)) fail(field, 'must be an object of Raft core tunables');
       for (const [k, x] of Object.entries(v)) {
-        if (!RAFT_KEYS.has(k)) fail(`${field}.${k}`, 'unknown setting', 'UnknownSetting');
-        if (typeof x !== 'number' && typeof x !== 'boolean') fail(`${field}.${k}`, 'must be a number or a boolean');
+        const type = RAFT_TYPES.get(k);
+        if (type === undefined) fail(`${field}.${k}`, 'unknown setting', 'UnknownSetting');
+        if (typeof x !== type) fail(`${field}.${k}`, `must be a ${type} (got ${shown(x)})`);
       }
       return v;
   }

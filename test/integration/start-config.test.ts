@@ -239,6 +239,7 @@ test('a bad value in the file names its setting; TLS material may be text or {"f
   bad({ labels: 'a' }, 'labels');
   bad({ logLevel: 'verbose' }, 'logLevel');
   bad({ draining: 'yes' }, 'draining');
+  bad({ raft: { leaseReads: 1 } }, 'raft.leaseReads');
   bad({ balancer: { policy: 'random' } }, 'balancer.policy');
   bad({ stateMachine: { snapshotEvery: 10 } }, 'stateMachine.module', 'IncompleteOptions');
   bad({ transportSecurity: { tls: { ca: 'not pem', cert: 'x', key: 'y' } } }, 'transportSecurity.tls.ca');
