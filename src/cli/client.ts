@@ -4,7 +4,7 @@
 // Exit codes: 0 done, 1 the node refused or could not be reached (the reason on stderr), 2 usage.
 import { parseArgs } from 'node:util';
 import { isObject, list, type StatusJson } from './json.js';
-import { wrapWords } from './settings.js';
+import { wrapWords } from './wrap.js';
 import { AdminUnreachable, call, parseAdmin, type Admin, type Answer } from './request.js';
 
 type OptionSpec = { readonly type: 'string' | 'boolean'; readonly arg?: string; readonly doc: string };

@@ -5,6 +5,7 @@
 // nothing but the secret length: `--help` must not pull in the runtime.
 import type { StartOptions } from '../runtime/node.js';
 import { MIN_SECRET_LENGTH } from '../transport/handshake.js';
+import { wrapWords } from './wrap.js';
 
 /** StartOptions' fields a config file sets (the logger is made by `flotilla start`; noSync is for
  *  protocol tests only). */
@@ -345,20 +346,6 @@ function defaultText(s: Setting): string | undefined {
 function flagText(s: Setting): string {
   if (s.key === 'balancer') return '--no-balancer, --balancer';
   return `--${s.flag}${s.arg ? ` ${s.arg}` : ''}`;
-}
-
-/** `text` in lines that, after `indent`, fit in `width` columns. */
-export function wrapWords(text: string, width: number, indent = ''): string[] {
-  const lines: string[] = [];
-  let line = '';
-  for (const word of text.split(' ')) {
-    if (line && indent.length + line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = word;
-    } else line = line ? `${line} ${word}` : word;
-  }
-  if (line) lines.push(line);
-  return lines;
 }
 
 /** `flotilla start --help`, printed from the table. */
