@@ -38,12 +38,12 @@ try {
   ids.forEach((id, i) => {
     const config = {
       id,
-      data: join(root, id),
+      dataDir: join(root, id),
       listen: raft(i),
       admin: admin(i),
       groups: GROUPS,
       workers: 1,
-      zone: zones[id],
+      labels: { zone: zones[id] },
       logLevel: 'warn',
       peers: Object.fromEntries(ids.map((p, j) => [p, raft(j)]).filter(([p]) => p !== id)),
       balancer,

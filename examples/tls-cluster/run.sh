@@ -36,11 +36,13 @@ i=0; for n in n1 n2 n3; do RAFT[$n]=127.0.0.1:${ports[$i]}; ADMIN[$n]=127.0.0.1:
 config() { # config NODE CA-NAME
   cat > "$DIR/$1.json" <<JSON
 {
-  "id": "$1", "data": "$DIR/data-$1", "listen": "${RAFT[$1]}", "admin": "${ADMIN[$1]}",
+  "id": "$1", "dataDir": "$DIR/data-$1", "listen": "${RAFT[$1]}", "admin": "${ADMIN[$1]}",
   "peers": { $(for p in n1 n2 n3; do [ "$p" != "$1" ] && printf '"%s": "%s", ' "$p" "${RAFT[$p]}"; done | sed 's/, $//') },
   "groups": 50, "workers": 1, "logLevel": "warn",
-  "tlsCa": "$DIR/cluster-ca.pem", "tlsCert": "$DIR/$2-$1.pem", "tlsKey": "$DIR/$2-$1.key",
-  "clusterSecretFile": "$DIR/cluster.secret"
+  "transportSecurity": {
+    "tls": { "ca": { "file": "$DIR/cluster-ca.pem" }, "cert": { "file": "$DIR/$2-$1.pem" }, "key": { "file": "$DIR/$2-$1.key" } },
+    "secret": { "file": "$DIR/cluster.secret" }
+  }
 }
 JSON
 }

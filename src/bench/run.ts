@@ -108,22 +108,27 @@ const ALIASES: Record<string, Name> = {
   etcd: 'http',
 };
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    quick: { type: 'boolean' },
-    out: { type: 'string' },
-    balancer: { type: 'string' },
-    concurrency: { type: 'string' },
-    repeat: { type: 'string' },
-    compare: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  },
-});
 const fail = (msg: string): never => {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
   process.exit(2);
 };
+const BENCH_OPTIONS = {
+  quick: { type: 'boolean' },
+  out: { type: 'string' },
+  balancer: { type: 'string' },
+  concurrency: { type: 'string' },
+  repeat: { type: 'string' },
+  compare: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+// An unknown option is a usage error (exit 2 with the usage), not a stack trace.
+const { values, positionals } = (() => {
+  try {
+    return parseArgs({ allowPositionals: true, strict: true, options: BENCH_OPTIONS });
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+})();
 if (values.help) {
   process.stdout.write(USAGE + '\n');
   process.exit(0);

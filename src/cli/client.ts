@@ -1,83 +1,77 @@
 // Operator commands that talk to a running node's admin HTTP address: `status`, `transfer`,
-// `drain`, `undrain` (like etcdctl move-leader and syncobj_admin). Exit codes: 0 ok, 1 the node
-// refused or could not be reached (the message says why), 2 usage error.
-import { request } from 'node:http';
+// `drain`, `undrain`, `balance`, `member`. Each command declares its own options (refused when
+// not its own) and usage; with --json each prints what the node answered as one JSON document.
+// Exit codes: 0 done, 1 the node refused or could not be reached (the reason on stderr), 2 usage.
 import { parseArgs } from 'node:util';
 import { isObject, list, type StatusJson } from './json.js';
+import { wrapWords } from './wrap.js';
+import { AdminUnreachable, call, parseAdmin, type Admin, type Answer } from './request.js';
 
-export const CLIENT_HELP = `Usage:
-  flotilla status   --admin HOST:PORT [--json] [--groups [--group G]]
-                    the node, its workers and the advisor's warnings; --groups: per group the
-                    leader, term, commit, applied, has-quorum, each peer's match/lag/state
-                    (where this node leads) and learners, as run before a transfer
-  flotilla transfer --admin HOST:PORT --group G --to NODE [--timeout-ms MS] [--force]
-                    refused (typed) when the target lags, needs a snapshot, does not reach a
-                    quorum by its own links or is much slower than the leader, or while the
-                    cluster is unstable; --force overrides those (never a safety refusal)
-  flotilla drain    --admin HOST:PORT [--wait] [--avoid n2,n3] [--concurrency N] [--timeout-ms MS] [--force]
-                    move every leadership off the node (never to a node in --avoid unless no
-                    other can lead); --wait goes on until it leads nothing (or the timeout)
-  flotilla undrain  --admin HOST:PORT
-  flotilla balance  --admin HOST:PORT [--dry-run]   one balancer round now (or only its plan)
-  flotilla member   --admin HOST:PORT --group G (--add-learner N | --promote N | --remove N)
-                    membership in the safe order: add a learner, promote it once caught up,
-                    then remove the member it replaces
+type OptionSpec = { readonly type: 'string' | 'boolean'; readonly arg?: string; readonly doc: string };
+type Values = Readonly<Record<string, string | boolean | undefined>>;
 
-  --admin HOST:PORT   the node's admin address (or FLOTILLA_ADMIN)
-  --token TOKEN       the admin token, when the node requires one (or FLOTILLA_ADMIN_TOKEN)
-`;
+interface Command {
+  /** The synopsis after `flotilla NAME --admin HOST:PORT`. */
+  readonly synopsis: string;
+  readonly about: string;
+  readonly options: Readonly<Record<string, OptionSpec>>;
+  run(admin: Admin, v: Values, out: Output): Promise<number>;
+}
+
+/** Options every operator command takes. */
+const COMMON: Readonly<Record<string, OptionSpec>> = {
+  admin: { type: 'string', arg: 'HOST:PORT', doc: "the node's admin address (or FLOTILLA_ADMIN)" },
+  token: {
+    type: 'string',
+    arg: 'TOKEN',
+    doc: 'the admin token, when the node requires one (or FLOTILLA_ADMIN_TOKEN)',
+  },
+  json: { type: 'boolean', doc: 'print what the node answered as JSON (also on refusal)' },
+  help: { type: 'boolean', doc: 'print this help' },
+};
 
 class Usage extends Error {}
 
-let token: string | undefined;
-
-/** One admin request. node:http, not the global fetch: the first fetch loads the bundled HTTP
- *  client and compiles its WebAssembly parser, and the process cannot exit until that finishes.
- *  Measured here: ~0.25 s of CPU per command, 0.45-1.25 s of wall time on a busy machine (it was
- *  most of what a CLI transfer took beyond the transfer itself); with node:http, 80-100 ms. */
-function call(
-  admin: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  const headers: Record<string, string | number> = {};
-  if (payload) {
-    headers['content-type'] = 'application/json';
-    headers['content-length'] = payload.byteLength;
+/** Where a command's result goes: a human line, or the JSON document. */
+class Output {
+  constructor(
+    private readonly cmd: string,
+    readonly json: boolean,
+  ) {}
+  /** A successful result: `text` for people, `doc` with --json. */
+  done(text: string, doc: unknown): number {
+    process.stdout.write(this.json ? `${JSON.stringify(doc, null, 2)}\n` : text);
+    return 0;
   }
-  if (token) headers.authorization = `Bearer ${token}`;
-  const colon = admin.lastIndexOf(':');
-  const host = colon > 0 ? admin.slice(0, colon).replace(/^\[|\]$/g, '') : admin;
-  const port = colon > 0 ? Number(admin.slice(colon + 1)) : NaN;
-  return new Promise((resolve, reject) => {
-    const fail = (e: Error) => reject(new Error(`cannot reach ${admin}: ${e.message}`));
-    if (admin.includes('://') || !host || !Number.isInteger(port) || port <= 0 || port > 65535) {
-      fail(new Error('expected HOST:PORT (not a URL)'));
-      return;
-    }
-    const req = request({ host, port, method, path, headers, timeout: 120_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', fail);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: Record<string, unknown>;
-        try {
-          const parsed: unknown = JSON.parse(text);
-          json = isObject(parsed) ? parsed : { message: text };
-        } catch {
-          json = { message: text };
-        }
-        resolve({ status: res.statusCode ?? 0, json });
-      });
+  /** A refusal or failure: the reason on stderr; with --json the document on stdout too. */
+  failed(reason: string, doc: unknown): number {
+    process.stderr.write(`flotilla ${this.cmd}: ${reason}\n`);
+    if (this.json) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+    return 1;
+  }
+  /** A non-2xx answer of the node, with its typed error and reason. */
+  refused(r: Answer): number {
+    const j = r.json;
+    const hint = r.status === 401 ? ' (give the token with --token or FLOTILLA_ADMIN_TOKEN)' : '';
+    return this.failed(`${j.error ?? r.status}${j.reason ? ` (${j.reason})` : ''}: ${j.message ?? ''}${hint}`, {
+      status: r.status,
+      ...j,
     });
-    req.once('timeout', () => req.destroy(new Error('no answer within 120 s')));
-    req.on('error', fail);
-    req.end(payload);
-  });
+  }
 }
+
+function positive(name: string, v: string | boolean | undefined, required: boolean): number | undefined {
+  if (v === undefined) {
+    if (required) throw new Usage(`--${name} is required (a positive integer)`);
+    return undefined;
+  }
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < 1)
+    throw new Usage(`--${name} must be a positive integer (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 
 function table(st: StatusJson): string {
   const shards = list(st.shards).filter(isObject);
@@ -141,188 +135,237 @@ function groupTable(node: string, uptimeMs: number, groups: readonly GroupView[]
   return lines.join('\n') + '\n';
 }
 
-export async function runClient(cmd: string, argv: string[]): Promise<number> {
-  try {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        admin: { type: 'string' },
-        json: { type: 'boolean' },
-        group: { type: 'string' },
-        to: { type: 'string' },
-        groups: { type: 'boolean' },
-        'timeout-ms': { type: 'string' },
-        avoid: { type: 'string' },
-        concurrency: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        'dry-run': { type: 'boolean' },
-        token: { type: 'string' },
-        wait: { type: 'boolean' },
-        force: { type: 'boolean' },
-        'add-learner': { type: 'string' },
-        promote: { type: 'string' },
-        remove: { type: 'string' },
-      },
-    });
-    if (values.help) {
-      process.stdout.write(CLIENT_HELP);
-      return 0;
-    }
-    const admin = values.admin ?? process.env.FLOTILLA_ADMIN;
-    token = values.token ?? process.env.FLOTILLA_ADMIN_TOKEN;
-    if (!admin) throw new Usage('--admin HOST:PORT is required');
-    let r: { status: number; json: Record<string, unknown> };
-    switch (cmd) {
-      case 'status': {
-        if (values.group !== undefined && !values.groups) throw new Usage('--group G goes with --groups');
-        r = await call(admin, 'GET', values.groups ? '/status?groups' : '/status');
-        if (r.status !== 200) break;
-        if (values.groups) {
-          let groups = (r.json.perGroup as GroupView[] | undefined) ?? [];
-          if (values.group !== undefined) {
-            const g = Number(values.group);
-            if (!Number.isInteger(g) || g < 1) throw new Usage('--group G (a positive integer)');
-            groups = groups.filter((x) => x.group === g);
-            if (groups.length === 0) {
-              process.stderr.write(`flotilla status: ${r.json.id} holds no replica of group ${g}\n`);
-              return 1;
-            }
-          }
-          groups.sort((a, b) => a.group - b.group);
-          const uptimeMs = Number(r.json.uptimeMs) || 0;
-          if (values.json) process.stdout.write(`${JSON.stringify({ node: r.json.id, uptimeMs, groups }, null, 2)}\n`);
-          else process.stdout.write(groupTable(String(r.json.id), uptimeMs, groups));
-          break;
+const ok = (r: Answer) => r.status >= 200 && r.status < 300;
+
+export const COMMANDS: Readonly<Record<string, Command>> = {
+  status: {
+    synopsis: '[--groups [--group G]] [--json]',
+    about:
+      "The node, its workers and the stability advisor's warnings. With --groups, per group: leader, " +
+      'term, commit, applied, whether this node reaches a quorum, each peer match/lag/state where it ' +
+      'leads, learners (what to look at before a transfer).',
+    options: {
+      groups: { type: 'boolean', doc: 'one row per group this node holds' },
+      group: { type: 'string', arg: 'G', doc: 'only group G (with --groups)' },
+    },
+    async run(admin, v, out) {
+      if (v.group !== undefined && !v.groups) throw new Usage('--group G goes with --groups');
+      const only = positive('group', v.group, false);
+      const r = await call(admin, 'GET', v.groups ? '/status?groups' : '/status');
+      if (!ok(r)) return out.refused(r);
+      if (v.groups) {
+        let groups = (r.json.perGroup as GroupView[] | undefined) ?? [];
+        if (only !== undefined) {
+          groups = groups.filter((x) => x.group === only);
+          if (groups.length === 0)
+            return out.failed(`${r.json.id} holds no replica of group ${only}`, {
+              error: 'NoReplica',
+              node: r.json.id,
+              group: only,
+            });
         }
-        const health = await call(admin, 'GET', '/health');
-        const warnings = (health.json.warnings as { kind: string; message: string; fix: string }[] | undefined) ?? [];
-        if (values.json) {
-          process.stdout.write(`${JSON.stringify({ ...r.json, warnings }, null, 2)}\n`);
-        } else {
-          process.stdout.write(table(r.json));
-          for (const w of warnings) process.stdout.write(`\nWARNING ${w.kind}: ${w.message}\n  fix: ${w.fix}\n`);
-        }
-        break;
+        groups.sort((a, b) => a.group - b.group);
+        const uptimeMs = Number(r.json.uptimeMs) || 0;
+        return out.done(groupTable(String(r.json.id), uptimeMs, groups), { node: r.json.id, uptimeMs, groups });
       }
-      case 'transfer': {
-        const group = Number(values.group);
-        if (!Number.isInteger(group) || group < 1) throw new Usage('--group G (a positive integer) is required');
-        if (!values.to) throw new Usage('--to NODE is required');
-        const timeoutMs = values['timeout-ms'] === undefined ? undefined : Number(values['timeout-ms']);
-        r = await call(admin, 'POST', '/transfer', { group, to: values.to, timeoutMs, force: values.force === true });
-        if (r.status === 200) {
-          const p = r.json.phases as { catchUpMs: number; campaignMs: number; verifyMs: number } | undefined;
-          process.stdout.write(
-            `group ${group}: ${r.json.from} -> ${r.json.to} verified in ${r.json.ms} ms (term ${r.json.term})` +
-              (p
-                ? `; lag ${r.json.lag}, catch-up ${p.catchUpMs} ms, campaign ${p.campaignMs} ms, verify ${p.verifyMs} ms`
-                : '') +
-              '\n',
-          );
-        }
-        break;
-      }
-      case 'drain': {
-        const avoid = values.avoid ? values.avoid.split(',').filter(Boolean) : [];
-        const body = {
-          avoid,
-          concurrency: values.concurrency ? Number(values.concurrency) : undefined,
-          force: values.force === true,
-        };
-        r = await call(admin, 'POST', '/drain', body);
-        // --wait: until this node leads nothing (a group may elect it while the drain runs, when
-        // no other replica could lead), draining again each second, within --timeout-ms.
-        const until = Date.now() + (values['timeout-ms'] ? Number(values['timeout-ms']) : 60_000);
-        while (values.wait && (r.status === 200 || r.status === 207) && Date.now() < until) {
-          const st = await call(admin, 'GET', '/status');
-          if (st.status === 200 && st.json.leaders === 0) break;
-          await new Promise((res) => setTimeout(res, 1000));
-          const again = await call(admin, 'POST', '/drain', body);
-          r = {
-            status: again.status,
-            json: { ...again.json, moved: Number(r.json.moved) + Number(again.json.moved ?? 0) },
-          };
-        }
-        if (values.wait && (r.status === 200 || r.status === 207)) {
-          const st = await call(admin, 'GET', '/status');
-          if (st.json.leaders !== 0) {
-            process.stderr.write(`flotilla drain: ${st.json.id} still leads ${st.json.leaders} groups\n`);
-            r = { status: 207, json: r.json };
-          }
-        }
-        if (r.status === 200 || r.status === 207) {
-          const failed = list(r.json.failed).filter(isObject);
-          process.stdout.write(
-            `drained ${r.json.node}: moved ${r.json.moved} leaders in ${r.json.ms} ms; failed ${failed.length}\n`,
-          );
-          for (const f of failed) process.stdout.write(`  group ${f.group}: ${f.reason}\n`);
-          return r.status === 200 ? 0 : 1;
-        }
-        break;
-      }
-      case 'balance':
-        r = values['dry-run'] ? await call(admin, 'GET', '/balance/plan') : await call(admin, 'POST', '/balance');
-        if (r.status === 200) {
-          const moves = r.json.moves as {
-            group: number;
-            to: string;
-            kind: string;
-            reason: string;
-            before: { from: number; to: number };
-            after: { from: number; to: number };
-          }[];
-          const score = r.json.score as { before: number; after: number } | undefined;
-          process.stdout.write(
-            `${values['dry-run'] ? 'would move' : 'moved'} ${moves.length} leaders${r.json.idle ? ` (${r.json.idle})` : ''}` +
-              `${score ? `; imbalance ${(100 * score.before).toFixed(1)}% -> ${(100 * score.after).toFixed(1)}%` : ''}\n`,
-          );
-          const n = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(2));
-          for (const m of moves)
-            process.stdout.write(
-              `  group ${m.group} -> ${m.to} [${m.kind}] ${n(m.before.from)}/${n(m.before.to)} -> ${n(m.after.from)}/${n(m.after.to)}: ${m.reason}\n`,
-            );
-        }
-        break;
-      case 'member': {
-        const group = Number(values.group);
-        if (!Number.isInteger(group) || group < 1) throw new Usage('--group G (a positive integer) is required');
-        const ops = (
-          [
-            ['addLearner', values['add-learner']],
-            ['promote', values.promote],
-            ['remove', values.remove],
-          ] as const
-        ).filter(([, v]) => v);
-        if (ops.length !== 1) throw new Usage('exactly one of --add-learner N, --promote N, --remove N');
-        r = await call(admin, 'POST', '/members', { group, op: ops[0][0], node: ops[0][1] });
-        if (r.status === 200)
-          process.stdout.write(
-            `group ${group}: ${ops[0][0]} ${ops[0][1]} done; replicas ${(r.json.replicas as string[]).join(', ')}\n`,
-          );
-        break;
-      }
-      case 'undrain':
-        r = await call(admin, 'POST', '/undrain');
-        if (r.status === 200) process.stdout.write('undrained\n');
-        break;
-      default:
-        throw new Usage(`unknown command ${cmd}`);
-    }
-    if (r.status !== 200) {
-      process.stderr.write(
-        `flotilla ${cmd}: ${r.json.error ?? r.status}${r.json.reason ? ` (${r.json.reason})` : ''}: ${r.json.message ?? ''}\n`,
+      const health = await call(admin, 'GET', '/health');
+      const warnings = list(health.json.warnings).filter(isObject);
+      const text = table(r.json) + warnings.map((w) => `\nWARNING ${w.kind}: ${w.message}\n  fix: ${w.fix}\n`).join('');
+      return out.done(text, { ...r.json, warnings });
+    },
+  },
+  transfer: {
+    synopsis: '--group G --to NODE [--timeout-ms MS] [--force] [--json]',
+    about:
+      "Move group G's leadership to NODE, verified. Refused (with a typed reason) when the target " +
+      'lags, needs a snapshot, does not reach a quorum by its own links or is much slower than the ' +
+      'leader, or while the cluster is unstable; --force overrides those, never a safety refusal.',
+    options: {
+      group: { type: 'string', arg: 'G', doc: 'the group (required)' },
+      to: { type: 'string', arg: 'NODE', doc: 'the node to lead it (required)' },
+      'timeout-ms': { type: 'string', arg: 'MS', doc: "the transfer's deadline (default: the node's)" },
+      force: { type: 'boolean', doc: 'override the advisory refusals' },
+    },
+    async run(admin, v, out) {
+      const group = positive('group', v.group, true);
+      const to = str(v.to);
+      if (!to) throw new Usage('--to NODE is required');
+      const timeoutMs = positive('timeout-ms', v['timeout-ms'], false);
+      const r = await call(admin, 'POST', '/transfer', { group, to, timeoutMs, force: v.force === true });
+      if (!ok(r)) return out.refused(r);
+      const p = isObject(r.json.phases) ? r.json.phases : undefined;
+      return out.done(
+        `group ${group}: ${r.json.from} -> ${r.json.to} verified in ${r.json.ms} ms (term ${r.json.term})` +
+          (p
+            ? `; lag ${r.json.lag}, catch-up ${p.catchUpMs} ms, campaign ${p.campaignMs} ms, verify ${p.verifyMs} ms`
+            : '') +
+          '\n',
+        r.json,
       );
-      return 1;
-    }
-    return 0;
+    },
+  },
+  drain: {
+    synopsis: '[--wait] [--avoid n2,n3] [--concurrency N] [--timeout-ms MS] [--force] [--json]',
+    about:
+      'Move every leadership off the node for maintenance (never to a node in --avoid unless no ' +
+      'other can lead). Exit 1 when some group could not be moved.',
+    options: {
+      wait: { type: 'boolean', doc: 'go on until the node leads nothing (or --timeout-ms)' },
+      avoid: { type: 'string', arg: 'IDS', doc: 'comma-separated nodes not to move leadership to' },
+      concurrency: { type: 'string', arg: 'N', doc: 'transfers at once (default: set by the node)' },
+      'timeout-ms': { type: 'string', arg: 'MS', doc: 'how long --wait goes on (default 60000)' },
+      force: { type: 'boolean', doc: 'override the advisory refusals of each transfer' },
+    },
+    async run(admin, v, out) {
+      const avoid = (str(v.avoid) ?? '').split(',').filter(Boolean);
+      const body = { avoid, concurrency: positive('concurrency', v.concurrency, false), force: v.force === true };
+      const until = Date.now() + (positive('timeout-ms', v['timeout-ms'], false) ?? 60_000);
+      let r = await call(admin, 'POST', '/drain', body);
+      // --wait: until this node leads nothing (a group may elect it while the drain runs, when
+      // no other replica could lead), draining again each second, within --timeout-ms.
+      let stillLeads = 0;
+      while (v.wait && ok(r)) {
+        const st = await call(admin, 'GET', '/status');
+        stillLeads = Number(st.json.leaders) || 0;
+        if (stillLeads === 0 || Date.now() >= until) break;
+        await new Promise((res) => setTimeout(res, 1000));
+        const again = await call(admin, 'POST', '/drain', body);
+        r = {
+          status: again.status,
+          json: { ...again.json, moved: Number(r.json.moved) + Number(again.json.moved ?? 0) },
+        };
+      }
+      if (!ok(r)) return out.refused(r);
+      const failed = list(r.json.failed).filter(isObject);
+      const doc = { ...r.json, ...(v.wait ? { stillLeads } : {}) };
+      const text =
+        `drained ${r.json.node}: moved ${r.json.moved} leaders in ${r.json.ms} ms; failed ${failed.length}\n` +
+        failed.map((f) => `  group ${f.group}: ${f.reason}\n`).join('');
+      // With --wait the goal is a node that leads nothing, whatever a round along the way failed.
+      if (stillLeads > 0) return out.failed(`${text}${r.json.node} still leads ${stillLeads} groups`, doc);
+      if (!v.wait && r.status !== 200) return out.failed(text.trimEnd(), doc);
+      return out.done(text, doc);
+    },
+  },
+  undrain: {
+    synopsis: '[--json]',
+    about: 'Let leadership come back to the node (after a drain or --draining).',
+    options: {},
+    async run(admin, _v, out) {
+      const r = await call(admin, 'POST', '/undrain');
+      return ok(r) ? out.done('undrained\n', r.json) : out.refused(r);
+    },
+  },
+  balance: {
+    synopsis: '[--dry-run] [--json]',
+    about: 'Run one leader-balancer round now, or with --dry-run only show its plan.',
+    options: { 'dry-run': { type: 'boolean', doc: 'show the plan, move nothing' } },
+    async run(admin, v, out) {
+      const dry = v['dry-run'] === true;
+      const r = dry ? await call(admin, 'GET', '/balance/plan') : await call(admin, 'POST', '/balance');
+      if (!ok(r)) return out.refused(r);
+      const moves = list(r.json.moves).filter(isObject);
+      const score = isObject(r.json.score) ? r.json.score : undefined;
+      const n = (x: unknown) => (typeof x !== 'number' ? '-' : Number.isInteger(x) ? String(x) : x.toFixed(2));
+      const pct = (x: unknown) => (typeof x === 'number' ? `${(100 * x).toFixed(1)}%` : '-');
+      const side = (x: unknown, k: string) => (isObject(x) ? n(x[k]) : '-');
+      const text =
+        `${dry ? 'would move' : 'moved'} ${moves.length} leaders${r.json.idle ? ` (${r.json.idle})` : ''}` +
+        `${score ? `; imbalance ${pct(score.before)} -> ${pct(score.after)}` : ''}\n` +
+        moves
+          .map(
+            (m) =>
+              `  group ${m.group} -> ${m.to} [${m.kind}] ${side(m.before, 'from')}/${side(m.before, 'to')} -> ` +
+              `${side(m.after, 'from')}/${side(m.after, 'to')}: ${m.reason}\n`,
+          )
+          .join('');
+      return out.done(text, r.json);
+    },
+  },
+  member: {
+    synopsis: '--group G (--add-learner N | --promote N | --remove N) [--json]',
+    about:
+      "Change group G's membership in the safe order: add a learner, promote it once caught up, " +
+      'then remove the member it replaces.',
+    options: {
+      group: { type: 'string', arg: 'G', doc: 'the group (required)' },
+      'add-learner': { type: 'string', arg: 'N', doc: 'add node N as a learner' },
+      promote: { type: 'string', arg: 'N', doc: 'make learner N a voter' },
+      remove: { type: 'string', arg: 'N', doc: 'remove node N' },
+    },
+    async run(admin, v, out) {
+      const group = positive('group', v.group, true);
+      const ops = (
+        [
+          ['addLearner', str(v['add-learner'])],
+          ['promote', str(v.promote)],
+          ['remove', str(v.remove)],
+        ] as const
+      ).filter(([, x]) => x);
+      if (ops.length !== 1) throw new Usage('exactly one of --add-learner N, --promote N, --remove N');
+      const [op, node] = ops[0];
+      const r = await call(admin, 'POST', '/members', { group, op, node });
+      if (!ok(r)) return out.refused(r);
+      return out.done(`group ${group}: ${op} ${node} done; replicas ${list(r.json.replicas).join(', ')}\n`, r.json);
+    },
+  },
+};
+
+/** `flotilla CMD --help`: the command's synopsis, what it does, its options and the exit codes. */
+export function commandHelp(cmd: string): string {
+  const c = COMMANDS[cmd];
+  const line = ([name, o]: [string, OptionSpec]) => {
+    const head = name === 'help' ? '  -h, --help' : `  --${name}${o.arg ? ` ${o.arg}` : ''}`;
+    return head.length < 22 ? `${head.padEnd(22)}${o.doc}` : `${head}\n${' '.repeat(22)}${o.doc}`;
+  };
+  return [
+    `Usage: flotilla ${cmd} --admin HOST:PORT ${c.synopsis}`,
+    '',
+    ...wrapWords(c.about, 100),
+    '',
+    'Options:',
+    ...Object.entries(c.options).map(line),
+    ...Object.entries(COMMON).map(line),
+    '',
+    'Exit codes: 0 done, 1 refused by the node or unreachable (the reason on stderr), 2 usage error.',
+    '',
+  ].join('\n');
+}
+
+export async function runClient(cmd: string, argv: string[]): Promise<number> {
+  const c = COMMANDS[cmd];
+  if (c === undefined) throw new Error(`not an operator command: ${cmd}`);
+  const usage = (msg: string) => {
+    process.stderr.write(`flotilla ${cmd}: ${msg}\n\n${commandHelp(cmd)}`);
+    return 2;
+  };
+  let values: Values;
+  try {
+    const options = Object.fromEntries(
+      Object.entries({ ...c.options, ...COMMON }).map(([k, o]) => [
+        k,
+        k === 'help' ? { type: o.type, short: 'h' } : { type: o.type },
+      ]),
+    );
+    ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options }));
   } catch (e) {
-    if (e instanceof Usage || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`flotilla ${cmd}: ${(e as Error).message}\n\n${CLIENT_HELP}`);
-      return 2;
-    }
-    process.stderr.write(`flotilla ${cmd}: ${(e as Error).message}\n`);
-    return 1;
+    return usage((e as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(commandHelp(cmd));
+    return 0;
+  }
+  const out = new Output(cmd, values.json === true);
+  try {
+    const given = str(values.admin) ?? process.env.FLOTILLA_ADMIN;
+    if (!given) throw new Usage('--admin HOST:PORT is required (or FLOTILLA_ADMIN)');
+    const admin = parseAdmin(given, str(values.token) ?? process.env.FLOTILLA_ADMIN_TOKEN);
+    if (typeof admin === 'string') throw new Usage(admin);
+    return await c.run(admin, values, out);
+  } catch (e) {
+    if (e instanceof Usage) return usage(e.message);
+    if (e instanceof AdminUnreachable)
+      return out.failed(e.message, { error: 'Unreachable', errno: e.errno, admin: e.admin, message: e.message });
+    throw e;
   }
 }

@@ -185,12 +185,12 @@ export async function runDemo(argv: string[]): Promise<number> {
   const spawnNode = (id: string, extra: string[] = []) => {
     const cfg = {
       id,
-      data: join(root, id),
+      dataDir: join(root, id),
       listen: raft.get(id),
       admin: admin.get(id),
       groups,
       workers: 1,
-      zone: ZONES[id],
+      labels: { zone: ZONES[id] },
       logLevel: 'warn',
       peers: Object.fromEntries(IDS.filter((p) => p !== id).map((p) => [p, raft.get(p)])),
       balancer: { intervalMs: 1000, warmupMs: 3000, cooldownMs: 10_000, maxConcurrent: 64 },

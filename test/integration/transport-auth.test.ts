@@ -778,32 +778,32 @@ test('flotilla start: TLS and cluster-secret flags, config fields and the enviro
 
   assert.equal(
     fieldOf([...base, '--cluster-secret-file', shortFile]),
-    'clusterSecretFile',
+    'transportSecurity.secret',
     'secret shorter than 16 characters',
   );
   assert.equal(
     fieldOf([...base, '--cluster-secret-file', join(dir, 'missing')]),
-    'clusterSecretFile',
+    'transportSecurity.secret',
     'unreadable secret file',
   );
   assert.equal(
     fieldOf([...base, '--tls-ca', join(p, 'caA.pem'), '--tls-cert', join(p, 'A-n1.pem')]),
-    'tlsKey',
+    'transportSecurity.tls.key',
     'TLS flags must come together',
   );
   assert.equal(
     fieldOf([...base, ...tlsFlags.slice(0, 4), '--tls-key', join(dir, 'missing.key')]),
-    'tlsKey',
+    'transportSecurity.tls.key',
     'unreadable key',
   );
   assert.equal(
     fieldOf([...base, '--tls-ca', secretFile, ...tlsFlags.slice(2)]),
-    'tlsCa',
+    'transportSecurity.tls.ca',
     'a CA file that is not a certificate',
   );
   assert.equal(
     fieldOf([...base, ...tlsFlags.slice(0, 4), '--tls-key', join(p, 'A-n2.key')]),
-    'tlsKey',
+    'transportSecurity.tls.key',
     'a key that does not match the certificate',
   );
 });

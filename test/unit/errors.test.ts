@@ -126,7 +126,7 @@ test('start config: a bad, conflicting or incomplete option is a ConfigError wit
     [[...flags, '--timing-scale', '0'], 'InvalidValue', 'timingScale'],
     [['--data', '/tmp/x', '--listen', '127.0.0.1:7001'], 'InvalidValue', 'id'],
     [[...flags, '--balancer', '--no-balancer'], 'ConflictingOptions', 'balancer'],
-    [[...flags, '--tls-ca', '/tmp/ca.pem'], 'IncompleteOptions', 'tlsCert'],
+    [[...flags, '--tls-ca', '/tmp/ca.pem'], 'IncompleteOptions', 'transportSecurity.tls.cert'],
   ];
   for (const [argv, code, field] of cases) {
     const e = thrown(() => parseStartArgs(argv));
