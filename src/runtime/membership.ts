@@ -93,7 +93,14 @@ export class Membership {
     await this.change(group, 'addLearner', nodeId, timeoutMs, signal);
   }
 
+  /** FlotillaNode.promote: only a node that already holds a replica (a learner added first) may
+   *  become a voter; a node without one would count towards the quorum while it has no log. */
   async promote(group: number, nodeId: NodeId, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (!this.replicasOf(group).includes(nodeId))
+      throw new RuntimeError(
+        'InvalidArgument',
+        `${nodeId} holds no replica of group ${group}: add it as a learner first`,
+      );
     await this.change(group, 'addVoter', nodeId, timeoutMs, signal);
   }
 

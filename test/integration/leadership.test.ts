@@ -221,6 +221,10 @@ test('membership in the safe order: add a learner, refuse it as a transfer targe
     const n1 = nodes.get('n1')!;
     await n1.createGroup(40, ['n1', 'n2']);
     await until('group 40 led', async () => (await leaderOf(nodes, 40)) !== '', 20_000);
+    // A node without a replica cannot be made a voter directly: it would count towards the quorum
+    // with no log (two voters of three, and the group stalls).
+    await assert.rejects(n1.promote(40, 'n3'), /holds no replica of group 40: add it as a learner first/);
+    assert.deepEqual(n1.replicasOf(40), ['n1', 'n2']);
     const enc = new TextEncoder();
     for (let i = 0; i < 20; i++)
       await n1.propose(40, { op: 'put', key: enc.encode(`m${i}`), value: enc.encode(`v${i}`) });
