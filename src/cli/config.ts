@@ -41,6 +41,7 @@ export class ConfigError extends FlotillaError<ConfigErrorCode> {
 export interface ProcessSettings {
   readonly admin?: string;
   readonly adminToken?: string;
+  readonly adminReadToken?: string;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   readonly stopDrainMs: number;
   readonly faultInjection: boolean;
@@ -310,6 +311,8 @@ function assemble(got: Map<string, unknown>): StartConfig {
   const snapshotEvery = num('stateMachine.snapshotEvery');
   if (snapshotEvery !== undefined && module === undefined)
     fail('stateMachine.module', 'required with stateMachine.snapshotEvery', 'IncompleteOptions');
+  if (str('adminReadToken') !== undefined && str('adminToken') === undefined)
+    fail('adminReadToken', 'only meaningful together with adminToken', 'IncompleteOptions');
   const raft = obj('raft');
   const balancer = obj('balancer');
   return {
@@ -337,6 +340,7 @@ function assemble(got: Map<string, unknown>): StartConfig {
     transportSecurity: transportSecurity(got),
     admin: str('admin'),
     adminToken: str('adminToken'),
+    adminReadToken: str('adminReadToken'),
     logLevel: LOG_LEVELS.find((l) => l === got.get('logLevel')) ?? 'info',
     stopDrainMs: num('stopDrainMs') ?? 10_000,
     faultInjection: got.get('faultInjection') === true,

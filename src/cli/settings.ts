@@ -11,7 +11,7 @@ import { wrapWords } from './wrap.js';
  *  protocol tests only). */
 type NodeField = Exclude<keyof StartOptions, 'logger' | 'noSync'>;
 /** Settings of the process around the node. */
-type ProcessField = 'admin' | 'adminToken' | 'logLevel' | 'stopDrainMs' | 'faultInjection';
+type ProcessField = 'admin' | 'adminToken' | 'adminReadToken' | 'logLevel' | 'stopDrainMs' | 'faultInjection';
 /** A setting's name: a StartOptions field, dotted when nested, or a process setting. */
 export type SettingKey = NodeField | `${NodeField}.${string}` | ProcessField;
 
@@ -301,7 +301,17 @@ const TABLE = [
     arg: 'TOKEN',
     env: 'FLOTILLA_ADMIN_TOKEN',
     defaultDoc: 'none',
-    doc: 'require "Authorization: Bearer TOKEN" for every admin request that changes state',
+    doc: 'require "Authorization: Bearer TOKEN" for every admin request that changes state, and for key reads',
+  },
+  {
+    key: 'adminReadToken',
+    kind: 'token',
+    scope: 'process',
+    flag: 'admin-read-token',
+    arg: 'TOKEN',
+    env: 'FLOTILLA_ADMIN_READ_TOKEN',
+    defaultDoc: 'none',
+    doc: 'a second token that may read keys (GET/HEAD /kv) and change nothing; needs adminToken',
   },
   {
     key: 'logLevel',

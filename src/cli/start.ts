@@ -23,7 +23,7 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
     process.stderr.write(`flotilla start: ${(e as Error).message}\n\n${START_HELP}`);
     return 2;
   }
-  const { admin: adminAddr, adminToken, logLevel, stopDrainMs, faultInjection, ...opts } = cfg;
+  const { admin: adminAddr, adminToken, adminReadToken, logLevel, stopDrainMs, faultInjection, ...opts } = cfg;
   const logger = pino({ level: logLevel });
   for (const w of warnings) logger.warn(w);
   let node: Awaited<ReturnType<typeof startNode>>;
@@ -41,6 +41,7 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
       admin = await startAdmin(node, parseAddress(adminAddr).host, parseAddress(adminAddr).port, logger, {
         faultInjection,
         token: adminToken,
+        readToken: adminReadToken,
         stopping: () => stopping,
       });
     } catch (e) {

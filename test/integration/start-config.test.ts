@@ -250,6 +250,10 @@ test('a bad value in the file names its setting; TLS material may be text or {"f
   );
   bad({ transportSecurity: { tls: { ca: 'x' } } }, 'transportSecurity.tls.cert', 'IncompleteOptions');
   bad({ transportSecurity: { secret: 'short' } }, 'transportSecurity.secret');
+  bad({ adminReadToken: 'reader-token-1' }, 'adminReadToken', 'IncompleteOptions');
+  withFile({ ...base, adminToken: 'admin-token-1', adminReadToken: 'reader-token-1' }, (path) =>
+    assert.equal(parseStartArgs(['--config', path]).adminReadToken, 'reader-token-1'),
+  );
   // An unknown flag is refused by the parser (flotilla start turns it into exit 2 with the usage).
   assert.throws(() => parseStartArgs(['--config', '/nonexistent.json', '--grups', '4']), /Unknown option '--grups'/);
 });
