@@ -366,7 +366,7 @@ export function startAdmin(
           reason: e instanceof TransferError ? e.reason : undefined,
         });
       }
-      log.error({ err: (e as Error).message }, 'admin request failed');
+      log.error({ err: e }, 'admin request failed');
       send(res, 500, { error: 'Internal', message: (e as Error).message });
     });
   });

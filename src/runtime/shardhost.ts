@@ -119,7 +119,7 @@ export class ShardHost {
     const r = this.codec.decode(b);
     if (r instanceof RaftBatchError) {
       this.stats.dropsInvalid++;
-      this.log.warn({ err: r.message }, 'malformed message batch dropped');
+      this.log.warn({ err: r }, 'malformed message batch dropped');
       return;
     }
     if (r.dropped) {
