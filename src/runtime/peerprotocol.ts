@@ -154,6 +154,7 @@ const ERROR_CODES: Record<RuntimeErrorCode, true> = {
   TransferInProgress: true,
   ConfChangeInProgress: true,
   TransferFailed: true,
+  StateMachineError: true,
 };
 const FAIL_REASONS: Record<TransferFailReason, true> = {
   TargetNotMember: true,
