@@ -106,7 +106,7 @@ export class ShardReports {
     this.changes = { transfer: 0, election: 0, failover: 0 };
     this.log.info(
       { changed, transfer, election, failover, leading: this.ledCount, groups: this.groups.size },
-      `leaders changed: ${changed} groups (transfer ${transfer}, election ${election}, failover ${failover}), now leading ${this.ledCount}`,
+      `leaders changed: ${changed} group${changed === 1 ? '' : 's'} (transfer ${transfer}, election ${election}, failover ${failover}), now leading ${this.ledCount}`,
     );
   }
 
