@@ -1,8 +1,10 @@
 // A user state machine for flotilla: a bank ledger per group. Accounts, deposits and transfers;
-// a transfer that would overdraw is rejected (the proposer gets InvalidArgument) and changes
+// a transfer that would overdraw is rejected (the proposer gets StateMachineError) and changes
 // nothing. flotilla loads this module by path inside every worker and creates one instance per
 // group; it must be deterministic (no clocks, no randomness): every replica applies the same
-// commands in the same order.
+// commands in the same order. The contract and its rules: docs/state-machines.md.
+import type { UserStateMachine } from '../../src/index.js';
+
 export type LedgerCommand =
   | { op: 'open'; account: string; balance: number }
   | { op: 'deposit'; account: string; amount: number }
@@ -68,7 +70,7 @@ export class Ledger {
 }
 
 /** What flotilla calls (once per group, in the worker that hosts it). */
-export function createStateMachine(_group: number) {
+export function createStateMachine(_group: number): UserStateMachine {
   const ledger = new Ledger();
   return {
     apply: (cmd: unknown) => ledger.apply(cmd as LedgerCommand),

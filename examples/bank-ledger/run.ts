@@ -58,7 +58,7 @@ try {
           await node.propose(b, { op: 'transfer', from, to, amount: 1 + ((i * 37) % 120) });
           done++;
         } catch (e) {
-          if ((e as { code?: string }).code !== 'InvalidArgument') throw e;
+          if ((e as { code?: string }).code !== 'StateMachineError') throw e;
           rejected++; // insufficient funds: the ledger said no, nothing changed
         }
       }

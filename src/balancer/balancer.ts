@@ -1114,10 +1114,7 @@ export class LeaderBalancer {
             this.stats.failed++;
             const why = (e as { reason?: string; code?: string }).reason ?? (e as { code?: string }).code ?? 'Error';
             this.stats.failedByReason[why] = (this.stats.failedByReason[why] ?? 0) + 1;
-            this.log.info(
-              { group: m.group, to: m.to, kind: m.kind, err: (e as Error).message },
-              'balancer move failed',
-            );
+            this.log.info({ group: m.group, to: m.to, kind: m.kind, err: e }, 'balancer move failed');
           }
         }),
       );

@@ -28,6 +28,8 @@ const STATUS_OF: Record<RuntimeErrorCode, number> = {
   Stopped: 503,
   StorageFailed: 500,
   TransferFailed: 409,
+  // The state machine refused the command (its own message): well-formed HTTP, an unprocessable write.
+  StateMachineError: 422,
   // The gateway passes no AbortSignal, so no request of its own ends this way; a 503 if one did.
   Aborted: 503,
 };
@@ -62,6 +64,7 @@ const ERROR_CODES: Record<HttpErrorCode | RuntimeErrorCode, true> = {
   MethodNotAllowed: true,
   Internal: true,
   Aborted: true,
+  StateMachineError: true,
   NotLeader: true,
   Timeout: true,
   Unavailable: true,
@@ -251,7 +254,7 @@ export function adminHandler(
         });
       }
       errors.Internal++;
-      log.error({ err: (e as Error).message, method: req.method, url: req.url }, 'admin request failed');
+      log.error({ err: e, method: req.method, url: req.url }, 'admin request failed');
       if (res.headersSent) {
         res.destroy();
         return;

@@ -1,7 +1,7 @@
 // Typed errors of the runtime API. Every pending promise settles with one of these codes, so
 // callers can decide: retry elsewhere (NotLeader, with a hint), retry later (Unavailable,
-// Overloaded, TransferInProgress), or give up (InvalidArgument, Stopped, StorageFailed; Aborted
-// is the caller's own AbortSignal).
+// Overloaded, TransferInProgress), or give up (InvalidArgument, StateMachineError, Stopped,
+// StorageFailed; Aborted is the caller's own AbortSignal).
 import { FlotillaError } from '../errors.js';
 import type { NodeId, ProposeResult } from '../raft/types.js';
 import type { BalancerConfigError } from '../balancer/errors.js';
@@ -17,7 +17,10 @@ export type RuntimeErrorCode =
   | 'TransferInProgress'
   | 'ConfChangeInProgress'
   | 'TransferFailed'
-  | 'Aborted';
+  | 'Aborted'
+  /** The state machine (built-in KV or the user's) refused the command or query; the message is
+   *  its own. A refused command that was committed is the same refusal on every replica. */
+  | 'StateMachineError';
 
 export class RuntimeError extends FlotillaError<RuntimeErrorCode> {
   constructor(

@@ -33,7 +33,7 @@ export class InlineShards implements Shards {
   async start(): Promise<void> {
     for (let i = 0; i < this.hosts.length; i++) {
       const init = this.opts.init(i);
-      const log = this.opts.log.child({ shard: i });
+      const log = this.opts.log.child({ worker: i }); // as a worker thread's lines are bound
       const host = await ShardHost.open(init, (m) => this.onEvent(i, m), log);
       this.hosts[i] = host;
       host.start();
@@ -60,9 +60,10 @@ export class InlineShards implements Shards {
         this.opts.onBrief?.(index, { leaders: m.leaders, commitP99Ms: m.commitP99Ms });
         return;
       case 'reply':
-        return; // requests are function calls here: nothing is answered by message
+      case 'log':
+        return; // requests are function calls and the shard logs with the node's logger here
       case 'started':
-        this.opts.log.info({ shard: index, groups: m.groups }, 'shard up (inline)');
+        this.opts.log.info({ worker: index, groups: m.groups }, 'shard up (inline)');
         this.opts.onStarted?.(index);
         return;
     }

@@ -42,7 +42,7 @@ import {
 } from './protocol.js';
 import type { RaftTuning } from './shard.js';
 import type { GroupView, NodeStatus, RuntimeStats, ShardEntry } from './status.js';
-import { APPLY_ERROR_KEY, encodeUserCommand } from './statemachine.js';
+import { applyRejection, encodeUserCommand } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
 import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
 import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
@@ -642,7 +642,9 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     try {
       payload = this.opts.stateMachine ? encodeUserCommand(command) : encodeKvCommandView(command as KvCommand);
     } catch (e) {
-      throw new RuntimeError('InvalidArgument', (e as Error).message);
+      // The KV refuses a malformed command as it refuses any: a user's command msgpack cannot
+      // encode is the caller's mistake.
+      throw new RuntimeError(this.opts.stateMachine ? 'InvalidArgument' : 'StateMachineError', (e as Error).message);
     }
     const release = this.admit(payload.byteLength, this.id);
     const h = this.session.begin();
@@ -659,12 +661,8 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         false,
         signal,
       );
-      if (r !== null && typeof r === 'object' && APPLY_ERROR_KEY in r) {
-        throw new RuntimeError(
-          'InvalidArgument',
-          `state machine rejected the command: ${(r as Record<string, string>)[APPLY_ERROR_KEY]}`,
-        );
-      }
+      const rejected = applyRejection(r);
+      if (rejected) throw rejected;
       // The state machine's result as the caller typed it (it crossed a thread or the network).
       return r as R;
     } finally {

@@ -155,6 +155,7 @@ const ERROR_CODES: Record<RuntimeErrorCode, true> = {
   ConfChangeInProgress: true,
   TransferFailed: true,
   Aborted: true,
+  StateMachineError: true,
 };
 const FAIL_REASONS: Record<TransferFailReason, true> = {
   TargetNotMember: true,

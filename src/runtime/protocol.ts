@@ -8,6 +8,7 @@ import type { LedGroup, TransferDone } from './group.js';
 import type { Leading } from './shardtransfers.js';
 import type { RaftTuning } from './shardoptions.js';
 import type { ShardStatus } from './status.js';
+import type { WorkerLogRecord } from './workerlog.js';
 
 export type Consistency = 'linearizable' | 'lease' | 'stale';
 
@@ -138,7 +139,9 @@ export type FromWorker =
   | { kind: 'leader'; group: number; leader: NodeId; term: number; cause: LeaderChangeKind }
   | { kind: 'conf'; group: number; voters: NodeId[]; learners: NodeId[] }
   /** The shard's leader count or storage commit p99 changed (Shard.onBrief). */
-  | { kind: 'brief'; leaders: number; commitP99Ms: number | null };
+  | { kind: 'brief'; leaders: number; commitP99Ms: number | null }
+  /** A log line of the shard's thread, for the node's logger (workerlog.ts). */
+  | WorkerLogRecord;
 
 /** The node's view of its shards, wherever they run: worker threads (workers.ts) or the main
  *  thread itself (inline.ts). */

@@ -152,6 +152,7 @@ export class Shard {
       this.downPeers,
       opts.onBrief,
       () => this.started && !this.stopped,
+      this.log,
     );
   }
 
@@ -831,17 +832,22 @@ export class Shard {
    *  NotLeader when another entry applies at their index), or time out. */
   private onSoftState(g: Group, { leader, role, term }: SoftState): void {
     if (leader !== g.leader) {
-      this.log.info({ group: g.id, leader, role }, 'leader changed');
-      this.reports.leadersChanged((leader === this.opts.nodeId ? 1 : 0) - (g.leader === this.opts.nodeId ? 1 : 0));
+      const cause = this.reports.leaderChangeKind(g, term);
+      // Per group at debug: the shard's info line is ShardReports' periodic summary.
+      this.log.debug({ group: g.id, leader, role, term, cause }, 'leader changed');
+      this.reports.leadersChanged(
+        (leader === this.opts.nodeId ? 1 : 0) - (g.leader === this.opts.nodeId ? 1 : 0),
+        leader ? cause : null,
+      );
       g.leader = leader;
       if (leader === this.opts.nodeId) for (const p of this.downPeers) g.node.reportUnreachable(p);
-      this.opts.onLeader?.(g.id, leader, term, this.reports.leaderChangeKind(g, term));
+      this.opts.onLeader?.(g.id, leader, term, cause);
     }
   }
 
   private failAll(e: Error): void {
     const err = e instanceof RuntimeError ? e : new RuntimeError('StorageFailed', e.message);
-    this.log.error({ err: e.message }, 'shard failed; stopping');
+    this.log.error({ err: e }, 'shard failed; stopping');
     this.stopped = true;
     this.pending = [];
     if (this.timer) clearInterval(this.timer);
@@ -879,7 +885,7 @@ export class Shard {
         await this.opts.store.commit(write);
         this.sm.committed();
       } catch (e) {
-        this.log.warn({ err: (e as Error).message }, 'final state machine flush failed; a restart replays the log');
+        this.log.warn({ err: e }, 'final state machine flush failed; a restart replays the log');
       }
     }
   }

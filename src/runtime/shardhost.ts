@@ -68,7 +68,7 @@ export class ShardHost {
       logger: log,
       campaignDelay: init.campaignDelay,
       stateMachine: userModule
-        ? (s) => new UserStateMachineHost(s, userModule, init.stateMachine?.snapshotEvery)
+        ? (s) => new UserStateMachineHost(s, userModule, init.stateMachine?.snapshotEvery, log)
         : undefined,
       onLeader: (g, l, term, cause) => emit({ kind: 'leader', group: g, leader: l, term, cause }),
       onConf: (g, c) => emit({ kind: 'conf', group: g, voters: [...c.voters], learners: [...c.learners] }),
@@ -119,7 +119,7 @@ export class ShardHost {
     const r = this.codec.decode(b);
     if (r instanceof RaftBatchError) {
       this.stats.dropsInvalid++;
-      this.log.warn({ err: r.message }, 'malformed message batch dropped');
+      this.log.warn({ err: r }, 'malformed message batch dropped');
       return;
     }
     if (r.dropped) {
@@ -217,10 +217,12 @@ export class ShardHost {
     }
   }
 
-  /** Stop the loop and close the store (pending requests settle with Stopped). */
+  /** Stop the loop, close the store (pending requests settle with Stopped), then the state
+   *  machine (its close hooks: nothing reads it any more). */
   async shutdown(): Promise<void> {
     await this.shard.stop();
     await this.store.close();
+    await this.shard.sm.close?.();
   }
 
   status(detail: boolean): ShardStatus {

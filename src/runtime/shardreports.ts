@@ -1,8 +1,11 @@
 // What a shard reports of its leadership and load: its brief (leaders, storage commit p99),
 // pushed through onBrief only when it changed, for the leader balancer to read every round
 // without waking the shard's thread; the groups it leads, for a balancer round that moves some;
-// and the summary counts of a node's status. Apart from the loop because the loop only feeds it
-// (a storage commit's duration, a leadership change) and all the rest is cold.
+// the summary counts of a node's status; and, in its log, a periodic summary of leader changes
+// (one line per group would be 100,000 info lines per node for one election wave). Apart from
+// the loop because the loop only feeds it (a storage commit's duration, a leadership change)
+// and all the rest is cold.
+import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { COMMIT_P99_WINDOW_MS, type LeaderChangeKind, type ShardBrief } from './protocol.js';
 import { RecentSamples } from './histogram.js';
@@ -17,6 +20,10 @@ const MIN_COMMITS_FOR_P99 = 20;
 /** How often a busy shard checks its brief for a change to report (see ShardOptions.onBrief). */
 const BRIEF_MS = 250;
 
+/** How often, at most, a shard sums up its leader changes at info (per-group lines are debug);
+ *  nothing is written while nothing changes. */
+export const LEADER_SUMMARY_MS = 10_000;
+
 export class ShardReports {
   /** Groups this node leads, kept as leadership changes (brief() must not walk the groups). */
   private ledCount = 0;
@@ -26,6 +33,9 @@ export class ShardReports {
   /** The last storage commit durations, for the stability advisor's p99, the transfer preflight
    *  and the health policy; of the last minute only. */
   private readonly recentCommits = new RecentSamples(256, COMMIT_P99_WINDOW_MS);
+  /** Groups that got a (known) new leader since the last summary line, by cause. */
+  private changes: Record<LeaderChangeKind, number> = { transfer: 0, election: 0, failover: 0 };
+  private summaryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly nodeId: NodeId,
@@ -35,6 +45,7 @@ export class ShardReports {
     private readonly onBrief: ((brief: ShardBrief) => void) | undefined,
     /** The shard is started and not stopped: only then is anything reported. */
     private readonly running: () => boolean,
+    private readonly log: Logger,
   ) {}
 
   /** See Shard.commitP99Ms. */
@@ -58,11 +69,19 @@ export class ShardReports {
     }, BRIEF_MS);
   }
 
-  /** A group's leader changed, and the groups this node leads with it by `delta`. The leader
-   *  count is reported as soon as the turn that changed it ends (a balancer round right after its
+  /** A group's leader changed, and the groups this node leads with it by `delta`; `cause` when
+   *  the group has a known new leader (counted for the summary line). The leader count is
+   *  reported as soon as the turn that changed it ends (a balancer round right after its
    *  transfers must see them), once per turn however many groups changed. */
-  leadersChanged(delta: number): void {
+  leadersChanged(delta: number, cause: LeaderChangeKind | null = null): void {
     this.ledCount += delta;
+    if (cause !== null) {
+      this.changes[cause]++;
+      this.summaryTimer ??= setTimeout(() => {
+        this.summaryTimer = null;
+        this.logSummary();
+      }, LEADER_SUMMARY_MS).unref();
+    }
     if (this.queued || !this.onBrief) return;
     this.queued = true;
     queueMicrotask(() => {
@@ -79,10 +98,25 @@ export class ShardReports {
     this.onBrief?.(b);
   }
 
-  /** No more delayed report (the shard stops). */
+  /** Write (and reset) the leader changes since the last summary, if any. */
+  private logSummary(): void {
+    const { transfer, election, failover } = this.changes;
+    const changed = transfer + election + failover;
+    if (changed === 0) return;
+    this.changes = { transfer: 0, election: 0, failover: 0 };
+    this.log.info(
+      { changed, transfer, election, failover, leading: this.ledCount, groups: this.groups.size },
+      `leaders changed: ${changed} group${changed === 1 ? '' : 's'} (transfer ${transfer}, election ${election}, failover ${failover}), now leading ${this.ledCount}`,
+    );
+  }
+
+  /** No more delayed report (the shard stops); the leader changes not summed up yet are. */
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.summaryTimer) clearTimeout(this.summaryTimer);
+    this.summaryTimer = null;
+    this.logSummary();
   }
 
   /** See Shard.led. */

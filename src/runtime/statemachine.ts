@@ -11,11 +11,14 @@
 //    `snapshotEvery` applied entries (in the commit transaction); after a restart the blob is
 //    restored and the log replays from its index (the log is never compacted past the last saved
 //    blob). This is Dragonboat's "regular state machine" model.
+// What a user module may do and how its errors reach callers: docs/state-machines.md.
 import { Packr, Unpackr } from 'msgpackr';
 import type { Database } from 'lmdb';
+import type { Logger } from 'pino';
 import type { Entry, Snapshot, SnapshotMeta } from '../raft/types.js';
 import type { LogStore } from '../storage/logstore.js';
 import { checkEntry, recordResult, type SessionRecord, type SessionStore } from '../storage/session.js';
+import { RuntimeError } from './errors.js';
 
 export interface ShardStateMachine {
   /** Applied index of `group` that a restart resumes from. */
@@ -36,18 +39,25 @@ export interface ShardStateMachine {
   /** The log may be compacted up to this index without losing what a restart replays. */
   compactableTo(group: number): number;
   dropGroup(group: number): void;
+  /** The shard stopped (after its last write): release what the state machine holds. */
+  close?(): Promise<void>;
 }
 
 /** What a user module's state machine implements (one instance per group). Commands, queries,
  *  results and snapshots are any msgpack-encodable values. `apply` must be deterministic: every
- *  replica applies the same commands in the same order. An exception thrown by `apply` becomes
- *  the command's result as a rejection (InvalidArgument) on the proposer; state is unchanged only
- *  if the state machine left it so. */
+ *  replica applies the same commands in the same order. An exception thrown by `apply` is the
+ *  command's result, on every replica alike: its message reaches the proposer as a
+ *  StateMachineError; state is unchanged only if the state machine left it so. An exception
+ *  thrown by `query` reaches the reader the same way. */
 export interface UserStateMachine {
   apply(command: unknown, index: number): unknown;
   query(query: unknown): unknown;
   snapshot(): unknown;
   restore(state: unknown): void;
+  /** Called once when flotilla discards this instance: its shard stops (node.stop(); awaited,
+   *  after the last snapshot() was saved), the group is removed from this node, or a snapshot
+   *  from the leader replaces the instance with a new one. Not called when the thread dies. */
+  close?(): void | Promise<void>;
 }
 
 /** A user state machine module exports `createStateMachine`. */
@@ -57,6 +67,23 @@ export interface UserStateMachineModule {
 
 /** Marks a result that is a rejection raised by a user state machine's apply. */
 export const APPLY_ERROR_KEY = '__flotillaApplyError';
+
+/** The caller's error for a command whose apply threw (the result carries the marker), or null
+ *  for any other result. */
+export function applyRejection(result: unknown): RuntimeError | null {
+  if (result === null || typeof result !== 'object' || !(APPLY_ERROR_KEY in result)) return null;
+  return new RuntimeError('StateMachineError', String(result[APPLY_ERROR_KEY]));
+}
+
+// unencodable: a result msgpack cannot encode (a symbol, a bigint beyond 64 bits) is refused
+// where it is made, with msgpack's reason, as if the state machine had thrown it: encoded later
+// (a worker's port, the blob that keeps client sessions) it would fail the whole shard. The
+// check is deterministic, so every replica refuses the same result.
+
+/** The message of whatever a state machine threw. */
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
 
 interface Hosted {
   sm: UserStateMachine;
@@ -84,6 +111,7 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
     private readonly module: UserStateMachineModule,
     /** Save a group's blob after this many applied entries. */
     private readonly snapshotEvery = 1024,
+    private readonly log?: Logger,
   ) {
     this.db = store.openDB<Buffer, number>('usm', { encoding: 'binary', keyEncoding: 'uint32' });
   }
@@ -152,8 +180,9 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
       let result: unknown;
       try {
         result = h.sm.apply(unpackr.unpack(chk.payload), e.index) ?? null;
+        packr.pack(result); // see unencodable
       } catch (err) {
-        result = { [APPLY_ERROR_KEY]: err instanceof Error ? err.message : String(err) };
+        result = { [APPLY_ERROR_KEY]: messageOf(err) };
       }
       if (chk.header) recordResult(this, group, chk.header, result);
       out.push(result);
@@ -163,7 +192,14 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
   }
 
   query(group: number, query: unknown): unknown {
-    return this.hosted(group).sm.query(query);
+    const sm = this.hosted(group).sm;
+    try {
+      const result = sm.query(query);
+      packr.pack(result); // see unencodable
+      return result;
+    } catch (e) {
+      throw new RuntimeError('StateMachineError', messageOf(e));
+    }
   }
 
   snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot {
@@ -178,6 +214,7 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
       [string, number, [number, unknown][]][],
       unknown,
     ];
+    void this.closeOne(group, h.sm);
     h.sm = this.module.createStateMachine(group);
     h.sm.restore(state);
     h.applied = Math.max(index, snapshot.meta.index);
@@ -224,9 +261,28 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
   }
 
   dropGroup(group: number): void {
+    const h = this.groups.get(group);
+    if (h) void this.closeOne(group, h.sm);
     this.groups.delete(group);
     this.toSave.delete(group);
     this.toDrop.add(group);
+  }
+
+  /** Close every instance (the shard stopped, its state written). */
+  async close(): Promise<void> {
+    const all = [...this.groups];
+    this.groups.clear();
+    await Promise.all(all.map(([g, h]) => this.closeOne(g, h.sm)));
+  }
+
+  /** Call an instance's close hook; what it throws is logged, never raised (the instance is
+   *  discarded either way). */
+  private async closeOne(group: number, sm: UserStateMachine): Promise<void> {
+    try {
+      await sm.close?.();
+    } catch (e) {
+      this.log?.warn({ err: e, group }, 'state machine close() failed');
+    }
   }
 }
 

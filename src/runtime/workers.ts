@@ -2,7 +2,8 @@
 // long-lived threads, one never-ending host task each), one PackedPort per shard, request/answer
 // correlation, and supervision: when a worker dies, piscina replaces the thread but does not
 // resubmit the task, so this restarts that shard from its LMDB environment (with backoff), while
-// its requests fail fast with Unavailable (retryable) instead of hanging.
+// its requests fail fast with Unavailable (retryable) instead of hanging. The workers' log lines
+// arrive on the same ports and are written with the node's logger (workerlog.ts).
 import { MessageChannel } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -25,6 +26,7 @@ import type {
   ToWorker,
   WorkerInit,
 } from './protocol.js';
+import { replayWorkerLog } from './workerlog.js';
 
 /** Requests sent to a worker and not answered yet, by id. */
 class PendingCalls {
@@ -79,6 +81,8 @@ interface Slot {
   restarts: number;
   startedAt: number;
   readyWaiters: (() => void)[];
+  /** The node's logger for this worker's lines (bound to its index). */
+  readonly log: Logger;
 }
 
 export interface ShardWorkersOptions {
@@ -132,6 +136,7 @@ export class ShardWorkers implements Shards {
         restarts: 0,
         startedAt: 0,
         readyWaiters: [],
+        log: opts.log.child({ worker: i }),
       });
     }
   }
@@ -188,6 +193,9 @@ export class ShardWorkers implements Shards {
         case 'reply':
           slot.calls.settle(m);
           break;
+        case 'log':
+          replayWorkerLog(slot.log, m);
+          break;
         case 'started': {
           slot.up = true;
           slot.threadId = m.threadId;
@@ -218,14 +226,14 @@ export class ShardWorkers implements Shards {
     const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** slot.restarts);
     slot.restarts++;
     this.opts.log.error(
-      { worker: slot.index, err: err.message, wasUp, restartInMs: delay },
+      { worker: slot.index, err, wasUp, restartInMs: delay },
       'worker died; restarting its shard from disk',
     );
     this.opts.onRestart?.(slot.index, err.message, delay);
     setTimeout(() => {
       if (this.stopping) return;
       this.launch(slot).catch((e2: Error) =>
-        this.opts.log.error({ worker: slot.index, err: e2.message }, 'worker restart failed'),
+        this.opts.log.error({ worker: slot.index, err: e2 }, 'worker restart failed'),
       );
     }, delay).unref();
   }

@@ -62,9 +62,8 @@ const scratch = new Writer(4096);
 
 /** encodeKvCommand into a shared scratch buffer: the result is valid until the next call. */
 export function encodeKvCommandView(c: KvCommand): Uint8Array {
-  if (c.key.byteLength === 0 || c.key.byteLength > MAX_KEY_BYTES) {
-    throw new RaftError('InvalidArgument', `key must be 1..${MAX_KEY_BYTES} bytes (got ${c.key.byteLength})`);
-  }
+  const problem = kvCommandProblem(c);
+  if (problem !== null) throw new RaftError('InvalidArgument', problem);
   const w = scratch.reset();
   w.u8(OPS.indexOf(c.op) | NO_CRC);
   w.bytes(c.key);
@@ -75,6 +74,23 @@ export function encodeKvCommandView(c: KvCommand): Uint8Array {
     if (c.value) w.bytes(c.value);
   }
   return w.finishPlainView();
+}
+
+/** What is wrong with a command that came from outside the type system (a JavaScript caller, a
+ *  parsed document), or null: checked before encoding, so that it is refused with a reason and
+ *  never reaches the log. */
+function kvCommandProblem(c: KvCommand): string | null {
+  const u = c as { op?: unknown; key?: unknown; value?: unknown; expected?: unknown };
+  if (typeof u !== 'object' || u === null) return 'a KV command is an object { op, key, ... }';
+  if (!OPS.includes(u.op as KvCommand['op'])) return `unknown KV op ${JSON.stringify(u.op)} (put, delete or cas)`;
+  if (!(u.key instanceof Uint8Array)) return `${u.op}: key must be bytes (Uint8Array)`;
+  if (u.key.byteLength === 0 || u.key.byteLength > MAX_KEY_BYTES)
+    return `key must be 1..${MAX_KEY_BYTES} bytes (got ${u.key.byteLength})`;
+  if (u.op === 'put' && !(u.value instanceof Uint8Array)) return 'put: value must be bytes (Uint8Array)';
+  if (u.op === 'cas')
+    for (const f of ['expected', 'value'] as const)
+      if (!(u[f] === null || u[f] instanceof Uint8Array)) return `cas: ${f} must be bytes (Uint8Array) or null`;
+  return null;
 }
 
 /** `copy: false` returns views into `data` (for decoding in place, e.g. while applying). */

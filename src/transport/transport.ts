@@ -411,7 +411,11 @@ export class Transport extends EventEmitter<TransportEvents> {
       random: opts.reconnect?.random ?? Math.random,
     };
     this.encoder = new FrameEncoder({ maxFrameBytes: this.maxFrameBytes }); // validates the limit
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ module: 'transport', node: opts.nodeId });
+    // The node binds `node` in the logger it passes: bound twice, a line would carry the key twice.
+    const base = opts.logger ?? pino({ level: 'silent' });
+    this.log = base.child(
+      base.bindings().node === undefined ? { module: 'transport', node: opts.nodeId } : { module: 'transport' },
+    );
     this.onEnvelopes = opts.onEnvelopes ?? null;
     if (!(this.maxFrameBytes >= HANDSHAKE_MAX_FRAME_BYTES))
       throw new RangeError(`maxFrameBytes must be at least ${HANDSHAKE_MAX_FRAME_BYTES}`);
@@ -727,7 +731,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     socket.on('error', (err: Error & { code?: string }) => {
       if (link.state === 'handshake' && dir === 'out') {
         link.peer!.st.dialFailures++;
-        this.log.debug({ peer: link.peer!.id, err: err.message }, 'dial failed');
+        this.log.debug({ peer: link.peer!.id, err }, 'dial failed');
         if (this.tls !== null && link.connected) {
           link.tlsReported = true;
           this.handshakeFailed(
@@ -741,7 +745,7 @@ export class Transport extends EventEmitter<TransportEvents> {
           );
         }
       } else {
-        this.log.debug({ remote, peer: link.peer?.id, err: err.message }, 'socket error');
+        this.log.debug({ remote, peer: link.peer?.id, err }, 'socket error');
       }
       link.closeReason = err.message;
     });
@@ -1145,10 +1149,7 @@ export class Transport extends EventEmitter<TransportEvents> {
       }
       const reason = err instanceof FrameTooLarge ? 'TooLarge' : 'EncodeError';
       bump(p.st.drops, reason);
-      this.log.warn(
-        { peer: p.id, reason, kind: envs[0].k, err: err instanceof Error ? err.message : typeof err },
-        'envelope dropped',
-      );
+      this.log.warn({ peer: p.id, reason, kind: envs[0].k, err }, 'envelope dropped');
     }
   }
 }

@@ -69,7 +69,7 @@ test('a user state machine (bank ledger) by module path: commands, rejections, r
     assert.deepEqual(await n3.propose(1, { op: 'deposit', account: 'bob', amount: 5 }), { balance: 35 });
     await assert.rejects(
       n3.propose(2, { op: 'transfer', from: 'bob', to: 'alice', amount: 1000 }),
-      (e: RuntimeError) => e.code === 'InvalidArgument' && /insufficient funds in bob/.test(e.message),
+      (e: RuntimeError) => e.code === 'StateMachineError' && /insufficient funds in bob/.test(e.message),
     );
     for (const n of nodes.values()) {
       assert.equal(await n.read(1, { balance: 'bob' }), 35, `${n.id} reads group 1`);
