@@ -971,7 +971,10 @@ describe('LogStore recovery exactness', () => {
     let reopens = 0;
     let commits = 0;
     let checkpoints = 0;
-    for (const seed of [1, 2, 3, 4, 5]) {
+    // 3 seeds keep CI inside its time budget (each is ~11 s and ~47 reopens); LOGSTORE_MODEL_SEEDS=N
+    // runs seeds 1..N for a longer check.
+    const seeds = Number(process.env.LOGSTORE_MODEL_SEEDS ?? 3);
+    for (let seed = 1; seed <= seeds; seed++) {
       const r = await runModel(seed, 500);
       reopens += r.reopens;
       commits += r.commits;
@@ -980,7 +983,7 @@ describe('LogStore recovery exactness', () => {
     assert.ok(reopens >= 50, `reopened ${reopens} times`);
     assert.ok(checkpoints > 0, 'the model run went through checkpoints');
     t.diagnostic(
-      `5 seeds x 500 steps: ${commits} commits, ${reopens} reopens, ${checkpoints} checkpoints (every group compared after each)`,
+      `${seeds} seeds x 500 steps: ${commits} commits, ${reopens} reopens, ${checkpoints} checkpoints (every group compared after each)`,
     );
   });
 });
