@@ -342,7 +342,9 @@ export class Leadership {
       this.histograms.transferVerify.observeMs(phases.verifyMs);
       const before = handover ? handover.commitP99Ms : null;
       const commitP99Ms = { before, after };
-      h.log.info(
+      // Per group at debug: the `transfer` event, the metrics and the shard's periodic summary
+      // carry the outcome; a drain of 100,000 groups would otherwise print as many lines.
+      h.log.debug(
         { group, from: from || null, to: target, term, ms, lag, ...phases, commitP99Ms },
         'leader transfer verified',
       );

@@ -170,8 +170,10 @@ export class Handovers {
             ),
           );
       }
+      // Per group at debug (a drain of 100,000 groups would print as many lines); the shard's
+      // periodic leader-change summary counts transfers at info, and an abort stays at info.
       if (tr.status === 'completed')
-        this.shard.log.info(
+        this.shard.log.debug(
           { group: g.id, target: tr.target, term: tr.term, ticks: tr.ticks, ...evidence },
           'leader transfer completed',
         );
