@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { FlotillaNode } from '../runtime/node.js';
-import { RuntimeError, TransferError, type RuntimeErrorCode } from '../runtime/errors.js';
+import { RUNTIME_ERROR_CODES, RuntimeError, TransferError, type RuntimeErrorCode } from '../runtime/errors.js';
 import { Exposition, allReasons } from '../runtime/metrics.js';
 import { processSampler } from '../runtime/processmetrics.js';
 
@@ -56,24 +56,13 @@ class HttpError extends Error {
 
 // Every code an error answer can carry, exhaustive by type, so that the error counter shows each
 // at 0 from the start.
-const ERROR_CODES: Record<HttpErrorCode | RuntimeErrorCode, true> = {
-  InvalidArgument: true,
+const ERROR_CODES: Readonly<Record<HttpErrorCode | RuntimeErrorCode, true>> = {
+  ...RUNTIME_ERROR_CODES,
   Unauthorized: true,
   Forbidden: true,
   NotFound: true,
   MethodNotAllowed: true,
   Internal: true,
-  Aborted: true,
-  StateMachineError: true,
-  NotLeader: true,
-  Timeout: true,
-  Unavailable: true,
-  Stopped: true,
-  StorageFailed: true,
-  Overloaded: true,
-  TransferInProgress: true,
-  ConfChangeInProgress: true,
-  TransferFailed: true,
 };
 
 /** The methods each route takes (HEAD wherever GET), for routing and the Allow header of a 405. */

@@ -113,3 +113,74 @@ export class AbortError extends RuntimeError {
     super('Aborted', message, '', reason === undefined ? undefined : { cause: reason });
   }
 }
+
+/** An error as it crosses a thread or the network (a shard's reply, a peer's reply): what a
+ *  RuntimeError is rebuilt from on the other side. */
+export interface ErrorWire {
+  readonly code: RuntimeErrorCode;
+  readonly message: string;
+  readonly leader: NodeId;
+  readonly reason?: TransferFailReason;
+}
+
+/** Any thrown value as callers receive it: a RuntimeError stays one, anything else becomes
+ *  InvalidArgument with its message. */
+export function asRuntimeError(e: unknown): RuntimeError {
+  return e instanceof RuntimeError
+    ? e
+    : new RuntimeError('InvalidArgument', e instanceof Error ? e.message : String(e));
+}
+
+/** The wire form of any thrown value. */
+export function errorToWire(e: unknown): ErrorWire {
+  const err = asRuntimeError(e);
+  return {
+    code: err.code,
+    message: err.message,
+    leader: err.leader,
+    reason: err instanceof TransferError ? err.reason : undefined,
+  };
+}
+
+/** The error a wire form stands for (a TransferError when it carries a reason). */
+export function errorFromWire(w: ErrorWire): RuntimeError {
+  return w.reason ? new TransferError(w.reason, w.message, w.leader) : new RuntimeError(w.code, w.message, w.leader);
+}
+
+// Every code and every reason, exhaustive by type (one added above without a line here does not
+// compile): checked against what a peer sends, and printed at 0 by the failure counters.
+export const RUNTIME_ERROR_CODES: Readonly<Record<RuntimeErrorCode, true>> = {
+  NotLeader: true,
+  Timeout: true,
+  Unavailable: true,
+  Stopped: true,
+  InvalidArgument: true,
+  StorageFailed: true,
+  Overloaded: true,
+  TransferInProgress: true,
+  ConfChangeInProgress: true,
+  TransferFailed: true,
+  Aborted: true,
+  StateMachineError: true,
+};
+
+export const TRANSFER_FAIL_REASONS: Readonly<Record<TransferFailReason, true>> = {
+  TargetNotMember: true,
+  TargetIsLearner: true,
+  TargetIsSelf: true,
+  TargetUnhealthy: true,
+  TargetLagging: true,
+  TargetDraining: true,
+  ConfChangeInProgress: true,
+  NoQuorum: true,
+  NoLeader: true,
+  Timeout: true,
+  Superseded: true,
+  LeadershipLost: true,
+  TargetRemoved: true,
+  NotVerified: true,
+  TargetNoQuorum: true,
+  TargetNeedsSnapshot: true,
+  TargetSlow: true,
+  ClusterUnstable: true,
+};

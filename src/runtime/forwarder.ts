@@ -5,7 +5,7 @@
 // load), and no timer at all on an idle node.
 import type { NodeId } from '../raft/types.js';
 import type { Envelope } from '../transport/index.js';
-import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
+import { errorFromWire, RuntimeError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
 
 /** How often forwarded requests are checked against their deadlines. */
 const SWEEP_MS = 50;
@@ -71,10 +71,7 @@ export class Forwarder {
     if (r.ok) w.resolve(r.result);
     // A peer that is stopping is, for this node, unavailable: the request may go elsewhere.
     else if (r.code === 'Stopped') w.reject(new RuntimeError('Unavailable', `${from}: ${r.message}`, r.leader));
-    else
-      w.reject(
-        r.reason ? new TransferError(r.reason, r.message, r.leader) : new RuntimeError(r.code, r.message, r.leader),
-      );
+    else w.reject(errorFromWire(r));
   }
 
   /** `peer` went down: its requests will not be answered; fail them now (retryable). */

@@ -8,7 +8,7 @@
 // Every request runs ShardHost.request directly. The hot ones (propose, read) settle with the
 // shard's own errors; the rest fail as they would through a worker, with a RuntimeError.
 import type { Logger } from 'pino';
-import { RuntimeError } from './errors.js';
+import { asRuntimeError, RuntimeError } from './errors.js';
 import { IdleCollector, threadProbe } from './heap.js';
 import { ShardHost } from './shardhost.js';
 import type { CallKind, CallReply, CallRequest, FromWorker, ShardNotice, Shards } from './protocol.js';
@@ -74,7 +74,9 @@ export class InlineShards implements Shards {
     if (this.stopping) return Promise.reject(new RuntimeError('Stopped', 'node stopping'));
     if (host === null) return Promise.reject(new RuntimeError('Unavailable', `shard ${index} is not open`));
     if (kind === 'propose' || kind === 'read') return host.request(kind, request);
-    return host.request(kind, request).catch(asRuntimeError);
+    return host.request(kind, request).catch((e: unknown) => {
+      throw asRuntimeError(e);
+    });
   }
 
   post(index: number, m: ShardNotice): void {
@@ -101,9 +103,4 @@ export class InlineShards implements Shards {
     this.collector.stop();
     await Promise.all(this.hosts.map((h) => h?.shutdown()));
   }
-}
-
-/** As a worker's answer would carry it: any other error becomes InvalidArgument. */
-function asRuntimeError(e: unknown): never {
-  throw e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', e instanceof Error ? e.message : String(e));
 }

@@ -7,7 +7,7 @@
 import type { HandshakeReason } from '../transport/handshake.js';
 import type { TransportDropReason } from '../transport/transport.js';
 import type { MoveKind } from '../balancer/balancer.js';
-import type { TransferFailReason } from './errors.js';
+import { TRANSFER_FAIL_REASONS, type TransferFailReason } from './errors.js';
 import { mergeHistograms, renderHistogram, type HistogramSnapshot } from './histogram.js';
 import { BUILD, GC_KINDS, processSampler, type BuildInfo, type ProcessSample } from './processmetrics.js';
 import type { NodeStatus } from './status.js';
@@ -84,26 +84,9 @@ const HANDSHAKE_REASONS: Record<HandshakeReason, true> = {
   CertMismatch: true,
   TlsFailed: true,
 };
-const TRANSFER_OUTCOMES: Record<TransferFailReason | 'completed', true> = {
+const TRANSFER_OUTCOMES: Readonly<Record<TransferFailReason | 'completed', true>> = {
   completed: true,
-  TargetNotMember: true,
-  TargetIsLearner: true,
-  TargetIsSelf: true,
-  TargetUnhealthy: true,
-  TargetLagging: true,
-  TargetDraining: true,
-  ConfChangeInProgress: true,
-  NoQuorum: true,
-  NoLeader: true,
-  Timeout: true,
-  Superseded: true,
-  LeadershipLost: true,
-  TargetRemoved: true,
-  NotVerified: true,
-  TargetNoQuorum: true,
-  TargetNeedsSnapshot: true,
-  TargetSlow: true,
-  ClusterUnstable: true,
+  ...TRANSFER_FAIL_REASONS,
 };
 const MOVE_KINDS: Record<MoveKind, true> = { health: true, locality: true, workload: true, count: true, load: true };
 

@@ -23,7 +23,14 @@ import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import type { NodeSummary } from '../balancer/balancer.js';
 import type { Envelope } from '../transport/index.js';
-import { RuntimeError, TransferError, type RuntimeErrorCode, type TransferFailReason } from './errors.js';
+import {
+  errorToWire,
+  RUNTIME_ERROR_CODES,
+  RuntimeError,
+  TRANSFER_FAIL_REASONS,
+  type RuntimeErrorCode,
+  type TransferFailReason,
+} from './errors.js';
 import type { FwdReply } from './forwarder.js';
 import type { Leadership } from './leadership.js';
 import type { Membership } from './membership.js';
@@ -142,44 +149,8 @@ const askedMs = (t: RequestKind, p: Raw): unknown => (t === 'fwd' || t === 'rd' 
  *  NotLeader with this node's leader hint, and the asker retries there. */
 const REPLICA_ONLY: ReadonlySet<RequestKind> = new Set<RequestKind>(['fwd', 'rd', 'transfer', 'verify', 'member']);
 
-// Exhaustive by type: a code added to errors.ts without a line here does not compile.
-const ERROR_CODES: Record<RuntimeErrorCode, true> = {
-  NotLeader: true,
-  Timeout: true,
-  Unavailable: true,
-  Stopped: true,
-  InvalidArgument: true,
-  StorageFailed: true,
-  Overloaded: true,
-  TransferInProgress: true,
-  ConfChangeInProgress: true,
-  TransferFailed: true,
-  Aborted: true,
-  StateMachineError: true,
-};
-const FAIL_REASONS: Record<TransferFailReason, true> = {
-  TargetNotMember: true,
-  TargetIsLearner: true,
-  TargetIsSelf: true,
-  TargetUnhealthy: true,
-  TargetLagging: true,
-  TargetDraining: true,
-  ConfChangeInProgress: true,
-  NoQuorum: true,
-  NoLeader: true,
-  Timeout: true,
-  Superseded: true,
-  LeadershipLost: true,
-  TargetRemoved: true,
-  NotVerified: true,
-  TargetNoQuorum: true,
-  TargetNeedsSnapshot: true,
-  TargetSlow: true,
-  ClusterUnstable: true,
-};
-
-const isCode = (x: unknown): x is RuntimeErrorCode => isString(x) && Object.hasOwn(ERROR_CODES, x);
-const isReason = (x: unknown): x is TransferFailReason => isString(x) && Object.hasOwn(FAIL_REASONS, x);
+const isCode = (x: unknown): x is RuntimeErrorCode => isString(x) && Object.hasOwn(RUNTIME_ERROR_CODES, x);
+const isReason = (x: unknown): x is TransferFailReason => isString(x) && Object.hasOwn(TRANSFER_FAIL_REASONS, x);
 
 function reply(p: Raw): FwdReply | undefined {
   if (!isNumber(p.id)) return undefined;
@@ -356,18 +327,7 @@ export class PeerProtocol {
       return;
     }
     const answer = (r: FwdReply) => this.host.send(from, notice('reply', r));
-    const fail = (e: unknown) => {
-      const err =
-        e instanceof RuntimeError ? e : new RuntimeError('InvalidArgument', String((e as Error)?.message ?? e));
-      answer({
-        id,
-        ok: false,
-        code: err.code,
-        message: err.message,
-        leader: err.leader,
-        reason: err instanceof TransferError ? err.reason : undefined,
-      });
-    };
+    const fail = (e: unknown) => answer({ id, ok: false, ...errorToWire(e) });
     const m = REQUESTS[t](raw);
     if (!m) {
       this.drop(from, t, `bad ${t} request from peer refused`);

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Message, NodeId } from '../raft/types.js';
 import { LogStore } from '../storage/logstore.js';
 import { RaftBatchCodec, RaftBatchError } from '../transport/raftbatch.js';
-import { RuntimeError, TransferError } from './errors.js';
+import { errorToWire } from './errors.js';
 import { Shard } from './shard.js';
 import { UserStateMachineHost, type UserStateMachineModule } from './statemachine.js';
 import type {
@@ -133,21 +133,7 @@ export class ShardHost {
   private answer(id: number, p: Promise<unknown>): void {
     p.then(
       (result) => this.emit({ kind: 'reply', id, ok: true, result: result ?? null }),
-      (e: unknown) => {
-        const err =
-          e instanceof RuntimeError
-            ? e
-            : new RuntimeError('InvalidArgument', e instanceof Error ? e.message : String(e));
-        this.emit({
-          kind: 'reply',
-          id,
-          ok: false,
-          code: err.code,
-          message: err.message,
-          leader: err.leader,
-          reason: err instanceof TransferError ? err.reason : undefined,
-        });
-      },
+      (e: unknown) => this.emit({ kind: 'reply', id, ok: false, ...errorToWire(e) }),
     );
   }
 

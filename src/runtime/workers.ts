@@ -10,7 +10,7 @@ import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { PackedPort } from './channel.js';
-import { RuntimeError, TransferError } from './errors.js';
+import { errorFromWire, RuntimeError } from './errors.js';
 import { shardWorkerLimits } from './heap.js';
 import type {
   CallAnswer,
@@ -59,10 +59,7 @@ class PendingCalls {
     if (!c) return;
     this.calls.delete(a.id);
     if (a.ok) c.resolve(a.result);
-    else
-      c.reject(
-        a.reason ? new TransferError(a.reason, a.message, a.leader) : new RuntimeError(a.code, a.message, a.leader),
-      );
+    else c.reject(errorFromWire(a));
   }
 
   /** Fail every waiting call with `err`. */
