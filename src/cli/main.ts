@@ -6,7 +6,6 @@
 // Every command takes --help and refuses options it does not know. Exit codes: 0 done, 1 refused
 // or failed (the reason on stderr), 2 usage error (the command's usage on stderr).
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
 
 const HELP = `flotilla — a multi-group Raft runtime for Node.js
 
@@ -39,13 +38,6 @@ Print the version of flotilla.
 `;
 
 const OPERATOR = ['status', 'transfer', 'drain', 'undrain', 'balance', 'member'];
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
 
 /** A command that takes nothing but --help (version, help). */
 function bare(cmd: string, argv: string[], help: string): { help: boolean; positionals: string[] } | number {
@@ -83,7 +75,8 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === 'version') {
     const v = bare(cmd, rest, VERSION_HELP);
     if (typeof v === 'number') return v;
-    process.stdout.write(v.help ? VERSION_HELP : `${version()}\n`);
+    // The runtime's reading of package.json finds it from src/ (tsx) and from dist/ alike.
+    process.stdout.write(v.help ? VERSION_HELP : `${(await import('../runtime/processmetrics.js')).BUILD.version}\n`);
     return 0;
   }
   if (cmd === 'help') {

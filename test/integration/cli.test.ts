@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processCluster } from '../helpers/procs.js';
@@ -82,6 +82,11 @@ test('every command prints its own usage for --help and refuses an option it doe
   assert.match(help('transfer'), /--to NODE/);
   assert.doesNotMatch(help('undrain'), /--to |--group /);
   assert.match(help('status'), /--json/);
+  // `version` prints the package's version, run from the source tree as from a build.
+  const [ver] = await all([['version']]);
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+  assert.equal(ver.status, 0, where(ver));
+  assert.equal(ver.stdout, `${pkg.version}\n`, where(ver));
 
   const bogus = await all([
     ...cmds.map((c) => [c, '--bogus']),
