@@ -833,8 +833,10 @@ export class Shard {
   private onSoftState(g: Group, { leader, role, term }: SoftState): void {
     if (leader !== g.leader) {
       const cause = this.reports.leaderChangeKind(g, term);
-      // Per group at debug: the shard's info line is ShardReports' periodic summary.
-      this.log.debug({ group: g.id, leader, role, term, cause }, 'leader changed');
+      // Per group at debug: the shard's info line is ShardReports' periodic summary. An election
+      // at 100,000 groups changes that many leaders at once: build no fields unless logged.
+      if (this.log.isLevelEnabled('debug'))
+        this.log.debug({ group: g.id, leader, role, term, cause }, 'leader changed');
       this.reports.leadersChanged(
         (leader === this.opts.nodeId ? 1 : 0) - (g.leader === this.opts.nodeId ? 1 : 0),
         leader ? cause : null,
