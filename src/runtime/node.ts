@@ -42,7 +42,7 @@ import {
 } from './protocol.js';
 import type { RaftTuning } from './shard.js';
 import type { GroupView, NodeStatus, RuntimeStats, ShardEntry } from './status.js';
-import { applyRejection, encodeUserCommand } from './statemachine.js';
+import { encodeUserCommand, rejectionError } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
 import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
 import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
@@ -661,7 +661,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         false,
         signal,
       );
-      const rejected = applyRejection(r);
+      const rejected = rejectionError(r);
       if (rejected) throw rejected;
       // The state machine's result as the caller typed it (it crossed a thread or the network).
       return r as R;
