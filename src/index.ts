@@ -69,5 +69,12 @@ export type {
 } from './balancer/balancer.js';
 export type { TransportSecurity, TransportTlsOptions, TransportStats } from './transport/index.js';
 export { LogStore, GroupStorage, type LogStoreOptions, type StoreStats } from './storage/logstore.js';
-export { KvStateMachine, encodeKvCommand, decodeKvCommand, type KvCommand, type KvResult } from './storage/kv.js';
+export {
+  KvStateMachine,
+  encodeKvCommand,
+  decodeKvCommand,
+  type KvCommand,
+  type KvResult,
+  type KvApplyResult,
+} from './storage/kv.js';
 export { StorageFailed, CorruptRecord, type StorageError, type StorageErrorCode } from './storage/errors.js';
