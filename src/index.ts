@@ -13,6 +13,7 @@ export {
   type ReadOptions,
   type StatusOptions,
   type CasResult,
+  type DeleteResult,
   type Consistency,
 } from './runtime/node.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './runtime/node.js';
