@@ -13,6 +13,7 @@ export {
   type ReadOptions,
   type StatusOptions,
   type CasResult,
+  type DeleteResult,
   type Consistency,
 } from './runtime/node.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './runtime/node.js';
@@ -69,5 +70,12 @@ export type {
 } from './balancer/balancer.js';
 export type { TransportSecurity, TransportTlsOptions, TransportStats } from './transport/index.js';
 export { LogStore, GroupStorage, type LogStoreOptions, type StoreStats } from './storage/logstore.js';
-export { KvStateMachine, encodeKvCommand, decodeKvCommand, type KvCommand, type KvResult } from './storage/kv.js';
+export {
+  KvStateMachine,
+  encodeKvCommand,
+  decodeKvCommand,
+  type KvCommand,
+  type KvResult,
+  type KvApplyResult,
+} from './storage/kv.js';
 export { StorageFailed, CorruptRecord, type StorageError, type StorageErrorCode } from './storage/errors.js';

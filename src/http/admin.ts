@@ -108,8 +108,6 @@ function sendBytes(
 const OK_BODY = Buffer.from('{"ok":true}');
 const DELETED_BODY = Buffer.from('{"ok":true,"deleted":true}');
 const MISSING_BODY = Buffer.from('{"ok":true,"deleted":false}');
-/** A DELETE compares and deletes; a key rewritten this many times in between is given up as busy. */
-const DELETE_ATTEMPTS = 5;
 
 /** The answer to a successful write: a constant body, and the node id of the key's leader as
  *  this node knows it (x-flotilla-leader), so a client that knows where each node serves can
@@ -478,7 +476,7 @@ async function kv(
       return sendOk(res, node.kv.leaderOf(key));
     }
     case 'DELETE': {
-      const deleted = await deleteKey(node, key);
+      const { deleted } = await node.kv.delete(key);
       return sendOk(res, node.kv.leaderOf(key), deleted ? DELETED_BODY : MISSING_BODY);
     }
     case 'POST': {
@@ -504,18 +502,4 @@ async function kv(
     default:
       throw methodNotAllowed(req.method, '/kv/<key>', KV_METHODS);
   }
-}
-
-/** Delete `key` and say whether it held a value. The store's delete does not tell, so the value
- *  is read and then removed by compare-and-set: a missing key is answered from the read with no
- *  write, and a value rewritten in between is read again from the failed compare. */
-async function deleteKey(node: FlotillaNode, key: Buffer): Promise<boolean> {
-  let current = await node.kv.get(key, 'linearizable');
-  for (let i = 0; i < DELETE_ATTEMPTS; i++) {
-    if (current === null) return false;
-    const r = await node.kv.cas(key, current, null);
-    if (r.swapped) return true;
-    current = r.current;
-  }
-  throw new RuntimeError('Unavailable', `the key changed ${DELETE_ATTEMPTS} times during the delete: retry`);
 }

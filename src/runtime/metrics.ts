@@ -243,6 +243,12 @@ export function renderMetrics(m: MetricsInput): Exposition {
     loops.map(([w, l]) => [{ ...n, worker: w }, l.messagesIn]),
   );
   x.family(
+    'flotilla_shard_malformed_entries_total',
+    'counter',
+    'Committed KV entries whose command does not decode, refused with StateMachineError.',
+    loops.map(([w, l]) => [{ ...n, worker: w }, l.malformedEntries]),
+  );
+  x.family(
     'flotilla_shard_commit_wait_seconds_total',
     'counter',
     'Time a shard loop spent awaiting commits.',

@@ -42,7 +42,7 @@ import {
 } from './protocol.js';
 import type { RaftTuning } from './shard.js';
 import type { GroupView, NodeStatus, RuntimeStats, ShardEntry } from './status.js';
-import { applyRejection, encodeUserCommand } from './statemachine.js';
+import { encodeUserCommand, rejectionError } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
 import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
 import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
@@ -164,6 +164,13 @@ export interface CasResult {
   readonly current: Uint8Array | null;
 }
 
+/** The result of kv.delete (etcd's DeleteRange `deleted` count, for one key). */
+export interface DeleteResult {
+  /** The key held a value that this delete removed (false: it was missing; the delete is still
+   *  in the log). Decided where the delete applied, so a retry of the same call gets the same. */
+  readonly deleted: boolean;
+}
+
 const enc = new TextEncoder();
 const asBytes = (k: Uint8Array | string): Uint8Array => (typeof k === 'string' ? enc.encode(k) : k);
 /** Results cross thread and node boundaries as Buffers or Uint8Arrays: callers always get the latter. */
@@ -249,9 +256,16 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         o,
       );
     },
-    delete: async (key: Uint8Array | string, o?: ProposeOptions): Promise<void> => {
+    delete: async (key: Uint8Array | string, o?: ProposeOptions): Promise<DeleteResult> => {
       const k = asBytes(key);
-      await this.propose<KvResult, KvCommand>(groupOfKey(k, this.opts.groups), { op: 'delete', key: k }, o);
+      const r = await this.propose<KvResult | null, KvCommand>(
+        groupOfKey(k, this.opts.groups),
+        { op: 'delete', key: k },
+        o,
+      );
+      // A result recorded by a version whose deletes did not tell (a retry across an upgrade)
+      // has no `existed`: reported as not deleted.
+      return { deleted: r !== null && r.op === 'delete' && r.existed === true };
     },
     cas: async (
       key: Uint8Array | string,
@@ -661,7 +675,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         false,
         signal,
       );
-      const rejected = applyRejection(r);
+      const rejected = rejectionError(r);
       if (rejected) throw rejected;
       // The state machine's result as the caller typed it (it crossed a thread or the network).
       return r as R;

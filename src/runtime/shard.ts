@@ -106,6 +106,8 @@ export class Shard {
     readies: 0,
     groupTicks: 0,
     applied: 0,
+    /** Committed entries the built-in KV refused because their command does not decode. */
+    malformedEntries: 0,
     /** Milliseconds spent per phase: stepping+ticking, collecting Readies, staging (log writes,
      *  applies), awaiting the commit, and after it (acks, waiters, advance). */
     msStep: 0,
@@ -121,8 +123,15 @@ export class Shard {
   private lapAt = 0;
 
   private constructor(private readonly opts: ShardOptions) {
-    this.sm = opts.stateMachine ? opts.stateMachine(opts.store) : new KvStateMachine(opts.store);
     this.log = opts.logger ?? pino({ level: 'silent' });
+    this.sm = opts.stateMachine
+      ? opts.stateMachine(opts.store)
+      : new KvStateMachine(opts.store, {
+          onMalformed: (group, index, reason) => {
+            this.stats.malformedEntries++;
+            this.log.warn({ group, index, reason }, 'committed KV entry does not decode: refused (StateMachineError)');
+          },
+        });
     this.tickMs = opts.tickMs ?? 100;
     this.retain = opts.retainEntries ?? 64;
     this.campaignDelay = opts.campaignDelay ?? 0;

@@ -17,7 +17,14 @@ import type { Database } from 'lmdb';
 import type { Logger } from 'pino';
 import type { Entry, Snapshot, SnapshotMeta } from '../raft/types.js';
 import type { LogStore } from '../storage/logstore.js';
-import { checkEntry, recordResult, type SessionRecord, type SessionStore } from '../storage/session.js';
+import {
+  APPLY_ERROR_KEY,
+  applyRejection,
+  checkEntry,
+  recordResult,
+  type SessionRecord,
+  type SessionStore,
+} from '../storage/session.js';
 import { RuntimeError } from './errors.js';
 
 export interface ShardStateMachine {
@@ -65,12 +72,9 @@ export interface UserStateMachineModule {
   createStateMachine(group: number): UserStateMachine;
 }
 
-/** Marks a result that is a rejection raised by a user state machine's apply. */
-export const APPLY_ERROR_KEY = '__flotillaApplyError';
-
-/** The caller's error for a command whose apply threw (the result carries the marker), or null
- *  for any other result. */
-export function applyRejection(result: unknown): RuntimeError | null {
+/** The caller's error for a command the state machine refused at apply (the result carries the
+ *  marker: a user apply threw, a KV command did not decode), or null for any other result. */
+export function rejectionError(result: unknown): RuntimeError | null {
   if (result === null || typeof result !== 'object' || !(APPLY_ERROR_KEY in result)) return null;
   return new RuntimeError('StateMachineError', String(result[APPLY_ERROR_KEY]));
 }
@@ -182,7 +186,7 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
         result = h.sm.apply(unpackr.unpack(chk.payload), e.index) ?? null;
         packr.pack(result); // see unencodable
       } catch (err) {
-        result = { [APPLY_ERROR_KEY]: messageOf(err) };
+        result = applyRejection(messageOf(err));
       }
       if (chk.header) recordResult(this, group, chk.header, result);
       out.push(result);

@@ -168,7 +168,7 @@ export class Reader {
     this.end = buf.byteLength - 4;
     const want = readU32(buf, this.end);
     const got = crc32(buf, 0, this.end);
-    if (want !== got) throw new CorruptRecord(what, `checksum mismatch (stored ${want}, computed ${got})`);
+    if (want !== got) throw new CorruptRecord(what, `checksum mismatch (stored ${want}, computed ${got})`, true);
   }
 
   private need(n: number): void {

@@ -17,7 +17,13 @@ export class StorageFailed extends FlotillaError<'StorageFailed'> {
 }
 
 export class CorruptRecord extends FlotillaError<'CorruptRecord'> {
-  constructor(what: string, detail: string) {
+  constructor(
+    what: string,
+    detail: string,
+    /** The value failed its CRC-32: its bytes are not the ones written. Otherwise they may be
+     *  exactly what was written and still not decode (a log entry's command from a faulty peer). */
+    readonly checksum = false,
+  ) {
     super('CorruptRecord', `corrupt ${what}: ${detail}`);
   }
 }

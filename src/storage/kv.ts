@@ -14,18 +14,22 @@
 // the durable applied index: compactableTo). Replay re-applies exactly what was applied before,
 // with the sessions of that moment, so every entry still takes effect exactly once.
 import type { Database } from 'lmdb';
+import { FlotillaError } from '../errors.js';
 import { RaftError, type Entry, type Snapshot, type SnapshotMeta } from '../raft/types.js';
 import { Reader, Writer } from './codec.js';
+import { CorruptRecord } from './errors.js';
 import type { LogStore } from './logstore.js';
 import {
   Envelope,
   NOT_DUPLICATE,
+  applyRejection,
   decodeSession,
   duplicateResult,
   encodeCommand,
   encodeSession,
   readEnvelope,
   recordResultOf,
+  type ApplyRejection,
   type SessionRecord,
   type SessionStore,
 } from './session.js';
@@ -43,16 +47,26 @@ export type KvCommand =
     };
 
 export type KvResult =
-  | { readonly op: 'put' | 'delete' }
+  | { readonly op: 'put' }
+  /** `existed`: the key held a value when the delete applied (decided at apply, from the state at
+   *  that index: the same on every replica and on replay). */
+  | { readonly op: 'delete'; readonly existed: boolean }
   | { readonly op: 'cas'; readonly swapped: boolean; readonly current: Uint8Array | null };
 
+/** What applying one entry gives: a command's result, or the refusal of a committed entry whose
+ *  command does not decode (see malformed). */
+export type KvApplyResult = KvResult | ApplyRejection;
+
 const OPS = ['put', 'delete', 'cas'] as const;
-/** The results of put and delete carry nothing of their own: one frozen object each. */
+/** The results of put and delete carry nothing but a flag: one frozen object each. */
 const PUT_RESULT: KvResult = Object.freeze({ op: 'put' });
-const DELETE_RESULT: KvResult = Object.freeze({ op: 'delete' });
+const DELETED_RESULT: KvResult = Object.freeze({ op: 'delete', existed: true });
+const MISSING_RESULT: KvResult = Object.freeze({ op: 'delete', existed: false });
 /** Set in the op byte of a command written without a trailing CRC-32 (entries travel inside
  *  checksummed WAL records and Raft batches); commands without it (older logs) end in one. */
 const NO_CRC = 0x80;
+const PUT_OP = 0 | NO_CRC;
+const DELETE_OP = 1 | NO_CRC;
 
 export function encodeKvCommand(c: KvCommand): Uint8Array {
   return encodeKvCommandView(c).slice();
@@ -93,12 +107,23 @@ function kvCommandProblem(c: KvCommand): string | null {
   return null;
 }
 
-/** `copy: false` returns views into `data` (for decoding in place, e.g. while applying). */
+/** A decoded key's length outside 1..MAX_KEY_BYTES: bytes no encoder writes (and a key LMDB
+ *  could refuse at the next flush, failing the shard on every replica). */
+function checkKeyLength(n: number): void {
+  if (n === 0 || n > MAX_KEY_BYTES) throw new RaftError('Malformed', `key of ${n} bytes (1..${MAX_KEY_BYTES})`);
+}
+
+/** `copy: false` returns views into `data` (for decoding in place, e.g. while applying). Throws
+ *  CorruptRecord (with `checksum` when an older command's CRC-32 fails) or RaftError 'Malformed'. */
 export function decodeKvCommand(data: Uint8Array, copy = true): KvCommand {
-  const r = new Reader(data, 'kv command', data.byteLength === 0 || (data[0] & NO_CRC) === 0);
-  const op = OPS[r.u8() & ~NO_CRC];
+  // Only the op bytes of commands that end in a CRC-32 are checked: an unknown one is malformed.
+  const r = new Reader(data, 'kv command', data.byteLength > 0 && data[0] < OPS.length);
+  const opByte = r.u8();
+  const op = OPS[opByte & ~NO_CRC];
+  if (op === undefined) throw new RaftError('Malformed', `unknown kv op byte ${opByte}`);
   const take = () => (copy ? r.bytes() : r.bytesView());
   const key = take();
+  checkKeyLength(key.byteLength);
   let c: KvCommand;
   switch (op) {
     case 'put':
@@ -109,13 +134,12 @@ export function decodeKvCommand(data: Uint8Array, copy = true): KvCommand {
       break;
     case 'cas': {
       const f = r.u8();
+      if (f > 3) throw new RaftError('Malformed', `cas flags ${f}`);
       const expected = f & 1 ? take() : null;
       const value = f & 2 ? take() : null;
       c = { op, key, expected, value };
       break;
     }
-    default:
-      throw new RaftError('Malformed', 'unknown kv op');
   }
   r.done();
   return c;
@@ -200,6 +224,9 @@ export interface KvOptions {
   readonly flushIntervalMs?: number;
   /** Flush once this many keys (values and session records) are dirty. Default 65,536. */
   readonly maxDirtyKeys?: number;
+  /** Told of each committed entry refused because its command does not decode (the shard logs
+   *  and counts them); called on every replica that applies it, replays included. */
+  readonly onMalformed?: (group: number, index: number, reason: string) => void;
 }
 
 export class KvStateMachine implements SessionStore {
@@ -218,13 +245,14 @@ export class KvStateMachine implements SessionStore {
   private lastFlushAt = performance.now();
   private readonly flushIntervalMs: number;
   private readonly maxDirtyKeys: number;
+  private readonly onMalformed: KvOptions['onMalformed'];
   private forceFlush = false;
   private skGroup = -1;
   private skClient = '';
   private sk = '';
   /** Reused by apply() for every entry's envelope. */
   private readonly envelope = new Envelope();
-  readonly stats = { flushes: 0, flushedKeys: 0, flushedSessions: 0 };
+  readonly stats = { flushes: 0, flushedKeys: 0, flushedSessions: 0, malformed: 0 };
 
   constructor(
     private readonly store: LogStore,
@@ -235,6 +263,7 @@ export class KvStateMachine implements SessionStore {
     this.sessionsDb = store.openDB<Buffer, Buffer>('sessions', { encoding: 'binary', keyEncoding: 'binary' });
     this.flushIntervalMs = opts.flushIntervalMs ?? 3000;
     this.maxDirtyKeys = opts.maxDirtyKeys ?? 65_536;
+    this.onMalformed = opts.onMalformed;
   }
 
   /** Generation `i` from the newest (0: the memtable, then those being flushed), for
@@ -313,6 +342,19 @@ export class KvStateMachine implements SessionStore {
   private current(group: number, key: Uint8Array): Uint8Array | null {
     const k = dataKey(group, key);
     const hex = k.toString('latin1'); // one char per byte: a cheap exact map key
+    const v = this.staged(group, hex);
+    return v !== undefined ? v : (this.data.getBinary(k) ?? null);
+  }
+
+  /** Whether the key (its data key `k`, `hex` its latin1) holds a value; reads no value from LMDB. */
+  private exists(group: number, k: Buffer, hex: string): boolean {
+    const v = this.staged(group, hex);
+    return v !== undefined ? v !== null : this.data.doesExist(k);
+  }
+
+  /** A key's value in the generations not yet durable (null: deleted there), or undefined: the
+   *  flushed contents decide. */
+  private staged(group: number, hex: string): Buffer | null | undefined {
     for (let i = 0, n = 1 + this.flushing.length; i < n; i++) {
       const gen = this.generation(i);
       const o = gen.data.get(hex);
@@ -321,80 +363,119 @@ export class KvStateMachine implements SessionStore {
       const r = gen.resets.get(group);
       if (r) return r.data.get(hex)?.[1] ?? null;
     }
-    return this.data.getBinary(k) ?? null;
+    return undefined;
   }
 
   /** Apply committed entries; returns one result per entry (null for no-ops and conf entries).
    *  Entries at or below the applied index are skipped (exactly once); an entry whose session
    *  says it was applied already returns the recorded result (at most once per client seq). */
-  apply(group: number, entries: readonly Entry[]): (KvResult | null)[] {
+  apply(group: number, entries: readonly Entry[]): (KvApplyResult | null)[] {
     let applied = this.applied(group);
-    const out: (KvResult | null)[] = [];
-    const data = this.mem.data;
+    const out: (KvApplyResult | null)[] = [];
     for (const e of entries) {
       if (e.index <= applied) {
         out.push(null);
         continue;
       }
       applied = e.index;
-      if (e.type !== 'normal' || e.data.byteLength === 0) {
-        out.push(null);
-        continue;
-      }
-      const d = e.data;
-      const env = readEnvelope(d, this.envelope);
-      if (env.session) {
-        const dup = duplicateResult(this, group, env.client, env.seq);
-        if (dup !== NOT_DUPLICATE) {
-          out.push(dup as KvResult | null);
-          continue;
-        }
-      }
-      const opByte = env.end > env.start ? d[env.start] : -1;
-      if (opByte === (0 | NO_CRC) || opByte === (1 | NO_CRC)) {
-        // put and delete, read in place: the key is copied into its table key and the value
-        // into its own buffer, with no view or command object in between.
-        const r = new Reader(d, 'kv command', false, env.start + 1, env.end);
+      out.push(e.type !== 'normal' || e.data.byteLength === 0 ? null : this.applyEntry(group, e));
+    }
+    this.mem.applied.set(group, applied);
+    return out;
+  }
+
+  private applyEntry(group: number, e: Entry): KvApplyResult | null {
+    const d = e.data;
+    const env = this.envelope;
+    try {
+      readEnvelope(d, env);
+    } catch (err) {
+      return this.malformed(group, e.index, err);
+    }
+    if (env.session) {
+      const dup = duplicateResult(this, group, env.client, env.seq);
+      if (dup !== NOT_DUPLICATE) return dup as KvApplyResult | null;
+    }
+    const res = this.applyCommand(group, e.index, d, env.start, env.end);
+    if (env.session) recordResultOf(this, group, env.client, env.seq, env.lo, res);
+    return res;
+  }
+
+  /** Apply the command at d[start, end). Decoding comes first and changes nothing, so a command
+   *  that does not decode is refused with the state untouched. */
+  private applyCommand(group: number, index: number, d: Uint8Array, start: number, end: number): KvApplyResult {
+    const data = this.mem.data;
+    const opByte = end > start ? d[start] : -1;
+    if (opByte === PUT_OP || opByte === DELETE_OP) {
+      // put and delete, read in place: the key is copied into its table key and the value
+      // into its own buffer, with no view or command object in between.
+      let k: Buffer;
+      let value: Buffer | null = null;
+      try {
+        const r = new Reader(d, 'kv command', false, start + 1, end);
         const keyAt = r.skipBytes();
-        const k = dataKeyOf(group, d, keyAt, r.pos);
-        let value: Buffer | null = null;
-        if (opByte === (0 | NO_CRC)) {
+        checkKeyLength(r.pos - keyAt);
+        k = dataKeyOf(group, d, keyAt, r.pos);
+        if (opByte === PUT_OP) {
           const valueAt = r.skipBytes();
           value = copyOut(d, valueAt, r.pos);
         }
         r.done();
-        data.set(k.toString('latin1'), { key: k, value });
-        const res = value === null ? DELETE_RESULT : PUT_RESULT;
-        out.push(res);
-        if (env.session) recordResultOf(this, group, env.client, env.seq, env.lo, res);
-        continue;
+      } catch (err) {
+        return this.malformed(group, index, err);
       }
-      const c = decodeKvCommand(d.subarray(env.start, env.end), false);
-      const k = dataKey(group, c.key);
       const hex = k.toString('latin1');
-      switch (c.op) {
-        case 'put':
-          // A view: the value lives in the entry's own data, which nothing else writes to.
-          data.set(hex, { key: k, value: Buffer.from(c.value.buffer, c.value.byteOffset, c.value.byteLength) });
-          out.push(PUT_RESULT);
-          break;
-        case 'delete':
-          data.set(hex, { key: k, value: null });
-          out.push(DELETE_RESULT);
-          break;
-        case 'cas': {
-          const cur = this.current(group, c.key);
-          const swapped = equal(cur, c.expected);
-          const next = swapped && c.value ? Buffer.from(c.value) : null;
-          if (swapped) data.set(hex, { key: k, value: next });
-          out.push({ op: 'cas', swapped, current: swapped ? next : cur });
-          break;
-        }
+      if (value !== null) {
+        data.set(hex, { key: k, value });
+        return PUT_RESULT;
       }
-      if (env.session) recordResultOf(this, group, env.client, env.seq, env.lo, out[out.length - 1]);
+      const existed = this.exists(group, k, hex);
+      data.set(hex, { key: k, value: null });
+      return existed ? DELETED_RESULT : MISSING_RESULT;
     }
-    this.mem.applied.set(group, applied);
-    return out;
+    let c: KvCommand;
+    try {
+      c = decodeKvCommand(d.subarray(start, end), false);
+    } catch (err) {
+      return this.malformed(group, index, err);
+    }
+    const k = dataKey(group, c.key);
+    const hex = k.toString('latin1');
+    switch (c.op) {
+      case 'put':
+        // A view: the value lives in the entry's own data, which nothing else writes to.
+        data.set(hex, { key: k, value: Buffer.from(c.value.buffer, c.value.byteOffset, c.value.byteLength) });
+        return PUT_RESULT;
+      case 'delete': {
+        const existed = this.exists(group, k, hex);
+        data.set(hex, { key: k, value: null });
+        return existed ? DELETED_RESULT : MISSING_RESULT;
+      }
+      case 'cas': {
+        const cur = this.current(group, c.key);
+        const swapped = equal(cur, c.expected);
+        const next = swapped && c.value ? Buffer.from(c.value) : null;
+        if (swapped) data.set(hex, { key: k, value: next });
+        return { op: 'cas', swapped, current: swapped ? next : cur };
+      }
+    }
+  }
+
+  /** The result of a committed entry whose command does not decode (`err`, thrown decoding it).
+   *  Commands are checked before they are proposed, so only a faulty or hostile peer, or an old
+   *  bug, puts one in a log; but a committed entry is the same bytes on every replica, so refusing
+   *  it is deterministic and the group goes on, where throwing would stop the shard on every
+   *  replica, again at each replay. Bytes that fail their CRC-32 are another matter: they differ
+   *  from what was written, perhaps on this replica only, and must never be applied or refused as
+   *  if they were the entry: that stays fail-stop. */
+  private malformed(group: number, index: number, err: unknown): ApplyRejection {
+    if (err instanceof CorruptRecord && err.checksum) throw err;
+    // Only our own messages: another runtime's wording of a platform error (an invalid UTF-8
+    // client id) could differ between replicas, and the result is recorded in the session.
+    const reason = err instanceof FlotillaError ? err.message : 'its bytes do not decode';
+    this.stats.malformed++;
+    this.onMalformed?.(group, index, reason);
+    return applyRejection(`malformed KV command at index ${index} of group ${group}: ${reason}`);
   }
 
   /** Cut the memtable into a generation for the next commit when a flush is due (or `force`):

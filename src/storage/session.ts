@@ -5,7 +5,8 @@
 // application. Results below `lo` are discarded (the client has its answers), which keeps a
 // session's table as small as the client's in-flight window.
 //
-// Owns: the command envelope (entry data) format and the per-(group, client) session record.
+// Owns: the command envelope (entry data) format, the per-(group, client) session record, and the
+// marker of a result that is a refusal (recorded like any other).
 // Where records live is the state machine's business (SessionStore): the built-in KV keeps them in
 // LMDB in the same transaction as the data and applied index; a user state machine keeps them in
 // memory and in its snapshots. Either way they change exactly when the state does.
@@ -28,6 +29,19 @@ export interface SessionRecord {
   lo: number;
   /** seq -> result of its application. */
   readonly results: Map<number, unknown>;
+}
+
+/** Marks a result that is the state machine's refusal of a committed command (a user apply that
+ *  threw, a KV command that does not decode): recorded and returned like any result, the same on
+ *  every replica, and a StateMachineError with this message for the proposer. */
+export const APPLY_ERROR_KEY = '__flotillaApplyError';
+
+export interface ApplyRejection {
+  readonly [APPLY_ERROR_KEY]: string;
+}
+
+export function applyRejection(message: string): ApplyRejection {
+  return { [APPLY_ERROR_KEY]: message };
 }
 
 const scratch = new Writer(4096);
@@ -75,7 +89,8 @@ export class Envelope {
 /** Read `data`'s envelope into `out` (throws RaftError 'Malformed' or CorruptRecord when bad). */
 export function readEnvelope(data: Uint8Array, out: Envelope): Envelope {
   const first = data.byteLength > 0 ? data[0] : -1;
-  const r = new Reader(data, 'command', first !== TAG_PLAIN && first !== TAG_SESSION);
+  // Only the tags that carry a CRC-32 are checked: an unknown tag is malformed, not corrupt.
+  const r = new Reader(data, 'command', first === TAG_PLAIN_CRC || first === TAG_SESSION_CRC);
   const tag = r.u8();
   out.session = tag === TAG_SESSION || tag === TAG_SESSION_CRC;
   if (out.session) {

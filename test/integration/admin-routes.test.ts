@@ -115,16 +115,24 @@ test('admin HTTP: encoding, HEAD, 405 with Allow, DELETE outcome, read token', {
     assert.equal(none.headers.get('allow'), null);
   });
 
-  await t.test('DELETE says whether it removed a value', async () => {
+  await t.test('DELETE says whether it removed a value, in one proposal and no read', async () => {
     assert.equal((await call('PUT', '/kv/d', ADMIN, 'x')).status, 200);
-    const first = await call('DELETE', '/kv/d', ADMIN);
-    assert.equal(first.status, 200);
-    assert.deepEqual(await json(first), { ok: true, deleted: true });
+    /** A DELETE's answer, and the proposals and reads it made on the node. */
+    const del = async (key: string) => {
+      const before = { ...node.stats };
+      const r = await call('DELETE', `/kv/${key}`, ADMIN);
+      assert.equal(r.status, 200);
+      const body = await json(r);
+      return { body, proposals: node.stats.proposals - before.proposals, reads: node.stats.reads - before.reads };
+    };
+    assert.deepEqual(await del('d'), { body: { ok: true, deleted: true }, proposals: 1, reads: 0 });
     assert.equal((await call('GET', '/kv/d', ADMIN)).status, 404);
-    const again = await call('DELETE', '/kv/d', ADMIN);
-    assert.equal(again.status, 200);
-    assert.deepEqual(await json(again), { ok: true, deleted: false });
-    assert.deepEqual(await json(await call('DELETE', '/kv/never-written', ADMIN)), { ok: true, deleted: false });
+    assert.deepEqual(await del('d'), { body: { ok: true, deleted: false }, proposals: 1, reads: 0 });
+    assert.deepEqual(await del('never-written'), { body: { ok: true, deleted: false }, proposals: 1, reads: 0 });
+    // The embedded API answers the same.
+    await node.kv.put('e', 'y');
+    assert.deepEqual(await node.kv.delete('e'), { deleted: true });
+    assert.deepEqual(await node.kv.delete('e'), { deleted: false });
   });
 
   await t.test('error answers are counted by code, every code from 0', async () => {

@@ -15,10 +15,12 @@ import {
   decodeKvCommand,
   encodeKvCommand,
   kvEntryData,
+  type KvApplyResult,
   type KvCommand,
-  type KvResult,
 } from '../../src/storage/kv.js';
 import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
+import { RuntimeError } from '../../src/runtime/errors.js';
+import { rejectionError } from '../../src/runtime/statemachine.js';
 import { flushKv } from '../helpers/kv.js';
 
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
@@ -46,10 +48,11 @@ function entries(first: number, cmds: readonly (KvCommand | null)[], term = 1): 
 }
 
 /** Results in a comparable form (bytes as strings). */
-function res(rs: readonly (KvResult | null)[]) {
-  return rs.map((r) =>
-    r === null ? null : r.op === 'cas' ? { op: r.op, swapped: r.swapped, current: s(r.current) } : { op: r.op },
-  );
+function res(rs: readonly (KvApplyResult | null)[]) {
+  return rs.map((r) => {
+    if (r === null || !('op' in r)) return r;
+    return r.op === 'cas' ? { op: r.op, swapped: r.swapped, current: s(r.current) } : r;
+  });
 }
 
 class Node {
@@ -69,7 +72,7 @@ class Node {
   }
 
   /** Apply entries (also appending them to the group's log) and commit them atomically. */
-  async applyCommit(group: number, es: readonly Entry[]): Promise<(KvResult | null)[]> {
+  async applyCommit(group: number, es: readonly Entry[]): Promise<(KvApplyResult | null)[]> {
     if (!this.store.has(group)) this.store.createGroup(group, CONF);
     const gs = this.store.storage(group);
     const fresh = es.filter((e) => e.index > gs.lastIndex());
@@ -192,8 +195,8 @@ describe('KV commands', () => {
         null,
         null,
         { op: 'put' },
-        { op: 'delete' },
-        { op: 'delete' },
+        { op: 'delete', existed: true },
+        { op: 'delete', existed: false },
       ]);
       assert.equal(n.get(1, 'a'), '3');
       assert.equal(n.get(1, 'b'), null);
@@ -302,7 +305,7 @@ describe('KV exactly once', () => {
       assert.equal(n.get(1, 'y'), '1');
       // Now re-delivered after the restart they are applied (exactly once overall).
       const r = await n.applyCommit(1, entries(3, [put('x', '2'), del('y')]));
-      assert.deepEqual(res(r), [{ op: 'put' }, { op: 'delete' }]);
+      assert.deepEqual(res(r), [{ op: 'put' }, { op: 'delete', existed: true }]);
       await n.reopen();
       assert.equal(n.kv.applied(1), 4);
       assert.equal(n.get(1, 'x'), '2');
@@ -531,6 +534,228 @@ describe('client sessions (at most once per client seq)', () => {
       const r = await bNode.applyCommit(1, [at(2, sess('c', 7, 7, cas('x', null, 'first')))]);
       assert.deepEqual(res(r), [{ op: 'cas', swapped: true, current: 'first' }]);
       assert.equal(bNode.get(1, 'x'), 'first');
+    });
+  });
+});
+
+describe('delete reports whether the key existed', () => {
+  const sess = (client: string, seq: number, lo: number, c: KvCommand) =>
+    encodeCommand({ client, seq, lo }, encodeKvCommand(c));
+  const at = (index: number, data: Uint8Array): Entry => ({ index, term: 1, type: 'normal', data });
+  const deleted = { op: 'delete', existed: true };
+  const missing = { op: 'delete', existed: false };
+
+  test('decided from the state at its index: memtable, generations being flushed, flushed data, a restored snapshot', async () => {
+    await withNodes(2, async (n, other) => {
+      // In the memtable: put then deletes in one batch; a cas that deleted counts as missing.
+      const r1 = await n.applyCommit(
+        1,
+        entries(1, [put('a', '1'), del('a'), del('a'), del('never'), put('c', 'x'), cas('c', 'x', null), del('c')]),
+      );
+      assert.deepEqual(res(r1), [
+        { op: 'put' },
+        deleted,
+        missing,
+        missing,
+        { op: 'put' },
+        { op: 'cas', swapped: true, current: null },
+        missing,
+      ]);
+      // In LMDB only (flushed above), then an empty value still counts as a value.
+      await n.applyCommit(1, entries(8, [put('flushed', 'v'), put('empty', '')]));
+      assert.deepEqual(res(n.kv.apply(1, entries(10, [del('flushed'), del('empty')]))), [deleted, deleted]);
+      // In a generation cut for a commit that has not completed: deleted there, so missing.
+      n.kv.apply(1, entries(12, [put('cut', 'v'), del('flushed-2')]));
+      const write = n.kv.prepareWrite(true);
+      assert.ok(write);
+      assert.deepEqual(res(n.kv.apply(1, entries(14, [del('cut'), del('cut'), del('flushed')]))), [
+        deleted,
+        missing,
+        missing,
+      ]);
+      await n.store.commit(write);
+      n.kv.committed();
+      await flushKv(n.store, n.kv);
+      // A restored snapshot replaces the group: its keys exist, the replaced ones do not.
+      await other.applyCommit(1, entries(1, [put('from-snapshot', 'v')]));
+      await n.applyCommit(1, entries(17, [put('replaced', 'v')]));
+      n.kv.restore(1, other.kv.snapshot(1, metaAt));
+      assert.deepEqual(res(n.kv.apply(1, entries(2, [del('replaced'), del('from-snapshot')]))), [missing, deleted]);
+    });
+  });
+
+  test('the same on replay after a restart and on another replica', async () => {
+    await withNodes(2, async (a, bNode) => {
+      const first = entries(1, [put('k', '1'), put('j', '1')]);
+      const later = entries(3, [del('k'), put('k', '2'), del('k'), del('k'), del('j'), del('j')]);
+      const want = [deleted, { op: 'put' }, deleted, missing, deleted, missing];
+      await a.applyCommit(1, first);
+      // Applied but never flushed: lost with the restart, and replayed from the log.
+      assert.deepEqual(res(a.kv.apply(1, later)), want);
+      await a.reopen();
+      assert.equal(a.kv.applied(1), 2);
+      assert.deepEqual(res(await a.applyCommit(1, later)), want, 'the replay computes the same results');
+      await bNode.applyCommit(1, first);
+      assert.deepEqual(res(await bNode.applyCommit(1, later)), want, 'another replica computes the same results');
+    });
+  });
+
+  test('a retried delete gets its recorded result back, also after a restart and from a snapshot', async () => {
+    await withNodes(2, async (n, other) => {
+      const r = await n.applyCommit(1, [
+        at(1, sess('c', 1, 1, put('k', 'v'))),
+        at(2, sess('c', 2, 1, del('k'))),
+        at(3, sess('c', 3, 1, del('none'))),
+        // Others write both keys; then the client's retries of seq 2 and 3 land in the log.
+        at(4, kvEntryData(put('k', 'again'))),
+        at(5, kvEntryData(put('none', 'now'))),
+        at(6, sess('c', 2, 1, del('k'))),
+        at(7, sess('c', 3, 1, del('none'))),
+      ]);
+      assert.deepEqual(res(r), [{ op: 'put' }, deleted, missing, { op: 'put' }, { op: 'put' }, deleted, missing]);
+      assert.equal(n.get(1, 'k'), 'again', 'the retry did not delete again');
+      assert.equal(n.get(1, 'none'), 'now');
+      await n.reopen();
+      const again = await n.applyCommit(1, [at(8, sess('c', 2, 1, del('k'))), at(9, sess('c', 3, 1, del('none')))]);
+      assert.deepEqual(res(again), [deleted, missing], 'the session records kept `existed` through LMDB');
+      const snap = n.kv.snapshot(1, metaAt);
+      other.store.createGroup(1, CONF);
+      other.kv.restore(1, snap);
+      other.store.write({ group: 1, snapshot: snap.meta });
+      await flushKv(other.store, other.kv);
+      const there = await other.applyCommit(1, [
+        at(10, sess('c', 2, 1, del('k'))),
+        at(11, sess('c', 3, 1, del('none'))),
+      ]);
+      assert.deepEqual(res(there), [deleted, missing], 'and through a snapshot');
+      assert.equal(other.get(1, 'k'), 'again');
+    });
+  });
+});
+
+describe('committed entries whose command does not decode', () => {
+  const raw = (...parts: (number | string | Uint8Array)[]): Uint8Array => {
+    const out: number[] = [];
+    for (const p of parts) {
+      if (typeof p === 'number') out.push(p);
+      else out.push(...(typeof p === 'string' ? b(p) : p));
+    }
+    return Uint8Array.from(out);
+  };
+  const u32 = (n: number) => [n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, n >>> 24];
+  const PUT = 0x80;
+  const DEL = 0x81;
+  const CAS = 0x82;
+  /** Entry data around a command's bytes, without a session (as kvEntryData, unchecked). */
+  const plain = (cmd: Uint8Array) => encodeCommand(null, cmd);
+  const bad: [string, Uint8Array][] = [
+    ['unknown op byte', plain(raw(0x85, ...u32(1), 'k'))],
+    ['truncated key length', plain(raw(DEL, 5, 0))],
+    ['key longer than the command', plain(raw(PUT, ...u32(10), 'k'))],
+    ['empty key', plain(raw(DEL, ...u32(0)))],
+    [
+      'key beyond MAX_KEY_BYTES',
+      plain(raw(PUT, ...u32(MAX_KEY_BYTES + 1), new Uint8Array(MAX_KEY_BYTES + 1), ...u32(0))),
+    ],
+    ['trailing bytes', plain(raw(DEL, ...u32(1), 'k', 0))],
+    ['cas with unknown flags', plain(raw(CAS, ...u32(1), 'k', 4))],
+    ['cas truncated', plain(raw(CAS, ...u32(1), 'k', 1, ...u32(3), 'x'))],
+    ['no command at all', plain(new Uint8Array(0))],
+    ['unknown envelope tag', raw(9, ...u32(1), DEL)],
+    ['client id not UTF-8', raw(3, 2, 0, 0xff, 0xfe, ...new Array<number>(16).fill(0), ...u32(0))],
+  ];
+
+  test('each is refused with the same StateMachineError on every replica and on replay; nothing changes; later entries apply', async () => {
+    await withNodes(2, async (a, bNode) => {
+      const es: Entry[] = [
+        ...entries(1, [put('k', 'v')]),
+        ...bad.map(([, data], i) => ({ index: 2 + i, term: 1, type: 'normal' as const, data })),
+        ...entries(2 + bad.length, [put('after', '1'), del('k')]),
+      ];
+      const seen: [number, number, string][] = [];
+      a.kv = new KvStateMachine(a.store, { onMalformed: (g, i, reason) => seen.push([g, i, reason]) });
+      const r = await a.applyCommit(1, es);
+      assert.deepEqual(r[0], { op: 'put' });
+      assert.deepEqual(r.slice(-2), [{ op: 'put' }, { op: 'delete', existed: true }], 'later entries apply');
+      bad.forEach(([what], i) => {
+        const index = 2 + i;
+        const err = rejectionError(r[1 + i]);
+        assert.ok(err instanceof RuntimeError && err.code === 'StateMachineError', `${what}: a rejection`);
+        assert.match(err.message, new RegExp(`^malformed KV command at index ${index} of group 1: `), what);
+        assert.equal(err.retryable, false);
+      });
+      assert.match(rejectionError(r[1])!.message, /unknown kv op byte 133/);
+      assert.match(rejectionError(r[5])!.message, /key of 1025 bytes/);
+      assert.deepEqual(
+        seen.map(([g, i]) => [g, i]),
+        bad.map((_, i) => [1, 2 + i]),
+        'each told once, with group and index',
+      );
+      assert.equal(a.kv.stats.malformed, bad.length);
+      assert.equal(a.kv.applied(1), es.length, 'refused entries advance the applied index');
+      assert.equal(a.get(1, 'after'), '1');
+      assert.equal(a.get(1, 'k'), null);
+      const rows = [...a.store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' }).getKeys({})];
+      assert.deepEqual(
+        rows.map((k) => k.subarray(4).toString()),
+        ['after'],
+        'nothing of the refused entries was written',
+      );
+      // Another replica, and a replay of the same entries after a restart, give the same results.
+      bNode.kv.apply(1, es);
+      await bNode.reopen(); // nothing was flushed: all of it replays
+      assert.equal(bNode.kv.applied(1), 0);
+      assert.deepEqual(await bNode.applyCommit(1, es), r);
+    });
+  });
+
+  test('under a session the refusal is recorded: a retry gets it back, also after a restart', async () => {
+    await withNodes(1, async (n) => {
+      const cmd = raw(DEL, ...u32(1));
+      const withSession = (seq: number) => {
+        const w = new Writer();
+        w.u8(3);
+        w.str('c');
+        w.num(seq);
+        w.num(1);
+        w.bytes(cmd);
+        return w.finishPlain();
+      };
+      const at = (index: number, data: Uint8Array): Entry => ({ index, term: 1, type: 'normal', data });
+      const [first] = await n.applyCommit(1, [at(1, withSession(1))]);
+      assert.match(rejectionError(first)!.message, /^malformed KV command at index 1 of group 1: /);
+      assert.deepEqual((await n.applyCommit(1, [at(2, withSession(1))]))[0], first, 'the retry: recorded refusal');
+      assert.equal(n.kv.stats.malformed, 1, 'the retry was not decoded again');
+      await n.reopen();
+      assert.deepEqual((await n.applyCommit(1, [at(3, withSession(1))]))[0], first, 'after a restart');
+    });
+  });
+
+  test('bytes that fail their CRC-32 are not content: apply throws CorruptRecord (the shard fail-stops)', async () => {
+    await withNodes(1, async (n) => {
+      // A delete as older versions wrote it: op byte without the no-CRC bit, a CRC-32 at the end.
+      const old = new Writer();
+      old.u8(1);
+      old.bytes(b('k'));
+      const intact = old.finish();
+      await n.applyCommit(1, entries(1, [put('k', 'v')]));
+      const broken = intact.slice();
+      broken[5] ^= 1; // the key's byte
+      const checksum = (e: unknown) => e instanceof CorruptRecord && e.checksum && /checksum mismatch/.test(e.message);
+      assert.throws(() => n.kv.apply(1, [{ index: 2, term: 1, type: 'normal', data: plain(broken) }]), checksum);
+      // An envelope with a CRC (tag 0, older versions) that fails it.
+      const env = new Writer();
+      env.u8(0);
+      env.bytes(encodeKvCommand(del('k')));
+      const envBroken = env.finish();
+      envBroken[envBroken.length - 6] ^= 1;
+      assert.throws(() => n.kv.apply(1, [{ index: 2, term: 1, type: 'normal', data: envBroken }]), checksum);
+      assert.equal(n.kv.stats.malformed, 0);
+      assert.equal(n.get(1, 'k'), 'v');
+      // Intact, the same older delete applies.
+      const r = await n.applyCommit(1, [{ index: 2, term: 1, type: 'normal', data: plain(intact) }]);
+      assert.deepEqual(r, [{ op: 'delete', existed: true }]);
+      assert.equal(n.get(1, 'k'), null);
     });
   });
 });
