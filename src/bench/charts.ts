@@ -62,6 +62,9 @@ export interface FlotillaKill {
 export interface EtcdKill {
   version: string;
   clients: number;
+  /** How its writers reached it: the HTTP gateway (the default, as results before gRPC) or its
+   *  gRPC client. */
+  path?: 'http' | 'grpc';
   /** Successful requests per bucket from the load's start, and where the kill fell in it. */
   timeline: { bucketMs: number; ok: number[] };
   killAtTimelineMs: number;
@@ -83,9 +86,9 @@ function relative(rates: number[], bucketMs: number, killAtMs: number): [number,
 
 /**
  * kill -9 of a leader, flotilla and etcd on one axis: seconds from the kill, writes/s as a share
- * of each system's own rate just before it. The two loads differ (flotilla's through the embedded
- * API, etcd's through its HTTP gateway), so absolute rates would compare the client paths; the
- * share compares what a failover is about, how long writes stop and how they come back.
+ * of each system's own rate just before it. Even with etcd under its own gRPC client the two
+ * systems run different write rates (and through its HTTP gateway different client paths), so
+ * the share compares what a failover is about, how long writes stop and how they come back.
  */
 export function failoverChart(f: FlotillaKill | undefined, e: EtcdKill | undefined): Chart | null {
   if (!f && !e) return null;
@@ -104,7 +107,10 @@ export function failoverChart(f: FlotillaKill | undefined, e: EtcdKill | undefin
   }
   if (e) {
     series.push({
-      name: `etcd ${e.version} (HTTP gateway, ${count(e.clients, 'client')})`,
+      name:
+        e.path === 'grpc'
+          ? `etcd ${e.version} (gRPC client, ${count(e.clients, 'writer')})`
+          : `etcd ${e.version} (HTTP gateway, ${count(e.clients, 'client')})`,
       points: relative(
         e.timeline.ok.map((n) => (n * 1000) / e.timeline.bucketMs),
         e.timeline.bucketMs,

@@ -1,9 +1,11 @@
 // etcd as a peer in the same benchmark run: a throwaway 3-member etcd cluster on 127.0.0.1 (temp
-// dirs, free ports, default fsync, logs to a file in the temp dir), driven through its HTTP
-// gRPC-gateway by the same load generator as flotilla's gateway (src/bench/http-load.ts).
+// dirs, free ports, default fsync, logs to a file in the temp dir), driven by the same load
+// generator as flotilla (src/bench/http-load.ts) through one of two paths: its HTTP gRPC-gateway
+// (beside flotilla's HTTP gateway) or its gRPC API through the etcd3 client (etcd-grpc.ts, beside
+// flotilla's embedded API).
 // Owns: etcdAvailable, withEtcd (start, health, leader, kill, move-leader, cleanup) and the etcd
-// scenarios: throughput (runEtcdHttp), planned transfer under load (runEtcdMoveLeader) and kill -9
-// of the leader under load (runEtcdKill). When the binary is missing they say so and skip.
+// scenarios: throughput (runEtcdLoad), planned transfer under load (runEtcdMoveLeader) and kill -9
+// of the leader under load (runEtcdKill). When the binary or etcd3 is missing they say so and skip.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -11,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PeerInfo } from './results.js';
-import { REQUEST_FIELDS, runHttpLoad, type HttpLoadResult } from './http-load.js';
+import { REQUEST_FIELDS, runHttpLoad, startHttpLoad, type HttpLoadKind, type HttpLoadResult } from './http-load.js';
+import { etcd3Available, grpcWriter } from './etcd-grpc.js';
 import { freePorts } from './ports.js';
 import { pct, round } from './stats.js';
 
@@ -282,41 +285,108 @@ export async function withEtcd<T>(fn: (cluster: EtcdCluster) => Promise<T>): Pro
 
 export type Unavailable = { available: false; reason: string };
 
-/** The load result without its bulky per-request log. */
-export type EtcdHttpResult = { available: true; version: string } & Omit<HttpLoadResult, 'requests' | 'timeline'>;
+/** How a load reaches etcd: its HTTP gateway, or its gRPC API through the etcd3 client. */
+export type EtcdPath = 'http' | 'grpc';
+const KIND: Record<EtcdPath, HttpLoadKind> = { http: 'etcd', grpc: 'etcd-grpc' };
+/** Measured on 2 cores: the gRPC client's CPU per put fell from ~1.5 ms over its first ~1,000
+ *  calls to ~0.2-0.3 ms after ~5,000. */
+const GRPC_PRIME_WRITES = 5000;
+
+/** The load result without its bulky per-request log. `client` names the gRPC client
+ *  ("etcd3 1.1.2"); null on the HTTP path. */
+export type EtcdLoadResult = { available: true; version: string; path: EtcdPath; client: string | null } & Omit<
+  HttpLoadResult,
+  'requests' | 'timeline'
+>;
+export type EtcdHttpResult = EtcdLoadResult;
 
 function slim(r: HttpLoadResult): Omit<HttpLoadResult, 'requests' | 'timeline'> {
   const { requests: _r, timeline: _t, ...rest } = r;
   return rest;
 }
 
-/** Throughput and latency of etcd's HTTP gateway: `clients` closed-loop keep-alive clients spread
- *  over the 3 members (so about 2/3 of puts are forwarded, as flotilla's are). A fresh cluster
- *  unless `cluster` is given. */
-export async function runEtcdHttp(o: {
+/** Whether etcd can be driven through `path` here: the binary, and for gRPC the etcd3 client.
+ *  `client` is the gRPC client's name and version. */
+export async function etcdPathAvailable(path: EtcdPath): Promise<PeerInfo & { client?: string }> {
+  const a = etcdAvailable();
+  if (!a.available || path === 'http') return a;
+  const g = await etcd3Available();
+  return g.available ? { ...a, client: g.version } : { available: false, reason: g.reason };
+}
+
+/** The gRPC path as the report's peer entry: "3.4.23 through etcd3 1.1.2", or why it was
+ *  skipped. */
+export function grpcPeer(a: PeerInfo & { client?: string }): PeerInfo {
+  return a.available
+    ? { available: true, version: `${a.version} through ${a.client}` }
+    : { available: false, reason: a.reason };
+}
+
+/** Throughput and latency of etcd through `path`: `clients` closed-loop writers spread over the 3
+ *  members (so about 2/3 of puts are forwarded to the leader, as flotilla's HTTP puts are). A
+ *  fresh cluster unless `cluster` is given. */
+export async function runEtcdLoad(o: {
+  path: EtcdPath;
   clients: number;
   seconds: number;
   valueBytes: number;
   warmupSeconds?: number;
+  /** Puts before the clients start (see HttpLoadOptions.primeWrites); default 5,000 on the gRPC
+   *  path, whose client needs them, none on the HTTP path. */
+  primeWrites?: number;
   cluster?: EtcdCluster;
-}): Promise<EtcdHttpResult | Unavailable> {
-  const run = async (c: EtcdCluster): Promise<EtcdHttpResult> => {
+}): Promise<EtcdLoadResult | Unavailable> {
+  const a = await etcdPathAvailable(o.path);
+  if (!a.available) return { available: false, reason: a.reason! };
+  const run = async (c: EtcdCluster): Promise<EtcdLoadResult> => {
     const r = await runHttpLoad({
       targets: c.endpoints,
       clients: o.clients,
       seconds: o.seconds,
       valueBytes: o.valueBytes,
-      kind: 'etcd',
+      kind: KIND[o.path],
       etcdPrefix: c.prefix,
       warmupSeconds: o.warmupSeconds ?? 1,
+      primeWrites: o.primeWrites ?? (o.path === 'grpc' ? GRPC_PRIME_WRITES : 0),
       serverPids: c.members.map((m) => m.pid),
     });
-    return { available: true, version: c.version, ...slim(r) };
+    return { available: true, version: c.version, path: o.path, client: a.client ?? null, ...slim(r) };
   };
-  if (o.cluster) return run(o.cluster);
-  const a = etcdAvailable();
+  return o.cluster ? run(o.cluster) : withEtcd(run);
+}
+
+/** etcd through `path` at each entry of `clients`, one after the other on one fresh cluster,
+ *  after a warm-up load (`warm`, results dropped): etcd's caches and the Go runtime warm up as a
+ *  long-running store's are, as flotilla's node processes are before their rows. */
+export async function runEtcdSeries(o: {
+  path: EtcdPath;
+  clients: number[];
+  seconds: number;
+  valueBytes: number;
+  warmupSeconds: number;
+  warm: { clients: number; seconds: number };
+  onRow?: (r: EtcdLoadResult) => void;
+}): Promise<EtcdLoadResult[] | Unavailable> {
+  const a = await etcdPathAvailable(o.path);
   if (!a.available) return { available: false, reason: a.reason! };
-  return withEtcd(run);
+  return withEtcd(async (cluster) => {
+    const load = (clients: number, seconds: number, warmupSeconds: number) =>
+      runEtcdLoad({ path: o.path, clients, seconds, valueBytes: o.valueBytes, warmupSeconds, cluster });
+    if (o.warm.seconds > 0) await load(o.warm.clients, o.warm.seconds, 0);
+    const rows: EtcdLoadResult[] = [];
+    for (const clients of o.clients) {
+      const e = await load(clients, o.seconds, o.warmupSeconds);
+      if (!e.available) throw new Error(e.reason);
+      o.onRow?.(e);
+      rows.push(e);
+    }
+    return rows;
+  });
+}
+
+/** runEtcdLoad through the HTTP gateway. */
+export function runEtcdHttp(o: Omit<Parameters<typeof runEtcdLoad>[0], 'path'>): Promise<EtcdLoadResult | Unavailable> {
+  return runEtcdLoad({ ...o, path: 'http' });
 }
 
 interface Req {
@@ -383,6 +453,9 @@ export interface MoveEvent {
 export interface EtcdMoveLeaderResult {
   available: true;
   version: string;
+  /** How the writers reached etcd, and the gRPC client's name on that path. */
+  path: EtcdPath;
+  client: string | null;
   clients: number;
   moves: MoveEvent[];
   summary: {
@@ -419,29 +492,33 @@ function perEvent(reqs: Req[], events: number[], windowMs: number): Req[][] {
 }
 
 /** Planned leader transfers under load: `moves` times `etcdctl move-leader` (alternating between
- *  the followers), evenly spaced after a 4 s start, while `clients` write through the gateway. */
+ *  the followers), evenly spaced after a 4 s start, while `clients` write through `path`. */
 export async function runEtcdMoveLeader(o: {
+  path: EtcdPath;
   clients: number;
   seconds: number;
   moves: number;
   valueBytes?: number;
 }): Promise<EtcdMoveLeaderResult | Unavailable> {
-  const a = etcdAvailable();
+  const a = await etcdPathAvailable(o.path);
   if (!a.available) return { available: false, reason: a.reason! };
   return withEtcd(async (c) => {
     const first = 4000;
     const spacing = (o.seconds * 1000 - first) / o.moves;
-    const t0 = Date.now();
-    const loading = runHttpLoad({
+    const load0 = startHttpLoad({
       targets: c.endpoints,
       clients: o.clients,
       seconds: o.seconds,
       valueBytes: o.valueBytes ?? 16,
-      kind: 'etcd',
+      kind: KIND[o.path],
       etcdPrefix: c.prefix,
+      primeWrites: o.path === 'grpc' ? GRPC_PRIME_WRITES : 0,
       timeline: true,
       serverPids: c.members.map((m) => m.pid),
     });
+    await load0.started;
+    const t0 = Date.now();
+    const loading = load0.result;
     const events: Omit<
       MoveEvent,
       'firstSuccessMs' | 'gapMs' | 'failed' | 'stalled' | 'stalledClients' | 'slowestMs'
@@ -515,6 +592,8 @@ export async function runEtcdMoveLeader(o: {
     return {
       available: true,
       version: c.version,
+      path: o.path,
+      client: a.client ?? null,
       clients: o.clients,
       moves,
       summary: {
@@ -542,6 +621,9 @@ export async function runEtcdMoveLeader(o: {
 export interface EtcdKillResult {
   available: true;
   version: string;
+  /** How the writers (and the probe) reached etcd, and the gRPC client's name on that path. */
+  path: EtcdPath;
+  client: string | null;
   clients: number;
   victim: string;
   /** Epoch ms of the kill, and its offset into the timeline. */
@@ -576,22 +658,39 @@ export interface EtcdKillResult {
   load: Omit<HttpLoadResult, 'requests'>;
 }
 
-/** One put every 10 ms (300 ms deadline, round-robin over `to`) from `from` until one succeeds;
- *  resolves with the ms from `from` to that success, or null after 20 s. */
-async function probe(c: EtcdCluster, to: EtcdMember[], from: number): Promise<number | null> {
+/** The probe's put to one member through `path` (300 ms deadline): true when it succeeded. The
+ *  gRPC client is connected to every member and warmed up here, before the kill, so the probe
+ *  times etcd and not the client's first calls. */
+async function prober(
+  c: EtcdCluster,
+  path: EtcdPath,
+): Promise<{ put(m: EtcdMember): Promise<boolean>; close(): void }> {
+  if (path === 'grpc') {
+    const w = await grpcWriter(c.endpoints, 1, 300);
+    for (let i = 0; i < 100; i++) await w.put(i % c.endpoints.length, 'flotilla-bench-probe', 2000);
+    return { put: async (m) => (await w.put(c.members.indexOf(m), 'flotilla-bench-probe')).ok, close: () => w.close() };
+  }
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const body = {
     key: Buffer.from('flotilla-bench-probe').toString('base64'),
     value: Buffer.from('x').toString('base64'),
   };
+  return {
+    put: async (m) => (await postJson(`${m.clientUrl}${c.prefix}/kv/put`, body, 300, agent)).status === 200,
+    close: () => agent.destroy(),
+  };
+}
+
+/** One probe put every 10 ms (round-robin over `to`) from `from` until one succeeds; resolves
+ *  with the ms from `from` to that success, or null after 20 s. */
+async function probe(p: Awaited<ReturnType<typeof prober>>, to: EtcdMember[], from: number): Promise<number | null> {
   let found: number | null = null;
   const pending: Promise<void>[] = [];
   for (let i = 0; found === null && Date.now() - from < 20_000; i++) {
-    const m = to[i % to.length];
     pending.push(
-      postJson(`${m.clientUrl}${c.prefix}/kv/put`, body, 300, agent).then(
-        (r) => {
-          if (r.status === 200 && found === null) found = Date.now() - from;
+      p.put(to[i % to.length]).then(
+        (ok) => {
+          if (ok && found === null) found = Date.now() - from;
         },
         () => undefined,
       ),
@@ -599,37 +698,41 @@ async function probe(c: EtcdCluster, to: EtcdMember[], from: number): Promise<nu
     await sleep(10);
   }
   await Promise.all(pending);
-  agent.destroy();
   return found;
 }
 
-/** kill -9 of the etcd leader a third into a `seconds` run of `clients` writers. */
+/** kill -9 of the etcd leader a third into a `seconds` run of `clients` writers (at least 4 s
+ *  in, and after the gRPC client's priming puts). */
 export async function runEtcdKill(o: {
+  path: EtcdPath;
   clients: number;
   seconds: number;
   valueBytes?: number;
 }): Promise<EtcdKillResult | Unavailable> {
-  const a = etcdAvailable();
+  const a = await etcdPathAvailable(o.path);
   if (!a.available) return { available: false, reason: a.reason! };
   return withEtcd(async (c) => {
-    const t0 = Date.now();
-    const loading = runHttpLoad({
+    const loading = startHttpLoad({
       targets: c.endpoints,
       clients: o.clients,
       seconds: o.seconds,
       valueBytes: o.valueBytes ?? 16,
-      kind: 'etcd',
+      kind: KIND[o.path],
       etcdPrefix: c.prefix,
+      primeWrites: o.path === 'grpc' ? GRPC_PRIME_WRITES : 0,
       timeline: true,
       serverPids: c.members.map((m) => m.pid),
     });
-    await sleep(Math.max(4000, (o.seconds * 1000) / 3));
+    await loading.started;
+    const t0 = Date.now();
+    const probes = await prober(c, o.path);
+    await sleep(Math.max(0, t0 + Math.max(4000, (o.seconds * 1000) / 3) - Date.now()));
     const before = await c.leaderInfo();
     if (!before.name) throw new Error('etcd has no leader before the kill');
     c.kill(before.name);
     const killedAt = Date.now();
     const probing = probe(
-      c,
+      probes,
       c.members.filter((m) => m.name !== before.name),
       killedAt,
     );
@@ -645,7 +748,8 @@ export async function runEtcdKill(o: {
       await sleep(20);
     }
     const writesPossibleMs = await probing;
-    const load = await loading;
+    probes.close();
+    const load = await loading.result;
     termAfter = Math.max(termAfter, (await c.leaderInfo()).term);
     const reqs = requestsOf(load);
     const okEnds = Float64Array.from(reqs.filter((r) => r.ok).map((r) => r.end)).sort();
@@ -680,6 +784,8 @@ export async function runEtcdKill(o: {
     return {
       available: true,
       version: c.version,
+      path: o.path,
+      client: a.client ?? null,
       clients: o.clients,
       victim: before.name,
       killedAt,

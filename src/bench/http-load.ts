@@ -1,7 +1,9 @@
-// Keep-alive HTTP load generator for the "HTTP gateway vs peers" scenarios: closed-loop clients
-// putting small values through flotilla's admin key-value gateway (PUT /kv/<key>) or etcd's
-// gRPC-gateway (POST /v3/kv/put). It runs in a child process of its own (this file, forked), so
-// its CPU is not the benchmark runner's and the client is the same program for every store.
+// The closed-loop load generator of the peer scenarios: keep-alive clients putting small values
+// through flotilla's admin key-value gateway (PUT /kv/<key>) or etcd's gRPC-gateway (POST
+// /v3/kv/put), or, with kind 'etcd-grpc', through etcd's native gRPC API (etcd-grpc.ts, the
+// etcd3 client). It runs in a child process of its own (this file, forked), so its CPU is not the
+// benchmark runner's and the client loop, its timing and its accounting are the same program for
+// every store and path.
 // Owns: runHttpLoad, its result shape and the CPU meter.
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -9,7 +11,8 @@ import { Agent, request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pct, round } from './stats.js';
 
-export type HttpLoadKind = 'flotilla' | 'etcd';
+/** flotilla's HTTP gateway, etcd's HTTP gateway, etcd's gRPC API (through etcd3). */
+export type HttpLoadKind = 'flotilla' | 'etcd' | 'etcd-grpc';
 
 export interface HttpLoadOptions {
   /** Base URLs (http://host:port); client c starts on targets[c % targets.length]. */
@@ -23,6 +26,11 @@ export interface HttpLoadOptions {
   keys?: number;
   /** Load before the measured window (connections, JIT, the stores' caches). Default 0. */
   warmupSeconds?: number;
+  /** Puts issued (32 at a time, the clients' own keys) before the clients start, outside every
+   *  count and the timeline: a fresh process's first few thousand gRPC calls cost the client
+   *  several times the CPU of later ones (grpc-js not yet compiled), and a row of one client
+   *  would otherwise be measured on a cold client. Default 0. */
+  primeWrites?: number;
   /** With it: successes and failures per 100 ms bucket, and every request's log. */
   timeline?: boolean;
   /** Per-request deadline. Default 10,000 ms. */
@@ -132,17 +140,25 @@ export function runHttpLoad(o: HttpLoadOptions): Promise<HttpLoadResult> {
   return startHttpLoad(o).result;
 }
 
-/** Run the load in a child process; `stop()` ends the measured window early (now, or at the end
- *  of the warm-up when that has not passed yet): the clients finish their requests in flight and
- *  the result comes as if `seconds` had been that long. For loads timed by something else (a
- *  series of operations measured under the load). */
-export function startHttpLoad(o: HttpLoadOptions): { result: Promise<HttpLoadResult>; stop: () => void } {
+/** Run the load in a child process; `started` resolves when its clients start (after any
+ *  priming puts), `stop()` ends the measured window early (now, or at the end of the warm-up when
+ *  that has not passed yet): the clients finish their requests in flight and the result comes as
+ *  if `seconds` had been that long. For loads timed by something else (a series of operations
+ *  measured under the load). */
+export function startHttpLoad(o: HttpLoadOptions): {
+  result: Promise<HttpLoadResult>;
+  started: Promise<void>;
+  stop: () => void;
+} {
   const child = fork(import.meta.filename, [CHILD_FLAG], {
     execArgv: import.meta.filename.endsWith('.ts') ? ['--import', 'tsx'] : [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   // The child ends on its own; this guard only covers a child that hangs.
-  const guardMs = ((o.warmupSeconds ?? 0) + o.seconds) * 1000 + (o.timeoutMs ?? 10_000) + 30_000;
+  const guardMs =
+    ((o.warmupSeconds ?? 0) + o.seconds) * 1000 + (o.timeoutMs ?? 10_000) + 30_000 + (o.primeWrites ?? 0) * 10;
+  let onStarted!: () => void;
+  const started = new Promise<void>((r) => (onStarted = r));
   const result = new Promise<HttpLoadResult>((resolve, reject) => {
     let done = false;
     const guard = setTimeout(() => {
@@ -151,6 +167,7 @@ export function startHttpLoad(o: HttpLoadOptions): { result: Promise<HttpLoadRes
       child.kill('SIGKILL');
     }, guardMs);
     child.on('message', (m: { kind: string; result?: HttpLoadResult; error?: string }) => {
+      if (m.kind === 'started') return onStarted();
       if (done) return;
       done = true;
       clearTimeout(guard);
@@ -171,7 +188,9 @@ export function startHttpLoad(o: HttpLoadOptions): { result: Promise<HttpLoadRes
     // With a callback a child already gone is an error passed to it, not an 'error' event.
     child.send({ stop: true }, () => {});
   };
-  return { result, stop };
+  // A child that fails before its clients start never says so: `started` then follows the result.
+  result.then(onStarted, onStarted);
+  return { result, started, stop };
 }
 
 interface Target {
@@ -180,7 +199,9 @@ interface Target {
   agent: Agent;
 }
 
-interface Outcome {
+/** One put's result; a failure's kind is "HTTP 503", "ECONNREFUSED", "timeout", an etcd3 error
+ *  class, ... and message the store's own text. */
+export interface WriteOutcome {
   ok: boolean;
   kind?: string;
   message?: string;
@@ -193,10 +214,10 @@ function put(
   contentType: string,
   method: string,
   timeoutMs: number,
-): Promise<Outcome> {
+): Promise<WriteOutcome> {
   return new Promise((resolve) => {
     let settled = false;
-    const finish = (x: Outcome) => {
+    const finish = (x: WriteOutcome) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -247,10 +268,13 @@ function messageOf(body: string): string {
   }
 }
 
-async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
-  const timeoutMs = o.timeoutMs ?? 10_000;
-  const pauseMs = o.retryPauseMs ?? 5;
-  const keys = o.keys ?? 100;
+/** How a client's put reaches the store: target index and key in, outcome out. */
+interface Writer {
+  put(target: number, key: string): Promise<WriteOutcome>;
+  close(): void;
+}
+
+function httpWriter(o: HttpLoadOptions, timeoutMs: number): Writer {
   const prefix = o.etcdPrefix ?? '/v3';
   const targets: Target[] = o.targets.map((u) => {
     const url = new URL(u);
@@ -258,6 +282,45 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   });
   const value = Buffer.alloc(o.valueBytes, 'x');
   const valueB64 = value.toString('base64');
+  return {
+    put: (ti, key) =>
+      o.kind === 'flotilla'
+        ? put(targets[ti], `/kv/${key}`, value, 'application/octet-stream', 'PUT', timeoutMs)
+        : put(
+            targets[ti],
+            `${prefix}/kv/put`,
+            Buffer.from(JSON.stringify({ key: Buffer.from(key).toString('base64'), value: valueB64 })),
+            'application/json',
+            'POST',
+            timeoutMs,
+          ),
+    close() {
+      for (const t of targets) t.agent.destroy();
+    },
+  };
+}
+
+async function openWriter(o: HttpLoadOptions, timeoutMs: number): Promise<Writer> {
+  if (o.kind !== 'etcd-grpc') return httpWriter(o, timeoutMs);
+  // Only this kind needs etcd3 (a dev dependency): loaded on demand.
+  const { grpcWriter } = await import('./etcd-grpc.js');
+  return grpcWriter(o.targets, o.valueBytes, timeoutMs);
+}
+
+async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const pauseMs = o.retryPauseMs ?? 5;
+  const keys = o.keys ?? 100;
+  const writer = await openWriter(o, timeoutMs);
+  const targets = o.targets.length;
+  let primed = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(32, o.primeWrites ?? 0) }, async (_, c) => {
+      for (let i = 0; primed < o.primeWrites!; i++, primed++)
+        await writer.put(c % targets, `k${c % o.clients}-${i % keys}`);
+    }),
+  );
+  process.send?.({ kind: 'started' });
   const t0 = Date.now();
   const p0 = performance.now();
   // Epoch ms from the monotonic clock: one wall-clock reading, then performance.now() offsets.
@@ -306,23 +369,12 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   const stalledBy = new Set<number>();
 
   const client = async (c: number) => {
-    let ti = c % targets.length;
+    let ti = c % targets;
     for (let i = 0; now() < measureTo; i++) {
-      if (o.random) ti = Math.floor(Math.random() * targets.length);
+      if (o.random) ti = Math.floor(Math.random() * targets);
       const key = o.random ? `k${Math.floor(Math.random() * keys * o.clients)}` : `k${c}-${i % keys}`;
-      const t = targets[ti];
       const start = now();
-      const r =
-        o.kind === 'flotilla'
-          ? await put(t, `/kv/${key}`, value, 'application/octet-stream', 'PUT', timeoutMs)
-          : await put(
-              t,
-              `${prefix}/kv/put`,
-              Buffer.from(JSON.stringify({ key: Buffer.from(key).toString('base64'), value: valueB64 })),
-              'application/json',
-              'POST',
-              timeoutMs,
-            );
+      const r = await writer.put(ti, key);
       const end = now();
       const ms = end - start;
       if (o.timeline) log.push(start, end, c, r.ok ? 1 : 0, ti);
@@ -348,7 +400,7 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
         }
         // Fail over like a real client: the next key, on the next target, after a short pause
         // (a refused connection would otherwise spin).
-        ti = (ti + 1) % targets.length;
+        ti = (ti + 1) % targets;
         await sleep(pauseMs);
       }
     }
@@ -357,7 +409,7 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   stopLoad = null;
   clearTimeout(cpuAt);
   clearTimeout(cpuEnd);
-  for (const t of targets) t.agent.destroy();
+  writer.close();
   const tEnd = cpu1?.at ?? now();
 
   // Per client: the longest stretch without a success, counting from the window's start and up to

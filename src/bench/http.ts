@@ -1,7 +1,9 @@
 // The "HTTP gateway vs peers" scenario: flotilla's admin key-value gateway (3 node processes on
 // 127.0.0.1, fsync on, 1,000 groups) and etcd's HTTP gateway, driven back to back by the same
 // keep-alive load generator with the same client counts and value size, so the writes/s and
-// latency compare with a networked store; then etcd's planned transfer and kill -9 under load.
+// latency compare with a networked store; then etcd's planned transfer and kill -9 under load,
+// through its own gRPC client when etcd3 is installed (they are set beside flotilla's
+// embedded-API transfer and kill scenarios), else through its HTTP gateway.
 // Owns: runFlotillaHttp, runPeers and the direct-use entry
 // (`node --import tsx src/bench/http.ts [quick]`, JSON on stdout, progress on stderr).
 import type { ChildProcess } from 'node:child_process';
@@ -9,10 +11,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { NO_BALANCER, counters, perWrite, profileNodes, waitElected, withCluster, type PerWrite } from './cluster.js';
 import {
   etcdAvailable,
-  withEtcd,
-  runEtcdHttp,
+  etcdPathAvailable,
+  grpcPeer,
   runEtcdKill,
   runEtcdMoveLeader,
+  runEtcdSeries,
   type EtcdHttpResult,
   type EtcdKillResult,
   type EtcdMoveLeaderResult,
@@ -122,8 +125,12 @@ export interface PeersResult {
   rows: PeersRow[];
   etcdMoveLeader: EtcdMoveLeaderResult | Unavailable;
   etcdKill: EtcdKillResult | Unavailable;
-  peers: { etcd: PeerInfo; pysyncobj: PeerInfo };
+  peers: { etcd: PeerInfo; 'etcd-grpc'?: PeerInfo; pysyncobj: PeerInfo };
 }
+
+/** Writers under etcd's move-leader and kill -9: flotilla's transfer and kill scenarios run 64
+ *  embedded writers on each of 3 nodes. */
+const LEADERSHIP_WRITERS = 192;
 
 const CLIENTS = [1, 16, 256];
 
@@ -132,7 +139,7 @@ const CLIENTS = [1, 16, 256];
  *  one client a cold cluster took ~30 s to get there (measured on 2 cores, three back-to-back
  *  10 s windows at 1 client: 491, 663, 762 writes/s); the load generator warms up too, and it
  *  used to do that on flotilla's rows and then drive etcd warm. */
-const WARM_CLIENTS = 16;
+export const WARM_CLIENTS = 16;
 export const warmSecondsFor = (quick: boolean) => (quick ? 1 : 15);
 const ratio = (a: number, b: number) => (b > 0 ? round(a / b, 2) : null);
 
@@ -166,22 +173,22 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
           `stalled ${f.stalled}, cpu nodes/driver/other/steal ${f.cpu.serverCores}/${f.cpu.driverCores}/${f.cpu.otherCores}/${f.cpu.stealCores}`,
       ),
   });
-  const et: (EtcdHttpResult | Unavailable)[] = !etcd.available
-    ? CLIENTS.map(() => skipped)
-    : await withEtcd(async (cluster) => {
-        await runEtcdHttp({ clients: WARM_CLIENTS, seconds: warmSeconds, valueBytes, warmupSeconds: 0, cluster });
-        const rs: EtcdHttpResult[] = [];
-        for (const clients of CLIENTS) {
-          const e = await runEtcdHttp({ clients, seconds, valueBytes, warmupSeconds, cluster });
-          if (!e.available) throw new Error(e.reason);
+  const series = !etcd.available
+    ? skipped
+    : await runEtcdSeries({
+        path: 'http',
+        clients: CLIENTS,
+        seconds,
+        valueBytes,
+        warmupSeconds,
+        warm: { clients: WARM_CLIENTS, seconds: warmSeconds },
+        onRow: (e) =>
           o.say(
-            `etcd ${e.version} HTTP, ${clients} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, p99.9 ${e.p999Ms} ms, errors ${e.errors}, ` +
+            `etcd ${e.version} HTTP, ${e.clients} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, p99.9 ${e.p999Ms} ms, errors ${e.errors}, ` +
               `stalled ${e.stalled}, cpu members/driver/other/steal ${e.cpu.serverCores}/${e.cpu.driverCores}/${e.cpu.otherCores}/${e.cpu.stealCores}`,
-          );
-          rs.push(e);
-        }
-        return rs;
+          ),
       });
+  const et: (EtcdHttpResult | Unavailable)[] = Array.isArray(series) ? series : CLIENTS.map(() => series);
   const rows: PeersRow[] = CLIENTS.map((clients, i) => {
     const f = fl[i];
     const e = et[i];
@@ -198,27 +205,45 @@ export async function runPeers(o: { quick: boolean; say: (line: string) => void 
         : { writesPerSec: null, p50: null, p99: null },
     };
   });
+  // etcd's planned transfer and failover are set beside flotilla's embedded-API scenarios
+  // (transfer, kill: 64 writers per node), so they run under etcd's own client at the same 192
+  // writers when etcd3 is installed; without it, under 16 HTTP clients, and labelled so.
+  const grpc = etcd.available ? await etcdPathAvailable('grpc') : skipped;
+  const lead = grpc.available
+    ? { path: 'grpc' as const, clients: LEADERSHIP_WRITERS, what: `${LEADERSHIP_WRITERS} gRPC writers` }
+    : { path: 'http' as const, clients: 16, what: '16 HTTP clients' };
+  if (etcd.available && !grpc.available) o.say(`etcd through its gRPC client: skipped (${grpc.reason})`);
   const moves = o.quick ? 1 : 5;
   const etcdMoveLeader = etcd.available
-    ? await runEtcdMoveLeader({ clients: 16, moves, seconds: 4 + moves * 8 })
+    ? await runEtcdMoveLeader({ path: lead.path, clients: lead.clients, moves, seconds: 4 + moves * 8 })
     : skipped;
   if (etcdMoveLeader.available) {
     const s = etcdMoveLeader.summary;
     o.say(
-      `etcd move-leader x${moves}, 16 clients: command ${s.commandMsMedian} ms (max ${s.commandMsMax}), new leader seen ${s.leaderSeenMsMedian} ms (max ${s.leaderSeenMsMax}), ` +
+      `etcd move-leader x${moves}, ${lead.what}: command ${s.commandMsMedian} ms (max ${s.commandMsMax}), new leader seen ${s.leaderSeenMsMedian} ms (max ${s.leaderSeenMsMax}), ` +
         `first success ${s.firstSuccessMsMedian} ms, gap ${s.gapMsMedian} ms (max ${s.gapMsMax}, baseline ${s.baselineGapMs}), failed/move ${s.failedPerMoveMedian} (max ${s.failedPerMoveMax}), ` +
         `stalled/move ${s.stalledPerMoveMedian} (max ${s.stalledPerMoveMax}, in ${s.movesWithStalls} of ${moves} moves), slowest ${s.slowestMs} ms`,
     );
   }
-  const etcdKill = etcd.available ? await runEtcdKill({ clients: 16, seconds: o.quick ? 10 : 30 }) : skipped;
+  const etcdKill = etcd.available
+    ? await runEtcdKill({ path: lead.path, clients: lead.clients, seconds: o.quick ? 10 : 30 })
+    : skipped;
   if (etcdKill.available) {
     const k = etcdKill;
     o.say(
-      `etcd kill -9 of leader ${k.victim}, 16 clients: new leader seen ${k.leaderSeenMs} ms, writes possible (probe) ${k.writesPossibleMs} ms, first client write issued after the kill ok ${k.resumeMs} ms, gap ${k.gapMs} ms, ` +
+      `etcd kill -9 of leader ${k.victim}, ${lead.what}: new leader seen ${k.leaderSeenMs} ms, writes possible (probe) ${k.writesPossibleMs} ms, first client write issued after the kill ok ${k.resumeMs} ms, gap ${k.gapMs} ms, ` +
         `per-client gap median ${k.clientGapMsMedian} ms max ${k.clientGapMsMax} ms, failed ${k.failed}, stalled ${k.stalled} (${k.stalledClients} clients), slowest ${k.slowestMs} ms`,
     );
   }
-  return { seconds, valueBytes, groups, rows, etcdMoveLeader, etcdKill, peers: { etcd, pysyncobj } };
+  return {
+    seconds,
+    valueBytes,
+    groups,
+    rows,
+    etcdMoveLeader,
+    etcdKill,
+    peers: { etcd, ...(etcd.available ? { 'etcd-grpc': grpcPeer(grpc) } : {}), pysyncobj },
+  };
 }
 
 // Direct use: node --import tsx src/bench/http.ts [quick]
@@ -240,24 +265,18 @@ if (process.argv[1] === import.meta.filename) {
           `flotilla HTTP, ${f.clients} clients: ${f.writesPerSec} writes/s, p50 ${f.p50Ms} ms, p99 ${f.p99Ms} ms, errors ${f.errors}, cpu nodes/driver ${f.cpu.serverCores}/${f.cpu.driverCores}; per write ${JSON.stringify(f.perWrite)}`,
         ),
     });
-    if (etcdAvailable().available) {
-      await withEtcd(async (cluster) => {
-        await runEtcdHttp({
-          clients: WARM_CLIENTS,
-          seconds: warmSecondsFor(false),
-          valueBytes: 16,
-          warmupSeconds: 0,
-          cluster,
-        });
-        for (const c of clients) {
-          const e = await runEtcdHttp({ clients: c, seconds, valueBytes: 16, warmupSeconds: 1, cluster });
-          if (e.available)
-            say(
-              `etcd HTTP, ${c} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, errors ${e.errors}, cpu members/driver ${e.cpu.serverCores}/${e.cpu.driverCores}`,
-            );
-        }
-      });
-    }
+    await runEtcdSeries({
+      path: 'http',
+      clients,
+      seconds,
+      valueBytes: 16,
+      warmupSeconds: 1,
+      warm: { clients: WARM_CLIENTS, seconds: warmSecondsFor(false) },
+      onRow: (e) =>
+        say(
+          `etcd HTTP, ${e.clients} clients: ${e.writesPerSec} writes/s, p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms, errors ${e.errors}, cpu members/driver ${e.cpu.serverCores}/${e.cpu.driverCores}`,
+        ),
+    });
   } else {
     const r = await runPeers({ quick: process.argv[2] === 'quick', say });
     process.stdout.write(JSON.stringify(r, null, 2) + '\n');

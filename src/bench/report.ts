@@ -117,16 +117,22 @@ function familySection(r: Results, family: Family, chartFile: string | undefined
   if (own.length > 0) {
     out.push(tables.length > 0 ? '### Other figures' : '### Figures', '', ...figureTable(own, r.repeat), '');
   }
-  // A peer measured through another client path than flotilla's figures here gets its own table:
-  // side by side, an embedded-API rate and a gateway rate would compare the paths, not the systems.
+  // A peer's figures no table shows get a table of their own, which says whether they compare with
+  // flotilla's embedded-API figures here: etcd's own gRPC client does (each store's native client),
+  // its HTTP gateway does not (an embedded-API rate beside a gateway rate compares the paths).
   for (const peer of [...new Set(peers.map((f) => f.peer!))]) {
     const mine = peers.filter((f) => f.peer === peer);
     const embedded = r.figures.some((f) => f.family === family && !f.peer && f.api === 'embedded');
     out.push(`### ${peer}`, '', ...figureTable(mine, r.repeat), '');
-    if (embedded)
+    if (embedded && mine.every((f) => f.api === 'grpc'))
+      out.push(
+        `_Like for like with the flotilla figures above: etcd through its own gRPC client, flotilla through its embedded API (see docs/benchmarks.md)._`,
+        '',
+      );
+    else if (embedded)
       out.push(
         `_Not like for like with the flotilla figures above, which were driven through the embedded API; ` +
-          `an etcd comparison through its gRPC client is not installed (see docs/benchmarks.md)._`,
+          `these went through etcd's HTTP gateway (its gRPC client, etcd3, was not used: see docs/benchmarks.md)._`,
         '',
       );
   }
@@ -247,9 +253,9 @@ export function renderReport(r: Results, opts: ReportOptions = {}): string {
           : `- ${name}: skipped${p.reason ? ` — ${p.reason}` : ''}`,
       );
     }
-    if (r.peers?.etcd?.available)
+    if (r.peers?.etcd?.available && !r.peers['etcd-grpc'])
       out.push(
-        '- etcd through its gRPC client (the like-for-like peer of the embedded API): not installed, so etcd is driven only through its HTTP gateway and compared only with flotilla’s HTTP gateway',
+        '- etcd through its gRPC client (the like-for-like peer of the embedded API): not measured in this run, so etcd went only through its HTTP gateway and compares only with flotilla’s HTTP gateway',
       );
     out.push('');
   }

@@ -45,8 +45,10 @@ export interface Figure {
   samples?: number[];
   /** A table of the family shows this figure, so the report does not list it again. */
   inTable?: boolean;
-  /** How the load reached flotilla: the embedded API or the HTTP gateway. */
-  api?: 'embedded' | 'http';
+  /** How the load reached the store: flotilla's embedded API, an HTTP gateway (flotilla's or
+   *  etcd's), or etcd's gRPC API through its client (etcd3), the peer of the embedded API. A peer
+   *  figure without it went through etcd's HTTP gateway (results written before gRPC). */
+  api?: 'embedded' | 'http' | 'grpc';
   /** Set when the figure measures another system, e.g. "etcd, through its HTTP gateway": the
    *  report keeps such figures apart from flotilla's unless both went through the same path. */
   peer?: string;

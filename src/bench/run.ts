@@ -26,6 +26,7 @@
 //   BENCH_LOG_LEVEL=LEVEL   the nodes' logs (JSON lines) on stdout
 //   BENCH_VERBOSE=1         extra per-scenario detail on stderr
 //   ETCD_BIN, ETCDCTL_BIN   the etcd binaries (default: from PATH); ETCD_BENCH_LOG_LEVEL
+//                           (etcd's gRPC path also needs the etcd3 dev dependency)
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,7 +38,7 @@ import { benchTransport } from './transport.js';
 import { runIdle, runTransfers, type IdleResult } from './cluster.js';
 import { runBalancer, runDrain, runKill, type RateTimeline } from './leadership.js';
 import { runOpenLoop, runReadMix, runThroughput } from './throughput.js';
-import { runPeers } from './http.js';
+import { runPeers, WARM_CLIENTS, warmSecondsFor } from './http.js';
 import { runHttpTransfers } from './transfer-http.js';
 import { writeReport } from './report.js';
 import { compareResults, formatComparison } from './compare.js';
@@ -46,9 +47,19 @@ import { collectProvenance } from './provenance.js';
 import { foldCharts, foldTables } from './repeat.js';
 import { count, failoverChart, latencyThroughputChart, rowLabel } from './charts.js';
 import type { KillBenchResult } from './leadership.js';
-import type { EtcdKillResult } from './etcd.js';
+import {
+  etcdPathAvailable,
+  grpcPeer,
+  runEtcdSeries,
+  type EtcdKillResult,
+  type EtcdLoadResult,
+  type EtcdMoveLeaderResult,
+  type Unavailable,
+} from './etcd.js';
+import type { MatrixRow } from './throughput.js';
 import {
   median,
+  type Cell,
   type Chart,
   type Family,
   type Figure,
@@ -64,9 +75,11 @@ scenarios (default: all, in this order):
   micro       Raft core and transport micro benchmarks (tinybench)
   storage     LMDB log engine: durable entries/s and commit latency per worker
   throughput  writes/s and p50/p99/p99.9 vs active groups (1..10,000) and payload (16 B..1 KiB),
-              embedded API; then the idle cost of the same cluster
+              embedded API; then the idle cost of the same cluster; etcd through its gRPC
+              client (etcd3) at 1/256/3,000 writers beside the 1-group rows, when installed
   http        the HTTP key-value gateway at 1/16/256 clients, side by side with etcd when
-              installed; etcd move-leader and kill -9 under load
+              installed; etcd move-leader and kill -9 under load (192 writers through its
+              gRPC client when etcd3 is installed, else 16 HTTP clients)
   reads       ReadIndex and lease reads mixed 9:1 with writes
   idle        100,000 quiesced groups: time to elect, CPU and RSS (full run only)
   transfer    verified leader transfers and a drain under load
@@ -358,6 +371,165 @@ async function storage(): Promise<Output> {
 
 let throughputIdle: Output | null = null;
 
+/** The writers of the like-for-like rows: etcd through its gRPC client beside flotilla's 1-group
+ *  embedded rows (1 writer, 256 like the latency row, and the matrix's 3,000). */
+const VS_ETCD_WRITERS = [1, 256, 3000];
+
+/** flotilla's embedded rows beside etcd's gRPC rows at the same writers: a table with the
+ *  ratios, their figures and a bar chart. etcd's rows are one Raft group, so the ratio is taken
+ *  against flotilla's 1-group row and, where it ran, its 1,000-group row (its headline shape). */
+function vsEtcdGrpc(
+  rows: MatrixRow[],
+  etcd: EtcdLoadResult[] | Unavailable | null,
+  skipped: string | undefined,
+): { table: Table; figures: Figure[]; charts: Chart[] } {
+  const e = Array.isArray(etcd) ? etcd : [];
+  const reason = Array.isArray(etcd) ? undefined : (etcd?.reason ?? skipped ?? 'not run');
+  const ratio = (a: number, b: number) => (b > 0 ? Math.round((100 * a) / b) / 100 : null);
+  const mine = (groups: number, w: number) =>
+    rows.find((x) => x.activeGroups === groups && x.valueBytes === 16 && x.plannedProposers === w);
+  const figures: Figure[] = [];
+  const cells: Cell[][] = [];
+  const saturated: number[] = [];
+  const version = e[0] ? `etcd ${e[0].version} through ${e[0].client}` : 'etcd';
+  const peer = { peer: `${version} (gRPC)`, api: 'grpc' as const, inTable: true };
+  for (const w of VS_ETCD_WRITERS) {
+    const x = e.find((y) => y.clients === w);
+    if (x) {
+      const cpu =
+        x.cpu.serverCores === null ? '' : Math.round(((x.cpu.serverCores + x.cpu.driverCores) * 1e6) / x.writesPerSec);
+      if (x.cpu.driverCores >= 0.9) saturated.push(w);
+      cells.push([
+        `${version}, 3 members`,
+        w,
+        x.writesPerSec,
+        x.p50Ms,
+        x.p99Ms,
+        x.p999Ms,
+        x.maxMs,
+        x.errors,
+        '',
+        '',
+        cpu,
+        x.cpu.driverCores,
+      ]);
+      figures.push(
+        fig(
+          'throughput',
+          `etcd-grpc/${w}w/writesPerSec`,
+          `etcd gRPC writes/s, ${count(w, 'writer')}`,
+          x.writesPerSec,
+          'writes/s',
+          'none',
+          peer,
+        ),
+        fig('throughput', `etcd-grpc/${w}w/p50Ms`, `etcd gRPC p50, ${count(w, 'writer')}`, x.p50Ms, 'ms', 'none', peer),
+        fig('throughput', `etcd-grpc/${w}w/p99Ms`, `etcd gRPC p99, ${count(w, 'writer')}`, x.p99Ms, 'ms', 'none', peer),
+        fig(
+          'throughput',
+          `etcd-grpc/${w}w/driverCores`,
+          `etcd gRPC load generator CPU, ${count(w, 'writer')}`,
+          x.cpu.driverCores,
+          'cores',
+          'none',
+          peer,
+        ),
+      );
+    }
+    for (const g of [1, 1000]) {
+      const f = mine(g, w);
+      if (!f) continue;
+      const rw = x ? ratio(f.writesPerSec, x.writesPerSec) : null;
+      const rp = x ? ratio(f.p99Ms, x.p99Ms) : null;
+      cells.push([
+        `flotilla embedded, ${count(g, 'group')}`,
+        w,
+        f.writesPerSec,
+        f.p50Ms,
+        f.p99Ms,
+        f.p999Ms,
+        f.maxMs,
+        f.errors,
+        rw === null ? '' : `${rw}x`,
+        rp === null ? '' : `${rp}x`,
+        f.perWrite?.cpuUsCluster ?? '',
+        '',
+      ]);
+      if (rw !== null)
+        figures.push(
+          fig(
+            'throughput',
+            `vsEtcdGrpc/${g}g/${w}w/writesPerSec`,
+            `flotilla embedded (${count(g, 'group')}) / etcd gRPC writes/s, ${count(w, 'writer')}`,
+            rw,
+            'x',
+            'higher',
+            { api: 'embedded', inTable: true },
+          ),
+        );
+    }
+  }
+  const noteParts = [
+    'Like for like: each store through its own client API, the same writers (closed loop, distinct keys per writer), 16 B values, 3 members on this machine, fsync on. ' +
+      "flotilla's writers run inside its node processes and call the embedded API on the node that leads the group; etcd's run in one Node process (etcd3, one HTTP/2 connection per member, no retries), spread over the 3 members, so about 2/3 of its puts are forwarded to its leader. " +
+      'CPU µs/write counts the store and its load generator (flotilla: every node process; etcd: its members and the load generator process). Ratios are flotilla / etcd at the same writers.',
+  ];
+  if (saturated.length > 0)
+    noteParts.push(
+      `At ${saturated.map((w) => fmt(w)).join(' and ')} writers etcd's load generator used 0.9 cores or more: the client may be the limit there, so etcd's figure is a lower bound.`,
+    );
+  if (reason) noteParts.push(`etcd through its gRPC client not run: ${reason}.`);
+  const charts: Chart[] = e.length
+    ? [
+        {
+          family: 'throughput',
+          title: 'Like for like: flotilla’s embedded API (1 group) and etcd’s gRPC client, writes/s by writers',
+          kind: 'bar',
+          xLabel: 'writers',
+          yLabel: 'writes/s',
+          categories: VS_ETCD_WRITERS.map((w) => count(w, 'writer')),
+          series: [
+            {
+              name: 'flotilla embedded, 1 group',
+              points: VS_ETCD_WRITERS.map((w, i) => [i, mine(1, w)?.writesPerSec ?? 0] as [number, number]),
+            },
+            {
+              name: `${version}, gRPC`,
+              points: VS_ETCD_WRITERS.map(
+                (w, i) => [i, e.find((y) => y.clients === w)?.writesPerSec ?? 0] as [number, number],
+              ),
+            },
+          ],
+        },
+      ]
+    : [];
+  return {
+    table: {
+      family: 'throughput',
+      title: "Embedded API vs etcd's gRPC client (like for like: each store's own client)",
+      keyColumns: 2,
+      columns: [
+        'store',
+        'writers',
+        'writes/s',
+        'p50 (ms)',
+        'p99 (ms)',
+        'p99.9 (ms)',
+        'max (ms)',
+        'errors',
+        'flotilla/etcd writes/s',
+        'flotilla/etcd p99',
+        'CPU µs/write (store + load generator)',
+        'etcd load generator CPU (cores)',
+      ],
+      rows: cells,
+      note: noteParts.join(' '),
+    },
+    figures,
+    charts,
+  };
+}
+
 async function throughput(): Promise<Output> {
   const active = quick ? [1, 100, 1000] : [1, 100, 1000, 10_000];
   const payloads = quick ? [16] : [16, 128, 1024];
@@ -372,8 +544,12 @@ async function throughput(): Promise<Output> {
     seconds: quick ? 3 : 10,
     idleSeconds: quick ? 3 : 10,
     settle: !quick,
-    // Latency at a modest concurrency: the issue's p99 target is about latency, not queueing.
-    extra: [{ activeGroups: 1000, valueBytes: 16, proposers: 256 }],
+    // Latency at a modest concurrency: the issue's p99 target is about latency, not queueing. The
+    // 1-group rows at 256 writers and 1 writer are the embedded API's side of the etcd gRPC rows.
+    extra: [
+      { activeGroups: 1000, valueBytes: 16, proposers: 256 },
+      ...VS_ETCD_WRITERS.filter((w) => w !== proposers).map((w) => ({ activeGroups: 1, valueBytes: 16, proposers: w })),
+    ],
     onRow: (x) =>
       say(
         `${fmt(x.activeGroups).padStart(6)} active, ${String(x.valueBytes).padStart(4)} B, ${fmt(x.proposers).padStart(5)} proposers: ` +
@@ -396,6 +572,26 @@ async function throughput(): Promise<Output> {
   say(
     `open loop: highest rate with p99 <= 50 ms: ${open.maxRateP99Within50Ms === null ? 'none of the rates tried' : `${fmt(open.maxRateP99Within50Ms)} writes/s`}`,
   );
+  // etcd through its own client (gRPC, etcd3) at the writers of flotilla's 1-group rows: the
+  // like-for-like peer of the embedded API, one Raft group each.
+  const grpcPeerInfo = grpcPeer(await etcdPathAvailable('grpc'));
+  if (!grpcPeerInfo.available) say(`etcd through its gRPC client: skipped (${grpcPeerInfo.reason})`);
+  const etcdRun = grpcPeerInfo.available
+    ? await runEtcdSeries({
+        path: 'grpc',
+        clients: VS_ETCD_WRITERS,
+        seconds: quick ? 3 : 10,
+        valueBytes: 16,
+        warmupSeconds: quick ? 0.5 : 1,
+        warm: { clients: WARM_CLIENTS, seconds: warmSecondsFor(quick) },
+        onRow: (e) =>
+          say(
+            `etcd ${e.version} gRPC (${e.client}), ${fmt(e.clients).padStart(5)} writers: ${fmt(e.writesPerSec).padStart(7)} writes/s  p50 ${e.p50Ms} ms  p99 ${e.p99Ms} ms  p99.9 ${e.p999Ms} ms  max ${e.maxMs} ms  errors ${e.errors}  ` +
+              `cpu members/load generator/other ${e.cpu.serverCores}/${e.cpu.driverCores}/${e.cpu.otherCores} cores`,
+          ),
+      })
+    : null;
+  const vsEtcd = vsEtcdGrpc(r.rows, etcdRun, grpcPeerInfo.reason);
   const key = (x: { activeGroups: number; valueBytes: number; plannedProposers: number }) =>
     `${x.activeGroups}g/${x.valueBytes}B${x.plannedProposers !== proposers ? `/${x.plannedProposers}p` : ''}`;
   const matrix = r.rows.filter((x) => x.plannedProposers === proposers);
@@ -530,8 +726,10 @@ async function throughput(): Promise<Output> {
       ],
     };
   }
+  figures.push(...vsEtcd.figures);
   return {
-    raw: r,
+    raw: { ...r, etcdGrpc: etcdRun },
+    peers: { 'etcd-grpc': grpcPeerInfo },
     figures,
     tables: [
       {
@@ -576,6 +774,7 @@ async function throughput(): Promise<Output> {
           "Each node's writers (closed-loop proposers) write keys of the active groups it leads (a shard-aware client); groups beyond the active ones stay quiesced. " +
           'Work per write counts every node process (the load generator included) over the row.',
       },
+      vsEtcd.table,
       {
         family: 'throughput',
         title: "Open loop: writes on a fixed schedule (1,000 groups, 16 B; latency from each write's scheduled time)",
@@ -634,6 +833,7 @@ async function throughput(): Promise<Output> {
       latencyThroughputChart('throughput', 'Open loop, 1,000 groups: write latency against the writes/s achieved', [
         { name: '', points: open.rows },
       ]),
+      ...vsEtcd.charts,
     ],
   };
 }
@@ -819,7 +1019,10 @@ async function http(): Promise<Output> {
   // etcd's planned transfer and failover belong with flotilla's in their families.
   if (r.etcdMoveLeader.available) {
     const s = r.etcdMoveLeader.summary;
-    const peer = { peer: `etcd ${r.etcdMoveLeader.version}: move-leader under load through its HTTP gateway` };
+    const peer = {
+      peer: `etcd ${r.etcdMoveLeader.version}: move-leader under load through ${etcdPathText(r.etcdMoveLeader)}`,
+      api: r.etcdMoveLeader.path,
+    };
     figures.push(
       fig(
         'transfer',
@@ -861,7 +1064,10 @@ async function http(): Promise<Output> {
   }
   if (r.etcdKill.available) {
     const k = r.etcdKill;
-    const peer = { peer: `etcd ${k.version}: kill -9 of its leader under load through its HTTP gateway` };
+    const peer = {
+      peer: `etcd ${k.version}: kill -9 of its leader under load through ${etcdPathText(k)}`,
+      api: k.path,
+    };
     figures.push(
       fig(
         'failover',
@@ -904,8 +1110,20 @@ async function http(): Promise<Output> {
   );
   return { raw: r, figures: shown, tables, charts, peers: r.peers };
 }
+/** "its gRPC client (etcd3 1.1.2, 192 writers)" or "its HTTP gateway (16 clients)". */
+function etcdPathText(x: { path: 'http' | 'grpc'; client: string | null; clients: number }): string {
+  return x.path === 'grpc'
+    ? `its gRPC client (${x.client}, ${count(x.clients, 'writer')})`
+    : `its HTTP gateway (${count(x.clients, 'client')})`;
+}
 let peersInfo: Record<string, PeerInfo> = {};
-let etcdRaw: { moveLeader: unknown; kill: unknown } | null = null;
+let etcdRaw: { moveLeader: EtcdMoveLeaderResult | Unavailable; kill: EtcdKillResult | Unavailable } | null = null;
+/** How etcd's writers went in its leadership runs, for the targets' details. */
+function etcdLeadershipVia(x: EtcdMoveLeaderResult | EtcdKillResult | Unavailable | undefined): string {
+  return x?.available && x.path === 'grpc'
+    ? 'under load through its gRPC client (like for like)'
+    : 'under load through its HTTP gateway (not like for like)';
+}
 /** The last run's raw output the failover chart puts on one axis (set by kill() and http()). */
 const lastRaw: { kill?: KillBenchResult; etcdKill?: EtcdKillResult } = {};
 
@@ -1592,7 +1810,7 @@ const RUN: Record<Name, () => Promise<Output>> = {
 const DESCRIBE: Record<Name, string> = {
   micro: 'Raft core and transport (tinybench)',
   storage: 'LMDB log engine, fsync on',
-  throughput: 'writes vs active groups and payload, 3 node processes, embedded API',
+  throughput: 'writes vs active groups and payload, 3 node processes, embedded API; etcd through its gRPC client',
   http: 'HTTP gateway at 1/16/256 clients, etcd side by side',
   reads: 'ReadIndex and lease reads, 9:1 mix',
   idle: `${quick ? '10,000' : '100,000'} quiesced groups`,
@@ -1641,7 +1859,8 @@ for (const [i, name] of order.entries()) {
       }
     }
     if (throughputIdle) raw.idleAfterLoad = (throughputIdle as Output).raw;
-    if (o.peers) peers = o.peers;
+    // Merged: the throughput scenario reports the etcd gRPC peer, the http scenario both etcd paths.
+    if (o.peers) peers = { ...peers, ...o.peers };
     runs.push(o.raw);
     runTables.push(o.tables);
     runCharts.push(o.charts);
@@ -1673,6 +1892,7 @@ const bothKills = failoverChart(
     ? {
         version: etcdKill.version,
         clients: etcdKill.clients,
+        path: etcdKill.path,
         timeline: etcdKill.load.timeline,
         killAtTimelineMs: etcdKill.killAtTimelineMs,
         writesPossibleMs: etcdKill.writesPossibleMs,
@@ -1842,7 +2062,7 @@ function evaluateTargets(): Target[] {
     detail: anyT
       ? `transfers: ${fw ?? '-'} failed, ${sw ?? '-'} stalled; drain of 1,000: ${dfw ?? '-'} failed, ${dsw ?? '-'} stalled` +
         (value('transfer/etcd/moveLeader/stalledPerMoveMax') !== undefined
-          ? `; etcd move-leader, under load through its HTTP gateway (not like for like): up to ${value('transfer/etcd/moveLeader/stalledPerMoveMax')} stalled writes per move`
+          ? `; etcd move-leader, ${etcdLeadershipVia(etcdRaw?.moveLeader)}: up to ${value('transfer/etcd/moveLeader/stalledPerMoveMax')} stalled writes per move`
           : '')
       : 'not run',
   });
@@ -1924,7 +2144,7 @@ function evaluateTargets(): Target[] {
         ? 'not run'
         : `writes to the victim's groups resumed within ${resume} ms (p99 ${value('failover/flotilla/resumeP99Ms')} ms; limit ${limit} ms)` +
           (value('failover/etcd/kill/writesPossibleMs') !== undefined
-            ? `; etcd, under load through its HTTP gateway (not like for like): writes possible after ${value('failover/etcd/kill/writesPossibleMs')} ms, longest client gap ${value('failover/etcd/kill/clientGapMsMax')} ms`
+            ? `; etcd, ${etcdLeadershipVia(etcdRaw?.kill)}: writes possible after ${value('failover/etcd/kill/writesPossibleMs')} ms, longest client gap ${value('failover/etcd/kill/clientGapMsMax')} ms`
             : ''),
   });
   return t;

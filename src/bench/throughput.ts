@@ -31,6 +31,7 @@ export interface MatrixRow {
   p50Ms: number;
   p99Ms: number;
   p999Ms: number;
+  maxMs: number;
   errors: number;
   cpuPctPerNode: number[];
   seconds: number;
@@ -164,6 +165,7 @@ export async function runThroughput(o: {
             p50Ms: round(pct(x.lat, 50)),
             p99Ms: round(pct(x.lat, 99)),
             p999Ms: round(pct(x.lat, 99.9)),
+            maxMs: round(x.lat.length ? x.lat[x.lat.length - 1] : 0),
             errors: x.errors,
             cpuPctPerNode: x.results.map((r) => Math.round(r.cpuPct as number)),
             seconds: round(x.secs, 1),

@@ -657,6 +657,47 @@ test('like for like: etcd figures beside embedded ones get their own table and a
   const theirs = md.indexOf('| etcd kill -9: writes possible again after | 1,004 ms |');
   assert.ok(own > 0 && head > own && theirs > head, 'etcd in its own table after flotilla’s');
   assert.match(md, /Not like for like with the flotilla figures above, which were driven through the embedded API/);
-  assert.match(md, /gRPC client is not installed/);
-  assert.match(md, /etcd through its gRPC client .*: not installed/);
+  assert.match(md, /these went through etcd's HTTP gateway/);
+  assert.match(md, /etcd through its gRPC client .*: not measured in this run/);
+});
+
+test('like for like: etcd figures through its gRPC client are marked as comparable with embedded ones', () => {
+  const emb: Figure = {
+    ...fig('failover/flotilla/resumeMaxMs', 332, 'lower'),
+    family: 'failover',
+    unit: 'ms',
+    api: 'embedded',
+    label: 'writes resumed, max',
+  };
+  const etcd: Figure = {
+    ...fig('failover/etcd/kill/writesPossibleMs', 1004, 'none'),
+    family: 'failover',
+    unit: 'ms',
+    label: 'etcd kill -9: writes possible again after',
+    peer: 'etcd 3.4.23: kill -9 of its leader under load through its gRPC client (etcd3 1.1.2, 192 writers)',
+    api: 'grpc',
+  };
+  const md = renderReport(
+    results([emb, etcd], {
+      peers: {
+        etcd: { available: true, version: '3.4.23' },
+        'etcd-grpc': { available: true, version: '3.4.23 through etcd3 1.1.2' },
+      },
+    }),
+  );
+  assert.ok(md.includes('### etcd 3.4.23: kill -9 of its leader under load through its gRPC client'));
+  assert.match(md, /Like for like with the flotilla figures above: etcd through its own gRPC client/);
+  assert.doesNotMatch(md, /Not like for like/);
+  assert.match(md, /- etcd-grpc: available \(3\.4\.23 through etcd3 1\.1\.2\)/);
+  assert.doesNotMatch(md, /not measured in this run/);
+  // Without etcd3 the peer says why it was skipped.
+  const skipped = renderReport(
+    results([emb], {
+      peers: {
+        etcd: { available: true, version: '3.4.23' },
+        'etcd-grpc': { available: false, reason: 'the etcd3 package (a dev dependency) is not installed' },
+      },
+    }),
+  );
+  assert.match(skipped, /- etcd-grpc: skipped — the etcd3 package \(a dev dependency\) is not installed/);
 });
