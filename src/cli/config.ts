@@ -4,7 +4,7 @@
 // warning; an unknown name or a bad value is a ConfigError naming the setting.
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { MIN_SECRET_LENGTH } from '../transport/handshake.js';
+import { MIN_SECRET_LENGTH } from '../transport/secret.js';
 import { parseAddress, validateTransportSecurity, type TransportSecurity } from '../transport/transport.js';
 import { validateBalancerConfig, type BalancerConfig } from '../balancer/balancer.js';
 import { BalancerConfigError } from '../balancer/errors.js';

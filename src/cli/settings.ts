@@ -6,7 +6,7 @@
 // startNode itself fills in, and only the defaults the runtime computes are described in words.
 // It loads no more than those defaults and the secret length: `--help` must not pull in the runtime.
 import { START_DEFAULTS, type StartOptions } from '../runtime/startoptions.js';
-import { MIN_SECRET_LENGTH } from '../transport/handshake.js';
+import { MIN_SECRET_LENGTH } from '../transport/secret.js';
 import { wrapWords } from './wrap.js';
 
 /** StartOptions' fields a config file sets (the logger is made by `flotilla start`; noSync is for
@@ -204,7 +204,7 @@ const TABLE = [
     key: 'raft',
     kind: 'raft',
     scope: 'node',
-    defaultDoc: 'the core defaults',
+    defaultDoc: "the core's, with the runtime's choices over them",
     doc: 'Raft core tunables, e.g. {"leaseReads": true} (docs/raft-core.md)',
   },
   {
