@@ -6,6 +6,7 @@
 // is checked by startNode through those layers' own validators.
 import type { Logger } from 'pino';
 import type { BalancerConfig } from '../balancer/balancer.js';
+import { isObject } from '../guards.js';
 import { RAFT_DEFAULTS } from '../raft/config.js';
 import type { NodeId } from '../raft/types.js';
 import type { TransportSecurity } from '../transport/transport.js';
@@ -162,10 +163,6 @@ function fail(field: string, why: string, problem: StartOptionsProblem = 'Invali
 
 const shown = (v: unknown) => (typeof v === 'function' ? 'a function' : (JSON.stringify(v) ?? String(v)));
 
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
 /** `o`'s own keys that are not in `known`, refused naming the first. */
 function onlyKnown(field: string, o: Record<string, unknown>, known: readonly string[]): void {
   for (const k of Object.keys(o)) if (!known.includes(k)) fail(`${field}.${k}`, 'unknown option', 'UnknownSetting');
@@ -205,7 +202,7 @@ function same(field: string, top: number | undefined, inRaft: unknown): number |
 export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
   // Embedders in JavaScript, or with options built at run time, reach here unchecked by types.
   const o: unknown = opts;
-  if (!isRecord(o)) return fail('options', 'must be an object of StartOptions');
+  if (!isObject(o)) return fail('options', 'must be an object of StartOptions');
   onlyKnown('options', o, Object.keys(FIELDS));
   /** Field `k` as given, after `check` (when given). */
   const checked = <K extends keyof StartOptions>(k: K, check: (field: string, v: unknown) => void) => {
@@ -214,7 +211,7 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
     return v;
   };
   const object = (what: string) => (f: string, v: unknown) => {
-    if (!isRecord(v)) fail(f, `must be an object ${what}`);
+    if (!isObject(v)) fail(f, `must be an object ${what}`);
   };
   const positive = (f: string, v: unknown) => integer(f, v, 1);
 
@@ -222,17 +219,17 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
   if (/[:|,]/.test(id)) fail('id', `must not contain ":", "|" or "," (got ${shown(id)})`);
   const peers =
     checked('peers', (f, v) => {
-      if (!isRecord(v)) fail(f, 'must be an object {id: "host:port"}');
+      if (!isObject(v)) fail(f, 'must be an object {id: "host:port"}');
       for (const [p, a] of Object.entries(v)) text(`${f}.${p}`, a);
     }) ?? START_DEFAULTS.peers;
   const nodes = [id, ...Object.keys(peers).filter((p) => p !== id)];
   const labels = checked('labels', (f, v) => {
-    if (!isRecord(v)) return fail(f, 'must be an object {zone, rack}');
+    if (!isObject(v)) return fail(f, 'must be an object {zone, rack}');
     onlyKnown(f, v, ['zone', 'rack']);
     for (const k of ['zone', 'rack'] as const) if (v[k] !== undefined) text(`${f}.${k}`, v[k], 64);
   });
   const raft = checked('raft', (f, v) => {
-    if (!isRecord(v)) return fail(f, 'must be an object of Raft core tunables');
+    if (!isObject(v)) return fail(f, 'must be an object of Raft core tunables');
     for (const [k, x] of Object.entries(v)) {
       const type = RAFT_TUNING_TYPES.get(k);
       if (type === undefined) fail(`${f}.${k}`, 'unknown option', 'UnknownSetting');
@@ -244,13 +241,13 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
   const electionRoundTicks =
     same('electionRoundTicks', checked('electionRoundTicks', positive), raft?.electionRoundTicks) ?? electionTicks;
   const limits = checked('limits', (f, v) => {
-    if (!isRecord(v)) return fail(f, 'must be an object {maxPendingProposals, maxPendingBytes}');
+    if (!isObject(v)) return fail(f, 'must be an object {maxPendingProposals, maxPendingBytes}');
     onlyKnown(f, v, ['maxPendingProposals', 'maxPendingBytes']);
     for (const k of ['maxPendingProposals', 'maxPendingBytes'] as const)
       if (v[k] !== undefined) integer(`${f}.${k}`, v[k], 1);
   });
   const stateMachine = checked('stateMachine', (f, v) => {
-    if (!isRecord(v)) return fail(f, 'must be an object {module, snapshotEvery}');
+    if (!isObject(v)) return fail(f, 'must be an object {module, snapshotEvery}');
     onlyKnown(f, v, ['module', 'snapshotEvery']);
     text(`${f}.module`, v.module);
     if (v.snapshotEvery !== undefined) integer(`${f}.snapshotEvery`, v.snapshotEvery, 1);
@@ -286,7 +283,7 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
     noSync: checked('noSync', flag) ?? START_DEFAULTS.noSync,
     transportSecurity: checked('transportSecurity', object('{tls, secret}')),
     logger: checked('logger', (f, v) => {
-      if (!isRecord(v) || typeof v.child !== 'function') fail(f, 'must be a pino logger');
+      if (!isObject(v) || typeof v.child !== 'function') fail(f, 'must be a pino logger');
     }),
   };
 }
