@@ -163,9 +163,10 @@ function fail(field: string, why: string, problem: StartOptionsProblem = 'Invali
 
 const shown = (v: unknown) => (typeof v === 'function' ? 'a function' : (JSON.stringify(v) ?? String(v)));
 
-/** `o`'s own keys that are not in `known`, refused naming the first. */
+/** `o`'s own keys that are not in `known`, refused naming the first (under `field`, '' at the top). */
 function onlyKnown(field: string, o: Record<string, unknown>, known: readonly string[]): void {
-  for (const k of Object.keys(o)) if (!known.includes(k)) fail(`${field}.${k}`, 'unknown option', 'UnknownSetting');
+  for (const k of Object.keys(o))
+    if (!known.includes(k)) fail(field ? `${field}.${k}` : k, 'unknown option', 'UnknownSetting');
 }
 
 function integer(field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -203,15 +204,12 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
   // Embedders in JavaScript, or with options built at run time, reach here unchecked by types.
   const o: unknown = opts;
   if (!isObject(o)) return fail('options', 'must be an object of StartOptions');
-  onlyKnown('options', o, Object.keys(FIELDS));
+  onlyKnown('', o, Object.keys(FIELDS));
   /** Field `k` as given, after `check` (when given). */
   const checked = <K extends keyof StartOptions>(k: K, check: (field: string, v: unknown) => void) => {
     const v: StartOptions[K] = opts[k];
     if (v !== undefined) check(k, v);
     return v;
-  };
-  const object = (what: string) => (f: string, v: unknown) => {
-    if (!isObject(v)) fail(f, `must be an object ${what}`);
   };
   const positive = (f: string, v: unknown) => integer(f, v, 1);
 
@@ -277,11 +275,17 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
     },
     raft: { ...raft, electionTicks, electionRoundTicks },
     stateMachine,
-    // Their fields are the balancer's and the transport's to check (startNode asks them).
-    balancer: checked('balancer', object('of balancer settings')),
+    // The balancer's fields, and the transport's values, are theirs to check (startNode asks them).
+    balancer: checked('balancer', (f, v) => {
+      if (!isObject(v)) fail(f, 'must be an object of balancer settings');
+    }),
     draining: checked('draining', flag) ?? START_DEFAULTS.draining,
     noSync: checked('noSync', flag) ?? START_DEFAULTS.noSync,
-    transportSecurity: checked('transportSecurity', object('{tls, secret}')),
+    transportSecurity: checked('transportSecurity', (f, v) => {
+      if (!isObject(v)) return fail(f, 'must be an object {tls, secret}');
+      onlyKnown(f, v, ['tls', 'secret']);
+      if (isObject(v.tls)) onlyKnown(`${f}.tls`, v.tls, ['ca', 'cert', 'key']);
+    }),
     logger: checked('logger', (f, v) => {
       if (!isObject(v) || typeof v.child !== 'function') fail(f, 'must be a pino logger');
     }),

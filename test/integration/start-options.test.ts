@@ -116,7 +116,7 @@ test('options an embedder gets wrong are refused naming the field, before anythi
       return true;
     });
   };
-  await refused({ tickMS: 50 }, 'options.tickMS', 'UnknownSetting');
+  await refused({ tickMS: 50 }, 'tickMS', 'UnknownSetting');
   await refused({ groups: '4' }, 'groups');
   await refused({ groups: 0 }, 'groups');
   await refused({ id: 'n:1' }, 'id');
@@ -137,6 +137,7 @@ test('options an embedder gets wrong are refused naming the field, before anythi
   await refused({ balancer: { tolerance: -1 } }, 'balancer.tolerance');
   await refused({ balancer: { intervalMS: 5 } }, 'balancer.intervalMS', 'UnknownSetting');
   await refused({ transportSecurity: { secret: 'short' } }, 'transportSecurity.secret');
+  await refused({ transportSecurity: { tls: { ca: 'x', crt: 'y' } } }, 'transportSecurity.tls.crt', 'UnknownSetting');
   assert.equal(existsSync(dir), false, 'nothing was written');
   // The same setting given twice in agreement is one setting.
   assert.equal(resolveStartOptions({ ...minimal, electionTicks: 20, raft: { electionTicks: 20 } }).electionTicks, 20);
