@@ -7,6 +7,9 @@ export {
   placement,
   clusterIdOf,
   groupOfKey,
+  defaultWorkers,
+  defaultReplication,
+  START_DEFAULTS,
   type StartOptions,
   type CallOptions,
   type ProposeOptions,
@@ -54,6 +57,8 @@ export {
   RuntimeError,
   TransferError,
   AbortError,
+  StartOptionsError,
+  type StartOptionsProblem,
   type RuntimeErrorCode,
   type TransferFailReason,
 } from './runtime/errors.js';

@@ -29,7 +29,7 @@
 //                           (etcd's gRPC path also needs the etcd3 dev dependency)
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { BENCH_USAGE, parseBenchArgs, type Scenario } from './args.js';
 import { machineInfo } from './machine.js';
 import { probeFsync } from './fsync.js';
 import { benchRaftCore } from './raft-core.js';
@@ -70,121 +70,28 @@ import {
   type Better,
 } from './results.js';
 
-const USAGE = `usage: flotilla bench [scenario...] [--quick] [--repeat N] [--out DIR] [--compare FILE]
-scenarios (default: all, in this order):
-  micro       Raft core and transport micro benchmarks (tinybench)
-  storage     LMDB log engine: durable entries/s and commit latency per worker
-  throughput  writes/s and p50/p99/p99.9 vs active groups (1..10,000) and payload (16 B..1 KiB),
-              embedded API; then the idle cost of the same cluster; etcd through its gRPC
-              client (etcd3) at 1/256/3,000 writers beside the 1-group rows, when installed
-  http        the HTTP key-value gateway at 1/16/256 clients, side by side with etcd when
-              installed; etcd move-leader and kill -9 under load (192 writers through its
-              gRPC client when etcd3 is installed, else 16 HTTP clients)
-  reads       ReadIndex and lease reads mixed 9:1 with writes
-  idle        100,000 quiesced groups: time to elect, CPU and RSS (full run only)
-  transfer    verified leader transfers and a drain under load
-  transfer-http  100 transfers as POST /transfer to the leader's admin address under 16 HTTP
-              writers (timed at the client), then the same through the CLI beside its start-up
-  drain       n1 leads all 1,000 groups and drains under load (full run only)
-  kill        kill -9 of the node leading the most groups under load
-  balancer    the balancer from full skew: time, moves vs the minimum, quiet period
-options:
-  --quick           small sizes, finishes in under 3 minutes on 2 cores
-  --repeat N        run each scenario N times; figures and table cells are medians of the runs
-                    with their range (default 1)
-  --out DIR         where results.json, report.md and the charts go (default bench-results)
-  --compare FILE    an earlier results.json: print ratios and flag regressions beyond the noise;
-                    the report names that run's commit and date (or says it recorded none)
-  --balancer JSON   balancer settings for the balancer scenario
-  --concurrency N   drain concurrency for the drain scenario (default 64)`;
-
-const ALL = [
-  'micro',
-  'storage',
-  'throughput',
-  'http',
-  'reads',
-  'idle',
-  'transfer',
-  'transfer-http',
-  'drain',
-  'kill',
-  'balancer',
-] as const;
-type Name = (typeof ALL)[number];
-/** Older scenario names, still accepted. */
-const ALIASES: Record<string, Name> = {
-  'raft-core': 'micro',
-  transport: 'micro',
-  cluster: 'throughput',
-  peers: 'http',
-  etcd: 'http',
-};
-
 const fail = (msg: string): never => {
-  process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
+  process.stderr.write(`flotilla bench: ${msg}\n\n${BENCH_USAGE}`);
   process.exit(2);
 };
-const BENCH_OPTIONS = {
-  quick: { type: 'boolean' },
-  out: { type: 'string' },
-  balancer: { type: 'string' },
-  concurrency: { type: 'string' },
-  repeat: { type: 'string' },
-  compare: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
 // An unknown option is a usage error (exit 2 with the usage), not a stack trace.
-const { values, positionals } = (() => {
-  try {
-    return parseArgs({ allowPositionals: true, strict: true, options: BENCH_OPTIONS });
-  } catch (e) {
-    return fail((e as Error).message);
-  }
-})();
-if (values.help) {
-  process.stdout.write(USAGE + '\n');
+const command = parseBenchArgs(process.argv.slice(2));
+if (command.kind === 'help') {
+  process.stdout.write(BENCH_USAGE);
   process.exit(0);
 }
-const chosen: Name[] = [];
-for (const p of positionals) {
-  const n = (ALL as readonly string[]).includes(p) ? (p as Name) : ALIASES[p];
-  if (!n) fail(`unknown scenario "${p}"`);
-  if (!chosen.includes(n)) chosen.push(n);
-}
-const quick = values.quick ?? false;
-// The default set: every scenario; --quick leaves out the two whose point is size or duration.
-const order = (chosen.length > 0 ? chosen : ALL.filter((s) => !(quick && (s === 'idle' || s === 'drain')))).sort(
-  (a, b) => ALL.indexOf(a) - ALL.indexOf(b),
-);
-let balancerConfig: Record<string, unknown> | undefined;
-try {
-  balancerConfig = values.balancer ? JSON.parse(values.balancer) : undefined;
-  if (
-    balancerConfig !== undefined &&
-    (typeof balancerConfig !== 'object' || balancerConfig === null || Array.isArray(balancerConfig))
-  )
-    throw new Error('not a JSON object');
-} catch (e) {
-  fail(
-    `--balancer must be a JSON object of balancer settings, e.g. '{"maxConcurrent":128,"intervalMs":500}' (${(e as Error).message})`,
-  );
-}
-const concurrency = Number(values.concurrency ?? 64);
-if (!Number.isInteger(concurrency) || concurrency < 1) fail('--concurrency must be a positive integer');
-const repeat = Number(values.repeat ?? 1);
-if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) fail('--repeat must be an integer from 1 to 20');
+const { order, quick, balancerConfig, concurrency, repeat, compare, out } =
+  command.kind === 'run' ? command.args : fail(command.message);
 let before: Results | undefined;
-if (values.compare) {
+if (compare) {
   try {
-    before = JSON.parse(readFileSync(values.compare, 'utf8')) as Results;
+    before = JSON.parse(readFileSync(compare, 'utf8')) as Results;
     if (before.schema !== 1 || !Array.isArray(before.figures))
       throw new Error('not a flotilla results.json (schema 1)');
   } catch (e) {
-    fail(`--compare ${values.compare}: ${(e as Error).message}`);
+    fail(`--compare ${compare}: ${(e as Error).message}`);
   }
 }
-const out = values.out ?? 'bench-results';
 
 const started = Date.now();
 const elapsed = () => `${Math.round((Date.now() - started) / 1000)} s`;
@@ -1794,7 +1701,7 @@ async function balancer(): Promise<Output> {
   };
 }
 
-const RUN: Record<Name, () => Promise<Output>> = {
+const RUN: Record<Scenario, () => Promise<Output>> = {
   micro,
   storage,
   throughput,
@@ -1807,7 +1714,7 @@ const RUN: Record<Name, () => Promise<Output>> = {
   kill,
   balancer,
 };
-const DESCRIBE: Record<Name, string> = {
+const DESCRIBE: Record<Scenario, string> = {
   micro: 'Raft core and transport (tinybench)',
   storage: 'LMDB log engine, fsync on',
   throughput: 'writes vs active groups and payload, 3 node processes, embedded API; etcd through its gRPC client',
@@ -1924,7 +1831,7 @@ const results: Results = {
   repeat,
   startedAt: new Date(started).toISOString(),
   durationSec: Math.round((Date.now() - started) / 1000),
-  ran: order,
+  ran: [...order],
   figures,
   tables,
   charts,
@@ -1935,7 +1842,7 @@ const results: Results = {
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 2));
 const comparison = before
-  ? compareResults(before, results, { beforeLabel: values.compare, afterLabel: join(out, 'results.json') })
+  ? compareResults(before, results, { beforeLabel: compare, afterLabel: join(out, 'results.json') })
   : undefined;
 const { svgs } = writeReport(out, results, comparison);
 process.stdout.write(`bench: targets\n`);

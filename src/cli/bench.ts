@@ -2,8 +2,11 @@
 // arguments given. The suite ships with the package, so an installed `flotilla bench` runs the
 // compiled runner beside this file; under tsx (a clone, `node --import tsx src/cli/main.ts`) it
 // runs the TypeScript one through tsx. See src/bench/run.ts for the environment variables.
+// --help and usage errors are answered here, from the runner's argument checks alone: the
+// runner imports every scenario, and with them the runtime.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { BENCH_USAGE, parseBenchArgs } from '../bench/args.js';
 
 /** The runner of the same build as this file and the node arguments that run it. */
 function benchRunner(): { file: string; execArgv: string[] } {
@@ -14,6 +17,15 @@ function benchRunner(): { file: string; execArgv: string[] } {
 }
 
 export async function runBench(args: string[]): Promise<number> {
+  const command = parseBenchArgs(args);
+  if (command.kind === 'help') {
+    process.stdout.write(BENCH_USAGE);
+    return 0;
+  }
+  if (command.kind === 'usage') {
+    process.stderr.write(`flotilla bench: ${command.message}\n\n${BENCH_USAGE}`);
+    return 2;
+  }
   const { file, execArgv } = benchRunner();
   const child = spawn(process.execPath, [...execArgv, file, ...args], { stdio: 'inherit' });
   // Ctrl-C reaches the child through the terminal; a SIGTERM to us is passed on.

@@ -4,12 +4,12 @@
 // warning; an unknown name or a bad value is a ConfigError naming the setting.
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { StartOptions } from '../runtime/node.js';
-import { MIN_SECRET_LENGTH } from '../transport/handshake.js';
+import { MIN_SECRET_LENGTH } from '../transport/secret.js';
 import { parseAddress, validateTransportSecurity, type TransportSecurity } from '../transport/transport.js';
 import { validateBalancerConfig, type BalancerConfig } from '../balancer/balancer.js';
 import { BalancerConfigError } from '../balancer/errors.js';
-import { RAFT_DEFAULTS } from '../raft/config.js';
+import { RAFT_TUNING_TYPES, resolveStartOptions, type StartOptions } from '../runtime/startoptions.js';
+import { StartOptionsError } from '../runtime/errors.js';
 import { FlotillaError } from '../errors.js';
 import { isObject } from './json.js';
 import { LOG_LEVELS, SETTINGS, type Setting } from './settings.js';
@@ -47,18 +47,12 @@ export interface ProcessSettings {
   readonly faultInjection: boolean;
 }
 
-/** What `flotilla start` runs: StartOptions (bar the logger it makes and the test-only noSync)
- *  and the process settings. */
-export type StartConfig = Omit<StartOptions, 'logger' | 'noSync'> & ProcessSettings;
+/** StartOptions a configuration sets: all bar the logger (`flotilla start` makes it) and the
+ *  test-only noSync. */
+export type NodeSettings = Omit<StartOptions, 'logger' | 'noSync'>;
 
-/** Raft core tunables a config file may set (RaftTuning's fields) and the type of each; ranges
- *  are the core's to check. */
-const RAFT_TYPES = new Map<string, string>([
-  ...Object.entries(RAFT_DEFAULTS)
-    .filter(([k]) => k !== 'applied')
-    .map(([k, v]): [string, string] => [k, typeof v]),
-  ['electionRoundTicks', 'number'],
-]);
+/** What `flotilla start` runs: the node's options and the process settings. */
+export type StartConfig = NodeSettings & ProcessSettings;
 
 /** A value and the name it was given under (reported in errors). */
 interface Given {
@@ -162,7 +156,7 @@ function check(s: Setting, g: Given): unknown {
     case 'raft':
       if (!isObject(v)) fail(field, 'must be an object of Raft core tunables');
       for (const [k, x] of Object.entries(v)) {
-        const type = RAFT_TYPES.get(k);
+        const type = RAFT_TUNING_TYPES.get(k);
         if (type === undefined) fail(`${field}.${k}`, 'unknown setting', 'UnknownSetting');
         if (typeof x !== type) fail(`${field}.${k}`, `must be a ${type} (got ${shown(x)})`);
       }
@@ -263,7 +257,22 @@ export function parseStartArgs(argv: string[], warn: (msg: string) => void = () 
     );
   const got = new Map<string, unknown>();
   for (const [s, g] of given) got.set(s.key, check(s, g));
-  return assemble(got);
+  const cfg = assemble(got);
+  // What startNode checks beyond each value (replication within the cluster's size, workers up
+  // to 256, a setting given twice): a configuration error here, not a node that fails to start.
+  try {
+    resolveStartOptions(splitConfig(cfg).node);
+  } catch (e) {
+    if (e instanceof StartOptionsError) fail(e.field, e.message.slice(e.field.length + 2), e.problem);
+    throw e;
+  }
+  return cfg;
+}
+
+/** The node's options and the settings of the process around it. */
+export function splitConfig(cfg: StartConfig): { node: NodeSettings; process: ProcessSettings } {
+  const { admin, adminToken, adminReadToken, logLevel, stopDrainMs, faultInjection, ...node } = cfg;
+  return { node, process: { admin, adminToken, adminReadToken, logLevel, stopDrainMs, faultInjection } };
 }
 
 function peersGiven(file: Given | undefined, flags: unknown): Given | undefined {
@@ -320,7 +329,7 @@ function assemble(got: Map<string, unknown>): StartConfig {
     dataDir: str('dataDir') ?? fail('dataDir', 'required'),
     listen: str('listen') ?? fail('listen', 'required'),
     peers,
-    groups: num('groups') ?? fail('groups', 'required'),
+    groups: num('groups'),
     replication: num('replication'),
     workers: num('workers'),
     labels: zone === undefined && rack === undefined ? undefined : { zone, rack },

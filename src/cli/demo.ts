@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { groupOfKey } from '../runtime/node.js';
+import { groupOfKey } from '../runtime/placement.js';
 import { NODE_FLAGS } from '../runtime/heap.js';
 import { isObject } from './json.js';
 import { freePorts } from '../bench/ports.js';

@@ -3,10 +3,7 @@
 // clear message (or a '-' in a table) instead of a TypeError.
 import type { NodeStatus } from '../runtime/node.js';
 
-/** A JSON object (not null, not an array). */
-export function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
+export { isObject } from '../guards.js';
 
 /** `x` when it is a list, else an empty one. */
 export function list(x: unknown): unknown[] {

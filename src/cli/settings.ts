@@ -1,10 +1,12 @@
 // The one table of `flotilla start` settings: each setting's name (a StartOptions field, dotted
 // when nested, or a setting of the process around the node), its kind, flag, default and doc.
 // The config file is validated against it (src/cli/config.ts), `flotilla start --help` and the
-// table in docs/operations.md are printed from it, so the three cannot drift apart. It loads
-// nothing but the secret length: `--help` must not pull in the runtime.
-import type { StartOptions } from '../runtime/node.js';
-import { MIN_SECRET_LENGTH } from '../transport/handshake.js';
+// table in docs/operations.md are printed from it, so the three cannot drift apart. A node
+// setting's default is not written here: it is read from the runtime's START_DEFAULTS, what
+// startNode itself fills in, and only the defaults the runtime computes are described in words.
+// It loads no more than those defaults and the secret length: `--help` must not pull in the runtime.
+import { START_DEFAULTS, type StartOptions } from '../runtime/startoptions.js';
+import { MIN_SECRET_LENGTH } from '../transport/secret.js';
 import { wrapWords } from './wrap.js';
 
 /** StartOptions' fields a config file sets (the logger is made by `flotilla start`; noSync is for
@@ -57,9 +59,11 @@ export interface Setting {
   /** The flag names a file whose content is the value (TLS material, the cluster secret). */
   readonly flagIsFile?: boolean;
   readonly required?: boolean;
-  /** Applied by `flotilla start` when nothing else gives a value. */
+  /** A process setting's default, applied by `flotilla start` when nothing else gives a value
+   *  (a node setting's default is startNode's: START_DEFAULTS). */
   readonly defaultValue?: string | number;
-  /** The default as documented, when the runtime computes it. */
+  /** The default in words, when it is not a value of START_DEFAULTS (the runtime computes it, or
+   *  it is an absence). */
   readonly defaultDoc?: string;
   /** An environment variable read when neither flag nor file gives the value. */
   readonly env?: string;
@@ -97,7 +101,6 @@ const TABLE = [
     scope: 'node',
     flag: 'peer',
     arg: 'ID=HOST:PORT',
-    defaultDoc: 'none',
     doc: 'every other node (repeat the flag for each; in the file {"n2": "host:port", ...})',
   },
   {
@@ -106,7 +109,6 @@ const TABLE = [
     scope: 'node',
     flag: 'groups',
     arg: 'N',
-    defaultValue: 100,
     doc: 'groups bootstrapped with the cluster (ids 1..N)',
   },
   {
@@ -151,7 +153,6 @@ const TABLE = [
     scope: 'node',
     flag: 'tick-ms',
     arg: 'MS',
-    defaultDoc: '100',
     doc: 'the tick, which is the heartbeat interval',
   },
   {
@@ -160,7 +161,6 @@ const TABLE = [
     scope: 'node',
     flag: 'election-ticks',
     arg: 'N',
-    defaultDoc: '10',
     doc: 'election timeout in ticks: how long followers wait for a leader before campaigning',
   },
   {
@@ -178,7 +178,6 @@ const TABLE = [
     scope: 'node',
     flag: 'timing-scale',
     arg: 'X',
-    defaultDoc: '1',
     doc: 'multiplies tickMs for slow disks or networks',
   },
   {
@@ -187,28 +186,25 @@ const TABLE = [
     scope: 'node',
     flag: 'request-timeout-ms',
     arg: 'MS',
-    defaultDoc: '10000',
     doc: 'default deadline of a client request, retries included',
   },
   {
     key: 'limits.maxPendingProposals',
     kind: 'positiveInt',
     scope: 'node',
-    defaultDoc: '20000',
     doc: 'admission: proposals pending on this node before new ones fail with Overloaded',
   },
   {
     key: 'limits.maxPendingBytes',
     kind: 'positiveInt',
     scope: 'node',
-    defaultDoc: '67108864',
     doc: 'admission: bytes pending on this node before new proposals fail with Overloaded',
   },
   {
     key: 'raft',
     kind: 'raft',
     scope: 'node',
-    defaultDoc: 'the core defaults',
+    defaultDoc: "the core's, with the runtime's choices over them",
     doc: 'Raft core tunables, e.g. {"leaseReads": true} (docs/raft-core.md)',
   },
   {
@@ -240,7 +236,6 @@ const TABLE = [
     kind: 'boolean',
     scope: 'node',
     flag: 'draining',
-    defaultDoc: 'false',
     doc: 'start in maintenance: no leadership comes here until undrain',
   },
   {
@@ -349,8 +344,20 @@ type Unlisted = Exclude<NodeField | ProcessField, Top<(typeof TABLE)[number]['ke
 const everyFieldListed: [Unlisted] extends [never] ? true : Unlisted = true;
 void everyFieldListed;
 
-function defaultText(s: Setting): string | undefined {
-  return s.defaultValue !== undefined ? String(s.defaultValue) : s.defaultDoc;
+/** START_DEFAULTS' value at a dotted key ('limits.maxPendingBytes'), if it has one. */
+export function startDefault(key: string): unknown {
+  let at: unknown = START_DEFAULTS;
+  for (const part of key.split('.')) at = typeof at === 'object' && at !== null ? Reflect.get(at, part) : undefined;
+  return at;
+}
+
+/** A setting's default as documented: the process's, startNode's, or described in words. */
+export function defaultText(s: Setting): string | undefined {
+  if (s.defaultValue !== undefined) return String(s.defaultValue);
+  const v = s.scope === 'node' ? startDefault(s.key) : undefined;
+  if (v === undefined) return s.defaultDoc;
+  // An empty object of peers is no peers.
+  return typeof v === 'object' && v !== null && Object.keys(v).length === 0 ? 'none' : String(v);
 }
 
 function flagText(s: Setting): string {

@@ -5,11 +5,11 @@
 // an election, then stops the node cleanly (pending requests settled, LMDB and sockets closed) and
 // exits 0; a second signal stops at once.
 import { pino } from 'pino';
-import { startNode, type FlotillaNode } from '../runtime/node.js';
+import { START_DEFAULTS, startNode, type FlotillaNode } from '../runtime/node.js';
 import { parseAddress } from '../transport/index.js';
 import { closeAdmin, startAdmin } from '../http/admin.js';
 import { START_HELP } from './start-help.js';
-import { parseStartArgs, type StartConfig } from './config.js';
+import { parseStartArgs, splitConfig, type StartConfig } from './config.js';
 
 export { ConfigError, parseStartArgs, type ConfigErrorCode, type StartConfig } from './config.js';
 
@@ -23,7 +23,8 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
     process.stderr.write(`flotilla start: ${(e as Error).message}\n\n${START_HELP}`);
     return 2;
   }
-  const { admin: adminAddr, adminToken, adminReadToken, logLevel, stopDrainMs, faultInjection, ...opts } = cfg;
+  const { node: opts, process: settings } = splitConfig(cfg);
+  const { admin: adminAddr, adminToken, adminReadToken, logLevel, stopDrainMs, faultInjection } = settings;
   const logger = pino({ level: logLevel });
   for (const w of warnings) logger.warn(w);
   let node: Awaited<ReturnType<typeof startNode>>;
@@ -51,7 +52,7 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
     }
   }
   logger.info(
-    { id: cfg.id, listen: cfg.listen, admin: adminAddr ?? null, groups: cfg.groups },
+    { id: cfg.id, listen: cfg.listen, admin: adminAddr ?? null, groups: cfg.groups ?? START_DEFAULTS.groups },
     'flotilla node running',
   );
   const signal = () =>

@@ -12,6 +12,7 @@ import type { FlotillaNode } from '../runtime/node.js';
 import { RUNTIME_ERROR_CODES, RuntimeError, TransferError, type RuntimeErrorCode } from '../runtime/errors.js';
 import { Exposition, allReasons } from '../runtime/metrics.js';
 import { processSampler } from '../runtime/processmetrics.js';
+import { isObject } from '../guards.js';
 
 export const MAX_BODY_BYTES = 1 << 20;
 export const MAX_KEY_BYTES = 1024;
@@ -175,10 +176,6 @@ function parseJson(text: string, usage: string): unknown {
   } catch {
     throw new HttpError(400, 'InvalidArgument', usage);
   }
-}
-
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
 function authorized(req: IncomingMessage, token: string): boolean {

@@ -70,6 +70,24 @@ export class RuntimeError extends FlotillaError<RuntimeErrorCode> {
   }
 }
 
+/** What is wrong with a StartOptions field: a name startNode does not know, a value of the
+ *  wrong type or out of range, or one setting given twice with different values. */
+export type StartOptionsProblem = 'UnknownSetting' | 'InvalidValue' | 'ConflictingOptions';
+
+/** startNode refused its options before starting anything. An InvalidArgument (as every
+ *  refusal of a caller's input) that names the field as in StartOptions, dotted when nested
+ *  ('limits.maxPendingBytes', 'balancer.health.factor'). */
+export class StartOptionsError extends RuntimeError {
+  declare readonly code: 'InvalidArgument';
+  constructor(
+    readonly field: string,
+    readonly problem: StartOptionsProblem,
+    why: string,
+  ) {
+    super('InvalidArgument', `${field}: ${why}`);
+  }
+}
+
 /** Why a leader transfer was refused or did not complete (the old leader stays leader unless
  *  the reason says otherwise). */
 export type TransferFailReason =

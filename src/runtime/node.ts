@@ -20,14 +20,8 @@ import { pino } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/kv.js';
 import { SessionClient, encodeCommand } from '../storage/session.js';
-import {
-  Transport,
-  parseAddress,
-  validateTransportSecurity,
-  type Envelope,
-  type TransportSecurity,
-} from '../transport/index.js';
-import { RuntimeError } from './errors.js';
+import { Transport, parseAddress, validateTransportSecurity, type Envelope } from '../transport/index.js';
+import { RuntimeError, StartOptionsError } from './errors.js';
 import { abortable, onAbort, throwIfAborted } from './abort.js';
 import type { NodeEventName, NodeEventSink, NodeEvents } from './events.js';
 import {
@@ -40,12 +34,11 @@ import {
   type ShardBrief,
   type Shards,
 } from './protocol.js';
-import type { RaftTuning } from './shard.js';
 import type { GroupView, NodeStatus, RuntimeStats, ShardEntry } from './status.js';
 import { encodeUserCommand, rejectionError } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
 import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
-import { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
+import { clusterIdOf, groupOfKey, placement } from './placement.js';
 import { Forwarder } from './forwarder.js';
 import { PeerProtocol, notice, type RequestKind, type Requests } from './peerprotocol.js';
 import {
@@ -73,62 +66,9 @@ import {
   type Plan,
 } from '../balancer/balancer.js';
 import { BalancerConfigError } from '../balancer/errors.js';
+import { resolveStartOptions, type ResolvedStartOptions, type StartOptions } from './startoptions.js';
 
-export interface StartOptions {
-  readonly id: NodeId;
-  readonly dataDir: string;
-  /** 'host:port' this node listens on for other nodes. */
-  readonly listen: string;
-  /** Every other node: id -> 'host:port'. */
-  readonly peers: Readonly<Record<NodeId, string>>;
-  /** Groups bootstrapped with the cluster (ids 1..groups). */
-  readonly groups: number;
-  /** Replicas per group. Default min(3, nodes). */
-  readonly replication?: number;
-  /** Worker threads of this node, one shard each; 0 runs one shard on the main thread (no worker
-   *  thread: cheapest per write when the node has few cores or shares them). Default:
-   *  `defaultWorkers()`, 0 on machines with at most 2 cores, else the number of cores. The shard
-   *  count (max(1, workers)) is fixed for a data dir; 0 and 1 are interchangeable. */
-  readonly workers?: number;
-  /** Locality labels of this node (used by the leader balancer). */
-  readonly labels?: Readonly<{ zone?: string; rack?: string }>;
-  /** Milliseconds per tick (= heartbeat interval). Default 100, as etcd. */
-  readonly tickMs?: number;
-  /** Election timeout in ticks. Default 10 (1 s at 100 ms, as etcd). */
-  readonly electionTicks?: number;
-  /** How long a candidate waits for a split vote to resolve before trying again, in ticks
-   *  (randomized in [R, 2R)). Default electionTicks. Shorter resolves split votes sooner without
-   *  making failure detection twitchier. */
-  readonly electionRoundTicks?: number;
-  /** Multiplies tickMs for slow disks or networks (Vault's performance multiplier). Default 1. */
-  readonly timingScale?: number;
-  /** Default deadline of a client request. Default 10 s. */
-  readonly requestTimeoutMs?: number;
-  /** Admission limits: beyond them a new proposal fails at once with a retryable `Overloaded`
-   *  instead of growing memory. Per node, counting proposals made here and proposals forwarded
-   *  here until answered: `maxPendingProposals` (default 20,000) and `maxPendingBytes` (default
-   *  64 MiB). Per group, the Raft core caps uncommitted bytes (`raft.maxUncommittedBytes`). */
-  readonly limits?: { readonly maxPendingProposals?: number; readonly maxPendingBytes?: number };
-  readonly raft?: RaftTuning;
-  /** User state machine: a module exporting createStateMachine(group), loaded in every worker.
-   *  Default: the built-in key-value store. */
-  readonly stateMachine?: { readonly module: string; readonly snapshotEvery?: number };
-  /** The leader balancer (src/balancer): automatic rounds run when `enabled` is true; plan() and
-   *  round() are always available. Default: enabled, with the defaults of src/balancer/balancer.ts. */
-  readonly balancer?: BalancerConfig;
-  /** Start in maintenance (as after drain()): peers never send leadership here and this node's
-   *  groups campaign only when no healthy peer does, until undrain(). Default false. */
-  readonly draining?: boolean;
-  /** Skip fsync (tests of protocol behaviour only; never in production). Default false. */
-  readonly noSync?: boolean;
-  /** Authentication between nodes (every node of the cluster needs the same kind):
-   *  `tls: { ca, cert, key }` (PEM) for mutual TLS with certificates from a cluster CA, each
-   *  naming its node id in CN or a subjectAltName; `secret` (at least 16 characters) for a
-   *  cluster secret proved by HMAC challenge-response in the handshake (never sent; does not
-   *  encrypt). Both may be combined. Default: neither (plain TCP). See docs/security.md. */
-  readonly transportSecurity?: TransportSecurity;
-  readonly logger?: Logger;
-}
+export { START_DEFAULTS, defaultReplication, type StartOptions } from './startoptions.js';
 
 /** What every promise-returning call of the API accepts. */
 export interface CallOptions {
@@ -307,7 +247,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
 
   private constructor(
     readonly id: NodeId,
-    private readonly opts: StartOptions,
+    private readonly opts: ResolvedStartOptions,
     bootstrap: Map<number, NodeId[]>,
     private readonly log: Logger,
     clusterId: string,
@@ -317,10 +257,10 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     super();
     this.clusterId = clusterId;
     this.workerCount = workers;
-    this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
+    this.timeoutMs = opts.requestTimeoutMs;
     this.attemptMs = Math.max(1000, 3 * electionMs);
     this.electionMs = electionMs;
-    this.electionTicks = Math.max(1, Math.round(electionMs / ((opts.tickMs ?? 100) * (opts.timingScale ?? 1))));
+    this.electionTicks = opts.electionTicks;
     // Fresh per process: sequence numbers restart at 1 under a new id.
     this.session = new SessionClient(`${opts.id}/${randomBytes(6).toString('hex')}`);
     // What the concerns share of the node; the transport, shards and balancer exist by the time
@@ -370,7 +310,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         status: () => this.status(),
         events: this.events,
       },
-      opts.draining === true,
+      opts.draining,
     );
     this.protocol = new PeerProtocol({
       id: this.id,
@@ -398,31 +338,34 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     this.histograms = this.leadership.histograms;
   }
 
-  static async start(opts: StartOptions): Promise<FlotillaNode> {
+  static async start(given: StartOptions): Promise<FlotillaNode> {
+    const opts = resolveStartOptions(given);
+    const { nodes, replication } = opts;
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ node: opts.id });
-    const nodes = [opts.id, ...Object.keys(opts.peers).filter((p) => p !== opts.id)];
-    const replication = opts.replication ?? Math.min(3, nodes.length);
-    if (!Number.isInteger(opts.groups) || opts.groups < 1)
-      throw new RuntimeError('InvalidArgument', 'groups: must be a positive integer');
-    if (replication < 1 || replication > nodes.length)
-      throw new RuntimeError('InvalidArgument', `replication: must be 1..${nodes.length}`);
+    // What the layers below check themselves, refused naming the field as StartOptions does.
+    address('listen', opts.listen);
+    for (const [p, a] of Object.entries(opts.peers)) address(`peers.${p}`, a);
     if (opts.balancer) {
       try {
         validateBalancerConfig(opts.balancer);
       } catch (e) {
-        throw e instanceof BalancerConfigError ? RuntimeError.fromBalancer(e) : e;
+        if (!(e instanceof BalancerConfigError)) throw e;
+        const problem = e.code === 'UnknownSetting' ? 'UnknownSetting' : 'InvalidValue';
+        throw new StartOptionsError(e.field, problem, e.message.slice(e.field.length + 2));
       }
     }
-    const threads = opts.workers ?? defaultWorkers();
-    if (!Number.isInteger(threads) || threads < 0 || threads > 256)
-      throw new RuntimeError('InvalidArgument', 'workers: must be an integer in 0..256');
-    const workers = Math.max(1, threads);
-    parseAddress(opts.listen);
     try {
       validateTransportSecurity(opts.transportSecurity);
     } catch (e) {
-      throw new RuntimeError('InvalidArgument', `transportSecurity.${(e as Error).message}`);
+      // The transport's message starts with its name of the field: 'tls.ca: ...', 'secret: ...'.
+      const msg = (e as Error).message;
+      const at = msg.indexOf(': ');
+      throw at > 0
+        ? new StartOptionsError(`transportSecurity.${msg.slice(0, at)}`, 'InvalidValue', msg.slice(at + 2))
+        : new StartOptionsError('transportSecurity', 'InvalidValue', msg);
     }
+    const threads = opts.workers;
+    const workers = Math.max(1, threads);
     const clusterId = clusterIdOf(nodes, opts.groups, replication);
     mkdirSync(opts.dataDir, { recursive: true });
     const idFile = join(opts.dataDir, 'cluster.json');
@@ -446,9 +389,8 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     }
     writeFileSync(idFile, JSON.stringify({ clusterId, node: opts.id, workers }));
 
-    const scale = opts.timingScale ?? 1;
-    const tickMs = (opts.tickMs ?? 100) * scale;
-    const electionTicks = opts.electionTicks ?? opts.raft?.electionTicks ?? 10;
+    const tickMs = opts.tickMs * opts.timingScale;
+    const electionTicks = opts.electionTicks;
     const node = new FlotillaNode(
       opts.id,
       opts,
@@ -472,11 +414,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         groups: perWorker[i],
         peerWorkers: Object.fromEntries(node.peerWorkers),
         tickMs,
-        raft: {
-          electionTicks,
-          ...(opts.electionRoundTicks !== undefined ? { electionRoundTicks: opts.electionRoundTicks } : {}),
-          ...opts.raft,
-        },
+        raft: opts.raft,
         requestTimeoutMs: node.timeoutMs,
         seed: 0,
         logLevel: log.level,
@@ -688,8 +626,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
   /** Take one proposal of `bytes` (made on `origin`) into the node's pending budget, or refuse
    *  it (Overloaded). */
   private admit(bytes: number, origin: NodeId): () => void {
-    const maxN = this.opts.limits?.maxPendingProposals ?? 20_000;
-    const maxB = this.opts.limits?.maxPendingBytes ?? 64 << 20;
+    const { maxPendingProposals: maxN, maxPendingBytes: maxB } = this.opts.limits;
     if (this.pendingProposals >= maxN || this.pendingBytes + bytes > maxB) {
       this.stats.overloaded++;
       if (this.events.wants('overload'))
@@ -913,7 +850,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     return {
       id: this.id,
       clusterId: this.clusterId,
-      labels: this.opts.labels ?? {},
+      labels: this.opts.labels,
       uptimeMs: Date.now() - this.startedAt,
       workers: this.workerCount,
       workerRestarts: this.workers.stats.restarts,
@@ -1099,6 +1036,15 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         this.stats.dropsNoWorker++; // single raft envelopes: not produced by this version
       }
     }
+  }
+}
+
+/** `addr` as the transport parses it, or a StartOptionsError naming `field`. */
+function address(field: string, addr: string): void {
+  try {
+    parseAddress(addr);
+  } catch {
+    throw new StartOptionsError(field, 'InvalidValue', `must be "host:port" (got ${JSON.stringify(addr)})`);
   }
 }
 

@@ -22,8 +22,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { NodeId } from '../raft/types.js';
 import { SCHEMA_FINGERPRINT } from './codec.js';
 
-/** The shortest cluster secret accepted (characters). */
-export const MIN_SECRET_LENGTH = 16;
+export { MIN_SECRET_LENGTH } from './secret.js';
 
 /** 2: the cluster-secret exchange (auth slot in hello, auth and ok frames, new refusal reasons). */
 export const PROTOCOL_VERSION = 2;

@@ -1,32 +1,61 @@
-// The `flotilla` command line as an operator meets it, run as real processes: every command's
-// --help (exit 0, its own usage), an option it does not take (exit 2, its usage on stderr, no
-// stack trace), --json answers that parse against a real single-node cluster, and connection
-// errors that name their cause.
+// The `flotilla` command line as an operator meets it, run as real processes, for every command
+// `flotilla --help` lists: its --help (exit 0, its own usage, without loading the runtime), an
+// option it does not take or a bad value (exit 2, its usage on stderr, no stack trace), --json
+// answers that parse against a real single-node cluster, and connection errors that name their
+// cause.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { processCluster } from '../helpers/procs.js';
 import { freePorts, until } from '../helpers/net.js';
 
 const MAIN = 'src/cli/main.ts';
+
+/** A module hook that appends every module a process loads to the file FLOTILLA_TRACE names
+ *  (hooks run on a thread of their own, so the list goes through a file). */
+const TRACER = mkdtempSync(join(tmpdir(), 'flotilla-cli-trace-'));
+writeFileSync(
+  join(TRACER, 'hooks.mjs'),
+  `import { appendFileSync } from 'node:fs';
+export async function load(url, context, next) {
+  if (process.env.FLOTILLA_TRACE && !url.startsWith('node:')) appendFileSync(process.env.FLOTILLA_TRACE, url + '\\n');
+  return next(url, context);
+}
+`,
+);
+writeFileSync(
+  join(TRACER, 'register.mjs'),
+  `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(join(TRACER, 'hooks.mjs')).href)});\n`,
+);
+process.on('exit', () => rmSync(TRACER, { recursive: true, force: true }));
+/** What help must not load: the node (and with it the shards, LMDB, the transport, the logger). */
+const HEAVY = /\/src\/runtime\/node\.ts$|\/src\/bench\/run\.ts$|\/node_modules\/(lmdb|piscina|pino|msgpackr)\//;
 
 interface Run {
   readonly args: readonly string[];
   readonly status: number | null;
   readonly stdout: string;
   readonly stderr: string;
+  /** The modules the process loaded. */
+  readonly modules: readonly string[];
 }
+
+let traces = 0;
 
 /** `flotilla ARGS` with no admin address or token in the environment. */
 function cli(...args: string[]): Promise<Run> {
   const env = { ...process.env };
   delete env.FLOTILLA_ADMIN;
   delete env.FLOTILLA_ADMIN_TOKEN;
+  const trace = join(TRACER, `${traces++}.txt`);
+  env.FLOTILLA_TRACE = trace;
+  const register = join(TRACER, 'register.mjs');
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--import', register, MAIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env,
       timeout: 60_000,
@@ -39,7 +68,15 @@ function cli(...args: string[]): Promise<Run> {
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
     });
-    child.once('close', (status) => resolve({ args, status, stdout, stderr }));
+    child.once('close', (status) => {
+      let modules: string[] = [];
+      try {
+        modules = readFileSync(trace, 'utf8').split('\n').filter(Boolean);
+      } catch {
+        // nothing loaded through the hook
+      }
+      resolve({ args, status, stdout, stderr, modules });
+    });
   });
 }
 
@@ -62,37 +99,74 @@ const OPERATOR = ['status', 'transfer', 'drain', 'undrain', 'balance', 'member']
 const USAGE: Record<string, string> = {
   start: 'Usage: flotilla start ',
   demo: 'Usage: flotilla demo ',
-  bench: 'usage: flotilla bench ',
+  bench: 'Usage: flotilla bench ',
   version: 'Usage: flotilla version',
   help: 'Usage: flotilla <command>',
   ...Object.fromEntries(OPERATOR.map((c) => [c, `Usage: flotilla ${c} --admin HOST:PORT`])),
 };
 const where = (r: Run) => `flotilla ${r.args.join(' ')} -> ${r.status}\n${r.stdout}\n${r.stderr}`;
 
-test('every command prints its own usage for --help and refuses an option it does not take', async () => {
+test('every command `flotilla --help` lists: --help prints its usage without loading the runtime; an option it does not take is refused', async () => {
   const cmds = Object.keys(USAGE);
-  const helps = await all([...cmds.map((c) => [c, '--help']), ...OPERATOR.map((c) => [c, '-h'])]);
-  for (const r of helps) {
-    assert.equal(r.status, 0, where(r));
-    assert.ok(r.stdout.includes(USAGE[r.args[0]]), where(r));
-    assert.equal(r.stderr, '', where(r));
-  }
-  // Each operator command lists only its own options: transfer's --to is not undrain's.
-  const help = (c: string) => helps.find((r) => r.args[0] === c)?.stdout ?? '';
-  assert.match(help('transfer'), /--to NODE/);
-  assert.doesNotMatch(help('undrain'), /--to |--group /);
-  assert.match(help('status'), /--json/);
-  // `version` prints the package's version, run from the source tree as from a build.
-  const [ver] = await all([['version']]);
-  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
-  assert.equal(ver.status, 0, where(ver));
-  assert.equal(ver.stdout, `${pkg.version}\n`, where(ver));
-
-  const bogus = await all([
+  const runs = await all([
+    ['--help'],
+    ...cmds.map((c) => [c, '--help']),
+    // -h goes the same way as --help: once through start's early answer, once through parseArgs.
+    ['start', '-h'],
+    ['transfer', '-h'],
+    ['help', 'transfer'],
+    ['version'],
+    ['version', '--json'],
     ...cmds.map((c) => [c, '--bogus']),
     ['undrain', '--admin', '127.0.0.1:1', '--group', '3'],
     ['balance', '--admin', '127.0.0.1:1', '--to', 'n2'],
   ]);
+  const run = (...args: string[]) => runs.find((r) => r.args.join(' ') === args.join(' '))!;
+  // The commands tested here are the commands the help lists: one added there must be added here.
+  const top = run('--help');
+  const listed = /\nCommands:\n([\s\S]*?)\n\n/
+    .exec(top.stdout)?.[1]
+    .split('\n')
+    .map((l) => l.trim().split(' ')[0]);
+  assert.deepEqual(listed?.sort(), [...cmds].sort(), where(top));
+
+  const helps = runs.filter((r) => r.args.length === 2 && (r.args[1] === '--help' || r.args[1] === '-h'));
+  assert.equal(helps.length, cmds.length + 2);
+  for (const r of [top, ...helps]) {
+    assert.equal(r.status, 0, where(r));
+    assert.ok(r.stdout.includes(USAGE[r.args[0]] ?? USAGE.help), where(r));
+    assert.equal(r.stderr, '', where(r));
+    // The hook saw the process (so an empty list of heavy modules means something).
+    assert.ok(
+      r.modules.some((m) => m.endsWith('/src/cli/main.ts')),
+      `traced: ${where(r)}`,
+    );
+    assert.deepEqual(
+      r.modules.filter((m) => HEAVY.test(m)),
+      [],
+      `help loads no runtime: ${where(r)}`,
+    );
+  }
+  // Each operator command lists only its own options: transfer's --to is not undrain's.
+  const help = (c: string) => run(c, '--help').stdout;
+  assert.match(help('transfer'), /--to NODE/);
+  assert.doesNotMatch(help('undrain'), /--to |--group /);
+  assert.match(help('status'), /--json/);
+  assert.equal(run('help', 'transfer').stdout, help('transfer'), 'help COMMAND is COMMAND --help');
+  // `version` prints the package's version, run from the source tree as from a build.
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+  const ver = run('version');
+  assert.equal(ver.status, 0, where(ver));
+  assert.equal(ver.stdout, `${pkg.version}\n`, where(ver));
+  const verJson = run('version', '--json');
+  assert.equal(verJson.status, 0, where(verJson));
+  const v = JSON.parse(verJson.stdout) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(v).sort(), ['commit', 'nodejs', 'version']);
+  assert.equal(v.version, pkg.version);
+  assert.equal(v.nodejs, process.version);
+
+  const bogus = runs.filter((r) => r.args.some((a) => a === '--bogus' || a === '--group' || a === '--to'));
+  assert.equal(bogus.length, cmds.length + 2);
   for (const r of bogus) {
     assert.equal(r.status, 2, where(r));
     assert.ok(r.stderr.includes(USAGE[r.args[0]]), `usage on stderr: ${where(r)}`);
@@ -102,11 +176,12 @@ test('every command prints its own usage for --help and refuses an option it doe
   }
 });
 
-test('bad values are usage errors (exit 2), never stack traces', async () => {
+test('bad or missing values are usage errors (exit 2, the usage on stderr), never stack traces', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-cli-'));
   try {
+    const start = ['start', '--id', 'n1', '--data', dir, '--listen', '127.0.0.1:1'];
     const runs = await all([
-      ['start', '--id', 'n1', '--data', dir, '--listen', '127.0.0.1:1', '--log-level', 'verbose'],
+      [...start, '--log-level', 'verbose'],
       ['transfer', '--admin', '127.0.0.1:1', '--group', 'seven', '--to', 'n2'],
       ['drain', '--admin', '127.0.0.1:1', '--concurrency', '0'],
       ['member', '--admin', '127.0.0.1:1', '--group', '1', '--promote', 'n2', '--remove', 'n3'],
@@ -114,11 +189,31 @@ test('bad values are usage errors (exit 2), never stack traces', async () => {
       ['status', '--admin', 'https://127.0.0.1:8001'],
       ['status', '--admin', '127.0.0.1'],
       ['nonsense'],
+      [...start, '--replication', '2'],
+      ['transfer', '--admin', '127.0.0.1:1', '--to', 'n2'],
+      ['bench', 'nosuch'],
+      ['demo', '--groups', '5'],
     ]);
-    const [logLevel, group, concurrency, member, noAdmin, https, noPort, unknown] = runs;
+    const [
+      logLevel,
+      group,
+      concurrency,
+      member,
+      noAdmin,
+      https,
+      noPort,
+      unknown,
+      replication,
+      noGroup,
+      scenario,
+      demo,
+    ] = runs;
     for (const r of runs) {
       assert.equal(r.status, 2, where(r));
+      const cmd = r === unknown ? 'help' : r.args[0];
+      assert.ok(r.stderr.includes(USAGE[cmd]), `usage on stderr: ${where(r)}`);
       assert.doesNotMatch(r.stderr, /\n\s+at /, where(r));
+      assert.equal(r.stdout, '', where(r));
     }
     assert.match(logLevel.stderr, /config: logLevel: must be one of .*\(got "verbose"\)/);
     assert.match(group.stderr, /--group must be a positive integer \(got "seven"\)/);
@@ -128,6 +223,22 @@ test('bad values are usage errors (exit 2), never stack traces', async () => {
     assert.match(https.stderr, /plain HTTP; give HOST:PORT \(drop "https:\/\/"\)/);
     assert.match(noPort.stderr, /--admin must be HOST:PORT/);
     assert.match(unknown.stderr, /unknown command "nonsense"/);
+    // What startNode would refuse is a configuration error before the node starts.
+    assert.match(replication.stderr, /config: replication: must be an integer in 1\.\.1 \(got 2\)/);
+    assert.match(noGroup.stderr, /--group is required/);
+    assert.match(scenario.stderr, /unknown scenario "nosuch"/);
+    assert.match(demo.stderr, /--groups must be an integer/);
+    // The bench's usage errors are answered without starting the suite; start's come from the
+    // runtime's own checks (which shows the trace would see the runtime where it is loaded).
+    assert.deepEqual(
+      scenario.modules.filter((m) => HEAVY.test(m)),
+      [],
+      where(scenario),
+    );
+    assert.ok(
+      replication.modules.some((m) => HEAVY.test(m)),
+      'the trace sees the runtime when it is loaded',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -201,6 +312,13 @@ test('--json on every operator command, and connection errors that name their ca
   const round = await cli('balance', '--admin', admin, '--json');
   assert.equal(round.status, 0, where(round));
   assert.ok(Array.isArray(json(round).moves));
+
+  // Every operator command was asked for --json above, and answered one JSON document.
+  for (const c of OPERATOR) {
+    const asked = [...runs, drain, undrain, round].filter((r) => r.args[0] === c && r.args.includes('--json'));
+    assert.ok(asked.length > 0, `${c} --json is tested`);
+    for (const r of asked) assert.equal(typeof json(r), 'object', where(r));
+  }
 
   // Connection errors: the cause in words, exit 1; as JSON with --json.
   assert.equal(refusedConn.status, 1, where(refusedConn));
