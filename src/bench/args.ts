@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 
 export const BENCH_USAGE = `Usage: flotilla bench [scenario...] [--quick] [--repeat N] [--out DIR] [--compare FILE]
+                      [--rate R[,R...]]
 scenarios (default: all, in this order):
   micro       Raft core and transport micro benchmarks (tinybench)
   storage     LMDB log engine: durable entries/s and commit latency per worker
@@ -30,6 +31,8 @@ options:
   --compare FILE    an earlier results.json: print ratios and flag regressions beyond the noise;
                     the report names that run's commit and date (or says it recorded none)
   --balancer JSON   balancer settings for the balancer scenario
+  --rate R[,R...]   offered writes/s for the throughput scenario's open-loop latency sweep
+                    (1,000 groups; default 5,000..80,000, or 5,000,15,000 with --quick)
   --concurrency N   drain concurrency for the drain scenario (default 64)
 `;
 
@@ -64,6 +67,8 @@ export interface BenchArgs {
   readonly balancerConfig: Record<string, unknown> | undefined;
   readonly concurrency: number;
   readonly repeat: number;
+  /** Offered rates (writes/s) for the throughput scenario's open-loop sweep; undefined = its own. */
+  readonly rates: readonly number[] | undefined;
   /** An earlier results.json to compare with (read and checked by the runner). */
   readonly compare: string | undefined;
   readonly out: string;
@@ -81,6 +86,7 @@ const OPTIONS = {
   balancer: { type: 'string' },
   concurrency: { type: 'string' },
   repeat: { type: 'string' },
+  rate: { type: 'string' },
   compare: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -122,6 +128,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
   if (!Number.isInteger(concurrency) || concurrency < 1) return usage('--concurrency must be a positive integer');
   const repeat = Number(values.repeat ?? 1);
   if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) return usage('--repeat must be an integer from 1 to 20');
+  let rates: number[] | undefined;
+  if (values.rate !== undefined) {
+    rates = values.rate.split(',').map(Number);
+    if (rates.some((r) => !Number.isInteger(r) || r < 1 || r > 10_000_000))
+      return usage('--rate must be writes/s as positive integers, comma-separated (e.g. 5000,20000)');
+    rates.sort((a, b) => a - b);
+  }
   return {
     kind: 'run',
     args: {
@@ -130,6 +143,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchCommand {
       balancerConfig,
       concurrency,
       repeat,
+      rates,
       compare: values.compare,
       out: values.out ?? 'bench-results',
     },

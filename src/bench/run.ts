@@ -80,7 +80,7 @@ if (command.kind === 'help') {
   process.stdout.write(BENCH_USAGE);
   process.exit(0);
 }
-const { order, quick, balancerConfig, concurrency, repeat, compare, out } =
+const { order, quick, balancerConfig, concurrency, repeat, rates, compare, out } =
   command.kind === 'run' ? command.args : fail(command.message);
 let before: Results | undefined;
 if (compare) {
@@ -470,7 +470,11 @@ async function throughput(): Promise<Output> {
   const open = await runOpenLoop({
     groups: 1000,
     seconds: quick ? 3 : 5,
-    rates: quick ? [5_000, 15_000] : [5_000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000],
+    rates: rates
+      ? [...rates]
+      : quick
+        ? [5_000, 15_000]
+        : [5_000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000],
     onRow: (x) =>
       say(
         `open loop, 1,000 groups, ${fmt(x.offeredPerSec).padStart(6)} writes/s offered: ${fmt(x.writesPerSec)} done, p50 ${x.p50Ms} ms  p99 ${x.p99Ms} ms  p99.9 ${x.p999Ms} ms  errors ${x.errors}  shed ${x.shed}  worst loop stall p99 ${x.loopDelayP99Ms} ms, max ${x.loopDelayMaxMs} ms`,
