@@ -17,6 +17,7 @@ import type { Database } from 'lmdb';
 import type { Logger } from 'pino';
 import type { Entry, Snapshot, SnapshotMeta } from '../raft/types.js';
 import type { LogStore } from '../storage/logstore.js';
+import type { SnapshotReader } from '../storage/snapstream.js';
 import { checkEntry, recordResult, type SessionRecord, type SessionStore } from '../storage/session.js';
 import { RuntimeError } from './errors.js';
 
@@ -30,6 +31,12 @@ export interface ShardStateMachine {
   query(group: number, query: unknown): unknown;
   snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot;
   restore(group: number, snapshot: Snapshot): void;
+  /** The group's state at its applied index (`index`), to be read lazily by a snapshot stream:
+   *  later applies must not change what `reader` returns. */
+  openSnapshot(group: number): { index: number; reader: SnapshotReader };
+  /** restore() from the bytes of an openSnapshot() reader, piece by piece. Throws (and leaves the
+   *  group untouched) for bytes it cannot take. */
+  restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void;
   /** Called right before a log commit: when the state should be written now (or `force`),
    *  capture it and return the writes to run inside that commit's transaction; else null. What
    *  the writes store must not change afterwards, whenever the transaction runs. */
@@ -207,6 +214,16 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
     return { meta: metaAt(h.applied), data: this.blob(h) };
   }
 
+  /** The blob is made now (the user's snapshot() is one value); the stream reads it in pieces. */
+  openSnapshot(group: number): { index: number; reader: SnapshotReader } {
+    const h = this.hosted(group);
+    return { index: h.applied, reader: bytesReader(this.blob(h)) };
+  }
+
+  restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void {
+    this.restore(group, { meta, data: Buffer.concat([...pieces]) });
+  }
+
   restore(group: number, snapshot: Snapshot): void {
     const h = this.hosted(group);
     const [index, sessions, state] = unpackr.unpack(snapshot.data) as [
@@ -284,6 +301,20 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
       this.log?.warn({ err: e, group }, 'state machine close() failed');
     }
   }
+}
+
+/** A SnapshotReader over bytes already in memory. */
+export function bytesReader(b: Uint8Array): SnapshotReader {
+  let at = 0;
+  return {
+    read: (max) => {
+      if (at >= b.byteLength) return null;
+      const out = b.subarray(at, Math.min(b.byteLength, at + max));
+      at += out.byteLength;
+      return out;
+    },
+    close: () => {},
+  };
 }
 
 /** Encode a user command for proposing (what UserStateMachine.apply receives, decoded). */

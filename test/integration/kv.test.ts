@@ -396,6 +396,59 @@ describe('KV snapshots', () => {
     });
   });
 
+  test('a snapshot read lazily stays at its index while the group moves on; its bytes depend on the state alone', async () => {
+    await withNodes(2, async (a, c) => {
+      // More keys than one LMDB page of the reader (512), flushed; then a memtable over them.
+      const cmds: KvCommand[] = [];
+      for (let i = 0; i < 1300; i++) cmds.push(put(`k${String(i).padStart(5, '0')}`, `v${i}`));
+      await a.applyCommit(1, entries(1, cmds));
+      await a.applyCommit(2, entries(1, [put('other', 'group')]));
+      let at = cmds.length;
+      a.kv.apply(
+        1,
+        entries(at + 1, [del('k00007'), put('k00008', 'updated'), put('k00010a', 'between'), put('zz', 'last')]),
+      );
+      at += 4;
+      const expected = new Map<string, string | null>();
+      for (let i = 0; i < 1300; i++)
+        expected.set(`k${String(i).padStart(5, '0')}`, a.get(1, `k${String(i).padStart(5, '0')}`));
+      for (const k of ['k00010a', 'zz']) expected.set(k, a.get(1, k));
+
+      const { index, reader } = a.kv.openSnapshot(1);
+      assert.equal(index, at);
+      const pieces: Uint8Array[] = [];
+      const first = reader.read(999);
+      assert.ok(first !== null && first.byteLength === 999, 'reads fill up to max');
+      pieces.push(first);
+      // The group moves on (applied, flushed, more applied) while the reader is half way.
+      a.kv.apply(1, entries(at + 1, [put('k00001', 'after'), del('k01000'), put('new', 'after')]));
+      await flushKv(a.store, a.kv);
+      a.kv.apply(1, entries(at + 4, [put('k01200', 'after too')]));
+      for (let p = reader.read(4096); p !== null; p = reader.read(4096)) pieces.push(p);
+      reader.close();
+      const bytes = Buffer.concat(pieces);
+
+      // Restored from 7-byte pieces into another store, flushed there: the same state, and an
+      // image of it that is byte for byte the one it came from.
+      const tiny: Uint8Array[] = [];
+      for (let i = 0; i < bytes.byteLength; i += 7) tiny.push(bytes.subarray(i, i + 7));
+      c.kv.restoreStream(1, metaAt(at), tiny);
+      for (const [k, v] of expected) assert.equal(c.get(1, k), v, k);
+      assert.equal(c.get(1, 'new'), null);
+      assert.equal(c.get(1, 'k00007'), null);
+      await flushKv(c.store, c.kv);
+      const again = c.kv.snapshot(1, metaAt);
+      assert.deepEqual(Buffer.from(again.data), bytes, 'two images at one index are the same bytes');
+
+      // A truncated or altered image is refused and the group is left as it was.
+      assert.throws(() => c.kv.restoreStream(1, metaAt(at), [bytes.subarray(0, bytes.byteLength - 9)]), CorruptRecord);
+      const bad = Buffer.from(bytes);
+      bad[5000] ^= 4;
+      assert.throws(() => c.kv.restoreStream(1, metaAt(at), [bad]), CorruptRecord);
+      assert.equal(c.get(1, 'k00008'), 'updated');
+    });
+  });
+
   test('restore rejects a snapshot whose data index differs from its meta index', async () => {
     await withNodes(1, async (n) => {
       await n.applyCommit(1, entries(1, [put('a', '1')]));
