@@ -40,6 +40,7 @@ import { runOpenLoop, runReadMix, runThroughput } from './throughput.js';
 import { runPeers } from './http.js';
 import { runHttpTransfers } from './transfer-http.js';
 import { writeReport } from './report.js';
+import { runSnapshotStream } from './snapshot.js';
 import { compareResults, formatComparison } from './compare.js';
 import { pct } from './stats.js';
 import { collectProvenance } from './provenance.js';
@@ -75,6 +76,8 @@ scenarios (default: all, in this order):
   drain       n1 leads all 1,000 groups and drains under load (full run only)
   kill        kill -9 of the node leading the most groups under load
   balancer    the balancer from full skew: time, moves vs the minimum, quiet period
+  snapshot    a 256 MiB group (32 MiB --quick) catches up a replica by a streamed snapshot:
+              MiB/s, and follower reads of the other groups over the streaming link
 options:
   --quick           small sizes, finishes in under 3 minutes on 2 cores
   --repeat N        run each scenario N times; figures and table cells are medians of the runs
@@ -97,6 +100,7 @@ const ALL = [
   'drain',
   'kill',
   'balancer',
+  'snapshot',
 ] as const;
 type Name = (typeof ALL)[number];
 /** Older scenario names, still accepted. */
@@ -1576,6 +1580,43 @@ async function balancer(): Promise<Output> {
   };
 }
 
+async function snapshot(): Promise<Output> {
+  const mib = quick ? 32 : 256;
+  const x = await runSnapshotStream({ mib, chunkBytes: 1 << 20, groups: 32, valueBytes: 64 * 1024, say });
+  say(
+    `${fmt(x.streamedBytes)} bytes in ${x.streamSeconds} s: ${x.mibPerSec} MiB/s (${x.resentChunks} chunks resent); ` +
+      `follower reads of the other groups: idle p99 ${x.idle.p99Ms} ms max ${x.idle.maxMs} ms, ` +
+      `during the stream p99 ${x.during.p99Ms} ms max ${x.during.maxMs} ms (${x.during.reads} reads, ${x.during.failed} failed)`,
+  );
+  const id = `${mib}MiB`;
+  return {
+    raw: x,
+    figures: [
+      fig('snapshot', `${id}/mibPerSec`, `stream throughput, ${mib} MiB group`, x.mibPerSec, 'MiB/s', 'higher'),
+      fig(
+        'snapshot',
+        `${id}/duringMaxMs`,
+        'worst follower read of another group during the stream (a ReadIndex round over the streaming link)',
+        x.during.maxMs,
+        'ms',
+        'lower',
+      ),
+      fig('snapshot', `${id}/duringP99Ms`, 'p99 of those reads during the stream', x.during.p99Ms, 'ms', 'lower'),
+      fig('snapshot', `${id}/idleMaxMs`, 'worst of those reads with no stream', x.idle.maxMs, 'ms', 'none'),
+      fig(
+        'snapshot',
+        `${id}/duringFailed`,
+        'of those reads failed during the stream',
+        x.during.failed,
+        'reads',
+        'lower',
+      ),
+    ],
+    tables: [],
+    charts: [],
+  };
+}
+
 const RUN: Record<Name, () => Promise<Output>> = {
   micro,
   storage,
@@ -1588,6 +1629,7 @@ const RUN: Record<Name, () => Promise<Output>> = {
   drain,
   kill,
   balancer,
+  snapshot,
 };
 const DESCRIBE: Record<Name, string> = {
   micro: 'Raft core and transport (tinybench)',
@@ -1601,6 +1643,7 @@ const DESCRIBE: Record<Name, string> = {
   drain: 'drain of 1,000 leaders under load',
   kill: 'kill -9 of a leader node under load',
   balancer: `balancer from full skew (${quick ? '1,000' : '10,000'} groups), then a locality preference`,
+  snapshot: `a ${quick ? 32 : 256} MiB group catches up a replica by a streamed snapshot`,
 };
 
 // --- run -------------------------------------------------------------------------------------
