@@ -240,6 +240,7 @@ export class ShardSnapshots {
     }
     held?.remove();
     this.claimed.set(m.group, staged);
+    this.armTimer();
     return true;
   }
 
@@ -279,7 +280,16 @@ export class ShardSnapshots {
       if (step.outcome) this.finish(key, o, step.outcome === 'done', step.reason);
     }
     this.stager.expire(now);
-    if (this.out.size === 0 && this.stager.size === 0 && this.timer !== null) {
+    // A claimed staging the core did not take (it had committed that far already): the core
+    // takes a snapshot only above its commit index, so applied stays below the snapshot's index
+    // until the install; once applied reaches it, the staging is of no use.
+    for (const [group, staged] of [...this.claimed]) {
+      const g = this.access.group(group);
+      if (g && g.applied < staged.id.index) continue;
+      staged.remove();
+      this.claimed.delete(group);
+    }
+    if (this.out.size === 0 && this.stager.size === 0 && this.claimed.size === 0 && this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
     }
