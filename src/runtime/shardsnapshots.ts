@@ -18,6 +18,7 @@ import {
   type SnapshotStreamLimits,
   type StagedSnapshot,
 } from '../storage/snapstream.js';
+import type { PreparedRestore } from '../storage/kv.js';
 import { RuntimeError } from './errors.js';
 import type { Group } from './group.js';
 import type { ShardStateMachine } from './statemachine.js';
@@ -65,6 +66,24 @@ interface Outgoing {
   readonly sender: SnapshotSender;
 }
 
+/** A complete staging being decoded ahead of its install, a slice per event-loop turn. */
+interface Preparing {
+  readonly id: SnapshotId;
+  readonly from: NodeId;
+  readonly pieces: Generator<Uint8Array>;
+  readonly job: PreparedRestore;
+  done: boolean;
+}
+
+/** A staged snapshot whose `snap` message was stepped, with its decoding (if prepared). */
+interface Claimed {
+  readonly staged: StagedSnapshot;
+  readonly job: PreparedRestore | null;
+}
+
+/** Image bytes decoded per slice while preparing (a few ms of the shard's thread). */
+const PREPARE_SLICE_BYTES = 4 * 1024 * 1024;
+
 const EMPTY = new Uint8Array(0);
 
 function idOf(m: MsgSnap): SnapshotId {
@@ -77,7 +96,10 @@ export class ShardSnapshots {
   private readonly waiting = new Map<string, MsgSnap>();
   private readonly stager: SnapshotStager;
   /** Staged snapshots whose `snap` message was stepped, by group: installed from here. */
-  private readonly claimed = new Map<number, StagedSnapshot>();
+  private readonly claimed = new Map<number, Claimed>();
+  /** Complete stagings being decoded ahead, by group (with a state machine that can). */
+  private readonly preparing = new Map<number, Preparing>();
+  private prepareScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly counts = {
@@ -97,7 +119,8 @@ export class ShardSnapshots {
     private readonly limits: SnapshotStreamLimits,
     stageDir: string,
   ) {
-    this.stager = new SnapshotStager(stageDir, limits.giveUpMs);
+    // With a state machine that decodes ahead, a stream is answered 'done' only once decoded.
+    this.stager = new SnapshotStager(stageDir, limits.giveUpMs, access.sm.prepareRestore !== undefined);
   }
 
   get stats(): SnapshotStreamStats {
@@ -214,7 +237,58 @@ export class ShardSnapshots {
       this.counts.received++;
       const st = this.stager.staged(f.id.group);
       this.counts.bytesReceived += st?.bytes ?? 0;
+      this.startPreparing(from, f.id);
     }
+  }
+
+  /** Decode a complete staging ahead of its install, a slice per turn; answer 'done' after. */
+  private startPreparing(from: NodeId, id: SnapshotId): void {
+    const prepare = this.access.sm.prepareRestore;
+    const staged = this.stager.completed(id);
+    if (!prepare || !staged) return;
+    this.abandon(id.group);
+    const pieces = staged.chunks();
+    const job = prepare.call(this.access.sm, id.group, id.index, pieces);
+    this.preparing.set(id.group, { id, from, pieces, job, done: false });
+    this.schedulePrepare();
+  }
+
+  private schedulePrepare(): void {
+    if (this.prepareScheduled || this.closed) return;
+    this.prepareScheduled = true;
+    setImmediate(() => {
+      this.prepareScheduled = false;
+      if (this.closed) return;
+      let more = false;
+      for (const p of [...this.preparing.values()]) {
+        if (p.done) continue;
+        try {
+          if (!p.job.step(PREPARE_SLICE_BYTES)) {
+            more = true;
+            continue;
+          }
+        } catch (e) {
+          this.counts.refused++;
+          this.access.log.warn({ err: e, group: p.id.group, index: p.id.index }, 'staged snapshot refused');
+          this.abandon(p.id.group);
+          this.stager.drop(p.id.group);
+          continue;
+        }
+        p.done = true;
+        const ack = this.stager.ready(p.id, performance.now());
+        if (ack) this.access.sendFrame(p.from, p.id.group, ack, false);
+        else this.abandon(p.id.group); // replaced or expired meanwhile
+      }
+      if (more) this.schedulePrepare();
+    });
+  }
+
+  /** Stop decoding the group's staging (its file is closed). */
+  private abandon(group: number): void {
+    const p = this.preparing.get(group);
+    if (!p) return;
+    this.preparing.delete(group);
+    p.pieces.return(undefined);
   }
 
   private onAck(from: NodeId, a: Extract<SnapFrame, { kind: 'ack' }>): void {
@@ -232,14 +306,17 @@ export class ShardSnapshots {
     if (m.snapshot.data.byteLength > 0) return true;
     const id = idOf(m);
     const held = this.claimed.get(m.group);
-    if (held && sameSnapshot(held.id, id)) return true;
-    const staged = this.stager.take(id);
+    if (held && sameSnapshot(held.staged.id, id)) return true;
+    const p = this.preparing.get(m.group);
+    const prepared = p?.done && sameSnapshot(p.id, id) ? p : null;
+    const staged = this.access.sm.prepareRestore && !prepared ? null : this.stager.take(id);
     if (!staged) {
       this.counts.unstaged++;
       return false;
     }
-    held?.remove();
-    this.claimed.set(m.group, staged);
+    if (prepared) this.preparing.delete(m.group);
+    held?.staged.remove();
+    this.claimed.set(m.group, { staged, job: prepared?.job ?? null });
     this.armTimer();
     return true;
   }
@@ -251,14 +328,15 @@ export class ShardSnapshots {
       this.access.sm.restore(group, s);
       return;
     }
-    const staged = this.claimed.get(group);
-    if (!staged || staged.id.index !== s.meta.index || staged.id.term !== s.meta.term)
+    const c = this.claimed.get(group);
+    if (!c || c.staged.id.index !== s.meta.index || c.staged.id.term !== s.meta.term)
       throw new RuntimeError('StorageFailed', `snapshot of group ${group} at ${s.meta.index} has no staged data`);
     this.claimed.delete(group);
     try {
-      this.access.sm.restoreStream(group, s.meta, staged.chunks());
+      if (c.job) c.job.apply();
+      else this.access.sm.restoreStream(group, s.meta, c.staged.chunks());
     } finally {
-      staged.remove();
+      c.staged.remove();
     }
     this.counts.installed++;
   }
@@ -283,13 +361,22 @@ export class ShardSnapshots {
     // A claimed staging the core did not take (it had committed that far already): the core
     // takes a snapshot only above its commit index, so applied stays below the snapshot's index
     // until the install; once applied reaches it, the staging is of no use.
-    for (const [group, staged] of [...this.claimed]) {
+    for (const [group, c] of [...this.claimed]) {
       const g = this.access.group(group);
-      if (g && g.applied < staged.id.index) continue;
-      staged.remove();
+      if (g && g.applied < c.staged.id.index) continue;
+      c.staged.remove();
       this.claimed.delete(group);
     }
-    if (this.out.size === 0 && this.stager.size === 0 && this.claimed.size === 0 && this.timer !== null) {
+    // Decoded stagings that expired before their `snap` message came.
+    for (const [group, p] of [...this.preparing])
+      if (p.done && this.stager.staged(group)?.id.index !== p.id.index) this.abandon(group);
+    if (
+      this.out.size === 0 &&
+      this.stager.size === 0 &&
+      this.claimed.size === 0 &&
+      this.preparing.size === 0 &&
+      this.timer !== null
+    ) {
       clearInterval(this.timer);
       this.timer = null;
     }
@@ -303,8 +390,9 @@ export class ShardSnapshots {
       o.sender.close();
     }
     for (const [key, m] of [...this.waiting]) if (m.group === group) this.waiting.delete(key);
+    this.abandon(group);
     this.stager.drop(group);
-    this.claimed.get(group)?.remove();
+    this.claimed.get(group)?.staged.remove();
     this.claimed.delete(group);
     this.startWaiting();
   }
@@ -317,8 +405,9 @@ export class ShardSnapshots {
     for (const o of this.out.values()) o.sender.close();
     this.out.clear();
     this.waiting.clear();
+    for (const g of [...this.preparing.keys()]) this.abandon(g);
     this.stager.close();
-    for (const s of this.claimed.values()) s.remove();
+    for (const c of this.claimed.values()) c.staged.remove();
     this.claimed.clear();
   }
 }

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import type { Entry, Snapshot, SnapshotMeta } from '../raft/types.js';
 import type { LogStore } from '../storage/logstore.js';
 import type { SnapshotReader } from '../storage/snapstream.js';
+import type { PreparedRestore } from '../storage/kv.js';
 import { checkEntry, recordResult, type SessionRecord, type SessionStore } from '../storage/session.js';
 import { RuntimeError } from './errors.js';
 
@@ -37,6 +38,10 @@ export interface ShardStateMachine {
   /** restore() from the bytes of an openSnapshot() reader, piece by piece. Throws (and leaves the
    *  group untouched) for bytes it cannot take. */
   restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void;
+  /** Optional: restoreStream decoded ahead, a slice at a time (see KvStateMachine.prepareRestore);
+   *  the shard decodes a staged snapshot this way before it lets the core take it, so that the
+   *  install turn itself is short. */
+  prepareRestore?(group: number, index: number, pieces: Iterable<Uint8Array>): PreparedRestore;
   /** Called right before a log commit: when the state should be written now (or `force`),
    *  capture it and return the writes to run inside that commit's transaction; else null. What
    *  the writes store must not change afterwards, whenever the transaction runs. */

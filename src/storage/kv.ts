@@ -562,31 +562,59 @@ export class KvStateMachine implements SessionStore {
    *  fail the format's CRC-32, RaftError 'Malformed' for an image of another index; the group is
    *  untouched then. */
   restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void {
+    this.prepareRestore(group, meta.index, pieces).apply();
+  }
+
+  /** restoreStream in two halves: step() decodes at least `maxBytes` more of the image (true once
+   *  all of it is decoded and checked), so a large image can be decoded a slice per event-loop
+   *  turn while the group keeps serving; apply() (decoding what is left) replaces the group's
+   *  data with it, for the next commit. Errors as restoreStream's, from step() or apply(). */
+  prepareRestore(group: number, index: number, pieces: Iterable<Uint8Array>): PreparedRestore {
     const what = `kv snapshot of group ${group}`;
     const r = new PieceReader(pieces, what);
-    if (r.u8() !== KV_SNAPSHOT_VERSION) throw new CorruptRecord(what, 'unknown format version');
-    const index = r.num();
     const data = new Map<string, [Buffer, Buffer]>();
     const sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
-    for (;;) {
-      const tag = r.u8();
-      if (tag === TAG_END) break;
-      const key = r.take(r.u32(), 65_536); // a key, or a client id (a short string)
-      const value = r.take(r.u32(), MAX_SNAPSHOT_VALUE_BYTES);
-      if (tag === TAG_DATA) {
-        const k = dataKey(group, key);
-        data.set(k.toString('latin1'), [k, value]);
-      } else if (tag === TAG_SESSION) {
-        const client = dec.decode(key);
-        sessions.set(sessionKey(group, client), { key: dataKey(group, key), rec: decodeSession(value) });
-      } else {
-        throw new CorruptRecord(what, `unknown record tag ${tag}`);
+    let imageIndex = -1;
+    let done = false;
+    const step = (maxBytes: number): boolean => {
+      if (done) return true;
+      if (imageIndex < 0) {
+        if (r.u8() !== KV_SNAPSHOT_VERSION) throw new CorruptRecord(what, 'unknown format version');
+        imageIndex = r.num();
       }
-    }
-    r.end();
-    if (index !== meta.index)
-      throw new RaftError('Malformed', `${what}: data index ${index} != meta index ${meta.index}`);
-    this.resetGroup(group, { data, sessions, applied: index });
+      const until = r.consumed + maxBytes;
+      while (r.consumed < until) {
+        const tag = r.u8();
+        if (tag === TAG_END) {
+          r.end();
+          if (imageIndex !== index)
+            throw new RaftError('Malformed', `${what}: data index ${imageIndex} != meta index ${index}`);
+          done = true;
+          return true;
+        }
+        const key = r.take(r.u32(), 65_536); // a key, or a client id (a short string)
+        const value = r.take(r.u32(), MAX_SNAPSHOT_VALUE_BYTES);
+        if (tag === TAG_DATA) {
+          const k = dataKey(group, key);
+          data.set(k.toString('latin1'), [k, value]);
+        } else if (tag === TAG_SESSION) {
+          const client = dec.decode(key);
+          sessions.set(sessionKey(group, client), { key: dataKey(group, key), rec: decodeSession(value) });
+        } else {
+          throw new CorruptRecord(what, `unknown record tag ${tag}`);
+        }
+      }
+      return false;
+    };
+    return {
+      step,
+      apply: () => {
+        while (!step(Number.POSITIVE_INFINITY)) {
+          // decodes the rest
+        }
+        this.resetGroup(group, { data, sessions, applied: imageIndex });
+      },
+    };
   }
 }
 
@@ -722,9 +750,17 @@ class RecordReader implements SnapshotReader {
   }
 }
 
+/** A restore decoded ahead of its install (KvStateMachine.prepareRestore). */
+export interface PreparedRestore {
+  step(maxBytes: number): boolean;
+  apply(): void;
+}
+
 /** Reads values across the boundaries of a sequence of pieces, keeping a CRC-32 of what it
  *  consumed (checked by end()). */
 class PieceReader {
+  /** Bytes read so far. */
+  consumed = 0;
   private readonly it: Iterator<Uint8Array>;
   private piece: Uint8Array = new Uint8Array(0);
   private at = 0;
@@ -785,6 +821,7 @@ class PieceReader {
       this.crc = crc32(this.piece, this.at, this.at + k, this.crc);
       got += k;
       this.at += k;
+      this.consumed += k;
     }
   }
 }

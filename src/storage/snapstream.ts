@@ -252,9 +252,12 @@ export class SnapshotSender {
     if (a.next < first) return this.fail(`the receiver asks for chunk ${a.next}, the oldest held is ${first}`);
     if (a.next > this.nextSeq) return this.fail(`the receiver acknowledged chunk ${a.next - 1}, never sent`);
     if (a.next > first) this.lastProgressAt = now;
-    while (this.unacked.length > 0 && this.unacked[0].seq < a.next) this.unacked.shift();
+    // The last chunk is kept until 'done' (the receiver may still be preparing the snapshot):
+    // resending it is how a lost 'done' is asked for again.
+    const keep = a.status === 'done' || !this.ended ? 0 : 1;
+    while (this.unacked.length > keep && this.unacked[0].seq < a.next) this.unacked.shift();
     if (a.status === 'done') {
-      if (this.ended && this.unacked.length === 0) return { frames: [], outcome: 'done', reason: '' };
+      if (this.ended && a.next === this.nextSeq) return { frames: [], outcome: 'done', reason: '' };
       return this.fail('the receiver reported done before the last chunk');
     }
     return { frames: this.pump(now), outcome: null, reason: '' };
@@ -297,6 +300,8 @@ interface Staging {
   bytes: number;
   crc: number;
   complete: boolean;
+  /** Complete and answered 'done' (see `holdDone`). */
+  ready: boolean;
   lastChunkAt: number;
 }
 
@@ -352,9 +357,12 @@ export class SnapshotStager {
   private readonly open = new Map<number, Staging>();
   readonly stats = { chunks: 0, bytes: 0, refused: 0, completed: 0 };
 
+  /** `holdDone`: a complete stream is answered 'more' (everything arrived, wait) until ready()
+   *  says its owner has prepared it; only then 'done', and only then may it be taken. */
   constructor(
     private readonly dir: string,
     private readonly giveUpMs = DEFAULT_SNAPSHOT_STREAM.giveUpMs,
+    private readonly holdDone = false,
   ) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
@@ -391,6 +399,7 @@ export class SnapshotStager {
         bytes: 0,
         crc: 0,
         complete: false,
+        ready: false,
         lastChunkAt: now,
       };
       try {
@@ -400,7 +409,7 @@ export class SnapshotStager {
       }
       this.open.set(id.group, s);
     }
-    if (s.complete) return this.answer(id, s.next, 'done');
+    if (s.complete) return this.answer(id, s.next, s.ready ? 'done' : 'more');
     if (f.seq !== s.next) return this.answer(id, s.next, 'more');
     try {
       let at = 0;
@@ -427,15 +436,33 @@ export class SnapshotStager {
     closeSync(s.fd!);
     s.fd = null;
     s.complete = true;
+    s.ready = !this.holdDone;
     this.stats.completed++;
-    return { ...this.answer(id, s.next, 'done'), completed: true };
+    return { ...this.answer(id, s.next, s.ready ? 'done' : 'more'), completed: true };
+  }
+
+  /** A complete staging of exactly this snapshot, left in place (to prepare it), or null. */
+  completed(id: SnapshotId): StagedSnapshot | null {
+    const s = this.open.get(id.group);
+    if (!s?.complete || !sameSnapshot(s.id, id)) return null;
+    return new StagedSnapshot(s.id, s.bytes, s.crc, s.path);
+  }
+
+  /** The owner prepared this complete staging: it may be taken now. Returns the 'done' answer
+   *  to send, or null if the staging is gone (replaced or expired). */
+  ready(id: SnapshotId, now: number): Uint8Array | null {
+    const s = this.open.get(id.group);
+    if (!s?.complete || !sameSnapshot(s.id, id)) return null;
+    s.ready = true;
+    s.lastChunkAt = now;
+    return this.answer(id, s.next, 'done').ack;
   }
 
   /** Hand over the complete staging of exactly this snapshot (the caller installs and removes
    *  it), or null. */
   take(id: SnapshotId): StagedSnapshot | null {
     const s = this.open.get(id.group);
-    if (!s?.complete || !sameSnapshot(s.id, id)) return null;
+    if (!s?.ready || !sameSnapshot(s.id, id)) return null;
     this.open.delete(id.group);
     return new StagedSnapshot(s.id, s.bytes, s.crc, s.path);
   }

@@ -277,3 +277,37 @@ test('an older snapshot does not push out a newer one still moving; an idle one 
     assert.equal(stager.size, 0, 'an abandoned staging is dropped');
   });
 });
+
+test('holdDone: a complete stream is answered "more" until its owner says it is ready; the sender waits, keeping the last chunk', () => {
+  withDir((dir) => {
+    const stager = new SnapshotStager(dir, 1_000, true);
+    const sender = new SnapshotSender(ID, reader(image(10_000)), limits, 0);
+    let frames = sender.pump(0);
+    let last: StageStep | null = null;
+    while (frames.length > 0) {
+      const next: Uint8Array[] = [];
+      for (const f of frames) {
+        last = stager.onChunk(chunkOf(f), 0);
+        const r = sender.onAck(ackOf(last), 0);
+        assert.equal(r.outcome, null, 'not done before the receiver is ready');
+        next.push(...r.frames);
+      }
+      frames = next;
+    }
+    assert.ok(last?.completed);
+    assert.equal(ackOf(last!).status, 'more');
+    assert.equal(stager.take(ID), null, 'not taken before it is ready');
+    // The 'done' is lost: the sender asks again by resending its last chunk.
+    const again = sender.onTimer(500);
+    assert.deepEqual(
+      again.frames.map((f) => chunkOf(f).seq),
+      [2],
+    );
+    assert.equal(ackOf(stager.onChunk(chunkOf(again.frames[0]), 500)).status, 'more');
+    assert.ok(stager.completed(ID), 'a complete staging can be read before it is ready');
+    const done = stager.ready(ID, 600);
+    assert.ok(done);
+    assert.equal(sender.onAck(decodeSnapFrame(done) as Extract<SnapFrame, { kind: 'ack' }>, 600).outcome, 'done');
+    assert.ok(stager.take(ID));
+  });
+});
