@@ -629,13 +629,15 @@ const TAG_DATA = 1;
 const TAG_SESSION = 2;
 /** No value in an image is larger (no proposal is: it would not fit in a transport frame). */
 const MAX_SNAPSHOT_VALUE_BYTES = 64 * 1024 * 1024;
-/** Rows read from LMDB per range call while a snapshot is read. */
+/** Rows, and bytes, read from LMDB per range call while a snapshot is read (whichever comes
+ *  first: what a reader holds at once stays small whatever the value sizes). */
 const SNAPSHOT_PAGE = 512;
+const SNAPSHOT_PAGE_BYTES = 1024 * 1024;
 
 type Row = [Buffer, Uint8Array];
 
 /** A table's rows in [start, end) read from `txn`, a page per call (no iterator is held between
- *  calls, only the transaction). */
+ *  pages, only the transaction). */
 function* pagedRange(
   db: Database<Buffer, Buffer>,
   start: Buffer,
@@ -645,10 +647,18 @@ function* pagedRange(
   let from = start;
   for (;;) {
     const page: Row[] = [];
-    for (const { key, value } of db.getRange({ start: from, end, limit: SNAPSHOT_PAGE, transaction: txn }))
+    let bytes = 0;
+    let full = false;
+    for (const { key, value } of db.getRange({ start: from, end, limit: SNAPSHOT_PAGE, transaction: txn })) {
       page.push([key, value]);
+      bytes += value.byteLength;
+      if (page.length === SNAPSHOT_PAGE || bytes >= SNAPSHOT_PAGE_BYTES) {
+        full = true;
+        break;
+      }
+    }
     yield* page;
-    if (page.length < SNAPSHOT_PAGE) return;
+    if (!full) return;
     // The smallest key after the last one.
     from = Buffer.concat([page[page.length - 1][0], Buffer.alloc(1)]);
   }
