@@ -718,8 +718,8 @@ function* kvSnapshotRecords(index: number, data: Iterable<Row>, sessions: Iterab
 }
 
 /** A SnapshotReader over a sequence of pieces: read(max) packs (and splits) them into buffers of
- *  at most `max` bytes. */
-class RecordReader implements SnapshotReader {
+ *  at most `max` bytes; close() calls `release`. */
+export class RecordReader implements SnapshotReader {
   private piece: Uint8Array | null = null;
   private at = 0;
   private closed = false;
@@ -767,8 +767,8 @@ export interface PreparedRestore {
 }
 
 /** Reads values across the boundaries of a sequence of pieces, keeping a CRC-32 of what it
- *  consumed (checked by end()). */
-class PieceReader {
+ *  consumed (checked by end(), for formats that end in one). */
+export class PieceReader {
   /** Bytes read so far. */
   consumed = 0;
   private readonly it: Iterator<Uint8Array>;
