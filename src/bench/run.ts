@@ -1586,7 +1586,8 @@ async function snapshot(): Promise<Output> {
   say(
     `${fmt(x.streamedBytes)} bytes in ${x.streamSeconds} s: ${x.mibPerSec} MiB/s (${x.resentChunks} chunks resent); ` +
       `follower reads of the other groups: idle p99 ${x.idle.p99Ms} ms max ${x.idle.maxMs} ms, ` +
-      `during the stream p99 ${x.during.p99Ms} ms max ${x.during.maxMs} ms (${x.during.reads} reads, ${x.during.failed} failed)`,
+      `during the stream p99 ${x.during.p99Ms} ms max ${x.during.maxMs} ms (${x.during.reads} reads, ${x.during.failed} failed); ` +
+      `${x.leaderChanges} leader changes`,
   );
   const id = `${mib}MiB`;
   return {
@@ -1609,6 +1610,14 @@ async function snapshot(): Promise<Output> {
         'of those reads failed during the stream',
         x.during.failed,
         'reads',
+        'lower',
+      ),
+      fig(
+        'snapshot',
+        `${id}/leaderChanges`,
+        'leader changes seen by n1 and n2 while n3 caught up',
+        x.leaderChanges,
+        'changes',
         'lower',
       ),
     ],

@@ -39,6 +39,9 @@ export interface SnapshotBenchResult {
   readonly idle: ProbeStats;
   readonly during: ProbeStats;
   readonly resentChunks: number;
+  /** New leaders seen by n1 and n2 (not counting n3's own start-up) from n3's restart to the end
+   *  of the window: 0 when the stream cost no group its leader. */
+  readonly leaderChanges: number;
 }
 
 export interface ProbeStats {
@@ -165,6 +168,12 @@ export async function runSnapshotStream(o: SnapshotBenchOptions): Promise<Snapsh
     for (let i = 0; i < 200; i++)
       await n1.propose(1, { op: 'put', key: new TextEncoder().encode(`tail-${i}`), value: small });
 
+    const changes = async () => {
+      let n = 0;
+      for (const id of ['n1', 'n2']) n += (await nodes.get(id)!.status()).runtime.leaderChanges;
+      return n;
+    };
+    const changesBefore = await changes();
     const again = await startNode(optsOf('n3'));
     nodes.set('n3', again);
     const during = probe(again, o.groups);
@@ -202,6 +211,7 @@ export async function runSnapshotStream(o: SnapshotBenchOptions): Promise<Snapsh
       ),
       during: stats(inStream, during.failures.filter((t) => t >= start && t <= until).length),
       resentChunks: s1.chunksResent ?? 0,
+      leaderChanges: (await changes()) - changesBefore,
     };
   } finally {
     for (const n of nodes.values()) await n.stop();
