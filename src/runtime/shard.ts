@@ -168,6 +168,7 @@ export class Shard {
               this.touch(g);
               this.schedule();
             },
+            isDown: (peer) => this.downPeers.has(peer),
           },
           streams.limits,
           streams.dir,

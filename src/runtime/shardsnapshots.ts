@@ -59,6 +59,8 @@ export interface SnapshotAccess {
   sendRaft(to: NodeId, msgs: MsgSnap[]): void;
   /** The group has something to do (reportSnapshot was called). */
   touch(g: Group): void;
+  /** The liveness layer reports `peer` down: resending to it would only fill the link's queue. */
+  isDown(peer: NodeId): boolean;
 }
 
 interface Outgoing {
@@ -353,7 +355,9 @@ export class ShardSnapshots {
   private onTimer(): void {
     const now = performance.now();
     for (const [key, o] of [...this.out]) {
-      const step = o.sender.onTimer(now);
+      // A peer reported down gets no resends (they would wait in its queue); the stream fails
+      // after giveUpMs unless the peer comes back and acknowledges.
+      const step = this.access.isDown(o.msg.to) ? o.sender.onTimer(now, false) : o.sender.onTimer(now);
       this.sendChunks(o.msg.to, o.msg.group, step.frames);
       if (step.outcome) this.finish(key, o, step.outcome === 'done', step.reason);
     }

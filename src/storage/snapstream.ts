@@ -263,11 +263,12 @@ export class SnapshotSender {
     return { frames: this.pump(now), outcome: null, reason: '' };
   }
 
-  /** Called now and then: resend what is unacknowledged after ackTimeoutMs, fail after giveUpMs. */
-  onTimer(now: number): SenderStep {
+  /** Called now and then: resend what is unacknowledged after ackTimeoutMs (unless `resend` is
+   *  false: the peer is known down), fail after giveUpMs. */
+  onTimer(now: number, resend = true): SenderStep {
     if (now - this.lastProgressAt >= this.limits.giveUpMs)
       return this.fail(`no progress for ${this.limits.giveUpMs} ms`);
-    if (this.unacked.length > 0 && now - this.lastSendAt >= this.limits.ackTimeoutMs)
+    if (resend && this.unacked.length > 0 && now - this.lastSendAt >= this.limits.ackTimeoutMs)
       return { frames: this.resend(now), outcome: null, reason: '' };
     return { frames: [], outcome: null, reason: '' };
   }

@@ -78,7 +78,18 @@ test('a snapshot streamed over a link that loses, duplicates and corrupts frames
     }
     const leader = () => IDS.find((id) => id !== 'n3' && shards.get(id)!.status(1).role === 'leader');
     await until('group 1 led by n1 or n2', () => leader() !== undefined, 30_000);
-    const l = leader()!;
+    // Leadership may move between n1 and n2 under load: always ask the current leader, retrying.
+    const lead = () => shards.get(leader() ?? 'n1')!;
+    const retry = async <T>(fn: () => Promise<T>): Promise<T> => {
+      for (let i = 0; ; i++) {
+        try {
+          return await fn();
+        } catch (e) {
+          if (i >= 200 || !(e as { retryable?: boolean }).retryable) throw e;
+          await sleep(20);
+        }
+      }
+    };
     // n3 is cut off while the group writes about 300 KiB and compacts past it.
     down.add('n3');
     for (const id of IDS) if (id !== 'n3') shards.get(id)!.peerDown('n3');
@@ -86,11 +97,20 @@ test('a snapshot streamed over a link that loses, duplicates and corrupts frames
     for (let i = 0; i < 300; i += 10) {
       await Promise.all(
         Array.from({ length: 10 }, (_, j) =>
-          shards.get(l)!.propose(1, { op: 'put', key: enc.encode(`k${i + j}`), value: value(i + j) }),
+          retry(() => lead().propose(1, { op: 'put', key: enc.encode(`k${i + j}`), value: value(i + j) })),
         ),
       );
     }
-    await until('the leader compacted its log', () => shards.get(l)!.status(1).firstIndex > 50, 20_000);
+    // Compaction follows applies (and the state machine's flush): write on until it happened.
+    let extra = 0;
+    await until(
+      'the leader compacted its log',
+      async () => {
+        await retry(() => lead().propose(1, { op: 'put', key: enc.encode(`x${extra++}`), value: enc.encode('x') }));
+        return lead().status(1).firstIndex > 50;
+      },
+      20_000,
+    );
 
     faults = true;
     down.delete('n3');
@@ -100,22 +120,31 @@ test('a snapshot streamed over a link that loses, duplicates and corrupts frames
     const kv = (id: NodeId) => shards.get(id)!.sm as KvStateMachine;
     await until(
       'n3 applied what the leader did',
-      () => n3.status(1).applied >= shards.get(l)!.status(1).commit,
+      () =>
+        n3.status(1).applied >= lead().status(1).commit &&
+        shards.get('n1')!.status(1).applied >= lead().status(1).commit,
       10_000,
     );
     for (let i = 0; i < 300; i++)
-      assert.deepEqual(kv('n3').get(1, enc.encode(`k${i}`)), kv(l).get(1, enc.encode(`k${i}`)));
+      assert.deepEqual(kv('n3').get(1, enc.encode(`k${i}`)), kv('n1').get(1, enc.encode(`k${i}`)));
 
     assert.ok(counts.dropped > 0 && counts.duplicated > 0 && counts.corrupted > 0, JSON.stringify(counts));
-    const sent = shards.get(l)!.snapshots!.stats;
-    assert.ok(sent.chunksResent > 0, 'lost chunks were sent again');
-    assert.ok(sent.sent >= 1);
+    // Summed over n1 and n2: leadership may have moved between them under load.
+    const sent = { sent: 0, chunksResent: 0 };
+    for (const id of ['n1', 'n2']) {
+      const st = shards.get(id)!.snapshots!.stats;
+      sent.sent += st.sent;
+      sent.chunksResent += st.chunksResent;
+    }
+    assert.ok(sent.chunksResent > 0, `lost chunks were sent again: ${JSON.stringify(sent)}`);
+    assert.ok(sent.sent >= 1, JSON.stringify(sent));
     const got = n3.snapshots!.stats;
-    assert.ok(got.refused >= counts.corrupted, 'every corrupted frame was refused');
-    assert.ok(got.bytesReceived >= 300 * 1024);
-    assert.equal(got.receiving, 0);
+    assert.ok(got.refused >= counts.corrupted, `every corrupted frame was refused: ${JSON.stringify({ got, counts })}`);
+    assert.ok(got.bytesReceived >= 300 * 1024, JSON.stringify(got));
+    // (A later stream may still be under way if the leader had asked again; it ends too.)
+    await until('no stream left half staged', () => n3.snapshots!.stats.receiving === 0, 10_000);
     // And the group keeps working with n3 in it.
-    await shards.get(l)!.propose(1, { op: 'put', key: enc.encode('after'), value: enc.encode('x') });
+    await retry(() => lead().propose(1, { op: 'put', key: enc.encode('after'), value: enc.encode('x') }));
     await until('n3 has the write after the snapshot', () => kv('n3').get(1, enc.encode('after')) !== null, 10_000);
   } finally {
     for (const s of shards.values()) await s.stop();

@@ -311,3 +311,13 @@ test('holdDone: a complete stream is answered "more" until its owner says it is 
     assert.ok(stager.take(ID));
   });
 });
+
+test('a sender resends nothing to a peer known down, and gives up after giveUpMs without progress', () => {
+  const sender = new SnapshotSender(ID, reader(image(20_000)), limits, 0);
+  assert.equal(sender.pump(0).length, limits.window);
+  assert.deepEqual(sender.onTimer(500, false).frames, [], 'no resend while the peer is down');
+  assert.equal(sender.onTimer(600).frames.length, limits.window, 'resent once it is not');
+  const r = sender.onTimer(limits.giveUpMs + 1);
+  assert.equal(r.outcome, 'failed');
+  assert.match(r.reason, /no progress/);
+});
