@@ -291,6 +291,7 @@ export class ShardSnapshots {
     if (!p) return;
     this.preparing.delete(group);
     p.pieces.return(undefined);
+    p.job.discard();
   }
 
   private onAck(from: NodeId, a: Extract<SnapFrame, { kind: 'ack' }>): void {
@@ -318,6 +319,7 @@ export class ShardSnapshots {
     }
     if (prepared) this.preparing.delete(m.group);
     held?.staged.remove();
+    held?.job?.discard();
     this.claimed.set(m.group, { staged, job: prepared?.job ?? null });
     this.armTimer();
     return true;
@@ -369,6 +371,7 @@ export class ShardSnapshots {
       const g = this.access.group(group);
       if (g && g.applied < c.staged.id.index) continue;
       c.staged.remove();
+      c.job?.discard();
       this.claimed.delete(group);
     }
     // Decoded stagings that expired before their `snap` message came.
@@ -397,6 +400,7 @@ export class ShardSnapshots {
     this.abandon(group);
     this.stager.drop(group);
     this.claimed.get(group)?.staged.remove();
+    this.claimed.get(group)?.job?.discard();
     this.claimed.delete(group);
     this.startWaiting();
   }
@@ -411,7 +415,10 @@ export class ShardSnapshots {
     this.waiting.clear();
     for (const g of [...this.preparing.keys()]) this.abandon(g);
     this.stager.close();
-    for (const c of this.claimed.values()) c.staged.remove();
+    for (const c of this.claimed.values()) {
+      c.staged.remove();
+      c.job?.discard();
+    }
     this.claimed.clear();
   }
 }

@@ -173,7 +173,9 @@ const sessionKey = (group: number, client: string) => `${group}\u0000${client}`;
 
 /** A group's contents replaced wholesale (snapshot install) or emptied (group dropped). */
 interface Reset {
+  /** The new rows, in memory; or, with `stage`, in the staging table under that restore. */
   readonly data: Map<string, [Buffer, Buffer]>;
+  readonly stage: number | null;
   readonly sessions: Map<string, { key: Buffer; rec: SessionRecord }>;
   /** The applied index the new contents reflect; null: the group is gone. */
   readonly applied: number | null;
@@ -209,6 +211,10 @@ export class KvStateMachine implements SessionStore {
   private readonly data: Database<Buffer, Buffer>;
   private readonly appliedDb: Database<number, number>;
   private readonly sessionsDb: Database<Buffer, Buffer>;
+  /** Rows of snapshots decoded ahead of their install (prepareRestore), by stageKey; what a
+   *  previous run left there is stale and cleared at start. */
+  private readonly stageDb: Database<Buffer, Buffer>;
+  private nextStage = 1;
   /** What applying produced since the last flush was cut. */
   private mem = new Generation();
   /** Cut generations whose commit has not completed yet, oldest first. */
@@ -236,6 +242,8 @@ export class KvStateMachine implements SessionStore {
     this.data = store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' });
     this.appliedDb = store.openDB<number, number>('applied', { encoding: 'json', keyEncoding: 'uint32' });
     this.sessionsDb = store.openDB<Buffer, Buffer>('sessions', { encoding: 'binary', keyEncoding: 'binary' });
+    this.stageDb = store.openDB<Buffer, Buffer>('kvstage', { encoding: 'binary', keyEncoding: 'binary' });
+    this.stageDb.clearSync();
     this.flushIntervalMs = opts.flushIntervalMs ?? 3000;
     this.maxDirtyKeys = opts.maxDirtyKeys ?? 65_536;
   }
@@ -322,7 +330,10 @@ export class KvStateMachine implements SessionStore {
       if (o) return o.value;
       // A reset replaces the group's older contents entirely.
       const r = gen.resets.get(group);
-      if (r) return r.data.get(hex)?.[1] ?? null;
+      if (r) {
+        if (r.stage !== null) return this.stageDb.getBinary(stageKey(r.stage, group, key)) ?? null;
+        return r.data.get(hex)?.[1] ?? null;
+      }
     }
     return this.data.getBinary(k) ?? null;
   }
@@ -428,6 +439,14 @@ export class KvStateMachine implements SessionStore {
       for (const k of this.data.getKeys(range)) void this.data.remove(k);
       for (const k of this.sessionsDb.getKeys(range)) void this.sessionsDb.remove(k);
       for (const [k, v] of r.data.values()) void this.data.put(k, v);
+      if (r.stage !== null) {
+        // Rows decoded ahead are copied into the table here, with the applied index: one
+        // transaction. The staged copies stay until this generation is committed (reads of the
+        // group look there until then), and go afterwards (committed()).
+        const staged = { start: stageKey(r.stage, group, EMPTY_KEY), end: stageKey(r.stage, group + 1, EMPTY_KEY) };
+        for (const { key, value } of this.stageDb.getRange(staged))
+          void this.data.put(dataKey(group, key.subarray(8)), value);
+      }
       for (const { key, rec } of r.sessions.values()) void this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
       if (r.applied === null) void this.appliedDb.remove(group);
       else void this.appliedDb.put(group, r.applied);
@@ -448,6 +467,7 @@ export class KvStateMachine implements SessionStore {
     this.stats.flushedKeys += gen.data.size;
     this.stats.flushedSessions += gen.sessions.size;
     for (const [group, r] of gen.resets) {
+      if (r.stage !== null) this.dropStaged(r.stage, group);
       for (const sk of [...this.sessionCache.keys()])
         if (sk.startsWith(sessionKey(group, ''))) this.sessionCache.delete(sk);
       for (const [sk, { rec }] of r.sessions) this.cacheSession(sk, rec);
@@ -465,7 +485,7 @@ export class KvStateMachine implements SessionStore {
 
   /** Remove every trace of a group (data, sessions, applied index), with the next commit. */
   dropGroup(group: number): void {
-    this.resetGroup(group, { data: new Map(), sessions: new Map(), applied: null });
+    this.resetGroup(group, { data: new Map(), sessions: new Map(), applied: null, stage: null });
   }
 
   private resetGroup(group: number, r: Reset): void {
@@ -540,14 +560,22 @@ export class KvStateMachine implements SessionStore {
     const overData = [...data.values()].sort(byKey);
     const overSessions = [...sessions.values()].sort(byKey);
     const index = this.applied(group);
-    // After a reset nothing flushed before it counts: the base is empty.
-    const txn = reset ? null : this.store.readTransaction();
+    // After a reset nothing flushed before it counts: the base is its staged rows, or nothing.
+    const stage = reset ? reset.stage : null;
+    const txn = reset && stage === null ? null : this.store.readTransaction();
     const range = { start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) };
     const base = (db: Database<Buffer, Buffer>) => (txn ? pagedRange(db, range.start, range.end, txn) : []);
+    const dataBase =
+      stage === null
+        ? base(this.data)
+        : unstaged(
+            group,
+            pagedRange(this.stageDb, stageKey(stage, group, EMPTY_KEY), stageKey(stage, group + 1, EMPTY_KEY), txn!),
+          );
     const records = kvSnapshotRecords(
       index,
-      mergeSorted(base(this.data), overData),
-      mergeSorted(base(this.sessionsDb), overSessions),
+      mergeSorted(dataBase, overData),
+      mergeSorted(reset ? [] : base(this.sessionsDb), overSessions),
     );
     return { index, reader: new RecordReader(records, () => txn?.done()) };
   }
@@ -562,60 +590,134 @@ export class KvStateMachine implements SessionStore {
    *  fail the format's CRC-32, RaftError 'Malformed' for an image of another index; the group is
    *  untouched then. */
   restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void {
-    this.prepareRestore(group, meta.index, pieces).apply();
+    const data = new Map<string, [Buffer, Buffer]>();
+    const d = this.decoder(group, meta.index, pieces, (key, value) => {
+      const k = dataKey(group, key);
+      data.set(k.toString('latin1'), [k, value]);
+    });
+    while (!d.step(Number.POSITIVE_INFINITY)) {
+      // decodes it all
+    }
+    this.resetGroup(group, { data, sessions: d.sessions, applied: d.index(), stage: null });
   }
 
-  /** restoreStream in two halves: step() decodes at least `maxBytes` more of the image (true once
-   *  all of it is decoded and checked), so a large image can be decoded a slice per event-loop
-   *  turn while the group keeps serving; apply() (decoding what is left) replaces the group's
-   *  data with it, for the next commit. Errors as restoreStream's, from step() or apply(). */
+  /** restoreStream in two halves, with memory bounded whatever the image's size: step() decodes
+   *  at least `maxBytes` more of the image into a staging table of LMDB (its own writes, outside
+   *  the log's commits) and returns true once all of it is decoded, checked and written there, so
+   *  a large image can be prepared a slice per event-loop turn while the group keeps serving;
+   *  apply() then replaces the group's data with it (reads see the staged rows at once; the next
+   *  commit moves them into the table, atomically with the applied index). discard() drops the
+   *  staged rows of a restore that will not be applied. Errors as restoreStream's, from step(). */
   prepareRestore(group: number, index: number, pieces: Iterable<Uint8Array>): PreparedRestore {
-    const what = `kv snapshot of group ${group}`;
-    const r = new PieceReader(pieces, what);
-    const data = new Map<string, [Buffer, Buffer]>();
-    const sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
-    let imageIndex = -1;
-    let done = false;
-    const step = (maxBytes: number): boolean => {
-      if (done) return true;
-      if (imageIndex < 0) {
-        if (r.u8() !== KV_SNAPSHOT_VERSION) throw new CorruptRecord(what, 'unknown format version');
-        imageIndex = r.num();
-      }
-      const until = r.consumed + maxBytes;
-      while (r.consumed < until) {
-        const tag = r.u8();
-        if (tag === TAG_END) {
-          r.end();
-          if (imageIndex !== index)
-            throw new RaftError('Malformed', `${what}: data index ${imageIndex} != meta index ${index}`);
-          done = true;
-          return true;
-        }
-        const key = r.take(r.u32(), 65_536); // a key, or a client id (a short string)
-        const value = r.take(r.u32(), MAX_SNAPSHOT_VALUE_BYTES);
-        if (tag === TAG_DATA) {
-          const k = dataKey(group, key);
-          data.set(k.toString('latin1'), [k, value]);
-        } else if (tag === TAG_SESSION) {
-          const client = dec.decode(key);
-          sessions.set(sessionKey(group, client), { key: dataKey(group, key), rec: decodeSession(value) });
-        } else {
-          throw new CorruptRecord(what, `unknown record tag ${tag}`);
-        }
-      }
-      return false;
+    const stage = this.nextStage++;
+    let pending = 0;
+    let failed: unknown = null;
+    let decoded = false;
+    let dropped = false;
+    const removeRows = () => this.dropStaged(stage, group);
+    const settled = () => {
+      pending--;
+      if (pending === 0 && dropped) removeRows();
     };
+    const d = this.decoder(group, index, pieces, (key, value) => {
+      pending++;
+      this.stageDb.put(stageKey(stage, group, key), value).then(settled, (e: unknown) => {
+        failed ??= e;
+        settled();
+      });
+    });
     return {
-      step,
+      step: (maxBytes) => {
+        if (failed !== null) throw new CorruptRecord(`kv snapshot of group ${group}`, `staging: ${String(failed)}`);
+        if (!decoded && pending < MAX_STAGE_PENDING) decoded = d.step(maxBytes);
+        return decoded && pending === 0;
+      },
       apply: () => {
-        while (!step(Number.POSITIVE_INFINITY)) {
-          // decodes the rest
-        }
-        this.resetGroup(group, { data, sessions, applied: imageIndex });
+        if (!decoded || pending > 0 || failed !== null || dropped)
+          throw new RaftError('Invariant', `kv snapshot of group ${group}: applied before it was prepared`);
+        this.resetGroup(group, { data: new Map(), sessions: d.sessions, applied: d.index(), stage });
+      },
+      discard: () => {
+        if (dropped) return;
+        dropped = true;
+        if (pending === 0) removeRows();
       },
     };
   }
+
+  /** Remove the staged rows of one restore (their own LMDB writes; stale ones are also cleared at
+   *  start). */
+  private dropStaged(stage: number, group: number): void {
+    const range = { start: stageKey(stage, group, EMPTY_KEY), end: stageKey(stage, group + 1, EMPTY_KEY) };
+    const keys = [...this.stageDb.getKeys(range)].map((k) => Buffer.from(k));
+    for (const k of keys) void this.stageDb.remove(k);
+  }
+
+  /** Decodes an image (KV_SNAPSHOT) a slice at a time: data rows go to `onData` (key without the
+   *  group prefix), sessions into `sessions`; step(maxBytes) is true once the end and its CRC-32
+   *  were read and the image's index matched. */
+  private decoder(
+    group: number,
+    index: number,
+    pieces: Iterable<Uint8Array>,
+    onData: (key: Buffer, value: Buffer) => void,
+  ): {
+    step(maxBytes: number): boolean;
+    index(): number;
+    readonly sessions: Map<string, { key: Buffer; rec: SessionRecord }>;
+  } {
+    const what = `kv snapshot of group ${group}`;
+    const r = new PieceReader(pieces, what);
+    const sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
+    let imageIndex = -1;
+    let done = false;
+    return {
+      sessions,
+      index: () => imageIndex,
+      step: (maxBytes: number): boolean => {
+        if (done) return true;
+        if (imageIndex < 0) {
+          if (r.u8() !== KV_SNAPSHOT_VERSION) throw new CorruptRecord(what, 'unknown format version');
+          imageIndex = r.num();
+        }
+        const until = r.consumed + maxBytes;
+        while (r.consumed < until) {
+          const tag = r.u8();
+          if (tag === TAG_END) {
+            r.end();
+            if (imageIndex !== index)
+              throw new RaftError('Malformed', `${what}: data index ${imageIndex} != meta index ${index}`);
+            done = true;
+            return true;
+          }
+          const key = r.take(r.u32(), 65_536); // a key, or a client id (a short string)
+          const value = r.take(r.u32(), MAX_SNAPSHOT_VALUE_BYTES);
+          if (tag === TAG_DATA) {
+            onData(key, value);
+          } else if (tag === TAG_SESSION) {
+            const client = dec.decode(key);
+            sessions.set(sessionKey(group, client), { key: dataKey(group, key), rec: decodeSession(value) });
+          } else {
+            throw new CorruptRecord(what, `unknown record tag ${tag}`);
+          }
+        }
+        return false;
+      },
+    };
+  }
+}
+
+const EMPTY_KEY = new Uint8Array(0);
+/** Staged rows written and not yet acknowledged by LMDB, beyond which decoding waits. */
+const MAX_STAGE_PENDING = 4096;
+
+/** A staged row: u32 restore | u32 group | key (restores of one group never share rows). */
+function stageKey(stage: number, group: number, key: Uint8Array): Buffer {
+  const k = Buffer.allocUnsafe(8 + key.byteLength);
+  k.writeUInt32BE(stage, 0);
+  k.writeUInt32BE(group, 4);
+  k.set(key, 8);
+  return k;
 }
 
 // --- the snapshot format -------------------------------------------------------------------------
@@ -662,6 +764,11 @@ function* pagedRange(
     // The smallest key after the last one.
     from = Buffer.concat([page[page.length - 1][0], Buffer.alloc(1)]);
   }
+}
+
+/** Staged rows as table rows (the restore's prefix replaced by the group's). */
+function* unstaged(group: number, rows: Iterable<Row>): Generator<Row> {
+  for (const [k, v] of rows) yield [dataKey(group, k.subarray(8)), v];
 }
 
 /** `base` (sorted) with `over` (sorted; a null value deletes) laid over it, sorted. */
@@ -764,6 +871,7 @@ export class RecordReader implements SnapshotReader {
 export interface PreparedRestore {
   step(maxBytes: number): boolean;
   apply(): void;
+  discard(): void;
 }
 
 /** Reads values across the boundaries of a sequence of pieces, keeping a CRC-32 of what it

@@ -21,6 +21,14 @@ import {
 import { RaftError, type ConfState, type Entry, type SnapshotMeta } from '../../src/raft/types.js';
 import { flushKv } from '../helpers/kv.js';
 
+/** Wait (polling) until `cond` holds. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; !cond(); i++) {
+    if (i > 500) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -446,6 +454,48 @@ describe('KV snapshots', () => {
       bad[5000] ^= 4;
       assert.throws(() => c.kv.restoreStream(1, metaAt(at), [bad]), CorruptRecord);
       assert.equal(c.get(1, 'k00008'), 'updated');
+    });
+  });
+
+  test('a restore prepared ahead stages its rows in LMDB, serves reads from them, and the commit copies them in', async () => {
+    await withNodes(2, async (a, c) => {
+      const cmds: KvCommand[] = [];
+      for (let i = 0; i < 700; i++) cmds.push(put(`k${String(i).padStart(4, '0')}`, `v${i}`.repeat(20)));
+      await a.applyCommit(1, entries(1, cmds));
+      const image = a.kv.snapshot(1, metaAt);
+      const stageRows = () =>
+        [...c.store.openDB<Buffer, Buffer>('kvstage', { encoding: 'binary', keyEncoding: 'binary' }).getKeys()].length;
+      // c has older rows of group 1 that the restore replaces.
+      await c.applyCommit(1, entries(1, [put('old', 'x'), put('k0001', 'old')]));
+
+      // One restore prepared and dropped: its rows go.
+      const dropped = c.kv.prepareRestore(1, image.meta.index, [image.data]);
+      while (!dropped.step(4096)) await new Promise((r) => setImmediate(r));
+      assert.ok(stageRows() >= 700);
+      dropped.discard();
+      await until(() => stageRows() === 0);
+
+      // One prepared in slices of 4 KiB (the LMDB writes land between them), then applied.
+      const prep = c.kv.prepareRestore(1, image.meta.index, [image.data.subarray(0, 1000), image.data.subarray(1000)]);
+      let slices = 0;
+      while (!prep.step(4096)) {
+        slices++;
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.ok(slices > 3, `decoded in ${slices} slices`);
+      assert.equal(c.get(1, 'old'), 'x', 'nothing changes before apply');
+      prep.apply();
+      assert.equal(c.kv.applied(1), image.meta.index);
+      assert.equal(c.get(1, 'old'), null, 'read from the staged rows at once');
+      assert.equal(c.get(1, 'k0001'), a.get(1, 'k0001'));
+      // A snapshot taken from the staged state is the image it came from.
+      assert.deepEqual(Buffer.from(c.kv.snapshot(1, metaAt).data), Buffer.from(image.data));
+      await flushKv(c.store, c.kv);
+      // The staged copies go once the commit that copied them is done.
+      await until(() => stageRows() === 0);
+      await c.reopen();
+      for (const k of ['k0000', 'k0001', 'k0699', 'old']) assert.equal(c.get(1, k), a.get(1, k), k);
+      assert.equal(c.kv.applied(1), image.meta.index);
     });
   });
 
