@@ -23,6 +23,8 @@ scenarios (default: all, in this order):
   drain       n1 leads all 1,000 groups and drains under load (full run only)
   kill        kill -9 of the node leading the most groups under load
   balancer    the balancer from full skew: time, moves vs the minimum, quiet period
+  snapshot    a 256 MiB group (32 MiB --quick) catches up a replica by a streamed snapshot:
+              MiB/s, and follower reads of the other groups over the streaming link
 options:
   --quick           small sizes, finishes in under 3 minutes on 2 cores
   --repeat N        run each scenario N times; figures and table cells are medians of the runs
@@ -49,6 +51,7 @@ export const SCENARIOS = [
   'drain',
   'kill',
   'balancer',
+  'snapshot',
 ] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /** Older scenario names, still accepted. */

@@ -14,6 +14,7 @@ export type Family =
   | 'transfer'
   | 'failover'
   | 'balancer'
+  | 'snapshot'
   | 'storage'
   | 'micro';
 
@@ -25,6 +26,7 @@ export const FAMILY_TITLES: Record<Family, string> = {
   transfer: 'Planned leader transfer and drain under load',
   failover: 'Unplanned failover: kill -9 of a leader node under load',
   balancer: 'Leader balancer: from full skew to balanced',
+  snapshot: 'Snapshot streaming: a large group catches up a replica beside the other groups',
   storage: 'Storage: durable entries/s and commit latency',
   micro: 'Micro benchmarks (Raft core, transport)',
 };

@@ -41,6 +41,7 @@ import { runOpenLoop, runReadMix, runThroughput } from './throughput.js';
 import { runPeers, WARM_CLIENTS, warmSecondsFor } from './http.js';
 import { runHttpTransfers } from './transfer-http.js';
 import { writeReport } from './report.js';
+import { runSnapshotStream } from './snapshot.js';
 import { compareResults, formatComparison } from './compare.js';
 import { pct } from './stats.js';
 import { collectProvenance } from './provenance.js';
@@ -1705,6 +1706,52 @@ async function balancer(): Promise<Output> {
   };
 }
 
+async function snapshot(): Promise<Output> {
+  const mib = quick ? 32 : 256;
+  const x = await runSnapshotStream({ mib, chunkBytes: 1 << 20, groups: 32, valueBytes: 64 * 1024, say });
+  say(
+    `${fmt(x.streamedBytes)} bytes in ${x.streamSeconds} s: ${x.mibPerSec} MiB/s (${x.resentChunks} chunks resent); ` +
+      `follower reads of the other groups: idle p99 ${x.idle.p99Ms} ms max ${x.idle.maxMs} ms, ` +
+      `during the stream p99 ${x.during.p99Ms} ms max ${x.during.maxMs} ms (${x.during.reads} reads, ${x.during.failed} failed); ` +
+      `${x.leaderChanges} leader changes`,
+  );
+  const id = `${mib}MiB`;
+  return {
+    raw: x,
+    figures: [
+      fig('snapshot', `${id}/mibPerSec`, `stream throughput, ${mib} MiB group`, x.mibPerSec, 'MiB/s', 'higher'),
+      fig(
+        'snapshot',
+        `${id}/duringMaxMs`,
+        'worst follower read of another group during the stream (a ReadIndex round over the streaming link)',
+        x.during.maxMs,
+        'ms',
+        'lower',
+      ),
+      fig('snapshot', `${id}/duringP99Ms`, 'p99 of those reads during the stream', x.during.p99Ms, 'ms', 'lower'),
+      fig('snapshot', `${id}/idleMaxMs`, 'worst of those reads with no stream', x.idle.maxMs, 'ms', 'none'),
+      fig(
+        'snapshot',
+        `${id}/duringFailed`,
+        'of those reads failed during the stream',
+        x.during.failed,
+        'reads',
+        'lower',
+      ),
+      fig(
+        'snapshot',
+        `${id}/leaderChanges`,
+        'leader changes seen by n1 and n2 while n3 caught up',
+        x.leaderChanges,
+        'changes',
+        'lower',
+      ),
+    ],
+    tables: [],
+    charts: [],
+  };
+}
+
 const RUN: Record<Scenario, () => Promise<Output>> = {
   micro,
   storage,
@@ -1717,6 +1764,7 @@ const RUN: Record<Scenario, () => Promise<Output>> = {
   drain,
   kill,
   balancer,
+  snapshot,
 };
 const DESCRIBE: Record<Scenario, string> = {
   micro: 'Raft core and transport (tinybench)',
@@ -1730,6 +1778,7 @@ const DESCRIBE: Record<Scenario, string> = {
   drain: 'drain of 1,000 leaders under load',
   kill: 'kill -9 of a leader node under load',
   balancer: `balancer from full skew (${quick ? '1,000' : '10,000'} groups), then a locality preference`,
+  snapshot: `a ${quick ? 32 : 256} MiB group catches up a replica by a streamed snapshot`,
 };
 
 // --- run -------------------------------------------------------------------------------------

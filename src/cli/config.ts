@@ -324,6 +324,13 @@ function assemble(got: Map<string, unknown>): StartConfig {
     fail('adminReadToken', 'only meaningful together with adminToken', 'IncompleteOptions');
   const raft = obj('raft');
   const balancer = obj('balancer');
+  const chunkBytes = num('snapshotStream.chunkBytes');
+  const window = num('snapshotStream.window');
+  const maxOutgoing = num('snapshotStream.maxOutgoing');
+  const snapshotStream =
+    chunkBytes === undefined && window === undefined && maxOutgoing === undefined
+      ? undefined
+      : { chunkBytes, window, maxOutgoing };
   return {
     id,
     dataDir: str('dataDir') ?? fail('dataDir', 'required'),
@@ -343,6 +350,7 @@ function assemble(got: Map<string, unknown>): StartConfig {
         ? undefined
         : { maxPendingProposals, maxPendingBytes },
     raft: raft === undefined ? undefined : { ...raft },
+    snapshotStream,
     stateMachine: module === undefined ? undefined : { module, snapshotEvery },
     balancer: balancer === undefined ? undefined : balancerConfig(balancer),
     draining: got.get('draining') === true ? true : undefined,

@@ -201,6 +201,24 @@ const TABLE = [
     doc: 'admission: bytes pending on this node before new proposals fail with Overloaded',
   },
   {
+    key: 'snapshotStream.chunkBytes',
+    kind: 'positiveInt',
+    scope: 'node',
+    doc: 'snapshot streaming: data bytes per chunk, 4 KiB..16 MiB (docs/snapshots.md)',
+  },
+  {
+    key: 'snapshotStream.window',
+    kind: 'positiveInt',
+    scope: 'node',
+    doc: 'snapshot streaming: chunks sent and not yet acknowledged per stream, 1..64',
+  },
+  {
+    key: 'snapshotStream.maxOutgoing',
+    kind: 'positiveInt',
+    scope: 'node',
+    doc: 'snapshot streaming: streams a shard sends at once, 1..64',
+  },
+  {
     key: 'raft',
     kind: 'raft',
     scope: 'node',

@@ -50,6 +50,9 @@ export class InlineShards implements Shards {
       case 'out':
         this.opts.onOut(m.target, m.worker, m.batch);
         return;
+      case 'snapOut':
+        this.opts.onSnapshotFrame(m.target, m.worker, m.frame, m.bulk);
+        return;
       case 'leader':
         this.opts.onLeader(m.group, m.leader, m.term, m.cause);
         return;

@@ -11,6 +11,7 @@ import { TRANSFER_FAIL_REASONS, type TransferFailReason } from './errors.js';
 import { mergeHistograms, renderHistogram, type HistogramSnapshot } from './histogram.js';
 import { BUILD, GC_KINDS, processSampler, type BuildInfo, type ProcessSample } from './processmetrics.js';
 import type { NodeStatus } from './status.js';
+import type { SnapshotStreamStats } from './shardsnapshots.js';
 
 type Labels = Readonly<Record<string, string | number>>;
 
@@ -254,6 +255,30 @@ export function renderMetrics(m: MetricsInput): Exposition {
     'Time a shard loop spent awaiting commits.',
     loops.map(([w, l]) => [{ ...n, worker: w }, l.msCommit / 1000]),
   );
+  // Snapshot streams, summed over the shards (docs/snapshots.md).
+  const snap = (k: keyof SnapshotStreamStats) =>
+    st.shards.reduce((a, w) => a + (w.up && w.snapshots ? w.snapshots[k] : 0), 0);
+  x.family('flotilla_snapshot_streams_total', 'counter', 'Snapshot streams, by outcome.', [
+    [{ ...n, outcome: 'sent' }, snap('sent')],
+    [{ ...n, outcome: 'send_failed' }, snap('sendFailed')],
+    [{ ...n, outcome: 'received' }, snap('received')],
+    [{ ...n, outcome: 'installed' }, snap('installed')],
+  ]);
+  x.family('flotilla_snapshot_stream_bytes_total', 'counter', 'Snapshot data bytes streamed, by direction.', [
+    [{ ...n, direction: 'sent' }, snap('bytesSent')],
+    [{ ...n, direction: 'received' }, snap('bytesReceived')],
+  ]);
+  x.family(
+    'flotilla_snapshot_stream_refused_total',
+    'counter',
+    'Snapshot chunks or streams refused (bad CRC, totals that differ, staging I/O).',
+    [[n, snap('refused')]],
+  );
+  x.family('flotilla_snapshot_streams_in_flight', 'gauge', 'Snapshot streams under way, by direction.', [
+    [{ ...n, direction: 'sending' }, snap('sending')],
+    [{ ...n, direction: 'queued' }, snap('queued')],
+    [{ ...n, direction: 'receiving' }, snap('receiving')],
+  ]);
   x.family('flotilla_proposals_total', 'counter', 'Proposals made through this node.', [[n, st.runtime.proposals]]);
   x.family('flotilla_pending_proposals', 'gauge', 'Proposals accepted by this node and not yet answered.', [
     [n, st.pending.proposals],

@@ -20,7 +20,14 @@ import { pino } from 'pino';
 import type { NodeId } from '../raft/types.js';
 import { encodeKvCommandView, type KvCommand, type KvResult } from '../storage/kv.js';
 import { SessionClient, encodeCommand } from '../storage/session.js';
-import { Transport, parseAddress, validateTransportSecurity, type Envelope } from '../transport/index.js';
+import { snapshotStreamLimits, type SnapshotStreamLimits } from '../storage/snapstream.js';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  Transport,
+  parseAddress,
+  validateTransportSecurity,
+  type Envelope,
+} from '../transport/index.js';
 import { RuntimeError, StartOptionsError } from './errors.js';
 import { abortable, onAbort, throwIfAborted } from './abort.js';
 import type { NodeEventName, NodeEventSink, NodeEvents } from './events.js';
@@ -110,6 +117,9 @@ export interface DeleteResult {
    *  in the log). Decided where the delete applied, so a retry of the same call gets the same. */
   readonly deleted: boolean;
 }
+
+/** The app envelope type of a snapshot stream frame (`p`: { w: worker, b: frame bytes }). */
+const SNAPSHOT_FRAME = 'snap';
 
 const enc = new TextEncoder();
 const asBytes = (k: Uint8Array | string): Uint8Array => (typeof k === 'string' ? enc.encode(k) : k);
@@ -366,6 +376,12 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     }
     const threads = opts.workers;
     const workers = Math.max(1, threads);
+    let snapshotStream: SnapshotStreamLimits;
+    try {
+      snapshotStream = snapshotStreamLimits(opts.snapshotStream, DEFAULT_MAX_FRAME_BYTES);
+    } catch (e) {
+      throw new StartOptionsError('snapshotStream', 'InvalidValue', (e as Error).message);
+    }
     const clusterId = clusterIdOf(nodes, opts.groups, replication);
     mkdirSync(opts.dataDir, { recursive: true });
     const idFile = join(opts.dataDir, 'cluster.json');
@@ -421,10 +437,16 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         noSync: opts.noSync,
         stateMachine: opts.stateMachine,
         campaignDelay: node.isDraining ? 2 * node.electionTicks : 0,
+        snapshotStream,
       }),
       onOut: (target, worker, batch) => {
         node.stats.relayedOut++;
         node.transport.send(target, { k: 'rb', w: worker, b: batch });
+      },
+      onSnapshotFrame: (target, worker, frame, bulk) => {
+        const e: Envelope = { k: 'app', t: SNAPSHOT_FRAME, p: { w: worker, b: frame } };
+        if (bulk) node.transport.sendBulk(target, e);
+        else node.transport.send(target, e);
       },
       onConf: (g, voters, learners) => node.membership.onConf(g, voters, learners, true),
       onLeader: (g, l, term, kind) => {
@@ -1030,6 +1052,16 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         }
         this.stats.relayedIn++;
         this.workers.post(e.w, { kind: 'raft', batch: e.b });
+      } else if (e.k === 'app' && e.t === SNAPSHOT_FRAME) {
+        // Relayed undecoded, like Raft batches: the worker checks the frame's CRC and contents.
+        const p = e.p as { w?: unknown; b?: unknown } | null;
+        const w = p?.w;
+        if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w >= this.workerCount) {
+          this.stats.dropsNoWorker++;
+          continue;
+        }
+        if (!(p?.b instanceof Uint8Array)) continue;
+        this.workers.post(w, { kind: 'snap', from, frame: p.b });
       } else if (e.k === 'app') {
         this.protocol.onMessage(from, e.t, e.p);
       } else {

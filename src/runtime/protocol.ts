@@ -8,6 +8,7 @@ import type { LedGroup, TransferDone } from './group.js';
 import type { Leading } from './shardtransfers.js';
 import type { RaftTuning } from './shardoptions.js';
 import type { ShardStatus } from './status.js';
+import type { SnapshotStreamLimits } from '../storage/snapstream.js';
 import type { WorkerLogRecord } from './workerlog.js';
 
 export type Consistency = 'linearizable' | 'lease' | 'stale';
@@ -50,6 +51,8 @@ export interface WorkerInit {
   readonly stateMachine?: { readonly module: string; readonly snapshotEvery?: number };
   /** Extra ticks every group waits before campaigning (the node is draining). */
   readonly campaignDelay?: number;
+  /** Snapshot stream limits (validated by the node). */
+  readonly snapshotStream: SnapshotStreamLimits;
 }
 
 /** A membership change of one group, as a shard's leader proposes it. */
@@ -114,7 +117,9 @@ export type ShardNotice =
   | { kind: 'peerDown'; peer: NodeId }
   | { kind: 'campaignDelay'; ticks: number }
   /** Fault injection: slow every durable write of the shard's store (LogStore.setWriteDelay). */
-  | { kind: 'diskDelay'; ms: number; jitterMs: number };
+  | { kind: 'diskDelay'; ms: number; jitterMs: number }
+  /** A snapshot stream frame from node `from` (relayed undecoded). */
+  | { kind: 'snap'; from: NodeId; frame: Uint8Array };
 
 export type ToWorker = ShardNotice | CallMessage;
 
@@ -136,6 +141,9 @@ export type FromWorker =
   | CallAnswer
   /** Raft bytes for worker `worker` of node `target`. */
   | { kind: 'out'; target: NodeId; worker: number; batch: Uint8Array }
+  /** A snapshot stream frame for worker `worker` of node `target`; `bulk` for chunks (sent only
+   *  behind Raft traffic). */
+  | { kind: 'snapOut'; target: NodeId; worker: number; frame: Uint8Array; bulk: boolean }
   | { kind: 'leader'; group: number; leader: NodeId; term: number; cause: LeaderChangeKind }
   | { kind: 'conf'; group: number; voters: NodeId[]; learners: NodeId[] }
   /** The shard's leader count or storage commit p99 changed (Shard.onBrief). */

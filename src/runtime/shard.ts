@@ -22,6 +22,7 @@ import { ShardReads, rejectRequests } from './shardreads.js';
 import { Handovers, type HandoverAccess, type Leading, type TransferOptions } from './shardtransfers.js';
 import { ShardReports } from './shardreports.js';
 import { compactForCheckpoint, maybeCompact } from './shardcompaction.js';
+import { ShardSnapshots } from './shardsnapshots.js';
 import { raftConfigOf, type ShardOptions } from './shardoptions.js';
 import type { GroupView, ShardSummary } from './status.js';
 
@@ -95,6 +96,8 @@ export class Shard {
   private readonly reads: ShardReads;
   private readonly handovers: Handovers;
   private readonly reports: ShardReports;
+  /** Snapshot streams (null: snapshots travel inline in their `snap` message). */
+  readonly snapshots: ShardSnapshots | null;
   readonly stats = {
     loops: 0,
     commits: 0,
@@ -154,6 +157,32 @@ export class Shard {
       withDeadline: (what, timeoutMs, register) => this.deadlines.promise(what, this.timeoutOf(timeoutMs), register),
     };
     this.reads = new ShardReads(access);
+    const streams = opts.snapshotStreams;
+    this.snapshots = streams
+      ? new ShardSnapshots(
+          {
+            sm: this.sm,
+            log: this.log,
+            group: (id) => this.groups.get(id),
+            metaAt: (id, index) => {
+              const st = this.group(id).storage;
+              return { index, term: st.term(index), conf: st.conf() };
+            },
+            sendFrame: streams.send,
+            sendRaft: (to, msgs) => {
+              this.stats.messagesOut += msgs.length;
+              opts.send(to, msgs);
+            },
+            touch: (g) => {
+              this.touch(g);
+              this.schedule();
+            },
+            isDown: (peer) => this.downPeers.has(peer),
+          },
+          streams.limits,
+          streams.dir,
+        )
+      : null;
     this.handovers = new Handovers(access);
     this.reports = new ShardReports(
       opts.nodeId,
@@ -190,8 +219,11 @@ export class Shard {
     const storage = this.opts.store.storage(id);
     const node = new RaftNode(raftConfigOf(this.opts, id, storage, this.sm.applied(id), BATCHES_IN_FLIGHT));
     if (this.campaignDelay) node.setCampaignDelay(this.campaignDelay);
-    storage.snapshotSource = () =>
-      this.sm.snapshot(id, (index) => ({ index, term: storage.term(index), conf: storage.conf() }));
+    const metaAt = (index: number) => ({ index, term: storage.term(index), conf: storage.conf() });
+    // With streams the core's `snap` message carries the metadata only; the data follows it.
+    storage.snapshotSource = this.snapshots
+      ? () => ({ meta: metaAt(this.sm.applied(id)), data: new Uint8Array(0) })
+      : () => this.sm.snapshot(id, metaAt);
     const g = newGroup(id, node, storage, this.sm.applied(id));
     this.groups.set(id, g);
     this.touch(g);
@@ -283,6 +315,11 @@ export class Shard {
       return;
     }
     this.schedule();
+  }
+
+  /** A snapshot stream frame from node `from` (ignored without streams). */
+  receiveSnapshotFrame(from: NodeId, frame: Uint8Array): void {
+    if (!this.stopped) this.snapshots?.onFrame(from, frame);
   }
 
   /** Messages from other nodes (already validated structurally by the transport). */
@@ -627,6 +664,7 @@ export class Shard {
     this.removals = [];
     for (const id of removed) {
       if (this.groups.has(id)) continue; // re-created since
+      this.snapshots?.dropGroup(id);
       this.opts.store.deleteGroup(id);
       this.sm.dropGroup(id);
     }
@@ -666,6 +704,11 @@ export class Shard {
         this.log.debug({ group: m.group, from: m.from }, 'message for unknown group dropped');
         continue;
       }
+      if (m.type === 'snap' && this.snapshots && !this.snapshots.admit(m)) {
+        // Its data has not been staged (it streams first): the leader sends it again.
+        this.stats.rejected++;
+        continue;
+      }
       const r = g.node.step(m);
       if (!r.ok) this.stats.rejected++;
       this.touch(g);
@@ -698,7 +741,10 @@ export class Shard {
   private stageWrites(readies: [Group, Ready][]): [Group, Entry[], unknown[]][] {
     const results: [Group, Entry[], unknown[]][] = [];
     for (const [g, rd] of readies) {
-      if (rd.snapshot) this.sm.restore(g.id, rd.snapshot);
+      if (rd.snapshot) {
+        if (this.snapshots) this.snapshots.install(g.id, rd.snapshot);
+        else this.sm.restore(g.id, rd.snapshot);
+      }
       if (rd.entries.length || rd.hardState || rd.snapshot || rd.conf) {
         this.opts.store.write({
           group: g.id,
@@ -819,6 +865,10 @@ export class Shard {
 
   private enqueue(ms: readonly Message[]): void {
     for (const m of ms) {
+      if (m.type === 'snap' && this.snapshots && m.snapshot.data.byteLength === 0) {
+        this.snapshots.hold(m);
+        continue;
+      }
       let q = this.out.get(m.to);
       if (!q) {
         q = [];
@@ -861,6 +911,7 @@ export class Shard {
     this.log.error({ err: e }, 'shard failed; stopping');
     this.stopped = true;
     this.pending = [];
+    this.snapshots?.close();
     if (this.timer) clearInterval(this.timer);
     this.reports.stop();
     this.settleAll(err);
@@ -886,6 +937,7 @@ export class Shard {
       await new Promise((r) => setImmediate(r));
     }
     this.stopped = true;
+    this.snapshots?.close();
     const err = new RuntimeError('Stopped', 'shard stopped');
     this.settleAll(err);
     // Flush the state machine so that a clean restart replays nothing (a failed store has

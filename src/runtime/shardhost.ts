@@ -6,7 +6,7 @@
 // directly (inline.ts).
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Message, NodeId } from '../raft/types.js';
 import { LogStore } from '../storage/logstore.js';
@@ -28,7 +28,7 @@ import { workerOf } from './protocol.js';
 import type { ShardStatus } from './status.js';
 
 export class ShardHost {
-  readonly stats = { dropsNoRoute: 0, dropsInvalid: 0, batchesIn: 0, batchesOut: 0 };
+  readonly stats = { dropsNoRoute: 0, dropsInvalid: 0, batchesIn: 0, batchesOut: 0, snapFramesOut: 0 };
   private readonly codec = new RaftBatchCodec();
   private readonly peerWorkers: Map<NodeId, number>;
   private stopped: (() => void) | null = null;
@@ -58,6 +58,11 @@ export class ShardHost {
     });
     let host: ShardHost | null = null;
     const shard = Shard.open({
+      snapshotStreams: {
+        dir: join(init.dataDir, 'snapstage'),
+        limits: init.snapshotStream,
+        send: (to, group, frame, bulk) => host!.sendSnapshotFrame(to, group, frame, bulk),
+      },
       nodeId: init.nodeId,
       store,
       send: (to, msgs) => host!.send(to, msgs),
@@ -111,6 +116,17 @@ export class ShardHost {
       this.stats.batchesOut++;
       this.emit({ kind: 'out', target, worker: i, batch: this.codec.encode(q) });
     }
+  }
+
+  /** A snapshot stream frame for the shard of node `to` that hosts `group`. */
+  private sendSnapshotFrame(to: NodeId, group: number, frame: Uint8Array, bulk: boolean): void {
+    const w = this.peerWorkers.get(to);
+    if (w === undefined) {
+      this.stats.dropsNoRoute++; // the stream resends once the peer is known
+      return;
+    }
+    this.stats.snapFramesOut++;
+    this.emit({ kind: 'snapOut', target: to, worker: workerOf(group, w), frame, bulk });
   }
 
   /** A packed batch of Raft messages from another node. */
@@ -200,6 +216,9 @@ export class ShardHost {
       case 'diskDelay':
         this.store.setWriteDelay(m.ms, m.jitterMs);
         return;
+      case 'snap':
+        this.shard.receiveSnapshotFrame(m.from, m.frame);
+        return;
     }
   }
 
@@ -219,6 +238,7 @@ export class ShardHost {
       loop: shard.stats,
       store: this.store.stats,
       routing: this.stats,
+      snapshots: shard.snapshots?.stats ?? null,
       commitP99Ms: shard.commitP99Ms(),
       histograms: { fsync: h.fsync.snapshot(), commit: h.commit.snapshot(), apply: h.apply.snapshot() },
     };

@@ -7,6 +7,7 @@ import type { RaftConfig } from '../raft/config.js';
 import { seededRandom } from '../raft/rand.js';
 import type { ConfState, Message, NodeId } from '../raft/types.js';
 import type { GroupStorage, LogStore } from '../storage/logstore.js';
+import type { SnapshotStreamLimits } from '../storage/snapstream.js';
 import type { LeaderChangeKind, ShardBrief } from './protocol.js';
 import type { ShardStateMachine } from './statemachine.js';
 
@@ -43,6 +44,15 @@ export interface ShardOptions {
    *  nothing, so that a reader of the brief (the leader balancer, every round) never wakes its
    *  thread. */
   readonly onBrief?: (brief: ShardBrief) => void;
+  /** Stream snapshots beside the Raft traffic (shardsnapshots.ts). Without it a `snap` message
+   *  carries the whole state inline (tests that wire shards together directly). */
+  readonly snapshotStreams?: {
+    /** The staging directory (emptied when the shard opens). */
+    readonly dir: string;
+    readonly limits: SnapshotStreamLimits;
+    /** A stream frame for the shard of `to` that hosts `group`; `bulk` for chunks. */
+    readonly send: (to: NodeId, group: number, frame: Uint8Array, bulk: boolean) => void;
+  };
 }
 
 /** The Raft configuration of group `id` of a shard built with `opts`: the shard's defaults, its

@@ -9,6 +9,7 @@ import type { BalancerConfig } from '../balancer/balancer.js';
 import { isObject } from '../guards.js';
 import { RAFT_DEFAULTS } from '../raft/config.js';
 import type { NodeId } from '../raft/types.js';
+import { DEFAULT_SNAPSHOT_STREAM, type SnapshotStreamOptions } from '../storage/snapstream.js';
 import type { TransportSecurity } from '../transport/transport.js';
 import { StartOptionsError, type StartOptionsProblem } from './errors.js';
 import { defaultWorkers } from './placement.js';
@@ -72,6 +73,10 @@ export interface StartOptions {
    *  cluster secret proved by HMAC challenge-response in the handshake (never sent; does not
    *  encrypt). Both may be combined. Default: neither (plain TCP). See docs/security.md. */
   readonly transportSecurity?: TransportSecurity;
+  /** Snapshot streaming (docs/snapshots.md): chunk size, window, streams at once, timeouts.
+   *  Default: 1 MiB chunks, 4 unacknowledged per stream, 2 streams per shard; the ranges are
+   *  checked by startNode against the frame limit. */
+  readonly snapshotStream?: SnapshotStreamOptions;
   /** Default: silent. */
   readonly logger?: Logger;
 }
@@ -87,6 +92,7 @@ export const START_DEFAULTS = Object.freeze({
   limits: Object.freeze({ maxPendingProposals: 20_000, maxPendingBytes: 64 << 20 }),
   draining: false,
   noSync: false,
+  snapshotStream: DEFAULT_SNAPSHOT_STREAM,
 });
 
 /** Replicas per group when `replication` is not given, for a cluster of `nodes` nodes. */
@@ -119,6 +125,7 @@ export interface ResolvedStartOptions {
   readonly draining: boolean;
   readonly noSync: boolean;
   readonly transportSecurity?: TransportSecurity;
+  readonly snapshotStream?: SnapshotStreamOptions;
   readonly logger?: Logger;
 }
 
@@ -145,6 +152,7 @@ const FIELDS: Readonly<Record<keyof StartOptions, true>> = {
   draining: true,
   noSync: true,
   transportSecurity: true,
+  snapshotStream: true,
   logger: true,
 };
 
@@ -285,6 +293,12 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
       if (!isObject(v)) return fail(f, 'must be an object {tls, secret}');
       onlyKnown(f, v, ['tls', 'secret']);
       if (isObject(v.tls)) onlyKnown(`${f}.tls`, v.tls, ['ca', 'cert', 'key']);
+    }),
+    snapshotStream: checked('snapshotStream', (f, v) => {
+      if (!isObject(v)) return fail(f, 'must be an object {chunkBytes, window, maxOutgoing, ackTimeoutMs, giveUpMs}');
+      const keys = ['chunkBytes', 'window', 'maxOutgoing', 'ackTimeoutMs', 'giveUpMs'] as const;
+      onlyKnown(f, v, keys);
+      for (const k of keys) if (v[k] !== undefined) integer(`${f}.${k}`, v[k], 1);
     }),
     logger: checked('logger', (f, v) => {
       if (!isObject(v) || typeof v.child !== 'function') fail(f, 'must be a pino logger');

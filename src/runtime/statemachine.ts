@@ -17,6 +17,8 @@ import type { Database } from 'lmdb';
 import type { Logger } from 'pino';
 import type { Entry, Snapshot, SnapshotMeta } from '../raft/types.js';
 import type { LogStore } from '../storage/logstore.js';
+import type { SnapshotReader } from '../storage/snapstream.js';
+import { PieceReader, RecordReader, type PreparedRestore } from '../storage/kv.js';
 import {
   APPLY_ERROR_KEY,
   applyRejection,
@@ -37,6 +39,16 @@ export interface ShardStateMachine {
   query(group: number, query: unknown): unknown;
   snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot;
   restore(group: number, snapshot: Snapshot): void;
+  /** The group's state at its applied index (`index`), to be read lazily by a snapshot stream:
+   *  later applies must not change what `reader` returns. */
+  openSnapshot(group: number): { index: number; reader: SnapshotReader };
+  /** restore() from the bytes of an openSnapshot() reader, piece by piece. Throws (and leaves the
+   *  group untouched) for bytes it cannot take. */
+  restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void;
+  /** Optional: restoreStream decoded ahead, a slice at a time (see KvStateMachine.prepareRestore);
+   *  the shard decodes a staged snapshot this way before it lets the core take it, so that the
+   *  install turn itself is short. */
+  prepareRestore?(group: number, index: number, pieces: Iterable<Uint8Array>): PreparedRestore;
   /** Called right before a log commit: when the state should be written now (or `force`),
    *  capture it and return the writes to run inside that commit's transaction; else null. What
    *  the writes store must not change afterwards, whenever the transaction runs. */
@@ -61,6 +73,15 @@ export interface UserStateMachine {
   query(query: unknown): unknown;
   snapshot(): unknown;
   restore(state: unknown): void;
+  /** Optional, for states too large to build as one value: the state as a sequence of byte
+   *  chunks, read lazily while a lagging replica's snapshot streams. The chunks must be of the
+   *  state at the call (the host takes the first one at once, so a generator's body up to its
+   *  first yield runs then; later applies must not change what it yields after). `snapshot()` is
+   *  still what is saved locally, and must describe the same state. */
+  saveSnapshot?(): Iterable<Uint8Array>;
+  /** Optional, with saveSnapshot: rebuild the state from saveSnapshot()'s chunks, on a fresh
+   *  instance (a replica installing the leader's snapshot). */
+  restoreSnapshot?(chunks: Iterable<Uint8Array>): void;
   /** Called once when flotilla discards this instance: its shard stops (node.stop(); awaited,
    *  after the last snapshot() was saved), the group is removed from this node, or a snapshot
    *  from the leader replaces the instance with a new one. Not called when the thread dies. */
@@ -211,6 +232,69 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
     return { meta: metaAt(h.applied), data: this.blob(h) };
   }
 
+  /** A state machine with saveSnapshot streams its chunks (STREAMED below); else its blob is
+   *  made now (snapshot() is one value) and the stream reads it in pieces. */
+  openSnapshot(group: number): { index: number; reader: SnapshotReader } {
+    const h = this.hosted(group);
+    if (!h.sm.saveSnapshot || !h.sm.restoreSnapshot) return { index: h.applied, reader: bytesReader(this.blob(h)) };
+    const head = packr.pack([h.applied, [...h.sessions].map(([c, r]) => [c, r.lo, [...r.results]])]);
+    // The first chunk is taken now: a generator's body runs up to its first yield here, in the
+    // turn that opened the snapshot, so it sees the state of that applied index.
+    const it = h.sm.saveSnapshot()[Symbol.iterator]();
+    let next = it.next();
+    function* pieces(): Generator<Uint8Array> {
+      try {
+        yield u8u32(STREAMED, head.byteLength);
+        yield Uint8Array.prototype.slice.call(head);
+        for (; !next.done; next = it.next()) {
+          if (next.value.byteLength === 0) continue;
+          yield u32(next.value.byteLength);
+          yield next.value;
+        }
+        yield u32(STREAMED_END);
+      } finally {
+        if (!next.done) it.return?.();
+      }
+    }
+    const gen = pieces();
+    // Closing the reader ends the user's iterator too (it may hold a view of the state).
+    return { index: h.applied, reader: new RecordReader(gen, () => void gen.return(undefined)) };
+  }
+
+  restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void {
+    const it = pieces[Symbol.iterator]();
+    const first = it.next();
+    const head = first.done ? new Uint8Array(0) : first.value;
+    const rest = (function* () {
+      yield head;
+      for (let r = it.next(); !r.done; r = it.next()) yield r.value;
+    })();
+    if (head.byteLength === 0 || head[0] !== STREAMED) {
+      this.restore(group, { meta, data: Buffer.concat([...rest]) });
+      return;
+    }
+    const what = `state machine snapshot of group ${group}`;
+    const r = new PieceReader(rest, what);
+    r.u8();
+    const [index, sessions] = unpackr.unpack(r.take(r.u32(), MAX_STREAMED_CHUNK)) as [
+      number,
+      [string, number, [number, unknown][]][],
+    ];
+    const h = this.hosted(group);
+    void this.closeOne(group, h.sm);
+    h.sm = this.module.createStateMachine(group);
+    if (!h.sm.restoreSnapshot) throw new RuntimeError('StateMachineError', `${what}: restoreSnapshot is missing`);
+    h.sm.restoreSnapshot(
+      (function* () {
+        for (let n = r.u32(); n !== STREAMED_END; n = r.u32()) yield r.take(n, MAX_STREAMED_CHUNK);
+      })(),
+    );
+    h.applied = Math.max(index, meta.index);
+    h.sessions.clear();
+    for (const [c, lo, rs] of sessions) h.sessions.set(c, { lo, results: new Map(rs) });
+    this.toSave.add(group);
+  }
+
   restore(group: number, snapshot: Snapshot): void {
     const h = this.hosted(group);
     const [index, sessions, state] = unpackr.unpack(snapshot.data) as [
@@ -288,6 +372,42 @@ export class UserStateMachineHost implements ShardStateMachine, SessionStore {
       this.log?.warn({ err: e, group }, 'state machine close() failed');
     }
   }
+}
+
+/** First byte of a streamed user snapshot (a blob, a msgpack array, never starts with it):
+ *  STREAMED | u32 header length | header (msgpack [applied, sessions]) | (u32 length | chunk)... |
+ *  u32 STREAMED_END. */
+const STREAMED = 0x00;
+const STREAMED_END = 0xffffffff;
+/** No chunk of a streamed user snapshot is larger (a length read from damaged bytes must not
+ *  allocate gigabytes). */
+const MAX_STREAMED_CHUNK = 256 * 1024 * 1024;
+
+function u32(n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32LE(n, 0);
+  return b;
+}
+
+function u8u32(a: number, n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(5);
+  b[0] = a;
+  b.writeUInt32LE(n, 1);
+  return b;
+}
+
+/** A SnapshotReader over bytes already in memory. */
+export function bytesReader(b: Uint8Array): SnapshotReader {
+  let at = 0;
+  return {
+    read: (max) => {
+      if (at >= b.byteLength) return null;
+      const out = b.subarray(at, Math.min(b.byteLength, at + max));
+      at += out.byteLength;
+      return out;
+    },
+    close: () => {},
+  };
 }
 
 /** Encode a user command for proposing (what UserStateMachine.apply receives, decoded). */

@@ -10,6 +10,7 @@ import type { HistogramSnapshot } from './histogram.js';
 import type { LeaderChangeCause } from './protocol.js';
 import type { Shard } from './shard.js';
 import type { ShardHost } from './shardhost.js';
+import type { SnapshotStreamStats } from './shardsnapshots.js';
 
 /** A shard loop's counters and time per phase (Shard.stats). */
 export type ShardLoopStats = Shard['stats'];
@@ -40,6 +41,8 @@ export interface ShardStatus extends ShardSummary {
   readonly loop: ShardLoopStats;
   readonly store: StoreStats;
   readonly routing: RoutingStats;
+  /** Snapshot streams of the shard (null: snapshots travel inline). */
+  readonly snapshots: SnapshotStreamStats | null;
   /** Storage commit p99 of the last minute, ms (null without commits). */
   readonly commitP99Ms: number | null;
   readonly histograms: {

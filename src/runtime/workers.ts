@@ -89,6 +89,8 @@ export interface ShardWorkersOptions {
   readonly log: Logger;
   /** Raft bytes a shard wants sent to worker `worker` of node `target`. */
   readonly onOut: (target: NodeId, worker: number, batch: Uint8Array) => void;
+  /** A snapshot stream frame a shard wants sent to worker `worker` of node `target`. */
+  readonly onSnapshotFrame: (target: NodeId, worker: number, frame: Uint8Array, bulk: boolean) => void;
   readonly onLeader: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
   readonly onConf?: (group: number, voters: NodeId[], learners: NodeId[]) => void;
   /** A shard's brief changed (it pushes one on start, then as it changes). */
@@ -177,6 +179,9 @@ export class ShardWorkers implements Shards {
       switch (m.kind) {
         case 'out':
           this.opts.onOut(m.target, m.worker, m.batch);
+          break;
+        case 'snapOut':
+          this.opts.onSnapshotFrame(m.target, m.worker, m.frame, m.bulk);
           break;
         case 'leader':
           this.opts.onLeader(m.group, m.leader, m.term, m.cause);

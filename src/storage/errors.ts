@@ -7,7 +7,9 @@ export type StorageErrorCode =
   /** A write or commit did not become durable (I/O error, full disk); the store is fail-stopped. */
   | 'StorageFailed'
   /** A record read back is truncated, fails its checksum, or does not decode. */
-  | 'CorruptRecord';
+  | 'CorruptRecord'
+  /** A snapshot stream refused a chunk or a stream (see SnapshotStreamError). */
+  | 'SnapshotStream';
 
 /** The store is fail-stopped: `cause` is the I/O error that stopped it. */
 export class StorageFailed extends FlotillaError<'StorageFailed'> {
@@ -28,5 +30,25 @@ export class CorruptRecord extends FlotillaError<'CorruptRecord'> {
   }
 }
 
+/** Why a snapshot stream refused a frame or a whole stream (snapstream.ts). */
+export type SnapshotStreamFault =
+  /** The frame does not decode or fails its CRC-32: nothing in it is trusted. */
+  | 'BadFrame'
+  /** The last chunk's totals (chunk count, bytes, whole-stream CRC-32) differ from what arrived. */
+  | 'StreamChecksum'
+  /** The staging file could not be written or read back. */
+  | 'StagingIo';
+
+/** A snapshot chunk or stream was refused; the stream resends or starts over (never installs). */
+export class SnapshotStreamError extends FlotillaError<'SnapshotStream'> {
+  constructor(
+    readonly fault: SnapshotStreamFault,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super('SnapshotStream', message, options);
+  }
+}
+
 /** Any error of this layer: `switch (e.code)` over it is exhaustive. */
-export type StorageError = StorageFailed | CorruptRecord;
+export type StorageError = StorageFailed | CorruptRecord | SnapshotStreamError;

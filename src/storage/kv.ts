@@ -17,7 +17,9 @@ import type { Database } from 'lmdb';
 import { FlotillaError } from '../errors.js';
 import { RaftError, type Entry, type Snapshot, type SnapshotMeta } from '../raft/types.js';
 import { Reader, Writer } from './codec.js';
+import { crc32 } from './crc32.js';
 import { CorruptRecord } from './errors.js';
+import type { SnapshotReader } from './snapstream.js';
 import type { LogStore } from './logstore.js';
 import {
   Envelope,
@@ -194,7 +196,9 @@ const sessionKey = (group: number, client: string) => `${group}\u0000${client}`;
 
 /** A group's contents replaced wholesale (snapshot install) or emptied (group dropped). */
 interface Reset {
+  /** The new rows, in memory; or, with `stage`, in the staging table under that restore. */
   readonly data: Map<string, [Buffer, Buffer]>;
+  readonly stage: number | null;
   readonly sessions: Map<string, { key: Buffer; rec: SessionRecord }>;
   /** The applied index the new contents reflect; null: the group is gone. */
   readonly applied: number | null;
@@ -233,6 +237,10 @@ export class KvStateMachine implements SessionStore {
   private readonly data: Database<Buffer, Buffer>;
   private readonly appliedDb: Database<number, number>;
   private readonly sessionsDb: Database<Buffer, Buffer>;
+  /** Rows of snapshots decoded ahead of their install (prepareRestore), by stageKey; what a
+   *  previous run left there is stale and cleared at start. */
+  private readonly stageDb: Database<Buffer, Buffer>;
+  private nextStage = 1;
   /** What applying produced since the last flush was cut. */
   private mem = new Generation();
   /** Cut generations whose commit has not completed yet, oldest first. */
@@ -261,6 +269,8 @@ export class KvStateMachine implements SessionStore {
     this.data = store.openDB<Buffer, Buffer>('kv', { encoding: 'binary', keyEncoding: 'binary' });
     this.appliedDb = store.openDB<number, number>('applied', { encoding: 'json', keyEncoding: 'uint32' });
     this.sessionsDb = store.openDB<Buffer, Buffer>('sessions', { encoding: 'binary', keyEncoding: 'binary' });
+    this.stageDb = store.openDB<Buffer, Buffer>('kvstage', { encoding: 'binary', keyEncoding: 'binary' });
+    this.stageDb.clearSync();
     this.flushIntervalMs = opts.flushIntervalMs ?? 3000;
     this.maxDirtyKeys = opts.maxDirtyKeys ?? 65_536;
     this.onMalformed = opts.onMalformed;
@@ -361,7 +371,14 @@ export class KvStateMachine implements SessionStore {
       if (o) return o.value;
       // A reset replaces the group's older contents entirely.
       const r = gen.resets.get(group);
-      if (r) return r.data.get(hex)?.[1] ?? null;
+      if (r) {
+        if (r.stage !== null) {
+          // Only while a streamed install is in flight: the key's bytes follow the group prefix.
+          const key = Buffer.from(hex, 'latin1').subarray(4);
+          return this.stageDb.getBinary(stageKey(r.stage, group, key)) ?? null;
+        }
+        return r.data.get(hex)?.[1] ?? null;
+      }
     }
     return undefined;
   }
@@ -506,6 +523,14 @@ export class KvStateMachine implements SessionStore {
       for (const k of this.data.getKeys(range)) void this.data.remove(k);
       for (const k of this.sessionsDb.getKeys(range)) void this.sessionsDb.remove(k);
       for (const [k, v] of r.data.values()) void this.data.put(k, v);
+      if (r.stage !== null) {
+        // Rows decoded ahead are copied into the table here, with the applied index: one
+        // transaction. The staged copies stay until this generation is committed (reads of the
+        // group look there until then), and go afterwards (committed()).
+        const staged = { start: stageKey(r.stage, group, EMPTY_KEY), end: stageKey(r.stage, group + 1, EMPTY_KEY) };
+        for (const { key, value } of this.stageDb.getRange(staged))
+          void this.data.put(dataKey(group, key.subarray(8)), value);
+      }
       for (const { key, rec } of r.sessions.values()) void this.sessionsDb.put(key, Buffer.from(encodeSession(rec)));
       if (r.applied === null) void this.appliedDb.remove(group);
       else void this.appliedDb.put(group, r.applied);
@@ -526,6 +551,7 @@ export class KvStateMachine implements SessionStore {
     this.stats.flushedKeys += gen.data.size;
     this.stats.flushedSessions += gen.sessions.size;
     for (const [group, r] of gen.resets) {
+      if (r.stage !== null) this.dropStaged(r.stage, group);
       for (const sk of [...this.sessionCache.keys()])
         if (sk.startsWith(sessionKey(group, ''))) this.sessionCache.delete(sk);
       for (const [sk, { rec }] of r.sessions) this.cacheSession(sk, rec);
@@ -543,7 +569,7 @@ export class KvStateMachine implements SessionStore {
 
   /** Remove every trace of a group (data, sessions, applied index), with the next commit. */
   dropGroup(group: number): void {
-    this.resetGroup(group, { data: new Map(), sessions: new Map(), applied: null });
+    this.resetGroup(group, { data: new Map(), sessions: new Map(), applied: null, stage: null });
   }
 
   private resetGroup(group: number, r: Reset): void {
@@ -571,10 +597,25 @@ export class KvStateMachine implements SessionStore {
     return this.current(group, key);
   }
 
-  /** A consistent image of one group at its applied index: the flushed contents (from an LMDB read
-   *  snapshot, so the group keeps serving while it is produced) with every newer generation laid
-   *  over them. */
+  /** A consistent image of one group at its applied index, in one buffer (tests, and hosts that
+   *  send snapshots inline): the bytes of openSnapshot(). */
   snapshot(group: number, metaAt: (index: number) => SnapshotMeta): Snapshot {
+    const { index, reader } = this.openSnapshot(group);
+    const parts: Uint8Array[] = [];
+    try {
+      for (let b = reader.read(1 << 20); b !== null; b = reader.read(1 << 20)) parts.push(b);
+    } finally {
+      reader.close();
+    }
+    return { meta: metaAt(index), data: Buffer.concat(parts) };
+  }
+
+  /** A consistent image of one group at its applied index, read lazily: the flushed contents from
+   *  an LMDB read transaction held until close() (so the group keeps serving and flushing while
+   *  it is read), merged with the newer generations captured now. Keys come out in byte order, so
+   *  the bytes are a function of the group's state alone (two readers at one index agree, which
+   *  resuming a stream relies on). Format: KV_SNAPSHOT below. */
+  openSnapshot(group: number): { index: number; reader: SnapshotReader } {
     const gens = [...this.flushing, this.mem];
     const prefix = dataKey(group, new Uint8Array(0)).toString('latin1');
     const sprefix = sessionKey(group, '');
@@ -586,79 +627,403 @@ export class KvStateMachine implements SessionStore {
       }
     }
     const reset = gens[from].resets.get(group);
-    const data = new Map<string, Uint8Array>(); // key (latin1, without the group prefix) -> value
-    const sessions = new Map<string, Uint8Array>(); // client -> encoded record
+    // What the generations say, newest last (so later ones win): full table key -> value.
+    const data = new Map<string, [Buffer, Buffer | null]>();
+    const sessions = new Map<string, [Buffer, Uint8Array]>();
     if (reset) {
-      for (const [hex, [, v]] of reset.data) data.set(hex.slice(4), v);
-      for (const [sk, { rec }] of reset.sessions) sessions.set(sk.slice(sprefix.length), encodeSession(rec));
-    } else {
-      const txn = this.store.readTransaction();
-      try {
-        const range = {
-          start: dataKey(group, new Uint8Array(0)),
-          end: dataKey(group + 1, new Uint8Array(0)),
-          transaction: txn,
-        };
-        for (const { key, value } of this.data.getRange(range)) data.set(key.subarray(4).toString('latin1'), value);
-        for (const { key, value } of this.sessionsDb.getRange(range)) sessions.set(dec.decode(key.subarray(4)), value);
-      } finally {
-        txn.done();
-      }
+      for (const [hex, kv] of reset.data) data.set(hex, kv);
+      for (const { key, rec } of reset.sessions.values())
+        sessions.set(key.toString('latin1'), [key, encodeSession(rec)]);
     }
     for (let i = from; i < gens.length; i++) {
-      for (const [hex, { value }] of gens[i].data) {
-        if (!hex.startsWith(prefix)) continue;
-        if (value === null) data.delete(hex.slice(4));
-        else data.set(hex.slice(4), value);
-      }
-      for (const [sk, { rec }] of gens[i].sessions)
-        if (sk.startsWith(sprefix)) sessions.set(sk.slice(sprefix.length), encodeSession(rec));
+      for (const [hex, { key, value }] of gens[i].data) if (hex.startsWith(prefix)) data.set(hex, [key, value]);
+      for (const [sk, { key, rec }] of gens[i].sessions)
+        if (sk.startsWith(sprefix)) sessions.set(key.toString('latin1'), [key, encodeSession(rec)]);
     }
+    const byKey = (a: [Buffer, unknown], b: [Buffer, unknown]) => Buffer.compare(a[0], b[0]);
+    const overData = [...data.values()].sort(byKey);
+    const overSessions = [...sessions.values()].sort(byKey);
     const index = this.applied(group);
-    let size = 64;
-    for (const [k, v] of data) size += k.length + v.byteLength + 8;
-    for (const [c, v] of sessions) size += 3 * c.length + v.byteLength + 8;
-    const w = new Writer(size);
-    w.num(index);
-    w.u32(data.size);
-    for (const [k, v] of data) {
-      w.bytes(Buffer.from(k, 'latin1'));
-      w.bytes(v);
-    }
-    w.u32(sessions.size);
-    for (const [c, v] of sessions) {
-      w.str(c);
-      w.bytes(v);
-    }
-    return { meta: metaAt(index), data: w.finish() };
+    // After a reset nothing flushed before it counts: the base is its staged rows, or nothing.
+    const stage = reset ? reset.stage : null;
+    const txn = reset && stage === null ? null : this.store.readTransaction();
+    const range = { start: dataKey(group, new Uint8Array(0)), end: dataKey(group + 1, new Uint8Array(0)) };
+    const base = (db: Database<Buffer, Buffer>) => (txn ? pagedRange(db, range.start, range.end, txn) : []);
+    const dataBase =
+      stage === null
+        ? base(this.data)
+        : unstaged(
+            group,
+            pagedRange(this.stageDb, stageKey(stage, group, EMPTY_KEY), stageKey(stage, group + 1, EMPTY_KEY), txn!),
+          );
+    const records = kvSnapshotRecords(
+      index,
+      mergeSorted(dataBase, overData),
+      mergeSorted(reset ? [] : base(this.sessionsDb), overSessions),
+    );
+    return { index, reader: new RecordReader(records, () => txn?.done()) };
   }
 
   /** Replace a group's data with a snapshot; written out (atomically) by the next commit. */
   restore(group: number, snapshot: Snapshot): void {
-    const r = new Reader(snapshot.data, `kv snapshot of group ${group}`);
-    const index = r.num();
-    const n = r.u32();
+    this.restoreStream(group, snapshot.meta, [snapshot.data]);
+  }
+
+  /** Replace a group's data with a snapshot read piece by piece (openSnapshot's bytes); written
+   *  out (atomically) by the next commit. Throws CorruptRecord for bytes that do not decode or
+   *  fail the format's CRC-32, RaftError 'Malformed' for an image of another index; the group is
+   *  untouched then. */
+  restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void {
     const data = new Map<string, [Buffer, Buffer]>();
-    for (let i = 0; i < n; i++) {
-      const key = dataKey(group, r.bytes());
-      data.set(key.toString('latin1'), [key, Buffer.from(r.bytes())]);
+    const d = this.decoder(group, meta.index, pieces, (key, value) => {
+      const k = dataKey(group, key);
+      data.set(k.toString('latin1'), [k, value]);
+    });
+    while (!d.step(Number.POSITIVE_INFINITY)) {
+      // decodes it all
     }
-    const sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
-    const ns = r.u32();
-    for (let i = 0; i < ns; i++) {
-      const client = r.str();
-      sessions.set(sessionKey(group, client), {
-        key: dataKey(group, enc.encode(client)),
-        rec: decodeSession(r.bytes()),
+    this.resetGroup(group, { data, sessions: d.sessions, applied: d.index(), stage: null });
+  }
+
+  /** restoreStream in two halves, with memory bounded whatever the image's size: step() decodes
+   *  at least `maxBytes` more of the image into a staging table of LMDB (its own writes, outside
+   *  the log's commits) and returns true once all of it is decoded, checked and written there, so
+   *  a large image can be prepared a slice per event-loop turn while the group keeps serving;
+   *  apply() then replaces the group's data with it (reads see the staged rows at once; the next
+   *  commit moves them into the table, atomically with the applied index). discard() drops the
+   *  staged rows of a restore that will not be applied. Errors as restoreStream's, from step(). */
+  prepareRestore(group: number, index: number, pieces: Iterable<Uint8Array>): PreparedRestore {
+    const stage = this.nextStage++;
+    let pending = 0;
+    let failed: unknown = null;
+    let decoded = false;
+    let dropped = false;
+    const removeRows = () => this.dropStaged(stage, group);
+    const settled = () => {
+      pending--;
+      if (pending === 0 && dropped) removeRows();
+    };
+    const d = this.decoder(group, index, pieces, (key, value) => {
+      pending++;
+      this.stageDb.put(stageKey(stage, group, key), value).then(settled, (e: unknown) => {
+        failed ??= e;
+        settled();
       });
+    });
+    return {
+      step: (maxBytes) => {
+        if (failed !== null) throw new CorruptRecord(`kv snapshot of group ${group}`, `staging: ${String(failed)}`);
+        if (!decoded && pending < MAX_STAGE_PENDING) decoded = d.step(maxBytes);
+        return decoded && pending === 0;
+      },
+      apply: () => {
+        if (!decoded || pending > 0 || failed !== null || dropped)
+          throw new RaftError('Invariant', `kv snapshot of group ${group}: applied before it was prepared`);
+        this.resetGroup(group, { data: new Map(), sessions: d.sessions, applied: d.index(), stage });
+      },
+      discard: () => {
+        if (dropped) return;
+        dropped = true;
+        if (pending === 0) removeRows();
+      },
+    };
+  }
+
+  /** Remove the staged rows of one restore (their own LMDB writes; stale ones are also cleared at
+   *  start). */
+  private dropStaged(stage: number, group: number): void {
+    const range = { start: stageKey(stage, group, EMPTY_KEY), end: stageKey(stage, group + 1, EMPTY_KEY) };
+    const keys = [...this.stageDb.getKeys(range)].map((k) => Buffer.from(k));
+    for (const k of keys) void this.stageDb.remove(k);
+  }
+
+  /** Decodes an image (KV_SNAPSHOT) a slice at a time: data rows go to `onData` (key without the
+   *  group prefix), sessions into `sessions`; step(maxBytes) is true once the end and its CRC-32
+   *  were read and the image's index matched. */
+  private decoder(
+    group: number,
+    index: number,
+    pieces: Iterable<Uint8Array>,
+    onData: (key: Buffer, value: Buffer) => void,
+  ): {
+    step(maxBytes: number): boolean;
+    index(): number;
+    readonly sessions: Map<string, { key: Buffer; rec: SessionRecord }>;
+  } {
+    const what = `kv snapshot of group ${group}`;
+    const r = new PieceReader(pieces, what);
+    const sessions = new Map<string, { key: Buffer; rec: SessionRecord }>();
+    let imageIndex = -1;
+    let done = false;
+    return {
+      sessions,
+      index: () => imageIndex,
+      step: (maxBytes: number): boolean => {
+        if (done) return true;
+        if (imageIndex < 0) {
+          if (r.u8() !== KV_SNAPSHOT_VERSION) throw new CorruptRecord(what, 'unknown format version');
+          imageIndex = r.num();
+        }
+        const until = r.consumed + maxBytes;
+        while (r.consumed < until) {
+          const tag = r.u8();
+          if (tag === TAG_END) {
+            r.end();
+            if (imageIndex !== index)
+              throw new RaftError('Malformed', `${what}: data index ${imageIndex} != meta index ${index}`);
+            done = true;
+            return true;
+          }
+          const key = r.take(r.u32(), 65_536); // a key, or a client id (a short string)
+          const value = r.take(r.u32(), MAX_SNAPSHOT_VALUE_BYTES);
+          if (tag === TAG_DATA) {
+            onData(key, value);
+          } else if (tag === TAG_SESSION) {
+            const client = dec.decode(key);
+            sessions.set(sessionKey(group, client), { key: dataKey(group, key), rec: decodeSession(value) });
+          } else {
+            throw new CorruptRecord(what, `unknown record tag ${tag}`);
+          }
+        }
+        return false;
+      },
+    };
+  }
+}
+
+const EMPTY_KEY = new Uint8Array(0);
+/** Staged rows written and not yet acknowledged by LMDB, beyond which decoding waits. */
+const MAX_STAGE_PENDING = 4096;
+
+/** A staged row: u32 restore | u32 group | key (restores of one group never share rows). */
+function stageKey(stage: number, group: number, key: Uint8Array): Buffer {
+  const k = Buffer.allocUnsafe(8 + key.byteLength);
+  k.writeUInt32BE(stage, 0);
+  k.writeUInt32BE(group, 4);
+  k.set(key, 8);
+  return k;
+}
+
+// --- the snapshot format -------------------------------------------------------------------------
+// KV_SNAPSHOT: u8 version | num applied index | records | u8 TAG_END | u32 CRC-32 of all before it.
+// A record: u8 tag (TAG_DATA: key without the group prefix, value; TAG_SESSION: client id as
+// UTF-8, encoded session record) | u32 length | key | u32 length | value. Data records come in
+// key order, then session records in key order.
+const KV_SNAPSHOT_VERSION = 2;
+const TAG_END = 0;
+const TAG_DATA = 1;
+const TAG_SESSION = 2;
+/** No value in an image is larger (no proposal is: it would not fit in a transport frame). */
+const MAX_SNAPSHOT_VALUE_BYTES = 64 * 1024 * 1024;
+/** Rows, and bytes, read from LMDB per range call while a snapshot is read (whichever comes
+ *  first: what a reader holds at once stays small whatever the value sizes). */
+const SNAPSHOT_PAGE = 512;
+const SNAPSHOT_PAGE_BYTES = 1024 * 1024;
+
+type Row = [Buffer, Uint8Array];
+
+/** A table's rows in [start, end) read from `txn`, a page per call (no iterator is held between
+ *  pages, only the transaction). */
+function* pagedRange(
+  db: Database<Buffer, Buffer>,
+  start: Buffer,
+  end: Buffer,
+  txn: ReturnType<LogStore['readTransaction']>,
+): Generator<Row> {
+  let from = start;
+  for (;;) {
+    const page: Row[] = [];
+    let bytes = 0;
+    let full = false;
+    for (const { key, value } of db.getRange({ start: from, end, limit: SNAPSHOT_PAGE, transaction: txn })) {
+      page.push([key, value]);
+      bytes += value.byteLength;
+      if (page.length === SNAPSHOT_PAGE || bytes >= SNAPSHOT_PAGE_BYTES) {
+        full = true;
+        break;
+      }
     }
-    r.done();
-    if (index !== snapshot.meta.index) {
-      throw new RaftError(
-        'Malformed',
-        `kv snapshot of group ${group}: data index ${index} != meta index ${snapshot.meta.index}`,
-      );
+    yield* page;
+    if (!full) return;
+    // The smallest key after the last one.
+    from = Buffer.concat([page[page.length - 1][0], Buffer.alloc(1)]);
+  }
+}
+
+/** Staged rows as table rows (the restore's prefix replaced by the group's). */
+function* unstaged(group: number, rows: Iterable<Row>): Generator<Row> {
+  for (const [k, v] of rows) yield [dataKey(group, k.subarray(8)), v];
+}
+
+/** `base` (sorted) with `over` (sorted; a null value deletes) laid over it, sorted. */
+function* mergeSorted(base: Iterable<Row>, over: [Buffer, Uint8Array | null][]): Generator<Row> {
+  let j = 0;
+  for (const row of base) {
+    while (j < over.length && Buffer.compare(over[j][0], row[0]) < 0) {
+      const [k, v] = over[j++];
+      if (v !== null) yield [k, v];
     }
-    this.resetGroup(group, { data, sessions, applied: index });
+    if (j < over.length && Buffer.compare(over[j][0], row[0]) === 0) {
+      const [k, v] = over[j++];
+      if (v !== null) yield [k, v];
+      continue;
+    }
+    yield row;
+  }
+  for (; j < over.length; j++) {
+    const [k, v] = over[j];
+    if (v !== null) yield [k, v];
+  }
+}
+
+/** The encoded pieces of a KV snapshot, in order (the last carries the CRC). */
+function* kvSnapshotRecords(index: number, data: Iterable<Row>, sessions: Iterable<Row>): Generator<Uint8Array> {
+  let crc = 0;
+  const head = new Writer(16);
+  head.u8(KV_SNAPSHOT_VERSION);
+  head.num(index);
+  const h = head.finishPlain();
+  crc = crc32(h, 0, h.byteLength, crc);
+  yield h;
+  for (const [tag, rows] of [
+    [TAG_DATA, data],
+    [TAG_SESSION, sessions],
+  ] as const) {
+    for (const [k, v] of rows) {
+      // Table keys carry the group prefix (4 bytes); the image does not.
+      const w = new Writer(13 + k.byteLength + v.byteLength);
+      w.u8(tag);
+      w.bytes(k.subarray(4));
+      w.bytes(v);
+      const rec = w.finishPlainView();
+      crc = crc32(rec, 0, rec.byteLength, crc);
+      yield rec;
+    }
+  }
+  const tail = new Writer(8);
+  tail.u8(TAG_END);
+  const t = tail.finishPlain();
+  crc = crc32(t, 0, t.byteLength, crc);
+  tail.u32(crc);
+  yield tail.finishPlain();
+}
+
+/** A SnapshotReader over a sequence of pieces: read(max) packs (and splits) them into buffers of
+ *  at most `max` bytes; close() calls `release`. */
+export class RecordReader implements SnapshotReader {
+  private piece: Uint8Array | null = null;
+  private at = 0;
+  private closed = false;
+
+  constructor(
+    private readonly pieces: Iterator<Uint8Array>,
+    private readonly release: () => void,
+  ) {}
+
+  read(max: number): Uint8Array | null {
+    if (this.closed) return null;
+    const out = new Uint8Array(max);
+    let n = 0;
+    while (n < max) {
+      if (this.piece === null || this.at === this.piece.byteLength) {
+        const it = this.pieces.next();
+        if (it.done) {
+          this.piece = null;
+          break;
+        }
+        this.piece = it.value;
+        this.at = 0;
+        continue;
+      }
+      const take = Math.min(max - n, this.piece.byteLength - this.at);
+      out.set(this.piece.subarray(this.at, this.at + take), n);
+      n += take;
+      this.at += take;
+    }
+    if (n === 0) return null;
+    return n === max ? out : out.slice(0, n);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.release();
+  }
+}
+
+/** A restore decoded ahead of its install (KvStateMachine.prepareRestore). */
+export interface PreparedRestore {
+  step(maxBytes: number): boolean;
+  apply(): void;
+  discard(): void;
+}
+
+/** Reads values across the boundaries of a sequence of pieces, keeping a CRC-32 of what it
+ *  consumed (checked by end(), for formats that end in one). */
+export class PieceReader {
+  /** Bytes read so far. */
+  consumed = 0;
+  private readonly it: Iterator<Uint8Array>;
+  private piece: Uint8Array = new Uint8Array(0);
+  private at = 0;
+  private crc = 0;
+  private readonly scratch = new Uint8Array(8);
+
+  constructor(
+    pieces: Iterable<Uint8Array>,
+    private readonly what: string,
+  ) {
+    this.it = pieces[Symbol.iterator]();
+  }
+
+  /** The next `n` bytes in a buffer of their own (at most `max`: a length read from damaged
+   *  bytes must not allocate gigabytes before the checksum at the end can say so). */
+  take(n: number, max: number): Buffer {
+    if (n > max) throw new CorruptRecord(this.what, `a field of ${n} bytes (at most ${max})`);
+    const out = Buffer.allocUnsafe(n);
+    this.fill(out, n);
+    return out;
+  }
+
+  u8(): number {
+    this.fill(this.scratch, 1);
+    return this.scratch[0];
+  }
+
+  u32(): number {
+    this.fill(this.scratch, 4);
+    return new Reader(this.scratch, this.what, false, 0, 4).u32();
+  }
+
+  num(): number {
+    this.fill(this.scratch, 8);
+    return new Reader(this.scratch, this.what, false, 0, 8).num();
+  }
+
+  /** The CRC-32 that ends the image matches, and nothing follows it. */
+  end(): void {
+    const want = this.crc;
+    const got = this.u32();
+    if (got !== want) throw new CorruptRecord(this.what, `checksum mismatch (stored ${got}, computed ${want})`);
+    if (this.at < this.piece.byteLength || !this.it.next().done) throw new CorruptRecord(this.what, 'trailing bytes');
+  }
+
+  private fill(out: Uint8Array, n: number): void {
+    let got = 0;
+    while (got < n) {
+      if (this.at === this.piece.byteLength) {
+        const r = this.it.next();
+        if (r.done) throw new CorruptRecord(this.what, 'truncated');
+        this.piece = r.value;
+        this.at = 0;
+        continue;
+      }
+      const k = Math.min(n - got, this.piece.byteLength - this.at);
+      out.set(this.piece.subarray(this.at, this.at + k), got);
+      this.crc = crc32(this.piece, this.at, this.at + k, this.crc);
+      got += k;
+      this.at += k;
+      this.consumed += k;
+    }
   }
 }

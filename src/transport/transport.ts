@@ -84,6 +84,8 @@ export interface PeerStats {
   framesSent: number;
   bytesSent: number;
   envelopesSent: number;
+  /** The largest data frame sent, bytes (header included). */
+  largestFrameSent: number;
   framesReceived: number;
   bytesReceived: number;
   envelopesReceived: number;
@@ -331,6 +333,9 @@ interface Peer {
   removed: boolean;
   queue: Envelope[];
   queueBytes: number;
+  /** Bulk envelopes (sendBulk), written only behind `queue`, one per frame. */
+  bulk: Envelope[];
+  bulkBytes: number;
   link: Link | null; // the open link
   dialing: Link | null; // an outbound link not yet open
   timer: NodeJS.Timeout | null;
@@ -343,6 +348,7 @@ function newPeerStats(): PeerStats {
   return {
     connected: false,
     framesSent: 0,
+    largestFrameSent: 0,
     bytesSent: 0,
     envelopesSent: 0,
     framesReceived: 0,
@@ -441,6 +447,8 @@ export class Transport extends EventEmitter<TransportEvents> {
       removed: false,
       queue: [],
       queueBytes: 0,
+      bulk: [],
+      bulkBytes: 0,
       link: null,
       dialing: null,
       timer: null,
@@ -463,6 +471,8 @@ export class Transport extends EventEmitter<TransportEvents> {
     p.timer = null;
     p.queue = [];
     p.queueBytes = 0;
+    p.bulk = [];
+    p.bulkBytes = 0;
     if (p.link !== null) this.destroyLink(p.link, 'peer removed');
     if (p.dialing !== null) this.destroyLink(p.dialing, 'peer removed');
   }
@@ -534,6 +544,32 @@ export class Transport extends EventEmitter<TransportEvents> {
     return true;
   }
 
+  /** Queue one bulk envelope (a snapshot chunk) for `to`: it is written in a frame of its own,
+   *  after everything send() queued, and only while the socket holds less than its high-water
+   *  mark, so that a Raft frame queued later waits behind at most that and one bulk envelope.
+   *  Shares send()'s bound; false if it was dropped (the sender's own timer resends). */
+  sendBulk(to: NodeId, envelope: Envelope): boolean {
+    const p = this.peers.get(to);
+    if (p === undefined) {
+      bump(this.drops, 'UnknownPeer');
+      return false;
+    }
+    if (this.closing) {
+      bump(p.st.drops, 'Closed');
+      return false;
+    }
+    const size = estimateEnvelopeBytes(envelope);
+    const inSocket = p.link !== null ? p.link.socket.writableLength : 0;
+    if (p.queueBytes + p.bulkBytes + inSocket + size > this.maxQueueBytes) {
+      bump(p.st.drops, 'QueueFull');
+      return false;
+    }
+    p.bulk.push(envelope);
+    p.bulkBytes += size;
+    this.immediate ??= setImmediate(() => this.flush());
+    return true;
+  }
+
   /** Write every peer's queue now (normally done once per turn by a setImmediate). */
   flush(): void {
     if (this.immediate !== null) {
@@ -549,8 +585,8 @@ export class Transport extends EventEmitter<TransportEvents> {
       peers[p.id] = {
         ...p.st,
         connected: p.link !== null,
-        queuedEnvelopes: p.queue.length,
-        queuedBytes: p.queueBytes,
+        queuedEnvelopes: p.queue.length + p.bulk.length,
+        queuedBytes: p.queueBytes + p.bulkBytes,
         drops: { ...p.st.drops },
       };
     }
@@ -1104,7 +1140,26 @@ export class Transport extends EventEmitter<TransportEvents> {
 
   private flushPeer(p: Peer): void {
     const link = p.link;
-    if (p.queue.length === 0 || link === null || link.state !== 'open' || link.blocked) return;
+    if (link === null || link.state !== 'open' || link.blocked) return;
+    if (p.queue.length > 0) this.flushQueue(p, link);
+    while (p.bulk.length > 0 && !link.blocked && link.socket.writableLength < this.hwm) {
+      const e = p.bulk.shift()!;
+      p.bulkBytes -= estimateEnvelopeBytes(e);
+      const frames: { frame: Buffer; count: number }[] = [];
+      this.encodeInto(p, [e], link.sendLimit, frames);
+      for (const { frame, count } of frames) this.write(p, link, frame, count);
+    }
+  }
+
+  private write(p: Peer, link: Link, frame: Buffer, count: number): void {
+    if (!link.socket.write(frame)) link.blocked = true;
+    p.st.framesSent++;
+    p.st.bytesSent += frame.length;
+    p.st.envelopesSent += count;
+    if (frame.length > p.st.largestFrameSent) p.st.largestFrameSent = frame.length;
+  }
+
+  private flushQueue(p: Peer, link: Link): void {
     const queue = p.queue;
     p.queue = [];
     p.queueBytes = 0;
@@ -1124,14 +1179,7 @@ export class Transport extends EventEmitter<TransportEvents> {
       acc += s;
     }
     this.encodeInto(p, start === 0 ? queue : queue.slice(start), link.sendLimit, frames);
-    let ok = true;
-    for (const { frame, count } of frames) {
-      ok = link.socket.write(frame);
-      p.st.framesSent++;
-      p.st.bytesSent += frame.length;
-      p.st.envelopesSent += count;
-    }
-    if (!ok) link.blocked = true;
+    for (const { frame, count } of frames) this.write(p, link, frame, count);
   }
 
   /** Encode as one frame; on failure split in halves until the offending envelope is alone, then

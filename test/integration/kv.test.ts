@@ -23,6 +23,14 @@ import { RuntimeError } from '../../src/runtime/errors.js';
 import { rejectionError } from '../../src/runtime/statemachine.js';
 import { flushKv } from '../helpers/kv.js';
 
+/** Wait (polling) until `cond` holds. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; !cond(); i++) {
+    if (i > 500) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 const CONF: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -396,6 +404,101 @@ describe('KV snapshots', () => {
       }
       assert.equal(bNode.get(2, 'mine'), 'keep', 'restoring group 1 leaves group 2 alone');
       assert.equal(c.get(2, 'key-1'), null);
+    });
+  });
+
+  test('a snapshot read lazily stays at its index while the group moves on; its bytes depend on the state alone', async () => {
+    await withNodes(2, async (a, c) => {
+      // More keys than one LMDB page of the reader (512), flushed; then a memtable over them.
+      const cmds: KvCommand[] = [];
+      for (let i = 0; i < 1300; i++) cmds.push(put(`k${String(i).padStart(5, '0')}`, `v${i}`));
+      await a.applyCommit(1, entries(1, cmds));
+      await a.applyCommit(2, entries(1, [put('other', 'group')]));
+      let at = cmds.length;
+      a.kv.apply(
+        1,
+        entries(at + 1, [del('k00007'), put('k00008', 'updated'), put('k00010a', 'between'), put('zz', 'last')]),
+      );
+      at += 4;
+      const expected = new Map<string, string | null>();
+      for (let i = 0; i < 1300; i++)
+        expected.set(`k${String(i).padStart(5, '0')}`, a.get(1, `k${String(i).padStart(5, '0')}`));
+      for (const k of ['k00010a', 'zz']) expected.set(k, a.get(1, k));
+
+      const { index, reader } = a.kv.openSnapshot(1);
+      assert.equal(index, at);
+      const pieces: Uint8Array[] = [];
+      const first = reader.read(999);
+      assert.ok(first !== null && first.byteLength === 999, 'reads fill up to max');
+      pieces.push(first);
+      // The group moves on (applied, flushed, more applied) while the reader is half way.
+      a.kv.apply(1, entries(at + 1, [put('k00001', 'after'), del('k01000'), put('new', 'after')]));
+      await flushKv(a.store, a.kv);
+      a.kv.apply(1, entries(at + 4, [put('k01200', 'after too')]));
+      for (let p = reader.read(4096); p !== null; p = reader.read(4096)) pieces.push(p);
+      reader.close();
+      const bytes = Buffer.concat(pieces);
+
+      // Restored from 7-byte pieces into another store, flushed there: the same state, and an
+      // image of it that is byte for byte the one it came from.
+      const tiny: Uint8Array[] = [];
+      for (let i = 0; i < bytes.byteLength; i += 7) tiny.push(bytes.subarray(i, i + 7));
+      c.kv.restoreStream(1, metaAt(at), tiny);
+      for (const [k, v] of expected) assert.equal(c.get(1, k), v, k);
+      assert.equal(c.get(1, 'new'), null);
+      assert.equal(c.get(1, 'k00007'), null);
+      await flushKv(c.store, c.kv);
+      const again = c.kv.snapshot(1, metaAt);
+      assert.deepEqual(Buffer.from(again.data), bytes, 'two images at one index are the same bytes');
+
+      // A truncated or altered image is refused and the group is left as it was.
+      assert.throws(() => c.kv.restoreStream(1, metaAt(at), [bytes.subarray(0, bytes.byteLength - 9)]), CorruptRecord);
+      const bad = Buffer.from(bytes);
+      bad[5000] ^= 4;
+      assert.throws(() => c.kv.restoreStream(1, metaAt(at), [bad]), CorruptRecord);
+      assert.equal(c.get(1, 'k00008'), 'updated');
+    });
+  });
+
+  test('a restore prepared ahead stages its rows in LMDB, serves reads from them, and the commit copies them in', async () => {
+    await withNodes(2, async (a, c) => {
+      const cmds: KvCommand[] = [];
+      for (let i = 0; i < 700; i++) cmds.push(put(`k${String(i).padStart(4, '0')}`, `v${i}`.repeat(20)));
+      await a.applyCommit(1, entries(1, cmds));
+      const image = a.kv.snapshot(1, metaAt);
+      const stageRows = () =>
+        [...c.store.openDB<Buffer, Buffer>('kvstage', { encoding: 'binary', keyEncoding: 'binary' }).getKeys()].length;
+      // c has older rows of group 1 that the restore replaces.
+      await c.applyCommit(1, entries(1, [put('old', 'x'), put('k0001', 'old')]));
+
+      // One restore prepared and dropped: its rows go.
+      const dropped = c.kv.prepareRestore(1, image.meta.index, [image.data]);
+      while (!dropped.step(4096)) await new Promise((r) => setImmediate(r));
+      assert.ok(stageRows() >= 700);
+      dropped.discard();
+      await until(() => stageRows() === 0);
+
+      // One prepared in slices of 4 KiB (the LMDB writes land between them), then applied.
+      const prep = c.kv.prepareRestore(1, image.meta.index, [image.data.subarray(0, 1000), image.data.subarray(1000)]);
+      let slices = 0;
+      while (!prep.step(4096)) {
+        slices++;
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.ok(slices > 3, `decoded in ${slices} slices`);
+      assert.equal(c.get(1, 'old'), 'x', 'nothing changes before apply');
+      prep.apply();
+      assert.equal(c.kv.applied(1), image.meta.index);
+      assert.equal(c.get(1, 'old'), null, 'read from the staged rows at once');
+      assert.equal(c.get(1, 'k0001'), a.get(1, 'k0001'));
+      // A snapshot taken from the staged state is the image it came from.
+      assert.deepEqual(Buffer.from(c.kv.snapshot(1, metaAt).data), Buffer.from(image.data));
+      await flushKv(c.store, c.kv);
+      // The staged copies go once the commit that copied them is done.
+      await until(() => stageRows() === 0);
+      await c.reopen();
+      for (const k of ['k0000', 'k0001', 'k0699', 'old']) assert.equal(c.get(1, k), a.get(1, k), k);
+      assert.equal(c.kv.applied(1), image.meta.index);
     });
   });
 

@@ -555,3 +555,30 @@ test('removePeer closes the connection and stops reconnecting', async (t) => {
   await waitFor(() => a.t.isConnected('c'), 'a still dials others');
   assert.equal(b.t.isConnected('a'), false);
 });
+
+test('bulk envelopes go one per frame and never ahead of envelopes sent in the same turn', async (t) => {
+  const nodes = [await startNode(t, 'n1'), await startNode(t, 'n2')];
+  mesh(nodes);
+  const [n1, n2] = nodes;
+  await waitFor(() => n1.t.isConnected('n2'), 'connection');
+  const chunk = new Uint8Array(256 * 1024);
+  // Bulk first, then Raft traffic, in one turn: the Raft traffic still leaves first.
+  for (let i = 0; i < 3; i++) n1.t.sendBulk('n2', { k: 'app', t: 'bulk', p: { i, b: chunk } });
+  for (let g = 0; g < 50; g++) n1.t.send('n2', hb('n1', 'n2', g));
+  await waitFor(() => n2.got.length === 53, 'delivery');
+  const kinds = n2.got.map((g) => g.env.k);
+  assert.deepEqual(kinds.slice(0, 50), Array(50).fill('raft'), 'Raft envelopes before any bulk one');
+  const bulk = n2.got
+    .slice(50)
+    .map((g) => (g.env as Extract<Envelope, { k: 'app' }>).p as { i: number; b: Uint8Array });
+  assert.deepEqual(
+    bulk.map((p) => p.i),
+    [0, 1, 2],
+    'bulk envelopes in order',
+  );
+  for (const p of bulk) assert.equal(p.b.byteLength, chunk.byteLength);
+  const s = n1.t.stats().peers.n2;
+  assert.equal(s.framesSent, 4, 'one frame of Raft envelopes, then one frame per bulk envelope');
+  assert.ok(s.largestFrameSent < chunk.byteLength + 1024);
+  assert.equal(s.queuedEnvelopes, 0);
+});
