@@ -9,7 +9,11 @@ import type { BalancerConfig } from '../balancer/balancer.js';
 import { isObject } from '../guards.js';
 import { RAFT_DEFAULTS } from '../raft/config.js';
 import type { NodeId } from '../raft/types.js';
-import { DEFAULT_SNAPSHOT_STREAM, type SnapshotStreamOptions } from '../storage/snapstream.js';
+import {
+  DEFAULT_SNAPSHOT_STREAM,
+  type SnapshotStreamLimits,
+  type SnapshotStreamOptions,
+} from '../storage/snapstream.js';
 import type { TransportSecurity } from '../transport/transport.js';
 import { StartOptionsError, type StartOptionsProblem } from './errors.js';
 import { defaultWorkers } from './placement.js';
@@ -125,7 +129,8 @@ export interface ResolvedStartOptions {
   readonly draining: boolean;
   readonly noSync: boolean;
   readonly transportSecurity?: TransportSecurity;
-  readonly snapshotStream?: SnapshotStreamOptions;
+  /** The limits given over START_DEFAULTS'; their ranges are checked by startNode. */
+  readonly snapshotStream: SnapshotStreamLimits;
   readonly logger?: Logger;
 }
 
@@ -294,12 +299,15 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
       onlyKnown(f, v, ['tls', 'secret']);
       if (isObject(v.tls)) onlyKnown(`${f}.tls`, v.tls, ['ca', 'cert', 'key']);
     }),
-    snapshotStream: checked('snapshotStream', (f, v) => {
-      if (!isObject(v)) return fail(f, 'must be an object {chunkBytes, window, maxOutgoing, ackTimeoutMs, giveUpMs}');
-      const keys = ['chunkBytes', 'window', 'maxOutgoing', 'ackTimeoutMs', 'giveUpMs'] as const;
-      onlyKnown(f, v, keys);
-      for (const k of keys) if (v[k] !== undefined) integer(`${f}.${k}`, v[k], 1);
-    }),
+    snapshotStream: {
+      ...START_DEFAULTS.snapshotStream,
+      ...checked('snapshotStream', (f, v) => {
+        if (!isObject(v)) return fail(f, 'must be an object {chunkBytes, window, maxOutgoing, ackTimeoutMs, giveUpMs}');
+        const keys = ['chunkBytes', 'window', 'maxOutgoing', 'ackTimeoutMs', 'giveUpMs'] as const;
+        onlyKnown(f, v, keys);
+        for (const k of keys) if (v[k] !== undefined) integer(`${f}.${k}`, v[k], 1);
+      }),
+    },
     logger: checked('logger', (f, v) => {
       if (!isObject(v) || typeof v.child !== 'function') fail(f, 'must be a pino logger');
     }),
