@@ -155,3 +155,59 @@ test('a store whose log starts past the state machine refuses to start that grou
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('an install whose WAL record was lost is redone from its marker, once', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-snapredo-'));
+  const path = join(root, 'n1');
+  const normal = (index: number, term: number) => ({
+    index,
+    term,
+    type: 'normal' as const,
+    data: enc.encode(`e${index}`),
+  });
+  try {
+    let store = await LogStore.open({ path, noSync: true });
+    store.createGroup(3, CONF);
+    // Entries 1..8 of term 1, only 2 known committed: 3..8 are stale (another leader's log differs).
+    store.write({
+      group: 3,
+      entries: [1, 2, 3, 4, 5, 6, 7, 8].map((i) => normal(i, 1)),
+      hardState: { term: 1, vote: 'n1', commit: 2 },
+    });
+    await store.commit();
+    const side = store.openDB<string, string>('side', { encoding: 'json' });
+    store.write({ group: 3, snapshot: { index: 6, term: 2, conf: CONF } });
+    store.injectCrash('beforeWal');
+    await assert.rejects(
+      store.commit(undefined, () => void side.put('image', 'at 6')),
+      (e: unknown) => e instanceof Error && /injected crash before the WAL append/.test(e.message),
+    );
+    await store.close();
+
+    const check = async (last: number) => {
+      store = await LogStore.open({ path, noSync: true });
+      const st = store.storage(3);
+      assert.equal(st.firstIndex(), 7, 'the snapshot at 6 is the start of the log');
+      assert.equal(st.lastIndex(), last);
+      assert.equal(st.term(6), 2);
+      assert.equal(store.openDB<string, string>('side', { encoding: 'json' }).get('image'), 'at 6');
+    };
+    // The image committed before the WAL record; start-up redoes the install from its marker
+    // (the stale entries after it go with it), again after a second crash before any commit.
+    await check(6);
+    await store.close();
+    await check(6);
+    // The next commit writes the install into the WAL; later records are not undone by the marker.
+    await store.commit();
+    store.write({ group: 3, entries: [7, 8, 9].map((i) => normal(i, 2)) });
+    await store.commit();
+    await store.close();
+    await check(9);
+    await store.checkpoint();
+    await store.close();
+    await check(9);
+    await store.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
