@@ -90,6 +90,8 @@ export class Shard {
   readonly histograms = { fsync: new Histogram(), commit: new Histogram(), apply: new Histogram() };
   /** Groups removed since the last iteration; their storage goes with the next commit. */
   private removals: number[] = [];
+  /** This turn's state machine write that must be durable before its WAL record (installs). */
+  private firstWrite: (() => void) | null = null;
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly retain: number;
@@ -217,6 +219,16 @@ export class Shard {
 
   private attach(id: number): Group {
     const storage = this.opts.store.storage(id);
+    const snapIndex = storage.firstIndex() - 1;
+    if (this.sm.applied(id) < snapIndex) {
+      // The log holds nothing between the state machine's image and its snapshot: the entries in
+      // between were never applied here. The install order (stageWrites) rules this out; if it
+      // happens anyway, stop loudly rather than let the core count them as applied.
+      throw new RuntimeError(
+        'StorageFailed',
+        `group ${id} on ${this.opts.nodeId}: state machine applied ${this.sm.applied(id)} is behind the log's snapshot at ${snapIndex}; entries ${this.sm.applied(id) + 1}..${snapIndex} were never applied`,
+      );
+    }
     const node = new RaftNode(raftConfigOf(this.opts, id, storage, this.sm.applied(id), BATCHES_IN_FLIGHT));
     if (this.campaignDelay) node.setCampaignDelay(this.campaignDelay);
     const metaAt = (index: number) => ({ index, term: storage.term(index), conf: storage.conf() });
@@ -628,7 +640,7 @@ export class Shard {
    *  the methods below, in order; no step allocates beyond the turn's Readies and results. */
   private turn(): Batch | null {
     this.lapAt = performance.now();
-    const removed = this.dropRemovedGroups();
+    const removed = this.removals.length > 0;
     if (this.tickDue) this.tickAwakeGroups();
     this.reads.issue();
     this.stepInbox();
@@ -643,6 +655,9 @@ export class Shard {
     this.stats.loops++;
     this.sendBeforeWrite(readies);
     const results = this.stageWrites(readies);
+    // After the installs cut their generation (stageWrites): a dropped group's reset must not
+    // become durable before the WAL record that deletes its log.
+    this.dropRemovedGroups();
     this.lap('msStage');
     this.answerApplied(results, knownCommitted);
     const commit = this.startCommit();
@@ -740,11 +755,19 @@ export class Shard {
    *  committed entries into its memtable (its flush rides on this commit when due). */
   private stageWrites(readies: [Group, Ready][]): [Group, Entry[], unknown[]][] {
     const results: [Group, Entry[], unknown[]][] = [];
+    let installs = 0;
     for (const [g, rd] of readies) {
-      if (rd.snapshot) {
-        if (this.snapshots) this.snapshots.install(g.id, rd.snapshot);
-        else this.sm.restore(g.id, rd.snapshot);
-      }
+      if (!rd.snapshot) continue;
+      if (this.snapshots) this.snapshots.install(g.id, rd.snapshot);
+      else this.sm.restore(g.id, rd.snapshot);
+      installs++;
+    }
+    // The installed images (with what earlier turns applied, whose entries are in earlier WAL
+    // records) become durable BEFORE this turn's WAL record moves those groups' first index past
+    // their snapshots: the log must never claim a snapshot the state machine has not got. Entries
+    // applied below come after the cut, so they still reach LMDB only after their WAL record.
+    if (installs > 0) this.firstWrite = this.sm.prepareWrite(true);
+    for (const [g, rd] of readies) {
       if (rd.entries.length || rd.hardState || rd.snapshot || rd.conf) {
         this.opts.store.write({
           group: g.id,
@@ -788,6 +811,8 @@ export class Shard {
   /** Start this turn's storage commit; the state machine's writes ride on it only when its flush
    *  is due. */
   private startCommit(): Promise<void> {
+    const first = this.firstWrite;
+    this.firstWrite = null;
     const smWrite = this.sm.prepareWrite();
     const c0 = performance.now();
     return this.opts.store
@@ -799,8 +824,10 @@ export class Shard {
               this.stats.msSmWrite += performance.now() - w0;
             }
           : undefined,
+        first ?? undefined,
       )
       .then((wrote) => {
+        if (first) this.sm.committed();
         if (wrote) {
           const commitMs = performance.now() - c0;
           this.reports.committed(commitMs);

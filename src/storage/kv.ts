@@ -6,7 +6,8 @@
 // Applying writes to a memtable, not to LMDB: the values, session records and applied indexes a
 // turn produces are kept in memory (reads see them at once) and written out together, as one
 // generation, inside a later log commit: every `flushIntervalMs` or when `maxDirtyKeys` keys are
-// dirty (and at once for a snapshot install or a dropped group). So the fsynced commit of a busy
+// dirty (and at once for a snapshot install, committed before that install's WAL record: see
+// LogStore.commit, or a dropped group). So the fsynced commit of a busy
 // turn carries only its WAL record, and a key written a thousand times between two flushes is
 // written to the B-tree once. A generation's data, sessions and applied index are written in the
 // same transaction, so the durable image is always that of one applied index; after a crash the

@@ -6,7 +6,10 @@
 // checkpoint interval without being compacted (with a state machine that snapshots, that is
 // almost none), writes the metadata of changed groups and the replay start; then the WAL segments
 // before the previous checkpoint are deleted. The state machine's own writes ride on LMDB
-// transactions too (commit's `extra`), after the WAL record of the same commit is durable.
+// transactions too (commit's `extra`), after the WAL record of the same commit is durable; except
+// a snapshot install, whose state machine image and a redo marker of its metadata are committed in
+// an LMDB transaction BEFORE its WAL record (see commit), so the log never claims a snapshot the
+// state machine has not got.
 // Start-up reads the metadata and replays the WAL since the previous checkpoint; replay is
 // idempotent, so metadata newer than the replay start is harmless. It never reads every entry.
 // (Stores written before the WAL moved to files keep their records in the LMDB table `wal`: they
@@ -79,6 +82,17 @@ export interface StoreStats {
 
 /** ctl record: replay the WAL after `replayFrom`; the next checkpoint flushes up to `trigger`. */
 const KEY_CHECKPOINT = 'checkpoint';
+/** ctl record `install:<group>`: a snapshot install whose WAL record is record `lsn`, written with
+ *  the state machine's image before that record; redone at start-up if that record was lost. */
+const INSTALL_PREFIX = 'install:';
+interface InstallMarker {
+  lsn: number;
+  meta: SnapshotMeta;
+}
+
+/** Where a test makes the next commit that writes a WAL record stop dead, as a kill -9 would:
+ *  just before the WAL append, or just after it (before its LMDB transaction). */
+export type CrashPoint = 'beforeWal' | 'afterWal';
 const WAL_DELETES_PER_COMMIT = 64;
 interface CheckpointCtl {
   replayFrom: number;
@@ -163,12 +177,15 @@ export class LogStore {
   /** Fault injection (see setWriteDelay): extra milliseconds per durable write, and its jitter. */
   private writeDelay = { ms: 0, jitterMs: 0 };
 
+  /** Fault injection (see injectCrash). */
+  private crashAt: CrashPoint | null = null;
+
   private constructor(
     private readonly env: RootDatabase,
     private readonly wal: Database<Buffer, number>,
     private readonly log: Database<Buffer, Buffer>,
     private readonly meta: Database<Buffer, number>,
-    private readonly ctl: Database<CheckpointCtl, string>,
+    private readonly ctl: Database<CheckpointCtl | InstallMarker, string>,
     private readonly opts: LogStoreOptions,
   ) {
     this.checkpointBytes = opts.checkpointBytes ?? 64 << 20;
@@ -185,7 +202,7 @@ export class LogStore {
     const wal = env.openDB<Buffer, number>('wal', { encoding: 'binary' });
     const log = env.openDB<Buffer, Buffer>('log', { encoding: 'binary', keyEncoding: 'binary' });
     const meta = env.openDB<Buffer, number>('meta', { encoding: 'binary', keyEncoding: 'uint32' });
-    const ctl = env.openDB<CheckpointCtl, string>('ctl', { encoding: 'json' });
+    const ctl = env.openDB<CheckpointCtl | InstallMarker, string>('ctl', { encoding: 'json' });
     const store = new LogStore(env, wal, log, meta, ctl, opts);
     try {
       store.recover();
@@ -214,7 +231,7 @@ export class LogStore {
         dirty: false,
       });
     }
-    const ctl = this.ctl.get(KEY_CHECKPOINT) ?? { replayFrom: 0, trigger: 0 };
+    const ctl = (this.ctl.get(KEY_CHECKPOINT) as CheckpointCtl | undefined) ?? { replayFrom: 0, trigger: 0 };
     this.lastTrigger = ctl.trigger;
     let oldest: number | undefined;
     for (const k of this.wal.getKeys({ limit: 1 })) oldest = k;
@@ -243,12 +260,30 @@ export class LogStore {
     this.replaying = false;
     this.walRecordsSinceCheckpoint = records;
     this.nextLsn = last + 1;
+    this.redoInstalls();
     this.opts.onEvent?.({
       kind: 'recovered',
       groups: this.groups.size,
       walRecords: records,
       ms: performance.now() - t0,
     });
+  }
+
+  /** A snapshot install whose state machine image is durable but whose WAL record (the next one,
+   *  nextLsn) was lost in a crash: apply its metadata now, and stage it again so the next record
+   *  carries it (until then the marker stays and a second crash redoes it again). Markers of
+   *  records that were written are obsolete (the checkpoints remove them). */
+  private redoInstalls(): void {
+    for (const { key, value } of this.ctl.getRange({ start: INSTALL_PREFIX, end: `${INSTALL_PREFIX}~` })) {
+      const m = value as InstallMarker;
+      if (m.lsn !== this.nextLsn) continue;
+      const group = Number(key.slice(INSTALL_PREFIX.length));
+      const s = this.groups.get(group);
+      if (!s || m.meta.index <= s.snap.index) continue;
+      const op: WalOp = { op: 'write', w: { group, snapshot: m.meta } };
+      this.applyOp(op, this.nextLsn);
+      this.staged.push(op);
+    }
   }
 
   get failed(): StorageFailed | null {
@@ -414,18 +449,36 @@ export class LogStore {
    *  any, an LMDB transaction running `extra` (the state machine's writes, which must never be
    *  durable before the log entries they applied) and a due checkpoint. Commits may be pipelined:
    *  each starts once the previous one is done, and they resolve in call order. Resolves true
-   *  when something was written, false when there was nothing (no write, no fsync). */
-  commit(extra?: () => void): Promise<boolean> {
+   *  when something was written, false when there was nothing (no write, no fsync).
+   *  A commit that stages a snapshot install costs one more LMDB transaction, BEFORE the WAL
+   *  record: it runs `first` (the state machine's writes that include the installed image) and
+   *  records the install's metadata in a marker. A crash between that and the WAL append leaves
+   *  the image with its marker, and start-up redoes the install on the log side (redoInstalls);
+   *  the other order could leave a log whose first index is past the snapshot over a state
+   *  machine that never got its contents. */
+  commit(extra?: () => void, first?: () => void): Promise<boolean> {
     if (this.failure) return Promise.reject(this.failure);
     const ops = this.staged;
     this.staged = [];
     let record: Uint8Array | null = null;
     let lsn = 0;
+    const installs: [number, SnapshotMeta][] = [];
     if (ops.length > 0) {
       record = encodeWal(ops);
       lsn = this.nextLsn++;
-      for (const op of ops) if (op.op === 'write') this.stats.entriesWritten += op.w.entries?.length ?? 0;
+      for (const op of ops) {
+        if (op.op !== 'write') continue;
+        this.stats.entriesWritten += op.w.entries?.length ?? 0;
+        if (op.w.snapshot) installs.push([op.w.group, op.w.snapshot]);
+      }
     }
+    const before =
+      installs.length > 0 || first
+        ? () => {
+            first?.();
+            for (const [g, meta] of installs) void this.ctl.put(`${INSTALL_PREFIX}${g}`, { lsn, meta });
+          }
+        : null;
     const durable = this.nextLsn - 1; // the last record durable once this commit is
     let checkpoint: Checkpoint | null = null;
     if (this.forceCheckpoint) {
@@ -441,10 +494,10 @@ export class LogStore {
       this.walGarbageTo > this.walGarbageFrom
         ? Math.min(this.walGarbageTo, this.walGarbageFrom + WAL_DELETES_PER_COMMIT)
         : 0;
-    if (!record && !extra && !checkpoint && !garbage) return Promise.resolve(false);
+    if (!record && !extra && !before && !checkpoint && !garbage) return Promise.resolve(false);
     const from = this.walGarbageFrom;
     if (garbage) this.walGarbageFrom = garbage;
-    const run = this.chain.then(() => this.persist(record, lsn, extra, checkpoint, from, garbage));
+    const run = this.chain.then(() => this.persist(record, lsn, before, extra, checkpoint, from, garbage));
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -452,6 +505,7 @@ export class LogStore {
   private async persist(
     record: Uint8Array | null,
     lsn: number,
+    before: (() => void) | null,
     extra: (() => void) | undefined,
     checkpoint: Checkpoint | null,
     from: number,
@@ -459,7 +513,11 @@ export class LogStore {
   ): Promise<boolean> {
     if (this.failure) throw this.failure;
     const t0 = performance.now();
+    // A snapshot install's image first: the WAL record's metadata moves the group's first index
+    // past the snapshot, which must never be durable while the state machine is still older.
+    if (before) await this.transact(before);
     if (record) {
+      if (this.crashAt === 'beforeWal') this.fail('injected crash before the WAL append', null);
       try {
         await this.files.append(lsn, record);
       } catch (e) {
@@ -473,33 +531,14 @@ export class LogStore {
       this.walRecordsSinceCheckpoint++;
       const { ms, jitterMs } = this.writeDelay;
       if (ms > 0 || jitterMs > 0) await new Promise((r) => setTimeout(r, ms + Math.random() * jitterMs));
+      if (this.crashAt === 'afterWal') this.fail('injected crash after the WAL append', null);
     }
     if (extra || checkpoint || garbage) {
-      try {
-        await this.env.transaction(() => {
-          extra?.();
-          checkpoint?.write();
-          if (garbage) for (const k of this.wal.getKeys({ start: from + 1, end: garbage + 1 })) void this.wal.remove(k);
-        });
-      } catch (e) {
-        // lmdb-js rejects with a generic error and puts the cause in a separate promise; read it
-        // (which also keeps it from surfacing as an unhandled rejection).
-        let detail = (e as Error).message;
-        const ce = (e as { commitError?: Promise<unknown> }).commitError;
-        if (ce && typeof ce.then === 'function') {
-          try {
-            await ce;
-          } catch (cause) {
-            detail = `${(cause as Error).message}${(cause as { code?: unknown }).code !== undefined ? ` (code ${String((cause as { code?: unknown }).code)})` : ''}`;
-          }
-        }
-        // The failed batch's other promises (lmdb-js keeps a commit promise of its own) reject too;
-        // observe them so a full disk fail-stops this store instead of crashing the process.
-        const quiet = () => {};
-        (this.env.committed as PromiseLike<unknown>).then(quiet, quiet);
-        (this.env.flushed as PromiseLike<unknown>).then(quiet, quiet);
-        this.fail(`LMDB commit failed in ${this.opts.path}: ${detail}`, e);
-      }
+      await this.transact(() => {
+        extra?.();
+        checkpoint?.write();
+        if (garbage) for (const k of this.wal.getKeys({ start: from + 1, end: garbage + 1 })) void this.wal.remove(k);
+      });
     }
     this.stats.commits++;
     if (checkpoint) {
@@ -513,6 +552,38 @@ export class LogStore {
       this.opts.onEvent?.({ kind: 'checkpoint', entries: checkpoint.entries, walRecords: checkpoint.walRecords, ms });
     }
     return true;
+  }
+
+  /** One LMDB write transaction; fail-stops the store if it does not commit. */
+  private async transact(fn: () => void): Promise<void> {
+    try {
+      await this.env.transaction(fn);
+    } catch (e) {
+      // lmdb-js rejects with a generic error and puts the cause in a separate promise; read it
+      // (which also keeps it from surfacing as an unhandled rejection).
+      let detail = (e as Error).message;
+      const ce = (e as { commitError?: Promise<unknown> }).commitError;
+      if (ce && typeof ce.then === 'function') {
+        try {
+          await ce;
+        } catch (cause) {
+          detail = `${(cause as Error).message}${(cause as { code?: unknown }).code !== undefined ? ` (code ${String((cause as { code?: unknown }).code)})` : ''}`;
+        }
+      }
+      // The failed batch's other promises (lmdb-js keeps a commit promise of its own) reject too;
+      // observe them so a full disk fail-stops this store instead of crashing the process.
+      const quiet = () => {};
+      (this.env.committed as PromiseLike<unknown>).then(quiet, quiet);
+      (this.env.flushed as PromiseLike<unknown>).then(quiet, quiet);
+      this.fail(`LMDB commit failed in ${this.opts.path}: ${detail}`, e);
+    }
+  }
+
+  /** Fault injection for tests: the next commit that writes a WAL record fail-stops the store at
+   *  `at` (StorageFailed), leaving the disk as a kill -9 there would. Reopen the directory to
+   *  recover. */
+  injectCrash(at: CrashPoint): void {
+    this.crashAt = at;
   }
 
   /** Fault injection for tests and drills: every later durable write takes `ms` (plus up to
@@ -598,6 +669,8 @@ export class LogStore {
           for (const e of f.entries) void this.log.put(logKey(f.s.group, e.index), Buffer.from(encodeEntry(e).buffer));
         for (const m of metas) void this.meta.put(m.group, m.value);
         void this.ctl.put(KEY_CHECKPOINT, { replayFrom: upTo, trigger });
+        // Install markers are all of records written by now (their redo is no longer needed).
+        for (const k of this.ctl.getKeys({ start: INSTALL_PREFIX, end: `${INSTALL_PREFIX}~` })) void this.ctl.remove(k);
       },
       done: () => {
         for (const f of flushed) {
