@@ -216,7 +216,7 @@ test('every plan is safe and deterministic on random clusters', () => {
   );
 });
 
-test('adding a node converges into the band in the minimum number of moves, then stays', () => {
+test('adding a node converges into the band in at most the minimum number of moves, then stays', () => {
   fc.assert(
     fc.property(
       fc.record({
@@ -239,7 +239,8 @@ test('adding a node converges into the band in the minimum number of moves, then
         const min = minimumMoves(input);
         const r = converge(input, min + 10);
         assert.ok(inBand(r.last, r.groups, nodes), `out of band ${[...counts(r.groups)]}`);
-        assert.ok(r.moves <= Math.ceil(min * 1.1) + 2, `${r.moves} moves, minimum ${min}`);
+        // Every balance move lowers max(E, D - R) by one, so no more than the minimum.
+        assert.ok(r.moves <= min, `${r.moves} moves, minimum ${min}`);
         assert.deepEqual(r.last.blocked, []);
         assert.deepEqual(
           [...r.kinds.keys()].filter((k) => k !== 'balance'),
@@ -321,7 +322,11 @@ test('decommission empties the node, group 0 last, onto active up nodes only', (
           if (g0) assert.equal(counts(gs).get('n1'), 1, 'group 0 left before the others');
           gs = apply(gs, p);
         }
-        assert.ok(inBand(res.last, res.groups, nodes) || zones > 0);
+        if (zones === 0) {
+          assert.ok(inBand(res.last, res.groups, nodes));
+          // With the emptiest node at its move limit, a replica goes to one already in the band.
+          assert.ok(res.moves <= Math.ceil(min * 1.1) + 2, `${res.moves} moves, minimum ${min}`);
+        }
       },
     ),
     { numRuns: 40 },
