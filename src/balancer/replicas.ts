@@ -4,7 +4,9 @@
 // (everything is walked in id order), so a dry run shows exactly what a round would do.
 //
 // A plan has four phases, in this order, sharing the per-node move limits; a group moves at most
-// once per plan and a group with a learner (a move in flight) not at all:
+// once per plan and a group with a move in flight (a learner, a leaving voter) not at all; the
+// counts are those after the moves in flight. A group's replication is "up to": capped at the
+// number of active nodes.
 //  1. repair: a group with fewer voters than its replication gets one more (from = null); a group
 //     with a replica on a node down for at least `repairDelayMs` (or removed) gets it replaced.
 //     The groups with the fewest healthy voters go first, group 0 first among equals.
@@ -47,6 +49,9 @@ export interface PlacementGroup {
   readonly learners: readonly NodeId[];
   /** Its own replication when not the cluster's (group 0 may have up to five). */
   readonly replication?: number;
+  /** The voter a move in flight (its learner) will remove: counted as gone already, so the
+   *  counts are those after the moves in flight, and a source is not emptied twice. */
+  readonly leaving?: NodeId;
 }
 
 export interface ReplicaPlannerConfig {
@@ -96,7 +101,7 @@ export interface ReplicaPlan {
   readonly moves: ReplicaMove[];
   /** Why nothing (more) is planned, where that is the case. */
   readonly blocked: string[];
-  /** Replicas (voters and learners) per node before the moves. */
+  /** Replicas (voters and learners, less those leaving) per node before the moves. */
   readonly replicas: Record<NodeId, number>;
   /** Replicas per active, up node, and the band balance keeps them in ([low, high], inclusive). */
   readonly fairShare: number;
@@ -163,7 +168,8 @@ interface Census {
 function census(nodes: readonly PlacementNode[], groups: readonly PlacementGroup[]): Census {
   const count = new Map<NodeId, number>();
   for (const n of nodes) count.set(n.id, 0);
-  for (const g of groups) for (const r of [...g.voters, ...g.learners]) count.set(r, (count.get(r) ?? 0) + 1);
+  for (const g of groups)
+    for (const r of [...g.voters, ...g.learners]) if (r !== g.leaving) count.set(r, (count.get(r) ?? 0) + 1);
   const sorted = [...nodes].sort((a, b) => byId(a.id, b.id));
   return {
     count,
@@ -236,7 +242,7 @@ export function planReplicas(input: PlacementInput): ReplicaPlan {
   const sourceRoom = (id: NodeId | null) => id === null || !works(id) || room(id);
 
   const reps = new Map<number, NodeId[]>(groups.map((g) => [g.id, [...g.voters, ...g.learners]]));
-  const busy = new Set(groups.filter((g) => g.learners.length > 0).map((g) => g.id));
+  const busy = new Set(groups.filter((g) => g.learners.length > 0 || g.leaving !== undefined).map((g) => g.id));
   const touched = new Set<number>();
   const moves: ReplicaMove[] = [];
   const blocked: string[] = [];
@@ -287,8 +293,10 @@ export function planReplicas(input: PlacementInput): ReplicaPlan {
     blocked.push(`node ${n.id} is down (${since}): waiting before replacing its ${before[n.id] ?? 0} replicas`);
   }
   const repairs: { g: PlacementGroup; rf: number; healthy: number; lost: NodeId[] }[] = [];
+  // Replication is "up to": a group of 5 on a cluster of 3 active nodes is not under-replicated.
+  const active = input.nodes.filter((n) => n.state === 'active').length;
   for (const g of groups) {
-    const rf = g.replication ?? input.replication;
+    const rf = Math.min(g.replication ?? input.replication, Math.max(1, active));
     const healthy = g.voters.filter((v) => !gone(v)).length;
     const lost = [...g.voters, ...g.learners].filter(gone).sort(byId);
     if (healthy < rf || lost.length > 0) repairs.push({ g, rf, healthy, lost });
@@ -421,6 +429,15 @@ export function planReplicas(input: PlacementInput): ReplicaPlan {
   for (const id of cen.decommissioning) onDecom += count.get(id) ?? 0;
   // Group 0 moves only when no data group can.
   const order = [...groups.filter((g) => g.id !== 0), ...groups.filter((g) => g.id === 0)];
+  // Each node's groups, so that a search for a group to move reads one node's, not all of them
+  // (a group moved in this plan is touched and skipped, so the index needs no upkeep).
+  const onNode = new Map<NodeId, PlacementGroup[]>();
+  for (const g of order)
+    for (const r of reps.get(g.id)!) {
+      const list = onNode.get(r);
+      if (list) list.push(g);
+      else onNode.set(r, [g]);
+    }
   let planned = 0;
   let limitedBy: NodeId | null = null;
   while (!capped) {
@@ -441,7 +458,7 @@ export function planReplicas(input: PlacementInput): ReplicaPlan {
           limitedBy ??= room(s) ? t : s;
           continue;
         }
-        const g = order.find((x) => {
+        const g = (onNode.get(s) ?? []).find((x) => {
           if (touched.has(x.id) || busy.has(x.id)) return false;
           const rs = reps.get(x.id)!;
           if (!rs.includes(s) || rs.includes(t)) return false;

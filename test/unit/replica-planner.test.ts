@@ -252,6 +252,54 @@ test('adding a node converges into the band in at most the minimum number of mov
   );
 });
 
+test('with moves in flight for a round, adding a node still takes no more than the minimum', () => {
+  fc.assert(
+    fc.property(
+      fc.record({
+        n: fc.integer({ min: 3, max: 6 }),
+        groups: fc.integer({ min: 1, max: 600 }),
+        rf: fc.integer({ min: 1, max: 3 }),
+        maxMovesPerNode: fc.integer({ min: 1, max: 4 }),
+      }),
+      ({ n, groups: G, rf, maxMovesPerNode }) => {
+        const nodes = upNodes(n + 1, 0);
+        const config = { maxMovesPerNode };
+        let groups: PlacementGroup[] = roundRobin(ids(n), G, rf);
+        const min = minimumMoves({ nodes, groups, config });
+        let pending: ReplicaPlan['moves'] = [];
+        let moves = 0;
+        for (let round = 0; ; round++) {
+          assert.ok(round < 2 * min + 10, 'no fixed point');
+          const inFlight: Record<string, number> = {};
+          for (const m of pending) for (const x of [m.from, m.to]) if (x) inFlight[x] = (inFlight[x] ?? 0) + 1;
+          const plan = planReplicas({ nodes, groups, replication: rf, nowMs: 0, inFlight, config });
+          if (plan.moves.length === 0 && pending.length === 0) {
+            assert.ok(inBand(plan, groups, nodes));
+            break;
+          }
+          const busy = { ...inFlight };
+          for (const m of plan.moves) for (const x of [m.from, m.to]) if (x) busy[x] = (busy[x] ?? 0) + 1;
+          for (const [x, k] of Object.entries(busy)) assert.ok(k <= Math.max(maxMovesPerNode, inFlight[x] ?? 0));
+          moves += plan.moves.length;
+          // Last round's moves finish; this round's start: a learner, and the voter it replaces.
+          const done = new Map(pending.map((m) => [m.group, m]));
+          const started = new Map(plan.moves.map((m) => [m.group, m]));
+          groups = groups.map((g) => {
+            const f = done.get(g.id);
+            if (f) return { id: g.id, voters: [...g.voters.filter((v) => v !== f.from), f.to], learners: [] };
+            const s = started.get(g.id);
+            if (s) return { ...g, learners: [s.to], leaving: s.from ?? undefined };
+            return g;
+          });
+          pending = plan.moves;
+        }
+        assert.ok(moves <= min, `${moves} moves, minimum ${min}`);
+      },
+    ),
+    { numRuns: 30 },
+  );
+});
+
 test('with zones, rounds reach a fixed point with every fixable zone violation fixed', () => {
   fc.assert(
     fc.property(
@@ -271,7 +319,7 @@ test('with zones, rounds reach a fixed point with every fixable zone violation f
         const v0 = fixableZoneViolations(nodes, groups);
         const res = converge(input, 4 * (min + v0) + 10);
         assert.equal(fixableZoneViolations(nodes, res.groups), 0);
-        // Never worse zone spread along the way; every move made some progress.
+        // Never a worse zone spread along the way.
         let prev = v0;
         let gs: PlacementGroup[] = groups;
         for (const p of res.plans) {
@@ -377,6 +425,14 @@ test('a zone move spreads a group, and its reason says why', () => {
   assert.equal(plan.moves[0].kind, 'zone');
   assert.equal(plan.moves[0].to, 'n2');
   assert.match(plan.moves[0].reason, /group 1 has 2 replicas in zone z0 while zone z1 has none/);
+});
+
+test('a group replicated more widely than there are active nodes is not under-replicated', () => {
+  const nodes = upNodes(3, 0);
+  const groups = [{ id: 0, voters: ids(3), learners: [], replication: 5 }, ...roundRobin(ids(2), 30, 2).slice(1)];
+  const plan = planReplicas({ nodes, groups, replication: 2, nowMs: 0 });
+  assert.ok(plan.moves.length > 0);
+  assert.ok(plan.moves.every((m) => m.kind === 'balance' && m.to === 'n3' && m.group !== 0));
 });
 
 test('the configuration is checked field by field', () => {
