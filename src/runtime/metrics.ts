@@ -66,6 +66,7 @@ const DROP_REASONS: Record<TransportDropReason, true> = {
   TooLarge: true,
   EncodeError: true,
   UnknownPeer: true,
+  PeerRemoved: true,
   Closed: true,
   FrameBeforeHandshake: true,
   UnexpectedControl: true,
@@ -84,6 +85,14 @@ const HANDSHAKE_REASONS: Record<HandshakeReason, true> = {
   AuthFailed: true,
   CertMismatch: true,
   TlsFailed: true,
+  Removed: true,
+  Unreachable: true,
+  ClusterMismatch: true,
+  DuplicateId: true,
+  DuplicateAddress: true,
+  Decommissioned: true,
+  Unauthenticated: true,
+  NotReady: true,
 };
 const TRANSFER_OUTCOMES: Readonly<Record<TransferFailReason | 'completed', true>> = {
   completed: true,
@@ -229,6 +238,20 @@ export function renderMetrics(m: MetricsInput): Exposition {
   );
   x.family('flotilla_transport_handler_errors_total', 'counter', 'Exceptions thrown handling received envelopes.', [
     [n, st.transport.handlerErrors],
+  ]);
+  // Run-time membership of the transport (an elastic cluster): peers added, removed, re-addressed,
+  // and join requests admitted (refused ones are handshake failures, by reason).
+  x.family('flotilla_transport_peers_added_total', 'counter', 'Peers added at run time.', [
+    [n, st.transport.peersAdded],
+  ]);
+  x.family('flotilla_transport_peers_removed_total', 'counter', 'Peers removed for good.', [
+    [n, st.transport.peersRemoved],
+  ]);
+  x.family('flotilla_transport_peers_readdressed_total', 'counter', 'Peers given a new address.', [
+    [n, st.transport.peersReaddressed],
+  ]);
+  x.family('flotilla_transport_joins_accepted_total', 'counter', 'Join requests admitted.', [
+    [n, st.transport.joinsAccepted],
   ]);
   const loops = st.shards.flatMap((w) => (w.up ? [[w.worker, w.loop] as const] : []));
   x.family(

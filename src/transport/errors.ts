@@ -1,7 +1,7 @@
 // The errors of the transport layer. Decoding never throws at the transport's caller: a bad frame
 // or Raft batch comes back as a value (FrameError, RaftBatchError), is counted and dropped, and
 // the link goes on or is closed. A failed handshake is emitted as an event ('handshakeError').
-// Only misuse of a Transport object throws (TransportStateError). Bad options are RangeErrors
+// Only misuse of a Transport object throws (TransportStateError, PeerRemovedError). Bad options are RangeErrors
 // naming the option, as for any constructor argument.
 import { FlotillaError } from '../errors.js';
 import type { NodeId } from '../raft/types.js';
@@ -17,7 +17,9 @@ export type TransportErrorCode =
   /** A connection handshake refused by either side or not completed (see HandshakeError.reason). */
   | 'HandshakeFailed'
   | 'AlreadyStarted'
-  | 'Closed';
+  | 'Closed'
+  /** addPeer()/setPeer() of a node that was removed: a removed id never rejoins. */
+  | 'PeerRemoved';
 
 export abstract class FrameError extends FlotillaError<'FrameTooLarge' | 'MalformedFrame'> {}
 
@@ -72,5 +74,20 @@ export class HandshakeError extends FlotillaError<'HandshakeFailed'> {
 /** start() called twice, or after close(). */
 export class TransportStateError extends FlotillaError<'AlreadyStarted' | 'Closed'> {}
 
+/** addPeer()/setPeer() of an id that removePeer() removed. A decommissioned node never comes back
+ *  under its id (its data and its place in every group's history belong to the old one); a
+ *  replacement joins under a new id. */
+export class PeerRemovedError extends FlotillaError<'PeerRemoved'> {
+  constructor(readonly peer: NodeId) {
+    super('PeerRemoved', `node "${peer}" was removed and cannot be added again (a replacement needs a new id)`);
+  }
+}
+
 /** Any error of this layer: `switch (e.code)` over it is exhaustive. */
-export type TransportError = FrameTooLarge | MalformedFrame | RaftBatchError | HandshakeError | TransportStateError;
+export type TransportError =
+  | FrameTooLarge
+  | MalformedFrame
+  | RaftBatchError
+  | HandshakeError
+  | TransportStateError
+  | PeerRemovedError;

@@ -18,6 +18,21 @@
 // using a secret: a hello with an auth slot to a node without a secret (or without one to a node
 // with a secret) is refused with AuthMismatch. This authenticates the handshake only; frames after
 // it are neither encrypted nor MACed (use mutual TLS for that, below the framing: transport.ts).
+//
+// Join mode (a node not yet in the cluster asks to be admitted; the joiner side is join.ts):
+//   joiner   -> acceptor  hello  { ..., clusterId: '' (or the id it expects), nodeId: its id,
+//                                  join: { v: 1, address: 'host:port', labels: {k: v} } }
+//   acceptor -> joiner    hello  { ..., clusterId: echoed from the joiner, nodeId: acceptor id }  or refuse
+//   (with a secret: auth / ok exactly as above, over the same transcript, cluster id as presented)
+//   acceptor -> joiner    joined { hs:'joined', protocol, clusterId }  or refuse { reason }  + close
+// The acceptor authenticates a joiner as it does a member (the secret's proof, the certificate
+// naming the claimed id; either failing is refused as Unauthenticated) but skips the peer-list and
+// dial-rule checks, and says nothing about its cluster before the joiner has proved itself: the
+// cluster id is in `joined` only. Then its owner decides (TransportOptions.onJoinRequest): accept,
+// or refuse with a JoinRefusalReason. A join connection carries no data frames; it is closed
+// after the answer, and an admitted node connects again as a member, with the cluster id. The
+// join slot is versioned on its own (JOIN_VERSION); an acceptor that predates it treats the hello
+// as a member's and refuses it (WrongCluster or UnknownNode), so it never admits anyone by mistake.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { NodeId } from '../raft/types.js';
 import { SCHEMA_FINGERPRINT } from './codec.js';
@@ -27,6 +42,10 @@ export { MIN_SECRET_LENGTH } from './secret.js';
 /** 2: the cluster-secret exchange (auth slot in hello, auth and ok frames, new refusal reasons). */
 export const PROTOCOL_VERSION = 2;
 export const AUTH_SCHEME = 'hmac-sha256';
+/** Version of the join slot of a hello and of the joined frame (join mode, above). */
+export const JOIN_VERSION = 1;
+/** Labels a joiner may present: at most this many, each key and value a short string. */
+export const MAX_JOIN_LABELS = 32;
 export const AUTH_NONCE_BYTES = 32;
 const PROOF_BYTES = 32;
 /** Limit on frames before the handshake completes: an unauthenticated peer gets no big buffers. */
@@ -42,9 +61,16 @@ const MAX_STR = 256;
  *    dialer's proof of the cluster secret is wrong), CertMismatch (TLS: the dialer's certificate
  *    does not name the node id it claims);
  *  - found by a dialer: the same about the acceptor's replies, plus UnexpectedNode (the address
- *    answered with another node id) and Refused (a refusal with a reason this version does not know);
+ *    answered with another node id) and Refused (a refusal with a reason this version does not know,
+ *    or, joining, a connection closed without an answer);
+ *    Removed (the node was removed from this cluster: it is never admitted again);
+ *  - join refusals (join mode): Unauthenticated (wrong or missing secret, or a certificate not
+ *    naming the joiner), ClusterMismatch (the joiner expects another cluster), and the owner's
+ *    answers DuplicateId, DuplicateAddress, Decommissioned, NotReady (nothing to decide with now:
+ *    no join handler, no leader, ...; retry later);
  *  - local: HandshakeTimeout (no complete handshake in time), TlsFailed (the TLS handshake failed:
- *    a certificate not signed by the cluster CA, none at all, or a peer not speaking TLS).
+ *    a certificate not signed by the cluster CA, none at all, or a peer not speaking TLS),
+ *    Unreachable (join: the seed address could not be connected to).
  */
 export type HandshakeReason =
   | 'ProtocolMismatch'
@@ -58,7 +84,28 @@ export type HandshakeReason =
   | 'AuthMismatch'
   | 'AuthFailed'
   | 'CertMismatch'
-  | 'TlsFailed';
+  | 'TlsFailed'
+  | 'Removed'
+  | 'Unreachable'
+  | JoinRefusalReason;
+
+/** Why an acceptor refuses a join (the owner's answer, or the transport's own checks). */
+export type JoinRefusalReason =
+  | 'ClusterMismatch'
+  | 'DuplicateId'
+  | 'DuplicateAddress'
+  | 'Decommissioned'
+  | 'Unauthenticated'
+  | 'NotReady';
+
+export const JOIN_REFUSAL_REASONS: ReadonlySet<JoinRefusalReason> = new Set<JoinRefusalReason>([
+  'ClusterMismatch',
+  'DuplicateId',
+  'DuplicateAddress',
+  'Decommissioned',
+  'Unauthenticated',
+  'NotReady',
+]);
 
 const REFUSAL_REASONS = new Set<string>([
   'ProtocolMismatch',
@@ -69,12 +116,30 @@ const REFUSAL_REASONS = new Set<string>([
   'AuthMismatch',
   'AuthFailed',
   'CertMismatch',
+  'Removed',
+  ...JOIN_REFUSAL_REASONS,
 ]);
 
 /** The cluster-secret challenge in a hello: this side's fresh nonce. */
 export interface AuthSlot {
   readonly scheme: typeof AUTH_SCHEME;
   readonly nonce: Uint8Array;
+}
+
+/** What a joining node presents in its hello (join mode). */
+export interface JoinSlot {
+  readonly v: typeof JOIN_VERSION;
+  /** Where the members will dial it, 'host:port'. */
+  readonly address: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** The acceptor's admission of a joiner: the cluster it joined. */
+export interface Joined {
+  readonly hs: 'joined';
+  readonly protocol: number;
+  readonly v: typeof JOIN_VERSION;
+  readonly clusterId: string;
 }
 
 export interface Hello {
@@ -88,6 +153,8 @@ export interface Hello {
   readonly maxFrameBytes: number;
   /** Present iff the sender has a cluster secret. */
   readonly auth: AuthSlot | null;
+  /** Present iff the sender is joining (join mode); never sent by a member. */
+  readonly join?: JoinSlot;
 }
 
 export interface Refusal {
@@ -109,8 +176,9 @@ export function makeHello(
   nodeId: NodeId,
   maxFrameBytes: number,
   auth: AuthSlot | null = null,
+  join: JoinSlot | null = null,
 ): Hello {
-  return {
+  const hello: Hello = {
     hs: 'hello',
     protocol: PROTOCOL_VERSION,
     clusterId,
@@ -119,6 +187,12 @@ export function makeHello(
     maxFrameBytes,
     auth,
   };
+  // A member's hello has no join key at all: the same bytes as before join mode existed.
+  return join === null ? hello : { ...hello, join };
+}
+
+export function makeJoined(clusterId: string): Joined {
+  return { hs: 'joined', protocol: PROTOCOL_VERSION, v: JOIN_VERSION, clusterId };
 }
 
 export function makeRefusal(reason: HandshakeReason, detail: string): Refusal {
@@ -229,6 +303,19 @@ function parseHello(body: Readonly<Record<string, unknown>>): HandshakeCheck {
     }
     slot = { scheme: AUTH_SCHEME, nonce };
   }
+  let join: JoinSlot | null = null;
+  if (body.join !== undefined && body.join !== null) {
+    const j = parseJoinSlot(body.join);
+    if (typeof j === 'string') {
+      return {
+        ok: false,
+        reason: j.startsWith('join version') ? 'ProtocolMismatch' : 'BadHandshake',
+        detail: j,
+        claimed,
+      };
+    }
+    join = j;
+  }
   if (schema !== SCHEMA_FINGERPRINT) {
     return {
       ok: false,
@@ -245,8 +332,26 @@ function parseHello(body: Readonly<Record<string, unknown>>): HandshakeCheck {
     schema,
     maxFrameBytes: maxFrameBytes as number,
     auth: slot,
+    ...(join === null ? {} : { join }),
   };
   return { ok: true, hello };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** A join slot, or why it is not one. */
+function parseJoinSlot(v: unknown): JoinSlot | string {
+  if (!isRecord(v)) return 'malformed join slot';
+  if (v.v !== JOIN_VERSION) return `join version ${describe(v.v)}, expected ${JOIN_VERSION}`;
+  if (!str(v.address)) return 'malformed join address';
+  const labels = v.labels ?? {};
+  if (!isRecord(labels)) return 'malformed join labels';
+  const entries = Object.entries(labels);
+  if (entries.length > MAX_JOIN_LABELS) return `more than ${MAX_JOIN_LABELS} join labels`;
+  for (const [k, val] of entries) if (!str(k) || !str(val, true)) return 'malformed join label';
+  return { v: JOIN_VERSION, address: v.address, labels: Object.fromEntries(entries) as Record<string, string> };
 }
 
 /** Both sides must agree on using a cluster secret. */
@@ -280,6 +385,8 @@ export interface AcceptPolicy {
   readonly selfId: NodeId;
   /** Is `id` in this node's peer list? */
   isPeer(id: NodeId): boolean;
+  /** Was `id` removed from the peer list (refused with Removed)? Default: never. */
+  isRemoved?(id: NodeId): boolean;
   /** Should `id` dial us (the pair's dial rule)? */
   dialsUs(id: NodeId): boolean;
   /** Does this node have a cluster secret (then the dialer must send a challenge)? Default false. */
@@ -291,11 +398,20 @@ export function checkDialerHello(body: Readonly<Record<string, unknown>>, policy
   const r = parseHello(body);
   if (!r.ok) return r;
   const h = r.hello;
+  if (h.join !== undefined) return checkJoinerHello(r, policy);
   if (h.clusterId !== policy.clusterId) {
     return {
       ok: false,
       reason: 'WrongCluster',
       detail: `cluster "${h.clusterId}", expected "${policy.clusterId}"`,
+      claimed: h.nodeId,
+    };
+  }
+  if (policy.isRemoved?.(h.nodeId) === true) {
+    return {
+      ok: false,
+      reason: 'Removed',
+      detail: `node "${h.nodeId}" was removed from the cluster`,
       claimed: h.nodeId,
     };
   }
@@ -318,12 +434,37 @@ export function checkDialerHello(body: Readonly<Record<string, unknown>>, policy
   return authAgreement(h, policy.secret === true, policy.selfId, 'dialer') ?? r;
 }
 
+/** Join mode: no peer-list or dial-rule check (the owner decides after authentication). */
+function checkJoinerHello(r: Extract<HandshakeCheck, { ok: true }>, policy: AcceptPolicy): HandshakeCheck {
+  const h = r.hello;
+  if (h.clusterId !== '' && h.clusterId !== policy.clusterId) {
+    return {
+      ok: false,
+      reason: 'ClusterMismatch',
+      detail: `joiner "${h.nodeId}" expects another cluster`,
+      claimed: h.nodeId,
+    };
+  }
+  if (h.nodeId === policy.selfId) {
+    return { ok: false, reason: 'DuplicateId', detail: `"${h.nodeId}" is the acceptor's own id`, claimed: h.nodeId };
+  }
+  const bad = authAgreement(h, policy.secret === true, policy.selfId, 'dialer');
+  if (bad !== null && !bad.ok) return { ...bad, reason: 'Unauthenticated', detail: `${bad.reason}: ${bad.detail}` };
+  return r;
+}
+
 /** The dialer's decision on the acceptor's first frame (a hello or a refusal). */
 export function checkAcceptorReply(
   body: Readonly<Record<string, unknown>>,
-  expect: { readonly clusterId: string; readonly peer: NodeId; readonly self?: NodeId; readonly secret?: boolean },
+  expect: {
+    readonly clusterId: string;
+    /** The node dialled; null when any may answer (a joiner dialling a seed address). */
+    readonly peer: NodeId | null;
+    readonly self?: NodeId;
+    readonly secret?: boolean;
+  },
 ): HandshakeCheck {
-  if (body.hs === 'refuse') return refusalOf(body, expect.peer);
+  if (body.hs === 'refuse') return refusalOf(body, expect.peer ?? 'seed');
   const r = parseHello(body);
   if (!r.ok) return r;
   const h = r.hello;
@@ -335,7 +476,7 @@ export function checkAcceptorReply(
       claimed: h.nodeId,
     };
   }
-  if (h.nodeId !== expect.peer) {
+  if (expect.peer !== null && h.nodeId !== expect.peer) {
     return {
       ok: false,
       reason: 'UnexpectedNode',
@@ -346,7 +487,11 @@ export function checkAcceptorReply(
   return authAgreement(h, expect.secret === true, expect.self ?? '?', 'acceptor') ?? r;
 }
 
-function refusalOf(body: Readonly<Record<string, unknown>>, peer: NodeId): Extract<HandshakeCheck, { ok: false }> {
+/** A refusal frame as a failed check (an unknown reason becomes Refused). */
+export function refusalOf(
+  body: Readonly<Record<string, unknown>>,
+  peer: NodeId,
+): Extract<HandshakeCheck, { ok: false }> {
   const reason =
     typeof body.reason === 'string' && REFUSAL_REASONS.has(body.reason) ? (body.reason as HandshakeReason) : 'Refused';
   const detail = str(body.detail, true) ? body.detail : '';
@@ -379,4 +524,31 @@ export function checkProofFrame(
   if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES)
     return { ok: false, reason: 'BadHandshake', detail: `malformed ${expect} frame`, claimed: peer };
   return { ok: true, proof };
+}
+
+export type JoinedCheck =
+  | { readonly ok: true; readonly clusterId: string }
+  | { readonly ok: false; readonly reason: HandshakeReason; readonly detail: string; readonly claimed: NodeId | null };
+
+/** The joiner's decision on the acceptor's answer: joined or a refusal. */
+export function checkJoined(body: Readonly<Record<string, unknown>>, acceptor: NodeId): JoinedCheck {
+  if (body.hs === 'refuse') return refusalOf(body, acceptor);
+  if (body.hs !== 'joined')
+    return {
+      ok: false,
+      reason: 'BadHandshake',
+      detail: `expected joined, got ${describe(body.hs)}`,
+      claimed: acceptor,
+    };
+  if (body.protocol !== PROTOCOL_VERSION || body.v !== JOIN_VERSION) {
+    return {
+      ok: false,
+      reason: 'ProtocolMismatch',
+      detail: `joined protocol ${describe(body.protocol)} v ${describe(body.v)}, expected ${PROTOCOL_VERSION} v ${JOIN_VERSION}`,
+      claimed: acceptor,
+    };
+  }
+  if (!str(body.clusterId))
+    return { ok: false, reason: 'BadHandshake', detail: 'malformed joined frame', claimed: acceptor };
+  return { ok: true, clusterId: body.clusterId };
 }

@@ -33,13 +33,21 @@
 //  - `secret`: a cluster secret proved in the handshake (HMAC challenge-response, handshake.ts);
 //    it authenticates the handshake, not the bytes after it (use TLS for that).
 // Either way, nothing is delivered and no peerUp fires before every check passed.
+//
+// Peers change at run time (an elastic cluster, docs/design.md note 8): addPeer() starts dialling
+// or accepting a node (a new address for a known one closes its link, which is then redialled
+// there); removePeer() closes the link, drops what is queued for it (counted as PeerRemoved),
+// refuses its later handshakes (Removed) and never dials it again. A removed id is never added
+// back (PeerRemovedError). A node not in the cluster yet connects in join mode (handshake.ts;
+// the joiner's side is join.ts): it is authenticated as a member would be, then the owner's
+// onJoinRequest decides; without one every join is refused as NotReady.
 import { EventEmitter } from 'node:events';
 import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
-import { FrameTooLarge, HandshakeError, TransportStateError } from './errors.js';
+import { FrameTooLarge, HandshakeError, PeerRemovedError, TransportStateError } from './errors.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   FrameDecoder,
@@ -57,6 +65,7 @@ import {
   checkDialerHello,
   checkProofFrame,
   makeHello,
+  makeJoined,
   makeProofFrame,
   makeRefusal,
   newAuthSlot,
@@ -64,6 +73,8 @@ import {
   type AuthTranscript,
   type HandshakeCheck,
   type HandshakeReason,
+  type JoinRefusalReason,
+  type JoinSlot,
 } from './handshake.js';
 
 /** Why the transport dropped something: decoder reasons plus the transport's own. */
@@ -73,6 +84,7 @@ export type TransportDropReason =
   | 'TooLarge' //             one envelope alone does not fit in a frame
   | 'EncodeError' //          msgpack cannot encode the envelope (e.g. a Symbol in an app payload)
   | 'UnknownPeer' //          send() to a node that is not in `peers`
+  | 'PeerRemoved' //          queued for a peer when it was removed, or sent to it afterwards
   | 'Closed' //               send() after close()
   | 'FrameBeforeHandshake' // a data frame arrived before the handshake completed
   | 'UnexpectedControl' //    a control frame after the handshake (ignored)
@@ -111,7 +123,30 @@ export interface TransportStats {
   handshakeFailures: Partial<Record<HandshakeReason, number>>;
   /** Exceptions thrown by onEnvelopes (logged and swallowed so one bad handler cannot kill links). */
   handlerErrors: number;
+  /** Peers added after construction (addPeer/setPeer of a new id). */
+  peersAdded: number;
+  /** Ids removed (removePeer); their later handshakes count as handshakeFailures.Removed. */
+  peersRemoved: number;
+  /** Known peers given a new address (their link was closed and redialled). */
+  peersReaddressed: number;
+  /** Join requests admitted by onJoinRequest (refusals are in handshakeFailures by reason). */
+  joinsAccepted: number;
 }
+
+/** A join request, handed to TransportOptions.onJoinRequest once the joiner is authenticated. */
+export interface JoinRequest {
+  readonly id: NodeId;
+  /** The address it says members should dial, 'host:port' (not checked against `remote`). */
+  readonly address: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Where the connection comes from. */
+  readonly remote: string;
+}
+
+/** The owner's answer: admit (the joiner learns the cluster id) or refuse with a reason. */
+export type JoinAnswer =
+  | { readonly accept: true }
+  | { readonly accept: false; readonly reason: JoinRefusalReason; readonly detail?: string };
 
 export interface ReconnectOptions {
   /** First retry delay. Default 50 ms. */
@@ -148,7 +183,7 @@ function pemField(field: string, v: unknown): string | Buffer {
 }
 
 /** Checks `sec` (throws a RangeError naming the field) and builds the TLS context. */
-function prepareSecurity(sec: TransportSecurity): {
+export function prepareSecurity(sec: TransportSecurity): {
   tls: (TransportTlsOptions & { context: tls.SecureContext }) | null;
   secret: string | null;
 } {
@@ -228,7 +263,7 @@ export function certificateNames(
 }
 
 /** Why `socket`'s peer certificate does not identify `id` (null when it does). */
-function certMismatch(socket: net.Socket, id: NodeId): string | null {
+export function certMismatch(socket: net.Socket, id: NodeId): string | null {
   const names = certificateNames((socket as tls.TLSSocket).getPeerCertificate());
   if (names.includes(id)) return null;
   return `certificate names ${JSON.stringify(names.slice(0, 8))}, not node "${id}"`;
@@ -258,11 +293,18 @@ export interface TransportOptions {
   tls?: TransportTlsOptions;
   /** Cluster secret proved in the handshake (see TransportSecurity). Default: none. */
   secret?: string;
+  /** Decides authenticated join requests (join mode, handshake.ts). It may answer later (a
+   *  promise), within handshakeTimeoutMs; a throw or rejection refuses as NotReady. Admitting
+   *  does not add the peer: the owner calls addPeer() when the membership change is applied.
+   *  Default: none, every join refused as NotReady. */
+  onJoinRequest?: (req: JoinRequest) => JoinAnswer | Promise<JoinAnswer>;
 }
 
 export interface TransportEvents {
   /** A handshake with the peer completed (it was down before). */
   peerUp: [peer: NodeId];
+  /** A join request was admitted (after onJoinRequest accepted it). */
+  joined: [req: JoinRequest];
   /** The peer's connection closed; `reason` is for logs. */
   peerDown: [peer: NodeId, reason: string];
   /** A send was dropped because the peer's queue is full (once per full episode). */
@@ -314,7 +356,7 @@ interface Link {
   closeReason: string;
   /** Where the handshake is: awaiting the peer's hello, (acceptor) the dialer's proof, or
    *  (dialer) the acceptor's ok. The last two only with a cluster secret. */
-  stage: 'hello' | 'auth' | 'ok';
+  stage: 'hello' | 'auth' | 'ok' | 'decide';
   /** Outbound: the TCP connection is up (a failure before open is then a TLS failure). */
   connected: boolean;
   /** Outbound TLS: a TlsFailed was already reported for this connection. */
@@ -322,7 +364,9 @@ interface Link {
   /** Outbound with a secret: our nonce, sent in our hello. */
   nonce: Uint8Array | null;
   /** The secret exchange in progress (stages 'auth' and 'ok'). */
-  auth: { readonly transcript: AuthTranscript; readonly peer: Peer; readonly peerMaxFrame: number } | null;
+  auth: { readonly transcript: AuthTranscript; readonly peer: Peer | null; readonly peerMaxFrame: number } | null;
+  /** Inbound join mode: the joiner (stage 'decide': its request is with onJoinRequest). */
+  joiner: { readonly id: NodeId; readonly clusterId: string; readonly slot: JoinSlot } | null;
 }
 
 interface Peer {
@@ -394,6 +438,15 @@ export class Transport extends EventEmitter<TransportEvents> {
   private readonly drops: Partial<Record<TransportDropReason, number>> = {};
   private readonly handshakeFailures: Partial<Record<HandshakeReason, number>> = {};
   private handlerErrors = 0;
+  private peersAdded = 0;
+  private peersRemoved = 0;
+  private peersReaddressed = 0;
+  private joinsAccepted = 0;
+  /** Ids removed by removePeer: refused for good. */
+  private readonly removed = new Set<NodeId>();
+  private readonly onJoinRequest: NonNullable<TransportOptions['onJoinRequest']> | null;
+  /** Still in the constructor: configured peers are not counted as added. */
+  private constructing = true;
   private readonly tls: (TransportTlsOptions & { context: tls.SecureContext }) | null;
   private readonly secret: string | null;
   /** TLS: raw inbound sockets whose TLS handshake has not completed, by remote address. */
@@ -425,13 +478,17 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.onEnvelopes = opts.onEnvelopes ?? null;
     if (!(this.maxFrameBytes >= HANDSHAKE_MAX_FRAME_BYTES))
       throw new RangeError(`maxFrameBytes must be at least ${HANDSHAKE_MAX_FRAME_BYTES}`);
+    this.onJoinRequest = opts.onJoinRequest ?? null;
     for (const [id, addr] of Object.entries(opts.peers)) this.setPeer(id, addr);
+    this.constructing = false;
   }
 
-  /** Add a peer or change its address (used for the next dial; a live connection is kept).
-   *  The node's own id is ignored. */
+  /** Add a peer or change its address, for the next dial only: a live connection is kept (tests
+   *  and tools; a running cluster uses addPeer). The node's own id is ignored; a removed id
+   *  throws PeerRemovedError. */
   setPeer(id: NodeId, addr: string): void {
     if (id === this.nodeId) return;
+    if (this.removed.has(id)) throw new PeerRemovedError(id);
     const { host, port } = parseAddress(addr);
     const known = this.peers.get(id);
     if (known !== undefined) {
@@ -439,6 +496,51 @@ export class Transport extends EventEmitter<TransportEvents> {
       known.port = port;
       return;
     }
+    this.createPeer(id, host, port);
+  }
+
+  /** Start talking to `id` at `addr` (dialling it or accepting it, by the dial rule). The same
+   *  address again does nothing; a new address for a known peer closes its link (peerDown fires
+   *  if it was up; queued envelopes are kept) and the peer is reached at the new address. The
+   *  node's own id is ignored. Throws PeerRemovedError for a removed id, RangeError for a bad
+   *  address. */
+  addPeer(id: NodeId, addr: string): void {
+    if (id === this.nodeId) return;
+    if (this.removed.has(id)) throw new PeerRemovedError(id);
+    const { host, port } = parseAddress(addr);
+    const p = this.peers.get(id);
+    if (p === undefined) {
+      this.createPeer(id, host, port);
+      return;
+    }
+    if (p.host === host && p.port === port) return;
+    this.log.info({ peer: id, from: `${p.host}:${p.port}`, to: addr }, 'peer address changed');
+    p.host = host;
+    p.port = port;
+    p.attempt = 0;
+    this.peersReaddressed++;
+    // The old connection, or a dial in progress, goes to the old place: close it. onClose redials
+    // a peer we dial (after minMs); one that dials us does so from its new place.
+    if (p.link !== null) this.destroyLink(p.link, 'peer address changed');
+    if (p.dialing !== null) this.destroyLink(p.dialing, 'peer address changed');
+    if (p.link === null && p.dialing === null && p.timer !== null) {
+      clearTimeout(p.timer);
+      p.timer = null;
+      if (p.dial && this.server !== null && !this.closing) this.dial(p);
+    }
+  }
+
+  /** Peers in the list now (not the removed ones). */
+  peerIds(): NodeId[] {
+    return [...this.peers.keys()];
+  }
+
+  /** Was `id` removed (removePeer)? */
+  isRemoved(id: NodeId): boolean {
+    return this.removed.has(id);
+  }
+
+  private createPeer(id: NodeId, host: string, port: number): void {
     const p: Peer = {
       id,
       host,
@@ -457,18 +559,33 @@ export class Transport extends EventEmitter<TransportEvents> {
       st: newPeerStats(),
     };
     this.peers.set(id, p);
+    if (!this.constructing) {
+      this.peersAdded++;
+      this.log.info({ peer: id, address: `${host}:${port}` }, 'peer added');
+    }
     if (p.dial && this.server !== null && !this.closing) this.dial(p);
   }
 
-  /** Forget a peer: its queue is dropped, its connection closed (peerDown fires if it was up),
-   *  and it may no longer connect. */
+  /** Remove a node for good: its connection is closed (peerDown fires if it was up), what is
+   *  queued for it is dropped (counted as PeerRemoved), it is never dialled again, its handshakes
+   *  are refused (Removed) and its id can never be added again. An id that was never a peer is
+   *  still marked removed. Idempotent; the node's own id is ignored. */
   removePeer(id: NodeId): void {
+    if (id === this.nodeId || this.removed.has(id)) return;
+    this.removed.add(id);
+    this.peersRemoved++;
     const p = this.peers.get(id);
-    if (p === undefined) return;
+    if (p === undefined) {
+      this.log.info({ peer: id }, 'unknown node marked removed');
+      return;
+    }
     this.peers.delete(id);
     p.removed = true;
     if (p.timer !== null) clearTimeout(p.timer);
     p.timer = null;
+    const dropped = p.queue.length + p.bulk.length;
+    if (dropped > 0) bump(this.drops, 'PeerRemoved', dropped);
+    this.log.info({ peer: id, droppedEnvelopes: dropped, connected: p.link !== null }, 'peer removed');
     p.queue = [];
     p.queueBytes = 0;
     p.bulk = [];
@@ -518,7 +635,7 @@ export class Transport extends EventEmitter<TransportEvents> {
   send(to: NodeId, envelope: Envelope): boolean {
     const p = this.peers.get(to);
     if (p === undefined) {
-      bump(this.drops, 'UnknownPeer');
+      bump(this.drops, this.removed.has(to) ? 'PeerRemoved' : 'UnknownPeer');
       return false;
     }
     if (this.closing) {
@@ -551,7 +668,7 @@ export class Transport extends EventEmitter<TransportEvents> {
   sendBulk(to: NodeId, envelope: Envelope): boolean {
     const p = this.peers.get(to);
     if (p === undefined) {
-      bump(this.drops, 'UnknownPeer');
+      bump(this.drops, this.removed.has(to) ? 'PeerRemoved' : 'UnknownPeer');
       return false;
     }
     if (this.closing) {
@@ -595,6 +712,10 @@ export class Transport extends EventEmitter<TransportEvents> {
       drops: { ...this.drops },
       handshakeFailures: { ...this.handshakeFailures },
       handlerErrors: this.handlerErrors,
+      peersAdded: this.peersAdded,
+      peersRemoved: this.peersRemoved,
+      peersReaddressed: this.peersReaddressed,
+      joinsAccepted: this.joinsAccepted,
     };
   }
 
@@ -752,6 +873,7 @@ export class Transport extends EventEmitter<TransportEvents> {
       tlsReported: false,
       nonce: null,
       auth: null,
+      joiner: null,
       // Until the handshake is done only small frames are accepted: an unauthenticated client
       // must not make us buffer maxFrameBytes.
       decoder: new FrameDecoder({ maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES }),
@@ -850,10 +972,21 @@ export class Transport extends EventEmitter<TransportEvents> {
         this.onDialerProof(link, r.body);
         return;
       }
+      if (link.stage === 'decide') {
+        // A joiner waits for the answer; anything else from it breaks the protocol.
+        this.refuse(link, {
+          ok: false,
+          reason: 'BadHandshake',
+          detail: `frame ${JSON.stringify(String(r.body.hs).slice(0, 32))} while the join request is decided`,
+          claimed: link.joiner?.id ?? null,
+        });
+        return;
+      }
       const check = checkDialerHello(r.body, {
         clusterId: this.clusterId,
         selfId: this.nodeId,
         isPeer: (id) => this.peers.has(id),
+        isRemoved: (id) => this.removed.has(id),
         dialsUs: (id) => dials(id, this.nodeId),
         secret: this.secret !== null,
       });
@@ -867,12 +1000,16 @@ export class Transport extends EventEmitter<TransportEvents> {
         if (bad !== null) {
           this.refuse(link, {
             ok: false,
-            reason: 'CertMismatch',
-            detail: `dialer claims "${h.nodeId}" but its ${bad}`,
+            reason: h.join !== undefined ? 'Unauthenticated' : 'CertMismatch',
+            detail: `${h.join !== undefined ? 'joiner' : 'dialer'} claims "${h.nodeId}" but its ${bad}`,
             claimed: h.nodeId,
           });
           return;
         }
+      }
+      if (h.join !== undefined) {
+        this.onJoinerHello(link, { id: h.nodeId, clusterId: h.clusterId, slot: h.join }, h);
+        return;
       }
       const p = this.peers.get(h.nodeId)!;
       if (this.secret === null) {
@@ -947,17 +1084,26 @@ export class Transport extends EventEmitter<TransportEvents> {
     if (!verifyProof(this.secret!, 'dialer', a.transcript, c.proof)) {
       this.refuse(link, {
         ok: false,
-        reason: 'AuthFailed',
+        reason: link.joiner !== null ? 'Unauthenticated' : 'AuthFailed',
         detail: `node "${dialer}" did not prove the cluster secret`,
         claimed: dialer,
       });
       return;
     }
+    if (a.peer === null) {
+      // A joiner proved the secret: prove ours, then let the owner decide.
+      link.socket.write(
+        this.encoder.encodeControl({ ...makeProofFrame('ok', authProof(this.secret!, 'acceptor', a.transcript)) }),
+      );
+      this.decideJoin(link);
+      return;
+    }
     if (a.peer.removed) {
+      // Removed while it was proving the secret.
       this.refuse(link, {
         ok: false,
-        reason: 'UnknownNode',
-        detail: `node "${dialer}" is not a peer of "${this.nodeId}"`,
+        reason: 'Removed',
+        detail: `node "${dialer}" was removed from the cluster`,
         claimed: dialer,
       });
       return;
@@ -966,6 +1112,89 @@ export class Transport extends EventEmitter<TransportEvents> {
       this.encoder.encodeControl({ ...makeProofFrame('ok', authProof(this.secret!, 'acceptor', a.transcript)) }),
     );
     this.open(link, a.peer, a.peerMaxFrame);
+  }
+
+  /** Acceptor, join mode: the joiner's hello passed the checks that need no secret. Answer with
+   *  a hello that names no cluster (echoing what the joiner presented), then authenticate it. */
+  private onJoinerHello(
+    link: Link,
+    joiner: NonNullable<Link['joiner']>,
+    h: { maxFrameBytes: number; auth: { nonce: Uint8Array } | null },
+  ): void {
+    link.joiner = joiner;
+    if (this.secret === null) {
+      link.socket.write(
+        this.encoder.encodeControl({ ...makeHello(joiner.clusterId, this.nodeId, this.maxFrameBytes) }),
+      );
+      this.decideJoin(link);
+      return;
+    }
+    const slot = newAuthSlot();
+    link.auth = {
+      transcript: {
+        clusterId: joiner.clusterId,
+        dialer: joiner.id,
+        acceptor: this.nodeId,
+        dialerNonce: h.auth!.nonce,
+        acceptorNonce: slot.nonce,
+      },
+      peer: null,
+      peerMaxFrame: h.maxFrameBytes,
+    };
+    link.stage = 'auth';
+    link.socket.write(
+      this.encoder.encodeControl({ ...makeHello(joiner.clusterId, this.nodeId, this.maxFrameBytes, slot) }),
+    );
+  }
+
+  /** Acceptor, join mode: the joiner is authenticated; the owner admits or refuses it. The
+   *  handshake timer keeps running, so an owner that never answers costs one timeout. */
+  private decideJoin(link: Link): void {
+    const j = link.joiner!;
+    link.stage = 'decide';
+    link.auth = null;
+    const refuse = (reason: JoinRefusalReason, detail: string) =>
+      this.refuse(link, { ok: false, reason, detail, claimed: j.id });
+    if (this.removed.has(j.id)) {
+      refuse('Decommissioned', `node "${j.id}" was removed from the cluster; a replacement needs a new id`);
+      return;
+    }
+    const handler = this.onJoinRequest;
+    if (handler === null) {
+      refuse('NotReady', `"${this.nodeId}" takes no join requests`);
+      return;
+    }
+    const req: JoinRequest = { id: j.id, address: j.slot.address, labels: j.slot.labels, remote: link.remote };
+    let answer: Promise<JoinAnswer>;
+    try {
+      answer = Promise.resolve(handler(req));
+    } catch (err) {
+      answer = Promise.reject(err);
+    }
+    answer.then(
+      (a) => {
+        if (link.state !== 'handshake' || this.closing) return; // timed out or closed meanwhile
+        if (!a.accept) {
+          refuse(a.reason, a.detail ?? `join of "${j.id}" refused`);
+          return;
+        }
+        if (link.timer) clearTimeout(link.timer);
+        link.timer = null;
+        this.joinsAccepted++;
+        link.socket.write(this.encoder.encodeControl({ ...makeJoined(this.clusterId) }));
+        this.log.info(
+          { joiner: j.id, address: j.slot.address, labels: j.slot.labels, remote: link.remote },
+          'join admitted',
+        );
+        this.endLink(link, 'join answered');
+        this.emit('joined', req);
+      },
+      (err: unknown) => {
+        this.log.error({ err, joiner: j.id }, 'onJoinRequest failed');
+        if (link.state !== 'handshake' || this.closing) return;
+        refuse('NotReady', `"${this.nodeId}" could not decide the join request`);
+      },
+    );
   }
 
   /** Dialer, stage 'ok': the acceptor's verdict and its proof of the secret. */

@@ -85,13 +85,26 @@ test('node.metrics(): build, process figures, failure counters at 0; adminHandle
     const zero = (name: string, label: string, values: string[]) => {
       for (const v of values) assert.equal(s.get(`${name}{node="n1",${label}="${v}"}`), 0, `${name} ${v}`);
     };
-    zero('flotilla_transport_handshake_failures_total', 'reason', ['WrongCluster', 'AuthFailed', 'TlsFailed']);
-    zero('flotilla_transport_dropped_total', 'reason', ['MalformedFrame', 'QueueFull', 'raft.StaleTerm']);
+    zero('flotilla_transport_handshake_failures_total', 'reason', [
+      'WrongCluster',
+      'AuthFailed',
+      'TlsFailed',
+      'Removed',
+    ]);
+    zero('flotilla_transport_handshake_failures_total', 'reason', ['DuplicateId', 'Unauthenticated', 'NotReady']);
+    zero('flotilla_transport_dropped_total', 'reason', [
+      'MalformedFrame',
+      'QueueFull',
+      'raft.StaleTerm',
+      'PeerRemoved',
+    ]);
     zero('flotilla_transfers_total', 'outcome', ['completed', 'TargetLagging', 'Timeout', 'ClusterUnstable']);
     zero('flotilla_balancer_moves_total', 'reason', ['health', 'count', 'load']);
     zero('flotilla_runtime_dropped_total', 'reason', ['NoWorker', 'BadMessage']);
     zero('flotilla_leader_changes_total', 'cause', ['transfer', 'failover']);
     assert.equal(s.get('flotilla_transport_handler_errors_total{node="n1"}'), 0);
+    for (const c of ['peers_added', 'peers_removed', 'peers_readdressed', 'joins_accepted'])
+      assert.equal(s.get(`flotilla_transport_${c}_total{node="n1"}`), 0, c);
     assert.equal(s.get('flotilla_groups{node="n1"}'), 4);
   });
 

@@ -15,7 +15,10 @@ import {
   PROTOCOL_VERSION,
   checkAcceptorReply,
   checkDialerHello,
+  checkJoined,
   checkProofFrame,
+  makeHello,
+  type AcceptPolicy,
   type Envelope,
 } from '../../src/transport/index.js';
 import { MESSAGE_TYPES, validateMessage, type Message, type MessageType } from '../../src/raft/index.js';
@@ -246,13 +249,21 @@ test(`handshake checks never throw on arbitrary bodies (${RUNS.handshake} runs)`
     clusterId: 'c',
     selfId: 'n2',
     isPeer: (id: string) => id === 'n1',
+    isRemoved: (id: string) => id === 'n0',
     dialsUs: (id: string) => id < 'n2',
   };
   const body = fc.oneof(
     fc.dictionary(fc.string(), fc.anything()),
     fc.record(
       {
-        hs: fc.oneof(fc.constant('hello'), fc.constant('refuse'), fc.constant('auth'), fc.constant('ok'), fc.string()),
+        hs: fc.oneof(
+          fc.constant('hello'),
+          fc.constant('refuse'),
+          fc.constant('auth'),
+          fc.constant('ok'),
+          fc.constant('joined'),
+          fc.string(),
+        ),
         protocol: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.anything()),
         clusterId: fc.oneof(fc.constant('c'), fc.anything()),
         nodeId: fc.oneof(fc.constant('n1'), fc.anything()),
@@ -266,6 +277,15 @@ test(`handshake checks never throw on arbitrary bodies (${RUNS.handshake} runs)`
           fc.anything(),
         ),
         proof: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.anything()),
+        join: fc.oneof(
+          fc.record({
+            v: fc.oneof(fc.constant(1), fc.anything()),
+            address: fc.oneof(fc.constant('127.0.0.1:1'), fc.anything()),
+            labels: fc.oneof(fc.dictionary(fc.string(), fc.string()), fc.anything()),
+          }),
+          fc.anything(),
+        ),
+        v: fc.oneof(fc.constant(1), fc.anything()),
         reason: fc.anything(),
         detail: fc.anything(),
       },
@@ -280,10 +300,56 @@ test(`handshake checks never throw on arbitrary bodies (${RUNS.handshake} runs)`
       const r4 = checkAcceptorReply(b, { clusterId: 'c', peer: 'n2', self: 'n1', secret: true });
       const r5 = checkProofFrame(b, 'auth', 'n1');
       const r6 = checkProofFrame(b, 'ok', 'n2');
-      for (const r of [r1, r2, r3, r4, r5, r6]) {
+      const r7 = checkAcceptorReply(b, { clusterId: '', peer: null, self: 'n1', secret: true });
+      const r8 = checkJoined(b, 'n2');
+      for (const r of [r1, r2, r3, r4, r5, r6, r7, r8]) {
         if (!r.ok) assert.equal(typeof r.reason, 'string');
       }
     }),
     { numRuns: RUNS.handshake },
   );
+});
+
+test('join hellos: parsed apart from member hellos, versioned, bounded', () => {
+  const policy = {
+    clusterId: 'c',
+    selfId: 'n2',
+    isPeer: (id: string) => id === 'n1',
+    isRemoved: (id: string) => id === 'n0',
+    dialsUs: (id: string) => id < 'n2',
+  };
+  const join = { v: 1 as const, address: '127.0.0.1:9', labels: { zone: 'a' } };
+  // Not a peer, any dial direction: still fine as a joiner (the owner decides later).
+  const ok = checkDialerHello({ ...makeHello('', 'n9', 1 << 20, null, join) }, policy);
+  assert.ok(ok.ok && ok.hello.join?.address === '127.0.0.1:9' && ok.hello.join.labels.zone === 'a');
+  const reason = (b: Record<string, unknown>, p: AcceptPolicy = policy) => {
+    const r = checkDialerHello(b, p);
+    return r.ok ? 'ok' : r.reason;
+  };
+  const hello = (over: Record<string, unknown>) => ({ ...makeHello('', 'n9', 1 << 20, null, join), ...over });
+  assert.equal(reason(hello({ join: { ...join, v: 2 } })), 'ProtocolMismatch');
+  assert.equal(reason(hello({ join: { ...join, address: 7 } })), 'BadHandshake');
+  const many = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v']));
+  assert.equal(reason(hello({ join: { ...join, labels: many } })), 'BadHandshake');
+  assert.equal(reason(hello({ join: { ...join, labels: { zone: 3 } } })), 'BadHandshake');
+  assert.equal(reason(hello({ clusterId: 'other' })), 'ClusterMismatch');
+  assert.equal(reason(hello({ clusterId: 'c' })), 'ok');
+  assert.equal(reason(hello({ nodeId: 'n2' })), 'DuplicateId');
+  assert.equal(reason(hello({}), { ...policy, secret: true }), 'Unauthenticated');
+  // A member's hello has no join key, and a removed member is refused as Removed.
+  assert.equal('join' in makeHello('c', 'n1', 1 << 20), false);
+  assert.equal(reason({ ...makeHello('c', 'n0', 1 << 20) }), 'Removed');
+  assert.equal(reason({ ...makeHello('c', 'n1', 1 << 20) }), 'ok');
+  // The answer.
+  assert.deepEqual(checkJoined({ hs: 'joined', protocol: PROTOCOL_VERSION, v: 1, clusterId: 'c' }, 'n2'), {
+    ok: true,
+    clusterId: 'c',
+  });
+  const bad = checkJoined({ hs: 'joined', protocol: PROTOCOL_VERSION, v: 2, clusterId: 'c' }, 'n2');
+  assert.ok(!bad.ok && bad.reason === 'ProtocolMismatch');
+  const refused = checkJoined(
+    { hs: 'refuse', protocol: PROTOCOL_VERSION, reason: 'DuplicateAddress', detail: 'x' },
+    'n2',
+  );
+  assert.ok(!refused.ok && refused.reason === 'DuplicateAddress');
 });
