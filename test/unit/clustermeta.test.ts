@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
+  applyEncoded,
   ClusterMeta,
   ClusterMetaError,
   decodeMetaCommand,
@@ -322,7 +323,8 @@ test('property: replicas applying the same log agree on every result and state',
       const a = start(booted);
       const b = start(booted);
       log.forEach((c, i) => {
-        assert.deepEqual(a.apply(c, i + 2), b.apply(c, i + 2));
+        // One replica takes the command as given, the other from its log entry's bytes.
+        assert.deepEqual(a.apply(c, i + 2), applyEncoded(b, encodeMetaCommand(c), i + 2));
         assert.equal(snapshotProblem(a.snapshot()), null, 'apply keeps every invariant');
       });
       assert.deepEqual(a.snapshot(), b.snapshot());
@@ -430,6 +432,9 @@ test('property: decoding hostile bytes fails only with the typed error', () => {
   fc.assert(
     fc.property(fc.oneof(mutated, random), (bytes) => {
       onlyCorrupt(() => decodeMetaCommand(bytes));
+      // As a log entry: refused as Corrupt, or a command taken or refused, never a throw.
+      const r = applyEncoded(boot(), bytes, 5);
+      if (!r.ok && r.reason === 'Corrupt') assert.throws(() => decodeMetaCommand(bytes), ClusterMetaError);
       onlyCorrupt(() => {
         const s = decodeMetaSnapshot(bytes);
         // Whatever decodes is a state restore() takes.

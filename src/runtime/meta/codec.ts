@@ -7,9 +7,11 @@
 import { CorruptRecord } from '../../storage/errors.js';
 import { Reader, Writer } from '../../storage/codec.js';
 import type {
+  ClusterMeta,
   GroupReplicas,
   MetaCommand,
   MetaNode,
+  MetaResult,
   MetaSnapshot,
   NodeLabels,
   NodeSpec,
@@ -182,6 +184,19 @@ export function decodeMetaCommand(buf: Uint8Array): MetaCommand {
     r.done();
     return cmd;
   });
+}
+
+/** Apply the command in a committed log entry's bytes: what a replica of group 0 does for each
+ *  entry. Bytes that do not decode are refused ('Corrupt'), as they are on every replica. */
+export function applyEncoded(meta: ClusterMeta, data: Uint8Array, index: number): MetaResult {
+  let cmd: MetaCommand;
+  try {
+    cmd = decodeMetaCommand(data);
+  } catch (e) {
+    if (e instanceof ClusterMetaError) return { ok: false, reason: 'Corrupt', detail: e.message };
+    throw e;
+  }
+  return meta.apply(cmd, index);
 }
 
 export function encodeMetaSnapshot(s: MetaSnapshot): Uint8Array {

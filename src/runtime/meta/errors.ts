@@ -25,17 +25,23 @@ export type MetaRefusal =
   /** A node state change other than active → decommissioning → removed or a cancel. */
   | 'IllegalTransition'
   /** setReplicas with no voter, a node listed twice, or a bad group or index. */
-  | 'InvalidReplicas';
+  | 'InvalidReplicas'
+  /** Bytes that are not a valid command or snapshot, or a snapshot object that breaks its
+   *  invariants: nothing of it is taken. A log entry that does not decode is refused with it
+   *  (applyEncoded), alike on every replica, rather than stopping the apply loop. */
+  | 'Corrupt';
 
 export type ClusterMetaErrorCode =
   | MetaRefusal
-  /** Bytes that are not a valid command or snapshot, or a snapshot object that breaks its
-   *  invariants: nothing of it is taken. */
-  | 'Corrupt'
   /** A command whose fields cannot be encoded (so that its bytes would not decode). */
   | 'Unencodable';
 
-export class ClusterMetaError extends FlotillaError<ClusterMetaErrorCode> {}
+export class ClusterMetaError extends FlotillaError<ClusterMetaErrorCode> {
+  /** A refusal as an error, for a caller that throws it (a join answered with it). */
+  static refused(r: { readonly reason: MetaRefusal; readonly detail: string }): ClusterMetaError {
+    return new ClusterMetaError(r.reason, r.detail);
+  }
+}
 
 /** Every refusal, exhaustive by type: what a decoded result is checked against. */
 export const META_REFUSALS: Readonly<Record<MetaRefusal, true>> = {
@@ -49,4 +55,5 @@ export const META_REFUSALS: Readonly<Record<MetaRefusal, true>> = {
   UnknownNode: true,
   IllegalTransition: true,
   InvalidReplicas: true,
+  Corrupt: true,
 };
