@@ -170,8 +170,9 @@ export const RAFT_TUNING_TYPES: ReadonlyMap<string, 'number' | 'boolean'> = new 
   ['electionRoundTicks', 'number'],
 ]);
 
-/** What a node id must not contain (it is joined with these in peer lists and keys); it must
- *  also be non-empty. The cluster metadata checks joining nodes' ids by the same rule. */
+/** What a node id must not contain (conf change entries separate ids and fields with these,
+ *  src/raft/confchange.ts); it must also be non-empty. The cluster metadata checks joining
+ *  nodes' ids by the same rule. */
 export const NODE_ID_FORBIDDEN = /[:|,]/;
 
 function fail(field: string, why: string, problem: StartOptionsProblem = 'InvalidValue'): never {

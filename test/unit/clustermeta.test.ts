@@ -158,7 +158,12 @@ test('setNodeState: only the legal transitions; removed is final', () => {
       else assert.equal(reason(r), 'IllegalTransition', `${from}>${to}`);
       assert.equal(m.nodeOf('n3')?.state, r.ok ? to : from);
     }
-  assert.equal(reason(boot().apply({ type: 'setNodeState', id: 'n9', state: 'removed' }, 2)), 'UnknownNode');
+  const unknown = boot().apply({ type: 'setNodeState', id: 'n9', state: 'removed' }, 2);
+  assert.equal(reason(unknown), 'UnknownNode');
+  assert.ok(!unknown.ok);
+  const e = ClusterMetaError.refused(unknown);
+  assert.equal(e.code, 'UnknownNode');
+  assert.match(e.message, /n9/);
 });
 
 test('setReplicas: newer configurations only; the directory answers by group and by node', () => {

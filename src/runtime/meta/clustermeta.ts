@@ -159,6 +159,17 @@ const refuse = (reason: MetaRefusal, detail: string): MetaRefused => ({ ok: fals
 
 const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** A frozen copy of `ids` in order (most come in order already: skip the sort then). */
+function sortedIds(ids: readonly NodeId[]): readonly NodeId[] {
+  const out = ids.slice();
+  for (let i = 1; i < out.length; i++)
+    if (out[i - 1] > out[i]) {
+      out.sort(byId);
+      break;
+    }
+  return Object.freeze(out);
+}
+
 /** The legal lifecycle steps (a state set to itself is taken as a no-op, not here). */
 const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
   active: ['decommissioning'],
@@ -193,7 +204,7 @@ export class ClusterMeta {
   apply(cmd: AddNode | SetNodeState, index: number): NodeResult;
   apply(cmd: MetaCommand, index: number): MetaResult;
   apply(cmd: MetaCommand, index: number): MetaResult | NodeResult {
-    if (typeof cmd !== 'object' || cmd === null) return refuse('InvalidNode', 'not a command');
+    if (typeof cmd !== 'object' || cmd === null) return refuse('Corrupt', 'not a command');
     if (cmd.type === 'bootstrap') return this.#bootstrap(cmd.clusterId, cmd.nodes, index);
     if (!this.bootstrapped) return refuse('NotBootstrapped', `${cmd.type} before the cluster was bootstrapped`);
     switch (cmd.type) {
@@ -206,7 +217,7 @@ export class ClusterMeta {
       case 'removeGroup':
         return this.#removeGroup(cmd.group);
       default:
-        return refuse('InvalidNode', 'unknown command type');
+        return refuse('Corrupt', 'unknown command type');
     }
   }
 
@@ -382,25 +393,31 @@ export class ClusterMeta {
   #putGroup(g: GroupReplicas): void {
     const entry: GroupReplicas = Object.freeze({
       group: g.group,
-      voters: Object.freeze([...g.voters].sort(byId)),
-      learners: Object.freeze([...g.learners].sort(byId)),
+      voters: sortedIds(g.voters),
+      learners: sortedIds(g.learners),
       confIndex: g.confIndex,
     });
     this.#groups.set(g.group, entry);
-    for (const id of [...entry.voters, ...entry.learners]) {
-      const s = this.#byNode.get(id);
-      if (s === undefined) this.#byNode.set(id, new Set([g.group]));
-      else s.add(g.group);
-    }
+    for (const id of entry.voters) this.#index(id, g.group);
+    for (const id of entry.learners) this.#index(id, g.group);
+  }
+
+  #index(id: NodeId, group: number): void {
+    const s = this.#byNode.get(id);
+    if (s === undefined) this.#byNode.set(id, new Set([group]));
+    else s.add(group);
   }
 
   #dropGroup(g: GroupReplicas): void {
     this.#groups.delete(g.group);
-    for (const id of [...g.voters, ...g.learners]) {
-      const s = this.#byNode.get(id);
-      s?.delete(g.group);
-      if (s?.size === 0) this.#byNode.delete(id);
-    }
+    for (const id of g.voters) this.#unindex(id, g.group);
+    for (const id of g.learners) this.#unindex(id, g.group);
+  }
+
+  #unindex(id: NodeId, group: number): void {
+    const s = this.#byNode.get(id);
+    s?.delete(group);
+    if (s?.size === 0) this.#byNode.delete(id);
   }
 }
 
@@ -415,14 +432,20 @@ function replicasProblem(
   if (!Array.isArray(g.voters) || !Array.isArray(g.learners))
     return bad(`group ${g.group}: voters and learners must be lists`);
   if (g.voters.length === 0) return bad(`group ${g.group} has no voter`);
-  const seen = new Set<NodeId>();
-  for (const id of [...g.voters, ...g.learners]) {
-    const p = nodeIdProblem(id);
-    if (p !== null) return bad(`group ${g.group}: ${p}`);
-    if (seen.has(id)) return bad(`group ${g.group} lists node ${id} twice`);
-    seen.add(id);
+  const all = g.learners.length === 0 ? g.voters : [...g.voters, ...g.learners];
+  const seen = all.length > 8 ? new Set<NodeId>() : null;
+  for (let i = 0; i < all.length; i++) {
+    const id = all[i];
     // Removed nodes are known: a late report may still name one, and it is still a valid hint.
-    if (!known(id)) return { unknown: true, detail: `group ${g.group} names unknown node ${id}` };
+    // A known id has passed nodeIdProblem when its node was admitted.
+    if (!known(id)) {
+      const p = nodeIdProblem(id);
+      return p !== null
+        ? bad(`group ${g.group}: ${p}`)
+        : { unknown: true, detail: `group ${g.group} names unknown node ${id}` };
+    }
+    if (seen === null ? all.indexOf(id) < i : seen.has(id)) return bad(`group ${g.group} lists node ${id} twice`);
+    seen?.add(id);
   }
   return null;
 }
