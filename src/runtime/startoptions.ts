@@ -170,6 +170,11 @@ export const RAFT_TUNING_TYPES: ReadonlyMap<string, 'number' | 'boolean'> = new 
   ['electionRoundTicks', 'number'],
 ]);
 
+/** What a node id must not contain (conf change entries separate ids and fields with these,
+ *  src/raft/confchange.ts); it must also be non-empty. The cluster metadata checks joining
+ *  nodes' ids by the same rule. */
+export const NODE_ID_FORBIDDEN = /[:|,]/;
+
 function fail(field: string, why: string, problem: StartOptionsProblem = 'InvalidValue'): never {
   throw new StartOptionsError(field, problem, why);
 }
@@ -227,7 +232,7 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
   const positive = (f: string, v: unknown) => integer(f, v, 1);
 
   const id = text('id', o.id);
-  if (/[:|,]/.test(id)) fail('id', `must not contain ":", "|" or "," (got ${shown(id)})`);
+  if (NODE_ID_FORBIDDEN.test(id)) fail('id', `must not contain ":", "|" or "," (got ${shown(id)})`);
   const peers =
     checked('peers', (f, v) => {
       if (!isObject(v)) fail(f, 'must be an object {id: "host:port"}');
