@@ -18,7 +18,9 @@ export {
   type CasResult,
   type DeleteResult,
   type Consistency,
+  type ClusterNode,
 } from './runtime/node.js';
+export type { MetaNode, NodeState, NodeLabels } from './runtime/meta/index.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './runtime/node.js';
 export type {
   NodeStatus,
@@ -74,6 +76,7 @@ export type {
   PlannedMove,
 } from './balancer/balancer.js';
 export type { TransportSecurity, TransportTlsOptions, TransportStats } from './transport/index.js';
+export { HandshakeError, PeerRemovedError, type HandshakeReason } from './transport/index.js';
 export { LogStore, GroupStorage, type LogStoreOptions, type StoreStats } from './storage/logstore.js';
 export {
   KvStateMachine,

@@ -48,6 +48,9 @@ export interface MembershipHost {
 
 export class Membership {
   private readonly members: Map<number, NodeId[]>;
+  /** The learners among each group's replicas, as last reported (in memory: a learner is a move
+   *  in flight, and a restarted node hears every local group's configuration again). */
+  private readonly learners = new Map<number, NodeId[]>();
   private readonly file: GroupsFile;
 
   /** `bootstrap`: the placement of the groups the cluster started with. */
@@ -80,6 +83,31 @@ export class Membership {
 
   groupIds(): number[] {
     return [...this.members.keys()];
+  }
+
+  /** The learners of `group` as last reported (none known: []). */
+  learnersOf(group: number): readonly NodeId[] {
+    return this.learners.get(group) ?? [];
+  }
+
+  /** Create the metadata group (group 0) on `replicas`, on every node; a no-op where it exists
+   *  (two nodes may race to create it, with the same replicas: the first node ids in order). */
+  async createMetaGroup(replicas: readonly NodeId[]): Promise<void> {
+    if (this.members.has(0)) return;
+    const m = [...replicas].sort();
+    await this.everywhere('gcreate', { group: 0, replicas: m }, () => this.applyCreate(0, m));
+  }
+
+  /** Take every group's replicas from another node (a joined node learns where groups are before
+   *  it holds any): stale entries cost a redirect, never a wrong answer. Groups this node hosts
+   *  are left as its own replicas report them. */
+  adoptDirectory(entries: readonly (readonly [number, readonly NodeId[]])[]): void {
+    for (const [g, replicas] of entries) {
+      if (this.members.get(g)?.includes(this.host.id)) continue;
+      this.members.set(g, [...replicas]);
+      this.file.created[String(g)] = [...replicas];
+    }
+    this.save();
   }
 
   /** FlotillaNode.addLearner: the replica exists (empty) before the leader starts sending to it. */
@@ -144,6 +172,7 @@ export class Membership {
   async applyRemove(group: number): Promise<void> {
     const wasLocal = this.members.get(group)?.includes(this.host.id) ?? false;
     this.members.delete(group);
+    this.learners.delete(group);
     this.host.forgetLeader(group);
     delete this.file.created[String(group)];
     if (!this.file.removed.includes(group)) this.file.removed.push(group);
@@ -157,6 +186,8 @@ export class Membership {
     if (!this.members.has(group) && !local) return;
     const replicas = [...new Set([...voters, ...learners])].sort();
     if (replicas.length === 0) return; // a joining replica before it has heard from the leader
+    if (learners.length > 0) this.learners.set(group, [...learners].sort());
+    else this.learners.delete(group);
     const prev = this.members.get(group);
     if (prev && prev.length === replicas.length && prev.every((r, i) => r === replicas[i])) return;
     this.members.set(group, replicas);

@@ -23,8 +23,10 @@ import { SessionClient, encodeCommand } from '../storage/session.js';
 import { snapshotStreamLimits, type SnapshotStreamLimits } from '../storage/snapstream.js';
 import {
   DEFAULT_MAX_FRAME_BYTES,
+  PeerRemovedError,
   Transport,
   parseAddress,
+  requestJoin,
   validateTransportSecurity,
   type Envelope,
 } from '../transport/index.js';
@@ -57,6 +59,16 @@ import {
   type TransferResult,
 } from './leadership.js';
 import { Membership } from './membership.js';
+import {
+  META_GROUP,
+  META_KEY,
+  META_REPLICAS,
+  Roster,
+  decodeJoinInfo,
+  readRosterFile,
+  writeRosterFile,
+} from './roster.js';
+import { ClusterMetaError, type MetaNode, type NodeSpec } from './meta/index.js';
 import { nodeMetrics } from './metrics.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
@@ -104,6 +116,14 @@ export interface ReadOptions extends ProposeOptions {
   readonly consistency?: Consistency;
 }
 
+/** A node of the cluster, as FlotillaNode.clusterNodes() reports it. */
+export interface ClusterNode extends MetaNode {
+  /** This node has a link to it (for itself: not removed). */
+  readonly up: boolean;
+  /** Replicas it holds, as this node knows the groups' replicas. */
+  readonly replicas: number;
+}
+
 /** The result of kv.cas. */
 export interface CasResult {
   readonly swapped: boolean;
@@ -116,6 +136,31 @@ export interface DeleteResult {
   /** The key held a value that this delete removed (false: it was missing; the delete is still
    *  in the log). Decided where the delete applied, so a retry of the same call gets the same. */
   readonly deleted: boolean;
+}
+
+/** How often a node reads the cluster record (group 0) besides when a peer says it changed. */
+const META_SYNC_MS = 2_000;
+
+/** A peer's 'dir' answer, checked: [group, replicas][] (undefined when it is not one). */
+function directoryOf(x: unknown): [number, NodeId[]][] | undefined {
+  if (!Array.isArray(x)) return undefined;
+  const out: [number, NodeId[]][] = [];
+  for (const e of x as unknown[]) {
+    if (!Array.isArray(e) || e.length !== 2) return undefined;
+    const [g, r] = e as unknown[];
+    if (!Number.isInteger(g) || !Array.isArray(r) || !r.every((x) => typeof x === 'string')) return undefined;
+    out.push([g as number, r as NodeId[]]);
+  }
+  return out;
+}
+
+/** What a data dir's cluster.json holds. */
+interface ClusterFile {
+  readonly clusterId: string;
+  readonly node: NodeId;
+  readonly workers?: number;
+  /** Present for a node that joined a running cluster: the shape it was told. */
+  readonly joined?: { readonly groups: number; readonly replication: number };
 }
 
 /** The app envelope type of a snapshot stream frame (`p`: { w: worker, b: frame bytes }). */
@@ -152,6 +197,14 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
   private balancer!: LeaderBalancer;
   private readonly leadership: Leadership;
   private readonly membership: Membership;
+  /** The cluster's nodes (group 0's record): joins, decommissions, peers at run time. */
+  private readonly roster: Roster;
+  /** Every other node this one keeps a link to, as it changes at run time (shared, in place, with
+   *  membership, leadership and the balancer). */
+  private readonly peers: NodeId[];
+  /** This node was removed from the cluster (decommissioned): it serves nothing any more. */
+  private evicted = false;
+  private metaTimer: NodeJS.Timeout | null = null;
   private readonly protocol: PeerProtocol;
   /** Leader changes seen by local replicas (once per replica that saw a new leader), by cause. */
   readonly leaderChangesByCause: Leadership['leaderChangesByCause'];
@@ -263,6 +316,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     clusterId: string,
     workers: number,
     electionMs: number,
+    bootNodes: readonly NodeSpec[],
   ) {
     super();
     this.clusterId = clusterId;
@@ -275,7 +329,8 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     this.session = new SessionClient(`${opts.id}/${randomBytes(6).toString('hex')}`);
     // What the concerns share of the node; the transport, shards and balancer exist by the time
     // any of these is called.
-    const peers = Object.keys(opts.peers);
+    const peers = Object.keys(opts.peers).filter((p) => p !== opts.id);
+    this.peers = peers;
     const send = (to: NodeId, e: Envelope) => void this.transport.send(to, e);
     const isConnected = (p: NodeId) => this.transport.isConnected(p);
     const shard = <K extends CallKind>(group: number, kind: K, req: CallRequest<K>) =>
@@ -298,6 +353,36 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       },
       bootstrap,
     );
+    this.roster = new Roster({
+      id: this.id,
+      dataDir: opts.dataDir,
+      clusterId,
+      log,
+      groups: opts.groups,
+      replication: opts.replication,
+      bootstrapNodes: () => [...bootNodes],
+      hasMetaGroup: () => this.membership.has(META_GROUP),
+      createMetaGroup: (nodes) => this.membership.createMetaGroup([...nodes].sort().slice(0, META_REPLICAS)),
+      readMeta: async (f) =>
+        plainBytes(
+          await this.read<Uint8Array | null>(META_GROUP, META_KEY, {
+            consistency: f === 'fresh' ? 'linearizable' : 'stale',
+          }),
+        ),
+      casMeta: async (expected, value) => {
+        const r = await this.propose<KvResult | null, KvCommand>(META_GROUP, {
+          op: 'cas',
+          key: META_KEY,
+          expected,
+          value,
+        });
+        return { swapped: r !== null && r.op === 'cas' && r.swapped };
+      },
+      announce: (version) => {
+        for (const p of this.transport.connectedPeers()) this.transport.send(p, notice('meta', { version }));
+      },
+      onNodes: (members, removed) => this.onNodes(members, removed),
+    });
     this.leadership = new Leadership(
       {
         id: this.id,
@@ -342,6 +427,9 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       },
       onSummary: (from, sum) => this.balancer?.onSummary(from, sum),
       onReply: (from, r) => this.forwarder.onReply(from, r),
+      onMeta: (_from, version) => {
+        if (version > this.roster.version) void this.roster.sync('fresh');
+      },
     });
     this.transferStats = this.leadership.transferStats;
     this.leaderChangesByCause = this.leadership.leaderChangesByCause;
@@ -349,7 +437,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
   }
 
   static async start(given: StartOptions): Promise<FlotillaNode> {
-    const opts = resolveStartOptions(given);
+    let opts = resolveStartOptions(given);
     const { nodes, replication } = opts;
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ node: opts.id });
     // What the layers below check themselves, refused naming the field as StartOptions does.
@@ -382,40 +470,105 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     } catch (e) {
       throw new StartOptionsError('snapshotStream', 'InvalidValue', (e as Error).message);
     }
-    const clusterId = clusterIdOf(nodes, opts.groups, replication);
     mkdirSync(opts.dataDir, { recursive: true });
     const idFile = join(opts.dataDir, 'cluster.json');
-    if (existsSync(idFile)) {
-      const prev = JSON.parse(readFileSync(idFile, 'utf8')) as { clusterId: string; node: NodeId; workers?: number };
-      if (prev.clusterId !== clusterId || prev.node !== opts.id) {
+    const prev = existsSync(idFile) ? (JSON.parse(readFileSync(idFile, 'utf8')) as ClusterFile) : null;
+    if (prev !== null && prev.workers !== undefined && prev.workers !== workers) {
+      // Groups are hashed to workers and each worker owns its LMDB environment: a different
+      // count would strand groups in environments no worker opens.
+      throw new RuntimeError(
+        'InvalidArgument',
+        `workers: ${opts.dataDir} was created with ${prev.workers} workers, not ${workers}; refusing to start`,
+      );
+    }
+    // The nodes the cluster was bootstrapped with, with where to reach them (the record of group 0
+    // starts from them); a node that joined has none of its own.
+    const bootNodes: NodeSpec[] = [];
+    let clusterId: string;
+    let bootstrap: Map<number, NodeId[]>;
+    /** Joined just now: the member that admitted this node (it answers the directory). */
+    let admittedBy: NodeId | null = null;
+    if (prev?.joined !== undefined) {
+      // A node that joined: the cluster's shape is what it was told, whatever the flags say.
+      if (prev.node !== opts.id)
+        throw new RuntimeError(
+          'InvalidArgument',
+          `${opts.dataDir} belongs to node ${prev.node} of cluster ${prev.clusterId}, not ${opts.id}; refusing to start`,
+        );
+      clusterId = prev.clusterId;
+      opts = { ...opts, groups: prev.joined.groups, replication: prev.joined.replication };
+      bootstrap = new Map();
+    } else if (prev === null && opts.join !== undefined) {
+      const r = await requestJoin({
+        nodeId: opts.id,
+        address: opts.advertise,
+        labels: { ...opts.labels },
+        seed: opts.join,
+        tls: opts.transportSecurity?.tls,
+        secret: opts.transportSecurity?.secret,
+        logger: log,
+      });
+      if (!r.ok) {
+        log.error({ seed: opts.join, reason: r.error.reason, err: r.error }, 'join refused');
+        throw r.error;
+      }
+      const info = r.info === undefined ? undefined : decodeJoinInfo(r.info);
+      if (info === undefined)
+        throw new RuntimeError('Unavailable', `${opts.join} admitted ${opts.id} but sent no readable cluster topology`);
+      clusterId = r.clusterId;
+      admittedBy = r.acceptor;
+      opts = { ...opts, groups: info.groups, replication: info.replication };
+      bootstrap = new Map();
+      // The node list first: a crash between the two files leaves a data dir that is not a
+      // member yet (it joins again, as a retried join), never a member that knows no peers.
+      writeRosterFile(opts.dataDir, info.version, info.nodes);
+      log.info({ clusterId, acceptor: r.acceptor, nodes: info.nodes.length }, 'joined the cluster');
+    } else {
+      clusterId = clusterIdOf(nodes, opts.groups, replication);
+      if (prev !== null && (prev.clusterId !== clusterId || prev.node !== opts.id)) {
         throw new RuntimeError(
           'InvalidArgument',
           `${opts.dataDir} belongs to node ${prev.node} of cluster ${prev.clusterId}, but this configuration is node ` +
             `${opts.id} of cluster ${clusterId} (nodes, groups or replication differ); refusing to start`,
         );
       }
-      if (prev.workers !== undefined && prev.workers !== workers) {
-        // Groups are hashed to workers and each worker owns its LMDB environment: a different
-        // count would strand groups in environments no worker opens.
-        throw new RuntimeError(
-          'InvalidArgument',
-          `workers: ${opts.dataDir} was created with ${prev.workers} workers, not ${workers}; refusing to start`,
-        );
-      }
+      bootstrap = placement(nodes, opts.groups, replication);
+      bootNodes.push({ id: opts.id, address: opts.advertise, labels: opts.labels });
+      for (const [p, a] of Object.entries(opts.peers))
+        if (p !== opts.id) bootNodes.push({ id: p, address: a, labels: {} });
     }
-    writeFileSync(idFile, JSON.stringify({ clusterId, node: opts.id, workers }));
+    const file: ClusterFile = { clusterId, node: opts.id, workers };
+    writeFileSync(
+      idFile,
+      JSON.stringify(
+        prev?.joined !== undefined || admittedBy !== null
+          ? { ...file, joined: { groups: opts.groups, replication: opts.replication } }
+          : file,
+      ),
+    );
+    // Peers: the configured ones, then every node the cluster record listed when last seen.
+    const known = readRosterFile(opts.dataDir);
+    const peerAddrs: Record<NodeId, string> = {};
+    for (const [p, a] of Object.entries(opts.peers)) if (p !== opts.id) peerAddrs[p] = a;
+    const removedPeers: NodeId[] = [];
+    for (const n of known?.nodes ?? []) {
+      if (n.id === opts.id) continue;
+      if (n.state === 'removed') {
+        removedPeers.push(n.id);
+        delete peerAddrs[n.id];
+      } else peerAddrs[n.id] = n.address;
+    }
+    if (known?.nodes.some((n) => n.id === opts.id && n.state === 'removed'))
+      throw new RuntimeError(
+        'InvalidArgument',
+        `${opts.id} was decommissioned from cluster ${clusterId}: a removed node never rejoins with its old data ` +
+          '(start a new node with a new id and an empty data dir)',
+      );
+    opts = { ...opts, peers: peerAddrs };
 
     const tickMs = opts.tickMs * opts.timingScale;
     const electionTicks = opts.electionTicks;
-    const node = new FlotillaNode(
-      opts.id,
-      opts,
-      placement(nodes, opts.groups, replication),
-      log,
-      clusterId,
-      workers,
-      tickMs * electionTicks,
-    );
+    const node = new FlotillaNode(opts.id, opts, bootstrap, log, clusterId, workers, tickMs * electionTicks, bootNodes);
     const perWorker: [number, NodeId[]][][] = Array.from({ length: workers }, () => []);
     for (const [g, m] of node.membership.entries())
       if (m.includes(opts.id)) perWorker[workerOf(g, workers)].push([g, m]);
@@ -489,7 +642,9 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       tls: opts.transportSecurity?.tls,
       secret: opts.transportSecurity?.secret,
       onEnvelopes: (from, envs) => node.onEnvelopes(from, envs),
+      onJoinRequest: (req) => node.roster.admit(req),
     });
+    for (const id of removedPeers) node.transport.removePeer(id);
     node.forwarder = new Forwarder({
       isConnected: (p) => node.transport.isConnected(p),
       send: (p, e) => node.transport.send(p, e),
@@ -531,7 +686,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     node.balancer = new LeaderBalancer(
       {
         id: opts.id,
-        peers: Object.keys(opts.peers).filter((p) => p !== opts.id),
+        peers: node.peers,
         isConnected: (p) => node.transport.isConnected(p),
         isDraining: () => node.isDraining,
         uptimeMs: () => Date.now() - node.startedAt,
@@ -554,7 +709,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
             cpu: sum.cpu ?? null,
             at: Date.now(),
           });
-          for (const p of Object.keys(opts.peers)) node.transport.send(p, notice('summary', { ...sum, reach }));
+          for (const p of node.peers) node.transport.send(p, notice('summary', { ...sum, reach }));
         },
       },
       { ...opts.balancer },
@@ -566,8 +721,68 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         node.transport.send(p, notice('ping', { at: performance.now() }));
     }, 1000);
     node.pinger.unref();
+    if (admittedBy !== null) await node.fetchDirectory(admittedBy);
+    // The cluster record is read on a slow timer too: a notice of a change can be lost with a link.
+    node.metaTimer = setInterval(() => void node.roster.sync(), META_SYNC_MS);
+    node.metaTimer.unref();
+    void node.roster.sync();
     log.info({ clusterId, workers, groups: node.groupIds().length }, 'node started');
     return node;
+  }
+
+  /** A node that just joined learns where every group's replicas are from a member (first the
+   *  one that admitted it), before it serves: it holds none of them yet. */
+  private async fetchDirectory(first: NodeId): Promise<void> {
+    const deadline = Date.now() + this.timeoutMs;
+    for (let n = 0; ; n++) {
+      const others = this.peers.filter((p) => p !== first);
+      const target = n === 0 ? first : (others.find((p) => this.transport.isConnected(p)) ?? first);
+      try {
+        const answer = await this.forward(target, 'dir', { group: META_GROUP }, 2_000);
+        const entries = directoryOf(answer);
+        if (entries === undefined) throw new RuntimeError('InvalidArgument', `${target} sent a malformed directory`);
+        this.membership.adoptDirectory(entries);
+        this.log.info({ from: target, groups: entries.length }, 'group directory received');
+        return;
+      } catch (e) {
+        if (Date.now() > deadline)
+          throw new RuntimeError(
+            'Unavailable',
+            `joined, but no member sent the group directory: ${(e as Error).message}`,
+          );
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /** The cluster record changed: keep a link to every node in it, none to a removed one. */
+  private onNodes(members: readonly MetaNode[], removed: readonly NodeId[]): void {
+    for (const n of members) {
+      if (n.id === this.id) continue;
+      if (!this.peers.includes(n.id)) {
+        this.peers.push(n.id);
+        this.log.info({ peer: n.id, address: n.address, state: n.state }, 'node added to the cluster');
+      }
+      try {
+        this.transport.addPeer(n.id, n.address);
+      } catch (e) {
+        if (!(e instanceof PeerRemovedError)) throw e;
+      }
+    }
+    for (const id of removed) {
+      if (id === this.id) {
+        if (!this.evicted)
+          this.log.error({ node: id }, 'this node was removed from the cluster: it serves nothing any more');
+        this.evicted = true;
+        continue;
+      }
+      const i = this.peers.indexOf(id);
+      if (i >= 0) {
+        this.peers.splice(i, 1);
+        this.log.info({ peer: id }, 'node removed from the cluster');
+      }
+      this.transport.removePeer(id);
+    }
   }
 
   /** The nodes holding a replica of `group`. */
@@ -614,7 +829,11 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     this.replicasOf(group);
     let payload: Uint8Array;
     try {
-      payload = this.opts.stateMachine ? encodeUserCommand(command) : encodeKvCommandView(command as KvCommand);
+      // Group 0 (the cluster record) runs the built-in KV whatever the other groups run.
+      payload =
+        this.opts.stateMachine && group !== META_GROUP
+          ? encodeUserCommand(command)
+          : encodeKvCommandView(command as KvCommand);
     } catch (e) {
       // The KV refuses a malformed command as it refuses any: a user's command msgpack cannot
       // encode is the caller's mistake.
@@ -999,6 +1218,74 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     return abortable(o.signal, `removal of group ${group}`, () => this.membership.removeGroup(group));
   }
 
+  /** The cluster's nodes as this node last saw them in the cluster record (group 0), each with
+   *  its state, address, labels, whether this node has a link to it, and the replicas it holds
+   *  as this node knows them. Before the record was first used: the configured nodes, active. */
+  clusterNodes(): ClusterNode[] {
+    const recorded = this.roster.nodes();
+    const count = new Map<NodeId, number>();
+    for (const [, replicas] of this.membership.entries())
+      for (const r of replicas) count.set(r, (count.get(r) ?? 0) + 1);
+    const base: MetaNode[] =
+      recorded.length > 0
+        ? recorded
+        : [this.id, ...this.peers].sort().map((id) => ({
+            id,
+            address: id === this.id ? this.opts.advertise : (this.opts.peers[id] ?? ''),
+            labels: id === this.id ? this.opts.labels : {},
+            state: 'active' as const,
+            joinedAt: 0,
+          }));
+    return base.map((n) => ({
+      ...n,
+      up: n.id === this.id ? !this.evicted : this.transport.isConnected(n.id),
+      replicas: count.get(n.id) ?? 0,
+    }));
+  }
+
+  /**
+   * Decommission node `nodeId`: mark it decommissioning in the cluster record; the replica mover
+   * (run by group 0's leader) then moves each of its replicas to another node (learner, caught
+   * up, promoted, leadership handed over, old replica removed) and finally marks it removed, after
+   * which its links are refused for good. Resolves with the node as recorded. Refused
+   * (InvalidArgument) when fewer active nodes than the replication would remain. The first
+   * decommission or join of a cluster creates group 0, which needs every node connected.
+   */
+  async decommission(nodeId: NodeId, o: CallOptions = {}): Promise<ClusterNode> {
+    return abortable(o.signal, `decommission of ${nodeId}`, async () => {
+      const active = this.clusterNodes().filter((n) => n.state === 'active');
+      if (!this.clusterNodes().some((n) => n.id === nodeId))
+        throw new RuntimeError('InvalidArgument', `no node ${nodeId} in the cluster`);
+      if (active.some((n) => n.id === nodeId) && active.length - 1 < this.opts.replication)
+        throw new RuntimeError(
+          'InvalidArgument',
+          `decommissioning ${nodeId} would leave ${active.length - 1} active nodes for ${this.opts.replication} ` +
+            'replicas per group: add a node first',
+        );
+      await this.metaCall(() => this.roster.setState(nodeId, 'decommissioning'));
+      return this.clusterNodes().find((n) => n.id === nodeId)!;
+    });
+  }
+
+  /** Cancel a decommission: the node is active again (moves in flight finish; no new ones start).
+   *  Refused (IllegalTransition) once it was removed. */
+  async cancelDecommission(nodeId: NodeId, o: CallOptions = {}): Promise<ClusterNode> {
+    return abortable(o.signal, `cancel of ${nodeId}'s decommission`, async () => {
+      await this.metaCall(() => this.roster.setState(nodeId, 'active'));
+      return this.clusterNodes().find((n) => n.id === nodeId)!;
+    });
+  }
+
+  /** A cluster record command, its refusal turned into an InvalidArgument naming the reason. */
+  private async metaCall<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      if (e instanceof ClusterMetaError) throw new RuntimeError('InvalidArgument', `${e.code}: ${e.message}`);
+      throw e;
+    }
+  }
+
   /** Fault injection (tests, chaos drills): kill worker `index`'s thread as if it crashed. The
    *  node restarts that shard from disk. */
   crashWorker(index: number): Promise<void> {
@@ -1025,6 +1312,8 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     this.forwarder.close(new RuntimeError('Stopped', `node ${this.id} stopped`));
     this.balancer?.stop();
     if (this.pinger) clearInterval(this.pinger);
+    if (this.metaTimer) clearInterval(this.metaTimer);
+    this.roster.stop();
     this.loopTiming.stop();
     await this.workers.stop();
     await this.transport.close();

@@ -66,6 +66,9 @@ export type Requests = {
   gdrop: { group: number };
   gcreate: { group: number; replicas: NodeId[] };
   gremove: { group: number };
+  /** Every group's replicas as this node knows them, for a node that just joined (`group` is
+   *  always 0: the directory belongs to the metadata group). Answers [group, replicas][]. */
+  dir: { group: number };
 };
 export type RequestKind = keyof Requests;
 
@@ -77,6 +80,8 @@ export type Notices = {
   summary: NodeSummary & { reach?: readonly NodeId[] };
   gconf: { group: number; voters: NodeId[]; learners: NodeId[] };
   drainState: { draining: boolean };
+  /** The cluster record in group 0 changed (now at `version`): read it. */
+  meta: { version: number };
   reply: FwdReply;
 };
 export type NoticeKind = keyof Notices;
@@ -96,7 +101,8 @@ type Served<K extends RequestKind> = Omit<Requests[K], 'to' | 'timeoutMs'> & { r
 type Raw = Record<string, unknown>;
 
 const isInt = (x: unknown): x is number => Number.isInteger(x);
-const isGroup = (x: unknown): x is number => isInt(x) && x >= 1;
+/** Group 0 is the metadata group (design note 8): forwarded reads and writes reach it too. */
+const isGroup = (x: unknown): x is number => isInt(x) && x >= 0 && x <= 0xffffffff;
 const isString = (x: unknown): x is string => typeof x === 'string';
 const isNumber = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 /** The strings of a list (anything else in it dropped), or none. */
@@ -138,6 +144,7 @@ const REQUESTS: { [K in RequestKind]: (p: Raw) => Served<K> | undefined } = {
       ? { group: p.group, replicas: p.replicas }
       : undefined,
   gremove: groupOnly,
+  dir: groupOnly,
 };
 
 const isRequestKind = (t: string): t is RequestKind => Object.hasOwn(REQUESTS, t);
@@ -207,6 +214,7 @@ const NOTICES: { [K in NoticeKind]: (p: Raw) => Notices[K] | undefined } = {
   gconf: (p) =>
     isGroup(p.group) ? { group: p.group, voters: strings(p.voters), learners: strings(p.learners) } : undefined,
   drainState: (p) => ({ draining: p.draining === true }),
+  meta: (p) => (isInt(p.version) && p.version >= 0 ? { version: p.version } : undefined),
   reply,
 };
 const isNoticeKind = (t: string): t is NoticeKind => Object.hasOwn(NOTICES, t);
@@ -243,7 +251,9 @@ export interface PeerProtocolHost {
     Leadership,
     'notePlanned' | 'handOver' | 'notePeerTiming' | 'noteRtt' | 'noteView' | 'notePeerDraining'
   >;
-  readonly membership: Pick<Membership, 'onConf' | 'applyCreate' | 'applyRemove'>;
+  readonly membership: Pick<Membership, 'onConf' | 'applyCreate' | 'applyRemove' | 'entries'>;
+  /** A peer says the cluster record changed. */
+  onMeta(from: NodeId, version: number): void;
 }
 
 type RequestHandlers = { [K in RequestKind]: (from: NodeId, m: Served<K>, ms: number) => Promise<unknown> };
@@ -279,6 +289,7 @@ export class PeerProtocol {
       gdrop: (_from, m) => h.shard(m.group, 'remove', { group: m.group }),
       gcreate: (_from, m) => h.membership.applyCreate(m.group, m.replicas).then(() => null),
       gremove: (_from, m) => h.membership.applyRemove(m.group).then(() => null),
+      dir: async () => [...h.membership.entries()],
     };
     this.notices = {
       hello: (from, m) => {
@@ -302,6 +313,7 @@ export class PeerProtocol {
       },
       gconf: (_from, m) => h.membership.onConf(m.group, m.voters, m.learners, false),
       drainState: (from, m) => h.leadership.notePeerDraining(from, m.draining),
+      meta: (from, m) => h.onMeta(from, m.version),
       reply: (from, m) => h.onReply(from, m),
     };
   }

@@ -27,6 +27,16 @@ export interface StartOptions {
   readonly dataDir: string;
   /** 'host:port' this node listens on for other nodes. */
   readonly listen: string;
+  /** 'host:port' other nodes dial to reach this one, when not `listen` (a bind address such as
+   *  0.0.0.0, or a port forwarded). Recorded in the cluster's node list when this node joins or
+   *  bootstraps the metadata group. Default: `listen`. */
+  readonly advertise?: string;
+  /** Join a running cluster: 'host:port' of any member's listen address. Used only when the data
+   *  dir holds no cluster yet; the node asks to be admitted (same secret or certificates as the
+   *  members), learns the cluster id, the groups and the nodes from the answer, and holds no
+   *  replica until the replica balancer gives it some. `peers`, `groups` and `replication` are
+   *  then taken from the cluster. Default: none (bootstrap from `peers`). */
+  readonly join?: string;
   /** Every other node: id -> 'host:port'. Default none (a one-node cluster). */
   readonly peers?: Readonly<Record<NodeId, string>>;
   /** Groups bootstrapped with the cluster (ids 1..groups). Default 100. */
@@ -109,6 +119,9 @@ export interface ResolvedStartOptions {
   readonly id: NodeId;
   readonly dataDir: string;
   readonly listen: string;
+  /** Where other nodes dial this one (`listen` unless given). */
+  readonly advertise: string;
+  readonly join?: string;
   readonly peers: Readonly<Record<NodeId, string>>;
   /** This node and its peers. */
   readonly nodes: readonly NodeId[];
@@ -140,6 +153,8 @@ const FIELDS: Readonly<Record<keyof StartOptions, true>> = {
   id: true,
   dataDir: true,
   listen: true,
+  advertise: true,
+  join: true,
   peers: true,
   groups: true,
   replication: true,
@@ -268,10 +283,16 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
     text(`${f}.module`, v.module);
     if (v.snapshotEvery !== undefined) integer(`${f}.snapshotEvery`, v.snapshotEvery, 1);
   });
+  const listen = text('listen', o.listen);
+  const join = checked('join', text);
+  if (join !== undefined && Object.keys(peers).some((p) => p !== id))
+    fail('join', 'a joining node takes its peers from the cluster: give join or peers, not both', 'ConflictingOptions');
   return {
     id,
     dataDir: text('dataDir', o.dataDir),
-    listen: text('listen', o.listen),
+    listen,
+    advertise: checked('advertise', text) ?? listen,
+    join,
     peers,
     nodes,
     groups: checked('groups', positive) ?? START_DEFAULTS.groups,

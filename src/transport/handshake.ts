@@ -140,7 +140,13 @@ export interface Joined {
   readonly protocol: number;
   readonly v: typeof JOIN_VERSION;
   readonly clusterId: string;
+  /** What the owner tells an admitted joiner beside the cluster id (opaque here: the runtime
+   *  encodes its topology in it). */
+  readonly info?: Uint8Array;
 }
+
+/** Largest `info` a joined frame carries: the frame must stay within HANDSHAKE_MAX_FRAME_BYTES. */
+export const JOIN_INFO_MAX_BYTES = 48 * 1024;
 
 export interface Hello {
   readonly hs: 'hello';
@@ -191,8 +197,12 @@ export function makeHello(
   return join === null ? hello : { ...hello, join };
 }
 
-export function makeJoined(clusterId: string): Joined {
-  return { hs: 'joined', protocol: PROTOCOL_VERSION, v: JOIN_VERSION, clusterId };
+export function makeJoined(clusterId: string, info?: Uint8Array): Joined {
+  if (info !== undefined && info.byteLength > JOIN_INFO_MAX_BYTES)
+    throw new RangeError(`join info of ${info.byteLength} bytes is over ${JOIN_INFO_MAX_BYTES}`);
+  return info === undefined
+    ? { hs: 'joined', protocol: PROTOCOL_VERSION, v: JOIN_VERSION, clusterId }
+    : { hs: 'joined', protocol: PROTOCOL_VERSION, v: JOIN_VERSION, clusterId, info };
 }
 
 export function makeRefusal(reason: HandshakeReason, detail: string): Refusal {
@@ -527,7 +537,7 @@ export function checkProofFrame(
 }
 
 export type JoinedCheck =
-  | { readonly ok: true; readonly clusterId: string }
+  | { readonly ok: true; readonly clusterId: string; readonly info?: Uint8Array }
   | { readonly ok: false; readonly reason: HandshakeReason; readonly detail: string; readonly claimed: NodeId | null };
 
 /** The joiner's decision on the acceptor's answer: joined or a refusal. */
@@ -550,5 +560,9 @@ export function checkJoined(body: Readonly<Record<string, unknown>>, acceptor: N
   }
   if (!str(body.clusterId))
     return { ok: false, reason: 'BadHandshake', detail: 'malformed joined frame', claimed: acceptor };
-  return { ok: true, clusterId: body.clusterId };
+  if (body.info !== undefined && !(body.info instanceof Uint8Array))
+    return { ok: false, reason: 'BadHandshake', detail: 'malformed joined frame (info)', claimed: acceptor };
+  return body.info === undefined
+    ? { ok: true, clusterId: body.clusterId }
+    : { ok: true, clusterId: body.clusterId, info: body.info };
 }

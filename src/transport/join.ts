@@ -45,7 +45,7 @@ export interface JoinOptions {
 }
 
 export type JoinResult =
-  | { readonly ok: true; readonly clusterId: string; readonly acceptor: NodeId }
+  | { readonly ok: true; readonly clusterId: string; readonly acceptor: NodeId; readonly info?: Uint8Array }
   | { readonly ok: false; readonly error: HandshakeError };
 
 /** Ask the node at `seed` to admit this one. Never rejects for a refusal or a network failure:
@@ -190,7 +190,11 @@ export function requestJoin(opts: JoinOptions): Promise<JoinResult> {
         fail('ClusterMismatch', `admitted to cluster "${c.clusterId}", expected "${presented}"`);
         return;
       }
-      finish({ ok: true, clusterId: c.clusterId, acceptor: acceptor! });
+      finish(
+        c.info === undefined
+          ? { ok: true, clusterId: c.clusterId, acceptor: acceptor! }
+          : { ok: true, clusterId: c.clusterId, acceptor: acceptor!, info: c.info },
+      );
     }
   });
 }

@@ -145,7 +145,7 @@ export interface JoinRequest {
 
 /** The owner's answer: admit (the joiner learns the cluster id) or refuse with a reason. */
 export type JoinAnswer =
-  | { readonly accept: true }
+  | { readonly accept: true; readonly info?: Uint8Array }
   | { readonly accept: false; readonly reason: JoinRefusalReason; readonly detail?: string };
 
 export interface ReconnectOptions {
@@ -1181,7 +1181,15 @@ export class Transport extends EventEmitter<TransportEvents> {
         if (link.timer) clearTimeout(link.timer);
         link.timer = null;
         this.joinsAccepted++;
-        link.socket.write(this.encoder.encodeControl({ ...makeJoined(this.clusterId) }));
+        let joined: ReturnType<typeof makeJoined>;
+        try {
+          joined = makeJoined(this.clusterId, a.info);
+        } catch (err) {
+          this.log.error({ err, joiner: j.id }, 'join answer too large');
+          refuse('NotReady', `"${this.nodeId}" could not answer the join request`);
+          return;
+        }
+        link.socket.write(this.encoder.encodeControl({ ...joined }));
         this.log.info(
           { joiner: j.id, address: j.slot.address, labels: j.slot.labels, remote: link.remote },
           'join admitted',

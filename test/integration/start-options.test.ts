@@ -50,6 +50,19 @@ const COMPUTED: Record<string, (text: string) => void> = {
     assert.equal(resolveStartOptions(minimal).electionRoundTicks, START_DEFAULTS.electionTicks);
     assert.equal(resolveStartOptions({ ...minimal, electionTicks: 7 }).electionRoundTicks, 7);
   },
+  advertise: (text) => {
+    assert.equal(text, 'the listen address');
+    assert.equal(resolveStartOptions(minimal).advertise, minimal.listen);
+    assert.equal(resolveStartOptions({ ...minimal, advertise: 'db1:7000' }).advertise, 'db1:7000');
+  },
+  join: (text) => {
+    assert.equal(text, 'none');
+    assert.equal(resolveStartOptions(minimal).join, undefined);
+    assert.throws(
+      () => resolveStartOptions({ ...minimal, join: '127.0.0.1:7000', peers: { p1: '127.0.0.1:7001' } }),
+      (e: unknown) => e instanceof StartOptionsError && e.field === 'join' && e.problem === 'ConflictingOptions',
+    );
+  },
   // Left to the layers that own them: nothing given, nothing filled in.
   raft: () =>
     assert.deepEqual(Object.keys(resolveStartOptions(minimal).raft).sort(), ['electionRoundTicks', 'electionTicks']),

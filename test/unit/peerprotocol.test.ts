@@ -52,7 +52,13 @@ function fixture(over: Partial<PeerProtocolHost> = {}) {
         commitP99Ms: null,
       }),
     },
-    membership: { onConf: note('onConf'), applyCreate: async () => undefined, applyRemove: async () => undefined },
+    membership: {
+      onConf: note('onConf'),
+      applyCreate: async () => undefined,
+      applyRemove: async () => undefined,
+      entries: () => new Map<number, string[]>([[1, ['a', 'b']]]).entries(),
+    },
+    onMeta: note('onMeta'),
     ...over,
   };
   return { p: new PeerProtocol(host), host, sent, calls, lines };
