@@ -255,7 +255,7 @@ export class Roster {
   sync(freshness: 'fresh' | 'any' = 'any'): Promise<void> {
     if (this.#stopped || !this.host.hasMetaGroup()) return Promise.resolve();
     if (freshness === 'fresh') this.#fresh = true;
-    if (this.#syncing) {
+    if (this.#syncing !== null) {
       this.#again = true;
       return this.#syncing;
     }
