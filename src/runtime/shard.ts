@@ -7,7 +7,8 @@
 // have their commit in flight. No timer per group or per request: one tick timer per shard,
 // quiesced groups are not ticked, deadlines are swept. Transport-agnostic: outbound messages go to
 // an injected `send`, inbound ones arrive through `receive`. What a turn only feeds or consults
-// lives beside it: shardreads, shardtransfers, shardreports, shardcompaction, shardoptions (.ts).
+// lives beside it: shardreads, shardtransfers, shardreports, shardcompaction, shardoptions (.ts);
+// smrouter.ts keeps group 0 on the KV beside a user state machine.
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { RaftNode } from '../raft/node.js';
@@ -22,6 +23,7 @@ import { ShardReads, rejectRequests } from './shardreads.js';
 import { Handovers, type HandoverAccess, type Leading, type TransferOptions } from './shardtransfers.js';
 import { ShardReports } from './shardreports.js';
 import { compactForCheckpoint, maybeCompact } from './shardcompaction.js';
+import { GroupRouter } from './smrouter.js';
 import { ShardSnapshots } from './shardsnapshots.js';
 import { raftConfigOf, type ShardOptions } from './shardoptions.js';
 import type { GroupView, ShardSummary } from './status.js';
@@ -129,14 +131,17 @@ export class Shard {
 
   private constructor(private readonly opts: ShardOptions) {
     this.log = opts.logger ?? pino({ level: 'silent' });
-    this.sm = opts.stateMachine
-      ? opts.stateMachine(opts.store)
-      : new KvStateMachine(opts.store, {
-          onMalformed: (group, index, reason) => {
-            this.stats.malformedEntries++;
-            this.log.warn({ group, index, reason }, 'committed KV entry does not decode: refused (StateMachineError)');
-          },
-        });
+    const kv = () =>
+      new KvStateMachine(opts.store, {
+        onMalformed: (group, index, reason) => {
+          this.stats.malformedEntries++;
+          this.log.warn({ group, index, reason }, 'committed KV entry does not decode: refused (StateMachineError)');
+        },
+      });
+    // A user state machine runs every group but the metadata group, which stays the KV (smrouter);
+    // a factory that makes the KV itself (tests tune its flushes) serves every group alone.
+    const custom = opts.stateMachine?.(opts.store);
+    this.sm = !custom ? kv() : custom instanceof KvStateMachine ? custom : new GroupRouter(kv(), custom);
     this.tickMs = opts.tickMs ?? 100;
     this.retain = opts.retainEntries ?? 64;
     this.campaignDelay = opts.campaignDelay ?? 0;

@@ -29,7 +29,9 @@ export interface ShardOptions {
   /** Seed for election jitter (each group derives its own). */
   readonly seed?: number;
   readonly logger?: Logger;
-  /** The state machine of every group of this shard. Default: the built-in KV store. */
+  /** The state machine of every group of this shard but group 0, the metadata group, which runs
+   *  the built-in KV store whatever this is (smrouter.ts); a KvStateMachine made here serves every
+   *  group. Default: the built-in KV store. */
   readonly stateMachine?: (store: LogStore) => ShardStateMachine;
   /** Called when a group's membership changes (a conf entry applied, or a snapshot installed). */
   readonly onConf?: (group: number, conf: ConfState) => void;

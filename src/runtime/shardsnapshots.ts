@@ -68,12 +68,13 @@ interface Outgoing {
   readonly sender: SnapshotSender;
 }
 
-/** A complete staging being decoded ahead of its install, a slice per event-loop turn. */
+/** A complete staging being decoded ahead of its install, a slice per event-loop turn (job
+ *  null: the state machine does not decode this group ahead; it is installed by restoreStream). */
 interface Preparing {
   readonly id: SnapshotId;
   readonly from: NodeId;
   readonly pieces: Generator<Uint8Array>;
-  readonly job: PreparedRestore;
+  readonly job: PreparedRestore | null;
   done: boolean;
 }
 
@@ -251,8 +252,15 @@ export class ShardSnapshots {
     this.abandon(id.group);
     const pieces = staged.chunks();
     const job = prepare.call(this.access.sm, id.group, id.index, pieces);
-    this.preparing.set(id.group, { id, from, pieces, job, done: false });
-    this.schedulePrepare();
+    this.preparing.set(id.group, { id, from, pieces, job, done: job === null });
+    if (job !== null) {
+      this.schedulePrepare();
+      return;
+    }
+    // Nothing to decode ahead: it may be taken now (and installed by restoreStream).
+    const ack = this.stager.ready(id, performance.now());
+    if (ack) this.access.sendFrame(from, id.group, ack, false);
+    else this.abandon(id.group);
   }
 
   private schedulePrepare(): void {
@@ -263,7 +271,7 @@ export class ShardSnapshots {
       if (this.closed) return;
       let more = false;
       for (const p of [...this.preparing.values()]) {
-        if (p.done) continue;
+        if (p.done || p.job === null) continue;
         try {
           if (!p.job.step(PREPARE_SLICE_BYTES)) {
             more = true;
@@ -291,7 +299,7 @@ export class ShardSnapshots {
     if (!p) return;
     this.preparing.delete(group);
     p.pieces.return(undefined);
-    p.job.discard();
+    p.job?.discard();
   }
 
   private onAck(from: NodeId, a: Extract<SnapFrame, { kind: 'ack' }>): void {

@@ -47,8 +47,8 @@ export interface ShardStateMachine {
   restoreStream(group: number, meta: SnapshotMeta, pieces: Iterable<Uint8Array>): void;
   /** Optional: restoreStream decoded ahead, a slice at a time (see KvStateMachine.prepareRestore);
    *  the shard decodes a staged snapshot this way before it lets the core take it, so that the
-   *  install turn itself is short. */
-  prepareRestore?(group: number, index: number, pieces: Iterable<Uint8Array>): PreparedRestore;
+   *  install turn itself is short. null: not for this group (its install runs restoreStream). */
+  prepareRestore?(group: number, index: number, pieces: Iterable<Uint8Array>): PreparedRestore | null;
   /** Called right before a log commit: when the state should be written now (or `force`),
    *  capture it and return the writes to run inside that commit's transaction; else null. What
    *  the writes store must not change afterwards, whenever the transaction runs. */
