@@ -1276,6 +1276,11 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     });
   }
 
+  /** Joins admitted and refused here, cluster record reads and compare-and-set retries. */
+  get clusterStats(): Readonly<Roster['stats']> {
+    return this.roster.stats;
+  }
+
   /** A cluster record command, its refusal turned into an InvalidArgument naming the reason. */
   private async metaCall<T>(f: () => Promise<T>): Promise<T> {
     try {
