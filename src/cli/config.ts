@@ -153,6 +153,9 @@ function check(s: Setting, g: Given): unknown {
     case 'balancer':
       if (!isObject(v)) fail(field, 'must be an object of balancer settings');
       return v;
+    case 'replicas':
+      if (!isObject(v)) fail(field, 'must be an object of replica mover settings');
+      return v;
     case 'raft':
       if (!isObject(v)) fail(field, 'must be an object of Raft core tunables');
       for (const [k, x] of Object.entries(v)) {
@@ -335,6 +338,8 @@ function assemble(got: Map<string, unknown>): StartConfig {
     id,
     dataDir: str('dataDir') ?? fail('dataDir', 'required'),
     listen: str('listen') ?? fail('listen', 'required'),
+    advertise: str('advertise'),
+    join: str('join'),
     peers,
     groups: num('groups'),
     replication: num('replication'),
@@ -353,6 +358,7 @@ function assemble(got: Map<string, unknown>): StartConfig {
     snapshotStream,
     stateMachine: module === undefined ? undefined : { module, snapshotEvery },
     balancer: balancer === undefined ? undefined : balancerConfig(balancer),
+    replicas: obj('replicas'),
     draining: got.get('draining') === true ? true : undefined,
     transportSecurity: transportSecurity(got),
     admin: str('admin'),

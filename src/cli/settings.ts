@@ -44,6 +44,8 @@ export type SettingKind =
   | 'secret'
   /** An object of balancer settings, checked by the balancer. */
   | 'balancer'
+  /** An object of replica mover settings, checked by the mover. */
+  | 'replicas'
   /** An object of Raft core tunables. */
   | 'raft';
 
@@ -266,6 +268,13 @@ const TABLE = [
     flag: 'no-balancer',
     defaultDoc: 'enabled',
     doc: 'leader balancer settings, e.g. {"enabled": true, "policy": "count"} (docs/leadership.md); --no-balancer: no automatic rounds, --balancer: force them on',
+  },
+  {
+    key: 'replicas',
+    kind: 'replicas',
+    scope: 'node',
+    defaultDoc: 'balance on, 2 moves per node, repair after 300,000 ms',
+    doc: 'replica mover settings (config file), e.g. {"balance": true, "maxMovesPerNode": 2, "repairDelayMs": 300000} (docs/operations.md)',
   },
   {
     key: 'draining',

@@ -69,6 +69,8 @@ import {
   writeRosterFile,
 } from './roster.js';
 import { ClusterMetaError, type MetaNode, type NodeSpec } from './meta/index.js';
+import { ReplicaMover, validateReplicaMoverConfig, type MoverPlan, type MoverStatus } from './mover.js';
+import type { PlacementGroup, PlacementNode } from '../balancer/replicas.js';
 import { nodeMetrics } from './metrics.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
@@ -154,6 +156,9 @@ function directoryOf(x: unknown): [number, NodeId[]][] | undefined {
   return out;
 }
 
+/** Mover rounds while moves are planned or in flight: a finished move's slot is refilled soon. */
+const MOVER_BUSY_MS = 100;
+
 /** What a data dir's cluster.json holds. */
 interface ClusterFile {
   readonly clusterId: string;
@@ -205,6 +210,11 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
   /** This node was removed from the cluster (decommissioned): it serves nothing any more. */
   private evicted = false;
   private metaTimer: NodeJS.Timeout | null = null;
+  private moverTimer: NodeJS.Timeout | null = null;
+  /** Executes replica moves (decommission, repair, balance); rounds run while this node leads group 0. */
+  private readonly mover: ReplicaMover;
+  /** Since when each peer has been unreachable, as this node saw it (the mover's repair delay). */
+  private readonly downSince = new Map<NodeId, number>();
   private readonly protocol: PeerProtocol;
   /** Leader changes seen by local replicas (once per replica that saw a new leader), by cause. */
   readonly leaderChangesByCause: Leadership['leaderChangesByCause'];
@@ -383,6 +393,20 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       },
       onNodes: (members, removed) => this.onNodes(members, removed),
     });
+    this.mover = new ReplicaMover(
+      {
+        log: log.child({ component: 'mover' }),
+        nowMs: () => Date.now(),
+        view: () => this.placementView(),
+        addLearner: (g, n, ms, signal) => this.membership.addLearner(g, n, ms, signal),
+        promote: (g, n, ms, signal) => this.membership.promote(g, n, ms, signal),
+        removeMember: (g, n, ms, signal) => this.membership.removeMember(g, n, ms, signal),
+        setNodeState: async (n, state) => {
+          await this.roster.setState(n, state);
+        },
+      },
+      opts.replicas,
+    );
     this.leadership = new Leadership(
       {
         id: this.id,
@@ -450,6 +474,16 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         if (!(e instanceof BalancerConfigError)) throw e;
         const problem = e.code === 'UnknownSetting' ? 'UnknownSetting' : 'InvalidValue';
         throw new StartOptionsError(e.field, problem, e.message.slice(e.field.length + 2));
+      }
+    }
+    if (opts.replicas) {
+      try {
+        validateReplicaMoverConfig(opts.replicas);
+      } catch (e) {
+        if (!(e instanceof BalancerConfigError)) throw e;
+        const problem = e.code === 'UnknownSetting' ? 'UnknownSetting' : 'InvalidValue';
+        const field = e.field.startsWith('replicas') ? e.field : `replicas.${e.field}`;
+        throw new StartOptionsError(field, problem, e.message.slice(e.field.length + 2));
       }
     }
     try {
@@ -663,6 +697,14 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       node.workers.broadcast({ kind: 'peerUp', peer: p });
       if (node.events.wants('peerUp')) node.events.emit('peerUp', { peer: p });
     });
+    node.transport.on('handshakeError', (err) => {
+      // A member refused this node as removed: it was decommissioned while away (or the notice
+      // was lost with the link). It never serves again from this data dir.
+      if (err.reason !== 'Removed' || err.side !== 'dial' || node.evicted) return;
+      node.evicted = true;
+      node.roster.noteSelfRemoved();
+      log.error({ by: err.peer }, 'this node was removed from the cluster: it will not start again from this data dir');
+    });
     node.transport.on('peerDown', (p) => {
       node.workers.broadcast({ kind: 'peerDown', peer: p });
       // Requests in flight to a node that died will not be answered: retry them elsewhere now
@@ -726,8 +768,64 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     node.metaTimer = setInterval(() => void node.roster.sync(), META_SYNC_MS);
     node.metaTimer.unref();
     void node.roster.sync();
+    node.scheduleMover(META_SYNC_MS);
     log.info({ clusterId, workers, groups: node.groupIds().length }, 'node started');
     return node;
+  }
+
+  /** The next mover round in `ms`. */
+  private scheduleMover(ms: number): void {
+    if (this.stopped) return;
+    this.moverTimer = setTimeout(() => this.scheduleMover(this.moverRound()), ms);
+    this.moverTimer.unref();
+  }
+
+  /** One round of the replica mover, when this node leads group 0 and the cluster record exists
+   *  (moves already started elsewhere finish there; the mover here sees them as learners).
+   *  Answers when to run the next: soon while there is work (a move done frees a slot at once),
+   *  else at the sync pace. */
+  private moverRound(): number {
+    if (this.stopped || this.evicted || this.leaders.get(META_GROUP) !== this.id) return META_SYNC_MS;
+    if (this.roster.nodes().length === 0) return META_SYNC_MS;
+    try {
+      const plan = this.mover.round();
+      const busy = plan.moves.length > 0 || plan.removals.length > 0 || this.mover.status().inFlight.length > 0;
+      return busy ? MOVER_BUSY_MS : META_SYNC_MS;
+    } catch (e) {
+      this.log.warn({ err: e }, 'replica mover round failed');
+      return META_SYNC_MS;
+    }
+  }
+
+  /** The cluster as the replica planner sees it from here. */
+  private placementView(): { nodes: PlacementNode[]; groups: PlacementGroup[]; replication: number } {
+    const now = Date.now();
+    const nodes: PlacementNode[] = this.roster.nodes().map((n) => {
+      const up = n.id === this.id || this.transport.isConnected(n.id);
+      if (up) this.downSince.delete(n.id);
+      else if (!this.downSince.has(n.id)) this.downSince.set(n.id, now);
+      return {
+        id: n.id,
+        labels: n.id === this.id ? this.opts.labels : n.labels,
+        state: n.state,
+        up,
+        downSinceMs: this.downSince.get(n.id),
+      };
+    });
+    const active = nodes.filter((n) => n.state === 'active').length;
+    // Group 0 keeps an odd voter count: five once there are five nodes, else three (or fewer).
+    const metaReplication = active >= META_REPLICAS ? META_REPLICAS : Math.min(3, active);
+    const groups: PlacementGroup[] = [];
+    for (const [g, replicas] of this.membership.entries()) {
+      const learners = this.membership.learnersOf(g);
+      groups.push({
+        id: g,
+        voters: replicas.filter((r) => !learners.includes(r)),
+        learners: [...learners],
+        ...(g === META_GROUP ? { replication: metaReplication } : {}),
+      });
+    }
+    return { nodes, groups, replication: this.opts.replication };
   }
 
   /** A node that just joined learns where every group's replicas are from a member (first the
@@ -1027,9 +1125,11 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     signal?: AbortSignal,
   ): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
-    const replicas = this.replicasOf(group);
+    let replicas = this.replicasOf(group);
     let hint: NodeId = '';
     for (let n = 0; ; n++) {
+      // Replicas move at run time (the mover): each attempt routes by what is known now.
+      if (n > 0 && this.membership.has(group)) replicas = this.replicasOf(group);
       const remaining = deadline - Date.now();
       if (this.stopped) throw new RuntimeError('Stopped', `node ${this.id} stopped`);
       throwIfAborted(`request to group ${group}`, signal);
@@ -1276,6 +1376,23 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     });
   }
 
+  /** The replica mover's dry run from here: the moves a round would start now and why (or why
+   *  none). Meaningful on group 0's leader, which runs the rounds. */
+  replicaPlan(): MoverPlan | null {
+    return this.roster.nodes().length === 0 ? null : this.mover.plan();
+  }
+
+  /** The replica mover on this node: moves in flight, counters by kind, errors, decommission
+   *  progress. Moves run only on group 0's leader (`runsHere`). */
+  moverStatus(): MoverStatus & { readonly runsHere: boolean } {
+    return { ...this.mover.status(), runsHere: this.leaders.get(META_GROUP) === this.id };
+  }
+
+  /** This node was decommissioned (the cluster record says so, or a member refused it as removed). */
+  get removedFromCluster(): boolean {
+    return this.evicted;
+  }
+
   /** Joins admitted and refused here, cluster record reads and compare-and-set retries. */
   get clusterStats(): Readonly<Roster['stats']> {
     return this.roster.stats;
@@ -1318,7 +1435,9 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     this.balancer?.stop();
     if (this.pinger) clearInterval(this.pinger);
     if (this.metaTimer) clearInterval(this.metaTimer);
+    if (this.moverTimer) clearTimeout(this.moverTimer);
     this.roster.stop();
+    await this.mover.stop();
     this.loopTiming.stop();
     await this.workers.stop();
     await this.transport.close();

@@ -282,6 +282,17 @@ export class Roster {
     this.#stopped = true;
   }
 
+  /** A member refused this node as removed (it was decommissioned while away): remember it, so
+   *  that this data dir never starts again. A local fact only; the record said it first. */
+  noteSelfRemoved(): void {
+    const me = this.#meta?.nodeOf(this.host.id);
+    const others = this.nodes().filter((n) => n.id !== this.host.id);
+    const self: MetaNode = me
+      ? { ...me, state: 'removed' }
+      : { id: this.host.id, address: '', labels: {}, state: 'removed', joinedAt: 0 };
+    writeRosterFile(this.host.dataDir, this.#version, [...others, self]);
+  }
+
   #adopt(meta: ClusterMeta): void {
     if (meta.version < this.#version) return;
     const changed = meta.version > this.#version || this.#meta === null;

@@ -265,14 +265,16 @@ export class Shard {
   }
 
   /** Remove a group from this node: its log, hard state and state machine data go with the next
-   *  commit; pending requests reject with InvalidArgument. */
+   *  commit; pending requests reject with NotLeader (retried on the group's other replicas). */
   removeGroup(id: number): void {
     const g = this.group(id);
     this.groups.delete(id);
     if (g.leader === this.opts.nodeId) this.reports.leadersChanged(-1);
     this.active.delete(g);
     this.awake.delete(g);
-    rejectRequests(g, new RuntimeError('InvalidArgument', `group ${id} was removed from ${this.opts.nodeId}`));
+    // Retryable: the group lives on elsewhere when a replica moved (a proposal that was already
+    // in the log is kept single by its client session).
+    rejectRequests(g, new RuntimeError('NotLeader', `group ${id} was removed from ${this.opts.nodeId}`));
     // Storage is touched only between iterations (an iteration may be awaiting a commit that
     // includes this group's writes).
     this.removals.push(id);
@@ -366,7 +368,9 @@ export class Shard {
 
   private group(id: number): Group {
     const g = this.groups.get(id);
-    if (!g) throw new RuntimeError('InvalidArgument', `unknown group ${id} on ${this.opts.nodeId}`);
+    // A routing miss, not a bad request: the replica moved away (or is not created yet), and the
+    // asker retries on another replica (a client session keeps a retried proposal single).
+    if (!g) throw new RuntimeError('NotLeader', `no replica of group ${id} on ${this.opts.nodeId}`);
     return g;
   }
 

@@ -215,7 +215,7 @@ export class Handovers {
       if (this.shard.groups.get(g.id) !== g) {
         this.leadWaiters.delete(g);
         for (const w of list)
-          w.reject(new RuntimeError('InvalidArgument', `group ${g.id} was removed from ${this.shard.nodeId}`));
+          w.reject(new RuntimeError('NotLeader', `group ${g.id} was removed from ${this.shard.nodeId}`));
         continue;
       }
       if (!g.node.leadsWithCommittedTerm()) continue;

@@ -6,6 +6,7 @@
 // is checked by startNode through those layers' own validators.
 import type { Logger } from 'pino';
 import type { BalancerConfig } from '../balancer/balancer.js';
+import type { ReplicaMoverConfig } from './mover.js';
 import { isObject } from '../guards.js';
 import { RAFT_DEFAULTS } from '../raft/config.js';
 import type { NodeId } from '../raft/types.js';
@@ -76,6 +77,12 @@ export interface StartOptions {
   /** The leader balancer (src/balancer): automatic rounds run when `enabled` is true; plan() and
    *  round() are always available. Default: enabled, with the defaults of src/balancer/balancer.ts. */
   readonly balancer?: BalancerConfig;
+  /** The replica mover (design note 8): decommissions, repairs and replica balancing, run by
+   *  group 0's leader once the cluster record exists (after the first join or decommission).
+   *  Fields: tolerance (0.05), maxMovesPerNode (2), repairDelayMs (300,000), maxMovesPerPlan
+   *  (64), moveTimeoutMs (600,000), balance (true; false runs only repair and decommission
+   *  moves). Checked by startNode (src/runtime/mover.ts). */
+  readonly replicas?: ReplicaMoverConfig;
   /** Start in maintenance (as after drain()): peers never send leadership here and this node's
    *  groups campaign only when no healthy peer does, until undrain(). Default false. */
   readonly draining?: boolean;
@@ -139,6 +146,7 @@ export interface ResolvedStartOptions {
   readonly raft: RaftTuning;
   readonly stateMachine?: { readonly module: string; readonly snapshotEvery?: number };
   readonly balancer?: BalancerConfig;
+  readonly replicas?: ReplicaMoverConfig;
   readonly draining: boolean;
   readonly noSync: boolean;
   readonly transportSecurity?: TransportSecurity;
@@ -169,6 +177,7 @@ const FIELDS: Readonly<Record<keyof StartOptions, true>> = {
   raft: true,
   stateMachine: true,
   balancer: true,
+  replicas: true,
   draining: true,
   noSync: true,
   transportSecurity: true,
@@ -317,6 +326,9 @@ export function resolveStartOptions(opts: StartOptions): ResolvedStartOptions {
     // The balancer's fields, and the transport's values, are theirs to check (startNode asks them).
     balancer: checked('balancer', (f, v) => {
       if (!isObject(v)) fail(f, 'must be an object of balancer settings');
+    }),
+    replicas: checked('replicas', (f, v) => {
+      if (!isObject(v)) fail(f, 'must be an object of replica mover settings');
     }),
     draining: checked('draining', flag) ?? START_DEFAULTS.draining,
     noSync: checked('noSync', flag) ?? START_DEFAULTS.noSync,

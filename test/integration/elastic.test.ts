@@ -12,6 +12,36 @@ import { HandshakeError, startNode, type FlotillaNode, type StartOptions } from 
 import { freePorts, until } from '../helpers/net.js';
 
 const GROUPS = 8;
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Puts keys through `node` one after another until stopped; resolves with the acknowledged ones. */
+function writer(node: FlotillaNode, prefix: string) {
+  const acked: string[] = [];
+  const errors: string[] = [];
+  let running = true;
+  const done = (async () => {
+    for (let i = 0; running; i++) {
+      const k = `${prefix}-${i}`;
+      try {
+        await node.kv.put(k, k, { timeoutMs: 15_000 });
+        acked.push(k);
+      } catch (e) {
+        errors.push(`${k}: ${(e as Error).message}`);
+      }
+    }
+  })();
+  return {
+    errors,
+    get failed() {
+      return errors.length;
+    },
+    stop: async () => {
+      running = false;
+      await done;
+      return acked;
+    },
+  };
+}
 const SECRET = 'elastic-test-secret-0123456789';
 
 test('nodes join and leave a running cluster', async (t) => {
@@ -54,9 +84,9 @@ test('nodes join and leave a running cluster', async (t) => {
       const n4 = await startNode({ ...base('n4', 3), join: addr(1), labels: { zone: 'z4' } });
       nodes.set('n4', n4);
       assert.equal(n4.clusterId, n1.clusterId);
-      for (let k = 0; k < 40; k++) assert.equal(new TextDecoder().decode((await n4.kv.get(`before-${k}`))!), `v${k}`);
+      for (let k = 0; k < 40; k++) assert.equal(dec((await n4.kv.get(`before-${k}`))!), `v${k}`);
       await n4.kv.put('from-n4', 'x');
-      assert.equal(new TextDecoder().decode((await n1.kv.get('from-n4'))!), 'x');
+      assert.equal(dec((await n1.kv.get('from-n4'))!), 'x');
       for (const id of ids)
         await until(`${id} links to n4`, async () => (await nodes.get(id)!.status()).peers.includes('n4'));
       const listed = n1.clusterNodes();
@@ -87,21 +117,46 @@ test('nodes join and leave a running cluster', async (t) => {
       assert.equal(n1.clusterNodes().length, 4);
     });
 
-    await t.test('a replica moves onto the new node: learner, promote, remove', async () => {
-      const n4 = nodes.get('n4')!;
-      const g = 1;
-      const from = n1.replicasOf(g)[0];
-      await n1.addLearner(g, 'n4');
-      await n1.promote(g, 'n4', { timeoutMs: 20_000 });
-      await n1.removeMember(g, from);
+    await t.test('the mover fills the new node under writes: replicas within the band, no write lost', async () => {
+      const w = writer(n1, 'fill');
+      // 8 groups of 3 and group 0 of 3 over 4 nodes: 6.75 each, the band [6, 7].
       await until(
-        'n4 knows it holds group 1',
-        () => n4.replicasOf(g).includes('n4') && !n4.replicasOf(g).includes(from),
+        'replicas balanced over four nodes',
+        () => n1.clusterNodes().every((n) => n.replicas >= 6 && n.replicas <= 7),
+        60_000,
       );
-      const key = [...Array(200).keys()].map((k) => `k${k}`).find((k) => n1.kv.groupOf(k) === g)!;
-      await n4.kv.put(key, 'moved');
-      // Its own replica (a stale read is served locally) applies the write too.
-      await until('n4 applied the write', async () => (await n4.kv.get(key, { consistency: 'stale' })) !== null);
+      const acked = await w.stop();
+      assert.equal(w.failed, 0, `failed writes: ${w.errors.join('; ')}`);
+      assert.ok(acked.length > 0);
+      const n4 = nodes.get('n4')!;
+      for (const k of acked) assert.equal(dec((await n4.kv.get(k))!), k);
+      const mover = [...nodes.values()].map((n) => n.moverStatus()).find((m) => m.runsHere)!;
+      assert.ok(mover, 'one node runs the mover (group 0 leader)');
+      const balance = mover.counters.balance;
+      assert.ok(balance.completed >= 6, `balance moves completed: ${balance.completed}`);
+      assert.equal(balance.failed, 0);
+    });
+
+    await t.test('a decommissioned node is emptied, removed, and refused when it comes back', async () => {
+      const n3 = nodes.get('n3')!;
+      const w = writer(n1, 'decom');
+      const marked = await n3.decommission('n2');
+      assert.equal(marked.state, 'decommissioning');
+      await until('n2 removed', () => n1.clusterNodes().find((n) => n.id === 'n2')?.state === 'removed', 90_000);
+      const acked = await w.stop();
+      assert.equal(w.failed, 0, `failed writes: ${w.errors.join('; ')}`);
+      assert.equal(n1.clusterNodes().find((n) => n.id === 'n2')!.replicas, 0);
+      for (const id of ['n1', 'n3', 'n4'])
+        await until(`${id} dropped its link to n2`, async () => !(await nodes.get(id)!.status()).peers.includes('n2'));
+      for (const k of acked) assert.equal(dec((await n3.kv.get(k))!), k);
+      // Cancelling is refused now; a decommission that would leave too few nodes is refused.
+      await assert.rejects(n1.cancelDecommission('n2'), /IllegalTransition/);
+      await assert.rejects(n1.decommission('n3'), /would leave 2 active nodes/);
+      const n2 = nodes.get('n2')!;
+      await until('n2 knows it was removed', () => n2.removedFromCluster, 30_000);
+      await n2.stop();
+      nodes.delete('n2');
+      await assert.rejects(startNode(optsOf('n2')), /decommissioned/);
     });
 
     await t.test('a restarted joined node comes back from its data dir alone', async () => {
@@ -109,7 +164,7 @@ test('nodes join and leave a running cluster', async (t) => {
       const n4 = await startNode({ ...base('n4', 3), join: addr(1) });
       nodes.set('n4', n4);
       await n4.kv.put('after-restart', 'y');
-      assert.equal(new TextDecoder().decode((await n4.kv.get('before-3'))!), 'v3');
+      assert.equal(dec((await n4.kv.get('before-3'))!), 'v3');
     });
   } finally {
     for (const n of nodes.values()) await n.stop().catch(() => undefined);

@@ -17,6 +17,7 @@ import {
   type StartOptions,
 } from '../../src/runtime/startoptions.js';
 import { StartOptionsError } from '../../src/runtime/errors.js';
+import { REPLICA_MOVER_DEFAULTS } from '../../src/runtime/mover.js';
 import { startNode } from '../../src/runtime/node.js';
 import { freePorts } from '../helpers/net.js';
 
@@ -62,6 +63,13 @@ const COMPUTED: Record<string, (text: string) => void> = {
       () => resolveStartOptions({ ...minimal, join: '127.0.0.1:7000', peers: { p1: '127.0.0.1:7001' } }),
       (e: unknown) => e instanceof StartOptionsError && e.field === 'join' && e.problem === 'ConflictingOptions',
     );
+  },
+  replicas: (text) => {
+    assert.equal(text, 'balance on, 2 moves per node, repair after 300,000 ms');
+    assert.equal(REPLICA_MOVER_DEFAULTS.balance, true);
+    assert.equal(REPLICA_MOVER_DEFAULTS.maxMovesPerNode, 2);
+    assert.equal(REPLICA_MOVER_DEFAULTS.repairDelayMs, 300_000);
+    assert.equal(resolveStartOptions(minimal).replicas, undefined, 'the mover fills in its own defaults');
   },
   // Left to the layers that own them: nothing given, nothing filled in.
   raft: () =>
