@@ -21,9 +21,17 @@ export {
   type ClusterNode,
 } from './runtime/node.js';
 export type { MetaNode, NodeState, NodeLabels } from './runtime/meta/index.js';
+export {
+  REPLICA_MOVER_DEFAULTS,
+  type ReplicaMoverConfig,
+  type MoverPlan,
+  type MoverStatus,
+  type MoveInFlight,
+} from './runtime/mover.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './runtime/node.js';
 export type {
   NodeStatus,
+  ClusterBrief,
   GroupView,
   RuntimeStats,
   ShardEntry,

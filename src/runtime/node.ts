@@ -43,7 +43,7 @@ import {
   type ShardBrief,
   type Shards,
 } from './protocol.js';
-import type { GroupView, NodeStatus, RuntimeStats, ShardEntry } from './status.js';
+import type { ClusterBrief, GroupView, NodeStatus, RuntimeStats, ShardEntry } from './status.js';
 import { encodeUserCommand, rejectionError } from './statemachine.js';
 import { ShardWorkers, type ShardWorkersOptions } from './workers.js';
 import { NODE_FLAGS, semiSpaceConfigured } from './heap.js';
@@ -75,7 +75,7 @@ import { nodeMetrics } from './metrics.js';
 
 export { clusterIdOf, defaultWorkers, groupOfKey, placement } from './placement.js';
 export type { DrainOptions, DrainReport, TransferOptions, TransferResult } from './leadership.js';
-export type { GroupView, NodeStatus, RuntimeStats, ShardEntry, ShardStatus } from './status.js';
+export type { ClusterBrief, GroupView, NodeStatus, RuntimeStats, ShardEntry, ShardStatus } from './status.js';
 import { InlineShards } from './inline.js';
 import type { StabilityWarning } from './advisor.js';
 import { LoopTiming } from './looptiming.js';
@@ -1212,6 +1212,20 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       transport: this.transport.stats(),
       shards,
       perGroup: detail ? perGroup.flat() : undefined,
+      cluster: this.clusterBrief(),
+    };
+  }
+
+  private clusterBrief(): ClusterBrief {
+    const nodes = { active: 0, decommissioning: 0, removed: 0 };
+    for (const n of this.clusterNodes()) nodes[n.state]++;
+    const m = this.moverStatus();
+    return {
+      nodes,
+      moverHere: m.runsHere,
+      movesInFlight: m.inFlight.length,
+      decommissioning: m.decommissioning,
+      removed: this.evicted,
     };
   }
 

@@ -110,4 +110,20 @@ export interface NodeStatus {
   readonly shards: ShardEntry[];
   /** With `detail`: every local replica. */
   readonly perGroup: GroupView[] | undefined;
+  /** The cluster's nodes and replica moves as this node sees them. */
+  readonly cluster: ClusterBrief;
+}
+
+/** NodeStatus.cluster: nodes by state (from the cluster record; before it exists, the configured
+ *  nodes, all active) and the replica mover here (it moves only on group 0's leader). */
+export interface ClusterBrief {
+  readonly nodes: { readonly active: number; readonly decommissioning: number; readonly removed: number };
+  /** This node runs the mover (it leads group 0). */
+  readonly moverHere: boolean;
+  /** Moves in flight here. */
+  readonly movesInFlight: number;
+  /** Per decommissioning node, the replicas still on it (as the mover last saw). */
+  readonly decommissioning: Readonly<Record<NodeId, number>>;
+  /** This node was removed from the cluster. */
+  readonly removed: boolean;
 }

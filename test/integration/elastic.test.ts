@@ -59,6 +59,7 @@ test('nodes join and leave a running cluster', async (t) => {
     noSync: true,
     balancer: { enabled: false },
     transportSecurity: { secret: SECRET },
+    replicas: { repairDelayMs: 2_000 },
   });
   const optsOf = (id: string): StartOptions => {
     const i = ids.indexOf(id);
@@ -165,6 +166,36 @@ test('nodes join and leave a running cluster', async (t) => {
       nodes.set('n4', n4);
       await n4.kv.put('after-restart', 'y');
       assert.equal(dec((await n4.kv.get('before-3'))!), 'v3');
+    });
+
+    await t.test("a new id takes a removed node's address; a dead node's replicas are repaired", async () => {
+      // n2 was removed: its address is free for a new node.
+      const n5 = await startNode({ ...base('n5', 1), join: addr(0) });
+      nodes.set('n5', n5);
+      // 27 replicas over n1, n3, n4, n5: the band [6, 7].
+      await until(
+        'replicas balanced again',
+        () => n1.clusterNodes().every((n) => n.state === 'removed' || (n.replicas >= 6 && n.replicas <= 7)),
+        60_000,
+      );
+      const w = writer(n1, 'repair');
+      await nodes.get('n4')!.stop();
+      nodes.delete('n4');
+      // After repairDelayMs the mover replaces every replica n4 held.
+      await until(
+        'no group keeps a replica on n4',
+        () => n1.clusterNodes().find((n) => n.id === 'n4')!.replicas === 0,
+        60_000,
+      );
+      for (const g of n1.groupIds()) assert.equal(n1.replicasOf(g).length, 3, `group ${g} has three replicas`);
+      // Replacing the dead node ends with its decommission: it holds nothing, so it is removed at once.
+      await n1.decommission('n4');
+      await until('n4 removed', () => n1.clusterNodes().find((n) => n.id === 'n4')?.state === 'removed', 30_000);
+      const acked = await w.stop();
+      assert.equal(w.failed, 0, `failed writes: ${w.errors.join('; ')}`);
+      for (const k of acked) assert.equal(dec((await n5.kv.get(k))!), k);
+      const repairs = [...nodes.values()].reduce((a, n) => a + n.moverStatus().counters.repair.completed, 0);
+      assert.ok(repairs >= 1, `repair moves completed: ${repairs}`);
     });
   } finally {
     for (const n of nodes.values()) await n.stop().catch(() => undefined);
