@@ -50,6 +50,7 @@ export type {
   DrainEvent,
   WorkerRestartEvent,
   OverloadEvent,
+  NodeChangeEvent,
 } from './runtime/events.js';
 export type { LeaderChangeCause, PlannedCause } from './runtime/protocol.js';
 export type { StabilityWarning } from './runtime/advisor.js';

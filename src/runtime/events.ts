@@ -6,6 +6,7 @@
 import type { NodeId } from '../raft/types.js';
 import type { RuntimeErrorCode, TransferFailReason } from './errors.js';
 import type { LeaderChangeCause, PlannedCause } from './protocol.js';
+import type { NodeState } from './meta/index.js';
 
 /** A local replica saw its group's leader change (once per replica, so once per node hosting it). */
 export interface LeaderChangeEvent {
@@ -64,6 +65,16 @@ export interface OverloadEvent {
   readonly pendingBytes: number;
 }
 
+/** A node joined the cluster or changed state in the cluster record (as this node learned it):
+ *  'active' for a join (or a cancelled decommission), 'decommissioning', 'removed'. */
+export interface NodeChangeEvent {
+  readonly node: NodeId;
+  readonly state: NodeState;
+  /** What this node knew of it before (null: not known, a join). */
+  readonly previous: NodeState | null;
+  readonly address: string;
+}
+
 /** FlotillaNode's events: `node.on('leaderChange', (e) => ...)`. */
 export interface NodeEvents {
   leaderChange: [LeaderChangeEvent];
@@ -73,6 +84,7 @@ export interface NodeEvents {
   drain: [DrainEvent];
   workerRestart: [WorkerRestartEvent];
   overload: [OverloadEvent];
+  nodeChange: [NodeChangeEvent];
 }
 
 export type NodeEventName = keyof NodeEvents;

@@ -68,7 +68,7 @@ import {
   readRosterFile,
   writeRosterFile,
 } from './roster.js';
-import { ClusterMetaError, type MetaNode, type NodeSpec } from './meta/index.js';
+import { ClusterMetaError, type MetaNode, type NodeSpec, type NodeState } from './meta/index.js';
 import { ReplicaMover, validateReplicaMoverConfig, type MoverPlan, type MoverStatus } from './mover.js';
 import type { PlacementGroup, PlacementNode } from '../balancer/replicas.js';
 import { nodeMetrics } from './metrics.js';
@@ -213,6 +213,8 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
   private moverTimer: NodeJS.Timeout | null = null;
   /** Executes replica moves (decommission, repair, balance); rounds run while this node leads group 0. */
   private readonly mover: ReplicaMover;
+  /** Each node's state as this node last emitted it (nodeChange). */
+  private readonly nodeStates = new Map<NodeId, NodeState>();
   /** Since when each peer has been unreachable, as this node saw it (the mover's repair delay). */
   private readonly downSince = new Map<NodeId, number>();
   private readonly protocol: PeerProtocol;
@@ -393,6 +395,9 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       },
       onNodes: (members, removed) => this.onNodes(members, removed),
     });
+    for (const n of this.roster.nodes()) this.nodeStates.set(n.id, n.state);
+    // Before the record exists the configured nodes are the cluster: not news when it is written.
+    if (this.nodeStates.size === 0) for (const id of [this.id, ...peers]) this.nodeStates.set(id, 'active');
     this.mover = new ReplicaMover(
       {
         log: log.child({ component: 'mover' }),
@@ -828,6 +833,14 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     return { nodes, groups, replication: this.opts.replication };
   }
 
+  /** Emit nodeChange when `id`'s state differs from what this node last knew. */
+  private noteNodeState(id: NodeId, state: NodeState, address: string): void {
+    const previous = this.nodeStates.get(id) ?? null;
+    if (previous === state) return;
+    this.nodeStates.set(id, state);
+    this.events.emit('nodeChange', { node: id, state, previous, address });
+  }
+
   /** A node that just joined learns where every group's replicas are from a member (first the
    *  one that admitted it), before it serves: it holds none of them yet. */
   private async fetchDirectory(first: NodeId): Promise<void> {
@@ -855,6 +868,10 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
 
   /** The cluster record changed: keep a link to every node in it, none to a removed one. */
   private onNodes(members: readonly MetaNode[], removed: readonly NodeId[]): void {
+    if (this.events.wants('nodeChange')) {
+      for (const n of members) this.noteNodeState(n.id, n.state, n.address);
+      for (const id of removed) this.noteNodeState(id, 'removed', this.roster.node(id)?.address ?? '');
+    }
     for (const n of members) {
       if (n.id === this.id) continue;
       if (!this.peers.includes(n.id)) {

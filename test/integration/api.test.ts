@@ -38,6 +38,7 @@ function record(node: FlotillaNode): { [K in keyof NodeEvents]: NodeEvents[K][0]
     drain: [],
     workerRestart: [],
     overload: [],
+    nodeChange: [],
   };
   node.on('leaderChange', (e) => seen.leaderChange.push(e));
   node.on('peerUp', (e) => seen.peerUp.push(e));
@@ -46,6 +47,7 @@ function record(node: FlotillaNode): { [K in keyof NodeEvents]: NodeEvents[K][0]
   node.on('drain', (e) => seen.drain.push(e));
   node.on('workerRestart', (e) => seen.workerRestart.push(e));
   node.on('overload', (e) => seen.overload.push(e));
+  node.on('nodeChange', (e) => seen.nodeChange.push(e));
   return seen;
 }
 

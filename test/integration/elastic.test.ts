@@ -8,7 +8,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HandshakeError, startNode, type FlotillaNode, type StartOptions } from '../../src/index.js';
+import {
+  HandshakeError,
+  startNode,
+  type FlotillaNode,
+  type NodeChangeEvent,
+  type StartOptions,
+} from '../../src/index.js';
 import { freePorts, until } from '../helpers/net.js';
 
 const GROUPS = 8;
@@ -73,6 +79,8 @@ test('nodes join and leave a running cluster', async (t) => {
   try {
     for (const id of ids) nodes.set(id, await startNode(optsOf(id)));
     const n1 = nodes.get('n1')!;
+    const changes: NodeChangeEvent[] = [];
+    n1.on('nodeChange', (e) => changes.push(e));
     await until(
       'every group led',
       async () =>
@@ -102,6 +110,11 @@ test('nodes join and leave a running cluster', async (t) => {
       );
       assert.deepEqual(listed.find((n) => n.id === 'n4')!.labels, { zone: 'z4' });
       assert.equal(listed.find((n) => n.id === 'n4')!.replicas, 0);
+      assert.deepEqual(
+        changes.map((c) => [c.node, c.previous, c.state]),
+        [['n4', null, 'active']],
+        'one event: the join (the bootstrap nodes are not news)',
+      );
     });
 
     await t.test('bad joins are refused with a typed reason; the cluster keeps serving', async () => {
@@ -158,6 +171,8 @@ test('nodes join and leave a running cluster', async (t) => {
       await n2.stop();
       nodes.delete('n2');
       await assert.rejects(startNode(optsOf('n2')), /decommissioned/);
+      const n2Changes = changes.filter((c) => c.node === 'n2').map((c) => [c.previous, c.state]);
+      assert.deepEqual(n2Changes.at(-1), [n2Changes.length > 1 ? 'decommissioning' : 'active', 'removed']);
     });
 
     await t.test('a restarted joined node comes back from its data dir alone', async () => {
