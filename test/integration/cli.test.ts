@@ -447,6 +447,7 @@ test('nodes and decommission on three nodes: the table, a status line, --wait st
 
   // n3 is down: with two replicas per group nothing can be moved off it (no quorum for a change of
   // its groups), so its decommission stays under way for as long as the test looks.
+  assert.ok(seen[2].replicas >= 2, 'n3 holds a replica of a key group besides group 0');
   await nodes[2].stop();
   const progress = async (run: ReturnType<typeof spawnCli>) =>
     until('--wait reports progress', () => /n3 decommissioning: \d+ replicas left/.test(run.stdout()), 30_000);
