@@ -1,5 +1,5 @@
 // Operator commands that talk to a running node's admin HTTP address: `status`, `transfer`,
-// `drain`, `undrain`, `balance`, `member`. Each command declares its own options (refused when
+// `drain`, `undrain`, `balance`, `member`, `nodes`, `decommission`. Each command declares its own options (refused when
 // not its own) and usage; with --json each prints what the node answered as one JSON document.
 // Exit codes: 0 done, 1 the node refused or could not be reached (the reason on stderr), 2 usage.
 import { parseArgs } from 'node:util';
@@ -73,13 +73,14 @@ function positive(name: string, v: string | boolean | undefined, required: boole
 
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 
-function table(st: StatusJson): string {
+function table(st: StatusJson, nodes: string | undefined): string {
   const shards = list(st.shards).filter(isObject);
   const balancer = isObject(st.balancer) ? st.balancer : null;
   const lines = [
     `node ${st.id}  cluster ${st.clusterId}  workers ${st.workers}  restarts ${st.workerRestarts}${st.draining ? '  DRAINING' : ''}`,
     `groups ${st.groups}  leaders ${st.leaders}  quiesced ${st.quiesced}  peers up: ${list(st.peers).join(', ') || '-'}`,
     `draining peers: ${list(st.drainingPeers).join(', ') || '-'}  transfers: ${JSON.stringify(st.transfers ?? {})}`,
+    ...(nodes === undefined ? [] : [`nodes: ${nodes}`]),
     ...(balancer
       ? [
           `balancer: rounds ${balancer.rounds}  moves ${JSON.stringify(balancer.movesByKind ?? {})}  failed ${balancer.failed}`,
@@ -137,6 +138,100 @@ function groupTable(node: string, uptimeMs: number, groups: readonly GroupView[]
 
 const ok = (r: Answer) => r.status >= 200 && r.status < 300;
 
+/** The cluster's nodes in GET /nodes, each field still to be checked where it is read. */
+function clusterNodes(r: Answer): Record<string, unknown>[] {
+  return list(r.json.nodes).filter(isObject);
+}
+
+function nodesTable(nodes: readonly Record<string, unknown>[]): string {
+  const rows = nodes.map((n) => [
+    String(n.id ?? '-'),
+    String(n.state ?? '-'),
+    String(n.address || '-'),
+    isObject(n.labels) && typeof n.labels.zone === 'string' ? n.labels.zone : '-',
+    n.up === true ? 'yes' : 'NO',
+    String(n.replicas ?? '-'),
+  ]);
+  const head = ['id', 'state', 'address', 'zone', 'up', 'replicas'];
+  const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)) + 2);
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(width[i])))
+      .join('')
+      .trimEnd();
+  return [line(head), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** `nodes: 3 active, 1 decommissioning` (the states nobody is in left out). */
+function nodeCounts(nodes: readonly Record<string, unknown>[]): string {
+  const counts = new Map<string, number>();
+  for (const n of nodes) counts.set(String(n.state), (counts.get(String(n.state)) ?? 0) + 1);
+  return [...counts].map(([state, k]) => `${k} ${state}`).join(', ') || '-';
+}
+
+/** Resolves after `ms`, or at once when `stop` is aborted. */
+function pause(ms: number, stop: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stop.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Exit code of `decommission --wait` stopped by Ctrl-C (128 + SIGINT, as a shell reports it). */
+const INTERRUPTED = 130;
+
+/** `decommission --wait`: poll GET /nodes each second until `id` is removed (0) or active again
+ *  (1: cancelled elsewhere); Ctrl-C stops waiting, not the decommission. A failed poll is said
+ *  once and retried: the admin node may be briefly busy. */
+async function waitRemoved(admin: Admin, id: string, out: Output): Promise<number> {
+  const stop = new AbortController();
+  const interrupt = () => stop.abort();
+  process.once('SIGINT', interrupt);
+  const started = Date.now();
+  const secs = () => Math.round((Date.now() - started) / 1000);
+  let last: Record<string, unknown> | undefined;
+  let said = '';
+  let pollFailed = false;
+  try {
+    while (!stop.signal.aborted) {
+      const r = await call(admin, 'GET', '/nodes').catch((e: unknown) =>
+        e instanceof AdminUnreachable ? e : Promise.reject(e),
+      );
+      if (r instanceof AdminUnreachable || !ok(r)) {
+        if (!pollFailed)
+          process.stderr.write(
+            `flotilla decommission: cannot read the nodes (${r instanceof AdminUnreachable ? r.message : `${r.status} ${r.json.message ?? ''}`}); retrying\n`,
+          );
+        pollFailed = true;
+      } else {
+        pollFailed = false;
+        const n = clusterNodes(r).find((x) => x.id === id);
+        if (n === undefined)
+          return out.failed(`${id} is no longer listed by ${admin.address}`, { id, waitedS: secs() });
+        last = n;
+        if (n.state === 'removed') return out.done(`${id} removed after ${secs()} s\n`, { ...n, waitedS: secs() });
+        if (n.state === 'active')
+          return out.failed(`${id} is active again: its decommission was cancelled`, { ...n, waitedS: secs() });
+        const now = `${id} ${n.state}: ${n.replicas} replicas left`;
+        if (now !== said && !out.json) process.stdout.write(`${now} (${secs()} s)\n`);
+        said = now;
+      }
+      await pause(1000, stop.signal);
+    }
+  } finally {
+    process.removeListener('SIGINT', interrupt);
+  }
+  process.stderr.write(
+    `flotilla decommission: stopped waiting after ${secs()} s; the decommission goes on (follow it with flotilla nodes)\n`,
+  );
+  if (out.json) process.stdout.write(`${JSON.stringify({ ...last, waitedS: secs(), interrupted: true }, null, 2)}\n`);
+  return INTERRUPTED;
+}
+
 export const COMMANDS: Readonly<Record<string, Command>> = {
   status: {
     synopsis: '[--groups [--group G]] [--json]',
@@ -168,9 +263,12 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
         const uptimeMs = Number(r.json.uptimeMs) || 0;
         return out.done(groupTable(String(r.json.id), uptimeMs, groups), { node: r.json.id, uptimeMs, groups });
       }
-      const health = await call(admin, 'GET', '/health');
+      const [health, nodes] = await Promise.all([call(admin, 'GET', '/health'), call(admin, 'GET', '/nodes')]);
       const warnings = list(health.json.warnings).filter(isObject);
-      const text = table(r.json) + warnings.map((w) => `\nWARNING ${w.kind}: ${w.message}\n  fix: ${w.fix}\n`).join('');
+      // A node of an older version has no /nodes: its status goes without the line.
+      const text =
+        table(r.json, ok(nodes) ? nodeCounts(clusterNodes(nodes)) : undefined) +
+        warnings.map((w) => `\nWARNING ${w.kind}: ${w.message}\n  fix: ${w.fix}\n`).join('');
       return out.done(text, { ...r.json, warnings });
     },
   },
@@ -307,6 +405,45 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       const r = await call(admin, 'POST', '/members', { group, op, node });
       if (!ok(r)) return out.refused(r);
       return out.done(`group ${group}: ${op} ${node} done; replicas ${list(r.json.replicas).join(', ')}\n`, r.json);
+    },
+  },
+  nodes: {
+    synopsis: '[--json]',
+    about:
+      "The cluster's nodes as the node asked last saw the cluster record: id, state (active, " +
+      'decommissioning, removed), address, zone, whether it has a link to each, and the replicas each ' +
+      'holds as it knows them.',
+    options: {},
+    async run(admin, _v, out) {
+      const r = await call(admin, 'GET', '/nodes');
+      return ok(r) ? out.done(nodesTable(clusterNodes(r)), r.json) : out.refused(r);
+    },
+  },
+  decommission: {
+    synopsis: '--node ID [--cancel | --wait] [--json]',
+    about:
+      "Start a node's decommission: the cluster record marks it decommissioning, then the replica " +
+      "mover (run by group 0's leader) moves each of its replicas elsewhere and marks it removed. " +
+      'Refused when fewer active nodes than the replication would remain. --cancel makes it active ' +
+      'again (moves in flight finish). --wait follows it each second until the node is removed ' +
+      '(exit 0) or active again (cancelled elsewhere: exit 1); Ctrl-C stops waiting, not the ' +
+      'decommission (exit 130).',
+    options: {
+      node: { type: 'string', arg: 'ID', doc: 'the node to decommission (required)' },
+      cancel: { type: 'boolean', doc: 'cancel its decommission instead' },
+      wait: { type: 'boolean', doc: 'follow it until the node is removed' },
+    },
+    async run(admin, v, out) {
+      const id = str(v.node);
+      if (!id) throw new Usage('--node ID is required');
+      if (v.cancel && v.wait) throw new Usage('--wait follows a decommission, not its --cancel');
+      const r = await call(admin, v.cancel ? 'DELETE' : 'POST', `/nodes/${encodeURIComponent(id)}/decommission`);
+      if (!ok(r)) return out.refused(r);
+      if (v.wait) {
+        if (!out.json) process.stdout.write(`${id} ${r.json.state}: ${r.json.replicas} replicas to move\n`);
+        return waitRemoved(admin, id, out);
+      }
+      return out.done(`${id} ${r.json.state}: ${r.json.replicas} replicas\n`, r.json);
     },
   },
 };

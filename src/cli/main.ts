@@ -21,6 +21,8 @@ Commands:
   undrain          let leadership come back to a node
   balance          run one leader-balancer round now (--dry-run: show the plan)
   member           change a group's membership (--add-learner N, --promote N, --remove N)
+  nodes            the cluster's nodes: state, address, zone, link, replicas
+  decommission     empty a node and remove it from the cluster (--node ID; --cancel, --wait)
   demo             a local 3-node cluster under load: drain, restart, undrain, balancer, locality
   bench            the benchmark suite, etcd side by side when installed
   version          print the version
@@ -29,8 +31,8 @@ Commands:
 Options:
   -h, --help       print this help
 
-status, transfer, drain, undrain, balance and member take --admin HOST:PORT (a node's admin
-address) and --json (what the node answered, as JSON); version takes --json too.
+status, transfer, drain, undrain, balance, member, nodes and decommission take --admin HOST:PORT
+(a node's admin address) and --json (what the node answered, as JSON); version takes --json too.
 Exit codes: 0 done, 1 refused or failed (the reason on stderr), 2 usage error (usage on stderr).
 `;
 
@@ -43,7 +45,7 @@ Options:
   -h, --help       print this help
 `;
 
-const OPERATOR = ['status', 'transfer', 'drain', 'undrain', 'balance', 'member'];
+const OPERATOR = ['status', 'transfer', 'drain', 'undrain', 'balance', 'member', 'nodes', 'decommission'];
 
 /** A command that takes next to nothing: --help, and --json for version. */
 function bare(

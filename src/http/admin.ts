@@ -1,6 +1,6 @@
 // Admin HTTP server of a node (node:http), and the request handler behind it, which an
 // application can mount on a server of its own: GET /status, /health, /metrics, operator routes
-// (transfer, drain, members, balancer), and a key-value gateway for clients in any language —
+// (transfer, drain, members, balancer, the cluster's nodes and their decommission), and a key-value gateway for clients in any language —
 // PUT /kv/<key> (body = value), GET /kv/<key>[?consistency=stale] (404 when missing),
 // POST /kv/<key>?cas with JSON {"expected":..., "value":...} (409 when the compare fails),
 // DELETE /kv/<key> (says whether it removed a value). HEAD answers wherever GET does. Errors are
@@ -80,7 +80,11 @@ const ROUTES: Readonly<Record<string, readonly string[]>> = {
   '/balance/config': ['GET', 'HEAD', 'POST'],
   '/debug/crash-worker': ['POST'],
   '/debug/disk-delay': ['POST'],
+  '/nodes': ['GET', 'HEAD'],
 };
+/** POST starts a node's decommission, DELETE cancels it (`/nodes/<id>/decommission`). */
+const DECOMMISSION_ROUTE = '/nodes/<id>/decommission';
+const DECOMMISSION_METHODS: readonly string[] = ['POST', 'DELETE'];
 const KV_METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'];
 
 function methodNotAllowed(method: string | undefined, route: string, allowed: readonly string[]): HttpError {
@@ -313,11 +317,36 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
   } catch {
     throw new HttpError(400, 'InvalidArgument', 'malformed request target');
   }
-  const methods = Object.hasOwn(ROUTES, url.pathname) ? ROUTES[url.pathname] : undefined;
+  // The one route with a parameter: a node id, percent-encoded as one path segment.
+  const nodeSegment = decommissionTarget(url.pathname);
+  const route = nodeSegment === undefined ? url.pathname : DECOMMISSION_ROUTE;
+  const methods =
+    nodeSegment !== undefined ? DECOMMISSION_METHODS : Object.hasOwn(ROUTES, route) ? ROUTES[route] : undefined;
   if (!methods) throw new HttpError(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
-  if (!methods.includes(req.method ?? '')) throw methodNotAllowed(req.method, url.pathname, methods);
+  if (!methods.includes(req.method ?? '')) throw methodNotAllowed(req.method, route, methods);
   if (!reading && !allowed(req, o, 'change'))
     throw new HttpError(401, 'Unauthorized', 'this admin address requires "Authorization: Bearer <token>" for changes');
+  if (nodeSegment !== undefined) {
+    let id: string;
+    try {
+      id = decodeURIComponent(nodeSegment);
+    } catch {
+      throw new HttpError(400, 'InvalidArgument', 'node id: bad percent-encoding');
+    }
+    if (id.length === 0) throw new HttpError(400, 'InvalidArgument', 'node id: empty');
+    // A client that goes away stops the wait (the first decommission of a cluster creates group 0,
+    // which waits for every node); what was already recorded stays.
+    const gone = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const n =
+      req.method === 'POST'
+        ? await node.decommission(id, { signal: gone.signal })
+        : await node.cancelDecommission(id, { signal: gone.signal });
+    return send(res, 200, n);
+  }
+  if (url.pathname === '/nodes' && reading) return send(res, 200, { nodes: node.clusterNodes() });
   if (url.pathname === '/metrics' && reading) {
     const http = new Exposition().family(
       'flotilla_http_errors_total',
@@ -441,6 +470,16 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
   }
   // Unreachable while ROUTES and the branches above agree.
   throw new HttpError(404, 'NotFound', `no route ${req.method} ${url.pathname}`);
+}
+
+/** The raw id segment of `/nodes/<id>/decommission`, or undefined for any other path. */
+function decommissionTarget(path: string): string | undefined {
+  const prefix = '/nodes/';
+  const suffix = '/decommission';
+  if (!path.startsWith(prefix) || !path.endsWith(suffix) || path.length < prefix.length + suffix.length)
+    return undefined;
+  const segment = path.slice(prefix.length, path.length - suffix.length);
+  return segment.includes('/') ? undefined : segment;
 }
 
 async function kv(

@@ -124,6 +124,22 @@ export interface MetricsInput {
   };
   readonly process: ProcessSample;
   readonly build: BuildInfo;
+  readonly cluster: ClusterFigures;
+}
+
+/** The cluster's nodes by state, as this node last saw the cluster record, and its roster's
+ *  counters (FlotillaNode.clusterStats). */
+export interface ClusterFigures {
+  readonly nodes: Readonly<Record<ClusterNodeState, number>>;
+  readonly stats: ClusterStats;
+}
+type ClusterNodeState = 'active' | 'decommissioning' | 'removed';
+interface ClusterStats {
+  readonly joinsAdmitted: number;
+  readonly joinsRefused: number;
+  readonly syncs: number;
+  readonly syncFailures: number;
+  readonly casRetries: number;
 }
 
 /** The parts of a node the exposition reads (FlotillaNode has them all). */
@@ -133,6 +149,8 @@ export interface MetricsSource {
     Record<'transfer' | 'transferCatchUp' | 'transferCampaign' | 'transferVerify' | 'rtt', Snapshotting>
   >;
   readonly loopTiming: { readonly gc: Snapshotting };
+  clusterNodes(): readonly { readonly state: ClusterNodeState }[];
+  readonly clusterStats: ClusterStats;
 }
 interface Snapshotting {
   snapshot(): HistogramSnapshot;
@@ -154,7 +172,14 @@ export async function nodeMetrics(node: MetricsSource): Promise<string> {
     },
     process: processSampler().sample(),
     build: BUILD,
+    cluster: clusterFigures(node),
   }).text();
+}
+
+function clusterFigures(node: MetricsSource): ClusterFigures {
+  const nodes: Record<ClusterNodeState, number> = { active: 0, decommissioning: 0, removed: 0 };
+  for (const c of node.clusterNodes()) nodes[c.state]++;
+  return { nodes, stats: { ...node.clusterStats } };
 }
 
 export function renderMetrics(m: MetricsInput): Exposition {
@@ -253,6 +278,40 @@ export function renderMetrics(m: MetricsInput): Exposition {
   x.family('flotilla_transport_joins_accepted_total', 'counter', 'Join requests admitted.', [
     [n, st.transport.joinsAccepted],
   ]);
+  // The cluster's nodes (design note 8), as this node last saw group 0's record: every state
+  // shows, at 0 when no node is in it. A join is counted on the node the joiner dialled (which
+  // applies it to the record), so summed over the nodes each join request counts once.
+  const c = m.cluster;
+  x.family(
+    'flotilla_cluster_nodes',
+    'gauge',
+    "The cluster's nodes by state, as this node last saw the cluster record.",
+    by('state', { ...c.nodes }),
+  );
+  x.family(
+    'flotilla_joins_total',
+    'counter',
+    'Join requests answered by this node (the one the joiner dialled), by outcome.',
+    [
+      [{ ...n, outcome: 'admitted' }, c.stats.joinsAdmitted],
+      [{ ...n, outcome: 'refused' }, c.stats.joinsRefused],
+    ],
+  );
+  x.family('flotilla_cluster_record_syncs_total', 'counter', 'Reads of the cluster record that answered.', [
+    [n, c.stats.syncs],
+  ]);
+  x.family(
+    'flotilla_cluster_record_sync_failures_total',
+    'counter',
+    'Reads of the cluster record that failed (group 0 unreachable or without a leader).',
+    [[n, c.stats.syncFailures]],
+  );
+  x.family(
+    'flotilla_cluster_record_cas_retries_total',
+    'counter',
+    'Changes of the cluster record retried because it changed under them.',
+    [[n, c.stats.casRetries]],
+  );
   const loops = st.shards.flatMap((w) => (w.up ? [[w.worker, w.loop] as const] : []));
   x.family(
     'flotilla_shard_commits_total',

@@ -1,7 +1,8 @@
 // The admin HTTP server's routing and access rules on a real node: bad percent-encoding is a 400,
 // HEAD answers wherever GET does, a wrong method is a 405 naming the allowed ones, DELETE says
 // whether it removed a value, and with tokens set a key read needs the admin or the read token
-// while a change needs the admin token.
+// while a change needs the admin token; the cluster's nodes are listed openly, and a decommission
+// or its cancel needs the admin token and names what it refuses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -148,6 +149,56 @@ test('admin HTTP: encoding, HEAD, 405 with Allow, DELETE outcome, read token', {
     assert.equal(count('StorageFailed'), 0);
     assert.equal(count('Internal'), 0);
     assert.equal(count('NotFound'), 1, 'the unknown path; a missing key is an answer, not an error');
+  });
+
+  await t.test('GET /nodes; POST and DELETE /nodes/<id>/decommission', async () => {
+    const list = await call('GET', '/nodes');
+    assert.equal(list.status, 200);
+    const { nodes } = (await json(list)) as { nodes: Record<string, unknown>[] };
+    assert.deepEqual(
+      nodes.map((n) => [n.id, n.state, n.up, n.replicas]),
+      [['n1', 'active', true, 2]],
+    );
+    const head = await call('HEAD', '/nodes');
+    assert.equal(head.status, 200);
+    assert.equal((await head.arrayBuffer()).byteLength, 0);
+
+    for (const [method, path, allow] of [
+      ['POST', '/nodes', 'GET, HEAD'],
+      ['GET', '/nodes/n1/decommission', 'POST, DELETE'],
+      ['PUT', '/nodes/n1/decommission', 'POST, DELETE'],
+    ] as const) {
+      const r = await call(method, path, ADMIN);
+      assert.equal(r.status, 405, `${method} ${path}`);
+      assert.equal(r.headers.get('allow'), allow, `${method} ${path}`);
+    }
+    for (const method of ['POST', 'DELETE']) {
+      assert.equal((await call(method, '/nodes/n1/decommission')).status, 401, `${method} without a token`);
+      assert.equal((await call(method, '/nodes/n1/decommission', READER)).status, 401, `${method}: the read token`);
+    }
+    assert.equal((await call('POST', '/nodes/n1/x/decommission', ADMIN)).status, 404, 'an id is one segment');
+
+    const refused = async (method: string, path: string, message: RegExp) => {
+      const r = await call(method, path, ADMIN);
+      assert.equal(r.status, 400, `${method} ${path}`);
+      const body = await json(r);
+      assert.equal(body.error, 'InvalidArgument');
+      assert.match(String(body.message), message);
+    };
+    await refused('POST', '/nodes/n9/decommission', /no node n9/);
+    await refused('DELETE', '/nodes/n9/decommission', /UnknownNode/);
+    await refused('POST', '/nodes/n1/decommission', /would leave 0 active nodes/);
+    await refused('POST', '/nodes/%E0%A4%A/decommission', /bad percent-encoding/);
+    await refused('DELETE', '/nodes/%/decommission', /bad percent-encoding/);
+    await refused('DELETE', '/nodes//decommission', /empty/);
+
+    // Cancelling on an active node is a no-op that answers the node; the id is percent-decoded.
+    const cancel = await call('DELETE', '/nodes/n%31/decommission', ADMIN);
+    assert.equal(cancel.status, 200);
+    const n1 = await json(cancel);
+    assert.equal(n1.id, 'n1');
+    assert.equal(n1.state, 'active');
+    assert.equal(n1.up, true);
   });
 
   await t.test('a read token without an admin token is refused', () => {

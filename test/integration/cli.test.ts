@@ -2,15 +2,19 @@
 // `flotilla --help` lists: its --help (exit 0, its own usage, without loading the runtime), an
 // option it does not take or a bad value (exit 2, its usage on stderr, no stack trace), --json
 // answers that parse against a real single-node cluster, and connection errors that name their
-// cause.
+// cause; `nodes` and `decommission` (with --wait, stopped by Ctrl-C or ended by a cancel made
+// elsewhere) against a three-node cluster in this process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { pino } from 'pino';
 import { processCluster } from '../helpers/procs.js';
+import { startNode, type FlotillaNode, type StartOptions } from '../../src/index.js';
+import { closeAdmin, startAdmin } from '../../src/http/admin.js';
 import { freePorts, until } from '../helpers/net.js';
 
 const MAIN = 'src/cli/main.ts';
@@ -48,20 +52,25 @@ let traces = 0;
 
 /** `flotilla ARGS` with no admin address or token in the environment. */
 function cli(...args: string[]): Promise<Run> {
+  return spawnCli(...args).done;
+}
+
+/** `flotilla ARGS` as a process that can be signalled while it runs, and what it wrote so far. */
+function spawnCli(...args: string[]): { child: ChildProcess; stdout: () => string; done: Promise<Run> } {
   const env = { ...process.env };
   delete env.FLOTILLA_ADMIN;
   delete env.FLOTILLA_ADMIN_TOKEN;
   const trace = join(TRACER, `${traces++}.txt`);
   env.FLOTILLA_TRACE = trace;
   const register = join(TRACER, 'register.mjs');
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--import', register, MAIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env,
-      timeout: 60_000,
-    });
-    let stdout = '';
-    let stderr = '';
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', register, MAIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+    timeout: 60_000,
+  });
+  let stdout = '';
+  let stderr = '';
+  const done = new Promise<Run>((resolve) => {
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       stdout += d;
     });
@@ -78,6 +87,7 @@ function cli(...args: string[]): Promise<Run> {
       resolve({ args, status, stdout, stderr, modules });
     });
   });
+  return { child, stdout: () => stdout, done };
 }
 
 /** Run each argument list, two processes at a time (the machine has two cores). */
@@ -94,7 +104,7 @@ async function all(lists: readonly string[][]): Promise<Run[]> {
   return out;
 }
 
-const OPERATOR = ['status', 'transfer', 'drain', 'undrain', 'balance', 'member'];
+const OPERATOR = ['status', 'transfer', 'drain', 'undrain', 'balance', 'member', 'nodes', 'decommission'];
 /** What each command's usage starts with. */
 const USAGE: Record<string, string> = {
   start: 'Usage: flotilla start ',
@@ -193,6 +203,8 @@ test('bad or missing values are usage errors (exit 2, the usage on stderr), neve
       ['transfer', '--admin', '127.0.0.1:1', '--to', 'n2'],
       ['bench', 'nosuch'],
       ['demo', '--groups', '5'],
+      ['decommission', '--admin', '127.0.0.1:1'],
+      ['decommission', '--admin', '127.0.0.1:1', '--node', 'n2', '--cancel', '--wait'],
     ]);
     const [
       logLevel,
@@ -207,6 +219,8 @@ test('bad or missing values are usage errors (exit 2, the usage on stderr), neve
       noGroup,
       scenario,
       demo,
+      noNode,
+      cancelWait,
     ] = runs;
     for (const r of runs) {
       assert.equal(r.status, 2, where(r));
@@ -228,6 +242,8 @@ test('bad or missing values are usage errors (exit 2, the usage on stderr), neve
     assert.match(noGroup.stderr, /--group is required/);
     assert.match(scenario.stderr, /unknown scenario "nosuch"/);
     assert.match(demo.stderr, /--groups must be an integer/);
+    assert.match(noNode.stderr, /--node ID is required/);
+    assert.match(cancelWait.stderr, /--wait follows a decommission, not its --cancel/);
     // The bench's usage errors are answered without starting the suite; start's come from the
     // runtime's own checks (which shows the trace would see the runtime where it is loaded).
     assert.deepEqual(
@@ -289,7 +305,6 @@ test('--json on every operator command, and connection errors that name their ca
   assert.equal(json(transfer).to, 'n1');
   assert.equal(typeof json(transfer).ms, 'number');
   assert.ok(Array.isArray(json(plan).moves));
-
   // A refusal: exit 1, the reason on stderr, and with --json the node's typed answer on stdout.
   assert.equal(refused.status, 1, where(refused));
   assert.match(refused.stderr, /TransferFailed \(TargetNotMember\)/);
@@ -313,9 +328,32 @@ test('--json on every operator command, and connection errors that name their ca
   assert.equal(round.status, 0, where(round));
   assert.ok(Array.isArray(json(round).moves));
 
+  // After the drain (the first cancel creates group 0, which a drain would list too).
+  const [nodes, cancel, lastNode] = await all([
+    ['nodes', '--admin', admin, '--json'],
+    ['decommission', '--admin', admin, '--node', 'n1', '--cancel', '--json'],
+    ['decommission', '--admin', admin, '--node', 'n1', '--json'],
+  ]);
+  // The cluster's nodes; a cancel on an active node changes nothing and answers the node; the
+  // last node cannot be decommissioned.
+  assert.equal(nodes.status, 0, where(nodes));
+  assert.deepEqual(
+    (json(nodes).nodes as { id: string; state: string; up: boolean }[]).map((n) => [n.id, n.state, n.up]),
+    [['n1', 'active', true]],
+  );
+  assert.equal(cancel.status, 0, where(cancel));
+  assert.equal(json(cancel).id, 'n1');
+  assert.equal(json(cancel).state, 'active');
+  assert.equal(lastNode.status, 1, where(lastNode));
+  assert.equal(json(lastNode).error, 'InvalidArgument');
+  assert.equal(json(lastNode).status, 400);
+  assert.match(lastNode.stderr, /would leave 0 active nodes/);
+
   // Every operator command was asked for --json above, and answered one JSON document.
   for (const c of OPERATOR) {
-    const asked = [...runs, drain, undrain, round].filter((r) => r.args[0] === c && r.args.includes('--json'));
+    const asked = [...runs, drain, undrain, round, nodes, cancel, lastNode].filter(
+      (r) => r.args[0] === c && r.args.includes('--json'),
+    );
     assert.ok(asked.length > 0, `${c} --json is tested`);
     for (const r of asked) assert.equal(typeof json(r), 'object', where(r));
   }
@@ -334,4 +372,105 @@ test('--json on every operator command, and connection errors that name their ca
   // An http:// URL is taken as its HOST:PORT.
   assert.equal(withScheme.status, 0, where(withScheme));
   assert.match(withScheme.stdout, /^node n1 /);
+});
+
+test('nodes and decommission on three nodes: the table, a status line, --wait stopped by Ctrl-C or a cancel', {
+  timeout: 120_000,
+}, async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-cli-nodes-'));
+  const ids = ['n1', 'n2', 'n3'];
+  const ports = await freePorts(3);
+  const opts = (id: string): StartOptions => ({
+    id,
+    dataDir: join(root, id),
+    listen: `127.0.0.1:${ports[ids.indexOf(id)]}`,
+    peers: Object.fromEntries(ids.filter((p) => p !== id).map((p) => [p, `127.0.0.1:${ports[ids.indexOf(p)]}`])),
+    groups: 4,
+    replication: 2,
+    tickMs: 20,
+    workers: 0,
+    noSync: true,
+    balancer: { enabled: false },
+    labels: { zone: `z-${id}` },
+  });
+  const nodes = await Promise.all(ids.map((id) => startNode(opts(id))));
+  const server = await startAdmin(nodes[0], '127.0.0.1', 0, pino({ level: 'silent' }));
+  t.after(async () => {
+    await closeAdmin(server);
+    await Promise.all(nodes.map((n: FlotillaNode) => n.stop().catch(() => undefined)));
+    rmSync(root, { recursive: true, force: true });
+  });
+  const admin = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  await until(
+    'every group led',
+    async () => (await Promise.all(nodes.map((n) => n.status()))).reduce((a, s) => a + s.leaders, 0) === 4,
+    20_000,
+  );
+  for (const id of ids)
+    await until(`n1 links to ${id}`, () => nodes[0].clusterNodes().find((n) => n.id === id)?.up === true);
+
+  // The first cancel creates group 0 (a replica on each node), then the table shows it.
+  const cancel = await cli('decommission', '--admin', admin, '--node', 'n3', '--cancel');
+  assert.equal(cancel.status, 0, where(cancel));
+  assert.match(cancel.stdout, /^n3 active: \d+ replicas\n$/);
+  const [table, status] = await all([
+    ['nodes', '--admin', admin],
+    ['status', '--admin', admin],
+  ]);
+  assert.equal(table.status, 0, where(table));
+  const rows = table.stdout.trimEnd().split('\n');
+  assert.match(rows[0], /^id\s+state\s+address\s+zone\s+up\s+replicas$/);
+  const seen = nodes[0].clusterNodes();
+  assert.deepEqual(
+    rows.slice(1).map((r) => r.split(/\s+/)),
+    seen.map((n) => [
+      n.id,
+      'active',
+      `127.0.0.1:${ports[ids.indexOf(n.id)]}`,
+      n.labels.zone ?? '-',
+      'yes',
+      String(n.replicas),
+    ]),
+  );
+  assert.deepEqual(
+    seen.map((n) => n.id),
+    ids,
+  );
+  assert.equal(seen[0].labels.zone, 'z-n1');
+  // Four groups of two replicas, and group 0 on each of the three nodes.
+  assert.equal(
+    seen.reduce((a, n) => a + n.replicas, 0),
+    4 * 2 + 3,
+  );
+  assert.equal(status.status, 0, where(status));
+  assert.match(status.stdout, /^nodes: 3 active$/m);
+
+  // n3 is down: with two replicas per group nothing can be moved off it (no quorum for a change of
+  // its groups), so its decommission stays under way for as long as the test looks.
+  assert.ok(seen[2].replicas >= 2, 'n3 holds a replica of a key group besides group 0');
+  await nodes[2].stop();
+  const progress = async (run: ReturnType<typeof spawnCli>) =>
+    until('--wait reports progress', () => /n3 decommissioning: \d+ replicas left/.test(run.stdout()), 30_000);
+
+  const interrupted = spawnCli('decommission', '--admin', admin, '--node', 'n3', '--wait');
+  await progress(interrupted);
+  interrupted.child.kill('SIGINT');
+  const stopped = await interrupted.done;
+  assert.equal(stopped.status, 130, where(stopped));
+  assert.match(stopped.stderr, /stopped waiting after \d+ s; the decommission goes on/);
+  assert.equal(nodes[0].clusterNodes().find((n) => n.id === 'n3')!.state, 'decommissioning', 'Ctrl-C cancels nothing');
+
+  // Cancelled elsewhere (through n2) while a --wait follows it: exit 1, the node on stdout as JSON.
+  await nodes[1].cancelDecommission('n3');
+  const state = () => nodes[0].clusterNodes().find((n) => n.id === 'n3')!.state;
+  await until('n1 sees the cancel', () => state() === 'active');
+  const cancelled = spawnCli('decommission', '--admin', admin, '--node', 'n3', '--wait', '--json');
+  await until('the CLI started the decommission', () => state() === 'decommissioning', 30_000);
+  await nodes[1].cancelDecommission('n3');
+  const ended = await cancelled.done;
+  assert.equal(ended.status, 1, where(ended));
+  assert.match(ended.stderr, /n3 is active again: its decommission was cancelled/);
+  const doc = JSON.parse(ended.stdout) as Record<string, unknown>;
+  assert.equal(doc.id, 'n3');
+  assert.equal(doc.state, 'active');
 });

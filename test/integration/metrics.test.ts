@@ -1,6 +1,7 @@
 // node.metrics() on a fresh node: a well-formed exposition with the build, the process figures and
-// every failure counter at 0 before anything failed; and the exported admin handler serving
-// /health and /metrics from an application's own node:http server.
+// every failure counter at 0 before anything failed; the exported admin handler serving /health
+// and /metrics from an application's own node:http server; and the cluster's nodes by state and
+// the joins a node answered, as a second node joins and is decommissioned.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -8,8 +9,8 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { adminHandler, startNode } from '../../src/index.js';
-import { freePorts } from '../helpers/net.js';
+import { adminHandler, HandshakeError, startNode, type FlotillaNode } from '../../src/index.js';
+import { freePorts, until } from '../helpers/net.js';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -106,6 +107,17 @@ test('node.metrics(): build, process figures, failure counters at 0; adminHandle
     for (const c of ['peers_added', 'peers_removed', 'peers_readdressed', 'joins_accepted'])
       assert.equal(s.get(`flotilla_transport_${c}_total{node="n1"}`), 0, c);
     assert.equal(s.get('flotilla_groups{node="n1"}'), 4);
+
+    // The cluster's nodes by state (before any join or decommission: the configured nodes, active),
+    // and the cluster record's counters at 0.
+    assert.equal(first.types.get('flotilla_cluster_nodes'), 'gauge');
+    assert.equal(s.get('flotilla_cluster_nodes{node="n1",state="active"}'), 1);
+    zero('flotilla_cluster_nodes', 'state', ['decommissioning', 'removed']);
+    zero('flotilla_joins_total', 'outcome', ['admitted', 'refused']);
+    for (const c of ['syncs', 'sync_failures', 'cas_retries']) {
+      assert.equal(s.get(`flotilla_cluster_record_${c}_total{node="n1"}`), 0, c);
+      assert.equal(first.types.get(`flotilla_cluster_record_${c}_total`), 'counter', c);
+    }
   });
 
   await t.test('garbage collections are counted by kind', async () => {
@@ -147,4 +159,52 @@ test('node.metrics(): build, process figures, failure counters at 0; adminHandle
     assert.equal(m.get('flotilla_http_errors_total{node="n1",code="NotFound"}'), 0);
     assert.equal(await (await fetch(`${base}/app`)).text(), 'app', 'the application keeps its own routes');
   });
+});
+
+test('node.metrics(): the cluster nodes by state and the joins answered, as a node joins and leaves', {
+  timeout: 60_000,
+}, async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-metrics-'));
+  const ports = await freePorts(3);
+  const base = (id: string, i: number) => ({
+    id,
+    dataDir: join(root, id),
+    listen: `127.0.0.1:${ports[i]}`,
+    tickMs: 20,
+    noSync: true,
+    balancer: { enabled: false },
+    transportSecurity: { secret: 'metrics-test-secret-0123456789' },
+  });
+  const nodes: FlotillaNode[] = [];
+  t.after(async () => {
+    for (const n of nodes.reverse()) await n.stop().catch(() => undefined);
+    rmSync(root, { recursive: true, force: true });
+  });
+  const n1 = await startNode({ ...base('n1', 0), groups: 2, peers: {} });
+  nodes.push(n1);
+  const sample = async (name: string) => parse(await n1.metrics()).samples.get(name);
+
+  nodes.push(await startNode({ ...base('n2', 1), join: `127.0.0.1:${ports[0]}` }));
+  await assert.rejects(
+    startNode({ ...base('n2', 2), dataDir: join(root, 'dup'), join: `127.0.0.1:${ports[0]}` }),
+    (e: unknown) => e instanceof HandshakeError && e.reason === 'DuplicateId',
+  );
+  assert.equal(await sample('flotilla_joins_total{node="n1",outcome="admitted"}'), 1);
+  assert.equal(await sample('flotilla_joins_total{node="n1",outcome="refused"}'), 1);
+  assert.equal(await sample('flotilla_cluster_nodes{node="n1",state="active"}'), 2);
+
+  await n1.decommission('n2');
+  assert.equal(await sample('flotilla_cluster_nodes{node="n1",state="active"}'), 1);
+  assert.equal(await sample('flotilla_cluster_nodes{node="n1",state="decommissioning"}'), 1);
+  // n2 follows the record by reading it (told by n1 that it changed).
+  await until('n2 read the record', async () => {
+    const s = parse(await nodes[1].metrics()).samples;
+    return (
+      (s.get('flotilla_cluster_record_syncs_total{node="n2"}') ?? 0) > 0 &&
+      s.get('flotilla_cluster_nodes{node="n2",state="decommissioning"}') === 1
+    );
+  });
+  await n1.cancelDecommission('n2');
+  assert.equal(await sample('flotilla_cluster_nodes{node="n1",state="decommissioning"}'), 0);
+  assert.equal(await sample('flotilla_cluster_nodes{node="n1",state="active"}'), 2);
 });
