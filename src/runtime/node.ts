@@ -373,6 +373,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       groups: opts.groups,
       replication: opts.replication,
       bootstrapNodes: () => [...bootNodes],
+      selfSpec: () => ({ id: this.id, address: opts.advertise, labels: opts.labels }),
       hasMetaGroup: () => this.membership.has(META_GROUP),
       createMetaGroup: (nodes) => this.membership.createMetaGroup([...nodes].sort().slice(0, META_REPLICAS)),
       readMeta: async (f) =>

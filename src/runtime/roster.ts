@@ -98,6 +98,8 @@ export interface RosterHost {
   readonly replication: number;
   /** The nodes this node was bootstrapped with (itself included), as its configuration says. */
   bootstrapNodes(): NodeSpec[];
+  /** This node's address and labels as configured now. */
+  selfSpec(): NodeSpec;
   /** Does group 0 exist (as this node knows)? */
   hasMetaGroup(): boolean;
   /** Create group 0 on up to META_REPLICAS of `nodes` (every node must be reachable). */
@@ -126,6 +128,8 @@ export class Roster {
   /** The next read must be linearizable. */
   #fresh = false;
   #stopped = false;
+  /** An updateNode of this node's own entry is being applied (or was refused: not retried). */
+  #correcting: 'no' | 'running' | 'refused' = 'no';
   /** Counters for /metrics. */
   readonly stats = { joinsAdmitted: 0, joinsRefused: 0, syncs: 0, syncFailures: 0, casRetries: 0 };
 
@@ -304,6 +308,31 @@ export class Roster {
     this.host.onNodes(
       all.filter((n) => n.state !== 'removed'),
       all.filter((n) => n.state === 'removed').map((n) => n.id),
+    );
+    this.#correctSelf(meta);
+  }
+
+  /** The record's entry for this node says another address or other labels than its
+   *  configuration (bootstrap nodes are first written with only the writer's labels known):
+   *  state its own. One at a time; a refusal (an address taken) is logged and not retried. */
+  #correctSelf(meta: ClusterMeta): void {
+    const mine = meta.nodeOf(this.host.id);
+    if (mine === undefined || mine.state === 'removed' || this.#correcting !== 'no' || this.#stopped) return;
+    const want = this.host.selfSpec();
+    const labels = (l: { zone?: string; rack?: string }) => `${l.zone ?? ''}\u0000${l.rack ?? ''}`;
+    if (mine.address === want.address && labels(mine.labels) === labels(want.labels)) return;
+    this.#correcting = 'running';
+    this.apply({ type: 'updateNode', id: want.id, address: want.address, labels: want.labels }).then(
+      (r) => {
+        this.#correcting = r.ok ? 'no' : 'refused';
+        if (r.ok)
+          this.host.log.info({ address: want.address, labels: want.labels }, 'own entry in the cluster record updated');
+        else this.host.log.warn({ reason: r.reason, detail: r.detail }, 'own entry in the cluster record not updated');
+      },
+      (e: unknown) => {
+        this.#correcting = 'no';
+        this.host.log.debug({ err: e }, 'own entry in the cluster record not updated yet');
+      },
     );
   }
 

@@ -72,6 +72,7 @@ test('nodes join and leave a running cluster', async (t) => {
     return {
       ...base(id, i),
       groups: GROUPS,
+      labels: { zone: `z${i + 1}` },
       peers: Object.fromEntries(ids.filter((p) => p !== id).map((p) => [p, addr(ids.indexOf(p))])),
     };
   };
@@ -109,6 +110,10 @@ test('nodes join and leave a running cluster', async (t) => {
         ],
       );
       assert.deepEqual(listed.find((n) => n.id === 'n4')!.labels, { zone: 'z4' });
+      // The record was first written knowing only its writer's labels; each node states its own.
+      await until('every bootstrap node states its zone', () =>
+        n1.clusterNodes().every((n) => n.labels.zone === `z${n.id.slice(1)}`),
+      );
       assert.equal(listed.find((n) => n.id === 'n4')!.replicas, 0);
       assert.deepEqual(
         changes.map((c) => [c.node, c.previous, c.state]),

@@ -142,6 +142,30 @@ test('addNode: admits once, refuses each conflict with its reason', () => {
   );
 });
 
+test('updateNode: a node states its own address and labels; conflicts refused', () => {
+  const m = boot();
+  const v = m.version;
+  const r = m.apply({ type: 'updateNode', id: 'n3', address: 'h3:7001', labels: { zone: 'c' } }, 0);
+  assert.ok(changed(r));
+  assert.deepEqual(m.nodeOf('n3')!.labels, { zone: 'c' });
+  assert.equal(m.nodeOf('n3')!.state, 'active');
+  assert.equal(m.version, v + 1);
+  const again = m.apply({ type: 'updateNode', id: 'n3', address: 'h3:7001', labels: { zone: 'c' } }, 0);
+  assert.ok(again.ok && !again.changed, 'the same again is a no-op');
+  assert.equal(m.version, v + 1);
+  assert.equal(
+    reason(m.apply({ type: 'updateNode', id: 'n3', address: 'h1:7001', labels: {} }, 0)),
+    'DuplicateAddress',
+  );
+  assert.equal(reason(m.apply({ type: 'updateNode', id: 'n9', address: 'h9:7001', labels: {} }, 0)), 'UnknownNode');
+  assert.equal(reason(m.apply({ type: 'updateNode', id: 'n3', address: 'nope', labels: {} }, 0)), 'InvalidNode');
+  assert.ok(changed(m.apply({ type: 'setNodeState', id: 'n3', state: 'decommissioning' }, 0)));
+  assert.ok(changed(m.apply({ type: 'updateNode', id: 'n3', address: 'h3:7002', labels: {} }, 0)));
+  assert.equal(m.nodeOf('n3')!.state, 'decommissioning', 'an update keeps the state');
+  assert.ok(changed(m.apply({ type: 'setNodeState', id: 'n3', state: 'removed' }, 0)));
+  assert.equal(reason(m.apply({ type: 'updateNode', id: 'n3', address: 'h3:7003', labels: {} }, 0)), 'Decommissioned');
+});
+
 test('setNodeState: only the legal transitions; removed is final', () => {
   const states: NodeState[] = ['active', 'decommissioning', 'removed'];
   const legal = new Set(['active>decommissioning', 'decommissioning>active', 'decommissioning>removed']);
@@ -284,6 +308,15 @@ const stateArb = fc.constantFrom<NodeState>('active', 'decommissioning', 'remove
 const specArb = fc.record({ id: idArb, address: addrArb, labels: labelsArb });
 
 const commandArb: fc.Arbitrary<MetaCommand> = fc.oneof(
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      type: fc.constant('updateNode'),
+      id: idArb,
+      address: addrArb,
+      labels: labelsArb,
+    }),
+  },
   {
     weight: 1,
     arbitrary: fc.record({

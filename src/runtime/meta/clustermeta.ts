@@ -43,12 +43,19 @@ export type MetaCommand =
   | { readonly type: 'bootstrap'; readonly clusterId: string; readonly nodes: readonly NodeSpec[] }
   | AddNode
   | SetNodeState
+  | UpdateNode
   | ({ readonly type: 'setReplicas' } & GroupReplicas)
   | { readonly type: 'removeGroup'; readonly group: number };
 
 export interface AddNode extends NodeSpec {
   readonly type: 'addNode';
   readonly clusterId: string;
+}
+
+/** A node not removed states its own address and labels (a bootstrap node's labels are known
+ *  only to itself when the record is first written; an address can change across a restart). */
+export interface UpdateNode extends NodeSpec {
+  readonly type: 'updateNode';
 }
 
 export interface SetNodeState {
@@ -201,7 +208,7 @@ export class ClusterMeta {
 
   /** Apply one committed command at log index `index`. Never throws for any command value: a
    *  command the state cannot take is refused (the same way on every replica). */
-  apply(cmd: AddNode | SetNodeState, index: number): NodeResult;
+  apply(cmd: AddNode | SetNodeState | UpdateNode, index: number): NodeResult;
   apply(cmd: MetaCommand, index: number): MetaResult;
   apply(cmd: MetaCommand, index: number): MetaResult | NodeResult {
     if (typeof cmd !== 'object' || cmd === null) return refuse('Corrupt', 'not a command');
@@ -212,6 +219,8 @@ export class ClusterMeta {
         return this.#addNode(cmd, index);
       case 'setNodeState':
         return this.#setNodeState(cmd.id, cmd.state);
+      case 'updateNode':
+        return this.#updateNode(cmd);
       case 'setReplicas':
         return this.#setReplicas(cmd);
       case 'removeGroup':
@@ -356,6 +365,23 @@ export class ClusterMeta {
       if (n.state !== 'removed' && n.address === cmd.address)
         return refuse('DuplicateAddress', `node ${n.id} listens on ${cmd.address}`);
     const node = nodeRecord(cmd, 'active', index);
+    this.#nodes.set(node.id, node);
+    return { ok: true, changed: true, version: this.#changed(), node };
+  }
+
+  #updateNode(cmd: UpdateNode): NodeResult {
+    const p = specProblem(cmd);
+    if (p !== null) return refuse('InvalidNode', p);
+    const old = this.#nodes.get(cmd.id);
+    if (old === undefined) return refuse('UnknownNode', `no node ${cmd.id}`);
+    if (old.state === 'removed') return refuse('Decommissioned', `node ${cmd.id} was removed`);
+    const labels = normalLabels(cmd.labels);
+    if (old.address === cmd.address && sameLabels(old.labels, labels))
+      return { ok: true, changed: false, version: this.#version, node: old };
+    for (const n of this.#nodes.values())
+      if (n.id !== cmd.id && n.state !== 'removed' && n.address === cmd.address)
+        return refuse('DuplicateAddress', `node ${n.id} listens on ${cmd.address}`);
+    const node = nodeRecord(cmd, old.state, old.joinedAt);
     this.#nodes.set(node.id, node);
     return { ok: true, changed: true, version: this.#changed(), node };
   }

@@ -23,7 +23,7 @@ import { ClusterMetaError } from './errors.js';
 const COMMAND_FORMAT = 1;
 const SNAPSHOT_MAGIC = 0x314d4346; // "FCM1"
 
-const COMMAND_TAGS = ['bootstrap', 'addNode', 'setNodeState', 'setReplicas', 'removeGroup'] as const;
+const COMMAND_TAGS = ['bootstrap', 'addNode', 'setNodeState', 'setReplicas', 'removeGroup', 'updateNode'] as const;
 const STATE_TAGS: readonly NodeState[] = ['active', 'decommissioning', 'removed'];
 
 /** Strings longer than this may exceed the codec's 16-bit byte length in UTF-8. */
@@ -133,6 +133,9 @@ export function encodeMetaCommand(cmd: MetaCommand): Uint8Array {
       str(w, cmd.clusterId, 'a cluster id');
       writeSpec(w, cmd);
       break;
+    case 'updateNode':
+      writeSpec(w, cmd);
+      break;
     case 'setNodeState':
       str(w, cmd.id, 'a node id');
       writeState(w, cmd.state);
@@ -167,6 +170,9 @@ export function decodeMetaCommand(buf: Uint8Array): MetaCommand {
         cmd = { type, clusterId, ...readSpec(r) };
         break;
       }
+      case 'updateNode':
+        cmd = { type, ...readSpec(r) };
+        break;
       case 'setNodeState': {
         const id = r.str();
         cmd = { type, id, state: readState(r) };
