@@ -356,7 +356,8 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   },
   balance: {
     synopsis: '[--dry-run] [--json]',
-    about: 'Run one leader-balancer round now, or with --dry-run only show its plan.',
+    about:
+      "Run one leader-balancer round now, or with --dry-run only show its plan (and the replica mover's, on group 0's leader).",
     options: { 'dry-run': { type: 'boolean', doc: 'show the plan, move nothing' } },
     async run(admin, v, out) {
       const dry = v['dry-run'] === true;
@@ -377,7 +378,15 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
               `${side(m.after, 'from')}/${side(m.after, 'to')}: ${m.reason}\n`,
           )
           .join('');
-      return out.done(text, r.json);
+      // The replica mover's plan rides along on a dry run (null before the cluster record exists).
+      const rp = isObject(r.json.replicas) ? r.json.replicas : undefined;
+      const rmoves = rp ? list(rp.moves).filter(isObject) : [];
+      const blocked = rp ? list(rp.blocked).filter((b): b is string => typeof b === 'string') : [];
+      const replicaText = rp
+        ? `would move ${rmoves.length} replicas${blocked.length ? ` (${blocked.join('; ')})` : ''}\n` +
+          rmoves.map((m) => `  group ${m.group}: ${m.from ?? '(add)'} -> ${m.to} [${m.kind}]: ${m.reason}\n`).join('')
+        : '';
+      return out.done(text + replicaText, r.json);
     },
   },
   member: {

@@ -419,7 +419,10 @@ async function handle(ctx: Context, req: IncomingMessage, res: ServerResponse): 
     }
     return send(res, 200, { ok: true, group, replicas: node.replicasOf(group) });
   }
-  if (url.pathname === '/balance/plan' && reading) return send(res, 200, await node.balancePlan());
+  // The leader balancer's plan, and the replica mover's (null before the cluster record exists;
+  // it moves only on group 0's leader, so ask that node for the plan that will run).
+  if (url.pathname === '/balance/plan' && reading)
+    return send(res, 200, { ...(await node.balancePlan()), replicas: node.replicaPlan() });
   if (url.pathname === '/balance/config' && reading) return send(res, 200, node.balancerConfig());
   if (url.pathname === '/balance/config' && req.method === 'POST') {
     const patch = parseJson((await readBody(req)).toString('utf8'), 'body must be a JSON object of balancer settings');

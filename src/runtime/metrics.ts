@@ -132,6 +132,14 @@ export interface MetricsInput {
 export interface ClusterFigures {
   readonly nodes: Readonly<Record<ClusterNodeState, number>>;
   readonly stats: ClusterStats;
+  /** The replica mover's counters on this node, by move kind. */
+  readonly moves: Readonly<Record<string, MoveCounts>>;
+}
+interface MoveCounts {
+  readonly started: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly rolledBack: number;
 }
 type ClusterNodeState = 'active' | 'decommissioning' | 'removed';
 interface ClusterStats {
@@ -151,6 +159,7 @@ export interface MetricsSource {
   readonly loopTiming: { readonly gc: Snapshotting };
   clusterNodes(): readonly { readonly state: ClusterNodeState }[];
   readonly clusterStats: ClusterStats;
+  moverStatus(): { readonly counters: Readonly<Record<string, MoveCounts>> };
 }
 interface Snapshotting {
   snapshot(): HistogramSnapshot;
@@ -179,7 +188,7 @@ export async function nodeMetrics(node: MetricsSource): Promise<string> {
 function clusterFigures(node: MetricsSource): ClusterFigures {
   const nodes: Record<ClusterNodeState, number> = { active: 0, decommissioning: 0, removed: 0 };
   for (const c of node.clusterNodes()) nodes[c.state]++;
-  return { nodes, stats: { ...node.clusterStats } };
+  return { nodes, stats: { ...node.clusterStats }, moves: node.moverStatus().counters };
 }
 
 export function renderMetrics(m: MetricsInput): Exposition {
@@ -311,6 +320,31 @@ export function renderMetrics(m: MetricsInput): Exposition {
     'counter',
     'Changes of the cluster record retried because it changed under them.',
     [[n, c.stats.casRetries]],
+  );
+  // The replica mover (it moves only on group 0's leader; counters stay where moves ran).
+  const outcomes = ['started', 'completed', 'failed', 'rolledBack'] as const;
+  x.family(
+    'flotilla_replica_moves_total',
+    'counter',
+    'Replica moves run by this node, by kind (repair, decommission, zone, balance, trim) and outcome (rolled_back: undone after a failure).',
+    Object.entries(c.moves).flatMap(([kind, counts]) =>
+      outcomes.map((o): [Labels, number] => [
+        { ...n, kind, outcome: o === 'rolledBack' ? 'rolled_back' : o },
+        counts[o],
+      ]),
+    ),
+  );
+  x.family('flotilla_replica_moves_in_flight', 'gauge', 'Replica moves in flight on this node.', [
+    [n, st.cluster.movesInFlight],
+  ]);
+  x.family('flotilla_replica_mover_here', 'gauge', '1 while this node leads group 0 and so runs the replica mover.', [
+    [n, st.cluster.moverHere ? 1 : 0],
+  ]);
+  x.family(
+    'flotilla_decommission_replicas_left',
+    'gauge',
+    'Replicas still on each decommissioning node, as the mover here last saw them.',
+    Object.entries(st.cluster.decommissioning).map(([target, left]): [Labels, number] => [{ ...n, target }, left]),
   );
   const loops = st.shards.flatMap((w) => (w.up ? [[w.worker, w.loop] as const] : []));
   x.family(

@@ -154,6 +154,12 @@ test('nodes join and leave a running cluster', async (t) => {
       const balance = mover.counters.balance;
       assert.ok(balance.completed >= 6, `balance moves completed: ${balance.completed}`);
       assert.equal(balance.failed, 0);
+      const leader = [...nodes.values()].find((n) => n.moverStatus().runsHere)!;
+      await until('the plan is empty once balanced', () => leader.replicaPlan()?.moves.length === 0);
+      assert.match(
+        await leader.metrics(),
+        /flotilla_replica_moves_total\{node="n\d",kind="balance",outcome="completed"\} [1-9]/,
+      );
     });
 
     await t.test('a decommissioned node is emptied, removed, and refused when it comes back', async () => {
