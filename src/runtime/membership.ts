@@ -51,6 +51,7 @@ export class Membership {
   /** The learners among each group's replicas, as last reported (in memory: a learner is a move
    *  in flight, and a restarted node hears every local group's configuration again). */
   private readonly learners = new Map<number, NodeId[]>();
+  private changes = 0;
   private readonly file: GroupsFile;
 
   /** `bootstrap`: the placement of the groups the cluster started with. */
@@ -186,8 +187,10 @@ export class Membership {
     if (!this.members.has(group) && !local) return;
     const replicas = [...new Set([...voters, ...learners])].sort();
     if (replicas.length === 0) return; // a joining replica before it has heard from the leader
+    const before = this.learners.get(group)?.join(',') ?? '';
     if (learners.length > 0) this.learners.set(group, [...learners].sort());
     else this.learners.delete(group);
+    if ((this.learners.get(group)?.join(',') ?? '') !== before) this.changes++;
     const prev = this.members.get(group);
     if (prev && prev.length === replicas.length && prev.every((r, i) => r === replicas[i])) return;
     this.members.set(group, replicas);
@@ -233,7 +236,13 @@ export class Membership {
     await Promise.all([local(), ...peers.map((x) => this.host.forward(x, t, p, this.host.timeoutMs))]);
   }
 
+  /** Bumped whenever any group's replicas change here (the mover re-plans only then). */
+  get version(): number {
+    return this.changes;
+  }
+
   private save(): void {
+    this.changes++;
     writeFileSync(join(this.host.dataDir, 'groups.json'), JSON.stringify(this.file));
   }
 }
