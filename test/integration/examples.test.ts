@@ -33,6 +33,19 @@ test('examples/notes-service.ts serves notes from an embedded 3-node cluster and
   assert.match(r.stdout, /OK: 20 notes written through the service and read back linearizably after a leader moved/);
 });
 
+test('examples/grow-and-shrink.ts adds a node and decommissions one under writes and ends with OK', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/grow-and-shrink.ts'], {
+    encoding: 'utf8',
+    timeout: 180_000,
+  });
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /n4 joined cluster [0-9a-f]+: n1=\d+ n2=\d+ n3=\d+ n4=0/);
+  assert.match(r.stdout, /balanced \d+ ms after the join: n1=\d+ n2=\d+ n3=\d+ n4=\d+/);
+  assert.match(r.stdout, /n1 removed \d+ ms after its decommission: n1=0\(removed\)/);
+  assert.match(r.stdout, /writes: \d+ acknowledged, 0 failed/);
+  assert.match(r.stdout, /OK: n4 joined and was filled, n1 was emptied and removed/);
+});
+
 test('examples/rolling-maintenance/run.sh restarts every node with a plain SIGTERM (it drains itself) with no failed write', () => {
   const r = spawnSync('bash', ['examples/rolling-maintenance/run.sh'], { encoding: 'utf8', timeout: 240_000 });
   assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
