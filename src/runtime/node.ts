@@ -576,6 +576,12 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       writeRosterFile(opts.dataDir, info.version, info.nodes);
       log.info({ clusterId, acceptor: r.acceptor, nodes: info.nodes.length }, 'joined the cluster');
     } else {
+      if (prev !== null && opts.join !== undefined)
+        throw new RuntimeError(
+          'InvalidArgument',
+          `join: ${opts.dataDir} already holds node ${prev.node} of cluster ${prev.clusterId}, which was bootstrapped ` +
+            'with it: --join is for an empty data dir (restart this node with its original peers)',
+        );
       clusterId = clusterIdOf(nodes, opts.groups, replication);
       if (prev !== null && (prev.clusterId !== clusterId || prev.node !== opts.id)) {
         throw new RuntimeError(

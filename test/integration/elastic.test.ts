@@ -132,6 +132,11 @@ test('nodes join and leave a running cluster', async (t) => {
         { ...base('n5', 4), transportSecurity: { secret: 'another-secret-0123456789' }, join: addr(0) },
         'Unauthenticated',
       );
+      // A data dir of a bootstrapped node (another cluster's, or this one's) is not an empty one.
+      await assert.rejects(
+        startNode({ ...base('n9', 5), dataDir: join(root, 'n1'), join: addr(0) }),
+        /already holds node n1 of cluster/,
+      );
       await n1.kv.put('after-bad-joins', 'ok');
       assert.equal(n1.clusterNodes().length, 4);
     });
