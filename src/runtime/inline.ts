@@ -57,7 +57,7 @@ export class InlineShards implements Shards {
         this.opts.onLeader(m.group, m.leader, m.term, m.cause);
         return;
       case 'conf':
-        this.opts.onConf?.(m.group, m.voters, m.learners);
+        this.opts.onConf?.(m.group, m.voters, m.learners, m.index);
         return;
       case 'brief':
         this.opts.onBrief?.(index, { leaders: m.leaders, commitP99Ms: m.commitP99Ms });

@@ -18,6 +18,8 @@ import type { GroupCall, MemberChange } from './protocol.js';
 interface GroupsFile {
   created: Record<string, NodeId[]>;
   removed: number[];
+  /** The log index of the configuration each entry of `created` came from (absent: not known). */
+  confIndex?: Record<string, number>;
 }
 
 /** What membership needs of its node. */
@@ -163,6 +165,8 @@ export class Membership {
   /** A group was created (here or by a peer): route to it, and host a replica if this node is one. */
   async applyCreate(group: number, replicas: NodeId[]): Promise<void> {
     this.members.set(group, replicas);
+    // A new group's log starts again: configurations of an earlier group of that id do not count.
+    if (this.file.confIndex) delete this.file.confIndex[String(group)];
     this.file.created[String(group)] = replicas;
     this.file.removed = this.file.removed.filter((g) => g !== group);
     this.save();
@@ -176,28 +180,42 @@ export class Membership {
     this.learners.delete(group);
     this.host.forgetLeader(group);
     delete this.file.created[String(group)];
+    if (this.file.confIndex) delete this.file.confIndex[String(group)];
     if (!this.file.removed.includes(group)) this.file.removed.push(group);
     this.save();
     if (wasLocal) await this.host.shard(group, 'remove', { group });
   }
 
   /** Membership of `group` changed (reported by a local replica, or by a peer): route to the new
-   *  replicas and remember them across restarts. */
-  onConf(group: number, voters: NodeId[], learners: NodeId[], local: boolean): void {
+   *  replicas and remember them across restarts. `index` is the configuration's log index:
+   *  notices from different nodes arrive in any order, and an older configuration arriving late
+   *  must not replace a newer one (it left a moved replica in the map for good). 0: not known
+   *  (a peer of an older version), taken as before. */
+  onConf(group: number, voters: NodeId[], learners: NodeId[], local: boolean, index = 0): void {
     if (!this.members.has(group) && !local) return;
     const replicas = [...new Set([...voters, ...learners])].sort();
     if (replicas.length === 0) return; // a joining replica before it has heard from the leader
+    const known = this.file.confIndex?.[String(group)] ?? 0;
+    if (index > 0 && index < known) return;
+    if (index > known) {
+      const indexes = this.file.confIndex ?? {};
+      indexes[String(group)] = index;
+      this.file.confIndex = indexes;
+    }
     const before = this.learners.get(group)?.join(',') ?? '';
     if (learners.length > 0) this.learners.set(group, [...learners].sort());
     else this.learners.delete(group);
     if ((this.learners.get(group)?.join(',') ?? '') !== before) this.changes++;
     const prev = this.members.get(group);
-    if (prev && prev.length === replicas.length && prev.every((r, i) => r === replicas[i])) return;
+    if (prev && prev.length === replicas.length && prev.every((r, i) => r === replicas[i])) {
+      if (index > known) this.save();
+      return;
+    }
     this.members.set(group, replicas);
     this.file.created[String(group)] = replicas;
     this.save();
-    this.host.log.info({ group, voters, learners }, 'membership changed');
-    if (local) for (const p of this.host.peers) this.host.send(p, notice('gconf', { group, voters, learners }));
+    this.host.log.info({ group, voters, learners, index }, 'membership changed');
+    if (local) for (const p of this.host.peers) this.host.send(p, notice('gconf', { group, voters, learners, index }));
   }
 
   private isNode(id: NodeId): boolean {

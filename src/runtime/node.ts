@@ -659,7 +659,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         if (bulk) node.transport.sendBulk(target, e);
         else node.transport.send(target, e);
       },
-      onConf: (g, voters, learners) => node.membership.onConf(g, voters, learners, true),
+      onConf: (g, voters, learners, index) => node.membership.onConf(g, voters, learners, true, index),
       onLeader: (g, l, term, kind) => {
         if (!l) {
           node.leaders.delete(g);

@@ -78,7 +78,8 @@ export type Notices = {
   ping: { at: number };
   pong: { at: number };
   summary: NodeSummary & { reach?: readonly NodeId[] };
-  gconf: { group: number; voters: NodeId[]; learners: NodeId[] };
+  /** `index`: the configuration's log index (0 from a peer that does not say: taken as before). */
+  gconf: { group: number; voters: NodeId[]; learners: NodeId[]; index: number };
   drainState: { draining: boolean };
   /** The cluster record in group 0 changed (now at `version`): read it. */
   meta: { version: number };
@@ -212,7 +213,14 @@ const NOTICES: { [K in NoticeKind]: (p: Raw) => Notices[K] | undefined } = {
   pong: (p) => (typeof p.at === 'number' ? { at: p.at } : undefined),
   summary,
   gconf: (p) =>
-    isGroup(p.group) ? { group: p.group, voters: strings(p.voters), learners: strings(p.learners) } : undefined,
+    isGroup(p.group)
+      ? {
+          group: p.group,
+          voters: strings(p.voters),
+          learners: strings(p.learners),
+          index: isInt(p.index) && p.index >= 0 ? p.index : 0,
+        }
+      : undefined,
   drainState: (p) => ({ draining: p.draining === true }),
   meta: (p) => (isInt(p.version) && p.version >= 0 ? { version: p.version } : undefined),
   reply,
@@ -311,7 +319,7 @@ export class PeerProtocol {
         });
         h.onSummary(from, sum);
       },
-      gconf: (_from, m) => h.membership.onConf(m.group, m.voters, m.learners, false),
+      gconf: (_from, m) => h.membership.onConf(m.group, m.voters, m.learners, false, m.index),
       drainState: (from, m) => h.leadership.notePeerDraining(from, m.draining),
       meta: (from, m) => h.onMeta(from, m.version),
       reply: (from, m) => h.onReply(from, m),

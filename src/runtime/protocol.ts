@@ -145,7 +145,7 @@ export type FromWorker =
    *  behind Raft traffic). */
   | { kind: 'snapOut'; target: NodeId; worker: number; frame: Uint8Array; bulk: boolean }
   | { kind: 'leader'; group: number; leader: NodeId; term: number; cause: LeaderChangeKind }
-  | { kind: 'conf'; group: number; voters: NodeId[]; learners: NodeId[] }
+  | { kind: 'conf'; group: number; voters: NodeId[]; learners: NodeId[]; index: number }
   /** The shard's leader count or storage commit p99 changed (Shard.onBrief). */
   | { kind: 'brief'; leaders: number; commitP99Ms: number | null }
   /** A log line of the shard's thread, for the node's logger (workerlog.ts). */

@@ -859,8 +859,8 @@ export class Shard {
     for (const [g, rd] of b.readies) {
       if (this.groups.get(g.id) !== g) continue; // removed since
       if (rd.softState) this.onSoftState(g, rd.softState);
-      if (rd.conf) this.opts.onConf?.(g.id, rd.conf);
-      else if (rd.snapshot) this.opts.onConf?.(g.id, rd.snapshot.meta.conf);
+      if (rd.conf) this.opts.onConf?.(g.id, rd.conf, lastConfIndex(rd.committed));
+      else if (rd.snapshot) this.opts.onConf?.(g.id, rd.snapshot.meta.conf, rd.snapshot.meta.index);
       for (const rs of rd.readStates) {
         const w = g.reads.get(rs.ctx);
         if (w) w.index = rs.index;
@@ -988,4 +988,10 @@ export class Shard {
       }
     }
   }
+}
+
+/** The index of the last conf entry among `committed` (the configuration a Ready's `conf` is). */
+function lastConfIndex(committed: readonly Entry[]): number {
+  for (let i = committed.length - 1; i >= 0; i--) if (committed[i].type === 'conf') return committed[i].index;
+  return 0;
 }

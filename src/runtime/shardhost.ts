@@ -76,7 +76,8 @@ export class ShardHost {
         ? (s) => new UserStateMachineHost(s, userModule, init.stateMachine?.snapshotEvery, log)
         : undefined,
       onLeader: (g, l, term, cause) => emit({ kind: 'leader', group: g, leader: l, term, cause }),
-      onConf: (g, c) => emit({ kind: 'conf', group: g, voters: [...c.voters], learners: [...c.learners] }),
+      onConf: (g, c, index) =>
+        emit({ kind: 'conf', group: g, voters: [...c.voters], learners: [...c.learners], index }),
       onBrief: (b) => emit({ kind: 'brief', leaders: b.leaders, commitP99Ms: b.commitP99Ms }),
     });
     host = new ShardHost(init, shard, store, emit, log);

@@ -34,7 +34,9 @@ export interface ShardOptions {
    *  group. Default: the built-in KV store. */
   readonly stateMachine?: (store: LogStore) => ShardStateMachine;
   /** Called when a group's membership changes (a conf entry applied, or a snapshot installed). */
-  readonly onConf?: (group: number, conf: ConfState) => void;
+  /** `index`: the log index of the configuration (its conf entry, or the snapshot it came in):
+   *  reports of one group are ordered by it. */
+  readonly onConf?: (group: number, conf: ConfState, index: number) => void;
   /** A replica learned its group's leader changed (leader '' while unknown), and why: 'transfer'
    *  when a leader transfer started that term's election, 'failover' when a voter of the group
    *  was reported down, else 'election'. */

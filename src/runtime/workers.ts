@@ -92,7 +92,7 @@ export interface ShardWorkersOptions {
   /** A snapshot stream frame a shard wants sent to worker `worker` of node `target`. */
   readonly onSnapshotFrame: (target: NodeId, worker: number, frame: Uint8Array, bulk: boolean) => void;
   readonly onLeader: (group: number, leader: NodeId, term: number, cause: LeaderChangeKind) => void;
-  readonly onConf?: (group: number, voters: NodeId[], learners: NodeId[]) => void;
+  readonly onConf?: (group: number, voters: NodeId[], learners: NodeId[], index: number) => void;
   /** A shard's brief changed (it pushes one on start, then as it changes). */
   readonly onBrief?: (index: number, brief: ShardBrief) => void;
   /** A shard (re)started; the node re-sends what the new worker must know. */
@@ -187,7 +187,7 @@ export class ShardWorkers implements Shards {
           this.opts.onLeader(m.group, m.leader, m.term, m.cause);
           break;
         case 'conf':
-          this.opts.onConf?.(m.group, m.voters, m.learners);
+          this.opts.onConf?.(m.group, m.voters, m.learners, m.index);
           break;
         case 'brief':
           this.opts.onBrief?.(slot.index, { leaders: m.leaders, commitP99Ms: m.commitP99Ms });

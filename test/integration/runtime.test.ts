@@ -44,6 +44,10 @@ async function cluster(
       },
       60_000,
     );
+    // Every group led needs only a majority of links: group creation needs every node's.
+    await until('every link up', async () =>
+      (await Promise.all([...nodes.values()].map((n) => n.status()))).every((s) => s.peers.length === IDS.length - 1),
+    );
     await fn(nodes, optsOf);
   } finally {
     for (const n of nodes.values()) await n.stop();

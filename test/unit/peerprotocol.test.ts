@@ -103,7 +103,7 @@ test('well-formed notices reach their handler with checked fields', () => {
   p.onMessage('b', 'reply', { id: 9, ok: false, code: 'NotLeader', message: 'm' });
   assert.deepEqual(calls[0], ['peerWorkers', 'b', 4]);
   assert.deepEqual(calls[1], ['notePeerTiming', 'b', { electionMs: 1000, heartbeatMs: 100 }]);
-  assert.deepEqual(calls[2], ['onConf', 7, ['a', 'b'], [], false]);
+  assert.deepEqual(calls[2], ['onConf', 7, ['a', 'b'], [], false, 0]);
   assert.deepEqual(calls[3], ['notePeerDraining', 'b', false]);
   assert.equal(calls[4][0], 'noteView');
   assert.deepEqual({ ...(calls[4][2] as object), at: 0 }, { reach: ['a'], fsyncP99Ms: null, cpu: null, at: 0 });

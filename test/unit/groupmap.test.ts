@@ -1,0 +1,65 @@
+// The node's map of group replicas (runtime/membership.ts): configuration reports from different
+// nodes arrive in any order, and the map must end at the newest configuration (by its log index),
+// across a restart too. A late report of an older configuration once left a moved replica in the
+// map for good, and the replica mover then waited on a group that had long settled.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Membership, type MembershipHost } from '../../src/runtime/membership.js';
+import type { Envelope } from '../../src/transport/index.js';
+
+function host(dataDir: string, sent: { to: string; e: Envelope }[]): MembershipHost {
+  return {
+    id: 'n1',
+    peers: ['n2', 'n3', 'n4'],
+    dataDir,
+    timeoutMs: 1000,
+    log: pino({ level: 'silent' }),
+    isConnected: () => true,
+    send: (to, e) => sent.push({ to, e }),
+    shard: async () => {
+      throw new Error('not used');
+    },
+    forward: async () => null,
+    withRetries: async () => null,
+    forgetLeader: () => undefined,
+  };
+}
+
+test('an older configuration reported late does not replace a newer one, across a restart', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    const sent: { to: string; e: Envelope }[] = [];
+    const boot = () => new Map([[7, ['n1', 'n2', 'n3']]]);
+    const m = new Membership(host(dir, sent), boot());
+    // A move of n3's replica to n4: learner (index 10), promoted (11), n3 removed (12).
+    m.onConf(7, ['n1', 'n2', 'n3'], ['n4'], false, 10);
+    assert.deepEqual(m.learnersOf(7), ['n4']);
+    m.onConf(7, ['n1', 'n2', 'n4'], [], false, 12);
+    assert.deepEqual(m.replicasOf(7), ['n1', 'n2', 'n4']);
+    // The promotion's notice, from another node, arrives last.
+    m.onConf(7, ['n1', 'n2', 'n3', 'n4'], [], false, 11);
+    assert.deepEqual(m.replicasOf(7), ['n1', 'n2', 'n4'], 'the stale report is ignored');
+    assert.deepEqual(m.learnersOf(7), []);
+    // A report without an index (a peer of an older version) is taken as before.
+    m.onConf(7, ['n1', 'n2', 'n3'], [], false, 0);
+    assert.deepEqual(m.replicasOf(7), ['n1', 'n2', 'n3']);
+    m.onConf(7, ['n1', 'n2', 'n4'], [], false, 12);
+    // After a restart the index is still known: the stale report is still ignored.
+    const again = new Membership(host(dir, sent), boot());
+    assert.deepEqual(again.replicasOf(7), ['n1', 'n2', 'n4']);
+    again.onConf(7, ['n1', 'n2', 'n3', 'n4'], [], false, 11);
+    assert.deepEqual(again.replicasOf(7), ['n1', 'n2', 'n4']);
+    // A local replica's change is told to every peer with its index.
+    again.onConf(7, ['n1', 'n2', 'n3'], [], true, 13);
+    const told = sent.filter((s) => s.e.k === 'app' && s.e.t === 'gconf').map((s) => s.to);
+    assert.deepEqual(told, ['n2', 'n3', 'n4']);
+    const last = sent.at(-1)!.e;
+    assert.ok(last.k === 'app' && (last.p as { index: number }).index === 13);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
