@@ -25,6 +25,9 @@ scenarios (default: all, in this order):
   balancer    the balancer from full skew: time, moves vs the minimum, quiet period
   snapshot    a 256 MiB group (32 MiB --quick) catches up a replica by a streamed snapshot:
               MiB/s, and follower reads of the other groups over the streaming link
+  elastic     a 4th node joins 3 nodes with 1,000 groups (100 --quick) under writes, then one
+              is decommissioned: time to the replica band / to removed, moves vs the minimum,
+              p99 and writes/s against the baseline, failed writes
 options:
   --quick           small sizes, finishes in under 3 minutes on 2 cores
   --repeat N        run each scenario N times; figures and table cells are medians of the runs
@@ -52,6 +55,7 @@ export const SCENARIOS = [
   'kill',
   'balancer',
   'snapshot',
+  'elastic',
 ] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /** Older scenario names, still accepted. */

@@ -15,6 +15,7 @@ export type Family =
   | 'failover'
   | 'balancer'
   | 'snapshot'
+  | 'elastic'
   | 'storage'
   | 'micro';
 
@@ -27,6 +28,7 @@ export const FAMILY_TITLES: Record<Family, string> = {
   failover: 'Unplanned failover: kill -9 of a leader node under load',
   balancer: 'Leader balancer: from full skew to balanced',
   snapshot: 'Snapshot streaming: a large group catches up a replica beside the other groups',
+  elastic: 'Elastic cluster: a node joins, then one is decommissioned, under writes',
   storage: 'Storage: durable entries/s and commit latency',
   micro: 'Micro benchmarks (Raft core, transport)',
 };

@@ -42,6 +42,7 @@ import { runPeers, WARM_CLIENTS, warmSecondsFor } from './http.js';
 import { runHttpTransfers } from './transfer-http.js';
 import { writeReport } from './report.js';
 import { runSnapshotStream } from './snapshot.js';
+import { runElastic, type PhaseResult, type WindowStats } from './elastic.js';
 import { compareResults, formatComparison } from './compare.js';
 import { pct } from './stats.js';
 import { collectProvenance } from './provenance.js';
@@ -1752,6 +1753,175 @@ async function snapshot(): Promise<Output> {
   };
 }
 
+async function elastic(): Promise<Output> {
+  const groups = quick ? 100 : 1000;
+  const x = await runElastic({
+    groups,
+    writers: quick ? 32 : 64,
+    warmupSeconds: quick ? 3 : 10,
+    baselineSeconds: quick ? 5 : 20,
+    phaseLimitSeconds: quick ? 300 : 1800,
+    say,
+  });
+  const g = `${groups}g`;
+  const m = x.mover;
+  say(
+    `mover: tolerance ${m.tolerance}, maxMovesPerNode ${m.maxMovesPerNode}, maxMovesPerPlan ${m.maxMovesPerPlan} (defaults); ` +
+      `${x.failedWrites} failed writes in all${x.failedSamples.length ? `: ${x.failedSamples.slice(0, 3).join('; ')}` : ''}`,
+  );
+  const phaseFigures = (id: string, what: string, p: PhaseResult, kind: 'balance' | 'decommission'): Figure[] => [
+    fig('elastic', `${g}/${id}/seconds`, `${what}: seconds until done`, p.seconds ?? -1, 's', 'lower'),
+    fig('elastic', `${g}/${id}/moves`, `${what}: ${kind} moves until done`, p.moves[kind], 'moves', 'lower'),
+    fig(
+      'elastic',
+      `${g}/${id}/minimumMoves`,
+      `${what}: fewest moves that reach the same end`,
+      p.minimumMoves,
+      'moves',
+      'none',
+    ),
+    fig(
+      'elastic',
+      `${g}/${id}/movesSettled`,
+      `${what}: ${kind} moves once the mover was still`,
+      p.movesAtSettle,
+      'moves',
+      'lower',
+    ),
+    fig(
+      'elastic',
+      `${g}/${id}/ratioToMinimum`,
+      `${what}: moves once still / minimum`,
+      p.ratioToMinimum ?? -1,
+      'x',
+      'lower',
+    ),
+    fig(
+      'elastic',
+      `${g}/${id}/failedMoves`,
+      `${what}: failed moves (rolled back or retried)`,
+      p.moves.failed,
+      'moves',
+      'lower',
+    ),
+    fig('elastic', `${g}/${id}/p99Ms`, `${what}: client p99 during the moves`, p.load.p99Ms, 'ms', 'lower'),
+    fig(
+      'elastic',
+      `${g}/${id}/writesPerSec`,
+      `${what}: writes/s during the moves`,
+      p.load.writesPerSec,
+      'writes/s',
+      'higher',
+    ),
+    fig('elastic', `${g}/${id}/failedWrites`, `${what}: failed writes`, p.load.failed, 'writes', 'lower'),
+  ];
+  const row = (phase: string, w: WindowStats, p?: PhaseResult, kind?: 'balance' | 'decommission') => [
+    phase,
+    p ? (p.seconds ?? 'never') : w.seconds,
+    p && kind
+      ? p.movesAtSettle === p.moves[kind]
+        ? p.moves[kind]
+        : `${p.moves[kind]} (${p.movesAtSettle} once still)`
+      : '',
+    p ? p.minimumMoves : '',
+    p ? `${p.moveProgress.half ?? '-'} / ${p.moveProgress.p90 ?? '-'} / ${p.moveProgress.last ?? '-'}` : '',
+    w.writesPerSec,
+    w.p50Ms,
+    w.p99Ms,
+    w.maxMs,
+    w.failed,
+  ];
+  // The stream's own figures: from the snapshot scenario when it runs too, else a small one here.
+  let snap: Figure[] = [];
+  if (!order.includes('snapshot')) {
+    const mib = quick ? 16 : 64;
+    say(`snapshot streaming, small (${mib} MiB; \`flotilla bench snapshot\` has the full size):`);
+    const s = await runSnapshotStream({ mib, chunkBytes: 1 << 20, groups: 16, valueBytes: 64 * 1024, say });
+    say(`${s.mibPerSec} MiB/s; worst follower read of another group during the stream ${s.during.maxMs} ms`);
+    snap = [
+      fig(
+        'elastic',
+        `snapshot/${mib}MiB/mibPerSec`,
+        `snapshot stream throughput, ${mib} MiB group`,
+        s.mibPerSec,
+        'MiB/s',
+        'higher',
+      ),
+      fig(
+        'elastic',
+        `snapshot/${mib}MiB/duringMaxMs`,
+        'worst follower read of another group during the stream (heartbeat-class delay)',
+        s.during.maxMs,
+        'ms',
+        'lower',
+      ),
+    ];
+  }
+  return {
+    raw: x,
+    figures: via(
+      [
+        fig(
+          'elastic',
+          `${g}/baseline/writesPerSec`,
+          'baseline writes/s (3 nodes)',
+          x.baseline.writesPerSec,
+          'writes/s',
+          'higher',
+        ),
+        fig('elastic', `${g}/baseline/p99Ms`, 'baseline client p99', x.baseline.p99Ms, 'ms', 'lower'),
+        fig('elastic', `${g}/join/callMs`, 'startNode({ join }) until it serves', x.joinCallMs, 'ms', 'lower'),
+        ...phaseFigures('join', 'join of n4', x.join, 'balance'),
+        ...phaseFigures('decommission', 'decommission of n3', x.decommission, 'decommission'),
+        fig('elastic', `${g}/failedWrites`, 'failed writes, whole run', x.failedWrites, 'writes', 'lower'),
+        ...snap,
+      ],
+      'embedded',
+    ),
+    tables: [
+      {
+        family: 'elastic',
+        title:
+          `${fmt(groups)} groups, ${x.writers} writers (embedded API through n1 and n2, 16 B values), nodes in one process, fsync off; ` +
+          `mover maxMovesPerNode ${m.maxMovesPerNode}, tolerance ${m.tolerance} (defaults)`,
+        columns: [
+          'phase',
+          'seconds',
+          'moves',
+          'minimum moves',
+          'half / 90% / all moves done at (s)',
+          'writes/s',
+          'p50 (ms)',
+          'p99 (ms)',
+          'max (ms)',
+          'failed writes',
+        ],
+        rows: [
+          row('baseline, 3 nodes', x.baseline),
+          row(
+            `n4 joins: until every node is in [${x.join.band.low}, ${x.join.band.high}]`,
+            x.join.load,
+            x.join,
+            'balance',
+          ),
+          row('n3 decommissioned: until removed', x.decommission.load, x.decommission, 'decommission'),
+        ],
+      },
+    ],
+    charts: [
+      {
+        family: 'elastic',
+        title: `Successful writes/s while n4 joins and n3 is decommissioned (${fmt(groups)} groups)`,
+        kind: 'timeline',
+        xLabel: 'seconds',
+        yLabel: 'successful writes/s',
+        series: [{ name: 'writes/s', points: x.timeline.map((y, i) => [i, y] as [number, number]) }],
+        markers: x.markers,
+      },
+    ],
+  };
+}
+
 const RUN: Record<Scenario, () => Promise<Output>> = {
   micro,
   storage,
@@ -1765,6 +1935,7 @@ const RUN: Record<Scenario, () => Promise<Output>> = {
   kill,
   balancer,
   snapshot,
+  elastic,
 };
 const DESCRIBE: Record<Scenario, string> = {
   micro: 'Raft core and transport (tinybench)',
@@ -1779,6 +1950,7 @@ const DESCRIBE: Record<Scenario, string> = {
   kill: 'kill -9 of a leader node under load',
   balancer: `balancer from full skew (${quick ? '1,000' : '10,000'} groups), then a locality preference`,
   snapshot: `a ${quick ? 32 : 256} MiB group catches up a replica by a streamed snapshot`,
+  elastic: `a 4th node joins 3 with ${quick ? 100 : '1,000'} groups under writes, then one is decommissioned`,
 };
 
 // --- run -------------------------------------------------------------------------------------
@@ -2091,6 +2263,21 @@ function evaluateTargets(): Target[] {
       w5 === undefined
         ? 'not run'
         : `within 5% after ${w5} s (${fmt(bg)} groups from full skew), ${bq} moves while quiet, residual ${value(`balancer/${bg}g/residualPct`)}% of the fair share`,
+  });
+  const eg = quick ? 100 : 1000;
+  const ejoin = value(`elastic/${eg}g/join/seconds`);
+  const edecom = value(`elastic/${eg}g/decommission/seconds`);
+  const efailed = value(`elastic/${eg}g/failedWrites`);
+  t.push({
+    id: 'elastic-zero-failed',
+    text: 'a node joins and one is decommissioned under writes: both finish, zero failed writes',
+    met: ejoin === undefined ? null : ejoin >= 0 && (edecom ?? -1) >= 0 && efailed === 0,
+    detail:
+      ejoin === undefined
+        ? 'not run'
+        : `${fmt(eg)} groups: in the band ${ejoin < 0 ? 'never' : `after ${ejoin} s`} (${value(`elastic/${eg}g/join/ratioToMinimum`)}x the minimum moves), ` +
+          `removed ${edecom === undefined || edecom < 0 ? 'never' : `after ${edecom} s`} (${value(`elastic/${eg}g/decommission/ratioToMinimum`)}x); ` +
+          `${efailed} failed writes; p99 ${value(`elastic/${eg}g/baseline/p99Ms`)} ms before, ${value(`elastic/${eg}g/join/p99Ms`)} ms during the join's moves`,
   });
   const resume = value('failover/flotilla/resumeMaxMs');
   const killRaw = raw.kill as { electionTimeoutMs?: number } | undefined;
