@@ -43,6 +43,12 @@ export function decodeConfChange(data: Uint8Array): ConfChangeEntry {
 
 /** Why a change is not allowed against `conf`, or null if it is. Checked at proposal time only:
  *  applying is idempotent so that re-applying after a crash is harmless. */
+/** The refusal of a removal of a node the configuration does not have (hosts recognise it: the
+ *  removal they asked for is already done). */
+export function notAMember(node: NodeId): string {
+  return `${node} is not a member`;
+}
+
 export function validateConfChange(conf: ConfState, cc: ConfChange): string | null {
   if (typeof cc.node !== 'string' || cc.node.length === 0 || /[:|,]/.test(cc.node))
     return 'node id must be a non-empty string without ":", "|" or ","';
@@ -56,7 +62,7 @@ export function validateConfChange(conf: ConfState, cc: ConfChange): string | nu
       if (isVoter && conf.voters.length === 1) return `cannot demote the only voter ${cc.node}`;
       return null;
     case 'remove':
-      if (!isVoter && !isLearner) return `${cc.node} is not a member`;
+      if (!isVoter && !isLearner) return notAMember(cc.node);
       if (isVoter && conf.voters.length === 1) return `cannot remove the only voter ${cc.node}`;
       return null;
     default:

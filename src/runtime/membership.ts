@@ -12,6 +12,7 @@ import type { Envelope } from '../transport/index.js';
 import { RuntimeError } from './errors.js';
 import { notice, type RequestKind, type Requests } from './peerprotocol.js';
 import { placement } from './placement.js';
+import { notAMember } from '../raft/index.js';
 import type { GroupCall, MemberChange } from './protocol.js';
 
 /** Dynamic groups (created or removed at run time), persisted beside the shards. */
@@ -139,7 +140,18 @@ export class Membership {
   async removeMember(group: number, nodeId: NodeId, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (!this.replicasOf(group).includes(nodeId))
       throw new RuntimeError('InvalidArgument', `${nodeId} holds no replica of group ${group}`);
-    await this.change(group, 'remove', nodeId, timeoutMs, signal);
+    try {
+      await this.change(group, 'remove', nodeId, timeoutMs, signal);
+    } catch (e) {
+      // The group's leader says it is not a member: this node's map was behind (the removal it
+      // asks for is done already). Take the leader's word, and drop the copy below as usual.
+      if (!(e instanceof RuntimeError && e.code === 'InvalidArgument' && e.message.endsWith(notAMember(nodeId))))
+        throw e;
+      const left = this.replicasOf(group).filter((r) => r !== nodeId);
+      this.members.set(group, left);
+      this.file.created[String(group)] = left;
+      this.save();
+    }
     if (nodeId === this.host.id) await this.host.shard(group, 'remove', { group }).catch(() => undefined);
     else await this.host.forward(nodeId, 'gdrop', { group }, timeoutMs).catch(() => undefined); // best effort: it is no longer a member
   }

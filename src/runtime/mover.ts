@@ -68,6 +68,12 @@ export const REPLICA_MOVER_DEFAULTS: Required<ReplicaMoverConfig> = {
   balance: true,
 };
 
+/** A learner nobody here moves (an earlier group-0 leader's move, cut short when it died) is
+ *  removed after this long at most: waiting the whole moveTimeoutMs would hold a decommission for
+ *  ten minutes. If that learner was still catching up for a live mover, its move rolls back and
+ *  is planned again: work lost, never a replica. */
+const ORPHAN_LEARNER_MS = 60_000;
+
 /** Removals of a move's source tried back to back before the group is left a voter too many. */
 const REMOVE_ATTEMPTS = 3;
 /** Groups whose last error status() keeps. */
@@ -286,6 +292,11 @@ export class ReplicaMover {
     for (const k of this.orphanSince.keys()) if (!seen.has(k)) this.orphanSince.delete(k);
   }
 
+  /** How long a learner nobody moves may stay. */
+  private orphanMs(): number {
+    return Math.min(this.cfg.moveTimeoutMs, ORPHAN_LEARNER_MS);
+  }
+
   /** Whether the view does not show a change yet. */
   private pending(g: PlacementGroup, s: Settling): boolean {
     const has = (n: NodeId) => g.voters.includes(n) || g.learners.includes(n);
@@ -343,7 +354,7 @@ export class ReplicaMover {
             ? stray
             : [...g.learners]
                 .sort(byId)
-                .find((x) => now - (this.orphanSince.get(orphanKey(g.id, x)) ?? now) >= this.cfg.moveTimeoutMs);
+                .find((x) => now - (this.orphanSince.get(orphanKey(g.id, x)) ?? now) >= this.orphanMs());
         if (l !== undefined && room(l)) {
           removals.push({
             group: g.id,

@@ -66,7 +66,8 @@ const MAX_STR = 256;
  *    Removed (the node was removed from this cluster: it is never admitted again);
  *  - join refusals (join mode): Unauthenticated (wrong or missing secret, or a certificate not
  *    naming the joiner), ClusterMismatch (the joiner expects another cluster), and the owner's
- *    answers DuplicateId, DuplicateAddress, Decommissioned, NotReady (nothing to decide with now:
+ *    answers DuplicateId, DuplicateAddress, Decommissioned, NotReady (nothing to decide with now, or,
+ *    found by the joiner, a connection closed after authentication without an answer:
  *    no join handler, no leader, ...; retry later);
  *  - local: HandshakeTimeout (no complete handshake in time), TlsFailed (the TLS handshake failed:
  *    a certificate not signed by the cluster CA, none at all, or a peer not speaking TLS),

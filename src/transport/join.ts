@@ -112,7 +112,9 @@ export function requestJoin(opts: JoinOptions): Promise<JoinResult> {
       else if (sec.tls !== null && stage === 'hello')
         fail('TlsFailed', 'connection closed during the handshake (our certificate rejected by the seed?)');
       else if (stage === 'hello') fail('Refused', 'connection closed without a reply (the seed requires TLS?)');
-      else fail('Refused', 'connection closed before the join answer (the seed timed the request out?)');
+      // Authenticated, then closed with no answer: the seed went away or gave up deciding (its
+      // node stopped, or the request timed out). Nothing was refused: retry, through another member.
+      else fail('NotReady', 'connection closed before the join answer (the seed stopped or timed out): retry');
     });
     socket.on('data', (chunk: Buffer) => {
       decoder.push(chunk);

@@ -10,8 +10,14 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Membership, type MembershipHost } from '../../src/runtime/membership.js';
 import type { Envelope } from '../../src/transport/index.js';
+import { RuntimeError } from '../../src/runtime/errors.js';
+import { notAMember } from '../../src/raft/index.js';
 
-function host(dataDir: string, sent: { to: string; e: Envelope }[]): MembershipHost {
+function host(
+  dataDir: string,
+  sent: { to: string; e: Envelope }[],
+  over: Partial<MembershipHost> = {},
+): MembershipHost {
   return {
     id: 'n1',
     peers: ['n2', 'n3', 'n4'],
@@ -26,6 +32,7 @@ function host(dataDir: string, sent: { to: string; e: Envelope }[]): MembershipH
     forward: async () => null,
     withRetries: async () => null,
     forgetLeader: () => undefined,
+    ...over,
   };
 }
 
@@ -59,6 +66,41 @@ test('an older configuration reported late does not replace a newer one, across 
     assert.deepEqual(told, ['n2', 'n3', 'n4']);
     const last = sent.at(-1)!.e;
     assert.ok(last.k === 'app' && (last.p as { index: number }).index === 13);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a removal the group's leader says is done already (not a member) succeeds and fixes the map", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    const dropped: string[] = [];
+    const m = new Membership(
+      host(dir, [], {
+        // The leader refuses the removal: its configuration no longer has n3.
+        withRetries: async () => {
+          throw new RuntimeError('InvalidArgument', notAMember('n3'));
+        },
+        forward: async (target, kind) => {
+          dropped.push(`${kind}:${target}`);
+          return null;
+        },
+      }),
+      new Map([[7, ['n1', 'n2', 'n3']]]),
+    );
+    await m.removeMember(7, 'n3', 1000);
+    assert.deepEqual(m.replicasOf(7), ['n1', 'n2']);
+    assert.deepEqual(dropped, ['gdrop:n3'], 'the copy on n3 is still deleted');
+    // Any other refusal still fails the call.
+    const other = new Membership(
+      host(dir, [], {
+        withRetries: async () => {
+          throw new RuntimeError('InvalidArgument', 'cannot remove the only voter n2');
+        },
+      }),
+      new Map([[8, ['n2']]]),
+    );
+    await assert.rejects(other.removeMember(8, 'n2', 1000), /only voter/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
