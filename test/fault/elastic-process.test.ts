@@ -94,7 +94,9 @@ test('5 processes: join, bad join, repair after kill -9, decommission — no wri
     }
     return null;
   };
-  /** Every listed node's replica count inside the band and the mover idle (as `via` sees them). */
+  /** Every listed node's replica count inside the band and the mover idle, as `via` sees them:
+   *  clusterNodes() counts from `via`'s group directory, so a stale entry there (a replica that
+   *  was moved away still listed) shows as a total above `replicas(n)` and fails this. */
   const balanced = (via: string, ids: string[]) =>
     isBalanced(via, ids).catch((e: Error) => {
       lastSeen = `${lastSeen} / then: ${e.message}`;
@@ -240,6 +242,19 @@ test('5 processes: join, bad join, repair after kill -9, decommission — no wri
     phase(`${acked.length} acknowledged writes read back`);
   } catch (e) {
     t.diagnostic(`last seen: ${lastSeen}`);
+    // Where the nodes' directories (routing, the mover's view, clusterNodes' counts) disagree
+    // with the groups' own configurations.
+    const running = [...c.nodes].filter(([, n]) => n.proc.exitCode === null && n.proc.signalCode === null);
+    const truth = await confs(running.map(([id]) => id)).catch(() => new Map());
+    for (const [id, n] of running) {
+      const dir = await n.call<Record<number, string[]>>('directory', String(GROUPS)).catch(() => null);
+      if (dir)
+        for (const [g, conf] of truth) {
+          const real = [...conf.voters, ...conf.learners].sort().join(',');
+          if ((dir[g] ?? []).join(',') !== real)
+            t.diagnostic(`${id} routes group ${g} to ${dir[g]}, its leader's configuration is ${real}`);
+        }
+    }
     for (const [id, n] of c.nodes)
       t.diagnostic(`${id}: exit ${n.proc.exitCode ?? n.proc.signalCode}, stderr ${n.stderr().slice(-2000)}`);
     throw e;

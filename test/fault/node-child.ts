@@ -5,12 +5,12 @@
 //
 //   node --import tsx test/fault/node-child.ts start <flotilla start flags>   (spawned with 'ipc')
 //
-// Requests on IPC: {id, op: 'nodes' | 'mover' | 'removed' | 'decommission', node?}; answers
+// Requests on IPC: {id, op: 'nodes' | 'mover' | 'removed' | 'decommission' | 'directory', node?}; answers
 // {id, ok: true, value} or {id, ok: false, error}. Not importable: running it starts the node.
 import { runStart } from '../../src/cli/start.js';
 import type { FlotillaNode } from '../../src/runtime/node.js';
 
-export type ChildOp = 'nodes' | 'mover' | 'removed' | 'decommission';
+export type ChildOp = 'nodes' | 'mover' | 'removed' | 'decommission' | 'directory';
 export interface ChildRequest {
   readonly id: number;
   readonly op: ChildOp;
@@ -30,6 +30,17 @@ async function answer(req: ChildRequest): Promise<unknown> {
       return node.removedFromCluster;
     case 'decommission':
       return node.decommission(req.node ?? '');
+    case 'directory': {
+      // Where this node routes each group (its directory), groups 0..`node` (a number here).
+      const out: Record<number, string[]> = {};
+      for (let g = 0; g <= Number(req.node); g++)
+        try {
+          out[g] = node.replicasOf(g);
+        } catch {
+          // not a group here
+        }
+      return out;
+    }
   }
 }
 
