@@ -1,7 +1,15 @@
 // A nemesis node: `flotilla start` with the same flags, plus clients on the embedded API in this
 // process. The harness sends each operation over IPC (after recording its invoke) and records the
 // answer; if this process is killed the harness records the operation as info. The same channel
-// carries faults injected inside the process (a slow disk), told apart from operations by shape.
+// carries faults injected inside the process (a slow disk) and the membership calls the harness
+// makes (decommission, the cluster as this node sees it), told apart from operations by shape.
+//
+// Addresses: every node is known to the others as `<id>.nemesis:<port>`, one name for all (the
+// cluster record keeps one address per node, and every node dials what the record says). This
+// process resolves those names to NEMESIS_DIAL_FROM, a loopback address of its own, where the
+// harness listens with one proxy per target port: so each link a → b still runs through its own
+// proxy, for the nodes given at start and for those that join later alike.
+import dns from 'node:dns';
 import { runStart } from '../../src/cli/start.js';
 
 interface Op {
@@ -15,11 +23,47 @@ interface Fault {
   ms: number;
   jitterMs: number;
 }
+interface Admin {
+  admin: number;
+  call: 'decommission' | 'cluster';
+  node?: string;
+}
+
+const dialFrom = process.env.NEMESIS_DIAL_FROM;
+if (dialFrom !== undefined) {
+  const lookup = dns.lookup;
+  type Callback = (err: NodeJS.ErrnoException | null, address: unknown, family?: number) => void;
+  const hooked = (host: string, opts: unknown, cb?: Callback) => {
+    const callback = (typeof opts === 'function' ? opts : cb) as Callback;
+    if (!host.endsWith('.nemesis')) return Reflect.apply(lookup, dns, [host, opts, cb]);
+    const all = typeof opts === 'object' && opts !== null && (opts as { all?: boolean }).all === true;
+    process.nextTick(() => (all ? callback(null, [{ address: dialFrom, family: 4 }]) : callback(null, dialFrom, 4)));
+  };
+  Object.assign(dns, { lookup: hooked });
+}
 
 const dec = new TextDecoder();
 process.exitCode = await runStart(process.argv.slice(2), {
   onNode: (node) => {
-    process.on('message', (m: Op | Fault) => {
+    process.on('message', (m: Op | Fault | Admin) => {
+      if ('admin' in m) {
+        const answer = (ok: boolean, value: unknown, error: string | null = null) =>
+          process.send?.({ admin: m.admin, ok, value, error });
+        if (m.call === 'cluster') {
+          answer(true, {
+            nodes: node.clusterNodes(),
+            mover: node.moverStatus(),
+            removed: node.removedFromCluster,
+            plan: node.moverStatus().runsHere ? node.replicaPlan() : null,
+          });
+          return;
+        }
+        node.decommission(m.node ?? '').then(
+          (n) => answer(true, n),
+          (e: Error & { code?: string }) => answer(false, null, `${e.code ?? e.name}: ${e.message}`),
+        );
+        return;
+      }
       if ('fault' in m) {
         // Acknowledged so that the harness knows the fault is in force, not just sent.
         let error: string | null = null;

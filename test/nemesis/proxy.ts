@@ -92,10 +92,12 @@ export class TcpProxy {
     this.server = net.createServer((client) => this.accept(client));
   }
 
-  listen(port = 0): Promise<number> {
+  /** `host`: which loopback address it listens on (the nemesis gives every dialing node its own,
+   *  so that one port can stand for one target node on every link to it). */
+  listen(port = 0, host = '127.0.0.1'): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, '127.0.0.1', () => {
+      this.server.listen(port, host, () => {
         this.port = (this.server.address() as net.AddressInfo).port;
         resolve(this.port);
       });

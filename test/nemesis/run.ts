@@ -3,14 +3,16 @@
 // keys through the HTTP gateway, and a nemesis injecting faults: kill -9 and restart, SIGSTOP /
 // SIGCONT pauses longer than the election timeout, partitions (one node isolated, majority /
 // minority, bridge), slow links (latency and jitter, at times beyond the election timeout), a
-// slow disk on one node, leader transfers, drains, balancer rounds. Every client event goes to a
+// slow disk on one node, leader transfers, drains, balancer rounds; with --membership, a node
+// joins early and one node is decommissioned mid-run (the member taking the join and the mover's
+// node are killed along the way). Every client event goes to a
 // history (JSON Lines, docs/history-format.md). At the end: heal, restart every node, read
 // every key linearizably, check one leader per group, and judge the history with the
 // linearizability checker. Every loop is bounded in count and time; every process is cleaned up.
 //
 //   npm run nemesis -- --nodes 3 --groups 200 --time 60 --faults kill,pause,partition,latency,slowdisk,transfer,drain,balancer --seed 7
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,7 +34,31 @@ export interface NemesisOptions {
   clients: number;
   /** Where the history and the summary go. */
   out: string;
+  /** Membership events: a node joins early in the run, and one node (an original or the joined
+   *  one) is decommissioned mid-run, while the faults go on (docs/testing.md). */
+  membership?: boolean;
   log?: (line: string) => void;
+}
+
+/** What became of the membership events (times in ms from the start of the load). */
+export interface MembershipResult {
+  joiner: string;
+  /** When the joiner first served (healthy), null when it never did. */
+  joinedAtMs: number | null;
+  /** Joiner processes started (a refused, failed or killed join is retried through another member). */
+  joinAttempts: number;
+  /** How each failed attempt ended. */
+  joinFailures: string[];
+  /** The node decommissioned, null when none was. */
+  decommissioned: string | null;
+  decommissionStartMs: number | null;
+  /** When the node showed as removed; null when it did not. */
+  removedAtMs: number | null;
+  /** 'during faults', 'after healing', or why it did not finish. */
+  decommission: string;
+  /** Completed moves by kind, summed over every mover seen (group 0's leader changes). */
+  moves: Record<string, number>;
+  failedMoves: number;
 }
 
 export interface NemesisResult {
@@ -48,6 +74,7 @@ export interface NemesisResult {
   leaderProblems: string[];
   finalReads: number;
   historyFile: string;
+  membership: MembershipResult | null;
 }
 
 /** Small seeded generator (mulberry32): the nemesis schedule and client choices replay by seed. */
@@ -73,22 +100,33 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   const random = rng(o.seed);
   const routeRandom = rng(o.seed ^ 0x5bd1e995);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
+  /** The bootstrap nodes; with membership events one more joins later. */
   const ids = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`);
+  const joiner = o.membership ? `n${o.nodes + 1}` : null;
+  const allIds = joiner === null ? ids : [...ids, joiner];
+  /** The nodes in the cluster now (joined, not removed): what faults, clients and checks cover. */
+  const members = [...ids];
   const root = mkdtempSync(join(tmpdir(), 'flotilla-nemesis-'));
   mkdirSync(o.out, { recursive: true });
   const historyFile = join(o.out, `history-seed${o.seed}.jsonl`);
   const history = createWriteStream(historyFile);
-  const ports = await freePorts(2 * o.nodes);
-  const listen = new Map(ids.map((id, i) => [id, ports[i]]));
-  const admin = new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[o.nodes + i]}`]));
-  // proxies.get(a).get(b): the hop node a dials to reach node b.
+  const ports = await freePorts(3 * allIds.length);
+  const listen = new Map(allIds.map((id, i) => [id, ports[i]]));
+  const admin = new Map(allIds.map((id, i) => [id, `127.0.0.1:${ports[allIds.length + i]}`]));
+  // Every node is known by one address, `<id>.nemesis:<port>` (the cluster record holds one per
+  // node), which node a's process resolves to its own loopback address (test/nemesis/node.ts):
+  // proxies.get(a).get(b) listens there on b's port and forwards to b, so every link keeps its
+  // own proxy, a joined node's too.
+  const port = new Map(allIds.map((id, i) => [id, ports[2 * allIds.length + i]]));
+  const address = (id: string) => `${id}.nemesis:${port.get(id)}`;
+  const dialFrom = (id: string) => `127.77.${allIds.indexOf(id) + 1}.1`;
   const proxies = new Map<string, Map<string, TcpProxy>>();
-  for (const a of ids) {
+  for (const a of allIds) {
     const m = new Map<string, TcpProxy>();
-    for (const b of ids) {
+    for (const b of allIds) {
       if (a === b) continue;
       const p = new TcpProxy({ host: '127.0.0.1', port: listen.get(b)! });
-      await p.listen();
+      await p.listen(port.get(b), dialFrom(a));
       m.set(b, p);
     }
     proxies.set(a, m);
@@ -103,7 +141,23 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   };
   const balancerOn = o.faults.includes('balancer');
 
-  const spawnNode = (id: string) => {
+  /** Processes started per node: a mover's counters are its process's own. */
+  const spawns = new Map<string, number>();
+  /** The last lines a node process wrote to stderr (why a join failed). */
+  const lastErr = new Map<string, string>();
+  // The mover repairs a group whose replica has been on a down node this long: longer than a kill
+  // usually lasts, so repairs are rare but possible (a node the nemesis cannot restart at once).
+  // A move step may take 15 s, and a learner nobody moves (its mover's node was killed mid-move)
+  // is removed after as long: the default, 10 minutes, is sized for snapshots of big groups and
+  // would hold a decommission up that long (docs/testing.md).
+  const moverConfig = join(root, 'mover.json');
+  writeFileSync(moverConfig, JSON.stringify({ replicas: { repairDelayMs: 10_000, moveTimeoutMs: 15_000 } }));
+  // For a failure's post-mortem: every node's log (at info) in this directory.
+  const nodeLogs = process.env.NEMESIS_NODE_LOGS;
+  if (nodeLogs !== undefined) mkdirSync(nodeLogs, { recursive: true });
+  /** Starts node `id`; `seed` is the member a joining node asks (ignored once it has joined). */
+  const spawnNode = (id: string, seed?: string) => {
+    spawns.set(id, (spawns.get(id) ?? 0) + 1);
     const args = [
       '--import',
       'tsx',
@@ -114,6 +168,8 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
       join(root, id),
       '--listen',
       `127.0.0.1:${listen.get(id)}`,
+      '--advertise',
+      address(id),
       '--admin',
       admin.get(id)!,
       '--groups',
@@ -121,21 +177,31 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
       '--workers',
       '1',
       '--log-level',
-      'warn',
+      nodeLogs === undefined ? 'warn' : 'info',
       '--request-timeout-ms',
       '4000',
       ...(balancerOn ? [] : ['--no-balancer']),
+      ...(o.membership ? ['--config', moverConfig] : []),
     ];
-    for (const p of ids) if (p !== id) args.push('--peer', `${p}=127.0.0.1:${proxies.get(id)!.get(p)!.port}`);
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    child.stderr?.on('data', () => undefined);
+    if (id === joiner) args.push('--join', address(seed ?? ids[0]));
+    else for (const p of ids) if (p !== id) args.push('--peer', `${p}=${address(p)}`);
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', nodeLogs === undefined ? 'ignore' : openSync(join(nodeLogs, `${id}.log`), 'a'), 'pipe', 'ipc'],
+      env: { ...process.env, NEMESIS_DIAL_FROM: dialFrom(id) },
+    });
+    child.stderr?.on('data', (b: Buffer) => lastErr.set(id, `${lastErr.get(id) ?? ''}${b}`.slice(-600)));
     child.on(
       'message',
       (
         m:
           | { id: number; type: 'ok' | 'fail' | 'info'; value: unknown }
-          | { fault: string; ok: boolean; error: string | null },
+          | { fault: string; ok: boolean; error: string | null }
+          | { admin: number; ok: boolean; value: unknown; error: string | null },
       ) => {
+        if ('admin' in m) {
+          adminWaits.get(m.admin)?.(m);
+          return;
+        }
         if ('fault' in m) {
           faultAcks.get(child)?.(m.ok ? 'applied' : `refused: ${m.error}`);
           return;
@@ -150,6 +216,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     // Operations in flight on a process that dies have unknown outcomes.
     child.on('exit', () => {
       faultAcks.get(child)?.('process exited');
+      for (const w of adminWaits.values()) if (w.node === id) w({ ok: false, value: null, error: 'process exited' });
       for (const [opId, w] of embedded) {
         if (w.node !== id) continue;
         embedded.delete(opId);
@@ -159,7 +226,43 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     procs.set(id, child);
     return child;
   };
-  const up = (id: string) => procs.get(id)?.exitCode === null && !paused.has(id);
+  const alive = (id: string) => {
+    const p = procs.get(id);
+    return p !== undefined && p.exitCode === null && p.signalCode === null;
+  };
+  const up = (id: string) => alive(id) && !paused.has(id);
+  /** Membership calls in flight (test/nemesis/node.ts answers them), by call id. */
+  const adminWaits = new Map<
+    number,
+    ((a: { ok: boolean; value: unknown; error: string | null }) => void) & { node?: string }
+  >();
+  let nextAdmin = 0;
+  const adminCall = (id: string, call: 'decommission' | 'cluster', node?: string, ms = 10_000) =>
+    new Promise<{ ok: boolean; value: unknown; error: string | null }>((done) => {
+      const child = procs.get(id);
+      const callId = nextAdmin++;
+      const finish = Object.assign(
+        (a: { ok: boolean; value: unknown; error: string | null }) => {
+          if (!adminWaits.delete(callId)) return;
+          clearTimeout(timer);
+          done(a);
+        },
+        { node: id },
+      );
+      const timer = setTimeout(() => finish({ ok: false, value: null, error: 'no answer' }), ms);
+      adminWaits.set(callId, finish);
+      try {
+        if (
+          !child?.connected ||
+          !child.send({ admin: callId, call, node }, (err) => {
+            if (err) finish({ ok: false, value: null, error: err.message });
+          })
+        )
+          finish({ ok: false, value: null, error: 'not sent' });
+      } catch (e) {
+        finish({ ok: false, value: null, error: (e as Error).message });
+      }
+    });
   const http = async (id: string, path: string, init: RequestInit = {}, ms = 5000) =>
     fetch(`http://${admin.get(id)}${path}`, { ...init, signal: AbortSignal.timeout(ms) });
   const healthy = async (id: string) => {
@@ -292,7 +395,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     let proc = nextProcess++;
     const r = rng(o.seed * 1000 + c);
     for (let i = 0; !clientsStop; i++) {
-      const targets = ids.filter(up);
+      const targets = members.filter(up);
       if (targets.length === 0) {
         await sleep(100);
         continue;
@@ -341,11 +444,13 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   /** Directed links (a dials b) for a latency fault: all of them, every link of one node, or a
    *  random set of node pairs (both directions each, so a request and its answer are both slow). */
   const pickLinks = (): { links: [string, string][]; what: string } => {
-    const all: [string, string][] = ids.flatMap((a) => ids.filter((b) => b !== a).map((b): [string, string] => [a, b]));
+    const all: [string, string][] = members.flatMap((a) =>
+      members.filter((b) => b !== a).map((b): [string, string] => [a, b]),
+    );
     const scope = random();
     if (scope < 0.35) return { links: all, what: 'all links' };
     if (scope < 0.7) {
-      const x = pick(ids);
+      const x = pick(members);
       return { links: all.filter(([a, b]) => a === x || b === x), what: `links of ${x}` };
     }
     const pairs = all.filter(([a, b]) => a < b);
@@ -364,26 +469,39 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     proxies.get(b)!.get(a)!.cut(mode);
   };
   const partition = (mode: 'reset' | 'blackhole') => {
-    const shuffled = [...ids].sort(() => random() - 0.5);
+    const nodes = [...members];
+    const shuffled = [...nodes].sort(() => random() - 0.5);
     const kind =
-      o.nodes >= 5 ? pick(['isolate', 'majority', 'bridge'] as const) : pick(['isolate', 'majority'] as const);
+      nodes.length >= 5 ? pick(['isolate', 'majority', 'bridge'] as const) : pick(['isolate', 'majority'] as const);
     if (kind === 'isolate') {
       const x = shuffled[0];
-      for (const y of ids) if (y !== x) cutLinks(x, y, mode);
+      for (const y of nodes) if (y !== x) cutLinks(x, y, mode);
       return `isolate ${x} (${mode})`;
     }
     if (kind === 'majority') {
-      const minority = shuffled.slice(0, Math.floor((o.nodes - 1) / 2));
-      for (const x of minority) for (const y of ids) if (!minority.includes(y)) cutLinks(x, y, mode);
+      const minority = shuffled.slice(0, Math.floor((nodes.length - 1) / 2));
+      for (const x of minority) for (const y of nodes) if (!minority.includes(y)) cutLinks(x, y, mode);
       return `minority ${minority.join(',')} cut from the majority (${mode})`;
     }
     // Bridge: two halves that only the bridge node connects.
     const bridge = shuffled[0];
-    const half = Math.floor((o.nodes - 1) / 2);
+    const half = Math.floor((nodes.length - 1) / 2);
     const left = shuffled.slice(1, 1 + half);
     const right = shuffled.slice(1 + half);
     for (const x of left) for (const y of right) cutLinks(x, y, mode);
     return `bridge ${bridge} between ${left.join(',')} and ${right.join(',')} (${mode})`;
+  };
+  /** kill -9 node `id`, restart it after `downMs` unless it left the cluster meanwhile, and wait
+   *  (bounded) until it serves again or its process ends (a removed node refuses to start). */
+  const killAndRestart = async (id: string, downMs: number) => {
+    await kill(id, 'SIGKILL');
+    await sleep(downMs);
+    if (!members.includes(id)) return;
+    spawnNode(id);
+    await waitUntil(`${id} back`, async () => !members.includes(id) || !alive(id) || (await healthy(id)), 30_000).catch(
+      () => undefined,
+    );
+    log(`nemesis: ${id} restarted`);
   };
   const nemesis = async (until: number) => {
     for (let n = 0; Date.now() < until && n < 10_000; n++) {
@@ -393,19 +511,15 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
       try {
         switch (f) {
           case 'kill': {
-            const id = pick(ids.filter(up));
+            const id = pick(members.filter(up));
             if (!id) break;
             count('kill');
             log(`nemesis: kill -9 ${id}`);
-            await kill(id, 'SIGKILL');
-            await sleep(1000 + random() * 2500);
-            spawnNode(id);
-            await waitUntil(`${id} back`, () => healthy(id), 30_000).catch(() => undefined);
-            log(`nemesis: ${id} restarted`);
+            await killAndRestart(id, 1000 + random() * 2500);
             break;
           }
           case 'pause': {
-            const id = pick(ids.filter(up));
+            const id = pick(members.filter(up));
             if (!id) break;
             count('pause');
             const ms = 1500 + random() * 2000; // longer than the 1 s election timeout
@@ -427,11 +541,11 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
             break;
           }
           case 'transfer': {
-            const via = pick(ids.filter(up));
+            const via = pick(members.filter(up));
             if (!via) break;
             count('transfer');
             const group = 1 + Math.floor(random() * o.groups);
-            const to = pick(ids);
+            const to = pick(members);
             const r = await http(
               via,
               '/transfer',
@@ -442,7 +556,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
             break;
           }
           case 'drain': {
-            const id = pick(ids.filter(up));
+            const id = pick(members.filter(up));
             if (!id) break;
             count('drain');
             const r = await http(id, '/drain', { method: 'POST', body: '{}' }, 20_000).catch(() => null);
@@ -452,7 +566,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
             break;
           }
           case 'balancer': {
-            const id = pick(ids.filter(up));
+            const id = pick(members.filter(up));
             if (!id) break;
             count('balancer');
             const r = await http(id, '/balance', { method: 'POST', body: '{}' }, 20_000).catch(() => null);
@@ -476,7 +590,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
             break;
           }
           case 'slowdisk': {
-            const id = pick(ids.filter(up));
+            const id = pick(members.filter(up));
             if (!id) break;
             // Mostly a saturated disk (20-250 ms a write); a quarter of the time a stalling one whose
             // writes (0.6-1.5 s, plus jitter) come near or past the 1-2 s election timeout.
@@ -504,6 +618,190 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     }
   };
 
+  // --- membership ----------------------------------------------------------------------------
+  // Its own stream, like the nemesis's: the join and decommission choices replay by seed.
+  const memberRandom = rng(o.seed ^ 0x2545f491);
+  const memberPick = <T>(xs: readonly T[]): T => xs[Math.floor(memberRandom() * xs.length)];
+  let loadStart = 0;
+  const sinceStart = () => Date.now() - loadStart;
+  const membership: MembershipResult | null =
+    joiner === null
+      ? null
+      : {
+          joiner,
+          joinedAtMs: null,
+          joinAttempts: 0,
+          joinFailures: [],
+          decommissioned: null,
+          decommissionStartMs: null,
+          removedAtMs: null,
+          decommission: 'not started',
+          moves: {},
+          failedMoves: 0,
+        };
+  type MoveCounters = { started: number; completed: number; failed: number; rolledBack: number };
+  type ClusterView = {
+    nodes: { id: string; state: string; replicas: number }[];
+    mover: { runsHere: boolean; counters: Record<string, MoveCounters>; inFlight: unknown[]; lastErrors: unknown[] };
+    plan: { moves: unknown[]; blocked: string[]; removals: unknown[] } | null;
+    removed: boolean;
+  };
+  /** The last mover counters seen per node process (`n2#3`): a mover's counters start at zero
+   *  with its process, so the moves made are the sum over processes. */
+  const moverCounters = new Map<string, Record<string, MoveCounters>>();
+  /** Every serving member's view of the cluster (and a note of its mover's counters). */
+  const views = async (): Promise<{ id: string; view: ClusterView }[]> => {
+    const got = await Promise.all(
+      members.filter(up).map(async (id) => ({ id, r: await adminCall(id, 'cluster', undefined, 3000) })),
+    );
+    const out: { id: string; view: ClusterView }[] = [];
+    for (const { id, r } of got) {
+      if (!r.ok) continue;
+      const view = r.value as ClusterView;
+      moverCounters.set(`${id}#${spawns.get(id)}`, view.mover.counters);
+      out.push({ id, view });
+    }
+    return out;
+  };
+  const tallyMoves = () => {
+    if (membership === null) return;
+    const moves: Record<string, number> = {};
+    let failed = 0;
+    for (const counters of moverCounters.values())
+      for (const [kind, c] of Object.entries(counters)) {
+        moves[kind] = (moves[kind] ?? 0) + c.completed;
+        failed += c.failed;
+      }
+    membership.moves = moves;
+    membership.failedMoves = failed;
+  };
+  /** The target's state as the members know it (states only go forward: the latest wins). */
+  const stateOf = async (target: string) => {
+    const order = ['active', 'decommissioning', 'removed'];
+    let best = 'unknown';
+    for (const { view } of await views()) {
+      const s = view.nodes.find((n) => n.id === target)?.state;
+      if (s !== undefined && order.indexOf(s) > order.indexOf(best)) best = s;
+    }
+    return best;
+  };
+  /** A removed node serves nothing: its process is stopped and faults and clients leave it. */
+  const retire = async (id: string) => {
+    const i = members.indexOf(id);
+    if (i >= 0) members.splice(i, 1);
+    await kill(id, 'SIGKILL');
+  };
+  /** The joiner asks a random serving member, which is killed on the first attempt while it admits
+   *  the join (or just after); a failed join (refused NotReady while group 0 cannot be written, the member gone, no
+   *  answer) is retried through another member. */
+  const joinNode = async (m: MembershipResult, until: number) => {
+    while (Date.now() < until) {
+      const seed = memberPick(members.filter(up));
+      if (seed === undefined) {
+        await sleep(500);
+        continue;
+      }
+      m.joinAttempts++;
+      lastErr.delete(m.joiner);
+      log(`membership: ${m.joiner} joins through ${seed} (attempt ${m.joinAttempts})`);
+      spawnNode(m.joiner, seed);
+      if (m.joinAttempts === 1) {
+        await sleep(memberRandom() * 1500);
+        if (up(seed)) {
+          count('kill-join-seed');
+          log(`membership: kill -9 ${seed}, which the join went to`);
+          await killAndRestart(seed, 1000 + memberRandom() * 1500);
+        }
+      }
+      const deadline = Math.min(until, Date.now() + 25_000);
+      let served = false;
+      while (Date.now() < deadline && alive(m.joiner) && !served) {
+        served = await healthy(m.joiner);
+        if (!served) await sleep(250);
+      }
+      if (served) {
+        m.joinedAtMs = sinceStart();
+        members.push(m.joiner);
+        log(`membership: ${m.joiner} joined at ${m.joinedAtMs} ms (attempt ${m.joinAttempts})`);
+        return;
+      }
+      const why = alive(m.joiner)
+        ? 'not serving within 25 s'
+        : `exited ${procs.get(m.joiner)?.exitCode ?? procs.get(m.joiner)?.signalCode}: ${(lastErr.get(m.joiner) ?? '').trim().split('\n').at(-1)?.slice(0, 200)}`;
+      m.joinFailures.push(why);
+      log(`membership: join of ${m.joiner} failed: ${why}`);
+      await kill(m.joiner, 'SIGKILL');
+      await sleep(1000);
+    }
+  };
+  /** Decommission a random member (the joined one or an original) through any serving member,
+   *  then follow it to 'removed'; a few seconds in, the mover's node (group 0's leader) is killed. */
+  const decommission = async (m: MembershipResult, until: number) => {
+    const target = memberPick(members);
+    m.decommissioned = target;
+    let marked = false;
+    let lastError = '';
+    while (Date.now() < until && !marked) {
+      const via = memberPick(members.filter(up));
+      if (via === undefined) {
+        await sleep(500);
+        continue;
+      }
+      const r = await adminCall(via, 'decommission', target, 15_000);
+      marked = r.ok;
+      if (!marked) {
+        lastError = r.error ?? '';
+        log(`membership: decommission of ${target} via ${via} failed: ${lastError}`);
+        await sleep(1000);
+      }
+    }
+    if (!marked) {
+      m.decommission = `not marked: ${lastError}`;
+      return;
+    }
+    m.decommissionStartMs = sinceStart();
+    m.decommission = 'not finished during faults';
+    log(`membership: ${target} decommissioning at ${m.decommissionStartMs} ms`);
+    let moverKilled = false;
+    while (Date.now() < until) {
+      await sleep(1000);
+      if ((await stateOf(target)) === 'removed') {
+        m.removedAtMs = sinceStart();
+        m.decommission = 'during faults';
+        log(`membership: ${target} removed at ${m.removedAtMs} ms`);
+        await retire(target);
+        return;
+      }
+      if (!moverKilled && sinceStart() - m.decommissionStartMs > 3000) {
+        const mover = (await views()).find((v) => v.view.mover.runsHere)?.id;
+        if (mover !== undefined && up(mover)) {
+          moverKilled = true;
+          count('kill-mover');
+          log(`membership: kill -9 ${mover}, which runs the mover`);
+          await killAndRestart(mover, 1000 + memberRandom() * 1500);
+        }
+      }
+    }
+  };
+  /** The membership events of a run, alongside the nemesis: a join early, a decommission once
+   *  two fifths of the run have passed (and 8 s after the join at the earliest). */
+  const membershipEvents = async (until: number) => {
+    if (membership === null) return;
+    await sleep(2000 + memberRandom() * 2000);
+    await joinNode(membership, until);
+    if (membership.joinedAtMs === null) {
+      membership.decommission = 'not started: the join did not happen';
+      return;
+    }
+    // Not before the mover has had a few seconds to give the joined node replicas.
+    const decommissionAt = Math.max(loadStart + o.time * 400, loadStart + membership.joinedAtMs + 8000);
+    while (Date.now() < decommissionAt) {
+      await views();
+      await sleep(1000);
+    }
+    await decommission(membership, until);
+  };
+
   let result: NemesisResult | null = null;
   try {
     for (const id of ids) spawnNode(id);
@@ -521,9 +819,12 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     log(
       `nemesis: ${o.nodes} nodes, ${o.groups} groups up; ${o.clients} clients on ${o.keys} keys for ${o.time} s; faults ${o.faults.join(',')}; seed ${o.seed}`,
     );
-    const until = Date.now() + o.time * 1000;
+    loadStart = Date.now();
+    const until = loadStart + o.time * 1000;
     const clients = Array.from({ length: o.clients }, (_, c) => client(c));
+    const events = membershipEvents(until);
     await nemesis(until);
+    await events;
     clientsStop = true;
     await Promise.all(clients);
 
@@ -533,30 +834,67 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     paused.clear();
     for (const id of slowDisks) await diskFault(id, 0, 0);
     slowDisks.clear();
-    for (const id of ids) if (procs.get(id)?.exitCode !== null) spawnNode(id);
-    await waitUntil(
-      'all nodes healthy after healing',
-      async () => (await Promise.all(ids.map(healthy))).every(Boolean),
-      60_000,
+    if (joiner !== null && !members.includes(joiner)) await kill(joiner, 'SIGKILL');
+    for (const id of members) if (!alive(id)) spawnNode(id);
+    // A node still decommissioning may be removed any moment, and a removed node serves nothing.
+    const leaving =
+      membership?.decommissionStartMs != null && membership.removedAtMs === null ? membership.decommissioned : null;
+    const allHealthy = async () => {
+      const unhealthy: string[] = [];
+      for (const id of members) if (id !== leaving && !(await healthy(id))) unhealthy.push(id);
+      return unhealthy;
+    };
+    await waitUntil('all nodes healthy after healing', async () => (await allHealthy()).length === 0, 60_000).catch(
+      async (e: Error) => {
+        throw new Error(`${e.message}: ${(await allHealthy()).join(', ')} not healthy`);
+      },
     );
+    // A decommission the faults kept from finishing must finish now.
+    if (membership !== null && leaving !== null) {
+      const target = leaving;
+      // Long enough for a learner left by a killed mover to be removed (moveTimeoutMs above) and
+      // the last replicas, group 0's last, to move.
+      const end = Date.now() + 20_000;
+      while (Date.now() < end && (await stateOf(target)) !== 'removed') await sleep(1000);
+      if ((await stateOf(target)) === 'removed') {
+        membership.removedAtMs = sinceStart();
+        membership.decommission = 'after healing';
+        await retire(target);
+      } else {
+        membership.decommission = `not finished 20 s after healing: ${await stateOf(target)}`;
+        await waitUntil(`${target} healthy after healing`, () => healthy(target), 30_000);
+        for (const { id, view } of await views())
+          log(
+            `membership: ${id} sees ${JSON.stringify(view.nodes.map((n) => [n.id, n.state, n.replicas]))}` +
+              (view.mover.runsHere
+                ? `, runs the mover: ${JSON.stringify(view.mover.inFlight)} ${JSON.stringify(view.plan)}`
+                : ''),
+          );
+      }
+      log(`membership: decommission of ${target}: ${membership.decommission}`);
+    }
+    await views();
+    tallyMoves();
     let finalReads = 0;
     const finalProc = nextProcess++;
     for (const key of keys) {
       for (let attempt = 0; attempt < 10; attempt++) {
-        if ((await operate(finalProc, pick(ids), 'read', key, null)) === 'ok') {
+        if ((await operate(finalProc, pick(members), 'read', key, null)) === 'ok') {
           finalReads++;
           break;
         }
         await sleep(300);
       }
     }
-    // One leader per group, agreed by every node (retried while elections settle).
+    // One leader per group, agreed by every node (retried while elections settle); group 0 too
+    // once a join created it.
+    const firstGroup = membership?.joinedAtMs != null ? 0 : 1;
     let problems: string[] = [];
     const end = Date.now() + 30_000;
     do {
       problems = [];
       const per = await Promise.all(
-        ids.map(async (id) => ({
+        members.map(async (id) => ({
           id,
           groups: (
             (await (await http(id, '/status?groups', {}, 10_000)).json()) as {
@@ -569,7 +907,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
       for (const n of per)
         for (const g of n.groups)
           if (g.role === 'leader') leaders.set(g.group, [...(leaders.get(g.group) ?? []), { id: n.id, term: g.term }]);
-      for (let g = 1; g <= o.groups; g++) {
+      for (let g = firstGroup; g <= o.groups; g++) {
         const l = leaders.get(g) ?? [];
         if (l.length !== 1) problems.push(`group ${g}: ${l.length} leaders ${JSON.stringify(l)}`);
       }
@@ -594,8 +932,17 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
       leaderProblems: problems.slice(0, 10),
       finalReads,
       historyFile,
+      membership,
     };
     writeFileSync(join(o.out, `summary-seed${o.seed}.json`), JSON.stringify(result, null, 2));
+    if (membership !== null) {
+      const m = membership;
+      log(
+        `nemesis: membership: ${m.joiner} joined at ${m.joinedAtMs ?? 'never'} ms after ${m.joinAttempts} attempt(s); ` +
+          `${m.decommissioned ?? 'no node'} decommissioned from ${m.decommissionStartMs ?? '-'} ms, removed at ` +
+          `${m.removedAtMs ?? '-'} ms (${m.decommission}); moves ${JSON.stringify(m.moves)}, ${m.failedMoves} failed`,
+      );
+    }
     log(
       `nemesis: seed ${o.seed}: ${ops} ops (${tally.ok} ok, ${tally.fail} fail, ${tally.info} info), faults ${JSON.stringify(faults)}, ` +
         `final reads ${finalReads}/${keys.length}, one leader per group: ${problems.length === 0}, linearizable: ${verdict}`,
@@ -604,7 +951,7 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
   } finally {
     if (!history.closed) history.end();
     for (const p of procs.values()) {
-      if (p.exitCode === null) {
+      if (p.exitCode === null && p.signalCode === null) {
         p.kill('SIGCONT');
         p.kill('SIGKILL');
       }
@@ -626,6 +973,7 @@ async function main(): Promise<number> {
       clients: { type: 'string' },
       out: { type: 'string' },
       runs: { type: 'string' },
+      membership: { type: 'boolean' },
     },
   });
   const faults = (values.faults ?? FAULTS.join(',')).split(',').filter(Boolean) as Fault[];
@@ -633,7 +981,7 @@ async function main(): Promise<number> {
   const nodes = Number(values.nodes ?? 3);
   if (bad.length || (nodes !== 3 && nodes !== 5)) {
     process.stderr.write(
-      `usage: npm run nemesis -- [--nodes 3|5] [--groups N] [--time S] [--faults ${FAULTS.join(',')}] [--seed X] [--runs R] [--keys K] [--clients C] [--out DIR]\n`,
+      `usage: npm run nemesis -- [--nodes 3|5] [--groups N] [--time S] [--faults ${FAULTS.join(',')}] [--seed X] [--runs R] [--keys K] [--clients C] [--out DIR] [--membership]\n`,
     );
     return 2;
   }
@@ -650,11 +998,13 @@ async function main(): Promise<number> {
       keys: Number(values.keys ?? 200),
       clients: Number(values.clients ?? 12),
       out: values.out ?? 'nemesis-results',
+      membership: values.membership === true,
     });
-    if (res.verdict !== 'ok' || !res.leadersOk || res.finalReads !== Number(values.keys ?? 200)) {
+    const membershipOk = res.membership === null || res.membership.removedAtMs !== null;
+    if (res.verdict !== 'ok' || !res.leadersOk || res.finalReads !== Number(values.keys ?? 200) || !membershipOk) {
       failed++;
       process.stdout.write(
-        `FAILED seed ${res.seed} (replay: npm run nemesis -- --nodes ${nodes} --faults ${faults.join(',')} --seed ${res.seed}); history ${res.historyFile}\n${res.checker}\n`,
+        `FAILED seed ${res.seed} (replay: npm run nemesis -- --nodes ${nodes} --faults ${faults.join(',')}${values.membership ? ' --membership' : ''} --seed ${res.seed}); history ${res.historyFile}\n${res.checker}\n`,
       );
     }
   }
