@@ -5,7 +5,7 @@
 // an election, then stops the node cleanly (pending requests settled, LMDB and sockets closed) and
 // exits 0; a second signal stops at once.
 import { pino } from 'pino';
-import { START_DEFAULTS, startNode, type FlotillaNode } from '../runtime/node.js';
+import { START_DEFAULTS, startNode, type FlotillaNode, type StartOptions } from '../runtime/node.js';
 import { parseAddress } from '../transport/index.js';
 import { closeAdmin, startAdmin } from '../http/admin.js';
 import { START_HELP } from './start-help.js';
@@ -14,7 +14,14 @@ import { parseStartArgs, splitConfig, type StartConfig } from './config.js';
 export { ConfigError, parseStartArgs, type ConfigErrorCode, type StartConfig } from './config.js';
 
 /** `onNode` sees the started node (embedding hosts and test harnesses drive it in-process). */
-export async function runStart(argv: string[], hooks: { onNode?: (node: FlotillaNode) => void } = {}): Promise<number> {
+/** What a harness embedding `flotilla start` (a test's child process) may add: see the started
+ *  node, and adjust its options (e.g. noSync, which no flag sets). */
+export interface StartHooks {
+  readonly onNode?: (node: FlotillaNode) => void;
+  readonly options?: (o: StartOptions) => StartOptions;
+}
+
+export async function runStart(argv: string[], hooks: StartHooks = {}): Promise<number> {
   let cfg: StartConfig;
   const warnings: string[] = [];
   try {
@@ -29,7 +36,8 @@ export async function runStart(argv: string[], hooks: { onNode?: (node: Flotilla
   for (const w of warnings) logger.warn(w);
   let node: Awaited<ReturnType<typeof startNode>>;
   try {
-    node = await startNode({ ...opts, logger });
+    const given: StartOptions = { ...opts, logger };
+    node = await startNode(hooks.options ? hooks.options(given) : given);
   } catch (e) {
     process.stderr.write(`flotilla start: ${(e as Error).message}\n`);
     return 1;

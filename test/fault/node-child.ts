@@ -4,6 +4,7 @@
 // (clusterNodes), decommission and the replica mover's status.
 //
 //   node --import tsx test/fault/node-child.ts start <flotilla start flags>   (spawned with 'ipc')
+//   NODE_CHILD_NO_SYNC=1 in its environment turns fsync off.
 //
 // Requests on IPC: {id, op: 'nodes' | 'mover' | 'removed' | 'decommission' | 'directory', node?}; answers
 // {id, ok: true, value} or {id, ok: false, error}. Not importable: running it starts the node.
@@ -57,5 +58,7 @@ const code = await runStart(argv.slice(1), {
   onNode: (n) => {
     node = n;
   },
+  // NODE_CHILD_NO_SYNC=1: fsync off, for a test about something else than durability.
+  options: (o) => (process.env.NODE_CHILD_NO_SYNC === '1' ? { ...o, noSync: true } : o),
 });
 process.exit(code);

@@ -40,8 +40,14 @@ export interface NodeProcs {
   cleanup(): void;
 }
 
-/** `config`: the JSON config file every node reads; `flags`: more `flotilla start` flags. */
-export function nodeProcs(name: string, config: Record<string, unknown>, flags: readonly string[]): NodeProcs {
+/** `config`: the JSON config file every node reads; `flags`: more `flotilla start` flags;
+ *  `noSync`: fsync off in every node (a test about something else than durability). */
+export function nodeProcs(
+  name: string,
+  config: Record<string, unknown>,
+  flags: readonly string[],
+  opts: { readonly noSync?: boolean } = {},
+): NodeProcs {
   const root = mkdtempSync(join(tmpdir(), `flotilla-${name}-`));
   const secretFile = join(root, 'secret');
   writeFileSync(secretFile, `${name}-cluster-secret-0123456789`);
@@ -69,7 +75,10 @@ export function nodeProcs(name: string, config: Record<string, unknown>, flags: 
       args.push('--admin', a.admin, '--config', configFile, '--cluster-secret-file', secretFile, ...flags);
       if ('join' in how) args.push('--join', how.join);
       else for (const p of how.peers) if (p !== id) args.push('--peer', `${p}=${(await addresses(p)).raft}`);
-      const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+      const proc = spawn(process.execPath, args, {
+        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+        env: opts.noSync ? { ...process.env, NODE_CHILD_NO_SYNC: '1' } : process.env,
+      });
       all.push(proc);
       let err = '';
       proc.stderr!.on('data', (d: Buffer) => {
