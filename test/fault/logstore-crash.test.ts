@@ -25,7 +25,8 @@ const KEYS_PER_GROUP = 3;
 const keyOf = (index: number): string => `k${index % KEYS_PER_GROUP}`;
 const valueFor = (group: number, index: number, token: string): string => `${group}:${index}:${token}`;
 
-const ROUNDS = 20;
+/** Kill points per CI run (each ~1 s); CRASH_ROUNDS=N for a longer check. */
+const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 12);
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
