@@ -384,7 +384,15 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       const blocked = rp ? list(rp.blocked).filter((b): b is string => typeof b === 'string') : [];
       const replicaText = rp
         ? `would move ${rmoves.length} replicas${blocked.length ? ` (${blocked.join('; ')})` : ''}\n` +
-          rmoves.map((m) => `  group ${m.group}: ${m.from ?? '(add)'} -> ${m.to} [${m.kind}]: ${m.reason}\n`).join('')
+          rmoves.map((m) => `  group ${m.group}: ${m.from ?? '(add)'} -> ${m.to} [${m.kind}]: ${m.reason}\n`).join('') +
+          list(rp.adoptions)
+            .filter(isObject)
+            .map((a) => `  group ${a.group}: promote learner ${a.node} [${a.kind}]: ${a.reason}\n`)
+            .join('') +
+          list(rp.removals)
+            .filter(isObject)
+            .map((x) => `  group ${x.group}: remove ${x.node} [trim]: ${x.reason}\n`)
+            .join('')
         : '';
       return out.done(text + replicaText, r.json);
     },

@@ -18,7 +18,11 @@
 //    The same rule lets a decommission finish where no node is left to move a replica to (group 0
 //    of five on five nodes, or replication 3 on three nodes: replication is "up to");
 //  - a learner nobody is moving (a move of an earlier mover, a manual add never promoted) blocks
-//    its group in the planner; after moveTimeoutMs seen so it is removed.
+//    its group in the planner. If it sits on an active node and its group needs it (fewer voters
+//    than its replication, or a voter on a node that is decommissioning, down, removed or
+//    unknown), the mover adopts it after ADOPT_AFTER_MS: the move resumes at its promotion and
+//    removes that voter (a group-0 leader killed mid-move otherwise held a decommission for a
+//    minute). Any other such learner is removed after min(moveTimeoutMs, 60 s) seen so.
 // A decommissioning node that holds nothing and takes part in no move is then marked 'removed'.
 import type { Logger } from 'pino';
 import {
@@ -74,6 +78,14 @@ export const REPLICA_MOVER_DEFAULTS: Required<ReplicaMoverConfig> = {
  *  is planned again: work lost, never a replica. */
 const ORPHAN_LEARNER_MS = 60_000;
 
+/** How long a learner nobody moves must be seen before the mover adopts it. A node that lost
+ *  group 0's leadership starts no new moves but finishes those in flight, so an adopted learner
+ *  may still be promoted by that node too: both promotions succeed (the second finds a voter),
+ *  and each removes the voter it meant to, nearly always the same one (the decommissioning or
+ *  down node, the only voter the group needs to lose); the second removal then finds it gone.
+ *  Should they differ, the group runs one replica short until a repair move. */
+const ADOPT_AFTER_MS = 3_000;
+
 /** Removals of a move's source tried back to back before the group is left a voter too many. */
 const REMOVE_ATTEMPTS = 3;
 /** Groups whose last error status() keeps. */
@@ -105,9 +117,21 @@ export interface ReplicaRemoval {
   readonly reason: string;
 }
 
-/** The planner's plan, plus the removals the mover starts before its moves. */
+/** A learner nobody moves that the mover promotes, removing `from` after (see the header). */
+export interface ReplicaAdoption {
+  readonly group: number;
+  readonly kind: ReplicaMoveKind;
+  /** The learner promoted. */
+  readonly node: NodeId;
+  /** The voter removed once it is promoted; null when the group is short of voters. */
+  readonly from: NodeId | null;
+  readonly reason: string;
+}
+
+/** The planner's plan, plus the removals and adoptions the mover starts before its moves. */
 export interface MoverPlan extends ReplicaPlan {
   readonly removals: ReplicaRemoval[];
+  readonly adoptions: ReplicaAdoption[];
 }
 
 export interface MoveInFlight {
@@ -214,6 +238,7 @@ export class ReplicaMover {
       return {
         moves: [],
         removals: [],
+        adoptions: [],
         blocked: ['the mover is stopped'],
         replicas: {},
         fairShare: 0,
@@ -224,6 +249,8 @@ export class ReplicaMover {
     this.observe(v, now);
     const p = this.compute(v, now);
     for (const r of p.removals) if (!this.flights.has(r.group)) this.start(r.group, 'trim', r.node, null, r.reason);
+    for (const a of p.adoptions)
+      if (!this.flights.has(a.group)) this.start(a.group, a.kind, a.from, a.node, a.reason, 'promote');
     for (const m of p.moves) {
       if (this.flights.has(m.group)) continue;
       if (!this.cfg.balance && (m.kind === 'balance' || m.kind === 'zone')) continue;
@@ -330,6 +357,7 @@ export class ReplicaMover {
     };
 
     const removals: ReplicaRemoval[] = [];
+    const adoptions: ReplicaAdoption[] = [];
     const groups: PlacementGroup[] = [];
     for (const g of [...v.groups].sort((a, b) => a.id - b.id)) {
       const reps = [...g.voters, ...g.learners];
@@ -349,6 +377,16 @@ export class ReplicaMover {
       }
       if (g.learners.length > 0) {
         const stray = this.strayLearners.get(g.id);
+        const adopt = stray === undefined ? this.adoption(g, v, now, state, works, rank, held) : null;
+        if (adopt !== null) {
+          if (room(adopt.node) && (adopt.from === null || room(adopt.from))) {
+            adoptions.push(adopt);
+            bump(adopt.node);
+            bump(adopt.from);
+          }
+          groups.push({ ...g, ...(adopt.from !== null ? { leaving: adopt.from } : {}) });
+          continue;
+        }
         const l =
           stray !== undefined && g.learners.includes(stray)
             ? stray
@@ -408,16 +446,66 @@ export class ReplicaMover {
       nowMs: now,
       config: this.planner,
     });
-    return { ...plan, removals };
+    return { ...plan, removals, adoptions };
   }
 
-  private start(group: number, kind: MoverMoveKind, from: NodeId | null, to: NodeId | null, reason: string): void {
+  /** The adoption of one of `g`'s learners nobody moves, if it should be adopted (see the header). */
+  private adoption(
+    g: PlacementGroup,
+    v: View,
+    now: number,
+    state: (id: NodeId) => NodeState | undefined,
+    works: (id: NodeId) => boolean,
+    rank: (id: NodeId) => number,
+    held: Map<NodeId, number>,
+  ): ReplicaAdoption | null {
+    const l = [...g.learners]
+      .sort(byId)
+      .find(
+        (x) =>
+          state(x) === 'active' &&
+          works(x) &&
+          now - (this.orphanSince.get(orphanKey(g.id, x)) ?? now) >= Math.min(ADOPT_AFTER_MS, this.orphanMs()),
+      );
+    if (l === undefined) return null;
+    const active = v.nodes.filter((n) => n.state === 'active').length;
+    const rf = Math.min(g.replication ?? v.replication, Math.max(1, active));
+    if (g.voters.length < rf)
+      return {
+        group: g.id,
+        kind: 'repair',
+        node: l,
+        from: null,
+        reason: `group ${g.id} has ${g.voters.length} voters, replication ${rf}: promote learner ${l}, left by an earlier move`,
+      };
+    const out = [...g.voters].sort((a, b) => rank(a) - rank(b) || byId(a, b))[0];
+    if (out === undefined || rank(out) === 3) return null;
+    // Group 0 leaves a decommissioning node last (the planner's rule).
+    if (g.id === 0 && state(out) === 'decommissioning' && (held.get(out) ?? 0) > 1) return null;
+    const why = rank(out) === 1 ? 'decommissioning' : rank(out) === 2 ? 'down' : 'not an active node';
+    return {
+      group: g.id,
+      kind: rank(out) === 1 ? 'decommission' : 'repair',
+      node: l,
+      from: out,
+      reason: `learner ${l} of group ${g.id}, left by an earlier move, replaces ${out} (${why})`,
+    };
+  }
+
+  private start(
+    group: number,
+    kind: MoverMoveKind,
+    from: NodeId | null,
+    to: NodeId | null,
+    reason: string,
+    step: MoveStep = to === null ? 'remove' : 'learner',
+  ): void {
     const f: Flight = {
       group,
       kind,
       from,
       to,
-      step: to === null ? 'remove' : 'learner',
+      step,
       startedMs: this.host.nowMs(),
       ctl: new AbortController(),
       done: Promise.resolve(),
@@ -436,7 +524,8 @@ export class ReplicaMover {
     const t = this.cfg.moveTimeoutMs;
     const sig = f.ctl.signal;
     try {
-      await this.host.addLearner(group, to, t, sig);
+      // An adopted learner is there already: the move starts at its promotion.
+      if (f.step === 'learner') await this.host.addLearner(group, to, t, sig);
       f.step = 'promote';
       await this.host.promote(group, to, t, sig);
     } catch (err) {

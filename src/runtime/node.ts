@@ -827,7 +827,11 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       const t0 = performance.now();
       const plan = this.mover.round();
       const cost = performance.now() - t0;
-      const busy = plan.moves.length > 0 || plan.removals.length > 0 || this.mover.status().inFlight.length > 0;
+      const busy =
+        plan.moves.length > 0 ||
+        plan.removals.length > 0 ||
+        plan.adoptions.length > 0 ||
+        this.mover.status().inFlight.length > 0;
       if (busy) {
         this.moverIdle = null;
         return Math.max(MOVER_BUSY_MS, 5 * cost);

@@ -520,3 +520,51 @@ test('a learner nobody moves is removed once it has been seen for moveTimeoutMs'
   assert.deepEqual(c.groups.get(3), { voters: ['n1', 'n2', 'n3'], learners: [] });
   assert.deepEqual(c.violations, []);
 });
+
+test('a learner left by an earlier mover is adopted when its group needs it: promoted, then the voter it replaces removed', async () => {
+  const c = new FakeCluster(['n1', 'n2', 'n3', 'n4']);
+  c.nodes.get('n2')!.state = 'decommissioning';
+  // Group 5: an earlier mover added n4 to replace n2 and died before promoting it.
+  c.groups.set(5, { voters: ['n1', 'n2', 'n3'], learners: ['n4'] });
+  // Group 6: short of a voter, with a learner on an active node.
+  c.groups.set(6, { voters: ['n1', 'n3'], learners: ['n4'] });
+  // Group 7: its voters are fine, so its learner is not adopted (removed later, as above).
+  c.groups.set(7, { voters: ['n1', 'n3', 'n4'], learners: ['n4x'] });
+  c.nodes.set('n4x', { id: 'n4x', state: 'active', up: true });
+  const m = mover(c);
+  m.round();
+  await idle(m, c);
+  assert.equal(c.calls.length, 0, 'a learner may still be a live move of another mover: left alone at first');
+  c.now += 2_999;
+  assert.deepEqual(m.plan().adoptions, []);
+  c.now += 1;
+  assert.deepEqual(
+    m.plan().adoptions.map((a) => [a.group, a.node, a.from, a.kind]),
+    [
+      [5, 'n4', 'n2', 'decommission'],
+      [6, 'n4', null, 'repair'],
+    ],
+  );
+  m.round();
+  await idle(m, c);
+  assert.deepEqual(c.groups.get(5), { voters: ['n1', 'n3', 'n4'], learners: [] });
+  assert.deepEqual(c.groups.get(6), { voters: ['n1', 'n3', 'n4'], learners: [] });
+  assert.deepEqual(c.groups.get(7), { voters: ['n1', 'n3', 'n4'], learners: ['n4x'] });
+  assert.ok(!c.calls.some((x) => x.op === 'addLearner'), 'adopted moves start at the promotion');
+  assert.deepEqual(
+    c.calls.map((x) => [x.op, x.group, x.node]),
+    [
+      ['promote', 5, 'n4'],
+      ['promote', 6, 'n4'],
+      ['removeMember', 5, 'n2'],
+    ],
+  );
+  assert.equal(m.status().counters.decommission.completed, 1);
+  assert.equal(m.status().counters.repair.completed, 1);
+  await drive(m, c);
+  assert.ok(
+    c.states.some(([n, s]) => n === 'n2' && s === 'removed'),
+    'the decommission finished',
+  );
+  assert.deepEqual(c.violations, []);
+});
