@@ -60,3 +60,52 @@ test("damage in an older segment is refused even when it is that segment's last 
     );
   });
 });
+
+test('a 64 MiB segment is read only up to its end mark; records across its read chunks come back whole; a torn tail past them is cut, damage past them refused (and found fast: payload bytes read as a length once cost a checksum of tens of MiB per byte offset)', {
+  timeout: 60_000,
+}, async () => {
+  await withDir(async (dir) => {
+    // Records of 300 KiB and 1.5 MiB straddle the 1 MiB read chunks and their doublings.
+    const big = (i: number) => new Uint8Array(i % 2 === 0 ? 1536 << 10 : 300 << 10).fill(i & 0xff);
+    let { wal, records } = WalFiles.open(dir);
+    for (let i = 1; i <= 6; i++) await wal.append(i, big(i));
+    wal.close();
+    ({ wal, records } = WalFiles.open(dir));
+    assert.deepEqual(
+      records.map((r) => [r.lsn, r.payload.length, r.payload[0], r.payload.at(-1)]),
+      Array.from({ length: 6 }, (_, k) => [k + 1, big(k + 1).length, (k + 1) & 0xff, (k + 1) & 0xff]),
+    );
+    // Appends go on after the last record, and come back.
+    await wal.append(7, big(7));
+    wal.close();
+    const [seg] = readdirSync(dir).filter((f) => f.endsWith('.log'));
+    const path = join(dir, seg);
+    ({ wal, records } = WalFiles.open(dir));
+    wal.close();
+    assert.deepEqual(
+      records.map((r) => r.lsn),
+      [1, 2, 3, 4, 5, 6, 7],
+    );
+    // Tear the last record (its trailer zeroed, as a crash mid-write leaves it): cut off.
+    const file = readFileSync(path);
+    const end = records.reduce((n, r) => n + 12 + r.payload.length + 4, 0);
+    file.fill(0, end - 4, end);
+    writeFileSync(path, file);
+    ({ wal, records } = WalFiles.open(dir));
+    assert.deepEqual(
+      records.map((r) => r.lsn),
+      [1, 2, 3, 4, 5, 6],
+    );
+    await wal.append(7, payload(7));
+    wal.close();
+    // Damage in record 3 with valid records after it, 5 MiB into the file: refused.
+    const again = readFileSync(path);
+    const third = records.slice(0, 2).reduce((n, r) => n + 12 + r.payload.length + 4, 0);
+    again[third + 100] ^= 0xff;
+    writeFileSync(path, again);
+    assert.throws(
+      () => WalFiles.open(dir),
+      (e: unknown) => e instanceof CorruptRecord,
+    );
+  });
+});
