@@ -325,6 +325,42 @@ describe('KV exactly once', () => {
   });
 });
 
+describe('KV flushes', () => {
+  test('a flush falls due by bytes as well as by keys and time: big values never pile up into one long transaction', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-kv-'));
+    const store = await LogStore.open({ path: dir, noSync: true });
+    try {
+      // An hour between flushes, a million keys: only the 1 MiB byte bound can make one due.
+      const kv = new KvStateMachine(store, {
+        flushIntervalMs: 3_600_000,
+        maxDirtyKeys: 1_000_000,
+        maxDirtyBytes: 1 << 20,
+      });
+      store.createGroup(1, CONF);
+      const value = 'v'.padEnd(64 * 1024, 'x');
+      // 15 values of 64 KiB (and their keys): just under 1 MiB, not due.
+      kv.apply(
+        1,
+        entries(
+          1,
+          Array.from({ length: 15 }, (_, i) => put(`k${i}`, value)),
+        ),
+      );
+      assert.equal(kv.prepareWrite(), null, 'under the bound: nothing to flush yet');
+      kv.apply(1, entries(16, [put('k15', value)]));
+      const write = kv.prepareWrite();
+      assert.notEqual(write, null, 'at 1 MiB the flush is due');
+      await store.commit(write!);
+      kv.committed();
+      assert.equal(kv.durableApplied(1), 16);
+      assert.equal(kv.prepareWrite(), null, 'the memtable is empty again');
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('KV snapshots', () => {
   test('snapshot reflects exactly its index while more is applied and committed afterwards; restore on another store gives identical data', async () => {
     await withNodes(3, async (a, bNode, c) => {
