@@ -102,6 +102,21 @@ export class Membership {
     await this.everywhere('gcreate', { group: 0, replicas: m }, () => this.applyCreate(0, m));
   }
 
+  /** Group 0 exists and this node missed its creation (a `gcreate` lost with a link that looked
+   *  up: creation needs every node, but only tries once). Route to it, and host an empty replica
+   *  if this node is one of its members: never having had the group, it acknowledged nothing in
+   *  it, so starting empty is what the creation would have left; its leader catches it up, and
+   *  with no voters of its own it cannot campaign before a configuration arrives. */
+  async learnMetaGroup(replicas: readonly NodeId[]): Promise<boolean> {
+    if (this.members.has(0) || this.file.removed.includes(0)) return false;
+    const m = [...replicas].sort();
+    this.members.set(0, m);
+    this.file.created['0'] = m;
+    this.save();
+    if (m.includes(this.host.id)) await this.host.shard(0, 'create', { group: 0, voters: [] });
+    return true;
+  }
+
   /** Take every group's replicas from another node (a joined node learns where groups are before
    *  it holds any): stale entries cost a redirect, never a wrong answer. Groups this node hosts
    *  are left as its own replicas report them. */

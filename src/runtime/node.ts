@@ -223,6 +223,8 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
   private moverIdle: { readonly key: string; readonly until: number } | null = null;
   /** Links that came up or went down (part of what the mover's plan depends on). */
   private linkChanges = 0;
+  /** A question to a peer about where group 0 is, in flight (learnMetaGroup). */
+  private learningMeta = false;
   /** Executes replica moves (decommission, repair, balance); rounds run while this node leads group 0. */
   private readonly mover: ReplicaMover;
   /** Each node's state as this node last emitted it (nodeChange). */
@@ -469,8 +471,9 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       },
       onSummary: (from, sum) => this.balancer?.onSummary(from, sum),
       onReply: (from, r) => this.forwarder.onReply(from, r),
-      onMeta: (_from, version) => {
-        if (version > this.roster.version) void this.roster.sync('fresh');
+      onMeta: (from, version) => {
+        if (!this.membership.has(META_GROUP)) void this.learnMetaGroup(from);
+        else if (version > this.roster.version) void this.roster.sync('fresh');
       },
     });
     this.transferStats = this.leadership.transferStats;
@@ -719,6 +722,10 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
       // Also when not draining: a node restarted after a drain (SIGTERM drains first) must clear
       // the mark its peers still hold, or they would never send leadership back.
       node.transport.send(p, notice('drainState', { draining: node.isDraining }));
+      // The record's version, once it exists: a peer that missed group 0's creation learns of
+      // it here at the latest (onMeta), one that fell behind reads the record again.
+      if (node.membership.has(META_GROUP) && node.roster.version > 0)
+        node.transport.send(p, notice('meta', { version: node.roster.version }));
       node.workers.broadcast({ kind: 'peerUp', peer: p });
       if (node.events.wants('peerUp')) node.events.emit('peerUp', { peer: p });
     });
@@ -890,6 +897,33 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
     if (previous === state) return;
     this.nodeStates.set(id, state);
     this.events.emit('nodeChange', { node: id, state, previous, address });
+  }
+
+  /** A peer announced the cluster record but this node has no group 0: it missed the group's
+   *  creation. Ask that peer where group 0 is, join it (membership.learnMetaGroup), read the
+   *  record. One question at a time; the next announcement asks again if this one failed. */
+  private async learnMetaGroup(from: NodeId): Promise<void> {
+    if (this.learningMeta || this.stopped) return;
+    this.learningMeta = true;
+    try {
+      const entries = directoryOf(await this.forward(from, 'dir', { group: META_GROUP }, 2_000));
+      const meta = entries?.find(([g]) => g === META_GROUP);
+      if (meta === undefined) return;
+      if (await this.membership.learnMetaGroup(meta[1])) {
+        // A member missed the creation; a node that joined may just hear of it before its directory.
+        if (meta[1].includes(this.id))
+          this.log.warn(
+            { from, replicas: meta[1] },
+            'group 0 was created without this node hearing of it: joined it now',
+          );
+        else this.log.info({ from, replicas: meta[1] }, 'learned where group 0 is');
+        await this.roster.sync('fresh');
+      }
+    } catch (e) {
+      this.log.debug({ from, err: e }, 'could not learn where group 0 is');
+    } finally {
+      this.learningMeta = false;
+    }
   }
 
   /** A node that just joined learns where every group's replicas are from a member (first the

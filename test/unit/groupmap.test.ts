@@ -105,3 +105,48 @@ test("a removal the group's leader says is done already (not a member) succeeds 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a node that missed group 0 being created joins it with an empty replica, once, and remembers it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    const calls: { kind: string; payload: unknown }[] = [];
+    const shard: MembershipHost['shard'] = async (_group, kind, payload) => {
+      calls.push({ kind, payload });
+      return null as never;
+    };
+    const boot = () => new Map([[7, ['n1', 'n2', 'n3']]]);
+    const m = new Membership(host(dir, [], { shard }), boot());
+    assert.equal(m.has(0), false);
+    assert.equal(await m.learnMetaGroup(['n3', 'n1', 'n2']), true);
+    assert.deepEqual(m.replicasOf(0), ['n1', 'n2', 'n3']);
+    // No configuration of its own: it cannot campaign; the leader sends it one with the log.
+    assert.deepEqual(calls, [{ kind: 'create', payload: { group: 0, voters: [] } }]);
+    assert.equal(await m.learnMetaGroup(['n1', 'n2', 'n3']), false, 'known now: nothing more');
+    assert.equal(calls.length, 1);
+    // After a restart it still knows group 0 (and would not create it again).
+    const again = new Membership(host(dir, [], { shard }), boot());
+    assert.deepEqual(again.replicasOf(0), ['n1', 'n2', 'n3']);
+    assert.equal(await again.learnMetaGroup(['n1', 'n2', 'n3']), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // A node not among group 0's replicas only routes to it.
+  const dir2 = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    let created = 0;
+    const m = new Membership(
+      host(dir2, [], {
+        shard: async () => {
+          created++;
+          return null as never;
+        },
+      }),
+      new Map(),
+    );
+    assert.equal(await m.learnMetaGroup(['n2', 'n3', 'n4']), true);
+    assert.deepEqual(m.replicasOf(0), ['n2', 'n3', 'n4']);
+    assert.equal(created, 0);
+  } finally {
+    rmSync(dir2, { recursive: true, force: true });
+  }
+});
