@@ -271,7 +271,11 @@ test('transfer preflight: every refusal is typed, and force overrides the ones t
         store,
         send: send(id),
         tickMs: 10,
-        raft: { electionTicks: 10 },
+        // Election rounds of 0.5-1 s: this test is about refusals, not elections. With 0.1 s
+        // rounds its TargetNeedsSnapshot step once timed out in CI, most likely because group 1
+        // changed leader and only the old one had been told that b is down (it is told to every
+        // node now, and the step follows the current leader).
+        raft: { electionTicks: 50 },
         seed: 7,
         requestTimeoutMs: 3000,
         retainEntries: 2,
@@ -316,18 +320,24 @@ test('transfer preflight: every refusal is typed, and force overrides the ones t
     for (let i = 0; i < 5; i++) await put(1, `lag${i}`);
     await assert.rejects(net.shards.get(l)!.transfer(1, b, { maxLagEntries: 2 }), reason('TargetLagging'));
 
-    // TargetNeedsSnapshot: b reported down, so the leader compacts past what b has.
-    net.shards.get(l)!.peerDown(b);
+    // TargetNeedsSnapshot: b reported down, so the leader compacts past what b has. Every node is
+    // told, and the leader is looked up again: should group 1 change leader meanwhile, the new
+    // one must also know that b is down, or it keeps b's entries for good.
+    for (const [id, sh] of net.shards) if (id !== b) sh.peerDown(b);
     for (let i = 0; i < 40; i++) await put(1, `snap${i}`);
     await until(
       'the leader compacted past b',
       () => {
-        const st = net.shards.get(l)!.status(1);
-        return st.firstIndex > (st.progress[b]?.next ?? Infinity);
+        const cur = leaderOf(net, 1);
+        if (cur === null || cur === b) return false;
+        const st = net.shards.get(cur)!.status(1);
+        if (st.firstIndex <= (st.progress[b]?.next ?? Infinity)) return false;
+        l = cur;
+        return true;
       },
       20_000,
     );
-    net.shards.get(l)!.peerUp(b);
+    for (const [id, sh] of net.shards) if (id !== b) sh.peerUp(b);
     await assert.rejects(net.shards.get(l)!.transfer(1, b, { maxLagEntries: 1_000 }), reason('TargetNeedsSnapshot'));
     lossy.delete(b);
     // Forced, it waits for the snapshot and the catch-up, then hands over.
