@@ -846,7 +846,22 @@ export async function runNemesis(o: NemesisOptions): Promise<NemesisResult> {
     };
     await waitUntil('all nodes healthy after healing', async () => (await allHealthy()).length === 0, 60_000).catch(
       async (e: Error) => {
-        throw new Error(`${e.message}: ${(await allHealthy()).join(', ')} not healthy`);
+        // Why, per node: its process, what it last wrote on stderr, and what /health answers.
+        const why: string[] = [];
+        for (const id of await allHealthy()) {
+          const p = procs.get(id);
+          let health: string;
+          try {
+            const r = await http(id, '/health', {}, 2000);
+            health = `${r.status} ${(await r.text()).slice(0, 400)}`;
+          } catch (err) {
+            health = `no answer: ${(err as Error).message}`;
+          }
+          why.push(
+            `${id} (alive ${alive(id)}, exit ${p?.exitCode ?? p?.signalCode ?? '-'}; /health ${health}; stderr ${JSON.stringify((lastErr.get(id) ?? '').slice(-300))})`,
+          );
+        }
+        throw new Error(`${e.message}: not healthy: ${why.join('; ')}`);
       },
     );
     // A decommission the faults kept from finishing must finish now.
