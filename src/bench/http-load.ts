@@ -409,6 +409,9 @@ async function drive(o: HttpLoadOptions): Promise<HttpLoadResult> {
   stopLoad = null;
   clearTimeout(cpuAt);
   clearTimeout(cpuEnd);
+  // The last client can finish past the window's end before the end's timer runs (a reply read in
+  // the same turn): the CPU figures then end here. Without this a short run reported 0 cores.
+  if (cpu0 !== undefined && cpu1 === undefined) takeCpu1();
   writer.close();
   const tEnd = cpu1?.at ?? now();
 

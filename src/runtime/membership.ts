@@ -4,7 +4,7 @@
 // replicas as they are now, not as they were bootstrapped. Changes to one group's replicas go
 // through its Raft log (learner, voter, removal); creating or removing a whole group involves
 // every node, because each must be able to route to it.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.js';
@@ -12,6 +12,7 @@ import type { Envelope } from '../transport/index.js';
 import { RuntimeError } from './errors.js';
 import { notice, type RequestKind, type Requests } from './peerprotocol.js';
 import { placement } from './placement.js';
+import { replaceFile } from './replacefile.js';
 import { notAMember } from '../raft/index.js';
 import type { GroupCall, MemberChange } from './protocol.js';
 
@@ -288,6 +289,6 @@ export class Membership {
 
   private save(): void {
     this.changes++;
-    writeFileSync(join(this.host.dataDir, 'groups.json'), JSON.stringify(this.file));
+    replaceFile(join(this.host.dataDir, 'groups.json'), JSON.stringify(this.file));
   }
 }

@@ -12,7 +12,8 @@
 // membership and its persistence in membership.ts; routing and retries stay here for now.
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { replaceFile } from './replacefile.js';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -599,7 +600,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         if (p !== opts.id) bootNodes.push({ id: p, address: a, labels: {} });
     }
     const file: ClusterFile = { clusterId, node: opts.id, workers };
-    writeFileSync(
+    replaceFile(
       idFile,
       JSON.stringify(
         prev?.joined !== undefined || admittedBy !== null

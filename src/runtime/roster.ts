@@ -14,7 +14,8 @@
 // bootstrap before it can read group 0. It follows changes by reading the record when a peer
 // says it changed and on a slow timer, and turns them into transport peers (added, re-addressed,
 // removed for good).
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { replaceFile } from './replacefile.js';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import type { Logger } from 'pino';
@@ -350,6 +351,5 @@ export function readRosterFile(dataDir: string): { version: number; nodes: MetaN
 /** Replace nodes.json whole (written aside and renamed: a crash leaves the old or the new). */
 export function writeRosterFile(dataDir: string, version: number, nodes: readonly MetaNode[]): void {
   const path = join(dataDir, 'nodes.json');
-  writeFileSync(`${path}.tmp`, JSON.stringify({ version, nodes }));
-  renameSync(`${path}.tmp`, path);
+  replaceFile(path, JSON.stringify({ version, nodes }));
 }
