@@ -377,7 +377,8 @@ export class ReplicaMover {
       }
       if (g.learners.length > 0) {
         const stray = this.strayLearners.get(g.id);
-        const adopt = stray === undefined ? this.adoption(g, v, now, state, works, rank, held) : null;
+        const rf = Math.min(g.replication ?? v.replication, Math.max(1, active));
+        const adopt = stray === undefined ? this.adoption(g, rf, now, state, works, rank, held) : null;
         if (adopt !== null) {
           if (room(adopt.node) && (adopt.from === null || room(adopt.from))) {
             adoptions.push(adopt);
@@ -452,7 +453,7 @@ export class ReplicaMover {
   /** The adoption of one of `g`'s learners nobody moves, if it should be adopted (see the header). */
   private adoption(
     g: PlacementGroup,
-    v: View,
+    rf: number,
     now: number,
     state: (id: NodeId) => NodeState | undefined,
     works: (id: NodeId) => boolean,
@@ -468,8 +469,6 @@ export class ReplicaMover {
           now - (this.orphanSince.get(orphanKey(g.id, x)) ?? now) >= Math.min(ADOPT_AFTER_MS, this.orphanMs()),
       );
     if (l === undefined) return null;
-    const active = v.nodes.filter((n) => n.state === 'active').length;
-    const rf = Math.min(g.replication ?? v.replication, Math.max(1, active));
     if (g.voters.length < rf)
       return {
         group: g.id,
