@@ -14,7 +14,8 @@ import { notice, type RequestKind, type Requests } from './peerprotocol.js';
 import { placement } from './placement.js';
 import { replaceFile } from './replacefile.js';
 import { notAMember } from '../raft/index.js';
-import type { GroupCall, MemberChange } from './protocol.js';
+import { isObject } from '../guards.js';
+import type { GroupCall, GroupConf, MemberChange } from './protocol.js';
 
 /** Dynamic groups (created or removed at run time), persisted beside the shards. */
 interface GroupsFile {
@@ -246,20 +247,46 @@ export class Membership {
     if (local) for (const p of this.host.peers) this.host.send(p, notice('gconf', { group, voters, learners, index }));
   }
 
+  /** Ask every reachable node (this one too) for its replica's configuration of `group`, and
+   *  take the newest. A node that holds no replica of a group hears of its changes only through
+   *  `gconf` notices, which are one-way: one lost leaves the map behind until the group changes
+   *  again, and the replica mover, planning from this map, would retry a move that cannot be
+   *  made. It calls this when a move fails: one request per node, only then. Resolves with
+   *  whether the map changed. */
+  async refresh(group: number, timeoutMs: number): Promise<boolean> {
+    if (!this.members.has(group)) return false;
+    const asks = [
+      this.host.shard(group, 'conf', { group }),
+      ...this.host.peers
+        .filter((p) => this.host.isConnected(p))
+        .map((p) => this.host.forward(p, 'conf', { group }, timeoutMs)),
+    ];
+    let best: GroupConf | undefined;
+    for (const r of await Promise.allSettled(asks))
+      if (r.status === 'fulfilled' && isGroupConf(r.value) && (best === undefined || r.value.index > best.index))
+        best = r.value;
+    if (best === undefined || !this.members.has(group)) return false;
+    const before = this.members.get(group)?.join(',');
+    this.onConf(group, [...best.voters], [...best.learners], false, best.index);
+    return this.members.get(group)?.join(',') !== before;
+  }
+
   private isNode(id: NodeId): boolean {
     return id === this.host.id || this.host.peers.includes(id);
   }
 
   /** Proposed through the group's leader, retried as a proposal is; an aborted `signal` stops
-   *  the retries (a change already proposed may still apply). */
-  private change(
+   *  the retries (a change already proposed may still apply). The leader's answer is the
+   *  configuration with the change applied: the map takes it at once, without waiting for the
+   *  notice (which may be lost, or arrive after the caller plans its next step). */
+  private async change(
     group: number,
     change: MemberChange,
     nodeId: NodeId,
     timeoutMs: number,
     signal: AbortSignal | undefined,
-  ): Promise<unknown> {
-    return this.host.withRetries(
+  ): Promise<void> {
+    const r = await this.host.withRetries(
       group,
       timeoutMs,
       (target, ms) =>
@@ -268,6 +295,7 @@ export class Membership {
           : this.host.forward(target, 'member', { group, change, node: nodeId, timeoutMs: ms }, ms + 250),
       signal,
     );
+    if (isGroupConf(r)) this.onConf(group, [...r.voters], [...r.learners], false, r.index);
   }
 
   private async everywhere<K extends 'gcreate' | 'gremove'>(
@@ -291,4 +319,18 @@ export class Membership {
     this.changes++;
     replaceFile(join(this.host.dataDir, 'groups.json'), JSON.stringify(this.file));
   }
+}
+
+const isIds = (x: unknown): x is NodeId[] => Array.isArray(x) && x.every((i) => typeof i === 'string');
+
+/** A configuration as a peer sent it (any shape: a peer of another version, or a bug). */
+function isGroupConf(x: unknown): x is GroupConf {
+  return (
+    isObject(x) &&
+    isIds(x.voters) &&
+    isIds(x.learners) &&
+    typeof x.index === 'number' &&
+    Number.isInteger(x.index) &&
+    x.index >= 0
+  );
 }

@@ -23,6 +23,9 @@
 //    unknown), the mover adopts it after ADOPT_AFTER_MS: the move resumes at its promotion and
 //    removes that voter (a group-0 leader killed mid-move otherwise held a decommission for a
 //    minute). Any other such learner is removed after min(moveTimeoutMs, 60 s) seen so.
+//  - a failed move reads its group's configuration again (MoverHost.refreshGroup) before the
+//    group is planned again: the view may have missed a change for good (a lost notice), and
+//    the same move, planned from it, would fail every round.
 // A decommissioning node that holds nothing and takes part in no move is then marked 'removed'.
 import type { Logger } from 'pino';
 import {
@@ -50,6 +53,9 @@ export interface MoverHost {
   addLearner(group: number, node: NodeId, timeoutMs: number, signal: AbortSignal): Promise<void>;
   promote(group: number, node: NodeId, timeoutMs: number, signal: AbortSignal): Promise<void>;
   removeMember(group: number, node: NodeId, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  /** Read the group's configuration again from its replicas into view() (a failed move may come
+   *  from a view that missed a change); resolves with whether the view changed. */
+  refreshGroup(group: number): Promise<boolean>;
   /** Record a node's lifecycle state in the metadata group (used to mark a drained-out
    *  decommissioning node 'removed'). */
   setNodeState(node: NodeId, state: 'removed'): Promise<void>;
@@ -181,6 +187,7 @@ interface Flight {
   readonly startedMs: number;
   readonly ctl: AbortController;
   done: Promise<void>;
+  failed: boolean;
 }
 
 /** A change made that the view may not show yet: until it does, the group stays busy. */
@@ -508,14 +515,32 @@ export class ReplicaMover {
       startedMs: this.host.nowMs(),
       ctl: new AbortController(),
       done: Promise.resolve(),
+      failed: false,
     };
     this.flights.set(group, f);
     this.counters[kind].started++;
     this.host.log.info({ group, kind, from, to, reason }, 'replica move started');
-    f.done = (to === null ? this.runTrim(f) : this.runMove(f, to)).finally(() => {
-      this.flights.delete(group);
-      this.finishDecommissions();
-    });
+    f.done = (to === null ? this.runTrim(f) : this.runMove(f, to))
+      .then(() => (f.failed && !f.ctl.signal.aborted ? this.refresh(f) : undefined))
+      .finally(() => {
+        this.flights.delete(group);
+        this.finishDecommissions();
+      });
+  }
+
+  /** After a failed move, while the group is still busy: the view may have missed a change (a
+   *  replica that moved already, a removal that was done), and planned from it the same move
+   *  would fail every round. */
+  private async refresh(f: Flight): Promise<void> {
+    try {
+      if (await this.host.refreshGroup(f.group))
+        this.host.log.info(
+          { group: f.group },
+          'replicas of a group read again after a failed move: the view was behind',
+        );
+    } catch (err) {
+      this.host.log.debug({ group: f.group, err }, 'could not read the group configuration again');
+    }
   }
 
   private async runMove(f: Flight, to: NodeId): Promise<void> {
@@ -604,6 +629,7 @@ export class ReplicaMover {
   }
 
   private fail(f: Flight, err: unknown): void {
+    f.failed = true;
     const now = this.host.nowMs();
     this.counters[f.kind].failed++;
     const e: MoverError = {

@@ -422,6 +422,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         addLearner: (g, n, ms, signal) => this.membership.addLearner(g, n, ms, signal),
         promote: (g, n, ms, signal) => this.membership.promote(g, n, ms, signal),
         removeMember: (g, n, ms, signal) => this.membership.removeMember(g, n, ms, signal),
+        refreshGroup: (g) => this.membership.refresh(g, this.attemptMs),
         setNodeState: async (n, state) => {
           await this.roster.setState(n, state);
         },

@@ -66,6 +66,9 @@ export type Requests = {
   gdrop: { group: number };
   gcreate: { group: number; replicas: NodeId[] };
   gremove: { group: number };
+  /** This node's replica's configuration of the group (a GroupConf; an error where it holds
+   *  none), for a node whose map missed a change of it. */
+  conf: { group: number };
   /** Every group's replicas as this node knows them, for a node that just joined (`group` is
    *  always 0: the directory belongs to the metadata group). Answers [group, replicas][]. */
   dir: { group: number };
@@ -140,6 +143,7 @@ const REQUESTS: { [K in RequestKind]: (p: Raw) => Served<K> | undefined } = {
       : undefined,
   gjoin: groupOnly,
   gdrop: groupOnly,
+  conf: groupOnly,
   gcreate: (p) =>
     isGroup(p.group) && Array.isArray(p.replicas) && p.replicas.every(isString)
       ? { group: p.group, replicas: p.replicas }
@@ -295,6 +299,7 @@ export class PeerProtocol {
         h.shard(m.group, 'member', { group: m.group, change: m.change, node: m.node, timeoutMs: ms }),
       gjoin: (_from, m) => h.shard(m.group, 'create', { group: m.group, voters: [] }),
       gdrop: (_from, m) => h.shard(m.group, 'remove', { group: m.group }),
+      conf: (_from, m) => h.shard(m.group, 'conf', { group: m.group }),
       gcreate: (_from, m) => h.membership.applyCreate(m.group, m.replicas).then(() => null),
       gremove: (_from, m) => h.membership.applyRemove(m.group).then(() => null),
       dir: async () => [...h.membership.entries()],

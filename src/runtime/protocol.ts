@@ -58,6 +58,13 @@ export interface WorkerInit {
 /** A membership change of one group, as a shard's leader proposes it. */
 export type MemberChange = 'addVoter' | 'addLearner' | 'remove';
 
+/** A group's configuration as one replica has applied it: every configuration entry up to log
+ *  index `index`. Reports from different replicas are ordered by `index`, whatever order they
+ *  arrive in. */
+export interface GroupConf extends ConfState {
+  readonly index: number;
+}
+
 /** The requests a shard answers, each with its request fields and what its answer resolves with.
  *  `timeoutMs`: how long the shard waits for the outcome before failing with Timeout. */
 export interface ShardCalls {
@@ -88,7 +95,9 @@ export interface ShardCalls {
   /** Host a replica of a group (a no-op when it already does). */
   create: { request: { group: number; voters: NodeId[]; learners?: NodeId[] }; reply: null };
   /** Propose a membership change on the group's leader; answers the new membership. */
-  member: { request: { group: number; change: MemberChange; node: NodeId; timeoutMs: number }; reply: ConfState };
+  member: { request: { group: number; change: MemberChange; node: NodeId; timeoutMs: number }; reply: GroupConf };
+  /** This replica's configuration of the group, as applied so far. */
+  conf: { request: { group: number }; reply: GroupConf };
   /** Delete this replica of a group (a no-op when there is none). */
   remove: { request: { group: number }; reply: null };
   /** Stop the shard (store closed) before its thread ends. */

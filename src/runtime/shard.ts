@@ -16,7 +16,7 @@ import type { ConfChange, ConfState, Entry, SoftState, Message, NodeId, ProposeR
 import { KvStateMachine, kvEntryData, type KvCommand } from '../storage/kv.js';
 import { RuntimeError } from './errors.js';
 import type { ShardStateMachine } from './statemachine.js';
-import { COMMIT_P99_WINDOW_MS, type ShardBrief } from './protocol.js';
+import { COMMIT_P99_WINDOW_MS, type GroupConf, type ShardBrief } from './protocol.js';
 import { Histogram, RecentSamples } from './histogram.js';
 import { Deadlines, Waiter, newGroup, ownWaiters, type Group, type LedGroup, type TransferDone } from './group.js';
 import { ShardReads, rejectRequests } from './shardreads.js';
@@ -464,7 +464,7 @@ export class Shard {
   /** Propose a membership change on the group's leader (this node); resolves with the new
    *  membership once the change is committed and applied. One change at a time: a second one
    *  while the first is in flight is refused with ConfChangeInProgress. */
-  changeMembership(groupId: number, cc: ConfChange, timeoutMs?: number): Promise<ConfState> {
+  changeMembership(groupId: number, cc: ConfChange, timeoutMs?: number): Promise<GroupConf> {
     let g: Group;
     try {
       g = this.group(groupId);
@@ -490,7 +490,13 @@ export class Shard {
     if (!r.ok) return Promise.reject(RuntimeError.fromProposal(r, g.node.status().leader));
     this.touch(g);
     this.schedule();
-    return this.waitFor(g, r.index, r.term, timeoutMs, false).then(() => g.node.status().conf);
+    return this.waitFor(g, r.index, r.term, timeoutMs, false).then(() => confOf(g));
+  }
+
+  /** The group's configuration as this replica has applied it (for a node whose map of the
+   *  group's replicas missed a change). */
+  configuration(groupId: number): GroupConf {
+    return confOf(this.group(groupId));
   }
 
   /** Confirm this node leads `groupId` and serves: a ReadIndex round (a quorum still follows it,
@@ -988,6 +994,13 @@ export class Shard {
       }
     }
   }
+}
+
+/** The core applies a configuration entry when it hands it out, so its configuration is every
+ *  configuration entry up to its applied index. */
+function confOf(g: Group): GroupConf {
+  const st = g.node.status();
+  return { voters: st.conf.voters, learners: st.conf.learners, index: st.applied };
 }
 
 /** The index of the last conf entry among `committed` (the configuration a Ready's `conf` is). */

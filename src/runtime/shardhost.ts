@@ -271,6 +271,7 @@ function handlers(host: ShardHost): CallHandlers {
       return null;
     },
     member: (r) => shard.changeMembership(r.group, { type: r.change, node: r.node }, r.timeoutMs),
+    conf: async (r) => shard.configuration(r.group),
     remove: async (r) => {
       if (shard.has(r.group)) shard.removeGroup(r.group);
       return null;

@@ -1,7 +1,8 @@
 // The node's map of group replicas (runtime/membership.ts): configuration reports from different
 // nodes arrive in any order, and the map must end at the newest configuration (by its log index),
 // across a restart too. A late report of an older configuration once left a moved replica in the
-// map for good, and the replica mover then waited on a group that had long settled.
+// map for good, and the replica mover then waited on a group that had long settled. A map that
+// missed a change reads the group again from the nodes, and a change's answer updates it at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -148,5 +149,67 @@ test('a node that missed group 0 being created joins it with an empty replica, o
     assert.equal(created, 0);
   } finally {
     rmSync(dir2, { recursive: true, force: true });
+  }
+});
+
+test('a map that missed a change reads the group again from every reachable node and takes the newest', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    const asked: string[] = [];
+    // n2 is behind (index 10), n3 is current (index 14), n4 is not connected, and this node's
+    // own replica is gone (its shard has no such group).
+    const answers: Record<string, unknown> = {
+      n2: { voters: ['n1', 'n2', 'n3'], learners: ['n4'], index: 10 },
+      n3: { voters: ['n2', 'n3', 'n4'], learners: [], index: 14 },
+    };
+    const m = new Membership(
+      host(dir, [], {
+        isConnected: (p) => p !== 'n4',
+        shard: async () => {
+          asked.push('local');
+          throw new RuntimeError('InvalidArgument', 'unknown group 7');
+        },
+        forward: async (target, kind, payload) => {
+          asked.push(`${kind}:${target}:${(payload as { group: number }).group}`);
+          return answers[target];
+        },
+      }),
+      new Map([[7, ['n1', 'n2', 'n3']]]),
+    );
+    m.onConf(7, ['n1', 'n2', 'n3'], [], false, 9);
+    assert.equal(await m.refresh(7, 1000), true);
+    assert.deepEqual(asked, ['local', 'conf:n2:7', 'conf:n3:7']);
+    assert.deepEqual(m.replicasOf(7), ['n2', 'n3', 'n4']);
+    // Nothing newer anywhere: unchanged. A malformed answer is ignored.
+    answers.n3 = { voters: 'n9', learners: [], index: 99 };
+    assert.equal(await m.refresh(7, 1000), false);
+    assert.deepEqual(m.replicasOf(7), ['n2', 'n3', 'n4']);
+    // An unknown group asks nobody.
+    asked.length = 0;
+    assert.equal(await m.refresh(8, 1000), false);
+    assert.deepEqual(asked, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a membership change takes the leader's answer into the map at once, without the notice", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    const m = new Membership(
+      host(dir, [], {
+        forward: async () => null,
+        withRetries: async () => ({ voters: ['n1', 'n2', 'n3'], learners: ['n4'], index: 21 }),
+      }),
+      new Map([[7, ['n1', 'n2', 'n3']]]),
+    );
+    await m.addLearner(7, 'n4', 1000);
+    assert.deepEqual(m.replicasOf(7), ['n1', 'n2', 'n3', 'n4']);
+    assert.deepEqual(m.learnersOf(7), ['n4']);
+    // The notice of an older configuration, arriving after, changes nothing.
+    m.onConf(7, ['n1', 'n2', 'n3'], [], false, 20);
+    assert.deepEqual(m.learnersOf(7), ['n4']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,8 +1,9 @@
 // The replica mover against an in-memory cluster: decommission to 'removed', filling a new node in
 // exactly the planner's minimum of moves, rollback of a failed promotion, a voter too many after a
-// failed removal, balance off, per-node limits, stop, and a dry run without side effects. The fake
-// checks at every call that no group has two changes at once, loses a voter it needs (below its
-// replication, capped at the active nodes) or has more than one replica too many.
+// failed removal, a view that missed a change, balance off, per-node limits, stop, and a dry run
+// without side effects. The fake checks at every call that no group has two changes at once, loses
+// a voter it needs (below its replication, capped at the active nodes) or has more than one replica
+// too many.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
@@ -144,6 +145,20 @@ class FakeCluster implements MoverHost {
       g.voters = g.voters.filter((x) => x !== node);
       g.learners = g.learners.filter((x) => x !== node);
     });
+  }
+
+  /** Groups read again, in order. */
+  readonly refreshes: number[] = [];
+
+  async refreshGroup(group: number): Promise<boolean> {
+    this.refreshes.push(group);
+    await new Promise((r) => setImmediate(r));
+    if (!this.lagging || this.snapshot === null) return false;
+    const now = this.fresh().groups.find((g) => g.id === group);
+    const i = this.snapshot.groups.findIndex((g) => g.id === group);
+    if (now === undefined || i < 0 || JSON.stringify(this.snapshot.groups[i]) === JSON.stringify(now)) return false;
+    this.snapshot.groups[i] = now;
+    return true;
   }
 
   async setNodeState(node: string, state: 'removed'): Promise<void> {
@@ -491,6 +506,31 @@ test('a view that hears of changes late: no change is made twice, no voter lost'
   assert.equal(c.count('n3'), 0);
   assert.deepEqual(c.states, [['n3', 'removed']]);
   for (const g of c.groups.values()) assert.equal(g.voters.length, 3);
+});
+
+test('a view that missed a change for good: the failed move reads the group again, and the decommission ends', async () => {
+  const c = new FakeCluster(['n1', 'n2', 'n3', 'n4']);
+  c.nodes.get('n1')!.state = 'decommissioning';
+  c.groups.set(5, { voters: ['n1', 'n2', 'n3'], learners: [] });
+  c.groups.set(6, { voters: ['n2', 'n3', 'n4'], learners: [] });
+  c.lagging = true;
+  c.sync();
+  // Another mover already moved group 5 off n1 to n4; the notice of it never reached this view.
+  c.groups.get(5)!.voters = ['n2', 'n3', 'n4'];
+  const m = mover(c);
+  assert.deepEqual(
+    m.plan().moves.map((x) => [x.group, x.from, x.to]),
+    [[5, 'n1', 'n4']],
+    'planned from the stale view',
+  );
+  const rounds = await drive(m, c, 20);
+  assert.ok(rounds <= 3, `ended in ${rounds} rounds`);
+  // The group's leader refused the learner (n4 is a voter already) once; then the view was right.
+  assert.deepEqual(c.violations, ['group 5: n4 already a voter']);
+  assert.deepEqual(c.refreshes, [5]);
+  assert.equal(m.status().counters.decommission.failed, 1);
+  assert.deepEqual(c.states, [['n1', 'removed']]);
+  assert.deepEqual(c.groups.get(5), { voters: ['n2', 'n3', 'n4'], learners: [] });
 });
 
 test('configuration is checked', () => {
