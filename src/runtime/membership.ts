@@ -271,6 +271,33 @@ export class Membership {
     return this.members.get(group)?.join(',') !== before;
   }
 
+  /** The groups whose replicas include this node: its own replicas report every change of
+   *  theirs, so here the map is as new as they are. */
+  hosted(): number[] {
+    const out: number[] = [];
+    for (const [g, m] of this.members) if (m.includes(this.host.id)) out.push(g);
+    return out;
+  }
+
+  /** The groups that still have a replica on `node`, by `node`'s own word: each group it says it
+   *  holds that this map does not put on it is read again (refresh) first. The replica mover asks
+   *  before it marks a decommissioned node removed: had this map missed a replica added to the
+   *  node (a lost notice), the node would be removed while a group still counted it a voter, and
+   *  nothing would ever repair that group. [] when `node` cannot be asked (a dead node is
+   *  removed on this map's word). */
+  async stillOn(node: NodeId, timeoutMs: number): Promise<number[]> {
+    if (node === this.host.id || !this.host.isConnected(node)) return [];
+    const said = await this.host.forward(node, 'hosted', { group: 0 }, timeoutMs);
+    if (!Array.isArray(said)) return [];
+    const out: number[] = [];
+    for (const g of said) {
+      if (!Number.isInteger(g) || !this.members.has(g)) continue;
+      if (!this.members.get(g)!.includes(node)) await this.refresh(g, timeoutMs);
+      if (this.members.get(g)?.includes(node)) out.push(g);
+    }
+    return out;
+  }
+
   private isNode(id: NodeId): boolean {
     return id === this.host.id || this.host.peers.includes(id);
   }

@@ -25,7 +25,10 @@
 //    minute). Any other such learner is removed after min(moveTimeoutMs, 60 s) seen so.
 //  - a failed move reads its group's configuration again (MoverHost.refreshGroup) before the
 //    group is planned again: the view may have missed a change for good (a lost notice), and
-//    the same move, planned from it, would fail every round.
+//    the same move, planned from it, would fail every round;
+//  - before a decommissioning node is marked removed it is asked which groups it holds: one
+//    the view missed (a replica added to it by another mover, its notice lost) is read again
+//    and moved first, else that group would keep counting a removed node as a voter.
 // A decommissioning node that holds nothing and takes part in no move is then marked 'removed'.
 import type { Logger } from 'pino';
 import {
@@ -56,6 +59,9 @@ export interface MoverHost {
   /** Read the group's configuration again from its replicas into view() (a failed move may come
    *  from a view that missed a change); resolves with whether the view changed. */
   refreshGroup(group: number): Promise<boolean>;
+  /** The groups that still have a replica on `node`, by its own word, each one's configuration
+   *  read again into view() (see Membership.stillOn); [] when `node` cannot be asked. */
+  stillOn(node: NodeId): Promise<number[]>;
   /** Record a node's lifecycle state in the metadata group (used to mark a drained-out
    *  decommissioning node 'removed'). */
   setNodeState(node: NodeId, state: 'removed'): Promise<void>;
@@ -649,6 +655,15 @@ export class ReplicaMover {
     );
   }
 
+  /** Marks `id` removed unless it says it still holds replicas the view missed (resolves with
+   *  those groups, now in the view, so the next rounds move them). */
+  private async markRemoved(id: NodeId): Promise<number[]> {
+    const held = await this.host.stillOn(id);
+    if (held.length > 0) return held;
+    await this.host.setNodeState(id, 'removed');
+    return [];
+  }
+
   /** Marks 'removed' each decommissioning node that holds nothing and takes part in no move. */
   private finishDecommissions(): void {
     if (this.stopped) return;
@@ -662,14 +677,15 @@ export class ReplicaMover {
     for (const n of v.nodes) {
       const id = n.id;
       if (n.state !== 'decommissioning' || busy.has(id) || this.marked.has(id) || this.marking.has(id)) continue;
-      let set: Promise<void>;
-      try {
-        set = this.host.setNodeState(id, 'removed');
-      } catch (err) {
-        set = Promise.reject(err);
-      }
-      const p = set.then(
-        () => {
+      const p = this.markRemoved(id).then(
+        (held) => {
+          if (held.length > 0) {
+            this.host.log.warn(
+              { node: id, groups: held.slice(0, 16) },
+              'decommissioned node still holds replicas the view missed: moving them first',
+            );
+            return;
+          }
           this.marked.add(id);
           this.host.log.info({ node: id }, 'decommissioned node emptied: marked removed');
         },

@@ -423,6 +423,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         promote: (g, n, ms, signal) => this.membership.promote(g, n, ms, signal),
         removeMember: (g, n, ms, signal) => this.membership.removeMember(g, n, ms, signal),
         refreshGroup: (g) => this.membership.refresh(g, this.attemptMs),
+        stillOn: (n) => this.membership.stillOn(n, this.attemptMs),
         setNodeState: async (n, state) => {
           await this.roster.setState(n, state);
         },

@@ -69,6 +69,9 @@ export type Requests = {
   /** This node's replica's configuration of the group (a GroupConf; an error where it holds
    *  none), for a node whose map missed a change of it. */
   conf: { group: number };
+  /** The groups whose replicas this node's map puts on this node (`group` is always 0), for the
+   *  mover before it marks a decommissioned node removed. Answers the group ids. */
+  hosted: { group: number };
   /** Every group's replicas as this node knows them, for a node that just joined (`group` is
    *  always 0: the directory belongs to the metadata group). Answers [group, replicas][]. */
   dir: { group: number };
@@ -144,6 +147,7 @@ const REQUESTS: { [K in RequestKind]: (p: Raw) => Served<K> | undefined } = {
   gjoin: groupOnly,
   gdrop: groupOnly,
   conf: groupOnly,
+  hosted: groupOnly,
   gcreate: (p) =>
     isGroup(p.group) && Array.isArray(p.replicas) && p.replicas.every(isString)
       ? { group: p.group, replicas: p.replicas }
@@ -263,7 +267,7 @@ export interface PeerProtocolHost {
     Leadership,
     'notePlanned' | 'handOver' | 'notePeerTiming' | 'noteRtt' | 'noteView' | 'notePeerDraining'
   >;
-  readonly membership: Pick<Membership, 'onConf' | 'applyCreate' | 'applyRemove' | 'entries'>;
+  readonly membership: Pick<Membership, 'onConf' | 'applyCreate' | 'applyRemove' | 'entries' | 'hosted'>;
   /** A peer says the cluster record changed. */
   onMeta(from: NodeId, version: number): void;
 }
@@ -303,6 +307,7 @@ export class PeerProtocol {
       gcreate: (_from, m) => h.membership.applyCreate(m.group, m.replicas).then(() => null),
       gremove: (_from, m) => h.membership.applyRemove(m.group).then(() => null),
       dir: async () => [...h.membership.entries()],
+      hosted: async () => h.membership.hosted(),
     };
     this.notices = {
       hello: (from, m) => {

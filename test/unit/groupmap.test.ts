@@ -213,3 +213,45 @@ test("a membership change takes the leader's answer into the map at once, withou
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('before a node is removed it is asked what it holds; a group the map missed is read again and counted', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    const asked: string[] = [];
+    const m = new Membership(
+      host(dir, [], {
+        isConnected: (p) => p !== 'n4',
+        shard: async () => {
+          throw new RuntimeError('InvalidArgument', 'no replica here');
+        },
+        forward: async (target, kind, payload) => {
+          const g = (payload as { group: number }).group;
+          asked.push(`${kind}:${target}:${g}`);
+          if (kind === 'hosted') return [7, 8, 9, 'x'];
+          // Group 7 has n3 (this map missed it); group 8 dropped n3 (n3's copy is left over and
+          // reports its old configuration); group 9 is unknown here.
+          if (g === 7) return { voters: ['n1', 'n2', 'n3'], learners: [], index: 30 };
+          return target === 'n3'
+            ? { voters: ['n1', 'n2', 'n3'], learners: [], index: 5 }
+            : { voters: ['n1', 'n2', 'n4'], learners: [], index: 12 };
+        },
+      }),
+      new Map([
+        [7, ['n1', 'n2', 'n4']],
+        [8, ['n1', 'n2', 'n4']],
+      ]),
+    );
+    assert.deepEqual(await m.stillOn('n3', 1000), [7]);
+    assert.deepEqual(m.replicasOf(7), ['n1', 'n2', 'n3']);
+    assert.deepEqual(m.replicasOf(8), ['n1', 'n2', 'n4']);
+    assert.equal(asked[0], 'hosted:n3:0');
+    // A node that cannot be asked is taken at the map's word.
+    asked.length = 0;
+    assert.deepEqual(await m.stillOn('n4', 1000), []);
+    assert.deepEqual(asked, []);
+    // What this node hosts, by its map.
+    assert.deepEqual(m.hosted(), [7, 8]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

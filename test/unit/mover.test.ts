@@ -161,6 +161,22 @@ class FakeCluster implements MoverHost {
     return true;
   }
 
+  /** Nodes asked what they hold, in order. */
+  readonly asked: string[] = [];
+
+  async stillOn(node: string): Promise<number[]> {
+    this.asked.push(node);
+    this.pendingStates++;
+    try {
+      await new Promise((r) => setImmediate(r));
+      const held = [...this.groups].filter(([, g]) => g.voters.includes(node) || g.learners.includes(node));
+      for (const [id] of held) await this.refreshGroup(id);
+      return held.map(([id]) => id);
+    } finally {
+      this.pendingStates--;
+    }
+  }
+
   async setNodeState(node: string, state: 'removed'): Promise<void> {
     this.states.push([node, state]);
     this.pendingStates++;
@@ -531,6 +547,34 @@ test('a view that missed a change for good: the failed move reads the group agai
   assert.equal(m.status().counters.decommission.failed, 1);
   assert.deepEqual(c.states, [['n1', 'removed']]);
   assert.deepEqual(c.groups.get(5), { voters: ['n2', 'n3', 'n4'], learners: [] });
+});
+
+test('a view that missed a replica added to a decommissioning node: asked before removal, the node is emptied first', async () => {
+  const c = new FakeCluster(['n1', 'n2', 'n3', 'n4']);
+  c.nodes.get('n1')!.state = 'decommissioning';
+  c.groups.set(5, { voters: ['n2', 'n3', 'n4'], learners: [] });
+  c.lagging = true;
+  c.sync();
+  // An earlier mover moved group 5's replica from n4 to n1 before the decommission began; this
+  // view never heard of it.
+  c.groups.get(5)!.voters = ['n1', 'n2', 'n3'];
+  const m = mover(c);
+  // The view shows n1 empty: before marking it removed the mover asks n1, and learns of group 5.
+  await drive(m, c, 20);
+  assert.deepEqual(c.asked, ['n1']);
+  assert.deepEqual(c.refreshes, [5]);
+  assert.deepEqual(c.states, []);
+  assert.deepEqual(
+    m.plan().moves.map((x) => [x.group, x.from, x.to]),
+    [[5, 'n1', 'n4']],
+  );
+  await drive(m, c, 20);
+  c.sync(); // the move's own change reaches the view
+  await drive(m, c, 20);
+  assert.deepEqual(c.violations, []);
+  assert.equal(c.count('n1'), 0, 'n1 emptied before it is removed');
+  assert.deepEqual(c.states, [['n1', 'removed']]);
+  assert.equal(c.groups.get(5)!.voters.length, 3);
 });
 
 test('configuration is checked', () => {

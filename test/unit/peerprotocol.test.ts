@@ -57,6 +57,7 @@ function fixture(over: Partial<PeerProtocolHost> = {}) {
       applyCreate: async () => undefined,
       applyRemove: async () => undefined,
       entries: () => new Map<number, string[]>([[1, ['a', 'b']]]).entries(),
+      hosted: () => [1],
     },
     onMeta: note('onMeta'),
     ...over,
