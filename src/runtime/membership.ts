@@ -17,6 +17,11 @@ import { notAMember } from '../raft/index.js';
 import { isObject } from '../guards.js';
 import type { GroupCall, GroupConf, MemberChange } from './protocol.js';
 
+/** How often a group is read again because of leader hints (refreshHinted), at most. */
+const HINT_REFRESH_MS = 1_000;
+/** Groups whose last such read is remembered; beyond, the memory starts again. */
+const MAX_HINTED = 4_096;
+
 /** Dynamic groups (created or removed at run time), persisted beside the shards. */
 interface GroupsFile {
   created: Record<string, NodeId[]>;
@@ -58,6 +63,8 @@ export class Membership {
   private readonly learners = new Map<number, NodeId[]>();
   private changes = 0;
   private readonly file: GroupsFile;
+  /** When each group was last read again because a replica named a leader the map lacks. */
+  private readonly hinted = new Map<number, number>();
 
   /** `bootstrap`: the placement of the groups the cluster started with. */
   constructor(
@@ -269,6 +276,22 @@ export class Membership {
     const before = this.members.get(group)?.join(',');
     this.onConf(group, [...best.voters], [...best.learners], false, best.index);
     return this.members.get(group)?.join(',') !== before;
+  }
+
+  /** A replica of `group` named as its leader a node the map does not have among the group's
+   *  replicas: the map missed a change (a lost notice). Requests follow a leader hint only to a
+   *  replica in the map, so until the map is right a request would go round the replicas it
+   *  lists until its deadline. Reads the group again in the background, at most once per
+   *  HINT_REFRESH_MS per group; the next attempt routes by the new map. */
+  refreshHinted(group: number, timeoutMs: number, nowMs = Date.now()): boolean {
+    if (!this.members.has(group) || nowMs - (this.hinted.get(group) ?? -Infinity) < HINT_REFRESH_MS) return false;
+    if (this.hinted.size >= MAX_HINTED) this.hinted.clear();
+    this.hinted.set(group, nowMs);
+    this.refresh(group, timeoutMs).then(
+      (changed) => changed && this.host.log.info({ group }, 'group map was behind a leader hint: read again'),
+      (err: unknown) => this.host.log.debug({ group, err }, 'could not read the group configuration again'),
+    );
+    return true;
   }
 
   /** The groups whose replicas include this node: its own replicas report every change of

@@ -1247,6 +1247,7 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         if (!err.retryable || deadline - Date.now() < 10) throw err;
         this.stats.retries++;
         hint = err.leader && replicas.includes(err.leader) ? err.leader : '';
+        if (err.leader && !hint && err.leader !== this.id) this.membership.refreshHinted(group, this.attemptMs);
         if (hint) this.leaders.set(group, hint);
         else if (this.leaders.get(group) === target) this.leaders.delete(group);
         // A hint to another node is followed at once; otherwise wait a little (election, restart).

@@ -255,3 +255,31 @@ test('before a node is removed it is asked what it holds; a group the map missed
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a leader hint outside the map reads the group again, at most once a second per group', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    const asked: string[] = [];
+    const m = new Membership(
+      host(dir, [], {
+        shard: async () => {
+          throw new RuntimeError('InvalidArgument', 'no replica here');
+        },
+        forward: async (target) => {
+          asked.push(target);
+          return { voters: ['n2', 'n3', 'n4'], learners: [], index: 40 };
+        },
+      }),
+      new Map([[7, ['n1', 'n2', 'n3']]]),
+    );
+    assert.equal(m.refreshHinted(7, 1000, 10_000), true);
+    assert.equal(m.refreshHinted(7, 1000, 10_999), false, 'within a second: not again');
+    assert.equal(m.refreshHinted(8, 1000, 10_999), false, 'an unknown group: nothing to read');
+    for (let i = 0; i < 5 && m.replicasOf(7).join() !== 'n2,n3,n4'; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(m.replicasOf(7), ['n2', 'n3', 'n4']);
+    assert.deepEqual(asked, ['n2', 'n3', 'n4']);
+    assert.equal(m.refreshHinted(7, 1000, 11_000), true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
