@@ -13,7 +13,8 @@
 //  2. decommission: every replica on a `decommissioning` node moves to an active, up node;
 //     group 0's last, once nothing else is left there.
 //  3. zone: a group with two replicas in one zone while a zone it lacks has a node that could
-//     take one moves one there.
+//     take one moves one there. Not a group with a replica on a decommissioning node: that
+//     replica's move goes to a zone the group lacks first, and often fixes the zones too.
 //  4. balance: replica counts per active, up node into the band around the fair share.
 // 3 and 4 wait while any node is down (but not yet past the delay) or any group needs repair:
 // moving replicas around a hole would be undone when the node comes back or the repair lands.
@@ -387,10 +388,12 @@ export function planReplicas(input: PlacementInput): ReplicaPlan {
   // 3. Zone spread.
   const spread = (rs: readonly NodeId[]) => new Set(rs.map(zoneOf)).size;
   if (hasZones) {
+    const leaving = new Set(cen.decommissioning);
     for (const g of groups) {
       if (capped) break;
       if (touched.has(g.id) || busy.has(g.id)) continue;
       const rs = reps.get(g.id)!;
+      if (rs.some((r) => leaving.has(r))) continue;
       const zones = new Map<string, NodeId[]>();
       for (const r of rs) zones.set(zoneOf(r), [...(zones.get(zoneOf(r)) ?? []), r]);
       if (zones.size === rs.length) continue;

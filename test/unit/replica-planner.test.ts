@@ -429,6 +429,38 @@ test('a zone move spreads a group, and its reason says why', () => {
   assert.match(plan.moves[0].reason, /group 1 has 2 replicas in zone z0 while zone z1 has none/);
 });
 
+test('a group on a decommissioning node gets no zone move: its decommission move spreads it', () => {
+  const zone = (id: string, z: string, state: PlacementNode['state'] = 'active'): PlacementNode => ({
+    id,
+    state,
+    up: true,
+    labels: { zone: z },
+  });
+  const nodes = [zone('n1', 'z0'), zone('n2', 'z1'), zone('n3', 'z2'), zone('n4', 'z0', 'decommissioning')];
+  // Group 2 has two replicas in z0, one on the decommissioning n4, which moves one group at a time.
+  const groups = [
+    { id: 1, voters: ['n1', 'n2', 'n4'], learners: [] },
+    { id: 2, voters: ['n1', 'n3', 'n4'], learners: [] },
+    { id: 3, voters: ['n1', 'n2', 'n3'], learners: [] },
+  ];
+  const input: PlacementInput = { nodes, groups, replication: 3, nowMs: 0, config: { maxMovesPerNode: 1 } };
+  assert.deepEqual(
+    planReplicas(input).moves.map((m) => [m.group, m.kind, m.from, m.to]),
+    [[1, 'decommission', 'n4', 'n3']],
+    'group 2 waits for its decommission move (to z1) instead of a zone move first',
+  );
+  const res = converge(input, 20);
+  assert.equal(res.moves, 2, 'one move per replica on n4, the minimum');
+  assert.deepEqual(
+    res.groups.map((g) => [...g.voters].sort()),
+    [
+      ['n1', 'n2', 'n3'],
+      ['n1', 'n2', 'n3'],
+      ['n1', 'n2', 'n3'],
+    ],
+  );
+});
+
 test('a group replicated more widely than there are active nodes is not under-replicated', () => {
   const nodes = upNodes(3, 0);
   const groups = [{ id: 0, voters: ids(3), learners: [], replication: 5 }, ...roundRobin(ids(2), 30, 2).slice(1)];
