@@ -69,8 +69,8 @@ export type Requests = {
   /** This node's replica's configuration of the group (a GroupConf; an error where it holds
    *  none), for a node whose map missed a change of it. */
   conf: { group: number };
-  /** The groups whose replicas this node's map puts on this node (`group` is always 0), for the
-   *  mover before it marks a decommissioned node removed. Answers the group ids. */
+  /** The groups this node's shards hold a replica of (`group` is always 0), for the mover
+   *  before it marks a decommissioned node removed. Answers the group ids. */
   hosted: { group: number };
   /** Every group's replicas as this node knows them, for a node that just joined (`group` is
    *  always 0: the directory belongs to the metadata group). Answers [group, replicas][]. */
@@ -267,7 +267,9 @@ export interface PeerProtocolHost {
     Leadership,
     'notePlanned' | 'handOver' | 'notePeerTiming' | 'noteRtt' | 'noteView' | 'notePeerDraining'
   >;
-  readonly membership: Pick<Membership, 'onConf' | 'applyCreate' | 'applyRemove' | 'entries' | 'hosted'>;
+  readonly membership: Pick<Membership, 'onConf' | 'applyCreate' | 'applyRemove' | 'entries'>;
+  /** The groups this node's shards hold a replica of (their own word, not the map's). */
+  hosted(): Promise<number[]>;
   /** A peer says the cluster record changed. */
   onMeta(from: NodeId, version: number): void;
 }
@@ -307,7 +309,7 @@ export class PeerProtocol {
       gcreate: (_from, m) => h.membership.applyCreate(m.group, m.replicas).then(() => null),
       gremove: (_from, m) => h.membership.applyRemove(m.group).then(() => null),
       dir: async () => [...h.membership.entries()],
-      hosted: async () => h.membership.hosted(),
+      hosted: () => h.hosted(),
     };
     this.notices = {
       hello: (from, m) => {

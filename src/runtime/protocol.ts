@@ -98,6 +98,8 @@ export interface ShardCalls {
   member: { request: { group: number; change: MemberChange; node: NodeId; timeoutMs: number }; reply: GroupConf };
   /** This replica's configuration of the group, as applied so far. */
   conf: { request: { group: number }; reply: GroupConf };
+  /** The groups this shard holds a replica of. */
+  hosted: { request: NoFields; reply: number[] };
   /** Delete this replica of a group (a no-op when there is none). */
   remove: { request: { group: number }; reply: null };
   /** Stop the shard (store closed) before its thread ends. */

@@ -272,6 +272,7 @@ function handlers(host: ShardHost): CallHandlers {
     },
     member: (r) => shard.changeMembership(r.group, { type: r.change, node: r.node }, r.timeoutMs),
     conf: async (r) => shard.configuration(r.group),
+    hosted: async () => shard.groupIds(),
     remove: async (r) => {
       if (shard.has(r.group)) shard.removeGroup(r.group);
       return null;

@@ -5,7 +5,7 @@
 // missed a change reads the group again from the nodes, and a change's answer updates it at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -56,6 +56,7 @@ test('an older configuration reported late does not replace a newer one, across 
     m.onConf(7, ['n1', 'n2', 'n3'], [], false, 0);
     assert.deepEqual(m.replicasOf(7), ['n1', 'n2', 'n3']);
     m.onConf(7, ['n1', 'n2', 'n4'], [], false, 12);
+    m.flush(); // the node stops
     // After a restart the index is still known: the stale report is still ignored.
     const again = new Membership(host(dir, sent), boot());
     assert.deepEqual(again.replicasOf(7), ['n1', 'n2', 'n4']);
@@ -249,8 +250,6 @@ test('before a node is removed it is asked what it holds; a group the map missed
     asked.length = 0;
     assert.deepEqual(await m.stillOn('n4', 1000), []);
     assert.deepEqual(asked, []);
-    // What this node hosts, by its map.
-    assert.deepEqual(m.hosted(), [7, 8]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -279,6 +278,31 @@ test('a leader hint outside the map reads the group again, at most once a second
     assert.deepEqual(m.replicasOf(7), ['n2', 'n3', 'n4']);
     assert.deepEqual(asked, ['n2', 'n3', 'n4']);
     assert.equal(m.refreshHinted(7, 1000, 11_000), true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('configuration changes are written to groups.json together, within the delay; creations at once', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-groupmap-'));
+  try {
+    const file = join(dir, 'groups.json');
+    const read = () => (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null);
+    const m = new Membership(
+      host(dir, [], { saveDelayMs: 30, shard: async () => null as never }),
+      new Map([[7, ['n1', 'n2', 'n3']]]),
+    );
+    const v0 = m.version;
+    m.onConf(7, ['n1', 'n2', 'n3'], ['n4'], false, 10);
+    m.onConf(7, ['n1', 'n2', 'n3', 'n4'], [], false, 11);
+    assert.ok(m.version > v0, 'the mover sees the change at once');
+    assert.equal(read(), null, 'not written yet');
+    await new Promise((r) => setTimeout(r, 80));
+    assert.deepEqual(read().created['7'], ['n1', 'n2', 'n3', 'n4']);
+    assert.equal(read().confIndex['7'], 11);
+    // A group created at run time is written before the call returns (the node acknowledges it).
+    await m.applyCreate(9, ['n2', 'n3', 'n4']);
+    assert.deepEqual(read().created['9'], ['n2', 'n3', 'n4']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

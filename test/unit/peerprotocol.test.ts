@@ -57,8 +57,8 @@ function fixture(over: Partial<PeerProtocolHost> = {}) {
       applyCreate: async () => undefined,
       applyRemove: async () => undefined,
       entries: () => new Map<number, string[]>([[1, ['a', 'b']]]).entries(),
-      hosted: () => [1],
     },
+    hosted: async () => [1],
     onMeta: note('onMeta'),
     ...over,
   };
