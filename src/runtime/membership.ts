@@ -371,7 +371,7 @@ export class Membership {
 
   /** A configuration change is written within SAVE_DELAY_MS, with every other change by then.
    *  The file holds every group, and each move makes three configuration changes, each reported
-   *  by every replica to every node: written at each one, with 1,000 groups, that was 12% of a
+   *  by every replica to every node: written at each one, with 1,000 groups, that was 11% of a
    *  core of the main thread while replicas moved. A kill in between loses what a lost notice
    *  loses (the map is a routing hint behind the groups' own logs; refresh repairs it), while
    *  group creation and removal, which the node acknowledges, are written at once (save). */
