@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 
-test('flotilla demo --no-tui walks the whole story with zero failed writes and exits 0', async () => {
+test('flotilla demo --no-tui walks the whole story with zero failed writes and exits 0', async (t) => {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--no-tui', '--groups', '90', '--duration', '20', '--clients', '8'],
@@ -36,4 +36,7 @@ test('flotilla demo --no-tui walks the whole story with zero failed writes and e
   assert.ok(m, `summary line present:\n${out.slice(-2000)}`);
   assert.ok(Number(m[1]) > 100, `real load: ${m[1]} writes`);
   assert.equal(Number(m[2]), 0, 'no failed write');
+  // When each step was reached: the test's time varies between runs (23-42 s), and this says where.
+  const steps = out.split('\n').filter((l) => /^\[\s*\d+s\]/.test(l));
+  t.diagnostic(steps.map((l) => l.slice(0, 90)).join(' | '));
 });
