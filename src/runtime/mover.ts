@@ -527,26 +527,42 @@ export class ReplicaMover {
     this.counters[kind].started++;
     this.host.log.info({ group, kind, from, to, reason }, 'replica move started');
     f.done = (to === null ? this.runTrim(f) : this.runMove(f, to))
-      .then(() => (f.failed && !f.ctl.signal.aborted ? this.refresh(f) : undefined))
+      .then(() => (f.failed && !f.ctl.signal.aborted ? this.refreshQuietly(group) : undefined))
       .finally(() => {
         this.flights.delete(group);
         this.finishDecommissions();
       });
   }
 
-  /** After a failed move, while the group is still busy: the view may have missed a change (a
-   *  replica that moved already, a removal that was done), and planned from it the same move
-   *  would fail every round. */
-  private async refresh(f: Flight): Promise<void> {
+  /** Reads the group's configuration again from the nodes. After a failed move it runs while
+   *  the group is still busy: the view may have missed a change (a replica that moved already,
+   *  a removal that was done), and planned from it the same move would fail every round. */
+  private async refreshQuietly(group: number): Promise<void> {
     try {
-      if (await this.host.refreshGroup(f.group))
-        this.host.log.info(
-          { group: f.group },
-          'replicas of a group read again after a failed move: the view was behind',
-        );
+      if (await this.host.refreshGroup(group))
+        this.host.log.info({ group }, 'replicas of a group read again after a failed step: the view was behind');
     } catch (err) {
-      this.host.log.debug({ group: f.group, err }, 'could not read the group configuration again');
+      this.host.log.debug({ group, err }, 'could not read the group configuration again');
     }
+  }
+
+  /** The next time a plan must run although nothing it reads has changed: a learner nobody
+   *  moves coming due for adoption or removal, or a change that stops holding its group
+   *  (Infinity: none). The node plans again only when the view changes or this comes due;
+   *  without it, an orphan learner first seen by a round that found nothing else to do waited
+   *  out the node's idle minute before its adoption (a decommission then missed its deadline). */
+  nextDueMs(now: number): number {
+    let due = Number.POSITIVE_INFINITY;
+    const at = (t: number) => {
+      if (t > now && t < due) due = t;
+    };
+    const adopt = Math.min(ADOPT_AFTER_MS, this.orphanMs());
+    for (const since of this.orphanSince.values()) {
+      at(since + adopt);
+      at(since + this.orphanMs());
+    }
+    for (const s of this.settling.values()) at(s.untilMs);
+    return due;
   }
 
   private async runMove(f: Flight, to: NodeId): Promise<void> {
@@ -559,7 +575,10 @@ export class ReplicaMover {
       f.step = 'promote';
       await this.host.promote(group, to, t, sig);
     } catch (err) {
-      // A promotion that applied although its answer was lost: carry on with the removal.
+      // A promotion that applied although its answer was lost, or refused as done already (the
+      // view showed a learner the group had promoted): carry on with the removal. The nodes
+      // say which, not the view, which may have missed it.
+      if (!sig.aborted && f.step === 'promote') await this.refreshQuietly(group);
       if (sig.aborted || f.step !== 'promote' || !this.isVoter(group, to)) {
         this.fail(f, err);
         if (sig.aborted)
@@ -604,10 +623,12 @@ export class ReplicaMover {
     this.complete(f, { leaving: node, joining: null });
   }
 
-  /** Undoes a move that failed before its promotion: the learner goes (if the view has it). */
+  /** Undoes a move that failed before its promotion: the learner goes (if the view has it as
+   *  one). Never a voter: a rollback that removed one, shown as a learner by a view that missed
+   *  its promotion, took a healthy group down to two voters. */
   private async rollback(f: Flight, to: NodeId): Promise<void> {
     const g = this.host.view().groups.find((x) => x.id === f.group);
-    if (g === undefined || !(g.voters.includes(to) || g.learners.includes(to))) return;
+    if (g === undefined || !g.learners.includes(to)) return;
     try {
       await this.host.removeMember(f.group, to, this.cfg.moveTimeoutMs, f.ctl.signal);
     } catch (err) {

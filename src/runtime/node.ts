@@ -855,7 +855,10 @@ export class FlotillaNode extends EventEmitter<NodeEvents> {
         this.moverIdle = null;
         return Math.max(MOVER_BUSY_MS, 5 * cost);
       }
-      this.moverIdle = { key, until: Math.min(now + MOVER_IDLE_MAX_MS, this.repairDue(now)) };
+      this.moverIdle = {
+        key,
+        until: Math.min(now + MOVER_IDLE_MAX_MS, this.repairDue(now), this.mover.nextDueMs(now)),
+      };
       return META_SYNC_MS;
     } catch (e) {
       this.log.warn({ err: e }, 'replica mover round failed');

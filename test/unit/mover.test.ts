@@ -577,6 +577,36 @@ test('a view that missed a replica added to a decommissioning node: asked before
   assert.equal(c.groups.get(5)!.voters.length, 3);
 });
 
+test('an adopted learner the view shows but the group promoted already: the move goes on, no voter is rolled back', async () => {
+  const c = new FakeCluster(['n1', 'n2', 'n3', 'n4']);
+  c.nodes.get('n2')!.state = 'decommissioning';
+  c.groups.set(5, { voters: ['n1', 'n2', 'n3'], learners: ['n4'] });
+  c.lagging = true;
+  c.sync();
+  // An earlier mover promoted n4 and died before removing n2; this view never heard of the promotion.
+  c.groups.set(5, { voters: ['n1', 'n2', 'n3', 'n4'], learners: [] });
+  const m = mover(c);
+  m.round();
+  await idle(m, c);
+  assert.equal(c.calls.length, 0, 'the learner may be a live move of another mover: left alone at first');
+  // The next round is due when the learner may be adopted, though nothing else changed.
+  assert.equal(m.nextDueMs(c.now), c.now + 3_000);
+  c.now += 3_000;
+  m.round();
+  await idle(m, c);
+  assert.deepEqual(
+    c.calls.map((x) => [x.op, x.group, x.node]),
+    [
+      ['promote', 5, 'n4'],
+      ['removeMember', 5, 'n2'],
+    ],
+    'the refused promotion is read again and found done; n4 is never removed',
+  );
+  assert.deepEqual(c.violations, ['group 5: promote of n4, not a learner']);
+  assert.deepEqual(c.groups.get(5), { voters: ['n1', 'n3', 'n4'], learners: [] });
+  assert.equal(m.status().counters.decommission.completed, 1);
+});
+
 test('configuration is checked', () => {
   const c = new FakeCluster(['n1']);
   assert.throws(() => mover(c, { moveTimeoutMs: 0 }), /replicas\.moveTimeoutMs/);
