@@ -8,7 +8,9 @@
 //    shown in the view yet, is passed to the planner as busy (`leaving` set), so it is neither
 //    moved again nor counted twice;
 //  - a move failing before promotion is undone (the learner removed) before the group is touched
-//    again; if that removal fails too, the learner is removed in a later round;
+//    again; if that removal fails too, the learner is removed in a later round. A failed
+//    promotion is first checked against the nodes (it may have applied), and only a learner is
+//    ever removed by a rollback;
 //  - a move failing at the removal of its source (after promotion) retries it a few times, then
 //    leaves the group with a voter too many. The planner never removes a replica (it only moves
 //    them), so the mover does: a group with more voters than its replication (capped at the
