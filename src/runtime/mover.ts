@@ -529,7 +529,8 @@ export class ReplicaMover {
     this.counters[kind].started++;
     this.host.log.info({ group, kind, from, to, reason }, 'replica move started');
     f.done = (to === null ? this.runTrim(f) : this.runMove(f, to))
-      .then(() => (f.failed && !f.ctl.signal.aborted ? this.refreshQuietly(group) : undefined))
+      // A failed promotion has read the group already (runMove), before its rollback.
+      .then(() => (f.failed && f.step !== 'promote' && !f.ctl.signal.aborted ? this.refreshQuietly(group) : undefined))
       .finally(() => {
         this.flights.delete(group);
         this.finishDecommissions();
